@@ -1,0 +1,43 @@
+/* cluster/sm.h — the state-machine interface between cluster/ and whatever it replicates.
+ * cluster/ knows nothing about files: fs/ implements these three callbacks. A group calls
+ * apply() for each committed command in log order, snapshot() to compact its log, and
+ * restore() to load a snapshot at start-up or after an InstallSnapshot. */
+#ifndef QFS_CLUSTER_SM_H
+#define QFS_CLUSTER_SM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Small result handed from apply() back to the proposer (ids, fencing tokens, revisions). */
+#define SM_RESULT_MAX 64
+typedef struct sm_result {
+    int code;                    /* apply's verdict: 0 or a negative errno chosen by the SM */
+    uint32_t len;                /* bytes used in data */
+    uint8_t data[SM_RESULT_MAX];
+} sm_result_t;
+
+/* Streams a snapshot out or in; implemented by cluster/snapshot.c (lz4 frames + checksum). */
+typedef struct snap_writer snap_writer_t;
+typedef struct snap_reader snap_reader_t;
+
+/* Appends len bytes to the snapshot being written. Returns 0 or -QERR_*. */
+int snap_writer_put(snap_writer_t *w, const void *buf, size_t len);
+/* Reads exactly len bytes; a short snapshot gives -QERR_CORRUPT. Returns 0 or -QERR_*. */
+int snap_reader_get(snap_reader_t *r, void *buf, size_t len);
+
+typedef struct sm_ops {
+    /* Applies one committed command. Called by one thread at a time, in log order, for
+     * every index exactly once per process lifetime (after restore, from the snapshot's
+     * index + 1). cmd is owned by the caller and valid only during the call. Must be
+     * deterministic: the same commands give byte-identical state on every replica. res
+     * may be NULL (replay at start-up, or a follower); otherwise it starts zeroed. */
+    void (*apply)(void *ctx, uint64_t index, const void *cmd, size_t len, sm_result_t *res);
+    /* Writes the whole state. Called between applies (no apply runs concurrently).
+     * Returns 0 or -QERR_*. */
+    int (*snapshot)(void *ctx, snap_writer_t *w);
+    /* Replaces the whole state with a snapshot's. On error the state is left empty-but-valid
+     * and the caller refuses to start. Returns 0 or -QERR_*. */
+    int (*restore)(void *ctx, snap_reader_t *r);
+} sm_ops_t;
+
+#endif

@@ -1,0 +1,1 @@
+# mk/bench.mk — filled in by the bench work.

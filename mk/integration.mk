@@ -1,0 +1,1 @@
+# mk/integration.mk — filled in by the integration work.

@@ -1,0 +1,1 @@
+# mk/raft.mk — filled in by the raft work.

@@ -1,0 +1,1 @@
+# mk/storage.mk — filled in by the storage work.
