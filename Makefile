@@ -22,6 +22,7 @@ LDLIBS  := $(PKG_LIBS) -lpthread -lm
 CLUSTER_SRCS :=
 FS_SRCS      :=
 UNIT_TESTS   :=
+CLUSTER_UNIT_TESTS :=
 TEST_CMDS    :=
 TOOLS        :=
 BENCH_CMDS   :=
@@ -32,8 +33,11 @@ include mk/raft.mk
 include mk/integration.mk
 include mk/bench.mk
 
-LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLUSTER_SRCS) $(FS_SRCS))
-LIB      := $(BUILD)/libquorumfs.a
+# Two libraries so that cluster/ (which knows nothing of files) builds and tests alone.
+CLUSTER_LIB := $(BUILD)/libcluster.a
+FS_LIB      := $(BUILD)/libfs.a
+LIB         := $(FS_LIB) $(CLUSTER_LIB)
+ALL_UNIT    := $(UNIT_TESTS) $(CLUSTER_UNIT_TESTS)
 
 .PHONY: all run test unit bench asan fuzz clean deps
 all: $(BUILD)/quorumfs $(TOOLS)
@@ -45,14 +49,23 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-$(LIB): $(LIB_OBJS)
+$(CLUSTER_LIB): $(patsubst %.c,$(BUILD)/obj/%.o,$(CLUSTER_SRCS))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FS_LIB): $(patsubst %.c,$(BUILD)/obj/%.o,$(FS_SRCS))
 	@rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/quorumfs: $(BUILD)/obj/fs/main.o $(LIB)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB)
+# Unit tests of cluster/ modules link only libcluster; the others link both libraries.
+$(addprefix $(BUILD)/tests/,$(CLUSTER_UNIT_TESTS)): $(BUILD)/tests/%: tests/unit/%.c $(CLUSTER_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(CLUSTER_LIB) $(LDLIBS)
+
+$(addprefix $(BUILD)/tests/,$(UNIT_TESTS)): $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
@@ -62,15 +75,15 @@ run: deps
 	$(BUILD)/quorumfs mount ./mnt --data ./data
 	@echo "quorumfs is mounted at ./mnt (data in ./data). Unmount with: fusermount3 -u ./mnt"
 
-unit: $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
+unit: $(addprefix $(BUILD)/tests/,$(ALL_UNIT))
 
 test: deps
 	@$(MAKE) --no-print-directory all unit
-	@tests/run $(addprefix $(BUILD)/tests/,$(UNIT_TESTS)) $(TEST_CMDS)
+	@tests/run $(addprefix $(BUILD)/tests/,$(ALL_UNIT)) $(TEST_CMDS)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT=-O1 unit
-	@tests/run $(addprefix build-asan/tests/,$(UNIT_TESTS))
+	@tests/run $(addprefix build-asan/tests/,$(ALL_UNIT))
 
 FUZZ_SECONDS ?= 60
 fuzz: deps
