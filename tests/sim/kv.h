@@ -40,7 +40,7 @@ int kv_decode(const uint8_t *buf, size_t len, kv_cmd_t *c);
 
 /* Applies the entry at index (must be kv->applied + 1). data/len is the entry's payload;
  * a payload that is not a command (a no-op or configuration entry) only advances the
- * index and the hash. For a command, *client/*seq/*ok (any may be NULL) say whose it was
+ * index and the hash. For a command, *client, *seq and *ok (any may be NULL) say whose it was
  * and its outcome (1 put done or CAS swapped; 0 CAS failed or a duplicate whose first
  * outcome was a failure); *client is set to -1 for a non-command. Returns 0, or -1 on an
  * index gap (the store is left unchanged). */
