@@ -1,1 +1,13 @@
-# mk/bench.mk — filled in by the bench work.
+# mk/bench.mk — the FUSE mount benchmark (tools/bench): a null FUSE filesystem as the
+# ceiling (nullfs), the load generator (fsbench) and the driver script. Owner: bench.
+# `make all` builds the two programs; `make bench` runs the script (about 10 minutes).
+TOOLS      += $(BUILD)/nullfs $(BUILD)/fsbench
+BENCH_CMDS += "tools/bench --build $(BUILD)"
+
+$(BUILD)/nullfs: tools/nullfs.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
+
+$(BUILD)/fsbench: tools/fsbench.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
