@@ -1,0 +1,67 @@
+/* fs/cmd.h — encoding of the commands fs/ proposes to the replicated log. Every mutation of
+ * the mount becomes one command: a header (format version, opcode, namespace, leader time in
+ * ms) followed by opcode-specific fields. Decoding is bounds-checked: malformed bytes give an
+ * error, never a crash. The format is documented in docs/FORMATS.md ("fs commands"). */
+#ifndef QFS_FS_CMD_H
+#define QFS_FS_CMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CMD_VERSION 1
+
+enum cmd_op {
+    CMD_MKDIR = 1,     /* path */
+    CMD_RMDIR,         /* path */
+    CMD_PUT,           /* path, u8 flags (CMD_PUT_*), bytes value */
+    CMD_UNLINK,        /* path */
+    CMD_RENAME,        /* from, to, u8 flags (CMD_RENAME_NOREPLACE) */
+    CMD_SETXATTR,      /* path, name, bytes value */
+    CMD_REMOVEXATTR,   /* path, name */
+    CMD_EXPIRE,        /* u32 n, n x (path, u64 expires_ms): cache TTL expiry */
+    CMD_TOUCH,         /* u32 n, n x path: cache reads (LRU order, sliding TTL) */
+    CMD_SETMTIME,      /* path: `touch` of a value file (cache: also restarts its TTL) */
+};
+
+#define CMD_PUT_CREATE 1   /* create if missing */
+#define CMD_PUT_EXCL 2     /* fail with EEXIST if present */
+#define CMD_RENAME_NOREPLACE 1
+
+/* A growable output buffer. Ownership: the caller owns buf->p and frees it with free(). */
+typedef struct cmdbuf {
+    uint8_t *p;
+    size_t len, cap;
+    int oom;          /* set when an append failed; the buffer is then unusable */
+} cmdbuf_t;
+
+void cmd_begin(cmdbuf_t *b, uint8_t op, uint8_t ns, uint64_t now_ms);
+void cmd_u8(cmdbuf_t *b, uint8_t v);
+void cmd_u32(cmdbuf_t *b, uint32_t v);
+void cmd_u64(cmdbuf_t *b, uint64_t v);
+/* Length-prefixed (u32) bytes. */
+void cmd_bytes(cmdbuf_t *b, const void *p, size_t len);
+void cmd_str(cmdbuf_t *b, const char *s);
+
+/* A reader over received bytes. Any read past the end sets err and returns zeros. */
+typedef struct cmdrd {
+    const uint8_t *p;
+    size_t len, off;
+    int err;
+} cmdrd_t;
+
+typedef struct cmd_hdr {
+    uint8_t version, op, ns;
+    uint64_t now_ms;
+} cmd_hdr_t;
+
+/* Starts reading cmd; fills *h. Returns 0 or -EINVAL (short or wrong version). */
+int cmd_read_hdr(cmdrd_t *r, const void *cmd, size_t len, cmd_hdr_t *h);
+uint8_t cmd_get_u8(cmdrd_t *r);
+uint32_t cmd_get_u32(cmdrd_t *r);
+uint64_t cmd_get_u64(cmdrd_t *r);
+/* Points *p into the command (no copy) and returns the length; NULL/0 on error. */
+size_t cmd_get_bytes(cmdrd_t *r, const uint8_t **p);
+/* Like cmd_get_bytes but for a path: rejects embedded NULs. Returns length; sets err. */
+size_t cmd_get_path(cmdrd_t *r, const char **p);
+
+#endif

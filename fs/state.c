@@ -1,0 +1,726 @@
+/* fs/state.c — the object tree and the apply/snapshot/restore of the mount's state machine
+ * (see state.h). Namespace-specific effects are delegated to fs/cache.c and fs/config.c. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cluster/err.h"
+#include "fs/cache.h"
+#include "fs/cmd.h"
+#include "fs/config.h"
+#include "fs/names.h"
+#include "fs/state.h"
+
+#define VALUE_MAX (1u << 20)
+#define STATE_SNAP_VERSION 1
+
+const char *const ns_names[NS__COUNT] = {
+    NULL, "cache", "config", "jobs", "locks", "logs", "queues", "search", "services",
+};
+
+blob_t *blob_new(const void *p, size_t len)
+{
+    blob_t *b = malloc(sizeof(*b) + len);
+    if (!b)
+        return NULL;
+    b->refs = 1;
+    b->len = (uint32_t)len;
+    if (len && p)
+        memcpy(b->data, p, len);
+    return b;
+}
+
+blob_t *blob_ref(blob_t *b)
+{
+    if (b)
+        __atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED);
+    return b;
+}
+
+void blob_unref(blob_t *b)
+{
+    if (b && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(b);
+}
+
+static blob_t empty_blob_storage = { .refs = 1u << 30, .len = 0 };
+static blob_t *empty_blob(void) { return blob_ref(&empty_blob_storage); }
+
+obj_t *state_by_id(state_t *st, uint64_t id)
+{
+    obj_t *o;
+    HASH_FIND(hid, st->by_id, &id, sizeof(id), o);
+    return o;
+}
+
+obj_t *state_child(obj_t *dir, const char *name)
+{
+    obj_t *o;
+    HASH_FIND(hh, dir->children, name, strlen(name), o);
+    return o;
+}
+
+obj_t *state_resolve(state_t *st, int ns, const char *path, size_t len)
+{
+    if (ns <= NS_NONE || ns >= NS__COUNT)
+        return NULL;
+    obj_t *o = st->ns_root[ns];
+    size_t i = 0;
+    while (i < len && o) {
+        size_t j = i;
+        while (j < len && path[j] != '/')
+            j++;
+        if (j > i) {
+            obj_t *c;
+            if (o->type != OBJ_DIR)
+                return NULL;
+            HASH_FIND(hh, o->children, path + i, j - i, c);
+            o = c;
+        }
+        i = j + 1;
+    }
+    return o;
+}
+
+int state_path(const obj_t *o, char *buf, size_t size)
+{
+    size_t need = 0;
+    for (const obj_t *p = o; p->parent; p = p->parent)
+        need += strlen(p->name) + 1;
+    if (need == 0) {
+        if (size < 1)
+            return -ENAMETOOLONG;
+        buf[0] = 0;
+        return 0;
+    }
+    need--; /* no leading slash */
+    if (need + 1 > size)
+        return -ENAMETOOLONG;
+    buf[need] = 0;
+    size_t end = need;
+    for (const obj_t *p = o; p->parent; p = p->parent) {
+        size_t n = strlen(p->name);
+        end -= n;
+        memcpy(buf + end, p->name, n);
+        if (end > 0)
+            buf[--end] = '/';
+    }
+    return (int)need;
+}
+
+int state_cache_live(const obj_t *o, uint64_t now_ms)
+{
+    return o->ns != NS_CACHE || o->type != OBJ_FILE || o->u.cache.expires_ms == 0 ||
+           o->u.cache.expires_ms > now_ms;
+}
+
+/* Creates an object under parent (NULL for a namespace root). Returns NULL on OOM. */
+static obj_t *obj_add(state_t *st, obj_t *parent, const char *name, size_t namelen,
+                      uint8_t type, uint8_t ns, uint64_t id)
+{
+    obj_t *o = calloc(1, sizeof(*o) + namelen + 1);
+    if (!o)
+        return NULL;
+    memcpy(o->name, name, namelen);
+    o->id = id;
+    o->type = type;
+    o->ns = ns;
+    o->parent = parent;
+    if (type == OBJ_FILE)
+        o->val = empty_blob();
+    HASH_ADD(hid, st->by_id, id, sizeof(o->id), o);
+    if (parent) {
+        HASH_ADD(hh, parent->children, name[0], namelen, o);
+        parent->nchildren++;
+    }
+    return o;
+}
+
+/* Unlinks o (and everything below it) from the tree and frees it. */
+static void obj_remove(state_t *st, obj_t *o)
+{
+    obj_t *c, *tmp;
+    HASH_ITER(hh, o->children, c, tmp)
+        obj_remove(st, c);
+    if (o->ns == NS_CACHE && o->type == OBJ_FILE)
+        cache_on_remove(st, o);
+    if (o->ns == NS_CONFIG)
+        config_on_free(o);
+    if (o->parent) {
+        HASH_DELETE(hh, o->parent->children, o);
+        o->parent->nchildren--;
+    }
+    HASH_DELETE(hid, st->by_id, o);
+    blob_unref(o->val);
+    free(o);
+}
+
+state_t *state_new(uint64_t cache_max_bytes)
+{
+    state_t *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+    pthread_rwlock_init(&st->lock, NULL);
+    st->cache_max_bytes = cache_max_bytes;
+    st->next_id = STATE_FIRST_ID;
+    st->events = calloc(CONFIG_EVENTS_KEPT, sizeof(cfg_event_t));
+    if (!st->events)
+        goto fail;
+    for (int ns = 1; ns < NS__COUNT; ns++) {
+        st->ns_root[ns] = obj_add(st, NULL, ns_names[ns], strlen(ns_names[ns]), OBJ_DIR,
+                                  (uint8_t)ns, NS_ROOT_ID(ns));
+        if (!st->ns_root[ns])
+            goto fail;
+    }
+    return st;
+fail:
+    state_free(st);
+    return NULL;
+}
+
+static void state_clear(state_t *st)
+{
+    for (int ns = 1; ns < NS__COUNT; ns++) {
+        if (st->ns_root[ns])
+            obj_remove(st, st->ns_root[ns]);
+        st->ns_root[ns] = NULL;
+    }
+    if (st->events) {
+        for (size_t i = 0; i < CONFIG_EVENTS_KEPT; i++) {
+            free(st->events[i].path);
+            st->events[i].path = NULL;
+        }
+    }
+    st->nevents = 0;
+}
+
+void state_free(state_t *st)
+{
+    if (!st)
+        return;
+    state_clear(st);
+    free(st->events);
+    free(st->ttl_heap);
+    pthread_rwlock_destroy(&st->lock);
+    free(st);
+}
+
+/* Splits path into (parent object, last name). Returns 0 or -errno. */
+static int split_parent(state_t *st, int ns, const char *path, size_t len, obj_t **parent,
+                        const char **name, size_t *namelen)
+{
+    if (len == 0)
+        return -EPERM; /* the namespace root itself */
+    size_t k = len;
+    while (k > 0 && path[k - 1] != '/')
+        k--;
+    obj_t *p = state_resolve(st, ns, path, k ? k - 1 : 0);
+    if (!p)
+        return -ENOENT;
+    if (p->type != OBJ_DIR)
+        return -ENOTDIR;
+    *parent = p;
+    *name = path + k;
+    *namelen = len - k;
+    return names_check(*name, *namelen, ns == NS_CONFIG);
+}
+
+static int ns_takes_objects(int ns)
+{
+    return ns == NS_CACHE || ns == NS_CONFIG;
+}
+
+static int apply_mkdir(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
+{
+    const char *path, *name;
+    size_t len = cmd_get_path(r, &path), nl;
+    obj_t *p;
+    if (r->err)
+        return -EINVAL;
+    int rc = split_parent(st, h->ns, path, len, &p, &name, &nl);
+    if (rc < 0)
+        return rc;
+    obj_t *o;
+    HASH_FIND(hh, p->children, name, nl, o);
+    if (o)
+        return -EEXIST;
+    o = obj_add(st, p, name, nl, OBJ_DIR, h->ns, st->next_id++);
+    if (!o)
+        return -ENOMEM;
+    o->mtime_ms = h->now_ms;
+    p->mtime_ms = h->now_ms;
+    if (res) {
+        memcpy(res->data, &o->id, 8);
+        res->len = 8;
+    }
+    return 0;
+}
+
+static int apply_rmdir(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
+{
+    const char *path;
+    size_t len = cmd_get_path(r, &path);
+    if (r->err)
+        return -EINVAL;
+    obj_t *o = state_resolve(st, h->ns, path, len);
+    if (!o)
+        return -ENOENT;
+    if (!o->parent)
+        return -EPERM;
+    if (o->type != OBJ_DIR)
+        return -ENOTDIR;
+    if (o->nchildren)
+        return -ENOTEMPTY;
+    o->parent->mtime_ms = h->now_ms;
+    obj_remove(st, o);
+    return 0;
+}
+
+static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
+{
+    const char *path, *name;
+    const uint8_t *val;
+    size_t len = cmd_get_path(r, &path), nl;
+    uint8_t flags = cmd_get_u8(r);
+    size_t vlen = cmd_get_bytes(r, &val);
+    obj_t *p;
+    if (r->err)
+        return -EINVAL;
+    if (vlen > VALUE_MAX)
+        return -EFBIG;
+    int rc = split_parent(st, h->ns, path, len, &p, &name, &nl);
+    if (rc < 0)
+        return rc;
+    obj_t *o;
+    HASH_FIND(hh, p->children, name, nl, o);
+    if (o && (flags & CMD_PUT_EXCL))
+        return -EEXIST;
+    if (o && o->type == OBJ_DIR)
+        return -EISDIR;
+    if (!o && !(flags & CMD_PUT_CREATE))
+        return -ENOENT;
+    blob_t *b = vlen ? blob_new(val, vlen) : empty_blob();
+    if (!b)
+        return -ENOMEM;
+    if (!o) {
+        o = obj_add(st, p, name, nl, OBJ_FILE, h->ns, st->next_id++);
+        if (!o) {
+            blob_unref(b);
+            return -ENOMEM;
+        }
+        p->mtime_ms = h->now_ms;
+        if (h->ns == NS_CACHE)
+            cache_on_create(st, o);
+    }
+    uint32_t oldlen = o->val->len;
+    blob_unref(o->val);
+    o->val = b;
+    o->mtime_ms = h->now_ms;
+    if (res) {
+        memcpy(res->data, &o->id, 8);
+        res->len = 8;
+    }
+    if (h->ns == NS_CACHE)
+        cache_on_put(st, o, h->now_ms, oldlen);  /* may evict other keys, never o */
+    else if (h->ns == NS_CONFIG)
+        config_on_put(st, o, h->now_ms);
+    return 0;
+}
+
+static int apply_unlink(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
+{
+    const char *path;
+    size_t len = cmd_get_path(r, &path);
+    if (r->err)
+        return -EINVAL;
+    obj_t *o = state_resolve(st, h->ns, path, len);
+    if (!o)
+        return -ENOENT;
+    if (!o->parent)
+        return -EPERM;
+    if (o->type == OBJ_DIR)
+        return -EISDIR;
+    if (h->ns == NS_CONFIG)
+        config_on_delete(st, o);
+    o->parent->mtime_ms = h->now_ms;
+    obj_remove(st, o);
+    return 0;
+}
+
+/* Config emits a delete event for every file below o (before a move). */
+static void config_delete_tree(state_t *st, obj_t *o)
+{
+    obj_t *c, *tmp;
+    if (o->type == OBJ_FILE)
+        config_on_delete(st, o);
+    HASH_ITER(hh, o->children, c, tmp)
+        config_delete_tree(st, c);
+}
+
+static void config_put_tree(state_t *st, obj_t *o, uint64_t now)
+{
+    obj_t *c, *tmp;
+    if (o->type == OBJ_FILE)
+        config_on_put(st, o, now);
+    HASH_ITER(hh, o->children, c, tmp)
+        config_put_tree(st, c, now);
+}
+
+/* Gives o a new name by reallocating it (names are stored inline), fixing every pointer
+ * that referred to the old allocation. o must already be out of its parent's hash. */
+static obj_t *obj_rename(state_t *st, obj_t *o, const char *name, size_t nl)
+{
+    obj_t *n = malloc(sizeof(*n) + nl + 1);
+    if (!n)
+        return NULL;
+    HASH_DELETE(hid, st->by_id, o);
+    memcpy(n, o, sizeof(*n));
+    memcpy(n->name, name, nl);
+    n->name[nl] = 0;
+    obj_t *c, *tmp;
+    HASH_ITER(hh, n->children, c, tmp)
+        c->parent = n;
+    if (n->ns == NS_CACHE && n->type == OBJ_FILE) {
+        if (n->u.cache.lru_prev)
+            n->u.cache.lru_prev->u.cache.lru_next = n;
+        else if (st->lru_head == o)
+            st->lru_head = n;
+        if (n->u.cache.lru_next)
+            n->u.cache.lru_next->u.cache.lru_prev = n;
+        else if (st->lru_tail == o)
+            st->lru_tail = n;
+    }
+    HASH_ADD(hid, st->by_id, id, sizeof(n->id), n);
+    free(o);
+    return n;
+}
+
+static int is_ancestor(const obj_t *a, const obj_t *o)
+{
+    for (; o; o = o->parent)
+        if (o == a)
+            return 1;
+    return 0;
+}
+
+static int apply_rename(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
+{
+    const char *from, *to, *name;
+    size_t flen = cmd_get_path(r, &from);
+    size_t tlen = cmd_get_path(r, &to), nl;
+    uint8_t flags = cmd_get_u8(r);
+    obj_t *tp;
+    if (r->err)
+        return -EINVAL;
+    obj_t *src = state_resolve(st, h->ns, from, flen);
+    if (!src)
+        return -ENOENT;
+    if (!src->parent)
+        return -EPERM;
+    int rc = split_parent(st, h->ns, to, tlen, &tp, &name, &nl);
+    if (rc < 0)
+        return rc;
+    if (src->type == OBJ_DIR && is_ancestor(src, tp))
+        return -EINVAL;
+    obj_t *dst;
+    HASH_FIND(hh, tp->children, name, nl, dst);
+    if (dst == src)
+        return 0;
+    if (dst) {
+        if (flags & CMD_RENAME_NOREPLACE)
+            return -EEXIST;
+        if (dst->type == OBJ_DIR && src->type != OBJ_DIR)
+            return -EISDIR;
+        if (dst->type != OBJ_DIR && src->type == OBJ_DIR)
+            return -ENOTDIR;
+        if (dst->type == OBJ_DIR && dst->nchildren)
+            return -ENOTEMPTY;
+    }
+    if (h->ns == NS_CONFIG)
+        config_delete_tree(st, src);
+    if (dst)
+        obj_remove(st, dst); /* replaced: config's put event comes from the move below */
+    src->parent->mtime_ms = h->now_ms;
+    HASH_DELETE(hh, src->parent->children, src);
+    src->parent->nchildren--;
+    obj_t *n = obj_rename(st, src, name, nl);
+    if (!n) {
+        /* Out of memory: put it back under its old name so the tree stays valid. */
+        HASH_ADD(hh, src->parent->children, name[0], strlen(src->name), src);
+        src->parent->nchildren++;
+        return -ENOMEM;
+    }
+    n->parent = tp;
+    HASH_ADD(hh, tp->children, name[0], nl, n);
+    tp->nchildren++;
+    tp->mtime_ms = h->now_ms;
+    if (h->ns == NS_CONFIG)
+        config_put_tree(st, n, h->now_ms);
+    return 0;
+}
+
+static int apply_xattr(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, int remove)
+{
+    const char *path;
+    const uint8_t *name, *val = NULL;
+    size_t len = cmd_get_path(r, &path);
+    size_t nlen = cmd_get_bytes(r, &name), vlen = 0;
+    char nm[256];
+    if (!remove)
+        vlen = cmd_get_bytes(r, &val);
+    if (r->err || nlen == 0 || nlen >= sizeof(nm) || memchr(name, 0, nlen))
+        return -EINVAL;
+    memcpy(nm, name, nlen);
+    nm[nlen] = 0;
+    obj_t *o = state_resolve(st, h->ns, path, len);
+    if (!o)
+        return -ENOENT;
+    if (h->ns != NS_CACHE)
+        return -ENOTSUP;
+    return remove ? cache_removexattr(st, o, nm) : cache_setxattr(st, o, nm, val, vlen, h->now_ms);
+}
+
+static int apply_setmtime(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
+{
+    const char *path;
+    size_t len = cmd_get_path(r, &path);
+    if (r->err)
+        return -EINVAL;
+    obj_t *o = state_resolve(st, h->ns, path, len);
+    if (!o)
+        return -ENOENT;
+    o->mtime_ms = h->now_ms;
+    if (o->ns == NS_CACHE && o->type == OBJ_FILE)
+        cache_on_renew(st, o, h->now_ms);
+    return 0;
+}
+
+static int apply_one(state_t *st, const void *cmd, size_t len, sm_result_t *res)
+{
+    cmdrd_t r;
+    cmd_hdr_t h;
+    if (cmd_read_hdr(&r, cmd, len, &h) < 0)
+        return -EINVAL;
+    if (!ns_takes_objects(h.ns))
+        return -ENOTSUP;
+    switch (h.op) {
+    case CMD_MKDIR: return apply_mkdir(st, &h, &r, res);
+    case CMD_RMDIR: return apply_rmdir(st, &h, &r);
+    case CMD_PUT: return apply_put(st, &h, &r, res);
+    case CMD_UNLINK: return apply_unlink(st, &h, &r);
+    case CMD_RENAME: return apply_rename(st, &h, &r);
+    case CMD_SETXATTR: return apply_xattr(st, &h, &r, 0);
+    case CMD_REMOVEXATTR: return apply_xattr(st, &h, &r, 1);
+    case CMD_SETMTIME: return apply_setmtime(st, &h, &r);
+    case CMD_EXPIRE:
+        if (h.ns != NS_CACHE)
+            return -EINVAL;
+        cache_apply_expire(st, &r, h.now_ms);
+        return r.err ? -EINVAL : 0;
+    case CMD_TOUCH:
+        if (h.ns != NS_CACHE)
+            return -EINVAL;
+        cache_apply_touch(st, &r, h.now_ms);
+        return r.err ? -EINVAL : 0;
+    default:
+        return -EINVAL;
+    }
+}
+
+/* sm_ops.apply: a malformed command is rejected identically on every replica (its result
+ * code says so) and changes nothing. */
+static void sm_apply(void *ctx, uint64_t index, const void *cmd, size_t len, sm_result_t *res)
+{
+    state_t *st = ctx;
+    pthread_rwlock_wrlock(&st->lock);
+    int rc = apply_one(st, cmd, len, res);
+    st->applied_index = index;
+    if (res)
+        res->code = rc;
+    if (st->on_apply && len >= 3)
+        st->on_apply(st->on_apply_arg, ((const uint8_t *)cmd)[2]);
+    pthread_rwlock_unlock(&st->lock);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp((*(const obj_t *const *)a)->name, (*(const obj_t *const *)b)->name);
+}
+
+/* Snapshot body (version STATE_SNAP_VERSION), see docs/FORMATS.md "fs state snapshot".
+ * Objects are written parent before child, children in name order, so the same state gives
+ * the same bytes on every replica. */
+static void snap_obj(snapout_t *o, const obj_t *ob)
+{
+    so_u8(o, 1);
+    so_u64(o, ob->id);
+    so_u64(o, ob->parent ? ob->parent->id : 0);
+    so_u8(o, ob->ns);
+    so_u8(o, ob->type);
+    so_blob(o, ob->name, (uint32_t)strlen(ob->name));
+    so_u64(o, ob->mtime_ms);
+    if (ob->type == OBJ_FILE)
+        so_blob(o, ob->val->data, ob->val->len);
+    if (ob->ns == NS_CACHE)
+        cache_snap_fields(o, ob);
+    else if (ob->ns == NS_CONFIG)
+        config_snap_fields(o, ob);
+    if (!ob->nchildren)
+        return;
+    const obj_t **kids = malloc(ob->nchildren * sizeof(*kids));
+    if (!kids) {
+        o->err = -QERR_NOMEM;
+        return;
+    }
+    size_t n = 0;
+    for (const obj_t *c = ob->children; c; c = c->hh.next)
+        kids[n++] = c;
+    qsort(kids, n, sizeof(*kids), cmp_names);
+    for (size_t i = 0; i < n && !o->err; i++)
+        snap_obj(o, kids[i]);
+    free(kids);
+}
+
+static int sm_snapshot(void *ctx, snap_writer_t *w)
+{
+    state_t *st = ctx;
+    snapout_t *o = calloc(1, sizeof(*o));
+    if (!o)
+        return -QERR_NOMEM;
+    o->w = w;
+    pthread_rwlock_rdlock(&st->lock);
+    so_u32(o, STATE_SNAP_VERSION);
+    so_u64(o, st->next_id);
+    so_u64(o, st->config_rev);
+    so_u64(o, st->cache_evictions);
+    so_u64(o, st->cache_expirations);
+    for (int ns = 1; ns < NS__COUNT; ns++)
+        snap_obj(o, st->ns_root[ns]);
+    so_u8(o, 0);
+    /* LRU order, least recent first. */
+    so_u64(o, st->cache_keys);
+    for (const obj_t *c = st->lru_tail; c; c = c->u.cache.lru_prev)
+        so_u64(o, c->id);
+    config_snap_events(o, st);
+    pthread_rwlock_unlock(&st->lock);
+    int rc = so_flush(o);
+    free(o);
+    return rc;
+}
+
+/* Reads one object record (tag already consumed). Returns 0 or -QERR_*. */
+static int restore_obj(snapin_t *in, state_t *st)
+{
+    uint64_t id = si_u64(in), pid = si_u64(in);
+    uint8_t ns = si_u8(in), type = si_u8(in);
+    uint32_t nl = si_u32(in);
+    char name[NAME_MAX_BYTES + 1];
+    if (in->err)
+        return in->err;
+    if (nl > NAME_MAX_BYTES || ns <= NS_NONE || ns >= NS__COUNT ||
+        (type != OBJ_DIR && type != OBJ_FILE))
+        return -QERR_CORRUPT;
+    si_bytes(in, name, nl);
+    name[nl] = 0;
+    obj_t *ob;
+    if (pid == 0) {
+        ob = st->ns_root[ns];
+        if (id != NS_ROOT_ID(ns) || type != OBJ_DIR)
+            return -QERR_CORRUPT;
+    } else {
+        obj_t *p = state_by_id(st, pid);
+        if (!p || p->type != OBJ_DIR || p->ns != ns || state_by_id(st, id) ||
+            id < STATE_FIRST_ID || state_child(p, name) || nl == 0)
+            return -QERR_CORRUPT;
+        ob = obj_add(st, p, name, nl, type, ns, id);
+        if (!ob)
+            return -QERR_NOMEM;
+    }
+    ob->mtime_ms = si_u64(in);
+    if (type == OBJ_FILE) {
+        uint32_t vl = si_u32(in);
+        if (in->err || vl > VALUE_MAX)
+            return in->err ? in->err : -QERR_CORRUPT;
+        blob_t *b = blob_new(NULL, vl);
+        if (!b)
+            return -QERR_NOMEM;
+        si_bytes(in, b->data, vl);
+        blob_unref(ob->val);
+        ob->val = b;
+    }
+    if (ns == NS_CACHE)
+        cache_restore_fields(in, ob);
+    else if (ns == NS_CONFIG && config_restore_fields(in, ob) < 0)
+        return -QERR_CORRUPT;
+    return in->err;
+}
+
+static int sm_restore(void *ctx, snap_reader_t *r)
+{
+    state_t *st = ctx;
+    snapin_t in = { .r = r };
+    int rc = 0;
+    pthread_rwlock_wrlock(&st->lock);
+    uint64_t cap = st->cache_max_bytes;
+    state_clear(st);
+    st->lru_head = st->lru_tail = NULL;
+    st->cache_bytes = st->cache_keys = 0;
+    st->ttl_n = 0;
+    for (int ns = 1; ns < NS__COUNT; ns++) {
+        st->ns_root[ns] = obj_add(st, NULL, ns_names[ns], strlen(ns_names[ns]), OBJ_DIR,
+                                  (uint8_t)ns, NS_ROOT_ID(ns));
+        if (!st->ns_root[ns]) {
+            rc = -QERR_NOMEM;
+            goto out;
+        }
+    }
+    st->cache_max_bytes = cap;
+    if (si_u32(&in) != STATE_SNAP_VERSION) {
+        rc = in.err ? in.err : -QERR_FORMAT;
+        goto out;
+    }
+    st->next_id = si_u64(&in);
+    st->config_rev = si_u64(&in);
+    st->cache_evictions = si_u64(&in);
+    st->cache_expirations = si_u64(&in);
+    for (;;) {
+        uint8_t tag = si_u8(&in);
+        if (in.err || tag == 0)
+            break;
+        if (tag != 1 || (rc = restore_obj(&in, st)) < 0) {
+            rc = rc < 0 ? rc : -QERR_CORRUPT;
+            goto out;
+        }
+    }
+    uint64_t nkeys = si_u64(&in);
+    for (uint64_t i = 0; i < nkeys && !in.err; i++) {
+        obj_t *o = state_by_id(st, si_u64(&in));
+        if (!o || o->ns != NS_CACHE || o->type != OBJ_FILE) {
+            rc = -QERR_CORRUPT;
+            goto out;
+        }
+        cache_restore_link(st, o);
+    }
+    if (!in.err && (nkeys != st->cache_keys || st->next_id < STATE_FIRST_ID)) {
+        rc = -QERR_CORRUPT;
+        goto out;
+    }
+    if (!in.err && config_restore_events(&in, st) < 0)
+        rc = -QERR_CORRUPT;
+    if (in.err)
+        rc = in.err;
+out:
+    if (rc < 0) {
+        state_clear(st);
+        for (int ns = 1; ns < NS__COUNT; ns++)
+            st->ns_root[ns] = obj_add(st, NULL, ns_names[ns], strlen(ns_names[ns]),
+                                      OBJ_DIR, (uint8_t)ns, NS_ROOT_ID(ns));
+    }
+    pthread_rwlock_unlock(&st->lock);
+    return rc;
+}
+
+const sm_ops_t state_sm_ops = {
+    .apply = sm_apply,
+    .snapshot = sm_snapshot,
+    .restore = sm_restore,
+};

@@ -1,0 +1,3 @@
+# The quorumfs daemon: the FUSE side (fs/) and the shared cluster/ basics. Owner: core.
+CLUSTER_SRCS += cluster/err.c
+FS_SRCS      += fs/names.c fs/cmd.c fs/snapio.c fs/state.c fs/cache.c fs/config.c
