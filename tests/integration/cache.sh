@@ -1,0 +1,155 @@
+#!/bin/bash
+# tests/integration/cache.sh — FILE-API §4 (cache/) plus the §1 rules that matter most for
+# it: set/get/delete, subdirectories, atomic replace under a concurrent reader, EFBIG with
+# the old value kept, TTLs (per key, directory default, sliding), the LRU memory cap, no
+# stale data from the kernel's caches, and one version per open.
+. "$(dirname "$0")/lib.sh"
+
+must_start n1
+Q=$MNT
+K=$Q/cache
+
+# ---- set / get / delete, subdirectories
+echo v1 >"$K/k" && ok set || not_ok set
+check get [ "$(cat "$K/k" 2>&1)" = v1 ]
+echo v2 >"$K/k"
+check overwrite [ "$(cat "$K/k" 2>&1)" = v2 ]
+rm -f "$K/k"
+expect_errno delete-ENOENT ENOENT read "$K/k"
+mkdir -p "$K/sessions/eu" && ok mkdir-subdirs || not_ok mkdir-subdirs
+echo s1 >"$K/sessions/abc" && echo s2 >"$K/sessions/eu/def" && ok set-in-subdirs || not_ok set-in-subdirs
+check get-in-subdirs [ "$(cat "$K/sessions/abc" "$K/sessions/eu/def" 2>&1 | tr '\n' ' ')" = "s1 s2 " ]
+check ls-subdir [ "$(ls "$K/sessions" | tr '\n' ' ')" = "abc eu " ]
+rm -r "$K/sessions" && ok rm-r-subdir || not_ok rm-r-subdir
+check rm-r-gone [ ! -e "$K/sessions" ]
+for i in $(seq 1 50); do echo "val$i" >"$K/many$i" || break; done
+checke fifty-keys '[ "$(ls "$K" | grep -c "^many")" = 50 ] && [ "$(cat "$K/many37")" = val37 ]'
+
+# ---- atomic replace: a reader never sees anything but one of two 64 KiB values
+$PY -c 'import sys; sys.stdout.buffer.write(b"A" * 65536)' >"$T/va"
+$PY -c 'import sys; sys.stdout.buffer.write(bytes((i * 7 + 1) % 251 for i in range(65536)))' >"$T/vb"
+$FSOP write "$K/atomic" "file:$T/va" >/dev/null
+$FSOP atomic-writer "$K/atomic" 4 "$T/va" "$T/vb" >"$T/aw.out" 2>&1 &
+wpid=$!
+r=$(timeout 30 $FSOP atomic-reader "$K/atomic" 4 "$T/va" "$T/vb" 2>&1)
+wait "$wpid"
+w=$(cat "$T/aw.out")
+note "atomic replace: writer $w; reader $r"
+checke atomic-writer-ok '[ "${w%% *}" = OK ] && [ "${w#OK }" -gt 10 ]'
+checke atomic-reads-whole '[ "${r%% *}" = OK ]' || note "$r"
+checke atomic-reads-saw-both 'case $r in *" a=0 "*|*" b=0") false ;; *) true ;; esac'
+
+# ---- size limit: 1 MiB ok, 1 MiB + 1 gives EFBIG and keeps the old value
+expect_errno value-1MiB-ok OK write "$K/big" pat:1048576:one
+$PY -c 'import sys, importlib.util as u
+s = u.spec_from_file_location("f", sys.argv[1]); m = u.module_from_spec(s); s.loader.exec_module(m)
+sys.stdout.buffer.write(m.pattern(1048576, "one"))' "$QI_DIR/fsop.py" >"$T/one"
+check value-1MiB-readback cmp -s "$T/one" "$K/big"
+expect_errno value-over-1MiB-EFBIG EFBIG write "$K/big" pat:1048577:two
+check value-over-1MiB-old-kept cmp -s "$T/one" "$K/big"
+echo small >"$K/small"
+expect_errno value-2MiB-EFBIG EFBIG write "$K/small" rep:2097152:z
+check value-2MiB-old-kept [ "$(cat "$K/small" 2>&1)" = small ]
+expect_errno value-over-1MiB-new-key-EFBIG EFBIG write "$K/newbig" pat:1100000:three
+checke value-over-1MiB-new-key-no-partial '[ ! -e "$K/newbig" ] || [ "$(stat -c %s "$K/newbig")" = 0 ]'
+
+# ---- TTL on a key
+echo t >"$K/ttlkey"
+setfattr -n user.ttl -v 2 "$K/ttlkey" && ok ttl-set || not_ok ttl-set
+check ttl-present-before-expiry [ "$(cat "$K/ttlkey" 2>&1)" = t ]
+gone() { [ ! -e "$1" ] && ! ls "$(dirname "$1")" | grep -qx "$(basename "$1")"; }
+if wait_for 12 gone "$K/ttlkey"; then
+    ok ttl-expires
+    expect_errno ttl-expired-cat-ENOENT ENOENT read "$K/ttlkey"
+    expect_errno ttl-expired-stat-ENOENT ENOENT stat "$K/ttlkey"
+    check ttl-expired-not-listed sh -c "! ls '$K' | grep -qx ttlkey"
+else
+    not_ok ttl-expires "key with user.ttl=2 still present after 12 s"
+fi
+
+# ---- directory default TTL applies to new keys
+mkdir "$K/short"
+setfattr -n user.ttl -v 2 "$K/short" && ok dir-ttl-set || not_ok dir-ttl-set
+echo a >"$K/short/a"
+check dir-ttl-key-present [ "$(cat "$K/short/a" 2>&1)" = a ]
+echo keep >"$K/nottl"
+if wait_for 12 gone "$K/short/a"; then ok dir-ttl-expires; else not_ok dir-ttl-expires "still there after 12 s"; fi
+check dir-ttl-dir-itself-stays [ -d "$K/short" ]
+check no-ttl-key-stays [ "$(cat "$K/nottl" 2>&1)" = keep ]
+
+# ---- sliding TTL: reads keep a key alive, it expires once reads stop
+mkdir "$K/sess"
+setfattr -n user.ttl -v 3 "$K/sess" && setfattr -n user.ttl_sliding -v 1 "$K/sess" && ok sliding-set || not_ok sliding-set
+echo user42 >"$K/sess/tok"
+alive=1
+for i in $(seq 1 16); do          # 8 s of reads every 0.5 s: well past the 3 s TTL
+    [ "$(cat "$K/sess/tok" 2>/dev/null)" = user42 ] || { alive=0; break; }
+    sleep 0.5
+done
+check sliding-alive-while-read [ $alive = 1 ] || note "expired after $((i / 2)) s of reads every 0.5 s"
+if wait_for 12 gone "$K/sess/tok"; then ok sliding-expires-when-idle; else not_ok sliding-expires-when-idle "still there 12 s after reads stopped"; fi
+
+# ---- staleness: the kernel never serves an old value or size
+echo short >"$K/stale"
+exec 3<"$K/stale"
+cat "$K/stale" >/dev/null
+sh -c "echo 'a much longer second value' > '$K/stale'"
+check stale-cat-sees-new [ "$(cat "$K/stale" 2>&1)" = "a much longer second value" ]
+check stale-open-sees-new [ "$(fsop read "$K/stale" "$T/stale.out"; cat "$T/stale.out")" = "OK 27
+a much longer second value" ]
+check stale-stat-size [ "$(stat -c %s "$K/stale")" = 27 ]
+sh -c "echo v3 > '$K/stale'"
+check stale-shrink-cat [ "$(cat "$K/stale" 2>&1)" = v3 ]
+check stale-shrink-stat [ "$(stat -c %s "$K/stale")" = 3 ]
+exec 3<&-
+# A key that expires while its attributes may be cached must not keep showing its old size.
+echo abc >"$K/stale2"; stat "$K/stale2" >/dev/null
+setfattr -n user.ttl -v 1 "$K/stale2"
+sleep 3
+expect_errno expired-not-served-from-kernel-cache ENOENT stat "$K/stale2"
+
+# ---- one version per open: a 512 KiB value read in two halves around a rewrite
+$PY -c 'import sys; sys.stdout.buffer.write(b"".join(b"old-%07d\n" % i for i in range(52429))[:524288])' >"$T/old512"
+$PY -c 'import sys; sys.stdout.buffer.write(b"".join(b"NEW-%07d\n" % i for i in range(52429))[:524288])' >"$T/new512"
+cp "$T/old512" "$K/v512.tmp" && mv "$K/v512.tmp" "$K/v512"
+check v512-stored cmp -s "$T/old512" "$K/v512"
+r=$(fsop half-read "$K/v512" "$T/old512" "$T/new512")
+checke one-version-per-open-rewrite '[ "${r%% *}" = OK ]' || note "$r"
+cp "$T/old512" "$K/v512"
+r=$(fsop half-read "$K/v512" "$T/old512" "$T/new512" "$K/v512.tmp")
+checke one-version-per-open-rename '[ "${r%% *}" = OK ]' || note "$r"
+
+# ---- LRU cap: a node with --cache-max-bytes 100000
+stop_node "$Q" "$NPID" || not_ok stop-n1
+if start_node lru --cache-max-bytes 100000; then
+    L=$MNT/cache
+    err=0
+    for i in $(seq 0 29); do     # 30 keys of 10000 bytes = 300000 bytes, 3x the cap
+        $FSOP write "$L/k$i" "pat:10000:k$i" | grep -qx OK || { err=1; note "write k$i failed"; }
+        cat "$L/k0" "$L/k1" >/dev/null 2>&1   # keep k0 and k1 recently used
+    done
+    check lru-writes-succeed [ $err = 0 ]
+    check lru-recent-k0-kept [ "$(stat -c %s "$L/k0" 2>/dev/null)" = 10000 ]
+    check lru-recent-k1-kept [ "$(stat -c %s "$L/k1" 2>/dev/null)" = 10000 ]
+    check lru-newest-kept [ "$(stat -c %s "$L/k29" 2>/dev/null)" = 10000 ]
+    checke lru-old-unread-evicted '[ ! -e "$L/k2" ] && [ ! -e "$L/k3" ] && [ ! -e "$L/k4" ]'
+    total=$(find "$L" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+    nkeys=$(ls "$L" | wc -l)
+    note "LRU: $nkeys keys, $total value bytes present (cap 100000)"
+    check lru-under-cap [ "$total" -le 100000 ]
+    check lru-not-emptied [ "$total" -ge 50000 ]
+    expect_errno lru-evicted-ENOENT ENOENT read "$L/k2"
+    # Evicted keys stay evicted after a restart (eviction is part of the replicated state).
+    pid=$NPID
+    if stop_node "$MNT" "$pid" && DATA_DIR=$DATA start_node lru --cache-max-bytes 100000; then
+        t2=$(find "$MNT/cache" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+        checke lru-same-after-restart '[ "$t2" = "$total" ] && [ -e "$MNT/cache/k0" ] && [ ! -e "$MNT/cache/k2" ]' || note "after restart $t2 bytes"
+    else
+        not_ok lru-restart
+    fi
+else
+    not_ok lru-start "could not start a node with --cache-max-bytes 100000"
+fi
+
+check daemon-alive pid_alive "$NPID"
+finish
