@@ -149,7 +149,7 @@ daemon_pid_of() {
     for p in /proc/[0-9]*; do
         p=${p#/proc/}
         [ "$(readlink /proc/"$p"/exe 2>/dev/null)" = "$(readlink -f "$QUORUMFS")" ] || continue
-        tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | grep -q -- "$1" && { echo "$p"; return; }
+        tr '\0' ' ' 2>/dev/null </proc/"$p"/cmdline | grep -q -- "$1" && { echo "$p"; return; }
     done
 }
 
@@ -179,7 +179,7 @@ qi_our_pids() {
     for p in /proc/[0-9]*; do
         p=${p#/proc/}
         [ "$p" = $$ ] || [ "$p" = "$BASHPID" ] && continue
-        cmd=$(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null) || continue
+        cmd=$(tr '\0' ' ' 2>/dev/null </proc/"$p"/cmdline) || continue
         cwd=$(readlink /proc/"$p"/cwd 2>/dev/null)
         case "$cmd $cwd/" in *"$T/"*|*"$T "*) echo "$p" ;; esac
     done
