@@ -26,6 +26,8 @@ static void put(cmdbuf_t *b, const void *p, size_t n)
 
 void cmd_u8(cmdbuf_t *b, uint8_t v) { put(b, &v, 1); }
 
+void cmd_raw(cmdbuf_t *b, const void *p, size_t len) { put(b, p, len); }
+
 void cmd_u32(cmdbuf_t *b, uint32_t v)
 {
     uint8_t x[4];

@@ -25,6 +25,7 @@ enum cmd_op {
 
 #define CMD_PUT_CREATE 1   /* create if missing */
 #define CMD_PUT_EXCL 2     /* fail with EEXIST if present */
+#define CMD_PUT_KEEP 4     /* if present, leave it unchanged (create-if-missing only) */
 #define CMD_RENAME_NOREPLACE 1
 
 /* A growable output buffer. Ownership: the caller owns buf->p and frees it with free(). */
@@ -38,6 +39,8 @@ void cmd_begin(cmdbuf_t *b, uint8_t op, uint8_t ns, uint64_t now_ms);
 void cmd_u8(cmdbuf_t *b, uint8_t v);
 void cmd_u32(cmdbuf_t *b, uint32_t v);
 void cmd_u64(cmdbuf_t *b, uint64_t v);
+/* Raw bytes, no length prefix (splices a pre-encoded body). */
+void cmd_raw(cmdbuf_t *b, const void *p, size_t len);
 /* Length-prefixed (u32) bytes. */
 void cmd_bytes(cmdbuf_t *b, const void *p, size_t len);
 void cmd_str(cmdbuf_t *b, const char *s);

@@ -159,7 +159,12 @@ state_t *state_new(uint64_t cache_max_bytes)
     state_t *st = calloc(1, sizeof(*st));
     if (!st)
         return NULL;
-    pthread_rwlock_init(&st->lock, NULL);
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    /* Apply must not starve behind a stream of readers. */
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&st->lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
     st->cache_max_bytes = cache_max_bytes;
     st->next_id = STATE_FIRST_ID;
     st->events = calloc(CONFIG_EVENTS_KEPT, sizeof(cfg_event_t));
@@ -298,6 +303,13 @@ static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
         return -EISDIR;
     if (!o && !(flags & CMD_PUT_CREATE))
         return -ENOENT;
+    if (o && (flags & CMD_PUT_KEEP)) {
+        if (res) {
+            memcpy(res->data, &o->id, 8);
+            res->len = 8;
+        }
+        return 0;
+    }
     blob_t *b = vlen ? blob_new(val, vlen) : empty_blob();
     if (!b)
         return -ENOMEM;

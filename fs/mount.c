@@ -1,0 +1,1515 @@
+/* fs/mount.c — the FUSE low-level glue. Inodes: 1 is the mount root, NS_ROOT_ID(ns) the
+ * namespace roots, INO_CLUSTER.. the `.cluster/` files, ids >= STATE_FIRST_ID the state's
+ * objects, and inodes with VINO_BIT set are control entries (config `.events`, `file@rev`,
+ * files created but not yet committed) tracked by lookup count. Every callback replies
+ * exactly once: a do_* helper returns an errno and a thin callback replies, except the
+ * blocking `.events` read, which may be answered later by the apply hook. */
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include "fs/cache.h"
+#include "fs/config.h"
+#include "fs/metrics.h"
+#include "fs/mount.h"
+#include "fs/names.h"
+#include "fs/status.h"
+
+#define INO_ROOT FUSE_ROOT_ID
+#define INO_CLUSTER 10
+#define INO_STATUS0 11                 /* .cluster/<status_names[i]> = INO_STATUS0 + i */
+#define VINO_BIT (1ull << 62)
+#define VALUE_MAX (1u << 20)
+#define STATIC_TIMEOUT 3600.0          /* root-level names never change */
+
+enum vkind { VK_EVENTS = 1, VK_HIST, VK_NEWFILE };
+
+typedef struct vkey {
+    uint64_t kind, obj, aux;
+} vkey_t;
+
+typedef struct vino {
+    uint64_t ino;
+    vkey_t key;
+    uint64_t nlookup;
+    uint8_t ns;
+    char *path;                        /* VK_NEWFILE: namespace-relative path */
+    UT_hash_handle hh_ino, hh_key;
+} vino_t;
+
+enum fh_kind { FH_VALUE = 1, FH_STATIC, FH_EVENTS, FH_DIR };
+
+typedef struct dirent_s {
+    char *name;
+    uint64_t ino;
+    mode_t type;
+} dirent_t;
+
+typedef struct fh {
+    int kind;
+    uint8_t ns;
+    char *path;                        /* FH_VALUE: namespace-relative path; FH_EVENTS: dir */
+    blob_t *snap;                      /* what reads return (FH_VALUE, FH_STATIC of history) */
+    char *sbuf;                        /* FH_STATIC generated text */
+    size_t slen;
+    dirent_t *ents;                    /* FH_DIR listing, taken at opendir */
+    size_t nents;
+    pthread_mutex_t mu;                /* FH_VALUE write state */
+    uint8_t *wbuf;
+    size_t wlen, wcap;
+    int winit, trunc_pending, create_pending, append;
+    uint64_t cursor;                   /* FH_EVENTS: last revision delivered */
+    int nonblock;
+    fuse_req_t waiting;                /* FH_EVENTS: parked read (under wait_mu) */
+    size_t want;
+    struct fh *wnext, *wprev;
+} fh_t;
+
+static struct {
+    node_t *node;
+    state_t *st;
+    uid_t uid;
+    gid_t gid;
+    pthread_mutex_t vmu;               /* guards the vino tables */
+    vino_t *by_ino, *by_key;
+    uint64_t next_vino, next_newfile;
+    pthread_mutex_t wait_mu;           /* guards the parked `.events` readers */
+    fh_t *waiters;
+} M = { .vmu = PTHREAD_MUTEX_INITIALIZER, .wait_mu = PTHREAD_MUTEX_INITIALIZER };
+
+static int is_obj_ino(uint64_t ino) { return !(ino & VINO_BIT) && ino > INO_ROOT && ino != INO_CLUSTER && (ino < INO_STATUS0 || ino >= INO_STATUS0 + STATUS__COUNT); }
+static int is_status_ino(uint64_t ino) { return ino >= INO_STATUS0 && ino < INO_STATUS0 + STATUS__COUNT; }
+
+/* ---- control inodes ---- */
+
+/* Returns the ino for key, creating the entry; counts one kernel lookup. */
+static uint64_t vino_get(uint64_t kind, uint64_t obj, uint64_t aux, uint8_t ns, const char *path)
+{
+    vkey_t k = { kind, obj, aux };
+    vino_t *v;
+    pthread_mutex_lock(&M.vmu);
+    HASH_FIND(hh_key, M.by_key, &k, sizeof(k), v);
+    if (!v && (v = calloc(1, sizeof(*v)))) {
+        v->key = k;
+        v->ino = VINO_BIT | ++M.next_vino;
+        v->ns = ns;
+        v->path = path ? strdup(path) : NULL;
+        HASH_ADD(hh_key, M.by_key, key, sizeof(k), v);
+        HASH_ADD(hh_ino, M.by_ino, ino, sizeof(v->ino), v);
+    }
+    uint64_t ino = 0;
+    if (v) {
+        v->nlookup++;
+        ino = v->ino;
+    }
+    pthread_mutex_unlock(&M.vmu);
+    return ino;
+}
+
+/* Copies the entry for ino into *out (path strdup'ed; caller frees). 0 or -ENOENT. */
+static int vino_find(uint64_t ino, vino_t *out)
+{
+    vino_t *v;
+    pthread_mutex_lock(&M.vmu);
+    HASH_FIND(hh_ino, M.by_ino, &ino, sizeof(ino), v);
+    if (v) {
+        *out = *v;
+        out->path = v->path ? strdup(v->path) : NULL;
+    }
+    pthread_mutex_unlock(&M.vmu);
+    return v ? 0 : -ENOENT;
+}
+
+static void vino_forget(uint64_t ino, uint64_t n)
+{
+    vino_t *v;
+    pthread_mutex_lock(&M.vmu);
+    HASH_FIND(hh_ino, M.by_ino, &ino, sizeof(ino), v);
+    if (v && (v->nlookup -= (n < v->nlookup ? n : v->nlookup)) == 0) {
+        HASH_DELETE(hh_ino, M.by_ino, v);
+        HASH_DELETE(hh_key, M.by_key, v);
+        free(v->path);
+        free(v);
+    }
+    pthread_mutex_unlock(&M.vmu);
+}
+
+/* ---- attributes ---- */
+
+static void fill_stat(struct stat *s, uint64_t ino, mode_t mode, off_t size, uint64_t mtime_ms)
+{
+    memset(s, 0, sizeof(*s));
+    s->st_ino = ino;
+    s->st_mode = mode;
+    s->st_nlink = S_ISDIR(mode) ? 2 : 1;
+    s->st_size = size;
+    s->st_blksize = 4096;
+    s->st_blocks = (size + 511) / 512;
+    s->st_uid = M.uid;
+    s->st_gid = M.gid;
+    s->st_mtim.tv_sec = (time_t)(mtime_ms / 1000);
+    s->st_mtim.tv_nsec = (long)(mtime_ms % 1000) * 1000000;
+    s->st_ctim = s->st_mtim;
+    s->st_atim = s->st_mtim;
+}
+
+/* Looks up a visible object by inode; read lock held. */
+static obj_t *live_obj(uint64_t ino)
+{
+    obj_t *o = state_by_id(M.st, ino);
+    if (o && !state_cache_live(o, node_now_ms()))
+        return NULL;
+    return o;
+}
+
+static void obj_stat(const obj_t *o, struct stat *s)
+{
+    if (o->type == OBJ_DIR)
+        fill_stat(s, o->id, S_IFDIR | 0755, 0, o->mtime_ms);
+    else
+        fill_stat(s, o->id, S_IFREG | 0644, o->val->len, o->mtime_ms);
+}
+
+static int status_size(int which, off_t *size)
+{
+    char *b;
+    size_t l;
+    int rc = status_render(M.node, which, &b, &l);
+    if (rc < 0)
+        return rc;
+    free(b);
+    *size = (off_t)l;
+    return 0;
+}
+
+/* Attributes of any inode. */
+static int do_getattr(uint64_t ino, struct stat *s)
+{
+    if (ino == INO_ROOT) {
+        fill_stat(s, ino, S_IFDIR | 0755, 0, 0);
+        return 0;
+    }
+    if (ino == INO_CLUSTER) {
+        fill_stat(s, ino, S_IFDIR | 0555, 0, 0);
+        return 0;
+    }
+    if (is_status_ino(ino)) {
+        off_t size;
+        int rc = status_size((int)(ino - INO_STATUS0), &size);
+        if (rc < 0)
+            return rc;
+        fill_stat(s, ino, S_IFREG | 0444, size, node_now_ms());
+        return 0;
+    }
+    if (ino & VINO_BIT) {
+        vino_t v;
+        if (vino_find(ino, &v) < 0)
+            return -ENOENT;
+        int rc = 0;
+        pthread_rwlock_rdlock(&M.st->lock);
+        if (v.key.kind == VK_EVENTS) {
+            fill_stat(s, ino, S_IFREG | 0444, 0, 0);
+        } else if (v.key.kind == VK_HIST) {
+            obj_t *o = state_by_id(M.st, v.key.obj);
+            blob_t *b = o ? state_config_version(o, v.key.aux) : NULL;
+            if (b)
+                fill_stat(s, ino, S_IFREG | 0444, b->len, o->mtime_ms);
+            else
+                rc = -ENOENT;
+        } else {
+            obj_t *o = state_resolve(M.st, v.ns, v.path, strlen(v.path));
+            if (o && o->type == OBJ_FILE && state_cache_live(o, node_now_ms())) {
+                obj_stat(o, s);
+                s->st_ino = ino;
+            } else {
+                fill_stat(s, ino, S_IFREG | 0644, 0, node_now_ms());
+            }
+        }
+        pthread_rwlock_unlock(&M.st->lock);
+        free(v.path);
+        return rc;
+    }
+    int rc = 0;
+    pthread_rwlock_rdlock(&M.st->lock);
+    obj_t *o = live_obj(ino);
+    if (o)
+        obj_stat(o, s);
+    else
+        rc = -ENOENT;
+    pthread_rwlock_unlock(&M.st->lock);
+    return rc;
+}
+
+static void reply_attr(fuse_req_t req, uint64_t ino)
+{
+    struct stat s;
+    int rc = do_getattr(ino, &s);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_attr(req, &s, 0);
+}
+
+/* ---- lookup ---- */
+
+static int entry_for_obj(const obj_t *o, struct fuse_entry_param *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->ino = o->id;
+    e->generation = 1;
+    obj_stat(o, &e->attr);
+    if (!o->parent)
+        e->entry_timeout = e->attr_timeout = 0;
+    return 0;
+}
+
+/* Config control names in dir o: ".events", ".events@rev", "file@rev". */
+static int lookup_config_special(obj_t *dir, const char *name, struct fuse_entry_param *e)
+{
+    size_t len = strlen(name), base;
+    uint64_t rev;
+    memset(e, 0, sizeof(*e));
+    e->generation = 1;
+    if (strcmp(name, ".events") == 0 || strncmp(name, ".events@", 8) == 0) {
+        uint64_t aux = 0;
+        if (name[7] == '@') {
+            if (len > 8 && name[len - 1] == '\n')
+                return -ENOENT;
+            if (names_parse_uint(name + 8, len - 8, INT64_MAX, &rev) < 0)
+                return -ENOENT;
+            aux = rev + 1;
+        }
+        e->ino = vino_get(VK_EVENTS, dir->id, aux, NS_CONFIG, NULL);
+        if (!e->ino)
+            return -ENOMEM;
+        fill_stat(&e->attr, e->ino, S_IFREG | 0444, 0, 0);
+        return 0;
+    }
+    if (names_split_rev(name, len, &base, &rev) < 0)
+        return -ENOENT;
+    obj_t *f;
+    HASH_FIND(hh, dir->children, name, base, f);
+    blob_t *b = f ? state_config_version(f, rev) : NULL;
+    if (!b)
+        return -ENOENT;
+    e->ino = vino_get(VK_HIST, f->id, rev, NS_CONFIG, NULL);
+    if (!e->ino)
+        return -ENOMEM;
+    fill_stat(&e->attr, e->ino, S_IFREG | 0444, b->len, f->mtime_ms);
+    return 0;
+}
+
+static int do_lookup(uint64_t parent, const char *name, struct fuse_entry_param *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->generation = 1;
+    if (parent == INO_ROOT) {
+        e->entry_timeout = e->attr_timeout = STATIC_TIMEOUT;
+        if (strcmp(name, ".cluster") == 0) {
+            e->ino = INO_CLUSTER;
+            fill_stat(&e->attr, INO_CLUSTER, S_IFDIR | 0555, 0, 0);
+            return 0;
+        }
+        for (int ns = 1; ns < NS__COUNT; ns++) {
+            if (strcmp(name, ns_names[ns]) == 0) {
+                e->ino = NS_ROOT_ID(ns);
+                fill_stat(&e->attr, e->ino, S_IFDIR | 0755, 0, 0);
+                return 0;
+            }
+        }
+        return -ENOENT;
+    }
+    if (parent == INO_CLUSTER) {
+        for (int i = 0; i < STATUS__COUNT; i++) {
+            if (strcmp(name, status_names[i]) == 0) {
+                e->ino = INO_STATUS0 + (uint64_t)i;
+                return do_getattr(e->ino, &e->attr);
+            }
+        }
+        return -ENOENT;
+    }
+    if (!is_obj_ino(parent))
+        return -ENOTDIR;
+    if (strlen(name) > NAME_MAX_BYTES)
+        return -ENAMETOOLONG;
+    int rc = -ENOENT;
+    pthread_rwlock_rdlock(&M.st->lock);
+    obj_t *dir = live_obj(parent);
+    if (!dir) {
+        rc = -ENOENT;
+    } else if (dir->type != OBJ_DIR) {
+        rc = -ENOTDIR;
+    } else {
+        obj_t *o = state_child(dir, name);
+        if (o && state_cache_live(o, node_now_ms()))
+            rc = entry_for_obj(o, e);
+        else if (!o && dir->ns == NS_CONFIG)
+            rc = lookup_config_special(dir, name, e);
+    }
+    pthread_rwlock_unlock(&M.st->lock);
+    return rc;
+}
+
+static void q_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    uint64_t t0 = metrics_now_ns();
+    struct fuse_entry_param e;
+    int rc = do_lookup(parent, name, &e);
+    metrics_op(MOP_lookup, t0, rc == -ENOENT ? 0 : -rc);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_entry(req, &e);
+}
+
+static void q_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    if (ino & VINO_BIT)
+        vino_forget(ino, nlookup);
+    fuse_reply_none(req);
+}
+
+static void q_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+    for (size_t i = 0; i < count; i++)
+        if (f[i].ino & VINO_BIT)
+            vino_forget(f[i].ino, f[i].nlookup);
+    fuse_reply_none(req);
+}
+
+static void q_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    uint64_t t0 = metrics_now_ns();
+    struct stat s;
+    int rc = do_getattr(ino, &s);
+    metrics_op(MOP_getattr, t0, -rc);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_attr(req, &s, 0);
+}
+
+/* ---- paths of objects, for commands ---- */
+
+/* Resolves (parent inode, name) into the namespace and the namespace-relative path of the
+ * child, checking that parent is a directory where objects may be created. */
+static int child_path(uint64_t parent, const char *name, int *ns, char *path, size_t size,
+                      int check_name)
+{
+    if (parent == INO_ROOT || parent == INO_CLUSTER)
+        return -EPERM;
+    if (!is_obj_ino(parent))
+        return -ENOTDIR;
+    int rc = 0;
+    pthread_rwlock_rdlock(&M.st->lock);
+    obj_t *dir = live_obj(parent);
+    if (!dir)
+        rc = -ENOENT;
+    else if (dir->type != OBJ_DIR)
+        rc = -ENOTDIR;
+    else if (dir->ns != NS_CACHE && dir->ns != NS_CONFIG)
+        rc = -EOPNOTSUPP;   /* queues/, locks/, logs/, jobs/, search/, services/: not yet */
+    else if ((rc = state_path(dir, path, size)) >= 0) {
+        size_t l = (size_t)rc;
+        size_t nl = strlen(name);
+        rc = 0;
+        if (l + 1 + nl + 1 > size)
+            rc = -ENAMETOOLONG;
+        else {
+            if (l)
+                path[l++] = '/';
+            memcpy(path + l, name, nl + 1);
+            *ns = dir->ns;
+        }
+    }
+    pthread_rwlock_unlock(&M.st->lock);
+    if (rc == 0 && check_name)
+        rc = names_check(name, strlen(name), *ns == NS_CONFIG);
+    return rc;
+}
+
+/* Namespace-relative path of an existing object inode. */
+static int obj_path(uint64_t ino, int *ns, char *path, size_t size, int *type)
+{
+    if (!is_obj_ino(ino))
+        return ino == INO_ROOT || ino == INO_CLUSTER || is_status_ino(ino) ? -EPERM : -ENOENT;
+    int rc;
+    pthread_rwlock_rdlock(&M.st->lock);
+    obj_t *o = live_obj(ino);
+    if (!o) {
+        rc = -ENOENT;
+    } else {
+        rc = state_path(o, path, size);
+        *ns = o->ns;
+        if (type)
+            *type = o->type;
+    }
+    pthread_rwlock_unlock(&M.st->lock);
+    return rc < 0 ? rc : 0;
+}
+
+static int propose_path(uint8_t op, int ns, const char *path, sm_result_t *res)
+{
+    cmdbuf_t b;
+    cmd_begin(&b, op, (uint8_t)ns, node_now_ms());
+    cmd_str(&b, path);
+    return node_propose(M.node, &b, res);
+}
+
+static uint64_t result_id(const sm_result_t *res)
+{
+    uint64_t id = 0;
+    if (res->len >= 8)
+        memcpy(&id, res->data, 8);
+    return id;
+}
+
+/* Replies an entry for a freshly created object id. */
+static void reply_new_entry(fuse_req_t req, uint64_t id)
+{
+    struct fuse_entry_param e;
+    int rc = -ENOENT;
+    pthread_rwlock_rdlock(&M.st->lock);
+    obj_t *o = state_by_id(M.st, id);
+    if (o)
+        rc = entry_for_obj(o, &e);
+    pthread_rwlock_unlock(&M.st->lock);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_entry(req, &e);
+}
+
+/* ---- directories ---- */
+
+static void q_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    uint64_t t0 = metrics_now_ns();
+    char path[4096];
+    int ns;
+    sm_result_t res;
+    int rc = child_path(parent, name, &ns, path, sizeof(path), 1);
+    if (rc == 0)
+        rc = propose_path(CMD_MKDIR, ns, path, &res);
+    metrics_op(MOP_mkdir, t0, -rc);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        reply_new_entry(req, result_id(&res));
+}
+
+static int do_remove(uint8_t op, uint64_t parent, const char *name)
+{
+    char path[4096];
+    int ns;
+    if (parent == INO_ROOT || parent == INO_CLUSTER)
+        return -EPERM;
+    int rc = child_path(parent, name, &ns, path, sizeof(path), 0);
+    if (rc < 0)
+        return rc;
+    pthread_rwlock_rdlock(&M.st->lock);
+    obj_t *o = state_resolve(M.st, ns, path, strlen(path));
+    int live = o && state_cache_live(o, node_now_ms());
+    pthread_rwlock_unlock(&M.st->lock);
+    if (!live) {
+        /* control names (".events", "file@rev") are read-only; others simply do not exist */
+        if (ns == NS_CONFIG && (name[0] == '.' || strchr(name, '@')))
+            return -EPERM;
+        return -ENOENT;
+    }
+    return propose_path(op, ns, path, NULL);
+}
+
+static void q_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    uint64_t t0 = metrics_now_ns();
+    int rc = do_remove(CMD_RMDIR, parent, name);
+    metrics_op(MOP_rmdir, t0, -rc);
+    fuse_reply_err(req, -rc);
+}
+
+static void q_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    uint64_t t0 = metrics_now_ns();
+    int rc = do_remove(CMD_UNLINK, parent, name);
+    metrics_op(MOP_unlink, t0, -rc);
+    fuse_reply_err(req, -rc);
+}
+
+static int do_rename(uint64_t parent, const char *name, uint64_t newparent,
+                     const char *newname, unsigned flags)
+{
+    char from[4096], to[4096];
+    int ns1, ns2;
+    if (flags & ~(unsigned)RENAME_NOREPLACE)
+        return -EINVAL;       /* RENAME_EXCHANGE / WHITEOUT: not supported */
+    int rc = child_path(parent, name, &ns1, from, sizeof(from), 0);
+    if (rc < 0)
+        return rc;
+    rc = child_path(newparent, newname, &ns2, to, sizeof(to), 1);
+    if (rc == -EPERM || rc == -EOPNOTSUPP)
+        return rc;
+    if (rc == 0 && ns1 != ns2)
+        return -EXDEV;
+    if (rc < 0)
+        return rc;
+    cmdbuf_t b;
+    cmd_begin(&b, CMD_RENAME, (uint8_t)ns1, node_now_ms());
+    cmd_str(&b, from);
+    cmd_str(&b, to);
+    cmd_u8(&b, (flags & RENAME_NOREPLACE) ? CMD_RENAME_NOREPLACE : 0);
+    return node_propose(M.node, &b, NULL);
+}
+
+static void q_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                     const char *newname, unsigned int flags)
+{
+    uint64_t t0 = metrics_now_ns();
+    int rc = do_rename(parent, name, newparent, newname, flags);
+    metrics_op(MOP_rename, t0, -rc);
+    fuse_reply_err(req, -rc);
+}
+
+static void fh_free(fh_t *fh)
+{
+    if (!fh)
+        return;
+    free(fh->path);
+    blob_unref(fh->snap);
+    free(fh->sbuf);
+    for (size_t i = 0; i < fh->nents; i++)
+        free(fh->ents[i].name);
+    free(fh->ents);
+    free(fh->wbuf);
+    pthread_mutex_destroy(&fh->mu);
+    free(fh);
+}
+
+static fh_t *fh_new(int kind)
+{
+    fh_t *fh = calloc(1, sizeof(*fh));
+    if (fh) {
+        fh->kind = kind;
+        pthread_mutex_init(&fh->mu, NULL);
+    }
+    return fh;
+}
+
+static int add_ent(fh_t *fh, size_t *cap, const char *name, uint64_t ino, mode_t type)
+{
+    if (fh->nents == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        dirent_t *n = realloc(fh->ents, nc * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        fh->ents = n;
+        *cap = nc;
+    }
+    char *nm = strdup(name);
+    if (!nm)
+        return -ENOMEM;
+    fh->ents[fh->nents++] = (dirent_t){ nm, ino, type };
+    return 0;
+}
+
+static int cmp_ent(const void *a, const void *b)
+{
+    return strcmp(((const dirent_t *)a)->name, ((const dirent_t *)b)->name);
+}
+
+static int do_opendir(uint64_t ino, fh_t **out)
+{
+    fh_t *fh = fh_new(FH_DIR);
+    size_t cap = 0;
+    int rc = 0;
+    if (!fh)
+        return -ENOMEM;
+    rc = add_ent(fh, &cap, ".", ino, S_IFDIR);
+    if (rc == 0)
+        rc = add_ent(fh, &cap, "..", INO_ROOT, S_IFDIR);
+    if (rc < 0)
+        goto fail;
+    if (ino == INO_ROOT) {
+        for (int ns = 1; ns < NS__COUNT && rc == 0; ns++)
+            rc = add_ent(fh, &cap, ns_names[ns], NS_ROOT_ID(ns), S_IFDIR);
+        if (rc == 0)
+            rc = add_ent(fh, &cap, ".cluster", INO_CLUSTER, S_IFDIR);
+    } else if (ino == INO_CLUSTER) {
+        for (int i = 0; i < STATUS__COUNT && rc == 0; i++)
+            rc = add_ent(fh, &cap, status_names[i], INO_STATUS0 + (uint64_t)i, S_IFREG);
+    } else if (is_obj_ino(ino)) {
+        pthread_rwlock_rdlock(&M.st->lock);
+        obj_t *o = live_obj(ino), *c;
+        uint64_t now = node_now_ms();
+        if (!o)
+            rc = -ENOENT;
+        else if (o->type != OBJ_DIR)
+            rc = -ENOTDIR;
+        else {
+            fh->ents[1].ino = o->parent ? o->parent->id : INO_ROOT;
+            for (c = o->children; c && rc == 0; c = c->hh.next)
+                if (state_cache_live(c, now))
+                    rc = add_ent(fh, &cap, c->name, c->id,
+                                 c->type == OBJ_DIR ? S_IFDIR : S_IFREG);
+        }
+        pthread_rwlock_unlock(&M.st->lock);
+    } else {
+        rc = -ENOTDIR;
+    }
+    if (rc < 0)
+        goto fail;
+    if (fh->nents > 2)
+        qsort(fh->ents + 2, fh->nents - 2, sizeof(*fh->ents), cmp_ent);
+    *out = fh;
+    return 0;
+fail:
+    fh_free(fh);
+    return rc;
+}
+
+static void q_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    fh_t *fh;
+    int rc = do_opendir(ino, &fh);
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fi->fh = (uintptr_t)fh;
+    if (fuse_reply_open(req, fi) != 0)
+        fh_free(fh);
+}
+
+static void q_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                      struct fuse_file_info *fi)
+{
+    uint64_t t0 = metrics_now_ns();
+    fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
+    char *buf = malloc(size);
+    size_t used = 0;
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    for (size_t i = (size_t)off; i < fh->nents; i++) {
+        struct stat s;
+        memset(&s, 0, sizeof(s));
+        s.st_ino = fh->ents[i].ino;
+        s.st_mode = fh->ents[i].type;
+        size_t n = fuse_add_direntry(req, buf + used, size - used, fh->ents[i].name, &s,
+                                     (off_t)(i + 1));
+        if (n > size - used)
+            break;
+        used += n;
+    }
+    metrics_op(MOP_readdir, t0, 0);
+    fuse_reply_buf(req, buf, used);
+    free(buf);
+}
+
+static void q_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    fh_free((fh_t *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+/* ---- files ---- */
+
+static int open_value(uint64_t ino, int flags, fh_t **out)
+{
+    char path[4096];
+    int ns, type;
+    int rc = obj_path(ino, &ns, path, sizeof(path), &type);
+    if (rc < 0)
+        return rc;
+    if (type == OBJ_DIR)
+        return -EISDIR;
+    fh_t *fh = fh_new(FH_VALUE);
+    if (!fh || !(fh->path = strdup(path))) {
+        fh_free(fh);
+        return -ENOMEM;
+    }
+    fh->ns = (uint8_t)ns;
+    fh->append = !!(flags & O_APPEND);
+    if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY)
+        fh->trunc_pending = 1;
+    pthread_rwlock_rdlock(&M.st->lock);
+    obj_t *o = live_obj(ino);
+    if (o)
+        fh->snap = blob_ref(o->val);
+    int sliding = o && ns == NS_CACHE ? 1 : 0;
+    pthread_rwlock_unlock(&M.st->lock);
+    if (!fh->snap) {
+        fh_free(fh);
+        return -ENOENT;
+    }
+    if (fh->trunc_pending) {
+        blob_unref(fh->snap);
+        fh->snap = blob_new(NULL, 0);
+    }
+    /* Reads of cache keys feed the LRU order and sliding TTLs through TOUCH batches. */
+    if (sliding && (flags & O_ACCMODE) != O_WRONLY)
+        node_note_read(M.node, path);
+    *out = fh;
+    return 0;
+}
+
+static int open_control(uint64_t ino, int flags, fh_t **out)
+{
+    fh_t *fh;
+    if ((flags & O_ACCMODE) != O_RDONLY)
+        return -EACCES;
+    if (is_status_ino(ino)) {
+        fh = fh_new(FH_STATIC);
+        if (!fh)
+            return -ENOMEM;
+        int rc = status_render(M.node, (int)(ino - INO_STATUS0), &fh->sbuf, &fh->slen);
+        if (rc < 0) {
+            fh_free(fh);
+            return rc;
+        }
+        *out = fh;
+        return 0;
+    }
+    vino_t v;
+    if (vino_find(ino, &v) < 0)
+        return -ENOENT;
+    int rc = 0;
+    fh = fh_new(v.key.kind == VK_EVENTS ? FH_EVENTS : FH_STATIC);
+    if (!fh) {
+        free(v.path);
+        return -ENOMEM;
+    }
+    pthread_rwlock_rdlock(&M.st->lock);
+    obj_t *o = state_by_id(M.st, v.key.obj);
+    if (!o) {
+        rc = -ENOENT;
+    } else if (v.key.kind == VK_HIST) {
+        fh->snap = blob_ref(state_config_version(o, v.key.aux));
+        if (!fh->snap)
+            rc = -ENOENT;
+    } else {
+        char path[4096];
+        rc = state_path(o, path, sizeof(path));
+        if (rc >= 0) {
+            rc = (fh->path = strdup(path)) ? 0 : -ENOMEM;
+            fh->cursor = v.key.aux ? v.key.aux - 1 : M.st->config_rev;
+            fh->nonblock = !!(flags & O_NONBLOCK);
+            uint64_t oldest = state_config_oldest_rev(M.st);
+            if (v.key.aux && M.st->nevents > CONFIG_EVENTS_KEPT && fh->cursor + 1 < oldest)
+                rc = -ESTALE;
+        }
+    }
+    pthread_rwlock_unlock(&M.st->lock);
+    free(v.path);
+    if (rc < 0) {
+        fh_free(fh);
+        return rc;
+    }
+    *out = fh;
+    return 0;
+}
+
+static void q_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    uint64_t t0 = metrics_now_ns();
+    fh_t *fh = NULL;
+    int rc;
+    vino_t v;
+    if ((ino & VINO_BIT) && (rc = vino_find(ino, &v)) == 0) {
+        if (v.key.kind == VK_NEWFILE) {
+            /* Opened again by inode after its creation committed: the value file. */
+            pthread_rwlock_rdlock(&M.st->lock);
+            obj_t *o = state_resolve(M.st, v.ns, v.path, strlen(v.path));
+            uint64_t id = o ? o->id : 0;
+            pthread_rwlock_unlock(&M.st->lock);
+            rc = id ? open_value(id, fi->flags, &fh) : -ENOENT;
+        } else {
+            rc = open_control(ino, fi->flags, &fh);
+        }
+        free(v.path);
+    } else if (ino & VINO_BIT) {
+        /* rc is -ENOENT from vino_find */
+    } else if (is_status_ino(ino)) {
+        rc = open_control(ino, fi->flags, &fh);
+    } else {
+        rc = open_value(ino, fi->flags, &fh);
+    }
+    metrics_op(MOP_open, t0, -rc);
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fi->fh = (uintptr_t)fh;
+    fi->direct_io = 1;        /* the kernel page cache must never serve a stale value */
+    fi->keep_cache = 0;
+    if (fh->kind == FH_EVENTS)
+        fi->nonseekable = 1;
+    if (fuse_reply_open(req, fi) != 0)
+        fh_free(fh);
+}
+
+/* ---- `.events`: streaming, blocking, answered later by the apply hook ---- */
+
+/* Serves a read from fh's pending lines, refilling them from the event history. Returns
+ * bytes copied into out (0 = nothing new), or -ESTALE. State lock held (read or write). */
+static int events_fill(fh_t *fh, char *out, size_t size)
+{
+    if (fh->wlen == fh->wcap) {   /* pending buffer drained: wbuf[wlen..wcap) is unread */
+        if (!fh->wbuf && !(fh->wbuf = malloc(65536)))
+            return -ENOMEM;
+        int n = config_read_events(M.st, fh->path, &fh->cursor, (char *)fh->wbuf, 65536);
+        if (n < 0)
+            return n;
+        fh->wlen = 0;
+        fh->wcap = (size_t)n;
+    }
+    size_t n = fh->wcap - fh->wlen;
+    if (n > size)
+        n = size;
+    memcpy(out, fh->wbuf + fh->wlen, n);
+    fh->wlen += n;
+    return (int)n;
+}
+
+/* Tries to answer fh's parked read; wait_mu and the state lock held. Returns nonzero when
+ * the request was answered (and unparked). */
+static int events_answer(fh_t *fh)
+{
+    char *buf = malloc(fh->want ? fh->want : 1);
+    int n = buf ? events_fill(fh, buf, fh->want) : -ENOMEM;
+    if (n == 0) {
+        free(buf);
+        return 0;
+    }
+    fuse_req_t req = fh->waiting;
+    fh->waiting = NULL;
+    if (fh->wprev)
+        fh->wprev->wnext = fh->wnext;
+    else
+        M.waiters = fh->wnext;
+    if (fh->wnext)
+        fh->wnext->wprev = fh->wprev;
+    fh->wnext = fh->wprev = NULL;
+    if (n < 0)
+        fuse_reply_err(req, -n);
+    else
+        fuse_reply_buf(req, buf, (size_t)n);
+    free(buf);
+    return 1;
+}
+
+/* Apply hook: runs with the state write lock held, after every applied command. */
+static void on_apply(void *arg, uint8_t ns)
+{
+    (void)arg;
+    if (ns != NS_CONFIG)
+        return;
+    pthread_mutex_lock(&M.wait_mu);
+    for (fh_t *fh = M.waiters, *next; fh; fh = next) {
+        next = fh->wnext;
+        events_answer(fh);
+    }
+    pthread_mutex_unlock(&M.wait_mu);
+}
+
+static void unpark(fh_t *fh)
+{
+    if (fh->wprev)
+        fh->wprev->wnext = fh->wnext;
+    else
+        M.waiters = fh->wnext;
+    if (fh->wnext)
+        fh->wnext->wprev = fh->wprev;
+    fh->wnext = fh->wprev = NULL;
+    fh->waiting = NULL;
+}
+
+static void events_interrupt(fuse_req_t req, void *data)
+{
+    fh_t *fh = data;
+    pthread_mutex_lock(&M.wait_mu);
+    if (fh->waiting == req) {
+        unpark(fh);
+        fuse_reply_err(req, EINTR);
+    }
+    pthread_mutex_unlock(&M.wait_mu);
+}
+
+static void read_events(fuse_req_t req, fh_t *fh, size_t size)
+{
+    pthread_rwlock_rdlock(&M.st->lock);
+    pthread_mutex_lock(&M.wait_mu);
+    if (fh->waiting) {
+        pthread_mutex_unlock(&M.wait_mu);
+        pthread_rwlock_unlock(&M.st->lock);
+        fuse_reply_err(req, EBUSY);   /* one read at a time per open file */
+        return;
+    }
+    fh->waiting = req;
+    fh->want = size;
+    fh->wnext = M.waiters;
+    fh->wprev = NULL;
+    if (M.waiters)
+        M.waiters->wprev = fh;
+    M.waiters = fh;
+    int answered = events_answer(fh);
+    if (!answered && fh->nonblock) {
+        unpark(fh);
+        fuse_reply_err(req, EAGAIN);
+        answered = 1;
+    }
+    pthread_mutex_unlock(&M.wait_mu);
+    /* Registered while the state lock is held, so apply cannot answer (and free) req
+     * first; if req was already interrupted this calls events_interrupt right away. */
+    if (!answered)
+        fuse_req_interrupt_func(req, events_interrupt, fh);
+    pthread_rwlock_unlock(&M.st->lock);
+}
+
+static void q_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                   struct fuse_file_info *fi)
+{
+    uint64_t t0 = metrics_now_ns();
+    fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
+    if (fh->kind == FH_EVENTS) {
+        metrics_op(MOP_read, t0, 0);
+        read_events(req, fh, size);
+        return;
+    }
+    const uint8_t *data;
+    size_t len;
+    pthread_mutex_lock(&fh->mu);
+    if (fh->kind == FH_STATIC && !fh->snap) {
+        data = (const uint8_t *)fh->sbuf;
+        len = fh->slen;
+    } else {
+        data = fh->snap->data;
+        len = fh->snap->len;
+    }
+    size_t n = off < 0 || (size_t)off >= len ? 0 : len - (size_t)off;
+    if (n > size)
+        n = size;
+    fuse_reply_buf(req, n ? (const char *)data + off : NULL, n);
+    pthread_mutex_unlock(&fh->mu);
+    metrics_op(MOP_read, t0, 0);
+}
+
+/* Commits fh's working copy [0, newlen) as the value. fh->mu held. */
+static int commit_value(fh_t *fh, size_t newlen)
+{
+    cmdbuf_t b;
+    cmd_begin(&b, CMD_PUT, fh->ns, node_now_ms());
+    cmd_str(&b, fh->path);
+    cmd_u8(&b, fh->create_pending ? CMD_PUT_CREATE : 0);
+    cmd_bytes(&b, fh->wbuf, newlen);
+    int rc = node_propose(M.node, &b, NULL);
+    if (rc < 0) {
+        fh->winit = 0;           /* re-read the committed value on the next write */
+        return rc;
+    }
+    blob_t *nb = blob_new(fh->wbuf, newlen);
+    if (nb) {
+        blob_unref(fh->snap);
+        fh->snap = nb;           /* reads through this open see its own writes */
+    }
+    fh->wlen = newlen;
+    fh->trunc_pending = fh->create_pending = 0;
+    return 0;
+}
+
+/* Makes fh->wbuf hold the current value (or nothing, after O_TRUNC / for a new file) with
+ * room for need bytes. fh->mu held. */
+static int load_value(fh_t *fh, size_t need)
+{
+    if (!fh->winit) {
+        fh->wlen = 0;
+        if (!fh->trunc_pending && !fh->create_pending) {
+            int rc = 0;
+            pthread_rwlock_rdlock(&M.st->lock);
+            obj_t *o = state_resolve(M.st, fh->ns, fh->path, strlen(fh->path));
+            if (!o || !state_cache_live(o, node_now_ms()))
+                rc = -ENOENT;
+            else if (o->type != OBJ_FILE)
+                rc = -EISDIR;
+            else if (o->val->len > fh->wcap) {
+                uint8_t *nb = realloc(fh->wbuf, o->val->len);
+                if (!nb)
+                    rc = -ENOMEM;
+                else {
+                    fh->wbuf = nb;
+                    fh->wcap = o->val->len;
+                }
+            }
+            if (rc == 0) {
+                memcpy(fh->wbuf, o->val->data, o->val->len);
+                fh->wlen = o->val->len;
+            }
+            pthread_rwlock_unlock(&M.st->lock);
+            if (rc < 0)
+                return rc;
+        }
+        fh->winit = 1;
+    }
+    if (need > fh->wcap) {
+        size_t cap = fh->wcap ? fh->wcap : 256;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *nb = realloc(fh->wbuf, cap);
+        if (!nb)
+            return -ENOMEM;
+        fh->wbuf = nb;
+        fh->wcap = cap;
+    }
+    return 0;
+}
+
+static int do_write(fh_t *fh, const char *buf, size_t size, off_t off)
+{
+    if (fh->kind != FH_VALUE)
+        return -EBADF;
+    if (off < 0)
+        return -EINVAL;
+    pthread_mutex_lock(&fh->mu);
+    int rc = load_value(fh, 0);
+    if (rc == 0 && fh->append)
+        off = (off_t)fh->wlen;
+    size_t end = (size_t)off + size;
+    if (rc == 0 && ((size_t)off > VALUE_MAX || end > VALUE_MAX))
+        rc = -EFBIG;
+    if (rc == 0)
+        rc = load_value(fh, end);
+    if (rc == 0) {
+        size_t oldlen = fh->wlen;
+        if ((size_t)off > oldlen)
+            memset(fh->wbuf + oldlen, 0, (size_t)off - oldlen);
+        memcpy(fh->wbuf + off, buf, size);
+        rc = commit_value(fh, end > oldlen ? end : oldlen);
+    }
+    pthread_mutex_unlock(&fh->mu);
+    return rc;
+}
+
+static void q_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    uint64_t t0 = metrics_now_ns();
+    int rc = do_write((fh_t *)(uintptr_t)fi->fh, buf, size, off);
+    metrics_op(MOP_write, t0, -rc);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_write(req, size);
+}
+
+/* Commits what an open still owes: the truncation of O_TRUNC, or the creation of a new
+ * file, when nothing was written. */
+static int settle(fh_t *fh)
+{
+    if (fh->kind != FH_VALUE)
+        return 0;
+    pthread_mutex_lock(&fh->mu);
+    int rc = 0;
+    if (fh->create_pending || fh->trunc_pending) {
+        cmdbuf_t b;
+        cmd_begin(&b, CMD_PUT, fh->ns, node_now_ms());
+        cmd_str(&b, fh->path);
+        cmd_u8(&b, fh->create_pending ? (CMD_PUT_CREATE | CMD_PUT_KEEP) : 0);
+        cmd_bytes(&b, "", 0);
+        rc = node_propose(M.node, &b, NULL);
+        if (rc == 0)
+            fh->create_pending = fh->trunc_pending = 0;
+    }
+    pthread_mutex_unlock(&fh->mu);
+    return rc;
+}
+
+/* flush comes at every close() of a descriptor, including the close of the original
+ * after a shell's dup2() and before its first write, so it must not settle: that would
+ * expose an empty value between the truncation and the write. Every write has already
+ * reported its own error, so nothing is pending here. */
+static void q_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    uint64_t t0 = metrics_now_ns();
+    metrics_op(MOP_flush, t0, 0);
+    fuse_reply_err(req, 0);
+}
+
+static void q_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    /* Every acknowledged write is already durable; only a pending create/truncate is owed. */
+    fuse_reply_err(req, -settle((fh_t *)(uintptr_t)fi->fh));
+}
+
+static void q_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
+    /* The last descriptor is gone: an O_TRUNC or a create with nothing written lands now. */
+    int rc = settle(fh);
+    if (rc < 0)
+        fprintf(stderr, "quorumfs: %s: truncate/create at close not committed: %s\n",
+                fh->path ? fh->path : "?", strerror(-rc));
+    if (fh->kind == FH_EVENTS) {
+        pthread_mutex_lock(&M.wait_mu);
+        if (fh->waiting) {
+            fuse_req_t r = fh->waiting;
+            unpark(fh);
+            fuse_reply_err(r, EINTR);
+        }
+        pthread_mutex_unlock(&M.wait_mu);
+    }
+    fh_free(fh);
+    fuse_reply_err(req, 0);
+}
+
+static void q_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                     struct fuse_file_info *fi)
+{
+    uint64_t t0 = metrics_now_ns();
+    char path[4096];
+    int ns;
+    fh_t *fh = NULL;
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    e.generation = 1;
+    int rc = child_path(parent, name, &ns, path, sizeof(path), 1);
+    if (rc == 0 && (fi->flags & O_EXCL)) {
+        /* O_CREAT|O_EXCL is committed before the open returns. */
+        cmdbuf_t b;
+        sm_result_t res;
+        cmd_begin(&b, CMD_PUT, (uint8_t)ns, node_now_ms());
+        cmd_str(&b, path);
+        cmd_u8(&b, CMD_PUT_CREATE | CMD_PUT_EXCL);
+        cmd_bytes(&b, "", 0);
+        rc = node_propose(M.node, &b, &res);
+        if (rc == 0)
+            rc = open_value(result_id(&res), fi->flags & ~O_TRUNC, &fh);
+        if (rc == 0)
+            rc = do_getattr(result_id(&res), &e.attr);
+        e.ino = result_id(&res);
+    } else if (rc == 0) {
+        /* Plain O_CREAT: the file comes into being with its first write (or at close), so
+         * readers never see it empty-then-filled and config gets one revision. */
+        fh = fh_new(FH_VALUE);
+        if (!fh || !(fh->path = strdup(path)) || !(fh->snap = blob_new(NULL, 0))) {
+            rc = -ENOMEM;
+        } else {
+            fh->ns = (uint8_t)ns;
+            fh->create_pending = 1;
+            fh->append = !!(fi->flags & O_APPEND);
+            e.ino = vino_get(VK_NEWFILE, parent, ++M.next_newfile, (uint8_t)ns, path);
+            if (!e.ino)
+                rc = -ENOMEM;
+            else
+                fill_stat(&e.attr, e.ino, S_IFREG | 0644, 0, node_now_ms());
+        }
+    }
+    metrics_op(MOP_create, t0, -rc);
+    if (rc < 0) {
+        fh_free(fh);
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fi->fh = (uintptr_t)fh;
+    fi->direct_io = 1;
+    fi->keep_cache = 0;
+    if (fuse_reply_create(req, &e, fi) != 0)
+        fh_free(fh);
+}
+
+/* truncate(2)/ftruncate(2): one committed step to the new size. */
+static int do_truncate(uint64_t ino, off_t size, fh_t *fh)
+{
+    if (size < 0)
+        return -EINVAL;
+    if ((uint64_t)size > VALUE_MAX)
+        return -EFBIG;
+    fh_t *tmp = NULL;
+    int rc = 0;
+    if (!fh || fh->kind != FH_VALUE) {
+        rc = open_value(ino, O_RDWR, &tmp);
+        if (rc < 0)
+            return rc;
+        fh = tmp;
+    }
+    pthread_mutex_lock(&fh->mu);
+    rc = load_value(fh, (size_t)size);
+    if (rc == 0) {
+        if ((size_t)size > fh->wlen)
+            memset(fh->wbuf + fh->wlen, 0, (size_t)size - fh->wlen);
+        fh->trunc_pending = 0;
+        rc = commit_value(fh, (size_t)size);
+    }
+    pthread_mutex_unlock(&fh->mu);
+    fh_free(tmp);
+    return rc;
+}
+
+static int do_setattr(uint64_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
+{
+    fh_t *fh = fi ? (fh_t *)(uintptr_t)fi->fh : NULL;
+    if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+        return -EPERM;           /* ownership and permission bits are fixed */
+    if (ino & VINO_BIT) {
+        vino_t v;
+        if (vino_find(ino, &v) < 0)
+            return -ENOENT;
+        int rc = -EACCES;
+        if (v.key.kind == VK_NEWFILE) {
+            /* touch(1) of a file created but not yet written: commit it now. */
+            cmdbuf_t b;
+            cmd_begin(&b, CMD_PUT, v.ns, node_now_ms());
+            cmd_str(&b, v.path);
+            cmd_u8(&b, CMD_PUT_CREATE | CMD_PUT_KEEP);
+            cmd_bytes(&b, "", 0);
+            rc = node_propose(M.node, &b, NULL);
+            if (rc == 0 && fh && fh->kind == FH_VALUE) {
+                pthread_mutex_lock(&fh->mu);
+                fh->create_pending = 0;
+                pthread_mutex_unlock(&fh->mu);
+            }
+            if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE) && attr->st_size != 0)
+                rc = -EOPNOTSUPP;
+        }
+        free(v.path);
+        return rc;
+    }
+    if (!is_obj_ino(ino))
+        return ino == INO_ROOT || ino == INO_CLUSTER ? -EPERM : -EACCES;
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+        int rc = do_truncate(ino, attr->st_size, fh);
+        if (rc < 0)
+            return rc;
+    }
+    if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_ATIME |
+                  FUSE_SET_ATTR_ATIME_NOW)) {
+        char path[4096];
+        int ns;
+        int rc = obj_path(ino, &ns, path, sizeof(path), NULL);
+        if (rc == 0 && (ns == NS_CACHE || ns == NS_CONFIG))
+            rc = propose_path(CMD_SETMTIME, ns, path, NULL);
+        if (rc < 0 && rc != -EPERM)
+            return rc;
+    }
+    return 0;
+}
+
+static void q_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                      struct fuse_file_info *fi)
+{
+    uint64_t t0 = metrics_now_ns();
+    int rc = do_setattr(ino, attr, to_set, fi);
+    metrics_op(MOP_setattr, t0, -rc);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        reply_attr(req, ino);
+}
+
+/* ---- extended attributes ---- */
+
+static int do_setxattr(uint64_t ino, const char *name, const char *value, size_t size,
+                       int remove)
+{
+    char path[4096];
+    int ns, rc;
+    if (strncmp(name, "user.", 5) != 0)
+        return -ENOTSUP;
+    rc = obj_path(ino, &ns, path, sizeof(path), NULL);
+    if (rc < 0)
+        return rc == -EPERM ? -ENOTSUP : rc;
+    if (ns == NS_CONFIG)
+        return strcmp(name, "user.version") == 0 ? -EPERM : -ENOTSUP;
+    if (ns != NS_CACHE)
+        return -ENOTSUP;
+    if (!remove) {
+        pthread_rwlock_rdlock(&M.st->lock);
+        obj_t *o = live_obj(ino);
+        rc = o ? cache_check_setxattr(o, name, value, size) : -ENOENT;
+        pthread_rwlock_unlock(&M.st->lock);
+        if (rc < 0)
+            return rc;
+    }
+    cmdbuf_t b;
+    cmd_begin(&b, remove ? CMD_REMOVEXATTR : CMD_SETXATTR, (uint8_t)ns, node_now_ms());
+    cmd_str(&b, path);
+    cmd_str(&b, name);
+    if (!remove)
+        cmd_bytes(&b, value, size);
+    return node_propose(M.node, &b, NULL);
+}
+
+static void q_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                       size_t size, int flags)
+{
+    uint64_t t0 = metrics_now_ns();
+    int rc = do_setxattr(ino, name, value, size, 0);
+    metrics_op(MOP_setxattr, t0, -rc);
+    fuse_reply_err(req, -rc);
+}
+
+static void q_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+    uint64_t t0 = metrics_now_ns();
+    int rc = do_setxattr(ino, name, NULL, 0, 1);
+    metrics_op(MOP_removexattr, t0, -rc);
+    fuse_reply_err(req, -rc);
+}
+
+/* Fills buf (size 0 = size query) with attribute name of ino. Returns length or -errno. */
+static int do_getxattr(uint64_t ino, const char *name, char *buf, size_t size, int list)
+{
+    if (!is_obj_ino(ino))
+        return list ? 0 : (ino & VINO_BIT) || is_status_ino(ino) || ino <= INO_CLUSTER
+                              ? -ENODATA : -ENOENT;
+    int rc;
+    pthread_rwlock_rdlock(&M.st->lock);
+    obj_t *o = live_obj(ino);
+    if (!o)
+        rc = -ENOENT;
+    else if (list)
+        rc = (int)(o->ns == NS_CACHE ? cache_listxattr(o, buf, size)
+                   : o->ns == NS_CONFIG ? config_listxattr(o, buf, size) : 0);
+    else if (o->ns == NS_CACHE)
+        rc = cache_getxattr(o, name, buf, size);
+    else if (o->ns == NS_CONFIG)
+        rc = config_getxattr(o, name, buf, size);
+    else
+        rc = -ENODATA;
+    pthread_rwlock_unlock(&M.st->lock);
+    if (list && size && (size_t)rc > size)
+        return -ERANGE;
+    return rc;
+}
+
+static void reply_xattr(fuse_req_t req, int rc, const char *buf, size_t size)
+{
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else if (size == 0)
+        fuse_reply_xattr(req, (size_t)rc);
+    else
+        fuse_reply_buf(req, buf, (size_t)rc);
+}
+
+static void q_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    uint64_t t0 = metrics_now_ns();
+    char *buf = size ? malloc(size) : NULL;
+    int rc = size && !buf ? -ENOMEM : do_getxattr(ino, name, buf, size, 0);
+    metrics_op(MOP_getxattr, t0, rc == -ENODATA ? 0 : (rc < 0 ? -rc : 0));
+    reply_xattr(req, rc, buf, size);
+    free(buf);
+}
+
+static void q_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    uint64_t t0 = metrics_now_ns();
+    char *buf = size ? malloc(size) : NULL;
+    int rc = size && !buf ? -ENOMEM : do_getxattr(ino, NULL, buf, size, 1);
+    metrics_op(MOP_listxattr, t0, rc < 0 ? -rc : 0);
+    reply_xattr(req, rc, buf, size);
+    free(buf);
+}
+
+static void q_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    uint64_t t0 = metrics_now_ns();
+    struct statvfs sv;
+    if (statvfs(node_data_dir(M.node), &sv) != 0)
+        memset(&sv, 0, sizeof(sv));
+    pthread_rwlock_rdlock(&M.st->lock);
+    sv.f_files = HASH_CNT(hid, M.st->by_id);
+    pthread_rwlock_unlock(&M.st->lock);
+    sv.f_ffree = 1u << 30;
+    sv.f_favail = sv.f_ffree;
+    sv.f_namemax = NAME_MAX_BYTES;
+    metrics_op(MOP_statfs, t0, 0);
+    fuse_reply_statfs(req, &sv);
+}
+
+static void q_init(void *userdata, struct fuse_conn_info *conn)
+{
+    /* O_TRUNC arrives with open(), so truncation can take effect with the first write. */
+    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+        conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+    conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    conn->max_write = VALUE_MAX;
+}
+
+static const struct fuse_lowlevel_ops ops = {
+    .init = q_init,
+    .lookup = q_lookup,
+    .forget = q_forget,
+    .forget_multi = q_forget_multi,
+    .getattr = q_getattr,
+    .setattr = q_setattr,
+    .mkdir = q_mkdir,
+    .unlink = q_unlink,
+    .rmdir = q_rmdir,
+    .rename = q_rename,
+    .open = q_open,
+    .read = q_read,
+    .write = q_write,
+    .flush = q_flush,
+    .release = q_release,
+    .fsync = q_fsync,
+    .opendir = q_opendir,
+    .readdir = q_readdir,
+    .releasedir = q_releasedir,
+    .statfs = q_statfs,
+    .setxattr = q_setxattr,
+    .getxattr = q_getxattr,
+    .listxattr = q_listxattr,
+    .removexattr = q_removexattr,
+    .create = q_create,
+};
+
+int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
+                void (*ready)(void *arg), void *ready_arg)
+{
+    M.node = node;
+    M.st = node_state(node);
+    M.uid = getuid();
+    M.gid = getgid();
+    pthread_rwlock_wrlock(&M.st->lock);
+    M.st->on_apply = on_apply;
+    pthread_rwlock_unlock(&M.st->lock);
+    int ret = -1;
+    struct fuse_session *se = fuse_session_new(args, &ops, sizeof(ops), NULL);
+    if (!se)
+        goto out;
+    if (fuse_set_signal_handlers(se) != 0)
+        goto out_destroy;
+    if (fuse_session_mount(se, mountpoint) != 0) {
+        fprintf(stderr, "quorumfs: cannot mount at %s\n", mountpoint);
+        goto out_signals;
+    }
+    if (ready)
+        ready(ready_arg);
+    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+    if (!cfg)
+        goto out_unmount;
+    /* Proposals block a worker until their commit: enough workers let concurrent writers
+     * share one fsync (group commit). Blocking reads do not hold workers. */
+    fuse_loop_cfg_set_max_threads(cfg, 64);
+    fuse_loop_cfg_set_idle_threads(cfg, 16);
+    ret = fuse_session_loop_mt(se, cfg) == 0 ? 0 : -1;
+    fuse_loop_cfg_destroy(cfg);
+out_unmount:
+    fuse_session_unmount(se);
+out_signals:
+    fuse_remove_signal_handlers(se);
+out_destroy:
+    fuse_session_destroy(se);
+out:
+    pthread_rwlock_wrlock(&M.st->lock);
+    M.st->on_apply = NULL;
+    pthread_rwlock_unlock(&M.st->lock);
+    return ret;
+}

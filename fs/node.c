@@ -1,0 +1,217 @@
+/* fs/node.c — the node: group + state + sweeper thread; see node.h. The sweeper runs every
+ * SWEEP_MS: it proposes EXPIRE for cache keys whose TTL passed and TOUCH for the keys read
+ * since the last sweep. Both are decided here (the leader side) and committed, so apply
+ * never reads a clock. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "cluster/err.h"
+#include "fs/cache.h"
+#include "fs/node.h"
+
+#define SWEEP_MS 100
+#define TOUCH_BATCH_MAX 4096
+#define EXPIRE_BATCH_MAX 4096
+
+typedef struct touched {
+    UT_hash_handle hh;
+    char path[];
+} touched_t;
+
+struct node {
+    state_t *st;
+    group_t *group;
+    char *data_dir;
+    pthread_t sweeper;
+    pthread_mutex_t mu;          /* guards touched, ntouched, stop */
+    pthread_cond_t cv;
+    touched_t *touched;
+    uint32_t ntouched;
+    int stop;
+};
+
+uint64_t node_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int node_errno(int qerr)
+{
+    switch (-qerr) {
+    case QERR_OK: return 0;
+    case QERR_NOMEM: return -ENOMEM;
+    case QERR_NOSPACE: return -ENOSPC;
+    case QERR_TOOBIG: return -EFBIG;
+    case QERR_INVAL: return -EINVAL;
+    case QERR_NOTFOUND: return -ENOENT;
+    case QERR_EXISTS: return -EEXIST;
+    default: return -EIO;   /* no quorum, timeout, disk failure, closing */
+    }
+}
+
+int node_propose(node_t *n, cmdbuf_t *b, sm_result_t *res)
+{
+    sm_result_t local;
+    int rc;
+    if (b->oom) {
+        free(b->p);
+        return -ENOMEM;
+    }
+    if (!res)
+        res = &local;
+    memset(res, 0, sizeof(*res));
+    rc = group_propose(n->group, b->p, b->len, res);
+    free(b->p);
+    b->p = NULL;
+    if (rc < 0)
+        return node_errno(rc);
+    return res->code;
+}
+
+void node_note_read(node_t *n, const char *path)
+{
+    touched_t *t;
+    size_t len = strlen(path);
+    pthread_mutex_lock(&n->mu);
+    HASH_FIND(hh, n->touched, path, len, t);
+    if (!t && n->ntouched < TOUCH_BATCH_MAX && (t = malloc(sizeof(*t) + len + 1))) {
+        memcpy(t->path, path, len + 1);
+        HASH_ADD(hh, n->touched, path[0], len, t);
+        n->ntouched++;
+    }
+    pthread_mutex_unlock(&n->mu);
+}
+
+static void propose_touches(node_t *n)
+{
+    pthread_mutex_lock(&n->mu);
+    touched_t *list = n->touched, *t, *tmp;
+    uint32_t cnt = n->ntouched;
+    n->touched = NULL;
+    n->ntouched = 0;
+    pthread_mutex_unlock(&n->mu);
+    if (!cnt)
+        return;
+    cmdbuf_t b;
+    cmd_begin(&b, CMD_TOUCH, NS_CACHE, node_now_ms());
+    cmd_u32(&b, cnt);
+    HASH_ITER(hh, list, t, tmp) {
+        cmd_str(&b, t->path);
+        HASH_DELETE(hh, list, t);
+        free(t);
+    }
+    int rc = node_propose(n, &b, NULL);
+    if (rc < 0)
+        fprintf(stderr, "quorumfs: cache touch batch not committed: %s\n", strerror(-rc));
+}
+
+static void propose_expiry(node_t *n)
+{
+    uint64_t now = node_now_ms();
+    cmdbuf_t b, body;
+    memset(&body, 0, sizeof(body));
+    pthread_rwlock_wrlock(&n->st->lock);
+    uint32_t cnt = cache_collect_expired(n->st, now, &body, EXPIRE_BATCH_MAX);
+    pthread_rwlock_unlock(&n->st->lock);
+    if (cnt && !body.oom) {
+        cmd_begin(&b, CMD_EXPIRE, NS_CACHE, now);
+        cmd_u32(&b, cnt);
+        cmd_raw(&b, body.p, body.len);
+        int rc = node_propose(n, &b, NULL);
+        if (rc < 0)
+            fprintf(stderr, "quorumfs: cache expiry batch not committed: %s\n", strerror(-rc));
+    }
+    free(body.p);
+}
+
+static void *sweeper_main(void *arg)
+{
+    node_t *n = arg;
+    pthread_mutex_lock(&n->mu);
+    while (!n->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += SWEEP_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&n->cv, &n->mu, &ts);
+        if (n->stop)
+            break;
+        pthread_mutex_unlock(&n->mu);
+        propose_touches(n);
+        propose_expiry(n);
+        pthread_mutex_lock(&n->mu);
+    }
+    pthread_mutex_unlock(&n->mu);
+    return NULL;
+}
+
+int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
+{
+    int rc = -QERR_NOMEM;
+    *errmsg = NULL;
+    node_t *n = calloc(1, sizeof(*n));
+    if (!n)
+        goto fail;
+    pthread_mutex_init(&n->mu, NULL);
+    pthread_cond_init(&n->cv, NULL);
+    n->data_dir = strdup(opts->data_dir);
+    n->st = state_new(opts->cache_max_bytes);
+    if (!n->data_dir || !n->st)
+        goto fail;
+    group_config_t gc = { .dir = opts->data_dir, .snapshot_bytes = opts->snapshot_bytes };
+    rc = group_open(&gc, &state_sm_ops, n->st, &n->group, errmsg);
+    if (rc < 0)
+        goto fail;
+    if (pthread_create(&n->sweeper, NULL, sweeper_main, n) != 0) {
+        rc = -QERR_NOMEM;
+        group_close(n->group);
+        n->group = NULL;
+        goto fail;
+    }
+    *out = n;
+    return 0;
+fail:
+    if (n) {
+        state_free(n->st);
+        free(n->data_dir);
+        free(n);
+    }
+    if (!*errmsg) {
+        char buf[256];
+        snprintf(buf, sizeof(buf), "cannot open node: %s", qerr_str(rc));
+        *errmsg = strdup(buf);
+    }
+    return rc;
+}
+
+void node_close(node_t *n)
+{
+    if (!n)
+        return;
+    pthread_mutex_lock(&n->mu);
+    n->stop = 1;
+    pthread_cond_signal(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+    pthread_join(n->sweeper, NULL);
+    group_close(n->group);
+    touched_t *t, *tmp;
+    HASH_ITER(hh, n->touched, t, tmp) {
+        HASH_DELETE(hh, n->touched, t);
+        free(t);
+    }
+    state_free(n->st);
+    free(n->data_dir);
+    free(n);
+}
+
+state_t *node_state(node_t *n) { return n->st; }
+group_t *node_group(node_t *n) { return n->group; }
+const char *node_data_dir(node_t *n) { return n->data_dir; }

@@ -1,0 +1,43 @@
+/* fs/node.h — one quorumfs node as the FUSE side sees it: the state machine, the
+ * replicated group that feeds it, and the leader-side timers that turn time into log
+ * entries (cache TTL expiry, batched read touches for LRU and sliding TTL). */
+#ifndef QFS_FS_NODE_H
+#define QFS_FS_NODE_H
+
+#include <stdint.h>
+#include "cluster/group.h"
+#include "fs/cmd.h"
+#include "fs/state.h"
+
+typedef struct node_opts {
+    const char *data_dir;
+    uint64_t cache_max_bytes;     /* LRU cap on cache value bytes */
+    uint64_t snapshot_bytes;      /* 0 = group default */
+} node_opts_t;
+
+typedef struct node node_t;
+
+/* Opens the group in data_dir (restore + replay) and starts the sweeper thread.
+ * On failure returns -errno-like negative QERR code and a malloc'ed *errmsg. */
+int node_open(const node_opts_t *opts, node_t **out, char **errmsg);
+void node_close(node_t *n);
+
+state_t *node_state(node_t *n);
+group_t *node_group(node_t *n);
+const char *node_data_dir(node_t *n);
+
+/* Wall-clock milliseconds: the leader's time written into commands. */
+uint64_t node_now_ms(void);
+
+/* Proposes the command in b (and frees b->p). Blocks until applied. Returns apply's result
+ * (0 or -errno) or a group error mapped to -errno (ENOSPC, EFBIG, EIO). res may be NULL. */
+int node_propose(node_t *n, cmdbuf_t *b, sm_result_t *res);
+
+/* Records a read of cache key path (below cache/) so that a TOUCH command is proposed
+ * soon (LRU order; sliding TTL restarts). Cheap; never blocks on the log. */
+void node_note_read(node_t *n, const char *path);
+
+/* Maps a cluster/ QERR code (negative) to a negative errno. */
+int node_errno(int qerr);
+
+#endif

@@ -1,0 +1,118 @@
+/* fs/status.c — `.cluster/` content for the embedded single node: one member, one shard
+ * (the whole key space), health from the group's failure state, metrics in Prometheus text
+ * format (fs operations, group commit and WAL fsync, state sizes). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fs/metrics.h"
+#include "fs/status.h"
+
+const char *const status_names[STATUS__COUNT] = { "members", "shards", "health", "metrics" };
+
+static void render_metrics(node_t *n, char **b, size_t *len, size_t *cap)
+{
+    group_stats_t gs;
+    group_get_stats(node_group(n), &gs);
+    state_t *st = node_state(n);
+    metrics_printf(b, len, cap, "# HELP quorumfs_ops_total FUSE operations served.\n"
+                                "# TYPE quorumfs_ops_total counter\n");
+    for (int i = 0; i < MOP__COUNT; i++)
+        metrics_printf(b, len, cap, "quorumfs_ops_total{op=\"%s\"} %llu\n", metric_op_names[i],
+                       (unsigned long long)g_metrics.ops[i]);
+    metrics_printf(b, len, cap, "# HELP quorumfs_op_errors_total FUSE operations that failed.\n"
+                                "# TYPE quorumfs_op_errors_total counter\n");
+    for (int i = 0; i < MOP__COUNT; i++)
+        metrics_printf(b, len, cap, "quorumfs_op_errors_total{op=\"%s\"} %llu\n",
+                       metric_op_names[i], (unsigned long long)g_metrics.errors[i]);
+    metrics_printf(b, len, cap, "# HELP quorumfs_op_seconds FUSE operation latency.\n"
+                                "# TYPE quorumfs_op_seconds histogram\n");
+    for (int i = 0; i < MOP__COUNT; i++) {
+        char label[64];
+        snprintf(label, sizeof(label), "op=\"%s\"", metric_op_names[i]);
+        metrics_hist_text(b, len, cap, "quorumfs_op_seconds", label, &g_metrics.latency[i]);
+    }
+    metrics_printf(b, len, cap,
+        "# HELP quorumfs_wal_fsyncs_total fsync calls on the write-ahead log.\n"
+        "# TYPE quorumfs_wal_fsyncs_total counter\nquorumfs_wal_fsyncs_total %llu\n"
+        "# HELP quorumfs_wal_appends_total records appended to the write-ahead log.\n"
+        "# TYPE quorumfs_wal_appends_total counter\nquorumfs_wal_appends_total %llu\n"
+        "# HELP quorumfs_wal_bytes bytes in live WAL segments.\n"
+        "# TYPE quorumfs_wal_bytes gauge\nquorumfs_wal_bytes %llu\n"
+        "# HELP quorumfs_snapshots_total snapshots taken since start.\n"
+        "# TYPE quorumfs_snapshots_total counter\nquorumfs_snapshots_total %llu\n"
+        "# HELP quorumfs_raft_term current term of the shard.\n"
+        "# TYPE quorumfs_raft_term gauge\nquorumfs_raft_term{shard=\"0\"} %llu\n"
+        "# HELP quorumfs_raft_commit_index commit index of the shard.\n"
+        "# TYPE quorumfs_raft_commit_index gauge\nquorumfs_raft_commit_index{shard=\"0\"} %llu\n"
+        "# HELP quorumfs_raft_applied_index applied index of the shard.\n"
+        "# TYPE quorumfs_raft_applied_index gauge\nquorumfs_raft_applied_index{shard=\"0\"} %llu\n",
+        (unsigned long long)gs.wal_fsyncs, (unsigned long long)gs.wal_appends,
+        (unsigned long long)gs.wal_bytes, (unsigned long long)gs.snapshots,
+        (unsigned long long)gs.term, (unsigned long long)gs.commit_index,
+        (unsigned long long)gs.applied_index);
+    metrics_printf(b, len, cap, "# HELP quorumfs_wal_fsync_seconds WAL fsync latency.\n"
+                                "# TYPE quorumfs_wal_fsync_seconds histogram\n");
+    metrics_hist_text(b, len, cap, "quorumfs_wal_fsync_seconds", "", &gs.fsync_latency);
+    metrics_printf(b, len, cap, "# HELP quorumfs_commit_seconds propose-to-applied latency.\n"
+                                "# TYPE quorumfs_commit_seconds histogram\n");
+    metrics_hist_text(b, len, cap, "quorumfs_commit_seconds", "", &gs.commit_latency);
+    pthread_rwlock_rdlock(&st->lock);
+    metrics_printf(b, len, cap,
+        "# HELP quorumfs_cache_bytes bytes of cache values held (the LRU cap counts these).\n"
+        "# TYPE quorumfs_cache_bytes gauge\nquorumfs_cache_bytes %llu\n"
+        "# HELP quorumfs_cache_max_bytes LRU cap on cache value bytes.\n"
+        "# TYPE quorumfs_cache_max_bytes gauge\nquorumfs_cache_max_bytes %llu\n"
+        "# HELP quorumfs_cache_keys cache keys held.\n"
+        "# TYPE quorumfs_cache_keys gauge\nquorumfs_cache_keys %llu\n"
+        "# HELP quorumfs_cache_evictions_total keys evicted by the LRU cap.\n"
+        "# TYPE quorumfs_cache_evictions_total counter\nquorumfs_cache_evictions_total %llu\n"
+        "# HELP quorumfs_cache_expirations_total keys removed by TTL expiry.\n"
+        "# TYPE quorumfs_cache_expirations_total counter\nquorumfs_cache_expirations_total %llu\n"
+        "# HELP quorumfs_config_revision newest config revision.\n"
+        "# TYPE quorumfs_config_revision gauge\nquorumfs_config_revision %llu\n"
+        "# HELP quorumfs_objects objects (files and directories) in the state machine.\n"
+        "# TYPE quorumfs_objects gauge\nquorumfs_objects %u\n",
+        (unsigned long long)st->cache_bytes, (unsigned long long)st->cache_max_bytes,
+        (unsigned long long)st->cache_keys, (unsigned long long)st->cache_evictions,
+        (unsigned long long)st->cache_expirations, (unsigned long long)st->config_rev,
+        HASH_CNT(hid, st->by_id));
+    pthread_rwlock_unlock(&st->lock);
+}
+
+int status_render(node_t *n, int which, char **buf, size_t *len)
+{
+    char *b = NULL;
+    size_t l = 0, cap = 0;
+    group_stats_t gs;
+    switch (which) {
+    case STATUS_MEMBERS:
+        /* id address state */
+        metrics_printf(&b, &l, &cap, "1 embedded alive\n");
+        break;
+    case STATUS_SHARDS:
+        group_get_stats(node_group(n), &gs);
+        /* id leader replicas term commit_index applied_index */
+        metrics_printf(&b, &l, &cap, "0 1 1 %llu %llu %llu\n", (unsigned long long)gs.term,
+                       (unsigned long long)gs.commit_index, (unsigned long long)gs.applied_index);
+        break;
+    case STATUS_HEALTH:
+        group_get_stats(node_group(n), &gs);
+        if (gs.failed)
+            metrics_printf(&b, &l, &cap,
+                           "shard 0: write-ahead log failed after a disk error; writes refused\n");
+        else
+            metrics_printf(&b, &l, &cap, "ok\n");
+        break;
+    case STATUS_METRICS:
+        render_metrics(n, &b, &l, &cap);
+        break;
+    default:
+        return -EINVAL;
+    }
+    if (!b)
+        return -ENOMEM;
+    *buf = b;
+    *len = l;
+    return 0;
+}
