@@ -1,1 +1,2 @@
-# mk/raft.mk — filled in by the raft work.
+# mk/raft.mk — the pure Raft core (cluster/raft*.c), its scenario tests and its benchmark.
+CLUSTER_SRCS += cluster/raft.c cluster/raft_log.c cluster/raft_msg.c
