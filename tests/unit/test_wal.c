@@ -542,7 +542,8 @@ static void fill_disk(size_t rec_len, uint64_t seg_bytes)
     char mnt[128], filler[200];
     wal_t *w = NULL;
     wal_options_t o = { .segment_bytes = seg_bytes };
-    uint8_t *buf = calloc(1, rec_len);
+    size_t filler_len = rec_len < 65536 ? 65536 : rec_len;
+    uint8_t *buf = calloc(1, filler_len);
     uint64_t next = 1, synced = 0;
     int rc = 0, ok = 1, batch = rec_len > 100000 ? 1 : 3;
     snprintf(mnt, sizeof(mnt), "%s/full", base);
@@ -555,7 +556,7 @@ static void fill_disk(size_t rec_len, uint64_t seg_bytes)
     snprintf(dir, sizeof(dir), "%s/wal", mnt);
     snprintf(filler, sizeof(filler), "%s/filler", mnt);
     int fd = open(filler, O_WRONLY | O_CREAT, 0644);
-    ok = fd >= 0 && write(fd, buf, rec_len < 65536 ? 65536 : rec_len) > 0;
+    ok = fd >= 0 && write(fd, buf, filler_len) == (ssize_t)filler_len;
     if (fd >= 0)
         close(fd);
     ok = ok && wal_open(dir, &o, NULL, NULL, &w, NULL) == 0;
