@@ -91,7 +91,8 @@ int inv_entry(inv_t *v, int node, uint64_t index, uint64_t term, uint64_t prev_t
                  node, U(index), U(term));
         return -1;
     }
-    if (prev_term > term) {
+    int known = prev_term != INV_UNKNOWN;
+    if (known && prev_term > term) {
         snprintf(v->err, sizeof(v->err),
                  "log matching: n%d has entry %llu of term %llu after one of term %llu",
                  node, U(index), U(term), U(prev_term));
@@ -109,7 +110,9 @@ int inv_entry(inv_t *v, int node, uint64_t index, uint64_t term, uint64_t prev_t
                          U(index), U(term), s->node, node);
                 return -1;
             }
-            if (s->prev_term != prev_term) {
+            if (known && s->prev_term == INV_UNKNOWN)
+                s->prev_term = prev_term;
+            if (known && s->prev_term != prev_term) {
                 snprintf(v->err, sizeof(v->err),
                          "log matching: entry %llu of term %llu follows an entry of term %llu "
                          "on n%d but of term %llu on n%d",
@@ -126,7 +129,7 @@ int inv_entry(inv_t *v, int node, uint64_t index, uint64_t term, uint64_t prev_t
     return 0;
 }
 
-int inv_commit(inv_t *v, int node, uint64_t index, uint64_t term)
+int inv_commit(inv_t *v, int node, uint64_t index, uint64_t term, uint64_t leader_term)
 {
     if (grow((void **)&v->idx, &v->nidx, index, sizeof(inv_idx_t)) < 0)
         return oom(v);
@@ -142,6 +145,8 @@ int inv_commit(inv_t *v, int node, uint64_t index, uint64_t term)
         x->commit_term = term;
         x->commit_node = node;
     }
+    if (leader_term && (!x->commit_by || leader_term < x->commit_by))
+        x->commit_by = leader_term;
     if (index > v->max_commit)
         v->max_commit = index;
     return 0;
@@ -196,4 +201,9 @@ int inv_restore(inv_t *v, int node, uint64_t index, uint64_t state_hash)
 uint64_t inv_commit_term(const inv_t *v, uint64_t index)
 {
     return index < v->nidx ? v->idx[index].commit_term : 0;
+}
+
+uint64_t inv_commit_by(const inv_t *v, uint64_t index)
+{
+    return index < v->nidx ? v->idx[index].commit_by : 0;
 }

@@ -18,6 +18,7 @@ typedef struct inv_slot {
 typedef struct inv_idx {
     uint64_t commit_term;     /* term of the entry committed at this index, 0 = unknown */
     int commit_node;
+    uint64_t commit_by;       /* lowest term of a leader seen to commit it, 0 = none yet */
     uint64_t apply_hash;      /* hash of the entry applied here, 0 = none yet */
     uint64_t state_hash;      /* state-machine hash after applying it, 0 = none yet */
     int apply_node;
@@ -40,18 +41,24 @@ void inv_free(inv_t *v);
 /* Election safety: at most one leader per term. */
 int inv_leader(inv_t *v, uint64_t term, uint64_t id);
 /* Log matching: an (index, term) pair names one entry (same payload) whose predecessor has
- * one term, so by induction the whole prefix is the same wherever the pair appears. */
+ * one term, so by induction the whole prefix is the same wherever the pair appears.
+ * prev_term may be INV_UNKNOWN (the predecessor was compacted away). */
+#define INV_UNKNOWN UINT64_MAX
 int inv_entry(inv_t *v, int node, uint64_t index, uint64_t term, uint64_t prev_term,
               uint64_t hash);
 /* An index a node reports committed, with the term of its entry there: every node must
- * agree, and nothing committed may later be replaced. */
-int inv_commit(inv_t *v, int node, uint64_t index, uint64_t term);
+ * agree, and nothing committed may later be replaced. leader_term is the node's term if it
+ * is the leader (it committed the entry in that term), else 0. */
+int inv_commit(inv_t *v, int node, uint64_t index, uint64_t term, uint64_t leader_term);
 /* State machine safety: every node applies the same entry at an index and reaches the same
  * state after it. */
 int inv_apply(inv_t *v, int node, uint64_t index, uint64_t entry_hash, uint64_t state_hash);
 /* A state restored from a snapshot at index must be the state other nodes reached there. */
 int inv_restore(inv_t *v, int node, uint64_t index, uint64_t state_hash);
-/* Term committed at index, 0 if unknown. */
+/* Term of the entry committed at index, 0 if unknown. */
 uint64_t inv_commit_term(const inv_t *v, uint64_t index);
+/* Lowest leader term known to have committed index, 0 if unknown. Leader completeness
+ * (§5.4) promises the entry to leaders of every later term. */
+uint64_t inv_commit_by(const inv_t *v, uint64_t index);
 
 #endif

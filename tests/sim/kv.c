@@ -43,9 +43,9 @@ void kv_encode(const kv_cmd_t *c, uint8_t *buf)
     put32(buf + 10, c->key);
     put64(buf + 14, c->expect);
     put64(buf + 22, c->value);
-    buf[28] = 0;
-    for (int i = 0; i < 28; i++)
-        buf[28] ^= buf[i];
+    buf[30] = 0;
+    for (int i = 0; i < 30; i++)
+        buf[30] ^= buf[i];
 }
 
 int kv_decode(const uint8_t *buf, size_t len, kv_cmd_t *c)
@@ -53,9 +53,9 @@ int kv_decode(const uint8_t *buf, size_t len, kv_cmd_t *c)
     if (len != KV_CMD_LEN || buf[0] != KV_MAGIC)
         return -1;
     uint8_t x = 0;
-    for (int i = 0; i < 28; i++)
+    for (int i = 0; i < 30; i++)
         x ^= buf[i];
-    if (x != buf[28])
+    if (x != buf[30])
         return -1;
     c->op = buf[1];
     c->client = get32(buf + 2);

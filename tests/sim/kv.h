@@ -11,7 +11,7 @@
 
 #define KV_KEYS 8
 #define KV_CLIENTS 16
-#define KV_CMD_LEN 29
+#define KV_CMD_LEN 31
 #define KV_SNAP_LEN (4 + 8 * KV_KEYS + 5 * KV_CLIENTS + 16)
 
 enum { KV_PUT = 1, KV_CAS = 2 };

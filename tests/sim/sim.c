@@ -1,0 +1,1475 @@
+/* tests/sim/sim.c — the simulated cluster. Nodes run cluster/raft.c through the Ready loop
+ * (send, persist with a virtual-time disk latency, send what needed durability, apply,
+ * advance); a nemesis cuts links, crashes nodes (tearing unsynced writes), fails disk
+ * writes, changes membership and transfers leadership; clients run put/get/CAS with
+ * timeouts. Invariants are checked after every step, linearizability and liveness at the
+ * end. Everything random comes from one rng_t seeded by the run's seed. */
+#include "tests/sim/sim.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/err.h"
+#include "cluster/raft.h"
+#include "tests/sim/disk.h"
+#include "tests/sim/invariant.h"
+#include "tests/sim/kv.h"
+#include "tests/sim/linearize.h"
+#include "tests/sim/net.h"
+#include "tests/sim/rng.h"
+
+#define MAX_SLOTS 7            /* founding voters + up to 2 spares */
+#define MAX_CLIENTS 5
+#define CLIENT_EP(c) (MAX_SLOTS + (c))
+#define TICK 10                /* nominal virtual time units per tick */
+#define MAX_PENDING 64
+#define LIVENESS_BOUND 5000    /* virtual time after healing to elect and commit */
+#define MARKER_CLIENT (KV_CLIENTS - 1)
+#define MARKER_KEY (KV_KEYS - 1)
+#define U(x) ((unsigned long long)(x))
+
+enum { PK_RAFT = 1, PK_REQ, PK_RESP };
+enum { OP_PUT = 1, OP_CAS, OP_GET };
+enum { RS_DONE = 0, RS_NOTLEADER, RS_RETRY, RS_LOST };
+
+/* What travels on the simulated network: a Raft message or a client request/response. */
+typedef struct pkt {
+    int kind;
+    raft_msg_t m;              /* PK_RAFT: owns its memory (raft_msg_clone) */
+    int client;
+    uint32_t seq;
+    int op;
+    uint32_t key;
+    uint64_t expect, value;
+    int status;                /* PK_RESP: RS_* */
+    uint64_t result;           /* GET: value; CAS: swapped */
+    uint64_t hint;             /* RS_NOTLEADER: leader id or 0 */
+} pkt_t;
+
+typedef struct pend_prop {
+    int client;
+    uint32_t seq;
+    uint64_t index, term;
+} pend_prop_t;
+
+typedef struct pend_read {
+    int client;
+    uint32_t seq, key;
+    uint64_t id, index;
+    int ready;                 /* read state received: serve once applied >= index */
+} pend_read_t;
+
+typedef struct node {
+    int slot;
+    uint64_t id;
+    int up, retired, member;   /* member: in the last committed configuration */
+    int retire;                /* removal committed: shut down at the next safe point */
+    raft_t *r;
+    rng_t rng;                 /* the core's randomness */
+    disk_t disk;
+    kv_t kv;
+    raft_conf_t applied_conf;
+    /* the persist window */
+    int busy;
+    uint64_t busy_until, crash_at;
+    raft_ready_t rd;
+    disk_batch_t batch;
+    /* input that arrived during the window */
+    pkt_t **inbox;
+    size_t in_head, in_len, in_cap;
+    uint32_t owed_ticks;
+    uint64_t next_tick, tick_period, restart_at;
+    /* per-lifetime checks */
+    uint64_t last_commit, last_term, led_term;
+    uint32_t last_role;
+    pend_prop_t props[MAX_PENDING];
+    int nprops;
+    pend_read_t reads[MAX_PENDING];
+    int nreads;
+    uint64_t next_read_id;
+    raft_entry_t *boot_tmp;
+} node_t;
+
+typedef struct client {
+    int active;
+    uint32_t seq;
+    size_t h;                  /* index of the current op in the history */
+    int target;                /* slot it sends to */
+    uint64_t deadline, next_at, resend_at;
+    int op;
+    uint32_t key;
+    uint64_t expect, value;
+    uint64_t seen[KV_KEYS];    /* last value observed per key, for CAS expectations */
+} client_t;
+
+typedef struct sim {
+    const sim_opts_t *o;
+    sim_stats_t *st;
+    rng_t rng;
+    net_t net;
+    inv_t inv;
+    uint64_t now, stamp;
+    int nslots, nfound;
+    node_t node[MAX_SLOTS];
+    client_t client[MAX_CLIENTS];
+    int nclients;
+    uint32_t nkeys;
+    lin_op_t *hist;
+    size_t nhist, caphist;
+    /* per-seed parameters */
+    raft_config_t base;
+    uint64_t snap_every, disk_lat_max, client_timeout, nem_min, nem_max;
+    unsigned disk_fail_pm, disk_crash_pm, leader_crash_pm;
+    /* phases */
+    uint64_t fault_end, nemesis_at, heal_at;
+    int healed, live_ok, stop;
+    uint64_t marker_seq, marker_first, marker_at;
+    uint64_t conf_index;       /* index of the last committed configuration seen */
+    /* failure */
+    int failed;
+    char *why;
+    size_t whylen;
+} sim_t;
+
+/* ---------------------------------------------------------------------------------------- */
+
+static void tr(sim_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tr(sim_t *s, const char *fmt, ...)
+{
+    if (!s->o->trace)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(s->o->trace, "%7llu  ", U(s->now));
+    vfprintf(s->o->trace, fmt, ap);
+    fputc('\n', s->o->trace);
+    va_end(ap);
+}
+
+static void fail(sim_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(sim_t *s, const char *fmt, ...)
+{
+    if (s->failed)
+        return;
+    s->failed = 1;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    snprintf(s->why, s->whylen, "t=%llu: %s", U(s->now), buf);
+    tr(s, "FAILED: %s", buf);
+}
+
+static void inv_failed(sim_t *s)
+{
+    fail(s, "%s", s->inv.err);
+}
+
+static const char *msg_name(uint32_t t)
+{
+    static const char *names[] = { "?", "PREVOTE", "PREVOTE_RESP", "VOTE", "VOTE_RESP",
+                                   "APPEND", "APPEND_RESP", "HEARTBEAT", "HEARTBEAT_RESP",
+                                   "SNAPSHOT", "SNAPSHOT_RESP", "TIMEOUT_NOW", "READ_INDEX",
+                                   "READ_INDEX_RESP" };
+    return t < RAFT_MSG__COUNT ? names[t] : "?";
+}
+
+static const char *role_name(uint32_t r)
+{
+    switch (r) {
+    case RAFT_FOLLOWER: return "follower";
+    case RAFT_PRECANDIDATE: return "pre-candidate";
+    case RAFT_CANDIDATE: return "candidate";
+    case RAFT_LEADER: return "LEADER";
+    }
+    return "?";
+}
+
+static void msg_desc(const raft_msg_t *m, char *b, size_t len)
+{
+    int k = snprintf(b, len, "%s t%llu", msg_name(m->type), U(m->term));
+    if (k < 0 || (size_t)k >= len)
+        return;
+    b += k;
+    len -= (size_t)k;
+    switch (m->type) {
+    case RAFT_MSG_PREVOTE: case RAFT_MSG_VOTE:
+        snprintf(b, len, " last=%llu/t%llu%s", U(m->index), U(m->log_term),
+                 m->flags & RAFT_MSGF_TRANSFER ? " transfer" : "");
+        break;
+    case RAFT_MSG_PREVOTE_RESP: case RAFT_MSG_VOTE_RESP: case RAFT_MSG_READ_INDEX_RESP:
+        snprintf(b, len, " %s idx=%llu", m->reject ? "REJECT" : "grant/ok", U(m->index));
+        break;
+    case RAFT_MSG_APPEND:
+        snprintf(b, len, " prev=%llu/t%llu n=%u [%llu..] commit=%llu", U(m->index),
+                 U(m->log_term), m->n_entries, U(m->n_entries ? m->entries[0].index : 0),
+                 U(m->commit));
+        break;
+    case RAFT_MSG_APPEND_RESP:
+        snprintf(b, len, " %s idx=%llu hint=%llu/t%llu", m->reject ? "REJECT" : "ok",
+                 U(m->index), U(m->hint_index), U(m->hint_term));
+        break;
+    case RAFT_MSG_HEARTBEAT:
+        snprintf(b, len, " commit=%llu ctx=%llu", U(m->commit), U(m->ctx));
+        break;
+    case RAFT_MSG_HEARTBEAT_RESP:
+        snprintf(b, len, " ctx=%llu idx=%llu", U(m->ctx), U(m->index));
+        break;
+    case RAFT_MSG_SNAPSHOT:
+        snprintf(b, len, " snap=%llu/t%llu off=%llu len=%u%s", U(m->snap.index),
+                 U(m->snap.term), U(m->offset), m->len, m->flags & RAFT_MSGF_LAST ? " last" : "");
+        break;
+    case RAFT_MSG_SNAPSHOT_RESP:
+        snprintf(b, len, " snap=%llu off=%llu%s%s", U(m->index), U(m->offset),
+                 m->reject ? " REJECT" : "", m->flags & RAFT_MSGF_LAST ? " installed" : "");
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Packets */
+
+static void *pkt_clone(const void *p)
+{
+    const pkt_t *src = p;
+    pkt_t *d = malloc(sizeof(*d));
+    if (!d)
+        return NULL;
+    *d = *src;
+    if (src->kind == PK_RAFT && raft_msg_clone(&d->m, &src->m) < 0) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+static void pkt_free(void *p)
+{
+    pkt_t *k = p;
+    if (!k)
+        return;
+    if (k->kind == PK_RAFT)
+        raft_msg_free(&k->m);
+    free(k);
+}
+
+static void send_raft(sim_t *s, node_t *n, const raft_msg_t *m)
+{
+    if (m->to == 0 || m->to > (uint64_t)s->nslots) {
+        tr(s, "n%llu -> n%llu %s: no such node, dropped", U(n->id), U(m->to),
+           msg_name(m->type));
+        return;
+    }
+    pkt_t *p = calloc(1, sizeof(*p));
+    if (!p || raft_msg_clone(&p->m, m) < 0) {
+        free(p);
+        fail(s, "out of memory");
+        return;
+    }
+    p->kind = PK_RAFT;
+    s->st->msgs++;
+    if (net_send(&s->net, n->slot, (int)m->to - 1, p, s->now) < 0)
+        fail(s, "out of memory");
+}
+
+static void respond(sim_t *s, node_t *n, int client, uint32_t seq, int status,
+                    uint64_t result, uint64_t hint)
+{
+    if (client < 0 || client >= s->nclients)
+        return;
+    pkt_t *p = calloc(1, sizeof(*p));
+    if (!p) {
+        fail(s, "out of memory");
+        return;
+    }
+    p->kind = PK_RESP;
+    p->client = client;
+    p->seq = seq;
+    p->status = status;
+    p->result = result;
+    p->hint = hint;
+    if (net_send(&s->net, n->slot, CLIENT_EP(client), p, s->now) < 0)
+        fail(s, "out of memory");
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Nodes */
+
+static uint64_t node_rand(void *ctx)
+{
+    return rng_next(&((node_t *)ctx)->rng);
+}
+
+static int node_snap_read(void *ctx, uint64_t index, uint64_t off, void *buf, size_t cap,
+                          size_t *got)
+{
+    node_t *n = ctx;
+    if (index != n->disk.snap.index || !n->disk.snap_data)
+        return -QERR_SNAPSHOT;
+    if (off > n->disk.snap_len)
+        return -QERR_INVAL;
+    size_t k = n->disk.snap_len - off;
+    if (k > cap)
+        k = cap;
+    memcpy(buf, n->disk.snap_data + off, k);
+    *got = k;
+    return 0;
+}
+
+static uint64_t entry_hash(const raft_entry_t *e)
+{
+    return kv_entry_hash(e->term, e->data, e->len) ^ ((uint64_t)e->type << 56);
+}
+
+static void node_boot(sim_t *s, node_t *n)
+{
+    raft_boot_t boot;
+    disk_boot(&n->disk, &boot, &n->boot_tmp);
+    raft_config_t cfg = s->base;
+    cfg.id = n->id;
+    rng_seed(&n->rng, rng_next(&s->rng));
+    cfg.rand = node_rand;
+    cfg.rand_ctx = n;
+    cfg.snap_read = node_snap_read;
+    cfg.snap_ctx = n;
+    int rc = raft_new(&cfg, &boot, &n->r);
+    if (rc < 0) {
+        fail(s, "n%llu: raft_new refused its durable state (hs t%llu v%llu c%llu, snap %llu, "
+             "%zu entries): %s", U(n->id), U(boot.hs.term), U(boot.hs.vote), U(boot.hs.commit),
+             U(boot.snap.index), boot.n_entries, qerr_str(rc));
+        n->r = NULL;
+        return;
+    }
+    memset(&n->kv, 0, sizeof(n->kv));
+    if (n->disk.snap.index) {
+        if (kv_restore(&n->kv, n->disk.snap_data, n->disk.snap_len) < 0 ||
+            n->kv.applied != n->disk.snap.index) {
+            fail(s, "n%llu: its durable snapshot %llu does not hold a state at that index",
+                 U(n->id), U(n->disk.snap.index));
+            return;
+        }
+    }
+    n->applied_conf = n->disk.snap.conf;
+    n->up = 1;
+    n->busy = 0;
+    n->crash_at = 0;
+    n->restart_at = 0;
+    n->tick_period = rng_range(&s->rng, TICK - 1, TICK + 1);
+    n->next_tick = s->now + rng_range(&s->rng, 1, n->tick_period);
+    n->owed_ticks = 0;
+    n->nprops = n->nreads = 0;
+    raft_status_t st;
+    raft_status(n->r, &st);
+    n->last_commit = st.commit;
+    n->last_term = st.term;
+    n->last_role = st.role;
+    n->led_term = 0;
+    tr(s, "n%llu boots: term %llu vote %llu commit %llu, snapshot %llu/t%llu, log %llu..%llu",
+       U(n->id), U(st.term), U(st.vote), U(st.commit), U(st.snap_index), U(st.snap_term),
+       U(st.first_index), U(st.last_index));
+}
+
+static void inbox_clear(node_t *n)
+{
+    for (size_t i = 0; i < n->in_len; i++)
+        pkt_free(n->inbox[(n->in_head + i) % n->in_cap]);
+    n->in_head = n->in_len = 0;
+}
+
+static int inbox_push(node_t *n, pkt_t *p)
+{
+    if (n->in_len == n->in_cap) {
+        size_t nc = n->in_cap ? n->in_cap * 2 : 16;
+        pkt_t **a = malloc(nc * sizeof(*a));
+        if (!a)
+            return -1;
+        for (size_t i = 0; i < n->in_len; i++)
+            a[i] = n->inbox[(n->in_head + i) % n->in_cap];
+        free(n->inbox);
+        n->inbox = a;
+        n->in_cap = nc;
+        n->in_head = 0;
+    }
+    n->inbox[(n->in_head + n->in_len) % n->in_cap] = p;
+    n->in_len++;
+    return 0;
+}
+
+/* Crashes n: the unsynced writes of a persist in progress keep a random prefix. */
+static void node_crash(sim_t *s, node_t *n, const char *why)
+{
+    if (!n->up)
+        return;
+    if (n->busy) {
+        size_t recs = disk_batch_records(&n->batch);
+        size_t k = (size_t)rng_below(&s->rng, recs + 1);
+        char err[256];
+        if (disk_write(&n->disk, &n->batch, k, err, sizeof(err)) < 0)
+            fail(s, "n%llu disk (torn write): %s", U(n->id), err);
+        if (k < recs)
+            s->st->torn++;
+        tr(s, "n%llu CRASH (%s) during a persist: %zu of %zu records reached the disk",
+           U(n->id), why, k, recs);
+        disk_batch_free(&n->batch);
+    } else
+        tr(s, "n%llu CRASH (%s)", U(n->id), why);
+    s->st->crashes++;
+    raft_free(n->r);
+    n->r = NULL;
+    n->up = 0;
+    n->busy = 0;
+    n->crash_at = 0;
+    inbox_clear(n);
+    n->owed_ticks = 0;
+    n->nprops = n->nreads = 0;
+}
+
+static void leader_completeness(sim_t *s, node_t *n, const raft_status_t *st)
+{
+    uint64_t from = st->snap_index ? st->snap_index : 1;
+    for (uint64_t i = from; i <= s->inv.max_commit; i++) {
+        uint64_t by = inv_commit_by(&s->inv, i);
+        if (!by || by >= st->term)
+            continue;
+        uint64_t want = inv_commit_term(&s->inv, i), t = 0;
+        int rc = raft_log_term(n->r, i, &t);
+        if (rc == -QERR_COMPACTED)
+            continue;
+        if (rc < 0) {
+            fail(s, "leader completeness: n%llu leads term %llu without index %llu, committed "
+                 "in term %llu (its log ends at %llu)", U(n->id), U(st->term), U(i), U(by),
+                 U(st->last_index));
+            return;
+        }
+        if (t != want) {
+            fail(s, "leader completeness: n%llu leads term %llu with term %llu at index %llu, "
+                 "where term %llu was committed in term %llu", U(n->id), U(st->term), U(t),
+                 U(i), U(want), U(by));
+            return;
+        }
+    }
+}
+
+/* The per-step checks that read the core's status. */
+static void node_check(sim_t *s, node_t *n)
+{
+    if (!n->up || !n->r || s->failed)
+        return;
+    raft_status_t st;
+    raft_status(n->r, &st);
+    if (st.term < n->last_term) {
+        fail(s, "n%llu: term went back from %llu to %llu", U(n->id), U(n->last_term),
+             U(st.term));
+        return;
+    }
+    if (st.role != n->last_role || st.term != n->last_term)
+        tr(s, "n%llu is %s in term %llu (leader %llu)", U(n->id), role_name(st.role),
+           U(st.term), U(st.leader));
+    n->last_term = st.term;
+    n->last_role = st.role;
+    if (st.role == RAFT_LEADER) {
+        if (inv_leader(&s->inv, st.term, n->id) < 0) {
+            inv_failed(s);
+            return;
+        }
+        if (st.term > s->st->max_term)
+            s->st->max_term = st.term;
+        if (n->led_term != st.term) {
+            n->led_term = st.term;
+            s->st->elections++;
+            leader_completeness(s, n, &st);
+        }
+    }
+    if (st.commit < n->last_commit) {
+        fail(s, "n%llu: commit index went back from %llu to %llu", U(n->id), U(n->last_commit),
+             U(st.commit));
+        return;
+    }
+    if (st.applied > st.commit) {
+        fail(s, "n%llu: applied %llu is past commit %llu", U(n->id), U(st.applied),
+             U(st.commit));
+        return;
+    }
+    for (uint64_t i = n->last_commit + 1; i <= st.commit; i++) {
+        uint64_t t;
+        if (raft_log_term(n->r, i, &t) < 0)
+            continue; /* compacted: recorded when its leader committed it */
+        if (inv_commit(&s->inv, (int)n->id, i, t, st.role == RAFT_LEADER ? st.term : 0) < 0) {
+            inv_failed(s);
+            return;
+        }
+    }
+    if (st.commit > n->last_commit && s->o->trace)
+        tr(s, "n%llu commit %llu -> %llu", U(n->id), U(n->last_commit), U(st.commit));
+    n->last_commit = st.commit;
+}
+
+static void retire_removed(sim_t *s, const raft_conf_t *c, uint64_t index)
+{
+    if (index <= s->conf_index)
+        return;
+    s->conf_index = index;
+    s->st->conf_changes++;
+    for (int i = 0; i < s->nslots; i++) {
+        node_t *m = &s->node[i];
+        int in = raft_conf_role(c, m->id) != 0;
+        /* The operator shuts down a server once its removal is committed (at the next
+         * safe point: this may run inside that very server's apply loop). */
+        m->retire = m->member && !in;
+        m->member = in;
+    }
+}
+
+static void apply_entry(sim_t *s, node_t *n, const raft_entry_t *e, uint64_t commit)
+{
+    if (e->index != n->kv.applied + 1) {
+        fail(s, "n%llu: asked to apply index %llu after %llu", U(n->id), U(e->index),
+             U(n->kv.applied));
+        return;
+    }
+    if (e->index > commit) {
+        fail(s, "n%llu: asked to apply index %llu beyond its commit index %llu", U(n->id),
+             U(e->index), U(commit));
+        return;
+    }
+    int client;
+    uint32_t seq;
+    int ok;
+    kv_apply(&n->kv, e->index, e->data, e->len, &client, &seq, &ok);
+    if (inv_apply(&s->inv, (int)n->id, e->index, entry_hash(e), n->kv.hash) < 0) {
+        inv_failed(s);
+        return;
+    }
+    if (e->index > s->st->applied)
+        s->st->applied = e->index;
+    if (e->type == RAFT_ENTRY_CONF) {
+        raft_conf_t c;
+        if (raft_conf_decode(e->data, e->len, &c) < 0) {
+            fail(s, "n%llu: configuration entry %llu does not decode", U(n->id), U(e->index));
+            return;
+        }
+        n->applied_conf = c;
+        retire_removed(s, &c, e->index);
+    }
+    if (client == MARKER_CLIENT && s->healed && seq >= s->marker_first && !s->live_ok) {
+        s->live_ok = 1;
+        tr(s, "liveness: marker %u committed and applied by n%llu, %llu after healing", seq,
+           U(n->id), U(s->now - s->heal_at));
+    }
+    for (int i = 0; i < n->nprops; i++) {
+        pend_prop_t *p = &n->props[i];
+        if (p->index != e->index)
+            continue;
+        if (p->term == e->term && client == p->client && seq == p->seq) {
+            tr(s, "n%llu applied c%d#%u at %llu: %s", U(n->id), client, seq, U(e->index),
+               ok ? "done" : "cas failed");
+            respond(s, n, p->client, p->seq, RS_DONE, (uint64_t)ok, 0);
+        } else {
+            tr(s, "n%llu: proposal c%d#%u at %llu/t%llu lost (entry there has term %llu)",
+               U(n->id), p->client, p->seq, U(p->index), U(p->term), U(e->term));
+            respond(s, n, p->client, p->seq, RS_LOST, 0, 0);
+        }
+        n->props[i] = n->props[--n->nprops];
+        i--;
+    }
+}
+
+/* Persist done: write the batch, send what needed durability, apply, advance. */
+static void node_complete(sim_t *s, node_t *n)
+{
+    char err[256];
+    if (disk_write(&n->disk, &n->batch, SIZE_MAX, err, sizeof(err)) < 0) {
+        fail(s, "n%llu disk: %s", U(n->id), err);
+        return;
+    }
+    disk_batch_free(&n->batch);
+    n->busy = 0;
+    raft_ready_t *rd = &n->rd;
+    for (size_t i = 0; i < rd->n_msgs_after_persist; i++)
+        send_raft(s, n, &rd->msgs_after_persist[i]);
+    if (rd->snapshot) {
+        if (kv_restore(&n->kv, n->disk.snap_data, n->disk.snap_len) < 0 ||
+            n->kv.applied != rd->snapshot->index) {
+            fail(s, "n%llu: installed snapshot %llu does not hold a state at that index",
+                 U(n->id), U(rd->snapshot->index));
+            return;
+        }
+        if (inv_restore(&s->inv, (int)n->id, n->kv.applied, n->kv.hash) < 0) {
+            inv_failed(s);
+            return;
+        }
+        n->applied_conf = rd->snapshot->conf;
+        s->st->snaps_sent++;
+        tr(s, "n%llu installed snapshot %llu/t%llu", U(n->id), U(rd->snapshot->index),
+           U(rd->snapshot->term));
+        for (int i = 0; i < n->nprops; i++)
+            if (n->props[i].index <= rd->snapshot->index) {
+                respond(s, n, n->props[i].client, n->props[i].seq, RS_LOST, 0, 0);
+                n->props[i--] = n->props[--n->nprops];
+            }
+    }
+    raft_status_t st;
+    raft_status(n->r, &st);
+    for (size_t i = 0; i < rd->n_committed && !s->failed; i++)
+        apply_entry(s, n, &rd->committed[i], st.commit);
+    for (size_t i = 0; i < rd->n_reads; i++) {
+        const raft_read_state_t *rs = &rd->reads[i];
+        for (int j = 0; j < n->nreads; j++) {
+            pend_read_t *p = &n->reads[j];
+            if (p->id != rs->id || p->ready)
+                continue;
+            if (rs->err) {
+                respond(s, n, p->client, p->seq, RS_NOTLEADER, 0, rd->leader);
+                n->reads[j] = n->reads[--n->nreads];
+            } else {
+                p->ready = 1;
+                p->index = rs->index;
+            }
+            break;
+        }
+    }
+    if (s->failed)
+        return;
+    raft_advance(n->r, rd);
+    memset(rd, 0, sizeof(*rd));
+}
+
+/* Takes a Ready: checks its entries, sends what may go first, starts the persist. */
+static void node_begin_ready(sim_t *s, node_t *n)
+{
+    raft_ready_t *rd = &n->rd;
+    raft_ready(n->r, rd);
+    for (size_t i = 0; i < rd->n_entries; i++) {
+        const raft_entry_t *e = &rd->entries[i];
+        uint64_t prev = INV_UNKNOWN;
+        if (i > 0)
+            prev = rd->entries[i - 1].term;
+        else if (raft_log_term(n->r, e->index - 1, &prev) < 0)
+            prev = INV_UNKNOWN;
+        if (inv_entry(&s->inv, (int)n->id, e->index, e->term, prev, entry_hash(e)) < 0) {
+            inv_failed(s);
+            return;
+        }
+    }
+    for (size_t i = 0; i < rd->n_msgs; i++)
+        send_raft(s, n, &rd->msgs[i]);
+    if (disk_batch_from_ready(&n->batch, rd) < 0) {
+        fail(s, "out of memory");
+        return;
+    }
+    size_t recs = disk_batch_records(&n->batch);
+    if (recs && s->o->trace) {
+        char hs[64] = "";
+        if (rd->hs_changed)
+            snprintf(hs, sizeof(hs), " hs(t%llu v%llu c%llu)", U(rd->hs.term), U(rd->hs.vote),
+                     U(rd->hs.commit));
+        tr(s, "n%llu persists%s%s%s entries %llu..%llu%s", U(n->id),
+           rd->snap_chunk ? " snapshot-chunk" : "", rd->snapshot ? " snapshot-install" : "",
+           "", U(rd->n_entries ? rd->entries[0].index : 0),
+           U(rd->n_entries ? rd->entries[rd->n_entries - 1].index : 0), hs);
+    }
+    if (recs == 0) {
+        node_complete(s, n);
+        return;
+    }
+    n->busy = 1;
+    if (s->disk_fail_pm && rng_chance(&s->rng, s->disk_fail_pm)) {
+        /* The write fails: the node must stop without acknowledging anything. */
+        s->st->disk_faults++;
+        node_crash(s, n, "disk write failed");
+        n->restart_at = s->now + rng_range(&s->rng, 50, 1000);
+        return;
+    }
+    uint64_t lat = rng_below(&s->rng, s->disk_lat_max + 1);
+    if (lat == 0) {
+        node_complete(s, n);
+        return;
+    }
+    n->busy_until = s->now + lat;
+    if (s->disk_crash_pm && rng_chance(&s->rng, s->disk_crash_pm))
+        n->crash_at = s->now + rng_below(&s->rng, lat);
+}
+
+static void handle_req(sim_t *s, node_t *n, pkt_t *p)
+{
+    tr(s, "n%llu <- c%d#%u %s k%u", U(n->id), p->client, p->seq,
+       p->op == OP_GET ? "get" : p->op == OP_PUT ? "put" : "cas", p->key);
+    if (p->op == OP_GET) {
+        if (n->nreads == MAX_PENDING) {
+            respond(s, n, p->client, p->seq, RS_RETRY, 0, 0);
+            return;
+        }
+        uint64_t id = ++n->next_read_id, hint = 0;
+        int rc = raft_read_index(n->r, id, &hint);
+        if (rc == -QERR_NOTLEADER)
+            respond(s, n, p->client, p->seq, RS_NOTLEADER, 0, hint);
+        else if (rc < 0)
+            respond(s, n, p->client, p->seq, RS_RETRY, 0, 0);
+        else
+            n->reads[n->nreads++] = (pend_read_t){ .client = p->client, .seq = p->seq,
+                                                   .key = p->key, .id = id };
+        return;
+    }
+    if (n->nprops == MAX_PENDING) {
+        respond(s, n, p->client, p->seq, RS_RETRY, 0, 0);
+        return;
+    }
+    kv_cmd_t c = { .op = p->op == OP_PUT ? KV_PUT : KV_CAS, .client = (uint32_t)p->client,
+                   .seq = p->seq, .key = p->key, .expect = p->expect, .value = p->value };
+    uint8_t buf[KV_CMD_LEN];
+    kv_encode(&c, buf);
+    raft_prop_info_t info = { 0 };
+    int rc = raft_propose(n->r, buf, sizeof(buf), &info);
+    if (rc == 0) {
+        n->props[n->nprops++] = (pend_prop_t){ .client = p->client, .seq = p->seq,
+                                               .index = info.index, .term = info.term };
+        tr(s, "n%llu proposed c%d#%u at %llu/t%llu", U(n->id), p->client, p->seq,
+           U(info.index), U(info.term));
+    } else if (rc == -QERR_NOTLEADER)
+        respond(s, n, p->client, p->seq, RS_NOTLEADER, 0, info.leader);
+    else
+        respond(s, n, p->client, p->seq, RS_RETRY, 0, 0);
+}
+
+/* Feeds one input to a node that is up and not persisting; consumes p. */
+static void node_input(sim_t *s, node_t *n, pkt_t *p)
+{
+    if (p->kind == PK_RAFT) {
+        if (s->o->trace) {
+            char d[160];
+            msg_desc(&p->m, d, sizeof(d));
+            tr(s, "n%llu <- n%llu %s", U(n->id), U(p->m.from), d);
+        }
+        int rc = raft_step(n->r, &p->m);
+        if (rc < 0 && rc != -QERR_NOMEM)
+            fail(s, "n%llu: raft_step refused a %s from n%llu: %s", U(n->id),
+                 msg_name(p->m.type), U(p->m.from), qerr_str(rc));
+    } else if (p->kind == PK_REQ)
+        handle_req(s, n, p);
+    pkt_free(p);
+}
+
+static void serve_reads(sim_t *s, node_t *n)
+{
+    for (int j = 0; j < n->nreads; j++) {
+        pend_read_t *p = &n->reads[j];
+        if (!p->ready || n->kv.applied < p->index)
+            continue;
+        tr(s, "n%llu serves c%d#%u get k%u = %llu (read index %llu, applied %llu)", U(n->id),
+           p->client, p->seq, p->key, U(n->kv.val[p->key]), U(p->index), U(n->kv.applied));
+        respond(s, n, p->client, p->seq, RS_DONE, n->kv.val[p->key], 0);
+        n->reads[j--] = n->reads[--n->nreads];
+    }
+}
+
+static void maybe_compact(sim_t *s, node_t *n)
+{
+    if (n->kv.applied < n->disk.snap.index + s->snap_every)
+        return;
+    raft_snap_meta_t meta = { .index = n->kv.applied, .conf = n->applied_conf };
+    if (raft_log_term(n->r, meta.index, &meta.term) < 0)
+        return;
+    uint8_t buf[KV_SNAP_LEN];
+    kv_snapshot(&n->kv, buf);
+    if (disk_save_snapshot(&n->disk, &meta, buf, sizeof(buf)) < 0) {
+        fail(s, "out of memory");
+        return;
+    }
+    uint64_t first = 0;
+    int rc = raft_compact(n->r, meta.index, &first);
+    if (rc < 0) {
+        fail(s, "n%llu: raft_compact(%llu) after applying it: %s", U(n->id), U(meta.index),
+             qerr_str(rc));
+        return;
+    }
+    disk_drop_before(&n->disk, first);
+    tr(s, "n%llu snapshot at %llu/t%llu, log now starts at %llu", U(n->id), U(meta.index),
+       U(meta.term), U(first));
+}
+
+/* Runs a node until it has nothing to do or is persisting. */
+static void node_drive(sim_t *s, node_t *n)
+{
+    while (!s->failed && n->up && !n->busy) {
+        node_check(s, n);
+        if (s->failed)
+            return;
+        if (raft_has_ready(n->r)) {
+            node_begin_ready(s, n);
+            continue;
+        }
+        if (n->owed_ticks) {
+            n->owed_ticks--;
+            raft_tick(n->r);
+            continue;
+        }
+        if (n->in_len) {
+            pkt_t *p = n->inbox[n->in_head];
+            n->in_head = (n->in_head + 1) % n->in_cap;
+            n->in_len--;
+            node_input(s, n, p);
+            continue;
+        }
+        serve_reads(s, n);
+        maybe_compact(s, n);
+        if (!raft_has_ready(n->r))
+            return;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Clients */
+
+static lin_op_t *hist_add(sim_t *s)
+{
+    if (s->nhist == s->caphist) {
+        size_t nc = s->caphist ? s->caphist * 2 : 256;
+        lin_op_t *h = realloc(s->hist, nc * sizeof(*h));
+        if (!h)
+            return NULL;
+        s->hist = h;
+        s->caphist = nc;
+    }
+    lin_op_t *op = &s->hist[s->nhist++];
+    memset(op, 0, sizeof(*op));
+    return op;
+}
+
+static void client_send(sim_t *s, int ci)
+{
+    client_t *c = &s->client[ci];
+    pkt_t *p = calloc(1, sizeof(*p));
+    if (!p) {
+        fail(s, "out of memory");
+        return;
+    }
+    p->kind = PK_REQ;
+    p->client = ci;
+    p->seq = c->seq;
+    p->op = c->op;
+    p->key = c->key;
+    p->expect = c->expect;
+    p->value = c->value;
+    c->resend_at = 0;
+    if (net_send(&s->net, CLIENT_EP(ci), c->target, p, s->now) < 0)
+        fail(s, "out of memory");
+}
+
+static void client_finish(sim_t *s, int ci, int known, uint64_t result)
+{
+    client_t *c = &s->client[ci];
+    lin_op_t *op = &s->hist[c->h];
+    op->known = known;
+    if (known) {
+        op->ret = ++s->stamp;
+        op->result = result;
+        if (op->kind == LIN_GET)
+            c->seen[op->key] = result;
+        else if (op->kind == LIN_PUT || result)
+            c->seen[op->key] = op->value;
+    } else
+        s->st->unknown++;
+    if (s->o->trace) {
+        char b[160];
+        lin_format(op, b, sizeof(b));
+        tr(s, "client %s", b);
+    }
+    c->active = 0;
+    c->resend_at = 0;
+    c->next_at = s->now + rng_range(&s->rng, 1, 40);
+}
+
+static void client_start(sim_t *s, int ci)
+{
+    client_t *c = &s->client[ci];
+    lin_op_t *op = hist_add(s);
+    if (!op) {
+        fail(s, "out of memory");
+        return;
+    }
+    c->active = 1;
+    c->h = s->nhist - 1;
+    c->seq++;
+    c->key = (uint32_t)rng_below(&s->rng, s->nkeys);
+    unsigned k = (unsigned)rng_below(&s->rng, 100);
+    c->op = k < 40 ? OP_PUT : k < 75 ? OP_GET : OP_CAS;
+    c->value = ((uint64_t)(ci + 1) << 32) | c->seq;
+    c->expect = 0;
+    if (c->op == OP_CAS) {
+        if (rng_chance(&s->rng, 700))
+            c->expect = c->seen[c->key];
+        else if (rng_chance(&s->rng, 500))
+            c->expect = s->client[rng_below(&s->rng, (uint64_t)s->nclients)].seen[c->key];
+    }
+    op->client = (uint32_t)ci;
+    op->key = c->key;
+    op->kind = c->op == OP_PUT ? LIN_PUT : c->op == OP_GET ? LIN_GET : LIN_CAS;
+    op->value = c->value;
+    op->expect = c->expect;
+    op->call = ++s->stamp;
+    s->st->ops++;
+    c->deadline = s->now + s->client_timeout;
+    client_send(s, ci);
+}
+
+static void client_recv(sim_t *s, int ci, const pkt_t *p)
+{
+    client_t *c = &s->client[ci];
+    if (!c->active || p->seq != c->seq || p->kind != PK_RESP)
+        return; /* a late or duplicated answer */
+    switch (p->status) {
+    case RS_DONE:
+        client_finish(s, ci, 1, p->result);
+        break;
+    case RS_LOST:
+        client_finish(s, ci, 0, 0);
+        break;
+    case RS_NOTLEADER:
+        if (p->hint >= 1 && p->hint <= (uint64_t)s->nslots && p->hint - 1 != (uint64_t)c->target)
+            c->target = (int)p->hint - 1;
+        else
+            c->target = (int)rng_below(&s->rng, (uint64_t)s->nslots);
+        c->resend_at = s->now + rng_range(&s->rng, 1, 20);
+        break;
+    default:
+        c->resend_at = s->now + rng_range(&s->rng, 10, 60);
+        break;
+    }
+}
+
+static void clients_run(sim_t *s)
+{
+    for (int i = 0; i < s->nclients && !s->failed; i++) {
+        client_t *c = &s->client[i];
+        if (c->active && c->deadline <= s->now) {
+            tr(s, "client c%d#%u times out", i, c->seq);
+            client_finish(s, i, 0, 0);
+        } else if (c->active && c->resend_at && c->resend_at <= s->now)
+            client_send(s, i);
+        else if (!c->active && !s->stop && c->next_at <= s->now)
+            client_start(s, i);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Nemesis */
+
+static node_t *find_leader(sim_t *s)
+{
+    node_t *best = NULL;
+    uint64_t best_term = 0;
+    for (int i = 0; i < s->nslots; i++) {
+        node_t *n = &s->node[i];
+        if (!n->up || !n->r)
+            continue;
+        raft_status_t st;
+        raft_status(n->r, &st);
+        if (st.role == RAFT_LEADER && st.term >= best_term) {
+            best = n;
+            best_term = st.term;
+        }
+    }
+    return best;
+}
+
+static node_t *random_up(sim_t *s)
+{
+    int cand[MAX_SLOTS], k = 0;
+    for (int i = 0; i < s->nslots; i++)
+        if (s->node[i].up && s->node[i].member)
+            cand[k++] = i;
+    return k ? &s->node[cand[rng_below(&s->rng, (uint64_t)k)]] : NULL;
+}
+
+static void nemesis_partition(sim_t *s)
+{
+    int side[MAX_SLOTS];
+    node_t *l = find_leader(s);
+    unsigned kind = (unsigned)rng_below(&s->rng, 4);
+    for (int i = 0; i < s->nslots; i++)
+        side[i] = (int)rng_below(&s->rng, 2);
+    if (kind == 0 && l) {
+        /* Isolate the leader: it keeps taking proposals it can never commit. */
+        for (int i = 0; i < s->nslots; i++)
+            side[i] = &s->node[i] == l;
+    }
+    net_heal(&s->net);
+    if (kind == 3) {
+        /* A bridge: two halves that cannot talk, one node (the bridge) in both. */
+        int bridge = (int)rng_below(&s->rng, (uint64_t)s->nslots);
+        for (int a = 0; a < s->nslots; a++)
+            for (int b = 0; b < s->nslots; b++)
+                if (a != bridge && b != bridge && side[a] != side[b])
+                    net_cut(&s->net, a, b, 1);
+        tr(s, "nemesis: bridge partition through n%d", bridge + 1);
+        return;
+    }
+    for (int a = 0; a < s->nslots; a++)
+        for (int b = 0; b < s->nslots; b++)
+            if (side[a] != side[b])
+                net_cut(&s->net, a, b, 1);
+    if (s->o->trace) {
+        char b[64] = "";
+        size_t k = 0;
+        for (int i = 0; i < s->nslots; i++)
+            k += (size_t)snprintf(b + k, sizeof(b) - k, "%s%d", side[i] ? "|" : " ", i + 1);
+        tr(s, "nemesis: partition (%s) [|n = other side]:%s",
+           kind == 0 && l ? "isolate leader" : "random", b);
+    }
+}
+
+static void nemesis_asym(sim_t *s)
+{
+    node_t *l = find_leader(s);
+    int x = l && rng_chance(&s->rng, 600) ? l->slot : (int)rng_below(&s->rng, (uint64_t)s->nslots);
+    int out = (int)rng_below(&s->rng, 2);
+    net_heal(&s->net);
+    for (int i = 0; i < s->nslots; i++) {
+        if (i == x)
+            continue;
+        if (out)
+            net_cut(&s->net, x, i, 1);
+        else
+            net_cut(&s->net, i, x, 1);
+    }
+    tr(s, "nemesis: n%d can %s", x + 1, out ? "hear but not speak" : "speak but not hear");
+}
+
+static void nemesis_net_quality(sim_t *s)
+{
+    net_faults_t *f = &s->net.faults;
+    unsigned lvl = (unsigned)rng_below(&s->rng, 4);
+    f->drop_permille = lvl == 0 ? 0 : (unsigned)rng_below(&s->rng, 60 * lvl);
+    f->dup_permille = (unsigned)rng_below(&s->rng, 40);
+    f->delay_min = 1;
+    f->delay_max = rng_range(&s->rng, 2, lvl >= 2 ? 40 : 15);
+    f->slow_permille = lvl == 3 ? 30 : 5;
+    f->slow_max = rng_range(&s->rng, 100, 400);
+    tr(s, "nemesis: network drops %u%%o dups %u%%o delay 1..%llu (slow %u%%o up to %llu)",
+       f->drop_permille, f->dup_permille, U(f->delay_max), f->slow_permille, U(f->slow_max));
+}
+
+static void nemesis_crash(sim_t *s)
+{
+    node_t *l = find_leader(s);
+    node_t *n = l && rng_chance(&s->rng, s->leader_crash_pm) ? l : random_up(s);
+    if (!n)
+        return;
+    node_crash(s, n, n == l ? "nemesis, the leader" : "nemesis");
+    /* Some stay down until the faults heal. */
+    n->restart_at = rng_chance(&s->rng, 150) ? 0 : s->now + rng_range(&s->rng, 20, 1200);
+}
+
+static void nemesis_restart(sim_t *s)
+{
+    for (int i = 0; i < s->nslots; i++) {
+        node_t *n = &s->node[i];
+        if (!n->up && !n->retired) {
+            node_boot(s, n);
+            s->st->restarts++;
+            node_drive(s, n);
+        }
+    }
+}
+
+static void nemesis_membership(sim_t *s)
+{
+    node_t *l = find_leader(s);
+    if (!l || l->busy)
+        return;
+    const raft_conf_t *c = raft_conf(l->r);
+    int voters = 0;
+    for (uint32_t i = 0; i < c->n; i++)
+        voters += c->s[i].role == RAFT_VOTER;
+    int lo = s->nfound - 1 < 2 ? 2 : s->nfound - 1;
+    int add = voters <= lo || (voters < s->nfound + 1 && rng_chance(&s->rng, 500));
+    raft_prop_info_t info;
+    int rc;
+    if (add) {
+        int cand[MAX_SLOTS], k = 0;
+        for (int i = 0; i < s->nslots; i++) {
+            uint32_t role = raft_conf_role(c, s->node[i].id);
+            if (role != RAFT_VOTER && role != RAFT_STAGING)
+                cand[k++] = i;
+        }
+        if (!k)
+            return;
+        node_t *t = &s->node[cand[rng_below(&s->rng, (uint64_t)k)]];
+        uint32_t role = raft_conf_role(c, t->id);
+        uint32_t op = role == RAFT_LEARNER ? RAFT_CONF_PROMOTE
+                      : rng_chance(&s->rng, 250) ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER;
+        if (t->retired) {
+            t->retired = 0;
+            t->retire = 0;
+            if (!t->up) {
+                node_boot(s, t);
+                s->st->restarts++;
+                node_drive(s, t);
+                if (s->failed)
+                    return;
+            }
+        }
+        rc = raft_propose_conf(l->r, op, t->id, &info);
+        tr(s, "nemesis: n%llu proposes %s n%llu: %s", U(l->id),
+           op == RAFT_CONF_PROMOTE ? "promote" : op == RAFT_CONF_ADD_LEARNER ? "add learner"
+                                                                            : "add voter",
+           U(t->id), rc ? qerr_str(rc) : "ok");
+    } else {
+        int cand[MAX_SLOTS], k = 0;
+        for (uint32_t i = 0; i < c->n; i++)
+            cand[k++] = (int)c->s[i].id - 1;
+        if (!k)
+            return;
+        node_t *t = &s->node[cand[rng_below(&s->rng, (uint64_t)k)]];
+        rc = raft_propose_conf(l->r, RAFT_CONF_REMOVE, t->id, &info);
+        tr(s, "nemesis: n%llu proposes remove n%llu: %s", U(l->id), U(t->id),
+           rc ? qerr_str(rc) : "ok");
+    }
+    node_drive(s, l);
+}
+
+static void nemesis_transfer(sim_t *s)
+{
+    node_t *l = find_leader(s);
+    if (!l || l->busy)
+        return;
+    const raft_conf_t *c = raft_conf(l->r);
+    uint64_t ids[RAFT_MAX_SERVERS];
+    int k = 0;
+    for (uint32_t i = 0; i < c->n; i++)
+        if (c->s[i].role == RAFT_VOTER && c->s[i].id != l->id)
+            ids[k++] = c->s[i].id;
+    if (!k)
+        return;
+    uint64_t t = ids[rng_below(&s->rng, (uint64_t)k)];
+    int rc = raft_transfer(l->r, t);
+    tr(s, "nemesis: n%llu transfers leadership to n%llu: %s", U(l->id), U(t),
+       rc ? qerr_str(rc) : "ok");
+    node_drive(s, l);
+}
+
+static void nemesis(sim_t *s)
+{
+    unsigned k = (unsigned)rng_below(&s->rng, 100);
+    if (k < 18)
+        nemesis_partition(s);
+    else if (k < 26)
+        nemesis_asym(s);
+    else if (k < 40) {
+        net_heal(&s->net);
+        tr(s, "nemesis: links healed");
+    } else if (k < 58)
+        nemesis_crash(s);
+    else if (k < 66)
+        nemesis_restart(s);
+    else if (k < 76)
+        nemesis_net_quality(s);
+    else if (k < 88)
+        nemesis_membership(s);
+    else
+        nemesis_transfer(s);
+    s->nemesis_at = s->now + rng_range(&s->rng, s->nem_min, s->nem_max);
+}
+
+static void heal(sim_t *s)
+{
+    s->healed = 1;
+    s->heal_at = s->now;
+    net_heal(&s->net);
+    s->net.faults = (net_faults_t){ .delay_min = 1, .delay_max = 10 };
+    s->disk_fail_pm = s->disk_crash_pm = 0;
+    tr(s, "=== faults healed: links restored, network reliable, crashed nodes restart ===");
+    nemesis_restart(s);
+}
+
+/* After healing: keep proposing a marker entry through the leader until one is applied. */
+static void liveness_probe(sim_t *s)
+{
+    if (s->live_ok || (s->marker_at && s->now < s->marker_at + 400))
+        return;
+    node_t *l = find_leader(s);
+    if (!l || l->busy)
+        return;
+    kv_cmd_t c = { .op = KV_PUT, .client = MARKER_CLIENT, .seq = (uint32_t)++s->marker_seq,
+                   .key = MARKER_KEY, .value = s->marker_seq };
+    if (!s->marker_first)
+        s->marker_first = s->marker_seq;
+    uint8_t buf[KV_CMD_LEN];
+    kv_encode(&c, buf);
+    int rc = raft_propose(l->r, buf, sizeof(buf), NULL);
+    s->marker_at = s->now;
+    tr(s, "liveness: marker %llu proposed at n%llu: %s", U(s->marker_seq), U(l->id),
+       rc ? qerr_str(rc) : "ok");
+    node_drive(s, l);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static void deliver(sim_t *s, net_msg_t *m)
+{
+    pkt_t *p = m->payload;
+    if (m->to >= MAX_SLOTS) {
+        client_recv(s, m->to - MAX_SLOTS, p);
+        pkt_free(p);
+        return;
+    }
+    node_t *n = &s->node[m->to];
+    if (!n->up) {
+        pkt_free(p);
+        return;
+    }
+    if (n->busy) {
+        if (inbox_push(n, p) < 0) {
+            pkt_free(p);
+            fail(s, "out of memory");
+        }
+        return;
+    }
+    node_input(s, n, p);
+    node_drive(s, n);
+}
+
+static uint64_t next_event(sim_t *s)
+{
+    uint64_t t = net_next_at(&s->net);
+#define MIN_AT(x) do { uint64_t x_ = (x); if (x_ < t) t = x_; } while (0)
+    for (int i = 0; i < s->nslots; i++) {
+        node_t *n = &s->node[i];
+        if (n->up) {
+            MIN_AT(n->next_tick);
+            if (n->busy)
+                MIN_AT(n->busy_until);
+            if (n->busy && n->crash_at)
+                MIN_AT(n->crash_at);
+        } else if (!n->retired && n->restart_at)
+            MIN_AT(n->restart_at);
+    }
+    for (int i = 0; i < s->nclients; i++) {
+        client_t *c = &s->client[i];
+        if (c->active) {
+            MIN_AT(c->deadline);
+            if (c->resend_at)
+                MIN_AT(c->resend_at);
+        } else if (!s->stop)
+            MIN_AT(c->next_at);
+    }
+    if (!s->healed) {
+        MIN_AT(s->nemesis_at);
+        MIN_AT(s->fault_end);
+    } else
+        MIN_AT(s->heal_at + LIVENESS_BOUND);
+#undef MIN_AT
+    return t;
+}
+
+static void do_retirements(sim_t *s)
+{
+    for (int i = 0; i < s->nslots; i++) {
+        node_t *m = &s->node[i];
+        if (!m->retire)
+            continue;
+        m->retire = 0;
+        if (m->member)
+            continue; /* added back meanwhile */
+        tr(s, "n%llu was removed from the configuration: shut down", U(m->id));
+        node_crash(s, m, "retired");
+        m->retired = 1;
+    }
+}
+
+static void step_time(sim_t *s)
+{
+    do_retirements(s);
+    for (int i = 0; i < s->nslots && !s->failed; i++) {
+        node_t *n = &s->node[i];
+        if (n->up && n->busy && n->crash_at && n->crash_at <= s->now) {
+            node_crash(s, n, "power loss during the persist");
+            n->restart_at = s->now + rng_range(&s->rng, 20, 800);
+        }
+    }
+    for (int i = 0; i < s->nslots && !s->failed; i++) {
+        node_t *n = &s->node[i];
+        if (n->up && n->busy && n->busy_until <= s->now) {
+            node_complete(s, n);
+            node_drive(s, n);
+        }
+    }
+    for (int i = 0; i < s->nslots && !s->failed; i++) {
+        node_t *n = &s->node[i];
+        if (!n->up && !n->retired && n->restart_at && n->restart_at <= s->now) {
+            node_boot(s, n);
+            s->st->restarts++;
+            node_drive(s, n);
+        }
+    }
+    net_msg_t m;
+    while (!s->failed && net_pop(&s->net, s->now, &m))
+        deliver(s, &m);
+    for (int i = 0; i < s->nslots && !s->failed; i++) {
+        node_t *n = &s->node[i];
+        while (n->up && n->next_tick <= s->now && !s->failed) {
+            n->next_tick += n->tick_period;
+            if (n->busy)
+                n->owed_ticks++;
+            else {
+                raft_tick(n->r);
+                node_drive(s, n);
+            }
+        }
+    }
+    if (!s->failed)
+        clients_run(s);
+    if (!s->healed && !s->failed && s->now >= s->fault_end)
+        heal(s);
+    if (!s->healed && !s->failed && s->nemesis_at <= s->now)
+        nemesis(s);
+    if (s->healed && !s->failed)
+        liveness_probe(s);
+    do_retirements(s);
+}
+
+static void choose_params(sim_t *s)
+{
+    rng_t *r = &s->rng;
+    raft_config_t *c = &s->base;
+    memset(c, 0, sizeof(*c));
+    c->election_tick = 10;
+    c->heartbeat_tick = (uint32_t)rng_range(r, 1, 3);
+    c->pre_vote = rng_chance(r, 500);
+    c->check_quorum = rng_chance(r, 500);
+    if (c->check_quorum && rng_chance(r, 300)) {
+        c->lease_reads = true;
+        c->max_clock_drift_ticks = 3;
+    }
+    c->max_msg_bytes = rng_chance(r, 500) ? 1 : (uint32_t)rng_range(r, 60, 400);
+    c->max_inflight = rng_chance(r, 300) ? 1 : (uint32_t)rng_range(r, 2, 64);
+    c->snap_chunk_bytes = (uint32_t)rng_range(r, 16, 200);
+    c->snap_trailing = rng_chance(r, 500) ? 0 : rng_range(r, 1, 8);
+    c->promote_lag = rng_range(r, 1, 20);
+    c->max_uncommitted_bytes = rng_chance(r, 200) ? 300 : 0;
+    s->snap_every = rng_range(r, 8, 40);
+    s->disk_lat_max = rng_range(r, 0, 12);
+    s->disk_fail_pm = (unsigned)rng_range(r, 0, 4);
+    s->disk_crash_pm = (unsigned)rng_range(r, 0, 30);
+    s->leader_crash_pm = (unsigned)rng_range(r, 300, 800);
+    s->client_timeout = rng_range(r, 300, 900);
+    s->nem_min = rng_range(r, 20, 100);
+    s->nem_max = s->nem_min + rng_range(r, 50, 500);
+    s->nclients = (int)rng_range(r, 2, MAX_CLIENTS);
+    s->nkeys = (uint32_t)rng_range(r, 1, 4);
+    s->fault_end = rng_range(r, 3000, 6000);
+}
+
+static void report_lin(sim_t *s, const lin_result_t *res)
+{
+    size_t k = strlen(s->why);
+    for (size_t i = 0; i < s->nhist && k + 2 < s->whylen; i++) {
+        if (s->hist[i].key != res->bad_key)
+            continue;
+        char b[160];
+        lin_format(&s->hist[i], b, sizeof(b));
+        k += (size_t)snprintf(s->why + k, s->whylen - k, "\n    %s", b);
+        if (k >= s->whylen)
+            break;
+    }
+}
+
+int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
+{
+    sim_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -1;
+    memset(st, 0, sizeof(*st));
+    why[0] = 0;
+    s->o = o;
+    s->st = st;
+    s->why = why;
+    s->whylen = whylen;
+    rng_seed(&s->rng, o->seed);
+    net_init(&s->net, &s->rng, pkt_clone, pkt_free);
+    inv_init(&s->inv);
+    s->nfound = o->nodes;
+    s->nslots = o->nodes + (o->nodes >= 5 ? 2 : 1);
+    choose_params(s);
+    nemesis_net_quality(s);
+    tr(s, "seed %llu: %d voters + %d spare, pre_vote %d check_quorum %d lease_reads %d "
+       "max_msg_bytes %u max_inflight %u snap_every %llu disk latency <= %llu, %d clients on "
+       "%u keys, faults until %llu", U(o->seed), s->nfound, s->nslots - s->nfound,
+       s->base.pre_vote, s->base.check_quorum, s->base.lease_reads, s->base.max_msg_bytes,
+       s->base.max_inflight, U(s->snap_every), U(s->disk_lat_max), s->nclients, s->nkeys,
+       U(s->fault_end));
+
+    raft_conf_t boot = { 0 };
+    for (int i = 0; i < s->nfound; i++)
+        boot.s[boot.n++] = (raft_server_t){ .id = (uint64_t)i + 1, .role = RAFT_VOTER };
+    raft_conf_t empty = { 0 };
+    for (int i = 0; i < s->nslots && !s->failed; i++) {
+        node_t *n = &s->node[i];
+        n->slot = i;
+        n->id = (uint64_t)i + 1;
+        n->member = i < s->nfound;
+        disk_init(&n->disk, i < s->nfound ? &boot : &empty);
+        node_boot(s, n);
+    }
+    for (int i = 0; i < s->nclients; i++) {
+        s->client[i].target = (int)rng_below(&s->rng, (uint64_t)s->nfound);
+        s->client[i].next_at = rng_range(&s->rng, 1, 50);
+    }
+    s->nemesis_at = rng_range(&s->rng, s->nem_min, s->nem_max);
+
+    while (!s->failed) {
+        uint64_t t = next_event(s);
+        if (t == UINT64_MAX) {
+            fail(s, "simulation stalled: no event left");
+            break;
+        }
+        s->now = t;
+        step_time(s);
+        if (s->live_ok) {
+            s->stop = 1;
+            break;
+        }
+        if (s->healed && s->now >= s->heal_at + LIVENESS_BOUND) {
+            fail(s, "liveness: no leader committed a new entry within %d time units of "
+                 "healing (leader: %s)", LIVENESS_BOUND, find_leader(s) ? "yes" : "none");
+            break;
+        }
+    }
+    st->vtime = s->now;
+    /* Ops still in flight have unknown outcomes. */
+    for (int i = 0; i < s->nclients; i++)
+        if (s->client[i].active)
+            client_finish(s, i, 0, 0);
+    if (!s->failed) {
+        lin_result_t res;
+        int v = lin_check(s->hist, s->nhist, 0, &res);
+        st->lin_states = res.states;
+        if (v == 0) {
+            fail(s, "history not linearizable on key %u (%zu ops; the best search path "
+                 "linearized %zu); ops on that key:", res.bad_key, res.key_ops, res.best);
+            report_lin(s, &res);
+        } else if (v < 0)
+            fail(s, "linearizability check ran out of its state budget (%llu states)",
+                 U(res.states));
+    }
+    int ret = s->failed ? 1 : 0;
+    for (int i = 0; i < s->nslots; i++) {
+        node_t *n = &s->node[i];
+        raft_free(n->r);
+        disk_batch_free(&n->batch);
+        disk_free(&n->disk);
+        inbox_clear(n);
+        free(n->inbox);
+        free(n->boot_tmp);
+    }
+    net_destroy(&s->net);
+    inv_free(&s->inv);
+    free(s->hist);
+    free(s);
+    return ret;
+}
