@@ -167,6 +167,16 @@ static size_t stats_text(char *buf, size_t cap)
     return len < cap ? len : cap;
 }
 
+/* The same connection settings as the daemon (fs/mount.c q_init): O_TRUNC comes with open,
+ * no writeback cache, writes of up to 1 MiB in one request. */
+static void nfs_init(void *userdata, struct fuse_conn_info *conn)
+{
+    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+        conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+    conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    conn->max_write = 1 << 20;
+}
+
 static void nfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fuse_entry_param e;
@@ -374,6 +384,7 @@ static void nfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 }
 
 static const struct fuse_lowlevel_ops nfs_ops = {
+    .init = nfs_init,
     .lookup = nfs_lookup,
     .forget = nfs_forget,
     .forget_multi = nfs_forget_multi,
@@ -397,7 +408,8 @@ static void usage(FILE *out)
             "              [--max-idle-threads N] [--clone-fd] [-o MOUNT_OPTS] [--debug]\n"
             "Mounts a null filesystem at MNT (one flat directory; reads return N fixed bytes,\n"
             "default 100) and returns once mounted unless --foreground. Unmount with\n"
-            "fusermount3 -u MNT. MNT/.stats lists the requests served per kind.\n");
+            "fusermount3 -u MNT. MNT/.stats lists the requests served per kind. The loop\n"
+            "defaults to the daemon's: at most 64 worker threads, 16 kept idle.\n");
 }
 
 int main(int argc, char **argv)
@@ -417,7 +429,7 @@ int main(int argc, char **argv)
     struct fuse_loop_config *cfg = NULL;
     const char *mnt = NULL;
     int foreground = 0, clone_fd = 0, debug = 0, mounted = 0, handlers = 0, rc = 1, c;
-    long max_threads = 10, max_idle = -1, value_size = 100;
+    long max_threads = 64, max_idle = 16, value_size = 100; /* the daemon's loop */
 
     while ((c = getopt_long(argc, argv, "fo:dh", longopts, NULL)) != -1) {
         switch (c) {
@@ -435,7 +447,8 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (optind != argc - 1 || value_size < 0 || value_size > (1 << 20) || max_threads < 1) {
+    if (optind != argc - 1 || value_size < 0 || value_size > (1 << 20) || max_threads < 1 ||
+        max_idle < 0) {
         usage(stderr);
         return 2;
     }
@@ -471,8 +484,7 @@ int main(int argc, char **argv)
         goto fail;
     fuse_loop_cfg_set_clone_fd(cfg, (unsigned)clone_fd);
     fuse_loop_cfg_set_max_threads(cfg, (unsigned)max_threads);
-    if (max_idle >= 0)
-        fuse_loop_cfg_set_idle_threads(cfg, (unsigned)max_idle);
+    fuse_loop_cfg_set_idle_threads(cfg, (unsigned)max_idle);
     rc = fuse_session_loop_mt(se, cfg) ? 1 : 0;
 
 fail:
