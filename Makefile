@@ -32,6 +32,7 @@ include mk/storage.mk
 include mk/raft.mk
 include mk/integration.mk
 include mk/bench.mk
+include mk/queues.mk
 
 # Two libraries so that cluster/ (which knows nothing of files) builds and tests alone.
 CLUSTER_LIB := $(BUILD)/libcluster.a

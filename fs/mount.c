@@ -18,6 +18,7 @@
 #include "fs/metrics.h"
 #include "fs/mount.h"
 #include "fs/names.h"
+#include "fs/ns.h"
 #include "fs/status.h"
 
 #define INO_ROOT FUSE_ROOT_ID
@@ -84,6 +85,61 @@ static struct {
 
 static int is_obj_ino(uint64_t ino) { return !(ino & VINO_BIT) && ino > INO_ROOT && ino != INO_CLUSTER && (ino < INO_STATUS0 || ino >= INO_STATUS0 + STATUS__COUNT); }
 static int is_status_ino(uint64_t ino) { return ino >= INO_STATUS0 && ino < INO_STATUS0 + STATUS__COUNT; }
+
+static void vino_forget(uint64_t ino, uint64_t n);
+
+/* ---- routing to namespace modules (fs/ns.h) ---- */
+
+static int any_modules;
+
+static int ino_module_ns(uint64_t ino)
+{
+    int ns = 0;
+    if (!any_modules)
+        return 0;
+    if (ino & NS_INO_BIT) {
+        ns = NS_INO_NS(ino);
+    } else if (ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT)) {
+        ns = (int)(ino - NS_ROOT_ID(0));
+    } else if (ino >= STATE_FIRST_ID && !(ino & VINO_BIT)) {
+        pthread_rwlock_rdlock(&M.st->lock);
+        obj_t *o = state_by_id(M.st, ino);
+        ns = o ? o->ns : 0;
+        pthread_rwlock_unlock(&M.st->lock);
+    }
+    return ns > 0 && ns < NS__COUNT && ns_modules[ns] ? ns : 0;
+}
+
+static const struct fuse_lowlevel_ops *route(uint64_t ino)
+{
+    int ns = ino_module_ns(ino);
+    return ns ? ns_modules[ns]->fuse : NULL;
+}
+
+/* If ino belongs to a module, hands the request to the module's op (or EOPNOTSUPP when it
+ * has none) and returns from the calling callback. */
+#define ROUTE(ino, op, ...)                                                      \
+    do {                                                                         \
+        const struct fuse_lowlevel_ops *m_ = route(ino);                         \
+        if (m_) {                                                                \
+            if (m_->op)                                                          \
+                m_->op(__VA_ARGS__);                                             \
+            else                                                                 \
+                fuse_reply_err(req, EOPNOTSUPP);                                 \
+            return;                                                              \
+        }                                                                        \
+    } while (0)
+
+static void forget_one(uint64_t ino, uint64_t n)
+{
+    int ns = ino_module_ns(ino);
+    if (ns) {
+        if (ns_modules[ns]->forget)
+            ns_modules[ns]->forget(ino, n);
+    } else if (ino & VINO_BIT) {
+        vino_forget(ino, n);
+    }
+}
 
 /* ---- control inodes ---- */
 
@@ -357,6 +413,7 @@ static int do_lookup(uint64_t parent, const char *name, struct fuse_entry_param 
 
 static void q_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+    ROUTE(parent, lookup, req, parent, name);
     uint64_t t0 = metrics_now_ns();
     struct fuse_entry_param e;
     int rc = do_lookup(parent, name, &e);
@@ -369,21 +426,20 @@ static void q_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void q_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-    if (ino & VINO_BIT)
-        vino_forget(ino, nlookup);
+    forget_one(ino, nlookup);
     fuse_reply_none(req);
 }
 
 static void q_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
 {
     for (size_t i = 0; i < count; i++)
-        if (f[i].ino & VINO_BIT)
-            vino_forget(f[i].ino, f[i].nlookup);
+        forget_one(f[i].ino, f[i].nlookup);
     fuse_reply_none(req);
 }
 
 static void q_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    ROUTE(ino, getattr, req, ino, fi);
     uint64_t t0 = metrics_now_ns();
     struct stat s;
     int rc = do_getattr(ino, &s);
@@ -489,6 +545,7 @@ static void reply_new_entry(fuse_req_t req, uint64_t id)
 
 static void q_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
+    ROUTE(parent, mkdir, req, parent, name, mode);
     uint64_t t0 = metrics_now_ns();
     char path[4096];
     int ns;
@@ -527,6 +584,7 @@ static int do_remove(uint8_t op, uint64_t parent, const char *name)
 
 static void q_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+    ROUTE(parent, rmdir, req, parent, name);
     uint64_t t0 = metrics_now_ns();
     int rc = do_remove(CMD_RMDIR, parent, name);
     metrics_op(MOP_rmdir, t0, -rc);
@@ -535,6 +593,7 @@ static void q_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void q_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+    ROUTE(parent, unlink, req, parent, name);
     uint64_t t0 = metrics_now_ns();
     int rc = do_remove(CMD_UNLINK, parent, name);
     metrics_op(MOP_unlink, t0, -rc);
@@ -569,6 +628,11 @@ static int do_rename(uint64_t parent, const char *name, uint64_t newparent,
 static void q_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                      const char *newname, unsigned int flags)
 {
+    if (ino_module_ns(parent) != ino_module_ns(newparent)) {
+        fuse_reply_err(req, EXDEV);
+        return;
+    }
+    ROUTE(parent, rename, req, parent, name, newparent, newname, flags);
     uint64_t t0 = metrics_now_ns();
     int rc = do_rename(parent, name, newparent, newname, flags);
     metrics_op(MOP_rename, t0, -rc);
@@ -674,6 +738,7 @@ fail:
 
 static void q_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    ROUTE(ino, opendir, req, ino, fi);
     fh_t *fh;
     int rc = do_opendir(ino, &fh);
     if (rc < 0) {
@@ -688,6 +753,7 @@ static void q_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void q_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                       struct fuse_file_info *fi)
 {
+    ROUTE(ino, readdir, req, ino, size, off, fi);
     uint64_t t0 = metrics_now_ns();
     fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
     char *buf = malloc(size);
@@ -714,6 +780,7 @@ static void q_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void q_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    ROUTE(ino, releasedir, req, ino, fi);
     fh_free((fh_t *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
@@ -817,6 +884,7 @@ static int open_control(uint64_t ino, int flags, fh_t **out)
 
 static void q_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    ROUTE(ino, open, req, ino, fi);
     uint64_t t0 = metrics_now_ns();
     fh_t *fh = NULL;
     int rc;
@@ -975,6 +1043,7 @@ static void read_events(fuse_req_t req, fh_t *fh, size_t size)
 static void q_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                    struct fuse_file_info *fi)
 {
+    ROUTE(ino, read, req, ino, size, off, fi);
     uint64_t t0 = metrics_now_ns();
     fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
     if (fh->kind == FH_EVENTS) {
@@ -1098,6 +1167,7 @@ static int do_write(fh_t *fh, const char *buf, size_t size, off_t off)
 static void q_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
+    ROUTE(ino, write, req, ino, buf, size, off, fi);
     uint64_t t0 = metrics_now_ns();
     int rc = do_write((fh_t *)(uintptr_t)fi->fh, buf, size, off);
     metrics_op(MOP_write, t0, -rc);
@@ -1135,6 +1205,7 @@ static int settle(fh_t *fh)
  * reported its own error, so nothing is pending here. */
 static void q_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    ROUTE(ino, flush, req, ino, fi);
     uint64_t t0 = metrics_now_ns();
     metrics_op(MOP_flush, t0, 0);
     fuse_reply_err(req, 0);
@@ -1142,12 +1213,14 @@ static void q_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void q_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
+    ROUTE(ino, fsync, req, ino, datasync, fi);
     /* Every acknowledged write is already durable; only a pending create/truncate is owed. */
     fuse_reply_err(req, -settle((fh_t *)(uintptr_t)fi->fh));
 }
 
 static void q_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    ROUTE(ino, release, req, ino, fi);
     fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
     /* The last descriptor is gone: an O_TRUNC or a create with nothing written lands now. */
     int rc = settle(fh);
@@ -1170,6 +1243,7 @@ static void q_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void q_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                      struct fuse_file_info *fi)
 {
+    ROUTE(parent, create, req, parent, name, mode, fi);
     uint64_t t0 = metrics_now_ns();
     char path[4096];
     int ns;
@@ -1302,6 +1376,7 @@ static int do_setattr(uint64_t ino, struct stat *attr, int to_set, struct fuse_f
 static void q_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                       struct fuse_file_info *fi)
 {
+    ROUTE(ino, setattr, req, ino, attr, to_set, fi);
     uint64_t t0 = metrics_now_ns();
     int rc = do_setattr(ino, attr, to_set, fi);
     metrics_op(MOP_setattr, t0, -rc);
@@ -1347,6 +1422,7 @@ static int do_setxattr(uint64_t ino, const char *name, const char *value, size_t
 static void q_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                        size_t size, int flags)
 {
+    ROUTE(ino, setxattr, req, ino, name, value, size, flags);
     uint64_t t0 = metrics_now_ns();
     int rc = do_setxattr(ino, name, value, size, 0);
     metrics_op(MOP_setxattr, t0, -rc);
@@ -1355,6 +1431,7 @@ static void q_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const c
 
 static void q_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
+    ROUTE(ino, removexattr, req, ino, name);
     uint64_t t0 = metrics_now_ns();
     int rc = do_setxattr(ino, name, NULL, 0, 1);
     metrics_op(MOP_removexattr, t0, -rc);
@@ -1399,6 +1476,7 @@ static void reply_xattr(fuse_req_t req, int rc, const char *buf, size_t size)
 
 static void q_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+    ROUTE(ino, getxattr, req, ino, name, size);
     uint64_t t0 = metrics_now_ns();
     char *buf = size ? malloc(size) : NULL;
     int rc = size && !buf ? -ENOMEM : do_getxattr(ino, name, buf, size, 0);
@@ -1409,12 +1487,34 @@ static void q_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t 
 
 static void q_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
+    ROUTE(ino, listxattr, req, ino, size);
     uint64_t t0 = metrics_now_ns();
     char *buf = size ? malloc(size) : NULL;
     int rc = size && !buf ? -ENOMEM : do_getxattr(ino, NULL, buf, size, 1);
     metrics_op(MOP_listxattr, t0, rc < 0 ? -rc : 0);
     reply_xattr(req, rc, buf, size);
     free(buf);
+}
+
+/* Locks are served by the module that owns the inode (locks/); elsewhere they are not
+ * supported (EOPNOTSUPP). */
+static void q_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock)
+{
+    ROUTE(ino, getlk, req, ino, fi, lock);
+    fuse_reply_err(req, EOPNOTSUPP);
+}
+
+static void q_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock,
+                    int sleep)
+{
+    ROUTE(ino, setlk, req, ino, fi, lock, sleep);
+    fuse_reply_err(req, EOPNOTSUPP);
+}
+
+static void q_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
+{
+    ROUTE(ino, flock, req, ino, fi, op);
+    fuse_reply_err(req, EOPNOTSUPP);
 }
 
 static void q_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -1440,6 +1540,14 @@ static void q_init(void *userdata, struct fuse_conn_info *conn)
         conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
     conn->max_write = VALUE_MAX;
+    /* Forward flock(2) and fcntl locks when a module serves them (locks/). */
+    for (int ns = 1; ns < NS__COUNT; ns++) {
+        const ns_module_t *m = ns_modules[ns];
+        if (m && m->fuse && m->fuse->flock && (conn->capable & FUSE_CAP_FLOCK_LOCKS))
+            conn->want |= FUSE_CAP_FLOCK_LOCKS;
+        if (m && m->fuse && m->fuse->setlk && (conn->capable & FUSE_CAP_POSIX_LOCKS))
+            conn->want |= FUSE_CAP_POSIX_LOCKS;
+    }
 }
 
 static const struct fuse_lowlevel_ops ops = {
@@ -1468,6 +1576,9 @@ static const struct fuse_lowlevel_ops ops = {
     .listxattr = q_listxattr,
     .removexattr = q_removexattr,
     .create = q_create,
+    .getlk = q_getlk,
+    .setlk = q_setlk,
+    .flock = q_flock,
 };
 
 int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
@@ -1476,6 +1587,8 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
     M.node = node;
     M.st = node_state(node);
     M.uid = getuid();
+    for (int ns = 1; ns < NS__COUNT; ns++)
+        any_modules |= ns_modules[ns] != NULL;
     M.gid = getgid();
     pthread_rwlock_wrlock(&M.st->lock);
     M.st->on_apply = on_apply;

@@ -11,6 +11,7 @@
 #include "cluster/err.h"
 #include "fs/cache.h"
 #include "fs/node.h"
+#include "fs/ns.h"
 
 #define SWEEP_MS 100
 #define TOUCH_BATCH_MAX 4096
@@ -147,6 +148,9 @@ static void *sweeper_main(void *arg)
         pthread_mutex_unlock(&n->mu);
         propose_touches(n);
         propose_expiry(n);
+        for (int ns = 1; ns < NS__COUNT; ns++)
+            if (ns_modules[ns] && ns_modules[ns]->sweep)
+                ns_modules[ns]->sweep(n);
         pthread_mutex_lock(&n->mu);
     }
     pthread_mutex_unlock(&n->mu);
@@ -176,6 +180,9 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
         n->group = NULL;
         goto fail;
     }
+    for (int ns = 1; ns < NS__COUNT; ns++)
+        if (ns_modules[ns] && ns_modules[ns]->start)
+            ns_modules[ns]->start(n);
     *out = n;
     return 0;
 fail:
@@ -196,6 +203,9 @@ void node_close(node_t *n)
 {
     if (!n)
         return;
+    for (int ns = 1; ns < NS__COUNT; ns++)
+        if (ns_modules[ns] && ns_modules[ns]->stop)
+            ns_modules[ns]->stop(n);
     pthread_mutex_lock(&n->mu);
     n->stop = 1;
     pthread_cond_signal(&n->cv);

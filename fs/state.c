@@ -8,6 +8,7 @@
 #include "fs/cmd.h"
 #include "fs/config.h"
 #include "fs/names.h"
+#include "fs/ns.h"
 #include "fs/state.h"
 
 #define VALUE_MAX (1u << 20)
@@ -154,6 +155,23 @@ static void obj_remove(state_t *st, obj_t *o)
     free(o);
 }
 
+static void modules_free(state_t *st)
+{
+    for (int ns = 1; ns < NS__COUNT; ns++)
+        if (ns_modules[ns] && st->ns_state[ns]) {
+            ns_modules[ns]->free(st);
+            st->ns_state[ns] = NULL;
+        }
+}
+
+static int modules_init(state_t *st)
+{
+    for (int ns = 1; ns < NS__COUNT; ns++)
+        if (ns_modules[ns] && ns_modules[ns]->init(st) < 0)
+            return -QERR_NOMEM;
+    return 0;
+}
+
 state_t *state_new(uint64_t cache_max_bytes)
 {
     state_t *st = calloc(1, sizeof(*st));
@@ -176,6 +194,8 @@ state_t *state_new(uint64_t cache_max_bytes)
         if (!st->ns_root[ns])
             goto fail;
     }
+    if (modules_init(st) < 0)
+        goto fail;
     return st;
 fail:
     state_free(st);
@@ -184,6 +204,7 @@ fail:
 
 static void state_clear(state_t *st)
 {
+    modules_free(st);
     for (int ns = 1; ns < NS__COUNT; ns++) {
         if (st->ns_root[ns])
             obj_remove(st, st->ns_root[ns]);
@@ -512,6 +533,8 @@ static int apply_one(state_t *st, const void *cmd, size_t len, sm_result_t *res)
     cmd_hdr_t h;
     if (cmd_read_hdr(&r, cmd, len, &h) < 0)
         return -EINVAL;
+    if (h.ns > NS_NONE && h.ns < NS__COUNT && ns_modules[h.ns])
+        return ns_modules[h.ns]->apply(st, &h, &r, res);
     if (!ns_takes_objects(h.ns))
         return -ENOTSUP;
     switch (h.op) {
@@ -548,8 +571,11 @@ static void sm_apply(void *ctx, uint64_t index, const void *cmd, size_t len, sm_
     st->applied_index = index;
     if (res)
         res->code = rc;
-    if (st->on_apply && len >= 3)
-        st->on_apply(st->on_apply_arg, ((const uint8_t *)cmd)[2]);
+    uint8_t ns = len >= 3 ? ((const uint8_t *)cmd)[2] : 0;
+    if (ns < NS__COUNT && ns_modules[ns] && ns_modules[ns]->on_apply)
+        ns_modules[ns]->on_apply(st);
+    if (st->on_apply)
+        st->on_apply(st->on_apply_arg, ns);
     pthread_rwlock_unlock(&st->lock);
 }
 
@@ -613,6 +639,14 @@ static int sm_snapshot(void *ctx, snap_writer_t *w)
     for (const obj_t *c = st->lru_tail; c; c = c->u.cache.lru_prev)
         so_u64(o, c->id);
     config_snap_events(o, st);
+    /* Module sections: (u8 ns, module bytes)..., then u8 0. */
+    for (int ns = 1; ns < NS__COUNT; ns++) {
+        if (ns_modules[ns]) {
+            so_u8(o, (uint8_t)ns);
+            ns_modules[ns]->snapshot(st, o);
+        }
+    }
+    so_u8(o, 0);
     pthread_rwlock_unlock(&st->lock);
     int rc = so_flush(o);
     free(o);
@@ -716,8 +750,23 @@ static int sm_restore(void *ctx, snap_reader_t *r)
         rc = -QERR_CORRUPT;
         goto out;
     }
-    if (!in.err && config_restore_events(&in, st) < 0)
+    if (!in.err && config_restore_events(&in, st) < 0) {
         rc = -QERR_CORRUPT;
+        goto out;
+    }
+    if ((rc = modules_init(st)) < 0)
+        goto out;
+    for (;;) {
+        uint8_t ns = si_u8(&in);
+        if (in.err || ns == 0)
+            break;
+        if (ns >= NS__COUNT || !ns_modules[ns]) {
+            rc = -QERR_CORRUPT;
+            goto out;
+        }
+        if ((rc = ns_modules[ns]->restore(st, &in)) < 0)
+            goto out;
+    }
     if (in.err)
         rc = in.err;
 out:
@@ -726,6 +775,7 @@ out:
         for (int ns = 1; ns < NS__COUNT; ns++)
             st->ns_root[ns] = obj_add(st, NULL, ns_names[ns], strlen(ns_names[ns]),
                                       OBJ_DIR, (uint8_t)ns, NS_ROOT_ID(ns));
+        modules_init(st);
     }
     pthread_rwlock_unlock(&st->lock);
     return rc;

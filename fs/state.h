@@ -98,6 +98,8 @@ typedef struct state {
     uint64_t config_rev;
     cfg_event_t *events;         /* ring of CONFIG_EVENTS_KEPT */
     uint64_t nevents;            /* events ever recorded (ring position = n % kept) */
+    /* per-namespace module state (fs/ns.h), owned by the module */
+    void *ns_state[NS__COUNT];
     /* hook run after each apply with the write lock held (wakes `.events` readers) */
     void (*on_apply)(void *arg, uint8_t ns);
     void *on_apply_arg;

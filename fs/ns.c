@@ -1,0 +1,8 @@
+/* fs/ns.c — the registry of namespace modules (see ns.h). A namespace without a module is
+ * either served by the generic object tree (cache/, config/) or refuses creation with
+ * EOPNOTSUPP ("not supported yet"). */
+#include "fs/ns.h"
+
+const ns_module_t *const ns_modules[NS__COUNT] = {
+    [NS_NONE] = NULL,
+};
