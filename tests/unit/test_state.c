@@ -1,0 +1,359 @@
+/* tests/unit/test_state.c — the mount's state machine driven by commands, without FUSE:
+ * tree operations and their errnos, cache TTL/sliding/LRU eviction, config revisions,
+ * history and events, and determinism (the same log gives byte-identical snapshots; a
+ * snapshot restores to the same state). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cluster/snapshot.h"
+#include "fs/cache.h"
+#include "fs/cmd.h"
+#include "fs/config.h"
+#include "fs/state.h"
+#include "tests/unit/check.h"
+
+static uint64_t idx;
+
+static int apply(state_t *st, cmdbuf_t *b)
+{
+    sm_result_t res;
+    memset(&res, 0, sizeof(res));
+    state_sm_ops.apply(st, ++idx, b->p, b->len, &res);
+    free(b->p);
+    return res.code;
+}
+
+static int put(state_t *st, int ns, const char *path, const char *val, uint8_t flags,
+               uint64_t now)
+{
+    cmdbuf_t b;
+    cmd_begin(&b, CMD_PUT, (uint8_t)ns, now);
+    cmd_str(&b, path);
+    cmd_u8(&b, flags);
+    cmd_bytes(&b, val, strlen(val));
+    return apply(st, &b);
+}
+
+static int path_op(state_t *st, uint8_t op, int ns, const char *path, uint64_t now)
+{
+    cmdbuf_t b;
+    cmd_begin(&b, op, (uint8_t)ns, now);
+    cmd_str(&b, path);
+    return apply(st, &b);
+}
+
+static int ren(state_t *st, int ns, const char *from, const char *to)
+{
+    cmdbuf_t b;
+    cmd_begin(&b, CMD_RENAME, (uint8_t)ns, 1);
+    cmd_str(&b, from);
+    cmd_str(&b, to);
+    cmd_u8(&b, 0);
+    return apply(st, &b);
+}
+
+static int setx(state_t *st, const char *path, const char *name, const char *val, uint64_t now)
+{
+    cmdbuf_t b;
+    cmd_begin(&b, CMD_SETXATTR, NS_CACHE, now);
+    cmd_str(&b, path);
+    cmd_str(&b, name);
+    cmd_bytes(&b, val, strlen(val));
+    return apply(st, &b);
+}
+
+static const char *val(state_t *st, int ns, const char *path)
+{
+    static char buf[4096];
+    obj_t *o = state_resolve(st, ns, path, strlen(path));
+    if (!o || o->type != OBJ_FILE)
+        return NULL;
+    memcpy(buf, o->val->data, o->val->len);
+    buf[o->val->len] = 0;
+    return buf;
+}
+
+#define C CMD_PUT_CREATE
+
+TEST(tree_ops_and_errnos)
+{
+    state_t *st = state_new(1 << 20);
+    CHECK_EQ(put(st, NS_CACHE, "k", "v1", C, 1), 0);
+    CHECK(strcmp(val(st, NS_CACHE, "k"), "v1") == 0);
+    CHECK_EQ(put(st, NS_CACHE, "k", "v2", 0, 2), 0);
+    CHECK(strcmp(val(st, NS_CACHE, "k"), "v2") == 0);
+    CHECK_EQ(put(st, NS_CACHE, "k", "x", C | CMD_PUT_EXCL, 3), -EEXIST);
+    CHECK_EQ(put(st, NS_CACHE, "k", "x", C | CMD_PUT_KEEP, 3), 0);
+    CHECK(strcmp(val(st, NS_CACHE, "k"), "v2") == 0);
+    CHECK_EQ(put(st, NS_CACHE, "missing", "x", 0, 3), -ENOENT);
+    CHECK_EQ(put(st, NS_CACHE, "nodir/k", "x", C, 3), -ENOENT);
+    CHECK_EQ(put(st, NS_CACHE, "k/sub", "x", C, 3), -ENOTDIR);
+    CHECK_EQ(put(st, NS_CACHE, ".hidden", "x", C, 3), -EINVAL);
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CACHE, "d", 4), 0);
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CACHE, "d", 4), -EEXIST);
+    CHECK_EQ(put(st, NS_CACHE, "d", "x", C, 3), -EISDIR);
+    CHECK_EQ(put(st, NS_CACHE, "d/a", "1", C, 5), 0);
+    CHECK_EQ(path_op(st, CMD_RMDIR, NS_CACHE, "d", 6), -ENOTEMPTY);
+    CHECK_EQ(path_op(st, CMD_UNLINK, NS_CACHE, "d", 6), -EISDIR);
+    CHECK_EQ(path_op(st, CMD_RMDIR, NS_CACHE, "k", 6), -ENOTDIR);
+    CHECK_EQ(path_op(st, CMD_UNLINK, NS_CACHE, "", 6), -EPERM);
+    CHECK_EQ(path_op(st, CMD_RMDIR, NS_CACHE, "", 6), -EPERM);
+    /* rename over an existing key is atomic replacement */
+    CHECK_EQ(ren(st, NS_CACHE, "d/a", "k"), 0);
+    CHECK(strcmp(val(st, NS_CACHE, "k"), "1") == 0);
+    CHECK(val(st, NS_CACHE, "d/a") == NULL);
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CACHE, "d/e", 7), 0);
+    CHECK_EQ(ren(st, NS_CACHE, "d", "d/e/f"), -EINVAL);
+    CHECK_EQ(ren(st, NS_CACHE, "k", "d"), -EISDIR);
+    CHECK_EQ(ren(st, NS_CACHE, "d", "k"), -ENOTDIR);
+    CHECK_EQ(ren(st, NS_CACHE, "d", "d2"), 0);
+    CHECK(state_resolve(st, NS_CACHE, "d2/e", 4) != NULL);
+    CHECK_EQ(path_op(st, CMD_RMDIR, NS_CACHE, "d2/e", 8), 0);
+    CHECK_EQ(path_op(st, CMD_RMDIR, NS_CACHE, "d2", 8), 0);
+    /* oversized values are refused and the old value kept */
+    char *big = malloc((1 << 20) + 2);
+    memset(big, 'b', (1 << 20) + 1);
+    big[(1 << 20) + 1] = 0;
+    CHECK_EQ(put(st, NS_CACHE, "k", big, 0, 9), -EFBIG);
+    free(big);
+    CHECK(strcmp(val(st, NS_CACHE, "k"), "1") == 0);
+    /* malformed commands are refused, not crashed on */
+    uint8_t junk[] = { 1, CMD_PUT, NS_CACHE, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff };
+    sm_result_t res = { 0 };
+    state_sm_ops.apply(st, ++idx, junk, sizeof(junk), &res);
+    CHECK_EQ(res.code, -EINVAL);
+    uint8_t badver[] = { 9, CMD_PUT, NS_CACHE };
+    state_sm_ops.apply(st, ++idx, badver, sizeof(badver), &res);
+    CHECK_EQ(res.code, -EINVAL);
+    state_free(st);
+}
+
+TEST(cache_ttl_and_expiry)
+{
+    state_t *st = state_new(1 << 20);
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CACHE, "s", 1000), 0);
+    CHECK_EQ(setx(st, "s", "user.ttl", "10", 1000), 0);
+    CHECK_EQ(setx(st, "s", "user.ttl", "abc", 1000), -EINVAL);
+    CHECK_EQ(setx(st, "s", "user.ttl", "-1", 1000), -EINVAL);
+    CHECK_EQ(setx(st, "s", "user.nope", "1", 1000), -ENOTSUP);
+    CHECK_EQ(put(st, NS_CACHE, "s/a", "x", C, 2000), 0);
+    obj_t *a = state_resolve(st, NS_CACHE, "s/a", 3);
+    CHECK_EQ(a->u.cache.expires_ms, 12000);       /* the directory's default TTL */
+    CHECK(state_cache_live(a, 11999));
+    CHECK(!state_cache_live(a, 12000));
+    /* The sweeper collects due keys only. */
+    cmdbuf_t body = { 0 };
+    CHECK_EQ(cache_collect_expired(st, 11999, &body, 100), 0);
+    CHECK_EQ(cache_collect_expired(st, 12000, &body, 100), 1);
+    free(body.p);
+    /* An EXPIRE for a version that was rewritten since is a no-op. */
+    CHECK_EQ(put(st, NS_CACHE, "s/a", "y", 0, 5000), 0);   /* expires now 15000 */
+    cmdbuf_t b;
+    cmd_begin(&b, CMD_EXPIRE, NS_CACHE, 13000);
+    cmd_u32(&b, 1);
+    cmd_str(&b, "s/a");
+    cmd_u64(&b, 12000);
+    CHECK_EQ(apply(st, &b), 0);
+    CHECK(state_resolve(st, NS_CACHE, "s/a", 3) != NULL);
+    cmd_begin(&b, CMD_EXPIRE, NS_CACHE, 15000);
+    cmd_u32(&b, 1);
+    cmd_str(&b, "s/a");
+    cmd_u64(&b, 15000);
+    CHECK_EQ(apply(st, &b), 0);
+    CHECK(state_resolve(st, NS_CACHE, "s/a", 3) == NULL);
+    CHECK_EQ(st->cache_keys, 0);
+    CHECK_EQ(st->cache_bytes, 0);
+    state_free(st);
+}
+
+TEST(cache_sliding_ttl)
+{
+    state_t *st = state_new(1 << 20);
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CACHE, "sess", 0), 0);
+    CHECK_EQ(setx(st, "sess", "user.ttl", "5", 0), 0);
+    CHECK_EQ(setx(st, "sess", "user.ttl_sliding", "2", 0), -EINVAL);
+    CHECK_EQ(setx(st, "sess", "user.ttl_sliding", "1", 0), 0);
+    CHECK_EQ(put(st, NS_CACHE, "sess/u1", "x", C, 1000), 0);
+    cmdbuf_t b;
+    cmd_begin(&b, CMD_TOUCH, NS_CACHE, 4000);
+    cmd_u32(&b, 1);
+    cmd_str(&b, "sess/u1");
+    CHECK_EQ(apply(st, &b), 0);
+    CHECK_EQ(state_resolve(st, NS_CACHE, "sess/u1", 7)->u.cache.expires_ms, 9000);
+    state_free(st);
+}
+
+TEST(cache_lru_eviction)
+{
+    state_t *st = state_new(1000);
+    char k[16], v[201];
+    memset(v, 'v', 200);
+    v[200] = 0;
+    for (int i = 0; i < 5; i++) {
+        snprintf(k, sizeof(k), "k%d", i);
+        CHECK_EQ(put(st, NS_CACHE, k, v, C, (uint64_t)i), 0);
+    }
+    CHECK_EQ(st->cache_bytes, 1000);
+    /* a read of k0 (TOUCH) makes k1 the least recently used */
+    cmdbuf_t b;
+    cmd_begin(&b, CMD_TOUCH, NS_CACHE, 10);
+    cmd_u32(&b, 1);
+    cmd_str(&b, "k0");
+    CHECK_EQ(apply(st, &b), 0);
+    CHECK_EQ(put(st, NS_CACHE, "k5", v, C, 11), 0);
+    CHECK(val(st, NS_CACHE, "k0") != NULL);
+    CHECK(val(st, NS_CACHE, "k1") == NULL);
+    CHECK(val(st, NS_CACHE, "k5") != NULL);
+    CHECK(st->cache_bytes <= 1000);
+    CHECK_EQ(st->cache_evictions, 1);
+    state_free(st);
+}
+
+TEST(config_revisions_history_events)
+{
+    state_t *st = state_new(1 << 20);
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CONFIG, "app", 1), 0);
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CONFIG, "web", 1), 0);
+    CHECK_EQ(put(st, NS_CONFIG, "app/db@1", "x", C, 1), -EINVAL);
+    char v[16];
+    for (int i = 1; i <= 12; i++) {
+        snprintf(v, sizeof(v), "v%d", i);
+        CHECK_EQ(put(st, NS_CONFIG, "app/db", v, C, (uint64_t)i), 0);
+    }
+    CHECK_EQ(put(st, NS_CONFIG, "web/port", "80", C, 13), 0);
+    obj_t *db = state_resolve(st, NS_CONFIG, "app/db", 6);
+    CHECK_EQ(db->u.config.rev, 12);
+    CHECK(state_config_version(db, 1) == NULL);   /* only the last 10 are kept */
+    CHECK(state_config_version(db, 2) == NULL);
+    CHECK(state_config_version(db, 3) != NULL);
+    CHECK(memcmp(state_config_version(db, 12)->data, "v12", 3) == 0);
+    CHECK_EQ(state_resolve(st, NS_CONFIG, "app", 3)->u.config.rev, 12);
+    CHECK_EQ(path_op(st, CMD_UNLINK, NS_CONFIG, "app/db", 14), 0);
+    CHECK_EQ(st->config_rev, 14);
+    char buf[4096];
+    uint64_t cur = 11;
+    int n = config_read_events(st, "app", &cur, buf, sizeof(buf));
+    CHECK(n > 0);
+    buf[n] = 0;
+    CHECK(strcmp(buf, "12 put config/app/db\n14 delete config/app/db\n") == 0);
+    CHECK_EQ(cur, 14);
+    cur = 0;
+    n = config_read_events(st, "web", &cur, buf, sizeof(buf));
+    buf[n] = 0;
+    CHECK(strcmp(buf, "13 put config/web/port\n") == 0);
+    /* Rename: a delete at the old path and a put at the new one. */
+    CHECK_EQ(ren(st, NS_CONFIG, "web/port", "app/port"), 0);
+    cur = 14;
+    n = config_read_events(st, "", &cur, buf, sizeof(buf));
+    buf[n] = 0;
+    CHECK(strcmp(buf, "15 delete config/web/port\n16 put config/app/port\n") == 0);
+    state_free(st);
+}
+
+TEST(config_events_compaction_gives_estale)
+{
+    state_t *st = state_new(1 << 20);
+    for (int i = 0; i < CONFIG_EVENTS_KEPT + 5; i++)
+        CHECK_EQ(put(st, NS_CONFIG, "k", "v", C, 1), 0);
+    char buf[256];
+    uint64_t cur = 2;
+    CHECK_EQ(config_read_events(st, "", &cur, buf, sizeof(buf)), -ESTALE);
+    cur = 5;   /* events after 5 start at 6, the oldest kept */
+    CHECK(config_read_events(st, "", &cur, buf, sizeof(buf)) > 0);
+    state_free(st);
+}
+
+/* Writes a snapshot of st into dir and returns its bytes (malloc'ed) and length. */
+static char *snap_bytes(state_t *st, const char *dir, size_t *len)
+{
+    snap_writer_t *w;
+    if (snapshot_begin(dir, 1, 1, &w) < 0)
+        return NULL;
+    if (state_sm_ops.snapshot(st, w) < 0 || snapshot_commit(w) < 0)
+        return NULL;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/snap-%020llu.snap", dir, 1ull);
+    snapshot_info_t info;
+    char *err = NULL;
+    if (snapshot_open_read(dir, &info, &err) < 0) {
+        free(err);
+        return NULL;
+    }
+    FILE *f = fopen(info.path, "rb");
+    char *buf = malloc(info.file_size);
+    *len = f ? fread(buf, 1, info.file_size, f) : 0;
+    if (f)
+        fclose(f);
+    snapshot_info_free(&info);
+    return buf;
+}
+
+static void build_log(state_t *st)
+{
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CACHE, "s", 0), 0);
+    CHECK_EQ(setx(st, "s", "user.ttl", "60", 0), 0);
+    char k[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(k, sizeof(k), i % 2 ? "s/key%d" : "key%d", i);
+        put(st, NS_CACHE, k, "some value of medium length", C, (uint64_t)i);
+    }
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CONFIG, "app", 1), 0);
+    for (int i = 0; i < 30; i++)
+        put(st, NS_CONFIG, i % 3 ? "app/a" : "app/b", i % 2 ? "x" : "yy", C, 1000);
+}
+
+TEST(determinism_and_snapshot_round_trip)
+{
+    char d1[] = "/tmp/qfs-test-state-XXXXXX", d2[] = "/tmp/qfs-test-state-XXXXXX",
+         d3[] = "/tmp/qfs-test-state-XXXXXX";
+    CHECK(mkdtemp(d1) && mkdtemp(d2) && mkdtemp(d3));
+    state_t *a = state_new(8000), *b = state_new(8000), *c = state_new(8000);
+    idx = 0;
+    build_log(a);
+    idx = 0;
+    build_log(b);
+    CHECK(a->cache_evictions > 0);           /* the cap was hit: eviction is in the log */
+    size_t la, lb, lc;
+    char *sa = snap_bytes(a, d1, &la), *sb = snap_bytes(b, d2, &lb);
+    CHECK(sa && sb);
+    CHECK_EQ(la, lb);
+    CHECK(memcmp(sa, sb, la) == 0);
+    /* Restore a's snapshot into c, and c snapshots to the same bytes. */
+    snapshot_info_t info;
+    char *err = NULL;
+    snap_reader_t *r;
+    CHECK_EQ(snapshot_open_read(d1, &info, &err), 0);
+    CHECK_EQ(snapshot_reader_open(&info, &r, &err), 0);
+    CHECK_EQ(state_sm_ops.restore(c, r), 0);
+    CHECK_EQ(snapshot_reader_close(r, &err), 0);
+    snapshot_info_free(&info);
+    char *sc = snap_bytes(c, d3, &lc);
+    CHECK(sc);
+    CHECK_EQ(lc, la);
+    CHECK(memcmp(sa, sc, la) == 0);
+    CHECK_EQ(c->cache_keys, a->cache_keys);
+    CHECK_EQ(c->config_rev, a->config_rev);
+    free(sa);
+    free(sb);
+    free(sc);
+    state_free(a);
+    state_free(b);
+    state_free(c);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s %s", d1, d2, d3);
+    CHECK_EQ(system(cmd), 0);
+}
+
+int main(void)
+{
+    RUN(tree_ops_and_errnos);
+    RUN(cache_ttl_and_expiry);
+    RUN(cache_sliding_ttl);
+    RUN(cache_lru_eviction);
+    RUN(config_revisions_history_events);
+    RUN(config_events_compaction_gives_estale);
+    RUN(determinism_and_snapshot_round_trip);
+    return CHECK_DONE();
+}
