@@ -6,6 +6,7 @@
 #include "cluster/group.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cluster/err.h"
 #include "cluster/snapshot.h"
@@ -270,12 +272,25 @@ static int restore_snapshot(group_t *g, char **errmsg)
     return rc;
 }
 
-static int make_dir(const char *path, char **errmsg)
+/* Creates path (a child of parent) if missing; a new entry is made durable by fsyncing
+ * parent, so a snapshot inside it cannot vanish with the directory after a power loss. */
+static int make_dir(const char *parent, const char *path, char **errmsg)
 {
-    if (mkdir(path, 0755) == 0 || errno == EEXIST)
-        return 0;
-    set_err(errmsg, "group: cannot create %s: %s", path, strerror(errno));
-    return errno == ENOSPC ? -QERR_NOSPACE : -QERR_IO;
+    int fd, rc = 0;
+    if (mkdir(path, 0755) < 0) {
+        if (errno == EEXIST)
+            return 0;
+        set_err(errmsg, "group: cannot create %s: %s", path, strerror(errno));
+        return errno == ENOSPC ? -QERR_NOSPACE : -QERR_IO;
+    }
+    fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0) {
+        set_err(errmsg, "group: cannot fsync %s: %s", parent, strerror(errno));
+        rc = -QERR_IO;
+    }
+    if (fd >= 0)
+        close(fd);
+    return rc;
 }
 
 int group_open(const group_config_t *cfg, const sm_ops_t *ops, void *ctx, group_t **out,
@@ -305,7 +320,7 @@ int group_open(const group_config_t *cfg, const sm_ops_t *ops, void *ctx, group_
         set_err(errmsg, "group: %s is not a directory", cfg->dir);
         goto fail;
     }
-    if ((rc = make_dir(g->snap_dir, errmsg)))
+    if ((rc = make_dir(cfg->dir, g->snap_dir, errmsg)))
         goto fail;
     if ((rc = restore_snapshot(g, errmsg)))
         goto fail;
@@ -376,6 +391,8 @@ int group_propose(group_t *g, const void *cmd, size_t len, sm_result_t *res)
     uint64_t t0 = now_ns();
     if (len > g->max_cmd)
         return -QERR_TOOBIG;
+    if (len && !cmd)
+        return -QERR_INVAL; /* would fail the WAL append of the whole batch */
     pthread_cond_init(&p.cv, NULL);
     pthread_mutex_lock(&g->mu);
     if (g->closing || g->failed) {

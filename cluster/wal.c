@@ -861,10 +861,16 @@ static int recover_segment(wal_t *w, size_t i, struct user_cb *u, char **errmsg)
     if (sr.valid_end < len) {
         fprintf(stderr, "quorumfs: wal: %s: torn tail cut off at byte offset %zu "
                 "(%zu bytes: %s)\n", path, sr.valid_end, len - sr.valid_end, sr.why);
-        if (ftruncate(fd, (off_t)sr.valid_end) < 0 || do_sync(w, fd) < 0) {
+        if (ftruncate(fd, (off_t)sr.valid_end) < 0) {
             set_err(errmsg, "wal: %s: cannot cut torn tail: %s", path, strerror(errno));
             rc = -QERR_IO;
         }
+    }
+    /* Records a crashed process wrote but never synced may sit only in the page cache;
+     * the caller is about to act on them, so make them (and any cut) durable first. */
+    if (rc == 0 && is_last && do_sync(w, fd) < 0) {
+        set_err(errmsg, "wal: %s: fdatasync failed: %s", path, strerror(errno));
+        rc = -QERR_IO;
     }
 out:
     if (map)

@@ -35,7 +35,9 @@ typedef struct wal_options {
  * else that does not parse — a bad record in an earlier segment, a bad record followed by a
  * valid one, an index gap, a bad segment header — fails with -QERR_CORRUPT (-QERR_FORMAT for
  * an unknown version) and a malloc'ed *errmsg naming the file and byte offset. Leftover
- * *.tmp files (an interrupted segment creation) are deleted.
+ * *.tmp files (an interrupted segment creation) are deleted. The last segment is
+ * fdatasynced once, so records a crashed process wrote without syncing are durable before
+ * the caller acts on them.
  * Returns 0 with *out (and *errmsg NULL), or -QERR_* (and nothing is left open; the caller
  * frees *errmsg). If fn returns nonzero, open stops and returns that value. opt may be NULL. */
 int wal_open(const char *dir, const wal_options_t *opt, wal_record_fn fn, void *arg,
