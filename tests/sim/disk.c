@@ -206,6 +206,28 @@ static int install_snapshot(disk_t *d, const raft_snap_meta_t *m, char *err, siz
     return 0;
 }
 
+/* Writing b's entries deletes the persisted ones from b->ents[0].index on. None of those
+ * at or below the durable commit index may vanish or change term: committed entries are
+ * forever (§5.4). */
+static int check_committed(const disk_t *d, const disk_batch_t *b, char *err, size_t errlen)
+{
+    uint64_t p = b->ents[0].index, end = b->ents[b->n - 1].index;
+    for (size_t i = 0; i < d->n; i++) {
+        const disk_entry_t *e = &d->ents[i];
+        if (e->index < p || e->index > d->hs.commit)
+            continue;
+        if (e->index > end || b->ents[e->index - p].term != e->term) {
+            snprintf(err, errlen, "a write deletes committed entry %llu/t%llu (durable commit "
+                     "index %llu; the write covers %llu..%llu)",
+                     (unsigned long long)e->index, (unsigned long long)e->term,
+                     (unsigned long long)d->hs.commit, (unsigned long long)p,
+                     (unsigned long long)end);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int disk_write(disk_t *d, const disk_batch_t *b, size_t k, char *err, size_t errlen)
 {
     if (k == 0)
@@ -222,6 +244,8 @@ int disk_write(disk_t *d, const disk_batch_t *b, size_t k, char *err, size_t err
         if (--k == 0)
             return 0;
     }
+    if (b->n && check_committed(d, b, err, errlen) < 0)
+        return -1;
     for (size_t i = 0; i < b->n; i++) {
         if (append_entry(d, &b->ents[i], err, errlen) < 0)
             return -1;

@@ -81,6 +81,8 @@ typedef struct node {
     size_t in_head, in_len, in_cap;
     uint32_t owed_ticks;
     uint64_t next_tick, tick_period, restart_at;
+    uint64_t kill_at;          /* nemesis: crash soon after winning an election */
+    int hold_down;             /* the Figure 8 script restarts it, not the kill path */
     /* per-lifetime checks */
     uint64_t last_commit, last_term, led_term;
     uint32_t last_role;
@@ -97,7 +99,9 @@ typedef struct client {
     uint32_t seq;
     size_t h;                  /* index of the current op in the history */
     int target;                /* slot it sends to */
-    uint64_t deadline, next_at, resend_at;
+    uint64_t deadline;         /* gives up (outcome unknown) at this time */
+    uint64_t attempt_until;    /* retries elsewhere if no answer by then */
+    uint64_t next_at, resend_at;
     int op;
     uint32_t key;
     uint64_t expect, value;
@@ -120,13 +124,17 @@ typedef struct sim {
     size_t nhist, caphist;
     /* per-seed parameters */
     raft_config_t base;
-    uint64_t snap_every, disk_lat_max, client_timeout, nem_min, nem_max;
-    unsigned disk_fail_pm, disk_crash_pm, leader_crash_pm;
+    uint64_t snap_every, disk_lat_max, client_timeout, client_giveup, nem_min, nem_max;
+    unsigned disk_fail_pm, disk_crash_pm, leader_crash_pm, quick_kill_pm;
     /* phases */
     uint64_t fault_end, nemesis_at, heal_at;
     int healed, live_ok, stop;
     uint64_t marker_seq, marker_first, marker_at;
     uint64_t conf_index;       /* index of the last committed configuration seen */
+    /* the Figure 8 script (see fig8_start) */
+    int fig8, f8_state;
+    node_t *f8_a, *f8_b;
+    uint64_t f8_at;
     /* failure */
     int failed;
     char *why;
@@ -358,6 +366,7 @@ static void node_boot(sim_t *s, node_t *n)
     n->up = 1;
     n->busy = 0;
     n->crash_at = 0;
+    n->kill_at = 0;
     n->restart_at = 0;
     n->tick_period = rng_range(&s->rng, TICK - 1, TICK + 1);
     n->next_tick = s->now + rng_range(&s->rng, 1, n->tick_period);
@@ -424,6 +433,7 @@ static void node_crash(sim_t *s, node_t *n, const char *why)
     n->up = 0;
     n->busy = 0;
     n->crash_at = 0;
+    n->kill_at = 0;
     inbox_clear(n);
     n->owed_ticks = 0;
     n->nprops = n->nreads = 0;
@@ -455,6 +465,117 @@ static void leader_completeness(sim_t *s, node_t *n, const raft_status_t *st)
     }
 }
 
+static void isolate(sim_t *s, int x, int cut)
+{
+    for (int i = 0; i < s->nslots; i++)
+        if (i != x) {
+            net_cut(&s->net, x, i, cut);
+            net_cut(&s->net, i, x, cut);
+        }
+}
+
+/* The Figure 8 script (§5.4.2): leader A is isolated and takes proposals it cannot commit,
+ * then crashes; the next leader B appends at the same index in a later term and crashes
+ * (isolated) before replicating; A comes back, wins, and replicates its old entries; the
+ * moment its commit index moves, A is isolated and crashed; B comes back and, its last term
+ * being higher, can win. A correct core never commits A's old entries by counting replicas,
+ * so whatever B then overwrites was never committed. Other faults pause meanwhile. */
+static void fig8_abort(sim_t *s, const char *why)
+{
+    tr(s, "fig8: script ends (%s)", why);
+    s->f8_state = 0;
+    net_heal(&s->net);
+    for (int i = 0; i < s->nslots; i++) {
+        node_t *n = &s->node[i];
+        if (n->hold_down || (!n->up && !n->retired && !n->restart_at)) {
+            n->hold_down = 0;
+            n->restart_at = s->now + rng_range(&s->rng, 1, 100);
+        }
+    }
+}
+
+static void fig8_start(sim_t *s, node_t *a)
+{
+    net_heal(&s->net);
+    isolate(s, a->slot, 1);
+    s->f8_a = a;
+    s->f8_b = NULL;
+    s->f8_state = 1;
+    s->f8_at = s->now + rng_range(&s->rng, 50, 200);
+    tr(s, "fig8: isolate leader n%llu; it takes proposals it cannot commit", U(a->id));
+}
+
+static void fig8_timer(sim_t *s)
+{
+    node_t *a = s->f8_a;
+    if (s->f8_state == 1) {
+        raft_status_t st;
+        if (!a->up || a->busy) {
+            fig8_abort(s, "A is down or busy");
+            return;
+        }
+        raft_status(a->r, &st);
+        if (st.role != RAFT_LEADER || st.last_index <= st.commit) {
+            fig8_abort(s, "A holds no uncommitted entry");
+            return;
+        }
+        node_crash(s, a, "fig8: A, holding uncommitted entries");
+        a->hold_down = 1;
+        a->restart_at = 0;
+        net_heal(&s->net);
+        s->f8_state = 2;
+        s->f8_at = s->now + 2000;
+        return;
+    }
+    if (s->f8_state == 5) {
+        a->hold_down = 0;
+        a->restart_at = s->now;
+        s->f8_state = 0;
+        net_heal(&s->net);
+        tr(s, "fig8: script done, A restarts");
+        return;
+    }
+    fig8_abort(s, "timed out");
+}
+
+static void fig8_on_leader(sim_t *s, node_t *n)
+{
+    if (s->f8_state == 2 && n != s->f8_a) {
+        tr(s, "fig8: new leader B = n%llu is cut off and crashed at once; A restarts",
+           U(n->id));
+        isolate(s, n->slot, 1);
+        n->kill_at = s->now;
+        n->hold_down = 1;
+        s->f8_b = n;
+        s->f8_a->hold_down = 0;
+        s->f8_a->restart_at = s->now + rng_range(&s->rng, 10, 100);
+        s->f8_state = 3;
+        s->f8_at = s->now + 2000;
+    } else if (s->f8_state == 3) {
+        if (n != s->f8_a) {
+            fig8_abort(s, "someone else than A won");
+            return;
+        }
+        tr(s, "fig8: A = n%llu leads again; it dies when its commit index moves", U(n->id));
+        s->f8_state = 4;
+        s->f8_at = s->now + 2000;
+    }
+}
+
+static void fig8_on_commit(sim_t *s, node_t *a)
+{
+    tr(s, "fig8: A's commit index moved: A is cut off and crashed, B restarts");
+    isolate(s, a->slot, 1);
+    a->kill_at = s->now;
+    a->hold_down = 1;
+    node_t *b = s->f8_b;
+    isolate(s, b->slot, 0);
+    b->hold_down = 0;
+    b->restart_at = s->now + rng_range(&s->rng, 1, 30);
+    s->f8_state = 5;
+    s->f8_at = s->now + rng_range(&s->rng, 300, 800);
+}
+
 /* The per-step checks that read the core's status. */
 static void node_check(sim_t *s, node_t *n)
 {
@@ -483,6 +604,11 @@ static void node_check(sim_t *s, node_t *n)
             n->led_term = st.term;
             s->st->elections++;
             leader_completeness(s, n, &st);
+            if (s->f8_state)
+                fig8_on_leader(s, n);
+            else if (!s->healed && s->quick_kill_pm && !n->kill_at &&
+                     rng_chance(&s->rng, s->quick_kill_pm))
+                n->kill_at = s->now + rng_range(&s->rng, 1, 60);
         }
     }
     if (st.commit < n->last_commit) {
@@ -506,6 +632,9 @@ static void node_check(sim_t *s, node_t *n)
     }
     if (st.commit > n->last_commit && s->o->trace)
         tr(s, "n%llu commit %llu -> %llu", U(n->id), U(n->last_commit), U(st.commit));
+    if (st.commit > n->last_commit && st.role == RAFT_LEADER && s->f8_state == 4 &&
+        n == s->f8_a)
+        fig8_on_commit(s, n);
     n->last_commit = st.commit;
 }
 
@@ -856,6 +985,7 @@ static void client_send(sim_t *s, int ci)
     p->expect = c->expect;
     p->value = c->value;
     c->resend_at = 0;
+    c->attempt_until = s->now + s->client_timeout;
     if (net_send(&s->net, CLIENT_EP(ci), c->target, p, s->now) < 0)
         fail(s, "out of memory");
 }
@@ -913,7 +1043,7 @@ static void client_start(sim_t *s, int ci)
     op->expect = c->expect;
     op->call = ++s->stamp;
     s->st->ops++;
-    c->deadline = s->now + s->client_timeout;
+    c->deadline = s->now + s->client_giveup;
     client_send(s, ci);
 }
 
@@ -927,7 +1057,9 @@ static void client_recv(sim_t *s, int ci, const pkt_t *p)
         client_finish(s, ci, 1, p->result);
         break;
     case RS_LOST:
-        client_finish(s, ci, 0, 0);
+        /* Retrying is safe: the store applies a (client, seq) at most once. */
+        c->target = (int)rng_below(&s->rng, (uint64_t)s->nslots);
+        c->resend_at = s->now + rng_range(&s->rng, 1, 20);
         break;
     case RS_NOTLEADER:
         if (p->hint >= 1 && p->hint <= (uint64_t)s->nslots && p->hint - 1 != (uint64_t)c->target)
@@ -947,8 +1079,12 @@ static void clients_run(sim_t *s)
     for (int i = 0; i < s->nclients && !s->failed; i++) {
         client_t *c = &s->client[i];
         if (c->active && c->deadline <= s->now) {
-            tr(s, "client c%d#%u times out", i, c->seq);
+            tr(s, "client c%d#%u gives up", i, c->seq);
             client_finish(s, i, 0, 0);
+        } else if (c->active && c->attempt_until <= s->now) {
+            c->target = (int)rng_below(&s->rng, (uint64_t)s->nslots);
+            tr(s, "client c%d#%u: no answer, retries at n%d", i, c->seq, c->target + 1);
+            client_send(s, i);
         } else if (c->active && c->resend_at && c->resend_at <= s->now)
             client_send(s, i);
         else if (!c->active && !s->stop && c->next_at <= s->now)
@@ -1155,6 +1291,14 @@ static void nemesis_transfer(sim_t *s)
 
 static void nemesis(sim_t *s)
 {
+    s->nemesis_at = s->now + rng_range(&s->rng, s->nem_min, s->nem_max);
+    if (s->f8_state)
+        return;
+    node_t *l = find_leader(s);
+    if (s->fig8 && l && rng_chance(&s->rng, 350)) {
+        fig8_start(s, l);
+        return;
+    }
     unsigned k = (unsigned)rng_below(&s->rng, 100);
     if (k < 18)
         nemesis_partition(s);
@@ -1173,7 +1317,6 @@ static void nemesis(sim_t *s)
         nemesis_membership(s);
     else
         nemesis_transfer(s);
-    s->nemesis_at = s->now + rng_range(&s->rng, s->nem_min, s->nem_max);
 }
 
 static void heal(sim_t *s)
@@ -1183,6 +1326,11 @@ static void heal(sim_t *s)
     net_heal(&s->net);
     s->net.faults = (net_faults_t){ .delay_min = 1, .delay_max = 10 };
     s->disk_fail_pm = s->disk_crash_pm = 0;
+    s->f8_state = 0;
+    for (int i = 0; i < s->nslots; i++) {
+        s->node[i].kill_at = 0;
+        s->node[i].hold_down = 0;
+    }
     tr(s, "=== faults healed: links restored, network reliable, crashed nodes restart ===");
     nemesis_restart(s);
 }
@@ -1246,6 +1394,8 @@ static uint64_t next_event(sim_t *s)
                 MIN_AT(n->busy_until);
             if (n->busy && n->crash_at)
                 MIN_AT(n->crash_at);
+            if (n->kill_at)
+                MIN_AT(n->kill_at);
         } else if (!n->retired && n->restart_at)
             MIN_AT(n->restart_at);
     }
@@ -1253,6 +1403,7 @@ static uint64_t next_event(sim_t *s)
         client_t *c = &s->client[i];
         if (c->active) {
             MIN_AT(c->deadline);
+            MIN_AT(c->attempt_until);
             if (c->resend_at)
                 MIN_AT(c->resend_at);
         } else if (!s->stop)
@@ -1260,11 +1411,13 @@ static uint64_t next_event(sim_t *s)
     }
     if (!s->healed) {
         MIN_AT(s->nemesis_at);
+        if (s->f8_state)
+            MIN_AT(s->f8_at);
         MIN_AT(s->fault_end);
-    } else
+    } else if (!s->live_ok)
         MIN_AT(s->heal_at + LIVENESS_BOUND);
 #undef MIN_AT
-    return t;
+    return t < s->now ? s->now : t;
 }
 
 static void do_retirements(sim_t *s)
@@ -1290,6 +1443,10 @@ static void step_time(sim_t *s)
         if (n->up && n->busy && n->crash_at && n->crash_at <= s->now) {
             node_crash(s, n, "power loss during the persist");
             n->restart_at = s->now + rng_range(&s->rng, 20, 800);
+        }
+        if (n->up && n->kill_at && n->kill_at <= s->now) {
+            node_crash(s, n, "nemesis, soon after it won an election");
+            n->restart_at = n->hold_down ? 0 : s->now + rng_range(&s->rng, 20, 300);
         }
     }
     for (int i = 0; i < s->nslots && !s->failed; i++) {
@@ -1326,6 +1483,8 @@ static void step_time(sim_t *s)
         clients_run(s);
     if (!s->healed && !s->failed && s->now >= s->fault_end)
         heal(s);
+    if (!s->healed && !s->failed && s->f8_state && s->f8_at <= s->now)
+        fig8_timer(s);
     if (!s->healed && !s->failed && s->nemesis_at <= s->now)
         nemesis(s);
     if (s->healed && !s->failed)
@@ -1357,12 +1516,17 @@ static void choose_params(sim_t *s)
     s->disk_fail_pm = (unsigned)rng_range(r, 0, 4);
     s->disk_crash_pm = (unsigned)rng_range(r, 0, 30);
     s->leader_crash_pm = (unsigned)rng_range(r, 300, 800);
-    s->client_timeout = rng_range(r, 300, 900);
+    s->client_timeout = rng_range(r, 200, 600);
+    s->client_giveup = rng_range(r, 3000, 8000);
+    s->quick_kill_pm = rng_chance(r, 400) ? (unsigned)rng_range(r, 100, 500) : 0;
+    s->fig8 = rng_chance(r, 400);
+    if (s->fig8)
+        c->max_msg_bytes = 1;
     s->nem_min = rng_range(r, 20, 100);
     s->nem_max = s->nem_min + rng_range(r, 50, 500);
     s->nclients = (int)rng_range(r, 2, MAX_CLIENTS);
     s->nkeys = (uint32_t)rng_range(r, 1, 4);
-    s->fault_end = rng_range(r, 3000, 6000);
+    s->fault_end = rng_range(r, 8000, 20000);
 }
 
 static void report_lin(sim_t *s, const lin_result_t *res)
@@ -1431,10 +1595,14 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
         s->now = t;
         step_time(s);
         if (s->live_ok) {
+            /* No new ops; let those in flight finish (each is bounded by its deadline). */
             s->stop = 1;
-            break;
-        }
-        if (s->healed && s->now >= s->heal_at + LIVENESS_BOUND) {
+            int busy = 0;
+            for (int i = 0; i < s->nclients; i++)
+                busy |= s->client[i].active;
+            if (!busy)
+                break;
+        } else if (s->healed && s->now >= s->heal_at + LIVENESS_BOUND) {
             fail(s, "liveness: no leader committed a new entry within %d time units of "
                  "healing (leader: %s)", LIVENESS_BOUND, find_leader(s) ? "yes" : "none");
             break;
