@@ -1798,6 +1798,11 @@ const raft_conf_t *raft_conf(const raft_t *r)
     return &r->conf;
 }
 
+void raft_snapshot_meta(const raft_t *r, raft_snap_meta_t *meta)
+{
+    *meta = r->snap;
+}
+
 int raft_log_entry(const raft_t *r, uint64_t index, raft_entry_t *e)
 {
     if (index <= r->log.base_index)

@@ -330,7 +330,8 @@ int raft_compact(raft_t *r, uint64_t index, uint64_t *first_index);
  * Outputs.
  * ------------------------------------------------------------------------------------------ */
 
-/* A finished read: safe to serve once applied >= index. err is 0 or -QERR_NOTLEADER. */
+/* A finished read: safe to serve once applied >= index. err is 0, or -QERR_NOTLEADER (the
+ * leader lost leadership, or the forward reached a server that is not the leader). */
 typedef struct raft_read_state {
     uint64_t id;
     uint64_t index;
@@ -403,6 +404,9 @@ typedef struct raft_status {
 void raft_status(const raft_t *r, raft_status_t *st);
 /* The latest configuration in the log (the one in force). Valid until the next mutation. */
 const raft_conf_t *raft_conf(const raft_t *r);
+/* The current snapshot's metadata (index 0: none yet). After raft_compact, this is what the
+ * caller persists next to the snapshot data; raft_boot_t.snap takes it back at start-up. */
+void raft_snapshot_meta(const raft_t *r, raft_snap_meta_t *meta);
 /* Copies the entry at index (its data borrowed: valid until the next mutating call).
  * Returns 0, -QERR_COMPACTED or -QERR_UNAVAILABLE. */
 int raft_log_entry(const raft_t *r, uint64_t index, raft_entry_t *e);

@@ -30,3 +30,4 @@ TOOLS     += $(BUILD)/sim $(BUILD)/sim-bug1 $(BUILD)/sim-bug2 $(BUILD)/sim-bug3 
              $(BUILD)/tests/test_linearize
 TEST_CMDS += $(BUILD)/tests/test_linearize "$(BUILD)/sim --seeds 500 --from 1" \
              "tests/sim/bugs_caught.sh $(BUILD)"
+CLUSTER_UNIT_TESTS += test_raft
