@@ -347,9 +347,13 @@ static void node_boot(sim_t *s, node_t *n)
     cfg.snap_ctx = n;
     int rc = raft_new(&cfg, &boot, &n->r);
     if (rc < 0) {
-        fail(s, "n%llu: raft_new refused its durable state (hs t%llu v%llu c%llu, snap %llu, "
-             "%zu entries): %s", U(n->id), U(boot.hs.term), U(boot.hs.vote), U(boot.hs.commit),
-             U(boot.snap.index), boot.n_entries, qerr_str(rc));
+        const disk_t *d = &n->disk;
+        fail(s, "n%llu: raft_new refused its durable state (hs t%llu v%llu c%llu, snapshot "
+             "%llu/t%llu, entries %llu/t%llu..%llu/t%llu): %s", U(n->id), U(boot.hs.term),
+             U(boot.hs.vote), U(boot.hs.commit), U(boot.snap.index), U(boot.snap.term),
+             U(d->n ? d->ents[0].index : 0), U(d->n ? d->ents[0].term : 0),
+             U(d->n ? d->ents[d->n - 1].index : 0), U(d->n ? d->ents[d->n - 1].term : 0),
+             qerr_str(rc));
         n->r = NULL;
         return;
     }
@@ -1420,6 +1424,13 @@ static uint64_t next_event(sim_t *s)
     return t < s->now ? s->now : t;
 }
 
+/* Whether the current leader's latest configuration (committed or not) names m. */
+static int in_latest_conf(sim_t *s, node_t *m)
+{
+    node_t *l = find_leader(s);
+    return l && raft_conf_role(raft_conf(l->r), m->id) != 0;
+}
+
 static void do_retirements(sim_t *s)
 {
     for (int i = 0; i < s->nslots; i++) {
@@ -1427,7 +1438,7 @@ static void do_retirements(sim_t *s)
         if (!m->retire)
             continue;
         m->retire = 0;
-        if (m->member)
+        if (m->member || in_latest_conf(s, m))
             continue; /* added back meanwhile */
         tr(s, "n%llu was removed from the configuration: shut down", U(m->id));
         node_crash(s, m, "retired");
@@ -1543,6 +1554,33 @@ static void report_lin(sim_t *s, const lin_result_t *res)
     }
 }
 
+/* One clause per node: role, term, commit, last index and configuration. */
+static void describe_nodes(sim_t *s, char *b, size_t len)
+{
+    size_t k = 0;
+    b[0] = 0;
+    for (int i = 0; i < s->nslots && k < len; i++) {
+        node_t *n = &s->node[i];
+        if (!n->up) {
+            k += (size_t)snprintf(b + k, len - k, "n%llu %s; ", U(n->id),
+                                  n->retired ? "retired" : "down");
+            continue;
+        }
+        raft_status_t st;
+        raft_status(n->r, &st);
+        const raft_conf_t *c = raft_conf(n->r);
+        k += (size_t)snprintf(b + k, len - k, "n%llu %s t%llu c%llu last %llu%s conf {",
+                              U(n->id), role_name(st.role), U(st.term), U(st.commit),
+                              U(st.last_index), n->busy ? " busy" : "");
+        for (uint32_t j = 0; j < c->n && k < len; j++)
+            k += (size_t)snprintf(b + k, len - k, "%s%llu%s", j ? " " : "", U(c->s[j].id),
+                                  c->s[j].role == RAFT_VOTER ? "" :
+                                  c->s[j].role == RAFT_LEARNER ? "L" : "S");
+        if (k < len)
+            k += (size_t)snprintf(b + k, len - k, "}; ");
+    }
+}
+
 int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
 {
     sim_t *s = calloc(1, sizeof(*s));
@@ -1603,8 +1641,10 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
             if (!busy)
                 break;
         } else if (s->healed && s->now >= s->heal_at + LIVENESS_BOUND) {
+            char b[768];
+            describe_nodes(s, b, sizeof(b));
             fail(s, "liveness: no leader committed a new entry within %d time units of "
-                 "healing (leader: %s)", LIVENESS_BOUND, find_leader(s) ? "yes" : "none");
+                 "healing; nodes: %s", LIVENESS_BOUND, b);
             break;
         }
     }
