@@ -1015,7 +1015,7 @@ static void client_finish(sim_t *s, int ci, int known, uint64_t result)
     }
     c->active = 0;
     c->resend_at = 0;
-    c->next_at = s->now + rng_range(&s->rng, 1, 40);
+    c->next_at = s->now + rng_range(&s->rng, 1, 20);
 }
 
 static void client_start(sim_t *s, int ci)
@@ -1533,11 +1533,11 @@ static void choose_params(sim_t *s)
     s->fig8 = rng_chance(r, 400);
     if (s->fig8)
         c->max_msg_bytes = 1;
-    s->nem_min = rng_range(r, 20, 100);
-    s->nem_max = s->nem_min + rng_range(r, 50, 500);
-    s->nclients = (int)rng_range(r, 2, MAX_CLIENTS);
+    s->nem_min = rng_range(r, 40, 200);
+    s->nem_max = s->nem_min + rng_range(r, 100, 800);
+    s->nclients = (int)rng_range(r, 3, MAX_CLIENTS);
     s->nkeys = (uint32_t)rng_range(r, 1, 4);
-    s->fault_end = rng_range(r, 8000, 20000);
+    s->fault_end = rng_range(r, 10000, 25000);
 }
 
 static void report_lin(sim_t *s, const lin_result_t *res)
