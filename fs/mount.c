@@ -64,7 +64,11 @@ typedef struct fh {
     uint8_t *wbuf;
     size_t wlen, wcap;
     int winit, trunc_pending, create_pending, append;
+    int dirty;                         /* FH_VALUE: a write through this open committed */
+    blob_t *orig;                      /* FH_VALUE: value at open (NULL: file was new) */
     uint64_t cursor;                   /* FH_EVENTS: last revision delivered */
+    uint64_t base;                     /* FH_EVENTS: stream offset of wbuf[0] */
+    uint64_t woff;                     /* FH_EVENTS: offset of the parked read */
     int nonblock;
     fuse_req_t waiting;                /* FH_EVENTS: parked read (under wait_mu) */
     size_t want;
@@ -650,6 +654,7 @@ static void fh_free(fh_t *fh)
         free(fh->ents[i].name);
     free(fh->ents);
     free(fh->wbuf);
+    blob_unref(fh->orig);
     pthread_mutex_destroy(&fh->mu);
     free(fh);
 }
@@ -815,6 +820,7 @@ static int open_value(uint64_t ino, int flags, fh_t **out)
         fh_free(fh);
         return -ENOENT;
     }
+    fh->orig = blob_ref(fh->snap);
     if (fh->trunc_pending) {
         blob_unref(fh->snap);
         fh->snap = blob_new(NULL, 0);
@@ -916,32 +922,49 @@ static void q_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fi->fh = (uintptr_t)fh;
     fi->direct_io = 1;        /* the kernel page cache must never serve a stale value */
     fi->keep_cache = 0;
-    if (fh->kind == FH_EVENTS)
-        fi->nonseekable = 1;
     if (fuse_reply_open(req, fi) != 0)
         fh_free(fh);
 }
 
 /* ---- `.events`: streaming, blocking, answered later by the apply hook ---- */
 
-/* Serves a read from fh's pending lines, refilling them from the event history. Returns
- * bytes copied into out (0 = nothing new), or -ESTALE. State lock held (read or write). */
-static int events_fill(fh_t *fh, char *out, size_t size)
+static void unpark(fh_t *fh)
 {
-    if (fh->wlen == fh->wcap) {   /* pending buffer drained: wbuf[wlen..wcap) is unread */
+    if (fh->wprev)
+        fh->wprev->wnext = fh->wnext;
+    else
+        M.waiters = fh->wnext;
+    if (fh->wnext)
+        fh->wnext->wprev = fh->wprev;
+    fh->wnext = fh->wprev = NULL;
+    fh->waiting = NULL;
+}
+
+/* `.events` is a regular file that grows while it is read: fh->wbuf holds the latest batch
+ * of event lines, starting at stream offset fh->base, so a reader may seek back within it
+ * (head(1) and bash's `read` do). Serves a read at off into out. Returns the bytes copied
+ * (0 = nothing new yet), -EINVAL for an offset before the batch, or -ESTALE. State lock
+ * held (read or write). */
+static int events_fill(fh_t *fh, uint64_t off, char *out, size_t size)
+{
+    if (off < fh->base)
+        return -EINVAL;
+    if (off >= fh->base + fh->wcap) {
         if (!fh->wbuf && !(fh->wbuf = malloc(65536)))
             return -ENOMEM;
+        /* Writes only when it returns > 0; advances the cursor past events outside the
+         * directory even when it returns 0. */
         int n = config_read_events(M.st, fh->path, &fh->cursor, (char *)fh->wbuf, 65536);
-        if (n < 0)
+        if (n <= 0)
             return n;
-        fh->wlen = 0;
+        fh->base += fh->wcap;
         fh->wcap = (size_t)n;
+        off = fh->base;                 /* a seek past the end reads the new batch */
     }
-    size_t n = fh->wcap - fh->wlen;
+    size_t n = (size_t)(fh->base + fh->wcap - off);
     if (n > size)
         n = size;
-    memcpy(out, fh->wbuf + fh->wlen, n);
-    fh->wlen += n;
+    memcpy(out, fh->wbuf + (off - fh->base), n);
     return (int)n;
 }
 
@@ -950,20 +973,13 @@ static int events_fill(fh_t *fh, char *out, size_t size)
 static int events_answer(fh_t *fh)
 {
     char *buf = malloc(fh->want ? fh->want : 1);
-    int n = buf ? events_fill(fh, buf, fh->want) : -ENOMEM;
+    int n = buf ? events_fill(fh, fh->woff, buf, fh->want) : -ENOMEM;
     if (n == 0) {
         free(buf);
         return 0;
     }
     fuse_req_t req = fh->waiting;
-    fh->waiting = NULL;
-    if (fh->wprev)
-        fh->wprev->wnext = fh->wnext;
-    else
-        M.waiters = fh->wnext;
-    if (fh->wnext)
-        fh->wnext->wprev = fh->wprev;
-    fh->wnext = fh->wprev = NULL;
+    unpark(fh);
     if (n < 0)
         fuse_reply_err(req, -n);
     else
@@ -986,17 +1002,6 @@ static void on_apply(void *arg, uint8_t ns)
     pthread_mutex_unlock(&M.wait_mu);
 }
 
-static void unpark(fh_t *fh)
-{
-    if (fh->wprev)
-        fh->wprev->wnext = fh->wnext;
-    else
-        M.waiters = fh->wnext;
-    if (fh->wnext)
-        fh->wnext->wprev = fh->wprev;
-    fh->wnext = fh->wprev = NULL;
-    fh->waiting = NULL;
-}
 
 static void events_interrupt(fuse_req_t req, void *data)
 {
@@ -1009,7 +1014,7 @@ static void events_interrupt(fuse_req_t req, void *data)
     pthread_mutex_unlock(&M.wait_mu);
 }
 
-static void read_events(fuse_req_t req, fh_t *fh, size_t size)
+static void read_events(fuse_req_t req, fh_t *fh, size_t size, off_t off)
 {
     pthread_rwlock_rdlock(&M.st->lock);
     pthread_mutex_lock(&M.wait_mu);
@@ -1021,6 +1026,7 @@ static void read_events(fuse_req_t req, fh_t *fh, size_t size)
     }
     fh->waiting = req;
     fh->want = size;
+    fh->woff = off < 0 ? 0 : (uint64_t)off;
     fh->wnext = M.waiters;
     fh->wprev = NULL;
     if (M.waiters)
@@ -1048,7 +1054,7 @@ static void q_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
     if (fh->kind == FH_EVENTS) {
         metrics_op(MOP_read, t0, 0);
-        read_events(req, fh, size);
+        read_events(req, fh, size, off);
         return;
     }
     const uint8_t *data;
@@ -1088,6 +1094,7 @@ static int commit_value(fh_t *fh, size_t newlen)
         fh->snap = nb;           /* reads through this open see its own writes */
     }
     fh->wlen = newlen;
+    fh->dirty = 1;
     fh->trunc_pending = fh->create_pending = 0;
     return 0;
 }
@@ -1138,6 +1145,36 @@ static int load_value(fh_t *fh, size_t need)
     return 0;
 }
 
+/* A value grew past VALUE_MAX through several write requests: the earlier ones were already
+ * committed, so put back the value the file had at open (or remove a file this open
+ * created), keeping "EFBIG and the old value is kept". fh->mu held. */
+static void restore_orig(fh_t *fh)
+{
+    if (!fh->dirty)
+        return;
+    cmdbuf_t b;
+    if (fh->orig) {
+        cmd_begin(&b, CMD_PUT, fh->ns, node_now_ms());
+        cmd_str(&b, fh->path);
+        cmd_u8(&b, CMD_PUT_CREATE);
+        cmd_bytes(&b, fh->orig->data, fh->orig->len);
+    } else {
+        cmd_begin(&b, CMD_UNLINK, fh->ns, node_now_ms());
+        cmd_str(&b, fh->path);
+    }
+    int rc = node_propose(M.node, &b, NULL);
+    if (rc < 0)
+        fprintf(stderr, "quorumfs: %s: restoring the value after EFBIG failed: %s\n", fh->path,
+                strerror(-rc));
+    fh->dirty = 0;
+    fh->winit = 0;
+    blob_unref(fh->snap);
+    fh->snap = blob_ref(fh->orig ? fh->orig : NULL);
+    if (!fh->snap)
+        fh->snap = blob_new(NULL, 0);
+    fh->create_pending = !fh->orig;
+}
+
 static int do_write(fh_t *fh, const char *buf, size_t size, off_t off)
 {
     if (fh->kind != FH_VALUE)
@@ -1149,8 +1186,10 @@ static int do_write(fh_t *fh, const char *buf, size_t size, off_t off)
     if (rc == 0 && fh->append)
         off = (off_t)fh->wlen;
     size_t end = (size_t)off + size;
-    if (rc == 0 && ((size_t)off > VALUE_MAX || end > VALUE_MAX))
+    if (rc == 0 && ((size_t)off > VALUE_MAX || end > VALUE_MAX)) {
         rc = -EFBIG;
+        restore_orig(fh);
+    }
     if (rc == 0)
         rc = load_value(fh, end);
     if (rc == 0) {
@@ -1612,7 +1651,8 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
      * share one fsync (group commit). Blocking reads do not hold workers. */
     fuse_loop_cfg_set_max_threads(cfg, 64);
     fuse_loop_cfg_set_idle_threads(cfg, 16);
-    ret = fuse_session_loop_mt(se, cfg) == 0 ? 0 : -1;
+    /* A signal ends the loop with the signal number: that is a clean unmount too. */
+    ret = fuse_session_loop_mt(se, cfg) >= 0 ? 0 : -1;
     fuse_loop_cfg_destroy(cfg);
 out_unmount:
     fuse_session_unmount(se);
