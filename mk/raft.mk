@@ -1,5 +1,13 @@
 # mk/raft.mk — the pure Raft core (cluster/raft*.c), its scenario tests and its benchmark.
 CLUSTER_SRCS += cluster/raft.c cluster/raft_log.c cluster/raft_msg.c
+CLUSTER_UNIT_TESTS += test_raft
+TOOLS        += $(BUILD)/raft_bench
+BENCH_CMDS   += $(BUILD)/raft_bench
+
+# (libcluster.a is named in full: $(CLUSTER_LIB) is defined after this file is read.)
+$(BUILD)/raft_bench: tools/raft_bench.c $(BUILD)/libcluster.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 # --- Deterministic simulator (tests/sim/, tools/sim) and its checker's unit test. Owner: sim.
 SIM_SRCS := tests/sim/main.c tests/sim/sim.c tests/sim/rng.c tests/sim/net.c tests/sim/kv.c \
@@ -30,4 +38,3 @@ TOOLS     += $(BUILD)/sim $(BUILD)/sim-bug1 $(BUILD)/sim-bug2 $(BUILD)/sim-bug3 
              $(BUILD)/tests/test_linearize
 TEST_CMDS += $(BUILD)/tests/test_linearize "$(BUILD)/sim --seeds 500 --from 1" \
              "tests/sim/bugs_caught.sh $(BUILD)"
-CLUSTER_UNIT_TESTS += test_raft
