@@ -138,6 +138,8 @@ wait $p3 2>/dev/null
 expect_errno events-at-garbage-rev EINVAL\|ENOENT read "$A/.events@abc"
 
 # ---- ESTALE: a revision older than the kept event history
+first=$(timeout 5 head -n1 "$A/.events@$v1" 2>&1)
+checke events-first-rev-replays-before-rollover '[ "${first%% *}" = "$v2" ]' || note "head -n1 .events@$v1 gave '$first'"
 note "making $((EVENTS_KEPT + 200)) changes to roll the event history over"
 t0=$(date +%s)
 per=$(( (EVENTS_KEPT + 200) / 4 + 1 ))

@@ -26,13 +26,17 @@ fill_round() {
     checke "$name-some-acked" '[ "$(wc -l <"$T/$name.acked")" -gt 10 ]'
     check "$name-daemon-alive-when-full" pid_alive "$NPID"
     # bash's builtin echo reports the error too (commit happens at write()).
-    ( echo "$(head -c 70000 /dev/zero | tr '\0' e)" >"$F/by-echo" ) 2>"$T/echo.err"; rc=$?
+    mkdir "$MNT/cache/probe" 2>/dev/null
+    ( echo "$(head -c 70000 /dev/zero | tr '\0' e)" >"$MNT/cache/probe/by-echo" ) 2>"$T/echo.err"; rc=$?
     checke "$name-echo-reports-ENOSPC" '[ $rc -ne 0 ] && grep -qi "no space" "$T/echo.err"' || note "echo exit $rc: $(cat "$T/echo.err")"
+    note "$name: after the failed echo, probe/by-echo holds $(stat -c %s "$MNT/cache/probe/by-echo" 2>&1) bytes"
     r=$(timeout 60 $FSOP durable-check "$F" "$T/$name.acked" 2>&1)
     checke "$name-reads-work-when-full" '[ "${r%% *}" = OK ]' || note "$r"
     check "$name-ls-works-when-full" sh -c "ls '$F' | grep -qx k0"
     check "$name-health-readable-when-full" grep -q . "$MNT/.cluster/health"
-    note "$name: health when full: $(head -n 3 "$MNT/.cluster/health" | tr '\n' '|')"
+    # §10: health is "ok, or the reasons it is not"; a node refusing every write is not ok.
+    checke "$name-health-reports-disk-full" '[ "$(head -n1 "$MNT/.cluster/health")" != ok ]' \
+        || note "$name: health while every write fails with ENOSPC: $(head -n 3 "$MNT/.cluster/health" | tr '\n' '|')"
 
     if [ "$how" = clean ]; then
         if stop_node "$MNT" "$NPID"; then ok "$name-clean-unmount-when-full"

@@ -29,9 +29,11 @@ T=$(mktemp -d /tmp/qfs-it-"$QI_SCRIPT".XXXXXX) || { echo "not ok $QI_SCRIPT/mkte
 ok()    { echo "ok $QI_SCRIPT/$1"; QI_PASS=$((QI_PASS + 1)); }
 # not_ok NAME [why...]: the reason goes on a "#" line so tests/run never counts it.
 not_ok() {
-    local name=$1; shift
-    echo "not ok $QI_SCRIPT/$name"
-    [ $# -gt 0 ] && echo "#   $*"
+    local _qn=$1; shift
+    echo "not ok $QI_SCRIPT/$_qn"
+    local why="$*"
+    [ ${#why} -gt 400 ] && why="${why:0:400}... (${#why} chars)"
+    [ $# -gt 0 ] && echo "#   ${why//$'\n'/ }"
     QI_FAIL=$((QI_FAIL + 1))
     return 0
 }
@@ -39,27 +41,27 @@ note()  { echo "# $*"; }
 
 # check NAME CMD...: ok when CMD succeeds; returns CMD's success so "|| note ..." can explain.
 check() {
-    local name=$1; shift
-    if "$@"; then ok "$name"; else not_ok "$name" "failed: $*"; return 1; fi
+    local _qn=$1; shift
+    if "$@"; then ok "$_qn"; else not_ok "$_qn" "failed: $*"; return 1; fi
 }
 
 # checke NAME 'SHELL EXPRESSION': like check, for compound conditions (eval'ed).
 checke() {
-    local name=$1; shift
-    if eval "$1"; then ok "$name"; else not_ok "$name" "failed: $1"; return 1; fi
+    local _qn=$1; shift
+    if eval "$1"; then ok "$_qn"; else not_ok "$_qn" "failed: $1"; return 1; fi
 }
 
 # expect_errno NAME EXPECTED OP ARGS...: runs fsop.py OP ARGS and compares the first word of
 # its answer ("OK" or an errno name) with EXPECTED, which may list alternatives as A|B.
 # The answer is left in $ANS.
 expect_errno() {
-    local name=$1 want=$2; shift 2
+    local _qn=$1 _qw=$2; shift 2
     ANS=$(timeout -k 2 20 $FSOP "$@" 2>&1)
     [ -n "$ANS" ] || ANS="TIMEOUT-or-crash(rc=$?)"
-    local got=${ANS%% *}
-    case "|$want|" in
-        *"|$got|"*) ok "$name" ;;
-        *) not_ok "$name" "$* -> got '$ANS', want $want" ;;
+    local _qg=${ANS%% *}
+    case "|$_qw|" in
+        *"|$_qg|"*) ok "$_qn" ;;
+        *) not_ok "$_qn" "$* -> got '$ANS', want $_qw"; return 1 ;;
     esac
 }
 
@@ -78,11 +80,12 @@ finish() {
 # wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds; 1 after SECONDS.
 wait_for() {
     local secs=$1; shift
-    local end
-    end=$(awk -v s="$secs" -v n="$(date +%s%N)" 'BEGIN { printf "%d", n / 1e6 + s * 1000 }')
+    local ms end
+    ms=$(awk -v s="$secs" 'BEGIN { printf "%d", s * 1000 }')
+    end=$(( $(date +%s%3N) + ms ))
     while :; do
         "$@" && return 0
-        [ $(( $(date +%s%N) / 1000000 )) -ge $end ] && return 1
+        [ "$(date +%s%3N)" -ge "$end" ] && return 1
         sleep 0.1
     done
 }
