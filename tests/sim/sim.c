@@ -797,14 +797,24 @@ static void node_begin_ready(sim_t *s, node_t *n)
     }
     size_t recs = disk_batch_records(&n->batch);
     if (recs && s->o->trace) {
-        char hs[64] = "";
-        if (rd->hs_changed)
-            snprintf(hs, sizeof(hs), " hs(t%llu v%llu c%llu)", U(rd->hs.term), U(rd->hs.vote),
-                     U(rd->hs.commit));
-        tr(s, "n%llu persists%s%s%s entries %llu..%llu%s", U(n->id),
-           rd->snap_chunk ? " snapshot-chunk" : "", rd->snapshot ? " snapshot-install" : "",
-           "", U(rd->n_entries ? rd->entries[0].index : 0),
-           U(rd->n_entries ? rd->entries[rd->n_entries - 1].index : 0), hs);
+        char what[160] = "";
+        size_t k = 0;
+        if (rd->snap_chunk)
+            k += (size_t)snprintf(what + k, sizeof(what) - k, " snapshot-chunk(%llu@%llu)",
+                                  U(rd->snap_chunk->meta.index), U(rd->snap_chunk->offset));
+        if (rd->snapshot && k < sizeof(what))
+            k += (size_t)snprintf(what + k, sizeof(what) - k, " snapshot-install(%llu)",
+                                  U(rd->snapshot->index));
+        if (rd->n_entries && k < sizeof(what))
+            k += (size_t)snprintf(what + k, sizeof(what) - k, " entries %llu..%llu/t%llu",
+                                  U(rd->entries[0].index),
+                                  U(rd->entries[rd->n_entries - 1].index),
+                                  U(rd->entries[rd->n_entries - 1].term));
+        if (rd->hs_changed && k < sizeof(what))
+            snprintf(what + k, sizeof(what) - k, " hs(t%llu v%llu c%llu)", U(rd->hs.term),
+                     U(rd->hs.vote), U(rd->hs.commit));
+        tr(s, "n%llu persists%s; %zu msgs wait for it", U(n->id), what,
+           rd->n_msgs_after_persist);
     }
     if (recs == 0) {
         node_complete(s, n);
