@@ -836,7 +836,7 @@ static int open_control(uint64_t ino, int flags, fh_t **out)
 {
     fh_t *fh;
     if ((flags & O_ACCMODE) != O_RDONLY)
-        return -EACCES;
+        return -EPERM;           /* read-only control file */
     if (is_status_ino(ino)) {
         fh = fh_new(FH_STATIC);
         if (!fh)
@@ -1372,7 +1372,7 @@ static int do_setattr(uint64_t ino, struct stat *attr, int to_set, struct fuse_f
         vino_t v;
         if (vino_find(ino, &v) < 0)
             return -ENOENT;
-        int rc = -EACCES;
+        int rc = -EPERM;
         if (v.key.kind == VK_NEWFILE) {
             /* touch(1) of a file created but not yet written: commit it now. */
             cmdbuf_t b;
@@ -1393,7 +1393,7 @@ static int do_setattr(uint64_t ino, struct stat *attr, int to_set, struct fuse_f
         return rc;
     }
     if (!is_obj_ino(ino))
-        return ino == INO_ROOT || ino == INO_CLUSTER ? -EPERM : -EACCES;
+        return -EPERM;
     if (to_set & FUSE_SET_ATTR_SIZE) {
         int rc = do_truncate(ino, attr->st_size, fh);
         if (rc < 0)

@@ -32,6 +32,7 @@ struct node {
     touched_t *touched;
     uint32_t ntouched;
     int stop;
+    uint64_t last_nospace_ms;    /* atomic */
 };
 
 uint64_t node_now_ms(void)
@@ -69,9 +70,16 @@ int node_propose(node_t *n, cmdbuf_t *b, sm_result_t *res)
     rc = group_propose(n->group, b->p, b->len, res);
     free(b->p);
     b->p = NULL;
+    if (rc == -QERR_NOSPACE)
+        __atomic_store_n(&n->last_nospace_ms, node_now_ms(), __ATOMIC_RELAXED);
     if (rc < 0)
         return node_errno(rc);
     return res->code;
+}
+
+uint64_t node_last_nospace_ms(node_t *n)
+{
+    return __atomic_load_n(&n->last_nospace_ms, __ATOMIC_RELAXED);
 }
 
 void node_note_read(node_t *n, const char *path)

@@ -37,6 +37,9 @@ int node_propose(node_t *n, cmdbuf_t *b, sm_result_t *res);
  * soon (LRU order; sliding TTL restarts). Cheap; never blocks on the log. */
 void node_note_read(node_t *n, const char *path);
 
+/* Wall time (ms) of the last proposal refused because the data disk was full; 0 if never. */
+uint64_t node_last_nospace_ms(node_t *n);
+
 /* Maps a cluster/ QERR code (negative) to a negative errno. */
 int node_errno(int qerr);
 

@@ -5,8 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include "fs/metrics.h"
 #include "fs/status.h"
+
+#define HEALTH_MIN_FREE (4ull << 20)   /* less free space than this on the data disk */
+#define HEALTH_NOSPACE_MS 10000        /* a write refused for ENOSPC this recently */
 
 const char *const status_names[STATUS__COUNT] = { "members", "shards", "health", "metrics" };
 
@@ -96,14 +100,25 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
         metrics_printf(&b, &l, &cap, "0 1 1 %llu %llu %llu\n", (unsigned long long)gs.term,
                        (unsigned long long)gs.commit_index, (unsigned long long)gs.applied_index);
         break;
-    case STATUS_HEALTH:
+    case STATUS_HEALTH: {
+        /* One line per reason; "ok" alone when there is none. */
         group_get_stats(node_group(n), &gs);
+        uint64_t full = node_last_nospace_ms(n);
+        struct statvfs sv;
+        int low = statvfs(node_data_dir(n), &sv) == 0 &&
+                  (uint64_t)sv.f_bavail * sv.f_frsize < HEALTH_MIN_FREE;
         if (gs.failed)
             metrics_printf(&b, &l, &cap,
                            "shard 0: write-ahead log failed after a disk error; writes refused\n");
-        else
+        if (full && node_now_ms() - full < HEALTH_NOSPACE_MS)
+            metrics_printf(&b, &l, &cap, "data disk full: writes refused with ENOSPC\n");
+        else if (low)
+            metrics_printf(&b, &l, &cap, "data disk almost full: %llu bytes free\n",
+                           (unsigned long long)sv.f_bavail * sv.f_frsize);
+        if (!l)
             metrics_printf(&b, &l, &cap, "ok\n");
         break;
+    }
     case STATUS_METRICS:
         render_metrics(n, &b, &l, &cap);
         break;
