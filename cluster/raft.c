@@ -1688,17 +1688,18 @@ int raft_new(const raft_config_t *cfg, const raft_boot_t *boot, raft_t **out)
     size_t skip = 0;
     if (bn) {
         if (be[0].index == 0 || be[0].index > snap.index + 1)
-            return -QERR_INVAL;
-        for (size_t i = 0; i < bn; i++) {
+            return -QERR_INVAL; /* a gap after the snapshot: the log is corrupt */
+        for (size_t i = 0; i < bn; i++)
             if (be[i].index != be[0].index + i || (be[i].len && !be[i].data) ||
                 be[i].type < RAFT_ENTRY_NORMAL || be[i].type > RAFT_ENTRY_CONF ||
                 be[i].term == 0 || (i && be[i].term < be[i - 1].term))
                 return -QERR_INVAL;
-            if (be[i].index == snap.index && be[i].term != snap.term)
-                return -QERR_INVAL;
-        }
-        if (be[bn - 1].index < snap.index) {
-            skip = bn; /* all behind the snapshot: useless */
+        size_t at = snap.index >= be[0].index ? (size_t)(snap.index - be[0].index) : 0;
+        if (be[bn - 1].index < snap.index ||
+            (snap.index >= be[0].index && be[at].term != snap.term)) {
+            /* entries the snapshot replaced (a crash before the caller dropped them): the
+             * snapshot is committed state, so they go */
+            skip = bn;
         } else if (be[0].index <= snap.index) {
             /* trailing entries before the snapshot are kept; the first one only gives the
              * term of the log's base */
@@ -1722,17 +1723,22 @@ int raft_new(const raft_config_t *cfg, const raft_boot_t *boot, raft_t **out)
     r->snap = snap;
     r->term = boot->hs.term;
     r->vote = boot->hs.vote;
-    if (last_term(r) > r->term)
-        goto inval;
+    if (last_term(r) > r->term) {
+        /* a torn persist: entries (or a snapshot) of a newer term reached the disk, the hard
+         * state did not. Nothing of that Ready was sent (acks wait for all of it), so no
+         * vote was cast in the newer term: adopt it with no vote. */
+        r->term = last_term(r);
+        r->vote = 0;
+    }
     r->commit = boot->hs.commit > snap.index ? boot->hs.commit : snap.index;
     if (r->commit > last_index(r))
-        goto inval;
+        r->commit = last_index(r); /* a hint only; entries past the log are not there */
     r->applied = boot->applied ? boot->applied : snap.index;
     if (r->applied < snap.index || r->applied > last_index(r))
         goto inval;
     if (r->applied > r->commit)
         r->commit = r->applied; /* applied entries were committed; hs.commit lagged */
-    r->hs_saved = (raft_hard_state_t){ .term = r->term, .vote = r->vote, .commit = r->commit };
+    r->hs_saved = boot->hs; /* if adjusted above, the first Ready persists the fix */
     r->persisted = last_index(r);
     r->role = RAFT_FOLLOWER;
     r->term_start = UINT64_MAX;

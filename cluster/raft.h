@@ -22,7 +22,9 @@
  *         (b) make durable, in this order: rd.snap_chunk (a piece of a snapshot being
  *             received), rd.snapshot (a received snapshot is complete: it becomes the current
  *             snapshot, the log up to its index is dropped), rd.entries (first delete every
- *             persisted entry with index >= rd.entries[0].index, then append), rd.hs;
+ *             persisted entry with index >= rd.entries[0].index, then append), rd.hs.
+ *             A crash part-way through (b) may leave any prefix of these writes durable:
+ *             raft_new accepts such a state (e.g. entries of a newer term than hs.term);
  *         (c) only after (b) is durable, send rd.msgs_after_persist (vote grants, append and
  *             snapshot acknowledgements, vote requests: everything that promises durability);
  *         (d) restore the state machine from rd.snapshot if set, then apply rd.committed in

@@ -1280,6 +1280,62 @@ TEST(test_crash_before_persist)
     cluster_free(&c);
 }
 
+/* raft_new accepts any torn prefix of a Ready's persist step: entries without the hard
+ * state that came with them, a snapshot without the deletion of the entries it replaced. */
+TEST(test_boot_after_torn_persist)
+{
+    raft_config_t cfg = base_cfg(2);
+    raft_boot_t b;
+    memset(&b, 0, sizeof b);
+    b.snap.conf.n = 3;
+    for (int j = 0; j < 3; j++)
+        b.snap.conf.s[j] = (raft_server_t){ (uint64_t)(j + 1), RAFT_VOTER };
+    raft_entry_t e[4];
+    for (int k = 0; k < 4; k++)
+        e[k] = (raft_entry_t){ .term = k < 2 ? 1 : 3, .index = (uint64_t)k + 1,
+                               .type = RAFT_ENTRY_NOOP };
+    /* entries of term 3 on disk, hard state still at term 1 with a vote */
+    b.hs = (raft_hard_state_t){ .term = 1, .vote = 1, .commit = 9 };
+    b.entries = e;
+    b.n_entries = 4;
+    raft_t *r = NULL;
+    CHECK_EQ(raft_new(&cfg, &b, &r), 0);
+    raft_status_t st;
+    raft_status(r, &st);
+    CHECK_EQ(st.term, 3);
+    CHECK_EQ(st.vote, 0);      /* the old vote was for term 1 */
+    CHECK_EQ(st.commit, 4);    /* clamped to the log */
+    CHECK(raft_has_ready(r));  /* the repaired hard state gets persisted */
+    raft_ready_t rd;
+    raft_ready(r, &rd);
+    CHECK(rd.hs_changed);
+    CHECK_EQ(rd.hs.term, 3);
+    raft_advance(r, &rd);
+    raft_free(r);
+    /* a snapshot at 3 (term 2) whose install left the old entries 1..4 on disk */
+    b.hs = (raft_hard_state_t){ .term = 3, .vote = 0, .commit = 3 };
+    b.snap.index = 3;
+    b.snap.term = 2;
+    CHECK_EQ(raft_new(&cfg, &b, &r), 0);
+    raft_status(r, &st);
+    CHECK_EQ(st.last_index, 3); /* the conflicting entries are gone */
+    CHECK_EQ(st.snap_index, 3);
+    raft_free(r);
+    /* matching entries around the snapshot are kept (trailing + after) */
+    b.snap.term = 3;
+    CHECK_EQ(raft_new(&cfg, &b, &r), 0);
+    raft_status(r, &st);
+    CHECK_EQ(st.last_index, 4);
+    CHECK_EQ(st.first_index, 2);
+    raft_free(r);
+    /* a gap after the snapshot is corruption */
+    b.snap.index = 0;
+    b.snap.term = 0;
+    b.entries = e + 1;
+    b.n_entries = 3;
+    CHECK_EQ(raft_new(&cfg, &b, &r), -QERR_INVAL);
+}
+
 /* ---- messages as values ------------------------------------------------------------------- */
 
 static raft_msg_t sample_append(raft_entry_t *ents)
@@ -1462,6 +1518,7 @@ int main(void)
     RUN(test_fast_backtracking);
     RUN(test_single_node);
     RUN(test_crash_before_persist);
+    RUN(test_boot_after_torn_persist);
     RUN(test_chaos_smoke);
     RUN(test_msg_clone_and_wire);
     RUN(test_step_rejects_malformed);
