@@ -1208,6 +1208,13 @@ int raft_step(raft_t *r, const raft_msg_t *m)
                                         m->from);
             if (resp)
                 resp->reject = 1;
+        } else if (m->type == RAFT_MSG_READ_INDEX) {
+            /* a follower behind on terms: fail its read now rather than let it time out */
+            raft_msg_t *resp = send_now(r, RAFT_MSG_READ_INDEX_RESP, m->from);
+            if (resp) {
+                resp->ctx = m->ctx;
+                resp->reject = 1;
+            }
         }
         return 0;
     }
