@@ -4,7 +4,7 @@
  * value), with direct_io on opens and attr/entry timeouts of 0 like the quorumfs daemon, so
  * that both pay the same kernel round trips. `.stats` in the root reports request counts.
  *
- *   nullfs MNT [--foreground] [--value-size N] [--max-threads N] [--clone-fd] [-o OPTS]
+ *   nullfs MNT [--foreground] [--value-size N] [--max-threads N] [--no-xattr] [-o OPTS]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -32,7 +32,7 @@ struct node {
 
 /* The request kinds counted for `.stats`. */
 #define OPS(X) X(lookup) X(forget) X(getattr) X(setattr) X(open) X(create) X(read) \
-    X(write) X(flush) X(release) X(opendir) X(readdir) X(releasedir)
+    X(write) X(flush) X(release) X(getxattr) X(opendir) X(readdir) X(releasedir)
 enum op_kind {
 #define X(n) OP_##n,
     OPS(X)
@@ -318,6 +318,15 @@ static void nfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
     fuse_reply_err(req, 0);
 }
 
+/* No file has extended attributes. Implemented because the daemon has xattrs: the kernel
+ * then asks for "security.capability" at every O_TRUNC open (the suid/capability check of
+ * truncation), a round trip it stops sending once getxattr answers ENOSYS. */
+static void nfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    count(OP_getxattr);
+    fuse_reply_err(req, ino_exists(ino) ? ENODATA : ENOENT);
+}
+
 static void nfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     count(OP_opendir);
@@ -396,6 +405,7 @@ static const struct fuse_lowlevel_ops nfs_ops = {
     .write = nfs_write,
     .flush = nfs_flush,
     .release = nfs_release,
+    .getxattr = nfs_getxattr,
     .opendir = nfs_opendir,
     .readdir = nfs_readdir,
     .releasedir = nfs_releasedir,
@@ -405,11 +415,13 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: nullfs MNT [--foreground] [--value-size N] [--max-threads N]\n"
-            "              [--max-idle-threads N] [--clone-fd] [-o MOUNT_OPTS] [--debug]\n"
+            "              [--max-idle-threads N] [--clone-fd] [--no-xattr] [-o MOUNT_OPTS]\n"
+            "              [--debug]\n"
             "Mounts a null filesystem at MNT (one flat directory; reads return N fixed bytes,\n"
             "default 100) and returns once mounted unless --foreground. Unmount with\n"
             "fusermount3 -u MNT. MNT/.stats lists the requests served per kind. The loop\n"
-            "defaults to the daemon's: at most 64 worker threads, 16 kept idle.\n");
+            "defaults to the daemon's: at most 64 worker threads, 16 kept idle. --no-xattr\n"
+            "leaves getxattr unimplemented, which spares O_TRUNC opens one round trip.\n");
 }
 
 int main(int argc, char **argv)
@@ -420,10 +432,12 @@ int main(int argc, char **argv)
         {"max-threads", required_argument, NULL, 't'},
         {"max-idle-threads", required_argument, NULL, 'i'},
         {"clone-fd", no_argument, NULL, 'c'},
+        {"no-xattr", no_argument, NULL, 'x'},
         {"debug", no_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    struct fuse_lowlevel_ops ops = nfs_ops;
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
     struct fuse_session *se = NULL;
     struct fuse_loop_config *cfg = NULL;
@@ -438,6 +452,7 @@ int main(int argc, char **argv)
         case 't': max_threads = strtol(optarg, NULL, 10); break;
         case 'i': max_idle = strtol(optarg, NULL, 10); break;
         case 'c': clone_fd = 1; break;
+        case 'x': ops.getxattr = NULL; break;
         case 'd': debug = 1; break;
         case 'o':
             if (fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, optarg))
@@ -467,7 +482,7 @@ int main(int argc, char **argv)
         goto fail;
     if (debug && fuse_opt_add_arg(&args, "-d"))
         goto fail;
-    se = fuse_session_new(&args, &nfs_ops, sizeof(nfs_ops), NULL);
+    se = fuse_session_new(&args, &ops, sizeof(ops), NULL);
     if (!se)
         goto fail;
     if (fuse_set_signal_handlers(se))
