@@ -57,6 +57,8 @@ fill_round() {
     checke "$name-new-writes-work" '[ "$r" = "OK 20" ]' || note "$r"
     r=$(timeout 60 $FSOP durable-check "$F" "$T/$name.acked" 2>&1)
     checke "$name-still-all-present" '[ "${r%% *}" = OK ]' || note "$r"
+    checke "$name-health-ok-after-enlarge" '[ "$(head -n1 "$MNT/.cluster/health")" = ok ]' \
+        || note "health with room again: $(head -n 3 "$MNT/.cluster/health" | tr '\n' '|')"
     stop_node "$MNT" "$NPID" || { not_ok "$name-final-unmount"; crash_node "$MNT" "$NPID"; }
     unset DATA_DIR
 }
