@@ -435,14 +435,14 @@ static int append_local(raft_t *r, uint32_t type, const void *data, size_t len)
 {
     raft_lbuf_t *buf = NULL;
     if (len) {
-        buf = raft_log_buf_new(len);
+        buf = raft_log_buf_new(&r->log, len);
         if (!buf)
             return -QERR_NOMEM;
         memcpy(buf->data, data, len);
     }
     raft_entry_t *e = raft_log_extend(&r->log, 1, buf);
     if (!e) {
-        free(buf);
+        raft_log_buf_put(&r->log, buf);
         return -QERR_NOMEM;
     }
     e->index = last_index(r);
@@ -1388,14 +1388,14 @@ int raft_propose_batch(raft_t *r, const raft_iov_t *cmds, size_t n, raft_prop_in
         return -QERR_BUSY;
     raft_lbuf_t *buf = NULL;
     if (payload) {
-        buf = raft_log_buf_new(payload);
+        buf = raft_log_buf_new(&r->log, payload);
         if (!buf)
             return -QERR_NOMEM;
     }
     uint64_t first = last_index(r) + 1;
     raft_entry_t *e = raft_log_extend(&r->log, n, buf);
     if (!e) {
-        free(buf);
+        raft_log_buf_put(&r->log, buf);
         return -QERR_NOMEM;
     }
     uint8_t *p = buf ? buf->data : NULL;

@@ -15,16 +15,33 @@ void raft_log_init(raft_log_t *l, uint64_t base_index, uint64_t base_term)
     l->base_term = base_term;
 }
 
-static void unref(raft_lbuf_t *b)
+void raft_log_buf_put(raft_log_t *l, raft_lbuf_t *b)
+{
+    if (!b)
+        return;
+    if (b->cap >= RAFT_LOG_SPARE_MIN && b->cap <= RAFT_LOG_SPARE_MAX)
+        for (int i = 0; i < RAFT_LOG_SPARES; i++)
+            if (!l->spare[i]) {
+                l->spare[i] = b;
+                return;
+            }
+    free(b);
+}
+
+static void unref(raft_log_t *l, raft_lbuf_t *b)
 {
     if (b && --b->refs == 0)
-        free(b);
+        raft_log_buf_put(l, b);
 }
 
 void raft_log_free(raft_log_t *l)
 {
     for (size_t i = 0; i < l->n; i++)
-        unref(l->bufs[l->off + i]);
+        unref(l, l->bufs[l->off + i]);
+    for (int i = 0; i < RAFT_LOG_SPARES; i++) {
+        free(l->spare[i]);
+        l->spare[i] = NULL;
+    }
     free(l->ents);
     free(l->bufs);
     l->ents = NULL;
@@ -50,11 +67,27 @@ uint64_t raft_log_term0(const raft_log_t *l, uint64_t index)
     return t;
 }
 
-raft_lbuf_t *raft_log_buf_new(size_t len)
+raft_lbuf_t *raft_log_buf_new(raft_log_t *l, size_t len)
 {
-    raft_lbuf_t *b = malloc(sizeof *b + len);
-    if (b)
+    int best = -1;
+    for (int i = 0; i < RAFT_LOG_SPARES; i++)
+        if (l->spare[i] && l->spare[i]->cap >= len &&
+            (best < 0 || l->spare[i]->cap < l->spare[best]->cap))
+            best = i;
+    if (best >= 0) {
+        raft_lbuf_t *b = l->spare[best];
+        l->spare[best] = NULL;
+        return b;
+    }
+    /* round large buffers up so that spares fit the next batch of a similar size */
+    size_t cap = len;
+    if (cap >= RAFT_LOG_SPARE_MIN / 2 && cap < RAFT_LOG_SPARE_MAX)
+        cap = (cap + RAFT_LOG_SPARE_MIN - 1) / RAFT_LOG_SPARE_MIN * RAFT_LOG_SPARE_MIN;
+    raft_lbuf_t *b = malloc(sizeof *b + cap);
+    if (b) {
         b->refs = 0;
+        b->cap = cap;
+    }
     return b;
 }
 
@@ -116,13 +149,13 @@ int raft_log_append_copy(raft_log_t *l, const raft_entry_t *src, size_t n)
         bytes += src[i].len;
     raft_lbuf_t *buf = NULL;
     if (bytes) {
-        buf = raft_log_buf_new(bytes);
+        buf = raft_log_buf_new(l, bytes);
         if (!buf)
             return -QERR_NOMEM;
     }
     raft_entry_t *e = raft_log_extend(l, n, buf);
     if (!e) {
-        free(buf);
+        raft_log_buf_put(l, buf);
         return -QERR_NOMEM;
     }
     uint8_t *p = buf ? buf->data : NULL;
@@ -146,7 +179,7 @@ void raft_log_truncate(raft_log_t *l, uint64_t from)
         return;
     size_t keep = (size_t)(from - l->base_index - 1);
     for (size_t i = keep; i < l->n; i++)
-        unref(l->bufs[l->off + i]);
+        unref(l, l->bufs[l->off + i]);
     l->n = keep;
 }
 
@@ -159,7 +192,7 @@ void raft_log_compact(raft_log_t *l, uint64_t upto)
     uint64_t t = raft_log_at(l, upto)->term;
     size_t drop = (size_t)(upto - l->base_index);
     for (size_t i = 0; i < drop; i++)
-        unref(l->bufs[l->off + i]);
+        unref(l, l->bufs[l->off + i]);
     l->off += drop;
     l->n -= drop;
     if (l->n == 0)
@@ -171,7 +204,7 @@ void raft_log_compact(raft_log_t *l, uint64_t upto)
 void raft_log_reset(raft_log_t *l, uint64_t index, uint64_t term)
 {
     for (size_t i = 0; i < l->n; i++)
-        unref(l->bufs[l->off + i]);
+        unref(l, l->bufs[l->off + i]);
     l->off = l->n = 0;
     l->base_index = index;
     l->base_term = term;

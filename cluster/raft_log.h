@@ -11,11 +11,18 @@
 
 #include "cluster/raft.h"
 
-/* A payload buffer shared by several entries; freed when the last entry using it goes. */
+/* A payload buffer shared by several entries; released when the last entry using it goes.
+ * Large released buffers are kept as spares for reuse (fresh large allocations cost page
+ * faults on every batch). */
 typedef struct raft_lbuf {
     uint64_t refs;
+    size_t cap;               /* bytes in data */
     uint8_t data[];
 } raft_lbuf_t;
+
+#define RAFT_LOG_SPARES 4                /* spare buffers kept per log */
+#define RAFT_LOG_SPARE_MIN (64u << 10)   /* buffers this size and up are kept ... */
+#define RAFT_LOG_SPARE_MAX (2u << 20)    /* ... up to this size */
 
 typedef struct raft_log {
     raft_entry_t *ents;       /* live entries are ents[off .. off+n) */
@@ -23,11 +30,12 @@ typedef struct raft_log {
     size_t off, n, cap;
     uint64_t base_index;      /* index of the entry just before the first live one */
     uint64_t base_term;       /* its term (known even though the entry is gone) */
+    raft_lbuf_t *spare[RAFT_LOG_SPARES]; /* released buffers kept for reuse */
 } raft_log_t;
 
 /* An empty log whose (compacted) prefix ends at base_index with base_term. */
 void raft_log_init(raft_log_t *l, uint64_t base_index, uint64_t base_term);
-/* Frees all entries and buffers; the log is left empty and must be re-inited to be reused. */
+/* Frees all entries, buffers and spares; the log must be re-inited to be reused. */
 void raft_log_free(raft_log_t *l);
 
 static inline uint64_t raft_log_first(const raft_log_t *l) { return l->base_index + 1; }
@@ -44,9 +52,11 @@ static inline raft_entry_t *raft_log_at(const raft_log_t *l, uint64_t index)
     return &l->ents[l->off + (size_t)(index - l->base_index - 1)];
 }
 
-/* A buffer for len payload bytes with no references yet (free it with free() if unused).
- * NULL on allocation failure. */
-raft_lbuf_t *raft_log_buf_new(size_t len);
+/* A buffer for at least len payload bytes with no references yet, possibly a spare of l.
+ * If it ends up unused, give it back with raft_log_buf_put. NULL on allocation failure. */
+raft_lbuf_t *raft_log_buf_new(raft_log_t *l, size_t len);
+/* Releases a buffer nobody references: kept as a spare or freed. */
+void raft_log_buf_put(raft_log_t *l, raft_lbuf_t *b);
 
 /* Makes room for n more entries and returns the first of n slots after the last entry, to be
  * filled by the caller (index, term, type, len, data); the log grows by n at once. buf
