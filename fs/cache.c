@@ -128,23 +128,11 @@ void cache_on_create(state_t *st, obj_t *o)
     }
 }
 
-/* Deletes key o as an effect of expiry or eviction (not a user delete). */
-static void drop_key(state_t *st, obj_t *o)
-{
-    obj_t *p = o->parent;
-    HASH_DELETE(hh, p->children, o);
-    p->nchildren--;
-    cache_on_remove(st, o);
-    HASH_DELETE(hid, st->by_id, o);
-    blob_unref(o->val);
-    free(o);
-}
-
 /* Evicts least recently used keys until the cap holds; never the key just written. */
 static void evict(state_t *st, obj_t *keep)
 {
     while (st->cache_bytes > st->cache_max_bytes && st->lru_tail && st->lru_tail != keep) {
-        drop_key(st, st->lru_tail);
+        state_remove(st, st->lru_tail);
         st->cache_evictions++;
     }
 }
@@ -298,7 +286,7 @@ void cache_apply_expire(state_t *st, cmdrd_t *r, uint64_t now_ms)
         obj_t *o = state_resolve(st, NS_CACHE, path, len);
         /* Only the exact version that was due: a key rewritten or renewed since lives on. */
         if (o && o->type == OBJ_FILE && o->u.cache.expires_ms == exp && exp && exp <= now_ms) {
-            drop_key(st, o);
+            state_remove(st, o);
             st->cache_expirations++;
         }
     }

@@ -69,6 +69,7 @@ typedef struct fh {
     uint64_t cursor;                   /* FH_EVENTS: last revision delivered */
     uint64_t base;                     /* FH_EVENTS: stream offset of wbuf[0] */
     uint64_t woff;                     /* FH_EVENTS: offset of the parked read */
+    uint64_t vparent;                  /* FH_VALUE made by create: parent ino until it exists */
     int nonblock;
     fuse_req_t waiting;                /* FH_EVENTS: parked read (under wait_mu) */
     size_t want;
@@ -85,7 +86,77 @@ static struct {
     uint64_t next_vino, next_newfile;
     pthread_mutex_t wait_mu;           /* guards the parked `.events` readers */
     fh_t *waiters;
-} M = { .vmu = PTHREAD_MUTEX_INITIALIZER, .wait_mu = PTHREAD_MUTEX_INITIALIZER };
+    struct fuse_session *se;
+    pthread_mutex_t inval_mu;          /* guards the entry-invalidation queue */
+    pthread_cond_t inval_cv;
+    struct inval *inval_head;
+    int inval_stop;
+    pthread_t inval_thread;
+} M = { .vmu = PTHREAD_MUTEX_INITIALIZER, .wait_mu = PTHREAD_MUTEX_INITIALIZER,
+        .inval_mu = PTHREAD_MUTEX_INITIALIZER, .inval_cv = PTHREAD_COND_INITIALIZER };
+
+/* A file created without O_EXCL is answered with a control inode until its first commit;
+ * afterwards the kernel is told to drop that name's dentry, so that the control inode is
+ * forgotten (and freed) instead of living as long as the kernel caches it. Notifications
+ * are sent from their own thread: a request handler must not wait on the kernel. */
+struct inval {
+    struct inval *next;
+    uint64_t parent;
+    char name[];
+};
+
+static void invalidate_later(uint64_t parent, const char *name)
+{
+    size_t n = strlen(name);
+    struct inval *iv = malloc(sizeof(*iv) + n + 1);
+    if (!iv)
+        return;   /* the entry then lives until the kernel forgets it by itself */
+    iv->parent = parent;
+    memcpy(iv->name, name, n + 1);
+    pthread_mutex_lock(&M.inval_mu);
+    iv->next = M.inval_head;
+    M.inval_head = iv;
+    pthread_cond_signal(&M.inval_cv);
+    pthread_mutex_unlock(&M.inval_mu);
+}
+
+static void *inval_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&M.inval_mu);
+    for (;;) {
+        while (!M.inval_head && !M.inval_stop)
+            pthread_cond_wait(&M.inval_cv, &M.inval_mu);
+        struct inval *list = M.inval_head;
+        M.inval_head = NULL;
+        int stop = M.inval_stop;
+        pthread_mutex_unlock(&M.inval_mu);
+        while (list) {
+            struct inval *next = list->next;
+            if (!stop)
+                fuse_lowlevel_notify_inval_entry(M.se, list->parent, list->name,
+                                                 strlen(list->name));
+            free(list);
+            list = next;
+        }
+        pthread_mutex_lock(&M.inval_mu);
+        if (stop)
+            break;
+    }
+    pthread_mutex_unlock(&M.inval_mu);
+    return NULL;
+}
+
+/* fh's pending creation just committed. fh->mu held. */
+static void created(fh_t *fh)
+{
+    fh->create_pending = 0;
+    if (fh->vparent) {
+        const char *slash = strrchr(fh->path, '/');
+        invalidate_later(fh->vparent, slash ? slash + 1 : fh->path);
+        fh->vparent = 0;
+    }
+}
 
 static int is_obj_ino(uint64_t ino) { return !(ino & VINO_BIT) && ino > INO_ROOT && ino != INO_CLUSTER && (ino < INO_STATUS0 || ino >= INO_STATUS0 + STATUS__COUNT); }
 static int is_status_ino(uint64_t ino) { return ino >= INO_STATUS0 && ino < INO_STATUS0 + STATUS__COUNT; }
@@ -1095,7 +1166,9 @@ static int commit_value(fh_t *fh, size_t newlen)
     }
     fh->wlen = newlen;
     fh->dirty = 1;
-    fh->trunc_pending = fh->create_pending = 0;
+    fh->trunc_pending = 0;
+    if (fh->create_pending)
+        created(fh);
     return 0;
 }
 
@@ -1231,8 +1304,11 @@ static int settle(fh_t *fh)
         cmd_u8(&b, fh->create_pending ? (CMD_PUT_CREATE | CMD_PUT_KEEP) : 0);
         cmd_bytes(&b, "", 0);
         rc = node_propose(M.node, &b, NULL);
-        if (rc == 0)
-            fh->create_pending = fh->trunc_pending = 0;
+        if (rc == 0) {
+            fh->trunc_pending = 0;
+            if (fh->create_pending)
+                created(fh);
+        }
     }
     pthread_mutex_unlock(&fh->mu);
     return rc;
@@ -1314,6 +1390,7 @@ static void q_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
         } else {
             fh->ns = (uint8_t)ns;
             fh->create_pending = 1;
+            fh->vparent = parent;
             fh->append = !!(fi->flags & O_APPEND);
             e.ino = vino_get(VK_NEWFILE, parent, ++M.next_newfile, (uint8_t)ns, path);
             if (!e.ino)
@@ -1383,7 +1460,8 @@ static int do_setattr(uint64_t ino, struct stat *attr, int to_set, struct fuse_f
             rc = node_propose(M.node, &b, NULL);
             if (rc == 0 && fh && fh->kind == FH_VALUE) {
                 pthread_mutex_lock(&fh->mu);
-                fh->create_pending = 0;
+                if (fh->create_pending)
+                    created(fh);
                 pthread_mutex_unlock(&fh->mu);
             }
             if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE) && attr->st_size != 0)
@@ -1563,7 +1641,7 @@ static void q_statfs(fuse_req_t req, fuse_ino_t ino)
     if (statvfs(node_data_dir(M.node), &sv) != 0)
         memset(&sv, 0, sizeof(sv));
     pthread_rwlock_rdlock(&M.st->lock);
-    sv.f_files = HASH_CNT(hid, M.st->by_id);
+    sv.f_files = M.st->nobjs;
     pthread_rwlock_unlock(&M.st->lock);
     sv.f_ffree = 1u << 30;
     sv.f_favail = sv.f_ffree;
@@ -1642,18 +1720,27 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
         fprintf(stderr, "quorumfs: cannot mount at %s\n", mountpoint);
         goto out_signals;
     }
+    M.se = se;
+    M.inval_stop = 0;
+    if (pthread_create(&M.inval_thread, NULL, inval_main, NULL) != 0)
+        goto out_unmount;
     if (ready)
         ready(ready_arg);
     struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-    if (!cfg)
-        goto out_unmount;
-    /* Proposals block a worker until their commit: enough workers let concurrent writers
-     * share one fsync (group commit). Blocking reads do not hold workers. */
-    fuse_loop_cfg_set_max_threads(cfg, 64);
-    fuse_loop_cfg_set_idle_threads(cfg, 16);
-    /* A signal ends the loop with the signal number: that is a clean unmount too. */
-    ret = fuse_session_loop_mt(se, cfg) >= 0 ? 0 : -1;
-    fuse_loop_cfg_destroy(cfg);
+    if (cfg) {
+        /* Proposals block a worker until their commit: enough workers let concurrent
+         * writers share one fsync (group commit). Blocking reads do not hold workers. */
+        fuse_loop_cfg_set_max_threads(cfg, 64);
+        fuse_loop_cfg_set_idle_threads(cfg, 16);
+        /* A signal ends the loop with the signal number: that is a clean unmount too. */
+        ret = fuse_session_loop_mt(se, cfg) >= 0 ? 0 : -1;
+        fuse_loop_cfg_destroy(cfg);
+    }
+    pthread_mutex_lock(&M.inval_mu);
+    M.inval_stop = 1;
+    pthread_cond_signal(&M.inval_cv);
+    pthread_mutex_unlock(&M.inval_mu);
+    pthread_join(M.inval_thread, NULL);
 out_unmount:
     fuse_session_unmount(se);
 out_signals:

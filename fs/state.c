@@ -46,11 +46,66 @@ void blob_unref(blob_t *b)
 static blob_t empty_blob_storage = { .refs = 1u << 30, .len = 0 };
 static blob_t *empty_blob(void) { return blob_ref(&empty_blob_storage); }
 
+/* id -> object. Ids are handed out in sequence, so a hash of pages of 1024 slots costs
+ * about 8 bytes per object, where a hash handle per object would cost 56. */
+#define IDPAGE_SHIFT 10
+#define IDPAGE_SLOTS (1u << IDPAGE_SHIFT)
+
+typedef struct idpage {
+    uint64_t no;
+    uint32_t live;
+    UT_hash_handle hh;
+    obj_t *slot[IDPAGE_SLOTS];
+} idpage_t;
+
 obj_t *state_by_id(state_t *st, uint64_t id)
 {
-    obj_t *o;
-    HASH_FIND(hid, st->by_id, &id, sizeof(id), o);
-    return o;
+    uint64_t no = id >> IDPAGE_SHIFT;
+    idpage_t *pg;
+    HASH_FIND(hh, st->idpages, &no, sizeof(no), pg);
+    return pg ? pg->slot[id & (IDPAGE_SLOTS - 1)] : NULL;
+}
+
+static int id_add(state_t *st, obj_t *o)
+{
+    uint64_t no = o->id >> IDPAGE_SHIFT;
+    idpage_t *pg;
+    HASH_FIND(hh, st->idpages, &no, sizeof(no), pg);
+    if (!pg) {
+        if (!(pg = calloc(1, sizeof(*pg))))
+            return -1;
+        pg->no = no;
+        HASH_ADD(hh, st->idpages, no, sizeof(pg->no), pg);
+    }
+    pg->slot[o->id & (IDPAGE_SLOTS - 1)] = o;
+    pg->live++;
+    st->nobjs++;
+    return 0;
+}
+
+static void id_del(state_t *st, obj_t *o)
+{
+    uint64_t no = o->id >> IDPAGE_SHIFT;
+    idpage_t *pg;
+    HASH_FIND(hh, st->idpages, &no, sizeof(no), pg);
+    if (!pg || pg->slot[o->id & (IDPAGE_SLOTS - 1)] != o)
+        return;
+    pg->slot[o->id & (IDPAGE_SLOTS - 1)] = NULL;
+    st->nobjs--;
+    if (--pg->live == 0) {
+        HASH_DELETE(hh, st->idpages, pg);
+        free(pg);
+    }
+}
+
+/* Points the id's slot at o (after o was reallocated). */
+static void id_move(state_t *st, obj_t *o)
+{
+    uint64_t no = o->id >> IDPAGE_SHIFT;
+    idpage_t *pg;
+    HASH_FIND(hh, st->idpages, &no, sizeof(no), pg);
+    if (pg)
+        pg->slot[o->id & (IDPAGE_SLOTS - 1)] = o;
 }
 
 obj_t *state_child(obj_t *dir, const char *name)
@@ -128,7 +183,11 @@ static obj_t *obj_add(state_t *st, obj_t *parent, const char *name, size_t namel
     o->parent = parent;
     if (type == OBJ_FILE)
         o->val = empty_blob();
-    HASH_ADD(hid, st->by_id, id, sizeof(o->id), o);
+    if (id_add(st, o) < 0) {
+        blob_unref(o->val);
+        free(o);
+        return NULL;
+    }
     if (parent) {
         HASH_ADD(hh, parent->children, name[0], namelen, o);
         parent->nchildren++;
@@ -136,12 +195,11 @@ static obj_t *obj_add(state_t *st, obj_t *parent, const char *name, size_t namel
     return o;
 }
 
-/* Unlinks o (and everything below it) from the tree and frees it. */
-static void obj_remove(state_t *st, obj_t *o)
+void state_remove(state_t *st, obj_t *o)
 {
     obj_t *c, *tmp;
     HASH_ITER(hh, o->children, c, tmp)
-        obj_remove(st, c);
+        state_remove(st, c);
     if (o->ns == NS_CACHE && o->type == OBJ_FILE)
         cache_on_remove(st, o);
     if (o->ns == NS_CONFIG)
@@ -150,7 +208,7 @@ static void obj_remove(state_t *st, obj_t *o)
         HASH_DELETE(hh, o->parent->children, o);
         o->parent->nchildren--;
     }
-    HASH_DELETE(hid, st->by_id, o);
+    id_del(st, o);
     blob_unref(o->val);
     free(o);
 }
@@ -207,7 +265,7 @@ static void state_clear(state_t *st)
     modules_free(st);
     for (int ns = 1; ns < NS__COUNT; ns++) {
         if (st->ns_root[ns])
-            obj_remove(st, st->ns_root[ns]);
+            state_remove(st, st->ns_root[ns]);
         st->ns_root[ns] = NULL;
     }
     if (st->events) {
@@ -297,7 +355,7 @@ static int apply_rmdir(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
     if (o->nchildren)
         return -ENOTEMPTY;
     o->parent->mtime_ms = h->now_ms;
-    obj_remove(st, o);
+    state_remove(st, o);
     return 0;
 }
 
@@ -375,7 +433,7 @@ static int apply_unlink(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
     if (h->ns == NS_CONFIG)
         config_on_delete(st, o);
     o->parent->mtime_ms = h->now_ms;
-    obj_remove(st, o);
+    state_remove(st, o);
     return 0;
 }
 
@@ -405,7 +463,6 @@ static obj_t *obj_rename(state_t *st, obj_t *o, const char *name, size_t nl)
     obj_t *n = malloc(sizeof(*n) + nl + 1);
     if (!n)
         return NULL;
-    HASH_DELETE(hid, st->by_id, o);
     memcpy(n, o, sizeof(*n));
     memcpy(n->name, name, nl);
     n->name[nl] = 0;
@@ -422,7 +479,7 @@ static obj_t *obj_rename(state_t *st, obj_t *o, const char *name, size_t nl)
         else if (st->lru_tail == o)
             st->lru_tail = n;
     }
-    HASH_ADD(hid, st->by_id, id, sizeof(n->id), n);
+    id_move(st, n);
     free(o);
     return n;
 }
@@ -471,7 +528,7 @@ static int apply_rename(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
     if (h->ns == NS_CONFIG)
         config_delete_tree(st, src);
     if (dst)
-        obj_remove(st, dst); /* replaced: config's put event comes from the move below */
+        state_remove(st, dst); /* replaced: config's put event comes from the move below */
     src->parent->mtime_ms = h->now_ms;
     HASH_DELETE(hh, src->parent->children, src);
     src->parent->nchildren--;

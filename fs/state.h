@@ -49,7 +49,6 @@ typedef struct obj {
     struct obj *parent;
     struct obj *children;      /* uthash head of children, keyed by name */
     UT_hash_handle hh;         /* in parent->children */
-    UT_hash_handle hid;        /* in state->by_id */
     blob_t *val;               /* OBJ_FILE: current value (never NULL for files) */
     uint64_t mtime_ms;         /* leader time of the last change */
     uint32_t nchildren;
@@ -81,7 +80,8 @@ enum { CFG_EV_PUT = 1, CFG_EV_DELETE = 2 };
 
 typedef struct state {
     pthread_rwlock_t lock;
-    obj_t *by_id;                /* uthash by id (hid) */
+    struct idpage *idpages;      /* id -> object: uthash of pages of slots (dense ids) */
+    uint64_t nobjs;              /* objects in the tree, namespace roots included */
     obj_t *ns_root[NS__COUNT];
     uint64_t next_id;
     uint64_t applied_index;
@@ -115,6 +115,9 @@ extern const sm_ops_t state_sm_ops;
 /* Lookups; the caller holds st->lock (read or write). */
 obj_t *state_by_id(state_t *st, uint64_t id);
 obj_t *state_child(obj_t *dir, const char *name);
+/* Removes o and everything below it from the tree (namespace hooks run) and frees them.
+ * Write lock held. */
+void state_remove(state_t *st, obj_t *o);
 /* Resolves a '/'-separated path below namespace ns ("" is the root). NULL if absent. */
 obj_t *state_resolve(state_t *st, int ns, const char *path, size_t len);
 /* Writes obj's path below its namespace root into buf ("" for the root). Returns the length,

@@ -80,7 +80,7 @@ static void render_metrics(node_t *n, char **b, size_t *len, size_t *cap)
         (unsigned long long)st->cache_bytes, (unsigned long long)st->cache_max_bytes,
         (unsigned long long)st->cache_keys, (unsigned long long)st->cache_evictions,
         (unsigned long long)st->cache_expirations, (unsigned long long)st->config_rev,
-        HASH_CNT(hid, st->by_id));
+        (unsigned)st->nobjs);
     pthread_rwlock_unlock(&st->lock);
 }
 
