@@ -752,6 +752,8 @@ static bool lease_valid(const raft_t *r)
            r->now < r->lease_until;
 }
 
+static void confirm_reads(raft_t *r);
+
 /* Gives a round to reads waiting for the term's first commit. */
 static void start_reads(raft_t *r)
 {
@@ -768,6 +770,7 @@ static void start_reads(raft_t *r)
             r->preads[i].round = r->read_round;
             r->preads[i].index = r->commit;
         }
+    confirm_reads(r); /* a single voter needs no acknowledgement */
 }
 
 /* Releases the reads whose round a quorum has acknowledged, and extends the lease. */

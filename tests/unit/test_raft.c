@@ -1141,6 +1141,19 @@ TEST(test_single_node)
 {
     tcluster_t c;
     cluster_init(&c, 1, NULL);
+    /* a read asked before the term's first entry is durable completes once it is */
+    for (int t = 0; t < 30 && role_of(&c, 1) != RAFT_LEADER; t++) {
+        raft_tick(c.nd[1].r);
+        if (role_of(&c, 1) != RAFT_LEADER)
+            process(&c, 1);
+    }
+    CHECK_EQ(role_of(&c, 1), RAFT_LEADER);
+    CHECK_EQ(raft_read_index(c.nd[1].r, 1, NULL), 0);
+    process(&c, 1);
+    raft_read_state_t first;
+    CHECK(find_read(&c.nd[1], 1, &first));
+    CHECK_EQ(first.err, 0);
+    CHECK_EQ(first.index, 1);
     int l = wait_leader(&c, 30);
     CHECK_EQ(l, 1);
     CHECK_EQ(propose_str(&c, 1, "solo;"), 0);
