@@ -88,6 +88,8 @@ struct raft {
     bool round_unsent;         /* read_round's heartbeats are still in the outbox */
     struct { uint64_t round, tick; } rounds[ROUND_RING];
     uint64_t lease_until;      /* tick before which the lease is valid */
+    bool lease_off;            /* a TimeoutNow went out this term: its target may win with
+                                  votes that ignore leases, so no lease until the next term */
     struct pread *preads;
     size_t n_preads, cap_preads;
     /* snapshot being received */
@@ -464,6 +466,7 @@ static void become_leader(raft_t *r)
     r->transfer_target = 0;
     r->uncommitted = 0;
     r->lease_until = 0;
+    r->lease_off = false;
     for (uint32_t i = 0; i < r->n_peers; i++)
         reset_peer(r, &r->peers[i]);
     /* §8: a new leader commits an entry of its own term to learn what is committed; it also
@@ -636,6 +639,7 @@ static void free_inflight(raft_t *r, struct peer *p, uint64_t upto)
 
 static void step_down_removed(raft_t *r);
 static void start_reads(raft_t *r);
+static void send_timeout_now(raft_t *r, uint64_t to);
 
 static void commit_to(raft_t *r, uint64_t n)
 {
@@ -727,7 +731,7 @@ static void step_down_removed(raft_t *r)
             best = p;
     }
     if (best && best->match == last_index(r))
-        send_now(r, RAFT_MSG_TIMEOUT_NOW, best->id);
+        send_timeout_now(r, best->id);
     become_follower(r, r->term, 0);
 }
 
@@ -749,7 +753,14 @@ static void deliver_read(raft_t *r, uint64_t from, uint64_t id, uint64_t index)
 static bool lease_valid(const raft_t *r)
 {
     return r->cfg.lease_reads && r->role == RAFT_LEADER && r->transfer_target == 0 &&
-           r->now < r->lease_until;
+           !r->lease_off && r->now < r->lease_until;
+}
+
+static void send_timeout_now(raft_t *r, uint64_t to)
+{
+    r->lease_off = true;
+    r->lease_until = 0;
+    send_now(r, RAFT_MSG_TIMEOUT_NOW, to);
 }
 
 static void confirm_reads(raft_t *r);
@@ -779,7 +790,7 @@ static void confirm_reads(raft_t *r)
     uint64_t done = quorum_value(r, r->read_round, 1);
     if (done == 0)
         return;
-    if (r->cfg.lease_reads && r->rounds[done % ROUND_RING].round == done) {
+    if (r->cfg.lease_reads && !r->lease_off && r->rounds[done % ROUND_RING].round == done) {
         /* the quorum heard from us at or after the round's start: none of them votes for
          * another leader for an election timeout after that (check-quorum stickiness) */
         uint64_t until = r->rounds[done % ROUND_RING].tick + r->cfg.election_tick -
@@ -1018,7 +1029,7 @@ static void handle_append_resp(raft_t *r, const raft_msg_t *m, struct peer *p)
     if (r->role != RAFT_LEADER)
         return; /* the commit removed us */
     if (r->transfer_target == p->id && p->match == last_index(r) && !r->transfer_sent) {
-        send_now(r, RAFT_MSG_TIMEOUT_NOW, p->id);
+        send_timeout_now(r, p->id);
         r->transfer_sent = true;
     }
     send_append(r, p, false);
@@ -1506,8 +1517,9 @@ int raft_transfer(raft_t *r, uint64_t target)
     r->transfer_target = target;
     r->transfer_elapsed = 0;
     r->transfer_sent = false;
+    r->lease_until = 0; /* voters may soon ignore leases for the target */
     if (p->match == last_index(r)) {
-        send_now(r, RAFT_MSG_TIMEOUT_NOW, target);
+        send_timeout_now(r, target);
         r->transfer_sent = true;
     } else {
         send_append(r, p, false); /* bring it up to date first (thesis §3.10) */

@@ -939,6 +939,12 @@ TEST(test_read_waits_for_term_commit)
     cluster_free(&c);
 }
 
+static bool drop_timeout_now(tcluster_t *c, const raft_msg_t *m)
+{
+    (void)c;
+    return m->type == RAFT_MSG_TIMEOUT_NOW;
+}
+
 static void lease_tweak(raft_config_t *cfg)
 {
     cfg->lease_reads = true;
@@ -965,6 +971,21 @@ TEST(test_lease_read)
     isolate(&c, l, true);
     run(&c, 9);
     CHECK(!status_of(&c, l).lease_valid); /* 10 - 2 ticks after the last confirmed round */
+    isolate(&c, l, false);
+    run(&c, 3);
+    CHECK_EQ(leader(&c), l);
+    CHECK(status_of(&c, l).lease_valid);
+    /* once a TimeoutNow has gone out, its target may win with votes that ignore leases:
+     * no lease for the rest of the term, even if the transfer is aborted */
+    c.filter = drop_timeout_now;
+    CHECK_EQ(raft_transfer(c.nd[l].r, (uint64_t)(l % 3 + 1)), 0);
+    process(&c, l);
+    CHECK(!status_of(&c, l).lease_valid);
+    run(&c, 15); /* the transfer is aborted; heartbeats are acknowledged all along */
+    CHECK_EQ(leader(&c), l);
+    CHECK_EQ(status_of(&c, l).transfer_target, 0);
+    CHECK(!status_of(&c, l).lease_valid);
+    c.filter = NULL;
     raft_config_t bad = base_cfg(1);
     bad.lease_reads = true;
     bad.check_quorum = false;
