@@ -1,9 +1,8 @@
 /* cluster/raft.c — the Raft core behind cluster/raft.h: elections with pre-vote and
- * check-quorum, log replication with flow control and fast backtracking, the §5.4.2 commit
- * rule, ReadIndex and lease reads, chunked snapshots, one-server membership changes with
- * learners, and leadership transfer. No I/O: inputs are ticks, messages and proposals;
- * outputs are collected into a raft_ready_t (see the contract in raft.h and docs/RAFT.md).
- * Building with -DRAFT_BUG=n turns on known bug n (see the end of raft.h). */
+ * check-quorum, replication with flow control and fast backtracking, the §5.4.2 commit rule,
+ * ReadIndex and leases, chunked snapshots, one-server membership changes with learners, and
+ * leadership transfer. No I/O: results are collected into a raft_ready_t (see raft.h).
+ * -DRAFT_BUG=n switches on known bug n (see the end of raft.h). */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,8 +1,7 @@
-/* cluster/raft.h — a Raft consensus core that does no I/O (Ongaro & Ousterhout 2014; Ongaro's
- * thesis 2014). Ticks, messages and proposals go in; out come a raft_ready_t holding state to
- * persist, messages to send and committed entries to apply. Disk, network, time and
- * randomness reach the core only through its caller, so a whole cluster can be simulated
- * from one seed. Many independent groups may live in one process: all state is in a raft_t.
+/* cluster/raft.h — a Raft consensus core that does no I/O (Ongaro & Ousterhout 2014, and
+ * Ongaro's thesis). Ticks, messages and proposals go in; a raft_ready_t comes out with state
+ * to persist, messages to send and entries to apply. Disk, network, time and randomness come
+ * only through the caller; all state is in a raft_t, so many groups share a process.
  * docs/RAFT.md maps the features to the paper and states the persistence contract. */
 #ifndef QFS_CLUSTER_RAFT_H
 #define QFS_CLUSTER_RAFT_H

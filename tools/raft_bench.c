@@ -1,8 +1,7 @@
-/* tools/raft_bench.c — throughput of the pure Raft core (cluster/raft.h) alone: one 3-node
- * group in one process, messages handed straight from one raft_t's Ready to the next,
- * no disk and no network, proposals in batches. Reports committed (and applied on all
- * three nodes) entries per CPU-second for 16, 256 and 4096-byte entries. Each node compacts
- * its log every COMPACT_EVERY applied entries, as an application taking snapshots would.
+/* tools/raft_bench.c — throughput of the Raft core alone: one 3-node group in one process,
+ * each Ready's messages handed straight to the target raft_t, no disk or network, batched
+ * proposals, a compaction every COMPACT_EVERY entries. Prints committed (and applied on all
+ * three nodes) entries per CPU-second for 16, 256 and 4096-byte entries.
  * Usage: raft_bench [scale]   (scale multiplies the entry counts; default 1) */
 #include <stdio.h>
 #include <stdlib.h>

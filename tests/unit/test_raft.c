@@ -1,9 +1,8 @@
-/* tests/unit/test_raft.c — scenario tests of the pure Raft core (cluster/raft.h). A tiny
- * deterministic harness runs a few raft_t in one process: each node has a durable store
- * (hard state, entries, snapshot) it rebuilds from after a crash, a state machine (the
- * concatenation of applied commands), and a FIFO network with cuttable links and a drop
- * filter. Every Ready is checked: committed entries never disagree across nodes (State
- * Machine Safety) and a term has at most one leader (Election Safety). */
+/* tests/unit/test_raft.c — scenario tests of the Raft core (cluster/raft.h) on a tiny
+ * deterministic in-process harness: per node a durable store it restarts from, a state
+ * machine (the concatenation of applied commands), and a FIFO network with cuttable links
+ * and a drop filter. Every Ready is checked for the persistence contract, State Machine
+ * Safety (committed entries agree across nodes) and Election Safety (one leader a term). */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
