@@ -872,15 +872,15 @@ static void handle_vote(raft_t *r, const raft_msg_t *m)
                       (m->log_term == last_term(r) && m->index >= last_index(r));
     uint32_t rtype = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP;
     if (can_vote && up_to_date) {
-        raft_msg_t *resp;
         if (pre) {
-            resp = send_now(r, rtype, m->from);
+            /* a pre-vote promises nothing and changes no state */
+            raft_msg_t *resp = send_now(r, rtype, m->from);
             if (resp)
                 resp->term = m->term; /* echo the term asked for */
         } else {
             r->vote = m->from;
             reset_timer(r);
-            resp = send_ack(r, rtype, m->from);
+            send_ack(r, rtype, m->from); /* only once the vote is durable */
         }
         return;
     }
