@@ -1,14 +1,23 @@
 #!/bin/bash
 # tests/sim/bugs_caught.sh — proves the simulator's checks bite. For each known bug that
 # cluster/raft.c can switch on (-DRAFT_BUG=n: 1 commits earlier-term entries by counting
-# replicas, 2 acknowledges before persisting, 3 grants two votes in one term), runs the
-# simulator built over that core until a seed fails (at most BUG_SEEDS seeds), then checks
-# the correct core passes that same seed. Prints "ok bugN caught at seed S: <check>".
+# replicas, 2 acknowledges before persisting, 3 grants two votes in one term):
+#   - runs the simulator built over that core until a seed fails (at most BUG_SEEDS seeds)
+#     and checks that the correct core passes that same seed: "ok bugN caught at seed S";
+#   - runs it again with --lin-only (broken Raft invariants are not fatal) until a seed fails
+#     the client-visible linearizability check (at most LIN_SEEDS seeds), so the history
+#     checker is shown to catch each bug on its own: "ok bugN caught by linearizability ...".
 # Usage: tests/sim/bugs_caught.sh [BUILD_DIR]   (binaries: BUILD_DIR/sim, BUILD_DIR/sim-bugN)
 set -u
 BUILD=${1:-build}
 MAX=${BUG_SEEDS:-1000}
+LMAX=${LIN_SEEDS:-3000}
 rc=0
+
+# seed_of LINE / nodes_of LINE: fields of a "seed S (N nodes) FAILED: ..." line.
+seed_of() { sed -E 's/^seed ([0-9]+) .*/\1/' <<<"$1"; }
+nodes_of() { sed -E 's/^seed [0-9]+ \(([0-9]+) nodes\).*/\1/' <<<"$1"; }
+
 for b in 1 2 3; do
     bin="$BUILD/sim-bug$b"
     if [ ! -x "$bin" ] || [ ! -x "$BUILD/sim" ]; then
@@ -20,16 +29,28 @@ for b in 1 2 3; do
     if [ -z "$line" ]; then
         echo "not ok bug$b not caught in $MAX seeds"
         rc=1
-        continue
+    else
+        seed=$(seed_of "$line"); nodes=$(nodes_of "$line"); what=${line#* FAILED: }
+        if ! "$BUILD/sim" --seeds 1 --from "$seed" --nodes "$nodes" >/dev/null; then
+            echo "not ok bug$b: seed $seed fails with the correct core too ($what)"
+            rc=1
+        else
+            echo "ok bug$b caught at seed $seed ($nodes nodes): $what"
+        fi
     fi
-    seed=$(sed -E 's/^seed ([0-9]+) .*/\1/' <<<"$line")
-    nodes=$(sed -E 's/^seed [0-9]+ \(([0-9]+) nodes\).*/\1/' <<<"$line")
-    what=${line#* FAILED: }
-    if ! "$BUILD/sim" --seeds 1 --from "$seed" --nodes "$nodes" >/dev/null; then
-        echo "not ok bug$b: seed $seed fails with the correct core too ($what)"
+    line=$("$bin" --lin-only --seeds "$LMAX" --from 1 --stop-on 'not linearizable' |
+           grep -m1 ' FAILED: .*not linearizable')
+    if [ -z "$line" ]; then
+        echo "not ok bug${b}_lin: not caught by linearizability alone in $LMAX seeds"
         rc=1
         continue
     fi
-    echo "ok bug$b caught at seed $seed ($nodes nodes): $what"
+    seed=$(seed_of "$line"); nodes=$(nodes_of "$line")
+    if ! "$BUILD/sim" --lin-only --seeds 1 --from "$seed" --nodes "$nodes" >/dev/null; then
+        echo "not ok bug${b}_lin: seed $seed fails with the correct core too"
+        rc=1
+        continue
+    fi
+    echo "ok bug${b}_lin caught by linearizability alone at seed $seed ($nodes nodes)"
 done
 exit $rc

@@ -27,6 +27,7 @@ typedef struct disk {
     size_t recv_len;
     disk_entry_t *ents;       /* consecutive indexes */
     size_t n, cap;
+    int lax;                  /* skip the committed-entry check (sim --lin-only) */
 } disk_t;
 
 /* One Ready's writes, copied so they survive raft_advance. */

@@ -13,12 +13,16 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: tools/sim [--seeds N] [--from S] [--nodes 3|5] [--trace] [--stop] [--stats]\n"
+            "                 [--lin-only] [--stop-on TEXT]\n"
             "  --seeds N   number of seeds to run (default 1)\n"
             "  --from S    first seed (default 1)\n"
             "  --nodes K   founding voters; default: 3 for odd seeds, 5 for even ones\n"
             "  --trace     print every event of each run (use with --seeds 1 to replay)\n"
             "  --stop      stop at the first failing seed\n"
-            "  --stats     print one line of figures per seed\n");
+            "  --stop-on T stop at the first seed failing with a reason containing T\n"
+            "  --stats     print one line of figures per seed\n"
+            "  --lin-only  broken Raft invariants are traced but not fatal, so only the\n"
+            "              linearizability and liveness checks can fail a run\n");
 }
 
 static int parse_u64(const char *s, uint64_t *v)
@@ -33,7 +37,8 @@ static int parse_u64(const char *s, uint64_t *v)
 int main(int argc, char **argv)
 {
     uint64_t seeds = 1, from = 1, nodes = 0;
-    int trace = 0, stop = 0, stats = 0;
+    int trace = 0, stop = 0, stats = 0, lin_only = 0;
+    const char *stop_on = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--seeds") && i + 1 < argc) {
@@ -51,6 +56,10 @@ int main(int argc, char **argv)
             stop = 1;
         else if (!strcmp(a, "--stats"))
             stats = 1;
+        else if (!strcmp(a, "--lin-only"))
+            lin_only = 1;
+        else if (!strcmp(a, "--stop-on") && i + 1 < argc)
+            stop_on = argv[++i];
         else
             goto bad;
     }
@@ -64,7 +73,8 @@ int main(int argc, char **argv)
     for (uint64_t k = 0; k < seeds; k++) {
         uint64_t seed = from + k;
         int n = nodes ? (int)nodes : (seed % 2 ? 3 : 5);
-        sim_opts_t o = { .seed = seed, .nodes = n, .trace = trace ? stdout : NULL };
+        sim_opts_t o = { .seed = seed, .nodes = n, .trace = trace ? stdout : NULL,
+                         .lin_only = lin_only };
         sim_stats_t st;
         int rc = sim_run(&o, &st, why, sizeof(why));
         ran++;
@@ -72,8 +82,8 @@ int main(int argc, char **argv)
             failures++;
             printf("seed %" PRIu64 " (%d nodes) FAILED: %s\n", seed, n,
                    rc < 0 ? "internal error (out of memory)" : why);
-            printf("  replay: tools/sim --seeds 1 --from %" PRIu64 " --nodes %d --trace\n", seed,
-                   n);
+            printf("  replay: tools/sim --seeds 1 --from %" PRIu64 " --nodes %d%s --trace\n", seed,
+                   n, lin_only ? " --lin-only" : "");
             fflush(stdout);
         }
         if (stats)
@@ -94,7 +104,7 @@ int main(int argc, char **argv)
         tot.snaps_sent += st.snaps_sent;
         tot.conf_changes += st.conf_changes;
         tot.msgs += st.msgs;
-        if (rc != 0 && stop)
+        if (rc != 0 && (stop || (stop_on && strstr(why, stop_on))))
             break;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);

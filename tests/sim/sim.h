@@ -13,6 +13,8 @@ typedef struct sim_opts {
     uint64_t seed;
     int nodes;                /* founding voters: 3 or 5 */
     FILE *trace;              /* NULL: no trace; else every event is written here */
+    int lin_only;             /* broken Raft invariants are traced, not fatal: only the
+                                 client-visible checks (linearizability, liveness) judge */
 } sim_opts_t;
 
 typedef struct sim_stats {
@@ -26,6 +28,7 @@ typedef struct sim_stats {
     uint64_t conf_changes;    /* membership changes committed */
     uint64_t applied;         /* highest index applied anywhere */
     uint64_t lin_states;      /* linearizability search states */
+    uint64_t inv_broken;      /* invariant violations let through (lin_only) */
 } sim_stats_t;
 
 /* Runs one seed. Returns 0 if every check passed, 1 if one failed (why gets a one-line
