@@ -204,9 +204,20 @@ static void offer(qstate_t *qs, queue_t *q, qmsg_t *m, int at_head, uint64_t now
     free(w);
 }
 
+/* Hands ready messages from the head to waiting readers while both exist. */
+static void serve_waiters(qstate_t *qs, queue_t *q, uint64_t now)
+{
+    while (q->wh && q->ready.head) {
+        qmsg_t *m = q->ready.head;
+        list_remove(&q->ready, m);
+        offer(qs, q, m, 1, now);
+    }
+}
+
 /* A lease ended without an acknowledgement (expiry or session end): m (in flight) goes back to
- * the head with its count plus one, or to dead/ at max_deliveries. */
-static void lease_ended(qstate_t *qs, queue_t *q, qmsg_t *m, uint64_t now)
+ * the head of the ready list with its count plus one, or to dead/ at max_deliveries. Waiters
+ * are served by the caller (serve_waiters) once a whole batch is back in order. */
+static void lease_ended(qstate_t *qs, queue_t *q, qmsg_t *m)
 {
     list_remove(&q->inflight, m);
     HASH_DELETE(hh, qs->by_id, m);
@@ -217,7 +228,8 @@ static void lease_ended(qstate_t *qs, queue_t *q, qmsg_t *m, uint64_t now)
         list_push_tail(&q->dead, m);
         HASH_ADD(hh, qs->by_id, id, sizeof(m->id), m);
     } else {
-        offer(qs, q, m, 1, now);
+        m->where = QM_READY;
+        list_push_head(&q->ready, m);
     }
 }
 
@@ -522,8 +534,9 @@ static int apply_expire(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r)
     for (uint32_t i = n; i-- > 0;) {
         qmsg_t *m = find_msg(qs, ids[i]);
         if (m && m->q == q && m->where == QM_INFLIGHT && m->expires_ms <= h->now_ms)
-            lease_ended(qs, q, m, h->now_ms);
+            lease_ended(qs, q, m);
     }
+    serve_waiters(qs, q, h->now_ms);
     return 0;
 }
 
@@ -636,8 +649,9 @@ void queues_session_end(state_t *st, uint64_t sid, uint64_t now_ms)
         for (; m; m = p) {
             p = m->prev;
             if (m->sid == sid)
-                lease_ended(qs, q, m, now_ms);
+                lease_ended(qs, q, m);
         }
+        serve_waiters(qs, q, now_ms);
     }
 }
 
