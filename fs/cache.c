@@ -226,24 +226,13 @@ int cache_removexattr(state_t *st, obj_t *o, const char *name)
     return -ENODATA;
 }
 
-static int fmt_attr(char *buf, size_t size, uint64_t v)
-{
-    char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
-    if (size == 0)
-        return n;
-    if ((size_t)n > size)
-        return -ERANGE;
-    memcpy(buf, tmp, (size_t)n);
-    return n;
-}
 
 int cache_getxattr(const obj_t *o, const char *name, char *buf, size_t size)
 {
     if (strcmp(name, "user.ttl") == 0 && o->u.cache.ttl_s)
-        return fmt_attr(buf, size, o->u.cache.ttl_s);
+        return state_format_uint(buf, size, o->u.cache.ttl_s);
     if (strcmp(name, "user.ttl_sliding") == 0 && o->type == OBJ_DIR && o->u.cache.sliding)
-        return fmt_attr(buf, size, 1);
+        return state_format_uint(buf, size, 1);
     return -ENODATA;
 }
 

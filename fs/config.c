@@ -145,14 +145,7 @@ int config_getxattr(const obj_t *o, const char *name, char *buf, size_t size)
 {
     if (strcmp(name, "user.version") != 0)
         return -ENODATA;
-    char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)o->u.config.rev);
-    if (size == 0)
-        return n;
-    if ((size_t)n > size)
-        return -ERANGE;
-    memcpy(buf, tmp, (size_t)n);
-    return n;
+    return state_format_uint(buf, size, o->u.config.rev);
 }
 
 size_t config_listxattr(const obj_t *o, char *buf, size_t size)

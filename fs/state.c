@@ -1,6 +1,7 @@
 /* fs/state.c — the object tree and the apply/snapshot/restore of the mount's state machine
  * (see state.h). Namespace-specific effects are delegated to fs/cache.c and fs/config.c. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cluster/err.h"
@@ -163,6 +164,18 @@ int state_path(const obj_t *o, char *buf, size_t size)
     return (int)need;
 }
 
+int state_format_uint(char *buf, size_t size, uint64_t v)
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
+    if (size == 0)
+        return n;
+    if ((size_t)n > size)
+        return -ERANGE;
+    memcpy(buf, tmp, (size_t)n);
+    return n;
+}
+
 int state_cache_live(const obj_t *o, uint64_t now_ms)
 {
     return o->ns != NS_CACHE || o->type != OBJ_FILE || o->u.cache.expires_ms == 0 ||
@@ -308,6 +321,30 @@ static int split_parent(state_t *st, int ns, const char *path, size_t len, obj_t
     return names_check(*name, *namelen, ns == NS_CONFIG);
 }
 
+static void result_id(sm_result_t *res, uint64_t id)
+{
+    if (res) {
+        memcpy(res->data, &id, 8);
+        res->len = 8;
+    }
+}
+
+/* Decodes a path and resolves it to an existing object other than a namespace root. */
+static int existing(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, obj_t **out)
+{
+    const char *path;
+    size_t len = cmd_get_path(r, &path);
+    if (r->err)
+        return -EINVAL;
+    obj_t *o = state_resolve(st, h->ns, path, len);
+    if (!o)
+        return -ENOENT;
+    if (!o->parent)
+        return -EPERM;
+    *out = o;
+    return 0;
+}
+
 static int ns_takes_objects(int ns)
 {
     return ns == NS_CACHE || ns == NS_CONFIG;
@@ -332,24 +369,16 @@ static int apply_mkdir(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t 
         return -ENOMEM;
     o->mtime_ms = h->now_ms;
     p->mtime_ms = h->now_ms;
-    if (res) {
-        memcpy(res->data, &o->id, 8);
-        res->len = 8;
-    }
+    result_id(res, o->id);
     return 0;
 }
 
 static int apply_rmdir(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
 {
-    const char *path;
-    size_t len = cmd_get_path(r, &path);
-    if (r->err)
-        return -EINVAL;
-    obj_t *o = state_resolve(st, h->ns, path, len);
-    if (!o)
-        return -ENOENT;
-    if (!o->parent)
-        return -EPERM;
+    obj_t *o;
+    int rc = existing(st, h, r, &o);
+    if (rc < 0)
+        return rc;
     if (o->type != OBJ_DIR)
         return -ENOTDIR;
     if (o->nchildren)
@@ -383,10 +412,7 @@ static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
     if (!o && !(flags & CMD_PUT_CREATE))
         return -ENOENT;
     if (o && (flags & CMD_PUT_KEEP)) {
-        if (res) {
-            memcpy(res->data, &o->id, 8);
-            res->len = 8;
-        }
+        result_id(res, o->id);
         return 0;
     }
     blob_t *b = vlen ? blob_new(val, vlen) : empty_blob();
@@ -406,10 +432,7 @@ static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
     blob_unref(o->val);
     o->val = b;
     o->mtime_ms = h->now_ms;
-    if (res) {
-        memcpy(res->data, &o->id, 8);
-        res->len = 8;
-    }
+    result_id(res, o->id);
     if (h->ns == NS_CACHE)
         cache_on_put(st, o, h->now_ms, oldlen);  /* may evict other keys, never o */
     else if (h->ns == NS_CONFIG)
@@ -419,15 +442,10 @@ static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
 
 static int apply_unlink(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
 {
-    const char *path;
-    size_t len = cmd_get_path(r, &path);
-    if (r->err)
-        return -EINVAL;
-    obj_t *o = state_resolve(st, h->ns, path, len);
-    if (!o)
-        return -ENOENT;
-    if (!o->parent)
-        return -EPERM;
+    obj_t *o;
+    int rc = existing(st, h, r, &o);
+    if (rc < 0)
+        return rc;
     if (o->type == OBJ_DIR)
         return -EISDIR;
     if (h->ns == NS_CONFIG)
@@ -571,13 +589,10 @@ static int apply_xattr(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, int remove)
 
 static int apply_setmtime(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
 {
-    const char *path;
-    size_t len = cmd_get_path(r, &path);
-    if (r->err)
-        return -EINVAL;
-    obj_t *o = state_resolve(st, h->ns, path, len);
-    if (!o)
-        return -ENOENT;
+    obj_t *o;
+    int rc = existing(st, h, r, &o);
+    if (rc < 0)
+        return rc;
     o->mtime_ms = h->now_ms;
     if (o->ns == NS_CACHE && o->type == OBJ_FILE)
         cache_on_renew(st, o, h->now_ms);

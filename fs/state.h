@@ -124,6 +124,10 @@ obj_t *state_resolve(state_t *st, int ns, const char *path, size_t len);
  * or -ENAMETOOLONG if it does not fit in size (including the NUL). */
 int state_path(const obj_t *o, char *buf, size_t size);
 
+/* Formats v in decimal into buf as an xattr value (no NUL). size 0 asks for the length.
+ * Returns the length or -ERANGE. */
+int state_format_uint(char *buf, size_t size, uint64_t v);
+
 /* Cache visibility at wall time now_ms: a key whose expiry passed is gone for readers even
  * before the expiry command commits. */
 int state_cache_live(const obj_t *o, uint64_t now_ms);
