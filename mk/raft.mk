@@ -36,5 +36,5 @@ $(BUILD)/tests/test_linearize: tests/unit/test_linearize.c $(BUILD)/obj/tests/si
 
 TOOLS     += $(BUILD)/sim $(BUILD)/sim-bug1 $(BUILD)/sim-bug2 $(BUILD)/sim-bug3 \
              $(BUILD)/tests/test_linearize
-TEST_CMDS += $(BUILD)/tests/test_linearize "$(BUILD)/sim --seeds 500 --from 1" \
+TEST_CMDS += $(BUILD)/tests/test_linearize "$(BUILD)/sim --seeds 1000 --from 1" \
              "tests/sim/bugs_caught.sh $(BUILD)"
