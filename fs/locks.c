@@ -1253,15 +1253,19 @@ static void lf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 /* ---- directory ---- */
 
+typedef struct ldent {
+    char *name;
+    fuse_ino_t ino;
+} ldent_t;
+
 typedef struct ldir {
-    char **names;
-    fuse_ino_t *inos;
+    ldent_t *ents;
     size_t n;
 } ldir_t;
 
-static int cmp_str(const void *a, const void *b)
+static int cmp_ent(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    return strcmp(((const ldent_t *)a)->name, ((const ldent_t *)b)->name);
 }
 
 static void ldir_free(ldir_t *d)
@@ -1269,9 +1273,8 @@ static void ldir_free(ldir_t *d)
     if (!d)
         return;
     for (size_t i = 0; i < d->n; i++)
-        free(d->names[i]);
-    free(d->names);
-    free(d->inos);
+        free(d->ents[i].name);
+    free(d->ents);
     free(d);
 }
 
@@ -1286,14 +1289,13 @@ static void lf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     int rc = d ? 0 : -ENOMEM;
     pthread_rwlock_rdlock(&st->lock);
     size_t n = HASH_CNT(hh, LS(st)->by_name);
-    if (rc == 0 && (!(d->names = calloc(n + 1, sizeof(char *))) ||
-                    !(d->inos = calloc(n + 1, sizeof(fuse_ino_t)))))
+    if (rc == 0 && !(d->ents = calloc(n + 1, sizeof(ldent_t))))
         rc = -ENOMEM;
     for (lock_t *l = LS(st)->head; l && rc == 0; l = l->next) {
-        if (!(d->names[d->n] = strdup(l->name)))
+        if (!(d->ents[d->n].name = strdup(l->name)))
             rc = -ENOMEM;
         else
-            d->n++;
+            d->ents[d->n++].ino = NS_INO(NS_LOCKS, l->lid);
     }
     pthread_rwlock_unlock(&st->lock);
     if (rc < 0) {
@@ -1301,7 +1303,7 @@ static void lf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_err(req, -rc);
         return;
     }
-    qsort(d->names, d->n, sizeof(char *), cmp_str);
+    qsort(d->ents, d->n, sizeof(ldent_t), cmp_ent);
     fi->fh = (uintptr_t)d;
     if (fuse_reply_open(req, fi) != 0)
         ldir_free(d);
@@ -1320,9 +1322,9 @@ static void lf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     for (size_t i = (size_t)off; i < d->n + 2; i++) {
         struct stat s;
         memset(&s, 0, sizeof(s));
-        const char *nm = i == 0 ? "." : i == 1 ? ".." : d->names[i - 2];
+        const char *nm = i == 0 ? "." : i == 1 ? ".." : d->ents[i - 2].name;
         s.st_mode = i < 2 ? S_IFDIR : S_IFREG;
-        s.st_ino = i == 0 ? NS_ROOT_ID(NS_LOCKS) : i == 1 ? FUSE_ROOT_ID : 0;
+        s.st_ino = i == 0 ? NS_ROOT_ID(NS_LOCKS) : i == 1 ? FUSE_ROOT_ID : d->ents[i - 2].ino;
         size_t n = fuse_add_direntry(req, buf + used, size - used, nm, &s, (off_t)(i + 1));
         if (n > size - used)
             break;

@@ -1638,6 +1638,9 @@ static int push_write(qfh_t *fh, const char *data, size_t size)
         const char *nl = memchr(data + i, '\n', size - i);
         size_t seg = nl ? (size_t)(nl - (data + i)) : size - i;
         if (fh->discard) {
+            /* Still inside an oversized line: every write() that carries part of it fails
+             * (the kernel may have split the first one and reported a short count). */
+            err = -EFBIG;
             if (nl)
                 fh->discard = 0;
         } else if (fh->blen + seg > QUEUE_MSG_MAX) {

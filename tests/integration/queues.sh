@@ -1,0 +1,178 @@
+#!/bin/bash
+# tests/integration/queues.sh — FILE-API §2 (queues/) on a real mount with real processes:
+# the documented example, 8 producers and 8 consumers moving 20,000 messages through pop
+# (exactly once, per-producer order), the same through claim + rm (5,000 messages), claims of
+# a kill -9'ed consumer redelivered after the visibility timeout, dead/ after max_deliveries,
+# max_length (ENOSPC), a blocked pop woken by a push, interrupted by SIGINT, EAGAIN with
+# O_NONBLOCK, contents and order across kill -9 of the daemon and a remount, and bad input.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_queues.sh"
+
+mkdir -p "$T/n1"
+export DATA_DIR=$T/n1/data
+must_start n1
+Q=$MNT/queues
+
+# ---- the example of the contract
+mkdir "$Q/orders" && ok mkdir-queue || not_ok mkdir-queue
+check ls-queue [ "$(ls "$Q/orders" | tr '\n' ' ')" = "claim claimed dead len peek pop push " ]
+printf 'order-1\norder-2\n' >"$Q/orders/push" && ok push-two-lines || not_ok push-two-lines
+check len-two [ "$(cat "$Q/orders/len")" = "2 0 0" ]
+check peek-head [ "$(cat "$Q/orders/peek")" = order-1 ]
+check pop-head [ "$(cat "$Q/orders/pop")" = order-1 ]
+read -r id msg <"$Q/orders/claim"
+check claim-line [ "$msg" = order-2 ] && check claim-id-numeric [ "$id" -gt 0 ]
+check claimed-listed [ "$(ls "$Q/orders/claimed")" = "$id" ]
+check claimed-cat [ "$(cat "$Q/orders/claimed/$id")" = order-2 ]
+check len-inflight [ "$(cat "$Q/orders/len")" = "0 1 0" ]
+rm "$Q/orders/claimed/$id" && ok ack-rm || not_ok ack-rm
+check len-empty [ "$(cat "$Q/orders/len")" = "0 0 0" ]
+check peek-empty-eof [ -z "$(cat "$Q/orders/peek")" ]
+expect_errno peek-empty-nonblock EAGAIN readnb "$Q/orders/peek"
+printf 'a\n\nb' >"$Q/orders/push"                      # empty line ignored, last line at close
+check empty-line-ignored-last-at-close [ "$(cat "$Q/orders/len")" = "2 0 0" ]
+check last-line-content [ "$(cat "$Q/orders/pop")$(cat "$Q/orders/pop")" = ab ]
+checke settings-defaults '[ "$(getfattr --only-values -n user.visibility_timeout "$Q/orders" 2>/dev/null)" = 30 ] &&
+    [ "$(getfattr --only-values -n user.max_deliveries "$Q/orders" 2>/dev/null)" = 5 ] &&
+    [ "$(getfattr --only-values -n user.max_length "$Q/orders" 2>/dev/null)" = 0 ]'
+
+# ---- pop under load: 8 producers, 8 consumers, 20,000 messages
+mkdir "$Q/load"
+t0=$(ms)
+for c in 0 1 2 3 4 5 6 7; do $PY "$QD" pop-consumer "$Q/load" "$T/pop.$c" & done
+pids=""
+for p in 0 1 2 3 4 5 6 7; do $PY "$QD" producer "$Q/load/push" $p 2500 & pids="$pids $!"; done
+for p in $pids; do wait "$p"; done
+for c in 0 1 2 3 4 5 6 7; do echo STOP; done >"$Q/load/push"
+wait_for 120 eval '[ -z "$(jobs -rp)" ]' || note "consumers still running"
+t1=$(ms)
+note "pop load: 20000 messages through 8 producers / 8 consumers in $((t1 - t0)) ms"
+r=$($PY "$QD" check-pop-logs 20000 8 "$T"/pop.? 2>&1)
+checke pop-exactly-once-in-order '[ "${r%% *}" = OK ]' || note "$r"
+check pop-load-drained [ "$(cat "$Q/load/len")" = "0 0 0" ]
+
+# ---- claim + ack under load: 5,000 messages
+mkdir "$Q/work"
+t0=$(ms)
+for c in 0 1 2 3 4 5 6 7; do $PY "$QD" claim-consumer "$Q/work" "$T/claim.$c" & done
+pids=""
+for p in 0 1 2 3 4 5 6 7; do $PY "$QD" producer "$Q/work/push" $p 625 & pids="$pids $!"; done
+for p in $pids; do wait "$p"; done
+for c in 0 1 2 3 4 5 6 7; do echo STOP; done >"$Q/work/push"
+wait_for 120 eval '[ -z "$(jobs -rp)" ]' || note "claim consumers still running"
+t1=$(ms)
+note "claim load: 5000 messages claimed and acknowledged in $((t1 - t0)) ms"
+r=$($PY "$QD" check-pop-logs 5000 8 "$T"/claim.? 2>&1)
+checke claim-ack-exactly-once-in-order '[ "${r%% *}" = OK ]' || note "$r"
+check claim-load-drained [ "$(cat "$Q/work/len")" = "0 0 0" ]
+
+# ---- kill -9 of a consumer holding claims: redelivered after the visibility timeout
+mkdir "$Q/redo"
+setfattr -n user.visibility_timeout -v 2 "$Q/redo" && ok set-visibility-timeout || not_ok set-visibility-timeout
+printf 'r1\nr2\nr3\n' >"$Q/redo/push"
+$PY "$QD" claim-hold "$Q/redo" 3 "$T/held" &
+hp=$!
+wait_for 10 test -e "$T/held"
+check claims-held [ "$(qlen "$Q/redo")" = "0 3 0" ]
+kill -9 $hp; wait $hp 2>/dev/null
+t0=$(ms)
+wait_len 10 "$Q/redo" "3 0 0" && ok redelivered-after-timeout || not_ok redelivered-after-timeout "len $(qlen "$Q/redo")"
+dt=$(( $(ms) - t0 ))
+checke redelivery-not-before-timeout '[ $dt -ge 1000 ]' || note "back after $dt ms"
+read -r id msg <"$Q/redo/claim"
+check redelivered-keeps-order [ "$msg" = r1 ]
+check delivery-count-raised [ "$(getfattr --only-values -n user.deliveries "$Q/redo/claimed/$id" 2>/dev/null)" = 1 ]
+touch "$Q/redo/claimed/$id" && ok touch-extends || not_ok touch-extends
+rm "$Q/redo/claimed/$id"
+
+# ---- dead/ after max_deliveries
+mkdir "$Q/dl"
+setfattr -n user.visibility_timeout -v 1 "$Q/dl"
+setfattr -n user.max_deliveries -v 2 "$Q/dl"
+echo poison >"$Q/dl/push"
+cat "$Q/dl/claim" >/dev/null
+wait_len 6 "$Q/dl" "1 0 0"
+cat "$Q/dl/claim" >/dev/null
+wait_len 6 "$Q/dl" "0 0 1" && ok dead-after-max-deliveries || not_ok dead-after-max-deliveries "len $(qlen "$Q/dl")"
+did=$(ls "$Q/dl/dead")
+check dead-cat [ "$(cat "$Q/dl/dead/$did" 2>&1)" = poison ]
+rm "$Q/dl/dead/$did" && check dead-rm [ "$(qlen "$Q/dl")" = "0 0 0" ]
+
+# ---- max_length
+mkdir "$Q/small"
+setfattr -n user.max_length -v 2 "$Q/small"
+printf 'x\ny\n' >"$Q/small/push"
+expect_errno max-length-ENOSPC ENOSPC append "$Q/small/push" lit:$'z\n'
+check max-length-kept [ "$(qlen "$Q/small")" = "2 0 0" ]
+
+# ---- waiting: wake on push, SIGINT, O_NONBLOCK
+mkdir "$Q/wait"
+( timeout 20 cat "$Q/wait/pop" >"$T/woken"; echo $? >"$T/woken.rc" ) &
+sleep 0.5
+t0=$(ms)
+echo wake-up >"$Q/wait/push"
+wait_for 5 test -s "$T/woken.rc"
+checke blocked-pop-woken-by-push '[ "$(cat "$T/woken")" = wake-up ] && [ $(( $(ms) - t0 )) -lt 2000 ]'
+$FSOP exec-sigdfl cat "$Q/wait/pop" >"$T/int.out" 2>&1 &
+cp=$!
+sleep 0.5
+checke pop-blocks-while-empty 'pid_alive $cp'
+t0=$(ms)
+kill -INT $cp
+wait_for 3 pid_gone $cp
+dt=$(( $(ms) - t0 ))
+checke pop-sigint-within-1s '[ $dt -lt 1000 ] && pid_gone $cp' || note "took $dt ms"
+wait $cp 2>/dev/null
+echo after-int >"$Q/wait/push"
+check interrupted-pop-loses-nothing [ "$(cat "$Q/wait/pop")" = after-int ]
+expect_errno pop-nonblock-EAGAIN EAGAIN readnb "$Q/wait/pop"
+# thousands of blocked readers do not exhaust the daemon's threads
+for i in $(seq 1 200); do timeout 30 cat "$Q/wait/pop" >>"$T/many.out" & done
+sleep 1
+check many-waiters-daemon-responsive [ "$(timeout 5 cat "$Q/wait/len")" = "0 0 0" ]
+seq 1 200 | sed 's/^/m/' >"$Q/wait/push"
+wait_for 20 eval '[ "$(wc -l <"$T/many.out")" -ge 200 ]'
+check many-waiters-each-one-message [ "$(sort -u "$T/many.out" | wc -l)" = 200 ]
+
+# ---- contents and order survive kill -9 of the daemon and a remount
+mkdir "$Q/keep"
+seq 1 50 | sed 's/^/k/' >"$Q/keep/push"
+cat "$Q/keep/pop" >/dev/null                         # k1 gone
+read -r kid kmsg <"$Q/keep/claim"                    # k2 claimed (30 s lease)
+crash_node "$MNT" "$NPID"
+must_start n1
+Q=$MNT/queues
+# The crashed run's session ended at restart: its claim (k2) is back at the head, counted.
+check survive-crash-len [ "$(qlen "$Q/keep")" = "49 0 0" ] || note "len $(qlen "$Q/keep")"
+read -r kid kmsg <"$Q/keep/claim"
+check survive-crash-claim-returned [ "$kmsg" = k2 ]
+check survive-crash-claim-counted [ "$(getfattr --only-values -n user.deliveries "$Q/keep/claimed/$kid" 2>/dev/null)" = 1 ]
+rm "$Q/keep/claimed/$kid"
+out=""
+for i in $(seq 3 50); do out="$out$(cat "$Q/keep/pop") "; done
+check survive-crash-order [ "$out" = "$(seq 3 50 | sed 's/^/k/' | tr '\n' ' ')" ]
+
+# ---- bad input
+expect_errno mkdir-in-queue EPERM mkdir "$Q/orders/sub"
+expect_errno mkdir-bad-name EINVAL mkdir "$Q/.hidden"
+expect_errno write-to-pop EPERM openw "$Q/orders/pop"
+expect_errno read-from-push EPERM read "$Q/orders/push"
+expect_errno create-in-queue EPERM write "$Q/orders/newfile" lit:x
+expect_errno line-over-1MiB-EFBIG EFBIG write "$Q/orders/push" rep:1048577:a
+check line-over-1MiB-not-enqueued [ "$(qlen "$Q/orders")" = "0 0 0" ]
+expect_errno line-of-1MiB-ok OK write "$Q/orders/push" rep:1048576:a
+check line-of-1MiB-enqueued [ "$(cat "$Q/orders/pop" | wc -c)" = 1048577 ]
+expect_errno xattr-not-a-number EINVAL setx "$Q/orders" user.visibility_timeout abc
+expect_errno xattr-zero-timeout EINVAL setx "$Q/orders" user.visibility_timeout 0
+expect_errno xattr-zero-deliveries EINVAL setx "$Q/orders" user.max_deliveries 0
+expect_errno xattr-unknown-get ENODATA getx "$Q/orders" user.nope
+expect_errno ack-unknown-id ENOENT unlink "$Q/orders/claimed/12345"
+echo keep >"$Q/orders/push"
+expect_errno rmdir-nonempty ENOTEMPTY rmdir "$Q/orders"
+rm -r "$Q/orders" && ok rm-r-queue || not_ok rm-r-queue
+check rm-r-gone [ ! -e "$Q/orders" ]
+rmdir "$Q/small" 2>/dev/null; mkdir "$Q/empty" && rmdir "$Q/empty" && ok rmdir-empty || not_ok rmdir-empty
+check daemon-alive pid_alive "$NPID"
+
+stop_node "$MNT" "$NPID" && ok clean-unmount || not_ok clean-unmount
+finish
