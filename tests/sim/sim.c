@@ -81,7 +81,8 @@ typedef struct node {
     size_t in_head, in_len, in_cap;
     uint32_t owed_ticks;
     uint64_t next_tick, tick_period, restart_at;
-    uint64_t kill_at;          /* nemesis: crash soon after winning an election */
+    uint64_t kill_at;          /* nemesis: crash at this time (soon after an event) */
+    const char *kill_why;
     int hold_down;             /* the Figure 8 script restarts it, not the kill path */
     /* per-lifetime checks */
     uint64_t last_commit, last_term, led_term;
@@ -577,6 +578,7 @@ static void fig8_on_leader(sim_t *s, node_t *n)
            s->f8_a_alive ? "rejoins" : "restarts");
         isolate(s, n->slot, 1);
         n->kill_at = s->now;
+        n->kill_why = "fig8: B, as it wins";
         n->hold_down = 1;
         s->f8_b = n;
         if (s->f8_a_alive) {
@@ -606,6 +608,7 @@ static void fig8_on_commit(sim_t *s, node_t *a)
     tr(s, "fig8: A's commit index moved: A is cut off (and soon crashed), B restarts");
     isolate(s, a->slot, 1);
     a->kill_at = s->now + rng_range(&s->rng, 20, 80);
+    a->kill_why = "fig8: A, after its commit index moved";
     a->hold_down = 1;
     node_t *b = s->f8_b;
     isolate(s, b->slot, 0);
@@ -643,8 +646,10 @@ static void node_check(sim_t *s, node_t *n)
             if (s->f8_state)
                 fig8_on_leader(s, n);
             else if (!s->healed && s->quick_kill_pm && !n->kill_at &&
-                     rng_chance(&s->rng, s->quick_kill_pm))
+                     rng_chance(&s->rng, s->quick_kill_pm)) {
                 n->kill_at = s->now + rng_range(&s->rng, 1, 60);
+                n->kill_why = "nemesis, soon after it won an election";
+            }
         }
     }
     if (st.commit < n->last_commit &&
@@ -1492,7 +1497,7 @@ static void step_time(sim_t *s)
             n->restart_at = s->now + rng_range(&s->rng, 20, 800);
         }
         if (n->up && n->kill_at && n->kill_at <= s->now) {
-            node_crash(s, n, "nemesis, soon after it won an election");
+            node_crash(s, n, n->kill_why);
             n->restart_at = n->hold_down ? 0 : s->now + rng_range(&s->rng, 20, 300);
         }
     }
