@@ -1,13 +1,9 @@
 #!/bin/bash
-# tests/sim/bugs_caught.sh — proves the simulator's checks bite. For each known bug that
-# cluster/raft.c can switch on (-DRAFT_BUG=n: 1 commits earlier-term entries by counting
-# replicas, 2 acknowledges before persisting, 3 grants two votes in one term):
-#   - runs the simulator built over that core until a seed fails (at most BUG_SEEDS seeds)
-#     and checks that the correct core passes that same seed: "ok bugN caught at seed S";
-#   - runs it again with --lin-only (broken Raft invariants are not fatal) until a seed fails
-#     the client-visible linearizability check (at most LIN_SEEDS seeds), so the history
-#     checker is shown to catch each bug on its own: "ok bugN caught by linearizability ...".
-# Usage: tests/sim/bugs_caught.sh [BUILD_DIR]   (binaries: BUILD_DIR/sim, BUILD_DIR/sim-bugN)
+# tests/sim/bugs_caught.sh — proves the simulator's checks bite: for each bug cluster/raft.c
+# can switch on (-DRAFT_BUG=1 Figure 8 commit, 2 ack before persist, 3 double vote), finds a
+# seed the buggy core fails and the correct one passes ("ok bugN caught at seed S"), then one
+# it fails on linearizability alone, under --lin-only ("ok bugN_lin ...").
+# Usage: tests/sim/bugs_caught.sh [BUILD_DIR]   (runs BUILD_DIR/sim and BUILD_DIR/sim-bugN)
 set -u
 BUILD=${1:-build}
 MAX=${BUG_SEEDS:-1000}
@@ -18,6 +14,8 @@ rc=0
 seed_of() { sed -E 's/^seed ([0-9]+) .*/\1/' <<<"$1"; }
 nodes_of() { sed -E 's/^seed [0-9]+ \(([0-9]+) nodes\).*/\1/' <<<"$1"; }
 
+# Search bounds: BUG_SEEDS for any failing check, LIN_SEEDS under --lin-only (where broken
+# Raft invariants are only traced, so the client-visible history check must catch the bug).
 for b in 1 2 3; do
     bin="$BUILD/sim-bug$b"
     if [ ! -x "$bin" ] || [ ! -x "$BUILD/sim" ]; then

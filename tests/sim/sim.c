@@ -1,9 +1,8 @@
-/* tests/sim/sim.c — the simulated cluster. Nodes run cluster/raft.c through the Ready loop
- * (send, persist with a virtual-time disk latency, send what needed durability, apply,
- * advance); a nemesis cuts links, crashes nodes (tearing unsynced writes), fails disk
- * writes, changes membership and transfers leadership; clients run put/get/CAS with
- * timeouts. Invariants are checked after every step, linearizability and liveness at the
- * end. Everything random comes from one rng_t seeded by the run's seed. */
+/* tests/sim/sim.c — the simulated cluster: nodes run cluster/raft.c through the Ready loop
+ * with a virtual-time disk; a nemesis cuts links, crashes nodes (tearing unsynced writes),
+ * fails disk writes, changes membership and transfers leadership; clients run put/get/CAS.
+ * Invariants are checked after every step, linearizability and liveness at the end. All
+ * randomness comes from one rng_t seeded by the run's seed. */
 #include "tests/sim/sim.h"
 
 #include <inttypes.h>
