@@ -4,3 +4,9 @@
 FS_SRCS    += fs/session.c fs/queues.c fs/locks.c
 UNIT_TESTS += test_queues test_locks
 TEST_CMDS  += tests/integration/queues.sh tests/integration/locks.sh
+TOOLS      += $(BUILD)/queuebench
+BENCH_CMDS += "tools/bench-queues --build $(BUILD)"
+
+$(BUILD)/queuebench: tools/queuebench.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
