@@ -810,6 +810,10 @@ enum qkind {
     QK_CMSG, QK_DMSG,
 };
 #define MSG_BIT (1ull << 55)
+/* Each lookup of `push` gives a new inode (PUSH_BIT | qid << 24 | n): the kernel serializes
+ * direct writes to one inode, and producers on distinct inodes share fsyncs (group commit). */
+#define PUSH_BIT (1ull << 54)
+static uint64_t push_lookups;   /* atomic */
 
 static const struct { const char *name; int kind; } ctl_names[] = {
     { "claim", QK_CLAIM }, { "claimed", QK_CLAIMED }, { "dead", QK_DEAD }, { "len", QK_LEN },
@@ -841,6 +845,11 @@ static int decode(fuse_ino_t ino, qref_t *r)
     if (!(ino & NS_INO_BIT) || NS_INO_NS(ino) != NS_QUEUES)
         return -ENOENT;
     uint64_t local = ino & ((1ull << 56) - 1);
+    if (local & PUSH_BIT) {
+        r->kind = QK_PUSH;
+        r->qid = (local & ~PUSH_BIT) >> 24;
+        return 0;
+    }
     if (local & MSG_BIT) {
         r->id = (local & ~MSG_BIT) >> 1;
         r->kind = (local & 1) ? QK_DMSG : QK_CMSG;
@@ -1051,6 +1060,9 @@ static int do_lookup(fuse_ino_t parent, const char *name, struct fuse_entry_para
     }
     if (rc == 0) {
         e->ino = ino_of(cr.kind, cr.qid, cr.id);
+        if (cr.kind == QK_PUSH)
+            e->ino = NS_INO(NS_QUEUES, PUSH_BIT | (cr.qid << 24) |
+                            (__atomic_add_fetch(&push_lookups, 1, __ATOMIC_RELAXED) & 0xffffff));
         rc = attr_locked(st, e->ino, &cr, &e->attr);
     }
     pthread_rwlock_unlock(&st->lock);
