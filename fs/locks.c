@@ -550,7 +550,7 @@ static void l_snapshot(const state_t *st, snapout_t *o)
         so_u32(o, l->ttl_s);
         so_u64(o, l->expires_ms);
         so_u64(o, l->last_fence);
-        so_blob(o, l->data ? l->data->data : NULL, l->data ? l->data->len : 0);
+        so_blob(o, l->data ? (const void *)l->data->data : "", l->data ? l->data->len : 0);
         snap_holders(o, l->holders);
         snap_holders(o, l->waiters);
     }
@@ -941,7 +941,11 @@ static void lf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     size_t n = off < 0 || (size_t)off >= fh->tlen ? 0 : fh->tlen - (size_t)off;
     if (n > size)
         n = size;
+    /* Under mu: the reader may see the reply and close before writev() returns here, and
+     * release must not free the text while it is still being written. */
+    pthread_mutex_lock(&fh->mu);
     fuse_reply_buf(req, n ? fh->text + off : NULL, n);
+    pthread_mutex_unlock(&fh->mu);
 }
 
 /* Writes set the lock file's content (e.g. "$HOSTNAME $$"), kept next to the holder. */
@@ -1242,6 +1246,8 @@ static void lf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     /* The file description is gone (also when its process was killed): its flock goes. */
     if (fi->flock_release && owner_active(fh->name, LK_FLOCK, fi->lock_owner))
         do_unlock(NULL, fh->name, LK_FLOCK, fi->lock_owner);
+    pthread_mutex_lock(&fh->mu);      /* a reply still being written (see lf_read) */
+    pthread_mutex_unlock(&fh->mu);
     fh_free(fh);
     fuse_reply_err(req, 0);
 }

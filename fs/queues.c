@@ -1580,7 +1580,10 @@ static void qf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     size_t n = off < 0 || (size_t)off >= fh->tlen ? 0 : fh->tlen - (size_t)off;
     if (n > size)
         n = size;
+    /* Under mu: the reader may see the reply and close before writev() returns here. */
+    pthread_mutex_lock(&fh->mu);
     fuse_reply_buf(req, n ? fh->text + off : NULL, n);
+    pthread_mutex_unlock(&fh->mu);
 }
 
 /* ---- push ---- */
@@ -1776,6 +1779,10 @@ static void qf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     } else if (fh->kind == QK_POP || fh->kind == QK_CLAIM) {
         take_release(fh);
     }
+    pthread_mutex_lock(&fh->mu);      /* a reply still being written (see qf_read) */
+    pthread_mutex_unlock(&fh->mu);
+    pthread_mutex_lock(&QL.mu);       /* and for pop/claim, one sent under QL.mu */
+    pthread_mutex_unlock(&QL.mu);
     fh_free(fh);
     fuse_reply_err(req, 0);
 }
