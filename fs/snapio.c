@@ -16,7 +16,7 @@ int so_flush(snapout_t *o)
 
 void so_bytes(snapout_t *o, const void *p, size_t n)
 {
-    if (o->err)
+    if (o->err || n == 0)
         return;
     if (o->len + n > sizeof(o->buf)) {
         so_flush(o);
