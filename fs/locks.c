@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "cluster/err.h"
+#include "fs/dirlist.h"
 #include "fs/locks.h"
 #include "fs/names.h"
 #include "fs/node.h"
@@ -1259,28 +1260,10 @@ static void lf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 /* ---- directory ---- */
 
-typedef struct ldent {
-    char *name;
-    fuse_ino_t ino;
-} ldent_t;
-
-typedef struct ldir {
-    ldent_t *ents;
-    size_t n;
-} ldir_t;
-
-static int cmp_ent(const void *a, const void *b)
+static void ldir_free(dirlist_t *d)
 {
-    return strcmp(((const ldent_t *)a)->name, ((const ldent_t *)b)->name);
-}
-
-static void ldir_free(ldir_t *d)
-{
-    if (!d)
-        return;
-    for (size_t i = 0; i < d->n; i++)
-        free(d->ents[i].name);
-    free(d->ents);
+    if (d)
+        dirlist_clear(d);
     free(d);
 }
 
@@ -1291,25 +1274,22 @@ static void lf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         return;
     }
     state_t *st = ST();
-    ldir_t *d = calloc(1, sizeof(*d));
+    dirlist_t *d = calloc(1, sizeof(*d));
     int rc = d ? 0 : -ENOMEM;
+    if (rc == 0)
+        rc = dirlist_add(d, ".", NS_ROOT_ID(NS_LOCKS), S_IFDIR);
+    if (rc == 0)
+        rc = dirlist_add(d, "..", FUSE_ROOT_ID, S_IFDIR);
     pthread_rwlock_rdlock(&st->lock);
-    size_t n = HASH_CNT(hh, LS(st)->by_name);
-    if (rc == 0 && !(d->ents = calloc(n + 1, sizeof(ldent_t))))
-        rc = -ENOMEM;
-    for (lock_t *l = LS(st)->head; l && rc == 0; l = l->next) {
-        if (!(d->ents[d->n].name = strdup(l->name)))
-            rc = -ENOMEM;
-        else
-            d->ents[d->n++].ino = NS_INO(NS_LOCKS, l->lid);
-    }
+    for (lock_t *l = LS(st)->head; l && rc == 0; l = l->next)
+        rc = dirlist_add(d, l->name, NS_INO(NS_LOCKS, l->lid), S_IFREG);
     pthread_rwlock_unlock(&st->lock);
     if (rc < 0) {
         ldir_free(d);
         fuse_reply_err(req, -rc);
         return;
     }
-    qsort(d->ents, d->n, sizeof(ldent_t), cmp_ent);
+    dirlist_sort(d, 2);
     fi->fh = (uintptr_t)d;
     if (fuse_reply_open(req, fi) != 0)
         ldir_free(d);
@@ -1318,31 +1298,12 @@ static void lf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void lf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
-    ldir_t *d = (ldir_t *)(uintptr_t)fi->fh;
-    char *buf = malloc(size);
-    size_t used = 0;
-    if (!buf) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    for (size_t i = (size_t)off; i < d->n + 2; i++) {
-        struct stat s;
-        memset(&s, 0, sizeof(s));
-        const char *nm = i == 0 ? "." : i == 1 ? ".." : d->ents[i - 2].name;
-        s.st_mode = i < 2 ? S_IFDIR : S_IFREG;
-        s.st_ino = i == 0 ? NS_ROOT_ID(NS_LOCKS) : i == 1 ? FUSE_ROOT_ID : d->ents[i - 2].ino;
-        size_t n = fuse_add_direntry(req, buf + used, size - used, nm, &s, (off_t)(i + 1));
-        if (n > size - used)
-            break;
-        used += n;
-    }
-    fuse_reply_buf(req, buf, used);
-    free(buf);
+    dirlist_reply(req, (dirlist_t *)(uintptr_t)fi->fh, size, off);
 }
 
 static void lf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    ldir_free((ldir_t *)(uintptr_t)fi->fh);
+    ldir_free((dirlist_t *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
 

@@ -17,6 +17,7 @@
 #include "fs/config.h"
 #include "fs/metrics.h"
 #include "fs/mount.h"
+#include "fs/dirlist.h"
 #include "fs/names.h"
 #include "fs/ns.h"
 #include "fs/status.h"
@@ -45,12 +46,6 @@ typedef struct vino {
 
 enum fh_kind { FH_VALUE = 1, FH_STATIC, FH_EVENTS, FH_DIR };
 
-typedef struct dirent_s {
-    char *name;
-    uint64_t ino;
-    mode_t type;
-} dirent_t;
-
 typedef struct fh {
     int kind;
     uint8_t ns;
@@ -58,8 +53,7 @@ typedef struct fh {
     blob_t *snap;                      /* what reads return (FH_VALUE, FH_STATIC of history) */
     char *sbuf;                        /* FH_STATIC generated text */
     size_t slen;
-    dirent_t *ents;                    /* FH_DIR listing, taken at opendir */
-    size_t nents;
+    dirlist_t dir;                     /* FH_DIR listing, taken at opendir */
     pthread_mutex_t mu;                /* FH_VALUE write state */
     uint8_t *wbuf;
     size_t wlen, wcap;
@@ -721,9 +715,7 @@ static void fh_free(fh_t *fh)
     free(fh->path);
     blob_unref(fh->snap);
     free(fh->sbuf);
-    for (size_t i = 0; i < fh->nents; i++)
-        free(fh->ents[i].name);
-    free(fh->ents);
+    dirlist_clear(&fh->dir);
     free(fh->wbuf);
     blob_unref(fh->orig);
     pthread_mutex_destroy(&fh->mu);
@@ -740,48 +732,26 @@ static fh_t *fh_new(int kind)
     return fh;
 }
 
-static int add_ent(fh_t *fh, size_t *cap, const char *name, uint64_t ino, mode_t type)
-{
-    if (fh->nents == *cap) {
-        size_t nc = *cap ? *cap * 2 : 16;
-        dirent_t *n = realloc(fh->ents, nc * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        fh->ents = n;
-        *cap = nc;
-    }
-    char *nm = strdup(name);
-    if (!nm)
-        return -ENOMEM;
-    fh->ents[fh->nents++] = (dirent_t){ nm, ino, type };
-    return 0;
-}
-
-static int cmp_ent(const void *a, const void *b)
-{
-    return strcmp(((const dirent_t *)a)->name, ((const dirent_t *)b)->name);
-}
-
 static int do_opendir(uint64_t ino, fh_t **out)
 {
     fh_t *fh = fh_new(FH_DIR);
-    size_t cap = 0;
     int rc = 0;
     if (!fh)
         return -ENOMEM;
-    rc = add_ent(fh, &cap, ".", ino, S_IFDIR);
+    dirlist_t *d = &fh->dir;
+    rc = dirlist_add(d, ".", ino, S_IFDIR);
     if (rc == 0)
-        rc = add_ent(fh, &cap, "..", INO_ROOT, S_IFDIR);
+        rc = dirlist_add(d, "..", INO_ROOT, S_IFDIR);
     if (rc < 0)
         goto fail;
     if (ino == INO_ROOT) {
         for (int ns = 1; ns < NS__COUNT && rc == 0; ns++)
-            rc = add_ent(fh, &cap, ns_names[ns], NS_ROOT_ID(ns), S_IFDIR);
+            rc = dirlist_add(d, ns_names[ns], NS_ROOT_ID(ns), S_IFDIR);
         if (rc == 0)
-            rc = add_ent(fh, &cap, ".cluster", INO_CLUSTER, S_IFDIR);
+            rc = dirlist_add(d, ".cluster", INO_CLUSTER, S_IFDIR);
     } else if (ino == INO_CLUSTER) {
         for (int i = 0; i < STATUS__COUNT && rc == 0; i++)
-            rc = add_ent(fh, &cap, status_names[i], INO_STATUS0 + (uint64_t)i, S_IFREG);
+            rc = dirlist_add(d, status_names[i], INO_STATUS0 + (uint64_t)i, S_IFREG);
     } else if (is_obj_ino(ino)) {
         pthread_rwlock_rdlock(&M.st->lock);
         obj_t *o = live_obj(ino), *c;
@@ -791,11 +761,11 @@ static int do_opendir(uint64_t ino, fh_t **out)
         else if (o->type != OBJ_DIR)
             rc = -ENOTDIR;
         else {
-            fh->ents[1].ino = o->parent ? o->parent->id : INO_ROOT;
+            d->ents[1].ino = o->parent ? o->parent->id : INO_ROOT;
             for (c = o->children; c && rc == 0; c = c->hh.next)
                 if (state_cache_live(c, now))
-                    rc = add_ent(fh, &cap, c->name, c->id,
-                                 c->type == OBJ_DIR ? S_IFDIR : S_IFREG);
+                    rc = dirlist_add(d, c->name, c->id,
+                                     c->type == OBJ_DIR ? S_IFDIR : S_IFREG);
         }
         pthread_rwlock_unlock(&M.st->lock);
     } else {
@@ -803,8 +773,7 @@ static int do_opendir(uint64_t ino, fh_t **out)
     }
     if (rc < 0)
         goto fail;
-    if (fh->nents > 2)
-        qsort(fh->ents + 2, fh->nents - 2, sizeof(*fh->ents), cmp_ent);
+    dirlist_sort(d, 2);
     *out = fh;
     return 0;
 fail:
@@ -831,27 +800,8 @@ static void q_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
     ROUTE(ino, readdir, req, ino, size, off, fi);
     uint64_t t0 = metrics_now_ns();
-    fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
-    char *buf = malloc(size);
-    size_t used = 0;
-    if (!buf) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    for (size_t i = (size_t)off; i < fh->nents; i++) {
-        struct stat s;
-        memset(&s, 0, sizeof(s));
-        s.st_ino = fh->ents[i].ino;
-        s.st_mode = fh->ents[i].type;
-        size_t n = fuse_add_direntry(req, buf + used, size - used, fh->ents[i].name, &s,
-                                     (off_t)(i + 1));
-        if (n > size - used)
-            break;
-        used += n;
-    }
+    dirlist_reply(req, &((fh_t *)(uintptr_t)fi->fh)->dir, size, off);
     metrics_op(MOP_readdir, t0, 0);
-    fuse_reply_buf(req, buf, used);
-    free(buf);
 }
 
 static void q_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

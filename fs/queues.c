@@ -16,6 +16,7 @@
 #include "cluster/err.h"
 #include "fs/names.h"
 #include "fs/node.h"
+#include "fs/dirlist.h"
 #include "fs/queues.h"
 #include "fs/session.h"
 
@@ -910,8 +911,7 @@ typedef struct qfh {
     char *text;
     size_t tlen;
     int text_empty;              /* peek of an empty queue */
-    struct qdent { char *name; fuse_ino_t ino; mode_t type; } *ents;
-    size_t nents;
+    dirlist_t dir;
 } qfh_t;
 
 static struct {
@@ -1294,9 +1294,7 @@ static void fh_free(qfh_t *fh)
     blob_unref(fh->got);
     free(fh->out);
     free(fh->text);
-    for (size_t i = 0; i < fh->nents; i++)
-        free(fh->ents[i].name);
-    free(fh->ents);
+    dirlist_clear(&fh->dir);
     pthread_mutex_destroy(&fh->mu);
     free(fh);
 }
@@ -1789,28 +1787,6 @@ static void qf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 /* ---- directories ---- */
 
-static int add_ent(qfh_t *fh, size_t *cap, const char *name, fuse_ino_t ino, mode_t type)
-{
-    if (fh->nents == *cap) {
-        size_t nc = *cap ? *cap * 2 : 16;
-        struct qdent *n = realloc(fh->ents, nc * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        fh->ents = n;
-        *cap = nc;
-    }
-    char *nm = strdup(name);
-    if (!nm)
-        return -ENOMEM;
-    fh->ents[fh->nents++] = (struct qdent){ nm, ino, type };
-    return 0;
-}
-
-static int cmp_dent(const void *a, const void *b)
-{
-    return strcmp(((const struct qdent *)a)->name, ((const struct qdent *)b)->name);
-}
-
 static void qf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     qref_t r;
@@ -1821,11 +1797,11 @@ static void qf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     qfh_t *fh = rc == 0 ? fh_new(0) : NULL;
     if (rc == 0 && !fh)
         rc = -ENOMEM;
-    size_t cap = 0;
+    dirlist_t *d = fh ? &fh->dir : NULL;
     if (rc == 0)
-        rc = add_ent(fh, &cap, ".", ino, S_IFDIR);
+        rc = dirlist_add(d, ".", ino, S_IFDIR);
     if (rc == 0)
-        rc = add_ent(fh, &cap, "..", FUSE_ROOT_ID, S_IFDIR);
+        rc = dirlist_add(d, "..", FUSE_ROOT_ID, S_IFDIR);
     if (rc == 0) {
         state_t *st = ST();
         pthread_rwlock_rdlock(&st->lock);
@@ -1834,19 +1810,19 @@ static void qf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         char num[32];
         if (rc == 0 && r.kind == QK_ROOT) {
             for (queue_t *c = QS(st)->head; c && rc == 0; c = c->next)
-                rc = add_ent(fh, &cap, c->name, ino_of(QK_DIR, c->qid, 0), S_IFDIR);
+                rc = dirlist_add(d, c->name, ino_of(QK_DIR, c->qid, 0), S_IFDIR);
         } else if (rc == 0 && r.kind == QK_DIR) {
             for (size_t i = 0; i < NCTL && rc == 0; i++) {
                 int k = ctl_names[i].kind;
-                rc = add_ent(fh, &cap, ctl_names[i].name, ino_of(k, q->qid, 0),
-                             k == QK_CLAIMED || k == QK_DEAD ? S_IFDIR : S_IFREG);
+                rc = dirlist_add(d, ctl_names[i].name, ino_of(k, q->qid, 0),
+                                 k == QK_CLAIMED || k == QK_DEAD ? S_IFDIR : S_IFREG);
             }
         } else if (rc == 0) {
             const qlist_t *l = r.kind == QK_DEAD ? &q->dead : &q->inflight;
             for (const qmsg_t *m = l->head; m && rc == 0; m = m->next) {
                 snprintf(num, sizeof(num), "%" PRIu64, m->id);
-                rc = add_ent(fh, &cap, num, ino_of(r.kind == QK_DEAD ? QK_DMSG : QK_CMSG, 0,
-                                                   m->id), S_IFREG);
+                rc = dirlist_add(d, num, ino_of(r.kind == QK_DEAD ? QK_DMSG : QK_CMSG, 0, m->id),
+                                 S_IFREG);
             }
         }
         pthread_rwlock_unlock(&st->lock);
@@ -1856,8 +1832,8 @@ static void qf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_err(req, -rc);
         return;
     }
-    if (r.kind == QK_ROOT && fh->nents > 2)
-        qsort(fh->ents + 2, fh->nents - 2, sizeof(*fh->ents), cmp_dent);
+    if (r.kind == QK_ROOT)
+        dirlist_sort(d, 2);
     fi->fh = (uintptr_t)fh;
     if (fuse_reply_open(req, fi) != 0)
         fh_free(fh);
@@ -1866,26 +1842,7 @@ static void qf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void qf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
-    qfh_t *fh = (qfh_t *)(uintptr_t)fi->fh;
-    char *buf = malloc(size);
-    size_t used = 0;
-    if (!buf) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    for (size_t i = (size_t)off; i < fh->nents; i++) {
-        struct stat s;
-        memset(&s, 0, sizeof(s));
-        s.st_ino = fh->ents[i].ino;
-        s.st_mode = fh->ents[i].type;
-        size_t n = fuse_add_direntry(req, buf + used, size - used, fh->ents[i].name, &s,
-                                     (off_t)(i + 1));
-        if (n > size - used)
-            break;
-        used += n;
-    }
-    fuse_reply_buf(req, buf, used);
-    free(buf);
+    dirlist_reply(req, &((qfh_t *)(uintptr_t)fi->fh)->dir, size, off);
 }
 
 static void qf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
