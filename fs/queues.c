@@ -761,14 +761,13 @@ static int q_restore(state_t *st, snapin_t *in)
     uint32_t n = si_u32(in);
     for (uint32_t i = 0; i < n && !in->err; i++) {
         uint64_t qid = si_u64(in);
-        uint32_t nl = si_u32(in);
         char name[NAME_MAX_BYTES + 1];
-        if (in->err || nl == 0 || nl > NAME_MAX_BYTES)
-            return in->err ? in->err : -QERR_CORRUPT;
-        si_bytes(in, name, nl);
-        name[nl] = 0;
-        if (in->err || find_queue(qs, name, nl) || find_qid(qs, qid) || qid > qs->next_qid)
-            return in->err ? in->err : -QERR_CORRUPT;
+        int nlen = si_str(in, name, sizeof(name));
+        if (nlen < 0)
+            return nlen;
+        size_t nl = (size_t)nlen;
+        if (find_queue(qs, name, nl) || find_qid(qs, qid) || qid > qs->next_qid)
+            return -QERR_CORRUPT;
         queue_t *q = queue_add(qs, name, nl, qid);
         if (!q)
             return -QERR_NOMEM;

@@ -94,3 +94,15 @@ uint64_t si_u64(snapin_t *i)
         v |= (uint64_t)x[k] << (8 * k);
     return v;
 }
+
+int si_str(snapin_t *i, char *buf, size_t max)
+{
+    uint32_t n = si_u32(i);
+    if (i->err)
+        return i->err;
+    if (n == 0 || n >= max)
+        return -QERR_CORRUPT;
+    si_bytes(i, buf, n);
+    buf[n] = 0;
+    return i->err ? i->err : (int)n;
+}

@@ -31,5 +31,8 @@ void si_bytes(snapin_t *i, void *p, size_t n);
 uint8_t si_u8(snapin_t *i);
 uint32_t si_u32(snapin_t *i);
 uint64_t si_u64(snapin_t *i);
+/* Reads a length-prefixed string of 1..max-1 bytes into buf (size max) and NUL-terminates
+ * it. Returns the length, or the latched error / -QERR_CORRUPT for a bad length. */
+int si_str(snapin_t *i, char *buf, size_t max);
 
 #endif

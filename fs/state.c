@@ -730,15 +730,13 @@ static int restore_obj(snapin_t *in, state_t *st)
 {
     uint64_t id = si_u64(in), pid = si_u64(in);
     uint8_t ns = si_u8(in), type = si_u8(in);
-    uint32_t nl = si_u32(in);
     char name[NAME_MAX_BYTES + 1];
-    if (in->err)
-        return in->err;
-    if (nl > NAME_MAX_BYTES || ns <= NS_NONE || ns >= NS__COUNT ||
-        (type != OBJ_DIR && type != OBJ_FILE))
+    int nlen = si_str(in, name, sizeof(name));
+    if (nlen < 0)
+        return nlen;
+    size_t nl = (size_t)nlen;
+    if (ns <= NS_NONE || ns >= NS__COUNT || (type != OBJ_DIR && type != OBJ_FILE))
         return -QERR_CORRUPT;
-    si_bytes(in, name, nl);
-    name[nl] = 0;
     obj_t *ob;
     if (pid == 0) {
         ob = st->ns_root[ns];
@@ -747,7 +745,7 @@ static int restore_obj(snapin_t *in, state_t *st)
     } else {
         obj_t *p = state_by_id(st, pid);
         if (!p || p->type != OBJ_DIR || p->ns != ns || state_by_id(st, id) ||
-            id < STATE_FIRST_ID || state_child(p, name) || nl == 0)
+            id < STATE_FIRST_ID || state_child(p, name))
             return -QERR_CORRUPT;
         ob = obj_add(st, p, name, nl, type, ns, id);
         if (!ob)
