@@ -2,4 +2,4 @@
 # single-node group (cluster/group.h), their unit tests and a short fuzz pass. Owner: storage.
 CLUSTER_SRCS += cluster/crc32c.c cluster/wal.c cluster/snapshot.c cluster/group_solo.c
 CLUSTER_UNIT_TESTS += test_crc32c test_wal test_snapshot test_group_solo
-TEST_CMDS += "tests/fuzz/run 20"
+TEST_CMDS += "tests/fuzz/run 10"
