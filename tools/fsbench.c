@@ -103,6 +103,7 @@ static ssize_t read_full(int fd, void *buf, size_t len)
     return (ssize_t)got;
 }
 
+/* Counts a failed cycle; the first one is kept for the report (err 0: no errno applies). */
 static void note_error(struct child_result *r, int err, const char *what, const char *key)
 {
     if (r->errors++ == 0) {
@@ -127,7 +128,7 @@ static void do_set(const struct opts *o, int dirfd, const char *path, long k, ch
     key_value(k, val, o->value_size);
     n = write(fd, val, o->value_size);
     if (n != (ssize_t)o->value_size)
-        note_error(r, n < 0 ? errno : EIO, n < 0 ? "write" : "short write", key);
+        note_error(r, n < 0 ? errno : 0, n < 0 ? "write" : "short write", key);
     if (close(fd))
         note_error(r, errno, "close", key);
 }
@@ -148,11 +149,11 @@ static void do_get(const struct opts *o, int dirfd, const char *path, long k, ch
     if (n < 0) {
         note_error(r, errno, "read", key);
     } else if ((size_t)n != o->value_size) {
-        note_error(r, EIO, "wrong length from read", key);
+        note_error(r, 0, "wrong length from read", key);
     } else if (o->verify) {
         key_value(k, expect, o->value_size);
         if (memcmp(buf, expect, o->value_size))
-            note_error(r, EIO, "wrong content from read", key);
+            note_error(r, 0, "wrong content from read", key);
     }
     if (close(fd))
         note_error(r, errno, "close", key);
@@ -418,9 +419,11 @@ fail:
            pct_us(lat, n, 0.99) / 1e3, pct_us(lat, n, 0.999) / 1e3,
            (double)lat[n - 1] / 1e6);
     free(lat);
+    fflush(stdout);
     if (all.errors) {
-        fprintf(stderr, "fsbench: %llu failed cycles; first: %s: %s\n",
-                (unsigned long long)all.errors, all.first_what, strerror(all.first_errno));
+        fprintf(stderr, "fsbench: %llu failed cycles; first: %s%s%s\n",
+                (unsigned long long)all.errors, all.first_what, all.first_errno ? ": " : "",
+                all.first_errno ? strerror(all.first_errno) : "");
         return 1;
     }
     return 0;
