@@ -13,7 +13,7 @@
 enum cmd_op {
     CMD_MKDIR = 1,     /* path */
     CMD_RMDIR,         /* path */
-    CMD_PUT,           /* path, u8 flags (CMD_PUT_*), bytes value */
+    CMD_PUT,           /* path, u8 flags (CMD_PUT_*), [u64 id if CMD_PUT_ID], bytes value */
     CMD_UNLINK,        /* path */
     CMD_RENAME,        /* from, to, u8 flags (CMD_RENAME_NOREPLACE) */
     CMD_SETXATTR,      /* path, name, bytes value */
@@ -26,6 +26,7 @@ enum cmd_op {
 #define CMD_PUT_CREATE 1   /* create if missing */
 #define CMD_PUT_EXCL 2     /* fail with EEXIST if present */
 #define CMD_PUT_KEEP 4     /* if present, leave it unchanged (create-if-missing only) */
+#define CMD_PUT_ID 8       /* a created file takes the id that follows the flags */
 #define CMD_RENAME_NOREPLACE 1
 
 /* A growable output buffer. Ownership: the caller owns buf->p and frees it with free(). */

@@ -29,7 +29,7 @@
 #define VALUE_MAX (1u << 20)
 #define STATIC_TIMEOUT 3600.0          /* root-level names never change */
 
-enum vkind { VK_EVENTS = 1, VK_HIST, VK_NEWFILE };
+enum vkind { VK_EVENTS = 1, VK_HIST };
 
 typedef struct vkey {
     uint64_t kind, obj, aux;
@@ -40,7 +40,6 @@ typedef struct vino {
     vkey_t key;
     uint64_t nlookup;
     uint8_t ns;
-    char *path;                        /* VK_NEWFILE: namespace-relative path */
     UT_hash_handle hh_ino, hh_key;
 } vino_t;
 
@@ -63,7 +62,7 @@ typedef struct fh {
     uint64_t cursor;                   /* FH_EVENTS: last revision delivered */
     uint64_t base;                     /* FH_EVENTS: stream offset of wbuf[0] */
     uint64_t woff;                     /* FH_EVENTS: offset of the parked read */
-    uint64_t vparent;                  /* FH_VALUE made by create: parent ino until it exists */
+    uint64_t want_id;                  /* FH_VALUE made by create: the id it will have */
     int nonblock;
     fuse_req_t waiting;                /* FH_EVENTS: parked read (under wait_mu) */
     size_t want;
@@ -77,78 +76,81 @@ static struct {
     gid_t gid;
     pthread_mutex_t vmu;               /* guards the vino tables */
     vino_t *by_ino, *by_key;
-    uint64_t next_vino, next_newfile;
+    uint64_t next_vino;
     pthread_mutex_t wait_mu;           /* guards the parked `.events` readers */
     fh_t *waiters;
-    struct fuse_session *se;
-    pthread_mutex_t inval_mu;          /* guards the entry-invalidation queue */
-    pthread_cond_t inval_cv;
-    struct inval *inval_head;
-    int inval_stop;
-    pthread_t inval_thread;
+    pthread_mutex_t pmu;               /* guards pending */
+    struct pending *pending;           /* files created but not yet committed, by id */
+    uint64_t next_pid;                 /* next proposer-picked id (atomic) */
 } M = { .vmu = PTHREAD_MUTEX_INITIALIZER, .wait_mu = PTHREAD_MUTEX_INITIALIZER,
-        .inval_mu = PTHREAD_MUTEX_INITIALIZER, .inval_cv = PTHREAD_COND_INITIALIZER };
+        .pmu = PTHREAD_MUTEX_INITIALIZER };
 
-/* A file created without O_EXCL is answered with a control inode until its first commit;
- * afterwards the kernel is told to drop that name's dentry, so that the control inode is
- * forgotten (and freed) instead of living as long as the kernel caches it. Notifications
- * are sent from their own thread: a request handler must not wait on the kernel. */
-struct inval {
-    struct inval *next;
-    uint64_t parent;
-    char name[];
+/* A file created without O_EXCL is committed by its first write (or at release), but the
+ * kernel needs its inode number at create. The node picks the id the object will have
+ * (CMD_PUT_ID) and answers with it; until the creation commits, the id is found here so
+ * that getattr (fstat on the new descriptor) works. Entries live only that long. */
+struct pending {
+    uint64_t id;
+    uint8_t ns;
+    UT_hash_handle hh;
+    char path[];
 };
 
-static void invalidate_later(uint64_t parent, const char *name)
+static int pending_add(uint64_t id, uint8_t ns, const char *path)
 {
-    size_t n = strlen(name);
-    struct inval *iv = malloc(sizeof(*iv) + n + 1);
-    if (!iv)
-        return;   /* the entry then lives until the kernel forgets it by itself */
-    iv->parent = parent;
-    memcpy(iv->name, name, n + 1);
-    pthread_mutex_lock(&M.inval_mu);
-    iv->next = M.inval_head;
-    M.inval_head = iv;
-    pthread_cond_signal(&M.inval_cv);
-    pthread_mutex_unlock(&M.inval_mu);
+    size_t n = strlen(path);
+    struct pending *p = malloc(sizeof(*p) + n + 1);
+    if (!p)
+        return -ENOMEM;
+    p->id = id;
+    p->ns = ns;
+    memcpy(p->path, path, n + 1);
+    pthread_mutex_lock(&M.pmu);
+    HASH_ADD(hh, M.pending, id, sizeof(p->id), p);
+    pthread_mutex_unlock(&M.pmu);
+    return 0;
 }
 
-static void *inval_main(void *arg)
+static void pending_del(uint64_t id)
 {
-    (void)arg;
-    pthread_mutex_lock(&M.inval_mu);
-    for (;;) {
-        while (!M.inval_head && !M.inval_stop)
-            pthread_cond_wait(&M.inval_cv, &M.inval_mu);
-        struct inval *list = M.inval_head;
-        M.inval_head = NULL;
-        int stop = M.inval_stop;
-        pthread_mutex_unlock(&M.inval_mu);
-        while (list) {
-            struct inval *next = list->next;
-            if (!stop)
-                fuse_lowlevel_notify_inval_entry(M.se, list->parent, list->name,
-                                                 strlen(list->name));
-            free(list);
-            list = next;
-        }
-        pthread_mutex_lock(&M.inval_mu);
-        if (stop)
-            break;
+    struct pending *p;
+    pthread_mutex_lock(&M.pmu);
+    HASH_FIND(hh, M.pending, &id, sizeof(id), p);
+    if (p)
+        HASH_DELETE(hh, M.pending, p);
+    pthread_mutex_unlock(&M.pmu);
+    free(p);
+}
+
+/* Copies the pending creation with this id (ns and path); 0 or -ENOENT. */
+static int pending_find(uint64_t id, uint8_t *ns, char *path, size_t size)
+{
+    struct pending *p;
+    pthread_mutex_lock(&M.pmu);
+    HASH_FIND(hh, M.pending, &id, sizeof(id), p);
+    if (p) {
+        *ns = p->ns;
+        snprintf(path, size, "%s", p->path);
     }
-    pthread_mutex_unlock(&M.inval_mu);
-    return NULL;
+    pthread_mutex_unlock(&M.pmu);
+    return p ? 0 : -ENOENT;
 }
 
 /* fh's pending creation just committed. fh->mu held. */
 static void created(fh_t *fh)
 {
     fh->create_pending = 0;
-    if (fh->vparent) {
-        const char *slash = strrchr(fh->path, '/');
-        invalidate_later(fh->vparent, slash ? slash + 1 : fh->path);
-        fh->vparent = 0;
+    pending_del(fh->want_id);
+}
+
+/* Appends PUT flags (and the wanted id) for fh's next commit. */
+static void put_flags(cmdbuf_t *b, const fh_t *fh, uint8_t extra)
+{
+    if (fh->create_pending) {
+        cmd_u8(b, CMD_PUT_CREATE | CMD_PUT_ID | extra);
+        cmd_u64(b, fh->want_id);
+    } else {
+        cmd_u8(b, extra & ~CMD_PUT_KEEP);
     }
 }
 
@@ -213,7 +215,7 @@ static void forget_one(uint64_t ino, uint64_t n)
 /* ---- control inodes ---- */
 
 /* Returns the ino for key, creating the entry; counts one kernel lookup. */
-static uint64_t vino_get(uint64_t kind, uint64_t obj, uint64_t aux, uint8_t ns, const char *path)
+static uint64_t vino_get(uint64_t kind, uint64_t obj, uint64_t aux, uint8_t ns)
 {
     vkey_t k = { kind, obj, aux };
     vino_t *v;
@@ -223,7 +225,6 @@ static uint64_t vino_get(uint64_t kind, uint64_t obj, uint64_t aux, uint8_t ns, 
         v->key = k;
         v->ino = VINO_BIT | ++M.next_vino;
         v->ns = ns;
-        v->path = path ? strdup(path) : NULL;
         HASH_ADD(hh_key, M.by_key, key, sizeof(k), v);
         HASH_ADD(hh_ino, M.by_ino, ino, sizeof(v->ino), v);
     }
@@ -236,16 +237,14 @@ static uint64_t vino_get(uint64_t kind, uint64_t obj, uint64_t aux, uint8_t ns, 
     return ino;
 }
 
-/* Copies the entry for ino into *out (path strdup'ed; caller frees). 0 or -ENOENT. */
+/* Copies the entry for ino into *out. Returns 0 or -ENOENT. */
 static int vino_find(uint64_t ino, vino_t *out)
 {
     vino_t *v;
     pthread_mutex_lock(&M.vmu);
     HASH_FIND(hh_ino, M.by_ino, &ino, sizeof(ino), v);
-    if (v) {
+    if (v)
         *out = *v;
-        out->path = v->path ? strdup(v->path) : NULL;
-    }
     pthread_mutex_unlock(&M.vmu);
     return v ? 0 : -ENOENT;
 }
@@ -258,7 +257,6 @@ static void vino_forget(uint64_t ino, uint64_t n)
     if (v && (v->nlookup -= (n < v->nlookup ? n : v->nlookup)) == 0) {
         HASH_DELETE(hh_ino, M.by_ino, v);
         HASH_DELETE(hh_key, M.by_key, v);
-        free(v->path);
         free(v);
     }
     pthread_mutex_unlock(&M.vmu);
@@ -339,24 +337,15 @@ static int do_getattr(uint64_t ino, struct stat *s)
         pthread_rwlock_rdlock(&M.st->lock);
         if (v.key.kind == VK_EVENTS) {
             fill_stat(s, ino, S_IFREG | 0444, 0, 0);
-        } else if (v.key.kind == VK_HIST) {
+        } else {
             obj_t *o = state_by_id(M.st, v.key.obj);
             blob_t *b = o ? state_config_version(o, v.key.aux) : NULL;
             if (b)
                 fill_stat(s, ino, S_IFREG | 0444, b->len, o->mtime_ms);
             else
                 rc = -ENOENT;
-        } else {
-            obj_t *o = state_resolve(M.st, v.ns, v.path, strlen(v.path));
-            if (o && o->type == OBJ_FILE && state_cache_live(o, node_now_ms())) {
-                obj_stat(o, s);
-                s->st_ino = ino;
-            } else {
-                fill_stat(s, ino, S_IFREG | 0644, 0, node_now_ms());
-            }
         }
         pthread_rwlock_unlock(&M.st->lock);
-        free(v.path);
         return rc;
     }
     int rc = 0;
@@ -367,6 +356,12 @@ static int do_getattr(uint64_t ino, struct stat *s)
     else
         rc = -ENOENT;
     pthread_rwlock_unlock(&M.st->lock);
+    char path[8];
+    uint8_t ns;
+    if (rc == -ENOENT && pending_find(ino, &ns, path, sizeof(path)) == 0) {
+        fill_stat(s, ino, S_IFREG | 0644, 0, node_now_ms());   /* created, not yet written */
+        rc = 0;
+    }
     return rc;
 }
 
@@ -409,7 +404,7 @@ static int lookup_config_special(obj_t *dir, const char *name, struct fuse_entry
                 return -ENOENT;
             aux = rev + 1;
         }
-        e->ino = vino_get(VK_EVENTS, dir->id, aux, NS_CONFIG, NULL);
+        e->ino = vino_get(VK_EVENTS, dir->id, aux, NS_CONFIG);
         if (!e->ino)
             return -ENOMEM;
         fill_stat(&e->attr, e->ino, S_IFREG | 0444, 0, 0);
@@ -422,7 +417,7 @@ static int lookup_config_special(obj_t *dir, const char *name, struct fuse_entry
     blob_t *b = f ? state_config_version(f, rev) : NULL;
     if (!b)
         return -ENOENT;
-    e->ino = vino_get(VK_HIST, f->id, rev, NS_CONFIG, NULL);
+    e->ino = vino_get(VK_HIST, f->id, rev, NS_CONFIG);
     if (!e->ino)
         return -ENOMEM;
     fill_stat(&e->attr, e->ino, S_IFREG | 0444, b->len, f->mtime_ms);
@@ -875,10 +870,8 @@ static int open_control(uint64_t ino, int flags, fh_t **out)
         return -ENOENT;
     int rc = 0;
     fh = fh_new(v.key.kind == VK_EVENTS ? FH_EVENTS : FH_STATIC);
-    if (!fh) {
-        free(v.path);
+    if (!fh)
         return -ENOMEM;
-    }
     pthread_rwlock_rdlock(&M.st->lock);
     obj_t *o = state_by_id(M.st, v.key.obj);
     if (!o) {
@@ -900,7 +893,6 @@ static int open_control(uint64_t ino, int flags, fh_t **out)
         }
     }
     pthread_rwlock_unlock(&M.st->lock);
-    free(v.path);
     if (rc < 0) {
         fh_free(fh);
         return rc;
@@ -915,22 +907,7 @@ static void q_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     uint64_t t0 = metrics_now_ns();
     fh_t *fh = NULL;
     int rc;
-    vino_t v;
-    if ((ino & VINO_BIT) && (rc = vino_find(ino, &v)) == 0) {
-        if (v.key.kind == VK_NEWFILE) {
-            /* Opened again by inode after its creation committed: the value file. */
-            pthread_rwlock_rdlock(&M.st->lock);
-            obj_t *o = state_resolve(M.st, v.ns, v.path, strlen(v.path));
-            uint64_t id = o ? o->id : 0;
-            pthread_rwlock_unlock(&M.st->lock);
-            rc = id ? open_value(id, fi->flags, &fh) : -ENOENT;
-        } else {
-            rc = open_control(ino, fi->flags, &fh);
-        }
-        free(v.path);
-    } else if (ino & VINO_BIT) {
-        /* rc is -ENOENT from vino_find */
-    } else if (is_status_ino(ino)) {
+    if ((ino & VINO_BIT) || is_status_ino(ino)) {
         rc = open_control(ino, fi->flags, &fh);
     } else {
         rc = open_value(ino, fi->flags, &fh);
@@ -1102,7 +1079,7 @@ static int commit_value(fh_t *fh, size_t newlen)
     cmdbuf_t b;
     cmd_begin(&b, CMD_PUT, fh->ns, node_now_ms());
     cmd_str(&b, fh->path);
-    cmd_u8(&b, fh->create_pending ? CMD_PUT_CREATE : 0);
+    put_flags(&b, fh, 0);
     cmd_bytes(&b, fh->wbuf, newlen);
     int rc = node_propose(M.node, &b, NULL);
     if (rc < 0) {
@@ -1195,7 +1172,8 @@ static void restore_orig(fh_t *fh)
     fh->snap = blob_ref(fh->orig ? fh->orig : NULL);
     if (!fh->snap)
         fh->snap = blob_new(NULL, 0);
-    fh->create_pending = !fh->orig;
+    if (!fh->orig && !fh->create_pending && pending_add(fh->want_id, fh->ns, fh->path) == 0)
+        fh->create_pending = 1;   /* it was this open's new file: it is gone again */
 }
 
 static int do_write(fh_t *fh, const char *buf, size_t size, off_t off)
@@ -1251,7 +1229,7 @@ static int settle(fh_t *fh)
         cmdbuf_t b;
         cmd_begin(&b, CMD_PUT, fh->ns, node_now_ms());
         cmd_str(&b, fh->path);
-        cmd_u8(&b, fh->create_pending ? (CMD_PUT_CREATE | CMD_PUT_KEEP) : 0);
+        put_flags(&b, fh, CMD_PUT_KEEP);
         cmd_bytes(&b, "", 0);
         rc = node_propose(M.node, &b, NULL);
         if (rc == 0) {
@@ -1292,6 +1270,8 @@ static void q_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     if (rc < 0)
         fprintf(stderr, "quorumfs: %s: truncate/create at close not committed: %s\n",
                 fh->path ? fh->path : "?", strerror(-rc));
+    if (fh->kind == FH_VALUE && fh->create_pending)
+        pending_del(fh->want_id);
     if (fh->kind == FH_EVENTS) {
         pthread_mutex_lock(&M.wait_mu);
         if (fh->waiting) {
@@ -1339,14 +1319,14 @@ static void q_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
             rc = -ENOMEM;
         } else {
             fh->ns = (uint8_t)ns;
-            fh->create_pending = 1;
-            fh->vparent = parent;
             fh->append = !!(fi->flags & O_APPEND);
-            e.ino = vino_get(VK_NEWFILE, parent, ++M.next_newfile, (uint8_t)ns, path);
-            if (!e.ino)
-                rc = -ENOMEM;
-            else
+            fh->want_id = __atomic_fetch_add(&M.next_pid, 1, __ATOMIC_RELAXED);
+            rc = fh->want_id < STATE_PID_END ? pending_add(fh->want_id, fh->ns, path) : -ENOSPC;
+            if (rc == 0) {
+                fh->create_pending = 1;
+                e.ino = fh->want_id;
                 fill_stat(&e.attr, e.ino, S_IFREG | 0644, 0, node_now_ms());
+            }
         }
     }
     metrics_op(MOP_create, t0, -rc);
@@ -1390,36 +1370,35 @@ static int do_truncate(uint64_t ino, off_t size, fh_t *fh)
     return rc;
 }
 
+/* A setattr (touch, truncate) of a file created but not yet written commits the creation
+ * first, through its own open if it comes with one. */
+static int settle_pending(uint64_t ino, fh_t *fh)
+{
+    if (fh && fh->kind == FH_VALUE && fh->create_pending)
+        return settle(fh);
+    char path[4096];
+    uint8_t ns;
+    if (pending_find(ino, &ns, path, sizeof(path)) < 0)
+        return 0;
+    cmdbuf_t b;
+    cmd_begin(&b, CMD_PUT, ns, node_now_ms());
+    cmd_str(&b, path);
+    cmd_u8(&b, CMD_PUT_CREATE | CMD_PUT_KEEP | CMD_PUT_ID);
+    cmd_u64(&b, ino);
+    cmd_bytes(&b, "", 0);
+    return node_propose(M.node, &b, NULL);
+}
+
 static int do_setattr(uint64_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
 {
     fh_t *fh = fi ? (fh_t *)(uintptr_t)fi->fh : NULL;
     if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
         return -EPERM;           /* ownership and permission bits are fixed */
-    if (ino & VINO_BIT) {
-        vino_t v;
-        if (vino_find(ino, &v) < 0)
-            return -ENOENT;
-        int rc = -EPERM;
-        if (v.key.kind == VK_NEWFILE) {
-            /* touch(1) of a file created but not yet written: commit it now. */
-            cmdbuf_t b;
-            cmd_begin(&b, CMD_PUT, v.ns, node_now_ms());
-            cmd_str(&b, v.path);
-            cmd_u8(&b, CMD_PUT_CREATE | CMD_PUT_KEEP);
-            cmd_bytes(&b, "", 0);
-            rc = node_propose(M.node, &b, NULL);
-            if (rc == 0 && fh && fh->kind == FH_VALUE) {
-                pthread_mutex_lock(&fh->mu);
-                if (fh->create_pending)
-                    created(fh);
-                pthread_mutex_unlock(&fh->mu);
-            }
-            if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE) && attr->st_size != 0)
-                rc = -EOPNOTSUPP;
-        }
-        free(v.path);
+    if (ino & VINO_BIT)
+        return -EPERM;           /* control files */
+    int rc = settle_pending(ino, fh);
+    if (rc < 0)
         return rc;
-    }
     if (!is_obj_ino(ino))
         return -EPERM;
     if (to_set & FUSE_SET_ATTR_SIZE) {
@@ -1659,6 +1638,7 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
     M.gid = getgid();
     pthread_rwlock_wrlock(&M.st->lock);
     M.st->on_apply = on_apply;
+    M.next_pid = M.st->next_pid;
     pthread_rwlock_unlock(&M.st->lock);
     int ret = -1;
     struct fuse_session *se = fuse_session_new(args, &ops, sizeof(ops), NULL);
@@ -1670,10 +1650,6 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
         fprintf(stderr, "quorumfs: cannot mount at %s\n", mountpoint);
         goto out_signals;
     }
-    M.se = se;
-    M.inval_stop = 0;
-    if (pthread_create(&M.inval_thread, NULL, inval_main, NULL) != 0)
-        goto out_unmount;
     if (ready)
         ready(ready_arg);
     struct fuse_loop_config *cfg = fuse_loop_cfg_create();
@@ -1686,12 +1662,6 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
         ret = fuse_session_loop_mt(se, cfg) >= 0 ? 0 : -1;
         fuse_loop_cfg_destroy(cfg);
     }
-    pthread_mutex_lock(&M.inval_mu);
-    M.inval_stop = 1;
-    pthread_cond_signal(&M.inval_cv);
-    pthread_mutex_unlock(&M.inval_mu);
-    pthread_join(M.inval_thread, NULL);
-out_unmount:
     fuse_session_unmount(se);
 out_signals:
     fuse_remove_signal_handlers(se);

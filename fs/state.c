@@ -256,6 +256,7 @@ state_t *state_new(uint64_t cache_max_bytes)
     pthread_rwlockattr_destroy(&ra);
     st->cache_max_bytes = cache_max_bytes;
     st->next_id = STATE_FIRST_ID;
+    st->next_pid = STATE_PID_FIRST;
     st->events = calloc(CONFIG_EVENTS_KEPT, sizeof(cfg_event_t));
     if (!st->events)
         goto fail;
@@ -394,6 +395,7 @@ static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
     const uint8_t *val;
     size_t len = cmd_get_path(r, &path), nl;
     uint8_t flags = cmd_get_u8(r);
+    uint64_t want = (flags & CMD_PUT_ID) ? cmd_get_u64(r) : 0;
     size_t vlen = cmd_get_bytes(r, &val);
     obj_t *p;
     if (r->err)
@@ -419,7 +421,16 @@ static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
     if (!b)
         return -ENOMEM;
     if (!o) {
-        o = obj_add(st, p, name, nl, OBJ_FILE, h->ns, st->next_id++);
+        /* The proposer's id when it is valid and unused (it told the kernel already);
+         * otherwise an id of our own, and that proposer's inode goes stale. */
+        uint64_t id = st->next_id;
+        if (want >= STATE_PID_FIRST && want < STATE_PID_END && !state_by_id(st, want))
+            id = want;
+        else
+            st->next_id++;
+        if (id >= STATE_PID_FIRST && id >= st->next_pid)
+            st->next_pid = id + 1;
+        o = obj_add(st, p, name, nl, OBJ_FILE, h->ns, id);
         if (!o) {
             blob_unref(b);
             return -ENOMEM;
@@ -700,6 +711,7 @@ static int sm_snapshot(void *ctx, snap_writer_t *w)
     pthread_rwlock_rdlock(&st->lock);
     so_u32(o, STATE_SNAP_VERSION);
     so_u64(o, st->next_id);
+    so_u64(o, st->next_pid);
     so_u64(o, st->config_rev);
     so_u64(o, st->cache_evictions);
     so_u64(o, st->cache_expirations);
@@ -745,7 +757,8 @@ static int restore_obj(snapin_t *in, state_t *st)
     } else {
         obj_t *p = state_by_id(st, pid);
         if (!p || p->type != OBJ_DIR || p->ns != ns || state_by_id(st, id) ||
-            id < STATE_FIRST_ID || state_child(p, name))
+            id < STATE_FIRST_ID || (id >= st->next_id && id < STATE_PID_FIRST) ||
+            (id >= STATE_PID_FIRST && id >= st->next_pid) || state_child(p, name))
             return -QERR_CORRUPT;
         ob = obj_add(st, p, name, nl, type, ns, id);
         if (!ob)
@@ -795,6 +808,7 @@ static int sm_restore(void *ctx, snap_reader_t *r)
         goto out;
     }
     st->next_id = si_u64(&in);
+    st->next_pid = si_u64(&in);
     st->config_rev = si_u64(&in);
     st->cache_evictions = si_u64(&in);
     st->cache_expirations = si_u64(&in);
@@ -816,7 +830,9 @@ static int sm_restore(void *ctx, snap_reader_t *r)
         }
         cache_restore_link(st, o);
     }
-    if (!in.err && (nkeys != st->cache_keys || st->next_id < STATE_FIRST_ID)) {
+    if (!in.err && (nkeys != st->cache_keys || st->next_id < STATE_FIRST_ID ||
+                    st->next_id > STATE_PID_FIRST || st->next_pid < STATE_PID_FIRST ||
+                    st->next_pid > STATE_PID_END)) {
         rc = -QERR_CORRUPT;
         goto out;
     }

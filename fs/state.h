@@ -20,6 +20,11 @@ enum ns_id {
 };
 #define NS_ROOT_ID(ns) ((uint64_t)(ns) + 1)   /* mount root is 1 (FUSE_ROOT_ID) */
 #define STATE_FIRST_ID 1000                  /* ids of created objects start here */
+/* Ids a proposer picks for a file it creates (CMD_PUT_ID), so that the kernel can be given
+ * the file's inode number before the creation commits: [STATE_PID_FIRST, STATE_PID_END).
+ * A cluster will give each node its own slice of this range. */
+#define STATE_PID_FIRST (1ull << 40)
+#define STATE_PID_END (1ull << 60)
 
 extern const char *const ns_names[NS__COUNT];  /* "cache", "config", ...; [0] = NULL */
 
@@ -84,6 +89,7 @@ typedef struct state {
     uint64_t nobjs;              /* objects in the tree, namespace roots included */
     obj_t *ns_root[NS__COUNT];
     uint64_t next_id;
+    uint64_t next_pid;           /* above every proposer-picked id ever applied */
     uint64_t applied_index;
     /* cache */
     obj_t *lru_head, *lru_tail;

@@ -130,6 +130,37 @@ TEST(tree_ops_and_errnos)
     state_free(st);
 }
 
+static int put_id(state_t *st, const char *path, uint64_t id)
+{
+    cmdbuf_t b;
+    cmd_begin(&b, CMD_PUT, NS_CACHE, 1);
+    cmd_str(&b, path);
+    cmd_u8(&b, CMD_PUT_CREATE | CMD_PUT_ID);
+    cmd_u64(&b, id);
+    cmd_bytes(&b, "v", 1);
+    return apply(st, &b);
+}
+
+TEST(proposer_picked_ids)
+{
+    state_t *st = state_new(1 << 20);
+    CHECK_EQ(put_id(st, "a", STATE_PID_FIRST + 5), 0);
+    CHECK_EQ(state_resolve(st, NS_CACHE, "a", 1)->id, STATE_PID_FIRST + 5);
+    CHECK_EQ(st->next_pid, STATE_PID_FIRST + 6);
+    /* an id already in use, or outside the range, is replaced by one of apply's own */
+    CHECK_EQ(put_id(st, "b", STATE_PID_FIRST + 5), 0);
+    CHECK(state_resolve(st, NS_CACHE, "b", 1)->id < STATE_PID_FIRST);
+    CHECK_EQ(put_id(st, "c", 12345), 0);
+    CHECK(state_resolve(st, NS_CACHE, "c", 1)->id != 12345);
+    CHECK_EQ(put_id(st, "d", STATE_PID_END), 0);
+    CHECK(state_resolve(st, NS_CACHE, "d", 1)->id < STATE_PID_FIRST);
+    /* an existing file keeps its id; the value is replaced */
+    CHECK_EQ(put_id(st, "a", STATE_PID_FIRST + 9), 0);
+    CHECK_EQ(state_resolve(st, NS_CACHE, "a", 1)->id, STATE_PID_FIRST + 5);
+    CHECK_EQ(st->next_pid, STATE_PID_FIRST + 6);
+    state_free(st);
+}
+
 TEST(cache_ttl_and_expiry)
 {
     state_t *st = state_new(1 << 20);
@@ -299,6 +330,7 @@ static void build_log(state_t *st)
         snprintf(k, sizeof(k), i % 2 ? "s/key%d" : "key%d", i);
         put(st, NS_CACHE, k, "some value of medium length", C, (uint64_t)i);
     }
+    CHECK_EQ(put_id(st, "picked", STATE_PID_FIRST + 77), 0);
     CHECK_EQ(path_op(st, CMD_MKDIR, NS_CONFIG, "app", 1), 0);
     for (int i = 0; i < 30; i++)
         put(st, NS_CONFIG, i % 3 ? "app/a" : "app/b", i % 2 ? "x" : "yy", C, 1000);
@@ -349,6 +381,7 @@ TEST(determinism_and_snapshot_round_trip)
 int main(void)
 {
     RUN(tree_ops_and_errnos);
+    RUN(proposer_picked_ids);
     RUN(cache_ttl_and_expiry);
     RUN(cache_sliding_ttl);
     RUN(cache_lru_eviction);
