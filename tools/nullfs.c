@@ -23,7 +23,7 @@
 #define STATS_NAME ".stats"
 #define FIRST_FILE_INO 3
 
-/* One file of the directory. Nodes live until unmount: nothing here frees them. */
+/* One file of the directory. Files are never removed; main frees them at exit. */
 struct node {
     fuse_ino_t ino;
     UT_hash_handle hh;
