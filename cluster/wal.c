@@ -49,6 +49,8 @@ struct wal {
     int batch_open;
     size_t batch_nsegs;
     seg_t batch_tail; /* copy of segs[batch_nsegs - 1] when the batch began */
+    uint64_t last_off;  /* file offset of the last appended record (active segment) */
+    uint32_t last_len;  /* its payload length */
     uint64_t appends, syncs;
 };
 
@@ -114,7 +116,7 @@ static const char *check_record(const uint8_t *b, size_t n, size_t off, size_t *
 {
     if (n - off < WAL_RECORD_HEADER)
         return "incomplete record header";
-    uint32_t len = get32(b + off);
+    uint32_t len = get32(b + off) & ~WAL_LEN_SYNCED;
     if (len > WAL_MAX_PAYLOAD)
         return "record length out of range";
     if (len > n - off - WAL_RECORD_HEADER)
@@ -129,13 +131,14 @@ static const char *check_record(const uint8_t *b, size_t n, size_t off, size_t *
 
 /* Looks for a record with a valid CRC that could belong to this log after the bad bytes at
  * bad: its index must be in [expect, expect + records that fit in between]. The index bound
- * keeps this linear on garbage; a CRC is computed only for plausible headers. */
+ * keeps this linear on garbage; a CRC is computed only for plausible headers. With
+ * synced_only, only a record carrying the WAL_LEN_SYNCED mark counts. */
 static int find_valid_after(const uint8_t *b, size_t n, size_t bad, uint64_t expect,
-                            size_t *found)
+                            int synced_only, size_t *found)
 {
     for (size_t p = bad + 1; p + WAL_RECORD_HEADER <= n; p++) {
-        uint32_t len = get32(b + p);
-        if (len > n - p - WAL_RECORD_HEADER)
+        uint32_t raw = get32(b + p), len = raw & ~WAL_LEN_SYNCED;
+        if (len > n - p - WAL_RECORD_HEADER || (synced_only && !(raw & WAL_LEN_SYNCED)))
             continue;
         uint64_t idx = get64(b + p + 8);
         if (idx < expect || idx - expect > (p - bad) / WAL_RECORD_HEADER + 1)
@@ -196,9 +199,12 @@ static int scan(const uint8_t *b, size_t n, uint64_t expect_first, uint64_t prev
                          r->last_index + 1);
                 return -QERR_CORRUPT;
             }
-            if (find_valid_after(b, n, off, r->last_index + 1, &found)) {
+            /* Corruption only if a batch after the bad bytes is known to have been synced:
+             * records of the last, unsynced batch may reach the disk in any order when the
+             * power fails, so valid records after a bad one prove nothing by themselves. */
+            if (find_valid_after(b, n, off, r->last_index + 1, 1, &found)) {
                 snprintf(r->why, sizeof(r->why), "%s (record %" PRIu64
-                         "), and a valid record follows at offset %zu", why,
+                         "), and a synced record follows at offset %zu", why,
                          r->last_index + 1, found);
                 return -QERR_CORRUPT;
             }
@@ -556,6 +562,7 @@ int wal_append(wal_t *w, uint64_t index, uint64_t term, const void *payload, siz
             rc = write_direct(w->fd, h, payload, len, t->size);
         if (rc)
             return write_failed(w, rc);
+        w->last_off = t->size;
         t->size += rlen;
     } else {
         if (w->buf_len + rlen > BUF_CAP) {
@@ -563,6 +570,7 @@ int wal_append(wal_t *w, uint64_t index, uint64_t term, const void *payload, siz
             if (rc)
                 return write_failed(w, rc);
         }
+        w->last_off = t->size + w->buf_len;
         memcpy(w->buf + w->buf_len, h, sizeof(h));
         if (len)
             memcpy(w->buf + w->buf_len + sizeof(h), payload, len);
@@ -570,6 +578,7 @@ int wal_append(wal_t *w, uint64_t index, uint64_t term, const void *payload, siz
     }
     t->last = index;
     t->last_term = term;
+    w->last_len = (uint32_t)len;
     w->appends++;
     return 0;
 }
@@ -588,6 +597,12 @@ int wal_sync(wal_t *w)
         return -QERR_IO;
     }
     w->batch_open = 0;
+    /* Mark the batch's last record as synced. Written after the sync and made durable by
+     * the next one, so a mark on disk proves its whole batch was durable; if the write
+     * fails, recovery merely has less to go on. */
+    uint8_t mark[4];
+    put32(mark, w->last_len | WAL_LEN_SYNCED);
+    (void)pwrite_all(w->fd, mark, sizeof(mark), w->last_off);
     return 0;
 }
 

@@ -12,6 +12,9 @@
 #define WAL_SEGMENT_HEADER 32         /* bytes of segment header */
 #define WAL_RECORD_HEADER 24          /* bytes of record header before the payload */
 #define WAL_MAX_PAYLOAD (256u << 20)  /* largest payload of one record */
+/* Bit 31 of a record's len field: set after the batch ending with this record was synced
+ * (docs/FORMATS.md "Recovery"). Not covered by the CRC. */
+#define WAL_LEN_SYNCED 0x80000000u
 #define WAL_DEFAULT_SEGMENT (64u << 20)
 
 typedef struct wal wal_t;

@@ -492,6 +492,42 @@ TEST(torn_and_corrupt_table)
 
 /* ---- disk full ---- */
 
+/* A power loss during the sync of the last batch can leave a damaged record followed by
+ * valid ones of the same batch (pages reach the disk in any order). Its records carry no
+ * synced mark, so that is a torn tail, cut back to the last synced batch. A synced mark
+ * after the damage proves corruption instead. */
+TEST(torn_unsynced_batch_versus_synced_mark)
+{
+    for (int marked = 0; marked <= 1; marked++) {
+        wal_t *w;
+        seen_t s;
+        char *msg = NULL;
+        new_dir();
+        CHECK_EQ(open_wal(0, &s, &w, NULL), 0);
+        CHECK_EQ(append_range(w, 1, 5, 1), 0);     /* batch 1: synced, record 5 marked */
+        CHECK_EQ(append_range(w, 6, 10, 1), 0);    /* batch 2: records 6..10 */
+        wal_close(w);
+        const char *seg = segment(-1);
+        CHECK(seg != NULL);
+        off_t r7 = record_offset(seg, 1, 7), r10 = record_offset(seg, 1, 10);
+        CHECK_EQ(flip(seg, r7 + 30, 0x10), 0);     /* damage record 7's payload */
+        if (!marked)
+            CHECK_EQ(flip(seg, r10 + 3, 0x80), 0); /* batch 2's mark never reached the disk */
+        int rc = open_wal(0, &s, &w, &msg);
+        if (marked) {
+            CHECK_EQ(rc, -QERR_CORRUPT);
+            CHECK(msg && strstr(msg, "synced record follows"));
+        } else {
+            CHECK_EQ(rc, 0);
+            CHECK_EQ(s.count, 6);                  /* 1..6 kept; 7..10 cut as torn */
+            CHECK(!s.bad);
+            CHECK_EQ(fsize(seg), r7);
+            wal_close(w);
+        }
+        free(msg);
+    }
+}
+
 static int can_mount_tmpfs(void)
 {
     char mnt[128];
@@ -735,6 +771,7 @@ int main(void)
     RUN(truncate_suffix_then_append);
     RUN(leftover_temp_segment_is_deleted);
     RUN(torn_and_corrupt_table);
+    RUN(torn_unsynced_batch_versus_synced_mark);
     if (can_mount_tmpfs()) {
         RUN(disk_full_buffered_records);
         RUN(disk_full_while_rolling_segments);
