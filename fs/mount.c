@@ -1285,6 +1285,16 @@ static void q_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fuse_reply_err(req, 0);
 }
 
+/* Id of the live object at ns/path, or 0. */
+static uint64_t live_id(int ns, const char *path)
+{
+    pthread_rwlock_rdlock(&M.st->lock);
+    obj_t *o = state_resolve(M.st, ns, path, strlen(path));
+    uint64_t id = o && state_cache_live(o, node_now_ms()) ? o->id : 0;
+    pthread_rwlock_unlock(&M.st->lock);
+    return id;
+}
+
 static void q_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                      struct fuse_file_info *fi)
 {
@@ -1311,6 +1321,12 @@ static void q_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
         if (rc == 0)
             rc = do_getattr(result_id(&res), &e.attr);
         e.ino = result_id(&res);
+    } else if (rc == 0 && (e.ino = live_id(ns, path)) != 0) {
+        /* It was created meanwhile (the kernel's lookup missed it): open it, as open(2)
+         * with O_CREAT and without O_EXCL does. */
+        rc = open_value(e.ino, fi->flags, &fh);
+        if (rc == 0)
+            rc = do_getattr(e.ino, &e.attr);
     } else if (rc == 0) {
         /* Plain O_CREAT: the file comes into being with its first write (or at close), so
          * readers never see it empty-then-filled and config gets one revision. */
@@ -1338,8 +1354,11 @@ static void q_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     fi->fh = (uintptr_t)fh;
     fi->direct_io = 1;
     fi->keep_cache = 0;
-    if (fuse_reply_create(req, &e, fi) != 0)
+    if (fuse_reply_create(req, &e, fi) != 0) {
+        if (fh->create_pending)
+            pending_del(fh->want_id);
         fh_free(fh);
+    }
 }
 
 /* truncate(2)/ftruncate(2): one committed step to the new size. */
