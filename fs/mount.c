@@ -1,10 +1,12 @@
 /* fs/mount.c — the FUSE low-level glue. Inodes: 1 is the mount root, NS_ROOT_ID(ns) the
  * namespace roots, INO_CLUSTER.. the `.cluster/` files, ids >= STATE_FIRST_ID the state's
- * objects, and inodes with VINO_BIT set are control entries (config `.events`, `file@rev`,
- * files created but not yet committed) tracked by lookup count. Every callback replies
- * exactly once: a do_* helper returns an errno and a thin callback replies, except the
- * blocking `.events` read, which may be answered later by the apply hook. */
+ * objects (files created but not yet committed have their future id, see `pending`), and
+ * inodes with VINO_BIT set are control entries (config `.events`, `file@rev`) tracked by
+ * lookup count. Every callback replies exactly once: a do_* helper returns an errno and a
+ * thin callback replies, except the blocking `.events` read (fs/watch.c), which may be
+ * answered later from the apply hook. */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <pthread.h>
@@ -21,6 +23,7 @@
 #include "fs/names.h"
 #include "fs/ns.h"
 #include "fs/status.h"
+#include "fs/watch.h"
 
 #define INO_ROOT FUSE_ROOT_ID
 #define INO_CLUSTER 10
@@ -48,7 +51,7 @@ enum fh_kind { FH_VALUE = 1, FH_STATIC, FH_EVENTS, FH_DIR };
 typedef struct fh {
     int kind;
     uint8_t ns;
-    char *path;                        /* FH_VALUE: namespace-relative path; FH_EVENTS: dir */
+    char *path;                        /* FH_VALUE: namespace-relative path */
     blob_t *snap;                      /* what reads return (FH_VALUE, FH_STATIC of history) */
     char *sbuf;                        /* FH_STATIC generated text */
     size_t slen;
@@ -59,14 +62,8 @@ typedef struct fh {
     int winit, trunc_pending, create_pending, append;
     int dirty;                         /* FH_VALUE: a write through this open committed */
     blob_t *orig;                      /* FH_VALUE: value at open (NULL: file was new) */
-    uint64_t cursor;                   /* FH_EVENTS: last revision delivered */
-    uint64_t base;                     /* FH_EVENTS: stream offset of wbuf[0] */
-    uint64_t woff;                     /* FH_EVENTS: offset of the parked read */
     uint64_t want_id;                  /* FH_VALUE made by create: the id it will have */
-    int nonblock;
-    fuse_req_t waiting;                /* FH_EVENTS: parked read (under wait_mu) */
-    size_t want;
-    struct fh *wnext, *wprev;
+    watch_t *watch;                    /* FH_EVENTS */
 } fh_t;
 
 static struct {
@@ -77,13 +74,11 @@ static struct {
     pthread_mutex_t vmu;               /* guards the vino tables */
     vino_t *by_ino, *by_key;
     uint64_t next_vino;
-    pthread_mutex_t wait_mu;           /* guards the parked `.events` readers */
-    fh_t *waiters;
     pthread_mutex_t pmu;               /* guards pending */
     struct pending *pending;           /* files created but not yet committed, by id */
     uint64_t next_pid;                 /* next proposer-picked id (atomic) */
-} M = { .vmu = PTHREAD_MUTEX_INITIALIZER, .wait_mu = PTHREAD_MUTEX_INITIALIZER,
-        .pmu = PTHREAD_MUTEX_INITIALIZER };
+    long long mnt_id;                  /* this mount's id in /proc/<pid>/mountinfo; 0 unknown */
+} M = { .vmu = PTHREAD_MUTEX_INITIALIZER, .pmu = PTHREAD_MUTEX_INITIALIZER };
 
 /* A file created without O_EXCL is committed by its first write (or at release), but the
  * kernel needs its inode number at create. The node picks the id the object will have
@@ -713,6 +708,7 @@ static void fh_free(fh_t *fh)
     dirlist_clear(&fh->dir);
     free(fh->wbuf);
     blob_unref(fh->orig);
+    watch_close(fh->watch);
     pthread_mutex_destroy(&fh->mu);
     free(fh);
 }
@@ -883,14 +879,9 @@ static int open_control(uint64_t ino, int flags, fh_t **out)
     } else {
         char path[4096];
         rc = state_path(o, path, sizeof(path));
-        if (rc >= 0) {
-            rc = (fh->path = strdup(path)) ? 0 : -ENOMEM;
-            fh->cursor = v.key.aux ? v.key.aux - 1 : M.st->config_rev;
-            fh->nonblock = !!(flags & O_NONBLOCK);
-            uint64_t oldest = state_config_oldest_rev(M.st);
-            if (v.key.aux && M.st->nevents > CONFIG_EVENTS_KEPT && fh->cursor + 1 < oldest)
-                rc = -ESTALE;
-        }
+        if (rc >= 0)
+            rc = watch_open(M.st, path, v.key.aux ? v.key.aux - 1 : M.st->config_rev,
+                            !!(flags & O_NONBLOCK), &fh->watch);
     }
     pthread_rwlock_unlock(&M.st->lock);
     if (rc < 0) {
@@ -924,124 +915,11 @@ static void q_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fh_free(fh);
 }
 
-/* ---- `.events`: streaming, blocking, answered later by the apply hook ---- */
-
-static void unpark(fh_t *fh)
-{
-    if (fh->wprev)
-        fh->wprev->wnext = fh->wnext;
-    else
-        M.waiters = fh->wnext;
-    if (fh->wnext)
-        fh->wnext->wprev = fh->wprev;
-    fh->wnext = fh->wprev = NULL;
-    fh->waiting = NULL;
-}
-
-/* `.events` is a regular file that grows while it is read: fh->wbuf holds the latest batch
- * of event lines, starting at stream offset fh->base, so a reader may seek back within it
- * (head(1) and bash's `read` do). Serves a read at off into out. Returns the bytes copied
- * (0 = nothing new yet), -EINVAL for an offset before the batch, or -ESTALE. State lock
- * held (read or write). */
-static int events_fill(fh_t *fh, uint64_t off, char *out, size_t size)
-{
-    if (off < fh->base)
-        return -EINVAL;
-    if (off >= fh->base + fh->wcap) {
-        if (!fh->wbuf && !(fh->wbuf = malloc(65536)))
-            return -ENOMEM;
-        /* Writes only when it returns > 0; advances the cursor past events outside the
-         * directory even when it returns 0. */
-        int n = config_read_events(M.st, fh->path, &fh->cursor, (char *)fh->wbuf, 65536);
-        if (n <= 0)
-            return n;
-        fh->base += fh->wcap;
-        fh->wcap = (size_t)n;
-        off = fh->base;                 /* a seek past the end reads the new batch */
-    }
-    size_t n = (size_t)(fh->base + fh->wcap - off);
-    if (n > size)
-        n = size;
-    memcpy(out, fh->wbuf + (off - fh->base), n);
-    return (int)n;
-}
-
-/* Tries to answer fh's parked read; wait_mu and the state lock held. Returns nonzero when
- * the request was answered (and unparked). */
-static int events_answer(fh_t *fh)
-{
-    char *buf = malloc(fh->want ? fh->want : 1);
-    int n = buf ? events_fill(fh, fh->woff, buf, fh->want) : -ENOMEM;
-    if (n == 0) {
-        free(buf);
-        return 0;
-    }
-    fuse_req_t req = fh->waiting;
-    unpark(fh);
-    if (n < 0)
-        fuse_reply_err(req, -n);
-    else
-        fuse_reply_buf(req, buf, (size_t)n);
-    free(buf);
-    return 1;
-}
-
 /* Apply hook: runs with the state write lock held, after every applied command. */
 static void on_apply(void *arg, uint8_t ns)
 {
     (void)arg;
-    if (ns != NS_CONFIG)
-        return;
-    pthread_mutex_lock(&M.wait_mu);
-    for (fh_t *fh = M.waiters, *next; fh; fh = next) {
-        next = fh->wnext;
-        events_answer(fh);
-    }
-    pthread_mutex_unlock(&M.wait_mu);
-}
-
-
-static void events_interrupt(fuse_req_t req, void *data)
-{
-    fh_t *fh = data;
-    pthread_mutex_lock(&M.wait_mu);
-    if (fh->waiting == req) {
-        unpark(fh);
-        fuse_reply_err(req, EINTR);
-    }
-    pthread_mutex_unlock(&M.wait_mu);
-}
-
-static void read_events(fuse_req_t req, fh_t *fh, size_t size, off_t off)
-{
-    pthread_rwlock_rdlock(&M.st->lock);
-    pthread_mutex_lock(&M.wait_mu);
-    if (fh->waiting) {
-        pthread_mutex_unlock(&M.wait_mu);
-        pthread_rwlock_unlock(&M.st->lock);
-        fuse_reply_err(req, EBUSY);   /* one read at a time per open file */
-        return;
-    }
-    fh->waiting = req;
-    fh->want = size;
-    fh->woff = off < 0 ? 0 : (uint64_t)off;
-    fh->wnext = M.waiters;
-    fh->wprev = NULL;
-    if (M.waiters)
-        M.waiters->wprev = fh;
-    M.waiters = fh;
-    int answered = events_answer(fh);
-    if (!answered && fh->nonblock) {
-        unpark(fh);
-        fuse_reply_err(req, EAGAIN);
-        answered = 1;
-    }
-    pthread_mutex_unlock(&M.wait_mu);
-    /* Registered while the state lock is held, so apply cannot answer (and free) req
-     * first; if req was already interrupted this calls events_interrupt right away. */
-    if (!answered)
-        fuse_req_interrupt_func(req, events_interrupt, fh);
-    pthread_rwlock_unlock(&M.st->lock);
+    watch_on_apply(ns);
 }
 
 static void q_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1052,7 +930,7 @@ static void q_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
     if (fh->kind == FH_EVENTS) {
         metrics_op(MOP_read, t0, 0);
-        read_events(req, fh, size, off);
+        watch_read(req, fh->watch, size, off);
         return;
     }
     const uint8_t *data;
@@ -1242,16 +1120,56 @@ static int settle(fh_t *fh)
     return rc;
 }
 
-/* flush comes at every close() of a descriptor, including the close of the original
- * after a shell's dup2() and before its first write, so it must not settle: that would
- * expose an empty value between the truncation and the write. Every write has already
- * reported its own error, so nothing is pending here. */
+/* Nonzero when process pid still holds a descriptor on inode ino of this mount, judged
+ * from /proc/<pid>/fdinfo (mnt_id and ino; reading it sends nothing to the mount). When
+ * that cannot be told, says yes. */
+static int still_open_by(pid_t pid, uint64_t ino)
+{
+    char path[64], line[128];
+    if (!M.mnt_id || pid <= 0)
+        return 1;
+    snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return 1;
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/fdinfo/%.16s", (int)pid, e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue;
+        long long mnt = -1;
+        unsigned long long i = 0;
+        while (fgets(line, sizeof(line), f)) {
+            sscanf(line, "mnt_id: %lld", &mnt);
+            sscanf(line, "ino: %llu", &i);
+        }
+        fclose(f);
+        found = mnt == M.mnt_id && i == ino;
+    }
+    closedir(d);
+    return found;
+}
+
+/* flush comes at every close() of a descriptor, including a shell's close of the original
+ * after dup2() and before its first write. An open that still owes its O_TRUNC or its
+ * creation settles here only if the closing process holds no other descriptor on the file
+ * (then no write can follow, and close() returns once the truncation is durable);
+ * otherwise release settles it. Every write has already reported its own error. */
 static void q_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     ROUTE(ino, flush, req, ino, fi);
     uint64_t t0 = metrics_now_ns();
-    metrics_op(MOP_flush, t0, 0);
-    fuse_reply_err(req, 0);
+    fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
+    int rc = 0;
+    if (fh->kind == FH_VALUE && (fh->trunc_pending || fh->create_pending) &&
+        !still_open_by(fuse_req_ctx(req)->pid, ino))
+        rc = settle(fh);
+    metrics_op(MOP_flush, t0, -rc);
+    fuse_reply_err(req, -rc);
 }
 
 static void q_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -1272,15 +1190,6 @@ static void q_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 fh->path ? fh->path : "?", strerror(-rc));
     if (fh->kind == FH_VALUE && fh->create_pending)
         pending_del(fh->want_id);
-    if (fh->kind == FH_EVENTS) {
-        pthread_mutex_lock(&M.wait_mu);
-        if (fh->waiting) {
-            fuse_req_t r = fh->waiting;
-            unpark(fh);
-            fuse_reply_err(r, EINTR);
-        }
-        pthread_mutex_unlock(&M.wait_mu);
-    }
     fh_free(fh);
     fuse_reply_err(req, 0);
 }
@@ -1646,6 +1555,21 @@ static const struct fuse_lowlevel_ops ops = {
     .flock = q_flock,
 };
 
+/* The id of the newest mount at mountpoint (ours, just made), or 0. */
+static long long find_mnt_id(const char *mountpoint)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char line[8192], mp[4096];
+    long long id, found = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "%lld %*s %*s %*s %4095s", &id, mp) == 2 && strcmp(mp, mountpoint) == 0)
+            found = id;   /* later lines are mounted on top of earlier ones */
+    fclose(f);
+    return found;
+}
+
 int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
                 void (*ready)(void *arg), void *ready_arg)
 {
@@ -1669,6 +1593,7 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
         fprintf(stderr, "quorumfs: cannot mount at %s\n", mountpoint);
         goto out_signals;
     }
+    M.mnt_id = find_mnt_id(mountpoint);
     if (ready)
         ready(ready_arg);
     struct fuse_loop_config *cfg = fuse_loop_cfg_create();

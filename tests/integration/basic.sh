@@ -58,6 +58,25 @@ check append-content [ "$(cat "$Q/cache/k" 2>&1)" = $'hello\nsecond line' ]
 check append-stat-size [ "$(stat -c %s "$Q/cache/k")" = 18 ]
 : >"$Q/cache/k" && ok truncate-by-redirect || not_ok truncate-by-redirect
 checke truncate-empty '[ "$(stat -c %s "$Q/cache/k")" = 0 ] && [ -z "$(cat "$Q/cache/k")" ]'
+# `: >` with nothing written empties the file by the time close() returns, every time;
+# `touch` of a new name is visible at once; a shell's `echo v >` is one config revision.
+late=0
+for i in $(seq 1 30); do
+    echo "v$i" >"$Q/cache/k"; : >"$Q/cache/k"
+    [ "$(stat -c %s "$Q/cache/k")" = 0 ] || late=$((late + 1))
+done
+check truncate-at-close-every-time [ "$late" = 0 ] || note "$late of 30 truncations late"
+missing=0
+for i in $(seq 1 30); do touch "$Q/cache/touched$i"; [ -e "$Q/cache/touched$i" ] || missing=$((missing + 1)); done
+check touch-new-visible-at-once [ "$missing" = 0 ] || note "$missing of 30 touched files missing"
+rm -f "$Q"/cache/touched*
+mkdir -p "$Q/config/rev1"
+echo a >"$Q/config/rev1/x"
+r1=$(getfattr --only-values -n user.version "$Q/config/rev1/x" 2>/dev/null)
+echo b >"$Q/config/rev1/x"; echo c >"$Q/config/rev1/x"
+r3=$(getfattr --only-values -n user.version "$Q/config/rev1/x" 2>/dev/null)
+check echo-is-one-revision [ "$((r3 - r1))" = 2 ]
+rm -r "$Q/config/rev1"
 echo hello >"$Q/cache/k"
 rm "$Q/cache/k" && ok rm || not_ok rm
 expect_errno rm-then-cat-ENOENT ENOENT read "$Q/cache/k"
