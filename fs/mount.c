@@ -1120,10 +1120,8 @@ static int settle(fh_t *fh)
     return rc;
 }
 
-/* Nonzero when process pid still holds a descriptor on inode ino of this mount, judged
- * from /proc/<pid>/fdinfo (mnt_id and ino; reading it sends nothing to the mount). When
- * that cannot be told, says yes. */
-static int still_open_by(pid_t pid, uint64_t ino)
+/* See mount.h. Judged from the mnt_id and ino lines of /proc/<pid>/fdinfo/<fd>. */
+int mount_still_open_by(pid_t pid, uint64_t ino)
 {
     char path[64], line[128];
     if (!M.mnt_id || pid <= 0)
@@ -1166,7 +1164,7 @@ static void q_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
     int rc = 0;
     if (fh->kind == FH_VALUE && (fh->trunc_pending || fh->create_pending) &&
-        !still_open_by(fuse_req_ctx(req)->pid, ino))
+        !mount_still_open_by(fuse_req_ctx(req)->pid, ino))
         rc = settle(fh);
     metrics_op(MOP_flush, t0, -rc);
     fuse_reply_err(req, -rc);

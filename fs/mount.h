@@ -3,6 +3,7 @@
 #ifndef QFS_FS_MOUNT_H
 #define QFS_FS_MOUNT_H
 
+#include <sys/types.h>
 #include "fs/node.h"
 
 struct fuse_args;
@@ -12,5 +13,11 @@ struct fuse_args;
  * Returns 0 on a clean unmount, or -1 after printing why the mount failed. */
 int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
                 void (*ready)(void *arg), void *ready_arg);
+
+/* Nonzero when process pid still holds a descriptor on inode ino of this mount (from
+ * /proc/<pid>/fdinfo; nothing is sent to the mount). Answers yes when it cannot tell.
+ * flush handlers use it to tell a close() that ends a process's use of an open file from
+ * a shell's dup2()+close() before it writes. */
+int mount_still_open_by(pid_t pid, uint64_t ino);
 
 #endif

@@ -17,6 +17,7 @@
 #include "fs/names.h"
 #include "fs/node.h"
 #include "fs/dirlist.h"
+#include "fs/mount.h"
 #include "fs/queues.h"
 #include "fs/session.h"
 
@@ -1693,7 +1694,7 @@ static void qf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         fuse_reply_write(req, size);
 }
 
-/* The unterminated last line of a push open, enqueued at release (or fsync). */
+/* Enqueues the unterminated last line of a push open (at the last close, fsync or release). */
 static int push_settle(qfh_t *fh)
 {
     pthread_mutex_lock(&fh->mu);
@@ -1713,9 +1714,14 @@ static int push_settle(qfh_t *fh)
 
 static void qf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    /* Not a place to settle: flush comes at every close(), also of dup'ed descriptors
-     * before any write (see q_flush in fs/mount.c). */
-    fuse_reply_err(req, 0);
+    /* flush comes at every close(), also of a shell's dup'ed descriptor before it writes
+     * (see q_flush in fs/mount.c): an unterminated last line is enqueued here only when the
+     * closing process holds no other descriptor on this push file; else at release. */
+    qfh_t *fh = (qfh_t *)(uintptr_t)fi->fh;
+    int rc = 0;
+    if (fh->kind == QK_PUSH && !mount_still_open_by(fuse_req_ctx(req)->pid, ino))
+        rc = push_settle(fh);
+    fuse_reply_err(req, -rc);
 }
 
 static void qf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
