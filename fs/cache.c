@@ -119,7 +119,6 @@ static void set_expiry(state_t *st, obj_t *o, uint64_t now_ms)
 
 void cache_on_create(state_t *st, obj_t *o)
 {
-    (void)st;
     for (obj_t *d = o->parent; d; d = d->parent) {
         if (d->u.cache.ttl_s) {
             o->u.cache.ttl_s = d->u.cache.ttl_s;
@@ -209,7 +208,6 @@ int cache_setxattr(state_t *st, obj_t *o, const char *name, const uint8_t *v, si
 
 int cache_removexattr(state_t *st, obj_t *o, const char *name)
 {
-    (void)st;
     if (strcmp(name, "user.ttl") == 0) {
         if (!o->u.cache.ttl_s)
             return -ENODATA;
