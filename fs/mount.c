@@ -826,7 +826,11 @@ static int open_value(uint64_t ino, int flags, fh_t **out)
     obj_t *o = live_obj(ino);
     if (o)
         fh->snap = blob_ref(o->val);
-    int sliding = o && ns == NS_CACHE ? 1 : 0;
+    /* A read is logged (a TOUCH batch) when it restarts a sliding TTL, or when the cache
+     * is past half its cap so that the LRU order will soon decide an eviction. Below
+     * that, LRU order follows writes only, and reads cost no log traffic. */
+    int touch = o && ns == NS_CACHE && (flags & O_ACCMODE) != O_WRONLY &&
+                (cache_sliding(o) || M.st->cache_bytes > M.st->cache_max_bytes / 2);
     pthread_rwlock_unlock(&M.st->lock);
     if (!fh->snap) {
         fh_free(fh);
@@ -837,8 +841,7 @@ static int open_value(uint64_t ino, int flags, fh_t **out)
         blob_unref(fh->snap);
         fh->snap = blob_new(NULL, 0);
     }
-    /* Reads of cache keys feed the LRU order and sliding TTLs through TOUCH batches. */
-    if (sliding && (flags & O_ACCMODE) != O_WRONLY)
+    if (touch)
         node_note_read(M.node, path);
     *out = fh;
     return 0;
