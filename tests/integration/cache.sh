@@ -24,6 +24,13 @@ rm -r "$K/sessions" && ok rm-r-subdir || not_ok rm-r-subdir
 check rm-r-gone [ ! -e "$K/sessions" ]
 for i in $(seq 1 50); do echo "val$i" >"$K/many$i" || break; done
 checke fifty-keys '[ "$(ls "$K" | grep -c "^many")" = 50 ] && [ "$(cat "$K/many37")" = val37 ]'
+# Far below the memory cap and without sliding TTLs, reads add nothing to the log.
+appends() { grep '^quorumfs_wal_appends_total' "$Q/.cluster/metrics" | cut -d' ' -f2; }
+a1=$(appends)
+for i in $(seq 1 50); do cat "$K/many$i" >/dev/null; done
+sleep 0.4   # longer than the 100 ms read-batching period
+a2=$(appends)
+checke reads-add-no-log-records '[ -n "$a1" ] && [ "$a1" = "$a2" ]' || note "appends $a1 -> $a2"
 
 # ---- atomic replace: a reader never sees anything but one of two 64 KiB values
 $PY -c 'import sys; sys.stdout.buffer.write(b"A" * 65536)' >"$T/va"
