@@ -466,23 +466,50 @@ static int apply_unlink(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
     return 0;
 }
 
-/* Config emits a delete event for every file below o (before a move). */
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp((*(const obj_t *const *)a)->name, (*(const obj_t *const *)b)->name);
+}
+
+/* The children of o in name order (malloc'ed; NULL when there are none or on OOM, with
+ * *n = 0 then). Whatever walks children to produce replicated effects must use this order:
+ * hash order differs between a replica that applied the log and one restored from a
+ * snapshot. */
+static obj_t **sorted_children(const obj_t *o, size_t *n)
+{
+    *n = 0;
+    if (!o->nchildren)
+        return NULL;
+    obj_t **kids = malloc(o->nchildren * sizeof(*kids));
+    if (!kids)
+        return NULL;
+    for (obj_t *c = o->children; c; c = c->hh.next)
+        kids[(*n)++] = c;
+    qsort(kids, *n, sizeof(*kids), cmp_names);
+    return kids;
+}
+
+/* Config emits a delete event for every file below o (before a move), in name order. */
 static void config_delete_tree(state_t *st, obj_t *o)
 {
-    obj_t *c, *tmp;
+    size_t n;
     if (o->type == OBJ_FILE)
         config_on_delete(st, o);
-    HASH_ITER(hh, o->children, c, tmp)
-        config_delete_tree(st, c);
+    obj_t **kids = sorted_children(o, &n);
+    for (size_t i = 0; i < n; i++)
+        config_delete_tree(st, kids[i]);
+    free(kids);
 }
 
 static void config_put_tree(state_t *st, obj_t *o, uint64_t now)
 {
-    obj_t *c, *tmp;
+    size_t n;
     if (o->type == OBJ_FILE)
         config_on_put(st, o, now);
-    HASH_ITER(hh, o->children, c, tmp)
-        config_put_tree(st, c, now);
+    obj_t **kids = sorted_children(o, &n);
+    for (size_t i = 0; i < n; i++)
+        config_put_tree(st, kids[i], now);
+    free(kids);
 }
 
 /* Gives o a new name by reallocating it (names are stored inline), fixing every pointer
@@ -662,10 +689,6 @@ static void sm_apply(void *ctx, uint64_t index, const void *cmd, size_t len, sm_
     pthread_rwlock_unlock(&st->lock);
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp((*(const obj_t *const *)a)->name, (*(const obj_t *const *)b)->name);
-}
 
 /* Snapshot body (version STATE_SNAP_VERSION), see docs/FORMATS.md "fs state snapshot".
  * Objects are written parent before child, children in name order, so the same state gives
@@ -685,17 +708,12 @@ static void snap_obj(snapout_t *o, const obj_t *ob)
         cache_snap_fields(o, ob);
     else if (ob->ns == NS_CONFIG)
         config_snap_fields(o, ob);
-    if (!ob->nchildren)
-        return;
-    const obj_t **kids = malloc(ob->nchildren * sizeof(*kids));
-    if (!kids) {
+    size_t n;
+    obj_t **kids = sorted_children(ob, &n);
+    if (ob->nchildren && !kids) {
         o->err = -QERR_NOMEM;
         return;
     }
-    size_t n = 0;
-    for (const obj_t *c = ob->children; c; c = c->hh.next)
-        kids[n++] = c;
-    qsort(kids, n, sizeof(*kids), cmp_names);
     for (size_t i = 0; i < n && !o->err; i++)
         snap_obj(o, kids[i]);
     free(kids);
