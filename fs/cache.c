@@ -136,6 +136,12 @@ static void evict(state_t *st, obj_t *keep)
     }
 }
 
+void cache_set_cap(state_t *st, uint64_t cap)
+{
+    st->cache_max_bytes = cap;
+    evict(st, NULL);
+}
+
 void cache_on_put(state_t *st, obj_t *o, uint64_t now_ms, uint32_t oldlen)
 {
     if (!is_linked(st, o))

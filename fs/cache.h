@@ -19,6 +19,8 @@ int cache_setxattr(state_t *st, obj_t *o, const char *name, const uint8_t *v, si
 int cache_removexattr(state_t *st, obj_t *o, const char *name);
 void cache_apply_expire(state_t *st, cmdrd_t *r, uint64_t now_ms);
 void cache_apply_touch(state_t *st, cmdrd_t *r, uint64_t now_ms);
+/* Sets the LRU cap and evicts least recently used keys down to it. */
+void cache_set_cap(state_t *st, uint64_t cap);
 
 /* Validates an xattr set before proposing (same rules as apply). 0 or -errno. */
 int cache_check_setxattr(const obj_t *o, const char *name, const void *v, size_t n);

@@ -21,6 +21,7 @@ enum cmd_op {
     CMD_EXPIRE,        /* u32 n, n x (path, u64 expires_ms): cache TTL expiry */
     CMD_TOUCH,         /* u32 n, n x path: cache reads (LRU order, sliding TTL) */
     CMD_SETMTIME,      /* path: `touch` of a value file (cache: also restarts its TTL) */
+    CMD_SETCAP,        /* u64 bytes: the cache's LRU cap (cache ns); evicts down to it */
 };
 
 #define CMD_PUT_CREATE 1   /* create if missing */

@@ -175,7 +175,7 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
     pthread_mutex_init(&n->mu, NULL);
     pthread_cond_init(&n->cv, NULL);
     n->data_dir = strdup(opts->data_dir);
-    n->st = state_new(opts->cache_max_bytes);
+    n->st = state_new(STATE_DEFAULT_CACHE_CAP);
     if (!n->data_dir || !n->st)
         goto fail;
     group_config_t gc = { .dir = opts->data_dir, .snapshot_bytes = opts->snapshot_bytes };
@@ -187,6 +187,19 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
         group_close(n->group);
         n->group = NULL;
         goto fail;
+    }
+    /* The cache cap is replicated state: a node whose option differs proposes it. */
+    pthread_rwlock_rdlock(&n->st->lock);
+    uint64_t cap = n->st->cache_max_bytes;
+    pthread_rwlock_unlock(&n->st->lock);
+    if (opts->cache_max_bytes && opts->cache_max_bytes != cap) {
+        cmdbuf_t b;
+        cmd_begin(&b, CMD_SETCAP, NS_CACHE, node_now_ms());
+        cmd_u64(&b, opts->cache_max_bytes);
+        int prc = node_propose(n, &b, NULL);
+        if (prc < 0)
+            fprintf(stderr, "quorumfs: cannot set the cache cap to %llu bytes: %s\n",
+                    (unsigned long long)opts->cache_max_bytes, strerror(-prc));
     }
     for (int ns = 1; ns < NS__COUNT; ns++)
         if (ns_modules[ns] && ns_modules[ns]->start)

@@ -666,6 +666,13 @@ static int apply_one(state_t *st, const void *cmd, size_t len, sm_result_t *res)
             return -EINVAL;
         cache_apply_touch(st, &r, h.now_ms);
         return r.err ? -EINVAL : 0;
+    case CMD_SETCAP: {
+        uint64_t cap = cmd_get_u64(&r);
+        if (h.ns != NS_CACHE || r.err || cap == 0)
+            return -EINVAL;
+        cache_set_cap(st, cap);
+        return 0;
+    }
     default:
         return -EINVAL;
     }
@@ -733,6 +740,7 @@ static int sm_snapshot(void *ctx, snap_writer_t *w)
     so_u64(o, st->config_rev);
     so_u64(o, st->cache_evictions);
     so_u64(o, st->cache_expirations);
+    so_u64(o, st->cache_max_bytes);
     for (int ns = 1; ns < NS__COUNT; ns++)
         snap_obj(o, st->ns_root[ns]);
     so_u8(o, 0);
@@ -807,7 +815,6 @@ static int sm_restore(void *ctx, snap_reader_t *r)
     snapin_t in = { .r = r };
     int rc = 0;
     pthread_rwlock_wrlock(&st->lock);
-    uint64_t cap = st->cache_max_bytes;
     state_clear(st);
     st->lru_head = st->lru_tail = NULL;
     st->cache_bytes = st->cache_keys = 0;
@@ -820,7 +827,6 @@ static int sm_restore(void *ctx, snap_reader_t *r)
             goto out;
         }
     }
-    st->cache_max_bytes = cap;
     if (si_u32(&in) != STATE_SNAP_VERSION) {
         rc = in.err ? in.err : -QERR_FORMAT;
         goto out;
@@ -830,6 +836,7 @@ static int sm_restore(void *ctx, snap_reader_t *r)
     st->config_rev = si_u64(&in);
     st->cache_evictions = si_u64(&in);
     st->cache_expirations = si_u64(&in);
+    st->cache_max_bytes = si_u64(&in);
     for (;;) {
         uint8_t tag = si_u8(&in);
         if (in.err || tag == 0)

@@ -94,7 +94,7 @@ typedef struct state {
     /* cache */
     obj_t *lru_head, *lru_tail;
     uint64_t cache_bytes, cache_keys;
-    uint64_t cache_max_bytes;    /* eviction cap; a node option, same on every replica */
+    uint64_t cache_max_bytes;    /* eviction cap: replicated (CMD_SETCAP), in snapshots */
     uint64_t cache_evictions, cache_expirations;
     /* TTL index: a min-heap of (expires, id) with lazy deletion; derived, not replicated
      * (rebuilt by restore); used only to find due keys for EXPIRE proposals. */
@@ -111,7 +111,11 @@ typedef struct state {
     void *on_apply_arg;
 } state_t;
 
-/* Creates the empty state with the namespace roots. Returns NULL on OOM. */
+#define STATE_DEFAULT_CACHE_CAP (256ull << 20)
+
+/* Creates the empty state with the namespace roots and the given initial cache cap (a node
+ * starts from STATE_DEFAULT_CACHE_CAP and proposes CMD_SETCAP for its option, so every
+ * replica has the same cap). Returns NULL on OOM. */
 state_t *state_new(uint64_t cache_max_bytes);
 void state_free(state_t *st);
 

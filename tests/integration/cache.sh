@@ -162,6 +162,15 @@ if start_node lru --cache-max-bytes 100000; then
     if stop_node "$MNT" "$pid" && DATA_DIR=$DATA start_node lru --cache-max-bytes 100000; then
         t2=$(find "$MNT/cache" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
         checke lru-same-after-restart '[ "$t2" = "$total" ] && [ -e "$MNT/cache/k0" ] && [ ! -e "$MNT/cache/k2" ]' || note "after restart $t2 bytes"
+        # ... also when the node comes back with a larger cap: the cap is replicated state,
+        # so replaying the log evicts exactly as before.
+        pid=$NPID
+        if stop_node "$MNT" "$pid" && DATA_DIR=$DATA start_node lru; then
+            t3=$(find "$MNT/cache" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+            checke lru-same-after-restart-with-larger-cap '[ "$t3" = "$total" ] && [ ! -e "$MNT/cache/k2" ]' || note "after restart with the default cap: $t3 bytes"
+        else
+            not_ok lru-restart-larger-cap
+        fi
     else
         not_ok lru-restart
     fi

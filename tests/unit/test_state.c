@@ -239,6 +239,14 @@ TEST(cache_lru_eviction)
     CHECK(val(st, NS_CACHE, "k5") != NULL);
     CHECK(st->cache_bytes <= 1000);
     CHECK_EQ(st->cache_evictions, 1);
+    /* Lowering the (replicated) cap evicts from the cold end at once. */
+    cmd_begin(&b, CMD_SETCAP, NS_CACHE, 12);
+    cmd_u64(&b, 400);
+    CHECK_EQ(apply(st, &b), 0);
+    CHECK_EQ(st->cache_max_bytes, 400);
+    CHECK(st->cache_bytes <= 400);
+    CHECK(val(st, NS_CACHE, "k5") != NULL);
+    CHECK(val(st, NS_CACHE, "k2") == NULL);
     state_free(st);
 }
 
