@@ -182,6 +182,19 @@ int state_cache_live(const obj_t *o, uint64_t now_ms)
            o->u.cache.expires_ms > now_ms;
 }
 
+/* In apply: a cache key whose expiry has passed at the command's time is gone, even if
+ * its EXPIRE entry has not been committed yet (readers already treat it as gone). Removes
+ * it and returns NULL; otherwise returns o. Deterministic: the time is the command's. */
+static obj_t *reap(state_t *st, obj_t *o, uint64_t now_ms)
+{
+    if (o && !state_cache_live(o, now_ms)) {
+        state_remove(st, o);
+        st->cache_expirations++;
+        return NULL;
+    }
+    return o;
+}
+
 /* Creates an object under parent (NULL for a namespace root). Returns NULL on OOM. */
 static obj_t *obj_add(state_t *st, obj_t *parent, const char *name, size_t namelen,
                       uint8_t type, uint8_t ns, uint64_t id)
@@ -337,7 +350,7 @@ static int existing(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, obj_t **out)
     size_t len = cmd_get_path(r, &path);
     if (r->err)
         return -EINVAL;
-    obj_t *o = state_resolve(st, h->ns, path, len);
+    obj_t *o = reap(st, state_resolve(st, h->ns, path, len), h->now_ms);
     if (!o)
         return -ENOENT;
     if (!o->parent)
@@ -363,7 +376,7 @@ static int apply_mkdir(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t 
         return rc;
     obj_t *o;
     HASH_FIND(hh, p->children, name, nl, o);
-    if (o)
+    if (reap(st, o, h->now_ms))
         return -EEXIST;
     o = obj_add(st, p, name, nl, OBJ_DIR, h->ns, st->next_id++);
     if (!o)
@@ -407,6 +420,7 @@ static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
         return rc;
     obj_t *o;
     HASH_FIND(hh, p->children, name, nl, o);
+    o = reap(st, o, h->now_ms);
     if (o && (flags & CMD_PUT_EXCL))
         return -EEXIST;
     if (o && o->type == OBJ_DIR)
@@ -557,7 +571,7 @@ static int apply_rename(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
     obj_t *tp;
     if (r->err)
         return -EINVAL;
-    obj_t *src = state_resolve(st, h->ns, from, flen);
+    obj_t *src = reap(st, state_resolve(st, h->ns, from, flen), h->now_ms);
     if (!src)
         return -ENOENT;
     if (!src->parent)
@@ -569,6 +583,7 @@ static int apply_rename(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
         return -EINVAL;
     obj_t *dst;
     HASH_FIND(hh, tp->children, name, nl, dst);
+    dst = reap(st, dst, h->now_ms);
     if (dst == src)
         return 0;
     if (dst) {
@@ -617,7 +632,7 @@ static int apply_xattr(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, int remove)
         return -EINVAL;
     memcpy(nm, name, nlen);
     nm[nlen] = 0;
-    obj_t *o = state_resolve(st, h->ns, path, len);
+    obj_t *o = reap(st, state_resolve(st, h->ns, path, len), h->now_ms);
     if (!o)
         return -ENOENT;
     if (h->ns != NS_CACHE)

@@ -196,6 +196,16 @@ TEST(cache_ttl_and_expiry)
     CHECK(state_resolve(st, NS_CACHE, "s/a", 3) == NULL);
     CHECK_EQ(st->cache_keys, 0);
     CHECK_EQ(st->cache_bytes, 0);
+    /* A key past its expiry is gone for apply too, before any EXPIRE: an exclusive create
+     * or a mkdir of its name succeeds, and a new key does not inherit its TTL. */
+    CHECK_EQ(put(st, NS_CACHE, "s/b", "x", C, 20000), 0);        /* expires 30000 */
+    CHECK_EQ(setx(st, "s/b", "user.ttl", "1", 20000), 0);          /* expires 21000 */
+    CHECK_EQ(put(st, NS_CACHE, "s/b", "y", C | CMD_PUT_EXCL, 21000), 0);
+    CHECK_EQ(state_resolve(st, NS_CACHE, "s/b", 3)->u.cache.ttl_s, 10);
+    CHECK_EQ(state_resolve(st, NS_CACHE, "s/b", 3)->u.cache.expires_ms, 31000);
+    CHECK_EQ(put(st, NS_CACHE, "s/c", "z", C, 40000), 0);
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CACHE, "s/c", 50000), 0);   /* s/c expired at 50000 */
+    CHECK(state_resolve(st, NS_CACHE, "s/c", 3)->type == OBJ_DIR);
     state_free(st);
 }
 
