@@ -22,12 +22,17 @@ enum cmd_op {
     CMD_TOUCH,         /* u32 n, n x path: cache reads (LRU order, sliding TTL) */
     CMD_SETMTIME,      /* path: `touch` of a value file (cache: also restarts its TTL) */
     CMD_SETCAP,        /* u64 bytes: the cache's LRU cap (cache ns); evicts down to it */
+    CMD_WRITE,         /* path, u8 flags (CMD_PUT_CREATE/ID, CMD_WRITE_*), [u64 id],
+                          u64 offset, bytes data: one write() request, on the current value */
 };
 
 #define CMD_PUT_CREATE 1   /* create if missing */
 #define CMD_PUT_EXCL 2     /* fail with EEXIST if present */
 #define CMD_PUT_KEEP 4     /* if present, leave it unchanged (create-if-missing only) */
 #define CMD_PUT_ID 8       /* a created file takes the id that follows the flags */
+#define CMD_WRITE_TRUNC 16   /* start from an empty value (the open's pending O_TRUNC) */
+#define CMD_WRITE_APPEND 32  /* write at the current end, whatever the offset */
+#define CMD_WRITE_SETLEN 64  /* no data: set the length to offset (truncate/extend) */
 #define CMD_RENAME_NOREPLACE 1
 
 /* A growable output buffer. Ownership: the caller owns buf->p and frees it with free(). */

@@ -57,9 +57,7 @@ typedef struct fh {
     size_t slen;
     dirlist_t dir;                     /* FH_DIR listing, taken at opendir */
     pthread_mutex_t mu;                /* FH_VALUE write state */
-    uint8_t *wbuf;
-    size_t wlen, wcap;
-    int winit, trunc_pending, create_pending, append;
+    int trunc_pending, create_pending, append;
     int dirty;                         /* FH_VALUE: a write through this open committed */
     blob_t *orig;                      /* FH_VALUE: value at open (NULL: file was new) */
     uint64_t want_id;                  /* FH_VALUE made by create: the id it will have */
@@ -129,6 +127,22 @@ static int pending_find(uint64_t id, uint8_t *ns, char *path, size_t size)
     }
     pthread_mutex_unlock(&M.pmu);
     return p ? 0 : -ENOENT;
+}
+
+/* Id of the pending creation at ns/path, or 0. */
+static uint64_t pending_by_path(uint8_t ns, const char *path)
+{
+    struct pending *p, *tmp;
+    uint64_t id = 0;
+    pthread_mutex_lock(&M.pmu);
+    HASH_ITER(hh, M.pending, p, tmp) {
+        if (p->ns == ns && strcmp(p->path, path) == 0) {
+            id = p->id;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&M.pmu);
+    return id;
 }
 
 /* fh's pending creation just committed. fh->mu held. */
@@ -465,6 +479,20 @@ static int do_lookup(uint64_t parent, const char *name, struct fuse_entry_param 
             rc = entry_for_obj(o, e);
         else if (!o && dir->ns == NS_CONFIG)
             rc = lookup_config_special(dir, name, e);
+        if (rc == -ENOENT && (dir->ns == NS_CACHE || dir->ns == NS_CONFIG)) {
+            /* created by an open that has not written yet: the file exists, empty */
+            char path[4096];
+            int l = state_path(dir, path, sizeof(path));
+            if (l >= 0 && (size_t)l + strlen(name) + 2 <= sizeof(path)) {
+                snprintf(path + l, sizeof(path) - (size_t)l, "%s%s", l ? "/" : "", name);
+                uint64_t id = pending_by_path(dir->ns, path);
+                if (id) {
+                    e->ino = id;
+                    fill_stat(&e->attr, id, S_IFREG | 0644, 0, node_now_ms());
+                    rc = 0;
+                }
+            }
+        }
     }
     pthread_rwlock_unlock(&M.st->lock);
     return rc;
@@ -706,7 +734,6 @@ static void fh_free(fh_t *fh)
     blob_unref(fh->snap);
     free(fh->sbuf);
     dirlist_clear(&fh->dir);
-    free(fh->wbuf);
     blob_unref(fh->orig);
     watch_close(fh->watch);
     pthread_mutex_destroy(&fh->mu);
@@ -804,11 +831,34 @@ static void q_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 
 /* ---- files ---- */
 
+/* Another open of a file created but not yet written: it shares the creation (the
+ * first of them to write or close commits it, with the same id). */
+static int open_pending(uint64_t ino, int flags, fh_t **out)
+{
+    char path[4096];
+    uint8_t ns;
+    if (pending_find(ino, &ns, path, sizeof(path)) < 0)
+        return -ENOENT;
+    fh_t *fh = fh_new(FH_VALUE);
+    if (!fh || !(fh->path = strdup(path)) || !(fh->snap = blob_new(NULL, 0))) {
+        fh_free(fh);
+        return -ENOMEM;
+    }
+    fh->ns = ns;
+    fh->append = !!(flags & O_APPEND);
+    fh->want_id = ino;
+    fh->create_pending = 1;
+    *out = fh;
+    return 0;
+}
+
 static int open_value(uint64_t ino, int flags, fh_t **out)
 {
     char path[4096];
     int ns, type;
     int rc = obj_path(ino, &ns, path, sizeof(path), &type);
+    if (rc == -ENOENT)
+        return open_pending(ino, flags, out);
     if (rc < 0)
         return rc;
     if (type == OBJ_DIR)
@@ -955,73 +1005,42 @@ static void q_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 /* Commits fh's working copy [0, newlen) as the value. fh->mu held. */
-static int commit_value(fh_t *fh, size_t newlen)
+/* Commits one write request (or, with CMD_WRITE_SETLEN and no data, a truncation to off)
+ * on the file's current value, carrying the open's pending O_TRUNC, creation and O_APPEND.
+ * Afterwards reads through this open see the committed value. fh->mu held. */
+static int write_request(fh_t *fh, uint8_t flags, uint64_t off, const void *data, size_t len)
 {
     cmdbuf_t b;
-    cmd_begin(&b, CMD_PUT, fh->ns, node_now_ms());
+    cmd_begin(&b, CMD_WRITE, fh->ns, node_now_ms());
     cmd_str(&b, fh->path);
-    put_flags(&b, fh, 0);
-    cmd_bytes(&b, fh->wbuf, newlen);
-    int rc = node_propose(M.node, &b, NULL);
-    if (rc < 0) {
-        fh->winit = 0;           /* re-read the committed value on the next write */
+    if (fh->trunc_pending)
+        flags |= CMD_WRITE_TRUNC;
+    if (fh->append && !(flags & CMD_WRITE_SETLEN))
+        flags |= CMD_WRITE_APPEND;
+    if (fh->create_pending) {
+        cmd_u8(&b, flags | CMD_PUT_CREATE | CMD_PUT_ID);
+        cmd_u64(&b, fh->want_id);
+    } else {
+        cmd_u8(&b, flags);
+    }
+    cmd_u64(&b, off);
+    cmd_bytes(&b, data, len);
+    sm_result_t res;
+    int rc = node_propose(M.node, &b, &res);
+    if (rc < 0)
         return rc;
-    }
-    blob_t *nb = blob_new(fh->wbuf, newlen);
-    if (nb) {
-        blob_unref(fh->snap);
-        fh->snap = nb;           /* reads through this open see its own writes */
-    }
-    fh->wlen = newlen;
     fh->dirty = 1;
     fh->trunc_pending = 0;
     if (fh->create_pending)
         created(fh);
-    return 0;
-}
-
-/* Makes fh->wbuf hold the current value (or nothing, after O_TRUNC / for a new file) with
- * room for need bytes. fh->mu held. */
-static int load_value(fh_t *fh, size_t need)
-{
-    if (!fh->winit) {
-        fh->wlen = 0;
-        if (!fh->trunc_pending && !fh->create_pending) {
-            int rc = 0;
-            pthread_rwlock_rdlock(&M.st->lock);
-            obj_t *o = state_resolve(M.st, fh->ns, fh->path, strlen(fh->path));
-            if (!o || !state_cache_live(o, node_now_ms()))
-                rc = -ENOENT;
-            else if (o->type != OBJ_FILE)
-                rc = -EISDIR;
-            else if (o->val->len > fh->wcap) {
-                uint8_t *nb = realloc(fh->wbuf, o->val->len);
-                if (!nb)
-                    rc = -ENOMEM;
-                else {
-                    fh->wbuf = nb;
-                    fh->wcap = o->val->len;
-                }
-            }
-            if (rc == 0) {
-                memcpy(fh->wbuf, o->val->data, o->val->len);
-                fh->wlen = o->val->len;
-            }
-            pthread_rwlock_unlock(&M.st->lock);
-            if (rc < 0)
-                return rc;
-        }
-        fh->winit = 1;
-    }
-    if (need > fh->wcap) {
-        size_t cap = fh->wcap ? fh->wcap : 256;
-        while (cap < need)
-            cap *= 2;
-        uint8_t *nb = realloc(fh->wbuf, cap);
-        if (!nb)
-            return -ENOMEM;
-        fh->wbuf = nb;
-        fh->wcap = cap;
+    uint64_t id = result_id(&res);
+    pthread_rwlock_rdlock(&M.st->lock);
+    obj_t *o = state_by_id(M.st, id);
+    blob_t *nb = o && o->type == OBJ_FILE ? blob_ref(o->val) : NULL;
+    pthread_rwlock_unlock(&M.st->lock);
+    if (nb) {
+        blob_unref(fh->snap);
+        fh->snap = nb;
     }
     return 0;
 }
@@ -1048,7 +1067,6 @@ static void restore_orig(fh_t *fh)
         fprintf(stderr, "quorumfs: %s: restoring the value after EFBIG failed: %s\n", fh->path,
                 strerror(-rc));
     fh->dirty = 0;
-    fh->winit = 0;
     blob_unref(fh->snap);
     fh->snap = blob_ref(fh->orig ? fh->orig : NULL);
     if (!fh->snap)
@@ -1064,23 +1082,11 @@ static int do_write(fh_t *fh, const char *buf, size_t size, off_t off)
     if (off < 0)
         return -EINVAL;
     pthread_mutex_lock(&fh->mu);
-    int rc = load_value(fh, 0);
-    if (rc == 0 && fh->append)
-        off = (off_t)fh->wlen;
-    size_t end = (size_t)off + size;
-    if (rc == 0 && ((size_t)off > VALUE_MAX || end > VALUE_MAX)) {
-        rc = -EFBIG;
+    int rc = -EFBIG;   /* apply checks again, against the value's length for O_APPEND */
+    if (fh->append || (uint64_t)off + size <= VALUE_MAX)
+        rc = write_request(fh, 0, (uint64_t)off, buf, size);
+    if (rc == -EFBIG)
         restore_orig(fh);
-    }
-    if (rc == 0)
-        rc = load_value(fh, end);
-    if (rc == 0) {
-        size_t oldlen = fh->wlen;
-        if ((size_t)off > oldlen)
-            memset(fh->wbuf + oldlen, 0, (size_t)off - oldlen);
-        memcpy(fh->wbuf + off, buf, size);
-        rc = commit_value(fh, end > oldlen ? end : oldlen);
-    }
     pthread_mutex_unlock(&fh->mu);
     return rc;
 }
@@ -1287,13 +1293,7 @@ static int do_truncate(uint64_t ino, off_t size, fh_t *fh)
         fh = tmp;
     }
     pthread_mutex_lock(&fh->mu);
-    rc = load_value(fh, (size_t)size);
-    if (rc == 0) {
-        if ((size_t)size > fh->wlen)
-            memset(fh->wbuf + fh->wlen, 0, (size_t)size - fh->wlen);
-        fh->trunc_pending = 0;
-        rc = commit_value(fh, (size_t)size);
-    }
+    rc = write_request(fh, CMD_WRITE_SETLEN, (uint64_t)size, NULL, 0);
     pthread_mutex_unlock(&fh->mu);
     fh_free(tmp);
     return rc;

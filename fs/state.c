@@ -402,23 +402,18 @@ static int apply_rmdir(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
     return 0;
 }
 
-static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
+/* Finds (or, with CMD_PUT_CREATE, creates) the file at path for PUT and WRITE, after
+ * reaping an expired key of that name. want: a proposer-picked id for a new file, or 0. */
+static int file_for_write(state_t *st, const cmd_hdr_t *h, const char *path, size_t len,
+                          uint8_t flags, uint64_t want, obj_t **out, int *created)
 {
-    const char *path, *name;
-    const uint8_t *val;
-    size_t len = cmd_get_path(r, &path), nl;
-    uint8_t flags = cmd_get_u8(r);
-    uint64_t want = (flags & CMD_PUT_ID) ? cmd_get_u64(r) : 0;
-    size_t vlen = cmd_get_bytes(r, &val);
-    obj_t *p;
-    if (r->err)
-        return -EINVAL;
-    if (vlen > VALUE_MAX)
-        return -EFBIG;
+    *created = 0;
+    const char *name;
+    size_t nl;
+    obj_t *p, *o;
     int rc = split_parent(st, h->ns, path, len, &p, &name, &nl);
     if (rc < 0)
         return rc;
-    obj_t *o;
     HASH_FIND(hh, p->children, name, nl, o);
     o = reap(st, o, h->now_ms);
     if (o && (flags & CMD_PUT_EXCL))
@@ -427,13 +422,6 @@ static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
         return -EISDIR;
     if (!o && !(flags & CMD_PUT_CREATE))
         return -ENOENT;
-    if (o && (flags & CMD_PUT_KEEP)) {
-        result_id(res, o->id);
-        return 0;
-    }
-    blob_t *b = vlen ? blob_new(val, vlen) : empty_blob();
-    if (!b)
-        return -ENOMEM;
     if (!o) {
         /* The proposer's id when it is valid and unused (it told the kernel already);
          * otherwise an id of our own, and that proposer's inode goes stale. */
@@ -445,14 +433,21 @@ static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
         if (id >= STATE_PID_FIRST && id >= st->next_pid)
             st->next_pid = id + 1;
         o = obj_add(st, p, name, nl, OBJ_FILE, h->ns, id);
-        if (!o) {
-            blob_unref(b);
+        if (!o)
             return -ENOMEM;
-        }
         p->mtime_ms = h->now_ms;
         if (h->ns == NS_CACHE)
             cache_on_create(st, o);
+        *created = 1;              /* empty until set_value gives it its first value */
     }
+    *out = o;
+    return 0;
+}
+
+/* Makes b (a reference the callee takes over) the value of file o, with the namespace's
+ * effects (cache TTL/LRU/eviction, config revision and history). */
+static void set_value(state_t *st, const cmd_hdr_t *h, obj_t *o, blob_t *b, sm_result_t *res)
+{
     uint32_t oldlen = o->val->len;
     blob_unref(o->val);
     o->val = b;
@@ -462,6 +457,73 @@ static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
         cache_on_put(st, o, h->now_ms, oldlen);  /* may evict other keys, never o */
     else if (h->ns == NS_CONFIG)
         config_on_put(st, o, h->now_ms);
+}
+
+static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
+{
+    const char *path;
+    const uint8_t *val;
+    size_t len = cmd_get_path(r, &path);
+    uint8_t flags = cmd_get_u8(r);
+    uint64_t want = (flags & CMD_PUT_ID) ? cmd_get_u64(r) : 0;
+    size_t vlen = cmd_get_bytes(r, &val);
+    obj_t *o;
+    int created;
+    if (r->err)
+        return -EINVAL;
+    if (vlen > VALUE_MAX)
+        return -EFBIG;
+    int rc = file_for_write(st, h, path, len, flags, want, &o, &created);
+    if (rc < 0)
+        return rc;
+    if ((flags & CMD_PUT_KEEP) && !created) {
+        result_id(res, o->id);     /* it existed: left unchanged */
+        return 0;
+    }
+    blob_t *b = vlen ? blob_new(val, vlen) : empty_blob();
+    if (!b)
+        return -ENOMEM;
+    set_value(st, h, o, b, res);
+    return 0;
+}
+
+/* One write() request applied to the value as it is now, so concurrent writers through
+ * different opens never undo each other (each request is one atomic step). */
+static int apply_write(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
+{
+    const char *path;
+    const uint8_t *data;
+    size_t len = cmd_get_path(r, &path);
+    uint8_t flags = cmd_get_u8(r);
+    uint64_t want = (flags & CMD_PUT_ID) ? cmd_get_u64(r) : 0;
+    uint64_t off = cmd_get_u64(r);
+    size_t dlen = cmd_get_bytes(r, &data);
+    obj_t *o;
+    int created;
+    if (r->err || (dlen && (flags & CMD_WRITE_SETLEN)))
+        return -EINVAL;
+    if (off > VALUE_MAX || dlen > VALUE_MAX)
+        return -EFBIG;
+    int rc = file_for_write(st, h, path, len, flags & (CMD_PUT_CREATE | CMD_PUT_EXCL), want, &o,
+                            &created);
+    if (rc < 0)
+        return rc;
+    size_t base = (flags & CMD_WRITE_TRUNC) ? 0 : o->val->len;
+    if (flags & CMD_WRITE_APPEND)
+        off = base;
+    size_t end = (flags & CMD_WRITE_SETLEN) ? (size_t)off : (size_t)off + dlen;
+    if (end > VALUE_MAX)
+        return -EFBIG;
+    size_t newlen = (flags & CMD_WRITE_SETLEN) ? end : (end > base ? end : base);
+    blob_t *b = blob_new(NULL, newlen);
+    if (!b)
+        return -ENOMEM;
+    size_t keep = base < newlen ? base : newlen;
+    memcpy(b->data, o->val->data, keep);
+    memset(b->data + keep, 0, newlen - keep);
+    if (dlen)
+        memcpy(b->data + off, data, dlen);
+    set_value(st, h, o, b, res);
     return 0;
 }
 
@@ -666,6 +728,7 @@ static int apply_one(state_t *st, const void *cmd, size_t len, sm_result_t *res)
     case CMD_MKDIR: return apply_mkdir(st, &h, &r, res);
     case CMD_RMDIR: return apply_rmdir(st, &h, &r);
     case CMD_PUT: return apply_put(st, &h, &r, res);
+    case CMD_WRITE: return apply_write(st, &h, &r, res);
     case CMD_UNLINK: return apply_unlink(st, &h, &r);
     case CMD_RENAME: return apply_rename(st, &h, &r);
     case CMD_SETXATTR: return apply_xattr(st, &h, &r, 0);

@@ -24,6 +24,27 @@ rm -r "$K/sessions" && ok rm-r-subdir || not_ok rm-r-subdir
 check rm-r-gone [ ! -e "$K/sessions" ]
 for i in $(seq 1 50); do echo "val$i" >"$K/many$i" || break; done
 checke fifty-keys '[ "$(ls "$K" | grep -c "^many")" = 50 ] && [ "$(cat "$K/many37")" = val37 ]'
+# Writes through different opens never undo each other: each write() request applies to
+# the value as it is then (two O_APPEND descriptors interleave; a pwrite after another
+# process rewrote the file patches the new value, as on an ordinary file).
+r=$(python3 - "$K/shared" <<'PY'
+import os, sys, subprocess
+p = sys.argv[1]
+a = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+b = os.open(p, os.O_WRONLY | os.O_APPEND)
+os.write(a, b"A1\n"); os.write(b, b"B1\n"); os.write(a, b"A2\n")
+os.close(a); os.close(b)
+first = open(p).read()
+c = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+os.write(c, b"hello world")
+subprocess.run(["sh", "-c", "echo NEW > " + p], check=True)
+os.pwrite(c, b"!", 0)
+os.close(c)
+print(repr(first), repr(open(p).read()))
+PY
+)
+check appends-interleave-and-pwrite-patches [ "$r" = "'A1\nB1\nA2\n' '!EW\n'" ] || note "got $r"
+
 # Far below the memory cap and without sliding TTLs, reads add nothing to the log.
 appends() { grep '^quorumfs_wal_appends_total' "$Q/.cluster/metrics" | cut -d' ' -f2; }
 a1=$(appends)

@@ -161,6 +161,43 @@ TEST(proposer_picked_ids)
     state_free(st);
 }
 
+static int wr(state_t *st, const char *path, uint8_t flags, uint64_t off, const char *data)
+{
+    cmdbuf_t b;
+    cmd_begin(&b, CMD_WRITE, NS_CACHE, 1);
+    cmd_str(&b, path);
+    cmd_u8(&b, flags);
+    cmd_u64(&b, off);
+    cmd_bytes(&b, data, strlen(data));
+    return apply(st, &b);
+}
+
+/* CMD_WRITE applies one write() request to the value as it is at apply time. */
+TEST(ranged_writes)
+{
+    state_t *st = state_new(1 << 20);
+    CHECK_EQ(wr(st, "w", 0, 0, "x"), -ENOENT);
+    CHECK_EQ(wr(st, "w", CMD_PUT_CREATE, 0, "hello world"), 0);
+    CHECK(strcmp(val(st, NS_CACHE, "w"), "hello world") == 0);
+    CHECK_EQ(wr(st, "w", 0, 0, "J"), 0);                          /* patch in place */
+    CHECK(strcmp(val(st, NS_CACHE, "w"), "Jello world") == 0);
+    CHECK_EQ(wr(st, "w", CMD_WRITE_APPEND, 0, "!"), 0);           /* offset ignored */
+    CHECK(strcmp(val(st, NS_CACHE, "w"), "Jello world!") == 0);
+    CHECK_EQ(wr(st, "w", CMD_WRITE_TRUNC, 0, "new"), 0);          /* pending O_TRUNC */
+    CHECK(strcmp(val(st, NS_CACHE, "w"), "new") == 0);
+    CHECK_EQ(wr(st, "w", 0, 5, "z"), 0);                          /* a hole reads as NULs */
+    obj_t *o = state_resolve(st, NS_CACHE, "w", 1);
+    CHECK_EQ(o->val->len, 6);
+    CHECK(memcmp(o->val->data, "new\0\0z", 6) == 0);
+    CHECK_EQ(wr(st, "w", CMD_WRITE_SETLEN, 2, ""), 0);            /* truncate */
+    CHECK(strcmp(val(st, NS_CACHE, "w"), "ne") == 0);
+    CHECK_EQ(wr(st, "w", CMD_WRITE_SETLEN, 2, "data"), -EINVAL);
+    CHECK_EQ(wr(st, "w", 0, (1u << 20), "x"), -EFBIG);
+    CHECK(strcmp(val(st, NS_CACHE, "w"), "ne") == 0);
+    CHECK_EQ(st->cache_bytes, 2);
+    state_free(st);
+}
+
 TEST(cache_ttl_and_expiry)
 {
     state_t *st = state_new(1 << 20);
@@ -453,6 +490,7 @@ int main(void)
 {
     RUN(tree_ops_and_errnos);
     RUN(proposer_picked_ids);
+    RUN(ranged_writes);
     RUN(cache_ttl_and_expiry);
     RUN(cache_sliding_ttl);
     RUN(cache_lru_eviction);
