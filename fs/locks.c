@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include "cluster/err.h"
 #include "fs/dirlist.h"
+#include "fs/intr.h"
 #include "fs/locks.h"
 #include "fs/names.h"
 #include "fs/node.h"
@@ -1058,6 +1059,7 @@ static void cancel_done(void *arg, int rc)
 
 static void lock_interrupt(fuse_req_t req, void *data)
 {
+    INTR_DEFER_IF_REGISTERING();
     lwait_t *w = data;
     pthread_mutex_lock(&LL.mu);
     if (w->req != req) {
@@ -1133,8 +1135,8 @@ static void do_lock(fuse_req_t req, const char *name, uint8_t kind, uint64_t own
     if (parked)
         w->req = req;
     pthread_mutex_unlock(&LL.mu);
-    if (parked)
-        fuse_req_interrupt_func(req, lock_interrupt, w);
+    if (parked && intr_register(req, lock_interrupt, w))
+        lock_interrupt(req, w);     /* it was interrupted already (see fs/intr.h) */
     pthread_rwlock_unlock(&st->lock);
     if (!parked) {
         fuse_reply_err(req, -w->rc);

@@ -1564,9 +1564,24 @@ static long long find_mnt_id(const char *mountpoint)
     long long id, found = 0;
     if (!f)
         return 0;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "%lld %*s %*s %*s %4095s", &id, mp) == 2 && strcmp(mp, mountpoint) == 0)
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "%lld %*s %*s %*s %4095s", &id, mp) != 2)
+            continue;
+        /* mountinfo escapes space, tab, newline and backslash as \ooo */
+        char *w = mp;
+        for (const char *r = mp; *r; r++) {
+            if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+                r[3] >= '0' && r[3] <= '7') {
+                *w++ = (char)(((r[1] - '0') << 6) | ((r[2] - '0') << 3) | (r[3] - '0'));
+                r += 3;
+            } else {
+                *w++ = *r;
+            }
+        }
+        *w = 0;
+        if (strcmp(mp, mountpoint) == 0)
             found = id;   /* later lines are mounted on top of earlier ones */
+    }
     fclose(f);
     return found;
 }

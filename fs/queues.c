@@ -17,6 +17,7 @@
 #include "fs/names.h"
 #include "fs/node.h"
 #include "fs/dirlist.h"
+#include "fs/intr.h"
 #include "fs/mount.h"
 #include "fs/queues.h"
 #include "fs/session.h"
@@ -1430,6 +1431,7 @@ static void serve_locked(fuse_req_t req, qfh_t *fh, size_t size)
 
 static void take_interrupt(fuse_req_t req, void *data)
 {
+    INTR_DEFER_IF_REGISTERING();
     qfh_t *fh = data;
     pthread_mutex_lock(&QL.mu);
     if (fh->req == req) {
@@ -1490,8 +1492,8 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size)
         serve_locked(req, fh, size);
     }
     pthread_mutex_unlock(&QL.mu);
-    if (parked)
-        fuse_req_interrupt_func(req, take_interrupt, fh);
+    if (parked && intr_register(req, take_interrupt, fh))
+        take_interrupt(req, fh);    /* it was interrupted already (see fs/intr.h) */
     pthread_rwlock_unlock(&st->lock);
 }
 

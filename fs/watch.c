@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fs/config.h"
+#include "fs/intr.h"
 #include "fs/watch.h"
 
 #define BATCH_BYTES 65536
@@ -113,13 +114,19 @@ void watch_on_apply(uint8_t ns)
     pthread_mutex_unlock(&wait_mu);
 }
 
+/* Interrupt callback. It never dereferences data (the watch may already be closed when a
+ * late interrupt arrives); it looks the request up among the parked reads instead. */
 static void interrupted(fuse_req_t req, void *data)
 {
-    watch_t *w = data;
+    INTR_DEFER_IF_REGISTERING();
+    (void)data;
     pthread_mutex_lock(&wait_mu);
-    if (w->waiting == req) {
-        unpark(w);
-        fuse_reply_err(req, EINTR);
+    for (watch_t *w = parked; w; w = w->next) {
+        if (w->waiting == req) {
+            unpark(w);
+            fuse_reply_err(req, EINTR);
+            break;
+        }
     }
     pthread_mutex_unlock(&wait_mu);
 }
@@ -151,8 +158,8 @@ void watch_read(fuse_req_t req, watch_t *w, size_t size, off_t off)
     pthread_mutex_unlock(&wait_mu);
     /* Registered while the state lock is held, so apply cannot answer (and free) req
      * first; if req was already interrupted this calls interrupted() right away. */
-    if (!answered)
-        fuse_req_interrupt_func(req, interrupted, w);
+    if (!answered && intr_register(req, interrupted, w))
+        interrupted(req, w);
     pthread_rwlock_unlock(&w->st->lock);
 }
 
