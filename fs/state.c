@@ -861,6 +861,7 @@ static int restore_obj(snapin_t *in, state_t *st)
     } else {
         obj_t *p = state_by_id(st, pid);
         if (!p || p->type != OBJ_DIR || p->ns != ns || state_by_id(st, id) ||
+            names_check(name, nl, ns == NS_CONFIG) < 0 ||
             id < STATE_FIRST_ID || (id >= st->next_id && id < STATE_PID_FIRST) ||
             (id >= STATE_PID_FIRST && id >= st->next_pid) || state_child(p, name))
             return -QERR_CORRUPT;
@@ -927,7 +928,8 @@ static int sm_restore(void *ctx, snap_reader_t *r)
     uint64_t nkeys = si_u64(&in);
     for (uint64_t i = 0; i < nkeys && !in.err; i++) {
         obj_t *o = state_by_id(st, si_u64(&in));
-        if (!o || o->ns != NS_CACHE || o->type != OBJ_FILE) {
+        if (!o || o->ns != NS_CACHE || o->type != OBJ_FILE || o->u.cache.lru_prev ||
+            st->lru_head == o) {   /* unknown, not a key, or listed twice */
             rc = -QERR_CORRUPT;
             goto out;
         }
@@ -959,8 +961,15 @@ static int sm_restore(void *ctx, snap_reader_t *r)
     if (in.err)
         rc = in.err;
 out:
-    if (rc < 0) {
+    if (rc < 0) {   /* leave an empty, valid state (the caller refuses to start) */
         state_clear(st);
+        st->lru_head = st->lru_tail = NULL;
+        st->cache_bytes = st->cache_keys = 0;
+        st->ttl_n = 0;
+        st->next_id = STATE_FIRST_ID;
+        st->next_pid = STATE_PID_FIRST;
+        st->config_rev = st->cache_evictions = st->cache_expirations = 0;
+        st->cache_max_bytes = STATE_DEFAULT_CACHE_CAP;
         for (int ns = 1; ns < NS__COUNT; ns++)
             st->ns_root[ns] = obj_add(st, NULL, ns_names[ns], strlen(ns_names[ns]),
                                       OBJ_DIR, (uint8_t)ns, NS_ROOT_ID(ns));
