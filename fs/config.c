@@ -110,6 +110,8 @@ const cfg_event_t *state_config_event_after(const state_t *st, uint64_t after)
 
 static int below(const char *path, const char *dir)
 {
+    if (!path)
+        return 0;   /* an event whose path could not be stored (out of memory) */
     size_t n = strlen(dir);
     return n == 0 || (strncmp(path, dir, n) == 0 && path[n] == '/');
 }
@@ -207,7 +209,8 @@ void config_snap_events(snapout_t *o, const state_t *st)
         const cfg_event_t *e = &st->events[i % CONFIG_EVENTS_KEPT];
         so_u64(o, e->rev);
         so_u8(o, e->op);
-        so_blob(o, e->path, (uint32_t)strlen(e->path));
+        const char *path = e->path ? e->path : "";
+        so_blob(o, path, (uint32_t)strlen(path));
     }
 }
 

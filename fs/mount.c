@@ -507,8 +507,8 @@ static void q_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     metrics_op(MOP_lookup, t0, rc == -ENOENT ? 0 : -rc);
     if (rc < 0)
         fuse_reply_err(req, -rc);
-    else
-        fuse_reply_entry(req, &e);
+    else if (fuse_reply_entry(req, &e) != 0 && (e.ino & VINO_BIT))
+        vino_forget(e.ino, 1);   /* the kernel never got it: undo the lookup count */
 }
 
 static void q_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
