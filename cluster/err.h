@@ -35,4 +35,12 @@ enum qerr { QERR_LIST(QERR_ENUM_) QERR__COUNT };
 /* Returns a static string for code (accepts the negative form too). Never NULL. */
 const char *qerr_str(int code);
 
+/* Maps an errno from a failed system call to a negative code: ENOSPC/EDQUOT give
+ * -QERR_NOSPACE, ENOMEM -QERR_NOMEM, anything else -QERR_IO. */
+int qerr_from_errno(int e);
+
+/* Formats a malloc'ed message into *errmsg unless errmsg is NULL or already holds one (the
+ * first message wins). The caller frees it. */
+void qerr_set_msg(char **errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif

@@ -78,17 +78,6 @@ static void glog(const group_t *g, const char *fmt, ...)
     fprintf(stderr, "quorumfs: group %s: %s\n", g->dir, line);
 }
 
-static void set_err(char **errmsg, const char *fmt, ...)
-{
-    va_list ap;
-    if (!errmsg || *errmsg)
-        return;
-    va_start(ap, fmt);
-    if (vasprintf(errmsg, fmt, ap) < 0)
-        *errmsg = NULL;
-    va_end(ap);
-}
-
 /* ---- the commit thread ---- */
 
 /* Appends the batch, syncs once, applies. Sets each proposal's rc (and res). */
@@ -226,7 +215,7 @@ static int replay_cb(void *arg, uint64_t index, uint64_t term, const void *paylo
     if (index <= g->snap_index)
         return 0; /* already in the snapshot */
     if (index != g->next_index) {
-        set_err(&g->replay_err, "group %s: the WAL continues at index %" PRIu64
+        qerr_set_msg(&g->replay_err, "group %s: the WAL continues at index %" PRIu64
                 " but the state is at index %" PRIu64 " (snapshot %" PRIu64
                 "): entries are missing", g->dir, index, g->next_index - 1, g->snap_index);
         return -QERR_CORRUPT;
@@ -255,7 +244,7 @@ static int restore_snapshot(group_t *g, char **errmsg)
         rc = g->ops->restore(g->ctx, r);
         int vrc = snapshot_reader_close(r, &why);
         if (rc)
-            set_err(errmsg, "group %s: restoring snapshot %s failed: %s%s%s", g->dir,
+            qerr_set_msg(errmsg, "group %s: restoring snapshot %s failed: %s%s%s", g->dir,
                     info.path, qerr_str(rc), why ? "; " : "", why ? why : "");
         else if (vrc) {
             rc = vrc;
@@ -280,12 +269,12 @@ static int make_dir(const char *parent, const char *path, char **errmsg)
     if (mkdir(path, 0755) < 0) {
         if (errno == EEXIST)
             return 0;
-        set_err(errmsg, "group: cannot create %s: %s", path, strerror(errno));
+        qerr_set_msg(errmsg, "group: cannot create %s: %s", path, strerror(errno));
         return errno == ENOSPC ? -QERR_NOSPACE : -QERR_IO;
     }
     fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0 || fsync(fd) < 0) {
-        set_err(errmsg, "group: cannot fsync %s: %s", parent, strerror(errno));
+        qerr_set_msg(errmsg, "group: cannot fsync %s: %s", parent, strerror(errno));
         rc = -QERR_IO;
     }
     if (fd >= 0)
@@ -317,7 +306,7 @@ int group_open(const group_config_t *cfg, const sm_ops_t *ops, void *ctx, group_
         goto fail;
     if (stat(cfg->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
         rc = -QERR_INVAL;
-        set_err(errmsg, "group: %s is not a directory", cfg->dir);
+        qerr_set_msg(errmsg, "group: %s is not a directory", cfg->dir);
         goto fail;
     }
     if ((rc = make_dir(cfg->dir, g->snap_dir, errmsg)))
@@ -346,7 +335,7 @@ int group_open(const group_config_t *cfg, const sm_ops_t *ops, void *ctx, group_
         glog(g, "WAL ends at %" PRIu64 ", before snapshot %" PRIu64 "; starting a new log",
              wal_last_index(g->wal), g->snap_index);
         if ((rc = wal_truncate_suffix(g->wal, 0))) {
-            set_err(errmsg, "group %s: cannot reset the WAL: %s", g->dir, qerr_str(rc));
+            qerr_set_msg(errmsg, "group %s: cannot reset the WAL: %s", g->dir, qerr_str(rc));
             goto fail;
         }
     }
@@ -361,7 +350,7 @@ int group_open(const group_config_t *cfg, const sm_ops_t *ops, void *ctx, group_
     publish_wal_stats(g);
     if (pthread_create(&g->thread, NULL, commit_main, g)) {
         rc = -QERR_NOMEM;
-        set_err(errmsg, "group %s: cannot start the commit thread", g->dir);
+        qerr_set_msg(errmsg, "group %s: cannot start the commit thread", g->dir);
         goto fail;
     }
     pthread_setname_np(g->thread, "qfs-commit");
@@ -369,7 +358,7 @@ int group_open(const group_config_t *cfg, const sm_ops_t *ops, void *ctx, group_
     return 0;
 fail:
     if (!*errmsg)
-        set_err(errmsg, "group %s: cannot open: %s", cfg->dir, qerr_str(rc));
+        qerr_set_msg(errmsg, "group %s: cannot open: %s", cfg->dir, qerr_str(rc));
     if (g) {
         if (mu_init) {
             pthread_mutex_destroy(&g->mu);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/bytes.h"
 #include "cluster/err.h"
 #include "cluster/raft.h"
 
@@ -40,40 +41,12 @@ uint32_t raft_conf_role(const raft_conf_t *c, uint64_t id)
     return 0;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 size_t raft_conf_encode(const raft_conf_t *c, uint8_t *buf)
 {
     uint32_t n = c->n > RAFT_MAX_SERVERS ? RAFT_MAX_SERVERS : c->n;
-    put_u32(buf, n);
+    le_put32(buf, n);
     for (uint32_t i = 0; i < n; i++) {
-        put_u64(buf + 4 + 9 * i, c->s[i].id);
+        le_put64(buf + 4 + 9 * i, c->s[i].id);
         buf[4 + 9 * i + 8] = (uint8_t)c->s[i].role;
     }
     return 4 + 9 * (size_t)n;
@@ -84,12 +57,12 @@ int raft_conf_decode(const uint8_t *buf, size_t len, raft_conf_t *c)
     memset(c, 0, sizeof *c);
     if (len < 4)
         return -QERR_CORRUPT;
-    uint32_t n = get_u32(buf);
+    uint32_t n = le_get32(buf);
     if (n > RAFT_MAX_SERVERS || len != 4 + 9 * (size_t)n)
         return -QERR_CORRUPT;
     c->n = n;
     for (uint32_t i = 0; i < n; i++) {
-        c->s[i].id = get_u64(buf + 4 + 9 * i);
+        c->s[i].id = le_get64(buf + 4 + 9 * i);
         c->s[i].role = buf[4 + 9 * i + 8];
     }
     if (raft_conf_normalize(c) < 0) {
@@ -195,26 +168,26 @@ int raft_msg_encode(const raft_msg_t *m, uint8_t *buf, size_t cap, size_t *len)
     const uint64_t f[10] = { m->from, m->to, m->term, m->index, m->log_term,
                              m->commit, m->hint_index, m->hint_term, m->ctx, m->offset };
     for (int i = 0; i < 10; i++, p += 8)
-        put_u64(p, f[i]);
-    put_u32(p, m->n_entries);
+        le_put64(p, f[i]);
+    le_put32(p, m->n_entries);
     p += 4;
     for (uint32_t i = 0; i < m->n_entries; i++) {
         const raft_entry_t *e = &m->entries[i];
-        put_u64(p, e->term);
-        put_u64(p + 8, e->index);
+        le_put64(p, e->term);
+        le_put64(p + 8, e->index);
         p[16] = (uint8_t)e->type;
-        put_u32(p + 17, e->len);
+        le_put32(p + 17, e->len);
         p += ENT_HDR_BYTES;
         if (e->len)
             memcpy(p, e->data, e->len);
         p += e->len;
     }
     if (m->type == RAFT_MSG_SNAPSHOT) {
-        put_u64(p, m->snap.index);
-        put_u64(p + 8, m->snap.term);
+        le_put64(p, m->snap.index);
+        le_put64(p + 8, m->snap.term);
         p += 16;
         p += raft_conf_encode(&m->snap.conf, p);
-        put_u32(p, m->len);
+        le_put32(p, m->len);
         p += 4;
         if (m->len)
             memcpy(p, m->data, m->len);
@@ -243,10 +216,10 @@ int raft_msg_decode(const uint8_t *buf, size_t len, raft_msg_t *out)
     const uint8_t *p = buf + 4, *end = buf + len;
     uint64_t f[10];
     for (int i = 0; i < 10; i++, p += 8)
-        f[i] = get_u64(p);
+        f[i] = le_get64(p);
     m.from = f[0], m.to = f[1], m.term = f[2], m.index = f[3], m.log_term = f[4];
     m.commit = f[5], m.hint_index = f[6], m.hint_term = f[7], m.ctx = f[8], m.offset = f[9];
-    uint32_t n = get_u32(p);
+    uint32_t n = le_get32(p);
     p += 4;
     if (n && m.type != RAFT_MSG_APPEND)
         return -QERR_CORRUPT;
@@ -258,7 +231,7 @@ int raft_msg_decode(const uint8_t *buf, size_t len, raft_msg_t *out)
     for (uint32_t i = 0; i < n; i++) {
         if ((size_t)(end - q) < ENT_HDR_BYTES)
             return -QERR_CORRUPT;
-        uint32_t elen = get_u32(q + 17);
+        uint32_t elen = le_get32(q + 17);
         q += ENT_HDR_BYTES;
         if ((size_t)(end - q) < elen)
             return -QERR_CORRUPT;
@@ -270,16 +243,16 @@ int raft_msg_decode(const uint8_t *buf, size_t len, raft_msg_t *out)
     if (m.type == RAFT_MSG_SNAPSHOT) {
         if ((size_t)(end - q) < 16 + 4)
             return -QERR_CORRUPT;
-        m.snap.index = get_u64(q);
-        m.snap.term = get_u64(q + 8);
+        m.snap.index = le_get64(q);
+        m.snap.term = le_get64(q + 8);
         q += 16;
-        uint32_t cn = get_u32(q);
+        uint32_t cn = le_get32(q);
         if (cn > RAFT_MAX_SERVERS || (size_t)(end - q) < 4 + 9 * (size_t)cn + 4)
             return -QERR_CORRUPT;
         if (raft_conf_decode(q, 4 + 9 * (size_t)cn, &m.snap.conf) < 0)
             return -QERR_CORRUPT;
         q += 4 + 9 * (size_t)cn;
-        dlen = get_u32(q);
+        dlen = le_get32(q);
         q += 4;
         if ((size_t)(end - q) < dlen)
             return -QERR_CORRUPT;
@@ -298,10 +271,10 @@ int raft_msg_decode(const uint8_t *buf, size_t len, raft_msg_t *out)
     raft_entry_t *ents = (raft_entry_t *)mem;
     uint8_t *dst = mem ? mem + (size_t)n * sizeof(raft_entry_t) : NULL;
     for (uint32_t i = 0; i < n; i++) {
-        ents[i].term = get_u64(p);
-        ents[i].index = get_u64(p + 8);
+        ents[i].term = le_get64(p);
+        ents[i].index = le_get64(p + 8);
         ents[i].type = p[16];
-        ents[i].len = get_u32(p + 17);
+        ents[i].len = le_get32(p + 17);
         ents[i].data = NULL;
         p += ENT_HDR_BYTES;
         if (ents[i].len) {

@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <lz4frame.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include <unistd.h>
 
 #include "cluster/crc32c.h"
+#include "cluster/bytes.h"
 #include "cluster/err.h"
 
 static const uint8_t snap_magic[8] = { 'Q', 'F', 'S', '-', 'S', 'N', 'A', 'P' };
@@ -56,54 +56,6 @@ struct snap_recv {
 
 /* ---- helpers ---- */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static void set_err(char **errmsg, const char *fmt, ...)
-{
-    va_list ap;
-    if (!errmsg || *errmsg)
-        return;
-    va_start(ap, fmt);
-    if (vasprintf(errmsg, fmt, ap) < 0)
-        *errmsg = NULL;
-    va_end(ap);
-}
-
-static int errno_code(int e)
-{
-    if (e == ENOSPC || e == EDQUOT)
-        return -QERR_NOSPACE;
-    if (e == ENOMEM)
-        return -QERR_NOMEM;
-    return -QERR_IO;
-}
-
 static int write_all(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
@@ -112,7 +64,7 @@ static int write_all(int fd, const void *buf, size_t len)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return errno_code(errno);
+            return qerr_from_errno(errno);
         }
         if (n == 0)
             return -QERR_NOSPACE;
@@ -130,7 +82,7 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return errno_code(errno);
+            return qerr_from_errno(errno);
         }
         if (n == 0)
             return -QERR_NOSPACE;
@@ -217,15 +169,15 @@ static void encode_header(uint8_t *h, uint64_t index, uint64_t term, uint64_t ra
 {
     memset(h, 0, SNAP_HEADER);
     memcpy(h, snap_magic, sizeof(snap_magic));
-    put32(h + 8, SNAP_VERSION);
-    put32(h + 12, SNAP_HEADER);
-    put64(h + 16, index);
-    put64(h + 24, term);
-    put64(h + 32, raw_len);
-    put64(h + 40, comp_len);
-    put32(h + 48, raw_crc);
-    put32(h + 52, comp_crc);
-    put32(h + 60, crc32c(0, h, SNAP_HEADER - 4));
+    le_put32(h + 8, SNAP_VERSION);
+    le_put32(h + 12, SNAP_HEADER);
+    le_put64(h + 16, index);
+    le_put64(h + 24, term);
+    le_put64(h + 32, raw_len);
+    le_put64(h + 40, comp_len);
+    le_put32(h + 48, raw_crc);
+    le_put32(h + 52, comp_crc);
+    le_put32(h + 60, crc32c(0, h, SNAP_HEADER - 4));
 }
 
 /* Checks a header read from a file of file_size bytes; on success fills info (not path).
@@ -242,24 +194,24 @@ static int decode_header(const uint8_t *h, size_t hlen, uint64_t file_size,
         snprintf(why, whylen, "bad magic: not a quorumfs snapshot");
         return -QERR_CORRUPT;
     }
-    if (get32(h + 8) != SNAP_VERSION) {
+    if (le_get32(h + 8) != SNAP_VERSION) {
         snprintf(why, whylen, "unsupported snapshot format version %" PRIu32
-                 " (this build reads version %d)", get32(h + 8), SNAP_VERSION);
+                 " (this build reads version %d)", le_get32(h + 8), SNAP_VERSION);
         return -QERR_FORMAT;
     }
-    if (get32(h + 12) != SNAP_HEADER || crc32c(0, h, SNAP_HEADER - 4) != get32(h + 60)) {
+    if (le_get32(h + 12) != SNAP_HEADER || crc32c(0, h, SNAP_HEADER - 4) != le_get32(h + 60)) {
         snprintf(why, whylen, "header checksum mismatch");
         return -QERR_CORRUPT;
     }
-    info->index = get64(h + 16);
-    info->term = get64(h + 24);
-    info->raw_len = get64(h + 32);
+    info->index = le_get64(h + 16);
+    info->term = le_get64(h + 24);
+    info->raw_len = le_get64(h + 32);
     info->file_size = file_size;
-    *raw_crc = get32(h + 48);
-    *comp_crc = get32(h + 52);
-    if (get64(h + 40) != file_size - SNAP_HEADER) {
+    *raw_crc = le_get32(h + 48);
+    *comp_crc = le_get32(h + 52);
+    if (le_get64(h + 40) != file_size - SNAP_HEADER) {
         snprintf(why, whylen, "file is %" PRIu64 " bytes but its header says %" PRIu64,
-                 file_size, get64(h + 40) + SNAP_HEADER);
+                 file_size, le_get64(h + 40) + SNAP_HEADER);
         return -QERR_CORRUPT;
     }
     return 0;
@@ -365,7 +317,7 @@ int snapshot_begin(const char *dir, uint64_t index, uint64_t term, snap_writer_t
         goto fail;
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) {
-        rc = errno_code(errno);
+        rc = qerr_from_errno(errno);
         goto fail;
     }
     /* The real header is written by commit, once the lengths and CRCs are known. */
@@ -430,7 +382,7 @@ int snapshot_commit(snap_writer_t *w)
     if ((rc = pwrite_all(w->fd, h, sizeof(h), 0)))
         goto fail;
     if (fsync(w->fd) < 0) {
-        rc = errno_code(errno);
+        rc = qerr_from_errno(errno);
         goto fail;
     }
     if (!(path = snap_path(w->dir, w->index, ""))) {
@@ -438,7 +390,7 @@ int snapshot_commit(snap_writer_t *w)
         goto fail;
     }
     if (rename(w->tmp, path) < 0) {
-        rc = errno_code(errno);
+        rc = qerr_from_errno(errno);
         goto fail;
     }
     free(w->tmp);
@@ -485,7 +437,7 @@ int snapshot_open_read(const char *dir, snapshot_info_t *info, char **errmsg)
     if (!d) {
         if (errno == ENOENT)
             return -QERR_NOTFOUND;
-        set_err(errmsg, "snapshot: %s: cannot list: %s", dir, strerror(errno));
+        qerr_set_msg(errmsg, "snapshot: %s: cannot list: %s", dir, strerror(errno));
         return -QERR_IO;
     }
     while ((e = readdir(d))) {
@@ -502,7 +454,7 @@ int snapshot_open_read(const char *dir, snapshot_info_t *info, char **errmsg)
         return -QERR_NOMEM;
     fd = open(info->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        set_err(errmsg, "snapshot: %s: cannot open: %s", info->path, strerror(errno));
+        qerr_set_msg(errmsg, "snapshot: %s: cannot open: %s", info->path, strerror(errno));
         rc = -QERR_IO;
         goto fail;
     }
@@ -513,7 +465,7 @@ int snapshot_open_read(const char *dir, snapshot_info_t *info, char **errmsg)
         rc = -QERR_CORRUPT;
     }
     if (rc) {
-        set_err(errmsg, "snapshot: %s: %s", info->path, why);
+        qerr_set_msg(errmsg, "snapshot: %s: %s", info->path, why);
         goto fail;
     }
     return 0;
@@ -560,7 +512,7 @@ int snapshot_reader_open(const snapshot_info_t *info, snap_reader_t **out, char 
     *out = r;
     return 0;
 fail_msg:
-    set_err(errmsg, "snapshot: %s: %s", r->path, why);
+    qerr_set_msg(errmsg, "snapshot: %s: %s", r->path, why);
 fail:
     snapshot_reader_close(r, NULL);
     return rc;
@@ -639,15 +591,15 @@ int snapshot_reader_close(snap_reader_t *r, char **errmsg)
         return 0;
     if (r->err) {
         rc = r->err;
-        set_err(errmsg, "snapshot: %s: stream damaged or shorter than the state machine "
+        qerr_set_msg(errmsg, "snapshot: %s: stream damaged or shorter than the state machine "
                 "expected (%s)", r->path, qerr_str(rc));
     } else if (r->raw_read != r->raw_len) {
         rc = -QERR_CORRUPT;
-        set_err(errmsg, "snapshot: %s: the state machine read %" PRIu64 " of %" PRIu64
+        qerr_set_msg(errmsg, "snapshot: %s: the state machine read %" PRIu64 " of %" PRIu64
                 " bytes", r->path, r->raw_read, r->raw_len);
     } else if (r->out_pos != r->out_len) {
         rc = -QERR_CORRUPT;
-        set_err(errmsg, "snapshot: %s: more data than the header's length", r->path);
+        qerr_set_msg(errmsg, "snapshot: %s: more data than the header's length", r->path);
     } else {
         /* The frame must end exactly here, with nothing after it. */
         rc = reader_fill(r);
@@ -655,11 +607,11 @@ int snapshot_reader_close(snap_reader_t *r, char **errmsg)
         if (rc == 0 && (r->in_pos != r->in_len || r->file_off != r->file_end))
             rc = -QERR_CORRUPT;
         if (rc)
-            set_err(errmsg, "snapshot: %s: lz4 stream does not end where the header says",
+            qerr_set_msg(errmsg, "snapshot: %s: lz4 stream does not end where the header says",
                     r->path);
         else if (r->raw_crc != r->raw_crc_want) {
             rc = -QERR_CORRUPT;
-            set_err(errmsg, "snapshot: %s: checksum mismatch in the uncompressed stream",
+            qerr_set_msg(errmsg, "snapshot: %s: checksum mismatch in the uncompressed stream",
                     r->path);
         }
     }
@@ -719,7 +671,7 @@ int snapshot_recv_begin(const char *dir, snap_recv_t **out)
     }
     r->fd = open(r->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (r->fd < 0) {
-        rc = errno_code(errno);
+        rc = qerr_from_errno(errno);
         goto fail;
     }
     *out = r;
@@ -749,18 +701,18 @@ int snapshot_recv_commit(snap_recv_t *r, snapshot_info_t *info, char **errmsg)
         *errmsg = NULL;
     memset(&hi, 0, sizeof(hi));
     if (rc) {
-        set_err(errmsg, "snapshot: %s: write failed: %s", r->tmp, qerr_str(rc));
+        qerr_set_msg(errmsg, "snapshot: %s: write failed: %s", r->tmp, qerr_str(rc));
         goto fail;
     }
     rc = read_header(r->fd, &hi, &raw_crc, &comp_crc, why, sizeof(why));
     if (rc == 0)
         rc = verify_stream(r->fd, hi.file_size, comp_crc, why, sizeof(why));
     if (rc) {
-        set_err(errmsg, "snapshot: received file %s: %s", r->tmp, why);
+        qerr_set_msg(errmsg, "snapshot: received file %s: %s", r->tmp, why);
         goto fail;
     }
     if (fsync(r->fd) < 0) {
-        rc = errno_code(errno);
+        rc = qerr_from_errno(errno);
         goto fail;
     }
     if (!(path = snap_path(r->dir, hi.index, ""))) {
@@ -768,7 +720,7 @@ int snapshot_recv_commit(snap_recv_t *r, snapshot_info_t *info, char **errmsg)
         goto fail;
     }
     if (rename(r->tmp, path) < 0) {
-        rc = errno_code(errno);
+        rc = qerr_from_errno(errno);
         goto fail;
     }
     free(r->tmp);
@@ -783,7 +735,7 @@ int snapshot_recv_commit(snap_recv_t *r, snapshot_info_t *info, char **errmsg)
     }
 fail:
     if (rc)
-        set_err(errmsg, "snapshot: %s: cannot store received snapshot: %s", r->dir,
+        qerr_set_msg(errmsg, "snapshot: %s: cannot store received snapshot: %s", r->dir,
                 qerr_str(rc));
     free(path);
     recv_free(r);

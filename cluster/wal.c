@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 #include <unistd.h>
 
 #include "cluster/crc32c.h"
+#include "cluster/bytes.h"
 #include "cluster/err.h"
 
 static const uint8_t seg_magic[8] = { 'Q', 'F', 'S', '-', 'W', 'A', 'L', 0 };
@@ -56,54 +56,6 @@ struct wal {
 
 /* ---- little-endian helpers ---- */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static void set_err(char **errmsg, const char *fmt, ...)
-{
-    va_list ap;
-    if (!errmsg || *errmsg)
-        return;
-    va_start(ap, fmt);
-    if (vasprintf(errmsg, fmt, ap) < 0)
-        *errmsg = NULL;
-    va_end(ap);
-}
-
-static int errno_code(int e)
-{
-    if (e == ENOSPC || e == EDQUOT)
-        return -QERR_NOSPACE;
-    if (e == ENOMEM)
-        return -QERR_NOMEM;
-    return -QERR_IO;
-}
-
 /* ---- the scanner (pure: works on bytes in memory) ---- */
 
 typedef int (*rec_fn)(void *arg, size_t off, uint64_t index, uint64_t term, const uint8_t *p,
@@ -116,16 +68,16 @@ static const char *check_record(const uint8_t *b, size_t n, size_t off, size_t *
 {
     if (n - off < WAL_RECORD_HEADER)
         return "incomplete record header";
-    uint32_t len = get32(b + off) & ~WAL_LEN_SYNCED;
+    uint32_t len = le_get32(b + off) & ~WAL_LEN_SYNCED;
     if (len > WAL_MAX_PAYLOAD)
         return "record length out of range";
     if (len > n - off - WAL_RECORD_HEADER)
         return "incomplete record payload";
-    if (crc32c(0, b + off + 8, WAL_RECORD_HEADER - 8 + (size_t)len) != get32(b + off + 4))
+    if (crc32c(0, b + off + 8, WAL_RECORD_HEADER - 8 + (size_t)len) != le_get32(b + off + 4))
         return "record checksum mismatch";
     *rlen = WAL_RECORD_HEADER + (size_t)len;
-    *index = get64(b + off + 8);
-    *term = get64(b + off + 16);
+    *index = le_get64(b + off + 8);
+    *term = le_get64(b + off + 16);
     return NULL;
 }
 
@@ -137,13 +89,13 @@ static int find_valid_after(const uint8_t *b, size_t n, size_t bad, uint64_t exp
                             int synced_only, size_t *found)
 {
     for (size_t p = bad + 1; p + WAL_RECORD_HEADER <= n; p++) {
-        uint32_t raw = get32(b + p), len = raw & ~WAL_LEN_SYNCED;
+        uint32_t raw = le_get32(b + p), len = raw & ~WAL_LEN_SYNCED;
         if (len > n - p - WAL_RECORD_HEADER || (synced_only && !(raw & WAL_LEN_SYNCED)))
             continue;
-        uint64_t idx = get64(b + p + 8);
+        uint64_t idx = le_get64(b + p + 8);
         if (idx < expect || idx - expect > (p - bad) / WAL_RECORD_HEADER + 1)
             continue;
-        if (crc32c(0, b + p + 8, WAL_RECORD_HEADER - 8 + (size_t)len) == get32(b + p + 4)) {
+        if (crc32c(0, b + p + 8, WAL_RECORD_HEADER - 8 + (size_t)len) == le_get32(b + p + 4)) {
             *found = p;
             return 1;
         }
@@ -164,19 +116,19 @@ static int scan(const uint8_t *b, size_t n, uint64_t expect_first, uint64_t prev
         snprintf(r->why, sizeof(r->why), "bad magic: not a quorumfs WAL segment");
         return -QERR_CORRUPT;
     }
-    uint32_t version = get32(b + 8);
+    uint32_t version = le_get32(b + 8);
     if (version != WAL_VERSION) {
         r->bad_off = 8;
         snprintf(r->why, sizeof(r->why), "unsupported WAL format version %" PRIu32
                  " (this build reads version %d)", version, WAL_VERSION);
         return -QERR_FORMAT;
     }
-    if (get32(b + 12) != WAL_SEGMENT_HEADER ||
-        crc32c(0, b, WAL_SEGMENT_HEADER - 4) != get32(b + WAL_SEGMENT_HEADER - 4)) {
+    if (le_get32(b + 12) != WAL_SEGMENT_HEADER ||
+        crc32c(0, b, WAL_SEGMENT_HEADER - 4) != le_get32(b + WAL_SEGMENT_HEADER - 4)) {
         snprintf(r->why, sizeof(r->why), "segment header checksum mismatch");
         return -QERR_CORRUPT;
     }
-    uint64_t first = get64(b + 16);
+    uint64_t first = le_get64(b + 16);
     if (first == 0 || (expect_first && first != expect_first)) {
         r->bad_off = 16;
         snprintf(r->why, sizeof(r->why), "segment header first index %" PRIu64
@@ -301,7 +253,7 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return errno_code(errno);
+            return qerr_from_errno(errno);
         }
         if (n == 0)
             return -QERR_NOSPACE;
@@ -321,7 +273,7 @@ static int write_direct(int fd, const uint8_t *h, const void *payload, size_t le
     size_t done;
     int rc;
     if (n < 0 && errno != EINTR)
-        return errno_code(errno);
+        return qerr_from_errno(errno);
     done = n < 0 ? 0 : (size_t)n;
     if (done < WAL_RECORD_HEADER) {
         rc = pwrite_all(fd, h + done, WAL_RECORD_HEADER - done, off + done);
@@ -357,20 +309,20 @@ static int seg_create(wal_t *w, uint64_t first, uint64_t prev_term)
     if (!tmp || !path)
         goto fail;
     memcpy(h, seg_magic, sizeof(seg_magic));
-    put32(h + 8, WAL_VERSION);
-    put32(h + 12, WAL_SEGMENT_HEADER);
-    put64(h + 16, first);
-    put32(h + 28, crc32c(0, h, WAL_SEGMENT_HEADER - 4));
+    le_put32(h + 8, WAL_VERSION);
+    le_put32(h + 12, WAL_SEGMENT_HEADER);
+    le_put64(h + 16, first);
+    le_put32(h + 28, crc32c(0, h, WAL_SEGMENT_HEADER - 4));
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        rc = errno_code(errno);
+        rc = qerr_from_errno(errno);
         goto fail;
     }
     rc = pwrite_all(fd, h, sizeof(h), 0);
     if (rc == 0)
         rc = do_sync(w, fd);
     if (rc == 0 && rename(tmp, path) < 0)
-        rc = errno_code(errno);
+        rc = qerr_from_errno(errno);
     if (rc == 0)
         rc = sync_dir(w);
     if (rc)
@@ -551,10 +503,10 @@ int wal_append(wal_t *w, uint64_t index, uint64_t term, const void *payload, siz
     }
 
     uint8_t h[WAL_RECORD_HEADER];
-    put32(h, (uint32_t)len);
-    put64(h + 8, index);
-    put64(h + 16, term);
-    put32(h + 4, crc32c(crc32c(0, h + 8, WAL_RECORD_HEADER - 8), payload, len));
+    le_put32(h, (uint32_t)len);
+    le_put64(h + 8, index);
+    le_put64(h + 16, term);
+    le_put32(h + 4, crc32c(crc32c(0, h + 8, WAL_RECORD_HEADER - 8), payload, len));
     seg_t *t = &w->segs[w->nsegs - 1];
     if (rlen >= DIRECT_MIN) {
         rc = flush(w);
@@ -601,7 +553,7 @@ int wal_sync(wal_t *w)
      * the next one, so a mark on disk proves its whole batch was durable; if the write
      * fails, recovery merely has less to go on. */
     uint8_t mark[4];
-    put32(mark, w->last_len | WAL_LEN_SYNCED);
+    le_put32(mark, w->last_len | WAL_LEN_SYNCED);
     (void)pwrite_all(w->fd, mark, sizeof(mark), w->last_off);
     return 0;
 }
@@ -765,12 +717,12 @@ int wal_read(wal_t *w, uint64_t from, wal_record_fn fn, void *arg, char **errmsg
             size_t len = maplen < s->size ? maplen : (size_t)s->size;
             rc = scan(map, len, s->first, 0, 0, user_adapter, &u, &sr);
             if (rc < 0)
-                set_err(errmsg, "wal: %s: byte offset %zu: %s", path, sr.bad_off, sr.why);
+                qerr_set_msg(errmsg, "wal: %s: byte offset %zu: %s", path, sr.bad_off, sr.why);
             if (map)
                 munmap(map, maplen);
             close(fd);
         } else {
-            set_err(errmsg, "wal: %s: cannot read: %s", path, strerror(errno));
+            qerr_set_msg(errmsg, "wal: %s: cannot read: %s", path, strerror(errno));
         }
         free(path);
     }
@@ -814,7 +766,7 @@ static int list_segments(wal_t *w, char **errmsg)
     if (!d) {
         if (dfd >= 0)
             close(dfd);
-        set_err(errmsg, "wal: %s: cannot list: %s", w->dir, strerror(errno));
+        qerr_set_msg(errmsg, "wal: %s: cannot list: %s", w->dir, strerror(errno));
         return -QERR_IO;
     }
     while ((e = readdir(d))) {
@@ -852,7 +804,7 @@ static int recover_segment(wal_t *w, size_t i, struct user_cb *u, char **errmsg)
     if (!path)
         return -QERR_NOMEM;
     if (i > 0 && s->first != w->segs[i - 1].last + 1) {
-        set_err(errmsg, "wal: %s: byte offset 0: index gap: this segment starts at %" PRIu64
+        qerr_set_msg(errmsg, "wal: %s: byte offset 0: index gap: this segment starts at %" PRIu64
                 " but the previous one ends at %" PRIu64, path, s->first,
                 w->segs[i - 1].last);
         rc = -QERR_CORRUPT;
@@ -860,12 +812,12 @@ static int recover_segment(wal_t *w, size_t i, struct user_cb *u, char **errmsg)
     }
     rc = map_file(path, is_last ? O_RDWR : O_RDONLY, &fd, &map, &len);
     if (rc) {
-        set_err(errmsg, "wal: %s: cannot open: %s", path, strerror(errno));
+        qerr_set_msg(errmsg, "wal: %s: cannot open: %s", path, strerror(errno));
         goto out;
     }
     rc = scan(map, len, s->first, prev_term, is_last, user_adapter, u, &sr);
     if (rc < 0) {
-        set_err(errmsg, "wal: %s: byte offset %zu: %s", path, sr.bad_off, sr.why);
+        qerr_set_msg(errmsg, "wal: %s: byte offset %zu: %s", path, sr.bad_off, sr.why);
         goto out;
     }
     if (rc > 0)
@@ -877,14 +829,14 @@ static int recover_segment(wal_t *w, size_t i, struct user_cb *u, char **errmsg)
         fprintf(stderr, "quorumfs: wal: %s: torn tail cut off at byte offset %zu "
                 "(%zu bytes: %s)\n", path, sr.valid_end, len - sr.valid_end, sr.why);
         if (ftruncate(fd, (off_t)sr.valid_end) < 0) {
-            set_err(errmsg, "wal: %s: cannot cut torn tail: %s", path, strerror(errno));
+            qerr_set_msg(errmsg, "wal: %s: cannot cut torn tail: %s", path, strerror(errno));
             rc = -QERR_IO;
         }
     }
     /* Records a crashed process wrote but never synced may sit only in the page cache;
      * the caller is about to act on them, so make them (and any cut) durable first. */
     if (rc == 0 && is_last && do_sync(w, fd) < 0) {
-        set_err(errmsg, "wal: %s: fdatasync failed: %s", path, strerror(errno));
+        qerr_set_msg(errmsg, "wal: %s: fdatasync failed: %s", path, strerror(errno));
         rc = -QERR_IO;
     }
 out:
@@ -929,14 +881,14 @@ int wal_open(const char *dir, const wal_options_t *opt, wal_record_fn fn, void *
         }
         free(parent);
     } else if (errno != EEXIST) {
-        rc = errno_code(errno);
-        set_err(errmsg, "wal: %s: cannot create directory: %s", dir, strerror(errno));
+        rc = qerr_from_errno(errno);
+        qerr_set_msg(errmsg, "wal: %s: cannot create directory: %s", dir, strerror(errno));
         goto fail;
     }
     w->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (w->dirfd < 0) {
         rc = -QERR_IO;
-        set_err(errmsg, "wal: %s: cannot open directory: %s", dir, strerror(errno));
+        qerr_set_msg(errmsg, "wal: %s: cannot open directory: %s", dir, strerror(errno));
         goto fail;
     }
     rc = list_segments(w, errmsg);
@@ -950,7 +902,7 @@ int wal_open(const char *dir, const wal_options_t *opt, wal_record_fn fn, void *
     if (w->nsegs) {
         rc = open_active(w);
         if (rc) {
-            set_err(errmsg, "wal: %s: cannot open the last segment for writing", dir);
+            qerr_set_msg(errmsg, "wal: %s: cannot open the last segment for writing", dir);
             goto fail;
         }
     }
