@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cluster/bytes.h"
 #include "fs/cmd.h"
 
 static void put(cmdbuf_t *b, const void *p, size_t n)
@@ -31,16 +32,14 @@ void cmd_raw(cmdbuf_t *b, const void *p, size_t len) { put(b, p, len); }
 void cmd_u32(cmdbuf_t *b, uint32_t v)
 {
     uint8_t x[4];
-    for (int i = 0; i < 4; i++)
-        x[i] = (uint8_t)(v >> (8 * i));
+    le_put32(x, v);
     put(b, x, 4);
 }
 
 void cmd_u64(cmdbuf_t *b, uint64_t v)
 {
     uint8_t x[8];
-    for (int i = 0; i < 8; i++)
-        x[i] = (uint8_t)(v >> (8 * i));
+    le_put64(x, v);
     put(b, x, 8);
 }
 
@@ -81,19 +80,13 @@ uint8_t cmd_get_u8(cmdrd_t *r)
 uint32_t cmd_get_u32(cmdrd_t *r)
 {
     const uint8_t *p = take(r, 4);
-    uint32_t v = 0;
-    for (int i = 0; p && i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
+    return p ? le_get32(p) : 0;
 }
 
 uint64_t cmd_get_u64(cmdrd_t *r)
 {
     const uint8_t *p = take(r, 8);
-    uint64_t v = 0;
-    for (int i = 0; p && i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
+    return p ? le_get64(p) : 0;
 }
 
 size_t cmd_get_bytes(cmdrd_t *r, const uint8_t **out)

@@ -1,5 +1,6 @@
 /* fs/snapio.c — buffered snapshot serialization helpers; see snapio.h. */
 #include <string.h>
+#include "cluster/bytes.h"
 #include "cluster/err.h"
 #include "fs/snapio.h"
 
@@ -36,16 +37,14 @@ void so_u8(snapout_t *o, uint8_t v) { so_bytes(o, &v, 1); }
 void so_u32(snapout_t *o, uint32_t v)
 {
     uint8_t x[4];
-    for (int i = 0; i < 4; i++)
-        x[i] = (uint8_t)(v >> (8 * i));
+    le_put32(x, v);
     so_bytes(o, x, 4);
 }
 
 void so_u64(snapout_t *o, uint64_t v)
 {
     uint8_t x[8];
-    for (int i = 0; i < 8; i++)
-        x[i] = (uint8_t)(v >> (8 * i));
+    le_put64(x, v);
     so_bytes(o, x, 8);
 }
 
@@ -79,20 +78,14 @@ uint32_t si_u32(snapin_t *i)
 {
     uint8_t x[4];
     si_bytes(i, x, 4);
-    uint32_t v = 0;
-    for (int k = 0; k < 4; k++)
-        v |= (uint32_t)x[k] << (8 * k);
-    return v;
+    return le_get32(x);
 }
 
 uint64_t si_u64(snapin_t *i)
 {
     uint8_t x[8];
     si_bytes(i, x, 8);
-    uint64_t v = 0;
-    for (int k = 0; k < 8; k++)
-        v |= (uint64_t)x[k] << (8 * k);
-    return v;
+    return le_get64(x);
 }
 
 int si_str(snapin_t *i, char *buf, size_t max)
