@@ -13,6 +13,7 @@
 #include "fs/queues.h"
 #include "fs/state.h"
 #include "tests/unit/check.h"
+#include "tests/unit/statesnap.h"
 
 static uint64_t idx;
 
@@ -385,28 +386,6 @@ TEST(malformed_commands_are_rejected)
 
 /* ---- determinism ---- */
 
-static char *snap_bytes(state_t *st, const char *dir, size_t *len)
-{
-    snap_writer_t *w;
-    if (snapshot_begin(dir, 1, 1, &w) < 0)
-        return NULL;
-    if (state_sm_ops.snapshot(st, w) < 0 || snapshot_commit(w) < 0)
-        return NULL;
-    snapshot_info_t info;
-    char *err = NULL;
-    if (snapshot_open_read(dir, &info, &err) < 0) {
-        free(err);
-        return NULL;
-    }
-    FILE *f = fopen(info.path, "rb");
-    char *buf = malloc(info.file_size);
-    *len = f && buf ? fread(buf, 1, info.file_size, f) : 0;
-    if (f)
-        fclose(f);
-    snapshot_info_free(&info);
-    return buf;
-}
-
 static void build_log(state_t *st)
 {
     uint64_t s1 = open_session(st, 1);
@@ -444,14 +423,7 @@ TEST(determinism_and_snapshot_round_trip)
     CHECK(sa && sb && la > 0);
     CHECK_EQ(la, lb);
     CHECK(memcmp(sa, sb, la) == 0);
-    snapshot_info_t info;
-    char *err = NULL;
-    snap_reader_t *r;
-    CHECK_EQ(snapshot_open_read(d1, &info, &err), 0);
-    CHECK_EQ(snapshot_reader_open(&info, &r, &err), 0);
-    CHECK_EQ(state_sm_ops.restore(c, r), 0);
-    CHECK_EQ(snapshot_reader_close(r, &err), 0);
-    snapshot_info_free(&info);
+    CHECK_EQ(restore_dir(c, d1), 0);
     char *sc = snap_bytes(c, d3, &lc);
     CHECK(sc);
     CHECK_EQ(lc, la);

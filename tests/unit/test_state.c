@@ -13,6 +13,7 @@
 #include "fs/config.h"
 #include "fs/state.h"
 #include "tests/unit/check.h"
+#include "tests/unit/statesnap.h"
 
 static uint64_t idx;
 
@@ -351,31 +352,6 @@ TEST(config_events_compaction_gives_estale)
     state_free(st);
 }
 
-/* Writes a snapshot of st into dir and returns its bytes (malloc'ed) and length. */
-static char *snap_bytes(state_t *st, const char *dir, size_t *len)
-{
-    snap_writer_t *w;
-    if (snapshot_begin(dir, 1, 1, &w) < 0)
-        return NULL;
-    if (state_sm_ops.snapshot(st, w) < 0 || snapshot_commit(w) < 0)
-        return NULL;
-    char path[512];
-    snprintf(path, sizeof(path), "%s/snap-%020llu.snap", dir, 1ull);
-    snapshot_info_t info;
-    char *err = NULL;
-    if (snapshot_open_read(dir, &info, &err) < 0) {
-        free(err);
-        return NULL;
-    }
-    FILE *f = fopen(info.path, "rb");
-    char *buf = malloc(info.file_size);
-    *len = f ? fread(buf, 1, info.file_size, f) : 0;
-    if (f)
-        fclose(f);
-    snapshot_info_free(&info);
-    return buf;
-}
-
 /* Snapshots src into dir and restores that into dst. Returns 0 or a negative code. */
 static int copy_by_snapshot(state_t *src, state_t *dst, const char *dir)
 {
@@ -384,18 +360,7 @@ static int copy_by_snapshot(state_t *src, state_t *dst, const char *dir)
     if (!bytes)
         return -1;
     free(bytes);
-    snapshot_info_t info = { 0 };
-    char *err = NULL;
-    snap_reader_t *r;
-    int rc = snapshot_open_read(dir, &info, &err);
-    if (rc == 0 && (rc = snapshot_reader_open(&info, &r, &err)) == 0) {
-        rc = state_sm_ops.restore(dst, r);
-        int rc2 = snapshot_reader_close(r, &err);
-        rc = rc ? rc : rc2;
-    }
-    snapshot_info_free(&info);
-    free(err);
-    return rc;
+    return restore_dir(dst, dir);
 }
 
 static uint64_t rev_of(state_t *st, const char *path)
@@ -461,14 +426,7 @@ TEST(determinism_and_snapshot_round_trip)
     CHECK_EQ(la, lb);
     CHECK(memcmp(sa, sb, la) == 0);
     /* Restore a's snapshot into c, and c snapshots to the same bytes. */
-    snapshot_info_t info;
-    char *err = NULL;
-    snap_reader_t *r;
-    CHECK_EQ(snapshot_open_read(d1, &info, &err), 0);
-    CHECK_EQ(snapshot_reader_open(&info, &r, &err), 0);
-    CHECK_EQ(state_sm_ops.restore(c, r), 0);
-    CHECK_EQ(snapshot_reader_close(r, &err), 0);
-    snapshot_info_free(&info);
+    CHECK_EQ(restore_dir(c, d1), 0);
     char *sc = snap_bytes(c, d3, &lc);
     CHECK(sc);
     CHECK_EQ(lc, la);
