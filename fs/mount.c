@@ -1237,9 +1237,10 @@ static void q_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
         if (rc == 0)
             rc = do_getattr(result_id(&res), &e.attr);
         e.ino = result_id(&res);
-    } else if (rc == 0 && (e.ino = live_id(ns, path)) != 0) {
-        /* It was created meanwhile (the kernel's lookup missed it): open it, as open(2)
-         * with O_CREAT and without O_EXCL does. */
+    } else if (rc == 0 && ((e.ino = live_id(ns, path)) != 0 ||
+                           (e.ino = pending_by_path((uint8_t)ns, path)) != 0)) {
+        /* It was created meanwhile (the kernel's lookup missed it), or another open is
+         * creating it: open that, as open(2) with O_CREAT and without O_EXCL does. */
         rc = open_value(e.ino, fi->flags, &fh);
         if (rc == 0)
             rc = do_getattr(e.ino, &e.attr);
