@@ -1057,12 +1057,21 @@ static void cancel_done(void *arg, int rc)
     free(w);
 }
 
+/* Interrupt callback. A late interrupt may arrive after the wait was forgotten, so it
+ * does not trust data: it looks the request up among the registered waits. */
 static void lock_interrupt(fuse_req_t req, void *data)
 {
     INTR_DEFER_IF_REGISTERING();
-    lwait_t *w = data;
+    (void)data;
+    lwait_t *w = NULL, *x, *tmp;
     pthread_mutex_lock(&LL.mu);
-    if (w->req != req) {
+    HASH_ITER(hh, LL.by_wid, x, tmp) {
+        if (x->req == req) {
+            w = x;
+            break;
+        }
+    }
+    if (!w) {
         pthread_mutex_unlock(&LL.mu);
         return;
     }

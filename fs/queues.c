@@ -1429,14 +1429,20 @@ static void serve_locked(fuse_req_t req, qfh_t *fh, size_t size)
     }
 }
 
+/* Interrupt callback. A late interrupt may arrive after the open file was released, so it
+ * does not trust data: it looks the request up among the open take files. */
 static void take_interrupt(fuse_req_t req, void *data)
 {
     INTR_DEFER_IF_REGISTERING();
-    qfh_t *fh = data;
+    (void)data;
+    qfh_t *fh, *tmp;
     pthread_mutex_lock(&QL.mu);
-    if (fh->req == req) {
-        fh->req = NULL;
-        fuse_reply_err(req, EINTR);   /* the waiter stays registered: see docs/QUEUES.md */
+    HASH_ITER(hh, QL.by_hid, fh, tmp) {
+        if (fh->req == req) {
+            fh->req = NULL;
+            fuse_reply_err(req, EINTR);   /* the waiter stays registered: see QUEUES.md */
+            break;
+        }
     }
     pthread_mutex_unlock(&QL.mu);
 }
