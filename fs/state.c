@@ -316,11 +316,17 @@ void state_free(state_t *st)
 }
 
 /* Splits path into (parent object, last name). Returns 0 or -errno. */
+/* Longest namespace-relative path an object may have, so that every object's path fits
+ * the PATH_MAX-sized buffers of the FUSE side (expiry, events, opens). */
+#define PATH_LEN_MAX 4000
+
 static int split_parent(state_t *st, int ns, const char *path, size_t len, obj_t **parent,
                         const char **name, size_t *namelen)
 {
     if (len == 0)
         return -EPERM; /* the namespace root itself */
+    if (len > PATH_LEN_MAX)
+        return -ENAMETOOLONG;
     size_t k = len;
     while (k > 0 && path[k - 1] != '/')
         k--;
@@ -616,6 +622,18 @@ static obj_t *obj_rename(state_t *st, obj_t *o, const char *name, size_t nl)
     return n;
 }
 
+/* Length of the longest path below o, relative to o ("" for a file: 0). */
+static size_t subtree_path_len(const obj_t *o)
+{
+    size_t best = 0;
+    for (const obj_t *c = o->children; c; c = c->hh.next) {
+        size_t l = 1 + strlen(c->name) + subtree_path_len(c);
+        if (l > best)
+            best = l;
+    }
+    return best;
+}
+
 static int is_ancestor(const obj_t *a, const obj_t *o)
 {
     for (; o; o = o->parent)
@@ -643,6 +661,8 @@ static int apply_rename(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
         return rc;
     if (src->type == OBJ_DIR && is_ancestor(src, tp))
         return -EINVAL;
+    if (src->type == OBJ_DIR && tlen + subtree_path_len(src) > PATH_LEN_MAX)
+        return -ENAMETOOLONG;   /* something below would get a path too long to serve */
     obj_t *dst;
     HASH_FIND(hh, tp->children, name, nl, dst);
     dst = reap(st, dst, h->now_ms);

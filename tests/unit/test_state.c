@@ -109,9 +109,33 @@ TEST(tree_ops_and_errnos)
     CHECK_EQ(ren(st, NS_CACHE, "d", "d/e/f"), -EINVAL);
     CHECK_EQ(ren(st, NS_CACHE, "k", "d"), -EISDIR);
     CHECK_EQ(ren(st, NS_CACHE, "d", "k"), -ENOTDIR);
+    /* no object may end up with a path over 4000 bytes, not even by moving a directory */
+    char deep[4100];
+    memset(deep, 'a', 200);
+    deep[200] = 0;
+    for (int i = 0; i < 19; i++) {               /* d/e/aaa.../aaa... : about 3800 bytes */
+        char p2[4100];
+        snprintf(p2, sizeof(p2), "d/e%s", "");
+        size_t l = strlen(p2);
+        for (int k = 0; k <= i; k++) {
+            p2[l++] = '/';
+            memcpy(p2 + l, deep, 200);
+            l += 200;
+        }
+        p2[l] = 0;
+        CHECK_EQ(path_op(st, CMD_MKDIR, NS_CACHE, p2, 7), 0);
+    }
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CACHE, "long-name-of-a-directory-x", 7), 0);
+    char to[300];
+    memset(to, 'b', 250);
+    to[250] = 0;
+    char full[400];
+    snprintf(full, sizeof(full), "long-name-of-a-directory-x/%s", to);
+    CHECK_EQ(ren(st, NS_CACHE, "d/e", full), -ENAMETOOLONG);
     CHECK_EQ(ren(st, NS_CACHE, "d", "d2"), 0);
     CHECK(state_resolve(st, NS_CACHE, "d2/e", 4) != NULL);
-    CHECK_EQ(path_op(st, CMD_RMDIR, NS_CACHE, "d2/e", 8), 0);
+    CHECK_EQ(ren(st, NS_CACHE, "d2/e", "deep"), 0);
+    CHECK_EQ(path_op(st, CMD_RMDIR, NS_CACHE, "d2/e", 8), -ENOENT);
     CHECK_EQ(path_op(st, CMD_RMDIR, NS_CACHE, "d2", 8), 0);
     /* oversized values are refused and the old value kept */
     char *big = malloc((1 << 20) + 2);
