@@ -18,6 +18,7 @@
 #include "cluster/crc32c.h"
 #include "cluster/bytes.h"
 #include "cluster/err.h"
+#include "cluster/fileio.h"
 
 static const uint8_t snap_magic[8] = { 'Q', 'F', 'S', '-', 'S', 'N', 'A', 'P' };
 
@@ -55,43 +56,6 @@ struct snap_recv {
 };
 
 /* ---- helpers ---- */
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return qerr_from_errno(errno);
-        }
-        if (n == 0)
-            return -QERR_NOSPACE;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return qerr_from_errno(errno);
-        }
-        if (n == 0)
-            return -QERR_NOSPACE;
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
 
 /* Reads up to len bytes at off; returns bytes read (0 at EOF) or -1. */
 static ssize_t pread_some(int fd, void *buf, size_t len, uint64_t off)
@@ -274,7 +238,7 @@ static int writer_out(snap_writer_t *w, size_t n)
 {
     if (n == 0)
         return 0;
-    int rc = write_all(w->fd, w->out, n);
+    int rc = fio_write_all(w->fd, w->out, n);
     if (rc)
         return rc;
     w->comp_crc = crc32c(w->comp_crc, w->out, n);
@@ -321,7 +285,7 @@ int snapshot_begin(const char *dir, uint64_t index, uint64_t term, snap_writer_t
         goto fail;
     }
     /* The real header is written by commit, once the lengths and CRCs are known. */
-    rc = write_all(w->fd, zero, sizeof(zero));
+    rc = fio_write_all(w->fd, zero, sizeof(zero));
     if (rc)
         goto fail;
     size_t n = LZ4F_compressBegin(w->cctx, w->out, w->out_cap, &lz4_prefs);
@@ -379,7 +343,7 @@ int snapshot_commit(snap_writer_t *w)
     if ((rc = writer_out(w, n)))
         goto fail;
     encode_header(h, w->index, w->term, w->raw_len, w->comp_len, w->raw_crc, w->comp_crc);
-    if ((rc = pwrite_all(w->fd, h, sizeof(h), 0)))
+    if ((rc = fio_pwrite_all(w->fd, h, sizeof(h), 0)))
         goto fail;
     if (fsync(w->fd) < 0) {
         rc = qerr_from_errno(errno);
@@ -685,7 +649,7 @@ int snapshot_recv_write(snap_recv_t *r, uint64_t off, const void *buf, size_t le
 {
     if (r->err)
         return r->err;
-    int rc = pwrite_all(r->fd, buf, len, off);
+    int rc = fio_pwrite_all(r->fd, buf, len, off);
     if (rc)
         r->err = rc;
     return rc;

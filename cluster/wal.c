@@ -20,6 +20,7 @@
 #include "cluster/crc32c.h"
 #include "cluster/bytes.h"
 #include "cluster/err.h"
+#include "cluster/fileio.h"
 
 static const uint8_t seg_magic[8] = { 'Q', 'F', 'S', '-', 'W', 'A', 'L', 0 };
 
@@ -244,26 +245,6 @@ static int do_sync(wal_t *w, int fd)
     return rc < 0 ? -QERR_IO : 0;
 }
 
-/* Writes all of buf at off; on error returns the errno-mapped code (short writes retried). */
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return qerr_from_errno(errno);
-        }
-        if (n == 0)
-            return -QERR_NOSPACE;
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
 /* Writes header h and payload at off with one pwritev in the common case. */
 static int write_direct(int fd, const uint8_t *h, const void *payload, size_t len,
                         uint64_t off)
@@ -276,12 +257,12 @@ static int write_direct(int fd, const uint8_t *h, const void *payload, size_t le
         return qerr_from_errno(errno);
     done = n < 0 ? 0 : (size_t)n;
     if (done < WAL_RECORD_HEADER) {
-        rc = pwrite_all(fd, h + done, WAL_RECORD_HEADER - done, off + done);
+        rc = fio_pwrite_all(fd, h + done, WAL_RECORD_HEADER - done, off + done);
         if (rc)
             return rc;
         done = WAL_RECORD_HEADER;
     }
-    return pwrite_all(fd, (const uint8_t *)payload + (done - WAL_RECORD_HEADER),
+    return fio_pwrite_all(fd, (const uint8_t *)payload + (done - WAL_RECORD_HEADER),
                       len - (done - WAL_RECORD_HEADER), off + done);
 }
 
@@ -318,7 +299,7 @@ static int seg_create(wal_t *w, uint64_t first, uint64_t prev_term)
         rc = qerr_from_errno(errno);
         goto fail;
     }
-    rc = pwrite_all(fd, h, sizeof(h), 0);
+    rc = fio_pwrite_all(fd, h, sizeof(h), 0);
     if (rc == 0)
         rc = do_sync(w, fd);
     if (rc == 0 && rename(tmp, path) < 0)
@@ -415,7 +396,7 @@ static int flush(wal_t *w)
     if (!w->buf_len)
         return 0;
     seg_t *s = &w->segs[w->nsegs - 1];
-    int rc = pwrite_all(w->fd, w->buf, w->buf_len, s->size);
+    int rc = fio_pwrite_all(w->fd, w->buf, w->buf_len, s->size);
     if (rc)
         return rc;
     s->size += w->buf_len;
@@ -554,7 +535,7 @@ int wal_sync(wal_t *w)
      * fails, recovery merely has less to go on. */
     uint8_t mark[4];
     le_put32(mark, w->last_len | WAL_LEN_SYNCED);
-    (void)pwrite_all(w->fd, mark, sizeof(mark), w->last_off);
+    (void)fio_pwrite_all(w->fd, mark, sizeof(mark), w->last_off);
     return 0;
 }
 

@@ -1,5 +1,5 @@
 # mk/storage.mk — the storage layer of cluster/: CRC32C, the WAL, snapshots and the
 # single-node group (cluster/group.h), their unit tests and a short fuzz pass. Owner: storage.
-CLUSTER_SRCS += cluster/crc32c.c cluster/wal.c cluster/snapshot.c cluster/group_solo.c
+CLUSTER_SRCS += cluster/fileio.c cluster/crc32c.c cluster/wal.c cluster/snapshot.c cluster/group_solo.c
 CLUSTER_UNIT_TESTS += test_crc32c test_wal test_snapshot test_group_solo
 TEST_CMDS += "tests/fuzz/run 10"
