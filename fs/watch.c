@@ -8,6 +8,7 @@
 #include <string.h>
 #include "fs/config.h"
 #include "fs/intr.h"
+#include "fs/testhook.h"
 #include "fs/watch.h"
 
 #define BATCH_BYTES 65536
@@ -133,11 +134,15 @@ static void interrupted(fuse_req_t req, void *data)
 
 void watch_read(fuse_req_t req, watch_t *w, size_t size, off_t off)
 {
-    pthread_rwlock_rdlock(&w->st->lock);
+    /* Once the read is parked and its interrupt callback registered, another thread may
+     * answer it, the reader may exit and its release may free w (watch_close): w must not
+     * be touched after intr_register. Hence the state pointer is read here, once. */
+    state_t *st = w->st;
+    pthread_rwlock_rdlock(&st->lock);
     pthread_mutex_lock(&wait_mu);
     if (w->waiting) {
         pthread_mutex_unlock(&wait_mu);
-        pthread_rwlock_unlock(&w->st->lock);
+        pthread_rwlock_unlock(&st->lock);
         fuse_reply_err(req, EBUSY);   /* one read at a time per open file */
         return;
     }
@@ -160,7 +165,8 @@ void watch_read(fuse_req_t req, watch_t *w, size_t size, off_t off)
      * first; if req was already interrupted this calls interrupted() right away. */
     if (!answered && intr_register(req, interrupted, w))
         interrupted(req, w);
-    pthread_rwlock_unlock(&w->st->lock);
+    testhook_pause("watch_read_registered");   /* w may be freed from here on */
+    pthread_rwlock_unlock(&st->lock);
 }
 
 void watch_close(watch_t *w)

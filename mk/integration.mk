@@ -10,3 +10,4 @@ TEST_CMDS += tests/integration/config.sh
 TEST_CMDS += tests/integration/durability.sh
 TEST_CMDS += tests/integration/diskfull.sh
 TEST_CMDS += tests/integration/badinput.sh
+TEST_CMDS += tests/integration/races.sh
