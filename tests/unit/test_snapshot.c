@@ -1,6 +1,6 @@
 /* tests/unit/test_snapshot.c — snapshot files: a multi-MB stream written in odd-sized puts
- * and read back in other sizes, damage (header, stream, truncation) refused with the file
- * named, version check, the reader's length strictness, temp files and older snapshots
+ * and read back in other sizes, damage (header, stream, truncation, the checksum of the
+ * uncompressed stream behind a valid header) refused with the file named, version check, the reader's length strictness, temp files and older snapshots
  * cleaned, raw chunk shipping to another directory, and disk full on a small tmpfs. */
 #include <dirent.h>
 #include <errno.h>
@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/bytes.h"
+#include "cluster/crc32c.h"
 #include "cluster/err.h"
 #include "cluster/snapshot.h"
 #include "tests/unit/check.h"
@@ -234,6 +236,40 @@ TEST(corrupt_stream_byte)
     damaged(100000, 0, -QERR_CORRUPT, "checksum mismatch in the compressed stream");
 }
 
+/* The CRC32C of the uncompressed stream (header bytes 48..51) is checked at the end of
+ * reading: damage it and give the header a matching header CRC, so that the header and the
+ * compressed stream are both valid and only that check can refuse the file. */
+TEST(corrupt_uncompressed_stream_checksum)
+{
+    snapshot_info_t info;
+    char *msg = NULL, path[400];
+    uint8_t h[SNAP_HEADER];
+    int fd;
+    new_dir();
+    CHECK_EQ(write_snap(dir, 43, 3, 1 << 20), 0);
+    snprintf(path, sizeof(path), "%s/snap-00000000000000000043.snap", dir);
+    CHECK((fd = open(path, O_RDWR)) >= 0);
+    CHECK(pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h));
+    CHECK_EQ(le_get32(h + 60), crc32c(0, h, SNAP_HEADER - 4)); /* the layout we assume */
+    le_put32(h + 48, le_get32(h + 48) ^ 0x00010000u);
+    le_put32(h + 60, crc32c(0, h, SNAP_HEADER - 4));
+    CHECK(pwrite(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h));
+    close(fd);
+    /* The header is valid: the file is found and opened. */
+    CHECK_EQ(snapshot_open_read(dir, &info, &msg), 0);
+    CHECK_EQ(info.raw_len, 1 << 20);
+    snapshot_info_free(&info);
+    /* Every byte is delivered (and right), but the end of reading refuses the stream. */
+    int rc = read_snap(dir, &info, &msg);
+    snapshot_info_free(&info);
+    printf("# %s\n", msg ? msg : "(no message)");
+    int named = msg && strstr(msg, path) && strstr(msg, "checksum mismatch") &&
+                strstr(msg, "uncompressed");
+    free(msg);
+    CHECK_EQ(rc, -QERR_CORRUPT);
+    CHECK(named);
+}
+
 TEST(truncated_by_one_byte)
 {
     damaged(0, 1, -QERR_CORRUPT, "bytes but its header says");
@@ -393,6 +429,7 @@ int main(void)
     RUN(reader_is_strict_about_length);
     RUN(corrupt_header_byte);
     RUN(corrupt_stream_byte);
+    RUN(corrupt_uncompressed_stream_checksum);
     RUN(truncated_by_one_byte);
     RUN(bad_magic);
     RUN(version_check);
