@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/assert.h"
 #include "cluster/err.h"
 #include "cluster/raft.h"
 #include "cluster/raft_log.h"
@@ -360,6 +361,8 @@ static void conf_at(const raft_t *r, uint64_t index, raft_conf_t *c, uint64_t *a
 /* Drops entries >= from; a configuration they held is rolled back (thesis §4.1). */
 static void truncate_log(raft_t *r, uint64_t from)
 {
+    ASSERT_MSG(from > r->commit, "truncating committed entries from %llu (commit %llu)",
+               (unsigned long long)from, (unsigned long long)r->commit);   /* §5.4 */
     raft_log_truncate(&r->log, from);
     if (r->persisted >= from)
         r->persisted = from - 1;
@@ -392,6 +395,7 @@ static void fail_reads(raft_t *r)
 
 static void become_follower(raft_t *r, uint64_t term, uint64_t leader)
 {
+    ASSERT(term >= r->term);   /* §5.1: terms never go backwards */
     if (r->role == RAFT_LEADER)
         fail_reads(r);
     if (term > r->term) {
@@ -434,6 +438,7 @@ static void bcast_heartbeat(raft_t *r)
 
 static int append_local(raft_t *r, uint32_t type, const void *data, size_t len)
 {
+    ASSERT(r->role == RAFT_LEADER);   /* §5.3: only a leader appends new entries */
     raft_lbuf_t *buf = NULL;
     if (len) {
         buf = raft_log_buf_new(&r->log, len);
@@ -644,6 +649,8 @@ static void commit_to(raft_t *r, uint64_t n)
 {
     if (n <= r->commit)
         return;
+    ASSERT_MSG(n <= last_index(r), "commit %llu past the last entry %llu",
+               (unsigned long long)n, (unsigned long long)last_index(r));
     bool had_term_commit = r->commit >= r->term_start;
     if (r->role == RAFT_LEADER) {
         for (uint64_t i = n; i > r->commit; i--) {
@@ -1664,6 +1671,7 @@ void raft_advance(raft_t *r, const raft_ready_t *rd)
     r->install_ready = false;
     r->round_unsent = false;
     r->rd_taken = false;
+    ASSERT(r->applied <= r->commit && r->persisted <= last_index(r));
     maybe_commit(r); /* the leader's own entries are now durable and count (§10.2.1) */
 }
 
