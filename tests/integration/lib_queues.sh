@@ -1,6 +1,8 @@
 # tests/integration/lib_queues.sh — helpers of queues.sh and locks.sh (sourced after lib.sh):
 # writes the small python drivers they run as separate processes into $T (producers,
-# consumers, lock workers) and gives bounded waits on queue lengths.
+# consumers, lock workers), gives bounded waits on queue lengths, and bounded reads of the
+# blocking control files (pop, claim), so a misbehaving daemon fails a case instead of
+# hanging the script.
 
 QD=$T/qdrv.py
 cat >"$QD" <<'PYEOF'
@@ -112,6 +114,13 @@ def fifo_waiter(lockpath, name, log, hold):
     time.sleep(float(hold))
     os.close(fd)
 
+def hold(lockpath, mode, ready):
+    """Takes flock mode "sh" or "ex" on lockpath, says so in file ready, sleeps (to be killed)."""
+    fd = os.open(lockpath, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH if mode == "sh" else fcntl.LOCK_EX)
+    open(ready, "w").close()
+    time.sleep(120)
+
 def holder(lockpath, ready):
     fd = os.open(lockpath, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -128,7 +137,54 @@ if __name__ == "__main__":
 PYEOF
 
 # qlen QDIR: prints "ready inflight dead".
-qlen() { timeout 5 cat "$1/len" 2>/dev/null; }
+qlen() { timeout -k 1 5 cat "$1/len" 2>/dev/null; }
+
+# bcat SECS FILE: cat of a control file that may block (pop, claim), for at most SECS
+# seconds; prints what was read and returns cat's status (124 on timeout). The output goes
+# through a file and the reader runs in the background, so this returns within SECS + 2 s
+# even when the reader cannot be killed (a FUSE request the daemon has taken and never
+# answers): it is then left behind for the EXIT trap, which kills the daemon.
+bcat() {
+    local secs=$1 f=$2 out p rc=124 i
+    out=$(mktemp "$T/bcat.XXXXXX")
+    timeout -k 1 "$secs" cat "$f" >"$out" 2>/dev/null &
+    p=$!
+    for i in 1 2 3 4 5 6 7 8 9 10; do pid_alive "$p" || break; sleep 0.01; done
+    if ! pid_alive "$p" || wait_for $((secs + 2)) pid_gone "$p"; then
+        wait "$p"
+        rc=$?
+    fi
+    cat "$out"
+    rm -f "$out"
+    return $rc
+}
+# QWAIT: the bound, in seconds, of a pop or claim that should be answered at once (a message
+# is ready) or soon (one is about to come back).
+QWAIT=${QWAIT:-5}
+qpop()   { bcat "$QWAIT" "$1/pop"; }     # qpop QDIR: one message, or nothing after QWAIT s
+qclaim() { bcat "$QWAIT" "$1/claim"; }   # qclaim QDIR: "<id> <message>", or nothing
+
+# all_gone PID...: none of PID... runs any more (zombies count as gone).
+all_gone() { local p; for p in "$@"; do pid_alive "$p" && return 1; done; return 0; }
+
+# wait_pids SECS PID...: waits (bounded) until every PID has exited; 1 if some still run
+# after SECS seconds. Reaps the ones that exited.
+wait_pids() {
+    local secs=$1 p rc; shift
+    wait_for "$secs" all_gone "$@"
+    rc=$?
+    for p in "$@"; do pid_alive "$p" || wait "$p" 2>/dev/null; done
+    return $rc
+}
+
+# kill_pids PID...: kill -9 whatever of PID... still runs, and reaps it (bounded).
+# Disowned first, so bash prints no "Killed" job report.
+kill_pids() {
+    local p
+    for p in "$@"; do disown "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
+    for p in "$@"; do wait_for 5 pid_gone "$p"; done
+    return 0
+}
 
 # wait_len SECS QDIR "R I D": waits until len shows exactly that.
 wait_len() { local s=$1 q=$2 want=$3; wait_for "$s" eval '[ "$(qlen "$q")" = "$want" ]'; }

@@ -2,7 +2,7 @@
 # tests/integration/locks.sh — FILE-API §3 (locks/) on a real mount with real processes:
 # mutual exclusion of 16 processes x 200 increments under flock and under fcntl (lockf),
 # FIFO grants, flock -n, SIGINT of a waiting flock, kill -9 of a holder, flock and fcntl
-# excluding each other, fencing tokens growing over 1,000 acquisitions by 4 processes,
+# excluding each other, shared holders coexisting and excluding (and excluded by) exclusive, fencing tokens growing over 1,000 acquisitions by 4 processes,
 # exclusive create (EEXIST while held, rm releases, TTL expiry, touch renewal), `cat` of the
 # holder, release at unmount, and bad input.
 . "$(dirname "$0")/lib.sh"
@@ -74,6 +74,37 @@ try:
 except OSError as e: print("busy")' "$L/mixed")
 check fcntl-excluded-by-flock [ "$r" = busy ]
 kill -9 $hp; wait $hp 2>/dev/null
+
+# ---- shared locks: two flock -s holders (separate processes) coexist; while they hold,
+# flock -n -x fails at once and flock -n -s succeeds; while flock -x holds, flock -n -s fails.
+touch "$L/shared"
+$PY "$QD" hold "$L/shared" sh "$T/s1.ready" &
+s1=$!
+wait_for 10 test -e "$T/s1.ready" && ok shared-first-holder || not_ok shared-first-holder "no shared lock in 10 s"
+$PY "$QD" hold "$L/shared" sh "$T/s2.ready" &
+s2=$!
+if wait_for 10 test -e "$T/s2.ready"; then ok shared-holders-coexist
+else not_ok shared-holders-coexist "a second flock -s waited 10 s behind a shared holder: $(timeout 5 cat "$L/shared" | tr '\n' '|')"; fi
+checke shared-two-holders-listed '[ "$(timeout 5 cat "$L/shared" | grep -c "^shared ")" = 2 ]' ||
+    note "$(timeout 5 cat "$L/shared" | tr '\n' '|')"
+t0=$(ms)
+timeout -k 1 10 flock -n -x "$L/shared" -c true
+rc=$?
+checke flock-n-x-fails-while-shared-held '[ $rc = 1 ] && [ $(( $(ms) - t0 )) -lt 1000 ]' || note "rc $rc after $(( $(ms) - t0 )) ms"
+timeout -k 1 10 flock -n -s "$L/shared" -c true
+rc=$?
+check flock-n-s-succeeds-while-shared-held [ $rc = 0 ] || note "rc $rc"
+kill_pids $s1 $s2
+wait_for 5 eval '! timeout 5 cat "$L/shared" | grep -q "^shared "' || note "shared holders still listed 5 s after they died"
+$PY "$QD" hold "$L/shared" ex "$T/x1.ready" &
+x1=$!
+wait_for 10 test -e "$T/x1.ready" && ok exclusive-after-shared-released || not_ok exclusive-after-shared-released "no exclusive lock in 10 s after the shared holders died"
+t0=$(ms)
+timeout -k 1 10 flock -n -s "$L/shared" -c true
+rc=$?
+checke flock-n-s-fails-while-exclusive-held '[ $rc = 1 ] && [ $(( $(ms) - t0 )) -lt 1000 ]' || note "rc $rc after $(( $(ms) - t0 )) ms"
+kill_pids $x1
+wait_for 5 timeout 5 flock -n -s "$L/shared" -c true && ok flock-n-s-after-exclusive-released || not_ok flock-n-s-after-exclusive-released
 
 # ---- fencing tokens: 1,000 acquisitions by 4 processes
 touch "$L/fence"

@@ -5,6 +5,9 @@
 # a kill -9'ed consumer redelivered after the visibility timeout, dead/ after max_deliveries,
 # max_length (ENOSPC), a blocked pop woken by a push, interrupted by SIGINT, EAGAIN with
 # O_NONBLOCK, contents and order across kill -9 of the daemon and a remount, and bad input.
+# A claim kept alive by `touch` stays in flight past its timeout and comes back once the
+# touching stops. Every read of pop/claim and every wait is bounded (bcat, wait_pids in
+# lib_queues.sh): a pop that never answers fails its case within seconds.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_queues.sh"
 
@@ -17,27 +20,27 @@ Q=$MNT/queues
 mkdir "$Q/orders" && ok mkdir-queue || not_ok mkdir-queue
 check ls-queue [ "$(ls "$Q/orders" | tr '\n' ' ')" = "claim claimed dead len peek pop push " ]
 printf 'order-1\norder-2\n' >"$Q/orders/push" && ok push-two-lines || not_ok push-two-lines
-check len-two [ "$(cat "$Q/orders/len")" = "2 0 0" ]
-check peek-head [ "$(cat "$Q/orders/peek")" = order-1 ]
-check pop-head [ "$(cat "$Q/orders/pop")" = order-1 ]
-read -r id msg <"$Q/orders/claim"
-check claim-line [ "$msg" = order-2 ] && check claim-id-numeric [ "$id" -gt 0 ]
+check len-two [ "$(qlen "$Q/orders")" = "2 0 0" ]
+check peek-head [ "$(timeout -k 1 5 cat "$Q/orders/peek")" = order-1 ]
+check pop-head [ "$(qpop "$Q/orders")" = order-1 ]
+read -r id msg <<<"$(qclaim "$Q/orders")"
+check claim-line [ "$msg" = order-2 ] && checke claim-id-numeric '[ "$id" -gt 0 ] 2>/dev/null'
 check claimed-listed [ "$(ls "$Q/orders/claimed")" = "$id" ]
 check claimed-cat [ "$(cat "$Q/orders/claimed/$id")" = order-2 ]
-check len-inflight [ "$(cat "$Q/orders/len")" = "0 1 0" ]
+check len-inflight [ "$(qlen "$Q/orders")" = "0 1 0" ]
 rm "$Q/orders/claimed/$id" && ok ack-rm || not_ok ack-rm
-check len-empty [ "$(cat "$Q/orders/len")" = "0 0 0" ]
-check peek-empty-eof [ -z "$(cat "$Q/orders/peek")" ]
+check len-empty [ "$(qlen "$Q/orders")" = "0 0 0" ]
+check peek-empty-eof [ -z "$(timeout -k 1 5 cat "$Q/orders/peek")" ]
 expect_errno peek-empty-nonblock EAGAIN readnb "$Q/orders/peek"
 printf 'a\n\nb' >"$Q/orders/push"                      # empty line ignored, last line at close
 check empty-line-ignored-last-at-close [ "$(qlen "$Q/orders")" = "2 0 0" ]
-check last-line-content [ "$(cat "$Q/orders/pop")$(cat "$Q/orders/pop")" = ab ]
+check last-line-content [ "$(qpop "$Q/orders")$(qpop "$Q/orders")" = ab ]
 # the unterminated last line is enqueued by the time close() returns, every time
 late=0
 for i in $(seq 1 20); do
     printf "m$i" >"$Q/orders/push"
-    [ "$(cat "$Q/orders/peek")" = "m$i" ] || late=$((late + 1))
-    cat "$Q/orders/pop" >/dev/null
+    [ "$(timeout -k 1 5 cat "$Q/orders/peek")" = "m$i" ] || late=$((late + 1))
+    qpop "$Q/orders" >/dev/null || { late=$((late + 1)); note "pop of m$i failed"; break; }
 done
 check last-line-at-close-every-time [ "$late" = 0 ] || note "$late of 20 last lines late"
 checke settings-defaults '[ "$(getfattr --only-values -n user.visibility_timeout "$Q/orders" 2>/dev/null)" = 30 ] &&
@@ -47,32 +50,36 @@ checke settings-defaults '[ "$(getfattr --only-values -n user.visibility_timeout
 # ---- pop under load: 8 producers, 8 consumers, 20,000 messages
 mkdir "$Q/load"
 t0=$(ms)
-for c in 0 1 2 3 4 5 6 7; do $PY "$QD" pop-consumer "$Q/load" "$T/pop.$c" & done
+cpids=""
+for c in 0 1 2 3 4 5 6 7; do $PY "$QD" pop-consumer "$Q/load" "$T/pop.$c" & cpids="$cpids $!"; done
 pids=""
 for p in 0 1 2 3 4 5 6 7; do $PY "$QD" producer "$Q/load/push" $p 2500 & pids="$pids $!"; done
-for p in $pids; do wait "$p"; done
+wait_pids 60 $pids || { note "producers still running after 60 s"; kill_pids $pids; }
 for c in 0 1 2 3 4 5 6 7; do echo STOP; done >"$Q/load/push"
-wait_for 120 eval '[ -z "$(jobs -rp)" ]' || note "consumers still running"
+if wait_pids 20 $cpids; then ok pop-load-consumers-done
+else not_ok pop-load-consumers-done "pop consumers still blocked 20 s after the last push"; kill_pids $cpids; fi
 t1=$(ms)
 note "pop load: 20000 messages through 8 producers / 8 consumers in $((t1 - t0)) ms"
 r=$($PY "$QD" check-pop-logs 20000 8 "$T"/pop.? 2>&1)
 checke pop-exactly-once-in-order '[ "${r%% *}" = OK ]' || note "$r"
-check pop-load-drained [ "$(cat "$Q/load/len")" = "0 0 0" ]
+check pop-load-drained [ "$(qlen "$Q/load")" = "0 0 0" ]
 
 # ---- claim + ack under load: 5,000 messages
 mkdir "$Q/work"
 t0=$(ms)
-for c in 0 1 2 3 4 5 6 7; do $PY "$QD" claim-consumer "$Q/work" "$T/claim.$c" & done
+cpids=""
+for c in 0 1 2 3 4 5 6 7; do $PY "$QD" claim-consumer "$Q/work" "$T/claim.$c" & cpids="$cpids $!"; done
 pids=""
 for p in 0 1 2 3 4 5 6 7; do $PY "$QD" producer "$Q/work/push" $p 625 & pids="$pids $!"; done
-for p in $pids; do wait "$p"; done
+wait_pids 60 $pids || { note "producers still running after 60 s"; kill_pids $pids; }
 for c in 0 1 2 3 4 5 6 7; do echo STOP; done >"$Q/work/push"
-wait_for 120 eval '[ -z "$(jobs -rp)" ]' || note "claim consumers still running"
+if wait_pids 20 $cpids; then ok claim-load-consumers-done
+else not_ok claim-load-consumers-done "claim consumers still blocked 20 s after the last push"; kill_pids $cpids; fi
 t1=$(ms)
 note "claim load: 5000 messages claimed and acknowledged in $((t1 - t0)) ms"
 r=$($PY "$QD" check-pop-logs 5000 8 "$T"/claim.? 2>&1)
 checke claim-ack-exactly-once-in-order '[ "${r%% *}" = OK ]' || note "$r"
-check claim-load-drained [ "$(cat "$Q/work/len")" = "0 0 0" ]
+check claim-load-drained [ "$(qlen "$Q/work")" = "0 0 0" ]
 
 # ---- kill -9 of a consumer holding claims: redelivered after the visibility timeout
 mkdir "$Q/redo"
@@ -80,27 +87,62 @@ setfattr -n user.visibility_timeout -v 2 "$Q/redo" && ok set-visibility-timeout 
 printf 'r1\nr2\nr3\n' >"$Q/redo/push"
 $PY "$QD" claim-hold "$Q/redo" 3 "$T/held" &
 hp=$!
-wait_for 10 test -e "$T/held"
+wait_for 10 test -e "$T/held" || note "claim-hold did not get its 3 claims in 10 s"
 check claims-held [ "$(qlen "$Q/redo")" = "0 3 0" ]
-kill -9 $hp; wait $hp 2>/dev/null
+kill_pids $hp
 t0=$(ms)
 wait_len 10 "$Q/redo" "3 0 0" && ok redelivered-after-timeout || not_ok redelivered-after-timeout "len $(qlen "$Q/redo")"
 dt=$(( $(ms) - t0 ))
 checke redelivery-not-before-timeout '[ $dt -ge 1000 ]' || note "back after $dt ms"
-read -r id msg <"$Q/redo/claim"
+read -r id msg <<<"$(qclaim "$Q/redo")"
 check redelivered-keeps-order [ "$msg" = r1 ]
 check delivery-count-raised [ "$(getfattr --only-values -n user.deliveries "$Q/redo/claimed/$id" 2>/dev/null)" = 1 ]
 touch "$Q/redo/claimed/$id" && ok touch-extends || not_ok touch-extends
 rm "$Q/redo/claimed/$id"
+
+# ---- touch renews a lease: with a 2 s timeout, a touch every 0.7 s for 5 s keeps the
+# message in flight; once the touching stops it comes back (count + 1) about 2 s later.
+mkdir "$Q/lease"
+setfattr -n user.visibility_timeout -v 2 "$Q/lease"
+echo leased >"$Q/lease/push"
+read -r lid lmsg <<<"$(qclaim "$Q/lease")"
+check lease-claimed [ "$lmsg" = leased ]
+d0=$(getfattr --only-values -n user.deliveries "$Q/lease/claimed/$lid" 2>/dev/null)
+check lease-count-starts-at-0 [ "$d0" = 0 ]
+bad=""
+t0=$(ms)
+while [ $(( $(ms) - t0 )) -lt 5000 ]; do
+    l=$(qlen "$Q/lease")
+    [ "$l" = "0 1 0" ] || { bad="len '$l' $(( $(ms) - t0 )) ms after the claim"; break; }
+    touch "$Q/lease/claimed/$lid" 2>/dev/null || { bad="touch failed $(( $(ms) - t0 )) ms after the claim"; break; }
+    tl=$(ms)
+    sleep 0.7
+done
+l=$(qlen "$Q/lease")
+[ -n "$bad" ] || [ "$l" = "0 1 0" ] || bad="len '$l' at the end of 5 s of touches"
+checke touch-keeps-claim-in-flight '[ -z "$bad" ]' || note "$bad"
+# The lease now ends 2 s after the last touch: back within 2 s + the sweeper period + slack.
+if wait_len 4 "$Q/lease" "1 0 0"; then
+    dt=$(( $(ms) - tl ))
+    ok lease-back-after-touching-stops
+    checke lease-back-not-before-timeout '[ $dt -ge 1500 ]' || note "back $dt ms after the last touch"
+    checke lease-back-within-bound '[ $dt -le 3500 ]' || note "back $dt ms after the last touch"
+else
+    not_ok lease-back-after-touching-stops "len '$(qlen "$Q/lease")' $(( $(ms) - tl )) ms after the last touch"
+fi
+read -r lid2 lmsg <<<"$(qclaim "$Q/lease")"
+check lease-reclaimed-same-message [ "$lmsg" = leased ]
+check lease-count-plus-one [ "$(getfattr --only-values -n user.deliveries "$Q/lease/claimed/$lid2" 2>/dev/null)" = $((d0 + 1)) ]
+rm -f "$Q/lease/claimed/$lid2"
 
 # ---- dead/ after max_deliveries
 mkdir "$Q/dl"
 setfattr -n user.visibility_timeout -v 1 "$Q/dl"
 setfattr -n user.max_deliveries -v 2 "$Q/dl"
 echo poison >"$Q/dl/push"
-cat "$Q/dl/claim" >/dev/null
+qclaim "$Q/dl" >/dev/null
 wait_len 6 "$Q/dl" "1 0 0"
-cat "$Q/dl/claim" >/dev/null
+qclaim "$Q/dl" >/dev/null
 wait_len 6 "$Q/dl" "0 0 1" && ok dead-after-max-deliveries || not_ok dead-after-max-deliveries "len $(qlen "$Q/dl")"
 did=$(ls "$Q/dl/dead")
 check dead-cat [ "$(cat "$Q/dl/dead/$did" 2>&1)" = poison ]
@@ -130,9 +172,9 @@ kill -INT $cp
 wait_for 3 pid_gone $cp
 dt=$(( $(ms) - t0 ))
 checke pop-sigint-within-1s '[ $dt -lt 1000 ] && pid_gone $cp' || note "took $dt ms"
-wait $cp 2>/dev/null
+kill_pids $cp
 echo after-int >"$Q/wait/push"
-check interrupted-pop-loses-nothing [ "$(cat "$Q/wait/pop")" = after-int ]
+check interrupted-pop-loses-nothing [ "$(qpop "$Q/wait")" = after-int ]
 expect_errno pop-nonblock-EAGAIN EAGAIN readnb "$Q/wait/pop"
 # thousands of blocked readers do not exhaust the daemon's threads
 for i in $(seq 1 200); do timeout 30 cat "$Q/wait/pop" >>"$T/many.out" & done
@@ -145,19 +187,19 @@ check many-waiters-each-one-message [ "$(sort -u "$T/many.out" | wc -l)" = 200 ]
 # ---- contents and order survive kill -9 of the daemon and a remount
 mkdir "$Q/keep"
 seq 1 50 | sed 's/^/k/' >"$Q/keep/push"
-cat "$Q/keep/pop" >/dev/null                         # k1 gone
-read -r kid kmsg <"$Q/keep/claim"                    # k2 claimed (30 s lease)
+qpop "$Q/keep" >/dev/null                            # k1 gone
+read -r kid kmsg <<<"$(qclaim "$Q/keep")"            # k2 claimed (30 s lease)
 crash_node "$MNT" "$NPID"
 must_start n1
 Q=$MNT/queues
 # The crashed run's session ended at restart: its claim (k2) is back at the head, counted.
 check survive-crash-len [ "$(qlen "$Q/keep")" = "49 0 0" ] || note "len $(qlen "$Q/keep")"
-read -r kid kmsg <"$Q/keep/claim"
+read -r kid kmsg <<<"$(qclaim "$Q/keep")"
 check survive-crash-claim-returned [ "$kmsg" = k2 ]
 check survive-crash-claim-counted [ "$(getfattr --only-values -n user.deliveries "$Q/keep/claimed/$kid" 2>/dev/null)" = 1 ]
 rm "$Q/keep/claimed/$kid"
 out=""
-for i in $(seq 3 50); do out="$out$(cat "$Q/keep/pop") "; done
+for i in $(seq 3 50); do m=$(qpop "$Q/keep") || { note "pop $i failed"; break; }; out="$out$m "; done
 check survive-crash-order [ "$out" = "$(seq 3 50 | sed 's/^/k/' | tr '\n' ' ')" ]
 
 # ---- bad input
@@ -169,7 +211,7 @@ expect_errno create-in-queue EPERM write "$Q/orders/newfile" lit:x
 expect_errno line-over-1MiB-EFBIG EFBIG write "$Q/orders/push" rep:1048577:a
 check line-over-1MiB-not-enqueued [ "$(qlen "$Q/orders")" = "0 0 0" ]
 expect_errno line-of-1MiB-ok OK write "$Q/orders/push" rep:1048576:a
-check line-of-1MiB-enqueued [ "$(cat "$Q/orders/pop" | wc -c)" = 1048577 ]
+check line-of-1MiB-enqueued [ "$(qpop "$Q/orders" | wc -c)" = 1048577 ]
 expect_errno xattr-not-a-number EINVAL setx "$Q/orders" user.visibility_timeout abc
 expect_errno xattr-zero-timeout EINVAL setx "$Q/orders" user.visibility_timeout 0
 expect_errno xattr-zero-deliveries EINVAL setx "$Q/orders" user.max_deliveries 0
