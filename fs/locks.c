@@ -1,8 +1,9 @@
 /* fs/locks.c — the locks/ namespace (FILE-API §3, design in docs/LOCKS.md). The replicated
  * part keeps, per lock, its holders and a FIFO of waiters; every acquisition draws a fencing
- * token from one counter that only grows. Apply decides grants and records them in an
- * outbox that the apply hook turns into replies to parked flock/fcntl requests. The FUSE
- * side serves locks/<name> files, flock and setlk/getlk, exclusive create, TTLs and `cat`. */
+ * token from one counter that only grows. Apply decides grants and emits them as
+ * EFF_LOCK_WAIT effects (fs/effects.h), delivered as replies to parked flock/fcntl requests.
+ * The FUSE side serves locks/<name> files, flock and setlk/getlk, exclusive create, TTLs and
+ * `cat`. Sessions, which holds belong to, are the shard's (fs/session_sm.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -14,15 +15,16 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "cluster/assert.h"
 #include "cluster/err.h"
 #include "fs/dirlist.h"
 #include "fs/intr.h"
 #include "fs/locks.h"
 #include "fs/names.h"
 #include "fs/node.h"
-#include "fs/queues.h"
+#include "fs/session.h"
 
-#define LSNAP_VERSION 1
+#define LSNAP_VERSION 2   /* 2: the session table moved to the state's own section */
 
 /* ================================================================ replicated state */
 
@@ -52,14 +54,9 @@ typedef struct lock {
 typedef struct lstate {
     lock_t *by_name, *by_lid, *head, *tail;
     uint64_t next_lid, fence;
-    session_table_t sessions;
-    /* Not replicated: grants decided by apply, drained by the apply hook. */
-    locks_grant_t *out_head, *out_tail;
 } lstate_t;
 
 static lstate_t *LS(state_t *st) { return st->ns_state[NS_LOCKS]; }
-
-session_table_t *locks_sessions(state_t *st) { return LS(st) ? &LS(st)->sessions : NULL; }
 
 static lock_t *find_lock(lstate_t *ls, const char *name, size_t len)
 {
@@ -77,13 +74,8 @@ static lock_t *find_lid(lstate_t *ls, uint64_t lid)
 
 static lock_t *lock_add(lstate_t *ls, const char *name, size_t len, uint64_t lid)
 {
-    lock_t *l = calloc(1, sizeof(*l));
-    if (!l || !(l->name = malloc(len + 1))) {
-        free(l);
-        return NULL;
-    }
-    memcpy(l->name, name, len);
-    l->name[len] = 0;
+    lock_t *l = xcalloc(1, sizeof(*l));
+    l->name = xstrndup(name, len);
     l->lid = lid;
     HASH_ADD_KEYPTR(hh, ls->by_name, l->name, len, l);
     HASH_ADD(hl, ls->by_lid, lid, sizeof(l->lid), l);
@@ -123,20 +115,12 @@ static void lock_del(lstate_t *ls, lock_t *l)
     free(l);
 }
 
-static void outbox(lstate_t *ls, uint64_t sid, uint64_t wid, uint64_t fence, int rc)
+/* Wait (sid, wid) was granted with fence (rc 0) or ended with rc: an effect. */
+static void outbox(effects_t *fx, uint64_t sid, uint64_t wid, uint64_t fence, int rc)
 {
-    locks_grant_t *g = calloc(1, sizeof(*g));
-    if (!g)
-        return;
-    g->sid = sid;
-    g->wid = wid;
-    g->fence = fence;
-    g->rc = rc;
-    if (ls->out_tail)
-        ls->out_tail->next = g;
-    else
-        ls->out_head = g;
-    ls->out_tail = g;
+    effect_t *e = effects_add(fx, EFF_LOCK_WAIT, NS_LOCKS, sid, wid);
+    e->u.lock.fence = fence;
+    e->u.lock.rc = rc;
 }
 
 static void list_append(lholder_t **head, lholder_t *h)
@@ -170,19 +154,19 @@ static void grant(lstate_t *ls, lock_t *l, lholder_t *h, uint64_t now)
 }
 
 /* Grants waiters from the head of the FIFO while they fit (never one behind a blocked one). */
-static void grant_waiters(lstate_t *ls, lock_t *l, uint64_t now)
+static void grant_waiters(lstate_t *ls, lock_t *l, uint64_t now, effects_t *fx)
 {
     while (l->waiters && compatible(l, l->waiters->mode)) {
         lholder_t *w = l->waiters;
         l->waiters = w->next;
         grant(ls, l, w, now);
-        outbox(ls, w->sid, w->wid, w->fence, 0);
+        outbox(fx, w->sid, w->wid, w->fence, 0);
     }
 }
 
 /* Removes from list *pp the entries matching (sid, kind, owner) or, when wid is nonzero,
  * (sid, wid); kind 0 matches every kind of sid. Returns how many; dropped waiters get rc. */
-static int drop(lstate_t *ls, lholder_t **pp, uint64_t sid, uint8_t kind, uint64_t owner,
+static int drop(effects_t *fx, lholder_t **pp, uint64_t sid, uint8_t kind, uint64_t owner,
                 uint64_t wid, int waiters, int rc)
 {
     int n = 0;
@@ -193,7 +177,7 @@ static int drop(lstate_t *ls, lholder_t **pp, uint64_t sid, uint8_t kind, uint64
         if (match) {
             *pp = h->next;
             if (waiters)
-                outbox(ls, h->sid, h->wid, 0, rc);
+                outbox(fx, h->sid, h->wid, 0, rc);
             free(h);
             n++;
         } else {
@@ -213,7 +197,7 @@ static int has_create_hold(const lock_t *l)
 
 /* After holds went away: an ephemeral lock whose create hold ended and that nobody else uses
  * disappears; otherwise waiters move up. */
-static void settle(lstate_t *ls, lock_t *l, uint64_t now)
+static void settle(lstate_t *ls, lock_t *l, uint64_t now, effects_t *fx)
 {
     if (!has_create_hold(l))
         l->expires_ms = 0;
@@ -224,7 +208,7 @@ static void settle(lstate_t *ls, lock_t *l, uint64_t now)
         }
         l->ephemeral = 0;
     }
-    grant_waiters(ls, l, now);
+    grant_waiters(ls, l, now, fx);
 }
 
 static lock_t *arg_lock(lstate_t *ls, cmdrd_t *r)
@@ -246,7 +230,8 @@ static void result_grant(sm_result_t *res, uint8_t granted, uint64_t a, uint64_t
     res->len = 17;
 }
 
-static int apply_create(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
+static int apply_create(state_t *st, lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r,
+                        sm_result_t *res)
 {
     const char *name;
     size_t len = cmd_get_path(r, &name);
@@ -262,21 +247,15 @@ static int apply_create(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r, sm_result_
         result_grant(res, 0, l->lid, 0);
         return 0;
     }
-    if (excl && !session_find(&ls->sessions, sid))
+    if (excl && !session_find(&st->sessions, sid))
         return -ENOLCK;
     l = lock_add(ls, name, len, ++ls->next_lid);
-    if (!l)
-        return -ENOMEM;
     l->ctime_ms = l->mtime_ms = h->now_ms;
     if (!excl) {
         result_grant(res, 0, l->lid, 0);
         return 0;
     }
-    lholder_t *ho = calloc(1, sizeof(*ho));
-    if (!ho) {
-        lock_del(ls, l);
-        return -ENOMEM;
-    }
+    lholder_t *ho = xcalloc(1, sizeof(*ho));
     l->ephemeral = 1;
     ho->sid = sid;
     ho->pid = pid;
@@ -287,7 +266,8 @@ static int apply_create(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r, sm_result_
     return 0;
 }
 
-static int apply_lock(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
+static int apply_lock(state_t *st, lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r,
+                      sm_result_t *res, effects_t *fx)
 {
     lock_t *l = arg_lock(ls, r);
     lholder_t req;
@@ -304,7 +284,7 @@ static int apply_lock(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t 
         return -EINVAL;
     if (!l)
         return -ENOENT;
-    if (!session_find(&ls->sessions, req.sid))
+    if (!session_find(&st->sessions, req.sid))
         return -ENOLCK;
     for (lholder_t *ho = l->holders; ho; ho = ho->next)
         if (ho->sid == req.sid && ho->kind == req.kind && ho->owner == req.owner &&
@@ -314,12 +294,10 @@ static int apply_lock(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t 
             return 0;
         }
     /* A conversion gives up the old hold first (flock(2) semantics). */
-    if (drop(ls, &l->holders, req.sid, req.kind, req.owner, 0, 0, 0))
-        grant_waiters(ls, l, h->now_ms);
+    if (drop(fx, &l->holders, req.sid, req.kind, req.owner, 0, 0, 0))
+        grant_waiters(ls, l, h->now_ms, fx);
     if (!l->waiters && compatible(l, req.mode)) {
-        lholder_t *ho = malloc(sizeof(*ho));
-        if (!ho)
-            return -ENOMEM;
+        lholder_t *ho = xmalloc(sizeof(*ho));
         *ho = req;
         grant(ls, l, ho, h->now_ms);
         result_grant(res, 1, ho->fence, 0);
@@ -327,9 +305,7 @@ static int apply_lock(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t 
     }
     if (!wait)
         return -EAGAIN;
-    lholder_t *w = malloc(sizeof(*w));
-    if (!w)
-        return -ENOMEM;
+    lholder_t *w = xmalloc(sizeof(*w));
     *w = req;
     w->since_ms = h->now_ms;
     list_append(&l->waiters, w);
@@ -337,13 +313,9 @@ static int apply_lock(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t 
     return 0;
 }
 
-static int l_init_state(state_t *st)
+static void l_init_state(state_t *st)
 {
-    lstate_t *ls = calloc(1, sizeof(*ls));
-    if (!ls)
-        return -QERR_NOMEM;
-    st->ns_state[NS_LOCKS] = ls;
-    return 0;
+    st->ns_state[NS_LOCKS] = xcalloc(1, sizeof(lstate_t));
 }
 
 static void l_free_state(state_t *st)
@@ -353,44 +325,32 @@ static void l_free_state(state_t *st)
         return;
     while (ls->head)
         lock_del(ls, ls->head);
-    session_table_free(&ls->sessions);
-    locks_grant_t *g = ls->out_head, *n;
-    for (; g; g = n) {
-        n = g->next;
-        free(g);
-    }
     free(ls);
     st->ns_state[NS_LOCKS] = NULL;
 }
 
 /* Everything session sid held or waited for goes; create locks it held end. */
-static void session_ended(state_t *st, lstate_t *ls, uint64_t sid, uint64_t now)
-{
-    for (lock_t *l = ls->head, *next; l; l = next) {
-        next = l->next;
-        int n = drop(ls, &l->holders, sid, 0, 0, 0, 0, 0);
-        n += drop(ls, &l->waiters, sid, 0, 0, 0, 1, -ENOLCK);
-        if (n)
-            settle(ls, l, now);
-    }
-    queues_session_end(st, sid, now);
-}
-
-static int l_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
+static void l_session_end(state_t *st, uint64_t sid, uint64_t now, effects_t *fx)
 {
     lstate_t *ls = LS(st);
-    if (h->op >= SOP_OPEN) {
-        uint64_t ended;
-        int rc = session_apply(&ls->sessions, h, r, res, &ended);
-        if (ended)
-            session_ended(st, ls, ended, h->now_ms);
-        return rc;
+    for (lock_t *l = ls->head, *next; l; l = next) {
+        next = l->next;
+        int n = drop(fx, &l->holders, sid, 0, 0, 0, 0, 0);
+        n += drop(fx, &l->waiters, sid, 0, 0, 0, 1, -ENOLCK);
+        if (n)
+            settle(ls, l, now, fx);
     }
+}
+
+static int l_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res,
+                   effects_t *fx)
+{
+    lstate_t *ls = LS(st);
     switch (h->op) {
     case LOP_CREATE:
-        return apply_create(ls, h, r, res);
+        return apply_create(st, ls, h, r, res);
     case LOP_LOCK:
-        return apply_lock(ls, h, r, res);
+        return apply_lock(st, ls, h, r, res, fx);
     case LOP_UNLOCK: {
         lock_t *l = arg_lock(ls, r);
         uint64_t sid = cmd_get_u64(r);
@@ -400,10 +360,10 @@ static int l_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res
             return -EINVAL;
         if (!l)
             return -ENOENT;
-        int n = drop(ls, &l->holders, sid, kind, owner, 0, 0, 0);
-        n += drop(ls, &l->waiters, sid, kind, owner, 0, 1, -EINTR);
+        int n = drop(fx, &l->holders, sid, kind, owner, 0, 0, 0);
+        n += drop(fx, &l->waiters, sid, kind, owner, 0, 1, -EINTR);
         if (n)
-            settle(ls, l, h->now_ms);
+            settle(ls, l, h->now_ms, fx);
         return 0;
     }
     case LOP_CANCEL: {
@@ -413,10 +373,10 @@ static int l_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res
             return -EINVAL;
         if (!l)
             return -ENOENT;
-        int n = drop(ls, &l->waiters, sid, 0, 0, wid, 0, 0);
-        n += drop(ls, &l->holders, sid, 0, 0, wid, 0, 0);
+        int n = drop(fx, &l->waiters, sid, 0, 0, wid, 0, 0);
+        n += drop(fx, &l->holders, sid, 0, 0, wid, 0, 0);
         if (n)
-            settle(ls, l, h->now_ms);
+            settle(ls, l, h->now_ms, fx);
         return 0;
     }
     case LOP_UNLINK: {
@@ -471,7 +431,7 @@ static int l_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res
                 lholder_t *ho = *pp;
                 *pp = ho->next;
                 free(ho);
-                settle(ls, l, h->now_ms);
+                settle(ls, l, h->now_ms, fx);
                 return 0;
             }
         return -ENOENT;
@@ -486,9 +446,7 @@ static int l_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res
             return -ENOENT;
         if (len > LOCK_DATA_MAX)
             return -EFBIG;
-        blob_t *b = blob_new(p, len);
-        if (!b)
-            return -ENOMEM;
+        blob_t *b = blob_xnew(p, len);
         blob_unref(l->data);
         l->data = b;
         l->mtime_ms = h->now_ms;
@@ -539,7 +497,6 @@ static void l_snapshot(const state_t *st, snapout_t *o)
 {
     const lstate_t *ls = st->ns_state[NS_LOCKS];
     so_u32(o, LSNAP_VERSION);
-    session_snapshot(&ls->sessions, o);
     so_u64(o, ls->next_lid);
     so_u64(o, ls->fence);
     so_u32(o, HASH_CNT(hh, ls->by_name));
@@ -562,9 +519,7 @@ static int restore_holders(snapin_t *in, lholder_t **head)
 {
     uint32_t n = si_u32(in);
     for (uint32_t i = 0; i < n && !in->err; i++) {
-        lholder_t *h = calloc(1, sizeof(*h));
-        if (!h)
-            return -QERR_NOMEM;
+        lholder_t *h = xcalloc(1, sizeof(*h));
         h->sid = si_u64(in);
         h->owner = si_u64(in);
         h->wid = si_u64(in);
@@ -583,9 +538,7 @@ static int l_restore(state_t *st, snapin_t *in)
     lstate_t *ls = LS(st);
     if (si_u32(in) != LSNAP_VERSION)
         return in->err ? in->err : -QERR_FORMAT;
-    int rc = session_restore(&ls->sessions, in);
-    if (rc < 0)
-        return rc;
+    int rc;
     ls->next_lid = si_u64(in);
     ls->fence = si_u64(in);
     uint32_t n = si_u32(in);
@@ -599,8 +552,6 @@ static int l_restore(state_t *st, snapin_t *in)
         if (find_lock(ls, name, nl) || find_lid(ls, lid) || lid > ls->next_lid)
             return -QERR_CORRUPT;
         lock_t *l = lock_add(ls, name, nl, lid);
-        if (!l)
-            return -QERR_NOMEM;
         l->ctime_ms = si_u64(in);
         l->mtime_ms = si_u64(in);
         l->ephemeral = si_u8(in);
@@ -611,8 +562,7 @@ static int l_restore(state_t *st, snapin_t *in)
         if (in->err || dl > LOCK_DATA_MAX)
             return in->err ? in->err : -QERR_CORRUPT;
         if (dl) {
-            if (!(l->data = blob_new(NULL, dl)))
-                return -QERR_NOMEM;
+            l->data = blob_xnew(NULL, dl);
             si_bytes(in, l->data->data, dl);
         }
         if ((rc = restore_holders(in, &l->holders)) < 0 ||
@@ -649,17 +599,11 @@ static struct {
     pthread_mutex_t mu;
     lwait_t *by_wid;
     uint64_t next_wid;
-    void (*observer)(const locks_grant_t *g, void *arg);
-    void *obs_arg;
+    node_t *node;                /* set by start */
 } LL = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
-void locks_set_observer(void (*fn)(const locks_grant_t *g, void *arg), void *arg)
-{
-    LL.observer = fn;
-    LL.obs_arg = arg;
-}
-
-static state_t *ST(void) { return node_state(session_node()); }
+static state_t *ST(void) { return node_state(LL.node); }
+static uint64_t SID(void) { return session_local_id(node_session(LL.node)); }
 
 static void fmt_time(uint64_t ms, char *buf, size_t size)
 {
@@ -682,7 +626,7 @@ static char *render(state_t *st, const lock_t *l, size_t *len)
     if (!l->holders)
         fprintf(f, "free fence=%" PRIu64 "\n", l->last_fence);
     for (const lholder_t *h = l->holders; h; h = h->next) {
-        const session_t *s = session_find(&LS(st)->sessions, h->sid);
+        const session_t *s = session_find(&st->sessions, h->sid);
         char since[40];
         fmt_time(h->since_ms, since, sizeof(since));
         fprintf(f, "%s node=%s session=%" PRIu64, h->mode == LM_EXCL ? "exclusive" : "shared",
@@ -833,7 +777,7 @@ static int propose_simple(uint8_t op, const char *name)
     cmdbuf_t b;
     cmd_begin(&b, op, NS_LOCKS, node_now_ms());
     cmd_str(&b, name);
-    return node_propose(session_node(), &b, NULL);
+    return node_propose(LL.node, &b, NULL);
 }
 
 static lfh_t *fh_new(uint64_t lid, const char *name)
@@ -902,7 +846,7 @@ static void lf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
     int rc = parent == NS_ROOT_ID(NS_LOCKS) ? names_check(name, strlen(name), 0) : -ENOTDIR;
     int excl = !!(fi->flags & O_EXCL);
-    uint64_t sid = session_local_id();
+    uint64_t sid = SID();
     if (rc == 0 && excl && !sid)
         rc = -EIO;
     if (rc == 0) {
@@ -912,7 +856,7 @@ static void lf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         cmd_u8(&b, (uint8_t)excl);
         cmd_u64(&b, sid);
         cmd_u32(&b, (uint32_t)fuse_req_ctx(req)->pid);
-        rc = node_propose(session_node(), &b, NULL);
+        rc = node_propose(LL.node, &b, NULL);
     }
     struct fuse_entry_param e;
     lfh_t *fh = NULL;
@@ -975,7 +919,7 @@ static void lf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         cmd_begin(&b, LOP_DATA, NS_LOCKS, node_now_ms());
         cmd_str(&b, fh->name);
         cmd_bytes(&b, fh->wbuf, fh->wlen);
-        rc = node_propose(session_node(), &b, NULL);
+        rc = node_propose(LL.node, &b, NULL);
     }
     pthread_mutex_unlock(&fh->mu);
     if (rc < 0)
@@ -1027,7 +971,7 @@ static void lf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
             cmd_begin(&b, LOP_DATA, NS_LOCKS, node_now_ms());
             cmd_str(&b, name);
             cmd_bytes(&b, "", 0);
-            rc = node_propose(session_node(), &b, NULL);
+            rc = node_propose(LL.node, &b, NULL);
         }
     }
     if (rc == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW |
@@ -1057,6 +1001,21 @@ static void cancel_done(void *arg, int rc)
     free(w);
 }
 
+/* w was interrupted (w->cancelled set under LL.mu, its request answered or being
+ * answered by the caller): the background proposer drops the wait, or the hold it got
+ * meanwhile, and then forgets w (cancel_done). It cannot be proposed here: this may run in
+ * an interrupt callback. */
+static void cancel_wait(lwait_t *w)
+{
+    cmdbuf_t b;
+    cmd_begin(&b, LOP_CANCEL, NS_LOCKS, node_now_ms());
+    cmd_str(&b, w->name);
+    cmd_u64(&b, SID());
+    cmd_u64(&b, w->wid);
+    if (session_bg_propose(node_session(LL.node), &b, cancel_done, w) < 0)
+        cancel_done(w, -ENOTCONN);
+}
+
 /* Interrupt callback. A late interrupt may arrive after the wait was forgotten, so it
  * does not trust data: it looks the request up among the registered waits. */
 static void lock_interrupt(fuse_req_t req, void *data)
@@ -1068,26 +1027,16 @@ static void lock_interrupt(fuse_req_t req, void *data)
     HASH_ITER(hh, LL.by_wid, x, tmp) {
         if (x->req == req) {
             w = x;
+            w->req = NULL;          /* the request is ours to answer now */
+            w->cancelled = 1;
             break;
         }
     }
-    if (!w) {
-        pthread_mutex_unlock(&LL.mu);
-        return;
-    }
-    w->req = NULL;
-    w->cancelled = 1;
-    fuse_reply_err(req, EINTR);
     pthread_mutex_unlock(&LL.mu);
-    /* Cannot propose here (maybe under the state lock): the background proposer drops the
-     * wait, or the hold it got meanwhile, and then forgets w. */
-    cmdbuf_t b;
-    cmd_begin(&b, LOP_CANCEL, NS_LOCKS, node_now_ms());
-    cmd_str(&b, w->name);
-    cmd_u64(&b, session_local_id());
-    cmd_u64(&b, w->wid);
-    if (session_bg_propose(&b, cancel_done, w) < 0)
-        cancel_done(w, -ENOTCONN);
+    if (w) {
+        fuse_reply_err(req, EINTR);
+        cancel_wait(w);
+    }
 }
 
 static void w_forget(lwait_t *w)
@@ -1103,7 +1052,7 @@ static void w_forget(lwait_t *w)
 static void do_lock(fuse_req_t req, const char *name, uint8_t kind, uint64_t owner,
                     uint8_t mode, int wait, uint32_t pid)
 {
-    uint64_t sid = session_local_id();
+    uint64_t sid = SID();
     if (!sid) {
         fuse_reply_err(req, EIO);
         return;
@@ -1129,27 +1078,30 @@ static void do_lock(fuse_req_t req, const char *name, uint8_t kind, uint64_t own
     cmd_u8(&b, (uint8_t)wait);
     cmd_u64(&b, w->wid);
     cmd_u32(&b, pid);
-    int rc = node_propose(session_node(), &b, &res);
+    int rc = node_propose(LL.node, &b, &res);
     if (rc < 0 || res.data[0] == 1) {
         w_forget(w);
         fuse_reply_err(req, rc == -EAGAIN ? EWOULDBLOCK : -rc);
         return;
     }
-    /* Waiting: park, unless the grant came meanwhile. The interrupt function is registered
-     * under the state read lock, so apply cannot answer (and free) req before. */
-    state_t *st = ST();
-    pthread_rwlock_rdlock(&st->lock);
+    /* Waiting: park, unless the grant came meanwhile. The interrupt callback is registered
+     * first; an interrupt that came before (deferred) or while the callback could not find
+     * the request yet shows in fuse_req_interrupted, checked under LL.mu before parking. */
+    int intr = intr_register(req, lock_interrupt, NULL);
     pthread_mutex_lock(&LL.mu);
-    int parked = !w->done;
-    if (parked)
-        w->req = req;
+    int done = w->done, cancel = !done && (intr || fuse_req_interrupted(req));
+    rc = w->rc;
+    if (cancel)
+        w->cancelled = 1;
+    else if (!done)
+        w->req = req;               /* owned by LL from here: see l_deliver, lock_interrupt */
     pthread_mutex_unlock(&LL.mu);
-    if (parked && intr_register(req, lock_interrupt, w))
-        lock_interrupt(req, w);     /* it was interrupted already (see fs/intr.h) */
-    pthread_rwlock_unlock(&st->lock);
-    if (!parked) {
-        fuse_reply_err(req, -w->rc);
+    if (done) {
+        fuse_reply_err(req, -rc);
         w_forget(w);
+    } else if (cancel) {
+        fuse_reply_err(req, EINTR);
+        cancel_wait(w);
     }
 }
 
@@ -1158,10 +1110,10 @@ static void do_unlock(fuse_req_t req, const char *name, uint8_t kind, uint64_t o
     cmdbuf_t b;
     cmd_begin(&b, LOP_UNLOCK, NS_LOCKS, node_now_ms());
     cmd_str(&b, name);
-    cmd_u64(&b, session_local_id());
+    cmd_u64(&b, SID());
     cmd_u8(&b, kind);
     cmd_u64(&b, owner);
-    int rc = node_propose(session_node(), &b, NULL);
+    int rc = node_propose(LL.node, &b, NULL);
     if (req)
         fuse_reply_err(req, rc == -ENOENT ? 0 : -rc);
 }
@@ -1206,7 +1158,7 @@ static void lf_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 {
     lfh_t *fh = (lfh_t *)(uintptr_t)fi->fh;
     state_t *st = ST();
-    uint64_t sid = session_local_id();
+    uint64_t sid = SID();
     struct flock out = *lk;
     out.l_type = F_UNLCK;
     pthread_rwlock_rdlock(&st->lock);
@@ -1231,7 +1183,7 @@ static void lf_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 static int owner_active(const char *name, uint8_t kind, uint64_t owner)
 {
     state_t *st = ST();
-    uint64_t sid = session_local_id();
+    uint64_t sid = SID();
     int found = 0;
     pthread_rwlock_rdlock(&st->lock);
     lock_t *l = find_lock(LS(st), name, strlen(name));
@@ -1338,7 +1290,7 @@ static void lf_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
         cmd_begin(&b, LOP_SETTTL, NS_LOCKS, node_now_ms());
         cmd_str(&b, lname);
         cmd_u32(&b, (uint32_t)v);
-        rc = node_propose(session_node(), &b, NULL);
+        rc = node_propose(LL.node, &b, NULL);
     }
     free(lname);
     fuse_reply_err(req, -rc);
@@ -1357,7 +1309,7 @@ static void lf_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
         cmd_begin(&b, LOP_SETTTL, NS_LOCKS, node_now_ms());
         cmd_str(&b, lname);
         cmd_u32(&b, 0);
-        rc = node_propose(session_node(), &b, NULL);
+        rc = node_propose(LL.node, &b, NULL);
     }
     free(lname);
     fuse_reply_err(req, -rc);
@@ -1442,46 +1394,46 @@ static const struct fuse_lowlevel_ops locks_fuse = {
 
 /* ================================================================ hooks */
 
-static void l_on_apply(state_t *st)
+/* EFF_LOCK_WAIT for this mount's session: answer the parked request of that wait (or leave
+ * the answer for the proposing thread when it is not parked yet). No state lock is held. */
+static void l_deliver(void *ctx, effect_t *e)
 {
-    lstate_t *ls = LS(st);
-    locks_grant_t *g = ls ? ls->out_head : NULL, *next;
-    if (ls)
-        ls->out_head = ls->out_tail = NULL;
-    uint64_t self = session_local_id();
-    for (; g; g = next) {
-        next = g->next;
-        if (LL.observer) {
-            LL.observer(g, LL.obs_arg);
-        } else if (self && g->sid == self) {
-            lwait_t *w;
-            pthread_mutex_lock(&LL.mu);
-            HASH_FIND(hh, LL.by_wid, &g->wid, sizeof(g->wid), w);
-            if (w && !w->cancelled) {
-                if (w->req) {
-                    fuse_reply_err(w->req, -g->rc);
-                    HASH_DELETE(hh, LL.by_wid, w);
-                    free(w->name);
-                    free(w);
-                } else {
-                    w->done = 1;    /* the proposing thread replies */
-                    w->rc = g->rc;
-                }
-            }
-            pthread_mutex_unlock(&LL.mu);
+    (void)ctx;
+    uint64_t self = SID();
+    if (e->kind != EFF_LOCK_WAIT || !self || e->sid != self)
+        return;                     /* other nodes' sessions answer their own waits */
+    lwait_t *w;
+    fuse_req_t req = NULL;
+    pthread_mutex_lock(&LL.mu);
+    HASH_FIND(hh, LL.by_wid, &e->wid, sizeof(e->wid), w);
+    if (w && !w->cancelled) {
+        if (w->req) {
+            req = w->req;
+            HASH_DELETE(hh, LL.by_wid, w);
+        } else {
+            w->done = 1;            /* the proposing thread replies */
+            w->rc = e->u.lock.rc;
         }
-        free(g);
     }
-    /* A session end may have returned claims to queues: hand them to waiting readers. */
-    queues_on_apply(st);
+    pthread_mutex_unlock(&LL.mu);
+    if (req) {                      /* w is ours alone now */
+        fuse_reply_err(req, -e->u.lock.rc);
+        free(w->name);
+        free(w);
+    }
 }
 
-static void l_start(struct node *n) { session_start(n, locks_sessions); }
-
-/* Leader side: sessions (renew own, end silent ones) and create locks past their TTL. */
-static void l_sweep(struct node *n)
+static void *l_start(struct node *n)
 {
-    session_sweep(n);
+    LL.node = n;
+    return &LL;
+}
+
+/* Leader side: create locks past their TTL. */
+static void l_sweep(void *ctx)
+{
+    (void)ctx;
+    node_t *n = LL.node;
     state_t *st = node_state(n);
     uint64_t now = node_now_ms();
     char *names[64];
@@ -1511,17 +1463,25 @@ static void l_sweep(struct node *n)
     }
 }
 
-static void l_stop(struct node *n) { session_stop(n); }
+static void l_stop(void *ctx)
+{
+    (void)ctx;
+    LL.node = NULL;
+}
 
-const ns_module_t locks_module = {
+const ns_sm_t locks_sm = {
     .init = l_init_state,
     .free = l_free_state,
     .apply = l_apply,
+    .session_end = l_session_end,
     .snapshot = l_snapshot,
     .restore = l_restore,
-    .on_apply = l_on_apply,
+};
+
+const ns_front_t locks_front = {
     .start = l_start,
     .sweep = l_sweep,
     .stop = l_stop,
+    .deliver = l_deliver,
     .fuse = &locks_fuse,
 };

@@ -4,7 +4,8 @@
  * inodes with VINO_BIT set are control entries (config `.events`, `file@rev`) tracked by
  * lookup count. Every callback replies exactly once: a do_* helper returns an errno and a
  * thin callback replies, except the blocking `.events` read (fs/watch.c), which may be
- * answered later from the apply hook. */
+ * answered later, when apply's effect is delivered. The session's userdata is the node, so
+ * namespace fronts find their context from a request (ns_front_ctx, fs/ns.h). */
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -172,6 +173,13 @@ static void vino_forget(uint64_t ino, uint64_t n);
 
 static int any_modules;
 
+/* The front of namespace ns when it serves its own files, else NULL. */
+static const ns_front_t *serving_front(int ns)
+{
+    return ns > 0 && ns < NS__COUNT && ns_fronts[ns] && ns_fronts[ns]->fuse ? ns_fronts[ns]
+                                                                           : NULL;
+}
+
 static int ino_module_ns(uint64_t ino)
 {
     int ns = 0;
@@ -187,13 +195,13 @@ static int ino_module_ns(uint64_t ino)
         ns = o ? o->ns : 0;
         pthread_rwlock_unlock(&M.st->lock);
     }
-    return ns > 0 && ns < NS__COUNT && ns_modules[ns] ? ns : 0;
+    return serving_front(ns) ? ns : 0;
 }
 
 static const struct fuse_lowlevel_ops *route(uint64_t ino)
 {
     int ns = ino_module_ns(ino);
-    return ns ? ns_modules[ns]->fuse : NULL;
+    return ns ? ns_fronts[ns]->fuse : NULL;
 }
 
 /* If ino belongs to a module, hands the request to the module's op (or EOPNOTSUPP when it
@@ -214,8 +222,8 @@ static void forget_one(uint64_t ino, uint64_t n)
 {
     int ns = ino_module_ns(ino);
     if (ns) {
-        if (ns_modules[ns]->forget)
-            ns_modules[ns]->forget(ino, n);
+        if (ns_fronts[ns]->forget)
+            ns_fronts[ns]->forget(node_front(M.node, ns), ino, n);
     } else if (ino & VINO_BIT) {
         vino_forget(ino, n);
     }
@@ -933,7 +941,8 @@ static int open_control(uint64_t ino, int flags, fh_t **out)
         char path[4096];
         rc = state_path(o, path, sizeof(path));
         if (rc >= 0)
-            rc = watch_open(M.st, path, v.key.aux ? v.key.aux - 1 : M.st->config_rev,
+            rc = watch_open(node_front(M.node, NS_CONFIG), path,
+                            v.key.aux ? v.key.aux - 1 : M.st->config_rev,
                             !!(flags & O_NONBLOCK), &fh->watch);
     }
     pthread_rwlock_unlock(&M.st->lock);
@@ -966,13 +975,6 @@ static void q_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fi->keep_cache = 0;
     if (fuse_reply_open(req, fi) != 0)
         fh_free(fh);
-}
-
-/* Apply hook: runs with the state write lock held, after every applied command. */
-static void on_apply(void *arg, uint8_t ns)
-{
-    (void)arg;
-    watch_on_apply(ns);
 }
 
 static void q_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1518,10 +1520,10 @@ static void q_init(void *userdata, struct fuse_conn_info *conn)
     conn->max_write = VALUE_MAX;
     /* Forward flock(2) and fcntl locks when a module serves them (locks/). */
     for (int ns = 1; ns < NS__COUNT; ns++) {
-        const ns_module_t *m = ns_modules[ns];
-        if (m && m->fuse && m->fuse->flock && (conn->capable & FUSE_CAP_FLOCK_LOCKS))
+        const ns_front_t *m = serving_front(ns);
+        if (m && m->fuse->flock && (conn->capable & FUSE_CAP_FLOCK_LOCKS))
             conn->want |= FUSE_CAP_FLOCK_LOCKS;
-        if (m && m->fuse && m->fuse->setlk && (conn->capable & FUSE_CAP_POSIX_LOCKS))
+        if (m && m->fuse->setlk && (conn->capable & FUSE_CAP_POSIX_LOCKS))
             conn->want |= FUSE_CAP_POSIX_LOCKS;
     }
 }
@@ -1594,14 +1596,14 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
     M.st = node_state(node);
     M.uid = getuid();
     for (int ns = 1; ns < NS__COUNT; ns++)
-        any_modules |= ns_modules[ns] != NULL;
+        any_modules |= serving_front(ns) != NULL;
     M.gid = getgid();
-    pthread_rwlock_wrlock(&M.st->lock);
-    M.st->on_apply = on_apply;
+    pthread_rwlock_rdlock(&M.st->lock);
     M.next_pid = M.st->next_pid;
     pthread_rwlock_unlock(&M.st->lock);
     int ret = -1;
-    struct fuse_session *se = fuse_session_new(args, &ops, sizeof(ops), NULL);
+    /* The node is the requests' userdata: fronts reach their context through it. */
+    struct fuse_session *se = fuse_session_new(args, &ops, sizeof(ops), node);
     if (!se)
         goto out;
     if (fuse_set_signal_handlers(se) != 0)
@@ -1629,8 +1631,5 @@ out_signals:
 out_destroy:
     fuse_session_destroy(se);
 out:
-    pthread_rwlock_wrlock(&M.st->lock);
-    M.st->on_apply = NULL;
-    pthread_rwlock_unlock(&M.st->lock);
     return ret;
 }

@@ -1,7 +1,15 @@
-/* fs/node.c — the node: group + state + sweeper thread; see node.h. The sweeper runs every
- * SWEEP_MS: it proposes EXPIRE for cache keys whose TTL passed and TOUCH for the keys read
- * since the last sweep. Both are decided here (the leader side) and committed, so apply
- * never reads a clock. */
+/* fs/node.c — the node: group + state + session + namespace fronts + sweeper thread; see
+ * node.h. The sweeper runs every SWEEP_MS: it proposes EXPIRE for cache keys whose TTL
+ * passed and TOUCH for the keys read since the last sweep, renews the session and runs the
+ * fronts' sweeps. All of it is decided here (the leader side) and committed, so apply never
+ * reads a clock. The state's delivery hook (node_deliver) hands apply's effects to the
+ * fronts once the state lock is released.
+ *
+ * Lifetime: open creates state, group (restore + replay: effects of replayed entries find
+ * no front and are dropped), session, fronts, then the sweeper; close ends the session,
+ * joins the sweeper, closes the group (no apply, hence no delivery, after that), then stops
+ * the fronts. front[] is written before any FUSE request and read by the applying thread,
+ * hence the atomic accesses. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -12,6 +20,7 @@
 #include "fs/cache.h"
 #include "fs/node.h"
 #include "fs/ns.h"
+#include "fs/session.h"
 
 #define SWEEP_MS 100
 #define TOUCH_BATCH_MAX 4096
@@ -32,7 +41,10 @@ struct node {
     touched_t *touched;
     uint32_t ntouched;
     int stop;
+    int sweeping;                /* the sweeper thread was started */
     uint64_t last_nospace_ms;    /* atomic */
+    session_local_t *sess;
+    void *front[NS__COUNT];      /* atomic: fronts' contexts (fs/ns.h) */
 };
 
 uint64_t node_now_ms(void)
@@ -156,13 +168,56 @@ static void *sweeper_main(void *arg)
         pthread_mutex_unlock(&n->mu);
         propose_touches(n);
         propose_expiry(n);
+        session_local_sweep(n->sess);
         for (int ns = 1; ns < NS__COUNT; ns++)
-            if (ns_modules[ns] && ns_modules[ns]->sweep)
-                ns_modules[ns]->sweep(n);
+            if (ns_fronts[ns] && ns_fronts[ns]->sweep)
+                ns_fronts[ns]->sweep(node_front(n, ns));
         pthread_mutex_lock(&n->mu);
     }
     pthread_mutex_unlock(&n->mu);
     return NULL;
+}
+
+/* The state's delivery hook: an effect goes to its namespace's front (none during replay
+ * at open, and none for namespaces without a front: then it is dropped). */
+static void node_deliver(void *arg, effect_t *e)
+{
+    node_t *n = arg;
+    const ns_front_t *f = e->ns < NS__COUNT ? ns_fronts[e->ns] : NULL;
+    void *ctx = node_front(n, e->ns);
+    if (f && f->deliver && ctx)
+        f->deliver(ctx, e);
+}
+
+/* Undoes node_open from whatever point it reached (see the lifetime note at the top). */
+static void teardown(node_t *n)
+{
+    session_local_stop(n->sess);
+    if (n->sweeping) {
+        pthread_mutex_lock(&n->mu);
+        n->stop = 1;
+        pthread_cond_signal(&n->cv);
+        pthread_mutex_unlock(&n->mu);
+        pthread_join(n->sweeper, NULL);
+    }
+    group_close(n->group);
+    for (int ns = NS__COUNT - 1; ns > 0; ns--) {
+        void *ctx = node_front(n, ns);
+        __atomic_store_n(&n->front[ns], NULL, __ATOMIC_RELEASE);
+        if (ctx)
+            ns_fronts[ns]->stop(ctx);
+    }
+    session_local_free(n->sess);
+    touched_t *t, *tmp;
+    HASH_ITER(hh, n->touched, t, tmp) {
+        HASH_DELETE(hh, n->touched, t);
+        free(t);
+    }
+    state_free(n->st);
+    free(n->data_dir);
+    pthread_mutex_destroy(&n->mu);
+    pthread_cond_destroy(&n->cv);
+    free(n);
 }
 
 int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
@@ -178,16 +233,12 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
     n->st = state_new(STATE_DEFAULT_CACHE_CAP);
     if (!n->data_dir || !n->st)
         goto fail;
+    n->st->deliver = node_deliver;
+    n->st->deliver_arg = n;
     group_config_t gc = { .dir = opts->data_dir, .snapshot_bytes = opts->snapshot_bytes };
     rc = group_open(&gc, &state_sm_ops, n->st, &n->group, errmsg);
     if (rc < 0)
         goto fail;
-    if (pthread_create(&n->sweeper, NULL, sweeper_main, n) != 0) {
-        rc = -QERR_NOMEM;
-        group_close(n->group);
-        n->group = NULL;
-        goto fail;
-    }
     /* The cache cap is replicated state: a node whose option differs proposes it. */
     pthread_rwlock_rdlock(&n->st->lock);
     uint64_t cap = n->st->cache_max_bytes;
@@ -201,17 +252,25 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
             fprintf(stderr, "quorumfs: cannot set the cache cap to %llu bytes: %s\n",
                     (unsigned long long)opts->cache_max_bytes, strerror(-prc));
     }
-    for (int ns = 1; ns < NS__COUNT; ns++)
-        if (ns_modules[ns] && ns_modules[ns]->start)
-            ns_modules[ns]->start(n);
+    rc = -QERR_NOMEM;
+    if (!(n->sess = session_local_start(n)))
+        goto fail;
+    for (int ns = 1; ns < NS__COUNT; ns++) {
+        if (!ns_fronts[ns] || !ns_fronts[ns]->start)
+            continue;
+        void *ctx = ns_fronts[ns]->start(n);
+        if (!ctx)
+            goto fail;
+        __atomic_store_n(&n->front[ns], ctx, __ATOMIC_RELEASE);
+    }
+    if (pthread_create(&n->sweeper, NULL, sweeper_main, n) != 0)
+        goto fail;
+    n->sweeping = 1;
     *out = n;
     return 0;
 fail:
-    if (n) {
-        state_free(n->st);
-        free(n->data_dir);
-        free(n);
-    }
+    if (n)
+        teardown(n);
     if (!*errmsg) {
         char buf[256];
         snprintf(buf, sizeof(buf), "cannot open node: %s", qerr_str(rc));
@@ -222,27 +281,18 @@ fail:
 
 void node_close(node_t *n)
 {
-    if (!n)
-        return;
-    for (int ns = 1; ns < NS__COUNT; ns++)
-        if (ns_modules[ns] && ns_modules[ns]->stop)
-            ns_modules[ns]->stop(n);
-    pthread_mutex_lock(&n->mu);
-    n->stop = 1;
-    pthread_cond_signal(&n->cv);
-    pthread_mutex_unlock(&n->mu);
-    pthread_join(n->sweeper, NULL);
-    group_close(n->group);
-    touched_t *t, *tmp;
-    HASH_ITER(hh, n->touched, t, tmp) {
-        HASH_DELETE(hh, n->touched, t);
-        free(t);
-    }
-    state_free(n->st);
-    free(n->data_dir);
-    free(n);
+    if (n)
+        teardown(n);
 }
 
 state_t *node_state(node_t *n) { return n->st; }
 group_t *node_group(node_t *n) { return n->group; }
 const char *node_data_dir(node_t *n) { return n->data_dir; }
+struct session_local *node_session(node_t *n) { return n ? n->sess : NULL; }
+
+void *node_front(node_t *n, int ns)
+{
+    if (!n || ns <= NS_NONE || ns >= NS__COUNT)
+        return NULL;
+    return __atomic_load_n(&n->front[ns], __ATOMIC_ACQUIRE);
+}

@@ -1,6 +1,8 @@
 /* fs/node.h — one quorumfs node as the FUSE side sees it: the state machine, the
- * replicated group that feeds it, and the leader-side timers that turn time into log
- * entries (cache TTL expiry, batched read touches for LRU and sliding TTL). */
+ * replicated group that feeds it, the node's mount session (fs/session.h), the namespace
+ * fronts' contexts (fs/ns.h) with the delivery of apply's effects to them, and the
+ * leader-side timers that turn time into log entries (cache TTL expiry, batched read
+ * touches for LRU and sliding TTL, the fronts' sweeps). */
 #ifndef QFS_FS_NODE_H
 #define QFS_FS_NODE_H
 
@@ -25,6 +27,11 @@ void node_close(node_t *n);
 state_t *node_state(node_t *n);
 group_t *node_group(node_t *n);
 const char *node_data_dir(node_t *n);
+/* The context namespace ns's front (fs/ns.h) created at open; NULL if it has none, or for
+ * a NULL n. Valid until node_close. */
+void *node_front(node_t *n, int ns);
+/* The node's mount session (fs/session.h); NULL for a NULL n. */
+struct session_local *node_session(node_t *n);
 
 /* Wall-clock milliseconds: the leader's time written into commands. */
 uint64_t node_now_ms(void);

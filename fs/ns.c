@@ -1,12 +1,20 @@
-/* fs/ns.c — the registry of namespace modules (see ns.h). A namespace without a module is
- * either served by the generic object tree (cache/, config/) or refuses creation with
- * EOPNOTSUPP ("not supported yet"). */
+/* fs/ns.c — the registry of namespace fronts (see ns.h); the state machines register in
+ * fs/ns_sm.c. config/ has a front only for its `.events` watches (fs/watch.c); its files
+ * are served by fs/mount.c. */
 #include "fs/locks.h"
+#include "fs/node.h"
 #include "fs/ns.h"
 #include "fs/queues.h"
+#include "fs/watch.h"
 
-const ns_module_t *const ns_modules[NS__COUNT] = {
+const ns_front_t *const ns_fronts[NS__COUNT] = {
     [NS_NONE] = NULL,
-    [NS_LOCKS] = &locks_module,
-    [NS_QUEUES] = &queues_module,
+    [NS_CONFIG] = &watch_front,
+    [NS_LOCKS] = &locks_front,
+    [NS_QUEUES] = &queues_front,
 };
+
+void *ns_front_ctx(fuse_req_t req, int ns)
+{
+    return node_front(fuse_req_userdata(req), ns);
+}

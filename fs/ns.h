@@ -1,19 +1,21 @@
-/* fs/ns.h — namespace modules: how a namespace with its own file model (queues/, locks/,
- * later logs/, jobs/, search/, services/) plugs into the mount without touching the generic
- * tree code. A module owns its part of the state machine (apply, snapshot, restore), its
- * leader-side timers (sweep), and the FUSE operations on its inodes: fs/mount.c routes every
- * request whose inode (or parent inode) belongs to the module's namespace to module->fuse.
+/* fs/ns.h — the FUSE half of a namespace module: how a namespace with its own file model
+ * (queues/, locks/, later logs/, jobs/, search/, services/) serves its files, proposes its
+ * commands and delivers the effects its state machine (fs/ns_sm.h) emits. fs/mount.c routes
+ * every request whose inode (or parent inode) belongs to the namespace to front->fuse.
  *
- * Inodes of a module: its namespace root NS_ROOT_ID(ns), state objects whose ns is the
- * module's (if it uses the generic object tree), and any inode with NS_INO_BIT set and the
- * namespace in bits 56..60 (see NS_INO()), numbered as the module likes. */
+ * A front keeps its tables (open files, parked requests) in a context it creates per node
+ * (start); handlers reach it through the request: ns_front_ctx(req, ns), which goes through
+ * fuse_req_userdata() (the node), never through a process-wide global. The state's delivery
+ * hook (fs/node.c) hands each effect to front->deliver with that context, after the state
+ * lock was released.
+ *
+ * Inodes of a module: its namespace root NS_ROOT_ID(ns) and any inode with NS_INO_BIT set
+ * and the namespace in bits 56..60 (see NS_INO()), numbered as the module likes. */
 #ifndef QFS_FS_NS_H
 #define QFS_FS_NS_H
 
 #include <fuse_lowlevel.h>
-#include "cluster/sm.h"
-#include "fs/cmd.h"
-#include "fs/snapio.h"
+#include "fs/effects.h"
 #include "fs/state.h"
 
 #define NS_INO_BIT (1ull << 61)
@@ -22,35 +24,36 @@
 
 struct node;
 
-typedef struct ns_module {
-    /* State machine side; all called with the state write lock held, deterministic. */
-    int (*init)(state_t *st);        /* allocate st->ns_state[ns]; 0 or -QERR_NOMEM */
-    void (*free)(state_t *st);       /* release st->ns_state[ns] (also before a restore) */
-    /* Applies a command whose header names this namespace; returns 0 or -errno. */
-    int (*apply)(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res);
-    void (*snapshot)(const state_t *st, snapout_t *o);   /* read lock held */
-    int (*restore)(state_t *st, snapin_t *in);           /* after init; 0 or -QERR_* */
-    /* Called after each apply of a command of this namespace, write lock held: the place to
-     * answer parked blocking requests (pop, claim, lock waits). */
-    void (*on_apply)(state_t *st);
+typedef struct ns_front {
+    /* Node side (no lock held; may propose). start creates the front's context after the
+     * node opened (state restored and replayed, session open), before the mount serves;
+     * returns NULL only on out of memory. stop runs at node close, once no request, sweep
+     * or delivery can reach ctx any more, and frees it. */
+    void *(*start)(struct node *n);
+    void (*sweep)(void *ctx);        /* every sweep period (100 ms) on the leader */
+    void (*stop)(void *ctx);
 
-    /* Node side (no lock held; may propose). */
-    void (*start)(struct node *n);   /* after the node opened, before the mount serves */
-    void (*sweep)(struct node *n);   /* every sweep period (100 ms) on the leader */
-    void (*stop)(struct node *n);    /* at unmount, before the node closes */
+    /* An effect of this namespace, after the apply that emitted it released the state
+     * lock; called on the applying thread, one effect at a time, in log order. The hook may
+     * take over the effect's owned fields (setting them NULL). Effects for other nodes'
+     * sessions are ignored. */
+    void (*deliver)(void *ctx, effect_t *e);
 
     /* The kernel forgot nlookup references to a module inode (forget and forget_multi). */
-    void (*forget)(fuse_ino_t ino, uint64_t nlookup);
+    void (*forget)(void *ctx, fuse_ino_t ino, uint64_t nlookup);
 
-    /* FUSE side: operations on this namespace's inodes, called exactly as libfuse would call
-     * them (the module replies). A NULL entry makes mount.c reply EOPNOTSUPP (never ENOSYS,
-     * which would switch the operation off for the whole mount). forget goes to the hook
-     * above; init, destroy and statfs are never routed. */
+    /* FUSE operations on this namespace's inodes, called exactly as libfuse would call them
+     * (the module replies). A NULL entry makes mount.c reply EOPNOTSUPP (never ENOSYS, which
+     * would switch the operation off for the whole mount). forget goes to the hook above;
+     * init, destroy and statfs are never routed. NULL: mount.c serves the namespace itself
+     * (config/: the front only delivers `.events` wake-ups). */
     const struct fuse_lowlevel_ops *fuse;
-} ns_module_t;
+} ns_front_t;
 
-/* The registry, indexed by enum ns_id; NULL where the generic tree (cache/, config/) or
- * "not supported" applies. Defined in fs/ns.c. */
-extern const ns_module_t *const ns_modules[NS__COUNT];
+/* The registry, indexed by enum ns_id; NULL where there is no front. Defined in fs/ns.c. */
+extern const ns_front_t *const ns_fronts[NS__COUNT];
+
+/* The context of namespace ns's front for the node that serves req (NULL if none). */
+void *ns_front_ctx(fuse_req_t req, int ns);
 
 #endif

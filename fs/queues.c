@@ -1,9 +1,9 @@
 /* fs/queues.c — the queues/ namespace (FILE-API §2, design in docs/QUEUES.md). The first
  * half is the replicated state machine: queues with a ready list, leased (in-flight) and
- * dead messages, and a FIFO of waiting readers; apply decides every hand-over and records it
- * in a non-replicated outbox that the apply hook turns into replies. The second half is the
- * FUSE side: the directory tree queues/<q>/{push,pop,claim,claimed/,dead/,peek,len}, the
- * line-splitting push writer, and blocking pop/claim reads parked until apply answers them. */
+ * dead messages, and a FIFO of waiting readers; apply decides every hand-over and emits it
+ * as an EFF_QUEUE_MSG effect (fs/effects.h). The second half is the FUSE side: the
+ * directory tree queues/<q>/{push,pop,claim,claimed/,dead/,peek,len}, the line-splitting
+ * push writer, and blocking pop/claim reads parked until a delivery answers them. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "cluster/assert.h"
 #include "cluster/err.h"
 #include "fs/names.h"
 #include "fs/node.h"
@@ -69,8 +70,6 @@ typedef struct qstate {
     queue_t *by_name, *by_qid, *head, *tail;
     qmsg_t *by_id;
     uint64_t next_qid, next_msg;
-    /* Not replicated: hand-overs decided by apply, drained by the apply hook. */
-    queues_delivery_t *out_head, *out_tail;
 } qstate_t;
 
 static qstate_t *QS(state_t *st) { return st->ns_state[NS_QUEUES]; }
@@ -140,35 +139,20 @@ static qmsg_t *find_msg(qstate_t *qs, uint64_t id)
     return m;
 }
 
-static void outbox_add(qstate_t *qs, queue_t *q, uint64_t sid, uint64_t hid, uint8_t claim,
+/* Hands m (NULL: the queue is gone) to waiter (sid, hid) of q: an effect. */
+static void outbox_add(effects_t *fx, queue_t *q, uint64_t sid, uint64_t hid, uint8_t claim,
                        qmsg_t *m)
 {
-    queues_delivery_t *d = calloc(1, sizeof(*d));
-    if (!d)
-        return;   /* out of memory: the reader keeps waiting; the message is accounted */
-    d->sid = sid;
-    d->hid = hid;
-    d->claim = claim;
-    d->qname = strdup(q->name);
+    effect_t *e = effects_add(fx, EFF_QUEUE_MSG, NS_QUEUES, sid, hid);
+    e->u.qmsg.claim = claim;
+    e->u.qmsg.qname = xstrdup(q->name);
     if (m) {
-        d->id = m->id;
-        d->count = m->count;
-        d->msg = blob_ref(m->data);
+        e->u.qmsg.id = m->id;
+        e->u.qmsg.count = m->count;
+        e->u.qmsg.msg = blob_ref(m->data);
     } else {
-        d->gone = 1;
+        e->u.qmsg.gone = 1;
     }
-    if (qs->out_tail)
-        qs->out_tail->next = d;
-    else
-        qs->out_head = d;
-    qs->out_tail = d;
-}
-
-static void delivery_free(queues_delivery_t *d)
-{
-    blob_unref(d->msg);
-    free(d->qname);
-    free(d);
 }
 
 /* Leases m (not in any list) to session sid until now + vt. */
@@ -183,7 +167,8 @@ static void lease(qstate_t *qs, queue_t *q, qmsg_t *m, uint64_t sid, uint64_t no
 
 /* Gives m (in no list) to the first waiter, or puts it in the ready list (at the head when
  * at_head: a returned message keeps its place in front). */
-static void offer(qstate_t *qs, queue_t *q, qmsg_t *m, int at_head, uint64_t now)
+static void offer(qstate_t *qs, queue_t *q, qmsg_t *m, int at_head, uint64_t now,
+                  effects_t *fx)
 {
     qwaiter_t *w = q->wh;
     if (!w) {
@@ -199,21 +184,21 @@ static void offer(qstate_t *qs, queue_t *q, qmsg_t *m, int at_head, uint64_t now
         q->wt = NULL;
     if (w->claim) {
         lease(qs, q, m, w->sid, now);
-        outbox_add(qs, q, w->sid, w->hid, 1, m);
+        outbox_add(fx, q, w->sid, w->hid, 1, m);
     } else {
-        outbox_add(qs, q, w->sid, w->hid, 0, m);
+        outbox_add(fx, q, w->sid, w->hid, 0, m);
         msg_free(m);
     }
     free(w);
 }
 
 /* Hands ready messages from the head to waiting readers while both exist. */
-static void serve_waiters(qstate_t *qs, queue_t *q, uint64_t now)
+static void serve_waiters(qstate_t *qs, queue_t *q, uint64_t now, effects_t *fx)
 {
     while (q->wh && q->ready.head) {
         qmsg_t *m = q->ready.head;
         list_remove(&q->ready, m);
-        offer(qs, q, m, 1, now);
+        offer(qs, q, m, 1, now, fx);
     }
 }
 
@@ -236,7 +221,8 @@ static void lease_ended(qstate_t *qs, queue_t *q, qmsg_t *m)
     }
 }
 
-static void queue_free(qstate_t *qs, queue_t *q, int answer_waiters)
+/* Frees q; its waiters learn that it is gone when fx is not NULL. */
+static void queue_free(qstate_t *qs, queue_t *q, effects_t *fx)
 {
     qlist_t *lists[3] = { &q->ready, &q->inflight, &q->dead };
     for (int i = 0; i < 3; i++) {
@@ -251,8 +237,8 @@ static void queue_free(qstate_t *qs, queue_t *q, int answer_waiters)
     qwaiter_t *w = q->wh, *wn;
     for (; w; w = wn) {
         wn = w->next;
-        if (answer_waiters)
-            outbox_add(qs, q, w->sid, w->hid, w->claim, NULL);
+        if (fx)
+            outbox_add(fx, q, w->sid, w->hid, w->claim, NULL);
         free(w);
     }
     free(q->name);
@@ -261,13 +247,8 @@ static void queue_free(qstate_t *qs, queue_t *q, int answer_waiters)
 
 static queue_t *queue_add(qstate_t *qs, const char *name, size_t len, uint64_t qid)
 {
-    queue_t *q = calloc(1, sizeof(*q));
-    if (!q || !(q->name = malloc(len + 1))) {
-        free(q);
-        return NULL;
-    }
-    memcpy(q->name, name, len);
-    q->name[len] = 0;
+    queue_t *q = xcalloc(1, sizeof(*q));
+    q->name = xstrndup(name, len);
     q->qid = qid;
     q->vt_s = QUEUE_VT_DEFAULT;
     q->maxdel = QUEUE_MAXDEL_DEFAULT;
@@ -296,13 +277,9 @@ static void queue_unlink(qstate_t *qs, queue_t *q)
         qs->tail = q->prev;
 }
 
-static int q_init_state(state_t *st)
+static void q_init_state(state_t *st)
 {
-    qstate_t *qs = calloc(1, sizeof(*qs));
-    if (!qs)
-        return -QERR_NOMEM;
-    st->ns_state[NS_QUEUES] = qs;
-    return 0;
+    st->ns_state[NS_QUEUES] = xcalloc(1, sizeof(qstate_t));
 }
 
 static void q_free_state(state_t *st)
@@ -314,12 +291,7 @@ static void q_free_state(state_t *st)
     for (; q; q = n) {
         n = q->next;
         queue_unlink(qs, q);
-        queue_free(qs, q, 0);
-    }
-    queues_delivery_t *d = qs->out_head, *dn;
-    for (; d; d = dn) {
-        dn = d->next;
-        delivery_free(d);
+        queue_free(qs, q, NULL);
     }
     free(qs);
     st->ns_state[NS_QUEUES] = NULL;
@@ -351,7 +323,7 @@ static void result_u8(sm_result_t *res, uint8_t v)
     }
 }
 
-static int apply_push(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r)
+static int apply_push(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *fx)
 {
     queue_t *q = arg_queue(qs, r);
     uint32_t n = cmd_get_u32(r);
@@ -375,20 +347,18 @@ static int apply_push(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r)
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *p;
         size_t len = cmd_get_bytes(r, &p);
-        qmsg_t *m = calloc(1, sizeof(*m));
-        if (!m || !(m->data = blob_new(p, len))) {
-            free(m);
-            return -ENOMEM;
-        }
+        qmsg_t *m = xcalloc(1, sizeof(*m));
+        m->data = blob_xnew(p, len);
         m->id = ++qs->next_msg;
         m->q = q;
-        offer(qs, q, m, 0, h->now_ms);
+        offer(qs, q, m, 0, h->now_ms, fx);
     }
     q->mtime_ms = h->now_ms;
     return 0;
 }
 
-static int apply_take(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
+static int apply_take(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res,
+                      effects_t *fx)
 {
     queue_t *q = arg_queue(qs, r);
     uint64_t sid = cmd_get_u64(r), hid = cmd_get_u64(r);
@@ -403,9 +373,9 @@ static int apply_take(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t 
         list_remove(&q->ready, m);
         if (claim) {
             lease(qs, q, m, sid, h->now_ms);
-            outbox_add(qs, q, sid, hid, 1, m);
+            outbox_add(fx, q, sid, hid, 1, m);
         } else {
-            outbox_add(qs, q, sid, hid, 0, m);
+            outbox_add(fx, q, sid, hid, 0, m);
             msg_free(m);
         }
         result_u8(res, 1);
@@ -418,9 +388,7 @@ static int apply_take(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t 
             result_u8(res, 0);
             return 0;   /* already waiting */
         }
-    qwaiter_t *w = calloc(1, sizeof(*w));
-    if (!w)
-        return -ENOMEM;
+    qwaiter_t *w = xcalloc(1, sizeof(*w));
     w->sid = sid;
     w->hid = hid;
     w->claim = claim;
@@ -457,7 +425,7 @@ static int apply_cancel(qstate_t *qs, cmdrd_t *r, sm_result_t *res)
     return 0;
 }
 
-static int apply_unpop(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r)
+static int apply_unpop(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *fx)
 {
     queue_t *q = arg_queue(qs, r);
     uint64_t id = cmd_get_u64(r);
@@ -468,15 +436,12 @@ static int apply_unpop(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r)
         return -EINVAL;
     if (!q)
         return -ENOENT;
-    qmsg_t *m = calloc(1, sizeof(*m));
-    if (!m || !(m->data = blob_new(p, len))) {
-        free(m);
-        return -ENOMEM;
-    }
+    qmsg_t *m = xcalloc(1, sizeof(*m));
+    m->data = blob_xnew(p, len);
     m->id = id;
     m->count = count;
     m->q = q;
-    offer(qs, q, m, 1, h->now_ms);
+    offer(qs, q, m, 1, h->now_ms, fx);
     return 0;
 }
 
@@ -488,7 +453,7 @@ static qmsg_t *arg_msg(qstate_t *qs, queue_t *q, cmdrd_t *r, int where)
     return m && m->q == q && m->where == where ? m : NULL;
 }
 
-static int apply_msg_op(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r)
+static int apply_msg_op(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *fx)
 {
     queue_t *q = arg_queue(qs, r);
     qmsg_t *m = arg_msg(qs, q, r, h->op == QOP_DEADRM ? QM_DEAD : QM_INFLIGHT);
@@ -510,7 +475,7 @@ static int apply_msg_op(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r)
         list_remove(&q->inflight, m);
         HASH_DELETE(hh, qs->by_id, m);
         m->sid = m->expires_ms = 0;
-        offer(qs, q, m, 1, h->now_ms);
+        offer(qs, q, m, 1, h->now_ms, fx);
         return 0;
     default: /* QOP_DEADRM */
         list_remove(&q->dead, m);
@@ -520,7 +485,7 @@ static int apply_msg_op(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r)
     }
 }
 
-static int apply_expire(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r)
+static int apply_expire(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *fx)
 {
     queue_t *q = arg_queue(qs, r);
     uint32_t n = cmd_get_u32(r);
@@ -539,7 +504,7 @@ static int apply_expire(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r)
         if (m && m->q == q && m->where == QM_INFLIGHT && m->expires_ms <= h->now_ms)
             lease_ended(qs, q, m);
     }
-    serve_waiters(qs, q, h->now_ms);
+    serve_waiters(qs, q, h->now_ms, fx);
     return 0;
 }
 
@@ -574,7 +539,8 @@ static int apply_set(queue_t *q, cmdrd_t *r, const cmd_hdr_t *h)
     return 0;
 }
 
-static int q_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
+static int q_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res,
+                   effects_t *fx)
 {
     qstate_t *qs = QS(st);
     switch (h->op) {
@@ -586,8 +552,6 @@ static int q_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res
         if (find_queue(qs, name, len))
             return -EEXIST;
         queue_t *q = queue_add(qs, name, len, ++qs->next_qid);
-        if (!q)
-            return -ENOMEM;
         q->ctime_ms = q->mtime_ms = h->now_ms;
         result_u64(res, q->qid);
         return 0;
@@ -602,36 +566,35 @@ static int q_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res
         if (!force && (q->ready.n || q->inflight.n || q->dead.n))
             return -ENOTEMPTY;
         queue_unlink(qs, q);
-        queue_free(qs, q, 1);
+        queue_free(qs, q, fx);
         return 0;
     }
     case QOP_SET:
         return apply_set(arg_queue(qs, r), r, h);
     case QOP_PUSH:
-        return apply_push(qs, h, r);
+        return apply_push(qs, h, r, fx);
     case QOP_TAKE:
-        return apply_take(qs, h, r, res);
+        return apply_take(qs, h, r, res, fx);
     case QOP_CANCEL:
         return apply_cancel(qs, r, res);
     case QOP_UNPOP:
-        return apply_unpop(qs, h, r);
+        return apply_unpop(qs, h, r, fx);
     case QOP_ACK:
     case QOP_EXTEND:
     case QOP_RETURN:
     case QOP_DEADRM:
-        return apply_msg_op(qs, h, r);
+        return apply_msg_op(qs, h, r, fx);
     case QOP_EXPIRE:
-        return apply_expire(qs, h, r);
+        return apply_expire(qs, h, r, fx);
     default:
         return -EINVAL;
     }
 }
 
-void queues_session_end(state_t *st, uint64_t sid, uint64_t now_ms)
+/* A session ended: its waiters are dropped and its claims end as if their leases expired. */
+static void q_session_end(state_t *st, uint64_t sid, uint64_t now_ms, effects_t *fx)
 {
     qstate_t *qs = QS(st);
-    if (!qs)
-        return;
     for (queue_t *q = qs->head; q; q = q->next) {
         qwaiter_t **pp = &q->wh, *prev = NULL;
         while (*pp) {
@@ -654,7 +617,7 @@ void queues_session_end(state_t *st, uint64_t sid, uint64_t now_ms)
             if (m->sid == sid)
                 lease_ended(qs, q, m);
         }
-        serve_waiters(qs, q, now_ms);
+        serve_waiters(qs, q, now_ms, fx);
     }
 }
 
@@ -734,11 +697,8 @@ static int restore_list(snapin_t *in, qstate_t *qs, queue_t *q, qlist_t *l, int 
         if (len == 0 || len > QUEUE_MSG_MAX || id == 0 || id > qs->next_msg ||
             (where != QM_READY && find_msg(qs, id)))
             return -QERR_CORRUPT;
-        qmsg_t *m = calloc(1, sizeof(*m));
-        if (!m || !(m->data = blob_new(NULL, len))) {
-            free(m);
-            return -QERR_NOMEM;
-        }
+        qmsg_t *m = xcalloc(1, sizeof(*m));
+        m->data = blob_xnew(NULL, len);
         si_bytes(in, m->data->data, len);
         m->id = id;
         m->count = count;
@@ -771,8 +731,6 @@ static int q_restore(state_t *st, snapin_t *in)
         if (find_queue(qs, name, nl) || find_qid(qs, qid) || qid > qs->next_qid)
             return -QERR_CORRUPT;
         queue_t *q = queue_add(qs, name, nl, qid);
-        if (!q)
-            return -QERR_NOMEM;
         q->ctime_ms = si_u64(in);
         q->mtime_ms = si_u64(in);
         q->vt_s = si_u32(in);
@@ -787,9 +745,7 @@ static int q_restore(state_t *st, snapin_t *in)
             return rc;
         uint32_t nw = si_u32(in);
         for (uint32_t j = 0; j < nw && !in->err; j++) {
-            qwaiter_t *w = calloc(1, sizeof(*w));
-            if (!w)
-                return -QERR_NOMEM;
+            qwaiter_t *w = xcalloc(1, sizeof(*w));
             w->sid = si_u64(in);
             w->hid = si_u64(in);
             w->claim = si_u8(in);
@@ -921,17 +877,11 @@ static struct {
     uint64_t next_hid;
     struct rmnote { uint64_t qid; pid_t pid; uint64_t at_ms; } notes[64];
     unsigned nnotes;
-    void (*observer)(const queues_delivery_t *d, void *arg);
-    void *obs_arg;
+    node_t *node;                /* set by start */
 } QL = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
-void queues_set_observer(void (*fn)(const queues_delivery_t *d, void *arg), void *arg)
-{
-    QL.observer = fn;
-    QL.obs_arg = arg;
-}
-
-static state_t *ST(void) { return node_state(session_node()); }
+static state_t *ST(void) { return node_state(QL.node); }
+static uint64_t SID(void) { return session_local_id(node_session(QL.node)); }
 
 static void fill_attr(struct stat *s, fuse_ino_t ino, int kind, off_t size, uint64_t mtime)
 {
@@ -1108,7 +1058,7 @@ static int propose_name(uint8_t op, const char *name, sm_result_t *res)
     cmdbuf_t b;
     cmd_begin(&b, op, NS_QUEUES, node_now_ms());
     cmd_str(&b, name);
-    return node_propose(session_node(), &b, res);
+    return node_propose(QL.node, &b, res);
 }
 
 static int propose_id(uint8_t op, const char *qname, uint64_t id)
@@ -1117,7 +1067,7 @@ static int propose_id(uint8_t op, const char *qname, uint64_t id)
     cmd_begin(&b, op, NS_QUEUES, node_now_ms());
     cmd_str(&b, qname);
     cmd_u64(&b, id);
-    return node_propose(session_node(), &b, NULL);
+    return node_propose(QL.node, &b, NULL);
 }
 
 static void qf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -1200,7 +1150,7 @@ static void qf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
             cmd_begin(&b, QOP_RMDIR, NS_QUEUES, node_now_ms());
             cmd_str(&b, qname);
             cmd_u8(&b, noted_rm(c.qid, pid) ? 1 : 0);
-            rc = node_propose(session_node(), &b, NULL);
+            rc = node_propose(QL.node, &b, NULL);
         } else if (c.kind == QK_CLAIMED || c.kind == QK_DEAD) {
             /* These directories are part of the queue: removing them is a no-op when empty
              * (what `rm -r` does after emptying them). */
@@ -1465,14 +1415,14 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size)
         fh->state = T_PROPOSING;
     pthread_mutex_unlock(&QL.mu);
     if (propose) {
-        uint64_t sid = session_local_id();
+        uint64_t sid = SID();
         cmdbuf_t b;
         cmd_begin(&b, QOP_TAKE, NS_QUEUES, node_now_ms());
         cmd_str(&b, fh->qname);
         cmd_u64(&b, sid);
         cmd_u64(&b, fh->hid);
         cmd_u8(&b, (uint8_t)((fh->claim ? QTAKE_CLAIM : 0) | (fh->nonblock ? QTAKE_NOWAIT : 0)));
-        int rc = sid ? node_propose(session_node(), &b, NULL) : (free(b.p), -EIO);
+        int rc = sid ? node_propose(QL.node, &b, NULL) : (free(b.p), -EIO);
         pthread_mutex_lock(&QL.mu);
         if (fh->state == T_PROPOSING)
             fh->state = rc < 0 ? T_IDLE : T_WAITING;
@@ -1482,90 +1432,77 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size)
             return;
         }
     }
-    /* Park, unless apply delivered meanwhile. The interrupt function is registered while
-     * the state read lock is held, so apply cannot answer (and free) req before. */
-    state_t *st = ST();
-    pthread_rwlock_rdlock(&st->lock);
+    /* Park, unless a delivery came meanwhile. The interrupt callback is registered first;
+     * an interrupt that came before (deferred) or while the callback could not find the
+     * request yet shows in fuse_req_interrupted, checked under QL.mu before parking. */
+    int intr = intr_register(req, take_interrupt, NULL);
     pthread_mutex_lock(&QL.mu);
-    int parked = 0;
     if (fh->state == T_WAITING && fh->nonblock) {
         fuse_reply_err(req, EAGAIN);      /* still registered after an interrupted wait */
+    } else if (fh->state == T_WAITING && (intr || fuse_req_interrupted(req))) {
+        fuse_reply_err(req, EINTR);       /* the waiter stays registered: see QUEUES.md */
     } else if (fh->state == T_WAITING) {
-        fh->req = req;
+        fh->req = req;                    /* owned by QL from here: see take_interrupt */
         fh->want = size;
-        parked = 1;
     } else {
         serve_locked(req, fh, size);
     }
     pthread_mutex_unlock(&QL.mu);
-    if (parked && intr_register(req, take_interrupt, fh))
-        take_interrupt(req, fh);    /* it was interrupted already (see fs/intr.h) */
-    pthread_rwlock_unlock(&st->lock);
 }
 
 /* A delivery for a local open file that is gone: give the message back (proposed later, by
- * the background proposer; apply cannot propose). */
-static void give_back(const queues_delivery_t *d)
+ * the background proposer: this runs on the applying thread). */
+static void give_back(const effect_t *e)
 {
     cmdbuf_t b;
-    if (d->claim) {
+    if (e->u.qmsg.claim) {
         cmd_begin(&b, QOP_RETURN, NS_QUEUES, node_now_ms());
-        cmd_str(&b, d->qname);
-        cmd_u64(&b, d->id);
+        cmd_str(&b, e->u.qmsg.qname);
+        cmd_u64(&b, e->u.qmsg.id);
     } else {
         cmd_begin(&b, QOP_UNPOP, NS_QUEUES, node_now_ms());
-        cmd_str(&b, d->qname);
-        cmd_u64(&b, d->id);
-        cmd_u32(&b, d->count);
-        cmd_bytes(&b, d->msg->data, d->msg->len);
+        cmd_str(&b, e->u.qmsg.qname);
+        cmd_u64(&b, e->u.qmsg.id);
+        cmd_u32(&b, e->u.qmsg.count);
+        cmd_bytes(&b, e->u.qmsg.msg->data, e->u.qmsg.msg->len);
     }
-    if (session_bg_propose(&b, NULL, NULL) < 0)
+    if (session_bg_propose(node_session(QL.node), &b, NULL, NULL) < 0)
         fprintf(stderr, "quorumfs: queue %s: message %" PRIu64 " could not be given back\n",
-                d->qname, d->id);
+                e->u.qmsg.qname, e->u.qmsg.id);
 }
 
-void queues_on_apply(state_t *st)
+/* EFF_QUEUE_MSG for this mount's session: attach the message to the open file with that
+ * handle id and answer its parked read; give it back when that file is gone. No state lock
+ * is held. */
+static void queues_deliver(void *ctx, effect_t *e)
 {
-    qstate_t *qs = QS(st);
-    if (!qs || !qs->out_head)
-        return;
-    queues_delivery_t *d = qs->out_head, *next;
-    qs->out_head = qs->out_tail = NULL;
-    uint64_t self = session_local_id();
-    for (; d; d = next) {
-        next = d->next;
-        if (QL.observer) {
-            QL.observer(d, QL.obs_arg);
-        } else if (self && d->sid == self) {
-            qfh_t *fh;
-            pthread_mutex_lock(&QL.mu);
-            HASH_FIND(hh, QL.by_hid, &d->hid, sizeof(d->hid), fh);
-            if (fh && (fh->state == T_PROPOSING || fh->state == T_WAITING)) {
-                if (d->gone) {
-                    fh->state = T_GONE;
-                } else {
-                    fh->state = T_HAVE;
-                    fh->got = d->msg;
-                    d->msg = NULL;
-                    fh->got_id = d->id;
-                    fh->got_count = d->count;
-                }
-                if (fh->req) {
-                    fuse_req_t r = fh->req;
-                    fh->req = NULL;
-                    serve_locked(r, fh, fh->want);
-                }
-            } else if (!d->gone) {
-                give_back(d);
-            }
-            pthread_mutex_unlock(&QL.mu);
+    (void)ctx;
+    uint64_t self = SID();
+    if (e->kind != EFF_QUEUE_MSG || !self || e->sid != self)
+        return;                   /* other nodes' sessions are theirs to hand out */
+    qfh_t *fh;
+    pthread_mutex_lock(&QL.mu);
+    HASH_FIND(hh, QL.by_hid, &e->wid, sizeof(e->wid), fh);
+    if (fh && (fh->state == T_PROPOSING || fh->state == T_WAITING)) {
+        if (e->u.qmsg.gone) {
+            fh->state = T_GONE;
+        } else {
+            fh->state = T_HAVE;
+            fh->got = e->u.qmsg.msg;
+            e->u.qmsg.msg = NULL;
+            fh->got_id = e->u.qmsg.id;
+            fh->got_count = e->u.qmsg.count;
         }
-        /* Deliveries to other nodes' sessions are theirs to hand out. */
-        delivery_free(d);
+        if (fh->req) {
+            fuse_req_t r = fh->req;
+            fh->req = NULL;
+            serve_locked(r, fh, fh->want);
+        }
+    } else if (!e->u.qmsg.gone) {
+        give_back(e);
     }
+    pthread_mutex_unlock(&QL.mu);
 }
-
-static void q_on_apply(state_t *st) { queues_on_apply(st); }
 
 static void qf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
@@ -1615,7 +1552,7 @@ static int batch_flush(batch_t *bt, const char *qname)
     cmd_raw(&b, bt->body.p, bt->body.len);
     free(bt->body.p);
     memset(bt, 0, sizeof(*bt));
-    return node_propose(session_node(), &b, NULL);
+    return node_propose(QL.node, &b, NULL);
 }
 
 static int batch_add(batch_t *bt, const char *qname, const void *p, size_t len)
@@ -1748,9 +1685,9 @@ static void take_release(qfh_t *fh)
         cmdbuf_t b;
         cmd_begin(&b, QOP_CANCEL, NS_QUEUES, node_now_ms());
         cmd_str(&b, fh->qname);
-        cmd_u64(&b, session_local_id());
+        cmd_u64(&b, SID());
         cmd_u64(&b, fh->hid);
-        int rc = node_propose(session_node(), &b, NULL);
+        int rc = node_propose(QL.node, &b, NULL);
         if (rc < 0)
             fprintf(stderr, "quorumfs: queue %s: cancel of a waiting read failed: %s\n",
                     fh->qname, strerror(-rc));
@@ -1771,7 +1708,7 @@ static void take_release(qfh_t *fh)
             cmd_u64(&b, fh->got_id);
             cmd_u32(&b, fh->got_count);
             cmd_bytes(&b, fh->got->data, fh->got->len);
-            rc = node_propose(session_node(), &b, NULL);
+            rc = node_propose(QL.node, &b, NULL);
         }
         if (rc < 0 && rc != -ENOENT)
             fprintf(stderr, "quorumfs: queue %s: message %" PRIu64 " not given back: %s\n",
@@ -1935,7 +1872,7 @@ static void qf_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
         cmd_str(&b, qname);
         cmd_u8(&b, (uint8_t)which);
         cmd_u64(&b, v);
-        rc = node_propose(session_node(), &b, NULL);
+        rc = node_propose(QL.node, &b, NULL);
     }
     free(qname);
     fuse_reply_err(req, -rc);
@@ -1959,7 +1896,7 @@ static void qf_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
         cmd_u8(&b, (uint8_t)which);
         cmd_u64(&b, which == QSET_VT ? QUEUE_VT_DEFAULT
                     : which == QSET_MAXDEL ? QUEUE_MAXDEL_DEFAULT : 0);
-        rc = node_propose(session_node(), &b, NULL);
+        rc = node_propose(QL.node, &b, NULL);
     }
     free(qname);
     fuse_reply_err(req, -rc);
@@ -2049,8 +1986,10 @@ static const struct fuse_lowlevel_ops queues_fuse = {
 /* ================================================================ leader side */
 
 /* Proposes EXPIRE for leases that passed their end. */
-static void q_sweep(struct node *n)
+static void q_sweep(void *ctx)
 {
+    (void)ctx;
+    node_t *n = QL.node;
     state_t *st = node_state(n);
     uint64_t now = node_now_ms();
     for (int round = 0; round < 64; round++) {
@@ -2083,13 +2022,31 @@ static void q_sweep(struct node *n)
     }
 }
 
-const ns_module_t queues_module = {
+static void *q_start(struct node *n)
+{
+    QL.node = n;
+    return &QL;
+}
+
+static void q_stop(void *ctx)
+{
+    (void)ctx;
+    QL.node = NULL;
+}
+
+const ns_sm_t queues_sm = {
     .init = q_init_state,
     .free = q_free_state,
     .apply = q_apply,
+    .session_end = q_session_end,
     .snapshot = q_snapshot,
     .restore = q_restore,
-    .on_apply = q_on_apply,
+};
+
+const ns_front_t queues_front = {
+    .start = q_start,
     .sweep = q_sweep,
+    .stop = q_stop,
+    .deliver = queues_deliver,
     .fuse = &queues_fuse,
 };

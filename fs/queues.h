@@ -1,12 +1,13 @@
 /* fs/queues.h — the queues/ namespace module (FILE-API §2): FIFO message queues with push,
  * pop, leased claims with acknowledgement, redelivery and a dead-letter directory. The state
  * machine part is deterministic; blocking pop/claim reads register a waiter in the replicated
- * state and are answered from the apply hook (design: docs/QUEUES.md). */
+ * state and are answered when apply's effect is delivered (design: docs/QUEUES.md). */
 #ifndef QFS_FS_QUEUES_H
 #define QFS_FS_QUEUES_H
 
 #include <stdint.h>
 #include "fs/ns.h"
+#include "fs/ns_sm.h"
 
 #define QUEUE_MSG_MAX (1u << 20)         /* bytes of one message (a line without '\n') */
 #define QUEUE_VT_DEFAULT 30              /* user.visibility_timeout, seconds */
@@ -34,30 +35,10 @@ enum { QSET_VT = 1, QSET_MAXDEL, QSET_MAXLEN };
 #define QTAKE_CLAIM 1     /* lease instead of remove */
 #define QTAKE_NOWAIT 2    /* EAGAIN instead of waiting when empty */
 
-/* One hand-over decided by apply: message id (with its bytes) to waiter (sid, hid). gone means
- * the queue was removed while the waiter waited (msg NULL). */
-typedef struct queues_delivery {
-    uint64_t sid, hid, id;
-    uint32_t count;
-    uint8_t claim, gone;
-    blob_t *msg;                  /* reference owned by the delivery */
-    char *qname;                  /* owned */
-    struct queues_delivery *next;
-} queues_delivery_t;
-
-extern const ns_module_t queues_module;
-
-/* A session ended (fs/session.c via fs/locks.c): its waiters are dropped and its claims end as
- * if their leases expired. State write lock held; deterministic. */
-void queues_session_end(state_t *st, uint64_t sid, uint64_t now_ms);
-
-/* Hands out the deliveries decided by the last applies (the module's on_apply; also called by
- * locks/ after a session end). State write lock held. */
-void queues_on_apply(state_t *st);
-
-/* Test hook: when set, each delivery goes to fn (which must not keep d) instead of this
- * mount's open files. */
-void queues_set_observer(void (*fn)(const queues_delivery_t *d, void *arg), void *arg);
+/* The state machine (fs/ns_sm.h) and the FUSE front (fs/ns.h) of queues/. Hand-overs are
+ * EFF_QUEUE_MSG effects (fs/effects.h): wid is the reader's handle id. */
+extern const ns_sm_t queues_sm;
+extern const ns_front_t queues_front;
 
 /* Counts of a queue, for tests and `len`: returns 0 or -ENOENT. State lock held. */
 int queues_counts(state_t *st, const char *name, uint64_t *ready, uint64_t *inflight,

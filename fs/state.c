@@ -1,27 +1,31 @@
 /* fs/state.c — the object tree and the apply/snapshot/restore of the mount's state machine
- * (see state.h). Namespace-specific effects are delegated to fs/cache.c and fs/config.c. */
+ * (see state.h). Namespace-specific effects are delegated to fs/cache.c and fs/config.c;
+ * namespace modules (fs/ns_sm.h) and the session table (fs/session_sm.h) apply their own
+ * commands. sm_apply decides the command's time, applies under the write lock, and hands
+ * the effects apply emitted (fs/effects.h) to the delivery hook after releasing it. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cluster/assert.h"
 #include "cluster/err.h"
 #include "fs/cache.h"
 #include "fs/cmd.h"
 #include "fs/config.h"
 #include "fs/names.h"
-#include "fs/ns.h"
+#include "fs/ns_sm.h"
+#include "fs/session_sm.h"
 #include "fs/state.h"
 
 #define VALUE_MAX (1u << 20)
-#define STATE_SNAP_VERSION 1
+#define STATE_SNAP_VERSION 2   /* 2: the applied time stamp and the session table */
 
 const char *const ns_names[NS__COUNT] = {
     NULL, "cache", "config", "jobs", "locks", "logs", "queues", "search", "services",
 };
 
-blob_t *blob_new(const void *p, size_t len)
+static blob_t *blob_init(blob_t *b, const void *p, size_t len)
 {
-    blob_t *b = malloc(sizeof(*b) + len);
     if (!b)
         return NULL;
     b->refs = 1;
@@ -29,6 +33,16 @@ blob_t *blob_new(const void *p, size_t len)
     if (len && p)
         memcpy(b->data, p, len);
     return b;
+}
+
+blob_t *blob_new(const void *p, size_t len)
+{
+    return blob_init(malloc(sizeof(blob_t) + len), p, len);
+}
+
+blob_t *blob_xnew(const void *p, size_t len)
+{
+    return blob_init(xmalloc(sizeof(blob_t) + len), p, len);
 }
 
 blob_t *blob_ref(blob_t *b)
@@ -239,21 +253,25 @@ void state_remove(state_t *st, obj_t *o)
     free(o);
 }
 
+/* Releases the namespace modules' state and the session table. */
 static void modules_free(state_t *st)
 {
     for (int ns = 1; ns < NS__COUNT; ns++)
-        if (ns_modules[ns] && st->ns_state[ns]) {
-            ns_modules[ns]->free(st);
+        if (ns_sms[ns] && st->ns_state[ns]) {
+            ns_sms[ns]->free(st);
             st->ns_state[ns] = NULL;
         }
+    session_sm_free(&st->sessions);
 }
 
-static int modules_init(state_t *st)
+/* Gives every namespace module its empty state (out of memory aborts). */
+static void modules_init(state_t *st)
 {
     for (int ns = 1; ns < NS__COUNT; ns++)
-        if (ns_modules[ns] && ns_modules[ns]->init(st) < 0)
-            return -QERR_NOMEM;
-    return 0;
+        if (ns_sms[ns]) {
+            ns_sms[ns]->init(st);
+            ASSERT(st->ns_state[ns]);
+        }
 }
 
 state_t *state_new(uint64_t cache_max_bytes)
@@ -279,8 +297,7 @@ state_t *state_new(uint64_t cache_max_bytes)
         if (!st->ns_root[ns])
             goto fail;
     }
-    if (modules_init(st) < 0)
-        goto fail;
+    modules_init(st);
     return st;
 fail:
     state_free(st);
@@ -309,6 +326,7 @@ void state_free(state_t *st)
     if (!st)
         return;
     state_clear(st);
+    effects_clear(&st->outbox);
     free(st->events);
     free(st->ttl_heap);
     pthread_rwlock_destroy(&st->lock);
@@ -734,14 +752,16 @@ static int apply_setmtime(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
     return 0;
 }
 
-static int apply_one(state_t *st, const void *cmd, size_t len, sm_result_t *res)
+/* Applies the command whose header (with the time apply decided) is h and whose body r
+ * reads. */
+static int apply_one(state_t *st, const cmd_hdr_t *hp, cmdrd_t *rp, sm_result_t *res)
 {
-    cmdrd_t r;
-    cmd_hdr_t h;
-    if (cmd_read_hdr(&r, cmd, len, &h) < 0)
-        return -EINVAL;
-    if (h.ns > NS_NONE && h.ns < NS__COUNT && ns_modules[h.ns])
-        return ns_modules[h.ns]->apply(st, &h, &r, res);
+    const cmd_hdr_t h = *hp;
+    cmdrd_t r = *rp;
+    if (session_sm_owns(&h))
+        return session_sm_apply(st, &h, &r, res, &st->outbox);
+    if (h.ns > NS_NONE && h.ns < NS__COUNT && ns_sms[h.ns])
+        return ns_sms[h.ns]->apply(st, &h, &r, res, &st->outbox);
     if (!ns_takes_objects(h.ns))
         return -ENOTSUP;
     switch (h.op) {
@@ -777,23 +797,46 @@ static int apply_one(state_t *st, const void *cmd, size_t len, sm_result_t *res)
 }
 
 /* sm_ops.apply: a malformed command is rejected identically on every replica (its result
- * code says so) and changes nothing. */
+ * code says so) and changes nothing.
+ *
+ * Time is decided here, once, from the log: the command applies at
+ * max(previous command's time, its header's now_ms), so time never goes backwards in the
+ * log even when proposers' clocks race or step back. That is a pure function of the log
+ * order, so it is the same as stamping at append, and a restored replica or a later leader
+ * continues from the stamp kept in the snapshot.
+ *
+ * Effects apply emitted are handed to the delivery hook after the write lock is released,
+ * then freed. */
 static void sm_apply(void *ctx, uint64_t index, const void *cmd, size_t len, sm_result_t *res)
 {
     state_t *st = ctx;
+    cmdrd_t r;
+    cmd_hdr_t h;
+    int rc = -EINVAL;
     pthread_rwlock_wrlock(&st->lock);
-    int rc = apply_one(st, cmd, len, res);
+    ASSERT(!st->outbox.head);
+    if (cmd_read_hdr(&r, cmd, len, &h) == 0) {
+        if (h.now_ms < st->now_ms)
+            h.now_ms = st->now_ms;
+        st->now_ms = h.now_ms;
+        uint64_t rev = st->config_rev;
+        rc = apply_one(st, &h, &r, res);
+        if (st->config_rev != rev)
+            effects_add(&st->outbox, EFF_CONFIG_REV, NS_CONFIG, 0, 0)->u.config.rev =
+                st->config_rev;
+    }
     st->applied_index = index;
     if (res)
         res->code = rc;
-    uint8_t ns = len >= 3 ? ((const uint8_t *)cmd)[2] : 0;
-    if (ns < NS__COUNT && ns_modules[ns] && ns_modules[ns]->on_apply)
-        ns_modules[ns]->on_apply(st);
-    if (st->on_apply)
-        st->on_apply(st->on_apply_arg, ns);
+    effects_t fx = effects_take(&st->outbox);
+    void (*deliver)(void *, effect_t *) = st->deliver;
+    void *arg = st->deliver_arg;
     pthread_rwlock_unlock(&st->lock);
+    for (effect_t *e = fx.head; e; e = e->next)
+        if (deliver)
+            deliver(arg, e);
+    effects_clear(&fx);
 }
-
 
 /* Snapshot body (version STATE_SNAP_VERSION), see docs/FORMATS.md "fs state snapshot".
  * Objects are written parent before child, children in name order, so the same state gives
@@ -839,6 +882,7 @@ static int sm_snapshot(void *ctx, snap_writer_t *w)
     so_u64(o, st->cache_evictions);
     so_u64(o, st->cache_expirations);
     so_u64(o, st->cache_max_bytes);
+    so_u64(o, st->now_ms);
     for (int ns = 1; ns < NS__COUNT; ns++)
         snap_obj(o, st->ns_root[ns]);
     so_u8(o, 0);
@@ -847,11 +891,12 @@ static int sm_snapshot(void *ctx, snap_writer_t *w)
     for (const obj_t *c = st->lru_tail; c; c = c->u.cache.lru_prev)
         so_u64(o, c->id);
     config_snap_events(o, st);
+    session_sm_snapshot(&st->sessions, o);
     /* Module sections: (u8 ns, module bytes)..., then u8 0. */
     for (int ns = 1; ns < NS__COUNT; ns++) {
-        if (ns_modules[ns]) {
+        if (ns_sms[ns]) {
             so_u8(o, (uint8_t)ns);
-            ns_modules[ns]->snapshot(st, o);
+            ns_sms[ns]->snapshot(st, o);
         }
     }
     so_u8(o, 0);
@@ -936,6 +981,7 @@ static int sm_restore(void *ctx, snap_reader_t *r)
     st->cache_evictions = si_u64(&in);
     st->cache_expirations = si_u64(&in);
     st->cache_max_bytes = si_u64(&in);
+    st->now_ms = si_u64(&in);
     for (;;) {
         uint8_t tag = si_u8(&in);
         if (in.err || tag == 0)
@@ -965,17 +1011,18 @@ static int sm_restore(void *ctx, snap_reader_t *r)
         rc = -QERR_CORRUPT;
         goto out;
     }
-    if ((rc = modules_init(st)) < 0)
+    if (!in.err && (rc = session_sm_restore(&st->sessions, &in)) < 0)
         goto out;
+    modules_init(st);
     for (;;) {
         uint8_t ns = si_u8(&in);
         if (in.err || ns == 0)
             break;
-        if (ns >= NS__COUNT || !ns_modules[ns]) {
+        if (ns >= NS__COUNT || !ns_sms[ns]) {
             rc = -QERR_CORRUPT;
             goto out;
         }
-        if ((rc = ns_modules[ns]->restore(st, &in)) < 0)
+        if ((rc = ns_sms[ns]->restore(st, &in)) < 0)
             goto out;
     }
     if (in.err)
@@ -989,6 +1036,7 @@ out:
         st->next_id = STATE_FIRST_ID;
         st->next_pid = STATE_PID_FIRST;
         st->config_rev = st->cache_evictions = st->cache_expirations = 0;
+        st->now_ms = 0;
         st->cache_max_bytes = STATE_DEFAULT_CACHE_CAP;
         for (int ns = 1; ns < NS__COUNT; ns++)
             st->ns_root[ns] = obj_add(st, NULL, ns_names[ns], strlen(ns_names[ns]),

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <uthash.h>
 #include "cluster/sm.h"
+#include "fs/effects.h"
+#include "fs/session_sm.h"
 
 /* Namespaces; each has a root directory object whose id is NS_ROOT_ID(ns). */
 enum ns_id {
@@ -39,6 +41,7 @@ typedef struct blob {
 } blob_t;
 
 blob_t *blob_new(const void *p, size_t len);     /* refs = 1; NULL on OOM */
+blob_t *blob_xnew(const void *p, size_t len);    /* the same; OOM aborts (for apply) */
 blob_t *blob_ref(blob_t *b);                     /* NULL-safe */
 void blob_unref(blob_t *b);                      /* NULL-safe */
 
@@ -91,6 +94,11 @@ typedef struct state {
     uint64_t next_id;
     uint64_t next_pid;           /* above every proposer-picked id ever applied */
     uint64_t applied_index;
+    /* The time of the last applied command: max(previous, its header's now_ms). Commands
+     * apply at this time, so time never goes backwards in the log; replicated (snapshot). */
+    uint64_t now_ms;
+    /* mount sessions (fs/session_sm.h), replicated */
+    session_table_t sessions;
     /* cache */
     obj_t *lru_head, *lru_tail;
     uint64_t cache_bytes, cache_keys;
@@ -104,11 +112,17 @@ typedef struct state {
     uint64_t config_rev;
     cfg_event_t *events;         /* ring of CONFIG_EVENTS_KEPT */
     uint64_t nevents;            /* events ever recorded (ring position = n % kept) */
-    /* per-namespace module state (fs/ns.h), owned by the module */
+    /* per-namespace module state (fs/ns_sm.h), owned by the module */
     void *ns_state[NS__COUNT];
-    /* hook run after each apply with the write lock held (wakes `.events` readers) */
-    void (*on_apply)(void *arg, uint8_t ns);
-    void *on_apply_arg;
+    /* Effects of the command being applied (fs/effects.h); not replicated. Filled under the
+     * write lock, emptied by sm_apply before it returns. */
+    effects_t outbox;
+    /* Delivery hook, set by the owner before the state is shared (the node: fs/node.c; a
+     * test: its recorder). sm_apply calls it for each effect after releasing the lock, in
+     * order, on the applying thread; it may take over the effect's owned fields. NULL:
+     * effects are dropped. */
+    void (*deliver)(void *arg, effect_t *e);
+    void *deliver_arg;
 } state_t;
 
 #define STATE_DEFAULT_CACHE_CAP (256ull << 20)

@@ -1,75 +1,110 @@
 /* fs/watch.c — config watches (`.events`); see watch.h. Each watch keeps the latest batch
  * of event lines (buf[0..len) at stream offset base), so a reader may seek back within it
- * (head(1) and bash's `read` do), and a cursor: the last revision it has looked at. Parked
- * reads hang on one list, guarded by wait_mu, and are answered by watch_on_apply. */
+ * (head(1) and bash's `read` do), and a cursor: the last revision it has looked at.
+ *
+ * Locking. A node has one watch table. Its mu guards the parked list and, for every watch
+ * of the table, waiting/want/woff and the batch (cursor, base, buf, len). Order: the state
+ * lock (read), then mu; replies are sent holding mu only (the batch they point into must
+ * not change or be freed meanwhile; watch_close takes mu before freeing).
+ *
+ * A parked read (w->waiting) is owned by the table: whoever unparks it under mu (delivery,
+ * interrupt, close) answers it; nobody touches a watch's request after unlocking mu unless
+ * they unparked it. The interrupt callback is registered before the read is parked, and
+ * the parking thread checks fuse_req_interrupted under mu, so an interrupt is never lost
+ * and never answers a request twice. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "fs/config.h"
 #include "fs/intr.h"
+#include "fs/node.h"
 #include "fs/testhook.h"
 #include "fs/watch.h"
 
 #define BATCH_BYTES 65536
 
-struct watch {
+struct watch_table {
     state_t *st;
+    pthread_mutex_t mu;
+    watch_t *parked;
+};
+
+struct watch {
+    watch_table_t *t;
     char *dir;                   /* namespace-relative directory watched */
     uint64_t cursor;             /* last revision looked at */
     uint64_t base;               /* stream offset of buf[0] */
-    char *buf;                   /* latest batch of lines */
+    char *buf;                   /* latest batch of lines (BATCH_BYTES, from open) */
     size_t len;
     int nonblock;
-    fuse_req_t waiting;          /* parked read (under wait_mu) */
+    fuse_req_t waiting;          /* parked read */
     size_t want;
     uint64_t woff;
-    struct watch *next, *prev;   /* parked list */
+    struct watch *next, *prev;   /* parked list; next also links a delivery's answers */
+    int ans;                     /* delivery: the answer to send (bytes or -errno) ... */
+    const char *ansp;            /* ... and where its bytes are (in buf) */
 };
 
-static pthread_mutex_t wait_mu = PTHREAD_MUTEX_INITIALIZER;
-static watch_t *parked;
-
-int watch_open(state_t *st, const char *dirpath, uint64_t after, int nonblock, watch_t **out)
+int watch_open(watch_table_t *t, const char *dirpath, uint64_t after, int nonblock,
+               watch_t **out)
 {
+    state_t *st = t->st;
     if (st->nevents > CONFIG_EVENTS_KEPT && after + 1 < state_config_oldest_rev(st))
         return -ESTALE;
     watch_t *w = calloc(1, sizeof(*w));
-    if (!w || !(w->dir = strdup(dirpath))) {
+    if (!w || !(w->dir = strdup(dirpath)) || !(w->buf = malloc(BATCH_BYTES))) {
+        if (w)
+            free(w->dir);
         free(w);
         return -ENOMEM;
     }
-    w->st = st;
+    w->t = t;
     w->cursor = after;
     w->nonblock = nonblock;
     *out = w;
     return 0;
 }
 
-static void unpark(watch_t *w)
+static void park(watch_t *w, fuse_req_t req, size_t size, uint64_t off)
 {
+    watch_table_t *t = w->t;
+    w->waiting = req;
+    w->want = size;
+    w->woff = off;
+    w->next = t->parked;
+    w->prev = NULL;
+    if (t->parked)
+        t->parked->prev = w;
+    t->parked = w;
+}
+
+/* Takes w's parked read off the list and returns it (mu held). */
+static fuse_req_t unpark(watch_t *w)
+{
+    fuse_req_t req = w->waiting;
     if (w->prev)
         w->prev->next = w->next;
     else
-        parked = w->next;
+        w->t->parked = w->next;
     if (w->next)
         w->next->prev = w->prev;
     w->next = w->prev = NULL;
     w->waiting = NULL;
+    return req;
 }
 
-/* Serves a read at off into out. Returns the bytes copied (0 = nothing new yet), -EINVAL
- * for an offset before the latest batch, or -ESTALE. State lock held (read or write). */
-static int fill(watch_t *w, uint64_t off, char *out, size_t size)
+/* What a read of size bytes at off returns: *p points into w's batch. Returns the byte
+ * count (0 = nothing new yet), -EINVAL for an offset before the latest batch, or -ESTALE.
+ * The state lock (read) and mu held. */
+static int fill(watch_t *w, uint64_t off, size_t size, const char **p)
 {
     if (off < w->base)
         return -EINVAL;
     if (off >= w->base + w->len) {
-        if (!w->buf && !(w->buf = malloc(BATCH_BYTES)))
-            return -ENOMEM;
         /* Writes only when it returns > 0; advances the cursor past events outside the
          * directory even when it returns 0. */
-        int n = config_read_events(w->st, w->dir, &w->cursor, w->buf, BATCH_BYTES);
+        int n = config_read_events(w->t->st, w->dir, &w->cursor, w->buf, BATCH_BYTES);
         if (n <= 0)
             return n;
         w->base += w->len;
@@ -79,108 +114,132 @@ static int fill(watch_t *w, uint64_t off, char *out, size_t size)
     size_t n = (size_t)(w->base + w->len - off);
     if (n > size)
         n = size;
-    memcpy(out, w->buf + (off - w->base), n);
+    *p = w->buf + (off - w->base);
     return (int)n;
 }
 
-/* Tries to answer w's parked read; wait_mu and the state lock held. Returns nonzero when
- * the request was answered (and unparked). */
-static int answer(watch_t *w)
+static void reply(fuse_req_t req, int n, const char *p)
 {
-    char *buf = malloc(w->want ? w->want : 1);
-    int n = buf ? fill(w, w->woff, buf, w->want) : -ENOMEM;
-    if (n == 0) {
-        free(buf);
-        return 0;
-    }
-    fuse_req_t req = w->waiting;
-    unpark(w);
     if (n < 0)
         fuse_reply_err(req, -n);
     else
-        fuse_reply_buf(req, buf, (size_t)n);
-    free(buf);
-    return 1;
+        fuse_reply_buf(req, p, (size_t)n);
 }
 
-void watch_on_apply(uint8_t ns)
+/* EFF_CONFIG_REV: answers every parked read that now has something to read. No state lock
+ * is held on entry; the events are read under the read lock, the replies sent after it is
+ * released (under mu). Allocates nothing. */
+static void watch_deliver(void *ctx, effect_t *e)
 {
-    if (ns != NS_CONFIG)
+    watch_table_t *t = ctx;
+    if (e->kind != EFF_CONFIG_REV)
         return;
-    pthread_mutex_lock(&wait_mu);
-    for (watch_t *w = parked, *next; w; w = next) {
+    watch_t *ready = NULL;
+    pthread_rwlock_rdlock(&t->st->lock);
+    pthread_mutex_lock(&t->mu);
+    for (watch_t *w = t->parked, *next; w; w = next) {
         next = w->next;
-        answer(w);
+        w->ans = fill(w, w->woff, w->want, &w->ansp);
+        if (w->ans == 0)
+            continue;
+        fuse_req_t req = unpark(w);
+        w->waiting = req;              /* off the list; answered below */
+        w->next = ready;
+        ready = w;
     }
-    pthread_mutex_unlock(&wait_mu);
+    pthread_rwlock_unlock(&t->st->lock);
+    for (watch_t *w = ready, *next; w; w = next) {
+        next = w->next;
+        fuse_req_t req = w->waiting;
+        w->waiting = NULL;
+        w->next = NULL;
+        reply(req, w->ans, w->ansp);
+    }
+    pthread_mutex_unlock(&t->mu);
 }
 
 /* Interrupt callback. It never dereferences data (the watch may already be closed when a
- * late interrupt arrives); it looks the request up among the parked reads instead. */
+ * late interrupt arrives); it looks the request up among the parked reads of the node's
+ * table instead. */
 static void interrupted(fuse_req_t req, void *data)
 {
     INTR_DEFER_IF_REGISTERING();
     (void)data;
-    pthread_mutex_lock(&wait_mu);
-    for (watch_t *w = parked; w; w = w->next) {
+    watch_table_t *t = ns_front_ctx(req, NS_CONFIG);
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->mu);
+    for (watch_t *w = t->parked; w; w = w->next) {
         if (w->waiting == req) {
             unpark(w);
             fuse_reply_err(req, EINTR);
             break;
         }
     }
-    pthread_mutex_unlock(&wait_mu);
+    pthread_mutex_unlock(&t->mu);
 }
 
 void watch_read(fuse_req_t req, watch_t *w, size_t size, off_t off)
 {
-    /* Once the read is parked and its interrupt callback registered, another thread may
-     * answer it, the reader may exit and its release may free w (watch_close): w must not
-     * be touched after intr_register. Hence the state pointer is read here, once. */
-    state_t *st = w->st;
-    pthread_rwlock_rdlock(&st->lock);
-    pthread_mutex_lock(&wait_mu);
-    if (w->waiting) {
-        pthread_mutex_unlock(&wait_mu);
-        pthread_rwlock_unlock(&st->lock);
-        fuse_reply_err(req, EBUSY);   /* one read at a time per open file */
+    /* Once the read is parked, another thread may answer it, the reader may exit and its
+     * release may free w (watch_close): w must not be touched after mu is unlocked. */
+    watch_table_t *t = w->t;
+    if (intr_register(req, interrupted, NULL)) {
+        fuse_reply_err(req, EINTR);    /* interrupted before it could be parked */
         return;
     }
-    w->waiting = req;
-    w->want = size;
-    w->woff = off < 0 ? 0 : (uint64_t)off;
-    w->next = parked;
-    w->prev = NULL;
-    if (parked)
-        parked->prev = w;
-    parked = w;
-    int answered = answer(w);
-    if (!answered && w->nonblock) {
-        unpark(w);
-        fuse_reply_err(req, EAGAIN);
-        answered = 1;
-    }
-    pthread_mutex_unlock(&wait_mu);
-    /* Registered while the state lock is held, so apply cannot answer (and free) req
-     * first; if req was already interrupted this calls interrupted() right away. */
-    if (!answered && intr_register(req, interrupted, w))
-        interrupted(req, w);
+    uint64_t woff = off < 0 ? 0 : (uint64_t)off;
+    pthread_rwlock_rdlock(&t->st->lock);
+    pthread_mutex_lock(&t->mu);
+    const char *p = NULL;
+    int n = w->waiting ? -EBUSY : fill(w, woff, size, &p);   /* one read at a time */
+    pthread_rwlock_unlock(&t->st->lock);
+    if (n == 0 && w->nonblock)
+        n = -EAGAIN;
+    else if (n == 0 && fuse_req_interrupted(req))
+        n = -EINTR;                    /* its callback ran before the read was parked */
+    if (n == 0)
+        park(w, req, size, woff);
+    else
+        reply(req, n, p);
+    pthread_mutex_unlock(&t->mu);
     testhook_pause("watch_read_registered");   /* w may be freed from here on */
-    pthread_rwlock_unlock(&st->lock);
 }
 
 void watch_close(watch_t *w)
 {
     if (!w)
         return;
-    pthread_mutex_lock(&wait_mu);
-    if (w->waiting) {
-        fuse_req_t r = w->waiting;
-        unpark(w);
-        fuse_reply_err(r, EINTR);
-    }
-    pthread_mutex_unlock(&wait_mu);
+    watch_table_t *t = w->t;
+    pthread_mutex_lock(&t->mu);
+    if (w->waiting)
+        fuse_reply_err(unpark(w), EINTR);
+    pthread_mutex_unlock(&t->mu);
     free(w->dir);
     free(w->buf);
     free(w);
 }
+
+static void *watch_start(struct node *n)
+{
+    watch_table_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->st = node_state(n);
+    pthread_mutex_init(&t->mu, NULL);
+    return t;
+}
+
+/* At node close every open file was released, so no watch is left. */
+static void watch_stop(void *ctx)
+{
+    watch_table_t *t = ctx;
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+}
+
+const ns_front_t watch_front = {
+    .start = watch_start,
+    .stop = watch_stop,
+    .deliver = watch_deliver,
+};

@@ -1,30 +1,36 @@
 /* fs/watch.h — config watches: the `.events` and `.events@rev` streams of FILE-API §5.
  * A watch is one open of `.events`: a regular file that grows while it is read, whose
- * reads block (answered later, from the apply hook) until a change arrives below its
- * directory. Reads honour FUSE interrupts and O_NONBLOCK; no thread waits per reader. */
+ * reads block until a change arrives below its directory. Reads honour FUSE interrupts and
+ * O_NONBLOCK; no thread waits per reader. Parked reads are answered when apply's
+ * EFF_CONFIG_REV effect is delivered (after the state lock was released): watch_front is
+ * config/'s front (fs/ns.h) and its context is the node's table of watches. */
 #ifndef QFS_FS_WATCH_H
 #define QFS_FS_WATCH_H
 
 #include <fuse_lowlevel.h>
 #include <stdint.h>
+#include "fs/ns.h"
 #include "fs/state.h"
 
 typedef struct watch watch_t;
+typedef struct watch_table watch_table_t;
 
-/* Opens a watch of the config directory dirpath ("" = all of config/) in st, delivering
- * the changes with a revision above after. Read lock held. Returns 0 and *out, -ESTALE if
- * changes after `after` were already dropped from the history, or -ENOMEM. */
-int watch_open(state_t *st, const char *dirpath, uint64_t after, int nonblock, watch_t **out);
+/* config/'s front: start creates the node's watch table, deliver answers parked reads. */
+extern const ns_front_t watch_front;
+
+/* Opens a watch in table t (node_front(node, NS_CONFIG)) of the config directory dirpath
+ * ("" = all of config/), delivering the changes with a revision above after. The state's
+ * read lock is held. Returns 0 and *out, -ESTALE if changes after `after` were already
+ * dropped from the history, or -ENOMEM. */
+int watch_open(watch_table_t *t, const char *dirpath, uint64_t after, int nonblock,
+               watch_t **out);
 
 /* Answers a read of size bytes at off now, or parks it until a change arrives (EAGAIN
- * instead with O_NONBLOCK; EINTR when interrupted; EBUSY for a second concurrent read). */
+ * instead with O_NONBLOCK; EINTR when interrupted; EBUSY for a second concurrent read).
+ * No lock held. w may be freed (by watch_close) as soon as the read is parked. */
 void watch_read(fuse_req_t req, watch_t *w, size_t size, off_t off);
 
 /* Ends a watch: a parked read gets EINTR. Frees w. NULL is a no-op. */
 void watch_close(watch_t *w);
-
-/* Apply hook: after a command of namespace ns was applied (state write lock held), answers
- * the parked reads that now have something to read. */
-void watch_on_apply(uint8_t ns);
 
 #endif

@@ -2,4 +2,5 @@
 CLUSTER_SRCS += cluster/err.c cluster/assert.c
 UNIT_TESTS   += test_names test_state
 FS_SRCS      += fs/names.c fs/cmd.c fs/snapio.c fs/state.c fs/cache.c fs/config.c \
+                fs/effects.c fs/session_sm.c fs/ns_sm.c \
                 fs/metrics.c fs/node.c fs/status.c fs/mount.c fs/ns.c fs/dirlist.c fs/watch.c fs/intr.c fs/testhook.c

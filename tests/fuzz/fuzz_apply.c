@@ -1,10 +1,12 @@
 /* tests/fuzz/fuzz_apply.c — libFuzzer target for the mount's state machine: arbitrary bytes
  * are cut into commands (u16 length prefixes) and applied to a fresh state. Malformed
  * commands must be refused without a crash, a leak or a broken tree; the state's own
- * counters must stay consistent. */
+ * counters must stay consistent, and every namespace's invariants (ns_sm_check) hold after
+ * every apply. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "fs/ns_sm.h"
 #include "fs/state.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -23,6 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memset(&res, 0, sizeof(res));
         state_sm_ops.apply(st, ++index, data + off, n, &res);
         off += n;
+        ns_sm_check(st);
         if (st->cache_bytes > st->cache_max_bytes + (1u << 20))
             abort();
     }

@@ -10,6 +10,8 @@
 #include "cluster/snapshot.h"
 #include "fs/cmd.h"
 #include "fs/locks.h"
+#include "fs/ns_sm.h"
+#include "fs/session_sm.h"
 #include "fs/state.h"
 #include "tests/unit/check.h"
 #include "tests/unit/statesnap.h"
@@ -22,11 +24,12 @@ static struct grant {
 } grants[64];
 static int ngrants;
 
-static void observe(const locks_grant_t *g, void *arg)
+/* The state's delivery hook: records EFF_LOCK_WAIT effects in order. */
+static void observe(void *arg, effect_t *e)
 {
     (void)arg;
-    if (ngrants < 64)
-        grants[ngrants++] = (struct grant){ g->sid, g->wid, g->fence, g->rc };
+    if (e->kind == EFF_LOCK_WAIT && ngrants < 64)
+        grants[ngrants++] = (struct grant){ e->sid, e->wid, e->u.lock.fence, e->u.lock.rc };
 }
 
 static int run(state_t *st, cmdbuf_t *b, sm_result_t *res)
@@ -37,6 +40,7 @@ static int run(state_t *st, cmdbuf_t *b, sm_result_t *res)
     memset(res, 0, sizeof(*res));
     state_sm_ops.apply(st, ++idx, b->p, b->len, res);
     free(b->p);
+    ns_sm_check(st);
     return res->code;
 }
 
@@ -44,7 +48,7 @@ static uint64_t open_session(state_t *st, uint64_t now)
 {
     cmdbuf_t b;
     sm_result_t res;
-    cmd_begin(&b, SOP_OPEN, NS_LOCKS, now);
+    cmd_begin(&b, SOP_OPEN, SESSION_CMD_NS, now);
     cmd_str(&b, "node-a");
     cmd_u32(&b, 42);
     cmd_u64(&b, 10000);
@@ -58,7 +62,7 @@ static uint64_t open_session(state_t *st, uint64_t now)
 static int sess(state_t *st, uint8_t op, uint64_t sid, uint64_t now, int flag)
 {
     cmdbuf_t b;
-    cmd_begin(&b, op, NS_LOCKS, now);
+    cmd_begin(&b, op, SESSION_CMD_NS, now);
     cmd_u64(&b, sid);
     if (op == SOP_END)
         cmd_u8(&b, (uint8_t)flag);
@@ -139,7 +143,9 @@ static state_t *fresh(void)
 {
     idx = 0;
     ngrants = 0;
-    return state_new(1 << 20);
+    state_t *st = state_new(1 << 20);
+    st->deliver = observe;
+    return st;
 }
 
 #define INFO(st, name, nh, md, nw)                                              \
@@ -390,7 +396,6 @@ TEST(determinism_and_snapshot_round_trip)
 
 int main(void)
 {
-    locks_set_observer(observe, NULL);
     RUN(exclusive_shared_and_fifo);
     RUN(cancel_of_wait_and_of_late_grant);
     RUN(fences_grow_strictly);

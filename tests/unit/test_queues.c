@@ -9,15 +9,16 @@
 
 #include "cluster/snapshot.h"
 #include "fs/cmd.h"
-#include "fs/locks.h"
+#include "fs/ns_sm.h"
 #include "fs/queues.h"
+#include "fs/session_sm.h"
 #include "fs/state.h"
 #include "tests/unit/check.h"
 #include "tests/unit/statesnap.h"
 
 static uint64_t idx;
 
-/* Deliveries seen by the observer, in order. */
+/* Deliveries (EFF_QUEUE_MSG effects) seen by the state's delivery hook, in order. */
 static struct got {
     uint64_t sid, hid, id;
     uint32_t count;
@@ -26,21 +27,22 @@ static struct got {
 } got[64];
 static int ngot;
 
-static void observe(const queues_delivery_t *d, void *arg)
+static void observe(void *arg, effect_t *e)
 {
     (void)arg;
-    if (ngot >= 64)
+    if (e->kind != EFF_QUEUE_MSG || ngot >= 64)
         return;
     struct got *g = &got[ngot++];
     memset(g, 0, sizeof(*g));
-    g->sid = d->sid;
-    g->hid = d->hid;
-    g->id = d->id;
-    g->count = d->count;
-    g->claim = d->claim;
-    g->gone = d->gone;
-    if (d->msg)
-        snprintf(g->msg, sizeof(g->msg), "%.*s", (int)d->msg->len, (const char *)d->msg->data);
+    g->sid = e->sid;
+    g->hid = e->wid;
+    g->id = e->u.qmsg.id;
+    g->count = e->u.qmsg.count;
+    g->claim = e->u.qmsg.claim;
+    g->gone = e->u.qmsg.gone;
+    if (e->u.qmsg.msg)
+        snprintf(g->msg, sizeof(g->msg), "%.*s", (int)e->u.qmsg.msg->len,
+                 (const char *)e->u.qmsg.msg->data);
 }
 
 static int run(state_t *st, cmdbuf_t *b, sm_result_t *res)
@@ -51,6 +53,7 @@ static int run(state_t *st, cmdbuf_t *b, sm_result_t *res)
     memset(res, 0, sizeof(*res));
     state_sm_ops.apply(st, ++idx, b->p, b->len, res);
     free(b->p);
+    ns_sm_check(st);
     return res->code;
 }
 
@@ -133,7 +136,7 @@ static uint64_t open_session(state_t *st, uint64_t now)
 {
     cmdbuf_t b;
     sm_result_t res;
-    cmd_begin(&b, SOP_OPEN, NS_LOCKS, now);
+    cmd_begin(&b, SOP_OPEN, SESSION_CMD_NS, now);
     cmd_str(&b, "test-node");
     cmd_u32(&b, 1);
     cmd_u64(&b, 10000);
@@ -147,7 +150,7 @@ static uint64_t open_session(state_t *st, uint64_t now)
 static int end_session(state_t *st, uint64_t sid, uint64_t now)
 {
     cmdbuf_t b;
-    cmd_begin(&b, SOP_END, NS_LOCKS, now);
+    cmd_begin(&b, SOP_END, SESSION_CMD_NS, now);
     cmd_u64(&b, sid);
     cmd_u8(&b, 0);
     return run(st, &b, NULL);
@@ -157,7 +160,9 @@ static state_t *fresh(void)
 {
     idx = 0;
     ngot = 0;
-    return state_new(1 << 20);
+    state_t *st = state_new(1 << 20);
+    st->deliver = observe;
+    return st;
 }
 
 #define COUNTS(st, q, r, i, d)                                                   \
@@ -452,7 +457,6 @@ TEST(determinism_and_snapshot_round_trip)
 
 int main(void)
 {
-    queues_set_observer(observe, NULL);
     RUN(push_pop_fifo);
     RUN(waiters_are_served_in_order_and_cancel);
     RUN(claim_ack_extend_expire_dead);

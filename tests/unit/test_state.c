@@ -1,7 +1,9 @@
 /* tests/unit/test_state.c — the mount's state machine driven by commands, without FUSE:
  * tree operations and their errnos, cache TTL/sliding/LRU eviction, config revisions,
- * history and events, and determinism (the same log gives byte-identical snapshots; a
- * snapshot restores to the same state). */
+ * history and events, the command time decided at apply (never backwards, continued after a
+ * restore), the effects handed to the delivery hook after the lock is released, and
+ * determinism (the same log gives byte-identical snapshots; a snapshot restores to the same
+ * state). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,8 @@
 #include "fs/cache.h"
 #include "fs/cmd.h"
 #include "fs/config.h"
+#include "fs/ns_sm.h"
+#include "fs/session_sm.h"
 #include "fs/state.h"
 #include "tests/unit/check.h"
 #include "tests/unit/statesnap.h"
@@ -23,6 +27,7 @@ static int apply(state_t *st, cmdbuf_t *b)
     memset(&res, 0, sizeof(res));
     state_sm_ops.apply(st, ++idx, b->p, b->len, &res);
     free(b->p);
+    ns_sm_check(st);
     return res.code;
 }
 
@@ -468,6 +473,112 @@ TEST(determinism_and_snapshot_round_trip)
     CHECK_EQ(system(cmd), 0);
 }
 
+/* Opens a session at now (lease 10 s); returns its id, or 0. */
+static uint64_t sess_open(state_t *st, uint64_t now)
+{
+    cmdbuf_t b;
+    sm_result_t res;
+    memset(&res, 0, sizeof(res));
+    cmd_begin(&b, SOP_OPEN, SESSION_CMD_NS, now);
+    cmd_str(&b, "n1");
+    cmd_u32(&b, 1);
+    cmd_u64(&b, 10000);
+    state_sm_ops.apply(st, ++idx, b.p, b.len, &res);
+    free(b.p);
+    uint64_t sid = 0;
+    if (res.code == 0)
+        memcpy(&sid, res.data, 8);
+    return sid;
+}
+
+static int sess_cmd(state_t *st, uint8_t op, uint64_t sid, uint64_t now)
+{
+    cmdbuf_t b;
+    cmd_begin(&b, op, SESSION_CMD_NS, now);
+    cmd_u64(&b, sid);
+    if (op == SOP_RENEW)
+        cmd_u64(&b, 10000);
+    else
+        cmd_u8(&b, 1);              /* SOP_END only if expired */
+    return apply(st, &b);
+}
+
+TEST(time_never_goes_backwards_in_the_log)
+{
+    char d[] = "/tmp/qfs-test-state-XXXXXX";
+    CHECK(mkdtemp(d));
+    idx = 0;
+    state_t *st = state_new(1 << 20), *r = state_new(1 << 20);
+    uint64_t sid = sess_open(st, 50000);           /* lease ends at 60000 */
+    CHECK(sid);
+    CHECK_EQ(st->now_ms, 50000);
+    /* A proposer whose clock is behind cannot shorten the lease: the renewal applies at
+     * 50000, not 1000, so the lease still ends at 60000, and a mkdir's mtime is 50000. */
+    CHECK_EQ(sess_cmd(st, SOP_RENEW, sid, 1000), 0);
+    CHECK_EQ(st->sessions.head->expires_ms, 60000);
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CACHE, "d", 2), 0);
+    CHECK_EQ(state_resolve(st, NS_CACHE, "d", 1)->mtime_ms, 50000);
+    CHECK_EQ(st->now_ms, 50000);
+    /* An expiry decided by a clock that is behind is judged at the log's time. */
+    CHECK_EQ(sess_cmd(st, SOP_END, sid, 59999), -EAGAIN);
+    /* A malformed command does not move time. */
+    uint8_t junk[3] = { 9, 9, 9 };
+    sm_result_t res;
+    state_sm_ops.apply(st, ++idx, junk, sizeof(junk), &res);
+    CHECK_EQ(res.code, -EINVAL);
+    CHECK_EQ(st->now_ms, 59999);
+    /* The stamp is in the snapshot: a restored replica continues from it. */
+    size_t len;
+    char *snap = snap_bytes(st, d, &len);
+    CHECK(snap);
+    free(snap);
+    CHECK_EQ(restore_dir(r, d), 0);
+    CHECK_EQ(r->now_ms, 59999);
+    CHECK(r->sessions.head && r->sessions.head->id == sid);
+    CHECK_EQ(sess_cmd(r, SOP_END, sid, 3), -EAGAIN);   /* at 59999: still renewed */
+    CHECK_EQ(sess_cmd(r, SOP_END, sid, 60000), 0);
+    CHECK(!r->sessions.head);
+    state_free(st);
+    state_free(r);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
+    CHECK_EQ(system(cmd), 0);
+}
+
+/* The delivery hook runs after the write lock was released (it can take the lock itself),
+ * once per effect, in order, and the effects are gone afterwards. */
+static int hook_calls, hook_lock_free;
+static uint64_t hook_revs[8];
+
+static void hook(void *arg, effect_t *e)
+{
+    state_t *st = arg;
+    if (pthread_rwlock_trywrlock(&st->lock) == 0) {
+        hook_lock_free++;
+        pthread_rwlock_unlock(&st->lock);
+    }
+    if (e->kind == EFF_CONFIG_REV && hook_calls < 8)
+        hook_revs[hook_calls] = e->u.config.rev;
+    hook_calls++;
+}
+
+TEST(effects_are_delivered_after_the_lock_is_released)
+{
+    idx = 0;
+    state_t *st = state_new(1 << 20);
+    st->deliver = hook;
+    st->deliver_arg = st;
+    CHECK_EQ(put(st, NS_CONFIG, "a", "1", C, 1), 0);
+    CHECK_EQ(put(st, NS_CONFIG, "b", "2", C, 2), 0);
+    CHECK_EQ(put(st, NS_CACHE, "c", "3", C, 3), 0);       /* no config change: no effect */
+    CHECK_EQ(put(st, NS_CONFIG, "a/x", "4", C, 4), -ENOTDIR);
+    CHECK_EQ(hook_calls, 2);
+    CHECK_EQ(hook_lock_free, 2);
+    CHECK(hook_revs[0] == 1 && hook_revs[1] == 2);
+    CHECK(!st->outbox.head && st->outbox.n == 0);
+    state_free(st);
+}
+
 int main(void)
 {
     RUN(tree_ops_and_errnos);
@@ -480,5 +591,7 @@ int main(void)
     RUN(config_events_compaction_gives_estale);
     RUN(determinism_and_snapshot_round_trip);
     RUN(config_rename_is_deterministic_after_restore);
+    RUN(time_never_goes_backwards_in_the_log);
+    RUN(effects_are_delivered_after_the_lock_is_released);
     return CHECK_DONE();
 }

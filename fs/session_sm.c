@@ -1,0 +1,167 @@
+/* fs/session_sm.c — the replicated session table (see session_sm.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cluster/assert.h"
+#include "cluster/err.h"
+#include "fs/ns_sm.h"
+#include "fs/session_sm.h"
+#include "fs/state.h"
+
+_Static_assert(SESSION_CMD_NS == NS_LOCKS, "session commands live in the locks/ opcode space");
+
+session_t *session_find(const session_table_t *t, uint64_t sid)
+{
+    for (session_t *s = t->head; s; s = s->next)
+        if (s->id == sid)
+            return s;
+    return NULL;
+}
+
+static void unlink_session(session_table_t *t, session_t *s)
+{
+    session_t **pp = &t->head, *prev = NULL;
+    while (*pp != s) {
+        ASSERT(*pp);
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    *pp = s->next;
+    if (t->tail == s)
+        t->tail = prev;
+    free(s);
+}
+
+static session_t *append_session(session_table_t *t)
+{
+    session_t *s = xcalloc(1, sizeof(*s));
+    if (t->tail)
+        t->tail->next = s;
+    else
+        t->head = s;
+    t->tail = s;
+    return s;
+}
+
+int session_sm_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res,
+                     effects_t *fx)
+{
+    session_table_t *t = &st->sessions;
+    switch (h->op) {
+    case SOP_OPEN: {
+        const uint8_t *node;
+        size_t nl = cmd_get_bytes(r, &node);
+        uint32_t pid = cmd_get_u32(r);
+        uint64_t lease = cmd_get_u64(r);
+        if (r->err || nl == 0 || nl >= SESSION_NODE_MAX || lease == 0 ||
+            memchr(node, 0, nl))
+            return -EINVAL;
+        session_t *s = append_session(t);
+        s->id = ++t->next_id;
+        memcpy(s->node, node, nl);
+        s->pid = pid;
+        s->opened_ms = h->now_ms;
+        s->lease_ms = lease;
+        s->expires_ms = h->now_ms + lease;
+        if (res) {
+            memcpy(res->data, &s->id, 8);
+            res->len = 8;
+        }
+        return 0;
+    }
+    case SOP_RENEW: {
+        uint64_t sid = cmd_get_u64(r), lease = cmd_get_u64(r);
+        if (r->err || lease == 0)
+            return -EINVAL;
+        session_t *s = session_find(t, sid);
+        if (!s)
+            return -ENOENT;
+        s->lease_ms = lease;
+        s->expires_ms = h->now_ms + lease;
+        return 0;
+    }
+    case SOP_END: {
+        uint64_t sid = cmd_get_u64(r);
+        uint8_t only_expired = cmd_get_u8(r);
+        if (r->err)
+            return -EINVAL;
+        session_t *s = session_find(t, sid);
+        if (!s)
+            return -ENOENT;
+        if (only_expired && s->expires_ms > h->now_ms)
+            return -EAGAIN;     /* renewed since the leader decided: keep it */
+        unlink_session(t, s);
+        ns_sm_session_end(st, sid, h->now_ms, fx);
+        return 0;
+    }
+    default:
+        return -EINVAL;
+    }
+}
+
+void session_sm_free(session_table_t *t)
+{
+    for (session_t *s = t->head, *n; s; s = n) {
+        n = s->next;
+        free(s);
+    }
+    t->head = t->tail = NULL;
+    t->next_id = 0;
+}
+
+void session_sm_snapshot(const session_table_t *t, snapout_t *o)
+{
+    uint32_t n = 0;
+    for (session_t *s = t->head; s; s = s->next)
+        n++;
+    so_u64(o, t->next_id);
+    so_u32(o, n);
+    for (session_t *s = t->head; s; s = s->next) {
+        so_u64(o, s->id);
+        so_blob(o, s->node, (uint32_t)strlen(s->node));
+        so_u32(o, s->pid);
+        so_u64(o, s->opened_ms);
+        so_u64(o, s->lease_ms);
+        so_u64(o, s->expires_ms);
+    }
+}
+
+int session_sm_restore(session_table_t *t, snapin_t *in)
+{
+    t->next_id = si_u64(in);
+    uint32_t n = si_u32(in);
+    uint64_t last = 0;
+    for (uint32_t i = 0; i < n && !in->err; i++) {
+        uint64_t id = si_u64(in);
+        char node[SESSION_NODE_MAX];
+        int nl = si_str(in, node, sizeof(node));
+        if (nl < 0)
+            return nl;
+        if (id <= last || id > t->next_id || memchr(node, 0, (size_t)nl))
+            return -QERR_CORRUPT;   /* ids grow strictly in opening order */
+        last = id;
+        session_t *s = append_session(t);
+        s->id = id;
+        memcpy(s->node, node, (size_t)nl);
+        s->pid = si_u32(in);
+        s->opened_ms = si_u64(in);
+        s->lease_ms = si_u64(in);
+        s->expires_ms = si_u64(in);
+    }
+    return in->err;
+}
+
+void session_sm_check(const session_table_t *t)
+{
+    uint64_t last = 0;
+    const session_t *prev = NULL;
+    for (const session_t *s = t->head; s; prev = s, s = s->next) {
+        ASSERT_MSG(s->id > last && s->id <= t->next_id, "session %llu after %llu (next %llu)",
+                   (unsigned long long)s->id, (unsigned long long)last,
+                   (unsigned long long)t->next_id);
+        ASSERT(s->node[0] && memchr(s->node, 0, sizeof(s->node)));
+        ASSERT(s->lease_ms > 0);
+        last = s->id;
+    }
+    ASSERT(t->tail == prev);
+}
