@@ -90,6 +90,16 @@ wait_for() {
     done
 }
 
+# now_ms: milliseconds since the epoch.
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# sleep_until MS: sleeps until now_ms >= MS (at once when that has passed).
+sleep_until() {
+    local d=$(( $1 - $(now_ms) ))
+    [ "$d" -gt 0 ] && sleep "$(awk -v d="$d" 'BEGIN { printf "%.3f", d / 1000 }')"
+    return 0
+}
+
 # is_mounted DIR: DIR is a mountpoint listed in /proc/mounts.
 is_mounted() { awk -v d="$1" '$2 == d { f = 1 } END { exit !f }' /proc/mounts; }
 not_mounted() { ! is_mounted "$1"; }
