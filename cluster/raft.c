@@ -72,6 +72,7 @@ struct raft {
     uint32_t elapsed;          /* ticks since the last reset of the election timer; on the
                                   leader, ticks since the last check-quorum */
     uint32_t hb_elapsed;
+    uint32_t since_start;      /* ticks since raft_new, counted up to election_tick */
     uint32_t timeout;          /* randomized election timeout */
     uint64_t now;              /* ticks since start */
     struct peer peers[RAFT_MAX_SERVERS];  /* every server of conf but this one */
@@ -532,8 +533,15 @@ static void send_chunk(raft_t *r, struct peer *p);
 
 static void start_snapshot(raft_t *r, struct peer *p)
 {
-    if (!r->cfg.snap_read || r->snap.index == 0)
-        return; /* cannot catch this follower up; it stays in PROBE */
+    if (!r->cfg.snap_read || r->snap.index == 0) {
+        /* Cannot catch this follower up. It waits in PROBE (probe_sent: until a heartbeat
+         * answer) rather than in REPLICATE, where raft_has_ready would stay true and
+         * raft_ready hand out empty Readies for ever. */
+        p->state = RAFT_PR_PROBE;
+        p->probe_sent = true;
+        p->infl_n = 0;
+        return;
+    }
     p->state = RAFT_PR_SNAPSHOT;
     p->snap_index = r->snap.index;
     p->snap_offset = 0;
@@ -1204,14 +1212,28 @@ int raft_step(raft_t *r, const raft_msg_t *m)
         return -QERR_INVAL;
     bool is_vote = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE;
     if (m->term > r->term) {
-        if (is_vote && r->cfg.check_quorum && r->leader != 0 &&
-            r->elapsed < r->cfg.election_tick && !(m->flags & RAFT_MSGF_TRANSFER))
-            return 0; /* we heard from a live leader: ignore the disruption (thesis §4.2.3) */
+        /* We heard from a live leader, or we just started and may have forgotten one whose
+         * lease still stands: ignore the disruption (thesis §4.2.3). Without the start-up
+         * period a restarted follower would help elect a new leader while the old one still
+         * serves lease reads at its old index. */
+        bool quiet = (r->leader != 0 && r->elapsed < r->cfg.election_tick) ||
+                     r->since_start < r->cfg.election_tick;
+        if (is_vote && r->cfg.check_quorum && quiet && !(m->flags & RAFT_MSGF_TRANSFER))
+            return 0;
         if (m->type == RAFT_MSG_PREVOTE || (m->type == RAFT_MSG_PREVOTE_RESP && !m->reject)) {
             /* pre-votes do not change terms */
         } else if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
                    m->type == RAFT_MSG_SNAPSHOT) {
             become_follower(r, m->term, m->from);
+        } else if (m->type == RAFT_MSG_VOTE && r->role != RAFT_LEADER) {
+            /* Adopt the term but keep the election timer running: Figure 2 restarts it only
+             * on AppendEntries from the current leader or on granting a vote (handle_vote).
+             * Restarting it here would let a candidate with a stale log that keeps timing
+             * out first starve every up-to-date server's election. */
+            uint32_t elapsed = r->elapsed, timeout = r->timeout;
+            become_follower(r, m->term, 0);
+            r->elapsed = elapsed;
+            r->timeout = timeout;
         } else {
             become_follower(r, m->term, 0);
         }
@@ -1358,6 +1380,8 @@ void raft_tick(raft_t *r)
     if (r->rd_taken)
         return;
     r->now++;
+    if (r->since_start < r->cfg.election_tick)
+        r->since_start++;
     if (r->role == RAFT_LEADER) {
         tick_leader(r);
         return;

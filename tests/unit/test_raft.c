@@ -1531,6 +1531,138 @@ TEST(test_step_rejects_malformed)
     cluster_free(&c);
 }
 
+/* Issue 9, finding 1: a follower that restarts forgets the leader it heard, so without a
+ * start-up quiet period it grants a higher-term (pre-)vote while the old leader's lease
+ * still stands. Here L is cut from F2; F1 restarts just as F2 campaigns, and L's heartbeats
+ * to F1 are delayed. F2 must not commit anything while L can still answer a lease read at
+ * its old index. */
+TEST(test_lease_survives_follower_restart)
+{
+    tcluster_t c;
+    cluster_init(&c, 3, lease_tweak);
+    int l = wait_leader(&c, 100);
+    CHECK(l != 0);
+    int f1 = l % 3 + 1, f2 = f1 % 3 + 1;
+    CHECK_EQ(propose_str(&c, l, "x=1;"), 0);
+    run(&c, 3);
+    c.cut[l][f2] = c.cut[f2][l] = true;
+    /* tick until F2's election timer fires: its pre-votes are queued, not yet delivered */
+    bool restarted = false;
+    for (int t = 0; t < 100 && !restarted; t++) {
+        for (int i = 1; i <= 3; i++) {
+            raft_tick(c.nd[i].r);
+            process(&c, i);
+        }
+        if (role_of(&c, f2) == RAFT_PRECANDIDATE) {
+            crash(&c, f1);
+            CHECK_EQ(node_start(&c, f1), 0);
+            c.cut[l][f1] = true;          /* L's next heartbeats reach F1 late */
+            restarted = true;
+        }
+        deliver_all(&c);
+    }
+    CHECK(restarted);
+    uint64_t stale_reads = 0;
+    for (int t = 0; t < 60; t++) {
+        int nl = leader(&c);
+        if (nl == f2 && status_of(&c, f2).commit > status_of(&c, l).commit &&
+            status_of(&c, l).lease_valid && role_of(&c, l) == RAFT_LEADER)
+            stale_reads++;                /* L would answer a lease read below F2's commit */
+        if (nl == f2)
+            propose_str(&c, f2, "x=2;");
+        run(&c, 1);
+    }
+    CHECK_EQ(stale_reads, 0);
+    c.cut[l][f1] = false;
+    c.cut[l][f2] = c.cut[f2][l] = false;
+    run(&c, 30);
+    CHECK(leader(&c) != 0);
+    CHECK(!c.violation);
+    cluster_free(&c);
+}
+
+static void no_snap_read_tweak(raft_config_t *cfg)
+{
+    cfg->snap_read = NULL;
+    cfg->max_inflight = 1;
+}
+
+/* Issue 9, finding 2: without snap_read, a follower whose next index falls into the
+ * compacted prefix must not stay in replicate state, or raft_has_ready stays true and
+ * raft_ready hands out empty Readies for ever. A late duplicate acknowledgement of the
+ * follower's old last index puts it there. */
+TEST(test_compacted_follower_without_snap_read_goes_quiet)
+{
+    tcluster_t c;
+    cluster_init(&c, 3, no_snap_read_tweak);
+    c.compact_every = 10;
+    int l = wait_leader(&c, 100);
+    CHECK(l != 0);
+    int lag = l % 3 + 1;
+    uint64_t lag_last = status_of(&c, lag).last_index;
+    isolate(&c, lag, true);
+    for (int k = 0; k < 40; k++) {
+        CHECK_EQ(propose_str(&c, l, "v;"), 0);
+        deliver_all(&c);
+    }
+    run(&c, 2);
+    CHECK(status_of(&c, l).first_index > lag_last + 1);
+    raft_msg_t m;
+    memset(&m, 0, sizeof m);
+    m.type = RAFT_MSG_APPEND_RESP;
+    m.from = (uint64_t)lag;
+    m.to = (uint64_t)l;
+    m.term = status_of(&c, l).term;
+    m.index = lag_last;
+    CHECK_EQ(raft_step(c.nd[l].r, &m), 0);
+    process(&c, l);
+    CHECK(!raft_has_ready(c.nd[l].r));
+    isolate(&c, lag, false);
+    run(&c, 5);
+    CHECK(!raft_has_ready(c.nd[l].r));
+    CHECK_EQ(leader(&c), l);
+    cluster_free(&c);
+}
+
+static void no_prevote_tweak(raft_config_t *cfg)
+{
+    cfg->pre_vote = false;
+    cfg->check_quorum = false;
+    if (cfg->id == 2)
+        cfg->election_tick = 5;           /* n2 always times out first */
+}
+
+/* Issue 9, finding 3: a candidate with a stale log that keeps timing out first must not
+ * starve the up-to-date servers: rejecting its vote request must not restart their
+ * election timers (Figure 2 restarts them only on AppendEntries from the current leader
+ * or on granting a vote). */
+TEST(test_stale_candidate_cannot_starve_elections)
+{
+    tcluster_t c;
+    cluster_init(&c, 3, no_prevote_tweak);
+    int l = 0;
+    for (int t = 0; t < 200 && l != 1; t++) {
+        l = wait_leader(&c, 100);
+        if (l != 1) {                     /* make n1 the leader, so n2 can lag behind it */
+            force_campaign(&c, 1);
+            deliver_all(&c);
+            l = leader(&c);
+        }
+    }
+    CHECK_EQ(l, 1);
+    isolate(&c, 2, true);
+    for (int k = 0; k < 5; k++)
+        CHECK_EQ(propose_str(&c, 1, "w;"), 0);
+    run(&c, 2);
+    CHECK(status_of(&c, 3).last_index > status_of(&c, 2).last_index);
+    crash(&c, 1);
+    isolate(&c, 2, false);
+    int nl = wait_leader(&c, 200);
+    CHECK_EQ(nl, 3);
+    CHECK(!c.violation);
+    cluster_free(&c);
+}
+
 int main(void)
 {
     RUN(test_elect_and_replicate);
@@ -1555,5 +1687,8 @@ int main(void)
     RUN(test_chaos_smoke);
     RUN(test_msg_clone_and_wire);
     RUN(test_step_rejects_malformed);
+    RUN(test_lease_survives_follower_restart);
+    RUN(test_compacted_follower_without_snap_read_goes_quiet);
+    RUN(test_stale_candidate_cannot_starve_elections);
     return CHECK_DONE();
 }
