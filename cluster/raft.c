@@ -27,6 +27,8 @@ struct peer {
     bool recent_active;        /* answered since the last check-quorum */
     bool voted, granted;       /* answered our (pre-)vote request, and how */
     uint64_t acked_round;      /* highest heartbeat round acknowledged this term */
+    uint64_t lease_round;      /* highest round acknowledged by a check-quorum follower
+                                  (RAFT_MSGF_STICKY): only these acks back a lease */
     uint64_t sent_commit;      /* commit index last sent in an APPEND */
     uint32_t slot;             /* its in-flight ring in r->rings */
     uint32_t infl_head, infl_n;/* REPLICATE: ring of last indexes of unacknowledged APPENDs */
@@ -174,7 +176,8 @@ static uint64_t quorum_value(raft_t *r, uint64_t selfv, int which)
         v[n++] = selfv;
     for (uint32_t i = 0; i < r->n_peers; i++)
         if (r->peers[i].role == RAFT_VOTER)
-            v[n++] = which == 0 ? r->peers[i].match : r->peers[i].acked_round;
+            v[n++] = which == 0 ? r->peers[i].match
+                   : which == 1 ? r->peers[i].acked_round : r->peers[i].lease_round;
     if (n == 0)
         return 0;
     qsort(v, n, sizeof v[0], u64_desc);
@@ -282,6 +285,7 @@ static void reset_peer(raft_t *r, struct peer *p)
     p->recent_active = false;
     p->voted = p->granted = false;
     p->acked_round = 0;
+    p->lease_round = 0;
     p->sent_commit = 0;
     p->infl_head = p->infl_n = 0;
     p->snap_index = p->snap_offset = 0;
@@ -804,10 +808,15 @@ static void confirm_reads(raft_t *r)
     uint64_t done = quorum_value(r, r->read_round, 1);
     if (done == 0)
         return;
-    if (r->cfg.lease_reads && !r->lease_off && r->rounds[done % ROUND_RING].round == done) {
+    /* The lease counts only acknowledgements of followers that run check-quorum (they
+     * said so with RAFT_MSGF_STICKY): a follower without it grants votes at any time, so
+     * its acknowledgement promises nothing about the next election. */
+    uint64_t lease = quorum_value(r, r->read_round, 2);
+    if (r->cfg.lease_reads && !r->lease_off && lease &&
+        r->rounds[lease % ROUND_RING].round == lease) {
         /* the quorum heard from us at or after the round's start: none of them votes for
          * another leader for an election timeout after that (check-quorum stickiness) */
-        uint64_t until = r->rounds[done % ROUND_RING].tick + r->cfg.election_tick -
+        uint64_t until = r->rounds[lease % ROUND_RING].tick + r->cfg.election_tick -
                          r->cfg.max_clock_drift_ticks;
         if (until > r->lease_until)
             r->lease_until = until;
@@ -1055,6 +1064,8 @@ static void handle_heartbeat_resp(raft_t *r, const raft_msg_t *m, struct peer *p
 {
     if (m->ctx > p->acked_round && m->ctx <= r->read_round)
         p->acked_round = m->ctx;
+    if ((m->flags & RAFT_MSGF_STICKY) && m->ctx > p->lease_round && m->ctx <= r->read_round)
+        p->lease_round = m->ctx;
     if (p->state == RAFT_PR_PROBE)
         p->probe_sent = false;
     if (p->state == RAFT_PR_REPLICATE && p->infl_n >= r->cfg.max_inflight) {
@@ -1291,6 +1302,8 @@ int raft_step(raft_t *r, const raft_msg_t *m)
             if (resp) {
                 resp->ctx = m->ctx;
                 resp->index = last_index(r);
+                if (r->cfg.check_quorum)
+                    resp->flags |= RAFT_MSGF_STICKY;
             }
         }
         return 0;

@@ -138,6 +138,9 @@ enum {
 enum {
     RAFT_MSGF_TRANSFER = 1,      /* VOTE sent because of TimeoutNow: ignore leader leases */
     RAFT_MSGF_LAST = 2,          /* SNAPSHOT: last chunk; SNAPSHOT_RESP: install done */
+    RAFT_MSGF_STICKY = 4,        /* HEARTBEAT_RESP: the sender runs check-quorum (ignores
+                                    votes while it hears from a leader), so its ack may back
+                                    a read lease; acks without it never extend a lease */
 };
 
 typedef struct raft_msg {
@@ -255,7 +258,17 @@ void raft_free(raft_t *r);
  * Inputs.
  * ------------------------------------------------------------------------------------------ */
 
-/* Advances logical time by one tick (election / heartbeat / check-quorum / transfer timers). */
+/* Advances logical time by one tick (election / heartbeat / check-quorum / transfer timers).
+ *
+ * Leases count ticks, so with lease_reads the caller must tick from a monotonic clock and
+ * deliver every owed tick: after a pause (a stopped process, a long GC-like stall, a slow
+ * disk write in the loop) it calls raft_tick once per elapsed tick period BEFORE stepping
+ * any message or serving any read, never merging several periods into one tick. A leader
+ * that skips ticks outlives its lease in real time and can serve a stale read. Every
+ * voter must also use the same election_tick and tick period (the lease assumes the
+ * followers' timers run at least as long as the leader's), within max_clock_drift_ticks.
+ * Followers that run without check_quorum are detected (their heartbeat answers lack
+ * RAFT_MSGF_STICKY) and never back a lease. */
 void raft_tick(raft_t *r);
 
 /* Processes one message addressed to this server (m->to must equal cfg.id). Stale,

@@ -1663,6 +1663,38 @@ TEST(test_stale_candidate_cannot_starve_elections)
     cluster_free(&c);
 }
 
+static void mixed_cq_tweak(raft_config_t *cfg)
+{
+    cfg->lease_reads = cfg->id == 1;
+    cfg->max_clock_drift_ticks = 2;
+    cfg->check_quorum = cfg->id == 1;     /* n2 and n3 grant votes at any time */
+}
+
+/* Issue 9, finding 4: a lease needs check-quorum on the followers that back it. Followers
+ * without it say so (no RAFT_MSGF_STICKY), and a leader never gets a lease from them. */
+TEST(test_no_lease_from_followers_without_check_quorum)
+{
+    tcluster_t c;
+    cluster_init(&c, 3, mixed_cq_tweak);
+    int l = 0;
+    for (int t = 0; t < 50 && l != 1; t++) {
+        force_campaign(&c, 1);
+        deliver_all(&c);
+        l = leader(&c);
+    }
+    CHECK_EQ(l, 1);
+    run(&c, 5);
+    CHECK(!status_of(&c, 1).lease_valid);
+    CHECK_EQ(raft_read_index(c.nd[1].r, 3, NULL), 0);   /* served by a heartbeat round */
+    process(&c, 1);
+    raft_read_state_t rs;
+    CHECK(!find_read(&c.nd[1], 3, &rs));
+    deliver_all(&c);
+    CHECK(find_read(&c.nd[1], 3, &rs));
+    CHECK_EQ(rs.err, 0);
+    cluster_free(&c);
+}
+
 int main(void)
 {
     RUN(test_elect_and_replicate);
@@ -1690,5 +1722,6 @@ int main(void)
     RUN(test_lease_survives_follower_restart);
     RUN(test_compacted_follower_without_snap_read_goes_quiet);
     RUN(test_stale_candidate_cannot_starve_elections);
+    RUN(test_no_lease_from_followers_without_check_quorum);
     return CHECK_DONE();
 }
