@@ -33,6 +33,7 @@ include mk/raft.mk
 include mk/integration.mk
 include mk/bench.mk
 include mk/queues.mk
+include mk/net.mk
 
 # Two libraries so that cluster/ (which knows nothing of files) builds and tests alone.
 CLUSTER_LIB := $(BUILD)/libcluster.a
