@@ -10,11 +10,13 @@ $(BUILD)/raft_bench: tools/raft_bench.c $(BUILD)/libcluster.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 # --- Deterministic simulator (tests/sim/, tools/sim) and its checker's unit test. Owner: sim.
+# It links the fs state machine too (tests/sim/fsm.c, `--sm fs`), so it needs libfs.
+# (libfs.a and libcluster.a are named in full: $(FS_LIB)/$(CLUSTER_LIB) come later.)
 SIM_SRCS := tests/sim/main.c tests/sim/sim.c tests/sim/rng.c tests/sim/net.c tests/sim/kv.c \
-            tests/sim/disk.c tests/sim/invariant.c tests/sim/linearize.c
+            tests/sim/fsm.c tests/sim/disk.c tests/sim/invariant.c tests/sim/linearize.c
 SIM_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(SIM_SRCS))
 
-$(BUILD)/sim: $(SIM_OBJS) $(BUILD)/libcluster.a
+$(BUILD)/sim: $(SIM_OBJS) $(BUILD)/libfs.a $(BUILD)/libcluster.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 # The same simulator over cluster/raft.c built with -DRAFT_BUG=n (known bug n switched on).
@@ -24,7 +26,8 @@ $(BUILD)/obj-bug%/cluster/raft.o: cluster/raft.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DRAFT_BUG=$* -MMD -MP -c $< -o $@
 
-$(BUILD)/sim-bug%: $(BUILD)/obj-bug%/cluster/raft.o $(SIM_OBJS) $(BUILD)/libcluster.a
+$(BUILD)/sim-bug%: $(BUILD)/obj-bug%/cluster/raft.o $(SIM_OBJS) $(BUILD)/libfs.a \
+                   $(BUILD)/libcluster.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/test_linearize: tests/unit/test_linearize.c $(BUILD)/obj/tests/sim/linearize.o \
@@ -37,4 +40,4 @@ $(BUILD)/tests/test_linearize: tests/unit/test_linearize.c $(BUILD)/obj/tests/si
 TOOLS     += $(BUILD)/sim $(BUILD)/sim-bug1 $(BUILD)/sim-bug2 $(BUILD)/sim-bug3 \
              $(BUILD)/tests/test_linearize
 TEST_CMDS += $(BUILD)/tests/test_linearize "$(BUILD)/sim --seeds 1000 --from 1" \
-             "tests/sim/bugs_caught.sh $(BUILD)"
+             "$(BUILD)/sim --sm fs --seeds 400 --from 1" "tests/sim/bugs_caught.sh $(BUILD)"

@@ -1,8 +1,13 @@
 /* tests/sim/kv.c — the simulated KV store: fixed-layout little-endian commands and
- * snapshots, at-most-once application per (client, seq), FNV-style hash chaining. */
+ * snapshots, at-most-once application per (client, seq), FNV-style hash chaining; and its
+ * adapter to the simulator's state-machine interface (smi_kv, tests/sim/smi.h). */
 #include "tests/sim/kv.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "tests/sim/smi.h"
 
 static void put64(uint8_t *p, uint64_t v)
 {
@@ -155,3 +160,66 @@ int kv_restore(kv_t *kv, const void *data, size_t len)
     kv->hash = get64(p + 8);
     return 0;
 }
+
+/* ---- the kv backend of tests/sim/smi.h ---- */
+
+static void *kvsm_new(void *run)
+{
+    (void)run;
+    return calloc(1, sizeof(kv_t));
+}
+
+static void kvsm_free(void *sm) { free(sm); }
+
+/* The store tells commands from other entries by their bytes (kv_decode), as it always has. */
+static int kvsm_apply(void *sm, uint64_t index, int is_cmd, const void *data, size_t len,
+                      smi_res_t *res)
+{
+    (void)is_cmd;
+    res->code = 0;
+    return kv_apply(sm, index, data, len, &res->client, &res->seq, &res->ok);
+}
+
+static uint64_t kvsm_applied(const void *sm) { return ((const kv_t *)sm)->applied; }
+static uint64_t kvsm_hash(const void *sm) { return ((const kv_t *)sm)->hash; }
+
+static int kvsm_snapshot(void *sm, uint8_t **buf, size_t *len)
+{
+    if (!(*buf = malloc(KV_SNAP_LEN)))
+        return -1;
+    kv_snapshot(sm, *buf);
+    *len = KV_SNAP_LEN;
+    return 0;
+}
+
+static int kvsm_restore(void *sm, const void *buf, size_t len, char *err, size_t errlen)
+{
+    if (kv_restore(sm, buf, len) == 0)
+        return 0;
+    snprintf(err, errlen, "not a KV snapshot (%zu bytes)", len);
+    memset(sm, 0, sizeof(kv_t));
+    return -1;
+}
+
+static void kvsm_diff(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, char *out,
+                      size_t outlen)
+{
+    size_t i = 0;
+    while (i < alen && i < blen && a[i] == b[i])
+        i++;
+    snprintf(out, outlen, "first difference at byte %zu of %zu/%zu", i, alen, blen);
+}
+
+const smi_ops_t smi_kv = {
+    .name = "kv",
+    .snap_hdr = 0,
+    .new = kvsm_new,
+    .free = kvsm_free,
+    .apply = kvsm_apply,
+    .applied = kvsm_applied,
+    .hash = kvsm_hash,
+    .snapshot = kvsm_snapshot,
+    .restore = kvsm_restore,
+    .state_bytes = kvsm_snapshot,
+    .diff = kvsm_diff,
+};

@@ -2,18 +2,24 @@
  * from..from+N-1, prints each failure with the one command that replays it, and ends with
  * "N seeds, N failures". Exit status 0 only if every seed passed. */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tests/sim/sim.h"
+#include "tests/sim/smi.h"
 
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: tools/sim [--seeds N] [--from S] [--nodes 3|5] [--trace] [--stop] [--stats]\n"
-            "                 [--lin-only] [--stop-on TEXT]\n"
+            "usage: tools/sim [--sm kv|fs] [--seeds N] [--from S] [--nodes 3|5] [--trace] [--stop]\n"
+            "                 [--stats] [--lin-only] [--stop-on TEXT] [--fs-resend] [--fs-bug N]\n"
+            "  --sm M      the replicated state machine: kv (default; client histories are\n"
+            "              checked for linearizability) or fs (the mount's state machine;\n"
+            "              replicas' snapshots must be byte-identical at equal indexes)\n"
             "  --seeds N   number of seeds to run (default 1)\n"
             "  --from S    first seed (default 1)\n"
             "  --nodes K   founding voters; default: 3 for odd seeds, 5 for even ones\n"
@@ -22,7 +28,24 @@ static void usage(void)
             "  --stop-on T stop at the first seed failing with a reason containing T\n"
             "  --stats     print one line of figures per seed\n"
             "  --lin-only  broken Raft invariants are traced but not fatal, so only the\n"
-            "              linearizability and liveness checks can fail a run\n");
+            "              linearizability and liveness checks can fail a run\n"
+            "  --fs-resend fs clients send again a command whose outcome is unknown, as kv\n"
+            "              clients do (fs does not deduplicate: see tests/sim/FINDINGS.md)\n"
+            "  --fs-bug N  plant divergence N in some fs replicas, to see the checks catch it:\n"
+            "              1 apply at a local clock, 2 skip a command, 3 a lossy restore\n");
+}
+
+/* An assertion in the code under test (cluster/assert.h) aborts the process: say which seed
+ * was running and how to replay it before dying. */
+static char abort_note[400];
+
+static void on_abort(int sig)
+{
+    fflush(stdout);
+    ssize_t w = write(STDOUT_FILENO, abort_note, strlen(abort_note));
+    (void)w;
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 static int parse_u64(const char *s, uint64_t *v)
@@ -37,7 +60,8 @@ static int parse_u64(const char *s, uint64_t *v)
 int main(int argc, char **argv)
 {
     uint64_t seeds = 1, from = 1, nodes = 0;
-    int trace = 0, stop = 0, stats = 0, lin_only = 0;
+    int trace = 0, stop = 0, stats = 0, lin_only = 0, sm = SIM_KV, fs_resend = 0;
+    uint64_t fs_bug = 0;
     const char *stop_on = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -50,7 +74,20 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--nodes") && i + 1 < argc) {
             if (parse_u64(argv[++i], &nodes) < 0 || (nodes != 3 && nodes != 5))
                 goto bad;
-        } else if (!strcmp(a, "--trace"))
+        } else if (!strcmp(a, "--sm") && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (!strcmp(v, "kv"))
+                sm = SIM_KV;
+            else if (!strcmp(v, "fs"))
+                sm = SIM_FS;
+            else
+                goto bad;
+        } else if (!strcmp(a, "--fs-bug") && i + 1 < argc) {
+            if (parse_u64(argv[++i], &fs_bug) < 0 || fs_bug < 1 || fs_bug > SMI_FS_BUGS)
+                goto bad;
+        } else if (!strcmp(a, "--fs-resend"))
+            fs_resend = 1;
+        else if (!strcmp(a, "--trace"))
             trace = 1;
         else if (!strcmp(a, "--stop"))
             stop = 1;
@@ -70,20 +107,31 @@ int main(int argc, char **argv)
     static char why[16384];
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    signal(SIGABRT, on_abort);
+    char fs_bug_flag[32] = "";
+    if (fs_bug)
+        snprintf(fs_bug_flag, sizeof(fs_bug_flag), " --fs-bug %" PRIu64, fs_bug);
     for (uint64_t k = 0; k < seeds; k++) {
         uint64_t seed = from + k;
         int n = nodes ? (int)nodes : (seed % 2 ? 3 : 5);
         sim_opts_t o = { .seed = seed, .nodes = n, .trace = trace ? stdout : NULL,
-                         .lin_only = lin_only };
+                         .lin_only = lin_only, .sm = sm, .fs_resend = fs_resend,
+                         .fs_bug = (int)fs_bug };
         sim_stats_t st;
+        char replay[200];
+        snprintf(replay, sizeof(replay), "  replay: tools/sim%s%s%s --seeds 1 --from %" PRIu64
+                 " --nodes %d%s --trace\n", sm == SIM_FS ? " --sm fs" : "",
+                 fs_resend ? " --fs-resend" : "", fs_bug_flag, seed, n,
+                 lin_only ? " --lin-only" : "");
+        snprintf(abort_note, sizeof(abort_note),
+                 "seed %" PRIu64 " (%d nodes) ABORTED (an assertion failed; see stderr)\n%s",
+                 seed, n, replay);
         int rc = sim_run(&o, &st, why, sizeof(why));
         ran++;
         if (rc != 0) {
             failures++;
-            printf("seed %" PRIu64 " (%d nodes) FAILED: %s\n", seed, n,
-                   rc < 0 ? "internal error (out of memory)" : why);
-            printf("  replay: tools/sim --seeds 1 --from %" PRIu64 " --nodes %d%s --trace\n", seed,
-                   n, lin_only ? " --lin-only" : "");
+            printf("seed %" PRIu64 " (%d nodes) FAILED: %s\n%s", seed, n,
+                   rc < 0 ? "internal error (out of memory)" : why, replay);
             fflush(stdout);
         }
         if (stats)
@@ -95,6 +143,9 @@ int main(int argc, char **argv)
                    seed, n, st.vtime, st.ops, st.unknown, st.msgs, st.crashes, st.torn,
                    st.disk_faults, st.elections, st.max_term, st.snaps_sent, st.conf_changes,
                    st.applied, st.lin_states);
+        if (stats && sm == SIM_FS)
+            printf("  fs: %" PRIu64 " state comparisons, %" PRIu64 " restores checked; %s\n",
+                   st.state_checks, st.restore_checks, st.sm_line);
         tot.ops += st.ops;
         tot.unknown += st.unknown;
         tot.crashes += st.crashes;
@@ -104,6 +155,8 @@ int main(int argc, char **argv)
         tot.snaps_sent += st.snaps_sent;
         tot.conf_changes += st.conf_changes;
         tot.msgs += st.msgs;
+        tot.state_checks += st.state_checks;
+        tot.restore_checks += st.restore_checks;
         if (rc != 0 && (stop || (stop_on && strstr(why, stop_on))))
             break;
     }
@@ -114,6 +167,9 @@ int main(int argc, char **argv)
            " leaders, %" PRIu64 " snapshots installed, %" PRIu64 " conf changes; %.1f ms/seed\n",
            tot.ops, tot.unknown, tot.msgs, tot.crashes, tot.torn, tot.disk_faults, tot.elections,
            tot.snaps_sent, tot.conf_changes, ran ? secs * 1000.0 / (double)ran : 0.0);
+    if (sm == SIM_FS)
+        printf("# fs: %" PRIu64 " replica states compared byte for byte at equal indexes, %" PRIu64
+               " restored states checked\n", tot.state_checks, tot.restore_checks);
     printf("%" PRIu64 " seeds, %" PRIu64 " failures\n", ran, failures);
     return failures ? 1 : 0;
 bad:

@@ -112,6 +112,16 @@ int net_send(net_t *n, int from, int to, void *payload, uint64_t now)
     return 0;
 }
 
+int net_send_reliable(net_t *n, int from, int to, void *payload, uint64_t now)
+{
+    n->sent++;
+    if (push(n, from, to, payload, now + draw_delay(n)) < 0) {
+        n->free(payload);
+        return -1;
+    }
+    return 0;
+}
+
 uint64_t net_next_at(const net_t *n)
 {
     return n->len ? n->heap[0].at : UINT64_MAX;

@@ -51,6 +51,10 @@ void net_destroy(net_t *n);
 /* Sends payload from -> to at time now; the net takes ownership (it frees it on a drop).
  * Returns 0, or -1 on no memory (payload freed). */
 int net_send(net_t *n, int from, int to, void *payload, uint64_t now);
+/* Sends over a link that loses nothing: delayed like any message, never dropped or
+ * duplicated by the fault settings (a link cut at delivery time still drops it). The fs
+ * clients use it: a FUSE call reaches its own mount's node. Returns as net_send. */
+int net_send_reliable(net_t *n, int from, int to, void *payload, uint64_t now);
 /* Time of the next delivery, or UINT64_MAX if nothing is in flight. */
 uint64_t net_next_at(const net_t *n);
 /* Pops the next message due at or before now into *m (caller then owns m->payload).

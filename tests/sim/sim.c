@@ -1,8 +1,10 @@
 /* tests/sim/sim.c — the simulated cluster: nodes run cluster/raft.c through the Ready loop
  * with a virtual-time disk; a nemesis cuts links, crashes nodes (tearing unsynced writes),
- * fails disk writes, changes membership and transfers leadership; clients run put/get/CAS.
- * Invariants are checked after every step, linearizability and liveness at the end. All
- * randomness comes from one rng_t seeded by the run's seed. */
+ * fails disk writes, changes membership and transfers leadership. Clients run put/get/CAS on
+ * the KV state machine, or propose fs commands to the real fs state machine (tests/sim/smi.h
+ * hides which). Invariants are checked after every step; at the end, linearizability (kv),
+ * or byte-identical replica snapshots (fs, also checked at regular indexes and after every
+ * restore), and liveness. All randomness comes from one rng_t seeded by the run's seed. */
 #include "tests/sim/sim.h"
 
 #include <inttypes.h>
@@ -18,20 +20,27 @@
 #include "tests/sim/linearize.h"
 #include "tests/sim/net.h"
 #include "tests/sim/rng.h"
+#include "tests/sim/smi.h"
 
 #define MAX_SLOTS 7            /* founding voters + up to 2 spares */
-#define MAX_CLIENTS 5
+#define MAX_CLIENTS 8          /* CLIENT_EP must stay below NET_MAX_ENDPOINTS */
+#define KV_MAX_CLIENTS 5
 #define CLIENT_EP(c) (MAX_SLOTS + (c))
 #define TICK 10                /* nominal virtual time units per tick */
 #define MAX_PENDING 64
 #define LIVENESS_BOUND 5000    /* virtual time after healing to elect and commit */
+#define CONVERGE_BOUND 5000    /* fs: virtual time for every member to apply the last entry */
+#define T0_MS 1700000000000ull /* fs: what the nodes' clocks read at virtual time 0 */
 #define MARKER_CLIENT (KV_CLIENTS - 1)
 #define MARKER_KEY (KV_KEYS - 1)
 #define U(x) ((unsigned long long)(x))
 
 enum { PK_RAFT = 1, PK_REQ, PK_RESP };
 enum { OP_PUT = 1, OP_CAS, OP_GET };
-enum { RS_DONE = 0, RS_NOTLEADER, RS_RETRY, RS_LOST };
+/* Answers: done; refused (not leader, or retry later); the proposal was replaced by another
+ * entry, so it never took effect (LOST); or its index is inside a snapshot the node
+ * installed, so it may or may not be that entry (UNKNOWN). */
+enum { RS_DONE = 0, RS_NOTLEADER, RS_RETRY, RS_LOST, RS_UNKNOWN };
 
 /* What travels on the simulated network: a Raft message or a client request/response. */
 typedef struct pkt {
@@ -43,8 +52,10 @@ typedef struct pkt {
     uint32_t key;
     uint64_t expect, value;
     int status;                /* PK_RESP: RS_* */
-    uint64_t result;           /* GET: value; CAS: swapped */
+    uint64_t result;           /* GET: value; CAS: swapped; fs: apply's verdict */
     uint64_t hint;             /* RS_NOTLEADER: leader id or 0 */
+    uint8_t *cmd;              /* fs PK_REQ: the command (owned) */
+    size_t cmdlen;
 } pkt_t;
 
 typedef struct pend_prop {
@@ -68,8 +79,10 @@ typedef struct node {
     raft_t *r;
     rng_t rng;                 /* the core's randomness */
     disk_t disk;
-    kv_t kv;
+    void *sm;                  /* the state machine (s->ops); rebuilt at each boot */
     raft_conf_t applied_conf;
+    int64_t skew_ms;           /* fs: this lifetime's clock offset */
+    uint64_t next_sweep;       /* fs: the leader's sweeper runs then */
     /* the persist window */
     int busy;
     uint64_t busy_until, crash_at;
@@ -106,11 +119,24 @@ typedef struct client {
     uint32_t key;
     uint64_t expect, value;
     uint64_t seen[KV_KEYS];    /* last value observed per key, for CAS expectations */
+    uint8_t *cmd;              /* fs: the current command (owned) */
+    size_t cmdlen;
 } client_t;
+
+/* fs: the first state seen at an index, which every other replica's must equal. */
+typedef struct scheck {
+    uint64_t digest, node;     /* node 0: nothing recorded yet */
+    uint8_t *bytes;
+    size_t len;
+    const char *what;
+} scheck_t;
 
 typedef struct sim {
     const sim_opts_t *o;
     sim_stats_t *st;
+    const smi_ops_t *ops;      /* the state machine */
+    void *run;                 /* its per-run context */
+    int fs;                    /* ops is smi_fs */
     rng_t rng;
     net_t net;
     inv_t inv;
@@ -135,6 +161,12 @@ typedef struct sim {
     int fig8, f8_state, f8_a_alive;
     node_t *f8_a, *f8_b;
     uint64_t f8_at;
+    /* fs */
+    uint64_t ms_per_unit, sweep_every, check_every, converge_until;
+    struct { uint64_t index, term; } markers[64];
+    int nmarkers;
+    scheck_t *sc;              /* by log index */
+    size_t nsc;
     /* failure */
     int failed;
     char *why;
@@ -262,6 +294,7 @@ static void msg_desc(const raft_msg_t *m, char *b, size_t len)
 /* ---------------------------------------------------------------------------------------- */
 /* Packets */
 
+/* The network's copy of a packet it duplicates. */
 static void *pkt_clone(const void *p)
 {
     const pkt_t *src = p;
@@ -270,6 +303,12 @@ static void *pkt_clone(const void *p)
         return NULL;
     *d = *src;
     if (src->kind == PK_RAFT && raft_msg_clone(&d->m, &src->m) < 0) {
+        free(d);
+        return NULL;
+    }
+    if (src->cmd && (d->cmd = malloc(src->cmdlen ? src->cmdlen : 1)))
+        memcpy(d->cmd, src->cmd, src->cmdlen);
+    else if (src->cmd) {
         free(d);
         return NULL;
     }
@@ -283,6 +322,7 @@ static void pkt_free(void *p)
         return;
     if (k->kind == PK_RAFT)
         raft_msg_free(&k->m);
+    free(k->cmd);
     free(k);
 }
 
@@ -305,6 +345,14 @@ static void send_raft(sim_t *s, node_t *n, const raft_msg_t *m)
         fail(s, "out of memory");
 }
 
+/* How clients and nodes talk. kv: over the faulty network, like the nodes. fs: a client is
+ * a mount's FUSE call to its node, which loses nothing (the fs state machine does not
+ * deduplicate, so a lost request or answer would leave the outcome unknown). */
+static int (*client_link(const sim_t *s))(net_t *, int, int, void *, uint64_t)
+{
+    return s->fs ? net_send_reliable : net_send;
+}
+
 static void respond(sim_t *s, node_t *n, int client, uint32_t seq, int status,
                     uint64_t result, uint64_t hint)
 {
@@ -321,7 +369,7 @@ static void respond(sim_t *s, node_t *n, int client, uint32_t seq, int status,
     p->status = status;
     p->result = result;
     p->hint = hint;
-    if (net_send(&s->net, n->slot, CLIENT_EP(client), p, s->now) < 0)
+    if (client_link(s)(&s->net, n->slot, CLIENT_EP(client), p, s->now) < 0)
         fail(s, "out of memory");
 }
 
@@ -354,6 +402,116 @@ static uint64_t entry_hash(const raft_entry_t *e)
     return kv_entry_hash(e->term, e->data, e->len) ^ ((uint64_t)e->type << 56);
 }
 
+/* ---- fs: replicas' states compared byte for byte ---- */
+
+static uint64_t digest(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h ^ n;
+}
+
+/* Records node n's state bytes at index, or compares them with the first recorded there. */
+static void state_check(sim_t *s, node_t *n, uint64_t index, const uint8_t *b, size_t len,
+                        const char *what)
+{
+    if (index >= s->nsc) {
+        size_t nn = s->nsc ? s->nsc : 256;
+        while (nn <= index)
+            nn *= 2;
+        scheck_t *t = realloc(s->sc, nn * sizeof(*t));
+        if (!t) {
+            fail(s, "out of memory");
+            return;
+        }
+        memset(t + s->nsc, 0, (nn - s->nsc) * sizeof(*t));
+        s->sc = t;
+        s->nsc = nn;
+    }
+    scheck_t *c = &s->sc[index];
+    uint64_t d = digest(b, len);
+    if (!c->node) {
+        if (!(c->bytes = malloc(len))) {
+            fail(s, "out of memory");
+            return;
+        }
+        memcpy(c->bytes, b, len);
+        c->len = len;
+        c->digest = d;
+        c->node = n->id;
+        c->what = what;
+        return;
+    }
+    s->st->state_checks++;
+    if (d == c->digest && len == c->len && memcmp(b, c->bytes, len) == 0)
+        return;
+    char diff[700];
+    s->ops->diff(c->bytes, c->len, b, len, diff, sizeof(diff));
+    fail(s, "replicas diverge at index %llu: n%llu's state (%s) differs from n%llu's (%s): %s",
+         U(index), U(n->id), what, U(c->node), c->what, diff);
+}
+
+/* Takes node n's state bytes now and checks them at its applied index. */
+static void check_now(sim_t *s, node_t *n, const char *what)
+{
+    uint8_t *b;
+    size_t len;
+    if (s->ops->state_bytes(n->sm, &b, &len) < 0) {
+        fail(s, "n%llu: could not snapshot its state", U(n->id));
+        return;
+    }
+    state_check(s, n, s->ops->applied(n->sm), b, len, what);
+    free(b);
+}
+
+/* Replaces n's state with a snapshot's (at index). fs: the restored state must snapshot back
+ * to exactly the bytes it came from, and equal the other replicas' at that index. Returns 0,
+ * or -1 after failing the run. */
+static int sm_restore(sim_t *s, node_t *n, const uint8_t *data, size_t len, uint64_t index,
+                      const char *what)
+{
+    char err[300] = "";
+    if (s->ops->restore(n->sm, data, len, err, sizeof(err)) < 0 ||
+        s->ops->applied(n->sm) != index) {
+        fail(s, "n%llu: %s %llu does not hold a state at that index%s%s", U(n->id), what,
+             U(index), err[0] ? ": " : "", err);
+        return -1;
+    }
+    if (!s->fs)
+        return 0;
+    uint8_t *b;
+    size_t bl, hdr = s->ops->snap_hdr;
+    if (s->ops->state_bytes(n->sm, &b, &bl) < 0) {
+        fail(s, "n%llu: could not snapshot its restored state", U(n->id));
+        return -1;
+    }
+    if (bl != len - hdr || memcmp(b, data + hdr, bl) != 0) {
+        char diff[700];
+        s->ops->diff(data + hdr, len - hdr, b, bl, diff, sizeof(diff));
+        fail(s, "n%llu: the state restored from %s %llu does not snapshot back to the same "
+             "bytes: %s", U(n->id), what, U(index), diff);
+        free(b);
+        return -1;
+    }
+    s->st->restore_checks++;
+    state_check(s, n, index, b, bl, "restored from a snapshot");
+    free(b);
+    return s->failed ? -1 : 0;
+}
+
+/* fs: node n's wall clock in ms, as a proposer stamps it into a command: virtual time plus
+ * the node's offset, now and then a little behind (clocks of racing proposers disagree). */
+static uint64_t node_ms(sim_t *s, node_t *n)
+{
+    uint64_t t = T0_MS + s->now * s->ms_per_unit + (uint64_t)n->skew_ms;
+    if (rng_chance(&s->rng, 30))
+        t -= rng_below(&s->rng, 300);
+    return t;
+}
+
 static void node_boot(sim_t *s, node_t *n)
 {
     raft_boot_t boot;
@@ -377,15 +535,14 @@ static void node_boot(sim_t *s, node_t *n)
         n->r = NULL;
         return;
     }
-    memset(&n->kv, 0, sizeof(n->kv));
-    if (n->disk.snap.index) {
-        if (kv_restore(&n->kv, n->disk.snap_data, n->disk.snap_len) < 0 ||
-            n->kv.applied != n->disk.snap.index) {
-            fail(s, "n%llu: its durable snapshot %llu does not hold a state at that index",
-                 U(n->id), U(n->disk.snap.index));
-            return;
-        }
+    s->ops->free(n->sm);
+    if (!(n->sm = s->ops->new(s->run))) {
+        fail(s, "out of memory");
+        return;
     }
+    if (n->disk.snap.index && sm_restore(s, n, n->disk.snap_data, n->disk.snap_len,
+                                         n->disk.snap.index, "its durable snapshot") < 0)
+        return;
     n->applied_conf = n->disk.snap.conf;
     n->up = 1;
     n->busy = 0;
@@ -394,6 +551,10 @@ static void node_boot(sim_t *s, node_t *n)
     n->restart_at = 0;
     n->tick_period = rng_range(&s->rng, TICK - 1, TICK + 1);
     n->next_tick = s->now + rng_range(&s->rng, 1, n->tick_period);
+    if (s->fs) {
+        n->skew_ms = (int64_t)rng_below(&s->rng, 401) - 200;
+        n->next_sweep = s->now + rng_range(&s->rng, 1, s->sweep_every);
+    }
     n->owed_ticks = 0;
     n->nprops = n->nreads = 0;
     raft_status_t st;
@@ -460,6 +621,9 @@ static void node_crash(sim_t *s, node_t *n, const char *why)
     n->kill_at = 0;
     inbox_clear(n);
     n->owed_ticks = 0;
+    if (s->fs)   /* the daemon died mid-call: those FUSE calls fail, outcome unknown */
+        for (int i = 0; i < n->nprops; i++)
+            respond(s, n, n->props[i].client, n->props[i].seq, RS_UNKNOWN, 0, 0);
     n->nprops = n->nreads = 0;
 }
 
@@ -691,11 +855,23 @@ static void retire_removed(sim_t *s, const raft_conf_t *c, uint64_t index)
     }
 }
 
+/* Whether an applied entry is a liveness marker proposed after healing. */
+static int is_marker(sim_t *s, const raft_entry_t *e, const smi_res_t *res)
+{
+    if (!s->fs)
+        return res->client == MARKER_CLIENT && res->seq >= s->marker_first;
+    for (int i = 0; i < s->nmarkers; i++)
+        if (s->markers[i].index == e->index && s->markers[i].term == e->term)
+            return 1;
+    return 0;
+}
+
 static void apply_entry(sim_t *s, node_t *n, const raft_entry_t *e, uint64_t commit)
 {
-    if (e->index != n->kv.applied + 1) {
+    uint64_t applied = s->ops->applied(n->sm);
+    if (e->index != applied + 1) {
         fail(s, "n%llu: asked to apply index %llu after %llu", U(n->id), U(e->index),
-             U(n->kv.applied));
+             U(applied));
         return;
     }
     if (e->index > commit) {
@@ -703,13 +879,19 @@ static void apply_entry(sim_t *s, node_t *n, const raft_entry_t *e, uint64_t com
              U(e->index), U(commit));
         return;
     }
-    int client;
-    uint32_t seq;
-    int ok;
-    kv_apply(&n->kv, e->index, e->data, e->len, &client, &seq, &ok);
-    if (inv_apply(&s->inv, (int)n->id, e->index, entry_hash(e), n->kv.hash) < 0 &&
+    smi_res_t res;
+    s->ops->apply(n->sm, e->index, e->type == RAFT_ENTRY_NORMAL, e->data, e->len, &res);
+    int client = res.client;
+    uint32_t seq = res.seq;
+    int ok = res.ok;
+    if (inv_apply(&s->inv, (int)n->id, e->index, entry_hash(e), s->ops->hash(n->sm)) < 0 &&
         inv_failed(s))
         return;
+    if (s->fs && e->index % s->check_every == 0) {
+        check_now(s, n, "applied from the log");
+        if (s->failed)
+            return;
+    }
     if (e->index > s->st->applied)
         s->st->applied = e->index;
     if (e->type == RAFT_ENTRY_CONF) {
@@ -721,16 +903,24 @@ static void apply_entry(sim_t *s, node_t *n, const raft_entry_t *e, uint64_t com
         n->applied_conf = c;
         retire_removed(s, &c, e->index);
     }
-    if (client == MARKER_CLIENT && s->healed && seq >= s->marker_first && !s->live_ok) {
+    if (s->healed && !s->live_ok && is_marker(s, e, &res)) {
         s->live_ok = 1;
-        tr(s, "liveness: marker %u committed and applied by n%llu, %llu after healing", seq,
-           U(n->id), U(s->now - s->heal_at));
+        tr(s, "liveness: marker %llu committed and applied by n%llu, %llu after healing",
+           U(s->fs ? e->index : seq), U(n->id), U(s->now - s->heal_at));
     }
     for (int i = 0; i < n->nprops; i++) {
         pend_prop_t *p = &n->props[i];
         if (p->index != e->index)
             continue;
-        if (p->term == e->term && client == p->client && seq == p->seq) {
+        if (s->fs && p->term == e->term) {
+            if (s->o->trace) {
+                char d[200];
+                s->ops->describe(e->data, e->len, d, sizeof(d));
+                tr(s, "n%llu applied c%d#%u at %llu: %s -> %d", U(n->id), p->client, p->seq,
+                   U(e->index), d, res.code);
+            }
+            respond(s, n, p->client, p->seq, RS_DONE, (uint64_t)(int64_t)res.code, 0);
+        } else if (!s->fs && p->term == e->term && client == p->client && seq == p->seq) {
             tr(s, "n%llu applied c%d#%u at %llu: %s", U(n->id), client, seq, U(e->index),
                ok ? "done" : "cas failed");
             respond(s, n, p->client, p->seq, RS_DONE, (uint64_t)ok, 0);
@@ -758,13 +948,10 @@ static void node_complete(sim_t *s, node_t *n)
     for (size_t i = 0; i < rd->n_msgs_after_persist; i++)
         send_raft(s, n, &rd->msgs_after_persist[i]);
     if (rd->snapshot) {
-        if (kv_restore(&n->kv, n->disk.snap_data, n->disk.snap_len) < 0 ||
-            n->kv.applied != rd->snapshot->index) {
-            fail(s, "n%llu: installed snapshot %llu does not hold a state at that index",
-                 U(n->id), U(rd->snapshot->index));
+        if (sm_restore(s, n, n->disk.snap_data, n->disk.snap_len, rd->snapshot->index,
+                       "installed snapshot") < 0)
             return;
-        }
-        if (inv_restore(&s->inv, (int)n->id, n->kv.applied, n->kv.hash) < 0 &&
+        if (inv_restore(&s->inv, (int)n->id, s->ops->applied(n->sm), s->ops->hash(n->sm)) < 0 &&
             inv_failed(s))
             return;
         n->applied_conf = rd->snapshot->conf;
@@ -773,7 +960,7 @@ static void node_complete(sim_t *s, node_t *n)
            U(rd->snapshot->term));
         for (int i = 0; i < n->nprops; i++)
             if (n->props[i].index <= rd->snapshot->index) {
-                respond(s, n, n->props[i].client, n->props[i].seq, RS_LOST, 0, 0);
+                respond(s, n, n->props[i].client, n->props[i].seq, RS_UNKNOWN, 0, 0);
                 n->props[i--] = n->props[--n->nprops];
             }
     }
@@ -868,8 +1055,38 @@ static void node_begin_ready(sim_t *s, node_t *n)
         n->crash_at = s->now + rng_below(&s->rng, lat);
 }
 
+/* fs: proposes a client's command with this node's clock in its header. */
+static void handle_fs_req(sim_t *s, node_t *n, pkt_t *p)
+{
+    if (s->o->trace) {
+        char d[200];
+        s->ops->describe(p->cmd, p->cmdlen, d, sizeof(d));
+        tr(s, "n%llu <- c%d#%u %s", U(n->id), p->client, p->seq, d);
+    }
+    if (n->nprops == MAX_PENDING) {
+        respond(s, n, p->client, p->seq, RS_RETRY, 0, 0);
+        return;
+    }
+    s->ops->stamp(p->cmd, p->cmdlen, node_ms(s, n));
+    raft_prop_info_t info = { 0 };
+    int rc = raft_propose(n->r, p->cmd, p->cmdlen, &info);
+    if (rc == 0) {
+        n->props[n->nprops++] = (pend_prop_t){ .client = p->client, .seq = p->seq,
+                                               .index = info.index, .term = info.term };
+        tr(s, "n%llu proposed c%d#%u at %llu/t%llu", U(n->id), p->client, p->seq,
+           U(info.index), U(info.term));
+    } else if (rc == -QERR_NOTLEADER)
+        respond(s, n, p->client, p->seq, RS_NOTLEADER, 0, info.leader);
+    else
+        respond(s, n, p->client, p->seq, RS_RETRY, 0, 0);
+}
+
 static void handle_req(sim_t *s, node_t *n, pkt_t *p)
 {
+    if (s->fs) {
+        handle_fs_req(s, n, p);
+        return;
+    }
     tr(s, "n%llu <- c%d#%u %s k%u", U(n->id), p->client, p->seq,
        p->op == OP_GET ? "get" : p->op == OP_PUT ? "put" : "cas", p->key);
     if (p->op == OP_GET) {
@@ -927,32 +1144,46 @@ static void node_input(sim_t *s, node_t *n, pkt_t *p)
     pkt_free(p);
 }
 
+/* kv: gets (fs clients do not read). */
 static void serve_reads(sim_t *s, node_t *n)
 {
+    const kv_t *kv = n->sm;
     for (int j = 0; j < n->nreads; j++) {
         pend_read_t *p = &n->reads[j];
-        if (!p->ready || n->kv.applied < p->index)
+        if (!p->ready || kv->applied < p->index)
             continue;
         tr(s, "n%llu serves c%d#%u get k%u = %llu (read index %llu, applied %llu)", U(n->id),
-           p->client, p->seq, p->key, U(n->kv.val[p->key]), U(p->index), U(n->kv.applied));
-        respond(s, n, p->client, p->seq, RS_DONE, n->kv.val[p->key], 0);
+           p->client, p->seq, p->key, U(kv->val[p->key]), U(p->index), U(kv->applied));
+        respond(s, n, p->client, p->seq, RS_DONE, kv->val[p->key], 0);
         n->reads[j--] = n->reads[--n->nreads];
     }
 }
 
 static void maybe_compact(sim_t *s, node_t *n)
 {
-    if (n->kv.applied < n->disk.snap.index + s->snap_every)
+    uint64_t applied = s->ops->applied(n->sm);
+    if (applied < n->disk.snap.index + s->snap_every)
         return;
-    raft_snap_meta_t meta = { .index = n->kv.applied, .conf = n->applied_conf };
+    raft_snap_meta_t meta = { .index = applied, .conf = n->applied_conf };
     if (raft_log_term(n->r, meta.index, &meta.term) < 0)
         return;
-    uint8_t buf[KV_SNAP_LEN];
-    kv_snapshot(&n->kv, buf);
-    if (disk_save_snapshot(&n->disk, &meta, buf, sizeof(buf)) < 0) {
+    uint8_t *buf;
+    size_t len;
+    if (s->ops->snapshot(n->sm, &buf, &len) < 0) {
+        fail(s, "n%llu: could not snapshot its state at %llu", U(n->id), U(meta.index));
+        return;
+    }
+    if (disk_save_snapshot(&n->disk, &meta, buf, len) < 0) {
+        free(buf);
         fail(s, "out of memory");
         return;
     }
+    if (s->fs)
+        state_check(s, n, meta.index, buf + s->ops->snap_hdr, len - s->ops->snap_hdr,
+                    "its snapshot for compaction");
+    free(buf);
+    if (s->failed)
+        return;
     uint64_t first = 0;
     int rc = raft_compact(n->r, meta.index, &first);
     if (rc < 0) {
@@ -1028,15 +1259,36 @@ static void client_send(sim_t *s, int ci)
     p->key = c->key;
     p->expect = c->expect;
     p->value = c->value;
+    if (c->cmd) {
+        if (!(p->cmd = malloc(c->cmdlen ? c->cmdlen : 1))) {
+            free(p);
+            fail(s, "out of memory");
+            return;
+        }
+        memcpy(p->cmd, c->cmd, c->cmdlen);
+        p->cmdlen = c->cmdlen;
+    }
     c->resend_at = 0;
     c->attempt_until = s->now + s->client_timeout;
-    if (net_send(&s->net, CLIENT_EP(ci), c->target, p, s->now) < 0)
+    if (client_link(s)(&s->net, CLIENT_EP(ci), c->target, p, s->now) < 0)
         fail(s, "out of memory");
 }
 
 static void client_finish(sim_t *s, int ci, int known, uint64_t result)
 {
     client_t *c = &s->client[ci];
+    if (s->fs) {
+        if (!known)
+            s->st->unknown++;
+        tr(s, "client c%d#%u: %s %lld", ci, c->seq, known ? "verdict" : "outcome unknown",
+           known ? (long long)(int64_t)result : 0LL);
+        free(c->cmd);
+        c->cmd = NULL;
+        c->active = 0;
+        c->resend_at = 0;
+        c->next_at = s->now + rng_range(&s->rng, 1, 20);
+        return;
+    }
     lin_op_t *op = &s->hist[c->h];
     op->known = known;
     if (known) {
@@ -1058,8 +1310,27 @@ static void client_finish(sim_t *s, int ci, int known, uint64_t result)
     c->next_at = s->now + rng_range(&s->rng, 1, 20);
 }
 
+/* fs: the next command of the run's generator. */
+static void client_start_fs(sim_t *s, int ci)
+{
+    client_t *c = &s->client[ci];
+    if (s->ops->next_cmd(s->run, &s->rng, &c->cmd, &c->cmdlen) < 0) {
+        fail(s, "out of memory");
+        return;
+    }
+    c->active = 1;
+    c->seq++;
+    s->st->ops++;
+    c->deadline = s->now + s->client_giveup;
+    client_send(s, ci);
+}
+
 static void client_start(sim_t *s, int ci)
 {
+    if (s->fs) {
+        client_start_fs(s, ci);
+        return;
+    }
     client_t *c = &s->client[ci];
     lin_op_t *op = hist_add(s);
     if (!op) {
@@ -1091,6 +1362,15 @@ static void client_start(sim_t *s, int ci)
     client_send(s, ci);
 }
 
+/* Whether clients send again a command that may already have taken effect. kv clients do:
+ * the store applies each (client, seq) once. The fs state machine does not deduplicate
+ * (a command applied twice acts twice), so fs clients send again only what certainly did
+ * not take effect, unless --fs-resend asks otherwise. */
+static int resends_unknown(const sim_t *s)
+{
+    return !s->fs || s->o->fs_resend;
+}
+
 static void client_recv(sim_t *s, int ci, const pkt_t *p)
 {
     client_t *c = &s->client[ci];
@@ -1100,6 +1380,14 @@ static void client_recv(sim_t *s, int ci, const pkt_t *p)
     case RS_DONE:
         client_finish(s, ci, 1, p->result);
         break;
+    case RS_UNKNOWN:
+        if (!resends_unknown(s)) {
+            tr(s, "client c%d#%u: outcome unknown (covered by a snapshot), gives up", ci,
+               c->seq);
+            client_finish(s, ci, 0, 0);
+            break;
+        }
+        /* fall through */
     case RS_LOST:
         /* Retrying is safe: the store applies a (client, seq) at most once. */
         c->target = (int)rng_below(&s->rng, (uint64_t)s->nslots);
@@ -1124,6 +1412,9 @@ static void clients_run(sim_t *s)
         client_t *c = &s->client[i];
         if (c->active && c->deadline <= s->now) {
             tr(s, "client c%d#%u gives up", i, c->seq);
+            client_finish(s, i, 0, 0);
+        } else if (c->active && c->attempt_until <= s->now && !resends_unknown(s)) {
+            tr(s, "client c%d#%u: no answer, gives up (outcome unknown)", i, c->seq);
             client_finish(s, i, 0, 0);
         } else if (c->active && c->attempt_until <= s->now) {
             c->target = (int)rng_below(&s->rng, (uint64_t)s->nslots);
@@ -1387,6 +1678,24 @@ static void liveness_probe(sim_t *s)
     node_t *l = find_leader(s);
     if (!l || l->busy)
         return;
+    if (s->fs) {
+        uint8_t *cmd;
+        size_t len;
+        raft_prop_info_t info = { 0 };
+        if (s->nmarkers == (int)(sizeof(s->markers) / sizeof(s->markers[0])) ||
+            s->ops->next_cmd(s->run, &s->rng, &cmd, &len) < 0)
+            return;
+        s->ops->stamp(cmd, len, node_ms(s, l));
+        int rc = raft_propose(l->r, cmd, len, &info);
+        free(cmd);
+        if (rc == 0)
+            s->markers[s->nmarkers++] = (typeof(s->markers[0])){ info.index, info.term };
+        s->marker_at = s->now;
+        tr(s, "liveness: marker proposed at n%llu (%llu/t%llu): %s", U(l->id), U(info.index),
+           U(info.term), rc ? qerr_str(rc) : "ok");
+        node_drive(s, l);
+        return;
+    }
     kv_cmd_t c = { .op = KV_PUT, .client = MARKER_CLIENT, .seq = (uint32_t)++s->marker_seq,
                    .key = MARKER_KEY, .value = s->marker_seq };
     if (!s->marker_first)
@@ -1402,6 +1711,102 @@ static void liveness_probe(sim_t *s)
 
 /* ---------------------------------------------------------------------------------------- */
 
+/* fs: the leader's sweeper proposes what fs/node.c's would (expiries), from its state. */
+static void sweep_emit(void *ctx, const uint8_t *cmd, size_t len)
+{
+    node_t *n = ctx;
+    int rc = raft_propose(n->r, cmd, len, NULL);
+    (void)rc;   /* refused (not leader, busy): the next sweep tries again */
+}
+
+static void run_sweepers(sim_t *s)
+{
+    for (int i = 0; i < s->nslots && !s->failed; i++) {
+        node_t *n = &s->node[i];
+        if (!n->up || n->next_sweep > s->now)
+            continue;
+        n->next_sweep = s->now + s->sweep_every;
+        if (n->busy)
+            continue;
+        raft_status_t st;
+        raft_status(n->r, &st);
+        if (st.role != RAFT_LEADER)
+            continue;
+        if (s->o->trace)
+            tr(s, "n%llu sweeps", U(n->id));
+        s->ops->sweep(n->sm, s->run, &s->rng, node_ms(s, n), sweep_emit, n);
+        node_drive(s, n);
+    }
+}
+
+/* fs, at the end: whether every member that is up has applied its last committed entry, the
+ * same one everywhere. */
+static int converged(sim_t *s)
+{
+    uint64_t maxc = 0;
+    for (int i = 0; i < s->nslots; i++) {
+        node_t *n = &s->node[i];
+        if (!n->up || !n->member)
+            continue;
+        raft_status_t st;
+        raft_status(n->r, &st);
+        if (st.commit > maxc)
+            maxc = st.commit;
+    }
+    for (int i = 0; i < s->nslots; i++) {
+        node_t *n = &s->node[i];
+        if (!n->up || !n->member)
+            continue;
+        raft_status_t st;
+        raft_status(n->r, &st);
+        if (n->busy || raft_has_ready(n->r) || st.commit != maxc ||
+            s->ops->applied(n->sm) != maxc)
+            return 0;
+    }
+    return 1;
+}
+
+/* fs, at the end: once the members have converged, their states must be equal. Returns 1
+ * when the run is over (checked, or failed to converge in time). */
+static int converge_and_compare(sim_t *s)
+{
+    if (!s->converge_until)
+        s->converge_until = s->now + CONVERGE_BOUND;
+    if (converged(s)) {
+        int k = 0;
+        uint64_t at = 0;
+        for (int i = 0; i < s->nslots && !s->failed; i++) {
+            node_t *n = &s->node[i];
+            if (n->up && n->member) {
+                check_now(s, n, "at the end");
+                at = s->ops->applied(n->sm);
+                k++;
+            }
+        }
+        tr(s, "end: %d members converged at index %llu, states compared", k, U(at));
+        return 1;
+    }
+    if (s->now >= s->converge_until) {
+        char b[256];
+        size_t k = 0;
+        b[0] = 0;
+        for (int i = 0; i < s->nslots && k < sizeof(b); i++) {
+            node_t *n = &s->node[i];
+            if (!n->up || !n->member)
+                continue;
+            raft_status_t st;
+            raft_status(n->r, &st);
+            k += (size_t)snprintf(b + k, sizeof(b) - k, " n%llu commit %llu applied %llu%s;",
+                                  U(n->id), U(st.commit), U(s->ops->applied(n->sm)),
+                                  n->busy ? " busy" : "");
+        }
+        fail(s, "end: the members did not all apply the same last entry within %d time "
+             "units:%s", CONVERGE_BOUND, b);
+        return 1;
+    }
+    return 0;
+}
+
 static void deliver(sim_t *s, net_msg_t *m)
 {
     pkt_t *p = m->payload;
@@ -1412,6 +1817,8 @@ static void deliver(sim_t *s, net_msg_t *m)
     }
     node_t *n = &s->node[m->to];
     if (!n->up) {
+        if (s->fs && p->kind == PK_REQ)   /* a mount that is down fails the call at once */
+            respond(s, n, p->client, p->seq, RS_NOTLEADER, 0, 0);
         pkt_free(p);
         return;
     }
@@ -1440,6 +1847,8 @@ static uint64_t next_event(sim_t *s)
                 MIN_AT(n->crash_at);
             if (n->kill_at)
                 MIN_AT(n->kill_at);
+            if (s->fs && !s->stop)
+                MIN_AT(n->next_sweep);
         } else if (!n->retired && n->restart_at)
             MIN_AT(n->restart_at);
     }
@@ -1460,6 +1869,8 @@ static uint64_t next_event(sim_t *s)
         MIN_AT(s->fault_end);
     } else if (!s->live_ok)
         MIN_AT(s->heal_at + LIVENESS_BOUND);
+    else if (s->converge_until)
+        MIN_AT(s->converge_until);
 #undef MIN_AT
     return t < s->now ? s->now : t;
 }
@@ -1530,6 +1941,8 @@ static void step_time(sim_t *s)
             }
         }
     }
+    if (s->fs && !s->stop && !s->failed)
+        run_sweepers(s);
     if (!s->failed)
         clients_run(s);
     if (!s->healed && !s->failed && s->now >= s->fault_end)
@@ -1575,9 +1988,22 @@ static void choose_params(sim_t *s)
         c->max_msg_bytes = 1;
     s->nem_min = rng_range(r, 40, 200);
     s->nem_max = s->nem_min + rng_range(r, 100, 800);
-    s->nclients = (int)rng_range(r, 3, MAX_CLIENTS);
+    s->nclients = (int)rng_range(r, 3, KV_MAX_CLIENTS);
     s->nkeys = (uint32_t)rng_range(r, 1, 4);
     s->fault_end = rng_range(r, 10000, 25000);
+    if (s->fs) {
+        /* fs snapshots are kilobytes: chunks that ship one in a few round trips, and
+         * compaction rare enough that a transfer can finish before the next one. */
+        c->snap_chunk_bytes = (uint32_t)rng_range(r, 256, 4096);
+        s->snap_every = rng_range(r, 16, 80);
+        s->ms_per_unit = rng_range(r, 1, 4);
+        s->sweep_every = rng_range(r, 50, 300);
+        s->check_every = rng_range(r, 3, 12);
+        /* fs clients give up where kv clients would send again (no deduplication): more
+         * of them, waiting longer, keep the log as busy. */
+        s->nclients = (int)rng_range(r, 4, MAX_CLIENTS);
+        s->client_timeout = rng_range(r, 400, 1200);
+    }
 }
 
 static void report_lin(sim_t *s, const lin_result_t *res)
@@ -1632,6 +2058,12 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
     s->st = st;
     s->why = why;
     s->whylen = whylen;
+    s->fs = o->sm == SIM_FS;
+    s->ops = s->fs ? &smi_fs : &smi_kv;
+    if (s->ops->run_new && !(s->run = s->ops->run_new(o->seed, o->fs_bug))) {
+        free(s);
+        return -1;
+    }
     rng_seed(&s->rng, o->seed);
     net_init(&s->net, &s->rng, pkt_clone, pkt_free);
     inv_init(&s->inv);
@@ -1679,7 +2111,7 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
             int busy = 0;
             for (int i = 0; i < s->nclients; i++)
                 busy |= s->client[i].active;
-            if (!busy)
+            if (!busy && (!s->fs || converge_and_compare(s)))
                 break;
         } else if (s->healed && s->now >= s->heal_at + LIVENESS_BOUND) {
             char b[768];
@@ -1694,7 +2126,7 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
     for (int i = 0; i < s->nclients; i++)
         if (s->client[i].active)
             client_finish(s, i, 0, 0);
-    if (!s->failed) {
+    if (!s->failed && !s->fs) {
         lin_result_t res;
         int v = lin_check(s->hist, s->nhist, 0, &res);
         st->lin_states = res.states;
@@ -1707,8 +2139,11 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
                  U(res.states));
     }
     int ret = s->failed ? 1 : 0;
+    if (s->ops->run_stats)
+        s->ops->run_stats(s->run, st->sm_line, sizeof(st->sm_line));
     for (int i = 0; i < s->nslots; i++) {
         node_t *n = &s->node[i];
+        s->ops->free(n->sm);
         raft_free(n->r);
         disk_batch_free(&n->batch);
         disk_free(&n->disk);
@@ -1716,6 +2151,13 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
         free(n->inbox);
         free(n->boot_tmp);
     }
+    for (int i = 0; i < s->nclients; i++)
+        free(s->client[i].cmd);
+    for (size_t i = 0; i < s->nsc; i++)
+        free(s->sc[i].bytes);
+    free(s->sc);
+    if (s->ops->run_free)
+        s->ops->run_free(s->run);
     net_destroy(&s->net);
     inv_free(&s->inv);
     free(s->hist);

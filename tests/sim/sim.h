@@ -1,16 +1,24 @@
 /* tests/sim/sim.h — one deterministic simulated run of a quorumfs Raft cluster: 3 or 5
  * voters (plus a spare for membership changes) driven through the cluster/raft.h Ready
  * loop on virtual time, with a nemesis injecting network, crash, disk and membership
- * faults, clients doing put/get/CAS through a KV state machine, the Raft invariants checked
- * after every step, and the client history checked for linearizability at the end. */
+ * faults and the Raft invariants checked after every step. The replicated state machine
+ * (tests/sim/smi.h) is either a KV store whose client history is checked for
+ * linearizability at the end (SIM_KV), or the mount's real fs state machine fed random
+ * command streams, whose replicas' snapshots must be byte-identical at equal applied
+ * indexes (SIM_FS). */
 #ifndef QFS_SIM_SIM_H
 #define QFS_SIM_SIM_H
 
 #include <stdint.h>
 #include <stdio.h>
 
+enum sim_sm { SIM_KV = 0, SIM_FS = 1 };
+
 typedef struct sim_opts {
     uint64_t seed;
+    int sm;                   /* SIM_KV or SIM_FS */
+    int fs_resend;            /* fs clients send again commands whose outcome is unknown */
+    int fs_bug;               /* fs: a planted divergence, SMI_FS_BUG_* (tests/sim/smi.h) */
     int nodes;                /* founding voters: 3 or 5 */
     FILE *trace;              /* NULL: no trace; else every event is written here */
     int lin_only;             /* broken Raft invariants are traced, not fatal: only the
@@ -29,6 +37,9 @@ typedef struct sim_stats {
     uint64_t applied;         /* highest index applied anywhere */
     uint64_t lin_states;      /* linearizability search states */
     uint64_t inv_broken;      /* invariant violations let through (lin_only) */
+    uint64_t state_checks;    /* fs: states compared with another replica's at an index */
+    uint64_t restore_checks;  /* fs: restored states that snapshot back to the same bytes */
+    char sm_line[600];        /* fs: the state machine's own figures for the run */
 } sim_stats_t;
 
 /* Runs one seed. Returns 0 if every check passed, 1 if one failed (why gets a one-line
