@@ -82,7 +82,7 @@ typedef struct smi_ops {
 enum {
     SMI_FS_BUG_CLOCK = 1,     /* a replica applies commands at its own clock (header + 1 ms) */
     SMI_FS_BUG_SKIP,          /* a replica skips every 16th command (applies nothing) */
-    SMI_FS_BUG_RESTORE,       /* a replica restored from a snapshot changes one field of it */
+    SMI_FS_BUG_RESTORE,       /* a replica restored from a snapshot gets one field wrong */
     SMI_FS_BUGS = SMI_FS_BUG_RESTORE
 };
 
