@@ -907,6 +907,11 @@ uint64_t wal_last_index(const wal_t *w)
     return has_records(w) ? w->segs[w->nsegs - 1].last : 0;
 }
 
+uint64_t wal_active_first_index(const wal_t *w)
+{
+    return w->nsegs ? w->segs[w->nsegs - 1].first : 0;
+}
+
 uint64_t wal_last_term(const wal_t *w)
 {
     return has_records(w) ? w->segs[w->nsegs - 1].last_term : 0;

@@ -87,6 +87,9 @@ int wal_read(wal_t *w, uint64_t from, wal_record_fn fn, void *arg, char **errmsg
 uint64_t wal_first_index(const wal_t *w);
 uint64_t wal_last_index(const wal_t *w);
 uint64_t wal_last_term(const wal_t *w);
+/* Index the active (newest) segment starts at: records below it sit in older segments,
+ * which wal_truncate_prefix can delete. 0 when there is no segment. */
+uint64_t wal_active_first_index(const wal_t *w);
 
 typedef struct wal_stats {
     uint64_t bytes;     /* bytes in live segment files, including buffered appends */
