@@ -1,9 +1,11 @@
 /* fs/ns_sm.c — the registry of namespace state machines (see ns_sm.h). A namespace without
  * one is served by the generic object tree (cache/, config/) or refuses creation. */
-#include "fs/locks.h"
 #include "fs/ns_sm.h"
-#include "fs/queues.h"
+#include "fs/queues_sm.h"
 #include "fs/session_sm.h"
+
+/* Declared here, not through fs/locks.h, which still includes the FUSE headers. */
+extern const ns_sm_t locks_sm;
 
 const ns_sm_t *const ns_sms[NS__COUNT] = {
     [NS_NONE] = NULL,

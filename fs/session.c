@@ -102,9 +102,7 @@ int session_bg_propose(session_local_t *s, cmdbuf_t *b, void (*done)(void *arg, 
 static int propose_end(node_t *n, uint64_t sid, int only_expired)
 {
     cmdbuf_t b;
-    cmd_begin(&b, SOP_END, SESSION_CMD_NS, node_now_ms());
-    cmd_u64(&b, sid);
-    cmd_u8(&b, (uint8_t)only_expired);
+    session_cmd_end(&b, node_now_ms(), sid, only_expired);
     return node_propose(n, &b, NULL);
 }
 
@@ -112,10 +110,7 @@ static int open_session(session_local_t *s)
 {
     cmdbuf_t b;
     sm_result_t res;
-    cmd_begin(&b, SOP_OPEN, SESSION_CMD_NS, node_now_ms());
-    cmd_str(&b, s->name);
-    cmd_u32(&b, (uint32_t)getpid());
-    cmd_u64(&b, SESSION_LEASE_MS);
+    session_cmd_open(&b, node_now_ms(), s->name, (uint32_t)getpid(), SESSION_LEASE_MS);
     int rc = node_propose(s->node, &b, &res);
     if (rc == 0 && res.len >= 8) {
         uint64_t sid;
@@ -193,9 +188,7 @@ void session_local_sweep(session_local_t *s)
         int rc = -ENOENT;
         if (sid) {
             cmdbuf_t b;
-            cmd_begin(&b, SOP_RENEW, SESSION_CMD_NS, now);
-            cmd_u64(&b, sid);
-            cmd_u64(&b, SESSION_LEASE_MS);
+            session_cmd_renew(&b, now, sid, SESSION_LEASE_MS);
             rc = node_propose(s->node, &b, NULL);
             if (rc == 0)
                 s->last_renew_ms = now;

@@ -18,6 +18,29 @@ session_t *session_find(const session_table_t *t, uint64_t sid)
     return NULL;
 }
 
+void session_cmd_open(cmdbuf_t *b, uint64_t now, const char *node, uint32_t pid,
+                      uint64_t lease_ms)
+{
+    cmd_begin(b, SOP_OPEN, SESSION_CMD_NS, now);
+    cmd_str(b, node);
+    cmd_u32(b, pid);
+    cmd_u64(b, lease_ms);
+}
+
+void session_cmd_renew(cmdbuf_t *b, uint64_t now, uint64_t sid, uint64_t lease_ms)
+{
+    cmd_begin(b, SOP_RENEW, SESSION_CMD_NS, now);
+    cmd_u64(b, sid);
+    cmd_u64(b, lease_ms);
+}
+
+void session_cmd_end(cmdbuf_t *b, uint64_t now, uint64_t sid, int only_if_expired)
+{
+    cmd_begin(b, SOP_END, SESSION_CMD_NS, now);
+    cmd_u64(b, sid);
+    cmd_u8(b, only_if_expired ? 1 : 0);
+}
+
 static void unlink_session(session_table_t *t, session_t *s)
 {
     session_t **pp = &t->head, *prev = NULL;

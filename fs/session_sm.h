@@ -47,6 +47,12 @@ static inline int session_sm_owns(const cmd_hdr_t *h)
 
 session_t *session_find(const session_table_t *t, uint64_t sid);
 
+/* Encoders of the session commands (cmd_begin at time now; the caller proposes b). */
+void session_cmd_open(cmdbuf_t *b, uint64_t now, const char *node, uint32_t pid,
+                      uint64_t lease_ms);
+void session_cmd_renew(cmdbuf_t *b, uint64_t now, uint64_t sid, uint64_t lease_ms);
+void session_cmd_end(cmdbuf_t *b, uint64_t now, uint64_t sid, int only_if_expired);
+
 /* Applies a SOP_* command to st->sessions; SOP_END of a live session then ends it in every
  * namespace (ns_sm_session_end). Write lock held. Returns 0 or -errno. */
 int session_sm_apply(struct state *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res,

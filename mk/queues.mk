@@ -1,7 +1,9 @@
 # mk/queues.mk — queues/ and locks/ namespace modules (issue 4). Owner: queues.
 # Sources join libfs; unit tests of the apply logic; integration scripts on a real mount;
 # the benchmark client (tools/queuebench) and its driver (tools/bench-queues).
-FS_SRCS    += fs/session.c fs/queues.c fs/locks.c
+# fs/ntable.c (named-object table) and fs/front.c (FUSE front helpers) are shared helpers
+# that queues/ introduced; locks/ and later namespaces can use them too.
+FS_SRCS    += fs/session.c fs/ntable.c fs/front.c fs/queues_sm.c fs/queues_fuse.c fs/locks.c
 UNIT_TESTS += test_queues test_locks
 TEST_CMDS  += tests/integration/queues.sh tests/integration/locks.sh
 TOOLS      += $(BUILD)/queuebench

@@ -1,0 +1,939 @@
+/* fs/queues_sm.c — the queues/ state machine (see queues_sm.h, docs/QUEUES.md). Queues live
+ * in a named-object table (fs/ntable.h, creation order); every message, wherever it is, is
+ * in the by_id hash (ids are unique) and in exactly one list of its queue: ready (FIFO),
+ * in flight (claim order) or dead. Waiters are a FIFO per queue. Apply hands messages to
+ * waiters first (a queue never has both) and records each hand-over as an effect.
+ *
+ * Determinism: every walk that reaches applied state, an effect or a snapshot follows the
+ * lists (creation, FIFO or claim order), never a hash. Out of memory aborts (x* allocators,
+ * blob_xnew); a command is validated whole before it changes anything. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cluster/assert.h"
+#include "cluster/bytes.h"
+#include "cluster/err.h"
+#include "fs/names.h"
+#include "fs/ntable.h"
+#include "fs/queues_sm.h"
+#include "fs/session_sm.h"
+
+#define QSNAP_VERSION 1
+
+typedef struct qmsg {
+    uint64_t id;
+    uint32_t count;              /* leases that ended without an acknowledgement */
+    uint8_t where;               /* enum qwhere: the list it is in */
+    uint64_t sid, expires_ms;    /* QM_INFLIGHT: claiming session and lease end */
+    blob_t *data;
+    struct queue *q;
+    struct qmsg *prev, *next;    /* in the list of its place */
+    UT_hash_handle hh;           /* qstate.by_id */
+} qmsg_t;
+
+typedef struct qlist {
+    qmsg_t *head, *tail;
+    uint64_t n;
+} qlist_t;
+
+typedef struct qwaiter {
+    uint64_t sid, hid;
+    uint8_t claim;
+    struct qwaiter *next;
+} qwaiter_t;
+
+typedef struct queue {
+    nentry_t ent;                /* name, qid (ent.id), creation order */
+    uint64_t ctime_ms, mtime_ms;
+    uint32_t vt_s, maxdel;
+    uint64_t maxlen;
+    qlist_t lists[3];            /* indexed by where - 1 */
+    qwaiter_t *wh, *wt;          /* waiting readers, FIFO */
+} queue_t;
+
+typedef struct qstate {
+    ntable_t queues;
+    qmsg_t *by_id;
+    uint64_t next_qid, next_msg;
+} qstate_t;
+
+static qstate_t *QS(const state_t *st) { return st->ns_state[NS_QUEUES]; }
+
+static qlist_t *list_of(queue_t *q, int where)
+{
+    ASSERT(where >= QM_READY && where <= QM_DEAD);
+    return &q->lists[where - 1];
+}
+
+static queue_t *queue_of(nentry_t *e) { return e ? NTABLE_OBJ(e, queue_t, ent) : NULL; }
+
+static queue_t *find_queue(const qstate_t *qs, const char *name, size_t len)
+{
+    return queue_of(ntable_find(&qs->queues, name, len));
+}
+
+static queue_t *find_qid(const qstate_t *qs, uint64_t qid)
+{
+    return queue_of(ntable_find_id(&qs->queues, qid));
+}
+
+static qmsg_t *find_msg(const qstate_t *qs, uint64_t id)
+{
+    qmsg_t *m, *head = qs->by_id;
+    HASH_FIND(hh, head, &id, sizeof(id), m);
+    return m;
+}
+
+/* ---------------------------------------------------------------- messages and places */
+
+/* Puts m (in no list) in place where of its queue, at the head or the tail. */
+static void place(queue_t *q, qmsg_t *m, int where, int at_head)
+{
+    qlist_t *l = list_of(q, where);
+    m->where = (uint8_t)where;
+    if (at_head) {
+        m->prev = NULL;
+        m->next = l->head;
+        if (l->head)
+            l->head->prev = m;
+        else
+            l->tail = m;
+        l->head = m;
+    } else {
+        m->next = NULL;
+        m->prev = l->tail;
+        if (l->tail)
+            l->tail->next = m;
+        else
+            l->head = m;
+        l->tail = m;
+    }
+    l->n++;
+}
+
+/* Takes m out of the list of its place (it stays in by_id). */
+static void unplace(qmsg_t *m)
+{
+    qlist_t *l = list_of(m->q, m->where);
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        l->head = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    else
+        l->tail = m->prev;
+    m->prev = m->next = NULL;
+    m->where = 0;
+    l->n--;
+}
+
+/* A new message of q (in no list yet), indexed by id. */
+static qmsg_t *msg_new(qstate_t *qs, queue_t *q, uint64_t id, uint32_t count, blob_t *data)
+{
+    qmsg_t *m = xcalloc(1, sizeof(*m));
+    m->id = id;
+    m->count = count;
+    m->data = data;
+    m->q = q;
+    HASH_ADD(hh, qs->by_id, id, sizeof(m->id), m);
+    return m;
+}
+
+/* Deletes m: out of its list, out of by_id, freed. */
+static void msg_del(qstate_t *qs, qmsg_t *m)
+{
+    if (m->where)
+        unplace(m);
+    HASH_DELETE(hh, qs->by_id, m);
+    blob_unref(m->data);
+    free(m);
+}
+
+/* Hands m (NULL: the queue is gone) to waiter (sid, hid) of q: an effect. */
+static void hand_over(effects_t *fx, queue_t *q, uint64_t sid, uint64_t hid, uint8_t claim,
+                      const qmsg_t *m)
+{
+    effect_t *e = effects_add(fx, EFF_QUEUE_MSG, NS_QUEUES, sid, hid);
+    e->u.qmsg.claim = claim;
+    e->u.qmsg.qname = xstrdup(q->ent.name);
+    if (m) {
+        e->u.qmsg.id = m->id;
+        e->u.qmsg.count = m->count;
+        e->u.qmsg.msg = blob_ref(m->data);
+    } else {
+        e->u.qmsg.gone = 1;
+    }
+}
+
+/* Gives m (in no list) to reader (sid, hid): leased to it until now + vt for a claim,
+ * deleted for a pop. */
+static void give(qstate_t *qs, queue_t *q, qmsg_t *m, uint64_t sid, uint64_t hid,
+                 uint8_t claim, uint64_t now, effects_t *fx)
+{
+    hand_over(fx, q, sid, hid, claim, m);
+    if (!claim) {
+        msg_del(qs, m);
+        return;
+    }
+    m->sid = sid;
+    m->expires_ms = now + (uint64_t)q->vt_s * 1000;
+    place(q, m, QM_INFLIGHT, 0);
+}
+
+/* Gives m (in no list) to the first waiter, or makes it ready (at the head when at_head: a
+ * message that comes back keeps its place in front). */
+static void offer(qstate_t *qs, queue_t *q, qmsg_t *m, int at_head, uint64_t now,
+                  effects_t *fx)
+{
+    qwaiter_t *w = q->wh;
+    if (!w) {
+        place(q, m, QM_READY, at_head);
+        return;
+    }
+    q->wh = w->next;
+    if (!q->wh)
+        q->wt = NULL;
+    give(qs, q, m, w->sid, w->hid, w->claim, now, fx);
+    free(w);
+}
+
+/* Hands ready messages from the head to waiting readers while both exist. */
+static void serve_waiters(qstate_t *qs, queue_t *q, uint64_t now, effects_t *fx)
+{
+    while (q->wh && list_of(q, QM_READY)->head) {
+        qmsg_t *m = list_of(q, QM_READY)->head;
+        unplace(m);
+        offer(qs, q, m, 1, now, fx);
+    }
+}
+
+/* A lease ended without an acknowledgement (expiry or session end): m (in flight) goes back
+ * to the head of the ready list with its count plus one, or to dead/ at max_deliveries.
+ * Waiters are served by the caller (serve_waiters) once a whole batch is back in order. */
+static void lease_ended(queue_t *q, qmsg_t *m)
+{
+    unplace(m);
+    m->count++;
+    m->sid = m->expires_ms = 0;
+    if (m->count >= q->maxdel)
+        place(q, m, QM_DEAD, 0);
+    else
+        place(q, m, QM_READY, 1);
+}
+
+/* Removes waiters of session sid from q: the one with handle hid, or all of sid when hid is
+ * 0. Returns how many. */
+static int drop_waiters(queue_t *q, uint64_t sid, uint64_t hid)
+{
+    int n = 0;
+    qwaiter_t **pp = &q->wh, *prev = NULL;
+    while (*pp) {
+        qwaiter_t *w = *pp;
+        if (w->sid == sid && (!hid || w->hid == hid)) {
+            *pp = w->next;
+            if (q->wt == w)
+                q->wt = prev;
+            free(w);
+            n++;
+        } else {
+            prev = w;
+            pp = &w->next;
+        }
+    }
+    return n;
+}
+
+static const qwaiter_t *find_waiter(const queue_t *q, uint64_t sid, uint64_t hid)
+{
+    for (const qwaiter_t *w = q->wh; w; w = w->next)
+        if (w->sid == sid && w->hid == hid)
+            return w;
+    return NULL;
+}
+
+static void add_waiter(queue_t *q, uint64_t sid, uint64_t hid, uint8_t claim)
+{
+    qwaiter_t *w = xcalloc(1, sizeof(*w));
+    w->sid = sid;
+    w->hid = hid;
+    w->claim = claim;
+    if (q->wt)
+        q->wt->next = w;
+    else
+        q->wh = w;
+    q->wt = w;
+}
+
+/* ---------------------------------------------------------------- queues */
+
+static queue_t *queue_add(qstate_t *qs, const char *name, size_t len, uint64_t qid)
+{
+    queue_t *q = xcalloc(1, sizeof(*q));
+    ntable_add(&qs->queues, &q->ent, name, len, qid);
+    q->vt_s = QUEUE_VT_DEFAULT;
+    q->maxdel = QUEUE_MAXDEL_DEFAULT;
+    return q;
+}
+
+/* Removes q with its messages; its waiters learn that it is gone when fx is not NULL. */
+static void queue_del(qstate_t *qs, queue_t *q, effects_t *fx)
+{
+    for (int where = QM_READY; where <= QM_DEAD; where++)
+        while (list_of(q, where)->head)
+            msg_del(qs, list_of(q, where)->head);
+    for (qwaiter_t *w = q->wh, *n; w; w = n) {
+        n = w->next;
+        if (fx)
+            hand_over(fx, q, w->sid, w->hid, w->claim, NULL);
+        free(w);
+    }
+    ntable_del(&qs->queues, &q->ent);
+    free(q);
+}
+
+static void q_init_state(state_t *st)
+{
+    st->ns_state[NS_QUEUES] = xcalloc(1, sizeof(qstate_t));
+}
+
+static void q_free_state(state_t *st)
+{
+    qstate_t *qs = QS(st);
+    if (!qs)
+        return;
+    while (qs->queues.head)
+        queue_del(qs, queue_of(qs->queues.head), NULL);
+    free(qs);
+    st->ns_state[NS_QUEUES] = NULL;
+}
+
+/* ---------------------------------------------------------------- apply */
+
+/* Reads the queue name field and finds the queue (NULL also on a decoding error). */
+static queue_t *arg_queue(const qstate_t *qs, cmdrd_t *r)
+{
+    const char *name;
+    size_t len = cmd_get_path(r, &name);
+    if (r->err || len == 0)
+        return NULL;
+    return find_queue(qs, name, len);
+}
+
+static void result_u64(sm_result_t *res, uint64_t v)
+{
+    if (res) {
+        memcpy(res->data, &v, 8);
+        res->len = 8;
+    }
+}
+
+static void result_u8(sm_result_t *res, uint8_t v)
+{
+    if (res) {
+        res->data[0] = v;
+        res->len = 1;
+    }
+}
+
+static int apply_mkdir(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
+{
+    const char *name;
+    size_t len = cmd_get_path(r, &name);
+    if (r->err || names_check(name, len, 0) < 0)
+        return -EINVAL;
+    if (find_queue(qs, name, len))
+        return -EEXIST;
+    queue_t *q = queue_add(qs, name, len, ++qs->next_qid);
+    q->ctime_ms = q->mtime_ms = h->now_ms;
+    result_u64(res, q->ent.id);
+    return 0;
+}
+
+static int apply_rmdir(qstate_t *qs, cmdrd_t *r, effects_t *fx)
+{
+    queue_t *q = arg_queue(qs, r);
+    uint8_t force = cmd_get_u8(r);
+    if (r->err)
+        return -EINVAL;
+    if (!q)
+        return -ENOENT;
+    if (!force && (q->lists[0].n || q->lists[1].n || q->lists[2].n))
+        return -ENOTEMPTY;
+    queue_del(qs, q, fx);
+    return 0;
+}
+
+static int apply_set(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r)
+{
+    queue_t *q = arg_queue(qs, r);
+    uint8_t which = cmd_get_u8(r);
+    uint64_t v = cmd_get_u64(r);
+    if (r->err)
+        return -EINVAL;
+    if (!q)
+        return -ENOENT;
+    switch (which) {
+    case QSET_VT:
+        if (v < 1 || v > QUEUE_VT_MAX)
+            return -EINVAL;
+        q->vt_s = (uint32_t)v;
+        break;
+    case QSET_MAXDEL:
+        if (v < 1 || v > QUEUE_MAXDEL_MAX)
+            return -EINVAL;
+        q->maxdel = (uint32_t)v;
+        break;
+    case QSET_MAXLEN:
+        if (v > QUEUE_MAXLEN_MAX)
+            return -EINVAL;
+        q->maxlen = v;
+        break;
+    default:
+        return -EINVAL;
+    }
+    q->mtime_ms = h->now_ms;
+    return 0;
+}
+
+static int apply_push(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *fx)
+{
+    queue_t *q = arg_queue(qs, r);
+    uint32_t n = cmd_get_u32(r);
+    if (r->err)
+        return -EINVAL;
+    if (!q)
+        return -ENOENT;
+    /* Validate the whole batch first: a command is applied all or nothing. */
+    size_t save = r->off;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *p;
+        size_t len = cmd_get_bytes(r, &p);
+        if (r->err || len == 0)
+            return -EINVAL;
+        if (len > QUEUE_MSG_MAX)
+            return -EFBIG;
+    }
+    if (q->maxlen && q->lists[0].n + q->lists[1].n + n > q->maxlen)
+        return -ENOSPC;
+    r->off = save;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *p;
+        size_t len = cmd_get_bytes(r, &p);
+        qmsg_t *m = msg_new(qs, q, ++qs->next_msg, 0, blob_xnew(p, len));
+        offer(qs, q, m, 0, h->now_ms, fx);
+    }
+    q->mtime_ms = h->now_ms;
+    return 0;
+}
+
+static int apply_take(const state_t *st, qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r,
+                      sm_result_t *res, effects_t *fx)
+{
+    queue_t *q = arg_queue(qs, r);
+    uint64_t sid = cmd_get_u64(r), hid = cmd_get_u64(r);
+    uint8_t flags = cmd_get_u8(r);
+    if (r->err)
+        return -EINVAL;
+    if (!q)
+        return -ENOENT;
+    if (!session_find(&st->sessions, sid))
+        return -ENOLCK;           /* ended (or never opened): nobody would collect it */
+    uint8_t claim = (flags & QTAKE_CLAIM) ? 1 : 0;
+    qmsg_t *m = list_of(q, QM_READY)->head;
+    if (m) {
+        unplace(m);
+        give(qs, q, m, sid, hid, claim, h->now_ms, fx);
+        result_u8(res, 1);
+        return 0;
+    }
+    if (flags & QTAKE_NOWAIT)
+        return -EAGAIN;
+    result_u8(res, 0);
+    if (!find_waiter(q, sid, hid))    /* a repeated take is not registered twice */
+        add_waiter(q, sid, hid, claim);
+    return 0;
+}
+
+static int apply_cancel(qstate_t *qs, cmdrd_t *r, sm_result_t *res)
+{
+    queue_t *q = arg_queue(qs, r);
+    uint64_t sid = cmd_get_u64(r), hid = cmd_get_u64(r);
+    if (r->err || !hid)
+        return -EINVAL;
+    result_u8(res, q && drop_waiters(q, sid, hid) ? 1 : 0);
+    return 0;
+}
+
+static int apply_unpop(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *fx)
+{
+    queue_t *q = arg_queue(qs, r);
+    uint64_t id = cmd_get_u64(r);
+    uint32_t count = cmd_get_u32(r);
+    const uint8_t *p;
+    size_t len = cmd_get_bytes(r, &p);
+    if (r->err || len == 0 || len > QUEUE_MSG_MAX || id == 0 || id > qs->next_msg)
+        return -EINVAL;
+    if (!q)
+        return -ENOENT;
+    if (find_msg(qs, id))
+        return -EEXIST;           /* given back already */
+    offer(qs, q, msg_new(qs, q, id, count, blob_xnew(p, len)), 1, h->now_ms, fx);
+    return 0;
+}
+
+static int apply_msg_op(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *fx)
+{
+    queue_t *q = arg_queue(qs, r);
+    uint64_t id = cmd_get_u64(r);
+    if (r->err)
+        return -EINVAL;
+    qmsg_t *m = q ? find_msg(qs, id) : NULL;
+    if (!m || m->q != q || m->where != (h->op == QOP_DEADRM ? QM_DEAD : QM_INFLIGHT))
+        return -ENOENT;
+    switch (h->op) {
+    case QOP_ACK:
+        msg_del(qs, m);
+        q->mtime_ms = h->now_ms;
+        return 0;
+    case QOP_EXTEND:
+        m->expires_ms = h->now_ms + (uint64_t)q->vt_s * 1000;
+        return 0;
+    case QOP_RETURN:
+        unplace(m);
+        m->sid = m->expires_ms = 0;
+        offer(qs, q, m, 1, h->now_ms, fx);
+        return 0;
+    default: /* QOP_DEADRM */
+        msg_del(qs, m);
+        return 0;
+    }
+}
+
+static int apply_expire(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *fx)
+{
+    queue_t *q = arg_queue(qs, r);
+    uint32_t n = cmd_get_u32(r);
+    if (r->err || n > QUEUE_EXPIRE_MAX)
+        return -EINVAL;
+    uint64_t ids[QUEUE_EXPIRE_MAX];
+    for (uint32_t i = 0; i < n; i++)
+        ids[i] = cmd_get_u64(r);
+    if (r->err)
+        return -EINVAL;
+    if (!q)
+        return -ENOENT;
+    /* Back to the head in reverse, so the batch keeps its order in front of the queue.
+     * Each lease is judged at the command's time: a touch committed since wins. */
+    for (uint32_t i = n; i-- > 0;) {
+        qmsg_t *m = find_msg(qs, ids[i]);
+        if (m && m->q == q && m->where == QM_INFLIGHT && m->expires_ms <= h->now_ms)
+            lease_ended(q, m);
+    }
+    serve_waiters(qs, q, h->now_ms, fx);
+    return 0;
+}
+
+static int q_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res,
+                   effects_t *fx)
+{
+    qstate_t *qs = QS(st);
+    switch (h->op) {
+    case QOP_MKDIR:
+        return apply_mkdir(qs, h, r, res);
+    case QOP_RMDIR:
+        return apply_rmdir(qs, r, fx);
+    case QOP_SET:
+        return apply_set(qs, h, r);
+    case QOP_PUSH:
+        return apply_push(qs, h, r, fx);
+    case QOP_TAKE:
+        return apply_take(st, qs, h, r, res, fx);
+    case QOP_CANCEL:
+        return apply_cancel(qs, r, res);
+    case QOP_UNPOP:
+        return apply_unpop(qs, h, r, fx);
+    case QOP_ACK:
+    case QOP_EXTEND:
+    case QOP_RETURN:
+    case QOP_DEADRM:
+        return apply_msg_op(qs, h, r, fx);
+    case QOP_EXPIRE:
+        return apply_expire(qs, h, r, fx);
+    default:
+        return -EINVAL;
+    }
+}
+
+/* A session ended: its waiters are dropped and its claims end as if their leases expired. */
+static void q_session_end(state_t *st, uint64_t sid, uint64_t now_ms, effects_t *fx)
+{
+    qstate_t *qs = QS(st);
+    for (nentry_t *e = qs->queues.head; e; e = e->next) {
+        queue_t *q = queue_of(e);
+        drop_waiters(q, sid, 0);
+        /* In reverse, so that the claims keep their order at the head. */
+        for (qmsg_t *m = list_of(q, QM_INFLIGHT)->tail, *p; m; m = p) {
+            p = m->prev;
+            if (m->sid == sid)
+                lease_ended(q, m);
+        }
+        serve_waiters(qs, q, now_ms, fx);
+    }
+}
+
+/* ---------------------------------------------------------------- snapshot */
+
+/* Format: docs/QUEUES.md "Snapshot section". */
+static void snap_list(snapout_t *o, const qlist_t *l, int inflight)
+{
+    so_u64(o, l->n);
+    for (const qmsg_t *m = l->head; m; m = m->next) {
+        so_u64(o, m->id);
+        so_u32(o, m->count);
+        if (inflight) {
+            so_u64(o, m->sid);
+            so_u64(o, m->expires_ms);
+        }
+        so_blob(o, m->data->data, m->data->len);
+    }
+}
+
+static void q_snapshot(const state_t *st, snapout_t *o)
+{
+    const qstate_t *qs = QS(st);
+    so_u32(o, QSNAP_VERSION);
+    so_u64(o, qs->next_qid);
+    so_u64(o, qs->next_msg);
+    so_u32(o, (uint32_t)qs->queues.n);
+    for (const nentry_t *e = qs->queues.head; e; e = e->next) {
+        const queue_t *q = NTABLE_OBJ(e, const queue_t, ent);
+        so_u64(o, e->id);
+        so_blob(o, e->name, (uint32_t)e->namelen);
+        so_u64(o, q->ctime_ms);
+        so_u64(o, q->mtime_ms);
+        so_u32(o, q->vt_s);
+        so_u32(o, q->maxdel);
+        so_u64(o, q->maxlen);
+        for (int where = QM_READY; where <= QM_DEAD; where++)
+            snap_list(o, &q->lists[where - 1], where == QM_INFLIGHT);
+        uint32_t nw = 0;
+        for (const qwaiter_t *w = q->wh; w; w = w->next)
+            nw++;
+        so_u32(o, nw);
+        for (const qwaiter_t *w = q->wh; w; w = w->next) {
+            so_u64(o, w->sid);
+            so_u64(o, w->hid);
+            so_u8(o, w->claim);
+        }
+    }
+}
+
+/* Reads one list of q into place where, checking what apply guarantees. */
+static int restore_list(const state_t *st, snapin_t *in, qstate_t *qs, queue_t *q, int where)
+{
+    uint64_t n = si_u64(in);
+    for (uint64_t i = 0; i < n && !in->err; i++) {
+        uint64_t id = si_u64(in);
+        uint32_t count = si_u32(in);
+        uint64_t sid = 0, exp = 0;
+        if (where == QM_INFLIGHT) {
+            sid = si_u64(in);
+            exp = si_u64(in);
+        }
+        uint32_t len = si_u32(in);
+        if (in->err)
+            break;
+        if (len == 0 || len > QUEUE_MSG_MAX || id == 0 || id > qs->next_msg ||
+            find_msg(qs, id) || (where == QM_INFLIGHT && !session_find(&st->sessions, sid)))
+            return -QERR_CORRUPT;
+        qmsg_t *m = msg_new(qs, q, id, count, blob_xnew(NULL, len));
+        si_bytes(in, m->data->data, len);
+        m->sid = sid;
+        m->expires_ms = exp;
+        place(q, m, where, 0);
+    }
+    return in->err;
+}
+
+static int q_restore(state_t *st, snapin_t *in)
+{
+    qstate_t *qs = QS(st);
+    if (si_u32(in) != QSNAP_VERSION)
+        return in->err ? in->err : -QERR_FORMAT;
+    qs->next_qid = si_u64(in);
+    qs->next_msg = si_u64(in);
+    uint32_t n = si_u32(in);
+    for (uint32_t i = 0; i < n && !in->err; i++) {
+        uint64_t qid = si_u64(in);
+        char name[NAME_MAX_BYTES + 1];
+        int nlen = si_str(in, name, sizeof(name));
+        if (nlen < 0)
+            return nlen;
+        size_t nl = (size_t)nlen;
+        if (find_queue(qs, name, nl) || qid <= ntable_last_id(&qs->queues) ||
+            qid > qs->next_qid || names_check(name, nl, 0) < 0)
+            return -QERR_CORRUPT;
+        queue_t *q = queue_add(qs, name, nl, qid);
+        q->ctime_ms = si_u64(in);
+        q->mtime_ms = si_u64(in);
+        q->vt_s = si_u32(in);
+        q->maxdel = si_u32(in);
+        q->maxlen = si_u64(in);
+        if (q->vt_s < 1 || q->vt_s > QUEUE_VT_MAX || q->maxdel < 1 ||
+            q->maxdel > QUEUE_MAXDEL_MAX || q->maxlen > QUEUE_MAXLEN_MAX)
+            return in->err ? in->err : -QERR_CORRUPT;
+        for (int where = QM_READY; where <= QM_DEAD; where++) {
+            int rc = restore_list(st, in, qs, q, where);
+            if (rc < 0)
+                return rc;
+        }
+        uint32_t nw = si_u32(in);
+        for (uint32_t j = 0; j < nw && !in->err; j++) {
+            uint64_t sid = si_u64(in), hid = si_u64(in);
+            uint8_t claim = si_u8(in);
+            if (in->err)
+                break;
+            if (!session_find(&st->sessions, sid) || hid == 0 || claim > 1 ||
+                q->lists[0].n || find_waiter(q, sid, hid))
+                return -QERR_CORRUPT;   /* a live, distinct waiter, and no ready message */
+            add_waiter(q, sid, hid, claim);
+        }
+    }
+    return in->err;
+}
+
+/* ---------------------------------------------------------------- check */
+
+static void check_list(const qstate_t *qs, queue_t *q, int where, const state_t *st)
+{
+    const qlist_t *l = list_of(q, where);
+    uint64_t n = 0;
+    const qmsg_t *prev = NULL;
+    for (const qmsg_t *m = l->head; m; prev = m, m = m->next) {
+        ASSERT(m->prev == prev && m->q == q && m->where == where);
+        ASSERT(m->id > 0 && m->id <= qs->next_msg && find_msg(qs, m->id) == m);
+        ASSERT(m->data && m->data->len > 0 && m->data->len <= QUEUE_MSG_MAX);
+        if (where == QM_INFLIGHT)
+            ASSERT_MSG(m->expires_ms > 0 && session_find(&st->sessions, m->sid),
+                       "in-flight message %llu: lease end %llu, session %llu",
+                       (unsigned long long)m->id, (unsigned long long)m->expires_ms,
+                       (unsigned long long)m->sid);
+        else
+            ASSERT(m->sid == 0 && m->expires_ms == 0);
+        n++;
+    }
+    ASSERT(l->tail == prev && l->n == n);
+}
+
+void queues_sm_check(const state_t *st)
+{
+    const qstate_t *qs = QS(st);
+    ASSERT(qs);
+    ntable_check(&qs->queues);
+    uint64_t msgs = 0;
+    for (nentry_t *e = qs->queues.head; e; e = e->next) {
+        queue_t *q = queue_of(e);
+        ASSERT(e->id <= qs->next_qid && names_check(e->name, e->namelen, 0) == 0);
+        ASSERT(q->vt_s >= 1 && q->vt_s <= QUEUE_VT_MAX);
+        ASSERT(q->maxdel >= 1 && q->maxdel <= QUEUE_MAXDEL_MAX && q->maxlen <= QUEUE_MAXLEN_MAX);
+        for (int where = QM_READY; where <= QM_DEAD; where++) {
+            check_list(qs, q, where, st);
+            msgs += list_of(q, where)->n;
+        }
+        ASSERT_MSG(!q->wh || !q->lists[0].head, "queue %s has waiters and ready messages",
+                   e->name);
+        const qwaiter_t *last = NULL;
+        for (const qwaiter_t *w = q->wh; w; last = w, w = w->next) {
+            ASSERT(w->hid != 0 && w->claim <= 1 && session_find(&st->sessions, w->sid));
+                ASSERT(find_waiter(q, w->sid, w->hid) == w);   /* distinct */
+        }
+        ASSERT(q->wt == last);
+    }
+    /* Every indexed message sits in one of the lists walked above. */
+    ASSERT(HASH_CNT(hh, qs->by_id) == msgs);
+}
+
+/* ---------------------------------------------------------------- read API */
+
+/* Fills *v from q; -ENOENT for a NULL q. */
+static int view_queue(const queue_t *q, queue_view_t *v)
+{
+    if (!q)
+        return -ENOENT;
+    v->qid = q->ent.id;
+    v->name = q->ent.name;
+    v->ctime_ms = q->ctime_ms;
+    v->mtime_ms = q->mtime_ms;
+    v->vt_s = q->vt_s;
+    v->maxdel = q->maxdel;
+    v->maxlen = q->maxlen;
+    v->ready = q->lists[QM_READY - 1].n;
+    v->inflight = q->lists[QM_INFLIGHT - 1].n;
+    v->dead = q->lists[QM_DEAD - 1].n;
+    v->waiters = 0;
+    for (const qwaiter_t *w = q->wh; w; w = w->next)
+        v->waiters++;
+    v->head = q->lists[QM_READY - 1].head ? q->lists[QM_READY - 1].head->data : NULL;
+    return 0;
+}
+
+static int view_msg(const qmsg_t *m, qmsg_view_t *v)
+{
+    if (!m)
+        return -ENOENT;
+    v->id = m->id;
+    v->qid = m->q->ent.id;
+    v->count = m->count;
+    v->where = m->where;
+    v->sid = m->sid;
+    v->expires_ms = m->expires_ms;
+    v->data = m->data;
+    return 0;
+}
+
+int queues_sm_get(const state_t *st, const char *name, size_t len, queue_view_t *v)
+{
+    return view_queue(find_queue(QS(st), name, len), v);
+}
+
+int queues_sm_get_qid(const state_t *st, uint64_t qid, queue_view_t *v)
+{
+    return view_queue(find_qid(QS(st), qid), v);
+}
+
+int queues_sm_msg(const state_t *st, uint64_t id, qmsg_view_t *v)
+{
+    return view_msg(find_msg(QS(st), id), v);
+}
+
+int queues_sm_each(const state_t *st, int (*fn)(void *arg, const queue_view_t *v), void *arg)
+{
+    for (const nentry_t *e = QS(st)->queues.head; e; e = e->next) {
+        queue_view_t v;
+        view_queue(NTABLE_OBJ(e, const queue_t, ent), &v);
+        int rc = fn(arg, &v);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int queues_sm_each_msg(const state_t *st, uint64_t qid, int where,
+                       int (*fn)(void *arg, const qmsg_view_t *m), void *arg)
+{
+    queue_t *q = find_qid(QS(st), qid);
+    if (!q || where < QM_READY || where > QM_DEAD)
+        return -ENOENT;
+    for (const qmsg_t *m = list_of(q, where)->head; m; m = m->next) {
+        qmsg_view_t v;
+        view_msg(m, &v);
+        int rc = fn(arg, &v);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- encoders */
+
+static void begin(cmdbuf_t *b, uint8_t op, uint64_t now, const char *q)
+{
+    cmd_begin(b, op, NS_QUEUES, now);
+    cmd_str(b, q);
+}
+
+void queues_cmd_mkdir(cmdbuf_t *b, uint64_t now, const char *q)
+{
+    begin(b, QOP_MKDIR, now, q);
+}
+
+void queues_cmd_rmdir(cmdbuf_t *b, uint64_t now, const char *q, int force)
+{
+    begin(b, QOP_RMDIR, now, q);
+    cmd_u8(b, force ? 1 : 0);
+}
+
+void queues_cmd_set(cmdbuf_t *b, uint64_t now, const char *q, uint8_t which, uint64_t value)
+{
+    begin(b, QOP_SET, now, q);
+    cmd_u8(b, which);
+    cmd_u64(b, value);
+}
+
+/* Offset of a PUSH's u32 count: the header (u8 version, u8 op, u8 ns, u64 now: 11 bytes,
+ * docs/FORMATS.md §4), then the name (u32 length, bytes). */
+static size_t push_count_at(const cmdbuf_t *b)
+{
+    ASSERT(b->len >= 19 && b->p[1] == QOP_PUSH && b->p[2] == NS_QUEUES);
+    return 11 + 4 + le_get32(b->p + 11);
+}
+
+void queues_cmd_push(cmdbuf_t *b, uint64_t now, const char *q)
+{
+    begin(b, QOP_PUSH, now, q);
+    cmd_u32(b, 0);
+}
+
+void queues_cmd_push_add(cmdbuf_t *b, const void *msg, size_t len)
+{
+    cmd_bytes(b, msg, len);
+    if (!b->oom)
+        le_put32(b->p + push_count_at(b), queues_cmd_push_count(b) + 1);
+}
+
+uint32_t queues_cmd_push_count(const cmdbuf_t *b)
+{
+    return b->oom ? 0 : le_get32(b->p + push_count_at(b));
+}
+
+void queues_cmd_take(cmdbuf_t *b, uint64_t now, const char *q, uint64_t sid, uint64_t hid,
+                     uint8_t flags)
+{
+    begin(b, QOP_TAKE, now, q);
+    cmd_u64(b, sid);
+    cmd_u64(b, hid);
+    cmd_u8(b, flags);
+}
+
+void queues_cmd_cancel(cmdbuf_t *b, uint64_t now, const char *q, uint64_t sid, uint64_t hid)
+{
+    begin(b, QOP_CANCEL, now, q);
+    cmd_u64(b, sid);
+    cmd_u64(b, hid);
+}
+
+void queues_cmd_unpop(cmdbuf_t *b, uint64_t now, const char *q, uint64_t id, uint32_t count,
+                      const void *msg, size_t len)
+{
+    begin(b, QOP_UNPOP, now, q);
+    cmd_u64(b, id);
+    cmd_u32(b, count);
+    cmd_bytes(b, msg, len);
+}
+
+void queues_cmd_msg(cmdbuf_t *b, uint8_t op, uint64_t now, const char *q, uint64_t id)
+{
+    ASSERT(op == QOP_ACK || op == QOP_EXTEND || op == QOP_RETURN || op == QOP_DEADRM);
+    begin(b, op, now, q);
+    cmd_u64(b, id);
+}
+
+void queues_cmd_expire(cmdbuf_t *b, uint64_t now, const char *q, uint32_t n,
+                       const uint64_t *ids)
+{
+    begin(b, QOP_EXPIRE, now, q);
+    cmd_u32(b, n);
+    for (uint32_t i = 0; i < n; i++)
+        cmd_u64(b, ids[i]);
+}
+
+const ns_sm_t queues_sm = {
+    .init = q_init_state,
+    .free = q_free_state,
+    .apply = q_apply,
+    .session_end = q_session_end,
+    .snapshot = q_snapshot,
+    .restore = q_restore,
+    .check = queues_sm_check,
+};
