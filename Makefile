@@ -34,6 +34,7 @@ include mk/integration.mk
 include mk/bench.mk
 include mk/queues.mk
 include mk/net.mk
+include mk/multiraft.mk
 
 # Two libraries so that cluster/ (which knows nothing of files) builds and tests alone.
 CLUSTER_LIB := $(BUILD)/libcluster.a
