@@ -1,0 +1,319 @@
+/* cluster/frame.c — frame encoding and the streaming frame decoder (cluster/frame.h). The
+ * wire format is in docs/TRANSPORT.md; the Raft message inside a RAFT frame is
+ * raft_msg_encode's (docs/RAFT.md "Wire format"). */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/assert.h"
+#include "cluster/bytes.h"
+#include "cluster/crc32c.h"
+#include "cluster/err.h"
+#include "cluster/frame.h"
+
+/* Header layout (little endian): magic u32, version u8, type u8, flags u16, length u32,
+ * crc u32 = CRC32C of bytes 0..11 of the header followed by the payload. */
+#define OFF_MAGIC 0
+#define OFF_VERSION 4
+#define OFF_TYPE 5
+#define OFF_FLAGS 6
+#define OFF_LEN 8
+#define OFF_CRC 12
+
+/* A payload buffer larger than this is released after its frame instead of kept. */
+#define KEEP_BUF_BYTES (64 * 1024)
+
+struct frame_decoder {
+    uint32_t max_payload;
+    uint8_t hdr[FRAME_HDR_BYTES];
+    size_t hdr_have;          /* header bytes of the current frame received so far */
+    uint32_t plen;            /* payload length, valid once hdr_have == FRAME_HDR_BYTES */
+    uint8_t *buf;             /* payload of the current frame (when it spans chunks) */
+    size_t cap, have;
+    uint64_t frames;          /* frames completed so far */
+    uint64_t pos;             /* bytes consumed so far */
+    uint64_t frame_pos;       /* stream offset of the current frame's first byte */
+    int err;                  /* sticky error, 0 if none */
+    char msg[200];
+};
+
+void frame_free(frame_t *f)
+{
+    if (!f)
+        return;
+    raft_msg_free(&f->msg);
+    memset(f, 0, sizeof *f);
+}
+
+static size_t payload_size(const frame_t *f)
+{
+    switch (f->type) {
+    case FRAME_HELLO:
+        return FRAME_HELLO_BYTES;
+    case FRAME_RAFT:
+        return 4 + raft_msg_encoded_size(&f->msg);
+    case FRAME_PING:
+    case FRAME_PONG:
+        return 8;
+    default:
+        return 0;
+    }
+}
+
+size_t frame_encoded_size(const frame_t *f)
+{
+    return FRAME_HDR_BYTES + payload_size(f);
+}
+
+int frame_encode(const frame_t *f, uint8_t *buf, size_t cap, size_t *len)
+{
+    if (f->type < 1 || f->type >= FRAME__COUNT)
+        return -QERR_INVAL;
+    if (f->type == FRAME_HELLO && f->hello.node_id == 0)
+        return -QERR_INVAL;
+    size_t plen = payload_size(f);
+    if (plen > FRAME_LIMIT_MAX_PAYLOAD)
+        return -QERR_TOOBIG;
+    if (cap < FRAME_HDR_BYTES + plen)
+        return -QERR_TOOBIG;
+    uint8_t *p = buf + FRAME_HDR_BYTES;
+    switch (f->type) {
+    case FRAME_HELLO:
+        le_put64(p, f->hello.node_id);
+        le_put64(p + 8, f->hello.cluster_id);
+        le_put32(p + 16, f->hello.proto_min);
+        le_put32(p + 20, f->hello.proto_max);
+        break;
+    case FRAME_RAFT: {
+        size_t mlen;
+        le_put32(p, f->group);
+        int rc = raft_msg_encode(&f->msg, p + 4, plen - 4, &mlen);
+        if (rc < 0)
+            return rc == -QERR_TOOBIG ? -QERR_INVAL : rc; /* sized exactly: cannot be short */
+        ASSERT(mlen == plen - 4);
+        break;
+    }
+    default:
+        le_put64(p, f->ping);
+        break;
+    }
+    le_put32(buf + OFF_MAGIC, FRAME_MAGIC);
+    buf[OFF_VERSION] = FRAME_VERSION;
+    buf[OFF_TYPE] = (uint8_t)f->type;
+    buf[OFF_FLAGS] = 0;
+    buf[OFF_FLAGS + 1] = 0;
+    le_put32(buf + OFF_LEN, (uint32_t)plen);
+    le_put32(buf + OFF_CRC, crc32c(crc32c(0, buf, OFF_CRC), p, plen));
+    *len = FRAME_HDR_BYTES + plen;
+    return 0;
+}
+
+/* ---- decoder ------------------------------------------------------------------------- */
+
+frame_decoder_t *frame_decoder_new(uint32_t max_payload)
+{
+    ASSERT(max_payload <= FRAME_LIMIT_MAX_PAYLOAD);
+    frame_decoder_t *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->max_payload = max_payload ? max_payload : FRAME_DEFAULT_MAX_PAYLOAD;
+    return d;
+}
+
+void frame_decoder_free(frame_decoder_t *d)
+{
+    if (!d)
+        return;
+    free(d->buf);
+    free(d);
+}
+
+const char *frame_decoder_error(const frame_decoder_t *d)
+{
+    return d->msg;
+}
+
+size_t frame_decoder_mem(const frame_decoder_t *d)
+{
+    return d->cap;
+}
+
+/* Records the sticky failure code with a message naming the frame; returns code. */
+static int fail(frame_decoder_t *d, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(frame_decoder_t *d, int code, const char *fmt, ...)
+{
+    ASSERT(code < 0);
+    int n = snprintf(d->msg, sizeof d->msg, "frame %" PRIu64 " at stream byte %" PRIu64 ": ",
+                     d->frames + 1, d->frame_pos);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n > 0 && (size_t)n < sizeof d->msg)
+        vsnprintf(d->msg + n, sizeof d->msg - (size_t)n, fmt, ap);
+    va_end(ap);
+    d->err = code;
+    return code;
+}
+
+/* Checks a complete header; sets d->plen. Everything but the CRC is checked here, before any
+ * payload byte is awaited or any buffer allocated. */
+static int check_header(frame_decoder_t *d, const uint8_t *h)
+{
+    uint32_t magic = le_get32(h + OFF_MAGIC);
+    if (magic != FRAME_MAGIC)
+        return fail(d, -QERR_CORRUPT, "bad magic 0x%08" PRIx32 " (want 0x%08x)", magic,
+                    FRAME_MAGIC);
+    if (h[OFF_VERSION] != FRAME_VERSION)
+        return fail(d, -QERR_FORMAT, "frame version %u, this node speaks %d", h[OFF_VERSION],
+                    FRAME_VERSION);
+    if (h[OFF_TYPE] < 1 || h[OFF_TYPE] >= FRAME__COUNT)
+        return fail(d, -QERR_CORRUPT, "unknown frame type %u", h[OFF_TYPE]);
+    if (h[OFF_FLAGS] || h[OFF_FLAGS + 1])
+        return fail(d, -QERR_CORRUPT, "nonzero flags 0x%02x%02x", h[OFF_FLAGS + 1],
+                    h[OFF_FLAGS]);
+    uint32_t plen = le_get32(h + OFF_LEN);
+    if (plen > d->max_payload)
+        return fail(d, -QERR_TOOBIG, "payload length %" PRIu32 " over the limit %" PRIu32,
+                    plen, d->max_payload);
+    d->plen = plen;
+    return 0;
+}
+
+/* Checks the CRC and decodes the payload p (d->plen bytes) of a checked header h into *f.
+ * Returns 1 or a failure code (then *f is zeroed). */
+static int decode_payload(frame_decoder_t *d, const uint8_t *h, const uint8_t *p, frame_t *f)
+{
+    uint32_t plen = d->plen;
+    uint32_t want = le_get32(h + OFF_CRC);
+    uint32_t got = crc32c(crc32c(0, h, OFF_CRC), p, plen);
+    if (got != want)
+        return fail(d, -QERR_CORRUPT, "CRC mismatch (header says 0x%08" PRIx32
+                    ", data gives 0x%08" PRIx32 ")", want, got);
+    uint32_t type = h[OFF_TYPE];
+    f->type = type;
+    switch (type) {
+    case FRAME_HELLO:
+        /* Later versions may append fields; version 1 reads the first 24 bytes. */
+        if (plen < FRAME_HELLO_BYTES)
+            goto bad_size;
+        f->hello.node_id = le_get64(p);
+        f->hello.cluster_id = le_get64(p + 8);
+        f->hello.proto_min = le_get32(p + 16);
+        f->hello.proto_max = le_get32(p + 20);
+        if (f->hello.node_id == 0) {
+            memset(f, 0, sizeof *f);
+            return fail(d, -QERR_CORRUPT, "HELLO with node id 0");
+        }
+        break;
+    case FRAME_RAFT: {
+        if (plen < 4)
+            goto bad_size;
+        f->group = le_get32(p);
+        int rc = raft_msg_decode(p + 4, plen - 4, &f->msg);
+        if (rc < 0) {
+            memset(f, 0, sizeof *f);
+            return fail(d, rc, "Raft message of group %" PRIu32 " refused: %s",
+                        le_get32(p), qerr_str(rc));
+        }
+        break;
+    }
+    default: /* PING, PONG */
+        if (plen != 8)
+            goto bad_size;
+        f->ping = le_get64(p);
+        break;
+    }
+    d->frames++;
+    return 1;
+bad_size:
+    memset(f, 0, sizeof *f);
+    return fail(d, -QERR_CORRUPT, "payload of %" PRIu32 " bytes is the wrong size for frame "
+                "type %" PRIu32, plen, type);
+}
+
+/* Ends the current frame (whatever its outcome): the next byte starts a new header. */
+static void next_frame(frame_decoder_t *d)
+{
+    d->hdr_have = 0;
+    d->have = 0;
+    d->plen = 0;
+    d->frame_pos = d->pos;
+    if (d->cap > KEEP_BUF_BYTES) {
+        free(d->buf);
+        d->buf = NULL;
+        d->cap = 0;
+    }
+}
+
+int frame_decoder_feed(frame_decoder_t *d, const uint8_t *buf, size_t len, size_t *used,
+                       frame_t *f)
+{
+    memset(f, 0, sizeof *f);
+    *used = 0;
+    if (d->err)
+        return d->err;
+    size_t pos = 0;
+    int rc;
+
+    /* Fast path: a whole frame at the start of buf, none pending: decode it in place. */
+    if (d->hdr_have == 0 && len >= FRAME_HDR_BYTES) {
+        if ((rc = check_header(d, buf)) < 0)
+            return rc;
+        if (len - FRAME_HDR_BYTES >= d->plen) {
+            size_t n = FRAME_HDR_BYTES + (size_t)d->plen;
+            rc = decode_payload(d, buf, buf + FRAME_HDR_BYTES, f);
+            if (rc < 0)
+                return rc;
+            d->pos += n;
+            *used = n;
+            next_frame(d);
+            return 1;
+        }
+    }
+
+    /* Slow path: gather the header, then the payload, across calls. */
+    if (d->hdr_have < FRAME_HDR_BYTES) {
+        size_t n = FRAME_HDR_BYTES - d->hdr_have;
+        if (n > len)
+            n = len;
+        if (n)
+            memcpy(d->hdr + d->hdr_have, buf, n);
+        d->hdr_have += n;
+        pos += n;
+        d->pos += n;
+        *used = pos;
+        if (d->hdr_have < FRAME_HDR_BYTES)
+            return 0;
+        if ((rc = check_header(d, d->hdr)) < 0)
+            return rc;
+        if (d->plen > d->cap) {
+            /* the only allocation: at most max_payload bytes, after the header's checks */
+            free(d->buf);
+            d->cap = 0;
+            d->buf = malloc(d->plen);
+            if (!d->buf)
+                return fail(d, -QERR_NOMEM, "no memory for a %" PRIu32 "-byte payload",
+                            d->plen);
+            d->cap = d->plen;
+        }
+        d->have = 0;
+    }
+    size_t n = d->plen - d->have;
+    if (n > len - pos)
+        n = len - pos;
+    if (n)
+        memcpy(d->buf + d->have, buf + pos, n);
+    d->have += n;
+    pos += n;
+    d->pos += n;
+    *used = pos;
+    if (d->have < d->plen)
+        return 0;
+    rc = decode_payload(d, d->hdr, d->buf, f);
+    if (rc < 0)
+        return rc;
+    next_frame(d);
+    return 1;
+}

@@ -1,0 +1,491 @@
+/* tests/unit/test_frame.c — the frame codec (cluster/frame.c): round trips of every frame
+ * type, a stream of several frames cut at every split point and fed one byte at a time,
+ * each malformed input refused with its own code and message, and the decoder's memory
+ * bounds (an oversize length is refused from the header alone, before any allocation). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/bytes.h"
+#include "cluster/crc32c.h"
+#include "cluster/err.h"
+#include "cluster/frame.h"
+#include "tests/unit/check.h"
+
+/* ---- fixture: one frame of each type, encoded ---------------------------------------- */
+
+static uint8_t payload_a[300], payload_b[5], chunk[700];
+static raft_entry_t ents[2];
+
+static void fill(void)
+{
+    for (size_t i = 0; i < sizeof payload_a; i++)
+        payload_a[i] = (uint8_t)(i * 7 + 1);
+    memcpy(payload_b, "hello", 5);
+    for (size_t i = 0; i < sizeof chunk; i++)
+        chunk[i] = (uint8_t)(i ^ 0x5a);
+    ents[0] = (raft_entry_t){ .term = 3, .index = 10, .type = RAFT_ENTRY_NORMAL,
+                              .len = sizeof payload_a, .data = payload_a };
+    ents[1] = (raft_entry_t){ .term = 3, .index = 11, .type = RAFT_ENTRY_NORMAL,
+                              .len = sizeof payload_b, .data = payload_b };
+}
+
+#define N_SAMPLES 6
+static frame_t sample(int i)
+{
+    frame_t f;
+    memset(&f, 0, sizeof f);
+    switch (i) {
+    case 0:
+        f.type = FRAME_HELLO;
+        f.hello = (frame_hello_t){ .node_id = 7, .cluster_id = 0xC0FFEE1234ull,
+                                   .proto_min = 1, .proto_max = 1 };
+        break;
+    case 1:
+        f.type = FRAME_RAFT;
+        f.group = 42;
+        f.msg = (raft_msg_t){ .type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 3,
+                              .index = 9, .log_term = 2, .commit = 8, .n_entries = 2,
+                              .entries = ents };
+        break;
+    case 2:
+        f.type = FRAME_RAFT;
+        f.group = 0xFFFFFFFFu;
+        f.msg = (raft_msg_t){ .type = RAFT_MSG_HEARTBEAT, .from = 1, .to = 3, .term = 3,
+                              .commit = 11, .ctx = 99 };
+        break;
+    case 3:
+        f.type = FRAME_RAFT;
+        f.group = 0;
+        f.msg = (raft_msg_t){ .type = RAFT_MSG_SNAPSHOT, .from = 2, .to = 1, .term = 5,
+                              .offset = 4096, .len = sizeof chunk, .data = chunk,
+                              .flags = RAFT_MSGF_LAST };
+        f.msg.snap.index = 100;
+        f.msg.snap.term = 4;
+        f.msg.snap.conf.n = 3;
+        for (int k = 0; k < 3; k++)
+            f.msg.snap.conf.s[k] = (raft_server_t){ .id = (uint64_t)k + 1, .role = RAFT_VOTER };
+        break;
+    case 4:
+        f.type = FRAME_PING;
+        f.ping = 0x0102030405060708ull;
+        break;
+    default:
+        f.type = FRAME_PONG;
+        f.ping = 12345;
+        break;
+    }
+    return f;
+}
+
+/* Encodes f into a malloc'ed buffer. */
+static uint8_t *enc(const frame_t *f, size_t *len)
+{
+    size_t n = frame_encoded_size(f);
+    uint8_t *b = malloc(n);
+    if (!b || frame_encode(f, b, n, len) != 0 || *len != n) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* 1 iff a and b encode to the same bytes (the codec is canonical). */
+static int same(const frame_t *a, const frame_t *b)
+{
+    size_t la, lb;
+    uint8_t *ea = enc(a, &la), *eb = enc(b, &lb);
+    int ok = ea && eb && la == lb && memcmp(ea, eb, la) == 0;
+    free(ea);
+    free(eb);
+    return ok;
+}
+
+/* A frame with arbitrary header fields and a correct CRC. Returns its length. */
+static size_t raw_frame(uint8_t *out, uint32_t magic, uint8_t version, uint8_t type,
+                        uint16_t flags, const void *payload, uint32_t plen)
+{
+    le_put32(out, magic);
+    out[4] = version;
+    out[5] = type;
+    out[6] = (uint8_t)flags;
+    out[7] = (uint8_t)(flags >> 8);
+    le_put32(out + 8, plen);
+    if (plen)
+        memcpy(out + FRAME_HDR_BYTES, payload, plen);
+    le_put32(out + 12, crc32c(crc32c(0, out, 12), out + FRAME_HDR_BYTES, plen));
+    return FRAME_HDR_BYTES + plen;
+}
+
+/* Feeds buf whole; expects the decoder to fail with code. Checks that the failure is sticky
+ * and that its message contains needle. */
+static int refused(const uint8_t *buf, size_t len, uint32_t max, int code, const char *needle)
+{
+    frame_decoder_t *d = frame_decoder_new(max);
+    frame_t f;
+    size_t used, off = 0;
+    int rc;
+    while ((rc = frame_decoder_feed(d, buf + off, len - off, &used, &f)) == 1) {
+        frame_free(&f);
+        off += used;
+    }
+    int ok = rc == code && strstr(frame_decoder_error(d), needle) != NULL;
+    if (!ok)
+        printf("# want %d (%s), got %d: \"%s\"\n", code, needle, rc, frame_decoder_error(d));
+    ok = ok && frame_decoder_feed(d, buf, len, &used, &f) == code && used == 0;
+    frame_decoder_free(d);
+    return ok;
+}
+
+/* ---- cases --------------------------------------------------------------------------- */
+
+TEST(round_trip_every_type)
+{
+    for (int i = 0; i < N_SAMPLES; i++) {
+        frame_t f = sample(i), g;
+        size_t len, used;
+        uint8_t *b = enc(&f, &len);
+        CHECK(b != NULL);
+        CHECK_EQ(le_get32(b), FRAME_MAGIC);
+        CHECK_EQ(b[4], FRAME_VERSION);
+        CHECK_EQ(b[5], f.type);
+        CHECK_EQ(le_get32(b + 8), len - FRAME_HDR_BYTES);
+        frame_decoder_t *d = frame_decoder_new(0);
+        int rc = frame_decoder_feed(d, b, len, &used, &g);
+        frame_decoder_free(d);
+        free(b);
+        CHECK_EQ(rc, 1);
+        CHECK_EQ(used, len);
+        CHECK_EQ(g.type, f.type);
+        CHECK_EQ(g.group, f.group);
+        CHECK(g.ping == f.ping);
+        CHECK(memcmp(&g.hello, &f.hello, sizeof f.hello) == 0);
+        CHECK_EQ(g.msg.type, f.msg.type);
+        CHECK_EQ(g.msg.n_entries, f.msg.n_entries);
+        CHECK(same(&f, &g));
+        frame_free(&g);
+    }
+}
+
+/* Decodes stream s (len n) cut into the pieces given by cuts (ascending offsets) and checks
+ * that exactly the N_SAMPLES frames come out, equal to the samples, in order. */
+static int decode_cut(const uint8_t *s, size_t n, const size_t *cuts, size_t ncuts)
+{
+    frame_decoder_t *d = frame_decoder_new(0);
+    int got = 0, ok = 1;
+    size_t prev = 0;
+    for (size_t c = 0; c <= ncuts && ok; c++) {
+        size_t end = c < ncuts ? cuts[c] : n, off = prev;
+        while (ok) {
+            frame_t f;
+            size_t used;
+            int rc = frame_decoder_feed(d, s + off, end - off, &used, &f);
+            off += used;
+            if (rc == 0)
+                break;
+            if (rc != 1 || got >= N_SAMPLES) {
+                ok = 0;
+                break;
+            }
+            frame_t want = sample(got++);
+            ok = same(&want, &f);
+            frame_free(&f);
+        }
+        ok = ok && off == end;
+        prev = end;
+    }
+    frame_decoder_free(d);
+    return ok && got == N_SAMPLES;
+}
+
+static uint8_t *sample_stream(size_t *n)
+{
+    size_t total = 0;
+    for (int i = 0; i < N_SAMPLES; i++) {
+        frame_t f = sample(i);
+        total += frame_encoded_size(&f);
+    }
+    uint8_t *s = malloc(total);
+    size_t off = 0, len;
+    for (int i = 0; i < N_SAMPLES; i++) {
+        frame_t f = sample(i);
+        if (frame_encode(&f, s + off, total - off, &len) != 0)
+            abort();
+        off += len;
+    }
+    *n = total;
+    return s;
+}
+
+TEST(every_split_point)
+{
+    size_t n;
+    uint8_t *s = sample_stream(&n);
+    int bad = -1;
+    for (size_t i = 0; i <= n && bad < 0; i++)
+        if (!decode_cut(s, n, &i, 1))
+            bad = (int)i;
+    /* two cuts: every pair around the frame boundaries and inside headers */
+    for (size_t i = 0; i <= n && bad < 0; i += 3)
+        for (size_t j = i; j <= n && bad < 0; j += 17) {
+            size_t cuts[2] = { i, j };
+            if (!decode_cut(s, n, cuts, 2))
+                bad = (int)i;
+        }
+    free(s);
+    CHECK_EQ(bad, -1);
+}
+
+TEST(one_byte_at_a_time_and_random_chunks)
+{
+    size_t n;
+    uint8_t *s = sample_stream(&n);
+    size_t *cuts = malloc(n * sizeof *cuts);
+    for (size_t i = 0; i < n; i++)
+        cuts[i] = i + 1;
+    int ok = decode_cut(s, n, cuts, n - 1);
+    uint64_t x = 88172645463325252ull;
+    for (int round = 0; round < 200 && ok; round++) {
+        size_t k = 0, at = 0;
+        for (;;) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            at += x % 40;
+            if (at > n)
+                break;
+            cuts[k++] = at;
+        }
+        ok = decode_cut(s, n, cuts, k);
+    }
+    free(cuts);
+    free(s);
+    CHECK(ok);
+}
+
+TEST(malformed_headers)
+{
+    uint8_t b[64], p[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+    size_t n = raw_frame(b, 0x12345678, FRAME_VERSION, FRAME_PING, 0, p, 8);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "bad magic"));
+    n = raw_frame(b, FRAME_MAGIC, 2, FRAME_PING, 0, p, 8);
+    CHECK(refused(b, n, 0, -QERR_FORMAT, "frame version 2"));
+    n = raw_frame(b, FRAME_MAGIC, 0, FRAME_PING, 0, p, 8);
+    CHECK(refused(b, n, 0, -QERR_FORMAT, "frame version 0"));
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, 0, 0, p, 8);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "unknown frame type 0"));
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME__COUNT, 0, p, 8);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "unknown frame type"));
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_PING, 0x100, p, 8);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "nonzero flags"));
+}
+
+TEST(crc_mismatch)
+{
+    frame_t f = sample(1);
+    size_t n;
+    uint8_t *b = enc(&f, &n);
+    CHECK(b != NULL);
+    b[n - 1] ^= 0x40; /* a payload byte */
+    int ok = refused(b, n, 0, -QERR_CORRUPT, "CRC mismatch");
+    b[n - 1] ^= 0x40;
+    b[8] ^= 1; /* the length: the frame now ends one byte early or late */
+    ok = ok && refused(b, n, 0, -QERR_CORRUPT, "CRC mismatch");
+    b[8] ^= 1;
+    b[13] ^= 0x80; /* the CRC itself */
+    ok = ok && refused(b, n, 0, -QERR_CORRUPT, "CRC mismatch");
+    free(b);
+    CHECK(ok);
+}
+
+TEST(wrong_payload_sizes)
+{
+    uint8_t b[128], p[64];
+    memset(p, 0, sizeof p);
+    size_t n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_PING, 0, p, 7);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "wrong size"));
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_PONG, 0, p, 9);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "wrong size"));
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_HELLO, 0, p, FRAME_HELLO_BYTES - 1);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "wrong size"));
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_RAFT, 0, p, 3);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "wrong size"));
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_HELLO, 0, p, FRAME_HELLO_BYTES);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "HELLO with node id 0"));
+}
+
+TEST(hello_may_grow)
+{
+    /* a later version's longer HELLO is read by its first 24 bytes */
+    uint8_t b[128], p[40];
+    memset(p, 0xEE, sizeof p);
+    le_put64(p, 5);
+    le_put64(p + 8, 77);
+    le_put32(p + 16, 1);
+    le_put32(p + 20, 3);
+    size_t n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_HELLO, 0, p, sizeof p), used;
+    frame_decoder_t *d = frame_decoder_new(0);
+    frame_t f;
+    int rc = frame_decoder_feed(d, b, n, &used, &f);
+    frame_decoder_free(d);
+    CHECK_EQ(rc, 1);
+    CHECK_EQ(f.hello.node_id, 5);
+    CHECK_EQ(f.hello.cluster_id, 77);
+    CHECK_EQ(f.hello.proto_min, 1);
+    CHECK_EQ(f.hello.proto_max, 3);
+}
+
+TEST(raft_payload_refused)
+{
+    frame_t f = sample(2);
+    uint8_t msg[256], b[300];
+    size_t mlen;
+    CHECK_EQ(raft_msg_encode(&f.msg, msg + 4, sizeof msg - 4, &mlen), 0);
+    le_put32(msg, 9);
+    /* a valid frame around a message that raft_msg_decode refuses */
+    size_t n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_RAFT, 0, msg, (uint32_t)mlen + 3);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "Raft message of group 9 refused"));
+    msg[4 + 1] = 200; /* unknown message type */
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_RAFT, 0, msg, (uint32_t)mlen + 4);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "refused"));
+    msg[4 + 1] = RAFT_MSG_HEARTBEAT;
+    msg[4] = RAFT_WIRE_VERSION + 1; /* another Raft wire version */
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_RAFT, 0, msg, (uint32_t)mlen + 4);
+    CHECK(refused(b, n, 0, -QERR_FORMAT, "refused"));
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_RAFT, 0, msg, 4); /* empty message */
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "refused"));
+}
+
+TEST(error_after_good_frames_names_the_frame)
+{
+    frame_t f = sample(4);
+    uint8_t b[64];
+    size_t n, used;
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), 0);
+    memcpy(b + n, "GARBAGE!GARBAGE!", 16);
+    CHECK(refused(b, n + 16, 0, -QERR_CORRUPT, "frame 2 at stream byte 24: bad magic"));
+    /* byte by byte, the failure comes at the 16th garbage byte, not before */
+    frame_decoder_t *d = frame_decoder_new(0);
+    int rc = 0;
+    size_t i;
+    for (i = 0; i < n + 16; i++) {
+        frame_t g;
+        rc = frame_decoder_feed(d, b + i, 1, &used, &g);
+        frame_free(&g);
+        if (rc < 0)
+            break;
+    }
+    frame_decoder_free(d);
+    CHECK_EQ(rc, -QERR_CORRUPT);
+    CHECK_EQ(i, n + 15);
+}
+
+TEST(oversize_refused_before_allocating)
+{
+    uint8_t h[FRAME_HDR_BYTES];
+    raw_frame(h, FRAME_MAGIC, FRAME_VERSION, FRAME_RAFT, 0, NULL, 0);
+    le_put32(h + 8, 0xFFFFFFFFu);
+    frame_decoder_t *d = frame_decoder_new(0);
+    frame_t f;
+    size_t used;
+    /* header only, split: nothing is allocated, the length is refused at its last byte */
+    CHECK_EQ(frame_decoder_feed(d, h, 10, &used, &f), 0);
+    CHECK_EQ(frame_decoder_mem(d), 0);
+    int rc = frame_decoder_feed(d, h + 10, 6, &used, &f);
+    size_t mem = frame_decoder_mem(d);
+    frame_decoder_free(d);
+    CHECK_EQ(rc, -QERR_TOOBIG);
+    CHECK_EQ(mem, 0);
+    /* a configured limit: max + 1 refused, max accepted */
+    le_put32(h + 8, 1001);
+    CHECK(refused(h, sizeof h, 1000, -QERR_TOOBIG, "payload length 1001 over the limit 1000"));
+    uint8_t *big = calloc(1, FRAME_HDR_BYTES + 1000);
+    CHECK(big != NULL);
+    uint8_t *p = calloc(1, 1000);
+    le_put32(p, 1);
+    frame_t hb = sample(2);
+    size_t mlen;
+    raft_msg_encode(&hb.msg, p + 4, 996, &mlen);
+    /* pad the message with nothing: use exactly mlen + 4 bytes, under the limit */
+    size_t n = raw_frame(big, FRAME_MAGIC, FRAME_VERSION, FRAME_RAFT, 0, p, (uint32_t)mlen + 4);
+    d = frame_decoder_new((uint32_t)mlen + 4);
+    rc = frame_decoder_feed(d, big, n, &used, &f);
+    frame_free(&f);
+    frame_decoder_free(d);
+    free(p);
+    free(big);
+    CHECK_EQ(rc, 1);
+}
+
+TEST(large_frame_buffer_is_bounded_and_released)
+{
+    static uint8_t data[1 << 20];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 31);
+    frame_t f;
+    memset(&f, 0, sizeof f);
+    f.type = FRAME_RAFT;
+    f.group = 3;
+    f.msg = (raft_msg_t){ .type = RAFT_MSG_SNAPSHOT, .from = 1, .to = 2, .term = 1,
+                          .len = sizeof data, .data = data };
+    size_t n, used;
+    uint8_t *b = enc(&f, &n);
+    CHECK(b != NULL);
+    frame_decoder_t *d = frame_decoder_new(0);
+    frame_t g;
+    size_t off = 0, peak = 0;
+    int rc = 0;
+    while (off < n) {
+        size_t step = n - off < 65536 ? n - off : 65536;
+        rc = frame_decoder_feed(d, b + off, step, &used, &g);
+        off += used;
+        if (frame_decoder_mem(d) > peak)
+            peak = frame_decoder_mem(d);
+        if (rc != 0)
+            break;
+    }
+    size_t after = frame_decoder_mem(d);
+    frame_decoder_free(d);
+    free(b);
+    CHECK_EQ(rc, 1);
+    CHECK_EQ(off, n);
+    CHECK_EQ(peak, n - FRAME_HDR_BYTES); /* exactly the payload, once */
+    CHECK_EQ(after, 0);                  /* a large buffer is not kept */
+    CHECK_EQ(g.msg.len, sizeof data);
+    CHECK(memcmp(g.msg.data, data, sizeof data) == 0);
+    frame_free(&g);
+}
+
+TEST(encode_refusals)
+{
+    frame_t f = sample(0);
+    uint8_t b[64];
+    size_t n;
+    CHECK_EQ(frame_encode(&f, b, FRAME_HDR_BYTES + FRAME_HELLO_BYTES - 1, &n), -QERR_TOOBIG);
+    f.hello.node_id = 0;
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+    f.type = 0;
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+    f.type = FRAME__COUNT;
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+    frame_t r = sample(2);
+    uint8_t rb[256];
+    r.msg.type = 0;
+    CHECK_EQ(frame_encode(&r, rb, sizeof rb, &n), -QERR_INVAL);
+}
+
+int main(void)
+{
+    fill();
+    RUN(round_trip_every_type);
+    RUN(every_split_point);
+    RUN(one_byte_at_a_time_and_random_chunks);
+    RUN(malformed_headers);
+    RUN(crc_mismatch);
+    RUN(wrong_payload_sizes);
+    RUN(hello_may_grow);
+    RUN(raft_payload_refused);
+    RUN(error_after_good_frames_names_the_frame);
+    RUN(oversize_refused_before_allocating);
+    RUN(large_frame_buffer_is_bounded_and_released);
+    RUN(encode_refusals);
+    return CHECK_DONE();
+}
