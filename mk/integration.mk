@@ -11,3 +11,11 @@ TEST_CMDS += tests/integration/durability.sh
 TEST_CMDS += tests/integration/diskfull.sh
 TEST_CMDS += tests/integration/badinput.sh
 TEST_CMDS += tests/integration/races.sh
+# The power-cut test (tests/integration/powercut.sh) runs the daemon under an LD_PRELOAD shim
+# that keeps only what was fsynced; built without $(SAN) (a sanitizer runtime cannot be
+# preloaded after libc).
+TOOLS += $(BUILD)/powercut_shim.so
+TEST_CMDS += tests/integration/powercut.sh
+$(BUILD)/powercut_shim.so: tests/powercut/shim.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out $(SAN),$(ALL_CFLAGS)) -fPIC -shared -o $@ $< -ldl
