@@ -1,0 +1,1000 @@
+/* cluster/transport.c — the TCP transport of cluster/transport.h: one epoll set, a listener,
+ * one connection per peer (the lower id dials), frames from cluster/frame.c, a byte queue per
+ * connection bounded by max_queue_bytes, redial with jittered exponential backoff, PING/PONG
+ * for RTT and liveness. Single-threaded: everything runs inside the owner's calls. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster/assert.h"
+#include "cluster/err.h"
+#include "cluster/frame.h"
+#include "cluster/transport.h"
+
+#define MAX_PENDING 64               /* inbound connections not yet past their HELLO */
+#define READ_CHUNK (64 * 1024)       /* bytes per recv() */
+#define READ_BUDGET (4 * READ_CHUNK) /* bytes read from one connection per event, for fairness */
+#define KEEP_OUT_BYTES (256 * 1024)  /* an emptied send buffer larger than this is released */
+#define MAX_EVENTS 64
+#define ACCEPT_PAUSE_MS 100          /* accept() failing for lack of fds pauses accepting */
+
+enum { C_CONNECTING = 1, C_HELLO, C_UP, C_DEAD };
+
+struct conn;
+
+/* The I/O of one connection: plain TCP now, a TLS session later (the seam). send and recv
+ * return bytes done, or -1 with errno (EAGAIN/EWOULDBLOCK: try when the fd is ready again);
+ * recv returns 0 at end of stream. close releases the session and the fd. */
+struct conn_io {
+    ssize_t (*send)(struct conn *c, const void *buf, size_t len);
+    ssize_t (*recv)(struct conn *c, void *buf, size_t len);
+    void (*close)(struct conn *c);
+};
+
+typedef struct peer peer_t;
+
+typedef struct conn {
+    transport_t *t;
+    int fd;
+    const struct conn_io *io;
+    peer_t *peer;             /* outbound: the peer dialed; inbound: NULL until its HELLO */
+    bool outbound;
+    int state;                /* C_* */
+    frame_decoder_t *dec;
+    uint8_t *out;             /* send queue: encoded frames in out[head..tail) */
+    size_t head, tail, cap;
+    uint64_t opened_ms, last_rx_ms, next_ping_ms;
+    uint32_t events;          /* epoll interest now registered */
+    char addr[64];            /* remote address, for logs */
+    struct conn *prev, *next; /* in t->conns, or in t->dead once closed */
+} conn_t;
+
+struct peer {
+    uint64_t id;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    char addr[64];
+    bool dialer;              /* this node dials the peer (this node's id is lower) */
+    conn_t *conn;             /* current connection (any state but dead), or NULL */
+    uint32_t attempt;         /* redials since the last handshake (the backoff exponent) */
+    uint32_t fails;           /* dials failed in a row (for the log) */
+    uint64_t next_dial_ms;
+    transport_peer_stats_t st;
+};
+
+struct transport {
+    transport_config_t cfg;
+    char *listen;
+    int epfd, lfd;
+    uint16_t port;
+    peer_t **peers;
+    size_t npeers;
+    conn_t *conns, *dead;
+    size_t npending;
+    uint64_t rng;
+    uint64_t refused;
+    uint64_t accept_retry_ms;  /* nonzero: accepting paused (out of fds) until then */
+    bool in_callback;
+    int delivered;
+    uint8_t rbuf[READ_CHUNK];
+};
+
+static const frame_hello_t *my_hello(const transport_t *t, frame_hello_t *h)
+{
+    *h = (frame_hello_t){ .node_id = t->cfg.id, .cluster_id = t->cfg.cluster_id,
+                          .proto_min = FRAME_VERSION, .proto_max = FRAME_VERSION };
+    return h;
+}
+
+/* ---- small helpers ------------------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void tlog(const transport_t *t, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void tlog(const transport_t *t, int level, const char *fmt, ...)
+{
+    char line[512];
+    int n = snprintf(line, sizeof line, "node %" PRIu64 ": ", t->cfg.id);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (t->cfg.log)
+        t->cfg.log(t->cfg.log_ctx, level, line);
+    else
+        fprintf(stderr, "quorumfs: transport: %s\n", line);
+}
+
+uint32_t transport_backoff_ms(uint32_t min_ms, uint32_t max_ms, uint32_t attempt, uint64_t rnd)
+{
+    ASSERT(min_ms >= 1 && min_ms <= max_ms);
+    uint64_t delay = max_ms;
+    if (attempt < 32 && ((uint64_t)min_ms << attempt) < max_ms)
+        delay = (uint64_t)min_ms << attempt;
+    uint64_t lo = delay / 2;
+    return (uint32_t)(lo + rnd % (delay - lo + 1));
+}
+
+/* Splits "HOST:PORT" / "[V6]:PORT" and resolves it. passive: an empty host or "*" means any
+ * address. Returns 0, or -QERR_INVAL with *errmsg. */
+static int resolve(const char *spec, bool passive, struct sockaddr_storage *sa, socklen_t *len,
+                   char **errmsg)
+{
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || !colon[1] || (size_t)(colon - spec) >= sizeof host) {
+        qerr_set_msg(errmsg, "address \"%s\" is not HOST:PORT", spec);
+        return -QERR_INVAL;
+    }
+    size_t hl = (size_t)(colon - spec);
+    memcpy(host, spec, hl);
+    host[hl] = 0;
+    char *h = host;
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        host[hl - 1] = 0;
+        h = host + 1;
+    }
+    if (!*h || strcmp(h, "*") == 0)
+        h = NULL;
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0) };
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(h, colon + 1, &hints, &res);
+    if (rc != 0 || !res) {
+        qerr_set_msg(errmsg, "cannot resolve \"%s\": %s", spec, gai_strerror(rc));
+        return -QERR_INVAL;
+    }
+    ASSERT(res->ai_addrlen <= sizeof *sa);
+    memcpy(sa, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void addr_str(const struct sockaddr *sa, char *buf, size_t cap)
+{
+    char h[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &a->sin_addr, h, sizeof h);
+        port = ntohs(a->sin_port);
+        snprintf(buf, cap, "%s:%u", h, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &a->sin6_addr, h, sizeof h);
+        port = ntohs(a->sin6_port);
+        snprintf(buf, cap, "[%s]:%u", h, port);
+    } else {
+        snprintf(buf, cap, "?");
+    }
+}
+
+static peer_t *find_peer(const transport_t *t, uint64_t id)
+{
+    for (size_t i = 0; i < t->npeers; i++)
+        if (t->peers[i]->id == id)
+            return t->peers[i];
+    return NULL;
+}
+
+/* ---- plain TCP: the only conn_io for now --------------------------------------------- */
+
+static ssize_t tcp_send(conn_t *c, const void *buf, size_t len)
+{
+    return send(c->fd, buf, len, MSG_NOSIGNAL);
+}
+
+static ssize_t tcp_recv(conn_t *c, void *buf, size_t len)
+{
+    return recv(c->fd, buf, len, 0);
+}
+
+static void tcp_close(conn_t *c)
+{
+    close(c->fd);
+    c->fd = -1;
+}
+
+static const struct conn_io tcp_io = { tcp_send, tcp_recv, tcp_close };
+
+/* ---- connections --------------------------------------------------------------------- */
+
+static const char *conn_name(const conn_t *c, char *buf, size_t cap)
+{
+    if (c->peer)
+        snprintf(buf, cap, "peer %" PRIu64 " (%s %s)", c->peer->id,
+                 c->outbound ? "dialed at" : "inbound from", c->addr);
+    else
+        snprintf(buf, cap, "inbound connection from %s", c->addr);
+    return buf;
+}
+
+static void set_events(conn_t *c)
+{
+    uint32_t want = EPOLLIN;
+    if (c->state == C_CONNECTING || (c->state != C_DEAD && c->head < c->tail))
+        want |= EPOLLOUT;
+    if (want == c->events)
+        return;
+    struct epoll_event ev = { .events = want, .data.ptr = c };
+    int rc = epoll_ctl(c->t->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    ASSERT_MSG(rc == 0, "epoll_ctl MOD: %s", strerror(errno));
+    c->events = want;
+}
+
+/* Creates a connection on fd (already nonblocking) and registers it. Its HELLO is queued
+ * first, so it is the first frame either way. Returns NULL when out of memory (fd closed). */
+static conn_t *conn_new(transport_t *t, int fd, bool outbound, int state, const char *addr)
+{
+    conn_t *c = calloc(1, sizeof *c);
+    if (!c || !(c->dec = frame_decoder_new(t->cfg.max_frame)))
+        goto fail;
+    c->t = t;
+    c->fd = fd;
+    c->io = &tcp_io;
+    c->outbound = outbound;
+    c->state = state;
+    c->opened_ms = c->last_rx_ms = now_ms();
+    snprintf(c->addr, sizeof c->addr, "%s", addr);
+    frame_t f = { .type = FRAME_HELLO };
+    my_hello(t, &f.hello);
+    c->cap = frame_encoded_size(&f);
+    if (!(c->out = malloc(c->cap)) || frame_encode(&f, c->out, c->cap, &c->tail) != 0)
+        goto fail;
+    c->events = EPOLLIN | EPOLLOUT;
+    struct epoll_event ev = { .events = c->events, .data.ptr = c };
+    if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        goto fail;
+    c->next = t->conns;
+    if (t->conns)
+        t->conns->prev = c;
+    t->conns = c;
+    return c;
+fail:
+    if (c) {
+        frame_decoder_free(c->dec);
+        free(c->out);
+        free(c);
+    }
+    close(fd);
+    return NULL;
+}
+
+static void schedule_dial(transport_t *t, peer_t *p)
+{
+    uint32_t d = transport_backoff_ms(t->cfg.backoff_min_ms, t->cfg.backoff_max_ms, p->attempt,
+                                      splitmix64(&t->rng));
+    if (p->attempt < UINT32_MAX)
+        p->attempt++;
+    p->next_dial_ms = now_ms() + d;
+}
+
+/* Counts a failed dial of p; logs it after 1, 2, 4, 8... failures in a row. */
+static void dial_failed_log(transport_t *t, peer_t *p, int level, const char *why)
+{
+    p->st.dial_failures++;
+    if (p->fails < UINT32_MAX)
+        p->fails++;
+    if ((p->fails & (p->fails - 1)) == 0)
+        tlog(t, level, "peer %" PRIu64 " at %s: %s (%" PRIu32 " failed dial(s) in a row, next "
+             "in %" PRIu64 " ms)", p->id, p->addr, why, p->fails, p->next_dial_ms - now_ms());
+}
+
+/* Closes c (once): unregisters it, discards its queue, detaches it from its peer and schedules
+ * the peer's redial if this node dials it. protocol_error: count it against the peer (or as a
+ * refused inbound connection). c itself is freed later, at the end of transport_poll, so
+ * events already fetched for it are skipped safely. */
+static void conn_close(conn_t *c, bool protocol_error, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void conn_close(conn_t *c, bool protocol_error, int level, const char *fmt, ...)
+{
+    if (c->state == C_DEAD)
+        return;
+    transport_t *t = c->t;
+    char why[300], name[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    peer_t *p = c->peer;
+    int was = c->state;
+    /* A dial that fails is logged with its redial below, at growing intervals. */
+    bool dial_failed = p && p->dialer && p->conn == c && was != C_UP;
+    if (!dial_failed)
+        tlog(t, level, "closing %s: %s", conn_name(c, name, sizeof name), why);
+    epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    c->io->close(c);
+    c->state = C_DEAD;
+    /* unlink from t->conns, push onto t->dead */
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        t->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = NULL;
+    c->next = t->dead;
+    t->dead = c;
+    c->peer = NULL;
+    if (!p) {
+        if (!c->outbound)
+            t->npending--;
+        if (protocol_error)
+            t->refused++;
+        return;
+    }
+    p->st.lost_bytes += c->tail - c->head;
+    if (protocol_error)
+        p->st.errors++;
+    if (p->conn != c)
+        return;
+    p->conn = NULL;
+    p->st.connected = false;
+    if (!p->dialer)
+        return;
+    schedule_dial(t, p);
+    if (dial_failed)
+        dial_failed_log(t, p, level, why);
+}
+
+static void reap(transport_t *t)
+{
+    while (t->dead) {
+        conn_t *c = t->dead;
+        t->dead = c->next;
+        frame_decoder_free(c->dec);
+        free(c->out);
+        free(c);
+    }
+}
+
+/* Makes room for n more bytes at the tail of c's queue, never allocating more than
+ * max_queue_bytes. Returns 0 or -QERR_NOMEM. */
+static int out_reserve(conn_t *c, size_t n)
+{
+    if (c->cap - c->tail >= n)
+        return 0;
+    if (c->head > 0) {
+        memmove(c->out, c->out + c->head, c->tail - c->head);
+        c->tail -= c->head;
+        c->head = 0;
+        if (c->cap - c->tail >= n)
+            return 0;
+    }
+    /* c->tail + n <= max_queue_bytes here (enqueue checked), so the cap holds the bound */
+    size_t cap = c->cap ? c->cap * 2 : 4096;
+    if (cap > c->t->cfg.max_queue_bytes)
+        cap = c->t->cfg.max_queue_bytes;
+    if (cap < c->tail + n)
+        cap = c->tail + n;
+    uint8_t *b = realloc(c->out, cap);
+    if (!b)
+        return -QERR_NOMEM;
+    c->out = b;
+    c->cap = cap;
+    return 0;
+}
+
+/* Queues frame f on c unless the queue bound would be passed. Returns 0, -QERR_BUSY,
+ * -QERR_NOMEM or frame_encode's error (nothing is queued then). */
+static int enqueue(conn_t *c, const frame_t *f)
+{
+    size_t n = frame_encoded_size(f), len;
+    if (n - FRAME_HDR_BYTES > c->t->cfg.max_frame)
+        return -QERR_TOOBIG;
+    if (c->tail - c->head + n > c->t->cfg.max_queue_bytes)
+        return -QERR_BUSY;
+    int rc = out_reserve(c, n);
+    if (rc < 0)
+        return rc;
+    rc = frame_encode(f, c->out + c->tail, c->cap - c->tail, &len);
+    if (rc < 0)
+        return rc;
+    ASSERT(len == n);
+    c->tail += n;
+    if (c->peer)
+        c->peer->st.frames_out++;
+    return 0;
+}
+
+/* Writes as much of c's queue as the socket takes. May close c. */
+static void conn_flush(conn_t *c)
+{
+    if (c->state == C_DEAD || c->state == C_CONNECTING)
+        return;
+    while (c->head < c->tail) {
+        ssize_t n = c->io->send(c, c->out + c->head, c->tail - c->head);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            conn_close(c, false, TRANSPORT_LOG_WARN, "write failed: %s", strerror(errno));
+            return;
+        }
+        c->head += (size_t)n;
+        if (c->peer)
+            c->peer->st.bytes_out += (uint64_t)n;
+    }
+    if (c->head == c->tail) {
+        c->head = c->tail = 0;
+        if (c->cap > KEEP_OUT_BYTES) {
+            free(c->out);
+            c->out = NULL;
+            c->cap = 0;
+        }
+    }
+    set_events(c);
+}
+
+static void became_up(conn_t *c)
+{
+    peer_t *p = c->peer;
+    char name[128];
+    c->state = C_UP;
+    c->next_ping_ms = now_ms(); /* a first RTT sample right away */
+    p->attempt = 0;
+    p->fails = 0;
+    p->st.connected = true;
+    if (p->st.connects++)
+        p->st.reconnects++;
+    tlog(c->t, TRANSPORT_LOG_INFO, "connected to %s", conn_name(c, name, sizeof name));
+}
+
+/* Checks the peer's HELLO and, for an inbound connection, attaches it to the peer it names.
+ * Returns false if c was closed. */
+static bool on_hello(conn_t *c, const frame_hello_t *h)
+{
+    transport_t *t = c->t;
+    if (h->cluster_id != t->cfg.cluster_id) {
+        conn_close(c, true, TRANSPORT_LOG_WARN, "refused: node %" PRIu64 " is in cluster %#"
+                   PRIx64 ", this node in cluster %#" PRIx64, h->node_id, h->cluster_id,
+                   t->cfg.cluster_id);
+        return false;
+    }
+    if (h->proto_min > FRAME_VERSION || h->proto_max < FRAME_VERSION) {
+        conn_close(c, true, TRANSPORT_LOG_WARN, "refused: node %" PRIu64 " speaks protocol "
+                   "versions %" PRIu32 "..%" PRIu32 ", this node %d", h->node_id, h->proto_min,
+                   h->proto_max, FRAME_VERSION);
+        return false;
+    }
+    if (c->outbound) {
+        if (h->node_id != c->peer->id) {
+            conn_close(c, true, TRANSPORT_LOG_WARN, "refused: the node at this address says "
+                       "it is node %" PRIu64, h->node_id);
+            return false;
+        }
+    } else {
+        peer_t *p = find_peer(t, h->node_id);
+        if (!p) {
+            conn_close(c, true, TRANSPORT_LOG_WARN, "refused: unknown node id %" PRIu64,
+                       h->node_id);
+            return false;
+        }
+        if (p->dialer) {
+            conn_close(c, true, TRANSPORT_LOG_WARN, "refused: node %" PRIu64 " has a higher id "
+                       "than this node, which dials it instead", h->node_id);
+            return false;
+        }
+        if (p->conn)
+            conn_close(p->conn, false, TRANSPORT_LOG_INFO, "replaced by a new connection "
+                       "from the peer");
+        t->npending--;
+        c->peer = p;
+        p->conn = c;
+    }
+    c->peer->st.frames_in++;
+    became_up(c);
+    return true;
+}
+
+/* Handles one decoded frame. Returns false if c was closed. */
+static bool on_frame(conn_t *c, frame_t *f)
+{
+    transport_t *t = c->t;
+    if (c->state != C_UP) {
+        if (f->type != FRAME_HELLO) {
+            conn_close(c, true, TRANSPORT_LOG_WARN, "protocol error: first frame has type %"
+                       PRIu32 ", not HELLO", f->type);
+            return false;
+        }
+        return on_hello(c, &f->hello);
+    }
+    peer_t *p = c->peer;
+    p->st.frames_in++;
+    switch (f->type) {
+    case FRAME_RAFT:
+        if (f->msg.from != p->id || f->msg.to != t->cfg.id) {
+            conn_close(c, true, TRANSPORT_LOG_WARN, "protocol error: Raft message from %"
+                       PRIu64 " to %" PRIu64 " on this connection", f->msg.from, f->msg.to);
+            return false;
+        }
+        p->st.msgs_in++;
+        t->delivered++;
+        t->in_callback = true;
+        t->cfg.deliver(t->cfg.deliver_ctx, p->id, f->group, &f->msg);
+        t->in_callback = false;
+        return true;
+    case FRAME_PING: {
+        frame_t pong = { .type = FRAME_PONG, .ping = f->ping };
+        (void)enqueue(c, &pong); /* a full queue skips the answer: one RTT sample less */
+        return true;
+    }
+    case FRAME_PONG: {
+        uint64_t now = now_us();
+        if (f->ping <= now)
+            p->st.rtt_us = (int64_t)(now - f->ping);
+        return true;
+    }
+    default: /* FRAME_HELLO */
+        conn_close(c, true, TRANSPORT_LOG_WARN, "protocol error: a second HELLO");
+        return false;
+    }
+}
+
+/* Reads what c has (up to READ_BUDGET) and handles its frames. May close c. */
+static void conn_read(conn_t *c)
+{
+    size_t budget = READ_BUDGET;
+    while (c->state != C_DEAD && budget > 0) {
+        ssize_t n = c->io->recv(c, c->t->rbuf, sizeof c->t->rbuf);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                conn_close(c, false, TRANSPORT_LOG_WARN, "read failed: %s", strerror(errno));
+            return;
+        }
+        if (n == 0) {
+            conn_close(c, false, TRANSPORT_LOG_INFO, "closed by the other end");
+            return;
+        }
+        c->last_rx_ms = now_ms();
+        budget -= (size_t)n < budget ? (size_t)n : budget;
+        size_t off = 0;
+        while (off < (size_t)n) {
+            frame_t f;
+            size_t used;
+            int rc = frame_decoder_feed(c->dec, c->t->rbuf + off, (size_t)n - off, &used, &f);
+            off += used;
+            if (rc < 0) {
+                conn_close(c, true, TRANSPORT_LOG_WARN, "malformed input: %s",
+                           frame_decoder_error(c->dec));
+                return;
+            }
+            if (rc == 0)
+                break;
+            bool alive = on_frame(c, &f);
+            frame_free(&f);
+            if (!alive)
+                return;
+        }
+        if (c->peer)
+            c->peer->st.bytes_in += (uint64_t)n;
+    }
+}
+
+static void finish_connect(conn_t *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err) {
+        conn_close(c, false, TRANSPORT_LOG_INFO, "connect failed: %s", strerror(err));
+        return;
+    }
+    c->state = C_HELLO;
+    conn_flush(c);
+}
+
+static void dial(transport_t *t, peer_t *p)
+{
+    ASSERT(p->dialer && !p->conn);
+    int fd = socket(p->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        int e = errno;
+        schedule_dial(t, p);
+        dial_failed_log(t, p, TRANSPORT_LOG_WARN, strerror(e));
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int rc = connect(fd, (struct sockaddr *)&p->sa, p->salen);
+    if (rc != 0 && errno != EINPROGRESS) {
+        char why[128];
+        snprintf(why, sizeof why, "connect failed: %s", strerror(errno));
+        close(fd);
+        schedule_dial(t, p);
+        dial_failed_log(t, p, TRANSPORT_LOG_INFO, why);
+        return;
+    }
+    conn_t *c = conn_new(t, fd, true, rc == 0 ? C_HELLO : C_CONNECTING, p->addr);
+    if (!c) {
+        schedule_dial(t, p);
+        dial_failed_log(t, p, TRANSPORT_LOG_WARN, "out of memory");
+        return;
+    }
+    c->peer = p;
+    p->conn = c;
+}
+
+static void on_accept(transport_t *t)
+{
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof sa;
+        int fd = accept4(t->lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            /* out of fds or memory: the listener would stay readable and spin the loop, so
+               stop watching it for a while */
+            tlog(t, TRANSPORT_LOG_WARN, "accept: %s; not accepting for %d ms", strerror(errno),
+                 ACCEPT_PAUSE_MS);
+            struct epoll_event ev = { .events = 0, .data.ptr = NULL };
+            epoll_ctl(t->epfd, EPOLL_CTL_MOD, t->lfd, &ev);
+            t->accept_retry_ms = now_ms() + ACCEPT_PAUSE_MS;
+            return;
+        }
+        char addr[64];
+        addr_str((struct sockaddr *)&sa, addr, sizeof addr);
+        if (t->npending >= MAX_PENDING) {
+            tlog(t, TRANSPORT_LOG_WARN, "refusing inbound connection from %s: %d connections "
+                 "already wait for their HELLO", addr, MAX_PENDING);
+            t->refused++;
+            close(fd);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (conn_new(t, fd, false, C_HELLO, addr))
+            t->npending++;
+    }
+}
+
+static void sooner(uint64_t *next, uint64_t now, uint64_t at)
+{
+    uint64_t d = at > now ? at - now : 0;
+    if (d < *next)
+        *next = d;
+}
+
+/* Closes timed-out connections, queues PINGs and redials; returns ms until the next of
+ * these timers (UINT64_MAX if none). */
+static uint64_t run_timers(transport_t *t)
+{
+    uint64_t now = now_ms(), next = UINT64_MAX, idle = t->cfg.idle_timeout_ms;
+    if (t->accept_retry_ms && now >= t->accept_retry_ms) {
+        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+        epoll_ctl(t->epfd, EPOLL_CTL_MOD, t->lfd, &ev);
+        t->accept_retry_ms = 0;
+    } else if (t->accept_retry_ms) {
+        sooner(&next, now, t->accept_retry_ms);
+    }
+    for (conn_t *c = t->conns, *nx; c; c = nx) {
+        nx = c->next;
+        if (c->state != C_UP) {
+            if (now - c->opened_ms >= idle)
+                conn_close(c, !c->outbound, TRANSPORT_LOG_WARN, "no HELLO within %" PRIu64
+                           " ms", idle);
+            else
+                sooner(&next, now, c->opened_ms + idle);
+            continue;
+        }
+        if (now - c->last_rx_ms >= idle) {
+            conn_close(c, false, TRANSPORT_LOG_WARN, "silent for %" PRIu64 " ms",
+                       now - c->last_rx_ms);
+            continue;
+        }
+        sooner(&next, now, c->last_rx_ms + idle);
+        if (now >= c->next_ping_ms) {
+            frame_t ping = { .type = FRAME_PING, .ping = now_us() };
+            (void)enqueue(c, &ping); /* a full queue skips this PING */
+            c->next_ping_ms = now + t->cfg.ping_ms;
+        }
+        sooner(&next, now, c->next_ping_ms);
+    }
+    for (size_t i = 0; i < t->npeers; i++) {
+        peer_t *p = t->peers[i];
+        if (!p->dialer || p->conn)
+            continue;
+        if (now >= p->next_dial_ms)
+            dial(t, p);
+        if (p->conn)
+            sooner(&next, now, now + idle); /* the new connection's handshake deadline */
+        else
+            sooner(&next, now, p->next_dial_ms);
+    }
+    return next;
+}
+
+/* ---- public API ---------------------------------------------------------------------- */
+
+int transport_new(const transport_config_t *cfg, transport_t **out, char **errmsg)
+{
+    *out = NULL;
+    if (cfg->id == 0 || !cfg->deliver) {
+        qerr_set_msg(errmsg, "transport: node id 0 or no deliver callback");
+        return -QERR_INVAL;
+    }
+    transport_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return -QERR_NOMEM;
+    int rc = -QERR_INVAL;
+    t->cfg = *cfg;
+    t->epfd = t->lfd = -1;
+    transport_config_t *c = &t->cfg;
+    c->listen = NULL;
+    if (!c->max_frame)
+        c->max_frame = FRAME_DEFAULT_MAX_PAYLOAD;
+    if (!c->max_queue_bytes)
+        c->max_queue_bytes = 16u << 20;
+    if (!c->backoff_min_ms)
+        c->backoff_min_ms = 50;
+    if (!c->backoff_max_ms)
+        c->backoff_max_ms = 5000;
+    if (!c->ping_ms)
+        c->ping_ms = 1000;
+    if (!c->idle_timeout_ms)
+        c->idle_timeout_ms = 5000;
+    t->rng = c->seed ? c->seed : c->id * 0x9E3779B97F4A7C15ull;
+    if (c->max_frame > FRAME_LIMIT_MAX_PAYLOAD ||
+        c->max_queue_bytes < FRAME_HDR_BYTES + (size_t)c->max_frame ||
+        c->backoff_min_ms > c->backoff_max_ms || c->idle_timeout_ms <= c->ping_ms) {
+        qerr_set_msg(errmsg, "transport: inconsistent limits (max_frame %" PRIu32 ", "
+                     "max_queue_bytes %zu, backoff %" PRIu32 "..%" PRIu32 " ms, ping %" PRIu32
+                     " ms, idle timeout %" PRIu32 " ms)", c->max_frame, c->max_queue_bytes,
+                     c->backoff_min_ms, c->backoff_max_ms, c->ping_ms, c->idle_timeout_ms);
+        goto fail;
+    }
+    t->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (t->epfd < 0) {
+        rc = qerr_from_errno(errno);
+        qerr_set_msg(errmsg, "transport: epoll_create1: %s", strerror(errno));
+        goto fail;
+    }
+    if (cfg->listen) {
+        struct sockaddr_storage sa;
+        socklen_t len;
+        if (!(t->listen = strdup(cfg->listen))) {
+            rc = -QERR_NOMEM;
+            goto fail;
+        }
+        c->listen = t->listen;
+        if ((rc = resolve(cfg->listen, true, &sa, &len, errmsg)) < 0)
+            goto fail;
+        t->lfd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int one = 1;
+        if (t->lfd < 0 || setsockopt(t->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+            bind(t->lfd, (struct sockaddr *)&sa, len) || listen(t->lfd, 128)) {
+            rc = -QERR_IO;
+            qerr_set_msg(errmsg, "transport: cannot listen on %s: %s", cfg->listen,
+                         strerror(errno));
+            goto fail;
+        }
+        len = sizeof sa;
+        getsockname(t->lfd, (struct sockaddr *)&sa, &len);
+        t->port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
+                                                 : ((struct sockaddr_in *)&sa)->sin_port);
+        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+        if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->lfd, &ev) != 0) {
+            rc = qerr_from_errno(errno);
+            qerr_set_msg(errmsg, "transport: epoll_ctl: %s", strerror(errno));
+            goto fail;
+        }
+    }
+    *out = t;
+    return 0;
+fail:
+    transport_free(t);
+    return rc;
+}
+
+void transport_free(transport_t *t)
+{
+    if (!t)
+        return;
+    ASSERT(!t->in_callback);
+    while (t->conns) {
+        conn_t *c = t->conns;
+        if (c->peer)
+            c->peer->dialer = false; /* no redial scheduling while tearing down */
+        conn_close(c, false, TRANSPORT_LOG_INFO, "transport shutting down");
+    }
+    reap(t);
+    for (size_t i = 0; i < t->npeers; i++)
+        free(t->peers[i]);
+    free(t->peers);
+    if (t->lfd >= 0)
+        close(t->lfd);
+    if (t->epfd >= 0)
+        close(t->epfd);
+    free(t->listen);
+    free(t);
+}
+
+uint16_t transport_port(const transport_t *t)
+{
+    return t->port;
+}
+
+int transport_fd(const transport_t *t)
+{
+    return t->epfd;
+}
+
+int transport_add_peer(transport_t *t, uint64_t id, const char *addr)
+{
+    if (id == 0 || id == t->cfg.id || !addr)
+        return -QERR_INVAL;
+    if (find_peer(t, id))
+        return -QERR_EXISTS;
+    peer_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return -QERR_NOMEM;
+    char *msg = NULL;
+    int rc = resolve(addr, false, &p->sa, &p->salen, &msg);
+    if (rc < 0) {
+        tlog(t, TRANSPORT_LOG_WARN, "peer %" PRIu64 ": %s", id, msg ? msg : "bad address");
+        free(msg);
+        free(p);
+        return rc;
+    }
+    peer_t **v = realloc(t->peers, (t->npeers + 1) * sizeof *v);
+    if (!v) {
+        free(p);
+        return -QERR_NOMEM;
+    }
+    t->peers = v;
+    p->id = id;
+    addr_str((struct sockaddr *)&p->sa, p->addr, sizeof p->addr);
+    p->dialer = t->cfg.id < id;
+    p->next_dial_ms = now_ms();
+    p->st.rtt_us = -1;
+    t->peers[t->npeers++] = p;
+    return 0;
+}
+
+int transport_remove_peer(transport_t *t, uint64_t id)
+{
+    ASSERT(!t->in_callback);
+    for (size_t i = 0; i < t->npeers; i++) {
+        peer_t *p = t->peers[i];
+        if (p->id != id)
+            continue;
+        p->dialer = false;
+        if (p->conn)
+            conn_close(p->conn, false, TRANSPORT_LOG_INFO, "peer removed");
+        t->peers[i] = t->peers[--t->npeers];
+        free(p);
+        return 0;
+    }
+    return -QERR_NOTFOUND;
+}
+
+int transport_send(transport_t *t, uint32_t group, const raft_msg_t *m)
+{
+    peer_t *p = find_peer(t, m->to);
+    if (!p)
+        return -QERR_NOTFOUND;
+    if (m->from != t->cfg.id)
+        return -QERR_INVAL;
+    if (!p->conn || p->conn->state != C_UP) {
+        p->st.dropped++;
+        return -QERR_CLOSED;
+    }
+    frame_t f = { .type = FRAME_RAFT, .group = group, .msg = *m };
+    f.msg.mem = NULL;
+    int rc = enqueue(p->conn, &f);
+    if (rc == -QERR_INVAL)
+        return rc;
+    if (rc < 0) {
+        p->st.dropped++;
+        return rc;
+    }
+    p->st.msgs_out++;
+    return 0;
+}
+
+void transport_flush(transport_t *t)
+{
+    ASSERT(!t->in_callback);
+    for (conn_t *c = t->conns, *nx; c; c = nx) {
+        nx = c->next;
+        if (c->head < c->tail)
+            conn_flush(c);
+    }
+}
+
+int transport_poll(transport_t *t, int timeout_ms)
+{
+    ASSERT(!t->in_callback);
+    t->delivered = 0;
+    uint64_t next = run_timers(t);
+    transport_flush(t);
+    int wait = timeout_ms;
+    if (next < (uint64_t)INT32_MAX && (wait < 0 || (uint64_t)wait > next))
+        wait = (int)next;
+    struct epoll_event ev[MAX_EVENTS];
+    int n = epoll_wait(t->epfd, ev, MAX_EVENTS, wait);
+    if (n < 0 && errno != EINTR) {
+        tlog(t, TRANSPORT_LOG_WARN, "epoll_wait: %s", strerror(errno));
+        return -QERR_IO;
+    }
+    for (int i = 0; i < n; i++) {
+        conn_t *c = ev[i].data.ptr;
+        if (!c) {
+            on_accept(t);
+            continue;
+        }
+        if (c->state == C_CONNECTING && (ev[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            finish_connect(c);
+        if (c->state != C_DEAD && c->state != C_CONNECTING &&
+            (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+            conn_read(c);
+        if (c->state != C_DEAD && c->state != C_CONNECTING && (ev[i].events & EPOLLOUT))
+            conn_flush(c);
+    }
+    run_timers(t);
+    transport_flush(t);
+    reap(t);
+    return t->delivered;
+}
+
+int transport_peer_stats(const transport_t *t, uint64_t id, transport_peer_stats_t *st)
+{
+    const peer_t *p = find_peer(t, id);
+    if (!p)
+        return -QERR_NOTFOUND;
+    *st = p->st;
+    st->queued_bytes = p->conn ? p->conn->tail - p->conn->head : 0;
+    return 0;
+}
+
+bool transport_connected(const transport_t *t, uint64_t id)
+{
+    const peer_t *p = find_peer(t, id);
+    return p && p->conn && p->conn->state == C_UP;
+}
+
+uint64_t transport_refused(const transport_t *t)
+{
+    return t->refused;
+}

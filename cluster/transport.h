@@ -1,0 +1,149 @@
+/* cluster/transport.h — node-to-node transport: one TCP connection per node pair carries the
+ * Raft messages of every group, as frames (cluster/frame.h, docs/TRANSPORT.md). A transport
+ * owns a listening socket and one connection per configured peer; it performs the HELLO
+ * exchange, queues outgoing frames with a bound per peer, reconnects with capped, jittered
+ * exponential backoff, measures RTT with PING/PONG and hands received messages to a callback.
+ *
+ * Threading contract: a transport does no threading of its own. One thread (the node loop)
+ * owns it and makes every transport_* call; nothing is locked. That thread drives all I/O
+ * through transport_poll(), and may wait on transport_fd() in its own poll/epoll set (the fd
+ * turns readable when the transport has socket work). Callbacks run inside transport_poll()
+ * on that thread.
+ *
+ * Coalescing: transport_send() only queues. Queued frames go out at the next
+ * transport_flush() or transport_poll(), all frames for one peer in as few write() calls as
+ * the socket takes, so the heartbeats of many groups to one peer share one write. Queue all
+ * of a Ready's messages, then flush.
+ *
+ * Queue bound policy: each peer's queue holds at most max_queue_bytes of encoded frames. A
+ * send that would pass the bound is REFUSED (-QERR_BUSY) and counted as dropped; queued
+ * frames are never dropped to make room (a frame may be partly written, and the Raft core
+ * recovers lost messages by its own retries, so the newest losing is as good as the oldest).
+ * While a peer is not connected, sends are refused too (-QERR_CLOSED); when a connection
+ * closes, the frames still queued on it are discarded (counted in lost_bytes). Raft
+ * tolerates all of it. Memory per peer is bounded by max_queue_bytes for sending and by
+ * 64 KiB + max_frame for receiving.
+ *
+ * Dialing: of each pair, the node with the lower id dials the other (so a pair never races
+ * two connections); the higher-id node waits for it, and refuses a HELLO from a peer with a
+ * higher id than its own. An accepted connection whose HELLO names a known lower-id peer
+ * replaces that peer's current connection (the peer restarted).
+ *
+ * TLS is a later issue: each connection does its I/O through a small send/recv/close vtable
+ * (struct conn_io in transport.c); a TLS session will be another implementation of it. */
+#ifndef QFS_CLUSTER_TRANSPORT_H
+#define QFS_CLUSTER_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "cluster/raft.h"
+
+typedef struct transport transport_t;
+
+/* A Raft message of group `group` arrived from peer `from` (already checked: m->from ==
+ * from, m->to == this node). *m belongs to the transport and is freed when the callback
+ * returns; to keep it, copy the struct and zero *m (a move), or raft_msg_clone() it.
+ * From inside the callback, only transport_send() and the getters may be called. */
+typedef void (*transport_deliver_fn)(void *ctx, uint64_t from, uint32_t group, raft_msg_t *m);
+
+enum { TRANSPORT_LOG_WARN = 1, TRANSPORT_LOG_INFO = 2 };
+/* One log line (no trailing newline): why a connection was refused or closed, reconnects. */
+typedef void (*transport_log_fn)(void *ctx, int level, const char *line);
+
+typedef struct transport_config {
+    uint64_t id;                /* this node, nonzero */
+    uint64_t cluster_id;        /* peers claiming another cluster id are refused */
+    const char *listen;         /* "HOST:PORT" (numeric or resolvable; "[v6]:PORT"); port 0
+                                   picks a free port (transport_port); NULL: no listener */
+    uint32_t max_frame;         /* largest frame payload sent or accepted, bytes;
+                                   0 = FRAME_DEFAULT_MAX_PAYLOAD */
+    size_t max_queue_bytes;     /* bound of each peer's send queue; 0 = 16 MiB; at least
+                                   FRAME_HDR_BYTES + max_frame */
+    uint32_t backoff_min_ms;    /* first redial delay; 0 = 50 */
+    uint32_t backoff_max_ms;    /* cap of the redial delay; 0 = 5000 */
+    uint32_t ping_ms;           /* PING period on every connection; 0 = 1000 */
+    uint32_t idle_timeout_ms;   /* a connection that receives nothing (not even a PING) for
+                                   this long, or finishes no HELLO in this time, is closed;
+                                   0 = 5000; must exceed ping_ms */
+    uint64_t seed;              /* seeds the backoff jitter; 0 = derived from id */
+    transport_deliver_fn deliver; /* required */
+    void *deliver_ctx;
+    transport_log_fn log;       /* NULL: lines go to stderr prefixed "quorumfs: transport: " */
+    void *log_ctx;
+} transport_config_t;
+
+/* Creates a transport and binds its listener. cfg is copied (listen too). Returns 0 and *out,
+ * or -QERR_INVAL (bad config or address; *errmsg says which), -QERR_IO (bind/listen failed,
+ * e.g. the port is taken: *errmsg names it), -QERR_NOMEM. errmsg may be NULL; the caller frees
+ * *errmsg. Peers are added with transport_add_peer. Ignores SIGPIPE for its sockets by using
+ * MSG_NOSIGNAL; installs no signal handlers. */
+int transport_new(const transport_config_t *cfg, transport_t **out, char **errmsg);
+/* Closes every socket and frees everything; queued frames are dropped, nothing is delivered.
+ * NULL is a no-op. Not from inside a callback. */
+void transport_free(transport_t *t);
+
+/* The bound listening port (useful after port 0), or 0 without a listener. */
+uint16_t transport_port(const transport_t *t);
+/* An epoll fd that is readable when transport_poll has work; for the caller's own loop. */
+int transport_fd(const transport_t *t);
+
+/* Adds peer id at addr ("HOST:PORT", resolved now, once). If this node's id is lower, it
+ * starts dialing at the next transport_poll. Returns 0, -QERR_EXISTS (id known), -QERR_INVAL
+ * (id 0 or this node's id, bad address), -QERR_NOMEM. */
+int transport_add_peer(transport_t *t, uint64_t id, const char *addr);
+/* Forgets peer id: closes its connection and drops its queue. Returns 0 or -QERR_NOTFOUND.
+ * Not from inside a callback. */
+int transport_remove_peer(transport_t *t, uint64_t id);
+
+/* Queues one Raft message of `group` for peer m->to (m is encoded now; the caller keeps it,
+ * it may be a Ready's borrowed message). Returns 0, or
+ *   -QERR_NOTFOUND  m->to is no known peer;
+ *   -QERR_CLOSED    the peer is not connected (handshake not done): dropped;
+ *   -QERR_BUSY      the peer's queue would pass max_queue_bytes: dropped;
+ *   -QERR_TOOBIG    the frame's payload would pass max_frame (the peer would refuse it);
+ *   -QERR_INVAL     m->from is not this node, or raft_msg_encode refuses m;
+ *   -QERR_NOMEM.
+ * Every refusal but NOTFOUND/INVAL counts in the peer's `dropped`. */
+int transport_send(transport_t *t, uint32_t group, const raft_msg_t *m);
+
+/* Writes queued frames to every connected peer until done or the socket is full (the rest
+ * goes out from later transport_poll calls). Never blocks. Not from inside a callback. */
+void transport_flush(transport_t *t);
+
+/* Runs the transport for at most timeout_ms (0: only what is ready now; < 0: until some
+ * event): accepts, dials, reads and delivers, answers PINGs, runs timers (redial, ping,
+ * idle and handshake timeouts) and flushes. Returns the number of Raft messages delivered,
+ * or -QERR_IO if epoll itself failed. Not from inside a callback. */
+int transport_poll(transport_t *t, int timeout_ms);
+
+typedef struct transport_peer_stats {
+    bool connected;             /* HELLO exchanged, frames flow */
+    uint64_t bytes_in, bytes_out;   /* on the socket, HELLO and PING included */
+    uint64_t frames_in, frames_out; /* frames_out counts frames queued for sending */
+    uint64_t msgs_in, msgs_out;     /* Raft messages delivered / accepted by transport_send */
+    uint64_t dropped;           /* Raft messages refused by transport_send */
+    uint64_t lost_bytes;        /* queued bytes discarded when a connection closed */
+    uint64_t connects;          /* handshakes completed */
+    uint64_t reconnects;        /* handshakes completed after the first */
+    uint64_t dial_failures;     /* dials that failed before a handshake completed */
+    uint64_t errors;            /* connections closed for a malformed frame or a protocol
+                                   violation */
+    size_t queued_bytes;        /* in the send queue now */
+    int64_t rtt_us;             /* last PING round trip, -1 until one is measured */
+} transport_peer_stats_t;
+
+/* Fills *st for peer id. Returns 0 or -QERR_NOTFOUND. */
+int transport_peer_stats(const transport_t *t, uint64_t id, transport_peer_stats_t *st);
+/* True iff peer id is connected (HELLO exchanged). */
+bool transport_connected(const transport_t *t, uint64_t id);
+/* Inbound connections refused at the HELLO (unknown id, other cluster, no common version)
+ * or closed before one (malformed bytes, handshake timeout), since creation. */
+uint64_t transport_refused(const transport_t *t);
+
+/* The redial delay after `attempt` consecutive failures (0 for the first redial): the
+ * exponential delay min(max_ms, min_ms * 2^attempt), with "equal jitter": uniformly in
+ * [delay/2, delay], drawn from rnd. Pure; exposed for tests. */
+uint32_t transport_backoff_ms(uint32_t min_ms, uint32_t max_ms, uint32_t attempt, uint64_t rnd);
+
+#endif
