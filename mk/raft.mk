@@ -40,4 +40,4 @@ $(BUILD)/tests/test_linearize: tests/unit/test_linearize.c $(BUILD)/obj/tests/si
 TOOLS     += $(BUILD)/sim $(BUILD)/sim-bug1 $(BUILD)/sim-bug2 $(BUILD)/sim-bug3 \
              $(BUILD)/tests/test_linearize
 TEST_CMDS += $(BUILD)/tests/test_linearize "$(BUILD)/sim --seeds 1000 --from 1" \
-             "$(BUILD)/sim --sm fs --seeds 400 --from 1" "tests/sim/bugs_caught.sh $(BUILD)"
+             "$(BUILD)/sim --sm fs --seeds 300 --from 1" "tests/sim/bugs_caught.sh $(BUILD)"

@@ -30,7 +30,7 @@ static void usage(void)
             "  --lin-only  broken Raft invariants are traced but not fatal, so only the\n"
             "              linearizability and liveness checks can fail a run\n"
             "  --fs-resend fs clients send again a command whose outcome is unknown, as kv\n"
-            "              clients do (fs does not deduplicate: see tests/sim/FINDINGS.md)\n"
+            "              clients do, in every seed (by default in half of them)\n"
             "  --fs-bug N  plant divergence N in some fs replicas, to see the checks catch it:\n"
             "              1 apply at a local clock, 2 skip a command, 3 a lossy restore\n");
 }

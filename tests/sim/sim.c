@@ -163,6 +163,7 @@ typedef struct sim {
     uint64_t f8_at;
     /* fs */
     uint64_t ms_per_unit, sweep_every, check_every, converge_until;
+    int fs_resend;             /* fs clients send again commands of unknown outcome */
     struct { uint64_t index, term; } markers[64];
     int nmarkers;
     scheck_t *sc;              /* by log index */
@@ -1363,12 +1364,13 @@ static void client_start(sim_t *s, int ci)
 }
 
 /* Whether clients send again a command that may already have taken effect. kv clients do:
- * the store applies each (client, seq) once. The fs state machine does not deduplicate
- * (a command applied twice acts twice), so fs clients send again only what certainly did
- * not take effect, unless --fs-resend asks otherwise. */
+ * the store applies each (client, seq) once. The fs state machine does not deduplicate (a
+ * command applied twice acts twice), so in half the fs seeds (all with --fs-resend) clients
+ * do, and apply must survive the repeats; in the other half they send again only what
+ * certainly did not take effect. */
 static int resends_unknown(const sim_t *s)
 {
-    return !s->fs || s->o->fs_resend;
+    return !s->fs || s->fs_resend;
 }
 
 static void client_recv(sim_t *s, int ci, const pkt_t *p)
@@ -2003,6 +2005,7 @@ static void choose_params(sim_t *s)
          * of them, waiting longer, keep the log as busy. */
         s->nclients = (int)rng_range(r, 4, MAX_CLIENTS);
         s->client_timeout = rng_range(r, 400, 1200);
+        s->fs_resend = rng_chance(r, 500) || s->o->fs_resend;
     }
 }
 
@@ -2077,6 +2080,12 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
        s->base.pre_vote, s->base.check_quorum, s->base.lease_reads, s->base.max_msg_bytes,
        s->base.max_inflight, U(s->snap_every), U(s->disk_lat_max), s->nclients, s->nkeys,
        U(s->fault_end));
+    if (s->fs)
+        tr(s, "fs: %llu ms per time unit, sweeps every %llu, states compared every %llu "
+           "indexes, snapshot chunks of %u bytes, clients %s", U(s->ms_per_unit),
+           U(s->sweep_every), U(s->check_every), s->base.snap_chunk_bytes,
+           s->fs_resend ? "send again commands of unknown outcome"
+                        : "give up on commands of unknown outcome");
 
     raft_conf_t boot = { 0 };
     for (int i = 0; i < s->nfound; i++)

@@ -17,7 +17,8 @@ enum sim_sm { SIM_KV = 0, SIM_FS = 1 };
 typedef struct sim_opts {
     uint64_t seed;
     int sm;                   /* SIM_KV or SIM_FS */
-    int fs_resend;            /* fs clients send again commands whose outcome is unknown */
+    int fs_resend;            /* fs clients send again commands whose outcome is unknown, in
+                                 every seed (otherwise in half of them) */
     int fs_bug;               /* fs: a planted divergence, SMI_FS_BUG_* (tests/sim/smi.h) */
     int nodes;                /* founding voters: 3 or 5 */
     FILE *trace;              /* NULL: no trace; else every event is written here */
