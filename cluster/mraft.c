@@ -1,0 +1,1423 @@
+/* cluster/mraft.c — the node loop of cluster/mraft.h. One thread owns every raft_t of the
+ * node and the shared store; other threads only queue work (messages, proposals, reads)
+ * under the node lock and sleep until the loop completes it. Each iteration: deliver every
+ * owed tick, step the inbox, propose, issue reads; then for every group with a Ready send
+ * rd.msgs, persist (b) for ALL groups and fsync once, send rd.msgs_after_persist, restore an
+ * installed snapshot, apply, serve reads, advance; then snapshot/compact/collect as needed,
+ * and hand results back under the lock. */
+#include "cluster/mraft.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster/assert.h"
+#include "cluster/bytes.h"
+#include "cluster/err.h"
+#include "cluster/snapshot.h"
+
+#define DEFAULT_TICK_MS 100
+#define DEFAULT_ELECTION_TICK 10
+#define DEFAULT_SNAPSHOT_BYTES (16ull << 20)
+#define DEFAULT_SEGMENT_BYTES (64ull << 20)
+#define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_MAX_CMD (2u << 20)
+#define DEFAULT_INBOX_MAX 65536
+#define SNAP_RETRY_TICKS 10      /* a failed snapshot is tried again after this many ticks */
+#define GC_FORCE_SNAPSHOTS 2     /* groups snapshotted per gc because they hold the log back */
+
+/* The metadata header this module writes at the start of every snapshot stream, before the
+ * state machine's own bytes (docs/CLUSTER.md "Snapshot files"): u32 magic, u8 version,
+ * u64 index, u64 term, u16 conf length, then the configuration (raft_conf_encode). It makes
+ * a snapshot file self-describing, so a restart or a follower installing it knows the
+ * configuration at its index. */
+#define MSNAP_MAGIC 0x4E534D51u  /* "QMSN" */
+#define MSNAP_VERSION 1
+#define MSNAP_HEAD 23
+
+/* ---- work items ----------------------------------------------------------------------- */
+
+/* A proposal. Allocated by the proposer; once queued, the loop owns every field except
+ * done/abandoned/rc-after-done, which change only under n->mu. Whoever sees the other side
+ * finished frees it: the proposer after done, the loop (or close) if abandoned. */
+typedef struct prop {
+    struct prop *next;
+    uint32_t group;
+    uint64_t index, term;        /* given by raft_propose_batch */
+    int rc;
+    bool done, abandoned;
+    uint64_t leader;
+    sm_result_t res;
+    pthread_cond_t cv;
+    size_t len;
+    uint8_t cmd[];
+} prop_t;
+
+enum { R_ISSUE = 1, R_SENT = 2, R_WAIT = 3 };
+
+/* A read barrier; same ownership rules as prop_t. */
+typedef struct rreq {
+    struct rreq *next;
+    uint32_t group;
+    int state;                   /* R_ISSUE: (re)issue at retry_at; R_SENT: raft read id
+                                    pending until retry_at; R_WAIT: apply up to index */
+    uint64_t id, index, retry_at;
+    int rc;
+    bool done, abandoned;
+    pthread_cond_t cv;
+} rreq_t;
+
+typedef struct inmsg {
+    uint32_t group;
+    raft_msg_t m;                /* owns its memory */
+} inmsg_t;
+
+typedef struct mgroup {
+    uint32_t id;
+    raft_t *r;
+    const sm_ops_t *ops;
+    void *ctx;
+    char *dir;                   /* snap-<id>/ */
+    snapshot_info_t snap;        /* the current snapshot file (path NULL: none) */
+    snap_recv_t *recv;           /* a snapshot being received */
+    raft_conf_t applied_conf;    /* configuration as of `applied` */
+    uint64_t applied;            /* last index applied to the state machine */
+    uint64_t applied_bytes;      /* applied since the last snapshot */
+    uint64_t snap_retry_at;      /* tick before which no snapshot is tried */
+    raft_hard_state_t hs_saved;  /* the last hard state written to the store */
+    prop_t *pend, *pend_tail;    /* proposed, waiting to apply; sorted by index */
+    prop_t *batch, *batch_tail;  /* queued this iteration, to propose */
+    size_t batch_n;
+    rreq_t *reads;
+    raft_ready_t rd;
+    bool has_rd;
+    uint64_t snapshots, installs;
+    mraft_group_status_t pub;    /* under n->mu */
+} mgroup_t;
+
+struct mraft_node {
+    mraft_config_t cfg;          /* defaults filled in; dir points to `dir` */
+    char *dir;
+    mraft_transport_t tr;
+    rstore_t *store;
+    mgroup_t **groups;           /* sorted by id; fixed once started */
+    size_t n_groups;
+    pthread_t thread;
+
+    pthread_mutex_t mu;          /* guards what follows, up to "loop-owned" */
+    pthread_cond_t cv;           /* wakes the loop */
+    pthread_cond_t idle_cv;      /* close waits here for waiters to leave */
+    bool started, closing, kick;
+    int failed;
+    inmsg_t *inbox;
+    size_t inbox_n, inbox_cap;
+    prop_t *sub_props, *sub_props_tail;
+    rreq_t *sub_reads, *sub_reads_tail;
+    uint64_t n_abandoned;
+    int waiters;
+    uint64_t recv_count, recv_dropped;
+    mraft_stats_t pub;
+
+    /* loop-owned (and close's, after the loop has stopped) */
+    inmsg_t *work;
+    size_t work_cap;
+    uint64_t tick_ns, next_tick_ns, ticks;
+    uint64_t read_seq;
+    prop_t *fin_props;
+    rreq_t *fin_reads;
+    raft_iov_t *iov;
+    size_t iov_cap;
+    mraft_stats_t st;
+    uint64_t gc_mark;
+    bool busy, dirty;
+    int fail_rc;
+};
+
+/* ---- small helpers -------------------------------------------------------------------- */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static struct timespec ns_ts(uint64_t ns)
+{
+    return (struct timespec){ .tv_sec = (time_t)(ns / 1000000000ull),
+                              .tv_nsec = (long)(ns % 1000000000ull) };
+}
+
+static void cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(cv, &a);
+    ASSERT(rc == 0);
+    pthread_condattr_destroy(&a);
+}
+
+static void nlog(const mraft_node_t *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void nlog(const mraft_node_t *n, const char *fmt, ...)
+{
+    va_list ap;
+    char line[512];
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "quorumfs: node %" PRIu64 ": %s\n", n->cfg.id, line);
+}
+
+static mgroup_t *find_group(const mraft_node_t *n, uint32_t id)
+{
+    size_t lo = 0, hi = n->n_groups;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (n->groups[mid]->id == id)
+            return n->groups[mid];
+        if (n->groups[mid]->id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static bool conf_equal(const raft_conf_t *a, const raft_conf_t *b)
+{
+    raft_conf_t x = *a, y = *b;
+    if (raft_conf_normalize(&x) < 0 || raft_conf_normalize(&y) < 0 || x.n != y.n)
+        return false;
+    for (uint32_t i = 0; i < x.n; i++)
+        if (x.s[i].id != y.s[i].id || x.s[i].role != y.s[i].role)
+            return false;
+    return true;
+}
+
+/* Creates path if missing and fsyncs parent, so files inside cannot vanish with it. */
+static int make_dir(const char *parent, const char *path, char **errmsg)
+{
+    if (mkdir(path, 0755) < 0) {
+        if (errno == EEXIST)
+            return 0;
+        qerr_set_msg(errmsg, "cannot create %s: %s", path, strerror(errno));
+        return qerr_from_errno(errno);
+    }
+    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+    if (fd < 0 || fsync(fd) < 0) {
+        qerr_set_msg(errmsg, "cannot fsync %s: %s", parent, strerror(errno));
+        rc = -QERR_IO;
+    }
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* ---- snapshot files ------------------------------------------------------------------- */
+
+static int put_meta(snap_writer_t *w, const raft_snap_meta_t *m)
+{
+    uint8_t b[MSNAP_HEAD + RAFT_CONF_MAX_BYTES];
+    size_t cl = raft_conf_encode(&m->conf, b + MSNAP_HEAD);
+    ASSERT(cl <= RAFT_CONF_MAX_BYTES);
+    le_put32(b, MSNAP_MAGIC);
+    b[4] = MSNAP_VERSION;
+    le_put64(b + 5, m->index);
+    le_put64(b + 13, m->term);
+    b[21] = (uint8_t)cl;
+    b[22] = (uint8_t)(cl >> 8);
+    return snap_writer_put(w, b, MSNAP_HEAD + cl);
+}
+
+static int get_meta(snap_reader_t *r, raft_snap_meta_t *m)
+{
+    uint8_t b[MSNAP_HEAD + RAFT_CONF_MAX_BYTES];
+    int rc = snap_reader_get(r, b, MSNAP_HEAD);
+    if (rc)
+        return rc;
+    if (le_get32(b) != MSNAP_MAGIC)
+        return -QERR_CORRUPT;
+    if (b[4] != MSNAP_VERSION)
+        return -QERR_FORMAT;
+    size_t cl = (size_t)b[21] | (size_t)b[22] << 8;
+    if (cl > RAFT_CONF_MAX_BYTES)
+        return -QERR_CORRUPT;
+    if ((rc = snap_reader_get(r, b + MSNAP_HEAD, cl)))
+        return rc;
+    memset(m, 0, sizeof(*m));
+    m->index = le_get64(b + 5);
+    m->term = le_get64(b + 13);
+    return raft_conf_decode(b + MSNAP_HEAD, cl, &m->conf) < 0 ? -QERR_CORRUPT : 0;
+}
+
+/* Replaces g's state machine with the snapshot file info (checking its CRCs and metadata
+ * header); *meta gets the header. On error the state machine may hold a partial state. */
+static int restore_file(mgroup_t *g, const snapshot_info_t *info, raft_snap_meta_t *meta,
+                        char **errmsg)
+{
+    snap_reader_t *r = NULL;
+    char *why = NULL;
+    int rc = snapshot_reader_open(info, &r, errmsg);
+    if (rc)
+        return rc;
+    rc = get_meta(r, meta);
+    if (rc == 0 && (meta->index != info->index || meta->term != info->term))
+        rc = -QERR_CORRUPT;
+    if (rc)
+        qerr_set_msg(errmsg, "%s: bad metadata header (%s)", info->path, qerr_str(rc));
+    if (rc == 0 && (rc = g->ops->restore(g->ctx, r)))
+        qerr_set_msg(errmsg, "%s: the state machine refused it: %s", info->path, qerr_str(rc));
+    int vrc = snapshot_reader_close(r, &why);
+    if (rc == 0 && vrc) {
+        rc = vrc;
+        qerr_set_msg(errmsg, "%s", why ? why : "snapshot: stream check failed");
+    }
+    free(why);
+    return rc;
+}
+
+/* raft's snap_read: reads the group's current snapshot file (loop thread only). */
+static int snap_read_cb(void *ctx, uint64_t index, uint64_t off, void *buf, size_t cap,
+                        size_t *got)
+{
+    mgroup_t *g = ctx;
+    size_t total = 0;
+    *got = 0;
+    if (!g->snap.path || g->snap.index != index)
+        return -QERR_NOTFOUND;
+    while (total < cap) {
+        size_t k = 0;
+        int rc = snapshot_read_chunk(&g->snap, off + total, (uint8_t *)buf + total,
+                                     cap - total, &k);
+        if (rc)
+            return rc;
+        if (k == 0)
+            break;
+        total += k;
+    }
+    *got = total;
+    return 0;
+}
+
+/* ---- completing work ------------------------------------------------------------------- */
+
+static void finish_prop(mraft_node_t *n, prop_t *p, int rc)
+{
+    p->rc = rc;
+    p->next = n->fin_props;
+    n->fin_props = p;
+}
+
+static void finish_read(mraft_node_t *n, rreq_t *q, int rc)
+{
+    q->rc = rc;
+    q->next = n->fin_reads;
+    n->fin_reads = q;
+}
+
+/* Hands a finished item to its waiter, or frees it if the waiter gave up. n->mu held. */
+static void prop_done_locked(prop_t *p)
+{
+    if (p->abandoned) {
+        pthread_cond_destroy(&p->cv);
+        free(p);
+        return;
+    }
+    p->done = true;
+    pthread_cond_signal(&p->cv);
+}
+
+static void read_done_locked(rreq_t *q)
+{
+    if (q->abandoned) {
+        pthread_cond_destroy(&q->cv);
+        free(q);
+        return;
+    }
+    q->done = true;
+    pthread_cond_signal(&q->cv);
+}
+
+static void props_done_locked(prop_t *p, int rc)
+{
+    while (p) {
+        prop_t *next = p->next;
+        if (rc)
+            p->rc = rc;
+        prop_done_locked(p);
+        p = next;
+    }
+}
+
+static void reads_done_locked(rreq_t *q, int rc)
+{
+    while (q) {
+        rreq_t *next = q->next;
+        if (rc)
+            q->rc = rc;
+        read_done_locked(q);
+        q = next;
+    }
+}
+
+/* Completes every queued, pending and finished item (those not finished yet with rc).
+ * n->mu held; the loop is not running an iteration. */
+static void complete_all_locked(mraft_node_t *n, int rc)
+{
+    props_done_locked(n->sub_props, rc);
+    n->sub_props = n->sub_props_tail = NULL;
+    reads_done_locked(n->sub_reads, rc);
+    n->sub_reads = n->sub_reads_tail = NULL;
+    for (size_t i = 0; i < n->n_groups; i++) {
+        mgroup_t *g = n->groups[i];
+        props_done_locked(g->pend, rc);
+        g->pend = g->pend_tail = NULL;
+        props_done_locked(g->batch, rc);
+        g->batch = g->batch_tail = NULL;
+        g->batch_n = 0;
+        reads_done_locked(g->reads, rc);
+        g->reads = NULL;
+    }
+    props_done_locked(n->fin_props, 0);
+    n->fin_props = NULL;
+    reads_done_locked(n->fin_reads, 0);
+    n->fin_reads = NULL;
+}
+
+/* ---- proposals ------------------------------------------------------------------------- */
+
+/* Inserts p into g's pending list, kept sorted by index (a new leadership can reuse lower
+ * indexes than an older pending proposal's; those are dropped when they apply). */
+static void pend_insert(mgroup_t *g, prop_t *p)
+{
+    p->next = NULL;
+    if (!g->pend_tail || g->pend_tail->index <= p->index) {
+        if (g->pend_tail)
+            g->pend_tail->next = p;
+        else
+            g->pend = p;
+        g->pend_tail = p;
+        return;
+    }
+    prop_t **pp = &g->pend;
+    while ((*pp)->index <= p->index)
+        pp = &(*pp)->next;
+    p->next = *pp;
+    *pp = p;
+}
+
+static void submit_props(mraft_node_t *n, prop_t *list)
+{
+    while (list) {
+        prop_t *p = list;
+        list = p->next;
+        mgroup_t *g = find_group(n, p->group);
+        ASSERT(g);   /* checked by mraft_propose */
+        p->next = NULL;
+        if (g->batch_tail)
+            g->batch_tail->next = p;
+        else
+            g->batch = p;
+        g->batch_tail = p;
+        g->batch_n++;
+    }
+    for (size_t i = 0; i < n->n_groups; i++) {
+        mgroup_t *g = n->groups[i];
+        if (!g->batch_n)
+            continue;
+        if (g->batch_n > n->iov_cap) {
+            n->iov_cap = g->batch_n * 2;
+            n->iov = xrealloc(n->iov, n->iov_cap * sizeof(*n->iov));
+        }
+        size_t k = 0;
+        for (prop_t *p = g->batch; p; p = p->next)
+            n->iov[k++] = (raft_iov_t){ .data = p->cmd, .len = p->len };
+        ASSERT(k == g->batch_n);
+        raft_prop_info_t info = { 0 };
+        int rc = raft_propose_batch(g->r, n->iov, k, &info);
+        prop_t *p = g->batch;
+        g->batch = g->batch_tail = NULL;
+        g->batch_n = 0;
+        for (uint64_t j = 0; p; j++) {
+            prop_t *next = p->next;
+            if (rc == 0) {
+                p->index = info.index + j;
+                p->term = info.term;
+                pend_insert(g, p);
+            } else {
+                p->leader = info.leader;
+                finish_prop(n, p, rc);
+            }
+            p = next;
+        }
+    }
+}
+
+/* A node that does not lead g can learn that a pending proposal's entry was overwritten
+ * (another term at its index, or the log cut below it): it will never apply. A leader never
+ * truncates its own log, so while leading nothing is dropped. */
+static void drop_lost(mraft_node_t *n, mgroup_t *g)
+{
+    raft_status_t st;
+    if (!g->pend)
+        return;
+    raft_status(g->r, &st);
+    if (st.role == RAFT_LEADER)
+        return;
+    prop_t **pp = &g->pend, *last = NULL;
+    while (*pp) {
+        prop_t *p = *pp;
+        uint64_t t = 0;
+        int rc = raft_log_term(g->r, p->index, &t);
+        if ((rc == 0 && t != p->term) || rc == -QERR_UNAVAILABLE) {
+            *pp = p->next;
+            finish_prop(n, p, -QERR_DROPPED);
+            continue;
+        }
+        last = p;
+        pp = &p->next;
+    }
+    g->pend_tail = last;
+}
+
+/* ---- reads ----------------------------------------------------------------------------- */
+
+static void issue_reads(mraft_node_t *n, mgroup_t *g)
+{
+    for (rreq_t *q = g->reads; q; q = q->next) {
+        if (q->state == R_WAIT || n->ticks < q->retry_at)
+            continue;
+        if (q->state == R_ISSUE || q->state == R_SENT) {
+            /* a forwarded read or its answer may be lost: ask again under a new id */
+            q->id = ++n->read_seq;
+            if (raft_read_index(g->r, q->id, NULL) == 0) {
+                q->state = R_SENT;
+                q->retry_at = n->ticks + 2ull * n->cfg.election_tick;
+            } else {
+                q->state = R_ISSUE;   /* no leader known yet */
+                q->retry_at = n->ticks + 1;
+            }
+        }
+    }
+}
+
+static void take_read_states(mraft_node_t *n, mgroup_t *g, const raft_read_state_t *rs,
+                             size_t k)
+{
+    for (size_t i = 0; i < k; i++)
+        for (rreq_t *q = g->reads; q; q = q->next) {
+            if (q->state != R_SENT || q->id != rs[i].id)
+                continue;
+            if (rs[i].err) {
+                q->state = R_ISSUE;
+                q->retry_at = n->ticks + 1;
+            } else {
+                q->state = R_WAIT;
+                q->index = rs[i].index;
+            }
+            break;
+        }
+}
+
+static void complete_reads(mraft_node_t *n, mgroup_t *g)
+{
+    rreq_t **pp = &g->reads;
+    while (*pp) {
+        rreq_t *q = *pp;
+        if (q->state == R_WAIT && q->index <= g->applied) {
+            *pp = q->next;
+            finish_read(n, q, 0);
+            continue;
+        }
+        pp = &q->next;
+    }
+}
+
+/* ---- apply, install, snapshot ---------------------------------------------------------- */
+
+static void apply_entries(mraft_node_t *n, mgroup_t *g, const raft_entry_t *e, size_t k)
+{
+    for (size_t i = 0; i < k; i++, e++) {
+        ASSERT_MSG(e->index == g->applied + 1, "group %u applies %" PRIu64 " after %" PRIu64,
+                   g->id, e->index, g->applied);
+        prop_t *target = NULL;
+        while (g->pend && g->pend->index <= e->index) {
+            prop_t *p = g->pend;
+            g->pend = p->next;
+            if (!g->pend)
+                g->pend_tail = NULL;
+            /* installs settle the proposals they cover, so none is left behind */
+            ASSERT(p->index == e->index);
+            if (!target && e->type == RAFT_ENTRY_NORMAL && p->term == e->term)
+                target = p;
+            else
+                finish_prop(n, p, -QERR_DROPPED);
+        }
+        if (e->type == RAFT_ENTRY_NORMAL) {
+            if (target)
+                memset(&target->res, 0, sizeof(target->res));
+            g->ops->apply(g->ctx, e->index, e->data, e->len, target ? &target->res : NULL);
+        } else if (e->type == RAFT_ENTRY_CONF) {
+            int rc = raft_conf_decode(e->data, e->len, &g->applied_conf);
+            ASSERT_MSG(rc == 0, "group %u: configuration entry %" PRIu64 " does not decode",
+                       g->id, e->index);
+        }
+        if (target)
+            finish_prop(n, target, 0);
+        g->applied = e->index;
+        g->applied_bytes += e->len + RAFT_ENTRY_OVERHEAD;
+        n->st.applied++;
+    }
+}
+
+/* Part (b) for a received chunk: into the receive file; the last one commits the file
+ * (checked, fsynced, renamed), which becomes the group's current snapshot. Chunks before
+ * the last are not fsynced: after a crash the core starts the transfer over at offset 0. */
+static int persist_chunk(mraft_node_t *n, mgroup_t *g, const raft_snap_chunk_t *c)
+{
+    char *msg = NULL;
+    int rc;
+    if (c->offset == 0) {
+        snapshot_recv_abort(g->recv);
+        g->recv = NULL;
+        if ((rc = snapshot_recv_begin(g->dir, &g->recv)))
+            goto fail;
+    }
+    ASSERT_MSG(g->recv, "group %u: snapshot chunk at offset %" PRIu64 " with none begun",
+               g->id, c->offset);
+    if ((rc = snapshot_recv_write(g->recv, c->offset, c->data, c->len)))
+        goto fail;
+    if (c->last) {
+        snapshot_info_t info;
+        rc = snapshot_recv_commit(g->recv, &info, &msg);
+        g->recv = NULL;
+        if (rc)
+            goto fail;
+        if (info.index != c->meta.index || info.term != c->meta.term) {
+            qerr_set_msg(&msg, "received snapshot file is for index %" PRIu64 " term %"
+                         PRIu64 ", not %" PRIu64 "/%" PRIu64, info.index, info.term,
+                         c->meta.index, c->meta.term);
+            snapshot_info_free(&info);
+            rc = -QERR_CORRUPT;
+            goto fail;
+        }
+        snapshot_info_free(&g->snap);
+        g->snap = info;
+    }
+    return 0;
+fail:
+    nlog(n, "group %u: storing a received snapshot failed: %s%s%s", g->id, qerr_str(rc),
+         msg ? ": " : "", msg ? msg : "");
+    free(msg);
+    return rc;
+}
+
+/* Part (d) for rd.snapshot: the state machine takes the received file's state. Proposals
+ * waiting at indexes it covers have an unknown outcome. */
+static int install(mraft_node_t *n, mgroup_t *g, const raft_snap_meta_t *m)
+{
+    raft_snap_meta_t fm;
+    char *msg = NULL;
+    ASSERT(g->snap.path && g->snap.index == m->index);
+    int rc = restore_file(g, &g->snap, &fm, &msg);
+    if (rc == 0 && !conf_equal(&fm.conf, &m->conf)) {
+        qerr_set_msg(&msg, "configuration in the file differs from the leader's");
+        rc = -QERR_CORRUPT;
+    }
+    if (rc) {
+        nlog(n, "group %u: installing snapshot %" PRIu64 " failed: %s%s%s", g->id, m->index,
+             qerr_str(rc), msg ? ": " : "", msg ? msg : "");
+        free(msg);
+        return rc;
+    }
+    while (g->pend && g->pend->index <= m->index) {
+        prop_t *p = g->pend;
+        g->pend = p->next;
+        finish_prop(n, p, -QERR_TIMEOUT);
+    }
+    if (!g->pend)
+        g->pend_tail = NULL;
+    g->applied = m->index;
+    g->applied_conf = m->conf;
+    g->applied_bytes = 0;
+    g->installs++;
+    n->st.installs++;
+    return 0;
+}
+
+/* Writes a snapshot of g's state machine at its applied index, then compacts the core's log
+ * and the store (the store's record rides on the next batch's fsync: a crash before it is
+ * repaired at open, see mraft_add_group). A failure to write the file is logged and retried
+ * later (the log still holds everything); a failure of the store fails the node. */
+static int take_snapshot(mraft_node_t *n, mgroup_t *g)
+{
+    raft_snap_meta_t m = { .index = g->applied, .conf = g->applied_conf }, rm;
+    snap_writer_t *w = NULL;
+    char *msg = NULL;
+    raft_status_t st;
+    raft_status(g->r, &st);
+    ASSERT(st.applied == g->applied);
+    if (g->applied <= st.snap_index)
+        return 0;
+    int rc = raft_log_term(g->r, m.index, &m.term);
+    ASSERT(rc == 0);
+    if ((rc = snapshot_begin(g->dir, m.index, m.term, &w)) == 0) {
+        if ((rc = put_meta(w, &m)) == 0)
+            rc = g->ops->snapshot(g->ctx, w);
+        if (rc)
+            snapshot_abort(w);
+        else
+            rc = snapshot_commit(w);
+    }
+    if (rc) {
+        nlog(n, "group %u: snapshot at %" PRIu64 " failed (%s); will retry, the log keeps "
+             "everything", g->id, m.index, qerr_str(rc));
+        g->snap_retry_at = n->ticks + SNAP_RETRY_TICKS;
+        return 0;
+    }
+    rc = raft_compact(g->r, m.index, NULL);
+    ASSERT(rc == 0);
+    raft_snapshot_meta(g->r, &rm);
+    ASSERT_MSG(rm.index == m.index && rm.term == m.term && conf_equal(&rm.conf, &m.conf),
+               "group %u: the applied configuration differs from the core's at %" PRIu64,
+               g->id, m.index);
+    if ((rc = rstore_compact(n->store, g->id, &rm)))
+        return rc;
+    n->dirty = true;
+    snapshot_info_free(&g->snap);
+    if ((rc = snapshot_open_read(g->dir, &g->snap, &msg)) || g->snap.index != m.index) {
+        nlog(n, "group %u: cannot read back snapshot %" PRIu64 ": %s", g->id, m.index,
+             msg ? msg : qerr_str(rc));
+        free(msg);
+        return rc ? rc : -QERR_CORRUPT;
+    }
+    g->applied_bytes = 0;
+    g->snapshots++;
+    n->st.snapshots++;
+    return 0;
+}
+
+/* ---- the loop --------------------------------------------------------------------------- */
+
+static void send_all(mraft_node_t *n, mgroup_t *g, const raft_msg_t *m, size_t k)
+{
+    for (size_t i = 0; i < k; i++)
+        n->tr.send(n->tr.ctx, m[i].to, g->id, &m[i]);
+    n->st.msgs_sent += k;
+}
+
+/* The Ready phase over every group: (a) and (b) for all, ONE rstore_sync, then (c), (d) and
+ * advance for all. Returns 0 or the -QERR_* that fails the node. */
+static int process_readies(mraft_node_t *n)
+{
+    bool need_sync = false, any = false;
+    int rc;
+    for (size_t i = 0; i < n->n_groups; i++) {
+        mgroup_t *g = n->groups[i];
+        if (!raft_has_ready(g->r))
+            continue;
+        raft_ready(g->r, &g->rd);
+        g->has_rd = any = true;
+        const raft_ready_t *rd = &g->rd;
+        send_all(n, g, rd->msgs, rd->n_msgs);                                   /* (a) */
+        if (rd->snap_chunk && (rc = persist_chunk(n, g, rd->snap_chunk)))       /* (b) */
+            return rc;
+        if (rd->snapshot || rd->n_entries || rd->hs_changed) {
+            if ((rc = rstore_save(n->store, g->id, rd)))
+                return rc;
+            n->dirty = true;
+            n->st.persists++;
+            n->st.entries += rd->n_entries;
+        }
+        /* Entries, an installed snapshot, and a new term or vote must be durable before
+         * anything is sent that promises them. A hard state whose commit alone moved is a
+         * hint (raft.h: "may lag; never ahead") and rides on the next fsync. */
+        if (rd->snapshot || rd->n_entries ||
+            (rd->hs_changed && (rd->hs.term != g->hs_saved.term ||
+                                rd->hs.vote != g->hs_saved.vote)) ||
+            (rd->n_msgs_after_persist && n->dirty))
+            need_sync = true;
+        if (rd->hs_changed)
+            g->hs_saved = rd->hs;
+    }
+    if (!any)
+        return 0;
+    if (need_sync) {
+        if ((rc = rstore_sync(n->store)))
+            return rc;
+        n->st.syncs++;
+        n->dirty = false;
+    }
+    for (size_t i = 0; i < n->n_groups; i++) {
+        mgroup_t *g = n->groups[i];
+        if (!g->has_rd)
+            continue;
+        const raft_ready_t *rd = &g->rd;
+        send_all(n, g, rd->msgs_after_persist, rd->n_msgs_after_persist);      /* (c) */
+        if (rd->snapshot && (rc = install(n, g, rd->snapshot)))                 /* (d) */
+            return rc;
+        apply_entries(n, g, rd->committed, rd->n_committed);
+        take_read_states(n, g, rd->reads, rd->n_reads);
+        raft_advance(g->r, &g->rd);
+        g->has_rd = false;
+        complete_reads(n, g);
+    }
+    if (n->tr.flush)
+        n->tr.flush(n->tr.ctx);
+    return 0;
+}
+
+/* Snapshots groups past snapshot_bytes; collects the store's old segments once it has grown
+ * by gc_bytes, snapshotting the groups that hold them back. */
+static int maintenance(mraft_node_t *n)
+{
+    int rc;
+    for (size_t i = 0; i < n->n_groups; i++) {
+        mgroup_t *g = n->groups[i];
+        if (g->applied_bytes >= n->cfg.snapshot_bytes && n->ticks >= g->snap_retry_at &&
+            (rc = take_snapshot(n, g)))
+            return rc;
+    }
+    rstore_stats_t ss;
+    rstore_get_stats(n->store, &ss);
+    if (ss.wal.bytes < n->gc_mark + n->cfg.gc_bytes)
+        return 0;
+    uint32_t blocking[GC_FORCE_SNAPSHOTS];
+    size_t nb = 0;
+    if ((rc = rstore_gc(n->store, blocking, GC_FORCE_SNAPSHOTS, &nb)))
+        return rc;
+    n->st.gcs++;
+    rstore_get_stats(n->store, &ss);
+    n->gc_mark = ss.wal.bytes;
+    for (size_t i = 0; i < nb && i < GC_FORCE_SNAPSHOTS; i++) {
+        mgroup_t *g = find_group(n, blocking[i]);
+        if (g && n->ticks >= g->snap_retry_at && (rc = take_snapshot(n, g)))
+            return rc;
+    }
+    return 0;
+}
+
+static int iterate(mraft_node_t *n, size_t n_in, prop_t *props, rreq_t *reads)
+{
+    n->st.loops++;
+    /* every owed tick, one by one, before any message is stepped (raft.h, raft_tick) */
+    for (uint64_t t = now_ns(); t >= n->next_tick_ns; n->next_tick_ns += n->tick_ns) {
+        for (size_t i = 0; i < n->n_groups; i++)
+            raft_tick(n->groups[i]->r);
+        n->ticks++;
+        n->st.ticks++;
+    }
+    for (size_t i = 0; i < n_in; i++) {
+        inmsg_t *x = &n->work[i];
+        mgroup_t *g = find_group(n, x->group);
+        if (!g || raft_step(g->r, &x->m) < 0)
+            n->st.msgs_dropped++;
+        raft_msg_free(&x->m);
+    }
+    n->st.msgs_recv += n_in;
+    submit_props(n, props);
+    while (reads) {
+        rreq_t *q = reads;
+        reads = q->next;
+        mgroup_t *g = find_group(n, q->group);
+        ASSERT(g);
+        q->state = R_ISSUE;
+        q->retry_at = 0;
+        q->next = g->reads;
+        g->reads = q;
+    }
+    for (size_t i = 0; i < n->n_groups; i++) {
+        issue_reads(n, n->groups[i]);
+        drop_lost(n, n->groups[i]);
+    }
+    int rc = process_readies(n);
+    if (rc == 0)
+        rc = maintenance(n);
+    n->busy = false;
+    for (size_t i = 0; rc == 0 && i < n->n_groups && !n->busy; i++)
+        n->busy = raft_has_ready(n->groups[i]->r);
+    return rc;
+}
+
+/* Frees abandoned items still held in the loop's lists. n->mu held. */
+static void purge_abandoned_locked(mraft_node_t *n)
+{
+    for (size_t i = 0; i < n->n_groups; i++) {
+        mgroup_t *g = n->groups[i];
+        prop_t **pp = &g->pend, *last = NULL;
+        while (*pp) {
+            prop_t *p = *pp;
+            if (p->abandoned) {
+                *pp = p->next;
+                prop_done_locked(p);
+                continue;
+            }
+            last = p;
+            pp = &p->next;
+        }
+        g->pend_tail = last;
+        rreq_t **qq = &g->reads;
+        while (*qq) {
+            rreq_t *q = *qq;
+            if (q->abandoned) {
+                *qq = q->next;
+                read_done_locked(q);
+                continue;
+            }
+            qq = &q->next;
+        }
+    }
+}
+
+static void publish_locked(mraft_node_t *n)
+{
+    for (size_t i = 0; i < n->n_groups; i++) {
+        mgroup_t *g = n->groups[i];
+        raft_status_t s;
+        raft_status(g->r, &s);
+        g->pub = (mraft_group_status_t){
+            .group = g->id, .role = s.role, .leader = s.leader, .term = s.term,
+            .commit = s.commit, .applied = g->applied, .last_index = s.last_index,
+            .snap_index = s.snap_index, .snapshots = g->snapshots, .installs = g->installs };
+    }
+    rstore_get_stats(n->store, &n->st.store);
+    n->pub = n->st;
+    n->pub.msgs_recv = n->recv_count;
+    n->pub.msgs_dropped = n->st.msgs_dropped + n->recv_dropped;
+    n->pub.failed = n->failed;
+}
+
+static void *loop_main(void *arg)
+{
+    mraft_node_t *n = arg;
+    pthread_mutex_lock(&n->mu);
+    for (;;) {
+        uint64_t now = 0;
+        while (!n->closing && (n->failed || (!n->kick && !n->busy &&
+                                             (now = now_ns()) < n->next_tick_ns))) {
+            if (n->failed) {
+                pthread_cond_wait(&n->cv, &n->mu);
+            } else if (n->tr.poll) {
+                int ms = (int)((n->next_tick_ns - now + 999999) / 1000000);
+                pthread_mutex_unlock(&n->mu);
+                n->tr.poll(n->tr.ctx, ms);
+                pthread_mutex_lock(&n->mu);
+            } else {
+                struct timespec ts = ns_ts(n->next_tick_ns);
+                pthread_cond_timedwait(&n->cv, &n->mu, &ts);
+            }
+        }
+        if (n->closing)
+            break;
+        n->kick = false;
+        inmsg_t *t = n->work;
+        size_t tcap = n->work_cap, n_in = n->inbox_n;
+        n->work = n->inbox;
+        n->work_cap = n->inbox_cap;
+        n->inbox = t;
+        n->inbox_cap = tcap;
+        n->inbox_n = 0;
+        prop_t *props = NULL, **pt = &props;   /* abandoned before proposing: never sent */
+        for (prop_t *p = n->sub_props, *next; p; p = next) {
+            next = p->next;
+            if (p->abandoned) {
+                prop_done_locked(p);
+                continue;
+            }
+            *pt = p;
+            pt = &p->next;
+        }
+        *pt = NULL;
+        n->sub_props = n->sub_props_tail = NULL;
+        rreq_t *reads = n->sub_reads;
+        n->sub_reads = n->sub_reads_tail = NULL;
+        pthread_mutex_unlock(&n->mu);
+
+        int rc = iterate(n, n_in, props, reads);
+
+        pthread_mutex_lock(&n->mu);
+        props_done_locked(n->fin_props, 0);
+        n->fin_props = NULL;
+        reads_done_locked(n->fin_reads, 0);
+        n->fin_reads = NULL;
+        if (n->n_abandoned) {
+            purge_abandoned_locked(n);
+            n->n_abandoned = 0;
+        }
+        if (rc) {
+            nlog(n, "the node failed (%s): every call now fails until it is reopened",
+                 qerr_str(rc));
+            n->failed = rc;
+            complete_all_locked(n, -QERR_FAILED);
+        }
+        publish_locked(n);
+    }
+    pthread_mutex_unlock(&n->mu);
+    return NULL;
+}
+
+/* ---- API -------------------------------------------------------------------------------- */
+
+int mraft_open(const mraft_config_t *cfg, const mraft_transport_t *tr, mraft_node_t **out,
+               char **errmsg)
+{
+    *out = NULL;
+    if (errmsg)
+        *errmsg = NULL;
+    if (!cfg->id || !cfg->dir || !tr || !tr->send) {
+        qerr_set_msg(errmsg, "mraft: a node needs an id, a data directory and a transport");
+        return -QERR_INVAL;
+    }
+    mraft_node_t *n = xcalloc(1, sizeof(*n));
+    char *rdir = NULL;
+    int rc;
+    n->cfg = *cfg;
+    n->dir = xstrdup(cfg->dir);
+    n->cfg.dir = n->dir;
+    n->tr = *tr;
+    mraft_config_t *c = &n->cfg;
+    if (!c->tick_ms)
+        c->tick_ms = DEFAULT_TICK_MS;
+    if (!c->election_tick)
+        c->election_tick = DEFAULT_ELECTION_TICK;
+    if (!c->heartbeat_tick)
+        c->heartbeat_tick = 1;
+    if (!c->snapshot_bytes)
+        c->snapshot_bytes = DEFAULT_SNAPSHOT_BYTES;
+    if (!c->segment_bytes)
+        c->segment_bytes = DEFAULT_SEGMENT_BYTES;
+    if (!c->gc_bytes)
+        c->gc_bytes = 2 * c->segment_bytes;
+    if (!c->timeout_ms)
+        c->timeout_ms = DEFAULT_TIMEOUT_MS;
+    if (!c->max_cmd)
+        c->max_cmd = DEFAULT_MAX_CMD;
+    if (!c->inbox_max)
+        c->inbox_max = DEFAULT_INBOX_MAX;
+    if (!c->seed)
+        c->seed = now_ns() ^ ((uint64_t)getpid() << 32);
+    n->tick_ns = (uint64_t)c->tick_ms * 1000000ull;
+    pthread_mutex_init(&n->mu, NULL);
+    cond_init(&n->cv);
+    cond_init(&n->idle_cv);
+    if (asprintf(&rdir, "%s/raft", n->dir) < 0) {
+        rdir = NULL;
+        rc = -QERR_NOMEM;
+        goto fail;
+    }
+    wal_options_t wo = { .segment_bytes = c->segment_bytes };
+    char *msg = NULL;
+    rc = rstore_open(rdir, &wo, &n->store, &msg);
+    if (rc && errmsg && msg) {
+        *errmsg = msg;
+        msg = NULL;
+    }
+    free(msg);
+    if (rc)
+        goto fail;
+    free(rdir);
+    *out = n;
+    return 0;
+fail:
+    qerr_set_msg(errmsg, "mraft: cannot open the Raft store in %s: %s", cfg->dir, qerr_str(rc));
+    free(rdir);
+    pthread_mutex_destroy(&n->mu);
+    pthread_cond_destroy(&n->cv);
+    pthread_cond_destroy(&n->idle_cv);
+    free(n->dir);
+    free(n);
+    return rc;
+}
+
+static void group_free(mgroup_t *g)
+{
+    if (!g)
+        return;
+    raft_free(g->r);
+    snapshot_recv_abort(g->recv);
+    snapshot_info_free(&g->snap);
+    free(g->dir);
+    free(g);
+}
+
+/* Re-applies what the core hands out right after raft_new (committed entries after the
+ * snapshot; a repaired hard state), before any message or tick. */
+static int drain_boot(mraft_node_t *n, mgroup_t *g)
+{
+    while (raft_has_ready(g->r)) {
+        raft_ready_t rd;
+        int rc;
+        raft_ready(g->r, &rd);
+        ASSERT(!rd.snap_chunk && !rd.snapshot && !rd.n_entries && !rd.n_reads);
+        if (rd.hs_changed) {
+            if ((rc = rstore_save(n->store, g->id, &rd)) || (rc = rstore_sync(n->store)))
+                return rc;
+            g->hs_saved = rd.hs;
+        }
+        apply_entries(n, g, rd.committed, rd.n_committed);
+        raft_advance(g->r, &rd);
+    }
+    ASSERT(n->fin_props == NULL);   /* nothing was pending */
+    return 0;
+}
+
+int mraft_add_group(mraft_node_t *n, uint32_t group, const uint64_t *voters, size_t n_voters,
+                    const sm_ops_t *ops, void *ctx, char **errmsg)
+{
+    ASSERT(!n->started);
+    if (errmsg)
+        *errmsg = NULL;
+    if (find_group(n, group)) {
+        qerr_set_msg(errmsg, "mraft: group %u added twice", group);
+        return -QERR_EXISTS;
+    }
+    if (n_voters > RAFT_MAX_SERVERS || !ops || !ops->apply || !ops->snapshot || !ops->restore) {
+        qerr_set_msg(errmsg, "mraft: group %u: bad arguments", group);
+        return -QERR_INVAL;
+    }
+    mgroup_t *g = xcalloc(1, sizeof(*g));
+    raft_boot_t b;
+    raft_snap_meta_t fm = { 0 };
+    char *msg = NULL;
+    int rc;
+    g->id = group;
+    g->ops = ops;
+    g->ctx = ctx;
+    if (asprintf(&g->dir, "%s/snap-%u", n->dir, group) < 0) {
+        g->dir = NULL;
+        rc = -QERR_NOMEM;
+        goto fail;
+    }
+    if ((rc = make_dir(n->dir, g->dir, &msg)))
+        goto fail;
+    if ((rc = snapshot_remove_temps(g->dir)) > 0)
+        nlog(n, "group %u: deleted %d unfinished snapshot file(s)", group, rc);
+    rstore_boot(n->store, group, &b);
+    rc = snapshot_open_read(g->dir, &g->snap, &msg);
+    if (rc == -QERR_NOTFOUND)
+        rc = 0;
+    else if (rc == 0)
+        rc = restore_file(g, &g->snap, &fm, &msg);
+    if (rc)
+        goto fail;
+    if (b.snap.index > fm.index) {
+        qerr_set_msg(&msg, "the Raft store has a snapshot at %" PRIu64 " but %s holds %s",
+                     b.snap.index, g->dir, g->snap.path ? "an older one" : "none");
+        rc = -QERR_CORRUPT;
+        goto fail;
+    }
+    if (fm.index > b.snap.index) {
+        /* The file was made durable, the store's record of it was not (a crash in
+         * between). A local snapshot's index is in the log; a received one may not be. */
+        bool in_log = false;
+        for (size_t i = 0; i < b.n_entries; i++)
+            if (b.entries[i].index == fm.index && b.entries[i].term == fm.term)
+                in_log = true;
+        if (in_log) {
+            rc = rstore_compact(n->store, group, &fm);
+        } else {
+            raft_ready_t rd;
+            memset(&rd, 0, sizeof(rd));
+            rd.snapshot = &fm;
+            rc = rstore_save(n->store, group, &rd);
+        }
+        if (rc || (rc = rstore_sync(n->store)))
+            goto fail;
+        nlog(n, "group %u: recorded snapshot %" PRIu64 " found without its store record (%s)",
+             group, fm.index, in_log ? "local" : "received");
+        rstore_boot(n->store, group, &b);
+        ASSERT(b.snap.index == fm.index);
+    }
+    if (b.snap.index == 0 && b.snap.conf.n == 0) {
+        /* a founding member: the initial voters, the same on every one */
+        b.snap.conf.n = (uint32_t)n_voters;
+        for (size_t i = 0; i < n_voters; i++)
+            b.snap.conf.s[i] = (raft_server_t){ .id = voters[i], .role = RAFT_VOTER };
+        if (raft_conf_normalize(&b.snap.conf) < 0) {
+            qerr_set_msg(&msg, "bad voter list");
+            rc = -QERR_INVAL;
+            goto fail;
+        }
+    }
+    b.applied = fm.index;
+    raft_config_t rcfg = {
+        .id = n->cfg.id, .election_tick = n->cfg.election_tick,
+        .heartbeat_tick = n->cfg.heartbeat_tick,
+        .seed = n->cfg.seed ^ ((uint64_t)group + 1) * 0x9E3779B97F4A7C15ull,
+        .max_msg_bytes = n->cfg.max_msg_bytes, .max_inflight = n->cfg.max_inflight,
+        .snap_chunk_bytes = n->cfg.snap_chunk_bytes, .snap_trailing = n->cfg.snap_trailing,
+        .pre_vote = true, .check_quorum = true, .snap_read = snap_read_cb, .snap_ctx = g };
+    rc = raft_new(&rcfg, &b, &g->r);
+    rstore_boot_done(n->store, group);
+    if (rc) {
+        qerr_set_msg(&msg, "the stored Raft state does not boot (%s)", qerr_str(rc));
+        rc = rc == -QERR_INVAL ? -QERR_CORRUPT : rc;
+        goto fail;
+    }
+    g->applied = b.snap.index;
+    g->applied_conf = b.snap.conf;
+    g->hs_saved = b.hs;
+    if ((rc = drain_boot(n, g)))
+        goto fail;
+    /* insert, keeping the array sorted by id */
+    n->groups = xrealloc(n->groups, (n->n_groups + 1) * sizeof(*n->groups));
+    size_t at = n->n_groups;
+    while (at > 0 && n->groups[at - 1]->id > group) {
+        n->groups[at] = n->groups[at - 1];
+        at--;
+    }
+    n->groups[at] = g;
+    n->n_groups++;
+    pthread_mutex_lock(&n->mu);
+    publish_locked(n);
+    pthread_mutex_unlock(&n->mu);
+    return 0;
+fail:
+    qerr_set_msg(errmsg, "mraft: group %u in %s: %s", group, n->dir, msg ? msg : qerr_str(rc));
+    free(msg);
+    group_free(g);
+    return rc;
+}
+
+int mraft_start(mraft_node_t *n)
+{
+    ASSERT(!n->started);
+    n->next_tick_ns = now_ns() + n->tick_ns;
+    rstore_stats_t ss;
+    rstore_get_stats(n->store, &ss);
+    n->gc_mark = ss.wal.bytes;
+    pthread_mutex_lock(&n->mu);
+    n->started = true;
+    pthread_mutex_unlock(&n->mu);
+    if (pthread_create(&n->thread, NULL, loop_main, n)) {
+        pthread_mutex_lock(&n->mu);
+        n->started = false;
+        pthread_mutex_unlock(&n->mu);
+        return -QERR_NOMEM;
+    }
+    pthread_setname_np(n->thread, "qfs-raft");
+    return 0;
+}
+
+void mraft_close(mraft_node_t *n)
+{
+    if (!n)
+        return;
+    pthread_mutex_lock(&n->mu);
+    bool started = n->started;
+    n->closing = true;
+    pthread_cond_signal(&n->cv);
+    if (n->tr.wake)
+        n->tr.wake(n->tr.ctx);
+    pthread_mutex_unlock(&n->mu);
+    if (started)
+        pthread_join(n->thread, NULL);
+    pthread_mutex_lock(&n->mu);
+    complete_all_locked(n, -QERR_CLOSED);
+    while (n->waiters)
+        pthread_cond_wait(&n->idle_cv, &n->mu);
+    pthread_mutex_unlock(&n->mu);
+    for (size_t i = 0; i < n->n_groups; i++)
+        group_free(n->groups[i]);
+    free(n->groups);
+    for (size_t i = 0; i < n->inbox_n; i++)
+        raft_msg_free(&n->inbox[i].m);
+    free(n->inbox);
+    free(n->work);
+    free(n->iov);
+    rstore_close(n->store);
+    pthread_mutex_destroy(&n->mu);
+    pthread_cond_destroy(&n->cv);
+    pthread_cond_destroy(&n->idle_cv);
+    free(n->dir);
+    free(n);
+}
+
+/* Wakes the loop for new work; n->mu held. */
+static void kick_locked(mraft_node_t *n)
+{
+    if (n->kick)
+        return;
+    n->kick = true;
+    pthread_cond_signal(&n->cv);
+    if (n->tr.wake)
+        n->tr.wake(n->tr.ctx);
+}
+
+int mraft_recv(mraft_node_t *n, uint32_t group, raft_msg_t *m)
+{
+    raft_msg_t own;
+    int rc = 0;
+    if (m->mem) {
+        own = *m;
+        memset(m, 0, sizeof(*m));
+    } else if (raft_msg_clone(&own, m) < 0) {
+        return -QERR_NOMEM;
+    }
+    pthread_mutex_lock(&n->mu);
+    if (n->closing || !n->started)
+        rc = -QERR_CLOSED;
+    else if (!find_group(n, group) || n->inbox_n >= n->cfg.inbox_max)
+        rc = -QERR_BUSY;
+    if (rc) {
+        n->recv_dropped++;
+        pthread_mutex_unlock(&n->mu);
+        raft_msg_free(&own);
+        return rc;
+    }
+    if (n->inbox_n == n->inbox_cap) {
+        n->inbox_cap = n->inbox_cap ? 2 * n->inbox_cap : 64;
+        n->inbox = xrealloc(n->inbox, n->inbox_cap * sizeof(*n->inbox));
+    }
+    n->inbox[n->inbox_n++] = (inmsg_t){ .group = group, .m = own };
+    n->recv_count++;
+    kick_locked(n);
+    pthread_mutex_unlock(&n->mu);
+    return 0;
+}
+
+/* Checks that a call may queue work for group; n->mu held. */
+static int admit_locked(mraft_node_t *n, uint32_t group)
+{
+    if (n->closing || !n->started)
+        return -QERR_CLOSED;
+    if (n->failed)
+        return -QERR_FAILED;
+    return find_group(n, group) ? 0 : -QERR_NOTFOUND;
+}
+
+static void leave_locked(mraft_node_t *n)
+{
+    ASSERT(n->waiters > 0);
+    if (--n->waiters == 0 && n->closing)
+        pthread_cond_broadcast(&n->idle_cv);
+}
+
+int mraft_propose(mraft_node_t *n, uint32_t group, const void *cmd, size_t len,
+                  sm_result_t *res, uint32_t timeout_ms, uint64_t *leader)
+{
+    if (leader)
+        *leader = 0;
+    if (len > n->cfg.max_cmd)
+        return -QERR_TOOBIG;
+    if (len && !cmd)
+        return -QERR_INVAL;
+    prop_t *p = xcalloc(1, sizeof(*p) + len);
+    p->group = group;
+    p->len = len;
+    if (len)
+        memcpy(p->cmd, cmd, len);
+    cond_init(&p->cv);
+    uint64_t deadline = now_ns() + (uint64_t)(timeout_ms ? timeout_ms : n->cfg.timeout_ms) *
+                                   1000000ull;
+    struct timespec ts = ns_ts(deadline);
+    pthread_mutex_lock(&n->mu);
+    int rc = admit_locked(n, group);
+    if (rc) {
+        pthread_mutex_unlock(&n->mu);
+        pthread_cond_destroy(&p->cv);
+        free(p);
+        return rc;
+    }
+    n->waiters++;
+    if (n->sub_props_tail)
+        n->sub_props_tail->next = p;
+    else
+        n->sub_props = p;
+    n->sub_props_tail = p;
+    kick_locked(n);
+    while (!p->done)
+        if (pthread_cond_timedwait(&p->cv, &n->mu, &ts) == ETIMEDOUT && !p->done)
+            break;
+    bool done = p->done;
+    if (done) {
+        rc = p->rc;
+        if (rc == 0 && res)
+            *res = p->res;
+        if (rc == -QERR_NOTLEADER && leader)
+            *leader = p->leader;
+    } else {
+        p->abandoned = true;   /* the loop frees it */
+        n->n_abandoned++;
+        rc = -QERR_TIMEOUT;
+    }
+    leave_locked(n);
+    pthread_mutex_unlock(&n->mu);
+    if (done) {
+        pthread_cond_destroy(&p->cv);
+        free(p);
+    }
+    return rc;
+}
+
+int mraft_read_barrier(mraft_node_t *n, uint32_t group, uint32_t timeout_ms, uint64_t *index)
+{
+    rreq_t *q = xcalloc(1, sizeof(*q));
+    q->group = group;
+    cond_init(&q->cv);
+    uint64_t deadline = now_ns() + (uint64_t)(timeout_ms ? timeout_ms : n->cfg.timeout_ms) *
+                                   1000000ull;
+    struct timespec ts = ns_ts(deadline);
+    pthread_mutex_lock(&n->mu);
+    int rc = admit_locked(n, group);
+    if (rc) {
+        pthread_mutex_unlock(&n->mu);
+        pthread_cond_destroy(&q->cv);
+        free(q);
+        return rc;
+    }
+    n->waiters++;
+    if (n->sub_reads_tail)
+        n->sub_reads_tail->next = q;
+    else
+        n->sub_reads = q;
+    n->sub_reads_tail = q;
+    kick_locked(n);
+    while (!q->done)
+        if (pthread_cond_timedwait(&q->cv, &n->mu, &ts) == ETIMEDOUT && !q->done)
+            break;
+    bool done = q->done;
+    if (done) {
+        rc = q->rc;
+        if (rc == 0 && index)
+            *index = q->index;
+    } else {
+        q->abandoned = true;
+        n->n_abandoned++;
+        rc = -QERR_TIMEOUT;
+    }
+    leave_locked(n);
+    pthread_mutex_unlock(&n->mu);
+    if (done) {
+        pthread_cond_destroy(&q->cv);
+        free(q);
+    }
+    return rc;
+}
+
+int mraft_status(mraft_node_t *n, uint32_t group, mraft_group_status_t *st)
+{
+    pthread_mutex_lock(&n->mu);
+    mgroup_t *g = find_group(n, group);
+    if (g)
+        *st = g->pub;
+    pthread_mutex_unlock(&n->mu);
+    return g ? 0 : -QERR_NOTFOUND;
+}
+
+void mraft_get_stats(mraft_node_t *n, mraft_stats_t *st)
+{
+    pthread_mutex_lock(&n->mu);
+    *st = n->pub;
+    pthread_mutex_unlock(&n->mu);
+}

@@ -1,0 +1,163 @@
+/* cluster/mraft.h — one node hosting many Raft groups (shards): one loop thread drives the
+ * ticks, the Ready loop and message batching of every group, and all groups share one Raft
+ * store (cluster/rstore.h), so a batch of Readies from any number of groups costs one
+ * fdatasync. Each group replicates its own state machine (cluster/sm.h), takes snapshots to
+ * files (cluster/snapshot.h), compacts its log, and catches followers up by InstallSnapshot
+ * in chunks. Clients propose (blocking until applied locally) and take read barrers
+ * (ReadIndex, thesis §6.4) from any thread. The network is a table of function pointers
+ * (mraft_transport_t), so tests use an in-process network and the TCP transport plugs in.
+ * Design and on-disk layout: docs/CLUSTER.md, "The node loop". */
+#ifndef QFS_CLUSTER_MRAFT_H
+#define QFS_CLUSTER_MRAFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/raft.h"
+#include "cluster/rstore.h"
+#include "cluster/sm.h"
+
+typedef struct mraft_node mraft_node_t;
+
+/* The network, as the node loop sees it. */
+typedef struct mraft_transport {
+    /* Sends m, a message of group `group`, to node `to` (== m->to). Called on the loop thread
+     * only, never with a node lock held. m and everything it points to are borrowed for the
+     * duration of the call: copy (raft_msg_clone) or encode it before returning. It may drop
+     * the message (Raft retries) and must not block on the network. */
+    void (*send)(void *ctx, uint64_t to, uint32_t group, const raft_msg_t *m);
+    /* Optional (may be NULL): called once per loop iteration after its last send, so the
+     * transport can write each peer's batch of messages (all groups) at once. */
+    void (*flush)(void *ctx);
+    /* Optional, for a transport the loop thread drives (cluster/transport.h does no
+     * threading of its own). When set, the idle loop waits here instead of on its condition
+     * variable: poll runs the transport's I/O for at most timeout_ms, delivering what arrives
+     * through mraft_recv, and returns early once wake is called. Called on the loop thread,
+     * with no node lock held. wake is thread-safe and must not block (e.g. an eventfd write
+     * that poll's epoll set watches); it is called with the node lock held. Both or none. */
+    void (*poll)(void *ctx, int timeout_ms);
+    void (*wake)(void *ctx);
+    void *ctx;
+} mraft_transport_t;
+
+typedef struct mraft_config {
+    uint64_t id;                 /* this node's id, nonzero; the Raft server id in every group */
+    const char *dir;             /* data directory; must exist. Holds raft/ (the store's WAL)
+                                    and snap-<group>/ (each group's snapshot files) */
+    uint32_t tick_ms;            /* tick period of the monotonic clock; 0 = 100 */
+    uint32_t election_tick;      /* election timeout in ticks; 0 = 10 (the same on all nodes) */
+    uint32_t heartbeat_tick;     /* 0 = 1 */
+    uint64_t snapshot_bytes;     /* a group snapshots and compacts once it has applied this many
+                                    bytes (payload + RAFT_ENTRY_OVERHEAD) since its last
+                                    snapshot; 0 = 16 MiB */
+    uint32_t snap_chunk_bytes;   /* InstallSnapshot chunk size; 0 = 1 MiB */
+    uint64_t snap_trailing;      /* entries kept in memory behind a snapshot; default 0 */
+    uint32_t max_msg_bytes;      /* as raft_config_t; 0 = 1 MiB */
+    uint32_t max_inflight;       /* as raft_config_t; 0 = 256 */
+    uint64_t segment_bytes;      /* the store's WAL segment size; 0 = 64 MiB */
+    uint64_t gc_bytes;           /* run rstore_gc whenever the store's WAL has grown this much
+                                    since the last collection; 0 = 2 * segment_bytes */
+    uint32_t timeout_ms;         /* default wait of propose / read_barrier; 0 = 10000 */
+    size_t max_cmd;              /* largest command accepted; 0 = 2 MiB */
+    size_t inbox_max;            /* messages queued for the loop beyond this are dropped;
+                                    0 = 65536 */
+    uint64_t seed;               /* seeds the election timers; 0 = from the clock */
+} mraft_config_t;
+
+/* Opens the node's Raft store in cfg->dir (replaying it) without starting anything. The
+ * transport table is copied; tr->ctx must outlive the node. Returns 0 and *out, or -QERR_*
+ * with a malloc'ed *errmsg (caller frees). */
+int mraft_open(const mraft_config_t *cfg, const mraft_transport_t *tr, mraft_node_t **out,
+               char **errmsg);
+
+/* Adds group `group` to a node that is not started yet. ops/ctx is the group's state
+ * machine: ctx must hold an EMPTY state, ops and ctx must outlive the node, and every ops
+ * call comes from one thread at a time (the loop, or this call). voters[0..n_voters) are the
+ * founding voters (node ids), the same on every founding member; they are used only while the
+ * group has no snapshot (later configurations come from the log and snapshots).
+ *
+ * Rebuilds the group: restores the newest snapshot file through ops->restore, boots the Raft
+ * core from the store, and re-applies (ops->apply with res NULL) every entry known to be
+ * committed, all before returning. A snapshot file newer than the store's record (a crash
+ * between the two writes) is adopted and recorded. Returns 0, or -QERR_EXISTS (group already
+ * added), -QERR_INVAL, -QERR_CORRUPT (snapshot and store disagree, or a damaged snapshot),
+ * -QERR_IO... with *errmsg (caller frees); the node is then unchanged except that the state
+ * machine may hold a partial state (discard it). */
+int mraft_add_group(mraft_node_t *n, uint32_t group, const uint64_t *voters, size_t n_voters,
+                    const sm_ops_t *ops, void *ctx, char **errmsg);
+
+/* Starts the loop thread. Groups are fixed from now on. Returns 0 or -QERR_NOMEM. */
+int mraft_start(mraft_node_t *n);
+
+/* Stops the loop between two iterations (nothing more is synced), fails every waiting call
+ * with -QERR_CLOSED, waits until they have returned, then frees everything. What was synced
+ * is what a reopen sees, as after a crash. No call on n may start once close has begun.
+ * NULL is a no-op. */
+void mraft_close(mraft_node_t *n);
+
+/* Hands the loop a message that arrived for `group` (thread-safe; the transport's receive
+ * path). A message owning its memory (m->mem, as raft_msg_decode gives) is moved into the
+ * inbox and *m is zeroed; a borrowed one is cloned. Messages for unknown groups, or past
+ * inbox_max, are dropped (counted in the stats). Returns 0, or -QERR_CLOSED / -QERR_NOMEM /
+ * -QERR_BUSY (dropped; *m is then freed too). */
+int mraft_recv(mraft_node_t *n, uint32_t group, raft_msg_t *m);
+
+/* Proposes cmd (copied) to `group` and blocks until it is committed by a majority and applied
+ * on THIS node; apply's result goes to *res (may be NULL). timeout_ms 0 = cfg.timeout_ms.
+ * Thread-safe. Returns 0, or
+ *   -QERR_NOTLEADER  this node does not lead the group; *leader (may be NULL) gets the leader
+ *                    this node knows, 0 if none: propose there;
+ *   -QERR_DROPPED    certainly not applied: another entry took its index (leader change);
+ *   -QERR_TIMEOUT    outcome unknown: it may still commit and apply (also when a snapshot
+ *                    installed on this node covered its index);
+ *   -QERR_BUSY / -QERR_TRANSFER (as raft_propose), -QERR_TOOBIG (over max_cmd),
+ *   -QERR_NOTFOUND (no such group), -QERR_CLOSED, -QERR_FAILED (the node's disk failed).
+ * NOT exactly-once: a caller that retries after -QERR_TIMEOUT (or after a leader change that
+ * hid the outcome) may get its command applied twice. Client ids and a dedup table in the
+ * state machine are a later deliverable (issue 9, item 6). */
+int mraft_propose(mraft_node_t *n, uint32_t group, const void *cmd, size_t len,
+                  sm_result_t *res, uint32_t timeout_ms, uint64_t *leader);
+
+/* A linearizable read barrier (ReadIndex, thesis §6.4) that works on any replica: returns 0
+ * once this node's state machine of `group` has applied at least the leader's commit index
+ * as of some moment after the call began, so a read of the local state machine afterwards
+ * sees every write acknowledged before the call. The request is forwarded to the leader and
+ * retried across leader changes and lost messages until timeout_ms (0 = cfg.timeout_ms).
+ * *index (may be NULL) gets the read index. Thread-safe. Returns 0, -QERR_TIMEOUT,
+ * -QERR_NOTFOUND, -QERR_CLOSED or -QERR_FAILED. */
+int mraft_read_barrier(mraft_node_t *n, uint32_t group, uint32_t timeout_ms, uint64_t *index);
+
+typedef struct mraft_group_status {
+    uint32_t group;
+    uint32_t role;               /* RAFT_FOLLOWER ... RAFT_LEADER */
+    uint64_t leader, term;       /* known leader (0 = none) and current term */
+    uint64_t commit, applied;    /* commit index; last index applied to the state machine */
+    uint64_t last_index;         /* last log index */
+    uint64_t snap_index;         /* index covered by the group's current snapshot */
+    uint64_t snapshots;          /* snapshots taken here since open */
+    uint64_t installs;           /* snapshots received from a leader and installed */
+} mraft_group_status_t;
+
+/* Copies group's status as of the end of the loop's last iteration. Thread-safe. Returns 0
+ * or -QERR_NOTFOUND. */
+int mraft_status(mraft_node_t *n, uint32_t group, mraft_group_status_t *st);
+
+typedef struct mraft_stats {
+    uint64_t loops;              /* loop iterations that did work */
+    uint64_t ticks;              /* ticks delivered (to every group) */
+    uint64_t syncs;              /* rstore_sync calls of the loop: at most one per iteration */
+    uint64_t persists;           /* group Readies that wrote to the store */
+    uint64_t entries;            /* entries persisted */
+    uint64_t applied;            /* entries applied */
+    uint64_t msgs_sent, msgs_recv;
+    uint64_t msgs_dropped;       /* unknown group, full inbox, or refused by raft_step */
+    uint64_t snapshots;          /* snapshots taken, all groups */
+    uint64_t installs;           /* snapshots installed, all groups */
+    uint64_t gcs;                /* rstore_gc runs */
+    rstore_stats_t store;        /* as of the end of the last iteration */
+    int failed;                  /* 0, or the -QERR_* that failed the node */
+} mraft_stats_t;
+
+void mraft_get_stats(mraft_node_t *n, mraft_stats_t *st);
+
+#endif

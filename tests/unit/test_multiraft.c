@@ -1,0 +1,782 @@
+/* tests/unit/test_multiraft.c — the node loop (cluster/mraft.h): 3 nodes × 4 Raft groups in
+ * one process over an in-process network with cuttable links and an APPEND filter, each
+ * node with its own data directory and real files. Elections and commits, NOTLEADER hints,
+ * one fdatasync per loop iteration whatever the number of groups, a node killed and
+ * reopened losing nothing acknowledged, catch-up by chunked InstallSnapshot after
+ * compaction (and a restart from the received snapshot), read barriers on a lagging
+ * follower, and a cut-off minority whose proposals time out. Every wait is bounded. */
+#include <ftw.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster/err.h"
+#include "cluster/mraft.h"
+#include "cluster/snapshot.h"
+#include "tests/unit/check.h"
+
+#define NN 3                       /* nodes 1..NN */
+#define NG 4                       /* groups per node */
+#define ALL ((1u << 1) | (1u << 2) | (1u << 3))
+static const uint32_t GID[NG] = { 7, 8, 9, 12 };
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+    nanosleep(&ts, NULL);
+}
+
+/* ---- the test state machine: the list of applied commands ------------------------------ */
+
+typedef struct tsm {
+    pthread_mutex_t mu;
+    uint64_t applied;              /* index of the last applied command */
+    size_t n, cap;
+    char **cmd;                    /* NUL-terminated copies */
+    int bad;                       /* apply out of order */
+} tsm_t;
+
+static void tsm_clear(tsm_t *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->cmd[i]);
+    s->n = 0;
+    s->applied = 0;
+}
+
+static void tsm_push(tsm_t *s, const char *c, size_t len)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 64;
+        s->cmd = realloc(s->cmd, s->cap * sizeof(*s->cmd));
+    }
+    s->cmd[s->n++] = strndup(c, len);
+}
+
+static void tsm_apply(void *ctx, uint64_t index, const void *cmd, size_t len, sm_result_t *res)
+{
+    tsm_t *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    if (index <= s->applied)
+        s->bad++;
+    s->applied = index;
+    tsm_push(s, cmd, len);
+    if (res) {
+        res->code = 0;
+        res->len = 8;
+        memcpy(res->data, &index, 8);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int tsm_snapshot(void *ctx, snap_writer_t *w)
+{
+    tsm_t *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    uint64_t h[2] = { s->applied, s->n };
+    int rc = snap_writer_put(w, h, sizeof(h));
+    for (size_t i = 0; rc == 0 && i < s->n; i++) {
+        uint32_t len = (uint32_t)strlen(s->cmd[i]);
+        rc = snap_writer_put(w, &len, 4);
+        if (rc == 0)
+            rc = snap_writer_put(w, s->cmd[i], len);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int tsm_restore(void *ctx, snap_reader_t *r)
+{
+    tsm_t *s = ctx;
+    uint64_t h[2];
+    char buf[256];
+    pthread_mutex_lock(&s->mu);
+    tsm_clear(s);
+    int rc = snap_reader_get(r, h, sizeof(h));
+    for (uint64_t i = 0; rc == 0 && i < h[1]; i++) {
+        uint32_t len;
+        rc = snap_reader_get(r, &len, 4);
+        if (rc == 0 && len >= sizeof(buf))
+            rc = -QERR_CORRUPT;
+        if (rc == 0)
+            rc = snap_reader_get(r, buf, len);
+        if (rc == 0)
+            tsm_push(s, buf, len);
+    }
+    if (rc == 0)
+        s->applied = h[0];
+    else
+        tsm_clear(s);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static const sm_ops_t tsm_ops = { tsm_apply, tsm_snapshot, tsm_restore };
+
+static bool tsm_has(tsm_t *s, const char *c)
+{
+    bool found = false;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->n && !found; i++)
+        found = strcmp(s->cmd[i], c) == 0;
+    pthread_mutex_unlock(&s->mu);
+    return found;
+}
+
+/* 1 if a's list is a prefix of b's (or equal), 0 otherwise. */
+static bool tsm_prefix(tsm_t *a, tsm_t *b)
+{
+    bool ok = true;
+    pthread_mutex_lock(&a->mu);
+    pthread_mutex_lock(&b->mu);
+    if (a->n > b->n)
+        ok = false;
+    for (size_t i = 0; ok && i < a->n; i++)
+        ok = strcmp(a->cmd[i], b->cmd[i]) == 0;
+    pthread_mutex_unlock(&b->mu);
+    pthread_mutex_unlock(&a->mu);
+    return ok;
+}
+
+/* ---- the cluster: nodes, an in-process network ----------------------------------------- */
+
+typedef struct tcl tcl_t;
+
+typedef struct ep {
+    tcl_t *c;
+    uint64_t id;
+} ep_t;
+
+typedef struct tnode {
+    mraft_node_t *n;
+    tsm_t sm[NG];
+    char dir[128];
+} tnode_t;
+
+struct tcl {
+    char base[64];
+    mraft_config_t cfg;            /* template; id and dir set per node */
+    tnode_t nd[NN + 1];
+    ep_t ep[NN + 1];
+    pthread_mutex_t net_mu;
+    mraft_node_t *live[NN + 1];    /* delivery targets, under net_mu */
+    bool cut[NN + 1][NN + 1];      /* cut[a][b]: a's messages to b are lost */
+    bool block_append[NN + 1][NG]; /* APPEND/SNAPSHOT to that node of that group are lost */
+    char acked[NG][512][48];       /* acknowledged commands per group */
+    int n_acked[NG];
+};
+
+static int gidx(uint32_t gid)
+{
+    for (int i = 0; i < NG; i++)
+        if (GID[i] == gid)
+            return i;
+    return -1;
+}
+
+static void net_send(void *ctx, uint64_t to, uint32_t group, const raft_msg_t *m)
+{
+    ep_t *ep = ctx;
+    tcl_t *c = ep->c;
+    pthread_mutex_lock(&c->net_mu);
+    int gi = gidx(group);
+    bool lost = to < 1 || to > NN || !c->live[to] || c->cut[ep->id][to] || gi < 0 ||
+                (c->block_append[to][gi] &&
+                 (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT));
+    if (!lost) {
+        raft_msg_t copy;
+        if (raft_msg_clone(&copy, m) == 0)
+            mraft_recv(c->live[to], group, &copy);   /* moves copy; frees it if refused */
+    }
+    pthread_mutex_unlock(&c->net_mu);
+}
+
+static void cut_node(tcl_t *c, int i, bool cut)
+{
+    pthread_mutex_lock(&c->net_mu);
+    for (int j = 1; j <= NN; j++)
+        if (j != i)
+            c->cut[i][j] = c->cut[j][i] = cut;
+    pthread_mutex_unlock(&c->net_mu);
+}
+
+static void node_connect(tcl_t *c, int i)
+{
+    pthread_mutex_lock(&c->net_mu);
+    c->live[i] = c->nd[i].n;
+    pthread_mutex_unlock(&c->net_mu);
+}
+
+/* Opens node i from its data directory and starts it; nothing is delivered to it until
+ * node_connect (what it sends goes out). */
+static int node_open(tcl_t *c, int i)
+{
+    tnode_t *nd = &c->nd[i];
+    mraft_config_t cfg = c->cfg;
+    mraft_transport_t tr = { .send = net_send, .ctx = &c->ep[i] };
+    uint64_t voters[NN];
+    char *msg = NULL;
+    char base[sizeof(c->base)];
+    memcpy(base, c->base, sizeof(base));   /* (same struct: keep -Wrestrict quiet) */
+    snprintf(nd->dir, sizeof(nd->dir), "%s/n%d", base, i);
+    mkdir(nd->dir, 0755);
+    cfg.id = (uint64_t)i;
+    cfg.dir = nd->dir;
+    cfg.seed = 1000 + (uint64_t)i;
+    for (int k = 0; k < NN; k++)
+        voters[k] = (uint64_t)(k + 1);
+    int rc = mraft_open(&cfg, &tr, &nd->n, &msg);
+    for (int g = 0; rc == 0 && g < NG; g++) {
+        pthread_mutex_init(&nd->sm[g].mu, NULL);
+        rc = mraft_add_group(nd->n, GID[g], voters, NN, &tsm_ops, &nd->sm[g], &msg);
+    }
+    if (rc == 0)
+        rc = mraft_start(nd->n);
+    if (rc) {
+        printf("# node %d up: %s (%s)\n", i, qerr_str(rc), msg ? msg : "");
+        free(msg);
+        return rc;
+    }
+    return 0;
+}
+
+static int node_up(tcl_t *c, int i)
+{
+    int rc = node_open(c, i);
+    if (rc == 0)
+        node_connect(c, i);
+    return rc;
+}
+
+/* Stops node i as a crash would (nothing more is synced) and forgets its state machines. */
+static void node_kill(tcl_t *c, int i)
+{
+    tnode_t *nd = &c->nd[i];
+    if (!nd->n)
+        return;
+    pthread_mutex_lock(&c->net_mu);
+    c->live[i] = NULL;
+    pthread_mutex_unlock(&c->net_mu);
+    mraft_close(nd->n);
+    nd->n = NULL;
+    for (int g = 0; g < NG; g++) {
+        tsm_clear(&nd->sm[g]);
+        free(nd->sm[g].cmd);
+        pthread_mutex_destroy(&nd->sm[g].mu);
+        memset(&nd->sm[g], 0, sizeof(nd->sm[g]));
+    }
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+static tcl_t *cluster_new(void (*tweak)(mraft_config_t *))
+{
+    tcl_t *c = calloc(1, sizeof(*c));
+    snprintf(c->base, sizeof(c->base), "/tmp/test_multiraft.XXXXXX");
+    if (!mkdtemp(c->base)) {
+        free(c);
+        return NULL;
+    }
+    pthread_mutex_init(&c->net_mu, NULL);
+    c->cfg.tick_ms = 10;
+    c->cfg.election_tick = 10;
+    c->cfg.heartbeat_tick = 1;
+    c->cfg.timeout_ms = 2000;
+    if (tweak)
+        tweak(&c->cfg);
+    for (int i = 1; i <= NN; i++) {
+        c->ep[i] = (ep_t){ c, (uint64_t)i };
+        if (node_up(c, i)) {
+            for (int j = 1; j <= NN; j++)
+                node_kill(c, j);
+            nftw(c->base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+            free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+static void cluster_free(tcl_t *c)
+{
+    if (!c)
+        return;
+    for (int i = 1; i <= NN; i++)
+        node_kill(c, i);
+    nftw(c->base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    pthread_mutex_destroy(&c->net_mu);
+    free(c);
+}
+
+static mraft_group_status_t st_of(tcl_t *c, int i, int g)
+{
+    mraft_group_status_t st;
+    memset(&st, 0, sizeof(st));
+    if (c->nd[i].n)
+        mraft_status(c->nd[i].n, GID[g], &st);
+    return st;
+}
+
+/* The leader of group g all live nodes in mask agree on, or 0. */
+static int agreed_leader(tcl_t *c, int g, unsigned mask)
+{
+    uint64_t l = 0;
+    for (int i = 1; i <= NN; i++) {
+        if (!(mask & (1u << i)) || !c->nd[i].n)
+            continue;
+        mraft_group_status_t st = st_of(c, i, g);
+        if (!st.leader || (l && st.leader != l))
+            return 0;
+        l = st.leader;
+    }
+    if (!l || !(mask & (1u << l)) || st_of(c, (int)l, g).role != RAFT_LEADER)
+        return 0;
+    return (int)l;
+}
+
+static bool wait_leaders(tcl_t *c, unsigned mask, unsigned ms)
+{
+    uint64_t end = now_ms() + ms;
+    for (;;) {
+        int ok = 0;
+        for (int g = 0; g < NG; g++)
+            ok += agreed_leader(c, g, mask) != 0;
+        if (ok == NG)
+            return true;
+        if (now_ms() > end)
+            return false;
+        sleep_ms(5);
+    }
+}
+
+/* Proposes cmd to group g through the nodes of mask, following leader hints and retrying
+ * refusals until ms passes (a retry after a timeout may apply a command twice). */
+static int propose_any(tcl_t *c, int g, const char *cmd, unsigned mask, unsigned ms)
+{
+    uint64_t end = now_ms() + ms, hint = 0;
+    int i = 1, rc = -QERR_TIMEOUT;
+    while (now_ms() < end) {
+        if (hint && (mask & (1u << hint)) && c->nd[hint].n)
+            i = (int)hint;
+        else
+            do
+                i = i % NN + 1;
+            while (!(mask & (1u << i)) || !c->nd[i].n);
+        sm_result_t res;
+        rc = mraft_propose(c->nd[i].n, GID[g], cmd, strlen(cmd), &res, 500, &hint);
+        if (rc == 0)
+            return 0;
+        if (rc != -QERR_NOTLEADER || !hint)
+            sleep_ms(10);
+    }
+    return rc;
+}
+
+static int propose_acked(tcl_t *c, int g, const char *cmd, unsigned mask)
+{
+    int rc = propose_any(c, g, cmd, mask, 5000);
+    if (rc == 0 && c->n_acked[g] < 512)
+        snprintf(c->acked[g][c->n_acked[g]++], 48, "%s", cmd);
+    return rc;
+}
+
+/* Waits until every live node of mask has applied the same index of every group. */
+static bool wait_converged(tcl_t *c, unsigned mask, unsigned ms)
+{
+    uint64_t end = now_ms() + ms;
+    for (;;) {
+        int ok = 0;
+        for (int g = 0; g < NG; g++) {
+            uint64_t a = UINT64_MAX;
+            bool same = true;
+            for (int i = 1; i <= NN; i++) {
+                if (!(mask & (1u << i)) || !c->nd[i].n)
+                    continue;
+                mraft_group_status_t st = st_of(c, i, g);
+                if (a != UINT64_MAX && st.applied != a)
+                    same = false;
+                if (st.applied != st.commit)
+                    same = false;
+                a = st.applied;
+            }
+            ok += same;
+        }
+        if (ok == NG)
+            return true;
+        if (now_ms() > end)
+            return false;
+        sleep_ms(5);
+    }
+}
+
+/* Every node of mask holds every acknowledged command, all apply in order, and their state
+ * machines are equal. */
+static bool check_state(tcl_t *c, unsigned mask)
+{
+    int first = 0;
+    for (int i = 1; i <= NN; i++) {
+        if (!(mask & (1u << i)) || !c->nd[i].n)
+            continue;
+        for (int g = 0; g < NG; g++) {
+            tsm_t *s = &c->nd[i].sm[g];
+            if (s->bad) {
+                printf("# node %d group %u applied out of order\n", i, GID[g]);
+                return false;
+            }
+            for (int k = 0; k < c->n_acked[g]; k++)
+                if (!tsm_has(s, c->acked[g][k])) {
+                    printf("# node %d group %u lost acknowledged %s\n", i, GID[g],
+                           c->acked[g][k]);
+                    return false;
+                }
+            if (first && (!tsm_prefix(s, &c->nd[first].sm[g]) ||
+                          !tsm_prefix(&c->nd[first].sm[g], s))) {
+                printf("# nodes %d and %d differ in group %u\n", first, i, GID[g]);
+                return false;
+            }
+        }
+        if (!first)
+            first = i;
+    }
+    return true;
+}
+
+/* ---- cases ------------------------------------------------------------------------------ */
+
+static void elect_and_commit(tcl_t *c)
+{
+    char cmd[48];
+    CHECK(wait_leaders(c, ALL, 3000));
+    /* a follower refuses with the leader's id; the leader takes it */
+    for (int g = 0; g < NG; g++) {
+        int l = agreed_leader(c, g, ALL), f = l % NN + 1;
+        uint64_t hint = 0;
+        sm_result_t res;
+        snprintf(cmd, sizeof(cmd), "first-%d", g);
+        int rc = mraft_propose(c->nd[f].n, GID[g], cmd, strlen(cmd), &res, 1000, &hint);
+        CHECK_EQ(rc, -QERR_NOTLEADER);
+        CHECK_EQ(hint, l);
+        memset(&res, 0, sizeof(res));
+        rc = mraft_propose(c->nd[l].n, GID[g], cmd, strlen(cmd), &res, 2000, &hint);
+        CHECK_EQ(rc, 0);
+        CHECK_EQ(res.len, 8);   /* apply's result came back: the index it applied at */
+        uint64_t at;
+        memcpy(&at, res.data, 8);
+        CHECK(at >= 2 && at <= st_of(c, l, g).applied);
+        snprintf(c->acked[g][c->n_acked[g]++], 48, "%s", cmd);
+    }
+    /* then 20 commands per group from wherever the helper starts */
+    for (int k = 0; k < 20; k++)
+        for (int g = 0; g < NG; g++) {
+            snprintf(cmd, sizeof(cmd), "c-%d-%d", g, k);
+            CHECK_EQ(propose_acked(c, g, cmd, ALL), 0);
+        }
+    CHECK(wait_converged(c, ALL, 3000));
+    CHECK(check_state(c, ALL));
+    /* unknown group, too big */
+    CHECK_EQ(mraft_propose(c->nd[1].n, 99, "x", 1, NULL, 100, NULL), -QERR_NOTFOUND);
+    CHECK_EQ(mraft_read_barrier(c->nd[1].n, 99, 100, NULL), -QERR_NOTFOUND);
+}
+
+TEST(test_elect_and_commit)
+{
+    tcl_t *c = cluster_new(NULL);
+    CHECK(c);
+    elect_and_commit(c);
+    cluster_free(c);
+}
+
+typedef struct loader {
+    tcl_t *c;
+    int g, n, fails;
+} loader_t;
+
+static void *load_main(void *arg)
+{
+    loader_t *L = arg;
+    char cmd[48];
+    for (int k = 0; k < L->n; k++) {
+        snprintf(cmd, sizeof(cmd), "load-%d-%d", L->g, k);
+        if (propose_any(L->c, L->g, cmd, ALL, 5000))
+            L->fails++;
+    }
+    return NULL;
+}
+
+static void one_sync_per_iteration(tcl_t *c)
+{
+    mraft_stats_t a[NN + 1], b[NN + 1];
+    pthread_t th[NG * 4];
+    loader_t L[NG * 4];
+    CHECK(wait_leaders(c, ALL, 3000));
+    for (int i = 1; i <= NN; i++)
+        mraft_get_stats(c->nd[i].n, &a[i]);
+    for (int t = 0; t < NG * 4; t++) {
+        L[t] = (loader_t){ c, t % NG, 60, 0 };
+        pthread_create(&th[t], NULL, load_main, &L[t]);
+    }
+    for (int t = 0; t < NG * 4; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < NG * 4; t++)
+        CHECK_EQ(L[t].fails, 0);
+    CHECK(wait_converged(c, ALL, 3000));
+    for (int i = 1; i <= NN; i++) {
+        mraft_get_stats(c->nd[i].n, &b[i]);
+        uint64_t loops = b[i].loops - a[i].loops, syncs = b[i].syncs - a[i].syncs,
+                 fsyncs = b[i].store.wal.syncs - a[i].store.wal.syncs,
+                 persists = b[i].persists - a[i].persists,
+                 entries = b[i].entries - a[i].entries;
+        printf("# node %d: %llu iterations, %llu fdatasyncs, %llu group Readies persisted, "
+               "%llu entries\n", i, (unsigned long long)loops, (unsigned long long)fsyncs,
+               (unsigned long long)persists, (unsigned long long)entries);
+        CHECK_EQ(b[i].failed, 0);
+        /* every fdatasync of the store is the loop's one per iteration (no roll, no gc) */
+        CHECK_EQ(fsyncs, syncs);
+        CHECK(syncs > 0 && syncs <= loops);
+        /* and the batches are shared: Readies of several groups (and entries of several
+         * proposals) per fdatasync */
+        CHECK(persists > syncs);
+        CHECK(entries > syncs);
+    }
+}
+
+TEST(test_one_fsync_per_iteration)
+{
+    tcl_t *c = cluster_new(NULL);
+    CHECK(c);
+    one_sync_per_iteration(c);
+    cluster_free(c);
+}
+
+static void kill_and_reopen(tcl_t *c)
+{
+    char cmd[48];
+    CHECK(wait_leaders(c, ALL, 3000));
+    int k = agreed_leader(c, 0, ALL);   /* kill the leader of the first group */
+    unsigned rest = ALL & ~(1u << k);
+    for (int j = 0; j < 15; j++)
+        for (int g = 0; g < NG; g++) {
+            snprintf(cmd, sizeof(cmd), "before-%d-%d", g, j);
+            CHECK_EQ(propose_acked(c, g, cmd, ALL), 0);
+        }
+    node_kill(c, k);
+    for (int j = 0; j < 15; j++)
+        for (int g = 0; g < NG; g++) {
+            snprintf(cmd, sizeof(cmd), "during-%d-%d", g, j);
+            CHECK_EQ(propose_acked(c, g, cmd, rest), 0);
+        }
+    CHECK(wait_converged(c, rest, 3000));
+    CHECK_EQ(node_open(c, k), 0);
+    /* rebuilt from its store alone (it hears nothing yet): a prefix of the others' log */
+    int other = k % NN + 1;
+    for (int g = 0; g < NG; g++) {
+        CHECK(c->nd[k].sm[g].n > 0);
+        CHECK(tsm_prefix(&c->nd[k].sm[g], &c->nd[other].sm[g]));
+    }
+    node_connect(c, k);
+    for (int j = 0; j < 5; j++)
+        for (int g = 0; g < NG; g++) {
+            snprintf(cmd, sizeof(cmd), "after-%d-%d", g, j);
+            CHECK_EQ(propose_acked(c, g, cmd, ALL), 0);
+        }
+    for (int g = 0; g < NG; g++)
+        CHECK_EQ(mraft_read_barrier(c->nd[k].n, GID[g], 3000, NULL), 0);
+    CHECK(wait_converged(c, ALL, 3000));
+    CHECK(check_state(c, ALL));
+}
+
+TEST(test_kill_and_reopen)
+{
+    tcl_t *c = cluster_new(NULL);
+    CHECK(c);
+    kill_and_reopen(c);
+    cluster_free(c);
+}
+
+static void small_snapshots(mraft_config_t *cfg)
+{
+    cfg->snapshot_bytes = 2048;
+    cfg->snap_chunk_bytes = 256;
+    cfg->segment_bytes = 16 << 10;   /* and collect the shared log's old segments */
+}
+
+static void snapshot_catch_up(tcl_t *c)
+{
+    char cmd[48];
+    CHECK(wait_leaders(c, ALL, 3000));
+    const int f = 3;
+    unsigned rest = ALL & ~(1u << f);
+    uint64_t behind[NG];
+    for (int g = 0; g < NG; g++)
+        behind[g] = st_of(c, f, g).applied;
+    cut_node(c, f, true);
+    for (int j = 0; j < 100; j++)
+        for (int g = 0; g < NG; g++) {
+            /* incompressible enough that the snapshot file spans many 256-byte chunks */
+            snprintf(cmd, sizeof(cmd), "snap-%d-%d-%08x", g, j,
+                     (unsigned)((uint32_t)j * 2654435761u ^ (uint32_t)g * 40503u));
+            CHECK_EQ(propose_acked(c, g, cmd, rest), 0);
+        }
+    /* the others have compacted past what f holds: only a snapshot can catch it up */
+    for (int g = 0; g < NG; g++)
+        for (int i = 1; i <= NN; i++)
+            if (i != f)
+                CHECK(st_of(c, i, g).snap_index > behind[g] + 1);
+    mraft_stats_t s1;
+    mraft_get_stats(c->nd[1].n, &s1);
+    CHECK(s1.snapshots >= NG);
+    CHECK(s1.gcs >= 1);
+    CHECK(s1.store.wal.segments < 8);   /* old segments were collected */
+    cut_node(c, f, false);
+    CHECK(wait_converged(c, ALL, 5000));
+    for (int g = 0; g < NG; g++)
+        CHECK(st_of(c, f, g).installs >= 1);
+    CHECK(check_state(c, ALL));
+    /* a restart of f comes back from the received snapshots plus its store */
+    node_kill(c, f);
+    CHECK_EQ(node_up(c, f), 0);
+    for (int g = 0; g < NG; g++)
+        CHECK(c->nd[f].sm[g].n >= 100);
+    CHECK(wait_converged(c, ALL, 3000));
+    CHECK(check_state(c, ALL));
+}
+
+TEST(test_snapshot_catch_up)
+{
+    tcl_t *c = cluster_new(small_snapshots);
+    CHECK(c);
+    snapshot_catch_up(c);
+    cluster_free(c);
+}
+
+typedef struct unblocker {
+    tcl_t *c;
+    int node, g;
+    unsigned after_ms;
+} unblocker_t;
+
+static void *unblock_main(void *arg)
+{
+    unblocker_t *u = arg;
+    sleep_ms(u->after_ms);
+    pthread_mutex_lock(&u->c->net_mu);
+    u->c->block_append[u->node][u->g] = false;
+    pthread_mutex_unlock(&u->c->net_mu);
+    return NULL;
+}
+
+static void read_barrier_on_follower(tcl_t *c)
+{
+    CHECK(wait_leaders(c, ALL, 3000));
+    for (int g = 0; g < NG; g++) {
+        int l = agreed_leader(c, g, ALL), f = l % NN + 1;
+        char cmd[48];
+        snprintf(cmd, sizeof(cmd), "rb-%d", g);
+        /* f stops receiving the group's log: the write commits on the other two */
+        pthread_mutex_lock(&c->net_mu);
+        c->block_append[f][g] = true;
+        pthread_mutex_unlock(&c->net_mu);
+        sm_result_t res;
+        CHECK_EQ(mraft_propose(c->nd[l].n, GID[g], cmd, strlen(cmd), &res, 2000, NULL), 0);
+        sleep_ms(30);
+        CHECK(!tsm_has(&c->nd[f].sm[g], cmd));   /* a plain local read would be stale */
+        /* the barrier on f must wait until f has applied the write */
+        pthread_t th;
+        unblocker_t u = { c, f, g, 150 };
+        pthread_create(&th, NULL, unblock_main, &u);
+        uint64_t idx = 0, t0 = now_ms();
+        int rc = mraft_read_barrier(c->nd[f].n, GID[g], 3000, &idx);
+        uint64_t waited = now_ms() - t0;
+        pthread_join(th, NULL);
+        CHECK_EQ(rc, 0);
+        CHECK(tsm_has(&c->nd[f].sm[g], cmd));
+        CHECK(waited >= 100);
+        CHECK(idx >= st_of(c, f, g).snap_index);
+        /* and on the leader itself */
+        CHECK_EQ(mraft_read_barrier(c->nd[l].n, GID[g], 2000, NULL), 0);
+    }
+}
+
+TEST(test_read_barrier_on_follower)
+{
+    tcl_t *c = cluster_new(NULL);
+    CHECK(c);
+    read_barrier_on_follower(c);
+    cluster_free(c);
+}
+
+static void minority_times_out(tcl_t *c)
+{
+    char cmd[48];
+    CHECK(wait_leaders(c, ALL, 3000));
+    const int m = 1;
+    unsigned rest = ALL & ~(1u << m);
+    bool led[NG];
+    for (int g = 0; g < NG; g++)
+        led[g] = agreed_leader(c, g, ALL) == m;
+    cut_node(c, m, true);
+    for (int g = 0; g < NG; g++) {
+        snprintf(cmd, sizeof(cmd), "minority-%d", g);
+        uint64_t hint = 0;
+        int rc = mraft_propose(c->nd[m].n, GID[g], cmd, strlen(cmd), NULL, 300, &hint);
+        /* a leader cut off takes the proposal and can never commit it; a follower names
+         * a leader the minority cannot reach */
+        if (led[g])
+            CHECK_EQ(rc, -QERR_TIMEOUT);
+        else
+            CHECK(rc == -QERR_NOTLEADER && hint != m);
+        CHECK_EQ(mraft_read_barrier(c->nd[m].n, GID[g], 300, NULL), -QERR_TIMEOUT);
+    }
+    /* nothing proposed on the minority side commits, whoever it asks */
+    for (int g = 0; g < NG; g++) {
+        snprintf(cmd, sizeof(cmd), "minority2-%d", g);
+        CHECK(propose_any(c, g, cmd, 1u << m, 400) != 0);
+    }
+    /* the majority elects where needed and keeps serving */
+    for (int g = 0; g < NG; g++) {
+        snprintf(cmd, sizeof(cmd), "majority-%d", g);
+        CHECK_EQ(propose_acked(c, g, cmd, rest), 0);
+    }
+    cut_node(c, m, false);
+    for (int g = 0; g < NG; g++)
+        CHECK_EQ(mraft_read_barrier(c->nd[m].n, GID[g], 3000, NULL), 0);
+    CHECK(wait_converged(c, ALL, 3000));
+    CHECK(check_state(c, ALL));
+}
+
+TEST(test_minority_times_out)
+{
+    tcl_t *c = cluster_new(NULL);
+    CHECK(c);
+    minority_times_out(c);
+    cluster_free(c);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    RUN(test_elect_and_commit);
+    RUN(test_one_fsync_per_iteration);
+    RUN(test_kill_and_reopen);
+    RUN(test_snapshot_catch_up);
+    RUN(test_read_barrier_on_follower);
+    RUN(test_minority_times_out);
+    return CHECK_DONE();
+}
