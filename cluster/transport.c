@@ -4,7 +4,6 @@
  * for RTT and liveness. Single-threaded: everything runs inside the owner's calls. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -91,11 +90,11 @@ struct transport {
     uint8_t rbuf[READ_CHUNK];
 };
 
-static const frame_hello_t *my_hello(const transport_t *t, frame_hello_t *h)
+/* The HELLO this node sends: version 1 speaks only version 1. */
+static frame_hello_t my_hello(const transport_t *t)
 {
-    *h = (frame_hello_t){ .node_id = t->cfg.id, .cluster_id = t->cfg.cluster_id,
-                          .proto_min = FRAME_VERSION, .proto_max = FRAME_VERSION };
-    return h;
+    return (frame_hello_t){ .node_id = t->cfg.id, .cluster_id = t->cfg.cluster_id,
+                            .proto_min = FRAME_VERSION, .proto_max = FRAME_VERSION };
 }
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -270,8 +269,7 @@ static conn_t *conn_new(transport_t *t, int fd, bool outbound, int state, const 
     c->state = state;
     c->opened_ms = c->last_rx_ms = now_ms();
     snprintf(c->addr, sizeof c->addr, "%s", addr);
-    frame_t f = { .type = FRAME_HELLO };
-    my_hello(t, &f.hello);
+    frame_t f = { .type = FRAME_HELLO, .hello = my_hello(t) };
     c->cap = frame_encoded_size(&f);
     if (!(c->out = malloc(c->cap)) || frame_encode(&f, c->out, c->cap, &c->tail) != 0)
         goto fail;
