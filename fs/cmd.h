@@ -42,6 +42,9 @@ typedef struct cmdbuf {
     int oom;          /* set when an append failed; the buffer is then unusable */
 } cmdbuf_t;
 
+/* Bytes of the header cmd_begin writes: u8 version, u8 op, u8 ns, u64 now_ms. */
+#define CMD_HDR_LEN 11
+
 void cmd_begin(cmdbuf_t *b, uint8_t op, uint8_t ns, uint64_t now_ms);
 void cmd_u8(cmdbuf_t *b, uint8_t v);
 void cmd_u32(cmdbuf_t *b, uint32_t v);

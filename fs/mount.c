@@ -191,7 +191,7 @@ static int ino_module_ns(uint64_t ino)
         ns = (int)(ino - NS_ROOT_ID(0));
     } else if (ino >= STATE_FIRST_ID && !(ino & VINO_BIT)) {
         pthread_rwlock_rdlock(&M.st->lock);
-        obj_t *o = state_by_id(M.st, ino);
+        obj_t *o = tree_by_id(M.st, ino);
         ns = o ? o->ns : 0;
         pthread_rwlock_unlock(&M.st->lock);
     }
@@ -301,8 +301,8 @@ static void fill_stat(struct stat *s, uint64_t ino, mode_t mode, off_t size, uin
 /* Looks up a visible object by inode; read lock held. */
 static obj_t *live_obj(uint64_t ino)
 {
-    obj_t *o = state_by_id(M.st, ino);
-    if (o && !state_cache_live(o, node_now_ms()))
+    obj_t *o = tree_by_id(M.st, ino);
+    if (o && !tree_live(o, node_now_ms()))
         return NULL;
     return o;
 }
@@ -355,8 +355,8 @@ static int do_getattr(uint64_t ino, struct stat *s)
         if (v.key.kind == VK_EVENTS) {
             fill_stat(s, ino, S_IFREG | 0444, 0, 0);
         } else {
-            obj_t *o = state_by_id(M.st, v.key.obj);
-            blob_t *b = o ? state_config_version(o, v.key.aux) : NULL;
+            obj_t *o = tree_by_id(M.st, v.key.obj);
+            blob_t *b = o ? config_sm_version(o, v.key.aux) : NULL;
             if (b)
                 fill_stat(s, ino, S_IFREG | 0444, b->len, o->mtime_ms);
             else
@@ -431,7 +431,7 @@ static int lookup_config_special(obj_t *dir, const char *name, struct fuse_entry
         return -ENOENT;
     obj_t *f;
     HASH_FIND(hh, dir->children, name, base, f);
-    blob_t *b = f ? state_config_version(f, rev) : NULL;
+    blob_t *b = f ? config_sm_version(f, rev) : NULL;
     if (!b)
         return -ENOENT;
     e->ino = vino_get(VK_HIST, f->id, rev, NS_CONFIG);
@@ -482,15 +482,15 @@ static int do_lookup(uint64_t parent, const char *name, struct fuse_entry_param 
     } else if (dir->type != OBJ_DIR) {
         rc = -ENOTDIR;
     } else {
-        obj_t *o = state_child(dir, name);
-        if (o && state_cache_live(o, node_now_ms()))
+        obj_t *o = tree_child(dir, name);
+        if (o && tree_live(o, node_now_ms()))
             rc = entry_for_obj(o, e);
         else if (!o && dir->ns == NS_CONFIG)
             rc = lookup_config_special(dir, name, e);
         if (rc == -ENOENT && (dir->ns == NS_CACHE || dir->ns == NS_CONFIG)) {
             /* created by an open that has not written yet: the file exists, empty */
             char path[4096];
-            int l = state_path(dir, path, sizeof(path));
+            int l = tree_path(dir, path, sizeof(path));
             if (l >= 0 && (size_t)l + strlen(name) + 2 <= sizeof(path)) {
                 snprintf(path + l, sizeof(path) - (size_t)l, "%s%s", l ? "/" : "", name);
                 uint64_t id = pending_by_path(dir->ns, path);
@@ -565,7 +565,7 @@ static int child_path(uint64_t parent, const char *name, int *ns, char *path, si
         rc = -ENOTDIR;
     else if (dir->ns != NS_CACHE && dir->ns != NS_CONFIG)
         rc = -EOPNOTSUPP;   /* queues/, locks/, logs/, jobs/, search/, services/: not yet */
-    else if ((rc = state_path(dir, path, size)) >= 0) {
+    else if ((rc = tree_path(dir, path, size)) >= 0) {
         size_t l = (size_t)rc;
         size_t nl = strlen(name);
         rc = 0;
@@ -595,7 +595,7 @@ static int obj_path(uint64_t ino, int *ns, char *path, size_t size, int *type)
     if (!o) {
         rc = -ENOENT;
     } else {
-        rc = state_path(o, path, size);
+        rc = tree_path(o, path, size);
         *ns = o->ns;
         if (type)
             *type = o->type;
@@ -626,7 +626,7 @@ static void reply_new_entry(fuse_req_t req, uint64_t id)
     struct fuse_entry_param e;
     int rc = -ENOENT;
     pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *o = state_by_id(M.st, id);
+    obj_t *o = tree_by_id(M.st, id);
     if (o)
         rc = entry_for_obj(o, &e);
     pthread_rwlock_unlock(&M.st->lock);
@@ -665,8 +665,8 @@ static int do_remove(uint8_t op, uint64_t parent, const char *name)
     if (rc < 0)
         return rc;
     pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *o = state_resolve(M.st, ns, path, strlen(path));
-    int live = o && state_cache_live(o, node_now_ms());
+    obj_t *o = tree_resolve(M.st, ns, path, strlen(path));
+    int live = o && tree_live(o, node_now_ms());
     pthread_rwlock_unlock(&M.st->lock);
     if (!live) {
         /* control names (".events", "file@rev") are read-only; others simply do not exist */
@@ -789,7 +789,7 @@ static int do_opendir(uint64_t ino, fh_t **out)
         else {
             d->ents[1].ino = o->parent ? o->parent->id : INO_ROOT;
             for (c = o->children; c && rc == 0; c = c->hh.next)
-                if (state_cache_live(c, now))
+                if (tree_live(c, now))
                     rc = dirlist_add(d, c->name, c->id,
                                      c->type == OBJ_DIR ? S_IFDIR : S_IFREG);
         }
@@ -887,8 +887,7 @@ static int open_value(uint64_t ino, int flags, fh_t **out)
     /* A read is logged (a TOUCH batch) when it restarts a sliding TTL, or when the cache
      * is past half its cap so that the LRU order will soon decide an eviction. Below
      * that, LRU order follows writes only, and reads cost no log traffic. */
-    int touch = o && ns == NS_CACHE && (flags & O_ACCMODE) != O_WRONLY &&
-                (cache_sliding(o) || M.st->cache_bytes > M.st->cache_max_bytes / 2);
+    int touch = o && (flags & O_ACCMODE) != O_WRONLY && cache_sm_read_touches(M.st, o);
     pthread_rwlock_unlock(&M.st->lock);
     if (!fh->snap) {
         fh_free(fh);
@@ -930,19 +929,19 @@ static int open_control(uint64_t ino, int flags, fh_t **out)
     if (!fh)
         return -ENOMEM;
     pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *o = state_by_id(M.st, v.key.obj);
+    obj_t *o = tree_by_id(M.st, v.key.obj);
     if (!o) {
         rc = -ENOENT;
     } else if (v.key.kind == VK_HIST) {
-        fh->snap = blob_ref(state_config_version(o, v.key.aux));
+        fh->snap = blob_ref(config_sm_version(o, v.key.aux));
         if (!fh->snap)
             rc = -ENOENT;
     } else {
         char path[4096];
-        rc = state_path(o, path, sizeof(path));
+        rc = tree_path(o, path, sizeof(path));
         if (rc >= 0)
             rc = watch_open(node_front(M.node, NS_CONFIG), path,
-                            v.key.aux ? v.key.aux - 1 : M.st->config_rev,
+                            v.key.aux ? v.key.aux - 1 : config_sm_rev(M.st),
                             !!(flags & O_NONBLOCK), &fh->watch);
     }
     pthread_rwlock_unlock(&M.st->lock);
@@ -1037,7 +1036,7 @@ static int write_request(fh_t *fh, uint8_t flags, uint64_t off, const void *data
         created(fh);
     uint64_t id = result_id(&res);
     pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *o = state_by_id(M.st, id);
+    obj_t *o = tree_by_id(M.st, id);
     blob_t *nb = o && o->type == OBJ_FILE ? blob_ref(o->val) : NULL;
     pthread_rwlock_unlock(&M.st->lock);
     if (nb) {
@@ -1207,8 +1206,8 @@ static void q_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static uint64_t live_id(int ns, const char *path)
 {
     pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *o = state_resolve(M.st, ns, path, strlen(path));
-    uint64_t id = o && state_cache_live(o, node_now_ms()) ? o->id : 0;
+    obj_t *o = tree_resolve(M.st, ns, path, strlen(path));
+    uint64_t id = o && tree_live(o, node_now_ms()) ? o->id : 0;
     pthread_rwlock_unlock(&M.st->lock);
     return id;
 }
@@ -1383,7 +1382,7 @@ static int do_setxattr(uint64_t ino, const char *name, const char *value, size_t
     if (!remove) {
         pthread_rwlock_rdlock(&M.st->lock);
         obj_t *o = live_obj(ino);
-        rc = o ? cache_check_setxattr(o, name, value, size) : -ENOENT;
+        rc = o ? cache_sm_check_setxattr(o, name, value, size) : -ENOENT;
         pthread_rwlock_unlock(&M.st->lock);
         if (rc < 0)
             return rc;
@@ -1428,14 +1427,9 @@ static int do_getxattr(uint64_t ino, const char *name, char *buf, size_t size, i
     if (!o)
         rc = -ENOENT;
     else if (list)
-        rc = (int)(o->ns == NS_CACHE ? cache_listxattr(o, buf, size)
-                   : o->ns == NS_CONFIG ? config_listxattr(o, buf, size) : 0);
-    else if (o->ns == NS_CACHE)
-        rc = cache_getxattr(o, name, buf, size);
-    else if (o->ns == NS_CONFIG)
-        rc = config_getxattr(o, name, buf, size);
+        rc = (int)(tree_hooks(o->ns) ? tree_hooks(o->ns)->listxattr(o, buf, size) : 0);
     else
-        rc = -ENODATA;
+        rc = tree_hooks(o->ns) ? tree_hooks(o->ns)->getxattr(o, name, buf, size) : -ENODATA;
     pthread_rwlock_unlock(&M.st->lock);
     if (list && size && (size_t)rc > size)
         return -ERANGE;
@@ -1502,7 +1496,7 @@ static void q_statfs(fuse_req_t req, fuse_ino_t ino)
     if (statvfs(node_data_dir(M.node), &sv) != 0)
         memset(&sv, 0, sizeof(sv));
     pthread_rwlock_rdlock(&M.st->lock);
-    sv.f_files = M.st->nobjs;
+    sv.f_files = M.st->tree.nobjs;
     pthread_rwlock_unlock(&M.st->lock);
     sv.f_ffree = 1u << 30;
     sv.f_favail = sv.f_ffree;
@@ -1599,7 +1593,7 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
         any_modules |= serving_front(ns) != NULL;
     M.gid = getgid();
     pthread_rwlock_rdlock(&M.st->lock);
-    M.next_pid = M.st->next_pid;
+    M.next_pid = M.st->tree.next_pid;
     pthread_rwlock_unlock(&M.st->lock);
     int ret = -1;
     /* The node is the requests' userdata: fronts reach their context through it. */

@@ -119,10 +119,9 @@ static void propose_touches(node_t *n)
     if (!cnt)
         return;
     cmdbuf_t b;
-    cmd_begin(&b, CMD_TOUCH, NS_CACHE, node_now_ms());
-    cmd_u32(&b, cnt);
+    cache_cmd_touch(&b, node_now_ms());
     HASH_ITER(hh, list, t, tmp) {
-        cmd_str(&b, t->path);
+        cache_cmd_touch_add(&b, t->path);
         HASH_DELETE(hh, list, t);
         free(t);
     }
@@ -134,20 +133,18 @@ static void propose_touches(node_t *n)
 static void propose_expiry(node_t *n)
 {
     uint64_t now = node_now_ms();
-    cmdbuf_t b, body;
-    memset(&body, 0, sizeof(body));
+    cmdbuf_t b;
+    cache_cmd_expire(&b, now);
     pthread_rwlock_wrlock(&n->st->lock);
-    uint32_t cnt = cache_collect_expired(n->st, now, &body, EXPIRE_BATCH_MAX);
+    uint32_t cnt = cache_sm_collect_expired(n->st, now, &b, EXPIRE_BATCH_MAX);
     pthread_rwlock_unlock(&n->st->lock);
-    if (cnt && !body.oom) {
-        cmd_begin(&b, CMD_EXPIRE, NS_CACHE, now);
-        cmd_u32(&b, cnt);
-        cmd_raw(&b, body.p, body.len);
-        int rc = node_propose(n, &b, NULL);
-        if (rc < 0)
-            fprintf(stderr, "quorumfs: cache expiry batch not committed: %s\n", strerror(-rc));
+    if (!cnt) {
+        free(b.p);
+        return;
     }
-    free(body.p);
+    int rc = node_propose(n, &b, NULL);
+    if (rc < 0)
+        fprintf(stderr, "quorumfs: cache expiry batch not committed: %s\n", strerror(-rc));
 }
 
 static void *sweeper_main(void *arg)
@@ -241,12 +238,13 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
         goto fail;
     /* The cache cap is replicated state: a node whose option differs proposes it. */
     pthread_rwlock_rdlock(&n->st->lock);
-    uint64_t cap = n->st->cache_max_bytes;
+    cache_stats_t cs;
+    cache_sm_stats(n->st, &cs);
+    uint64_t cap = cs.cap;
     pthread_rwlock_unlock(&n->st->lock);
     if (opts->cache_max_bytes && opts->cache_max_bytes != cap) {
         cmdbuf_t b;
-        cmd_begin(&b, CMD_SETCAP, NS_CACHE, node_now_ms());
-        cmd_u64(&b, opts->cache_max_bytes);
+        cache_cmd_setcap(&b, node_now_ms(), opts->cache_max_bytes);
         int prc = node_propose(n, &b, NULL);
         if (prc < 0)
             fprintf(stderr, "quorumfs: cannot set the cache cap to %llu bytes: %s\n",

@@ -1,14 +1,20 @@
-/* fs/ns_sm.c — the registry of namespace state machines (see ns_sm.h). A namespace without
- * one is served by the generic object tree (cache/, config/) or refuses creation. */
+/* fs/ns_sm.c — the registry of namespace state machines (see ns_sm.h) and the names of the
+ * namespaces (fs/ns_ids.h). A namespace without one refuses its commands. */
+#include "fs/cache_sm.h"
+#include "fs/config_sm.h"
+#include "fs/locks_sm.h"
 #include "fs/ns_sm.h"
 #include "fs/queues_sm.h"
 #include "fs/session_sm.h"
 
-/* Declared here, not through fs/locks.h, which still includes the FUSE headers. */
-extern const ns_sm_t locks_sm;
+const char *const ns_names[NS__COUNT] = {
+    NULL, "cache", "config", "jobs", "locks", "logs", "queues", "search", "services",
+};
 
 const ns_sm_t *const ns_sms[NS__COUNT] = {
     [NS_NONE] = NULL,
+    [NS_CACHE] = &cache_sm,
+    [NS_CONFIG] = &config_sm,
     [NS_LOCKS] = &locks_sm,
     [NS_QUEUES] = &queues_sm,
 };
@@ -22,6 +28,7 @@ void ns_sm_session_end(state_t *st, uint64_t sid, uint64_t now_ms, effects_t *fx
 
 void ns_sm_check(const state_t *st)
 {
+    tree_sm_check(st);
     session_sm_check(&st->sessions);
     for (int ns = 1; ns < NS__COUNT; ns++)
         if (ns_sms[ns] && ns_sms[ns]->check)

@@ -1,8 +1,10 @@
 /* fs/ns_sm.h — the state-machine half of a namespace module: how a namespace with its own
- * replicated state (queues/, locks/, later logs/, jobs/, search/, services/) plugs into the
- * shard's apply, snapshot and restore. Everything here is deterministic and includes no
- * FUSE, mount or node header, so state-machine tests, fuzzers and the simulator link it
- * alone. The FUSE half of a namespace registers in fs/ns.h.
+ * replicated state (cache/, config/, queues/, locks/, later logs/, jobs/, search/,
+ * services/) plugs into the shard's apply, snapshot and restore. A namespace whose files are
+ * plain objects builds on the shard's object tree (fs/tree_sm.h) by giving its tree hooks.
+ * Everything here is deterministic and includes no FUSE, mount or node header, so
+ * state-machine tests, fuzzers and the simulator link it alone. The FUSE half of a
+ * namespace registers in fs/ns.h.
  *
  * All hooks run on one state (shard) and touch only st->ns_state[ns], the shard's session
  * table (read) and the effects outbox they are handed. */
@@ -32,17 +34,22 @@ typedef struct ns_sm {
     int (*restore)(state_t *st, snapin_t *in);           /* after init; 0 or -QERR_* */
     /* Walks the whole namespace state and ASSERTs its invariants (NULL: none yet). */
     void (*check)(const state_t *st);
+    /* A namespace built on the object tree: its hooks (NULL: none of its files are tree
+     * objects; the tree holds only its root). Its apply passes tree commands to
+     * tree_sm_apply. */
+    const tree_hooks_t *tree;
 } ns_sm_t;
 
-/* The registry, indexed by enum ns_id; NULL where the generic tree (cache/, config/) or
- * "not supported" applies. Defined in fs/ns_sm.c. */
+/* The registry, indexed by enum ns_id; NULL where the namespace is not built yet (commands
+ * in it are refused with -ENOTSUP). Defined in fs/ns_sm.c. */
 extern const ns_sm_t *const ns_sms[NS__COUNT];
 
 /* Session sid ended: every namespace's session_end, in namespace order. */
 void ns_sm_session_end(state_t *st, uint64_t sid, uint64_t now_ms, effects_t *fx);
 
-/* Asserts the invariants of the session table and of every namespace module. Tests,
- * fuzzers and the simulator call it after every apply. Lock held (read or write). */
+/* Asserts the invariants of the object tree, of the session table and of every namespace
+ * module. Tests, fuzzers and the simulator call it after every apply. Lock held (read or
+ * write). */
 void ns_sm_check(const state_t *st);
 
 #endif

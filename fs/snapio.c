@@ -1,4 +1,5 @@
 /* fs/snapio.c — buffered snapshot serialization helpers; see snapio.h. */
+#include <stdio.h>
 #include <string.h>
 #include "cluster/bytes.h"
 #include "cluster/err.h"
@@ -98,4 +99,12 @@ int si_str(snapin_t *i, char *buf, size_t max)
     si_bytes(i, buf, n);
     buf[n] = 0;
     return i->err ? i->err : (int)n;
+}
+
+int si_corrupt(snapin_t *i, const char *why)
+{
+    fprintf(stderr, "quorumfs: snapshot refused: %s\n", why);
+    if (!i->err)
+        i->err = -QERR_CORRUPT;
+    return i->err;
 }

@@ -1,5 +1,6 @@
 /* fs/snapio.h — buffered little-endian writer/reader over cluster/sm.h's snapshot streams,
- * used by fs/state.c, fs/cache.c and fs/config.c to serialize the state machine. A failed
+ * used by the shard (fs/state.c), the tree and every namespace module to serialize their
+ * state. A failed
  * put/get latches an error code (first one wins) so callers check once at the end. */
 #ifndef QFS_FS_SNAPIO_H
 #define QFS_FS_SNAPIO_H
@@ -34,5 +35,9 @@ uint64_t si_u64(snapin_t *i);
 /* Reads a length-prefixed string of 1..max-1 bytes into buf (size max) and NUL-terminates
  * it. Returns the length, or the latched error / -QERR_CORRUPT for a bad length. */
 int si_str(snapin_t *i, char *buf, size_t max);
+/* Refuses the snapshot being read: logs "snapshot refused: <why>" to stderr (the daemon's
+ * log), latches -QERR_CORRUPT unless an error is latched already, and returns the latched
+ * error. */
+int si_corrupt(snapin_t *i, const char *why);
 
 #endif

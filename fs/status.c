@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include "fs/cache_sm.h"
+#include "fs/config_sm.h"
 #include "fs/metrics.h"
 #include "fs/status.h"
 
@@ -61,7 +63,11 @@ static void render_metrics(node_t *n, char **b, size_t *len, size_t *cap)
     metrics_printf(b, len, cap, "# HELP quorumfs_commit_seconds propose-to-applied latency.\n"
                                 "# TYPE quorumfs_commit_seconds histogram\n");
     metrics_hist_text(b, len, cap, "quorumfs_commit_seconds", "", &gs.commit_latency);
+    cache_stats_t cs;
     pthread_rwlock_rdlock(&st->lock);
+    cache_sm_stats(st, &cs);
+    uint64_t rev = config_sm_rev(st), nobjs = st->tree.nobjs;
+    pthread_rwlock_unlock(&st->lock);
     metrics_printf(b, len, cap,
         "# HELP quorumfs_cache_bytes bytes of cache values held (the LRU cap counts these).\n"
         "# TYPE quorumfs_cache_bytes gauge\nquorumfs_cache_bytes %llu\n"
@@ -77,11 +83,9 @@ static void render_metrics(node_t *n, char **b, size_t *len, size_t *cap)
         "# TYPE quorumfs_config_revision gauge\nquorumfs_config_revision %llu\n"
         "# HELP quorumfs_objects objects (files and directories) in the state machine.\n"
         "# TYPE quorumfs_objects gauge\nquorumfs_objects %u\n",
-        (unsigned long long)st->cache_bytes, (unsigned long long)st->cache_max_bytes,
-        (unsigned long long)st->cache_keys, (unsigned long long)st->cache_evictions,
-        (unsigned long long)st->cache_expirations, (unsigned long long)st->config_rev,
-        (unsigned)st->nobjs);
-    pthread_rwlock_unlock(&st->lock);
+        (unsigned long long)cs.bytes, (unsigned long long)cs.cap,
+        (unsigned long long)cs.keys, (unsigned long long)cs.evictions,
+        (unsigned long long)cs.expirations, (unsigned long long)rev, (unsigned)nobjs);
 }
 
 int status_render(node_t *n, int which, char **buf, size_t *len)

@@ -1,84 +1,99 @@
 /* tests/unit/test_state.c — the mount's state machine driven by commands, without FUSE:
  * tree operations and their errnos, cache TTL/sliding/LRU eviction, config revisions,
  * history and events, the command time decided at apply (never backwards, continued after a
- * restore), the effects handed to the delivery hook after the lock is released, and
+ * restore), the effects handed to the delivery hook after the lock is released,
  * determinism (the same log gives byte-identical snapshots; a snapshot restores to the same
- * state). */
+ * state), two shards in one process, commands applied whole or not at all, and the
+ * invariant checks (run after every apply) and restore refusing broken states. Every
+ * command is built with the modules' encoders. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "cluster/err.h"
 #include "cluster/snapshot.h"
-#include "fs/cache.h"
+#include "fs/cache_sm.h"
 #include "fs/cmd.h"
-#include "fs/config.h"
+#include "fs/config_sm.h"
 #include "fs/ns_sm.h"
 #include "fs/session_sm.h"
 #include "fs/state.h"
 #include "tests/unit/check.h"
+#include "tests/unit/smrun.h"
 #include "tests/unit/statesnap.h"
 
 static uint64_t idx;
 
-static int apply(state_t *st, cmdbuf_t *b)
-{
-    sm_result_t res;
-    memset(&res, 0, sizeof(res));
-    state_sm_ops.apply(st, ++idx, b->p, b->len, &res);
-    free(b->p);
-    ns_sm_check(st);
-    return res.code;
-}
+/* Applies b (and frees it), then asserts every invariant (ns_sm_check). */
+static int apply(state_t *st, cmdbuf_t *b) { return smrun_apply(st, &idx, b, NULL); }
 
 static int put(state_t *st, int ns, const char *path, const char *val, uint8_t flags,
                uint64_t now)
 {
     cmdbuf_t b;
-    cmd_begin(&b, CMD_PUT, (uint8_t)ns, now);
-    cmd_str(&b, path);
-    cmd_u8(&b, flags);
-    cmd_bytes(&b, val, strlen(val));
+    tree_cmd_put(&b, now, ns, path, flags, 0, val, strlen(val));
     return apply(st, &b);
 }
 
 static int path_op(state_t *st, uint8_t op, int ns, const char *path, uint64_t now)
 {
     cmdbuf_t b;
-    cmd_begin(&b, op, (uint8_t)ns, now);
-    cmd_str(&b, path);
+    tree_cmd_path(&b, op, now, ns, path);
     return apply(st, &b);
 }
 
 static int ren(state_t *st, int ns, const char *from, const char *to)
 {
     cmdbuf_t b;
-    cmd_begin(&b, CMD_RENAME, (uint8_t)ns, 1);
-    cmd_str(&b, from);
-    cmd_str(&b, to);
-    cmd_u8(&b, 0);
+    tree_cmd_rename(&b, 1, ns, from, to, 0);
     return apply(st, &b);
 }
 
 static int setx(state_t *st, const char *path, const char *name, const char *val, uint64_t now)
 {
     cmdbuf_t b;
-    cmd_begin(&b, CMD_SETXATTR, NS_CACHE, now);
-    cmd_str(&b, path);
-    cmd_str(&b, name);
-    cmd_bytes(&b, val, strlen(val));
+    tree_cmd_setxattr(&b, now, NS_CACHE, path, name, val, strlen(val));
+    return apply(st, &b);
+}
+
+static int expire(state_t *st, const char *path, uint64_t exp, uint64_t now)
+{
+    cmdbuf_t b;
+    cache_cmd_expire(&b, now);
+    cache_cmd_expire_add(&b, path, exp);
+    return apply(st, &b);
+}
+
+static int touch(state_t *st, const char *path, uint64_t now)
+{
+    cmdbuf_t b;
+    cache_cmd_touch(&b, now);
+    cache_cmd_touch_add(&b, path);
     return apply(st, &b);
 }
 
 static const char *val(state_t *st, int ns, const char *path)
 {
     static char buf[4096];
-    obj_t *o = state_resolve(st, ns, path, strlen(path));
+    obj_t *o = tree_resolve(st, ns, path, strlen(path));
     if (!o || o->type != OBJ_FILE)
         return NULL;
     memcpy(buf, o->val->data, o->val->len);
     buf[o->val->len] = 0;
     return buf;
+}
+
+static cache_stats_t stats(const state_t *st)
+{
+    cache_stats_t cs;
+    cache_sm_stats(st, &cs);
+    return cs;
+}
+
+static obj_t *obj(state_t *st, int ns, const char *path)
+{
+    return tree_resolve(st, ns, path, strlen(path));
 }
 
 #define C CMD_PUT_CREATE
@@ -138,7 +153,7 @@ TEST(tree_ops_and_errnos)
     snprintf(full, sizeof(full), "long-name-of-a-directory-x/%s", to);
     CHECK_EQ(ren(st, NS_CACHE, "d/e", full), -ENAMETOOLONG);
     CHECK_EQ(ren(st, NS_CACHE, "d", "d2"), 0);
-    CHECK(state_resolve(st, NS_CACHE, "d2/e", 4) != NULL);
+    CHECK(tree_resolve(st, NS_CACHE, "d2/e", 4) != NULL);
     CHECK_EQ(ren(st, NS_CACHE, "d2/e", "deep"), 0);
     CHECK_EQ(path_op(st, CMD_RMDIR, NS_CACHE, "d2/e", 8), -ENOENT);
     CHECK_EQ(path_op(st, CMD_RMDIR, NS_CACHE, "d2", 8), 0);
@@ -163,11 +178,7 @@ TEST(tree_ops_and_errnos)
 static int put_id(state_t *st, const char *path, uint64_t id)
 {
     cmdbuf_t b;
-    cmd_begin(&b, CMD_PUT, NS_CACHE, 1);
-    cmd_str(&b, path);
-    cmd_u8(&b, CMD_PUT_CREATE | CMD_PUT_ID);
-    cmd_u64(&b, id);
-    cmd_bytes(&b, "v", 1);
+    tree_cmd_put(&b, 1, NS_CACHE, path, CMD_PUT_CREATE, id, "v", 1);
     return apply(st, &b);
 }
 
@@ -175,30 +186,26 @@ TEST(proposer_picked_ids)
 {
     state_t *st = state_new(1 << 20);
     CHECK_EQ(put_id(st, "a", STATE_PID_FIRST + 5), 0);
-    CHECK_EQ(state_resolve(st, NS_CACHE, "a", 1)->id, STATE_PID_FIRST + 5);
-    CHECK_EQ(st->next_pid, STATE_PID_FIRST + 6);
+    CHECK_EQ(tree_resolve(st, NS_CACHE, "a", 1)->id, STATE_PID_FIRST + 5);
+    CHECK_EQ(st->tree.next_pid, STATE_PID_FIRST + 6);
     /* an id already in use, or outside the range, is replaced by one of apply's own */
     CHECK_EQ(put_id(st, "b", STATE_PID_FIRST + 5), 0);
-    CHECK(state_resolve(st, NS_CACHE, "b", 1)->id < STATE_PID_FIRST);
+    CHECK(tree_resolve(st, NS_CACHE, "b", 1)->id < STATE_PID_FIRST);
     CHECK_EQ(put_id(st, "c", 12345), 0);
-    CHECK(state_resolve(st, NS_CACHE, "c", 1)->id != 12345);
+    CHECK(tree_resolve(st, NS_CACHE, "c", 1)->id != 12345);
     CHECK_EQ(put_id(st, "d", STATE_PID_END), 0);
-    CHECK(state_resolve(st, NS_CACHE, "d", 1)->id < STATE_PID_FIRST);
+    CHECK(tree_resolve(st, NS_CACHE, "d", 1)->id < STATE_PID_FIRST);
     /* an existing file keeps its id; the value is replaced */
     CHECK_EQ(put_id(st, "a", STATE_PID_FIRST + 9), 0);
-    CHECK_EQ(state_resolve(st, NS_CACHE, "a", 1)->id, STATE_PID_FIRST + 5);
-    CHECK_EQ(st->next_pid, STATE_PID_FIRST + 6);
+    CHECK_EQ(tree_resolve(st, NS_CACHE, "a", 1)->id, STATE_PID_FIRST + 5);
+    CHECK_EQ(st->tree.next_pid, STATE_PID_FIRST + 6);
     state_free(st);
 }
 
 static int wr(state_t *st, const char *path, uint8_t flags, uint64_t off, const char *data)
 {
     cmdbuf_t b;
-    cmd_begin(&b, CMD_WRITE, NS_CACHE, 1);
-    cmd_str(&b, path);
-    cmd_u8(&b, flags);
-    cmd_u64(&b, off);
-    cmd_bytes(&b, data, strlen(data));
+    tree_cmd_write(&b, 1, NS_CACHE, path, flags, 0, off, data, strlen(data));
     return apply(st, &b);
 }
 
@@ -216,7 +223,7 @@ TEST(ranged_writes)
     CHECK_EQ(wr(st, "w", CMD_WRITE_TRUNC, 0, "new"), 0);          /* pending O_TRUNC */
     CHECK(strcmp(val(st, NS_CACHE, "w"), "new") == 0);
     CHECK_EQ(wr(st, "w", 0, 5, "z"), 0);                          /* a hole reads as NULs */
-    obj_t *o = state_resolve(st, NS_CACHE, "w", 1);
+    obj_t *o = tree_resolve(st, NS_CACHE, "w", 1);
     CHECK_EQ(o->val->len, 6);
     CHECK(memcmp(o->val->data, "new\0\0z", 6) == 0);
     CHECK_EQ(wr(st, "w", CMD_WRITE_SETLEN, 2, ""), 0);            /* truncate */
@@ -224,7 +231,7 @@ TEST(ranged_writes)
     CHECK_EQ(wr(st, "w", CMD_WRITE_SETLEN, 2, "data"), -EINVAL);
     CHECK_EQ(wr(st, "w", 0, (1u << 20), "x"), -EFBIG);
     CHECK(strcmp(val(st, NS_CACHE, "w"), "ne") == 0);
-    CHECK_EQ(st->cache_bytes, 2);
+    CHECK_EQ(stats(st).bytes, 2);
     state_free(st);
 }
 
@@ -237,42 +244,35 @@ TEST(cache_ttl_and_expiry)
     CHECK_EQ(setx(st, "s", "user.ttl", "-1", 1000), -EINVAL);
     CHECK_EQ(setx(st, "s", "user.nope", "1", 1000), -ENOTSUP);
     CHECK_EQ(put(st, NS_CACHE, "s/a", "x", C, 2000), 0);
-    obj_t *a = state_resolve(st, NS_CACHE, "s/a", 3);
+    obj_t *a = tree_resolve(st, NS_CACHE, "s/a", 3);
     CHECK_EQ(a->u.cache.expires_ms, 12000);       /* the directory's default TTL */
-    CHECK(state_cache_live(a, 11999));
-    CHECK(!state_cache_live(a, 12000));
+    CHECK(cache_sm_live(a, 11999));
+    CHECK(!cache_sm_live(a, 12000));
     /* The sweeper collects due keys only. */
-    cmdbuf_t body = { 0 };
-    CHECK_EQ(cache_collect_expired(st, 11999, &body, 100), 0);
-    CHECK_EQ(cache_collect_expired(st, 12000, &body, 100), 1);
-    free(body.p);
+    cmdbuf_t b;
+    cache_cmd_expire(&b, 12000);
+    CHECK_EQ(cache_sm_collect_expired(st, 11999, &b, 100), 0);
+    CHECK_EQ(cache_sm_collect_expired(st, 12000, &b, 100), 1);
+    CHECK_EQ(cache_cmd_count(&b), 1);
+    free(b.p);
     /* An EXPIRE for a version that was rewritten since is a no-op. */
     CHECK_EQ(put(st, NS_CACHE, "s/a", "y", 0, 5000), 0);   /* expires now 15000 */
-    cmdbuf_t b;
-    cmd_begin(&b, CMD_EXPIRE, NS_CACHE, 13000);
-    cmd_u32(&b, 1);
-    cmd_str(&b, "s/a");
-    cmd_u64(&b, 12000);
-    CHECK_EQ(apply(st, &b), 0);
-    CHECK(state_resolve(st, NS_CACHE, "s/a", 3) != NULL);
-    cmd_begin(&b, CMD_EXPIRE, NS_CACHE, 15000);
-    cmd_u32(&b, 1);
-    cmd_str(&b, "s/a");
-    cmd_u64(&b, 15000);
-    CHECK_EQ(apply(st, &b), 0);
-    CHECK(state_resolve(st, NS_CACHE, "s/a", 3) == NULL);
-    CHECK_EQ(st->cache_keys, 0);
-    CHECK_EQ(st->cache_bytes, 0);
+    CHECK_EQ(expire(st, "s/a", 12000, 13000), 0);
+    CHECK(tree_resolve(st, NS_CACHE, "s/a", 3) != NULL);
+    CHECK_EQ(expire(st, "s/a", 15000, 15000), 0);
+    CHECK(tree_resolve(st, NS_CACHE, "s/a", 3) == NULL);
+    CHECK_EQ(stats(st).keys, 0);
+    CHECK_EQ(stats(st).bytes, 0);
     /* A key past its expiry is gone for apply too, before any EXPIRE: an exclusive create
      * or a mkdir of its name succeeds, and a new key does not inherit its TTL. */
     CHECK_EQ(put(st, NS_CACHE, "s/b", "x", C, 20000), 0);        /* expires 30000 */
     CHECK_EQ(setx(st, "s/b", "user.ttl", "1", 20000), 0);          /* expires 21000 */
     CHECK_EQ(put(st, NS_CACHE, "s/b", "y", C | CMD_PUT_EXCL, 21000), 0);
-    CHECK_EQ(state_resolve(st, NS_CACHE, "s/b", 3)->u.cache.ttl_s, 10);
-    CHECK_EQ(state_resolve(st, NS_CACHE, "s/b", 3)->u.cache.expires_ms, 31000);
+    CHECK_EQ(tree_resolve(st, NS_CACHE, "s/b", 3)->u.cache.ttl_s, 10);
+    CHECK_EQ(tree_resolve(st, NS_CACHE, "s/b", 3)->u.cache.expires_ms, 31000);
     CHECK_EQ(put(st, NS_CACHE, "s/c", "z", C, 40000), 0);
     CHECK_EQ(path_op(st, CMD_MKDIR, NS_CACHE, "s/c", 50000), 0);   /* s/c expired at 50000 */
-    CHECK(state_resolve(st, NS_CACHE, "s/c", 3)->type == OBJ_DIR);
+    CHECK(tree_resolve(st, NS_CACHE, "s/c", 3)->type == OBJ_DIR);
     state_free(st);
 }
 
@@ -284,12 +284,8 @@ TEST(cache_sliding_ttl)
     CHECK_EQ(setx(st, "sess", "user.ttl_sliding", "2", 0), -EINVAL);
     CHECK_EQ(setx(st, "sess", "user.ttl_sliding", "1", 0), 0);
     CHECK_EQ(put(st, NS_CACHE, "sess/u1", "x", C, 1000), 0);
-    cmdbuf_t b;
-    cmd_begin(&b, CMD_TOUCH, NS_CACHE, 4000);
-    cmd_u32(&b, 1);
-    cmd_str(&b, "sess/u1");
-    CHECK_EQ(apply(st, &b), 0);
-    CHECK_EQ(state_resolve(st, NS_CACHE, "sess/u1", 7)->u.cache.expires_ms, 9000);
+    CHECK_EQ(touch(st, "sess/u1", 4000), 0);
+    CHECK_EQ(tree_resolve(st, NS_CACHE, "sess/u1", 7)->u.cache.expires_ms, 9000);
     state_free(st);
 }
 
@@ -303,25 +299,21 @@ TEST(cache_lru_eviction)
         snprintf(k, sizeof(k), "k%d", i);
         CHECK_EQ(put(st, NS_CACHE, k, v, C, (uint64_t)i), 0);
     }
-    CHECK_EQ(st->cache_bytes, 1000);
+    CHECK_EQ(stats(st).bytes, 1000);
     /* a read of k0 (TOUCH) makes k1 the least recently used */
-    cmdbuf_t b;
-    cmd_begin(&b, CMD_TOUCH, NS_CACHE, 10);
-    cmd_u32(&b, 1);
-    cmd_str(&b, "k0");
-    CHECK_EQ(apply(st, &b), 0);
+    CHECK_EQ(touch(st, "k0", 10), 0);
     CHECK_EQ(put(st, NS_CACHE, "k5", v, C, 11), 0);
     CHECK(val(st, NS_CACHE, "k0") != NULL);
     CHECK(val(st, NS_CACHE, "k1") == NULL);
     CHECK(val(st, NS_CACHE, "k5") != NULL);
-    CHECK(st->cache_bytes <= 1000);
-    CHECK_EQ(st->cache_evictions, 1);
+    CHECK(stats(st).bytes <= 1000);
+    CHECK_EQ(stats(st).evictions, 1);
     /* Lowering the (replicated) cap evicts from the cold end at once. */
-    cmd_begin(&b, CMD_SETCAP, NS_CACHE, 12);
-    cmd_u64(&b, 400);
+    cmdbuf_t b;
+    cache_cmd_setcap(&b, 12, 400);
     CHECK_EQ(apply(st, &b), 0);
-    CHECK_EQ(st->cache_max_bytes, 400);
-    CHECK(st->cache_bytes <= 400);
+    CHECK_EQ(stats(st).cap, 400);
+    CHECK(stats(st).bytes <= 400);
     CHECK(val(st, NS_CACHE, "k5") != NULL);
     CHECK(val(st, NS_CACHE, "k2") == NULL);
     state_free(st);
@@ -339,15 +331,15 @@ TEST(config_revisions_history_events)
         CHECK_EQ(put(st, NS_CONFIG, "app/db", v, C, (uint64_t)i), 0);
     }
     CHECK_EQ(put(st, NS_CONFIG, "web/port", "80", C, 13), 0);
-    obj_t *db = state_resolve(st, NS_CONFIG, "app/db", 6);
-    CHECK_EQ(db->u.config.rev, 12);
-    CHECK(state_config_version(db, 1) == NULL);   /* only the last 10 are kept */
-    CHECK(state_config_version(db, 2) == NULL);
-    CHECK(state_config_version(db, 3) != NULL);
-    CHECK(memcmp(state_config_version(db, 12)->data, "v12", 3) == 0);
-    CHECK_EQ(state_resolve(st, NS_CONFIG, "app", 3)->u.config.rev, 12);
+    obj_t *db = tree_resolve(st, NS_CONFIG, "app/db", 6);
+    CHECK_EQ(config_sm_obj_rev(db), 12);
+    CHECK(config_sm_version(db, 1) == NULL);   /* only the last 10 are kept */
+    CHECK(config_sm_version(db, 2) == NULL);
+    CHECK(config_sm_version(db, 3) != NULL);
+    CHECK(memcmp(config_sm_version(db, 12)->data, "v12", 3) == 0);
+    CHECK_EQ(config_sm_obj_rev(obj(st, NS_CONFIG, "app")), 12);
     CHECK_EQ(path_op(st, CMD_UNLINK, NS_CONFIG, "app/db", 14), 0);
-    CHECK_EQ(st->config_rev, 14);
+    CHECK_EQ(config_sm_rev(st), 14);
     char buf[4096];
     uint64_t cur = 11;
     int n = config_read_events(st, "app", &cur, buf, sizeof(buf));
@@ -394,8 +386,8 @@ static int copy_by_snapshot(state_t *src, state_t *dst, const char *dir)
 
 static uint64_t rev_of(state_t *st, const char *path)
 {
-    obj_t *o = state_resolve(st, NS_CONFIG, path, strlen(path));
-    return o ? o->u.config.rev : 0;
+    obj_t *o = obj(st, NS_CONFIG, path);
+    return o ? config_sm_obj_rev(o) : 0;
 }
 
 /* A replica restored from a snapshot and one that applied the log must give a directory
@@ -448,7 +440,7 @@ TEST(determinism_and_snapshot_round_trip)
     build_log(a);
     idx = 0;
     build_log(b);
-    CHECK(a->cache_evictions > 0);           /* the cap was hit: eviction is in the log */
+    CHECK(stats(a).evictions > 0);           /* the cap was hit: eviction is in the log */
     size_t la, lb, lc;
     char *sa = snap_bytes(a, d1, &la), *sb = snap_bytes(b, d2, &lb);
     CHECK(sa && sb);
@@ -460,8 +452,8 @@ TEST(determinism_and_snapshot_round_trip)
     CHECK(sc);
     CHECK_EQ(lc, la);
     CHECK(memcmp(sa, sc, la) == 0);
-    CHECK_EQ(c->cache_keys, a->cache_keys);
-    CHECK_EQ(c->config_rev, a->config_rev);
+    CHECK_EQ(stats(c).keys, stats(a).keys);
+    CHECK_EQ(config_sm_rev(c), config_sm_rev(a));
     free(sa);
     free(sb);
     free(sc);
@@ -478,15 +470,9 @@ static uint64_t sess_open(state_t *st, uint64_t now)
 {
     cmdbuf_t b;
     sm_result_t res;
-    memset(&res, 0, sizeof(res));
-    cmd_begin(&b, SOP_OPEN, SESSION_CMD_NS, now);
-    cmd_str(&b, "n1");
-    cmd_u32(&b, 1);
-    cmd_u64(&b, 10000);
-    state_sm_ops.apply(st, ++idx, b.p, b.len, &res);
-    free(b.p);
+    session_cmd_open(&b, now, "n1", 1, 10000);
     uint64_t sid = 0;
-    if (res.code == 0)
+    if (smrun_apply(st, &idx, &b, &res) == 0)
         memcpy(&sid, res.data, 8);
     return sid;
 }
@@ -494,12 +480,10 @@ static uint64_t sess_open(state_t *st, uint64_t now)
 static int sess_cmd(state_t *st, uint8_t op, uint64_t sid, uint64_t now)
 {
     cmdbuf_t b;
-    cmd_begin(&b, op, SESSION_CMD_NS, now);
-    cmd_u64(&b, sid);
     if (op == SOP_RENEW)
-        cmd_u64(&b, 10000);
+        session_cmd_renew(&b, now, sid, 10000);
     else
-        cmd_u8(&b, 1);              /* SOP_END only if expired */
+        session_cmd_end(&b, now, sid, 1);     /* SOP_END only if expired */
     return apply(st, &b);
 }
 
@@ -517,7 +501,7 @@ TEST(time_never_goes_backwards_in_the_log)
     CHECK_EQ(sess_cmd(st, SOP_RENEW, sid, 1000), 0);
     CHECK_EQ(st->sessions.head->expires_ms, 60000);
     CHECK_EQ(path_op(st, CMD_MKDIR, NS_CACHE, "d", 2), 0);
-    CHECK_EQ(state_resolve(st, NS_CACHE, "d", 1)->mtime_ms, 50000);
+    CHECK_EQ(tree_resolve(st, NS_CACHE, "d", 1)->mtime_ms, 50000);
     CHECK_EQ(st->now_ms, 50000);
     /* An expiry decided by a clock that is behind is judged at the log's time. */
     CHECK_EQ(sess_cmd(st, SOP_END, sid, 59999), -EAGAIN);
@@ -579,6 +563,193 @@ TEST(effects_are_delivered_after_the_lock_is_released)
     state_free(st);
 }
 
+/* Two shards in one process share nothing: values, revisions, LRU order, TTLs, time and
+ * snapshots of one are unaffected by traffic on the other. */
+TEST(two_shards_are_independent)
+{
+    char d1[] = "/tmp/qfs-test-state-XXXXXX", d2[] = "/tmp/qfs-test-state-XXXXXX",
+         d3[] = "/tmp/qfs-test-state-XXXXXX";
+    CHECK(mkdtemp(d1) && mkdtemp(d2) && mkdtemp(d3));
+    state_t *a = state_new(1000), *b = state_new(1 << 20);
+    CHECK_EQ(put(a, NS_CACHE, "k", "from-a", C, 1000), 0);
+    CHECK_EQ(put(b, NS_CACHE, "k", "from-b", C, 5000), 0);
+    CHECK_EQ(setx(a, "k", "user.ttl", "10", 1000), 0);
+    CHECK_EQ(put(a, NS_CONFIG, "x", "1", C, 1000), 0);
+    CHECK_EQ(put(a, NS_CONFIG, "x", "2", C, 1000), 0);
+    CHECK_EQ(put(b, NS_CONFIG, "y", "1", C, 5000), 0);
+    /* b's snapshot, before a sees more traffic */
+    size_t lb1, lb2, la, lc;
+    char *sb1 = snap_bytes(b, d1, &lb1);
+    CHECK(sb1);
+    /* a: fill past its cap (evictions), expire its key, more config revisions */
+    char k[16], v[301];
+    memset(v, 'v', 300);
+    v[300] = 0;
+    for (int i = 0; i < 5; i++) {
+        snprintf(k, sizeof(k), "f%d", i);
+        CHECK_EQ(put(a, NS_CACHE, k, v, C, 2000 + (uint64_t)i), 0);
+        CHECK_EQ(touch(a, "k", 2000 + (uint64_t)i), 0);      /* k stays the hottest */
+    }
+    CHECK_EQ(put(a, NS_CONFIG, "x", "3", C, 3000), 0);
+    cmdbuf_t e;
+    cache_cmd_expire(&e, 20000);
+    CHECK_EQ(cache_sm_collect_expired(b, 20000, &e, 10), 0);   /* b's key has no TTL */
+    free(e.p);
+    CHECK_EQ(expire(a, "k", 11000, 20000), 0);
+    /* a changed, b did not */
+    CHECK(val(a, NS_CACHE, "k") == NULL);
+    CHECK(strcmp(val(b, NS_CACHE, "k"), "from-b") == 0);
+    CHECK_EQ(obj(b, NS_CACHE, "k")->u.cache.expires_ms, 0);
+    CHECK(stats(a).evictions > 0 && stats(a).expirations == 1);
+    CHECK(stats(b).evictions == 0 && stats(b).expirations == 0 && stats(b).keys == 1);
+    CHECK_EQ(stats(a).cap, 1000);
+    CHECK_EQ(stats(b).cap, 1 << 20);
+    CHECK_EQ(config_sm_rev(a), 3);
+    CHECK_EQ(config_sm_rev(b), 1);
+    CHECK(obj(a, NS_CONFIG, "y") == NULL && obj(b, NS_CONFIG, "x") == NULL);
+    CHECK_EQ(a->now_ms, 20000);
+    CHECK_EQ(b->now_ms, 5000);
+    /* b snapshots to the same bytes as before; a restored elsewhere leaves b alone */
+    char *sb2 = snap_bytes(b, d2, &lb2);
+    CHECK(sb2);
+    CHECK_EQ(lb1, lb2);
+    CHECK(memcmp(sb1, sb2, lb1) == 0);
+    char *sa = snap_bytes(a, d3, &la);
+    CHECK(sa);
+    state_t *c = state_new(1 << 20);
+    CHECK_EQ(restore_dir(c, d3), 0);
+    char *sc = snap_bytes(c, d3, &lc);
+    CHECK(sc && lc == la && memcmp(sa, sc, la) == 0);
+    free(sc);
+    sc = snap_bytes(b, d2, &lc);
+    CHECK(sc && lc == lb1 && memcmp(sb1, sc, lb1) == 0);
+    free(sc);
+    free(sa);
+    free(sb1);
+    free(sb2);
+    state_free(a);
+    state_free(b);
+    state_free(c);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s %s", d1, d2, d3);
+    CHECK_EQ(system(cmd), 0);
+}
+
+/* A command is applied whole or not at all: a batch with a malformed tail changes nothing,
+ * and a write that would create a file and then not fit creates nothing. */
+TEST(commands_are_all_or_nothing)
+{
+    state_t *st = state_new(600);
+    char v[201];
+    memset(v, 'v', 200);
+    v[200] = 0;
+    CHECK_EQ(put(st, NS_CACHE, "k0", v, C, 1), 0);
+    CHECK_EQ(put(st, NS_CACHE, "k1", v, C, 2), 0);
+    CHECK_EQ(put(st, NS_CACHE, "k2", v, C, 3), 0);
+    CHECK_EQ(setx(st, "k2", "user.ttl", "1", 3), 0);          /* k2 expires at 1003 */
+    /* TOUCH k0 (would make k1 the coldest), then a cut-off second path: refused whole */
+    cmdbuf_t b;
+    cache_cmd_touch(&b, 4);
+    cache_cmd_touch_add(&b, "k0");
+    cache_cmd_touch_add(&b, "k1");
+    b.len -= 1;
+    CHECK_EQ(apply(st, &b), -EINVAL);
+    CHECK_EQ(put(st, NS_CACHE, "k3", v, C, 5), 0);            /* evicts the coldest: k0 */
+    CHECK(val(st, NS_CACHE, "k0") == NULL);
+    CHECK(val(st, NS_CACHE, "k1") != NULL);
+    /* EXPIRE of a due key followed by a short entry: refused, the key stays */
+    cache_cmd_expire(&b, 2000);
+    cache_cmd_expire_add(&b, "k2", 1003);
+    cache_cmd_expire_add(&b, "k1", 0);
+    b.len -= 3;
+    CHECK_EQ(apply(st, &b), -EINVAL);
+    CHECK_EQ(stats(st).expirations, 0);
+    CHECK(obj(st, NS_CACHE, "k2") != NULL);
+    /* a write at an offset past the limit into a file it would create */
+    cmdbuf_t w;
+    tree_cmd_write(&w, 2000, NS_CONFIG, "new", CMD_PUT_CREATE, STATE_PID_FIRST + 1,
+                   TREE_VALUE_MAX, "x", 1);
+    CHECK_EQ(apply(st, &w), -EFBIG);
+    CHECK(obj(st, NS_CONFIG, "new") == NULL);
+    CHECK_EQ(config_sm_rev(st), 0);
+    CHECK_EQ(st->tree.next_pid, STATE_PID_FIRST);
+    state_free(st);
+}
+
+/* The invariant checks catch a broken state (each verify names what broke), and restore
+ * refuses a snapshot of one, or of another format version, leaving an empty valid shard. */
+static int write_raw_snapshot(const char *dir, const void *p, size_t n)
+{
+    snap_writer_t *w;
+    int rc = snapshot_begin(dir, 2, 1, &w);
+    if (rc == 0 && (rc = snap_writer_put(w, p, n)) < 0) {
+        snapshot_abort(w);
+        return rc;
+    }
+    return rc == 0 ? snapshot_commit(w) : rc;
+}
+
+static int refused(state_t *src, const char *dir)
+{
+    size_t len;
+    char *bytes = snap_bytes(src, dir, &len);
+    free(bytes);
+    state_t *dst = state_new(1 << 20);
+    int rc = restore_dir(dst, dir);
+    ns_sm_check(dst);                           /* left empty and valid */
+    if (tree_root(dst, NS_CACHE)->nchildren || config_sm_rev(dst))
+        rc = 0;
+    state_free(dst);
+    return rc;
+}
+
+TEST(checks_and_restore_refuse_broken_states)
+{
+    char d[] = "/tmp/qfs-test-state-XXXXXX";
+    CHECK(mkdtemp(d));
+    state_t *st = state_new(1 << 20);
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CACHE, "dir", 1), 0);
+    CHECK_EQ(put(st, NS_CACHE, "dir/k", "12345", C, 1), 0);
+    CHECK_EQ(put(st, NS_CONFIG, "c", "v", C, 1), 0);
+    CHECK(!tree_sm_verify(st) && !cache_sm_verify(st) && !config_sm_verify(st));
+    /* the tree: a count that does not match the children */
+    obj_t *dir = obj(st, NS_CACHE, "dir");
+    dir->nchildren++;
+    CHECK(tree_sm_verify(st) != NULL);
+    dir->nchildren--;
+    /* cache/: a key whose bytes are not those the LRU list counts */
+    obj_t *k = obj(st, NS_CACHE, "dir/k");
+    blob_t *old = k->val;
+    k->val = blob_new("1", 1);
+    CHECK(cache_sm_verify(st) != NULL);
+    blob_unref(k->val);
+    k->val = old;
+    /* cache/: a key with the sliding flag only a directory may have */
+    k->u.cache.sliding = 1;
+    CHECK(cache_sm_verify(st) != NULL);
+    CHECK_EQ(refused(st, d), -QERR_CORRUPT);
+    k->u.cache.sliding = 0;
+    /* config/: a revision above the counter */
+    obj_t *c = obj(st, NS_CONFIG, "c");
+    c->u.config.rev = 99;
+    CHECK(config_sm_verify(st) != NULL);
+    CHECK_EQ(refused(st, d), -QERR_CORRUPT);
+    c->u.config.rev = 1;
+    CHECK(!tree_sm_verify(st) && !cache_sm_verify(st) && !config_sm_verify(st));
+    CHECK_EQ(refused(st, d), 0);                /* the repaired state restores */
+    /* another format version (2, before the namespace sections) */
+    uint8_t v2[] = { 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+    CHECK_EQ(write_raw_snapshot(d, v2, sizeof(v2)), 0);
+    state_t *dst = state_new(1 << 20);
+    CHECK_EQ(restore_dir(dst, d), -QERR_FORMAT);
+    ns_sm_check(dst);
+    state_free(dst);
+    state_free(st);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
+    CHECK_EQ(system(cmd), 0);
+}
+
 int main(void)
 {
     RUN(tree_ops_and_errnos);
@@ -593,5 +764,8 @@ int main(void)
     RUN(config_rename_is_deterministic_after_restore);
     RUN(time_never_goes_backwards_in_the_log);
     RUN(effects_are_delivered_after_the_lock_is_released);
+    RUN(two_shards_are_independent);
+    RUN(commands_are_all_or_nothing);
+    RUN(checks_and_restore_refuse_broken_states);
     return CHECK_DONE();
 }
