@@ -794,6 +794,14 @@ static int maintenance(mraft_node_t *n)
         return 0;
     uint32_t blocking[GC_FORCE_SNAPSHOTS];
     size_t nb = 0;
+    /* rstore_gc deletes the segments that compaction records made unneeded, judging from
+     * the store's memory: those records must be durable first, or a crash would leave a
+     * log with entries missing after a snapshot it never recorded (refused at open). */
+    if (n->dirty) {
+        if ((rc = rstore_sync(n->store)))
+            return rc;
+        n->dirty = false;
+    }
     if ((rc = rstore_gc(n->store, blocking, GC_FORCE_SNAPSHOTS, &nb)))
         return rc;
     n->st.gcs++;

@@ -145,7 +145,9 @@ int mraft_status(mraft_node_t *n, uint32_t group, mraft_group_status_t *st);
 typedef struct mraft_stats {
     uint64_t loops;              /* loop iterations that did work */
     uint64_t ticks;              /* ticks delivered (to every group) */
-    uint64_t syncs;              /* rstore_sync calls of the loop: at most one per iteration */
+    uint64_t syncs;              /* fdatasyncs of the Ready phase: at most one per iteration,
+                                    whatever the number of groups (a gc run, rare, adds one
+                                    of its own, and rstore_gc may add one more) */
     uint64_t persists;           /* group Readies that wrote to the store */
     uint64_t entries;            /* entries persisted */
     uint64_t applied;            /* entries applied */
