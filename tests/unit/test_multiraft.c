@@ -18,6 +18,7 @@
 
 #include "cluster/err.h"
 #include "cluster/mraft.h"
+#include "cluster/mraft_tcp.h"
 #include "cluster/snapshot.h"
 #include "tests/unit/check.h"
 
@@ -175,6 +176,7 @@ struct tcl {
     mraft_node_t *live[NN + 1];    /* delivery targets, under net_mu */
     bool cut[NN + 1][NN + 1];      /* cut[a][b]: a's messages to b are lost */
     bool block_append[NN + 1][NG]; /* APPEND/SNAPSHOT to that node of that group are lost */
+    mraft_tcp_t *tcp[NN + 1];      /* set: the nodes talk TCP on 127.0.0.1 instead */
     char acked[NG][512][48];       /* acknowledged commands per group */
     int n_acked[NG];
 };
@@ -227,6 +229,8 @@ static int node_open(tcl_t *c, int i)
     tnode_t *nd = &c->nd[i];
     mraft_config_t cfg = c->cfg;
     mraft_transport_t tr = { .send = net_send, .ctx = &c->ep[i] };
+    if (c->tcp[i])
+        mraft_tcp_ops(c->tcp[i], &tr);
     uint64_t voters[NN];
     char *msg = NULL;
     char base[sizeof(c->base)];
@@ -243,6 +247,8 @@ static int node_open(tcl_t *c, int i)
         pthread_mutex_init(&nd->sm[g].mu, NULL);
         rc = mraft_add_group(nd->n, GID[g], voters, NN, &tsm_ops, &nd->sm[g], &msg);
     }
+    if (rc == 0 && c->tcp[i])
+        mraft_tcp_attach(c->tcp[i], nd->n);
     if (rc == 0)
         rc = mraft_start(nd->n);
     if (rc) {
@@ -286,7 +292,43 @@ static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *
     return remove(path);
 }
 
-static tcl_t *cluster_new(void (*tweak)(mraft_config_t *))
+static void tcp_log(void *ctx, int level, const char *line)
+{
+    (void)ctx;
+    if (level == TRANSPORT_LOG_WARN)
+        printf("# transport: %s\n", line);
+}
+
+/* Gives every node a TCP transport on 127.0.0.1 (ephemeral ports), each knowing the others. */
+static int tcp_setup(tcl_t *c)
+{
+    char *msg = NULL;
+    for (int i = 1; i <= NN; i++) {
+        transport_config_t tc = { .id = (uint64_t)i, .cluster_id = 77,
+                                  .listen = "127.0.0.1:0", .backoff_min_ms = 10,
+                                  .log = tcp_log };
+        int rc = mraft_tcp_new(&tc, &c->tcp[i], &msg);
+        if (rc) {
+            printf("# mraft_tcp_new: %s (%s)\n", qerr_str(rc), msg ? msg : "");
+            free(msg);
+            return rc;
+        }
+    }
+    for (int i = 1; i <= NN; i++)
+        for (int j = 1; j <= NN; j++) {
+            char addr[32];
+            snprintf(addr, sizeof(addr), "127.0.0.1:%u",
+                     (unsigned)transport_port(mraft_tcp_transport(c->tcp[j])));
+            if (i != j && transport_add_peer(mraft_tcp_transport(c->tcp[i]), (uint64_t)j,
+                                             addr))
+                return -QERR_INVAL;
+        }
+    return 0;
+}
+
+static void cluster_free(tcl_t *c);
+
+static tcl_t *cluster_new2(void (*tweak)(mraft_config_t *), bool tcp)
 {
     tcl_t *c = calloc(1, sizeof(*c));
     snprintf(c->base, sizeof(c->base), "/tmp/test_multiraft.XXXXXX");
@@ -301,25 +343,33 @@ static tcl_t *cluster_new(void (*tweak)(mraft_config_t *))
     c->cfg.timeout_ms = 2000;
     if (tweak)
         tweak(&c->cfg);
+    if (tcp && tcp_setup(c)) {
+        cluster_free(c);
+        return NULL;
+    }
     for (int i = 1; i <= NN; i++) {
         c->ep[i] = (ep_t){ c, (uint64_t)i };
         if (node_up(c, i)) {
-            for (int j = 1; j <= NN; j++)
-                node_kill(c, j);
-            nftw(c->base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-            free(c);
+            cluster_free(c);
             return NULL;
         }
     }
     return c;
 }
 
+static tcl_t *cluster_new(void (*tweak)(mraft_config_t *))
+{
+    return cluster_new2(tweak, false);
+}
+
 static void cluster_free(tcl_t *c)
 {
     if (!c)
         return;
-    for (int i = 1; i <= NN; i++)
+    for (int i = 1; i <= NN; i++) {
         node_kill(c, i);
+        mraft_tcp_free(c->tcp[i]);
+    }
     nftw(c->base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     pthread_mutex_destroy(&c->net_mu);
     free(c);
@@ -797,6 +847,33 @@ TEST(test_minority_times_out)
     cluster_free(c);
 }
 
+/* The same node loops over the real TCP transport (cluster/mraft_tcp.h): elect, commit from
+ * any node, and a read barrier on every replica sees every acknowledged write. */
+static void over_tcp(tcl_t *c)
+{
+    elect_and_commit(c);
+    if (check_case_failed)
+        return;
+    for (int g = 0; g < NG; g++) {
+        char cmd[48];
+        snprintf(cmd, sizeof(cmd), "tcp-last-%d", g);
+        CHECK_EQ(propose_acked(c, g, cmd, ALL), 0);
+        for (int i = 1; i <= NN; i++) {
+            CHECK_EQ(mraft_read_barrier(c->nd[i].n, GID[g], 3000, NULL), 0);
+            CHECK(tsm_has(&c->nd[i].sm[g], cmd));
+        }
+    }
+    CHECK(check_state(c, ALL));
+}
+
+TEST(test_over_tcp)
+{
+    tcl_t *c = cluster_new2(NULL, true);
+    CHECK(c);
+    over_tcp(c);
+    cluster_free(c);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -806,5 +883,6 @@ int main(void)
     RUN(test_snapshot_catch_up);
     RUN(test_read_barrier_on_follower);
     RUN(test_minority_times_out);
+    RUN(test_over_tcp);
     return CHECK_DONE();
 }

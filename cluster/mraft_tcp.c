@@ -1,0 +1,108 @@
+/* cluster/mraft_tcp.c — the TCP transport behind a node loop (see mraft_tcp.h). */
+#include "cluster/mraft_tcp.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "cluster/assert.h"
+#include "cluster/err.h"
+
+struct mraft_tcp {
+    transport_t *t;
+    mraft_node_t *node;
+    int efd;                     /* written by wake, drained by poll */
+};
+
+static void deliver(void *ctx, uint64_t from, uint32_t group, raft_msg_t *m)
+{
+    mraft_tcp_t *x = ctx;
+    (void)from;
+    if (x->node)
+        mraft_recv(x->node, group, m);   /* moves m (or clones it); a refusal drops it */
+}
+
+static void tcp_send(void *ctx, uint64_t to, uint32_t group, const raft_msg_t *m)
+{
+    mraft_tcp_t *x = ctx;
+    ASSERT(m->to == to);
+    transport_send(x->t, group, m);     /* a refusal is a lost message: Raft retries */
+}
+
+static void tcp_flush(void *ctx)
+{
+    mraft_tcp_t *x = ctx;
+    transport_poll(x->t, 0);            /* writes the batch, and reads what has come */
+}
+
+static void tcp_poll(void *ctx, int timeout_ms)
+{
+    mraft_tcp_t *x = ctx;
+    struct pollfd p[2] = { { .fd = transport_fd(x->t), .events = POLLIN },
+                           { .fd = x->efd, .events = POLLIN } };
+    if (poll(p, 2, timeout_ms) > 0 && (p[1].revents & POLLIN)) {
+        uint64_t v;
+        ssize_t r = read(x->efd, &v, sizeof(v));
+        (void)r;
+    }
+    transport_poll(x->t, 0);            /* also runs its timers: at least once per tick */
+}
+
+static void tcp_wake(void *ctx)
+{
+    mraft_tcp_t *x = ctx;
+    uint64_t one = 1;
+    ssize_t r = write(x->efd, &one, sizeof(one));   /* EAGAIN: already pending */
+    (void)r;
+}
+
+int mraft_tcp_new(const transport_config_t *cfg, mraft_tcp_t **out, char **errmsg)
+{
+    *out = NULL;
+    mraft_tcp_t *x = xcalloc(1, sizeof(*x));
+    transport_config_t c = *cfg;
+    c.deliver = deliver;
+    c.deliver_ctx = x;
+    x->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (x->efd < 0) {
+        int rc = qerr_from_errno(errno);
+        qerr_set_msg(errmsg, "mraft_tcp: eventfd failed");
+        free(x);
+        return rc;
+    }
+    int rc = transport_new(&c, &x->t, errmsg);
+    if (rc) {
+        close(x->efd);
+        free(x);
+        return rc;
+    }
+    *out = x;
+    return 0;
+}
+
+transport_t *mraft_tcp_transport(mraft_tcp_t *x)
+{
+    return x->t;
+}
+
+void mraft_tcp_ops(mraft_tcp_t *x, mraft_transport_t *tr)
+{
+    *tr = (mraft_transport_t){ .send = tcp_send, .flush = tcp_flush, .poll = tcp_poll,
+                               .wake = tcp_wake, .ctx = x };
+}
+
+void mraft_tcp_attach(mraft_tcp_t *x, mraft_node_t *n)
+{
+    x->node = n;
+}
+
+void mraft_tcp_free(mraft_tcp_t *x)
+{
+    if (!x)
+        return;
+    transport_free(x->t);
+    close(x->efd);
+    free(x);
+}

@@ -1,0 +1,35 @@
+/* cluster/mraft_tcp.h — plugs the TCP transport (cluster/transport.h) into a node loop
+ * (cluster/mraft.h). The transport does no threading: the node's loop thread drives it,
+ * waiting in poll(2) on the transport's epoll fd and an eventfd that client threads write to
+ * wake the loop, then running transport_poll; every Ready batch is flushed with one
+ * transport_poll as well, so a busy loop still reads. Received messages are moved into the
+ * node's inbox (mraft_recv). */
+#ifndef QFS_CLUSTER_MRAFT_TCP_H
+#define QFS_CLUSTER_MRAFT_TCP_H
+
+#include "cluster/mraft.h"
+#include "cluster/transport.h"
+
+typedef struct mraft_tcp mraft_tcp_t;
+
+/* Creates the transport (transport_new with cfg; cfg->deliver and deliver_ctx are replaced
+ * by this module's) and the wake-up eventfd. Returns 0 and *out, or -QERR_* with *errmsg as
+ * transport_new (errmsg may be NULL; the caller frees *errmsg). */
+int mraft_tcp_new(const transport_config_t *cfg, mraft_tcp_t **out, char **errmsg);
+
+/* The transport itself, for transport_add_peer and transport_port before mraft_start, and
+ * for anything else only once the loop has stopped (mraft_close): while the node runs, the
+ * loop thread owns it. */
+transport_t *mraft_tcp_transport(mraft_tcp_t *x);
+
+/* Fills *tr with the table for mraft_open. */
+void mraft_tcp_ops(mraft_tcp_t *x, mraft_transport_t *tr);
+
+/* Names the node received messages go to; call after mraft_open, before mraft_start.
+ * Messages arriving with no node attached are dropped. */
+void mraft_tcp_attach(mraft_tcp_t *x, mraft_node_t *n);
+
+/* Frees the transport (after mraft_close of the node using it). NULL is a no-op. */
+void mraft_tcp_free(mraft_tcp_t *x);
+
+#endif
