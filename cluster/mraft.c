@@ -770,6 +770,14 @@ static int process_readies(mraft_node_t *n)
         take_read_states(n, g, rd->reads, rd->n_reads);
         raft_advance(g->r, &g->rd);
         g->has_rd = false;
+        raft_status_t st;
+        raft_status(g->r, &st);
+        ASSERT_MSG(st.applied == g->applied && g->applied <= st.commit &&
+                   st.snap_index <= g->applied,
+                   "group %u: applied %" PRIu64 ", core says applied %" PRIu64 " commit %"
+                   PRIu64 " snapshot %" PRIu64, g->id, g->applied, st.applied, st.commit,
+                   st.snap_index);
+        ASSERT(!g->pend || g->pend->index > g->applied);   /* everything applied settled */
         complete_reads(n, g);
     }
     if (n->tr.flush)
