@@ -457,23 +457,24 @@ int rstore_gc(rstore_t *s, uint32_t *blocking, size_t max, size_t *nblocking)
             if (x->ents[x->head].seq < low)
                 low = x->ents[x->head].seq;
         }
-    int rc = 0, rewrote = 0;
+    int rc = 0;
     for (grp_t *x = s->groups; x && rc == 0; x = x->hh.next) {
         if (x->hs_seq && x->hs_seq < low) {
             raft_hard_state_t hs = x->hs;
             rc = put_hs(s, x, &hs);
-            rewrote = 1;
             s->rewrites++;
         }
         if (rc == 0 && x->snap_seq && x->snap_seq < low) {
             raft_snap_meta_t m = x->snap;
             rc = put_snap(s, x, &m, 0);
-            rewrote = 1;
             s->rewrites++;
         }
     }
-    if (rc == 0 && rewrote)
-        rc = rstore_sync(s);   /* the copies are durable before the originals go */
+    /* Everything saved so far (the compaction records that make old entries dead, and the
+     * copies just written) is durable before any segment goes. wal_truncate_prefix would
+     * sync too; the store does not rely on that. */
+    if (rc == 0)
+        rc = rstore_sync(s);
     if (rc == 0 && low > 1)
         rc = wal_truncate_prefix(s->wal, low - 1);
     if (rc < 0) {

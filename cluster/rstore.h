@@ -62,7 +62,8 @@ int rstore_drop(rstore_t *s, uint32_t g);
  * wal_sync (after -QERR_IO the store is failed until reopened). */
 int rstore_sync(rstore_t *s);
 
-/* Deletes old log segments no group needs any more. Hard states and snapshot metadata of
+/* Deletes old log segments no group needs any more. It first makes every record saved so
+ * far durable (one fdatasync), since the deletion relies on them. Hard states and snapshot metadata of
  * groups that have not changed for a long time are written again (then synced) so they never
  * hold the log back; live entries that are not yet covered by a snapshot do. The ids of the
  * groups holding live entries go to blocking[0..max), oldest first entry first (the caller
