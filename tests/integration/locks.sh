@@ -90,7 +90,7 @@ checke shared-two-holders-listed '[ "$(timeout 5 cat "$L/shared" | grep -c "^sha
 t0=$(ms)
 timeout -k 1 10 flock -n -x "$L/shared" -c true
 rc=$?
-checke flock-n-x-fails-while-shared-held '[ $rc = 1 ] && [ $(( $(ms) - t0 )) -lt 1000 ]' || note "rc $rc after $(( $(ms) - t0 )) ms"
+check flock-n-x-fails-while-shared-held [ $rc = 1 ] || note "rc $rc after $(( $(ms) - t0 )) ms (1: busy)"
 timeout -k 1 10 flock -n -s "$L/shared" -c true
 rc=$?
 check flock-n-s-succeeds-while-shared-held [ $rc = 0 ] || note "rc $rc"
@@ -102,7 +102,7 @@ wait_for 10 test -e "$T/x1.ready" && ok exclusive-after-shared-released || not_o
 t0=$(ms)
 timeout -k 1 10 flock -n -s "$L/shared" -c true
 rc=$?
-checke flock-n-s-fails-while-exclusive-held '[ $rc = 1 ] && [ $(( $(ms) - t0 )) -lt 1000 ]' || note "rc $rc after $(( $(ms) - t0 )) ms"
+check flock-n-s-fails-while-exclusive-held [ $rc = 1 ] || note "rc $rc after $(( $(ms) - t0 )) ms (1: busy)"
 kill_pids $x1
 wait_for 5 timeout 5 flock -n -s "$L/shared" -c true && ok flock-n-s-after-exclusive-released || not_ok flock-n-s-after-exclusive-released
 

@@ -105,30 +105,46 @@ rm "$Q/redo/claimed/$id"
 mkdir "$Q/lease"
 setfattr -n user.visibility_timeout -v 2 "$Q/lease"
 echo leased >"$Q/lease/push"
+t0=$(ms)
 read -r lid lmsg <<<"$(qclaim "$Q/lease")"
+td=$(ms)                 # the lease runs until at least t0 + 2 s, and from td on it needs a touch
 check lease-claimed [ "$lmsg" = leased ]
 d0=$(getfattr --only-values -n user.deliveries "$Q/lease/claimed/$lid" 2>/dev/null)
 check lease-count-starts-at-0 [ "$d0" = 0 ]
-bad=""
-t0=$(ms)
+# A look that saw the message back although it began less than 1.9 s after the last touch
+# returned fails; one that began later only means this loop ran too slowly (a loaded
+# machine), which is noted, not failed.
+bad="" slow="" ts=$t0
 while [ $(( $(ms) - t0 )) -lt 5000 ]; do
+    tk=$(ms)
     l=$(qlen "$Q/lease")
-    [ "$l" = "0 1 0" ] || { bad="len '$l' $(( $(ms) - t0 )) ms after the claim"; break; }
-    touch "$Q/lease/claimed/$lid" 2>/dev/null || { bad="touch failed $(( $(ms) - t0 )) ms after the claim"; break; }
-    tl=$(ms)
+    if [ "$l" != "0 1 0" ]; then
+        if [ $(( tk - td )) -lt 1900 ]; then bad="len '$l' $(( tk - td )) ms after the last touch returned"
+        else slow="a look $(( tk - td )) ms after the last touch"; fi
+        break
+    fi
+    ts=$(ms)             # the lease, once touched, ends between ts + 2 s and td + 2 s
+    touch "$Q/lease/claimed/$lid" 2>/dev/null || { bad="touch failed $(( ts - t0 )) ms after the claim"; break; }
+    td=$(ms)
     sleep 0.7
 done
-l=$(qlen "$Q/lease")
-[ -n "$bad" ] || [ "$l" = "0 1 0" ] || bad="len '$l' at the end of 5 s of touches"
 checke touch-keeps-claim-in-flight '[ -z "$bad" ]' || note "$bad"
-# The lease now ends 2 s after the last touch: back within 2 s + the sweeper period + slack.
-if wait_len 4 "$Q/lease" "1 0 0"; then
-    dt=$(( $(ms) - tl ))
+[ -n "$slow" ] && note "touch-keeps-claim-in-flight: the loop was too slow to judge ($slow)"
+# The lease now ends 2 s after the last touch, and the sweeper (every 100 ms) puts it back:
+# not seen back before ts + 1.9 s, and every look begun after td + 2.6 s sees it back.
+back=""
+while :; do
+    tk=$(ms)
+    l=$(qlen "$Q/lease")
+    [ "$l" = "1 0 0" ] && { back=$(ms); break; }
+    [ $(( tk - td )) -ge 2600 ] && break
+    sleep 0.05
+done
+if [ -n "$back" ]; then
     ok lease-back-after-touching-stops
-    checke lease-back-not-before-timeout '[ $dt -ge 1500 ]' || note "back $dt ms after the last touch"
-    checke lease-back-within-bound '[ $dt -le 3500 ]' || note "back $dt ms after the last touch"
+    checke lease-back-not-before-timeout '[ $(( back - ts )) -ge 1900 ]' || note "back $(( back - ts )) ms after the last touch began"
 else
-    not_ok lease-back-after-touching-stops "len '$(qlen "$Q/lease")' $(( $(ms) - tl )) ms after the last touch"
+    not_ok lease-back-after-touching-stops "len '$l' in a look begun $(( tk - td )) ms after the last touch returned"
 fi
 read -r lid2 lmsg <<<"$(qclaim "$Q/lease")"
 check lease-reclaimed-same-message [ "$lmsg" = leased ]
