@@ -1,11 +1,15 @@
-/* fs/mount.c — the FUSE low-level glue. Inodes: 1 is the mount root, NS_ROOT_ID(ns) the
- * namespace roots, INO_CLUSTER.. the `.cluster/` files, ids >= STATE_FIRST_ID the state's
- * objects (files created but not yet committed have their future id, see `pending`), and
- * inodes with VINO_BIT set are control entries (config `.events`, `file@rev`) tracked by
- * lookup count. Every callback replies exactly once: a do_* helper returns an errno and a
- * thin callback replies, except the blocking `.events` read (fs/watch.c), which may be
- * answered later, when apply's effect is delivered. The session's userdata is the node, so
- * namespace fronts find their context from a request (ns_front_ctx, fs/ns.h). */
+/* fs/mount.c — the FUSE session of a node (see mount.h). It serves the mount root (the
+ * namespace roots and `.cluster/`) and the `.cluster/` files itself, and routes every other
+ * request to the front of the namespace that owns the inode (fs/ns.h): namespace roots
+ * NS_ROOT_ID(ns), module inodes (NS_INO), objects of the shard's tree (ino = object id) and
+ * pending creations (their future id), and control entries (CTL_BIT, numbered here). A
+ * namespace without a front of its own is served by the generic tree front (fs/tree_fuse.h),
+ * which holds only its root and refuses creation there (EOPNOTSUPP).
+ *
+ * Context: one mount_t per mounted node, the session's userdata. Locking: ctl_mu guards the
+ * control-entry tables and next_ctl; pending_mu guards pending. Neither is held while taking
+ * the state lock, and the state lock (read) is held only to look an inode's object up. Every
+ * callback replies exactly once: a do_* helper returns an errno and a thin callback replies. */
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -16,199 +20,252 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-#include "fs/cache.h"
-#include "fs/config.h"
+#include <uthash.h>
+#include "fs/dirlist.h"
+#include "fs/front.h"
 #include "fs/metrics.h"
 #include "fs/mount.h"
-#include "fs/dirlist.h"
 #include "fs/names.h"
 #include "fs/ns.h"
 #include "fs/status.h"
-#include "fs/watch.h"
+#include "fs/tree_fuse.h"
 
 #define INO_ROOT FUSE_ROOT_ID
 #define INO_CLUSTER 10
 #define INO_STATUS0 11                 /* .cluster/<status_names[i]> = INO_STATUS0 + i */
-#define VINO_BIT (1ull << 62)
-#define VALUE_MAX (1u << 20)
+#define CTL_BIT (1ull << 62)
+#define MAX_WRITE (1u << 20)
 #define STATIC_TIMEOUT 3600.0          /* root-level names never change */
 
-enum vkind { VK_EVENTS = 1, VK_HIST };
-
-typedef struct vkey {
-    uint64_t kind, obj, aux;
-} vkey_t;
-
-typedef struct vino {
+typedef struct ctl_ent {
     uint64_t ino;
-    vkey_t key;
+    mount_ctl_t key;
     uint64_t nlookup;
-    uint8_t ns;
     UT_hash_handle hh_ino, hh_key;
-} vino_t;
+} ctl_ent_t;
 
-enum fh_kind { FH_VALUE = 1, FH_STATIC, FH_EVENTS, FH_DIR };
-
-typedef struct fh {
-    int kind;
-    uint8_t ns;
-    char *path;                        /* FH_VALUE: namespace-relative path */
-    blob_t *snap;                      /* what reads return (FH_VALUE, FH_STATIC of history) */
-    char *sbuf;                        /* FH_STATIC generated text */
-    size_t slen;
-    dirlist_t dir;                     /* FH_DIR listing, taken at opendir */
-    pthread_mutex_t mu;                /* FH_VALUE write state */
-    int trunc_pending, create_pending, append;
-    int dirty;                         /* FH_VALUE: a write through this open committed */
-    blob_t *orig;                      /* FH_VALUE: value at open (NULL: file was new) */
-    uint64_t want_id;                  /* FH_VALUE made by create: the id it will have */
-    watch_t *watch;                    /* FH_EVENTS */
-} fh_t;
-
-static struct {
-    node_t *node;
-    state_t *st;
-    uid_t uid;
-    gid_t gid;
-    pthread_mutex_t vmu;               /* guards the vino tables */
-    vino_t *by_ino, *by_key;
-    uint64_t next_vino;
-    pthread_mutex_t pmu;               /* guards pending */
-    struct pending *pending;           /* files created but not yet committed, by id */
-    uint64_t next_pid;                 /* next proposer-picked id (atomic) */
-    long long mnt_id;                  /* this mount's id in /proc/<pid>/mountinfo; 0 unknown */
-} M = { .vmu = PTHREAD_MUTEX_INITIALIZER, .pmu = PTHREAD_MUTEX_INITIALIZER };
-
-/* A file created without O_EXCL is committed by its first write (or at release), but the
- * kernel needs its inode number at create. The node picks the id the object will have
- * (CMD_PUT_ID) and answers with it; until the creation commits, the id is found here so
- * that getattr (fstat on the new descriptor) works. Entries live only that long. */
-struct pending {
+typedef struct pending {
     uint64_t id;
     uint8_t ns;
     UT_hash_handle hh;
     char path[];
+} pending_t;
+
+struct mount {
+    node_t *node;
+    state_t *st;
+    long long mnt_id;                  /* this mount's id in /proc/<pid>/mountinfo; 0 unknown */
+    pthread_mutex_t ctl_mu;            /* guards by_ino, by_key, next_ctl */
+    ctl_ent_t *by_ino, *by_key;
+    uint64_t next_ctl;
+    pthread_mutex_t pending_mu;        /* guards pending */
+    pending_t *pending;                /* files created but not yet committed, by id */
+    uint64_t next_pid;                 /* next proposer-picked id (atomic) */
 };
 
-static int pending_add(uint64_t id, uint8_t ns, const char *path)
+mount_t *mount_of(fuse_req_t req) { return fuse_req_userdata(req); }
+node_t *mount_node(const mount_t *m) { return m->node; }
+
+void mount_stat(struct stat *s, uint64_t ino, mode_t mode, off_t size, uint64_t mtime_ms)
+{
+    front_stat(s, ino, mode, size, mtime_ms);
+    s->st_blocks = (size + 511) / 512;
+}
+
+int mount_reply_open(fuse_req_t req, int rc, void *fh, struct fuse_file_info *fi,
+                     const struct fuse_entry_param *e)
+{
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        return 1;
+    }
+    fi->fh = (uintptr_t)fh;
+    fi->direct_io = 1;        /* the kernel page cache must never serve a stale value */
+    fi->keep_cache = 0;
+    return (e ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi)) != 0;
+}
+
+/* ---- control entries ---- */
+
+int mount_is_ctl(uint64_t ino) { return (ino & CTL_BIT) != 0; }
+
+uint64_t mount_ctl_get(mount_t *m, const mount_ctl_t *c)
+{
+    mount_ctl_t k;
+    memset(&k, 0, sizeof(k));   /* the key is hashed as bytes: no stray padding */
+    k.ns = c->ns;
+    k.kind = c->kind;
+    k.obj = c->obj;
+    k.aux = c->aux;
+    ctl_ent_t *v;
+    uint64_t ino = 0;
+    pthread_mutex_lock(&m->ctl_mu);
+    HASH_FIND(hh_key, m->by_key, &k, sizeof(k), v);
+    if (!v && (v = calloc(1, sizeof(*v)))) {
+        v->key = k;
+        v->ino = CTL_BIT | ++m->next_ctl;
+        HASH_ADD(hh_key, m->by_key, key, sizeof(k), v);
+        HASH_ADD(hh_ino, m->by_ino, ino, sizeof(v->ino), v);
+    }
+    if (v) {
+        v->nlookup++;
+        ino = v->ino;
+    }
+    pthread_mutex_unlock(&m->ctl_mu);
+    return ino;
+}
+
+int mount_ctl_find(mount_t *m, uint64_t ino, mount_ctl_t *out)
+{
+    ctl_ent_t *v;
+    pthread_mutex_lock(&m->ctl_mu);
+    HASH_FIND(hh_ino, m->by_ino, &ino, sizeof(ino), v);
+    if (v)
+        *out = v->key;
+    pthread_mutex_unlock(&m->ctl_mu);
+    return v ? 0 : -ENOENT;
+}
+
+void mount_ctl_forget(mount_t *m, uint64_t ino, uint64_t n)
+{
+    ctl_ent_t *v;
+    pthread_mutex_lock(&m->ctl_mu);
+    HASH_FIND(hh_ino, m->by_ino, &ino, sizeof(ino), v);
+    if (v && (v->nlookup -= (n < v->nlookup ? n : v->nlookup)) == 0) {
+        HASH_DELETE(hh_ino, m->by_ino, v);
+        HASH_DELETE(hh_key, m->by_key, v);
+        free(v);
+    }
+    pthread_mutex_unlock(&m->ctl_mu);
+}
+
+/* ---- pending creations ---- */
+
+uint64_t mount_pending_id(mount_t *m)
+{
+    uint64_t id = __atomic_fetch_add(&m->next_pid, 1, __ATOMIC_RELAXED);
+    return id < STATE_PID_END ? id : 0;
+}
+
+int mount_pending_add(mount_t *m, uint64_t id, uint8_t ns, const char *path)
 {
     size_t n = strlen(path);
-    struct pending *p = malloc(sizeof(*p) + n + 1);
+    pending_t *p = malloc(sizeof(*p) + n + 1);
     if (!p)
         return -ENOMEM;
     p->id = id;
     p->ns = ns;
     memcpy(p->path, path, n + 1);
-    pthread_mutex_lock(&M.pmu);
-    HASH_ADD(hh, M.pending, id, sizeof(p->id), p);
-    pthread_mutex_unlock(&M.pmu);
+    pthread_mutex_lock(&m->pending_mu);
+    HASH_ADD(hh, m->pending, id, sizeof(p->id), p);
+    pthread_mutex_unlock(&m->pending_mu);
     return 0;
 }
 
-static void pending_del(uint64_t id)
+void mount_pending_del(mount_t *m, uint64_t id)
 {
-    struct pending *p;
-    pthread_mutex_lock(&M.pmu);
-    HASH_FIND(hh, M.pending, &id, sizeof(id), p);
+    pending_t *p;
+    pthread_mutex_lock(&m->pending_mu);
+    HASH_FIND(hh, m->pending, &id, sizeof(id), p);
     if (p)
-        HASH_DELETE(hh, M.pending, p);
-    pthread_mutex_unlock(&M.pmu);
+        HASH_DELETE(hh, m->pending, p);
+    pthread_mutex_unlock(&m->pending_mu);
     free(p);
 }
 
-/* Copies the pending creation with this id (ns and path); 0 or -ENOENT. */
-static int pending_find(uint64_t id, uint8_t *ns, char *path, size_t size)
+int mount_pending_find(mount_t *m, uint64_t id, uint8_t *ns, char *path, size_t size)
 {
-    struct pending *p;
-    pthread_mutex_lock(&M.pmu);
-    HASH_FIND(hh, M.pending, &id, sizeof(id), p);
+    pending_t *p;
+    pthread_mutex_lock(&m->pending_mu);
+    HASH_FIND(hh, m->pending, &id, sizeof(id), p);
     if (p) {
         *ns = p->ns;
-        snprintf(path, size, "%s", p->path);
+        if (path)
+            snprintf(path, size, "%s", p->path);
     }
-    pthread_mutex_unlock(&M.pmu);
+    pthread_mutex_unlock(&m->pending_mu);
     return p ? 0 : -ENOENT;
 }
 
-/* Id of the pending creation at ns/path, or 0. */
-static uint64_t pending_by_path(uint8_t ns, const char *path)
+uint64_t mount_pending_by_path(mount_t *m, uint8_t ns, const char *path)
 {
-    struct pending *p, *tmp;
+    pending_t *p, *tmp;
     uint64_t id = 0;
-    pthread_mutex_lock(&M.pmu);
-    HASH_ITER(hh, M.pending, p, tmp) {
+    pthread_mutex_lock(&m->pending_mu);
+    HASH_ITER(hh, m->pending, p, tmp) {
         if (p->ns == ns && strcmp(p->path, path) == 0) {
             id = p->id;
             break;
         }
     }
-    pthread_mutex_unlock(&M.pmu);
+    pthread_mutex_unlock(&m->pending_mu);
     return id;
 }
 
-/* fh's pending creation just committed. fh->mu held. */
-static void created(fh_t *fh)
+/* ---- routing ---- */
+
+static int is_status_ino(uint64_t ino)
 {
-    fh->create_pending = 0;
-    pending_del(fh->want_id);
+    return ino >= INO_STATUS0 && ino < INO_STATUS0 + STATUS__COUNT;
 }
 
-/* Appends PUT flags (and the wanted id) for fh's next commit. */
-static void put_flags(cmdbuf_t *b, const fh_t *fh, uint8_t extra)
+/* Who serves an inode. */
+enum owner {
+    OWN_MOUNT = 0,   /* the root, `.cluster/` and its files */
+    OWN_NS,          /* a namespace's: its root, a module inode, an object, a pending id */
+    OWN_GONE,        /* an object or control entry that no longer exists, still open */
+};
+
+/* The owner of ino, and with OWN_NS its namespace. Objects that are gone (removed while a
+ * file is still open on them, or a forgotten entry) belong to the tree front, the only one
+ * whose inodes are object ids and control entries: it answers ENOENT or serves the open. */
+static int owner(mount_t *m, uint64_t ino, int *ns)
 {
-    if (fh->create_pending) {
-        cmd_u8(b, CMD_PUT_CREATE | CMD_PUT_ID | extra);
-        cmd_u64(b, fh->want_id);
-    } else {
-        cmd_u8(b, extra & ~CMD_PUT_KEEP);
-    }
-}
-
-static int is_obj_ino(uint64_t ino) { return !(ino & VINO_BIT) && ino > INO_ROOT && ino != INO_CLUSTER && (ino < INO_STATUS0 || ino >= INO_STATUS0 + STATUS__COUNT); }
-static int is_status_ino(uint64_t ino) { return ino >= INO_STATUS0 && ino < INO_STATUS0 + STATUS__COUNT; }
-
-static void vino_forget(uint64_t ino, uint64_t n);
-
-/* ---- routing to namespace modules (fs/ns.h) ---- */
-
-static int any_modules;
-
-/* The front of namespace ns when it serves its own files, else NULL. */
-static const ns_front_t *serving_front(int ns)
-{
-    return ns > 0 && ns < NS__COUNT && ns_fronts[ns] && ns_fronts[ns]->fuse ? ns_fronts[ns]
-                                                                           : NULL;
-}
-
-static int ino_module_ns(uint64_t ino)
-{
-    int ns = 0;
-    if (!any_modules)
-        return 0;
+    *ns = 0;
     if (ino & NS_INO_BIT) {
-        ns = NS_INO_NS(ino);
-    } else if (ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT)) {
-        ns = (int)(ino - NS_ROOT_ID(0));
-    } else if (ino >= STATE_FIRST_ID && !(ino & VINO_BIT)) {
-        pthread_rwlock_rdlock(&M.st->lock);
-        obj_t *o = tree_by_id(M.st, ino);
-        ns = o ? o->ns : 0;
-        pthread_rwlock_unlock(&M.st->lock);
+        *ns = NS_INO_NS(ino);
+        return OWN_NS;
     }
-    return serving_front(ns) ? ns : 0;
+    if (ino & CTL_BIT) {
+        mount_ctl_t c;
+        if (mount_ctl_find(m, ino, &c) < 0)
+            return OWN_GONE;
+        *ns = c.ns;
+        return OWN_NS;
+    }
+    if (ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT)) {
+        *ns = (int)(ino - NS_ROOT_ID(0));
+        return OWN_NS;
+    }
+    if (ino < STATE_FIRST_ID)
+        return OWN_MOUNT;
+    pthread_rwlock_rdlock(&m->st->lock);
+    obj_t *o = tree_by_id(m->st, ino);
+    *ns = o ? o->ns : 0;
+    pthread_rwlock_unlock(&m->st->lock);
+    uint8_t pns;
+    if (!*ns && mount_pending_find(m, ino, &pns, NULL, 0) == 0)
+        *ns = pns;
+    return *ns ? OWN_NS : OWN_GONE;
 }
 
-static const struct fuse_lowlevel_ops *route(uint64_t ino)
+/* The FUSE operations that serve ino: its namespace front's, or the generic tree's (a
+ * namespace without a front of its own, or an object that is gone); NULL for the mount's
+ * own inodes. */
+static const struct fuse_lowlevel_ops *ops_of(mount_t *m, uint64_t ino)
 {
-    int ns = ino_module_ns(ino);
-    return ns ? ns_fronts[ns]->fuse : NULL;
+    int ns, own = owner(m, ino, &ns);
+    if (own == OWN_MOUNT)
+        return NULL;
+    const ns_front_t *f = own == OWN_NS ? ns_fronts[ns] : NULL;
+    return f && f->fuse ? f->fuse : &tree_fuse_ops;
 }
 
-/* If ino belongs to a module, hands the request to the module's op (or EOPNOTSUPP when it
+/* If ino belongs to a namespace, hands the request to its front's op (or EOPNOTSUPP when it
  * has none) and returns from the calling callback. */
 #define ROUTE(ino, op, ...)                                                      \
     do {                                                                         \
-        const struct fuse_lowlevel_ops *m_ = route(ino);                         \
+        const struct fuse_lowlevel_ops *m_ = ops_of(mount_of(req), ino);         \
         if (m_) {                                                                \
             if (m_->op)                                                          \
                 m_->op(__VA_ARGS__);                                             \
@@ -218,108 +275,13 @@ static const struct fuse_lowlevel_ops *route(uint64_t ino)
         }                                                                        \
     } while (0)
 
-static void forget_one(uint64_t ino, uint64_t n)
-{
-    int ns = ino_module_ns(ino);
-    if (ns) {
-        if (ns_fronts[ns]->forget)
-            ns_fronts[ns]->forget(node_front(M.node, ns), ino, n);
-    } else if (ino & VINO_BIT) {
-        vino_forget(ino, n);
-    }
-}
+/* ---- the mount's own inodes: the root, `.cluster/` and its files ---- */
 
-/* ---- control inodes ---- */
-
-/* Returns the ino for key, creating the entry; counts one kernel lookup. */
-static uint64_t vino_get(uint64_t kind, uint64_t obj, uint64_t aux, uint8_t ns)
-{
-    vkey_t k = { kind, obj, aux };
-    vino_t *v;
-    pthread_mutex_lock(&M.vmu);
-    HASH_FIND(hh_key, M.by_key, &k, sizeof(k), v);
-    if (!v && (v = calloc(1, sizeof(*v)))) {
-        v->key = k;
-        v->ino = VINO_BIT | ++M.next_vino;
-        v->ns = ns;
-        HASH_ADD(hh_key, M.by_key, key, sizeof(k), v);
-        HASH_ADD(hh_ino, M.by_ino, ino, sizeof(v->ino), v);
-    }
-    uint64_t ino = 0;
-    if (v) {
-        v->nlookup++;
-        ino = v->ino;
-    }
-    pthread_mutex_unlock(&M.vmu);
-    return ino;
-}
-
-/* Copies the entry for ino into *out. Returns 0 or -ENOENT. */
-static int vino_find(uint64_t ino, vino_t *out)
-{
-    vino_t *v;
-    pthread_mutex_lock(&M.vmu);
-    HASH_FIND(hh_ino, M.by_ino, &ino, sizeof(ino), v);
-    if (v)
-        *out = *v;
-    pthread_mutex_unlock(&M.vmu);
-    return v ? 0 : -ENOENT;
-}
-
-static void vino_forget(uint64_t ino, uint64_t n)
-{
-    vino_t *v;
-    pthread_mutex_lock(&M.vmu);
-    HASH_FIND(hh_ino, M.by_ino, &ino, sizeof(ino), v);
-    if (v && (v->nlookup -= (n < v->nlookup ? n : v->nlookup)) == 0) {
-        HASH_DELETE(hh_ino, M.by_ino, v);
-        HASH_DELETE(hh_key, M.by_key, v);
-        free(v);
-    }
-    pthread_mutex_unlock(&M.vmu);
-}
-
-/* ---- attributes ---- */
-
-static void fill_stat(struct stat *s, uint64_t ino, mode_t mode, off_t size, uint64_t mtime_ms)
-{
-    memset(s, 0, sizeof(*s));
-    s->st_ino = ino;
-    s->st_mode = mode;
-    s->st_nlink = S_ISDIR(mode) ? 2 : 1;
-    s->st_size = size;
-    s->st_blksize = 4096;
-    s->st_blocks = (size + 511) / 512;
-    s->st_uid = M.uid;
-    s->st_gid = M.gid;
-    s->st_mtim.tv_sec = (time_t)(mtime_ms / 1000);
-    s->st_mtim.tv_nsec = (long)(mtime_ms % 1000) * 1000000;
-    s->st_ctim = s->st_mtim;
-    s->st_atim = s->st_mtim;
-}
-
-/* Looks up a visible object by inode; read lock held. */
-static obj_t *live_obj(uint64_t ino)
-{
-    obj_t *o = tree_by_id(M.st, ino);
-    if (o && !tree_live(o, node_now_ms()))
-        return NULL;
-    return o;
-}
-
-static void obj_stat(const obj_t *o, struct stat *s)
-{
-    if (o->type == OBJ_DIR)
-        fill_stat(s, o->id, S_IFDIR | 0755, 0, o->mtime_ms);
-    else
-        fill_stat(s, o->id, S_IFREG | 0644, o->val->len, o->mtime_ms);
-}
-
-static int status_size(int which, off_t *size)
+static int status_size(mount_t *m, int which, off_t *size)
 {
     char *b;
     size_t l;
-    int rc = status_render(M.node, which, &b, &l);
+    int rc = status_render(m->node, which, &b, &l);
     if (rc < 0)
         return rc;
     free(b);
@@ -327,121 +289,26 @@ static int status_size(int which, off_t *size)
     return 0;
 }
 
-/* Attributes of any inode. */
-static int do_getattr(uint64_t ino, struct stat *s)
+static int do_getattr(mount_t *m, uint64_t ino, struct stat *s)
 {
     if (ino == INO_ROOT) {
-        fill_stat(s, ino, S_IFDIR | 0755, 0, 0);
+        mount_stat(s, ino, S_IFDIR | 0755, 0, 0);
         return 0;
     }
     if (ino == INO_CLUSTER) {
-        fill_stat(s, ino, S_IFDIR | 0555, 0, 0);
+        mount_stat(s, ino, S_IFDIR | 0555, 0, 0);
         return 0;
     }
-    if (is_status_ino(ino)) {
-        off_t size;
-        int rc = status_size((int)(ino - INO_STATUS0), &size);
-        if (rc < 0)
-            return rc;
-        fill_stat(s, ino, S_IFREG | 0444, size, node_now_ms());
-        return 0;
-    }
-    if (ino & VINO_BIT) {
-        vino_t v;
-        if (vino_find(ino, &v) < 0)
-            return -ENOENT;
-        int rc = 0;
-        pthread_rwlock_rdlock(&M.st->lock);
-        if (v.key.kind == VK_EVENTS) {
-            fill_stat(s, ino, S_IFREG | 0444, 0, 0);
-        } else {
-            obj_t *o = tree_by_id(M.st, v.key.obj);
-            blob_t *b = o ? config_sm_version(o, v.key.aux) : NULL;
-            if (b)
-                fill_stat(s, ino, S_IFREG | 0444, b->len, o->mtime_ms);
-            else
-                rc = -ENOENT;
-        }
-        pthread_rwlock_unlock(&M.st->lock);
-        return rc;
-    }
-    int rc = 0;
-    pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *o = live_obj(ino);
-    if (o)
-        obj_stat(o, s);
-    else
-        rc = -ENOENT;
-    pthread_rwlock_unlock(&M.st->lock);
-    char path[8];
-    uint8_t ns;
-    if (rc == -ENOENT && pending_find(ino, &ns, path, sizeof(path)) == 0) {
-        fill_stat(s, ino, S_IFREG | 0644, 0, node_now_ms());   /* created, not yet written */
-        rc = 0;
-    }
+    if (!is_status_ino(ino))
+        return -ENOENT;
+    off_t size;
+    int rc = status_size(m, (int)(ino - INO_STATUS0), &size);
+    if (rc == 0)
+        mount_stat(s, ino, S_IFREG | 0444, size, node_now_ms());
     return rc;
 }
 
-static void reply_attr(fuse_req_t req, uint64_t ino)
-{
-    struct stat s;
-    int rc = do_getattr(ino, &s);
-    if (rc < 0)
-        fuse_reply_err(req, -rc);
-    else
-        fuse_reply_attr(req, &s, 0);
-}
-
-/* ---- lookup ---- */
-
-static int entry_for_obj(const obj_t *o, struct fuse_entry_param *e)
-{
-    memset(e, 0, sizeof(*e));
-    e->ino = o->id;
-    e->generation = 1;
-    obj_stat(o, &e->attr);
-    if (!o->parent)
-        e->entry_timeout = e->attr_timeout = 0;
-    return 0;
-}
-
-/* Config control names in dir o: ".events", ".events@rev", "file@rev". */
-static int lookup_config_special(obj_t *dir, const char *name, struct fuse_entry_param *e)
-{
-    size_t len = strlen(name), base;
-    uint64_t rev;
-    memset(e, 0, sizeof(*e));
-    e->generation = 1;
-    if (strcmp(name, ".events") == 0 || strncmp(name, ".events@", 8) == 0) {
-        uint64_t aux = 0;
-        if (name[7] == '@') {
-            if (len > 8 && name[len - 1] == '\n')
-                return -ENOENT;
-            if (names_parse_uint(name + 8, len - 8, INT64_MAX, &rev) < 0)
-                return -ENOENT;
-            aux = rev + 1;
-        }
-        e->ino = vino_get(VK_EVENTS, dir->id, aux, NS_CONFIG);
-        if (!e->ino)
-            return -ENOMEM;
-        fill_stat(&e->attr, e->ino, S_IFREG | 0444, 0, 0);
-        return 0;
-    }
-    if (names_split_rev(name, len, &base, &rev) < 0)
-        return -ENOENT;
-    obj_t *f;
-    HASH_FIND(hh, dir->children, name, base, f);
-    blob_t *b = f ? config_sm_version(f, rev) : NULL;
-    if (!b)
-        return -ENOENT;
-    e->ino = vino_get(VK_HIST, f->id, rev, NS_CONFIG);
-    if (!e->ino)
-        return -ENOMEM;
-    fill_stat(&e->attr, e->ino, S_IFREG | 0444, b->len, f->mtime_ms);
-    return 0;
-}
-
-static int do_lookup(uint64_t parent, const char *name, struct fuse_entry_param *e)
+static int do_lookup(mount_t *m, uint64_t parent, const char *name, struct fuse_entry_param *e)
 {
     memset(e, 0, sizeof(*e));
     e->generation = 1;
@@ -449,13 +316,13 @@ static int do_lookup(uint64_t parent, const char *name, struct fuse_entry_param 
         e->entry_timeout = e->attr_timeout = STATIC_TIMEOUT;
         if (strcmp(name, ".cluster") == 0) {
             e->ino = INO_CLUSTER;
-            fill_stat(&e->attr, INO_CLUSTER, S_IFDIR | 0555, 0, 0);
+            mount_stat(&e->attr, INO_CLUSTER, S_IFDIR | 0555, 0, 0);
             return 0;
         }
         for (int ns = 1; ns < NS__COUNT; ns++) {
             if (strcmp(name, ns_names[ns]) == 0) {
                 e->ino = NS_ROOT_ID(ns);
-                fill_stat(&e->attr, e->ino, S_IFDIR | 0755, 0, 0);
+                mount_stat(&e->attr, e->ino, S_IFDIR | 0755, 0, 0);
                 return 0;
             }
         }
@@ -465,45 +332,12 @@ static int do_lookup(uint64_t parent, const char *name, struct fuse_entry_param 
         for (int i = 0; i < STATUS__COUNT; i++) {
             if (strcmp(name, status_names[i]) == 0) {
                 e->ino = INO_STATUS0 + (uint64_t)i;
-                return do_getattr(e->ino, &e->attr);
+                return do_getattr(m, e->ino, &e->attr);
             }
         }
         return -ENOENT;
     }
-    if (!is_obj_ino(parent))
-        return -ENOTDIR;
-    if (strlen(name) > NAME_MAX_BYTES)
-        return -ENAMETOOLONG;
-    int rc = -ENOENT;
-    pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *dir = live_obj(parent);
-    if (!dir) {
-        rc = -ENOENT;
-    } else if (dir->type != OBJ_DIR) {
-        rc = -ENOTDIR;
-    } else {
-        obj_t *o = tree_child(dir, name);
-        if (o && tree_live(o, node_now_ms()))
-            rc = entry_for_obj(o, e);
-        else if (!o && dir->ns == NS_CONFIG)
-            rc = lookup_config_special(dir, name, e);
-        if (rc == -ENOENT && (dir->ns == NS_CACHE || dir->ns == NS_CONFIG)) {
-            /* created by an open that has not written yet: the file exists, empty */
-            char path[4096];
-            int l = tree_path(dir, path, sizeof(path));
-            if (l >= 0 && (size_t)l + strlen(name) + 2 <= sizeof(path)) {
-                snprintf(path + l, sizeof(path) - (size_t)l, "%s%s", l ? "/" : "", name);
-                uint64_t id = pending_by_path(dir->ns, path);
-                if (id) {
-                    e->ino = id;
-                    fill_stat(&e->attr, id, S_IFREG | 0644, 0, node_now_ms());
-                    rc = 0;
-                }
-            }
-        }
-    }
-    pthread_rwlock_unlock(&M.st->lock);
-    return rc;
+    return -ENOTDIR;
 }
 
 static void q_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -511,24 +345,33 @@ static void q_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     ROUTE(parent, lookup, req, parent, name);
     uint64_t t0 = metrics_now_ns();
     struct fuse_entry_param e;
-    int rc = do_lookup(parent, name, &e);
+    int rc = do_lookup(mount_of(req), parent, name, &e);
     metrics_op(MOP_lookup, t0, rc == -ENOENT ? 0 : -rc);
-    if (rc < 0)
-        fuse_reply_err(req, -rc);
-    else if (fuse_reply_entry(req, &e) != 0 && (e.ino & VINO_BIT))
-        vino_forget(e.ino, 1);   /* the kernel never got it: undo the lookup count */
+    front_reply_entry(req, rc, &e);
+}
+
+static void forget_one(mount_t *m, uint64_t ino, uint64_t n)
+{
+    if (ino & CTL_BIT) {
+        mount_ctl_forget(m, ino, n);
+        return;
+    }
+    int ns;
+    const ns_front_t *f = owner(m, ino, &ns) == OWN_NS ? ns_fronts[ns] : NULL;
+    if (f && f->forget)
+        f->forget(node_front(m->node, ns), ino, n);
 }
 
 static void q_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-    forget_one(ino, nlookup);
+    forget_one(mount_of(req), ino, nlookup);
     fuse_reply_none(req);
 }
 
 static void q_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
 {
     for (size_t i = 0; i < count; i++)
-        forget_one(f[i].ino, f[i].nlookup);
+        forget_one(mount_of(req), f[i].ino, f[i].nlookup);
     fuse_reply_none(req);
 }
 
@@ -537,288 +380,179 @@ static void q_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     ROUTE(ino, getattr, req, ino, fi);
     uint64_t t0 = metrics_now_ns();
     struct stat s;
-    int rc = do_getattr(ino, &s);
+    int rc = do_getattr(mount_of(req), ino, &s);
     metrics_op(MOP_getattr, t0, -rc);
-    if (rc < 0)
-        fuse_reply_err(req, -rc);
-    else
-        fuse_reply_attr(req, &s, 0);
+    front_reply_attr(req, rc, &s);
 }
 
-/* ---- paths of objects, for commands ---- */
-
-/* Resolves (parent inode, name) into the namespace and the namespace-relative path of the
- * child, checking that parent is a directory where objects may be created. */
-static int child_path(uint64_t parent, const char *name, int *ns, char *path, size_t size,
-                      int check_name)
+/* Ownership and permission bits are fixed, and nothing of the mount's own can change. */
+static void q_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                      struct fuse_file_info *fi)
 {
-    if (parent == INO_ROOT || parent == INO_CLUSTER)
-        return -EPERM;
-    if (!is_obj_ino(parent))
-        return -ENOTDIR;
-    int rc = 0;
-    pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *dir = live_obj(parent);
-    if (!dir)
-        rc = -ENOENT;
-    else if (dir->type != OBJ_DIR)
-        rc = -ENOTDIR;
-    else if (dir->ns != NS_CACHE && dir->ns != NS_CONFIG)
-        rc = -EOPNOTSUPP;   /* queues/, locks/, logs/, jobs/, search/, services/: not yet */
-    else if ((rc = tree_path(dir, path, size)) >= 0) {
-        size_t l = (size_t)rc;
-        size_t nl = strlen(name);
-        rc = 0;
-        if (l + 1 + nl + 1 > size)
-            rc = -ENAMETOOLONG;
-        else {
-            if (l)
-                path[l++] = '/';
-            memcpy(path + l, name, nl + 1);
-            *ns = dir->ns;
-        }
-    }
-    pthread_rwlock_unlock(&M.st->lock);
-    if (rc == 0 && check_name)
-        rc = names_check(name, strlen(name), *ns == NS_CONFIG);
-    return rc;
+    ROUTE(ino, setattr, req, ino, attr, to_set, fi);
+    fuse_reply_err(req, EPERM);
 }
 
-/* Namespace-relative path of an existing object inode. */
-static int obj_path(uint64_t ino, int *ns, char *path, size_t size, int *type)
+/* Creating or removing something in the root or `.cluster/`: EPERM; below a file: ENOTDIR. */
+static int below_mount_inode(uint64_t parent)
 {
-    if (!is_obj_ino(ino))
-        return ino == INO_ROOT || ino == INO_CLUSTER || is_status_ino(ino) ? -EPERM : -ENOENT;
-    int rc;
-    pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *o = live_obj(ino);
-    if (!o) {
-        rc = -ENOENT;
-    } else {
-        rc = tree_path(o, path, size);
-        *ns = o->ns;
-        if (type)
-            *type = o->type;
-    }
-    pthread_rwlock_unlock(&M.st->lock);
-    return rc < 0 ? rc : 0;
+    return parent == INO_ROOT || parent == INO_CLUSTER ? -EPERM : -ENOTDIR;
 }
-
-static int propose_path(uint8_t op, int ns, const char *path, sm_result_t *res)
-{
-    cmdbuf_t b;
-    cmd_begin(&b, op, (uint8_t)ns, node_now_ms());
-    cmd_str(&b, path);
-    return node_propose(M.node, &b, res);
-}
-
-static uint64_t result_id(const sm_result_t *res)
-{
-    uint64_t id = 0;
-    if (res->len >= 8)
-        memcpy(&id, res->data, 8);
-    return id;
-}
-
-/* Replies an entry for a freshly created object id. */
-static void reply_new_entry(fuse_req_t req, uint64_t id)
-{
-    struct fuse_entry_param e;
-    int rc = -ENOENT;
-    pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *o = tree_by_id(M.st, id);
-    if (o)
-        rc = entry_for_obj(o, &e);
-    pthread_rwlock_unlock(&M.st->lock);
-    if (rc < 0)
-        fuse_reply_err(req, -rc);
-    else
-        fuse_reply_entry(req, &e);
-}
-
-/* ---- directories ---- */
 
 static void q_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
     ROUTE(parent, mkdir, req, parent, name, mode);
-    uint64_t t0 = metrics_now_ns();
-    char path[4096];
-    int ns;
-    sm_result_t res;
-    int rc = child_path(parent, name, &ns, path, sizeof(path), 1);
-    if (rc == 0)
-        rc = propose_path(CMD_MKDIR, ns, path, &res);
-    metrics_op(MOP_mkdir, t0, -rc);
-    if (rc < 0)
-        fuse_reply_err(req, -rc);
-    else
-        reply_new_entry(req, result_id(&res));
-}
-
-static int do_remove(uint8_t op, uint64_t parent, const char *name)
-{
-    char path[4096];
-    int ns;
-    if (parent == INO_ROOT || parent == INO_CLUSTER)
-        return -EPERM;
-    int rc = child_path(parent, name, &ns, path, sizeof(path), 0);
-    if (rc < 0)
-        return rc;
-    pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *o = tree_resolve(M.st, ns, path, strlen(path));
-    int live = o && tree_live(o, node_now_ms());
-    pthread_rwlock_unlock(&M.st->lock);
-    if (!live) {
-        /* control names (".events", "file@rev") are read-only; others simply do not exist */
-        if (ns == NS_CONFIG && (name[0] == '.' || strchr(name, '@')))
-            return -EPERM;
-        return -ENOENT;
-    }
-    return propose_path(op, ns, path, NULL);
-}
-
-static void q_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-    ROUTE(parent, rmdir, req, parent, name);
-    uint64_t t0 = metrics_now_ns();
-    int rc = do_remove(CMD_RMDIR, parent, name);
-    metrics_op(MOP_rmdir, t0, -rc);
-    fuse_reply_err(req, -rc);
+    fuse_reply_err(req, -below_mount_inode(parent));
 }
 
 static void q_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     ROUTE(parent, unlink, req, parent, name);
-    uint64_t t0 = metrics_now_ns();
-    int rc = do_remove(CMD_UNLINK, parent, name);
-    metrics_op(MOP_unlink, t0, -rc);
-    fuse_reply_err(req, -rc);
+    fuse_reply_err(req, -below_mount_inode(parent));
 }
 
-static int do_rename(uint64_t parent, const char *name, uint64_t newparent,
-                     const char *newname, unsigned flags)
+static void q_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    char from[4096], to[4096];
-    int ns1, ns2;
-    if (flags & ~(unsigned)RENAME_NOREPLACE)
-        return -EINVAL;       /* RENAME_EXCHANGE / WHITEOUT: not supported */
-    int rc = child_path(parent, name, &ns1, from, sizeof(from), 0);
-    if (rc < 0)
-        return rc;
-    rc = child_path(newparent, newname, &ns2, to, sizeof(to), 1);
-    if (rc == -EPERM || rc == -EOPNOTSUPP)
-        return rc;
-    if (rc == 0 && ns1 != ns2)
-        return -EXDEV;
-    if (rc < 0)
-        return rc;
-    cmdbuf_t b;
-    cmd_begin(&b, CMD_RENAME, (uint8_t)ns1, node_now_ms());
-    cmd_str(&b, from);
-    cmd_str(&b, to);
-    cmd_u8(&b, (flags & RENAME_NOREPLACE) ? CMD_RENAME_NOREPLACE : 0);
-    return node_propose(M.node, &b, NULL);
+    ROUTE(parent, rmdir, req, parent, name);
+    fuse_reply_err(req, -below_mount_inode(parent));
 }
 
+static void q_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                     struct fuse_file_info *fi)
+{
+    ROUTE(parent, create, req, parent, name, mode, fi);
+    fuse_reply_err(req, -below_mount_inode(parent));
+}
+
+/* Whether namespace ns is built (has a front, or files on the tree). */
+static int built(int ns) { return ns_fronts[ns] || tree_hooks(ns); }
+
+/* A rename within one namespace is its front's. Otherwise: from or to the mount's own
+ * directories EPERM, from or to a directory that is gone ENOENT, from or to a namespace not
+ * built yet EOPNOTSUPP, else EXDEV. */
 static void q_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                      const char *newname, unsigned int flags)
 {
-    if (ino_module_ns(parent) != ino_module_ns(newparent)) {
-        fuse_reply_err(req, EXDEV);
-        return;
-    }
-    ROUTE(parent, rename, req, parent, name, newparent, newname, flags);
+    mount_t *m = mount_of(req);
+    int ns1, ns2, own1 = owner(m, parent, &ns1), own2 = owner(m, newparent, &ns2);
+    int rc = EXDEV;
+    if (own1 == OWN_MOUNT || own2 == OWN_MOUNT)
+        rc = EPERM;
+    else if (own1 == OWN_GONE || own2 == OWN_GONE)
+        rc = ENOENT;
+    else if (ns1 == ns2)
+        ROUTE(parent, rename, req, parent, name, newparent, newname, flags);
+    else if (!built(ns1) || !built(ns2))
+        rc = EOPNOTSUPP;
+    fuse_reply_err(req, rc);
+}
+
+/* An open `.cluster/` file: its text, rendered at open. */
+typedef struct text {
+    char *buf;
+    size_t len;
+} text_t;
+
+static void q_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    ROUTE(ino, open, req, ino, fi);
     uint64_t t0 = metrics_now_ns();
-    int rc = do_rename(parent, name, newparent, newname, flags);
-    metrics_op(MOP_rename, t0, -rc);
-    fuse_reply_err(req, -rc);
-}
-
-static void fh_free(fh_t *fh)
-{
-    if (!fh)
-        return;
-    free(fh->path);
-    blob_unref(fh->snap);
-    free(fh->sbuf);
-    dirlist_clear(&fh->dir);
-    blob_unref(fh->orig);
-    watch_close(fh->watch);
-    pthread_mutex_destroy(&fh->mu);
-    free(fh);
-}
-
-static fh_t *fh_new(int kind)
-{
-    fh_t *fh = calloc(1, sizeof(*fh));
-    if (fh) {
-        fh->kind = kind;
-        pthread_mutex_init(&fh->mu, NULL);
+    text_t *t = NULL;
+    int rc = -EISDIR;
+    if (is_status_ino(ino)) {
+        rc = (fi->flags & O_ACCMODE) != O_RDONLY ? -EPERM : (t = calloc(1, sizeof(*t))) ? 0
+                                                                                     : -ENOMEM;
+        if (rc == 0 && (rc = status_render(mount_of(req)->node, (int)(ino - INO_STATUS0),
+                                           &t->buf, &t->len)) < 0) {
+            free(t);
+            t = NULL;
+        }
     }
-    return fh;
+    metrics_op(MOP_open, t0, -rc);
+    if (mount_reply_open(req, rc, t, fi, NULL) && t) {
+        free(t->buf);
+        free(t);
+    }
 }
 
-static int do_opendir(uint64_t ino, fh_t **out)
+/* The text never changes while the file is open, and release cannot run before the reply
+ * to a read is written. */
+static void q_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                   struct fuse_file_info *fi)
 {
-    fh_t *fh = fh_new(FH_DIR);
-    int rc = 0;
-    if (!fh)
-        return -ENOMEM;
-    dirlist_t *d = &fh->dir;
-    rc = dirlist_add(d, ".", ino, S_IFDIR);
+    ROUTE(ino, read, req, ino, size, off, fi);
+    uint64_t t0 = metrics_now_ns();
+    const text_t *t = (const text_t *)(uintptr_t)fi->fh;
+    size_t n = off < 0 || (size_t)off >= t->len ? 0 : t->len - (size_t)off;
+    fuse_reply_buf(req, n ? t->buf + off : NULL, n < size ? n : size);
+    metrics_op(MOP_read, t0, 0);
+}
+
+static void q_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    ROUTE(ino, write, req, ino, buf, size, off, fi);
+    fuse_reply_err(req, EBADF);
+}
+
+static void q_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    ROUTE(ino, flush, req, ino, fi);
+    fuse_reply_err(req, 0);
+}
+
+static void q_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    ROUTE(ino, fsync, req, ino, datasync, fi);
+    fuse_reply_err(req, 0);
+}
+
+static void q_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    ROUTE(ino, release, req, ino, fi);
+    text_t *t = (text_t *)(uintptr_t)fi->fh;
+    if (t)
+        free(t->buf);
+    free(t);
+    fuse_reply_err(req, 0);
+}
+
+static int do_opendir(uint64_t ino, dirlist_t *d)
+{
+    if (ino != INO_ROOT && ino != INO_CLUSTER)
+        return -ENOTDIR;
+    int rc = dirlist_add(d, ".", ino, S_IFDIR);
     if (rc == 0)
         rc = dirlist_add(d, "..", INO_ROOT, S_IFDIR);
-    if (rc < 0)
-        goto fail;
     if (ino == INO_ROOT) {
         for (int ns = 1; ns < NS__COUNT && rc == 0; ns++)
             rc = dirlist_add(d, ns_names[ns], NS_ROOT_ID(ns), S_IFDIR);
         if (rc == 0)
             rc = dirlist_add(d, ".cluster", INO_CLUSTER, S_IFDIR);
-    } else if (ino == INO_CLUSTER) {
+    } else {
         for (int i = 0; i < STATUS__COUNT && rc == 0; i++)
             rc = dirlist_add(d, status_names[i], INO_STATUS0 + (uint64_t)i, S_IFREG);
-    } else if (is_obj_ino(ino)) {
-        pthread_rwlock_rdlock(&M.st->lock);
-        obj_t *o = live_obj(ino), *c;
-        uint64_t now = node_now_ms();
-        if (!o)
-            rc = -ENOENT;
-        else if (o->type != OBJ_DIR)
-            rc = -ENOTDIR;
-        else {
-            d->ents[1].ino = o->parent ? o->parent->id : INO_ROOT;
-            for (c = o->children; c && rc == 0; c = c->hh.next)
-                if (tree_live(c, now))
-                    rc = dirlist_add(d, c->name, c->id,
-                                     c->type == OBJ_DIR ? S_IFDIR : S_IFREG);
-        }
-        pthread_rwlock_unlock(&M.st->lock);
-    } else {
-        rc = -ENOTDIR;
     }
-    if (rc < 0)
-        goto fail;
-    dirlist_sort(d, 2);
-    *out = fh;
-    return 0;
-fail:
-    fh_free(fh);
+    if (rc == 0)
+        dirlist_sort(d, 2);
     return rc;
 }
 
 static void q_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     ROUTE(ino, opendir, req, ino, fi);
-    fh_t *fh;
-    int rc = do_opendir(ino, &fh);
-    if (rc < 0) {
+    dirlist_t *d = calloc(1, sizeof(*d));
+    int rc = d ? do_opendir(ino, d) : -ENOMEM;
+    if (rc == 0) {
+        fi->fh = (uintptr_t)d;
+        if (fuse_reply_open(req, fi) == 0)
+            return;
+    } else {
         fuse_reply_err(req, -rc);
-        return;
     }
-    fi->fh = (uintptr_t)fh;
-    if (fuse_reply_open(req, fi) != 0)
-        fh_free(fh);
+    if (d)
+        dirlist_clear(d);
+    free(d);
 }
 
 static void q_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -826,649 +560,45 @@ static void q_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
     ROUTE(ino, readdir, req, ino, size, off, fi);
     uint64_t t0 = metrics_now_ns();
-    dirlist_reply(req, &((fh_t *)(uintptr_t)fi->fh)->dir, size, off);
+    dirlist_reply(req, (dirlist_t *)(uintptr_t)fi->fh, size, off);
     metrics_op(MOP_readdir, t0, 0);
 }
 
 static void q_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     ROUTE(ino, releasedir, req, ino, fi);
-    fh_free((fh_t *)(uintptr_t)fi->fh);
+    dirlist_t *d = (dirlist_t *)(uintptr_t)fi->fh;
+    dirlist_clear(d);
+    free(d);
     fuse_reply_err(req, 0);
-}
-
-/* ---- files ---- */
-
-/* Another open of a file created but not yet written: it shares the creation (the
- * first of them to write or close commits it, with the same id). */
-static int open_pending(uint64_t ino, int flags, fh_t **out)
-{
-    char path[4096];
-    uint8_t ns;
-    if (pending_find(ino, &ns, path, sizeof(path)) < 0)
-        return -ENOENT;
-    fh_t *fh = fh_new(FH_VALUE);
-    if (!fh || !(fh->path = strdup(path)) || !(fh->snap = blob_new(NULL, 0))) {
-        fh_free(fh);
-        return -ENOMEM;
-    }
-    fh->ns = ns;
-    fh->append = !!(flags & O_APPEND);
-    fh->want_id = ino;
-    fh->create_pending = 1;
-    *out = fh;
-    return 0;
-}
-
-static int open_value(uint64_t ino, int flags, fh_t **out)
-{
-    char path[4096];
-    int ns, type;
-    int rc = obj_path(ino, &ns, path, sizeof(path), &type);
-    if (rc == -ENOENT)
-        return open_pending(ino, flags, out);
-    if (rc < 0)
-        return rc;
-    if (type == OBJ_DIR)
-        return -EISDIR;
-    fh_t *fh = fh_new(FH_VALUE);
-    if (!fh || !(fh->path = strdup(path))) {
-        fh_free(fh);
-        return -ENOMEM;
-    }
-    fh->ns = (uint8_t)ns;
-    fh->append = !!(flags & O_APPEND);
-    if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY)
-        fh->trunc_pending = 1;
-    pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *o = live_obj(ino);
-    if (o)
-        fh->snap = blob_ref(o->val);
-    /* A read is logged (a TOUCH batch) when it restarts a sliding TTL, or when the cache
-     * is past half its cap so that the LRU order will soon decide an eviction. Below
-     * that, LRU order follows writes only, and reads cost no log traffic. */
-    int touch = o && (flags & O_ACCMODE) != O_WRONLY && cache_sm_read_touches(M.st, o);
-    pthread_rwlock_unlock(&M.st->lock);
-    if (!fh->snap) {
-        fh_free(fh);
-        return -ENOENT;
-    }
-    fh->orig = blob_ref(fh->snap);
-    if (fh->trunc_pending) {
-        blob_unref(fh->snap);
-        fh->snap = blob_new(NULL, 0);
-    }
-    if (touch)
-        node_note_read(M.node, path);
-    *out = fh;
-    return 0;
-}
-
-static int open_control(uint64_t ino, int flags, fh_t **out)
-{
-    fh_t *fh;
-    if ((flags & O_ACCMODE) != O_RDONLY)
-        return -EPERM;           /* read-only control file */
-    if (is_status_ino(ino)) {
-        fh = fh_new(FH_STATIC);
-        if (!fh)
-            return -ENOMEM;
-        int rc = status_render(M.node, (int)(ino - INO_STATUS0), &fh->sbuf, &fh->slen);
-        if (rc < 0) {
-            fh_free(fh);
-            return rc;
-        }
-        *out = fh;
-        return 0;
-    }
-    vino_t v;
-    if (vino_find(ino, &v) < 0)
-        return -ENOENT;
-    int rc = 0;
-    fh = fh_new(v.key.kind == VK_EVENTS ? FH_EVENTS : FH_STATIC);
-    if (!fh)
-        return -ENOMEM;
-    pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *o = tree_by_id(M.st, v.key.obj);
-    if (!o) {
-        rc = -ENOENT;
-    } else if (v.key.kind == VK_HIST) {
-        fh->snap = blob_ref(config_sm_version(o, v.key.aux));
-        if (!fh->snap)
-            rc = -ENOENT;
-    } else {
-        char path[4096];
-        rc = tree_path(o, path, sizeof(path));
-        if (rc >= 0)
-            rc = watch_open(node_front(M.node, NS_CONFIG), path,
-                            v.key.aux ? v.key.aux - 1 : config_sm_rev(M.st),
-                            !!(flags & O_NONBLOCK), &fh->watch);
-    }
-    pthread_rwlock_unlock(&M.st->lock);
-    if (rc < 0) {
-        fh_free(fh);
-        return rc;
-    }
-    *out = fh;
-    return 0;
-}
-
-static void q_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    ROUTE(ino, open, req, ino, fi);
-    uint64_t t0 = metrics_now_ns();
-    fh_t *fh = NULL;
-    int rc;
-    if ((ino & VINO_BIT) || is_status_ino(ino)) {
-        rc = open_control(ino, fi->flags, &fh);
-    } else {
-        rc = open_value(ino, fi->flags, &fh);
-    }
-    metrics_op(MOP_open, t0, -rc);
-    if (rc < 0) {
-        fuse_reply_err(req, -rc);
-        return;
-    }
-    fi->fh = (uintptr_t)fh;
-    fi->direct_io = 1;        /* the kernel page cache must never serve a stale value */
-    fi->keep_cache = 0;
-    if (fuse_reply_open(req, fi) != 0)
-        fh_free(fh);
-}
-
-static void q_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                   struct fuse_file_info *fi)
-{
-    ROUTE(ino, read, req, ino, size, off, fi);
-    uint64_t t0 = metrics_now_ns();
-    fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
-    if (fh->kind == FH_EVENTS) {
-        metrics_op(MOP_read, t0, 0);
-        watch_read(req, fh->watch, size, off);
-        return;
-    }
-    const uint8_t *data;
-    size_t len;
-    pthread_mutex_lock(&fh->mu);
-    if (fh->kind == FH_STATIC && !fh->snap) {
-        data = (const uint8_t *)fh->sbuf;
-        len = fh->slen;
-    } else {
-        data = fh->snap->data;
-        len = fh->snap->len;
-    }
-    size_t n = off < 0 || (size_t)off >= len ? 0 : len - (size_t)off;
-    if (n > size)
-        n = size;
-    fuse_reply_buf(req, n ? (const char *)data + off : NULL, n);
-    pthread_mutex_unlock(&fh->mu);
-    metrics_op(MOP_read, t0, 0);
-}
-
-/* Commits fh's working copy [0, newlen) as the value. fh->mu held. */
-/* Commits one write request (or, with CMD_WRITE_SETLEN and no data, a truncation to off)
- * on the file's current value, carrying the open's pending O_TRUNC, creation and O_APPEND.
- * Afterwards reads through this open see the committed value. fh->mu held. */
-static int write_request(fh_t *fh, uint8_t flags, uint64_t off, const void *data, size_t len)
-{
-    cmdbuf_t b;
-    cmd_begin(&b, CMD_WRITE, fh->ns, node_now_ms());
-    cmd_str(&b, fh->path);
-    if (fh->trunc_pending)
-        flags |= CMD_WRITE_TRUNC;
-    if (fh->append && !(flags & CMD_WRITE_SETLEN))
-        flags |= CMD_WRITE_APPEND;
-    if (fh->create_pending) {
-        cmd_u8(&b, flags | CMD_PUT_CREATE | CMD_PUT_ID);
-        cmd_u64(&b, fh->want_id);
-    } else {
-        cmd_u8(&b, flags);
-    }
-    cmd_u64(&b, off);
-    cmd_bytes(&b, data, len);
-    sm_result_t res;
-    int rc = node_propose(M.node, &b, &res);
-    if (rc < 0)
-        return rc;
-    fh->dirty = 1;
-    fh->trunc_pending = 0;
-    if (fh->create_pending)
-        created(fh);
-    uint64_t id = result_id(&res);
-    pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *o = tree_by_id(M.st, id);
-    blob_t *nb = o && o->type == OBJ_FILE ? blob_ref(o->val) : NULL;
-    pthread_rwlock_unlock(&M.st->lock);
-    if (nb) {
-        blob_unref(fh->snap);
-        fh->snap = nb;
-    }
-    return 0;
-}
-
-/* A value grew past VALUE_MAX through several write requests: the earlier ones were already
- * committed, so put back the value the file had at open (or remove a file this open
- * created), keeping "EFBIG and the old value is kept". fh->mu held. */
-static void restore_orig(fh_t *fh)
-{
-    if (!fh->dirty)
-        return;
-    cmdbuf_t b;
-    if (fh->orig) {
-        cmd_begin(&b, CMD_PUT, fh->ns, node_now_ms());
-        cmd_str(&b, fh->path);
-        cmd_u8(&b, CMD_PUT_CREATE);
-        cmd_bytes(&b, fh->orig->data, fh->orig->len);
-    } else {
-        cmd_begin(&b, CMD_UNLINK, fh->ns, node_now_ms());
-        cmd_str(&b, fh->path);
-    }
-    int rc = node_propose(M.node, &b, NULL);
-    if (rc < 0)
-        fprintf(stderr, "quorumfs: %s: restoring the value after EFBIG failed: %s\n", fh->path,
-                strerror(-rc));
-    fh->dirty = 0;
-    blob_unref(fh->snap);
-    fh->snap = blob_ref(fh->orig ? fh->orig : NULL);
-    if (!fh->snap)
-        fh->snap = blob_new(NULL, 0);
-    if (!fh->orig && !fh->create_pending && pending_add(fh->want_id, fh->ns, fh->path) == 0)
-        fh->create_pending = 1;   /* it was this open's new file: it is gone again */
-}
-
-static int do_write(fh_t *fh, const char *buf, size_t size, off_t off)
-{
-    if (fh->kind != FH_VALUE)
-        return -EBADF;
-    if (off < 0)
-        return -EINVAL;
-    pthread_mutex_lock(&fh->mu);
-    int rc = -EFBIG;   /* apply checks again, against the value's length for O_APPEND */
-    if (fh->append || (uint64_t)off + size <= VALUE_MAX)
-        rc = write_request(fh, 0, (uint64_t)off, buf, size);
-    if (rc == -EFBIG)
-        restore_orig(fh);
-    pthread_mutex_unlock(&fh->mu);
-    return rc;
-}
-
-static void q_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-                    struct fuse_file_info *fi)
-{
-    ROUTE(ino, write, req, ino, buf, size, off, fi);
-    uint64_t t0 = metrics_now_ns();
-    int rc = do_write((fh_t *)(uintptr_t)fi->fh, buf, size, off);
-    metrics_op(MOP_write, t0, -rc);
-    if (rc < 0)
-        fuse_reply_err(req, -rc);
-    else
-        fuse_reply_write(req, size);
-}
-
-/* Commits what an open still owes: the truncation of O_TRUNC, or the creation of a new
- * file, when nothing was written. */
-static int settle(fh_t *fh)
-{
-    if (fh->kind != FH_VALUE)
-        return 0;
-    pthread_mutex_lock(&fh->mu);
-    int rc = 0;
-    if (fh->create_pending || fh->trunc_pending) {
-        cmdbuf_t b;
-        cmd_begin(&b, CMD_PUT, fh->ns, node_now_ms());
-        cmd_str(&b, fh->path);
-        put_flags(&b, fh, CMD_PUT_KEEP);
-        cmd_bytes(&b, "", 0);
-        rc = node_propose(M.node, &b, NULL);
-        if (rc == 0) {
-            fh->trunc_pending = 0;
-            if (fh->create_pending)
-                created(fh);
-        }
-    }
-    pthread_mutex_unlock(&fh->mu);
-    return rc;
-}
-
-/* See mount.h. Judged from the mnt_id and ino lines of /proc/<pid>/fdinfo/<fd>. */
-int mount_still_open_by(pid_t pid, uint64_t ino)
-{
-    char path[64], line[128];
-    if (!M.mnt_id || pid <= 0)
-        return 1;
-    snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return 1;
-    int found = 0;
-    struct dirent *e;
-    while (!found && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%d/fdinfo/%.16s", (int)pid, e->d_name);
-        FILE *f = fopen(path, "re");
-        if (!f)
-            continue;
-        long long mnt = -1;
-        unsigned long long i = 0;
-        while (fgets(line, sizeof(line), f)) {
-            sscanf(line, "mnt_id: %lld", &mnt);
-            sscanf(line, "ino: %llu", &i);
-        }
-        fclose(f);
-        found = mnt == M.mnt_id && i == ino;
-    }
-    closedir(d);
-    return found;
-}
-
-/* flush comes at every close() of a descriptor, including a shell's close of the original
- * after dup2() and before its first write. An open that still owes its O_TRUNC or its
- * creation settles here only if the closing process holds no other descriptor on the file
- * (then no write can follow, and close() returns once the truncation is durable);
- * otherwise release settles it. Every write has already reported its own error. */
-static void q_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    ROUTE(ino, flush, req, ino, fi);
-    uint64_t t0 = metrics_now_ns();
-    fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
-    int rc = 0;
-    if (fh->kind == FH_VALUE && (fh->trunc_pending || fh->create_pending) &&
-        !mount_still_open_by(fuse_req_ctx(req)->pid, ino))
-        rc = settle(fh);
-    metrics_op(MOP_flush, t0, -rc);
-    fuse_reply_err(req, -rc);
-}
-
-static void q_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
-{
-    ROUTE(ino, fsync, req, ino, datasync, fi);
-    /* Every acknowledged write is already durable; only a pending create/truncate is owed. */
-    fuse_reply_err(req, -settle((fh_t *)(uintptr_t)fi->fh));
-}
-
-static void q_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    ROUTE(ino, release, req, ino, fi);
-    fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
-    /* The last descriptor is gone: an O_TRUNC or a create with nothing written lands now. */
-    int rc = settle(fh);
-    if (rc < 0)
-        fprintf(stderr, "quorumfs: %s: truncate/create at close not committed: %s\n",
-                fh->path ? fh->path : "?", strerror(-rc));
-    if (fh->kind == FH_VALUE && fh->create_pending)
-        pending_del(fh->want_id);
-    fh_free(fh);
-    fuse_reply_err(req, 0);
-}
-
-/* Id of the live object at ns/path, or 0. */
-static uint64_t live_id(int ns, const char *path)
-{
-    pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *o = tree_resolve(M.st, ns, path, strlen(path));
-    uint64_t id = o && tree_live(o, node_now_ms()) ? o->id : 0;
-    pthread_rwlock_unlock(&M.st->lock);
-    return id;
-}
-
-static void q_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-                     struct fuse_file_info *fi)
-{
-    ROUTE(parent, create, req, parent, name, mode, fi);
-    uint64_t t0 = metrics_now_ns();
-    char path[4096];
-    int ns;
-    fh_t *fh = NULL;
-    struct fuse_entry_param e;
-    memset(&e, 0, sizeof(e));
-    e.generation = 1;
-    int rc = child_path(parent, name, &ns, path, sizeof(path), 1);
-    if (rc == 0 && (fi->flags & O_EXCL)) {
-        /* O_CREAT|O_EXCL is committed before the open returns. */
-        cmdbuf_t b;
-        sm_result_t res;
-        cmd_begin(&b, CMD_PUT, (uint8_t)ns, node_now_ms());
-        cmd_str(&b, path);
-        cmd_u8(&b, CMD_PUT_CREATE | CMD_PUT_EXCL);
-        cmd_bytes(&b, "", 0);
-        rc = node_propose(M.node, &b, &res);
-        if (rc == 0)
-            rc = open_value(result_id(&res), fi->flags & ~O_TRUNC, &fh);
-        if (rc == 0)
-            rc = do_getattr(result_id(&res), &e.attr);
-        e.ino = result_id(&res);
-    } else if (rc == 0 && ((e.ino = live_id(ns, path)) != 0 ||
-                           (e.ino = pending_by_path((uint8_t)ns, path)) != 0)) {
-        /* It was created meanwhile (the kernel's lookup missed it), or another open is
-         * creating it: open that, as open(2) with O_CREAT and without O_EXCL does. */
-        rc = open_value(e.ino, fi->flags, &fh);
-        if (rc == 0)
-            rc = do_getattr(e.ino, &e.attr);
-    } else if (rc == 0) {
-        /* Plain O_CREAT: the file comes into being with its first write (or at close), so
-         * readers never see it empty-then-filled and config gets one revision. */
-        fh = fh_new(FH_VALUE);
-        if (!fh || !(fh->path = strdup(path)) || !(fh->snap = blob_new(NULL, 0))) {
-            rc = -ENOMEM;
-        } else {
-            fh->ns = (uint8_t)ns;
-            fh->append = !!(fi->flags & O_APPEND);
-            fh->want_id = __atomic_fetch_add(&M.next_pid, 1, __ATOMIC_RELAXED);
-            rc = fh->want_id < STATE_PID_END ? pending_add(fh->want_id, fh->ns, path) : -ENOSPC;
-            if (rc == 0) {
-                fh->create_pending = 1;
-                e.ino = fh->want_id;
-                fill_stat(&e.attr, e.ino, S_IFREG | 0644, 0, node_now_ms());
-            }
-        }
-    }
-    metrics_op(MOP_create, t0, -rc);
-    if (rc < 0) {
-        fh_free(fh);
-        fuse_reply_err(req, -rc);
-        return;
-    }
-    fi->fh = (uintptr_t)fh;
-    fi->direct_io = 1;
-    fi->keep_cache = 0;
-    if (fuse_reply_create(req, &e, fi) != 0) {
-        if (fh->create_pending)
-            pending_del(fh->want_id);
-        fh_free(fh);
-    }
-}
-
-/* truncate(2)/ftruncate(2): one committed step to the new size. */
-static int do_truncate(uint64_t ino, off_t size, fh_t *fh)
-{
-    if (size < 0)
-        return -EINVAL;
-    if ((uint64_t)size > VALUE_MAX)
-        return -EFBIG;
-    fh_t *tmp = NULL;
-    int rc = 0;
-    if (!fh || fh->kind != FH_VALUE) {
-        rc = open_value(ino, O_RDWR, &tmp);
-        if (rc < 0)
-            return rc;
-        fh = tmp;
-    }
-    pthread_mutex_lock(&fh->mu);
-    rc = write_request(fh, CMD_WRITE_SETLEN, (uint64_t)size, NULL, 0);
-    pthread_mutex_unlock(&fh->mu);
-    fh_free(tmp);
-    return rc;
-}
-
-/* A setattr (touch, truncate) of a file created but not yet written commits the creation
- * first, through its own open if it comes with one. */
-static int settle_pending(uint64_t ino, fh_t *fh)
-{
-    if (fh && fh->kind == FH_VALUE && fh->create_pending)
-        return settle(fh);
-    char path[4096];
-    uint8_t ns;
-    if (pending_find(ino, &ns, path, sizeof(path)) < 0)
-        return 0;
-    cmdbuf_t b;
-    cmd_begin(&b, CMD_PUT, ns, node_now_ms());
-    cmd_str(&b, path);
-    cmd_u8(&b, CMD_PUT_CREATE | CMD_PUT_KEEP | CMD_PUT_ID);
-    cmd_u64(&b, ino);
-    cmd_bytes(&b, "", 0);
-    return node_propose(M.node, &b, NULL);
-}
-
-static int do_setattr(uint64_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
-{
-    fh_t *fh = fi ? (fh_t *)(uintptr_t)fi->fh : NULL;
-    if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
-        return -EPERM;           /* ownership and permission bits are fixed */
-    if (ino & VINO_BIT)
-        return -EPERM;           /* control files */
-    int rc = settle_pending(ino, fh);
-    if (rc < 0)
-        return rc;
-    if (!is_obj_ino(ino))
-        return -EPERM;
-    if (to_set & FUSE_SET_ATTR_SIZE) {
-        int rc = do_truncate(ino, attr->st_size, fh);
-        if (rc < 0)
-            return rc;
-    }
-    if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_ATIME |
-                  FUSE_SET_ATTR_ATIME_NOW)) {
-        char path[4096];
-        int ns;
-        int rc = obj_path(ino, &ns, path, sizeof(path), NULL);
-        if (rc == 0 && (ns == NS_CACHE || ns == NS_CONFIG))
-            rc = propose_path(CMD_SETMTIME, ns, path, NULL);
-        if (rc < 0 && rc != -EPERM)
-            return rc;
-    }
-    return 0;
-}
-
-static void q_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-                      struct fuse_file_info *fi)
-{
-    ROUTE(ino, setattr, req, ino, attr, to_set, fi);
-    uint64_t t0 = metrics_now_ns();
-    int rc = do_setattr(ino, attr, to_set, fi);
-    metrics_op(MOP_setattr, t0, -rc);
-    if (rc < 0)
-        fuse_reply_err(req, -rc);
-    else
-        reply_attr(req, ino);
-}
-
-/* ---- extended attributes ---- */
-
-static int do_setxattr(uint64_t ino, const char *name, const char *value, size_t size,
-                       int remove)
-{
-    char path[4096];
-    int ns, rc;
-    if (strncmp(name, "user.", 5) != 0)
-        return -ENOTSUP;
-    rc = obj_path(ino, &ns, path, sizeof(path), NULL);
-    if (rc < 0)
-        return rc == -EPERM ? -ENOTSUP : rc;
-    if (ns == NS_CONFIG)
-        return strcmp(name, "user.version") == 0 ? -EPERM : -ENOTSUP;
-    if (ns != NS_CACHE)
-        return -ENOTSUP;
-    if (!remove) {
-        pthread_rwlock_rdlock(&M.st->lock);
-        obj_t *o = live_obj(ino);
-        rc = o ? cache_sm_check_setxattr(o, name, value, size) : -ENOENT;
-        pthread_rwlock_unlock(&M.st->lock);
-        if (rc < 0)
-            return rc;
-    }
-    cmdbuf_t b;
-    cmd_begin(&b, remove ? CMD_REMOVEXATTR : CMD_SETXATTR, (uint8_t)ns, node_now_ms());
-    cmd_str(&b, path);
-    cmd_str(&b, name);
-    if (!remove)
-        cmd_bytes(&b, value, size);
-    return node_propose(M.node, &b, NULL);
 }
 
 static void q_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                        size_t size, int flags)
 {
     ROUTE(ino, setxattr, req, ino, name, value, size, flags);
-    uint64_t t0 = metrics_now_ns();
-    int rc = do_setxattr(ino, name, value, size, 0);
-    metrics_op(MOP_setxattr, t0, -rc);
-    fuse_reply_err(req, -rc);
+    fuse_reply_err(req, ENOTSUP);
 }
 
 static void q_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
     ROUTE(ino, removexattr, req, ino, name);
-    uint64_t t0 = metrics_now_ns();
-    int rc = do_setxattr(ino, name, NULL, 0, 1);
-    metrics_op(MOP_removexattr, t0, -rc);
-    fuse_reply_err(req, -rc);
-}
-
-/* Fills buf (size 0 = size query) with attribute name of ino. Returns length or -errno. */
-static int do_getxattr(uint64_t ino, const char *name, char *buf, size_t size, int list)
-{
-    if (!is_obj_ino(ino))
-        return list ? 0 : (ino & VINO_BIT) || is_status_ino(ino) || ino <= INO_CLUSTER
-                              ? -ENODATA : -ENOENT;
-    int rc;
-    pthread_rwlock_rdlock(&M.st->lock);
-    obj_t *o = live_obj(ino);
-    if (!o)
-        rc = -ENOENT;
-    else if (list)
-        rc = (int)(tree_hooks(o->ns) ? tree_hooks(o->ns)->listxattr(o, buf, size) : 0);
-    else
-        rc = tree_hooks(o->ns) ? tree_hooks(o->ns)->getxattr(o, name, buf, size) : -ENODATA;
-    pthread_rwlock_unlock(&M.st->lock);
-    if (list && size && (size_t)rc > size)
-        return -ERANGE;
-    return rc;
-}
-
-static void reply_xattr(fuse_req_t req, int rc, const char *buf, size_t size)
-{
-    if (rc < 0)
-        fuse_reply_err(req, -rc);
-    else if (size == 0)
-        fuse_reply_xattr(req, (size_t)rc);
-    else
-        fuse_reply_buf(req, buf, (size_t)rc);
+    fuse_reply_err(req, ENOTSUP);
 }
 
 static void q_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
     ROUTE(ino, getxattr, req, ino, name, size);
-    uint64_t t0 = metrics_now_ns();
-    char *buf = size ? malloc(size) : NULL;
-    int rc = size && !buf ? -ENOMEM : do_getxattr(ino, name, buf, size, 0);
-    metrics_op(MOP_getxattr, t0, rc == -ENODATA ? 0 : (rc < 0 ? -rc : 0));
-    reply_xattr(req, rc, buf, size);
-    free(buf);
+    fuse_reply_err(req, ENODATA);
 }
 
 static void q_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
     ROUTE(ino, listxattr, req, ino, size);
-    uint64_t t0 = metrics_now_ns();
-    char *buf = size ? malloc(size) : NULL;
-    int rc = size && !buf ? -ENOMEM : do_getxattr(ino, NULL, buf, size, 1);
-    metrics_op(MOP_listxattr, t0, rc < 0 ? -rc : 0);
-    reply_xattr(req, rc, buf, size);
-    free(buf);
+    front_reply_xattr(req, "", 0, size);
 }
 
-/* Locks are served by the module that owns the inode (locks/); elsewhere they are not
+/* Locks are served by the front that owns the inode (locks/); elsewhere they are not
  * supported (EOPNOTSUPP). */
 static void q_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock)
 {
@@ -1491,13 +621,14 @@ static void q_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, i
 
 static void q_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+    mount_t *m = mount_of(req);
     uint64_t t0 = metrics_now_ns();
     struct statvfs sv;
-    if (statvfs(node_data_dir(M.node), &sv) != 0)
+    if (statvfs(node_data_dir(m->node), &sv) != 0)
         memset(&sv, 0, sizeof(sv));
-    pthread_rwlock_rdlock(&M.st->lock);
-    sv.f_files = M.st->tree.nobjs;
-    pthread_rwlock_unlock(&M.st->lock);
+    pthread_rwlock_rdlock(&m->st->lock);
+    sv.f_files = m->st->tree.nobjs;
+    pthread_rwlock_unlock(&m->st->lock);
     sv.f_ffree = 1u << 30;
     sv.f_favail = sv.f_ffree;
     sv.f_namemax = NAME_MAX_BYTES;
@@ -1511,13 +642,14 @@ static void q_init(void *userdata, struct fuse_conn_info *conn)
     if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
         conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
-    conn->max_write = VALUE_MAX;
-    /* Forward flock(2) and fcntl locks when a module serves them (locks/). */
+    conn->max_write = MAX_WRITE;
+    /* Forward flock(2) and fcntl locks when a front serves them (locks/). */
     for (int ns = 1; ns < NS__COUNT; ns++) {
-        const ns_front_t *m = serving_front(ns);
-        if (m && m->fuse->flock && (conn->capable & FUSE_CAP_FLOCK_LOCKS))
+        const struct fuse_lowlevel_ops *o = ns_fronts[ns] && ns_fronts[ns]->fuse
+                                                ? ns_fronts[ns]->fuse : &tree_fuse_ops;
+        if (o->flock && (conn->capable & FUSE_CAP_FLOCK_LOCKS))
             conn->want |= FUSE_CAP_FLOCK_LOCKS;
-        if (m && m->fuse->setlk && (conn->capable & FUSE_CAP_POSIX_LOCKS))
+        if (o->setlk && (conn->capable & FUSE_CAP_POSIX_LOCKS))
             conn->want |= FUSE_CAP_POSIX_LOCKS;
     }
 }
@@ -1553,6 +685,8 @@ static const struct fuse_lowlevel_ops ops = {
     .flock = q_flock,
 };
 
+/* ---- mount ids and open descriptors ---- */
+
 /* The id of the newest mount at mountpoint (ours, just made), or 0. */
 static long long find_mnt_id(const char *mountpoint)
 {
@@ -1583,21 +717,88 @@ static long long find_mnt_id(const char *mountpoint)
     return found;
 }
 
+/* Judged from the mnt_id and ino lines of /proc/<pid>/fdinfo/<fd>. */
+static int open_in(long long mnt_id, pid_t pid, uint64_t ino)
+{
+    char path[64], line[128];
+    if (!mnt_id || pid <= 0)
+        return 1;
+    snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return 1;
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/fdinfo/%.16s", (int)pid, e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue;
+        long long mnt = -1;
+        unsigned long long i = 0;
+        while (fgets(line, sizeof(line), f)) {
+            sscanf(line, "mnt_id: %lld", &mnt);
+            sscanf(line, "ino: %llu", &i);
+        }
+        fclose(f);
+        found = mnt == mnt_id && i == ino;
+    }
+    closedir(d);
+    return found;
+}
+
+int mount_still_open(const mount_t *m, pid_t pid, uint64_t ino)
+{
+    return open_in(m->mnt_id, pid, ino);
+}
+
+/* Transitional, for fs/queues_fuse.c until it calls mount_still_open: the same for the
+ * mount this process made last (the one process-wide value left on the FUSE side). */
+static long long last_mnt_id;
+
+int mount_still_open_by(pid_t pid, uint64_t ino)
+{
+    return open_in(__atomic_load_n(&last_mnt_id, __ATOMIC_RELAXED), pid, ino);
+}
+
+/* Every request was answered and every file released: nothing refers to m any more. */
+static void mount_free(mount_t *m)
+{
+    ctl_ent_t *v, *vt;
+    HASH_ITER(hh_ino, m->by_ino, v, vt) {
+        HASH_DELETE(hh_ino, m->by_ino, v);
+        HASH_DELETE(hh_key, m->by_key, v);
+        free(v);
+    }
+    pending_t *p, *pt;
+    HASH_ITER(hh, m->pending, p, pt) {
+        HASH_DELETE(hh, m->pending, p);
+        free(p);
+    }
+    pthread_mutex_destroy(&m->ctl_mu);
+    pthread_mutex_destroy(&m->pending_mu);
+    free(m);
+}
+
 int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
                 void (*ready)(void *arg), void *ready_arg)
 {
-    M.node = node;
-    M.st = node_state(node);
-    M.uid = getuid();
-    for (int ns = 1; ns < NS__COUNT; ns++)
-        any_modules |= serving_front(ns) != NULL;
-    M.gid = getgid();
-    pthread_rwlock_rdlock(&M.st->lock);
-    M.next_pid = M.st->tree.next_pid;
-    pthread_rwlock_unlock(&M.st->lock);
+    mount_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -1;
+    m->node = node;
+    m->st = node_state(node);
+    pthread_mutex_init(&m->ctl_mu, NULL);
+    pthread_mutex_init(&m->pending_mu, NULL);
+    pthread_rwlock_rdlock(&m->st->lock);
+    m->next_pid = m->st->tree.next_pid;
+    pthread_rwlock_unlock(&m->st->lock);
     int ret = -1;
-    /* The node is the requests' userdata: fronts reach their context through it. */
-    struct fuse_session *se = fuse_session_new(args, &ops, sizeof(ops), node);
+    /* The mount is the requests' userdata: handlers reach the node and the fronts' contexts
+     * through it. */
+    struct fuse_session *se = fuse_session_new(args, &ops, sizeof(ops), m);
     if (!se)
         goto out;
     if (fuse_set_signal_handlers(se) != 0)
@@ -1606,7 +807,8 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
         fprintf(stderr, "quorumfs: cannot mount at %s\n", mountpoint);
         goto out_signals;
     }
-    M.mnt_id = find_mnt_id(mountpoint);
+    m->mnt_id = find_mnt_id(mountpoint);
+    __atomic_store_n(&last_mnt_id, m->mnt_id, __ATOMIC_RELAXED);
     if (ready)
         ready(ready_arg);
     struct fuse_loop_config *cfg = fuse_loop_cfg_create();
@@ -1625,5 +827,6 @@ out_signals:
 out_destroy:
     fuse_session_destroy(se);
 out:
+    mount_free(m);
     return ret;
 }

@@ -1,9 +1,8 @@
-/* fs/node.c — the node: group + state + session + namespace fronts + sweeper thread; see
- * node.h. The sweeper runs every SWEEP_MS: it proposes EXPIRE for cache keys whose TTL
- * passed and TOUCH for the keys read since the last sweep, renews the session and runs the
- * fronts' sweeps. All of it is decided here (the leader side) and committed, so apply never
- * reads a clock. The state's delivery hook (node_deliver) hands apply's effects to the
- * fronts once the state lock is released.
+/* fs/node.c — the node: group + shard + session + namespace fronts + sweeper thread; see
+ * node.h. The sweeper runs every SWEEP_MS: it renews the session and runs the fronts'
+ * sweeps (cache/ proposes EXPIRE and TOUCH batches there). All of it is decided here (the
+ * leader side) and committed, so apply never reads a clock. The state's delivery hook
+ * (node_deliver) hands apply's effects to the fronts once the state lock is released.
  *
  * Lifetime: open creates state, group (restore + replay: effects of replayed entries find
  * no front and are dropped), session, fronts, then the sweeper; close ends the session,
@@ -17,29 +16,20 @@
 #include <string.h>
 #include <time.h>
 #include "cluster/err.h"
-#include "fs/cache.h"
 #include "fs/node.h"
 #include "fs/ns.h"
 #include "fs/session.h"
 
 #define SWEEP_MS 100
-#define TOUCH_BATCH_MAX 4096
-#define EXPIRE_BATCH_MAX 4096
-
-typedef struct touched {
-    UT_hash_handle hh;
-    char path[];
-} touched_t;
 
 struct node {
     state_t *st;
     group_t *group;
     char *data_dir;
+    node_opts_t opts;            /* as opened; opts.data_dir is data_dir */
     pthread_t sweeper;
-    pthread_mutex_t mu;          /* guards touched, ntouched, stop */
+    pthread_mutex_t mu;          /* guards stop */
     pthread_cond_t cv;
-    touched_t *touched;
-    uint32_t ntouched;
     int stop;
     int sweeping;                /* the sweeper thread was started */
     uint64_t last_nospace_ms;    /* atomic */
@@ -94,59 +84,6 @@ uint64_t node_last_nospace_ms(node_t *n)
     return __atomic_load_n(&n->last_nospace_ms, __ATOMIC_RELAXED);
 }
 
-void node_note_read(node_t *n, const char *path)
-{
-    touched_t *t;
-    size_t len = strlen(path);
-    pthread_mutex_lock(&n->mu);
-    HASH_FIND(hh, n->touched, path, len, t);
-    if (!t && n->ntouched < TOUCH_BATCH_MAX && (t = malloc(sizeof(*t) + len + 1))) {
-        memcpy(t->path, path, len + 1);
-        HASH_ADD(hh, n->touched, path[0], len, t);
-        n->ntouched++;
-    }
-    pthread_mutex_unlock(&n->mu);
-}
-
-static void propose_touches(node_t *n)
-{
-    pthread_mutex_lock(&n->mu);
-    touched_t *list = n->touched, *t, *tmp;
-    uint32_t cnt = n->ntouched;
-    n->touched = NULL;
-    n->ntouched = 0;
-    pthread_mutex_unlock(&n->mu);
-    if (!cnt)
-        return;
-    cmdbuf_t b;
-    cache_cmd_touch(&b, node_now_ms());
-    HASH_ITER(hh, list, t, tmp) {
-        cache_cmd_touch_add(&b, t->path);
-        HASH_DELETE(hh, list, t);
-        free(t);
-    }
-    int rc = node_propose(n, &b, NULL);
-    if (rc < 0)
-        fprintf(stderr, "quorumfs: cache touch batch not committed: %s\n", strerror(-rc));
-}
-
-static void propose_expiry(node_t *n)
-{
-    uint64_t now = node_now_ms();
-    cmdbuf_t b;
-    cache_cmd_expire(&b, now);
-    pthread_rwlock_wrlock(&n->st->lock);
-    uint32_t cnt = cache_sm_collect_expired(n->st, now, &b, EXPIRE_BATCH_MAX);
-    pthread_rwlock_unlock(&n->st->lock);
-    if (!cnt) {
-        free(b.p);
-        return;
-    }
-    int rc = node_propose(n, &b, NULL);
-    if (rc < 0)
-        fprintf(stderr, "quorumfs: cache expiry batch not committed: %s\n", strerror(-rc));
-}
-
 static void *sweeper_main(void *arg)
 {
     node_t *n = arg;
@@ -163,8 +100,6 @@ static void *sweeper_main(void *arg)
         if (n->stop)
             break;
         pthread_mutex_unlock(&n->mu);
-        propose_touches(n);
-        propose_expiry(n);
         session_local_sweep(n->sess);
         for (int ns = 1; ns < NS__COUNT; ns++)
             if (ns_fronts[ns] && ns_fronts[ns]->sweep)
@@ -205,11 +140,6 @@ static void teardown(node_t *n)
             ns_fronts[ns]->stop(ctx);
     }
     session_local_free(n->sess);
-    touched_t *t, *tmp;
-    HASH_ITER(hh, n->touched, t, tmp) {
-        HASH_DELETE(hh, n->touched, t);
-        free(t);
-    }
     state_free(n->st);
     free(n->data_dir);
     pthread_mutex_destroy(&n->mu);
@@ -227,6 +157,8 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
     pthread_mutex_init(&n->mu, NULL);
     pthread_cond_init(&n->cv, NULL);
     n->data_dir = strdup(opts->data_dir);
+    n->opts = *opts;
+    n->opts.data_dir = n->data_dir;
     n->st = state_new(STATE_DEFAULT_CACHE_CAP);
     if (!n->data_dir || !n->st)
         goto fail;
@@ -236,20 +168,6 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
     rc = group_open(&gc, &state_sm_ops, n->st, &n->group, errmsg);
     if (rc < 0)
         goto fail;
-    /* The cache cap is replicated state: a node whose option differs proposes it. */
-    pthread_rwlock_rdlock(&n->st->lock);
-    cache_stats_t cs;
-    cache_sm_stats(n->st, &cs);
-    uint64_t cap = cs.cap;
-    pthread_rwlock_unlock(&n->st->lock);
-    if (opts->cache_max_bytes && opts->cache_max_bytes != cap) {
-        cmdbuf_t b;
-        cache_cmd_setcap(&b, node_now_ms(), opts->cache_max_bytes);
-        int prc = node_propose(n, &b, NULL);
-        if (prc < 0)
-            fprintf(stderr, "quorumfs: cannot set the cache cap to %llu bytes: %s\n",
-                    (unsigned long long)opts->cache_max_bytes, strerror(-prc));
-    }
     rc = -QERR_NOMEM;
     if (!(n->sess = session_local_start(n)))
         goto fail;
@@ -286,6 +204,7 @@ void node_close(node_t *n)
 state_t *node_state(node_t *n) { return n->st; }
 group_t *node_group(node_t *n) { return n->group; }
 const char *node_data_dir(node_t *n) { return n->data_dir; }
+const node_opts_t *node_options(node_t *n) { return &n->opts; }
 struct session_local *node_session(node_t *n) { return n ? n->sess : NULL; }
 
 void *node_front(node_t *n, int ns)

@@ -1,8 +1,8 @@
-/* fs/node.h — one quorumfs node as the FUSE side sees it: the state machine, the
+/* fs/node.h — one quorumfs node as the FUSE side sees it: the shard (fs/state.h), the
  * replicated group that feeds it, the node's mount session (fs/session.h), the namespace
- * fronts' contexts (fs/ns.h) with the delivery of apply's effects to them, and the
- * leader-side timers that turn time into log entries (cache TTL expiry, batched read
- * touches for LRU and sliding TTL, the fronts' sweeps). */
+ * fronts' contexts (fs/ns.h) with the delivery of apply's effects to them, and the sweeper
+ * thread that runs the session's renewal and the fronts' leader-side sweeps (which turn
+ * time into log entries: cache expiry and read touches, lease expiry...). */
 #ifndef QFS_FS_NODE_H
 #define QFS_FS_NODE_H
 
@@ -27,6 +27,8 @@ void node_close(node_t *n);
 state_t *node_state(node_t *n);
 group_t *node_group(node_t *n);
 const char *node_data_dir(node_t *n);
+/* The options the node was opened with (data_dir as node_data_dir). */
+const node_opts_t *node_options(node_t *n);
 /* The context namespace ns's front (fs/ns.h) created at open; NULL if it has none, or for
  * a NULL n. Valid until node_close. */
 void *node_front(node_t *n, int ns);
@@ -39,10 +41,6 @@ uint64_t node_now_ms(void);
 /* Proposes the command in b (and frees b->p). Blocks until applied. Returns apply's result
  * (0 or -errno) or a group error mapped to -errno (ENOSPC, EFBIG, EIO). res may be NULL. */
 int node_propose(node_t *n, cmdbuf_t *b, sm_result_t *res);
-
-/* Records a read of cache key path (below cache/) so that a TOUCH command is proposed
- * soon (LRU order; sliding TTL restarts). Cheap; never blocks on the log. */
-void node_note_read(node_t *n, const char *path);
 
 /* Wall time (ms) of the last proposal refused because the data disk was full; 0 if never. */
 uint64_t node_last_nospace_ms(node_t *n);

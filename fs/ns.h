@@ -1,11 +1,14 @@
-/* fs/ns.h — the FUSE half of a namespace module: how a namespace with its own file model
- * (queues/, locks/, later logs/, jobs/, search/, services/) serves its files, proposes its
- * commands and delivers the effects its state machine (fs/ns_sm.h) emits. fs/mount.c routes
- * every request whose inode (or parent inode) belongs to the namespace to front->fuse.
+/* fs/ns.h — the FUSE half of a namespace module: how a namespace (cache/, config/, queues/,
+ * locks/, later logs/, jobs/, search/, services/) serves its files, proposes its commands and
+ * delivers the effects its state machine (fs/ns_sm.h) emits. fs/mount.c routes every request
+ * whose inode (or parent inode) belongs to the namespace to front->fuse. A namespace whose
+ * files are objects of the shard's tree uses the generic tree front (fs/tree_fuse.h) as its
+ * fuse operations and adds its own part through front->tree.
  *
  * A front keeps its tables (open files, parked requests) in a context it creates per node
  * (start); handlers reach it through the request: ns_front_ctx(req, ns), which goes through
- * fuse_req_userdata() (the node), never through a process-wide global. The state's delivery
+ * fuse_req_userdata() (the mount, fs/mount.h, and its node), never through a process-wide
+ * global. The state's delivery
  * hook (fs/node.c) hands each effect to front->deliver with that context, after the state
  * lock was released.
  *
@@ -45,12 +48,15 @@ typedef struct ns_front {
     /* FUSE operations on this namespace's inodes, called exactly as libfuse would call them
      * (the module replies). A NULL entry makes mount.c reply EOPNOTSUPP (never ENOSYS, which
      * would switch the operation off for the whole mount). forget goes to the hook above;
-     * init, destroy and statfs are never routed. NULL: mount.c serves the namespace itself
-     * (config/: the front only delivers `.events` wake-ups). */
+     * init, destroy and statfs are never routed. NULL: the generic tree front serves it. */
     const struct fuse_lowlevel_ops *fuse;
+
+    /* With fuse = &tree_fuse_ops: what the namespace adds to the generic tree front. */
+    const struct tree_front *tree;
 } ns_front_t;
 
-/* The registry, indexed by enum ns_id; NULL where there is no front. Defined in fs/ns.c. */
+/* The registry, indexed by enum ns_id; NULL where there is no front (a namespace not built
+ * yet: the generic tree front serves its empty root). Defined in fs/ns.c. */
 extern const ns_front_t *const ns_fronts[NS__COUNT];
 
 /* The context of namespace ns's front for the node that serves req (NULL if none). */

@@ -1,5 +1,5 @@
 /* fs/ns_sm.c — the registry of namespace state machines (see ns_sm.h) and the names of the
- * namespaces (fs/ns_ids.h). A namespace without one refuses its commands. */
+ * namespaces (fs/ns_ids.h). Commands in a namespace without one get -ENOTSUP. */
 #include "fs/cache_sm.h"
 #include "fs/config_sm.h"
 #include "fs/locks_sm.h"
