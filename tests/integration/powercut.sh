@@ -134,7 +134,7 @@ mkdir -p "$MNT/cache/pc" "$MNT/config/pc/r1" "$MNT/config/pc/r2" "$MNT/config/pc
     not_ok setup "mkdir failed"
 run_round 1 held
 checke shim-captured-syncs '[ "$(grep -c "^F" "$SH/journal" 2>/dev/null)" -gt 10 ]'
-power_cut 1
+power_cut 1 || finish
 checke cut-1-dropped-unsynced '[ "$(sizes "$T/killed.1")" != "$(sizes "$D")" ]' ||
     note "the image equals the killed directory: nothing unsynced was cut"
 if start_shim; then ok restart-after-cut-1; else not_ok restart-after-cut-1 "$(cat "$T/mount.log")"; finish; fi
@@ -142,14 +142,14 @@ checks cut1 "$MNT" "$T"/ack.1.* --drain "$T/popped.1"
 
 # ---- round 2: more writes on the recovered node, kill -9 just after a segment roll
 run_round 2 roll
-power_cut 2
+power_cut 2 || finish
 if start_shim; then ok restart-after-cut-2; else not_ok restart-after-cut-2 "$(cat "$T/mount.log")"; finish; fi
 checks cut2-round1 "$MNT" "$T"/ack.1.*
 checks cut2 "$MNT" "$T"/ack.2.* --drain "$T/popped.2" --popped "$T/popped.1"
 
 # ---- round 3: kill -9 at a random moment; then everything of the three rounds
 run_round 3 now
-power_cut 3
+power_cut 3 || finish
 if start_node n1 $OPTS; then ok restart-after-cut-3; else not_ok restart-after-cut-3 "$(cat "$T/mount.log")"; finish; fi
 checks cut3-round1 "$MNT" "$T"/ack.1.*
 checks cut3-round2 "$MNT" "$T"/ack.2.*
@@ -169,7 +169,7 @@ OPTS="--snapshot-bytes 262144"
 must_start_shim 4
 mkdir -p "$MNT/cache/pc" "$MNT/config/pc/r4" && mkdir "$MNT/queues/pc" || not_ok setup-4 "mkdir failed"
 run_round 4 compact
-power_cut 4
+power_cut 4 || finish
 if start_node n2 $OPTS; then ok restart-after-cut-4; else not_ok restart-after-cut-4 "$(cat "$T/mount.log")"; finish; fi
 checks cut4 "$MNT" "$T"/ack.4.* --drain "$T/popped.4"
 stop_node "$MNT" "$NPID" && ok clean-unmount-2 || not_ok clean-unmount-2
