@@ -13,11 +13,14 @@ $(BUILD)/raft_bench: tools/raft_bench.c $(BUILD)/libcluster.a
 # It links the fs state machine too (tests/sim/fsm.c, `--sm fs`), so it needs libfs.
 # (libfs.a and libcluster.a are named in full: $(FS_LIB)/$(CLUSTER_LIB) come later.)
 SIM_SRCS := tests/sim/main.c tests/sim/sim.c tests/sim/rng.c tests/sim/net.c tests/sim/kv.c \
-            tests/sim/fsm.c tests/sim/disk.c tests/sim/invariant.c tests/sim/linearize.c
+            tests/sim/fsm.c tests/sim/disk.c tests/sim/invariant.c tests/sim/linearize.c \
+            tests/sim/alloc.c
 SIM_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(SIM_SRCS))
+# Allocation failures reach the Raft core through the linker (tests/sim/alloc.h).
+SIM_LDFLAGS := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
 
 $(BUILD)/sim: $(SIM_OBJS) $(BUILD)/libfs.a $(BUILD)/libcluster.a
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(SIM_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The same simulator over cluster/raft.c built with -DRAFT_BUG=n (known bug n switched on).
 # The object comes before libcluster, so the archive's correct raft.o is never pulled in.
@@ -28,7 +31,7 @@ $(BUILD)/obj-bug%/cluster/raft.o: cluster/raft.c
 
 $(BUILD)/sim-bug%: $(BUILD)/obj-bug%/cluster/raft.o $(SIM_OBJS) $(BUILD)/libfs.a \
                    $(BUILD)/libcluster.a
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(SIM_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/test_linearize: tests/unit/test_linearize.c $(BUILD)/obj/tests/sim/linearize.o \
                                $(BUILD)/obj/tests/sim/rng.o

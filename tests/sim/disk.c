@@ -1,6 +1,7 @@
 /* tests/sim/disk.c — the simulated durable store. Writes are applied record by record so a
  * crash can keep any prefix of a batch; entry writes truncate a conflicting suffix first,
- * as the Ready contract says. */
+ * as the Ready contract says; a snapshot install is two records, so a crash can fall
+ * between making it current and dropping the entries it replaced. */
 #include "tests/sim/disk.h"
 
 #include <stdio.h>
@@ -85,7 +86,7 @@ fail:
 
 size_t disk_batch_records(const disk_batch_t *b)
 {
-    return (size_t)b->has_chunk + (size_t)b->has_snap + b->n + (size_t)b->has_hs;
+    return (size_t)b->has_chunk + 2 * (size_t)b->has_snap + b->n + (size_t)b->has_hs;
 }
 
 void disk_batch_free(disk_batch_t *b)
@@ -179,7 +180,8 @@ static int write_chunk(disk_t *d, const raft_snap_chunk_t *c, char *err, size_t 
     return 0;
 }
 
-static int install_snapshot(disk_t *d, const raft_snap_meta_t *m, char *err, size_t errlen)
+/* An install's first record: the received snapshot becomes the current one. */
+static int install_current(disk_t *d, const raft_snap_meta_t *m, char *err, size_t errlen)
 {
     if (m->index != d->recv.index || m->term != d->recv.term) {
         snprintf(err, errlen, "snapshot %llu/%llu installed but %llu/%llu was received",
@@ -187,15 +189,6 @@ static int install_snapshot(disk_t *d, const raft_snap_meta_t *m, char *err, siz
                  (unsigned long long)d->recv.index, (unsigned long long)d->recv.term);
         return -1;
     }
-    /* §7: keep the entries after the snapshot if the log has its last entry, else drop all. */
-    int keep = 0;
-    for (size_t i = 0; i < d->n; i++)
-        if (d->ents[i].index == m->index && d->ents[i].term == m->term)
-            keep = 1;
-    if (keep)
-        disk_drop_before(d, m->index + 1);
-    else
-        truncate_from(d, 0);
     free(d->snap_data);
     d->snap = *m;
     d->snap_data = d->recv_data;
@@ -204,6 +197,39 @@ static int install_snapshot(disk_t *d, const raft_snap_meta_t *m, char *err, siz
     d->recv_len = 0;
     memset(&d->recv, 0, sizeof(d->recv));
     return 0;
+}
+
+/* An install's second record (§7): keep the entries after the snapshot if the log has its
+ * last entry, else drop them all. */
+static void install_drop(disk_t *d, const raft_snap_meta_t *m)
+{
+    int keep = 0;
+    for (size_t i = 0; i < d->n; i++)
+        if (d->ents[i].index == m->index && d->ents[i].term == m->term)
+            keep = 1;
+    if (keep)
+        disk_drop_before(d, m->index + 1);
+    else
+        truncate_from(d, 0);
+}
+
+void disk_recover(disk_t *d)
+{
+    if (!d->n || !d->snap.index)
+        return;
+    uint64_t first = d->ents[0].index, last = d->ents[d->n - 1].index;
+    if (last < d->snap.index ||
+        (first <= d->snap.index && d->ents[d->snap.index - first].term != d->snap.term))
+        truncate_from(d, 0);
+}
+
+int disk_holds(const disk_t *d, uint64_t index, uint64_t term)
+{
+    if (index < d->snap.index || (index == d->snap.index && term == d->snap.term))
+        return 1;
+    if (!d->n || index < d->ents[0].index || index > d->ents[d->n - 1].index)
+        return 0;
+    return d->ents[index - d->ents[0].index].term == term;
 }
 
 /* Writing b's entries deletes the persisted ones from b->ents[0].index on. None of those
@@ -232,6 +258,11 @@ int disk_write(disk_t *d, const disk_batch_t *b, size_t k, char *err, size_t err
 {
     if (k == 0)
         return 0;
+    if (b->has_hs && d->hs_first) {
+        d->hs = b->hs;   /* breach: the hard state lands before the rest */
+        if (--k == 0)
+            return 0;
+    }
     if (b->has_chunk) {
         if (write_chunk(d, &b->chunk, err, errlen) < 0)
             return -1;
@@ -239,8 +270,11 @@ int disk_write(disk_t *d, const disk_batch_t *b, size_t k, char *err, size_t err
             return 0;
     }
     if (b->has_snap) {
-        if (install_snapshot(d, &b->snap, err, errlen) < 0)
+        if (install_current(d, &b->snap, err, errlen) < 0)
             return -1;
+        if (--k == 0)
+            return 0;
+        install_drop(d, &b->snap);
         if (--k == 0)
             return 0;
     }
@@ -252,7 +286,7 @@ int disk_write(disk_t *d, const disk_batch_t *b, size_t k, char *err, size_t err
         if (--k == 0)
             return 0;
     }
-    if (b->has_hs)
+    if (b->has_hs && !d->hs_first)
         d->hs = b->hs;
     return 0;
 }

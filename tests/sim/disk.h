@@ -1,8 +1,10 @@
 /* tests/sim/disk.h — one simulated node's durable storage: hard state, log entries, the
  * current snapshot and a snapshot being received. A Ready's writes become a batch of
- * records (chunk, snapshot install, entries, hard state, in the contract's order) that
- * reaches the "disk" only when the sim's persist step completes; a crash before that keeps
- * a random prefix of the batch (a torn write) and loses the rest. */
+ * records (chunk; snapshot install as two records, making it current then dropping the
+ * entries it replaced; entries; hard state, in the contract's order) that reaches the
+ * "disk" only when the sim's persist step completes; a crash before that keeps a random
+ * prefix of the batch (a torn write) and loses the rest. A disk with hs_first set writes
+ * the hard state first instead (a contract breach the checks must catch). */
 #ifndef QFS_SIM_DISK_H
 #define QFS_SIM_DISK_H
 
@@ -28,6 +30,8 @@ typedef struct disk {
     disk_entry_t *ents;       /* consecutive indexes */
     size_t n, cap;
     int lax;                  /* skip the committed-entry check (sim --lin-only) */
+    int hs_first;             /* breach: a batch's hard state is its first record, as if
+                                 kept in a file written before the log */
 } disk_t;
 
 /* One Ready's writes, copied so they survive raft_advance. */
@@ -49,7 +53,8 @@ void disk_free(disk_t *d);
 
 /* Copies the writes of rd into *b. Returns 0 or -1 on no memory (b left empty). */
 int disk_batch_from_ready(disk_batch_t *b, const raft_ready_t *rd);
-/* Number of records in b (each entry is one record). 0 = nothing to persist. */
+/* Number of records in b (each entry is one record, a snapshot install two). 0 = nothing
+ * to persist. */
 size_t disk_batch_records(const disk_batch_t *b);
 /* Writes the first k records of b to d (k >= records: all of it). Returns 0, or -1 if a
  * record does not fit what is on disk (an entry leaving a gap, a chunk out of order, a
@@ -65,6 +70,11 @@ void disk_drop_before(disk_t *d, uint64_t first);
 
 /* Fills *boot from the disk; entries borrow the disk's memory (valid until next write). */
 void disk_boot(const disk_t *d, raft_boot_t *boot, raft_entry_t **tmp);
+/* What a caller's recovery does after a successful boot: drops the entries a snapshot
+ * replaced (a crash between an install's two records leaves them), as raft_new did. */
+void disk_recover(disk_t *d);
+/* Whether the entry (index, term) is durable: in the log, or covered by the snapshot. */
+int disk_holds(const disk_t *d, uint64_t index, uint64_t term);
 
 /* Last entry index on disk (snapshot index if the log is empty). */
 uint64_t disk_last_index(const disk_t *d);

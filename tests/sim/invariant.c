@@ -54,6 +54,20 @@ int inv_leader(inv_t *v, uint64_t term, uint64_t id)
         return -1;
     }
     v->leader[term] = id;
+    if (term > v->max_leader_term)
+        v->max_leader_term = term;
+    return 0;
+}
+
+uint64_t inv_leader_above(const inv_t *v, uint64_t term, uint64_t *id)
+{
+    if (v->max_leader_term <= term)
+        return 0;
+    for (uint64_t t = term + 1; t <= v->max_leader_term; t++)
+        if (v->leader[t]) {
+            *id = v->leader[t];
+            return t;
+        }
     return 0;
 }
 

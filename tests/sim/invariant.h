@@ -32,6 +32,7 @@ typedef struct inv {
     inv_idx_t *idx;           /* by log index */
     size_t nidx;
     uint64_t max_commit;      /* highest index known committed anywhere */
+    uint64_t max_leader_term; /* highest term with a leader seen */
     char err[512];
 } inv_t;
 
@@ -40,6 +41,10 @@ void inv_free(inv_t *v);
 
 /* Election safety: at most one leader per term. */
 int inv_leader(inv_t *v, uint64_t term, uint64_t id);
+/* Lowest term above term in which a leader was seen (its id in *id), 0 if none. A leader
+ * whose read lease holds in term must see 0: the lease promises that no voter helps elect
+ * anyone else meanwhile (thesis §6.4.1). */
+uint64_t inv_leader_above(const inv_t *v, uint64_t term, uint64_t *id);
 /* Log matching: an (index, term) pair names one entry (same payload) whose predecessor has
  * one term, so by induction the whole prefix is the same wherever the pair appears.
  * prev_term may be INV_UNKNOWN (the predecessor was compacted away). */

@@ -17,6 +17,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: tools/sim [--sm kv|fs] [--seeds N] [--from S] [--nodes 3|5] [--trace] [--stop]\n"
             "                 [--stats] [--lin-only] [--stop-on TEXT] [--fs-resend] [--fs-bug N]\n"
+            "                 [--breach NAME]\n"
             "  --sm M      the replicated state machine: kv (default; client histories are\n"
             "              checked for linearizability) or fs (the mount's state machine;\n"
             "              replicas' snapshots must be byte-identical at equal indexes)\n"
@@ -32,12 +33,18 @@ static void usage(void)
             "  --fs-resend fs clients send again a command whose outcome is unknown, as kv\n"
             "              clients do, in every seed (by default in half of them)\n"
             "  --fs-bug N  plant divergence N in some fs replicas, to see the checks catch it:\n"
-            "              1 apply at a local clock, 2 skip a command, 3 a lossy restore\n");
+            "              1 apply at a local clock, 2 skip a command, 3 a lossy restore\n"
+            "  --breach B  an opt-in fault the core is not meant to survive, to see the checks\n"
+            "              catch it (repeatable): merge-ticks (the caller merges owed ticks;\n"
+            "              lease reads on), lying-fsync (a persist that is not durable),\n"
+            "              hs-first (the hard state lands before the log), wipe-readd (a\n"
+            "              removed id re-added with a wiped disk), restart-settings (nodes\n"
+            "              restart with other pre-vote/check-quorum/lease settings)\n");
 }
 
 /* An assertion in the code under test (cluster/assert.h) aborts the process: say which seed
  * was running and how to replay it before dying. */
-static char abort_note[400];
+static char abort_note[600];
 
 static void on_abort(int sig)
 {
@@ -47,6 +54,17 @@ static void on_abort(int sig)
     signal(sig, SIG_DFL);
     raise(sig);
 }
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} breaches[] = {
+    { "merge-ticks", SIM_BREACH_MERGE_TICKS },
+    { "lying-fsync", SIM_BREACH_LYING_FSYNC },
+    { "hs-first", SIM_BREACH_HS_FIRST },
+    { "wipe-readd", SIM_BREACH_WIPE_READD },
+    { "restart-settings", SIM_BREACH_RESTART_SETTINGS },
+};
 
 static int parse_u64(const char *s, uint64_t *v)
 {
@@ -62,6 +80,8 @@ int main(int argc, char **argv)
     uint64_t seeds = 1, from = 1, nodes = 0;
     int trace = 0, stop = 0, stats = 0, lin_only = 0, sm = SIM_KV, fs_resend = 0;
     uint64_t fs_bug = 0;
+    unsigned breach = 0;
+    char breach_flags[160] = "";
     const char *stop_on = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -85,6 +105,19 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--fs-bug") && i + 1 < argc) {
             if (parse_u64(argv[++i], &fs_bug) < 0 || fs_bug < 1 || fs_bug > SMI_FS_BUGS)
                 goto bad;
+        } else if (!strcmp(a, "--breach") && i + 1 < argc) {
+            const char *v = argv[++i];
+            size_t k;
+            for (k = 0; k < sizeof(breaches) / sizeof(breaches[0]); k++)
+                if (!strcmp(v, breaches[k].name))
+                    break;
+            if (k == sizeof(breaches) / sizeof(breaches[0]))
+                goto bad;
+            if (!(breach & breaches[k].bit)) {
+                size_t l = strlen(breach_flags);
+                snprintf(breach_flags + l, sizeof(breach_flags) - l, " --breach %s", v);
+            }
+            breach |= breaches[k].bit;
         } else if (!strcmp(a, "--fs-resend"))
             fs_resend = 1;
         else if (!strcmp(a, "--trace"))
@@ -116,12 +149,12 @@ int main(int argc, char **argv)
         int n = nodes ? (int)nodes : (seed % 2 ? 3 : 5);
         sim_opts_t o = { .seed = seed, .nodes = n, .trace = trace ? stdout : NULL,
                          .lin_only = lin_only, .sm = sm, .fs_resend = fs_resend,
-                         .fs_bug = (int)fs_bug };
+                         .fs_bug = (int)fs_bug, .breach = breach };
         sim_stats_t st;
-        char replay[200];
-        snprintf(replay, sizeof(replay), "  replay: tools/sim%s%s%s --seeds 1 --from %" PRIu64
+        char replay[400];
+        snprintf(replay, sizeof(replay), "  replay: tools/sim%s%s%s%s --seeds 1 --from %" PRIu64
                  " --nodes %d%s --trace\n", sm == SIM_FS ? " --sm fs" : "",
-                 fs_resend ? " --fs-resend" : "", fs_bug_flag, seed, n,
+                 fs_resend ? " --fs-resend" : "", fs_bug_flag, breach_flags, seed, n,
                  lin_only ? " --lin-only" : "");
         snprintf(abort_note, sizeof(abort_note),
                  "seed %" PRIu64 " (%d nodes) ABORTED (an assertion failed; see stderr)\n%s",
@@ -143,6 +176,12 @@ int main(int argc, char **argv)
                    seed, n, st.vtime, st.ops, st.unknown, st.msgs, st.crashes, st.torn,
                    st.disk_faults, st.elections, st.max_term, st.snaps_sent, st.conf_changes,
                    st.applied, st.lin_states);
+        if (stats)
+            printf("  checks: %" PRIu64 " lease, %" PRIu64 " read index, %" PRIu64
+                   " durable commits; %" PRIu64 " pauses, %" PRIu64 " late msgs, %" PRIu64
+                   " failed allocations, %" PRIu64 " crashes inside a compaction\n",
+                   st.lease_checks, st.read_checks, st.durable_checks, st.pauses, st.late_msgs,
+                   st.alloc_fails, st.compact_crashes);
         if (stats && sm == SIM_FS)
             printf("  fs: %" PRIu64 " state comparisons, %" PRIu64 " restores checked; %s\n",
                    st.state_checks, st.restore_checks, st.sm_line);
@@ -157,6 +196,13 @@ int main(int argc, char **argv)
         tot.msgs += st.msgs;
         tot.state_checks += st.state_checks;
         tot.restore_checks += st.restore_checks;
+        tot.lease_checks += st.lease_checks;
+        tot.read_checks += st.read_checks;
+        tot.durable_checks += st.durable_checks;
+        tot.pauses += st.pauses;
+        tot.late_msgs += st.late_msgs;
+        tot.alloc_fails += st.alloc_fails;
+        tot.compact_crashes += st.compact_crashes;
         if (rc != 0 && (stop || (stop_on && strstr(why, stop_on))))
             break;
     }
@@ -167,6 +213,10 @@ int main(int argc, char **argv)
            " leaders, %" PRIu64 " snapshots installed, %" PRIu64 " conf changes; %.1f ms/seed\n",
            tot.ops, tot.unknown, tot.msgs, tot.crashes, tot.torn, tot.disk_faults, tot.elections,
            tot.snaps_sent, tot.conf_changes, ran ? secs * 1000.0 / (double)ran : 0.0);
+    printf("# checks: %" PRIu64 " lease, %" PRIu64 " read index, %" PRIu64 " durable commits; "
+           "faults: %" PRIu64 " pauses, %" PRIu64 " late msgs, %" PRIu64 " failed allocations, %"
+           PRIu64 " crashes inside a compaction\n", tot.lease_checks, tot.read_checks,
+           tot.durable_checks, tot.pauses, tot.late_msgs, tot.alloc_fails, tot.compact_crashes);
     if (sm == SIM_FS)
         printf("# fs: %" PRIu64 " replica states compared byte for byte at equal indexes, %" PRIu64
                " restored states checked\n", tot.state_checks, tot.restore_checks);

@@ -1,10 +1,14 @@
 /* tests/sim/sim.c — the simulated cluster: nodes run cluster/raft.c through the Ready loop
- * with a virtual-time disk; a nemesis cuts links, crashes nodes (tearing unsynced writes),
- * fails disk writes, changes membership and transfers leadership. Clients run put/get/CAS on
- * the KV state machine, or propose fs commands to the real fs state machine (tests/sim/smi.h
- * hides which). Invariants are checked after every step; at the end, linearizability (kv),
- * or byte-identical replica snapshots (fs, also checked at regular indexes and after every
- * restore), and liveness. All randomness comes from one rng_t seeded by the run's seed. */
+ * with a virtual-time disk; a nemesis cuts links (whole partitions or one direction of one
+ * link), crashes nodes (tearing unsynced writes, inside compactions, as another campaigns),
+ * pauses them, fails disk writes and allocations, delivers messages many terms late, changes
+ * membership and transfers leadership. Every message crosses the wire codec. Clients run
+ * put/get/CAS on the KV state machine, or propose fs commands to the real fs state machine
+ * (tests/sim/smi.h hides which). Invariants are checked after every step (among them: a
+ * lease never outlives the promise behind it, a commit is durable on a quorum, a read sees
+ * every commit made before it started); at the end, linearizability (kv), or byte-identical
+ * replica snapshots (fs, also checked at regular indexes and after every restore), and
+ * liveness. All randomness comes from rng_t streams seeded by the run's seed. */
 #include "tests/sim/sim.h"
 
 #include <inttypes.h>
@@ -14,6 +18,7 @@
 
 #include "cluster/err.h"
 #include "cluster/raft.h"
+#include "tests/sim/alloc.h"
 #include "tests/sim/disk.h"
 #include "tests/sim/invariant.h"
 #include "tests/sim/kv.h"
@@ -27,6 +32,10 @@
 #define KV_MAX_CLIENTS 5
 #define CLIENT_EP(c) (MAX_SLOTS + (c))
 #define TICK 10                /* nominal virtual time units per tick */
+#define TICK_Q 16              /* tick periods are kept in 1/16 of a time unit (drift) */
+#define STASH_MAX 32           /* raft messages kept back for a late delivery */
+#define MAX_LIES 8             /* breach lying-fsync: unsynced batches a node may hold */
+#define OLD_ACKS 4             /* breach wipe-readd: a node's last answers, replayed late */
 #define MAX_PENDING 64
 #define LIVENESS_BOUND 5000    /* virtual time after healing to elect and commit */
 #define CONVERGE_BOUND 5000    /* fs: virtual time for every member to apply the last entry */
@@ -68,6 +77,7 @@ typedef struct pend_read {
     int client;
     uint32_t seq, key;
     uint64_t id, index;
+    uint64_t start_commit;     /* highest commit index anywhere when the read started */
     int ready;                 /* read state received: serve once applied >= index */
 } pend_read_t;
 
@@ -83,20 +93,33 @@ typedef struct node {
     raft_conf_t applied_conf;
     int64_t skew_ms;           /* fs: this lifetime's clock offset */
     uint64_t next_sweep;       /* fs: the leader's sweeper runs then */
+    /* per-node settings (seeds with mixed settings; else the run's) */
+    int set_drawn, pre_vote, check_quorum, lease_reads;
     /* the persist window */
     int busy;
     uint64_t busy_until, crash_at;
     raft_ready_t rd;
     disk_batch_t batch;
+    disk_batch_t lies[MAX_LIES]; /* breach lying-fsync: acknowledged, not yet durable */
+    int nlies;
+    /* a paused process: takes no input, completes nothing; its clock runs on */
+    int paused;
+    uint64_t paused_until;
+    int dirty;                 /* messages were queued for it: drive it after deliveries */
+    pkt_t *old_acks[OLD_ACKS]; /* breach wipe-readd: copies of its last answers (a ring) */
+    unsigned old_next;
     /* input that arrived during the window */
     pkt_t **inbox;
     size_t in_head, in_len, in_cap;
     uint32_t owed_ticks;
-    uint64_t next_tick, tick_period, restart_at;
+    uint64_t next_tick, restart_at;
+    uint64_t tick_q, next_tick_q; /* tick period and next tick, in 1/TICK_Q time units */
     uint64_t kill_at;          /* nemesis: crash at this time (soon after an event) */
+    uint64_t kill_restart;     /* restart that long after kill_at (0: the default delay) */
     const char *kill_why;
     int hold_down;             /* the Figure 8 script restarts it, not the kill path */
     /* per-lifetime checks */
+    raft_conf_t seen_conf;     /* its configuration at the previous check */
     uint64_t last_commit, last_term, led_term;
     uint32_t last_role;
     pend_prop_t props[MAX_PENDING];
@@ -152,6 +175,28 @@ typedef struct sim {
     raft_config_t base;
     uint64_t snap_every, disk_lat_max, client_timeout, client_giveup, nem_min, nem_max;
     unsigned disk_fail_pm, disk_crash_pm, leader_crash_pm, quick_kill_pm;
+    int batch_max;             /* messages stepped before a Ready is taken */
+    int mixed;                 /* nodes draw their own pre-vote/check-quorum/lease settings */
+    unsigned alloc_ppm;        /* chance per allocation inside the core that it fails */
+    unsigned stash_pm;         /* chance a raft message is also kept for a late delivery */
+    unsigned camp_restart_pm;  /* chance a campaign starts a restart of another node */
+    unsigned compact_crash_pm; /* chance a compaction crashes between its two steps */
+    unsigned lie_pm;           /* breach lying-fsync: chance a persist is not durable */
+    rng_t alloc_rng;           /* draws of the allocation failures */
+    /* late deliveries */
+    pkt_t *stash[STASH_MAX];
+    int stash_from[STASH_MAX], stash_to[STASH_MAX], nstash;
+    /* quiet periods: no client load (or reads only) until then */
+    uint64_t quiet_until;
+    int quiet_reads;
+    uint64_t max_commit;       /* highest commit index any node reported */
+    int camp_armed;            /* slot + 1 of a node whose next campaign restarts others */
+    uint64_t script_at;        /* the lease script cuts its link then (0: not running) */
+    uint64_t readd_at;         /* breach wipe-readd: add readd_slot - 1 back then */
+    int readd_slot;
+    uint64_t script_until;     /* other faults wait until then while the script runs */
+    uint8_t *wire, *wire2;     /* the codec's scratch buffers */
+    size_t wire_cap;
     /* phases */
     uint64_t fault_end, nemesis_at, heal_at;
     int healed, live_ok, stop;
@@ -327,6 +372,79 @@ static void pkt_free(void *p)
     free(k);
 }
 
+/* Every raft message crosses the wire codec, as on a real network: the receiver steps what
+ * raft_msg_decode makes of raft_msg_encode's bytes, and those bytes must encode back the
+ * same. Returns 0, or -1 after failing the run. */
+static int wire_copy(sim_t *s, node_t *n, const raft_msg_t *m, raft_msg_t *out)
+{
+    size_t need = raft_msg_encoded_size(m), len = 0, len2 = 0;
+    if (need > s->wire_cap) {
+        size_t cap = need * 2;
+        uint8_t *a = realloc(s->wire, cap), *b;
+        if (a)
+            s->wire = a;
+        b = a ? realloc(s->wire2, cap) : NULL;
+        if (!a || !b) {
+            fail(s, "out of memory");
+            return -1;
+        }
+        s->wire2 = b;
+        s->wire_cap = cap;
+    }
+    int rc = raft_msg_encode(m, s->wire, need, &len);
+    if (rc < 0 || len != need) {
+        fail(s, "n%llu: raft_msg_encode refused its own %s to n%llu (%s, %zu of %zu bytes)",
+             U(n->id), msg_name(m->type), U(m->to), rc < 0 ? qerr_str(rc) : "ok", len, need);
+        return -1;
+    }
+    rc = raft_msg_decode(s->wire, len, out);
+    if (rc == -QERR_NOMEM) {
+        fail(s, "out of memory");
+        return -1;
+    }
+    if (rc < 0) {
+        fail(s, "n%llu: raft_msg_decode refused the %zu bytes of a %s to n%llu: %s", U(n->id),
+             len, msg_name(m->type), U(m->to), qerr_str(rc));
+        return -1;
+    }
+    if (raft_msg_encode(out, s->wire2, s->wire_cap, &len2) < 0 || len2 != len ||
+        memcmp(s->wire, s->wire2, len) != 0) {
+        raft_msg_free(out);
+        fail(s, "n%llu: a %s to n%llu does not encode back to the same %zu bytes after "
+             "decoding", U(n->id), msg_name(m->type), U(m->to), len);
+        return -1;
+    }
+    return 0;
+}
+
+/* Keeps a copy of p for a late delivery (nemesis_late); a full stash replaces a random one,
+ * so some copies stay for many terms. */
+static void stash_keep(sim_t *s, int from, int to, const pkt_t *p)
+{
+    pkt_t *c = pkt_clone(p);
+    if (!c)
+        return;
+    int k;
+    if (s->nstash < STASH_MAX)
+        k = s->nstash++;
+    else {
+        k = (int)rng_below(&s->rng, STASH_MAX);
+        pkt_free(s->stash[k]);
+    }
+    s->stash[k] = c;
+    s->stash_from[k] = from;
+    s->stash_to[k] = to;
+}
+
+static void stash_clear(sim_t *s)
+{
+    for (int i = 0; i < s->nstash; i++) {
+        pkt_free(s->stash[i]);
+        s->stash[i] = NULL;
+    }
+    s->nstash = 0;
+}
+
 static void send_raft(sim_t *s, node_t *n, const raft_msg_t *m)
 {
     if (m->to == 0 || m->to > (uint64_t)s->nslots) {
@@ -335,13 +453,28 @@ static void send_raft(sim_t *s, node_t *n, const raft_msg_t *m)
         return;
     }
     pkt_t *p = calloc(1, sizeof(*p));
-    if (!p || raft_msg_clone(&p->m, m) < 0) {
-        free(p);
+    if (!p) {
         fail(s, "out of memory");
+        return;
+    }
+    if (wire_copy(s, n, m, &p->m) < 0) {
+        free(p);
         return;
     }
     p->kind = PK_RAFT;
     s->st->msgs++;
+    if (s->stash_pm && !s->healed && rng_chance(&s->rng, s->stash_pm))
+        stash_keep(s, n->slot, (int)m->to - 1, p);
+    if ((s->o->breach & SIM_BREACH_WIPE_READD) && !m->reject &&
+        (m->type == RAFT_MSG_APPEND_RESP || m->type == RAFT_MSG_VOTE_RESP ||
+         m->type == RAFT_MSG_SNAPSHOT_RESP || m->type == RAFT_MSG_HEARTBEAT_RESP)) {
+        pkt_t *c = pkt_clone(p);
+        if (c) {
+            unsigned k = n->old_next++ % OLD_ACKS;
+            pkt_free(n->old_acks[k]);
+            n->old_acks[k] = c;
+        }
+    }
     if (net_send(&s->net, n->slot, (int)m->to - 1, p, s->now) < 0)
         fail(s, "out of memory");
 }
@@ -372,6 +505,65 @@ static void respond(sim_t *s, node_t *n, int client, uint32_t seq, int status,
     p->hint = hint;
     if (client_link(s)(&s->net, n->slot, CLIENT_EP(client), p, s->now) < 0)
         fail(s, "out of memory");
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Calls into the core. Allocation failures (tests/sim/alloc.h) are armed around these only,
+ * so the simulator's own allocations never fail. */
+
+static void arm(sim_t *s)
+{
+    if (s->alloc_ppm)
+        alloc_arm(&s->alloc_rng, s->alloc_ppm);
+}
+
+static int c_step(sim_t *s, node_t *n, const raft_msg_t *m)
+{
+    arm(s);
+    int rc = raft_step(n->r, m);
+    alloc_disarm();
+    return rc;
+}
+
+static void c_tick(sim_t *s, node_t *n)
+{
+    arm(s);
+    raft_tick(n->r);
+    alloc_disarm();
+}
+
+static int c_propose(sim_t *s, node_t *n, const void *data, size_t len,
+                     raft_prop_info_t *info)
+{
+    arm(s);
+    int rc = raft_propose(n->r, data, len, info);
+    alloc_disarm();
+    return rc;
+}
+
+static int c_propose_conf(sim_t *s, node_t *n, uint32_t op, uint64_t id,
+                          raft_prop_info_t *info)
+{
+    arm(s);
+    int rc = raft_propose_conf(n->r, op, id, info);
+    alloc_disarm();
+    return rc;
+}
+
+static int c_read_index(sim_t *s, node_t *n, uint64_t id, uint64_t *hint)
+{
+    arm(s);
+    int rc = raft_read_index(n->r, id, hint);
+    alloc_disarm();
+    return rc;
+}
+
+static int c_transfer(sim_t *s, node_t *n, uint64_t target)
+{
+    arm(s);
+    int rc = raft_transfer(n->r, target);
+    alloc_disarm();
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -513,12 +705,34 @@ static uint64_t node_ms(sim_t *s, node_t *n)
     return t;
 }
 
+/* Seeds with mixed settings: each node runs its own pre-vote, check-quorum and lease-read
+ * settings, drawn at its first boot (and with --breach restart-settings sometimes again at
+ * a restart: an operator rolling a configuration change through the cluster). Every voter
+ * keeps the same election timeout, as raft_tick's contract requires. */
+static void node_settings(sim_t *s, node_t *n, raft_config_t *cfg)
+{
+    if (!s->mixed)
+        return;
+    if (!n->set_drawn ||
+        ((s->o->breach & SIM_BREACH_RESTART_SETTINGS) && rng_chance(&s->rng, 300))) {
+        n->set_drawn = 1;
+        n->pre_vote = (int)rng_below(&s->rng, 2);
+        n->check_quorum = (int)rng_below(&s->rng, 2);
+        n->lease_reads = n->check_quorum && rng_chance(&s->rng, 600);
+    }
+    cfg->pre_vote = n->pre_vote;
+    cfg->check_quorum = n->check_quorum;
+    cfg->lease_reads = n->lease_reads;
+    cfg->max_clock_drift_ticks = n->lease_reads ? 3 : 0;
+}
+
 static void node_boot(sim_t *s, node_t *n)
 {
     raft_boot_t boot;
     disk_boot(&n->disk, &boot, &n->boot_tmp);
     raft_config_t cfg = s->base;
     cfg.id = n->id;
+    node_settings(s, n, &cfg);
     rng_seed(&n->rng, rng_next(&s->rng));
     cfg.rand = node_rand;
     cfg.rand_ctx = n;
@@ -536,6 +750,7 @@ static void node_boot(sim_t *s, node_t *n)
         n->r = NULL;
         return;
     }
+    disk_recover(&n->disk);
     s->ops->free(n->sm);
     if (!(n->sm = s->ops->new(s->run))) {
         fail(s, "out of memory");
@@ -550,8 +765,14 @@ static void node_boot(sim_t *s, node_t *n)
     n->crash_at = 0;
     n->kill_at = 0;
     n->restart_at = 0;
-    n->tick_period = rng_range(&s->rng, TICK - 1, TICK + 1);
-    n->next_tick = s->now + rng_range(&s->rng, 1, n->tick_period);
+    n->paused = 0;
+    n->dirty = 0;
+    n->kill_restart = 0;
+    /* A tick period within 10% of TICK: clocks drift (nemesis_drift changes it), but within
+     * the lease's bound (max_clock_drift_ticks 3 of 10). */
+    n->tick_q = rng_range(&s->rng, (TICK - 1) * TICK_Q, (TICK + 1) * TICK_Q);
+    n->next_tick_q = s->now * TICK_Q + rng_range(&s->rng, 1, n->tick_q);
+    n->next_tick = (n->next_tick_q + TICK_Q - 1) / TICK_Q;
     if (s->fs) {
         n->skew_ms = (int64_t)rng_below(&s->rng, 401) - 200;
         n->next_sweep = s->now + rng_range(&s->rng, 1, s->sweep_every);
@@ -564,9 +785,14 @@ static void node_boot(sim_t *s, node_t *n)
     n->last_term = st.term;
     n->last_role = st.role;
     n->led_term = 0;
-    tr(s, "n%llu boots: term %llu vote %llu commit %llu, snapshot %llu/t%llu, log %llu..%llu",
+    n->seen_conf = *raft_conf(n->r);
+    char set[80] = "";
+    if (s->mixed)
+        snprintf(set, sizeof(set), " (pre_vote %d check_quorum %d lease_reads %d)",
+                 cfg.pre_vote, cfg.check_quorum, cfg.lease_reads);
+    tr(s, "n%llu boots: term %llu vote %llu commit %llu, snapshot %llu/t%llu, log %llu..%llu%s",
        U(n->id), U(st.term), U(st.vote), U(st.commit), U(st.snap_index), U(st.snap_term),
-       U(st.first_index), U(st.last_index));
+       U(st.first_index), U(st.last_index), set);
 }
 
 static void inbox_clear(node_t *n)
@@ -595,14 +821,38 @@ static int inbox_push(node_t *n, pkt_t *p)
     return 0;
 }
 
-/* Crashes n: the unsynced writes of a persist in progress keep a random prefix. */
+/* breach lying-fsync: writes the batches whose persist lied, oldest first (the first k). */
+static void lies_flush(sim_t *s, node_t *n, int k)
+{
+    char err[256];
+    for (int i = 0; i < n->nlies; i++) {
+        if (i < k && !s->failed && disk_write(&n->disk, &n->lies[i], SIZE_MAX, err,
+                                              sizeof(err)) < 0)
+            fail(s, "n%llu disk: %s", U(n->id), err);
+        disk_batch_free(&n->lies[i]);
+    }
+    n->nlies = 0;
+}
+
+/* Crashes n: the unsynced writes of a persist in progress keep a random prefix. (With
+ * lying-fsync batches pending, some of those reach the disk, oldest first; the current
+ * batch only if all of them did.) */
 static void node_crash(sim_t *s, node_t *n, const char *why)
 {
     if (!n->up)
         return;
+    int kept_lies = n->nlies, lost_lies = 0;
+    if (n->nlies) {
+        kept_lies = (int)rng_below(&s->rng, (uint64_t)n->nlies + 1);
+        lost_lies = n->nlies - kept_lies;
+        lies_flush(s, n, kept_lies);
+        if (lost_lies)
+            tr(s, "n%llu CRASH: %d acknowledged persists were never durable and are lost",
+               U(n->id), lost_lies);
+    }
     if (n->busy) {
         size_t recs = disk_batch_records(&n->batch);
-        size_t k = (size_t)rng_below(&s->rng, recs + 1);
+        size_t k = lost_lies ? 0 : (size_t)rng_below(&s->rng, recs + 1);
         char err[256];
         if (disk_write(&n->disk, &n->batch, k, err, sizeof(err)) < 0)
             fail(s, "n%llu disk (torn write): %s", U(n->id), err);
@@ -618,6 +868,8 @@ static void node_crash(sim_t *s, node_t *n, const char *why)
     n->r = NULL;
     n->up = 0;
     n->busy = 0;
+    n->paused = 0;
+    n->dirty = 0;
     n->crash_at = 0;
     n->kill_at = 0;
     inbox_clear(n);
@@ -701,8 +953,8 @@ static void fig8_timer(sim_t *s)
     node_t *a = s->f8_a;
     if (s->f8_state == 1) {
         raft_status_t st;
-        if (!a->up || a->busy) {
-            fig8_abort(s, "A is down or busy");
+        if (!a->up || a->busy || a->paused) {
+            fig8_abort(s, "A is down, busy or paused");
             return;
         }
         raft_status(a->r, &st);
@@ -782,6 +1034,100 @@ static void fig8_on_commit(sim_t *s, node_t *a)
     s->f8_at = s->now + rng_range(&s->rng, 300, 800);
 }
 
+/* The lease invariant (thesis §6.4.1): while a leader's lease holds, no leader of a later
+ * term can have been elected, since every voter that backed the lease refuses votes for an
+ * election timeout. Checked whenever the core says its lease holds and its clock is
+ * current (no ticks owed), and at every read it is asked for. Returns 1 if the run fails. */
+static int lease_check(sim_t *s, node_t *n, const raft_status_t *st, const char *what)
+{
+    if (st->role != RAFT_LEADER || !st->lease_valid)
+        return 0;
+    s->st->lease_checks++;
+    uint64_t id = 0, t = inv_leader_above(&s->inv, st->term, &id);
+    if (!t)
+        return 0;
+    return inv_broken(s, "lease: n%llu %s in term %llu at commit %llu, but n%llu was elected "
+                      "leader of term %llu", U(n->id), what, U(st->term), U(st->commit), U(id),
+                      U(t));
+}
+
+/* Whether a majority of c's voters hold (index, term) on disk; the others named in miss. */
+static int durable_on(sim_t *s, const raft_conf_t *c, uint64_t index, uint64_t term,
+                      int *have, int *voters, char *miss, size_t misslen)
+{
+    size_t k = 0;
+    *have = *voters = 0;
+    miss[0] = 0;
+    for (uint32_t i = 0; i < c->n; i++) {
+        if (c->s[i].role != RAFT_VOTER)
+            continue;
+        (*voters)++;
+        uint64_t id = c->s[i].id;
+        if (id >= 1 && id <= (uint64_t)s->nslots &&
+            disk_holds(&s->node[id - 1].disk, index, term))
+            (*have)++;
+        else if (k < misslen)
+            k += (size_t)snprintf(miss + k, misslen - k, " n%llu", U(id));
+    }
+    return 2 * *have > *voters;
+}
+
+/* Commits at the source: an entry a leader commits is durable, on the simulated disks (in
+ * the log, or under the snapshot), on a majority of the voters of the configuration it was
+ * counted in: the leader's latest, or the one before if the step that committed also
+ * appended a configuration (a promotion follows a commit at once). Checked on the highest
+ * index committed; the prefix follows (log matching). Returns 1 if the run fails. */
+static int durable_check(sim_t *s, node_t *l, uint64_t index, uint64_t term)
+{
+    uint64_t t;
+    if (raft_log_term(l->r, index, &t) < 0)
+        return 0;
+    int have, voters;
+    char miss[96];
+    s->st->durable_checks++;
+    if (durable_on(s, &l->seen_conf, index, t, &have, &voters, miss, sizeof(miss)) ||
+        durable_on(s, raft_conf(l->r), index, t, &have, &voters, miss, sizeof(miss)))
+        return 0;
+    return inv_broken(s, "durability: n%llu committed %llu/t%llu in term %llu, but only %d of "
+                      "its %d voters hold it on disk (not on:%s)", U(l->id), U(index), U(t),
+                      U(term), have, voters, miss);
+}
+
+/* Restarts timed with an election: as n starts campaigning, another member (not a leader)
+ * crashes and comes back at once, forgetting the leader it heard (issue 9, finding 1). For
+ * the lease script, as many as n needs votes from. */
+static void campaign_restart(sim_t *s, node_t *n, int scripted)
+{
+    int victims = 1;
+    if (scripted) {
+        const raft_conf_t *c = raft_conf(n->r);
+        int voters = 0;
+        for (uint32_t i = 0; i < c->n; i++)
+            voters += c->s[i].role == RAFT_VOTER;
+        victims = voters / 2;
+    }
+    for (int v = 0; v < victims; v++) {
+    int cand[MAX_SLOTS], k = 0;
+    for (int i = 0; i < s->nslots; i++) {
+        node_t *m = &s->node[i];
+        if (m == n || !m->up || !m->member || m->kill_at || m->hold_down)
+            continue;
+        raft_status_t st;
+        raft_status(m->r, &st);
+        if (st.role != RAFT_LEADER)
+            cand[k++] = i;
+    }
+    if (!k)
+        return;
+    node_t *v = &s->node[cand[rng_below(&s->rng, (uint64_t)k)]];
+    v->kill_at = s->now;
+    v->kill_why = "nemesis, as another node campaigns";
+    v->kill_restart = scripted ? rng_range(&s->rng, 1, 3) : rng_range(&s->rng, 1, 25);
+    tr(s, "nemesis: n%llu campaigns: n%llu crashes and restarts %llu later", U(n->id),
+       U(v->id), U(v->kill_restart));
+    }
+}
+
 /* The per-step checks that read the core's status. */
 static void node_check(sim_t *s, node_t *n)
 {
@@ -796,6 +1142,14 @@ static void node_check(sim_t *s, node_t *n)
     if (st.role != n->last_role || st.term != n->last_term)
         tr(s, "n%llu is %s in term %llu (leader %llu)", U(n->id), role_name(st.role),
            U(st.term), U(st.leader));
+    if ((st.role != n->last_role || st.term != n->last_term) &&
+        (st.role == RAFT_PRECANDIDATE || st.role == RAFT_CANDIDATE) && !s->healed &&
+        !s->f8_state && (s->camp_armed == n->slot + 1 ||
+                         (s->camp_restart_pm && rng_chance(&s->rng, s->camp_restart_pm)))) {
+        int scripted = s->camp_armed == n->slot + 1;
+        s->camp_armed = 0;
+        campaign_restart(s, n, scripted);
+    }
     n->last_term = st.term;
     n->last_role = st.role;
     if (st.role == RAFT_LEADER) {
@@ -832,8 +1186,16 @@ static void node_check(sim_t *s, node_t *n)
             inv_failed(s))
             return;
     }
+    if (st.commit > n->last_commit && st.role == RAFT_LEADER &&
+        durable_check(s, n, st.commit, st.term))
+        return;
+    if (st.commit > s->max_commit)
+        s->max_commit = st.commit;
+    if (n->owed_ticks == 0 && lease_check(s, n, &st, "holds a read lease"))
+        return;
     if (st.commit > n->last_commit && s->o->trace)
         tr(s, "n%llu commit %llu -> %llu", U(n->id), U(n->last_commit), U(st.commit));
+    n->seen_conf = *raft_conf(n->r);
     if (st.commit > n->last_commit && st.role == RAFT_LEADER && s->f8_state == 4 &&
         n == s->f8_a)
         fig8_on_commit(s, n);
@@ -935,15 +1297,24 @@ static void apply_entry(sim_t *s, node_t *n, const raft_entry_t *e, uint64_t com
     }
 }
 
-/* Persist done: write the batch, send what needed durability, apply, advance. */
+/* Persist done: write the batch, send what needed durability, apply, advance. (breach
+ * lying-fsync: some persists only pretend; their batches wait for the next honest one.) */
 static void node_complete(sim_t *s, node_t *n)
 {
     char err[256];
-    if (disk_write(&n->disk, &n->batch, SIZE_MAX, err, sizeof(err)) < 0) {
-        fail(s, "n%llu disk: %s", U(n->id), err);
-        return;
+    if (s->lie_pm && n->nlies < MAX_LIES && rng_chance(&s->rng, s->lie_pm)) {
+        n->lies[n->nlies++] = n->batch;
+        memset(&n->batch, 0, sizeof(n->batch));
+        tr(s, "n%llu: the persist reports success but nothing is durable yet (lying fsync)",
+           U(n->id));
+    } else {
+        lies_flush(s, n, n->nlies);
+        if (disk_write(&n->disk, &n->batch, SIZE_MAX, err, sizeof(err)) < 0) {
+            fail(s, "n%llu disk: %s", U(n->id), err);
+            return;
+        }
+        disk_batch_free(&n->batch);
     }
-    disk_batch_free(&n->batch);
     n->busy = 0;
     raft_ready_t *rd = &n->rd;
     for (size_t i = 0; i < rd->n_msgs_after_persist; i++)
@@ -981,6 +1352,13 @@ static void node_complete(sim_t *s, node_t *n)
             } else {
                 p->ready = 1;
                 p->index = rs->index;
+                /* A read must see every entry committed before it started. */
+                s->st->read_checks++;
+                if (rs->index < p->start_commit &&
+                    inv_broken(s, "read: n%llu's read for c%d#%u got read index %llu, below "
+                               "commit index %llu reached before the read started", U(n->id),
+                               p->client, p->seq, U(rs->index), U(p->start_commit)))
+                    return;
             }
             break;
         }
@@ -1070,7 +1448,7 @@ static void handle_fs_req(sim_t *s, node_t *n, pkt_t *p)
     }
     s->ops->stamp(p->cmd, p->cmdlen, node_ms(s, n));
     raft_prop_info_t info = { 0 };
-    int rc = raft_propose(n->r, p->cmd, p->cmdlen, &info);
+    int rc = c_propose(s, n, p->cmd, p->cmdlen, &info);
     if (rc == 0) {
         n->props[n->nprops++] = (pend_prop_t){ .client = p->client, .seq = p->seq,
                                                .index = info.index, .term = info.term };
@@ -1096,14 +1474,19 @@ static void handle_req(sim_t *s, node_t *n, pkt_t *p)
             return;
         }
         uint64_t id = ++n->next_read_id, hint = 0;
-        int rc = raft_read_index(n->r, id, &hint);
+        raft_status_t st;
+        raft_status(n->r, &st);
+        if (lease_check(s, n, &st, "is asked for a read while its lease holds"))
+            return;
+        int rc = c_read_index(s, n, id, &hint);
         if (rc == -QERR_NOTLEADER)
             respond(s, n, p->client, p->seq, RS_NOTLEADER, 0, hint);
         else if (rc < 0)
             respond(s, n, p->client, p->seq, RS_RETRY, 0, 0);
         else
             n->reads[n->nreads++] = (pend_read_t){ .client = p->client, .seq = p->seq,
-                                                   .key = p->key, .id = id };
+                                                   .key = p->key, .id = id,
+                                                   .start_commit = s->max_commit };
         return;
     }
     if (n->nprops == MAX_PENDING) {
@@ -1115,7 +1498,7 @@ static void handle_req(sim_t *s, node_t *n, pkt_t *p)
     uint8_t buf[KV_CMD_LEN];
     kv_encode(&c, buf);
     raft_prop_info_t info = { 0 };
-    int rc = raft_propose(n->r, buf, sizeof(buf), &info);
+    int rc = c_propose(s, n, buf, sizeof(buf), &info);
     if (rc == 0) {
         n->props[n->nprops++] = (pend_prop_t){ .client = p->client, .seq = p->seq,
                                                .index = info.index, .term = info.term };
@@ -1136,7 +1519,7 @@ static void node_input(sim_t *s, node_t *n, pkt_t *p)
             msg_desc(&p->m, d, sizeof(d));
             tr(s, "n%llu <- n%llu %s", U(n->id), U(p->m.from), d);
         }
-        int rc = raft_step(n->r, &p->m);
+        int rc = c_step(s, n, &p->m);
         if (rc < 0 && rc != -QERR_NOMEM)
             fail(s, "n%llu: raft_step refused a %s from n%llu: %s", U(n->id),
                  msg_name(p->m.type), U(p->m.from), qerr_str(rc));
@@ -1160,11 +1543,15 @@ static void serve_reads(sim_t *s, node_t *n)
     }
 }
 
+/* Takes a snapshot every snap_every applied entries: saves it (atomically), tells the core,
+ * then drops the log entries it covers. Saving and dropping are separate steps: now and then
+ * the node crashes after the save, having dropped only some of the entries (maybe none). */
 static void maybe_compact(sim_t *s, node_t *n)
 {
     uint64_t applied = s->ops->applied(n->sm);
     if (applied < n->disk.snap.index + s->snap_every)
         return;
+    lies_flush(s, n, n->nlies);   /* the snapshot's fsync flushes the log's cache too */
     raft_snap_meta_t meta = { .index = applied, .conf = n->applied_conf };
     if (raft_log_term(n->r, meta.index, &meta.term) < 0)
         return;
@@ -1192,37 +1579,57 @@ static void maybe_compact(sim_t *s, node_t *n)
              qerr_str(rc));
         return;
     }
+    if (s->compact_crash_pm && rng_chance(&s->rng, s->compact_crash_pm)) {
+        uint64_t from = n->disk.n ? n->disk.ents[0].index : first;
+        uint64_t upto = from < first ? rng_range(&s->rng, from, first) : from;
+        disk_drop_before(&n->disk, upto);
+        tr(s, "n%llu snapshot at %llu/t%llu saved; crash while dropping the log before %llu "
+           "(dropped before %llu)", U(n->id), U(meta.index), U(meta.term), U(first), U(upto));
+        s->st->compact_crashes++;
+        node_crash(s, n, "inside a compaction");
+        n->restart_at = s->now + rng_range(&s->rng, 20, 400);
+        return;
+    }
     disk_drop_before(&n->disk, first);
     tr(s, "n%llu snapshot at %llu/t%llu, log now starts at %llu", U(n->id), U(meta.index),
        U(meta.term), U(first));
 }
 
-/* Runs a node until it has nothing to do or is persisting. */
+/* Runs a node until it has nothing to do, is persisting or is paused, as a real event loop
+ * does: the ticks it owes first (raft_tick's contract: before stepping anything), then up to
+ * batch_max queued messages, then one Ready for all of them. */
 static void node_drive(sim_t *s, node_t *n)
 {
-    while (!s->failed && n->up && !n->busy) {
+    int stepped = 0;
+    while (!s->failed && n->up && !n->busy && !n->paused) {
         node_check(s, n);
         if (s->failed)
             return;
-        if (raft_has_ready(n->r)) {
-            node_begin_ready(s, n);
-            continue;
-        }
         if (n->owed_ticks) {
             n->owed_ticks--;
-            raft_tick(n->r);
+            c_tick(s, n);
             continue;
         }
-        if (n->in_len) {
+        if (n->in_len && stepped < s->batch_max) {
             pkt_t *p = n->inbox[n->in_head];
             n->in_head = (n->in_head + 1) % n->in_cap;
             n->in_len--;
             node_input(s, n, p);
+            stepped++;
+            continue;
+        }
+        if (raft_has_ready(n->r)) {
+            node_begin_ready(s, n);
+            stepped = 0;
+            continue;
+        }
+        if (n->in_len) {
+            stepped = 0;
             continue;
         }
         serve_reads(s, n);
         maybe_compact(s, n);
-        if (!raft_has_ready(n->r))
+        if (!n->up || !raft_has_ready(n->r))
             return;
     }
 }
@@ -1344,6 +1751,8 @@ static void client_start(sim_t *s, int ci)
     c->key = (uint32_t)rng_below(&s->rng, s->nkeys);
     unsigned k = (unsigned)rng_below(&s->rng, 100);
     c->op = k < 40 ? OP_PUT : k < 75 ? OP_GET : OP_CAS;
+    if (s->now < s->quiet_until)
+        c->op = OP_GET;   /* a quiet period with reads only: the logs stay level */
     c->value = ((uint64_t)(ci + 1) << 32) | c->seq;
     c->expect = 0;
     if (c->op == OP_CAS) {
@@ -1424,7 +1833,8 @@ static void clients_run(sim_t *s)
             client_send(s, i);
         } else if (c->active && c->resend_at && c->resend_at <= s->now)
             client_send(s, i);
-        else if (!c->active && !s->stop && c->next_at <= s->now)
+        else if (!c->active && !s->stop && c->next_at <= s->now &&
+                 (s->now >= s->quiet_until || (s->quiet_reads && !s->fs)))
             client_start(s, i);
     }
 }
@@ -1550,24 +1960,26 @@ static void nemesis_restart(sim_t *s)
     }
 }
 
-static void nemesis_membership(sim_t *s)
+/* A membership change through the leader: adds (or promotes) a server, or removes one.
+ * force: slot + 1 of a server to add back now (breach wipe-readd), 0 for a random change. */
+static void nemesis_membership(sim_t *s, int force)
 {
     node_t *l = find_leader(s);
-    if (!l || l->busy)
+    if (!l || l->busy || l->paused)
         return;
     const raft_conf_t *c = raft_conf(l->r);
     int voters = 0;
     for (uint32_t i = 0; i < c->n; i++)
         voters += c->s[i].role == RAFT_VOTER;
     int lo = s->nfound - 1 < 2 ? 2 : s->nfound - 1;
-    int add = voters <= lo || (voters < s->nfound + 1 && rng_chance(&s->rng, 500));
+    int add = force || voters <= lo || (voters < s->nfound + 1 && rng_chance(&s->rng, 500));
     raft_prop_info_t info;
     int rc;
     if (add) {
         int cand[MAX_SLOTS], k = 0;
         for (int i = 0; i < s->nslots; i++) {
             uint32_t role = raft_conf_role(c, s->node[i].id);
-            if (role != RAFT_VOTER && role != RAFT_STAGING)
+            if (role != RAFT_VOTER && role != RAFT_STAGING && (!force || i == force - 1))
                 cand[k++] = i;
         }
         if (!k)
@@ -1576,9 +1988,22 @@ static void nemesis_membership(sim_t *s)
         uint32_t role = raft_conf_role(c, t->id);
         uint32_t op = role == RAFT_LEARNER ? RAFT_CONF_PROMOTE
                       : rng_chance(&s->rng, 250) ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER;
+        int wiped = 0;
         if (t->retired) {
             t->retired = 0;
             t->retire = 0;
+            if (!t->up && (s->o->breach & SIM_BREACH_WIPE_READD)) {
+                wiped = 1;
+                /* breach wipe-readd: the operator wiped the removed server's disk before
+                 * adding it back under the same id */
+                raft_conf_t empty = { 0 };
+                int lax = t->disk.lax, hs_first = t->disk.hs_first;
+                disk_free(&t->disk);
+                disk_init(&t->disk, &empty);
+                t->disk.lax = lax;
+                t->disk.hs_first = hs_first;
+                tr(s, "nemesis: n%llu's disk is wiped before it is added back", U(t->id));
+            }
             if (!t->up) {
                 node_boot(s, t);
                 s->st->restarts++;
@@ -1587,11 +2012,28 @@ static void nemesis_membership(sim_t *s)
                     return;
             }
         }
-        rc = raft_propose_conf(l->r, op, t->id, &info);
+        rc = c_propose_conf(s, l, op, t->id, &info);
         tr(s, "nemesis: n%llu proposes %s n%llu: %s", U(l->id),
            op == RAFT_CONF_PROMOTE ? "promote" : op == RAFT_CONF_ADD_LEARNER ? "add learner"
                                                                             : "add voter",
            U(t->id), rc ? qerr_str(rc) : "ok");
+        if (wiped) {
+            /* answers of its previous life, delayed in the network, arrive now */
+            for (int i = 0; i < OLD_ACKS; i++) {
+                pkt_t *p = t->old_acks[i];
+                t->old_acks[i] = NULL;
+                if (!p)
+                    continue;
+                s->st->late_msgs++;
+                if (s->o->trace) {
+                    char d[160];
+                    msg_desc(&p->m, d, sizeof(d));
+                    tr(s, "nemesis: late answer of n%llu's previous life: %s", U(t->id), d);
+                }
+                if (net_send(&s->net, t->slot, (int)p->m.to - 1, p, s->now) < 0)
+                    fail(s, "out of memory");
+            }
+        }
     } else {
         int cand[MAX_SLOTS], k = 0;
         for (uint32_t i = 0; i < c->n; i++)
@@ -1599,7 +2041,7 @@ static void nemesis_membership(sim_t *s)
         if (!k)
             return;
         node_t *t = &s->node[cand[rng_below(&s->rng, (uint64_t)k)]];
-        rc = raft_propose_conf(l->r, RAFT_CONF_REMOVE, t->id, &info);
+        rc = c_propose_conf(s, l, RAFT_CONF_REMOVE, t->id, &info);
         tr(s, "nemesis: n%llu proposes remove n%llu: %s", U(l->id), U(t->id),
            rc ? qerr_str(rc) : "ok");
     }
@@ -1609,7 +2051,7 @@ static void nemesis_membership(sim_t *s)
 static void nemesis_transfer(sim_t *s)
 {
     node_t *l = find_leader(s);
-    if (!l || l->busy)
+    if (!l || l->busy || l->paused)
         return;
     const raft_conf_t *c = raft_conf(l->r);
     uint64_t ids[RAFT_MAX_SERVERS];
@@ -1620,23 +2062,178 @@ static void nemesis_transfer(sim_t *s)
     if (!k)
         return;
     uint64_t t = ids[rng_below(&s->rng, (uint64_t)k)];
-    int rc = raft_transfer(l->r, t);
+    int rc = c_transfer(s, l, t);
     tr(s, "nemesis: n%llu transfers leadership to n%llu: %s", U(l->id), U(t),
        rc ? qerr_str(rc) : "ok");
     node_drive(s, l);
 }
 
+/* Cuts one direction of one link, or both, most often one of the leader's; other cuts stay. */
+static void nemesis_link(sim_t *s)
+{
+    node_t *l = find_leader(s);
+    int a = l && rng_chance(&s->rng, 500) ? l->slot : (int)rng_below(&s->rng, (uint64_t)s->nslots);
+    int b = (a + 1 + (int)rng_below(&s->rng, (uint64_t)s->nslots - 1)) % s->nslots;
+    unsigned how = (unsigned)rng_below(&s->rng, 3);
+    if (how != 1)
+        net_cut(&s->net, a, b, 1);
+    if (how != 0)
+        net_cut(&s->net, b, a, 1);
+    tr(s, "nemesis: link n%d %s n%d cut", a + 1, how == 0 ? "->" : how == 1 ? "<-" : "<->",
+       b + 1);
+}
+
+/* A process stops for a while (a stall, SIGSTOP): it takes no input and finishes nothing,
+ * while its clock runs on, so it owes ticks when it resumes. Most often the leader. */
+static void nemesis_pause(sim_t *s)
+{
+    node_t *l = find_leader(s);
+    node_t *n = l && rng_chance(&s->rng, 500) ? l : random_up(s);
+    if (!n || n->paused)
+        return;
+    n->paused = 1;
+    n->paused_until = s->now + rng_range(&s->rng, 20, 600);
+    s->st->pauses++;
+    tr(s, "nemesis: n%llu pauses until %llu", U(n->id), U(n->paused_until));
+}
+
+/* A node's clock changes rate, within the lease's drift bound. */
+static void nemesis_drift(sim_t *s)
+{
+    node_t *n = random_up(s);
+    if (!n)
+        return;
+    n->tick_q = rng_range(&s->rng, (TICK - 1) * TICK_Q, (TICK + 1) * TICK_Q);
+    tr(s, "nemesis: n%llu ticks every %llu/%d", U(n->id), U(n->tick_q), TICK_Q);
+}
+
+/* A rolling restart: each member in turn crashes and comes back soon after. */
+static void nemesis_rolling(sim_t *s)
+{
+    uint64_t at = s->now + rng_range(&s->rng, 1, 100);
+    int off = (int)rng_below(&s->rng, (uint64_t)s->nslots);
+    for (int j = 0; j < s->nslots; j++) {
+        node_t *n = &s->node[(off + j) % s->nslots];
+        if (!n->up || !n->member || n->kill_at || n->hold_down)
+            continue;
+        n->kill_at = at;
+        n->kill_why = "nemesis, a rolling restart";
+        n->kill_restart = rng_range(&s->rng, 1, 150);
+        at += n->kill_restart + rng_range(&s->rng, 20, 400);
+    }
+    tr(s, "nemesis: rolling restart until about %llu", U(at));
+}
+
+/* The schedule of issue 9's finding 1, whose parts random faults rarely line up. First
+ * the clients only read, so the logs level out. Then (lease_script_cut) the leader L stops
+ * reaching an up-to-date follower F (one link cut, one way or both), and when F's election
+ * timer fires, other followers restart at once, forgetting that they hear L. A core that
+ * lets them vote for F at once deposes L while L's lease still stands (the lease check
+ * fails). Other faults wait meanwhile. */
+static void nemesis_lease_script(sim_t *s)
+{
+    s->quiet_until = s->now + rng_range(&s->rng, 800, 2500);
+    s->quiet_reads = 1;
+    s->script_at = s->now + rng_range(&s->rng, 200, 500);
+    s->script_until = s->script_at + 600;
+    tr(s, "nemesis: lease script: reads only until %llu; a link is cut at %llu",
+       U(s->quiet_until), U(s->script_at));
+}
+
+static void lease_script_cut(sim_t *s)
+{
+    s->script_at = 0;
+    node_t *l = find_leader(s);
+    if (!l)
+        return;
+    raft_status_t ls;
+    raft_status(l->r, &ls);
+    int cand[MAX_SLOTS], k = 0;
+    for (int i = 0; i < s->nslots; i++) {
+        node_t *f = &s->node[i];
+        if (f == l || !f->up || !f->member || f->busy)
+            continue;
+        raft_status_t fs;
+        raft_status(f->r, &fs);
+        if (fs.last_index == ls.last_index && fs.term == ls.term)
+            cand[k++] = i;
+    }
+    if (!k)
+        return;
+    int f = cand[rng_below(&s->rng, (uint64_t)k)];
+    int both = (int)rng_below(&s->rng, 2);
+    net_heal(&s->net);
+    net_cut(&s->net, l->slot, f, 1);
+    if (both)
+        net_cut(&s->net, f, l->slot, 1);
+    s->camp_armed = f + 1;
+    tr(s, "nemesis: lease script: link n%llu %s n%d cut; n%d's next campaign restarts others",
+       U(l->id), both ? "<->" : "->", f + 1, f + 1);
+}
+
+/* Clients stop, or only read, for a while; sometimes the members restart meanwhile. */
+static void nemesis_quiet(sim_t *s)
+{
+    s->quiet_until = s->now + rng_range(&s->rng, 300, 3000);
+    s->quiet_reads = (int)rng_below(&s->rng, 2);
+    tr(s, "nemesis: quiet until %llu (%s)", U(s->quiet_until),
+       s->quiet_reads ? "reads only" : "no client load");
+    if (rng_chance(&s->rng, 500))
+        nemesis_rolling(s);
+}
+
+/* Messages kept back when they were sent are delivered now, often many terms late. */
+static void nemesis_late(sim_t *s)
+{
+    int k = (int)rng_range(&s->rng, 1, 6);
+    for (int i = 0; i < k && s->nstash; i++) {
+        int j = (int)rng_below(&s->rng, (uint64_t)s->nstash);
+        pkt_t *p = s->stash[j];
+        int from = s->stash_from[j], to = s->stash_to[j];
+        s->nstash--;
+        s->stash[j] = s->stash[s->nstash];
+        s->stash_from[j] = s->stash_from[s->nstash];
+        s->stash_to[j] = s->stash_to[s->nstash];
+        s->stash[s->nstash] = NULL;
+        s->st->late_msgs++;
+        if (s->o->trace) {
+            char d[160];
+            msg_desc(&p->m, d, sizeof(d));
+            tr(s, "nemesis: late delivery n%d -> n%d %s", from + 1, to + 1, d);
+        }
+        if (net_send(&s->net, from, to, p, s->now) < 0)
+            fail(s, "out of memory");
+    }
+}
+
 static void nemesis(sim_t *s)
 {
     s->nemesis_at = s->now + rng_range(&s->rng, s->nem_min, s->nem_max);
-    if (s->f8_state)
+    if (s->f8_state || ((s->camp_armed || s->script_at) && s->now < s->script_until))
         return;
+    s->camp_armed = 0;
+    s->script_at = 0;
     node_t *l = find_leader(s);
     if (s->fig8 && l && rng_chance(&s->rng, 350)) {
         fig8_start(s, l);
         return;
     }
-    unsigned k = (unsigned)rng_below(&s->rng, 100);
+    unsigned k = (unsigned)rng_below(&s->rng, 124);
+    if (k >= 100) {
+        if (k < 108)
+            nemesis_link(s);
+        else if (k < 112)
+            nemesis_pause(s);
+        else if (k < 115)
+            nemesis_quiet(s);
+        else if (k < 117)
+            nemesis_late(s);
+        else if (k < 120)
+            nemesis_drift(s);
+        else
+            nemesis_lease_script(s);
+        return;
+    }
     if (k < 18)
         nemesis_partition(s);
     else if (k < 26)
@@ -1651,7 +2248,7 @@ static void nemesis(sim_t *s)
     else if (k < 76)
         nemesis_net_quality(s);
     else if (k < 88)
-        nemesis_membership(s);
+        nemesis_membership(s, 0);
     else
         nemesis_transfer(s);
 }
@@ -1663,10 +2260,18 @@ static void heal(sim_t *s)
     net_heal(&s->net);
     s->net.faults = (net_faults_t){ .delay_min = 1, .delay_max = 10 };
     s->disk_fail_pm = s->disk_crash_pm = 0;
+    s->compact_crash_pm = s->lie_pm = s->alloc_ppm = 0;
+    s->quiet_until = 0;
+    s->camp_armed = 0;
+    s->script_at = 0;
+    stash_clear(s);
     s->f8_state = 0;
     for (int i = 0; i < s->nslots; i++) {
         s->node[i].kill_at = 0;
+        s->node[i].kill_restart = 0;
         s->node[i].hold_down = 0;
+        if (s->node[i].paused)
+            s->node[i].paused_until = s->now;   /* resumes in this step */
     }
     tr(s, "=== faults healed: links restored, network reliable, crashed nodes restart ===");
     nemesis_restart(s);
@@ -1678,7 +2283,7 @@ static void liveness_probe(sim_t *s)
     if (s->live_ok || (s->marker_at && s->now < s->marker_at + 400))
         return;
     node_t *l = find_leader(s);
-    if (!l || l->busy)
+    if (!l || l->busy || l->paused)
         return;
     if (s->fs) {
         uint8_t *cmd;
@@ -1688,7 +2293,7 @@ static void liveness_probe(sim_t *s)
             s->ops->next_cmd(s->run, &s->rng, &cmd, &len) < 0)
             return;
         s->ops->stamp(cmd, len, node_ms(s, l));
-        int rc = raft_propose(l->r, cmd, len, &info);
+        int rc = c_propose(s, l, cmd, len, &info);
         free(cmd);
         if (rc == 0)
             s->markers[s->nmarkers++] = (typeof(s->markers[0])){ info.index, info.term };
@@ -1704,7 +2309,7 @@ static void liveness_probe(sim_t *s)
         s->marker_first = s->marker_seq;
     uint8_t buf[KV_CMD_LEN];
     kv_encode(&c, buf);
-    int rc = raft_propose(l->r, buf, sizeof(buf), NULL);
+    int rc = c_propose(s, l, buf, sizeof(buf), NULL);
     s->marker_at = s->now;
     tr(s, "liveness: marker %llu proposed at n%llu: %s", U(s->marker_seq), U(l->id),
        rc ? qerr_str(rc) : "ok");
@@ -1714,10 +2319,15 @@ static void liveness_probe(sim_t *s)
 /* ---------------------------------------------------------------------------------------- */
 
 /* fs: the leader's sweeper proposes what fs/node.c's would (expiries), from its state. */
+struct sweep_ctx {
+    sim_t *s;
+    node_t *n;
+};
+
 static void sweep_emit(void *ctx, const uint8_t *cmd, size_t len)
 {
-    node_t *n = ctx;
-    int rc = raft_propose(n->r, cmd, len, NULL);
+    struct sweep_ctx *x = ctx;
+    int rc = c_propose(x->s, x->n, cmd, len, NULL);
     (void)rc;   /* refused (not leader, busy): the next sweep tries again */
 }
 
@@ -1728,7 +2338,7 @@ static void run_sweepers(sim_t *s)
         if (!n->up || n->next_sweep > s->now)
             continue;
         n->next_sweep = s->now + s->sweep_every;
-        if (n->busy)
+        if (n->busy || n->paused)
             continue;
         raft_status_t st;
         raft_status(n->r, &st);
@@ -1736,7 +2346,8 @@ static void run_sweepers(sim_t *s)
             continue;
         if (s->o->trace)
             tr(s, "n%llu sweeps", U(n->id));
-        s->ops->sweep(n->sm, s->run, &s->rng, node_ms(s, n), sweep_emit, n);
+        struct sweep_ctx x = { s, n };
+        s->ops->sweep(n->sm, s->run, &s->rng, node_ms(s, n), sweep_emit, &x);
         node_drive(s, n);
     }
 }
@@ -1761,7 +2372,7 @@ static int converged(sim_t *s)
             continue;
         raft_status_t st;
         raft_status(n->r, &st);
-        if (n->busy || raft_has_ready(n->r) || st.commit != maxc ||
+        if (n->busy || n->paused || raft_has_ready(n->r) || st.commit != maxc ||
             s->ops->applied(n->sm) != maxc)
             return 0;
     }
@@ -1824,11 +2435,14 @@ static void deliver(sim_t *s, net_msg_t *m)
         pkt_free(p);
         return;
     }
-    if (n->busy) {
+    if (n->busy || n->paused || s->batch_max > 1) {
+        /* queued: a busy or paused node steps it later; a batching one after this step's
+         * other deliveries (step_time drives it) */
         if (inbox_push(n, p) < 0) {
             pkt_free(p);
             fail(s, "out of memory");
         }
+        n->dirty = !n->busy && !n->paused;
         return;
     }
     node_input(s, n, p);
@@ -1843,7 +2457,9 @@ static uint64_t next_event(sim_t *s)
         node_t *n = &s->node[i];
         if (n->up) {
             MIN_AT(n->next_tick);
-            if (n->busy)
+            if (n->paused)
+                MIN_AT(n->paused_until);
+            else if (n->busy)
                 MIN_AT(n->busy_until);
             if (n->busy && n->crash_at)
                 MIN_AT(n->crash_at);
@@ -1862,12 +2478,17 @@ static uint64_t next_event(sim_t *s)
             if (c->resend_at)
                 MIN_AT(c->resend_at);
         } else if (!s->stop)
-            MIN_AT(c->next_at);
+            MIN_AT(s->quiet_reads && !s->fs ? c->next_at
+                   : c->next_at > s->quiet_until ? c->next_at : s->quiet_until);
     }
     if (!s->healed) {
         MIN_AT(s->nemesis_at);
         if (s->f8_state)
             MIN_AT(s->f8_at);
+        if (s->script_at)
+            MIN_AT(s->script_at);
+        if (s->readd_at)
+            MIN_AT(s->readd_at);
         MIN_AT(s->fault_end);
     } else if (!s->live_ok)
         MIN_AT(s->heal_at + LIVENESS_BOUND);
@@ -1896,6 +2517,21 @@ static void do_retirements(sim_t *s)
         tr(s, "n%llu was removed from the configuration: shut down", U(m->id));
         node_crash(s, m, "retired");
         m->retired = 1;
+        if ((s->o->breach & SIM_BREACH_WIPE_READD) && !s->healed) {
+            /* added back soon, wiped, while answers of its last life are still around */
+            s->readd_slot = m->slot + 1;
+            s->readd_at = s->now + rng_range(&s->rng, 5, 300);
+        }
+    }
+}
+
+/* breach merge-ticks: a caller that delivers one tick for all it owes after a pause or a
+ * persist, against raft_tick's contract. */
+static void merge_owed(sim_t *s, node_t *n)
+{
+    if ((s->o->breach & SIM_BREACH_MERGE_TICKS) && n->owed_ticks > 1) {
+        tr(s, "n%llu: %u owed ticks merged into one (breach)", U(n->id), n->owed_ticks);
+        n->owed_ticks = 1;
     }
 }
 
@@ -1909,14 +2545,27 @@ static void step_time(sim_t *s)
             n->restart_at = s->now + rng_range(&s->rng, 20, 800);
         }
         if (n->up && n->kill_at && n->kill_at <= s->now) {
+            uint64_t after = n->kill_restart;
             node_crash(s, n, n->kill_why);
-            n->restart_at = n->hold_down ? 0 : s->now + rng_range(&s->rng, 20, 300);
+            n->restart_at = n->hold_down ? 0
+                            : s->now + (after ? after : rng_range(&s->rng, 20, 300));
         }
     }
     for (int i = 0; i < s->nslots && !s->failed; i++) {
         node_t *n = &s->node[i];
-        if (n->up && n->busy && n->busy_until <= s->now) {
+        if (n->up && n->paused && n->paused_until <= s->now) {
+            n->paused = 0;
+            tr(s, "n%llu resumes, owing %u ticks", U(n->id), n->owed_ticks);
+            merge_owed(s, n);
+            if (!n->busy)
+                node_drive(s, n);
+        }
+    }
+    for (int i = 0; i < s->nslots && !s->failed; i++) {
+        node_t *n = &s->node[i];
+        if (n->up && n->busy && !n->paused && n->busy_until <= s->now) {
             node_complete(s, n);
+            merge_owed(s, n);
             node_drive(s, n);
         }
     }
@@ -1933,12 +2582,20 @@ static void step_time(sim_t *s)
         deliver(s, &m);
     for (int i = 0; i < s->nslots && !s->failed; i++) {
         node_t *n = &s->node[i];
+        if (n->dirty) {
+            n->dirty = 0;
+            node_drive(s, n);
+        }
+    }
+    for (int i = 0; i < s->nslots && !s->failed; i++) {
+        node_t *n = &s->node[i];
         while (n->up && n->next_tick <= s->now && !s->failed) {
-            n->next_tick += n->tick_period;
-            if (n->busy)
+            n->next_tick_q += n->tick_q;
+            n->next_tick = (n->next_tick_q + TICK_Q - 1) / TICK_Q;
+            if (n->busy || n->paused)
                 n->owed_ticks++;
             else {
-                raft_tick(n->r);
+                c_tick(s, n);
                 node_drive(s, n);
             }
         }
@@ -1951,6 +2608,12 @@ static void step_time(sim_t *s)
         heal(s);
     if (!s->healed && !s->failed && s->f8_state && s->f8_at <= s->now)
         fig8_timer(s);
+    if (!s->healed && !s->failed && s->script_at && s->script_at <= s->now)
+        lease_script_cut(s);
+    if (!s->healed && !s->failed && s->readd_at && s->readd_at <= s->now) {
+        s->readd_at = 0;
+        nemesis_membership(s, s->readd_slot);
+    }
     if (!s->healed && !s->failed && s->nemesis_at <= s->now)
         nemesis(s);
     if (s->healed && !s->failed)
@@ -2007,6 +2670,21 @@ static void choose_params(sim_t *s)
         s->client_timeout = rng_range(r, 400, 1200);
         s->fs_resend = rng_chance(r, 500) || s->o->fs_resend;
     }
+    /* The faults of issue 9's list, each on in part of the seeds. */
+    s->batch_max = rng_chance(r, 400) ? 1 : (int)rng_range(r, 2, 16);
+    s->mixed = rng_chance(r, 300);
+    s->alloc_ppm = rng_chance(r, 500) ? 0 : (unsigned)rng_range(r, 100, 5000);
+    s->stash_pm = rng_chance(r, 400) ? 0 : (unsigned)rng_range(r, 1, 20);
+    s->camp_restart_pm = rng_chance(r, 400) ? 0 : (unsigned)rng_range(r, 100, 600);
+    s->compact_crash_pm = rng_chance(r, 500) ? 0 : (unsigned)rng_range(r, 10, 80);
+    if (s->o->breach & SIM_BREACH_MERGE_TICKS) {
+        c->check_quorum = true;
+        c->lease_reads = true;
+        c->max_clock_drift_ticks = 3;
+        s->mixed = 0;
+    }
+    if (s->o->breach & SIM_BREACH_LYING_FSYNC)
+        s->lie_pm = (unsigned)rng_range(r, 20, 200);
 }
 
 static void report_lin(sim_t *s, const lin_result_t *res)
@@ -2074,12 +2752,20 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
     s->nslots = o->nodes + (o->nodes >= 5 ? 2 : 1);
     choose_params(s);
     nemesis_net_quality(s);
-    tr(s, "seed %llu: %d voters + %d spare, pre_vote %d check_quorum %d lease_reads %d "
+    rng_seed(&s->alloc_rng, o->seed ^ 0xa110ca7e5eedULL);
+    uint64_t alloc_fails0 = alloc_failures();
+    tr(s, "seed %llu: %d voters + %d spare, pre_vote %d check_quorum %d lease_reads %d%s "
        "max_msg_bytes %u max_inflight %u snap_every %llu disk latency <= %llu, %d clients on "
        "%u keys, faults until %llu", U(o->seed), s->nfound, s->nslots - s->nfound,
-       s->base.pre_vote, s->base.check_quorum, s->base.lease_reads, s->base.max_msg_bytes,
+       s->base.pre_vote, s->base.check_quorum, s->base.lease_reads,
+       s->mixed ? " (each node draws its own)" : "", s->base.max_msg_bytes,
        s->base.max_inflight, U(s->snap_every), U(s->disk_lat_max), s->nclients, s->nkeys,
        U(s->fault_end));
+    tr(s, "  %d msgs stepped per Ready at most, allocations fail %u ppm, %u%%o of msgs kept "
+       "for late delivery, %u%%o of campaigns restart another node, %u%%o of compactions "
+       "crash%s%s", s->batch_max, s->alloc_ppm, s->stash_pm, s->camp_restart_pm,
+       s->compact_crash_pm, s->lie_pm ? ", fsync lies" : "",
+       o->breach & SIM_BREACH_HS_FIRST ? ", hard state lands first" : "");
     if (s->fs)
         tr(s, "fs: %llu ms per time unit, sweeps every %llu, states compared every %llu "
            "indexes, snapshot chunks of %u bytes, clients %s", U(s->ms_per_unit),
@@ -2098,6 +2784,7 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
         n->member = i < s->nfound;
         disk_init(&n->disk, i < s->nfound ? &boot : &empty);
         n->disk.lax = o->lin_only;
+        n->disk.hs_first = (o->breach & SIM_BREACH_HS_FIRST) != 0;
         node_boot(s, n);
     }
     for (int i = 0; i < s->nclients; i++) {
@@ -2148,6 +2835,7 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
                  U(res.states));
     }
     int ret = s->failed ? 1 : 0;
+    st->alloc_fails = alloc_failures() - alloc_fails0;
     if (s->ops->run_stats)
         s->ops->run_stats(s->run, st->sm_line, sizeof(st->sm_line));
     for (int i = 0; i < s->nslots; i++) {
@@ -2155,6 +2843,10 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
         s->ops->free(n->sm);
         raft_free(n->r);
         disk_batch_free(&n->batch);
+        for (int j = 0; j < n->nlies; j++)
+            disk_batch_free(&n->lies[j]);
+        for (int j = 0; j < OLD_ACKS; j++)
+            pkt_free(n->old_acks[j]);
         disk_free(&n->disk);
         inbox_clear(n);
         free(n->inbox);
@@ -2167,6 +2859,9 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
     free(s->sc);
     if (s->ops->run_free)
         s->ops->run_free(s->run);
+    stash_clear(s);
+    free(s->wire);
+    free(s->wire2);
     net_destroy(&s->net);
     inv_free(&s->inv);
     free(s->hist);

@@ -14,6 +14,25 @@
 
 enum sim_sm { SIM_KV = 0, SIM_FS = 1 };
 
+/* Opt-in faults outside what the core promises to survive (tools/sim --breach NAME): each
+ * breaks the caller's side of a contract, or is an operation the core does not make safe
+ * yet. The checks must catch them; they are never on by default. */
+enum {
+    SIM_BREACH_MERGE_TICKS = 1,   /* merge-ticks: after a pause or a persist the caller
+                                     delivers one tick for all it owes (raft_tick's
+                                     contract); every seed runs lease reads */
+    SIM_BREACH_LYING_FSYNC = 2,   /* lying-fsync: some persists report success but stay in
+                                     a volatile cache until the next honest one; a crash
+                                     loses them */
+    SIM_BREACH_HS_FIRST = 4,      /* hs-first: the hard state reaches the disk before the
+                                     rest of its batch (a tear that is not a prefix) */
+    SIM_BREACH_WIPE_READD = 8,    /* wipe-readd: a removed server is re-added with the same
+                                     id and a wiped disk (server ids have no incarnation) */
+    SIM_BREACH_RESTART_SETTINGS = 16, /* restart-settings: in seeds with mixed settings, a
+                                     node may restart with other pre-vote/check-quorum/lease
+                                     settings (tests/sim/FINDINGS.md, finding 4) */
+};
+
 typedef struct sim_opts {
     uint64_t seed;
     int sm;                   /* SIM_KV or SIM_FS */
@@ -24,6 +43,7 @@ typedef struct sim_opts {
     FILE *trace;              /* NULL: no trace; else every event is written here */
     int lin_only;             /* broken Raft invariants are traced, not fatal: only the
                                  client-visible checks (linearizability, liveness) judge */
+    unsigned breach;          /* SIM_BREACH_* bits */
 } sim_opts_t;
 
 typedef struct sim_stats {
@@ -40,6 +60,10 @@ typedef struct sim_stats {
     uint64_t inv_broken;      /* invariant violations let through (lin_only) */
     uint64_t state_checks;    /* fs: states compared with another replica's at an index */
     uint64_t restore_checks;  /* fs: restored states that snapshot back to the same bytes */
+    uint64_t lease_checks;    /* moments a leader's lease was checked against later leaders */
+    uint64_t read_checks;     /* reads whose index was checked against the commit at start */
+    uint64_t durable_checks;  /* commits checked durable on a quorum of voters' disks */
+    uint64_t pauses, late_msgs, alloc_fails, compact_crashes;
     char sm_line[600];        /* fs: the state machine's own figures for the run */
 } sim_stats_t;
 
