@@ -35,8 +35,8 @@ static void usage(void)
             "  --fs-bug N  plant divergence N in some fs replicas, to see the checks catch it:\n"
             "              1 apply at a local clock, 2 skip a command, 3 a lossy restore\n"
             "  --breach B  an opt-in fault the core is not meant to survive, to see the checks\n"
-            "              catch it (repeatable): merge-ticks (the caller merges owed ticks;\n"
-            "              lease reads on), lying-fsync (a persist that is not durable),\n"
+            "              catch it (repeatable): merge-ticks (the caller merges owed ticks),\n"
+            "              lying-fsync (a persist that is not durable),\n"
             "              hs-first (the hard state lands before the log), wipe-readd (a\n"
             "              removed id re-added with a wiped disk), restart-settings (nodes\n"
             "              restart with other pre-vote/check-quorum/lease settings)\n");

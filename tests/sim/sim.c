@@ -195,6 +195,11 @@ typedef struct sim {
     uint64_t readd_at;         /* breach wipe-readd: add readd_slot - 1 back then */
     int readd_slot;
     uint64_t script_until;     /* other faults wait until then while the script runs */
+    int script_kind;           /* the lease script's variant: 1 restarts, 2 a stale term */
+    int stale_f, stale_c;      /* variant 2: slot + 1 of F and of C (0: not waiting) */
+    uint64_t stale_term;       /* variant 2: L's term when C was cut off */
+    uint64_t stale_at;         /* variant 2: the late copy arrives then (0: not yet due) */
+    pkt_t *last_sent[MAX_SLOTS][MAX_SLOTS]; /* the last raft message a node sent another */
     uint8_t *wire, *wire2;     /* the codec's scratch buffers */
     size_t wire_cap;
     /* phases */
@@ -465,6 +470,11 @@ static void send_raft(sim_t *s, node_t *n, const raft_msg_t *m)
     s->st->msgs++;
     if (s->stash_pm && !s->healed && rng_chance(&s->rng, s->stash_pm))
         stash_keep(s, n->slot, (int)m->to - 1, p);
+    pkt_t *c = pkt_clone(p);
+    if (c) {
+        pkt_free(s->last_sent[n->slot][m->to - 1]);
+        s->last_sent[n->slot][m->to - 1] = c;
+    }
     if ((s->o->breach & SIM_BREACH_WIPE_READD) && !m->reject &&
         (m->type == RAFT_MSG_APPEND_RESP || m->type == RAFT_MSG_VOTE_RESP ||
          m->type == RAFT_MSG_SNAPSHOT_RESP || m->type == RAFT_MSG_HEARTBEAT_RESP)) {
@@ -1142,6 +1152,11 @@ static void node_check(sim_t *s, node_t *n)
     if (st.role != n->last_role || st.term != n->last_term)
         tr(s, "n%llu is %s in term %llu (leader %llu)", U(n->id), role_name(st.role),
            U(st.term), U(st.leader));
+    if (s->stale_c == n->slot + 1 && st.term > s->stale_term && !s->stale_at && !s->healed) {
+        /* at a random point of C's election timeout, not always right after it campaigned */
+        s->stale_at = s->now + rng_range(&s->rng, 1, 2 * TICK * s->base.election_tick);
+        s->script_until = s->stale_at + 600;
+    }
     if ((st.role != n->last_role || st.term != n->last_term) &&
         (st.role == RAFT_PRECANDIDATE || st.role == RAFT_CANDIDATE) && !s->healed &&
         !s->f8_state && (s->camp_armed == n->slot + 1 ||
@@ -2124,20 +2139,27 @@ static void nemesis_rolling(sim_t *s)
     tr(s, "nemesis: rolling restart until about %llu", U(at));
 }
 
-/* The schedule of issue 9's finding 1, whose parts random faults rarely line up. First
- * the clients only read, so the logs level out. Then (lease_script_cut) the leader L stops
- * reaching an up-to-date follower F (one link cut, one way or both), and when F's election
- * timer fires, other followers restart at once, forgetting that they hear L. A core that
- * lets them vote for F at once deposes L while L's lease still stands (the lease check
- * fails). Other faults wait meanwhile. */
+/* Two schedules against read leases, whose parts random faults rarely line up. First the
+ * clients only read, so the logs level out. Then (lease_script_cut) the leader L stops
+ * reaching an up-to-date follower, and:
+ *   1. (issue 9's finding 1) L stops reaching F (one link cut, one way or both); when F's
+ *      election timer fires, other followers restart at once, forgetting that they hear L.
+ *      A core that lets them vote for F at once deposes L while its lease stands.
+ *   2. (tests/sim/FINDINGS.md, finding 5) L and C stop reaching each other, so C campaigns
+ *      (in higher terms without pre-vote); then a copy of the last message another follower
+ *      F sent C arrives late, and C's answer carries C's term to F (and sometimes F's
+ *      answers to L are lost from then on). A core where F forgets that it hears L when it
+ *      adopts that term votes for C while L's lease, which F backs, stands.
+ * Both end in the lease check failing. Other faults wait meanwhile. */
 static void nemesis_lease_script(sim_t *s)
 {
     s->quiet_until = s->now + rng_range(&s->rng, 800, 2500);
     s->quiet_reads = 1;
+    s->script_kind = (int)rng_range(&s->rng, 1, 2);
     s->script_at = s->now + rng_range(&s->rng, 200, 500);
     s->script_until = s->script_at + 600;
-    tr(s, "nemesis: lease script: reads only until %llu; a link is cut at %llu",
-       U(s->quiet_until), U(s->script_at));
+    tr(s, "nemesis: lease script %d: reads only until %llu; a link is cut at %llu",
+       s->script_kind, U(s->quiet_until), U(s->script_at));
 }
 
 static void lease_script_cut(sim_t *s)
@@ -2158,6 +2180,22 @@ static void lease_script_cut(sim_t *s)
         if (fs.last_index == ls.last_index && fs.term == ls.term)
             cand[k++] = i;
     }
+    if (s->script_kind == 2) {
+        if (k < 2)
+            return;
+        int a = (int)rng_below(&s->rng, (uint64_t)k);
+        int b = (a + 1 + (int)rng_below(&s->rng, (uint64_t)k - 1)) % k;
+        int f = cand[a], c = cand[b];
+        net_heal(&s->net);
+        net_cut(&s->net, l->slot, c, 1);
+        net_cut(&s->net, c, l->slot, 1);
+        s->stale_f = f + 1;
+        s->stale_c = c + 1;
+        s->stale_term = ls.term;
+        tr(s, "nemesis: lease script 2: link n%llu <-> n%d cut; once n%d is past term %llu, "
+           "n%d's last message to it arrives late", U(l->id), c + 1, c + 1, U(ls.term), f + 1);
+        return;
+    }
     if (!k)
         return;
     int f = cand[rng_below(&s->rng, (uint64_t)k)];
@@ -2167,8 +2205,35 @@ static void lease_script_cut(sim_t *s)
     if (both)
         net_cut(&s->net, f, l->slot, 1);
     s->camp_armed = f + 1;
-    tr(s, "nemesis: lease script: link n%llu %s n%d cut; n%d's next campaign restarts others",
-       U(l->id), both ? "<->" : "->", f + 1, f + 1);
+    tr(s, "nemesis: lease script 1: link n%llu %s n%d cut; n%d's next campaign restarts "
+       "others", U(l->id), both ? "<->" : "->", f + 1, f + 1);
+}
+
+/* Lease script 2, once C is past L's term: the late copy arrives at C. */
+static void stale_term_deliver(sim_t *s)
+{
+    node_t *f = &s->node[s->stale_f - 1], *c = &s->node[s->stale_c - 1];
+    s->stale_f = s->stale_c = 0;
+    s->stale_at = 0;
+    pkt_t *p = s->last_sent[f->slot][c->slot];
+    if (!p || !(p = pkt_clone(p)))
+        return;
+    s->st->late_msgs++;
+    if (s->o->trace) {
+        char d[160];
+        msg_desc(&p->m, d, sizeof(d));
+        tr(s, "nemesis: lease script 2: late delivery n%llu -> n%llu %s", U(f->id), U(c->id), d);
+    }
+    if (net_send(&s->net, f->slot, c->slot, p, s->now) < 0) {
+        fail(s, "out of memory");
+        return;
+    }
+    node_t *l = find_leader(s);
+    if (l && l != f && rng_chance(&s->rng, 500)) {
+        net_cut(&s->net, f->slot, l->slot, 1);
+        tr(s, "nemesis: lease script 2: n%llu's answers to n%llu are lost from now on",
+           U(f->id), U(l->id));
+    }
 }
 
 /* Clients stop, or only read, for a while; sometimes the members restart meanwhile. */
@@ -2209,10 +2274,13 @@ static void nemesis_late(sim_t *s)
 static void nemesis(sim_t *s)
 {
     s->nemesis_at = s->now + rng_range(&s->rng, s->nem_min, s->nem_max);
-    if (s->f8_state || ((s->camp_armed || s->script_at) && s->now < s->script_until))
+    if (s->f8_state ||
+        ((s->camp_armed || s->script_at || s->stale_c) && s->now < s->script_until))
         return;
     s->camp_armed = 0;
     s->script_at = 0;
+    s->stale_f = s->stale_c = 0;
+    s->stale_at = 0;
     node_t *l = find_leader(s);
     if (s->fig8 && l && rng_chance(&s->rng, 350)) {
         fig8_start(s, l);
@@ -2264,6 +2332,8 @@ static void heal(sim_t *s)
     s->quiet_until = 0;
     s->camp_armed = 0;
     s->script_at = 0;
+    s->stale_f = s->stale_c = 0;
+    s->stale_at = 0;
     stash_clear(s);
     s->f8_state = 0;
     for (int i = 0; i < s->nslots; i++) {
@@ -2487,6 +2557,8 @@ static uint64_t next_event(sim_t *s)
             MIN_AT(s->f8_at);
         if (s->script_at)
             MIN_AT(s->script_at);
+        if (s->stale_at)
+            MIN_AT(s->stale_at);
         if (s->readd_at)
             MIN_AT(s->readd_at);
         MIN_AT(s->fault_end);
@@ -2610,6 +2682,8 @@ static void step_time(sim_t *s)
         fig8_timer(s);
     if (!s->healed && !s->failed && s->script_at && s->script_at <= s->now)
         lease_script_cut(s);
+    if (!s->healed && !s->failed && s->stale_at && s->stale_at <= s->now)
+        stale_term_deliver(s);
     if (!s->healed && !s->failed && s->readd_at && s->readd_at <= s->now) {
         s->readd_at = 0;
         nemesis_membership(s, s->readd_slot);
@@ -2673,16 +2747,10 @@ static void choose_params(sim_t *s)
     /* The faults of issue 9's list, each on in part of the seeds. */
     s->batch_max = rng_chance(r, 400) ? 1 : (int)rng_range(r, 2, 16);
     s->mixed = rng_chance(r, 300);
-    s->alloc_ppm = rng_chance(r, 500) ? 0 : (unsigned)rng_range(r, 100, 5000);
+    s->alloc_ppm = rng_chance(r, 500) ? 0 : (unsigned)rng_range(r, 1000, 20000);
     s->stash_pm = rng_chance(r, 400) ? 0 : (unsigned)rng_range(r, 1, 20);
     s->camp_restart_pm = rng_chance(r, 400) ? 0 : (unsigned)rng_range(r, 100, 600);
     s->compact_crash_pm = rng_chance(r, 500) ? 0 : (unsigned)rng_range(r, 10, 80);
-    if (s->o->breach & SIM_BREACH_MERGE_TICKS) {
-        c->check_quorum = true;
-        c->lease_reads = true;
-        c->max_clock_drift_ticks = 3;
-        s->mixed = 0;
-    }
     if (s->o->breach & SIM_BREACH_LYING_FSYNC)
         s->lie_pm = (unsigned)rng_range(r, 20, 200);
 }
@@ -2860,6 +2928,9 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
     if (s->ops->run_free)
         s->ops->run_free(s->run);
     stash_clear(s);
+    for (int i = 0; i < MAX_SLOTS; i++)
+        for (int j = 0; j < MAX_SLOTS; j++)
+            pkt_free(s->last_sent[i][j]);
     free(s->wire);
     free(s->wire2);
     net_destroy(&s->net);

@@ -20,7 +20,7 @@ enum sim_sm { SIM_KV = 0, SIM_FS = 1 };
 enum {
     SIM_BREACH_MERGE_TICKS = 1,   /* merge-ticks: after a pause or a persist the caller
                                      delivers one tick for all it owes (raft_tick's
-                                     contract); every seed runs lease reads */
+                                     contract); caught in seeds with lease reads */
     SIM_BREACH_LYING_FSYNC = 2,   /* lying-fsync: some persists report success but stay in
                                      a volatile cache until the next honest one; a crash
                                      loses them */
