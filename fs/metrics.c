@@ -6,7 +6,6 @@
 #include <time.h>
 #include "fs/metrics.h"
 
-metrics_t g_metrics;
 
 #define METRIC_NAME_(n) #n,
 const char *const metric_op_names[MOP__COUNT] = { METRIC_OPS(METRIC_NAME_) };
@@ -19,12 +18,12 @@ uint64_t metrics_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-void metrics_op(enum metric_op op, uint64_t start_ns, int err)
+void metrics_op(metrics_t *m, enum metric_op op, uint64_t start_ns, int err)
 {
-    __atomic_fetch_add(&g_metrics.ops[op], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&m->ops[op], 1, __ATOMIC_RELAXED);
     if (err)
-        __atomic_fetch_add(&g_metrics.errors[op], 1, __ATOMIC_RELAXED);
-    hist_add(&g_metrics.latency[op], metrics_now_ns() - start_ns);
+        __atomic_fetch_add(&m->errors[op], 1, __ATOMIC_RELAXED);
+    hist_add(&m->latency[op], metrics_now_ns() - start_ns);
 }
 
 void metrics_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)

@@ -1,5 +1,6 @@
-/* fs/metrics.h — operation counters and latency histograms of the mount, rendered with
- * the replicated group's counters as Prometheus text in `.cluster/metrics`. */
+/* fs/metrics.h — operation counters and latency histograms of a node's mount (each node
+ * keeps its own metrics_t, node_metrics()), rendered with the replicated group's counters
+ * as Prometheus text in `.cluster/metrics`. */
 #ifndef QFS_FS_METRICS_H
 #define QFS_FS_METRICS_H
 
@@ -22,12 +23,12 @@ typedef struct metrics {
     hist_t latency[MOP__COUNT];
 } metrics_t;
 
-extern metrics_t g_metrics;
 extern const char *const metric_op_names[MOP__COUNT];
 
 uint64_t metrics_now_ns(void);   /* CLOCK_MONOTONIC */
-/* Records one operation that started at start_ns and ended with err (0 or errno). */
-void metrics_op(enum metric_op op, uint64_t start_ns, int err);
+/* Records in m one operation that started at start_ns and ended with err (0 or errno).
+ * Thread-safe (atomic counters). */
+void metrics_op(metrics_t *m, enum metric_op op, uint64_t start_ns, int err);
 /* Appends one histogram in Prometheus text form to a malloc'ed string buffer.
  * name: metric name (e.g. "quorumfs_wal_fsync_seconds"); labels: "" or `op="read"`. */
 void metrics_hist_text(char **buf, size_t *len, size_t *cap, const char *name,

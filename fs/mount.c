@@ -346,7 +346,7 @@ static void q_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     uint64_t t0 = metrics_now_ns();
     struct fuse_entry_param e;
     int rc = do_lookup(mount_of(req), parent, name, &e);
-    metrics_op(MOP_lookup, t0, rc == -ENOENT ? 0 : -rc);
+    metrics_op(node_metrics(mount_of(req)->node), MOP_lookup, t0, rc == -ENOENT ? 0 : -rc);
     front_reply_entry(req, rc, &e);
 }
 
@@ -381,7 +381,7 @@ static void q_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     uint64_t t0 = metrics_now_ns();
     struct stat s;
     int rc = do_getattr(mount_of(req), ino, &s);
-    metrics_op(MOP_getattr, t0, -rc);
+    metrics_op(node_metrics(mount_of(req)->node), MOP_getattr, t0, -rc);
     front_reply_attr(req, rc, &s);
 }
 
@@ -468,7 +468,7 @@ static void q_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             t = NULL;
         }
     }
-    metrics_op(MOP_open, t0, -rc);
+    metrics_op(node_metrics(mount_of(req)->node), MOP_open, t0, -rc);
     if (mount_reply_open(req, rc, t, fi, NULL) && t) {
         free(t->buf);
         free(t);
@@ -482,10 +482,11 @@ static void q_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
     ROUTE(ino, read, req, ino, size, off, fi);
     uint64_t t0 = metrics_now_ns();
+    metrics_t *mt = node_metrics(mount_of(req)->node);   /* req is gone once answered */
     const text_t *t = (const text_t *)(uintptr_t)fi->fh;
     size_t n = off < 0 || (size_t)off >= t->len ? 0 : t->len - (size_t)off;
     fuse_reply_buf(req, n ? t->buf + off : NULL, n < size ? n : size);
-    metrics_op(MOP_read, t0, 0);
+    metrics_op(mt, MOP_read, t0, 0);
 }
 
 static void q_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -560,8 +561,9 @@ static void q_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
     ROUTE(ino, readdir, req, ino, size, off, fi);
     uint64_t t0 = metrics_now_ns();
+    metrics_t *mt = node_metrics(mount_of(req)->node);   /* req is gone once answered */
     dirlist_reply(req, (dirlist_t *)(uintptr_t)fi->fh, size, off);
-    metrics_op(MOP_readdir, t0, 0);
+    metrics_op(mt, MOP_readdir, t0, 0);
 }
 
 static void q_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -632,7 +634,7 @@ static void q_statfs(fuse_req_t req, fuse_ino_t ino)
     sv.f_ffree = 1u << 30;
     sv.f_favail = sv.f_ffree;
     sv.f_namemax = NAME_MAX_BYTES;
-    metrics_op(MOP_statfs, t0, 0);
+    metrics_op(node_metrics(mount_of(req)->node), MOP_statfs, t0, 0);
     fuse_reply_statfs(req, &sv);
 }
 

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 #include "cluster/err.h"
+#include "fs/metrics.h"
 #include "fs/node.h"
 #include "fs/ns.h"
 #include "fs/session.h"
@@ -27,6 +28,7 @@ struct node {
     group_t *group;
     char *data_dir;
     node_opts_t opts;            /* as opened; opts.data_dir is data_dir */
+    metrics_t metrics;           /* of the node's mount (atomic counters) */
     pthread_t sweeper;
     pthread_mutex_t mu;          /* guards stop */
     pthread_cond_t cv;
@@ -205,6 +207,7 @@ state_t *node_state(node_t *n) { return n->st; }
 group_t *node_group(node_t *n) { return n->group; }
 const char *node_data_dir(node_t *n) { return n->data_dir; }
 const node_opts_t *node_options(node_t *n) { return &n->opts; }
+metrics_t *node_metrics(node_t *n) { return &n->metrics; }
 struct session_local *node_session(node_t *n) { return n ? n->sess : NULL; }
 
 void *node_front(node_t *n, int ns)

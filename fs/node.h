@@ -27,6 +27,8 @@ void node_close(node_t *n);
 state_t *node_state(node_t *n);
 group_t *node_group(node_t *n);
 const char *node_data_dir(node_t *n);
+/* The node's operation counters and latencies (fs/metrics.h). */
+struct metrics *node_metrics(node_t *n);
 /* The options the node was opened with (data_dir as node_data_dir). */
 const node_opts_t *node_options(node_t *n);
 /* The context namespace ns's front (fs/ns.h) created at open; NULL if it has none, or for

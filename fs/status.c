@@ -21,22 +21,23 @@ static void render_metrics(node_t *n, char **b, size_t *len, size_t *cap)
     group_stats_t gs;
     group_get_stats(node_group(n), &gs);
     state_t *st = node_state(n);
+    const metrics_t *mt = node_metrics(n);
     metrics_printf(b, len, cap, "# HELP quorumfs_ops_total FUSE operations served.\n"
                                 "# TYPE quorumfs_ops_total counter\n");
     for (int i = 0; i < MOP__COUNT; i++)
         metrics_printf(b, len, cap, "quorumfs_ops_total{op=\"%s\"} %llu\n", metric_op_names[i],
-                       (unsigned long long)g_metrics.ops[i]);
+                       (unsigned long long)mt->ops[i]);
     metrics_printf(b, len, cap, "# HELP quorumfs_op_errors_total FUSE operations that failed.\n"
                                 "# TYPE quorumfs_op_errors_total counter\n");
     for (int i = 0; i < MOP__COUNT; i++)
         metrics_printf(b, len, cap, "quorumfs_op_errors_total{op=\"%s\"} %llu\n",
-                       metric_op_names[i], (unsigned long long)g_metrics.errors[i]);
+                       metric_op_names[i], (unsigned long long)mt->errors[i]);
     metrics_printf(b, len, cap, "# HELP quorumfs_op_seconds FUSE operation latency.\n"
                                 "# TYPE quorumfs_op_seconds histogram\n");
     for (int i = 0; i < MOP__COUNT; i++) {
         char label[64];
         snprintf(label, sizeof(label), "op=\"%s\"", metric_op_names[i]);
-        metrics_hist_text(b, len, cap, "quorumfs_op_seconds", label, &g_metrics.latency[i]);
+        metrics_hist_text(b, len, cap, "quorumfs_op_seconds", label, &mt->latency[i]);
     }
     metrics_printf(b, len, cap,
         "# HELP quorumfs_wal_fsyncs_total fsync calls on the write-ahead log.\n"

@@ -218,7 +218,7 @@ static void t_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     uint64_t t0 = metrics_now_ns();
     struct fuse_entry_param e;
     int rc = do_lookup(&t, parent, name, &e);
-    metrics_op(MOP_lookup, t0, rc == -ENOENT ? 0 : -rc);
+    metrics_op(node_metrics(t.node), MOP_lookup, t0, rc == -ENOENT ? 0 : -rc);
     if (rc < 0)
         fuse_reply_err(req, -rc);
     else if (fuse_reply_entry(req, &e) != 0 && mount_is_ctl(e.ino))
@@ -231,7 +231,7 @@ static void t_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     uint64_t t0 = metrics_now_ns();
     struct stat s;
     int rc = do_getattr(&t, ino, &s);
-    metrics_op(MOP_getattr, t0, -rc);
+    metrics_op(node_metrics(t.node), MOP_getattr, t0, -rc);
     front_reply_attr(req, rc, &s);
 }
 
@@ -317,7 +317,7 @@ static void t_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t 
             rc = -ENOENT;
         pthread_rwlock_unlock(&t.st->lock);
     }
-    metrics_op(MOP_mkdir, t0, -rc);
+    metrics_op(node_metrics(t.node), MOP_mkdir, t0, -rc);
     front_reply_entry(req, rc, &e);
 }
 
@@ -345,7 +345,7 @@ static void t_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     treq_t t = treq(req);
     uint64_t t0 = metrics_now_ns();
     int rc = do_remove(&t, CMD_RMDIR, parent, name);
-    metrics_op(MOP_rmdir, t0, -rc);
+    metrics_op(node_metrics(t.node), MOP_rmdir, t0, -rc);
     fuse_reply_err(req, -rc);
 }
 
@@ -354,7 +354,7 @@ static void t_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     treq_t t = treq(req);
     uint64_t t0 = metrics_now_ns();
     int rc = do_remove(&t, CMD_UNLINK, parent, name);
-    metrics_op(MOP_unlink, t0, -rc);
+    metrics_op(node_metrics(t.node), MOP_unlink, t0, -rc);
     fuse_reply_err(req, -rc);
 }
 
@@ -383,7 +383,7 @@ static void t_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_i
     treq_t t = treq(req);
     uint64_t t0 = metrics_now_ns();
     int rc = do_rename(&t, parent, name, newparent, newname, flags);
-    metrics_op(MOP_rename, t0, -rc);
+    metrics_op(node_metrics(t.node), MOP_rename, t0, -rc);
     fuse_reply_err(req, -rc);
 }
 
@@ -440,8 +440,9 @@ static void t_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                       struct fuse_file_info *fi)
 {
     uint64_t t0 = metrics_now_ns();
+    metrics_t *mt = node_metrics(mount_node(mount_of(req)));   /* req is gone once answered */
     dirlist_reply(req, &((fh_t *)(uintptr_t)fi->fh)->dir, size, off);
-    metrics_op(MOP_readdir, t0, 0);
+    metrics_op(mt, MOP_readdir, t0, 0);
 }
 
 static void t_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -541,7 +542,7 @@ static void t_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fh_t *fh = NULL;
     int rc = mount_is_ctl(ino) ? open_ctl(&t, ino, fi->flags, &fh)
                                : open_value(&t, ino, fi->flags, &fh);
-    metrics_op(MOP_open, t0, -rc);
+    metrics_op(node_metrics(t.node), MOP_open, t0, -rc);
     if (mount_reply_open(req, rc, fh, fi, NULL))
         fh_free(fh);
 }
@@ -550,9 +551,10 @@ static void t_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                    struct fuse_file_info *fi)
 {
     uint64_t t0 = metrics_now_ns();
+    metrics_t *mt = node_metrics(mount_node(mount_of(req)));   /* req is gone once answered */
     fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
     if (fh->ctl) {
-        metrics_op(MOP_read, t0, 0);
+        metrics_op(mt, MOP_read, t0, 0);
         fh->tf->ctl_read(req, fh->ctl, size, off);
         return;
     }
@@ -563,7 +565,7 @@ static void t_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         n = size;
     fuse_reply_buf(req, n ? (const char *)fh->snap->data + off : NULL, n);
     pthread_mutex_unlock(&fh->mu);
-    metrics_op(MOP_read, t0, 0);
+    metrics_op(mt, MOP_read, t0, 0);
 }
 
 /* fh's pending creation just committed. fh->mu held. */
@@ -654,7 +656,7 @@ static void t_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size
     treq_t t = treq(req);
     uint64_t t0 = metrics_now_ns();
     int rc = do_write(&t, (fh_t *)(uintptr_t)fi->fh, buf, size, off);
-    metrics_op(MOP_write, t0, -rc);
+    metrics_op(node_metrics(t.node), MOP_write, t0, -rc);
     if (rc < 0)
         fuse_reply_err(req, -rc);
     else
@@ -699,7 +701,7 @@ static void t_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     if (fh->kind == FH_VALUE && (fh->trunc_pending || fh->create_pending) &&
         !mount_still_open(t.m, fuse_req_ctx(req)->pid, ino))
         rc = settle(&t, fh);
-    metrics_op(MOP_flush, t0, -rc);
+    metrics_op(node_metrics(t.node), MOP_flush, t0, -rc);
     fuse_reply_err(req, -rc);
 }
 
@@ -794,7 +796,7 @@ static void t_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     fh_t *fh = NULL;
     struct fuse_entry_param e;
     int rc = do_create(&t, parent, name, fi->flags, &e, &fh);
-    metrics_op(MOP_create, t0, -rc);
+    metrics_op(node_metrics(t.node), MOP_create, t0, -rc);
     if (mount_reply_open(req, rc, fh, fi, &e) && fh) {
         if (fh->create_pending)
             mount_pending_del(t.m, fh->want_id);
@@ -874,7 +876,7 @@ static void t_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_
     uint64_t t0 = metrics_now_ns();
     struct stat s;
     int rc = do_setattr(&t, ino, attr, to_set, fi);
-    metrics_op(MOP_setattr, t0, -rc);
+    metrics_op(node_metrics(t.node), MOP_setattr, t0, -rc);
     if (rc == 0)
         rc = do_getattr(&t, ino, &s);
     front_reply_attr(req, rc, &s);
@@ -915,7 +917,7 @@ static void t_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const c
     treq_t t = treq(req);
     uint64_t t0 = metrics_now_ns();
     int rc = do_setxattr(&t, ino, name, value, size, 0);
-    metrics_op(MOP_setxattr, t0, -rc);
+    metrics_op(node_metrics(t.node), MOP_setxattr, t0, -rc);
     fuse_reply_err(req, -rc);
 }
 
@@ -924,7 +926,7 @@ static void t_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
     treq_t t = treq(req);
     uint64_t t0 = metrics_now_ns();
     int rc = do_setxattr(&t, ino, name, NULL, 0, 1);
-    metrics_op(MOP_removexattr, t0, -rc);
+    metrics_op(node_metrics(t.node), MOP_removexattr, t0, -rc);
     fuse_reply_err(req, -rc);
 }
 
@@ -956,7 +958,7 @@ static void getxattr_reply(fuse_req_t req, fuse_ino_t ino, const char *name, siz
     uint64_t t0 = metrics_now_ns();
     char *buf = size ? malloc(size) : NULL;
     int rc = size && !buf ? -ENOMEM : do_getxattr(&t, ino, name, buf, size, list);
-    metrics_op(list ? MOP_listxattr : MOP_getxattr, t0,
+    metrics_op(node_metrics(t.node), list ? MOP_listxattr : MOP_getxattr, t0,
                rc == -ENODATA && !list ? 0 : (rc < 0 ? -rc : 0));
     if (rc < 0)
         fuse_reply_err(req, -rc);
