@@ -573,24 +573,20 @@ typedef struct cverify {
     const char *why;
 } cverify_t;
 
-#define CVERIFY(v, cond, msg)                                                  \
-    do {                                                                       \
-        if (!(v)->why && !(cond))                                              \
-            (v)->why = (msg);                                                  \
-    } while (0)
-
 static void verify_obj(void *arg, const obj_t *o)
 {
     cverify_t *v = arg;
-    CVERIFY(v, o->u.cache.ttl_s <= CACHE_TTL_MAX_S && o->u.cache.sliding <= 1,
-            "cache: a TTL or sliding flag out of range");
+    const char **why = &v->why;
+    const struct obj *prev = o->u.cache.lru_prev, *next = o->u.cache.lru_next;
+    SM_VERIFY(why, o->u.cache.ttl_s <= CACHE_TTL_MAX_S && o->u.cache.sliding <= 1,
+              "cache: a TTL or sliding flag out of range");
     if (o->type == OBJ_DIR) {
-        CVERIFY(v, !o->u.cache.expires_ms && !o->u.cache.lru_prev && !o->u.cache.lru_next,
-                "cache: a directory with an expiry or in the LRU list");
+        SM_VERIFY(why, !o->u.cache.expires_ms && !prev && !next,
+                  "cache: a directory with an expiry or in the LRU list");
         return;
     }
-    CVERIFY(v, !o->u.cache.sliding, "cache: a key with the sliding flag of a directory");
-    CVERIFY(v, is_linked(v->cs, o), "cache: a key missing from the LRU list");
+    SM_VERIFY(why, !o->u.cache.sliding, "cache: a key with the sliding flag of a directory");
+    SM_VERIFY(why, is_linked(v->cs, o), "cache: a key missing from the LRU list");
     v->keys++;
     v->bytes += o->val->len;
 }
@@ -647,11 +643,7 @@ const char *cache_sm_verify(const state_t *st)
     return verify_heap(st, cs);
 }
 
-void cache_sm_check(const state_t *st)
-{
-    const char *why = cache_sm_verify(st);
-    ASSERT_MSG(!why, "%s", why);
-}
+void cache_sm_check(const state_t *st) { SM_ASSERT_VERIFIED(cache_sm_verify(st)); }
 
 const ns_sm_t cache_sm = {
     .init = init,

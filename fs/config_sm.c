@@ -364,11 +364,7 @@ const char *config_sm_verify(const state_t *st)
     return prev == cf->rev ? NULL : "config: the newest event is not the newest revision";
 }
 
-void config_sm_check(const state_t *st)
-{
-    const char *why = config_sm_verify(st);
-    ASSERT_MSG(!why, "%s", why);
-}
+void config_sm_check(const state_t *st) { SM_ASSERT_VERIFIED(config_sm_verify(st)); }
 
 const ns_sm_t config_sm = {
     .init = init,

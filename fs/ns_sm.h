@@ -11,6 +11,7 @@
 #ifndef QFS_FS_NS_SM_H
 #define QFS_FS_NS_SM_H
 
+#include "cluster/assert.h"
 #include "cluster/sm.h"
 #include "fs/cmd.h"
 #include "fs/effects.h"
@@ -43,6 +44,21 @@ typedef struct ns_sm {
 /* The registry, indexed by enum ns_id; NULL where the namespace is not built yet (commands
  * in it are refused with -ENOTSUP). Defined in fs/ns_sm.c. */
 extern const ns_sm_t *const ns_sms[NS__COUNT];
+
+/* For the *_verify walks behind the checks: records msg in *why as the first broken
+ * invariant when cond is false (later ones are not looked at). */
+#define SM_VERIFY(why, cond, msg)                                              \
+    do {                                                                       \
+        if (!*(why) && !(cond))                                                \
+            *(why) = (msg);                                                    \
+    } while (0)
+
+/* ASSERTs that a *_verify walk found nothing broken; the failure names what broke. */
+#define SM_ASSERT_VERIFIED(verify_call)                                        \
+    do {                                                                       \
+        const char *why_ = (verify_call);                                      \
+        ASSERT_MSG(!why_, "%s", why_);                                         \
+    } while (0)
 
 /* Session sid ended: every namespace's session_end, in namespace order. */
 void ns_sm_session_end(state_t *st, uint64_t sid, uint64_t now_ms, effects_t *fx);

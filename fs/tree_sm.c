@@ -808,71 +808,63 @@ typedef struct verify {
     const char *why;
 } verify_t;
 
-#define VERIFY(v, cond, msg)                                                   \
-    do {                                                                       \
-        if (!(v)->why && !(cond))                                              \
-            (v)->why = (msg);                                                  \
-    } while (0)
-
 static void verify_obj(verify_t *v, const obj_t *o, size_t pathlen)
 {
     const tree_t *t = &v->st->tree;
+    const char **why = &v->why;
     v->seen++;
-    VERIFY(v, tree_by_id(v->st, o->id) == o, "tree: an object is not found by its id");
-    VERIFY(v, o->type == OBJ_DIR || o->type == OBJ_FILE, "tree: an object of no type");
-    VERIFY(v, (o->type == OBJ_FILE) == (o->val != NULL),
-           "tree: a file without a value, or a directory with one");
-    VERIFY(v, pathlen <= TREE_PATH_MAX, "tree: a path over TREE_PATH_MAX");
+    SM_VERIFY(why, tree_by_id(v->st, o->id) == o, "tree: an object is not found by its id");
+    SM_VERIFY(why, o->type == OBJ_DIR || o->type == OBJ_FILE, "tree: an object of no type");
+    SM_VERIFY(why, (o->type == OBJ_FILE) == (o->val != NULL),
+              "tree: a file without a value, or a directory with one");
+    SM_VERIFY(why, pathlen <= TREE_PATH_MAX, "tree: a path over TREE_PATH_MAX");
     if (o->parent) {
         const tree_hooks_t *hk = tree_hooks(o->ns);
-        VERIFY(v, hk != NULL, "tree: an object below the root of a namespace without hooks");
-        VERIFY(v, o->ns == o->parent->ns, "tree: a child in another namespace than its parent");
-        VERIFY(v, o->parent->type == OBJ_DIR, "tree: a child of a file");
-        VERIFY(v, !hk || names_check(o->name, strlen(o->name), hk->at_reserved) == 0,
-               "tree: an invalid name");
-        VERIFY(v, tree_child(o->parent, o->name) == o, "tree: a child not found by its name");
-        VERIFY(v, o->id >= STATE_FIRST_ID &&
-                      (o->id < t->next_id || (o->id >= STATE_PID_FIRST && o->id < t->next_pid)),
-               "tree: an id outside the ranges handed out");
+        SM_VERIFY(why, hk, "tree: an object below the root of a namespace without hooks");
+        SM_VERIFY(why, o->ns == o->parent->ns, "tree: a child in another namespace");
+        SM_VERIFY(why, o->parent->type == OBJ_DIR, "tree: a child of a file");
+        SM_VERIFY(why, !hk || names_check(o->name, strlen(o->name), hk->at_reserved) == 0,
+                  "tree: an invalid name");
+        SM_VERIFY(why, tree_child(o->parent, o->name) == o, "tree: a child not found by name");
+        SM_VERIFY(why, o->id >= STATE_FIRST_ID &&
+                           (o->id < t->next_id ||
+                            (o->id >= STATE_PID_FIRST && o->id < t->next_pid)),
+                  "tree: an id outside the ranges handed out");
     }
     uint32_t n = 0;
-    for (const obj_t *c = o->children; c && !v->why; c = c->hh.next) {
+    for (const obj_t *c = o->children; c && !*why; c = c->hh.next) {
         n++;
-        VERIFY(v, c->parent == o, "tree: a child whose parent link points elsewhere");
-        if (!v->why)
+        SM_VERIFY(why, c->parent == o, "tree: a child whose parent link points elsewhere");
+        if (!*why)
             verify_obj(v, c, pathlen + (pathlen ? 1 : 0) + strlen(c->name));
     }
-    VERIFY(v, n == o->nchildren, "tree: nchildren differs from the children");
+    SM_VERIFY(why, n == o->nchildren, "tree: nchildren differs from the children");
 }
 
 const char *tree_sm_verify(const state_t *st)
 {
     const tree_t *t = &st->tree;
     verify_t v = { .st = st };
-    VERIFY(&v, t->next_id >= STATE_FIRST_ID && t->next_id <= STATE_PID_FIRST &&
-                   t->next_pid >= STATE_PID_FIRST && t->next_pid <= STATE_PID_END,
-           "tree: next ids outside their ranges");
+    SM_VERIFY(&v.why, t->next_id >= STATE_FIRST_ID && t->next_id <= STATE_PID_FIRST &&
+                          t->next_pid >= STATE_PID_FIRST && t->next_pid <= STATE_PID_END,
+              "tree: next ids outside their ranges");
     for (int ns = 1; ns < NS__COUNT && !v.why; ns++) {
         const obj_t *r = t->root[ns];
-        VERIFY(&v, r && r->id == NS_ROOT_ID(ns) && r->ns == ns && !r->parent &&
-                       r->type == OBJ_DIR && strcmp(r->name, ns_names[ns]) == 0,
-               "tree: a namespace root is missing or wrong");
+        SM_VERIFY(&v.why, r && r->id == NS_ROOT_ID(ns) && r->ns == ns && !r->parent &&
+                              r->type == OBJ_DIR && strcmp(r->name, ns_names[ns]) == 0,
+                  "tree: a namespace root is missing or wrong");
         if (!v.why)
             verify_obj(&v, r, 0);
     }
-    VERIFY(&v, v.seen == t->nobjs, "tree: nobjs differs from the objects in the tree");
+    SM_VERIFY(&v.why, v.seen == t->nobjs, "tree: nobjs differs from the objects in the tree");
     uint64_t live = 0;
     for (const idpage_t *pg = t->idpages; pg; pg = pg->hh.next)
         live += pg->live;
-    VERIFY(&v, live == t->nobjs, "tree: the id index holds other objects than the tree");
+    SM_VERIFY(&v.why, live == t->nobjs, "tree: the id index holds other objects than the tree");
     return v.why;
 }
 
-void tree_sm_check(const state_t *st)
-{
-    const char *why = tree_sm_verify(st);
-    ASSERT_MSG(!why, "%s", why);
-}
+void tree_sm_check(const state_t *st) { SM_ASSERT_VERIFIED(tree_sm_verify(st)); }
 
 /* ---- encoders ---- */
 

@@ -373,6 +373,20 @@ TEST(config_events_compaction_gives_estale)
     state_free(st);
 }
 
+/* Removes the test's temp directories (a NULL ends the list) and frees its shards. */
+static int cleanup(state_t *const *shards, const char *const *dirs)
+{
+    for (; *shards; shards++)
+        state_free(*shards);
+    int rc = 0;
+    for (; *dirs; dirs++) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", *dirs);
+        rc |= system(cmd);
+    }
+    return rc;
+}
+
 /* Snapshots src into dir and restores that into dst. Returns 0 or a negative code. */
 static int copy_by_snapshot(state_t *src, state_t *dst, const char *dir)
 {
@@ -408,11 +422,7 @@ TEST(config_rename_is_deterministic_after_restore)
     CHECK_EQ(rev_of(a, "e/b"), rev_of(b, "e/b"));
     CHECK_EQ(rev_of(a, "e/c"), rev_of(b, "e/c"));
     CHECK(rev_of(a, "e/a") < rev_of(a, "e/b"));   /* name order */
-    state_free(a);
-    state_free(b);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
-    CHECK_EQ(system(cmd), 0);
+    CHECK_EQ(cleanup((state_t *[]){ a, b, NULL }, (const char *[]){ d, NULL }), 0);
 }
 
 static void build_log(state_t *st)
@@ -457,12 +467,7 @@ TEST(determinism_and_snapshot_round_trip)
     free(sa);
     free(sb);
     free(sc);
-    state_free(a);
-    state_free(b);
-    state_free(c);
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s %s %s", d1, d2, d3);
-    CHECK_EQ(system(cmd), 0);
+    CHECK_EQ(cleanup((state_t *[]){ a, b, c, NULL }, (const char *[]){ d1, d2, d3, NULL }), 0);
 }
 
 /* Opens a session at now (lease 10 s); returns its id, or 0. */
@@ -522,11 +527,7 @@ TEST(time_never_goes_backwards_in_the_log)
     CHECK_EQ(sess_cmd(r, SOP_END, sid, 3), -EAGAIN);   /* at 59999: still renewed */
     CHECK_EQ(sess_cmd(r, SOP_END, sid, 60000), 0);
     CHECK(!r->sessions.head);
-    state_free(st);
-    state_free(r);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
-    CHECK_EQ(system(cmd), 0);
+    CHECK_EQ(cleanup((state_t *[]){ st, r, NULL }, (const char *[]){ d, NULL }), 0);
 }
 
 /* The delivery hook runs after the write lock was released (it can take the lock itself),
@@ -627,12 +628,7 @@ TEST(two_shards_are_independent)
     free(sa);
     free(sb1);
     free(sb2);
-    state_free(a);
-    state_free(b);
-    state_free(c);
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s %s %s", d1, d2, d3);
-    CHECK_EQ(system(cmd), 0);
+    CHECK_EQ(cleanup((state_t *[]){ a, b, c, NULL }, (const char *[]){ d1, d2, d3, NULL }), 0);
 }
 
 /* A command is applied whole or not at all: a batch with a malformed tail changes nothing,
@@ -744,10 +740,7 @@ TEST(checks_and_restore_refuse_broken_states)
     CHECK_EQ(restore_dir(dst, d), -QERR_FORMAT);
     ns_sm_check(dst);
     state_free(dst);
-    state_free(st);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
-    CHECK_EQ(system(cmd), 0);
+    CHECK_EQ(cleanup((state_t *[]){ st, NULL }, (const char *[]){ d, NULL }), 0);
 }
 
 int main(void)
