@@ -482,15 +482,18 @@ static void l_session_end(state_t *st, uint64_t sid, uint64_t now, effects_t *fx
 /* ---------------------------------------------------------------- snapshot
  * Format: docs/LOCKS.md "Snapshot section". */
 
+/* The record of a holder or waiter: these u64 fields in this order, then u32 pid, u8 kind,
+ * u8 mode. Writing and reading share the list, so they cannot drift apart. */
+#define HOLD_U64S(h) { &(h)->sid, &(h)->owner, &(h)->wid, &(h)->fence, &(h)->since_ms }
+#define HOLD_NU64 5
+
 static void snap_list(snapout_t *o, const hlist_t *l)
 {
     so_u32(o, l->n);
     for (const lholder_t *x = l->head; x; x = x->next) {
-        so_u64(o, x->h.sid);
-        so_u64(o, x->h.owner);
-        so_u64(o, x->h.wid);
-        so_u64(o, x->h.fence);
-        so_u64(o, x->h.since_ms);
+        const uint64_t *v[HOLD_NU64] = HOLD_U64S(&x->h);
+        for (int i = 0; i < HOLD_NU64; i++)
+            so_u64(o, *v[i]);
         so_u32(o, x->h.pid);
         so_u8(o, x->h.kind);
         so_u8(o, x->h.mode);
@@ -506,8 +509,7 @@ static void l_snapshot(const state_t *st, snapout_t *o)
     so_u32(o, (uint32_t)ls->locks.n);
     for (const nentry_t *e = ls->locks.head; e; e = e->next) {
         const lock_t *l = lock_of(e);
-        so_u64(o, e->id);
-        so_blob(o, e->name, (uint32_t)e->namelen);
+        ntable_snapshot_key(o, e);
         so_u64(o, l->ctime_ms);
         so_u64(o, l->mtime_ms);
         so_u8(o, l->ephemeral);
@@ -520,52 +522,42 @@ static void l_snapshot(const state_t *st, snapout_t *o)
     }
 }
 
-/* Reads one list, refusing entries apply could not have made (a dead session, an unknown
- * kind or mode). */
-static int restore_list(const state_t *st, snapin_t *in, hlist_t *l, int waiters)
+/* Reads one list as it is; locks_sm_verify judges it with the rest of the section. */
+static int restore_list(snapin_t *in, hlist_t *l)
 {
     uint32_t n = si_u32(in);
     for (uint32_t i = 0; i < n && !in->err; i++) {
         lock_hold_t h;
         memset(&h, 0, sizeof(h));
-        h.sid = si_u64(in);
-        h.owner = si_u64(in);
-        h.wid = si_u64(in);
-        h.fence = si_u64(in);
-        h.since_ms = si_u64(in);
+        uint64_t *v[HOLD_NU64] = HOLD_U64S(&h);
+        for (int j = 0; j < HOLD_NU64; j++)
+            *v[j] = si_u64(in);
         h.pid = si_u32(in);
         h.kind = si_u8(in);
         h.mode = si_u8(in);
-        if (in->err)
-            break;
-        if (!session_find(&st->sessions, h.sid) || (h.mode != LM_SHARED && h.mode != LM_EXCL) ||
-            (h.kind != LK_FLOCK && h.kind != LK_POSIX && (waiters || h.kind != LK_CREATE)))
-            return -QERR_CORRUPT;
-        list_append(l, holder_new(&h));
+        if (!in->err)
+            list_append(l, holder_new(&h));
     }
     return in->err;
 }
 
+/* Reads the section, then rejects it (si_corrupt, naming the reason) unless it passes
+ * locks_sm_verify: whatever restore accepts, locks_sm_check accepts too. The session
+ * table is restored before. */
 static int l_restore(state_t *st, snapin_t *in)
 {
     lstate_t *ls = LS(st);
     if (si_u32(in) != LSNAP_VERSION)
         return in->err ? in->err : -QERR_FORMAT;
-    int rc;
     ls->next_lid = si_u64(in);
     ls->fence = si_u64(in);
     uint32_t n = si_u32(in);
     for (uint32_t i = 0; i < n && !in->err; i++) {
-        uint64_t lid = si_u64(in);
-        char name[NAME_MAX_BYTES + 1];
-        int nlen = si_str(in, name, sizeof(name));
-        if (nlen < 0)
-            return nlen;
-        size_t nl = (size_t)nlen;
-        if (find_lock(ls, name, nl) || lid <= ntable_last_id(&ls->locks) ||
-            lid > ls->next_lid || names_check(name, nl, 0) < 0)
-            return -QERR_CORRUPT;
-        lock_t *l = lock_add(ls, name, nl, lid);
+        nkey_t k;
+        int rc = ntable_restore_key(&ls->locks, in, ls->next_lid, "locks", &k);
+        if (rc < 0)
+            return rc;
+        lock_t *l = lock_add(ls, k.name, k.len, k.id);
         l->ctime_ms = si_u64(in);
         l->mtime_ms = si_u64(in);
         l->ephemeral = si_u8(in);
@@ -573,87 +565,107 @@ static int l_restore(state_t *st, snapin_t *in)
         l->expires_ms = si_u64(in);
         l->last_fence = si_u64(in);
         uint32_t dl = si_u32(in);
-        if (in->err || dl > LOCK_DATA_MAX)
-            return in->err ? in->err : -QERR_CORRUPT;
+        if (in->err)
+            return in->err;
+        if (dl > LOCK_DATA_MAX)   /* before allocating it */
+            return si_corrupt(in, "locks: lock data over LOCK_DATA_MAX");
         if (dl) {
             l->data = blob_xnew(NULL, dl);
             si_bytes(in, l->data->data, dl);
         }
-        if ((rc = restore_list(st, in, &l->holders, 0)) < 0 ||
-            (rc = restore_list(st, in, &l->waiters, 1)) < 0)
+        if ((rc = restore_list(in, &l->holders)) < 0 || (rc = restore_list(in, &l->waiters)) < 0)
             return rc;
     }
-    return in->err;
+    if (in->err)
+        return in->err;
+    const char *why = locks_sm_verify(st);
+    return why ? si_corrupt(in, why) : 0;
 }
 
-/* ---------------------------------------------------------------- check */
+/* ---------------------------------------------------------------- invariants */
 
-/* Checks one list; returns the number of exclusive entries. Holders (waiters 0) have
- * fences growing strictly up to the lock's last one; waiters have none. Both are in time
- * order, of live sessions. */
-static uint32_t check_list(const state_t *st, const lock_t *l, const hlist_t *list,
-                           int waiters)
+/* The first broken invariant of one list of l (holders: waiters 0), or NULL; *excl gets
+ * the number of its exclusive entries. Holders have fences growing strictly up to the
+ * lock's last one; waiters have none. Both are in time order, of live sessions. */
+static const char *verify_list(const state_t *st, const lock_t *l, const hlist_t *list,
+                               int waiters, uint32_t *excl)
 {
-    uint32_t n = 0, excl = 0;
+    uint32_t n = 0;
     uint64_t fence = 0, since = 0;
     const lholder_t *last = NULL;
+    *excl = 0;
     for (const lholder_t *x = list->head; x; last = x, x = x->next) {
         const lock_hold_t *h = &x->h;
-        ASSERT_MSG(session_find(&st->sessions, h->sid),
-                   "lock %s: %s of session %llu, which is not live", l->ent.name,
-                   waiters ? "waiter" : "holder", (unsigned long long)h->sid);
-        ASSERT(h->mode == LM_SHARED || h->mode == LM_EXCL);
-        ASSERT(h->kind == LK_FLOCK || h->kind == LK_POSIX || (!waiters && h->kind == LK_CREATE));
-        ASSERT(h->since_ms >= since && h->since_ms <= st->now_ms);
+        if (++n > list->n)      /* also ends a cycle */
+            return "locks: a list longer than its count";
+        if (!session_find(&st->sessions, h->sid))
+            return "locks: a holder or waiter of a session that is not live";
+        if (h->mode != LM_SHARED && h->mode != LM_EXCL)
+            return "locks: a holder or waiter of an unknown mode";
+        if (h->kind != LK_FLOCK && h->kind != LK_POSIX && (waiters || h->kind != LK_CREATE))
+            return "locks: a holder of an unknown kind, or a waiting create";
+        if (h->kind == LK_CREATE && (h->mode != LM_EXCL || h->owner || h->wid))
+            return "locks: a create hold that is shared or has an owner or a wait id";
+        if (h->since_ms < since || h->since_ms > st->now_ms)
+            return "locks: holders or waiters out of time order, or since a time to come";
         since = h->since_ms;
-        if (waiters) {
-            ASSERT(h->fence == 0);
-        } else {
-            ASSERT_MSG(h->fence > fence && h->fence <= l->last_fence,
-                       "lock %s: holder fence %llu after %llu, last fence %llu", l->ent.name,
-                       (unsigned long long)h->fence, (unsigned long long)fence,
-                       (unsigned long long)l->last_fence);
-            fence = h->fence;
-        }
-        if (h->kind == LK_CREATE)
-            ASSERT(h->mode == LM_EXCL && h->owner == 0 && h->wid == 0);
-        excl += h->mode == LM_EXCL;
-        n++;
-        ASSERT(n <= list->n);           /* also ends a cycle */
+        if (waiters && h->fence)
+            return "locks: a waiter with a fence";
+        if (!waiters && (h->fence <= fence || h->fence > l->last_fence))
+            return "locks: holder fences not growing in grant order up to the lock's last";
+        fence = h->fence;
+        *excl += h->mode == LM_EXCL;
     }
-    ASSERT(list->tail == last && list->n == n);
-    return excl;
+    if (list->tail != last || list->n != n)
+        return "locks: a list's tail or count differs from its entries";
+    return NULL;
+}
+
+const char *locks_sm_verify(const state_t *st)
+{
+    const lstate_t *ls = LS(st);
+    const char *why;
+    for (const nentry_t *e = ls->locks.head; e; e = e->next) {
+        const lock_t *l = lock_of(e);
+        if (e->id > ls->next_lid || names_check(e->name, e->namelen, 0) < 0)
+            return "locks: a lock id above the ids handed out, or an invalid name";
+        if (l->ctime_ms > l->mtime_ms || l->mtime_ms > st->now_ms)
+            return "locks: a lock changed before it was made, or at a time to come";
+        if (l->last_fence > ls->fence)
+            return "locks: a lock's last fence above the fence counter";
+        if (l->ttl_s > LOCK_TTL_MAX || (l->data && l->data->len > LOCK_DATA_MAX))
+            return "locks: a TTL or data over its maximum";
+        /* Holders are compatible: one exclusive holder, or shared ones only. */
+        uint32_t excl;
+        if ((why = verify_list(st, l, &l->holders, 0, &excl)))
+            return why;
+        if (excl && l->holders.n != 1)
+            return "locks: an exclusive holder beside other holders";
+        /* FIFO: a waiter that fits would have been granted, so the head does not. */
+        if ((why = verify_list(st, l, &l->waiters, 1, &excl)))
+            return why;
+        if (l->waiters.head && compatible(l, l->waiters.head->h.mode))
+            return "locks: a first waiter that could be granted";
+        /* A create lock: the exclusive create's hold, its flag and its TTL end agree; the
+         * end is the time of the grant or of a renewal since, plus the TTL. */
+        const lholder_t *c = create_hold(l);
+        if (l->ephemeral != (c != NULL))
+            return "locks: an ephemeral flag that differs from the create hold";
+        if ((l->expires_ms != 0) != (c && l->ttl_s))
+            return "locks: a TTL end without a create hold with a TTL, or none with one";
+        uint64_t span = (uint64_t)l->ttl_s * 1000;
+        if (l->expires_ms && (l->expires_ms < span || l->expires_ms - span < c->h.since_ms ||
+                              l->expires_ms - span > st->now_ms))
+            return "locks: a TTL end that is not a renewal's time plus the TTL";
+    }
+    return NULL;
 }
 
 void locks_sm_check(const state_t *st)
 {
-    const lstate_t *ls = LS(st);
-    ASSERT(ls);
-    ntable_check(&ls->locks);
-    for (const nentry_t *e = ls->locks.head; e; e = e->next) {
-        const lock_t *l = lock_of(e);
-        ASSERT(e->id <= ls->next_lid && names_check(e->name, e->namelen, 0) == 0);
-        ASSERT(l->ctime_ms <= l->mtime_ms && l->mtime_ms <= st->now_ms);
-        ASSERT(l->last_fence <= ls->fence);
-        ASSERT(l->ttl_s <= LOCK_TTL_MAX && (!l->data || l->data->len <= LOCK_DATA_MAX));
-        /* Holders are compatible: one exclusive holder, or shared ones only. */
-        uint32_t excl = check_list(st, l, &l->holders, 0);
-        ASSERT_MSG(excl == 0 || l->holders.n == 1, "lock %s: %u holders, %u exclusive",
-                   e->name, l->holders.n, excl);
-        /* FIFO: a waiter that fits would have been granted, so the head does not. */
-        check_list(st, l, &l->waiters, 1);
-        ASSERT_MSG(!l->waiters.head || !compatible(l, l->waiters.head->h.mode),
-                   "lock %s: its first waiter could be granted", e->name);
-        /* A create lock: the exclusive create's hold, its flag and its TTL end agree. */
-        const lholder_t *c = create_hold(l);
-        ASSERT(!!l->ephemeral == !!c);
-        ASSERT_MSG(!!l->expires_ms == (c && l->ttl_s),
-                   "lock %s: TTL end %llu, ttl %u, create hold %d", e->name,
-                   (unsigned long long)l->expires_ms, l->ttl_s, c != NULL);
-        if (l->expires_ms)
-            ASSERT(l->expires_ms >= c->h.since_ms + (uint64_t)l->ttl_s * 1000 &&
-                   l->expires_ms <= st->now_ms + (uint64_t)l->ttl_s * 1000);
-    }
+    ASSERT(LS(st));
+    ntable_check(&LS(st)->locks);
+    SM_ASSERT_VERIFIED(locks_sm_verify(st));
 }
 
 /* ---------------------------------------------------------------- read API */

@@ -108,12 +108,16 @@ int locks_sm_each_hold(const state_t *st, uint64_t lid, int waiters,
 int locks_sm_owner_active(const state_t *st, const char *name, uint64_t sid, uint8_t kind,
                           uint64_t owner);
 
-/* Walks all of locks/ and ASSERTs its invariants: the lock table (fs/ntable.h: ids unique
- * and growing in creation order), ids at most next_lid, names valid; per lock, holders
- * compatible (one exclusive, or only shared), fences strictly growing in grant order up to
- * the lock's last fence, itself at most the global counter; waiters a FIFO (queued in time
- * order) whose head cannot be granted; every holder and waiter of a live session; list
- * counts and tails; the create hold, the ephemeral flag and the TTL end consistent. */
+/* The first broken invariant of locks/, or NULL (restore rejects a snapshot that breaks
+ * one): ids at most next_lid and names valid; per lock, ctime <= mtime <= the state's time,
+ * TTL and data within their maximums; holders compatible (one exclusive, or only shared),
+ * fences strictly growing in grant order up to the lock's last fence, itself at most the
+ * global counter; waiters a FIFO (queued in time order, no fence) whose head cannot be
+ * granted; every holder and waiter of a live session, of a known kind and mode, since a
+ * time not to come; list counts and tails; the create hold (exclusive, no owner or wait
+ * id), the ephemeral flag and the TTL end consistent. */
+const char *locks_sm_verify(const state_t *st);
+/* ASSERTs the lock table's structure (fs/ntable.h) and locks_sm_verify. */
 void locks_sm_check(const state_t *st);
 
 #endif

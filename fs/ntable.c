@@ -1,4 +1,5 @@
 /* fs/ntable.c — a table of named objects in creation order (see ntable.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cluster/assert.h"
@@ -78,4 +79,33 @@ void ntable_check(const ntable_t *t)
     ASSERT(t->tail == prev);
     ASSERT(n == t->n);
     ASSERT(HASH_CNT(hn, t->by_name) == n && HASH_CNT(hi, t->by_id) == n);
+}
+
+void ntable_snapshot_key(snapout_t *o, const nentry_t *e)
+{
+    so_u64(o, e->id);
+    so_blob(o, e->name, (uint32_t)e->namelen);
+}
+
+int ntable_restore_key(const ntable_t *t, snapin_t *in, uint64_t max_id, const char *what,
+                       nkey_t *k)
+{
+    k->id = si_u64(in);
+    int len = si_str(in, k->name, sizeof(k->name));
+    if (in->err)
+        return in->err;
+    const char *why = NULL;
+    if (len < 0 || names_check(k->name, (size_t)len, 0) < 0)
+        why = "an invalid name";
+    else if (ntable_find(t, k->name, (size_t)len))
+        why = "a name held twice";
+    else if (k->id <= ntable_last_id(t) || k->id > max_id)
+        why = "an id out of creation order or above the ids handed out";
+    if (why) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "%s table: %s", what, why);
+        return si_corrupt(in, msg);
+    }
+    k->len = (size_t)len;
+    return 0;
 }

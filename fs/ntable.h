@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uthash.h>
+#include "fs/names.h"
+#include "fs/snapio.h"
 
 typedef struct nentry {
     uint64_t id;
@@ -41,5 +43,22 @@ uint64_t ntable_last_id(const ntable_t *t);
 /* Asserts: n matches the list and both hashes, links are mutual, ids grow strictly, every
  * entry is found under its own name and id. */
 void ntable_check(const ntable_t *t);
+
+/* ---- snapshots: an entry's key is stored as u64 id, u32 length, name bytes ---- */
+
+void ntable_snapshot_key(snapout_t *o, const nentry_t *e);
+
+typedef struct nkey {
+    uint64_t id;
+    size_t len;
+    char name[NAME_MAX_BYTES + 1];     /* NUL-terminated */
+} nkey_t;
+
+/* Reads the key of the next entry of t from a snapshot into *k and checks that ntable_add
+ * may take it: a valid name (names_check, not of config/) that t does not hold, an id above
+ * every id in t and at most max_id. Returns 0, or the latched error; a bad key latches
+ * -QERR_CORRUPT and logs it (si_corrupt) with what (the kind of object, "lock"). */
+int ntable_restore_key(const ntable_t *t, snapin_t *in, uint64_t max_id, const char *what,
+                       nkey_t *k);
 
 #endif

@@ -608,8 +608,7 @@ static void q_snapshot(const state_t *st, snapout_t *o)
     so_u32(o, (uint32_t)qs->queues.n);
     for (const nentry_t *e = qs->queues.head; e; e = e->next) {
         const queue_t *q = NTABLE_OBJ(e, const queue_t, ent);
-        so_u64(o, e->id);
-        so_blob(o, e->name, (uint32_t)e->namelen);
+        ntable_snapshot_key(o, e);
         so_u64(o, q->ctime_ms);
         so_u64(o, q->mtime_ms);
         so_u32(o, q->vt_s);
@@ -629,8 +628,9 @@ static void q_snapshot(const state_t *st, snapout_t *o)
     }
 }
 
-/* Reads one list of q into place where, checking what apply guarantees. */
-static int restore_list(const state_t *st, snapin_t *in, qstate_t *qs, queue_t *q, int where)
+/* Reads one list of q into place where. What the index and the allocation need is checked
+ * here; queues_sm_verify judges the rest with the whole section. */
+static int restore_list(snapin_t *in, qstate_t *qs, queue_t *q, int where)
 {
     uint64_t n = si_u64(in);
     for (uint64_t i = 0; i < n && !in->err; i++) {
@@ -644,9 +644,10 @@ static int restore_list(const state_t *st, snapin_t *in, qstate_t *qs, queue_t *
         uint32_t len = si_u32(in);
         if (in->err)
             break;
-        if (len == 0 || len > QUEUE_MSG_MAX || id == 0 || id > qs->next_msg ||
-            find_msg(qs, id) || (where == QM_INFLIGHT && !session_find(&st->sessions, sid)))
-            return -QERR_CORRUPT;
+        if (len == 0 || len > QUEUE_MSG_MAX)
+            return si_corrupt(in, "queues: a message of no bytes or over QUEUE_MSG_MAX");
+        if (find_msg(qs, id))
+            return si_corrupt(in, "queues: a message id held twice");
         qmsg_t *m = msg_new(qs, q, id, count, blob_xnew(NULL, len));
         si_bytes(in, m->data->data, len);
         m->sid = sid;
@@ -656,6 +657,9 @@ static int restore_list(const state_t *st, snapin_t *in, qstate_t *qs, queue_t *
     return in->err;
 }
 
+/* Reads the section, then rejects it (si_corrupt, naming the reason) unless it passes
+ * queues_sm_verify: whatever restore accepts, queues_sm_check accepts too. The session
+ * table is restored before. */
 static int q_restore(state_t *st, snapin_t *in)
 {
     qstate_t *qs = QS(st);
@@ -665,93 +669,113 @@ static int q_restore(state_t *st, snapin_t *in)
     qs->next_msg = si_u64(in);
     uint32_t n = si_u32(in);
     for (uint32_t i = 0; i < n && !in->err; i++) {
-        uint64_t qid = si_u64(in);
-        char name[NAME_MAX_BYTES + 1];
-        int nlen = si_str(in, name, sizeof(name));
-        if (nlen < 0)
-            return nlen;
-        size_t nl = (size_t)nlen;
-        if (find_queue(qs, name, nl) || qid <= ntable_last_id(&qs->queues) ||
-            qid > qs->next_qid || names_check(name, nl, 0) < 0)
-            return -QERR_CORRUPT;
-        queue_t *q = queue_add(qs, name, nl, qid);
+        nkey_t k;
+        int rc = ntable_restore_key(&qs->queues, in, qs->next_qid, "queues", &k);
+        if (rc < 0)
+            return rc;
+        queue_t *q = queue_add(qs, k.name, k.len, k.id);
         q->ctime_ms = si_u64(in);
         q->mtime_ms = si_u64(in);
         q->vt_s = si_u32(in);
         q->maxdel = si_u32(in);
         q->maxlen = si_u64(in);
-        if (q->vt_s < 1 || q->vt_s > QUEUE_VT_MAX || q->maxdel < 1 ||
-            q->maxdel > QUEUE_MAXDEL_MAX || q->maxlen > QUEUE_MAXLEN_MAX)
-            return in->err ? in->err : -QERR_CORRUPT;
-        for (int where = QM_READY; where <= QM_DEAD; where++) {
-            int rc = restore_list(st, in, qs, q, where);
-            if (rc < 0)
+        for (int where = QM_READY; where <= QM_DEAD; where++)
+            if ((rc = restore_list(in, qs, q, where)) < 0)
                 return rc;
-        }
         uint32_t nw = si_u32(in);
         for (uint32_t j = 0; j < nw && !in->err; j++) {
             uint64_t sid = si_u64(in), hid = si_u64(in);
             uint8_t claim = si_u8(in);
-            if (in->err)
-                break;
-            if (!session_find(&st->sessions, sid) || hid == 0 || claim > 1 ||
-                q->lists[0].n || find_waiter(q, sid, hid))
-                return -QERR_CORRUPT;   /* a live, distinct waiter, and no ready message */
-            add_waiter(q, sid, hid, claim);
+            if (!in->err)
+                add_waiter(q, sid, hid, claim);
         }
     }
-    return in->err;
+    if (in->err)
+        return in->err;
+    const char *why = queues_sm_verify(st);
+    return why ? si_corrupt(in, why) : 0;
 }
 
-/* ---------------------------------------------------------------- check */
+/* ---------------------------------------------------------------- invariants */
 
-static void check_list(const qstate_t *qs, queue_t *q, int where, const state_t *st)
+/* The first broken invariant of the list of q in place where, or NULL. */
+static const char *verify_list(const state_t *st, const qstate_t *qs, queue_t *q, int where)
 {
     const qlist_t *l = list_of(q, where);
+    const uint64_t span = (uint64_t)QUEUE_VT_MAX * 1000;
     uint64_t n = 0;
     const qmsg_t *prev = NULL;
     for (const qmsg_t *m = l->head; m; prev = m, m = m->next) {
-        ASSERT(m->prev == prev && m->q == q && m->where == where);
-        ASSERT(m->id > 0 && m->id <= qs->next_msg && find_msg(qs, m->id) == m);
-        ASSERT(m->data && m->data->len > 0 && m->data->len <= QUEUE_MSG_MAX);
-        if (where == QM_INFLIGHT)
-            ASSERT_MSG(m->expires_ms > 0 && session_find(&st->sessions, m->sid),
-                       "in-flight message %llu: lease end %llu, session %llu",
-                       (unsigned long long)m->id, (unsigned long long)m->expires_ms,
-                       (unsigned long long)m->sid);
-        else
-            ASSERT(m->sid == 0 && m->expires_ms == 0);
-        n++;
+        if (++n > l->n)         /* also ends a cycle */
+            return "queues: a list longer than its count";
+        if (m->prev != prev || m->q != q || m->where != where)
+            return "queues: a message linked as if in another list";
+        if (m->id == 0 || m->id > qs->next_msg || find_msg(qs, m->id) != m)
+            return "queues: a message id of 0, above the ids handed out, or not indexed";
+        if (!m->data || m->data->len == 0 || m->data->len > QUEUE_MSG_MAX)
+            return "queues: a message of no bytes or over QUEUE_MSG_MAX";
+        if (where != QM_INFLIGHT) {
+            if (m->sid || m->expires_ms)
+                return "queues: a ready or dead message with a claim";
+            continue;
+        }
+        /* A lease ends at the time of its claim or extension plus the visibility timeout
+         * then (at most QUEUE_VT_MAX). */
+        if (!session_find(&st->sessions, m->sid))
+            return "queues: a claim of a session that is not live";
+        if (m->expires_ms == 0 || (m->expires_ms > span && m->expires_ms - span > st->now_ms))
+            return "queues: a claim without a lease end, or one past the longest timeout";
     }
-    ASSERT(l->tail == prev && l->n == n);
+    if (l->tail != prev || l->n != n)
+        return "queues: a list's tail or count differs from its messages";
+    return NULL;
+}
+
+const char *queues_sm_verify(const state_t *st)
+{
+    const qstate_t *qs = QS(st);
+    const char *why;
+    uint64_t msgs = 0;
+    for (nentry_t *e = qs->queues.head; e; e = e->next) {
+        queue_t *q = queue_of(e);
+        if (e->id > qs->next_qid || names_check(e->name, e->namelen, 0) < 0)
+            return "queues: a queue id above the ids handed out, or an invalid name";
+        if (q->ctime_ms > q->mtime_ms || q->mtime_ms > st->now_ms)
+            return "queues: a queue changed before it was made, or at a time to come";
+        if (q->vt_s < 1 || q->vt_s > QUEUE_VT_MAX || q->maxdel < 1 ||
+            q->maxdel > QUEUE_MAXDEL_MAX || q->maxlen > QUEUE_MAXLEN_MAX)
+            return "queues: a visibility timeout, max_deliveries or max_length out of range";
+        for (int where = QM_READY; where <= QM_DEAD; where++) {
+            if ((why = verify_list(st, qs, q, where)))
+                return why;
+            msgs += list_of(q, where)->n;
+        }
+        /* Waiters: a FIFO of distinct (session, handle) of live sessions, never beside
+         * ready messages (a message that arrives goes to the first waiter). */
+        if (q->wh && q->lists[QM_READY - 1].head)
+            return "queues: a queue with waiters and ready messages";
+        const qwaiter_t *last = NULL;
+        for (const qwaiter_t *w = q->wh; w; last = w, w = w->next) {
+            if (w->hid == 0 || w->claim > 1 || !session_find(&st->sessions, w->sid))
+                return "queues: a waiter without a handle, of an unknown kind, or of a "
+                       "session that is not live";
+            if (find_waiter(q, w->sid, w->hid) != w)
+                return "queues: a waiter twice";
+        }
+        if (q->wt != last)
+            return "queues: the waiters' tail is not the last waiter";
+    }
+    /* Every indexed message sits in one of the lists walked above. */
+    if (HASH_CNT(hh, qs->by_id) != msgs)
+        return "queues: the message index holds messages of no list";
+    return NULL;
 }
 
 void queues_sm_check(const state_t *st)
 {
-    const qstate_t *qs = QS(st);
-    ASSERT(qs);
-    ntable_check(&qs->queues);
-    uint64_t msgs = 0;
-    for (nentry_t *e = qs->queues.head; e; e = e->next) {
-        queue_t *q = queue_of(e);
-        ASSERT(e->id <= qs->next_qid && names_check(e->name, e->namelen, 0) == 0);
-        ASSERT(q->vt_s >= 1 && q->vt_s <= QUEUE_VT_MAX);
-        ASSERT(q->maxdel >= 1 && q->maxdel <= QUEUE_MAXDEL_MAX && q->maxlen <= QUEUE_MAXLEN_MAX);
-        for (int where = QM_READY; where <= QM_DEAD; where++) {
-            check_list(qs, q, where, st);
-            msgs += list_of(q, where)->n;
-        }
-        ASSERT_MSG(!q->wh || !q->lists[0].head, "queue %s has waiters and ready messages",
-                   e->name);
-        const qwaiter_t *last = NULL;
-        for (const qwaiter_t *w = q->wh; w; last = w, w = w->next) {
-            ASSERT(w->hid != 0 && w->claim <= 1 && session_find(&st->sessions, w->sid));
-                ASSERT(find_waiter(q, w->sid, w->hid) == w);   /* distinct */
-        }
-        ASSERT(q->wt == last);
-    }
-    /* Every indexed message sits in one of the lists walked above. */
-    ASSERT(HASH_CNT(hh, qs->by_id) == msgs);
+    ASSERT(QS(st));
+    ntable_check(&QS(st)->queues);
+    SM_ASSERT_VERIFIED(queues_sm_verify(st));
 }
 
 /* ---------------------------------------------------------------- read API */

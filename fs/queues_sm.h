@@ -100,10 +100,15 @@ int queues_sm_each(const state_t *st, int (*fn)(void *arg, const queue_view_t *v
 int queues_sm_each_msg(const state_t *st, uint64_t qid, int where,
                        int (*fn)(void *arg, const qmsg_view_t *m), void *arg);
 
-/* Walks all of queues/ and ASSERTs its invariants: the queue table (fs/ntable.h); each
- * list's count, links and places; ids unique and at most next_msg; every in-flight message
- * has a lease and a live owner session, ready and dead ones neither; waiters are a FIFO of
- * distinct (session, handle) of live sessions, and never wait beside ready messages. */
+/* The first broken invariant of queues/, or NULL (restore rejects a snapshot that breaks
+ * one): ids at most next_qid and names valid; per queue, ctime <= mtime <= the state's
+ * time and settings in range; each list's count, links and places; message ids unique,
+ * nonzero and at most next_msg, every message of 1..QUEUE_MSG_MAX bytes; every in-flight
+ * message has a lease that ends within QUEUE_VT_MAX of the state's time and a live owner
+ * session, ready and dead ones neither; waiters are a FIFO of distinct (session, handle)
+ * of live sessions, and never wait beside ready messages. */
+const char *queues_sm_verify(const state_t *st);
+/* ASSERTs the queue table's structure (fs/ntable.h) and queues_sm_verify. */
 void queues_sm_check(const state_t *st);
 
 #endif

@@ -4,11 +4,13 @@
  * apply: exclusion, shared holders, strict FIFO grants, non-blocking requests, conversions,
  * fencing tokens that only grow, unlock/cancel (also of a wait that was granted meanwhile),
  * exclusive create with unlink, TTL expiry decided by the command's time, session end, the
- * read API, malformed commands, and byte-identical snapshots. No FUSE code is involved. */
+ * read API, malformed commands, byte-identical snapshots, and restore rejecting snapshots
+ * edited to break an invariant. No FUSE code is involved. */
 #include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "cluster/err.h"
 #include "cluster/snapshot.h"
 #include "fs/cmd.h"
 #include "fs/locks_sm.h"
@@ -17,6 +19,7 @@
 #include "fs/state.h"
 #include "tests/unit/check.h"
 #include "tests/unit/smrun.h"
+#include "tests/unit/snapraw.h"
 #include "tests/unit/statesnap.h"
 
 #define CMD_HDR_LEN 11   /* u8 version, u8 op, u8 ns, u64 now (docs/FORMATS.md §4) */
@@ -589,6 +592,80 @@ TEST(determinism_and_snapshot_round_trip)
     CHECK_EQ(system(cmdline), 0);
 }
 
+/* Offsets in a lock's snapshot record after its name (docs/LOCKS.md "Snapshot section"),
+ * for a lock without data; holder and waiter records are HOLD_LEN bytes. */
+enum {
+    L_CTIME = 0, L_MTIME = 8, L_EPHEMERAL = 16, L_TTL = 17, L_EXPIRES = 21, L_LAST_FENCE = 29,
+    L_DATA = 37, L_HOLDERS = 41, L_HOLDER1 = 45,
+    H_SID = 0, H_OWNER = 8, H_WID = 16, H_FENCE = 24, H_SINCE = 32, H_PID = 40, H_KIND = 44,
+    H_MODE = 45, HOLD_LEN = 46,
+};
+
+/* Edits of a valid snapshot that break one invariant each: restore rejects every one with
+ * -QERR_CORRUPT and a log line naming it, and leaves an empty, valid shard (the invariant
+ * checks, which would abort on such a state, pass). The unedited bytes restore. */
+TEST(restore_rejects_broken_locks)
+{
+    char d1[] = "/tmp/qfs-test-locks-XXXXXX", d2[] = "/tmp/qfs-test-locks-XXXXXX";
+    CHECK(mkdtemp(d1) && mkdtemp(d2));
+    shard_t *sh = fresh();
+    uint64_t s = open_session(sh, 1000), f;
+    CHECK_EQ(create(sh, "guard", 1, s, 1000, &f), 0);          /* a create hold, TTL 5 s */
+    CHECK_EQ(setttl(sh, "guard", 1000, 5), 0);
+    CHECK_EQ(create(sh, "shared", 0, s, 1000, NULL), 0);       /* a holder and a waiter */
+    CHECK_EQ(lock(sh, "shared", s, LK_FLOCK, 1, LM_SHARED, 1, 1, NULL, NULL), 0);
+    CHECK_EQ(lock(sh, "shared", s, LK_POSIX, 2, LM_EXCL, 1, 2, NULL, NULL), 0);
+    size_t n = 0;
+    uint8_t *raw = raw_snapshot(sh->st, d1, &n);
+    CHECK(raw != NULL);
+    size_t g = raw_after_name(raw, n, "guard"), sl = raw_after_name(raw, n, "shared");
+    CHECK(g && sl);
+    size_t gh = g + L_HOLDER1, sw = sl + L_HOLDER1 + HOLD_LEN + 4;   /* shared's waiter */
+    CHECK_EQ(raw_get64(raw + gh + H_FENCE), f);                /* the offsets are right */
+    CHECK_EQ(raw_get64(raw + g + L_EXPIRES), 6000);
+    CHECK_EQ(raw[sw + H_KIND], LK_POSIX);
+    const raw_edit_t edits[] = {
+        { gh + H_OWNER, 8, 1, "a create hold that is shared or has an owner or a wait id" },
+        { gh + H_MODE, 1, LM_SHARED, "a create hold that is shared" },
+        { gh + H_FENCE, 8, f + 1, "holder fences not growing" },
+        { g + L_LAST_FENCE, 8, 1000, "last fence above the fence counter" },
+        { g + L_MTIME, 8, 999, "changed before it was made" },
+        { g + L_MTIME, 8, 1u << 30, "at a time to come" },
+        { gh + H_SINCE, 8, 1u << 30, "since a time to come" },
+        { g + L_EXPIRES, 8, 0, "a TTL end without a create hold with a TTL" },
+        { g + L_EXPIRES, 8, 5999, "a TTL end that is not a renewal's time plus the TTL" },
+        { g + L_TTL, 1, 0, "a TTL end without a create hold with a TTL" },
+        { g + L_TTL, 4, LOCK_TTL_MAX + 1, "a TTL or data over its maximum" },
+        { g + L_EPHEMERAL, 1, 0, "an ephemeral flag that differs from the create hold" },
+        { sw + H_FENCE, 8, 1, "a waiter with a fence" },
+        { sw + H_SID, 8, s + 1, "of a session that is not live" },
+        { sw + H_MODE, 1, LM_SHARED, "a first waiter that could be granted" },
+        { sw + H_KIND, 1, LK_CREATE, "a waiting create" },
+    };
+    CHECK_EQ(raw_all_rejected(raw, n, edits, sizeof(edits) / sizeof(edits[0]), d2, "locks"),
+             -1);
+    char log[1024];
+    uint8_t *p = malloc(n);
+    /* the TTL at its maximum is fine */
+    memcpy(p, raw, n);
+    raw_put64(p + g + L_EXPIRES, 1000 + (uint64_t)LOCK_TTL_MAX * 1000);
+    for (int i = 0; i < 4; i++)
+        p[g + L_TTL + i] = (uint8_t)(LOCK_TTL_MAX >> (8 * i));
+    state_t *dst = state_new(1 << 20);
+    CHECK_EQ(restore_raw(dst, d2, p, n, log, sizeof(log)), 0);
+    /* the unedited bytes restore, to the same state */
+    CHECK_EQ(restore_raw(dst, d2, raw, n, log, sizeof(log)), 0);
+    CHECK_EQ(log[0], 0);
+    lock_view_t v;
+    CHECK_EQ(locks_sm_get(dst, "shared", 6, &v), 0);
+    CHECK(v.holders == 1 && v.waiters == 1);
+    state_free(dst);
+    free(p);
+    free(raw);
+    done(sh);
+    CHECK_EQ(raw_rmdirs(d1, d2), 0);
+}
+
 int main(void)
 {
     RUN(exclusive_shared_and_fifo);
@@ -601,5 +678,6 @@ int main(void)
     RUN(read_api);
     RUN(malformed_commands_are_rejected);
     RUN(determinism_and_snapshot_round_trip);
+    RUN(restore_rejects_broken_locks);
     return CHECK_DONE();
 }

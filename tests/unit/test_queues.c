@@ -4,12 +4,14 @@
  * waiters served in order, non-blocking takes, claims with acknowledgement, lease expiry
  * with delivery counts and dead letters, unpop/return, session end, takes of sessions that
  * are gone, max_length all-or-nothing, queue removal, malformed commands, the read API,
- * two shards in one process, and determinism (the same commands give byte-identical
- * snapshots, and a restored snapshot snapshots to the same bytes and behaves the same). */
+ * two shards in one process, determinism (the same commands give byte-identical
+ * snapshots, and a restored snapshot snapshots to the same bytes and behaves the same), and
+ * restore rejecting snapshots edited to break an invariant. */
 #include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "cluster/err.h"
 #include "cluster/snapshot.h"
 #include "fs/cmd.h"
 #include "fs/ns_sm.h"
@@ -17,6 +19,7 @@
 #include "fs/session_sm.h"
 #include "fs/state.h"
 #include "tests/unit/check.h"
+#include "tests/unit/snapraw.h"
 #include "tests/unit/statesnap.h"
 
 /* Deliveries (EFF_QUEUE_MSG effects) seen by a state's delivery hook, in order. */
@@ -564,6 +567,79 @@ TEST(determinism_and_snapshot_round_trip)
     CHECK_EQ(system(cmdline), 0);
 }
 
+/* Offsets in a queue's snapshot record after its name (docs/QUEUES.md "Snapshot
+ * section"), and in its message records (I_: in flight), for messages of 2 bytes. */
+enum {
+    Q_MTIME = 8, Q_VT = 16, Q_READY = 32, Q_MSG1 = 40, MSG_LEN = 18, INFLIGHT_LEN = 34,
+    M_ID = 0, M_COUNT = 8, M_LEN = 12, I_SID = 12, I_EXPIRES = 20,
+    W_SID = 0, W_HID = 8,
+};
+
+/* Edits of a valid snapshot that break one invariant each: restore rejects every one with
+ * -QERR_CORRUPT and a log line naming it, and leaves an empty, valid shard (the invariant
+ * checks, which would abort on such a state, pass). The unedited bytes restore. */
+TEST(restore_rejects_broken_queues)
+{
+    char d1[] = "/tmp/qfs-test-queues-XXXXXX", d2[] = "/tmp/qfs-test-queues-XXXXXX";
+    CHECK(mkdtemp(d1) && mkdtemp(d2));
+    shard_t *sh = fresh();
+    uint64_t s = open_session(sh, 1000);
+    const char *msgs[] = { "m1", "m2", "m3", NULL };
+    CHECK_EQ(mkq(sh, "victim", 1000), 0);
+    CHECK_EQ(push(sh, "victim", 1000, msgs), 0);                   /* ids 1, 2, 3 */
+    CHECK_EQ(take(sh, "victim", 2000, s, 5, QTAKE_CLAIM, NULL), 0); /* 1 leased to 32000 */
+    CHECK_EQ(mkq(sh, "wq", 1000), 0);
+    CHECK_EQ(take(sh, "wq", 2000, s, 9, 0, NULL), 0);               /* a waiter */
+    size_t n = 0;
+    uint8_t *raw = raw_snapshot(sh->st, d1, &n);
+    CHECK(raw != NULL);
+    size_t v = raw_after_name(raw, n, "victim"), w = raw_after_name(raw, n, "wq");
+    CHECK(v && w);
+    size_t m2 = v + Q_MSG1, m3 = m2 + MSG_LEN, m1 = m3 + MSG_LEN + 8;   /* m1 in flight */
+    size_t wt = w + Q_READY + 3 * 8 + 4;                                /* wq's waiter */
+    CHECK_EQ(raw_get64(raw + m2 + M_ID), 2);                       /* the offsets are right */
+    CHECK_EQ(raw_get64(raw + m1 + M_ID), 1);
+    CHECK_EQ(raw_get64(raw + m1 + I_EXPIRES), 32000);
+    CHECK_EQ(raw_get64(raw + wt + W_HID), 9);
+    const raw_edit_t edits[] = {
+        { m1 + I_EXPIRES, 8, 0, "a claim without a lease end" },
+        { m1 + I_EXPIRES, 8, 2001 + (uint64_t)QUEUE_VT_MAX * 1000, "past the longest timeout" },
+        { m1 + I_SID, 8, s + 1, "a claim of a session that is not live" },
+        { m3 + M_ID, 8, 4, "above the ids handed out" },
+        { m3 + M_ID, 8, 0, "a message id of 0" },
+        { m3 + M_ID, 8, 2, "a message id held twice" },
+        { m3 + M_LEN, 4, 0, "a message of no bytes" },
+        { v + Q_VT, 4, 0, "a visibility timeout, max_deliveries or max_length out of range" },
+        { v + Q_VT, 4, QUEUE_VT_MAX + 1, "a visibility timeout" },
+        { v + Q_MTIME, 8, 999, "changed before it was made" },
+        { v + Q_MTIME, 8, 2001, "at a time to come" },
+        { wt + W_HID, 8, 0, "a waiter without a handle" },
+        { wt + W_SID, 8, s + 1, "of a session that is not live" },
+    };
+    CHECK_EQ(raw_all_rejected(raw, n, edits, sizeof(edits) / sizeof(edits[0]), d2, "queues"),
+             -1);
+    char log[1024];
+    uint8_t *p = malloc(n);
+    /* the longest lease is fine */
+    memcpy(p, raw, n);
+    raw_put64(p + m1 + I_EXPIRES, 2000 + (uint64_t)QUEUE_VT_MAX * 1000);
+    state_t *dst = state_new(1 << 20);
+    CHECK_EQ(restore_raw(dst, d2, p, n, log, sizeof(log)), 0);
+    /* the unedited bytes restore, to the same state */
+    CHECK_EQ(restore_raw(dst, d2, raw, n, log, sizeof(log)), 0);
+    CHECK_EQ(log[0], 0);
+    queue_view_t qv;
+    CHECK_EQ(queues_sm_get(dst, "victim", 6, &qv), 0);
+    CHECK(qv.ready == 2 && qv.inflight == 1);
+    CHECK_EQ(queues_sm_get(dst, "wq", 2, &qv), 0);
+    CHECK_EQ(qv.waiters, 1);
+    state_free(dst);
+    free(p);
+    free(raw);
+    done(sh);
+    CHECK_EQ(raw_rmdirs(d1, d2), 0);
+}
+
 int main(void)
 {
     RUN(push_pop_fifo);
@@ -577,5 +653,6 @@ int main(void)
     RUN(read_api_walks_in_list_order);
     RUN(two_shards_in_one_process_are_independent);
     RUN(determinism_and_snapshot_round_trip);
+    RUN(restore_rejects_broken_queues);
     return CHECK_DONE();
 }
