@@ -75,6 +75,11 @@ struct raft {
                                   leader, ticks since the last check-quorum */
     uint32_t hb_elapsed;
     uint32_t since_start;      /* ticks since raft_new, counted up to election_tick */
+    bool heard;                /* heard_at is set */
+    uint64_t heard_at;         /* r->now when a leader's APPEND/HEARTBEAT/SNAPSHOT was last
+                                  accepted. Survives term changes (unlike
+                                  r->leader), so a stale higher-term message cannot end
+                                  the stickiness a lease relies on. */
     uint32_t timeout;          /* randomized election timeout */
     uint64_t now;              /* ticks since start */
     struct peer peers[RAFT_MAX_SERVERS];  /* every server of conf but this one */
@@ -1227,7 +1232,8 @@ int raft_step(raft_t *r, const raft_msg_t *m)
          * lease still stands: ignore the disruption (thesis §4.2.3). Without the start-up
          * period a restarted follower would help elect a new leader while the old one still
          * serves lease reads at its old index. */
-        bool quiet = (r->leader != 0 && r->elapsed < r->cfg.election_tick) ||
+        bool quiet = (r->role == RAFT_LEADER && r->elapsed < r->cfg.election_tick) ||
+                     (r->heard && r->now - r->heard_at < r->cfg.election_tick) ||
                      r->since_start < r->cfg.election_tick;
         if (is_vote && r->cfg.check_quorum && quiet && !(m->flags & RAFT_MSGF_TRANSFER))
             return 0;
@@ -1286,6 +1292,8 @@ int raft_step(raft_t *r, const raft_msg_t *m)
     case RAFT_MSG_SNAPSHOT:
         if (r->role == RAFT_LEADER)
             return 0; /* two leaders in one term cannot be: ignore */
+        r->heard = true;
+        r->heard_at = r->now;
         if (r->role != RAFT_FOLLOWER)
             become_follower(r, r->term, m->from);
         if (m->type == RAFT_MSG_APPEND) {

@@ -1695,6 +1695,55 @@ TEST(test_no_lease_from_followers_without_check_quorum)
     cluster_free(&c);
 }
 
+static void lease_noprevote_tweak(raft_config_t *cfg)
+{
+    cfg->lease_reads = true;
+    cfg->max_clock_drift_ticks = 2;
+    cfg->pre_vote = false;
+}
+
+/* Simulator finding 5: a stale message that makes a server of a higher term answer a
+ * follower (here an old VOTE request of the follower's own, answered by a candidate C)
+ * brings it the higher term, and with it used to clear the leader it heard from, so it
+ * granted C's next vote while the old leader's lease, backed by that follower, still held. */
+TEST(test_lease_survives_stale_higher_term)
+{
+    int bad = 0;
+    for (int k = 0; k < 20; k++) {
+        tcluster_t c;
+        cluster_init(&c, 3, lease_noprevote_tweak);
+        int l = wait_leader(&c, 100);
+        CHECK(l != 0);
+        int f = l % 3 + 1, cand = f % 3 + 1;
+        run(&c, 3);
+        c.cut[l][cand] = c.cut[cand][l] = true;
+        for (int t = 0; t < 100 && status_of(&c, cand).term <= status_of(&c, l).term; t++)
+            run(&c, 1);
+        run(&c, k);
+        raft_msg_t m;
+        memset(&m, 0, sizeof m);
+        m.type = RAFT_MSG_VOTE;             /* an old vote request of f's, delivered late */
+        m.from = (uint64_t)f;
+        m.to = (uint64_t)cand;
+        m.term = 1;
+        raft_step(c.nd[cand].r, &m);
+        process(&c, cand);
+        c.cut[f][l] = true;
+        deliver_all(&c);
+        for (int t = 0; t < 30; t++) {
+            int nl = leader(&c);
+            if (nl == cand && role_of(&c, l) == RAFT_LEADER && status_of(&c, l).lease_valid &&
+                status_of(&c, cand).term > status_of(&c, l).term) {
+                bad++;
+                break;
+            }
+            run(&c, 1);
+        }
+        cluster_free(&c);
+    }
+    CHECK_EQ(bad, 0);
+}
+
 int main(void)
 {
     RUN(test_elect_and_replicate);
@@ -1723,5 +1772,6 @@ int main(void)
     RUN(test_compacted_follower_without_snap_read_goes_quiet);
     RUN(test_stale_candidate_cannot_starve_elections);
     RUN(test_no_lease_from_followers_without_check_quorum);
+    RUN(test_lease_survives_stale_higher_term);
     return CHECK_DONE();
 }
