@@ -779,7 +779,7 @@ static void take_release(qfh_t *fh)
         cmdbuf_t b;
         queues_cmd_cancel(&b, node_now_ms(), fh->qname, qsid(qf), fh->hid);
         int rc = propose(qf, &b, NULL);
-        if (rc < 0)
+        if (rc < 0 && rc != -ENOENT)   /* a wait already gone (delivered first): no failure */
             fprintf(stderr, "quorumfs: queue %s: cancel of a waiting read failed: %s\n",
                     fh->qname, strerror(-rc));
     }
