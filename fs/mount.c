@@ -823,6 +823,9 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
         ret = fuse_session_loop_mt(se, cfg) >= 0 ? 0 : -1;
         fuse_loop_cfg_destroy(cfg);
     }
+    /* Ending the session answers parked lock waits and the sweeper may hand out queue
+     * messages: both must reach a live FUSE session (node_quiesce's contract). */
+    node_quiesce(node);
     fuse_session_unmount(se);
 out_signals:
     fuse_remove_signal_handlers(se);

@@ -34,6 +34,7 @@ struct node {
     pthread_cond_t cv;
     int stop;
     int sweeping;                /* the sweeper thread was started */
+    int quiesced;                /* node_quiesce ran */
     uint64_t last_nospace_ms;    /* atomic */
     session_local_t *sess;
     void *front[NS__COUNT];      /* atomic: fronts' contexts (fs/ns.h) */
@@ -124,8 +125,11 @@ static void node_deliver(void *arg, effect_t *e)
 }
 
 /* Undoes node_open from whatever point it reached (see the lifetime note at the top). */
-static void teardown(node_t *n)
+void node_quiesce(node_t *n)
 {
+    if (!n || n->quiesced)
+        return;
+    n->quiesced = 1;
     session_local_stop(n->sess);
     if (n->sweeping) {
         pthread_mutex_lock(&n->mu);
@@ -133,7 +137,13 @@ static void teardown(node_t *n)
         pthread_cond_signal(&n->cv);
         pthread_mutex_unlock(&n->mu);
         pthread_join(n->sweeper, NULL);
+        n->sweeping = 0;
     }
+}
+
+static void teardown(node_t *n)
+{
+    node_quiesce(n);
     group_close(n->group);
     for (int ns = NS__COUNT - 1; ns > 0; ns--) {
         void *ctx = node_front(n, ns);

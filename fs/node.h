@@ -22,6 +22,13 @@ typedef struct node node_t;
 /* Opens the group in data_dir (restore + replay) and starts the sweeper thread.
  * On failure returns -errno-like negative QERR code and a malloc'ed *errmsg. */
 int node_open(const node_opts_t *opts, node_t **out, char **errmsg);
+/* Stops everything that proposes or delivers on the node's own: ends this mount's session
+ * (its lock waits are answered, its claims end), stops the background proposer, joins the
+ * sweeper. After it returns no apply runs unless a FUSE handler proposes, so no effect is
+ * delivered to a request any more. The mount calls it after the FUSE loop ends and BEFORE
+ * it destroys the FUSE session, so that every answer those ends cause goes out on a live
+ * session. Idempotent; node_close calls it too. */
+void node_quiesce(node_t *n);
 void node_close(node_t *n);
 
 state_t *node_state(node_t *n);
