@@ -41,15 +41,11 @@ include mk/net.mk
 include mk/multiraft.mk
 
 # Three libraries. libcluster: cluster/, which knows nothing of files, builds and tests
-# alone. libfs_sm: the state-machine halves of fs/, deterministic and without FUSE code:
-# every fs/*_sm.c a fragment lists in FS_SRCS, and the pure helpers fragments list in
-# SM_SRCS. libfs: all of fs/ but main.c (the daemon and the simulator link it).
-# Unit tests of the state machines (SM_UNIT_TESTS; test_queues and test_locks are named
-# here until mk/queues.mk lists them) link libfs_sm and libcluster only, without libfuse.
-SM_SRCS     := $(sort $(SM_SRCS) $(filter fs/%_sm.c,$(FS_SRCS)))
+# alone. libfs_sm: the state-machine halves of fs/ (fragments list them in SM_SRCS),
+# deterministic and without FUSE code. libfs: all of fs/ but main.c (the daemon and the
+# simulator link it). Unit tests of the state machines (SM_UNIT_TESTS) link libfs_sm and
+# libcluster only, without libfuse.
 FS_SRCS     := $(sort $(FS_SRCS) $(SM_SRCS))
-SM_UNIT_TESTS += $(filter test_queues test_locks,$(UNIT_TESTS))
-UNIT_TESTS  := $(filter-out $(SM_UNIT_TESTS),$(UNIT_TESTS))
 CLUSTER_LIB := $(BUILD)/libcluster.a
 SM_LIB      := $(BUILD)/libfs_sm.a
 FS_LIB      := $(BUILD)/libfs.a

@@ -2,7 +2,7 @@
 CLUSTER_SRCS  += cluster/err.c cluster/assert.c
 # The shard's state machine (libfs_sm, no FUSE): the shard, the object tree, the state
 # machines of cache/ and config/ and of the session table, the registry, and their pure
-# helpers (fs/ntable.c is queues/'s named-object table, also listed by mk/queues.mk).
+# helpers (fs/ntable.c: the named-object table of queues/ and locks/).
 SM_SRCS       += fs/names.c fs/cmd.c fs/snapio.c fs/effects.c fs/ntable.c fs/state.c \
                  fs/tree_sm.c fs/cache_sm.c fs/config_sm.c fs/session_sm.c fs/ns_sm.c
 SM_UNIT_TESTS += test_names test_state
