@@ -10,7 +10,4 @@
 
 extern const ns_front_t config_front;
 
-/* Transitional: the former name, used by fs/watch.c. */
-#define state_config_oldest_rev config_sm_oldest_rev
-
 #endif

@@ -52,7 +52,6 @@ static void record_event(state_t *st, obj_t *o, uint8_t op)
     e->rev = cf->rev;
     e->op = op;
     cf->nevents++;
-    st->nevents = cf->nevents;
     for (obj_t *d = o; d; d = d->parent)
         d->u.config.rev = cf->rev;
 }
@@ -183,7 +182,6 @@ static void init(state_t *st)
     config_state_t *cf = xcalloc(1, sizeof(*cf));
     cf->events = xcalloc(CONFIG_EVENTS_KEPT, sizeof(cfg_event_t));
     st->ns_state[NS_CONFIG] = cf;
-    st->nevents = 0;
 }
 
 static void fini(state_t *st)
@@ -216,7 +214,6 @@ static int restore(state_t *st, snapin_t *in)
     config_state_t *cf = CF(st);
     cf->rev = si_u64(in);
     cf->nevents = si_u64(in);
-    st->nevents = cf->nevents;
     for (uint64_t i = first_kept(cf); i < cf->nevents && !in->err; i++) {
         cfg_event_t *e = &cf->events[i % CONFIG_EVENTS_KEPT];
         e->rev = si_u64(in);
@@ -349,8 +346,6 @@ const char *config_sm_verify(const state_t *st)
     tree_walk(root, verify_obj, &v);
     if (v.why)
         return v.why;
-    if (st->nevents != cf->nevents)
-        return "config: the state's copy of the event count differs";
     if (cf->nevents == 0)
         return cf->rev == 0 ? NULL : "config: revisions without events";
     uint64_t prev = 0;

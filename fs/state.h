@@ -32,9 +32,6 @@ typedef struct state {
     /* The cache cap a fresh shard starts from (state_new's argument); cache/'s init reads
      * it. Not replicated: the cap itself is (CMD_SETCAP). */
     uint64_t initial_cache_cap;
-    /* Transitional: a copy of config/'s count of events ever recorded, kept by
-     * fs/config_sm.c, for fs/watch.c until it calls config_sm_events_stale(). */
-    uint64_t nevents;
     /* Effects of the command being applied (fs/effects.h); not replicated. Filled under the
      * write lock, emptied by sm_apply before it returns. */
     effects_t outbox;

@@ -50,7 +50,7 @@ int watch_open(watch_table_t *t, const char *dirpath, uint64_t after, int nonblo
                watch_t **out)
 {
     state_t *st = t->st;
-    if (st->nevents > CONFIG_EVENTS_KEPT && after + 1 < state_config_oldest_rev(st))
+    if (config_sm_events_stale(st, after))
         return -ESTALE;
     watch_t *w = calloc(1, sizeof(*w));
     if (!w || !(w->dir = strdup(dirpath)) || !(w->buf = malloc(BATCH_BYTES))) {
