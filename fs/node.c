@@ -214,6 +214,7 @@ void node_close(node_t *n)
 }
 
 state_t *node_state(node_t *n) { return n->st; }
+uint32_t node_nshards(const node_t *n) { (void)n; return 1; }
 group_t *node_group(node_t *n) { return n->group; }
 const char *node_data_dir(node_t *n) { return n->data_dir; }
 const node_opts_t *node_options(node_t *n) { return &n->opts; }

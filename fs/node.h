@@ -22,6 +22,10 @@ typedef struct node node_t;
 /* Opens the group in data_dir (restore + replay) and starts the sweeper thread.
  * On failure returns -errno-like negative QERR code and a malloc'ed *errmsg. */
 int node_open(const node_opts_t *opts, node_t **out, char **errmsg);
+/* Shards this node serves. The embedded node has one, which holds every unit; a cluster
+ * node will hold several and reach the one of a unit with fs/route.h's route_shard. */
+uint32_t node_nshards(const node_t *n);
+
 /* Stops everything that proposes or delivers on the node's own: ends this mount's session
  * (its lock waits are answered, its claims end), stops the background proposer, joins the
  * sweeper. After it returns no apply runs unless a FUSE handler proposes, so no effect is

@@ -19,6 +19,7 @@
 #include "fs/metrics.h"
 #include "fs/names.h"
 #include "fs/ns.h"
+#include "fs/route.h"
 #include "fs/tree_fuse.h"
 
 enum fh_kind { FH_VALUE = 1, FH_DIR, FH_CTL };
@@ -371,6 +372,10 @@ static int do_rename(const treq_t *t, uint64_t parent, const char *name, uint64_
         rc = child_path(t, newparent, newname, &ns2, to, sizeof(to), 1);
     if (rc < 0)
         return rc;
+    /* A rename between units on different shards cannot be one command: EXDEV, and mv
+     * copies and deletes (FILE-API §1 "Atomic replace"). */
+    if (!route_same_shard(ns1, from, to, node_nshards(t->node)))
+        return -EXDEV;
     cmdbuf_t b;
     tree_cmd_rename(&b, node_now_ms(), ns1, from, to,
                     (flags & RENAME_NOREPLACE) ? CMD_RENAME_NOREPLACE : 0);
