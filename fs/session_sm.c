@@ -149,20 +149,38 @@ void session_sm_snapshot(const session_table_t *t, snapout_t *o)
     }
 }
 
+/* The invariants of the table: NULL, or what is broken. One walk for the check and for
+ * restore, so a snapshot is accepted exactly when its table would pass the check. */
+static const char *session_sm_verify(const session_table_t *t)
+{
+    const char *why = NULL;
+    uint64_t last = 0;
+    const session_t *prev = NULL;
+    for (const session_t *s = t->head; s && !why; prev = s, s = s->next) {
+        SM_VERIFY(&why, s->id > last && s->id <= t->next_id,
+                  "sessions: ids do not grow in opening order up to the next id");
+        SM_VERIFY(&why, s->node[0] && memchr(s->node, 0, sizeof(s->node)),
+                  "sessions: a session without a node name");
+        SM_VERIFY(&why, s->lease_ms > 0, "sessions: a session with no lease");
+        last = s->id;
+    }
+    if (!why)
+        SM_VERIFY(&why, t->tail == prev, "sessions: the tail is not the last session");
+    return why;
+}
+
 int session_sm_restore(session_table_t *t, snapin_t *in)
 {
     t->next_id = si_u64(in);
     uint32_t n = si_u32(in);
-    uint64_t last = 0;
     for (uint32_t i = 0; i < n && !in->err; i++) {
         uint64_t id = si_u64(in);
         char node[SESSION_NODE_MAX];
         int nl = si_str(in, node, sizeof(node));
         if (nl < 0)
             return nl;
-        if (id <= last || id > t->next_id || memchr(node, 0, (size_t)nl))
-            return -QERR_CORRUPT;   /* ids grow strictly in opening order */
-        last = id;
+        if (memchr(node, 0, (size_t)nl))
+            return si_corrupt(in, "sessions: a node name with a NUL byte");
         session_t *s = append_session(t);
         s->id = id;
         memcpy(s->node, node, (size_t)nl);
@@ -171,20 +189,13 @@ int session_sm_restore(session_table_t *t, snapin_t *in)
         s->lease_ms = si_u64(in);
         s->expires_ms = si_u64(in);
     }
-    return in->err;
+    if (in->err)
+        return in->err;
+    const char *why = session_sm_verify(t);
+    return why ? si_corrupt(in, why) : 0;
 }
 
 void session_sm_check(const session_table_t *t)
 {
-    uint64_t last = 0;
-    const session_t *prev = NULL;
-    for (const session_t *s = t->head; s; prev = s, s = s->next) {
-        ASSERT_MSG(s->id > last && s->id <= t->next_id, "session %llu after %llu (next %llu)",
-                   (unsigned long long)s->id, (unsigned long long)last,
-                   (unsigned long long)t->next_id);
-        ASSERT(s->node[0] && memchr(s->node, 0, sizeof(s->node)));
-        ASSERT(s->lease_ms > 0);
-        last = s->id;
-    }
-    ASSERT(t->tail == prev);
+    SM_ASSERT_VERIFIED(session_sm_verify(t));
 }
