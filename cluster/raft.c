@@ -1232,10 +1232,13 @@ int raft_step(raft_t *r, const raft_msg_t *m)
          * lease still stands: ignore the disruption (thesis §4.2.3). Without the start-up
          * period a restarted follower would help elect a new leader while the old one still
          * serves lease reads at its old index. */
-        bool quiet = (r->role == RAFT_LEADER && r->elapsed < r->cfg.election_tick) ||
-                     (r->heard && r->now - r->heard_at < r->cfg.election_tick) ||
-                     r->since_start < r->cfg.election_tick;
-        if (is_vote && r->cfg.check_quorum && quiet && !(m->flags & RAFT_MSGF_TRANSFER))
+        bool sticky = r->cfg.check_quorum &&
+                      ((r->role == RAFT_LEADER && r->elapsed < r->cfg.election_tick) ||
+                       (r->heard && r->now - r->heard_at < r->cfg.election_tick));
+        /* The start-up period holds whatever this run's settings: the previous run may
+         * have backed a lease with check-quorum on (simulator finding 4). */
+        bool quiet = sticky || r->since_start < r->cfg.election_tick;
+        if (is_vote && quiet && !(m->flags & RAFT_MSGF_TRANSFER))
             return 0;
         if (m->type == RAFT_MSG_PREVOTE || (m->type == RAFT_MSG_PREVOTE_RESP && !m->reject)) {
             /* pre-votes do not change terms */
