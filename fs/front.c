@@ -1,8 +1,30 @@
 /* fs/front.c — helpers shared by the namespace fronts (see front.h). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "cluster/assert.h"
 #include "fs/front.h"
+
+void *front_ctx_new(size_t size, struct node *n)
+{
+    ASSERT(size >= sizeof(front_ctx_t));
+    front_ctx_t *c = calloc(1, size);
+    if (!c)
+        return NULL;
+    c->node = n;
+    pthread_mutex_init(&c->mu, NULL);
+    return c;
+}
+
+void front_ctx_free(void *ctx)
+{
+    front_ctx_t *c = ctx;
+    if (!c)
+        return;
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
 
 void front_stat(struct stat *s, fuse_ino_t ino, mode_t mode, off_t size, uint64_t mtime_ms)
 {

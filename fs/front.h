@@ -1,7 +1,7 @@
 /* fs/front.h — small helpers shared by the namespace fronts (fs/ns.h), so that each front
- * does not carry its own copy: the stat of a module inode, and the replies every front
- * makes the same way (an attribute or an error, an entry or an error, an xattr value or its
- * size, a slice of an open file's text). */
+ * does not carry its own copy: the head of a front's per-node context, the stat of a module
+ * inode, and the replies every front makes the same way (an attribute or an error, an entry
+ * or an error, an xattr value or its size, a slice of an open file's text). */
 #ifndef QFS_FS_FRONT_H
 #define QFS_FS_FRONT_H
 
@@ -9,6 +9,22 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/stat.h>
+
+struct node;
+
+/* The head of a front's per-node context (fs/ns.h start/stop): the node, and the mutex that
+ * guards the front's tables. A front's context embeds it as its first member. */
+typedef struct front_ctx {
+    struct node *node;
+    pthread_mutex_t mu;
+} front_ctx_t;
+
+/* A zeroed context of size bytes (at least sizeof(front_ctx_t), asserted) that begins with
+ * a front_ctx_t for node n, its mutex initialized; NULL when out of memory. */
+void *front_ctx_new(size_t size, struct node *n);
+/* Destroys the mutex of a context front_ctx_new made and frees it (NULL: nothing). What
+ * the front's tables still hold is the front's to free before. */
+void front_ctx_free(void *ctx);
 
 /* Fills s for a module inode: mode (type and permissions), size, mtime (ms) as all three
  * times, the mount's owner. */

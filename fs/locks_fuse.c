@@ -4,28 +4,31 @@
  * and the leader-side sweep that proposes the expiry of create locks. It reads the state
  * only through the read API of fs/locks_sm.h and builds every command with its encoders.
  *
- * Context: one lfront_t per node (start), reached from a request through ns_front_ctx.
+ * Context: one lfront_t per node (start), reached from a request through ns_front_ctx; it
+ * begins with the front_ctx_t of fs/front.h (lf->ctx: the node and the table's mutex).
  *
  * Locking, in order (a lock is only taken after those before it, or alone):
  *   fh->mu        an open file's write buffer (wbuf, wlen); also held while a read reply
  *                 of fh->text is written (front_reply_text) and while a write proposes.
  *   state lock    st->lock, read: taken alone by the handlers, around read-API calls; a
  *                 proposal takes it for writing inside apply.
- *   lf->mu        the table of waits: by_wid, next_wid, and req/done/rc of every wait in
+ *   lf->ctx.mu    the table of waits: by_wid, next_wid, and req/done/rc of every wait in
  *                 it. A leaf: never held with the state lock, never while proposing or
  *                 registering an interrupt callback (fuse_req_interrupt_func takes the
- *                 request's lock, which an interrupt callback holds while it takes lf->mu).
+ *                 request's lock, which an interrupt callback holds while it takes
+ *                 lf->ctx.mu).
  *
  * Waits: a LOCK request that has to wait is a lwait_t in lf->by_wid from before its
- * proposal. Whoever removes a wait from by_wid under lf->mu owns it: it answers the request
- * (if parked) and frees the wait; nobody touches a wait after unlocking unless it removed
- * it. Until its request is parked (w->req set), only the proposing thread removes it; a
- * delivery meanwhile leaves the answer in w->done/rc. Once parked, the proposing thread
- * lets go; the delivery of its grant or the interrupt callback removes it. */
+ * proposal. Whoever removes a wait from by_wid under lf->ctx.mu owns it: it answers the
+ * request (if parked) and frees the wait; nobody touches a wait after unlocking unless it
+ * removed it. Until its request is parked (w->req set), only the proposing thread removes
+ * it; a delivery meanwhile leaves the answer in w->done/rc. Once parked, the proposing
+ * thread lets go; the delivery of its grant or the interrupt callback removes it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +55,7 @@ typedef struct lwait {
 } lwait_t;
 
 typedef struct lfront {
-    node_t *node;
-    pthread_mutex_t mu;
+    front_ctx_t ctx;                    /* first: node, mu */
     lwait_t *by_wid;
     uint64_t next_wid;
 } lfront_t;
@@ -69,8 +71,11 @@ typedef struct lfh {
 } lfh_t;
 
 static lfront_t *LF(fuse_req_t req) { return ns_front_ctx(req, NS_LOCKS); }
-static state_t *lstate(const lfront_t *lf) { return node_state(lf->node); }
-static uint64_t lsid(const lfront_t *lf) { return session_local_id(node_session(lf->node)); }
+static state_t *lstate(const lfront_t *lf) { return node_state(lf->ctx.node); }
+static uint64_t lsid(const lfront_t *lf)
+{
+    return session_local_id(node_session(lf->ctx.node));
+}
 
 static void w_free(lwait_t *w)
 {
@@ -309,7 +314,7 @@ static void lf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     if (rc == 0) {
         cmdbuf_t b;
         locks_cmd_create(&b, node_now_ms(), name, excl, sid, (uint32_t)fuse_req_ctx(req)->pid);
-        rc = node_propose(lf->node, &b, NULL);
+        rc = node_propose(lf->ctx.node, &b, NULL);
     }
     struct fuse_entry_param e;
     lfh_t *fh = NULL;
@@ -355,7 +360,7 @@ static void lf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
             fh->wlen = end;
         cmdbuf_t b;
         locks_cmd_data(&b, node_now_ms(), fh->name, fh->wbuf, fh->wlen);
-        rc = node_propose(lf->node, &b, NULL);
+        rc = node_propose(lf->ctx.node, &b, NULL);
     }
     pthread_mutex_unlock(&fh->mu);
     if (rc < 0)
@@ -370,7 +375,7 @@ static void lf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (rc == 0) {
         cmdbuf_t b;
         locks_cmd_unlink(&b, node_now_ms(), name);
-        rc = node_propose(LF(req)->node, &b, NULL);
+        rc = node_propose(LF(req)->ctx.node, &b, NULL);
     }
     fuse_reply_err(req, -rc);
 }
@@ -409,14 +414,14 @@ static void lf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         } else {
             cmdbuf_t b;
             locks_cmd_data(&b, node_now_ms(), name, "", 0);
-            rc = node_propose(lf->node, &b, NULL);
+            rc = node_propose(lf->ctx.node, &b, NULL);
         }
     }
     if (rc == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW |
                               FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW))) {
         cmdbuf_t b;
         locks_cmd_touch(&b, node_now_ms(), name);   /* touch renews a TTL */
-        rc = node_propose(lf->node, &b, NULL);
+        rc = node_propose(lf->ctx.node, &b, NULL);
     }
     free(name);
     struct stat s;
@@ -436,7 +441,7 @@ static void cancel_wait(lfront_t *lf, lwait_t *w)
     locks_cmd_cancel(&b, node_now_ms(), w->name, lsid(lf), w->wid);
     w_free(w);
     /* On failure (the node is stopping) b is dropped; the session's end drops the wait. */
-    (void)session_bg_propose(node_session(lf->node), &b, NULL, NULL);
+    (void)session_bg_propose(node_session(lf->ctx.node), &b, NULL, NULL);
 }
 
 /* Interrupt callback (data: the front). A late interrupt may come for a request that is no
@@ -446,7 +451,7 @@ static void lock_interrupt(fuse_req_t req, void *data)
     INTR_DEFER_IF_REGISTERING();
     lfront_t *lf = data;
     lwait_t *w = NULL, *x, *tmp;
-    pthread_mutex_lock(&lf->mu);
+    pthread_mutex_lock(&lf->ctx.mu);
     HASH_ITER(hh, lf->by_wid, x, tmp) {
         if (x->req == req) {
             w = x;
@@ -454,7 +459,7 @@ static void lock_interrupt(fuse_req_t req, void *data)
             break;
         }
     }
-    pthread_mutex_unlock(&lf->mu);
+    pthread_mutex_unlock(&lf->ctx.mu);
     if (w) {
         fuse_reply_err(req, EINTR);
         cancel_wait(lf, w);
@@ -477,36 +482,37 @@ static void do_lock(fuse_req_t req, const char *name, uint8_t kind, uint64_t own
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    pthread_mutex_lock(&lf->mu);
+    pthread_mutex_lock(&lf->ctx.mu);
     w->wid = ++lf->next_wid;
     HASH_ADD(hh, lf->by_wid, wid, sizeof(w->wid), w);
-    pthread_mutex_unlock(&lf->mu);
+    pthread_mutex_unlock(&lf->ctx.mu);
     cmdbuf_t b;
     sm_result_t res;
     locks_cmd_lock(&b, node_now_ms(), name, sid, kind, owner, mode, wait, w->wid, pid);
-    int rc = node_propose(lf->node, &b, &res), granted = 0;
+    int rc = node_propose(lf->ctx.node, &b, &res), granted = 0;
     if (rc == 0)
         locks_result_lock(&res, &granted, NULL);
     if (rc < 0 || granted) {
-        pthread_mutex_lock(&lf->mu);
+        pthread_mutex_lock(&lf->ctx.mu);
         HASH_DELETE(hh, lf->by_wid, w);         /* not parked: only we remove it */
-        pthread_mutex_unlock(&lf->mu);
+        pthread_mutex_unlock(&lf->ctx.mu);
         w_free(w);
         fuse_reply_err(req, rc == -EAGAIN ? EWOULDBLOCK : -rc);
         return;
     }
     /* Waiting: park, unless the grant came meanwhile. The interrupt callback is registered
      * first; an interrupt that came before (deferred) or while the callback could not find
-     * the request yet shows in fuse_req_interrupted, checked under lf->mu before parking. */
+     * the request yet shows in fuse_req_interrupted, checked under lf->ctx.mu before
+     * parking. */
     int intr = intr_register(req, lock_interrupt, lf);
-    pthread_mutex_lock(&lf->mu);
+    pthread_mutex_lock(&lf->ctx.mu);
     int done = w->done, cancel = !done && (intr || fuse_req_interrupted(req));
     rc = w->rc;
     if (done || cancel)
         HASH_DELETE(hh, lf->by_wid, w);         /* ours to answer and free */
     else
         w->req = req;                           /* parked: l_deliver or lock_interrupt */
-    pthread_mutex_unlock(&lf->mu);
+    pthread_mutex_unlock(&lf->ctx.mu);
     if (done) {
         fuse_reply_err(req, -rc);
         w_free(w);
@@ -521,7 +527,7 @@ static void do_unlock(fuse_req_t req, lfront_t *lf, const char *name, uint8_t ki
 {
     cmdbuf_t b;
     locks_cmd_unlock(&b, node_now_ms(), name, lsid(lf), kind, owner);
-    int rc = node_propose(lf->node, &b, NULL);
+    int rc = node_propose(lf->ctx.node, &b, NULL);
     if (req)
         fuse_reply_err(req, rc == -ENOENT ? 0 : -rc);
 }
@@ -703,7 +709,7 @@ static int set_ttl(lfront_t *lf, const char *lname, uint32_t ttl_s)
 {
     cmdbuf_t b;
     locks_cmd_setttl(&b, node_now_ms(), lname, ttl_s);
-    return node_propose(lf->node, &b, NULL);
+    return node_propose(lf->ctx.node, &b, NULL);
 }
 
 static void lf_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
@@ -821,7 +827,7 @@ static void l_deliver(void *ctx, effect_t *e)
         return;                     /* other nodes' sessions answer their own waits */
     lwait_t *w;
     fuse_req_t req = NULL;
-    pthread_mutex_lock(&lf->mu);
+    pthread_mutex_lock(&lf->ctx.mu);
     HASH_FIND(hh, lf->by_wid, &e->wid, sizeof(e->wid), w);
     if (w && w->req) {
         req = w->req;
@@ -830,7 +836,7 @@ static void l_deliver(void *ctx, effect_t *e)
         w->done = 1;                            /* the proposing thread answers */
         w->rc = e->u.lock.rc;
     }
-    pthread_mutex_unlock(&lf->mu);
+    pthread_mutex_unlock(&lf->ctx.mu);
     if (req) {
         fuse_reply_err(req, -e->u.lock.rc);
         w_free(w);
@@ -867,7 +873,7 @@ static void l_sweep(void *ctx)
     for (int i = 0; i < d.n; i++) {
         cmdbuf_t b;
         locks_cmd_expire(&b, d.now, d.names[i], d.fences[i]);
-        int rc = node_propose(lf->node, &b, NULL);
+        int rc = node_propose(lf->ctx.node, &b, NULL);
         if (rc < 0 && rc != -EAGAIN && rc != -ENOENT)
             fprintf(stderr, "quorumfs: lock %s: TTL expiry not committed: %s\n", d.names[i],
                     strerror(-rc));
@@ -877,12 +883,8 @@ static void l_sweep(void *ctx)
 
 static void *l_start(struct node *n)
 {
-    lfront_t *lf = calloc(1, sizeof(*lf));
-    if (!lf)
-        return NULL;
-    lf->node = n;
-    pthread_mutex_init(&lf->mu, NULL);
-    return lf;
+    _Static_assert(offsetof(lfront_t, ctx) == 0, "front_ctx_new makes the head of the context");
+    return front_ctx_new(sizeof(lfront_t), n);
 }
 
 /* At node close no request, delivery or interrupt reaches lf any more. Waits still parked
@@ -895,8 +897,7 @@ static void l_stop(void *ctx)
         HASH_DELETE(hh, lf->by_wid, w);
         w_free(w);
     }
-    pthread_mutex_destroy(&lf->mu);
-    free(lf);
+    front_ctx_free(lf);
 }
 
 const ns_front_t locks_front = {

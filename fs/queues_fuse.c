@@ -4,20 +4,23 @@
  * sweep that proposes lease expiry. It reads the state only through the read API of
  * fs/queues_sm.h and builds every command with its encoders.
  *
- * Context: one qfront_t per node (start), reached from a request through ns_front_ctx.
- * Locking: qf->mu guards by_hid, next_hid, the rm notes, and the take state of every pop and
- * claim file (state, req, want, got*, out*). Order: the state lock (read) is never held
- * while qf->mu is taken, and qf->mu is never held while proposing. A file's own mu guards
- * its push buffer and is held while a text reply is written (see front_reply_text).
+ * Context: one qfront_t per node (start), reached from a request through ns_front_ctx; it
+ * begins with the front_ctx_t of fs/front.h (qf->ctx: the node and the table's mutex).
+ * Locking: qf->ctx.mu guards by_hid, next_hid, the rm notes, and the take state of every
+ * pop and claim file (state, req, want, got*, out*). Order: the state lock (read) is never
+ * held while qf->ctx.mu is taken, and qf->ctx.mu is never held while proposing. A file's
+ * own mu guards its push buffer and is held while a text reply is written (see
+ * front_reply_text).
  *
  * Waiters: a parked read is fh->req of a pop/claim file in by_hid. Whoever sets fh->req to
- * NULL under qf->mu (a delivery, the interrupt callback) answers that request, and nobody
- * else touches it; the file itself leaves by_hid only at release, under qf->mu, after
- * which no delivery can find it. */
+ * NULL under qf->ctx.mu (a delivery, the interrupt callback) answers that request, and
+ * nobody else touches it; the file itself leaves by_hid only at release, under qf->ctx.mu,
+ * after which no delivery can find it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +78,7 @@ typedef struct qfh {
     uint8_t *buf;
     size_t blen, bcap;
     int discard;                 /* dropping the rest of an oversized line */
-    /* pop / claim (under qf->mu from T_PROPOSING on) */
+    /* pop / claim (under qf->ctx.mu from T_PROPOSING on) */
     uint64_t hid;
     int state;
     uint8_t claim;
@@ -95,8 +98,7 @@ typedef struct qfh {
 } qfh_t;
 
 struct qfront {
-    node_t *node;
-    pthread_mutex_t mu;
+    front_ctx_t ctx;             /* first: node, mu */
     qfh_t *by_hid;
     uint64_t next_hid;
     struct rmnote { uint64_t qid; pid_t pid; uint64_t at_ms; } notes[RM_NOTES];
@@ -105,13 +107,16 @@ struct qfront {
 };
 
 static qfront_t *QF(fuse_req_t req) { return ns_front_ctx(req, NS_QUEUES); }
-static state_t *qstate(const qfront_t *qf) { return node_state(qf->node); }
-static uint64_t qsid(const qfront_t *qf) { return session_local_id(node_session(qf->node)); }
+static state_t *qstate(const qfront_t *qf) { return node_state(qf->ctx.node); }
+static uint64_t qsid(const qfront_t *qf)
+{
+    return session_local_id(node_session(qf->ctx.node));
+}
 
 /* Proposes b (freed) on the front's node. */
 static int propose(qfront_t *qf, cmdbuf_t *b, sm_result_t *res)
 {
-    return node_propose(qf->node, b, res);
+    return node_propose(qf->ctx.node, b, res);
 }
 
 /* ---------------------------------------------------------------- inodes */
@@ -357,7 +362,7 @@ static void qf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 static void note_rm(qfront_t *qf, uint64_t qid, pid_t pid)
 {
     uint64_t now = node_now_ms();
-    pthread_mutex_lock(&qf->mu);
+    pthread_mutex_lock(&qf->ctx.mu);
     unsigned slot = qf->nnotes < RM_NOTES ? qf->nnotes++ : 0;
     for (unsigned i = 0; i < qf->nnotes; i++)
         if ((qf->notes[i].qid == qid && qf->notes[i].pid == pid) ||
@@ -366,21 +371,21 @@ static void note_rm(qfront_t *qf, uint64_t qid, pid_t pid)
             break;
         }
     qf->notes[slot] = (struct rmnote){ qid, pid, now };
-    pthread_mutex_unlock(&qf->mu);
+    pthread_mutex_unlock(&qf->ctx.mu);
 }
 
 static int noted_rm(qfront_t *qf, uint64_t qid, pid_t pid)
 {
     uint64_t now = node_now_ms();
     int found = 0;
-    pthread_mutex_lock(&qf->mu);
+    pthread_mutex_lock(&qf->ctx.mu);
     for (unsigned i = 0; i < qf->nnotes; i++)
         if (qf->notes[i].qid == qid && qf->notes[i].pid == pid &&
             now - qf->notes[i].at_ms < RM_NOTE_MS) {
             found = 1;
             qf->notes[i].qid = 0;
         }
-    pthread_mutex_unlock(&qf->mu);
+    pthread_mutex_unlock(&qf->ctx.mu);
     return found;
 }
 
@@ -555,10 +560,10 @@ static int do_open(qfront_t *qf, fuse_ino_t ino, int flags, qfh_t **out)
     }
     if (r.kind == QK_POP || r.kind == QK_CLAIM) {
         fh->claim = r.kind == QK_CLAIM;
-        pthread_mutex_lock(&qf->mu);
+        pthread_mutex_lock(&qf->ctx.mu);
         fh->hid = ++qf->next_hid;
         HASH_ADD(hh, qf->by_hid, hid, sizeof(fh->hid), fh);
-        pthread_mutex_unlock(&qf->mu);
+        pthread_mutex_unlock(&qf->ctx.mu);
     }
     *out = fh;
     return 0;
@@ -569,9 +574,9 @@ static void fh_unregister(qfh_t *fh)
 {
     if (!fh->hid)
         return;
-    pthread_mutex_lock(&fh->qf->mu);
+    pthread_mutex_lock(&fh->qf->ctx.mu);
     HASH_DELETE(hh, fh->qf->by_hid, fh);
-    pthread_mutex_unlock(&fh->qf->mu);
+    pthread_mutex_unlock(&fh->qf->ctx.mu);
 }
 
 static void qf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -595,7 +600,7 @@ static void qf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 /* ---------------------------------------------------------------- pop / claim */
 
-/* Replies to req from fh's delivered message; qf->mu held. */
+/* Replies to req from fh's delivered message; qf->ctx.mu held. */
 static void serve_locked(fuse_req_t req, qfh_t *fh, size_t size)
 {
     if (fh->state == T_GONE) {
@@ -638,7 +643,7 @@ static void take_interrupt(fuse_req_t req, void *data)
     (void)data;
     qfront_t *qf = QF(req);
     qfh_t *fh, *tmp;
-    pthread_mutex_lock(&qf->mu);
+    pthread_mutex_lock(&qf->ctx.mu);
     HASH_ITER(hh, qf->by_hid, fh, tmp) {
         if (fh->req == req) {
             fh->req = NULL;
@@ -646,27 +651,27 @@ static void take_interrupt(fuse_req_t req, void *data)
             break;
         }
     }
-    pthread_mutex_unlock(&qf->mu);
+    pthread_mutex_unlock(&qf->ctx.mu);
 }
 
 static void take_read(fuse_req_t req, qfh_t *fh, size_t size)
 {
     qfront_t *qf = fh->qf;
-    pthread_mutex_lock(&qf->mu);
+    pthread_mutex_lock(&qf->ctx.mu);
     if (fh->req || fh->state == T_PROPOSING) {
-        pthread_mutex_unlock(&qf->mu);
+        pthread_mutex_unlock(&qf->ctx.mu);
         fuse_reply_err(req, EBUSY);   /* one read at a time per open file */
         return;
     }
     if (fh->state != T_IDLE && fh->state != T_WAITING) {
         serve_locked(req, fh, size);
-        pthread_mutex_unlock(&qf->mu);
+        pthread_mutex_unlock(&qf->ctx.mu);
         return;
     }
     int first = fh->state == T_IDLE;
     if (first)
         fh->state = T_PROPOSING;
-    pthread_mutex_unlock(&qf->mu);
+    pthread_mutex_unlock(&qf->ctx.mu);
     if (first) {
         uint64_t sid = qsid(qf);
         int rc = -EIO;            /* no session: see fs/session.h */
@@ -677,10 +682,10 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size)
                                       (fh->nonblock ? QTAKE_NOWAIT : 0)));
             rc = propose(qf, &b, NULL);
         }
-        pthread_mutex_lock(&qf->mu);
+        pthread_mutex_lock(&qf->ctx.mu);
         if (fh->state == T_PROPOSING)
             fh->state = rc < 0 ? T_IDLE : T_WAITING;
-        pthread_mutex_unlock(&qf->mu);
+        pthread_mutex_unlock(&qf->ctx.mu);
         if (rc < 0) {
             fuse_reply_err(req, -rc);
             return;
@@ -688,9 +693,9 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size)
     }
     /* Park, unless a delivery came meanwhile. The interrupt callback is registered first;
      * an interrupt that came before (deferred) or while the callback could not find the
-     * request yet shows in fuse_req_interrupted, checked under qf->mu before parking. */
+     * request yet shows in fuse_req_interrupted, checked under qf->ctx.mu before parking. */
     int intr = intr_register(req, take_interrupt, NULL);
-    pthread_mutex_lock(&qf->mu);
+    pthread_mutex_lock(&qf->ctx.mu);
     if (fh->state == T_WAITING && fh->nonblock) {
         fuse_reply_err(req, EAGAIN);      /* still registered after an interrupted wait */
     } else if (fh->state == T_WAITING && (intr || fuse_req_interrupted(req))) {
@@ -701,7 +706,7 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size)
     } else {
         serve_locked(req, fh, size);
     }
-    pthread_mutex_unlock(&qf->mu);
+    pthread_mutex_unlock(&qf->ctx.mu);
 }
 
 /* A delivery for a local open file that is gone: give the message back (proposed later, by
@@ -715,7 +720,7 @@ static void give_back(qfront_t *qf, const effect_t *e)
     else
         queues_cmd_unpop(&b, now, e->u.qmsg.qname, e->u.qmsg.id, e->u.qmsg.count,
                          e->u.qmsg.msg->data, e->u.qmsg.msg->len);
-    if (session_bg_propose(node_session(qf->node), &b, NULL, NULL) < 0)
+    if (session_bg_propose(node_session(qf->ctx.node), &b, NULL, NULL) < 0)
         fprintf(stderr, "quorumfs: queue %s: message %" PRIu64 " could not be given back\n",
                 e->u.qmsg.qname, e->u.qmsg.id);
 }
@@ -730,7 +735,7 @@ static void q_deliver(void *ctx, effect_t *e)
     if (e->kind != EFF_QUEUE_MSG || !self || e->sid != self)
         return;                   /* other nodes' sessions are theirs to hand out */
     qfh_t *fh;
-    pthread_mutex_lock(&qf->mu);
+    pthread_mutex_lock(&qf->ctx.mu);
     HASH_FIND(hh, qf->by_hid, &e->wid, sizeof(e->wid), fh);
     if (fh && (fh->state == T_PROPOSING || fh->state == T_WAITING)) {
         if (e->u.qmsg.gone) {
@@ -750,7 +755,7 @@ static void q_deliver(void *ctx, effect_t *e)
     } else if (!e->u.qmsg.gone) {
         give_back(qf, e);
     }
-    pthread_mutex_unlock(&qf->mu);
+    pthread_mutex_unlock(&qf->ctx.mu);
 }
 
 static void qf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -772,9 +777,9 @@ static void qf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void take_release(qfh_t *fh)
 {
     qfront_t *qf = fh->qf;
-    pthread_mutex_lock(&qf->mu);
+    pthread_mutex_lock(&qf->ctx.mu);
     int waiting = fh->state == T_WAITING;
-    pthread_mutex_unlock(&qf->mu);
+    pthread_mutex_unlock(&qf->ctx.mu);
     if (waiting) {
         cmdbuf_t b;
         queues_cmd_cancel(&b, node_now_ms(), fh->qname, qsid(qf), fh->hid);
@@ -783,10 +788,10 @@ static void take_release(qfh_t *fh)
             fprintf(stderr, "quorumfs: queue %s: cancel of a waiting read failed: %s\n",
                     fh->qname, strerror(-rc));
     }
-    pthread_mutex_lock(&qf->mu);
+    pthread_mutex_lock(&qf->ctx.mu);
     HASH_DELETE(hh, qf->by_hid, fh);
     int undelivered = fh->state == T_HAVE && fh->outoff == 0;
-    pthread_mutex_unlock(&qf->mu);
+    pthread_mutex_unlock(&qf->ctx.mu);
     if (!undelivered)
         return;
     cmdbuf_t b;
@@ -1258,26 +1263,14 @@ static void q_sweep(void *ctx)
 
 static void *q_start(struct node *n)
 {
-    qfront_t *qf = calloc(1, sizeof(*qf));
-    if (!qf)
-        return NULL;
-    qf->node = n;
-    pthread_mutex_init(&qf->mu, NULL);
-    return qf;
-}
-
-/* At node close every open file was released: by_hid is empty. */
-static void q_stop(void *ctx)
-{
-    qfront_t *qf = ctx;
-    pthread_mutex_destroy(&qf->mu);
-    free(qf);
+    _Static_assert(offsetof(qfront_t, ctx) == 0, "front_ctx_new makes the head of the context");
+    return front_ctx_new(sizeof(qfront_t), n);
 }
 
 const ns_front_t queues_front = {
     .start = q_start,
     .sweep = q_sweep,
-    .stop = q_stop,
+    .stop = front_ctx_free,     /* at node close every open file was released */
     .deliver = q_deliver,
     .fuse = &queues_fuse,
 };
