@@ -500,26 +500,28 @@ static void snap_list(snapout_t *o, const hlist_t *l)
     }
 }
 
+/* The rest of a lock's record, after its key. */
+static void snap_lock(void *arg, snapout_t *o, const nentry_t *e)
+{
+    const lock_t *l = lock_of(e);
+    so_u64(o, l->ctime_ms);
+    so_u64(o, l->mtime_ms);
+    so_u8(o, l->ephemeral);
+    so_u32(o, l->ttl_s);
+    so_u64(o, l->expires_ms);
+    so_u64(o, l->last_fence);
+    so_blob(o, l->data ? (const void *)l->data->data : "", l->data ? l->data->len : 0);
+    snap_list(o, &l->holders);
+    snap_list(o, &l->waiters);
+}
+
 static void l_snapshot(const state_t *st, snapout_t *o)
 {
     const lstate_t *ls = LS(st);
     so_u32(o, LSNAP_VERSION);
     so_u64(o, ls->next_lid);
     so_u64(o, ls->fence);
-    so_u32(o, (uint32_t)ls->locks.n);
-    for (const nentry_t *e = ls->locks.head; e; e = e->next) {
-        const lock_t *l = lock_of(e);
-        ntable_snapshot_key(o, e);
-        so_u64(o, l->ctime_ms);
-        so_u64(o, l->mtime_ms);
-        so_u8(o, l->ephemeral);
-        so_u32(o, l->ttl_s);
-        so_u64(o, l->expires_ms);
-        so_u64(o, l->last_fence);
-        so_blob(o, l->data ? (const void *)l->data->data : "", l->data ? l->data->len : 0);
-        snap_list(o, &l->holders);
-        snap_list(o, &l->waiters);
-    }
+    ntable_snapshot(o, &ls->locks, snap_lock, NULL);
 }
 
 /* Reads one list as it is; locks_sm_verify judges it with the rest of the section. */
@@ -541,6 +543,29 @@ static int restore_list(snapin_t *in, hlist_t *l)
     return in->err;
 }
 
+/* Reads the rest of lock k's record and adds it (ntable_restore's fn; arg: the lstate). */
+static int restore_lock(void *arg, snapin_t *in, const nkey_t *k)
+{
+    lock_t *l = lock_add(arg, k->name, k->len, k->id);
+    l->ctime_ms = si_u64(in);
+    l->mtime_ms = si_u64(in);
+    l->ephemeral = si_u8(in);
+    l->ttl_s = si_u32(in);
+    l->expires_ms = si_u64(in);
+    l->last_fence = si_u64(in);
+    uint32_t dl = si_u32(in);
+    if (in->err)
+        return in->err;
+    if (dl > LOCK_DATA_MAX)   /* before allocating it */
+        return si_corrupt(in, "locks: lock data over LOCK_DATA_MAX");
+    if (dl) {
+        l->data = blob_xnew(NULL, dl);
+        si_bytes(in, l->data->data, dl);
+    }
+    int rc = restore_list(in, &l->holders);
+    return rc < 0 ? rc : restore_list(in, &l->waiters);
+}
+
 /* Reads the section, then rejects it (si_corrupt, naming the reason) unless it passes
  * locks_sm_verify: whatever restore accepts, locks_sm_check accepts too. The session
  * table is restored before. */
@@ -551,33 +576,9 @@ static int l_restore(state_t *st, snapin_t *in)
         return in->err ? in->err : -QERR_FORMAT;
     ls->next_lid = si_u64(in);
     ls->fence = si_u64(in);
-    uint32_t n = si_u32(in);
-    for (uint32_t i = 0; i < n && !in->err; i++) {
-        nkey_t k;
-        int rc = ntable_restore_key(&ls->locks, in, ls->next_lid, "locks", &k);
-        if (rc < 0)
-            return rc;
-        lock_t *l = lock_add(ls, k.name, k.len, k.id);
-        l->ctime_ms = si_u64(in);
-        l->mtime_ms = si_u64(in);
-        l->ephemeral = si_u8(in);
-        l->ttl_s = si_u32(in);
-        l->expires_ms = si_u64(in);
-        l->last_fence = si_u64(in);
-        uint32_t dl = si_u32(in);
-        if (in->err)
-            return in->err;
-        if (dl > LOCK_DATA_MAX)   /* before allocating it */
-            return si_corrupt(in, "locks: lock data over LOCK_DATA_MAX");
-        if (dl) {
-            l->data = blob_xnew(NULL, dl);
-            si_bytes(in, l->data->data, dl);
-        }
-        if ((rc = restore_list(in, &l->holders)) < 0 || (rc = restore_list(in, &l->waiters)) < 0)
-            return rc;
-    }
-    if (in->err)
-        return in->err;
+    int rc = ntable_restore(&ls->locks, in, ls->next_lid, "locks", restore_lock, ls);
+    if (rc < 0)
+        return rc;
     const char *why = locks_sm_verify(st);
     return why ? si_corrupt(in, why) : 0;
 }

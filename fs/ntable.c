@@ -81,13 +81,19 @@ void ntable_check(const ntable_t *t)
     ASSERT(HASH_CNT(hn, t->by_name) == n && HASH_CNT(hi, t->by_id) == n);
 }
 
-void ntable_snapshot_key(snapout_t *o, const nentry_t *e)
+void ntable_snapshot(snapout_t *o, const ntable_t *t,
+                     void (*fn)(void *arg, snapout_t *o, const nentry_t *e), void *arg)
 {
-    so_u64(o, e->id);
-    so_blob(o, e->name, (uint32_t)e->namelen);
+    so_u32(o, (uint32_t)t->n);
+    for (const nentry_t *e = t->head; e; e = e->next) {
+        so_u64(o, e->id);
+        so_blob(o, e->name, (uint32_t)e->namelen);
+        fn(arg, o, e);
+    }
 }
 
-int ntable_restore_key(const ntable_t *t, snapin_t *in, uint64_t max_id, const char *what,
+/* Reads the key of the next entry of t into *k and checks it (see ntable_restore). */
+static int restore_key(const ntable_t *t, snapin_t *in, uint64_t max_id, const char *what,
                        nkey_t *k)
 {
     k->id = si_u64(in);
@@ -108,4 +114,20 @@ int ntable_restore_key(const ntable_t *t, snapin_t *in, uint64_t max_id, const c
     }
     k->len = (size_t)len;
     return 0;
+}
+
+int ntable_restore(ntable_t *t, snapin_t *in, uint64_t max_id, const char *what,
+                   int (*fn)(void *arg, snapin_t *in, const nkey_t *k), void *arg)
+{
+    uint32_t n = si_u32(in);
+    for (uint32_t i = 0; i < n && !in->err; i++) {
+        nkey_t k;
+        int rc = restore_key(t, in, max_id, what, &k);
+        if (rc == 0)
+            rc = fn(arg, in, &k);
+        if (rc < 0)
+            return rc;
+        ASSERT(ntable_last_id(t) == k.id);   /* fn linked its object under k */
+    }
+    return in->err;
 }

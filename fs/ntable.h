@@ -44,9 +44,9 @@ uint64_t ntable_last_id(const ntable_t *t);
  * entry is found under its own name and id. */
 void ntable_check(const ntable_t *t);
 
-/* ---- snapshots: an entry's key is stored as u64 id, u32 length, name bytes ---- */
-
-void ntable_snapshot_key(snapout_t *o, const nentry_t *e);
+/* ---- snapshots: a table is stored as u32 n, then per entry in creation order its key
+ * (u64 id, u32 length, name bytes) and the rest of its object, which the owner writes and
+ * reads ---- */
 
 typedef struct nkey {
     uint64_t id;
@@ -54,11 +54,16 @@ typedef struct nkey {
     char name[NAME_MAX_BYTES + 1];     /* NUL-terminated */
 } nkey_t;
 
-/* Reads the key of the next entry of t from a snapshot into *k and checks that ntable_add
- * may take it: a valid name (names_check, not of config/) that t does not hold, an id above
- * every id in t and at most max_id. Returns 0, or the latched error; a bad key latches
- * -QERR_CORRUPT and logs it (si_corrupt) with what (the kind of object, "lock"). */
-int ntable_restore_key(const ntable_t *t, snapin_t *in, uint64_t max_id, const char *what,
-                       nkey_t *k);
+/* Writes t: for each entry, its key, then fn(arg, o, e) writes the rest of its object. */
+void ntable_snapshot(snapout_t *o, const ntable_t *t,
+                     void (*fn)(void *arg, snapout_t *o, const nentry_t *e), void *arg);
+/* Reads a table ntable_snapshot wrote into t (empty). Each entry's key is checked before
+ * fn(arg, in, &k) reads the rest, makes the object and links it under k (ntable_add may
+ * take it): a valid name (names_check, not of config/) that t does not hold, an id above
+ * every id in t and at most max_id; a bad key latches -QERR_CORRUPT and logs it
+ * (si_corrupt) with what (the kind of object, "locks"). fn returns 0 or the latched error.
+ * Returns 0 or the first error; entries read before it stay in t. */
+int ntable_restore(ntable_t *t, snapin_t *in, uint64_t max_id, const char *what,
+                   int (*fn)(void *arg, snapin_t *in, const nkey_t *k), void *arg);
 
 #endif

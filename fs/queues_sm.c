@@ -599,33 +599,35 @@ static void snap_list(snapout_t *o, const qlist_t *l, int inflight)
     }
 }
 
+/* The rest of a queue's record, after its key. */
+static void snap_queue(void *arg, snapout_t *o, const nentry_t *e)
+{
+    const queue_t *q = NTABLE_OBJ(e, const queue_t, ent);
+    so_u64(o, q->ctime_ms);
+    so_u64(o, q->mtime_ms);
+    so_u32(o, q->vt_s);
+    so_u32(o, q->maxdel);
+    so_u64(o, q->maxlen);
+    for (int where = QM_READY; where <= QM_DEAD; where++)
+        snap_list(o, &q->lists[where - 1], where == QM_INFLIGHT);
+    uint32_t nw = 0;
+    for (const qwaiter_t *w = q->wh; w; w = w->next)
+        nw++;
+    so_u32(o, nw);
+    for (const qwaiter_t *w = q->wh; w; w = w->next) {
+        so_u64(o, w->sid);
+        so_u64(o, w->hid);
+        so_u8(o, w->claim);
+    }
+}
+
 static void q_snapshot(const state_t *st, snapout_t *o)
 {
     const qstate_t *qs = QS(st);
     so_u32(o, QSNAP_VERSION);
     so_u64(o, qs->next_qid);
     so_u64(o, qs->next_msg);
-    so_u32(o, (uint32_t)qs->queues.n);
-    for (const nentry_t *e = qs->queues.head; e; e = e->next) {
-        const queue_t *q = NTABLE_OBJ(e, const queue_t, ent);
-        ntable_snapshot_key(o, e);
-        so_u64(o, q->ctime_ms);
-        so_u64(o, q->mtime_ms);
-        so_u32(o, q->vt_s);
-        so_u32(o, q->maxdel);
-        so_u64(o, q->maxlen);
-        for (int where = QM_READY; where <= QM_DEAD; where++)
-            snap_list(o, &q->lists[where - 1], where == QM_INFLIGHT);
-        uint32_t nw = 0;
-        for (const qwaiter_t *w = q->wh; w; w = w->next)
-            nw++;
-        so_u32(o, nw);
-        for (const qwaiter_t *w = q->wh; w; w = w->next) {
-            so_u64(o, w->sid);
-            so_u64(o, w->hid);
-            so_u8(o, w->claim);
-        }
-    }
+    ntable_snapshot(o, &qs->queues, snap_queue, NULL);
 }
 
 /* Reads one list of q into place where. What the index and the allocation need is checked
@@ -657,6 +659,31 @@ static int restore_list(snapin_t *in, qstate_t *qs, queue_t *q, int where)
     return in->err;
 }
 
+/* Reads the rest of queue k's record and adds it (ntable_restore's fn; arg: the qstate). */
+static int restore_queue(void *arg, snapin_t *in, const nkey_t *k)
+{
+    qstate_t *qs = arg;
+    queue_t *q = queue_add(qs, k->name, k->len, k->id);
+    q->ctime_ms = si_u64(in);
+    q->mtime_ms = si_u64(in);
+    q->vt_s = si_u32(in);
+    q->maxdel = si_u32(in);
+    q->maxlen = si_u64(in);
+    for (int where = QM_READY; where <= QM_DEAD; where++) {
+        int rc = restore_list(in, qs, q, where);
+        if (rc < 0)
+            return rc;
+    }
+    uint32_t nw = si_u32(in);
+    for (uint32_t j = 0; j < nw && !in->err; j++) {
+        uint64_t sid = si_u64(in), hid = si_u64(in);
+        uint8_t claim = si_u8(in);
+        if (!in->err)
+            add_waiter(q, sid, hid, claim);
+    }
+    return in->err;
+}
+
 /* Reads the section, then rejects it (si_corrupt, naming the reason) unless it passes
  * queues_sm_verify: whatever restore accepts, queues_sm_check accepts too. The session
  * table is restored before. */
@@ -667,31 +694,9 @@ static int q_restore(state_t *st, snapin_t *in)
         return in->err ? in->err : -QERR_FORMAT;
     qs->next_qid = si_u64(in);
     qs->next_msg = si_u64(in);
-    uint32_t n = si_u32(in);
-    for (uint32_t i = 0; i < n && !in->err; i++) {
-        nkey_t k;
-        int rc = ntable_restore_key(&qs->queues, in, qs->next_qid, "queues", &k);
-        if (rc < 0)
-            return rc;
-        queue_t *q = queue_add(qs, k.name, k.len, k.id);
-        q->ctime_ms = si_u64(in);
-        q->mtime_ms = si_u64(in);
-        q->vt_s = si_u32(in);
-        q->maxdel = si_u32(in);
-        q->maxlen = si_u64(in);
-        for (int where = QM_READY; where <= QM_DEAD; where++)
-            if ((rc = restore_list(in, qs, q, where)) < 0)
-                return rc;
-        uint32_t nw = si_u32(in);
-        for (uint32_t j = 0; j < nw && !in->err; j++) {
-            uint64_t sid = si_u64(in), hid = si_u64(in);
-            uint8_t claim = si_u8(in);
-            if (!in->err)
-                add_waiter(q, sid, hid, claim);
-        }
-    }
-    if (in->err)
-        return in->err;
+    int rc = ntable_restore(&qs->queues, in, qs->next_qid, "queues", restore_queue, qs);
+    if (rc < 0)
+        return rc;
     const char *why = queues_sm_verify(st);
     return why ? si_corrupt(in, why) : 0;
 }
