@@ -86,19 +86,30 @@ static qmsg_t *find_msg(const qstate_t *qs, uint64_t id)
 
 /* ---------------------------------------------------------------- messages and places */
 
-/* Puts m (in no list) in place where of its queue, at the head or the tail. */
+/* Puts m (in no list) in place where of its queue, at the tail, or, when at_head (a message
+ * that comes back), at the front but in its original order among the messages before the
+ * first later one: ids grow in push order, so returned messages keep the order they were
+ * pushed in however many sweeps or session ends returned them. */
 static void place(queue_t *q, qmsg_t *m, int where, int at_head)
 {
     qlist_t *l = list_of(q, where);
     m->where = (uint8_t)where;
     if (at_head) {
-        m->prev = NULL;
-        m->next = l->head;
-        if (l->head)
-            l->head->prev = m;
+        qmsg_t *after = NULL, *before = l->head;
+        while (before && before->id < m->id) {
+            after = before;
+            before = before->next;
+        }
+        m->prev = after;
+        m->next = before;
+        if (after)
+            after->next = m;
+        else
+            l->head = m;
+        if (before)
+            before->prev = m;
         else
             l->tail = m;
-        l->head = m;
     } else {
         m->next = NULL;
         m->prev = l->tail;

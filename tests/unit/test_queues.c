@@ -303,6 +303,32 @@ TEST(unpop_and_return_go_to_the_head)
     done(sh);
 }
 
+/* Messages whose leases end in different sweeps come back in the order they were pushed
+ * (queues.sh's redelivered-keeps-order failed under load when r2 and r3 expired one sweep
+ * after r1 and were put in front of it). */
+TEST(returns_in_separate_sweeps_keep_push_order)
+{
+    shard_t *sh = fresh();
+    uint64_t s = open_session(sh, 1);
+    CHECK_EQ(mkq(sh, "q", 1), 0);
+    CHECK_EQ(set(sh, "q", QSET_VT, 1), 0);
+    const char *m[] = { "r1", "r2", "r3", "r4", NULL };
+    CHECK_EQ(push(sh, "q", 1000, m), 0);
+    int dl;
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(take(sh, "q", 1000 + (uint64_t)i, s, 1 + (uint64_t)i, QTAKE_CLAIM, &dl), 0);
+    CHECK_EQ(expire(sh, "q", 2000, sh->got[0].id), 0);        /* r1 in one sweep */
+    CHECK_EQ(expire(sh, "q", 2100, sh->got[2].id), 0);        /* r3, then r2, later */
+    CHECK_EQ(expire(sh, "q", 2200, sh->got[1].id), 0);
+    COUNTS(sh, "q", 4, 0, 0);
+    const char *want[] = { "r1", "r2", "r3", "r4" };
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(take(sh, "q", 3000, s, 10 + (uint64_t)i, 0, &dl), 0);
+        CHECK(strcmp(sh->got[3 + i].msg, want[i]) == 0);
+    }
+    done(sh);
+}
+
 TEST(session_end_drops_waiters_and_returns_claims)
 {
     shard_t *sh = fresh();
@@ -646,6 +672,7 @@ int main(void)
     RUN(waiters_are_served_in_order_and_cancel);
     RUN(claim_ack_extend_expire_dead);
     RUN(unpop_and_return_go_to_the_head);
+    RUN(returns_in_separate_sweeps_keep_push_order);
     RUN(session_end_drops_waiters_and_returns_claims);
     RUN(max_length_is_all_or_nothing);
     RUN(rmdir_needs_empty_unless_forced);
