@@ -77,7 +77,7 @@ int session_sm_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
         uint32_t pid = cmd_get_u32(r);
         uint64_t lease = cmd_get_u64(r);
         if (r->err || nl == 0 || nl >= SESSION_NODE_MAX || lease == 0 ||
-            memchr(node, 0, nl))
+            lease > SESSION_LEASE_MAX_MS || memchr(node, 0, nl))
             return -EINVAL;
         session_t *s = append_session(t);
         s->id = ++t->next_id;
@@ -94,7 +94,7 @@ int session_sm_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
     }
     case SOP_RENEW: {
         uint64_t sid = cmd_get_u64(r), lease = cmd_get_u64(r);
-        if (r->err || lease == 0)
+        if (r->err || lease == 0 || lease > SESSION_LEASE_MAX_MS)
             return -EINVAL;
         session_t *s = session_find(t, sid);
         if (!s)
@@ -161,7 +161,8 @@ static const char *session_sm_verify(const session_table_t *t)
                   "sessions: ids do not grow in opening order up to the next id");
         SM_VERIFY(&why, s->node[0] && memchr(s->node, 0, sizeof(s->node)),
                   "sessions: a session without a node name");
-        SM_VERIFY(&why, s->lease_ms > 0, "sessions: a session with no lease");
+        SM_VERIFY(&why, s->lease_ms > 0 && s->lease_ms <= SESSION_LEASE_MAX_MS,
+                  "sessions: a session with no lease or one over the maximum");
         last = s->id;
     }
     if (!why)

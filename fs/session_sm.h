@@ -16,6 +16,7 @@
 struct state;
 
 #define SESSION_NODE_MAX 64
+#define SESSION_LEASE_MAX_MS 86400000ull  /* a session lease over a day is rejected (EINVAL) */
 
 /* Session commands keep their historical wire place: opcodes >= SOP_OPEN in the locks/
  * namespace (ns 4, docs/LOCKS.md). fs/state.c routes them here (session_sm_owns). */
