@@ -29,7 +29,7 @@ void ns_sm_session_end(state_t *st, uint64_t sid, uint64_t now_ms, effects_t *fx
 void ns_sm_check(const state_t *st)
 {
     tree_sm_check(st);
-    session_sm_check(&st->sessions);
+    session_sm_check(&st->sessions, st->now_ms);
     for (int ns = 1; ns < NS__COUNT; ns++)
         if (ns_sms[ns] && ns_sms[ns]->check)
             ns_sms[ns]->check(st);

@@ -151,7 +151,7 @@ void session_sm_snapshot(const session_table_t *t, snapout_t *o)
 
 /* The invariants of the table: NULL, or what is broken. One walk for the check and for
  * restore, so a snapshot is accepted exactly when its table would pass the check. */
-static const char *session_sm_verify(const session_table_t *t)
+static const char *session_sm_verify(const session_table_t *t, uint64_t now)
 {
     const char *why = NULL;
     uint64_t last = 0;
@@ -163,6 +163,11 @@ static const char *session_sm_verify(const session_table_t *t)
                   "sessions: a session without a node name");
         SM_VERIFY(&why, s->lease_ms > 0 && s->lease_ms <= SESSION_LEASE_MAX_MS,
                   "sessions: a session with no lease or one over the maximum");
+        /* opened, then renewed (expires - lease) at or after opening, never after now */
+        SM_VERIFY(&why, s->opened_ms <= now && s->expires_ms >= s->lease_ms &&
+                  s->expires_ms - s->lease_ms >= s->opened_ms &&
+                  s->expires_ms - s->lease_ms <= now,
+                  "sessions: opening or renewal times past the shard's time");
         last = s->id;
     }
     if (!why)
@@ -170,7 +175,7 @@ static const char *session_sm_verify(const session_table_t *t)
     return why;
 }
 
-int session_sm_restore(session_table_t *t, snapin_t *in)
+int session_sm_restore(session_table_t *t, uint64_t now, snapin_t *in)
 {
     t->next_id = si_u64(in);
     uint32_t n = si_u32(in);
@@ -192,11 +197,11 @@ int session_sm_restore(session_table_t *t, snapin_t *in)
     }
     if (in->err)
         return in->err;
-    const char *why = session_sm_verify(t);
+    const char *why = session_sm_verify(t, now);
     return why ? si_corrupt(in, why) : 0;
 }
 
-void session_sm_check(const session_table_t *t)
+void session_sm_check(const session_table_t *t, uint64_t now)
 {
-    SM_ASSERT_VERIFIED(session_sm_verify(t));
+    SM_ASSERT_VERIFIED(session_sm_verify(t, now));
 }

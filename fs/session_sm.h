@@ -60,9 +60,9 @@ int session_sm_apply(struct state *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result
                      effects_t *fx);
 void session_sm_free(session_table_t *t);
 void session_sm_snapshot(const session_table_t *t, snapout_t *o);
-int session_sm_restore(session_table_t *t, snapin_t *in);   /* 0 or -QERR_* */
+int session_sm_restore(session_table_t *t, uint64_t now, snapin_t *in);   /* 0 or -QERR_* */
 /* Asserts the table's invariants: ids strictly growing in list order, at most next_id,
  * tail is the last, node names non-empty and terminated. */
-void session_sm_check(const session_table_t *t);
+void session_sm_check(const session_table_t *t, uint64_t now);
 
 #endif

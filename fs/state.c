@@ -164,7 +164,7 @@ static int restore_body(state_t *st, snapin_t *in)
     st->now_ms = si_u64(in);
     int rc = tree_sm_restore(st, in);
     if (rc == 0)
-        rc = session_sm_restore(&st->sessions, in);
+        rc = session_sm_restore(&st->sessions, st->now_ms, in);
     for (int ns = 1; ns < NS__COUNT && rc == 0; ns++) {
         if (!ns_sms[ns])
             continue;
