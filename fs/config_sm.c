@@ -224,6 +224,8 @@ static int restore(state_t *st, snapin_t *in)
         e->path = xmalloc(len + 1);
         si_bytes(in, e->path, len);
         e->path[len] = 0;
+        if (!in->err && memchr(e->path, 0, len))   /* snapshot writes strlen bytes */
+            return si_corrupt(in, "config: an event path with a NUL byte");
     }
     if (in->err)
         return in->err;
