@@ -20,6 +20,9 @@ LDLIBS  := $(PKG_LIBS) -lpthread -lm
 # What a link without FUSE code needs (libcluster and the state machines: lz4, CRC, hashes).
 SM_LDLIBS := $(shell pkg-config --libs liblz4 libcrypto 2>/dev/null) -lpthread -lm
 
+# Plain `make` builds the daemon and the tools, whatever rule a fragment defines first.
+.DEFAULT_GOAL := all
+
 # Filled in by the mk/*.mk fragments.
 CLUSTER_SRCS :=
 SM_SRCS      :=
