@@ -281,6 +281,33 @@ static int below(const char *path, const char *dir)
     return n == 0 || (strncmp(path, dir, n) == 0 && path[n] == '/');
 }
 
+/* Writes path escaped for an `.events` line into out (room for 4 bytes per input byte + 1):
+ * a backslash as `\\`, a newline as `\n`, any other byte below 0x20 as `\xHH`, so that no
+ * name can forge or split a line (FILE-API §5). Returns the length. */
+static size_t escape_path(const char *path, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if (*p == '\\') {
+            out[n++] = '\\';
+            out[n++] = '\\';
+        } else if (*p == '\n') {
+            out[n++] = '\\';
+            out[n++] = 'n';
+        } else if (*p < 0x20) {
+            out[n++] = '\\';
+            out[n++] = 'x';
+            out[n++] = hex[*p >> 4];
+            out[n++] = hex[*p & 15];
+        } else {
+            out[n++] = (char)*p;
+        }
+    }
+    out[n] = 0;
+    return n;
+}
+
 int config_read_events(const state_t *st, const char *dirpath, uint64_t *cursor, char *buf,
                        size_t size)
 {
@@ -291,12 +318,13 @@ int config_read_events(const state_t *st, const char *dirpath, uint64_t *cursor,
     for (uint64_t pos = event_pos_after(cf, *cursor); pos < cf->nevents; pos++) {
         const cfg_event_t *e = event_at(cf, pos);
         if (below(e->path, dirpath)) {
-            char line[TREE_PATH_MAX + 64];
+            char esc[4 * TREE_PATH_MAX + 1], line[4 * TREE_PATH_MAX + 64];
+            ASSERT(strlen(e->path) <= TREE_PATH_MAX);
+            escape_path(e->path, esc);
             int n = snprintf(line, sizeof(line), "%llu %s config/%s\n",
                              (unsigned long long)e->rev,
-                             e->op == CFG_EV_PUT ? "put" : "delete", e->path);
-            if (n < 0 || (size_t)n >= sizeof(line))
-                n = 0;
+                             e->op == CFG_EV_PUT ? "put" : "delete", esc);
+            ASSERT(n > 0 && (size_t)n < sizeof(line));
             if (used + (size_t)n > size)
                 break;
             memcpy(buf + used, line, (size_t)n);

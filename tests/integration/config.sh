@@ -170,5 +170,21 @@ check events-recent-rev-still-works wait_for 5 lines3 "$T/ev4"
 kill -INT $p4 2>/dev/null; wait $p4 2>/dev/null
 check history-survives-churn [ "$(cat "$A/h@$rb" 2>&1)" = value-5 ]
 
+# ---- a name cannot forge or split an .events line (FILE-API §5 escaping; issue 8 bug 4)
+mkdir "$Q/config/esc"
+timeout 4 cat "$Q/config/esc/.events" >"$T/esc.ev" 2>&1 &
+ep=$!
+sleep 0.5
+echo v >"$Q/config/esc/"$'evil\n99 put config' && echo v >"$Q/config/esc/back\\slash" &&
+    echo v >"$Q/config/esc/"$'tab\there' || note "could not create the escape test files"
+wait $ep 2>/dev/null
+# lines without their revision; the expected text is literal (single quotes)
+got=$(awk '{ $1 = ""; sub(/^ /, ""); print }' "$T/esc.ev")
+checke events-escape-newline 'grep -Fxq -- '"'"'put config/esc/evil\n99 put config'"'"' <<<"$got"' ||
+    note "got: $(printf '%q' "$got")"
+checke events-escape-backslash 'grep -Fxq -- '"'"'put config/esc/back\\slash'"'"' <<<"$got"'
+checke events-escape-control 'grep -Fxq -- '"'"'put config/esc/tab\x09here'"'"' <<<"$got"'
+checke events-escape-three-lines '[ "$(wc -l <"$T/esc.ev")" -eq 3 ]'
+
 check daemon-alive pid_alive "$NPID"
 finish
