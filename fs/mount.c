@@ -656,7 +656,30 @@ static void q_init(void *userdata, struct fuse_conn_info *conn)
     }
 }
 
+/* Hard links, FIFOs, device nodes and sockets have no place in a replicated store: EPERM
+ * (FILE-API §1), as on a filesystem that does not allow them. Symbolic links are not built
+ * yet: "not supported" (EOPNOTSUPP) rather than ENOSYS, which would switch them off for the
+ * whole mount in the kernel. */
+static void q_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                    dev_t rdev)
+{
+    fuse_reply_err(req, EPERM);
+}
+
+static void q_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+    fuse_reply_err(req, EPERM);
+}
+
+static void q_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    fuse_reply_err(req, EOPNOTSUPP);
+}
+
 static const struct fuse_lowlevel_ops ops = {
+    .mknod = q_mknod,
+    .link = q_link,
+    .symlink = q_symlink,
     .init = q_init,
     .lookup = q_lookup,
     .forget = q_forget,

@@ -95,4 +95,19 @@ check no-junk-in-root [ "$(ls "$Q" | tr '\n' ' ')" = "cache config jobs locks lo
 check no-junk-in-cluster [ "$(ls "$C" | tr '\n' ' ')" = "health members metrics shards " ]
 echo after >"$K/after" && check mount-still-works [ "$(cat "$K/after" 2>&1)" = after ] || not_ok mount-still-works "write failed"
 check health-still-ok [ "$(head -n1 "$C/health" 2>&1)" = ok ]
+
+# ---- node types a replicated store does not keep: EPERM (FILE-API §1); symlinks: not yet
+echo v >"$K/target"
+r=$(ln "$K/target" "$K/hard" 2>&1); checke hardlink-EPERM '[[ "$r" == *"not permitted"* ]]' || note "$r"
+r=$(mkfifo "$K/fifo" 2>&1); checke mkfifo-EPERM '[[ "$r" == *"not permitted"* ]]' || note "$r"
+r=$($PY -c 'import os,sys
+try: os.mknod(sys.argv[1], 0o600 | 0o60000, os.makedev(1, 3)); print("created")
+except OSError as e: print(os.strerror(e.errno))' "$K/dev" 2>&1)
+checke mknod-device-EPERM '[[ "$r" == *"not permitted"* ]]' || note "$r"
+r=$($PY -c 'import socket,sys,os
+s = socket.socket(socket.AF_UNIX)
+try: s.bind(sys.argv[1]); print("bound")
+except OSError as e: print(os.strerror(e.errno))' "$K/sock" 2>&1)
+checke socket-EPERM '[[ "$r" == *"not permitted"* ]]' || note "$r"
+r=$(ln -s target "$K/sym" 2>&1); checke symlink-not-supported '[[ "$r" == *"not supported"* ]]' || note "$r"
 finish
