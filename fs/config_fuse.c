@@ -21,7 +21,11 @@ static int check_setxattr(const obj_t *o, const char *name, const void *v, size_
 }
 
 /* Names that start with '.' or hold an '@' are never objects here. */
-static int ctl_name(const char *name) { return name[0] == '.' || strchr(name, '@') != NULL; }
+/* config/'s control names: `.events` and anything with '@' (`.events@rev`, `file@rev`). */
+static int ctl_name(const char *name)
+{
+    return strcmp(name, ".events") == 0 || strchr(name, '@') != NULL;
+}
 
 /* `.events`, `.events@rev` (aux = rev + 1) in dir; `file@rev` of a version dir's file has. */
 static int ctl_lookup(mount_t *m, const state_t *st, const obj_t *dir, const char *name,

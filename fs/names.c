@@ -1,5 +1,6 @@
 /* fs/names.c — the name grammar of the mount; see names.h for the rules. */
 #include <errno.h>
+#include <string.h>
 #include "fs/names.h"
 
 int names_utf8_valid(const char *buf, size_t len)
@@ -42,7 +43,11 @@ int names_check(const char *name, size_t len, int in_config)
         return -EINVAL;
     if (len > NAME_MAX_BYTES)
         return -ENAMETOOLONG;
-    if (name[0] == '.')
+    /* Names beginning with '.' are ordinary (editors, rsync, git, mkstemp use them), except
+     * "." and ".." and the control name config/ reserves in every directory. */
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+        return -EINVAL;
+    if (in_config && len == 7 && memcmp(name, ".events", 7) == 0)
         return -EINVAL;
     for (size_t i = 0; i < len; i++) {
         if (name[i] == '/' || name[i] == '\0')

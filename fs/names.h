@@ -11,7 +11,8 @@
 
 /* Checks that name (len bytes, not NUL-terminated necessarily) may be created as an object
  * in a namespace: 1..255 bytes, no '/' or NUL, valid UTF-8 (no overlongs, no surrogates),
- * not starting with '.', and, when in_config is nonzero, no '@'.
+ * not "." or "..", and, when in_config is nonzero, no '@' and not the control name ".events"
+ * (names beginning with '.' are otherwise ordinary, FILE-API §1).
  * Returns 0, -ENAMETOOLONG (over 255 bytes) or -EINVAL. */
 int names_check(const char *name, size_t len, int in_config);
 

@@ -14,7 +14,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cfg == 0 && plain != 0)
         abort();
     if (plain == 0 && (!names_utf8_valid(s, size) || size == 0 || size > NAME_MAX_BYTES ||
-                       memchr(s, '/', size) || memchr(s, 0, size) || s[0] == '.'))
+                       memchr(s, '/', size) || memchr(s, 0, size) ||
+                       (size == 1 && s[0] == '.') || (size == 2 && !memcmp(s, "..", 2))))
         abort();
     size_t base;
     uint64_t rev, v;

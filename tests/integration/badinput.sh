@@ -17,9 +17,12 @@ n255=$(printf 'n%.0s' $(seq 255))
 
 t() { expect_errno "$@"; }
 # --- name ----------------------------- errno -------------- op ------ args
-t name-leading-dot                      EINVAL                write     "$K/.dot" lit:x
-t name-leading-dot-mkdir                EINVAL                mkdir     "$K/.dotdir"
-t name-leading-dot-excl                 EINVAL                excl      "$K/.lock" lit:x
+t name-leading-dot-is-ordinary          OK                    write     "$K/.dot" lit:x
+t name-leading-dot-mkdir-is-ordinary    OK                    mkdir     "$K/.dotdir"
+t name-leading-dot-excl-is-ordinary     OK                    excl      "$K/.lock" lit:x
+t name-events-reserved-in-config        EPERM\|EINVAL         write     "$A/.events" lit:x
+t name-events-reserved-in-config-mkdir  EEXIST\|EINVAL        mkdir     "$A/.events"
+t name-events-ordinary-in-cache         OK                    write     "$K/.events" lit:x
 t name-invalid-utf8                     EINVAL                write     "$K/bad"$'\xff' lit:x
 t name-overlong-utf8                    EINVAL                write     "$K/bad"$'\xc0\xaf' lit:x
 t name-utf8-surrogate                   EINVAL                write     "$K/bad"$'\xed\xa0\x80' lit:x
@@ -27,7 +30,9 @@ t name-truncated-utf8                   EINVAL                mkdir     "$K/bad"
 t name-256-bytes                        ENAMETOOLONG\|EINVAL  write     "$K/${n255}x" lit:x
 t name-at-in-config                     EINVAL                write     "$A/x@y" lit:x
 t name-at-in-config-mkdir               EINVAL                mkdir     "$A/d@y"
-t rename-to-leading-dot                 EINVAL                rename    "$K/k" "$K/.k"
+t rename-to-leading-dot-is-ordinary     OK                    rename    "$K/k" "$K/.k"
+t rename-back-from-leading-dot          OK                    rename    "$K/.k" "$K/k"
+t rename-to-events-in-config            EINVAL                rename    "$A/f" "$A/.events"
 t rename-to-invalid-utf8                EINVAL                rename    "$K/k" "$K/bad"$'\xff'
 t rename-to-at-in-config                EINVAL                rename    "$A/f" "$A/g@1"
 t value-over-1MiB-cache                 EFBIG                 write     "$K/k" pat:1048577:big
@@ -89,6 +94,7 @@ check config-value-intact [ "$(cat "$A/f" 2>&1)" = conf ]
 nver=$(getfattr --only-values -n user.version "$A/f" 2>/dev/null)
 check config-version-not-older [ "${nver:-0}" -ge "${fver:-1}" ]
 check config-newest-version-is-old-value [ "$(cat "$A/f@$nver" 2>&1)" = conf ]
+rm -rf "$K/.dot" "$K/.dotdir" "$K/.lock" "$K/.events"   # the dot names made above are real
 check no-junk-in-cache [ "$(ls -a "$K" | tr '\n' ' ')" = ". .. empty k sub " ] || note "cache: $(ls -a "$K" | tr '\n' ' ')"
 check no-junk-in-config [ "$(ls -a "$A" | grep -v '^\.events' | tr '\n' ' ')" = ". .. f " ] || note "config/app: $(ls -a "$A" | tr '\n' ' ')"
 check no-junk-in-root [ "$(ls "$Q" | tr '\n' ' ')" = "cache config jobs locks logs queues search services " ]

@@ -33,8 +33,11 @@ check name-255-readable [ "$(cat "$Q/cache/$n255" 2>/dev/null)" = long ]
 check name-255-listed sh -c "ls '$Q/cache' | grep -qx '$n255'"
 expect_errno name-256-bytes ENAMETOOLONG\|EINVAL write "$Q/cache/$n256" lit:x
 note "a 256-byte name gives: $ANS"
-expect_errno name-leading-dot-create-EINVAL EINVAL write "$Q/cache/.hidden" lit:x
-expect_errno name-leading-dot-mkdir-EINVAL EINVAL mkdir "$Q/cache/.hiddendir"
+expect_errno name-leading-dot-create-ok OK write "$Q/cache/.hidden" lit:x
+expect_errno name-leading-dot-mkdir-ok OK mkdir "$Q/cache/.hiddendir"
+check name-leading-dot-readable [ "$(cat "$Q/cache/.hidden" 2>/dev/null)" = x ]
+check name-leading-dot-listed sh -c "ls -a '$Q/cache' | grep -qx .hidden && ! ls '$Q/cache' | grep -qx .hidden"
+rm -f "$Q/cache/.hidden"; rmdir "$Q/cache/.hiddendir"
 expect_errno name-invalid-utf8-EINVAL EINVAL write "$Q/cache/bad"$'\xff\xfe' lit:x
 expect_errno name-invalid-utf8-mkdir-EINVAL EINVAL mkdir "$Q/cache/bad"$'\xc3'
 expect_errno name-utf8-ok OK write "$Q/cache/héllo-世界" lit:unicode

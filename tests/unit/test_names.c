@@ -27,8 +27,12 @@ TEST(invalid_names)
     n256[256] = 0;
     CHECK_EQ(chk("", 0), -EINVAL);
     CHECK_EQ(chk(n256, 0), -ENAMETOOLONG);
-    CHECK_EQ(chk(".hidden", 0), -EINVAL);
+    CHECK_EQ(chk(".hidden", 0), 0);                     /* dot names are ordinary */
+    CHECK_EQ(chk(".git", 1), 0);
+    CHECK_EQ(chk(".events", 0), 0);                     /* reserved in config/ only */
+    CHECK_EQ(chk(".events", 1), -EINVAL);
     CHECK_EQ(chk(".", 0), -EINVAL);
+    CHECK_EQ(chk("..", 0), -EINVAL);
     CHECK_EQ(chk("a/b", 0), -EINVAL);
     CHECK_EQ(names_check("a\0b", 3, 0), -EINVAL);
     CHECK_EQ(chk("db@41", 1), -EINVAL);
