@@ -135,7 +135,9 @@ checke ttl-not-early '[ $dt -ge 1000 ]' || note "gone after $dt ms"
 
 # ---- bad input
 expect_errno mkdir-in-locks EPERM mkdir "$L/dir"
-expect_errno bad-lock-name EINVAL write "$L/.hidden" lit:x
+expect_errno bad-lock-name EINVAL write "$L/bad"$'\xff' lit:x
+expect_errno dot-lock-name-is-ordinary OK excl "$L/.hidden" lit:x
+rm -f "$L/.hidden"
 expect_errno ttl-not-a-number EINVAL setx "$L/job" user.ttl abc
 expect_errno fence-read-only EPERM setx "$L/job" user.fence 5
 expect_errno unknown-xattr ENODATA getx "$L/job" user.nope

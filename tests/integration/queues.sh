@@ -220,7 +220,9 @@ check survive-crash-order [ "$out" = "$(seq 3 50 | sed 's/^/k/' | tr '\n' ' ')" 
 
 # ---- bad input
 expect_errno mkdir-in-queue EPERM mkdir "$Q/orders/sub"
-expect_errno mkdir-bad-name EINVAL mkdir "$Q/.hidden"
+expect_errno mkdir-bad-name EINVAL mkdir "$Q/bad"$'\xff'
+expect_errno mkdir-dot-name-is-ordinary OK mkdir "$Q/.hidden"
+rmdir "$Q/.hidden" 2>/dev/null
 expect_errno write-to-pop EPERM openw "$Q/orders/pop"
 expect_errno read-from-push EPERM read "$Q/orders/push"
 expect_errno create-in-queue EPERM write "$Q/orders/newfile" lit:x
