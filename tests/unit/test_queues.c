@@ -182,7 +182,7 @@ TEST(push_pop_fifo)
     CHECK(s);
     CHECK_EQ(mkq(sh, "orders", 1), 0);
     CHECK_EQ(mkq(sh, "orders", 1), -EEXIST);
-    CHECK_EQ(mkq(sh, ".hidden", 1), -EINVAL);
+    CHECK_EQ(mkq(sh, "..", 1), -EINVAL);
     const char *m[] = { "a", "b", "c", NULL };
     CHECK_EQ(push(sh, "orders", 2, m), 0);
     COUNTS(sh, "orders", 3, 0, 0);
