@@ -10,9 +10,10 @@
  * control-entry tables and next_ctl; pending_mu guards pending. Neither is held while taking
  * the state lock, and the state lock (read) is held only to look an inode's object up. Every
  * callback replies exactly once: a do_* helper returns an errno and a thin callback replies. */
-#include <errno.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -621,6 +622,22 @@ static void q_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, i
     fuse_reply_err(req, EOPNOTSUPP);
 }
 
+/* poll(2), select(2), epoll(7): a front that can block (queues/ pop and claim, config/
+ * .events) answers with what a read would do now and notifies ph later. Every other file
+ * is always ready, as a regular file is; ENOSYS is never answered, so the kernel keeps
+ * asking. */
+static void q_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                   struct fuse_pollhandle *ph)
+{
+    const struct fuse_lowlevel_ops *o = ops_of(mount_of(req), ino);
+    if (o && o->poll) {
+        o->poll(req, ino, fi, ph);
+        return;
+    }
+    fuse_pollhandle_destroy(ph);
+    fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
+}
+
 static void q_statfs(fuse_req_t req, fuse_ino_t ino)
 {
     mount_t *m = mount_of(req);
@@ -708,6 +725,7 @@ static const struct fuse_lowlevel_ops ops = {
     .getlk = q_getlk,
     .setlk = q_setlk,
     .flock = q_flock,
+    .poll = q_poll,
 };
 
 /* ---- mount ids and open descriptors ---- */

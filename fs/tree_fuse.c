@@ -10,6 +10,7 @@
  * flush/release, fsync, setattr), under the id the node picked at create. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -448,6 +449,19 @@ static void t_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     metrics_t *mt = node_metrics(mount_node(mount_of(req)));   /* req is gone once answered */
     dirlist_reply(req, &((fh_t *)(uintptr_t)fi->fh)->dir, size, off);
     metrics_op(mt, MOP_readdir, t0, 0);
+}
+
+/* A value file is always ready; a control entry's handle may block (config/ .events). */
+static void t_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                   struct fuse_pollhandle *ph)
+{
+    fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
+    if (fh && fh->ctl && fh->tf->ctl_poll) {
+        fh->tf->ctl_poll(req, fh->ctl, ph);
+        return;
+    }
+    fuse_pollhandle_destroy(ph);
+    fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
 }
 
 static void t_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1004,4 +1018,5 @@ const struct fuse_lowlevel_ops tree_fuse_ops = {
     .listxattr = t_listxattr,
     .removexattr = t_removexattr,
     .create = t_create,
+    .poll = t_poll,
 };

@@ -44,6 +44,11 @@ typedef struct tree_front {
     int (*ctl_open)(void *ctx, const state_t *st, const mount_ctl_t *c, int flags,
                     blob_t **text, void **handle);
     void (*ctl_read)(fuse_req_t req, void *handle, size_t size, off_t off);
+    /* poll(2) on an open handle: replies with fuse_reply_poll (POLLIN when a read would not
+     * block now) and keeps or destroys ph (fuse_pollhandle_destroy) as it likes; a kept ph
+     * is notified (fuse_lowlevel_notify_poll) when a read would no longer block, then
+     * destroyed. NULL: always readable. */
+    void (*ctl_poll)(fuse_req_t req, void *handle, struct fuse_pollhandle *ph);
     void (*ctl_release)(void *handle);
 } tree_front_t;
 
