@@ -674,9 +674,7 @@ static void q_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 /* Hard links, FIFOs, device nodes and sockets have no place in a replicated store: EPERM
- * (FILE-API §1), as on a filesystem that does not allow them. Symbolic links are not built
- * yet: "not supported" (EOPNOTSUPP) rather than ENOSYS, which would switch them off for the
- * whole mount in the kernel. */
+ * (FILE-API §1), as on a filesystem that does not allow them. */
 static void q_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                     dev_t rdev)
 {
@@ -688,15 +686,25 @@ static void q_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const c
     fuse_reply_err(req, EPERM);
 }
 
+/* Symbolic links live in the namespaces that have them (cache/, config/); a front without
+ * them answers EOPNOTSUPP, never ENOSYS (which would switch them off for the whole mount). */
 static void q_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-    fuse_reply_err(req, EOPNOTSUPP);
+    ROUTE(parent, symlink, req, link, parent, name);
+    fuse_reply_err(req, -below_mount_inode(parent));
+}
+
+static void q_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    ROUTE(ino, readlink, req, ino);
+    fuse_reply_err(req, EINVAL);   /* the mount's own inodes are no links */
 }
 
 static const struct fuse_lowlevel_ops ops = {
     .mknod = q_mknod,
     .link = q_link,
     .symlink = q_symlink,
+    .readlink = q_readlink,
     .init = q_init,
     .lookup = q_lookup,
     .forget = q_forget,
