@@ -9,5 +9,5 @@ SM_SRCS       += fs/names.c fs/cmd.c fs/snapio.c fs/effects.c fs/ntable.c fs/sta
 SM_UNIT_TESTS += test_names test_state test_route
 # The FUSE side: the node, the mount and routing, the tree front and its namespaces' fronts.
 FS_SRCS       += fs/metrics.c fs/node.c fs/status.c fs/mount.c fs/ns.c fs/dirlist.c \
-                 fs/tree_fuse.c fs/cache_fuse.c fs/config_fuse.c fs/watch.c fs/intr.c \
+                 fs/tree_fuse.c fs/tree_file.c fs/cache_fuse.c fs/config_fuse.c fs/watch.c fs/intr.c \
                  fs/testhook.c

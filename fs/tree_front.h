@@ -1,0 +1,75 @@
+/* fs/tree_front.h — internal to the generic tree front (fs/tree_fuse.h): what its two
+ * halves share. fs/tree_fuse.c serves names, attributes, directories, renames and extended
+ * attributes; fs/tree_file.c serves open value files (open, read, the save protocol, flush,
+ * fsync, release, create, truncate) and control entries. Not for other modules. */
+#ifndef QFS_FS_TREE_FRONT_H
+#define QFS_FS_TREE_FRONT_H
+
+#include <sys/stat.h>
+#include "fs/mount.h"
+#include "fs/node.h"
+#include "fs/ns.h"
+#include "fs/tree_fuse.h"
+
+/* What a handler works on: the request's mount, node and shard. */
+typedef struct treq {
+    fuse_req_t req;
+    mount_t *m;
+    node_t *node;
+    state_t *st;
+} treq_t;
+
+static inline treq_t treq(fuse_req_t req)
+{
+    treq_t t = { .req = req, .m = mount_of(req) };
+    t.node = mount_node(t.m);
+    t.st = node_state(t.node);
+    return t;
+}
+
+/* The namespace's additions (NULL for a namespace not built yet). */
+static inline const tree_front_t *tf_of(int ns)
+{
+    return ns > NS_NONE && ns < NS__COUNT && ns_fronts[ns] ? ns_fronts[ns]->tree : NULL;
+}
+
+/* ---- fs/tree_fuse.c ---- */
+
+/* The object with id ino if readers see it now; read lock held. */
+obj_t *tf_live_obj(const treq_t *t, uint64_t ino);
+void tf_obj_stat(const obj_t *o, struct stat *s);
+/* An entry for a file created but not yet written: it exists, empty. */
+void tf_entry_pending(uint64_t id, struct fuse_entry_param *e);
+/* Attributes of inode ino (object, pending creation or control entry). 0 or -errno. */
+int tf_getattr(const treq_t *t, uint64_t ino, struct stat *s);
+/* Resolves (parent inode, name) into the namespace and the namespace-relative path of the
+ * child, checking that parent is a directory where objects may be created (and, with
+ * check_name, the name). 0 or -errno. */
+int tf_child_path(const treq_t *t, uint64_t parent, const char *name, int *ns, char *path,
+                  size_t size, int check_name);
+/* Namespace-relative path of an existing object inode (and its type, if type). */
+int tf_obj_path(const treq_t *t, uint64_t ino, int *ns, char *path, size_t size, int *type);
+/* The object id a tree command's result carries (0 if none). */
+uint64_t tf_result_id(const sm_result_t *res);
+
+/* ---- fs/tree_file.c: the file operations of tree_fuse_ops ---- */
+
+void tfile_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void tfile_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                struct fuse_file_info *fi);
+void tfile_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                 struct fuse_file_info *fi);
+void tfile_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void tfile_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void tfile_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void tfile_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                  struct fuse_file_info *fi);
+void tfile_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                struct fuse_pollhandle *ph);
+/* setattr's parts that touch a file's value: a pending creation is committed first
+ * (through fi's open if it comes with one), then a size change (truncate, ftruncate). fi
+ * may be NULL. 0 or -errno. */
+int tfile_settle_pending(const treq_t *t, uint64_t ino, struct fuse_file_info *fi);
+int tfile_truncate(const treq_t *t, uint64_t ino, off_t size, struct fuse_file_info *fi);
+
+#endif
