@@ -492,3 +492,12 @@ int tfile_settle_pending(const treq_t *t, uint64_t ino, struct fuse_file_info *f
 {
     return settle_pending(t, ino, fi ? (fh_t *)(uintptr_t)fi->fh : NULL);
 }
+
+int tfile_open_stat(const treq_t *t, uint64_t ino, struct stat *s)
+{
+    uint8_t ns;
+    if (mount_pending_find(t->m, ino, &ns, NULL, 0) < 0)
+        return -ENOENT;
+    mount_stat(s, ino, S_IFREG | 0644, 0, node_now_ms());   /* created, not yet written */
+    return 0;
+}

@@ -71,5 +71,9 @@ void tfile_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
  * may be NULL. 0 or -errno. */
 int tfile_settle_pending(const treq_t *t, uint64_t ino, struct fuse_file_info *fi);
 int tfile_truncate(const treq_t *t, uint64_t ino, off_t size, struct fuse_file_info *fi);
+/* Attributes of inode ino known only to its open files: a creation not yet published, or
+ * an object removed or replaced (by rename) while open, which then has st_nlink 0. 0, or
+ * -ENOENT when no open file knows ino. For getattr of an inode the tree has not got. */
+int tfile_open_stat(const treq_t *t, uint64_t ino, struct stat *s);
 
 #endif

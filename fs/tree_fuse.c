@@ -83,11 +83,8 @@ int tf_getattr(const treq_t *t, uint64_t ino, struct stat *s)
         }
     }
     pthread_rwlock_unlock(&t->st->lock);
-    uint8_t ns;
-    if (rc == -ENOENT && !mount_is_ctl(ino) && mount_pending_find(t->m, ino, &ns, NULL, 0) == 0) {
-        mount_stat(s, ino, S_IFREG | 0644, 0, node_now_ms());   /* created, not yet written */
-        rc = 0;
-    }
+    if (rc == -ENOENT && !mount_is_ctl(ino))
+        rc = tfile_open_stat(t, ino, s);
     return rc;
 }
 
