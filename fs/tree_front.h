@@ -75,5 +75,8 @@ int tfile_truncate(const treq_t *t, uint64_t ino, off_t size, struct fuse_file_i
  * an object removed or replaced (by rename) while open, which then has st_nlink 0. 0, or
  * -ENOENT when no open file knows ino. For getattr of an inode the tree has not got. */
 int tfile_open_stat(const treq_t *t, uint64_t ino, struct stat *s);
+/* A getattr that came through open file fi (lseek SEEK_END, for one): the size of fi's
+ * save in progress, if it has one, so the writer sees its own writes. */
+void tfile_adjust_stat(struct fuse_file_info *fi, struct stat *s);
 
 #endif

@@ -153,6 +153,8 @@ static void t_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     uint64_t t0 = metrics_now_ns();
     struct stat s;
     int rc = tf_getattr(&t, ino, &s);
+    if (rc == 0 && fi)
+        tfile_adjust_stat(fi, &s);   /* through an open file: its save in progress */
     metrics_op(node_metrics(t.node), MOP_getattr, t0, -rc);
     front_reply_attr(req, rc, &s);
 }
