@@ -768,8 +768,9 @@ static long long find_mnt_id(const char *mountpoint)
     return found;
 }
 
-/* Judged from the mnt_id and ino lines of /proc/<pid>/fdinfo/<fd>. */
-static int open_in(long long mnt_id, pid_t pid, uint64_t ino)
+/* Judged from the mnt_id, ino and flags lines of /proc/<pid>/fdinfo/<fd>. flags < 0: any
+ * descriptor; otherwise only those whose access mode and O_APPEND are flags'. */
+static int open_in(long long mnt_id, pid_t pid, uint64_t ino, int flags)
 {
     char path[64], line[128];
     if (!mnt_id || pid <= 0)
@@ -778,6 +779,7 @@ static int open_in(long long mnt_id, pid_t pid, uint64_t ino)
     DIR *d = opendir(path);
     if (!d)
         return 1;
+    const unsigned mask = O_ACCMODE | O_APPEND;
     int found = 0;
     struct dirent *e;
     while (!found && (e = readdir(d))) {
@@ -789,20 +791,22 @@ static int open_in(long long mnt_id, pid_t pid, uint64_t ino)
             continue;
         long long mnt = -1;
         unsigned long long i = 0;
+        unsigned fl = 0;
         while (fgets(line, sizeof(line), f)) {
             sscanf(line, "mnt_id: %lld", &mnt);
             sscanf(line, "ino: %llu", &i);
+            sscanf(line, "flags: %o", &fl);
         }
         fclose(f);
-        found = mnt == mnt_id && i == ino;
+        found = mnt == mnt_id && i == ino && (flags < 0 || (fl & mask) == ((unsigned)flags & mask));
     }
     closedir(d);
     return found;
 }
 
-int mount_still_open(const mount_t *m, pid_t pid, uint64_t ino)
+int mount_still_open(const mount_t *m, pid_t pid, uint64_t ino, int flags)
 {
-    return open_in(m->mnt_id, pid, ino);
+    return open_in(m->mnt_id, pid, ino, flags);
 }
 
 /* Transitional, for fs/queues_fuse.c until it calls mount_still_open: the same for the
@@ -811,7 +815,7 @@ static long long last_mnt_id;
 
 int mount_still_open_by(pid_t pid, uint64_t ino)
 {
-    return open_in(__atomic_load_n(&last_mnt_id, __ATOMIC_RELAXED), pid, ino);
+    return open_in(__atomic_load_n(&last_mnt_id, __ATOMIC_RELAXED), pid, ino, -1);
 }
 
 /* Every request was answered and every file released: nothing refers to m any more. */

@@ -38,9 +38,13 @@ int mount_reply_open(fuse_req_t req, int rc, void *fh, struct fuse_file_info *fi
 
 /* Nonzero when process pid still holds a descriptor on inode ino of this mount (from
  * /proc/<pid>/fdinfo; nothing is sent to the mount). Answers yes when it cannot tell.
- * flush handlers use it to tell a close() that ends a process's use of an open file from
- * a shell's dup2()+close() before it writes. */
-int mount_still_open(const mount_t *m, pid_t pid, uint64_t ino);
+ * flags < 0 counts any descriptor; otherwise only descriptors whose access mode and
+ * O_APPEND are those of flags (the open flags of the file description being flushed: a
+ * dup of it has the same ones, so another description of the same file opened otherwise,
+ * such as `exec 6>>f` beside `: > f`, does not count). flush handlers use it to tell a
+ * close() that ends a process's use of an open file from a shell's dup2()+close() before
+ * it writes. */
+int mount_still_open(const mount_t *m, pid_t pid, uint64_t ino, int flags);
 /* Transitional (fs/queues_fuse.c): the same for the mount this process made last. */
 int mount_still_open_by(pid_t pid, uint64_t ino);
 

@@ -342,7 +342,7 @@ void tfile_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
     int rc = 0;
     if (fh->kind == FH_VALUE && (fh->trunc_pending || fh->create_pending) &&
-        !mount_still_open(t.m, fuse_req_ctx(req)->pid, ino))
+        !mount_still_open(t.m, fuse_req_ctx(req)->pid, ino, -1))
         rc = settle(&t, fh);
     metrics_op(node_metrics(t.node), MOP_flush, t0, -rc);
     fuse_reply_err(req, -rc);
