@@ -8,20 +8,56 @@
  * no front and are dropped), session, fronts, then the sweeper; close ends the session,
  * joins the sweeper, closes the group (no apply, hence no delivery, after that), then stops
  * the fronts. front[] is written before any FUSE request and read by the applying thread,
- * hence the atomic accesses. */
+ * hence the atomic accesses.
+ *
+ * Space: node_propose classifies each command by opcode; freeing ones are logged even on a
+ * full disk (giving up the reserve file if the WAL says ENOSPC), the others are admitted
+ * only while the disk keeps room for the next snapshot (node.h, "space"). */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 #include "cluster/err.h"
+#include "fs/locks_sm.h"
 #include "fs/metrics.h"
 #include "fs/node.h"
 #include "fs/ns.h"
+#include "fs/queues_sm.h"
 #include "fs/session.h"
+#include "fs/session_sm.h"
+#include "fs/tree_sm.h"
 
 #define SWEEP_MS 100
+
+/* Space on the data disk (node.h, docs/OPERATIONS.md "Disk full"). */
+#define SPACE_PROBE_MS 100             /* look at the disk at most this often */
+#define SPACE_REC_OVERHEAD 64          /* WAL record header and slack per command */
+#define SPACE_SLACK (64u << 10)        /* held back on top of the snapshot's room */
+#define RESERVE_MIN (256u << 10)
+#define RESERVE_MAX (16u << 20)
+#define RESERVE_NAME "reserve"
+#define RESERVE_TMP "reserve.tmp"
+
+typedef struct space {
+    pthread_mutex_t mu;          /* guards every field */
+    uint64_t probed_ms;          /* monotonic ms of the last look at the disk; 0 = stale */
+    int known;                   /* the last statvfs worked */
+    uint64_t disk, avail;        /* size of the data disk, bytes free for us */
+    uint64_t data;               /* bytes of the node's files (WAL, snapshots), reserve excluded */
+    uint64_t logged;             /* bytes logged since the look */
+    uint64_t inflight;           /* bytes of admitted commands still being logged */
+    uint64_t reserve;            /* size of the reserve file; 0 when given up */
+    uint64_t reserve_want;       /* its size when in place */
+    uint64_t gone_ms;            /* wall ms the reserve was given up */
+    uint64_t on_reserve;         /* freeing commands logged since */
+} space_t;
 
 struct node {
     state_t *st;
@@ -36,6 +72,8 @@ struct node {
     int sweeping;                /* the sweeper thread was started */
     int quiesced;                /* node_quiesce ran */
     uint64_t last_nospace_ms;    /* atomic */
+    uint64_t start_ms;
+    space_t space;
     session_local_t *sess;
     void *front[NS__COUNT];      /* atomic: fronts' contexts (fs/ns.h) */
 };
@@ -61,10 +99,342 @@ int node_errno(int qerr)
     }
 }
 
+/* ---- space ---- */
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* What a command's class lets it do on a full disk. */
+enum cmd_class {
+    CC_NORMAL,     /* refused with ENOSPC while the disk is short of the held-back room */
+    CC_FREEING,    /* logged even then, on the reserve if it must: rm, rmdir, unlock... */
+};
+
+/* The class of the encoded command cmd (by namespace and opcode; a command that does not
+ * parse is CC_NORMAL, and apply refuses it anyway). Freeing: removals (tree UNLINK, RMDIR,
+ * cache EXPIRE; queue RMDIR, ACK, DEADRM; lock UNLINK), and what gives back or ends what a
+ * reader or a session held, so that nothing stays stuck while the disk is full (queue
+ * TAKE, CANCEL, UNPOP, RETURN, EXPIRE; lock UNLOCK, CANCEL, EXPIRE; session OPEN, RENEW,
+ * END: a few dozen bytes each). */
+static int cmd_class(const void *cmd, size_t len)
+{
+    cmdrd_t r;
+    cmd_hdr_t h;
+    if (cmd_read_hdr(&r, cmd, len, &h) < 0)
+        return CC_NORMAL;
+    if (session_sm_owns(&h))
+        return CC_FREEING;
+    switch (h.ns) {
+    case NS_QUEUES:
+        switch (h.op) {
+        case QOP_RMDIR: case QOP_TAKE: case QOP_CANCEL: case QOP_UNPOP: case QOP_ACK:
+        case QOP_RETURN: case QOP_EXPIRE: case QOP_DEADRM:
+            return CC_FREEING;
+        }
+        return CC_NORMAL;
+    case NS_LOCKS:
+        switch (h.op) {
+        case LOP_UNLOCK: case LOP_CANCEL: case LOP_UNLINK: case LOP_EXPIRE:
+            return CC_FREEING;
+        }
+        return CC_NORMAL;
+    default:
+        if (h.ns <= NS_NONE || h.ns >= NS__COUNT || !tree_hooks(h.ns))
+            return CC_NORMAL;
+        return h.op == CMD_UNLINK || h.op == CMD_RMDIR || h.op == CMD_EXPIRE ? CC_FREEING
+                                                                               : CC_NORMAL;
+    }
+}
+
+/* Bytes the regular files of dir take on disk (and of its subdirectories, depth levels
+ * down), leaving out the reserve. */
+static uint64_t dir_bytes(int dfd, int depth)
+{
+    uint64_t sum = 0;
+    int fd = dup(dfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *e;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    while ((e = readdir(d))) {
+        struct stat st;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            !strcmp(e->d_name, RESERVE_NAME) || !strcmp(e->d_name, RESERVE_TMP))
+            continue;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISREG(st.st_mode)) {
+            sum += (uint64_t)st.st_blocks * 512;
+        } else if (S_ISDIR(st.st_mode) && depth > 0) {
+            int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (sub >= 0) {
+                sum += dir_bytes(sub, depth - 1);
+                close(sub);
+            }
+        }
+    }
+    closedir(d);
+    return sum;
+}
+
+/* Looks at the disk if the last look is older than SPACE_PROBE_MS. sp->mu held. */
+static void space_probe(node_t *n)
+{
+    space_t *sp = &n->space;
+    uint64_t now = mono_ms();
+    if (sp->probed_ms && now - sp->probed_ms < SPACE_PROBE_MS)
+        return;
+    struct statvfs sv;
+    sp->probed_ms = now ? now : 1;
+    sp->logged = 0;
+    sp->known = statvfs(n->data_dir, &sv) == 0;
+    if (!sp->known) {
+        sp->disk = sp->avail = sp->data = 0;
+        return;
+    }
+    sp->disk = (uint64_t)sv.f_blocks * sv.f_frsize;
+    sp->avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    int dfd = open(n->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    sp->data = dfd >= 0 ? dir_bytes(dfd, 1) : 0;
+    if (dfd >= 0)
+        close(dfd);
+}
+
+/* Free space held back for a snapshot of a state whose files take data bytes: the new
+ * snapshot is at most the old one plus the WAL since (lz4 adds < 1%), and it is written
+ * before they are deleted. */
+static uint64_t space_held(uint64_t data)
+{
+    return data + data / 32 + SPACE_SLACK;
+}
+
+/* Whether w more bytes may be logged by a CC_NORMAL command. sp->mu held, probed. */
+static int space_admits(const space_t *sp, uint64_t w)
+{
+    if (!sp->known)
+        return 1;              /* cannot tell: the WAL's own ENOSPC decides */
+    if (!sp->reserve)
+        return 0;
+    uint64_t used = sp->logged + sp->inflight + w;
+    if (sp->avail < used)
+        return 0;
+    return sp->avail - used >= space_held(sp->data + used);
+}
+
+/* Bytes CC_NORMAL commands may still add: the largest x with
+ * avail - x >= held(data + x), i.e. x <= (32 avail - 33 data - 32 slack) / 65. */
+static uint64_t space_avail(const space_t *sp)
+{
+    if (!sp->known || !sp->reserve)
+        return 0;
+    uint64_t used = sp->logged + sp->inflight;
+    if (sp->avail < used)
+        return 0;
+    unsigned __int128 f = (unsigned __int128)(sp->avail - used) * 32,
+                      need = (unsigned __int128)(sp->data + used) * 33 +
+                             (unsigned __int128)SPACE_SLACK * 32;
+    return f > need ? (uint64_t)((f - need) / 65) : 0;
+}
+
+int node_space_check(node_t *n, size_t bytes)
+{
+    space_t *sp = &n->space;
+    pthread_mutex_lock(&sp->mu);
+    space_probe(n);
+    int ok = space_admits(sp, (uint64_t)bytes + SPACE_REC_OVERHEAD);
+    pthread_mutex_unlock(&sp->mu);
+    return ok ? 0 : -ENOSPC;
+}
+
+void node_space(node_t *n, node_space_t *out)
+{
+    space_t *sp = &n->space;
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&sp->mu);
+    space_probe(n);
+    out->known = sp->known;
+    out->reserve_in_place = sp->reserve != 0;
+    out->reserve_bytes = sp->reserve ? sp->reserve : sp->reserve_want;
+    out->reserve_gone_ms = sp->gone_ms;
+    out->frees_on_reserve = sp->on_reserve;
+    out->full = !space_admits(sp, SPACE_REC_OVERHEAD);
+    if (sp->known) {
+        uint64_t used = sp->logged + sp->inflight;
+        out->disk_bytes = sp->disk;
+        out->free_bytes = sp->avail > used ? sp->avail - used : 0;
+        out->data_bytes = sp->data + used;
+        out->held_bytes = space_held(out->data_bytes);
+        out->avail_bytes = space_avail(sp);
+    }
+    pthread_mutex_unlock(&sp->mu);
+}
+
+/* Gives the reserve up so that a freeing command can be logged. Returns 1 if it was in
+ * place (then the caller retries), 0 if it was gone already. */
+static int reserve_give_up(node_t *n)
+{
+    space_t *sp = &n->space;
+    int was;
+    pthread_mutex_lock(&sp->mu);
+    was = sp->reserve != 0;
+    if (was) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/" RESERVE_NAME, n->data_dir);
+        if (unlink(path) < 0 && errno != ENOENT)
+            fprintf(stderr, "quorumfs: cannot delete the reserve %s: %s\n", path,
+                    strerror(errno));
+        sp->reserve = 0;
+        sp->gone_ms = node_now_ms();
+        sp->on_reserve = 0;
+        sp->probed_ms = 0;
+        fprintf(stderr, "quorumfs: data disk full: gave up the %llu-byte reserve so that "
+                "deletes can be logged; writes get ENOSPC until space is freed\n",
+                (unsigned long long)sp->reserve_want);
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return was;
+}
+
+/* Fills path (of len bytes, never 0 on disk: a compressing file system must allocate it)
+ * and makes it durable. Returns 0 or -errno (the file is then removed). */
+static int fill_file(const char *path, uint64_t len)
+{
+    enum { CHUNK = 64 << 10 };
+    uint8_t *chunk = malloc(CHUNK);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    if (!chunk)
+        return -ENOMEM;
+    for (size_t i = 0; i < CHUNK; i += 8) {   /* xorshift: not compressible */
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        memcpy(chunk + i, &x, 8);
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), rc = 0;
+    if (fd < 0) {
+        free(chunk);
+        return -errno;
+    }
+    for (uint64_t off = 0; off < len && rc == 0;) {
+        size_t k = len - off < CHUNK ? (size_t)(len - off) : CHUNK;
+        ssize_t w = pwrite(fd, chunk, k, (off_t)off);
+        if (w < 0 && errno != EINTR)
+            rc = -errno;
+        else if (w > 0)
+            off += (uint64_t)w;
+    }
+    if (rc == 0 && fsync(fd) < 0)
+        rc = -errno;
+    close(fd);
+    free(chunk);
+    if (rc)
+        unlink(path);
+    return rc;
+}
+
+/* Puts the reserve in place if it is not, and the disk has room for it on top of what is
+ * held back for a snapshot and one reserve's worth for writes (so it does not come and go).
+ * Called at open and by the sweeper; only one thread at a time (the sweeper starts after
+ * open's call). The writing happens without sp->mu. */
+static void reserve_establish(node_t *n, int at_open)
+{
+    space_t *sp = &n->space;
+    char path[4200], tmp[4200];
+    pthread_mutex_lock(&sp->mu);
+    space_probe(n);
+    uint64_t want = sp->reserve_want;
+    int go = !sp->reserve && sp->known && want &&
+             sp->avail >= sp->logged + sp->inflight + want + want +
+                          space_held(sp->data + sp->logged + sp->inflight);
+    pthread_mutex_unlock(&sp->mu);
+    if (!go)
+        return;
+    snprintf(path, sizeof(path), "%s/" RESERVE_NAME, n->data_dir);
+    snprintf(tmp, sizeof(tmp), "%s/" RESERVE_TMP, n->data_dir);
+    int rc = fill_file(tmp, want);
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = -errno;
+    if (rc == 0) {
+        int dfd = open(n->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+    } else {
+        unlink(tmp);
+    }
+    pthread_mutex_lock(&sp->mu);
+    sp->probed_ms = 0;
+    if (rc == 0) {
+        sp->reserve = want;
+        if (!at_open)
+            fprintf(stderr, "quorumfs: space is back on the data disk: the %llu-byte reserve "
+                    "is in place again (%llu deletes ran on it)\n", (unsigned long long)want,
+                    (unsigned long long)sp->on_reserve);
+        sp->gone_ms = 0;
+        sp->on_reserve = 0;
+    }
+    pthread_mutex_unlock(&sp->mu);
+    if (rc && !at_open)
+        fprintf(stderr, "quorumfs: cannot re-create the reserve %s: %s\n", path,
+                strerror(-rc));
+}
+
+/* At open: the reserve's size from the disk's, a leftover temp file removed, and the
+ * reserve taken as in place if its file is there (a restart on a full disk keeps it), else
+ * created when there is room. */
+static void space_open(node_t *n)
+{
+    space_t *sp = &n->space;
+    char path[4200];
+    struct statvfs sv;
+    struct stat st;
+    uint64_t want = RESERVE_MIN;
+    if (statvfs(n->data_dir, &sv) == 0) {
+        want = (uint64_t)sv.f_blocks * sv.f_frsize / 32;
+        want = want < RESERVE_MIN ? RESERVE_MIN : want > RESERVE_MAX ? RESERVE_MAX : want;
+        want &= ~(uint64_t)4095;
+    }
+    sp->reserve_want = want;
+    snprintf(path, sizeof(path), "%s/" RESERVE_TMP, n->data_dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/" RESERVE_NAME, n->data_dir);
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        sp->reserve = (uint64_t)st.st_size;
+        return;
+    }
+    sp->gone_ms = node_now_ms();
+    reserve_establish(n, 1);
+    if (!sp->reserve)
+        fprintf(stderr, "quorumfs: no room for the %llu-byte reserve on the data disk: "
+                "writes get ENOSPC until space is freed\n", (unsigned long long)want);
+}
+
+/* The sweeper's part: a fresh look at the disk, and the reserve back once there is room. */
+static void space_sweep(node_t *n)
+{
+    int gone;
+    pthread_mutex_lock(&n->space.mu);
+    space_probe(n);
+    gone = !n->space.reserve;
+    pthread_mutex_unlock(&n->space.mu);
+    if (gone)
+        reserve_establish(n, 0);
+}
+
 int node_propose(node_t *n, cmdbuf_t *b, sm_result_t *res)
 {
+    space_t *sp = &n->space;
     sm_result_t local;
-    int rc;
+    int rc, cls;
+    uint64_t w;
     if (b->oom) {
         free(b->p);
         return -ENOMEM;
@@ -72,9 +442,39 @@ int node_propose(node_t *n, cmdbuf_t *b, sm_result_t *res)
     if (!res)
         res = &local;
     memset(res, 0, sizeof(*res));
-    rc = group_propose(n->group, b->p, b->len, res);
+    cls = cmd_class(b->p, b->len);
+    w = (uint64_t)b->len + SPACE_REC_OVERHEAD;
+    pthread_mutex_lock(&sp->mu);
+    if (cls == CC_NORMAL) {
+        space_probe(n);
+        if (!space_admits(sp, w)) {
+            pthread_mutex_unlock(&sp->mu);
+            free(b->p);
+            b->p = NULL;
+            __atomic_store_n(&n->last_nospace_ms, node_now_ms(), __ATOMIC_RELAXED);
+            return -ENOSPC;
+        }
+    }
+    sp->inflight += w;
+    pthread_mutex_unlock(&sp->mu);
+    for (int tries = 0;; tries++) {
+        rc = group_propose(n->group, b->p, b->len, res);
+        if (rc != -QERR_NOSPACE || cls == CC_NORMAL || tries == 1)
+            break;
+        reserve_give_up(n);   /* retry once, on the reserve (given up by us or another) */
+    }
     free(b->p);
     b->p = NULL;
+    pthread_mutex_lock(&sp->mu);
+    sp->inflight -= w;
+    if (rc == 0) {
+        sp->logged += w;
+        if (!sp->reserve && cls == CC_FREEING)
+            sp->on_reserve++;
+    } else if (rc == -QERR_NOSPACE) {
+        sp->probed_ms = 0;    /* the disk is fuller than the last look said */
+    }
+    pthread_mutex_unlock(&sp->mu);
     if (rc == -QERR_NOSPACE)
         __atomic_store_n(&n->last_nospace_ms, node_now_ms(), __ATOMIC_RELAXED);
     if (rc < 0)
@@ -103,6 +503,7 @@ static void *sweeper_main(void *arg)
         if (n->stop)
             break;
         pthread_mutex_unlock(&n->mu);
+        space_sweep(n);
         session_local_sweep(n->sess);
         for (int ns = 1; ns < NS__COUNT; ns++)
             if (ns_fronts[ns] && ns_fronts[ns]->sweep)
@@ -156,6 +557,7 @@ static void teardown(node_t *n)
     free(n->data_dir);
     pthread_mutex_destroy(&n->mu);
     pthread_cond_destroy(&n->cv);
+    pthread_mutex_destroy(&n->space.mu);
     free(n);
 }
 
@@ -168,6 +570,8 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
         goto fail;
     pthread_mutex_init(&n->mu, NULL);
     pthread_cond_init(&n->cv, NULL);
+    pthread_mutex_init(&n->space.mu, NULL);
+    n->start_ms = node_now_ms();
     n->data_dir = strdup(opts->data_dir);
     n->opts = *opts;
     n->opts.data_dir = n->data_dir;
@@ -180,6 +584,7 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
     rc = group_open(&gc, &state_sm_ops, n->st, &n->group, errmsg);
     if (rc < 0)
         goto fail;
+    space_open(n);
     rc = -QERR_NOMEM;
     if (!(n->sess = session_local_start(n)))
         goto fail;
@@ -214,6 +619,7 @@ void node_close(node_t *n)
 }
 
 state_t *node_state(node_t *n) { return n->st; }
+uint64_t node_start_ms(const node_t *n) { return n->start_ms; }
 uint32_t node_nshards(const node_t *n) { (void)n; return 1; }
 group_t *node_group(node_t *n) { return n->group; }
 const char *node_data_dir(node_t *n) { return n->data_dir; }

@@ -52,11 +52,54 @@ struct session_local *node_session(node_t *n);
 uint64_t node_now_ms(void);
 
 /* Proposes the command in b (and frees b->p). Blocks until applied. Returns apply's result
- * (0 or -errno) or a group error mapped to -errno (ENOSPC, EFBIG, EIO). res may be NULL. */
+ * (0 or -errno) or a group error mapped to -errno (ENOSPC, EFBIG, EIO). res may be NULL.
+ * A command that frees space (see "space" below) is logged even on a full disk, giving up
+ * the reserve if it must; any other one gets -ENOSPC while node_space_check would refuse
+ * its size. */
 int node_propose(node_t *n, cmdbuf_t *b, sm_result_t *res);
 
 /* Wall time (ms) of the last proposal refused because the data disk was full; 0 if never. */
 uint64_t node_last_nospace_ms(node_t *n);
+
+/* ---- space on the data disk (docs/OPERATIONS.md, "Disk full") ----
+ * The node keeps two things free on the data disk so that a full disk can always be emptied
+ * from the mount: the reserve, a file <data>/reserve (1/32 of the disk, 256 KiB to 16 MiB)
+ * that is given up (deleted) when a freeing command (rm, rmdir, queue acknowledge and
+ * delete, unlock, session upkeep) meets ENOSPC, and room for the next snapshot, which must
+ * be written whole before the WAL and the old snapshot it replaces can be deleted: other
+ * writes are refused while less than the node's own files (WAL + snapshots) plus 1/32 plus
+ * 64 KiB would stay free after them. node_propose classifies commands by opcode; while the
+ * reserve is given up only freeing commands are logged. The sweeper re-creates the reserve
+ * when the space is back. */
+
+/* Returns 0 when a command carrying `bytes` more bytes of data can be logged now, or
+ * -ENOSPC when it cannot (the disk is short of the held-back room above, the reserve is
+ * given up, or the WAL reported ENOSPC since the last look at the disk). Cheap: a mutex
+ * and a comparison; the disk is looked at (statvfs of the data dir and the sizes of the
+ * node's files) at most every 100 ms. A hint, not a reservation: the command's proposal is
+ * checked again and may still fail with ENOSPC. For write(): call it with the bytes the
+ * write adds to the save before buffering them, and fail the write with its result. */
+int node_space_check(node_t *n, size_t bytes);
+
+typedef struct node_space {
+    uint64_t disk_bytes;          /* size of the data disk */
+    uint64_t free_bytes;          /* free on it for the daemon's user (statvfs f_bavail) */
+    uint64_t data_bytes;          /* held by the node's WAL and snapshots */
+    uint64_t held_bytes;          /* free space held back for the next snapshot */
+    uint64_t reserve_bytes;       /* size of the reserve when in place */
+    uint64_t avail_bytes;         /* bytes new writes may still add; 0 while full */
+    int reserve_in_place;         /* 0: given up, deletes are running on it */
+    uint64_t reserve_gone_ms;     /* wall ms it was given up (0 when in place) */
+    uint64_t frees_on_reserve;    /* freeing commands logged since it was given up */
+    int full;                     /* writes are refused with ENOSPC now */
+    int known;                    /* 0 when statvfs of the data dir failed (all 0 then) */
+} node_space_t;
+
+/* Fills *out from the latest look at the disk (taken now if older than 100 ms). */
+void node_space(node_t *n, node_space_t *out);
+
+/* Wall time (ms) node_open began: the mount's own directories show it as their times. */
+uint64_t node_start_ms(const node_t *n);
 
 /* Maps a cluster/ QERR code (negative) to a negative errno. */
 int node_errno(int qerr);
