@@ -2,7 +2,9 @@
  * LRU list, the EXPIRE, TOUCH and SETCAP commands, the namespace section of the snapshot
  * (cap, counters, LRU order) and the invariant check. The LRU list and the counters are
  * replicated; the TTL index (a min-heap of (expires, id) with lazy deletion) is derived,
- * rebuilt by restore, and only tells the leader which keys to propose for expiry. */
+ * rebuilt by restore, and only tells the leader which keys to propose for expiry. Keys are
+ * files; symbolic links have no TTL, no LRU place and do not count towards the cap (every
+ * hook here passes them by: is_key). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -580,6 +582,12 @@ static void verify_obj(void *arg, const obj_t *o)
     const struct obj *prev = o->u.cache.lru_prev, *next = o->u.cache.lru_next;
     SM_VERIFY(why, o->u.cache.ttl_s <= CACHE_TTL_MAX_S && o->u.cache.sliding <= 1,
               "cache: a TTL or sliding flag out of range");
+    if (o->type == OBJ_LINK) {
+        SM_VERIFY(why, !o->u.cache.expires_ms && !o->u.cache.ttl_s && !o->u.cache.sliding &&
+                           !prev && !next && v->cs->lru_head != o,
+                  "cache: a link with a TTL or in the LRU list");
+        return;
+    }
     if (o->type == OBJ_DIR) {
         SM_VERIFY(why, !o->u.cache.expires_ms && !prev && !next,
                   "cache: a directory with an expiry or in the LRU list");

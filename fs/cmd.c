@@ -117,7 +117,7 @@ int cmd_read_hdr(cmdrd_t *r, const void *cmd, size_t len, cmd_hdr_t *h)
     h->op = cmd_get_u8(r);
     h->ns = cmd_get_u8(r);
     h->now_ms = cmd_get_u64(r);
-    if (r->err || h->version != CMD_VERSION)
+    if (r->err || h->version < CMD_VERSION_MIN || h->version > CMD_VERSION)
         return -EINVAL;
     return 0;
 }

@@ -8,22 +8,34 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CMD_VERSION 1
+/* 2: MKDIR, and PUT/WRITE with CMD_PUT_CREATE, carry the creator's mode, uid and gid;
+ * SETATTR, SYMLINK and CMD_PUT_IFID are new. Version 1 commands (an older WAL) are still
+ * decoded: their creations get the default metadata (fs/tree_sm.h TREE_MODE_*, uid/gid 0).
+ * Encoders always write CMD_VERSION. */
+#define CMD_VERSION 2
+#define CMD_VERSION_MIN 1
 
 enum cmd_op {
-    CMD_MKDIR = 1,     /* path */
+    CMD_MKDIR = 1,     /* path, v2: u32 mode, u32 uid, u32 gid */
     CMD_RMDIR,         /* path */
-    CMD_PUT,           /* path, u8 flags (CMD_PUT_*), [u64 id if CMD_PUT_ID], bytes value */
+    CMD_PUT,           /* path, u8 flags (CMD_PUT_*), [u64 id if CMD_PUT_ID],
+                          [u64 ifid if CMD_PUT_IFID], [v2 with CMD_PUT_CREATE: u32 mode,
+                          u32 uid, u32 gid], bytes value */
     CMD_UNLINK,        /* path */
     CMD_RENAME,        /* from, to, u8 flags (CMD_RENAME_NOREPLACE) */
     CMD_SETXATTR,      /* path, name, bytes value */
     CMD_REMOVEXATTR,   /* path, name */
     CMD_EXPIRE,        /* u32 n, n x (path, u64 expires_ms): cache TTL expiry */
     CMD_TOUCH,         /* u32 n, n x path: cache reads (LRU order, sliding TTL) */
-    CMD_SETMTIME,      /* path: `touch` of a value file (cache: also restarts its TTL) */
+    CMD_SETMTIME,      /* path: mtime = now (cache: also restarts its TTL); kept for v1
+                          logs, the fronts propose SETATTR */
     CMD_SETCAP,        /* u64 bytes: the cache's LRU cap (cache ns); evicts down to it */
-    CMD_WRITE,         /* path, u8 flags (CMD_PUT_CREATE/ID, CMD_WRITE_*), [u64 id],
-                          u64 offset, bytes data: one write() request, on the current value */
+    CMD_WRITE,         /* path, u8 flags (CMD_PUT_CREATE/ID/IFID, CMD_WRITE_*), [u64 id],
+                          [u64 ifid], [v2 with create: u32 mode, uid, gid], u64 offset,
+                          bytes data: one write() request, on the current value */
+    CMD_SETATTR,       /* path, u64 ifid (0: any), u8 mask (CMD_SETATTR_*), u32 mode,
+                          u32 uid, u32 gid, i64 atime_ns, i64 mtime_ns (all always there) */
+    CMD_SYMLINK,       /* path, bytes target, u32 uid, u32 gid */
 };
 
 #define CMD_PUT_CREATE 1   /* create if missing */
@@ -33,6 +45,17 @@ enum cmd_op {
 #define CMD_WRITE_TRUNC 16   /* start from an empty value (the open's pending O_TRUNC) */
 #define CMD_WRITE_APPEND 32  /* write at the current end, whatever the offset */
 #define CMD_WRITE_SETLEN 64  /* no data: set the length to offset (truncate/extend) */
+#define CMD_PUT_IFID 128     /* only if the file at the path is the object whose u64 id
+                                follows (after the CMD_PUT_ID one); else -ESTALE */
+
+#define CMD_SETATTR_MODE 1
+#define CMD_SETATTR_UID 2
+#define CMD_SETATTR_GID 4
+#define CMD_SETATTR_ATIME 8        /* atime = the value */
+#define CMD_SETATTR_MTIME 16       /* mtime = the value */
+#define CMD_SETATTR_ATIME_NOW 32   /* atime = the apply time */
+#define CMD_SETATTR_MTIME_NOW 64   /* mtime = the apply time */
+#define CMD_SETATTR_ALL 127
 #define CMD_RENAME_NOREPLACE 1
 
 /* A growable output buffer. Ownership: the caller owns buf->p and frees it with free(). */
@@ -67,7 +90,8 @@ typedef struct cmd_hdr {
     uint64_t now_ms;
 } cmd_hdr_t;
 
-/* Starts reading cmd; fills *h. Returns 0 or -EINVAL (short or wrong version). */
+/* Starts reading cmd; fills *h. Returns 0 or -EINVAL (short, or a version outside
+ * [CMD_VERSION_MIN, CMD_VERSION]). h->version tells the body's layout. */
 int cmd_read_hdr(cmdrd_t *r, const void *cmd, size_t len, cmd_hdr_t *h);
 uint8_t cmd_get_u8(cmdrd_t *r);
 uint32_t cmd_get_u32(cmdrd_t *r);

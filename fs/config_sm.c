@@ -1,7 +1,12 @@
 /* fs/config_sm.c — the config/ state machine (see config_sm.h): tree hooks that give every
  * put and delete of a file the next revision, keep its history and record the event; the
  * namespace section of the snapshot (the counter and the event ring); the invariant check.
- * All of it changes only in apply, so it is identical on every replica. */
+ * All of it changes only in apply, so it is identical on every replica.
+ *
+ * Symbolic links take revisions and events like files (a put when created or moved in, a
+ * delete when removed or moved away) but keep no history: `link@rev` does not exist. A
+ * rename of a file over a file passes the replaced file's history to the one that arrives
+ * (on_replace), so the target path keeps its versions (FILE-API §1 "Atomic replace"). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,10 +61,13 @@ static void record_event(state_t *st, obj_t *o, uint8_t op)
         d->u.config.rev = cf->rev;
 }
 
-/* A file got a value (a put, or it arrived by a rename): a new revision, kept in its history. */
+/* A file got a value (a put, or it arrived by a rename): a new revision, kept in its history.
+ * A link (created, or arrived by a rename) takes the revision only. */
 static void on_put(state_t *st, obj_t *o, uint32_t oldlen, uint64_t now_ms)
 {
     record_event(st, o, CFG_EV_PUT);
+    if (o->type != OBJ_FILE)
+        return;
     if (!o->u.config.hist) {
         o->u.config.hist = xcalloc(CONFIG_HISTORY, sizeof(cfg_version_t));
         o->u.config.nhist = o->u.config.hist_head = 0;
@@ -79,18 +87,38 @@ static void on_put(state_t *st, obj_t *o, uint32_t oldlen, uint64_t now_ms)
 
 static void on_move_in(state_t *st, obj_t *o, uint64_t now_ms) { on_put(st, o, 0, now_ms); }
 
+static void on_symlink(state_t *st, obj_t *o, uint64_t now_ms) { on_put(st, o, 0, now_ms); }
+
+static void free_history(obj_t *o)
+{
+    for (int i = 0; i < o->u.config.nhist; i++)
+        blob_unref(o->u.config.hist[i].val);
+    free(o->u.config.hist);
+    o->u.config.hist = NULL;
+    o->u.config.nhist = o->u.config.hist_head = 0;
+}
+
+/* `mv tmp db` over an existing db: db's history passes to the arriving file (whose own
+ * history, that of a path that no longer exists, goes); on_move_in then adds the rename's
+ * revision to it. src has left its path (its delete event is recorded). */
+static void on_replace(state_t *st, obj_t *src, obj_t *dst)
+{
+    ASSERT(src->type == OBJ_FILE && dst->type == OBJ_FILE);
+    free_history(src);
+    src->u.config.hist = dst->u.config.hist;
+    src->u.config.nhist = dst->u.config.nhist;
+    src->u.config.hist_head = dst->u.config.hist_head;
+    dst->u.config.hist = NULL;
+    dst->u.config.nhist = dst->u.config.hist_head = 0;
+}
+
 static void on_unlink(state_t *st, obj_t *o) { record_event(st, o, CFG_EV_DELETE); }
 
 /* History goes with the file. */
 static void on_free(state_t *st, obj_t *o)
 {
-    if (o->type != OBJ_FILE || !o->u.config.hist)
-        return;
-    for (int i = 0; i < o->u.config.nhist; i++)
-        blob_unref(o->u.config.hist[i].val);
-    free(o->u.config.hist);
-    o->u.config.hist = NULL;
-    o->u.config.nhist = 0;
+    if (o->type == OBJ_FILE && o->u.config.hist)
+        free_history(o);
 }
 
 static int getxattr(const obj_t *o, const char *name, char *buf, size_t size)
@@ -156,7 +184,9 @@ static int restore_fields(snapin_t *in, obj_t *ob)
 static const tree_hooks_t config_tree = {
     .at_reserved = 1,
     .on_put = on_put,
+    .on_symlink = on_symlink,
     .on_unlink = on_unlink,
+    .on_replace = on_replace,
     .on_move_in = on_move_in,
     .on_free = on_free,
     .getxattr = getxattr,
@@ -349,9 +379,9 @@ static void verify_obj(void *arg, const obj_t *o)
         return;
     if (o->u.config.rev > v->rev) {
         v->why = "config: an object's revision is above the counter";
-    } else if (o->type == OBJ_DIR) {
-        if (o->u.config.hist)
-            v->why = "config: a directory with a history";
+    } else if (o->type != OBJ_FILE) {
+        if (o->u.config.hist || o->u.config.nhist)
+            v->why = "config: a directory or link with a history";
     } else if (!o->u.config.hist || !o->u.config.nhist || o->u.config.nhist > CONFIG_HISTORY ||
                o->u.config.hist_head >= o->u.config.nhist) {
         v->why = "config: a file without a history";

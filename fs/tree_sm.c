@@ -181,6 +181,14 @@ int tree_live(const obj_t *o, uint64_t now_ms)
     return !hk || !hk->live || hk->live(o, now_ms);
 }
 
+uint32_t tree_nlink(const obj_t *o) { return o->type == OBJ_DIR ? 2 + o->nsubdirs : 1; }
+
+int64_t tree_ns_of_ms(uint64_t ms)
+{
+    const uint64_t max = (uint64_t)INT64_MAX / 1000000;
+    return (int64_t)((ms < max ? ms : max) * 1000000);
+}
+
 int tree_format_uint(char *buf, size_t size, uint64_t v)
 {
     char tmp[32];
@@ -224,7 +232,41 @@ void tree_walk(const obj_t *root, void (*fn)(void *arg, const obj_t *o), void *a
 
 /* ---- changes ---- */
 
-/* Creates an object under parent (NULL for a namespace root); files start empty. */
+/* Links o into parent's children, counting it (and a directory as a subdirectory). */
+static void attach(obj_t *parent, obj_t *o)
+{
+    o->parent = parent;
+    HASH_ADD(hh, parent->children, name[0], strlen(o->name), o);
+    parent->nchildren++;
+    if (o->type == OBJ_DIR)
+        parent->nsubdirs++;
+}
+
+/* Takes o out of its parent's children (o->parent stays set). */
+static void detach(obj_t *o)
+{
+    obj_t *p = o->parent;
+    HASH_DELETE(hh, p->children, o);
+    p->nchildren--;
+    if (o->type == OBJ_DIR)
+        p->nsubdirs--;
+}
+
+static void set_mtime(obj_t *o, int64_t ns)
+{
+    o->mtime_ns = ns;
+    o->mtime_ms = ns > 0 ? (uint64_t)ns / 1000000 : 0;
+}
+
+/* A change of o's content or entries at apply time now: mtime and ctime. */
+static void touch_obj(obj_t *o, int64_t now)
+{
+    set_mtime(o, now);
+    o->ctime_ns = now;
+}
+
+/* Creates an object under parent (NULL for a namespace root) with the default metadata of
+ * its type and times 0; files start empty, a link without a target (the caller sets it). */
 static obj_t *obj_add(tree_t *t, obj_t *parent, const char *name, size_t namelen,
                       uint8_t type, uint8_t ns, uint64_t id)
 {
@@ -233,15 +275,44 @@ static obj_t *obj_add(tree_t *t, obj_t *parent, const char *name, size_t namelen
     o->id = id;
     o->type = type;
     o->ns = ns;
-    o->parent = parent;
+    o->mode = type == OBJ_DIR ? TREE_MODE_DIR : type == OBJ_LINK ? TREE_MODE_LINK
+                                                                   : TREE_MODE_FILE;
     if (type == OBJ_FILE)
         o->val = blob_xnew(NULL, 0);
     id_add(t, o);
-    if (parent) {
-        HASH_ADD(hh, parent->children, name[0], namelen, o);
-        parent->nchildren++;
-    }
+    if (parent)
+        attach(parent, o);
     return o;
+}
+
+/* A new object's metadata: owner, and every time the apply time. */
+static void born(obj_t *o, uint32_t mode, uint32_t uid, uint32_t gid, int64_t now)
+{
+    if (o->type != OBJ_LINK)
+        o->mode = (uint16_t)(mode & TREE_MODE_MASK);
+    o->uid = uid;
+    o->gid = gid;
+    o->atime_ns = now;
+    touch_obj(o, now);
+}
+
+/* The owner fields of a creating command: u32 mode, uid, gid in version 2, the defaults in
+ * version 1. -EINVAL for an owner of (uint32_t)-1 or a mode above the permission bits. */
+typedef struct owner {
+    uint32_t mode, uid, gid;
+} owner_t;
+
+static int get_owner(const cmd_hdr_t *h, cmdrd_t *r, uint32_t defmode, owner_t *ow)
+{
+    if (h->version < 2) {
+        *ow = (owner_t){ defmode, 0, 0 };
+        return 0;
+    }
+    ow->mode = cmd_get_u32(r);
+    ow->uid = cmd_get_u32(r);
+    ow->gid = cmd_get_u32(r);
+    return ow->mode > TREE_MODE_MASK || ow->uid == UINT32_MAX || ow->gid == UINT32_MAX
+               ? -EINVAL : 0;
 }
 
 /* Children are freed in hash order: only the teardown of a whole subtree (the tree's own
@@ -254,10 +325,8 @@ void tree_remove(state_t *st, obj_t *o)
     const tree_hooks_t *hk = tree_hooks(o->ns);
     if (hk && hk->on_free)
         hk->on_free(st, o);
-    if (o->parent) {
-        HASH_DELETE(hh, o->parent->children, o);
-        o->parent->nchildren--;
-    }
+    if (o->parent)
+        detach(o);
     id_del(&st->tree, o);
     blob_unref(o->val);
     free(o);
@@ -336,17 +405,22 @@ static int apply_mkdir(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t 
 {
     const char *path, *name;
     size_t len = cmd_get_path(r, &path), nl;
+    owner_t ow;
     obj_t *p;
+    int rc = get_owner(h, r, TREE_MODE_DIR, &ow);
     if (r->err)
         return -EINVAL;
-    int rc = split_parent(st, h, path, len, &p, &name, &nl);
+    if (rc < 0)
+        return rc;
+    rc = split_parent(st, h, path, len, &p, &name, &nl);
     if (rc < 0)
         return rc;
     if (live_child(st, h, p, name, nl))
         return -EEXIST;
+    int64_t now = tree_ns_of_ms(h->now_ms);
     obj_t *o = obj_add(&st->tree, p, name, nl, OBJ_DIR, h->ns, st->tree.next_id++);
-    o->mtime_ms = h->now_ms;
-    p->mtime_ms = h->now_ms;
+    born(o, ow.mode, ow.uid, ow.gid, now);
+    touch_obj(p, now);
     result_id(res, o->id);
     return 0;
 }
@@ -361,7 +435,7 @@ static int apply_rmdir(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
         return -ENOTDIR;
     if (o->nchildren)
         return -ENOTEMPTY;
-    o->parent->mtime_ms = h->now_ms;
+    touch_obj(o->parent, tree_ns_of_ms(h->now_ms));
     tree_remove(st, o);
     return 0;
 }
@@ -374,17 +448,24 @@ typedef struct target {
     size_t nl;
 } target_t;
 
+/* With CMD_PUT_IFID, the path must hold the object ifid (or, with CMD_PUT_CREATE, nothing):
+ * -ESTALE otherwise, also when the directory is gone. */
 static int find_target(state_t *st, const cmd_hdr_t *h, const char *path, size_t len,
-                       uint8_t flags, target_t *t)
+                       uint8_t flags, uint64_t ifid, target_t *t)
 {
     int rc = split_parent(st, h, path, len, &t->parent, &t->name, &t->nl);
     if (rc < 0)
-        return rc;
+        return (flags & CMD_PUT_IFID) && (rc == -ENOENT || rc == -ENOTDIR) ? -ESTALE : rc;
     t->file = live_child(st, h, t->parent, t->name, t->nl);
+    if ((flags & CMD_PUT_IFID) &&
+        (t->file ? t->file->id != ifid : !(flags & CMD_PUT_CREATE)))
+        return -ESTALE;
     if (t->file && (flags & CMD_PUT_EXCL))
         return -EEXIST;
     if (t->file && t->file->type == OBJ_DIR)
         return -EISDIR;
+    if (t->file && t->file->type == OBJ_LINK)
+        return -ELOOP;      /* a value is never written through a link here */
     if (!t->file && !(flags & CMD_PUT_CREATE))
         return -ENOENT;
     return 0;
@@ -394,7 +475,8 @@ static int find_target(state_t *st, const cmd_hdr_t *h, const char *path, size_t
  * (that proposer told the kernel already); otherwise an id of apply's own, and that
  * proposer's inode goes stale. The file is empty until set_value gives it its first
  * value, which the caller does before returning. */
-static obj_t *create_file(state_t *st, const cmd_hdr_t *h, const target_t *t, uint64_t want)
+static obj_t *create_file(state_t *st, const cmd_hdr_t *h, const target_t *t, uint64_t want,
+                          const owner_t *ow)
 {
     tree_t *tr = &st->tree;
     uint64_t id = tr->next_id;
@@ -405,7 +487,9 @@ static obj_t *create_file(state_t *st, const cmd_hdr_t *h, const target_t *t, ui
     if (id >= STATE_PID_FIRST && id >= tr->next_pid)
         tr->next_pid = id + 1;
     obj_t *o = obj_add(tr, t->parent, t->name, t->nl, OBJ_FILE, h->ns, id);
-    t->parent->mtime_ms = h->now_ms;
+    int64_t now = tree_ns_of_ms(h->now_ms);
+    born(o, ow->mode, ow->uid, ow->gid, now);
+    touch_obj(t->parent, now);
     const tree_hooks_t *hk = tree_hooks(h->ns);
     if (hk->on_create)
         hk->on_create(st, o);
@@ -419,11 +503,28 @@ static void set_value(state_t *st, const cmd_hdr_t *h, obj_t *o, blob_t *b, sm_r
     uint32_t oldlen = o->val->len;
     blob_unref(o->val);
     o->val = b;
-    o->mtime_ms = h->now_ms;
+    touch_obj(o, tree_ns_of_ms(h->now_ms));
     result_id(res, o->id);
     const tree_hooks_t *hk = tree_hooks(h->ns);
     if (hk->on_put)
         hk->on_put(st, o, oldlen, h->now_ms);   /* cache: may evict other keys, never o */
+}
+
+/* The fields PUT and WRITE share after the path: flags, [id], [ifid], [owner]. */
+typedef struct value_head {
+    uint8_t flags;
+    uint64_t want, ifid;
+    owner_t ow;
+    int rc;           /* the owner's check */
+} value_head_t;
+
+static void get_value_head(const cmd_hdr_t *h, cmdrd_t *r, value_head_t *v)
+{
+    v->flags = cmd_get_u8(r);
+    v->want = (v->flags & CMD_PUT_ID) ? cmd_get_u64(r) : 0;
+    v->ifid = (v->flags & CMD_PUT_IFID) ? cmd_get_u64(r) : 0;
+    v->ow = (owner_t){ TREE_MODE_FILE, 0, 0 };
+    v->rc = (v->flags & CMD_PUT_CREATE) ? get_owner(h, r, TREE_MODE_FILE, &v->ow) : 0;
 }
 
 static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
@@ -431,22 +532,23 @@ static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
     const char *path;
     const uint8_t *val;
     size_t len = cmd_get_path(r, &path);
-    uint8_t flags = cmd_get_u8(r);
-    uint64_t want = (flags & CMD_PUT_ID) ? cmd_get_u64(r) : 0;
+    value_head_t v;
+    get_value_head(h, r, &v);
+    uint8_t flags = v.flags;
     size_t vlen = cmd_get_bytes(r, &val);
     target_t t;
-    if (r->err)
+    if (r->err || v.rc < 0)
         return -EINVAL;
     if (vlen > TREE_VALUE_MAX)
         return -EFBIG;
-    int rc = find_target(st, h, path, len, flags, &t);
+    int rc = find_target(st, h, path, len, flags, v.ifid, &t);
     if (rc < 0)
         return rc;
     if (t.file && (flags & CMD_PUT_KEEP)) {
         result_id(res, t.file->id);     /* it existed: left unchanged */
         return 0;
     }
-    obj_t *o = t.file ? t.file : create_file(st, h, &t, want);
+    obj_t *o = t.file ? t.file : create_file(st, h, &t, v.want, &v.ow);
     set_value(st, h, o, blob_xnew(val, vlen), res);
     return 0;
 }
@@ -459,16 +561,18 @@ static int apply_write(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t 
     const char *path;
     const uint8_t *data;
     size_t len = cmd_get_path(r, &path);
-    uint8_t flags = cmd_get_u8(r);
-    uint64_t want = (flags & CMD_PUT_ID) ? cmd_get_u64(r) : 0;
+    value_head_t v;
+    get_value_head(h, r, &v);
+    uint8_t flags = v.flags;
     uint64_t off = cmd_get_u64(r);
     size_t dlen = cmd_get_bytes(r, &data);
     target_t t;
-    if (r->err || (dlen && (flags & CMD_WRITE_SETLEN)))
+    if (r->err || v.rc < 0 || (dlen && (flags & CMD_WRITE_SETLEN)))
         return -EINVAL;
     if (off > TREE_VALUE_MAX || dlen > TREE_VALUE_MAX)
         return -EFBIG;
-    int rc = find_target(st, h, path, len, flags & (CMD_PUT_CREATE | CMD_PUT_EXCL), &t);
+    int rc = find_target(st, h, path, len,
+                         flags & (CMD_PUT_CREATE | CMD_PUT_EXCL | CMD_PUT_IFID), v.ifid, &t);
     if (rc < 0)
         return rc;
     const blob_t *cur = t.file ? t.file->val : NULL;
@@ -486,7 +590,7 @@ static int apply_write(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t 
     memset(b->data + keep, 0, newlen - keep);
     if (dlen)
         memcpy(b->data + off, data, dlen);
-    obj_t *o = t.file ? t.file : create_file(st, h, &t, want);
+    obj_t *o = t.file ? t.file : create_file(st, h, &t, v.want, &v.ow);
     set_value(st, h, o, b, res);
     return 0;
 }
@@ -502,18 +606,19 @@ static int apply_unlink(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
     const tree_hooks_t *hk = tree_hooks(h->ns);
     if (hk->on_unlink)
         hk->on_unlink(st, o);
-    o->parent->mtime_ms = h->now_ms;
+    touch_obj(o->parent, tree_ns_of_ms(h->now_ms));
     tree_remove(st, o);
     return 0;
 }
 
-/* Calls on_unlink (now 0) or on_move_in for every file at or below o, in name order. */
+/* Calls on_unlink (now 0) or on_move_in for every file and link at or below o, in name
+ * order. */
 static void each_file(state_t *st, obj_t *o, int in, uint64_t now)
 {
     const tree_hooks_t *hk = tree_hooks(o->ns);
     if (in ? !hk->on_move_in : !hk->on_unlink)
         return;
-    if (o->type == OBJ_FILE) {
+    if (o->type != OBJ_DIR) {
         if (in)
             hk->on_move_in(st, o, now);
         else
@@ -603,17 +708,19 @@ static int apply_rename(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
         if (dst->type == OBJ_DIR && dst->nchildren)
             return -ENOTEMPTY;
     }
+    int64_t now = tree_ns_of_ms(h->now_ms);
+    const tree_hooks_t *hk = tree_hooks(h->ns);
     each_file(st, src, 0, h->now_ms);
+    if (dst && dst->type == OBJ_FILE && src->type == OBJ_FILE && hk->on_replace)
+        hk->on_replace(st, src, dst);
     if (dst)
         tree_remove(st, dst);  /* replaced: what arrives below stands for it */
-    src->parent->mtime_ms = h->now_ms;
-    HASH_DELETE(hh, src->parent->children, src);
-    src->parent->nchildren--;
+    touch_obj(src->parent, now);
+    detach(src);
     obj_t *n = obj_rename(st, src, name, nl);
-    n->parent = tp;
-    HASH_ADD(hh, tp->children, name[0], nl, n);
-    tp->nchildren++;
-    tp->mtime_ms = h->now_ms;
+    attach(tp, n);
+    touch_obj(tp, now);
+    n->ctime_ns = now;         /* as Linux file systems do: the moved inode changed */
     each_file(st, n, 1, h->now_ms);
     return 0;
 }
@@ -634,22 +741,109 @@ static int apply_xattr(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, int remove)
     obj_t *o = reap(st, tree_resolve(st, h->ns, path, len), h->now_ms);
     if (!o)
         return -ENOENT;
+    if (o->type == OBJ_LINK)
+        return -EPERM;      /* as Linux: no user. attributes on a link */
     const tree_hooks_t *hk = tree_hooks(h->ns);
+    int rc;
     if (remove)
-        return hk->removexattr ? hk->removexattr(st, o, nm) : -ENOTSUP;
-    return hk->setxattr ? hk->setxattr(st, o, nm, val, vlen, h->now_ms) : -ENOTSUP;
+        rc = hk->removexattr ? hk->removexattr(st, o, nm) : -ENOTSUP;
+    else
+        rc = hk->setxattr ? hk->setxattr(st, o, nm, val, vlen, h->now_ms) : -ENOTSUP;
+    if (rc == 0)
+        o->ctime_ns = tree_ns_of_ms(h->now_ms);
+    return rc;
 }
 
+/* The mtime of o was set at apply time now_ms: a file's namespace hears it (cache/: its TTL
+ * restarts, as `touch` always did). */
+static void mtime_set(state_t *st, const cmd_hdr_t *h, obj_t *o)
+{
+    const tree_hooks_t *hk = tree_hooks(h->ns);
+    if (o->type == OBJ_FILE && hk->on_touch)
+        hk->on_touch(st, o, h->now_ms);
+}
+
+/* The version 1 `touch` (a v1 log may hold it): mtime and ctime = now. */
 static int apply_setmtime(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
 {
     obj_t *o;
     int rc = existing(st, h, r, &o);
     if (rc < 0)
         return rc;
-    o->mtime_ms = h->now_ms;
+    touch_obj(o, tree_ns_of_ms(h->now_ms));
+    mtime_set(st, h, o);
+    return 0;
+}
+
+/* chmod, chown, utimensat in one command, validated whole. The namespace root may be
+ * changed too (`chmod 1777 cache`, tar restoring "."). */
+static int apply_setattr(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
+{
+    const char *path;
+    size_t len = cmd_get_path(r, &path);
+    uint64_t ifid = cmd_get_u64(r);
+    uint8_t mask = cmd_get_u8(r);
+    uint32_t mode = cmd_get_u32(r), uid = cmd_get_u32(r), gid = cmd_get_u32(r);
+    int64_t at = (int64_t)cmd_get_u64(r), mt = (int64_t)cmd_get_u64(r);
+    if (r->err || (mask & ~CMD_SETATTR_ALL) ||
+        ((mask & CMD_SETATTR_ATIME) && (mask & CMD_SETATTR_ATIME_NOW)) ||
+        ((mask & CMD_SETATTR_MTIME) && (mask & CMD_SETATTR_MTIME_NOW)) ||
+        ((mask & CMD_SETATTR_MODE) && mode > TREE_MODE_MASK) ||
+        ((mask & CMD_SETATTR_UID) && uid == UINT32_MAX) ||
+        ((mask & CMD_SETATTR_GID) && gid == UINT32_MAX))
+        return -EINVAL;
+    obj_t *o = reap(st, tree_resolve(st, h->ns, path, len), h->now_ms);
+    if (!o)
+        return -ENOENT;
+    if (ifid && o->id != ifid)
+        return -ESTALE;
+    if ((mask & CMD_SETATTR_MODE) && o->type == OBJ_LINK)
+        return -EOPNOTSUPP;
+    int64_t now = tree_ns_of_ms(h->now_ms);
+    if (mask & CMD_SETATTR_MODE)
+        o->mode = (uint16_t)mode;
+    if (mask & CMD_SETATTR_UID)
+        o->uid = uid;
+    if (mask & CMD_SETATTR_GID)
+        o->gid = gid;
+    if (mask & (CMD_SETATTR_ATIME | CMD_SETATTR_ATIME_NOW))
+        o->atime_ns = (mask & CMD_SETATTR_ATIME) ? at : now;
+    if (mask & (CMD_SETATTR_MTIME | CMD_SETATTR_MTIME_NOW))
+        set_mtime(o, (mask & CMD_SETATTR_MTIME) ? mt : now);
+    o->ctime_ns = now;
+    if (mask & (CMD_SETATTR_MTIME | CMD_SETATTR_MTIME_NOW))
+        mtime_set(st, h, o);
+    return 0;
+}
+
+static int apply_symlink(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
+{
+    const char *path, *name;
+    const uint8_t *target;
+    size_t len = cmd_get_path(r, &path), nl;
+    size_t tlen = cmd_get_bytes(r, &target);
+    uint32_t uid = cmd_get_u32(r), gid = cmd_get_u32(r);
+    obj_t *p;
+    if (r->err || uid == UINT32_MAX || gid == UINT32_MAX || memchr(target, 0, tlen))
+        return -EINVAL;
+    if (tlen == 0)
+        return -ENOENT;     /* symlink(2) with an empty target */
+    if (tlen > TREE_LINK_MAX)
+        return -ENAMETOOLONG;
+    int rc = split_parent(st, h, path, len, &p, &name, &nl);
+    if (rc < 0)
+        return rc;
+    if (live_child(st, h, p, name, nl))
+        return -EEXIST;
+    int64_t now = tree_ns_of_ms(h->now_ms);
+    obj_t *o = obj_add(&st->tree, p, name, nl, OBJ_LINK, h->ns, st->tree.next_id++);
+    o->val = blob_xnew(target, tlen);
+    born(o, TREE_MODE_LINK, uid, gid, now);
+    touch_obj(p, now);
     const tree_hooks_t *hk = tree_hooks(h->ns);
-    if (o->type == OBJ_FILE && hk->on_touch)
-        hk->on_touch(st, o, h->now_ms);
+    if (hk->on_symlink)
+        hk->on_symlink(st, o, h->now_ms);
+    result_id(res, o->id);
     return 0;
 }
 
@@ -667,6 +861,8 @@ int tree_sm_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
     case CMD_SETXATTR: return apply_xattr(st, h, r, 0);
     case CMD_REMOVEXATTR: return apply_xattr(st, h, r, 1);
     case CMD_SETMTIME: return apply_setmtime(st, h, r);
+    case CMD_SETATTR: return apply_setattr(st, h, r);
+    case CMD_SYMLINK: return apply_symlink(st, h, r, res);
     default: return -EINVAL;
     }
 }
@@ -709,8 +905,13 @@ static void snap_obj(snapout_t *o, const obj_t *ob)
     so_u8(o, ob->ns);
     so_u8(o, ob->type);
     so_blob(o, ob->name, (uint32_t)strlen(ob->name));
-    so_u64(o, ob->mtime_ms);
-    if (ob->type == OBJ_FILE)
+    so_u32(o, ob->mode);
+    so_u32(o, ob->uid);
+    so_u32(o, ob->gid);
+    so_u64(o, (uint64_t)ob->atime_ns);
+    so_u64(o, (uint64_t)ob->mtime_ns);
+    so_u64(o, (uint64_t)ob->ctime_ns);
+    if (ob->type != OBJ_DIR)
         so_blob(o, ob->val->data, ob->val->len);
     const tree_hooks_t *hk = tree_hooks(ob->ns);
     if (hk && hk->snap_fields)
@@ -741,7 +942,8 @@ static int restore_obj(snapin_t *in, state_t *st)
     if (nlen < 0)
         return nlen;
     size_t nl = (size_t)nlen;
-    if (ns <= NS_NONE || ns >= NS__COUNT || (type != OBJ_DIR && type != OBJ_FILE))
+    if (ns <= NS_NONE || ns >= NS__COUNT ||
+        (type != OBJ_DIR && type != OBJ_FILE && type != OBJ_LINK))
         return -QERR_CORRUPT;
     const tree_hooks_t *hk = tree_hooks(ns);
     obj_t *ob;
@@ -758,11 +960,21 @@ static int restore_obj(snapin_t *in, state_t *st)
             return -QERR_CORRUPT;
         ob = obj_add(t, p, name, nl, type, ns, id);
     }
-    ob->mtime_ms = si_u64(in);
-    if (type == OBJ_FILE) {
+    uint32_t mode = si_u32(in);
+    ob->uid = si_u32(in);
+    ob->gid = si_u32(in);
+    ob->atime_ns = (int64_t)si_u64(in);
+    set_mtime(ob, (int64_t)si_u64(in));
+    ob->ctime_ns = (int64_t)si_u64(in);
+    if (in->err)
+        return in->err;
+    if (mode > TREE_MODE_MASK)
+        return si_corrupt(in, "tree: a mode above 07777");
+    ob->mode = (uint16_t)mode;
+    if (type != OBJ_DIR) {
         uint32_t vl = si_u32(in);
-        if (in->err || vl > TREE_VALUE_MAX)
-            return in->err ? in->err : -QERR_CORRUPT;
+        if (in->err || vl > (type == OBJ_LINK ? TREE_LINK_MAX : TREE_VALUE_MAX))
+            return in->err ? in->err : si_corrupt(in, "tree: a value or link target too long");
         blob_t *b = blob_xnew(NULL, vl);
         si_bytes(in, b->data, vl);
         blob_unref(ob->val);
@@ -804,6 +1016,7 @@ int tree_sm_restore(state_t *st, snapin_t *in)
 
 typedef struct verify {
     const state_t *st;
+    int64_t now;       /* the shard's time in ns: no ctime is later */
     uint64_t seen;
     const char *why;
 } verify_t;
@@ -814,9 +1027,20 @@ static void verify_obj(verify_t *v, const obj_t *o, size_t pathlen)
     const char **why = &v->why;
     v->seen++;
     SM_VERIFY(why, tree_by_id(v->st, o->id) == o, "tree: an object is not found by its id");
-    SM_VERIFY(why, o->type == OBJ_DIR || o->type == OBJ_FILE, "tree: an object of no type");
-    SM_VERIFY(why, (o->type == OBJ_FILE) == (o->val != NULL),
-              "tree: a file without a value, or a directory with one");
+    SM_VERIFY(why, o->type == OBJ_DIR || o->type == OBJ_FILE || o->type == OBJ_LINK,
+              "tree: an object of no type");
+    SM_VERIFY(why, (o->type != OBJ_DIR) == (o->val != NULL),
+              "tree: a file or link without a value, or a directory with one");
+    SM_VERIFY(why, o->mode <= TREE_MODE_MASK, "tree: a mode above 07777");
+    SM_VERIFY(why, o->ctime_ns <= v->now, "tree: a ctime after the shard's time");
+    SM_VERIFY(why, o->mtime_ms == (o->mtime_ns > 0 ? (uint64_t)o->mtime_ns / 1000000 : 0),
+              "tree: mtime_ms is not derived from mtime_ns");
+    if (o->type == OBJ_LINK && o->val) {
+        SM_VERIFY(why, o->val->len >= 1 && o->val->len <= TREE_LINK_MAX &&
+                           !memchr(o->val->data, 0, o->val->len),
+                  "tree: a link target empty, too long or with a NUL byte");
+        SM_VERIFY(why, o->mode == TREE_MODE_LINK, "tree: a link whose mode is not 0777");
+    }
     SM_VERIFY(why, pathlen <= TREE_PATH_MAX, "tree: a path over TREE_PATH_MAX");
     if (o->parent) {
         const tree_hooks_t *hk = tree_hooks(o->ns);
@@ -831,20 +1055,23 @@ static void verify_obj(verify_t *v, const obj_t *o, size_t pathlen)
                             (o->id >= STATE_PID_FIRST && o->id < t->next_pid)),
                   "tree: an id outside the ranges handed out");
     }
-    uint32_t n = 0;
+    uint32_t n = 0, nd = 0;
     for (const obj_t *c = o->children; c && !*why; c = c->hh.next) {
         n++;
+        nd += c->type == OBJ_DIR;
         SM_VERIFY(why, c->parent == o, "tree: a child whose parent link points elsewhere");
         if (!*why)
             verify_obj(v, c, pathlen + (pathlen ? 1 : 0) + strlen(c->name));
     }
     SM_VERIFY(why, n == o->nchildren, "tree: nchildren differs from the children");
+    SM_VERIFY(why, nd == o->nsubdirs,
+              "tree: a directory's link count differs from its subdirectories");
 }
 
 const char *tree_sm_verify(const state_t *st)
 {
     const tree_t *t = &st->tree;
-    verify_t v = { .st = st };
+    verify_t v = { .st = st, .now = tree_ns_of_ms(st->now_ms) };
     SM_VERIFY(&v.why, t->next_id >= STATE_FIRST_ID && t->next_id <= STATE_PID_FIRST &&
                           t->next_pid >= STATE_PID_FIRST && t->next_pid <= STATE_PID_END,
               "tree: next ids outside their ranges");
@@ -868,37 +1095,111 @@ void tree_sm_check(const state_t *st) { SM_ASSERT_VERIFIED(tree_sm_verify(st)); 
 
 /* ---- encoders ---- */
 
+static void owner(cmdbuf_t *b, uint32_t mode, uint32_t uid, uint32_t gid)
+{
+    cmd_u32(b, mode & TREE_MODE_MASK);
+    cmd_u32(b, uid);
+    cmd_u32(b, gid);
+}
+
+void tree_cmd_mkdir(cmdbuf_t *b, uint64_t now, int ns, const char *path, uint32_t mode,
+                    uint32_t uid, uint32_t gid)
+{
+    cmd_begin(b, CMD_MKDIR, (uint8_t)ns, now);
+    cmd_str(b, path);
+    owner(b, mode, uid, gid);
+}
+
 void tree_cmd_path(cmdbuf_t *b, uint8_t op, uint64_t now, int ns, const char *path)
 {
     ASSERT(op == CMD_MKDIR || op == CMD_RMDIR || op == CMD_UNLINK || op == CMD_SETMTIME);
+    if (op == CMD_MKDIR) {
+        tree_cmd_mkdir(b, now, ns, path, TREE_MODE_DIR, 0, 0);
+        return;
+    }
     cmd_begin(b, op, (uint8_t)ns, now);
     cmd_str(b, path);
 }
 
-/* The path, the flags and the id they may announce, common to PUT and WRITE. */
+/* The path, the flags, the ids they announce and the owner of a creation, common to PUT
+ * and WRITE. */
 static void begin_value(cmdbuf_t *b, uint8_t op, uint64_t now, int ns, const char *path,
-                        uint8_t flags, uint64_t id)
+                        uint8_t flags, uint64_t id, uint64_t ifid, uint32_t mode,
+                        uint32_t uid, uint32_t gid)
 {
+    flags &= (uint8_t)~(CMD_PUT_ID | CMD_PUT_IFID);
+    flags |= (id ? CMD_PUT_ID : 0) | (ifid ? CMD_PUT_IFID : 0);
     cmd_begin(b, op, (uint8_t)ns, now);
     cmd_str(b, path);
-    cmd_u8(b, id ? flags | CMD_PUT_ID : flags & ~CMD_PUT_ID);
+    cmd_u8(b, flags);
     if (id)
         cmd_u64(b, id);
+    if (ifid)
+        cmd_u64(b, ifid);
+    if (flags & CMD_PUT_CREATE)
+        owner(b, mode, uid, gid);
+}
+
+void tree_cmd_put_full(cmdbuf_t *b, uint64_t now, int ns, const char *path, uint8_t flags,
+                       uint64_t id, uint64_t ifid, uint32_t mode, uint32_t uid, uint32_t gid,
+                       const void *val, size_t len)
+{
+    begin_value(b, CMD_PUT, now, ns, path, flags, id, ifid, mode, uid, gid);
+    cmd_bytes(b, val, len);
 }
 
 void tree_cmd_put(cmdbuf_t *b, uint64_t now, int ns, const char *path, uint8_t flags,
                   uint64_t id, const void *val, size_t len)
 {
-    begin_value(b, CMD_PUT, now, ns, path, flags, id);
-    cmd_bytes(b, val, len);
+    tree_cmd_put_full(b, now, ns, path, flags, id, 0, TREE_MODE_FILE, 0, 0, val, len);
+}
+
+void tree_cmd_create(cmdbuf_t *b, uint64_t now, int ns, const char *path, uint8_t flags,
+                     uint64_t id, uint32_t mode, uint32_t uid, uint32_t gid, const void *val,
+                     size_t len)
+{
+    tree_cmd_put_full(b, now, ns, path, flags | CMD_PUT_CREATE, id, 0, mode, uid, gid, val,
+                      len);
+}
+
+void tree_cmd_write_full(cmdbuf_t *b, uint64_t now, int ns, const char *path, uint8_t flags,
+                         uint64_t id, uint64_t ifid, uint32_t mode, uint32_t uid,
+                         uint32_t gid, uint64_t off, const void *data, size_t len)
+{
+    begin_value(b, CMD_WRITE, now, ns, path, flags, id, ifid, mode, uid, gid);
+    cmd_u64(b, off);
+    cmd_bytes(b, data, len);
 }
 
 void tree_cmd_write(cmdbuf_t *b, uint64_t now, int ns, const char *path, uint8_t flags,
                     uint64_t id, uint64_t off, const void *data, size_t len)
 {
-    begin_value(b, CMD_WRITE, now, ns, path, flags, id);
-    cmd_u64(b, off);
-    cmd_bytes(b, data, len);
+    tree_cmd_write_full(b, now, ns, path, flags, id, 0, TREE_MODE_FILE, 0, 0, off, data, len);
+}
+
+void tree_cmd_symlink(cmdbuf_t *b, uint64_t now, int ns, const char *path,
+                      const char *target, uint32_t uid, uint32_t gid)
+{
+    cmd_begin(b, CMD_SYMLINK, (uint8_t)ns, now);
+    cmd_str(b, path);
+    cmd_str(b, target);
+    cmd_u32(b, uid);
+    cmd_u32(b, gid);
+}
+
+void tree_cmd_setattr(cmdbuf_t *b, uint64_t now, int ns, const char *path, uint64_t ifid,
+                      uint8_t mask, uint32_t mode, uint32_t uid, uint32_t gid,
+                      int64_t atime_ns, int64_t mtime_ns)
+{
+    cmd_begin(b, CMD_SETATTR, (uint8_t)ns, now);
+    cmd_str(b, path);
+    cmd_u64(b, ifid);
+    cmd_u8(b, mask);
+    cmd_u32(b, mode);
+    cmd_u32(b, uid);
+    cmd_u32(b, gid);
+    cmd_u64(b, (uint64_t)atime_ns);
+    cmd_u64(b, (uint64_t)mtime_ns);
 }
 
 void tree_cmd_rename(cmdbuf_t *b, uint64_t now, int ns, const char *from, const char *to,
