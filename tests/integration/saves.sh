@@ -218,7 +218,8 @@ checke save-kinds-content '[ "$(cat "$SD/echo-new")" = v ] && [ "$(cat "$SD/echo
     cmp -s "$SD/dd-old" "$T/big2" && cmp -s "$SD/py-new" "$T/big" && cmp -s "$SD/py-old" "$T/big2"'
 for n in echo-new echo-old printf-new printf-old cp-new cp-old dd-new dd-old py-new py-old; do
     checke "one-revision-$n" '[ "$EV_OK" = 1 ] && [ "$(evn any $n)" = 1 ] && [ "$(evn put $n)" = 1 ] &&
-        [ "$(evrevs put $n)" = "$(ver "$SD/$n")" ]' || note "$n: $(evn any $n) events (revs $(evrevs put $n | tr '\n' ' '))"
+        [ "$(evrevs put $n)" = "$(ver "$SD/$n")" ] && timeout 10 cmp -s "$SD/$n@$(evrevs put $n)" "$SD/$n"' ||
+        note "$n: $(evn any $n) events (revs $(evrevs put $n | tr '\n' ' '))"
 done
 checke save-kinds-no-other-events '[ "$(evall)" = 10 ]' || note "$(evall) events"
 
