@@ -4,7 +4,18 @@
  * Inodes here are object ids (>= STATE_FIRST_ID, and the namespace roots), the future ids
  * of pending creations (fs/mount.h), and control entries, which go to the namespace's
  * tree_front_t. Every callback replies exactly once: a do_* helper returns an errno and a
- * thin callback replies. */
+ * thin callback replies.
+ *
+ * POSIX metadata (docs/FILE-INTERFACE.md): getattr shows the tree's mode, owner, link
+ * count and ns times; a namespace root whose times are still 0 shows the time this process
+ * first showed one instead of 1970. setattr turns chmod, chown and utimensat into one
+ * CMD_SETATTR. Without -o default_permissions the kernel checks nothing, so setattr checks
+ * the POSIX rules itself: root may do anything; the owner may chmod, set explicit times and
+ * change the group to its own (primary or supplementary) group; a chmod by a non-root
+ * owner whose group is not the caller's drops S_ISGID; changing the owner to another uid is
+ * root's; setting times to "now" (`touch`) is allowed to any caller the kernel lets through
+ * (with default_permissions, the kernel has checked write permission). Reads never update
+ * atime (as noatime). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -41,12 +52,77 @@ obj_t *tf_live_obj(const treq_t *t, uint64_t ino)
     return o && tree_live(o, node_now_ms()) ? o : NULL;
 }
 
+static struct timespec ts_of_ns(int64_t ns)
+{
+    struct timespec ts;
+    int64_t sec = ns / 1000000000, rem = ns % 1000000000;
+    if (rem < 0) {
+        rem += 1000000000;
+        sec--;
+    }
+    ts.tv_sec = (time_t)sec;
+    ts.tv_nsec = (long)rem;
+    return ts;
+}
+
+/* A time in ns from a timespec the kernel gave, clamped to what an int64 of ns holds
+ * (years 1678 to 2262). */
+static int64_t ns_of_ts(const struct timespec *ts)
+{
+    const int64_t lim = INT64_MAX / 1000000000 - 1;
+    if (ts->tv_sec > lim)
+        return INT64_MAX;
+    if (ts->tv_sec < -lim)
+        return INT64_MIN;
+    return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+/* What a namespace root whose times are 0 (nothing changed it yet) shows: the time this
+ * process first showed such a root, so that no root shows 1970. */
+static int64_t root_time_ns(void)
+{
+    static int64_t first;
+    int64_t v = __atomic_load_n(&first, __ATOMIC_RELAXED);
+    if (v == 0) {
+        int64_t now = tree_ns_of_ms(node_now_ms());
+        if (!__atomic_compare_exchange_n(&first, &v, now, 0, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED))
+            return v;
+        v = now;
+    }
+    return v;
+}
+
 void tf_obj_stat(const obj_t *o, struct stat *s)
 {
-    if (o->type == OBJ_DIR)
-        mount_stat(s, o->id, S_IFDIR | 0755, 0, o->mtime_ms);
-    else
-        mount_stat(s, o->id, S_IFREG | 0644, o->val->len, o->mtime_ms);
+    mode_t type = o->type == OBJ_DIR ? S_IFDIR : o->type == OBJ_LINK ? S_IFLNK : S_IFREG;
+    mount_stat(s, o->id, type | o->mode, o->type == OBJ_DIR ? 0 : (off_t)o->val->len, 0);
+    s->st_nlink = tree_nlink(o);
+    s->st_uid = o->uid;
+    s->st_gid = o->gid;
+    int64_t at = o->atime_ns, mt = o->mtime_ns, ct = o->ctime_ns;
+    if (!o->parent) {
+        int64_t r = at && mt && ct ? 0 : root_time_ns();
+        at = at ? at : r;
+        mt = mt ? mt : r;
+        ct = ct ? ct : r;
+    }
+    s->st_atim = ts_of_ns(at);
+    s->st_mtim = ts_of_ns(mt);
+    s->st_ctim = ts_of_ns(ct);
+}
+
+void tf_entry_new_file(uint64_t id, uint32_t mode, uint32_t uid, uint32_t gid,
+                       struct fuse_entry_param *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->ino = id;
+    e->generation = 1;
+    mount_stat(&e->attr, id, S_IFREG | (mode & TREE_MODE_MASK), 0, 0);
+    e->attr.st_uid = uid;
+    e->attr.st_gid = gid;
+    e->attr.st_mtim = ts_of_ns(tree_ns_of_ms(node_now_ms()));
+    e->attr.st_atim = e->attr.st_ctim = e->attr.st_mtim;
 }
 
 static void entry_for_obj(const obj_t *o, struct fuse_entry_param *e)
@@ -64,6 +140,7 @@ void tf_entry_pending(uint64_t id, struct fuse_entry_param *e)
     e->generation = 1;
     mount_stat(&e->attr, id, S_IFREG | 0644, 0, node_now_ms());
 }
+
 
 int tf_getattr(const treq_t *t, uint64_t ino, struct stat *s)
 {
@@ -221,28 +298,87 @@ static int propose_path(const treq_t *t, uint8_t op, int ns, const char *path,
 
 /* ---- directories ---- */
 
+/* Replies with the entry of the object a creation's result names (mkdir, symlink). */
+static int created_entry(const treq_t *t, const sm_result_t *res, struct fuse_entry_param *e)
+{
+    int rc = 0;
+    pthread_rwlock_rdlock(&t->st->lock);
+    obj_t *o = tree_by_id(t->st, tf_result_id(res));
+    if (o)
+        entry_for_obj(o, e);
+    else
+        rc = -ENOENT;
+    pthread_rwlock_unlock(&t->st->lock);
+    return rc;
+}
+
+/* mode comes with the umask applied by the kernel; the owner is the caller. */
 static void t_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
     treq_t t = treq(req);
     uint64_t t0 = metrics_now_ns();
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
     char path[4096];
     int ns;
     sm_result_t res;
     struct fuse_entry_param e;
     int rc = tf_child_path(&t, parent, name, &ns, path, sizeof(path), 1);
-    if (rc == 0)
-        rc = propose_path(&t, CMD_MKDIR, ns, path, &res);
     if (rc == 0) {
-        pthread_rwlock_rdlock(&t.st->lock);
-        obj_t *o = tree_by_id(t.st, tf_result_id(&res));
-        if (o)
-            entry_for_obj(o, &e);
-        else
-            rc = -ENOENT;
-        pthread_rwlock_unlock(&t.st->lock);
+        cmdbuf_t b;
+        tree_cmd_mkdir(&b, node_now_ms(), ns, path, mode & TREE_MODE_MASK, ctx->uid, ctx->gid);
+        rc = node_propose(t.node, &b, &res);
     }
+    if (rc == 0)
+        rc = created_entry(&t, &res, &e);
     metrics_op(node_metrics(t.node), MOP_mkdir, t0, -rc);
     front_reply_entry(req, rc, &e);
+}
+
+static void t_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    treq_t t = treq(req);
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    char path[4096];
+    int ns;
+    sm_result_t res;
+    struct fuse_entry_param e;
+    size_t tl = strlen(link);
+    int rc = tl == 0 ? -ENOENT : tl > TREE_LINK_MAX ? -ENAMETOOLONG : 0;
+    if (rc == 0)
+        rc = tf_child_path(&t, parent, name, &ns, path, sizeof(path), 1);
+    if (rc == 0) {
+        cmdbuf_t b;
+        tree_cmd_symlink(&b, node_now_ms(), ns, path, link, ctx->uid, ctx->gid);
+        rc = node_propose(t.node, &b, &res);
+    }
+    if (rc == 0)
+        rc = created_entry(&t, &res, &e);
+    front_reply_entry(req, rc, &e);
+}
+
+static void t_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    treq_t t = treq(req);
+    char *target = NULL;
+    int rc = 0;
+    if (mount_is_ctl(ino)) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    pthread_rwlock_rdlock(&t.st->lock);
+    obj_t *o = tf_live_obj(&t, ino);
+    if (!o)
+        rc = -ENOENT;
+    else if (o->type != OBJ_LINK)
+        rc = -EINVAL;
+    else if (!(target = strndup((const char *)o->val->data, o->val->len)))
+        rc = -ENOMEM;
+    pthread_rwlock_unlock(&t.st->lock);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_readlink(req, target);
+    free(target);
 }
 
 static int do_remove(const treq_t *t, uint8_t op, uint64_t parent, const char *name)
@@ -338,7 +474,10 @@ static int do_opendir(const treq_t *t, uint64_t ino, dirfh_t **out)
         d->ents[1].ino = o->parent ? o->parent->id : FUSE_ROOT_ID;
         for (obj_t *c = o->children; c && rc == 0; c = c->hh.next)
             if (tree_live(c, now))
-                rc = dirlist_add(d, c->name, c->id, c->type == OBJ_DIR ? S_IFDIR : S_IFREG);
+                rc = dirlist_add(d, c->name, c->id,
+                                 c->type == OBJ_DIR    ? S_IFDIR
+                                 : c->type == OBJ_LINK ? S_IFLNK
+                                                       : S_IFREG);
     }
     pthread_rwlock_unlock(&t->st->lock);
     if (rc < 0) {
@@ -379,11 +518,105 @@ static void t_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
     fuse_reply_err(req, 0);
 }
 
+/* Whether the caller of req is in group g (its primary or a supplementary group). */
+static int in_group(fuse_req_t req, uint32_t g)
+{
+    if (fuse_req_ctx(req)->gid == g)
+        return 1;
+    gid_t groups[64];
+    int n = fuse_req_getgroups(req, 64, groups);
+    for (int i = 0; i < n && i < 64; i++)
+        if (groups[i] == g)
+            return 1;
+    return 0;
+}
+
+#define SET_TIMES (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | \
+                   FUSE_SET_ATTR_MTIME_NOW)
+#define SET_META (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | SET_TIMES)
+
+/* The POSIX rules for a setattr by the caller of req on an object owned by ouid:ogid (see
+ * the top of this file). 0 or -EPERM; *mode may lose S_ISGID. */
+static int may_setattr(fuse_req_t req, uint32_t ouid, uint32_t ogid, int to_set,
+                       const struct stat *attr, uint32_t *mode)
+{
+    const struct fuse_ctx *c = fuse_req_ctx(req);
+    if (c->uid == 0)
+        return 0;
+    int owner = c->uid == ouid;
+    int explicit_times = ((to_set & FUSE_SET_ATTR_ATIME) && !(to_set & FUSE_SET_ATTR_ATIME_NOW)) ||
+                         ((to_set & FUSE_SET_ATTR_MTIME) && !(to_set & FUSE_SET_ATTR_MTIME_NOW));
+    if (!owner && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
+        return -EPERM;
+    if (!owner && explicit_times)
+        return -EPERM;
+    if ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != ouid)
+        return -EPERM;
+    if ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != ogid && !in_group(req, attr->st_gid))
+        return -EPERM;
+    uint32_t g = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : ogid;
+    if ((to_set & FUSE_SET_ATTR_MODE) && !in_group(req, g))
+        *mode &= ~(uint32_t)S_ISGID;
+    return 0;
+}
+
+/* chmod, chown and utimensat of object ino in one CMD_SETATTR, after the POSIX checks. The
+ * command names the object by path and id (ifid), so a rename in between gives ESTALE
+ * rather than changing another object; it is then resolved and tried again. */
+static int setattr_meta(const treq_t *t, uint64_t ino, const struct stat *attr, int to_set)
+{
+    for (int tries = 0;; tries++) {
+        char path[4096];
+        int ns = 0, rc = -ENOENT;
+        uint32_t ouid = 0, ogid = 0;
+        pthread_rwlock_rdlock(&t->st->lock);
+        obj_t *o = tf_live_obj(t, ino);
+        if (o) {
+            rc = tree_path(o, path, sizeof(path));
+            ns = o->ns;
+            ouid = o->uid;
+            ogid = o->gid;
+        }
+        pthread_rwlock_unlock(&t->st->lock);
+        if (rc < 0)
+            return rc;
+        if (!tree_hooks(ns))   /* the root of a namespace not built yet: fixed */
+            return (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+                       ? -EPERM : 0;
+        uint32_t mode = attr->st_mode & TREE_MODE_MASK;
+        rc = may_setattr(t->req, ouid, ogid, to_set, attr, &mode);
+        if (rc < 0)
+            return rc;
+        uint8_t mask = 0;
+        if (to_set & FUSE_SET_ATTR_MODE)
+            mask |= CMD_SETATTR_MODE;
+        if (to_set & FUSE_SET_ATTR_UID)
+            mask |= CMD_SETATTR_UID;
+        if (to_set & FUSE_SET_ATTR_GID)
+            mask |= CMD_SETATTR_GID;
+        /* The kernel sends ATIME with ATIME_NOW for "now". */
+        if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+            mask |= CMD_SETATTR_ATIME_NOW;
+        else if (to_set & FUSE_SET_ATTR_ATIME)
+            mask |= CMD_SETATTR_ATIME;
+        if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+            mask |= CMD_SETATTR_MTIME_NOW;
+        else if (to_set & FUSE_SET_ATTR_MTIME)
+            mask |= CMD_SETATTR_MTIME;
+        cmdbuf_t b;
+        tree_cmd_setattr(&b, node_now_ms(), ns, path, ino, mask, mode, attr->st_uid,
+                         attr->st_gid, ns_of_ts(&attr->st_atim), ns_of_ts(&attr->st_mtim));
+        rc = node_propose(t->node, &b, NULL);
+        if (rc != -ESTALE || tries == 2)
+            return rc;
+    }
+}
+
+/* Size first (through tree_file.c, which also commits a pending creation), then the
+ * metadata in one command. Control entries keep their fixed attributes. */
 static int do_setattr(const treq_t *t, uint64_t ino, struct stat *attr, int to_set,
                       struct fuse_file_info *fi)
 {
-    if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
-        return -EPERM;           /* ownership and permission bits are fixed */
     if (mount_is_ctl(ino))
         return -EPERM;           /* control files */
     int rc = tfile_settle_pending(t, ino, fi);
@@ -394,16 +627,8 @@ static int do_setattr(const treq_t *t, uint64_t ino, struct stat *attr, int to_s
         if (rc < 0)
             return rc;
     }
-    if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_ATIME |
-                  FUSE_SET_ATTR_ATIME_NOW)) {
-        char path[4096];
-        int ns;
-        rc = tf_obj_path(t, ino, &ns, path, sizeof(path), NULL);
-        if (rc == 0 && tree_hooks(ns))
-            rc = propose_path(t, CMD_SETMTIME, ns, path, NULL);
-        if (rc < 0 && rc != -EPERM)
-            return rc;
-    }
+    if (to_set & SET_META)
+        return setattr_meta(t, ino, attr, to_set);
     return 0;
 }
 
@@ -520,6 +745,8 @@ const struct fuse_lowlevel_ops tree_fuse_ops = {
     .getattr = t_getattr,
     .setattr = t_setattr,
     .mkdir = t_mkdir,
+    .symlink = t_symlink,
+    .readlink = t_readlink,
     .unlink = t_unlink,
     .rmdir = t_rmdir,
     .rename = t_rename,
