@@ -87,13 +87,19 @@ def op_utime(a):
 
 def op_fstat_unlinked(a):
     """fstat-unlinked PATH: open, unlink, fstat and read through the descriptor.
-    Prints OK nlink=<n> size=<n> data=<text>."""
+    Prints OK nlink=<n> size=<n> data=<text>, or the failing step and its errno."""
     fd = os.open(a[0], os.O_RDONLY)
+    step = "unlink"
     try:
         os.unlink(a[0])
+        step = "fstat"
         st = os.fstat(fd)
+        step = "read"
         data = os.read(fd, 1000).decode(errors="replace")
         return "nlink=%d size=%d data=%s" % (st.st_nlink, st.st_size, data.strip())
+    except OSError as e:
+        print("%s at %s after open" % (ename(e), step))
+        sys.exit(0)
     finally:
         os.close(fd)
 
