@@ -659,11 +659,17 @@ static void walk_state(walk_t *w)
         unsigned ns = (unsigned)w_int(w, 1, "namespace"), type = (unsigned)w_int(w, 1, "type");
         w_str(w, "name", name, sizeof(name));
         snprintf(w->ctx, sizeof(w->ctx), "object tree, %s/ %s '%s' (id %llu, parent %llu)",
-                 ns < NS__COUNT && ns ? ns_names[ns] : "?", type == OBJ_DIR ? "dir" : "file",
+                 ns < NS__COUNT && ns ? ns_names[ns] : "?",
+                 type == OBJ_DIR ? "dir" : type == OBJ_LINK ? "link" : "file",
                  name, (unsigned long long)id, (unsigned long long)pid);
-        w_int(w, 8, "mtime_ms");
-        if (type == OBJ_FILE)
-            w_str(w, "value", NULL, 0);
+        w_int(w, 4, "mode");
+        w_int(w, 4, "uid");
+        w_int(w, 4, "gid");
+        w_int(w, 8, "atime_ns");
+        w_int(w, 8, "mtime_ns");
+        w_int(w, 8, "ctime_ns");
+        if (type == OBJ_FILE || type == OBJ_LINK)
+            w_str(w, type == OBJ_LINK ? "target" : "value", NULL, 0);
         if (ns == NS_CACHE) {
             w_int(w, 8, "expires_ms");
             w_int(w, 4, "ttl_s");
@@ -820,6 +826,23 @@ static uint64_t pid_id(fsrun_t *run, rng_t *r)
     return STATE_PID_FIRST + 16 + run->next_pid++;
 }
 
+/* The owner of a creation (version 2): mostly valid, sometimes a mode above 07777 or an
+ * owner of -1 (refused). */
+static void an_owner(rng_t *r, cmdbuf_t *b)
+{
+    static const uint32_t modes[] = { 0644, 0600, 0755, 04755, 07777, 0, 010000 };
+    cmd_u32(b, modes[rng_below(r, 7)]);
+    cmd_u32(b, rng_chance(r, 20) ? UINT32_MAX : (uint32_t)rng_below(r, 3) * 1000);
+    cmd_u32(b, (uint32_t)rng_below(r, 3));
+}
+
+/* An object id for CMD_PUT_IFID / SETATTR: one the run may have seen, or a stray one. */
+static uint64_t an_ifid(rng_t *r)
+{
+    return rng_chance(r, 500) ? STATE_FIRST_ID + rng_below(r, 40)
+                              : STATE_PID_FIRST + rng_below(r, 24);
+}
+
 /* cache/ and config/: the generic tree commands. */
 static void gen_tree(fsrun_t *run, rng_t *r, cmdbuf_t *b, uint8_t ns)
 {
@@ -834,11 +857,17 @@ static void gen_tree(fsrun_t *run, rng_t *r, cmdbuf_t *b, uint8_t ns)
                                       CMD_PUT_CREATE | CMD_PUT_KEEP, 0,
                                       CMD_PUT_CREATE | CMD_PUT_ID };
         uint8_t f = fl[rng_below(r, sizeof(fl))];
+        if (rng_chance(r, 100))
+            f |= CMD_PUT_IFID;
         cmd_begin(b, CMD_PUT, ns, 0);
         cmd_str(b, p);
         cmd_u8(b, f);
         if (f & CMD_PUT_ID)
             cmd_u64(b, pid_id(run, r));
+        if (f & CMD_PUT_IFID)
+            cmd_u64(b, an_ifid(r));
+        if (f & CMD_PUT_CREATE)
+            an_owner(r, b);
         value(r, b, !cfg && rng_chance(r, 100) ? 600 : 40);
     } else if (k < 42) {                                  /* WRITE */
         uint8_t f = rng_chance(r, 700) ? CMD_PUT_CREATE : 0;
@@ -853,11 +882,17 @@ static void gen_tree(fsrun_t *run, rng_t *r, cmdbuf_t *b, uint8_t ns)
         int setlen = rng_chance(r, 100);
         if (setlen)
             f |= CMD_WRITE_SETLEN;
+        if (rng_chance(r, 50))
+            f |= CMD_PUT_IFID;
         cmd_begin(b, CMD_WRITE, ns, 0);
         cmd_str(b, p);
         cmd_u8(b, f);
         if (f & CMD_PUT_ID)
             cmd_u64(b, pid_id(run, r));
+        if (f & CMD_PUT_IFID)
+            cmd_u64(b, an_ifid(r));
+        if (f & CMD_PUT_CREATE)
+            an_owner(r, b);
         cmd_u64(b, rng_below(r, setlen ? 80 : 40));
         if (setlen)
             cmd_bytes(b, "", 0);
@@ -866,6 +901,7 @@ static void gen_tree(fsrun_t *run, rng_t *r, cmdbuf_t *b, uint8_t ns)
     } else if (k < 52) {                                  /* MKDIR */
         cmd_begin(b, CMD_MKDIR, ns, 0);
         cmd_str(b, rng_chance(r, 800) ? mk[rng_below(r, NMK)] : p);
+        an_owner(r, b);
     } else if (k < 56) {                                  /* RMDIR */
         cmd_begin(b, CMD_RMDIR, ns, 0);
         cmd_str(b, rng_chance(r, 700) ? mk[rng_below(r, NMK)] : p);
@@ -902,9 +938,29 @@ static void gen_tree(fsrun_t *run, rng_t *r, cmdbuf_t *b, uint8_t ns)
             cmd_str(b, strcmp(nm, "user.ttl_sliding") ? PICK(r, vals)
                                                       : rng_chance(r, 800) ? "1" : "0");
         }
-    } else if (k < 90) {                                  /* SETMTIME (touch(1)) */
+    } else if (k < 87) {                                  /* SETMTIME (a v1 touch(1)) */
         cmd_begin(b, CMD_SETMTIME, ns, 0);
         cmd_str(b, p);
+    } else if (k < 89) {                                  /* SETATTR: chmod, chown, touch */
+        static const uint8_t masks[] = { CMD_SETATTR_MODE, CMD_SETATTR_UID | CMD_SETATTR_GID,
+                                         CMD_SETATTR_MTIME_NOW | CMD_SETATTR_ATIME_NOW,
+                                         CMD_SETATTR_MTIME | CMD_SETATTR_ATIME, 0,
+                                         CMD_SETATTR_ALL, CMD_SETATTR_MODE | CMD_SETATTR_MTIME };
+        static const int64_t times[] = { 0, -1, 981173106123456789ll, INT64_MAX, INT64_MIN };
+        cmd_begin(b, CMD_SETATTR, ns, 0);
+        cmd_str(b, rng_chance(r, 100) ? "" : rng_chance(r, 200) ? mk[rng_below(r, NMK)] : p);
+        cmd_u64(b, rng_chance(r, 200) ? an_ifid(r) : 0);
+        cmd_u8(b, masks[rng_below(r, 7)]);
+        an_owner(r, b);
+        cmd_u64(b, (uint64_t)times[rng_below(r, 5)]);
+        cmd_u64(b, (uint64_t)times[rng_below(r, 5)]);
+    } else if (k < 90) {                                  /* SYMLINK */
+        static const char *const targets[] = { "k0", "../x", "/abs/path", "", "a\nb" };
+        cmd_begin(b, CMD_SYMLINK, ns, 0);
+        cmd_str(b, p);
+        cmd_str(b, PICK(r, targets));
+        cmd_u32(b, (uint32_t)rng_below(r, 2));
+        cmd_u32(b, rng_chance(r, 20) ? UINT32_MAX : 0);
     } else if (k < 96) {                                  /* TOUCH: reads of sliding keys */
         uint32_t n = (uint32_t)rng_range(r, 1, 3);
         cmd_begin(b, CMD_TOUCH, ns, 0);
@@ -1176,6 +1232,8 @@ static void gen_edge(fsrun_t *run, rng_t *r, cmdbuf_t *b)
             cmd_str(b, longname);
         } else
             cmd_str(b, PICK(r, bad_names));
+        if (ns == NS_CACHE || ns == NS_CONFIG)
+            an_owner(r, b);
         if (ns == NS_LOCKS) {
             cmd_u8(b, 0);
             cmd_u64(b, 1);
@@ -1325,6 +1383,7 @@ static const opdesc_t opdescs[] = {
     { 0, CMD_REMOVEXATTR, "REMOVEXATTR", "sb" }, { 0, CMD_EXPIRE, "EXPIRE", "4s8" },
     { 0, CMD_TOUCH, "TOUCH", "4s" }, { 0, CMD_SETMTIME, "SETMTIME", "s" },
     { 0, CMD_SETCAP, "SETCAP", "8" }, { 0, CMD_WRITE, "WRITE", "s1" },
+    { 0, CMD_SETATTR, "SETATTR", "s81444" "88" }, { 0, CMD_SYMLINK, "SYMLINK", "sb44" },
     { NS_QUEUES, QOP_MKDIR, "MKDIR", "s" }, { NS_QUEUES, QOP_RMDIR, "RMDIR", "s1" },
     { NS_QUEUES, QOP_SET, "SET", "s18" }, { NS_QUEUES, QOP_PUSH, "PUSH", "s4b" },
     { NS_QUEUES, QOP_TAKE, "TAKE", "s881" }, { NS_QUEUES, QOP_CANCEL, "CANCEL", "s88" },
