@@ -5,6 +5,8 @@
 #   make bench    run the benchmarks (figures go to docs/PERFORMANCE.md by hand)
 #   make asan     build and run the unit tests under -fsanitize=address,undefined
 #   make fuzz     build with clang and run each libFuzzer target for FUZZ_SECONDS (default 60)
+#   make install  install the binary, man page and systemd unit under PREFIX (default /usr/local),
+#                 staged under DESTDIR if set; make uninstall removes them (docs/INSTALL.md)
 
 BUILD   ?= build
 CC      ?= cc
@@ -123,5 +125,31 @@ bench: deps all
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: what `mount -t fuse.quorumfs` and fstab need is
+# the binary on the PATH that mount.fuse3 runs it with: mount(8) drops the caller's PATH, so
+# /bin/sh's default applies (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin),
+# and fuse3's /sbin/mount.fuse serves every fuse.<subtype> (docs/INSTALL.md).
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+.PHONY: install uninstall
+install: $(BUILD)/quorumfs
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(UNITDIR)
+	install -m 755 $(BUILD)/quorumfs $(DESTDIR)$(BINDIR)/quorumfs
+	install -m 644 docs/quorumfs.1 $(DESTDIR)$(MANDIR)/man1/quorumfs.1
+	sed 's|/usr/local/bin/quorumfs|$(BINDIR)/quorumfs|g' tools/quorumfs@.service \
+	    >$(DESTDIR)$(UNITDIR)/quorumfs@.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/quorumfs@.service
+	@case ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:" in \
+	    *":$(BINDIR):"*) ;; \
+	    *) echo "note: mount -t fuse.quorumfs and fstab look for quorumfs in /usr/local/bin," \
+	            "/usr/bin, /bin, ... only; link $(BINDIR)/quorumfs there (docs/INSTALL.md)" ;; \
+	esac
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/quorumfs $(DESTDIR)$(MANDIR)/man1/quorumfs.1 \
+	    $(DESTDIR)$(UNITDIR)/quorumfs@.service
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

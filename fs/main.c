@@ -1,20 +1,28 @@
-/* fs/main.c — the `quorumfs` command: argument parsing, the start-up checks that give a
- * clear message and a non-zero exit (mountpoint, /dev/fuse, data directory, lock), going to
- * the background, logging (stderr in the foreground, syslog in the background), and the
- * embedded single node's lifetime: open node, mount, serve, unmount, close. */
+/* fs/main.c — the `quorumfs` command: argument parsing (the `quorumfs mount` form and the
+ * `quorumfs SOURCE MOUNTPOINT -o OPTS` form mount.fuse3 and fstab use), the start-up checks
+ * that give a clear message and a non-zero exit (options, mountpoint, /dev/fuse, data
+ * directory, lock), going to the background, logging (stderr in the foreground, syslog in
+ * the background), and the embedded single node's lifetime: open node, mount, serve,
+ * unmount, close. A start-up that fails removes the data directory it created itself. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 #include <dirent.h>
 #include "fs/mount.h"
@@ -25,14 +33,22 @@
 enum { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
+/* Exit statuses (docs/quorumfs.1, EXIT STATUS). */
+enum { EXIT_OK = 0, EXIT_START = 1, EXIT_USAGE = 2 };
+
 typedef struct opts {
     const char *mountpoint;
+    const char *source;       /* mount.fuse3 form: the fstab "device" column (fsname) */
     const char *data;
     int foreground;
     int log_level;
     uint64_t cache_max_bytes;
     uint64_t snapshot_bytes;
-    char fuse_opts[1024];
+    int allow_other;
+    int default_permissions;
+    char fuse_opts[4096];     /* mount options handed to libfuse, comma-separated */
+    char optbuf[8192];        /* copies of the -o arguments; data= etc. point into it */
+    size_t optbuf_used;
 } opts_t;
 
 static int g_log_level = LOG_LVL_INFO;
@@ -60,22 +76,54 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: quorumfs mount MOUNTPOINT [options]\n"
+        "       quorumfs SOURCE MOUNTPOINT -o data=DIR[,OPTION...]   (mount.fuse3, fstab)\n"
         "       quorumfs --help | --version\n"
         "\n"
-        "Mounts the embedded single quorumfs node at MOUNTPOINT: cache/, config/ and the\n"
-        "read-only .cluster/ status directory, backed by a write-ahead log in DIR.\n"
+        "Mounts the embedded single quorumfs node at MOUNTPOINT, backed by a write-ahead log\n"
+        "in the data directory. Returns once the mount is live, then serves it in the\n"
+        "background (with --foreground it stays attached until unmounted).\n"
+        "\n"
+        "The mount's top-level directories:\n"
+        "  cache/     key/value cache: TTLs, sliding TTLs, an LRU cap           served\n"
+        "  config/    versioned configuration: history, file@rev, .events       served\n"
+        "  queues/    FIFO queues: push, pop, leased claims, dead letters       served\n"
+        "  locks/     cluster-wide locks with fencing tokens (flock, O_EXCL)    served\n"
+        "  jobs/ logs/ search/ services/\n"
+        "             empty directories, not built yet (creating in them fails)\n"
+        "  .cluster/  read-only status: health, members, shards, metrics\n"
         "\n"
         "options:\n"
-        "  --data DIR             data directory (default: $XDG_DATA_HOME/quorumfs when\n"
-        "                         XDG_DATA_HOME is set, otherwise ./data)\n"
+        "  --data DIR             data directory, created if missing (default:\n"
+        "                         $XDG_DATA_HOME/quorumfs when XDG_DATA_HOME is set,\n"
+        "                         otherwise ./data); one node per directory (DIR/LOCK)\n"
         "  --foreground, -f       stay in the foreground and log to stderr (default: go to\n"
-        "                         the background once mounted and log to syslog)\n"
-        "  -o OPTS                extra FUSE mount options, comma-separated\n"
+        "                         the background once mounted and log to syslog); under\n"
+        "                         systemd (Type=notify) readiness is sent to NOTIFY_SOCKET\n"
+        "  -o OPT[,OPT...]        mount options, below; -o may be repeated\n"
         "  --log-level LEVEL      error, warn, info (default) or debug\n"
         "  --cache-max-bytes N    LRU cap on cache/ value bytes (default 268435456)\n"
         "  --snapshot-bytes N     snapshot and compact the log after N bytes (default 64 MiB)\n"
+        "  -h, --help             this text\n"
+        "  --version              the version\n"
         "\n"
-        "Unmount with `fusermount3 -u MOUNTPOINT`, SIGTERM or SIGINT.\n");
+        "mount options (-o):\n"
+        "  data=DIR, log_level=LEVEL, cache_max_bytes=N, snapshot_bytes=N\n"
+        "                         the options above, as fstab can give them\n"
+        "  default_permissions    the kernel enforces the files' modes and owners\n"
+        "  allow_other            let other users use the mount; only together with\n"
+        "                         default_permissions (refused alone)\n"
+        "  ro, rw, nosuid, suid, nodev, dev, noexec, exec, noatime, atime, sync, ...\n"
+        "                         generic mount options, passed to FUSE (relatime is the\n"
+        "                         default; strictatime, lazytime, nodiratime and the like\n"
+        "                         have no effect on FUSE and are ignored with a warning)\n"
+        "  defaults, auto, noauto, user, users, nouser, owner, group, _netdev, nofail,\n"
+        "  x-*, comment=*         fstab-only options, accepted and ignored\n"
+        "  (any other FUSE mount option is passed to FUSE, which refuses unknown ones)\n"
+        "\n"
+        "fstab:  quorumfs /mnt/q fuse.quorumfs data=/var/lib/quorumfs,nosuid,nodev 0 0\n"
+        "Unmount with `umount MOUNTPOINT` (root), `fusermount3 -u MOUNTPOINT`, SIGTERM or\n"
+        "SIGINT. Exit status: 0 mounted (or, in the foreground, cleanly unmounted),\n"
+        "1 start-up or mount failure, 2 bad usage. See quorumfs(1).\n");
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -89,7 +137,146 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-/* Returns 0 to go on, 1 when done (help/version printed), -1 on a usage error. */
+/* Sets one valued option, given as `--name VAL` or `-o name=VAL` (shown names it in
+ * messages). Returns 0, or -1 after printing why. */
+static int set_valued(opts_t *o, const char *name, const char *val, const char *shown)
+{
+    if (!val || !val[0]) {
+        fprintf(stderr, "quorumfs: %s needs a value\n", shown);
+        return -1;
+    }
+    if (strcmp(name, "data") == 0) {
+        o->data = val;
+    } else if (strcmp(name, "log_level") == 0) {
+        int k;
+        for (k = 0; k < 4 && strcmp(val, level_names[k]) != 0; k++)
+            ;
+        if (k == 4) {
+            fprintf(stderr, "quorumfs: %s must be error, warn, info or debug\n", shown);
+            return -1;
+        }
+        o->log_level = k;
+    } else if (strcmp(name, "cache_max_bytes") == 0) {
+        if (parse_u64(val, &o->cache_max_bytes) < 0 || o->cache_max_bytes == 0) {
+            fprintf(stderr, "quorumfs: %s takes a positive integer\n", shown);
+            return -1;
+        }
+    } else if (strcmp(name, "snapshot_bytes") == 0) {
+        if (parse_u64(val, &o->snapshot_bytes) < 0 || o->snapshot_bytes < 4096) {
+            fprintf(stderr, "quorumfs: %s takes an integer >= 4096\n", shown);
+            return -1;
+        }
+    } else {
+        return -1;   /* not reached: callers pass the names above */
+    }
+    return 0;
+}
+
+static const char *const valued_names[] = { "data", "log_level", "cache_max_bytes",
+                                            "snapshot_bytes" };
+
+/* Options that only mean something to mount(8), fstab or systemd: accepted, not passed. */
+static int fstab_only(const char *opt)
+{
+    static const char *const names[] = { "defaults", "auto", "noauto", "user", "users",
+                                         "nouser", "owner", "group", "_netdev", "nofail" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(opt, names[i]) == 0)
+            return 1;
+    return strncmp(opt, "x-", 2) == 0 || strncmp(opt, "comment=", 8) == 0;
+}
+
+/* Access-time options libfuse 3.14 does not take. relatime is what a FUSE mount gets
+ * anyway; the others are accepted with a warning, as they have no effect here. */
+static int atime_opt(const char *opt)
+{
+    static const char *const names[] = { "norelatime", "strictatime", "nostrictatime",
+                                         "lazytime", "nolazytime", "diratime", "nodiratime" };
+    if (strcmp(opt, "relatime") == 0)
+        return 1;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(opt, names[i]) == 0) {
+            fprintf(stderr, "quorumfs: warn: -o %s has no effect on a FUSE mount; ignored\n", opt);
+            return 1;
+        }
+    return 0;
+}
+
+/* One -o argument: our own options are taken, fstab-only ones dropped, the rest appended to
+ * o->fuse_opts for libfuse. The text is copied into o->optbuf (values point into it). */
+static int parse_mount_opts(opts_t *o, const char *arg)
+{
+    size_t len = strlen(arg);
+    if (o->optbuf_used + len + 1 > sizeof(o->optbuf)) {
+        fprintf(stderr, "quorumfs: -o options too long\n");
+        return -1;
+    }
+    char *copy = o->optbuf + o->optbuf_used;
+    memcpy(copy, arg, len + 1);
+    o->optbuf_used += len + 1;
+    char *save = NULL;
+    for (char *opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(opt, '=');
+        int ours = 0;
+        if (eq) {
+            size_t klen = (size_t)(eq - opt);
+            char key[32];
+            if (klen < sizeof(key)) {
+                for (size_t i = 0; i < klen; i++)
+                    key[i] = opt[i] == '-' ? '_' : opt[i];
+                key[klen] = 0;
+                for (size_t i = 0; i < sizeof(valued_names) / sizeof(valued_names[0]); i++)
+                    if (strcmp(key, valued_names[i]) == 0)
+                        ours = 1;
+                if (ours) {
+                    char shown[48];
+                    snprintf(shown, sizeof(shown), "-o %s=", key);
+                    if (set_valued(o, key, eq + 1, shown) < 0)
+                        return -1;
+                }
+            }
+        } else {
+            for (size_t i = 0; i < sizeof(valued_names) / sizeof(valued_names[0]); i++)
+                if (strcmp(opt, valued_names[i]) == 0) {
+                    fprintf(stderr, "quorumfs: -o %s needs a value (-o %s=...)\n", opt, opt);
+                    return -1;
+                }
+        }
+        if (ours || fstab_only(opt) || atime_opt(opt))
+            continue;
+        if (strcmp(opt, "allow_other") == 0)
+            o->allow_other = 1;
+        else if (strcmp(opt, "default_permissions") == 0)
+            o->default_permissions = 1;
+        size_t l = strlen(o->fuse_opts);
+        if (l + strlen(opt) + 2 > sizeof(o->fuse_opts)) {
+            fprintf(stderr, "quorumfs: -o options too long\n");
+            return -1;
+        }
+        snprintf(o->fuse_opts + l, sizeof(o->fuse_opts) - l, "%s%s", l ? "," : "", opt);
+    }
+    return 0;
+}
+
+/* Matches a long option `name` given as `--name=VAL` or `--name VAL` (then consumes the next
+ * argument). Returns 1 on a match (*val NULL when the value is missing), else 0. */
+static int long_opt(const char *a, const char *name, int argc, char **argv, int *i,
+                    const char **val)
+{
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n] != 0)
+        return 0;
+    *val = *i + 1 < argc ? argv[++*i] : NULL;
+    return 1;
+}
+
+/* Returns 0 to go on, 1 when done (help/version printed), -1 on a usage error (printed). */
 static int parse_args(int argc, char **argv, opts_t *o)
 {
     memset(o, 0, sizeof(*o));
@@ -99,75 +286,106 @@ static int parse_args(int argc, char **argv, opts_t *o)
         usage(stderr);
         return -1;
     }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage(stdout);
-        return 1;
-    }
-    if (strcmp(argv[1], "--version") == 0) {
-        printf("quorumfs %s\n", QUORUMFS_VERSION);
-        return 1;
-    }
-    if (strcmp(argv[1], "mount") != 0) {
-        fprintf(stderr, "quorumfs: unknown command '%s'\n", argv[1]);
-        usage(stderr);
-        return -1;
-    }
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0) {
+    /* `quorumfs mount MOUNTPOINT ...`, or mount.fuse3's `quorumfs [SOURCE] MOUNTPOINT -o
+     * OPTS`: the same options either way. */
+    int i = strcmp(argv[1], "mount") == 0 ? 2 : 1;
+    const char *pos[2];
+    int npos = 0;
+    for (; i < argc; i++) {
+        const char *a = argv[i], *val;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
+            return 1;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("quorumfs %s\n", QUORUMFS_VERSION);
             return 1;
         } else if (strcmp(a, "--foreground") == 0 || strcmp(a, "-f") == 0) {
             o->foreground = 1;
-        } else if (strcmp(a, "--data") == 0 && val) {
-            o->data = val;
-            i++;
-        } else if (strcmp(a, "-o") == 0 && val) {
-            size_t l = strlen(o->fuse_opts);
-            if (l + strlen(val) + 2 > sizeof(o->fuse_opts)) {
-                fprintf(stderr, "quorumfs: -o options too long\n");
+        } else if (strcmp(a, "-o") == 0 || (a[0] == '-' && a[1] == 'o' && a[2])) {
+            const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) {
+                fprintf(stderr, "quorumfs: -o needs a value\n");
                 return -1;
             }
-            snprintf(o->fuse_opts + l, sizeof(o->fuse_opts) - l, "%s%s", l ? "," : "", val);
-            i++;
-        } else if (strcmp(a, "--log-level") == 0 && val) {
-            int k;
-            for (k = 0; k < 4 && strcmp(val, level_names[k]) != 0; k++)
-                ;
-            if (k == 4) {
-                fprintf(stderr, "quorumfs: --log-level must be error, warn, info or debug\n");
+            if (parse_mount_opts(o, v) < 0)
                 return -1;
-            }
-            o->log_level = k;
-            i++;
-        } else if (strcmp(a, "--cache-max-bytes") == 0 && val) {
-            if (parse_u64(val, &o->cache_max_bytes) < 0 || o->cache_max_bytes == 0) {
-                fprintf(stderr, "quorumfs: --cache-max-bytes takes a positive integer\n");
+        } else if (long_opt(a, "--data", argc, argv, &i, &val)) {
+            if (set_valued(o, "data", val, "--data") < 0)
                 return -1;
-            }
-            i++;
-        } else if (strcmp(a, "--snapshot-bytes") == 0 && val) {
-            if (parse_u64(val, &o->snapshot_bytes) < 0 || o->snapshot_bytes < 4096) {
-                fprintf(stderr, "quorumfs: --snapshot-bytes takes an integer >= 4096\n");
+        } else if (long_opt(a, "--log-level", argc, argv, &i, &val)) {
+            if (set_valued(o, "log_level", val, "--log-level") < 0)
                 return -1;
-            }
-            i++;
-        } else if (a[0] == '-') {
-            fprintf(stderr, "quorumfs: unknown or incomplete option '%s'\n", a);
+        } else if (long_opt(a, "--cache-max-bytes", argc, argv, &i, &val)) {
+            if (set_valued(o, "cache_max_bytes", val, "--cache-max-bytes") < 0)
+                return -1;
+        } else if (long_opt(a, "--snapshot-bytes", argc, argv, &i, &val)) {
+            if (set_valued(o, "snapshot_bytes", val, "--snapshot-bytes") < 0)
+                return -1;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "quorumfs: unknown option '%s' (quorumfs --help lists them)\n", a);
             return -1;
-        } else if (!o->mountpoint) {
-            o->mountpoint = a;
+        } else if (npos < 2) {
+            pos[npos++] = a;
         } else {
             fprintf(stderr, "quorumfs: unexpected argument '%s'\n", a);
             return -1;
         }
     }
-    if (!o->mountpoint) {
-        fprintf(stderr, "quorumfs: mount needs a MOUNTPOINT\n");
+    if (npos == 0) {
+        fprintf(stderr, "quorumfs: mount needs a MOUNTPOINT (quorumfs --help)\n");
+        return -1;
+    }
+    o->mountpoint = pos[npos - 1];
+    o->source = npos == 2 ? pos[0] : NULL;
+    if (o->allow_other && !o->default_permissions) {
+        fprintf(stderr,
+                "quorumfs: -o allow_other is refused without -o default_permissions: it "
+                "would let every local user read and write every file of the mount whatever "
+                "its mode; use -o allow_other,default_permissions\n");
         return -1;
     }
     return 0;
+}
+
+/* The libfuse arguments of the mount: our fsname and subtype, then the user's options.
+ * The fsname is the source (fstab's first column) when it is a plain word. Returns 0, or -1
+ * when out of memory (args then holds what was added; the caller frees it). */
+static int fuse_args_of(const opts_t *o, struct fuse_args *args)
+{
+    const char *fsname = "quorumfs";
+    if (o->source && o->source[0] && strlen(o->source) < 256 &&
+        strspn(o->source, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@:/+")
+            == strlen(o->source))
+        fsname = o->source;
+    char base[300];
+    snprintf(base, sizeof(base), "-ofsname=%s,subtype=quorumfs", fsname);
+    if (fuse_opt_add_arg(args, "quorumfs") != 0 || fuse_opt_add_arg(args, base) != 0)
+        return -1;
+    if (o->fuse_opts[0] && (fuse_opt_add_arg(args, "-o") != 0 ||
+                            fuse_opt_add_arg(args, o->fuse_opts) != 0))
+        return -1;
+    return 0;
+}
+
+/* Lets libfuse parse the mount options now, before anything is created or forked, so an
+ * unknown option is reported by the command itself. Returns 0 or -1 (libfuse printed why). */
+static int check_fuse_opts(const opts_t *o)
+{
+    static const struct fuse_lowlevel_ops no_ops;
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    int rc = -1;
+    if (fuse_args_of(o, &args) == 0) {
+        struct fuse_session *se = fuse_session_new(&args, &no_ops, sizeof(no_ops), NULL);
+        if (se) {
+            fuse_session_destroy(se);
+            rc = 0;
+        }
+    }
+    fuse_opt_free_args(&args);
+    if (rc < 0)
+        fprintf(stderr, "quorumfs: bad mount option in -o %s (quorumfs --help lists them)\n",
+                o->fuse_opts);
+    return rc;
 }
 
 /* Nonzero when path (already canonical) is a mount point in /proc/self/mountinfo. */
@@ -201,9 +419,21 @@ static int is_mounted(const char *path)
     return found;
 }
 
+/* mount.fuse3 -o drop_privileges mounts itself and passes the FUSE device as /dev/fd/N. */
+static int is_dev_fd(const char *mp)
+{
+    unsigned n;
+    int end = 0;
+    return sscanf(mp, "/dev/fd/%u%n", &n, &end) == 1 && end > 0 && mp[end] == 0;
+}
+
 static int check_mountpoint(const char *mp, char *canon)
 {
     struct stat st;
+    if (is_dev_fd(mp)) {
+        snprintf(canon, PATH_MAX, "%s", mp);
+        return 0;
+    }
     if (stat(mp, &st) != 0) {
         if (errno == ENOTCONN)
             fprintf(stderr, "quorumfs: %s is a dead mount (run `fusermount3 -u %s`)\n", mp, mp);
@@ -253,25 +483,54 @@ static int check_dev_fuse(void)
     return 0;
 }
 
-/* Creates the data directory if needed, checks it is writable, and takes its lock.
- * Returns the lock fd (kept open for the node's life) or -1 after printing why. */
+/* ---- the data directory this run created (removed again if the start fails) ---- */
+
+static char g_created_dir[PATH_MAX];
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st; (void)flag; (void)ftw;
+    if (remove(path) != 0 && errno != ENOENT)
+        logmsg(LOG_LVL_WARN, "cannot remove %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* Removes the data directory if this run created it: only a start-up that failed calls it,
+ * so what is inside was written by this run (the lock file, an empty log). */
+static void discard_created_data_dir(void)
+{
+    if (!g_created_dir[0])
+        return;
+    nftw(g_created_dir, remove_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+    g_created_dir[0] = 0;
+}
+
+/* Creates the data directory if needed (remembering that it did, in g_created_dir), checks
+ * it is writable, and takes its lock. Returns the lock fd (kept open for the node's life) or
+ * -1 after printing why; a directory it created is removed again on failure. */
 static int take_data_dir(const char *dir)
 {
     char path[PATH_MAX];
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    if (strlen(dir) + 16 > sizeof(path)) {
+        fprintf(stderr, "quorumfs: data directory path too long\n");
+        return -1;
+    }
+    if (mkdir(dir, 0755) == 0) {
+        snprintf(g_created_dir, sizeof(g_created_dir), "%s", dir);
+    } else if (errno != EEXIST) {
         fprintf(stderr, "quorumfs: cannot create data directory %s: %s\n", dir, strerror(errno));
         return -1;
     }
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "quorumfs: data directory %s is not a directory\n", dir);
-        return -1;
+        goto fail;
     }
     snprintf(path, sizeof(path), "%s/.write-test", dir);
     int t = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (t < 0) {
         fprintf(stderr, "quorumfs: data directory %s is not writable: %s\n", dir, strerror(errno));
-        return -1;
+        goto fail;
     }
     close(t);
     unlink(path);
@@ -279,7 +538,7 @@ static int take_data_dir(const char *dir)
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
         fprintf(stderr, "quorumfs: cannot open %s: %s\n", path, strerror(errno));
-        return -1;
+        goto fail;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         char pid[32] = "";
@@ -289,9 +548,12 @@ static int take_data_dir(const char *dir)
         fprintf(stderr, "quorumfs: data directory %s is locked by another running node%s%s%s\n",
                 dir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
         close(fd);
-        return -1;
+        goto fail;
     }
     return fd;
+fail:
+    discard_created_data_dir();
+    return -1;
 }
 
 static void write_pid(int lockfd)
@@ -302,63 +564,230 @@ static void write_pid(int lockfd)
         logmsg(LOG_LVL_WARN, "cannot write pid to the lock file: %s", strerror(errno));
 }
 
-/* Background mode: lines other modules write to stderr go to syslog at warning level. */
-static void *stderr_to_syslog(void *arg)
+/* ---- background mode: stderr of the daemon (libfuse, fusermount3, other modules) goes to
+ * syslog through a pump thread. Until the mount is live the pump also keeps the lines, so a
+ * failed start hands the real reason to the waiting parent, which prints it. ---- */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int running, collecting, eof;
+    char buf[8192];
+    size_t len;
+} pump = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 1, 0, "", 0 };
+
+/* Appends a line (without its newline) to the kept start-up text, dropping the oldest lines
+ * when full. Informational lines are not kept: they are not reasons. Under pump.mu. */
+static void pump_keep(const char *line)
+{
+    if (strncmp(line, "quorumfs: info: ", 16) == 0 || strncmp(line, "quorumfs: debug: ", 17) == 0)
+        return;
+    size_t n = strlen(line);
+    if (n + 2 > sizeof(pump.buf))
+        n = sizeof(pump.buf) - 2;
+    while (pump.len + n + 1 > sizeof(pump.buf) - 1) {
+        char *nl = memchr(pump.buf, '\n', pump.len);
+        size_t drop = nl ? (size_t)(nl - pump.buf) + 1 : pump.len;
+        memmove(pump.buf, pump.buf + drop, pump.len - drop);
+        pump.len -= drop;
+    }
+    memcpy(pump.buf + pump.len, line, n);
+    pump.len += n;
+    pump.buf[pump.len++] = '\n';
+    pump.buf[pump.len] = 0;
+}
+
+static void *pump_main(void *arg)
 {
     FILE *f = fdopen((int)(intptr_t)arg, "r");
     char line[4096];
     while (f && fgets(line, sizeof(line), f)) {
         line[strcspn(line, "\n")] = 0;
         syslog(LOG_WARNING, "%s", line);
+        pthread_mutex_lock(&pump.mu);
+        if (pump.collecting)
+            pump_keep(line);
+        pthread_mutex_unlock(&pump.mu);
     }
     if (f)
         fclose(f);
+    else
+        close((int)(intptr_t)arg);
+    pthread_mutex_lock(&pump.mu);
+    pump.eof = 1;
+    pthread_cond_broadcast(&pump.cv);
+    pthread_mutex_unlock(&pump.mu);
     return NULL;
 }
 
-static int ready_fd = -1;
+/* Points fd 2 at a pipe read by the pump. Without a pump, stderr stays the caller's until
+ * the mount is live. */
+static void pump_start(void)
+{
+    int lp[2];
+    pthread_t t;
+    if (pipe2(lp, O_CLOEXEC) != 0)
+        return;
+    if (pthread_create(&t, NULL, pump_main, (void *)(intptr_t)lp[0]) != 0) {
+        close(lp[0]);
+        close(lp[1]);
+        return;
+    }
+    pthread_detach(t);
+    dup2(lp[1], 2);   /* the copy at fd 2 is inherited by fusermount3 (no CLOEXEC) */
+    close(lp[1]);
+    pump.running = 1;
+}
+
+/* Mount is live: later lines only go to syslog. */
+static void pump_stop_keeping(void)
+{
+    if (!pump.running) {
+        int nul = open("/dev/null", O_WRONLY);   /* release the caller's stderr */
+        if (nul >= 0) {
+            dup2(nul, 2);
+            close(nul);
+        }
+    }
+    pthread_mutex_lock(&pump.mu);
+    pump.collecting = 0;
+    pump.len = 0;
+    pump.buf[0] = 0;
+    pthread_mutex_unlock(&pump.mu);
+}
+
+/* Start failed: closes our end of the pump's pipe and waits (at most 2 s: a process that
+ * inherited it may still hold it) until the pump has read everything; then the kept text
+ * is in pump.buf. Later messages go to syslog. */
+static void pump_drain(void)
+{
+    fflush(stderr);
+    int nul = open("/dev/null", O_WRONLY);
+    if (nul >= 0) {
+        dup2(nul, 2);
+        close(nul);
+    }
+    g_syslog = 1;
+    if (!pump.running)
+        return;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    pthread_mutex_lock(&pump.mu);
+    while (!pump.eof && pthread_cond_timedwait(&pump.cv, &pump.mu, &until) == 0)
+        ;
+    pump.collecting = 0;
+    pthread_mutex_unlock(&pump.mu);
+}
+
+/* ---- readiness ---- */
+
+static int ready_fd = -1;    /* background: the pipe to the waiting parent */
+static int g_background;
+static int g_ready;
+
+/* systemd's notification protocol (sd_notify(3)) without libsystemd: one datagram to
+ * $NOTIFY_SOCKET. Nothing happens when the variable is not set. */
+static void notify_systemd(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(sa.sun_path))
+        return;
+    size_t len = strlen(path);
+    memcpy(sa.sun_path, path, len);
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = 0;   /* abstract namespace */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+        logmsg(LOG_LVL_WARN, "cannot notify systemd: %s", strerror(errno));
+    close(fd);
+}
 
 static void on_ready(void *arg)
 {
     const char *mp = arg;
+    g_ready = 1;
+    if (g_background) {
+        pump_stop_keeping();
+        g_syslog = 1;
+    }
     logmsg(LOG_LVL_INFO, "mounted at %s", mp);
     if (ready_fd >= 0) {
         if (write(ready_fd, "ok\n", 3) < 0)
             logmsg(LOG_LVL_WARN, "cannot notify the starting process");
         close(ready_fd);
         ready_fd = -1;
-    }
-}
-
-/* Reports a start-up failure to the waiting parent (background) or stderr. */
-static void fail_start(const char *msg)
-{
-    if (ready_fd >= 0) {
-        if (write(ready_fd, msg, strlen(msg)) < 0 || write(ready_fd, "\n", 1) < 0)
-            syslog(LOG_ERR, "%s", msg);
-        close(ready_fd);
-        ready_fd = -1;
     } else {
-        fprintf(stderr, "quorumfs: %s\n", msg);
+        notify_systemd("READY=1");
     }
 }
 
-/* Parent side of daemonizing: waits for the child to report "ok" or an error message. */
-static int wait_child(int fd)
+/* A start-up failure after the data directory was taken: removes the data directory if this
+ * run created it, then reports why: to stderr in the foreground; in the background to the
+ * waiting parent, preceded by what libfuse, fusermount3 and the node wrote to stderr. */
+static void fail_start(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail_start(const char *fmt, ...)
 {
-    char buf[4096];
+    char msg[4200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    discard_created_data_dir();
+    if (!g_background) {
+        fprintf(stderr, "quorumfs: error: %s\n", msg);
+        return;
+    }
+    pump_drain();
+    syslog(LOG_ERR, "%s", msg);
+    if (ready_fd < 0)
+        return;
+    char out[sizeof(pump.buf) + sizeof(msg) + 32];
+    pthread_mutex_lock(&pump.mu);
+    int n = snprintf(out, sizeof(out), "%squorumfs: error: %s\n", pump.buf, msg);
+    pthread_mutex_unlock(&pump.mu);
+    if (n > (int)sizeof(out) - 1)
+        n = (int)sizeof(out) - 1;
+    if (write(ready_fd, out, (size_t)n) < 0)
+        syslog(LOG_ERR, "cannot report the failure to the starting process");
+    close(ready_fd);
+    ready_fd = -1;
+}
+
+/* Parent side of daemonizing: waits for the child to report "ok" or its failure text (or to
+ * die), prints the failure as is. Returns the exit status. */
+static int wait_child(int fd, pid_t pid)
+{
+    static char buf[16384];
     size_t n = 0;
     ssize_t r;
-    while (n + 1 < sizeof(buf) && (r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
-        n += (size_t)r;
+    while (n + 1 < sizeof(buf) && ((r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0 ||
+                                   (r < 0 && errno == EINTR)))
+        if (r > 0)
+            n += (size_t)r;
     buf[n] = 0;
     close(fd);
     if (strncmp(buf, "ok\n", 3) == 0)
-        return 0;
-    fprintf(stderr, "quorumfs: %s", n ? buf : "the node exited during start-up\n");
-    if (n && buf[n - 1] != '\n')
-        fputc('\n', stderr);
-    return 1;
+        return EXIT_OK;
+    if (n) {
+        fputs(buf, stderr);
+        if (buf[n - 1] != '\n')
+            fputc('\n', stderr);
+        return EXIT_START;
+    }
+    /* No word from the child: it died before it could say why. */
+    int st = 0;
+    if (waitpid(pid, &st, 0) == pid && WIFSIGNALED(st))
+        fprintf(stderr, "quorumfs: error: the node was killed by signal %d during start-up "
+                        "(see syslog)\n", WTERMSIG(st));
+    else
+        fprintf(stderr, "quorumfs: error: the node exited during start-up (see syslog)\n");
+    discard_created_data_dir();
+    return EXIT_START;
 }
 
 static int serve(const opts_t *o, const char *canon, int lockfd)
@@ -373,37 +802,41 @@ static int serve(const opts_t *o, const char *canon, int lockfd)
     char *err = NULL;
     int rc = node_open(&no, &node, &err);
     if (rc < 0) {
-        char msg[4200];
-        snprintf(msg, sizeof(msg), "cannot start: %s", err ? err : "node open failed");
-        fail_start(msg);
+        fail_start("cannot start the node on %s: %s", o->data, err ? err : "node open failed");
         free(err);
-        return 1;
+        return EXIT_START;
     }
-    char *argv[4] = { "quorumfs", "-ofsname=quorumfs,subtype=quorumfs", NULL, NULL };
-    char extra[1100];
-    int argc = 2;
-    if (o->fuse_opts[0]) {
-        snprintf(extra, sizeof(extra), "-o%s", o->fuse_opts);
-        argv[argc++] = extra;
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    if (fuse_args_of(o, &args) != 0) {
+        fuse_opt_free_args(&args);
+        node_close(node);
+        fail_start("out of memory");
+        return EXIT_START;
     }
-    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     rc = mount_serve(node, canon, &args, on_ready, (void *)canon);
-    if (ready_fd >= 0)
-        fail_start("cannot mount (see the messages above or syslog)");
     fuse_opt_free_args(&args);
+    if (!g_ready) {
+        node_close(node);
+        fail_start("nothing mounted at %s", canon);
+        return EXIT_START;
+    }
     logmsg(LOG_LVL_INFO, "unmounted %s; closing the node", canon);
+    if (!g_background)
+        notify_systemd("STOPPING=1");
     node_close(node);
-    return rc == 0 ? 0 : 1;
+    return rc == 0 ? EXIT_OK : EXIT_START;
 }
 
 int main(int argc, char **argv)
 {
-    opts_t o;
+    static opts_t o;
     char canon[PATH_MAX], datapath[PATH_MAX];
     int pr = parse_args(argc, argv, &o);
     if (pr != 0)
-        return pr > 0 ? 0 : 2;
+        return pr > 0 ? EXIT_OK : EXIT_USAGE;
     g_log_level = o.log_level;
+    if (check_fuse_opts(&o) < 0)
+        return EXIT_USAGE;
     if (!o.data) {
         const char *x = getenv("XDG_DATA_HOME");
         if (x && x[0]) {
@@ -414,54 +847,55 @@ int main(int argc, char **argv)
         }
     }
     if (check_mountpoint(o.mountpoint, canon) < 0 || check_dev_fuse() < 0)
-        return 1;
+        return EXIT_START;
     int lockfd = take_data_dir(o.data);
     if (lockfd < 0)
-        return 1;
+        return EXIT_START;
     char datacanon[PATH_MAX];
     if (!realpath(o.data, datacanon)) {
         fprintf(stderr, "quorumfs: data directory %s: %s\n", o.data, strerror(errno));
-        return 1;
+        discard_created_data_dir();
+        return EXIT_START;
     }
     o.data = datacanon;   /* the daemon changes directory to / */
+    if (g_created_dir[0])
+        snprintf(g_created_dir, sizeof(g_created_dir), "%s", datacanon);
     if (o.foreground)
         return serve(&o, canon, lockfd);
 
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) != 0) {
         perror("quorumfs: pipe");
-        return 1;
+        discard_created_data_dir();
+        return EXIT_START;
     }
+    fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         perror("quorumfs: fork");
-        return 1;
+        discard_created_data_dir();
+        return EXIT_START;
     }
     if (pid > 0) {
         close(pfd[1]);
-        return wait_child(pfd[0]);
+        close(lockfd);   /* the lock is the child's now */
+        return wait_child(pfd[0], pid);
     }
     close(pfd[0]);
     ready_fd = pfd[1];
+    g_background = 1;
+    signal(SIGPIPE, SIG_IGN);   /* a parent that is gone must not kill the report */
     setsid();
     if (chdir("/") != 0)
-        _exit(1);
+        _exit(EXIT_START);
     openlog("quorumfs", LOG_PID, LOG_DAEMON);
-    g_syslog = 1;
     int nul = open("/dev/null", O_RDWR);
-    int lp[2];
     if (nul >= 0) {
         dup2(nul, 0);
         dup2(nul, 1);
         close(nul);
     }
-    if (pipe(lp) == 0) {
-        dup2(lp[1], 2);
-        close(lp[1]);
-        pthread_t t;
-        if (pthread_create(&t, NULL, stderr_to_syslog, (void *)(intptr_t)lp[0]) == 0)
-            pthread_detach(t);
-    }
+    pump_start();
     int rc = serve(&o, canon, lockfd);
     closelog();
     return rc;

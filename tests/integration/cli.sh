@@ -1,13 +1,29 @@
 #!/bin/bash
 # tests/integration/cli.sh — the quorumfs command line: --help/--version, every refusal of
 # `quorumfs mount` (exit non-zero with a message, nothing left mounted or running), the data
-# dir defaults and its LOCK file, and clean unmount on SIGTERM, SIGINT and fusermount3 -u.
+# dir defaults and its LOCK file, clean unmount on SIGTERM, SIGINT and fusermount3 -u; the
+# mount.fuse3/fstab form (`quorumfs SOURCE MOUNTPOINT -o data=DIR,...`), allow_other and
+# default_permissions, background failures that print their real reason and leave no data
+# dir they created, and systemd readiness (NOTIFY_SOCKET) in the foreground.
 . "$(dirname "$0")/lib.sh"
 
 # ---- --help / --version
 out=$(timeout 10 "$QUORUMFS" --help 2>&1); rc=$?
 if [ $rc -eq 0 ] && grep -q mount <<<"$out"; then ok help
 else not_ok help "rc $rc, output: $(head -c 300 <<<"$out")"; fi
+
+# --help names every namespace (and says which are served) and every option.
+missing=""
+for w in cache/ config/ queues/ locks/ jobs/ logs/ search/ services/ .cluster/ "not built yet" \
+         served --data --foreground -f -o --log-level --cache-max-bytes --snapshot-bytes \
+         --help --version data= log_level= cache_max_bytes= snapshot_bytes= \
+         default_permissions allow_other nosuid _netdev fstab; do
+    grep -qF -- "$w" <<<"$out" || missing="$missing '$w'"
+done
+if [ -z "$missing" ]; then ok help-lists-namespaces-and-options
+else not_ok help-lists-namespaces-and-options "--help does not mention:$missing"; fi
+served=$(grep -E '^  (cache|config|queues|locks)/ .* served$' <<<"$out" | wc -l)
+check help-says-which-are-served [ "$served" -eq 4 ]
 
 out=$(timeout 10 "$QUORUMFS" --version 2>&1); rc=$?
 if [ $rc -eq 0 ] && grep -Eq '[0-9]+\.[0-9]+' <<<"$out"; then ok version; note "version: $out"
@@ -159,5 +175,145 @@ p=$(lock_pid "$T/xdg/quorumfs")
 if [ $rc -eq 0 ] && pid_alive "$p" && [ ! -e "$T/cwd2/data" ]; then ok xdg-datadir
 else not_ok xdg-datadir "rc $rc, LOCK pid '$p', ./data exists: $([ -e "$T/cwd2/data" ] && echo yes || echo no)"; fi
 [ -n "$p" ] && { stop_node "$T/cwd2/mnt" "$p" || crash_node "$T/cwd2/mnt" "$p"; }
+
+# ---- background failures: the real reason on stderr, exit non-zero, nothing mounted, no
+# daemon left, and no data directory left behind that the failed start created itself.
+# bg_fail NAME WANT MNT DATA [ARGS...]: the mount (background mode) fails, its message
+# matches the extended regex WANT, DATA does not exist afterwards.
+bg_fail() {
+    local name=$1 want=$2 mnt=$3 data=$4; shift 4
+    mount_must_fail "$name" "$mnt" "$data" "$@"
+    if ! grep -Eq -- "$want" "$T/mount.log"; then
+        not_ok "$name-says-why" "want /$want/, got: $(head -c 400 "$T/mount.log")"
+    elif grep -q 'see the messages above' "$T/mount.log"; then
+        not_ok "$name-says-why" "still the old vague message: $(head -c 400 "$T/mount.log")"
+    else
+        ok "$name-says-why"
+    fi
+    check "$name-no-datadir-left" [ ! -e "$data" ]
+}
+mkdir -p "$T/bg/mnt" "$T/bg/full"; echo keep >"$T/bg/full/f"
+bg_fail bg-missing-mountpoint 'mountpoint .*does-not-exist: No such file' \
+    "$T/bg/does-not-exist" "$T/bg/d1"
+bg_fail bg-nonempty-mountpoint 'is not empty' "$T/bg/full" "$T/bg/d2"
+bg_fail bg-bad-option "unknown option.*bogus" "$T/bg/mnt" "$T/bg/d3" -o bogus
+bg_fail bg-bad-value 'log_level= must be' "$T/bg/mnt" "$T/bg/d4" -o log_level=loud
+# These fail in the daemon itself, after it created the data dir: the kernel refuses the
+# mount (blksize is only for fuseblk), so libfuse's reason must travel to the caller.
+bg_fail bg-kernel-refuses-mount 'mount failed: Invalid argument' "$T/bg/mnt" "$T/bg/d5" -o blksize=512
+check bg-kernel-refuses-not-mounted not_mounted "$T/bg/mnt"
+# A data dir that existed before is left alone, with what was in it.
+mkdir -p "$T/bg/pre"; echo mine >"$T/bg/pre/keep"
+mount_must_fail bg-failure-keeps-existing-datadir "$T/bg/mnt" "$T/bg/pre" -o blksize=512
+checke bg-existing-datadir-untouched '[ "$(cat "$T/bg/pre/keep" 2>/dev/null)" = mine ]'
+# The node cannot open its log (wal is a file): the node's own reason reaches the caller.
+mkdir -p "$T/bg/badwal"; : >"$T/bg/badwal/wal"
+mount_must_fail bg-node-open-fails "$T/bg/mnt" "$T/bg/badwal"
+if grep -q 'wal' "$T/mount.log"; then ok bg-node-open-fails-says-why
+else not_ok bg-node-open-fails-says-why "$(head -c 300 "$T/mount.log")"; fi
+if mountpoint -q "$T/ro" 2>/dev/null; then
+    bg_fail bg-datadir-unwritable 'cannot create data directory .*Read-only' "$T/bg/mnt" "$T/ro/sub"
+fi
+if start_node bgam; then
+    bg_fail bg-already-mounted 'already mounted' "$MNT" "$T/bg/d6"
+    stop_node "$MNT" "$NPID" || not_ok bgam-stop
+fi
+
+# ---- the mount.fuse3 / fstab form: quorumfs SOURCE MOUNTPOINT -o data=DIR,<generic options>
+mkdir -p "$T/mf/mnt"
+$FSOP exec-sigdfl timeout -k 5 30 "$QUORUMFS" quorumfs "$T/mf/mnt" \
+    -o "rw,data=$T/mf/data,nosuid,nodev,noexec,noatime,relatime,_netdev,defaults,user,nofail,x-systemd.automount,comment=x,dev,suid" \
+    >"$T/mf.log" 2>&1; rc=$?
+if [ $rc -eq 0 ] && is_mounted "$T/mf/mnt"; then
+    ok mountfuse-form-mounts
+    checke mountfuse-form-uses-data-option '[ -n "$(lock_pid "$T/mf/data")" ]'
+    if echo via-fstab-form >"$T/mf/mnt/cache/k" && [ "$(cat "$T/mf/mnt/cache/k")" = via-fstab-form ]; then
+        ok mountfuse-form-works
+    else not_ok mountfuse-form-works; fi
+    checke mountfuse-form-generic-options-applied \
+        "awk -v d='$T/mf/mnt' '\$2 == d && \$4 ~ /noexec/ && \$4 ~ /noatime/ { f = 1 } END { exit !f }' /proc/mounts"
+    checke mountfuse-form-fsname-is-source "awk -v d='$T/mf/mnt' '\$2 == d && \$1 == \"quorumfs\" && \$3 == \"fuse.quorumfs\" { f = 1 } END { exit !f }' /proc/mounts"
+    p=$(lock_pid "$T/mf/data")
+    stop_node "$T/mf/mnt" "$p" || { not_ok mountfuse-form-stop; crash_node "$T/mf/mnt" "$p"; }
+else
+    not_ok mountfuse-form-mounts "rc $rc: $(head -c 300 "$T/mf.log")"
+fi
+# The subcommand form takes -o data= too, and --data=DIR.
+if start_node eqform -o log_level=warn; then ok o-log-level-accepted; stop_node "$MNT" "$NPID"
+else not_ok o-log-level-accepted; fi
+mkdir -p "$T/eq/mnt"
+if $FSOP exec-sigdfl timeout -k 5 30 "$QUORUMFS" mount "$T/eq/mnt" --data="$T/eq/data" >"$T/eq.log" 2>&1 &&
+   [ -n "$(lock_pid "$T/eq/data")" ]; then
+    ok data-equals-form; stop_node "$T/eq/mnt" "$(lock_pid "$T/eq/data")"
+else not_ok data-equals-form "$(head -c 300 "$T/eq.log")"; fi
+
+# ---- allow_other: refused without default_permissions, works with it
+mkdir -p "$T/ao/mnt"
+mount_must_fail allow-other-alone "$T/ao/mnt" "$T/ao/data" -o allow_other
+if grep -q 'default_permissions' "$T/mount.log"; then ok allow-other-alone-says-why
+else not_ok allow-other-alone-says-why "$(head -c 300 "$T/mount.log")"; fi
+check allow-other-alone-no-datadir [ ! -e "$T/ao/data" ]
+"$QUORUMFS" quorumfs "$T/ao/mnt" -o "data=$T/ao/data,nosuid,allow_other" >"$T/ao.log" 2>&1; rc=$?
+if [ $rc -eq 2 ] && grep -q default_permissions "$T/ao.log" && not_mounted "$T/ao/mnt"; then
+    ok allow-other-alone-refused-in-fstab-form
+else not_ok allow-other-alone-refused-in-fstab-form "rc $rc: $(head -c 300 "$T/ao.log")"; fi
+
+# Another user (nobody) needs allow_other to reach the mount at all.
+chmod 711 "$T" "$T/ao" 2>/dev/null
+as_nobody() { timeout -k 2 10 setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+if start_node ao -o default_permissions; then
+    if as_nobody ls "$MNT" >/dev/null 2>&1; then
+        not_ok without-allow-other-others-denied "user nobody could list $MNT"
+    else ok without-allow-other-others-denied; fi
+    stop_node "$MNT" "$NPID" || crash_node "$MNT" "$NPID"
+fi
+if start_node ao -o allow_other,default_permissions; then
+    ok allow-other-with-default-permissions-mounts
+    checke allow-other-options-reach-the-kernel \
+        "awk -v d='$MNT' '\$2 == d && \$4 ~ /allow_other/ && \$4 ~ /default_permissions/ { f = 1 } END { exit !f }' /proc/mounts"
+    if as_nobody ls "$MNT" 2>"$T/nobody.log" | grep -qx cache; then ok allow-other-others-can-list
+    else not_ok allow-other-others-can-list "$(head -c 300 "$T/nobody.log")"; fi
+    echo secret >"$MNT/cache/private" && chmod 600 "$MNT/cache/private"
+    echo public >"$MNT/cache/public" && chmod 644 "$MNT/cache/public"
+    if as_nobody cat "$MNT/cache/private" >/dev/null 2>&1; then
+        not_ok default-permissions-enforced "nobody read a mode 600 root file"
+    else ok default-permissions-enforced; fi
+    checke allow-other-others-read-public '[ "$(as_nobody cat "$MNT/cache/public" 2>&1)" = public ]'
+    stop_node "$MNT" "$NPID" || crash_node "$MNT" "$NPID"
+else
+    not_ok allow-other-with-default-permissions-mounts "see above"
+fi
+chmod 700 "$T"
+
+# ---- foreground under systemd: READY=1 once mounted, STOPPING=1 at the end (NOTIFY_SOCKET)
+mkdir -p "$T/sd/mnt"
+$PY - "$T/sd/notify" >"$T/sd/got" 2>&1 <<'PYEOF' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(30)
+try:
+    while True:
+        m = s.recv(4096).decode()
+        print(m, flush=True)
+        if "STOPPING=1" in m:
+            break
+except socket.timeout:
+    pass
+PYEOF
+lpid=$!
+wait_for 5 test -S "$T/sd/notify"
+NOTIFY_SOCKET=$T/sd/notify $FSOP exec-sigdfl "$QUORUMFS" mount "$T/sd/mnt" --data "$T/sd/data" -f \
+    >"$T/sd.log" 2>&1 &
+fgpid=$!
+if wait_for 15 grep -q READY=1 "$T/sd/got"; then
+    check notify-ready-when-mounted is_mounted "$T/sd/mnt"
+else
+    not_ok notify-ready-when-mounted "no READY=1 within 15 s: $(head -c 300 "$T/sd.log")"
+fi
+kill -TERM "$fgpid" 2>/dev/null
+if wait_for 10 pid_gone "$fgpid" && wait_for 5 grep -q STOPPING=1 "$T/sd/got"; then ok notify-stopping
+else not_ok notify-stopping "got: $(tr '\n' ' ' <"$T/sd/got")"; fi
+kill "$lpid" 2>/dev/null
 
 finish
