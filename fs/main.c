@@ -846,7 +846,10 @@ int main(int argc, char **argv)
             o.data = "./data";
         }
     }
-    if (check_mountpoint(o.mountpoint, canon) < 0 || check_dev_fuse() < 0)
+    /* With /dev/fd/N the FUSE device is already open and mounted (mount.fuse3's
+     * drop_privileges); the node may not even be allowed to open /dev/fuse itself. */
+    if (check_mountpoint(o.mountpoint, canon) < 0 ||
+        (!is_dev_fd(o.mountpoint) && check_dev_fuse() < 0))
         return EXIT_START;
     int lockfd = take_data_dir(o.data);
     if (lockfd < 0)
