@@ -2,7 +2,14 @@
  * group commit by one commit thread, and lz4 snapshots (<dir>/snap) taken every
  * snapshot_bytes of WAL, after which whole WAL segments are deleted. Proposers queue a
  * proposal that lives on their own stack and sleep until the commit thread has made their
- * batch durable (one fdatasync per batch) and applied it. */
+ * batch durable (one fdatasync per batch) and applied it.
+ *
+ * Space: when the disk is tight (less free than the group's files take, plus an eighth,
+ * plus 4 MiB) the group also snapshots whenever entries were logged since the last
+ * snapshot, at most every tight_gap (250 ms, doubled up to 4 s while snapshots free
+ * nothing, and at least 4 times the last snapshot's duration): deletes log small entries
+ * but free much, and only a snapshot gives their space back. WAL segments are at most a
+ * sixteenth of the disk, so compaction can delete most of the log. */
 #include "cluster/group.h"
 
 #include <errno.h>
@@ -14,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +33,10 @@
 #define DEFAULT_SNAPSHOT_BYTES (64ull << 20)
 #define DEFAULT_MAX_CMD (2u << 20)
 #define SNAP_RETRY_NS 1000000000ull /* wait this long before retrying a failed snapshot */
+#define TIGHT_GAP_MIN_NS 250000000ull  /* snapshots on a tight disk: at most this often... */
+#define TIGHT_GAP_MAX_NS 4000000000ull /* ...backing off up to this while they free nothing */
+#define TIGHT_MARGIN (4ull << 20)
+#define MIN_SEGMENT (64u << 10)
 
 /* One proposal; lives on the proposer's stack until done is set under g->mu. */
 typedef struct proposal {
@@ -58,6 +70,10 @@ struct group {
     uint64_t snap_index;     /* index covered by the newest snapshot */
     uint64_t bytes_since_snap;
     uint64_t snap_retry_at;  /* monotonic ns before which no snapshot is tried */
+    uint64_t snap_file_bytes; /* size of the newest snapshot file */
+    uint64_t tight_gap;      /* ns between snapshots on a tight disk */
+    uint64_t tight_next;     /* monotonic ns before which no tight snapshot is taken */
+    uint64_t wake_at;        /* monotonic ns the idle commit thread wakes to snapshot; 0 none */
     char *replay_err;        /* set by the replay callback */
 };
 
@@ -118,19 +134,45 @@ static void run_batch(group_t *g, proposal_t *batch)
     g->bytes_since_snap += bytes;
 }
 
+/* Whether the disk under the group is tight: less free than the group's own files (WAL and
+ * snapshot) plus an eighth plus TIGHT_MARGIN. Then a snapshot is what gives space back. */
+static int disk_tight(const group_t *g, uint64_t wal_bytes)
+{
+    struct statvfs sv;
+    if (statvfs(g->dir, &sv) != 0)
+        return 0;
+    uint64_t mine = wal_bytes + g->snap_file_bytes;
+    return (uint64_t)sv.f_bavail * sv.f_frsize < mine + mine / 8 + TIGHT_MARGIN;
+}
+
 /* Takes a snapshot of the state after next_index - 1 and compacts the WAL, if enough WAL
- * was written since the last one. A failure is logged and retried after SNAP_RETRY_NS; the
- * WAL still holds everything, so nothing is lost. */
+ * was written since the last one, or if the disk is tight and anything was logged since
+ * (paced by tight_gap, see the top). A failure is logged and retried after SNAP_RETRY_NS;
+ * the WAL still holds everything, so nothing is lost. Sets wake_at when a snapshot is due
+ * later on its own (tight disk), so that an idle group still takes it. */
 static void maybe_snapshot(group_t *g)
 {
     uint64_t index = g->next_index - 1, t = now_ns();
     snap_writer_t *w = NULL;
-    int rc;
+    int rc, tight = 0;
     wal_stats_t ws;
     wal_get_stats(g->wal, &ws);
-    if (ws.failed || g->bytes_since_snap < g->snapshot_bytes || index == g->snap_index ||
-        t < g->snap_retry_at)
+    g->wake_at = 0;
+    if (ws.failed || index == g->snap_index)
         return;
+    if (g->bytes_since_snap < g->snapshot_bytes) {
+        if (!disk_tight(g, ws.bytes))
+            return;
+        tight = 1;
+        uint64_t at = g->tight_next > g->snap_retry_at ? g->tight_next : g->snap_retry_at;
+        if (t < at) {
+            g->wake_at = at;
+            return;
+        }
+    } else if (t < g->snap_retry_at) {
+        return;
+    }
+    uint64_t before = ws.bytes + g->snap_file_bytes;
     rc = snapshot_begin(g->snap_dir, index, TERM, &w);
     if (rc == 0) {
         rc = g->ops->snapshot(g->ctx, w);
@@ -140,17 +182,39 @@ static void maybe_snapshot(group_t *g)
             rc = snapshot_commit(w);
     }
     if (rc) {
-        glog(g, "snapshot at index %" PRIu64 " failed (%s); will retry, the WAL keeps "
-             "everything", index, qerr_str(rc));
-        g->snap_retry_at = now_ns() + SNAP_RETRY_NS;
+        /* Quiet on a tight disk: ENOSPC is expected there until deletes make room. */
+        if (!(tight && rc == -QERR_NOSPACE))
+            glog(g, "snapshot at index %" PRIu64 " failed (%s); will retry, the WAL keeps "
+                 "everything", index, qerr_str(rc));
+        uint64_t took = now_ns() - t;
+        g->snap_retry_at = now_ns() + (4 * took > SNAP_RETRY_NS ? 4 * took : SNAP_RETRY_NS);
+        if (tight)
+            g->wake_at = g->snap_retry_at;
         return;
     }
     g->snap_index = index;
     g->bytes_since_snap = 0;
+    snapshot_info_t info;
+    char *why = NULL;
+    if (snapshot_open_read(g->snap_dir, &info, &why) == 0) {
+        g->snap_file_bytes = info.file_size;
+        snapshot_info_free(&info);
+    }
+    free(why);
     rc = wal_truncate_prefix(g->wal, index);
     if (rc)
         glog(g, "WAL compaction up to %" PRIu64 " failed (%s); old segments stay", index,
              qerr_str(rc));
+    uint64_t done = now_ns();
+    wal_get_stats(g->wal, &ws);
+    uint64_t after = ws.bytes + g->snap_file_bytes;
+    if (after + before / 16 <= before)
+        g->tight_gap = TIGHT_GAP_MIN_NS;     /* it gave space back: keep up with deletes */
+    else if (tight)
+        g->tight_gap = g->tight_gap * 2 > TIGHT_GAP_MAX_NS ? TIGHT_GAP_MAX_NS
+                                                           : g->tight_gap * 2;
+    uint64_t gap = g->tight_gap > 4 * (done - t) ? g->tight_gap : 4 * (done - t);
+    g->tight_next = done + gap;
     pthread_mutex_lock(&g->mu);
     g->st.snapshot_index = index;
     g->st.snapshots++;
@@ -176,8 +240,32 @@ static void *commit_main(void *arg)
     group_t *g = arg;
     pthread_mutex_lock(&g->mu);
     for (;;) {
-        while (!g->head && !g->closing)
-            pthread_cond_wait(&g->cv, &g->mu);
+        int woke = 0;
+        while (!g->head && !g->closing && !woke) {
+            if (!g->wake_at) {
+                pthread_cond_wait(&g->cv, &g->mu);
+                continue;
+            }
+            /* A snapshot is due on a tight disk; the wait is on CLOCK_REALTIME. */
+            uint64_t t = now_ns();
+            if (t >= g->wake_at) {
+                woke = 1;
+                break;
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t ns = (uint64_t)ts.tv_nsec + (g->wake_at - t);
+            ts.tv_sec += (time_t)(ns / 1000000000ull);
+            ts.tv_nsec = (long)(ns % 1000000000ull);
+            pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+        }
+        if (woke) {
+            pthread_mutex_unlock(&g->mu);
+            maybe_snapshot(g);
+            pthread_mutex_lock(&g->mu);
+            publish_wal_stats(g);
+            continue;
+        }
         if (!g->head)
             break; /* closing and drained */
         proposal_t *batch = g->head;
@@ -256,6 +344,7 @@ static int restore_snapshot(group_t *g, char **errmsg)
     if (rc == 0) {
         g->snap_index = info.index;
         g->next_index = info.index + 1;
+        g->snap_file_bytes = info.file_size;
     }
     snapshot_info_free(&info);
     return rc;
@@ -314,12 +403,19 @@ int group_open(const group_config_t *cfg, const sm_ops_t *ops, void *ctx, group_
     if ((rc = restore_snapshot(g, errmsg)))
         goto fail;
 
-    /* Segments a quarter of a snapshot interval, so compaction frees space steadily. */
+    /* Segments a quarter of a snapshot interval, so compaction frees space steadily, and
+     * at most a sixteenth of the disk: the active segment is never deleted, so on a small
+     * disk a compaction after deletes must be able to leave little behind. */
+    struct statvfs sv;
     wo.segment_bytes = g->snapshot_bytes / 4;
-    if (wo.segment_bytes < (64u << 10))
-        wo.segment_bytes = 64u << 10;
+    if (statvfs(cfg->dir, &sv) == 0 && (uint64_t)sv.f_blocks * sv.f_frsize / 16 > 0 &&
+        wo.segment_bytes > (uint64_t)sv.f_blocks * sv.f_frsize / 16)
+        wo.segment_bytes = (uint64_t)sv.f_blocks * sv.f_frsize / 16;
+    if (wo.segment_bytes < MIN_SEGMENT)
+        wo.segment_bytes = MIN_SEGMENT;
     if (wo.segment_bytes > WAL_DEFAULT_SEGMENT)
         wo.segment_bytes = WAL_DEFAULT_SEGMENT;
+    g->tight_gap = TIGHT_GAP_MIN_NS;
     rc = wal_open(g->wal_dir, &wo, replay_cb, g, &g->wal, errmsg);
     if (rc) {
         if (g->replay_err && !*errmsg) {

@@ -111,6 +111,7 @@ static uint64_t mono_ms(void)
 /* What a command's class lets it do on a full disk. */
 enum cmd_class {
     CC_NORMAL,     /* refused with ENOSPC while the disk is short of the held-back room */
+    CC_KEEP,       /* logged while the disk has room at all, but never on the reserve */
     CC_FREEING,    /* logged even then, on the reserve if it must: rm, rmdir, unlock... */
 };
 
@@ -119,7 +120,9 @@ enum cmd_class {
  * cache EXPIRE; queue RMDIR, ACK, DEADRM; lock UNLINK), and what gives back or ends what a
  * reader or a session held, so that nothing stays stuck while the disk is full (queue
  * TAKE, CANCEL, UNPOP, RETURN, EXPIRE; lock UNLOCK, CANCEL, EXPIRE; session OPEN, RENEW,
- * END: a few dozen bytes each). */
+ * END: a few dozen bytes each). Keep: what only keeps what a reader holds and never grows
+ * the state, so the next snapshot stays as small as the room held back for it (cache reads'
+ * TOUCH, which slides TTLs; a claim's EXTEND; a create lock's TOUCH). */
 static int cmd_class(const void *cmd, size_t len)
 {
     cmdrd_t r;
@@ -134,25 +137,31 @@ static int cmd_class(const void *cmd, size_t len)
         case QOP_RMDIR: case QOP_TAKE: case QOP_CANCEL: case QOP_UNPOP: case QOP_ACK:
         case QOP_RETURN: case QOP_EXPIRE: case QOP_DEADRM:
             return CC_FREEING;
+        case QOP_EXTEND:
+            return CC_KEEP;
         }
         return CC_NORMAL;
     case NS_LOCKS:
         switch (h.op) {
         case LOP_UNLOCK: case LOP_CANCEL: case LOP_UNLINK: case LOP_EXPIRE:
             return CC_FREEING;
+        case LOP_TOUCH:
+            return CC_KEEP;
         }
         return CC_NORMAL;
     default:
         if (h.ns <= NS_NONE || h.ns >= NS__COUNT || !tree_hooks(h.ns))
             return CC_NORMAL;
-        return h.op == CMD_UNLINK || h.op == CMD_RMDIR || h.op == CMD_EXPIRE ? CC_FREEING
-                                                                               : CC_NORMAL;
+        if (h.op == CMD_UNLINK || h.op == CMD_RMDIR || h.op == CMD_EXPIRE)
+            return CC_FREEING;
+        return h.op == CMD_TOUCH ? CC_KEEP : CC_NORMAL;
     }
 }
 
 /* Bytes the regular files of dir take on disk (and of its subdirectories, depth levels
- * down), leaving out the reserve. */
-static uint64_t dir_bytes(int dfd, int depth)
+ * down), leaving out the reserve; those of temp files (a snapshot being written: "*.tmp")
+ * are added to *tmp instead. */
+static uint64_t dir_bytes(int dfd, int depth, uint64_t *tmp)
 {
     uint64_t sum = 0;
     int fd = dup(dfd);
@@ -171,11 +180,15 @@ static uint64_t dir_bytes(int dfd, int depth)
         if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
             continue;
         if (S_ISREG(st.st_mode)) {
-            sum += (uint64_t)st.st_blocks * 512;
+            size_t l = strlen(e->d_name);
+            if (l > 4 && !strcmp(e->d_name + l - 4, ".tmp"))
+                *tmp += (uint64_t)st.st_blocks * 512;
+            else
+                sum += (uint64_t)st.st_blocks * 512;
         } else if (S_ISDIR(st.st_mode) && depth > 0) {
             int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             if (sub >= 0) {
-                sum += dir_bytes(sub, depth - 1);
+                sum += dir_bytes(sub, depth - 1, tmp);
                 close(sub);
             }
         }
@@ -199,12 +212,15 @@ static void space_probe(node_t *n)
         sp->disk = sp->avail = sp->data = 0;
         return;
     }
-    sp->disk = (uint64_t)sv.f_blocks * sv.f_frsize;
-    sp->avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    /* A snapshot being written fills the room held back for it: count its temp file as
+     * free still, so that writes are not refused (nor admitted into that room) meanwhile. */
+    uint64_t tmp = 0;
     int dfd = open(n->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    sp->data = dfd >= 0 ? dir_bytes(dfd, 1) : 0;
+    sp->data = dfd >= 0 ? dir_bytes(dfd, 1, &tmp) : 0;
     if (dfd >= 0)
         close(dfd);
+    sp->disk = (uint64_t)sv.f_blocks * sv.f_frsize;
+    sp->avail = (uint64_t)sv.f_bavail * sv.f_frsize + tmp;
 }
 
 /* Free space held back for a snapshot of a state whose files take data bytes: the new
@@ -264,7 +280,7 @@ void node_space(node_t *n, node_space_t *out)
     out->reserve_bytes = sp->reserve ? sp->reserve : sp->reserve_want;
     out->reserve_gone_ms = sp->gone_ms;
     out->frees_on_reserve = sp->on_reserve;
-    out->full = !space_admits(sp, SPACE_REC_OVERHEAD);
+    out->full = !space_admits(sp, (uint64_t)TREE_VALUE_MAX + SPACE_REC_OVERHEAD);
     if (sp->known) {
         uint64_t used = sp->logged + sp->inflight;
         out->disk_bytes = sp->disk;
@@ -445,9 +461,9 @@ int node_propose(node_t *n, cmdbuf_t *b, sm_result_t *res)
     cls = cmd_class(b->p, b->len);
     w = (uint64_t)b->len + SPACE_REC_OVERHEAD;
     pthread_mutex_lock(&sp->mu);
-    if (cls == CC_NORMAL) {
+    if (cls != CC_FREEING) {
         space_probe(n);
-        if (!space_admits(sp, w)) {
+        if (cls == CC_NORMAL ? !space_admits(sp, w) : !sp->reserve) {
             pthread_mutex_unlock(&sp->mu);
             free(b->p);
             b->p = NULL;
@@ -459,7 +475,7 @@ int node_propose(node_t *n, cmdbuf_t *b, sm_result_t *res)
     pthread_mutex_unlock(&sp->mu);
     for (int tries = 0;; tries++) {
         rc = group_propose(n->group, b->p, b->len, res);
-        if (rc != -QERR_NOSPACE || cls == CC_NORMAL || tries == 1)
+        if (rc != -QERR_NOSPACE || cls != CC_FREEING || tries == 1)
             break;
         reserve_give_up(n);   /* retry once, on the reserve (given up by us or another) */
     }

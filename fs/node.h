@@ -91,7 +91,7 @@ typedef struct node_space {
     int reserve_in_place;         /* 0: given up, deletes are running on it */
     uint64_t reserve_gone_ms;     /* wall ms it was given up (0 when in place) */
     uint64_t frees_on_reserve;    /* freeing commands logged since it was given up */
-    int full;                     /* writes are refused with ENOSPC now */
+    int full;                     /* a write of a largest value (1 MiB) gets ENOSPC now */
     int known;                    /* 0 when statvfs of the data dir failed (all 0 then) */
 } node_space_t;
 

@@ -1,18 +1,42 @@
 /* fs/status.c — `.cluster/` content for the embedded single node: one member, one shard
- * (the whole key space), health from the group's failure state, metrics in Prometheus text
- * format (fs operations, group commit and WAL fsync, state sizes). */
+ * (the whole key space), health from the group's failure state and the node's view of the
+ * data disk (node_space: full, almost full, deletes running on the reserve), metrics in
+ * Prometheus text format (fs operations, group commit and WAL fsync, state sizes, disk). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
+#include <time.h>
 #include "fs/cache_sm.h"
 #include "fs/config_sm.h"
 #include "fs/metrics.h"
 #include "fs/status.h"
 
-#define HEALTH_MIN_FREE (4ull << 20)   /* less free space than this on the data disk */
-#define HEALTH_NOSPACE_MS 10000        /* a write refused for ENOSPC this recently */
+#define HEALTH_ALMOST_FULL (4ull << 20)   /* "almost full" below this left for writes... */
+#define HEALTH_ALMOST_FULL_DIV 16          /* ...or a sixteenth of the disk, if smaller */
+
+static uint64_t almost_full(uint64_t disk)
+{
+    uint64_t d = disk / HEALTH_ALMOST_FULL_DIV;
+    return d < HEALTH_ALMOST_FULL ? d : HEALTH_ALMOST_FULL;
+}
+
+/* n bytes as "12345 bytes" or "3.2 MiB". */
+static void human(char *buf, size_t size, uint64_t n)
+{
+    static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB" };
+    if (n < 10240) {
+        snprintf(buf, size, "%llu bytes", (unsigned long long)n);
+        return;
+    }
+    double v = (double)n / 1024;
+    int u = 0;
+    while (v >= 1024 && u < 3) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, size, "%.1f %s", v, unit[u]);
+}
 
 const char *const status_names[STATUS__COUNT] = { "members", "shards", "health", "metrics" };
 
@@ -87,6 +111,19 @@ static void render_metrics(node_t *n, char **b, size_t *len, size_t *cap)
         (unsigned long long)cs.bytes, (unsigned long long)cs.cap,
         (unsigned long long)cs.keys, (unsigned long long)cs.evictions,
         (unsigned long long)cs.expirations, (unsigned long long)rev, (unsigned)nobjs);
+    node_space_t sp;
+    node_space(n, &sp);
+    metrics_printf(b, len, cap,
+        "# HELP quorumfs_disk_free_bytes free bytes on the data disk.\n"
+        "# TYPE quorumfs_disk_free_bytes gauge\nquorumfs_disk_free_bytes %llu\n"
+        "# HELP quorumfs_data_bytes bytes of the node's WAL and snapshots.\n"
+        "# TYPE quorumfs_data_bytes gauge\nquorumfs_data_bytes %llu\n"
+        "# HELP quorumfs_write_avail_bytes bytes writes may still add before ENOSPC.\n"
+        "# TYPE quorumfs_write_avail_bytes gauge\nquorumfs_write_avail_bytes %llu\n"
+        "# HELP quorumfs_reserve_in_place 1 while the disk-full reserve file is in place.\n"
+        "# TYPE quorumfs_reserve_in_place gauge\nquorumfs_reserve_in_place %d\n",
+        (unsigned long long)sp.free_bytes, (unsigned long long)sp.data_bytes,
+        (unsigned long long)sp.avail_bytes, sp.reserve_in_place);
 }
 
 int status_render(node_t *n, int which, char **buf, size_t *len)
@@ -108,18 +145,39 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
     case STATUS_HEALTH: {
         /* One line per reason; "ok" alone when there is none. */
         group_get_stats(node_group(n), &gs);
-        uint64_t full = node_last_nospace_ms(n);
-        struct statvfs sv;
-        int low = statvfs(node_data_dir(n), &sv) == 0 &&
-                  (uint64_t)sv.f_bavail * sv.f_frsize < HEALTH_MIN_FREE;
+        node_space_t sp;
+        node_space(n, &sp);
+        char fr[32], hd[32], da[32], rs[32], av[32];
+        human(fr, sizeof(fr), sp.free_bytes);
+        human(hd, sizeof(hd), sp.held_bytes);
+        human(da, sizeof(da), sp.data_bytes);
+        human(rs, sizeof(rs), sp.reserve_bytes);
+        human(av, sizeof(av), sp.avail_bytes);
         if (gs.failed)
             metrics_printf(&b, &l, &cap,
                            "shard 0: write-ahead log failed after a disk error; writes refused\n");
-        if (full && node_now_ms() - full < HEALTH_NOSPACE_MS)
-            metrics_printf(&b, &l, &cap, "data disk full: writes refused with ENOSPC\n");
-        else if (low)
-            metrics_printf(&b, &l, &cap, "data disk almost full: %llu bytes free\n",
-                           (unsigned long long)sv.f_bavail * sv.f_frsize);
+        if (sp.known && sp.full)
+            metrics_printf(&b, &l, &cap, "data disk full: writes get ENOSPC (%s left for "
+                           "writes): %s free on %s, %s of it held back for the next snapshot "
+                           "(the node's files take %s)%s; delete from the mount or enlarge the "
+                           "disk (docs/OPERATIONS.md)\n", av, fr, node_data_dir(n), hd, da,
+                           sp.reserve_in_place ? "" : ", and the reserve is given up");
+        else if (sp.known && sp.avail_bytes < almost_full(sp.disk_bytes))
+            metrics_printf(&b, &l, &cap, "data disk almost full: %s left for writes on %s\n",
+                           av, node_data_dir(n));
+        if (sp.known && !sp.reserve_in_place) {
+            char when[32] = "at start";
+            if (sp.reserve_gone_ms) {
+                time_t t = (time_t)(sp.reserve_gone_ms / 1000);
+                struct tm tm;
+                localtime_r(&t, &tm);
+                strftime(when, sizeof(when), "at %Y-%m-%d %H:%M:%S", &tm);
+            }
+            metrics_printf(&b, &l, &cap, "deletes running on the reserve: the %s reserve was "
+                           "given up %s so that deletes can be logged (%llu since); it comes "
+                           "back when space is freed\n", rs, when,
+                           (unsigned long long)sp.frees_on_reserve);
+        }
         if (!l)
             metrics_printf(&b, &l, &cap, "ok\n");
         break;
