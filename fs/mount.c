@@ -290,14 +290,33 @@ static int status_size(mount_t *m, int which, off_t *size)
     return 0;
 }
 
-static int do_getattr(mount_t *m, uint64_t ino, struct stat *s)
+/* The root and `.cluster/` never change while mounted: they show the node's start time.
+ * The root's links: itself, its entry, and each subdirectory's "..". */
+static void root_stat(mount_t *m, uint64_t ino, struct stat *s)
 {
     if (ino == INO_ROOT) {
-        mount_stat(s, ino, S_IFDIR | 0755, 0, 0);
-        return 0;
+        mount_stat(s, ino, S_IFDIR | 0755, 0, node_start_ms(m->node));
+        s->st_nlink = 2 + (NS__COUNT - 1) + 1;   /* the namespaces and .cluster */
+    } else {
+        mount_stat(s, ino, S_IFDIR | 0555, 0, node_start_ms(m->node));
     }
-    if (ino == INO_CLUSTER) {
-        mount_stat(s, ino, S_IFDIR | 0555, 0, 0);
+}
+
+/* The time a namespace root shows at lookup: its tree object's last change, or the node's
+ * start time while it has none (its front's getattr answers after that). */
+static uint64_t ns_root_ms(mount_t *m, int ns)
+{
+    pthread_rwlock_rdlock(&m->st->lock);
+    const obj_t *r = tree_root(m->st, ns);
+    uint64_t t = r ? r->mtime_ms : 0;
+    pthread_rwlock_unlock(&m->st->lock);
+    return t ? t : node_start_ms(m->node);
+}
+
+static int do_getattr(mount_t *m, uint64_t ino, struct stat *s)
+{
+    if (ino == INO_ROOT || ino == INO_CLUSTER) {
+        root_stat(m, ino, s);
         return 0;
     }
     if (!is_status_ino(ino))
@@ -317,13 +336,13 @@ static int do_lookup(mount_t *m, uint64_t parent, const char *name, struct fuse_
         e->entry_timeout = e->attr_timeout = STATIC_TIMEOUT;
         if (strcmp(name, ".cluster") == 0) {
             e->ino = INO_CLUSTER;
-            mount_stat(&e->attr, INO_CLUSTER, S_IFDIR | 0555, 0, 0);
+            root_stat(m, INO_CLUSTER, &e->attr);
             return 0;
         }
         for (int ns = 1; ns < NS__COUNT; ns++) {
             if (strcmp(name, ns_names[ns]) == 0) {
                 e->ino = NS_ROOT_ID(ns);
-                mount_stat(&e->attr, e->ino, S_IFDIR | 0755, 0, 0);
+                mount_stat(&e->attr, e->ino, S_IFDIR | 0755, 0, ns_root_ms(m, ns));
                 return 0;
             }
         }
@@ -638,18 +657,33 @@ static void q_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
     fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
 }
 
+/* df: the data disk's size and free blocks, and as available what writes may still add
+ * before ENOSPC (node_space: the reserve and the room held back for the next snapshot are
+ * not available; docs/OPERATIONS.md "df"). df -i: the objects in use (namespace roots
+ * included), and as free an estimate of how many more fit in the available space (at
+ * STATFS_OBJ_BYTES each, at most STATFS_FFREE_MAX): 0 on a full disk, where creating gives
+ * ENOSPC. f_files = used + free, so IUsed is the object count. */
+#define STATFS_BSIZE 4096
+#define STATFS_OBJ_BYTES 256
+#define STATFS_FFREE_MAX (1ull << 31)
 static void q_statfs(fuse_req_t req, fuse_ino_t ino)
 {
     mount_t *m = mount_of(req);
     uint64_t t0 = metrics_now_ns();
     struct statvfs sv;
-    if (statvfs(node_data_dir(m->node), &sv) != 0)
-        memset(&sv, 0, sizeof(sv));
+    node_space_t sp;
+    node_space(m->node, &sp);
+    memset(&sv, 0, sizeof(sv));
+    sv.f_bsize = sv.f_frsize = STATFS_BSIZE;
+    sv.f_blocks = sp.disk_bytes / STATFS_BSIZE;
+    sv.f_bfree = sp.free_bytes / STATFS_BSIZE;
+    sv.f_bavail = sp.avail_bytes / STATFS_BSIZE;
     pthread_rwlock_rdlock(&m->st->lock);
-    sv.f_files = m->st->tree.nobjs;
+    uint64_t used = m->st->tree.nobjs;
     pthread_rwlock_unlock(&m->st->lock);
-    sv.f_ffree = 1u << 30;
-    sv.f_favail = sv.f_ffree;
+    uint64_t ffree = sp.known ? sp.avail_bytes / STATFS_OBJ_BYTES : STATFS_FFREE_MAX;
+    sv.f_ffree = sv.f_favail = ffree < STATFS_FFREE_MAX ? ffree : STATFS_FFREE_MAX;
+    sv.f_files = used + sv.f_ffree;
     sv.f_namemax = NAME_MAX_BYTES;
     metrics_op(node_metrics(mount_of(req)->node), MOP_statfs, t0, 0);
     fuse_reply_statfs(req, &sv);
