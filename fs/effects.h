@@ -23,6 +23,9 @@ enum effect_kind {
     EFF_LOCK_WAIT,
     /* config/ reached revision rev: `.events` readers may have something to read. */
     EFF_CONFIG_REV,
+    /* Queue qid has ready messages after this command, or was removed: a reader that polls
+     * it (poll(2) on pop or claim) may read without blocking now. To nobody (sid, wid 0). */
+    EFF_QUEUE_READY,
 };
 
 typedef struct effect {
@@ -45,6 +48,9 @@ typedef struct effect {
         struct {
             uint64_t rev;
         } config;
+        struct {
+            uint64_t qid;
+        } qready;
     } u;
 } effect_t;
 

@@ -15,10 +15,17 @@
  * Waiters: a parked read is fh->req of a pop/claim file in by_hid. Whoever sets fh->req to
  * NULL under qf->ctx.mu (a delivery, the interrupt callback) answers that request, and
  * nobody else touches it; the file itself leaves by_hid only at release, under qf->ctx.mu,
- * after which no delivery can find it. */
+ * after which no delivery can find it.
+ *
+ * Pollers: poll(2) on a pop/claim file that would block keeps the poll handle in fh->ph,
+ * and the file in the polled list. Whoever takes fh->ph under qf->ctx.mu (a delivery that
+ * makes a read of the file possible, release, stop) notifies or destroys it; nobody else.
+ * A handle is notified only while the FUSE session lives: deliveries end before it is
+ * destroyed (node_quiesce), and stop only destroys what is left. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -90,6 +97,11 @@ typedef struct qfh {
     fuse_req_t req;              /* parked read */
     size_t want;
     UT_hash_handle hh;           /* qf->by_hid */
+    /* poll (under qf->ctx.mu): a kept poll handle, the queue whose EFF_QUEUE_READY wakes it
+     * (PQID_ANY, PQID_NONE), a count of the handles kept, the polled list's links */
+    struct fuse_pollhandle *ph;
+    uint64_t pqid, pgen;
+    struct qfh *pnext, *pprev;
     /* static text (peek, len, message files) and directory listings */
     char *text;
     size_t tlen;
@@ -100,6 +112,7 @@ typedef struct qfh {
 struct qfront {
     front_ctx_t ctx;             /* first: node, mu */
     qfh_t *by_hid;
+    qfh_t *polled;               /* pop/claim files with a kept poll handle */
     uint64_t next_hid;
     struct rmnote { uint64_t qid; pid_t pid; uint64_t at_ms; } notes[RM_NOTES];
     unsigned nnotes;
@@ -598,6 +611,138 @@ static void qf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
 }
 
+/* ---------------------------------------------------------------- poll */
+
+#define PQID_ANY 0               /* fh->pqid: any queue's EFF_QUEUE_READY wakes the handle */
+#define PQID_NONE UINT64_MAX     /* none does: only the delivery of the file's own message */
+#define POLL_READ (POLLIN | POLLRDNORM)
+
+/* Takes fh's kept poll handle, and fh off the polled list; qf->ctx.mu held. The caller owns
+ * the handle returned (NULL: none was kept). */
+static struct fuse_pollhandle *unpoll_locked(qfh_t *fh)
+{
+    qfront_t *qf = fh->qf;
+    struct fuse_pollhandle *ph = fh->ph;
+    if (!ph)
+        return NULL;
+    if (fh->pprev)
+        fh->pprev->pnext = fh->pnext;
+    else
+        qf->polled = fh->pnext;
+    if (fh->pnext)
+        fh->pnext->pprev = fh->pprev;
+    fh->pnext = fh->pprev = NULL;
+    fh->ph = NULL;
+    return ph;
+}
+
+/* Keeps ph for fh, woken as pqid says; returns the handle kept before (the caller destroys
+ * it: every handle of one open file names the same kernel file, so the new one wakes all
+ * its pollers). qf->ctx.mu held. */
+static struct fuse_pollhandle *keep_locked(qfh_t *fh, struct fuse_pollhandle *ph,
+                                           uint64_t pqid)
+{
+    qfront_t *qf = fh->qf;
+    struct fuse_pollhandle *old = unpoll_locked(fh);
+    fh->ph = ph;
+    fh->pqid = pqid;
+    fh->pgen++;
+    fh->pprev = NULL;
+    fh->pnext = qf->polled;
+    if (qf->polled)
+        qf->polled->pprev = fh;
+    qf->polled = fh;
+    return old;
+}
+
+/* A read of fh would not block any more: notifies its pollers and destroys the handle kept
+ * (if any). qf->ctx.mu held; the notification is a write to /dev/fuse that never waits for
+ * a request. The kernel ignores one for a file it has released meanwhile. */
+static void wake_locked(qfh_t *fh)
+{
+    struct fuse_pollhandle *ph = unpoll_locked(fh);
+    if (ph) {
+        fuse_lowlevel_notify_poll(ph);
+        fuse_pollhandle_destroy(ph);
+    }
+}
+
+/* poll(2) on a pop/claim file: what a read would do now. Its message was delivered (or the
+ * queue removed, or it already read its one message): ready. A read in progress or an
+ * interrupted one still registered (T_PROPOSING, T_WAITING): not ready until this file's
+ * message is delivered. Idle: a read would take the head of the queue, so ready while the
+ * queue (by name, as the read finds it) has ready messages, or an error when it is gone.
+ * When not ready, ph is kept (if given). It is kept before the queue is looked at, so an
+ * EFF_QUEUE_READY delivered in between finds it (PQID_ANY until the lookup says which queue;
+ * the state lock is never held with qf->ctx.mu). Returns the poll events; ph is kept or
+ * destroyed. */
+static unsigned take_poll(qfh_t *fh, struct fuse_pollhandle *ph)
+{
+    qfront_t *qf = fh->qf;
+    struct fuse_pollhandle *old = NULL;
+    uint64_t gen = 0;
+    int idle = 0;
+    pthread_mutex_lock(&qf->ctx.mu);
+    int done = fh->state == T_HAVE || fh->state == T_DONE || fh->state == T_GONE;
+    if (!done) {
+        idle = fh->state == T_IDLE;
+        if (ph) {
+            old = keep_locked(fh, ph, idle ? PQID_ANY : PQID_NONE);
+            gen = fh->pgen;
+            ph = NULL;
+        }
+    }
+    pthread_mutex_unlock(&qf->ctx.mu);
+    fuse_pollhandle_destroy(old);
+    if (done || !idle) {
+        fuse_pollhandle_destroy(ph);
+        return done ? POLL_READ : 0;
+    }
+    state_t *st = qstate(qf);
+    queue_view_t q;
+    pthread_rwlock_rdlock(&st->lock);
+    int rc = queues_sm_get(st, fh->qname, strlen(fh->qname), &q);
+    unsigned ev = rc < 0 ? POLL_READ | POLLERR : q.ready ? POLL_READ : 0;
+    uint64_t qid = rc < 0 ? PQID_ANY : q.qid;
+    pthread_rwlock_unlock(&st->lock);
+    if (gen) {
+        pthread_mutex_lock(&qf->ctx.mu);
+        if (fh->ph && fh->pgen == gen) {     /* still ours: nobody woke or replaced it */
+            if (ev)
+                ph = unpoll_locked(fh);
+            else
+                fh->pqid = qid;
+        }
+        pthread_mutex_unlock(&qf->ctx.mu);
+        fuse_pollhandle_destroy(ph);
+    }
+    return ev;
+}
+
+/* EFF_QUEUE_READY: queue qid has ready messages or is gone; wakes the idle pollers of it. */
+static void ready_deliver(qfront_t *qf, uint64_t qid)
+{
+    pthread_mutex_lock(&qf->ctx.mu);
+    for (qfh_t *fh = qf->polled, *next; fh; fh = next) {
+        next = fh->pnext;
+        if (fh->pqid == PQID_ANY || fh->pqid == qid)
+            wake_locked(fh);
+    }
+    pthread_mutex_unlock(&qf->ctx.mu);
+}
+
+static void qf_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                    struct fuse_pollhandle *ph)
+{
+    qfh_t *fh = (qfh_t *)(uintptr_t)fi->fh;
+    if (!fh || (fh->kind != QK_POP && fh->kind != QK_CLAIM)) {
+        fuse_pollhandle_destroy(ph);    /* never blocks: push, peek, len, message files */
+        fuse_reply_poll(req, POLL_READ | POLLOUT | POLLWRNORM);
+        return;
+    }
+    fuse_reply_poll(req, take_poll(fh, ph));
+}
+
 /* ---------------------------------------------------------------- pop / claim */
 
 /* Replies to req from fh's delivered message; qf->ctx.mu held. */
@@ -685,6 +830,8 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size)
         pthread_mutex_lock(&qf->ctx.mu);
         if (fh->state == T_PROPOSING)
             fh->state = rc < 0 ? T_IDLE : T_WAITING;
+        if (rc < 0 && fh->ph && fh->pqid == PQID_NONE)
+            wake_locked(fh);      /* kept while proposing, idle again: poll anew */
         pthread_mutex_unlock(&qf->ctx.mu);
         if (rc < 0) {
             fuse_reply_err(req, -rc);
@@ -732,6 +879,10 @@ static void q_deliver(void *ctx, effect_t *e)
 {
     qfront_t *qf = ctx;
     uint64_t self = qsid(qf);
+    if (e->kind == EFF_QUEUE_READY) {
+        ready_deliver(qf, e->u.qready.qid);
+        return;
+    }
     if (e->kind != EFF_QUEUE_MSG || !self || e->sid != self)
         return;                   /* other nodes' sessions are theirs to hand out */
     qfh_t *fh;
@@ -752,6 +903,7 @@ static void q_deliver(void *ctx, effect_t *e)
             fh->req = NULL;
             serve_locked(r, fh, fh->want);
         }
+        wake_locked(fh);
     } else if (!e->u.qmsg.gone) {
         give_back(qf, e);
     }
@@ -790,8 +942,10 @@ static void take_release(qfh_t *fh)
     }
     pthread_mutex_lock(&qf->ctx.mu);
     HASH_DELETE(hh, qf->by_hid, fh);
+    struct fuse_pollhandle *ph = unpoll_locked(fh);
     int undelivered = fh->state == T_HAVE && fh->outoff == 0;
     pthread_mutex_unlock(&qf->ctx.mu);
+    fuse_pollhandle_destroy(ph);
     if (!undelivered)
         return;
     cmdbuf_t b;
@@ -1205,6 +1359,7 @@ static const struct fuse_lowlevel_ops queues_fuse = {
     .getxattr = qf_getxattr,
     .listxattr = qf_listxattr,
     .removexattr = qf_removexattr,
+    .poll = qf_poll,
 };
 
 /* ---------------------------------------------------------------- leader side */
@@ -1267,10 +1422,23 @@ static void *q_start(struct node *n)
     return front_ctx_new(sizeof(qfront_t), n);
 }
 
+/* At node close no request, delivery or release reaches the front any more, and the FUSE
+ * session is gone: the poll handles still kept (files left open at unmount) are destroyed,
+ * never notified. */
+static void q_stop(void *ctx)
+{
+    qfront_t *qf = ctx;
+    pthread_mutex_lock(&qf->ctx.mu);
+    while (qf->polled)
+        fuse_pollhandle_destroy(unpoll_locked(qf->polled));
+    pthread_mutex_unlock(&qf->ctx.mu);
+    front_ctx_free(qf);
+}
+
 const ns_front_t queues_front = {
     .start = q_start,
     .sweep = q_sweep,
-    .stop = front_ctx_free,     /* at node close every open file was released */
+    .stop = q_stop,
     .deliver = q_deliver,
     .fuse = &queues_fuse,
 };

@@ -177,6 +177,17 @@ static void hand_over(effects_t *fx, queue_t *q, uint64_t sid, uint64_t hid, uin
     }
 }
 
+/* Pollers of pop and claim (poll(2)) wait for a queue without ready messages to get one, or
+ * to be removed: EFF_QUEUE_READY, an effect to nobody, says so. note_ready emits it when q
+ * has ready messages now and had none before the command (had = ready_now before it). */
+static int ready_now(const queue_t *q) { return q->lists[QM_READY - 1].head != NULL; }
+
+static void note_ready(effects_t *fx, const queue_t *q, int had)
+{
+    if (!had && ready_now(q))
+        effects_add(fx, EFF_QUEUE_READY, NS_QUEUES, 0, 0)->u.qready.qid = q->ent.id;
+}
+
 /* Gives m (in no list) to reader (sid, hid): leased to it until now + vt for a claim,
  * deleted for a pop. */
 static void give(qstate_t *qs, queue_t *q, qmsg_t *m, uint64_t sid, uint64_t hid,
@@ -299,6 +310,8 @@ static void queue_del(qstate_t *qs, queue_t *q, effects_t *fx)
             hand_over(fx, q, w->sid, w->hid, w->claim, NULL);
         free(w);
     }
+    if (fx)
+        effects_add(fx, EFF_QUEUE_READY, NS_QUEUES, 0, 0)->u.qready.qid = q->ent.id;
     ntable_del(&qs->queues, &q->ent);
     free(q);
 }
@@ -428,6 +441,7 @@ static int apply_push(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *f
     if (q->maxlen && q->lists[0].n + q->lists[1].n + n > q->maxlen)
         return -ENOSPC;
     r->off = save;
+    int had = ready_now(q);
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *p;
         size_t len = cmd_get_bytes(r, &p);
@@ -435,6 +449,7 @@ static int apply_push(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *f
         offer(qs, q, m, 0, h->now_ms, fx);
     }
     q->mtime_ms = h->now_ms;
+    note_ready(fx, q, had);
     return 0;
 }
 
@@ -489,7 +504,9 @@ static int apply_unpop(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *
         return -ENOENT;
     if (find_msg(qs, id))
         return -EEXIST;           /* given back already */
+    int had = ready_now(q);
     offer(qs, q, msg_new(qs, q, id, count, blob_xnew(p, len)), 1, h->now_ms, fx);
+    note_ready(fx, q, had);
     return 0;
 }
 
@@ -510,11 +527,14 @@ static int apply_msg_op(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t 
     case QOP_EXTEND:
         m->expires_ms = h->now_ms + (uint64_t)q->vt_s * 1000;
         return 0;
-    case QOP_RETURN:
+    case QOP_RETURN: {
+        int had = ready_now(q);
         unplace(m);
         m->sid = m->expires_ms = 0;
         offer(qs, q, m, 1, h->now_ms, fx);
+        note_ready(fx, q, had);
         return 0;
+    }
     default: /* QOP_DEADRM */
         msg_del(qs, m);
         return 0;
@@ -536,12 +556,14 @@ static int apply_expire(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t 
         return -ENOENT;
     /* Back to the head in reverse, so the batch keeps its order in front of the queue.
      * Each lease is judged at the command's time: a touch committed since wins. */
+    int had = ready_now(q);
     for (uint32_t i = n; i-- > 0;) {
         qmsg_t *m = find_msg(qs, ids[i]);
         if (m && m->q == q && m->where == QM_INFLIGHT && m->expires_ms <= h->now_ms)
             lease_ended(q, m);
     }
     serve_waiters(qs, q, h->now_ms, fx);
+    note_ready(fx, q, had);
     return 0;
 }
 
@@ -584,12 +606,14 @@ static void q_session_end(state_t *st, uint64_t sid, uint64_t now_ms, effects_t 
         queue_t *q = queue_of(e);
         drop_waiters(q, sid, 0);
         /* In reverse, so that the claims keep their order at the head. */
+        int had = ready_now(q);
         for (qmsg_t *m = list_of(q, QM_INFLIGHT)->tail, *p; m; m = p) {
             p = m->prev;
             if (m->sid == sid)
                 lease_ended(q, m);
         }
         serve_waiters(qs, q, now_ms, fx);
+        note_ready(fx, q, had);
     }
 }
 
