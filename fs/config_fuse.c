@@ -112,6 +112,11 @@ static void ctl_read(fuse_req_t req, void *handle, size_t size, off_t off)
     watch_read(req, handle, size, off);
 }
 
+static void ctl_poll(fuse_req_t req, void *handle, struct fuse_pollhandle *ph)
+{
+    watch_poll(req, handle, ph);
+}
+
 static void ctl_release(void *handle) { watch_close(handle); }
 
 /* The context is the node's watch table (its interrupt callback finds it by namespace). */
@@ -126,6 +131,7 @@ static const tree_front_t config_tree_front = {
     .ctl_getattr = ctl_getattr,
     .ctl_open = ctl_open,
     .ctl_read = ctl_read,
+    .ctl_poll = ctl_poll,
     .ctl_release = ctl_release,
 };
 

@@ -11,8 +11,16 @@
  * interrupt, close) answers it; nobody touches a watch's request after unlocking mu unless
  * they unparked it. The interrupt callback is registered before the read is parked, and
  * the parking thread checks fuse_req_interrupted under mu, so an interrupt is never lost
- * and never answers a request twice. */
+ * and never answers a request twice.
+ *
+ * Pollers. poll(2) on a watch that has nothing to read keeps the poll handle (w->ph, the
+ * watch on the table's polled list, under mu). It is judged and kept under the state lock
+ * (read), so the EFF_CONFIG_REV of any later apply finds it. Whoever takes w->ph under mu
+ * (a delivery that gives the watch something to read, close, stop) notifies or destroys
+ * it, and nobody else. Handles are notified only by deliveries, which end before the FUSE
+ * session is destroyed (node_quiesce); stop only destroys what is left. */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +31,13 @@
 #include "fs/watch.h"
 
 #define BATCH_BYTES 65536
+#define LINE_BYTES (4 * TREE_PATH_MAX + 64)   /* room for any one event line */
 
 struct watch_table {
     state_t *st;
     pthread_mutex_t mu;
     watch_t *parked;
+    watch_t *polled;             /* watches with a kept poll handle */
 };
 
 struct watch {
@@ -44,6 +54,9 @@ struct watch {
     struct watch *next, *prev;   /* parked list; next also links a delivery's answers */
     int ans;                     /* delivery: the answer to send (bytes or -errno) ... */
     const char *ansp;            /* ... and where its bytes are (in buf) */
+    uint64_t rend;               /* stream offset where the latest read's bytes ended */
+    struct fuse_pollhandle *ph;  /* kept by poll while there is nothing to read */
+    struct watch *pnext, *pprev; /* polled list; pnext also links a delivery's wake-ups */
 };
 
 int watch_open(watch_table_t *t, const char *dirpath, uint64_t after, int nonblock,
@@ -115,7 +128,42 @@ static int fill(watch_t *w, uint64_t off, size_t size, const char **p)
     if (n > size)
         n = size;
     *p = w->buf + (off - w->base);
+    w->rend = off + n;
     return (int)n;
+}
+
+/* Whether a read that goes on where the latest one ended would not block: 1 when it has
+ * bytes of the batch left or an event below the directory is waiting, 0 when it would
+ * block, -ESTALE when it fails at once. Looks without taking: the batch stays as it is
+ * (a reader may still seek back into it); the cursor only skips events outside the
+ * directory, as fill does. The state lock (read) and mu held. */
+static int poll_ready(watch_t *w)
+{
+    if (w->rend < w->base + w->len)
+        return 1;
+    char line[LINE_BYTES];
+    uint64_t c = w->cursor;
+    int n = config_read_events(w->t->st, w->dir, &c, line, sizeof(line));
+    if (n == 0)
+        w->cursor = c;
+    return n < 0 ? n : n > 0;
+}
+
+/* Takes w's kept poll handle and w off the polled list (mu held); the caller owns it. */
+static struct fuse_pollhandle *unpoll(watch_t *w)
+{
+    struct fuse_pollhandle *ph = w->ph;
+    if (!ph)
+        return NULL;
+    if (w->pprev)
+        w->pprev->pnext = w->pnext;
+    else
+        w->t->polled = w->pnext;
+    if (w->pnext)
+        w->pnext->pprev = w->pprev;
+    w->pnext = w->pprev = NULL;
+    w->ph = NULL;
+    return ph;
 }
 
 static void reply(fuse_req_t req, int n, const char *p)
@@ -147,6 +195,17 @@ static void watch_deliver(void *ctx, effect_t *e)
         w->next = ready;
         ready = w;
     }
+    /* Pollers that have something to read now: off the polled list onto woke (through
+     * pnext, still holding their handles), notified below. */
+    watch_t *woke = NULL;
+    for (watch_t *w = t->polled, *next; w; w = next) {
+        next = w->pnext;
+        if (poll_ready(w) == 0)
+            continue;
+        w->ph = unpoll(w);
+        w->pnext = woke;
+        woke = w;
+    }
     pthread_rwlock_unlock(&t->st->lock);
     for (watch_t *w = ready, *next; w; w = next) {
         next = w->next;
@@ -154,6 +213,13 @@ static void watch_deliver(void *ctx, effect_t *e)
         w->waiting = NULL;
         w->next = NULL;
         reply(req, w->ans, w->ansp);
+    }
+    for (watch_t *w = woke, *next; w; w = next) {
+        next = w->pnext;
+        w->pnext = NULL;
+        fuse_lowlevel_notify_poll(w->ph);
+        fuse_pollhandle_destroy(w->ph);
+        w->ph = NULL;
     }
     pthread_mutex_unlock(&t->mu);
 }
@@ -206,6 +272,30 @@ void watch_read(fuse_req_t req, watch_t *w, size_t size, off_t off)
     testhook_pause("watch_read_registered");   /* w may be freed from here on */
 }
 
+void watch_poll(fuse_req_t req, watch_t *w, struct fuse_pollhandle *ph)
+{
+    watch_table_t *t = w->t;
+    struct fuse_pollhandle *old = NULL;
+    pthread_rwlock_rdlock(&t->st->lock);
+    pthread_mutex_lock(&t->mu);
+    int r = poll_ready(w);
+    if (r == 0 && ph) {
+        old = unpoll(w);               /* same kernel file: the new handle wakes all */
+        w->ph = ph;
+        w->pprev = NULL;
+        w->pnext = t->polled;
+        if (t->polled)
+            t->polled->pprev = w;
+        t->polled = w;
+        ph = NULL;
+    }
+    pthread_mutex_unlock(&t->mu);
+    pthread_rwlock_unlock(&t->st->lock);
+    fuse_pollhandle_destroy(old);
+    fuse_pollhandle_destroy(ph);
+    fuse_reply_poll(req, r < 0 ? POLLIN | POLLRDNORM | POLLERR : r ? POLLIN | POLLRDNORM : 0);
+}
+
 void watch_close(watch_t *w)
 {
     if (!w)
@@ -214,7 +304,9 @@ void watch_close(watch_t *w)
     pthread_mutex_lock(&t->mu);
     if (w->waiting)
         fuse_reply_err(unpark(w), EINTR);
+    struct fuse_pollhandle *ph = unpoll(w);
     pthread_mutex_unlock(&t->mu);
+    fuse_pollhandle_destroy(ph);
     free(w->dir);
     free(w->buf);
     free(w);
@@ -230,10 +322,16 @@ static void *watch_start(struct node *n)
     return t;
 }
 
-/* At node close every open file was released, so no watch is left. */
+/* At node close no request, delivery or release reaches the table any more and the FUSE
+ * session is gone. Watches of files left open at unmount stay with their open files; the
+ * poll handles they kept are destroyed here, never notified. */
 static void watch_stop(void *ctx)
 {
     watch_table_t *t = ctx;
+    pthread_mutex_lock(&t->mu);
+    while (t->polled)
+        fuse_pollhandle_destroy(unpoll(t->polled));
+    pthread_mutex_unlock(&t->mu);
     pthread_mutex_destroy(&t->mu);
     free(t);
 }
