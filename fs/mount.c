@@ -24,6 +24,7 @@
 #include <uthash.h>
 #include "fs/dirlist.h"
 #include "fs/front.h"
+#include "fs/fuse_io.h"
 #include "fs/metrics.h"
 #include "fs/mount.h"
 #include "fs/names.h"
@@ -802,21 +803,22 @@ static long long find_mnt_id(const char *mountpoint)
     return found;
 }
 
-/* Judged from the mnt_id, ino and flags lines of /proc/<pid>/fdinfo/<fd>. flags < 0: any
- * descriptor; otherwise only those whose access mode and O_APPEND are flags'. */
-static int open_in(long long mnt_id, pid_t pid, uint64_t ino, int flags)
+/* How many descriptors process pid holds on inode ino of mount mnt_id, judged from the
+ * mnt_id, ino and flags lines of /proc/<pid>/fdinfo/<fd>; -1 when it cannot tell. flags < 0:
+ * any descriptor; otherwise only those whose access mode and O_APPEND are flags'. */
+static int open_count(long long mnt_id, pid_t pid, uint64_t ino, int flags)
 {
     char path[64], line[128];
     if (!mnt_id || pid <= 0)
-        return 1;
+        return -1;
     snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
     DIR *d = opendir(path);
     if (!d)
-        return 1;
+        return -1;
     const unsigned mask = O_ACCMODE | O_APPEND;
-    int found = 0;
+    int n = 0;
     struct dirent *e;
-    while (!found && (e = readdir(d))) {
+    while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
         snprintf(path, sizeof(path), "/proc/%d/fdinfo/%.16s", (int)pid, e->d_name);
@@ -832,24 +834,25 @@ static int open_in(long long mnt_id, pid_t pid, uint64_t ino, int flags)
             sscanf(line, "flags: %o", &fl);
         }
         fclose(f);
-        found = mnt == mnt_id && i == ino && (flags < 0 || (fl & mask) == ((unsigned)flags & mask));
+        n += mnt == mnt_id && i == ino && (flags < 0 || (fl & mask) == ((unsigned)flags & mask));
     }
     closedir(d);
-    return found;
+    return n;
 }
 
-int mount_still_open(const mount_t *m, pid_t pid, uint64_t ino, int flags)
+int mount_open_count(const mount_t *m, pid_t pid, uint64_t ino, int flags)
 {
-    return open_in(m->mnt_id, pid, ino, flags);
+    return open_count(m->mnt_id, pid, ino, flags);
 }
 
-/* Transitional, for fs/queues_fuse.c until it calls mount_still_open: the same for the
- * mount this process made last (the one process-wide value left on the FUSE side). */
+/* Transitional, for fs/queues_fuse.c until it calls mount_open_count: whether pid holds a
+ * descriptor on ino (or cannot tell) on the mount this process made last (the one
+ * process-wide value left on the FUSE side). */
 static long long last_mnt_id;
 
 int mount_still_open_by(pid_t pid, uint64_t ino)
 {
-    return open_in(__atomic_load_n(&last_mnt_id, __ATOMIC_RELAXED), pid, ino, -1);
+    return open_count(__atomic_load_n(&last_mnt_id, __ATOMIC_RELAXED), pid, ino, -1) != 0;
 }
 
 /* Every request was answered and every file released: nothing refers to m any more. */
@@ -898,6 +901,10 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
     }
     m->mnt_id = find_mnt_id(mountpoint);
     __atomic_store_n(&last_mnt_id, m->mnt_id, __ATOMIC_RELAXED);
+    int io = fuse_io_install(se);   /* for shared read-only mmap (fs/fuse_io.c) */
+    if (io < 0)
+        fprintf(stderr, "quorumfs: own /dev/fuse I/O not installed (%s): mmap of files "
+                "with MAP_SHARED will give ENODEV\n", strerror(-io));
     if (ready)
         ready(ready_arg);
     struct fuse_loop_config *cfg = fuse_loop_cfg_create();

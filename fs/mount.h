@@ -36,15 +36,14 @@ void mount_stat(struct stat *s, uint64_t ino, mode_t mode, off_t size, uint64_t 
 int mount_reply_open(fuse_req_t req, int rc, void *fh, struct fuse_file_info *fi,
                      const struct fuse_entry_param *e);
 
-/* Nonzero when process pid still holds a descriptor on inode ino of this mount (from
- * /proc/<pid>/fdinfo; nothing is sent to the mount). Answers yes when it cannot tell.
- * flags < 0 counts any descriptor; otherwise only descriptors whose access mode and
- * O_APPEND are those of flags (the open flags of the file description being flushed: a
- * dup of it has the same ones, so another description of the same file opened otherwise,
- * such as `exec 6>>f` beside `: > f`, does not count). flush handlers use it to tell a
- * close() that ends a process's use of an open file from a shell's dup2()+close() before
- * it writes. */
-int mount_still_open(const mount_t *m, pid_t pid, uint64_t ino, int flags);
+/* How many descriptors process pid holds on inode ino of this mount (from
+ * /proc/<pid>/fdinfo; nothing is sent to the mount), or -1 when it cannot tell. flags < 0
+ * counts any descriptor; otherwise only descriptors whose access mode and O_APPEND are
+ * those of flags. flush handlers use it to tell a close() that ends a process's use of an
+ * open file description from a shell's dup2()+close() before it writes (a dup has the
+ * description's flags; another description opened otherwise, such as `exec 6>>f` beside
+ * `: > f`, does not count). */
+int mount_open_count(const mount_t *m, pid_t pid, uint64_t ino, int flags);
 /* Transitional (fs/queues_fuse.c): the same for the mount this process made last. */
 int mount_still_open_by(pid_t pid, uint64_t ino);
 
