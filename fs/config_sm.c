@@ -87,6 +87,11 @@ static void on_put(state_t *st, obj_t *o, uint32_t oldlen, uint64_t now_ms)
 
 static void on_move_in(state_t *st, obj_t *o, uint64_t now_ms) { on_put(st, o, 0, now_ms); }
 
+/* An exclusive create of an empty file takes no revision: the file has no history until
+ * the save of the open that created it is published (one revision for `cp`, `tar x`,
+ * mkstemp users), and stays at version 0 without one if that never happens. */
+static void on_excl_create(state_t *st, obj_t *o, uint64_t now_ms) {}
+
 static void on_symlink(state_t *st, obj_t *o, uint64_t now_ms) { on_put(st, o, 0, now_ms); }
 
 static void free_history(obj_t *o)
@@ -184,6 +189,7 @@ static int restore_fields(snapin_t *in, obj_t *ob)
 static const tree_hooks_t config_tree = {
     .at_reserved = 1,
     .on_put = on_put,
+    .on_excl_create = on_excl_create,
     .on_symlink = on_symlink,
     .on_unlink = on_unlink,
     .on_replace = on_replace,
@@ -382,6 +388,8 @@ static void verify_obj(void *arg, const obj_t *o)
     } else if (o->type != OBJ_FILE) {
         if (o->u.config.hist || o->u.config.nhist)
             v->why = "config: a directory or link with a history";
+    } else if (!o->u.config.hist && !o->u.config.nhist && !o->u.config.rev && !o->val->len) {
+        /* created empty by an exclusive create, no save published yet (on_excl_create) */
     } else if (!o->u.config.hist || !o->u.config.nhist || o->u.config.nhist > CONFIG_HISTORY ||
                o->u.config.hist_head >= o->u.config.nhist) {
         v->why = "config: a file without a history";

@@ -1,11 +1,27 @@
 /* fs/tree_file.c — the generic tree front's open value files and control entries (see
- * fs/tree_front.h): open, read, the write protocol, flush, fsync, release, create and
- * truncate, and poll.
+ * fs/tree_front.h): open, read, saves, flush, fsync, release, create, truncate and poll.
  *
- * Value files: each write() request is one committed command on the value as it is then
- * (CMD_WRITE), so a value changes atomically per request and concurrent writers never undo
- * each other. A file created without O_EXCL comes into being with its first write (or at
- * flush/release, fsync, setattr), under the id the node picked at create. */
+ * Saves (FILE-API §1). The writes, ftruncate()s and O_TRUNC of one open file description
+ * are one save: the open keeps the whole new value (fh->buf) and publishes it as one
+ * command (a whole-value PUT) at the close() that ends the writing, at fsync(), or at a
+ * setattr through the open; other readers see the old value until then, never a part.
+ * Reads through the writing open see the save in progress. A save that fails (EFBIG past
+ * the size limit, ENOSPC) publishes nothing, so the value stays as it was and a file the
+ * save would have created does not appear. The PUT names the object the open writes
+ * (CMD_PUT_IFID): if that file was removed or replaced meanwhile, the save goes where the
+ * object went, or nowhere if it is gone (as the data of an unlinked file on a local disk).
+ *
+ * O_APPEND writes are different: each write() request is one committed CMD_WRITE at the
+ * value's end, so appends from many writers all land and none is torn.
+ *
+ * Which close() ends the writing: flush comes at every close() of a descriptor, including a
+ * shell's close of the original after dup2() and before the command writes. A save is
+ * published at a flush when the closing process holds no other descriptor of the same
+ * description, as far as /proc tells (ends_writing), and otherwise at release (the last
+ * close of the description, after close() returned).
+ *
+ * A file created without O_EXCL comes into being when its save is published, under the id
+ * the node picked at create (fs/mount.h, pending creations). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -13,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uthash.h>
 #include "fs/front.h"
 #include "fs/metrics.h"
 #include "fs/ns.h"
@@ -24,16 +41,115 @@ enum fh_kind { FH_VALUE = 1, FH_CTL };
 typedef struct fh {
     int kind;
     uint8_t ns;
-    char *path;                        /* FH_VALUE: namespace-relative path */
-    blob_t *snap;                      /* what reads return (FH_VALUE, FH_CTL with text) */
-    pthread_mutex_t mu;                /* FH_VALUE write state; held while replying a read */
-    int trunc_pending, create_pending, append;
-    int dirty;                         /* FH_VALUE: a write through this open committed */
-    blob_t *orig;                      /* FH_VALUE: value at open (NULL: file was new) */
-    uint64_t want_id;                  /* FH_VALUE made by create: the id it will have */
+    int oflags;                        /* FH_VALUE: the open's flags */
+    char *path;                        /* FH_VALUE: namespace-relative path, as last known */
+    uint64_t id;                       /* FH_VALUE: its object (or pending creation) id */
+    blob_t *snap;                      /* what reads return outside a save (and FH_CTL text) */
+    pthread_mutex_t mu;                /* FH_VALUE: guards the save; held while a read replies */
+    /* The save in progress: the whole new value, valid while saving. */
+    uint8_t *buf;
+    size_t len, cap;
+    int saving;                        /* buf holds a value not published yet ... */
+    int changed;                       /* ... changed by a write, truncate or O_TRUNC */
+    int failed;                        /* errno that failed the save: it publishes nothing */
+    int create_pending;                /* this open creates the file; not published yet */
+    int trunc_pending;                 /* O_APPEND|O_TRUNC: the first append starts empty */
+    int append;                        /* O_APPEND: each write is published at once */
     const tree_front_t *tf;            /* FH_CTL with a handle: its front ... */
     void *ctl;                         /* ... and the handle */
+    unsigned refs;                     /* FH_VALUE: the kernel's, and publish_by's (atomic) */
+    pid_t opener;                      /* FH_VALUE: the process that opened it */
+    uint32_t cmode, cuid, cgid;        /* FH_VALUE creating the file: its mode and owner */
+    struct fh *onext;                  /* FH_VALUE: the next open of its inode (opened_t) */
 } fh_t;
+
+/* ---- inodes known to open files (fstat of a removed file, pending creations) ---- */
+
+/* Attributes of each inode with open value files, per mount: what a getattr gets once the
+ * tree no longer has the object (removed or replaced while open: st_nlink 0). */
+typedef struct opened {
+    struct okey {
+        const mount_t *m;
+        uint64_t ino;
+    } key;
+    fh_t *fhs;                         /* its value opens, linked by onext */
+    struct stat st;
+    UT_hash_handle hh;
+} opened_t;
+
+static opened_t *opened_tab;
+static pthread_mutex_t opened_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static opened_t *opened_find(const mount_t *m, uint64_t ino)
+{
+    struct okey k;
+    memset(&k, 0, sizeof(k));
+    k.m = m;
+    k.ino = ino;
+    opened_t *o;
+    HASH_FIND(hh, opened_tab, &k, sizeof(k), o);
+    return o;
+}
+
+/* Registers open fh of inode ino with attributes st. */
+static void opened_add(const mount_t *m, uint64_t ino, fh_t *fh, const struct stat *st)
+{
+    pthread_mutex_lock(&opened_mu);
+    opened_t *o = opened_find(m, ino);
+    if (!o && (o = calloc(1, sizeof(*o)))) {
+        o->key.m = m;
+        o->key.ino = ino;
+        HASH_ADD(hh, opened_tab, key, sizeof(o->key), o);
+    }
+    if (o) {
+        o->st = *st;
+        fh->onext = o->fhs;
+        o->fhs = fh;
+    }
+    pthread_mutex_unlock(&opened_mu);
+}
+
+/* The attributes of inode ino are st now (after a save of one of its opens). */
+static void opened_update(const mount_t *m, uint64_t ino, const struct stat *st)
+{
+    pthread_mutex_lock(&opened_mu);
+    opened_t *o = opened_find(m, ino);
+    if (o)
+        o->st = *st;
+    pthread_mutex_unlock(&opened_mu);
+}
+
+static void opened_del(const mount_t *m, uint64_t ino, fh_t *fh)
+{
+    pthread_mutex_lock(&opened_mu);
+    opened_t *o = opened_find(m, ino);
+    if (o) {
+        for (fh_t **p = &o->fhs; *p; p = &(*p)->onext)
+            if (*p == fh) {
+                *p = fh->onext;
+                break;
+            }
+        if (!o->fhs) {
+            HASH_DEL(opened_tab, o);
+            free(o);
+        }
+    }
+    pthread_mutex_unlock(&opened_mu);
+}
+
+/* The other opens of fh's inode that process pid made with fh's access mode and O_APPEND:
+ * a lower bound of the descriptors of that process that are not fh's. */
+static int opened_siblings(const mount_t *m, const fh_t *fh, pid_t pid)
+{
+    const int mask = O_ACCMODE | O_APPEND;
+    int n = 0;
+    pthread_mutex_lock(&opened_mu);
+    opened_t *o = opened_find(m, fh->id);
+    for (const fh_t *f = o ? o->fhs : NULL; f; f = f->onext)
+        n += f != fh && f->opener == pid && (f->oflags & mask) == (fh->oflags & mask);
+    pthread_mutex_unlock(&opened_mu);
+    return n;
+}
 
 /* ---- open files ---- */
 
@@ -45,10 +161,11 @@ static fh_t *fh_new(int kind)
         return NULL;
     }
     fh->kind = kind;
+    fh->refs = 1;
     return fh;
 }
 
-/* Releases what the open holds: a control entry's handle, snapshots. */
+/* Releases what the open holds: a control entry's handle, snapshots, a save. */
 static void fh_free(fh_t *fh)
 {
     if (!fh)
@@ -56,14 +173,15 @@ static void fh_free(fh_t *fh)
     if (fh->ctl)
         fh->tf->ctl_release(fh->ctl);
     blob_unref(fh->snap);
-    blob_unref(fh->orig);
+    free(fh->buf);
     free(fh->path);
     pthread_mutex_destroy(&fh->mu);
     free(fh);
 }
 
-/* A value file open on ns/path, reading snap (a reference it takes over, or an empty one). */
-static fh_t *fh_value(uint8_t ns, const char *path, blob_t *snap, int flags)
+/* A value file open on ns/path (object or creation id), reading snap (a reference it takes
+ * over, or an empty one). */
+static fh_t *fh_value(uint8_t ns, const char *path, uint64_t id, blob_t *snap, int flags)
 {
     fh_t *fh = fh_new(FH_VALUE);
     if (!fh) {
@@ -76,10 +194,11 @@ static fh_t *fh_value(uint8_t ns, const char *path, blob_t *snap, int flags)
         return NULL;
     }
     fh->ns = ns;
+    fh->id = id;
+    fh->oflags = flags;
     fh->append = !!(flags & O_APPEND);
     return fh;
 }
-
 
 /* A value file is always ready; a control entry's handle may block (config/ .events). */
 void tfile_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
@@ -94,21 +213,65 @@ void tfile_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
     fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
 }
 
-/* ---- files ---- */
+/* ---- opening ---- */
 
-/* Another open of a file created but not yet written: it shares the creation (the
- * first of them to write or close commits it, with the same id). */
-static int open_pending(const treq_t *t, uint64_t ino, int flags, fh_t **out)
+static int writable(int flags) { return (flags & O_ACCMODE) != O_RDONLY; }
+
+/* The attributes a new file will have, for getattr before its creation is published. */
+static void pending_stat(const fh_t *fh, struct stat *s)
+{
+    mount_stat(s, fh->id, S_IFREG | (fh->cmode & TREE_MODE_MASK), 0, node_now_ms());
+    s->st_uid = fh->cuid;
+    s->st_gid = fh->cgid;
+}
+
+/* Registers fh with its inode's attributes as they are now. */
+static void fh_opened(const treq_t *t, fh_t *fh, const struct stat *st)
+{
+    fh->opener = fuse_req_ctx(t->req)->pid;
+    opened_add(t->m, fh->id, fh, st);
+}
+
+/* An O_TRUNC open for writing starts its save empty (published at close even if nothing
+ * is written); with O_APPEND the first append truncates instead. */
+static void start_trunc(fh_t *fh, int flags)
+{
+    if (!(flags & O_TRUNC) || !writable(flags))
+        return;
+    if (fh->append) {
+        fh->trunc_pending = 1;
+    } else {
+        fh->saving = fh->changed = 1;
+        fh->len = 0;
+    }
+}
+
+/* Another open of a file created but not yet published: it shares the creation (the first
+ * of them to publish commits it, with the same id). own: the creator's mode and owner
+ * (NULL: those the other opens of the creation have, or the defaults). */
+static int open_pending(const treq_t *t, uint64_t ino, int flags, const uint32_t *own,
+                        fh_t **out)
 {
     char path[4096];
     uint8_t ns;
     if (mount_pending_find(t->m, ino, &ns, path, sizeof(path)) < 0)
         return -ENOENT;
-    fh_t *fh = fh_value(ns, path, NULL, flags);
+    fh_t *fh = fh_value(ns, path, ino, NULL, flags);
     if (!fh)
         return -ENOMEM;
-    fh->want_id = ino;
     fh->create_pending = 1;
+    start_trunc(fh, flags);
+    struct stat st;
+    fh->cmode = own ? own[0] : TREE_MODE_FILE;
+    fh->cuid = own ? own[1] : 0;
+    fh->cgid = own ? own[2] : 0;
+    if (!own && tfile_open_stat(t, ino, &st) == 0) {
+        fh->cmode = st.st_mode & TREE_MODE_MASK;
+        fh->cuid = st.st_uid;
+        fh->cgid = st.st_gid;
+    }
+    pending_stat(fh, &st);
+    fh_opened(t, fh, &st);
     *out = fh;
     return 0;
 }
@@ -119,35 +282,31 @@ static int open_value(const treq_t *t, uint64_t ino, int flags, fh_t **out)
     int ns, type;
     int rc = tf_obj_path(t, ino, &ns, path, sizeof(path), &type);
     if (rc == -ENOENT)
-        return open_pending(t, ino, flags, out);
+        return open_pending(t, ino, flags, NULL, out);
     if (rc < 0)
         return rc;
     if (type == OBJ_DIR)
         return -EISDIR;
     const tree_front_t *tf = tf_of(ns);
+    struct stat st;
     pthread_rwlock_rdlock(&t->st->lock);
     obj_t *o = tf_live_obj(t, ino);
     blob_t *snap = o ? blob_ref(o->val) : NULL;
+    if (o)
+        tf_obj_stat(o, &st);
     /* A read the namespace wants to hear of (cache/: LRU order, sliding TTL). */
     int touch = o && (flags & O_ACCMODE) != O_WRONLY && tf && tf->read_touches &&
                 tf->read_touches(t->st, o);
     pthread_rwlock_unlock(&t->st->lock);
     if (!snap)
         return -ENOENT;
-    fh_t *fh = fh_value((uint8_t)ns, path, snap, flags);
+    fh_t *fh = fh_value((uint8_t)ns, path, ino, snap, flags);
     if (!fh)
         return -ENOMEM;
-    fh->orig = blob_ref(fh->snap);
-    if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
-        fh->trunc_pending = 1;
-        blob_unref(fh->snap);
-        if (!(fh->snap = blob_new(NULL, 0))) {
-            fh_free(fh);
-            return -ENOMEM;
-        }
-    }
+    start_trunc(fh, flags);
     if (touch)
         tf->note_read(ns_front_ctx(t->req, ns), path);
+    fh_opened(t, fh, &st);
     *out = fh;
     return 0;
 }
@@ -178,6 +337,23 @@ static int open_ctl(const treq_t *t, uint64_t ino, int flags, fh_t **out)
     return 0;
 }
 
+/* Undoes what opening a value file registered, and frees fh. */
+static void fh_unref(fh_t *fh)
+{
+    if (fh && __atomic_sub_fetch(&fh->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        fh_free(fh);
+}
+
+static void fh_close(const treq_t *t, fh_t *fh)
+{
+    if (fh && fh->kind == FH_VALUE) {
+        if (fh->create_pending)
+            mount_pending_del(t->m, fh->id);
+        opened_del(t->m, fh->id, fh);
+    }
+    fh_unref(fh);
+}
+
 void tfile_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     treq_t t = treq(req);
@@ -186,12 +362,17 @@ void tfile_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     int rc = mount_is_ctl(ino) ? open_ctl(&t, ino, fi->flags, &fh)
                                : open_value(&t, ino, fi->flags, &fh);
     metrics_op(node_metrics(t.node), MOP_open, t0, -rc);
-    if (mount_reply_open(req, rc, fh, fi, NULL))
-        fh_free(fh);
+    if (mount_reply_open(req, rc, fh, fi, NULL)) {
+        if (fh && fh->kind == FH_VALUE)
+            fh->create_pending = 0;   /* a shared creation stays with the other opens */
+        fh_close(&t, fh);
+    }
 }
 
+/* ---- reading ---- */
+
 void tfile_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                   struct fuse_file_info *fi)
+                struct fuse_file_info *fi)
 {
     uint64_t t0 = metrics_now_ns();
     metrics_t *mt = node_metrics(mount_node(mount_of(req)));   /* req is gone once answered */
@@ -202,79 +383,218 @@ void tfile_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     pthread_mutex_lock(&fh->mu);
-    size_t len = fh->snap->len;
+    const uint8_t *data = fh->saving ? fh->buf : fh->snap->data;
+    size_t len = fh->saving ? fh->len : fh->snap->len;
     size_t n = off < 0 || (size_t)off >= len ? 0 : len - (size_t)off;
     if (n > size)
         n = size;
-    fuse_reply_buf(req, n ? (const char *)fh->snap->data + off : NULL, n);
+    fuse_reply_buf(req, n ? (const char *)data + off : NULL, n);
     pthread_mutex_unlock(&fh->mu);
     metrics_op(mt, MOP_read, t0, 0);
 }
 
-/* fh's pending creation just committed. fh->mu held. */
-static void created(const treq_t *t, fh_t *fh)
+/* ---- saves ---- */
+
+
+/* The current value of fh's object into *b (a reference), or NULL when the tree has no
+ * such file any more. */
+static blob_t *current_value(const treq_t *t, uint64_t id)
 {
-    fh->create_pending = 0;
-    mount_pending_del(t->m, fh->want_id);
+    pthread_rwlock_rdlock(&t->st->lock);
+    obj_t *o = tf_live_obj(t, id);
+    blob_t *b = o && o->type == OBJ_FILE ? blob_ref(o->val) : NULL;
+    pthread_rwlock_unlock(&t->st->lock);
+    return b;
 }
 
-/* Commits one write request (or, with CMD_WRITE_SETLEN and no data, a truncation to off)
- * on the file's current value, carrying the open's pending O_TRUNC, creation and O_APPEND.
+/* Room for n bytes in fh's save. 0 or -ENOMEM. */
+static int save_reserve(fh_t *fh, size_t n)
+{
+    if (n <= fh->cap)
+        return 0;
+    size_t cap = fh->cap ? fh->cap : 4096;
+    while (cap < n)
+        cap *= 2;
+    if (cap > TREE_VALUE_MAX)
+        cap = TREE_VALUE_MAX;
+    uint8_t *p = realloc(fh->buf, cap);
+    if (!p)
+        return -ENOMEM;
+    fh->buf = p;
+    fh->cap = cap;
+    return 0;
+}
+
+/* Starts a save from the file's value as it is now (a write since this open saw it is
+ * kept), or from what the open read when the file is gone. fh->mu held. */
+static int save_begin(const treq_t *t, fh_t *fh)
+{
+    if (fh->saving)
+        return 0;
+    blob_t *cur = fh->create_pending ? NULL : current_value(t, fh->id);
+    const blob_t *from = cur ? cur : fh->snap;
+    int rc = save_reserve(fh, from->len);
+    if (rc == 0) {
+        memcpy(fh->buf, from->data, from->len);
+        fh->len = from->len;
+        fh->saving = 1;
+    }
+    blob_unref(cur);
+    return rc;
+}
+
+/* The save fails with errno e: nothing of it will be published. fh->mu held. */
+static int save_fail(fh_t *fh, int e)
+{
+    fh->failed = e;
+    fh->saving = fh->changed = 0;
+    fh->len = 0;
+    return -e;
+}
+
+/* Sets the save's length to n, zero-filling what it adds. fh->mu held. */
+static int save_setlen(fh_t *fh, size_t n)
+{
+    int rc = save_reserve(fh, n);
+    if (rc < 0)
+        return rc;
+    if (n > fh->len)
+        memset(fh->buf + fh->len, 0, n - fh->len);
+    fh->len = n;
+    fh->changed = 1;
+    return 0;
+}
+
+/* After a save was published or dropped: reads see v (a reference taken over). */
+static void save_done(fh_t *fh, blob_t *v)
+{
+    if (v) {
+        blob_unref(fh->snap);
+        fh->snap = v;
+    }
+    fh->saving = fh->changed = 0;
+    fh->trunc_pending = 0;
+    fh->len = 0;
+}
+
+/* fh's path as the tree has it now, if its object moved (renamed). 0 or -ENOENT. */
+static int refresh_path(const treq_t *t, fh_t *fh)
+{
+    char path[4096];
+    int ns;
+    int rc = tf_obj_path(t, fh->id, &ns, path, sizeof(path), NULL);
+    if (rc < 0)
+        return rc;
+    char *p = strdup(path);
+    if (!p)
+        return -ENOMEM;
+    free(fh->path);
+    fh->path = p;
+    return 0;
+}
+
+static int owes(const fh_t *fh)
+{
+    return fh->kind == FH_VALUE &&
+           (fh->saving || fh->create_pending || fh->trunc_pending || fh->failed);
+}
+
+/* Publishes what fh owes as one command: its save (the whole value), or the creation or
+ * truncation it still owes with nothing written. A failed save is dropped instead, with
+ * its creation, and its errno returned. Returns 0 or -errno; on an error of the publish
+ * itself (no quorum, no space) the save is dropped too and the old value stays. fh->mu
+ * held. */
+static int publish(const treq_t *t, fh_t *fh)
+{
+    if (fh->failed) {
+        int e = fh->failed;
+        fh->failed = 0;
+        save_done(fh, NULL);
+        if (fh->create_pending) {
+            fh->create_pending = 0;   /* the save created nothing */
+            mount_pending_del(t->m, fh->id);
+        }
+        return -e;
+    }
+    if (!owes(fh))
+        return 0;
+    const void *v = fh->saving ? (const void *)fh->buf : "";
+    size_t n = fh->saving ? fh->len : 0;
+    int rc;
+    for (int tries = 0;; tries++) {
+        cmdbuf_t b;
+        if (fh->create_pending)
+            tree_cmd_create(&b, node_now_ms(), fh->ns, fh->path,
+                            fh->saving || fh->trunc_pending ? 0 : CMD_PUT_KEEP, fh->id,
+                            fh->cmode, fh->cuid, fh->cgid, v, n);
+        else
+            tree_cmd_put_full(&b, node_now_ms(), fh->ns, fh->path, 0, 0, fh->id, 0, 0, 0, v,
+                              n);
+        rc = node_propose(t->node, &b, NULL);
+        /* Renamed meanwhile: the save follows the object once. */
+        if (rc != -ESTALE || tries > 0 || refresh_path(t, fh) < 0)
+            break;
+    }
+    if (rc == -ESTALE) {
+        /* The file was removed: the save goes nowhere, as on a local disk. */
+        save_done(fh, fh->saving ? blob_new(fh->buf, fh->len) : NULL);
+        return 0;
+    }
+    if (rc < 0) {
+        save_fail(fh, -rc);
+        return publish(t, fh);
+    }
+    if (fh->create_pending) {
+        fh->create_pending = 0;
+        mount_pending_del(t->m, fh->id);
+    }
+    blob_t *now = current_value(t, fh->id);
+    struct stat st;
+    int have = 0;
+    pthread_rwlock_rdlock(&t->st->lock);
+    obj_t *o = tf_live_obj(t, fh->id);
+    if (o) {
+        tf_obj_stat(o, &st);
+        have = 1;
+    }
+    pthread_rwlock_unlock(&t->st->lock);
+    if (have)
+        opened_update(t->m, fh->id, &st);
+    save_done(fh, now);
+    return 0;
+}
+
+/* Commits one O_APPEND write request (or, with CMD_WRITE_SETLEN and no data, a truncation
+ * to off) on the file's current value, carrying the open's pending O_TRUNC and creation.
  * Afterwards reads through this open see the committed value. fh->mu held. */
-static int write_request(const treq_t *t, fh_t *fh, uint8_t flags, uint64_t off,
-                         const void *data, size_t len)
+static int write_now(const treq_t *t, fh_t *fh, uint8_t flags, uint64_t off, const void *data,
+                     size_t len)
 {
     if (fh->trunc_pending)
         flags |= CMD_WRITE_TRUNC;
-    if (fh->append && !(flags & CMD_WRITE_SETLEN))
+    if (!(flags & CMD_WRITE_SETLEN))
         flags |= CMD_WRITE_APPEND;
     if (fh->create_pending)
         flags |= CMD_PUT_CREATE;
     cmdbuf_t b;
-    tree_cmd_write(&b, node_now_ms(), fh->ns, fh->path, flags,
-                   fh->create_pending ? fh->want_id : 0, off, data, len);
+    tree_cmd_write_full(&b, node_now_ms(), fh->ns, fh->path, flags,
+                        fh->create_pending ? fh->id : 0, fh->create_pending ? 0 : fh->id,
+                        fh->cmode, fh->cuid, fh->cgid, off, data, len);
     sm_result_t res;
     int rc = node_propose(t->node, &b, &res);
     if (rc < 0)
         return rc;
-    fh->dirty = 1;
     fh->trunc_pending = 0;
-    if (fh->create_pending)
-        created(t, fh);
-    pthread_rwlock_rdlock(&t->st->lock);
-    obj_t *o = tree_by_id(t->st, tf_result_id(&res));
-    blob_t *nb = o && o->type == OBJ_FILE ? blob_ref(o->val) : NULL;
-    pthread_rwlock_unlock(&t->st->lock);
+    if (fh->create_pending) {
+        fh->create_pending = 0;
+        mount_pending_del(t->m, fh->id);
+    }
+    blob_t *nb = current_value(t, tf_result_id(&res));
     if (nb) {
         blob_unref(fh->snap);
         fh->snap = nb;
     }
     return 0;
-}
-
-/* A value grew past TREE_VALUE_MAX through several write requests: the earlier ones were
- * already committed, so put back the value the file had at open (or remove a file this open
- * created), keeping "EFBIG and the old value is kept". fh->mu held. */
-static void restore_orig(const treq_t *t, fh_t *fh)
-{
-    if (!fh->dirty)
-        return;
-    cmdbuf_t b;
-    if (fh->orig)
-        tree_cmd_put(&b, node_now_ms(), fh->ns, fh->path, CMD_PUT_CREATE, 0, fh->orig->data,
-                     fh->orig->len);
-    else
-        tree_cmd_path(&b, CMD_UNLINK, node_now_ms(), fh->ns, fh->path);
-    int rc = node_propose(t->node, &b, NULL);
-    if (rc < 0)
-        fprintf(stderr, "quorumfs: %s: restoring the value after EFBIG failed: %s\n", fh->path,
-                strerror(-rc));
-    fh->dirty = 0;
-    blob_unref(fh->snap);
-    fh->snap = fh->orig ? blob_ref(fh->orig) : blob_new(NULL, 0);
-    if (!fh->orig && !fh->create_pending &&
-        mount_pending_add(t->m, fh->want_id, fh->ns, fh->path) == 0)
-        fh->create_pending = 1;   /* it was this open's new file: it is gone again */
 }
 
 static int do_write(const treq_t *t, fh_t *fh, const char *buf, size_t size, off_t off)
@@ -284,17 +604,26 @@ static int do_write(const treq_t *t, fh_t *fh, const char *buf, size_t size, off
     if (off < 0)
         return -EINVAL;
     pthread_mutex_lock(&fh->mu);
-    int rc = -EFBIG;   /* apply checks again, against the value's length for O_APPEND */
-    if (fh->append || (uint64_t)off + size <= TREE_VALUE_MAX)
-        rc = write_request(t, fh, 0, (uint64_t)off, buf, size);
-    if (rc == -EFBIG)
-        restore_orig(t, fh);
+    int rc;
+    if (fh->append) {
+        rc = write_now(t, fh, 0, 0, buf, size);   /* apply checks the size at the end */
+    } else if (fh->failed) {
+        rc = -fh->failed;                         /* the save already failed */
+    } else if ((uint64_t)off + size > TREE_VALUE_MAX) {
+        rc = save_fail(fh, EFBIG);
+    } else if ((rc = node_space_check(t->node, (uint64_t)off + size)) < 0) {
+        rc = save_fail(fh, -rc);
+    } else if ((rc = save_begin(t, fh)) == 0) {
+        size_t end = (size_t)off + size;
+        if ((rc = save_setlen(fh, end > fh->len ? end : fh->len)) == 0)
+            memcpy(fh->buf + off, buf, size);
+    }
     pthread_mutex_unlock(&fh->mu);
     return rc;
 }
 
 void tfile_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-                    struct fuse_file_info *fi)
+                 struct fuse_file_info *fi)
 {
     treq_t t = treq(req);
     uint64_t t0 = metrics_now_ns();
@@ -306,69 +635,78 @@ void tfile_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
         fuse_reply_write(req, size);
 }
 
-/* Commits what an open still owes: the truncation of O_TRUNC, or the creation of a new
- * file, when nothing was written. */
-static int settle(const treq_t *t, fh_t *fh)
+/* Publishes fh's save under its lock. */
+static int publish_locked(const treq_t *t, fh_t *fh)
 {
     if (fh->kind != FH_VALUE)
         return 0;
     pthread_mutex_lock(&fh->mu);
-    int rc = 0;
-    if (fh->create_pending || fh->trunc_pending) {
-        cmdbuf_t b;
-        tree_cmd_put(&b, node_now_ms(), fh->ns, fh->path,
-                     fh->create_pending ? CMD_PUT_CREATE | CMD_PUT_KEEP : 0,
-                     fh->create_pending ? fh->want_id : 0, "", 0);
-        rc = node_propose(t->node, &b, NULL);
-        if (rc == 0) {
-            fh->trunc_pending = 0;
-            if (fh->create_pending)
-                created(t, fh);
-        }
-    }
+    int rc = publish(t, fh);
     pthread_mutex_unlock(&fh->mu);
     return rc;
 }
 
-/* flush comes at every close() of a descriptor, including a shell's close of the original
- * after dup2() and before its first write. An open that still owes its O_TRUNC or its
- * creation settles here only if the closing process holds no other descriptor on the file
- * (then no write can follow, and close() returns once the truncation is durable);
- * otherwise release settles it. Every write has already reported its own error. */
+/* Whether process pid holds a descriptor of fh's description, as far as /proc tells: the
+ * descriptors it holds on the file with fh's flags are counted, and as many as pid has
+ * other such opens are taken to be theirs (so two opens of one file in one process each
+ * publish at their own close). -1 when /proc cannot tell. */
+static int holds(const treq_t *t, const fh_t *fh, pid_t pid)
+{
+    int n = mount_open_count(t->m, pid, fh->id, fh->oflags);
+    return n < 0 ? -1 : n > opened_siblings(t->m, fh, pid);
+}
+
+/* Whether the close() by process pid that flushes fh ends its writing: neither pid nor
+ * the process that opened fh holds a descriptor of it any more. (A child that inherited
+ * the descriptor flushes it when it exits or execs, which must not publish the parent's
+ * save.) When /proc cannot tell, release publishes. */
+static int ends_writing(const treq_t *t, const fh_t *fh, pid_t pid)
+{
+    if (holds(t, fh, pid) != 0)
+        return 0;
+    return pid == fh->opener || holds(t, fh, fh->opener) <= 0;
+}
+
+/* The close() that ends the writing publishes the save, and close() returns its error
+ * (a failed save's error was returned by its write() already: not again). */
 void tfile_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     treq_t t = treq(req);
     uint64_t t0 = metrics_now_ns();
     fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
     int rc = 0;
-    if (fh->kind == FH_VALUE && (fh->trunc_pending || fh->create_pending) &&
-        !mount_still_open(t.m, fuse_req_ctx(req)->pid, ino, -1))
-        rc = settle(&t, fh);
+    if (owes(fh) && ends_writing(&t, fh, fuse_req_ctx(req)->pid)) {
+        int failed = fh->failed;
+        rc = publish_locked(&t, fh);
+        if (failed)
+            rc = 0;
+    }
     metrics_op(node_metrics(t.node), MOP_flush, t0, -rc);
     fuse_reply_err(req, -rc);
 }
 
+/* fsync publishes the save (every O_APPEND write is durable already). */
 void tfile_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
     treq_t t = treq(req);
-    /* Every acknowledged write is already durable; only a pending create/truncate is owed. */
-    fuse_reply_err(req, -settle(&t, (fh_t *)(uintptr_t)fi->fh));
+    fuse_reply_err(req, -publish_locked(&t, (fh_t *)(uintptr_t)fi->fh));
 }
 
 void tfile_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     treq_t t = treq(req);
     fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
-    /* The last descriptor is gone: an O_TRUNC or a create with nothing written lands now. */
-    int rc = settle(&t, fh);
-    if (rc < 0)
-        fprintf(stderr, "quorumfs: %s: truncate/create at close not committed: %s\n",
+    /* The last descriptor is gone: whatever no flush published lands now. */
+    int failed = fh->kind == FH_VALUE && fh->failed;
+    int rc = publish_locked(&t, fh);
+    if (rc < 0 && !failed)
+        fprintf(stderr, "quorumfs: %s: save at the last close not published: %s\n",
                 fh->path ? fh->path : "?", strerror(-rc));
-    if (fh->kind == FH_VALUE && fh->create_pending)
-        mount_pending_del(t.m, fh->want_id);
-    fh_free(fh);
+    fh_close(&t, fh);
     fuse_reply_err(req, 0);
 }
+
+/* ---- creating ---- */
 
 /* Id of the live object at ns/path, or 0. */
 static uint64_t live_id(const treq_t *t, int ns, const char *path)
@@ -380,9 +718,12 @@ static uint64_t live_id(const treq_t *t, int ns, const char *path)
     return id;
 }
 
-static int do_create(const treq_t *t, uint64_t parent, const char *name, int flags,
-                     struct fuse_entry_param *e, fh_t **out)
+static int do_create(const treq_t *t, uint64_t parent, const char *name, mode_t mode,
+                     int flags, struct fuse_entry_param *e, fh_t **out)
 {
+    const struct fuse_ctx *cx = fuse_req_ctx(t->req);
+    const uint32_t own[3] = { (uint32_t)mode & TREE_MODE_MASK, (uint32_t)cx->uid,
+                              (uint32_t)cx->gid };
     char path[4096];
     int ns;
     fh_t *fh = NULL;
@@ -395,36 +736,42 @@ static int do_create(const treq_t *t, uint64_t parent, const char *name, int fla
         /* O_CREAT|O_EXCL is committed before the open returns. */
         cmdbuf_t b;
         sm_result_t res;
-        tree_cmd_put(&b, node_now_ms(), ns, path, CMD_PUT_CREATE | CMD_PUT_EXCL, 0, "", 0);
+        tree_cmd_create(&b, node_now_ms(), ns, path, CMD_PUT_EXCL, 0, own[0], own[1], own[2],
+                        "", 0);
         rc = node_propose(t->node, &b, &res);
         e->ino = rc == 0 ? tf_result_id(&res) : 0;
         if (rc == 0)
             rc = open_value(t, e->ino, flags & ~O_TRUNC, &fh);
+        /* The open publishes the new file's first value (config/: its first revision; the
+         * exclusive create took none), even if nothing is written. */
+        if (rc == 0 && !fh->append)
+            fh->saving = 1;
     } else if ((e->ino = live_id(t, ns, path)) != 0 ||
                (e->ino = mount_pending_by_path(t->m, (uint8_t)ns, path)) != 0) {
         /* It was created meanwhile (the kernel's lookup missed it), or another open is
          * creating it: open that, as open(2) with O_CREAT and without O_EXCL does. */
         rc = open_value(t, e->ino, flags, &fh);
     } else {
-        /* Plain O_CREAT: the file comes into being with its first write (or at close), so
-         * readers never see it empty-then-filled and config gets one revision. */
+        /* Plain O_CREAT: the file comes into being when its save is published, so readers
+         * never see it empty-then-filled and config gets one revision. */
         uint64_t id = mount_pending_id(t->m);
         if (!id)
             return -ENOSPC;
-        if (!(fh = fh_value((uint8_t)ns, path, NULL, flags)))
-            return -ENOMEM;
-        fh->want_id = id;
-        if ((rc = mount_pending_add(t->m, id, fh->ns, path)) == 0) {
-            fh->create_pending = 1;
-            tf_entry_pending(id, e);
-            *out = fh;
-            return 0;
+        if ((rc = mount_pending_add(t->m, id, (uint8_t)ns, path)) < 0)
+            return rc;
+        if ((rc = open_pending(t, id, flags, own, &fh)) < 0) {
+            mount_pending_del(t->m, id);
+            return rc;
         }
+        e->ino = id;
+        pending_stat(fh, &e->attr);
+        *out = fh;
+        return 0;
     }
     if (rc == 0)
         rc = tf_getattr(t, e->ino, &e->attr);
     if (rc < 0) {
-        fh_free(fh);
+        fh_close(t, fh);
         return rc;
     }
     *out = fh;
@@ -432,55 +779,51 @@ static int do_create(const treq_t *t, uint64_t parent, const char *name, int fla
 }
 
 void tfile_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-                     struct fuse_file_info *fi)
+                  struct fuse_file_info *fi)
 {
     treq_t t = treq(req);
     uint64_t t0 = metrics_now_ns();
     fh_t *fh = NULL;
     struct fuse_entry_param e;
-    int rc = do_create(&t, parent, name, fi->flags, &e, &fh);
+    int rc = do_create(&t, parent, name, mode, fi->flags, &e, &fh);
     metrics_op(node_metrics(t.node), MOP_create, t0, -rc);
-    if (mount_reply_open(req, rc, fh, fi, &e) && fh) {
-        if (fh->create_pending)
-            mount_pending_del(t.m, fh->want_id);
-        fh_free(fh);
-    }
+    if (mount_reply_open(req, rc, fh, fi, &e))
+        fh_close(&t, fh);
 }
 
-/* truncate(2)/ftruncate(2): one committed step to the new size. */
+/* ---- setattr's part ---- */
+
+/* truncate(2)/ftruncate(2). Through a saving open: part of its save. Through an O_APPEND
+ * open: committed at once, like its writes. By path: a save of its own, published now. */
 static int do_truncate(const treq_t *t, uint64_t ino, off_t size, fh_t *fh)
 {
     if (size < 0)
         return -EINVAL;
-    if ((uint64_t)size > TREE_VALUE_MAX)
-        return -EFBIG;
     fh_t *tmp = NULL;
     if (!fh || fh->kind != FH_VALUE) {
+        if ((uint64_t)size > TREE_VALUE_MAX)
+            return -EFBIG;
         int rc = open_value(t, ino, O_RDWR, &tmp);
         if (rc < 0)
             return rc;
         fh = tmp;
     }
     pthread_mutex_lock(&fh->mu);
-    int rc = write_request(t, fh, CMD_WRITE_SETLEN, (uint64_t)size, NULL, 0);
+    int rc;
+    if (fh->append)
+        rc = (uint64_t)size > TREE_VALUE_MAX
+                 ? -EFBIG : write_now(t, fh, CMD_WRITE_SETLEN, (uint64_t)size, NULL, 0);
+    else if (fh->failed)
+        rc = -fh->failed;
+    else if ((uint64_t)size > TREE_VALUE_MAX)
+        rc = save_fail(fh, EFBIG);
+    else if ((rc = save_begin(t, fh)) == 0)
+        rc = save_setlen(fh, (size_t)size);
+    if (rc == 0 && tmp)
+        rc = publish(t, fh);
     pthread_mutex_unlock(&fh->mu);
-    fh_free(tmp);
+    fh_close(t, tmp);
     return rc;
-}
-
-/* A setattr (touch, truncate) of a file created but not yet written commits the creation
- * first, through its own open if it comes with one. */
-static int settle_pending(const treq_t *t, uint64_t ino, fh_t *fh)
-{
-    if (fh && fh->kind == FH_VALUE && fh->create_pending)
-        return settle(t, fh);
-    char path[4096];
-    uint8_t ns;
-    if (mount_pending_find(t->m, ino, &ns, path, sizeof(path)) < 0)
-        return 0;
-    cmdbuf_t b;
-    tree_cmd_put(&b, node_now_ms(), ns, path, CMD_PUT_CREATE | CMD_PUT_KEEP, ino, "", 0);
-    return node_propose(t->node, &b, NULL);
 }
 
 int tfile_truncate(const treq_t *t, uint64_t ino, off_t size, struct fuse_file_info *fi)
@@ -488,22 +831,88 @@ int tfile_truncate(const treq_t *t, uint64_t ino, off_t size, struct fuse_file_i
     return do_truncate(t, ino, size, fi ? (fh_t *)(uintptr_t)fi->fh : NULL);
 }
 
-int tfile_settle_pending(const treq_t *t, uint64_t ino, struct fuse_file_info *fi)
+/* A setattr (touch, chmod, ...) publishes first the saves in progress on the file that
+ * changed something: the one of the open it came with, or those of the calling process (cp
+ * -p and tar set attributes on the descriptor they wrote, before closing it), so the
+ * attributes apply to the new value and the close has nothing left to publish. A save
+ * that changed nothing yet (a file an exclusive create just made) is published first only
+ * by a setattr of times, which writers do last (tar, cp -p, for an empty file too); a
+ * chmod or chown leaves it to its close (mkstemp, then fchmod before writing, in sed -i:
+ * one revision, not an empty one first). A creation not published yet by any of those
+ * is published as an empty file. */
+/* Publishes the saves in progress of process pid on inode ino (futimens, fchmod and
+ * fchown reach setattr without their descriptor). 0 or the first error. */
+static int publish_by(const treq_t *t, uint64_t ino, pid_t pid, int times)
 {
-    return settle_pending(t, ino, fi ? (fh_t *)(uintptr_t)fi->fh : NULL);
+    fh_t *got[8];
+    size_t n = 0;
+    pthread_mutex_lock(&opened_mu);
+    opened_t *o = opened_find(t->m, ino);
+    for (fh_t *f = o ? o->fhs : NULL; f && n < 8; f = f->onext)
+        if (f->opener == pid && !f->append && (f->changed || f->create_pending ||
+                                                (times && f->saving))) {
+            __atomic_add_fetch(&f->refs, 1, __ATOMIC_ACQ_REL);
+            got[n++] = f;
+        }
+    pthread_mutex_unlock(&opened_mu);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        int r = publish_locked(t, got[i]);
+        if (rc == 0)
+            rc = r;
+        fh_unref(got[i]);
+    }
+    return rc;
 }
+
+int tfile_settle_pending(const treq_t *t, uint64_t ino, struct fuse_file_info *fi, int times)
+{
+    fh_t *fh = fi ? (fh_t *)(uintptr_t)fi->fh : NULL;
+    if (fh && fh->kind == FH_VALUE && !fh->append &&
+        (fh->changed || fh->create_pending || (times && fh->saving)))
+        return publish_locked(t, fh);
+    int rc = publish_by(t, ino, fuse_req_ctx(t->req)->pid, times);
+    if (rc < 0)
+        return rc;
+    char path[4096];
+    uint8_t ns;
+    if (mount_pending_find(t->m, ino, &ns, path, sizeof(path)) < 0)
+        return 0;
+    struct stat st;
+    if (tfile_open_stat(t, ino, &st) < 0) {
+        st.st_mode = TREE_MODE_FILE;
+        st.st_uid = st.st_gid = 0;
+    }
+    cmdbuf_t b;
+    tree_cmd_create(&b, node_now_ms(), ns, path, CMD_PUT_KEEP, ino, st.st_mode & TREE_MODE_MASK,
+                    st.st_uid, st.st_gid, "", 0);
+    return node_propose(t->node, &b, NULL);
+}
+
+/* ---- attributes known to open files ---- */
 
 int tfile_open_stat(const treq_t *t, uint64_t ino, struct stat *s)
 {
     uint8_t ns;
-    if (mount_pending_find(t->m, ino, &ns, NULL, 0) < 0)
+    int pending = mount_pending_find(t->m, ino, &ns, NULL, 0) == 0;
+    pthread_mutex_lock(&opened_mu);
+    opened_t *o = opened_find(t->m, ino);
+    if (o)
+        *s = o->st;
+    pthread_mutex_unlock(&opened_mu);
+    if (!o)
         return -ENOENT;
-    mount_stat(s, ino, S_IFREG | 0644, 0, node_now_ms());   /* created, not yet written */
+    s->st_nlink = pending ? 1 : 0;   /* created and not yet published, or removed */
     return 0;
 }
 
 void tfile_adjust_stat(struct fuse_file_info *fi, struct stat *s)
 {
-    (void)fi;
-    (void)s;
+    fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
+    if (!fh || fh->kind != FH_VALUE)
+        return;
+    pthread_mutex_lock(&fh->mu);
+    if (fh->saving)
+        s->st_size = (off_t)fh->len;
+    pthread_mutex_unlock(&fh->mu);
 }

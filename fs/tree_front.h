@@ -70,10 +70,11 @@ void tfile_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
                   struct fuse_file_info *fi);
 void tfile_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
                 struct fuse_pollhandle *ph);
-/* setattr's parts that touch a file's value: a pending creation is committed first
- * (through fi's open if it comes with one), then a size change (truncate, ftruncate). fi
- * may be NULL. 0 or -errno. */
-int tfile_settle_pending(const treq_t *t, uint64_t ino, struct fuse_file_info *fi);
+/* setattr's parts that touch a file's value: saves in progress and pending creations are
+ * published first (through fi's open if it comes with one; see tree_file.c), then a size
+ * change (truncate, ftruncate). fi may be NULL; times: the setattr sets atime or mtime.
+ * 0 or -errno. */
+int tfile_settle_pending(const treq_t *t, uint64_t ino, struct fuse_file_info *fi, int times);
 int tfile_truncate(const treq_t *t, uint64_t ino, off_t size, struct fuse_file_info *fi);
 /* Attributes of inode ino known only to its open files: a creation not yet published, or
  * an object removed or replaced (by rename) while open, which then has st_nlink 0. 0, or

@@ -619,7 +619,9 @@ static int do_setattr(const treq_t *t, uint64_t ino, struct stat *attr, int to_s
 {
     if (mount_is_ctl(ino))
         return -EPERM;           /* control files */
-    int rc = tfile_settle_pending(t, ino, fi);
+    int rc = tfile_settle_pending(t, ino, fi,
+                                  (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+                                             FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)) != 0);
     if (rc < 0)
         return rc;
     if (to_set & FUSE_SET_ATTR_SIZE) {

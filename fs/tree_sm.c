@@ -548,6 +548,13 @@ static int apply_put(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
         result_id(res, t.file->id);     /* it existed: left unchanged */
         return 0;
     }
+    const tree_hooks_t *hk = tree_hooks(h->ns);
+    if (!t.file && (flags & CMD_PUT_EXCL) && vlen == 0 && hk->on_excl_create) {
+        obj_t *o = create_file(st, h, &t, v.want, &v.ow);
+        result_id(res, o->id);
+        hk->on_excl_create(st, o, h->now_ms);
+        return 0;
+    }
     obj_t *o = t.file ? t.file : create_file(st, h, &t, v.want, &v.ow);
     set_value(st, h, o, blob_xnew(val, vlen), res);
     return 0;

@@ -130,6 +130,11 @@ typedef struct tree_hooks {
     void (*on_create)(struct state *st, obj_t *o);
     /* File o got a new value from PUT or WRITE; oldlen is the previous value's length. */
     void (*on_put)(struct state *st, obj_t *o, uint32_t oldlen, uint64_t now_ms);
+    /* A file just created empty by an exclusive create (PUT with CMD_PUT_EXCL and no bytes:
+     * `O_CREAT|O_EXCL`, which cp, tar, mkstemp use): when the namespace has this hook it is
+     * called instead of on_put (config/: no revision yet; the open that created the file
+     * publishes its first revision when its save is published). */
+    void (*on_excl_create)(struct state *st, obj_t *o, uint64_t now_ms);
     /* A new link o (SYMLINK) is linked, its target set. */
     void (*on_symlink)(struct state *st, obj_t *o, uint64_t now_ms);
     /* File or link o leaves its path: unlinked, or (for each file and link below a renamed

@@ -19,3 +19,8 @@ TEST_CMDS += tests/integration/powercut.sh
 $(BUILD)/powercut_shim.so: tests/powercut/shim.c
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out $(SAN),$(ALL_CFLAGS)) -fPIC -shared -o $@ $< -ldl
+TEST_CMDS += tests/integration/saves.sh
+TEST_CMDS += tests/integration/tools.sh
+TEST_CMDS += tests/integration/posix.sh
+TEST_CMDS += tests/integration/install.sh
+TEST_CMDS += tests/integration/poll.sh

@@ -115,5 +115,8 @@ s = socket.socket(socket.AF_UNIX)
 try: s.bind(sys.argv[1]); print("bound")
 except OSError as e: print(os.strerror(e.errno))' "$K/sock" 2>&1)
 checke socket-EPERM '[[ "$r" == *"not permitted"* ]]' || note "$r"
-r=$(ln -s target "$K/sym" 2>&1); checke symlink-not-supported '[[ "$r" == *"not supported"* ]]' || note "$r"
+# Symbolic links work in cache/ and config/ (posix.sh); a bad target is refused cleanly.
+r=$(ln -s "$(head -c 5000 /dev/zero | tr '\0' a)" "$K/longsym" 2>&1); checke symlink-target-too-long '[ -n "$r" ] && [ ! -L "$K/longsym" ]' || note "$r"
+r=$(ln -s target "$K/sym" 2>&1); checke symlink-works '[ -z "$r" ] && [ "$(readlink "$K/sym")" = target ]' || note "$r"
+r=$(ln -s target "$MNT/queues/sym" 2>&1); checke symlink-in-queues-not-supported '[[ "$r" == *"not supported"* || "$r" == *"not permitted"* ]]' || note "$r"
 finish

@@ -24,9 +24,11 @@ rm -r "$K/sessions" && ok rm-r-subdir || not_ok rm-r-subdir
 check rm-r-gone [ ! -e "$K/sessions" ]
 for i in $(seq 1 50); do echo "val$i" >"$K/many$i" || break; done
 checke fifty-keys '[ "$(ls "$K" | grep -c "^many")" = 50 ] && [ "$(cat "$K/many37")" = val37 ]'
-# Writes through different opens never undo each other: each write() request applies to
-# the value as it is then (two O_APPEND descriptors interleave; a pwrite after another
-# process rewrote the file patches the new value, as on an ordinary file).
+# O_APPEND writes through different opens never undo each other: each is published at its
+# write() at the value's end (two descriptors interleave). Other writes are a save of the
+# whole value, published at close (FILE-API §1): of two saves the later publish wins whole,
+# so a pwrite through an open that started its save before another process rewrote the
+# file publishes that open's whole value.
 r=$(python3 - "$K/shared" <<'PY'
 import os, sys, subprocess
 p = sys.argv[1]
@@ -43,7 +45,7 @@ os.close(c)
 print(repr(first), repr(open(p).read()))
 PY
 )
-check appends-interleave-and-pwrite-patches [ "$r" = "'A1\nB1\nA2\n' '!EW\n'" ] || note "got $r"
+check appends-interleave-and-later-save-wins [ "$r" = "'A1\nB1\nA2\n' '!ello world'" ] || note "got $r"
 
 # Far below the memory cap and without sliding TTLs, reads add nothing to the log.
 appends() { grep '^quorumfs_wal_appends_total' "$Q/.cluster/metrics" | cut -d' ' -f2; }

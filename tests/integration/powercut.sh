@@ -50,6 +50,11 @@ start_shim() {
     LD_PRELOAD=$SHIM QFS_POWERCUT_DIR=$D QFS_POWERCUT_SHADOW=$SH start_node $NODE $OPTS
 }
 
+# put VALUE FILE: a save of VALUE to FILE acknowledged only if it was published: cat checks
+# its close() (a save is published at the close that ends it, FILE-API §1), which bash's
+# built-in echo does not (bash ignores the close() of a redirection).
+put() { printf '%s\n' "$1" | cat >"$2"; }
+
 # writer ROUND W N: N rounds of (cache key, config file + its revision, queue push, rewrite of
 # one key); each logged to $T/ack.ROUND.W once its call returned 0. Stops at the first error.
 writer() {
@@ -58,14 +63,14 @@ writer() {
     pad=$(head -c 450 /dev/urandom | base64 -w0)
     for i in $(seq 1 "$n"); do
         v="r$r-w$w-i$i-${pad:$((i % 40)):500}"
-        { echo "$v" >"$MNT/cache/pc/r$r-w$w-$i"; } 2>/dev/null || break
+        put "$v" "$MNT/cache/pc/r$r-w$w-$i" 2>/dev/null || break
         echo "cache cache/pc/r$r-w$w-$i $v" >>"$log"
-        { echo "$v" >"$MNT/config/pc/r$r/w$w-$i"; } 2>/dev/null || break
+        put "$v" "$MNT/config/pc/r$r/w$w-$i" 2>/dev/null || break
         rev=$(getfattr --only-values -n user.version "$MNT/config/pc/r$r/w$w-$i" 2>/dev/null) || rev=-
         echo "config config/pc/r$r/w$w-$i $v ${rev:--}" >>"$log"
         { echo "$v" >"$MNT/queues/pc/push"; } 2>/dev/null || break
         echo "queue queues/pc $v" >>"$log"
-        { echo "$i" >"$MNT/cache/pc/seq-r$r-w$w"; } 2>/dev/null || break
+        put "$i" "$MNT/cache/pc/seq-r$r-w$w" 2>/dev/null || break
         echo "seq cache/pc/seq-r$r-w$w $i" >>"$log"
     done
 }
