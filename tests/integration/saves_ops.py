@@ -197,19 +197,21 @@ def op_gen(a):
 
 
 def op_saver(a):
-    """saver PATH COUNT CHUNK FILEA FILEB...: COUNT saves of PATH, the i-th writing file
-    i mod n, each as open(O_WRONLY|O_TRUNC) + CHUNK-byte write() calls + close. Prints
-    OK <count> <seconds>."""
-    path, count, chunk = a[0], int(a[1]), int(a[2])
-    vals = [open(p, "rb").read() for p in a[3:]]
+    """saver PATH MINCOUNT SECONDS CHUNK FILEA FILEB...: saves PATH at least MINCOUNT times
+    and until SECONDS have passed, the i-th save writing file i mod n, each as
+    open(O_WRONLY|O_TRUNC) + CHUNK-byte write() calls + close. Prints OK <saves> <seconds>."""
+    path, mincount, secs, chunk = a[0], int(a[1]), float(a[2]), int(a[3])
+    vals = [open(p, "rb").read() for p in a[4:]]
     t0 = time.monotonic()
-    for i in range(count):
+    i = 0
+    while i < mincount or time.monotonic() - t0 < secs:
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
         try:
             write_all(fd, vals[i % len(vals)], chunk)
         finally:
             os.close(fd)
-    return "%d %.1fs" % (count, time.monotonic() - t0)
+        i += 1
+    return "%d %.1fs" % (i, time.monotonic() - t0)
 
 
 def op_reader(a):
