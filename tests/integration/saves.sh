@@ -35,7 +35,7 @@ has_open() {
 # One reader of config/s/.events for the whole script. A window of events is taken between
 # two marker writes (config/s/zmark): once the marker's own line has arrived, every change
 # before it has too (lines come in revision order), so counts are exact without sleeping.
-timeout -k 2 1200 cat "$SD/.events" >"$T/ev" 2>"$T/ev.err" &
+timeout -k 2 600 cat "$SD/.events" >"$T/ev" 2>"$T/ev.err" &
 EVP=$!
 wait_for 10 has_open $EVP .events || note "the .events reader did not open within 10 s"
 sleep 0.2
