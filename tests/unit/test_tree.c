@@ -490,6 +490,46 @@ static void rm_dir(const char *d)
 }
 
 /* The new fields survive a snapshot (same bytes again), and restore refuses bad ones. */
+/* An exclusive create of an empty config/ file takes no revision; the save that follows
+ * (a PUT) takes the first. In cache/ it is an ordinary put. Snapshots keep such a file. */
+TEST(config_exclusive_create_takes_no_revision)
+{
+    state_t *st = smrun_state(NULL, NULL);
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CONFIG, "d", 1), 0);
+    uint64_t before = config_sm_rev(st);
+    CHECK_EQ(put(st, NS_CONFIG, "d/new", "", C | CMD_PUT_EXCL, 2), 0);
+    obj_t *o = obj(st, NS_CONFIG, "d/new");
+    CHECK(o != NULL);
+    CHECK_EQ(config_sm_rev(st), before);
+    CHECK_EQ(config_sm_obj_rev(o), 0);
+    CHECK(strcmp(events(st, before), "") == 0);
+    CHECK_EQ(put(st, NS_CONFIG, "d/new", "", C | CMD_PUT_EXCL, 3), -EEXIST);
+    ns_sm_check(st);
+    /* it survives a snapshot round trip before its first save */
+    char dir[] = "/tmp/qfs-test-tree-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    size_t len;
+    free(snap_bytes(st, dir, &len));
+    state_t *cp = state_new(1 << 20);
+    CHECK_EQ(restore_dir(cp, dir), 0);
+    ns_sm_check(cp);
+    CHECK(obj(cp, NS_CONFIG, "d/new") != NULL);
+    state_free(cp);
+    rm_dir(dir);
+    /* the save publishes the first revision */
+    CHECK_EQ(put(st, NS_CONFIG, "d/new", "v", 0, 4), 0);
+    CHECK_EQ(config_sm_obj_rev(o), before + 1);
+    CHECK(strcmp(events(st, before), "1 put config/d/new\n") == 0);
+    ns_sm_check(st);
+    /* a non-empty exclusive create, and any cache/ one, take their revision or put at once */
+    CHECK_EQ(put(st, NS_CONFIG, "d/full", "x", C | CMD_PUT_EXCL, 5), 0);
+    CHECK_EQ(config_sm_obj_rev(obj(st, NS_CONFIG, "d/full")), before + 2);
+    CHECK_EQ(put(st, NS_CACHE, "k", "", C | CMD_PUT_EXCL, 6), 0);
+    CHECK(obj(st, NS_CACHE, "k") != NULL);
+    ns_sm_check(st);
+    state_free(st);
+}
+
 TEST(snapshot_round_trip_and_refusals)
 {
     char d1[] = "/tmp/qfs-test-tree-XXXXXX", d2[] = "/tmp/qfs-test-tree-XXXXXX";
@@ -570,6 +610,7 @@ int main(void)
     RUN(put_if_id);
     RUN(version_1_commands_decode);
     RUN(config_history_kept_across_rename);
+    RUN(config_exclusive_create_takes_no_revision);
     RUN(snapshot_round_trip_and_refusals);
     return CHECK_DONE();
 }
