@@ -2,6 +2,7 @@
  * wire format is in docs/TRANSPORT.md; the Raft message inside a RAFT frame is
  * raft_msg_encode's (docs/RAFT.md "Wire format"). */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +45,154 @@ void frame_free(frame_t *f)
     if (!f)
         return;
     raft_msg_free(&f->msg);
+    frame_fwd_free(&f->fwd);
     memset(f, 0, sizeof *f);
+}
+
+/* ---- forwarding payloads ------------------------------------------------------------- */
+
+/* Layout (little endian): u8 version, u8 kind, u16 flags (0), u32 group, u64 request id,
+ * u32 attempt; then PROPOSE: u32 command length n, n bytes; RESULT: i32 rc, u64 leader,
+ * u64 index, u64 term, i32 result code, u32 result length m (<= SM_RESULT_MAX), m bytes.
+ * Nothing may follow. */
+
+void frame_fwd_free(frame_fwd_t *f)
+{
+    if (!f)
+        return;
+    free(f->mem);
+    memset(f, 0, sizeof *f);
+}
+
+size_t frame_fwd_size(const frame_fwd_t *f)
+{
+    if (f->kind == FWD_PROPOSE)
+        return FWD_HEAD_BYTES + 4 + f->len;
+    return FWD_RESULT_BYTES + (f->res.len <= SM_RESULT_MAX ? f->res.len : 0);
+}
+
+static bool fwd_rc_ok(int32_t rc)
+{
+    return rc <= 0 && rc > -(int32_t)QERR__COUNT;
+}
+
+int frame_fwd_encode(const frame_fwd_t *f, uint8_t *buf, size_t cap, size_t *len)
+{
+    if (f->kind == FWD_PROPOSE) {
+        if (f->len && !f->cmd)
+            return -QERR_INVAL;
+        if (f->len > FRAME_LIMIT_MAX_PAYLOAD)
+            return -QERR_TOOBIG;
+    } else if (f->kind == FWD_RESULT) {
+        if (!fwd_rc_ok(f->rc) || (f->rc == 0 && f->index == 0) || f->res.len > SM_RESULT_MAX)
+            return -QERR_INVAL;
+    } else {
+        return -QERR_INVAL;
+    }
+    size_t n = frame_fwd_size(f);
+    if (cap < n)
+        return -QERR_TOOBIG;
+    buf[0] = FWD_VERSION;
+    buf[1] = (uint8_t)f->kind;
+    buf[2] = buf[3] = 0;
+    le_put32(buf + 4, f->group);
+    le_put64(buf + 8, f->req);
+    le_put32(buf + 16, f->attempt);
+    uint8_t *p = buf + FWD_HEAD_BYTES;
+    if (f->kind == FWD_PROPOSE) {
+        le_put32(p, (uint32_t)f->len);
+        if (f->len)
+            memcpy(p + 4, f->cmd, f->len);
+    } else {
+        le_put32(p, (uint32_t)f->rc);
+        le_put64(p + 4, f->leader);
+        le_put64(p + 12, f->index);
+        le_put64(p + 20, f->term);
+        le_put32(p + 28, (uint32_t)f->res.code);
+        le_put32(p + 32, f->res.len);
+        if (f->res.len)
+            memcpy(p + 36, f->res.data, f->res.len);
+    }
+    *len = n;
+    return 0;
+}
+
+int frame_fwd_decode(const uint8_t *p, size_t len, frame_fwd_t *f, const char **why)
+{
+    const char *w = NULL;
+    int rc = -QERR_CORRUPT;
+    memset(f, 0, sizeof *f);
+    if (len < FWD_HEAD_BYTES) {
+        w = "shorter than its header";
+        goto fail;
+    }
+    if (p[0] != FWD_VERSION) {
+        w = "another forwarding version";
+        rc = -QERR_FORMAT;
+        goto fail;
+    }
+    if (p[2] || p[3]) {
+        w = "nonzero flags";
+        goto fail;
+    }
+    f->kind = p[1];
+    f->group = le_get32(p + 4);
+    f->req = le_get64(p + 8);
+    f->attempt = le_get32(p + 16);
+    const uint8_t *b = p + FWD_HEAD_BYTES;
+    size_t rest = len - FWD_HEAD_BYTES;
+    if (f->kind == FWD_PROPOSE) {
+        if (rest < 4 || le_get32(b) != rest - 4) {
+            w = "command length does not match the payload";
+            goto fail;
+        }
+        f->len = rest - 4;
+        if (f->len) {
+            if (!(f->mem = malloc(f->len))) {
+                w = "out of memory";
+                rc = -QERR_NOMEM;
+                goto fail;
+            }
+            memcpy(f->mem, b + 4, f->len);
+            f->cmd = f->mem;
+        }
+    } else if (f->kind == FWD_RESULT) {
+        if (rest < FWD_RESULT_BYTES - FWD_HEAD_BYTES) {
+            w = "result shorter than its fixed part";
+            goto fail;
+        }
+        f->rc = (int32_t)le_get32(b);
+        f->leader = le_get64(b + 4);
+        f->index = le_get64(b + 12);
+        f->term = le_get64(b + 20);
+        f->res.code = (int32_t)le_get32(b + 28);
+        uint32_t m = le_get32(b + 32);
+        if (m > SM_RESULT_MAX || m != rest - (FWD_RESULT_BYTES - FWD_HEAD_BYTES)) {
+            w = "result length does not match the payload";
+            goto fail;
+        }
+        if (!fwd_rc_ok(f->rc)) {
+            w = "unknown result code";
+            goto fail;
+        }
+        if (f->rc == 0 && f->index == 0) {
+            w = "success at index 0";
+            goto fail;
+        }
+        f->res.len = m;
+        if (m)
+            memcpy(f->res.data, b + 36, m);
+    } else {
+        w = "unknown kind";
+        goto fail;
+    }
+    return 0;
+fail:
+    free(f->mem);
+    memset(f, 0, sizeof *f);
+    if (why)
+        *why = w;
+    return rc;
 }
 
 static size_t payload_size(const frame_t *f)
@@ -57,6 +205,8 @@ static size_t payload_size(const frame_t *f)
     case FRAME_PING:
     case FRAME_PONG:
         return 8;
+    case FRAME_FWD:
+        return frame_fwd_size(&f->fwd);
     default:
         return 0;
     }
@@ -93,6 +243,14 @@ int frame_encode(const frame_t *f, uint8_t *buf, size_t cap, size_t *len)
         if (rc < 0)
             return rc == -QERR_TOOBIG ? -QERR_INVAL : rc; /* sized exactly: cannot be short */
         ASSERT(mlen == plen - 4);
+        break;
+    }
+    case FRAME_FWD: {
+        size_t flen;
+        int rc = frame_fwd_encode(&f->fwd, p, plen, &flen);
+        if (rc < 0)
+            return rc == -QERR_TOOBIG ? -QERR_INVAL : rc;
+        ASSERT(flen == plen);
         break;
     }
     default:
@@ -216,6 +374,15 @@ static int decode_payload(frame_decoder_t *d, const uint8_t *h, const uint8_t *p
             memset(f, 0, sizeof *f);
             return fail(d, rc, "Raft message of group %" PRIu32 " refused: %s",
                         le_get32(p), qerr_str(rc));
+        }
+        break;
+    }
+    case FRAME_FWD: {
+        const char *why = NULL;
+        int rc = frame_fwd_decode(p, plen, &f->fwd, &why);
+        if (rc < 0) {
+            memset(f, 0, sizeof *f);
+            return fail(d, rc, "forwarding message refused: %s", why ? why : qerr_str(rc));
         }
         break;
     }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "cluster/raft.h"
+#include "cluster/sm.h"
 
 #define FRAME_MAGIC 0x4E534651u       /* the bytes "QFSN" on the wire */
 #define FRAME_VERSION 1               /* byte 4 of every header; checked by the decoder */
@@ -25,6 +26,7 @@ enum {
     FRAME_RAFT = 2,    /* one Raft message of one group: group u32 + raft_msg_encode bytes */
     FRAME_PING = 3,    /* u64 chosen by the sender (its clock), answered by a PONG */
     FRAME_PONG = 4,    /* the PING's u64, echoed */
+    FRAME_FWD = 5,     /* a forwarded proposal or its result (frame_fwd_t, docs/FORMATS.md) */
     FRAME__COUNT
 };
 
@@ -35,6 +37,50 @@ typedef struct frame_hello {
     uint32_t proto_max;      /* version 1 code sends 1 and 1 */
 } frame_hello_t;
 
+/* ------------------------------------------------------------------------------------------
+ * Forwarding (docs/FORMATS.md "Forwarded proposals"): a node that does not lead a group sends
+ * the command to the leader in a PROPOSE; the leader answers with a RESULT once the entry has
+ * applied (or at once with an error such as NOTLEADER). The payload has its own version byte.
+ * ------------------------------------------------------------------------------------------ */
+#define FWD_VERSION 1
+#define FWD_HEAD_BYTES 20             /* version, kind, flags, group, request id, attempt */
+#define FWD_RESULT_BYTES 56           /* a RESULT's fixed part, before its result bytes */
+
+enum {
+    FWD_PROPOSE = 1,   /* requester -> leader: apply this command */
+    FWD_RESULT = 2,    /* leader -> requester: how it ended */
+};
+
+typedef struct frame_fwd {
+    uint32_t kind;           /* FWD_PROPOSE or FWD_RESULT */
+    uint32_t group;          /* the Raft group (shard) */
+    uint64_t req;            /* the requester's id for the request, echoed by the RESULT */
+    uint32_t attempt;        /* the requester's attempt number, echoed by the RESULT */
+    /* PROPOSE */
+    const uint8_t *cmd;      /* the command; a decoded one points into mem */
+    size_t len;
+    /* RESULT */
+    int32_t rc;              /* 0 (applied) or a negative QERR_* code */
+    uint64_t leader;         /* the leader the answering node knows (0 none): a hint */
+    uint64_t index, term;    /* rc 0: the entry's index (>= 1) and term */
+    sm_result_t res;         /* rc 0: apply's result; bytes past res.len are zero */
+    void *mem;               /* owned by a decoded PROPOSE (frame_fwd_free) */
+} frame_fwd_t;
+
+/* Releases a decoded forwarding message's memory and zeroes *f. NULL is a no-op. */
+void frame_fwd_free(frame_fwd_t *f);
+/* Bytes frame_fwd_encode writes for f. */
+size_t frame_fwd_size(const frame_fwd_t *f);
+/* Writes f into buf (cap bytes); f->cmd is borrowed. Returns 0 and *len, or -QERR_INVAL
+ * (unknown kind, rc 0 with index 0, rc positive or unknown, res.len over SM_RESULT_MAX),
+ * -QERR_TOOBIG (cap too small, or a command over FRAME_LIMIT_MAX_PAYLOAD). */
+int frame_fwd_encode(const frame_fwd_t *f, uint8_t *buf, size_t cap, size_t *len);
+/* Decodes a forwarding payload p[0..len) into *f, which then owns a copy of the command
+ * (frame_fwd_free). Returns 0, or -QERR_FORMAT (another FWD_VERSION), -QERR_CORRUPT (any
+ * other malformation: kind, flags, sizes, codes; *why (may be NULL) gets a static reason),
+ * -QERR_NOMEM. *f is zeroed on failure. */
+int frame_fwd_decode(const uint8_t *p, size_t len, frame_fwd_t *f, const char **why);
+
 /* One decoded (or to-be-encoded) frame. Which fields mean something depends on type. */
 typedef struct frame {
     uint32_t type;           /* FRAME_* */
@@ -42,9 +88,10 @@ typedef struct frame {
     uint32_t group;          /* RAFT: the Raft group (shard) the message belongs to */
     raft_msg_t msg;          /* RAFT: decoded messages own their memory (frame_free) */
     uint64_t ping;           /* PING, PONG */
+    frame_fwd_t fwd;         /* FWD: a decoded one owns its command (frame_free) */
 } frame_t;
 
-/* Releases what a decoded frame owns (its Raft message) and zeroes *f. NULL is a no-op. */
+/* Releases what a decoded frame owns (its Raft message, its FWD command) and zeroes *f. NULL is a no-op. */
 void frame_free(frame_t *f);
 
 /* Exact number of bytes frame_encode writes for f (header included). */
@@ -77,9 +124,11 @@ void frame_decoder_free(frame_decoder_t *d);
  *   0   all len bytes were consumed (*used == len), no frame completed yet;
  *   < 0 the stream is malformed and the connection must be closed:
  *         -QERR_CORRUPT  bad magic, unknown type, nonzero flags, CRC mismatch, a payload of
- *                        the wrong size for its type, a HELLO with node id 0, or a RAFT
- *                        message raft_msg_decode calls corrupt;
- *         -QERR_FORMAT   another frame version (or a Raft message of another version);
+ *                        the wrong size for its type, a HELLO with node id 0, a RAFT
+ *                        message raft_msg_decode calls corrupt, or a FWD payload
+ *                        frame_fwd_decode refuses;
+ *         -QERR_FORMAT   another frame version (or a Raft message or FWD payload of another
+ *                        version);
  *         -QERR_TOOBIG   a payload length over max_payload (refused from the header alone);
  *         -QERR_NOMEM    no memory for a payload or a message.
  *       frame_decoder_error() says what and where. The decoder stays failed: every later

@@ -1,7 +1,9 @@
 /* cluster/group.h — one replicated log group as fs/ sees it: propose a command, and it
  * returns once the command is committed (durable on a majority, fsynced) and applied.
- * The only implementation today is the single-node group (cluster/group_solo.c): a WAL with
- * group commit plus lz4 snapshots. A later Raft-backed group keeps this interface. */
+ * Two implementations behind one handle type: the single-node group (cluster/group_solo.c,
+ * group_open: a WAL with group commit plus lz4 snapshots), and the Raft-backed group
+ * (cluster/group_raft.c, group_open_raft or a group_node_t hosting several: a Raft group of a
+ * multi-group node loop, cluster/mraft.h, over TCP). Design: docs/CLUSTER.md. */
 #ifndef QFS_CLUSTER_GROUP_H
 #define QFS_CLUSTER_GROUP_H
 
@@ -20,14 +22,21 @@ typedef struct group_config {
 
 typedef struct group_stats {
     uint64_t term;            /* always 1 for the single-node group */
+    uint64_t node_id;         /* this node's id; 0 for the single-node group */
+    uint64_t leader;          /* the leader's node id as this node knows it, 0 if none (the
+                                 single-node group: 0, it always leads) */
+    int is_leader;            /* this node leads the group (the single-node group: 1) */
+    uint64_t installs;        /* snapshots received from a leader and installed since open */
     uint64_t commit_index;
     uint64_t applied_index;
     uint64_t snapshot_index;  /* index covered by the newest snapshot, 0 if none */
     uint64_t snapshots;       /* snapshots taken since open */
-    uint64_t wal_bytes;       /* bytes in live WAL segments */
-    uint64_t wal_appends;     /* records appended since open */
-    uint64_t wal_fsyncs;      /* fsync/fdatasync calls on the WAL since open */
-    hist_t fsync_latency;     /* per-fsync latency */
+    uint64_t wal_bytes;       /* bytes in live WAL segments (Raft group: the node's shared
+                                 store, all its groups) */
+    uint64_t wal_appends;     /* records appended since open (Raft group: node-wide) */
+    uint64_t wal_fsyncs;      /* fsync/fdatasync calls on the WAL since open (Raft group:
+                                 node-wide) */
+    hist_t fsync_latency;     /* per-fsync latency (empty for a Raft group) */
     hist_t commit_latency;    /* propose -> applied latency */
     int failed;               /* nonzero after an unrecoverable disk error */
 } group_stats_t;
@@ -46,13 +55,126 @@ int group_open(const group_config_t *cfg, const sm_ops_t *ops, void *ctx, group_
  * applied, then copies apply's result into *res (may be NULL) and returns 0. Returns
  * -QERR_TOOBIG (over max_cmd), -QERR_NOSPACE (disk full: nothing was committed, the group
  * keeps working), -QERR_IO / -QERR_FAILED (disk error; the group refuses further writes),
- * -QERR_CLOSED (closing). Concurrent proposals share one fsync (group commit). Thread-safe. */
+ * -QERR_CLOSED (closing). Concurrent proposals share one fsync (group commit). Thread-safe.
+ * A Raft group takes proposals on ANY member: a follower forwards the command to the leader
+ * and returns once the entry is committed by a majority AND applied on this node, so a read
+ * here right after sees it. It returns -QERR_TIMEOUT (fs/ gives EIO) when that does not
+ * happen within the group's timeout (no quorum, no leader, a lost request or answer): the
+ * outcome is then unknown, and a caller that retries may apply the command twice (no
+ * deduplication yet). It never blocks longer than the timeout (plus one tick). */
 int group_propose(group_t *g, const void *cmd, size_t len, sm_result_t *res);
+
+/* A linearizable read barrier: returns 0 once the local state machine has applied
+ * everything committed before the call began, so a read of it afterwards sees every
+ * proposal acknowledged (on any node) before the barrier. The Raft group asks the leader
+ * for its commit index (ReadIndex, Raft thesis §6.4; no lease reads) and waits to apply up
+ * to it; the single-node group returns 0 at once. timeout_ms 0 = the group's timeout.
+ * Returns 0, -QERR_TIMEOUT (no quorum or no leader in time), -QERR_CLOSED, -QERR_FAILED.
+ * Thread-safe. */
+int group_read_barrier(group_t *g, uint32_t timeout_ms);
+
+/* 1 if this node leads the group now (always for the single-node group), else 0. A hint:
+ * leadership can change right after. Thread-safe. */
+int group_is_leader(group_t *g);
 
 /* Fills *st with a consistent-enough copy of the counters. Thread-safe. */
 void group_get_stats(group_t *g, group_stats_t *st);
 
-/* Stops the commit thread after in-flight proposals finish, closes files. NULL is a no-op. */
+/* Stops the commit thread after in-flight proposals finish, closes files. NULL is a no-op.
+ * A Raft group from group_open_raft closes its whole node (waiting proposals get
+ * -QERR_CLOSED); one from group_node_add is owned by its node: this is a no-op, and
+ * group_node_close frees it. */
 void group_close(group_t *g);
+
+/* ---- the Raft-backed group ---------------------------------------------------------------
+ * A node (group_node_t) is one Raft node loop (cluster/mraft.h) with its TCP transport
+ * (cluster/mraft_tcp.h) and one data directory; it hosts one or more groups (shards), each a
+ * group_t with its own state machine. Usage for several groups:
+ *     group_node_open(cfg) ; group_node_add(...) per group ; group_node_start ;
+ *     ... group_propose / group_read_barrier on each group_t ... ; group_node_close
+ * and for one group per node, group_open_raft does all of it (group_close undoes it).
+ * ------------------------------------------------------------------------------------------ */
+typedef struct group_node group_node_t;
+
+typedef struct group_peer {
+    uint64_t id;              /* nonzero */
+    const char *addr;         /* "HOST:PORT" the peer listens on (resolved once, at open) */
+} group_peer_t;
+
+typedef struct group_raft_config {
+    uint64_t id;              /* this node's id, nonzero, unique in the cluster */
+    const char *listen;       /* "HOST:PORT" to listen on for peers ("[v6]:PORT" too) */
+    const group_peer_t *peers; /* the cluster's nodes; an entry with this node's id is skipped.
+                                 Copied */
+    size_t n_peers;
+    uint64_t cluster_id;      /* nodes of another cluster id are refused at the handshake */
+    const char *dir;          /* data directory; must exist and be writable: holds raft/ (the
+                                 shared Raft log) and snap-<group>/ per group */
+    uint32_t tick_ms;         /* Raft tick period; 0 = 100 */
+    uint32_t election_tick;   /* election timeout in ticks; 0 = 10; the same on every node */
+    uint32_t heartbeat_tick;  /* 0 = 1 */
+    uint32_t timeout_ms;      /* default wait of group_propose and group_read_barrier;
+                                 0 = 5000 */
+    uint64_t snapshot_bytes;  /* a group snapshots after applying this many bytes; 0 = 16 MiB */
+    uint32_t snap_chunk_bytes; /* InstallSnapshot chunk; 0 = 1 MiB */
+    uint64_t segment_bytes;   /* the Raft log's segment size; 0 = 64 MiB */
+    size_t max_cmd;           /* largest command; 0 = 2 MiB */
+    uint64_t seed;            /* election timer seed; 0 = from the clock */
+    /* Optional: receives the transport's log lines (connections, refusals, malformed frames;
+     * no trailing newline; called on the node's loop thread). NULL: stderr, prefixed
+     * "quorumfs: transport: ". */
+    void (*log)(void *ctx, const char *line);
+    void *log_ctx;
+} group_raft_config_t;
+
+/* Opens the node: binds cfg->listen, adds the peers, opens the Raft log in cfg->dir (a first
+ * start creates it; a later one replays it). Nothing runs until group_node_start. Returns 0
+ * and *out, or -QERR_INVAL (bad id, address, or peer list), -QERR_IO (listen failed, e.g.
+ * the port is taken), -QERR_CORRUPT..., with a malloc'ed *errmsg (caller frees; may be
+ * NULL). */
+int group_node_open(const group_raft_config_t *cfg, group_node_t **out, char **errmsg);
+
+/* Adds group `group` to a node not started yet. voters[0..n_voters) are its founding members
+ * (node ids; this node must be one), the same list on every one; a later start ignores them
+ * (the configuration is in the log). ops/ctx is the group's state machine, holding an EMPTY
+ * state; its snapshot is restored and its committed log re-applied before this returns.
+ * ops and ctx must outlive the node. *out is owned by the node (group_node_close frees it).
+ * Returns 0, or -QERR_EXISTS, -QERR_INVAL, -QERR_CORRUPT, -QERR_IO... with *errmsg. */
+int group_node_add(group_node_t *nd, uint32_t group, const uint64_t *voters, size_t n_voters,
+                   const sm_ops_t *ops, void *ctx, group_t **out, char **errmsg);
+
+/* Starts the node's loop thread; from now on its groups take calls. Returns 0 or -QERR_*. */
+int group_node_start(group_node_t *nd, char **errmsg);
+
+/* The port the node listens on (the bound one when cfg->listen asked for port 0). */
+uint16_t group_node_port(const group_node_t *nd);
+
+/* Stops the loop (waiting calls return -QERR_CLOSED), closes the transport and the log, and
+ * frees the node and every group_t it hosts. What was synced is what the next open sees.
+ * NULL is a no-op. */
+void group_node_close(group_node_t *nd);
+
+/* One node hosting one group, started: group_node_open + group_node_add(group, voters = every
+ * id in cfg->peers plus cfg->id) + group_node_start. group_close(*out) closes the node.
+ * Returns 0 and *out, or -QERR_* with *errmsg (caller frees; may be NULL). */
+int group_open_raft(const group_raft_config_t *cfg, uint32_t group, const sm_ops_t *ops,
+                    void *ctx, group_t **out, char **errmsg);
+
+/* ---- private to cluster/ -----------------------------------------------------------------
+ * Every group_t begins with a pointer to its implementation's table: NULL for the
+ * single-node group (whose functions are the ones above), the Raft group's table otherwise,
+ * so the calls above reach the implementation that made the handle. */
+typedef struct group_impl {
+    int (*propose)(group_t *g, const void *cmd, size_t len, sm_result_t *res);
+    int (*read_barrier)(group_t *g, uint32_t timeout_ms);
+    int (*is_leader)(group_t *g);
+    void (*get_stats)(group_t *g, group_stats_t *st);
+    void (*close)(group_t *g);
+} group_impl_t;
+
+static inline const group_impl_t *group_impl_of(const group_t *g)
+{
+    return *(const group_impl_t *const *)(const void *)g;
+}
 
 #endif

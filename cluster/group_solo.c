@@ -50,6 +50,7 @@ typedef struct proposal {
 } proposal_t;
 
 struct group {
+    const group_impl_t *impl; /* first, NULL: this file's group (cluster/group.h) */
     char *dir, *wal_dir, *snap_dir;
     const sm_ops_t *ops;
     void *ctx;
@@ -472,6 +473,8 @@ fail:
 
 int group_propose(group_t *g, const void *cmd, size_t len, sm_result_t *res)
 {
+    if (group_impl_of(g))
+        return group_impl_of(g)->propose(g, cmd, len, res);
     proposal_t p = { .cmd = cmd, .len = len };
     uint64_t t0 = now_ns();
     if (len > g->max_cmd)
@@ -513,10 +516,34 @@ static void hist_copy(hist_t *dst, const hist_t *src)
     dst->sum_ns = __atomic_load_n(&src->sum_ns, __ATOMIC_RELAXED);
 }
 
+/* The single-node group applies every command before acknowledging it: nothing committed is
+ * ever unapplied, so a barrier has nothing to wait for. */
+int group_read_barrier(group_t *g, uint32_t timeout_ms)
+{
+    if (group_impl_of(g))
+        return group_impl_of(g)->read_barrier(g, timeout_ms);
+    return 0;
+}
+
+int group_is_leader(group_t *g)
+{
+    if (group_impl_of(g))
+        return group_impl_of(g)->is_leader(g);
+    return 1;
+}
+
 void group_get_stats(group_t *g, group_stats_t *st)
 {
+    if (group_impl_of(g)) {
+        group_impl_of(g)->get_stats(g, st);
+        return;
+    }
     pthread_mutex_lock(&g->mu);
     st->term = g->st.term;
+    st->node_id = 0;
+    st->leader = 0;
+    st->is_leader = 1;
+    st->installs = 0;
     st->commit_index = g->st.commit_index;
     st->applied_index = g->st.applied_index;
     st->snapshot_index = g->st.snapshot_index;
@@ -534,6 +561,10 @@ void group_close(group_t *g)
 {
     if (!g)
         return;
+    if (group_impl_of(g)) {
+        group_impl_of(g)->close(g);
+        return;
+    }
     pthread_mutex_lock(&g->mu);
     g->closing = 1;
     pthread_cond_signal(&g->cv);

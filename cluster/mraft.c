@@ -48,19 +48,40 @@
 
 /* A proposal. Allocated by the proposer; once queued, the loop owns every field except
  * done/abandoned/rc-after-done, which change only under n->mu. Whoever sees the other side
- * finished frees it: the proposer after done, the loop (or close) if abandoned. */
+ * finished frees it: the proposer after done, the loop (or close) if abandoned. A P_REMOTE
+ * proposal (forwarded here by another node) has no waiter: the loop answers the requester
+ * when it finishes and frees it. */
+enum { P_LOCAL = 0, P_ANY = 1, P_REMOTE = 2 };
+enum { F_ROUTE = 1, F_SENT = 2, F_APPLY = 3 };
+
 typedef struct prop {
     struct prop *next;
     uint32_t group;
-    uint64_t index, term;        /* given by raft_propose_batch */
+    uint64_t index, term;        /* given by raft_propose_batch (or a leader's RESULT) */
     int rc;
     bool done, abandoned;
+    uint8_t kind;                /* P_LOCAL (mraft_propose), P_ANY, P_REMOTE */
+    uint8_t fstate;              /* P_ANY on g->fwds: F_ROUTE (to send at retry_at), F_SENT
+                                    (awaiting the RESULT), F_APPLY (applied on the leader at
+                                    index; waiting to apply it here) */
+    uint64_t req;                /* P_ANY: this node's request id; P_REMOTE: the requester's */
+    uint32_t attempt;            /* P_ANY: attempts sent; P_REMOTE: the requester's */
+    uint64_t peer;               /* P_ANY: the node sent to, or a hint to try; P_REMOTE: the
+                                    requester */
+    uint64_t retry_at;           /* P_ANY in F_ROUTE: the tick to (re)send at */
     uint64_t leader;
     sm_result_t res;
-    pthread_cond_t cv;
+    pthread_cond_t cv;           /* not for P_REMOTE */
     size_t len;
     uint8_t cmd[];
 } prop_t;
+
+/* A forwarding message waiting for the loop. */
+typedef struct fwdin {
+    struct fwdin *next;
+    uint64_t from;
+    frame_fwd_t f;               /* owns its command */
+} fwdin_t;
 
 enum { R_ISSUE = 1, R_SENT = 2, R_WAIT = 3 };
 
@@ -98,6 +119,7 @@ typedef struct mgroup {
     prop_t *batch, *batch_tail;  /* queued this iteration, to propose */
     size_t batch_n;
     rreq_t *reads;
+    prop_t *fwds;                /* P_ANY proposals being forwarded (unordered) */
     raft_ready_t rd;
     bool has_rd;
     uint64_t snapshots, installs;
@@ -122,6 +144,8 @@ struct mraft_node {
     size_t inbox_n, inbox_cap;
     prop_t *sub_props, *sub_props_tail;
     rreq_t *sub_reads, *sub_reads_tail;
+    fwdin_t *fwd_in, *fwd_in_tail;   /* forwarding messages received */
+    size_t fwd_in_n;
     uint64_t n_abandoned;
     int waiters;
     uint64_t recv_count, recv_dropped;
@@ -138,6 +162,8 @@ struct mraft_node {
     size_t iov_cap;
     mraft_stats_t st;
     uint64_t gc_mark;
+    uint64_t fwd_seq;            /* last request id given to a forwarded proposal */
+    bool fwd_flush;              /* forwarding messages were sent since the last flush */
     bool busy, dirty;
     int fail_rc;
 };
@@ -311,8 +337,73 @@ static int snap_read_cb(void *ctx, uint64_t index, uint64_t off, void *buf, size
 
 /* ---- completing work ------------------------------------------------------------------- */
 
+static void prop_free(prop_t *p)
+{
+    if (p->kind != P_REMOTE)
+        pthread_cond_destroy(&p->cv);
+    free(p);
+}
+
+/* Sends a forwarding message; loop thread. Returns the transport's verdict. */
+static int send_fwd(mraft_node_t *n, uint64_t to, const frame_fwd_t *f)
+{
+    if (!n->tr.send_fwd)
+        return -QERR_CLOSED;
+    int rc = n->tr.send_fwd(n->tr.ctx, to, f);
+    if (rc == 0) {
+        n->st.fwd_out++;
+        n->fwd_flush = true;
+    }
+    return rc;
+}
+
+/* Answers the node that forwarded p how it ended (a lost answer leaves the requester
+ * waiting until its own timeout: the outcome is unknown to it). */
+static void answer_remote(mraft_node_t *n, const prop_t *p, int rc)
+{
+    frame_fwd_t r = { .kind = FWD_RESULT, .group = p->group, .req = p->req,
+                      .attempt = p->attempt, .rc = rc, .leader = p->leader };
+    if (rc == 0) {
+        r.index = p->index;
+        r.term = p->term;
+        r.res = p->res;
+    }
+    (void)send_fwd(n, p->peer, &r);
+}
+
+/* Answers that say a forwarded or local P_ANY command was certainly not appended (or was
+ * dropped from the log): it is tried again, following the leader. */
+static bool fwd_retryable(int rc)
+{
+    return rc == -QERR_NOTLEADER || rc == -QERR_DROPPED || rc == -QERR_BUSY ||
+           rc == -QERR_TRANSFER || rc == -QERR_CLOSED;
+}
+
+/* Puts P_ANY proposal p on its group's forwarding list, to be routed at tick n->ticks +
+ * delay, first to `hint` if nonzero. */
+static void reroute(mraft_node_t *n, prop_t *p, uint64_t hint, uint64_t delay)
+{
+    mgroup_t *g = find_group(n, p->group);
+    ASSERT(g && p->kind == P_ANY);
+    p->fstate = F_ROUTE;
+    p->peer = hint == n->cfg.id ? 0 : hint;
+    p->retry_at = n->ticks + delay;
+    p->next = g->fwds;
+    g->fwds = p;
+}
+
 static void finish_prop(mraft_node_t *n, prop_t *p, int rc)
 {
+    if (p->kind == P_REMOTE) {
+        answer_remote(n, p, rc);
+        prop_free(p);
+        return;
+    }
+    if (p->kind == P_ANY && fwd_retryable(rc)) {
+        reroute(n, p, rc == -QERR_NOTLEADER ? p->leader : 0,
+                rc == -QERR_BUSY || rc == -QERR_TRANSFER ? 1 : 0);
+        return;
+    }
     p->rc = rc;
     p->next = n->fin_props;
     n->fin_props = p;
@@ -328,9 +419,8 @@ static void finish_read(mraft_node_t *n, rreq_t *q, int rc)
 /* Hands a finished item to its waiter, or frees it if the waiter gave up. n->mu held. */
 static void prop_done_locked(prop_t *p)
 {
-    if (p->abandoned) {
-        pthread_cond_destroy(&p->cv);
-        free(p);
+    if (p->abandoned || p->kind == P_REMOTE) {
+        prop_free(p);
         return;
     }
     p->done = true;
@@ -387,6 +477,8 @@ static void complete_all_locked(mraft_node_t *n, int rc)
         g->batch_n = 0;
         reads_done_locked(g->reads, rc);
         g->reads = NULL;
+        props_done_locked(g->fwds, rc);
+        g->fwds = NULL;
     }
     props_done_locked(n->fin_props, 0);
     n->fin_props = NULL;
@@ -488,6 +580,129 @@ static void drop_lost(mraft_node_t *n, mgroup_t *g)
         pp = &p->next;
     }
     g->pend_tail = last;
+}
+
+/* ---- forwarding ------------------------------------------------------------------------ */
+
+/* Takes one received forwarding message. A PROPOSE becomes a P_REMOTE proposal appended to
+ * *remote (proposed with this iteration's batch: a node that does not lead answers
+ * NOTLEADER from there); a RESULT settles the P_ANY proposal it names, if still here. */
+static void take_fwd(mraft_node_t *n, fwdin_t *x, prop_t ***remote)
+{
+    const frame_fwd_t *f = &x->f;
+    mgroup_t *g = find_group(n, f->group);
+    if (f->kind == FWD_PROPOSE) {
+        n->st.fwd_served++;
+        prop_t q = { .kind = P_REMOTE, .group = f->group, .req = f->req,
+                     .attempt = f->attempt, .peer = x->from };
+        int rc = !g ? -QERR_NOTFOUND : f->len > n->cfg.max_cmd ? -QERR_TOOBIG : 0;
+        if (rc) {
+            answer_remote(n, &q, rc);
+            return;
+        }
+        prop_t *p = xcalloc(1, sizeof(*p) + f->len);
+        *p = q;
+        p->len = f->len;
+        if (f->len)
+            memcpy(p->cmd, f->cmd, f->len);
+        **remote = p;
+        *remote = &p->next;
+        return;
+    }
+    ASSERT(f->kind == FWD_RESULT);   /* frame_fwd_decode admits no other kind */
+    if (!g)
+        return;
+    prop_t **pp = &g->fwds;
+    while (*pp && (*pp)->req != f->req)
+        pp = &(*pp)->next;
+    prop_t *p = *pp;
+    if (!p || p->fstate == F_APPLY)
+        return;                      /* a late or repeated answer */
+    if (f->rc == 0) {
+        /* applied on the leader (even if from an earlier attempt): wait to apply it here */
+        p->fstate = F_APPLY;
+        p->index = f->index;
+        p->term = f->term;
+        p->res = f->res;
+        return;
+    }
+    if (p->fstate != F_SENT || f->attempt != p->attempt)
+        return;                      /* an error about an attempt already given up */
+    if (fwd_retryable(f->rc)) {
+        uint64_t hint = f->leader != x->from ? f->leader : 0;
+        p->fstate = F_ROUTE;
+        p->peer = hint == n->cfg.id ? 0 : hint;
+        p->retry_at = n->ticks + (p->peer ? 0 : 1);
+        return;
+    }
+    *pp = p->next;
+    p->rc = f->rc;
+    p->next = n->fin_props;
+    n->fin_props = p;
+}
+
+/* Sends g's P_ANY proposals that are due to the leader (a hint first, else the leader the
+ * core knows); those this node now leads itself are appended to *local to propose here. */
+static void route_fwds(mraft_node_t *n, mgroup_t *g, prop_t ***local)
+{
+    if (!g->fwds)
+        return;
+    raft_status_t st;
+    raft_status(g->r, &st);
+    prop_t **pp = &g->fwds;
+    while (*pp) {
+        prop_t *p = *pp;
+        if (p->fstate != F_ROUTE || n->ticks < p->retry_at) {
+            pp = &p->next;
+            continue;
+        }
+        if (st.role == RAFT_LEADER) {
+            *pp = p->next;
+            p->next = NULL;
+            **local = p;
+            *local = &p->next;
+            continue;
+        }
+        uint64_t to = p->peer ? p->peer : st.leader;
+        if (!n->tr.send_fwd && to) {
+            *pp = p->next;
+            p->leader = to;
+            p->rc = -QERR_NOTLEADER;
+            p->next = n->fin_props;
+            n->fin_props = p;
+            continue;
+        }
+        if (!p->req)
+            p->req = ++n->fwd_seq;
+        frame_fwd_t m = { .kind = FWD_PROPOSE, .group = g->id, .req = p->req,
+                          .attempt = p->attempt + 1, .cmd = p->cmd, .len = p->len };
+        if (!to || to == n->cfg.id || send_fwd(n, to, &m) < 0) {
+            p->peer = 0;                 /* no leader known, or not reachable: next tick */
+            p->retry_at = n->ticks + 1;
+        } else {
+            p->attempt++;
+            p->fstate = F_SENT;
+            p->peer = to;
+        }
+        pp = &p->next;
+    }
+}
+
+/* Finishes g's forwarded proposals whose entry this node has now applied. */
+static void complete_fwds(mraft_node_t *n, mgroup_t *g)
+{
+    prop_t **pp = &g->fwds;
+    while (*pp) {
+        prop_t *p = *pp;
+        if (p->fstate == F_APPLY && p->index <= g->applied) {
+            *pp = p->next;
+            p->rc = 0;
+            p->next = n->fin_props;
+            n->fin_props = p;
+            continue;
+        }
+        pp = &p->next;
+    }
 }
 
 /* ---- reads ----------------------------------------------------------------------------- */
@@ -782,6 +997,7 @@ static int process_readies(mraft_node_t *n)
     }
     if (n->tr.flush)
         n->tr.flush(n->tr.ctx);
+    n->fwd_flush = false;
     return 0;
 }
 
@@ -823,7 +1039,8 @@ static int maintenance(mraft_node_t *n)
     return 0;
 }
 
-static int iterate(mraft_node_t *n, size_t n_in, prop_t *props, rreq_t *reads)
+static int iterate(mraft_node_t *n, size_t n_in, prop_t *props, rreq_t *reads,
+                   fwdin_t *fwds)
 {
     n->st.loops++;
     /* every owed tick, one by one, before any message is stepped (raft.h, raft_tick) */
@@ -841,7 +1058,25 @@ static int iterate(mraft_node_t *n, size_t n_in, prop_t *props, rreq_t *reads)
         raft_msg_free(&x->m);
     }
     n->st.msgs_recv += n_in;
+    /* forwarded proposals join this iteration's batch, after the local ones */
+    prop_t **tail = &props;
+    while (*tail)
+        tail = &(*tail)->next;
+    while (fwds) {
+        fwdin_t *x = fwds;
+        fwds = x->next;
+        n->st.fwd_in++;
+        take_fwd(n, x, &tail);
+        frame_fwd_free(&x->f);
+        free(x);
+    }
     submit_props(n, props);
+    /* P_ANY proposals refused here (not the leader) or due again go to the leader */
+    prop_t *local = NULL, **lt = &local;
+    for (size_t i = 0; i < n->n_groups; i++)
+        route_fwds(n, n->groups[i], &lt);
+    if (local)
+        submit_props(n, local);
     while (reads) {
         rreq_t *q = reads;
         reads = q->next;
@@ -859,6 +1094,12 @@ static int iterate(mraft_node_t *n, size_t n_in, prop_t *props, rreq_t *reads)
     int rc = process_readies(n);
     if (rc == 0)
         rc = maintenance(n);
+    for (size_t i = 0; i < n->n_groups; i++)
+        complete_fwds(n, n->groups[i]);
+    if (n->fwd_flush && n->tr.flush) {
+        n->tr.flush(n->tr.ctx);
+        n->fwd_flush = false;
+    }
     n->busy = false;
     for (size_t i = 0; rc == 0 && i < n->n_groups && !n->busy; i++)
         n->busy = raft_has_ready(n->groups[i]->r);
@@ -882,6 +1123,16 @@ static void purge_abandoned_locked(mraft_node_t *n)
             pp = &p->next;
         }
         g->pend_tail = last;
+        pp = &g->fwds;
+        while (*pp) {
+            prop_t *p = *pp;
+            if (p->abandoned) {
+                *pp = p->next;
+                prop_done_locked(p);
+                continue;
+            }
+            pp = &p->next;
+        }
         rreq_t **qq = &g->reads;
         while (*qq) {
             rreq_t *q = *qq;
@@ -957,9 +1208,12 @@ static void *loop_main(void *arg)
         n->sub_props = n->sub_props_tail = NULL;
         rreq_t *reads = n->sub_reads;
         n->sub_reads = n->sub_reads_tail = NULL;
+        fwdin_t *fwds = n->fwd_in;
+        n->fwd_in = n->fwd_in_tail = NULL;
+        n->fwd_in_n = 0;
         pthread_mutex_unlock(&n->mu);
 
-        int rc = iterate(n, n_in, props, reads);
+        int rc = iterate(n, n_in, props, reads, fwds);
 
         pthread_mutex_lock(&n->mu);
         props_done_locked(n->fin_props, 0);
@@ -1249,6 +1503,12 @@ void mraft_close(mraft_node_t *n)
     for (size_t i = 0; i < n->inbox_n; i++)
         raft_msg_free(&n->inbox[i].m);
     free(n->inbox);
+    while (n->fwd_in) {
+        fwdin_t *x = n->fwd_in;
+        n->fwd_in = x->next;
+        frame_fwd_free(&x->f);
+        free(x);
+    }
     free(n->work);
     free(n->iov);
     rstore_close(n->store);
@@ -1319,17 +1579,52 @@ static void leave_locked(mraft_node_t *n)
         pthread_cond_broadcast(&n->idle_cv);
 }
 
-int mraft_propose(mraft_node_t *n, uint32_t group, const void *cmd, size_t len,
-                  sm_result_t *res, uint32_t timeout_ms, uint64_t *leader)
+int mraft_recv_fwd(mraft_node_t *n, uint64_t from, frame_fwd_t *f)
+{
+    fwdin_t *x = xcalloc(1, sizeof(*x));
+    x->from = from;
+    x->f = *f;
+    memset(f, 0, sizeof(*f));
+    pthread_mutex_lock(&n->mu);
+    int rc = 0;
+    if (n->closing || !n->started)
+        rc = -QERR_CLOSED;
+    else if (n->fwd_in_n >= n->cfg.inbox_max)
+        rc = -QERR_BUSY;
+    if (rc) {
+        n->recv_dropped++;
+        pthread_mutex_unlock(&n->mu);
+        frame_fwd_free(&x->f);
+        free(x);
+        return rc;
+    }
+    if (n->fwd_in_tail)
+        n->fwd_in_tail->next = x;
+    else
+        n->fwd_in = x;
+    n->fwd_in_tail = x;
+    n->fwd_in_n++;
+    kick_locked(n);
+    pthread_mutex_unlock(&n->mu);
+    return 0;
+}
+
+/* mraft_propose and mraft_propose_any: queue, wait, collect. */
+static int propose_wait(mraft_node_t *n, uint8_t kind, uint32_t group, const void *cmd,
+                        size_t len, sm_result_t *res, uint32_t timeout_ms, uint64_t *leader,
+                        uint64_t *index)
 {
     if (leader)
         *leader = 0;
+    if (index)
+        *index = 0;
     if (len > n->cfg.max_cmd)
         return -QERR_TOOBIG;
     if (len && !cmd)
         return -QERR_INVAL;
     prop_t *p = xcalloc(1, sizeof(*p) + len);
     p->group = group;
+    p->kind = kind;
     p->len = len;
     if (len)
         memcpy(p->cmd, cmd, len);
@@ -1360,6 +1655,8 @@ int mraft_propose(mraft_node_t *n, uint32_t group, const void *cmd, size_t len,
         rc = p->rc;
         if (rc == 0 && res)
             *res = p->res;
+        if (rc == 0 && index)
+            *index = p->index;
         if (rc == -QERR_NOTLEADER && leader)
             *leader = p->leader;
     } else {
@@ -1374,6 +1671,18 @@ int mraft_propose(mraft_node_t *n, uint32_t group, const void *cmd, size_t len,
         free(p);
     }
     return rc;
+}
+
+int mraft_propose(mraft_node_t *n, uint32_t group, const void *cmd, size_t len,
+                  sm_result_t *res, uint32_t timeout_ms, uint64_t *leader)
+{
+    return propose_wait(n, P_LOCAL, group, cmd, len, res, timeout_ms, leader, NULL);
+}
+
+int mraft_propose_any(mraft_node_t *n, uint32_t group, const void *cmd, size_t len,
+                      sm_result_t *res, uint32_t timeout_ms, uint64_t *index)
+{
+    return propose_wait(n, P_ANY, group, cmd, len, res, timeout_ms, NULL, index);
 }
 
 int mraft_read_barrier(mraft_node_t *n, uint32_t group, uint32_t timeout_ms, uint64_t *index)

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster/frame.h"
 #include "cluster/raft.h"
 #include "cluster/rstore.h"
 #include "cluster/sm.h"
@@ -37,6 +38,12 @@ typedef struct mraft_transport {
      * that poll's epoll set watches); it is called with the node lock held. Both or none. */
     void (*poll)(void *ctx, int timeout_ms);
     void (*wake)(void *ctx);
+    /* Optional (NULL: mraft_propose_any cannot forward and fails on a follower with
+     * -QERR_NOTLEADER). Sends a forwarding message (cluster/frame.h: a PROPOSE to the leader,
+     * or a RESULT back) to node `to`. Loop thread only, no node lock held; f is borrowed.
+     * Returns 0 if queued, or < 0 if `to` certainly never gets it (not connected, queue
+     * full): the loop then retries later. Received ones enter through mraft_recv_fwd. */
+    int (*send_fwd)(void *ctx, uint64_t to, const frame_fwd_t *f);
     void *ctx;
 } mraft_transport_t;
 
@@ -118,6 +125,33 @@ int mraft_recv(mraft_node_t *n, uint32_t group, raft_msg_t *m);
 int mraft_propose(mraft_node_t *n, uint32_t group, const void *cmd, size_t len,
                   sm_result_t *res, uint32_t timeout_ms, uint64_t *leader);
 
+/* Proposes cmd (copied) to `group` from ANY replica and blocks until it is committed and
+ * applied on THIS node (so a local read right after sees it); apply's result (as computed on
+ * the leader; apply is deterministic) goes to *res (may be NULL), the entry's index to *index
+ * (may be NULL). timeout_ms 0 = cfg.timeout_ms. Thread-safe.
+ * On the leader it is mraft_propose. Elsewhere the loop FORWARDS it to the leader it knows
+ * (a FWD PROPOSE through tr.send_fwd, docs/FORMATS.md "Forwarded proposals"); the leader
+ * proposes it and answers once the entry applied there (a RESULT with its index), and this
+ * node then waits until it has applied that index itself. Answers that say the command was
+ * certainly not appended (NOTLEADER, with a hint; DROPPED; BUSY; TRANSFER; a leader closing)
+ * are retried, following leader changes, until the timeout; so is a local proposal whose
+ * entry was dropped by a leader change. A request that was sent and got no answer is NOT
+ * sent again. Returns 0, or
+ *   -QERR_TIMEOUT   no answer in time: no quorum, no leader, or a lost request or answer;
+ *                   the outcome is unknown (it may still apply);
+ *   -QERR_TOOBIG, -QERR_INVAL, -QERR_NOTFOUND, -QERR_CLOSED, -QERR_FAILED as mraft_propose;
+ *   -QERR_NOTLEADER only when the transport cannot forward (no send_fwd).
+ * NOT exactly-once (see mraft_propose): a command whose request reached a leader that then
+ * lost its leadership can be retried elsewhere after the old entry was dropped, which is
+ * safe; but a caller retrying after -QERR_TIMEOUT may apply it twice. */
+int mraft_propose_any(mraft_node_t *n, uint32_t group, const void *cmd, size_t len,
+                      sm_result_t *res, uint32_t timeout_ms, uint64_t *index);
+
+/* Hands the loop a forwarding message that arrived from node `from` (thread-safe; the
+ * transport's receive path). *f is moved (its command included) and zeroed. Messages past
+ * inbox_max are dropped. Returns 0, or -QERR_CLOSED / -QERR_BUSY (dropped and freed). */
+int mraft_recv_fwd(mraft_node_t *n, uint64_t from, frame_fwd_t *f);
+
 /* A linearizable read barrier (ReadIndex, thesis §6.4) that works on any replica: returns 0
  * once this node's state machine of `group` has applied at least the leader's commit index
  * as of some moment after the call began, so a read of the local state machine afterwards
@@ -156,6 +190,8 @@ typedef struct mraft_stats {
     uint64_t snapshots;          /* snapshots taken, all groups */
     uint64_t installs;           /* snapshots installed, all groups */
     uint64_t gcs;                /* rstore_gc runs */
+    uint64_t fwd_out, fwd_in;    /* forwarding messages sent (queued) and received */
+    uint64_t fwd_served;         /* forwarded proposals received (as leader or not) */
     rstore_stats_t store;        /* as of the end of the last iteration */
     int failed;                  /* 0, or the -QERR_* that failed the node */
 } mraft_stats_t;

@@ -24,6 +24,19 @@ static void deliver(void *ctx, uint64_t from, uint32_t group, raft_msg_t *m)
         mraft_recv(x->node, group, m);   /* moves m (or clones it); a refusal drops it */
 }
 
+static void deliver_fwd(void *ctx, uint64_t from, frame_fwd_t *f)
+{
+    mraft_tcp_t *x = ctx;
+    if (x->node)
+        mraft_recv_fwd(x->node, from, f);   /* moves *f; a refusal drops it */
+}
+
+static int tcp_send_fwd(void *ctx, uint64_t to, const frame_fwd_t *f)
+{
+    mraft_tcp_t *x = ctx;
+    return transport_send_fwd(x->t, to, f);
+}
+
 static void tcp_send(void *ctx, uint64_t to, uint32_t group, const raft_msg_t *m)
 {
     mraft_tcp_t *x = ctx;
@@ -65,6 +78,7 @@ int mraft_tcp_new(const transport_config_t *cfg, mraft_tcp_t **out, char **errms
     transport_config_t c = *cfg;
     c.deliver = deliver;
     c.deliver_ctx = x;
+    c.deliver_fwd = deliver_fwd;
     x->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (x->efd < 0) {
         int rc = qerr_from_errno(errno);
@@ -90,7 +104,7 @@ transport_t *mraft_tcp_transport(mraft_tcp_t *x)
 void mraft_tcp_ops(mraft_tcp_t *x, mraft_transport_t *tr)
 {
     *tr = (mraft_transport_t){ .send = tcp_send, .flush = tcp_flush, .poll = tcp_poll,
-                               .wake = tcp_wake, .ctx = x };
+                               .wake = tcp_wake, .send_fwd = tcp_send_fwd, .ctx = x };
 }
 
 void mraft_tcp_attach(mraft_tcp_t *x, mraft_node_t *n)

@@ -3,7 +3,7 @@
  * waiting in poll(2) on the transport's epoll fd and an eventfd that client threads write to
  * wake the loop, then running transport_poll; every Ready batch is flushed with one
  * transport_poll as well, so a busy loop still reads. Received messages are moved into the
- * node's inbox (mraft_recv). */
+ * node's inbox (mraft_recv), forwarded proposals and their results too (mraft_recv_fwd). */
 #ifndef QFS_CLUSTER_MRAFT_TCP_H
 #define QFS_CLUSTER_MRAFT_TCP_H
 
@@ -12,8 +12,8 @@
 
 typedef struct mraft_tcp mraft_tcp_t;
 
-/* Creates the transport (transport_new with cfg; cfg->deliver and deliver_ctx are replaced
- * by this module's) and the wake-up eventfd. Returns 0 and *out, or -QERR_* with *errmsg as
+/* Creates the transport (transport_new with cfg; cfg->deliver, deliver_fwd and deliver_ctx
+ * are replaced by this module's) and the wake-up eventfd. Returns 0 and *out, or -QERR_* with *errmsg as
  * transport_new (errmsg may be NULL; the caller frees *errmsg). */
 int mraft_tcp_new(const transport_config_t *cfg, mraft_tcp_t **out, char **errmsg);
 

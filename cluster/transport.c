@@ -547,6 +547,14 @@ static bool on_frame(conn_t *c, frame_t *f)
         t->cfg.deliver(t->cfg.deliver_ctx, p->id, f->group, &f->msg);
         t->in_callback = false;
         return true;
+    case FRAME_FWD:
+        p->st.fwd_in++;
+        if (t->cfg.deliver_fwd) {
+            t->in_callback = true;
+            t->cfg.deliver_fwd(t->cfg.deliver_ctx, p->id, &f->fwd);
+            t->in_callback = false;
+        }
+        return true;
     case FRAME_PING: {
         frame_t pong = { .type = FRAME_PONG, .ping = f->ping };
         (void)enqueue(c, &pong); /* a full queue skips the answer: one RTT sample less */
@@ -928,6 +936,28 @@ int transport_send(transport_t *t, uint32_t group, const raft_msg_t *m)
         return rc;
     }
     p->st.msgs_out++;
+    return 0;
+}
+
+int transport_send_fwd(transport_t *t, uint64_t to, const frame_fwd_t *f)
+{
+    peer_t *p = find_peer(t, to);
+    if (!p)
+        return -QERR_NOTFOUND;
+    if (!p->conn || p->conn->state != C_UP) {
+        p->st.dropped++;
+        return -QERR_CLOSED;
+    }
+    frame_t fr = { .type = FRAME_FWD, .fwd = *f };
+    fr.fwd.mem = NULL;
+    int rc = enqueue(p->conn, &fr);
+    if (rc == -QERR_INVAL)
+        return rc;
+    if (rc < 0) {
+        p->st.dropped++;
+        return rc;
+    }
+    p->st.fwd_out++;
     return 0;
 }
 

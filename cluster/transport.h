@@ -37,6 +37,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "cluster/frame.h"
 #include "cluster/raft.h"
 
 typedef struct transport transport_t;
@@ -46,6 +47,11 @@ typedef struct transport transport_t;
  * returns; to keep it, copy the struct and zero *m (a move), or raft_msg_clone() it.
  * From inside the callback, only transport_send() and the getters may be called. */
 typedef void (*transport_deliver_fn)(void *ctx, uint64_t from, uint32_t group, raft_msg_t *m);
+
+/* A forwarding message (FRAME_FWD, cluster/frame.h) arrived from peer `from`. *f belongs to
+ * the transport and is freed when the callback returns; to keep its command, copy the struct
+ * and zero *f (a move). Same calling rules as transport_deliver_fn. */
+typedef void (*transport_deliver_fwd_fn)(void *ctx, uint64_t from, frame_fwd_t *f);
 
 enum { TRANSPORT_LOG_WARN = 1, TRANSPORT_LOG_INFO = 2 };
 /* One log line (no trailing newline): why a connection was refused or closed, reconnects. */
@@ -69,6 +75,8 @@ typedef struct transport_config {
     uint64_t seed;              /* seeds the backoff jitter; 0 = derived from id */
     transport_deliver_fn deliver; /* required */
     void *deliver_ctx;
+    transport_deliver_fwd_fn deliver_fwd; /* optional: NULL drops FWD frames (counted in
+                                             the peer's fwd_in) */
     transport_log_fn log;       /* NULL: lines go to stderr prefixed "quorumfs: transport: " */
     void *log_ctx;
 } transport_config_t;
@@ -107,6 +115,13 @@ int transport_remove_peer(transport_t *t, uint64_t id);
  * Every refusal but NOTFOUND/INVAL counts in the peer's `dropped`. */
 int transport_send(transport_t *t, uint32_t group, const raft_msg_t *m);
 
+/* Queues one forwarding message for peer `to` (f is encoded now; the caller keeps it).
+ * Returns 0, or -QERR_NOTFOUND (no such peer), -QERR_CLOSED (not connected: dropped),
+ * -QERR_BUSY (queue full: dropped), -QERR_TOOBIG (over max_frame), -QERR_INVAL
+ * (frame_fwd_encode refuses f), -QERR_NOMEM. A refusal means the peer certainly never
+ * sees f; 0 means it was queued (it may still be lost if the connection closes). */
+int transport_send_fwd(transport_t *t, uint64_t to, const frame_fwd_t *f);
+
 /* Writes queued frames to every connected peer until done or the socket is full (the rest
  * goes out from later transport_poll calls). Never blocks. Not from inside a callback. */
 void transport_flush(transport_t *t);
@@ -123,6 +138,7 @@ typedef struct transport_peer_stats {
     uint64_t frames_in, frames_out; /* frames_out counts frames queued for sending */
     uint64_t msgs_in, msgs_out;     /* Raft messages delivered / accepted by transport_send */
     uint64_t dropped;           /* Raft messages refused by transport_send */
+    uint64_t fwd_in, fwd_out;   /* forwarding messages received / queued */
     uint64_t lost_bytes;        /* queued bytes discarded when a connection closed */
     uint64_t connects;          /* handshakes completed */
     uint64_t reconnects;        /* handshakes completed after the first */

@@ -1,4 +1,5 @@
 # mk/multiraft.mk — the node loop that drives many Raft groups over one shared Raft store
 # (cluster/mraft.c), the Raft-backed group, and their unit test. Owner: multiraft (issue 9).
-CLUSTER_SRCS       += cluster/mraft.c cluster/mraft_tcp.c
+CLUSTER_SRCS       += cluster/mraft.c cluster/mraft_tcp.c cluster/group_raft.c
 CLUSTER_UNIT_TESTS += test_multiraft
+CLUSTER_UNIT_TESTS += test_group_raft

@@ -1,0 +1,945 @@
+/* tests/unit/test_group_raft.c — the Raft-backed group of cluster/group.h: 3 nodes in one
+ * process over TCP on 127.0.0.1 (free ports picked first), each with its own data directory
+ * and a small key-value state machine. Proposals on the leader and on every follower (which
+ * forward them and return once the entry applied locally), read barriers on a follower that
+ * see another node's write, the leader closed and a new one serving the survivors within a
+ * bounded time, a lone node timing out, restarts from the data directory catching up (by
+ * InstallSnapshot after compaction), malformed and well-formed forwarding frames from a raw
+ * socket, and the forwarding codec's refusals. Every wait is bounded.
+ * The nodes have ids 2, 3, 4; every node also lists a phantom peer 1 that never runs (nodes
+ * only wait for lower ids to dial them), so the raw socket can speak as node 1. */
+#include <arpa/inet.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster/bytes.h"
+#include "cluster/crc32c.h"
+#include "cluster/err.h"
+#include "cluster/frame.h"
+#include "cluster/group.h"
+#include "tests/unit/check.h"
+
+#define NN 3                      /* nodes, ids FIRST_ID .. FIRST_ID+NN-1 */
+#define FIRST_ID 2
+#define PHANTOM 1                 /* a listed peer nobody runs: the raw socket's identity */
+#define GID 5                     /* the group every node hosts */
+#define CLUSTER_ID 0x51465354ull
+#define TIMEOUT_MS 2000           /* the groups' propose / barrier timeout */
+#define TICK_MS 20
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+    nanosleep(&ts, NULL);
+}
+
+/* ---- the state machine: a key-value table; "key=value" sets ---------------------------- */
+
+#define KV_MAX 4096
+typedef struct kv {
+    pthread_mutex_t mu;
+    uint64_t applied, sets;
+    size_t n;
+    char *key[KV_MAX], *val[KV_MAX];
+    int bad;                      /* applied out of order, or a malformed command */
+} kv_t;
+
+static void kv_clear(kv_t *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->key[i]);
+        free(s->val[i]);
+    }
+    s->n = 0;
+    s->applied = s->sets = 0;
+}
+
+static void kv_set(kv_t *s, const char *k, size_t kl, const char *v, size_t vl)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strlen(s->key[i]) == kl && memcmp(s->key[i], k, kl) == 0) {
+            free(s->val[i]);
+            s->val[i] = strndup(v, vl);
+            return;
+        }
+    if (s->n == KV_MAX) {
+        s->bad++;
+        return;
+    }
+    s->key[s->n] = strndup(k, kl);
+    s->val[s->n++] = strndup(v, vl);
+}
+
+static void kv_apply(void *ctx, uint64_t index, const void *cmd, size_t len, sm_result_t *res)
+{
+    kv_t *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    if (index <= s->applied)
+        s->bad++;
+    s->applied = index;
+    const char *c = cmd, *eq = memchr(c, '=', len);
+    if (!eq) {
+        s->bad++;
+    } else {
+        kv_set(s, c, (size_t)(eq - c), eq + 1, len - (size_t)(eq - c) - 1);
+        s->sets++;
+    }
+    if (res) {
+        res->code = 0;
+        res->len = 16;
+        memcpy(res->data, &index, 8);
+        memcpy(res->data + 8, &s->sets, 8);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int kv_snapshot(void *ctx, snap_writer_t *w)
+{
+    kv_t *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    uint64_t h[3] = { s->applied, s->sets, s->n };
+    int rc = snap_writer_put(w, h, sizeof(h));
+    for (size_t i = 0; rc == 0 && i < s->n; i++) {
+        uint32_t l[2] = { (uint32_t)strlen(s->key[i]), (uint32_t)strlen(s->val[i]) };
+        if ((rc = snap_writer_put(w, l, sizeof(l))) == 0 &&
+            (rc = snap_writer_put(w, s->key[i], l[0])) == 0)
+            rc = snap_writer_put(w, s->val[i], l[1]);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int kv_restore(void *ctx, snap_reader_t *r)
+{
+    kv_t *s = ctx;
+    uint64_t h[3];
+    char k[256], v[256];
+    pthread_mutex_lock(&s->mu);
+    kv_clear(s);
+    int rc = snap_reader_get(r, h, sizeof(h));
+    for (uint64_t i = 0; rc == 0 && i < h[2]; i++) {
+        uint32_t l[2];
+        if ((rc = snap_reader_get(r, l, sizeof(l))) != 0)
+            break;
+        if (l[0] >= sizeof(k) || l[1] >= sizeof(v)) {
+            rc = -QERR_CORRUPT;
+            break;
+        }
+        if ((rc = snap_reader_get(r, k, l[0])) == 0 && (rc = snap_reader_get(r, v, l[1])) == 0)
+            kv_set(s, k, l[0], v, l[1]);
+    }
+    if (rc == 0) {
+        s->applied = h[0];
+        s->sets = h[1];
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static const sm_ops_t kv_ops = { kv_apply, kv_snapshot, kv_restore };
+
+/* The value of key in s, copied into buf ("" if absent); returns whether it was found. */
+static bool kv_get(kv_t *s, const char *key, char *buf, size_t cap)
+{
+    bool found = false;
+    buf[0] = 0;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->key[i], key) == 0) {
+            snprintf(buf, cap, "%s", s->val[i]);
+            found = true;
+        }
+    pthread_mutex_unlock(&s->mu);
+    return found;
+}
+
+/* Same table and set count in a and b. */
+static bool kv_equal(kv_t *a, kv_t *b)
+{
+    bool eq = true;
+    pthread_mutex_lock(&a->mu);
+    pthread_mutex_lock(&b->mu);
+    if (a->n != b->n || a->sets != b->sets)
+        eq = false;
+    for (size_t i = 0; eq && i < a->n; i++) {
+        bool hit = false;
+        for (size_t j = 0; j < b->n && !hit; j++)
+            hit = strcmp(a->key[i], b->key[j]) == 0 && strcmp(a->val[i], b->val[j]) == 0;
+        eq = hit;
+    }
+    pthread_mutex_unlock(&b->mu);
+    pthread_mutex_unlock(&a->mu);
+    return eq;
+}
+
+/* ---- the cluster fixture ----------------------------------------------------------------- */
+
+typedef struct cl {
+    char base[64];
+    char dir[NN][96];
+    char addr[NN + 1][32];        /* [0]: the phantom peer's (nobody listens there) */
+    group_peer_t peers[NN + 1];
+    group_node_t *node[NN];
+    group_t *g[NN];
+    kv_t kv[NN];
+    uint64_t snapshot_bytes;
+} cl_t;
+
+/* Transport log lines: kept (the last ones) so a case can check what was logged; printed
+ * as TAP comments only with QFS_TEST_VERBOSE set. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[16384];
+
+static void test_log(void *ctx, const char *line)
+{
+    (void)ctx;
+    pthread_mutex_lock(&log_mu);
+    size_t have = strlen(log_text), n = strlen(line);
+    if (have + n + 2 > sizeof(log_text))
+        have = 0;                 /* keep the newest lines only */
+    memcpy(log_text + have, line, n);
+    log_text[have + n] = '\n';
+    log_text[have + n + 1] = 0;
+    pthread_mutex_unlock(&log_mu);
+    if (getenv("QFS_TEST_VERBOSE"))
+        printf("# %s\n", line);
+}
+
+static bool logged(const char *needle)
+{
+    pthread_mutex_lock(&log_mu);
+    bool hit = strstr(log_text, needle) != NULL;
+    pthread_mutex_unlock(&log_mu);
+    return hit;
+}
+
+static uint64_t id_of(int i)
+{
+    return FIRST_ID + (uint64_t)i;
+}
+
+/* A port nothing listens on right now (the kernel's pick for a socket bound to port 0). */
+static uint16_t free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(sa);
+    uint16_t port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static int start_node(cl_t *c, int i)
+{
+    group_raft_config_t cfg = {
+        .id = id_of(i), .listen = c->addr[i + 1], .peers = c->peers, .n_peers = NN + 1,
+        .cluster_id = CLUSTER_ID, .dir = c->dir[i], .tick_ms = TICK_MS, .election_tick = 10,
+        .timeout_ms = TIMEOUT_MS, .snapshot_bytes = c->snapshot_bytes,
+        .snap_chunk_bytes = 512, .segment_bytes = 16 << 10, .seed = 77 + (uint64_t)i,
+        .log = test_log };
+    uint64_t voters[NN];
+    for (int j = 0; j < NN; j++)
+        voters[j] = id_of(j);
+    char *msg = NULL;
+    kv_clear(&c->kv[i]);
+    int rc = group_node_open(&cfg, &c->node[i], &msg);
+    if (rc == 0 &&
+        (rc = group_node_add(c->node[i], GID, voters, NN, &kv_ops, &c->kv[i], &c->g[i], &msg)))
+        group_node_close(c->node[i]);
+    else if (rc == 0 && (rc = group_node_start(c->node[i], &msg)))
+        group_node_close(c->node[i]);
+    if (rc) {
+        printf("# node %d: %s (%s)\n", (int)id_of(i), qerr_str(rc), msg ? msg : "");
+        c->node[i] = NULL;
+        c->g[i] = NULL;
+    }
+    free(msg);
+    return rc;
+}
+
+static void stop_node(cl_t *c, int i)
+{
+    group_node_close(c->node[i]);
+    c->node[i] = NULL;
+    c->g[i] = NULL;
+}
+
+static cl_t *cluster_new(uint64_t snapshot_bytes)
+{
+    cl_t *c = calloc(1, sizeof(*c));
+    snprintf(c->base, sizeof(c->base), "/tmp/qfs-graft-XXXXXX");
+    if (!mkdtemp(c->base)) {
+        free(c);
+        return NULL;
+    }
+    c->snapshot_bytes = snapshot_bytes;
+    for (int i = 0; i <= NN; i++) {
+        snprintf(c->addr[i], sizeof(c->addr[i]), "127.0.0.1:%u", (unsigned)free_port());
+        c->peers[i] = (group_peer_t){ .id = i == 0 ? PHANTOM : id_of(i - 1), .addr = c->addr[i] };
+    }
+    for (int i = 0; i < NN; i++) {
+        pthread_mutex_init(&c->kv[i].mu, NULL);
+        snprintf(c->dir[i], sizeof(c->dir[i]), "%s/n%d", c->base, (int)id_of(i));
+        mkdir(c->dir[i], 0755);
+    }
+    for (int i = 0; i < NN; i++)
+        if (start_node(c, i)) {
+            for (int j = 0; j < i; j++)
+                stop_node(c, j);
+            return NULL;   /* leaks the temp dir: the failure is reported */
+        }
+    return c;
+}
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static void cluster_free(cl_t *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < NN; i++) {
+        stop_node(c, i);
+        kv_clear(&c->kv[i]);
+        pthread_mutex_destroy(&c->kv[i].mu);
+    }
+    nftw(c->base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    free(c);
+}
+
+/* The node that leads, once every running node names it; -1 after ms. */
+static int wait_leader(cl_t *c, unsigned ms)
+{
+    uint64_t end = now_ms() + ms;
+    do {
+        int lead = -1;
+        bool agree = true;
+        for (int i = 0; i < NN; i++)
+            if (c->g[i] && group_is_leader(c->g[i]))
+                lead = i;
+        for (int i = 0; lead >= 0 && i < NN; i++) {
+            group_stats_t st;
+            if (!c->g[i])
+                continue;
+            group_get_stats(c->g[i], &st);
+            agree &= st.leader == id_of(lead);
+        }
+        if (lead >= 0 && agree)
+            return lead;
+        sleep_ms(10);
+    } while (now_ms() < end);
+    return -1;
+}
+
+static int put(cl_t *c, int i, const char *key, const char *val, sm_result_t *res)
+{
+    char cmd[200];
+    int n = snprintf(cmd, sizeof(cmd), "%s=%s", key, val);
+    return group_propose(c->g[i], cmd, (size_t)n, res);
+}
+
+/* Proposes on node i until it succeeds or ms pass (each try bounded by the group timeout:
+ * a try that times out has an unknown outcome, and the key is simply set again). */
+static int put_retry(cl_t *c, int i, const char *key, const char *val, unsigned ms)
+{
+    uint64_t end = now_ms() + ms;
+    int rc;
+    do {
+        rc = put(c, i, key, val, NULL);
+    } while (rc != 0 && now_ms() < end);
+    return rc;
+}
+
+static bool has(cl_t *c, int i, const char *key, const char *val)
+{
+    char buf[256];
+    return kv_get(&c->kv[i], key, buf, sizeof(buf)) && strcmp(buf, val) == 0;
+}
+
+/* ---- cases ------------------------------------------------------------------------------- */
+
+/* A proposal on the leader and on each follower returns 0 with apply's result, and the
+ * proposing node has applied it on return; a read barrier on a follower sees a write made
+ * on another follower. */
+TEST(test_propose_on_every_node)
+{
+    cl_t *c = cluster_new(0);
+    CHECK(c);
+    int lead = wait_leader(c, 5000);
+    if (lead < 0)
+        cluster_free(c);
+    CHECK(lead >= 0);
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < NN; i++) {
+            char key[32], val[32];
+            sm_result_t res;
+            snprintf(key, sizeof(key), "k%d-%d", i, round);
+            snprintf(val, sizeof(val), "v%d", round);
+            int rc = put(c, i, key, val, &res);
+            if (rc)
+                printf("# put on node %d (leader %d): %s\n", (int)id_of(i), (int)id_of(lead),
+                       qerr_str(rc));
+            CHECK_EQ(rc, 0);
+            CHECK_EQ(res.len, 16);
+            uint64_t index;
+            memcpy(&index, res.data, 8);
+            CHECK(index >= 1);
+            CHECK(has(c, i, key, val));                 /* applied here on return */
+            group_stats_t st;
+            group_get_stats(c->g[i], &st);
+            CHECK(st.applied_index >= index);
+            CHECK_EQ(st.node_id, id_of(i));
+            CHECK_EQ(st.leader, id_of(lead));
+            CHECK_EQ(st.is_leader, i == lead);
+        }
+    /* read barrier: written on follower a, read on follower b after a barrier */
+    int a = (lead + 1) % NN, b = (lead + 2) % NN;
+    for (int j = 0; j < 40; j++) {
+        char key[32], val[32];
+        snprintf(key, sizeof(key), "rb%d", j);
+        snprintf(val, sizeof(val), "x%d", j);
+        CHECK_EQ(put(c, j % 2 ? a : lead, key, val, NULL), 0);
+        CHECK_EQ(group_read_barrier(c->g[b], 0), 0);
+        CHECK(has(c, b, key, val));
+    }
+    /* every replica converges on the same table */
+    for (int i = 0; i < NN; i++)
+        CHECK_EQ(group_read_barrier(c->g[i], 0), 0);
+    uint64_t end = now_ms() + 3000;
+    while (!(kv_equal(&c->kv[0], &c->kv[1]) && kv_equal(&c->kv[0], &c->kv[2])) &&
+           now_ms() < end)
+        sleep_ms(10);
+    CHECK(kv_equal(&c->kv[0], &c->kv[1]) && kv_equal(&c->kv[0], &c->kv[2]));
+    for (int i = 0; i < NN; i++)
+        CHECK_EQ(c->kv[i].bad, 0);
+    cluster_free(c);
+}
+
+/* Concurrent proposals from several threads on every node: all succeed, each exactly once
+ * (no retries happen without faults). */
+typedef struct worker {
+    cl_t *c;
+    int node, id, n, failed;
+} worker_t;
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    for (int j = 0; j < w->n; j++) {
+        char key[32];
+        snprintf(key, sizeof(key), "w%d-%d", w->id, j);
+        if (put(w->c, w->node, key, "1", NULL) != 0 || !has(w->c, w->node, key, "1"))
+            w->failed++;
+    }
+    return NULL;
+}
+
+TEST(test_concurrent_forwarding)
+{
+    cl_t *c = cluster_new(0);
+    CHECK(c);
+    int lead = wait_leader(c, 5000);
+    if (lead < 0)
+        cluster_free(c);
+    CHECK(lead >= 0);
+    enum { NW = 6, PER = 40 };
+    worker_t w[NW];
+    pthread_t th[NW];
+    for (int i = 0; i < NW; i++) {
+        w[i] = (worker_t){ .c = c, .node = i % NN, .id = i, .n = PER };
+        pthread_create(&th[i], NULL, worker_main, &w[i]);
+    }
+    int failed = 0;
+    for (int i = 0; i < NW; i++) {
+        pthread_join(th[i], NULL);
+        failed += w[i].failed;
+    }
+    CHECK_EQ(failed, 0);
+    CHECK_EQ(group_read_barrier(c->g[lead], 0), 0);
+    pthread_mutex_lock(&c->kv[lead].mu);
+    uint64_t sets = c->kv[lead].sets;
+    pthread_mutex_unlock(&c->kv[lead].mu);
+    CHECK_EQ(sets, NW * PER);
+    cluster_free(c);
+}
+
+/* The leader is closed: the survivors elect a new one and proposals on both succeed within
+ * a bounded time; the old leader restarts from its data directory and catches up. */
+TEST(test_leader_closed)
+{
+    cl_t *c = cluster_new(0);
+    CHECK(c);
+    int lead = wait_leader(c, 5000);
+    if (lead < 0)
+        cluster_free(c);
+    CHECK(lead >= 0);
+    for (int i = 0; i < NN; i++)
+        CHECK_EQ(put(c, i, "before", "1", NULL), 0);
+    uint64_t t0 = now_ms();
+    stop_node(c, lead);
+    int s1 = (lead + 1) % NN, s2 = (lead + 2) % NN;
+    CHECK_EQ(put_retry(c, s1, "after1", "2", 8000), 0);
+    uint64_t gap = now_ms() - t0;
+    printf("# first write after closing the leader: %llu ms\n", (unsigned long long)gap);
+    CHECK(gap < 8000);
+    int nl = wait_leader(c, 5000);
+    CHECK(nl == s1 || nl == s2);
+    CHECK_EQ(put(c, s1, "after2", "3", NULL), 0);
+    CHECK_EQ(put(c, s2, "after3", "4", NULL), 0);
+    CHECK_EQ(group_read_barrier(c->g[s1], 0), 0);
+    CHECK(has(c, s1, "after3", "4"));
+    /* the old leader comes back from its directory and catches up */
+    CHECK_EQ(start_node(c, lead), 0);
+    CHECK(has(c, lead, "before", "1"));              /* re-applied from its own log */
+    CHECK_EQ(group_read_barrier(c->g[lead], 5000), 0);
+    CHECK(has(c, lead, "after3", "4"));
+    CHECK_EQ(put(c, lead, "back", "5", NULL), 0);
+    CHECK(has(c, lead, "back", "5"));
+    cluster_free(c);
+}
+
+/* A node alone (the two others closed) gets -QERR_TIMEOUT within its timeout for proposals
+ * and read barriers, never a hang; once the others restart, it works again and all agree. */
+TEST(test_minority_times_out)
+{
+    cl_t *c = cluster_new(0);
+    CHECK(c);
+    int lead = wait_leader(c, 5000);
+    if (lead < 0)
+        cluster_free(c);
+    CHECK(lead >= 0);
+    CHECK_EQ(put(c, lead, "a", "1", NULL), 0);
+    int lone = (lead + 1) % NN;
+    for (int i = 0; i < NN; i++)
+        if (i != lone)
+            stop_node(c, i);
+    for (int k = 0; k < 2; k++) {
+        uint64_t t0 = now_ms();
+        int rc = put(c, lone, "lost", "x", NULL);
+        uint64_t took = now_ms() - t0;
+        CHECK_EQ(rc, -QERR_TIMEOUT);
+        CHECK(took >= TIMEOUT_MS - 50 && took < TIMEOUT_MS + 1000);
+        t0 = now_ms();
+        CHECK_EQ(group_read_barrier(c->g[lone], 500), -QERR_TIMEOUT);
+        took = now_ms() - t0;
+        CHECK(took < 1500);
+    }
+    for (int i = 0; i < NN; i++)
+        if (i != lone)
+            CHECK_EQ(start_node(c, i), 0);
+    CHECK_EQ(put_retry(c, lone, "healed", "1", 10000), 0);
+    CHECK(wait_leader(c, 5000) >= 0);
+    for (int i = 0; i < NN; i++) {
+        CHECK_EQ(group_read_barrier(c->g[i], 5000), 0);
+        CHECK(has(c, i, "healed", "1"));
+        CHECK(has(c, i, "a", "1"));
+    }
+    cluster_free(c);
+}
+
+/* With 1 KiB snapshots, a follower closed while 400 entries are written catches up by
+ * InstallSnapshot when it restarts, then restarts again from the received snapshot. */
+TEST(test_restart_catches_up_by_snapshot)
+{
+    cl_t *c = cluster_new(1024);
+    CHECK(c);
+    int lead = wait_leader(c, 5000);
+    if (lead < 0)
+        cluster_free(c);
+    CHECK(lead >= 0);
+    int f = (lead + 1) % NN, other = (lead + 2) % NN;
+    CHECK_EQ(put(c, f, "first", "1", NULL), 0);
+    stop_node(c, f);
+    for (int j = 0; j < 400; j++) {
+        char key[32], val[32];
+        snprintf(key, sizeof(key), "key%03d", j % 150);
+        snprintf(val, sizeof(val), "value-%d", j);
+        CHECK_EQ(put(c, j % 2 ? lead : other, key, val, NULL), 0);
+    }
+    group_stats_t st;
+    group_get_stats(c->g[lead], &st);
+    CHECK(st.snapshots >= 2);
+    CHECK(st.snapshot_index > 10);                   /* the follower's entries are gone */
+    CHECK_EQ(start_node(c, f), 0);
+    CHECK_EQ(group_read_barrier(c->g[f], 5000), 0);
+    CHECK(has(c, f, "key149", "value-299"));
+    CHECK(has(c, f, "first", "1"));
+    group_get_stats(c->g[f], &st);
+    CHECK(st.installs >= 1);
+    CHECK_EQ(put(c, f, "after", "1", NULL), 0);
+    CHECK_EQ(group_read_barrier(c->g[lead], 0), 0);
+    CHECK(kv_equal(&c->kv[f], &c->kv[lead]));
+    /* a restart now starts from the received snapshot file */
+    stop_node(c, f);
+    CHECK_EQ(start_node(c, f), 0);
+    CHECK(has(c, f, "key149", "value-299"));
+    CHECK(has(c, f, "after", "1"));
+    CHECK_EQ(group_read_barrier(c->g[f], 5000), 0);
+    CHECK(kv_equal(&c->kv[f], &c->kv[lead]));
+    for (int i = 0; i < NN; i++)
+        CHECK_EQ(c->kv[i].bad, 0);
+    cluster_free(c);
+}
+
+/* ---- a raw peer on a socket ---------------------------------------------------------------- */
+
+static int raw_connect(const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1)),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static bool raw_send(int fd, const frame_t *f)
+{
+    uint8_t buf[4096];
+    size_t len;
+    return frame_encode(f, buf, sizeof(buf), &len) == 0 &&
+           send(fd, buf, len, MSG_NOSIGNAL) == (ssize_t)len;
+}
+
+/* Sends a FWD frame with an arbitrary payload and a correct CRC. */
+static bool raw_send_fwd_payload(int fd, const uint8_t *p, size_t plen)
+{
+    uint8_t buf[1024];
+    le_put32(buf, FRAME_MAGIC);
+    buf[4] = FRAME_VERSION;
+    buf[5] = FRAME_FWD;
+    buf[6] = buf[7] = 0;
+    le_put32(buf + 8, (uint32_t)plen);
+    memcpy(buf + FRAME_HDR_BYTES, p, plen);
+    le_put32(buf + 12, crc32c(crc32c(0, buf, 12), p, plen));
+    size_t len = FRAME_HDR_BYTES + plen;
+    return send(fd, buf, len, MSG_NOSIGNAL) == (ssize_t)len;
+}
+
+/* Reads frames until one of `type` arrives (1), the peer closes (0), or ms pass (-1). */
+static int raw_recv(int fd, frame_decoder_t *d, uint32_t type, frame_t *out, unsigned ms)
+{
+    static uint8_t buf[65536];
+    static size_t have, off;
+    uint64_t end = now_ms() + ms;
+    for (;;) {
+        while (off < have) {
+            size_t used;
+            int rc = frame_decoder_feed(d, buf + off, have - off, &used, out);
+            off += used;
+            if (rc < 0)
+                return -1;
+            if (rc == 1) {
+                if (out->type == type)
+                    return 1;
+                frame_free(out);
+            }
+        }
+        off = have = 0;
+        uint64_t now = now_ms();
+        if (now >= end)
+            return -1;
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, (int)(end - now)) <= 0)
+            return -1;
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0)
+            return 0;
+        have = (size_t)n;
+    }
+}
+
+/* A connection that passed its HELLO as node PHANTOM; -1 on failure. */
+static int raw_hello(cl_t *c, int i, frame_decoder_t **d)
+{
+    int fd = raw_connect(c->addr[i + 1]);
+    if (fd < 0)
+        return -1;
+    *d = frame_decoder_new(0);
+    frame_t h = { .type = FRAME_HELLO, .hello = { .node_id = PHANTOM, .cluster_id = CLUSTER_ID,
+                                                   .proto_min = 1, .proto_max = 1 } };
+    frame_t got;
+    if (!raw_send(fd, &h) || raw_recv(fd, *d, FRAME_HELLO, &got, 2000) != 1) {
+        close(fd);
+        frame_decoder_free(*d);
+        *d = NULL;
+        return -1;
+    }
+    frame_free(&got);
+    return fd;
+}
+
+/* Forwarding from a raw peer: well-formed PROPOSEs are answered (NOTFOUND for an unknown
+ * group, NOTLEADER with the leader from a follower, applied with its index by the leader),
+ * a stray RESULT is ignored; malformed FWD payloads close the connection and are logged;
+ * the cluster serves on. */
+TEST(test_forwarding_frames_from_a_raw_peer)
+{
+    cl_t *c = cluster_new(0);
+    CHECK(c);
+    int lead = wait_leader(c, 5000);
+    if (lead < 0)
+        cluster_free(c);
+    CHECK(lead >= 0);
+    int fol = (lead + 1) % NN;
+    frame_decoder_t *d = NULL;
+    frame_t r;
+
+    int fd = raw_hello(c, fol, &d);
+    CHECK(fd >= 0);
+    const char *cmd = "raw=1";
+    frame_t p = { .type = FRAME_FWD, .fwd = { .kind = FWD_PROPOSE, .group = 999, .req = 41,
+                                              .attempt = 1, .cmd = (const uint8_t *)cmd,
+                                              .len = strlen(cmd) } };
+    CHECK(raw_send(fd, &p));
+    CHECK_EQ(raw_recv(fd, d, FRAME_FWD, &r, 2000), 1);
+    CHECK_EQ(r.fwd.kind, FWD_RESULT);
+    CHECK_EQ(r.fwd.req, 41);
+    CHECK_EQ(r.fwd.rc, -QERR_NOTFOUND);
+    frame_free(&r);
+    p.fwd.group = GID;
+    p.fwd.req = 42;
+    CHECK(raw_send(fd, &p));
+    CHECK_EQ(raw_recv(fd, d, FRAME_FWD, &r, 2000), 1);
+    CHECK_EQ(r.fwd.req, 42);
+    CHECK_EQ(r.fwd.attempt, 1);
+    CHECK_EQ(r.fwd.rc, -QERR_NOTLEADER);
+    CHECK_EQ(r.fwd.leader, id_of(lead));
+    frame_free(&r);
+    /* a RESULT nobody asked for is ignored */
+    frame_t stray = { .type = FRAME_FWD, .fwd = { .kind = FWD_RESULT, .group = GID, .req = 7,
+                                                  .rc = 0, .index = 3, .term = 1 } };
+    CHECK(raw_send(fd, &stray));
+    /* malformed: a PROPOSE whose length field lies */
+    uint8_t bad[64] = { FWD_VERSION, FWD_PROPOSE, 0, 0 };
+    le_put32(bad + 4, GID);
+    le_put64(bad + 8, 43);
+    le_put32(bad + 16, 1);
+    le_put32(bad + 20, 1000);
+    memcpy(bad + 24, "x=1", 3);
+    CHECK(raw_send_fwd_payload(fd, bad, 27));
+    CHECK_EQ(raw_recv(fd, d, FRAME_FWD, &r, 3000), 0);   /* closed, no answer */
+    close(fd);
+    frame_decoder_free(d);
+
+    /* the leader applies a raw PROPOSE and answers with its index */
+    fd = raw_hello(c, lead, &d);
+    CHECK(fd >= 0);
+    p.fwd.req = 44;
+    p.fwd.attempt = 3;
+    CHECK(raw_send(fd, &p));
+    CHECK_EQ(raw_recv(fd, d, FRAME_FWD, &r, 3000), 1);
+    CHECK_EQ(r.fwd.req, 44);
+    CHECK_EQ(r.fwd.attempt, 3);
+    CHECK_EQ(r.fwd.rc, 0);
+    CHECK(r.fwd.index >= 1);
+    CHECK_EQ(r.fwd.res.len, 16);
+    frame_free(&r);
+    CHECK(has(c, lead, "raw", "1"));
+    /* malformed: another forwarding version, then (new connection) a RESULT too long */
+    uint8_t v2[FWD_RESULT_BYTES] = { 2, FWD_RESULT };
+    CHECK(raw_send_fwd_payload(fd, v2, sizeof(v2)));
+    CHECK_EQ(raw_recv(fd, d, FRAME_FWD, &r, 3000), 0);
+    close(fd);
+    frame_decoder_free(d);
+    fd = raw_hello(c, lead, &d);
+    CHECK(fd >= 0);
+    uint8_t longres[FWD_RESULT_BYTES + 80] = { FWD_VERSION, FWD_RESULT };
+    le_put64(longres + FWD_HEAD_BYTES + 12, 5);              /* index */
+    le_put32(longres + FWD_HEAD_BYTES + 32, 80);             /* result length over 64 */
+    CHECK(raw_send_fwd_payload(fd, longres, sizeof(longres)));
+    CHECK_EQ(raw_recv(fd, d, FRAME_FWD, &r, 3000), 0);
+    close(fd);
+    frame_decoder_free(d);
+    /* a FWD frame before any HELLO */
+    fd = raw_connect(c->addr[fol + 1]);
+    CHECK(fd >= 0);
+    d = frame_decoder_new(0);
+    CHECK(raw_send(fd, &p));
+    CHECK_EQ(raw_recv(fd, d, FRAME_FWD, &r, 3000), 0);
+    close(fd);
+    frame_decoder_free(d);
+
+    CHECK(logged("forwarding message refused: command length does not match the payload"));
+    CHECK(logged("forwarding message refused: another forwarding version"));
+    CHECK(logged("forwarding message refused: result length does not match the payload"));
+    CHECK(logged("first frame has type 5, not HELLO"));
+    /* every node still serves */
+    for (int i = 0; i < NN; i++)
+        CHECK_EQ(put(c, i, "still", "ok", NULL), 0);
+    cluster_free(c);
+}
+
+/* The forwarding codec alone: round trips, and each malformation refused with its code. */
+TEST(test_fwd_codec)
+{
+    uint8_t b[512];
+    size_t len;
+    frame_fwd_t f = { .kind = FWD_PROPOSE, .group = 9, .req = 1234567890123ull, .attempt = 2,
+                      .cmd = (const uint8_t *)"abc", .len = 3 }, g;
+    CHECK_EQ(frame_fwd_encode(&f, b, sizeof(b), &len), 0);
+    CHECK_EQ(len, frame_fwd_size(&f));
+    CHECK_EQ(len, FWD_HEAD_BYTES + 4 + 3);
+    CHECK_EQ(frame_fwd_decode(b, len, &g, NULL), 0);
+    CHECK(g.kind == FWD_PROPOSE && g.group == 9 && g.req == f.req && g.attempt == 2 &&
+          g.len == 3 && memcmp(g.cmd, "abc", 3) == 0);
+    frame_fwd_free(&g);
+    const char *why = NULL;
+    CHECK_EQ(frame_fwd_decode(b, len - 1, &g, &why), -QERR_CORRUPT);    /* truncated */
+    CHECK(why && strstr(why, "length"));
+    CHECK_EQ(g.kind, 0);
+    CHECK_EQ(frame_fwd_decode(b, 10, &g, NULL), -QERR_CORRUPT);         /* no header */
+    b[0] = 9;
+    CHECK_EQ(frame_fwd_decode(b, len, &g, NULL), -QERR_FORMAT);
+    b[0] = FWD_VERSION;
+    b[2] = 1;
+    CHECK_EQ(frame_fwd_decode(b, len, &g, NULL), -QERR_CORRUPT);        /* flags */
+    b[2] = 0;
+    b[1] = 3;
+    CHECK_EQ(frame_fwd_decode(b, len, &g, NULL), -QERR_CORRUPT);        /* kind */
+    /* an empty command is fine */
+    f.len = 0;
+    CHECK_EQ(frame_fwd_encode(&f, b, sizeof(b), &len), 0);
+    CHECK_EQ(frame_fwd_decode(b, len, &g, NULL), 0);
+    CHECK_EQ(g.len, 0);
+    frame_fwd_free(&g);
+
+    frame_fwd_t r = { .kind = FWD_RESULT, .group = 9, .req = 5, .attempt = 1, .rc = 0,
+                      .leader = 3, .index = 77, .term = 4, .res = { .code = -17, .len = 5 } };
+    memcpy(r.res.data, "hello", 5);
+    CHECK_EQ(frame_fwd_encode(&r, b, sizeof(b), &len), 0);
+    CHECK_EQ(len, FWD_RESULT_BYTES + 5);
+    CHECK_EQ(frame_fwd_decode(b, len, &g, NULL), 0);
+    CHECK(g.kind == FWD_RESULT && g.rc == 0 && g.leader == 3 && g.index == 77 &&
+          g.term == 4 && g.res.code == -17 && g.res.len == 5 &&
+          memcmp(g.res.data, "hello", 5) == 0);
+    CHECK_EQ(frame_fwd_decode(b, len + 1, &g, NULL), -QERR_CORRUPT);    /* trailing byte */
+    CHECK_EQ(frame_fwd_decode(b, len - 1, &g, NULL), -QERR_CORRUPT);
+    le_put32(b + FWD_HEAD_BYTES, 5);                                     /* rc positive */
+    CHECK_EQ(frame_fwd_decode(b, len, &g, NULL), -QERR_CORRUPT);
+    le_put32(b + FWD_HEAD_BYTES, (uint32_t)-QERR__COUNT);                /* unknown code */
+    CHECK_EQ(frame_fwd_decode(b, len, &g, NULL), -QERR_CORRUPT);
+    le_put32(b + FWD_HEAD_BYTES, 0);
+    le_put64(b + FWD_HEAD_BYTES + 12, 0);                                /* success at 0 */
+    CHECK_EQ(frame_fwd_decode(b, len, &g, NULL), -QERR_CORRUPT);
+    /* encode refuses what decode would */
+    r.index = 0;
+    CHECK_EQ(frame_fwd_encode(&r, b, sizeof(b), &len), -QERR_INVAL);
+    r.index = 1;
+    r.res.len = SM_RESULT_MAX + 1;
+    CHECK_EQ(frame_fwd_encode(&r, b, sizeof(b), &len), -QERR_INVAL);
+    r.res.len = 0;
+    r.rc = 1;
+    CHECK_EQ(frame_fwd_encode(&r, b, sizeof(b), &len), -QERR_INVAL);
+    r.rc = -QERR_NOTLEADER;
+    CHECK_EQ(frame_fwd_encode(&r, b, 10, &len), -QERR_TOOBIG);
+    /* inside a frame, through the streaming decoder */
+    frame_t fr = { .type = FRAME_FWD, .fwd = r }, out;
+    uint8_t fb[512];
+    size_t used;
+    CHECK_EQ(frame_encode(&fr, fb, sizeof(fb), &len), 0);
+    frame_decoder_t *d = frame_decoder_new(0);
+    CHECK_EQ(frame_decoder_feed(d, fb, len, &used, &out), 1);
+    CHECK(out.type == FRAME_FWD && out.fwd.rc == -QERR_NOTLEADER && out.fwd.req == 5);
+    frame_free(&out);
+    frame_decoder_free(d);
+}
+
+/* group_open_raft: one call per node; group_close closes the node. */
+TEST(test_open_raft_one_call)
+{
+    char base[64] = "/tmp/qfs-graft1-XXXXXX";
+    CHECK(mkdtemp(base));
+    char addr[NN][32], dir[NN][96];
+    group_peer_t peers[NN];
+    group_t *g[NN] = { 0 };
+    kv_t *kv = calloc(NN, sizeof(*kv));
+    for (int i = 0; i < NN; i++) {
+        snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%u", (unsigned)free_port());
+        snprintf(dir[i], sizeof(dir[i]), "%s/n%d", base, i + 1);
+        mkdir(dir[i], 0755);
+        peers[i] = (group_peer_t){ .id = (uint64_t)i + 1, .addr = addr[i] };
+        pthread_mutex_init(&kv[i].mu, NULL);
+    }
+    int rc = 0;
+    for (int i = 0; i < NN && rc == 0; i++) {
+        group_raft_config_t cfg = { .id = (uint64_t)i + 1, .listen = addr[i], .peers = peers,
+                                    .n_peers = NN, .dir = dir[i], .tick_ms = TICK_MS,
+                                    .timeout_ms = 3000, .log = test_log };
+        char *msg = NULL;
+        rc = group_open_raft(&cfg, 1, &kv_ops, &kv[i], &g[i], &msg);
+        if (rc)
+            printf("# group_open_raft: %s (%s)\n", qerr_str(rc), msg ? msg : "");
+        free(msg);
+    }
+    for (int i = 0; i < NN && rc == 0; i++)
+        rc = group_propose(g[i], "one=1", 5, NULL);   /* waits out the first election */
+    CHECK_EQ(rc, 0);
+    for (int i = 0; i < NN; i++) {
+        CHECK_EQ(group_read_barrier(g[i], 0), 0);
+        char v[16];
+        CHECK(kv_get(&kv[i], "one", v, sizeof(v)) && strcmp(v, "1") == 0);
+    }
+    /* a bad peer list is refused with a message */
+    group_raft_config_t bad = { .id = 9, .listen = "127.0.0.1:0", .peers = peers, .n_peers = NN,
+                                .dir = dir[0] };
+    group_peer_t dup[2] = { { 1, addr[0] }, { 1, addr[1] } };
+    bad.peers = dup;
+    bad.n_peers = 2;
+    char *msg = NULL;
+    group_t *x = NULL;
+    CHECK_EQ(group_open_raft(&bad, 1, &kv_ops, &kv[0], &x, &msg), -QERR_INVAL);
+    CHECK(msg && strstr(msg, "twice"));
+    free(msg);
+    for (int i = 0; i < NN; i++) {
+        group_close(g[i]);
+        kv_clear(&kv[i]);
+        pthread_mutex_destroy(&kv[i].mu);
+    }
+    free(kv);
+    nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    RUN(test_fwd_codec);
+    RUN(test_propose_on_every_node);
+    RUN(test_concurrent_forwarding);
+    RUN(test_leader_closed);
+    RUN(test_minority_times_out);
+    RUN(test_restart_catches_up_by_snapshot);
+    RUN(test_forwarding_frames_from_a_raw_peer);
+    RUN(test_open_raft_one_call);
+    return CHECK_DONE();
+}
