@@ -1252,6 +1252,11 @@ int mraft_open(const mraft_config_t *cfg, const mraft_transport_t *tr, mraft_nod
     char *rdir = NULL;
     int rc;
     n->cfg = *cfg;
+    /* forwarded request ids continue from the wall clock, so a restarted node does not reuse
+     * those of its previous run (a late answer must not match a new request) */
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    n->fwd_seq = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
     n->dir = xstrdup(cfg->dir);
     n->cfg.dir = n->dir;
     n->tr = *tr;

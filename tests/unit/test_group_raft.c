@@ -299,9 +299,11 @@ static cl_t *cluster_new(uint64_t snapshot_bytes)
         snprintf(c->addr[i], sizeof(c->addr[i]), "127.0.0.1:%u", (unsigned)free_port());
         c->peers[i] = (group_peer_t){ .id = i == 0 ? PHANTOM : id_of(i - 1), .addr = c->addr[i] };
     }
+    char base[sizeof(c->base)];
+    memcpy(base, c->base, sizeof(base));
     for (int i = 0; i < NN; i++) {
         pthread_mutex_init(&c->kv[i].mu, NULL);
-        snprintf(c->dir[i], sizeof(c->dir[i]), "%s/n%d", c->base, (int)id_of(i));
+        snprintf(c->dir[i], sizeof(c->dir[i]), "%s/n%d", base, (int)id_of(i));
         mkdir(c->dir[i], 0755);
     }
     for (int i = 0; i < NN; i++)
