@@ -418,8 +418,9 @@ TEST(test_propose_on_every_node)
             group_get_stats(c->g[i], &st);
             CHECK(st.applied_index >= index);
             CHECK_EQ(st.node_id, id_of(i));
-            CHECK_EQ(st.leader, id_of(lead));
-            CHECK_EQ(st.is_leader, i == lead);
+            CHECK(st.leader >= FIRST_ID && st.leader < FIRST_ID + NN);   /* (a loaded machine */
+            CHECK_EQ(st.is_leader, st.leader == st.node_id);            /* may re-elect) */
+            CHECK(st.term >= 1 && st.commit_index >= index);
         }
     /* read barrier: written on follower a, read on follower b after a barrier */
     int a = (lead + 1) % NN, b = (lead + 2) % NN;
@@ -492,8 +493,39 @@ TEST(test_concurrent_forwarding)
     cluster_free(c);
 }
 
-/* The leader is closed: the survivors elect a new one and proposals on both succeed within
- * a bounded time; the old leader restarts from its data directory and catches up. */
+/* Proposes distinct keys on one node until told to stop; remembers which were acknowledged. */
+typedef struct writer {
+    cl_t *c;
+    int node, id;
+    volatile int stop;
+    volatile uint64_t close_at;   /* when the leader was closed (0: not yet) */
+    uint64_t first_after;         /* the end of the first acknowledged write begun after it */
+    int acked[4096], n_acked, timeouts, other;
+} writer_t;
+
+static void *writer_main(void *arg)
+{
+    writer_t *w = arg;
+    for (int j = 0; j < 4096 && !w->stop; j++) {
+        char key[32];
+        snprintf(key, sizeof(key), "ld%d-%d", w->id, j);
+        uint64_t close_at = w->close_at, t = now_ms();
+        int rc = put(w->c, w->node, key, "1", NULL);
+        if (rc == 0 && close_at && t >= close_at && !w->first_after)
+            w->first_after = now_ms();
+        if (rc == 0)
+            w->acked[w->n_acked++] = j;
+        else if (rc == -QERR_TIMEOUT)
+            w->timeouts++;
+        else
+            w->other++;
+    }
+    return NULL;
+}
+
+/* The leader is closed while both other nodes propose: the survivors elect a new one and
+ * proposals on both succeed within a bounded time, every acknowledged write is on both
+ * survivors, and the old leader restarts from its data directory and catches up. */
 TEST(test_leader_closed)
 {
     cl_t *c = cluster_new(0);
@@ -504,19 +536,58 @@ TEST(test_leader_closed)
     CHECK(lead >= 0);
     for (int i = 0; i < NN; i++)
         CHECK_EQ(put(c, i, "before", "1", NULL), 0);
-    uint64_t t0 = now_ms();
-    stop_node(c, lead);
     int s1 = (lead + 1) % NN, s2 = (lead + 2) % NN;
+    writer_t *w = calloc(2, sizeof(*w));
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++) {
+        w[k] = (writer_t){ .c = c, .node = k ? s2 : s1, .id = k };
+        pthread_create(&th[k], NULL, writer_main, &w[k]);
+    }
+    sleep_ms(200);
+    uint64_t t0 = now_ms();
+    w[0].close_at = w[1].close_at = t0;
+    stop_node(c, lead);
+    /* a proposal begun now is served as soon as the survivors know the new leader */
     CHECK_EQ(put_retry(c, s1, "after1", "2", 8000), 0);
     uint64_t gap = now_ms() - t0;
-    printf("# first write after closing the leader: %llu ms\n", (unsigned long long)gap);
-    CHECK(gap < 8000);
+    sleep_ms(TIMEOUT_MS + 500);   /* the writers' requests in flight at the close time out */
+    for (int k = 0; k < 2; k++) {
+        w[k].stop = 1;
+        pthread_join(th[k], NULL);
+    }
+    /* writes in flight to the closed leader time out (outcome unknown); new ones are served
+       once the survivors know the new leader */
+    uint64_t first = 0;
+    for (int k = 0; k < 2; k++)
+        if (w[k].first_after && (!first || w[k].first_after < first))
+            first = w[k].first_after;
+    printf("# leader closed: a new proposal was acknowledged %llu ms later; the writers had "
+           "%d and %d acknowledged, %d timeouts (in flight at the close), %d other errors, "
+           "their first write begun after the close acknowledged %lld ms after it\n",
+           (unsigned long long)gap, w[0].n_acked, w[1].n_acked, w[0].timeouts + w[1].timeouts,
+           w[0].other + w[1].other, first ? (long long)(first - t0) : -1ll);
+    int other = w[0].other + w[1].other;
+    if (other || !first || gap >= 2000)
+        free(w);
+    CHECK_EQ(other, 0);
+    CHECK(gap < 2000);
+    CHECK(first && first - t0 < TIMEOUT_MS + 1500);
     int nl = wait_leader(c, 5000);
     CHECK(nl == s1 || nl == s2);
     CHECK_EQ(put(c, s1, "after2", "3", NULL), 0);
     CHECK_EQ(put(c, s2, "after3", "4", NULL), 0);
     CHECK_EQ(group_read_barrier(c->g[s1], 0), 0);
     CHECK(has(c, s1, "after3", "4"));
+    CHECK_EQ(group_read_barrier(c->g[s2], 0), 0);
+    int lost = 0;
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < w[k].n_acked; j++) {
+            char key[32];
+            snprintf(key, sizeof(key), "ld%d-%d", k, w[k].acked[j]);
+            lost += !has(c, s1, key, "1") + !has(c, s2, key, "1");
+        }
+    free(w);
+    CHECK_EQ(lost, 0);
     /* the old leader comes back from its directory and catches up */
     CHECK_EQ(start_node(c, lead), 0);
     CHECK(has(c, lead, "before", "1"));              /* re-applied from its own log */
