@@ -225,10 +225,31 @@ static void pending_stat(const fh_t *fh, struct stat *s)
     s->st_gid = fh->cgid;
 }
 
-/* Registers fh with its inode's attributes as they are now. */
+/* The process (thread group) of thread tid: FUSE gives the calling thread's id, while the
+ * descriptors belong to the process. tid itself when /proc cannot tell. */
+static pid_t tgid_of(pid_t tid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+    FILE *f = fopen(path, "re");
+    pid_t tg = tid;
+    int v;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "Tgid: %d", &v) == 1) {
+            tg = (pid_t)v;
+            break;
+        }
+    if (f)
+        fclose(f);
+    return tg;
+}
+
+/* Registers fh with its inode's attributes as they are now. The opener's process matters
+ * only to a writer (ends_writing). */
 static void fh_opened(const treq_t *t, fh_t *fh, const struct stat *st)
 {
-    fh->opener = fuse_req_ctx(t->req)->pid;
+    pid_t tid = fuse_req_ctx(t->req)->pid;
+    fh->opener = writable(fh->oflags) && tid > 0 ? tgid_of(tid) : tid;
     opened_add(t->m, fh->id, fh, st);
 }
 
@@ -407,6 +428,25 @@ static blob_t *current_value(const treq_t *t, uint64_t id)
     return b;
 }
 
+/* How often a publish follows its object to a new path before giving up with EIO. */
+#define PUBLISH_TRIES 4
+
+/* Whether fh's creation is still pending on this mount (no other open published it). */
+static int still_pending(const treq_t *t, const fh_t *fh)
+{
+    uint8_t ns;
+    return mount_pending_find(t->m, fh->id, &ns, NULL, 0) == 0;
+}
+
+/* Whether the tree still has object id, live. */
+static int object_exists(const treq_t *t, uint64_t id)
+{
+    pthread_rwlock_rdlock(&t->st->lock);
+    int live = tf_live_obj(t, id) != NULL;
+    pthread_rwlock_unlock(&t->st->lock);
+    return live;
+}
+
 /* Room for n bytes in fh's save. 0 or -ENOMEM. */
 static int save_reserve(fh_t *fh, size_t n)
 {
@@ -431,11 +471,14 @@ static int save_begin(const treq_t *t, fh_t *fh)
 {
     if (fh->saving)
         return 0;
+    if (fh->create_pending && !still_pending(t, fh))
+        fh->create_pending = 0;   /* another open of the creation published it */
     blob_t *cur = fh->create_pending ? NULL : current_value(t, fh->id);
     const blob_t *from = cur ? cur : fh->snap;
     int rc = save_reserve(fh, from->len);
     if (rc == 0) {
-        memcpy(fh->buf, from->data, from->len);
+        if (from->len)
+            memcpy(fh->buf, from->data, from->len);
         fh->len = from->len;
         fh->saving = 1;
     }
@@ -520,6 +563,8 @@ static int publish(const treq_t *t, fh_t *fh)
         return 0;
     const void *v = fh->saving ? (const void *)fh->buf : "";
     size_t n = fh->saving ? fh->len : 0;
+    if (fh->create_pending && !still_pending(t, fh))
+        fh->create_pending = 0;   /* another open of the creation published it */
     int rc;
     for (int tries = 0;; tries++) {
         cmdbuf_t b;
@@ -531,15 +576,18 @@ static int publish(const treq_t *t, fh_t *fh)
             tree_cmd_put_full(&b, node_now_ms(), fh->ns, fh->path, 0, 0, fh->id, 0, 0, 0, v,
                               n);
         rc = node_propose(t->node, &b, NULL);
-        /* Renamed meanwhile: the save follows the object once. */
-        if (rc != -ESTALE || tries > 0 || refresh_path(t, fh) < 0)
+        /* Renamed meanwhile: the save follows the object (a few times, if it keeps moving). */
+        if (rc != -ESTALE || tries == PUBLISH_TRIES || refresh_path(t, fh) < 0)
             break;
     }
-    if (rc == -ESTALE) {
-        /* The file was removed: the save goes nowhere, as on a local disk. */
+    if (rc == -ESTALE && !object_exists(t, fh->id)) {
+        /* The file was removed (or its TTL ran out): the save goes nowhere, as the data
+         * written to an unlinked file on a local disk. */
         save_done(fh, fh->saving ? blob_new(fh->buf, fh->len) : NULL);
         return 0;
     }
+    if (rc == -ESTALE)
+        rc = -EIO;   /* it kept moving: not published, and close() says so */
     if (rc < 0) {
         save_fail(fh, -rc);
         return publish(t, fh);
@@ -574,14 +622,26 @@ static int write_now(const treq_t *t, fh_t *fh, uint8_t flags, uint64_t off, con
         flags |= CMD_WRITE_TRUNC;
     if (!(flags & CMD_WRITE_SETLEN))
         flags |= CMD_WRITE_APPEND;
+    if (fh->create_pending && !still_pending(t, fh))
+        fh->create_pending = 0;   /* another open of the creation published it */
     if (fh->create_pending)
         flags |= CMD_PUT_CREATE;
-    cmdbuf_t b;
-    tree_cmd_write_full(&b, node_now_ms(), fh->ns, fh->path, flags,
-                        fh->create_pending ? fh->id : 0, fh->create_pending ? 0 : fh->id,
-                        fh->cmode, fh->cuid, fh->cgid, off, data, len);
     sm_result_t res;
-    int rc = node_propose(t->node, &b, &res);
+    int rc;
+    for (int tries = 0;; tries++) {
+        cmdbuf_t b;
+        tree_cmd_write_full(&b, node_now_ms(), fh->ns, fh->path, flags,
+                            fh->create_pending ? fh->id : 0, fh->create_pending ? 0 : fh->id,
+                            fh->cmode, fh->cuid, fh->cgid, off, data, len);
+        rc = node_propose(t->node, &b, &res);
+        /* Renamed (logrotate): the write follows the object. */
+        if (rc != -ESTALE || tries == PUBLISH_TRIES || refresh_path(t, fh) < 0)
+            break;
+    }
+    if (rc == -ESTALE && !object_exists(t, fh->id))
+        return 0;   /* removed: the write goes nowhere, as on a local disk */
+    if (rc == -ESTALE)
+        rc = -EIO;
     if (rc < 0)
         return rc;
     fh->trunc_pending = 0;
@@ -674,10 +734,17 @@ void tfile_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     treq_t t = treq(req);
     uint64_t t0 = metrics_now_ns();
     fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
-    int rc = 0;
-    if (owes(fh) && ends_writing(&t, fh, fuse_req_ctx(req)->pid)) {
+    int rc = 0, owed = 0;
+    if (fh->kind == FH_VALUE) {
+        pthread_mutex_lock(&fh->mu);
+        owed = owes(fh);
+        pthread_mutex_unlock(&fh->mu);
+    }
+    if (owed && ends_writing(&t, fh, tgid_of(fuse_req_ctx(req)->pid))) {
+        pthread_mutex_lock(&fh->mu);
         int failed = fh->failed;
-        rc = publish_locked(&t, fh);
+        rc = publish(&t, fh);
+        pthread_mutex_unlock(&fh->mu);
         if (failed)
             rc = 0;
     }
@@ -849,18 +916,20 @@ static int publish_by(const treq_t *t, uint64_t ino, pid_t pid, int times)
     pthread_mutex_lock(&opened_mu);
     opened_t *o = opened_find(t->m, ino);
     for (fh_t *f = o ? o->fhs : NULL; f && n < 8; f = f->onext)
-        if (f->opener == pid && !f->append && (f->changed || f->create_pending ||
-                                                (times && f->saving))) {
+        if (f->opener == pid && !f->append) {
             __atomic_add_fetch(&f->refs, 1, __ATOMIC_ACQ_REL);
             got[n++] = f;
         }
     pthread_mutex_unlock(&opened_mu);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
-        int r = publish_locked(t, got[i]);
+        fh_t *f = got[i];
+        pthread_mutex_lock(&f->mu);
+        int r = f->changed || f->create_pending || (times && f->saving) ? publish(t, f) : 0;
+        pthread_mutex_unlock(&f->mu);
         if (rc == 0)
             rc = r;
-        fh_unref(got[i]);
+        fh_unref(f);
     }
     return rc;
 }
@@ -868,10 +937,15 @@ static int publish_by(const treq_t *t, uint64_t ino, pid_t pid, int times)
 int tfile_settle_pending(const treq_t *t, uint64_t ino, struct fuse_file_info *fi, int times)
 {
     fh_t *fh = fi ? (fh_t *)(uintptr_t)fi->fh : NULL;
-    if (fh && fh->kind == FH_VALUE && !fh->append &&
-        (fh->changed || fh->create_pending || (times && fh->saving)))
-        return publish_locked(t, fh);
-    int rc = publish_by(t, ino, fuse_req_ctx(t->req)->pid, times);
+    if (fh && fh->kind == FH_VALUE && !fh->append) {
+        pthread_mutex_lock(&fh->mu);
+        int owed = fh->changed || fh->create_pending || (times && fh->saving);
+        int rc = owed ? publish(t, fh) : 0;
+        pthread_mutex_unlock(&fh->mu);
+        if (owed)
+            return rc;
+    }
+    int rc = publish_by(t, ino, tgid_of(fuse_req_ctx(t->req)->pid), times);
     if (rc < 0)
         return rc;
     char path[4096];

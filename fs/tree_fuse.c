@@ -381,11 +381,21 @@ static void t_readlink(fuse_req_t req, fuse_ino_t ino)
     free(target);
 }
 
+/* A file created on this mount and not yet published (its creating open has not closed)
+ * exists for rename and unlink as for lookup: its creation is published first. */
+static int publish_pending(const treq_t *t, int ns, const char *path)
+{
+    uint64_t id = mount_pending_by_path(t->m, (uint8_t)ns, path);
+    return id ? tfile_settle_pending(t, id, NULL, 0) : 0;
+}
+
 static int do_remove(const treq_t *t, uint8_t op, uint64_t parent, const char *name)
 {
     char path[4096];
     int ns;
     int rc = tf_child_path(t, parent, name, &ns, path, sizeof(path), 0);
+    if (rc == 0)
+        rc = publish_pending(t, ns, path);
     if (rc < 0)
         return rc;
     pthread_rwlock_rdlock(&t->st->lock);
@@ -429,6 +439,8 @@ static int do_rename(const treq_t *t, uint64_t parent, const char *name, uint64_
     int rc = tf_child_path(t, parent, name, &ns1, from, sizeof(from), 0);
     if (rc == 0)
         rc = tf_child_path(t, newparent, newname, &ns2, to, sizeof(to), 1);
+    if (rc == 0)
+        rc = publish_pending(t, ns1, from);
     if (rc < 0)
         return rc;
     /* A rename between units on different shards cannot be one command: EXDEV, and mv
@@ -612,16 +624,20 @@ static int setattr_meta(const treq_t *t, uint64_t ino, const struct stat *attr, 
     }
 }
 
-/* Size first (through tree_file.c, which also commits a pending creation), then the
- * metadata in one command. Control entries keep their fixed attributes. */
+/* Size first (through tree_file.c: an ftruncate is part of its open's save), then the
+ * metadata in one command, after the saves in progress on the file were published (so the
+ * attributes apply to the new value). Control entries keep their fixed attributes. */
 static int do_setattr(const treq_t *t, uint64_t ino, struct stat *attr, int to_set,
                       struct fuse_file_info *fi)
 {
     if (mount_is_ctl(ino))
         return -EPERM;           /* control files */
-    int rc = tfile_settle_pending(t, ino, fi,
+    int rc = 0;
+    if (to_set & SET_META)
+        rc = tfile_settle_pending(t, ino, fi,
                                   (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
-                                             FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)) != 0);
+                                             FUSE_SET_ATTR_ATIME_NOW |
+                                             FUSE_SET_ATTR_MTIME_NOW)) != 0);
     if (rc < 0)
         return rc;
     if (to_set & FUSE_SET_ATTR_SIZE) {

@@ -303,5 +303,64 @@ for ns in cache config; do
 done
 
 kill $EVP 2>/dev/null; wait $EVP 2>/dev/null
+
+# Cases found by review of the save protocol (each failed before its fix).
+mkdir -p "$Q/config/rv"
+r=$(timeout 60 python3 - "$Q" <<'PY' 2>&1
+import os, sys, threading, time
+q = sys.argv[1]
+out = []
+def rd(p):
+    with open(p, "rb") as f:
+        return f.read()
+# rewrite in place: write then ftruncate through the same open is ONE save
+p = q + "/config/rv/f"
+with open(p, "w") as f: f.write("hello world\n")
+v0 = int(os.getxattr(p, "user.version"))
+fd = os.open(p, os.O_RDWR); os.write(fd, b"hi\n"); os.ftruncate(fd, 3)
+mid = rd(p); os.close(fd)
+out.append("ftrunc=%s" % ("ok" if mid == b"hello world\n" and rd(p) == b"hi\n" and
+                          int(os.getxattr(p, "user.version")) == v0 + 1 else
+                          "bad mid=%r end=%r" % (mid, rd(p))))
+# another thread of the process holds the file open: close() still publishes
+p = q + "/cache/rv-th"
+with open(p, "w") as f: f.write("old\n")
+ev = threading.Event()
+def holder():
+    h = os.open(p, os.O_WRONLY); ev.set(); time.sleep(1); os.close(h)
+th = threading.Thread(target=holder); th.start(); ev.wait()
+fd = os.open(p, os.O_WRONLY | os.O_TRUNC); os.write(fd, b"new\n"); os.close(fd)
+got = rd(p); th.join()
+out.append("thread=%s" % ("ok" if got == b"new\n" else "bad %r" % got))
+# rename and unlink of a new file before its close
+f = open(q + "/cache/rv-tmp", "w"); f.write("v1"); f.flush()
+os.replace(q + "/cache/rv-tmp", q + "/cache/rv-dst"); f.write("v2"); f.close()
+out.append("rename-new=%s" % ("ok" if rd(q + "/cache/rv-dst") == b"v1v2" and
+                              not os.path.exists(q + "/cache/rv-tmp") else "bad"))
+f = open(q + "/cache/rv-gone", "w"); f.write("x"); f.flush()
+os.unlink(q + "/cache/rv-gone"); f.close()
+out.append("unlink-new=%s" % ("bad" if os.path.exists(q + "/cache/rv-gone") else "ok"))
+# a second open of a new file writes to the file, not to its old name
+a = os.open(q + "/cache/rv-sf", os.O_WRONLY | os.O_CREAT)
+b = os.open(q + "/cache/rv-sf", os.O_WRONLY | os.O_CREAT)
+os.write(a, b"from-a"); os.close(a)
+os.rename(q + "/cache/rv-sf", q + "/cache/rv-sg")
+with open(q + "/cache/rv-sf", "w") as f: f.write("unrelated")
+os.write(b, b"B"); os.close(b)
+sf, sg = rd(q + "/cache/rv-sf"), rd(q + "/cache/rv-sg")
+out.append("shared-create=%s" % ("ok" if sf == b"unrelated" and sg == b"Brom-a" else
+                                 "bad sf=%r sg=%r" % (sf, sg)))
+# O_APPEND after a rename (logrotate) and after an unlink
+with open(q + "/cache/rv-log", "w") as f: f.write("l1\n")
+fd = os.open(q + "/cache/rv-log", os.O_WRONLY | os.O_APPEND)
+os.rename(q + "/cache/rv-log", q + "/cache/rv-log.1")
+os.write(fd, b"l2\n"); os.unlink(q + "/cache/rv-log.1"); os.write(fd, b"l3\n"); os.close(fd)
+out.append("append-moved=ok")
+print(" ".join(out))
+PY
+)
+for k in ftrunc thread rename-new unlink-new shared-create append-moved; do
+    checke "review-$k" '[[ " $r " == *" $k=ok "* ]]' || note "$r"
+done
 check daemon-alive pid_alive "$NPID"
 finish
