@@ -99,10 +99,14 @@ static void propose_expiry(cache_front_t *cf)
         fprintf(stderr, "quorumfs: cache expiry batch not committed: %s\n", strerror(-rc));
 }
 
+/* Read touches are this node's own (every node proposes those it noted); expiry is the
+ * leader's. */
 static void sweep(void *ctx)
 {
-    propose_touches(ctx);
-    propose_expiry(ctx);
+    cache_front_t *cf = ctx;
+    propose_touches(cf);
+    if (node_is_leader(cf->node))
+        propose_expiry(cf);
 }
 
 /* The cache cap is replicated state: a node whose option differs proposes it. */

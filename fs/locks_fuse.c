@@ -867,6 +867,8 @@ static void l_sweep(void *ctx)
     lfront_t *lf = ctx;
     state_t *st = lstate(lf);
     struct due d = { .now = node_now_ms() };
+    if (!node_is_leader(lf->ctx.node))
+        return;
     pthread_rwlock_rdlock(&st->lock);
     locks_sm_each(st, due_lock, &d);
     pthread_rwlock_unlock(&st->lock);

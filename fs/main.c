@@ -2,8 +2,10 @@
  * `quorumfs SOURCE MOUNTPOINT -o OPTS` form mount.fuse3 and fstab use), the start-up checks
  * that give a clear message and a non-zero exit (options, mountpoint, /dev/fuse, data
  * directory, lock), going to the background, logging (stderr in the foreground, syslog in
- * the background), and the embedded single node's lifetime: open node, mount, serve,
- * unmount, close. A start-up that fails removes the data directory it created itself. */
+ * the background), and the node's lifetime: open node, mount, serve, unmount, close. The
+ * node is the embedded single node, or with --id/--listen/--peers (-o id=,listen=,peers=)
+ * a member of a cluster (docs/CLUSTER.md), whose options are checked here before anything
+ * is created. A start-up that fails removes the data directory it created itself. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -25,10 +27,12 @@
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <netdb.h>
 #include "fs/mount.h"
 #include "fs/node.h"
 
 #define QUORUMFS_VERSION "0.1.0"
+#define MAX_PEERS 32              /* members of a cluster */
 
 enum { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
@@ -46,6 +50,16 @@ typedef struct opts {
     uint64_t snapshot_bytes;
     int allow_other;
     int default_permissions;
+    /* cluster: --id, --listen, --peers, --shards, --replicas (0 / NULL when not given) */
+    uint64_t id;
+    const char *listen;
+    const char *peers;        /* points at peersbuf: "ID=HOST:PORT,..." as given */
+    uint64_t shards, replicas;
+    char peersbuf[4096];
+    group_peer_t peer[MAX_PEERS];   /* parsed from peers by check_cluster */
+    char peeraddr[MAX_PEERS][128];
+    size_t n_peers;
+    uint64_t cluster_id;
     char fuse_opts[4096];     /* mount options handed to libfuse, comma-separated */
     char optbuf[8192];        /* copies of the -o arguments; data= etc. point into it */
     size_t optbuf_used;
@@ -103,11 +117,21 @@ static void usage(FILE *f)
         "  --log-level LEVEL      error, warn, info (default) or debug\n"
         "  --cache-max-bytes N    LRU cap on cache/ value bytes (default 268435456)\n"
         "  --snapshot-bytes N     snapshot and compact the log after N bytes (default 64 MiB)\n"
+        "\n"
+        "cluster (docs/CLUSTER.md): a node of a replicated cluster instead of the embedded\n"
+        "node; every node gets the same --peers list, and the first start of them forms it:\n"
+        "  --id N                 this node's id: 1..4095, one of the ids in --peers\n"
+        "  --peers ID=HOST:PORT,...  every member's id and peer address ([v6]:PORT for IPv6),\n"
+        "                         this node included\n"
+        "  --listen HOST:PORT     where this node listens for its peers (default: its own\n"
+        "                         address in --peers)\n"
+        "  --shards S, --replicas R  only 1 shard replicated on every node is supported yet\n"
         "  -h, --help             this text\n"
         "  --version              the version\n"
         "\n"
         "mount options (-o):\n"
-        "  data=DIR, log_level=LEVEL, cache_max_bytes=N, snapshot_bytes=N\n"
+        "  data=DIR, log_level=LEVEL, cache_max_bytes=N, snapshot_bytes=N, id=N,\n"
+        "  listen=HOST:PORT, peers=ID=HOST:PORT,ID=HOST:PORT,..., shards=S, replicas=R\n"
         "                         the options above, as fstab can give them\n"
         "  default_permissions    the kernel enforces the files' modes and owners\n"
         "  allow_other            let other users use the mount; only together with\n"
@@ -166,6 +190,26 @@ static int set_valued(opts_t *o, const char *name, const char *val, const char *
             fprintf(stderr, "quorumfs: %s takes an integer >= 4096\n", shown);
             return -1;
         }
+    } else if (strcmp(name, "id") == 0) {
+        if (parse_u64(val, &o->id) < 0 || o->id == 0 || o->id > NODE_ID_MAX) {
+            fprintf(stderr, "quorumfs: %s takes a node id from 1 to %d\n", shown, NODE_ID_MAX);
+            return -1;
+        }
+    } else if (strcmp(name, "listen") == 0) {
+        o->listen = val;
+    } else if (strcmp(name, "peers") == 0) {
+        if (strlen(val) >= sizeof(o->peersbuf)) {
+            fprintf(stderr, "quorumfs: %s: peer list too long\n", shown);
+            return -1;
+        }
+        snprintf(o->peersbuf, sizeof(o->peersbuf), "%s", val);
+        o->peers = o->peersbuf;
+    } else if (strcmp(name, "shards") == 0 || strcmp(name, "replicas") == 0) {
+        uint64_t *dst = name[0] == 's' ? &o->shards : &o->replicas;
+        if (parse_u64(val, dst) < 0 || *dst == 0) {
+            fprintf(stderr, "quorumfs: %s takes a positive integer\n", shown);
+            return -1;
+        }
     } else {
         return -1;   /* not reached: callers pass the names above */
     }
@@ -173,7 +217,16 @@ static int set_valued(opts_t *o, const char *name, const char *val, const char *
 }
 
 static const char *const valued_names[] = { "data", "log_level", "cache_max_bytes",
-                                            "snapshot_bytes" };
+                                            "snapshot_bytes", "id", "listen", "peers",
+                                            "shards", "replicas" };
+
+/* A -o token that continues a peers= list ("2=HOST:PORT" after "peers=1=HOST:PORT"): the
+ * list's commas are also -o's separators. */
+static int peer_token(const char *opt)
+{
+    size_t d = strspn(opt, "0123456789");
+    return d > 0 && opt[d] == '=';
+}
 
 /* Options that only mean something to mount(8), fstab or systemd: accepted, not passed. */
 static int fstab_only(const char *opt)
@@ -215,9 +268,20 @@ static int parse_mount_opts(opts_t *o, const char *arg)
     memcpy(copy, arg, len + 1);
     o->optbuf_used += len + 1;
     char *save = NULL;
+    int in_peers = 0;
     for (char *opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(opt, '=');
         int ours = 0;
+        if (in_peers && peer_token(opt)) {
+            size_t l = strlen(o->peersbuf);
+            if (l + strlen(opt) + 2 > sizeof(o->peersbuf)) {
+                fprintf(stderr, "quorumfs: -o peers=: peer list too long\n");
+                return -1;
+            }
+            snprintf(o->peersbuf + l, sizeof(o->peersbuf) - l, ",%s", opt);
+            continue;
+        }
+        in_peers = strncmp(opt, "peers=", 6) == 0;
         if (eq) {
             size_t klen = (size_t)(eq - opt);
             char key[32];
@@ -276,6 +340,199 @@ static int long_opt(const char *a, const char *name, int argc, char **argv, int 
     return 1;
 }
 
+/* Splits "HOST:PORT" or "[V6]:PORT" into host (without brackets) and port. Returns 0, or
+ * -1 with why pointing at a reason. */
+static int split_hostport(const char *a, char *host, size_t hsize, char *port, size_t psize,
+                          const char **why)
+{
+    const char *colon;
+    size_t hl;
+    if (a[0] == '[') {
+        const char *close = strchr(a, ']');
+        if (!close || close[1] != ':') {
+            *why = "an IPv6 address is written [ADDR]:PORT";
+            return -1;
+        }
+        hl = (size_t)(close - a - 1);
+        a++;
+        colon = close + 1;
+    } else {
+        colon = strrchr(a, ':');
+        if (!colon) {
+            *why = "no :PORT";
+            return -1;
+        }
+        if (memchr(a, ':', (size_t)(colon - a))) {
+            *why = "an IPv6 address is written [ADDR]:PORT";
+            return -1;
+        }
+        hl = (size_t)(colon - a);
+    }
+    if (hl == 0 || hl >= hsize) {
+        *why = hl ? "host name too long" : "no host";
+        return -1;
+    }
+    memcpy(host, a, hl);
+    host[hl] = 0;
+    uint64_t p;
+    if (parse_u64(colon + 1, &p) < 0 || p == 0 || p > 65535 || strlen(colon + 1) >= psize) {
+        *why = "the port must be a number from 1 to 65535";
+        return -1;
+    }
+    snprintf(port, psize, "%s", colon + 1);
+    return 0;
+}
+
+/* Checks the cluster options and parses --peers into o->peer[]. Returns 0 (also when no
+ * cluster option is given: the embedded node), or -1 after printing why. */
+static int check_cluster(opts_t *o)
+{
+    char host[256], port[16];
+    const char *why = NULL;
+    if (!o->peers) {
+        if (o->id || o->listen || o->shards || o->replicas) {
+            fprintf(stderr, "quorumfs: --id, --listen, --shards and --replicas make a cluster "
+                            "node and need --peers ID=HOST:PORT,... (quorumfs --help)\n");
+            return -1;
+        }
+        return 0;
+    }
+    if (!o->id) {
+        fprintf(stderr, "quorumfs: --peers needs --id N: this node's id in the peer list\n");
+        return -1;
+    }
+    char list[sizeof(o->peersbuf)], *save = NULL;
+    snprintf(list, sizeof(list), "%s", o->peers);
+    int self = 0;
+    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        uint64_t id;
+        if (!eq) {
+            fprintf(stderr, "quorumfs: --peers: '%s' is not ID=HOST:PORT\n", tok);
+            return -1;
+        }
+        *eq = 0;
+        if (parse_u64(tok, &id) < 0 || id == 0 || id > NODE_ID_MAX) {
+            fprintf(stderr, "quorumfs: --peers: bad node id '%s' (ids are 1 to %d)\n", tok,
+                    NODE_ID_MAX);
+            return -1;
+        }
+        if (split_hostport(eq + 1, host, sizeof(host), port, sizeof(port), &why) < 0 ||
+            strlen(eq + 1) >= sizeof(o->peeraddr[0])) {
+            fprintf(stderr, "quorumfs: --peers: node %llu: bad address '%s': %s\n",
+                    (unsigned long long)id, eq + 1, why ? why : "too long");
+            return -1;
+        }
+        for (size_t i = 0; i < o->n_peers; i++) {
+            if (o->peer[i].id == id) {
+                fprintf(stderr, "quorumfs: --peers: node id %llu is listed twice\n",
+                        (unsigned long long)id);
+                return -1;
+            }
+            if (strcmp(o->peer[i].addr, eq + 1) == 0) {
+                fprintf(stderr, "quorumfs: --peers: nodes %llu and %llu have the same address "
+                        "%s\n", (unsigned long long)o->peer[i].id, (unsigned long long)id,
+                        eq + 1);
+                return -1;
+            }
+        }
+        if (o->n_peers == MAX_PEERS) {
+            fprintf(stderr, "quorumfs: --peers: more than %d nodes\n", MAX_PEERS);
+            return -1;
+        }
+        snprintf(o->peeraddr[o->n_peers], sizeof(o->peeraddr[0]), "%s", eq + 1);
+        o->peer[o->n_peers].id = id;
+        o->peer[o->n_peers].addr = o->peeraddr[o->n_peers];
+        o->n_peers++;
+        self |= id == o->id;
+    }
+    if (!o->n_peers) {
+        fprintf(stderr, "quorumfs: --peers is empty\n");
+        return -1;
+    }
+    if (!self) {
+        fprintf(stderr, "quorumfs: --id %llu is not in --peers (%s)\n",
+                (unsigned long long)o->id, o->peers);
+        return -1;
+    }
+    if (o->listen && split_hostport(o->listen, host, sizeof(host), port, sizeof(port),
+                                    &why) < 0) {
+        fprintf(stderr, "quorumfs: --listen: bad address '%s': %s\n", o->listen, why);
+        return -1;
+    }
+    if (o->shards && o->shards != 1) {
+        fprintf(stderr, "quorumfs: --shards %llu: not supported yet: a cluster holds one shard "
+                "(one Raft group) replicated on every node\n", (unsigned long long)o->shards);
+        return -1;
+    }
+    if (o->replicas && o->replicas != o->n_peers) {
+        fprintf(stderr, "quorumfs: --replicas %llu: not supported yet: every node replicates "
+                "the one shard (here %zu replicas, one per peer)\n",
+                (unsigned long long)o->replicas, o->n_peers);
+        return -1;
+    }
+    /* The cluster id: from the member ids (FNV-1a over them in order), the same on every
+     * node given the same list, whatever the spelling of the addresses. */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint64_t id = 1; id <= NODE_ID_MAX; id++)
+        for (size_t i = 0; i < o->n_peers; i++)
+            if (o->peer[i].id == id)
+                for (int k = 0; k < 8; k++) {
+                    h ^= (id >> (8 * k)) & 0xff;
+                    h *= 0x100000001b3ull;
+                }
+    o->cluster_id = h ? h : 1;
+    return 0;
+}
+
+/* The address this node listens on for its peers. */
+static const char *listen_addr(const opts_t *o)
+{
+    if (o->listen)
+        return o->listen;
+    for (size_t i = 0; i < o->n_peers; i++)
+        if (o->peer[i].id == o->id)
+            return o->peer[i].addr;
+    return NULL;
+}
+
+/* Tries to bind the listen address (then lets it go), so that a taken port or an address
+ * not of this machine is reported before anything starts. Returns 0 or -1 (printed). */
+static int check_listen(const opts_t *o)
+{
+    char host[256], port[16];
+    const char *why, *addr = listen_addr(o);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE }, *res = NULL;
+    if (!addr || split_hostport(addr, host, sizeof(host), port, sizeof(port), &why) < 0)
+        return 0;   /* check_cluster refused it already */
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        fprintf(stderr, "quorumfs: cannot resolve the listen address %s: %s\n", addr,
+                gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, err = 0;
+    if (fd < 0)
+        err = errno;
+    else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+             bind(fd, res->ai_addr, res->ai_addrlen) != 0)
+        err = errno;
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(res);
+    if (err == EADDRINUSE) {
+        fprintf(stderr, "quorumfs: the listen address %s is in use (another node or program "
+                        "listens on that port)\n", addr);
+        return -1;
+    }
+    if (err) {
+        fprintf(stderr, "quorumfs: cannot listen on %s: %s\n", addr, strerror(err));
+        return -1;
+    }
+    return 0;
+}
+
 /* Returns 0 to go on, 1 when done (help/version printed), -1 on a usage error (printed). */
 static int parse_args(int argc, char **argv, opts_t *o)
 {
@@ -321,6 +578,21 @@ static int parse_args(int argc, char **argv, opts_t *o)
         } else if (long_opt(a, "--snapshot-bytes", argc, argv, &i, &val)) {
             if (set_valued(o, "snapshot_bytes", val, "--snapshot-bytes") < 0)
                 return -1;
+        } else if (long_opt(a, "--id", argc, argv, &i, &val)) {
+            if (set_valued(o, "id", val, "--id") < 0)
+                return -1;
+        } else if (long_opt(a, "--listen", argc, argv, &i, &val)) {
+            if (set_valued(o, "listen", val, "--listen") < 0)
+                return -1;
+        } else if (long_opt(a, "--peers", argc, argv, &i, &val)) {
+            if (set_valued(o, "peers", val, "--peers") < 0)
+                return -1;
+        } else if (long_opt(a, "--shards", argc, argv, &i, &val)) {
+            if (set_valued(o, "shards", val, "--shards") < 0)
+                return -1;
+        } else if (long_opt(a, "--replicas", argc, argv, &i, &val)) {
+            if (set_valued(o, "replicas", val, "--replicas") < 0)
+                return -1;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "quorumfs: unknown option '%s' (quorumfs --help lists them)\n", a);
             return -1;
@@ -337,6 +609,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
     }
     o->mountpoint = pos[npos - 1];
     o->source = npos == 2 ? pos[0] : NULL;
+    if (check_cluster(o) < 0)
+        return -1;
     if (o->allow_other && !o->default_permissions) {
         fprintf(stderr,
                 "quorumfs: -o allow_other is refused without -o default_permissions: it "
@@ -797,6 +1071,11 @@ static int serve(const opts_t *o, const char *canon, int lockfd)
         .data_dir = o->data,
         .cache_max_bytes = o->cache_max_bytes,
         .snapshot_bytes = o->snapshot_bytes,
+        .id = o->n_peers ? o->id : 0,
+        .listen = o->listen,
+        .peers = o->peer,
+        .n_peers = o->n_peers,
+        .cluster_id = o->cluster_id,
     };
     node_t *node;
     char *err = NULL;
@@ -848,6 +1127,8 @@ int main(int argc, char **argv)
     }
     /* With /dev/fd/N the FUSE device is already open and mounted (mount.fuse3's
      * drop_privileges); the node may not even be allowed to open /dev/fuse itself. */
+    if (o.n_peers && check_listen(&o) < 0)
+        return EXIT_START;
     if (check_mountpoint(o.mountpoint, canon) < 0 ||
         (!is_dev_fd(o.mountpoint) && check_dev_fuse() < 0))
         return EXIT_START;

@@ -6,6 +6,12 @@
  * namespace without a front of its own is served by the generic tree front (fs/tree_fuse.h),
  * which holds only its root and refuses creation there (EOPNOTSUPP).
  *
+ * Reads on a cluster node: an operation that reads the shard's state for a namespace inode
+ * (lookup, getattr, open, opendir, getxattr, listxattr, readlink) takes the node's read
+ * barrier first (ROUTE_READ; node_read_barrier, a no-op on the embedded node), before even
+ * looking the inode's owner up, so that it sees every write acknowledged on any node before
+ * it began. Reads of an open file or directory serve the version taken at open.
+ *
  * Context: one mount_t per mounted node, the session's userdata. Locking: ctl_mu guards the
  * control-entry tables and next_ctl; pending_mu guards pending. Neither is held while taking
  * the state lock, and the state lock (read) is held only to look an inode's object up. Every
@@ -63,6 +69,7 @@ struct mount {
     pthread_mutex_t pending_mu;        /* guards pending */
     pending_t *pending;                /* files created but not yet committed, by id */
     uint64_t next_pid;                 /* next proposer-picked id (atomic) */
+    uint64_t pid_end;                  /* one past this node's slice (node_pid_range) */
 };
 
 mount_t *mount_of(fuse_req_t req) { return fuse_req_userdata(req); }
@@ -146,7 +153,7 @@ void mount_ctl_forget(mount_t *m, uint64_t ino, uint64_t n)
 uint64_t mount_pending_id(mount_t *m)
 {
     uint64_t id = __atomic_fetch_add(&m->next_pid, 1, __ATOMIC_RELAXED);
-    return id < STATE_PID_END ? id : 0;
+    return id < m->pid_end ? id : 0;
 }
 
 int mount_pending_add(mount_t *m, uint64_t id, uint8_t ns, const char *path)
@@ -277,6 +284,27 @@ static const struct fuse_lowlevel_ops *ops_of(mount_t *m, uint64_t ino)
         }                                                                        \
     } while (0)
 
+/* Whether ino is one of the mount's own (root, `.cluster/`): no read barrier for those. */
+static int mount_own(uint64_t ino)
+{
+    return !(ino & (NS_INO_BIT | CTL_BIT)) &&
+           !(ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT)) && ino < STATE_FIRST_ID;
+}
+
+/* ROUTE for an operation that reads the shard's state: on a cluster node the read barrier
+ * comes first (EIO when it fails: no leader or no quorum within the timeout). */
+#define ROUTE_READ(ino, op, ...)                                                 \
+    do {                                                                         \
+        if (!mount_own(ino)) {                                                   \
+            int b_ = node_read_barrier(mount_of(req)->node);                     \
+            if (b_ < 0) {                                                        \
+                fuse_reply_err(req, -b_);                                        \
+                return;                                                          \
+            }                                                                    \
+        }                                                                        \
+        ROUTE(ino, op, __VA_ARGS__);                                             \
+    } while (0)
+
 /* ---- the mount's own inodes: the root, `.cluster/` and its files ---- */
 
 static int status_size(mount_t *m, int which, off_t *size)
@@ -363,7 +391,7 @@ static int do_lookup(mount_t *m, uint64_t parent, const char *name, struct fuse_
 
 static void q_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    ROUTE(parent, lookup, req, parent, name);
+    ROUTE_READ(parent, lookup, req, parent, name);
     uint64_t t0 = metrics_now_ns();
     struct fuse_entry_param e;
     int rc = do_lookup(mount_of(req), parent, name, &e);
@@ -398,7 +426,7 @@ static void q_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data
 
 static void q_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    ROUTE(ino, getattr, req, ino, fi);
+    ROUTE_READ(ino, getattr, req, ino, fi);
     uint64_t t0 = metrics_now_ns();
     struct stat s;
     int rc = do_getattr(mount_of(req), ino, &s);
@@ -476,7 +504,7 @@ typedef struct text {
 
 static void q_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    ROUTE(ino, open, req, ino, fi);
+    ROUTE_READ(ino, open, req, ino, fi);
     uint64_t t0 = metrics_now_ns();
     text_t *t = NULL;
     int rc = -EISDIR;
@@ -562,7 +590,7 @@ static int do_opendir(uint64_t ino, dirlist_t *d)
 
 static void q_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    ROUTE(ino, opendir, req, ino, fi);
+    ROUTE_READ(ino, opendir, req, ino, fi);
     dirlist_t *d = calloc(1, sizeof(*d));
     int rc = d ? do_opendir(ino, d) : -ENOMEM;
     if (rc == 0) {
@@ -611,13 +639,13 @@ static void q_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 static void q_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-    ROUTE(ino, getxattr, req, ino, name, size);
+    ROUTE_READ(ino, getxattr, req, ino, name, size);
     fuse_reply_err(req, ENODATA);
 }
 
 static void q_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-    ROUTE(ino, listxattr, req, ino, size);
+    ROUTE_READ(ino, listxattr, req, ino, size);
     front_reply_xattr(req, "", 0, size);
 }
 
@@ -731,7 +759,7 @@ static void q_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const
 
 static void q_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-    ROUTE(ino, readlink, req, ino);
+    ROUTE_READ(ino, readlink, req, ino);
     fuse_reply_err(req, EINVAL);   /* the mount's own inodes are no links */
 }
 
@@ -884,9 +912,7 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
     m->st = node_state(node);
     pthread_mutex_init(&m->ctl_mu, NULL);
     pthread_mutex_init(&m->pending_mu, NULL);
-    pthread_rwlock_rdlock(&m->st->lock);
-    m->next_pid = m->st->tree.next_pid;
-    pthread_rwlock_unlock(&m->st->lock);
+    node_pid_range(node, &m->next_pid, &m->pid_end);
     int ret = -1;
     /* The mount is the requests' userdata: handlers reach the node and the fronts' contexts
      * through it. */

@@ -12,7 +12,13 @@
  *
  * Space: node_propose classifies each command by opcode; freeing ones are logged even on a
  * full disk (giving up the reserve file if the WAL says ENOSPC), the others are admitted
- * only while the disk keeps room for the next snapshot (node.h, "space"). */
+ * only while the disk keeps room for the next snapshot (node.h, "space").
+ *
+ * Cluster node (opts.id != 0): the shard's group is a Raft group (group_open_raft) over TCP
+ * with the listed peers, every node a replica; apply runs on every replica, so the delivery
+ * hook wakes this node's parked requests whichever node proposed. The sweeper runs on every
+ * node (session renewal, cache read touches and disk space are this node's own); the fronts'
+ * sweeps and the session module decide with node_is_leader what only the leader proposes. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +39,12 @@
 #include "fs/session.h"
 #include "fs/session_sm.h"
 #include "fs/tree_sm.h"
+
+#define PID_SLICE_BITS 48              /* cluster node i: [FIRST + (i-1) << 48, + 2^48) */
+#define PID_EPOCH_MS 1704067200000ull  /* 2024-01-01: a slice's start grows with the clock */
+#define PID_PER_MS_BITS 8              /* ... by 256 ids per ms (2^40 ms: 34 years) */
+_Static_assert(STATE_PID_FIRST + ((uint64_t)NODE_ID_MAX << PID_SLICE_BITS) <= STATE_PID_END,
+               "every cluster node's id slice fits the proposer-picked range");
 
 #define SWEEP_MS 100
 
@@ -76,6 +88,16 @@ struct node {
     space_t space;
     session_local_t *sess;
     void *front[NS__COUNT];      /* atomic: fronts' contexts (fs/ns.h) */
+    /* cluster node only (opts.id != 0) */
+    int cluster;
+    uint64_t barrier_failed_ms;  /* atomic: monotonic ms of the last barrier timeout, 0 */
+    pthread_mutex_t peers_mu;    /* guards members[].conns */
+    struct member {
+        uint64_t id;
+        char addr[128];
+        int conns;               /* connections up, from the transport's log lines */
+    } *members;
+    size_t nmembers;
 };
 
 uint64_t node_now_ms(void)
@@ -95,7 +117,8 @@ int node_errno(int qerr)
     case QERR_INVAL: return -EINVAL;
     case QERR_NOTFOUND: return -ENOENT;
     case QERR_EXISTS: return -EEXIST;
-    default: return -EIO;   /* no quorum, timeout, disk failure, closing */
+    case QERR_TIMEOUT: return -EIO;   /* no quorum or no leader in time: outcome unknown */
+    default: return -EIO;   /* disk failure, closing */
     }
 }
 
@@ -558,6 +581,179 @@ void node_quiesce(node_t *n)
     }
 }
 
+/* ---- the cluster node's group ---- */
+
+/* The transport's log hook (on the node's loop thread): keeps each peer's count of live
+ * connections from "connected to peer N (...)" and "closing peer N (...): why", and passes
+ * the line on to stderr as the default hook would (syslog in the background). */
+static void transport_line(void *ctx, const char *line)
+{
+    node_t *n = ctx;
+    const char *full = line;
+    static const char up[] = "connected to peer ", down[] = "closing peer ";
+    const char *p = NULL;
+    int delta = 0;
+    if (!strncmp(line, "node ", 5)) {   /* the transport prefixes "node <own id>: " */
+        const char *c = strstr(line, ": ");
+        if (c)
+            line = c + 2;
+    }
+    if (!strncmp(line, up, sizeof(up) - 1)) {
+        p = line + sizeof(up) - 1;
+        delta = 1;
+    } else if (!strncmp(line, down, sizeof(down) - 1)) {
+        p = line + sizeof(down) - 1;
+        delta = -1;
+    }
+    if (p) {
+        uint64_t id = strtoull(p, NULL, 10);
+        pthread_mutex_lock(&n->peers_mu);
+        for (size_t i = 0; i < n->nmembers; i++)
+            if (n->members[i].id == id) {
+                n->members[i].conns += delta;
+                if (n->members[i].conns < 0)
+                    n->members[i].conns = 0;
+            }
+        pthread_mutex_unlock(&n->peers_mu);
+    }
+    fprintf(stderr, "quorumfs: transport: %s\n", full);
+}
+
+static int by_id(const void *a, const void *b)
+{
+    const struct member *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* A data directory holds one kind of node: the embedded node's log is <dir>/wal, a cluster
+ * node's <dir>/raft. Returns 0, or -QERR_INVAL with *errmsg when dir holds the other kind
+ * (nothing converts one into the other yet). */
+static int check_dir_kind(const char *dir, int cluster, char **errmsg)
+{
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", dir, cluster ? "wal" : "raft");
+    if (stat(path, &st) != 0)
+        return 0;
+    if (asprintf(errmsg, cluster
+                 ? "%s holds an embedded (single) node's data (%s); a cluster node needs its "
+                   "own fresh data directory (converting one is not supported yet)"
+                 : "%s holds a cluster node's data (%s); start it with --id, --listen and "
+                   "--peers, or give the embedded node another data directory", dir, path) < 0)
+        *errmsg = NULL;
+    return -QERR_INVAL;
+}
+
+/* Opens the shard's group: the embedded node's (group_open) or, on a cluster node, the Raft
+ * group of shard 0 with every peer as a voter (group_open_raft). */
+static int open_group(node_t *n, const node_opts_t *opts, char **errmsg)
+{
+    int rc = check_dir_kind(opts->data_dir, opts->id != 0, errmsg);
+    if (rc < 0)
+        return rc;
+    if (!opts->id) {
+        group_config_t gc = { .dir = opts->data_dir, .snapshot_bytes = opts->snapshot_bytes };
+        return group_open(&gc, &state_sm_ops, n->st, &n->group, errmsg);
+    }
+    n->cluster = 1;
+    n->members = calloc(opts->n_peers ? opts->n_peers : 1, sizeof(*n->members));
+    if (!n->members)
+        return -QERR_NOMEM;
+    const char *self_addr = NULL;
+    for (size_t i = 0; i < opts->n_peers; i++) {
+        n->members[i].id = opts->peers[i].id;
+        snprintf(n->members[i].addr, sizeof(n->members[i].addr), "%s", opts->peers[i].addr);
+        if (opts->peers[i].id == opts->id)
+            self_addr = opts->peers[i].addr;
+    }
+    n->nmembers = opts->n_peers;
+    qsort(n->members, n->nmembers, sizeof(*n->members), by_id);
+    if (!self_addr) {
+        *errmsg = strdup("this node's id is not in the peer list");
+        return -QERR_INVAL;
+    }
+    group_raft_config_t rc_cfg = {
+        .id = opts->id,
+        .listen = opts->listen ? opts->listen : self_addr,
+        .peers = opts->peers,
+        .n_peers = opts->n_peers,
+        .cluster_id = opts->cluster_id,
+        .dir = opts->data_dir,
+        .timeout_ms = opts->timeout_ms,
+        .snapshot_bytes = opts->snapshot_bytes,
+        .log = transport_line,
+        .log_ctx = n,
+    };
+    return group_open_raft(&rc_cfg, 0, &state_sm_ops, n->st, &n->group, errmsg);
+}
+
+int node_is_leader(node_t *n)
+{
+    return !n->cluster || group_is_leader(n->group);
+}
+
+/* After a barrier timed out, later ones fail at once for BARRIER_FAST_FAIL_MS while no
+ * leader is known: a path walk of several components would otherwise wait out the timeout
+ * once per component. A known leader (or a success) ends that. */
+#define BARRIER_FAST_FAIL_MS 2000
+
+int node_read_barrier(node_t *n)
+{
+    if (!n->cluster)
+        return 0;
+    uint64_t failed = __atomic_load_n(&n->barrier_failed_ms, __ATOMIC_RELAXED);
+    if (failed && mono_ms() - failed < BARRIER_FAST_FAIL_MS) {
+        group_stats_t gs;
+        group_get_stats(n->group, &gs);
+        if (!gs.leader)
+            return -EIO;
+    }
+    int rc = group_read_barrier(n->group, 0);
+    __atomic_store_n(&n->barrier_failed_ms, rc == -QERR_TIMEOUT ? mono_ms() : 0,
+                     __ATOMIC_RELAXED);
+    return rc < 0 ? node_errno(rc) : 0;
+}
+
+void node_pid_range(node_t *n, uint64_t *next, uint64_t *end)
+{
+    pthread_rwlock_rdlock(&n->st->lock);
+    uint64_t applied = n->st->tree.next_pid;   /* above every picked id ever applied */
+    pthread_rwlock_unlock(&n->st->lock);
+    if (!n->cluster) {
+        *next = applied;
+        *end = STATE_PID_END;
+        return;
+    }
+    uint64_t lo = STATE_PID_FIRST + ((n->opts.id - 1) << PID_SLICE_BITS);
+    uint64_t hi = lo + (1ull << PID_SLICE_BITS);
+    uint64_t now = node_now_ms();
+    uint64_t off = now > PID_EPOCH_MS ? (now - PID_EPOCH_MS) << PID_PER_MS_BITS : 0;
+    uint64_t start = off < (hi - lo) / 2 ? lo + off : lo + (hi - lo) / 2;
+    /* The highest picked id applied is in this slice when this node has the highest id
+     * among those that picked: then it is this node's own newest. */
+    if (applied > start && applied < hi)
+        start = applied;
+    *next = start;
+    *end = hi;
+}
+
+uint64_t node_cluster_id(const node_t *n) { return n->cluster ? n->opts.id : 0; }
+size_t node_nmembers(const node_t *n) { return n->cluster ? n->nmembers : 0; }
+
+int node_member(node_t *n, size_t i, node_member_t *out)
+{
+    if (!n->cluster || i >= n->nmembers)
+        return -ENOENT;
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&n->peers_mu);
+    out->id = n->members[i].id;
+    snprintf(out->addr, sizeof(out->addr), "%s", n->members[i].addr);
+    out->self = out->id == n->opts.id;
+    out->connected = out->self || n->members[i].conns > 0;
+    pthread_mutex_unlock(&n->peers_mu);
+    return 0;
+}
+
 static void teardown(node_t *n)
 {
     node_quiesce(n);
@@ -571,6 +767,8 @@ static void teardown(node_t *n)
     session_local_free(n->sess);
     state_free(n->st);
     free(n->data_dir);
+    free(n->members);
+    pthread_mutex_destroy(&n->peers_mu);
     pthread_mutex_destroy(&n->mu);
     pthread_cond_destroy(&n->cv);
     pthread_mutex_destroy(&n->space.mu);
@@ -587,17 +785,20 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
     pthread_mutex_init(&n->mu, NULL);
     pthread_cond_init(&n->cv, NULL);
     pthread_mutex_init(&n->space.mu, NULL);
+    pthread_mutex_init(&n->peers_mu, NULL);
     n->start_ms = node_now_ms();
     n->data_dir = strdup(opts->data_dir);
     n->opts = *opts;
     n->opts.data_dir = n->data_dir;
+    n->opts.peers = NULL;        /* not kept: the members table is the node's copy */
+    n->opts.n_peers = 0;
+    n->opts.listen = NULL;
     n->st = state_new(STATE_DEFAULT_CACHE_CAP);
     if (!n->data_dir || !n->st)
         goto fail;
     n->st->deliver = node_deliver;
     n->st->deliver_arg = n;
-    group_config_t gc = { .dir = opts->data_dir, .snapshot_bytes = opts->snapshot_bytes };
-    rc = group_open(&gc, &state_sm_ops, n->st, &n->group, errmsg);
+    rc = open_group(n, opts, errmsg);
     if (rc < 0)
         goto fail;
     space_open(n);

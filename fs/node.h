@@ -11,10 +11,22 @@
 #include "fs/cmd.h"
 #include "fs/state.h"
 
+/* Cluster node ids are 1..NODE_ID_MAX: each id owns one slice of the proposer-picked id
+ * range (node_pid_range). */
+#define NODE_ID_MAX 4095
+
 typedef struct node_opts {
     const char *data_dir;
     uint64_t cache_max_bytes;     /* LRU cap on cache value bytes */
     uint64_t snapshot_bytes;      /* 0 = group default */
+    /* A cluster node (docs/CLUSTER.md): id != 0 and peers given. id 0: the embedded single
+     * node (group_open), and the fields below are ignored. */
+    uint64_t id;                  /* 1..NODE_ID_MAX, one of peers[] */
+    const char *listen;           /* HOST:PORT for peers; NULL: this node's address in peers */
+    const group_peer_t *peers;    /* every member, this node included (copied at open) */
+    size_t n_peers;
+    uint64_t cluster_id;          /* nodes of another cluster id are refused */
+    uint32_t timeout_ms;          /* proposals and read barriers; 0 = 5000 */
 } node_opts_t;
 
 typedef struct node node_t;
@@ -47,6 +59,40 @@ const node_opts_t *node_options(node_t *n);
 void *node_front(node_t *n, int ns);
 /* The node's mount session (fs/session.h); NULL for a NULL n. */
 struct session_local *node_session(node_t *n);
+
+/* 1 if this node may run what only the shard's leader runs (the sweeps that turn time into
+ * log entries: cache expiry, lease expiry, silent sessions): always on the embedded node;
+ * on a cluster node when it leads the shard now (a hint: leadership may move right after,
+ * and apply re-checks what such a command decides). */
+int node_is_leader(node_t *n);
+
+/* A linearizable read barrier (group_read_barrier) before a FUSE operation reads the shard's
+ * state: returns 0 once the local state has applied everything committed before the call
+ * (at once on the embedded node), or -EIO when that cannot be known in the node's timeout
+ * (no leader, no quorum) or the node is closing. Thread-safe. */
+int node_read_barrier(node_t *n);
+
+/* The node's own slice of the proposer-picked ids (fs/tree_sm.h STATE_PID_FIRST..END):
+ * *next is where this run starts handing them out, *end one past the last. The embedded
+ * node has the whole range from the state's next_pid on; cluster node i has
+ * [FIRST + (i-1)*2^48, FIRST + i*2^48), starting at an offset that grows with the wall
+ * clock (256 ids per ms since 2024), so that a restarted node does not hand out again an
+ * id it gave before (and never one another node can give). */
+void node_pid_range(node_t *n, uint64_t *next, uint64_t *end);
+
+/* Cluster membership as .cluster/ shows it. node_cluster_id: this node's id, 0 for the
+ * embedded node. node_member(n, i, &m) for i < node_nmembers(n) (0 on the embedded node):
+ * the peers in id order, with whether the transport holds a connection to them (from its
+ * connect/close log lines; this node itself is always connected). */
+typedef struct node_member {
+    uint64_t id;
+    char addr[128];
+    int self;
+    int connected;
+} node_member_t;
+uint64_t node_cluster_id(const node_t *n);
+size_t node_nmembers(const node_t *n);
+int node_member(node_t *n, size_t i, node_member_t *out);
 
 /* Wall-clock milliseconds: the leader's time written into commands. */
 uint64_t node_now_ms(void);

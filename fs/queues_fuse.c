@@ -1398,6 +1398,8 @@ static void q_sweep(void *ctx)
     qfront_t *qf = ctx;
     state_t *st = qstate(qf);
     uint64_t now = node_now_ms();
+    if (!node_is_leader(qf->ctx.node))
+        return;   /* lease expiry is the leader's */
     for (int round = 0; round < 64; round++) {
         struct due d = { .st = st, .now = now };
         pthread_rwlock_rdlock(&st->lock);

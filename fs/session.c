@@ -161,6 +161,15 @@ session_local_t *session_local_start(struct node *n)
     if (gethostname(s->name, sizeof(s->name) - 1) != 0 || !s->name[0])
         snprintf(s->name, sizeof(s->name), "localhost");
     s->name[sizeof(s->name) - 1] = 0;
+    /* A cluster node's sessions are named after its host AND its node id: several nodes on
+     * one machine must not end each other's sessions as "left by an earlier run" below. */
+    uint64_t id = node_cluster_id(n);
+    if (id) {
+        char suffix[24];
+        int k = snprintf(suffix, sizeof(suffix), "#%llu", (unsigned long long)id);
+        size_t hl = strlen(s->name), room = sizeof(s->name) - 1 - (size_t)k;
+        memcpy(s->name + (hl < room ? hl : room), suffix, (size_t)k + 1);
+    }
     pthread_mutex_lock(&s->mu);
     s->running = pthread_create(&s->thread, NULL, bg_main, s) == 0;
     pthread_mutex_unlock(&s->mu);
@@ -205,6 +214,8 @@ void session_local_sweep(session_local_t *s)
     if (closing)
         return;
     /* The leader ends sessions that went silent (their node stopped renewing). */
+    if (!node_is_leader(s->node))
+        return;
     size_t cnt;
     uint64_t *ids = collect(s, 0, now, &cnt);
     for (size_t i = 0; i < cnt; i++)

@@ -1,5 +1,7 @@
-/* fs/status.c — `.cluster/` content for the embedded single node: one member, one shard
- * (the whole key space), health from the group's failure state and the node's view of the
+/* fs/status.c — `.cluster/` content: on the embedded single node one member, one shard
+ * (the whole key space); on a cluster node every peer with its address and connection, and
+ * the shard's leader, replicas, term, commit and applied index from the Raft group (no
+ * leader / no quorum in health). Health also comes from the group's failure state and the node's view of the
  * data disk (node_space: full, almost full, deletes running on the reserve), metrics in
  * Prometheus text format (fs operations, group commit and WAL fsync, state sizes, disk). */
 #include <errno.h>
@@ -133,18 +135,56 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
     group_stats_t gs;
     switch (which) {
     case STATUS_MEMBERS:
-        /* id address state */
-        metrics_printf(&b, &l, &cap, "1 embedded alive\n");
+        /* id address state: on a cluster node the state is "self", "connected" (the
+         * transport holds a connection to it) or "unreachable", then "leader" if it leads
+         * the shard as this node knows */
+        if (!node_nmembers(n)) {
+            metrics_printf(&b, &l, &cap, "1 embedded alive\n");
+            break;
+        }
+        group_get_stats(node_group(n), &gs);
+        for (size_t i = 0; i < node_nmembers(n); i++) {
+            node_member_t mb;
+            if (node_member(n, i, &mb) < 0)
+                break;
+            metrics_printf(&b, &l, &cap, "%llu %s %s%s\n", (unsigned long long)mb.id, mb.addr,
+                           mb.self ? "self" : mb.connected ? "connected" : "unreachable",
+                           gs.leader == mb.id ? " leader" : "");
+        }
         break;
     case STATUS_SHARDS:
         group_get_stats(node_group(n), &gs);
-        /* id leader replicas term commit_index applied_index */
-        metrics_printf(&b, &l, &cap, "0 1 1 %llu %llu %llu\n", (unsigned long long)gs.term,
-                       (unsigned long long)gs.commit_index, (unsigned long long)gs.applied_index);
+        /* id leader replicas term commit_index applied_index (leader 0: none known) */
+        metrics_printf(&b, &l, &cap, "0 %llu %llu %llu %llu %llu\n",
+                       (unsigned long long)(node_nmembers(n) ? gs.leader : 1),
+                       (unsigned long long)(node_nmembers(n) ? node_nmembers(n) : 1),
+                       (unsigned long long)gs.term, (unsigned long long)gs.commit_index,
+                       (unsigned long long)gs.applied_index);
         break;
     case STATUS_HEALTH: {
         /* One line per reason; "ok" alone when there is none. */
         group_get_stats(node_group(n), &gs);
+        if (node_nmembers(n)) {
+            size_t up = 0, all = node_nmembers(n);
+            for (size_t i = 0; i < all; i++) {
+                node_member_t mb;
+                if (node_member(n, i, &mb) == 0 && mb.connected)
+                    up++;
+            }
+            if (!gs.leader)
+                metrics_printf(&b, &l, &cap, "shard 0: no leader: reads and writes fail with "
+                               "EIO until one is elected\n");
+            if (up < all / 2 + 1)
+                metrics_printf(&b, &l, &cap, "no quorum: this node reaches %zu of %zu members "
+                               "(%zu needed)\n", up, all, all / 2 + 1);
+            else if (up < all)
+                metrics_printf(&b, &l, &cap, "degraded: this node reaches %zu of %zu members\n",
+                               up, all);
+            if (gs.applied_index + 1000 < gs.commit_index)
+                metrics_printf(&b, &l, &cap, "shard 0: catching up: applied %llu of %llu\n",
+                               (unsigned long long)gs.applied_index,
+                               (unsigned long long)gs.commit_index);
+        }
         node_space_t sp;
         node_space(n, &sp);
         char fr[32], hd[32], da[32], rs[32], av[32];

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# tests/integration/cluster.sh — three quorumfs nodes on this machine (tools/cluster up 3 on
+# free ports under the test's temp dir), one shard replicated on all of them: linearizable
+# reads on every node right after a write on another; a config change on node 2 in .events
+# on node 3; a pop parked on node 2 woken by a push on node 1; flock on node 1 blocking
+# flock -n on node 3 until released; kill -9 of the leader (a new leader, writes on both
+# survivors within seconds, nothing acknowledged lost, its flock released when its session
+# expires); the killed node restarted catches up;
+# a node left alone fails a write with EIO within ~6 s; bad cluster options refused.
+# Every wait is bounded; lib.sh's trap unmounts and kills everything under $T.
+. "$(dirname "$0")/lib.sh"
+CL="$QI_ROOT/tools/cluster"
+C=$T/cluster
+
+# ---- bad options: clear errors, exit status 2 (usage) or 1 (start), nothing mounted
+mkdir -p "$T/bad/mnt"
+bad() {   # bad NAME WANT-IN-MESSAGE ARGS...
+    local n=$1 want=$2; shift 2
+    local out rc
+    out=$(timeout 20 "$QUORUMFS" mount "$T/bad/mnt" --data "$T/bad/data" "$@" 2>&1); rc=$?
+    if [ $rc -ne 0 ] && [[ $out == *"$want"* ]] && ! is_mounted "$T/bad/mnt"; then ok "$n"
+    else not_ok "$n" "rc=$rc out=$out"; fi
+}
+bad opt-id-not-in-peers "is not in --peers" --id 4 --peers 1=127.0.0.1:1,2=127.0.0.1:2
+bad opt-id-zero "node id from 1" --id 0 --peers 1=127.0.0.1:1
+bad opt-dup-id "listed twice" --id 1 --peers 1=127.0.0.1:1,1=127.0.0.1:2
+bad opt-bad-addr "bad address" --id 1 --peers 1=127.0.0.1,2=127.0.0.1:2
+bad opt-bad-port "port must be" --id 1 --peers 1=127.0.0.1:99999
+bad opt-peers-no-id "needs --id" --peers 1=127.0.0.1:1
+bad opt-id-no-peers "need --peers" --id 1
+bad opt-shards "not supported yet" --id 1 --peers 1=127.0.0.1:1 --shards 16
+bad opt-replicas "not supported yet" --id 1 --peers 1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3 --replicas 2
+bad opt-o-peers "not supported yet" -o id=2,peers=1=127.0.0.1:1,2=127.0.0.1:2,shards=4
+# a taken listen port
+exec 7< <($PY -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(30)')
+read -r busy <&7
+bad opt-listen-busy "in use" --id 1 --peers "1=127.0.0.1:$busy"
+exec 7<&-
+[ -e "$T/bad/data" ] && not_ok opt-no-data-dir-left "a refused start left $T/bad/data" || ok opt-no-data-dir-left
+
+# ---- three nodes on free ports
+base=
+for try in $(seq 1 20); do
+    b=$((20000 + RANDOM % 40000))
+    if $PY -c 'import socket,sys
+b=int(sys.argv[1])
+for p in range(b, b+3):
+    s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", p)); s.close()' "$b" 2>/dev/null; then
+        base=$b; break
+    fi
+done
+[ -n "$base" ] || { not_ok free-ports "no 3 free ports"; finish; }
+up_out=$(CLUSTER_WAIT_S=20 timeout 60 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" 2>&1)
+if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
+ok cluster-up
+M1=$C/n1/mnt M2=$C/n2/mnt M3=$C/n3/mnt
+M=("" "$M1" "$M2" "$M3")
+
+leader() { timeout 5 awk 'NR==1 {print $2}' "$1/.cluster/shards" 2>/dev/null; }
+all_connected() { [ "$(grep -c -E ' (self|connected)' "$1/.cluster/members" 2>/dev/null)" = 3 ]; }
+wait_for 10 all_connected "$M1" && wait_for 10 all_connected "$M2" && wait_for 10 all_connected "$M3" &&
+    ok members-connected || not_ok members-connected "$(cat "$M1/.cluster/members" "$M2/.cluster/members" "$M3/.cluster/members" 2>&1)"
+L=$(leader "$M1")
+checke shards-leader '[ -n "$L" ] && [ "$L" != 0 ] && [ "$(leader "$M2")" = "$L" ] && [ "$(leader "$M3")" = "$L" ]'
+checke health-ok '[ "$(cat "$M3/.cluster/health")" = ok ]'
+
+# ---- linearizable reads: each write read back on the two other nodes right after
+lin_ok=1
+for i in $(seq 1 12); do
+    w=$(( (i % 3) + 1 ))
+    echo "value-$i" >"${M[$w]}/cache/k" || { lin_ok=0; note "write $i on node $w failed"; break; }
+    for r in 1 2 3; do
+        got=$(cat "${M[$r]}/cache/k" 2>&1)
+        [ "$got" = "value-$i" ] || { lin_ok=0; note "write $i on node $w, read on node $r: '$got'"; }
+    done
+done
+checke read-after-write-everywhere '[ $lin_ok = 1 ]'
+mkdir "$M2/config/app" && echo "url=a" >"$M2/config/app/db"
+checke config-on-3 '[ "$(cat "$M3/config/app/db")" = "url=a" ] && [ -d "$M1/config/app" ]'
+
+# ---- a config change on node 2 appears in .events on node 3
+(timeout 10 head -n1 "$M3/config/.events" >"$T/ev" 2>&1) &
+evp=$!
+sleep 0.5
+echo "url=b" >"$M2/config/app/db"
+wait $evp
+checke events-across-nodes 'grep -q "put config/app/db" "$T/ev"'
+
+# ---- a pop parked on node 2 is woken by a push on node 1
+mkdir "$M1/queues/jobs"
+(timeout 10 cat "$M2/queues/jobs/pop" >"$T/pop" 2>&1; echo "rc=$?" >>"$T/pop") &
+popp=$!
+sleep 0.5
+checke pop-parked 'pid_alive $popp && [ ! -s "$T/pop" ]'
+t0=$(now_ms)
+echo "job-1" >"$M1/queues/jobs/push"
+wait $popp
+t1=$(now_ms)
+checke pop-woken-by-push-on-other-node 'grep -qx "job-1" "$T/pop" && grep -qx "rc=0" "$T/pop"'
+note "pop on node 2 returned $((t1 - t0)) ms after the push on node 1"
+checke queue-empty-everywhere '[ "$(cat "$M3/queues/jobs/len")" = "0 0 0" ]'
+
+# ---- flock on node 1 blocks flock -n on node 3 until released
+touch "$M1/locks/L"
+(flock "$M1/locks/L" sleep 3) &
+fp=$!
+wait_for 5 sh -c "! flock -n '$M3/locks/L' true" && ok flock-blocks-other-node ||
+    not_ok flock-blocks-other-node "flock -n on node 3 kept succeeding"
+wait $fp
+wait_for 5 flock -n "$M3/locks/L" true && ok flock-released-other-node ||
+    not_ok flock-released-other-node "flock -n on node 3 still refused after release"
+
+# ---- kill -9 the leader while writes are acknowledged on all nodes
+acked=()
+for i in $(seq 1 30); do
+    w=$(( (i % 3) + 1 ))
+    echo "ack-$i" >"${M[$w]}/cache/ack$i" && acked+=("$i")
+done
+L=$(leader "$M1")
+touch "${M[$L]}/locks/held"
+$PY -c 'import fcntl, sys, time
+f = open(sys.argv[1])
+fcntl.flock(f, fcntl.LOCK_EX)
+time.sleep(60)' "${M[$L]}/locks/held" &
+holder=$!
+wait_for 5 sh -c "! flock -n '$M1/locks/held' true && ! flock -n '$M2/locks/held' true && ! flock -n '$M3/locks/held' true" ||
+    note "the lock on the leader's mount was not seen held everywhere"
+"$CL" kill "$L" --dir "$C" >/dev/null
+tk=$(now_ms)
+S=()
+for i in 1 2 3; do [ "$i" != "$L" ] && S+=("$i"); done
+t0=$(now_ms)
+wrote=0
+for s in "${S[@]}"; do
+    until echo "after-$s" 2>/dev/null >"${M[$s]}/cache/after$s"; do
+        [ $(( $(now_ms) - t0 )) -gt 10000 ] && break
+        sleep 0.05
+    done
+    [ "$(cat "${M[$s]}/cache/after$s" 2>/dev/null)" = "after-$s" ] && wrote=$((wrote + 1))
+done
+dt=$(( $(now_ms) - t0 ))
+note "leader $L killed: writes on nodes ${S[*]} succeeded after $dt ms"
+checke writes-on-survivors-after-leader-kill '[ $wrote = 2 ] && [ $dt -lt 8000 ]'
+NL=$(leader "${M[${S[0]}]}")
+checke new-leader '[ -n "$NL" ] && [ "$NL" != 0 ] && [ "$NL" != "$L" ]'
+lost=0
+for s in "${S[@]}"; do
+    for i in "${acked[@]}"; do
+        [ "$(cat "${M[$s]}/cache/ack$i" 2>/dev/null)" = "ack-$i" ] || { lost=$((lost + 1)); note "ack$i missing on node $s"; }
+    done
+done
+checke nothing-acknowledged-lost '[ ${#acked[@]} = 30 ] && [ $lost = 0 ]'
+# the killed node's session ends when its 10 s lease passes (the new leader's sweep), which
+# releases the flock its process held
+wait_for 16 flock -n "${M[${S[0]}]}/locks/held" true && ok lock-of-killed-node-released ||
+    not_ok lock-of-killed-node-released "still held 16 s after the kill"
+note "the killed node's flock was released $(( $(now_ms) - tk )) ms after the kill"
+
+# ---- the killed node restarts, catches up and serves reads
+start_out=$(CLUSTER_WAIT_S=20 timeout 40 "$CL" start "$L" --dir "$C" 2>&1) && ok restart-killed-node ||
+    not_ok restart-killed-node "$start_out"
+caught() {
+    [ "$(cat "${M[$L]}/cache/after${S[0]}" 2>/dev/null)" = "after-${S[0]}" ] &&
+    [ "$(cat "${M[$L]}/cache/after${S[1]}" 2>/dev/null)" = "after-${S[1]}" ] &&
+    [ "$(cat "${M[$L]}/cache/ack30" 2>/dev/null)" = "ack-30" ]
+}
+wait_for 15 caught && ok restarted-node-caught-up || not_ok restarted-node-caught-up "node $L does not serve the writes made while it was down"
+echo "from-$L" >"${M[$L]}/cache/back" 2>/dev/null
+checke restarted-node-writes '[ "$(cat "${M[${S[1]}]}/cache/back")" = "from-$L" ]'
+
+# ---- a node left alone: a write fails with EIO within the timeout (not a hang)
+"$CL" kill "${S[0]}" --dir "$C" >/dev/null
+"$CL" kill "${S[1]}" --dir "$C" >/dev/null
+t0=$(now_ms)
+expect_errno lone-node-write-EIO EIO write "${M[$L]}/cache/lone" lit:x
+dt=$(( $(now_ms) - t0 ))
+note "write on the lone node failed after $dt ms"
+checke lone-node-fails-in-time '[ $dt -lt 7000 ]'
+checke lone-node-health 'grep -q "no quorum" "${M[$L]}/.cluster/health"'
+
+kill -9 "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
+timeout 30 "$CL" down --dir "$C" >/dev/null 2>&1
+finish
