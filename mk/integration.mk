@@ -24,3 +24,4 @@ TEST_CMDS += tests/integration/tools.sh
 TEST_CMDS += tests/integration/posix.sh
 TEST_CMDS += tests/integration/install.sh
 TEST_CMDS += tests/integration/poll.sh
+TEST_CMDS += tests/integration/cluster.sh
