@@ -834,35 +834,42 @@ static long long find_mnt_id(const char *mountpoint)
 /* How many descriptors process pid holds on inode ino of mount mnt_id, judged from the
  * mnt_id, ino and flags lines of /proc/<pid>/fdinfo/<fd>; -1 when it cannot tell. flags < 0:
  * any descriptor; otherwise only those whose access mode and O_APPEND are flags'. */
+/* The number after "\n<key>" in text (base 8 or 10), or 0 when absent. */
+static unsigned long long fdinfo_field(const char *text, const char *key, int base)
+{
+    const char *p = strstr(text, key);
+    return p ? strtoull(p + strlen(key), NULL, base) : 0;
+}
+
 static int open_count(long long mnt_id, pid_t pid, uint64_t ino, int flags)
 {
-    char path[64], line[128];
+    char path[64], text[512];
     if (!mnt_id || pid <= 0)
         return -1;
     snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
     DIR *d = opendir(path);
     if (!d)
         return -1;
+    /* Called at every publishing flush: plain reads and a fixed parse, no stdio. */
     const unsigned mask = O_ACCMODE | O_APPEND;
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
-        snprintf(path, sizeof(path), "/proc/%d/fdinfo/%.16s", (int)pid, e->d_name);
-        FILE *f = fopen(path, "re");
-        if (!f)
+        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
             continue;
-        long long mnt = -1;
-        unsigned long long i = 0;
-        unsigned fl = 0;
-        while (fgets(line, sizeof(line), f)) {
-            sscanf(line, "mnt_id: %lld", &mnt);
-            sscanf(line, "ino: %llu", &i);
-            sscanf(line, "flags: %o", &fl);
-        }
-        fclose(f);
-        n += mnt == mnt_id && i == ino && (flags < 0 || (fl & mask) == ((unsigned)flags & mask));
+        ssize_t len = read(fd, text, sizeof(text) - 1);
+        close(fd);
+        if (len <= 0)
+            continue;
+        text[len] = 0;
+        if ((long long)fdinfo_field(text, "\nmnt_id:", 10) != mnt_id ||
+            fdinfo_field(text, "\nino:", 10) != ino)
+            continue;
+        unsigned fl = (unsigned)fdinfo_field(text, "\nflags:", 8);
+        n += flags < 0 || (fl & mask) == ((unsigned)flags & mask);
     }
     closedir(d);
     return n;

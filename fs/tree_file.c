@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uthash.h>
 #include "fs/front.h"
 #include "fs/metrics.h"
@@ -229,19 +230,19 @@ static void pending_stat(const fh_t *fh, struct stat *s)
  * descriptors belong to the process. tid itself when /proc cannot tell. */
 static pid_t tgid_of(pid_t tid)
 {
-    char path[64], line[128];
+    char path[64], text[512];
     snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-    FILE *f = fopen(path, "re");
-    pid_t tg = tid;
-    int v;
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "Tgid: %d", &v) == 1) {
-            tg = (pid_t)v;
-            break;
-        }
-    if (f)
-        fclose(f);
-    return tg;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return tid;
+    ssize_t len = read(fd, text, sizeof(text) - 1);   /* Tgid is among the first lines */
+    close(fd);
+    if (len <= 0)
+        return tid;
+    text[len] = 0;
+    const char *p = strstr(text, "\nTgid:");
+    long v = p ? strtol(p + 6, NULL, 10) : 0;
+    return v > 0 ? (pid_t)v : tid;
 }
 
 /* Registers fh with its inode's attributes as they are now. The opener's process matters
@@ -740,7 +741,9 @@ void tfile_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         owed = owes(fh);
         pthread_mutex_unlock(&fh->mu);
     }
-    if (owed && ends_writing(&t, fh, tgid_of(fuse_req_ctx(req)->pid))) {
+    pid_t tid = fuse_req_ctx(req)->pid;
+    /* The opener is a process id: a thread with that id is its main thread. */
+    if (owed && ends_writing(&t, fh, tid == fh->opener ? tid : tgid_of(tid))) {
         pthread_mutex_lock(&fh->mu);
         int failed = fh->failed;
         rc = publish(&t, fh);
