@@ -33,7 +33,9 @@ typedef struct ns_front {
      * returns NULL only on out of memory. stop runs at node close, once no request, sweep
      * or delivery can reach ctx any more, and frees it. */
     void *(*start)(struct node *n);
-    void (*sweep)(void *ctx);        /* every sweep period (100 ms) on the leader */
+    /* every sweep period (100 ms) on every node; what only the shard leader may propose
+     * (expiries, ending silent sessions) the hook guards with node_is_leader() */
+    void (*sweep)(void *ctx);
     void (*stop)(void *ctx);
 
     /* An effect of this namespace, after the apply that emitted it released the state
