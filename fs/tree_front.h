@@ -38,12 +38,6 @@ static inline const tree_front_t *tf_of(int ns)
 /* The object with id ino if readers see it now; read lock held. */
 obj_t *tf_live_obj(const treq_t *t, uint64_t ino);
 void tf_obj_stat(const obj_t *o, struct stat *s);
-/* An entry for a file created but not yet written: it exists, empty. */
-void tf_entry_pending(uint64_t id, struct fuse_entry_param *e);
-/* The same with the owner the creation will commit (mode: permission bits, umask applied;
- * uid/gid: the creator's, from fuse_req_ctx), link count 1, times now. */
-void tf_entry_new_file(uint64_t id, uint32_t mode, uint32_t uid, uint32_t gid,
-                       struct fuse_entry_param *e);
 /* Attributes of inode ino (object, pending creation or control entry). 0 or -errno. */
 int tf_getattr(const treq_t *t, uint64_t ino, struct stat *s);
 /* Resolves (parent inode, name) into the namespace and the namespace-relative path of the

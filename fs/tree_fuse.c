@@ -112,19 +112,6 @@ void tf_obj_stat(const obj_t *o, struct stat *s)
     s->st_ctim = ts_of_ns(ct);
 }
 
-void tf_entry_new_file(uint64_t id, uint32_t mode, uint32_t uid, uint32_t gid,
-                       struct fuse_entry_param *e)
-{
-    memset(e, 0, sizeof(*e));
-    e->ino = id;
-    e->generation = 1;
-    mount_stat(&e->attr, id, S_IFREG | (mode & TREE_MODE_MASK), 0, 0);
-    e->attr.st_uid = uid;
-    e->attr.st_gid = gid;
-    e->attr.st_mtim = ts_of_ns(tree_ns_of_ms(node_now_ms()));
-    e->attr.st_atim = e->attr.st_ctim = e->attr.st_mtim;
-}
-
 static void entry_for_obj(const obj_t *o, struct fuse_entry_param *e)
 {
     memset(e, 0, sizeof(*e));
@@ -132,15 +119,6 @@ static void entry_for_obj(const obj_t *o, struct fuse_entry_param *e)
     e->generation = 1;
     tf_obj_stat(o, &e->attr);
 }
-
-void tf_entry_pending(uint64_t id, struct fuse_entry_param *e)
-{
-    memset(e, 0, sizeof(*e));
-    e->ino = id;
-    e->generation = 1;
-    mount_stat(&e->attr, id, S_IFREG | 0644, 0, node_now_ms());
-}
-
 
 int tf_getattr(const treq_t *t, uint64_t ino, struct stat *s)
 {
@@ -183,6 +161,8 @@ static int do_lookup(const treq_t *t, uint64_t parent, const char *name,
     if (strlen(name) > NAME_MAX_BYTES)
         return -ENAMETOOLONG;
     int rc = -ENOENT;
+    uint64_t pending = 0;
+    memset(e, 0, sizeof(*e));
     pthread_rwlock_rdlock(&t->st->lock);
     obj_t *dir = tf_live_obj(t, parent);
     const tree_front_t *tf = dir ? tf_of(dir->ns) : NULL;
@@ -198,16 +178,17 @@ static int do_lookup(const treq_t *t, uint64_t parent, const char *name,
         } else if (!o && tf && tf->ctl_lookup) {
             rc = tf->ctl_lookup(t->m, t->st, dir, name, e);
         }
-        /* created by an open that has not written yet: the file exists, empty */
+        /* created by an open that has not published yet: the file exists, empty */
         char path[4096];
-        uint64_t id;
-        if (rc == -ENOENT && tf && join(dir, name, path, sizeof(path)) == 0 &&
-            (id = mount_pending_by_path(t->m, dir->ns, path)) != 0) {
-            tf_entry_pending(id, e);
-            rc = 0;
-        }
+        if (rc == -ENOENT && tf && join(dir, name, path, sizeof(path)) == 0)
+            pending = mount_pending_by_path(t->m, dir->ns, path);
     }
     pthread_rwlock_unlock(&t->st->lock);
+    if (pending && tfile_open_stat(t, pending, &e->attr) == 0) {
+        e->ino = pending;
+        e->generation = 1;
+        rc = 0;
+    }
     return rc;
 }
 
