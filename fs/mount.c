@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 #include <uthash.h>
@@ -831,45 +832,51 @@ static long long find_mnt_id(const char *mountpoint)
     return found;
 }
 
-/* How many descriptors process pid holds on inode ino of mount mnt_id, judged from the
- * mnt_id, ino and flags lines of /proc/<pid>/fdinfo/<fd>; -1 when it cannot tell. flags < 0:
- * any descriptor; otherwise only those whose access mode and O_APPEND are flags'. */
-/* The number after "\n<key>" in text (base 8 or 10), or 0 when absent. */
-static unsigned long long fdinfo_field(const char *text, const char *key, int base)
+/* The open flags of descriptor name of process pid, from its fdinfo; -1 unknown. */
+static long fd_flags(pid_t pid, const char *name)
 {
-    const char *p = strstr(text, key);
-    return p ? strtoull(p + strlen(key), NULL, base) : 0;
+    char path[320], text[512];
+    snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t len = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (len <= 0)
+        return -1;
+    text[len] = 0;
+    const char *p = strstr(text, "\nflags:");
+    return p ? strtol(p + 7, NULL, 8) : -1;
 }
 
+/* How many descriptors process pid holds on inode ino of mount mnt_id; -1 when it cannot
+ * tell. flags < 0: any descriptor; otherwise only those whose access mode and O_APPEND are
+ * flags'.
+ * Called at every publishing flush, so each descriptor costs one statx of its
+ * /proc/<pid>/fd link (mount id and inode; AT_STATX_DONT_SYNC so that no filesystem, ours
+ * included, is asked), and only a match reads its fdinfo for the flags. */
 static int open_count(long long mnt_id, pid_t pid, uint64_t ino, int flags)
 {
-    char path[64], text[512];
+    char path[64];
     if (!mnt_id || pid <= 0)
         return -1;
-    snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
     DIR *d = opendir(path);
     if (!d)
         return -1;
-    /* Called at every publishing flush: plain reads and a fixed parse, no stdio. */
-    const unsigned mask = O_ACCMODE | O_APPEND;
+    const long mask = O_ACCMODE | O_APPEND;
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
+        struct statx sx;
+        if (e->d_name[0] == '.' ||
+            statx(dirfd(d), e->d_name, AT_STATX_DONT_SYNC, STATX_INO | STATX_MNT_ID, &sx) != 0)
             continue;
-        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        if (!(sx.stx_mask & STATX_MNT_ID) || (long long)sx.stx_mnt_id != mnt_id ||
+            sx.stx_ino != ino)
             continue;
-        ssize_t len = read(fd, text, sizeof(text) - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        text[len] = 0;
-        if ((long long)fdinfo_field(text, "\nmnt_id:", 10) != mnt_id ||
-            fdinfo_field(text, "\nino:", 10) != ino)
-            continue;
-        unsigned fl = (unsigned)fdinfo_field(text, "\nflags:", 8);
-        n += flags < 0 || (fl & mask) == ((unsigned)flags & mask);
+        long fl = flags < 0 ? 0 : fd_flags(pid, e->d_name);
+        n += flags < 0 || (fl >= 0 && (fl & mask) == (flags & mask));
     }
     closedir(d);
     return n;

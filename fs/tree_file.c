@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <uthash.h>
 #include "fs/front.h"
@@ -231,6 +232,13 @@ static void pending_stat(const fh_t *fh, struct stat *s)
 static pid_t tgid_of(pid_t tid)
 {
     char path[64], text[512];
+    /* A pidfd opens (without PIDFD_THREAD) only for a thread-group leader: the common case,
+     * two cheap calls instead of generating /proc/<tid>/status. */
+    int pfd = (int)syscall(SYS_pidfd_open, tid, 0);
+    if (pfd >= 0) {
+        close(pfd);
+        return tid;
+    }
     snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
