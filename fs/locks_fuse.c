@@ -49,6 +49,7 @@
 typedef struct lwait {
     uint64_t wid;
     char *name;
+    struct lfh *fh;                     /* the open asking; alive while its request waits */
     fuse_req_t req;                     /* the parked request, NULL until parked */
     int done, rc;                       /* the answer came before the request was parked */
     UT_hash_handle hh;                  /* lf->by_wid */
@@ -68,6 +69,11 @@ typedef struct lfh {
     pthread_mutex_t mu;
     uint8_t *wbuf;                      /* bytes written through this open (under mu) */
     size_t wlen;
+    /* The mount session under which a lock was last granted through this open (atomic); 0
+     * if none. Once that session has ended (the cluster released the lock: this node went
+     * silent past its session timeout, docs/CLUSTER.md "Sessions"), the descriptor is stale:
+     * its lock operations and its close() fail with EIO instead of going on silently. */
+    uint64_t lock_sid;
 } lfh_t;
 
 static lfront_t *LF(fuse_req_t req) { return ns_front_ctx(req, NS_LOCKS); }
@@ -75,6 +81,28 @@ static state_t *lstate(const lfront_t *lf) { return node_state(lf->ctx.node); }
 static uint64_t lsid(const lfront_t *lf)
 {
     return session_local_id(node_session(lf->ctx.node));
+}
+
+/* Whether fh held a lock under a session that has ended (see lfh_t.lock_sid), as of a read
+ * barrier (a node that was stopped or cut off learns here what the cluster decided while
+ * it was away); also when that cannot be known (no quorum). */
+static int stale(const lfront_t *lf, const lfh_t *fh)
+{
+    uint64_t held = __atomic_load_n(&fh->lock_sid, __ATOMIC_ACQUIRE);
+    if (!held)
+        return 0;
+    if (held != lsid(lf) || node_read_barrier(lf->ctx.node) != 0)
+        return 1;
+    state_t *st = lstate(lf);
+    pthread_rwlock_rdlock(&st->lock);
+    int gone = !session_find(&st->sessions, held);
+    pthread_rwlock_unlock(&st->lock);
+    return gone;
+}
+
+static void granted_to(lfh_t *fh, uint64_t sid)
+{
+    __atomic_store_n(&fh->lock_sid, sid, __ATOMIC_RELEASE);
 }
 
 static void w_free(lwait_t *w)
@@ -467,12 +495,13 @@ static void lock_interrupt(fuse_req_t req, void *data)
 }
 
 /* Proposes one lock request and replies now or once apply grants it. */
-static void do_lock(fuse_req_t req, const char *name, uint8_t kind, uint64_t owner,
-                    uint8_t mode, int wait, uint32_t pid)
+static void do_lock(fuse_req_t req, lfh_t *fh, uint8_t kind, uint64_t owner, uint8_t mode,
+                    int wait, uint32_t pid)
 {
     lfront_t *lf = LF(req);
+    const char *name = fh->name;
     uint64_t sid = lsid(lf);
-    if (!sid) {
+    if (!sid || stale(lf, fh)) {
         fuse_reply_err(req, EIO);
         return;
     }
@@ -484,6 +513,7 @@ static void do_lock(fuse_req_t req, const char *name, uint8_t kind, uint64_t own
     }
     pthread_mutex_lock(&lf->ctx.mu);
     w->wid = ++lf->next_wid;
+    w->fh = fh;
     HASH_ADD(hh, lf->by_wid, wid, sizeof(w->wid), w);
     pthread_mutex_unlock(&lf->ctx.mu);
     cmdbuf_t b;
@@ -492,6 +522,8 @@ static void do_lock(fuse_req_t req, const char *name, uint8_t kind, uint64_t own
     int rc = node_propose(lf->ctx.node, &b, &res), granted = 0;
     if (rc == 0)
         locks_result_lock(&res, &granted, NULL);
+    if (granted)
+        granted_to(fh, sid);
     if (rc < 0 || granted) {
         pthread_mutex_lock(&lf->ctx.mu);
         HASH_DELETE(hh, lf->by_wid, w);         /* not parked: only we remove it */
@@ -514,6 +546,8 @@ static void do_lock(fuse_req_t req, const char *name, uint8_t kind, uint64_t own
         w->req = req;                           /* parked: l_deliver or lock_interrupt */
     pthread_mutex_unlock(&lf->ctx.mu);
     if (done) {
+        if (rc == 0)
+            granted_to(fh, sid);
         fuse_reply_err(req, -rc);
         w_free(w);
     } else if (cancel) {
@@ -522,9 +556,15 @@ static void do_lock(fuse_req_t req, const char *name, uint8_t kind, uint64_t own
     }
 }
 
-static void do_unlock(fuse_req_t req, lfront_t *lf, const char *name, uint8_t kind,
-                      uint64_t owner)
+/* An unlock asked for by req (NULL: the one a close implies, answered by the caller). An
+ * explicit unlock through a stale descriptor fails with EIO: the lock was lost. */
+static void do_unlock(fuse_req_t req, lfront_t *lf, lfh_t *fh, uint8_t kind, uint64_t owner)
 {
+    if (req && stale(lf, fh)) {
+        fuse_reply_err(req, EIO);
+        return;
+    }
+    const char *name = fh->name;
     cmdbuf_t b;
     locks_cmd_unlock(&b, node_now_ms(), name, lsid(lf), kind, owner);
     int rc = node_propose(lf->ctx.node, &b, NULL);
@@ -537,9 +577,9 @@ static void lf_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
     lfh_t *fh = (lfh_t *)(uintptr_t)fi->fh;
     uint32_t pid = (uint32_t)fuse_req_ctx(req)->pid;
     if (op & LOCK_UN)
-        do_unlock(req, LF(req), fh->name, LK_FLOCK, fi->lock_owner);
+        do_unlock(req, LF(req), fh, LK_FLOCK, fi->lock_owner);
     else if (op & (LOCK_SH | LOCK_EX))
-        do_lock(req, fh->name, LK_FLOCK, fi->lock_owner, (op & LOCK_EX) ? LM_EXCL : LM_SHARED,
+        do_lock(req, fh, LK_FLOCK, fi->lock_owner, (op & LOCK_EX) ? LM_EXCL : LM_SHARED,
                 !(op & LOCK_NB), pid);
     else
         fuse_reply_err(req, EINVAL);
@@ -555,7 +595,7 @@ static void lf_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 {
     lfh_t *fh = (lfh_t *)(uintptr_t)fi->fh;
     if (lk->l_type == F_UNLCK) {
-        do_unlock(req, LF(req), fh->name, LK_POSIX, fi->lock_owner);
+        do_unlock(req, LF(req), fh, LK_POSIX, fi->lock_owner);
         return;
     }
     if (!whole_file(lk)) {
@@ -563,7 +603,7 @@ static void lf_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
         return;
     }
     uint32_t pid = lk->l_pid ? (uint32_t)lk->l_pid : (uint32_t)fuse_req_ctx(req)->pid;
-    do_lock(req, fh->name, LK_POSIX, fi->lock_owner, lk->l_type == F_WRLCK ? LM_EXCL : LM_SHARED,
+    do_lock(req, fh, LK_POSIX, fi->lock_owner, lk->l_type == F_WRLCK ? LM_EXCL : LM_SHARED,
             sleep, pid);
 }
 
@@ -623,9 +663,10 @@ static void lf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     lfront_t *lf = LF(req);
     lfh_t *fh = (lfh_t *)(uintptr_t)fi->fh;
     /* POSIX locks of the closing process go with any close of the file. */
+    int rc = stale(lf, fh) ? EIO : 0;           /* tell the closer its lock was lost */
     if (owner_active(lf, fh->name, LK_POSIX, fi->lock_owner))
-        do_unlock(NULL, lf, fh->name, LK_POSIX, fi->lock_owner);
-    fuse_reply_err(req, 0);
+        do_unlock(NULL, lf, fh, LK_POSIX, fi->lock_owner);
+    fuse_reply_err(req, rc);
 }
 
 static void lf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -634,7 +675,7 @@ static void lf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     lfh_t *fh = (lfh_t *)(uintptr_t)fi->fh;
     /* The file description is gone (also when its process was killed): its flock goes. */
     if (fi->flock_release && owner_active(lf, fh->name, LK_FLOCK, fi->lock_owner))
-        do_unlock(NULL, lf, fh->name, LK_FLOCK, fi->lock_owner);
+        do_unlock(NULL, lf, fh, LK_FLOCK, fi->lock_owner);
     pthread_mutex_lock(&fh->mu);      /* a reply still being written (see lf_read) */
     pthread_mutex_unlock(&fh->mu);
     fh_free(fh);
@@ -838,6 +879,8 @@ static void l_deliver(void *ctx, effect_t *e)
     }
     pthread_mutex_unlock(&lf->ctx.mu);
     if (req) {
+        if (e->u.lock.rc == 0)
+            granted_to(w->fh, e->sid);
         fuse_reply_err(req, -e->u.lock.rc);
         w_free(w);
     }

@@ -168,6 +168,46 @@ wait_for 15 caught && ok restarted-node-caught-up || not_ok restarted-node-caugh
 echo "from-$L" >"${M[$L]}/cache/back" 2>/dev/null
 checke restarted-node-writes '[ "$(cat "${M[${S[1]}]}/cache/back")" = "from-$L" ]'
 
+# ---- a node stopped past its session timeout: the cluster releases its lock, and after it
+# resumes the holder's descriptor is stale: unlock, lock and close fail with EIO, not silently
+L2=$(leader "$M1")
+F=1; [ "$F" = "$L2" ] && F=2
+O=1; while [ "$O" = "$F" ] || [ "$O" = "$L2" ]; do O=$((O + 1)); done
+touch "${M[$F]}/locks/stale"
+$PY -c 'import errno, fcntl, os, sys, time
+f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX)
+open(sys.argv[2] + ".held", "w").close()
+deadline = time.time() + 60
+while not os.path.exists(sys.argv[2] + ".go") and time.time() < deadline:
+    time.sleep(0.05)
+out = []
+for what, fn in (("unlock", lambda: fcntl.flock(f, fcntl.LOCK_UN)),
+                 ("lock", lambda: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)),
+                 ("close", f.close)):
+    try:
+        fn(); out.append(what + "=0")
+    except OSError as e:
+        out.append(what + "=" + errno.errorcode.get(e.errno, str(e.errno)))
+open(sys.argv[2], "w").write(" ".join(out) + "\n")' "${M[$F]}/locks/stale" "$T/stale" &
+stale_py=$!
+wait_for 10 test -e "$T/stale.held" || note "the holder on node $F did not get the lock"
+wait_for 5 sh -c "! flock -n '${M[$O]}/locks/stale' true" || note "the lock was not seen held on node $O"
+fpid=$(cat "$C/n$F/pid")
+kill -STOP "$fpid"
+ts=$(now_ms)
+wait_for 25 flock -n "${M[$O]}/locks/stale" true && ok stopped-node-lock-released ||
+    not_ok stopped-node-lock-released "node $F stopped, its lock still held after 25 s"
+note "node $F stopped: its lock was free on node $O after $(( $(now_ms) - ts )) ms"
+kill -CONT "$fpid"
+touch "$T/stale.go"
+wait_for 30 test -s "$T/stale" || note "the holder did not finish"
+checke stale-descriptor-EIO '[ "$(cat "$T/stale" 2>/dev/null)" = "unlock=EIO lock=EIO close=EIO" ]' ||
+    note "holder on node $F saw: $(cat "$T/stale" 2>/dev/null)"
+wait "$stale_py" 2>/dev/null
+# the resumed node has a new session: new descriptors lock as before
+wait_for 15 flock -n "${M[$F]}/locks/stale" true && ok resumed-node-locks-again ||
+    not_ok resumed-node-locks-again "flock -n on node $F keeps failing after it resumed"
+
 # ---- a node left alone: a write fails with EIO within the timeout (not a hang)
 "$CL" kill "${S[0]}" --dir "$C" >/dev/null
 "$CL" kill "${S[1]}" --dir "$C" >/dev/null
