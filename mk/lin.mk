@@ -1,0 +1,15 @@
+# mk/lin.mk — cluster history recorders and checkers (tests/lin/): histrec records register
+# reads and writes on the mounts of a cluster, lincheck checks them with the simulator's
+# linearizability checker (tests/sim/linearize.c); tests/integration/cluster_linear.sh runs
+# them against tools/cluster and finds them next to $QUORUMFS.
+LIN_COMMON := $(BUILD)/obj/tests/lin/lmount.o
+
+$(BUILD)/histrec: $(BUILD)/obj/tests/lin/histrec.o $(LIN_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^
+
+$(BUILD)/lincheck: $(BUILD)/obj/tests/lin/lincheck.o $(BUILD)/obj/tests/sim/linearize.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^
+
+TOOLS += $(BUILD)/histrec $(BUILD)/lincheck
