@@ -2,7 +2,11 @@
  * that each loop open+write+close (set) or open+read+close (get) over their own keys in a
  * directory, timing every cycle, and reports total cycles per second and p50/p99/p99.9
  * latency over all processes. With --keys K --ops K it is also the loader that writes K
- * distinct keys once each; --mode resp prints the same keys as redis protocol instead. */
+ * distinct keys once each; --mode resp prints the same keys as redis protocol instead.
+ * The cluster benchmark (tools/bench-cluster) adds: several --dir (process p works in dir
+ * p % ndirs, e.g. one per mount of a cluster), modes for queue push/pop and flock cycles,
+ * --log (one line per cycle with its wall-clock end, for the leader-kill gap) and
+ * --max-errors. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -11,18 +15,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_PROCS 1024
-#define MAX_ERRORS 100 /* a process stops after this many failed cycles */
+#define MAX_ERRORS 100 /* default: a process stops after this many failed cycles */
+#define MAX_DIRS 16
 
-enum mode { MODE_SET, MODE_GET, MODE_RESP };
+/* push: open(D/push)+write one line+close; pop: open(D/pop, O_NONBLOCK)+read+close (an
+ * empty queue is an error, never a wait); flock: open(D/key)+flock(EX)+flock(UN)+close. */
+enum mode { MODE_SET, MODE_GET, MODE_RESP, MODE_PUSH, MODE_POP, MODE_FLOCK };
 
 struct opts {
-    const char *dir;
+    const char *dir;          /* dirs[0] */
+    const char *dirs[MAX_DIRS];
+    int ndirs;                /* process p works in dirs[p % ndirs] */
+    const char *log;          /* NULL, or a file each cycle appends one line to */
+    long max_errors;          /* a process stops after this many failed cycles */
     enum mode mode;
     int procs;
     long ops;        /* total over all processes; 0 = bounded by seconds only */
@@ -159,6 +171,89 @@ static void do_get(const struct opts *o, int dirfd, const char *path, long k, ch
         note_error(r, errno, "close", key);
 }
 
+/* One push cycle: open(D/push) + one write of a value_size-byte line (the key's value with
+ * its last byte a newline: one message) + close. */
+static void do_push(const struct opts *o, int dirfd, long k, char *val, struct child_result *r)
+{
+    int fd = openat(dirfd, "push", O_WRONLY);
+    ssize_t n;
+
+    if (fd < 0) {
+        note_error(r, errno, "open", "push");
+        return;
+    }
+    key_value(k, val, o->value_size);
+    val[o->value_size - 1] = '\n';
+    n = write(fd, val, o->value_size);
+    if (n != (ssize_t)o->value_size)
+        note_error(r, n < 0 ? errno : 0, n < 0 ? "write" : "short write", "push");
+    if (close(fd))
+        note_error(r, errno, "close", "push");
+}
+
+/* One pop cycle: open(D/pop, O_NONBLOCK) + read + close. It must return one whole message
+ * (a line; with --verify exactly value_size bytes); an empty queue (EAGAIN) is an error. */
+static void do_pop(const struct opts *o, int dirfd, char *buf, size_t cap, struct child_result *r)
+{
+    int fd = openat(dirfd, "pop", O_RDONLY | O_NONBLOCK);
+    ssize_t n;
+
+    if (fd < 0) {
+        note_error(r, errno, "open", "pop");
+        return;
+    }
+    n = read(fd, buf, cap);
+    if (n < 0)
+        note_error(r, errno, "read", "pop");
+    else if (n == 0 || buf[n - 1] != '\n')
+        note_error(r, 0, "not a whole message from read", "pop");
+    else if (o->verify && (size_t)n != o->value_size)
+        note_error(r, 0, "wrong length from read", "pop");
+    if (close(fd))
+        note_error(r, errno, "close", "pop");
+}
+
+/* One flock cycle on the process's own lock file: open(O_RDONLY|O_CREAT) + flock(LOCK_EX)
+ * + flock(LOCK_UN) + close. */
+static void do_flock(const struct opts *o, int dirfd, const char *path, struct child_result *r)
+{
+    const char *key = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    int fd = o->full_path ? open(path, O_RDONLY | O_CREAT, 0644)
+                          : openat(dirfd, path, O_RDONLY | O_CREAT, 0644);
+
+    if (fd < 0) {
+        note_error(r, errno, "open", key);
+        return;
+    }
+    if (flock(fd, LOCK_EX))
+        note_error(r, errno, "flock LOCK_EX", key);
+    else if (flock(fd, LOCK_UN))
+        note_error(r, errno, "flock LOCK_UN", key);
+    if (close(fd))
+        note_error(r, errno, "close", key);
+}
+
+static uint64_t wall_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* --log: appends "<wall-clock end ns> <latency ns> <ok 1|0> <process>" for one cycle, at
+ * once (one O_APPEND write, so the lines of several processes never mix and a cycle that
+ * never ends leaves the ones before it). */
+static void log_cycle(int fd, uint64_t lat_ns, int ok, int p)
+{
+    char line[96];
+    int n = snprintf(line, sizeof(line), "%llu %llu %d %d\n", (unsigned long long)wall_ns(),
+                     (unsigned long long)lat_ns, ok, p);
+
+    if (write_all(fd, line, (size_t)n))
+        fprintf(stderr, "fsbench: --log: %s\n", strerror(errno));
+}
+
 /* Body of process p: waits for the start signal, runs its cycles, sends the result and
  * its latencies to out_fd. Returns the exit status. */
 static int child_run(const struct opts *o, int p, int ready_fd, int start_fd, int out_fd)
@@ -169,7 +264,8 @@ static int child_run(const struct opts *o, int p, int ready_fd, int start_fd, in
     uint64_t *lat = NULL, cap = 0, deadline = 0, xs = 0x9e3779b97f4a7c15ull * (uint64_t)(p + 1);
     size_t bufcap = o->value_size + 4096;
     char *val = NULL, *buf = NULL, *expect = NULL, path[4096], c;
-    int dirfd = -1, status = 1;
+    const char *dir = o->dirs[p % o->ndirs];
+    int dirfd = -1, logfd = -1, status = 1;
 
     memset(&r, 0, sizeof(r));
     val = malloc(o->value_size + 1);
@@ -177,10 +273,17 @@ static int child_run(const struct opts *o, int p, int ready_fd, int start_fd, in
     expect = malloc(o->value_size + 1);
     if (!val || !buf || !expect)
         goto fail;
-    dirfd = open(o->dir, O_RDONLY | O_DIRECTORY);
+    dirfd = open(dir, O_RDONLY | O_DIRECTORY);
     if (dirfd < 0) {
-        fprintf(stderr, "fsbench: %s: %s\n", o->dir, strerror(errno));
+        fprintf(stderr, "fsbench: %s: %s\n", dir, strerror(errno));
         goto fail;
+    }
+    if (o->log) {
+        logfd = open(o->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (logfd < 0) {
+            fprintf(stderr, "fsbench: %s: %s\n", o->log, strerror(errno));
+            goto fail;
+        }
     }
     cap = my_ops ? (uint64_t)my_ops : 65536;
     lat = malloc(cap * sizeof(*lat));
@@ -197,7 +300,7 @@ static int child_run(const struct opts *o, int p, int ready_fd, int start_fd, in
     if (o->seconds > 0)
         deadline = r.t_start_ns + (uint64_t)(o->seconds * 1e9);
     for (long j = 0; !my_ops || j < my_ops; j++) {
-        uint64_t t0, t1;
+        uint64_t t0, t1, errs = r.errors;
         long k;
 
         if (o->random) {
@@ -209,16 +312,24 @@ static int child_run(const struct opts *o, int p, int ready_fd, int start_fd, in
             k = p + o->procs * (j % nkeys);
         }
         if (o->full_path)
-            snprintf(path, sizeof(path), "%s/k%08ld", o->dir, k);
+            snprintf(path, sizeof(path), "%s/k%08ld", dir, k);
         else
             key_name(k, path, sizeof(path));
 
         t0 = now_ns();
         if (o->mode == MODE_SET)
             do_set(o, dirfd, path, k, val, &r);
-        else
+        else if (o->mode == MODE_GET)
             do_get(o, dirfd, path, k, buf, bufcap, expect, &r);
+        else if (o->mode == MODE_PUSH)
+            do_push(o, dirfd, k, val, &r);
+        else if (o->mode == MODE_POP)
+            do_pop(o, dirfd, buf, bufcap, &r);
+        else
+            do_flock(o, dirfd, path, &r);
         t1 = now_ns();
+        if (logfd >= 0)
+            log_cycle(logfd, t1 - t0, r.errors == errs, p);
 
         if (r.ops == cap) {
             uint64_t *grown = realloc(lat, 2 * cap * sizeof(*lat));
@@ -229,7 +340,7 @@ static int child_run(const struct opts *o, int p, int ready_fd, int start_fd, in
         }
         lat[r.ops++] = t1 - t0;
         r.t_end_ns = t1;
-        if (r.errors >= MAX_ERRORS || (deadline && t1 >= deadline))
+        if ((long)r.errors >= o->max_errors || (deadline && t1 >= deadline))
             break;
     }
     if (write_all(out_fd, &r, sizeof(r)) || write_all(out_fd, lat, r.ops * sizeof(*lat)))
@@ -240,6 +351,8 @@ fail:
         close(ready_fd);
     if (dirfd >= 0)
         close(dirfd);
+    if (logfd >= 0)
+        close(logfd);
     free(lat);
     free(val);
     free(buf);
@@ -289,7 +402,9 @@ static int print_resp(const struct opts *o)
 
 static const char *mode_name(enum mode m)
 {
-    return m == MODE_SET ? "set" : m == MODE_GET ? "get" : "resp";
+    static const char *const names[] = {"set", "get", "resp", "push", "pop", "flock"};
+
+    return names[m];
 }
 
 /* Forks the processes, starts them together, merges their results and prints the report.
@@ -432,16 +547,24 @@ fail:
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: fsbench --dir D --mode set|get [--procs P] [--ops N] [--seconds S]\n"
-            "               [--keys K] [--value-size B] [--verify] [--random] [--full-path]\n"
-            "               [--label L]\n"
+            "usage: fsbench --dir D [--dir D2 ...] --mode set|get|push|pop|flock [--procs P]\n"
+            "               [--ops N] [--seconds S] [--keys K] [--value-size B] [--verify]\n"
+            "               [--random] [--full-path] [--label L] [--log FILE]\n"
+            "               [--max-errors E]\n"
             "       fsbench --mode resp --keys K [--value-size B]\n"
             "P processes (default 1) loop over keys D/k00000000.. (key k belongs to process\n"
             "k %% P); set = open(O_WRONLY|O_CREAT|O_TRUNC)+write+close, get = open(O_RDONLY)+\n"
             "read+close. Stops after N cycles in total or S seconds, whichever comes first\n"
             "(default N = 10000). K defaults to 1000, B to 100. --verify checks the content a\n"
             "get reads. Prints one 'RESULT key=value ...' line and one human line; exits\n"
-            "non-zero if any cycle failed. resp prints SET commands for redis-cli --pipe.\n");
+            "non-zero if any cycle failed. resp prints SET commands for redis-cli --pipe.\n"
+            "Several --dir (up to %d): process p works in the p %% count-th one.\n"
+            "push = open(D/push)+write one B-byte line+close; pop = open(D/pop, O_NONBLOCK)+\n"
+            "read+close (an empty queue counts as a failed cycle; --verify checks the length);\n"
+            "flock = open(D/key, O_CREAT)+flock(LOCK_EX)+flock(LOCK_UN)+close.\n"
+            "--log FILE appends per cycle: wall-clock end (ns) latency (ns) ok (1|0) process.\n"
+            "--max-errors E: a process stops after E failed cycles (default %d).\n",
+            MAX_DIRS, MAX_ERRORS);
 }
 
 int main(int argc, char **argv)
@@ -458,17 +581,27 @@ int main(int argc, char **argv)
         {"random", no_argument, NULL, 'r'},
         {"full-path", no_argument, NULL, 'F'},
         {"label", required_argument, NULL, 'l'},
+        {"log", required_argument, NULL, 'L'},
+        {"max-errors", required_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct opts o = {.procs = 1, .ops = -1, .keys = 1000, .value_size = 100, .label = "fsbench"};
+    struct opts o = {.procs = 1, .ops = -1, .keys = 1000, .value_size = 100, .label = "fsbench",
+                     .max_errors = MAX_ERRORS};
     const char *mode = NULL;
     long value_size = 100;
     int c;
 
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'd': o.dir = optarg; break;
+        case 'd':
+            if (o.ndirs == MAX_DIRS) {
+                fprintf(stderr, "fsbench: at most %d --dir\n", MAX_DIRS);
+                return 2;
+            }
+            o.dirs[o.ndirs++] = optarg;
+            o.dir = o.dirs[0];
+            break;
         case 'm': mode = optarg; break;
         case 'p': o.procs = atoi(optarg); break;
         case 'n': o.ops = atol(optarg); break;
@@ -479,6 +612,8 @@ int main(int argc, char **argv)
         case 'r': o.random = 1; break;
         case 'F': o.full_path = 1; break;
         case 'l': o.label = optarg; break;
+        case 'L': o.log = optarg; break;
+        case 'E': o.max_errors = atol(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -491,11 +626,18 @@ int main(int argc, char **argv)
         o.mode = MODE_GET;
     else if (strcmp(mode, "resp") == 0)
         o.mode = MODE_RESP;
+    else if (strcmp(mode, "push") == 0)
+        o.mode = MODE_PUSH;
+    else if (strcmp(mode, "pop") == 0)
+        o.mode = MODE_POP;
+    else if (strcmp(mode, "flock") == 0)
+        o.mode = MODE_FLOCK;
     else
         goto bad;
     if (o.ops < 0)
         o.ops = o.seconds > 0 ? 0 : 10000;
-    if (value_size < 1 || value_size > (1 << 20) || o.keys < 1 || o.seconds < 0)
+    if (value_size < 1 || value_size > (1 << 20) || o.keys < 1 || o.seconds < 0 ||
+        o.max_errors < 1)
         goto bad;
     o.value_size = (size_t)value_size;
     if (o.mode == MODE_RESP)
