@@ -58,10 +58,19 @@ int group_open(const group_config_t *cfg, const sm_ops_t *ops, void *ctx, group_
  * -QERR_CLOSED (closing). Concurrent proposals share one fsync (group commit). Thread-safe.
  * A Raft group takes proposals on ANY member: a follower forwards the command to the leader
  * and returns once the entry is committed by a majority AND applied on this node, so a read
- * here right after sees it. It returns -QERR_TIMEOUT (fs/ gives EIO) when that does not
- * happen within the group's timeout (no quorum, no leader, a lost request or answer): the
- * outcome is then unknown, and a caller that retries may apply the command twice (no
- * deduplication yet). It never blocks longer than the timeout (plus one tick). */
+ * here right after sees it. Each call is applied AT MOST ONCE: the group wraps the command
+ * in an envelope (this node's client id, a sequence number; docs/FORMATS.md §7) and every
+ * replica skips a sequence number it has applied already, so the call itself resends the
+ * same envelope when an attempt gets no answer within the retry interval (a lost forward or
+ * answer, a leader that died or changed), until the timeout; *res then holds the result
+ * saved when it was first applied. It returns -QERR_TIMEOUT (fs/ gives EIO) when no attempt
+ * is answered within the group's timeout (no quorum or no leader all along): the outcome
+ * is then unknown, but the command applies at most once, and never after a later call of
+ * this node has applied (nor once more than 1023 later calls are unfinished: -QERR_TIMEOUT
+ * before anything is proposed). A caller that retries after it makes a NEW command, which
+ * may apply in addition. A node's client id is new at every open, so a call in flight when
+ * its node closed is not resent by the next run. It never blocks longer than the timeout
+ * (plus one tick). */
 int group_propose(group_t *g, const void *cmd, size_t len, sm_result_t *res);
 
 /* A linearizable read barrier: returns 0 once the local state machine has applied
@@ -115,6 +124,9 @@ typedef struct group_raft_config {
     uint32_t heartbeat_tick;  /* 0 = 1 */
     uint32_t timeout_ms;      /* default wait of group_propose and group_read_barrier;
                                  0 = 5000 */
+    uint32_t retry_ms;        /* group_propose resends a proposal not answered after this
+                                 long (same envelope; never applied twice); 0 = the election
+                                 timeout (tick_ms * election_tick); at most timeout_ms */
     uint64_t snapshot_bytes;  /* a group snapshots after applying this many bytes; 0 = 16 MiB */
     uint32_t snap_chunk_bytes; /* InstallSnapshot chunk; 0 = 1 MiB */
     uint64_t segment_bytes;   /* the Raft log's segment size; 0 = 64 MiB */
@@ -159,6 +171,36 @@ void group_node_close(group_node_t *nd);
  * Returns 0 and *out, or -QERR_* with *errmsg (caller frees; may be NULL). */
 int group_open_raft(const group_raft_config_t *cfg, uint32_t group, const sm_ops_t *ops,
                     void *ctx, group_t **out, char **errmsg);
+
+/* Deduplication counters of a Raft group (docs/CLUSTER.md "Exactly-once retries"). */
+typedef struct group_dedup_stats {
+    uint64_t node_id, incarnation; /* this node's client id in the group's envelopes */
+    uint32_t retry_ms;        /* the retry interval in force */
+    uint64_t retries;         /* resends by group_propose on this node (attempts after the
+                                 first) */
+    uint64_t dup_hits;        /* entries applied here whose sequence number was applied
+                                 before: skipped, saved result handed back */
+    uint64_t stale;           /* entries skipped because their client had finished with
+                                 their sequence number (result code -EALREADY) */
+    uint64_t bad_envelopes;   /* entries with an envelope of another version or a broken
+                                 rule: skipped (result code -EPROTO) */
+    uint64_t evictions;       /* clients dropped from the table beyond its cap */
+    uint64_t clients;         /* clients in the table now (at most 1024) */
+} group_dedup_stats_t;
+
+/* Fills *st for a Raft group. Thread-safe. Returns 0, or -QERR_INVAL for the single-node
+ * group (which needs no deduplication: nothing is ever resent). */
+int group_dedup_stats(group_t *g, group_dedup_stats_t *st);
+
+/* TEST ONLY (tests/unit/test_group_raft.c), not for fs/: fault injection and raw envelopes.
+ * group_node_test_drop_fwd: the next `count` forwarding frames of kind `kind` (FWD_PROPOSE or
+ * FWD_RESULT, cluster/frame.h) this node sends are lost (reported to the loop as queued).
+ * group_test_propose_as: proposes cmd wrapped in an envelope with the given client
+ * (node, incarnation), seq and low, once (no resend), as a client that is not this node would;
+ * returns as mraft_propose_any (cluster/mraft.h). */
+void group_node_test_drop_fwd(group_node_t *nd, uint32_t kind, uint32_t count);
+int group_test_propose_as(group_t *g, uint64_t node, uint64_t incarnation, uint64_t seq,
+                          uint64_t low, const void *cmd, size_t len, sm_result_t *res);
 
 /* ---- private to cluster/ -----------------------------------------------------------------
  * Every group_t begins with a pointer to its implementation's table: NULL for the

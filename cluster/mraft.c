@@ -37,12 +37,18 @@
 
 /* The metadata header this module writes at the start of every snapshot stream, before the
  * state machine's own bytes (docs/CLUSTER.md "Snapshot files"): u32 magic, u8 version,
- * u64 index, u64 term, u16 conf length, then the configuration (raft_conf_encode). It makes
- * a snapshot file self-describing, so a restart or a follower installing it knows the
- * configuration at its index. */
+ * u64 index, u64 term, u16 conf length, then the configuration (raft_conf_encode); version 2
+ * adds one byte after it, cfg.snap_tag (docs/FORMATS.md §7). It makes a snapshot file
+ * self-describing, so a restart or a follower installing it knows the configuration at its
+ * index (and a state machine wrapper, the layout of what follows). */
 #define MSNAP_MAGIC 0x4E534D51u  /* "QMSN" */
-#define MSNAP_VERSION 1
+#define MSNAP_VERSION 1          /* written when cfg.snap_tag is 0 */
+#define MSNAP_VERSION_TAGGED 2   /* version 1 + one byte after the configuration: the tag */
 #define MSNAP_HEAD 23
+
+/* The tag of the snapshot whose state machine stream is being restored on this thread
+ * (mraft_restoring_snap_tag); set by restore_file around ops->restore only. */
+static __thread uint8_t restoring_tag;
 
 /* ---- work items ----------------------------------------------------------------------- */
 
@@ -251,35 +257,43 @@ static int make_dir(const char *parent, const char *path, char **errmsg)
 
 /* ---- snapshot files ------------------------------------------------------------------- */
 
-static int put_meta(snap_writer_t *w, const raft_snap_meta_t *m)
+/* Writes the metadata header: version 1, or version 2 with the tag when tag is nonzero. */
+static int put_meta(snap_writer_t *w, const raft_snap_meta_t *m, uint8_t tag)
 {
-    uint8_t b[MSNAP_HEAD + RAFT_CONF_MAX_BYTES];
+    uint8_t b[MSNAP_HEAD + RAFT_CONF_MAX_BYTES + 1];
     size_t cl = raft_conf_encode(&m->conf, b + MSNAP_HEAD);
     ASSERT(cl <= RAFT_CONF_MAX_BYTES);
     le_put32(b, MSNAP_MAGIC);
-    b[4] = MSNAP_VERSION;
+    b[4] = tag ? MSNAP_VERSION_TAGGED : MSNAP_VERSION;
     le_put64(b + 5, m->index);
     le_put64(b + 13, m->term);
     b[21] = (uint8_t)cl;
     b[22] = (uint8_t)(cl >> 8);
-    return snap_writer_put(w, b, MSNAP_HEAD + cl);
+    if (tag)
+        b[MSNAP_HEAD + cl] = tag;
+    return snap_writer_put(w, b, MSNAP_HEAD + cl + (tag ? 1 : 0));
 }
 
-static int get_meta(snap_reader_t *r, raft_snap_meta_t *m)
+/* Reads the metadata header; *tag gets the version-2 tag, 0 for version 1. */
+static int get_meta(snap_reader_t *r, raft_snap_meta_t *m, uint8_t *tag)
 {
-    uint8_t b[MSNAP_HEAD + RAFT_CONF_MAX_BYTES];
+    uint8_t b[MSNAP_HEAD + RAFT_CONF_MAX_BYTES + 1];
     int rc = snap_reader_get(r, b, MSNAP_HEAD);
     if (rc)
         return rc;
     if (le_get32(b) != MSNAP_MAGIC)
         return -QERR_CORRUPT;
-    if (b[4] != MSNAP_VERSION)
+    if (b[4] != MSNAP_VERSION && b[4] != MSNAP_VERSION_TAGGED)
         return -QERR_FORMAT;
     size_t cl = (size_t)b[21] | (size_t)b[22] << 8;
     if (cl > RAFT_CONF_MAX_BYTES)
         return -QERR_CORRUPT;
-    if ((rc = snap_reader_get(r, b + MSNAP_HEAD, cl)))
+    size_t more = cl + (b[4] == MSNAP_VERSION_TAGGED ? 1 : 0);
+    if ((rc = snap_reader_get(r, b + MSNAP_HEAD, more)))
         return rc;
+    *tag = b[4] == MSNAP_VERSION_TAGGED ? b[MSNAP_HEAD + cl] : 0;
+    if (b[4] == MSNAP_VERSION_TAGGED && *tag == 0)
+        return -QERR_CORRUPT;    /* a tagged header always carries a nonzero tag */
     memset(m, 0, sizeof(*m));
     m->index = le_get64(b + 5);
     m->term = le_get64(b + 13);
@@ -293,16 +307,23 @@ static int restore_file(mgroup_t *g, const snapshot_info_t *info, raft_snap_meta
 {
     snap_reader_t *r = NULL;
     char *why = NULL;
+    uint8_t tag = 0;
     int rc = snapshot_reader_open(info, &r, errmsg);
     if (rc)
         return rc;
-    rc = get_meta(r, meta);
+    rc = get_meta(r, meta, &tag);
     if (rc == 0 && (meta->index != info->index || meta->term != info->term))
         rc = -QERR_CORRUPT;
     if (rc)
         qerr_set_msg(errmsg, "%s: bad metadata header (%s)", info->path, qerr_str(rc));
-    if (rc == 0 && (rc = g->ops->restore(g->ctx, r)))
-        qerr_set_msg(errmsg, "%s: the state machine refused it: %s", info->path, qerr_str(rc));
+    if (rc == 0) {
+        restoring_tag = tag;
+        rc = g->ops->restore(g->ctx, r);
+        restoring_tag = 0;
+        if (rc)
+            qerr_set_msg(errmsg, "%s: the state machine refused it: %s", info->path,
+                         qerr_str(rc));
+    }
     int vrc = snapshot_reader_close(r, &why);
     if (rc == 0 && vrc) {
         rc = vrc;
@@ -887,7 +908,7 @@ static int take_snapshot(mraft_node_t *n, mgroup_t *g)
     int rc = raft_log_term(g->r, m.index, &m.term);
     ASSERT(rc == 0);
     if ((rc = snapshot_begin(g->dir, m.index, m.term, &w)) == 0) {
-        if ((rc = put_meta(w, &m)) == 0)
+        if ((rc = put_meta(w, &m, n->cfg.snap_tag)) == 0)
             rc = g->ops->snapshot(g->ctx, w);
         if (rc)
             snapshot_abort(w);
@@ -1750,4 +1771,9 @@ void mraft_get_stats(mraft_node_t *n, mraft_stats_t *st)
     pthread_mutex_lock(&n->mu);
     *st = n->pub;
     pthread_mutex_unlock(&n->mu);
+}
+
+uint8_t mraft_restoring_snap_tag(void)
+{
+    return restoring_tag;
 }

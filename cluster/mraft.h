@@ -69,6 +69,11 @@ typedef struct mraft_config {
     size_t inbox_max;            /* messages queued for the loop beyond this are dropped;
                                     0 = 65536 */
     uint64_t seed;               /* seeds the election timers; 0 = from the clock */
+    uint8_t snap_tag;            /* 0: snapshot metadata headers are written as version 1.
+                                    Else they are version 2 and carry this tag, saying how
+                                    the state machine stream after them is laid out, for a
+                                    wrapper of the state machine (cluster/group_raft.c); the
+                                    loop does not interpret it. Both versions are read */
 } mraft_config_t;
 
 /* Opens the node's Raft store in cfg->dir (replaying it) without starting anything. The
@@ -120,8 +125,9 @@ int mraft_recv(mraft_node_t *n, uint32_t group, raft_msg_t *m);
  *   -QERR_BUSY / -QERR_TRANSFER (as raft_propose), -QERR_TOOBIG (over max_cmd),
  *   -QERR_NOTFOUND (no such group), -QERR_CLOSED, -QERR_FAILED (the node's disk failed).
  * NOT exactly-once: a caller that retries after -QERR_TIMEOUT (or after a leader change that
- * hid the outcome) may get its command applied twice. Client ids and a dedup table in the
- * state machine are a later deliverable (issue 9, item 6). */
+ * hid the outcome) may get its command applied twice, unless the commands carry their own
+ * deduplication (cluster/group_raft.c wraps every command in a client id and sequence number
+ * and keeps a dedup table in the group's snapshots; docs/FORMATS.md §7). */
 int mraft_propose(mraft_node_t *n, uint32_t group, const void *cmd, size_t len,
                   sm_result_t *res, uint32_t timeout_ms, uint64_t *leader);
 
@@ -143,7 +149,8 @@ int mraft_propose(mraft_node_t *n, uint32_t group, const void *cmd, size_t len,
  *   -QERR_NOTLEADER only when the transport cannot forward (no send_fwd).
  * NOT exactly-once (see mraft_propose): a command whose request reached a leader that then
  * lost its leadership can be retried elsewhere after the old entry was dropped, which is
- * safe; but a caller retrying after -QERR_TIMEOUT may apply it twice. */
+ * safe; but a caller retrying after -QERR_TIMEOUT may apply it twice (group_raft's
+ * envelope and dedup table make such retries safe). */
 int mraft_propose_any(mraft_node_t *n, uint32_t group, const void *cmd, size_t len,
                       sm_result_t *res, uint32_t timeout_ms, uint64_t *index);
 
@@ -160,6 +167,12 @@ int mraft_recv_fwd(mraft_node_t *n, uint64_t from, frame_fwd_t *f);
  * *index (may be NULL) gets the read index. Thread-safe. Returns 0, -QERR_TIMEOUT,
  * -QERR_NOTFOUND, -QERR_CLOSED or -QERR_FAILED. */
 int mraft_read_barrier(mraft_node_t *n, uint32_t group, uint32_t timeout_ms, uint64_t *index);
+
+/* The tag in the metadata header (mraft_config_t.snap_tag) of the snapshot file whose state
+ * machine stream is being restored, 0 if that header is version 1 (no tag). Meaningful only
+ * when called from inside ops->restore, on the thread running it (a wrapper's restore uses it
+ * to tell its own layout from an older file's); elsewhere 0. */
+uint8_t mraft_restoring_snap_tag(void);
 
 typedef struct mraft_group_status {
     uint32_t group;
