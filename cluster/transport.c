@@ -1,10 +1,12 @@
 /* cluster/transport.c — the TCP transport of cluster/transport.h: one epoll set, a listener,
  * one connection per peer (the lower id dials), frames from cluster/frame.c, a byte queue per
  * connection bounded by max_queue_bytes, redial with jittered exponential backoff, PING/PONG
- * for RTT and liveness. Single-threaded: everything runs inside the owner's calls. */
+ * for RTT and liveness, and optionally mutual TLS (OpenSSL, non-blocking handshakes in the same
+ * loop). Single-threaded: everything runs inside the owner's calls. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,7 +19,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "cluster/assert.h"
+#include "cluster/bytes.h"
 #include "cluster/err.h"
 #include "cluster/frame.h"
 #include "cluster/transport.h"
@@ -29,13 +36,16 @@
 #define MAX_EVENTS 64
 #define ACCEPT_PAUSE_MS 100          /* accept() failing for lack of fds pauses accepting */
 
-enum { C_CONNECTING = 1, C_HELLO, C_UP, C_DEAD };
+/* A connection's life: TCP connect (dialed only), TLS handshake (with TLS only), HELLO, up. */
+enum { C_CONNECTING = 1, C_TLS, C_HELLO, C_UP, C_DEAD };
 
 struct conn;
 
-/* The I/O of one connection: plain TCP now, a TLS session later (the seam). send and recv
- * return bytes done, or -1 with errno (EAGAIN/EWOULDBLOCK: try when the fd is ready again);
- * recv returns 0 at end of stream. close releases the session and the fd. */
+/* The I/O of one connection, plain TCP (tcp_io) or a TLS session (tls_io). send and recv
+ * return bytes done, or -1 with errno (EAGAIN/EWOULDBLOCK: try when the fd is ready again;
+ * a TLS session says which readiness in read_needs_out/write_needs_in, and describes a
+ * failure errno cannot in ioerr); recv returns 0 at end of stream. close releases the
+ * session and the fd. */
 struct conn_io {
     ssize_t (*send)(struct conn *c, const void *buf, size_t len);
     ssize_t (*recv)(struct conn *c, void *buf, size_t len);
@@ -58,6 +68,13 @@ typedef struct conn {
     uint32_t events;          /* epoll interest now registered */
     char addr[64];            /* remote address, for logs */
     struct conn *prev, *next; /* in t->conns, or in t->dead once closed */
+    SSL *ssl;                 /* the TLS session, or NULL on plain TCP */
+    bool tls_fatal;           /* the session failed: no close_notify */
+    bool read_needs_out;      /* the last handshake step or recv waits for writability */
+    bool write_needs_in;      /* the last send waits for readability */
+    bool got_bytes;           /* the first bytes were seen (for the wrong-protocol checks) */
+    char ioerr[160];          /* why the last send/recv failed, when errno cannot say */
+    char verr[200];           /* the first certificate verification refused, and why */
 } conn_t;
 
 struct peer {
@@ -87,6 +104,8 @@ struct transport {
     uint64_t accept_retry_ms;  /* nonzero: accepting paused (out of fds) until then */
     bool in_callback;
     int delivered;
+    SSL_CTX *tls;              /* NULL: plain TCP */
+    BIO_METHOD *bio_meth;      /* the socket BIO of TLS sessions (sends with MSG_NOSIGNAL) */
     uint8_t rbuf[READ_CHUNK];
 };
 
@@ -210,7 +229,7 @@ static peer_t *find_peer(const transport_t *t, uint64_t id)
     return NULL;
 }
 
-/* ---- plain TCP: the only conn_io for now --------------------------------------------- */
+/* ---- plain TCP: the first conn_io ---------------------------------------------------- */
 
 static ssize_t tcp_send(conn_t *c, const void *buf, size_t len)
 {
@@ -230,6 +249,297 @@ static void tcp_close(conn_t *c)
 
 static const struct conn_io tcp_io = { tcp_send, tcp_recv, tcp_close };
 
+/* ---- TLS: the second conn_io --------------------------------------------------------- */
+
+/* The name a node's certificate must carry: DNS:node-<id> (CN=node-<id> without DNS names). */
+static void node_name(uint64_t id, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "node-%" PRIu64, id);
+}
+
+/* OpenSSL's first queued error as text ("certificate verify failed"), or fallback; empties
+ * this thread's error queue. */
+static void tls_errstr(char *buf, size_t cap, const char *fallback)
+{
+    unsigned long e = ERR_get_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    if (r)
+        snprintf(buf, cap, "%s", r);
+    else if (e)
+        ERR_error_string_n(e, buf, cap);
+    else
+        snprintf(buf, cap, "%s", fallback);
+    ERR_clear_error();
+}
+
+/* The socket BIO of TLS sessions: OpenSSL's own writes with write(2), which raises SIGPIPE
+ * on a connection the peer reset; this one sends with MSG_NOSIGNAL like tcp_send. Its data is
+ * the conn (whose fd it reads and writes). */
+static int bio_write(BIO *b, const char *buf, int len)
+{
+    conn_t *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n = send(c->fd, buf, (size_t)len, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static int bio_read(BIO *b, char *buf, int len)
+{
+    conn_t *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n = recv(c->fd, buf, (size_t)len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_read(b);
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    return cmd == BIO_CTRL_FLUSH; /* nothing is buffered here; other controls unsupported */
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+/* A failed SSL_read/SSL_write/SSL_do_handshake (ret <= 0; err: errno right after it), as the
+ * conn_io contract wants it: -1 with errno EAGAIN and the readiness it waits for, 0 for a
+ * closed session (reading), or -1 with errno and c->ioerr describing the failure. */
+static ssize_t tls_fail(conn_t *c, int ret, int err, bool writing)
+{
+    switch (SSL_get_error(c->ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+        if (writing)
+            c->write_needs_in = true;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        if (!writing)
+            c->read_needs_out = true;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN: /* close_notify, or end of stream (IGNORE_UNEXPECTED_EOF) */
+        ERR_clear_error();
+        if (!writing)
+            return 0;
+        errno = EPIPE;
+        return -1;
+    case SSL_ERROR_SYSCALL:
+        c->tls_fatal = true;
+        ERR_clear_error();
+        errno = err ? err : ECONNRESET;
+        return -1;
+    default:
+        c->tls_fatal = true;
+        snprintf(c->ioerr, sizeof c->ioerr, "TLS: ");
+        tls_errstr(c->ioerr + 5, sizeof c->ioerr - 5, "unknown TLS error");
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+static ssize_t tls_send(conn_t *c, const void *buf, size_t len)
+{
+    c->write_needs_in = false;
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0)
+        return n;
+    return tls_fail(c, n, errno, true);
+}
+
+/* SSL_read decrypts one record per call (no read-ahead), and a record's plaintext (16 KiB at
+ * most) fits the read buffer whole: when conn_read stops, nothing decrypted waits inside
+ * OpenSSL, and whatever is left is in the socket, where epoll sees it. */
+_Static_assert(READ_CHUNK >= SSL3_RT_MAX_PLAIN_LENGTH, "a TLS record fits the read buffer");
+
+static ssize_t tls_recv(conn_t *c, void *buf, size_t len)
+{
+    c->read_needs_out = false;
+    ERR_clear_error();
+    int n = SSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0)
+        return n;
+    return tls_fail(c, n, errno, false);
+}
+
+static void tls_close(conn_t *c)
+{
+    ERR_clear_error();
+    if (SSL_is_init_finished(c->ssl) && !c->tls_fatal)
+        (void)SSL_shutdown(c->ssl); /* one try at a close_notify; never waits */
+    SSL_free(c->ssl);               /* and its BIO */
+    ERR_clear_error();
+    c->ssl = NULL;
+    close(c->fd);
+    c->fd = -1;
+}
+
+static const struct conn_io tls_io = { tls_send, tls_recv, tls_close };
+
+/* Verification callback: keeps the first refusal of a connection's handshake (which
+ * certificate, and why) for its log line; the refusal itself stands. */
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+    if (ok)
+        return 1;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+    conn_t *c = ssl ? SSL_get_app_data(ssl) : NULL;
+    if (!c || c->verr[0])
+        return 0;
+    X509 *cert = X509_STORE_CTX_get0_cert(x); /* the peer's own, whichever link failed */
+    char subj[80] = "?", iss[80] = "?";
+    if (cert) {
+        X509_NAME_oneline(X509_get_subject_name(cert), subj, sizeof subj);
+        X509_NAME_oneline(X509_get_issuer_name(cert), iss, sizeof iss);
+    }
+    int e = X509_STORE_CTX_get_error(x);
+    if (e == X509_V_ERR_HOSTNAME_MISMATCH && c->peer) {
+        char want[32];
+        node_name(c->peer->id, want, sizeof want);
+        snprintf(c->verr, sizeof c->verr, "certificate %s does not name %s", subj, want);
+    } else {
+        snprintf(c->verr, sizeof c->verr, "certificate %s issued by %s: %s", subj, iss,
+                 X509_verify_cert_error_string(e));
+    }
+    return 0;
+}
+
+/* A passphrase prompt would block the node on its terminal: encrypted keys are refused. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    return 0;
+}
+
+/* Sets up t->tls from cfg's three paths (none: plain TCP, nothing to do). Returns 0, or
+ * -QERR_INVAL / -QERR_NOMEM with *errmsg; t->tls may be set on failure (transport_free). */
+static int tls_setup(transport_t *t, const transport_config_t *cfg, char **errmsg)
+{
+    int n = !!cfg->tls_cert + !!cfg->tls_key + !!cfg->tls_ca;
+    if (n == 0)
+        return 0;
+    if (n != 3) {
+        qerr_set_msg(errmsg, "transport: TLS needs a certificate, a private key and a CA "
+                     "bundle together; the %s is missing", !cfg->tls_cert ? "certificate"
+                     : !cfg->tls_key ? "private key" : "CA bundle");
+        return -QERR_INVAL;
+    }
+    char why[200], name[32];
+    ERR_clear_error();
+    if (!(t->tls = SSL_CTX_new(TLS_method())))
+        goto nomem;
+    SSL_CTX *x = t->tls;
+    SSL_CTX_set_min_proto_version(x, TLS1_2_VERSION);
+    /* no renegotiation, no resumption: every connection is fully verified */
+    SSL_CTX_set_options(x, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION |
+                           SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_session_cache_mode(x, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(x, 0);
+    /* the send queue may move (out_reserve) between a write and its retry; idle sessions
+       give their buffers back */
+    SSL_CTX_set_mode(x, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                        SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_default_passwd_cb(x, no_passphrase);
+    if (SSL_CTX_use_certificate_chain_file(x, cfg->tls_cert) != 1) {
+        tls_errstr(why, sizeof why, "unreadable");
+        qerr_set_msg(errmsg, "transport: TLS certificate %s: %s", cfg->tls_cert, why);
+        return -QERR_INVAL;
+    }
+    /* (OpenSSL 3 already refuses a key that does not match here; older ones at the check) */
+    int loaded = SSL_CTX_use_PrivateKey_file(x, cfg->tls_key, SSL_FILETYPE_PEM);
+    unsigned long e = loaded == 1 ? 0 : ERR_peek_error();
+    if (loaded == 1 ? SSL_CTX_check_private_key(x) != 1
+                    : ERR_GET_LIB(e) == ERR_LIB_X509 &&
+                      ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+        ERR_clear_error();
+        qerr_set_msg(errmsg, "transport: TLS private key %s does not match the certificate %s",
+                     cfg->tls_key, cfg->tls_cert);
+        return -QERR_INVAL;
+    }
+    if (loaded != 1) {
+        tls_errstr(why, sizeof why, "unreadable");
+        qerr_set_msg(errmsg, "transport: TLS private key %s: %s (the key must be an "
+                     "unencrypted PEM file)", cfg->tls_key, why);
+        return -QERR_INVAL;
+    }
+    if (SSL_CTX_load_verify_locations(x, cfg->tls_ca, NULL) != 1) {
+        tls_errstr(why, sizeof why, "unreadable");
+        qerr_set_msg(errmsg, "transport: TLS CA bundle %s: %s", cfg->tls_ca, why);
+        return -QERR_INVAL;
+    }
+    node_name(cfg->id, name, sizeof name);
+    X509 *own = SSL_CTX_get0_certificate(x);
+    if (!own || X509_check_host(own, name, 0, X509_CHECK_FLAG_NO_WILDCARDS, NULL) != 1) {
+        ERR_clear_error();
+        qerr_set_msg(errmsg, "transport: TLS certificate %s does not name this node: it needs "
+                     "subjectAltName DNS:%s (or, without DNS names, CN=%s)", cfg->tls_cert,
+                     name, name);
+        return -QERR_INVAL;
+    }
+    SSL_CTX_set_verify(x, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+    int idx = BIO_get_new_index();
+    if (idx < 0 || !(t->bio_meth = BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK, "quorumfs socket")))
+        goto nomem;
+    BIO_meth_set_write(t->bio_meth, bio_write);
+    BIO_meth_set_read(t->bio_meth, bio_read);
+    BIO_meth_set_ctrl(t->bio_meth, bio_ctrl);
+    BIO_meth_set_create(t->bio_meth, bio_create);
+    /* Peers trusting the same bundle would refuse this node's own certificate: say so now
+       (a warning only: peers may trust another bundle, during a CA change for example). */
+    X509_STORE_CTX *vc = X509_STORE_CTX_new();
+    STACK_OF(X509) *chain = NULL;
+    SSL_CTX_get0_chain_certs(x, &chain);
+    if (vc && X509_STORE_CTX_init(vc, SSL_CTX_get_cert_store(x), own, chain) == 1 &&
+        X509_verify_cert(vc) != 1)
+        tlog(t, TRANSPORT_LOG_WARN, "this node's TLS certificate %s does not verify against "
+             "the CA bundle %s: %s", cfg->tls_cert, cfg->tls_ca,
+             X509_verify_cert_error_string(X509_STORE_CTX_get_error(vc)));
+    X509_STORE_CTX_free(vc);
+    ERR_clear_error();
+    return 0;
+nomem:
+    ERR_clear_error();
+    qerr_set_msg(errmsg, "transport: cannot set up TLS: out of memory");
+    return -QERR_NOMEM;
+}
+
+/* Gives c (just created, fd set) its TLS session: it dials node peer_id (whose certificate
+ * must then name it), or accepts (peer_id 0; the name is checked against its HELLO).
+ * Returns false when out of memory. */
+static bool tls_attach(conn_t *c, uint64_t peer_id)
+{
+    ERR_clear_error();
+    if (!(c->ssl = SSL_new(c->t->tls)))
+        goto fail;
+    BIO *b = BIO_new(c->t->bio_meth);
+    if (!b)
+        goto fail;
+    BIO_set_data(b, c);
+    SSL_set_bio(c->ssl, b, b);
+    SSL_set_app_data(c->ssl, c);
+    if (peer_id) {
+        char name[32];
+        node_name(peer_id, name, sizeof name);
+        SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_WILDCARDS);
+        if (SSL_set1_host(c->ssl, name) != 1)
+            goto fail;
+        SSL_set_connect_state(c->ssl);
+    } else {
+        SSL_set_accept_state(c->ssl);
+    }
+    c->io = &tls_io;
+    return true;
+fail:
+    ERR_clear_error();
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    return false;
+}
+
 /* ---- connections --------------------------------------------------------------------- */
 
 static const char *conn_name(const conn_t *c, char *buf, size_t cap)
@@ -242,10 +552,13 @@ static const char *conn_name(const conn_t *c, char *buf, size_t cap)
     return buf;
 }
 
+/* Registers the readiness c waits for: always readable; writable while connecting, while a
+ * TLS step waits for it, or while frames are queued (unless the TLS send waits to read). */
 static void set_events(conn_t *c)
 {
     uint32_t want = EPOLLIN;
-    if (c->state == C_CONNECTING || (c->state != C_DEAD && c->head < c->tail))
+    if (c->state == C_CONNECTING || c->read_needs_out ||
+        (c->state != C_DEAD && c->state != C_TLS && c->head < c->tail && !c->write_needs_in))
         want |= EPOLLOUT;
     if (want == c->events)
         return;
@@ -255,9 +568,11 @@ static void set_events(conn_t *c)
     c->events = want;
 }
 
-/* Creates a connection on fd (already nonblocking) and registers it. Its HELLO is queued
- * first, so it is the first frame either way. Returns NULL when out of memory (fd closed). */
-static conn_t *conn_new(transport_t *t, int fd, bool outbound, int state, const char *addr)
+/* Creates a connection on fd (already nonblocking) to peer_id (dialed) or from anyone
+ * (accepted: peer_id 0), and registers it. Its HELLO is queued first, so it is the first
+ * frame either way (over TLS, once the handshake is done). state: C_CONNECTING or C_HELLO
+ * (which becomes C_TLS on a TLS transport). Returns NULL when out of memory (fd closed). */
+static conn_t *conn_new(transport_t *t, int fd, uint64_t peer_id, int state, const char *addr)
 {
     conn_t *c = calloc(1, sizeof *c);
     if (!c || !(c->dec = frame_decoder_new(t->cfg.max_frame)))
@@ -265,8 +580,10 @@ static conn_t *conn_new(transport_t *t, int fd, bool outbound, int state, const 
     c->t = t;
     c->fd = fd;
     c->io = &tcp_io;
-    c->outbound = outbound;
-    c->state = state;
+    c->outbound = peer_id != 0;
+    c->state = t->tls && state == C_HELLO ? C_TLS : state;
+    if (t->tls && !tls_attach(c, peer_id))
+        goto fail;
     c->opened_ms = c->last_rx_ms = now_ms();
     snprintf(c->addr, sizeof c->addr, "%s", addr);
     frame_t f = { .type = FRAME_HELLO, .hello = my_hello(t) };
@@ -284,6 +601,7 @@ static conn_t *conn_new(transport_t *t, int fd, bool outbound, int state, const 
     return c;
 fail:
     if (c) {
+        SSL_free(c->ssl);
         frame_decoder_free(c->dec);
         free(c->out);
         free(c);
@@ -362,6 +680,7 @@ static void conn_close(conn_t *c, bool protocol_error, int level, const char *fm
         return;
     p->conn = NULL;
     p->st.connected = false;
+    p->st.tls = false;
     if (!p->dialer)
         return;
     schedule_dial(t, p);
@@ -429,10 +748,11 @@ static int enqueue(conn_t *c, const frame_t *f)
     return 0;
 }
 
-/* Writes as much of c's queue as the socket takes. May close c. */
+/* Writes as much of c's queue as the socket takes (nothing before the TLS handshake is
+ * done). May close c. */
 static void conn_flush(conn_t *c)
 {
-    if (c->state == C_DEAD || c->state == C_CONNECTING)
+    if (c->state == C_DEAD || c->state == C_CONNECTING || c->state == C_TLS)
         return;
     while (c->head < c->tail) {
         ssize_t n = c->io->send(c, c->out + c->head, c->tail - c->head);
@@ -441,7 +761,8 @@ static void conn_flush(conn_t *c)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
-            conn_close(c, false, TRANSPORT_LOG_WARN, "write failed: %s", strerror(errno));
+            conn_close(c, c->ioerr[0] != 0, TRANSPORT_LOG_WARN, "write failed: %s",
+                       c->ioerr[0] ? c->ioerr : strerror(errno));
             return;
         }
         c->head += (size_t)n;
@@ -468,9 +789,11 @@ static void became_up(conn_t *c)
     p->attempt = 0;
     p->fails = 0;
     p->st.connected = true;
+    p->st.tls = c->ssl != NULL;
     if (p->st.connects++)
         p->st.reconnects++;
-    tlog(c->t, TRANSPORT_LOG_INFO, "connected to %s", conn_name(c, name, sizeof name));
+    tlog(c->t, TRANSPORT_LOG_INFO, "connected to %s%s%s", conn_name(c, name, sizeof name),
+         c->ssl ? " over " : "", c->ssl ? SSL_get_version(c->ssl) : "");
 }
 
 /* Checks the peer's HELLO and, for an inbound connection, attaches it to the peer it names.
@@ -497,6 +820,22 @@ static bool on_hello(conn_t *c, const frame_hello_t *h)
             return false;
         }
     } else {
+        /* (a dialed peer's certificate was checked against its id in the handshake) */
+        if (c->ssl) {
+            char name[32], subj[80] = "?";
+            node_name(h->node_id, name, sizeof name);
+            X509 *cert = SSL_get0_peer_certificate(c->ssl);
+            if (cert)
+                X509_NAME_oneline(X509_get_subject_name(cert), subj, sizeof subj);
+            if (!cert || X509_check_host(cert, name, 0, X509_CHECK_FLAG_NO_WILDCARDS,
+                                         NULL) != 1) {
+                ERR_clear_error();
+                conn_close(c, true, TRANSPORT_LOG_WARN, "refused: the peer says it is node %"
+                           PRIu64 ", but its TLS certificate %s does not name %s", h->node_id,
+                           subj, name);
+                return false;
+            }
+        }
         peer_t *p = find_peer(t, h->node_id);
         if (!p) {
             conn_close(c, true, TRANSPORT_LOG_WARN, "refused: unknown node id %" PRIu64,
@@ -582,13 +921,24 @@ static void conn_read(conn_t *c)
             if (errno == EINTR)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
-                conn_close(c, false, TRANSPORT_LOG_WARN, "read failed: %s", strerror(errno));
+                conn_close(c, c->ioerr[0] != 0, TRANSPORT_LOG_WARN, "read failed: %s",
+                           c->ioerr[0] ? c->ioerr : strerror(errno));
+            else
+                set_events(c); /* a TLS read may wait for writability */
             return;
         }
         if (n == 0) {
             conn_close(c, false, TRANSPORT_LOG_INFO, "closed by the other end");
             return;
         }
+        /* TLS records (0x16 handshake, 0x15 alert, then version 3.x) where a HELLO belongs */
+        if (!c->got_bytes && !c->ssl && c->state == C_HELLO && n >= 2 &&
+            (c->t->rbuf[0] == 0x16 || c->t->rbuf[0] == 0x15) && c->t->rbuf[1] == 0x03) {
+            conn_close(c, true, TRANSPORT_LOG_WARN, "refused: the peer speaks TLS, and this "
+                       "node has no TLS configured");
+            return;
+        }
+        c->got_bytes = true;
         c->last_rx_ms = now_ms();
         budget -= (size_t)n < budget ? (size_t)n : budget;
         size_t off = 0;
@@ -614,6 +964,61 @@ static void conn_read(conn_t *c)
     }
 }
 
+/* One step of c's TLS handshake (C_TLS), on any readiness of its fd. Done: the peer's
+ * certificate chains to the CA bundle, and a dialed peer's names the node dialed; c moves
+ * on to the HELLO (queued since c was made). A failure closes c as refused (inbound) or as
+ * a failed dial, logged with OpenSSL's reason. Never blocks. */
+static void tls_handshake(conn_t *c)
+{
+    if (!c->got_bytes) {
+        /* a quorumfs frame where a TLS record belongs: the peer runs without TLS */
+        uint8_t b[4];
+        ssize_t n = recv(c->fd, b, sizeof b, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 4 && le_get32(b) == FRAME_MAGIC) {
+            conn_close(c, true, TRANSPORT_LOG_WARN, "refused: the peer speaks plain TCP (its "
+                       "first bytes are a quorumfs frame), and this node requires TLS");
+            return;
+        }
+        c->got_bytes = n == 4 || (n > 0 && b[0] != (FRAME_MAGIC & 0xFF));
+    }
+    c->read_needs_out = false;
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    int err = errno;
+    if (r == 1) {
+        if (!SSL_get0_peer_certificate(c->ssl) || SSL_get_verify_result(c->ssl) != X509_V_OK) {
+            /* cannot happen with SSL_VERIFY_FAIL_IF_NO_PEER_CERT; refused all the same */
+            conn_close(c, true, TRANSPORT_LOG_WARN, "TLS handshake failed: the peer's "
+                       "certificate is not verified");
+            return;
+        }
+        c->state = C_HELLO;
+        conn_flush(c);      /* the HELLO */
+        if (c->state != C_DEAD)
+            conn_read(c);   /* the peer's HELLO may be here already */
+        return;
+    }
+    char why[160];
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        set_events(c);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        c->read_needs_out = true;
+        set_events(c);
+        return;
+    case SSL_ERROR_SYSCALL:
+        tls_errstr(why, sizeof why, err ? strerror(err) : "the peer closed the connection");
+        break;
+    default:
+        tls_errstr(why, sizeof why, "unknown TLS error");
+        break;
+    }
+    c->tls_fatal = true;
+    conn_close(c, true, TRANSPORT_LOG_WARN, "TLS handshake failed: %s%s%s%s", why,
+               c->verr[0] ? " (" : "", c->verr, c->verr[0] ? ")" : "");
+}
+
 static void finish_connect(conn_t *c)
 {
     int err = 0;
@@ -622,6 +1027,11 @@ static void finish_connect(conn_t *c)
         err = errno;
     if (err) {
         conn_close(c, false, TRANSPORT_LOG_INFO, "connect failed: %s", strerror(err));
+        return;
+    }
+    if (c->ssl) {
+        c->state = C_TLS;
+        tls_handshake(c);
         return;
     }
     c->state = C_HELLO;
@@ -649,7 +1059,7 @@ static void dial(transport_t *t, peer_t *p)
         dial_failed_log(t, p, TRANSPORT_LOG_INFO, why);
         return;
     }
-    conn_t *c = conn_new(t, fd, true, rc == 0 ? C_HELLO : C_CONNECTING, p->addr);
+    conn_t *c = conn_new(t, fd, p->id, rc == 0 ? C_HELLO : C_CONNECTING, p->addr);
     if (!c) {
         schedule_dial(t, p);
         dial_failed_log(t, p, TRANSPORT_LOG_WARN, "out of memory");
@@ -690,7 +1100,7 @@ static void on_accept(transport_t *t)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (conn_new(t, fd, false, C_HELLO, addr))
+        if (conn_new(t, fd, 0, C_HELLO, addr))
             t->npending++;
     }
 }
@@ -718,8 +1128,8 @@ static uint64_t run_timers(transport_t *t)
         nx = c->next;
         if (c->state != C_UP) {
             if (now - c->opened_ms >= idle)
-                conn_close(c, !c->outbound, TRANSPORT_LOG_WARN, "no HELLO within %" PRIu64
-                           " ms", idle);
+                conn_close(c, !c->outbound, TRANSPORT_LOG_WARN, "%s within %" PRIu64 " ms",
+                           c->state == C_TLS ? "TLS handshake not done" : "no HELLO", idle);
             else
                 sooner(&next, now, c->opened_ms + idle);
             continue;
@@ -781,6 +1191,7 @@ int transport_new(const transport_config_t *cfg, transport_t **out, char **errms
     if (!c->idle_timeout_ms)
         c->idle_timeout_ms = 5000;
     t->rng = c->seed ? c->seed : c->id * 0x9E3779B97F4A7C15ull;
+    c->tls_cert = c->tls_key = c->tls_ca = NULL; /* read below, not kept */
     if (c->max_frame > FRAME_LIMIT_MAX_PAYLOAD ||
         c->max_queue_bytes < FRAME_HDR_BYTES + (size_t)c->max_frame ||
         c->backoff_min_ms > c->backoff_max_ms || c->idle_timeout_ms <= c->ping_ms) {
@@ -790,6 +1201,9 @@ int transport_new(const transport_config_t *cfg, transport_t **out, char **errms
                      c->backoff_min_ms, c->backoff_max_ms, c->ping_ms, c->idle_timeout_ms);
         goto fail;
     }
+    if ((rc = tls_setup(t, cfg, errmsg)) < 0)
+        goto fail;
+    rc = -QERR_INVAL;
     t->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (t->epfd < 0) {
         rc = qerr_from_errno(errno);
@@ -845,6 +1259,8 @@ void transport_free(transport_t *t)
         conn_close(c, false, TRANSPORT_LOG_INFO, "transport shutting down");
     }
     reap(t);
+    SSL_CTX_free(t->tls);       /* after every session: conn_close freed them */
+    BIO_meth_free(t->bio_meth);
     for (size_t i = 0; i < t->npeers; i++)
         free(t->peers[i]);
     free(t->peers);
@@ -992,12 +1408,15 @@ int transport_poll(transport_t *t, int timeout_ms)
             on_accept(t);
             continue;
         }
-        if (c->state == C_CONNECTING && (ev[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        uint32_t e = ev[i].events;
+        if (c->state == C_CONNECTING && (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             finish_connect(c);
-        if (c->state != C_DEAD && c->state != C_CONNECTING &&
-            (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+        else if (c->state == C_TLS)
+            tls_handshake(c);
+        if ((c->state == C_HELLO || c->state == C_UP) &&
+            ((e & (EPOLLIN | EPOLLERR | EPOLLHUP)) || (c->read_needs_out && (e & EPOLLOUT))))
             conn_read(c);
-        if (c->state != C_DEAD && c->state != C_CONNECTING && (ev[i].events & EPOLLOUT))
+        if ((c->state == C_HELLO || c->state == C_UP) && (e & EPOLLOUT))
             conn_flush(c);
     }
     run_timers(t);

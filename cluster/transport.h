@@ -29,8 +29,14 @@
  * higher id than its own. An accepted connection whose HELLO names a known lower-id peer
  * replaces that peer's current connection (the peer restarted).
  *
- * TLS is a later issue: each connection does its I/O through a small send/recv/close vtable
- * (struct conn_io in transport.c); a TLS session will be another implementation of it. */
+ * TLS: with tls_cert, tls_key and tls_ca configured, every connection, dialed or accepted,
+ * is a TLS 1.2+ session with mutual certificate verification against the CA bundle, and a
+ * peer's certificate must name it: DNS:node-<id> (or, without DNS names, CN=node-<id>) for
+ * the id it dials or claims in its HELLO. The handshake runs inside transport_poll, without
+ * blocking, bounded by idle_timeout_ms; a peer that fails it is refused, counted and logged
+ * with OpenSSL's reason. Without them: plain TCP. Each connection does its I/O through a
+ * small send/recv/close vtable (struct conn_io in transport.c), plain or TLS
+ * (docs/TRANSPORT.md "TLS"). */
 #ifndef QFS_CLUSTER_TRANSPORT_H
 #define QFS_CLUSTER_TRANSPORT_H
 
@@ -79,10 +85,19 @@ typedef struct transport_config {
                                              the peer's fwd_in) */
     transport_log_fn log;       /* NULL: lines go to stderr prefixed "quorumfs: transport: " */
     void *log_ctx;
+    /* Mutual TLS (docs/TRANSPORT.md "TLS"): PEM files of this node's certificate (chain, leaf
+     * first; it must name node-<id>), its private key (unencrypted) and the CA bundle that
+     * peers' certificates must chain to. All three or none (NULL: plain TCP). Read once, by
+     * transport_new; the strings are not kept. */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_ca;
 } transport_config_t;
 
 /* Creates a transport and binds its listener. cfg is copied (listen too). Returns 0 and *out,
- * or -QERR_INVAL (bad config or address; *errmsg says which), -QERR_IO (bind/listen failed,
+ * or -QERR_INVAL (bad config or address; a partial TLS set, a TLS file that cannot be read or
+ * parsed, a key that does not match the certificate, a certificate that does not name
+ * node-<id>: *errmsg says which, with OpenSSL's reason), -QERR_IO (bind/listen failed,
  * e.g. the port is taken: *errmsg names it), -QERR_NOMEM. errmsg may be NULL; the caller frees
  * *errmsg. Peers are added with transport_add_peer. Ignores SIGPIPE for its sockets by using
  * MSG_NOSIGNAL; installs no signal handlers. */
@@ -134,7 +149,9 @@ int transport_poll(transport_t *t, int timeout_ms);
 
 typedef struct transport_peer_stats {
     bool connected;             /* HELLO exchanged, frames flow */
-    uint64_t bytes_in, bytes_out;   /* on the socket, HELLO and PING included */
+    bool tls;                   /* connected over TLS (the peer's certificate verified) */
+    uint64_t bytes_in, bytes_out;   /* frame bytes, HELLO and PING included (over TLS, the
+                                       plaintext: records add their own overhead) */
     uint64_t frames_in, frames_out; /* frames_out counts frames queued for sending */
     uint64_t msgs_in, msgs_out;     /* Raft messages delivered / accepted by transport_send */
     uint64_t dropped;           /* Raft messages refused by transport_send */
@@ -143,8 +160,8 @@ typedef struct transport_peer_stats {
     uint64_t connects;          /* handshakes completed */
     uint64_t reconnects;        /* handshakes completed after the first */
     uint64_t dial_failures;     /* dials that failed before a handshake completed */
-    uint64_t errors;            /* connections closed for a malformed frame or a protocol
-                                   violation */
+    uint64_t errors;            /* connections closed for a malformed frame, a protocol
+                                   violation or a failed TLS handshake or session */
     size_t queued_bytes;        /* in the send queue now */
     int64_t rtt_us;             /* last PING round trip, -1 until one is measured */
 } transport_peer_stats_t;
@@ -153,8 +170,10 @@ typedef struct transport_peer_stats {
 int transport_peer_stats(const transport_t *t, uint64_t id, transport_peer_stats_t *st);
 /* True iff peer id is connected (HELLO exchanged). */
 bool transport_connected(const transport_t *t, uint64_t id);
-/* Inbound connections refused at the HELLO (unknown id, other cluster, no common version)
- * or closed before one (malformed bytes, handshake timeout), since creation. */
+/* Inbound connections refused at the HELLO (unknown id, other cluster, no common version, a
+ * certificate that does not name the id) or closed before one (malformed bytes, a failed TLS
+ * handshake or certificate verification, a plain peer on a TLS node or the reverse,
+ * handshake timeout), since creation. */
 uint64_t transport_refused(const transport_t *t);
 
 /* The redial delay after `attempt` consecutive failures (0 for the first redial): the

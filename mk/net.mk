@@ -1,5 +1,10 @@
 # mk/net.mk — node-to-node networking of cluster/: the frame codec (cluster/frame.c), the TCP
-# transport (cluster/transport.c) and their unit tests. Owner: net. The libFuzzer target
-# tests/fuzz/fuzz_frame.c is built and run by tests/fuzz/run.
+# transport with optional mutual TLS (cluster/transport.c) and their unit tests. Owner: net.
+# The libFuzzer target tests/fuzz/fuzz_frame.c is built and run by tests/fuzz/run.
 CLUSTER_SRCS       += cluster/frame.c cluster/transport.c
 CLUSTER_UNIT_TESTS += test_frame test_transport
+# TLS (OpenSSL's libssl) is part of libcluster, so every link of it takes libssl: LDLIBS and
+# SM_LDLIBS are simply expanded in the Makefile, before this file is read, so these append.
+SSL_LDLIBS         := $(shell pkg-config --libs libssl 2>/dev/null || echo -lssl)
+LDLIBS             += $(SSL_LDLIBS)
+SM_LDLIBS          += $(SSL_LDLIBS)
