@@ -8,3 +8,5 @@ CLUSTER_UNIT_TESTS += test_frame test_transport
 SSL_LDLIBS         := $(shell pkg-config --libs libssl 2>/dev/null || echo -lssl)
 LDLIBS             += $(SSL_LDLIBS)
 SM_LDLIBS          += $(SSL_LDLIBS)
+# test_transport_tls makes its certificates with the openssl command (package openssl).
+CLUSTER_UNIT_TESTS += test_transport_tls

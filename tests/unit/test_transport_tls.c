@@ -1,0 +1,793 @@
+/* tests/unit/test_transport_tls.c — mutual TLS of the transport (cluster/transport.c) on
+ * 127.0.0.1 with ephemeral ports. A throwaway CA and node certificates are made at start, in
+ * a temp dir removed at the end, with the openssl commands docs/TRANSPORT.md gives. Cases:
+ * the TLS options are checked at creation; TLS nodes exchange Raft messages (a CN-only
+ * certificate too); a certificate from another CA is refused (by both ends, or by the one
+ * that verifies it); plain TCP and TLS refuse each other both ways; a certificate must name
+ * the node it is dialed as or says it is in its HELLO; garbage during a handshake closes only
+ * its connection. Every wait is bounded; each case checks it leaves no fd open. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "cluster/err.h"
+#include "cluster/frame.h"
+#include "cluster/transport.h"
+#include "tests/unit/check.h"
+
+/* ---- certificates -------------------------------------------------------------------- */
+
+static char dir[64];         /* the temp dir of this run's certificates */
+static char paths[16][128];
+static int npaths;
+
+/* Runs the shell command made of fmt; its output goes to dir/openssl.log. 0 on success. */
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    cmd[0] = '(';
+    int n = vsnprintf(cmd + 1, sizeof cmd - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof cmd - 64)
+        return -1;
+    snprintf(cmd + 1 + n, sizeof cmd - 1 - (size_t)n, ") >>%s/openssl.log 2>&1", dir);
+    int rc = system(cmd);
+    if (rc != 0)
+        printf("# failed (%d): %s\n", rc, cmd);
+    return rc;
+}
+
+/* A CA: dir/<name>.pem and .key (docs/TRANSPORT.md, "Making certificates"). */
+static int make_ca(const char *name, const char *cn)
+{
+    return sh("cd %s && openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+              "-nodes -keyout %s.key -out %s.pem -days 2 -subj '/CN=%s' "
+              "-addext 'basicConstraints=critical,CA:TRUE' "
+              "-addext 'keyUsage=critical,keyCertSign,cRLSign'", dir, name, name, cn);
+}
+
+/* A node certificate dir/<name>.pem and .key with subject CN=cn, signed by CA ca, naming
+ * the node in a subjectAltName DNS:san (none if san is NULL: the CN then names it). */
+static int make_cert(const char *name, const char *ca, const char *cn, const char *san)
+{
+    char ext[200];
+    snprintf(ext, sizeof ext, "%s%s%skeyUsage=critical,digitalSignature\\n"
+             "extendedKeyUsage=serverAuth,clientAuth\\n", san ? "subjectAltName=DNS:" : "",
+             san ? san : "", san ? "\\n" : "");
+    return sh("cd %s && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+              "-keyout %s.key -out %s.csr -subj '/CN=%s' && printf '%s' >%s.ext && "
+              "openssl x509 -req -in %s.csr -CA %s.pem -CAkey %s.key "
+              "-set_serial 0x$(openssl rand -hex 16) -days 2 -extfile %s.ext -out %s.pem",
+              dir, name, name, cn, ext, name, name, ca, ca, name, name);
+}
+
+static const char *path(const char *name, const char *ext)
+{
+    if (npaths >= 16)
+        abort();
+    char *p = paths[npaths++];
+    snprintf(p, sizeof paths[0], "%s/%s.%s", dir, name, ext);
+    return p;
+}
+
+static int make_all(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/qfs-tls-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    if (system("openssl version >/dev/null 2>&1") != 0) {
+        printf("# the openssl command is needed to make test certificates (package openssl)\n");
+        return -1;
+    }
+    if (make_ca("ca", "quorumfs test CA") || make_ca("ca2", "another CA") ||
+        make_cert("node-1", "ca", "node-1", "node-1") ||
+        make_cert("node-2", "ca", "node-2", "node-2") ||
+        make_cert("node-3", "ca", "node-3", "node-3") ||
+        make_cert("node-5", "ca", "node-5", "node-5") ||
+        make_cert("cn-only-4", "ca", "node-4", NULL) ||
+        make_cert("other-1", "ca2", "node-1", "node-1") ||
+        make_cert("other-2", "ca2", "node-2", "node-2"))
+        return -1;
+    return sh("cd %s && cat ca.pem ca2.pem >both.pem", dir);
+}
+
+static void remove_all(void)
+{
+    if (dir[0] && strncmp(dir, "/tmp/qfs-tls-", 13) == 0) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            printf("# could not remove %s\n", dir);
+    }
+}
+
+/* ---- fixture ------------------------------------------------------------------------- */
+
+#define MAX_RECV 4096
+
+typedef struct node {
+    uint64_t id;
+    transport_t *t;
+    uint64_t ctx[MAX_RECV];  /* the sequence numbers received, in order */
+    uint32_t group[MAX_RECV];
+    size_t nrecv;
+    uint64_t bad;            /* messages whose content did not check out */
+} node_t;
+
+static char logbuf[1 << 18];
+static size_t loglen;
+
+static void log_line(void *ctx, int level, const char *line)
+{
+    int n = snprintf(logbuf + loglen, sizeof logbuf - loglen, "%s\n", line);
+    if (n > 0 && loglen + (size_t)n < sizeof logbuf)
+        loglen += (size_t)n;
+}
+
+static int log_has(const char *needle)
+{
+    return strstr(logbuf, needle) != NULL;
+}
+
+/* TRANSPORT_LOG=1 in the environment prints each case's log lines. */
+static void log_reset(void)
+{
+    if (getenv("TRANSPORT_LOG") && loglen)
+        printf("%s", logbuf);
+    loglen = 0;
+    logbuf[0] = 0;
+}
+
+static void deliver(void *ctx, uint64_t from, uint32_t group, raft_msg_t *m)
+{
+    node_t *n = ctx;
+    if (m->from != from || m->to != n->id)
+        n->bad++;
+    const uint8_t *d = m->type == RAFT_MSG_SNAPSHOT ? m->data
+                       : m->n_entries ? m->entries[0].data : NULL;
+    uint32_t len = m->type == RAFT_MSG_SNAPSHOT ? m->len : m->n_entries ? m->entries[0].len : 0;
+    for (uint32_t i = 0; i < len; i++)
+        if (d[i] != (uint8_t)(m->ctx + i)) {
+            n->bad++;
+            break;
+        }
+    if (n->nrecv < MAX_RECV) {
+        n->ctx[n->nrecv] = m->ctx;
+        n->group[n->nrecv++] = group;
+    }
+}
+
+/* A config for node id; cert names dir/<cert>.pem and .key, ca dir/<ca>.pem; cert NULL:
+ * plain TCP. */
+static transport_config_t config(node_t *n, uint64_t id, const char *cert, const char *ca)
+{
+    memset(n, 0, sizeof *n);
+    n->id = id;
+    transport_config_t c = { .id = id, .cluster_id = 0xABCD, .listen = "127.0.0.1:0",
+                             .backoff_min_ms = 20, .backoff_max_ms = 160, .ping_ms = 100,
+                             .idle_timeout_ms = 3000, .seed = id, .deliver = deliver,
+                             .deliver_ctx = n, .log = log_line };
+    if (cert) {
+        c.tls_cert = path(cert, "pem");
+        c.tls_key = path(cert, "key");
+        c.tls_ca = path(ca, "pem");
+    }
+    npaths = 0; /* the paths are read by transport_new, before the next config */
+    return c;
+}
+
+static int start_cfg(node_t *n, const transport_config_t *cfg)
+{
+    char *msg = NULL;
+    int rc = transport_new(cfg, &n->t, &msg);
+    if (rc < 0)
+        printf("# transport_new: %s\n", msg ? msg : qerr_str(rc));
+    free(msg);
+    return rc;
+}
+
+static int start(node_t *n, uint64_t id, const char *cert, const char *ca)
+{
+    transport_config_t cfg = config(n, id, cert, ca);
+    return start_cfg(n, &cfg);
+}
+
+static void stop(node_t *n)
+{
+    transport_free(n->t);
+    n->t = NULL;
+}
+
+/* a learns that node `as` listens where b does. */
+static int add_peer_as(node_t *a, uint64_t as, const node_t *b)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", transport_port(b->t));
+    return transport_add_peer(a->t, as, addr);
+}
+
+static int mesh(node_t **ns, int k)
+{
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < k; j++)
+            if (i != j && add_peer_as(ns[i], ns[j]->id, ns[j]) != 0)
+                return -1;
+    return 0;
+}
+
+static uint64_t ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+typedef int (*cond_fn)(void *arg);
+
+/* Polls the k transports (1 ms each) until cond(arg) holds or timeout_ms passes. */
+static int pump(node_t **ns, int k, cond_fn cond, void *arg, int timeout_ms)
+{
+    uint64_t end = ms_now() + (uint64_t)timeout_ms;
+    for (;;) {
+        if (cond && cond(arg))
+            return 1;
+        if (ms_now() >= end)
+            return cond ? cond(arg) : 1;
+        for (int i = 0; i < k; i++)
+            if (ns[i] && ns[i]->t && transport_poll(ns[i]->t, 1) < 0)
+                return 0;
+    }
+}
+
+typedef struct nodes {
+    node_t **ns;
+    int k;
+} nodes_t;
+
+static int all_connected(void *arg)
+{
+    nodes_t *a = arg;
+    for (int i = 0; i < a->k; i++)
+        for (int j = 0; j < a->k; j++)
+            if (i != j && !transport_connected(a->ns[i]->t, a->ns[j]->id))
+                return 0;
+    return 1;
+}
+
+static int connect_all(node_t **ns, int k)
+{
+    nodes_t a = { ns, k };
+    return pump(ns, k, all_connected, &a, 5000);
+}
+
+typedef struct want {
+    node_t *n;
+    size_t count;
+} want_t;
+
+static int got_count(void *arg)
+{
+    want_t *w = arg;
+    return w->n->nrecv >= w->count;
+}
+
+static int never(void *arg)
+{
+    return 0;
+}
+
+/* Sends a message of group g from a to b with sequence number seq: APPEND carries one entry
+ * of len bytes, SNAPSHOT a chunk of len bytes, anything else nothing. */
+static int send_msg(node_t *a, node_t *b, uint32_t g, uint32_t type, uint64_t seq, uint32_t len)
+{
+    static uint8_t buf[1 << 16];
+    if (len > sizeof buf)
+        return -QERR_INVAL;
+    for (uint32_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)(seq + i);
+    raft_msg_t m = { .type = type, .from = a->id, .to = b->id, .term = 1, .ctx = seq };
+    raft_entry_t e;
+    if (type == RAFT_MSG_APPEND && len) {
+        e = (raft_entry_t){ .term = 1, .index = seq + 1, .type = RAFT_ENTRY_NORMAL,
+                            .len = len, .data = buf };
+        m.n_entries = 1;
+        m.entries = &e;
+        m.index = seq;
+    } else if (type == RAFT_MSG_SNAPSHOT) {
+        m.len = len;
+        m.data = len ? buf : NULL;
+    }
+    return transport_send(a->t, g, &m);
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* A raw nonblocking TCP socket to n's listener. */
+static int raw_connect(const node_t *n)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(transport_port(n->t)),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    if (fd >= 0)
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+    return fd;
+}
+
+/* 1 once the other end has closed fd (whatever it sent before is read and dropped). */
+static int raw_closed(void *arg)
+{
+    int fd = *(int *)arg;
+    char b[4096];
+    for (;;) {
+        ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            return 1;
+        return 0;
+    }
+}
+
+/* A TLS client written here, not by the transport: presents dir/<cert>.pem (or nothing),
+ * sends a HELLO claiming node `claim` once its handshake is done, then reads. Driven
+ * without blocking by rawtls_step from pump's condition. */
+typedef struct rawtls {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+    int stage;               /* 0 handshake, 1 reading */
+    uint64_t claim;
+    bool closed;             /* the handshake failed or the server closed */
+    node_t *server;          /* for rawtls_up */
+} rawtls_t;
+
+static int rawtls_open(rawtls_t *r, node_t *server, const char *cert, uint64_t claim)
+{
+    memset(r, 0, sizeof *r);
+    r->fd = -1;
+    r->claim = claim;
+    r->server = server;
+    if (!(r->ctx = SSL_CTX_new(TLS_client_method())))
+        return -1;
+    if (cert && (SSL_CTX_use_certificate_chain_file(r->ctx, path(cert, "pem")) != 1 ||
+                 SSL_CTX_use_PrivateKey_file(r->ctx, path(cert, "key"), SSL_FILETYPE_PEM) != 1))
+        return -1;
+    npaths = 0;
+    if ((r->fd = raw_connect(server)) < 0 || !(r->ssl = SSL_new(r->ctx)) ||
+        SSL_set_fd(r->ssl, r->fd) != 1)
+        return -1;
+    SSL_set_connect_state(r->ssl);
+    return 0;
+}
+
+static void rawtls_close(rawtls_t *r)
+{
+    SSL_free(r->ssl);
+    SSL_CTX_free(r->ctx);
+    if (r->fd >= 0)
+        close(r->fd);
+    ERR_clear_error();
+    r->ssl = NULL;
+    r->ctx = NULL;
+    r->fd = -1;
+}
+
+/* One step; 1 once the connection is over (refused or closed). */
+static int rawtls_step(void *arg)
+{
+    rawtls_t *r = arg;
+    if (r->closed)
+        return 1;
+    if (r->stage == 0) {
+        int rc = SSL_do_handshake(r->ssl);
+        if (rc != 1) {
+            int e = SSL_get_error(r->ssl, rc);
+            r->closed = e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE;
+            return r->closed;
+        }
+        uint8_t b[64];
+        size_t len;
+        frame_t f = { .type = FRAME_HELLO };
+        f.hello = (frame_hello_t){ r->claim, 0xABCD, 1, 1 };
+        if (frame_encode(&f, b, sizeof b, &len) != 0 || SSL_write(r->ssl, b, (int)len) != (int)len)
+            return r->closed = true;
+        r->stage = 1;
+    }
+    for (;;) {
+        char b[4096];
+        int n = SSL_read(r->ssl, b, sizeof b);
+        if (n > 0)
+            continue;
+        int e = SSL_get_error(r->ssl, n);
+        r->closed = e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE;
+        return r->closed;
+    }
+}
+
+/* Steps the raw client; 1 once its server counts it connected as node `claim`. */
+static int rawtls_up(void *arg)
+{
+    rawtls_t *r = arg;
+    rawtls_step(r);
+    return transport_connected(r->server->t, r->claim);
+}
+
+/* ---- cases --------------------------------------------------------------------------- */
+
+static int new_fails(transport_config_t *c, const char *want)
+{
+    transport_t *t = NULL;
+    char *msg = NULL;
+    int rc = transport_new(c, &t, &msg);
+    int ok = rc == -QERR_INVAL && !t && msg && strstr(msg, want);
+    if (!ok)
+        printf("# transport_new: %d, \"%s\" (wanted -QERR_INVAL, \"%s\")\n", rc,
+               msg ? msg : "", want);
+    free(msg);
+    transport_free(t);
+    return ok;
+}
+
+TEST(tls_options_are_checked)
+{
+    int fds = count_fds();
+    node_t *n = malloc(sizeof *n);
+    log_reset();
+    /* all three or none */
+    transport_config_t c = config(n, 1, "node-1", "ca");
+    c.tls_key = NULL;
+    CHECK(new_fails(&c, "TLS needs a certificate, a private key and a CA bundle together; "
+                        "the private key is missing"));
+    c = config(n, 1, "node-1", "ca");
+    c.tls_cert = NULL;
+    CHECK(new_fails(&c, "the certificate is missing"));
+    c = config(n, 1, "node-1", "ca");
+    c.tls_ca = NULL;
+    c.tls_key = NULL;
+    CHECK(new_fails(&c, "the private key is missing"));
+    /* unreadable, mismatched, not naming this node */
+    char nofile[128];
+    snprintf(nofile, sizeof nofile, "%s/nothing.pem", dir);
+    c = config(n, 1, "node-1", "ca");
+    c.tls_cert = nofile;
+    CHECK(new_fails(&c, "TLS certificate /tmp/qfs-tls-"));
+    c = config(n, 1, "node-1", "ca");
+    c.tls_ca = nofile;
+    CHECK(new_fails(&c, "TLS CA bundle /tmp/qfs-tls-"));
+    c = config(n, 1, "node-1", "ca");
+    char key2[128];
+    snprintf(key2, sizeof key2, "%s/node-2.key", dir);
+    c.tls_key = key2;
+    CHECK(new_fails(&c, "TLS private key /tmp/qfs-tls-"));
+    CHECK(new_fails(&c, "/node-2.key does not match the certificate /tmp/qfs-tls-"));
+    c = config(n, 1, "node-1", "ca");
+    c.tls_key = c.tls_cert; /* a certificate is no key */
+    CHECK(new_fails(&c, "TLS private key"));
+    c = config(n, 1, "node-2", "ca");
+    CHECK(new_fails(&c, "does not name this node: it needs subjectAltName DNS:node-1 (or, "
+                        "without DNS names, CN=node-1)"));
+    c = config(n, 5, "cn-only-4", "ca"); /* its CN names node-4 */
+    CHECK(new_fails(&c, "DNS:node-5"));
+    /* a certificate of another CA than the bundle's: allowed, with a warning */
+    CHECK(!log_has("does not verify against the CA bundle"));
+    CHECK_EQ(start(n, 1, "other-1", "ca"), 0);
+    CHECK(log_has("node 1: this node's TLS certificate /tmp/qfs-tls-"));
+    CHECK(log_has("does not verify against the CA bundle"));
+    stop(n);
+    log_reset();
+    CHECK_EQ(start(n, 4, "cn-only-4", "ca"), 0);
+    CHECK(!log_has("does not verify"));
+    stop(n);
+    free(n);
+    CHECK_EQ(count_fds(), fds);
+}
+
+TEST(tls_nodes_exchange_raft_messages)
+{
+    int fds = count_fds();
+    node_t *a = malloc(sizeof *a), *b = malloc(sizeof *b), *d = malloc(sizeof *d);
+    log_reset();
+    CHECK_EQ(start(a, 1, "node-1", "ca"), 0);
+    CHECK_EQ(start(b, 2, "node-2", "ca"), 0);
+    CHECK_EQ(start(d, 4, "cn-only-4", "ca"), 0);
+    node_t *ns[] = { a, b, d };
+    CHECK_EQ(mesh(ns, 3), 0);
+    CHECK(connect_all(ns, 3));
+    CHECK(log_has("node 1: connected to peer 2 (dialed at 127.0.0.1:"));
+    CHECK(log_has("node 2: connected to peer 1 (inbound from 127.0.0.1:"));
+    CHECK(log_has(") over TLSv1."));
+    /* 16 groups x 20 heartbeats one way, appends of 1000 bytes the other */
+    for (uint64_t s = 0; s < 20; s++)
+        for (uint32_t g = 0; g < 16; g++)
+            CHECK_EQ(send_msg(a, b, g, RAFT_MSG_HEARTBEAT, s * 16 + g, 0), 0);
+    for (uint64_t s = 0; s < 80; s++)
+        CHECK_EQ(send_msg(b, a, 100 + (uint32_t)(s % 8), RAFT_MSG_APPEND, s, 1000), 0);
+    /* 8 MB of 64 KiB snapshot chunks to the CN-only node: many records, full sockets,
+       partial writes retried from a moved queue */
+    for (uint64_t s = 0; s < 120; s++)
+        CHECK_EQ(send_msg(a, d, 7, RAFT_MSG_SNAPSHOT, s, 65536), 0);
+    want_t wb = { b, 320 }, wa = { a, 80 }, wd = { d, 120 };
+    CHECK(pump(ns, 3, got_count, &wb, 5000));
+    CHECK(pump(ns, 3, got_count, &wa, 5000));
+    CHECK(pump(ns, 3, got_count, &wd, 10000));
+    CHECK_EQ(a->bad + b->bad + d->bad, 0);
+    CHECK_EQ(b->nrecv, 320);
+    CHECK_EQ(d->nrecv, 120);
+    for (size_t i = 0; i < 320; i++) {
+        CHECK_EQ(b->ctx[i], i);
+        CHECK_EQ(b->group[i], i % 16);
+    }
+    for (size_t i = 0; i < 80; i++)
+        CHECK_EQ(a->ctx[i], i);
+    for (size_t i = 0; i < 120; i++)
+        CHECK_EQ(d->ctx[i], i);
+    transport_peer_stats_t sa, sb, sd;
+    CHECK_EQ(transport_peer_stats(a->t, 2, &sa), 0);
+    CHECK_EQ(transport_peer_stats(b->t, 1, &sb), 0);
+    CHECK(sa.connected && sa.tls && sb.connected && sb.tls);
+    CHECK_EQ(sa.msgs_out, 320);
+    CHECK_EQ(sb.msgs_in, 320);
+    CHECK_EQ(sa.connects, 1);
+    CHECK_EQ(sa.errors + sb.errors + sa.dropped + sb.dropped, 0);
+    CHECK_EQ(transport_peer_stats(a->t, 4, &sa), 0);
+    CHECK_EQ(transport_peer_stats(d->t, 1, &sd), 0);
+    CHECK(sa.tls && sd.tls);
+    CHECK(sd.bytes_in >= 120ull * 65536);
+    CHECK_EQ(transport_refused(a->t) + transport_refused(b->t) + transport_refused(d->t), 0);
+    stop(a);
+    stop(b);
+    stop(d);
+    free(a);
+    free(b);
+    free(d);
+    CHECK_EQ(count_fds(), fds);
+}
+
+TEST(certificate_of_another_ca_is_refused)
+{
+    int fds = count_fds();
+    node_t *a = malloc(sizeof *a), *x = malloc(sizeof *x);
+    log_reset();
+    /* 1. x (node 2) has a certificate of another CA and trusts only that CA: a refuses x's
+       certificate, x closes on a's alert */
+    CHECK_EQ(start(a, 1, "node-1", "ca"), 0);
+    CHECK_EQ(start(x, 2, "other-2", "ca2"), 0);
+    node_t *ns[] = { a, x };
+    CHECK_EQ(mesh(ns, 2), 0);
+    pump(ns, 2, never, NULL, 600);
+    CHECK(!transport_connected(a->t, 2) && !transport_connected(x->t, 1));
+    CHECK(log_has("node 1: peer 2 at 127.0.0.1:"));
+    CHECK(log_has("TLS handshake failed: certificate verify failed (certificate /CN=node-2 "
+                  "issued by /CN=another CA: "));
+    CHECK(transport_refused(x->t) >= 1);
+    transport_peer_stats_t st;
+    CHECK_EQ(transport_peer_stats(a->t, 2, &st), 0);
+    CHECK(st.dial_failures >= 2 && st.errors >= 2 && st.connects == 0 && !st.tls);
+    stop(a);
+    stop(x);
+    /* 2. only the acceptor refuses: x (node 1, another CA's certificate) trusts both CAs and
+       dials a (node 2); TLS 1.3 finishes the dialer's handshake before the acceptor has
+       checked its certificate, so the dialer learns it from an alert */
+    log_reset();
+    CHECK_EQ(start(x, 1, "other-1", "both"), 0);
+    CHECK_EQ(start(a, 2, "node-2", "ca"), 0);
+    CHECK_EQ(mesh(ns, 2), 0);
+    pump(ns, 2, never, NULL, 600);
+    CHECK(!transport_connected(a->t, 1) && !transport_connected(x->t, 2));
+    CHECK(log_has("node 2: closing inbound connection from 127.0.0.1:"));
+    CHECK(log_has("TLS handshake failed: certificate verify failed (certificate /CN=node-1 "
+                  "issued by /CN=another CA: "));
+    CHECK(log_has("node 1: peer 2 at 127.0.0.1:"));
+    CHECK(log_has("alert unknown ca"));
+    CHECK(transport_refused(a->t) >= 1);
+    CHECK_EQ(transport_peer_stats(x->t, 2, &st), 0);
+    CHECK(st.errors >= 1 && st.connects == 0);
+    stop(a);
+    stop(x);
+    free(a);
+    free(x);
+    CHECK_EQ(count_fds(), fds);
+}
+
+TEST(plain_and_tls_refuse_each_other)
+{
+    int fds = count_fds();
+    node_t *a = malloc(sizeof *a), *b = malloc(sizeof *b);
+    node_t *ns[] = { a, b };
+    transport_peer_stats_t st;
+    /* a TLS node dials a plain one */
+    log_reset();
+    CHECK_EQ(start(a, 1, "node-1", "ca"), 0);
+    CHECK_EQ(start(b, 2, NULL, NULL), 0);
+    CHECK_EQ(mesh(ns, 2), 0);
+    pump(ns, 2, never, NULL, 500);
+    CHECK(!transport_connected(a->t, 2) && !transport_connected(b->t, 1));
+    CHECK(log_has("node 2: closing inbound connection from 127.0.0.1:"));
+    CHECK(log_has("refused: the peer speaks TLS, and this node has no TLS configured"));
+    CHECK(transport_refused(b->t) >= 1);
+    CHECK_EQ(transport_peer_stats(a->t, 2, &st), 0);
+    CHECK(st.dial_failures >= 1 && st.errors >= 1);
+    stop(a);
+    stop(b);
+    /* a plain node dials a TLS one */
+    log_reset();
+    CHECK_EQ(start(a, 1, NULL, NULL), 0);
+    CHECK_EQ(start(b, 2, "node-2", "ca"), 0);
+    CHECK_EQ(mesh(ns, 2), 0);
+    pump(ns, 2, never, NULL, 500);
+    CHECK(!transport_connected(a->t, 2) && !transport_connected(b->t, 1));
+    CHECK(log_has("refused: the peer speaks plain TCP (its first bytes are a quorumfs "
+                  "frame), and this node requires TLS"));
+    CHECK(transport_refused(b->t) >= 1);
+    CHECK_EQ(transport_peer_stats(a->t, 2, &st), 0);
+    CHECK(st.dial_failures >= 1 && st.connects == 0);
+    stop(a);
+    stop(b);
+    free(a);
+    free(b);
+    CHECK_EQ(count_fds(), fds);
+}
+
+TEST(certificate_must_name_the_node)
+{
+    int fds = count_fds();
+    node_t *a = malloc(sizeof *a), *y = malloc(sizeof *y), *s = malloc(sizeof *s);
+    log_reset();
+    /* 1. dialed: a believes node 4 lives where y (node 3, certificate node-3) listens */
+    CHECK_EQ(start(a, 1, "node-1", "ca"), 0);
+    CHECK_EQ(start(y, 3, "node-3", "ca"), 0);
+    CHECK_EQ(add_peer_as(a, 4, y), 0);
+    CHECK_EQ(add_peer_as(y, 1, a), 0);
+    node_t *ns[] = { a, y };
+    pump(ns, 2, never, NULL, 500);
+    CHECK(!transport_connected(a->t, 4));
+    CHECK(log_has("node 1: peer 4 at 127.0.0.1:"));
+    CHECK(log_has("TLS handshake failed: certificate verify failed (certificate /CN=node-3 "
+                  "does not name node-4)"));
+    CHECK(transport_refused(y->t) >= 1);
+    stop(a);
+    stop(y);
+
+    /* 2. accepted: raw TLS clients with good certificates say who they are in the HELLO */
+    log_reset();
+    CHECK_EQ(start(s, 5, "node-5", "ca"), 0);
+    CHECK_EQ(transport_add_peer(s->t, 2, "127.0.0.1:1"), 0);
+    CHECK_EQ(transport_add_peer(s->t, 3, "127.0.0.1:1"), 0);
+    node_t *only_s[] = { s };
+    rawtls_t r;
+    /* certificate node-3, HELLO node 2 */
+    CHECK_EQ(rawtls_open(&r, s, "node-3", 2), 0);
+    CHECK(pump(only_s, 1, rawtls_step, &r, 3000));
+    rawtls_close(&r);
+    CHECK(log_has("node 5: closing inbound connection from 127.0.0.1:"));
+    CHECK(log_has("refused: the peer says it is node 2, but its TLS certificate /CN=node-3 "
+                  "does not name node-2"));
+    CHECK_EQ(transport_refused(s->t), 1);
+    CHECK(!transport_connected(s->t, 2));
+    /* no certificate at all */
+    CHECK_EQ(rawtls_open(&r, s, NULL, 3), 0);
+    CHECK(pump(only_s, 1, rawtls_step, &r, 3000));
+    rawtls_close(&r);
+    CHECK(log_has("TLS handshake failed: peer did not return a certificate"));
+    CHECK_EQ(transport_refused(s->t), 2);
+    /* certificate node-3, HELLO node 3: accepted (the same client, honest) */
+    CHECK_EQ(rawtls_open(&r, s, "node-3", 3), 0);
+    CHECK(pump(only_s, 1, rawtls_up, &r, 3000));
+    transport_peer_stats_t st;
+    CHECK_EQ(transport_peer_stats(s->t, 3, &st), 0);
+    CHECK(st.connected && st.tls);
+    rawtls_close(&r);
+    CHECK_EQ(transport_refused(s->t), 2);
+    stop(s);
+    free(a);
+    free(y);
+    free(s);
+    CHECK_EQ(count_fds(), fds);
+}
+
+TEST(garbage_during_handshake_closes_only_its_connection)
+{
+    int fds = count_fds();
+    node_t *a = malloc(sizeof *a), *b = malloc(sizeof *b);
+    log_reset();
+    CHECK_EQ(start(a, 1, "node-1", "ca"), 0);
+    transport_config_t cb = config(b, 2, "node-2", "ca");
+    cb.idle_timeout_ms = 600;
+    CHECK_EQ(start_cfg(b, &cb), 0);
+    node_t *ns[] = { a, b };
+    CHECK_EQ(mesh(ns, 2), 0);
+    CHECK(connect_all(ns, 2));
+    /* 1. plain text where a ClientHello belongs */
+    int fd = raw_connect(b);
+    CHECK(fd >= 0);
+    CHECK(send(fd, "GET / HTTP/1.0\r\n\r\n", 18, MSG_NOSIGNAL) == 18);
+    CHECK(pump(ns, 2, raw_closed, &fd, 3000));
+    close(fd);
+    CHECK(log_has("node 2: closing inbound connection from 127.0.0.1:"));
+    CHECK(log_has("TLS handshake failed: "));
+    CHECK_EQ(transport_refused(b->t), 1);
+    /* 2. a handshake record with a broken body */
+    fd = raw_connect(b);
+    CHECK(fd >= 0);
+    const uint8_t rec[] = { 0x16, 0x03, 0x01, 0x00, 0x08, 0x01, 0x00, 0x00, 0x04,
+                            0xde, 0xad, 0xbe, 0xef };
+    CHECK(send(fd, rec, sizeof rec, MSG_NOSIGNAL) == (ssize_t)sizeof rec);
+    CHECK(pump(ns, 2, raw_closed, &fd, 3000));
+    close(fd);
+    CHECK_EQ(transport_refused(b->t), 2);
+    /* 3. a record header promising bytes that never come: the handshake times out */
+    fd = raw_connect(b);
+    CHECK(fd >= 0);
+    CHECK(send(fd, rec, 5, MSG_NOSIGNAL) == 5);
+    uint64_t t0 = ms_now();
+    CHECK(pump(ns, 2, raw_closed, &fd, 3000));
+    close(fd);
+    CHECK(ms_now() - t0 >= 400);
+    CHECK(log_has("TLS handshake not done within 600 ms"));
+    CHECK_EQ(transport_refused(b->t), 3);
+    /* the real peers kept their connection and still talk */
+    CHECK_EQ(send_msg(a, b, 1, RAFT_MSG_HEARTBEAT, 0, 0), 0);
+    CHECK_EQ(send_msg(b, a, 1, RAFT_MSG_HEARTBEAT, 0, 0), 0);
+    want_t wa = { a, 1 }, wb = { b, 1 };
+    CHECK(pump(ns, 2, got_count, &wa, 3000));
+    CHECK(pump(ns, 2, got_count, &wb, 3000));
+    transport_peer_stats_t st;
+    CHECK_EQ(transport_peer_stats(b->t, 1, &st), 0);
+    CHECK(st.connected && st.tls);
+    CHECK_EQ(st.connects, 1);
+    CHECK_EQ(st.errors, 0);
+    stop(a);
+    stop(b);
+    free(a);
+    free(b);
+    CHECK_EQ(count_fds(), fds);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* the raw TLS client writes with plain write(2) */
+    if (make_all() != 0) {
+        printf("# could not make the test certificates (log: %s/openssl.log)\n", dir);
+        printf("not ok make_certificates\n");
+        return 1;
+    }
+    RUN(tls_options_are_checked);
+    RUN(tls_nodes_exchange_raft_messages);
+    RUN(certificate_of_another_ca_is_refused);
+    RUN(plain_and_tls_refuse_each_other);
+    RUN(certificate_must_name_the_node);
+    RUN(garbage_during_handshake_closes_only_its_connection);
+    if (CHECK_DONE() || getenv("TRANSPORT_LOG"))
+        printf("# transport log of the last case:\n%s", logbuf);
+    remove_all();
+    return CHECK_DONE();
+}
