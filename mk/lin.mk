@@ -13,3 +13,11 @@ $(BUILD)/lincheck: $(BUILD)/obj/tests/lin/lincheck.o $(BUILD)/obj/tests/sim/line
 	$(CC) $(ALL_CFLAGS) -o $@ $^
 
 TOOLS += $(BUILD)/histrec $(BUILD)/lincheck
+
+# qrec drives and records one queue's producers, consumers and poppers (tests/lin/qcheck.py
+# checks its log); tests/integration/cluster_queues.sh.
+$(BUILD)/qrec: $(BUILD)/obj/tests/lin/qrec.o $(LIN_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^
+
+TOOLS += $(BUILD)/qrec
