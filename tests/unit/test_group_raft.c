@@ -9,6 +9,7 @@
  * The nodes have ids 2, 3, 4; every node also lists a phantom peer 1 that never runs (nodes
  * only wait for lower ids to dial them), so the raw socket can speak as node 1. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -28,6 +29,7 @@
 #include "cluster/err.h"
 #include "cluster/frame.h"
 #include "cluster/group.h"
+#include "cluster/mraft.h"
 #include "tests/unit/check.h"
 
 #define NN 3                      /* nodes, ids FIRST_ID .. FIRST_ID+NN-1 */
@@ -60,6 +62,8 @@ typedef struct kv {
     size_t n;
     char *key[KV_MAX], *val[KV_MAX];
     int bad;                      /* applied out of order, or a malformed command */
+    uint64_t u_twice;             /* sets of a "u:" key that was set already: such keys are
+                                     proposed once each, so this counts double applies */
 } kv_t;
 
 static void kv_clear(kv_t *s)
@@ -69,13 +73,15 @@ static void kv_clear(kv_t *s)
         free(s->val[i]);
     }
     s->n = 0;
-    s->applied = s->sets = 0;
+    s->applied = s->sets = s->u_twice = 0;
 }
 
 static void kv_set(kv_t *s, const char *k, size_t kl, const char *v, size_t vl)
 {
     for (size_t i = 0; i < s->n; i++)
         if (strlen(s->key[i]) == kl && memcmp(s->key[i], k, kl) == 0) {
+            if (kl >= 2 && memcmp(k, "u:", 2) == 0)
+                s->u_twice++;
             free(s->val[i]);
             s->val[i] = strndup(v, vl);
             return;
@@ -508,7 +514,7 @@ static void *writer_main(void *arg)
     writer_t *w = arg;
     for (int j = 0; j < 4096 && !w->stop; j++) {
         char key[32];
-        snprintf(key, sizeof(key), "ld%d-%d", w->id, j);
+        snprintf(key, sizeof(key), "u:ld%d-%d", w->id, j);
         uint64_t close_at = w->close_at, t = now_ms();
         int rc = put(w->c, w->node, key, "1", NULL);
         if (rc == 0 && close_at && t >= close_at && !w->first_after)
@@ -525,7 +531,8 @@ static void *writer_main(void *arg)
 
 /* The leader is closed while both other nodes propose: the survivors elect a new one and
  * proposals on both succeed within a bounded time, every acknowledged write is on both
- * survivors, and the old leader restarts from its data directory and catches up. */
+ * survivors, no write is applied twice (those in flight at the close are resent), and the
+ * old leader restarts from its data directory and catches up. */
 TEST(test_leader_closed)
 {
     cl_t *c = cluster_new(0);
@@ -555,14 +562,15 @@ TEST(test_leader_closed)
         w[k].stop = 1;
         pthread_join(th[k], NULL);
     }
-    /* writes in flight to the closed leader time out (outcome unknown); new ones are served
+    /* writes in flight to the closed leader are resent (same envelope) until a new leader
+       serves them, or time out (outcome unknown, applied at most once); new ones are served
        once the survivors know the new leader */
     uint64_t first = 0;
     for (int k = 0; k < 2; k++)
         if (w[k].first_after && (!first || w[k].first_after < first))
             first = w[k].first_after;
     printf("# leader closed: a new proposal was acknowledged %llu ms later; the writers had "
-           "%d and %d acknowledged, %d timeouts (in flight at the close), %d other errors, "
+           "%d and %d acknowledged, %d timeouts, %d other errors, "
            "their first write begun after the close acknowledged %lld ms after it\n",
            (unsigned long long)gap, w[0].n_acked, w[1].n_acked, w[0].timeouts + w[1].timeouts,
            w[0].other + w[1].other, first ? (long long)(first - t0) : -1ll);
@@ -583,11 +591,20 @@ TEST(test_leader_closed)
     for (int k = 0; k < 2; k++)
         for (int j = 0; j < w[k].n_acked; j++) {
             char key[32];
-            snprintf(key, sizeof(key), "ld%d-%d", k, w[k].acked[j]);
+            snprintf(key, sizeof(key), "u:ld%d-%d", k, w[k].acked[j]);
             lost += !has(c, s1, key, "1") + !has(c, s2, key, "1");
         }
     free(w);
     CHECK_EQ(lost, 0);
+    /* proposals resent across the leader change applied once each */
+    group_dedup_stats_t d1, d2;
+    CHECK_EQ(group_dedup_stats(c->g[s1], &d1), 0);
+    CHECK_EQ(group_dedup_stats(c->g[s2], &d2), 0);
+    printf("# leader closed: %llu + %llu resends, %llu + %llu duplicates skipped\n",
+           (unsigned long long)d1.retries, (unsigned long long)d2.retries,
+           (unsigned long long)d1.dup_hits, (unsigned long long)d2.dup_hits);
+    CHECK_EQ(c->kv[s1].u_twice, 0);
+    CHECK_EQ(c->kv[s2].u_twice, 0);
     /* the old leader comes back from its directory and catches up */
     CHECK_EQ(start_node(c, lead), 0);
     CHECK(has(c, lead, "before", "1"));              /* re-applied from its own log */
@@ -666,6 +683,9 @@ TEST(test_restart_catches_up_by_snapshot)
     CHECK(has(c, f, "first", "1"));
     group_get_stats(c->g[f], &st);
     CHECK(st.installs >= 1);
+    group_dedup_stats_t ds;   /* the dedup table came with the snapshot */
+    CHECK_EQ(group_dedup_stats(c->g[f], &ds), 0);
+    CHECK(ds.clients >= 2);
     CHECK_EQ(put(c, f, "after", "1", NULL), 0);
     CHECK_EQ(group_read_barrier(c->g[lead], 0), 0);
     CHECK(kv_equal(&c->kv[f], &c->kv[lead]));
@@ -679,6 +699,345 @@ TEST(test_restart_catches_up_by_snapshot)
     for (int i = 0; i < NN; i++)
         CHECK_EQ(c->kv[i].bad, 0);
     cluster_free(c);
+}
+
+/* ---- exactly-once retries -------------------------------------------------------------------- */
+
+static uint64_t sets_of(cl_t *c, int i)
+{
+    pthread_mutex_lock(&c->kv[i].mu);
+    uint64_t n = c->kv[i].sets;
+    pthread_mutex_unlock(&c->kv[i].mu);
+    return n;
+}
+
+static uint64_t u_twice_of(cl_t *c, int i)
+{
+    pthread_mutex_lock(&c->kv[i].mu);
+    uint64_t n = c->kv[i].u_twice;
+    pthread_mutex_unlock(&c->kv[i].mu);
+    return n;
+}
+
+/* Every running node has passed a read barrier (so has applied all acknowledged writes). */
+static bool all_caught_up(cl_t *c)
+{
+    for (int i = 0; i < NN; i++)
+        if (c->g[i] && group_read_barrier(c->g[i], 5000) != 0)
+            return false;
+    return true;
+}
+
+/* A follower's forward is lost, then the leader's answer to the next one: each proposal is
+ * resent by group_propose with the same envelope and applied exactly once on every replica;
+ * the resent one whose first copy applied gets the result saved from that first apply. */
+TEST(test_lost_forward_and_answer_apply_once)
+{
+    cl_t *c = cluster_new(0);
+    CHECK(c);
+    int lead = wait_leader(c, 5000);
+    if (lead < 0)
+        cluster_free(c);
+    CHECK(lead >= 0);
+    int f = (lead + 1) % NN;
+    CHECK_EQ(put(c, f, "warm", "1", NULL), 0);      /* f knows the leader and is connected */
+    CHECK(all_caught_up(c));
+    uint64_t sets0[NN];
+    for (int i = 0; i < NN; i++)
+        sets0[i] = sets_of(c, i);
+    group_dedup_stats_t df0, dl0, df, dl;
+    CHECK_EQ(group_dedup_stats(c->g[f], &df0), 0);
+    CHECK_EQ(group_dedup_stats(c->g[lead], &dl0), 0);
+    CHECK(df0.retry_ms == 10 * TICK_MS);            /* the election timeout by default */
+
+    /* 1. the PROPOSE is lost: nothing reaches the leader until the resend */
+    group_node_test_drop_fwd(c->node[f], FWD_PROPOSE, 1);
+    sm_result_t res;
+    CHECK_EQ(put(c, f, "u:lost-propose", "1", &res), 0);
+    CHECK(has(c, f, "u:lost-propose", "1"));
+    CHECK_EQ(group_dedup_stats(c->g[f], &df), 0);
+    CHECK(df.retries >= df0.retries + 1);
+
+    /* 2. the RESULT is lost: the first copy applied everywhere, the resend is a duplicate */
+    group_node_test_drop_fwd(c->node[lead], FWD_RESULT, 1);
+    CHECK_EQ(put(c, f, "u:lost-result", "1", &res), 0);
+    CHECK_EQ(res.len, 16);
+    uint64_t idx, sets_at;
+    memcpy(&idx, res.data, 8);
+    memcpy(&sets_at, res.data + 8, 8);
+    CHECK(all_caught_up(c));
+    CHECK_EQ(group_dedup_stats(c->g[f], &df), 0);
+    CHECK_EQ(group_dedup_stats(c->g[lead], &dl), 0);
+    printf("# lost forward and answer: %llu resends on the follower, %llu duplicates skipped "
+           "on the leader\n", (unsigned long long)(df.retries - df0.retries),
+           (unsigned long long)(dl.dup_hits - dl0.dup_hits));
+    CHECK(df.retries >= df0.retries + 2);
+    CHECK(dl.dup_hits >= dl0.dup_hits + 1);         /* the resend met the saved result */
+    CHECK(df.dup_hits >= 1);                        /* on the follower's replica too */
+    CHECK_EQ(sets_at, sets0[lead] + 2);             /* the result of the FIRST apply */
+    group_stats_t st;
+    group_get_stats(c->g[lead], &st);
+    CHECK(st.applied_index > idx);                  /* the duplicate entry came after it */
+    for (int i = 0; i < NN; i++) {
+        CHECK_EQ(sets_of(c, i), sets0[i] + 2);      /* two proposals, two applies */
+        CHECK_EQ(u_twice_of(c, i), 0);
+        CHECK(has(c, i, "u:lost-result", "1"));
+        CHECK_EQ(c->kv[i].bad, 0);
+    }
+    cluster_free(c);
+}
+
+/* A duplicate that arrives after the group snapshotted (its log compacted) and every node
+ * restarted from its snapshot is still recognized: the table is in the snapshot. A sequence
+ * number below the client's low is skipped as finished. */
+TEST(test_duplicate_after_snapshot_restore)
+{
+    cl_t *c = cluster_new(1024);
+    CHECK(c);
+    int lead = wait_leader(c, 5000);
+    if (lead < 0)
+        cluster_free(c);
+    CHECK(lead >= 0);
+    const uint64_t XN = 99, XI = 0x1234;            /* a client that is no node of ours */
+    sm_result_t r1, r2;
+    CHECK_EQ(group_test_propose_as(c->g[lead], XN, XI, 1, 1, "u:snap=1", 8, &r1), 0);
+    CHECK_EQ(r1.len, 16);
+    uint64_t idx1;
+    memcpy(&idx1, r1.data, 8);
+    for (int j = 0; j < 80; j++) {                  /* several 1 KiB snapshots past idx1 */
+        char key[32];
+        snprintf(key, sizeof(key), "fill%d", j);
+        CHECK_EQ(put(c, j % NN, key, "some filler value to reach the snapshot size", NULL), 0);
+    }
+    CHECK(all_caught_up(c));
+    for (int i = 0; i < NN; i++) {
+        group_stats_t st;
+        group_get_stats(c->g[i], &st);
+        CHECK(st.snapshot_index > idx1);            /* the entry is gone from the log */
+    }
+    for (int i = 0; i < NN; i++)
+        stop_node(c, i);
+    for (int i = 0; i < NN; i++)
+        CHECK_EQ(start_node(c, i), 0);
+    for (int i = 0; i < NN; i++) {
+        group_dedup_stats_t d;
+        CHECK_EQ(group_dedup_stats(c->g[i], &d), 0);
+        CHECK(d.clients >= 1);                      /* restored with the state */
+    }
+    lead = wait_leader(c, 5000);
+    CHECK(lead >= 0);
+    CHECK(all_caught_up(c));
+    uint64_t sets0 = sets_of(c, lead);
+    /* the same (client, seq) again, from another node: not applied, the saved result back */
+    int other = (lead + 1) % NN;
+    CHECK_EQ(group_test_propose_as(c->g[other], XN, XI, 1, 1, "u:snap=1", 8, &r2), 0);
+    CHECK_EQ(r2.len, r1.len);
+    CHECK(memcmp(r2.data, r1.data, r1.len) == 0);   /* idx1 and the set count back then */
+    CHECK(all_caught_up(c));
+    for (int i = 0; i < NN; i++) {
+        group_dedup_stats_t d;
+        CHECK_EQ(group_dedup_stats(c->g[i], &d), 0);
+        CHECK(d.dup_hits >= 1);
+        CHECK_EQ(sets_of(c, i), sets0);
+        CHECK_EQ(u_twice_of(c, i), 0);
+    }
+    /* seq 2 with low 2 applies; then seq 1 is below the client's low: skipped as finished */
+    CHECK_EQ(group_test_propose_as(c->g[lead], XN, XI, 2, 2, "u:snap2=1", 9, &r2), 0);
+    CHECK_EQ(r2.code, 0);
+    CHECK_EQ(group_test_propose_as(c->g[lead], XN, XI, 1, 1, "u:snap=1", 8, &r2), 0);
+    CHECK_EQ(r2.code, -EALREADY);
+    /* an envelope breaking a rule (low above seq) is applied nowhere */
+    CHECK_EQ(group_test_propose_as(c->g[lead], XN, XI, 3, 4, "u:bad=1", 7, &r2), 0);
+    CHECK_EQ(r2.code, -EPROTO);
+    CHECK(all_caught_up(c));
+    for (int i = 0; i < NN; i++) {
+        CHECK_EQ(sets_of(c, i), sets0 + 1);
+        CHECK(!has(c, i, "u:bad", "1"));
+        CHECK_EQ(c->kv[i].bad, 0);
+    }
+    cluster_free(c);
+}
+
+/* 1100 clients propose once each: the table stays at its cap of 1024 on every replica, the
+ * same clients evicted everywhere (least recently applied first); a recent client's
+ * duplicate is still recognized, while the first client was evicted (its duplicate, arriving
+ * after 1023 newer clients wrote, applies again: the documented limit). */
+typedef struct many {
+    cl_t *c;
+    int node, from, to, failed;
+} many_t;
+
+static void *many_main(void *arg)
+{
+    many_t *m = arg;
+    for (int k = m->from; k < m->to; k++) {
+        char cmd[32];
+        int n = snprintf(cmd, sizeof(cmd), "u:client%d=1", k);
+        if (group_test_propose_as(m->c->g[m->node], 1000 + (uint64_t)k, 1, 1, 1, cmd,
+                                  (size_t)n, NULL) != 0)
+            m->failed++;
+    }
+    return NULL;
+}
+
+TEST(test_dedup_table_bounded)
+{
+    cl_t *c = cluster_new(0);
+    CHECK(c);
+    int lead = wait_leader(c, 5000);
+    if (lead < 0)
+        cluster_free(c);
+    CHECK(lead >= 0);
+    sm_result_t r;
+    /* client 0 first, alone, so it is the least recently applied one */
+    CHECK_EQ(group_test_propose_as(c->g[lead], 1000, 1, 1, 1, "u:client0=1", 11, &r), 0);
+    enum { NT = 6, NC = 1100 };
+    many_t m[NT];
+    pthread_t th[NT];
+    for (int t = 0; t < NT; t++) {
+        m[t] = (many_t){ .c = c, .node = t % NN, .from = 1 + t * (NC - 1) / NT,
+                         .to = 1 + (t + 1) * (NC - 1) / NT };
+        pthread_create(&th[t], NULL, many_main, &m[t]);
+    }
+    int failed = 0;
+    for (int t = 0; t < NT; t++) {
+        pthread_join(th[t], NULL);
+        failed += m[t].failed;
+    }
+    CHECK_EQ(failed, 0);
+    CHECK(all_caught_up(c));
+    group_dedup_stats_t d[NN];
+    for (int i = 0; i < NN; i++) {
+        CHECK_EQ(group_dedup_stats(c->g[i], &d[i]), 0);
+        CHECK_EQ(d[i].clients, 1024);
+        CHECK(d[i].evictions >= NC - 1024);
+        CHECK_EQ(d[i].evictions, d[0].evictions);   /* a function of the log */
+    }
+    uint64_t sets0 = sets_of(c, lead);
+    /* the last client of thread 0 is recent: its duplicate is recognized */
+    int recent = m[0].to - 1;
+    char cmd[32];
+    int n = snprintf(cmd, sizeof(cmd), "u:client%d=1", recent);
+    CHECK_EQ(group_test_propose_as(c->g[lead], 1000 + (uint64_t)recent, 1, 1, 1, cmd,
+                                   (size_t)n, &r), 0);
+    CHECK(all_caught_up(c));
+    CHECK_EQ(sets_of(c, lead), sets0);
+    /* client 0 was evicted: its duplicate is applied again */
+    CHECK_EQ(group_test_propose_as(c->g[lead], 1000, 1, 1, 1, "u:client0=1", 11, &r), 0);
+    CHECK(all_caught_up(c));
+    CHECK_EQ(sets_of(c, lead), sets0 + 1);
+    for (int i = 0; i < NN; i++) {
+        CHECK_EQ(u_twice_of(c, i), 1);
+        CHECK_EQ(c->kv[i].bad, 0);
+    }
+    cluster_free(c);
+}
+
+/* ---- a snapshot of the older format (no dedup table) ----------------------------------------- */
+
+static void null_send(void *ctx, uint64_t to, uint32_t group, const raft_msg_t *m)
+{
+    (void)ctx;
+    (void)to;
+    (void)group;
+    (void)m;
+}
+
+/* A one-node group written by a node loop without group_raft (snapshot metadata version 1,
+ * no tag: the state machine's stream alone, commands without envelopes) loads under
+ * group_raft: the state comes from the old snapshot and the log after it, new proposals get
+ * envelopes, and the next snapshot (with the table) loads too. */
+TEST(test_old_snapshot_format_loads)
+{
+    char base[64] = "/tmp/qfs-graftold-XXXXXX";
+    CHECK(mkdtemp(base));
+    kv_t *kv = calloc(1, sizeof(*kv));
+    pthread_mutex_init(&kv->mu, NULL);
+    const uint64_t id = 1, voters[1] = { 1 };
+    /* 1. the old writer: mraft alone, snap_tag 0 */
+    mraft_config_t mc = { .id = id, .dir = base, .tick_ms = TICK_MS, .election_tick = 10,
+                          .snapshot_bytes = 512, .timeout_ms = 5000 };
+    mraft_transport_t tr = { .send = null_send };
+    mraft_node_t *mn = NULL;
+    char *msg = NULL;
+    int rc = mraft_open(&mc, &tr, &mn, &msg);
+    if (rc == 0 && (rc = mraft_add_group(mn, GID, voters, 1, &kv_ops, kv, &msg)) == 0)
+        rc = mraft_start(mn);
+    if (rc)
+        printf("# old node: %s (%s)\n", qerr_str(rc), msg ? msg : "");
+    free(msg);
+    msg = NULL;
+    CHECK_EQ(rc, 0);
+    uint64_t end = now_ms() + 5000;
+    int n_put = 0;
+    for (int j = 0; j < 60; j++) {
+        char cmd[64];
+        int n = snprintf(cmd, sizeof(cmd), "old%d=value number %d", j, j);
+        do   /* the first waits for the node to elect itself */
+            rc = mraft_propose(mn, GID, cmd, (size_t)n, NULL, 1000, NULL);
+        while (rc == -QERR_NOTLEADER && now_ms() < end && (sleep_ms(10), 1));
+        n_put += rc == 0;
+    }
+    mraft_group_status_t ms;
+    for (int j = 0; j < 20; j++) {   /* until a snapshot is followed by a log tail */
+        rc = mraft_status(mn, GID, &ms);
+        if (rc || (ms.snap_index > 0 && ms.snap_index < ms.applied))
+            break;
+        n_put += mraft_propose(mn, GID, "tail=1", 6, NULL, 1000, NULL) == 0;
+    }
+    mraft_close(mn);
+    CHECK_EQ(rc, 0);
+    CHECK(n_put >= 60);
+    CHECK(ms.snap_index > 0 && ms.snap_index < ms.applied);   /* a snapshot and a log tail */
+    /* 2. reopened under group_raft */
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)free_port());
+    group_raft_config_t cfg = { .id = id, .listen = addr, .dir = base, .tick_ms = TICK_MS,
+                                .election_tick = 10, .timeout_ms = 5000, .snapshot_bytes = 512,
+                                .log = test_log };
+    group_node_t *nd = NULL;
+    group_t *g = NULL;
+    for (int round = 0; round < 2; round++) {
+        kv_clear(kv);
+        rc = group_node_open(&cfg, &nd, &msg);
+        if (rc == 0 && (rc = group_node_add(nd, GID, voters, 1, &kv_ops, kv, &g, &msg)) != 0)
+            group_node_close(nd);
+        else if (rc == 0 && (rc = group_node_start(nd, &msg)) != 0)
+            group_node_close(nd);
+        if (rc)
+            printf("# reopen %d: %s (%s)\n", round, qerr_str(rc), msg ? msg : "");
+        free(msg);
+        msg = NULL;
+        CHECK_EQ(rc, 0);
+        char v[64];
+        CHECK(kv_get(kv, "old59", v, sizeof(v)) && strcmp(v, "value number 59") == 0);
+        CHECK(kv_get(kv, "old0", v, sizeof(v)) && strcmp(v, "value number 0") == 0);
+        if (round == 0) {
+            group_stats_t st;
+            group_get_stats(g, &st);
+            CHECK(st.snapshot_index >= ms.snap_index);  /* restored from the old file */
+            for (int j = 0; j < 40 && rc == 0; j++) {   /* new snapshots, with the table */
+                char cmd[64];
+                int n = snprintf(cmd, sizeof(cmd), "u:new%d=value number %d", j, j);
+                rc = group_propose(g, cmd, (size_t)n, NULL);
+            }
+            CHECK_EQ(rc, 0);
+            group_get_stats(g, &st);
+            CHECK(st.snapshot_index > ms.applied);
+        } else {
+            group_dedup_stats_t d;
+            CHECK_EQ(group_dedup_stats(g, &d), 0);
+            CHECK(d.clients >= 1);                       /* the table came back */
+            CHECK(kv_get(kv, "u:new39", v, sizeof(v)));
+            CHECK_EQ(group_propose(g, "u:again=1", 9, NULL), 0);
+        }
+        CHECK_EQ(kv->bad, 0);
+        group_node_close(nd);
+    }
+    kv_clear(kv);
+    pthread_mutex_destroy(&kv->mu);
+    free(kv);
+    nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* ---- a raw peer on a socket ---------------------------------------------------------------- */
@@ -1014,5 +1373,9 @@ int main(void)
     RUN(test_restart_catches_up_by_snapshot);
     RUN(test_forwarding_frames_from_a_raw_peer);
     RUN(test_open_raft_one_call);
+    RUN(test_lost_forward_and_answer_apply_once);
+    RUN(test_duplicate_after_snapshot_restore);
+    RUN(test_dedup_table_bounded);
+    RUN(test_old_snapshot_format_loads);
     return CHECK_DONE();
 }
