@@ -244,8 +244,10 @@ static void dd_raise_low(dd_client_t *c, uint64_t low)
     uint32_t k = 0;
     while (k < c->n && c->r[k].seq < low)
         k++;
-    memmove(c->r, c->r + k, (c->n - k) * sizeof(*c->r));
-    c->n -= k;
+    if (k) {
+        memmove(c->r, c->r + k, (c->n - k) * sizeof(*c->r));
+        c->n -= k;
+    }
 }
 
 /* The saved result of seq, or NULL. */
