@@ -319,6 +319,7 @@ int main(int argc, char **argv)
     }
     for (int k = 0; k < o.nkeys; k++)
         lm_logf(log, "K %d %s", k, o.keys[k]);
+    lm_logf(log, "P 0 %s", o.mounts[0].path);
 
     struct sigaction sa = { .sa_handler = on_signal };
     sigemptyset(&sa.sa_mask);
@@ -358,6 +359,7 @@ int main(int argc, char **argv)
     pid_t kids[MAX_CLIENTS];
     int nkids = 0;
     for (int i = 0; i < o.nmounts * o.per_mount; i++) {
+        lm_logf(log, "P %d %s", i + 1, o.mounts[i % o.nmounts].path);
         pid_t p = fork();
         if (p < 0) {
             perror("histrec: fork");

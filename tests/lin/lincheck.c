@@ -11,7 +11,9 @@
  * that key around it.
  *
  *   lincheck [--min-writes N] [--min-reads N] [--min-after-last-mark N] [--max-states N] FILE
- * Exit: 0 linearizable and enough ops; 1 not linearizable; 3 too few ops; 4 inconclusive
+ * --max-states bounds the memo of one key's search (default 300000: the histories of
+ * cluster_linear.sh need well under 100000 in all; a memo record is 8 bytes per 64 ops of the
+ * key). Exit: 0 linearizable and enough ops; 1 not linearizable; 3 too few ops; 4 inconclusive
  * (state budget or memory); 2 usage or a malformed history. */
 #include "tests/sim/linearize.h"
 
@@ -23,6 +25,7 @@
 
 #define MAX_KEYS 64
 #define MAX_MARKS 64
+#define MAX_CLIENTS 256
 
 typedef struct rec {
     uint32_t client;
@@ -46,6 +49,7 @@ typedef struct hist {
     int nmarks;
     uint64_t t0;         /* the first stamp, for relative times in reports */
     uint64_t garbage;    /* reads of content no one wrote */
+    char *mount[MAX_CLIENTS];   /* each client's mount, from its P line (or NULL) */
 } hist_t;
 
 static size_t slot_of(uint32_t client, uint64_t opid, size_t nslots)
@@ -167,6 +171,18 @@ static int load(hist_t *h, const char *file)
             break;
         case 'E':
             break;
+        case 'P': {
+            int k, off = 0;
+            if (sscanf(line, "P %d %n", &k, &off) != 1 || !off || k < 0 || k >= MAX_CLIENTS ||
+                h->mount[k]) {
+                rc = bad(file, ln, "bad process line");
+                break;
+            }
+            h->mount[k] = strdup(line + off);
+            if (!h->mount[k])
+                rc = bad(file, ln, "out of memory");
+            break;
+        }
         case 'I': {
             if (sscanf(line, "I %" SCNu32 " %" SCNu64 " %" SCNu32 " %63s %63s %" SCNu64 "%n",
                        &cl, &opid, &key, a, b, &t, &nf) != 6 || line[nf] ||
@@ -301,6 +317,8 @@ static void show(const hist_t *h, const rec_t *r, const char *tag)
         printf(" -> no completion (%s)", r->is_write ? "unknown outcome" : "no answer");
     if (r->ok && r->err[0])
         printf(" (%s)", r->err);
+    if (r->client < MAX_CLIENTS && h->mount[r->client])
+        printf("  [on %s]", h->mount[r->client]);
     printf("\n");
 }
 
@@ -454,7 +472,7 @@ static long long num_arg(const char *opt, const char *v)
 
 int main(int argc, char **argv)
 {
-    long long min_w = 0, min_r = 0, min_after = 0, max_states = 2000000;
+    long long min_w = 0, min_r = 0, min_after = 0, max_states = 300000;
     const char *file = NULL;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--min-writes"))
@@ -537,6 +555,8 @@ int main(int argc, char **argv)
     free(ops);
     for (int k = 0; k < MAX_KEYS; k++)
         free(h.keys[k]);
+    for (int k = 0; k < MAX_CLIENTS; k++)
+        free(h.mount[k]);
     free(h.r);
     free(h.slots);
     return rc;
