@@ -65,12 +65,13 @@ int group_open(const group_config_t *cfg, const sm_ops_t *ops, void *ctx, group_
  * answer, a leader that died or changed), until the timeout; *res then holds the result
  * saved when it was first applied. It returns -QERR_TIMEOUT (fs/ gives EIO) when no attempt
  * is answered within the group's timeout (no quorum or no leader all along): the outcome
- * is then unknown, but the command applies at most once, and never after a later call of
- * this node has applied (nor once more than 1023 later calls are unfinished: -QERR_TIMEOUT
- * before anything is proposed). A caller that retries after it makes a NEW command, which
- * may apply in addition. A node's client id is new at every open, so a call in flight when
- * its node closed is not resent by the next run. It never blocks longer than the timeout
- * (plus one tick). */
+ * is then unknown, but the command applies at most once, and not at all once a call this
+ * node began after the timeout has applied. (-QERR_TIMEOUT also when this node's oldest
+ * unfinished call on the group stays 1024 calls back for the whole timeout: then nothing
+ * was proposed.) A caller that retries after it makes a NEW command, which may apply in
+ * addition. A node's client id is new at every open, so a call in flight when its node
+ * closed is not resent by the next run. It never blocks longer than the timeout (plus one
+ * tick). */
 int group_propose(group_t *g, const void *cmd, size_t len, sm_result_t *res);
 
 /* A linearizable read barrier: returns 0 once the local state machine has applied
