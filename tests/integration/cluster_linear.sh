@@ -10,12 +10,15 @@
 # the test. On failure the history and the node logs are kept under $TEST_LOGDIR.
 # Every wait is bounded; lib.sh's trap unmounts and kills everything under $T.
 # Ports: $CLUSTER_BASE_PORT (3 from it) when set, else 3 free ones picked at random.
+# KILL_ROUNDS (default 2): how many times the leader is killed and restarted.
 . "$(dirname "$0")/lib.sh"
 CL="$QI_ROOT/tools/cluster"
 C=$T/cluster
 BIN=$(dirname "$QUORUMFS")
 HISTREC=$BIN/histrec
 LINCHECK=$BIN/lincheck
+ROUNDS=${KILL_ROUNDS:-2}
+[[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || { echo "KILL_ROUNDS: 1 to 99" >&2; exit 2; }
 KEEP=${TEST_LOGDIR:-$QI_ROOT/build/test-logs}/cluster_linear-$(date +%Y%m%d-%H%M%S)
 
 for b in "$HISTREC" "$LINCHECK"; do
@@ -74,7 +77,7 @@ more_ok() { [ "$(completed)" -ge "$1" ]; }
 mkdir "${M[1]}/config/lin" || { not_ok mkdir-config "mkdir config/lin failed"; finish; }
 
 # ---- record while the leader is killed and restarted twice
-"$HISTREC" --out "$T/hist" --duration 80 --grace 20 --clients-per-mount 2 --read-pct 50 \
+"$HISTREC" --out "$T/hist" --duration $((40 * ROUNDS)) --grace 20 --clients-per-mount 2 --read-pct 50 \
     --seed "$RANDOM" --mount "${M[1]}" --mount "${M[2]}" --mount "${M[3]}" \
     --key cache/lk0 --key cache/lk1 --key cache/lk2 \
     --key config/lin/k0 --key config/lin/k1 --key config/lin/k2 2>"$T/histrec.err" &
@@ -82,7 +85,7 @@ rec=$!
 wait_for 20 more_ok 300 && ok recording || not_ok recording "$(completed) ops completed ok after 20 s: $(cat "$T/histrec.err")"
 
 faults_ok=1
-for round in 1 2; do
+for round in $(seq 1 "$ROUNDS"); do
     L=$(leader "${M[1]}")
     [ -n "$L" ] && [ "$L" != 0 ] || L=$(leader_not 0)
     if [ -z "$L" ] || [ "$L" = 0 ]; then faults_ok=0; note "round $round: no leader known"; break; fi
@@ -105,7 +108,7 @@ for round in 1 2; do
     sleep 3
     wait_for 15 more_ok $((n0 + 300))
 done
-checke leader-killed-and-restarted-twice '[ $faults_ok = 1 ]'
+checke leader-killed-and-restarted-$ROUNDS-times '[ $faults_ok = 1 ]'
 
 # a last stretch after the second restart, then stop the clients
 n0=$(completed)
@@ -123,7 +126,7 @@ fi
 
 # the clients of the node restarted last (client c uses mount (c-1)%3+1) completed reads and
 # writes after its restart: the restarted mount served, not only the survivors
-served=$(awk -v n="$L" '/^M restart2-/ { on = 1; next } on && $1 == "C" && $4 == "ok" && ($2 - 1) % 3 + 1 == n { c++ } END { print c + 0 }' "$T/hist")
+served=$(awk -v n="$L" -v m="M restart$ROUNDS-" 'index($0, m) == 1 { on = 1; next } on && $1 == "C" && $4 == "ok" && ($2 - 1) % 3 + 1 == n { c++ } END { print c + 0 }' "$T/hist")
 checke restarted-node-served-clients '[ "$served" -ge 50 ]' || note "only $served ops of node $L's clients completed after its restart"
 
 # ---- the verdict

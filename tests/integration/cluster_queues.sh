@@ -12,12 +12,15 @@
 # On failure the log and the node logs are kept under $TEST_LOGDIR.
 # Every wait is bounded; lib.sh's trap unmounts and kills everything under $T.
 # Ports: $CLUSTER_BASE_PORT (3 from it) when set, else 3 free ones picked at random.
+# KILL_ROUNDS (default 2): how many times the leader is killed and restarted.
 . "$(dirname "$0")/lib.sh"
 CL="$QI_ROOT/tools/cluster"
 C=$T/cluster
 BIN=$(dirname "$QUORUMFS")
 QREC=$BIN/qrec
 QCHECK="$PY $QI_ROOT/tests/lin/qcheck.py"
+ROUNDS=${KILL_ROUNDS:-2}
+[[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || { echo "KILL_ROUNDS: 1 to 99" >&2; exit 2; }
 KEEP=${TEST_LOGDIR:-$QI_ROOT/build/test-logs}/cluster_queues-$(date +%Y%m%d-%H%M%S)
 
 [ -x "$QREC" ] || { not_ok tools "$QREC missing (build it: make BUILD=$BIN, rules in mk/lin.mk)"; finish; }
@@ -82,13 +85,13 @@ fi
 
 # ---- producers, consumers and poppers while the leader is killed and restarted twice
 "$QREC" --out "$T/qlog" --queue q --producers 8 --consumers 8 --poppers 2 --think-ms 10 \
-    --duration 80 --grace 20 --seed "$RANDOM" \
+    --duration $((40 * ROUNDS)) --grace 20 --seed "$RANDOM" \
     --mount "${M[1]}" --mount "${M[2]}" --mount "${M[3]}" 2>"$T/qrec.err" &
 rec=$!
 wait_for 20 more_acks 100 && ok traffic || not_ok traffic "$(acks) acks after 20 s: $(cat "$T/qrec.err")"
 
 faults_ok=1
-for round in 1 2; do
+for round in $(seq 1 "$ROUNDS"); do
     L=$(leader "${M[1]}")
     [ -n "$L" ] && [ "$L" != 0 ] || L=$(leader_not 0)
     if [ -z "$L" ] || [ "$L" = 0 ]; then faults_ok=0; note "round $round: no leader known"; break; fi
@@ -110,7 +113,7 @@ for round in 1 2; do
     sleep 3
     wait_for 15 more_acks $((n0 + 100))
 done
-checke leader-killed-and-restarted-twice '[ $faults_ok = 1 ]'
+checke leader-killed-and-restarted-$ROUNDS-times '[ $faults_ok = 1 ]'
 
 kill -TERM "$rec" 2>/dev/null
 if wait_for 45 pid_gone "$rec"; then
@@ -134,6 +137,8 @@ checke drained '[ "$(qlen)" = "0 0 0" ]' || note "len after the drain: $(qlen)"
 # ---- the verdict
 out=$(timeout 120 $QCHECK --min-pushes 300 --min-acks 200 --min-after-last-mark 100 "$T/qlog" 2>&1); rc=$?
 while IFS= read -r l; do echo "$l"; done <<<"$out"
+# messages lost to failed pops are allowed (pop is at most once across a crash), but kept
+[[ $out == *"# EXCUSED:"* ]] && keep
 case $rc in
     0) ok queue-guarantees; ok enough-operations ;;
     3) ok queue-guarantees; not_ok enough-operations "too few successful operations (above)"; keep ;;
