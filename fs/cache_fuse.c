@@ -70,20 +70,31 @@ static void propose_touches(cache_front_t *cf)
     pthread_mutex_unlock(&cf->mu);
     if (!list)
         return;
-    cmdbuf_t b;
-    cache_cmd_touch(&b, node_now_ms());
-    for (touched_t *t = list; t; t = t->hh.next)
-        cache_cmd_touch_add(&b, t->path);
+    /* one batch per shard that holds some of the keys */
+    for (uint32_t k = 0; k < node_nshards(cf->node); k++) {
+        cmdbuf_t b;
+        int any = 0;
+        cache_cmd_touch(&b, node_now_ms());
+        for (touched_t *t = list; t; t = t->hh.next)
+            if (node_shard_of(cf->node, NS_CACHE, t->path) == k) {
+                cache_cmd_touch_add(&b, t->path);
+                any = 1;
+            }
+        if (!any) {
+            free(b.p);
+            continue;
+        }
+        int rc = node_propose(cf->node, k, &b, NULL);
+        if (rc < 0)
+            fprintf(stderr, "quorumfs: cache touch batch not committed: %s\n", strerror(-rc));
+    }
     free_touched(list);
-    int rc = node_propose(cf->node, &b, NULL);
-    if (rc < 0)
-        fprintf(stderr, "quorumfs: cache touch batch not committed: %s\n", strerror(-rc));
 }
 
 /* The keys whose TTL passed, as one EXPIRE (the TTL index is pruned under the write lock). */
-static void propose_expiry(cache_front_t *cf)
+static void propose_expiry(cache_front_t *cf, uint32_t k)
 {
-    state_t *st = node_state(cf->node);
+    state_t *st = node_state(cf->node, k);
     uint64_t now = node_now_ms();
     cmdbuf_t b;
     cache_cmd_expire(&b, now);
@@ -94,7 +105,7 @@ static void propose_expiry(cache_front_t *cf)
         free(b.p);
         return;
     }
-    int rc = node_propose(cf->node, &b, NULL);
+    int rc = node_propose(cf->node, k, &b, NULL);
     if (rc < 0)
         fprintf(stderr, "quorumfs: cache expiry batch not committed: %s\n", strerror(-rc));
 }
@@ -105,15 +116,17 @@ static void sweep(void *ctx)
 {
     cache_front_t *cf = ctx;
     propose_touches(cf);
-    if (node_is_leader(cf->node))
-        propose_expiry(cf);
+    for (uint32_t k = 0; k < node_nshards(cf->node); k++)
+        if (node_is_leader(cf->node, k))
+            propose_expiry(cf, k);
 }
 
-/* The cache cap is replicated state: a node whose option differs proposes it. */
-static void propose_cap(node_t *n)
+/* The cache cap is replicated state: a node whose option differs proposes it. Each of S
+ * shards holds 1/S of the cap (docs/CLUSTER.md "Shards"). */
+static void propose_cap(node_t *n, uint32_t k, void *arg)
 {
-    uint64_t want = node_options(n)->cache_max_bytes;
-    state_t *st = node_state(n);
+    uint64_t want = node_options(n)->cache_max_bytes / node_nshards(n);
+    state_t *st = node_state(n, k);
     cache_stats_t cs;
     pthread_rwlock_rdlock(&st->lock);
     cache_sm_stats(st, &cs);
@@ -122,7 +135,7 @@ static void propose_cap(node_t *n)
         return;
     cmdbuf_t b;
     cache_cmd_setcap(&b, node_now_ms(), want);
-    int rc = node_propose(n, &b, NULL);
+    int rc = node_propose(n, k, &b, NULL);
     if (rc < 0)
         fprintf(stderr, "quorumfs: cannot set the cache cap to %llu bytes: %s\n",
                 (unsigned long long)want, strerror(-rc));
@@ -135,7 +148,7 @@ static void *start(node_t *n)
         return NULL;
     cf->node = n;
     pthread_mutex_init(&cf->mu, NULL);
-    propose_cap(n);
+    node_each_shard(n, propose_cap, NULL);
     return cf;
 }
 

@@ -100,8 +100,7 @@ static int ctl_open(void *ctx, const state_t *st, const mount_ctl_t *c, int flag
     if (rc < 0)
         return rc;
     watch_t *w;
-    rc = watch_open(ctx, path, c->aux ? c->aux - 1 : config_sm_rev(st), !!(flags & O_NONBLOCK),
-                    &w);
+    rc = watch_open(ctx, path, c->aux ? c->aux - 1 : WATCH_NOW, !!(flags & O_NONBLOCK), &w);
     if (rc == 0)
         *handle = w;
     return rc;

@@ -33,6 +33,8 @@ typedef struct effect {
     uint8_t kind;                /* enum effect_kind */
     uint8_t ns;                  /* namespace whose front delivers it */
     uint64_t sid, wid;           /* the waiter: its session and its id there (0: none) */
+    uint32_t shard;              /* the shard whose apply emitted it: set by the node's
+                                    delivery hook (sid is a session of that shard) */
     union {
         struct {
             uint64_t id;

@@ -77,10 +77,24 @@ typedef struct lfh {
 } lfh_t;
 
 static lfront_t *LF(fuse_req_t req) { return ns_front_ctx(req, NS_LOCKS); }
-static state_t *lstate(const lfront_t *lf) { return node_state(lf->ctx.node); }
-static uint64_t lsid(const lfront_t *lf)
+/* Every lock lives whole on one shard (FILE-API §11): the one of its name. */
+static uint32_t lshard(const lfront_t *lf, const char *name)
 {
-    return session_local_id(node_session(lf->ctx.node));
+    return node_shard_of(lf->ctx.node, NS_LOCKS, name);
+}
+static state_t *lstate(const lfront_t *lf, uint32_t k) { return node_state(lf->ctx.node, k); }
+static uint64_t lsid(const lfront_t *lf, uint32_t k)
+{
+    return session_local_id(node_session(lf->ctx.node), k);
+}
+/* The shard of a lock inode (the root's: 0; the root spans every shard). */
+static uint32_t ino_shard(fuse_ino_t ino)
+{
+    return ino == NS_ROOT_ID(NS_LOCKS) ? 0 : NS_INO_SHARD(ino);
+}
+static int lpropose(lfront_t *lf, const char *name, cmdbuf_t *b, sm_result_t *res)
+{
+    return node_propose(lf->ctx.node, lshard(lf, name), b, res);
 }
 
 /* Whether fh held a lock under a session that has ended (see lfh_t.lock_sid), as of a read
@@ -91,9 +105,10 @@ static int stale(const lfront_t *lf, const lfh_t *fh)
     uint64_t held = __atomic_load_n(&fh->lock_sid, __ATOMIC_ACQUIRE);
     if (!held)
         return 0;
-    if (held != lsid(lf) || node_read_barrier(lf->ctx.node) != 0)
+    uint32_t k = lshard(lf, fh->name);
+    if (held != lsid(lf, k) || node_read_barrier(lf->ctx.node, k) != 0)
         return 1;
-    state_t *st = lstate(lf);
+    state_t *st = lstate(lf, k);
     pthread_rwlock_rdlock(&st->lock);
     int gone = !session_find(&st->sessions, held);
     pthread_rwlock_unlock(&st->lock);
@@ -185,7 +200,7 @@ static int resolve(const state_t *st, fuse_ino_t ino, lock_view_t *v)
         return 0;
     if (!(ino & NS_INO_BIT) || NS_INO_NS(ino) != NS_LOCKS)
         return -ENOENT;
-    int rc = locks_sm_get_lid(st, ino & ((1ull << 56) - 1), v);
+    int rc = locks_sm_get_lid(st, NS_INO_LOCAL(ino), v);
     return rc < 0 ? rc : 1;
 }
 
@@ -207,7 +222,7 @@ static int attr_locked(const state_t *st, fuse_ino_t ino, struct stat *s)
 
 static int do_getattr(lfront_t *lf, fuse_ino_t ino, struct stat *s)
 {
-    state_t *st = lstate(lf);
+    state_t *st = lstate(lf, ino_shard(ino));
     pthread_rwlock_rdlock(&st->lock);
     int rc = attr_locked(st, ino, s);
     pthread_rwlock_unlock(&st->lock);
@@ -229,12 +244,13 @@ static int do_lookup(lfront_t *lf, fuse_ino_t parent, const char *name,
         return -ENOTDIR;
     if (strlen(name) > NAME_MAX_BYTES)
         return -ENAMETOOLONG;
-    state_t *st = lstate(lf);
+    uint32_t k = lshard(lf, name);
+    state_t *st = lstate(lf, k);
     lock_view_t v;
     pthread_rwlock_rdlock(&st->lock);
     int rc = locks_sm_get(st, name, strlen(name), &v);
     if (rc == 0) {
-        e->ino = NS_INO(NS_LOCKS, v.lid);
+        e->ino = NS_SHARD_INO(NS_LOCKS, k, v.lid);
         rc = attr_locked(st, e->ino, &e->attr);
     }
     pthread_rwlock_unlock(&st->lock);
@@ -250,7 +266,7 @@ static void lf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 /* The name of the lock of ino, strdup'ed into *name (-EISDIR for the root). */
 static int name_of(lfront_t *lf, fuse_ino_t ino, char **name)
 {
-    state_t *st = lstate(lf);
+    state_t *st = lstate(lf, ino_shard(ino));
     lock_view_t v;
     pthread_rwlock_rdlock(&st->lock);
     int rc = resolve(st, ino, &v);
@@ -288,7 +304,7 @@ static void fh_free(lfh_t *fh)
 
 static int open_lock(lfront_t *lf, fuse_ino_t ino, int flags, lfh_t **out)
 {
-    state_t *st = lstate(lf);
+    state_t *st = lstate(lf, ino_shard(ino));
     lock_view_t v;
     lfh_t *fh = NULL;
     pthread_rwlock_rdlock(&st->lock);
@@ -336,13 +352,13 @@ static void lf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     lfront_t *lf = LF(req);
     int rc = parent == NS_ROOT_ID(NS_LOCKS) ? names_check(name, strlen(name), 0) : -ENOTDIR;
     int excl = !!(fi->flags & O_EXCL);
-    uint64_t sid = lsid(lf);
+    uint64_t sid = rc == 0 ? lsid(lf, lshard(lf, name)) : 0;
     if (rc == 0 && excl && !sid)
         rc = -EIO;
     if (rc == 0) {
         cmdbuf_t b;
         locks_cmd_create(&b, node_now_ms(), name, excl, sid, (uint32_t)fuse_req_ctx(req)->pid);
-        rc = node_propose(lf->ctx.node, &b, NULL);
+        rc = lpropose(lf, name, &b, NULL);
     }
     struct fuse_entry_param e;
     lfh_t *fh = NULL;
@@ -388,7 +404,7 @@ static void lf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
             fh->wlen = end;
         cmdbuf_t b;
         locks_cmd_data(&b, node_now_ms(), fh->name, fh->wbuf, fh->wlen);
-        rc = node_propose(lf->ctx.node, &b, NULL);
+        rc = lpropose(lf, fh->name, &b, NULL);
     }
     pthread_mutex_unlock(&fh->mu);
     if (rc < 0)
@@ -403,7 +419,7 @@ static void lf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (rc == 0) {
         cmdbuf_t b;
         locks_cmd_unlink(&b, node_now_ms(), name);
-        rc = node_propose(LF(req)->ctx.node, &b, NULL);
+        rc = lpropose(LF(req), name, &b, NULL);
     }
     fuse_reply_err(req, -rc);
 }
@@ -442,14 +458,14 @@ static void lf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         } else {
             cmdbuf_t b;
             locks_cmd_data(&b, node_now_ms(), name, "", 0);
-            rc = node_propose(lf->ctx.node, &b, NULL);
+            rc = lpropose(lf, name, &b, NULL);
         }
     }
     if (rc == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW |
                               FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW))) {
         cmdbuf_t b;
         locks_cmd_touch(&b, node_now_ms(), name);   /* touch renews a TTL */
-        rc = node_propose(lf->ctx.node, &b, NULL);
+        rc = lpropose(lf, name, &b, NULL);
     }
     free(name);
     struct stat s;
@@ -466,10 +482,11 @@ static void lf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 static void cancel_wait(lfront_t *lf, lwait_t *w)
 {
     cmdbuf_t b;
-    locks_cmd_cancel(&b, node_now_ms(), w->name, lsid(lf), w->wid);
+    uint32_t k = lshard(lf, w->name);
+    locks_cmd_cancel(&b, node_now_ms(), w->name, lsid(lf, k), w->wid);
     w_free(w);
     /* On failure (the node is stopping) b is dropped; the session's end drops the wait. */
-    (void)session_bg_propose(node_session(lf->ctx.node), &b, NULL, NULL);
+    (void)session_bg_propose(node_session(lf->ctx.node), k, &b, NULL, NULL);
 }
 
 /* Interrupt callback (data: the front). A late interrupt may come for a request that is no
@@ -500,7 +517,8 @@ static void do_lock(fuse_req_t req, lfh_t *fh, uint8_t kind, uint64_t owner, uin
 {
     lfront_t *lf = LF(req);
     const char *name = fh->name;
-    uint64_t sid = lsid(lf);
+    uint32_t k = lshard(lf, name);
+    uint64_t sid = lsid(lf, k);
     if (!sid || stale(lf, fh)) {
         fuse_reply_err(req, EIO);
         return;
@@ -519,7 +537,7 @@ static void do_lock(fuse_req_t req, lfh_t *fh, uint8_t kind, uint64_t owner, uin
     cmdbuf_t b;
     sm_result_t res;
     locks_cmd_lock(&b, node_now_ms(), name, sid, kind, owner, mode, wait, w->wid, pid);
-    int rc = node_propose(lf->ctx.node, &b, &res), granted = 0;
+    int rc = node_propose(lf->ctx.node, k, &b, &res), granted = 0;
     if (rc == 0)
         locks_result_lock(&res, &granted, NULL);
     if (granted)
@@ -565,9 +583,10 @@ static void do_unlock(fuse_req_t req, lfront_t *lf, lfh_t *fh, uint8_t kind, uin
         return;
     }
     const char *name = fh->name;
+    uint32_t k = lshard(lf, name);
     cmdbuf_t b;
-    locks_cmd_unlock(&b, node_now_ms(), name, lsid(lf), kind, owner);
-    int rc = node_propose(lf->ctx.node, &b, NULL);
+    locks_cmd_unlock(&b, node_now_ms(), name, lsid(lf, k), kind, owner);
+    int rc = node_propose(lf->ctx.node, k, &b, NULL);
     if (req)
         fuse_reply_err(req, rc == -ENOENT ? 0 : -rc);
 }
@@ -635,10 +654,11 @@ static void lf_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 {
     lfront_t *lf = LF(req);
     lfh_t *fh = (lfh_t *)(uintptr_t)fi->fh;
-    state_t *st = lstate(lf);
+    uint32_t k = lshard(lf, fh->name);
+    state_t *st = lstate(lf, k);
     struct flock out = *lk;
     out.l_type = F_UNLCK;
-    struct getlk g = { .sid = lsid(lf), .owner = fi->lock_owner, .want = lk->l_type, .out = &out };
+    struct getlk g = { .sid = lsid(lf, k), .owner = fi->lock_owner, .want = lk->l_type, .out = &out };
     lock_view_t v;
     pthread_rwlock_rdlock(&st->lock);
     if (locks_sm_get(st, fh->name, strlen(fh->name), &v) == 0)
@@ -650,8 +670,9 @@ static void lf_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 /* Whether (this session, kind, owner) holds or waits on lock name; takes the state lock. */
 static int owner_active(lfront_t *lf, const char *name, uint8_t kind, uint64_t owner)
 {
-    state_t *st = lstate(lf);
-    uint64_t sid = lsid(lf);
+    uint32_t k = lshard(lf, name);
+    state_t *st = lstate(lf, k);
+    uint64_t sid = lsid(lf, k);
     pthread_rwlock_rdlock(&st->lock);
     int found = locks_sm_owner_active(st, name, sid, kind, owner);
     pthread_rwlock_unlock(&st->lock);
@@ -696,9 +717,15 @@ static void ldir_free(dirlist_t *d)
     free(d);
 }
 
+struct listing {
+    dirlist_t *d;
+    uint32_t shard;
+};
+
 static int list_lock(void *arg, const lock_view_t *v)
 {
-    return dirlist_add(arg, v->name, NS_INO(NS_LOCKS, v->lid), S_IFREG);
+    struct listing *l = arg;
+    return dirlist_add(l->d, v->name, NS_SHARD_INO(NS_LOCKS, l->shard, v->lid), S_IFREG);
 }
 
 static void lf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -707,16 +734,19 @@ static void lf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_err(req, ENOTDIR);
         return;
     }
-    state_t *st = lstate(LF(req));
+    lfront_t *lf = LF(req);
     dirlist_t *d = calloc(1, sizeof(*d));
     int rc = d ? 0 : -ENOMEM;
     if (rc == 0)
         rc = dirlist_add(d, ".", NS_ROOT_ID(NS_LOCKS), S_IFDIR);
     if (rc == 0)
         rc = dirlist_add(d, "..", FUSE_ROOT_ID, S_IFDIR);
-    if (rc == 0) {
+    /* the root spans every shard */
+    for (uint32_t k = 0; rc == 0 && k < node_nshards(lf->ctx.node); k++) {
+        state_t *st = lstate(lf, k);
+        struct listing l = { d, k };
         pthread_rwlock_rdlock(&st->lock);
-        rc = locks_sm_each(st, list_lock, d);
+        rc = locks_sm_each(st, list_lock, &l);
         pthread_rwlock_unlock(&st->lock);
     }
     if (rc < 0) {
@@ -750,7 +780,7 @@ static int set_ttl(lfront_t *lf, const char *lname, uint32_t ttl_s)
 {
     cmdbuf_t b;
     locks_cmd_setttl(&b, node_now_ms(), lname, ttl_s);
-    return node_propose(lf->ctx.node, &b, NULL);
+    return lpropose(lf, lname, &b, NULL);
 }
 
 static void lf_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
@@ -791,7 +821,7 @@ static void lf_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 static void lf_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-    state_t *st = lstate(LF(req));
+    state_t *st = lstate(LF(req), ino_shard(ino));
     char text[32];
     int len = 0;
     lock_view_t v;
@@ -815,7 +845,7 @@ static void lf_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 static void lf_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
     static const char both[] = "user.fence\0user.ttl";
-    state_t *st = lstate(LF(req));
+    state_t *st = lstate(LF(req), ino_shard(ino));
     lock_view_t v;
     pthread_rwlock_rdlock(&st->lock);
     int rc = resolve(st, ino, &v);
@@ -863,7 +893,7 @@ static const struct fuse_lowlevel_ops locks_fuse = {
 static void l_deliver(void *ctx, effect_t *e)
 {
     lfront_t *lf = ctx;
-    uint64_t self = lsid(lf);
+    uint64_t self = lsid(lf, e->shard);
     if (e->kind != EFF_LOCK_WAIT || !self || e->sid != self)
         return;                     /* other nodes' sessions answer their own waits */
     lwait_t *w;
@@ -905,12 +935,11 @@ static int due_lock(void *arg, const lock_view_t *v)
 
 /* Leader side: proposes EXPIRE for create locks past their TTL; apply re-checks each
  * against the command's time, so a touch committed in between wins (EAGAIN). */
-static void l_sweep(void *ctx)
+static void sweep_shard(lfront_t *lf, uint32_t k)
 {
-    lfront_t *lf = ctx;
-    state_t *st = lstate(lf);
+    state_t *st = lstate(lf, k);
     struct due d = { .now = node_now_ms() };
-    if (!node_is_leader(lf->ctx.node))
+    if (!node_is_leader(lf->ctx.node, k))
         return;
     pthread_rwlock_rdlock(&st->lock);
     locks_sm_each(st, due_lock, &d);
@@ -918,12 +947,19 @@ static void l_sweep(void *ctx)
     for (int i = 0; i < d.n; i++) {
         cmdbuf_t b;
         locks_cmd_expire(&b, d.now, d.names[i], d.fences[i]);
-        int rc = node_propose(lf->ctx.node, &b, NULL);
+        int rc = node_propose(lf->ctx.node, k, &b, NULL);
         if (rc < 0 && rc != -EAGAIN && rc != -ENOENT)
             fprintf(stderr, "quorumfs: lock %s: TTL expiry not committed: %s\n", d.names[i],
                     strerror(-rc));
         free(d.names[i]);
     }
+}
+
+static void l_sweep(void *ctx)
+{
+    lfront_t *lf = ctx;
+    for (uint32_t k = 0; k < node_nshards(lf->ctx.node); k++)
+        sweep_shard(lf, k);
 }
 
 static void *l_start(struct node *n)

@@ -125,7 +125,8 @@ static void usage(FILE *f)
         "                         this node included\n"
         "  --listen HOST:PORT     where this node listens for its peers (default: its own\n"
         "                         address in --peers)\n"
-        "  --shards S, --replicas R  only 1 shard replicated on every node is supported yet\n"
+        "  --shards S     shards (Raft groups), 1..256, default 16; the same at every start\n"
+        "  --replicas R   only R = the number of peers (every node replicates every shard)\n"
         "  -h, --help             this text\n"
         "  --version              the version\n"
         "\n"
@@ -460,14 +461,14 @@ static int check_cluster(opts_t *o)
         fprintf(stderr, "quorumfs: --listen: bad address '%s': %s\n", o->listen, why);
         return -1;
     }
-    if (o->shards && o->shards != 1) {
-        fprintf(stderr, "quorumfs: --shards %llu: not supported yet: a cluster holds one shard "
-                "(one Raft group) replicated on every node\n", (unsigned long long)o->shards);
+    if (o->shards > NODE_SHARDS_MAX) {
+        fprintf(stderr, "quorumfs: --shards %llu: at most %d shards\n",
+                (unsigned long long)o->shards, NODE_SHARDS_MAX);
         return -1;
     }
     if (o->replicas && o->replicas != o->n_peers) {
         fprintf(stderr, "quorumfs: --replicas %llu: not supported yet: every node replicates "
-                "the one shard (here %zu replicas, one per peer)\n",
+                "every shard (here %zu replicas, one per peer)\n",
                 (unsigned long long)o->replicas, o->n_peers);
         return -1;
     }
@@ -1076,6 +1077,7 @@ static int serve(const opts_t *o, const char *canon, int lockfd)
         .peers = o->peer,
         .n_peers = o->n_peers,
         .cluster_id = o->cluster_id,
+        .shards = (uint32_t)o->shards,
     };
     node_t *node;
     char *err = NULL;

@@ -62,7 +62,6 @@ typedef struct pending {
 
 struct mount {
     node_t *node;
-    state_t *st;
     long long mnt_id;                  /* this mount's id in /proc/<pid>/mountinfo; 0 unknown */
     pthread_mutex_t ctl_mu;            /* guards by_ino, by_key, next_ctl */
     ctl_ent_t *by_ino, *by_key;
@@ -249,10 +248,16 @@ static int owner(mount_t *m, uint64_t ino, int *ns)
     }
     if (ino < STATE_FIRST_ID)
         return OWN_MOUNT;
-    pthread_rwlock_rdlock(&m->st->lock);
-    obj_t *o = tree_by_id(m->st, ino);
-    *ns = o ? o->ns : 0;
-    pthread_rwlock_unlock(&m->st->lock);
+    int k = node_shard_of_id(m->node, ino);
+    if (k >= 0) {
+        state_t *st = node_state(m->node, (uint32_t)k);
+        pthread_rwlock_rdlock(&st->lock);
+        obj_t *o = tree_by_id(st, ino);
+        *ns = o ? o->ns : 0;
+        pthread_rwlock_unlock(&st->lock);
+    } else {
+        *ns = 0;
+    }
     uint8_t pns;
     if (!*ns && mount_pending_find(m, ino, &pns, NULL, 0) == 0)
         *ns = pns;
@@ -292,12 +297,69 @@ static int mount_own(uint64_t ino)
            !(ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT)) && ino < STATE_FIRST_ID;
 }
 
+uint32_t mount_shard_of(mount_t *m, uint64_t ino, const char *name)
+{
+    node_t *n = m->node;
+    if (node_nshards(n) == 1)
+        return 0;
+    if (ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT))
+        return name ? node_shard_of(n, (int)(ino - NS_ROOT_ID(0)), name) : 0;
+    if (ino & CTL_BIT) {
+        mount_ctl_t c;
+        return mount_ctl_find(m, ino, &c) < 0 ? 0 : mount_shard_of(m, c.obj, NULL);
+    }
+    if (ino & NS_INO_BIT)
+        return NS_INO_SHARD(ino);
+    int k = node_shard_of_id(n, ino);
+    if (k >= 0)
+        return (uint32_t)k;
+    char path[4096];
+    uint8_t ns;
+    if (mount_pending_find(m, ino, &ns, path, sizeof(path)) == 0)
+        return node_shard_of(n, ns, path);
+    return 0;
+}
+
+/* The read barrier before an operation on ino (for a lookup: its child name; NULL
+ * otherwise) reads the state: on the shard that holds what it reads. A namespace root
+ * without a name (its listing, attributes, root-wide control files) reads every shard. An
+ * inode no shard holds (gone, or a creation not committed yet) needs none: what the kernel
+ * knows was applied here. Returns 0 or -EIO. */
+static int mount_barrier(mount_t *m, uint64_t ino, const char *name)
+{
+    node_t *n = m->node;
+    uint32_t all = node_nshards(n);
+    int ns = 0;
+    if (ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT)) {
+        ns = (int)(ino - NS_ROOT_ID(0));
+        if (name)
+            return node_read_barrier(n, node_shard_of(n, ns, name));
+    } else if (ino & CTL_BIT) {
+        mount_ctl_t c;
+        if (mount_ctl_find(m, ino, &c) < 0)
+            return 0;
+        return mount_barrier(m, c.obj, NULL);
+    } else if (ino & NS_INO_BIT) {
+        return node_read_barrier(n, NS_INO_SHARD(ino));
+    } else {
+        int k = all > 1 ? node_shard_of_id(n, ino) : 0;
+        return k < 0 ? 0 : node_read_barrier(n, (uint32_t)k);
+    }
+    for (uint32_t k = 0; k < all; k++) {
+        int rc = node_read_barrier(n, k);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* ROUTE for an operation that reads the shard's state: on a cluster node the read barrier
- * comes first (EIO when it fails: no leader or no quorum within the timeout). */
-#define ROUTE_READ(ino, op, ...)                                                 \
+ * comes first (EIO when it fails: no leader or no quorum within the timeout). name: the
+ * child name of a lookup, else NULL. */
+#define ROUTE_READ(ino, name, op, ...)                                           \
     do {                                                                         \
         if (!mount_own(ino)) {                                                   \
-            int b_ = node_read_barrier(mount_of(req)->node);                     \
+            int b_ = mount_barrier(mount_of(req), ino, name);                    \
             if (b_ < 0) {                                                        \
                 fuse_reply_err(req, -b_);                                        \
                 return;                                                          \
@@ -336,10 +398,15 @@ static void root_stat(mount_t *m, uint64_t ino, struct stat *s)
  * start time while it has none (its front's getattr answers after that). */
 static uint64_t ns_root_ms(mount_t *m, int ns)
 {
-    pthread_rwlock_rdlock(&m->st->lock);
-    const obj_t *r = tree_root(m->st, ns);
-    uint64_t t = r ? r->mtime_ms : 0;
-    pthread_rwlock_unlock(&m->st->lock);
+    uint64_t t = 0;
+    for (uint32_t k = 0; k < node_nshards(m->node); k++) {   /* the root spans them all */
+        state_t *st = node_state(m->node, k);
+        pthread_rwlock_rdlock(&st->lock);
+        const obj_t *r = tree_root(st, ns);
+        if (r && r->mtime_ms > t)
+            t = r->mtime_ms;
+        pthread_rwlock_unlock(&st->lock);
+    }
     return t ? t : node_start_ms(m->node);
 }
 
@@ -392,7 +459,7 @@ static int do_lookup(mount_t *m, uint64_t parent, const char *name, struct fuse_
 
 static void q_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    ROUTE_READ(parent, lookup, req, parent, name);
+    ROUTE_READ(parent, name, lookup, req, parent, name);
     uint64_t t0 = metrics_now_ns();
     struct fuse_entry_param e;
     int rc = do_lookup(mount_of(req), parent, name, &e);
@@ -427,7 +494,7 @@ static void q_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data
 
 static void q_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    ROUTE_READ(ino, getattr, req, ino, fi);
+    ROUTE_READ(ino, NULL, getattr, req, ino, fi);
     uint64_t t0 = metrics_now_ns();
     struct stat s;
     int rc = do_getattr(mount_of(req), ino, &s);
@@ -505,7 +572,7 @@ typedef struct text {
 
 static void q_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    ROUTE_READ(ino, open, req, ino, fi);
+    ROUTE_READ(ino, NULL, open, req, ino, fi);
     uint64_t t0 = metrics_now_ns();
     text_t *t = NULL;
     int rc = -EISDIR;
@@ -591,7 +658,7 @@ static int do_opendir(uint64_t ino, dirlist_t *d)
 
 static void q_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    ROUTE_READ(ino, opendir, req, ino, fi);
+    ROUTE_READ(ino, NULL, opendir, req, ino, fi);
     dirlist_t *d = calloc(1, sizeof(*d));
     int rc = d ? do_opendir(ino, d) : -ENOMEM;
     if (rc == 0) {
@@ -640,13 +707,13 @@ static void q_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 static void q_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-    ROUTE_READ(ino, getxattr, req, ino, name, size);
+    ROUTE_READ(ino, NULL, getxattr, req, ino, name, size);
     fuse_reply_err(req, ENODATA);
 }
 
 static void q_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-    ROUTE_READ(ino, listxattr, req, ino, size);
+    ROUTE_READ(ino, NULL, listxattr, req, ino, size);
     front_reply_xattr(req, "", 0, size);
 }
 
@@ -708,9 +775,13 @@ static void q_statfs(fuse_req_t req, fuse_ino_t ino)
     sv.f_blocks = sp.disk_bytes / STATFS_BSIZE;
     sv.f_bfree = sp.free_bytes / STATFS_BSIZE;
     sv.f_bavail = sp.avail_bytes / STATFS_BSIZE;
-    pthread_rwlock_rdlock(&m->st->lock);
-    uint64_t used = m->st->tree.nobjs;
-    pthread_rwlock_unlock(&m->st->lock);
+    uint64_t used = 0;
+    for (uint32_t k = 0; k < node_nshards(m->node); k++) {
+        state_t *st = node_state(m->node, k);
+        pthread_rwlock_rdlock(&st->lock);
+        used += st->tree.nobjs;
+        pthread_rwlock_unlock(&st->lock);
+    }
     uint64_t ffree = sp.known ? sp.avail_bytes / STATFS_OBJ_BYTES : STATFS_FFREE_MAX;
     sv.f_ffree = sv.f_favail = ffree < STATFS_FFREE_MAX ? ffree : STATFS_FFREE_MAX;
     sv.f_files = used + sv.f_ffree;
@@ -760,7 +831,7 @@ static void q_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const
 
 static void q_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-    ROUTE_READ(ino, readlink, req, ino);
+    ROUTE_READ(ino, NULL, readlink, req, ino);
     fuse_reply_err(req, EINVAL);   /* the mount's own inodes are no links */
 }
 
@@ -923,7 +994,6 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
     if (!m)
         return -1;
     m->node = node;
-    m->st = node_state(node);
     pthread_mutex_init(&m->ctl_mu, NULL);
     pthread_mutex_init(&m->pending_mu, NULL);
     node_pid_range(node, &m->next_pid, &m->pid_end);

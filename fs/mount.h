@@ -25,6 +25,12 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
 /* The mount serving req, and its node. */
 mount_t *mount_of(fuse_req_t req);
 node_t *mount_node(const mount_t *m);
+/* The shard that holds what an operation on inode ino names (on its child name, when name is
+ * not NULL): a namespace root's child by route (node_shard_of), a tree object or control
+ * entry by its object, a pending creation by its path, a module inode by its shard bits.
+ * 0 for a namespace root itself (which spans every shard: its listings visit each) and for
+ * what no shard holds. */
+uint32_t mount_shard_of(mount_t *m, uint64_t ino, const char *name);
 
 /* Fills s for any inode of the mount: mode (type and permissions), size, mtime (ms) as all
  * three times, the mount's owner. */

@@ -36,6 +36,7 @@
 #include "fs/node.h"
 #include "fs/ns.h"
 #include "fs/queues_sm.h"
+#include "fs/route.h"
 #include "fs/session.h"
 #include "fs/session_sm.h"
 #include "fs/tree_sm.h"
@@ -71,9 +72,19 @@ typedef struct space {
     uint64_t on_reserve;         /* freeing commands logged since */
 } space_t;
 
-struct node {
+/* One shard the node serves: its state and the group that feeds it. */
+typedef struct shard {
+    node_t *node;
+    uint32_t index;
     state_t *st;
     group_t *group;
+    uint64_t barrier_failed_ms;  /* atomic: monotonic ms of the last barrier timeout, 0 */
+} shard_t;
+
+struct node {
+    shard_t *shards;
+    uint32_t nshards;
+    group_node_t *gnode;         /* a cluster node's Raft node hosting every shard's group */
     char *data_dir;
     node_opts_t opts;            /* as opened; opts.data_dir is data_dir */
     metrics_t metrics;           /* of the node's mount (atomic counters) */
@@ -90,7 +101,6 @@ struct node {
     void *front[NS__COUNT];      /* atomic: fronts' contexts (fs/ns.h) */
     /* cluster node only (opts.id != 0) */
     int cluster;
-    uint64_t barrier_failed_ms;  /* atomic: monotonic ms of the last barrier timeout, 0 */
     pthread_mutex_t peers_mu;    /* guards members[].conns */
     struct member {
         uint64_t id;
@@ -468,7 +478,7 @@ static void space_sweep(node_t *n)
         reserve_establish(n, 0);
 }
 
-int node_propose(node_t *n, cmdbuf_t *b, sm_result_t *res)
+int node_propose(node_t *n, uint32_t shard, cmdbuf_t *b, sm_result_t *res)
 {
     space_t *sp = &n->space;
     sm_result_t local;
@@ -497,7 +507,8 @@ int node_propose(node_t *n, cmdbuf_t *b, sm_result_t *res)
     sp->inflight += w;
     pthread_mutex_unlock(&sp->mu);
     for (int tries = 0;; tries++) {
-        rc = group_propose(n->group, b->p, b->len, res);
+        rc = shard < n->nshards ? group_propose(n->shards[shard].group, b->p, b->len, res)
+                                : -QERR_INVAL;
         if (rc != -QERR_NOSPACE || cls != CC_FREEING || tries == 1)
             break;
         reserve_give_up(n);   /* retry once, on the reserve (given up by us or another) */
@@ -557,7 +568,9 @@ static void *sweeper_main(void *arg)
  * at open, and none for namespaces without a front: then it is dropped). */
 static void node_deliver(void *arg, effect_t *e)
 {
-    node_t *n = arg;
+    shard_t *sh = arg;
+    node_t *n = sh->node;
+    e->shard = sh->index;
     const ns_front_t *f = e->ns < NS__COUNT ? ns_fronts[e->ns] : NULL;
     void *ctx = node_front(n, e->ns);
     if (f && f->deliver && ctx)
@@ -644,24 +657,67 @@ static int check_dir_kind(const char *dir, int cluster, char **errmsg)
     return -QERR_INVAL;
 }
 
-/* Opens the shard's group: the embedded node's (group_open) or, on a cluster node, the Raft
- * group of shard 0 with every peer as a voter (group_open_raft). */
-static int open_group(node_t *n, const node_opts_t *opts, char **errmsg)
+/* The shard count a cluster's data directory was made with (<dir>/shards, written at the
+ * first start): a later start must ask for the same, since the placement of every unit
+ * depends on it (changing it is not supported yet). Returns 0, or -QERR_INVAL with *errmsg. */
+static int check_shard_count(const char *dir, uint32_t want, char **errmsg)
+{
+    char path[4200], tmp[4200], buf[32];
+    snprintf(path, sizeof(path), "%s/shards", dir);
+    FILE *f = fopen(path, "re");
+    struct stat sb;
+    snprintf(tmp, sizeof(tmp), "%s/raft", dir);
+    int old = !f && stat(tmp, &sb) == 0;   /* made before the count was kept: one shard */
+    if (f || old) {
+        unsigned long have = 1;
+        int ok = old || (fgets(buf, sizeof(buf), f) && sscanf(buf, "%lu", &have) == 1 &&
+                         have > 0);
+        if (f)
+            fclose(f);
+        if (!ok)
+            return asprintf(errmsg, "%s: not a shard count", path) < 0 ? -QERR_NOMEM
+                                                                     : -QERR_CORRUPT;
+        if (have != want)
+            return asprintf(errmsg, "%s was made with --shards %lu (asked: %u); changing the "
+                            "shard count of a cluster is not supported yet", dir, have,
+                            want) < 0 ? -QERR_NOMEM : -QERR_INVAL;
+        return 0;
+    }
+    snprintf(tmp, sizeof(tmp), "%s/shards.tmp", dir);
+    f = fopen(tmp, "we");
+    int ok = f && fprintf(f, "%u\n", want) > 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return asprintf(errmsg, "cannot write %s: %s", path, strerror(errno)) < 0
+               ? -QERR_NOMEM : -QERR_IO;
+    }
+    return 0;
+}
+
+/* Opens the shards' groups: the embedded node's one (group_open) or, on a cluster node, one
+ * Raft group per shard (group k for shard k) with every peer as a voter, all on one Raft
+ * node (one transport and one shared log). */
+static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
 {
     int rc = check_dir_kind(opts->data_dir, opts->id != 0, errmsg);
     if (rc < 0)
         return rc;
     if (!opts->id) {
         group_config_t gc = { .dir = opts->data_dir, .snapshot_bytes = opts->snapshot_bytes };
-        return group_open(&gc, &state_sm_ops, n->st, &n->group, errmsg);
+        return group_open(&gc, &state_sm_ops, n->shards[0].st, &n->shards[0].group, errmsg);
     }
     n->cluster = 1;
     n->members = calloc(opts->n_peers ? opts->n_peers : 1, sizeof(*n->members));
-    if (!n->members)
+    uint64_t *voters = calloc(opts->n_peers ? opts->n_peers : 1, sizeof(*voters));
+    if (!n->members || !voters) {
+        free(voters);
         return -QERR_NOMEM;
+    }
     const char *self_addr = NULL;
     for (size_t i = 0; i < opts->n_peers; i++) {
-        n->members[i].id = opts->peers[i].id;
+        n->members[i].id = voters[i] = opts->peers[i].id;
         snprintf(n->members[i].addr, sizeof(n->members[i].addr), "%s", opts->peers[i].addr);
         if (opts->peers[i].id == opts->id)
             self_addr = opts->peers[i].addr;
@@ -669,8 +725,14 @@ static int open_group(node_t *n, const node_opts_t *opts, char **errmsg)
     n->nmembers = opts->n_peers;
     qsort(n->members, n->nmembers, sizeof(*n->members), by_id);
     if (!self_addr) {
+        free(voters);
         *errmsg = strdup("this node's id is not in the peer list");
         return -QERR_INVAL;
+    }
+    rc = check_shard_count(opts->data_dir, n->nshards, errmsg);
+    if (rc < 0) {
+        free(voters);
+        return rc;
     }
     group_raft_config_t rc_cfg = {
         .id = opts->id,
@@ -684,12 +746,71 @@ static int open_group(node_t *n, const node_opts_t *opts, char **errmsg)
         .log = transport_line,
         .log_ctx = n,
     };
-    return group_open_raft(&rc_cfg, 0, &state_sm_ops, n->st, &n->group, errmsg);
+    rc = group_node_open(&rc_cfg, &n->gnode, errmsg);
+    for (uint32_t k = 0; rc == 0 && k < n->nshards; k++)
+        rc = group_node_add(n->gnode, k, voters, opts->n_peers, &state_sm_ops,
+                            n->shards[k].st, &n->shards[k].group, errmsg);
+    free(voters);
+    if (rc == 0)
+        rc = group_node_start(n->gnode, errmsg);
+    return rc;
 }
 
-int node_is_leader(node_t *n)
+uint32_t node_shard_of(const node_t *n, int ns, const char *path)
 {
-    return !n->cluster || group_is_leader(n->group);
+    return n->nshards > 1 ? route_shard(ns, path, n->nshards) : 0;
+}
+
+int node_shard_of_id(node_t *n, uint64_t id)
+{
+    for (uint32_t k = 0; k < n->nshards; k++) {
+        state_t *st = n->shards[k].st;
+        pthread_rwlock_rdlock(&st->lock);
+        int found = tree_by_id(st, id) != NULL;
+        pthread_rwlock_unlock(&st->lock);
+        if (found)
+            return (int)k;
+    }
+    return -1;
+}
+
+struct each {
+    node_t *n;
+    uint32_t k;
+    void (*fn)(node_t *n, uint32_t k, void *arg);
+    void *arg;
+    pthread_t th;
+    int started;
+};
+
+static void *each_main(void *p)
+{
+    struct each *e = p;
+    e->fn(e->n, e->k, e->arg);
+    return NULL;
+}
+
+void node_each_shard(node_t *n, void (*fn)(node_t *n, uint32_t k, void *arg), void *arg)
+{
+    struct each *es = n->nshards > 1 ? calloc(n->nshards, sizeof(*es)) : NULL;
+    for (uint32_t k = 0; k < n->nshards; k++) {
+        if (es) {
+            es[k] = (struct each){ .n = n, .k = k, .fn = fn, .arg = arg };
+            es[k].started = pthread_create(&es[k].th, NULL, each_main, &es[k]) == 0;
+            if (es[k].started)
+                continue;
+        }
+        fn(n, k, arg);
+    }
+    for (uint32_t k = 0; es && k < n->nshards; k++)
+        if (es[k].started)
+            pthread_join(es[k].th, NULL);
+    free(es);
+}
+
+int node_is_leader(node_t *n, uint32_t shard)
+{
+    return !n->cluster || (shard < n->nshards && group_is_leader(n->shards[shard].group));
 }
 
 /* After a barrier timed out, later ones fail at once for BARRIER_FAST_FAIL_MS while no
@@ -697,28 +818,36 @@ int node_is_leader(node_t *n)
  * once per component. A known leader (or a success) ends that. */
 #define BARRIER_FAST_FAIL_MS 2000
 
-int node_read_barrier(node_t *n)
+int node_read_barrier(node_t *n, uint32_t shard)
 {
     if (!n->cluster)
         return 0;
-    uint64_t failed = __atomic_load_n(&n->barrier_failed_ms, __ATOMIC_RELAXED);
+    if (shard >= n->nshards)
+        return -EIO;
+    shard_t *sh = &n->shards[shard];
+    uint64_t failed = __atomic_load_n(&sh->barrier_failed_ms, __ATOMIC_RELAXED);
     if (failed && mono_ms() - failed < BARRIER_FAST_FAIL_MS) {
         group_stats_t gs;
-        group_get_stats(n->group, &gs);
+        group_get_stats(sh->group, &gs);
         if (!gs.leader)
             return -EIO;
     }
-    int rc = group_read_barrier(n->group, 0);
-    __atomic_store_n(&n->barrier_failed_ms, rc == -QERR_TIMEOUT ? mono_ms() : 0,
+    int rc = group_read_barrier(sh->group, 0);
+    __atomic_store_n(&sh->barrier_failed_ms, rc == -QERR_TIMEOUT ? mono_ms() : 0,
                      __ATOMIC_RELAXED);
     return rc < 0 ? node_errno(rc) : 0;
 }
 
 void node_pid_range(node_t *n, uint64_t *next, uint64_t *end)
 {
-    pthread_rwlock_rdlock(&n->st->lock);
-    uint64_t applied = n->st->tree.next_pid;   /* above every picked id ever applied */
-    pthread_rwlock_unlock(&n->st->lock);
+    uint64_t applied = 0;   /* above every picked id ever applied, in any shard */
+    for (uint32_t k = 0; k < n->nshards; k++) {
+        state_t *st = n->shards[k].st;
+        pthread_rwlock_rdlock(&st->lock);
+        if (st->tree.next_pid > applied)
+            applied = st->tree.next_pid;
+        pthread_rwlock_unlock(&st->lock);
+    }
     if (!n->cluster) {
         *next = applied;
         *end = STATE_PID_END;
@@ -757,7 +886,10 @@ int node_member(node_t *n, size_t i, node_member_t *out)
 static void teardown(node_t *n)
 {
     node_quiesce(n);
-    group_close(n->group);
+    if (n->gnode)
+        group_node_close(n->gnode);   /* frees every shard's group */
+    else if (n->shards)
+        group_close(n->shards[0].group);
     for (int ns = NS__COUNT - 1; ns > 0; ns--) {
         void *ctx = node_front(n, ns);
         __atomic_store_n(&n->front[ns], NULL, __ATOMIC_RELEASE);
@@ -765,7 +897,9 @@ static void teardown(node_t *n)
             ns_fronts[ns]->stop(ctx);
     }
     session_local_free(n->sess);
-    state_free(n->st);
+    for (uint32_t k = 0; n->shards && k < n->nshards; k++)
+        state_free(n->shards[k].st);
+    free(n->shards);
     free(n->data_dir);
     free(n->members);
     pthread_mutex_destroy(&n->peers_mu);
@@ -793,12 +927,25 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
     n->opts.peers = NULL;        /* not kept: the members table is the node's copy */
     n->opts.n_peers = 0;
     n->opts.listen = NULL;
-    n->st = state_new(STATE_DEFAULT_CACHE_CAP);
-    if (!n->data_dir || !n->st)
+    n->nshards = !opts->id ? 1 : opts->shards ? opts->shards : NODE_DEFAULT_SHARDS;
+    if (n->nshards > NODE_SHARDS_MAX) {
+        rc = -QERR_INVAL;
+        *errmsg = strdup("too many shards");
         goto fail;
-    n->st->deliver = node_deliver;
-    n->st->deliver_arg = n;
-    rc = open_group(n, opts, errmsg);
+    }
+    n->shards = calloc(n->nshards, sizeof(*n->shards));
+    if (!n->data_dir || !n->shards)
+        goto fail;
+    for (uint32_t k = 0; k < n->nshards; k++) {
+        shard_t *sh = &n->shards[k];
+        sh->node = n;
+        sh->index = k;
+        if (!(sh->st = state_new_shard(STATE_DEFAULT_CACHE_CAP, k)))
+            goto fail;
+        sh->st->deliver = node_deliver;
+        sh->st->deliver_arg = sh;
+    }
+    rc = open_groups(n, opts, errmsg);
     if (rc < 0)
         goto fail;
     space_open(n);
@@ -835,10 +982,16 @@ void node_close(node_t *n)
         teardown(n);
 }
 
-state_t *node_state(node_t *n) { return n->st; }
+state_t *node_state(node_t *n, uint32_t shard)
+{
+    return n->shards[shard < n->nshards ? shard : 0].st;
+}
 uint64_t node_start_ms(const node_t *n) { return n->start_ms; }
-uint32_t node_nshards(const node_t *n) { (void)n; return 1; }
-group_t *node_group(node_t *n) { return n->group; }
+uint32_t node_nshards(const node_t *n) { return n->nshards; }
+group_t *node_group(node_t *n, uint32_t shard)
+{
+    return n->shards[shard < n->nshards ? shard : 0].group;
+}
 const char *node_data_dir(node_t *n) { return n->data_dir; }
 const node_opts_t *node_options(node_t *n) { return &n->opts; }
 metrics_t *node_metrics(node_t *n) { return &n->metrics; }

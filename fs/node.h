@@ -14,6 +14,8 @@
 /* Cluster node ids are 1..NODE_ID_MAX: each id owns one slice of the proposer-picked id
  * range (node_pid_range). */
 #define NODE_ID_MAX 4095
+#define NODE_DEFAULT_SHARDS 16
+#define NODE_SHARDS_MAX 256
 
 typedef struct node_opts {
     const char *data_dir;
@@ -27,6 +29,8 @@ typedef struct node_opts {
     size_t n_peers;
     uint64_t cluster_id;          /* nodes of another cluster id are refused */
     uint32_t timeout_ms;          /* proposals and read barriers; 0 = 5000 */
+    uint32_t shards;              /* shards (Raft groups) of the cluster, the same on every
+                                     node and at every start; 0 = NODE_DEFAULT_SHARDS */
 } node_opts_t;
 
 typedef struct node node_t;
@@ -34,9 +38,24 @@ typedef struct node node_t;
 /* Opens the group in data_dir (restore + replay) and starts the sweeper thread.
  * On failure returns -errno-like negative QERR code and a malloc'ed *errmsg. */
 int node_open(const node_opts_t *opts, node_t **out, char **errmsg);
-/* Shards this node serves. The embedded node has one, which holds every unit; a cluster
- * node will hold several and reach the one of a unit with fs/route.h's route_shard. */
+/* Shards this node serves: 0..node_nshards-1. The embedded node has one, which holds every
+ * unit; a cluster node has --shards of them (every node a replica of every shard), and a
+ * unit's is fs/route.h's route_shard (node_shard_of). */
 uint32_t node_nshards(const node_t *n);
+/* The shard of the object at path (namespace-relative) in namespace ns: route_shard with
+ * this node's shard count. A namespace root spans every shard: 0 here, and callers that
+ * list or count a root visit each shard. */
+uint32_t node_shard_of(const node_t *n, int ns, const char *path);
+/* The shard holding tree object id (an inode number of cache/, config/...), or -1 when no
+ * shard has it now. Object ids are unique across shards: state-picked ones come from each
+ * shard's own range (state_new_shard), proposer-picked ones from the node's slice. Takes
+ * each shard's read lock in turn (none held by the caller). */
+int node_shard_of_id(node_t *n, uint64_t id);
+/* Runs fn(n, k, arg) for every shard k, all at once (one thread each, joined before it
+ * returns; inline when there is one shard or a thread cannot start): for the start-up
+ * proposals every shard needs, so that shards without a quorum yet cost one timeout, not
+ * one each. */
+void node_each_shard(node_t *n, void (*fn)(node_t *n, uint32_t k, void *arg), void *arg);
 
 /* Stops everything that proposes or delivers on the node's own: ends this mount's session
  * (its lock waits are answered, its claims end), stops the background proposer, joins the
@@ -47,8 +66,8 @@ uint32_t node_nshards(const node_t *n);
 void node_quiesce(node_t *n);
 void node_close(node_t *n);
 
-state_t *node_state(node_t *n);
-group_t *node_group(node_t *n);
+state_t *node_state(node_t *n, uint32_t shard);
+group_t *node_group(node_t *n, uint32_t shard);
 const char *node_data_dir(node_t *n);
 /* The node's operation counters and latencies (fs/metrics.h). */
 struct metrics *node_metrics(node_t *n);
@@ -64,13 +83,13 @@ struct session_local *node_session(node_t *n);
  * log entries: cache expiry, lease expiry, silent sessions): always on the embedded node;
  * on a cluster node when it leads the shard now (a hint: leadership may move right after,
  * and apply re-checks what such a command decides). */
-int node_is_leader(node_t *n);
+int node_is_leader(node_t *n, uint32_t shard);
 
 /* A linearizable read barrier (group_read_barrier) before a FUSE operation reads the shard's
  * state: returns 0 once the local state has applied everything committed before the call
  * (at once on the embedded node), or -EIO when that cannot be known in the node's timeout
  * (no leader, no quorum) or the node is closing. Thread-safe. */
-int node_read_barrier(node_t *n);
+int node_read_barrier(node_t *n, uint32_t shard);
 
 /* The node's own slice of the proposer-picked ids (fs/tree_sm.h STATE_PID_FIRST..END):
  * *next is where this run starts handing them out, *end one past the last. The embedded
@@ -102,7 +121,7 @@ uint64_t node_now_ms(void);
  * A command that frees space (see "space" below) is logged even on a full disk, giving up
  * the reserve if it must; any other one gets -ENOSPC while node_space_check would refuse
  * its size. */
-int node_propose(node_t *n, cmdbuf_t *b, sm_result_t *res);
+int node_propose(node_t *n, uint32_t shard, cmdbuf_t *b, sm_result_t *res);
 
 /* Wall time (ms) of the last proposal refused because the data disk was full; 0 if never. */
 uint64_t node_last_nospace_ms(node_t *n);

@@ -24,6 +24,14 @@
 #define NS_INO_BIT (1ull << 61)
 #define NS_INO(ns, local) (NS_INO_BIT | ((uint64_t)(ns) << 56) | ((local) & ((1ull << 56) - 1)))
 #define NS_INO_NS(ino) ((int)(((ino) >> 56) & 0x1f))
+/* A module inode of a sharded namespace carries its shard in bits 48..55 of the local part
+ * (shard 0, the embedded node's only one, leaves the number as it was): */
+#define NS_LOCAL_BITS 48
+#define NS_LOCAL_MAX ((1ull << NS_LOCAL_BITS) - 1)
+#define NS_SHARD_INO(ns, shard, local) \
+    NS_INO(ns, ((uint64_t)(shard) << NS_LOCAL_BITS) | ((local) & NS_LOCAL_MAX))
+#define NS_INO_SHARD(ino) ((uint32_t)(((ino) >> NS_LOCAL_BITS) & 0xff))
+#define NS_INO_LOCAL(ino) ((uint64_t)(ino) & NS_LOCAL_MAX)
 
 struct node;
 

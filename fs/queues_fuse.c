@@ -47,16 +47,20 @@
 #define RM_NOTES 64
 #define RM_NOTE_MS 60000
 
-/* Inodes: the namespace root; (qid << 4 | kind) for a queue's directory and control files;
- * MSG_BIT | id << 1 | dead for the entries of claimed/ and dead/. */
+/* Inodes (fs/ns.h NS_SHARD_INO: the queue's shard in bits 48..55, then a 48-bit local
+ * part): the namespace root; (qid << 4 | kind) for a queue's directory and control files;
+ * MSG_BIT | id << 1 | dead for the entries of claimed/ and dead/. Queue and message ids are
+ * the shard's own. */
 enum qkind {
     QK_ROOT = 0, QK_DIR, QK_PUSH, QK_POP, QK_CLAIM, QK_CLAIMED, QK_DEAD, QK_PEEK, QK_LEN,
     QK_CMSG, QK_DMSG,
 };
-#define MSG_BIT (1ull << 55)
-/* Each lookup of `push` gives a new inode (PUSH_BIT | qid << 24 | n): the kernel serializes
+#define MSG_BIT (1ull << 47)
+/* Each lookup of `push` gives a new inode (PUSH_BIT | qid << 16 | n): the kernel serializes
  * direct writes to one inode, and producers on distinct inodes share fsyncs (group commit). */
-#define PUSH_BIT (1ull << 54)
+#define PUSH_BIT (1ull << PUSH_BIT_NO)
+#define PUSH_BIT_NO 46
+#define PUSH_QID_SHIFT 16
 
 static const struct { const char *name; int kind; } ctl_names[] = {
     { "claim", QK_CLAIM }, { "claimed", QK_CLAIMED }, { "dead", QK_DEAD }, { "len", QK_LEN },
@@ -66,6 +70,7 @@ static const struct { const char *name; int kind; } ctl_names[] = {
 
 typedef struct qref {
     int kind;
+    uint32_t shard;              /* the queue's (0 for the root, which spans every shard) */
     uint64_t qid, id;
 } qref_t;
 
@@ -79,6 +84,7 @@ typedef struct qfh {
     qfront_t *qf;
     int kind;
     char *qname;
+    uint32_t shard;              /* qname's shard */
     int nonblock;
     pthread_mutex_t mu;
     /* push (under mu) */
@@ -120,27 +126,32 @@ struct qfront {
 };
 
 static qfront_t *QF(fuse_req_t req) { return ns_front_ctx(req, NS_QUEUES); }
-static state_t *qstate(const qfront_t *qf) { return node_state(qf->ctx.node); }
-static uint64_t qsid(const qfront_t *qf)
+static state_t *qstate(const qfront_t *qf, uint32_t k) { return node_state(qf->ctx.node, k); }
+static uint64_t qsid(const qfront_t *qf, uint32_t k)
 {
-    return session_local_id(node_session(qf->ctx.node));
+    return session_local_id(node_session(qf->ctx.node), k);
+}
+/* Every queue lives whole on one shard (FILE-API §11): the one of its name. */
+static uint32_t qshard(const qfront_t *qf, const char *qname)
+{
+    return node_shard_of(qf->ctx.node, NS_QUEUES, qname);
 }
 
-/* Proposes b (freed) on the front's node. */
-static int propose(qfront_t *qf, cmdbuf_t *b, sm_result_t *res)
+/* Proposes b (freed), a command on queue qname, to the queue's shard. */
+static int propose(qfront_t *qf, const char *qname, cmdbuf_t *b, sm_result_t *res)
 {
-    return node_propose(qf->ctx.node, b, res);
+    return node_propose(qf->ctx.node, qshard(qf, qname), b, res);
 }
 
 /* ---------------------------------------------------------------- inodes */
 
-static fuse_ino_t ino_of(int kind, uint64_t qid, uint64_t id)
+static fuse_ino_t ino_of(int kind, uint32_t shard, uint64_t qid, uint64_t id)
 {
     if (kind == QK_ROOT)
         return NS_ROOT_ID(NS_QUEUES);
     if (kind == QK_CMSG || kind == QK_DMSG)
-        return NS_INO(NS_QUEUES, MSG_BIT | (id << 1) | (kind == QK_DMSG));
-    return NS_INO(NS_QUEUES, (qid << 4) | (uint64_t)kind);
+        return NS_SHARD_INO(NS_QUEUES, shard, MSG_BIT | (id << 1) | (kind == QK_DMSG));
+    return NS_SHARD_INO(NS_QUEUES, shard, (qid << 4) | (uint64_t)kind);
 }
 
 static int decode(fuse_ino_t ino, qref_t *r)
@@ -152,10 +163,11 @@ static int decode(fuse_ino_t ino, qref_t *r)
     }
     if (!(ino & NS_INO_BIT) || NS_INO_NS(ino) != NS_QUEUES)
         return -ENOENT;
-    uint64_t local = ino & ((1ull << 56) - 1);
+    uint64_t local = NS_INO_LOCAL(ino);
+    r->shard = NS_INO_SHARD(ino);
     if (local & PUSH_BIT) {
         r->kind = QK_PUSH;
-        r->qid = (local & ~PUSH_BIT) >> 24;
+        r->qid = (local & ~PUSH_BIT) >> PUSH_QID_SHIFT;
         return 0;
     }
     if (local & MSG_BIT) {
@@ -222,7 +234,7 @@ static int do_getattr(qfront_t *qf, fuse_ino_t ino, struct stat *s)
     int rc = decode(ino, &r);
     if (rc < 0)
         return rc;
-    state_t *st = qstate(qf);
+    state_t *st = qstate(qf, r.shard);
     pthread_rwlock_rdlock(&st->lock);
     rc = attr_locked(st, ino, &r, s);
     pthread_rwlock_unlock(&st->lock);
@@ -291,20 +303,25 @@ static int do_lookup(qfront_t *qf, fuse_ino_t parent, const char *name,
         return rc;
     if (strlen(name) > NAME_MAX_BYTES)
         return -ENAMETOOLONG;
-    state_t *st = qstate(qf);
+    uint32_t k = pr.kind == QK_ROOT ? qshard(qf, name) : pr.shard;
+    state_t *st = qstate(qf, k);
     queue_view_t q;
     qmsg_view_t m;
     pthread_rwlock_rdlock(&st->lock);
     rc = resolve(st, &pr, &q, &m);
     if (rc == 0)
         rc = child_locked(st, &pr, &q, name, &cr);
+    cr.shard = k;
+    if (rc == 0 && cr.qid >= (1ull << (PUSH_BIT_NO - PUSH_QID_SHIFT)))
+        rc = -EOVERFLOW;   /* a queue id past what a push inode holds (2^30 per shard) */
     if (rc == 0) {
-        e->ino = ino_of(cr.kind, cr.qid, cr.id);
+        e->ino = ino_of(cr.kind, k, cr.qid, cr.id);
         if (cr.kind == QK_PUSH)
-            e->ino = NS_INO(NS_QUEUES,
-                            PUSH_BIT | (cr.qid << 24) |
-                                (__atomic_add_fetch(&qf->push_lookups, 1, __ATOMIC_RELAXED) &
-                                 0xffffff));
+            e->ino = NS_SHARD_INO(NS_QUEUES, k,
+                                  PUSH_BIT | (cr.qid << PUSH_QID_SHIFT) |
+                                      (__atomic_add_fetch(&qf->push_lookups, 1,
+                                                          __ATOMIC_RELAXED) &
+                                       ((1u << PUSH_QID_SHIFT) - 1)));
         rc = attr_locked(st, e->ino, &cr, &e->attr);
     }
     pthread_rwlock_unlock(&st->lock);
@@ -325,7 +342,7 @@ static int queue_of_ino(qfront_t *qf, fuse_ino_t ino, qref_t *r, char **name, ui
         return rc;
     if (r->kind == QK_ROOT)
         return -EPERM;
-    state_t *st = qstate(qf);
+    state_t *st = qstate(qf, r->shard);
     queue_view_t q;
     qmsg_view_t m;
     pthread_rwlock_rdlock(&st->lock);
@@ -361,7 +378,7 @@ static void qf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     if (rc == 0) {
         cmdbuf_t b;
         queues_cmd_mkdir(&b, node_now_ms(), name);
-        rc = propose(qf, &b, NULL);
+        rc = propose(qf, name, &b, NULL);
     }
     struct fuse_entry_param e;
     if (rc == 0)
@@ -413,11 +430,11 @@ static void qf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (rc == 0 && c.kind == QK_DIR) {
         cmdbuf_t b;
         queues_cmd_rmdir(&b, node_now_ms(), qname, noted_rm(qf, qid, pid));
-        rc = propose(qf, &b, NULL);
+        rc = propose(qf, qname, &b, NULL);
     } else if (rc == 0 && (c.kind == QK_CLAIMED || c.kind == QK_DEAD)) {
         /* These directories are part of the queue: removing them is a no-op when empty
          * (what `rm -r` does after emptying them). */
-        state_t *st = qstate(qf);
+        state_t *st = qstate(qf, c.shard);
         queue_view_t q;
         pthread_rwlock_rdlock(&st->lock);
         rc = queues_sm_get_qid(st, qid, &q);
@@ -451,7 +468,7 @@ static void qf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
         case QK_DMSG:
             queues_cmd_msg(&b, c.kind == QK_CMSG ? QOP_ACK : QOP_DEADRM, node_now_ms(), qname,
                            c.id);
-            rc = propose(qf, &b, NULL);
+            rc = propose(qf, qname, &b, NULL);
             break;
         case QK_CLAIMED:
         case QK_DEAD:
@@ -563,7 +580,8 @@ static int do_open(qfront_t *qf, fuse_ino_t ino, int flags, qfh_t **out)
     if (!fh)
         return -ENOMEM;
     fh->nonblock = !!(flags & O_NONBLOCK);
-    state_t *st = qstate(qf);
+    fh->shard = r.shard;
+    state_t *st = qstate(qf, r.shard);
     pthread_rwlock_rdlock(&st->lock);
     rc = open_locked(st, &r, fh);
     pthread_rwlock_unlock(&st->lock);
@@ -698,7 +716,7 @@ static unsigned take_poll(qfh_t *fh, struct fuse_pollhandle *ph)
         fuse_pollhandle_destroy(ph);
         return done ? POLL_READ : 0;
     }
-    state_t *st = qstate(qf);
+    state_t *st = qstate(qf, fh->shard);
     queue_view_t q;
     pthread_rwlock_rdlock(&st->lock);
     int rc = queues_sm_get(st, fh->qname, strlen(fh->qname), &q);
@@ -720,12 +738,12 @@ static unsigned take_poll(qfh_t *fh, struct fuse_pollhandle *ph)
 }
 
 /* EFF_QUEUE_READY: queue qid has ready messages or is gone; wakes the idle pollers of it. */
-static void ready_deliver(qfront_t *qf, uint64_t qid)
+static void ready_deliver(qfront_t *qf, uint32_t shard, uint64_t qid)
 {
     pthread_mutex_lock(&qf->ctx.mu);
     for (qfh_t *fh = qf->polled, *next; fh; fh = next) {
         next = fh->pnext;
-        if (fh->pqid == PQID_ANY || fh->pqid == qid)
+        if (fh->pqid == PQID_ANY || (fh->pqid == qid && fh->shard == shard))
             wake_locked(fh);
     }
     pthread_mutex_unlock(&qf->ctx.mu);
@@ -818,14 +836,14 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size)
         fh->state = T_PROPOSING;
     pthread_mutex_unlock(&qf->ctx.mu);
     if (first) {
-        uint64_t sid = qsid(qf);
+        uint64_t sid = qsid(qf, fh->shard);
         int rc = -EIO;            /* no session: see fs/session.h */
         if (sid) {
             cmdbuf_t b;
             queues_cmd_take(&b, node_now_ms(), fh->qname, sid, fh->hid,
                             (uint8_t)((fh->claim ? QTAKE_CLAIM : 0) |
                                       (fh->nonblock ? QTAKE_NOWAIT : 0)));
-            rc = propose(qf, &b, NULL);
+            rc = propose(qf, fh->qname, &b, NULL);
         }
         pthread_mutex_lock(&qf->ctx.mu);
         if (fh->state == T_PROPOSING)
@@ -867,7 +885,7 @@ static void give_back(qfront_t *qf, const effect_t *e)
     else
         queues_cmd_unpop(&b, now, e->u.qmsg.qname, e->u.qmsg.id, e->u.qmsg.count,
                          e->u.qmsg.msg->data, e->u.qmsg.msg->len);
-    if (session_bg_propose(node_session(qf->ctx.node), &b, NULL, NULL) < 0)
+    if (session_bg_propose(node_session(qf->ctx.node), e->shard, &b, NULL, NULL) < 0)
         fprintf(stderr, "quorumfs: queue %s: message %" PRIu64 " could not be given back\n",
                 e->u.qmsg.qname, e->u.qmsg.id);
 }
@@ -878,9 +896,9 @@ static void give_back(qfront_t *qf, const effect_t *e)
 static void q_deliver(void *ctx, effect_t *e)
 {
     qfront_t *qf = ctx;
-    uint64_t self = qsid(qf);
+    uint64_t self = qsid(qf, e->shard);
     if (e->kind == EFF_QUEUE_READY) {
-        ready_deliver(qf, e->u.qready.qid);
+        ready_deliver(qf, e->shard, e->u.qready.qid);
         return;
     }
     if (e->kind != EFF_QUEUE_MSG || !self || e->sid != self)
@@ -934,8 +952,8 @@ static void take_release(qfh_t *fh)
     pthread_mutex_unlock(&qf->ctx.mu);
     if (waiting) {
         cmdbuf_t b;
-        queues_cmd_cancel(&b, node_now_ms(), fh->qname, qsid(qf), fh->hid);
-        int rc = propose(qf, &b, NULL);
+        queues_cmd_cancel(&b, node_now_ms(), fh->qname, qsid(qf, fh->shard), fh->hid);
+        int rc = propose(qf, fh->qname, &b, NULL);
         if (rc < 0 && rc != -ENOENT)   /* a wait already gone (delivered first): no failure */
             fprintf(stderr, "quorumfs: queue %s: cancel of a waiting read failed: %s\n",
                     fh->qname, strerror(-rc));
@@ -954,7 +972,7 @@ static void take_release(qfh_t *fh)
     else
         queues_cmd_unpop(&b, node_now_ms(), fh->qname, fh->got_id, fh->got_count,
                          fh->got->data, fh->got->len);
-    int rc = propose(qf, &b, NULL);
+    int rc = propose(qf, fh->qname, &b, NULL);
     if (rc < 0 && rc != -ENOENT)
         fprintf(stderr, "quorumfs: queue %s: message %" PRIu64 " not given back: %s\n",
                 fh->qname, fh->got_id, strerror(-rc));
@@ -967,7 +985,7 @@ static int batch_flush(qfh_t *fh, cmdbuf_t *b)
 {
     if (!b->p)
         return 0;
-    int rc = propose(fh->qf, b, NULL);
+    int rc = propose(fh->qf, fh->qname, b, NULL);
     memset(b, 0, sizeof(*b));
     return rc;
 }
@@ -1118,12 +1136,13 @@ struct listing {
     dirlist_t *d;
     int kind;                    /* of the entries: QK_DIR, QK_CMSG or QK_DMSG */
     int rc;
+    uint32_t shard;              /* of the state listed */
 };
 
 static int list_queue(void *arg, const queue_view_t *q)
 {
     struct listing *l = arg;
-    l->rc = dirlist_add(l->d, q->name, ino_of(QK_DIR, q->qid, 0), S_IFDIR);
+    l->rc = dirlist_add(l->d, q->name, ino_of(QK_DIR, l->shard, q->qid, 0), S_IFDIR);
     return l->rc;
 }
 
@@ -1132,17 +1151,18 @@ static int list_msg(void *arg, const qmsg_view_t *m)
     struct listing *l = arg;
     char num[32];
     snprintf(num, sizeof(num), "%" PRIu64, m->id);
-    l->rc = dirlist_add(l->d, num, ino_of(l->kind, 0, m->id), S_IFREG);
+    l->rc = dirlist_add(l->d, num, ino_of(l->kind, l->shard, 0, m->id), S_IFREG);
     return l->rc;
 }
 
 /* The entries of directory r (besides . and ..); state lock held. */
-static int list_locked(const state_t *st, const qref_t *r, dirlist_t *d)
+/* Lists r in st, the state of shard k (for the root: the queues of that shard). */
+static int list_locked(const state_t *st, uint32_t k, const qref_t *r, dirlist_t *d)
 {
     queue_view_t q;
     qmsg_view_t m;
     int rc = resolve(st, r, &q, &m);
-    struct listing l = { d, 0, 0 };
+    struct listing l = { d, 0, 0, k };
     if (rc < 0)
         return rc;
     switch (r->kind) {
@@ -1152,8 +1172,8 @@ static int list_locked(const state_t *st, const qref_t *r, dirlist_t *d)
     case QK_DIR:
         for (size_t i = 0; i < NCTL && rc == 0; i++) {
             int k = ctl_names[i].kind;
-            rc = dirlist_add(d, ctl_names[i].name, ino_of(k, q.qid, 0), is_dir_kind(k)
-                                                                         ? S_IFDIR : S_IFREG);
+            rc = dirlist_add(d, ctl_names[i].name, ino_of(k, r->shard, q.qid, 0),
+                             is_dir_kind(k) ? S_IFDIR : S_IFREG);
         }
         return rc;
     case QK_CLAIMED:
@@ -1178,10 +1198,13 @@ static void qf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         rc = dirlist_add(&fh->dir, ".", ino, S_IFDIR);
     if (rc == 0)
         rc = dirlist_add(&fh->dir, "..", FUSE_ROOT_ID, S_IFDIR);
-    if (rc == 0) {
-        state_t *st = qstate(qf);
+    /* the root lists the queues of every shard; anything else is in its queue's shard */
+    uint32_t k0 = r.kind == QK_ROOT ? 0 : r.shard;
+    uint32_t k1 = r.kind == QK_ROOT ? node_nshards(qf->ctx.node) : r.shard + 1;
+    for (uint32_t k = k0; rc == 0 && k < k1; k++) {
+        state_t *st = qstate(qf, k);
         pthread_rwlock_rdlock(&st->lock);
-        rc = list_locked(st, &r, &fh->dir);
+        rc = list_locked(st, k, &r, &fh->dir);
         pthread_rwlock_unlock(&st->lock);
     }
     if (rc < 0) {
@@ -1229,7 +1252,7 @@ static void qf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         if (rc == 0) {
             cmdbuf_t b;
             queues_cmd_msg(&b, QOP_EXTEND, node_now_ms(), qname, r.id);
-            rc = propose(qf, &b, NULL);
+            rc = propose(qf, qname, &b, NULL);
         }
         free(qname);
     }
@@ -1275,7 +1298,7 @@ static int set_setting(qfront_t *qf, fuse_ino_t ino, int a, const char *value, s
     if (rc == 0) {
         cmdbuf_t b;
         queues_cmd_set(&b, node_now_ms(), qname, (uint8_t)q_attrs[a].which, v);
-        rc = propose(qf, &b, NULL);
+        rc = propose(qf, qname, &b, NULL);
     }
     free(qname);
     return rc;
@@ -1299,7 +1322,7 @@ static void qf_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
     int rc = decode(ino, &r), len = 0, a = attr_index(name);
     char text[32];
     if (rc == 0) {
-        state_t *st = qstate(qf);
+        state_t *st = qstate(qf, r.shard);
         queue_view_t q = { 0 };
         qmsg_view_t m = { 0 };
         pthread_rwlock_rdlock(&st->lock);
@@ -1393,12 +1416,11 @@ static int due_queue(void *arg, const queue_view_t *q)
 
 /* Proposes EXPIRE for leases that passed their end; apply re-checks each against the
  * command's time, so a touch committed in between wins. */
-static void q_sweep(void *ctx)
+static void sweep_shard(qfront_t *qf, uint32_t k)
 {
-    qfront_t *qf = ctx;
-    state_t *st = qstate(qf);
+    state_t *st = qstate(qf, k);
     uint64_t now = node_now_ms();
-    if (!node_is_leader(qf->ctx.node))
+    if (!node_is_leader(qf->ctx.node, k))
         return;   /* lease expiry is the leader's */
     for (int round = 0; round < 64; round++) {
         struct due d = { .st = st, .now = now };
@@ -1409,13 +1431,20 @@ static void q_sweep(void *ctx)
             return;
         cmdbuf_t b;
         queues_cmd_expire(&b, now, d.qname, d.n, d.ids);
-        int rc = propose(qf, &b, NULL);
+        int rc = node_propose(qf->ctx.node, k, &b, NULL);
         free(d.qname);
         if (rc < 0) {
             fprintf(stderr, "quorumfs: queue lease expiry not committed: %s\n", strerror(-rc));
             return;
         }
     }
+}
+
+static void q_sweep(void *ctx)
+{
+    qfront_t *qf = ctx;
+    for (uint32_t k = 0; k < node_nshards(qf->ctx.node); k++)
+        sweep_shard(qf, k);
 }
 
 static void *q_start(struct node *n)

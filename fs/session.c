@@ -16,6 +16,7 @@
 #include "fs/session.h"
 
 typedef struct bgjob {
+    uint32_t shard;
     cmdbuf_t b;
     void (*done)(void *arg, int rc);
     void *arg;
@@ -24,7 +25,9 @@ typedef struct bgjob {
 
 struct session_local {
     node_t *node;
-    uint64_t sid;                   /* atomic: this mount's session */
+    uint32_t nshards;
+    uint64_t *sid;                  /* per shard, atomic: this mount's session there */
+    uint64_t *last_renew_ms;        /* per shard, under own_mu */
     char name[SESSION_NODE_MAX];    /* this node's name (hostname) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -32,13 +35,12 @@ struct session_local {
     int running, stopping;
     pthread_t thread;
     pthread_mutex_t own_mu;
-    uint64_t last_renew_ms;
     int closing;                    /* stop began; never reopen */
 };
 
-uint64_t session_local_id(const session_local_t *s)
+uint64_t session_local_id(const session_local_t *s, uint32_t shard)
 {
-    return s ? __atomic_load_n(&s->sid, __ATOMIC_ACQUIRE) : 0;
+    return s && shard < s->nshards ? __atomic_load_n(&s->sid[shard], __ATOMIC_ACQUIRE) : 0;
 }
 
 /* ---------------------------------------------------------------- background proposer */
@@ -57,7 +59,7 @@ static void *bg_main(void *arg)
         if (!s->head)
             s->tail = NULL;
         pthread_mutex_unlock(&s->mu);
-        int rc = node_propose(s->node, &j->b, NULL);
+        int rc = node_propose(s->node, j->shard, &j->b, NULL);
         if (rc < 0 && rc != -ENOENT && rc != -EAGAIN)
             fprintf(stderr, "quorumfs: background proposal failed: %s\n", strerror(-rc));
         if (j->done)
@@ -69,8 +71,8 @@ static void *bg_main(void *arg)
     return NULL;
 }
 
-int session_bg_propose(session_local_t *s, cmdbuf_t *b, void (*done)(void *arg, int rc),
-                       void *arg)
+int session_bg_propose(session_local_t *s, uint32_t shard, cmdbuf_t *b,
+                       void (*done)(void *arg, int rc), void *arg)
 {
     bgjob_t *j = s ? calloc(1, sizeof(*j)) : NULL;
     if (s)
@@ -83,6 +85,7 @@ int session_bg_propose(session_local_t *s, cmdbuf_t *b, void (*done)(void *arg, 
         b->p = NULL;
         return s && !j ? -ENOMEM : -ENOTCONN;
     }
+    j->shard = shard;
     j->b = *b;
     b->p = NULL;
     j->done = done;
@@ -99,34 +102,35 @@ int session_bg_propose(session_local_t *s, cmdbuf_t *b, void (*done)(void *arg, 
 
 /* ---------------------------------------------------------------- node's own session */
 
-static int propose_end(node_t *n, uint64_t sid, int only_expired)
+static int propose_end(node_t *n, uint32_t k, uint64_t sid, int only_expired)
 {
     cmdbuf_t b;
     session_cmd_end(&b, node_now_ms(), sid, only_expired);
-    return node_propose(n, &b, NULL);
+    return node_propose(n, k, &b, NULL);
 }
 
-static int open_session(session_local_t *s)
+/* Opens this mount's session in shard k (own_mu held, or at start before the sweeper). */
+static int open_session(session_local_t *s, uint32_t k)
 {
     cmdbuf_t b;
     sm_result_t res;
     session_cmd_open(&b, node_now_ms(), s->name, (uint32_t)getpid(), SESSION_LEASE_MS);
-    int rc = node_propose(s->node, &b, &res);
+    int rc = node_propose(s->node, k, &b, &res);
     if (rc == 0 && res.len >= 8) {
         uint64_t sid;
         memcpy(&sid, res.data, 8);
-        __atomic_store_n(&s->sid, sid, __ATOMIC_RELEASE);
-        s->last_renew_ms = node_now_ms();
+        __atomic_store_n(&s->sid[k], sid, __ATOMIC_RELEASE);
+        s->last_renew_ms[k] = node_now_ms();
     }
     return rc;
 }
 
 /* Ids of sessions matching (node name == mine) or (expired at now), excluding mine.
  * Returns a malloc'ed array (caller frees) and its length in *cnt. */
-static uint64_t *collect(session_local_t *s, int mine, uint64_t now, size_t *cnt)
+static uint64_t *collect(session_local_t *s, uint32_t k, int mine, uint64_t now, size_t *cnt)
 {
-    state_t *st = node_state(s->node);
-    uint64_t *ids = NULL, self = session_local_id(s);
+    state_t *st = node_state(s->node, k);
+    uint64_t *ids = NULL, self = session_local_id(s, k);
     size_t n = 0, cap = 0;
     pthread_rwlock_rdlock(&st->lock);
     for (const session_t *x = st->sessions.head; x; x = x->next) {
@@ -149,12 +153,38 @@ static uint64_t *collect(session_local_t *s, int mine, uint64_t now, size_t *cnt
     return ids;
 }
 
+/* At start, in shard k: an earlier run of this node that crashed left its sessions
+ * behind: end them now, which releases their locks, claims and waiters; then open this
+ * mount's session. */
+static void start_in_shard(node_t *n, uint32_t k, void *arg)
+{
+    session_local_t *s = arg;
+    size_t cnt;
+    uint64_t *ids = collect(s, k, 1, 0, &cnt);
+    for (size_t i = 0; i < cnt; i++)
+        propose_end(n, k, ids[i], 0);
+    free(ids);
+    int rc = open_session(s, k);
+    if (rc < 0)
+        fprintf(stderr, "quorumfs: cannot open the mount session (shard %u): %s\n", k,
+                strerror(-rc));
+}
+
 session_local_t *session_local_start(struct node *n)
 {
     session_local_t *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
     s->node = n;
+    s->nshards = node_nshards(n);
+    s->sid = calloc(s->nshards, sizeof(*s->sid));
+    s->last_renew_ms = calloc(s->nshards, sizeof(*s->last_renew_ms));
+    if (!s->sid || !s->last_renew_ms) {
+        free(s->sid);
+        free(s->last_renew_ms);
+        free(s);
+        return NULL;
+    }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_mutex_init(&s->own_mu, NULL);
@@ -173,17 +203,41 @@ session_local_t *session_local_start(struct node *n)
     pthread_mutex_lock(&s->mu);
     s->running = pthread_create(&s->thread, NULL, bg_main, s) == 0;
     pthread_mutex_unlock(&s->mu);
-    /* An earlier run of this node that crashed left its sessions behind: end them now,
-     * which releases their locks, claims and waiters. */
-    size_t cnt;
-    uint64_t *ids = collect(s, 1, 0, &cnt);
-    for (size_t i = 0; i < cnt; i++)
-        propose_end(n, ids[i], 0);
-    free(ids);
-    int rc = open_session(s);
-    if (rc < 0)
-        fprintf(stderr, "quorumfs: cannot open the mount session: %s\n", strerror(-rc));
+    node_each_shard(n, start_in_shard, s);
     return s;
+}
+
+/* The sweep's part in shard k: renew (or reopen) this mount's session there; on the
+ * shard's leader, end the sessions whose lease passed. */
+static void sweep_shard(session_local_t *s, uint32_t k, uint64_t now)
+{
+    pthread_mutex_lock(&s->own_mu);
+    uint64_t sid = session_local_id(s, k);
+    if (!s->closing && (!sid || now - s->last_renew_ms[k] >= SESSION_RENEW_MS)) {
+        int rc = -ENOENT;
+        if (sid) {
+            cmdbuf_t b;
+            session_cmd_renew(&b, now, sid, SESSION_LEASE_MS);
+            rc = node_propose(s->node, k, &b, NULL);
+            if (rc == 0)
+                s->last_renew_ms[k] = now;
+        }
+        if (rc == -ENOENT) {
+            /* Our session was ended (expired while we were stalled): open a new one. */
+            if (open_session(s, k) == 0 && sid)
+                fprintf(stderr, "quorumfs: the mount session had ended; opened session %llu"
+                        " (shard %u)\n", (unsigned long long)session_local_id(s, k), k);
+        }
+    }
+    int closing = s->closing;
+    pthread_mutex_unlock(&s->own_mu);
+    if (closing || !node_is_leader(s->node, k))
+        return;
+    size_t cnt;
+    uint64_t *ids = collect(s, k, 0, now, &cnt);
+    for (size_t i = 0; i < cnt; i++)
+        propose_end(s->node, k, ids[i], 1);
+    free(ids);
 }
 
 void session_local_sweep(session_local_t *s)
@@ -191,36 +245,22 @@ void session_local_sweep(session_local_t *s)
     if (!s)
         return;
     uint64_t now = node_now_ms();
-    pthread_mutex_lock(&s->own_mu);
-    uint64_t sid = session_local_id(s);
-    if (!s->closing && (!sid || now - s->last_renew_ms >= SESSION_RENEW_MS)) {
-        int rc = -ENOENT;
-        if (sid) {
-            cmdbuf_t b;
-            session_cmd_renew(&b, now, sid, SESSION_LEASE_MS);
-            rc = node_propose(s->node, &b, NULL);
-            if (rc == 0)
-                s->last_renew_ms = now;
-        }
-        if (rc == -ENOENT) {
-            /* Our session was ended (expired while we were stalled): open a new one. */
-            if (open_session(s) == 0)
-                fprintf(stderr, "quorumfs: the mount session had ended; opened session %llu\n",
-                        (unsigned long long)session_local_id(s));
-        }
-    }
-    int closing = s->closing;
-    pthread_mutex_unlock(&s->own_mu);
-    if (closing)
+    for (uint32_t k = 0; k < s->nshards; k++)
+        sweep_shard(s, k, now);
+}
+
+/* At stop, in shard k: ends this mount's session there. */
+static void end_in_shard(node_t *n, uint32_t k, void *arg)
+{
+    session_local_t *s = arg;
+    uint64_t sid = session_local_id(s, k);
+    if (!sid)
         return;
-    /* The leader ends sessions that went silent (their node stopped renewing). */
-    if (!node_is_leader(s->node))
-        return;
-    size_t cnt;
-    uint64_t *ids = collect(s, 0, now, &cnt);
-    for (size_t i = 0; i < cnt; i++)
-        propose_end(s->node, ids[i], 1);
-    free(ids);
+    int rc = propose_end(n, k, sid, 0);
+    if (rc < 0 && rc != -ENOENT)
+        fprintf(stderr, "quorumfs: cannot end the mount session (shard %u): %s\n", k,
+                strerror(-rc));
+    __atomic_store_n(&s->sid[k], 0, __ATOMIC_RELEASE);
 }
 
 void session_local_stop(session_local_t *s)
@@ -229,14 +269,8 @@ void session_local_stop(session_local_t *s)
         return;
     pthread_mutex_lock(&s->own_mu);
     s->closing = 1;
-    uint64_t sid = session_local_id(s);
-    if (sid) {
-        int rc = propose_end(s->node, sid, 0);
-        if (rc < 0 && rc != -ENOENT)
-            fprintf(stderr, "quorumfs: cannot end the mount session: %s\n", strerror(-rc));
-        __atomic_store_n(&s->sid, 0, __ATOMIC_RELEASE);
-    }
     pthread_mutex_unlock(&s->own_mu);
+    node_each_shard(s->node, end_in_shard, s);
     pthread_mutex_lock(&s->mu);
     int running = s->running;
     s->stopping = 1;
@@ -256,5 +290,7 @@ void session_local_free(session_local_t *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->own_mu);
+    free(s->sid);
+    free(s->last_renew_ms);
     free(s);
 }

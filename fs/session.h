@@ -31,14 +31,15 @@ void session_local_stop(session_local_t *s);
 /* Frees s, after session_local_stop and once no thread can use it. NULL is a no-op. */
 void session_local_free(session_local_t *s);
 
-/* This mount's session id: 0 before it opened, after stop, or for a NULL s. */
-uint64_t session_local_id(const session_local_t *s);
+/* This mount's session id in shard `shard` (each shard has its own session table, so the
+ * node has one session per shard): 0 before it opened, after stop, or for a NULL s. */
+uint64_t session_local_id(const session_local_t *s, uint32_t shard);
 
 /* Hands a command to the background proposer of s (FIFO order). Takes ownership of b->p.
  * Returns 0, or -ENOTCONN when the proposer is not running (before start, after stop): the
  * command is then dropped and done is not called. done, if not NULL, is called with the
  * result after the commit, on the proposer's thread. */
-int session_bg_propose(session_local_t *s, cmdbuf_t *b, void (*done)(void *arg, int rc),
-                       void *arg);
+int session_bg_propose(session_local_t *s, uint32_t shard, cmdbuf_t *b,
+                       void (*done)(void *arg, int rc), void *arg);
 
 #endif

@@ -52,7 +52,14 @@ static void shard_init(state_t *st)
 
 state_t *state_new(uint64_t cache_max_bytes)
 {
+    return state_new_shard(cache_max_bytes, 0);
+}
+
+state_t *state_new_shard(uint64_t cache_max_bytes, uint32_t shard)
+{
+    ASSERT(shard < (STATE_PID_FIRST >> STATE_SHARD_ID_BITS));
     state_t *st = xcalloc(1, sizeof(*st));
+    st->shard = shard;
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);
     /* Apply must not starve behind a stream of readers. */

@@ -29,6 +29,10 @@ typedef struct state {
     session_table_t sessions;
     /* per-namespace state (fs/ns_sm.h), owned by the namespace's module */
     void *ns_state[NS__COUNT];
+    /* Which shard of its cluster this is (0 on the embedded node): where its own ids start
+     * (fs/tree_sm.h STATE_SHARD_ID_BITS). Set at creation; not replicated (every replica of
+     * a shard is created with the same index). */
+    uint32_t shard;
     /* The cache cap a fresh shard starts from (state_new's argument); cache/'s init reads
      * it. Not replicated: the cap itself is (CMD_SETCAP). */
     uint64_t initial_cache_cap;
@@ -50,6 +54,9 @@ typedef struct state {
  * initial cache cap (a node starts from STATE_DEFAULT_CACHE_CAP and proposes CMD_SETCAP for
  * its option, so every replica has the same cap). Out of memory aborts. */
 state_t *state_new(uint64_t cache_max_bytes);
+/* The same for shard index shard (< 256) of a cluster: its own ids start at
+ * STATE_FIRST_ID + shard * 2^32. state_new is state_new_shard(cap, 0). */
+state_t *state_new_shard(uint64_t cache_max_bytes, uint32_t shard);
 void state_free(state_t *st);
 
 /* The cluster/sm.h callbacks; ctx is the state_t. */

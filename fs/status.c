@@ -45,8 +45,7 @@ const char *const status_names[STATUS__COUNT] = { "members", "shards", "health",
 static void render_metrics(node_t *n, char **b, size_t *len, size_t *cap)
 {
     group_stats_t gs;
-    group_get_stats(node_group(n), &gs);
-    state_t *st = node_state(n);
+    group_get_stats(node_group(n, 0), &gs);   /* WAL figures: node-wide on a cluster node */
     const metrics_t *mt = node_metrics(n);
     metrics_printf(b, len, cap, "# HELP quorumfs_ops_total FUSE operations served.\n"
                                 "# TYPE quorumfs_ops_total counter\n");
@@ -72,29 +71,49 @@ static void render_metrics(node_t *n, char **b, size_t *len, size_t *cap)
         "# TYPE quorumfs_wal_appends_total counter\nquorumfs_wal_appends_total %llu\n"
         "# HELP quorumfs_wal_bytes bytes in live WAL segments.\n"
         "# TYPE quorumfs_wal_bytes gauge\nquorumfs_wal_bytes %llu\n"
-        "# HELP quorumfs_snapshots_total snapshots taken since start.\n"
-        "# TYPE quorumfs_snapshots_total counter\nquorumfs_snapshots_total %llu\n"
-        "# HELP quorumfs_raft_term current term of the shard.\n"
-        "# TYPE quorumfs_raft_term gauge\nquorumfs_raft_term{shard=\"0\"} %llu\n"
-        "# HELP quorumfs_raft_commit_index commit index of the shard.\n"
-        "# TYPE quorumfs_raft_commit_index gauge\nquorumfs_raft_commit_index{shard=\"0\"} %llu\n"
-        "# HELP quorumfs_raft_applied_index applied index of the shard.\n"
-        "# TYPE quorumfs_raft_applied_index gauge\nquorumfs_raft_applied_index{shard=\"0\"} %llu\n",
+        "# HELP quorumfs_snapshots_total snapshots taken since start (shard 0).\n"
+        "# TYPE quorumfs_snapshots_total counter\nquorumfs_snapshots_total %llu\n",
         (unsigned long long)gs.wal_fsyncs, (unsigned long long)gs.wal_appends,
-        (unsigned long long)gs.wal_bytes, (unsigned long long)gs.snapshots,
-        (unsigned long long)gs.term, (unsigned long long)gs.commit_index,
-        (unsigned long long)gs.applied_index);
+        (unsigned long long)gs.wal_bytes, (unsigned long long)gs.snapshots);
+    static const char *const per_shard[3][2] = {
+        { "quorumfs_raft_term", "current term of the shard." },
+        { "quorumfs_raft_commit_index", "commit index of the shard." },
+        { "quorumfs_raft_applied_index", "applied index of the shard." },
+    };
+    for (int f = 0; f < 3; f++) {
+        metrics_printf(b, len, cap, "# HELP %s %s\n# TYPE %s gauge\n", per_shard[f][0],
+                       per_shard[f][1], per_shard[f][0]);
+        for (uint32_t k = 0; k < node_nshards(n); k++) {
+            group_stats_t ks;
+            group_get_stats(node_group(n, k), &ks);
+            uint64_t v = f == 0 ? ks.term : f == 1 ? ks.commit_index : ks.applied_index;
+            metrics_printf(b, len, cap, "%s{shard=\"%u\"} %llu\n", per_shard[f][0], k,
+                           (unsigned long long)v);
+        }
+    }
     metrics_printf(b, len, cap, "# HELP quorumfs_wal_fsync_seconds WAL fsync latency.\n"
                                 "# TYPE quorumfs_wal_fsync_seconds histogram\n");
     metrics_hist_text(b, len, cap, "quorumfs_wal_fsync_seconds", "", &gs.fsync_latency);
     metrics_printf(b, len, cap, "# HELP quorumfs_commit_seconds propose-to-applied latency.\n"
                                 "# TYPE quorumfs_commit_seconds histogram\n");
     metrics_hist_text(b, len, cap, "quorumfs_commit_seconds", "", &gs.commit_latency);
-    cache_stats_t cs;
-    pthread_rwlock_rdlock(&st->lock);
-    cache_sm_stats(st, &cs);
-    uint64_t rev = config_sm_rev(st), nobjs = st->tree.nobjs;
-    pthread_rwlock_unlock(&st->lock);
+    cache_stats_t cs = { 0 };
+    uint64_t rev = 0, nobjs = 0;   /* sums over the shards (rev: the newest) */
+    for (uint32_t k = 0; k < node_nshards(n); k++) {
+        state_t *st = node_state(n, k);
+        cache_stats_t ks;
+        pthread_rwlock_rdlock(&st->lock);
+        cache_sm_stats(st, &ks);
+        uint64_t r = config_sm_rev(st);
+        nobjs += st->tree.nobjs;
+        pthread_rwlock_unlock(&st->lock);
+        cs.bytes += ks.bytes;
+        cs.cap += ks.cap;
+        cs.keys += ks.keys;
+        cs.evictions += ks.evictions;
+        cs.expirations += ks.expirations;
+        rev = r > rev ? r : rev;
+    }
     metrics_printf(b, len, cap,
         "# HELP quorumfs_cache_bytes bytes of cache values held (the LRU cap counts these).\n"
         "# TYPE quorumfs_cache_bytes gauge\nquorumfs_cache_bytes %llu\n"
@@ -142,28 +161,50 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
             metrics_printf(&b, &l, &cap, "1 embedded alive\n");
             break;
         }
-        group_get_stats(node_group(n), &gs);
+        /* then "leader" when it leads shard 0, and "leads K" when it leads K shards */
+        group_get_stats(node_group(n, 0), &gs);
         for (size_t i = 0; i < node_nmembers(n); i++) {
             node_member_t mb;
             if (node_member(n, i, &mb) < 0)
                 break;
-            metrics_printf(&b, &l, &cap, "%llu %s %s%s\n", (unsigned long long)mb.id, mb.addr,
+            unsigned leads = 0;
+            for (uint32_t k = 0; k < node_nshards(n); k++) {
+                group_stats_t ks;
+                group_get_stats(node_group(n, k), &ks);
+                leads += ks.leader == mb.id;
+            }
+            metrics_printf(&b, &l, &cap, "%llu %s %s%s", (unsigned long long)mb.id, mb.addr,
                            mb.self ? "self" : mb.connected ? "connected" : "unreachable",
                            gs.leader == mb.id ? " leader" : "");
+            metrics_printf(&b, &l, &cap, leads ? " leads %u\n" : "\n", leads);
         }
         break;
     case STATUS_SHARDS:
-        group_get_stats(node_group(n), &gs);
-        /* id leader replicas term commit_index applied_index (leader 0: none known) */
-        metrics_printf(&b, &l, &cap, "0 %llu %llu %llu %llu %llu\n",
-                       (unsigned long long)(node_nmembers(n) ? gs.leader : 1),
-                       (unsigned long long)(node_nmembers(n) ? node_nmembers(n) : 1),
-                       (unsigned long long)gs.term, (unsigned long long)gs.commit_index,
-                       (unsigned long long)gs.applied_index);
+        /* per shard: id leader replicas term commit_index applied_index (leader 0: none
+         * known) */
+        for (uint32_t k = 0; k < node_nshards(n); k++) {
+            group_get_stats(node_group(n, k), &gs);
+            metrics_printf(&b, &l, &cap, "%u %llu %llu %llu %llu %llu\n", k,
+                           (unsigned long long)(node_nmembers(n) ? gs.leader : 1),
+                           (unsigned long long)(node_nmembers(n) ? node_nmembers(n) : 1),
+                           (unsigned long long)gs.term, (unsigned long long)gs.commit_index,
+                           (unsigned long long)gs.applied_index);
+        }
         break;
     case STATUS_HEALTH: {
         /* One line per reason; "ok" alone when there is none. */
-        group_get_stats(node_group(n), &gs);
+        int failed = 0;
+        for (uint32_t k = 0; k < node_nshards(n); k++) {
+            group_get_stats(node_group(n, k), &gs);
+            failed |= gs.failed;
+            if (node_nmembers(n) && !gs.leader)
+                metrics_printf(&b, &l, &cap, "shard %u: no leader: reads and writes fail with "
+                               "EIO until one is elected\n", k);
+            if (node_nmembers(n) && gs.applied_index + 1000 < gs.commit_index)
+                metrics_printf(&b, &l, &cap, "shard %u: catching up: applied %llu of %llu\n",
+                               k, (unsigned long long)gs.applied_index,
+                               (unsigned long long)gs.commit_index);
+        }
         if (node_nmembers(n)) {
             size_t up = 0, all = node_nmembers(n);
             for (size_t i = 0; i < all; i++) {
@@ -171,19 +212,12 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
                 if (node_member(n, i, &mb) == 0 && mb.connected)
                     up++;
             }
-            if (!gs.leader)
-                metrics_printf(&b, &l, &cap, "shard 0: no leader: reads and writes fail with "
-                               "EIO until one is elected\n");
             if (up < all / 2 + 1)
                 metrics_printf(&b, &l, &cap, "no quorum: this node reaches %zu of %zu members "
                                "(%zu needed)\n", up, all, all / 2 + 1);
             else if (up < all)
                 metrics_printf(&b, &l, &cap, "degraded: this node reaches %zu of %zu members\n",
                                up, all);
-            if (gs.applied_index + 1000 < gs.commit_index)
-                metrics_printf(&b, &l, &cap, "shard 0: catching up: applied %llu of %llu\n",
-                               (unsigned long long)gs.applied_index,
-                               (unsigned long long)gs.commit_index);
         }
         node_space_t sp;
         node_space(n, &sp);
@@ -193,9 +227,9 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
         human(da, sizeof(da), sp.data_bytes);
         human(rs, sizeof(rs), sp.reserve_bytes);
         human(av, sizeof(av), sp.avail_bytes);
-        if (gs.failed)
+        if (failed)
             metrics_printf(&b, &l, &cap,
-                           "shard 0: write-ahead log failed after a disk error; writes refused\n");
+                           "write-ahead log failed after a disk error; writes refused\n");
         if (sp.known && sp.full)
             metrics_printf(&b, &l, &cap, "data disk full: writes get ENOSPC (%s left for "
                            "writes): %s free on %s, %s of it held back for the next snapshot "

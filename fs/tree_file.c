@@ -384,9 +384,18 @@ static void fh_close(const treq_t *t, fh_t *fh)
     fh_unref(fh);
 }
 
+/* For a request through open file fh: a value's shard is its path's (renames never leave
+ * a shard), a control entry's its inode's. */
+static treq_t treq_fh(fuse_req_t req, fuse_ino_t ino, const fh_t *fh)
+{
+    if (fh && fh->kind == FH_VALUE && fh->path)
+        return treq_shard(req, node_shard_of(mount_node(mount_of(req)), fh->ns, fh->path));
+    return treq_at(req, ino, NULL);
+}
+
 void tfile_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, ino, NULL);
     uint64_t t0 = metrics_now_ns();
     fh_t *fh = NULL;
     int rc = mount_is_ctl(ino) ? open_ctl(&t, ino, fi->flags, &fh)
@@ -584,7 +593,7 @@ static int publish(const treq_t *t, fh_t *fh)
         else
             tree_cmd_put_full(&b, node_now_ms(), fh->ns, fh->path, 0, 0, fh->id, 0, 0, 0, v,
                               n);
-        rc = node_propose(t->node, &b, NULL);
+        rc = node_propose(t->node, t->shard, &b, NULL);
         /* Renamed meanwhile: the save follows the object (a few times, if it keeps moving). */
         if (rc != -ESTALE || tries == PUBLISH_TRIES || refresh_path(t, fh) < 0)
             break;
@@ -642,7 +651,7 @@ static int write_now(const treq_t *t, fh_t *fh, uint8_t flags, uint64_t off, con
         tree_cmd_write_full(&b, node_now_ms(), fh->ns, fh->path, flags,
                             fh->create_pending ? fh->id : 0, fh->create_pending ? 0 : fh->id,
                             fh->cmode, fh->cuid, fh->cgid, off, data, len);
-        rc = node_propose(t->node, &b, &res);
+        rc = node_propose(t->node, t->shard, &b, &res);
         /* Renamed (logrotate): the write follows the object. */
         if (rc != -ESTALE || tries == PUBLISH_TRIES || refresh_path(t, fh) < 0)
             break;
@@ -694,7 +703,7 @@ static int do_write(const treq_t *t, fh_t *fh, const char *buf, size_t size, off
 void tfile_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                  struct fuse_file_info *fi)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_fh(req, ino, (fh_t *)(uintptr_t)fi->fh);
     uint64_t t0 = metrics_now_ns();
     int rc = do_write(&t, (fh_t *)(uintptr_t)fi->fh, buf, size, off);
     metrics_op(node_metrics(t.node), MOP_write, t0, -rc);
@@ -740,7 +749,7 @@ static int ends_writing(const treq_t *t, const fh_t *fh, pid_t pid)
  * (a failed save's error was returned by its write() already: not again). */
 void tfile_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_fh(req, ino, (fh_t *)(uintptr_t)fi->fh);
     uint64_t t0 = metrics_now_ns();
     fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
     int rc = 0, owed = 0;
@@ -766,13 +775,13 @@ void tfile_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 /* fsync publishes the save (every O_APPEND write is durable already). */
 void tfile_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_fh(req, ino, (fh_t *)(uintptr_t)fi->fh);
     fuse_reply_err(req, -publish_locked(&t, (fh_t *)(uintptr_t)fi->fh));
 }
 
 void tfile_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_fh(req, ino, (fh_t *)(uintptr_t)fi->fh);
     fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
     /* The last descriptor is gone: whatever no flush published lands now. */
     int failed = fh->kind == FH_VALUE && fh->failed;
@@ -816,7 +825,7 @@ static int do_create(const treq_t *t, uint64_t parent, const char *name, mode_t 
         sm_result_t res;
         tree_cmd_create(&b, node_now_ms(), ns, path, CMD_PUT_EXCL, 0, own[0], own[1], own[2],
                         "", 0);
-        rc = node_propose(t->node, &b, &res);
+        rc = node_propose(t->node, t->shard, &b, &res);
         e->ino = rc == 0 ? tf_result_id(&res) : 0;
         if (rc == 0)
             rc = open_value(t, e->ino, flags & ~O_TRUNC, &fh);
@@ -859,7 +868,7 @@ static int do_create(const treq_t *t, uint64_t parent, const char *name, mode_t 
 void tfile_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                   struct fuse_file_info *fi)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, parent, name);
     uint64_t t0 = metrics_now_ns();
     fh_t *fh = NULL;
     struct fuse_entry_param e;
@@ -971,7 +980,7 @@ int tfile_settle_pending(const treq_t *t, uint64_t ino, struct fuse_file_info *f
     cmdbuf_t b;
     tree_cmd_create(&b, node_now_ms(), ns, path, CMD_PUT_KEEP, ino, st.st_mode & TREE_MODE_MASK,
                     st.st_uid, st.st_gid, "", 0);
-    return node_propose(t->node, &b, NULL);
+    return node_propose(t->node, t->shard, &b, NULL);
 }
 
 /* ---- attributes known to open files ---- */

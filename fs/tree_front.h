@@ -11,20 +11,30 @@
 #include "fs/ns.h"
 #include "fs/tree_fuse.h"
 
-/* What a handler works on: the request's mount, node and shard. */
+/* What a handler works on: the request's mount, node and shard (the one holding what the
+ * request names: fs/mount.h mount_shard_of). */
 typedef struct treq {
     fuse_req_t req;
     mount_t *m;
     node_t *node;
+    uint32_t shard;
     state_t *st;
 } treq_t;
 
-static inline treq_t treq(fuse_req_t req)
+/* For a request on shard k. */
+static inline treq_t treq_shard(fuse_req_t req, uint32_t k)
 {
-    treq_t t = { .req = req, .m = mount_of(req) };
+    treq_t t = { .req = req, .m = mount_of(req), .shard = k };
     t.node = mount_node(t.m);
-    t.st = node_state(t.node);
+    t.st = node_state(t.node, k);
     return t;
+}
+
+/* For a request on inode ino, or on its child name when name is not NULL. */
+static inline treq_t treq_at(fuse_req_t req, uint64_t ino, const char *name)
+{
+    mount_t *m = mount_of(req);
+    return treq_shard(req, mount_shard_of(m, ino, name));
 }
 
 /* The namespace's additions (NULL for a namespace not built yet). */

@@ -138,6 +138,24 @@ int tf_getattr(const treq_t *t, uint64_t ino, struct stat *s)
         }
     }
     pthread_rwlock_unlock(&t->st->lock);
+    if (rc == 0 && ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT))
+        for (uint32_t k = 0; k < node_nshards(t->node); k++) {   /* the root spans them all */
+            if (k == t->shard)
+                continue;
+            treq_t tk = treq_shard(t->req, k);
+            pthread_rwlock_rdlock(&tk.st->lock);
+            obj_t *o = tf_live_obj(&tk, ino);
+            if (o) {
+                struct stat ks;
+                tf_obj_stat(o, &ks);
+                s->st_nlink += ks.st_nlink - 2;   /* its subdirectories' ".." */
+                if (ks.st_mtim.tv_sec > s->st_mtim.tv_sec ||
+                    (ks.st_mtim.tv_sec == s->st_mtim.tv_sec &&
+                     ks.st_mtim.tv_nsec > s->st_mtim.tv_nsec))
+                    s->st_mtim = ks.st_mtim;
+            }
+            pthread_rwlock_unlock(&tk.st->lock);
+        }
     if (rc == -ENOENT && !mount_is_ctl(ino))
         rc = tfile_open_stat(t, ino, s);
     return rc;
@@ -194,7 +212,7 @@ static int do_lookup(const treq_t *t, uint64_t parent, const char *name,
 
 static void t_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, parent, name);
     uint64_t t0 = metrics_now_ns();
     struct fuse_entry_param e;
     int rc = do_lookup(&t, parent, name, &e);
@@ -207,7 +225,7 @@ static void t_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void t_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, ino, NULL);
     uint64_t t0 = metrics_now_ns();
     struct stat s;
     int rc = tf_getattr(&t, ino, &s);
@@ -274,7 +292,7 @@ static int propose_path(const treq_t *t, uint8_t op, int ns, const char *path,
 {
     cmdbuf_t b;
     tree_cmd_path(&b, op, node_now_ms(), ns, path);
-    return node_propose(t->node, &b, res);
+    return node_propose(t->node, t->shard, &b, res);
 }
 
 /* ---- directories ---- */
@@ -296,7 +314,7 @@ static int created_entry(const treq_t *t, const sm_result_t *res, struct fuse_en
 /* mode comes with the umask applied by the kernel; the owner is the caller. */
 static void t_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, parent, name);
     uint64_t t0 = metrics_now_ns();
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
     char path[4096];
@@ -307,7 +325,7 @@ static void t_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t 
     if (rc == 0) {
         cmdbuf_t b;
         tree_cmd_mkdir(&b, node_now_ms(), ns, path, mode & TREE_MODE_MASK, ctx->uid, ctx->gid);
-        rc = node_propose(t.node, &b, &res);
+        rc = node_propose(t.node, t.shard, &b, &res);
     }
     if (rc == 0)
         rc = created_entry(&t, &res, &e);
@@ -317,7 +335,7 @@ static void t_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t 
 
 static void t_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, parent, name);
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
     char path[4096];
     int ns;
@@ -330,7 +348,7 @@ static void t_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const
     if (rc == 0) {
         cmdbuf_t b;
         tree_cmd_symlink(&b, node_now_ms(), ns, path, link, ctx->uid, ctx->gid);
-        rc = node_propose(t.node, &b, &res);
+        rc = node_propose(t.node, t.shard, &b, &res);
     }
     if (rc == 0)
         rc = created_entry(&t, &res, &e);
@@ -339,7 +357,7 @@ static void t_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const
 
 static void t_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, ino, NULL);
     char *target = NULL;
     int rc = 0;
     if (mount_is_ctl(ino)) {
@@ -393,7 +411,7 @@ static int do_remove(const treq_t *t, uint8_t op, uint64_t parent, const char *n
 
 static void t_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, parent, name);
     uint64_t t0 = metrics_now_ns();
     int rc = do_remove(&t, CMD_RMDIR, parent, name);
     metrics_op(node_metrics(t.node), MOP_rmdir, t0, -rc);
@@ -402,7 +420,7 @@ static void t_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void t_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, parent, name);
     uint64_t t0 = metrics_now_ns();
     int rc = do_remove(&t, CMD_UNLINK, parent, name);
     metrics_op(node_metrics(t.node), MOP_unlink, t0, -rc);
@@ -431,15 +449,18 @@ static int do_rename(const treq_t *t, uint64_t parent, const char *name, uint64_
     cmdbuf_t b;
     tree_cmd_rename(&b, node_now_ms(), ns1, from, to,
                     (flags & RENAME_NOREPLACE) ? CMD_RENAME_NOREPLACE : 0);
-    return node_propose(t->node, &b, NULL);
+    return node_propose(t->node, t->shard, &b, NULL);
 }
 
 static void t_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                      const char *newname, unsigned int flags)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, parent, name);
     uint64_t t0 = metrics_now_ns();
-    int rc = do_rename(&t, parent, name, newparent, newname, flags);
+    /* One command on one shard, or EXDEV as between filesystems (mv copies then) */
+    int rc = mount_shard_of(t.m, newparent, newname) != t.shard
+                 ? -EXDEV
+                 : do_rename(&t, parent, name, newparent, newname, flags);
     metrics_op(node_metrics(t.node), MOP_rename, t0, -rc);
     fuse_reply_err(req, -rc);
 }
@@ -455,24 +476,29 @@ static int do_opendir(const treq_t *t, uint64_t ino, dirfh_t **out)
     int rc = dirlist_add(d, ".", ino, S_IFDIR);
     if (rc == 0)
         rc = dirlist_add(d, "..", FUSE_ROOT_ID, S_IFDIR);
-    pthread_rwlock_rdlock(&t->st->lock);
-    obj_t *o = tf_live_obj(t, ino);
-    uint64_t now = node_now_ms();
-    if (rc < 0) {
-    } else if (!o) {
-        rc = -ENOENT;
-    } else if (o->type != OBJ_DIR) {
-        rc = -ENOTDIR;
-    } else {
-        d->ents[1].ino = o->parent ? o->parent->id : FUSE_ROOT_ID;
-        for (obj_t *c = o->children; c && rc == 0; c = c->hh.next)
-            if (tree_live(c, now))
-                rc = dirlist_add(d, c->name, c->id,
-                                 c->type == OBJ_DIR    ? S_IFDIR
-                                 : c->type == OBJ_LINK ? S_IFLNK
-                                                       : S_IFREG);
+    /* A namespace root spans every shard: its listing is theirs together. */
+    int root = ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT);
+    uint32_t k1 = root ? node_nshards(t->node) : t->shard + 1;
+    for (uint32_t k = root ? 0 : t->shard; k < k1 && rc == 0; k++) {
+        treq_t tk = treq_shard(t->req, k);
+        pthread_rwlock_rdlock(&tk.st->lock);
+        obj_t *o = tf_live_obj(&tk, ino);
+        uint64_t now = node_now_ms();
+        if (!o) {
+            rc = -ENOENT;
+        } else if (o->type != OBJ_DIR) {
+            rc = -ENOTDIR;
+        } else {
+            d->ents[1].ino = o->parent ? o->parent->id : FUSE_ROOT_ID;
+            for (obj_t *c = o->children; c && rc == 0; c = c->hh.next)
+                if (tree_live(c, now))
+                    rc = dirlist_add(d, c->name, c->id,
+                                     c->type == OBJ_DIR    ? S_IFDIR
+                                     : c->type == OBJ_LINK ? S_IFLNK
+                                                           : S_IFREG);
+        }
+        pthread_rwlock_unlock(&tk.st->lock);
     }
-    pthread_rwlock_unlock(&t->st->lock);
     if (rc < 0) {
         dirfh_free(fh);
         return rc;
@@ -484,7 +510,7 @@ static int do_opendir(const treq_t *t, uint64_t ino, dirfh_t **out)
 
 static void t_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, ino, NULL);
     dirfh_t *fh;
     int rc = do_opendir(&t, ino, &fh);
     if (rc < 0) {
@@ -599,7 +625,7 @@ static int setattr_meta(const treq_t *t, uint64_t ino, const struct stat *attr, 
         cmdbuf_t b;
         tree_cmd_setattr(&b, node_now_ms(), ns, path, ino, mask, mode, attr->st_uid,
                          attr->st_gid, ns_of_ts(&attr->st_atim), ns_of_ts(&attr->st_mtim));
-        rc = node_propose(t->node, &b, NULL);
+        rc = node_propose(t->node, t->shard, &b, NULL);
         if (rc != -ESTALE || tries == 2)
             return rc;
     }
@@ -634,7 +660,7 @@ static int do_setattr(const treq_t *t, uint64_t ino, struct stat *attr, int to_s
 static void t_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                       struct fuse_file_info *fi)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, ino, NULL);
     uint64_t t0 = metrics_now_ns();
     struct stat s;
     int rc = do_setattr(&t, ino, attr, to_set, fi);
@@ -670,13 +696,13 @@ static int do_setxattr(const treq_t *t, uint64_t ino, const char *name, const ch
         tree_cmd_removexattr(&b, node_now_ms(), ns, path, name);
     else
         tree_cmd_setxattr(&b, node_now_ms(), ns, path, name, value, size);
-    return node_propose(t->node, &b, NULL);
+    return node_propose(t->node, t->shard, &b, NULL);
 }
 
 static void t_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                        size_t size, int flags)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, ino, NULL);
     uint64_t t0 = metrics_now_ns();
     int rc = do_setxattr(&t, ino, name, value, size, 0);
     metrics_op(node_metrics(t.node), MOP_setxattr, t0, -rc);
@@ -685,7 +711,7 @@ static void t_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const c
 
 static void t_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, ino, NULL);
     uint64_t t0 = metrics_now_ns();
     int rc = do_setxattr(&t, ino, name, NULL, 0, 1);
     metrics_op(node_metrics(t.node), MOP_removexattr, t0, -rc);
@@ -716,7 +742,7 @@ static int do_getxattr(const treq_t *t, uint64_t ino, const char *name, char *bu
 static void getxattr_reply(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size,
                            int list)
 {
-    treq_t t = treq(req);
+    treq_t t = treq_at(req, ino, NULL);
     uint64_t t0 = metrics_now_ns();
     char *buf = size ? malloc(size) : NULL;
     int rc = size && !buf ? -ENOMEM : do_getxattr(&t, ino, name, buf, size, list);

@@ -880,7 +880,7 @@ void tree_sm_init(state_t *st)
 {
     tree_t *t = &st->tree;
     ASSERT(!t->nobjs && !t->idpages);
-    t->next_id = STATE_FIRST_ID;
+    t->next_id = STATE_FIRST_ID + ((uint64_t)st->shard << STATE_SHARD_ID_BITS);
     t->next_pid = STATE_PID_FIRST;
     for (int ns = 1; ns < NS__COUNT; ns++)
         t->root[ns] = obj_add(t, NULL, ns_names[ns], strlen(ns_names[ns]), OBJ_DIR,

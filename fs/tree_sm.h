@@ -23,6 +23,9 @@
 struct state;
 
 #define STATE_FIRST_ID 1000                 /* ids of created objects start here */
+/* Shard k hands out its own ids from FIRST_ID + k * 2^32 up, so that ids are unique across
+ * the shards of a cluster (at most 256: the last range ends at STATE_PID_FIRST). */
+#define STATE_SHARD_ID_BITS 32
 /* Ids a proposer picks for a file it creates (CMD_PUT_ID), so that the kernel can be given
  * the file's inode number before the creation commits: [STATE_PID_FIRST, STATE_PID_END).
  * A cluster will give each node its own slice of this range. */

@@ -34,7 +34,7 @@
 #define LINE_BYTES (4 * TREE_PATH_MAX + 64)   /* room for any one event line */
 
 struct watch_table {
-    state_t *st;
+    node_t *node;
     pthread_mutex_t mu;
     watch_t *parked;
     watch_t *polled;             /* watches with a kept poll handle */
@@ -43,7 +43,11 @@ struct watch_table {
 struct watch {
     watch_table_t *t;
     char *dir;                   /* namespace-relative directory watched */
-    uint64_t cursor;             /* last revision looked at */
+    /* The shards watched, [k0, k1): the one of dir's top-level directory, or every shard
+     * for the root of config/ (revisions are each shard's own: the root's stream gives each
+     * shard's changes in their order, one shard after another in each batch). */
+    uint32_t k0, k1;
+    uint64_t *cursor;            /* per shard watched: last revision looked at */
     uint64_t base;               /* stream offset of buf[0] */
     char *buf;                   /* latest batch of lines (BATCH_BYTES, from open) */
     size_t len;
@@ -59,24 +63,73 @@ struct watch {
     struct watch *pnext, *pprev; /* polled list; pnext also links a delivery's wake-ups */
 };
 
+/* Read-locks the states of the shards w watches (ascending) / unlocks them. */
+static void lock_states(const watch_table_t *t, uint32_t k0, uint32_t k1)
+{
+    for (uint32_t k = k0; k < k1; k++)
+        pthread_rwlock_rdlock(&node_state(t->node, k)->lock);
+}
+
+static void unlock_states(const watch_table_t *t, uint32_t k0, uint32_t k1)
+{
+    for (uint32_t k = k1; k-- > k0;)
+        pthread_rwlock_unlock(&node_state(t->node, k)->lock);
+}
+
+/* Every shard the table's watches may read. */
+static uint32_t all_shards(const watch_table_t *t) { return node_nshards(t->node); }
+
 int watch_open(watch_table_t *t, const char *dirpath, uint64_t after, int nonblock,
                watch_t **out)
 {
-    state_t *st = t->st;
-    if (config_sm_events_stale(st, after))
+    uint32_t nsh = all_shards(t);
+    int root = !dirpath[0];
+    uint32_t k0 = root || nsh == 1 ? 0 : node_shard_of(t->node, NS_CONFIG, dirpath);
+    uint32_t k1 = root ? nsh : k0 + 1;
+    if (root && nsh > 1 && after != WATCH_NOW)
+        return -EOPNOTSUPP;   /* a revision of the root: each shard counts its own */
+    /* The caller holds the read lock of the shard of dirpath (0 for the root): the other
+     * shards' are taken here, above it. */
+    if (after != WATCH_NOW && config_sm_events_stale(node_state(t->node, k0), after))
         return -ESTALE;
     watch_t *w = calloc(1, sizeof(*w));
-    if (!w || !(w->dir = strdup(dirpath)) || !(w->buf = malloc(BATCH_BYTES))) {
-        if (w)
+    if (!w || !(w->dir = strdup(dirpath)) || !(w->buf = malloc(BATCH_BYTES)) ||
+        !(w->cursor = calloc(k1 - k0, sizeof(*w->cursor)))) {
+        if (w) {
             free(w->dir);
+            free(w->buf);
+        }
         free(w);
         return -ENOMEM;
     }
+    if (k1 > k0 + 1)
+        lock_states(t, k0 + 1, k1);
+    for (uint32_t k = k0; k < k1; k++)
+        w->cursor[k - k0] = after != WATCH_NOW ? after : config_sm_rev(node_state(t->node, k));
+    if (k1 > k0 + 1)
+        unlock_states(t, k0 + 1, k1);
     w->t = t;
-    w->cursor = after;
+    w->k0 = k0;
+    w->k1 = k1;
     w->nonblock = nonblock;
     *out = w;
     return 0;
+}
+
+/* config_read_events over the shards w watches, into buf[0..size). */
+static int read_events(watch_t *w, uint64_t *cursor, char *buf, size_t size)
+{
+    int total = 0;
+    for (uint32_t k = w->k0; k < w->k1; k++) {
+        int n = config_read_events(node_state(w->t->node, k), w->dir, &cursor[k - w->k0],
+                                   buf + total, size - (size_t)total);
+        if (n < 0)
+            return total ? total : n;
+        total += n;
+        if (size - (size_t)total < LINE_BYTES)
+            break;
+    }
+    return total;
 }
 
 static void park(watch_t *w, fuse_req_t req, size_t size, uint64_t off)
@@ -117,7 +170,7 @@ static int fill(watch_t *w, uint64_t off, size_t size, const char **p)
     if (off >= w->base + w->len) {
         /* Writes only when it returns > 0; advances the cursor past events outside the
          * directory even when it returns 0. */
-        int n = config_read_events(w->t->st, w->dir, &w->cursor, w->buf, BATCH_BYTES);
+        int n = read_events(w, w->cursor, w->buf, BATCH_BYTES);
         if (n <= 0)
             return n;
         w->base += w->len;
@@ -142,11 +195,14 @@ static int poll_ready(watch_t *w)
     if (w->rend < w->base + w->len)
         return 1;
     char line[LINE_BYTES];
-    uint64_t c = w->cursor;
-    int n = config_read_events(w->t->st, w->dir, &c, line, sizeof(line));
-    if (n == 0)
-        w->cursor = c;
-    return n < 0 ? n : n > 0;
+    for (uint32_t k = w->k0; k < w->k1; k++) {
+        uint64_t c = w->cursor[k - w->k0];
+        int n = config_read_events(node_state(w->t->node, k), w->dir, &c, line, sizeof(line));
+        if (n != 0)
+            return n < 0 ? n : 1;
+        w->cursor[k - w->k0] = c;
+    }
+    return 0;
 }
 
 /* Takes w's kept poll handle and w off the polled list (mu held); the caller owns it. */
@@ -183,7 +239,7 @@ static void watch_deliver(void *ctx, effect_t *e)
     if (e->kind != EFF_CONFIG_REV)
         return;
     watch_t *ready = NULL;
-    pthread_rwlock_rdlock(&t->st->lock);
+    lock_states(t, 0, all_shards(t));
     pthread_mutex_lock(&t->mu);
     for (watch_t *w = t->parked, *next; w; w = next) {
         next = w->next;
@@ -206,7 +262,7 @@ static void watch_deliver(void *ctx, effect_t *e)
         w->pnext = woke;
         woke = w;
     }
-    pthread_rwlock_unlock(&t->st->lock);
+    unlock_states(t, 0, all_shards(t));
     for (watch_t *w = ready, *next; w; w = next) {
         next = w->next;
         fuse_req_t req = w->waiting;
@@ -255,11 +311,11 @@ void watch_read(fuse_req_t req, watch_t *w, size_t size, off_t off)
         return;
     }
     uint64_t woff = off < 0 ? 0 : (uint64_t)off;
-    pthread_rwlock_rdlock(&t->st->lock);
+    lock_states(t, w->k0, w->k1);
     pthread_mutex_lock(&t->mu);
     const char *p = NULL;
     int n = w->waiting ? -EBUSY : fill(w, woff, size, &p);   /* one read at a time */
-    pthread_rwlock_unlock(&t->st->lock);
+    unlock_states(t, w->k0, w->k1);
     if (n == 0 && w->nonblock)
         n = -EAGAIN;
     else if (n == 0 && fuse_req_interrupted(req))
@@ -276,7 +332,7 @@ void watch_poll(fuse_req_t req, watch_t *w, struct fuse_pollhandle *ph)
 {
     watch_table_t *t = w->t;
     struct fuse_pollhandle *old = NULL;
-    pthread_rwlock_rdlock(&t->st->lock);
+    lock_states(t, w->k0, w->k1);
     pthread_mutex_lock(&t->mu);
     int r = poll_ready(w);
     if (r == 0 && ph) {
@@ -290,7 +346,7 @@ void watch_poll(fuse_req_t req, watch_t *w, struct fuse_pollhandle *ph)
         ph = NULL;
     }
     pthread_mutex_unlock(&t->mu);
-    pthread_rwlock_unlock(&t->st->lock);
+    unlock_states(t, w->k0, w->k1);
     fuse_pollhandle_destroy(old);
     fuse_pollhandle_destroy(ph);
     fuse_reply_poll(req, r < 0 ? POLLIN | POLLRDNORM | POLLERR : r ? POLLIN | POLLRDNORM : 0);
@@ -309,6 +365,7 @@ void watch_close(watch_t *w)
     fuse_pollhandle_destroy(ph);
     free(w->dir);
     free(w->buf);
+    free(w->cursor);
     free(w);
 }
 
@@ -317,7 +374,7 @@ static void *watch_start(struct node *n)
     watch_table_t *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
-    t->st = node_state(n);
+    t->node = n;
     pthread_mutex_init(&t->mu, NULL);
     return t;
 }

@@ -23,6 +23,11 @@ extern const ns_front_t watch_front;
  * ("" = all of config/), delivering the changes with a revision above after. The state's
  * read lock is held. Returns 0 and *out, -ESTALE if changes after `after` were already
  * dropped from the history, or -ENOMEM. */
+/* after: WATCH_NOW for the changes from now on. On a cluster with several shards, a watch
+ * of the root reads every shard's changes (each shard counts its own revisions), and a
+ * revision to replay from is refused there with -EOPNOTSUPP; the read lock of dirpath's
+ * shard (0 for the root) is held, and the others' are taken above it. */
+#define WATCH_NOW UINT64_MAX
 int watch_open(watch_table_t *t, const char *dirpath, uint64_t after, int nonblock,
                watch_t **out);
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/integration/cluster.sh — three quorumfs nodes on this machine (tools/cluster up 3 on
-# free ports under the test's temp dir), one shard replicated on all of them: linearizable
+# free ports under the test's temp dir), every shard replicated on all of them: linearizable
 # reads on every node right after a write on another; a config change on node 2 in .events
 # on node 3; a pop parked on node 2 woken by a push on node 1; flock on node 1 blocking
 # flock -n on node 3 until released; kill -9 of the leader (a new leader, writes on both
@@ -28,9 +28,9 @@ bad opt-bad-addr "bad address" --id 1 --peers 1=127.0.0.1,2=127.0.0.1:2
 bad opt-bad-port "port must be" --id 1 --peers 1=127.0.0.1:99999
 bad opt-peers-no-id "needs --id" --peers 1=127.0.0.1:1
 bad opt-id-no-peers "need --peers" --id 1
-bad opt-shards "not supported yet" --id 1 --peers 1=127.0.0.1:1 --shards 16
+bad opt-shards "at most 256 shards" --id 1 --peers 1=127.0.0.1:1 --shards 300
 bad opt-replicas "not supported yet" --id 1 --peers 1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3 --replicas 2
-bad opt-o-peers "not supported yet" -o id=2,peers=1=127.0.0.1:1,2=127.0.0.1:2,shards=4
+bad opt-o-peers "not supported yet" -o id=2,peers=1=127.0.0.1:1,2=127.0.0.1:2,replicas=1
 # a taken listen port
 exec 7< <($PY -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(30)')
 read -r busy <&7
@@ -39,16 +39,7 @@ exec 7<&-
 [ -e "$T/bad/data" ] && not_ok opt-no-data-dir-left "a refused start left $T/bad/data" || ok opt-no-data-dir-left
 
 # ---- three nodes on free ports
-base=
-for try in $(seq 1 20); do
-    b=$((20000 + RANDOM % 40000))
-    if $PY -c 'import socket,sys
-b=int(sys.argv[1])
-for p in range(b, b+3):
-    s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", p)); s.close()' "$b" 2>/dev/null; then
-        base=$b; break
-    fi
-done
+base=$(free_ports 3)
 [ -n "$base" ] || { not_ok free-ports "no 3 free ports"; finish; }
 up_out=$(CLUSTER_WAIT_S=20 timeout 60 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" 2>&1)
 if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi

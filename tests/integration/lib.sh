@@ -75,6 +75,20 @@ finish() {
     exit $?
 }
 
+# free_ports N: prints a base port P with P..P+N-1 free on 127.0.0.1 (empty if none found).
+free_ports() {
+    local n=$1 b try
+    for try in $(seq 1 20); do
+        b=$((20000 + RANDOM % 40000))
+        if $PY -c 'import socket,sys
+b, n = int(sys.argv[1]), int(sys.argv[2])
+for p in range(b, b + n):
+    s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", p)); s.close()' "$b" "$n" 2>/dev/null; then
+            echo "$b"; return 0
+        fi
+    done
+}
+
 # ---------------------------------------------------------------- waiting
 
 # wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds; 1 after SECONDS.
