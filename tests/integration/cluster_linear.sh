@@ -71,7 +71,7 @@ leader_not() {
     done
     return 1
 }
-completed() { grep -c '^C .* ok ' "$T/hist" 2>/dev/null || echo 0; }
+completed() { local c; c=$(grep -c '^C .* ok ' "$T/hist" 2>/dev/null); echo "${c:-0}"; }
 more_ok() { [ "$(completed)" -ge "$1" ]; }
 
 mkdir "${M[1]}/config/lin" || { not_ok mkdir-config "mkdir config/lin failed"; finish; }

@@ -72,7 +72,7 @@ leader_not() {
     done
     return 1
 }
-acks() { grep -c '^I [0-9]* [0-9]* ack ' "$T/qlog" 2>/dev/null || echo 0; }
+acks() { local c; c=$(grep -c '^I [0-9]* [0-9]* ack ' "$T/qlog" 2>/dev/null); echo "${c:-0}"; }
 more_acks() { [ "$(acks)" -ge "$1" ]; }
 
 # short leases, so that claims of a killed consumer's node or of a stalled ack come back
