@@ -138,6 +138,13 @@ typedef struct group_raft_config {
      * "quorumfs: transport: ". */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
+    /* Optional mutual TLS between the nodes (docs/TRANSPORT.md "TLS"): PEM paths of this
+     * node's certificate (it must name node-<id>), its unencrypted private key, and the CA
+     * bundle peers' certificates must chain to. All three or none (none: plain TCP); read
+     * once, at open; a bad set fails the open with -QERR_INVAL and *errmsg. */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_ca;
 } group_raft_config_t;
 
 /* Opens the node: binds cfg->listen, adds the peers, opens the Raft log in cfg->dir (a first

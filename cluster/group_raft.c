@@ -720,7 +720,9 @@ int group_node_open(const group_raft_config_t *cfg, group_node_t **out, char **e
     nd->log = cfg->log;
     nd->log_ctx = cfg->log_ctx;
     transport_config_t tc = { .id = cfg->id, .cluster_id = cfg->cluster_id,
-                              .listen = cfg->listen, .log = tcp_log, .log_ctx = nd };
+                              .listen = cfg->listen, .log = tcp_log, .log_ctx = nd,
+                              .tls_cert = cfg->tls_cert, .tls_key = cfg->tls_key,
+                              .tls_ca = cfg->tls_ca };
     int rc = mraft_tcp_new(&tc, &nd->tcp, errmsg);
     if (rc)
         goto fail;

@@ -50,9 +50,11 @@ typedef struct opts {
     uint64_t snapshot_bytes;
     int allow_other;
     int default_permissions;
-    /* cluster: --id, --listen, --peers, --shards, --replicas (0 / NULL when not given) */
+    /* cluster: --id, --listen, --peers, --shards, --replicas, --tls-* (0 / NULL when not
+     * given) */
     uint64_t id;
     const char *listen;
+    char *tls[3];                 /* --tls-cert, --tls-key, --tls-ca: absolute paths */
     const char *peers;        /* points at peersbuf: "ID=HOST:PORT,..." as given */
     uint64_t shards, replicas;
     char peersbuf[4096];
@@ -125,14 +127,20 @@ static void usage(FILE *f)
         "                         this node included\n"
         "  --listen HOST:PORT     where this node listens for its peers (default: its own\n"
         "                         address in --peers)\n"
-        "  --shards S     shards (Raft groups), 1..256, default 16; the same at every start\n"
-        "  --replicas R   only R = the number of peers (every node replicates every shard)\n"
+        "  --shards S             shards (Raft groups), 1..256, default 16; the same at\n"
+        "                         every start\n"
+        "  --replicas R           only R = the number of peers (every node replicates\n"
+        "                         every shard)\n"
+        "  --tls-cert F, --tls-key F, --tls-ca F  mutual TLS between the nodes: this node's\n"
+        "                         certificate (naming node-<id>), its key, and the CA\n"
+        "                         bundle; all three or none (docs/TRANSPORT.md \"TLS\")\n"
         "  -h, --help             this text\n"
         "  --version              the version\n"
         "\n"
         "mount options (-o):\n"
         "  data=DIR, log_level=LEVEL, cache_max_bytes=N, snapshot_bytes=N, id=N,\n"
-        "  listen=HOST:PORT, peers=ID=HOST:PORT,ID=HOST:PORT,..., shards=S, replicas=R\n"
+        "  listen=HOST:PORT, peers=ID=HOST:PORT,ID=HOST:PORT,..., shards=S, replicas=R,\n"
+        "  tls_cert=F, tls_key=F, tls_ca=F\n"
         "                         the options above, as fstab can give them\n"
         "  default_permissions    the kernel enforces the files' modes and owners\n"
         "  allow_other            let other users use the mount; only together with\n"
@@ -198,6 +206,17 @@ static int set_valued(opts_t *o, const char *name, const char *val, const char *
         }
     } else if (strcmp(name, "listen") == 0) {
         o->listen = val;
+    } else if (strncmp(name, "tls_", 4) == 0) {
+        /* resolved now: the daemon reads them after it left the caller's directory */
+        int k = !strcmp(name, "tls_cert") ? 0 : !strcmp(name, "tls_key") ? 1 : 2;
+        char *abs = realpath(val, NULL);
+        if (!abs || access(abs, R_OK) != 0) {
+            fprintf(stderr, "quorumfs: %s: cannot read %s: %s\n", shown, val, strerror(errno));
+            free(abs);
+            return -1;
+        }
+        free(o->tls[k]);
+        o->tls[k] = abs;
     } else if (strcmp(name, "peers") == 0) {
         if (strlen(val) >= sizeof(o->peersbuf)) {
             fprintf(stderr, "quorumfs: %s: peer list too long\n", shown);
@@ -219,7 +238,8 @@ static int set_valued(opts_t *o, const char *name, const char *val, const char *
 
 static const char *const valued_names[] = { "data", "log_level", "cache_max_bytes",
                                             "snapshot_bytes", "id", "listen", "peers",
-                                            "shards", "replicas" };
+                                            "shards", "replicas", "tls_cert", "tls_key",
+                                            "tls_ca" };
 
 /* A -o token that continues a peers= list ("2=HOST:PORT" after "peers=1=HOST:PORT"): the
  * list's commas are also -o's separators. */
@@ -391,9 +411,10 @@ static int check_cluster(opts_t *o)
     char host[256], port[16];
     const char *why = NULL;
     if (!o->peers) {
-        if (o->id || o->listen || o->shards || o->replicas) {
-            fprintf(stderr, "quorumfs: --id, --listen, --shards and --replicas make a cluster "
-                            "node and need --peers ID=HOST:PORT,... (quorumfs --help)\n");
+        if (o->id || o->listen || o->shards || o->replicas || o->tls[0] || o->tls[1] ||
+            o->tls[2]) {
+            fprintf(stderr, "quorumfs: --id, --listen, --shards, --replicas and --tls-* make a "
+                            "cluster node and need --peers ID=HOST:PORT,... (quorumfs --help)\n");
             return -1;
         }
         return 0;
@@ -464,6 +485,12 @@ static int check_cluster(opts_t *o)
     if (o->shards > NODE_SHARDS_MAX) {
         fprintf(stderr, "quorumfs: --shards %llu: at most %d shards\n",
                 (unsigned long long)o->shards, NODE_SHARDS_MAX);
+        return -1;
+    }
+    int ntls = !!o->tls[0] + !!o->tls[1] + !!o->tls[2];
+    if (ntls && ntls < 3) {
+        fprintf(stderr, "quorumfs: TLS needs all three of --tls-cert, --tls-key and --tls-ca "
+                        "(docs/TRANSPORT.md \"TLS\")\n");
         return -1;
     }
     if (o->replicas && o->replicas != o->n_peers) {
@@ -584,6 +611,15 @@ static int parse_args(int argc, char **argv, opts_t *o)
                 return -1;
         } else if (long_opt(a, "--listen", argc, argv, &i, &val)) {
             if (set_valued(o, "listen", val, "--listen") < 0)
+                return -1;
+        } else if (long_opt(a, "--tls-cert", argc, argv, &i, &val)) {
+            if (set_valued(o, "tls_cert", val, "--tls-cert") < 0)
+                return -1;
+        } else if (long_opt(a, "--tls-key", argc, argv, &i, &val)) {
+            if (set_valued(o, "tls_key", val, "--tls-key") < 0)
+                return -1;
+        } else if (long_opt(a, "--tls-ca", argc, argv, &i, &val)) {
+            if (set_valued(o, "tls_ca", val, "--tls-ca") < 0)
                 return -1;
         } else if (long_opt(a, "--peers", argc, argv, &i, &val)) {
             if (set_valued(o, "peers", val, "--peers") < 0)
@@ -1078,6 +1114,9 @@ static int serve(const opts_t *o, const char *canon, int lockfd)
         .n_peers = o->n_peers,
         .cluster_id = o->cluster_id,
         .shards = (uint32_t)o->shards,
+        .tls_cert = o->tls[0],
+        .tls_key = o->tls[1],
+        .tls_ca = o->tls[2],
     };
     node_t *node;
     char *err = NULL;

@@ -745,6 +745,9 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
         .snapshot_bytes = opts->snapshot_bytes,
         .log = transport_line,
         .log_ctx = n,
+        .tls_cert = opts->tls_cert,
+        .tls_key = opts->tls_key,
+        .tls_ca = opts->tls_ca,
     };
     rc = group_node_open(&rc_cfg, &n->gnode, errmsg);
     for (uint32_t k = 0; rc == 0 && k < n->nshards; k++)

@@ -29,6 +29,8 @@ typedef struct node_opts {
     size_t n_peers;
     uint64_t cluster_id;          /* nodes of another cluster id are refused */
     uint32_t timeout_ms;          /* proposals and read barriers; 0 = 5000 */
+    const char *tls_cert, *tls_key, *tls_ca;   /* mutual TLS between nodes: all or none
+                                                  (docs/TRANSPORT.md "TLS") */
     uint32_t shards;              /* shards (Raft groups) of the cluster, the same on every
                                      node and at every start; 0 = NODE_DEFAULT_SHARDS */
 } node_opts_t;

@@ -25,3 +25,6 @@ TEST_CMDS += tests/integration/posix.sh
 TEST_CMDS += tests/integration/install.sh
 TEST_CMDS += tests/integration/poll.sh
 TEST_CMDS += tests/integration/cluster.sh
+TEST_CMDS += tests/integration/shards.sh
+TEST_CMDS += tests/integration/partition.sh
+TEST_CMDS += tests/integration/tls.sh
