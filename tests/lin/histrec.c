@@ -243,8 +243,10 @@ static void client(const opts_t *o, int log, int c, lmount_t *m, volatile int *s
         if (is_write)
             value = ((uint64_t)c << 32) | ++seq;
         uint64_t opid = ((uint64_t)c << 32) | (uint64_t)(++seq);
-        one_op(log, m, root, c, opid, key, o->keys[key], is_write, value, O_WRONLY | O_TRUNC);
-        if (o->think_ms)
+        if (one_op(log, m, root, c, opid, key, o->keys[key], is_write, value,
+                   O_WRONLY | O_TRUNC))
+            lm_sleep_ms(20);   /* a node without quorum fails at once: do not spin */
+        else if (o->think_ms)
             lm_sleep_ms((unsigned)(rand_r(&rs) % (unsigned)(o->think_ms + 1)));
     }
 }

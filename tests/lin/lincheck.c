@@ -2,8 +2,10 @@
  * tests/lin/README.md) for linearizability, key by key, with the simulator's WGL checker
  * (tests/sim/linearize.c, a register model). How recorded outcomes map onto the model:
  *   - a write that completed ok is a put;
- *   - a write that failed at any step (EIO, ENOTCONN, ...) or never completed has an unknown
- *     outcome: it may take effect at any time after its invoke, or never;
+ *   - a write whose open failed made no save and is left out (had the O_TRUNC of that open
+ *     taken effect, a reader would see an empty value, which no write wrote: a violation);
+ *   - a write that failed at its write or close (EIO, ENOTCONN, ...) or never completed has
+ *     an unknown outcome: it may take effect at any time after its invoke, or never;
  *   - a read that completed ok is a get of the value it read ("absent" is 0, content no one
  *     wrote a value nobody wrote); a read that failed or never completed constrains nothing.
  * It prints the counts (also per interval between marks) and, for a history that is not
@@ -274,10 +276,20 @@ static int load(hist_t *h, const char *file)
     return rc;
 }
 
+/* A write whose open failed: no descriptor, so no save was made (FILE-API §1: a save is
+ * published at the close or fsync of the descriptor that wrote it). */
+static int open_failed(const rec_t *r)
+{
+    const char *at = strrchr(r->err, '@');
+    return r->done && !r->ok && at && !strcmp(at, "@open");
+}
+
 /* The model op of record r, as the contract above says; 0 when it constrains nothing. */
 static int to_op(const rec_t *r, lin_op_t *op)
 {
     if (!r->is_write && !(r->done && r->ok))
+        return 0;
+    if (r->is_write && open_failed(r))
         return 0;
     *op = (lin_op_t){ .client = r->client, .key = r->key,
                       .kind = r->is_write ? LIN_PUT : LIN_GET,
@@ -416,9 +428,10 @@ static void explain(const hist_t *h, uint32_t key, uint64_t max_states)
         if (r == culprit || r->key != key)
             continue;
         uint64_t end = r->done ? r->ret : UINT64_MAX;
-        if (r->call <= culprit->ret && end >= culprit->call && (r->is_write || r->ok))
+        if (r->call <= culprit->ret && end >= culprit->call && (r->is_write || r->ok) &&
+            !open_failed(r))
             show(h, r, "overlaps");
-        else if (r->is_write && !r->ok && r->call <= culprit->ret)
+        else if (r->is_write && !r->ok && !open_failed(r) && r->call <= culprit->ret)
             show(h, r, "unknown");
     }
     if (!culprit->is_write) {
@@ -434,7 +447,7 @@ out:
 }
 
 typedef struct counts {
-    size_t w_ok, w_unknown, r_ok, r_failed;
+    size_t w_ok, w_unknown, w_failed, r_ok, r_failed;
 } counts_t;
 
 static void count(const hist_t *h, uint64_t from, uint64_t to, counts_t *c)
@@ -445,7 +458,9 @@ static void count(const hist_t *h, uint64_t from, uint64_t to, counts_t *c)
         uint64_t t = r->done ? r->ret : r->call;
         if (t < from || t >= to)
             continue;
-        if (r->is_write)
+        if (r->is_write && open_failed(r))
+            c->w_failed += 1;
+        else if (r->is_write)
             *(r->ok ? &c->w_ok : &c->w_unknown) += 1;
         else
             *(r->ok ? &c->r_ok : &c->r_failed) += 1;
@@ -454,8 +469,8 @@ static void count(const hist_t *h, uint64_t from, uint64_t to, counts_t *c)
 
 static void print_counts(const char *what, const counts_t *c)
 {
-    printf("# %s: writes %zu ok, %zu unknown; reads %zu ok, %zu failed\n", what, c->w_ok,
-           c->w_unknown, c->r_ok, c->r_failed);
+    printf("# %s: writes %zu ok, %zu unknown, %zu failed at open; reads %zu ok, %zu failed\n",
+           what, c->w_ok, c->w_unknown, c->w_failed, c->r_ok, c->r_failed);
 }
 
 static long long num_arg(const char *opt, const char *v)

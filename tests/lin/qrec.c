@@ -251,20 +251,21 @@ static void run(ctx_t *c, enum kind k, volatile int *stop, pid_t parent, uint64_
         case PRODUCER: {
             char payload[64];
             snprintf(payload, sizeof(payload), "m%d-%" PRIu64, c->client, ++seq);
-            op_push(c, root, payload);
-            if (c->o->think_ms)
+            if (op_push(c, root, payload))
+                lm_sleep_ms(20);   /* a node without quorum fails at once: do not spin */
+            else if (c->o->think_ms)
                 lm_sleep_ms((unsigned)(rand_r(&rs) % (unsigned)(c->o->think_ms + 1)));
             break;
         }
         case CONSUMER:
             r = op_take(c, root, 1, buf, sizeof(buf));
-            if (r == 1)
-                op_ack(c, root, buf);
-            else if (r == 0)
+            if (r == 1 && op_ack(c, root, buf) < 0)
+                r = -1;
+            if (r != 1)
                 lm_sleep_ms(20);
             break;
         case POPPER:
-            if (op_take(c, root, 0, buf, sizeof(buf)) == 0)
+            if (op_take(c, root, 0, buf, sizeof(buf)) != 1)
                 lm_sleep_ms(20);
             break;
         case DRAINER:
