@@ -169,6 +169,21 @@ int group_node_start(group_node_t *nd, char **errmsg);
 /* The port the node listens on (the bound one when cfg->listen asked for port 0). */
 uint16_t group_node_port(const group_node_t *nd);
 
+/* The transport's view of peer id (docs/TRANSPORT.md "Metrics"), as of at most 500 ms ago
+ * (all zero, rtt -1, before the first look). Any thread. Returns 0 or -QERR_NOTFOUND. */
+typedef struct group_peer_stats {
+    int connected;               /* HELLO exchanged: frames flow */
+    int tls;                     /* ... over TLS */
+    uint64_t bytes_in, bytes_out;
+    uint64_t msgs_in, msgs_out;  /* Raft messages */
+    uint64_t dropped;            /* Raft messages refused (peer down, queue full) */
+    uint64_t connects, reconnects, dial_failures;
+    uint64_t errors;             /* connections closed for a malformed frame or a violation */
+    uint64_t queued_bytes;
+    int64_t rtt_us;              /* last PING round trip, -1 unknown */
+} group_peer_stats_t;
+int group_node_peer_stats(group_node_t *nd, uint64_t id, group_peer_stats_t *out);
+
 /* Stops the loop (waiting calls return -QERR_CLOSED), closes the transport and the log, and
  * frees the node and every group_t it hosts. What was synced is what the next open sees.
  * NULL is a no-op. */

@@ -731,6 +731,8 @@ int group_node_open(const group_raft_config_t *cfg, group_node_t **out, char **e
             continue;
         rc = transport_add_peer(mraft_tcp_transport(nd->tcp), cfg->peers[i].id,
                                 cfg->peers[i].addr);
+        if (!rc)
+            rc = mraft_tcp_track(nd->tcp, cfg->peers[i].id);
         if (rc) {
             qerr_set_msg(errmsg, "group: peer %" PRIu64 " at \"%s\": %s", cfg->peers[i].id,
                          cfg->peers[i].addr, qerr_str(rc));
@@ -815,6 +817,21 @@ int group_node_start(group_node_t *nd, char **errmsg)
 uint16_t group_node_port(const group_node_t *nd)
 {
     return transport_port(mraft_tcp_transport(nd->tcp));
+}
+
+int group_node_peer_stats(group_node_t *nd, uint64_t id, group_peer_stats_t *out)
+{
+    transport_peer_stats_t st;
+    int rc = mraft_tcp_peer_stats(nd->tcp, id, &st);
+    if (rc)
+        return rc;
+    *out = (group_peer_stats_t){
+        .connected = st.connected, .tls = st.tls, .bytes_in = st.bytes_in,
+        .bytes_out = st.bytes_out, .msgs_in = st.msgs_in, .msgs_out = st.msgs_out,
+        .dropped = st.dropped, .connects = st.connects, .reconnects = st.reconnects,
+        .dial_failures = st.dial_failures, .errors = st.errors,
+        .queued_bytes = st.queued_bytes, .rtt_us = st.rtt_us };
+    return 0;
 }
 
 void group_node_close(group_node_t *nd)

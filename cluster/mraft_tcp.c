@@ -3,7 +3,10 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -14,7 +17,35 @@ struct mraft_tcp {
     transport_t *t;
     mraft_node_t *node;
     int efd;                     /* written by wake, drained by poll */
+    /* peer statistics for other threads (mraft_tcp_track) */
+    pthread_mutex_t stats_mu;    /* guards stats[] */
+    struct peer_copy {
+        uint64_t id;
+        transport_peer_stats_t st;
+    } *stats;
+    size_t nstats;
+    uint64_t stats_ms;           /* loop thread: monotonic ms of the last copy */
 };
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* On the loop thread: refreshes the copies of the tracked peers' statistics. */
+static void copy_stats(mraft_tcp_t *x)
+{
+    uint64_t now = mono_ms();
+    if (!x->nstats || now - x->stats_ms < MRAFT_TCP_STATS_MS)
+        return;
+    x->stats_ms = now;
+    pthread_mutex_lock(&x->stats_mu);
+    for (size_t i = 0; i < x->nstats; i++)
+        (void)transport_peer_stats(x->t, x->stats[i].id, &x->stats[i].st);
+    pthread_mutex_unlock(&x->stats_mu);
+}
 
 static void deliver(void *ctx, uint64_t from, uint32_t group, raft_msg_t *m)
 {
@@ -61,6 +92,7 @@ static void tcp_poll(void *ctx, int timeout_ms)
         (void)r;
     }
     transport_poll(x->t, 0);            /* also runs its timers: at least once per tick */
+    copy_stats(x);
 }
 
 static void tcp_wake(void *ctx)
@@ -92,8 +124,37 @@ int mraft_tcp_new(const transport_config_t *cfg, mraft_tcp_t **out, char **errms
         free(x);
         return rc;
     }
+    pthread_mutex_init(&x->stats_mu, NULL);
     *out = x;
     return 0;
+}
+
+int mraft_tcp_track(mraft_tcp_t *x, uint64_t id)
+{
+    struct peer_copy *p = realloc(x->stats, (x->nstats + 1) * sizeof(*p));
+    if (!p)
+        return -QERR_NOMEM;
+    x->stats = p;
+    memset(&p[x->nstats], 0, sizeof(p[x->nstats]));
+    p[x->nstats].id = id;
+    p[x->nstats].st.rtt_us = -1;
+    pthread_mutex_lock(&x->stats_mu);
+    x->nstats++;
+    pthread_mutex_unlock(&x->stats_mu);
+    return 0;
+}
+
+int mraft_tcp_peer_stats(mraft_tcp_t *x, uint64_t id, transport_peer_stats_t *st)
+{
+    int rc = -QERR_NOTFOUND;
+    pthread_mutex_lock(&x->stats_mu);
+    for (size_t i = 0; i < x->nstats; i++)
+        if (x->stats[i].id == id) {
+            *st = x->stats[i].st;
+            rc = 0;
+        }
+    pthread_mutex_unlock(&x->stats_mu);
+    return rc;
 }
 
 transport_t *mraft_tcp_transport(mraft_tcp_t *x)
@@ -118,5 +179,7 @@ void mraft_tcp_free(mraft_tcp_t *x)
         return;
     transport_free(x->t);
     close(x->efd);
+    pthread_mutex_destroy(&x->stats_mu);
+    free(x->stats);
     free(x);
 }

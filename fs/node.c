@@ -101,11 +101,9 @@ struct node {
     void *front[NS__COUNT];      /* atomic: fronts' contexts (fs/ns.h) */
     /* cluster node only (opts.id != 0) */
     int cluster;
-    pthread_mutex_t peers_mu;    /* guards members[].conns */
     struct member {
         uint64_t id;
         char addr[128];
-        int conns;               /* connections up, from the transport's log lines */
     } *members;
     size_t nmembers;
 };
@@ -596,40 +594,12 @@ void node_quiesce(node_t *n)
 
 /* ---- the cluster node's group ---- */
 
-/* The transport's log hook (on the node's loop thread): keeps each peer's count of live
- * connections from "connected to peer N (...)" and "closing peer N (...): why", and passes
- * the line on to stderr as the default hook would (syslog in the background). */
+/* The transport's log hook (on the node's loop thread): to stderr as the default hook would
+ * (syslog in the background). */
 static void transport_line(void *ctx, const char *line)
 {
-    node_t *n = ctx;
-    const char *full = line;
-    static const char up[] = "connected to peer ", down[] = "closing peer ";
-    const char *p = NULL;
-    int delta = 0;
-    if (!strncmp(line, "node ", 5)) {   /* the transport prefixes "node <own id>: " */
-        const char *c = strstr(line, ": ");
-        if (c)
-            line = c + 2;
-    }
-    if (!strncmp(line, up, sizeof(up) - 1)) {
-        p = line + sizeof(up) - 1;
-        delta = 1;
-    } else if (!strncmp(line, down, sizeof(down) - 1)) {
-        p = line + sizeof(down) - 1;
-        delta = -1;
-    }
-    if (p) {
-        uint64_t id = strtoull(p, NULL, 10);
-        pthread_mutex_lock(&n->peers_mu);
-        for (size_t i = 0; i < n->nmembers; i++)
-            if (n->members[i].id == id) {
-                n->members[i].conns += delta;
-                if (n->members[i].conns < 0)
-                    n->members[i].conns = 0;
-            }
-        pthread_mutex_unlock(&n->peers_mu);
-    }
-    fprintf(stderr, "quorumfs: transport: %s\n", full);
+    (void)ctx;
+    fprintf(stderr, "quorumfs: transport: %s\n", line);
 }
 
 static int by_id(const void *a, const void *b)
@@ -877,12 +847,13 @@ int node_member(node_t *n, size_t i, node_member_t *out)
     if (!n->cluster || i >= n->nmembers)
         return -ENOENT;
     memset(out, 0, sizeof(*out));
-    pthread_mutex_lock(&n->peers_mu);
     out->id = n->members[i].id;
     snprintf(out->addr, sizeof(out->addr), "%s", n->members[i].addr);
     out->self = out->id == n->opts.id;
-    out->connected = out->self || n->members[i].conns > 0;
-    pthread_mutex_unlock(&n->peers_mu);
+    out->stats.rtt_us = -1;
+    if (!out->self)
+        (void)group_node_peer_stats(n->gnode, out->id, &out->stats);
+    out->connected = out->self || out->stats.connected;
     return 0;
 }
 
@@ -905,7 +876,6 @@ static void teardown(node_t *n)
     free(n->shards);
     free(n->data_dir);
     free(n->members);
-    pthread_mutex_destroy(&n->peers_mu);
     pthread_mutex_destroy(&n->mu);
     pthread_cond_destroy(&n->cv);
     pthread_mutex_destroy(&n->space.mu);
@@ -922,7 +892,6 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
     pthread_mutex_init(&n->mu, NULL);
     pthread_cond_init(&n->cv, NULL);
     pthread_mutex_init(&n->space.mu, NULL);
-    pthread_mutex_init(&n->peers_mu, NULL);
     n->start_ms = node_now_ms();
     n->data_dir = strdup(opts->data_dir);
     n->opts = *opts;

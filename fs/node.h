@@ -103,13 +103,15 @@ void node_pid_range(node_t *n, uint64_t *next, uint64_t *end);
 
 /* Cluster membership as .cluster/ shows it. node_cluster_id: this node's id, 0 for the
  * embedded node. node_member(n, i, &m) for i < node_nmembers(n) (0 on the embedded node):
- * the peers in id order, with whether the transport holds a connection to them (from its
- * connect/close log lines; this node itself is always connected). */
+ * the peers in id order, with whether the transport holds a connection to them (this node
+ * itself is always connected) and the transport's statistics of the peer (as of at most
+ * 500 ms ago; zero for this node). */
 typedef struct node_member {
     uint64_t id;
     char addr[128];
     int self;
     int connected;
+    group_peer_stats_t stats;
 } node_member_t;
 uint64_t node_cluster_id(const node_t *n);
 size_t node_nmembers(const node_t *n);

@@ -42,6 +42,49 @@ static void human(char *buf, size_t size, uint64_t n)
 
 const char *const status_names[STATUS__COUNT] = { "members", "shards", "health", "metrics" };
 
+/* Per peer of a cluster node: the transport's counters (docs/TRANSPORT.md "Metrics"). */
+static void render_peer_metrics(node_t *n, char **b, size_t *len, size_t *cap)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } m[] = {
+        { "quorumfs_peer_up", "gauge", "1 while a connection to the peer is up." },
+        { "quorumfs_peer_tls", "gauge", "1 while that connection is TLS." },
+        { "quorumfs_peer_rtt_seconds", "gauge", "last PING round trip (-1 unknown)." },
+        { "quorumfs_peer_bytes_sent_total", "counter", "bytes written to the peer." },
+        { "quorumfs_peer_bytes_received_total", "counter", "bytes read from the peer." },
+        { "quorumfs_peer_messages_sent_total", "counter", "Raft messages sent." },
+        { "quorumfs_peer_messages_received_total", "counter", "Raft messages received." },
+        { "quorumfs_peer_dropped_total", "counter", "Raft messages dropped (peer down, queue full)." },
+        { "quorumfs_peer_reconnects_total", "counter", "connections made after the first." },
+        { "quorumfs_peer_dial_failures_total", "counter", "dials that failed." },
+        { "quorumfs_peer_errors_total", "counter", "connections closed for a bad frame." },
+        { "quorumfs_peer_queued_bytes", "gauge", "bytes waiting to be sent." },
+    };
+    size_t np = node_nmembers(n);
+    for (size_t f = 0; np && f < sizeof(m) / sizeof(m[0]); f++) {
+        metrics_printf(b, len, cap, "# HELP %s %s\n# TYPE %s %s\n", m[f].name, m[f].help,
+                       m[f].name, m[f].type);
+        for (size_t i = 0; i < np; i++) {
+            node_member_t mb;
+            if (node_member(n, i, &mb) < 0 || mb.self)
+                continue;
+            const group_peer_stats_t *st = &mb.stats;
+            const uint64_t v[] = { (uint64_t)st->connected, (uint64_t)st->tls, 0, st->bytes_out,
+                                   st->bytes_in, st->msgs_out, st->msgs_in, st->dropped,
+                                   st->reconnects, st->dial_failures, st->errors,
+                                   st->queued_bytes };
+            if (f == 2)
+                metrics_printf(b, len, cap, "%s{peer=\"%llu\"} %.6f\n", m[f].name,
+                               (unsigned long long)mb.id,
+                               st->rtt_us < 0 ? -1.0 : (double)st->rtt_us / 1e6);
+            else
+                metrics_printf(b, len, cap, "%s{peer=\"%llu\"} %llu\n", m[f].name,
+                               (unsigned long long)mb.id, (unsigned long long)v[f]);
+        }
+    }
+}
+
 static void render_metrics(node_t *n, char **b, size_t *len, size_t *cap)
 {
     group_stats_t gs;
@@ -145,6 +188,7 @@ static void render_metrics(node_t *n, char **b, size_t *len, size_t *cap)
         "# TYPE quorumfs_reserve_in_place gauge\nquorumfs_reserve_in_place %d\n",
         (unsigned long long)sp.free_bytes, (unsigned long long)sp.data_bytes,
         (unsigned long long)sp.avail_bytes, sp.reserve_in_place);
+    render_peer_metrics(n, b, len, cap);
 }
 
 int status_render(node_t *n, int which, char **buf, size_t *len)

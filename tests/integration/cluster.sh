@@ -54,6 +54,11 @@ wait_for 10 all_connected "$M1" && wait_for 10 all_connected "$M2" && wait_for 1
 L=$(leader "$M1")
 checke shards-leader '[ -n "$L" ] && [ "$L" != 0 ] && [ "$(leader "$M2")" = "$L" ] && [ "$(leader "$M3")" = "$L" ]'
 checke health-ok '[ "$(cat "$M3/.cluster/health")" = ok ]'
+peers_up() { grep -q '^quorumfs_peer_up{peer="2"} 1$' "$M1/.cluster/metrics" &&
+             grep -q '^quorumfs_peer_up{peer="3"} 1$' "$M1/.cluster/metrics" &&
+             grep -q '^quorumfs_peer_rtt_seconds{peer="3"} 0\.' "$M1/.cluster/metrics"; }
+wait_for 10 peers_up && ok peer-metrics ||
+    not_ok peer-metrics "$(grep quorumfs_peer_ "$M1/.cluster/metrics" 2>&1 | head -20)"
 
 # ---- linearizable reads: each write read back on the two other nodes right after
 lin_ok=1
