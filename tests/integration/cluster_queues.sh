@@ -38,6 +38,9 @@ good=("I 1 1 push m1-1 10" "C 1 1 ok - 20" "I 1 2 push m1-2 30" "C 1 2 err EIO@c
       "I 2 1 claim - 50" "C 2 1 ok 7:m1-1 60" "I 2 2 ack 7:m1-1 70" "C 2 2 ok - 80")
 checke checker-accepts-clean-log 'ql "${good[@]}"' || note "$out"
 checke checker-finds-lost-push 'ql "${good[@]:0:4}"; [ $? = 1 ] && [[ $out == *"never delivered"*m1-1* ]]' || note "$out"
+checke checker-excuses-loss-to-pop-of-dead-node 'ql "${good[@]:0:4}" "I 4 1 pop - 30" "C 4 1 err ECONNABORTED@read 40"' || note "$out"
+checke checker-no-excuse-for-pop-failed-at-open 'ql "${good[@]:0:4}" "I 4 1 pop - 30" "C 4 1 err ENOTCONN@open 40"; [ $? = 1 ]' || note "$out"
+checke checker-no-excuse-for-pop-failed-on-live-node 'ql "${good[@]:0:4}" "I 4 1 pop - 30" "C 4 1 err EIO@read 40"; [ $? = 1 ]' || note "$out"
 checke checker-finds-double-ack 'ql "${good[@]}" "I 3 1 claim - 90" "C 3 1 ok 7:m1-1 95" "I 3 2 ack 7:m1-1 96" "C 3 2 ok - 97"; [ $? = 1 ] && [[ $out == *"acknowledged 2 times"* ]]' || note "$out"
 checke checker-finds-double-pop 'ql "${good[@]}" "I 4 1 pop - 90" "C 4 1 ok m1-2 91" "I 5 1 pop - 92" "C 5 1 ok m1-2 93"; [ $? = 1 ] && [[ $out == *"popped 2 times"* ]]' || note "$out"
 checke checker-finds-duplicate-push 'ql "${good[@]}" "I 4 1 claim - 90" "C 4 1 ok 9:m1-2 91" "I 5 1 claim - 92" "C 5 1 ok 8:m1-2 93"; [ $? = 1 ] && [[ $out == *"push applied twice"* ]]' || note "$out"
