@@ -46,7 +46,144 @@ void frame_free(frame_t *f)
         return;
     raft_msg_free(&f->msg);
     frame_fwd_free(&f->fwd);
+    free(f->status.mem);
     memset(f, 0, sizeof *f);
+}
+
+/* ---- status payloads ------------------------------------------------------------------ */
+
+/* Layout (little endian). STATUS_REQ: u32 version (>= 1), u32 flags (0); a longer request's
+ * extra bytes are ignored. STATUS: u32 version (1), u32 flags (0), u64 node id (nonzero),
+ * u64 age in ms (STATUS_AGE_NONE: nothing published), u32 text length n (<= STATUS_MAX_TEXT),
+ * n bytes of UTF-8 text without NUL; nothing may follow. */
+
+int frame_utf8_valid(const char *s, size_t len)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = p[i];
+        if (c == 0)
+            return 0;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        uint32_t cp, min;
+        if ((c & 0xE0) == 0xC0) {
+            n = 2, cp = c & 0x1F, min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 3, cp = c & 0x0F, min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 4, cp = c & 0x07, min = 0x10000;
+        } else {
+            return 0; /* a continuation byte where a character starts, or 0xF8..0xFF */
+        }
+        if (len - i < n)
+            return 0;
+        for (size_t k = 1; k < n; k++) {
+            if ((p[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = cp << 6 | (p[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += n;
+    }
+    return 1;
+}
+
+size_t frame_utf8_cut(const char *s, size_t len, size_t max)
+{
+    if (len <= max)
+        return len;
+    size_t n = max;
+    /* back up over continuation bytes to the start of the character that s[max] is in */
+    while (n > 0 && ((uint8_t)s[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+static int status_encode(const frame_t *f, uint8_t *p)
+{
+    const frame_status_t *st = &f->status;
+    if (f->type == FRAME_STATUS_REQ) {
+        if (st->version == 0)
+            return -QERR_INVAL;
+        le_put32(p, st->version);
+        le_put32(p + 4, 0);
+        return 0;
+    }
+    if (st->node_id == 0 || st->len > STATUS_MAX_TEXT || (st->len && !st->text) ||
+        !frame_utf8_valid(st->text, st->len))
+        return -QERR_INVAL;
+    le_put32(p, STATUS_VERSION);
+    le_put32(p + 4, 0);
+    le_put64(p + 8, st->node_id);
+    le_put64(p + 16, st->age_ms);
+    le_put32(p + 24, (uint32_t)st->len);
+    if (st->len)
+        memcpy(p + STATUS_HEAD_BYTES, st->text, st->len);
+    return 0;
+}
+
+/* Decodes a STATUS_REQ or STATUS payload p[0..plen) into f->status. Returns 0, or a failure
+ * code with *why (a static reason); f->status is zeroed then. */
+static int status_decode(uint32_t type, const uint8_t *p, uint32_t plen, frame_status_t *st,
+                         const char **why)
+{
+    memset(st, 0, sizeof *st);
+    if (type == FRAME_STATUS_REQ) {
+        st->version = le_get32(p);
+        if (st->version == 0) {
+            *why = "status request of version 0";
+            goto corrupt;
+        }
+        if (le_get32(p + 4)) {
+            *why = "status request with nonzero flags";
+            goto corrupt;
+        }
+        return 0;
+    }
+    st->version = le_get32(p);
+    if (st->version != STATUS_VERSION) {
+        *why = "status answer of another version";
+        memset(st, 0, sizeof *st);
+        return -QERR_FORMAT;
+    }
+    st->node_id = le_get64(p + 8);
+    st->age_ms = le_get64(p + 16);
+    uint32_t n = le_get32(p + 24);
+    if (le_get32(p + 4)) {
+        *why = "status answer with nonzero flags";
+        goto corrupt;
+    }
+    if (st->node_id == 0) {
+        *why = "status answer from node id 0";
+        goto corrupt;
+    }
+    if (n > STATUS_MAX_TEXT || n != plen - STATUS_HEAD_BYTES) {
+        *why = "status text length does not match the payload";
+        goto corrupt;
+    }
+    if (!frame_utf8_valid((const char *)p + STATUS_HEAD_BYTES, n)) {
+        *why = "status text is not valid UTF-8 (or holds a NUL)";
+        goto corrupt;
+    }
+    if (!(st->mem = malloc((size_t)n + 1))) {
+        *why = "out of memory";
+        memset(st, 0, sizeof *st);
+        return -QERR_NOMEM;
+    }
+    memcpy(st->mem, p + STATUS_HEAD_BYTES, n);
+    ((char *)st->mem)[n] = 0;
+    st->text = st->mem;
+    st->len = n;
+    return 0;
+corrupt:
+    memset(st, 0, sizeof *st);
+    return -QERR_CORRUPT;
 }
 
 /* ---- forwarding payloads ------------------------------------------------------------- */
@@ -207,6 +344,10 @@ static size_t payload_size(const frame_t *f)
         return 8;
     case FRAME_FWD:
         return frame_fwd_size(&f->fwd);
+    case FRAME_STATUS_REQ:
+        return STATUS_REQ_BYTES;
+    case FRAME_STATUS:
+        return STATUS_HEAD_BYTES + f->status.len;
     default:
         return 0;
     }
@@ -251,6 +392,13 @@ int frame_encode(const frame_t *f, uint8_t *buf, size_t cap, size_t *len)
         if (rc < 0)
             return rc == -QERR_TOOBIG ? -QERR_INVAL : rc;
         ASSERT(flen == plen);
+        break;
+    }
+    case FRAME_STATUS_REQ:
+    case FRAME_STATUS: {
+        int rc = status_encode(f, p);
+        if (rc < 0)
+            return rc;
         break;
     }
     default:
@@ -332,6 +480,11 @@ static int check_header(frame_decoder_t *d, const uint8_t *h)
         return fail(d, -QERR_CORRUPT, "nonzero flags 0x%02x%02x", h[OFF_FLAGS + 1],
                     h[OFF_FLAGS]);
     uint32_t plen = le_get32(h + OFF_LEN);
+    /* status frames are small whatever max_payload says: refused here, before any wait */
+    if ((h[OFF_TYPE] == FRAME_STATUS_REQ && plen > STATUS_REQ_MAX_BYTES) ||
+        (h[OFF_TYPE] == FRAME_STATUS && plen > STATUS_HEAD_BYTES + STATUS_MAX_TEXT))
+        return fail(d, -QERR_CORRUPT, "payload of %" PRIu32 " bytes is over the limit of "
+                    "frame type %u", plen, h[OFF_TYPE]);
     if (plen > d->max_payload)
         return fail(d, -QERR_TOOBIG, "payload length %" PRIu32 " over the limit %" PRIu32,
                     plen, d->max_payload);
@@ -383,6 +536,18 @@ static int decode_payload(frame_decoder_t *d, const uint8_t *h, const uint8_t *p
         if (rc < 0) {
             memset(f, 0, sizeof *f);
             return fail(d, rc, "forwarding message refused: %s", why ? why : qerr_str(rc));
+        }
+        break;
+    }
+    case FRAME_STATUS_REQ:
+    case FRAME_STATUS: {
+        if (plen < (type == FRAME_STATUS ? STATUS_HEAD_BYTES : STATUS_REQ_BYTES))
+            goto bad_size;
+        const char *why = NULL;
+        int rc = status_decode(type, p, plen, &f->status, &why);
+        if (rc < 0) {
+            memset(f, 0, sizeof *f);
+            return fail(d, rc, "%s", why);
         }
         break;
     }

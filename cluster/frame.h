@@ -27,6 +27,8 @@ enum {
     FRAME_PING = 3,    /* u64 chosen by the sender (its clock), answered by a PONG */
     FRAME_PONG = 4,    /* the PING's u64, echoed */
     FRAME_FWD = 5,     /* a forwarded proposal or its result (frame_fwd_t, docs/FORMATS.md) */
+    FRAME_STATUS_REQ = 6, /* a status client's first frame, instead of a HELLO */
+    FRAME_STATUS = 7,  /* the node's answer to STATUS_REQ: its published status text */
     FRAME__COUNT
 };
 
@@ -81,6 +83,38 @@ int frame_fwd_encode(const frame_fwd_t *f, uint8_t *buf, size_t cap, size_t *len
  * -QERR_NOMEM. *f is zeroed on failure. */
 int frame_fwd_decode(const uint8_t *p, size_t len, frame_fwd_t *f, const char **why);
 
+/* ------------------------------------------------------------------------------------------
+ * Status queries (docs/TRANSPORT.md "Status queries", docs/FORMATS.md §9): a client that is
+ * not a node connects to a node's peer address and sends a STATUS_REQ as its first frame,
+ * instead of a HELLO; the node answers with one STATUS frame holding the text it last
+ * published, then closes. Both payloads open with their own status version.
+ * ------------------------------------------------------------------------------------------ */
+#define STATUS_VERSION 1
+#define STATUS_REQ_BYTES 8            /* version u32, flags u32 (longer: the rest is ignored) */
+#define STATUS_REQ_MAX_BYTES 256      /* a longer request is refused from its header */
+#define STATUS_HEAD_BYTES 28          /* version, flags, node id, age, text length */
+#define STATUS_MAX_TEXT (64u * 1024)  /* bytes of text in one answer, at most */
+#define STATUS_AGE_NONE UINT64_MAX    /* the age of an answer when nothing was published */
+
+typedef struct frame_status {
+    uint32_t version;        /* STATUS_REQ: the highest status version the client reads
+                                (>= 1); STATUS: the answer's (encoding writes STATUS_VERSION) */
+    uint64_t node_id;        /* STATUS: the answering node, nonzero */
+    uint64_t age_ms;         /* STATUS: ms since the text was published, or STATUS_AGE_NONE
+                                (nothing published: the text says "no status yet") */
+    const char *text;        /* STATUS: len bytes of UTF-8 without NUL; a decoded one points
+                                into mem and is NUL-terminated there */
+    size_t len;
+    void *mem;               /* owned by a decoded STATUS (frame_free) */
+} frame_status_t;
+
+/* 1 iff s[0..len) is well-formed UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF) and holds no NUL byte. */
+int frame_utf8_valid(const char *s, size_t len);
+/* The largest n <= max such that s[0..n) does not end inside a multi-byte character of s
+ * (which must be valid UTF-8): where to cut s to at most max bytes. */
+size_t frame_utf8_cut(const char *s, size_t len, size_t max);
+
 /* One decoded (or to-be-encoded) frame. Which fields mean something depends on type. */
 typedef struct frame {
     uint32_t type;           /* FRAME_* */
@@ -89,16 +123,19 @@ typedef struct frame {
     raft_msg_t msg;          /* RAFT: decoded messages own their memory (frame_free) */
     uint64_t ping;           /* PING, PONG */
     frame_fwd_t fwd;         /* FWD: a decoded one owns its command (frame_free) */
+    frame_status_t status;   /* STATUS_REQ, STATUS: a decoded STATUS owns its text */
 } frame_t;
 
-/* Releases what a decoded frame owns (its Raft message, its FWD command) and zeroes *f. NULL is a no-op. */
+/* Releases what a decoded frame owns (its Raft message, its FWD command, its status text)
+ * and zeroes *f. NULL is a no-op. */
 void frame_free(frame_t *f);
 
 /* Exact number of bytes frame_encode writes for f (header included). */
 size_t frame_encoded_size(const frame_t *f);
 /* Writes f (header, payload, CRC) into buf (cap bytes). f->msg may be borrowed (a Ready's
  * message); nothing is kept. Returns 0 and *len, or -QERR_INVAL (unknown type, node_id 0,
- * a message raft_msg_encode refuses), -QERR_TOOBIG (cap too small, or payload over
+ * a message raft_msg_encode refuses, a STATUS_REQ of version 0, a STATUS text over
+ * STATUS_MAX_TEXT or not valid UTF-8), -QERR_TOOBIG (cap too small, or payload over
  * FRAME_LIMIT_MAX_PAYLOAD). */
 int frame_encode(const frame_t *f, uint8_t *buf, size_t cap, size_t *len);
 
@@ -124,11 +161,16 @@ void frame_decoder_free(frame_decoder_t *d);
  *   0   all len bytes were consumed (*used == len), no frame completed yet;
  *   < 0 the stream is malformed and the connection must be closed:
  *         -QERR_CORRUPT  bad magic, unknown type, nonzero flags, CRC mismatch, a payload of
- *                        the wrong size for its type, a HELLO with node id 0, a RAFT
- *                        message raft_msg_decode calls corrupt, or a FWD payload
- *                        frame_fwd_decode refuses;
+ *                        the wrong size for its type (a STATUS_REQ over
+ *                        STATUS_REQ_MAX_BYTES or a STATUS over STATUS_HEAD_BYTES +
+ *                        STATUS_MAX_TEXT is refused from its header), a HELLO with node
+ *                        id 0, a RAFT message raft_msg_decode calls corrupt, a FWD payload
+ *                        frame_fwd_decode refuses, a STATUS_REQ of version 0 or with
+ *                        nonzero flags, a STATUS with nonzero flags, node id 0, a text
+ *                        length that does not match or a text that is not valid UTF-8;
  *         -QERR_FORMAT   another frame version (or a Raft message or FWD payload of another
- *                        version);
+ *                        version, or a STATUS answer of a version other than
+ *                        STATUS_VERSION);
  *         -QERR_TOOBIG   a payload length over max_payload (refused from the header alone);
  *         -QERR_NOMEM    no memory for a payload or a message.
  *       frame_decoder_error() says what and where. The decoder stays failed: every later

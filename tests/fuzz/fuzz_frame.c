@@ -6,8 +6,8 @@
  * the failing frame and its offset), or both consume the whole input. Each decoded frame encodes again, and that encoding
  * decodes to a frame that encodes to the very same bytes.
  * The first byte's low bit asks for every frame's CRC to be fixed up before decoding, so
- * the fuzzer reaches payload decoding (HELLO, PING, the Raft message inside RAFT frames)
- * without having to solve CRC32C; the other runs fuzz the CRC check itself. */
+ * the fuzzer reaches payload decoding (HELLO, PING, the Raft message inside RAFT frames, FWD,
+ * the status request and answer with their UTF-8 text) without having to solve CRC32C; the other runs fuzz the CRC check itself. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,7 +1,8 @@
 /* tests/unit/test_frame.c — the frame codec (cluster/frame.c): round trips of every frame
  * type, a stream of several frames cut at every split point and fed one byte at a time,
  * each malformed input refused with its own code and message, and the decoder's memory
- * bounds (an oversize length is refused from the header alone, before any allocation). */
+ * bounds (an oversize length is refused from the header alone, before any allocation);
+ * the status query frames (STATUS_REQ, STATUS) and their UTF-8 checks. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -472,6 +473,171 @@ TEST(encode_refusals)
     CHECK_EQ(frame_encode(&r, rb, sizeof rb, &n), -QERR_INVAL);
 }
 
+/* A status payload: version, flags, node id, age, then text (its length taken from strlen
+ * unless n is given as >= 0). Returns the payload length. */
+static uint32_t status_payload(uint8_t *p, uint32_t version, uint32_t flags, uint64_t node,
+                               const char *text, long n)
+{
+    size_t len = n >= 0 ? (size_t)n : strlen(text);
+    le_put32(p, version);
+    le_put32(p + 4, flags);
+    le_put64(p + 8, node);
+    le_put64(p + 16, 1234);
+    le_put32(p + 24, (uint32_t)len);
+    memcpy(p + STATUS_HEAD_BYTES, text, len);
+    return (uint32_t)(STATUS_HEAD_BYTES + len);
+}
+
+TEST(status_frames_round_trip)
+{
+    /* a request, then an answer with multi-byte characters, back to back */
+    frame_t q = { .type = FRAME_STATUS_REQ, .status.version = STATUS_VERSION };
+    const char *text = "members: 3\nleader of shard 0: node 2 \xc3\xa9\xe2\x9c\x93\n";
+    frame_t a = { .type = FRAME_STATUS, .status = { .node_id = 9, .age_ms = 250,
+                                                    .text = text, .len = strlen(text) } };
+    size_t lq, la, used;
+    uint8_t *bq = enc(&q, &lq), *ba = enc(&a, &la);
+    CHECK(bq && ba);
+    CHECK_EQ(lq, FRAME_HDR_BYTES + STATUS_REQ_BYTES);
+    CHECK_EQ(la, FRAME_HDR_BYTES + STATUS_HEAD_BYTES + strlen(text));
+    frame_decoder_t *d = frame_decoder_new(0);
+    frame_t g;
+    int rc = frame_decoder_feed(d, bq, lq, &used, &g);
+    free(bq);
+    CHECK_EQ(rc, 1);
+    CHECK_EQ(g.type, FRAME_STATUS_REQ);
+    CHECK_EQ(g.status.version, STATUS_VERSION);
+    frame_free(&g);
+    /* the answer one byte at a time: its text is copied out of the caller's chunks */
+    for (size_t i = 0; i < la; i++) {
+        rc = frame_decoder_feed(d, ba + i, 1, &used, &g);
+        if (i + 1 < la)
+            CHECK_EQ(rc, 0);
+    }
+    CHECK_EQ(rc, 1);
+    CHECK_EQ(g.type, FRAME_STATUS);
+    CHECK_EQ(g.status.version, STATUS_VERSION);
+    CHECK_EQ(g.status.node_id, 9);
+    CHECK_EQ(g.status.age_ms, 250);
+    CHECK_EQ(g.status.len, strlen(text));
+    CHECK(strcmp(g.status.text, text) == 0);
+    CHECK(same(&a, &g));
+    frame_free(&g);
+    frame_decoder_free(d);
+    free(ba);
+    /* an empty text, and "nothing published" */
+    frame_t e = { .type = FRAME_STATUS, .status = { .node_id = 1, .age_ms = STATUS_AGE_NONE } };
+    uint8_t *be = enc(&e, &la);
+    CHECK(be != NULL);
+    d = frame_decoder_new(0);
+    rc = frame_decoder_feed(d, be, la, &used, &g);
+    frame_decoder_free(d);
+    free(be);
+    CHECK_EQ(rc, 1);
+    CHECK(g.status.age_ms == STATUS_AGE_NONE);
+    CHECK_EQ(g.status.len, 0);
+    CHECK(g.status.text && g.status.text[0] == 0);
+    frame_free(&g);
+    /* a later client's longer request is read by its first 8 bytes */
+    uint8_t b[128], p[64];
+    memset(p, 0, sizeof p);
+    le_put32(p, 7);
+    size_t n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_STATUS_REQ, 0, p, 40);
+    d = frame_decoder_new(0);
+    rc = frame_decoder_feed(d, b, n, &used, &g);
+    frame_decoder_free(d);
+    CHECK_EQ(rc, 1);
+    CHECK_EQ(g.status.version, 7);
+}
+
+TEST(status_frames_refused)
+{
+    static uint8_t b[FRAME_HDR_BYTES + STATUS_HEAD_BYTES + STATUS_MAX_TEXT + 64];
+    static uint8_t p[STATUS_HEAD_BYTES + STATUS_MAX_TEXT + 64];
+    memset(p, 0, sizeof p);
+    /* requests */
+    size_t n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_STATUS_REQ, 0, p, 7);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "wrong size"));
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_STATUS_REQ, 0, p, 8);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "status request of version 0"));
+    le_put32(p, 1);
+    le_put32(p + 4, 1);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_STATUS_REQ, 0, p, 8);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "nonzero flags"));
+    /* an oversize request is refused from its header alone */
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_STATUS_REQ, 0, p,
+                  STATUS_REQ_MAX_BYTES + 1);
+    CHECK(refused(b, FRAME_HDR_BYTES, 0, -QERR_CORRUPT, "over the limit of frame type 6"));
+    /* answers */
+    uint32_t pl = status_payload(p, 2, 0, 1, "x", -1);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_STATUS, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_FORMAT, "status answer of another version"));
+    pl = status_payload(p, 1, 4, 1, "x", -1);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_STATUS, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "nonzero flags"));
+    pl = status_payload(p, 1, 0, 0, "x", -1);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_STATUS, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "node id 0"));
+    pl = status_payload(p, 1, 0, 1, "abc", -1);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_STATUS, 0, p, pl - 1);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "length does not match"));
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_STATUS, 0, p, STATUS_HEAD_BYTES - 1);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "wrong size"));
+    const char *bad[] = { "\xc0\x80", "a\xed\xa0\x80", "\xe2\x9c", "\xf4\x90\x80\x80",
+                          "\x80", "\xff" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        pl = status_payload(p, 1, 0, 1, bad[i], -1);
+        n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_STATUS, 0, p, pl);
+        CHECK(refused(b, n, 0, -QERR_CORRUPT, "not valid UTF-8"));
+    }
+    pl = status_payload(p, 1, 0, 1, "a\0b", 3);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_STATUS, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "not valid UTF-8"));
+    /* the largest text passes, one byte more is refused from the header */
+    memset(p + STATUS_HEAD_BYTES, 'a', STATUS_MAX_TEXT + 1);
+    pl = status_payload(p, 1, 0, 1, (const char *)p + STATUS_HEAD_BYTES, STATUS_MAX_TEXT);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_STATUS, 0, p, pl);
+    frame_decoder_t *d = frame_decoder_new(0);
+    frame_t g;
+    size_t used;
+    int rc = frame_decoder_feed(d, b, n, &used, &g);
+    frame_decoder_free(d);
+    CHECK_EQ(rc, 1);
+    CHECK_EQ(g.status.len, STATUS_MAX_TEXT);
+    frame_free(&g);
+    pl = status_payload(p, 1, 0, 1, (const char *)p + STATUS_HEAD_BYTES, STATUS_MAX_TEXT + 1);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_STATUS, 0, p, pl);
+    CHECK(refused(b, FRAME_HDR_BYTES, 0, -QERR_CORRUPT, "over the limit of frame type 7"));
+    /* encoding refuses what decoding would */
+    frame_t f = { .type = FRAME_STATUS_REQ };
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+    f = (frame_t){ .type = FRAME_STATUS, .status = { .node_id = 0, .text = "x", .len = 1 } };
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+    f.status.node_id = 1;
+    f.status.text = "\xc3";
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+    f.status.text = (const char *)p + STATUS_HEAD_BYTES;
+    f.status.len = STATUS_MAX_TEXT + 1;
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+}
+
+TEST(utf8_cut_keeps_whole_characters)
+{
+    const char *s = "ab\xc3\xa9\xe2\x9c\x93z"; /* a b é ✓ z: 1 1 2 3 1 bytes */
+    size_t len = strlen(s);
+    CHECK(frame_utf8_valid(s, len));
+    CHECK_EQ(frame_utf8_cut(s, len, 100), len);
+    CHECK_EQ(frame_utf8_cut(s, len, 2), 2);
+    CHECK_EQ(frame_utf8_cut(s, len, 3), 2);
+    CHECK_EQ(frame_utf8_cut(s, len, 4), 4);
+    CHECK_EQ(frame_utf8_cut(s, len, 5), 4);
+    CHECK_EQ(frame_utf8_cut(s, len, 6), 4);
+    CHECK_EQ(frame_utf8_cut(s, len, 7), 7);
+    CHECK_EQ(frame_utf8_cut(s, len, 0), 0);
+    for (size_t m = 0; m <= len; m++)
+        CHECK(frame_utf8_valid(s, frame_utf8_cut(s, len, m)));
+}
+
 int main(void)
 {
     fill();
@@ -487,5 +653,8 @@ int main(void)
     RUN(oversize_refused_before_allocating);
     RUN(large_frame_buffer_is_bounded_and_released);
     RUN(encode_refusals);
+    RUN(status_frames_round_trip);
+    RUN(status_frames_refused);
+    RUN(utf8_cut_keeps_whole_characters);
     return CHECK_DONE();
 }
