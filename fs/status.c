@@ -118,18 +118,22 @@ static void render_metrics(node_t *n, char **b, size_t *len, size_t *cap)
         "# TYPE quorumfs_snapshots_total counter\nquorumfs_snapshots_total %llu\n",
         (unsigned long long)gs.wal_fsyncs, (unsigned long long)gs.wal_appends,
         (unsigned long long)gs.wal_bytes, (unsigned long long)gs.snapshots);
-    static const char *const per_shard[3][2] = {
-        { "quorumfs_raft_term", "current term of the shard." },
-        { "quorumfs_raft_commit_index", "commit index of the shard." },
-        { "quorumfs_raft_applied_index", "applied index of the shard." },
+    static const char *const per_shard[5][3] = {
+        { "quorumfs_raft_term", "gauge", "current term of the shard." },
+        { "quorumfs_raft_commit_index", "gauge", "commit index of the shard." },
+        { "quorumfs_raft_applied_index", "gauge", "applied index of the shard." },
+        { "quorumfs_raft_snapshot_index", "gauge", "index the shard's newest snapshot covers." },
+        { "quorumfs_raft_snapshot_installs_total", "counter",
+          "snapshots received from a leader and installed since start." },
     };
-    for (int f = 0; f < 3; f++) {
-        metrics_printf(b, len, cap, "# HELP %s %s\n# TYPE %s gauge\n", per_shard[f][0],
-                       per_shard[f][1], per_shard[f][0]);
+    for (int f = 0; f < 5; f++) {
+        metrics_printf(b, len, cap, "# HELP %s %s\n# TYPE %s %s\n", per_shard[f][0],
+                       per_shard[f][2], per_shard[f][0], per_shard[f][1]);
         for (uint32_t k = 0; k < node_nshards(n); k++) {
             group_stats_t ks;
             group_get_stats(node_group(n, k), &ks);
-            uint64_t v = f == 0 ? ks.term : f == 1 ? ks.commit_index : ks.applied_index;
+            uint64_t v = f == 0 ? ks.term : f == 1 ? ks.commit_index
+                       : f == 2 ? ks.applied_index : f == 3 ? ks.snapshot_index : ks.installs;
             metrics_printf(b, len, cap, "%s{shard=\"%u\"} %llu\n", per_shard[f][0], k,
                            (unsigned long long)v);
         }

@@ -28,3 +28,4 @@ TEST_CMDS += tests/integration/cluster.sh
 TEST_CMDS += tests/integration/shards.sh
 TEST_CMDS += tests/integration/partition.sh
 TEST_CMDS += tests/integration/tls.sh
+TEST_CMDS += tests/integration/catchup.sh
