@@ -1,6 +1,7 @@
 /* cluster/placement.c — rendezvous hashing (see placement.h). The key is hashed once with
  * 64-bit FNV-1a; each shard's weight is a SplitMix64 finalizer of that hash combined with
- * the shard number, and the highest weight wins (ties: the lower shard). */
+ * the shard number, and the highest weight wins (ties: the lower shard). A shard's replicas
+ * are the nodes of highest weight mix(mix(shard + 1) ^ mix(id)) (ties: the lower id). */
 #include "cluster/assert.h"
 #include "cluster/placement.h"
 
@@ -35,4 +36,31 @@ uint32_t shard_for_key(const void *key, size_t len, uint32_t nshards)
         }
     }
     return pick;
+}
+
+static uint64_t node_weight(uint32_t shard, uint64_t id)
+{
+    return mix(mix((uint64_t)shard + 1) ^ mix(id));
+}
+
+void replicas_for_shard(uint32_t shard, const uint64_t *ids, size_t n, size_t r, uint64_t *out)
+{
+    ASSERT(ids && out && r >= 1 && r <= n);
+    /* r rounds of "the best id not taken yet": n and r are small (a cluster's nodes) */
+    for (size_t k = 0; k < r; k++) {
+        uint64_t best = 0, bw = 0;
+        for (size_t i = 0; i < n; i++) {
+            int taken = 0;
+            for (size_t j = 0; j < k; j++)
+                taken |= out[j] == ids[i];
+            if (taken)
+                continue;
+            uint64_t w = node_weight(shard, ids[i]);
+            if (!best || w > bw || (w == bw && ids[i] < best)) {
+                best = ids[i];
+                bw = w;
+            }
+        }
+        out[k] = best;
+    }
 }

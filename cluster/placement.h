@@ -13,4 +13,11 @@
  * function is part of the on-disk format (docs/CLUSTER.md "Placement"). */
 uint32_t shard_for_key(const void *key, size_t len, uint32_t nshards);
 
+/* The replicas of shard `shard` among the n node ids ids[] (distinct, nonzero): the r
+ * (1 <= r <= n) ids of highest rendezvous weight for the shard, highest first, written to
+ * out[0..r). out[0] is the shard's preferred leader, so leaders spread over the nodes as
+ * shards do; losing or adding a node changes the replicas of only the shards it weighs in.
+ * Independent of the order of ids[]. Stable across versions (part of a cluster's layout). */
+void replicas_for_shard(uint32_t shard, const uint64_t *ids, size_t n, size_t r, uint64_t *out);
+
 #endif

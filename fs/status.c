@@ -316,3 +316,31 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
     *len = l;
     return 0;
 }
+
+int status_render_summary(node_t *n, char **buf, size_t *len)
+{
+    static const char *const head[] = {
+        [STATUS_MEMBERS] = "members (id address state [leader of shard 0] [leads N]):",
+        [STATUS_SHARDS] = "shards (shard leader replicas term commit applied):",
+        [STATUS_HEALTH] = "health:",
+    };
+    char *b = NULL;
+    size_t l = 0, cap = 0;
+    metrics_printf(&b, &l, &cap, "node %llu, %u shards\n",
+                   (unsigned long long)node_cluster_id(n), node_nshards(n));
+    for (int w = STATUS_MEMBERS; w <= STATUS_HEALTH; w++) {
+        char *part;
+        size_t pl;
+        if (status_render(n, w, &part, &pl) < 0) {
+            free(b);
+            return -ENOMEM;
+        }
+        metrics_printf(&b, &l, &cap, "%s\n%.*s", head[w], (int)pl, part);
+        free(part);
+    }
+    if (!b)
+        return -ENOMEM;
+    *buf = b;
+    *len = l;
+    return 0;
+}

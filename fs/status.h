@@ -12,4 +12,9 @@ extern const char *const status_names[STATUS__COUNT];
 /* Renders file which into a malloc'ed *buf of *len bytes. Returns 0 or -ENOMEM. */
 int status_render(node_t *n, int which, char **buf, size_t *len);
 
+/* What `quorumfs cluster status --cluster HOST:PORT` prints when it asks this node: the
+ * node's id and address, then the members, shards and health files under headings
+ * ("members (id address state ...):" ...). Malloc'ed into *buf; 0 or -ENOMEM. */
+int status_render_summary(node_t *n, char **buf, size_t *len);
+
 #endif

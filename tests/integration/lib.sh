@@ -232,6 +232,8 @@ qi_cleanup() {
     done
     if awk -v t="$T/" 'index($2, t) == 1 { f = 1 } END { exit !f }' /proc/mounts; then
         echo "# cleanup: something is still mounted under $T; leaving it in place"
+    elif [ -n "${QI_KEEP_FAILED:-}" ] && [ "$QI_FAIL" -gt 0 ]; then
+        echo "# QI_KEEP_FAILED: kept $T for a look (its logs, data directories)"
     else
         rm -rf --one-file-system "$T"
     fi

@@ -54,6 +54,41 @@ TEST(keys_spread_evenly_and_few_move)
     CHECK(moved > KEYS / (S + 1) * 8 / 10 && moved < KEYS / (S + 1) * 12 / 10);
 }
 
+TEST(replicas_spread_and_move_little)
+{
+    const uint64_t ids5[] = { 1, 2, 3, 4, 5 }, rev5[] = { 5, 4, 3, 2, 1 }, ids4[] = { 1, 2, 3, 4 };
+    uint32_t lead[6] = { 0 }, held[6] = { 0 };
+    int moved = 0;
+    for (uint32_t s = 0; s < 400; s++) {
+        uint64_t a[3], b[3], c[3];
+        replicas_for_shard(s, ids5, 5, 3, a);
+        replicas_for_shard(s, rev5, 5, 3, b);
+        CHECK(memcmp(a, b, sizeof(a)) == 0);                 /* order of ids[] is irrelevant */
+        CHECK(a[0] != a[1] && a[1] != a[2] && a[0] != a[2]);
+        lead[a[0]]++;
+        for (int k = 0; k < 3; k++)
+            held[a[k]]++;
+        /* node 5 leaves: a shard it did not hold keeps its replicas */
+        replicas_for_shard(s, ids4, 4, 3, c);
+        if (a[0] != 5 && a[1] != 5 && a[2] != 5)
+            moved += memcmp(a, c, sizeof(a)) != 0;
+    }
+    CHECK_EQ(moved, 0);
+    for (int id = 1; id <= 5; id++) {
+        CHECK(lead[id] > 400 / 5 * 6 / 10 && lead[id] < 400 / 5 * 14 / 10);
+        CHECK(held[id] > 1200 / 5 * 8 / 10 && held[id] < 1200 / 5 * 12 / 10);
+    }
+    /* stable: the layout of existing clusters depends on it */
+    uint64_t r[3];
+    replicas_for_shard(0, ids5, 5, 3, r);
+    uint64_t r1[3];
+    replicas_for_shard(1, ids5, 5, 3, r1);
+    printf("# pinned replicas: shard 0 %llu %llu %llu, shard 1 %llu %llu %llu\n",
+           (unsigned long long)r[0], (unsigned long long)r[1], (unsigned long long)r[2],
+           (unsigned long long)r1[0], (unsigned long long)r1[1], (unsigned long long)r1[2]);
+    CHECK(r[0] == 1 && r[1] == 4 && r[2] == 3 && r1[0] == 2 && r1[1] == 3 && r1[2] == 4);
+}
+
 TEST(answers_are_stable)
 {
     /* Pinned values: a change here moves every cluster's data. */
@@ -73,5 +108,6 @@ int main(void)
     RUN(unit_lives_whole_on_one_shard);
     RUN(keys_spread_evenly_and_few_move);
     RUN(answers_are_stable);
+    RUN(replicas_spread_and_move_little);
     return CHECK_DONE();
 }
