@@ -21,3 +21,11 @@ $(BUILD)/qrec: $(BUILD)/obj/tests/lin/qrec.o $(LIN_COMMON)
 	$(CC) $(ALL_CFLAGS) -o $@ $^
 
 TOOLS += $(BUILD)/qrec
+
+# shardof prints the shard of a path, as the nodes route it (the tests kill that shard's
+# leader). (libfs_sm.a and libcluster.a are named in full: $(SM_LIB)/$(CLUSTER_LIB) come later.)
+$(BUILD)/shardof: $(BUILD)/obj/tests/lin/shardof.o $(BUILD)/libfs_sm.a $(BUILD)/libcluster.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(SM_LDLIBS)
+
+TOOLS += $(BUILD)/shardof

@@ -2,8 +2,8 @@
 # tests/integration/cluster_linear.sh — linearizability of cache/ and config/ under leader
 # kills (issue 9). Three nodes from tools/cluster; histrec (tests/lin/histrec.c) runs 2
 # client processes per mount doing random reads and writes of 3 cache/ keys and 3 config/
-# keys, each op stamped on one monotonic clock; meanwhile the shard leader is killed with
-# kill -9 and restarted, twice. lincheck (tests/lin/lincheck.c, the simulator's WGL checker)
+# keys, each op stamped on one monotonic clock; meanwhile the leader of a shard holding keys
+# (tests/lin/shardof.c says which) is killed with kill -9 and restarted, twice. lincheck (tests/lin/lincheck.c, the simulator's WGL checker)
 # then checks the history per key against a register: a write that failed (EIO, ENOTCONN)
 # may take effect at any time after its invoke, or never. The checker's own verdicts on a
 # stale read and on a legal history are checked first; too few successful operations fail
@@ -17,11 +17,12 @@ C=$T/cluster
 BIN=$(dirname "$QUORUMFS")
 HISTREC=$BIN/histrec
 LINCHECK=$BIN/lincheck
+SHARDOF=$BIN/shardof
 ROUNDS=${KILL_ROUNDS:-2}
 [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || { echo "KILL_ROUNDS: 1 to 99" >&2; exit 2; }
 KEEP=${TEST_LOGDIR:-$QI_ROOT/build/test-logs}/cluster_linear-$(date +%Y%m%d-%H%M%S)
 
-for b in "$HISTREC" "$LINCHECK"; do
+for b in "$HISTREC" "$LINCHECK" "$SHARDOF"; do
     [ -x "$b" ] || { not_ok tools "$b missing (build it: make BUILD=$BIN, rules in mk/lin.mk)"; finish; }
 done
 
@@ -60,13 +61,15 @@ if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
 ok cluster-up
 M=("" "$C/n1/mnt" "$C/n2/mnt" "$C/n3/mnt")
 
-leader() { timeout 5 awk 'NR==1 {print $2}' "$1/.cluster/shards" 2>/dev/null; }
-# the leader as a live node other than $1 sees it (0 or empty: none)
+# leader MNT SHARD: the shard's leader as that node sees it (.cluster/shards: "shard leader
+# replicas term commit applied"; 0 or empty: none known)
+leader() { timeout 5 awk -v s="$2" '$1 == s {print $2}' "$1/.cluster/shards" 2>/dev/null; }
+# leader_not L SHARD: the shard's leader as a live node other than L sees it, if not L
 leader_not() {
     local i l
     for i in 1 2 3; do
         [ "$i" = "$1" ] && continue
-        l=$(leader "${M[$i]}")
+        l=$(leader "${M[$i]}" "$2")
         [ -n "$l" ] && [ "$l" != 0 ] && [ "$l" != "$1" ] && { echo "$l"; return 0; }
     done
     return 1
@@ -75,26 +78,32 @@ completed() { local c; c=$(grep -c '^C .* ok ' "$T/hist" 2>/dev/null); echo "${c
 more_ok() { [ "$(completed)" -ge "$1" ]; }
 
 mkdir "${M[1]}/config/lin" || { not_ok mkdir-config "mkdir config/lin failed"; finish; }
+# the shards of the keys' units (cache/lk0..2 are three units, config/lin one): round r kills
+# the leader of the shard of unit r (mod 4), so the keys' own leaders die
+KEYS=(cache/lk0 cache/lk1 cache/lk2 config/lin/k0 config/lin/k1 config/lin/k2)
+nshards=$(wc -l <"${M[1]}/.cluster/shards")
+UNIT_SHARDS=($("$SHARDOF" "$nshards" cache/lk0 cache/lk1 cache/lk2 config/lin/k0))
+checke key-shards '[ ${#UNIT_SHARDS[@]} = 4 ]' || finish
+note "$nshards shards; the units cache/lk0, lk1, lk2 and config/lin are on shards ${UNIT_SHARDS[*]}"
 
 # ---- record while the leader is killed and restarted twice
 "$HISTREC" --out "$T/hist" --duration $((40 * ROUNDS)) --grace 20 --clients-per-mount 2 --read-pct 50 \
     --seed "$RANDOM" --mount "${M[1]}" --mount "${M[2]}" --mount "${M[3]}" \
-    --key cache/lk0 --key cache/lk1 --key cache/lk2 \
-    --key config/lin/k0 --key config/lin/k1 --key config/lin/k2 2>"$T/histrec.err" &
+    $(printf -- '--key %s ' "${KEYS[@]}") 2>"$T/histrec.err" &
 rec=$!
 wait_for 20 more_ok 300 && ok recording || not_ok recording "$(completed) ops completed ok after 20 s: $(cat "$T/histrec.err")"
 
 faults_ok=1
 for round in $(seq 1 "$ROUNDS"); do
-    L=$(leader "${M[1]}")
-    [ -n "$L" ] && [ "$L" != 0 ] || L=$(leader_not 0)
-    if [ -z "$L" ] || [ "$L" = 0 ]; then faults_ok=0; note "round $round: no leader known"; break; fi
+    S=${UNIT_SHARDS[$(( (round - 1) % 4 ))]}
+    L=$(leader_not 0 "$S")
+    if [ -z "$L" ] || [ "$L" = 0 ]; then faults_ok=0; note "round $round: no leader of shard $S known"; break; fi
     "$HISTREC" --mark "$T/hist" "kill$round-node$L"
     "$CL" kill "$L" --dir "$C" >/dev/null 2>&1 || { faults_ok=0; note "round $round: kill of node $L failed"; }
     t0=$(now_ms)
     NL=
-    wait_for 20 leader_not "$L" >/dev/null && NL=$(leader_not "$L")
-    note "round $round: killed leader $L; new leader ${NL:-none} after $(( $(now_ms) - t0 )) ms"
+    wait_for 20 leader_not "$L" "$S" >/dev/null && NL=$(leader_not "$L" "$S")
+    note "round $round: killed node $L, leader of shard $S; new leader ${NL:-none} after $(( $(now_ms) - t0 )) ms"
     [ -n "$NL" ] || faults_ok=0
     # load on the survivors for a while, then the node comes back
     n0=$(completed)

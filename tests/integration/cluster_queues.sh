@@ -2,10 +2,11 @@
 # tests/integration/cluster_queues.sh — a queue under leader kills (issue 9). Three nodes from
 # tools/cluster; qrec (tests/lin/qrec.c) runs 8 producers (unique payloads; a push counts as
 # acknowledged when open, write and close returned 0), 8 consumers (claim, then rm
-# claimed/<id>) and 2 poppers spread over the three mounts, while the shard leader is killed
-# with kill -9 and restarted, twice. Then the queue is drained with pops from every mount
-# once no claim is in flight, and qcheck.py checks the log: every acknowledged push was
-# delivered (a failed pop may excuse one: pop is at most once across a crash), no message
+# claimed/<id>) and 2 poppers spread over the three mounts, while the leader of the queue's
+# shard (tests/lin/shardof.c says which) is killed with kill -9 and restarted, twice. Then
+# the queue is drained with pops from every mount once no claim is in flight, and qcheck.py
+# checks the log: every acknowledged push was delivered (a pop whose node died while it read
+# may excuse one: pop is at most once across a crash), no message
 # acknowledged twice, popped twice or both, nothing delivered after its acknowledgement,
 # no payload in the queue twice (a push applied twice), nothing delivered that no one pushed.
 # Errors during the kills are allowed and counted (a push that failed has an unknown outcome).
@@ -18,12 +19,15 @@ CL="$QI_ROOT/tools/cluster"
 C=$T/cluster
 BIN=$(dirname "$QUORUMFS")
 QREC=$BIN/qrec
+SHARDOF=$BIN/shardof
 QCHECK="$PY $QI_ROOT/tests/lin/qcheck.py"
 ROUNDS=${KILL_ROUNDS:-2}
 [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || { echo "KILL_ROUNDS: 1 to 99" >&2; exit 2; }
 KEEP=${TEST_LOGDIR:-$QI_ROOT/build/test-logs}/cluster_queues-$(date +%Y%m%d-%H%M%S)
 
-[ -x "$QREC" ] || { not_ok tools "$QREC missing (build it: make BUILD=$BIN, rules in mk/lin.mk)"; finish; }
+for b in "$QREC" "$SHARDOF"; do
+    [ -x "$b" ] || { not_ok tools "$b missing (build it: make BUILD=$BIN, rules in mk/lin.mk)"; finish; }
+done
 
 keep() {
     mkdir -p "$KEEP" && cp "$T/qlog" "$KEEP/" 2>/dev/null
@@ -65,16 +69,24 @@ ok cluster-up
 M=("" "$C/n1/mnt" "$C/n2/mnt" "$C/n3/mnt")
 Q=${M[1]}/queues/q
 
-leader() { timeout 5 awk 'NR==1 {print $2}' "$1/.cluster/shards" 2>/dev/null; }
+# leader MNT SHARD: the shard's leader as that node sees it (.cluster/shards: "shard leader
+# replicas term commit applied"; 0 or empty: none known)
+leader() { timeout 5 awk -v s="$2" '$1 == s {print $2}' "$1/.cluster/shards" 2>/dev/null; }
+# leader_not L SHARD: the shard's leader as a live node other than L sees it, if not L
 leader_not() {
     local i l
     for i in 1 2 3; do
         [ "$i" = "$1" ] && continue
-        l=$(leader "${M[$i]}")
+        l=$(leader "${M[$i]}" "$2")
         [ -n "$l" ] && [ "$l" != 0 ] && [ "$l" != "$1" ] && { echo "$l"; return 0; }
     done
     return 1
 }
+# the queue's shard: each round kills its leader
+nshards=$(wc -l <"${M[1]}/.cluster/shards")
+S=$("$SHARDOF" "$nshards" queues/q)
+checke queue-shard '[ -n "$S" ]' || finish
+note "$nshards shards; queues/q is on shard $S"
 acks() { local c; c=$(grep -c '^I [0-9]* [0-9]* ack ' "$T/qlog" 2>/dev/null); echo "${c:-0}"; }
 more_acks() { [ "$(acks)" -ge "$1" ]; }
 
@@ -95,15 +107,14 @@ wait_for 20 more_acks 100 && ok traffic || not_ok traffic "$(acks) acks after 20
 
 faults_ok=1
 for round in $(seq 1 "$ROUNDS"); do
-    L=$(leader "${M[1]}")
-    [ -n "$L" ] && [ "$L" != 0 ] || L=$(leader_not 0)
-    if [ -z "$L" ] || [ "$L" = 0 ]; then faults_ok=0; note "round $round: no leader known"; break; fi
+    L=$(leader_not 0 "$S")
+    if [ -z "$L" ] || [ "$L" = 0 ]; then faults_ok=0; note "round $round: no leader of shard $S known"; break; fi
     "$QREC" --mark "$T/qlog" "kill$round-node$L"
     "$CL" kill "$L" --dir "$C" >/dev/null 2>&1 || { faults_ok=0; note "round $round: kill of node $L failed"; }
     t0=$(now_ms)
     NL=
-    wait_for 20 leader_not "$L" >/dev/null && NL=$(leader_not "$L")
-    note "round $round: killed leader $L; new leader ${NL:-none} after $(( $(now_ms) - t0 )) ms"
+    wait_for 20 leader_not "$L" "$S" >/dev/null && NL=$(leader_not "$L" "$S")
+    note "round $round: killed node $L, leader of shard $S; new leader ${NL:-none} after $(( $(now_ms) - t0 )) ms"
     [ -n "$NL" ] || faults_ok=0
     n0=$(acks)
     sleep 3
