@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +26,12 @@ struct mraft_tcp {
     } *stats;
     size_t nstats;
     uint64_t stats_ms;           /* loop thread: monotonic ms of the last copy */
+    /* the published status text (mraft_tcp_set_status), read by the loop for queries */
+    pthread_mutex_t status_mu;   /* guards the four below */
+    char *status;
+    size_t status_len;
+    bool status_set;
+    uint64_t status_ms;          /* monotonic ms of the last publication */
 };
 
 static uint64_t mono_ms(void)
@@ -45,6 +52,59 @@ static void copy_stats(mraft_tcp_t *x)
     for (size_t i = 0; i < x->nstats; i++)
         (void)transport_peer_stats(x->t, x->stats[i].id, &x->stats[i].st);
     pthread_mutex_unlock(&x->stats_mu);
+}
+
+/* transport_status_fn, on the loop thread: copies the published text. */
+static int answer_status(void *ctx, char *buf, size_t cap, size_t *len, uint64_t *age_ms)
+{
+    mraft_tcp_t *x = ctx;
+    int rc = -QERR_NOTFOUND;
+    pthread_mutex_lock(&x->status_mu);
+    if (x->status_set) {
+        size_t n = frame_utf8_cut(x->status, x->status_len, cap);
+        memcpy(buf, x->status, n);
+        *len = n;
+        uint64_t now = mono_ms();
+        *age_ms = now > x->status_ms ? now - x->status_ms : 0;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&x->status_mu);
+    return rc;
+}
+
+int mraft_tcp_set_status(mraft_tcp_t *x, const char *text, size_t len)
+{
+    if ((len && !text) || !frame_utf8_valid(text, len))
+        return -QERR_INVAL;
+    static const char cut_line[] = MRAFT_TCP_STATUS_CUT;
+    size_t keep = len, total = len;
+    bool cut = len > STATUS_MAX_TEXT;
+    if (cut) {
+        size_t max = STATUS_MAX_TEXT - (sizeof cut_line - 1);
+        keep = 0;
+        for (size_t i = 0; i < max; i++) /* through the last newline that fits */
+            if (text[i] == '\n')
+                keep = i + 1;
+        if (keep == 0)
+            keep = frame_utf8_cut(text, len, max);
+        total = keep + sizeof cut_line - 1;
+    }
+    char *copy = malloc(total ? total : 1);
+    if (!copy)
+        return -QERR_NOMEM;
+    if (keep)
+        memcpy(copy, text, keep);
+    if (cut)
+        memcpy(copy + keep, cut_line, sizeof cut_line - 1);
+    pthread_mutex_lock(&x->status_mu);
+    char *old = x->status;
+    x->status = copy;
+    x->status_len = total;
+    x->status_set = true;
+    x->status_ms = mono_ms();
+    pthread_mutex_unlock(&x->status_mu);
+    free(old);
+    return cut ? 1 : 0;
 }
 
 static void deliver(void *ctx, uint64_t from, uint32_t group, raft_msg_t *m)
@@ -111,6 +171,8 @@ int mraft_tcp_new(const transport_config_t *cfg, mraft_tcp_t **out, char **errms
     c.deliver = deliver;
     c.deliver_ctx = x;
     c.deliver_fwd = deliver_fwd;
+    c.status = answer_status;
+    c.status_ctx = x;
     x->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (x->efd < 0) {
         int rc = qerr_from_errno(errno);
@@ -125,6 +187,7 @@ int mraft_tcp_new(const transport_config_t *cfg, mraft_tcp_t **out, char **errms
         return rc;
     }
     pthread_mutex_init(&x->stats_mu, NULL);
+    pthread_mutex_init(&x->status_mu, NULL);
     *out = x;
     return 0;
 }
@@ -180,6 +243,8 @@ void mraft_tcp_free(mraft_tcp_t *x)
     transport_free(x->t);
     close(x->efd);
     pthread_mutex_destroy(&x->stats_mu);
+    pthread_mutex_destroy(&x->status_mu);
+    free(x->status);
     free(x->stats);
     free(x);
 }

@@ -12,8 +12,8 @@
 
 typedef struct mraft_tcp mraft_tcp_t;
 
-/* Creates the transport (transport_new with cfg; cfg->deliver, deliver_fwd and deliver_ctx
- * are replaced by this module's) and the wake-up eventfd. Returns 0 and *out, or -QERR_* with *errmsg as
+/* Creates the transport (transport_new with cfg; cfg->deliver, deliver_fwd, deliver_ctx,
+ * status and status_ctx are replaced by this module's) and the wake-up eventfd. Returns 0 and *out, or -QERR_* with *errmsg as
  * transport_new (errmsg may be NULL; the caller frees *errmsg). */
 int mraft_tcp_new(const transport_config_t *cfg, mraft_tcp_t **out, char **errmsg);
 
@@ -36,6 +36,15 @@ void mraft_tcp_attach(mraft_tcp_t *x, mraft_node_t *n);
 #define MRAFT_TCP_STATS_MS 500
 int mraft_tcp_track(mraft_tcp_t *x, uint64_t id);
 int mraft_tcp_peer_stats(mraft_tcp_t *x, uint64_t id, transport_peer_stats_t *st);
+
+/* The text status queries are answered with (docs/TRANSPORT.md "Status queries"), from any
+ * thread, at any time: copies text[0..len) (UTF-8 without NUL) under a mutex; the loop thread
+ * answers each query from the latest copy, with its age. A text over STATUS_MAX_TEXT is cut
+ * to the whole lines that fit with the line MRAFT_TCP_STATUS_CUT after them (whole characters
+ * if its first line alone is too long). Returns 0, 1 when the text was cut, -QERR_INVAL (not
+ * valid UTF-8 or holds a NUL: the previous text stays), -QERR_NOMEM (the same). */
+#define MRAFT_TCP_STATUS_CUT "[status cut at 64 KiB]\n"
+int mraft_tcp_set_status(mraft_tcp_t *x, const char *text, size_t len);
 
 /* Frees the transport (after mraft_close of the node using it). NULL is a no-op. */
 void mraft_tcp_free(mraft_tcp_t *x);

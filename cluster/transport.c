@@ -36,8 +36,10 @@
 #define MAX_EVENTS 64
 #define ACCEPT_PAUSE_MS 100          /* accept() failing for lack of fds pauses accepting */
 
-/* A connection's life: TCP connect (dialed only), TLS handshake (with TLS only), HELLO, up. */
-enum { C_CONNECTING = 1, C_TLS, C_HELLO, C_UP, C_DEAD };
+/* A connection's life: TCP connect (dialed only), TLS handshake (with TLS only), HELLO, up.
+ * An inbound one whose first frame is a status request goes from C_HELLO to C_STATUS instead:
+ * it writes its answer, then closes. */
+enum { C_CONNECTING = 1, C_TLS, C_HELLO, C_UP, C_STATUS, C_DEAD };
 
 struct conn;
 
@@ -75,6 +77,7 @@ typedef struct conn {
     bool got_bytes;           /* the first bytes were seen (for the wrong-protocol checks) */
     char ioerr[160];          /* why the last send/recv failed, when errno cannot say */
     char verr[200];           /* the first certificate verification refused, and why */
+    size_t status_len;        /* C_STATUS: bytes of status text in the answer (for the log) */
 } conn_t;
 
 struct peer {
@@ -101,6 +104,7 @@ struct transport {
     size_t npending;
     uint64_t rng;
     uint64_t refused;
+    uint64_t status_queries;   /* answered */
     uint64_t accept_retry_ms;  /* nonzero: accepting paused (out of fds) until then */
     bool in_callback;
     int delivered;
@@ -557,7 +561,9 @@ static const char *conn_name(const conn_t *c, char *buf, size_t cap)
 static void set_events(conn_t *c)
 {
     uint32_t want = EPOLLIN;
-    if (c->state == C_CONNECTING || c->read_needs_out ||
+    if (c->state == C_STATUS) /* only the answer's writes: what the client sends is ignored */
+        want = c->write_needs_in ? EPOLLIN : EPOLLOUT;
+    else if (c->state == C_CONNECTING || c->read_needs_out ||
         (c->state != C_DEAD && c->state != C_TLS && c->head < c->tail && !c->write_needs_in))
         want |= EPOLLOUT;
     if (want == c->events)
@@ -769,6 +775,12 @@ static void conn_flush(conn_t *c)
         if (c->peer)
             c->peer->st.bytes_out += (uint64_t)n;
     }
+    if (c->head == c->tail && c->state == C_STATUS) {
+        c->t->status_queries++;
+        conn_close(c, false, TRANSPORT_LOG_INFO, "status query answered (%zu bytes of text%s)",
+                   c->status_len, c->ssl ? ", over TLS" : "");
+        return;
+    }
     if (c->head == c->tail) {
         c->head = c->tail = 0;
         if (c->cap > KEEP_OUT_BYTES) {
@@ -859,11 +871,125 @@ static bool on_hello(conn_t *c, const frame_hello_t *h)
     return true;
 }
 
+/* 1 iff name[0..len) is "node-<id>", id a decimal number from 1 to UINT64_MAX without
+ * leading zeros. */
+static bool is_node_name(const char *name, size_t len)
+{
+    if (len < 6 || len > 25 || memcmp(name, "node-", 5) != 0 || name[5] == '0')
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 5; i < len; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return false;
+        unsigned d = (unsigned)(name[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    return v != 0;
+}
+
+/* 1 iff cert may ask for the status: it names "client", or node-<id> for any id, by the rule
+ * that names nodes (a subjectAltName of type DNS; without DNS names, the CN). Exact names,
+ * no wildcards. */
+static bool names_status_client(X509 *cert)
+{
+    if (X509_check_host(cert, "client", 0, X509_CHECK_FLAG_NO_WILDCARDS, NULL) == 1)
+        return true;
+    bool found = false, any_dns = false;
+    GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        if (g->type != GEN_DNS)
+            continue;
+        any_dns = true;
+        const ASN1_STRING *a = g->d.dNSName;
+        found = found || is_node_name((const char *)ASN1_STRING_get0_data(a),
+                                      (size_t)ASN1_STRING_length(a));
+    }
+    GENERAL_NAMES_free(gens);
+    if (any_dns)
+        return found;
+    const X509_NAME *subj = X509_get_subject_name(cert);
+    for (int i = -1; (i = X509_NAME_get_index_by_NID(subj, NID_commonName, i)) >= 0;) {
+        const ASN1_STRING *a = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
+        if (is_node_name((const char *)ASN1_STRING_get0_data(a),
+                         (size_t)ASN1_STRING_length(a)))
+            return true;
+    }
+    return false;
+}
+
+/* A status request arrived as the first frame of inbound connection c (docs/TRANSPORT.md
+ * "Status queries"): checks a TLS client's certificate name, queues one STATUS frame with the
+ * published text (after this node's HELLO, queued when c was made) and moves c to C_STATUS,
+ * where it closes once the answer is written. Returns false if c was closed. */
+static bool on_status_request(conn_t *c)
+{
+    transport_t *t = c->t;
+    if (c->ssl) {
+        X509 *cert = SSL_get0_peer_certificate(c->ssl);
+        char subj[80] = "?";
+        if (cert)
+            X509_NAME_oneline(X509_get_subject_name(cert), subj, sizeof subj);
+        if (!cert || !names_status_client(cert)) {
+            ERR_clear_error();
+            conn_close(c, true, TRANSPORT_LOG_WARN, "refused a status query: its TLS "
+                       "certificate %s names neither \"client\" nor a node", subj);
+            return false;
+        }
+    }
+    /* Version 1 is the only status version there is: every request (version >= 1) gets it. */
+    /* the text fits the frame and queue bounds (far above it with the defaults) */
+    size_t room = STATUS_MAX_TEXT, len = 0;
+    size_t in_frame = t->cfg.max_frame, in_queue = t->cfg.max_queue_bytes - (c->tail - c->head);
+    in_frame = in_frame > STATUS_HEAD_BYTES ? in_frame - STATUS_HEAD_BYTES : 0;
+    in_queue = in_queue > FRAME_HDR_BYTES + STATUS_HEAD_BYTES
+               ? in_queue - FRAME_HDR_BYTES - STATUS_HEAD_BYTES : 0;
+    if (in_frame < room)
+        room = in_frame;
+    if (in_queue < room)
+        room = in_queue;
+    char *buf = malloc(room ? room : 1);
+    if (!buf) {
+        conn_close(c, false, TRANSPORT_LOG_WARN, "status query: out of memory");
+        return false;
+    }
+    uint64_t age = STATUS_AGE_NONE;
+    const char *text = buf;
+    if (!t->cfg.status || t->cfg.status(t->cfg.status_ctx, buf, room, &len, &age) < 0) {
+        text = "no status yet\n";
+        len = strlen(text);
+        age = STATUS_AGE_NONE;
+    } else {
+        len = frame_utf8_cut(buf, len < room ? len : room, room);
+        if (!frame_utf8_valid(buf, len)) {
+            text = "the published status is not valid UTF-8\n";
+            len = strlen(text);
+        }
+    }
+    frame_t f = { .type = FRAME_STATUS, .status = { .version = STATUS_VERSION,
+                  .node_id = t->cfg.id, .age_ms = age, .text = text, .len = len } };
+    int rc = enqueue(c, &f);
+    free(buf);
+    if (rc < 0) {
+        conn_close(c, false, TRANSPORT_LOG_WARN, "status query: cannot queue the answer: %s",
+                   qerr_str(rc));
+        return false;
+    }
+    c->status_len = len;
+    c->state = C_STATUS;
+    conn_flush(c);
+    return c->state != C_DEAD;
+}
+
 /* Handles one decoded frame. Returns false if c was closed. */
 static bool on_frame(conn_t *c, frame_t *f)
 {
     transport_t *t = c->t;
     if (c->state != C_UP) {
+        if (f->type == FRAME_STATUS_REQ && !c->outbound)
+            return on_status_request(c);
         if (f->type != FRAME_HELLO) {
             conn_close(c, true, TRANSPORT_LOG_WARN, "protocol error: first frame has type %"
                        PRIu32 ", not HELLO", f->type);
@@ -905,8 +1031,12 @@ static bool on_frame(conn_t *c, frame_t *f)
             p->st.rtt_us = (int64_t)(now - f->ping);
         return true;
     }
-    default: /* FRAME_HELLO */
+    case FRAME_HELLO:
         conn_close(c, true, TRANSPORT_LOG_WARN, "protocol error: a second HELLO");
+        return false;
+    default: /* STATUS_REQ, STATUS: only a status client's first frame and its answer */
+        conn_close(c, true, TRANSPORT_LOG_WARN, "protocol error: frame type %" PRIu32 " on a "
+                   "peer connection", f->type);
         return false;
     }
 }
@@ -956,7 +1086,7 @@ static void conn_read(conn_t *c)
                 break;
             bool alive = on_frame(c, &f);
             frame_free(&f);
-            if (!alive)
+            if (!alive || c->state == C_STATUS) /* a status client's further bytes: ignored */
                 return;
         }
         if (c->peer)
@@ -1129,7 +1259,9 @@ static uint64_t run_timers(transport_t *t)
         if (c->state != C_UP) {
             if (now - c->opened_ms >= idle)
                 conn_close(c, !c->outbound, TRANSPORT_LOG_WARN, "%s within %" PRIu64 " ms",
-                           c->state == C_TLS ? "TLS handshake not done" : "no HELLO", idle);
+                           c->state == C_TLS ? "TLS handshake not done"
+                           : c->state == C_STATUS ? "status answer not taken" : "no HELLO",
+                           idle);
             else
                 sooner(&next, now, c->opened_ms + idle);
             continue;
@@ -1418,6 +1550,8 @@ int transport_poll(transport_t *t, int timeout_ms)
             conn_read(c);
         if ((c->state == C_HELLO || c->state == C_UP) && (e & EPOLLOUT))
             conn_flush(c);
+        else if (c->state == C_STATUS)
+            conn_flush(c); /* writable, or the readability a TLS write waits for, or HUP */
     }
     run_timers(t);
     transport_flush(t);
@@ -1444,4 +1578,9 @@ bool transport_connected(const transport_t *t, uint64_t id)
 uint64_t transport_refused(const transport_t *t)
 {
     return t->refused;
+}
+
+uint64_t transport_status_queries(const transport_t *t)
+{
+    return t->status_queries;
 }

@@ -36,7 +36,16 @@
  * blocking, bounded by idle_timeout_ms; a peer that fails it is refused, counted and logged
  * with OpenSSL's reason. Without them: plain TCP. Each connection does its I/O through a
  * small send/recv/close vtable (struct conn_io in transport.c), plain or TLS
- * (docs/TRANSPORT.md "TLS"). */
+ * (docs/TRANSPORT.md "TLS").
+ *
+ * Status queries: an inbound connection whose first frame is a STATUS_REQ instead of a HELLO
+ * is a status client (cluster/status_client.h). It gets one STATUS frame with the text the
+ * cfg.status callback gives ("no status yet" before anything is published), and the
+ * connection closes once the answer is written. It is bounded like any connection before its
+ * HELLO (the 64 pending, the idle_timeout_ms deadline, 256 bytes of request), counted
+ * (transport_status_queries) and logged at INFO; a malformed request is refused like a bad
+ * HELLO. With TLS the client's certificate must chain to the CA bundle and name "client" or
+ * node-<id> for some id (docs/TRANSPORT.md "Status queries"). */
 #ifndef QFS_CLUSTER_TRANSPORT_H
 #define QFS_CLUSTER_TRANSPORT_H
 
@@ -58,6 +67,14 @@ typedef void (*transport_deliver_fn)(void *ctx, uint64_t from, uint32_t group, r
  * the transport and is freed when the callback returns; to keep its command, copy the struct
  * and zero *f (a move). Same calling rules as transport_deliver_fn. */
 typedef void (*transport_deliver_fwd_fn)(void *ctx, uint64_t from, frame_fwd_t *f);
+
+/* The text to answer a status query with, asked on the owning thread inside transport_poll:
+ * copies at most cap bytes of UTF-8 text (no NUL) into buf, sets *len and *age_ms (ms since it
+ * was published) and returns 0; or returns -QERR_NOTFOUND when nothing was published yet
+ * (the answer then says "no status yet"). A text cut at cap mid-character is trimmed to whole
+ * characters; one that is not valid UTF-8 is answered with a line saying so instead. */
+typedef int (*transport_status_fn)(void *ctx, char *buf, size_t cap, size_t *len,
+                                   uint64_t *age_ms);
 
 enum { TRANSPORT_LOG_WARN = 1, TRANSPORT_LOG_INFO = 2 };
 /* One log line (no trailing newline): why a connection was refused or closed, reconnects. */
@@ -83,6 +100,8 @@ typedef struct transport_config {
     void *deliver_ctx;
     transport_deliver_fwd_fn deliver_fwd; /* optional: NULL drops FWD frames (counted in
                                              the peer's fwd_in) */
+    transport_status_fn status; /* optional: NULL answers every status query "no status yet" */
+    void *status_ctx;
     transport_log_fn log;       /* NULL: lines go to stderr prefixed "quorumfs: transport: " */
     void *log_ctx;
     /* Mutual TLS (docs/TRANSPORT.md "TLS"): PEM files of this node's certificate (chain, leaf
@@ -173,8 +192,11 @@ bool transport_connected(const transport_t *t, uint64_t id);
 /* Inbound connections refused at the HELLO (unknown id, other cluster, no common version, a
  * certificate that does not name the id) or closed before one (malformed bytes, a failed TLS
  * handshake or certificate verification, a plain peer on a TLS node or the reverse,
- * handshake timeout), since creation. */
+ * handshake timeout), and status queries refused (malformed, a TLS certificate naming
+ * neither "client" nor a node, an answer not taken in time), since creation. */
 uint64_t transport_refused(const transport_t *t);
+/* Status queries answered since creation (refused ones count in transport_refused). */
+uint64_t transport_status_queries(const transport_t *t);
 
 /* The redial delay after `attempt` consecutive failures (0 for the first redial): the
  * exponential delay min(max_ms, min_ms * 2^attempt), with "equal jitter": uniformly in

@@ -10,3 +10,7 @@ LDLIBS             += $(SSL_LDLIBS)
 SM_LDLIBS          += $(SSL_LDLIBS)
 # test_transport_tls makes its certificates with the openssl command (package openssl).
 CLUSTER_UNIT_TESTS += test_transport_tls
+# Status queries: the client side (cluster/status_client.c) of `quorumfs cluster status`, and
+# the unit test of both sides (the member's answer is in cluster/transport.c).
+CLUSTER_SRCS       += cluster/status_client.c
+CLUSTER_UNIT_TESTS += test_status_query
