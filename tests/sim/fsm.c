@@ -174,6 +174,8 @@ typedef struct fsrun {
     uint8_t cache_dirs, conf_dirs;       /* bit i: cache_mk[i] / conf_mk[i] is a directory */
     int fresh;                 /* the command being applied is applied for the first time */
     int bug;                   /* SMI_FS_BUG_* planted in some replicas, or 0 */
+    uint32_t shard;            /* the shard index its states are made for (state_new_shard) */
+    uint64_t first_id;         /* where that shard's own object ids start */
     uint64_t nsm;              /* state machines made (a replica's serial number) */
     uint64_t next_wid, next_hid, next_pid;
     /* figures, counted at the first apply of each index */
@@ -219,13 +221,15 @@ static void learn_effect(fsrun_t *run, const effect_t *e)
     }
 }
 
-static void *run_new(uint64_t seed, int bug)
+static void *run_new(uint64_t seed, int bug, uint32_t shard)
 {
     fsrun_t *run = calloc(1, sizeof(*run));
     if (!run)
         return NULL;
     run->next_pid = seed % 1000;
     run->bug = bug;
+    run->shard = shard;
+    run->first_id = STATE_FIRST_ID + ((uint64_t)shard << 32);
     return run;
 }
 
@@ -323,7 +327,7 @@ static void *fsm_new(void *run)
     if (!f)
         return NULL;
     /* Every replica starts from the node's default cap; CMD_SETCAP changes it. */
-    f->st = state_new(STATE_DEFAULT_CACHE_CAP);
+    f->st = state_new_shard(STATE_DEFAULT_CACHE_CAP, run ? ((fsrun_t *)run)->shard : 0);
     if (!f->st) {
         free(f);
         return NULL;
@@ -837,9 +841,9 @@ static void an_owner(rng_t *r, cmdbuf_t *b)
 }
 
 /* An object id for CMD_PUT_IFID / SETATTR: one the run may have seen, or a stray one. */
-static uint64_t an_ifid(rng_t *r)
+static uint64_t an_ifid(const fsrun_t *run, rng_t *r)
 {
-    return rng_chance(r, 500) ? STATE_FIRST_ID + rng_below(r, 40)
+    return rng_chance(r, 500) ? run->first_id + rng_below(r, 40)
                               : STATE_PID_FIRST + rng_below(r, 24);
 }
 
@@ -865,7 +869,7 @@ static void gen_tree(fsrun_t *run, rng_t *r, cmdbuf_t *b, uint8_t ns)
         if (f & CMD_PUT_ID)
             cmd_u64(b, pid_id(run, r));
         if (f & CMD_PUT_IFID)
-            cmd_u64(b, an_ifid(r));
+            cmd_u64(b, an_ifid(run, r));
         if (f & CMD_PUT_CREATE)
             an_owner(r, b);
         value(r, b, !cfg && rng_chance(r, 100) ? 600 : 40);
@@ -890,7 +894,7 @@ static void gen_tree(fsrun_t *run, rng_t *r, cmdbuf_t *b, uint8_t ns)
         if (f & CMD_PUT_ID)
             cmd_u64(b, pid_id(run, r));
         if (f & CMD_PUT_IFID)
-            cmd_u64(b, an_ifid(r));
+            cmd_u64(b, an_ifid(run, r));
         if (f & CMD_PUT_CREATE)
             an_owner(r, b);
         cmd_u64(b, rng_below(r, setlen ? 80 : 40));
@@ -949,7 +953,7 @@ static void gen_tree(fsrun_t *run, rng_t *r, cmdbuf_t *b, uint8_t ns)
         static const int64_t times[] = { 0, -1, 981173106123456789ll, INT64_MAX, INT64_MIN };
         cmd_begin(b, CMD_SETATTR, ns, 0);
         cmd_str(b, rng_chance(r, 100) ? "" : rng_chance(r, 200) ? mk[rng_below(r, NMK)] : p);
-        cmd_u64(b, rng_chance(r, 200) ? an_ifid(r) : 0);
+        cmd_u64(b, rng_chance(r, 200) ? an_ifid(run, r) : 0);
         cmd_u8(b, masks[rng_below(r, 7)]);
         an_owner(r, b);
         cmd_u64(b, (uint64_t)times[rng_below(r, 5)]);

@@ -44,7 +44,9 @@
 #define MARKER_KEY (KV_KEYS - 1)
 #define U(x) ((unsigned long long)(x))
 
-enum { PK_RAFT = 1, PK_REQ, PK_RESP };
+/* PK_BUNDLE (--groups > 1): what every group of one node sent one peer in one step, as the
+ * real transport batches a node pair's traffic: dropped, delayed, duplicated or cut as one. */
+enum { PK_RAFT = 1, PK_REQ, PK_RESP, PK_BUNDLE };
 enum { OP_PUT = 1, OP_CAS, OP_GET };
 /* Answers: done; refused (not leader, or retry later); the proposal was replaced by another
  * entry, so it never took effect (LOST); or its index is inside a snapshot the node
@@ -65,6 +67,9 @@ typedef struct pkt {
     uint64_t hint;             /* RS_NOTLEADER: leader id or 0 */
     uint8_t *cmd;              /* fs PK_REQ: the command (owned) */
     size_t cmdlen;
+    struct pkt **sub;          /* PK_BUNDLE: its packets, in send order (owned) */
+    int *subg;                 /* PK_BUNDLE: the group of each */
+    int nsub, capsub;
 } pkt_t;
 
 typedef struct pend_prop {
@@ -97,6 +102,9 @@ typedef struct node {
     int set_drawn, pre_vote, check_quorum, lease_reads;
     /* the persist window */
     int busy;
+    int pend_w;                /* --groups > 1: its batch waits in the node's shared write
+                                  (busy is then set while the host persists, for every
+                                  group of the node, whether it has a batch or not) */
     uint64_t busy_until, crash_at;
     raft_ready_t rd;
     disk_batch_t batch;
@@ -154,14 +162,19 @@ typedef struct scheck {
     const char *what;
 } scheck_t;
 
+struct world;
+
 typedef struct sim {
     const sim_opts_t *o;
+    struct world *w;           /* --groups > 1: the world this group runs in; else NULL */
+    int g;                     /* its group index (0 when alone) */
     sim_stats_t *st;
     const smi_ops_t *ops;      /* the state machine */
     void *run;                 /* its per-run context */
     int fs;                    /* ops is smi_fs */
     rng_t rng;
-    net_t net;
+    net_t net_own;             /* alone: its network */
+    net_t *net;                /* the network it sends on: its own, or the world's */
     inv_t inv;
     uint64_t now, stamp;
     int nslots, nfound;
@@ -183,6 +196,7 @@ typedef struct sim {
     unsigned compact_crash_pm; /* chance a compaction crashes between its two steps */
     unsigned lie_pm;           /* breach lying-fsync: chance a persist is not durable */
     rng_t alloc_rng;           /* draws of the allocation failures */
+    uint64_t alloc0;           /* alloc_failures() at the start */
     /* late deliveries */
     pkt_t *stash[STASH_MAX];
     int stash_from[STASH_MAX], stash_to[STASH_MAX], nstash;
@@ -224,6 +238,33 @@ typedef struct sim {
     size_t whylen;
 } sim_t;
 
+/* --groups G > 1: G independent Raft groups (each a sim_t: its own cores, state machines,
+ * clients, invariants and checks) on the same simulated nodes, as fs/node.c hosts one group
+ * per shard. What a node's groups share, as cluster/mraft.c and cluster/rstore.c do:
+ *   - one write path: the node takes every group's Ready, then writes all their batches to
+ *     one log and fsyncs once (host_drive, host_window); while it persists no group of it
+ *     steps anything. A crash keeps a prefix of the whole write (host_crash), so a tear can
+ *     cut several groups' entries at once, and a failed write or a crash takes down every
+ *     group of the node;
+ *   - one process: a pause, a crash, a restart, its clock (tick period, skew) are the node's;
+ *   - one network: what its groups send a peer in a step travels as one bundle (PK_BUNDLE).
+ * The nemesis is the world's: at each of group 0's nemesis times, one group (drawn) runs
+ * one fault; node-level faults then hit every group, the network's every pair. Faults end
+ * at the same time for every group. Host-level draws come from the world's rng. */
+#define MAX_GROUPS 8
+typedef struct world {
+    int G;
+    sim_t *g[MAX_GROUPS];
+    sim_stats_t st[MAX_GROUPS];
+    char *why[MAX_GROUPS];
+    rng_t rng;                 /* the network's and the shared write path's draws */
+    net_t net;
+    pkt_t *out[2][NET_MAX_ENDPOINTS][NET_MAX_ENDPOINTS]; /* [reliable][from][to]: bundles
+                                                            filling during a step */
+    int busy[MAX_SLOTS];       /* a shared write in progress */
+    int driving[MAX_SLOTS], again[MAX_SLOTS];
+} world_t;
+
 /* ---------------------------------------------------------------------------------------- */
 
 static void tr(sim_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -233,7 +274,10 @@ static void tr(sim_t *s, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    fprintf(s->o->trace, "%7llu  ", U(s->now));
+    if (s->w)
+        fprintf(s->o->trace, "%7llu g%d  ", U(s->now), s->g);
+    else
+        fprintf(s->o->trace, "%7llu  ", U(s->now));
     vfprintf(s->o->trace, fmt, ap);
     fputc('\n', s->o->trace);
     va_end(ap);
@@ -250,7 +294,10 @@ static void fail(sim_t *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    snprintf(s->why, s->whylen, "t=%llu: %s", U(s->now), buf);
+    if (s->w)
+        snprintf(s->why, s->whylen, "t=%llu: group %d: %s", U(s->now), s->g, buf);
+    else
+        snprintf(s->why, s->whylen, "t=%llu: %s", U(s->now), buf);
     tr(s, "FAILED: %s", buf);
 }
 
@@ -346,6 +393,8 @@ static void msg_desc(const raft_msg_t *m, char *b, size_t len)
 /* Packets */
 
 /* The network's copy of a packet it duplicates. */
+static void pkt_free(void *p);
+
 static void *pkt_clone(const void *p)
 {
     const pkt_t *src = p;
@@ -353,6 +402,24 @@ static void *pkt_clone(const void *p)
     if (!d)
         return NULL;
     *d = *src;
+    if (src->kind == PK_BUNDLE) {
+        d->sub = malloc((size_t)src->capsub * sizeof(*d->sub));
+        d->subg = malloc((size_t)src->capsub * sizeof(*d->subg));
+        d->nsub = 0;
+        if (!d->sub || !d->subg) {
+            pkt_free(d);
+            return NULL;
+        }
+        for (int i = 0; i < src->nsub; i++) {
+            if (!(d->sub[i] = pkt_clone(src->sub[i]))) {
+                pkt_free(d);
+                return NULL;
+            }
+            d->subg[i] = src->subg[i];
+            d->nsub = i + 1;
+        }
+        return d;
+    }
     if (src->kind == PK_RAFT && raft_msg_clone(&d->m, &src->m) < 0) {
         free(d);
         return NULL;
@@ -373,6 +440,10 @@ static void pkt_free(void *p)
         return;
     if (k->kind == PK_RAFT)
         raft_msg_free(&k->m);
+    for (int i = 0; i < k->nsub; i++)
+        pkt_free(k->sub[i]);
+    free(k->sub);
+    free(k->subg);
     free(k->cmd);
     free(k);
 }
@@ -450,6 +521,39 @@ static void stash_clear(sim_t *s)
     s->nstash = 0;
 }
 
+/* Sends p from endpoint from to endpoint to (over a link that loses nothing if reliable).
+ * Alone, at once; in a world, into the bundle for that pair, which the world sends at the
+ * end of the step. Takes p. Returns 0, or -1 on no memory (p freed). */
+static int xsend(sim_t *s, int from, int to, pkt_t *p, int reliable)
+{
+    if (!s->w)
+        return reliable ? net_send_reliable(s->net, from, to, p, s->now)
+                        : net_send(s->net, from, to, p, s->now);
+    pkt_t **bp = &s->w->out[reliable ? 1 : 0][from][to];
+    if (!*bp && !(*bp = calloc(1, sizeof(**bp)))) {
+        pkt_free(p);
+        return -1;
+    }
+    pkt_t *b = *bp;
+    b->kind = PK_BUNDLE;
+    if (b->nsub == b->capsub) {
+        int nc = b->capsub ? b->capsub * 2 : 8;
+        pkt_t **a = realloc(b->sub, (size_t)nc * sizeof(*a));
+        if (a)
+            b->sub = a;
+        int *g = a ? realloc(b->subg, (size_t)nc * sizeof(*g)) : NULL;
+        if (!g) {
+            pkt_free(p);
+            return -1;
+        }
+        b->subg = g;
+        b->capsub = nc;
+    }
+    b->sub[b->nsub] = p;
+    b->subg[b->nsub++] = s->g;
+    return 0;
+}
+
 static void send_raft(sim_t *s, node_t *n, const raft_msg_t *m)
 {
     if (m->to == 0 || m->to > (uint64_t)s->nslots) {
@@ -485,17 +589,14 @@ static void send_raft(sim_t *s, node_t *n, const raft_msg_t *m)
             n->old_acks[k] = c;
         }
     }
-    if (net_send(&s->net, n->slot, (int)m->to - 1, p, s->now) < 0)
+    if (xsend(s, n->slot, (int)m->to - 1, p, 0) < 0)
         fail(s, "out of memory");
 }
 
-/* How clients and nodes talk. kv: over the faulty network, like the nodes. fs: a client is
- * a mount's FUSE call to its node, which loses nothing (the fs state machine does not
- * deduplicate, so a lost request or answer would leave the outcome unknown). */
-static int (*client_link(const sim_t *s))(net_t *, int, int, void *, uint64_t)
-{
-    return s->fs ? net_send_reliable : net_send;
-}
+/* How clients and nodes talk (xsend's reliable): kv over the faulty network, like the
+ * nodes; fs: a client is a mount's FUSE call to its node, which loses nothing (the fs state
+ * machine does not deduplicate, so a lost request or answer would leave the outcome
+ * unknown). */
 
 static void respond(sim_t *s, node_t *n, int client, uint32_t seq, int status,
                     uint64_t result, uint64_t hint)
@@ -513,7 +614,7 @@ static void respond(sim_t *s, node_t *n, int client, uint32_t seq, int status,
     p->status = status;
     p->result = result;
     p->hint = hint;
-    if (client_link(s)(&s->net, n->slot, CLIENT_EP(client), p, s->now) < 0)
+    if (xsend(s, n->slot, CLIENT_EP(client), p, s->fs) < 0)
         fail(s, "out of memory");
 }
 
@@ -578,6 +679,13 @@ static int c_transfer(sim_t *s, node_t *n, uint64_t target)
 
 /* ---------------------------------------------------------------------------------------- */
 /* Nodes */
+
+/* Boot, crash and drive node n. Alone: node_boot1, node_crash1, node_drive1 on n. In a
+ * world they act on the whole simulated node (every group's replica on n's slot): see
+ * host_boot, host_crash, host_drive. */
+static void node_boot(sim_t *s, node_t *n);
+static void node_crash(sim_t *s, node_t *n, const char *why);
+static void node_drive(sim_t *s, node_t *n);
 
 static uint64_t node_rand(void *ctx)
 {
@@ -736,7 +844,7 @@ static void node_settings(sim_t *s, node_t *n, raft_config_t *cfg)
     cfg->max_clock_drift_ticks = n->lease_reads ? 3 : 0;
 }
 
-static void node_boot(sim_t *s, node_t *n)
+static void node_boot1(sim_t *s, node_t *n)
 {
     raft_boot_t boot;
     disk_boot(&n->disk, &boot, &n->boot_tmp);
@@ -847,7 +955,7 @@ static void lies_flush(sim_t *s, node_t *n, int k)
 /* Crashes n: the unsynced writes of a persist in progress keep a random prefix. (With
  * lying-fsync batches pending, some of those reach the disk, oldest first; the current
  * batch only if all of them did.) */
-static void node_crash(sim_t *s, node_t *n, const char *why)
+static void node_crash1(sim_t *s, node_t *n, const char *why)
 {
     if (!n->up)
         return;
@@ -920,8 +1028,8 @@ static void isolate(sim_t *s, int x, int cut)
 {
     for (int i = 0; i < s->nslots; i++)
         if (i != x) {
-            net_cut(&s->net, x, i, cut);
-            net_cut(&s->net, i, x, cut);
+            net_cut(s->net, x, i, cut);
+            net_cut(s->net, i, x, cut);
         }
 }
 
@@ -937,7 +1045,7 @@ static void fig8_abort(sim_t *s, const char *why)
 {
     tr(s, "fig8: script ends (%s)", why);
     s->f8_state = 0;
-    net_heal(&s->net);
+    net_heal(s->net);
     for (int i = 0; i < s->nslots; i++) {
         node_t *n = &s->node[i];
         if (n->hold_down || (!n->up && !n->retired && !n->restart_at)) {
@@ -949,7 +1057,7 @@ static void fig8_abort(sim_t *s, const char *why)
 
 static void fig8_start(sim_t *s, node_t *a)
 {
-    net_heal(&s->net);
+    net_heal(s->net);
     isolate(s, a->slot, 1);
     s->f8_a = a;
     s->f8_b = NULL;
@@ -973,7 +1081,7 @@ static void fig8_timer(sim_t *s)
             return;
         }
         s->f8_a_alive = (int)rng_below(&s->rng, 2);
-        net_heal(&s->net);
+        net_heal(s->net);
         if (s->f8_a_alive) {
             isolate(s, a->slot, 1);
             tr(s, "fig8: A = n%llu stays cut off, holding uncommitted entries", U(a->id));
@@ -990,7 +1098,7 @@ static void fig8_timer(sim_t *s)
         a->hold_down = 0;
         a->restart_at = s->now;
         s->f8_state = 0;
-        net_heal(&s->net);
+        net_heal(s->net);
         tr(s, "fig8: script done, A restarts");
         return;
     }
@@ -1432,6 +1540,11 @@ static void node_begin_ready(sim_t *s, node_t *n)
         return;
     }
     n->busy = 1;
+    if (s->w) {
+        /* the node writes every group's batch at once (host_window) */
+        n->pend_w = 1;
+        return;
+    }
     if (s->disk_fail_pm && rng_chance(&s->rng, s->disk_fail_pm)) {
         /* The write fails: the node must stop without acknowledging anything. */
         s->st->disk_faults++;
@@ -1613,7 +1726,7 @@ static void maybe_compact(sim_t *s, node_t *n)
 /* Runs a node until it has nothing to do, is persisting or is paused, as a real event loop
  * does: the ticks it owes first (raft_tick's contract: before stepping anything), then up to
  * batch_max queued messages, then one Ready for all of them. */
-static void node_drive(sim_t *s, node_t *n)
+static void node_drive1(sim_t *s, node_t *n)
 {
     int stepped = 0;
     while (!s->failed && n->up && !n->busy && !n->paused) {
@@ -1647,6 +1760,242 @@ static void node_drive(sim_t *s, node_t *n)
         if (!n->up || !raft_has_ready(n->r))
             return;
     }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The simulated node in a world (--groups > 1): its groups' replicas on one slot share a
+ * process, a clock and one write path (see world_t). Invariant: while the node persists
+ * (w->busy[slot]) every group's replica on it that is up is busy, with the same busy_until
+ * and crash_at; those with a batch in the write have pend_w set. */
+
+static int world_failed(const world_t *w)
+{
+    for (int g = 0; g < w->G; g++)
+        if (w->g[g]->failed)
+            return 1;
+    return 0;
+}
+
+/* Gives the node's other replicas that are up src's clock (tick period, next tick, skew)
+ * and pause. */
+static void host_sync(world_t *w, const node_t *src)
+{
+    for (int g = 0; g < w->G; g++) {
+        node_t *n = &w->g[g]->node[src->slot];
+        if (n == src || !n->up)
+            continue;
+        n->tick_q = src->tick_q;
+        n->next_tick_q = src->next_tick_q;
+        n->next_tick = src->next_tick;
+        n->skew_ms = src->skew_ms;
+        if (src->paused && !n->paused) {
+            n->paused = 1;
+            n->paused_until = src->paused_until;
+        }
+    }
+}
+
+/* The node dies: of the shared write in progress (every group's pending batch, in group
+ * order, as one log) a random prefix reaches the disk, so a tear may keep some groups'
+ * records and lose others'; then every group's replica on it crashes. Nothing restarts it
+ * (restart_at 0) unless the caller says when. */
+static void host_crash(world_t *w, int slot, const char *why)
+{
+    size_t total = 0;
+    for (int g = 0; g < w->G; g++) {
+        node_t *n = &w->g[g]->node[slot];
+        if (n->up && n->pend_w)
+            total += disk_batch_records(&n->batch);
+    }
+    size_t k = total ? (size_t)rng_below(&w->rng, (uint64_t)total + 1) : 0;
+    if (total)
+        tr(w->g[0], "n%d CRASH during the node's shared write: %zu of its %zu records "
+           "reached the log", slot + 1, k, total);
+    for (int g = 0; g < w->G; g++) {
+        sim_t *s = w->g[g];
+        node_t *n = &s->node[slot];
+        if (!n->up)
+            continue;
+        if (n->pend_w) {
+            size_t recs = disk_batch_records(&n->batch), kk = k < recs ? k : recs;
+            char err[256];
+            k -= kk;
+            if (disk_write(&n->disk, &n->batch, kk, err, sizeof(err)) < 0)
+                fail(s, "n%llu disk (torn write of the shared log): %s", U(n->id), err);
+            if (kk < recs)
+                s->st->torn++;
+            tr(s, "n%llu: %zu of its %zu records reached the shared log", U(n->id), kk, recs);
+            disk_batch_free(&n->batch);
+            n->pend_w = 0;
+        }
+        n->busy = 0;
+        node_crash1(s, n, why);
+        n->restart_at = 0;
+    }
+    w->busy[slot] = 0;
+}
+
+/* Boots every replica on the node that is down and not retired. Replicas booted next to
+ * ones still up (a group adding the node back) take their clock, write and pause. */
+static void host_boot(world_t *w, int slot)
+{
+    node_t *ref = NULL;
+    for (int g = 0; g < w->G && !ref; g++)
+        if (w->g[g]->node[slot].up)
+            ref = &w->g[g]->node[slot];
+    for (int g = 0; g < w->G; g++) {
+        sim_t *s = w->g[g];
+        node_t *n = &s->node[slot];
+        if (n->up || n->retired)
+            continue;
+        node_boot1(s, n);
+        if (!n->up)
+            continue;
+        if (!ref) {
+            ref = n;
+            continue;
+        }
+        n->tick_q = ref->tick_q;
+        n->next_tick_q = ref->next_tick_q;
+        n->next_tick = ref->next_tick;
+        n->skew_ms = ref->skew_ms;
+        if (ref->paused) {
+            n->paused = 1;
+            n->paused_until = ref->paused_until;
+        }
+        if (w->busy[slot]) {
+            n->busy = 1;
+            n->busy_until = ref->busy_until;
+            n->crash_at = ref->crash_at;
+        }
+    }
+}
+
+static void host_drive(world_t *w, int slot);
+
+/* The shared write is done: every group's batch is durable; each group then sends, applies
+ * and advances, and the node runs on. */
+static void host_complete(world_t *w, int slot)
+{
+    w->busy[slot] = 0;
+    for (int g = 0; g < w->G; g++) {
+        sim_t *s = w->g[g];
+        node_t *n = &s->node[slot];
+        if (!n->up || !n->busy)
+            continue;
+        if (n->pend_w) {
+            n->pend_w = 0;
+            node_complete(s, n);
+        } else
+            n->busy = 0;
+    }
+    host_drive(w, slot);
+}
+
+/* Starts the node's shared write of its groups' pending batches: one latency, one fsync,
+ * one chance of failing (the node stops) or of a power loss before it ends. The disk's
+ * figures are group 0's. */
+static void host_window(world_t *w, int slot)
+{
+    sim_t *s0 = w->g[0];
+    size_t recs = 0;
+    int groups = 0;
+    for (int g = 0; g < w->G; g++) {
+        node_t *n = &w->g[g]->node[slot];
+        if (n->up && n->pend_w) {
+            recs += disk_batch_records(&n->batch);
+            groups++;
+        }
+        if (n->up) {
+            n->busy = 1;
+            n->crash_at = 0;
+        }
+    }
+    w->busy[slot] = 1;
+    tr(s0, "n%d writes %zu records of %d groups to its log, one fsync", slot + 1, recs, groups);
+    if (s0->disk_fail_pm && rng_chance(&w->rng, s0->disk_fail_pm)) {
+        s0->st->disk_faults++;
+        host_crash(w, slot, "disk write failed");
+        uint64_t at = s0->now + rng_range(&w->rng, 50, 1000);
+        for (int g = 0; g < w->G; g++)
+            if (!w->g[g]->node[slot].retired)
+                w->g[g]->node[slot].restart_at = at;
+        return;
+    }
+    uint64_t lat = rng_below(&w->rng, s0->disk_lat_max + 1);
+    if (lat == 0) {
+        host_complete(w, slot);
+        return;
+    }
+    uint64_t crash_at = 0;
+    if (s0->disk_crash_pm && rng_chance(&w->rng, s0->disk_crash_pm))
+        crash_at = s0->now + rng_below(&w->rng, lat);
+    for (int g = 0; g < w->G; g++) {
+        node_t *n = &w->g[g]->node[slot];
+        if (n->up) {
+            n->busy_until = s0->now + lat;
+            n->crash_at = crash_at;
+        }
+    }
+}
+
+/* Runs the node as cluster/mraft.c's loop does: each group's replica steps what it has
+ * (node_drive1) up to its Ready, whose writes wait; then one shared write for all of them.
+ * Nothing runs while the node persists or is paused. Re-entered (a group's step boots or
+ * crashes this very node) it only asks the running call to go round again. */
+static void host_drive(world_t *w, int slot)
+{
+    if (w->driving[slot]) {
+        w->again[slot] = 1;
+        return;
+    }
+    w->driving[slot] = 1;
+    do {
+        w->again[slot] = 0;
+        if (world_failed(w) || w->busy[slot])
+            break;
+        int paused = 0, pending = 0;
+        for (int g = 0; g < w->G; g++)
+            paused |= w->g[g]->node[slot].up && w->g[g]->node[slot].paused;
+        if (paused)
+            break;
+        for (int g = 0; g < w->G && !world_failed(w); g++) {
+            node_t *n = &w->g[g]->node[slot];
+            if (n->up && !n->busy)
+                node_drive1(w->g[g], n);
+        }
+        if (world_failed(w))
+            break;
+        for (int g = 0; g < w->G; g++)
+            pending |= w->g[g]->node[slot].up && w->g[g]->node[slot].pend_w;
+        if (pending && !w->busy[slot])
+            host_window(w, slot);
+    } while (w->again[slot]);
+    w->driving[slot] = 0;
+}
+
+static void node_boot(sim_t *s, node_t *n)
+{
+    if (s->w)
+        host_boot(s->w, n->slot);
+    else
+        node_boot1(s, n);
+}
+
+static void node_crash(sim_t *s, node_t *n, const char *why)
+{
+    if (!s->w)
+        node_crash1(s, n, why);
+    else if (n->up)
+        host_crash(s->w, n->slot, why);
+}
+
+static void node_drive(sim_t *s, node_t *n)
+{
+    if (s->w)
+        host_drive(s->w, n->slot);
+    else
+        node_drive1(s, n);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1693,7 +2042,7 @@ static void client_send(sim_t *s, int ci)
     }
     c->resend_at = 0;
     c->attempt_until = s->now + s->client_timeout;
-    if (client_link(s)(&s->net, CLIENT_EP(ci), c->target, p, s->now) < 0)
+    if (xsend(s, CLIENT_EP(ci), c->target, p, s->fs) < 0)
         fail(s, "out of memory");
 }
 
@@ -1896,21 +2245,21 @@ static void nemesis_partition(sim_t *s)
         for (int i = 0; i < s->nslots; i++)
             side[i] = &s->node[i] == l;
     }
-    net_heal(&s->net);
+    net_heal(s->net);
     if (kind == 3) {
         /* A bridge: two halves that cannot talk, one node (the bridge) in both. */
         int bridge = (int)rng_below(&s->rng, (uint64_t)s->nslots);
         for (int a = 0; a < s->nslots; a++)
             for (int b = 0; b < s->nslots; b++)
                 if (a != bridge && b != bridge && side[a] != side[b])
-                    net_cut(&s->net, a, b, 1);
+                    net_cut(s->net, a, b, 1);
         tr(s, "nemesis: bridge partition through n%d", bridge + 1);
         return;
     }
     for (int a = 0; a < s->nslots; a++)
         for (int b = 0; b < s->nslots; b++)
             if (side[a] != side[b])
-                net_cut(&s->net, a, b, 1);
+                net_cut(s->net, a, b, 1);
     if (s->o->trace) {
         char b[64] = "";
         size_t k = 0;
@@ -1926,21 +2275,21 @@ static void nemesis_asym(sim_t *s)
     node_t *l = find_leader(s);
     int x = l && rng_chance(&s->rng, 600) ? l->slot : (int)rng_below(&s->rng, (uint64_t)s->nslots);
     int out = (int)rng_below(&s->rng, 2);
-    net_heal(&s->net);
+    net_heal(s->net);
     for (int i = 0; i < s->nslots; i++) {
         if (i == x)
             continue;
         if (out)
-            net_cut(&s->net, x, i, 1);
+            net_cut(s->net, x, i, 1);
         else
-            net_cut(&s->net, i, x, 1);
+            net_cut(s->net, i, x, 1);
     }
     tr(s, "nemesis: n%d can %s", x + 1, out ? "hear but not speak" : "speak but not hear");
 }
 
 static void nemesis_net_quality(sim_t *s)
 {
-    net_faults_t *f = &s->net.faults;
+    net_faults_t *f = &s->net->faults;
     unsigned lvl = (unsigned)rng_below(&s->rng, 4);
     f->drop_permille = lvl == 0 ? 0 : (unsigned)rng_below(&s->rng, 60 * lvl);
     f->dup_permille = (unsigned)rng_below(&s->rng, 40);
@@ -2045,7 +2394,7 @@ static void nemesis_membership(sim_t *s, int force)
                     msg_desc(&p->m, d, sizeof(d));
                     tr(s, "nemesis: late answer of n%llu's previous life: %s", U(t->id), d);
                 }
-                if (net_send(&s->net, t->slot, (int)p->m.to - 1, p, s->now) < 0)
+                if (xsend(s, t->slot, (int)p->m.to - 1, p, 0) < 0)
                     fail(s, "out of memory");
             }
         }
@@ -2091,9 +2440,9 @@ static void nemesis_link(sim_t *s)
     int b = (a + 1 + (int)rng_below(&s->rng, (uint64_t)s->nslots - 1)) % s->nslots;
     unsigned how = (unsigned)rng_below(&s->rng, 3);
     if (how != 1)
-        net_cut(&s->net, a, b, 1);
+        net_cut(s->net, a, b, 1);
     if (how != 0)
-        net_cut(&s->net, b, a, 1);
+        net_cut(s->net, b, a, 1);
     tr(s, "nemesis: link n%d %s n%d cut", a + 1, how == 0 ? "->" : how == 1 ? "<-" : "<->",
        b + 1);
 }
@@ -2109,6 +2458,8 @@ static void nemesis_pause(sim_t *s)
     n->paused = 1;
     n->paused_until = s->now + rng_range(&s->rng, 20, 600);
     s->st->pauses++;
+    if (s->w)
+        host_sync(s->w, n);
     tr(s, "nemesis: n%llu pauses until %llu", U(n->id), U(n->paused_until));
 }
 
@@ -2120,6 +2471,8 @@ static void nemesis_drift(sim_t *s)
         return;
     n->tick_q = rng_range(&s->rng, (TICK - 1) * TICK_Q, (TICK + 1) * TICK_Q);
     tr(s, "nemesis: n%llu ticks every %llu/%d", U(n->id), U(n->tick_q), TICK_Q);
+    if (s->w)
+        host_sync(s->w, n);
 }
 
 /* A rolling restart: each member in turn crashes and comes back soon after. */
@@ -2186,9 +2539,9 @@ static void lease_script_cut(sim_t *s)
         int a = (int)rng_below(&s->rng, (uint64_t)k);
         int b = (a + 1 + (int)rng_below(&s->rng, (uint64_t)k - 1)) % k;
         int f = cand[a], c = cand[b];
-        net_heal(&s->net);
-        net_cut(&s->net, l->slot, c, 1);
-        net_cut(&s->net, c, l->slot, 1);
+        net_heal(s->net);
+        net_cut(s->net, l->slot, c, 1);
+        net_cut(s->net, c, l->slot, 1);
         s->stale_f = f + 1;
         s->stale_c = c + 1;
         s->stale_term = ls.term;
@@ -2200,10 +2553,10 @@ static void lease_script_cut(sim_t *s)
         return;
     int f = cand[rng_below(&s->rng, (uint64_t)k)];
     int both = (int)rng_below(&s->rng, 2);
-    net_heal(&s->net);
-    net_cut(&s->net, l->slot, f, 1);
+    net_heal(s->net);
+    net_cut(s->net, l->slot, f, 1);
     if (both)
-        net_cut(&s->net, f, l->slot, 1);
+        net_cut(s->net, f, l->slot, 1);
     s->camp_armed = f + 1;
     tr(s, "nemesis: lease script 1: link n%llu %s n%d cut; n%d's next campaign restarts "
        "others", U(l->id), both ? "<->" : "->", f + 1, f + 1);
@@ -2224,13 +2577,13 @@ static void stale_term_deliver(sim_t *s)
         msg_desc(&p->m, d, sizeof(d));
         tr(s, "nemesis: lease script 2: late delivery n%llu -> n%llu %s", U(f->id), U(c->id), d);
     }
-    if (net_send(&s->net, f->slot, c->slot, p, s->now) < 0) {
+    if (xsend(s, f->slot, c->slot, p, 0) < 0) {
         fail(s, "out of memory");
         return;
     }
     node_t *l = find_leader(s);
     if (l && l != f && rng_chance(&s->rng, 500)) {
-        net_cut(&s->net, f->slot, l->slot, 1);
+        net_cut(s->net, f->slot, l->slot, 1);
         tr(s, "nemesis: lease script 2: n%llu's answers to n%llu are lost from now on",
            U(f->id), U(l->id));
     }
@@ -2266,14 +2619,36 @@ static void nemesis_late(sim_t *s)
             msg_desc(&p->m, d, sizeof(d));
             tr(s, "nemesis: late delivery n%d -> n%d %s", from + 1, to + 1, d);
         }
-        if (net_send(&s->net, from, to, p, s->now) < 0)
+        if (xsend(s, from, to, p, 0) < 0)
             fail(s, "out of memory");
     }
 }
 
+static int script_running(const sim_t *s)
+{
+    return s->f8_state ||
+           ((s->camp_armed || s->script_at || s->stale_c) && s->now < s->script_until);
+}
+
+static void nemesis_body(sim_t *s);
+
+/* In a world only group 0 keeps the nemesis' schedule: each time, one group (drawn) runs a
+ * fault, unless a script of any group is running. */
 static void nemesis(sim_t *s)
 {
     s->nemesis_at = s->now + rng_range(&s->rng, s->nem_min, s->nem_max);
+    if (s->w) {
+        world_t *w = s->w;
+        for (int g = 0; g < w->G; g++)
+            if (script_running(w->g[g]))
+                return;
+        s = w->g[rng_below(&w->rng, (uint64_t)w->G)];
+    }
+    nemesis_body(s);
+}
+
+static void nemesis_body(sim_t *s)
+{
     if (s->f8_state ||
         ((s->camp_armed || s->script_at || s->stale_c) && s->now < s->script_until))
         return;
@@ -2307,7 +2682,7 @@ static void nemesis(sim_t *s)
     else if (k < 26)
         nemesis_asym(s);
     else if (k < 40) {
-        net_heal(&s->net);
+        net_heal(s->net);
         tr(s, "nemesis: links healed");
     } else if (k < 58)
         nemesis_crash(s);
@@ -2325,8 +2700,8 @@ static void heal(sim_t *s)
 {
     s->healed = 1;
     s->heal_at = s->now;
-    net_heal(&s->net);
-    s->net.faults = (net_faults_t){ .delay_min = 1, .delay_max = 10 };
+    net_heal(s->net);
+    s->net->faults = (net_faults_t){ .delay_min = 1, .delay_max = 10 };
     s->disk_fail_pm = s->disk_crash_pm = 0;
     s->compact_crash_pm = s->lie_pm = s->alloc_ppm = 0;
     s->quiet_until = 0;
@@ -2493,6 +2868,17 @@ static int converge_and_compare(sim_t *s)
 static void deliver(sim_t *s, net_msg_t *m)
 {
     pkt_t *p = m->payload;
+    if (p->kind == PK_BUNDLE) {
+        /* each packet to its group, in send order */
+        for (int i = 0; i < p->nsub; i++) {
+            net_msg_t one = *m;
+            one.payload = p->sub[i];
+            p->sub[i] = NULL;
+            deliver(s->w->g[p->subg[i]], &one);
+        }
+        pkt_free(p);
+        return;
+    }
     if (m->to >= MAX_SLOTS) {
         client_recv(s, m->to - MAX_SLOTS, p);
         pkt_free(p);
@@ -2521,7 +2907,7 @@ static void deliver(sim_t *s, net_msg_t *m)
 
 static uint64_t next_event(sim_t *s)
 {
-    uint64_t t = net_next_at(&s->net);
+    uint64_t t = net_next_at(s->net);
 #define MIN_AT(x) do { uint64_t x_ = (x); if (x_ < t) t = x_; } while (0)
     for (int i = 0; i < s->nslots; i++) {
         node_t *n = &s->node[i];
@@ -2587,7 +2973,7 @@ static void do_retirements(sim_t *s)
         if (m->member || in_latest_conf(s, m))
             continue; /* added back meanwhile */
         tr(s, "n%llu was removed from the configuration: shut down", U(m->id));
-        node_crash(s, m, "retired");
+        node_crash1(s, m, "retired");   /* the group's replica only, never the node */
         m->retired = 1;
         if ((s->o->breach & SIM_BREACH_WIPE_READD) && !s->healed) {
             /* added back soon, wiped, while answers of its last life are still around */
@@ -2635,7 +3021,10 @@ static void step_time(sim_t *s)
     }
     for (int i = 0; i < s->nslots && !s->failed; i++) {
         node_t *n = &s->node[i];
-        if (n->up && n->busy && !n->paused && n->busy_until <= s->now) {
+        if (n->up && n->busy && !n->paused && n->busy_until <= s->now && s->w) {
+            if (s->w->busy[n->slot])
+                host_complete(s->w, n->slot);
+        } else if (n->up && n->busy && !n->paused && n->busy_until <= s->now) {
             node_complete(s, n);
             merge_owed(s, n);
             node_drive(s, n);
@@ -2650,7 +3039,7 @@ static void step_time(sim_t *s)
         }
     }
     net_msg_t m;
-    while (!s->failed && net_pop(&s->net, s->now, &m))
+    while (!s->failed && net_pop(s->net, s->now, &m))
         deliver(s, &m);
     for (int i = 0; i < s->nslots && !s->failed; i++) {
         node_t *n = &s->node[i];
@@ -2796,32 +3185,46 @@ static void describe_nodes(sim_t *s, char *b, size_t len)
     }
 }
 
-int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
+/* Sets up one run (alone: w NULL), or group g of world w, up to its first event. Returns
+ * 0, or -1 on no memory (nothing to free but s). */
+static int sim_init(sim_t *s, const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen,
+                    world_t *w, int g)
 {
-    sim_t *s = calloc(1, sizeof(*s));
-    if (!s)
-        return -1;
     memset(st, 0, sizeof(*st));
     why[0] = 0;
     s->o = o;
     s->st = st;
     s->why = why;
     s->whylen = whylen;
+    s->w = w;
+    s->g = g;
+    s->net = w ? &w->net : &s->net_own;
     s->fs = o->sm == SIM_FS;
     s->ops = s->fs ? &smi_fs : &smi_kv;
-    if (s->ops->run_new && !(s->run = s->ops->run_new(o->seed, o->fs_bug))) {
-        free(s);
+    /* group 0 (and a run alone) draws from the seed itself; other groups from their own */
+    uint64_t seed = g ? o->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)g) : o->seed;
+    if (s->ops->run_new && !(s->run = s->ops->run_new(seed, o->fs_bug, (uint32_t)g)))
         return -1;
-    }
-    rng_seed(&s->rng, o->seed);
-    net_init(&s->net, &s->rng, pkt_clone, pkt_free);
+    rng_seed(&s->rng, seed);
+    if (!w)
+        net_init(s->net, &s->rng, pkt_clone, pkt_free);
     inv_init(&s->inv);
     s->nfound = o->nodes;
     s->nslots = o->nodes + (o->nodes >= 5 ? 2 : 1);
     choose_params(s);
-    nemesis_net_quality(s);
-    rng_seed(&s->alloc_rng, o->seed ^ 0xa110ca7e5eedULL);
-    uint64_t alloc_fails0 = alloc_failures();
+    if (w) {
+        /* A crash now takes down every group of a node, and each of its groups then holds
+         * an election: the faults drawn per election (a campaign restarts another node, a
+         * new leader dies soon) are drawn G times as often, so each is G times rarer. */
+        s->camp_restart_pm /= (unsigned)w->G;
+        s->quick_kill_pm /= (unsigned)w->G;
+    }
+    if (g == 0)
+        nemesis_net_quality(s);
+    else
+        s->fault_end = w->g[0]->fault_end;   /* faults heal everywhere at once */
+    rng_seed(&s->alloc_rng, seed ^ 0xa110ca7e5eedULL);
+    s->alloc0 = alloc_failures();
     tr(s, "seed %llu: %d voters + %d spare, pre_vote %d check_quorum %d lease_reads %d%s "
        "max_msg_bytes %u max_inflight %u snap_every %llu disk latency <= %llu, %d clients on "
        "%u keys, faults until %llu", U(o->seed), s->nfound, s->nslots - s->nfound,
@@ -2853,38 +3256,43 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
         disk_init(&n->disk, i < s->nfound ? &boot : &empty);
         n->disk.lax = o->lin_only;
         n->disk.hs_first = (o->breach & SIM_BREACH_HS_FIRST) != 0;
-        node_boot(s, n);
+        node_boot1(s, n);
     }
     for (int i = 0; i < s->nclients; i++) {
         s->client[i].target = (int)rng_below(&s->rng, (uint64_t)s->nfound);
         s->client[i].next_at = rng_range(&s->rng, 1, 50);
     }
     s->nemesis_at = rng_range(&s->rng, s->nem_min, s->nem_max);
+    if (g)
+        s->nemesis_at = UINT64_MAX;           /* the world's nemesis runs on group 0's */
+    return 0;
+}
 
-    while (!s->failed) {
-        uint64_t t = next_event(s);
-        if (t == UINT64_MAX) {
-            fail(s, "simulation stalled: no event left");
-            break;
-        }
-        s->now = t;
-        step_time(s);
-        if (s->live_ok) {
-            /* No new ops; let those in flight finish (each is bounded by its deadline). */
-            s->stop = 1;
-            int busy = 0;
-            for (int i = 0; i < s->nclients; i++)
-                busy |= s->client[i].active;
-            if (!busy && (!s->fs || converge_and_compare(s)))
-                break;
-        } else if (s->healed && s->now >= s->heal_at + LIVENESS_BOUND) {
-            char b[768];
-            describe_nodes(s, b, sizeof(b));
-            fail(s, "liveness: no leader committed a new entry within %d time units of "
-                 "healing; nodes: %s", LIVENESS_BOUND, b);
-            break;
-        }
+/* After a step: whether the run is over (passed its end, or failed liveness). */
+static int sim_over(sim_t *s)
+{
+    if (s->live_ok) {
+        /* No new ops; let those in flight finish (each is bounded by its deadline). */
+        s->stop = 1;
+        int busy = 0;
+        for (int i = 0; i < s->nclients; i++)
+            busy |= s->client[i].active;
+        if (!busy && (!s->fs || converge_and_compare(s)))
+            return 1;
+    } else if (s->healed && s->now >= s->heal_at + LIVENESS_BOUND) {
+        char b[768];
+        describe_nodes(s, b, sizeof(b));
+        fail(s, "liveness: no leader committed a new entry within %d time units of "
+             "healing; nodes: %s", LIVENESS_BOUND, b);
+        return 1;
     }
+    return 0;
+}
+
+/* The end-of-run checks and figures. Returns 0 if every check passed, else 1. */
+static int sim_finish(sim_t *s)
+{
+    sim_stats_t *st = s->st;
     st->vtime = s->now;
     /* Ops still in flight have unknown outcomes. */
     for (int i = 0; i < s->nclients; i++)
@@ -2902,10 +3310,14 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
             fail(s, "linearizability check ran out of its state budget (%llu states)",
                  U(res.states));
     }
-    int ret = s->failed ? 1 : 0;
-    st->alloc_fails = alloc_failures() - alloc_fails0;
+    st->alloc_fails = alloc_failures() - s->alloc0;
     if (s->ops->run_stats)
         s->ops->run_stats(s->run, st->sm_line, sizeof(st->sm_line));
+    return s->failed ? 1 : 0;
+}
+
+static void sim_destroy(sim_t *s)
+{
     for (int i = 0; i < s->nslots; i++) {
         node_t *n = &s->node[i];
         s->ops->free(n->sm);
@@ -2925,7 +3337,7 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
     for (size_t i = 0; i < s->nsc; i++)
         free(s->sc[i].bytes);
     free(s->sc);
-    if (s->ops->run_free)
+    if (s->ops->run_free && s->run)
         s->ops->run_free(s->run);
     stash_clear(s);
     for (int i = 0; i < MAX_SLOTS; i++)
@@ -2933,9 +3345,144 @@ int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
             pkt_free(s->last_sent[i][j]);
     free(s->wire);
     free(s->wire2);
-    net_destroy(&s->net);
+    if (!s->w)
+        net_destroy(s->net);
     inv_free(&s->inv);
     free(s->hist);
     free(s);
+}
+
+/* Sends the bundles the step filled, one per node pair (and link kind), in a fixed order. */
+static void world_flush(world_t *w)
+{
+    for (int r = 0; r < 2; r++)
+        for (int a = 0; a < NET_MAX_ENDPOINTS; a++)
+            for (int b = 0; b < NET_MAX_ENDPOINTS; b++) {
+                pkt_t *p = w->out[r][a][b];
+                if (!p)
+                    continue;
+                w->out[r][a][b] = NULL;
+                uint64_t now = w->g[0]->now;
+                if ((r ? net_send_reliable(&w->net, a, b, p, now)
+                       : net_send(&w->net, a, b, p, now)) < 0)
+                    fail(w->g[0], "out of memory");
+            }
+}
+
+static void stats_add(sim_stats_t *d, const sim_stats_t *a)
+{
+#define ADD(f) d->f += a->f
+#define MAX(f) do { if (a->f > d->f) d->f = a->f; } while (0)
+    MAX(vtime);
+    ADD(ops); ADD(unknown); ADD(msgs); ADD(crashes); ADD(torn); ADD(disk_faults);
+    ADD(restarts); ADD(elections); MAX(max_term); ADD(snaps_sent); ADD(conf_changes);
+    MAX(applied); ADD(lin_states); ADD(inv_broken); ADD(state_checks); ADD(restore_checks);
+    ADD(lease_checks); ADD(read_checks); ADD(durable_checks); ADD(pauses); ADD(late_msgs);
+    ADD(compact_crashes);
+#undef ADD
+#undef MAX
+}
+
+/* --groups G > 1: the groups of one world step together on one clock; the run ends when
+ * every group's has, or as soon as one fails (its reason, prefixed by its group, is why). */
+static int world_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
+{
+    world_t *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -1;
+    memset(st, 0, sizeof(*st));
+    why[0] = 0;
+    w->G = o->groups;
+    rng_seed(&w->rng, o->seed ^ 0x5eedf0a11ed5ULL);
+    net_init(&w->net, &w->rng, pkt_clone, pkt_free);
+    uint64_t alloc0 = alloc_failures();
+    int ret = 0, ng = 0;
+    for (int g = 0; g < w->G; g++) {
+        if (!(w->g[g] = calloc(1, sizeof(sim_t))) || !(w->why[g] = malloc(whylen)) ||
+            (ng++, sim_init(w->g[g], o, &w->st[g], w->why[g], whylen, w, g) < 0)) {
+            ret = -1;
+            break;
+        }
+    }
+    if (ret == 0) {
+        /* one process per node: one clock for all its groups */
+        for (int i = 0; i < w->g[0]->nslots; i++)
+            if (w->g[0]->node[i].up)
+                host_sync(w, &w->g[0]->node[i]);
+        int done[MAX_GROUPS] = { 0 }, ndone = 0;
+        while (!world_failed(w) && ndone < w->G) {
+            uint64_t t = UINT64_MAX;
+            for (int g = 0; g < w->G; g++)
+                if (!done[g]) {
+                    uint64_t x = next_event(w->g[g]);
+                    if (x < t)
+                        t = x;
+                }
+            if (t == UINT64_MAX) {
+                fail(w->g[0], "simulation stalled: no event left");
+                break;
+            }
+            for (int g = 0; g < w->G; g++)
+                w->g[g]->now = t;
+            for (int g = 0; g < w->G && !world_failed(w); g++)
+                if (!done[g])
+                    step_time(w->g[g]);
+            world_flush(w);
+            for (int g = 0; g < w->G && !world_failed(w); g++)
+                if (!done[g] && sim_over(w->g[g])) {
+                    done[g] = 1;
+                    ndone++;
+                }
+        }
+        for (int g = 0; g < w->G; g++) {
+            if (sim_finish(w->g[g]) && !ret) {
+                ret = 1;
+                snprintf(why, whylen, "%s", w->why[g]);
+            }
+            stats_add(st, &w->st[g]);
+        }
+        st->alloc_fails = alloc_failures() - alloc0;
+        snprintf(st->sm_line, sizeof(st->sm_line), "%s", w->st[0].sm_line);
+    }
+    for (int g = 0; g < w->G; g++) {
+        if (g < ng)
+            sim_destroy(w->g[g]);
+        else
+            free(w->g[g]);
+        free(w->why[g]);
+    }
+    for (int r = 0; r < 2; r++)
+        for (int a = 0; a < NET_MAX_ENDPOINTS; a++)
+            for (int b = 0; b < NET_MAX_ENDPOINTS; b++)
+                pkt_free(w->out[r][a][b]);
+    net_destroy(&w->net);
+    free(w);
+    return ret;
+}
+
+int sim_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
+{
+    if (o->groups > 1)
+        return world_run(o, st, why, whylen);
+    sim_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -1;
+    if (sim_init(s, o, st, why, whylen, NULL, 0) < 0) {
+        free(s);
+        return -1;
+    }
+    while (!s->failed) {
+        uint64_t t = next_event(s);
+        if (t == UINT64_MAX) {
+            fail(s, "simulation stalled: no event left");
+            break;
+        }
+        s->now = t;
+        step_time(s);
+        if (sim_over(s))
+            break;
+    }
+    int ret = sim_finish(s);
+    sim_destroy(s);
     return ret;
 }

@@ -44,6 +44,10 @@ typedef struct sim_opts {
     int lin_only;             /* broken Raft invariants are traced, not fatal: only the
                                  client-visible checks (linearizability, liveness) judge */
     unsigned breach;          /* SIM_BREACH_* bits */
+    int groups;               /* Raft groups on every node (0 or 1: one); with more, the
+                                 groups of a node share its process, clock, write-ahead log
+                                 (one fsync per write) and links (sim.c, world_t). No
+                                 breach is supported with more than one. */
 } sim_opts_t;
 
 typedef struct sim_stats {

@@ -34,8 +34,10 @@ typedef struct smi_ops {
 
     /* One run's shared context (the fs command generator and what it learned); NULL for kv.
      * seed: the run's seed; bug: a known divergence to switch on (0: none), to show that
-     * the checks catch it (fs: SMI_FS_BUG_*). */
-    void *(*run_new)(uint64_t seed, int bug);
+     * the checks catch it (fs: SMI_FS_BUG_*); shard: the group's shard index, so fs states
+     * are made as fs/node.c makes shard k's (state_new_shard: own ids start at
+     * STATE_FIRST_ID + k * 2^32). */
+    void *(*run_new)(uint64_t seed, int bug, uint32_t shard);
     void (*run_free)(void *run);
 
     /* An empty state machine (index 0) of the run. NULL on no memory. */
