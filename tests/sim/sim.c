@@ -207,6 +207,9 @@ typedef struct sim {
     int camp_armed;            /* slot + 1 of a node whose next campaign restarts others */
     uint64_t script_at;        /* the lease script cuts its link then (0: not running) */
     uint64_t readd_at;         /* breach wipe-readd: add readd_slot - 1 back then */
+    uint64_t retry_at;         /* world: a membership change (retry_kind 1) or transfer (2)
+                                  found the leader's node busy; tried again then */
+    int retry_kind;
     int readd_slot;
     uint64_t script_until;     /* other faults wait until then while the script runs */
     int script_kind;           /* the lease script's variant: 1 restarts, 2 a stale term */
@@ -2329,6 +2332,12 @@ static void nemesis_restart(sim_t *s)
 static void nemesis_membership(sim_t *s, int force)
 {
     node_t *l = find_leader(s);
+    if (l && (l->busy || l->paused) && s->w && !force) {
+        /* a node of several groups is busy most of the time: try again soon */
+        s->retry_at = s->now + rng_range(&s->rng, 1, 20);
+        s->retry_kind = 1;
+        return;
+    }
     if (!l || l->busy || l->paused)
         return;
     const raft_conf_t *c = raft_conf(l->r);
@@ -2415,6 +2424,11 @@ static void nemesis_membership(sim_t *s, int force)
 static void nemesis_transfer(sim_t *s)
 {
     node_t *l = find_leader(s);
+    if (l && (l->busy || l->paused) && s->w) {
+        s->retry_at = s->now + rng_range(&s->rng, 1, 20);
+        s->retry_kind = 2;
+        return;
+    }
     if (!l || l->busy || l->paused)
         return;
     const raft_conf_t *c = raft_conf(l->r);
@@ -2947,6 +2961,8 @@ static uint64_t next_event(sim_t *s)
             MIN_AT(s->stale_at);
         if (s->readd_at)
             MIN_AT(s->readd_at);
+        if (s->retry_at)
+            MIN_AT(s->retry_at);
         MIN_AT(s->fault_end);
     } else if (!s->live_ok)
         MIN_AT(s->heal_at + LIVENESS_BOUND);
@@ -3076,6 +3092,13 @@ static void step_time(sim_t *s)
     if (!s->healed && !s->failed && s->readd_at && s->readd_at <= s->now) {
         s->readd_at = 0;
         nemesis_membership(s, s->readd_slot);
+    }
+    if (!s->healed && !s->failed && s->retry_at && s->retry_at <= s->now) {
+        s->retry_at = 0;
+        if (s->retry_kind == 1)
+            nemesis_membership(s, 0);
+        else
+            nemesis_transfer(s);
     }
     if (!s->healed && !s->failed && s->nemesis_at <= s->now)
         nemesis(s);
