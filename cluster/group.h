@@ -26,6 +26,11 @@ typedef struct group_stats {
     uint64_t leader;          /* the leader's node id as this node knows it, 0 if none (the
                                  single-node group: 0, it always leads) */
     int is_leader;            /* this node leads the group (the single-node group: 1) */
+    int is_learner;           /* this node is a non-voting learner of the group (Raft group
+                                 added with learners, group_node_add_members); else 0 */
+    uint64_t preferred_leader; /* the group's preferred leader (voters[0] of
+                                 group_node_add_members, balancing on), 0 if none */
+    uint64_t leader_transfers; /* leadership transfers to it started by this node */
     uint64_t installs;        /* snapshots received from a leader and installed since open */
     uint64_t commit_index;
     uint64_t applied_index;
@@ -145,6 +150,13 @@ typedef struct group_raft_config {
     const char *tls_cert;
     const char *tls_key;
     const char *tls_ca;
+    /* Leader balancing of the groups added with group_node_add_members (see there). 0: on;
+     * nonzero: off (no group has a preferred leader: whoever wins an election keeps
+     * leading, e.g. tests that need a fixed leader). */
+    int leader_balance_off;
+    uint32_t balance_ms;      /* a group tries at most one transfer per this long; 0 = 3000 */
+    uint32_t balance_backoff_ms; /* a target whose transfer failed is left alone this long;
+                                 0 = 30000 */
 } group_raft_config_t;
 
 /* Opens the node: binds cfg->listen, adds the peers, opens the Raft log in cfg->dir (a first
@@ -162,6 +174,37 @@ int group_node_open(const group_raft_config_t *cfg, group_node_t **out, char **e
  * Returns 0, or -QERR_EXISTS, -QERR_INVAL, -QERR_CORRUPT, -QERR_IO... with *errmsg. */
 int group_node_add(group_node_t *nd, uint32_t group, const uint64_t *voters, size_t n_voters,
                    const sm_ops_t *ops, void *ctx, group_t **out, char **errmsg);
+
+/* A group's founding members for group_node_add_members: the same lists, in the same order,
+ * on every node. */
+typedef struct group_members {
+    const uint64_t *voters;   /* node ids, at least one, distinct. voters[0] is the group's
+                                 preferred leader */
+    size_t n_voters;
+    const uint64_t *learners; /* node ids distinct from the voters (NULL if n_learners is 0):
+                                 they receive and apply the log but never vote nor count for
+                                 a quorum (Raft learners) */
+    size_t n_learners;        /* voters + learners <= 16 (RAFT_MAX_SERVERS) */
+} group_members_t;
+
+/* group_node_add with founding voters AND learners, and a preferred leader. This node must
+ * be one of the voters or one of the learners. As for group_node_add, a later start ignores
+ * the lists (the configuration is in the log), so they are what the group is founded with.
+ * On a learner: group_propose works (forwarded to the leader, returns once applied here),
+ * group_read_barrier works (ReadIndex through the leader, then wait to apply), so reads of
+ * the local state machine are as linearizable as on a voter; group_is_leader is always 0;
+ * group_get_stats says is_learner. A learner adds no fault tolerance: with a majority of the
+ * voters down, proposals and barriers time out everywhere.
+ * Leader balancing (unless cfg.leader_balance_off): voters[0] is the preferred leader. The
+ * node leading the group hands leadership to it (Raft leadership transfer) once it is a
+ * voter, connected and holding the leader's whole log; at most once per cfg.balance_ms per
+ * group, never while a transfer runs, and not to a node whose transfer failed within
+ * cfg.balance_backoff_ms (so a flapping node cannot bounce leadership around). Ordering each
+ * group's voters differently spreads the leaders over the nodes. The preference is taken at
+ * every start (it is not in the log). Returns as group_node_add (-QERR_INVAL: this node in
+ * neither list, an id zero or listed twice, learners without voters, over 16 members). */
+int group_node_add_members(group_node_t *nd, uint32_t group, const group_members_t *m,
+                           const sm_ops_t *ops, void *ctx, group_t **out, char **errmsg);
 
 /* Starts the node's loop thread; from now on its groups take calls. Returns 0 or -QERR_*. */
 int group_node_start(group_node_t *nd, char **errmsg);

@@ -114,6 +114,7 @@ struct group_node {
     group_raft_t **groups;
     size_t n_groups;
     bool started;
+    bool balance_off;        /* cfg.leader_balance_off */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
 };
@@ -484,6 +485,15 @@ static int node_tr_send_fwd(void *ctx, uint64_t to, const frame_fwd_t *f)
     return nd->tr.send_fwd(nd->tr.ctx, to, f);
 }
 
+/* Leader balancing asks whether a peer is connected (the transport's view, at most
+ * MRAFT_TCP_STATS_MS old). */
+static int node_tr_peer_up(void *ctx, uint64_t id)
+{
+    group_node_t *nd = ctx;
+    transport_peer_stats_t st;
+    return mraft_tcp_peer_stats(nd->tcp, id, &st) == 0 && st.connected;
+}
+
 void group_node_test_drop_fwd(group_node_t *nd, uint32_t kind, uint32_t count)
 {
     ASSERT(kind == FWD_PROPOSE || kind == FWD_RESULT);
@@ -616,6 +626,9 @@ static void raft_g_get_stats(group_t *gt, group_stats_t *out)
         out->term = st.term;
         out->leader = st.leader;
         out->is_leader = st.role == RAFT_LEADER;
+        out->is_learner = st.member == RAFT_LEARNER;
+        out->preferred_leader = st.preferred;
+        out->leader_transfers = st.transfers;
         out->commit_index = st.commit;
         out->applied_index = st.applied;
         out->snapshot_index = st.snap_index;
@@ -719,6 +732,7 @@ int group_node_open(const group_raft_config_t *cfg, group_node_t **out, char **e
     nd->incarnation = new_incarnation();
     nd->log = cfg->log;
     nd->log_ctx = cfg->log_ctx;
+    nd->balance_off = cfg->leader_balance_off != 0;
     transport_config_t tc = { .id = cfg->id, .cluster_id = cfg->cluster_id,
                               .listen = cfg->listen, .log = tcp_log, .log_ctx = nd,
                               .tls_cert = cfg->tls_cert, .tls_key = cfg->tls_key,
@@ -744,12 +758,14 @@ int group_node_open(const group_raft_config_t *cfg, group_node_t **out, char **e
         .election_tick = cfg->election_tick, .heartbeat_tick = cfg->heartbeat_tick,
         .snapshot_bytes = cfg->snapshot_bytes, .snap_chunk_bytes = cfg->snap_chunk_bytes,
         .segment_bytes = cfg->segment_bytes, .timeout_ms = nd->timeout_ms,
-        .max_cmd = nd->max_cmd + ENV_BYTES, .seed = cfg->seed, .snap_tag = SNAP_TAG_DEDUP };
+        .max_cmd = nd->max_cmd + ENV_BYTES, .seed = cfg->seed, .snap_tag = SNAP_TAG_DEDUP,
+        .balance_ms = cfg->balance_ms, .balance_backoff_ms = cfg->balance_backoff_ms };
     mraft_tcp_ops(nd->tcp, &nd->tr);
     ASSERT(nd->tr.send && nd->tr.flush && nd->tr.poll && nd->tr.wake && nd->tr.send_fwd);
     mraft_transport_t tr = { .send = node_tr_send, .flush = node_tr_flush,
                              .poll = node_tr_poll, .wake = node_tr_wake,
-                             .send_fwd = node_tr_send_fwd, .ctx = nd };
+                             .send_fwd = node_tr_send_fwd, .peer_up = node_tr_peer_up,
+                             .ctx = nd };
     if ((rc = mraft_open(&mc, &tr, &nd->n, errmsg)))
         goto fail;
     mraft_tcp_attach(nd->tcp, nd->n);
@@ -761,19 +777,27 @@ fail:
     return rc;
 }
 
-int group_node_add(group_node_t *nd, uint32_t group, const uint64_t *voters, size_t n_voters,
-                   const sm_ops_t *ops, void *ctx, group_t **out, char **errmsg)
+/* Adds a group: founding members m, preferred leader `preferred` (0: none). */
+static int node_add(group_node_t *nd, uint32_t group, const group_members_t *m,
+                    uint64_t preferred, const sm_ops_t *ops, void *ctx, group_t **out,
+                    char **errmsg)
 {
     *out = NULL;
     if (errmsg)
         *errmsg = NULL;
     ASSERT(!nd->started);
+    if (!m || !m->n_voters || !m->voters || (m->n_learners && !m->learners)) {
+        qerr_set_msg(errmsg, "group %u: no voters", group);
+        return -QERR_INVAL;
+    }
     bool member = false;
-    for (size_t i = 0; i < n_voters; i++)
-        member |= voters[i] == nd->id;
+    for (size_t i = 0; i < m->n_voters; i++)
+        member |= m->voters[i] == nd->id;
+    for (size_t i = 0; i < m->n_learners; i++)
+        member |= m->learners[i] == nd->id;
     if (!member) {
-        qerr_set_msg(errmsg, "group %u: node %" PRIu64 " is not one of its voters", group,
-                     nd->id);
+        qerr_set_msg(errmsg, "group %u: node %" PRIu64 " is not one of its %s", group,
+                     nd->id, m->n_learners ? "voters or learners" : "voters");
         return -QERR_INVAL;
     }
     group_raft_t *g = xcalloc(1, sizeof(*g));
@@ -789,7 +813,10 @@ int group_node_add(group_node_t *nd, uint32_t group, const uint64_t *voters, siz
     pthread_cond_init(&g->cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&g->mu, NULL);
-    int rc = mraft_add_group(nd->n, group, voters, n_voters, &wrap_ops, g, errmsg);
+    mraft_members_t mm = { .voters = m->voters, .n_voters = m->n_voters,
+                           .learners = m->learners, .n_learners = m->n_learners,
+                           .preferred = preferred };
+    int rc = mraft_add_group_members(nd->n, group, &mm, &wrap_ops, g, errmsg);
     if (rc) {
         group_raft_free(g);
         return rc;
@@ -798,6 +825,20 @@ int group_node_add(group_node_t *nd, uint32_t group, const uint64_t *voters, siz
     nd->groups[nd->n_groups++] = g;
     *out = (group_t *)(void *)g;
     return 0;
+}
+
+int group_node_add(group_node_t *nd, uint32_t group, const uint64_t *voters, size_t n_voters,
+                   const sm_ops_t *ops, void *ctx, group_t **out, char **errmsg)
+{
+    group_members_t m = { .voters = voters, .n_voters = n_voters };
+    return node_add(nd, group, &m, 0, ops, ctx, out, errmsg);
+}
+
+int group_node_add_members(group_node_t *nd, uint32_t group, const group_members_t *m,
+                           const sm_ops_t *ops, void *ctx, group_t **out, char **errmsg)
+{
+    uint64_t preferred = !nd->balance_off && m && m->n_voters && m->voters ? m->voters[0] : 0;
+    return node_add(nd, group, m, preferred, ops, ctx, out, errmsg);
 }
 
 int group_node_start(group_node_t *nd, char **errmsg)

@@ -34,6 +34,8 @@
 #define DEFAULT_INBOX_MAX 65536
 #define SNAP_RETRY_TICKS 10      /* a failed snapshot is tried again after this many ticks */
 #define GC_FORCE_SNAPSHOTS 2     /* groups snapshotted per gc because they hold the log back */
+#define DEFAULT_BALANCE_MS 3000
+#define DEFAULT_BALANCE_BACKOFF_MS 30000
 
 /* The metadata header this module writes at the start of every snapshot stream, before the
  * state machine's own bytes (docs/CLUSTER.md "Snapshot files"): u32 magic, u8 version,
@@ -129,6 +131,13 @@ typedef struct mgroup {
     raft_ready_t rd;
     bool has_rd;
     uint64_t snapshots, installs;
+    /* leader balancing (mraft_members_t.preferred); loop-owned */
+    uint64_t preferred;          /* 0: none */
+    uint64_t bal_next;           /* tick before which no transfer is started */
+    uint64_t bal_target;         /* the target of the transfer this loop started, 0 if none */
+    uint64_t bad_target, bad_until; /* a target whose transfer failed, and until which tick
+                                    it is not tried again */
+    uint64_t transfers, transfers_failed;
     mraft_group_status_t pub;    /* under n->mu */
 } mgroup_t;
 
@@ -172,6 +181,7 @@ struct mraft_node {
     bool fwd_flush;              /* forwarding messages were sent since the last flush */
     bool busy, dirty;
     int fail_rc;
+    uint64_t balance_ticks, backoff_ticks; /* cfg.balance_ms, cfg.balance_backoff_ms */
 };
 
 /* ---- small helpers -------------------------------------------------------------------- */
@@ -1060,16 +1070,56 @@ static int maintenance(mraft_node_t *n)
     return 0;
 }
 
+/* Leader balancing (mraft_members_t.preferred), once per tick per group: first settles the
+ * transfer this loop started (the core clears its target when the transfer ends: this node
+ * no longer leading means it went through; still leading means the core aborted it after an
+ * election timeout, and the target is left alone for backoff_ticks), then starts one if this
+ * node leads and the preferred leader is a voter that is up, active and fully caught up. */
+static void balance(mraft_node_t *n, mgroup_t *g)
+{
+    raft_status_t st;
+    raft_status(g->r, &st);
+    if (g->bal_target) {
+        if (st.role == RAFT_LEADER && st.transfer_target == g->bal_target)
+            return;                                   /* still running */
+        if (st.role == RAFT_LEADER) {
+            g->bad_target = g->bal_target;
+            g->bad_until = n->ticks + n->backoff_ticks;
+            g->transfers_failed++;
+            nlog(n, "group %u: leadership transfer to %" PRIu64 " failed; not retried for "
+                 "%u ms", g->id, g->bal_target, n->cfg.balance_backoff_ms);
+        }
+        g->bal_target = 0;
+    }
+    uint64_t to = g->preferred;
+    if (!to || to == n->cfg.id || st.role != RAFT_LEADER || st.transfer_target ||
+        n->ticks < g->bal_next || (to == g->bad_target && n->ticks < g->bad_until) ||
+        st.commit != st.last_index || raft_conf_role(raft_conf(g->r), to) != RAFT_VOTER)
+        return;
+    raft_progress_t p;
+    if (raft_progress(g->r, to, &p) || p.match != st.last_index || !p.recent_active)
+        return;
+    if (n->tr.peer_up && !n->tr.peer_up(n->tr.ctx, to))
+        return;
+    g->bal_next = n->ticks + n->balance_ticks;
+    if (raft_transfer(g->r, to) == 0) {
+        g->bal_target = to;
+        g->transfers++;
+    }
+}
+
 static int iterate(mraft_node_t *n, size_t n_in, prop_t *props, rreq_t *reads,
                    fwdin_t *fwds)
 {
     n->st.loops++;
     /* every owed tick, one by one, before any message is stepped (raft.h, raft_tick) */
+    bool ticked = false;
     for (uint64_t t = now_ns(); t >= n->next_tick_ns; n->next_tick_ns += n->tick_ns) {
         for (size_t i = 0; i < n->n_groups; i++)
             raft_tick(n->groups[i]->r);
         n->ticks++;
         n->st.ticks++;
+        ticked = true;
     }
     for (size_t i = 0; i < n_in; i++) {
         inmsg_t *x = &n->work[i];
@@ -1111,6 +1161,8 @@ static int iterate(mraft_node_t *n, size_t n_in, prop_t *props, rreq_t *reads,
     for (size_t i = 0; i < n->n_groups; i++) {
         issue_reads(n, n->groups[i]);
         drop_lost(n, n->groups[i]);
+        if (ticked && n->groups[i]->preferred)
+            balance(n, n->groups[i]);
     }
     int rc = process_readies(n);
     if (rc == 0)
@@ -1176,7 +1228,9 @@ static void publish_locked(mraft_node_t *n)
         g->pub = (mraft_group_status_t){
             .group = g->id, .role = s.role, .leader = s.leader, .term = s.term,
             .commit = s.commit, .applied = g->applied, .last_index = s.last_index,
-            .snap_index = s.snap_index, .snapshots = g->snapshots, .installs = g->installs };
+            .snap_index = s.snap_index, .snapshots = g->snapshots, .installs = g->installs,
+            .member = raft_conf_role(raft_conf(g->r), n->cfg.id), .preferred = g->preferred,
+            .transfers = g->transfers, .transfers_failed = g->transfers_failed };
     }
     rstore_get_stats(n->store, &n->st.store);
     n->pub = n->st;
@@ -1302,7 +1356,13 @@ int mraft_open(const mraft_config_t *cfg, const mraft_transport_t *tr, mraft_nod
         c->inbox_max = DEFAULT_INBOX_MAX;
     if (!c->seed)
         c->seed = now_ns() ^ ((uint64_t)getpid() << 32);
+    if (!c->balance_ms)
+        c->balance_ms = DEFAULT_BALANCE_MS;
+    if (!c->balance_backoff_ms)
+        c->balance_backoff_ms = DEFAULT_BALANCE_BACKOFF_MS;
     n->tick_ns = (uint64_t)c->tick_ms * 1000000ull;
+    n->balance_ticks = (c->balance_ms + c->tick_ms - 1) / c->tick_ms;
+    n->backoff_ticks = (c->balance_backoff_ms + c->tick_ms - 1) / c->tick_ms;
     pthread_mutex_init(&n->mu, NULL);
     cond_init(&n->cv);
     cond_init(&n->idle_cv);
@@ -1370,6 +1430,13 @@ static int drain_boot(mraft_node_t *n, mgroup_t *g)
 int mraft_add_group(mraft_node_t *n, uint32_t group, const uint64_t *voters, size_t n_voters,
                     const sm_ops_t *ops, void *ctx, char **errmsg)
 {
+    mraft_members_t m = { .voters = voters, .n_voters = n_voters };
+    return mraft_add_group_members(n, group, &m, ops, ctx, errmsg);
+}
+
+int mraft_add_group_members(mraft_node_t *n, uint32_t group, const mraft_members_t *mem,
+                            const sm_ops_t *ops, void *ctx, char **errmsg)
+{
     ASSERT(!n->started);
     if (errmsg)
         *errmsg = NULL;
@@ -1377,8 +1444,13 @@ int mraft_add_group(mraft_node_t *n, uint32_t group, const uint64_t *voters, siz
         qerr_set_msg(errmsg, "mraft: group %u added twice", group);
         return -QERR_EXISTS;
     }
-    if (n_voters > RAFT_MAX_SERVERS || !ops || !ops->apply || !ops->snapshot || !ops->restore) {
-        qerr_set_msg(errmsg, "mraft: group %u: bad arguments", group);
+    if (!mem || mem->n_voters > RAFT_MAX_SERVERS ||
+        mem->n_learners > RAFT_MAX_SERVERS - mem->n_voters ||
+        (mem->n_voters && !mem->voters) || (mem->n_learners && !mem->learners) ||
+        (mem->n_learners && !mem->n_voters) || !ops || !ops->apply || !ops->snapshot ||
+        !ops->restore) {
+        qerr_set_msg(errmsg, "mraft: group %u: bad arguments (at most %d voters and learners, "
+                     "learners only with voters)", group, RAFT_MAX_SERVERS);
         return -QERR_INVAL;
     }
     mgroup_t *g = xcalloc(1, sizeof(*g));
@@ -1387,6 +1459,7 @@ int mraft_add_group(mraft_node_t *n, uint32_t group, const uint64_t *voters, siz
     char *msg = NULL;
     int rc;
     g->id = group;
+    g->preferred = mem->preferred;
     g->ops = ops;
     g->ctx = ctx;
     if (asprintf(&g->dir, "%s/snap-%u", n->dir, group) < 0) {
@@ -1435,12 +1508,14 @@ int mraft_add_group(mraft_node_t *n, uint32_t group, const uint64_t *voters, siz
         ASSERT(b.snap.index == fm.index);
     }
     if (b.snap.index == 0 && b.snap.conf.n == 0) {
-        /* a founding member: the initial voters, the same on every one */
-        b.snap.conf.n = (uint32_t)n_voters;
-        for (size_t i = 0; i < n_voters; i++)
-            b.snap.conf.s[i] = (raft_server_t){ .id = voters[i], .role = RAFT_VOTER };
-        if (raft_conf_normalize(&b.snap.conf) < 0) {
-            qerr_set_msg(&msg, "bad voter list");
+        /* a founding member: the initial voters and learners, the same on every one */
+        raft_conf_t *fc = &b.snap.conf;
+        for (size_t i = 0; i < mem->n_voters; i++)
+            fc->s[fc->n++] = (raft_server_t){ .id = mem->voters[i], .role = RAFT_VOTER };
+        for (size_t i = 0; i < mem->n_learners; i++)
+            fc->s[fc->n++] = (raft_server_t){ .id = mem->learners[i], .role = RAFT_LEARNER };
+        if (raft_conf_normalize(fc) < 0) {
+            qerr_set_msg(&msg, "bad member list (a zero id, or an id listed twice)");
             rc = -QERR_INVAL;
             goto fail;
         }

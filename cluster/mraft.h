@@ -44,6 +44,10 @@ typedef struct mraft_transport {
      * Returns 0 if queued, or < 0 if `to` certainly never gets it (not connected, queue
      * full): the loop then retries later. Received ones enter through mraft_recv_fwd. */
     int (*send_fwd)(void *ctx, uint64_t to, const frame_fwd_t *f);
+    /* Optional (NULL: every peer counts as up). Nonzero if node `id` is connected now (a
+     * view a little stale is fine). Loop thread only, no node lock held. Leader balancing
+     * (mraft_members_t.preferred) hands leadership only to a peer that is up. */
+    int (*peer_up)(void *ctx, uint64_t id);
     void *ctx;
 } mraft_transport_t;
 
@@ -74,6 +78,11 @@ typedef struct mraft_config {
                                     the state machine stream after them is laid out, for a
                                     wrapper of the state machine (cluster/group_raft.c); the
                                     loop does not interpret it. Both versions are read */
+    uint32_t balance_ms;         /* leader balancing: a group tries a transfer to its
+                                    preferred leader at most once per this long; 0 = 3000 */
+    uint32_t balance_backoff_ms; /* ... and not to a target whose transfer failed (this node
+                                    still led when the core aborted it) within this long;
+                                    0 = 30000 */
 } mraft_config_t;
 
 /* Opens the node's Raft store in cfg->dir (replaying it) without starting anything. The
@@ -97,6 +106,37 @@ int mraft_open(const mraft_config_t *cfg, const mraft_transport_t *tr, mraft_nod
  * machine may hold a partial state (discard it). */
 int mraft_add_group(mraft_node_t *n, uint32_t group, const uint64_t *voters, size_t n_voters,
                     const sm_ops_t *ops, void *ctx, char **errmsg);
+
+/* A group's founding members and preferred leader (mraft_add_group_members). */
+typedef struct mraft_members {
+    const uint64_t *voters;      /* founding voters: nonzero, distinct (none, and no
+                                    learners: this node waits to be added) */
+    size_t n_voters;
+    const uint64_t *learners;    /* founding learners (RAFT_LEARNER: they receive and apply
+                                    the log, never vote, never count for a quorum); may be
+                                    NULL when n_learners is 0. Distinct from the voters;
+                                    voters + learners <= RAFT_MAX_SERVERS */
+    size_t n_learners;
+    uint64_t preferred;          /* 0: none. Else the node that should lead: whenever THIS
+                                    node leads the group, preferred is another voter of its
+                                    configuration in force, up (tr.peer_up), heard from
+                                    since the last check-quorum and holding the leader's
+                                    whole log (match = last index, everything committed),
+                                    the loop hands it leadership (raft_transfer, thesis
+                                    §3.10): at most once per balance_ms per group, never
+                                    while a transfer runs, never to a target whose transfer
+                                    from here failed within balance_backoff_ms. Not
+                                    persisted: every start passes it again */
+} mraft_members_t;
+
+/* mraft_add_group with founding learners and a preferred leader. The founding lists (voters
+ * and learners, the same on every founding member) are used only while the group has no
+ * snapshot and no configuration in its log, as in mraft_add_group; preferred is used at
+ * every start. This node may be a voter, a learner, or neither (then it waits to be added).
+ * Returns as mraft_add_group (-QERR_INVAL for learners without voters, a zero, duplicate or
+ * overlapping id, or more than RAFT_MAX_SERVERS members). */
+int mraft_add_group_members(mraft_node_t *n, uint32_t group, const mraft_members_t *m,
+                            const sm_ops_t *ops, void *ctx, char **errmsg);
 
 /* Starts the loop thread. Groups are fixed from now on. Returns 0 or -QERR_NOMEM. */
 int mraft_start(mraft_node_t *n);
@@ -183,6 +223,11 @@ typedef struct mraft_group_status {
     uint64_t snap_index;         /* index covered by the group's current snapshot */
     uint64_t snapshots;          /* snapshots taken here since open */
     uint64_t installs;           /* snapshots received from a leader and installed */
+    uint32_t member;             /* this node in the configuration in force: RAFT_VOTER,
+                                    RAFT_LEARNER, RAFT_STAGING, or 0 (not a member) */
+    uint64_t preferred;          /* the preferred leader given at add (0: none) */
+    uint64_t transfers;          /* leadership transfers the balancer started here */
+    uint64_t transfers_failed;   /* ... that the core aborted with this node still leading */
 } mraft_group_status_t;
 
 /* Copies group's status as of the end of the loop's last iteration. Thread-safe. Returns 0
