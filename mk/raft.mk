@@ -43,4 +43,15 @@ $(BUILD)/tests/test_linearize: tests/unit/test_linearize.c $(BUILD)/obj/tests/si
 TOOLS     += $(BUILD)/sim $(BUILD)/sim-bug1 $(BUILD)/sim-bug2 $(BUILD)/sim-bug3 \
              $(BUILD)/tests/test_linearize
 TEST_CMDS += $(BUILD)/tests/test_linearize "$(BUILD)/sim --seeds 1000 --from 1" \
-             "$(BUILD)/sim --sm fs --seeds 300 --from 1" "tests/sim/bugs_caught.sh $(BUILD)"
+             "$(BUILD)/sim --sm fs --seeds 300 --from 1" "tests/sim/bugs_caught.sh $(BUILD)" \
+             "$(BUILD)/sim --groups 4 --seeds 500 --from 1"
+
+# The long run (tests/sim/README.md): SOAK_SEEDS seeds from SOAK_FROM, a range make test never
+# runs, rotating kv/fs and 1/4 groups per chunk of SOAK_CHUNK seeds; progress, summary, non-zero exit on
+# any failure. Hours for the whole default range.
+SOAK_FROM  ?= 1000001
+SOAK_SEEDS ?= 100000
+SOAK_CHUNK ?= 1000
+.PHONY: soak
+soak: $(BUILD)/sim
+	tests/sim/soak.sh $(BUILD) $(SOAK_FROM) $(SOAK_SEEDS) $(SOAK_CHUNK)

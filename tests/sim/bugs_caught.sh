@@ -6,7 +6,8 @@
 # each divergence the fs state machine mode can plant in some replicas (--sm fs --fs-bug N:
 # 1 apply at a local clock, 2 skip a command, 3 a lossy restore): "ok fsbugN caught ...".
 # Then for each breach of the caller's contract the simulator can commit (--breach NAME:
-# merge-ticks, lying-fsync, hs-first): "ok breach-NAME caught ...".
+# merge-ticks, lying-fsync, hs-first): "ok breach-NAME caught ...". Core bugs 1-3 and fs
+# divergence 2 are also sought with --groups 4: "ok bugN_groups ...", "ok fsbug2_groups ...".
 # Usage: tests/sim/bugs_caught.sh [BUILD_DIR]   (runs BUILD_DIR/sim and BUILD_DIR/sim-bugN)
 set -u
 BUILD=${1:-build}
@@ -75,6 +76,26 @@ for b in 1 2 3; do
         rc=1
     fi
 done
+
+# Several groups per node (--groups 4: shared write-ahead log, process and links): the
+# checks, run per group, must still catch each core bug and an fs divergence.
+GMAX=${GROUP_SEEDS:-200}
+for b in 1 2 3; do
+    if line=$(caught "$GMAX" "" "--groups 4" -- "$BUILD/sim-bug$b" --groups 4); then
+        what=${line#* FAILED: }
+        echo "ok bug${b}_groups caught with --groups 4 at seed $(seed_of "$line") ($(nodes_of "$line") nodes): ${what:0:160}"
+    else
+        echo "not ok bug${b}_groups not caught with --groups 4 in $GMAX seeds"
+        rc=1
+    fi
+done
+if line=$(caught "$FSMAX" "" "--sm fs --groups 4" -- "$BUILD/sim" --sm fs --groups 4 --fs-bug 2); then
+    what=${line#* FAILED: }
+    echo "ok fsbug2_groups caught with --groups 4 at seed $(seed_of "$line") ($(nodes_of "$line") nodes): ${what:0:160}"
+else
+    echo "not ok fsbug2_groups not caught with --groups 4 in $FSMAX seeds"
+    rc=1
+fi
 
 # Breaches of the caller's contract (raft_tick's owed ticks, durable persists, the order of
 # a Ready's writes): each must fail some seed that passes without it. merge-ticks only
