@@ -883,6 +883,7 @@ static void node_boot1(sim_t *s, node_t *n)
     n->applied_conf = n->disk.snap.conf;
     n->up = 1;
     n->busy = 0;
+    n->pend_w = 0;
     n->crash_at = 0;
     n->kill_at = 0;
     n->restart_at = 0;
@@ -989,6 +990,7 @@ static void node_crash1(sim_t *s, node_t *n, const char *why)
     n->r = NULL;
     n->up = 0;
     n->busy = 0;
+    n->pend_w = 0;
     n->paused = 0;
     n->dirty = 0;
     n->crash_at = 0;
