@@ -25,6 +25,7 @@ struct mraft_tcp {
         transport_peer_stats_t st;
     } *stats;
     size_t nstats;
+    uint64_t status_queries, refused; /* copies of the transport's counters, under stats_mu */
     uint64_t stats_ms;           /* loop thread: monotonic ms of the last copy */
     /* the published status text (mraft_tcp_set_status), read by the loop for queries */
     pthread_mutex_t status_mu;   /* guards the four below */
@@ -41,16 +42,27 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* On the loop thread: refreshes the copies of the tracked peers' statistics. */
+/* On the loop thread: refreshes the copies of the tracked peers' statistics and of the
+ * transport's counters. */
 static void copy_stats(mraft_tcp_t *x)
 {
     uint64_t now = mono_ms();
-    if (!x->nstats || now - x->stats_ms < MRAFT_TCP_STATS_MS)
+    if (now - x->stats_ms < MRAFT_TCP_STATS_MS)
         return;
     x->stats_ms = now;
     pthread_mutex_lock(&x->stats_mu);
     for (size_t i = 0; i < x->nstats; i++)
         (void)transport_peer_stats(x->t, x->stats[i].id, &x->stats[i].st);
+    x->status_queries = transport_status_queries(x->t);
+    x->refused = transport_refused(x->t);
+    pthread_mutex_unlock(&x->stats_mu);
+}
+
+void mraft_tcp_counters(mraft_tcp_t *x, uint64_t *status_queries, uint64_t *refused)
+{
+    pthread_mutex_lock(&x->stats_mu);
+    *status_queries = x->status_queries;
+    *refused = x->refused;
     pthread_mutex_unlock(&x->stats_mu);
 }
 

@@ -36,6 +36,9 @@ void mraft_tcp_attach(mraft_tcp_t *x, mraft_node_t *n);
 #define MRAFT_TCP_STATS_MS 500
 int mraft_tcp_track(mraft_tcp_t *x, uint64_t id);
 int mraft_tcp_peer_stats(mraft_tcp_t *x, uint64_t id, transport_peer_stats_t *st);
+/* The transport's transport_status_queries and transport_refused, from any thread, as the
+ * loop copied them at most MRAFT_TCP_STATS_MS ago (0 before the first copy). */
+void mraft_tcp_counters(mraft_tcp_t *x, uint64_t *status_queries, uint64_t *refused);
 
 /* The text status queries are answered with (docs/TRANSPORT.md "Status queries"), from any
  * thread, at any time: copies text[0..len) (UTF-8 without NUL) under a mutex; the loop thread

@@ -230,6 +230,7 @@ static int pump(transport_t **ts, int k, cond_fn cond, void *arg, int timeout_ms
 typedef struct runner {
     transport_t *ts[4];
     int k;
+    mraft_transport_t *tr;   /* set: polls through this node-loop table instead */
     atomic_int stop;
     pthread_t th;
 } runner_t;
@@ -237,9 +238,12 @@ typedef struct runner {
 static void *run(void *arg)
 {
     runner_t *r = arg;
-    while (!atomic_load(&r->stop))
+    while (!atomic_load(&r->stop)) {
+        if (r->tr)
+            r->tr->poll(r->tr->ctx, 5);
         for (int i = 0; i < r->k; i++)
             transport_poll(r->ts[i], 5);
+    }
     return NULL;
 }
 
@@ -310,7 +314,9 @@ TEST(published_status_is_answered)
     CHECK(x != NULL);
     char addr[64];
     addr_of(mraft_tcp_transport(x), addr, sizeof addr);
-    runner_t r = { .ts = { mraft_tcp_transport(x) }, .k = 1 };
+    mraft_transport_t tr;
+    mraft_tcp_ops(x, &tr);
+    runner_t r = { .tr = &tr }; /* as a node loop polls it (and copies its counters) */
     CHECK_EQ(run_start(&r), 0);
     cluster_status_t st;
     char *msg;
@@ -349,8 +355,16 @@ TEST(published_status_is_answered)
              ? 0 : -1;
         cluster_status_free(&st);
     }
+    /* the counters, as other threads see them (copied by the loop every 500 ms) */
+    uint64_t answered = 0, refused = 1, end = ms_now() + 3000;
+    while (rc == 0 && answered < 3 && ms_now() < end) {
+        mraft_tcp_counters(x, &answered, &refused);
+        usleep(10000);
+    }
     run_stop(&r);
     CHECK_EQ(rc, 0);
+    CHECK_EQ(answered, 3);
+    CHECK_EQ(refused, 0);
     CHECK_EQ(set, 1);
     CHECK_EQ(transport_status_queries(mraft_tcp_transport(x)), 3);
     CHECK_EQ(transport_refused(mraft_tcp_transport(x)), 0);
