@@ -4,7 +4,9 @@
  * one fdatasync per loop iteration whatever the number of groups, a node killed and
  * reopened losing nothing acknowledged, catch-up by chunked InstallSnapshot after
  * compaction (and a restart from the received snapshot), read barriers on a lagging
- * follower, and a cut-off minority whose proposals time out. Every wait is bounded. */
+ * follower, a cut-off minority whose proposals time out, and leader balancing (preferred
+ * leaders spread over the nodes; a failed transfer not retried within the backoff). Every
+ * wait is bounded. */
 #include <ftw.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -179,7 +181,13 @@ struct tcl {
     mraft_tcp_t *tcp[NN + 1];      /* set: the nodes talk TCP on 127.0.0.1 instead */
     char acked[NG][512][48];       /* acknowledged commands per group */
     int n_acked[NG];
+    bool drop_timeout_now;         /* TIMEOUT_NOW messages are lost (transfers fail) */
 };
+
+/* Leader balancing cases: each group's preferred leader (0: none, mraft_add_group), and a
+ * node cut off from the start (0: none). Set before cluster_new, cleared after. */
+static uint64_t t_preferred[NG];
+static int t_start_cut;
 
 static int gidx(uint32_t gid)
 {
@@ -197,7 +205,8 @@ static void net_send(void *ctx, uint64_t to, uint32_t group, const raft_msg_t *m
     int gi = gidx(group);
     bool lost = to < 1 || to > NN || !c->live[to] || c->cut[ep->id][to] || gi < 0 ||
                 (c->block_append[to][gi] &&
-                 (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT));
+                 (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT)) ||
+                (c->drop_timeout_now && m->type == RAFT_MSG_TIMEOUT_NOW);
     if (!lost) {
         raft_msg_t copy;
         if (raft_msg_clone(&copy, m) == 0)
@@ -245,7 +254,8 @@ static int node_open(tcl_t *c, int i)
     int rc = mraft_open(&cfg, &tr, &nd->n, &msg);
     for (int g = 0; rc == 0 && g < NG; g++) {
         pthread_mutex_init(&nd->sm[g].mu, NULL);
-        rc = mraft_add_group(nd->n, GID[g], voters, NN, &tsm_ops, &nd->sm[g], &msg);
+        mraft_members_t mm = { .voters = voters, .n_voters = NN, .preferred = t_preferred[g] };
+        rc = mraft_add_group_members(nd->n, GID[g], &mm, &tsm_ops, &nd->sm[g], &msg);
     }
     if (rc == 0 && c->tcp[i])
         mraft_tcp_attach(c->tcp[i], nd->n);
@@ -347,6 +357,8 @@ static tcl_t *cluster_new2(void (*tweak)(mraft_config_t *), bool tcp)
         cluster_free(c);
         return NULL;
     }
+    if (t_start_cut)
+        cut_node(c, t_start_cut, true);
     for (int i = 1; i <= NN; i++) {
         c->ep[i] = (ep_t){ c, (uint64_t)i };
         if (node_up(c, i)) {
@@ -874,6 +886,106 @@ TEST(test_over_tcp)
     cluster_free(c);
 }
 
+/* Leader balancing: group g prefers node g % 3 + 1 (the rotation fs/ makes with rendezvous
+ * order); every group ends up led by its preferred node, so the leaders spread over the
+ * nodes, within a bounded time. */
+static void balance_spreads(tcl_t *c)
+{
+    uint64_t end = now_ms() + 15000;
+    int ok = 0;
+    while (ok < NG && now_ms() < end) {
+        ok = 0;
+        for (int g = 0; g < NG; g++)
+            ok += agreed_leader(c, g, ALL) == g % NN + 1;
+        sleep_ms(10);
+    }
+    CHECK_EQ(ok, NG);
+    for (int g = 0; g < NG; g++) {
+        char cmd[48];
+        snprintf(cmd, sizeof(cmd), "spread-%d", g);
+        CHECK_EQ(propose_acked(c, g, cmd, ALL), 0);
+        CHECK_EQ(st_of(c, 1, g).preferred, g % NN + 1);
+        CHECK_EQ(st_of(c, 1, g).member, RAFT_VOTER);
+    }
+    CHECK(wait_converged(c, ALL, 5000));
+    CHECK(check_state(c, ALL));
+}
+
+static void fast_balance(mraft_config_t *cfg)
+{
+    cfg->balance_ms = 100;
+}
+
+TEST(test_balance_spreads_leaders)
+{
+    for (int g = 0; g < NG; g++)
+        t_preferred[g] = (uint64_t)(g % NN + 1);
+    tcl_t *c = cluster_new(fast_balance);
+    memset(t_preferred, 0, sizeof(t_preferred));
+    CHECK(c);
+    balance_spreads(c);
+    cluster_free(c);
+}
+
+/* A transfer to the preferred leader that fails (its TIMEOUT_NOW is lost) is counted, and
+ * not tried again within the backoff, even once it would succeed: every group prefers node
+ * 3, which is cut off while nodes 1 and 2 elect leaders, then rejoins with TIMEOUT_NOW to
+ * it lost. (Waits a fixed while to see that nothing is retried: many balance intervals.) */
+static void balance_backoff(tcl_t *c)
+{
+    CHECK(wait_leaders(c, 0x6, 5000));
+    for (int g = 0; g < NG; g++)
+        CHECK_EQ(propose_acked(c, g, "before-3", 0x6), 0);
+    int lead[NG];
+    for (int g = 0; g < NG; g++) {
+        lead[g] = agreed_leader(c, g, 0x6);
+        CHECK(lead[g] > 0);
+    }
+    pthread_mutex_lock(&c->net_mu);
+    c->drop_timeout_now = true;
+    pthread_mutex_unlock(&c->net_mu);
+    cut_node(c, 3, false);
+    /* every leader tries once, and fails */
+    uint64_t end = now_ms() + 10000;
+    int failed = 0;
+    while (failed < NG && now_ms() < end) {
+        failed = 0;
+        for (int g = 0; g < NG; g++)
+            failed += st_of(c, lead[g], g).transfers_failed >= 1;
+        sleep_ms(10);
+    }
+    CHECK_EQ(failed, NG);
+    pthread_mutex_lock(&c->net_mu);
+    c->drop_timeout_now = false;
+    pthread_mutex_unlock(&c->net_mu);
+    sleep_ms(1500);                        /* 15 balance intervals */
+    for (int g = 0; g < NG; g++) {
+        mraft_group_status_t st = st_of(c, lead[g], g);
+        CHECK_EQ(st.transfers, 1);
+        CHECK_EQ(st.transfers_failed, 1);
+        CHECK_EQ(agreed_leader(c, g, ALL), lead[g]);
+    }
+}
+
+static void slow_backoff(mraft_config_t *cfg)
+{
+    cfg->balance_ms = 100;
+    cfg->balance_backoff_ms = 60000;
+}
+
+TEST(test_balance_backoff_after_failed_transfer)
+{
+    for (int g = 0; g < NG; g++)
+        t_preferred[g] = 3;
+    t_start_cut = 3;
+    tcl_t *c = cluster_new(slow_backoff);
+    memset(t_preferred, 0, sizeof(t_preferred));
+    t_start_cut = 0;
+    CHECK(c);
+    balance_backoff(c);
+    cluster_free(c);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -884,5 +996,7 @@ int main(void)
     RUN(test_read_barrier_on_follower);
     RUN(test_minority_times_out);
     RUN(test_over_tcp);
+    RUN(test_balance_spreads_leaders);
+    RUN(test_balance_backoff_after_failed_transfer);
     return CHECK_DONE();
 }
