@@ -100,6 +100,7 @@ static int make_all(void)
            make_cert("node-1", "ca", "node-1", "node-1") ||
            make_cert("node-2", "ca", "node-2", "node-2") ||
            make_cert("client", "ca", "client", "client") ||
+           make_cert("cn-client", "ca", "client", NULL) ||
            make_cert("cn-node-9", "ca", "node-9", NULL) ||
            make_cert("stranger", "ca", "stranger", "stranger") ||
            make_cert("other-client", "ca2", "client", "client");
@@ -671,18 +672,19 @@ TEST(tls_member_answers_only_tls_clients_of_its_ca)
     addr_of(plain, plain_addr, sizeof plain_addr);
     runner_t run = { .ts = { m, b, plain }, .k = 3 };
     CHECK_EQ(run_start(&run), 0);
-    int ok[8] = { 0 };
+    int ok[9] = { 0 };
     cluster_status_t st;
     char *msg;
-    /* a client certificate, and a node's (a CN-only one too) */
-    const char *good[] = { "client", "node-2", "cn-node-9" };
-    for (int i = 0; i < 3; i++) {
+    /* client certificates, and nodes' (CN-only ones too) */
+    const char *good[] = { "client", "node-2", "cn-node-9", "cn-client" };
+    for (int i = 0; i < 4; i++) {
         if (query(addr, good[i], "ca", 5000, &st, &msg) == 0) {
             ok[i] = strcmp(st.text, "tls status\n") == 0 && st.node_id == 1 && st.tls;
             cluster_status_free(&st);
         }
         free(msg);
     }
+    ok[8] = ok[3];
     ok[3] = query_fails(addr, NULL, NULL, -QERR_IO, "a member with TLS configured refuses "
                         "plain queries");
     ok[4] = query_fails(addr, "other-client", "ca", -QERR_IO, "TLS");
@@ -691,12 +693,12 @@ TEST(tls_member_answers_only_tls_clients_of_its_ca)
                         "verify failed (certificate /CN=node-1 issued by /CN=quorumfs test CA");
     ok[7] = query_fails(plain_addr, "client", "ca", -QERR_IO, "the member speaks plain TCP");
     run_stop(&run);
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 9; i++)
         if (!ok[i])
             printf("# query %d failed\n", i);
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 9; i++)
         CHECK(ok[i]);
-    CHECK_EQ(transport_status_queries(m), 3);
+    CHECK_EQ(transport_status_queries(m), 4);
     /* refused: the plain query, the other CA's client, the stranger, the client that did
        not trust the member (its alert may still be on its way) */
     void *arg[2] = { m, (void *)(uintptr_t)4 };
