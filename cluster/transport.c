@@ -939,8 +939,8 @@ static bool on_status_request(conn_t *c)
             return false;
         }
     }
-    /* Version 1 is the only status version there is: every request (version >= 1) gets it. */
-    /* the text fits the frame and queue bounds (far above it with the defaults) */
+    /* Every request (version >= 1) is answered in version 1, the only one there is. The
+       text is cut to fit the frame and queue bounds (the defaults are far above it). */
     size_t room = STATUS_MAX_TEXT, len = 0;
     size_t in_frame = t->cfg.max_frame, in_queue = t->cfg.max_queue_bytes - (c->tail - c->head);
     in_frame = in_frame > STATUS_HEAD_BYTES ? in_frame - STATUS_HEAD_BYTES : 0;
