@@ -44,6 +44,7 @@ include mk/bench.mk
 include mk/queues.mk
 include mk/net.mk
 include mk/multiraft.mk
+include mk/lin.mk
 
 # Three libraries. libcluster: cluster/, which knows nothing of files, builds and tests
 # alone. libfs_sm: the state-machine halves of fs/ (fragments list them in SM_SRCS),

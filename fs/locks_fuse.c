@@ -576,6 +576,8 @@ static void do_lock(fuse_req_t req, lfh_t *fh, uint8_t kind, uint64_t owner, uin
 
 /* An unlock asked for by req (NULL: the one a close implies, answered by the caller). An
  * explicit unlock through a stale descriptor fails with EIO: the lock was lost. */
+static int owner_active(lfront_t *lf, const char *name, uint8_t kind, uint64_t owner);
+
 static void do_unlock(fuse_req_t req, lfront_t *lf, lfh_t *fh, uint8_t kind, uint64_t owner)
 {
     if (req && stale(lf, fh)) {
@@ -587,6 +589,10 @@ static void do_unlock(fuse_req_t req, lfront_t *lf, lfh_t *fh, uint8_t kind, uin
     cmdbuf_t b;
     locks_cmd_unlock(&b, node_now_ms(), name, lsid(lf, k), kind, owner);
     int rc = node_propose(lf->ctx.node, k, &b, NULL);
+    /* nothing held through it any more: a later end of the session loses nothing of it */
+    if ((rc == 0 || rc == -ENOENT) && !owner_active(lf, name, LK_FLOCK, owner) &&
+        !owner_active(lf, name, LK_POSIX, owner))
+        granted_to(fh, 0);
     if (req)
         fuse_reply_err(req, rc == -ENOENT ? 0 : -rc);
 }

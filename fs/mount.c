@@ -328,29 +328,17 @@ uint32_t mount_shard_of(mount_t *m, uint64_t ino, const char *name)
 static int mount_barrier(mount_t *m, uint64_t ino, const char *name)
 {
     node_t *n = m->node;
-    uint32_t all = node_nshards(n);
-    int ns = 0;
-    if (ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT)) {
-        ns = (int)(ino - NS_ROOT_ID(0));
-        if (name)
-            return node_read_barrier(n, node_shard_of(n, ns, name));
-    } else if (ino & CTL_BIT) {
+    if (ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT))
+        return name ? node_read_barrier(n, node_shard_of(n, (int)(ino - NS_ROOT_ID(0)), name))
+                    : node_read_barrier_all(n);
+    if (ino & CTL_BIT) {
         mount_ctl_t c;
-        if (mount_ctl_find(m, ino, &c) < 0)
-            return 0;
-        return mount_barrier(m, c.obj, NULL);
-    } else if (ino & NS_INO_BIT) {
+        return mount_ctl_find(m, ino, &c) < 0 ? 0 : mount_barrier(m, c.obj, NULL);
+    }
+    if (ino & NS_INO_BIT)
         return node_read_barrier(n, NS_INO_SHARD(ino));
-    } else {
-        int k = all > 1 ? node_shard_of_id(n, ino) : 0;
-        return k < 0 ? 0 : node_read_barrier(n, (uint32_t)k);
-    }
-    for (uint32_t k = 0; k < all; k++) {
-        int rc = node_read_barrier(n, k);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    int k = node_nshards(n) > 1 ? node_shard_of_id(n, ino) : 0;
+    return k < 0 ? 0 : node_read_barrier(n, (uint32_t)k);
 }
 
 /* ROUTE for an operation that reads the shard's state: on a cluster node the read barrier
@@ -943,8 +931,11 @@ static int open_count(long long mnt_id, pid_t pid, uint64_t ino, int flags)
         if (e->d_name[0] == '.' ||
             statx(dirfd(d), e->d_name, AT_STATX_DONT_SYNC, STATX_INO | STATX_MNT_ID, &sx) != 0)
             continue;
-        if (!(sx.stx_mask & STATX_MNT_ID) || (long long)sx.stx_mnt_id != mnt_id ||
-            sx.stx_ino != ino)
+        if (!(sx.stx_mask & STATX_MNT_ID)) {
+            n = -1;   /* a kernel without it (before 5.8): cannot tell */
+            break;
+        }
+        if ((long long)sx.stx_mnt_id != mnt_id || sx.stx_ino != ino)
             continue;
         long fl = flags < 0 ? 0 : fd_flags(pid, e->d_name);
         n += flags < 0 || (fl >= 0 && (fl & mask) == (flags & mask));

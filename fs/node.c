@@ -811,6 +811,21 @@ int node_read_barrier(node_t *n, uint32_t shard)
     return rc < 0 ? node_errno(rc) : 0;
 }
 
+static void barrier_one(node_t *n, uint32_t k, void *arg)
+{
+    int rc = node_read_barrier(n, k);
+    if (rc < 0)
+        __atomic_store_n((int *)arg, rc, __ATOMIC_RELAXED);
+}
+
+int node_read_barrier_all(node_t *n)
+{
+    int rc = 0;
+    if (n->cluster)
+        node_each_shard(n, barrier_one, &rc);
+    return rc;
+}
+
 void node_pid_range(node_t *n, uint64_t *next, uint64_t *end)
 {
     uint64_t applied = 0;   /* above every picked id ever applied, in any shard */

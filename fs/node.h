@@ -92,6 +92,9 @@ int node_is_leader(node_t *n, uint32_t shard);
  * (at once on the embedded node), or -EIO when that cannot be known in the node's timeout
  * (no leader, no quorum) or the node is closing. Thread-safe. */
 int node_read_barrier(node_t *n, uint32_t shard);
+/* The barrier on every shard at once (for what spans them: a namespace root's listing and
+ * attributes): 0 or the -EIO of a shard that failed. */
+int node_read_barrier_all(node_t *n);
 
 /* The node's own slice of the proposer-picked ids (fs/tree_sm.h STATE_PID_FIRST..END):
  * *next is where this run starts handing them out, *end one past the last. The embedded

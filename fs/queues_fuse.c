@@ -120,7 +120,7 @@ struct qfront {
     qfh_t *by_hid;
     qfh_t *polled;               /* pop/claim files with a kept poll handle */
     uint64_t next_hid;
-    struct rmnote { uint64_t qid; pid_t pid; uint64_t at_ms; } notes[RM_NOTES];
+    struct rmnote { uint64_t qkey; pid_t pid; uint64_t at_ms; } notes[RM_NOTES];
     unsigned nnotes;
     uint64_t push_lookups;       /* atomic */
 };
@@ -386,34 +386,41 @@ static void qf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     front_reply_entry(req, rc, &e);
 }
 
+/* A queue's identity on the node: its shard and its id there (qids are each shard's own). */
+static uint64_t qkey(uint32_t shard, uint64_t qid)
+{
+    return ((uint64_t)shard << NS_LOCAL_BITS) | qid;
+}
+
 /* `rm -r queues/q` first unlinks the entries inside the queue, then removes the directory.
- * Those unlinks note (queue, pid); an rmdir of the queue by the same process soon after
- * removes it with its messages. A plain rmdir of a non-empty queue gives ENOTEMPTY. */
-static void note_rm(qfront_t *qf, uint64_t qid, pid_t pid)
+ * Those unlinks note (queue's qkey, pid); an rmdir of the queue by the same process soon
+ * after removes it with its messages. A plain rmdir of a non-empty queue gives ENOTEMPTY. */
+
+static void note_rm(qfront_t *qf, uint64_t key, pid_t pid)
 {
     uint64_t now = node_now_ms();
     pthread_mutex_lock(&qf->ctx.mu);
     unsigned slot = qf->nnotes < RM_NOTES ? qf->nnotes++ : 0;
     for (unsigned i = 0; i < qf->nnotes; i++)
-        if ((qf->notes[i].qid == qid && qf->notes[i].pid == pid) ||
+        if ((qf->notes[i].qkey == key && qf->notes[i].pid == pid) ||
             now - qf->notes[i].at_ms > RM_NOTE_MS) {
             slot = i;
             break;
         }
-    qf->notes[slot] = (struct rmnote){ qid, pid, now };
+    qf->notes[slot] = (struct rmnote){ key, pid, now };
     pthread_mutex_unlock(&qf->ctx.mu);
 }
 
-static int noted_rm(qfront_t *qf, uint64_t qid, pid_t pid)
+static int noted_rm(qfront_t *qf, uint64_t key, pid_t pid)
 {
     uint64_t now = node_now_ms();
     int found = 0;
     pthread_mutex_lock(&qf->ctx.mu);
     for (unsigned i = 0; i < qf->nnotes; i++)
-        if (qf->notes[i].qid == qid && qf->notes[i].pid == pid &&
+        if (qf->notes[i].qkey == key && qf->notes[i].pid == pid &&
             now - qf->notes[i].at_ms < RM_NOTE_MS) {
             found = 1;
-            qf->notes[i].qid = 0;
+            qf->notes[i].qkey = 0;
         }
     pthread_mutex_unlock(&qf->ctx.mu);
     return found;
@@ -429,7 +436,7 @@ static void qf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     pid_t pid = fuse_req_ctx(req)->pid;
     if (rc == 0 && c.kind == QK_DIR) {
         cmdbuf_t b;
-        queues_cmd_rmdir(&b, node_now_ms(), qname, noted_rm(qf, qid, pid));
+        queues_cmd_rmdir(&b, node_now_ms(), qname, noted_rm(qf, qkey(c.shard, qid), pid));
         rc = propose(qf, qname, &b, NULL);
     } else if (rc == 0 && (c.kind == QK_CLAIMED || c.kind == QK_DEAD)) {
         /* These directories are part of the queue: removing them is a no-op when empty
@@ -442,7 +449,7 @@ static void qf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
             rc = -ENOTEMPTY;
         pthread_rwlock_unlock(&st->lock);
         if (rc == 0)
-            note_rm(qf, qid, pid);
+            note_rm(qf, qkey(c.shard, qid), pid);
     } else if (rc == 0) {
         rc = -ENOTDIR;
     }
@@ -478,7 +485,7 @@ static void qf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
             break;       /* the control files stay; see note_rm for why this succeeds */
         }
         if (rc == 0)
-            note_rm(qf, qid, fuse_req_ctx(req)->pid);
+            note_rm(qf, qkey(c.shard, qid), fuse_req_ctx(req)->pid);
     }
     free(qname);
     fuse_reply_err(req, -rc);

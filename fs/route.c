@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "cluster/placement.h"
+#include "fs/names.h"
 #include "fs/ns_ids.h"
 #include "fs/route.h"
 
@@ -18,6 +19,12 @@ int route_key(int ns, const char *path, char *buf, size_t size)
         const char *slash = strchr(path, '/');
         if (slash)
             n = (size_t)(slash - path);
+        /* config/'s history and watch forms of a top-level name ("a@41", ".events@7") are
+         * the unit of "a" (".events"): they must reach its shard */
+        size_t base;
+        uint64_t rev;
+        if (ns == NS_CONFIG && names_split_rev(path, n, &base, &rev) == 0)
+            n = base;
     }
     int len = snprintf(buf, size, "%s/%.*s", ns_names[ns], (int)n, path);
     return len < 0 || (size_t)len >= size ? -1 : len;

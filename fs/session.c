@@ -2,10 +2,11 @@
  * (opened at start, renewed by the sweeper, ended at stop), leader-side expiry of silent
  * sessions, and the background proposer used by the namespace fronts.
  *
- * Locking: mu guards the job queue (head, tail), running and stopping; own_mu serializes
- * renew/reopen (sweeper) with the end at stop and guards closing and last_renew_ms; sid is
- * atomic. Neither is held while proposing a command other than under own_mu (which nothing
- * on the apply path takes). Order: own_mu, then the state lock (collect). */
+ * Locking: mu guards the job queue (head, tail), running and stopping; shard_mu[k]
+ * serializes shard k's renew/reopen (sweeper) with its end at stop; closing, sid[] and
+ * last_renew_ms[] are atomic. Neither mutex is held while proposing a command other than
+ * under shard_mu (which nothing on the apply path takes). Order: shard_mu, then the state
+ * lock (collect). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -27,15 +28,15 @@ struct session_local {
     node_t *node;
     uint32_t nshards;
     uint64_t *sid;                  /* per shard, atomic: this mount's session there */
-    uint64_t *last_renew_ms;        /* per shard, under own_mu */
+    uint64_t *last_renew_ms;        /* per shard, atomic */
+    pthread_mutex_t *shard_mu;      /* per shard */
     char name[SESSION_NODE_MAX];    /* this node's name (hostname) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bgjob_t *head, *tail;
     int running, stopping;
     pthread_t thread;
-    pthread_mutex_t own_mu;
-    int closing;                    /* stop began; never reopen */
+    int closing;                    /* atomic: stop began; never reopen */
 };
 
 uint64_t session_local_id(const session_local_t *s, uint32_t shard)
@@ -109,7 +110,8 @@ static int propose_end(node_t *n, uint32_t k, uint64_t sid, int only_expired)
     return node_propose(n, k, &b, NULL);
 }
 
-/* Opens this mount's session in shard k (own_mu held, or at start before the sweeper). */
+/* Opens this mount's session in shard k (shard_mu[k] held, or at start before the
+ * sweeper). */
 static int open_session(session_local_t *s, uint32_t k)
 {
     cmdbuf_t b;
@@ -120,7 +122,7 @@ static int open_session(session_local_t *s, uint32_t k)
         uint64_t sid;
         memcpy(&sid, res.data, 8);
         __atomic_store_n(&s->sid[k], sid, __ATOMIC_RELEASE);
-        s->last_renew_ms[k] = node_now_ms();
+        __atomic_store_n(&s->last_renew_ms[k], node_now_ms(), __ATOMIC_RELAXED);
     }
     return rc;
 }
@@ -179,15 +181,18 @@ session_local_t *session_local_start(struct node *n)
     s->nshards = node_nshards(n);
     s->sid = calloc(s->nshards, sizeof(*s->sid));
     s->last_renew_ms = calloc(s->nshards, sizeof(*s->last_renew_ms));
-    if (!s->sid || !s->last_renew_ms) {
+    s->shard_mu = calloc(s->nshards, sizeof(*s->shard_mu));
+    if (!s->sid || !s->last_renew_ms || !s->shard_mu) {
         free(s->sid);
         free(s->last_renew_ms);
+        free(s->shard_mu);
         free(s);
         return NULL;
     }
+    for (uint32_t k = 0; k < s->nshards; k++)
+        pthread_mutex_init(&s->shard_mu[k], NULL);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    pthread_mutex_init(&s->own_mu, NULL);
     if (gethostname(s->name, sizeof(s->name) - 1) != 0 || !s->name[0])
         snprintf(s->name, sizeof(s->name), "localhost");
     s->name[sizeof(s->name) - 1] = 0;
@@ -211,16 +216,18 @@ session_local_t *session_local_start(struct node *n)
  * shard's leader, end the sessions whose lease passed. */
 static void sweep_shard(session_local_t *s, uint32_t k, uint64_t now)
 {
-    pthread_mutex_lock(&s->own_mu);
+    pthread_mutex_lock(&s->shard_mu[k]);
     uint64_t sid = session_local_id(s, k);
-    if (!s->closing && (!sid || now - s->last_renew_ms[k] >= SESSION_RENEW_MS)) {
+    int closing = __atomic_load_n(&s->closing, __ATOMIC_ACQUIRE);
+    if (!closing && (!sid || now - __atomic_load_n(&s->last_renew_ms[k], __ATOMIC_RELAXED) >=
+                                    SESSION_RENEW_MS)) {
         int rc = -ENOENT;
         if (sid) {
             cmdbuf_t b;
             session_cmd_renew(&b, now, sid, SESSION_LEASE_MS);
             rc = node_propose(s->node, k, &b, NULL);
             if (rc == 0)
-                s->last_renew_ms[k] = now;
+                __atomic_store_n(&s->last_renew_ms[k], now, __ATOMIC_RELAXED);
         }
         if (rc == -ENOENT) {
             /* Our session was ended (expired while we were stalled): open a new one. */
@@ -229,8 +236,7 @@ static void sweep_shard(session_local_t *s, uint32_t k, uint64_t now)
                         " (shard %u)\n", (unsigned long long)session_local_id(s, k), k);
         }
     }
-    int closing = s->closing;
-    pthread_mutex_unlock(&s->own_mu);
+    pthread_mutex_unlock(&s->shard_mu[k]);
     if (closing || !node_is_leader(s->node, k))
         return;
     size_t cnt;
@@ -240,11 +246,34 @@ static void sweep_shard(session_local_t *s, uint32_t k, uint64_t now)
     free(ids);
 }
 
+struct sweep_arg {
+    session_local_t *s;
+    uint64_t now;
+};
+
+static void sweep_in_shard(node_t *n, uint32_t k, void *arg)
+{
+    struct sweep_arg *a = arg;
+    (void)n;
+    sweep_shard(a->s, k, a->now);
+}
+
 void session_local_sweep(session_local_t *s)
 {
     if (!s)
         return;
     uint64_t now = node_now_ms();
+    /* When renewals are due, every shard renews at once: one shard slow to commit must not
+     * hold the others' renewals back past their lease. */
+    int due = 0;
+    for (uint32_t k = 0; k < s->nshards && !due; k++)
+        due = !session_local_id(s, k) ||
+              now - __atomic_load_n(&s->last_renew_ms[k], __ATOMIC_RELAXED) >= SESSION_RENEW_MS;
+    struct sweep_arg a = { s, now };
+    if (due) {
+        node_each_shard(s->node, sweep_in_shard, &a);
+        return;
+    }
     for (uint32_t k = 0; k < s->nshards; k++)
         sweep_shard(s, k, now);
 }
@@ -253,23 +282,23 @@ void session_local_sweep(session_local_t *s)
 static void end_in_shard(node_t *n, uint32_t k, void *arg)
 {
     session_local_t *s = arg;
+    pthread_mutex_lock(&s->shard_mu[k]);   /* after a renew or reopen in progress */
     uint64_t sid = session_local_id(s, k);
-    if (!sid)
-        return;
-    int rc = propose_end(n, k, sid, 0);
-    if (rc < 0 && rc != -ENOENT)
-        fprintf(stderr, "quorumfs: cannot end the mount session (shard %u): %s\n", k,
-                strerror(-rc));
-    __atomic_store_n(&s->sid[k], 0, __ATOMIC_RELEASE);
+    if (sid) {
+        int rc = propose_end(n, k, sid, 0);
+        if (rc < 0 && rc != -ENOENT)
+            fprintf(stderr, "quorumfs: cannot end the mount session (shard %u): %s\n", k,
+                    strerror(-rc));
+        __atomic_store_n(&s->sid[k], 0, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&s->shard_mu[k]);
 }
 
 void session_local_stop(session_local_t *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&s->own_mu);
-    s->closing = 1;
-    pthread_mutex_unlock(&s->own_mu);
+    __atomic_store_n(&s->closing, 1, __ATOMIC_RELEASE);   /* no reopen from now on */
     node_each_shard(s->node, end_in_shard, s);
     pthread_mutex_lock(&s->mu);
     int running = s->running;
@@ -289,7 +318,9 @@ void session_local_free(session_local_t *s)
         return;
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->own_mu);
+    for (uint32_t k = 0; k < s->nshards; k++)
+        pthread_mutex_destroy(&s->shard_mu[k]);
+    free(s->shard_mu);
     free(s->sid);
     free(s->last_renew_ms);
     free(s);

@@ -428,6 +428,60 @@ static void t_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 }
 
 /* Both parents are in one namespace (mount.c routes renames across to EXDEV). */
+/* A rename between top-level names on two shards (FILE-API §11) cannot be one command. A
+ * regular file is moved in two: its value, mode and owner are put at `to` on to's shard (an
+ * atomic replace there: readers of `to` see the old value or the new, never neither, and
+ * config/ gets one revision, as a save), then `from` is removed on its shard if it still
+ * holds the same object. That is what `sed -i`, `os.replace` and editors need at the top
+ * level of cache/ and config/. Not atomic as a whole: a crash between the two steps leaves
+ * both names (the file's copy and the original); the original's extended attributes are not
+ * carried over. Directories and links still give EXDEV (mv copies and deletes those). */
+static int move_across_shards(const treq_t *t, int ns, const char *from, const char *to,
+                              unsigned flags)
+{
+    treq_t dst = treq_shard(t->req, node_shard_of(t->node, ns, to));
+    int rc = node_read_barrier(t->node, t->shard);
+    if (rc < 0)
+        return rc;
+    pthread_rwlock_rdlock(&t->st->lock);
+    obj_t *o = tree_resolve(t->st, ns, from, strlen(from));
+    uint64_t id = 0;
+    uint32_t mode = 0, uid = 0, gid = 0;
+    blob_t *val = NULL;
+    if (!o || !tree_live(o, node_now_ms()))
+        rc = -ENOENT;
+    else if (o->type != OBJ_FILE)
+        rc = -EXDEV;
+    else {
+        id = o->id;
+        mode = o->mode;
+        uid = o->uid;
+        gid = o->gid;
+        val = blob_ref(o->val);
+    }
+    pthread_rwlock_unlock(&t->st->lock);
+    if (rc < 0)
+        return rc;
+    cmdbuf_t b;
+    uint8_t put = CMD_PUT_CREATE | ((flags & RENAME_NOREPLACE) ? CMD_PUT_EXCL : 0);
+    tree_cmd_put_full(&b, node_now_ms(), ns, to, put, 0, 0, mode, uid, gid, val->data,
+                      val->len);
+    blob_unref(val);
+    rc = node_propose(t->node, dst.shard, &b, NULL);
+    if (rc < 0)
+        return rc;
+    /* the source goes only if it is still the object moved (a newer one stays) */
+    pthread_rwlock_rdlock(&t->st->lock);
+    o = tree_resolve(t->st, ns, from, strlen(from));
+    int same = o && o->id == id;
+    pthread_rwlock_unlock(&t->st->lock);
+    if (!same)
+        return 0;
+    tree_cmd_path(&b, CMD_UNLINK, node_now_ms(), ns, from);
+    rc = node_propose(t->node, t->shard, &b, NULL);
+    return rc == -ENOENT ? 0 : rc;
+}
+
 static int do_rename(const treq_t *t, uint64_t parent, const char *name, uint64_t newparent,
                      const char *newname, unsigned flags)
 {
@@ -435,17 +489,16 @@ static int do_rename(const treq_t *t, uint64_t parent, const char *name, uint64_
     int ns1, ns2;
     if (flags & ~(unsigned)RENAME_NOREPLACE)
         return -EINVAL;       /* RENAME_EXCHANGE / WHITEOUT: not supported */
+    treq_t dst = treq_at(t->req, newparent, newname);   /* newparent is on to's shard */
     int rc = tf_child_path(t, parent, name, &ns1, from, sizeof(from), 0);
     if (rc == 0)
-        rc = tf_child_path(t, newparent, newname, &ns2, to, sizeof(to), 1);
+        rc = tf_child_path(&dst, newparent, newname, &ns2, to, sizeof(to), 1);
     if (rc == 0)
         rc = publish_pending(t, ns1, from);
     if (rc < 0)
         return rc;
-    /* A rename between units on different shards cannot be one command: EXDEV, and mv
-     * copies and deletes (FILE-API §1 "Atomic replace"). */
     if (!route_same_shard(ns1, from, to, node_nshards(t->node)))
-        return -EXDEV;
+        return move_across_shards(t, ns1, from, to, flags);
     cmdbuf_t b;
     tree_cmd_rename(&b, node_now_ms(), ns1, from, to,
                     (flags & RENAME_NOREPLACE) ? CMD_RENAME_NOREPLACE : 0);
@@ -457,10 +510,7 @@ static void t_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_i
 {
     treq_t t = treq_at(req, parent, name);
     uint64_t t0 = metrics_now_ns();
-    /* One command on one shard, or EXDEV as between filesystems (mv copies then) */
-    int rc = mount_shard_of(t.m, newparent, newname) != t.shard
-                 ? -EXDEV
-                 : do_rename(&t, parent, name, newparent, newname, flags);
+    int rc = do_rename(&t, parent, name, newparent, newname, flags);
     metrics_op(node_metrics(t.node), MOP_rename, t0, -rc);
     fuse_reply_err(req, -rc);
 }
@@ -699,22 +749,44 @@ static int do_setxattr(const treq_t *t, uint64_t ino, const char *name, const ch
     return node_propose(t->node, t->shard, &b, NULL);
 }
 
+static int is_ns_root(uint64_t ino)
+{
+    return ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT);
+}
+
+/* A setting on a namespace root (cache/'s default TTL...) holds for every shard: it is
+ * proposed to each, in order; the first failure is returned (the shards before it have the
+ * new setting). */
+static int set_or_remove_xattr(fuse_req_t req, uint64_t ino, const char *name,
+                               const char *value, size_t size, int remove)
+{
+    treq_t t = treq_at(req, ino, NULL);
+    if (!is_ns_root(ino))
+        return do_setxattr(&t, ino, name, value, size, remove);
+    int rc = 0;
+    for (uint32_t k = 0; k < node_nshards(t.node) && rc == 0; k++) {
+        treq_t tk = treq_shard(req, k);
+        rc = do_setxattr(&tk, ino, name, value, size, remove);
+    }
+    return rc;
+}
+
 static void t_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                        size_t size, int flags)
 {
-    treq_t t = treq_at(req, ino, NULL);
     uint64_t t0 = metrics_now_ns();
-    int rc = do_setxattr(&t, ino, name, value, size, 0);
-    metrics_op(node_metrics(t.node), MOP_setxattr, t0, -rc);
+    metrics_t *mt = node_metrics(mount_node(mount_of(req)));
+    int rc = set_or_remove_xattr(req, ino, name, value, size, 0);
+    metrics_op(mt, MOP_setxattr, t0, -rc);
     fuse_reply_err(req, -rc);
 }
 
 static void t_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-    treq_t t = treq_at(req, ino, NULL);
     uint64_t t0 = metrics_now_ns();
-    int rc = do_setxattr(&t, ino, name, NULL, 0, 1);
-    metrics_op(node_metrics(t.node), MOP_removexattr, t0, -rc);
+    metrics_t *mt = node_metrics(mount_node(mount_of(req)));
+    int rc = set_or_remove_xattr(req, ino, name, NULL, 0, 1);
+    metrics_op(mt, MOP_removexattr, t0, -rc);
     fuse_reply_err(req, -rc);
 }
 
@@ -739,10 +811,33 @@ static int do_getxattr(const treq_t *t, uint64_t ino, const char *name, char *bu
     return rc;
 }
 
+/* For a namespace root's user.version: the shard with the newest revision (each shard
+ * counts its own; the other root attributes are set on every shard alike). */
+static treq_t newest_version_shard(fuse_req_t req, uint64_t ino)
+{
+    treq_t best = treq_shard(req, 0);
+    uint64_t max = 0;
+    for (uint32_t k = 0; k < node_nshards(best.node); k++) {
+        treq_t tk = treq_shard(req, k);
+        char v[32];
+        int n = do_getxattr(&tk, ino, "user.version", v, sizeof(v) - 1, 0);
+        if (n <= 0)
+            continue;
+        v[n] = 0;
+        uint64_t r = strtoull(v, NULL, 10);
+        if (r > max) {
+            max = r;
+            best = tk;
+        }
+    }
+    return best;
+}
+
 static void getxattr_reply(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size,
                            int list)
 {
-    treq_t t = treq_at(req, ino, NULL);
+    treq_t t = list || !is_ns_root(ino) || strcmp(name, "user.version")
+                   ? treq_at(req, ino, NULL) : newest_version_shard(req, ino);
     uint64_t t0 = metrics_now_ns();
     char *buf = size ? malloc(size) : NULL;
     int rc = size && !buf ? -ENOMEM : do_getxattr(&t, ino, name, buf, size, list);

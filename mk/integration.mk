@@ -29,3 +29,5 @@ TEST_CMDS += tests/integration/shards.sh
 TEST_CMDS += tests/integration/partition.sh
 TEST_CMDS += tests/integration/tls.sh
 TEST_CMDS += tests/integration/catchup.sh
+TEST_CMDS += tests/integration/cluster_linear.sh
+TEST_CMDS += tests/integration/cluster_queues.sh

@@ -169,15 +169,17 @@ checke restarted-node-writes '[ "$(cat "${M[${S[1]}]}/cache/back")" = "from-$L" 
 L2=$(leader "$M1")
 F=1; [ "$F" = "$L2" ] && F=2
 O=1; while [ "$O" = "$F" ] || [ "$O" = "$L2" ]; do O=$((O + 1)); done
-touch "${M[$F]}/locks/stale"
+touch "${M[$F]}/locks/stale" "${M[$F]}/locks/stale2"
 $PY -c 'import errno, fcntl, os, sys, time
 f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX)
+g = open(sys.argv[1] + "2"); fcntl.flock(g, fcntl.LOCK_EX); fcntl.flock(g, fcntl.LOCK_UN)
 open(sys.argv[2] + ".held", "w").close()
 deadline = time.time() + 60
 while not os.path.exists(sys.argv[2] + ".go") and time.time() < deadline:
     time.sleep(0.05)
 out = []
-for what, fn in (("unlock", lambda: fcntl.flock(f, fcntl.LOCK_UN)),
+for what, fn in (("relock", lambda: fcntl.flock(g, fcntl.LOCK_EX | fcntl.LOCK_NB)),
+                 ("unlock", lambda: fcntl.flock(f, fcntl.LOCK_UN)),
                  ("lock", lambda: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)),
                  ("close", f.close)):
     try:
@@ -197,7 +199,9 @@ note "node $F stopped: its lock was free on node $O after $(( $(now_ms) - ts )) 
 kill -CONT "$fpid"
 touch "$T/stale.go"
 wait_for 30 test -s "$T/stale" || note "the holder did not finish"
-checke stale-descriptor-EIO '[ "$(cat "$T/stale" 2>/dev/null)" = "unlock=EIO lock=EIO close=EIO" ]' ||
+# (relock: a descriptor whose lock was unlocked before the session ended lost nothing: it
+# locks again)
+checke stale-descriptor-EIO '[ "$(cat "$T/stale" 2>/dev/null)" = "relock=0 unlock=EIO lock=EIO close=EIO" ]' ||
     note "holder on node $F saw: $(cat "$T/stale" 2>/dev/null)"
 wait "$stale_py" 2>/dev/null
 # the resumed node has a new session: new descriptors lock as before

@@ -45,29 +45,41 @@ checke root-lists-all-shards '[ "$(ls "${M[2]}/cache" | grep -c "^k")" = 40 ] &&
 checke root-links-all-shards '[ "$(stat -c %h "${M[1]}/config")" = $((2 + 12)) ]' ||
     note "config/ has $(stat -c %h "${M[1]}/config") links"
 
-# ---- renames: inside a unit fine; across units on two shards EXDEV, and mv copies
+# ---- renames: inside a unit one command; a file between units on two shards is moved (put
+# at the target, then the source removed: sed -i and os.replace work at the top level); a
+# directory between shards gives EXDEV, and mv copies it
+SHARDOF=${SHARDOF:-$(dirname "$QUORUMFS")/shardof}
 mkdir -p "${M[1]}/cache/dir" && echo a >"${M[1]}/cache/dir/x"
 mv "${M[2]}/cache/dir/x" "${M[2]}/cache/dir/y" 2>/dev/null
 checke rename-inside-unit '[ "$(cat "${M[3]}/cache/dir/y" 2>/dev/null)" = a ] && [ ! -e "${M[3]}/cache/dir/x" ]'
-exdev=$($PY - "${M[1]}/cache" <<'PY'
-import errno, os, sys
-d = sys.argv[1]
-# find two top-level names on different shards: a rename between them gives EXDEV
-for i in range(1, 41):
-    try:
-        os.rename(os.path.join(d, "k%d" % i), os.path.join(d, "moved%d" % i))
-        os.rename(os.path.join(d, "moved%d" % i), os.path.join(d, "k%d" % i))
-    except OSError as e:
-        print("EXDEV" if e.errno == errno.EXDEV else errno.errorcode.get(e.errno, e.errno), i)
-        break
-else:
-    print("none")
-PY
-)
-checke rename-across-shards-EXDEV '[ "${exdev%% *}" = EXDEV ]' || note "got: $exdev"
-i=${exdev#* }
-mv "${M[1]}/cache/k$i" "${M[1]}/cache/moved$i" 2>/dev/null
-checke mv-across-shards-copies '[ "$(cat "${M[2]}/cache/moved$i" 2>/dev/null)" = "v$i" ] && [ ! -e "${M[2]}/cache/k$i" ]'
+other() {   # other NS NAME: a top-level name on another shard than NAME's
+    local want j
+    want=$("$SHARDOF" 16 "$1/$2")
+    for j in $(seq 1 200); do
+        [ "$("$SHARDOF" 16 "$1/x$j")" != "$want" ] && { echo "x$j"; return; }
+    done
+}
+o=$(other cache k7)
+r=$($PY -c 'import os, sys; os.replace(sys.argv[1], sys.argv[2]); print("ok")' "${M[1]}/cache/k7" "${M[1]}/cache/$o" 2>&1)
+checke file-moved-across-shards '[ "$r" = ok ] && [ "$(cat "${M[2]}/cache/$o" 2>/dev/null)" = v7 ] && [ ! -e "${M[3]}/cache/k7" ]' ||
+    note "os.replace: $r"
+echo hello >"${M[1]}/config/sedt"
+v0=$(getfattr --only-values -n user.version "${M[1]}/config/sedt" 2>/dev/null)
+sed -i s/hello/bye/ "${M[2]}/config/sedt"; sedrc=$?
+v1=$(getfattr --only-values -n user.version "${M[3]}/config/sedt" 2>/dev/null)
+checke sed-i-top-level '[ $sedrc = 0 ] && [ "$(cat "${M[3]}/config/sedt")" = bye ] && [ "$(cat "${M[1]}/config/sedt@$v0")" = hello ] && [ "$v1" -gt "$v0" ]' ||
+    note "sed rc $sedrc, now '$(cat "${M[3]}/config/sedt" 2>&1)', versions $v0 -> $v1"
+checke sed-i-no-temp-left '[ -z "$(ls "${M[1]}/config" | grep "^sed" | grep -v "^sedt$")" ]' || note "$(ls "${M[1]}/config")"
+mkdir -p "${M[1]}/config/dmove" && echo d >"${M[1]}/config/dmove/k"
+od=$(other config dmove)
+r=$($PY -c 'import errno, os, sys
+try:
+    os.rename(sys.argv[1], sys.argv[2]); print("ok")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))' "${M[2]}/config/dmove" "${M[2]}/config/$od")
+checke dir-across-shards-EXDEV '[ "$r" = EXDEV ]' || note "got: $r"
+mv "${M[2]}/config/dmove" "${M[2]}/config/$od" 2>/dev/null
+checke mv-dir-across-shards-copies '[ "$(cat "${M[3]}/config/$od/k" 2>/dev/null)" = d ] && [ ! -e "${M[3]}/config/dmove" ]'
 
 # ---- config/.events at the root streams several shards' changes; @REV of the root refused
 (timeout 15 head -n 12 "${M[3]}/config/.events" >"$T/ev" 2>&1) &
@@ -92,9 +104,59 @@ for i in $(seq 1 6); do
     (flock "${M[1]}/locks/l$i" sleep 3) &
 done
 sleep 1
-for i in $(seq 1 6); do flock -n "${M[3]}/locks/l$i" true || held=$((held + 1)); done
+for i in $(seq 1 6); do flock -n -E 7 "${M[3]}/locks/l$i" true; [ $? = 7 ] && held=$((held + 1)); done
 wait
 checke locks-on-many-shards '[ $held = 6 ] && [ "$(ls "${M[2]}/locks" | grep -c "^l")" = 6 ]'
+
+# ---- a top-level config file's history (a@REV) is on the file's shard
+for i in $(seq 1 8); do echo "first$i" >"${M[1]}/config/top$i"; echo "second$i" >"${M[1]}/config/top$i"; done
+hist=0
+for i in $(seq 1 8); do
+    r=$(getfattr --only-values -n user.version "${M[2]}/config/top$i" 2>/dev/null)
+    [ "$(cat "${M[3]}/config/top$i@$r" 2>/dev/null)" = "second$i" ] && hist=$((hist + 1))
+done
+checke top-level-history '[ $hist = 8 ]' || note "$hist of 8 top-level histories read"
+
+# ---- settings on a namespace root hold for every shard; its user.version is the newest
+setfattr -n user.ttl -v 2 "${M[1]}/cache" 2>/dev/null
+for i in $(seq 1 6); do echo t >"${M[2]}/cache/ttl$i"; done
+ttls=0
+for i in $(seq 1 6); do [ "$(getfattr --only-values -n user.ttl "${M[3]}/cache/ttl$i" 2>/dev/null)" = 2 ] && ttls=$((ttls + 1)); done
+checke root-ttl-every-shard '[ $ttls = 6 ]' || note "$ttls of 6 new keys got the root's TTL"
+setfattr -x user.ttl "${M[1]}/cache" 2>/dev/null
+v0=$(getfattr --only-values -n user.version "${M[1]}/config" 2>/dev/null)
+for i in $(seq 1 8); do echo third >"${M[2]}/config/top$i"; done
+v1=$(getfattr --only-values -n user.version "${M[3]}/config" 2>/dev/null)
+newest=0
+for f in $(find "${M[3]}/config" -type f -not -name '.*'); do
+    r=$(getfattr --only-values -n user.version "$f" 2>/dev/null)
+    [ -n "$r" ] && [ "$r" -gt "$newest" ] && newest=$r
+done
+checke root-version-newest '[ "$v1" = "$newest" ] && [ "$v1" -gt "$v0" ]' || note "root $v0 -> $v1, newest file $newest"
+
+# ---- queue ids are each shard's own: a removal noted on one queue never removes another
+# queue with the same id on another shard (an rmdir of a non-empty queue stays ENOTEMPTY)
+for i in $(seq 1 12); do mkdir "${M[1]}/queues/z$i"; done
+for i in $(seq 1 12); do echo "keep$i" >"${M[1]}/queues/z$i/push"; done
+r=$($PY - "${M[2]}/queues" <<'PY'
+import errno, os, sys
+d = sys.argv[1]
+# ack a message of z1 (this leaves a note), then try to rmdir every other (non-empty) queue
+with open(os.path.join(d, "z1", "claim")) as f:
+    mid = f.readline().split()[0]
+os.unlink(os.path.join(d, "z1", "claimed", mid))
+gone = []
+for i in range(2, 13):
+    try:
+        os.rmdir(os.path.join(d, "z%d" % i))
+        gone.append(i)
+    except OSError as e:
+        if e.errno != errno.ENOTEMPTY:
+            gone.append(-e.errno)
+print(" ".join(map(str, gone)) or "none")
+PY
+)
+checke no-cross-shard-queue-removal '[ "$r" = none ]' || note "rmdir removed or failed oddly: $r"
 
 # ---- the shard count is fixed at the first start
 "$CL" kill 3 --dir "$C" >/dev/null

@@ -18,6 +18,11 @@ TEST(unit_lives_whole_on_one_shard)
     CHECK_EQ(route_key(NS_SEARCH, "docs", key, sizeof(key)), -1);
     CHECK_EQ(route_key(NS_SEARCH, "docs/readme", key, sizeof(key)), 18);
     CHECK_EQ(route_key(NS_CONFIG, "app/x", key, 5), -1);        /* does not fit */
+    /* a top-level config file's history (a@41) is the unit of the file */
+    CHECK_EQ(route_key(NS_CONFIG, "a@41", key, sizeof(key)), 8);
+    CHECK(strcmp(key, "config/a") == 0);
+    CHECK_EQ(route_key(NS_CONFIG, "a@x", key, sizeof(key)), 10);  /* not a revision */
+    CHECK_EQ(route_key(NS_CACHE, "a@41", key, sizeof(key)), 10);   /* config/ only */
     for (uint32_t s = 1; s <= 32; s++) {
         CHECK_EQ(route_shard(NS_CONFIG, "app/prod/db_url", s), route_shard(NS_CONFIG, "app", s));
         CHECK(route_same_shard(NS_CACHE, "sessions/a", "sessions/b/c", s));
