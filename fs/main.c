@@ -29,6 +29,7 @@
 #include <dirent.h>
 #include <netdb.h>
 #include "fs/mount.h"
+#include "fs/cli_cluster.h"
 #include "fs/node.h"
 
 #define QUORUMFS_VERSION "0.1.0"
@@ -93,6 +94,8 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: quorumfs mount MOUNTPOINT [options]\n"
         "       quorumfs SOURCE MOUNTPOINT -o data=DIR[,OPTION...]   (mount.fuse3, fstab)\n"
+        "       quorumfs cluster status --cluster HOST:PORT [--tls-cert F --tls-key F\n"
+        "                --tls-ca F]   (a cluster member's view: members, shards, health)\n"
         "       quorumfs --help | --version\n"
         "\n"
         "Mounts the embedded single quorumfs node at MOUNTPOINT, backed by a write-ahead log\n"
@@ -1151,6 +1154,8 @@ int main(int argc, char **argv)
 {
     static opts_t o;
     char canon[PATH_MAX], datapath[PATH_MAX];
+    if (argc >= 2 && strcmp(argv[1], "cluster") == 0)
+        return cli_cluster(argc - 2, argv + 2);
     int pr = parse_args(argc, argv, &o);
     if (pr != 0)
         return pr > 0 ? EXIT_OK : EXIT_USAGE;
