@@ -47,8 +47,8 @@ TEST_CMDS += $(BUILD)/tests/test_linearize "$(BUILD)/sim --seeds 1000 --from 1" 
              "$(BUILD)/sim --groups 4 --seeds 500 --from 1"
 
 # The long run (tests/sim/README.md): SOAK_SEEDS seeds from SOAK_FROM, a range make test never
-# runs, rotating kv/fs and 1/4 groups per chunk of SOAK_CHUNK seeds; progress, summary, non-zero exit on
-# any failure. Hours for the whole default range.
+# runs, rotating kv/fs and 1/4 groups per chunk of SOAK_CHUNK seeds; progress, a summary, a
+# non-zero exit on any failure. The whole default range takes hours (README.md).
 SOAK_FROM  ?= 1000001
 SOAK_SEEDS ?= 100000
 SOAK_CHUNK ?= 1000
