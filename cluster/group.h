@@ -227,6 +227,13 @@ typedef struct group_peer_stats {
 } group_peer_stats_t;
 int group_node_peer_stats(group_node_t *nd, uint64_t id, group_peer_stats_t *out);
 
+/* Publishes the text status queries are answered with (docs/TRANSPORT.md "Status queries",
+ * `quorumfs cluster status --cluster HOST:PORT` at this node's peer address). Any thread, any
+ * time after group_node_open; text (UTF-8, no NUL) is copied. Over 64 KiB it is cut after its
+ * last whole line with "[status cut at 64 KiB]". Returns 0, 1 (cut), -QERR_INVAL (not UTF-8:
+ * the previous text stays), -QERR_NOMEM. */
+int group_node_set_status(group_node_t *nd, const char *text, size_t len);
+
 /* Stops the loop (waiting calls return -QERR_CLOSED), closes the transport and the log, and
  * frees the node and every group_t it hosts. What was synced is what the next open sees.
  * NULL is a no-op. */

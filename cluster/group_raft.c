@@ -860,6 +860,11 @@ uint16_t group_node_port(const group_node_t *nd)
     return transport_port(mraft_tcp_transport(nd->tcp));
 }
 
+int group_node_set_status(group_node_t *nd, const char *text, size_t len)
+{
+    return mraft_tcp_set_status(nd->tcp, text, len);
+}
+
 int group_node_peer_stats(group_node_t *nd, uint64_t id, group_peer_stats_t *out)
 {
     transport_peer_stats_t st;

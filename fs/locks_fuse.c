@@ -538,6 +538,15 @@ static void do_lock(fuse_req_t req, lfh_t *fh, uint8_t kind, uint64_t owner, uin
     sm_result_t res;
     locks_cmd_lock(&b, node_now_ms(), name, sid, kind, owner, mode, wait, w->wid, pid);
     int rc = node_propose(lf->ctx.node, k, &b, &res), granted = 0;
+    if (rc == -ENOLCK) {
+        /* our session ended while we were away and is not reopened yet: reopen, retry */
+        uint64_t now_sid = session_local_refresh(node_session(lf->ctx.node), k, sid);
+        if (now_sid && now_sid != sid) {
+            sid = now_sid;
+            locks_cmd_lock(&b, node_now_ms(), name, sid, kind, owner, mode, wait, w->wid, pid);
+            rc = node_propose(lf->ctx.node, k, &b, &res);
+        }
+    }
     if (rc == 0)
         locks_result_lock(&res, &granted, NULL);
     if (granted)

@@ -132,8 +132,9 @@ static void usage(FILE *f)
         "                         address in --peers)\n"
         "  --shards S             shards (Raft groups), 1..256, default 16; the same at\n"
         "                         every start\n"
-        "  --replicas R           only R = the number of peers (every node replicates\n"
-        "                         every shard)\n"
+        "  --replicas R           voters of each shard, placed by rendezvous hashing;\n"
+        "                         default 3 (or every node, with fewer); the other nodes\n"
+        "                         follow each shard as learners\n"
         "  --tls-cert F, --tls-key F, --tls-ca F  mutual TLS between the nodes: this node's\n"
         "                         certificate (naming node-<id>), its key, and the CA\n"
         "                         bundle; all three or none (docs/TRANSPORT.md \"TLS\")\n"
@@ -496,10 +497,14 @@ static int check_cluster(opts_t *o)
                         "(docs/TRANSPORT.md \"TLS\")\n");
         return -1;
     }
-    if (o->replicas && o->replicas != o->n_peers) {
-        fprintf(stderr, "quorumfs: --replicas %llu: not supported yet: every node replicates "
-                "every shard (here %zu replicas, one per peer)\n",
+    if (o->replicas > o->n_peers) {
+        fprintf(stderr, "quorumfs: --replicas %llu: at most the number of peers (%zu)\n",
                 (unsigned long long)o->replicas, o->n_peers);
+        return -1;
+    }
+    if (o->n_peers > 16) {
+        fprintf(stderr, "quorumfs: %zu peers: at most 16 are supported yet (every node follows "
+                "every shard, and a Raft group holds at most 16 members)\n", o->n_peers);
         return -1;
     }
     /* The cluster id: from the member ids (FNV-1a over them in order), the same on every
@@ -1117,6 +1122,7 @@ static int serve(const opts_t *o, const char *canon, int lockfd)
         .n_peers = o->n_peers,
         .cluster_id = o->cluster_id,
         .shards = (uint32_t)o->shards,
+        .replicas = (uint32_t)o->replicas,
         .tls_cert = o->tls[0],
         .tls_key = o->tls[1],
         .tls_ca = o->tls[2],

@@ -36,9 +36,11 @@
 #include "fs/node.h"
 #include "fs/ns.h"
 #include "fs/queues_sm.h"
+#include "cluster/placement.h"
 #include "fs/route.h"
 #include "fs/session.h"
 #include "fs/session_sm.h"
+#include "fs/status.h"
 #include "fs/tree_sm.h"
 
 #define PID_SLICE_BITS 48              /* cluster node i: [FIRST + (i-1) << 48, + 2^48) */
@@ -79,11 +81,14 @@ typedef struct shard {
     state_t *st;
     group_t *group;
     uint64_t barrier_failed_ms;  /* atomic: monotonic ms of the last barrier timeout, 0 */
+    uint64_t preferred;          /* cluster: its first voter, the preferred leader */
 } shard_t;
 
 struct node {
     shard_t *shards;
     uint32_t nshards;
+    uint32_t nreplicas;          /* voters per shard */
+    uint64_t status_ms;          /* sweeper: monotonic ms the status text was last published */
     group_node_t *gnode;         /* a cluster node's Raft node hosting every shard's group */
     char *data_dir;
     node_opts_t opts;            /* as opened; opts.data_dir is data_dir */
@@ -535,6 +540,23 @@ uint64_t node_last_nospace_ms(node_t *n)
     return __atomic_load_n(&n->last_nospace_ms, __ATOMIC_RELAXED);
 }
 
+#define STATUS_PUBLISH_MS 1000
+
+/* A cluster node's answer to status queries (`quorumfs cluster status --cluster`): its view
+ * of members, shards and health, published every STATUS_PUBLISH_MS from the sweeper. */
+static void publish_status(node_t *n)
+{
+    if (!n->gnode || mono_ms() - n->status_ms < STATUS_PUBLISH_MS)
+        return;
+    n->status_ms = mono_ms();
+    char *text;
+    size_t len;
+    if (status_render_summary(n, &text, &len) == 0) {
+        (void)group_node_set_status(n->gnode, text, len);
+        free(text);
+    }
+}
+
 static void *sweeper_main(void *arg)
 {
     node_t *n = arg;
@@ -552,6 +574,7 @@ static void *sweeper_main(void *arg)
             break;
         pthread_mutex_unlock(&n->mu);
         space_sweep(n);
+        publish_status(n);
         session_local_sweep(n->sess);
         for (int ns = 1; ns < NS__COUNT; ns++)
             if (ns_fronts[ns] && ns_fronts[ns]->sweep)
@@ -627,35 +650,40 @@ static int check_dir_kind(const char *dir, int cluster, char **errmsg)
     return -QERR_INVAL;
 }
 
-/* The shard count a cluster's data directory was made with (<dir>/shards, written at the
- * first start): a later start must ask for the same, since the placement of every unit
- * depends on it (changing it is not supported yet). Returns 0, or -QERR_INVAL with *errmsg. */
-static int check_shard_count(const char *dir, uint32_t want, char **errmsg)
+/* The layout a cluster's data directory was made with (<dir>/shards: "S R\n", written at
+ * the first start; a file of a build before --replicas holds "S": R was every node, n): a
+ * later start must ask for the same, since the placement of every unit and replica depends
+ * on it (changing it is not supported yet). Returns 0, or -QERR_* with *errmsg. */
+static int check_layout(const char *dir, uint32_t shards, uint32_t replicas, uint32_t n,
+                        char **errmsg)
 {
-    char path[4200], tmp[4200], buf[32];
+    char path[4200], tmp[4200], buf[64];
     snprintf(path, sizeof(path), "%s/shards", dir);
     FILE *f = fopen(path, "re");
     struct stat sb;
     snprintf(tmp, sizeof(tmp), "%s/raft", dir);
-    int old = !f && stat(tmp, &sb) == 0;   /* made before the count was kept: one shard */
+    int old = !f && stat(tmp, &sb) == 0;   /* made before the layout was kept: 1 shard */
     if (f || old) {
-        unsigned long have = 1;
-        int ok = old || (fgets(buf, sizeof(buf), f) && sscanf(buf, "%lu", &have) == 1 &&
-                         have > 0);
-        if (f)
+        unsigned long have = 1, have_r = n;
+        int ok = old;
+        if (f) {
+            int k = fgets(buf, sizeof(buf), f) ? sscanf(buf, "%lu %lu", &have, &have_r) : 0;
+            ok = k >= 1 && have > 0 && have_r > 0;
             fclose(f);
+        }
         if (!ok)
-            return asprintf(errmsg, "%s: not a shard count", path) < 0 ? -QERR_NOMEM
-                                                                     : -QERR_CORRUPT;
-        if (have != want)
-            return asprintf(errmsg, "%s was made with --shards %lu (asked: %u); changing the "
-                            "shard count of a cluster is not supported yet", dir, have,
-                            want) < 0 ? -QERR_NOMEM : -QERR_INVAL;
+            return asprintf(errmsg, "%s: not a shard layout", path) < 0 ? -QERR_NOMEM
+                                                                      : -QERR_CORRUPT;
+        if (have != shards || have_r != replicas)
+            return asprintf(errmsg, "%s was made with --shards %lu --replicas %lu (asked: %u, "
+                            "%u); changing the layout of a cluster is not supported yet", dir,
+                            have, have_r, shards, replicas) < 0 ? -QERR_NOMEM : -QERR_INVAL;
         return 0;
     }
     snprintf(tmp, sizeof(tmp), "%s/shards.tmp", dir);
     f = fopen(tmp, "we");
-    int ok = f && fprintf(f, "%u\n", want) > 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int ok = f && fprintf(f, "%u %u\n", shards, replicas) > 0 && fflush(f) == 0 &&
+             fsync(fileno(f)) == 0;
     if (f && fclose(f) != 0)
         ok = 0;
     if (!ok || rename(tmp, path) != 0) {
@@ -699,7 +727,15 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
         *errmsg = strdup("this node's id is not in the peer list");
         return -QERR_INVAL;
     }
-    rc = check_shard_count(opts->data_dir, n->nshards, errmsg);
+    n->nreplicas = opts->replicas ? opts->replicas
+                   : (uint32_t)(opts->n_peers < NODE_DEFAULT_REPLICAS ? opts->n_peers
+                                                                      : NODE_DEFAULT_REPLICAS);
+    if (n->nreplicas < 1 || n->nreplicas > opts->n_peers) {
+        free(voters);
+        return asprintf(errmsg, "--replicas %u: from 1 to the number of peers (%zu)",
+                        n->nreplicas, opts->n_peers) < 0 ? -QERR_NOMEM : -QERR_INVAL;
+    }
+    rc = check_layout(opts->data_dir, n->nshards, n->nreplicas, (uint32_t)opts->n_peers, errmsg);
     if (rc < 0) {
         free(voters);
         return rc;
@@ -720,9 +756,21 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
         .tls_ca = opts->tls_ca,
     };
     rc = group_node_open(&rc_cfg, &n->gnode, errmsg);
-    for (uint32_t k = 0; rc == 0 && k < n->nshards; k++)
-        rc = group_node_add(n->gnode, k, voters, opts->n_peers, &state_sm_ops,
-                            n->shards[k].st, &n->shards[k].group, errmsg);
+    /* shard k: its R voters by rendezvous hash, the first its preferred leader (so leaders
+     * spread as shards do); every other node follows it as a learner */
+    uint64_t *order = calloc(opts->n_peers, sizeof(*order));
+    if (rc == 0 && !order)
+        rc = -QERR_NOMEM;
+    for (uint32_t k = 0; rc == 0 && k < n->nshards; k++) {
+        size_t r = n->nreplicas;
+        replicas_for_shard(k, voters, opts->n_peers, opts->n_peers, order);
+        group_members_t gm = { .voters = order, .n_voters = r,
+                               .learners = order + r, .n_learners = opts->n_peers - r };
+        n->shards[k].preferred = order[0];
+        rc = group_node_add_members(n->gnode, k, &gm, &state_sm_ops, n->shards[k].st,
+                                    &n->shards[k].group, errmsg);
+    }
+    free(order);
     free(voters);
     if (rc == 0)
         rc = group_node_start(n->gnode, errmsg);
@@ -975,6 +1023,11 @@ state_t *node_state(node_t *n, uint32_t shard)
 }
 uint64_t node_start_ms(const node_t *n) { return n->start_ms; }
 uint32_t node_nshards(const node_t *n) { return n->nshards; }
+uint32_t node_nreplicas(const node_t *n) { return n->cluster ? n->nreplicas : 1; }
+uint64_t node_preferred_leader(const node_t *n, uint32_t k)
+{
+    return n->cluster && k < n->nshards ? n->shards[k].preferred : 0;
+}
 group_t *node_group(node_t *n, uint32_t shard)
 {
     return n->shards[shard < n->nshards ? shard : 0].group;

@@ -16,6 +16,7 @@
 #define NODE_ID_MAX 4095
 #define NODE_DEFAULT_SHARDS 16
 #define NODE_SHARDS_MAX 256
+#define NODE_DEFAULT_REPLICAS 3
 
 typedef struct node_opts {
     const char *data_dir;
@@ -33,6 +34,9 @@ typedef struct node_opts {
                                                   (docs/TRANSPORT.md "TLS") */
     uint32_t shards;              /* shards (Raft groups) of the cluster, the same on every
                                      node and at every start; 0 = NODE_DEFAULT_SHARDS */
+    uint32_t replicas;            /* voters of each shard, 1..n_peers, fixed at the first
+                                     start; 0 = min(n_peers, NODE_DEFAULT_REPLICAS). The other
+                                     nodes follow the shard as learners */
 } node_opts_t;
 
 typedef struct node node_t;
@@ -44,6 +48,11 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg);
  * unit; a cluster node has --shards of them (every node a replica of every shard), and a
  * unit's is fs/route.h's route_shard (node_shard_of). */
 uint32_t node_nshards(const node_t *n);
+/* The voters of each shard (R); the embedded node: 1. */
+uint32_t node_nreplicas(const node_t *n);
+/* Shard k's preferred leader (the first of its voters by rendezvous hash,
+ * cluster/placement.h), 0 on the embedded node. */
+uint64_t node_preferred_leader(const node_t *n, uint32_t k);
 /* The shard of the object at path (namespace-relative) in namespace ns: route_shard with
  * this node's shard count. A namespace root spans every shard: 0 here, and callers that
  * list or count a root visit each shard. */

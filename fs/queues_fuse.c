@@ -845,12 +845,17 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size)
     if (first) {
         uint64_t sid = qsid(qf, fh->shard);
         int rc = -EIO;            /* no session: see fs/session.h */
-        if (sid) {
+        for (int attempt = 0; sid && attempt < 2; attempt++) {
             cmdbuf_t b;
             queues_cmd_take(&b, node_now_ms(), fh->qname, sid, fh->hid,
                             (uint8_t)((fh->claim ? QTAKE_CLAIM : 0) |
                                       (fh->nonblock ? QTAKE_NOWAIT : 0)));
             rc = propose(qf, fh->qname, &b, NULL);
+            if (rc != -ENOLCK)
+                break;
+            /* our session ended while we were away and is not reopened yet */
+            uint64_t now_sid = session_local_refresh(node_session(qf->ctx.node), fh->shard, sid);
+            sid = now_sid != sid ? now_sid : 0;
         }
         pthread_mutex_lock(&qf->ctx.mu);
         if (fh->state == T_PROPOSING)

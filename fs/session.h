@@ -35,6 +35,12 @@ void session_local_free(session_local_t *s);
  * node has one session per shard): 0 before it opened, after stop, or for a NULL s. */
 uint64_t session_local_id(const session_local_t *s, uint32_t shard);
 
+/* When a command of shard k was refused because session `dead` is not in the state any more
+ * (-ENOLCK: it ended while this node was stopped or cut off, and the sweeper has not
+ * reopened it yet): reopens this mount's session there now, unless that happened already,
+ * and returns the id to use (0 when none could be opened). Blocks for the proposals. */
+uint64_t session_local_refresh(session_local_t *s, uint32_t shard, uint64_t dead);
+
 /* Hands a command to the background proposer of s (FIFO order). Takes ownership of b->p.
  * Returns 0, or -ENOTCONN when the proposer is not running (before start, after stop): the
  * command is then dropped and done is not called. done, if not NULL, is called with the

@@ -29,8 +29,8 @@ bad opt-bad-port "port must be" --id 1 --peers 1=127.0.0.1:99999
 bad opt-peers-no-id "needs --id" --peers 1=127.0.0.1:1
 bad opt-id-no-peers "need --peers" --id 1
 bad opt-shards "at most 256 shards" --id 1 --peers 1=127.0.0.1:1 --shards 300
-bad opt-replicas "not supported yet" --id 1 --peers 1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3 --replicas 2
-bad opt-o-peers "not supported yet" -o id=2,peers=1=127.0.0.1:1,2=127.0.0.1:2,replicas=1
+bad opt-replicas "at most the number of peers" --id 1 --peers 1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3 --replicas 4
+bad opt-o-peers "at most the number of peers" -o id=2,peers=1=127.0.0.1:1,2=127.0.0.1:2,replicas=3
 # a taken listen port
 exec 7< <($PY -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(30)')
 read -r busy <&7
@@ -57,6 +57,12 @@ checke health-ok '[ "$(cat "$M3/.cluster/health")" = ok ]'
 peers_up() { grep -q '^quorumfs_peer_up{peer="2"} 1$' "$M1/.cluster/metrics" &&
              grep -q '^quorumfs_peer_up{peer="3"} 1$' "$M1/.cluster/metrics" &&
              grep -q '^quorumfs_peer_rtt_seconds{peer="3"} 0\.' "$M1/.cluster/metrics"; }
+status_ok() { st=$(timeout 10 "$QUORUMFS" cluster status --cluster "127.0.0.1:$((base + 1))" 2>&1) &&
+             [[ "$st" == *"asked node 2"* ]] && [[ "$st" == *"shards ("* ]] &&
+             [ "$(grep -c -E '^[0-9]+ [0-9]+ 3 ' <<<"$st")" -ge 1 ]; }
+wait_for 10 status_ok && ok cluster-status-command || not_ok cluster-status-command "$st"
+st=$(timeout 10 "$QUORUMFS" cluster status --cluster "127.0.0.1:1" 2>&1); rc=$?
+checke cluster-status-refused '[ $rc = 1 ] && [[ "$st" == *"refused"* ]]' || note "rc=$rc $st"
 wait_for 10 peers_up && ok peer-metrics ||
     not_ok peer-metrics "$(grep quorumfs_peer_ "$M1/.cluster/metrics" 2>&1 | head -20)"
 
@@ -137,8 +143,8 @@ done
 dt=$(( $(now_ms) - t0 ))
 note "leader $L killed: writes on nodes ${S[*]} succeeded after $dt ms"
 checke writes-on-survivors-after-leader-kill '[ $wrote = 2 ] && [ $dt -lt 8000 ]'
-NL=$(leader "${M[${S[0]}]}")
-checke new-leader '[ -n "$NL" ] && [ "$NL" != 0 ] && [ "$NL" != "$L" ]'
+new_leader() { NL=$(leader "${M[${S[0]}]}"); [ -n "$NL" ] && [ "$NL" != 0 ] && [ "$NL" != "$L" ]; }
+wait_for 10 new_leader && ok new-leader || not_ok new-leader "shard 0's leader is '$NL' (killed: $L)"
 lost=0
 for s in "${S[@]}"; do
     for i in "${acked[@]}"; do

@@ -48,6 +48,12 @@ wait_for 15 sh -c "echo over-tls >'$T/n1/mnt/cache/t' 2>/dev/null" && ok tls-wri
     not_ok tls-write "$(tail -3 "$T/n1/log")"
 checke tls-read-other-node '[ "$(cat "$T/n3/mnt/cache/t" 2>/dev/null)" = over-tls ]'
 
+st=$(timeout 10 "$QUORUMFS" cluster status --cluster "127.0.0.1:$base" --tls-cert "$P/n2.pem" \
+    --tls-key "$P/n2.key" --tls-ca "$P/ca.pem" 2>&1)
+checke status-over-tls '[[ "$st" == *"over TLS"* ]] && [[ "$st" == *"members ("* ]]' || note "$st"
+st=$(timeout 10 "$QUORUMFS" cluster status --cluster "127.0.0.1:$base" 2>&1)
+checke status-plain-refused-by-tls '[ -n "$st" ] && [[ "$st" != *"members ("* ]]' || note "$st"
+
 # ---- node 3 again, with a certificate from another CA: refused by both peers
 kill -9 "$(cat "$T/n3/pid")"
 fusermount3 -uz "$T/n3/mnt" 2>/dev/null || umount -l "$T/n3/mnt" 2>/dev/null
