@@ -3408,6 +3408,36 @@ static void stats_add(sim_stats_t *d, const sim_stats_t *a)
 #undef MAX
 }
 
+/* A group whose run is over steps no more, but its replicas still share their nodes: what
+ * the node needs from them is still done. A restart it owes (the crash that set it may have
+ * taken down the other groups' replicas of that node, which then wait for it) boots the
+ * node; a shared write that only its replicas still wait for completes. Returns the time of
+ * the next such event (UINT64_MAX: none) or, with run set, does those due now. */
+static uint64_t done_group_events(world_t *w, sim_t *s, int run)
+{
+    uint64_t t = UINT64_MAX;
+    for (int i = 0; i < s->nslots && !world_failed(w); i++) {
+        node_t *n = &s->node[i];
+        uint64_t at = UINT64_MAX;
+        if (!n->up && !n->retired && n->restart_at)
+            at = n->restart_at;
+        else if (n->up && n->busy && !n->paused && w->busy[i])
+            at = n->busy_until;
+        if (!run) {
+            if (at < t)
+                t = at;
+        } else if (at <= s->now) {
+            if (!n->up) {
+                node_boot(s, n);
+                s->st->restarts++;
+                node_drive(s, n);
+            } else
+                host_complete(w, i);
+        }
+    }
+    return t;
+}
+
 /* --groups G > 1: the groups of one world step together on one clock; the run ends when
  * every group's has, or as soon as one fails (its reason, prefixed by its group, is why). */
 static int world_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t whylen)
@@ -3437,21 +3467,26 @@ static int world_run(const sim_opts_t *o, sim_stats_t *st, char *why, size_t why
         int done[MAX_GROUPS] = { 0 }, ndone = 0;
         while (!world_failed(w) && ndone < w->G) {
             uint64_t t = UINT64_MAX;
-            for (int g = 0; g < w->G; g++)
-                if (!done[g]) {
-                    uint64_t x = next_event(w->g[g]);
-                    if (x < t)
-                        t = x;
-                }
+            for (int g = 0; g < w->G; g++) {
+                uint64_t x = done[g] ? done_group_events(w, w->g[g], 0)
+                                     : next_event(w->g[g]);
+                if (x < t)
+                    t = x;
+            }
+            if (t < w->g[0]->now)
+                t = w->g[0]->now;
             if (t == UINT64_MAX) {
                 fail(w->g[0], "simulation stalled: no event left");
                 break;
             }
             for (int g = 0; g < w->G; g++)
                 w->g[g]->now = t;
-            for (int g = 0; g < w->G && !world_failed(w); g++)
+            for (int g = 0; g < w->G && !world_failed(w); g++) {
                 if (!done[g])
                     step_time(w->g[g]);
+                else
+                    done_group_events(w, w->g[g], 1);
+            }
             world_flush(w);
             for (int g = 0; g < w->G && !world_failed(w); g++)
                 if (!done[g] && sim_over(w->g[g])) {
