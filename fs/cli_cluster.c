@@ -85,6 +85,14 @@ static int status_cmd(int argc, char **argv)
         fprintf(stderr, "quorumfs: cluster status needs --cluster HOST:PORT\n");
         return usage(stderr, EXIT_USAGE);
     }
+    const char *colon = strrchr(addr, ':');
+    char *end = NULL;
+    unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
+    if (!colon || end == colon + 1 || *end || port == 0 || port > 65535) {
+        fprintf(stderr, "quorumfs: --cluster %s: not HOST:PORT with a port from 1 to 65535\n",
+                addr);
+        return EXIT_USAGE;
+    }
     int ntls = !!tls[0] + !!tls[1] + !!tls[2];
     if (ntls && ntls < 3) {
         fprintf(stderr, "quorumfs: TLS needs all three of --tls-cert, --tls-key and --tls-ca\n");

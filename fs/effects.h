@@ -40,6 +40,7 @@ typedef struct effect {
             uint64_t id;
             uint32_t count;
             uint8_t claim, gone;
+            uint8_t ended;       /* with gone: the waiter's session ended (not the queue) */
             struct blob *msg;    /* a reference owned by the effect (NULL when gone) */
             char *qname;         /* owned */
         } qmsg;

@@ -50,6 +50,8 @@ typedef struct lwait {
     uint64_t wid;
     char *name;
     struct lfh *fh;                     /* the open asking; alive while its request waits */
+    uint8_t kind;                       /* the lock asked: LK_FLOCK or LK_POSIX ... */
+    uint64_t owner;                     /* ... for this owner */
     fuse_req_t req;                     /* the parked request, NULL until parked */
     int done, rc;                       /* the answer came before the request was parked */
     UT_hash_handle hh;                  /* lf->by_wid */
@@ -74,6 +76,11 @@ typedef struct lfh {
      * silent past its session timeout, docs/CLUSTER.md "Sessions"), the descriptor is stale:
      * its lock operations and its close() fail with EIO instead of going on silently. */
     uint64_t lock_sid;
+    /* The (kind, owner) pairs granted through this open and not unlocked through it since
+     * (under mu): lock_sid is cleared when the last goes. Past HELD_MAX pairs, or when one
+     * may have gone another way, it stays (a later lost session then says EIO, as safe). */
+    struct held { uint8_t kind; uint64_t owner; } held[4];
+    int nheld, held_overflow;
 } lfh_t;
 
 static lfront_t *LF(fuse_req_t req) { return ns_front_ctx(req, NS_LOCKS); }
@@ -115,9 +122,36 @@ static int stale(const lfront_t *lf, const lfh_t *fh)
     return gone;
 }
 
-static void granted_to(lfh_t *fh, uint64_t sid)
+/* A lock (kind, owner) was granted through fh under session sid. */
+static void granted_to(lfh_t *fh, uint64_t sid, uint8_t kind, uint64_t owner)
 {
+    pthread_mutex_lock(&fh->mu);
+    int i = 0;
+    while (i < fh->nheld && !(fh->held[i].kind == kind && fh->held[i].owner == owner))
+        i++;
+    if (i == fh->nheld) {
+        if (fh->nheld < (int)(sizeof(fh->held) / sizeof(fh->held[0])))
+            fh->held[fh->nheld++] = (struct held){ kind, owner };
+        else
+            fh->held_overflow = 1;
+    }
     __atomic_store_n(&fh->lock_sid, sid, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&fh->mu);
+}
+
+/* (kind, owner) was unlocked through fh: when nothing granted through it is left, a later
+ * end of the session loses nothing of it and it is not stale. */
+static void released_by(lfh_t *fh, uint8_t kind, uint64_t owner)
+{
+    pthread_mutex_lock(&fh->mu);
+    for (int i = 0; i < fh->nheld; i++)
+        if (fh->held[i].kind == kind && fh->held[i].owner == owner) {
+            fh->held[i] = fh->held[--fh->nheld];
+            break;
+        }
+    if (!fh->nheld && !fh->held_overflow)
+        __atomic_store_n(&fh->lock_sid, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&fh->mu);
 }
 
 static void w_free(lwait_t *w)
@@ -532,6 +566,8 @@ static void do_lock(fuse_req_t req, lfh_t *fh, uint8_t kind, uint64_t owner, uin
     pthread_mutex_lock(&lf->ctx.mu);
     w->wid = ++lf->next_wid;
     w->fh = fh;
+    w->kind = kind;
+    w->owner = owner;
     HASH_ADD(hh, lf->by_wid, wid, sizeof(w->wid), w);
     pthread_mutex_unlock(&lf->ctx.mu);
     cmdbuf_t b;
@@ -550,7 +586,7 @@ static void do_lock(fuse_req_t req, lfh_t *fh, uint8_t kind, uint64_t owner, uin
     if (rc == 0)
         locks_result_lock(&res, &granted, NULL);
     if (granted)
-        granted_to(fh, sid);
+        granted_to(fh, sid, kind, owner);
     if (rc < 0 || granted) {
         pthread_mutex_lock(&lf->ctx.mu);
         HASH_DELETE(hh, lf->by_wid, w);         /* not parked: only we remove it */
@@ -574,7 +610,7 @@ static void do_lock(fuse_req_t req, lfh_t *fh, uint8_t kind, uint64_t owner, uin
     pthread_mutex_unlock(&lf->ctx.mu);
     if (done) {
         if (rc == 0)
-            granted_to(fh, sid);
+            granted_to(fh, sid, kind, owner);
         fuse_reply_err(req, -rc);
         w_free(w);
     } else if (cancel) {
@@ -585,8 +621,6 @@ static void do_lock(fuse_req_t req, lfh_t *fh, uint8_t kind, uint64_t owner, uin
 
 /* An unlock asked for by req (NULL: the one a close implies, answered by the caller). An
  * explicit unlock through a stale descriptor fails with EIO: the lock was lost. */
-static int owner_active(lfront_t *lf, const char *name, uint8_t kind, uint64_t owner);
-
 static void do_unlock(fuse_req_t req, lfront_t *lf, lfh_t *fh, uint8_t kind, uint64_t owner)
 {
     if (req && stale(lf, fh)) {
@@ -598,10 +632,8 @@ static void do_unlock(fuse_req_t req, lfront_t *lf, lfh_t *fh, uint8_t kind, uin
     cmdbuf_t b;
     locks_cmd_unlock(&b, node_now_ms(), name, lsid(lf, k), kind, owner);
     int rc = node_propose(lf->ctx.node, k, &b, NULL);
-    /* nothing held through it any more: a later end of the session loses nothing of it */
-    if ((rc == 0 || rc == -ENOENT) && !owner_active(lf, name, LK_FLOCK, owner) &&
-        !owner_active(lf, name, LK_POSIX, owner))
-        granted_to(fh, 0);
+    if (req && (rc == 0 || rc == -ENOENT))
+        released_by(fh, kind, owner);
     if (req)
         fuse_reply_err(req, rc == -ENOENT ? 0 : -rc);
 }
@@ -925,7 +957,7 @@ static void l_deliver(void *ctx, effect_t *e)
     pthread_mutex_unlock(&lf->ctx.mu);
     if (req) {
         if (e->u.lock.rc == 0)
-            granted_to(w->fh, e->sid);
+            granted_to(w->fh, e->sid, w->kind, w->owner);
         fuse_reply_err(req, -e->u.lock.rc);
         w_free(w);
     }

@@ -1160,7 +1160,9 @@ int main(int argc, char **argv)
 {
     static opts_t o;
     char canon[PATH_MAX], datapath[PATH_MAX];
-    if (argc >= 2 && strcmp(argv[1], "cluster") == 0)
+    /* `quorumfs cluster ...`; mount.fuse3's `quorumfs cluster /MOUNTPOINT -o ...` (an fstab
+     * source named "cluster") still mounts */
+    if (argc >= 2 && strcmp(argv[1], "cluster") == 0 && (argc == 2 || argv[2][0] != '/'))
         return cli_cluster(argc - 2, argv + 2);
     int pr = parse_args(argc, argv, &o);
     if (pr != 0)

@@ -667,8 +667,22 @@ static int check_layout(const char *dir, uint32_t shards, uint32_t replicas, uin
         unsigned long have = 1, have_r = n;
         int ok = old;
         if (f) {
-            int k = fgets(buf, sizeof(buf), f) ? sscanf(buf, "%lu %lu", &have, &have_r) : 0;
-            ok = k >= 1 && have > 0 && have_r > 0;
+            ok = 0;
+            if (fgets(buf, sizeof(buf), f)) {
+                /* "S" or "S R", decimal, then at most a newline */
+                char *p = buf, *e;
+                ok = *p >= '0' && *p <= '9';
+                have = ok ? strtoul(p, &e, 10) : 0;
+                p = ok ? e : p;
+                if (ok && *p == ' ') {
+                    p++;
+                    ok = *p >= '0' && *p <= '9';
+                    have_r = ok ? strtoul(p, &e, 10) : 0;
+                    p = ok ? e : p;
+                }
+                ok = ok && (*p == '\n' || !*p) && (!*p || !p[1]) && have > 0 &&
+                     have <= NODE_SHARDS_MAX && have_r > 0 && have_r <= 4095;
+            }
             fclose(f);
         }
         if (!ok)

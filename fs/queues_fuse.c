@@ -85,6 +85,7 @@ typedef struct qfh {
     int kind;
     char *qname;
     uint32_t shard;              /* qname's shard */
+    int ended;                   /* T_GONE because the session ended, not the queue */
     int nonblock;
     pthread_mutex_t mu;
     /* push (under mu) */
@@ -774,7 +775,9 @@ static void qf_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 static void serve_locked(fuse_req_t req, qfh_t *fh, size_t size)
 {
     if (fh->state == T_GONE) {
-        fuse_reply_err(req, ENOENT);
+        /* the queue was removed, or this node's session ended while the read waited (the
+         * node was stopped or cut off past its lease): the take is no more */
+        fuse_reply_err(req, fh->ended ? EIO : ENOENT);
         return;
     }
     if (fh->state != T_HAVE) {
@@ -921,6 +924,7 @@ static void q_deliver(void *ctx, effect_t *e)
     if (fh && (fh->state == T_PROPOSING || fh->state == T_WAITING)) {
         if (e->u.qmsg.gone) {
             fh->state = T_GONE;
+            fh->ended = e->u.qmsg.ended;
         } else {
             fh->state = T_HAVE;
             fh->got = e->u.qmsg.msg;

@@ -604,6 +604,14 @@ static void q_session_end(state_t *st, uint64_t sid, uint64_t now_ms, effects_t 
     qstate_t *qs = QS(st);
     for (nentry_t *e = qs->queues.head; e; e = e->next) {
         queue_t *q = queue_of(e);
+        /* each dropped waiter is told, so that the read parked on it ends (EIO) */
+        for (const qwaiter_t *w = q->wh; w; w = w->next)
+            if (w->sid == sid) {
+                effect_t *x = effects_add(fx, EFF_QUEUE_MSG, NS_QUEUES, sid, w->hid);
+                x->u.qmsg.claim = w->claim;
+                x->u.qmsg.qname = xstrdup(q->ent.name);
+                x->u.qmsg.gone = x->u.qmsg.ended = 1;
+            }
         drop_waiters(q, sid, 0);
         /* In reverse, so that the claims keep their order at the head. */
         int had = ready_now(q);

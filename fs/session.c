@@ -263,14 +263,9 @@ uint64_t session_local_refresh(session_local_t *s, uint32_t k, uint64_t dead)
     if (!s || k >= s->nshards)
         return 0;
     pthread_mutex_lock(&s->shard_mu[k]);
+    /* the caller's command said the session is gone (ENOLCK): no renew, just open anew */
     if (session_local_id(s, k) == dead && !__atomic_load_n(&s->closing, __ATOMIC_ACQUIRE)) {
-        int rc = -ENOENT;
-        if (dead) {
-            cmdbuf_t b;
-            session_cmd_renew(&b, node_now_ms(), dead, SESSION_LEASE_MS);
-            rc = node_propose(s->node, k, &b, NULL);
-        }
-        if (rc == -ENOENT && open_session(s, k) == 0)
+        if (open_session(s, k) == 0)
             fprintf(stderr, "quorumfs: the mount session had ended; opened session %llu"
                     " (shard %u)\n", (unsigned long long)session_local_id(s, k), k);
     }

@@ -229,15 +229,17 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
         break;
     case STATUS_SHARDS:
         /* per shard: id leader replicas term commit_index applied_index preferred_leader
-         * (leader 0: none known; replicas: its voters; the embedded node: "0 1 1 ... 1") */
+         * role (leader 0: none known; replicas: its voters; role: this node's, voter or
+         * learner; the embedded node: "0 1 1 ... 1 voter") */
         for (uint32_t k = 0; k < node_nshards(n); k++) {
             group_get_stats(node_group(n, k), &gs);
             uint64_t pref = node_nmembers(n) ? node_preferred_leader(n, k) : 1;
-            metrics_printf(&b, &l, &cap, "%u %llu %u %llu %llu %llu %llu\n", k,
+            metrics_printf(&b, &l, &cap, "%u %llu %u %llu %llu %llu %llu %s\n", k,
                            (unsigned long long)(node_nmembers(n) ? gs.leader : 1),
                            node_nreplicas(n), (unsigned long long)gs.term,
                            (unsigned long long)gs.commit_index,
-                           (unsigned long long)gs.applied_index, (unsigned long long)pref);
+                           (unsigned long long)gs.applied_index, (unsigned long long)pref,
+                           gs.is_learner ? "learner" : "voter");
         }
         break;
     case STATUS_HEALTH: {
@@ -322,7 +324,7 @@ int status_render_summary(node_t *n, char **buf, size_t *len)
 {
     static const char *const head[] = {
         [STATUS_MEMBERS] = "members (id address state [leader of shard 0] [leads N]):",
-        [STATUS_SHARDS] = "shards (shard leader replicas term commit applied preferred):",
+        [STATUS_SHARDS] = "shards (shard leader replicas term commit applied preferred role):",
         [STATUS_HEALTH] = "health:",
     };
     char *b = NULL;

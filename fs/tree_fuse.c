@@ -428,60 +428,6 @@ static void t_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 }
 
 /* Both parents are in one namespace (mount.c routes renames across to EXDEV). */
-/* A rename between top-level names on two shards (FILE-API §11) cannot be one command. A
- * regular file is moved in two: its value, mode and owner are put at `to` on to's shard (an
- * atomic replace there: readers of `to` see the old value or the new, never neither, and
- * config/ gets one revision, as a save), then `from` is removed on its shard if it still
- * holds the same object. That is what `sed -i`, `os.replace` and editors need at the top
- * level of cache/ and config/. Not atomic as a whole: a crash between the two steps leaves
- * both names (the file's copy and the original); the original's extended attributes are not
- * carried over. Directories and links still give EXDEV (mv copies and deletes those). */
-static int move_across_shards(const treq_t *t, int ns, const char *from, const char *to,
-                              unsigned flags)
-{
-    treq_t dst = treq_shard(t->req, node_shard_of(t->node, ns, to));
-    int rc = node_read_barrier(t->node, t->shard);
-    if (rc < 0)
-        return rc;
-    pthread_rwlock_rdlock(&t->st->lock);
-    obj_t *o = tree_resolve(t->st, ns, from, strlen(from));
-    uint64_t id = 0;
-    uint32_t mode = 0, uid = 0, gid = 0;
-    blob_t *val = NULL;
-    if (!o || !tree_live(o, node_now_ms()))
-        rc = -ENOENT;
-    else if (o->type != OBJ_FILE)
-        rc = -EXDEV;
-    else {
-        id = o->id;
-        mode = o->mode;
-        uid = o->uid;
-        gid = o->gid;
-        val = blob_ref(o->val);
-    }
-    pthread_rwlock_unlock(&t->st->lock);
-    if (rc < 0)
-        return rc;
-    cmdbuf_t b;
-    uint8_t put = CMD_PUT_CREATE | ((flags & RENAME_NOREPLACE) ? CMD_PUT_EXCL : 0);
-    tree_cmd_put_full(&b, node_now_ms(), ns, to, put, 0, 0, mode, uid, gid, val->data,
-                      val->len);
-    blob_unref(val);
-    rc = node_propose(t->node, dst.shard, &b, NULL);
-    if (rc < 0)
-        return rc;
-    /* the source goes only if it is still the object moved (a newer one stays) */
-    pthread_rwlock_rdlock(&t->st->lock);
-    o = tree_resolve(t->st, ns, from, strlen(from));
-    int same = o && o->id == id;
-    pthread_rwlock_unlock(&t->st->lock);
-    if (!same)
-        return 0;
-    tree_cmd_path(&b, CMD_UNLINK, node_now_ms(), ns, from);
-    rc = node_propose(t->node, t->shard, &b, NULL);
-    return rc == -ENOENT ? 0 : rc;
-}
-
 static int do_rename(const treq_t *t, uint64_t parent, const char *name, uint64_t newparent,
                      const char *newname, unsigned flags)
 {
@@ -497,8 +443,13 @@ static int do_rename(const treq_t *t, uint64_t parent, const char *name, uint64_
         rc = publish_pending(t, ns1, from);
     if (rc < 0)
         return rc;
+    /* A rename between units on different shards cannot be one command: EXDEV, as between
+     * filesystems (FILE-API §11; mv then copies and deletes). A two-step move (put at the
+     * target, then remove the source) was tried and withdrawn: a save still open on the
+     * source was lost, and two concurrent renames of one file both succeeded (docs/CLUSTER.md
+     * "Rename across shards"). */
     if (!route_same_shard(ns1, from, to, node_nshards(t->node)))
-        return move_across_shards(t, ns1, from, to, flags);
+        return -EXDEV;
     cmdbuf_t b;
     tree_cmd_rename(&b, node_now_ms(), ns1, from, to,
                     (flags & RENAME_NOREPLACE) ? CMD_RENAME_NOREPLACE : 0);

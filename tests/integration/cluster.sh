@@ -196,6 +196,9 @@ open(sys.argv[2], "w").write(" ".join(out) + "\n")' "${M[$F]}/locks/stale" "$T/s
 stale_py=$!
 wait_for 10 test -e "$T/stale.held" || note "the holder on node $F did not get the lock"
 wait_for 5 sh -c "! flock -n '${M[$O]}/locks/stale' true" || note "the lock was not seen held on node $O"
+mkdir -p "${M[$F]}/queues/stq"
+(timeout 60 cat "${M[$F]}/queues/stq/pop" >"$T/stq.out" 2>"$T/stq.err"; echo $? >"$T/stq.rc") &
+sleep 0.5
 fpid=$(cat "$C/n$F/pid")
 kill -STOP "$fpid"
 ts=$(now_ms)
@@ -210,6 +213,13 @@ wait_for 30 test -s "$T/stale" || note "the holder did not finish"
 checke stale-descriptor-EIO '[ "$(cat "$T/stale" 2>/dev/null)" = "relock=0 unlock=EIO lock=EIO close=EIO" ]' ||
     note "holder on node $F saw: $(cat "$T/stale" 2>/dev/null)"
 wait "$stale_py" 2>/dev/null
+# a pop parked on the stopped node ends with EIO once it learns its session ended (it would
+# otherwise wait forever: the cluster dropped its wait)
+wait_for 30 test -s "$T/stq.rc" && ok parked-pop-ends || not_ok parked-pop-ends "the pop still waits"
+checke parked-pop-EIO '[ "$(cat "$T/stq.rc")" != 0 ] && grep -q "Input/output error" "$T/stq.err"' ||
+    note "rc $(cat "$T/stq.rc" 2>&1): $(cat "$T/stq.err" 2>&1)"
+echo again >"${M[$O]}/queues/stq/push"
+checke pop-after-resume '[ "$(timeout 20 cat "${M[$F]}/queues/stq/pop" 2>&1)" = again ]'
 # the resumed node has a new session: new descriptors lock as before
 wait_for 15 flock -n "${M[$F]}/locks/stale" true && ok resumed-node-locks-again ||
     not_ok resumed-node-locks-again "flock -n on node $F keeps failing after it resumed"
