@@ -28,6 +28,7 @@ typedef struct got {
     uint32_t count;
     int claim, gone;
     char msg[64];
+    uint8_t ended;
 } got_t;
 
 typedef struct shard {
@@ -50,6 +51,7 @@ static void observe(void *arg, effect_t *e)
     g->count = e->u.qmsg.count;
     g->claim = e->u.qmsg.claim;
     g->gone = e->u.qmsg.gone;
+    g->ended = e->u.qmsg.ended;
     if (e->u.qmsg.msg)
         snprintf(g->msg, sizeof(g->msg), "%.*s", (int)e->u.qmsg.msg->len,
                  (const char *)e->u.qmsg.msg->data);
@@ -346,9 +348,11 @@ TEST(session_end_drops_waiters_and_returns_claims)
     COUNTS(sh, "q", 0, 2, 0);
     sh->ngot = 0;
     CHECK_EQ(end_session(sh, s1, 3), 0);
-    /* s1's claims come back (x first); its waiter is gone, so s2's waiter gets x */
-    CHECK_EQ(sh->ngot, 1);
-    CHECK(sh->got[0].sid == s2 && strcmp(sh->got[0].msg, "x") == 0);
+    /* s1's waiter is told its session ended (so the read parked on it ends); s1's claims
+     * come back (x first), and s2's waiter gets x */
+    CHECK_EQ(sh->ngot, 2);
+    CHECK(sh->got[0].sid == s1 && sh->got[0].hid == 3 && sh->got[0].gone && sh->got[0].ended);
+    CHECK(sh->got[1].sid == s2 && strcmp(sh->got[1].msg, "x") == 0 && !sh->got[1].ended);
     COUNTS(sh, "q", 1, 0, 0);
     CHECK_EQ(end_session(sh, s1, 3), -ENOENT);
     /* An ended (or never opened) session cannot take: nobody would collect its claim or
