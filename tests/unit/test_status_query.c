@@ -31,71 +31,15 @@
 #include "cluster/status_client.h"
 #include "cluster/transport.h"
 #include "tests/unit/check.h"
+#define NETHELP_LOG_ENV "STATUS_LOG"
+#include "tests/unit/nethelp.h"
 
 /* ---- certificates (as tests/unit/test_transport_tls.c makes them) --------------------- */
 
-static char dir[64];
-static char paths[16][128];
-static int npaths;
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    cmd[0] = '(';
-    int n = vsnprintf(cmd + 1, sizeof cmd - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof cmd - 64)
-        return -1;
-    snprintf(cmd + 1 + n, sizeof cmd - 1 - (size_t)n, ") >>%s/openssl.log 2>&1", dir);
-    int rc = system(cmd);
-    if (rc != 0)
-        printf("# failed (%d): %s\n", rc, cmd);
-    return rc;
-}
-
-static int make_ca(const char *name, const char *cn)
-{
-    return sh("cd %s && openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-              "-nodes -keyout %s.key -out %s.pem -days 2 -subj '/CN=%s' "
-              "-addext 'basicConstraints=critical,CA:TRUE' "
-              "-addext 'keyUsage=critical,keyCertSign,cRLSign'", dir, name, name, cn);
-}
-
-/* dir/<name>.pem and .key: CN=cn, signed by ca, with subjectAltName DNS:san unless NULL. */
-static int make_cert(const char *name, const char *ca, const char *cn, const char *san)
-{
-    char ext[200];
-    snprintf(ext, sizeof ext, "%s%s%skeyUsage=critical,digitalSignature\\n"
-             "extendedKeyUsage=serverAuth,clientAuth\\n", san ? "subjectAltName=DNS:" : "",
-             san ? san : "", san ? "\\n" : "");
-    return sh("cd %s && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-              "-keyout %s.key -out %s.csr -subj '/CN=%s' && printf '%s' >%s.ext && "
-              "openssl x509 -req -in %s.csr -CA %s.pem -CAkey %s.key "
-              "-set_serial 0x$(openssl rand -hex 16) -days 2 -extfile %s.ext -out %s.pem",
-              dir, name, name, cn, ext, name, name, ca, ca, name, name);
-}
-
-static const char *path(const char *name, const char *ext)
-{
-    if (npaths >= 16)
-        abort();
-    char *p = paths[npaths++];
-    snprintf(p, sizeof paths[0], "%s/%s.%s", dir, name, ext);
-    return p;
-}
-
 static int make_all(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/qfs-stq-XXXXXX");
-    if (!mkdtemp(dir))
+    if (certs_dir_new("qfs-stq-") != 0)
         return -1;
-    if (system("openssl version >/dev/null 2>&1") != 0) {
-        printf("# the openssl command is needed to make test certificates (package openssl)\n");
-        return -1;
-    }
     return make_ca("ca", "quorumfs test CA") || make_ca("ca2", "another CA") ||
            make_cert("node-1", "ca", "node-1", "node-1") ||
            make_cert("node-2", "ca", "node-2", "node-2") ||
@@ -106,42 +50,7 @@ static int make_all(void)
            make_cert("other-client", "ca2", "client", "client");
 }
 
-static void remove_all(void)
-{
-    if (dir[0] && strncmp(dir, "/tmp/qfs-stq-", 13) == 0) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            printf("# could not remove %s\n", dir);
-    }
-}
-
 /* ---- fixture ------------------------------------------------------------------------- */
-
-/* Log lines of every transport; written by whichever one thread runs the transports. */
-static char logbuf[1 << 18];
-static size_t loglen;
-
-static void log_line(void *ctx, int level, const char *line)
-{
-    int n = snprintf(logbuf + loglen, sizeof logbuf - loglen, "%s\n", line);
-    if (n > 0 && loglen + (size_t)n < sizeof logbuf)
-        loglen += (size_t)n;
-}
-
-static int log_has(const char *needle)
-{
-    return strstr(logbuf, needle) != NULL;
-}
-
-/* STATUS_LOG=1 in the environment prints each case's log lines. */
-static void log_reset(void)
-{
-    if (getenv("STATUS_LOG") && loglen)
-        printf("%s", logbuf);
-    loglen = 0;
-    logbuf[0] = 0;
-}
 
 static uint64_t received[3];     /* Raft messages delivered to node id 1, 2 */
 
@@ -154,10 +63,7 @@ static void deliver(void *ctx, uint64_t from, uint32_t group, raft_msg_t *m)
 /* A config for node id (cert NULL: plain TCP). */
 static transport_config_t config(uint64_t id, const char *cert)
 {
-    transport_config_t c = { .id = id, .cluster_id = 0xABCD, .listen = "127.0.0.1:0",
-                             .backoff_min_ms = 20, .backoff_max_ms = 160, .ping_ms = 100,
-                             .idle_timeout_ms = 3000, .seed = id, .deliver = deliver,
-                             .deliver_ctx = &received[id < 3 ? id : 0], .log = log_line };
+    transport_config_t c = base_config(id, deliver, &received[id < 3 ? id : 0]);
     if (cert) {
         c.tls_cert = path(cert, "pem");
         c.tls_key = path(cert, "key");
@@ -171,11 +77,7 @@ static transport_t *start(uint64_t id, const char *cert)
 {
     transport_config_t c = config(id, cert);
     transport_t *t = NULL;
-    char *msg = NULL;
-    int rc = transport_new(&c, &t, &msg);
-    if (rc < 0)
-        printf("# transport_new: %s\n", msg ? msg : qerr_str(rc));
-    free(msg);
+    start_cfg_t(&c, &t);
     return t;
 }
 
@@ -203,28 +105,16 @@ static int peer(transport_t *a, uint64_t id, const transport_t *b)
     return transport_add_peer(a, id, addr);
 }
 
-static uint64_t ms_now(void)
+static transport_t *ts_of(void *items, int i)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return ((transport_t **)items)[i];
 }
-
-typedef int (*cond_fn)(void *arg);
 
 /* Polls the k transports (1 ms each) on this thread until cond(arg) or timeout_ms. */
 static int pump(transport_t **ts, int k, cond_fn cond, void *arg, int timeout_ms)
 {
-    uint64_t end = ms_now() + (uint64_t)timeout_ms;
-    for (;;) {
-        if (cond(arg))
-            return 1;
-        if (ms_now() >= end)
-            return cond(arg);
-        for (int i = 0; i < k; i++)
-            if (transport_poll(ts[i], 1) < 0)
-                return 0;
-    }
+    nh_set_t set = { ts, k, ts_of, NULL };
+    return nh_pump(&set, cond, arg, timeout_ms);
 }
 
 /* The transports run in a thread of their own while the test thread queries them. */
@@ -258,18 +148,6 @@ static void run_stop(runner_t *r)
 {
     atomic_store(&r->stop, 1);
     pthread_join(r->th, NULL);
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    if (!d)
-        return -1;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
 }
 
 /* Queries addr; prints the error of a failure. cert NULL: plain; else TLS with dir/<cert>
@@ -737,6 +615,6 @@ int main(void)
     RUN(tls_member_answers_only_tls_clients_of_its_ca);
     if (CHECK_DONE() || getenv("STATUS_LOG"))
         printf("# transport log of the last case:\n%s", logbuf);
-    remove_all();
+    certs_remove();
     return CHECK_DONE();
 }

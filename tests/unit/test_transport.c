@@ -21,10 +21,12 @@
 #include "cluster/frame.h"
 #include "cluster/transport.h"
 #include "tests/unit/check.h"
+#include "tests/unit/nethelp.h"
 
 /* ---- fixture ------------------------------------------------------------------------- */
 
 #define MAX_RECV 4096
+#define CONNECT_MS 3000     /* connect_all waits this long at most */
 
 typedef struct rec {
     uint64_t from;
@@ -41,30 +43,6 @@ typedef struct node {
     size_t nrecv;
     uint64_t bad;            /* messages whose content did not check out */
 } node_t;
-
-static char logbuf[1 << 18];
-static size_t loglen;
-
-static void log_line(void *ctx, int level, const char *line)
-{
-    int n = snprintf(logbuf + loglen, sizeof logbuf - loglen, "%s\n", line);
-    if (n > 0 && loglen + (size_t)n < sizeof logbuf)
-        loglen += (size_t)n;
-}
-
-static int log_has(const char *needle)
-{
-    return strstr(logbuf, needle) != NULL;
-}
-
-/* TRANSPORT_LOG=1 in the environment prints each case's log lines. */
-static void log_reset(void)
-{
-    if (getenv("TRANSPORT_LOG") && loglen)
-        printf("%s", logbuf);
-    loglen = 0;
-    logbuf[0] = 0;
-}
 
 static void deliver(void *ctx, uint64_t from, uint32_t group, raft_msg_t *m)
 {
@@ -88,20 +66,12 @@ static transport_config_t config(node_t *n, uint64_t id)
 {
     memset(n, 0, sizeof *n);
     n->id = id;
-    return (transport_config_t){ .id = id, .cluster_id = 0xABCD, .listen = "127.0.0.1:0",
-                                 .backoff_min_ms = 20, .backoff_max_ms = 160, .ping_ms = 100,
-                                 .idle_timeout_ms = 3000, .seed = id, .deliver = deliver,
-                                 .deliver_ctx = n, .log = log_line };
+    return base_config(id, deliver, n);
 }
 
 static int start_cfg(node_t *n, const transport_config_t *cfg)
 {
-    char *msg = NULL;
-    int rc = transport_new(cfg, &n->t, &msg);
-    if (rc < 0)
-        printf("# transport_new: %s\n", msg ? msg : qerr_str(rc));
-    free(msg);
-    return rc;
+    return start_cfg_t(cfg, &n->t);
 }
 
 static int start(node_t *n, uint64_t id)
@@ -133,49 +103,28 @@ static int mesh(node_t **ns, int k)
     return 0;
 }
 
-static uint64_t ms_now(void)
+static transport_t *node_t_of(void *items, int i)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    node_t **ns = items;
+    return ns[i] ? ns[i]->t : NULL;
 }
 
-typedef int (*cond_fn)(void *arg);
+static uint64_t node_id_of(void *items, int i)
+{
+    return ((node_t **)items)[i]->id;
+}
 
-/* Polls the k transports (1 ms each) until cond(arg) holds or timeout_ms passes. */
+/* Polls the k nodes' transports (1 ms each) until cond(arg) holds or timeout_ms passes. */
 static int pump(node_t **ns, int k, cond_fn cond, void *arg, int timeout_ms)
 {
-    uint64_t end = ms_now() + (uint64_t)timeout_ms;
-    for (;;) {
-        if (cond && cond(arg))
-            return 1;
-        if (ms_now() >= end)
-            return cond ? cond(arg) : 1;
-        for (int i = 0; i < k; i++)
-            if (ns[i] && ns[i]->t && transport_poll(ns[i]->t, 1) < 0)
-                return 0;
-    }
-}
-
-typedef struct nodes {
-    node_t **ns;
-    int k;
-} nodes_t;
-
-static int all_connected(void *arg)
-{
-    nodes_t *a = arg;
-    for (int i = 0; i < a->k; i++)
-        for (int j = 0; j < a->k; j++)
-            if (i != j && !transport_connected(a->ns[i]->t, a->ns[j]->id))
-                return 0;
-    return 1;
+    nh_set_t set = { ns, k, node_t_of, node_id_of };
+    return nh_pump(&set, cond, arg, timeout_ms);
 }
 
 static int connect_all(node_t **ns, int k)
 {
-    nodes_t a = { ns, k };
-    return pump(ns, k, all_connected, &a, 3000);
+    nh_set_t set = { ns, k, node_t_of, node_id_of };
+    return nh_pump(&set, nh_all_connected, &set, CONNECT_MS);
 }
 
 typedef struct want {
@@ -217,18 +166,6 @@ static int send_msg(node_t *a, node_t *b, uint32_t group, uint32_t type, uint64_
     raft_entry_t e;
     raft_msg_t m = msg(a->id, b->id, type, seq, len, &e);
     return transport_send(a->t, group, &m);
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    if (!d)
-        return -1;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
 }
 
 /* A raw TCP socket to n's listener, for speaking bytes the transport did not write. */

@@ -26,74 +26,14 @@
 #include "cluster/frame.h"
 #include "cluster/transport.h"
 #include "tests/unit/check.h"
+#include "tests/unit/nethelp.h"
 
 /* ---- certificates -------------------------------------------------------------------- */
 
-static char dir[64];         /* the temp dir of this run's certificates */
-static char paths[16][128];
-static int npaths;
-
-/* Runs the shell command made of fmt; its output goes to dir/openssl.log. 0 on success. */
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    cmd[0] = '(';
-    int n = vsnprintf(cmd + 1, sizeof cmd - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof cmd - 64)
-        return -1;
-    snprintf(cmd + 1 + n, sizeof cmd - 1 - (size_t)n, ") >>%s/openssl.log 2>&1", dir);
-    int rc = system(cmd);
-    if (rc != 0)
-        printf("# failed (%d): %s\n", rc, cmd);
-    return rc;
-}
-
-/* A CA: dir/<name>.pem and .key (docs/TRANSPORT.md, "Making certificates"). */
-static int make_ca(const char *name, const char *cn)
-{
-    return sh("cd %s && openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-              "-nodes -keyout %s.key -out %s.pem -days 2 -subj '/CN=%s' "
-              "-addext 'basicConstraints=critical,CA:TRUE' "
-              "-addext 'keyUsage=critical,keyCertSign,cRLSign'", dir, name, name, cn);
-}
-
-/* A node certificate dir/<name>.pem and .key with subject CN=cn, signed by CA ca, naming
- * the node in a subjectAltName DNS:san (none if san is NULL: the CN then names it). */
-static int make_cert(const char *name, const char *ca, const char *cn, const char *san)
-{
-    char ext[200];
-    snprintf(ext, sizeof ext, "%s%s%skeyUsage=critical,digitalSignature\\n"
-             "extendedKeyUsage=serverAuth,clientAuth\\n", san ? "subjectAltName=DNS:" : "",
-             san ? san : "", san ? "\\n" : "");
-    return sh("cd %s && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-              "-keyout %s.key -out %s.csr -subj '/CN=%s' && printf '%s' >%s.ext && "
-              "openssl x509 -req -in %s.csr -CA %s.pem -CAkey %s.key "
-              "-set_serial 0x$(openssl rand -hex 16) -days 2 -extfile %s.ext -out %s.pem",
-              dir, name, name, cn, ext, name, name, ca, ca, name, name);
-}
-
-static const char *path(const char *name, const char *ext)
-{
-    if (npaths >= 16)
-        abort();
-    char *p = paths[npaths++];
-    snprintf(p, sizeof paths[0], "%s/%s.%s", dir, name, ext);
-    return p;
-}
-
 static int make_all(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/qfs-tls-XXXXXX");
-    if (!mkdtemp(dir))
+    if (certs_dir_new("qfs-tls-") != 0)
         return -1;
-    if (system("openssl version >/dev/null 2>&1") != 0) {
-        printf("# the openssl command is needed to make test certificates (package openssl)\n");
-        return -1;
-    }
     if (make_ca("ca", "quorumfs test CA") || make_ca("ca2", "another CA") ||
         make_cert("node-1", "ca", "node-1", "node-1") ||
         make_cert("node-2", "ca", "node-2", "node-2") ||
@@ -106,19 +46,10 @@ static int make_all(void)
     return sh("cd %s && cat ca.pem ca2.pem >both.pem", dir);
 }
 
-static void remove_all(void)
-{
-    if (dir[0] && strncmp(dir, "/tmp/qfs-tls-", 13) == 0) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            printf("# could not remove %s\n", dir);
-    }
-}
-
 /* ---- fixture ------------------------------------------------------------------------- */
 
 #define MAX_RECV 4096
+#define CONNECT_MS 5000     /* connect_all waits this long at most */
 
 typedef struct node {
     uint64_t id;
@@ -128,30 +59,6 @@ typedef struct node {
     size_t nrecv;
     uint64_t bad;            /* messages whose content did not check out */
 } node_t;
-
-static char logbuf[1 << 18];
-static size_t loglen;
-
-static void log_line(void *ctx, int level, const char *line)
-{
-    int n = snprintf(logbuf + loglen, sizeof logbuf - loglen, "%s\n", line);
-    if (n > 0 && loglen + (size_t)n < sizeof logbuf)
-        loglen += (size_t)n;
-}
-
-static int log_has(const char *needle)
-{
-    return strstr(logbuf, needle) != NULL;
-}
-
-/* TRANSPORT_LOG=1 in the environment prints each case's log lines. */
-static void log_reset(void)
-{
-    if (getenv("TRANSPORT_LOG") && loglen)
-        printf("%s", logbuf);
-    loglen = 0;
-    logbuf[0] = 0;
-}
 
 static void deliver(void *ctx, uint64_t from, uint32_t group, raft_msg_t *m)
 {
@@ -178,10 +85,7 @@ static transport_config_t config(node_t *n, uint64_t id, const char *cert, const
 {
     memset(n, 0, sizeof *n);
     n->id = id;
-    transport_config_t c = { .id = id, .cluster_id = 0xABCD, .listen = "127.0.0.1:0",
-                             .backoff_min_ms = 20, .backoff_max_ms = 160, .ping_ms = 100,
-                             .idle_timeout_ms = 3000, .seed = id, .deliver = deliver,
-                             .deliver_ctx = n, .log = log_line };
+    transport_config_t c = base_config(id, deliver, n);
     if (cert) {
         c.tls_cert = path(cert, "pem");
         c.tls_key = path(cert, "key");
@@ -193,12 +97,7 @@ static transport_config_t config(node_t *n, uint64_t id, const char *cert, const
 
 static int start_cfg(node_t *n, const transport_config_t *cfg)
 {
-    char *msg = NULL;
-    int rc = transport_new(cfg, &n->t, &msg);
-    if (rc < 0)
-        printf("# transport_new: %s\n", msg ? msg : qerr_str(rc));
-    free(msg);
-    return rc;
+    return start_cfg_t(cfg, &n->t);
 }
 
 static int start(node_t *n, uint64_t id, const char *cert, const char *ca)
@@ -230,49 +129,28 @@ static int mesh(node_t **ns, int k)
     return 0;
 }
 
-static uint64_t ms_now(void)
+static transport_t *node_t_of(void *items, int i)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    node_t **ns = items;
+    return ns[i] ? ns[i]->t : NULL;
 }
 
-typedef int (*cond_fn)(void *arg);
+static uint64_t node_id_of(void *items, int i)
+{
+    return ((node_t **)items)[i]->id;
+}
 
-/* Polls the k transports (1 ms each) until cond(arg) holds or timeout_ms passes. */
+/* Polls the k nodes' transports (1 ms each) until cond(arg) holds or timeout_ms passes. */
 static int pump(node_t **ns, int k, cond_fn cond, void *arg, int timeout_ms)
 {
-    uint64_t end = ms_now() + (uint64_t)timeout_ms;
-    for (;;) {
-        if (cond && cond(arg))
-            return 1;
-        if (ms_now() >= end)
-            return cond ? cond(arg) : 1;
-        for (int i = 0; i < k; i++)
-            if (ns[i] && ns[i]->t && transport_poll(ns[i]->t, 1) < 0)
-                return 0;
-    }
-}
-
-typedef struct nodes {
-    node_t **ns;
-    int k;
-} nodes_t;
-
-static int all_connected(void *arg)
-{
-    nodes_t *a = arg;
-    for (int i = 0; i < a->k; i++)
-        for (int j = 0; j < a->k; j++)
-            if (i != j && !transport_connected(a->ns[i]->t, a->ns[j]->id))
-                return 0;
-    return 1;
+    nh_set_t set = { ns, k, node_t_of, node_id_of };
+    return nh_pump(&set, cond, arg, timeout_ms);
 }
 
 static int connect_all(node_t **ns, int k)
 {
-    nodes_t a = { ns, k };
-    return pump(ns, k, all_connected, &a, 5000);
+    nh_set_t set = { ns, k, node_t_of, node_id_of };
+    return nh_pump(&set, nh_all_connected, &set, CONNECT_MS);
 }
 
 typedef struct want {
@@ -321,18 +199,6 @@ static int send_msg(node_t *a, node_t *b, uint32_t g, uint32_t type, uint64_t se
         m.data = len ? buf : NULL;
     }
     return transport_send(a->t, g, &m);
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    if (!d)
-        return -1;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
 }
 
 /* A raw nonblocking TCP socket to n's listener. */
@@ -794,6 +660,6 @@ int main(void)
     RUN(garbage_during_handshake_closes_only_its_connection);
     if (CHECK_DONE() || getenv("TRANSPORT_LOG"))
         printf("# transport log of the last case:\n%s", logbuf);
-    remove_all();
+    certs_remove();
     return CHECK_DONE();
 }
