@@ -65,18 +65,6 @@ static void usage(void)
     exit(2);
 }
 
-static long num_arg(const char *opt, const char *v, long lo, long hi)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "histrec: %s: a number from %ld to %ld, not '%s'\n", opt, lo, hi, v);
-        exit(2);
-    }
-    return x;
-}
-
 /* A key path is relative to the mount, without "." or ".." components or spaces. */
 static int key_ok(const char *k)
 {
@@ -251,26 +239,10 @@ static void client(const opts_t *o, int log, int c, lmount_t *m, volatile int *s
     }
 }
 
-static int mark(const char *file, const char *label)
-{
-    if (strpbrk(label, " \t\n") || !*label) {
-        fprintf(stderr, "histrec: a mark label is one word\n");
-        return 2;
-    }
-    int fd = open(file, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "histrec: %s: %s\n", file, strerror(errno));
-        return 1;
-    }
-    int rc = lm_logf(fd, "M %s %" PRIu64, label, lm_now());
-    close(fd);
-    return rc ? 1 : 0;
-}
-
 int main(int argc, char **argv)
 {
     if (argc == 4 && !strcmp(argv[1], "--mark"))
-        return mark(argv[2], argv[3]);
+        return lm_mark("histrec", argv[2], argv[3]);
     opts_t o = { .per_mount = 2, .duration = 60, .read_pct = 50, .grace = 20, .seed = 1 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -293,17 +265,17 @@ int main(int argc, char **argv)
             }
             o.keys[o.nkeys++] = v;
         } else if (!strcmp(a, "--clients-per-mount")) {
-            o.per_mount = (int)num_arg(a, v, 1, MAX_CLIENTS);
+            o.per_mount = (int)lm_num_arg("histrec", a, v, 1, MAX_CLIENTS);
         } else if (!strcmp(a, "--duration")) {
-            o.duration = (double)num_arg(a, v, 1, 3600);
+            o.duration = (double)lm_num_arg("histrec", a, v, 1, 3600);
         } else if (!strcmp(a, "--read-pct")) {
-            o.read_pct = (int)num_arg(a, v, 0, 100);
+            o.read_pct = (int)lm_num_arg("histrec", a, v, 0, 100);
         } else if (!strcmp(a, "--think-ms")) {
-            o.think_ms = (int)num_arg(a, v, 0, 10000);
+            o.think_ms = (int)lm_num_arg("histrec", a, v, 0, 10000);
         } else if (!strcmp(a, "--grace")) {
-            o.grace = (int)num_arg(a, v, 1, 600);
+            o.grace = (int)lm_num_arg("histrec", a, v, 1, 600);
         } else if (!strcmp(a, "--seed")) {
-            o.seed = (unsigned)num_arg(a, v, 0, 0x7fffffff);
+            o.seed = (unsigned)lm_num_arg("histrec", a, v, 0, 0x7fffffff);
         } else {
             usage();
         }

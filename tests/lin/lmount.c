@@ -4,8 +4,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/statfs.h>
 #include <time.h>
@@ -98,4 +100,32 @@ void lm_sleep_ms(unsigned ms)
     struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
+}
+
+long lm_num_arg(const char *prog, const char *opt, const char *v, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "%s: %s: a number from %ld to %ld, not '%s'\n", prog, opt, lo, hi, v);
+        exit(2);
+    }
+    return x;
+}
+
+int lm_mark(const char *prog, const char *file, const char *label)
+{
+    if (strpbrk(label, " \t\n") || !*label) {
+        fprintf(stderr, "%s: a mark label is one word\n", prog);
+        return 2;
+    }
+    int fd = open(file, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "%s: %s: %s\n", prog, file, strerror(errno));
+        return 1;
+    }
+    int rc = lm_logf(fd, "M %s %" PRIu64, label, lm_now());
+    close(fd);
+    return rc ? 1 : 0;
 }

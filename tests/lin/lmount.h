@@ -2,7 +2,8 @@
  * one quorumfs mount that is only ever a live FUSE mount (a killed node's path falls back to
  * the empty directory below it, where an operation must not be recorded as an answer of the
  * filesystem), one monotonic clock for every process on the machine, errno names, and event
- * lines appended whole to one log shared by many processes. */
+ * lines appended whole to one log shared by many processes, and the command-line pieces
+ * both have (numbers, --mark). */
 #ifndef QFS_LIN_LMOUNT_H
 #define QFS_LIN_LMOUNT_H
 
@@ -35,6 +36,15 @@ const char *lm_errname(int err);
  * of several processes appending to one O_APPEND file never interleave. Lines longer than
  * 1000 bytes are cut. Returns 0, or -1 if the write failed or was short. */
 int lm_logf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The value of option opt (its argument v), a decimal number from lo to hi; anything else
+ * ends the process with status 2 and a line "<prog>: <opt>: ..." on stderr. */
+long lm_num_arg(const char *prog, const char *opt, const char *v, long lo, long hi);
+
+/* The recorders' --mark FILE LABEL: appends "M <label> <lm_now()>" to the history file (it
+ * must exist). Returns the exit status: 0, 1 if the file could not be written, 2 if the
+ * label is not one word. */
+int lm_mark(const char *prog, const char *file, const char *label);
 
 /* Sleeps ms milliseconds (restarting after signals). */
 void lm_sleep_ms(unsigned ms);

@@ -62,18 +62,6 @@ static void usage(void)
     exit(2);
 }
 
-static long num_arg(const char *opt, const char *v, long lo, long hi)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "qrec: %s: a number from %ld to %ld, not '%s'\n", opt, lo, hi, v);
-        exit(2);
-    }
-    return x;
-}
-
 /* Reads fd to EOF into buf (NUL-terminated; bytes past cap-1 are dropped). Returns 0 or an
  * errno; *len counts the bytes returned by read(), kept or not. */
 static int read_all(int fd, char *buf, size_t cap, size_t *len)
@@ -281,26 +269,10 @@ static void run(ctx_t *c, enum kind k, volatile int *stop, pid_t parent, uint64_
     }
 }
 
-static int mark(const char *file, const char *label)
-{
-    if (strpbrk(label, " \t\n") || !*label) {
-        fprintf(stderr, "qrec: a mark label is one word\n");
-        return 2;
-    }
-    int fd = open(file, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "qrec: %s: %s\n", file, strerror(errno));
-        return 1;
-    }
-    int rc = lm_logf(fd, "M %s %" PRIu64, label, lm_now());
-    close(fd);
-    return rc ? 1 : 0;
-}
-
 int main(int argc, char **argv)
 {
     if (argc == 4 && !strcmp(argv[1], "--mark"))
-        return mark(argv[2], argv[3]);
+        return lm_mark("qrec", argv[2], argv[3]);
     opts_t o = { .producers = 8, .consumers = 8, .duration = 60, .grace = 20, .seed = 1 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -325,19 +297,19 @@ int main(int argc, char **argv)
             }
             o.mounts[o.nmounts++] = v;
         } else if (!strcmp(a, "--producers")) {
-            o.producers = (int)num_arg(a, v, 0, MAX_PROCS);
+            o.producers = (int)lm_num_arg("qrec", a, v, 0, MAX_PROCS);
         } else if (!strcmp(a, "--consumers")) {
-            o.consumers = (int)num_arg(a, v, 0, MAX_PROCS);
+            o.consumers = (int)lm_num_arg("qrec", a, v, 0, MAX_PROCS);
         } else if (!strcmp(a, "--poppers")) {
-            o.poppers = (int)num_arg(a, v, 0, MAX_PROCS);
+            o.poppers = (int)lm_num_arg("qrec", a, v, 0, MAX_PROCS);
         } else if (!strcmp(a, "--duration")) {
-            o.duration = (int)num_arg(a, v, 1, 3600);
+            o.duration = (int)lm_num_arg("qrec", a, v, 1, 3600);
         } else if (!strcmp(a, "--think-ms")) {
-            o.think_ms = (int)num_arg(a, v, 0, 10000);
+            o.think_ms = (int)lm_num_arg("qrec", a, v, 0, 10000);
         } else if (!strcmp(a, "--grace")) {
-            o.grace = (int)num_arg(a, v, 1, 600);
+            o.grace = (int)lm_num_arg("qrec", a, v, 1, 600);
         } else if (!strcmp(a, "--seed")) {
-            o.seed = (unsigned)num_arg(a, v, 0, 0x7fffffff);
+            o.seed = (unsigned)lm_num_arg("qrec", a, v, 0, 0x7fffffff);
         } else {
             usage();
         }
