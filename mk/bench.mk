@@ -3,6 +3,7 @@
 # `make all` builds the two programs; `make bench` runs the script (about 10 minutes).
 TOOLS      += $(BUILD)/nullfs $(BUILD)/fsbench
 BENCH_CMDS += "tools/bench --build $(BUILD)"
+BENCH_CMDS += "tools/bench-cluster --build $(BUILD)"
 
 $(BUILD)/nullfs: tools/nullfs.c
 	@mkdir -p $(dir $@)
