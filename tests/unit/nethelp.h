@@ -11,6 +11,7 @@
  *     before the include to change it, "TRANSPORT_LOG" by default);
  *   - base_config(), the transport config on 127.0.0.1 port 0 the tests start from;
  *     start_cfg() to make a transport and print why not;
+ *   - tcp_connect_to() and fd_closed(), for cases that talk raw TCP to a transport;
  *   - count_fds(), to check a case leaks no descriptor;
  *   - ms_now() and nh_pump(), which polls a set of transports until a condition holds or a
  *     bounded time passes; nh_all_connected() as such a condition.
@@ -19,12 +20,17 @@
 #define QFS_TESTS_NETHELP_H
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cluster/err.h"
 #include "cluster/transport.h"
@@ -194,7 +200,39 @@ NH_FN int count_fds(void)
     return n;
 }
 
+/* A raw TCP connection to t's listener on 127.0.0.1 (connected blocking, then made
+ * nonblocking if nonblock; close-on-exec), or -1. */
+NH_FN int tcp_connect_to(const transport_t *t, int nonblock)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(transport_port(t)),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    if (fd >= 0 && nonblock)
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+    return fd;
+}
+
 typedef int (*cond_fn)(void *arg);
+
+/* A cond_fn on an int fd: 1 once the other end has closed it (whatever it sent before is
+ * read and dropped). */
+NH_FN int fd_closed(void *arg)
+{
+    int fd = *(int *)arg;
+    char b[4096];
+    for (;;) {
+        ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            return 1;
+        return 0;
+    }
+}
 
 /* k transports as the tests hold them: t_of gives the i-th (NULL: none there now), id_of
  * its node id. */

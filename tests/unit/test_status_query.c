@@ -331,21 +331,6 @@ TEST(dead_silent_and_garbage_servers_fail_clearly)
     CHECK_EQ(count_fds(), fds);
 }
 
-/* A raw TCP connection to t's listener (blocking, for the few bytes each case sends). */
-static int raw_connect(const transport_t *t)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(transport_port(t)),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    if (fd >= 0)
-        fcntl(fd, F_SETFL, O_NONBLOCK);
-    return fd;
-}
-
 /* A frame with any header fields and a right CRC; returns its length. */
 static size_t raw_frame(uint8_t *out, uint8_t type, uint32_t plen_field, const void *payload,
                         uint32_t plen)
@@ -450,7 +435,7 @@ TEST(malformed_requests_are_refused_and_peers_keep_talking)
     bad[k].len = 18;
     bad[k++].log = "bad magic";
     for (size_t i = 0; i < k; i++) {
-        raw_t r = { .fd = raw_connect(b) };
+        raw_t r = { .fd = tcp_connect_to(b, 1) };
         CHECK(r.fd >= 0);
         CHECK(send(r.fd, buf + 64 * i, bad[i].len, MSG_NOSIGNAL) == (ssize_t)bad[i].len);
         CHECK_EQ(heartbeats(a, b, 10), 0);
@@ -466,7 +451,7 @@ TEST(malformed_requests_are_refused_and_peers_keep_talking)
     }
     CHECK_EQ(transport_refused(b), 4);
     /* a good request twice in a row: one answer (after the node's HELLO), then the close */
-    raw_t r = { .fd = raw_connect(b) };
+    raw_t r = { .fd = tcp_connect_to(b, 1) };
     CHECK(r.fd >= 0);
     frame_t q = { .type = FRAME_STATUS_REQ, .status.version = 5 }; /* a later client */
     size_t n;

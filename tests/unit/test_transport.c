@@ -171,14 +171,7 @@ static int send_msg(node_t *a, node_t *b, uint32_t group, uint32_t type, uint64_
 /* A raw TCP socket to n's listener, for speaking bytes the transport did not write. */
 static int raw_connect(const node_t *n)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(transport_port(n->t)),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+    return tcp_connect_to(n->t, 0);
 }
 
 static int raw_send_frame(int fd, const frame_t *f)
@@ -195,21 +188,6 @@ static int raw_hello(int fd, uint64_t id, uint64_t cluster, uint32_t pmin, uint3
     frame_t f = { .type = FRAME_HELLO };
     f.hello = (frame_hello_t){ id, cluster, pmin, pmax };
     return raw_send_frame(fd, &f);
-}
-
-/* 1 once the other end has closed fd (whatever it sent before is read and dropped). */
-static int raw_closed(void *arg)
-{
-    int fd = *(int *)arg;
-    char b[4096];
-    for (;;) {
-        ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
-        if (n > 0)
-            continue;
-        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-            return 1;
-        return 0;
-    }
 }
 
 /* ---- cases --------------------------------------------------------------------------- */
@@ -479,7 +457,7 @@ TEST(garbage_closes_only_its_connection)
     int fd = raw_connect(n[2]);
     CHECK(fd >= 0);
     CHECK(send(fd, "GET / HTTP/1.0\r\n\r\n", 18, MSG_NOSIGNAL) == 18);
-    CHECK(pump(n, 3, raw_closed, &fd, 3000));
+    CHECK(pump(n, 3, fd_closed, &fd, 3000));
     close(fd);
     CHECK(log_has("closing inbound connection from 127.0.0.1:"));
     CHECK(log_has("bad magic"));
@@ -495,7 +473,7 @@ TEST(garbage_closes_only_its_connection)
     CHECK_EQ(frame_encode(&ping, bad, sizeof bad, &len), 0);
     bad[len - 1] ^= 1;
     CHECK(send(fd, bad, len, MSG_NOSIGNAL) == (ssize_t)len);
-    CHECK(pump(n, 3, raw_closed, &fd, 3000));
+    CHECK(pump(n, 3, fd_closed, &fd, 3000));
     close(fd);
     CHECK(log_has("closing peer 5 (inbound from 127.0.0.1:"));
     CHECK(log_has("CRC mismatch"));
@@ -511,14 +489,14 @@ TEST(garbage_closes_only_its_connection)
     frame_t spoof = { .type = FRAME_RAFT, .group = 1 };
     spoof.msg = (raft_msg_t){ .type = RAFT_MSG_HEARTBEAT, .from = 10, .to = 30, .term = 9 };
     CHECK_EQ(raw_send_frame(fd, &spoof), 0);
-    CHECK(pump(n, 3, raw_closed, &fd, 3000));
+    CHECK(pump(n, 3, fd_closed, &fd, 3000));
     close(fd);
     CHECK(log_has("protocol error: Raft message from 10 to 30"));
     /* 4. a frame before the HELLO */
     fd = raw_connect(n[2]);
     CHECK(fd >= 0);
     CHECK_EQ(raw_send_frame(fd, &ping), 0);
-    CHECK(pump(n, 3, raw_closed, &fd, 3000));
+    CHECK(pump(n, 3, fd_closed, &fd, 3000));
     close(fd);
     CHECK(log_has("first frame has type 3, not HELLO"));
 
@@ -595,7 +573,7 @@ TEST(wrong_cluster_or_identity_is_refused)
         CHECK(fd >= 0);
         CHECK_EQ(raw_hello(fd, hs[i].id, 0xABCD, hs[i].pmin, hs[i].pmax), 0);
         node_t *only_a[] = { a };
-        CHECK(pump(only_a, 1, raw_closed, &fd, 3000));
+        CHECK(pump(only_a, 1, fd_closed, &fd, 3000));
         close(fd);
         CHECK(log_has(hs[i].why));
         CHECK_EQ(transport_refused(a->t), before + 1);
@@ -625,7 +603,7 @@ TEST(silent_connections_time_out)
     int fd = raw_connect(a);
     CHECK(fd >= 0);
     uint64_t t0 = ms_now();
-    CHECK(pump(ns, 1, raw_closed, &fd, 3000));
+    CHECK(pump(ns, 1, fd_closed, &fd, 3000));
     uint64_t waited = ms_now() - t0;
     close(fd);
     CHECK(waited >= 250 && waited < 1500);
@@ -640,7 +618,7 @@ TEST(silent_connections_time_out)
     CHECK(fd >= 0);
     CHECK_EQ(raw_hello(fd, 7, 0xABCD, 1, 1), 0);
     t0 = ms_now();
-    CHECK(pump(ns, 1, raw_closed, &fd, 3000));
+    CHECK(pump(ns, 1, fd_closed, &fd, 3000));
     waited = ms_now() - t0;
     close(fd);
     CHECK(waited >= 250 && waited < 1500);

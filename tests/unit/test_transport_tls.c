@@ -204,31 +204,7 @@ static int send_msg(node_t *a, node_t *b, uint32_t g, uint32_t type, uint64_t se
 /* A raw nonblocking TCP socket to n's listener. */
 static int raw_connect(const node_t *n)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(transport_port(n->t)),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    if (fd >= 0)
-        fcntl(fd, F_SETFL, O_NONBLOCK);
-    return fd;
-}
-
-/* 1 once the other end has closed fd (whatever it sent before is read and dropped). */
-static int raw_closed(void *arg)
-{
-    int fd = *(int *)arg;
-    char b[4096];
-    for (;;) {
-        ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
-        if (n > 0)
-            continue;
-        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-            return 1;
-        return 0;
-    }
+    return tcp_connect_to(n->t, 1);
 }
 
 /* A TLS client written here, not by the transport: presents dir/<cert>.pem (or nothing),
@@ -602,7 +578,7 @@ TEST(garbage_during_handshake_closes_only_its_connection)
     int fd = raw_connect(b);
     CHECK(fd >= 0);
     CHECK(send(fd, "GET / HTTP/1.0\r\n\r\n", 18, MSG_NOSIGNAL) == 18);
-    CHECK(pump(ns, 2, raw_closed, &fd, 3000));
+    CHECK(pump(ns, 2, fd_closed, &fd, 3000));
     close(fd);
     CHECK(log_has("node 2: closing inbound connection from 127.0.0.1:"));
     CHECK(log_has("TLS handshake failed: "));
@@ -613,7 +589,7 @@ TEST(garbage_during_handshake_closes_only_its_connection)
     const uint8_t rec[] = { 0x16, 0x03, 0x01, 0x00, 0x08, 0x01, 0x00, 0x00, 0x04,
                             0xde, 0xad, 0xbe, 0xef };
     CHECK(send(fd, rec, sizeof rec, MSG_NOSIGNAL) == (ssize_t)sizeof rec);
-    CHECK(pump(ns, 2, raw_closed, &fd, 3000));
+    CHECK(pump(ns, 2, fd_closed, &fd, 3000));
     close(fd);
     CHECK_EQ(transport_refused(b->t), 2);
     /* 3. a record header promising bytes that never come: the handshake times out */
@@ -621,7 +597,7 @@ TEST(garbage_during_handshake_closes_only_its_connection)
     CHECK(fd >= 0);
     CHECK(send(fd, rec, 5, MSG_NOSIGNAL) == 5);
     uint64_t t0 = ms_now();
-    CHECK(pump(ns, 2, raw_closed, &fd, 3000));
+    CHECK(pump(ns, 2, fd_closed, &fd, 3000));
     close(fd);
     CHECK(ms_now() - t0 >= 400);
     CHECK(log_has("TLS handshake not done within 600 ms"));
