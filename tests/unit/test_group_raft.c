@@ -55,7 +55,7 @@ static void sleep_ms(unsigned ms)
 
 /* ---- the state machine: a key-value table; "key=value" sets ---------------------------- */
 
-#define KV_MAX 4096
+#define KV_MAX 16384   /* above what two writers of 4096 keys each plus the rest can set */
 typedef struct kv {
     pthread_mutex_t mu;
     uint64_t applied, sets;
