@@ -43,18 +43,7 @@ out=$("$LINCHECK" --min-writes 5 "$QI_ROOT/tests/lin/good.hist" 2>&1); rc=$?
 checke checker-wants-enough-ops '[ $rc = 3 ]' || note "$out"
 
 # ---- three nodes
-base=${CLUSTER_BASE_PORT:-}
-if [ -z "$base" ]; then
-    for try in $(seq 1 20); do
-        b=$((20000 + RANDOM % 40000))
-        if $PY -c 'import socket,sys
-b=int(sys.argv[1])
-for p in range(b, b+3):
-    s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", p)); s.close()' "$b" 2>/dev/null; then
-            base=$b; break
-        fi
-    done
-fi
+base=${CLUSTER_BASE_PORT:-$(free_ports 3)}
 [ -n "$base" ] || { not_ok free-ports "no 3 free ports"; finish; }
 up_out=$(CLUSTER_WAIT_S=30 timeout 90 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" 2>&1)
 if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi

@@ -50,18 +50,7 @@ checke checker-finds-double-pop 'ql "${good[@]}" "I 4 1 pop - 90" "C 4 1 ok m1-2
 checke checker-finds-duplicate-push 'ql "${good[@]}" "I 4 1 claim - 90" "C 4 1 ok 9:m1-2 91" "I 5 1 claim - 92" "C 5 1 ok 8:m1-2 93"; [ $? = 1 ] && [[ $out == *"push applied twice"* ]]' || note "$out"
 
 # ---- three nodes
-base=${CLUSTER_BASE_PORT:-}
-if [ -z "$base" ]; then
-    for try in $(seq 1 20); do
-        b=$((20000 + RANDOM % 40000))
-        if $PY -c 'import socket,sys
-b=int(sys.argv[1])
-for p in range(b, b+3):
-    s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", p)); s.close()' "$b" 2>/dev/null; then
-            base=$b; break
-        fi
-    done
-fi
+base=${CLUSTER_BASE_PORT:-$(free_ports 3)}
 [ -n "$base" ] || { not_ok free-ports "no 3 free ports"; finish; }
 up_out=$(CLUSTER_WAIT_S=30 timeout 90 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" 2>&1)
 if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
