@@ -81,6 +81,12 @@ typedef struct lfh {
      * may have gone another way, it stays (a later lost session then says EIO, as safe). */
     struct held { uint8_t kind; uint64_t owner; } held[4];
     int nheld, held_overflow;
+    /* The fence of the exclusive-create hold this open took (O_CREAT|O_EXCL), 0 if none.
+     * The hold is recorded as granted (LK_CREATE) under lock_sid too, so the end of that
+     * session makes the descriptor stale; so does the hold being gone to another taker
+     * (the lock exists with another create fence: its TTL ran out, or it was removed and
+     * created again). Set once, before the create is answered. */
+    uint64_t create_fence;
 } lfh_t;
 
 static lfront_t *LF(fuse_req_t req) { return ns_front_ctx(req, NS_LOCKS); }
@@ -104,7 +110,8 @@ static int lpropose(lfront_t *lf, const char *name, cmdbuf_t *b, sm_result_t *re
     return node_propose(lf->ctx.node, lshard(lf, name), b, res);
 }
 
-/* Whether fh held a lock under a session that has ended (see lfh_t.lock_sid), as of a read
+/* Whether fh held a lock under a session that has ended (see lfh_t.lock_sid), or took an
+ * exclusive-create hold that another taker has now (see lfh_t.create_fence), as of a read
  * barrier (a node that was stopped or cut off learns here what the cluster decided while
  * it was away); also when that cannot be known (no quorum). */
 static int stale(const lfront_t *lf, const lfh_t *fh)
@@ -116,8 +123,13 @@ static int stale(const lfront_t *lf, const lfh_t *fh)
     if (held != lsid(lf, k) || node_read_barrier(lf->ctx.node, k) != 0)
         return 1;
     state_t *st = lstate(lf, k);
+    lock_view_t v;
     pthread_rwlock_rdlock(&st->lock);
     int gone = !session_find(&st->sessions, held);
+    if (!gone && fh->create_fence &&
+        locks_sm_get(st, fh->name, strlen(fh->name), &v) == 0 &&
+        v.create_fence != fh->create_fence)
+        gone = 1;                /* the create hold went to another taker */
     pthread_rwlock_unlock(&st->lock);
     return gone;
 }
@@ -389,10 +401,15 @@ static void lf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     uint64_t sid = rc == 0 ? lsid(lf, lshard(lf, name)) : 0;
     if (rc == 0 && excl && !sid)
         rc = -EIO;
+    int held = 0;
+    uint64_t fence = 0;
     if (rc == 0) {
         cmdbuf_t b;
+        sm_result_t res;
         locks_cmd_create(&b, node_now_ms(), name, excl, sid, (uint32_t)fuse_req_ctx(req)->pid);
-        rc = lpropose(lf, name, &b, NULL);
+        rc = lpropose(lf, name, &b, &res);
+        if (rc == 0)
+            locks_result_create(&res, &held, NULL, &fence);
     }
     struct fuse_entry_param e;
     lfh_t *fh = NULL;
@@ -400,6 +417,10 @@ static void lf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         rc = do_lookup(lf, parent, name, &e);
     if (rc == 0)
         rc = open_lock(lf, e.ino, fi->flags, &fh);
+    if (rc == 0 && held && fence) {
+        fh->create_fence = fence;
+        granted_to(fh, sid, LK_CREATE, 0);
+    }
     reply_opened(req, rc, fh, fi, &e);
 }
 
@@ -419,10 +440,14 @@ static void lf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
     lfront_t *lf = LF(req);
     lfh_t *fh = (lfh_t *)(uintptr_t)fi->fh;
-    int rc = 0;
+    /* Content written through a descriptor whose lock was lost would land beside another
+     * holder's: EIO instead (checked before the write, not atomically with it). */
+    int rc = stale(lf, fh) ? -EIO : 0;
     pthread_mutex_lock(&fh->mu);
     size_t end = (size_t)off + size;
-    if (off < 0)
+    if (rc < 0)
+        ;                        /* stale */
+    else if (off < 0)
         rc = -EINVAL;
     else if (end > LOCK_DATA_MAX)
         rc = -EFBIG;

@@ -179,6 +179,7 @@ touch "${M[$F]}/locks/stale" "${M[$F]}/locks/stale2"
 $PY -c 'import errno, fcntl, os, sys, time
 f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX)
 g = open(sys.argv[1] + "2"); fcntl.flock(g, fcntl.LOCK_EX); fcntl.flock(g, fcntl.LOCK_UN)
+c = os.open(sys.argv[1] + "c", os.O_WRONLY | os.O_CREAT | os.O_EXCL); os.write(c, b"me\n")
 open(sys.argv[2] + ".held", "w").close()
 deadline = time.time() + 60
 while not os.path.exists(sys.argv[2] + ".go") and time.time() < deadline:
@@ -187,7 +188,9 @@ out = []
 for what, fn in (("relock", lambda: fcntl.flock(g, fcntl.LOCK_EX | fcntl.LOCK_NB)),
                  ("unlock", lambda: fcntl.flock(f, fcntl.LOCK_UN)),
                  ("lock", lambda: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)),
-                 ("close", f.close)):
+                 ("close", f.close),
+                 ("cwrite", lambda: os.write(c, b"me again\n")),
+                 ("cclose", lambda: os.close(c))):
     try:
         fn(); out.append(what + "=0")
     except OSError as e:
@@ -205,12 +208,15 @@ ts=$(now_ms)
 wait_for 25 flock -n "${M[$O]}/locks/stale" true && ok stopped-node-lock-released ||
     not_ok stopped-node-lock-released "node $F stopped, its lock still held after 25 s"
 note "node $F stopped: its lock was free on node $O after $(( $(now_ms) - ts )) ms"
+# its exclusive-create lock ended with the session too: another node creates it
+wait_for 10 sh -c "set -C; echo other >'${M[$O]}/locks/stalec'" && ok stopped-node-create-lock-released ||
+    not_ok stopped-node-create-lock-released "O_EXCL create of locks/stalec still fails on node $O"
 kill -CONT "$fpid"
 touch "$T/stale.go"
 wait_for 30 test -s "$T/stale" || note "the holder did not finish"
 # (relock: a descriptor whose lock was unlocked before the session ended lost nothing: it
 # locks again)
-checke stale-descriptor-EIO '[ "$(cat "$T/stale" 2>/dev/null)" = "relock=0 unlock=EIO lock=EIO close=EIO" ]' ||
+checke stale-descriptor-EIO '[ "$(cat "$T/stale" 2>/dev/null)" = "relock=0 unlock=EIO lock=EIO close=EIO cwrite=EIO cclose=EIO" ]' ||
     note "holder on node $F saw: $(cat "$T/stale" 2>/dev/null)"
 wait "$stale_py" 2>/dev/null
 # A pop parked on the stopped node never waits forever: if its wait was in the log before
