@@ -26,6 +26,7 @@
 #include "cluster/err.h"
 #include "cluster/frame.h"
 #include "cluster/status_client.h"
+#include "cluster/transport.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 
@@ -235,7 +236,11 @@ static int tls_setup(query_t *q, const cluster_status_tls_t *tls)
     ERR_clear_error();
     if (!(q->ctx = SSL_CTX_new(TLS_client_method())))
         goto nomem;
-    SSL_CTX_set_min_proto_version(q->ctx, TLS1_2_VERSION);
+    if (SSL_CTX_set_min_proto_version(q->ctx, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_set_max_proto_version(q->ctx, TLS1_3_VERSION) != 1) {
+        tls_errstr(why, sizeof why, "not supported by this OpenSSL");
+        return qfail(q, -QERR_INVAL, "TLS 1.3: %s", why);
+    }
     SSL_CTX_set_options(q->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
                                 SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_session_cache_mode(q->ctx, SSL_SESS_CACHE_OFF);
@@ -414,8 +419,9 @@ static int read_answer(query_t *q, cluster_status_t *out)
         }
         if (n == 0) {
             rc = qfail(q, -QERR_IO, "the member closed the connection without answering (%s)",
-                       q->ssl ? "it refused this client: its log says why; its certificate "
-                                "must name \"client\" or a node"
+                       q->ssl ? "it refused this client: its log says why; the subject CN of "
+                                "this client's certificate must be quorumfs-client or "
+                                "quorumfs-<id>"
                        : hello_id ? "it refused the request: its log says why; a node older "
                                     "than status queries refuses it as an unknown frame type"
                                   : "a member with TLS configured refuses plain queries");
@@ -465,18 +471,20 @@ done:
     return rc;
 }
 
-/* With TLS: the member's certificate must name the node it answered as. */
+/* With TLS: the member's certificate must name the node it answered as (its subject CN is
+ * quorumfs-<id>, transport_cert_identity). */
 static int check_member_name(query_t *q, uint64_t id)
 {
-    char name[32], subj[80] = "?";
-    snprintf(name, sizeof name, "node-%" PRIu64, id);
+    char subj[80] = "?";
+    uint64_t got;
     X509 *cert = SSL_get0_peer_certificate(q->ssl);
     if (cert)
         X509_NAME_oneline(X509_get_subject_name(cert), subj, sizeof subj);
-    if (!cert || X509_check_host(cert, name, 0, X509_CHECK_FLAG_NO_WILDCARDS, NULL) != 1) {
+    if (transport_cert_identity(cert, &got) != TRANSPORT_CERT_NODE || got != id) {
         ERR_clear_error();
         return qfail(q, -QERR_IO, "the member answers as node %" PRIu64 ", but its TLS "
-                     "certificate %s does not name %s", id, subj, name);
+                     "certificate %s does not name it (its subject CN must be quorumfs-%"
+                     PRIu64 ")", id, subj, id);
     }
     return 0;
 }

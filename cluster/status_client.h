@@ -10,9 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* PEM files for a query to a TLS member: a certificate chained to the member's CA that names
- * "client" or node-<id> (DNS subjectAltName, or CN without DNS names), its unencrypted key,
- * and the CA bundle the member's certificate must chain to. All three are required. */
+/* PEM files for a query to a TLS member (TLS 1.3 only): a certificate chained to the
+ * member's CA whose subject CN is quorumfs-client (or quorumfs-<id>: a node's own), its
+ * unencrypted key, and the CA bundle the member's certificate must chain to. All three are
+ * required. */
 typedef struct cluster_status_tls {
     const char *cert;
     const char *key;
@@ -30,7 +31,8 @@ typedef struct cluster_status {
 
 /* Asks the member at hostport ("HOST:PORT", "[V6]:PORT"; each address HOST resolves to is
  * tried in turn) for its status: connects, does TLS if tls is not NULL (verifying that the
- * member's certificate chains to tls->ca and names node-<id> of the id it answers as), sends
+ * member's certificate chains to tls->ca and has the subject CN quorumfs-<id> of the id it
+ * answers as), sends
  * a STATUS_REQ and reads the STATUS answer (a HELLO before it is skipped). Everything after
  * name resolution is bounded by timeout_ms in total (0: 5000).
  * Returns 0 and *out (release with cluster_status_free), or, with *errmsg naming hostport

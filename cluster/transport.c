@@ -77,6 +77,7 @@ typedef struct conn {
     bool got_bytes;           /* the first bytes were seen (for the wrong-protocol checks) */
     char ioerr[160];          /* why the last send/recv failed, when errno cannot say */
     char verr[200];           /* the first certificate verification refused, and why */
+    uint64_t want_id;         /* TLS, dialed: the node whose name the certificate must carry */
     size_t status_len;        /* C_STATUS: bytes of status text in the answer (for the log) */
 } conn_t;
 
@@ -108,7 +109,10 @@ struct transport {
     uint64_t accept_retry_ms;  /* nonzero: accepting paused (out of fds) until then */
     bool in_callback;
     int delivered;
-    SSL_CTX *tls;              /* NULL: plain TCP */
+    SSL_CTX *tls;              /* NULL: plain TCP; replaced by a successful reload (open
+                                  sessions hold their own reference to the one they use) */
+    char *tls_path[3];         /* certificate, key, CA bundle: read again at each reload */
+    unsigned reload_seen;      /* the reload requests already acted on */
     BIO_METHOD *bio_meth;      /* the socket BIO of TLS sessions (sends with MSG_NOSIGNAL) */
     uint8_t rbuf[READ_CHUNK];
 };
@@ -255,10 +259,67 @@ static const struct conn_io tcp_io = { tcp_send, tcp_recv, tcp_close };
 
 /* ---- TLS: the second conn_io --------------------------------------------------------- */
 
-/* The name a node's certificate must carry: DNS:node-<id> (CN=node-<id> without DNS names). */
+/* The subject CN a node's certificate must have: quorumfs-<id>. */
 static void node_name(uint64_t id, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "node-%" PRIu64, id);
+    snprintf(buf, cap, "quorumfs-%" PRIu64, id);
+}
+
+#define CLIENT_NAME "quorumfs-client" /* the subject CN of a status client's certificate */
+
+/* Copies the one subject CN of cert into buf (NUL-terminated) and returns true; false when
+ * the subject has no CN, more than one, one holding a NUL byte, or one of cap bytes or more. */
+static bool one_cn(const X509 *cert, char *buf, size_t cap)
+{
+    const X509_NAME *subj = X509_get_subject_name(cert);
+    int i = subj ? X509_NAME_get_index_by_NID(subj, NID_commonName, -1) : -1;
+    if (i < 0 || X509_NAME_get_index_by_NID(subj, NID_commonName, i) >= 0)
+        return false;
+    const ASN1_STRING *a = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
+    int len = a ? ASN1_STRING_length(a) : -1;
+    if (len < 0 || (size_t)len >= cap || memchr(ASN1_STRING_get0_data(a), 0, (size_t)len))
+        return false;
+    memcpy(buf, ASN1_STRING_get0_data(a), (size_t)len);
+    buf[len] = 0;
+    return true;
+}
+
+int transport_cert_identity(const struct x509_st *cert, uint64_t *id)
+{
+    char cn[32];
+    *id = 0;
+    if (!cert || !one_cn(cert, cn, sizeof cn))
+        return TRANSPORT_CERT_OTHER;
+    if (strcmp(cn, CLIENT_NAME) == 0)
+        return TRANSPORT_CERT_CLIENT;
+    const char *d = cn + 9;
+    if (strncmp(cn, "quorumfs-", 9) != 0 || *d < '1' || *d > '9')
+        return TRANSPORT_CERT_OTHER;
+    uint64_t v = 0;
+    for (; *d; d++) {
+        if (*d < '0' || *d > '9')
+            return TRANSPORT_CERT_OTHER;
+        unsigned k = (unsigned)(*d - '0');
+        if (v > (UINT64_MAX - k) / 10)
+            return TRANSPORT_CERT_OTHER;
+        v = v * 10 + k;
+    }
+    *id = v;
+    return TRANSPORT_CERT_NODE;
+}
+
+/* True iff cert names node id (its one subject CN is quorumfs-<id>). */
+static bool cert_names_node(const X509 *cert, uint64_t id)
+{
+    uint64_t got;
+    return transport_cert_identity(cert, &got) == TRANSPORT_CERT_NODE && got == id;
+}
+
+static void subject_of(const X509 *cert, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "?");
+    if (cert)
+        X509_NAME_oneline(X509_get_subject_name(cert), buf, (int)cap);
 }
 
 /* OpenSSL's first queued error as text ("certificate verify failed"), or fallback; empties
@@ -385,14 +446,29 @@ static void tls_close(conn_t *c)
 
 static const struct conn_io tls_io = { tls_send, tls_recv, tls_close };
 
-/* Verification callback: keeps the first refusal of a connection's handshake (which
+/* Verification callback: a dialed peer's own certificate (depth 0), once its chain verified,
+ * must also name the node dialed; keeps the first refusal of a connection's handshake (which
  * certificate, and why) for its log line; the refusal itself stands. */
 static int verify_cb(int ok, X509_STORE_CTX *x)
 {
-    if (ok)
-        return 1;
     SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
     conn_t *c = ssl ? SSL_get_app_data(ssl) : NULL;
+    if (ok) {
+        if (!c || !c->want_id || X509_STORE_CTX_get_error_depth(x) != 0)
+            return 1;
+        X509 *cert = X509_STORE_CTX_get_current_cert(x);
+        if (cert && cert_names_node(cert, c->want_id))
+            return 1;
+        X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
+        if (!c->verr[0]) {
+            char subj[80], want[32];
+            subject_of(cert, subj, sizeof subj);
+            node_name(c->want_id, want, sizeof want);
+            snprintf(c->verr, sizeof c->verr, "certificate %s does not name node %" PRIu64
+                     ": its subject CN must be %s", subj, c->want_id, want);
+        }
+        return 0;
+    }
     if (!c || c->verr[0])
         return 0;
     X509 *cert = X509_STORE_CTX_get0_cert(x); /* the peer's own, whichever link failed */
@@ -401,15 +477,8 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
         X509_NAME_oneline(X509_get_subject_name(cert), subj, sizeof subj);
         X509_NAME_oneline(X509_get_issuer_name(cert), iss, sizeof iss);
     }
-    int e = X509_STORE_CTX_get_error(x);
-    if (e == X509_V_ERR_HOSTNAME_MISMATCH && c->peer) {
-        char want[32];
-        node_name(c->peer->id, want, sizeof want);
-        snprintf(c->verr, sizeof c->verr, "certificate %s does not name %s", subj, want);
-    } else {
-        snprintf(c->verr, sizeof c->verr, "certificate %s issued by %s: %s", subj, iss,
-                 X509_verify_cert_error_string(e));
-    }
+    snprintf(c->verr, sizeof c->verr, "certificate %s issued by %s: %s", subj, iss,
+             X509_verify_cert_error_string(X509_STORE_CTX_get_error(x)));
     return 0;
 }
 
@@ -419,8 +488,98 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
     return 0;
 }
 
-/* Sets up t->tls from cfg's three paths (none: plain TCP, nothing to do). Returns 0, or
- * -QERR_INVAL / -QERR_NOMEM with *errmsg; t->tls may be set on failure (transport_free). */
+/* A TLS context from the three files: TLS 1.3 only, mutual verification against the CA
+ * bundle, and this node's certificate, which must name it. Returns 0 and *out, or
+ * -QERR_INVAL / -QERR_NOMEM with *errmsg (naming the file and OpenSSL's reason; no prefix).
+ * A certificate that does not verify against the bundle is only logged (see below). */
+static int tls_ctx_new(transport_t *t, const char *cert, const char *key, const char *ca,
+                       SSL_CTX **out, char **errmsg)
+{
+    char why[200], name[32], subj[80];
+    int rc = -QERR_INVAL;
+    *out = NULL;
+    ERR_clear_error();
+    SSL_CTX *x = SSL_CTX_new(TLS_method());
+    if (!x)
+        goto nomem;
+    if (SSL_CTX_set_min_proto_version(x, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_set_max_proto_version(x, TLS1_3_VERSION) != 1) {
+        tls_errstr(why, sizeof why, "not supported by this OpenSSL");
+        qerr_set_msg(errmsg, "TLS 1.3: %s", why);
+        goto fail;
+    }
+    /* no renegotiation, no resumption: every connection is fully verified */
+    SSL_CTX_set_options(x, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION |
+                           SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_session_cache_mode(x, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(x, 0);
+    /* the send queue may move (out_reserve) between a write and its retry; idle sessions
+       give their buffers back */
+    SSL_CTX_set_mode(x, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                        SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_default_passwd_cb(x, no_passphrase);
+    if (SSL_CTX_use_certificate_chain_file(x, cert) != 1) {
+        tls_errstr(why, sizeof why, "unreadable");
+        qerr_set_msg(errmsg, "TLS certificate %s: %s", cert, why);
+        goto fail;
+    }
+    /* (OpenSSL 3 already refuses a key that does not match here; older ones at the check) */
+    int loaded = SSL_CTX_use_PrivateKey_file(x, key, SSL_FILETYPE_PEM);
+    unsigned long e = loaded == 1 ? 0 : ERR_peek_error();
+    if (loaded == 1 ? SSL_CTX_check_private_key(x) != 1
+                    : ERR_GET_LIB(e) == ERR_LIB_X509 &&
+                      ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+        ERR_clear_error();
+        qerr_set_msg(errmsg, "TLS private key %s does not match the certificate %s", key, cert);
+        goto fail;
+    }
+    if (loaded != 1) {
+        tls_errstr(why, sizeof why, "unreadable");
+        qerr_set_msg(errmsg, "TLS private key %s: %s (the key must be an unencrypted PEM "
+                     "file)", key, why);
+        goto fail;
+    }
+    if (SSL_CTX_load_verify_locations(x, ca, NULL) != 1) {
+        tls_errstr(why, sizeof why, "unreadable");
+        qerr_set_msg(errmsg, "TLS CA bundle %s: %s", ca, why);
+        goto fail;
+    }
+    node_name(t->cfg.id, name, sizeof name);
+    X509 *own = SSL_CTX_get0_certificate(x);
+    subject_of(own, subj, sizeof subj);
+    if (!own || !cert_names_node(own, t->cfg.id)) {
+        ERR_clear_error();
+        qerr_set_msg(errmsg, "TLS certificate %s does not name this node: its subject must have "
+                     "the one CN %s (it is %s)", cert, name, subj);
+        goto fail;
+    }
+    SSL_CTX_set_verify(x, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+    /* Peers trusting the same bundle would refuse this node's own certificate: say so now
+       (a warning only: peers may trust another bundle, during a CA change for example). */
+    X509_STORE_CTX *vc = X509_STORE_CTX_new();
+    STACK_OF(X509) *chain = NULL;
+    SSL_CTX_get0_chain_certs(x, &chain);
+    if (vc && X509_STORE_CTX_init(vc, SSL_CTX_get_cert_store(x), own, chain) == 1 &&
+        X509_verify_cert(vc) != 1)
+        tlog(t, TRANSPORT_LOG_WARN, "this node's TLS certificate %s does not verify against "
+             "the CA bundle %s: %s", cert, ca,
+             X509_verify_cert_error_string(X509_STORE_CTX_get_error(vc)));
+    X509_STORE_CTX_free(vc);
+    ERR_clear_error();
+    *out = x;
+    return 0;
+nomem:
+    rc = -QERR_NOMEM;
+    qerr_set_msg(errmsg, "cannot set up TLS: out of memory");
+fail:
+    ERR_clear_error();
+    SSL_CTX_free(x);
+    return rc;
+}
+
+/* Sets up t->tls from cfg's three paths (none: plain TCP, nothing to do) and keeps copies of
+ * the paths for reloads. Returns 0, or -QERR_INVAL / -QERR_NOMEM with *errmsg (prefixed
+ * "transport: "); what is set on failure is released by transport_free. */
 static int tls_setup(transport_t *t, const transport_config_t *cfg, char **errmsg)
 {
     int n = !!cfg->tls_cert + !!cfg->tls_key + !!cfg->tls_ca;
@@ -432,59 +591,10 @@ static int tls_setup(transport_t *t, const transport_config_t *cfg, char **errms
                      : !cfg->tls_key ? "private key" : "CA bundle");
         return -QERR_INVAL;
     }
-    char why[200], name[32];
-    ERR_clear_error();
-    if (!(t->tls = SSL_CTX_new(TLS_method())))
-        goto nomem;
-    SSL_CTX *x = t->tls;
-    SSL_CTX_set_min_proto_version(x, TLS1_2_VERSION);
-    /* no renegotiation, no resumption: every connection is fully verified */
-    SSL_CTX_set_options(x, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION |
-                           SSL_OP_IGNORE_UNEXPECTED_EOF);
-    SSL_CTX_set_session_cache_mode(x, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_num_tickets(x, 0);
-    /* the send queue may move (out_reserve) between a write and its retry; idle sessions
-       give their buffers back */
-    SSL_CTX_set_mode(x, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                        SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_default_passwd_cb(x, no_passphrase);
-    if (SSL_CTX_use_certificate_chain_file(x, cfg->tls_cert) != 1) {
-        tls_errstr(why, sizeof why, "unreadable");
-        qerr_set_msg(errmsg, "transport: TLS certificate %s: %s", cfg->tls_cert, why);
-        return -QERR_INVAL;
-    }
-    /* (OpenSSL 3 already refuses a key that does not match here; older ones at the check) */
-    int loaded = SSL_CTX_use_PrivateKey_file(x, cfg->tls_key, SSL_FILETYPE_PEM);
-    unsigned long e = loaded == 1 ? 0 : ERR_peek_error();
-    if (loaded == 1 ? SSL_CTX_check_private_key(x) != 1
-                    : ERR_GET_LIB(e) == ERR_LIB_X509 &&
-                      ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
-        ERR_clear_error();
-        qerr_set_msg(errmsg, "transport: TLS private key %s does not match the certificate %s",
-                     cfg->tls_key, cfg->tls_cert);
-        return -QERR_INVAL;
-    }
-    if (loaded != 1) {
-        tls_errstr(why, sizeof why, "unreadable");
-        qerr_set_msg(errmsg, "transport: TLS private key %s: %s (the key must be an "
-                     "unencrypted PEM file)", cfg->tls_key, why);
-        return -QERR_INVAL;
-    }
-    if (SSL_CTX_load_verify_locations(x, cfg->tls_ca, NULL) != 1) {
-        tls_errstr(why, sizeof why, "unreadable");
-        qerr_set_msg(errmsg, "transport: TLS CA bundle %s: %s", cfg->tls_ca, why);
-        return -QERR_INVAL;
-    }
-    node_name(cfg->id, name, sizeof name);
-    X509 *own = SSL_CTX_get0_certificate(x);
-    if (!own || X509_check_host(own, name, 0, X509_CHECK_FLAG_NO_WILDCARDS, NULL) != 1) {
-        ERR_clear_error();
-        qerr_set_msg(errmsg, "transport: TLS certificate %s does not name this node: it needs "
-                     "subjectAltName DNS:%s (or, without DNS names, CN=%s)", cfg->tls_cert,
-                     name, name);
-        return -QERR_INVAL;
-    }
-    SSL_CTX_set_verify(x, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+    const char *in[3] = { cfg->tls_cert, cfg->tls_key, cfg->tls_ca };
+    for (int i = 0; i < 3; i++)
+        if (!(t->tls_path[i] = strdup(in[i])))
+            goto nomem;
     int idx = BIO_get_new_index();
     if (idx < 0 || !(t->bio_meth = BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK, "quorumfs socket")))
         goto nomem;
@@ -492,23 +602,57 @@ static int tls_setup(transport_t *t, const transport_config_t *cfg, char **errms
     BIO_meth_set_read(t->bio_meth, bio_read);
     BIO_meth_set_ctrl(t->bio_meth, bio_ctrl);
     BIO_meth_set_create(t->bio_meth, bio_create);
-    /* Peers trusting the same bundle would refuse this node's own certificate: say so now
-       (a warning only: peers may trust another bundle, during a CA change for example). */
-    X509_STORE_CTX *vc = X509_STORE_CTX_new();
-    STACK_OF(X509) *chain = NULL;
-    SSL_CTX_get0_chain_certs(x, &chain);
-    if (vc && X509_STORE_CTX_init(vc, SSL_CTX_get_cert_store(x), own, chain) == 1 &&
-        X509_verify_cert(vc) != 1)
-        tlog(t, TRANSPORT_LOG_WARN, "this node's TLS certificate %s does not verify against "
-             "the CA bundle %s: %s", cfg->tls_cert, cfg->tls_ca,
-             X509_verify_cert_error_string(X509_STORE_CTX_get_error(vc)));
-    X509_STORE_CTX_free(vc);
-    ERR_clear_error();
-    return 0;
+    char *msg = NULL;
+    int rc = tls_ctx_new(t, in[0], in[1], in[2], &t->tls, &msg);
+    if (rc < 0)
+        qerr_set_msg(errmsg, "transport: %s", msg ? msg : qerr_str(rc));
+    free(msg);
+    return rc;
 nomem:
     ERR_clear_error();
     qerr_set_msg(errmsg, "transport: cannot set up TLS: out of memory");
     return -QERR_NOMEM;
+}
+
+/* Process-wide count of reload requests (transport_request_tls_reload); each transport acts
+ * on a new one in its next transport_poll. An unsigned int is lock-free: async-signal-safe. */
+static unsigned tls_reload_requests;
+
+void transport_request_tls_reload(void)
+{
+    __atomic_add_fetch(&tls_reload_requests, 1, __ATOMIC_RELAXED);
+}
+
+int transport_reload_tls(transport_t *t, char **errmsg)
+{
+    ASSERT(!t->in_callback);
+    if (!t->tls) {
+        tlog(t, TRANSPORT_LOG_INFO, "TLS reload requested: this node has no TLS configured, "
+             "nothing to reload");
+        qerr_set_msg(errmsg, "this transport has no TLS configured");
+        return -QERR_INVAL;
+    }
+    SSL_CTX *x = NULL;
+    char *msg = NULL;
+    int rc = tls_ctx_new(t, t->tls_path[0], t->tls_path[1], t->tls_path[2], &x, &msg);
+    if (rc < 0) {
+        tlog(t, TRANSPORT_LOG_WARN, "TLS reload failed, the certificates loaded before stay in "
+             "use: %s", msg ? msg : qerr_str(rc));
+        if (errmsg) {
+            *errmsg = msg;
+            msg = NULL;
+        }
+        free(msg);
+        return rc;
+    }
+    SSL_CTX_free(t->tls); /* the sessions of open connections keep their own reference */
+    t->tls = x;
+    char subj[80];
+    subject_of(SSL_CTX_get0_certificate(x), subj, sizeof subj);
+    tlog(t, TRANSPORT_LOG_INFO, "TLS reloaded: certificate %s (%s), key %s, CA bundle %s; new "
+         "connections use them, open ones keep their session", t->tls_path[0], subj,
+         t->tls_path[1], t->tls_path[2]);
+    return 0;
 }
 
 /* Gives c (just created, fd set) its TLS session: it dials node peer_id (whose certificate
@@ -526,11 +670,7 @@ static bool tls_attach(conn_t *c, uint64_t peer_id)
     SSL_set_bio(c->ssl, b, b);
     SSL_set_app_data(c->ssl, c);
     if (peer_id) {
-        char name[32];
-        node_name(peer_id, name, sizeof name);
-        SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_WILDCARDS);
-        if (SSL_set1_host(c->ssl, name) != 1)
-            goto fail;
+        c->want_id = peer_id; /* checked by verify_cb */
         SSL_set_connect_state(c->ssl);
     } else {
         SSL_set_accept_state(c->ssl);
@@ -834,17 +974,15 @@ static bool on_hello(conn_t *c, const frame_hello_t *h)
     } else {
         /* (a dialed peer's certificate was checked against its id in the handshake) */
         if (c->ssl) {
-            char name[32], subj[80] = "?";
+            char name[32], subj[80];
             node_name(h->node_id, name, sizeof name);
             X509 *cert = SSL_get0_peer_certificate(c->ssl);
-            if (cert)
-                X509_NAME_oneline(X509_get_subject_name(cert), subj, sizeof subj);
-            if (!cert || X509_check_host(cert, name, 0, X509_CHECK_FLAG_NO_WILDCARDS,
-                                         NULL) != 1) {
+            subject_of(cert, subj, sizeof subj);
+            if (!cert || !cert_names_node(cert, h->node_id)) {
                 ERR_clear_error();
                 conn_close(c, true, TRANSPORT_LOG_WARN, "refused: the peer says it is node %"
-                           PRIu64 ", but its TLS certificate %s does not name %s", h->node_id,
-                           subj, name);
+                           PRIu64 ", but its TLS certificate %s does not name it (its subject "
+                           "CN must be %s)", h->node_id, subj, name);
                 return false;
             }
         }
@@ -871,55 +1009,6 @@ static bool on_hello(conn_t *c, const frame_hello_t *h)
     return true;
 }
 
-/* 1 iff name[0..len) is "node-<id>", id a decimal number from 1 to UINT64_MAX without
- * leading zeros. */
-static bool is_node_name(const char *name, size_t len)
-{
-    if (len < 6 || len > 25 || memcmp(name, "node-", 5) != 0 || name[5] == '0')
-        return false;
-    uint64_t v = 0;
-    for (size_t i = 5; i < len; i++) {
-        if (name[i] < '0' || name[i] > '9')
-            return false;
-        unsigned d = (unsigned)(name[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    return v != 0;
-}
-
-/* 1 iff cert may ask for the status: it names "client", or node-<id> for any id, by the rule
- * that names nodes (a subjectAltName of type DNS; without DNS names, the CN). Exact names,
- * no wildcards. */
-static bool names_status_client(X509 *cert)
-{
-    if (X509_check_host(cert, "client", 0, X509_CHECK_FLAG_NO_WILDCARDS, NULL) == 1)
-        return true;
-    bool found = false, any_dns = false;
-    GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-    for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
-        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
-        if (g->type != GEN_DNS)
-            continue;
-        any_dns = true;
-        const ASN1_STRING *a = g->d.dNSName;
-        found = found || is_node_name((const char *)ASN1_STRING_get0_data(a),
-                                      (size_t)ASN1_STRING_length(a));
-    }
-    GENERAL_NAMES_free(gens);
-    if (any_dns)
-        return found;
-    const X509_NAME *subj = X509_get_subject_name(cert);
-    for (int i = -1; (i = X509_NAME_get_index_by_NID(subj, NID_commonName, i)) >= 0;) {
-        const ASN1_STRING *a = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
-        if (is_node_name((const char *)ASN1_STRING_get0_data(a),
-                         (size_t)ASN1_STRING_length(a)))
-            return true;
-    }
-    return false;
-}
-
 /* A status request arrived as the first frame of inbound connection c (docs/TRANSPORT.md
  * "Status queries"): checks a TLS client's certificate name, queues one STATUS frame with the
  * published text (after this node's HELLO, queued when c was made) and moves c to C_STATUS,
@@ -929,13 +1018,14 @@ static bool on_status_request(conn_t *c)
     transport_t *t = c->t;
     if (c->ssl) {
         X509 *cert = SSL_get0_peer_certificate(c->ssl);
-        char subj[80] = "?";
-        if (cert)
-            X509_NAME_oneline(X509_get_subject_name(cert), subj, sizeof subj);
-        if (!cert || !names_status_client(cert)) {
+        char subj[80];
+        uint64_t id;
+        subject_of(cert, subj, sizeof subj);
+        if (!cert || transport_cert_identity(cert, &id) == TRANSPORT_CERT_OTHER) {
             ERR_clear_error();
             conn_close(c, true, TRANSPORT_LOG_WARN, "refused a status query: its TLS "
-                       "certificate %s names neither \"client\" nor a node", subj);
+                       "certificate %s names neither the client nor a node (its subject CN "
+                       "must be " CLIENT_NAME " or quorumfs-<id>)", subj);
             return false;
         }
     }
@@ -1323,6 +1413,7 @@ int transport_new(const transport_config_t *cfg, transport_t **out, char **errms
     if (!c->idle_timeout_ms)
         c->idle_timeout_ms = 5000;
     t->rng = c->seed ? c->seed : c->id * 0x9E3779B97F4A7C15ull;
+    t->reload_seen = __atomic_load_n(&tls_reload_requests, __ATOMIC_RELAXED);
     c->tls_cert = c->tls_key = c->tls_ca = NULL; /* read below, not kept */
     if (c->max_frame > FRAME_LIMIT_MAX_PAYLOAD ||
         c->max_queue_bytes < FRAME_HDR_BYTES + (size_t)c->max_frame ||
@@ -1393,6 +1484,8 @@ void transport_free(transport_t *t)
     reap(t);
     SSL_CTX_free(t->tls);       /* after every session: conn_close freed them */
     BIO_meth_free(t->bio_meth);
+    for (int i = 0; i < 3; i++)
+        free(t->tls_path[i]);
     for (size_t i = 0; i < t->npeers; i++)
         free(t->peers[i]);
     free(t->peers);
@@ -1522,6 +1615,11 @@ void transport_flush(transport_t *t)
 int transport_poll(transport_t *t, int timeout_ms)
 {
     ASSERT(!t->in_callback);
+    unsigned req = __atomic_load_n(&tls_reload_requests, __ATOMIC_RELAXED);
+    if (req != t->reload_seen) {
+        t->reload_seen = req;
+        (void)transport_reload_tls(t, NULL); /* logs how it went */
+    }
     t->delivered = 0;
     uint64_t next = run_timers(t);
     transport_flush(t);

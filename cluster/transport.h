@@ -30,13 +30,15 @@
  * replaces that peer's current connection (the peer restarted).
  *
  * TLS: with tls_cert, tls_key and tls_ca configured, every connection, dialed or accepted,
- * is a TLS 1.2+ session with mutual certificate verification against the CA bundle, and a
- * peer's certificate must name it: DNS:node-<id> (or, without DNS names, CN=node-<id>) for
- * the id it dials or claims in its HELLO. The handshake runs inside transport_poll, without
- * blocking, bounded by idle_timeout_ms; a peer that fails it is refused, counted and logged
- * with OpenSSL's reason. Without them: plain TCP. Each connection does its I/O through a
- * small send/recv/close vtable (struct conn_io in transport.c), plain or TLS
- * (docs/TRANSPORT.md "TLS").
+ * is a TLS 1.3 session (no other version) with mutual certificate verification against the
+ * CA bundle, and a peer's certificate must name it: its one subject CN is quorumfs-<id> for
+ * the id it is dialed as or claims in its HELLO (subjectAltNames are not consulted). There
+ * is no plaintext fallback: a plain peer is refused. The handshake runs inside
+ * transport_poll, without blocking, bounded by idle_timeout_ms; a peer that fails it is
+ * refused, counted and logged with the reason. Without them: plain TCP. Each connection does
+ * its I/O through a small send/recv/close vtable (struct conn_io in transport.c), plain or
+ * TLS. transport_reload_tls reads the three files again for the connections made after it
+ * (SIGHUP in the daemon, through transport_request_tls_reload) (docs/TRANSPORT.md "TLS").
  *
  * Status queries: an inbound connection whose first frame is a STATUS_REQ instead of a HELLO
  * is a status client (cluster/status_client.h). It gets one STATUS frame with the text the
@@ -44,8 +46,9 @@
  * connection closes once the answer is written. It is bounded like any connection before its
  * HELLO (the 64 pending, the idle_timeout_ms deadline, 256 bytes of request), counted
  * (transport_status_queries) and logged at INFO; a malformed request is refused like a bad
- * HELLO. With TLS the client's certificate must chain to the CA bundle and name "client" or
- * node-<id> for some id (docs/TRANSPORT.md "Status queries"). */
+ * HELLO. With TLS the client's certificate must chain to the CA bundle and have the subject
+ * CN quorumfs-client (a status client) or quorumfs-<id> for some id (a node's own
+ * certificate) (docs/TRANSPORT.md "Status queries"). */
 #ifndef QFS_CLUSTER_TRANSPORT_H
 #define QFS_CLUSTER_TRANSPORT_H
 
@@ -105,9 +108,9 @@ typedef struct transport_config {
     transport_log_fn log;       /* NULL: lines go to stderr prefixed "quorumfs: transport: " */
     void *log_ctx;
     /* Mutual TLS (docs/TRANSPORT.md "TLS"): PEM files of this node's certificate (chain, leaf
-     * first; it must name node-<id>), its private key (unencrypted) and the CA bundle that
-     * peers' certificates must chain to. All three or none (NULL: plain TCP). Read once, by
-     * transport_new; the strings are not kept. */
+     * first; its subject CN must be quorumfs-<id>), its private key (unencrypted) and the CA
+     * bundle that peers' certificates must chain to. All three or none (NULL: plain TCP).
+     * Read by transport_new and again by each transport_reload_tls; the paths are copied. */
     const char *tls_cert;
     const char *tls_key;
     const char *tls_ca;
@@ -115,8 +118,8 @@ typedef struct transport_config {
 
 /* Creates a transport and binds its listener. cfg is copied (listen too). Returns 0 and *out,
  * or -QERR_INVAL (bad config or address; a partial TLS set, a TLS file that cannot be read or
- * parsed, a key that does not match the certificate, a certificate that does not name
- * node-<id>: *errmsg says which, with OpenSSL's reason), -QERR_IO (bind/listen failed,
+ * parsed, a key that does not match the certificate, a certificate whose subject CN is not
+ * quorumfs-<id>, an OpenSSL without TLS 1.3: *errmsg says which, with OpenSSL's reason), -QERR_IO (bind/listen failed,
  * e.g. the port is taken: *errmsg names it), -QERR_NOMEM. errmsg may be NULL; the caller frees
  * *errmsg. Peers are added with transport_add_peer. Ignores SIGPIPE for its sockets by using
  * MSG_NOSIGNAL; installs no signal handlers. */
@@ -185,6 +188,29 @@ typedef struct transport_peer_stats {
     int64_t rtt_us;             /* last PING round trip, -1 until one is measured */
 } transport_peer_stats_t;
 
+/* Reads the TLS files again (the paths given to transport_new) and checks them as
+ * transport_new does. Success: connections made from now on use the new certificate, key
+ * and CA bundle; open connections keep their session. Failure (a file unreadable or
+ * unparsable, a key that does not match, a certificate not naming this node): the files
+ * loaded before stay in use. Either way one log line says what happened. Returns 0, or
+ * -QERR_INVAL (also: no TLS configured) / -QERR_NOMEM with *errmsg (may be NULL; the caller
+ * frees it). On the owning thread; not from inside a callback. */
+int transport_reload_tls(transport_t *t, char **errmsg);
+/* Asks every transport of the process to reload its TLS files (transport_reload_tls) at the
+ * start of its next transport_poll; a transport without TLS logs that it has nothing to
+ * reload. Async-signal-safe and thread-safe: meant for a SIGHUP handler. Requests made
+ * before a transport was created do not concern it. */
+void transport_request_tls_reload(void);
+
+/* Who a certificate names (docs/TRANSPORT.md "TLS"), by its one subject CN (none, or more
+ * than one, name nothing; subjectAltNames are not consulted): TRANSPORT_CERT_NODE and *id
+ * for "quorumfs-<id>" (id in decimal, 1 to UINT64_MAX, no leading zero),
+ * TRANSPORT_CERT_CLIENT for "quorumfs-client" (a status client), TRANSPORT_CERT_OTHER for
+ * anything else (*id = 0). cert is an X509 *; NULL names nothing. */
+struct x509_st;
+enum { TRANSPORT_CERT_OTHER = 0, TRANSPORT_CERT_NODE = 1, TRANSPORT_CERT_CLIENT = 2 };
+int transport_cert_identity(const struct x509_st *cert, uint64_t *id);
+
 /* Fills *st for peer id. Returns 0 or -QERR_NOTFOUND. */
 int transport_peer_stats(const transport_t *t, uint64_t id, transport_peer_stats_t *st);
 /* True iff peer id is connected (HELLO exchanged). */
@@ -193,7 +219,7 @@ bool transport_connected(const transport_t *t, uint64_t id);
  * certificate that does not name the id) or closed before one (malformed bytes, a failed TLS
  * handshake or certificate verification, a plain peer on a TLS node or the reverse,
  * handshake timeout), and status queries refused (malformed, a TLS certificate naming
- * neither "client" nor a node, an answer not taken in time), since creation. */
+ * neither the client nor a node, an answer not taken in time), since creation. */
 uint64_t transport_refused(const transport_t *t);
 /* Status queries answered since creation (refused ones count in transport_refused). */
 uint64_t transport_status_queries(const transport_t *t);

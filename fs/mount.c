@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 #include <uthash.h>
+#include "cluster/transport.h"
 #include "fs/dirlist.h"
 #include "fs/front.h"
 #include "fs/fuse_io.h"
@@ -959,6 +961,42 @@ int mount_still_open_by(pid_t pid, uint64_t ino)
     return open_count(__atomic_load_n(&last_mnt_id, __ATOMIC_RELAXED), pid, ino, -1) != 0;
 }
 
+/* ---- SIGHUP: reload, not stop. fuse_set_signal_handlers makes SIGHUP, SIGINT and SIGTERM
+ * end the session; SIGHUP is then taken over: on a cluster node it asks the transport to
+ * read its TLS files again (transport_request_tls_reload: the node loop does it and logs the
+ * outcome), on the embedded node it only logs that there is nothing to reload. The handler
+ * only does async-signal-safe things (an atomic increment, write(2) to stderr, which is the
+ * log in the foreground and the syslog pump in the background). ---- */
+
+static volatile sig_atomic_t hup_cluster;
+
+static void on_sighup(int sig)
+{
+    (void)sig;
+    int e = errno;
+    static const char cl[] = "quorumfs: info: SIGHUP: reloading the TLS certificates "
+                             "(the transport logs the outcome)\n";
+    static const char em[] = "quorumfs: info: SIGHUP: an embedded node has no certificates "
+                             "to reload; ignored (SIGTERM or SIGINT unmounts)\n";
+    if (hup_cluster)
+        transport_request_tls_reload();
+    ssize_t w = hup_cluster ? write(2, cl, sizeof cl - 1) : write(2, em, sizeof em - 1);
+    (void)w;
+    errno = e;
+}
+
+/* Installs on_sighup, keeping the disposition it replaces in *old. 0 or -1. */
+static int sighup_install(node_t *node, struct sigaction *old)
+{
+    hup_cluster = node_cluster_id(node) != 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sighup;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    return sigaction(SIGHUP, &sa, old);
+}
+
 /* Every request was answered and every file released: nothing refers to m any more. */
 static void mount_free(mount_t *m)
 {
@@ -996,6 +1034,12 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
         goto out;
     if (fuse_set_signal_handlers(se) != 0)
         goto out_destroy;
+    struct sigaction old_hup;
+    if (sighup_install(node, &old_hup) != 0) {
+        fprintf(stderr, "quorumfs: cannot install the SIGHUP handler: %s\n", strerror(errno));
+        fuse_remove_signal_handlers(se);
+        goto out_destroy;
+    }
     if (fuse_session_mount(se, mountpoint) != 0) {
         fprintf(stderr, "quorumfs: cannot mount at %s\n", mountpoint);
         goto out_signals;
@@ -1023,6 +1067,7 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
     node_quiesce(node);
     fuse_session_unmount(se);
 out_signals:
+    sigaction(SIGHUP, &old_hup, NULL);
     fuse_remove_signal_handlers(se);
 out_destroy:
     fuse_session_destroy(se);

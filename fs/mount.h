@@ -16,8 +16,9 @@
 struct fuse_args;
 typedef struct mount mount_t;
 
-/* Mounts at mountpoint and serves until unmounted or signalled (SIGTERM, SIGINT, SIGHUP,
- * `fusermount3 -u`). ready, if not NULL, is called once the mount is live.
+/* Mounts at mountpoint and serves until unmounted or signalled (SIGTERM, SIGINT,
+ * `fusermount3 -u`). SIGHUP does not stop it: a cluster node reloads its TLS certificates
+ * for new connections (transport_reload_tls), the embedded node logs that it ignores it. ready, if not NULL, is called once the mount is live.
  * Returns 0 on a clean unmount, or -1 after printing why the mount failed. */
 int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
                 void (*ready)(void *arg), void *ready_arg);

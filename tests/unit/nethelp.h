@@ -103,8 +103,9 @@ NH_FN int make_ca(const char *name, const char *cn)
               "-addext 'keyUsage=critical,keyCertSign,cRLSign'", dir, name, name, cn);
 }
 
-/* A node certificate dir/<name>.pem and .key with subject CN=cn, signed by CA ca, naming
- * the node in a subjectAltName DNS:san (none if san is NULL: the CN then names it). */
+/* A certificate dir/<name>.pem and .key with subject CN=cn (a node's: quorumfs-<id>; a
+ * status client's: quorumfs-client), signed by CA ca, with a subjectAltName DNS:san unless
+ * san is NULL (quorumfs does not consult it: tests use it to show that). */
 NH_FN int make_cert(const char *name, const char *ca, const char *cn,
                      const char *san)
 {

@@ -5,8 +5,9 @@
  * published status is answered ("no status yet" before), long and invalid texts; a dead port,
  * a silent listener and a garbage server fail with clear errors; malformed requests are
  * refused while two transports keep exchanging Raft messages; a TLS member answers clients
- * of its CA whose certificate names "client" or a node, and refuses plain queries, another
- * CA's certificates and other names. Certificates are made at test time (openssl command),
+ * of its CA whose certificate has the subject CN quorumfs-client or quorumfs-<id>, and
+ * refuses plain queries, another CA's certificates and other names (the client names of
+ * before, a name given only as a subjectAltName). Certificates are made at test time (openssl command),
  * in a temp dir removed at the end. Every wait is bounded; each case checks its fds. */
 #include <dirent.h>
 #include <errno.h>
@@ -41,13 +42,14 @@ static int make_all(void)
     if (certs_dir_new("qfs-stq-") != 0)
         return -1;
     return make_ca("ca", "quorumfs test CA") || make_ca("ca2", "another CA") ||
-           make_cert("node-1", "ca", "node-1", "node-1") ||
-           make_cert("node-2", "ca", "node-2", "node-2") ||
-           make_cert("client", "ca", "client", "client") ||
-           make_cert("cn-client", "ca", "client", NULL) ||
-           make_cert("cn-node-9", "ca", "node-9", NULL) ||
-           make_cert("stranger", "ca", "stranger", "stranger") ||
-           make_cert("other-client", "ca2", "client", "client");
+           make_cert("node-1", "ca", "quorumfs-1", NULL) ||
+           make_cert("node-2", "ca", "quorumfs-2", NULL) ||
+           make_cert("client", "ca", "quorumfs-client", NULL) ||
+           make_cert("san-node-9", "ca", "quorumfs-9", "monitor.example") ||
+           make_cert("old-client", "ca", "client", "client") ||      /* the name of before */
+           make_cert("san-client", "ca", "monitor", "quorumfs-client") || /* SAN: no name */
+           make_cert("stranger", "ca", "stranger", NULL) ||
+           make_cert("other-client", "ca2", "quorumfs-client", NULL);
 }
 
 /* ---- fixture ------------------------------------------------------------------------- */
@@ -535,41 +537,47 @@ TEST(tls_member_answers_only_tls_clients_of_its_ca)
     addr_of(plain, plain_addr, sizeof plain_addr);
     runner_t run = { .ts = { m, b, plain }, .k = 3 };
     CHECK_EQ(run_start(&run), 0);
-    int ok[9] = { 0 };
+    int ok[10] = { 0 };
     cluster_status_t st;
     char *msg;
-    /* client certificates, and nodes' (CN-only ones too) */
-    const char *good[] = { "client", "node-2", "cn-node-9", "cn-client" };
-    for (int i = 0; i < 4; i++) {
+    /* the client's certificate, and nodes' (any id; a SAN beside the CN changes nothing) */
+    const char *good[] = { "client", "node-2", "san-node-9" };
+    for (int i = 0; i < 3; i++) {
         if (query(addr, good[i], "ca", 5000, &st, &msg) == 0) {
             ok[i] = strcmp(st.text, "tls status\n") == 0 && st.node_id == 1 && st.tls;
             cluster_status_free(&st);
         }
         free(msg);
     }
-    ok[8] = ok[3];
     ok[3] = query_fails(addr, NULL, NULL, -QERR_IO, "a member with TLS configured refuses "
                         "plain queries");
     ok[4] = query_fails(addr, "other-client", "ca", -QERR_IO, "TLS");
-    ok[5] = query_fails(addr, "stranger", "ca", -QERR_IO, "it refused this client");
+    ok[5] = query_fails(addr, "stranger", "ca", -QERR_IO, "it refused this client: its log "
+                        "says why; the subject CN of this client's certificate must be "
+                        "quorumfs-client or quorumfs-<id>");
     ok[6] = query_fails(addr, "client", "ca2", -QERR_IO, "TLS handshake failed: certificate "
-                        "verify failed (certificate /CN=node-1 issued by /CN=quorumfs test CA");
+                        "verify failed (certificate /CN=quorumfs-1 issued by /CN=quorumfs test "
+                        "CA");
     ok[7] = query_fails(plain_addr, "client", "ca", -QERR_IO, "the member speaks plain TCP");
+    ok[8] = query_fails(addr, "old-client", "ca", -QERR_IO, "it refused this client");
+    ok[9] = query_fails(addr, "san-client", "ca", -QERR_IO, "it refused this client");
     run_stop(&run);
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < 10; i++)
         if (!ok[i])
             printf("# query %d failed\n", i);
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < 10; i++)
         CHECK(ok[i]);
-    CHECK_EQ(transport_status_queries(m), 4);
-    /* refused: the plain query, the other CA's client, the stranger, the client that did
-       not trust the member (its alert may still be on its way) */
-    void *arg[2] = { m, (void *)(uintptr_t)4 };
+    CHECK_EQ(transport_status_queries(m), 3);
+    /* refused: the plain query, the other CA's client, the stranger, the old and the SAN-only
+       client, the client that did not trust the member (its alert may still be on its way) */
+    void *arg[2] = { m, (void *)(uintptr_t)6 };
     CHECK(pump(ts, 2, refused_count, arg, 3000));
-    CHECK_EQ(transport_refused(m), 4);
+    CHECK_EQ(transport_refused(m), 6);
     CHECK(log_has("refused: the peer speaks plain TCP (its first bytes are a quorumfs frame)"));
-    CHECK(log_has("refused a status query: its TLS certificate /CN=stranger names neither "
-                  "\"client\" nor a node"));
+    CHECK(log_has("refused a status query: its TLS certificate /CN=stranger names neither the "
+                  "client nor a node (its subject CN must be quorumfs-client or quorumfs-<id>)"));
+    CHECK(log_has("refused a status query: its TLS certificate /CN=client names neither"));
+    CHECK(log_has("refused a status query: its TLS certificate /CN=monitor names neither"));
     CHECK(log_has("status query answered (11 bytes of text, over TLS)"));
     CHECK(log_has("node 3: closing inbound connection from 127.0.0.1:"));
     CHECK(log_has("refused: the peer speaks TLS, and this node has no TLS configured"));

@@ -1,11 +1,15 @@
 /* tests/unit/test_transport_tls.c — mutual TLS of the transport (cluster/transport.c) on
  * 127.0.0.1 with ephemeral ports. A throwaway CA and node certificates are made at start, in
  * a temp dir removed at the end, with the openssl commands docs/TRANSPORT.md gives. Cases:
- * the TLS options are checked at creation; TLS nodes exchange Raft messages (a CN-only
- * certificate too); a certificate from another CA is refused (by both ends, or by the one
- * that verifies it); plain TCP and TLS refuse each other both ways; a certificate must name
- * the node it is dialed as or says it is in its HELLO; garbage during a handshake closes only
- * its connection. Every wait is bounded; each case checks it leaves no fd open. */
+ * the names certificates give (subject CN quorumfs-<id> / quorumfs-client, nothing else);
+ * the TLS options are checked at creation; TLS 1.3 nodes exchange Raft messages (a
+ * certificate whose subjectAltName says something else too); a certificate from another CA
+ * is refused (by both ends, or by the one that verifies it); plain TCP and TLS refuse each
+ * other both ways; a TLS 1.2 client is refused; a certificate must name the node it is
+ * dialed as or says it is in its HELLO (old node-<id> names, client certificates and
+ * subjectAltNames do not count); a reload takes new files for new connections and keeps the
+ * old ones when the new are bad; garbage during a handshake closes only its connection.
+ * Every wait is bounded; each case checks it leaves no fd open. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +25,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "cluster/err.h"
 #include "cluster/frame.h"
@@ -35,13 +40,16 @@ static int make_all(void)
     if (certs_dir_new("qfs-tls-") != 0)
         return -1;
     if (make_ca("ca", "quorumfs test CA") || make_ca("ca2", "another CA") ||
-        make_cert("node-1", "ca", "node-1", "node-1") ||
-        make_cert("node-2", "ca", "node-2", "node-2") ||
-        make_cert("node-3", "ca", "node-3", "node-3") ||
-        make_cert("node-5", "ca", "node-5", "node-5") ||
-        make_cert("cn-only-4", "ca", "node-4", NULL) ||
-        make_cert("other-1", "ca2", "node-1", "node-1") ||
-        make_cert("other-2", "ca2", "node-2", "node-2"))
+        make_cert("node-1", "ca", "quorumfs-1", NULL) ||
+        make_cert("node-2", "ca", "quorumfs-2", NULL) ||
+        make_cert("node-3", "ca", "quorumfs-3", NULL) ||
+        make_cert("node-5", "ca", "quorumfs-5", NULL) ||
+        make_cert("san-4", "ca", "quorumfs-4", "host4.example") ||   /* the SAN is ignored */
+        make_cert("san-only-4", "ca", "host4.example", "quorumfs-4") || /* names nothing */
+        make_cert("old-3", "ca", "node-3", "node-3") ||  /* the names of before: nothing */
+        make_cert("client", "ca", "quorumfs-client", NULL) ||
+        make_cert("other-1", "ca2", "quorumfs-1", NULL) ||
+        make_cert("other-2", "ca2", "quorumfs-2", NULL))
         return -1;
     return sh("cd %s && cat ca.pem ca2.pem >both.pem", dir);
 }
@@ -220,13 +228,17 @@ typedef struct rawtls {
     node_t *server;          /* for rawtls_up */
 } rawtls_t;
 
-static int rawtls_open(rawtls_t *r, node_t *server, const char *cert, uint64_t claim)
+/* max_version: the highest TLS version the client offers (0: OpenSSL's highest). */
+static int rawtls_open_v(rawtls_t *r, node_t *server, const char *cert, uint64_t claim,
+                         int max_version)
 {
     memset(r, 0, sizeof *r);
     r->fd = -1;
     r->claim = claim;
     r->server = server;
     if (!(r->ctx = SSL_CTX_new(TLS_client_method())))
+        return -1;
+    if (max_version && SSL_CTX_set_max_proto_version(r->ctx, max_version) != 1)
         return -1;
     if (cert && (SSL_CTX_use_certificate_chain_file(r->ctx, path(cert, "pem")) != 1 ||
                  SSL_CTX_use_PrivateKey_file(r->ctx, path(cert, "key"), SSL_FILETYPE_PEM) != 1))
@@ -237,6 +249,11 @@ static int rawtls_open(rawtls_t *r, node_t *server, const char *cert, uint64_t c
         return -1;
     SSL_set_connect_state(r->ssl);
     return 0;
+}
+
+static int rawtls_open(rawtls_t *r, node_t *server, const char *cert, uint64_t claim)
+{
+    return rawtls_open_v(r, server, cert, claim, 0);
 }
 
 static void rawtls_close(rawtls_t *r)
@@ -343,10 +360,14 @@ TEST(tls_options_are_checked)
     c.tls_key = c.tls_cert; /* a certificate is no key */
     CHECK(new_fails(&c, "TLS private key"));
     c = config(n, 1, "node-2", "ca");
-    CHECK(new_fails(&c, "does not name this node: it needs subjectAltName DNS:node-1 (or, "
-                        "without DNS names, CN=node-1)"));
-    c = config(n, 5, "cn-only-4", "ca"); /* its CN names node-4 */
-    CHECK(new_fails(&c, "DNS:node-5"));
+    CHECK(new_fails(&c, "/node-2.pem does not name this node: its subject must have the one "
+                        "CN quorumfs-1 (it is /CN=quorumfs-2)"));
+    c = config(n, 4, "san-only-4", "ca"); /* DNS:quorumfs-4 in its SAN does not count */
+    CHECK(new_fails(&c, "the one CN quorumfs-4 (it is /CN=host4.example)"));
+    c = config(n, 3, "old-3", "ca");      /* node-3, the name of before */
+    CHECK(new_fails(&c, "the one CN quorumfs-3 (it is /CN=node-3)"));
+    c = config(n, 3, "client", "ca");
+    CHECK(new_fails(&c, "the one CN quorumfs-3 (it is /CN=quorumfs-client)"));
     /* a certificate of another CA than the bundle's: allowed, with a warning */
     CHECK(!log_has("does not verify against the CA bundle"));
     CHECK_EQ(start(n, 1, "other-1", "ca"), 0);
@@ -354,7 +375,7 @@ TEST(tls_options_are_checked)
     CHECK(log_has("does not verify against the CA bundle"));
     stop(n);
     log_reset();
-    CHECK_EQ(start(n, 4, "cn-only-4", "ca"), 0);
+    CHECK_EQ(start(n, 4, "san-4", "ca"), 0);
     CHECK(!log_has("does not verify"));
     stop(n);
     free(n);
@@ -368,20 +389,21 @@ TEST(tls_nodes_exchange_raft_messages)
     log_reset();
     CHECK_EQ(start(a, 1, "node-1", "ca"), 0);
     CHECK_EQ(start(b, 2, "node-2", "ca"), 0);
-    CHECK_EQ(start(d, 4, "cn-only-4", "ca"), 0);
+    CHECK_EQ(start(d, 4, "san-4", "ca"), 0);
     node_t *ns[] = { a, b, d };
     CHECK_EQ(mesh(ns, 3), 0);
     CHECK(connect_all(ns, 3));
     CHECK(log_has("node 1: connected to peer 2 (dialed at 127.0.0.1:"));
     CHECK(log_has("node 2: connected to peer 1 (inbound from 127.0.0.1:"));
-    CHECK(log_has(") over TLSv1."));
+    CHECK(log_has(") over TLSv1.3"));
+    CHECK(!log_has("over TLSv1.2"));
     /* 16 groups x 20 heartbeats one way, appends of 1000 bytes the other */
     for (uint64_t s = 0; s < 20; s++)
         for (uint32_t g = 0; g < 16; g++)
             CHECK_EQ(send_msg(a, b, g, RAFT_MSG_HEARTBEAT, s * 16 + g, 0), 0);
     for (uint64_t s = 0; s < 80; s++)
         CHECK_EQ(send_msg(b, a, 100 + (uint32_t)(s % 8), RAFT_MSG_APPEND, s, 1000), 0);
-    /* 8 MB of 64 KiB snapshot chunks to the CN-only node: many records, full sockets,
+    /* 8 MB of 64 KiB snapshot chunks to node 4: many records, full sockets,
        partial writes retried from a moved queue */
     for (uint64_t s = 0; s < 120; s++)
         CHECK_EQ(send_msg(a, d, 7, RAFT_MSG_SNAPSHOT, s, 65536), 0);
@@ -435,7 +457,7 @@ TEST(certificate_of_another_ca_is_refused)
     CHECK_EQ(mesh(ns, 2), 0);
     CHECK(PUMP_UNTIL_LOGGED(ns, 2, "node 1: peer 2 at 127.0.0.1:", "(2 failed dial(s) in a row",
                             "TLS handshake failed: certificate verify failed (certificate "
-                            "/CN=node-2 issued by /CN=another CA: ",
+                            "/CN=quorumfs-2 issued by /CN=another CA: ",
                             "node 2: closing inbound connection from 127.0.0.1:"));
     CHECK(!transport_connected(a->t, 2) && !transport_connected(x->t, 1));
     CHECK(transport_refused(x->t) >= 1);
@@ -453,7 +475,7 @@ TEST(certificate_of_another_ca_is_refused)
     CHECK_EQ(mesh(ns, 2), 0);
     CHECK(PUMP_UNTIL_LOGGED(ns, 2, "node 2: closing inbound connection from 127.0.0.1:",
                             "TLS handshake failed: certificate verify failed (certificate "
-                            "/CN=node-1 issued by /CN=another CA: ",
+                            "/CN=quorumfs-1 issued by /CN=another CA: ",
                             "node 1: peer 2 at 127.0.0.1:", "alert unknown ca"));
     CHECK(!transport_connected(a->t, 1) && !transport_connected(x->t, 2));
     CHECK(transport_refused(a->t) >= 1);
@@ -510,7 +532,7 @@ TEST(certificate_must_name_the_node)
     int fds = count_fds();
     node_t *a = malloc(sizeof *a), *y = malloc(sizeof *y), *s = malloc(sizeof *s);
     log_reset();
-    /* 1. dialed: a believes node 4 lives where y (node 3, certificate node-3) listens */
+    /* 1. dialed: a believes node 4 lives where y (node 3, certificate quorumfs-3) listens */
     CHECK_EQ(start(a, 1, "node-1", "ca"), 0);
     CHECK_EQ(start(y, 3, "node-3", "ca"), 0);
     CHECK_EQ(add_peer_as(a, 4, y), 0);
@@ -518,7 +540,8 @@ TEST(certificate_must_name_the_node)
     node_t *ns[] = { a, y };
     CHECK(PUMP_UNTIL_LOGGED(ns, 2, "node 1: peer 4 at 127.0.0.1:",
                             "TLS handshake failed: certificate verify failed (certificate "
-                            "/CN=node-3 does not name node-4)",
+                            "/CN=quorumfs-3 does not name node 4: its subject CN must be "
+                            "quorumfs-4)",
                             "node 3: closing inbound connection from 127.0.0.1:"));
     CHECK(!transport_connected(a->t, 4));
     CHECK(transport_refused(y->t) >= 1);
@@ -532,33 +555,247 @@ TEST(certificate_must_name_the_node)
     CHECK_EQ(transport_add_peer(s->t, 3, "127.0.0.1:1"), 0);
     node_t *only_s[] = { s };
     rawtls_t r;
-    /* certificate node-3, HELLO node 2 */
+    /* certificate quorumfs-3, HELLO node 2 */
     CHECK_EQ(rawtls_open(&r, s, "node-3", 2), 0);
     CHECK(pump(only_s, 1, rawtls_step, &r, 3000));
     rawtls_close(&r);
     CHECK(log_has("node 5: closing inbound connection from 127.0.0.1:"));
-    CHECK(log_has("refused: the peer says it is node 2, but its TLS certificate /CN=node-3 "
-                  "does not name node-2"));
+    CHECK(log_has("refused: the peer says it is node 2, but its TLS certificate "
+                  "/CN=quorumfs-3 does not name it (its subject CN must be quorumfs-2)"));
     CHECK_EQ(transport_refused(s->t), 1);
     CHECK(!transport_connected(s->t, 2));
+    /* the names of before (CN and DNS node-3), a client's, one given only as a SAN: HELLOs
+       of node 3 refused */
+    const char *nameless[] = { "old-3", "client", "san-only-4" };
+    const char *subj[] = { "/CN=node-3", "/CN=quorumfs-client", "/CN=host4.example" };
+    for (int i = 0; i < 3; i++) {
+        char want[160];
+        snprintf(want, sizeof want, "refused: the peer says it is node 3, but its TLS "
+                 "certificate %s does not name it (its subject CN must be quorumfs-3)", subj[i]);
+        CHECK_EQ(rawtls_open(&r, s, nameless[i], 3), 0);
+        CHECK(pump(only_s, 1, rawtls_step, &r, 3000));
+        rawtls_close(&r);
+        CHECK(log_has(want));
+        CHECK_EQ(transport_refused(s->t), 2 + (uint64_t)i);
+    }
+    CHECK(!transport_connected(s->t, 3));
     /* no certificate at all */
     CHECK_EQ(rawtls_open(&r, s, NULL, 3), 0);
     CHECK(pump(only_s, 1, rawtls_step, &r, 3000));
     rawtls_close(&r);
     CHECK(log_has("TLS handshake failed: peer did not return a certificate"));
-    CHECK_EQ(transport_refused(s->t), 2);
-    /* certificate node-3, HELLO node 3: accepted (the same client, honest) */
+    CHECK_EQ(transport_refused(s->t), 5);
+    /* certificate quorumfs-3, HELLO node 3: accepted (the same client, honest) */
     CHECK_EQ(rawtls_open(&r, s, "node-3", 3), 0);
     CHECK(pump(only_s, 1, rawtls_up, &r, 3000));
     transport_peer_stats_t st;
     CHECK_EQ(transport_peer_stats(s->t, 3, &st), 0);
     CHECK(st.connected && st.tls);
     rawtls_close(&r);
-    CHECK_EQ(transport_refused(s->t), 2);
+    CHECK_EQ(transport_refused(s->t), 5);
     stop(s);
     free(a);
     free(y);
     free(s);
+    CHECK_EQ(count_fds(), fds);
+}
+
+
+/* An unsigned certificate whose subject is the given CNs (n of them), for the name rules. */
+static X509 *cert_with_cns(const char *const *cns, int n)
+{
+    X509 *x = X509_new();
+    X509_NAME *name = x ? X509_get_subject_name(x) : NULL;
+    for (int i = 0; name && i < n; i++)
+        if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cns[i],
+                                       -1, -1, 0) != 1) {
+            X509_free(x);
+            return NULL;
+        }
+    return x;
+}
+
+static int identity_of(const char *const *cns, int n, uint64_t *id)
+{
+    X509 *x = cert_with_cns(cns, n);
+    if (!x)
+        return -1;
+    int k = transport_cert_identity(x, id);
+    X509_free(x);
+    return k;
+}
+
+TEST(certificates_name_by_their_one_subject_cn)
+{
+    uint64_t id = 99;
+    const char *one[1];
+    struct { const char *cn; int kind; uint64_t id; } cases[] = {
+        { "quorumfs-1", TRANSPORT_CERT_NODE, 1 },
+        { "quorumfs-4095", TRANSPORT_CERT_NODE, 4095 },
+        { "quorumfs-18446744073709551615", TRANSPORT_CERT_NODE, UINT64_MAX },
+        { "quorumfs-client", TRANSPORT_CERT_CLIENT, 0 },
+        { "quorumfs-18446744073709551616", TRANSPORT_CERT_OTHER, 0 }, /* over UINT64_MAX */
+        { "quorumfs-0", TRANSPORT_CERT_OTHER, 0 },
+        { "quorumfs-01", TRANSPORT_CERT_OTHER, 0 },
+        { "quorumfs-", TRANSPORT_CERT_OTHER, 0 },
+        { "quorumfs-1x", TRANSPORT_CERT_OTHER, 0 },
+        { "quorumfs-+1", TRANSPORT_CERT_OTHER, 0 },
+        { "Quorumfs-1", TRANSPORT_CERT_OTHER, 0 },
+        { "node-1", TRANSPORT_CERT_OTHER, 0 },
+        { "quorumfs-Client", TRANSPORT_CERT_OTHER, 0 },
+        { "quorumfs-client2", TRANSPORT_CERT_OTHER, 0 },
+        { "*.quorumfs-1", TRANSPORT_CERT_OTHER, 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        one[0] = cases[i].cn;
+        id = 99;
+        int k = identity_of(one, 1, &id);
+        if (k != cases[i].kind || id != cases[i].id)
+            printf("# CN \"%s\": kind %d id %" PRIu64 "\n", cases[i].cn, k, id);
+        CHECK_EQ(k, cases[i].kind);
+        CHECK_EQ(id, cases[i].id);
+    }
+    /* no CN, two CNs (even equal ones): nothing */
+    CHECK_EQ(identity_of(NULL, 0, &id), TRANSPORT_CERT_OTHER);
+    const char *two[] = { "quorumfs-1", "quorumfs-1" };
+    CHECK_EQ(identity_of(two, 2, &id), TRANSPORT_CERT_OTHER);
+    const char *mixed[] = { "quorumfs-client", "quorumfs-2" };
+    CHECK_EQ(identity_of(mixed, 2, &id), TRANSPORT_CERT_OTHER);
+    CHECK_EQ(id, 0);
+    CHECK_EQ(transport_cert_identity(NULL, &id), TRANSPORT_CERT_OTHER);
+}
+
+TEST(tls12_client_is_refused)
+{
+    int fds = count_fds();
+    node_t *s = malloc(sizeof *s);
+    log_reset();
+    CHECK_EQ(start(s, 5, "node-5", "ca"), 0);
+    CHECK_EQ(transport_add_peer(s->t, 3, "127.0.0.1:1"), 0);
+    node_t *only_s[] = { s };
+    rawtls_t r;
+    /* a good certificate and an honest HELLO, but at most TLS 1.2 */
+    CHECK_EQ(rawtls_open_v(&r, s, "node-3", 3, TLS1_2_VERSION), 0);
+    CHECK(pump(only_s, 1, rawtls_step, &r, 3000));
+    rawtls_close(&r);
+    CHECK(PUMP_UNTIL_LOGGED(only_s, 1, "node 5: closing inbound connection from 127.0.0.1:",
+                            "TLS handshake failed: unsupported protocol"));
+    CHECK_EQ(transport_refused(s->t), 1);
+    CHECK(!transport_connected(s->t, 3));
+    /* the same client with TLS 1.3 is taken */
+    CHECK_EQ(rawtls_open(&r, s, "node-3", 3), 0);
+    CHECK(pump(only_s, 1, rawtls_up, &r, 3000));
+    rawtls_close(&r);
+    stop(s);
+    free(s);
+    CHECK_EQ(count_fds(), fds);
+}
+
+/* Copies dir/<from>.pem (and .key, when key) over dir/<to>.pem (.key). */
+static int put(const char *from, const char *to, int key)
+{
+    if (sh("cd %s && cp %s.pem %s.pem.new && mv %s.pem.new %s.pem", dir, from, to, to, to))
+        return -1;
+    return key ? sh("cd %s && cp %s.key %s.key.new && mv %s.key.new %s.key", dir, from, to,
+                    to, to) : 0;
+}
+
+/* 1 once a is connected to the peer (a new peer after redial: its stats start at 0). */
+typedef struct reconn {
+    node_t *a;
+    uint64_t peer;
+} reconn_t;
+
+static int reconnected(void *arg)
+{
+    reconn_t *w = arg;
+    transport_peer_stats_t st;
+    return transport_peer_stats(w->a->t, w->peer, &st) == 0 && st.connected &&
+           st.connects == 1;
+}
+
+/* Makes a dial peer `id` again at b's address, as a new peer: a new connection. */
+static int redial(node_t *a, uint64_t id, node_t *b)
+{
+    return transport_remove_peer(a->t, id) == 0 ? add_peer_as(a, id, b) : -1;
+}
+
+TEST(reload_takes_new_files_for_new_connections_and_keeps_old_ones_when_bad)
+{
+    int fds = count_fds();
+    node_t *a = malloc(sizeof *a), *b = malloc(sizeof *b), *o = malloc(sizeof *o);
+    node_t *ns[] = { a, b };
+    log_reset();
+    /* a (node 1) and b (node 2) run from files that are replaced below */
+    CHECK_EQ(put("node-1", "live-1", 1) | put("node-2", "live-2", 1) | put("ca", "live-ca-1", 0) |
+             put("ca", "live-ca-2", 0), 0);
+    transport_config_t ca = config(a, 1, "live-1", "live-ca-1");
+    CHECK_EQ(start_cfg(a, &ca), 0);
+    transport_config_t cb = config(b, 2, "live-2", "live-ca-2");
+    CHECK_EQ(start_cfg(b, &cb), 0);
+    CHECK_EQ(mesh(ns, 2), 0);
+    CHECK(connect_all(ns, 2));
+    transport_peer_stats_t st;
+    char *msg = NULL;
+
+    /* 1. bad files: garbage, a key of another certificate, a certificate of another node.
+       Each reload fails with the reason, and the old files stay in use: a new connection
+       still works */
+    CHECK_EQ(sh("cd %s && echo garbage >live-2.pem", dir), 0);
+    CHECK_EQ(transport_reload_tls(b->t, &msg), -QERR_INVAL);
+    CHECK(msg && strstr(msg, "/live-2.pem: "));
+    free(msg);
+    msg = NULL;
+    CHECK(log_has("node 2: TLS reload failed, the certificates loaded before stay in use: TLS "
+                  "certificate /tmp/qfs-tls-"));
+    CHECK_EQ(put("other-2", "live-2", 0), 0); /* its key stays node-2's */
+    CHECK_EQ(transport_reload_tls(b->t, NULL), -QERR_INVAL);
+    CHECK(log_has("/live-2.key does not match the certificate /tmp/qfs-tls-"));
+    CHECK_EQ(put("node-3", "live-2", 1), 0);
+    CHECK_EQ(transport_reload_tls(b->t, NULL), -QERR_INVAL);
+    CHECK(log_has("/live-2.pem does not name this node: its subject must have the one CN "
+                  "quorumfs-2 (it is /CN=quorumfs-3)"));
+    reconn_t w = { a, 2 };
+    CHECK_EQ(redial(a, 2, b), 0);
+    CHECK(pump(ns, 2, reconnected, &w, 5000));
+
+    /* 2. the CA changes: both trust old and new (a bundle of both, reloaded by a request as
+       SIGHUP makes it), then b takes a certificate of the new CA */
+    CHECK_EQ(put("node-2", "live-2", 1), 0); /* b's own files again */
+    CHECK_EQ(put("both", "live-ca-1", 0) | put("both", "live-ca-2", 0), 0);
+    transport_request_tls_reload();
+    CHECK(PUMP_UNTIL_LOGGED(ns, 2, "node 1: TLS reloaded: certificate /tmp/qfs-tls-",
+                            "node 2: TLS reloaded: certificate /tmp/qfs-tls-"));
+    CHECK_EQ(put("other-2", "live-2", 1), 0);
+    CHECK_EQ(transport_reload_tls(b->t, NULL), 0);
+    CHECK(log_has("/live-2.pem (/CN=quorumfs-2), key /tmp/qfs-tls-"));
+    /* the open connection was not touched */
+    CHECK(transport_connected(a->t, 2));
+    CHECK_EQ(transport_peer_stats(a->t, 2, &st), 0);
+    CHECK_EQ(st.connects, 1);
+    /* a new one works, with b's new certificate */
+    CHECK_EQ(redial(a, 2, b), 0);
+    CHECK(pump(ns, 2, reconnected, &w, 5000));
+    /* which only the new CA signed: a node trusting the old CA alone refuses it */
+    CHECK_EQ(start(o, 1, "node-1", "ca"), 0);
+    CHECK_EQ(add_peer_as(o, 2, b), 0);
+    node_t *ob[] = { o, b };
+    CHECK(PUMP_UNTIL_LOGGED(ob, 2, "TLS handshake failed: certificate verify failed "
+                            "(certificate /CN=quorumfs-2 issued by /CN=another CA: "));
+    CHECK(!transport_connected(o->t, 2));
+    stop(o);
+
+    /* 3. a plain transport has nothing to reload */
+    CHECK_EQ(start(o, 3, NULL, NULL), 0);
+    CHECK_EQ(transport_reload_tls(o->t, NULL), -QERR_INVAL);
+    CHECK(log_has("node 3: TLS reload requested: this node has no TLS configured, nothing to "
+                  "reload"));
+    stop(o);
+    stop(a);
+    stop(b);
+    free(a);
+    free(b);
+    free(o);
     CHECK_EQ(count_fds(), fds);
 }
 
@@ -628,11 +865,14 @@ int main(void)
         printf("not ok make_certificates\n");
         return 1;
     }
+    RUN(certificates_name_by_their_one_subject_cn);
     RUN(tls_options_are_checked);
     RUN(tls_nodes_exchange_raft_messages);
     RUN(certificate_of_another_ca_is_refused);
     RUN(plain_and_tls_refuse_each_other);
     RUN(certificate_must_name_the_node);
+    RUN(tls12_client_is_refused);
+    RUN(reload_takes_new_files_for_new_connections_and_keeps_old_ones_when_bad);
     RUN(garbage_during_handshake_closes_only_its_connection);
     if (CHECK_DONE() || getenv("TRANSPORT_LOG"))
         printf("# transport log of the last case:\n%s", logbuf);
