@@ -45,6 +45,7 @@ include mk/queues.mk
 include mk/net.mk
 include mk/multiraft.mk
 include mk/lin.mk
+include mk/services.mk
 
 # Three libraries. libcluster: cluster/, which knows nothing of files, builds and tests
 # alone. libfs_sm: the state-machine halves of fs/ (fragments list them in SM_SRCS),

@@ -5,6 +5,7 @@
 #include "fs/locks_sm.h"
 #include "fs/ns_sm.h"
 #include "fs/queues_sm.h"
+#include "fs/services_sm.h"
 #include "fs/session_sm.h"
 
 const char *const ns_names[NS__COUNT] = {
@@ -17,6 +18,7 @@ const ns_sm_t *const ns_sms[NS__COUNT] = {
     [NS_CONFIG] = &config_sm,
     [NS_LOCKS] = &locks_sm,
     [NS_QUEUES] = &queues_sm,
+    [NS_SERVICES] = &services_sm,
 };
 
 void ns_sm_session_end(state_t *st, uint64_t sid, uint64_t now_ms, effects_t *fx)

@@ -1,0 +1,4 @@
+# mk/services.mk — the services/ namespace module (issue 11): service registry with health
+# checks and load balancing. Owner: services.
+SM_SRCS       += fs/services_sm.c
+SM_UNIT_TESTS += test_services
