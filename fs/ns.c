@@ -7,6 +7,7 @@
 #include "fs/node.h"
 #include "fs/ns.h"
 #include "fs/queues.h"
+#include "fs/services.h"
 
 const ns_front_t *const ns_fronts[NS__COUNT] = {
     [NS_NONE] = NULL,
@@ -14,6 +15,7 @@ const ns_front_t *const ns_fronts[NS__COUNT] = {
     [NS_CONFIG] = &config_front,
     [NS_LOCKS] = &locks_front,
     [NS_QUEUES] = &queues_front,
+    [NS_SERVICES] = &services_front,
 };
 
 void *ns_front_ctx(fuse_req_t req, int ns)

@@ -210,7 +210,9 @@ static int apply_mkdir(svstate_t *sv, const cmd_hdr_t *h, cmdrd_t *r)
     return 0;
 }
 
-static int apply_rmdir(svstate_t *sv, cmdrd_t *r)
+/* Watchers of a removed service are told (an EFF_CONFIG_REV with its last revision): their
+ * reads end (EOF). */
+static int apply_rmdir(svstate_t *sv, cmdrd_t *r, effects_t *fx)
 {
     args_t a;
     int rc = get_svc(sv, r, 0, &a);
@@ -218,6 +220,8 @@ static int apply_rmdir(svstate_t *sv, cmdrd_t *r)
         return rc;
     if (a.s->insts.head)
         return -ENOTEMPTY;
+    effect_t *x = effects_add(fx, EFF_CONFIG_REV, NS_SERVICES, 0, 0);
+    x->u.config.rev = a.s->rev;
     svc_del(sv, a.s);
     return 0;
 }
@@ -424,7 +428,7 @@ static int sv_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *re
     svstate_t *sv = SV(st);
     switch (h->op) {
     case SVOP_MKDIR:  return apply_mkdir(sv, h, r);
-    case SVOP_RMDIR:  return apply_rmdir(sv, r);
+    case SVOP_RMDIR:  return apply_rmdir(sv, r, fx);
     case SVOP_SET:    return apply_set(sv, h, r);
     case SVOP_REG:    return apply_reg(st, sv, h, r, fx);
     case SVOP_TOUCH:  return apply_touch(sv, h, r);

@@ -2,3 +2,4 @@
 # checks and load balancing. Owner: services.
 SM_SRCS       += fs/services_sm.c
 SM_UNIT_TESTS += test_services
+FS_SRCS       += fs/services_fuse.c
