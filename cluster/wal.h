@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster/hist.h"
+
 #define WAL_VERSION 1
 #define WAL_SEGMENT_HEADER 32         /* bytes of segment header */
 #define WAL_RECORD_HEADER 24          /* bytes of record header before the payload */
@@ -34,7 +36,8 @@ typedef struct wal_options {
 /* Opens (creating if needed) the WAL in directory dir (created if missing, parent must
  * exist). Scans every segment in order and calls fn (may be NULL) for each record.
  * Recovery: a torn tail of the LAST segment (incomplete record at EOF, or records failing
- * their CRC with no valid record after them) is cut off with ftruncate + fsync. Anything
+ * their CRC with no valid record after them) is cut off with ftruncate + fsync; a tail of
+ * nothing but zeros there is the preallocated zero tail, kept and written over. Anything
  * else that does not parse — a bad record in an earlier segment, a bad record followed by a
  * valid one, an index gap, a bad segment header — fails with -QERR_CORRUPT (-QERR_FORMAT for
  * an unknown version) and a malloc'ed *errmsg naming the file and byte offset. Leftover
@@ -59,6 +62,9 @@ int wal_append(wal_t *w, uint64_t index, uint64_t term, const void *payload, siz
 
 /* Makes every record appended so far durable: writes what is buffered, then one fdatasync
  * of the active segment (segments closed by a roll were synced when they were closed).
+ * The active segment keeps a zero-filled tail ahead of its end, so that this fdatasync
+ * usually does not change the file size; when it runs low, this call first writes more
+ * zeros (see TAIL_CHUNK in wal.c), which the same fdatasync makes durable.
  * Returns 0, -QERR_NOSPACE (batch dropped as in wal_append, WAL usable), -QERR_IO or
  * -QERR_FAILED. After a failed fdatasync the WAL is failed for good: the kernel may have
  * dropped the dirty pages and cleared the error, so a retry could "succeed" without the
@@ -96,13 +102,17 @@ typedef struct wal_stats {
     uint64_t segments;  /* live segment files */
     uint64_t appends;   /* records appended since open */
     uint64_t syncs;     /* fdatasync calls on segments since open */
+    uint64_t tail_bytes; /* zero-filled bytes past the end of the active segment's records
+                            (preallocated room on disk; not counted in bytes) */
+    hist_t sync_latency; /* latency of each of those fdatasync calls */
     int failed;         /* nonzero after an unrecoverable I/O error */
 } wal_stats_t;
 
 void wal_get_stats(const wal_t *w, wal_stats_t *st);
 
 /* Closes files and frees w; records not yet synced are written but not fsynced (they may or
- * may not survive a crash). NULL is a no-op. */
+ * may not survive a crash), and the zero tail is cut off (not synced either). NULL is a
+ * no-op. */
 void wal_close(wal_t *w);
 
 /* Result of wal_scan_buffer(). */
@@ -113,14 +123,17 @@ typedef struct wal_scan {
     uint64_t records;      /* valid records */
     size_t valid_end;      /* byte offset just past the last valid record */
     size_t bad_off;        /* on error: offset of the offending bytes */
+    int zero_tail;         /* is_last only: valid_end < len and every byte from valid_end
+                              on is zero (the preallocated tail, not damage) */
     char why[96];          /* on error or torn tail: what was wrong */
 } wal_scan_t;
 
 /* Parses one whole segment (header + records) held in memory: the fuzzer's entry point and
  * the reader behind wal_open. expect_first, if nonzero, is the index the segment header must
  * carry; prev_term is the term of the record before this segment (0 if none). If is_last,
- * a torn tail is reported by returning 0 with res->valid_end < len; otherwise any trailing
- * garbage is -QERR_CORRUPT. Calls fn (may be NULL) for each valid record, in order, never on
+ * a torn tail or a zero tail is reported by returning 0 with res->valid_end < len (and
+ * res->zero_tail set for the latter); otherwise any trailing bytes, zeros too, are
+ * -QERR_CORRUPT. Calls fn (may be NULL) for each valid record, in order, never on
  * bytes past a bad record. Returns 0, fn's nonzero value, -QERR_CORRUPT or -QERR_FORMAT
  * (res->bad_off and res->why say where and what). Never reads outside buf[0..len). */
 int wal_scan_buffer(const void *buf, size_t len, uint64_t expect_first, uint64_t prev_term,
