@@ -3,3 +3,4 @@
 SM_SRCS       += fs/services_sm.c
 SM_UNIT_TESTS += test_services
 FS_SRCS       += fs/services_fuse.c
+TEST_CMDS     += tests/integration/services.sh
