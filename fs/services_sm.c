@@ -188,6 +188,7 @@ typedef struct args {
 static int get_svc(svstate_t *sv, cmdrd_t *r, int with_inst, args_t *a)
 {
     const char *name;
+    memset(a, 0, sizeof(*a));
     size_t len = cmd_get_path(r, &name);
     a->ilen = with_inst ? cmd_get_path(r, &a->inst) : 0;
     if (r->err || len == 0 || (with_inst && a->ilen == 0))
@@ -226,7 +227,7 @@ static int apply_rmdir(svstate_t *sv, cmdrd_t *r, effects_t *fx)
     return 0;
 }
 
-static int apply_set(svstate_t *sv, const cmd_hdr_t *h, cmdrd_t *r)
+static int apply_set(svstate_t *sv, const cmd_hdr_t *h, cmdrd_t *r, effects_t *fx)
 {
     args_t a;
     int rc = get_svc(sv, r, 0, &a);
@@ -245,7 +246,18 @@ static int apply_set(svstate_t *sv, const cmd_hdr_t *h, cmdrd_t *r)
     svc_t *s = a.s;
     switch (which) {
     case SVSET_LB: s->lb = (uint8_t)v; break;
-    case SVSET_CHECK: s->check = (uint8_t)v; break;
+    case SVSET_CHECK:
+        s->check = (uint8_t)v;
+        /* without checks nothing keeps an instance failing: all are healthy again */
+        for (nentry_t *e = s->insts.head; e && v == SVCHECK_NONE; e = e->next) {
+            inst_t *i = inst_of(e);
+            if (!i->healthy) {
+                i->healthy = 1;
+                i->since_ms = h->now_ms;
+                event(s, 1, i, fx);
+            }
+        }
+        break;
     case SVSET_INTERVAL: s->interval_s = (uint32_t)v; break;
     case SVSET_TTL:
         s->ttl_s = (uint32_t)v;
@@ -396,6 +408,8 @@ static int apply_health(svstate_t *sv, const cmd_hdr_t *h, cmdrd_t *r, effects_t
         return rc;
     if (!i || i->ent.id != iid)
         return -ENOENT;               /* removed, or registered anew, since the check */
+    if (a.s->check != SVCHECK_TCP)
+        return -EAGAIN;               /* checks were turned off since */
     if (i->healthy == healthy)
         return 0;
     i->healthy = healthy;
@@ -429,7 +443,7 @@ static int sv_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *re
     switch (h->op) {
     case SVOP_MKDIR:  return apply_mkdir(sv, h, r);
     case SVOP_RMDIR:  return apply_rmdir(sv, r, fx);
-    case SVOP_SET:    return apply_set(sv, h, r);
+    case SVOP_SET:    return apply_set(sv, h, r, fx);
     case SVOP_REG:    return apply_reg(st, sv, h, r, fx);
     case SVOP_TOUCH:  return apply_touch(sv, h, r);
     case SVOP_UNREG:  return apply_unreg(sv, h, r, fx);
@@ -651,6 +665,9 @@ const char *services_sm_verify(const state_t *st)
         }
         if (s->insts.n > SVC_INST_MAX)
             return "services: more instances than a service holds";
+        for (const nentry_t *x = s->insts.head; x && s->check == SVCHECK_NONE; x = x->next)
+            if (!inst_of(x)->healthy)
+                return "services: a failing instance of a service without checks";
         for (const nentry_t *x = s->insts.head; x; x = x->next) {
             const char *why = verify_inst(st, sv, s, inst_of(x));
             if (why)

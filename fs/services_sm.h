@@ -38,7 +38,8 @@ enum services_op {
     SVOP_UNREG,       /* str svc, str inst */
     SVOP_SETI,        /* str svc, str inst, u8 SVISET_*, u64 value */
     SVOP_PICK,        /* str svc -> result u64 instance id: next in the rotation */
-    SVOP_HEALTH,      /* str svc, str inst, u64 iid, u8 healthy: a checker's transition */
+    SVOP_HEALTH,      /* str svc, str inst, u64 iid, u8 healthy: a checker's transition
+                         (EAGAIN unless user.check=tcp; turning checks off heals all) */
     SVOP_EXPIRE,      /* str svc, str inst, u64 iid: its TTL ended (checked at apply) */
 };
 enum { SVSET_LB = 1, SVSET_TTL, SVSET_CHECK, SVSET_INTERVAL };

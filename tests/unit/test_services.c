@@ -211,6 +211,7 @@ TEST(round_robin_is_one_exact_rotation)
     shard_t *sh = fresh();
     uint64_t s = open_session(sh, 1000);
     CHECK_EQ(mkdir_svc(sh, "web", 1000), 0);
+    CHECK_EQ(set(sh, "web", SVSET_CHECK, SVCHECK_TCP, 1000), 0);
     int rc;
     CHECK(!pick(sh, "web", 1000, &rc));
     CHECK_EQ(rc, -EAGAIN);
@@ -242,6 +243,7 @@ TEST(local_pick_distributions)
     shard_t *sh = fresh();
     uint64_t s = open_session(sh, 1000), seed = 88172645463325252ull;
     CHECK_EQ(mkdir_svc(sh, "w", 1000), 0);
+    CHECK_EQ(set(sh, "w", SVSET_CHECK, SVCHECK_TCP, 1000), 0);
     CHECK_EQ(reg(sh, "w", "a", s, "a:1", 1000), 0);
     CHECK_EQ(reg(sh, "w", "b", s, "b:1", 1000), 0);
     CHECK_EQ(reg(sh, "w", "c", s, "c:1", 1000), 0);
@@ -297,7 +299,10 @@ TEST(events_health_and_session_end)
     shard_t *sh = fresh();
     uint64_t s1 = open_session(sh, 1000), s2 = open_session(sh, 1000);
     CHECK_EQ(mkdir_svc(sh, "web", 1000), 0);
+    CHECK_EQ(health(sh, "web", "a", 0, 1000), -ENOENT);
     CHECK_EQ(reg(sh, "web", "a", s1, "10.0.0.1:80", 1000), 0);      /* 1 up */
+    CHECK_EQ(health(sh, "web", "a", 0, 1000), -EAGAIN);             /* no checks */
+    CHECK_EQ(set(sh, "web", SVSET_CHECK, SVCHECK_TCP, 1000), 0);
     CHECK_EQ(reg(sh, "web", "b\nx", s2, "10.0.0.2:80", 1000), 0);   /* 2 up */
     CHECK_EQ(sh->last_rev, 2);
     CHECK_EQ(health(sh, "web", "a", 1, 1500), 0);                   /* no change */
@@ -339,6 +344,14 @@ TEST(events_health_and_session_end)
     CHECK_EQ(services_read_events(sh->st, svc_id(sh, "web"), &cur, buf, sizeof(buf)), -ESTALE);
     CHECK(services_events_stale(sh->st, svc_id(sh, "web"), 3));
     CHECK(!services_events_stale(sh->st, svc_id(sh, "web"), 6 + 1));
+    /* checks turned off: a failing instance is healthy again (an up event) */
+    CHECK_EQ(health(sh, "web", "a", 0, 4000), 0);
+    svc_view_t v;
+    CHECK_EQ(services_sm_get(sh->st, "web", 3, &v), 0);
+    CHECK_EQ(set(sh, "web", SVSET_CHECK, SVCHECK_NONE, 4100), 0);
+    CHECK_EQ(services_sm_inst(sh->st, v.id, "a", 1, &iv), 0);
+    CHECK(iv.healthy && iv.since_ms == 4100);
+    CHECK_EQ(sh->last_rev, v.rev + 1);
     done(sh);
 }
 
@@ -416,6 +429,7 @@ static void build_log(shard_t *sh)
     set(sh, "db", SVSET_LB, SVLB_P2C, 4);
     set(sh, "db", SVSET_CHECK, SVCHECK_TCP, 4);
     set(sh, "web", SVSET_TTL, 60, 4);
+    set(sh, "web", SVSET_CHECK, SVCHECK_TCP, 4);
     for (int i = 0; i < 20; i++) {
         snprintf(name, sizeof(name), "n%d", (i * 7) % 20);
         snprintf(addr, sizeof(addr), "10.0.0.%d:%d", i, 8000 + i);
