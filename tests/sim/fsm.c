@@ -21,6 +21,7 @@
 #include "fs/locks.h"
 #include "fs/ns_sm.h"
 #include "fs/queues.h"
+#include "fs/services_sm.h"
 #include "fs/session_sm.h"
 #include "fs/state.h"
 #include "tests/sim/smi.h"
@@ -1187,6 +1188,68 @@ static void gen_locks(fsrun_t *run, rng_t *r, cmdbuf_t *b)
     }
 }
 
+/* services/: services s0..s2, instances i0..i3 with addresses; settings, picks, health
+ * changes and expiries (apply judges each: unknown names, dead sessions, values out of
+ * range and expiries not due yet are refused alike on every replica). */
+static void gen_services(fsrun_t *run, rng_t *r, cmdbuf_t *b)
+{
+    char svc[8], inst[8], addr[32];
+    snprintf(svc, sizeof(svc), "s%u", (unsigned)rng_below(r, 3));
+    snprintf(inst, sizeof(inst), "i%u", (unsigned)rng_below(r, 4));
+    unsigned k = (unsigned)rng_below(r, 100);
+    if (k < 10) {
+        cmd_begin(b, SVOP_MKDIR, NS_SERVICES, 0);
+        cmd_str(b, rng_chance(r, 30) ? ".." : svc);
+    } else if (k < 13) {
+        cmd_begin(b, SVOP_RMDIR, NS_SERVICES, 0);
+        cmd_str(b, svc);
+    } else if (k < 23) {
+        cmd_begin(b, SVOP_SET, NS_SERVICES, 0);
+        cmd_str(b, svc);
+        cmd_u8(b, (uint8_t)rng_range(r, 1, 4));
+        cmd_u64(b, rng_chance(r, 30) ? SVC_TTL_MAX + 1ull : rng_below(r, 5));
+    } else if (k < 48) {
+        snprintf(addr, sizeof(addr), "10.0.0.%u:%u", (unsigned)rng_below(r, 4),
+                 (unsigned)rng_range(r, 1, 3));
+        cmd_begin(b, SVOP_REG, NS_SERVICES, 0);
+        cmd_str(b, svc);
+        cmd_str(b, rng_chance(r, 30) ? ".pick" : inst);
+        cmd_u64(b, a_sid(run, r));
+        if (rng_chance(r, 30))
+            cmd_bytes(b, "a\nb", 3);                     /* a newline: EINVAL */
+        else
+            cmd_str(b, addr);
+    } else if (k < 56) {
+        cmd_begin(b, SVOP_TOUCH, NS_SERVICES, 0);
+        cmd_str(b, svc);
+        cmd_str(b, inst);
+    } else if (k < 62) {
+        cmd_begin(b, SVOP_UNREG, NS_SERVICES, 0);
+        cmd_str(b, svc);
+        cmd_str(b, inst);
+    } else if (k < 70) {
+        cmd_begin(b, SVOP_SETI, NS_SERVICES, 0);
+        cmd_str(b, svc);
+        cmd_str(b, inst);
+        cmd_u8(b, (uint8_t)rng_range(r, 1, 2));
+        cmd_u64(b, rng_chance(r, 30) ? SVC_LOAD_MAX + 1ull : rng_below(r, 10));
+    } else if (k < 85) {
+        cmd_begin(b, SVOP_PICK, NS_SERVICES, 0);
+        cmd_str(b, svc);
+    } else if (k < 95) {
+        cmd_begin(b, SVOP_HEALTH, NS_SERVICES, 0);
+        cmd_str(b, svc);
+        cmd_str(b, inst);
+        cmd_u64(b, rng_range(r, 1, 40));                  /* instance ids: a guess */
+        cmd_u8(b, (uint8_t)rng_below(r, rng_chance(r, 30) ? 3 : 2));
+    } else {
+        cmd_begin(b, SVOP_EXPIRE, NS_SERVICES, 0);
+        cmd_str(b, svc);
+        cmd_str(b, inst);
+        cmd_u64(b, rng_range(r, 1, 40));
+    }
+}
+
 /* Malformed and edge commands: apply must refuse (or take) them identically everywhere. */
 static void gen_edge(fsrun_t *run, rng_t *r, cmdbuf_t *b)
 {
@@ -1279,8 +1342,10 @@ static int fs_next_cmd(void *runp, rng_t *r, uint8_t **cmd, size_t *len)
         gen_tree(run, r, &b, NS_CONFIG);
     else if (k < 71)
         gen_queues(run, r, &b);
-    else if (k < 96)
+    else if (k < 90)
         gen_locks(run, r, &b);
+    else if (k < 96)
+        gen_services(run, r, &b);
     else {
         gen_edge(run, r, &b);
         run->edge++;
@@ -1400,6 +1465,11 @@ static const opdesc_t opdescs[] = {
     { NS_LOCKS, LOP_TOUCH, "TOUCH", "s" }, { NS_LOCKS, LOP_EXPIRE, "EXPIRE", "s8" },
     { NS_LOCKS, LOP_DATA, "DATA", "sb" }, { NS_LOCKS, SOP_OPEN, "SESSION_OPEN", "b48" },
     { NS_LOCKS, SOP_RENEW, "SESSION_RENEW", "88" }, { NS_LOCKS, SOP_END, "SESSION_END", "81" },
+    { NS_SERVICES, SVOP_MKDIR, "MKDIR", "s" }, { NS_SERVICES, SVOP_RMDIR, "RMDIR", "s" },
+    { NS_SERVICES, SVOP_SET, "SET", "s18" }, { NS_SERVICES, SVOP_REG, "REG", "ss8b" },
+    { NS_SERVICES, SVOP_TOUCH, "TOUCH", "ss" }, { NS_SERVICES, SVOP_UNREG, "UNREG", "ss" },
+    { NS_SERVICES, SVOP_SETI, "SETI", "ss18" }, { NS_SERVICES, SVOP_PICK, "PICK", "s" },
+    { NS_SERVICES, SVOP_HEALTH, "HEALTH", "ss81" }, { NS_SERVICES, SVOP_EXPIRE, "EXPIRE", "ss8" },
 };
 
 static void fs_describe(const uint8_t *cmd, size_t len, char *out, size_t outlen)
