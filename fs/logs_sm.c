@@ -39,7 +39,7 @@
 #include "fs/names.h"
 #include "fs/ntable.h"
 
-#define LSNAP_VERSION 1
+#define LGSNAP_VERSION 1
 #define LOGS_BLOCK (64u << 10)            /* raw bytes of a sealed file's block */
 #define SEG_HDR 32
 #define SEG_MAGIC "QLOGSEG1"
@@ -761,15 +761,15 @@ static int apply_set(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r)
     if (r->err || (rc < 0 && rc != -ENOENT))
         return -EINVAL;
     switch (which) {
-    case LSET_RETENTION_BYTES:
+    case LGSET_RETENTION_BYTES:
         if (v > LOGS_RETENTION_BYTES_MAX)
             return -EINVAL;
         break;
-    case LSET_RETENTION_S:
+    case LGSET_RETENTION_S:
         if (v > LOGS_RETENTION_S_MAX)
             return -EINVAL;
         break;
-    case LSET_SEGMENT_BYTES:
+    case LGSET_SEGMENT_BYTES:
         if (v < LOGS_SEGMENT_MIN || v > LOGS_SEGMENT_MAX)
             return -EINVAL;
         break;
@@ -778,9 +778,9 @@ static int apply_set(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r)
     }
     if (rc < 0)
         return rc;
-    if (which == LSET_RETENTION_BYTES)
+    if (which == LGSET_RETENTION_BYTES)
         lg->ret_bytes = v;
-    else if (which == LSET_RETENTION_S)
+    else if (which == LGSET_RETENTION_S)
         lg->ret_s = v;
     else
         lg->seg_bytes = v;
@@ -810,15 +810,15 @@ static int l_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res
     if (ls->dirfd < 0)
         return -ENOTSUP;
     switch (h->op) {
-    case LOP_CREATE:
+    case LGOP_CREATE:
         return apply_create(ls, h, r, res);
-    case LOP_APPEND:
+    case LGOP_APPEND:
         return apply_append(ls, h, r, res, fx);
-    case LOP_UNLINK:
+    case LGOP_UNLINK:
         return apply_unlink(ls, r, fx);
-    case LOP_SET:
+    case LGOP_SET:
         return apply_set(ls, h, r);
-    case LOP_TRIM:
+    case LGOP_TRIM:
         return apply_trim(ls, h, r, res);
     default:
         return -EINVAL;
@@ -888,7 +888,7 @@ static void snap_log(void *arg, snapout_t *o, const nentry_t *e)
 static void l_snapshot(const state_t *st, snapout_t *o)
 {
     const lstate_t *ls = LS(st);
-    so_u32(o, LSNAP_VERSION);
+    so_u32(o, LGSNAP_VERSION);
     so_u64(o, ls->next_id);
     ntable_snapshot(o, &ls->logs, snap_log, (void *)ls);
 }
@@ -997,7 +997,7 @@ static int restore_log(void *arg, snapin_t *in, const nkey_t *k)
 static int l_restore(state_t *st, snapin_t *in)
 {
     lstate_t *ls = LS(st);
-    if (si_u32(in) != LSNAP_VERSION)
+    if (si_u32(in) != LGSNAP_VERSION)
         return in->err ? in->err : -QERR_FORMAT;
     ls->next_id = si_u64(in);
     int rc = ntable_restore(&ls->logs, in, ls->next_id, "logs", restore_log, ls);
@@ -1179,14 +1179,14 @@ static void begin(cmdbuf_t *b, uint8_t op, uint64_t now, const char *name)
 
 void logs_cmd_create(cmdbuf_t *b, uint64_t now, const char *name, int excl)
 {
-    begin(b, LOP_CREATE, now, name);
+    begin(b, LGOP_CREATE, now, name);
     cmd_u8(b, excl ? 1 : 0);
 }
 
 void logs_cmd_append(cmdbuf_t *b, uint64_t now, const char *name, uint64_t id, uint64_t at,
                      const void *rec, size_t len)
 {
-    begin(b, LOP_APPEND, now, name);
+    begin(b, LGOP_APPEND, now, name);
     cmd_u64(b, id);
     cmd_u64(b, at);
     cmd_bytes(b, rec, len);
@@ -1194,19 +1194,19 @@ void logs_cmd_append(cmdbuf_t *b, uint64_t now, const char *name, uint64_t id, u
 
 void logs_cmd_unlink(cmdbuf_t *b, uint64_t now, const char *name)
 {
-    begin(b, LOP_UNLINK, now, name);
+    begin(b, LGOP_UNLINK, now, name);
 }
 
 void logs_cmd_set(cmdbuf_t *b, uint64_t now, const char *name, uint8_t which, uint64_t value)
 {
-    begin(b, LOP_SET, now, name);
+    begin(b, LGOP_SET, now, name);
     cmd_u8(b, which);
     cmd_u64(b, value);
 }
 
 void logs_cmd_trim(cmdbuf_t *b, uint64_t now, const char *name)
 {
-    begin(b, LOP_TRIM, now, name);
+    begin(b, LGOP_TRIM, now, name);
 }
 
 const ns_sm_t logs_sm = {

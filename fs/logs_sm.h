@@ -34,14 +34,14 @@
 
 /* Command opcodes of the logs/ namespace (fields after the cmd.h header). */
 enum logs_op {
-    LOP_CREATE = 1,   /* str name, u8 excl -> result u64 id */
-    LOP_APPEND,       /* str name, u64 id (0: any), u64 at (LOGS_AT_END: any), bytes record
+    LGOP_CREATE = 1,   /* str name, u8 excl -> result u64 id */
+    LGOP_APPEND,       /* str name, u64 id (0: any), u64 at (LOGS_AT_END: any), bytes record
                          -> result u64 offset of the record */
-    LOP_UNLINK,       /* str name */
-    LOP_SET,          /* str name, u8 LSET_*, u64 value */
-    LOP_TRIM,         /* str name -> result u32 segments dropped */
+    LGOP_UNLINK,       /* str name */
+    LGOP_SET,          /* str name, u8 LGSET_*, u64 value */
+    LGOP_TRIM,         /* str name -> result u32 segments dropped */
 };
-enum { LSET_RETENTION_BYTES = 1, LSET_RETENTION_S, LSET_SEGMENT_BYTES };
+enum { LGSET_RETENTION_BYTES = 1, LGSET_RETENTION_S, LGSET_SEGMENT_BYTES };
 
 extern const ns_sm_t logs_sm;
 

@@ -339,19 +339,19 @@ TEST(settings_are_checked)
 {
     shard_t *sh = fresh();
     CHECK_EQ(create(sh, 1000, "s", 0, NULL), 0);
-    CHECK_EQ(set(sh, 1001, "s", LSET_SEGMENT_BYTES, LOGS_SEGMENT_MIN - 1), -EINVAL);
-    CHECK_EQ(set(sh, 1001, "s", LSET_SEGMENT_BYTES, LOGS_SEGMENT_MAX + 1), -EINVAL);
-    CHECK_EQ(set(sh, 1001, "s", LSET_RETENTION_BYTES, LOGS_RETENTION_BYTES_MAX + 1), -EINVAL);
-    CHECK_EQ(set(sh, 1001, "s", LSET_RETENTION_S, LOGS_RETENTION_S_MAX + 1), -EINVAL);
+    CHECK_EQ(set(sh, 1001, "s", LGSET_SEGMENT_BYTES, LOGS_SEGMENT_MIN - 1), -EINVAL);
+    CHECK_EQ(set(sh, 1001, "s", LGSET_SEGMENT_BYTES, LOGS_SEGMENT_MAX + 1), -EINVAL);
+    CHECK_EQ(set(sh, 1001, "s", LGSET_RETENTION_BYTES, LOGS_RETENTION_BYTES_MAX + 1), -EINVAL);
+    CHECK_EQ(set(sh, 1001, "s", LGSET_RETENTION_S, LOGS_RETENTION_S_MAX + 1), -EINVAL);
     CHECK_EQ(set(sh, 1001, "s", 9, 1), -EINVAL);
-    CHECK_EQ(set(sh, 1001, "nope", LSET_RETENTION_S, 5), -ENOENT);
+    CHECK_EQ(set(sh, 1001, "nope", LGSET_RETENTION_S, 5), -ENOENT);
     log_view_t v = view(sh, "s");
     CHECK_EQ(v.segment_bytes, LOGS_SEGMENT_DEFAULT);
     CHECK_EQ(v.retention_bytes, 0);
     CHECK_EQ(v.retention_s, 0);
-    CHECK_EQ(set(sh, 1002, "s", LSET_SEGMENT_BYTES, 8192), 0);
-    CHECK_EQ(set(sh, 1002, "s", LSET_RETENTION_BYTES, 1 << 20), 0);
-    CHECK_EQ(set(sh, 1002, "s", LSET_RETENTION_S, 3600), 0);
+    CHECK_EQ(set(sh, 1002, "s", LGSET_SEGMENT_BYTES, 8192), 0);
+    CHECK_EQ(set(sh, 1002, "s", LGSET_RETENTION_BYTES, 1 << 20), 0);
+    CHECK_EQ(set(sh, 1002, "s", LGSET_RETENTION_S, 3600), 0);
     v = view(sh, "s");
     CHECK_EQ(v.segment_bytes, 8192);
     CHECK_EQ(v.retention_bytes, 1 << 20);
@@ -366,7 +366,7 @@ TEST(malformed_commands_change_nothing)
     shard_t *sh = fresh();
     uint64_t id;
     CHECK_EQ(create(sh, 1000, "m", 0, &id), 0);
-    CHECK_EQ(set(sh, 1000, "m", LSET_SEGMENT_BYTES, 4096), 0);
+    CHECK_EQ(set(sh, 1000, "m", LGSET_SEGMENT_BYTES, 4096), 0);
     char rec[1000];
     for (int i = 0; i < 10; i++)
         CHECK_EQ(append(sh, 1000 + i, "m", 0, LOGS_AT_END, rec, record(i, rec, 1000), NULL), 0);
@@ -381,7 +381,7 @@ TEST(malformed_commands_change_nothing)
     logs_cmd_create(&full[0], 1000, "new", 1);
     logs_cmd_append(&full[1], 1000, "m", id, LOGS_AT_END, "abc", 3);
     logs_cmd_unlink(&full[2], 1000, "m");
-    logs_cmd_set(&full[3], 1000, "m", LSET_RETENTION_BYTES, 1);
+    logs_cmd_set(&full[3], 1000, "m", LGSET_RETENTION_BYTES, 1);
     logs_cmd_trim(&full[4], 1000, "m");
     logs_cmd_create(&full[5], 1000, "new", 0);
     full[5].p[1] = 77;                                   /* unknown opcode */
@@ -412,7 +412,7 @@ TEST(sealing_into_lz4_files)
     shard_t *sh = fresh();
     uint64_t id;
     CHECK_EQ(create(sh, 1000, "s", 0, &id), 0);
-    CHECK_EQ(set(sh, 1000, "s", LSET_SEGMENT_BYTES, 4096), 0);
+    CHECK_EQ(set(sh, 1000, "s", LGSET_SEGMENT_BYTES, 4096), 0);
     char rec[700];
     uint64_t off, expect = 0;
     for (int i = 0; i < 100; i++) {
@@ -462,7 +462,7 @@ TEST(retention_by_bytes_and_time)
     shard_t *sh = fresh();
     uint64_t id;
     CHECK_EQ(create(sh, 1000, "r", 0, &id), 0);
-    CHECK_EQ(set(sh, 1000, "r", LSET_SEGMENT_BYTES, 4096), 0);
+    CHECK_EQ(set(sh, 1000, "r", LGSET_SEGMENT_BYTES, 4096), 0);
     char rec[512];
     for (int i = 0; i < 80; i++)                  /* 40 KiB: about 10 segments */
         CHECK_EQ(append(sh, 1000, "r", 0, LOGS_AT_END, rec, record(i, rec, 512), NULL), 0);
@@ -470,7 +470,7 @@ TEST(retention_by_bytes_and_time)
     CHECK_EQ(v.start, 0);
     uint32_t sealed = v.sealed;
     CHECK(sealed >= 9);
-    CHECK_EQ(set(sh, 1001, "r", LSET_RETENTION_BYTES, 10000), 0);
+    CHECK_EQ(set(sh, 1001, "r", LGSET_RETENTION_BYTES, 10000), 0);
     v = view(sh, "r");
     CHECK(v.start > 0);
     CHECK(v.end - v.start >= 10000);
@@ -487,8 +487,8 @@ TEST(retention_by_bytes_and_time)
     record(i0, rec, 512);
     CHECK(!memcmp(got, rec, 512));
     /* time: a segment goes once its last record is retention_s old, by the command's time */
-    CHECK_EQ(set(sh, 1002, "r", LSET_RETENTION_BYTES, 0), 0);
-    CHECK_EQ(set(sh, 1002, "r", LSET_RETENTION_S, 10), 0);
+    CHECK_EQ(set(sh, 1002, "r", LGSET_RETENTION_BYTES, 0), 0);
+    CHECK_EQ(set(sh, 1002, "r", LGSET_RETENTION_S, 10), 0);
     uint64_t start = view(sh, "r").start;
     uint32_t before_trim = view(sh, "r").sealed;
     pthread_rwlock_rdlock(&sh->st->lock);
@@ -524,7 +524,7 @@ TEST(unlink_removes_files)
     shard_t *sh = fresh();
     uint64_t id, id2;
     CHECK_EQ(create(sh, 1000, "u", 0, &id), 0);
-    CHECK_EQ(set(sh, 1000, "u", LSET_SEGMENT_BYTES, 4096), 0);
+    CHECK_EQ(set(sh, 1000, "u", LGSET_SEGMENT_BYTES, 4096), 0);
     char rec[1000];
     for (int i = 0; i < 20; i++)
         CHECK_EQ(append(sh, 1000, "u", 0, LOGS_AT_END, rec, record(i, rec, 1000), NULL), 0);
@@ -556,10 +556,10 @@ TEST(snapshot_round_trip_same_bytes)
     char rec[3000];
     for (int k = 0; k < 3; k++) {
         CHECK_EQ(create(a, 1000, names[k], 0, &ids[k]), 0);
-        CHECK_EQ(set(a, 1000, names[k], LSET_SEGMENT_BYTES, 4096 * (k + 1)), 0);
+        CHECK_EQ(set(a, 1000, names[k], LGSET_SEGMENT_BYTES, 4096 * (k + 1)), 0);
     }
-    CHECK_EQ(set(a, 1000, "beta", LSET_RETENTION_BYTES, 20000), 0);
-    CHECK_EQ(set(a, 1000, "gamma", LSET_RETENTION_S, 100), 0);
+    CHECK_EQ(set(a, 1000, "beta", LGSET_RETENTION_BYTES, 20000), 0);
+    CHECK_EQ(set(a, 1000, "gamma", LGSET_RETENTION_S, 100), 0);
     for (int i = 0; i < 150; i++)
         CHECK_EQ(append(a, 1000 + i, names[i % 3], 0, LOGS_AT_END, rec,
                         record(i, rec, 10 + (size_t)(i * 131) % 2900), NULL), 0);
@@ -604,8 +604,8 @@ TEST(replay_after_snapshot_is_identical)
     uint64_t id;
     char rec[2000];
     CHECK_EQ(create(a, 1000, "p", 0, &id), 0);
-    CHECK_EQ(set(a, 1000, "p", LSET_SEGMENT_BYTES, 8192), 0);
-    CHECK_EQ(set(a, 1000, "p", LSET_RETENTION_BYTES, 30000), 0);
+    CHECK_EQ(set(a, 1000, "p", LGSET_SEGMENT_BYTES, 8192), 0);
+    CHECK_EQ(set(a, 1000, "p", LGSET_RETENTION_BYTES, 30000), 0);
     for (int i = 0; i < 20; i++)
         CHECK_EQ(append(a, 1000 + i, "p", 0, LOGS_AT_END, rec, record(i, rec, 777), NULL), 0);
     char d1[300], d2[300], d3[300];
@@ -661,7 +661,7 @@ TEST(large_log_streams_in_chunks)
     shard_t *a = fresh(), *b = fresh();
     uint64_t id;
     CHECK_EQ(create(a, 1000, "big", 0, &id), 0);
-    CHECK_EQ(set(a, 1000, "big", LSET_SEGMENT_BYTES, 1 << 20), 0);
+    CHECK_EQ(set(a, 1000, "big", LGSET_SEGMENT_BYTES, 1 << 20), 0);
     char *rec = malloc(LOGS_RECORD_MAX);
     uint64_t x = 88172645463325252ull;
     const int nrec = 48 * 8;                      /* 384 records of 128 KiB */
@@ -703,7 +703,7 @@ TEST(restore_refuses_damage)
     shard_t *a = fresh(), *b = fresh();
     uint64_t id;
     CHECK_EQ(create(a, 1000, "d", 0, &id), 0);
-    CHECK_EQ(set(a, 1000, "d", LSET_SEGMENT_BYTES, 4096), 0);
+    CHECK_EQ(set(a, 1000, "d", LGSET_SEGMENT_BYTES, 4096), 0);
     char rec[1000];
     for (int i = 0; i < 10; i++)
         CHECK_EQ(append(a, 1000, "d", 0, LOGS_AT_END, rec, record(i, rec, 1000), NULL), 0);
