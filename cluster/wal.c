@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,7 +41,8 @@ static const uint8_t seg_magic[8] = { 'Q', 'F', 'S', '-', 'W', 'A', 'L', 0 };
  * a buffered batch up to 256 KiB (bigger records are written directly) stays inside the
  * tail. The tail never goes past the configured segment size, and a segment is cut to its
  * used size when it is rolled. A failed extension on a full disk only costs the speed-up:
- * the zeros are cut off again and the next try waits for TAIL_CHUNK more log. */
+ * the zeros are cut off again and the next try waits for TAIL_CHUNK more log; and no
+ * extension is made while the file system has less than tail_min_free (64 MiB) left. */
 #define TAIL_CHUNK (1u << 20)
 #define TAIL_LOW (TAIL_CHUNK / 4)
 #define TAIL_ALIGN 4096u
@@ -73,7 +75,8 @@ struct wal {
     uint32_t last_len;  /* its payload length */
     uint64_t appends, syncs;
     uint64_t tail_retry_at; /* no zero-tail extension before the segment's end reaches this
-                               (set after one failed for lack of space) */
+                               (set after one failed or was skipped for lack of space) */
+    uint64_t tail_min_free;
     hist_t sync_latency;
 };
 
@@ -482,6 +485,12 @@ static int tail_extend(wal_t *w)
         target = w->segment_bytes;
     if (from - end >= TAIL_LOW || target <= from || end < w->tail_retry_at)
         return 0;
+    struct statvfs sv;
+    if (fstatvfs(w->fd, &sv) < 0 ||
+        (uint64_t)sv.f_bavail * sv.f_frsize < w->tail_min_free + (target - from)) {
+        w->tail_retry_at = end + TAIL_CHUNK; /* a tight disk: no tail */
+        return 0;
+    }
     int rc = 0;
     for (uint64_t off = from; off < target && rc == 0; off += sizeof(zeros)) {
         uint64_t n = target - off < sizeof(zeros) ? target - off : sizeof(zeros);
@@ -958,6 +967,7 @@ int wal_open(const char *dir, const wal_options_t *opt, wal_record_fn fn, void *
     w->dirfd = -1;
     w->segment_bytes = opt && opt->segment_bytes ? opt->segment_bytes : WAL_DEFAULT_SEGMENT;
     w->sync_fn = opt ? opt->sync_fn : NULL;
+    w->tail_min_free = opt && opt->tail_min_free ? opt->tail_min_free : WAL_TAIL_MIN_FREE;
     w->dir = strdup(dir);
     w->buf = malloc(BUF_CAP);
     if (!w->dir || !w->buf)

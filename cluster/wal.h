@@ -18,6 +18,11 @@
  * (docs/FORMATS.md "Recovery"). Not covered by the CRC. */
 #define WAL_LEN_SYNCED 0x80000000u
 #define WAL_DEFAULT_SEGMENT (64u << 20)
+/* Free bytes the file system must keep after a zero-tail extension (wal_sync); with less,
+ * no tail is made and the WAL grows its file batch by batch, so near a full disk every byte
+ * goes to records and the node's full-disk rules (fs/node.c: room held back for a snapshot,
+ * the reserve given up on the WAL's ENOSPC) see exactly what they saw without a tail. */
+#define WAL_TAIL_MIN_FREE (64ull << 20)
 
 typedef struct wal wal_t;
 
@@ -31,6 +36,8 @@ typedef struct wal_options {
     /* fdatasync replacement for fault-injection tests; NULL = fdatasync. Returns 0 or -1
      * with errno set, like fdatasync. */
     int (*sync_fn)(int fd);
+    /* free bytes needed for a zero-tail extension; 0 = WAL_TAIL_MIN_FREE (tests: 1) */
+    uint64_t tail_min_free;
 } wal_options_t;
 
 /* Opens (creating if needed) the WAL in directory dir (created if missing, parent must

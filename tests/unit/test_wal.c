@@ -67,7 +67,7 @@ static int collect(void *arg, uint64_t index, uint64_t term, const void *p, size
 
 static int open_wal(uint64_t seg_bytes, seen_t *s, wal_t **w, char **msg)
 {
-    wal_options_t o = { .segment_bytes = seg_bytes };
+    wal_options_t o = { .segment_bytes = seg_bytes, .tail_min_free = 1 };
     char *m = NULL;
     memset(s, 0, sizeof(*s));
     int rc = wal_open(dir, &o, collect, s, w, &m);
@@ -191,7 +191,7 @@ static int crash_after(uint64_t seg_bytes, uint64_t from, uint64_t to, uint64_t 
         return -1;
     if (pid == 0) {
         wal_t *w;
-        wal_options_t o = { .segment_bytes = seg_bytes };
+        wal_options_t o = { .segment_bytes = seg_bytes, .tail_min_free = 1 };
         if (wal_open(dir, &o, NULL, NULL, &w, NULL) != 0)
             _exit(2);
         for (uint64_t i = from; i <= to; i += batch)
@@ -669,11 +669,11 @@ static int try_batch(wal_t *w, uint64_t from, int n, uint8_t *buf, size_t rec_le
 /* Fills a 1 MiB tmpfs with batches of records of rec_len bytes, in segments of seg_bytes.
  * Expects -QERR_NOSPACE with the batch dropped, the WAL usable once space is freed, and a
  * reopen to see exactly the synced batches. */
-static void fill_disk(size_t rec_len, uint64_t seg_bytes)
+static void fill_disk(size_t rec_len, uint64_t seg_bytes, uint64_t tail_min_free)
 {
     char mnt[128], filler[200];
     wal_t *w = NULL;
-    wal_options_t o = { .segment_bytes = seg_bytes };
+    wal_options_t o = { .segment_bytes = seg_bytes, .tail_min_free = tail_min_free };
     size_t filler_len = rec_len < 65536 ? 65536 : rec_len;
     uint8_t *buf = calloc(1, filler_len);
     uint64_t next = 1, synced = 0;
@@ -742,17 +742,25 @@ static void fill_disk(size_t rec_len, uint64_t seg_bytes)
 
 TEST(disk_full_buffered_records)
 {
-    fill_disk(3000, 0);
+    fill_disk(3000, 0, 0);
 }
 
 TEST(disk_full_while_rolling_segments)
 {
-    fill_disk(3000, 20000);
+    fill_disk(3000, 20000, 0);
+}
+
+/* The same with zero tails forced on (the 1 MiB tmpfs is far below WAL_TAIL_MIN_FREE):
+ * each 20000-byte segment is zero-filled to its end at its first sync, and still the batch
+ * that does not fit is dropped and nothing else is lost. */
+TEST(disk_full_with_zero_tails)
+{
+    fill_disk(3000, 20000, 1);
 }
 
 TEST(disk_full_direct_large_records)
 {
-    fill_disk(300 << 10, 0);
+    fill_disk(300 << 10, 0, 0);
 }
 
 /* ---- fsync failure ---- */
@@ -993,7 +1001,7 @@ TEST(crash_during_zero_fill_extension)
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
-        wal_options_t o = { .sync_fn = exiting_sync };
+        wal_options_t o = { .sync_fn = exiting_sync, .tail_min_free = 1 };
         uint8_t big[64 << 10];
         sync_calls = 0;
         exit_at_sync = 2; /* 1: open's sync of the last segment; 2: the batch */
@@ -1010,7 +1018,7 @@ TEST(crash_during_zero_fill_extension)
     CHECK(waitpid(pid, &wst, 0) == pid);
     CHECK(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
     CHECK(fsize(segment(0)) > size); /* the extension had begun */
-    CHECK_EQ(wal_open(dir, NULL, NULL, NULL, &w, NULL), 0);
+    CHECK_EQ(wal_open(dir, &(wal_options_t){ .tail_min_free = 1 }, NULL, NULL, &w, NULL), 0);
     CHECK_EQ(wal_last_index(w), 40);
     wal_close(w);
     /* a power cut: the records of 21..40 never reached the disk, the size did */
@@ -1092,7 +1100,20 @@ TEST(disk_full_with_less_room_than_a_chunk)
     free(fill);
     if (fd >= 0)
         close(fd);
+    /* far below WAL_TAIL_MIN_FREE: no tail at all */
     ok = ok && wal_open(dir, NULL, NULL, NULL, &w, NULL) == 0;
+    ok = ok && try_batch(w, next, 3, buf, sizeof(buf)) == 0;
+    next += 3;
+    synced = next - 1;
+    if (w)
+        wal_get_stats(w, &st);
+    ok = ok && st.tail_bytes == 0 && fsize(segment(0)) == (off_t)st.bytes;
+    if (w)
+        wal_close(w);
+    /* forced on: the extension fails for want of room, and is cut off again */
+    w = NULL;
+    ok = ok && wal_open(dir, &(wal_options_t){ .tail_min_free = 1 }, NULL, NULL, &w,
+                        NULL) == 0;
     while (ok && next < 10000) {
         for (int i = 0; i < 3 && rc == 0; i++, next++) {
             memset(buf, (int)next, sizeof(buf));
@@ -1217,7 +1238,7 @@ static int model_round(wal_t *w, model_t *m, uint8_t *buf)
 TEST(replay_equals_model_across_crashes)
 {
     wal_t *w;
-    wal_options_t o = { .segment_bytes = 65536 };
+    wal_options_t o = { .segment_bytes = 65536, .tail_min_free = 1 };
     uint8_t *buf = malloc(300u << 10);
     /* shared with the children, so a round's model survives its crash */
     model_t *m = mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
@@ -1286,11 +1307,13 @@ int main(void)
     if (can_mount_tmpfs()) {
         RUN(disk_full_buffered_records);
         RUN(disk_full_while_rolling_segments);
+        RUN(disk_full_with_zero_tails);
         RUN(disk_full_direct_large_records);
     } else {
         const char *why = strerror(errno);
         printf("ok disk_full_buffered_records # skip cannot mount a tmpfs: %s\n", why);
         printf("ok disk_full_while_rolling_segments # skip cannot mount a tmpfs: %s\n", why);
+        printf("ok disk_full_with_zero_tails # skip cannot mount a tmpfs: %s\n", why);
         printf("ok disk_full_direct_large_records # skip cannot mount a tmpfs: %s\n", why);
     }
     RUN(fsync_failure_fails_the_wal);
