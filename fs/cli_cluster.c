@@ -21,8 +21,9 @@ static int usage(FILE *f, int rc)
             "                               [--tls-cert F --tls-key F --tls-ca F]\n"
             "Asks the member at HOST:PORT (its peer address, as in --peers) for its view of\n"
             "the cluster: members, shards and their leaders, health. With TLS on the member,\n"
-            "give a certificate its CA signed that names \"client\" (or node-<id>), its key\n"
-            "and the CA bundle (docs/TRANSPORT.md \"Status queries\").\n");
+            "give a certificate its CA signed whose subject CN is quorumfs-client (or a\n"
+            "node's, quorumfs-<id>), its key and the CA bundle; TLS 1.3 only\n"
+            "(docs/TRANSPORT.md \"Status queries\").\n");
     return rc;
 }
 

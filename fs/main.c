@@ -135,9 +135,10 @@ static void usage(FILE *f)
         "  --replicas R           voters of each shard, placed by rendezvous hashing;\n"
         "                         default 3 (or every node, with fewer); the other nodes\n"
         "                         follow each shard as learners\n"
-        "  --tls-cert F, --tls-key F, --tls-ca F  mutual TLS between the nodes: this node's\n"
-        "                         certificate (naming node-<id>), its key, and the CA\n"
-        "                         bundle; all three or none (docs/TRANSPORT.md \"TLS\")\n"
+        "  --tls-cert F, --tls-key F, --tls-ca F  mutual TLS 1.3 between the nodes: this\n"
+        "                         node's certificate (subject CN quorumfs-<id>), its key,\n"
+        "                         and the CA bundle; all three or none; read again on\n"
+        "                         SIGHUP (docs/TRANSPORT.md \"TLS\")\n"
         "  -h, --help             this text\n"
         "  --version              the version\n"
         "\n"
@@ -159,7 +160,8 @@ static void usage(FILE *f)
         "\n"
         "fstab:  quorumfs /mnt/q fuse.quorumfs data=/var/lib/quorumfs,nosuid,nodev 0 0\n"
         "Unmount with `umount MOUNTPOINT` (root), `fusermount3 -u MOUNTPOINT`, SIGTERM or\n"
-        "SIGINT. Exit status: 0 mounted (or, in the foreground, cleanly unmounted),\n"
+        "SIGINT; SIGHUP reloads the TLS files of a cluster node (it never unmounts).\n"
+        "Exit status: 0 mounted (or, in the foreground, cleanly unmounted),\n"
         "1 start-up or mount failure, 2 bad usage. See quorumfs(1).\n");
 }
 
