@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# tests/integration/logs.sh — FILE-API §7 (logs/) on a real mount (docs/LOGS.md): `>>`
+# creates and appends, `cat`, sizes and offsets; the refusals (EPERM for a write off the end,
+# truncate, `>` of a non-empty log, rename, mkdir; EFBIG over 128 KiB; EINVAL for the
+# reserved name and bad xattr values); 8 appenders x 1,000 records on the embedded node with
+# every record whole and each appender's order kept; `tail -f` showing a new record (a
+# bounded wait; the latency is noted, not asserted); `.follow/` streaming from the end,
+# poll() and SIGINT; sealing and retention by bytes and by time dropping whole old segments
+# with offsets unchanged and ESPIPE below user.first_offset; kill -9 and restart (snapshots
+# every 256 KiB of log, so restore and replay both run) keeping every byte; rm. Then three
+# nodes (tools/cluster up 3): 3 appenders on each mount into one log, every record whole and
+# in order, read the same from every mount, and `tail -f` on one mount seeing a record
+# appended on another.
+# Every wait is bounded; lib.sh's trap unmounts and kills everything under $T.
+# Ports (cluster part): $CLUSTER_BASE_PORT (3 from it) when set, else 3 free ones at random.
+. "$(dirname "$0")/lib.sh"
+CL="$QI_ROOT/tools/cluster"
+
+# ---- helpers in Python: appenders, the checker, exact-errno probes, follow with poll
+cat >"$T/lg.py" <<'EOF'
+import errno, os, select, signal, sys, time, zlib
+
+def rec(w, i):
+    n = 20 + (i * 7 + len(w) * 13) % 180
+    body = "".join(chr(97 + (i + j) % 26) for j in range(n))
+    line = "%s %d %d %s" % (w, i, n, body)
+    return ("%s %08x\n" % (line, zlib.crc32(line.encode()))).encode()
+
+def append(path, w, n):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    for i in range(int(n)):
+        r = rec(w, i)
+        if os.write(fd, r) != len(r):
+            print("short write"); sys.exit(1)
+    os.close(fd)
+
+def check(path, writers, n):
+    """every line a whole record; each writer's records 0..n-1, in order"""
+    data = open(path, "rb").read()
+    if not data.endswith(b"\n"):
+        print("BAD does not end with a newline"); return 1
+    nxt = {w: 0 for w in writers.split(",")}
+    for k, line in enumerate(data[:-1].split(b"\n")):
+        parts = line.decode().split(" ")
+        if len(parts) != 5 or parts[0] not in nxt:
+            print("BAD line %d: %r" % (k, line[:80])); return 1
+        w, i, ln, body, crc = parts
+        if ("%08x" % zlib.crc32(" ".join(parts[:4]).encode())) != crc or len(body) != int(ln):
+            print("BAD torn or mixed record at line %d: %r" % (k, line[:80])); return 1
+        if int(i) != nxt[w]:
+            print("BAD %s: record %s where %d was next" % (w, i, nxt[w])); return 1
+        nxt[w] += 1
+    short = [w for w in nxt if nxt[w] != int(n)]
+    if short:
+        print("BAD missing records of %s" % short); return 1
+    print("OK %d records, %d bytes" % (sum(nxt.values()), len(data)))
+    return 0
+
+def errname(f):
+    try:
+        r = f()
+        return "OK" if r is None else "OK %s" % r
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+
+def pwrite(path, off, text):
+    def f():
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, text.encode(), int(off))
+        finally:
+            os.close(fd)
+    print(errname(f))
+
+def bigwrite(path, n):
+    def f():
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            return os.write(fd, b"x" * int(n))
+        finally:
+            os.close(fd)
+    print(errname(f))
+
+def readat(path, off, n):
+    def f():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return os.pread(fd, int(n), int(off)).decode(errors="replace").replace("\n", "|")
+        finally:
+            os.close(fd)
+    print(errname(f))
+
+def follow_poll(path, log, ready):
+    """poll() on a follow file: not readable at first; once readable, read and log; 3 times"""
+    fd = os.open(path, os.O_RDONLY)
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    first = p.poll(0)
+    open(ready, "w").write("idle\n" if not first else "busy\n")
+    with open(log, "ab") as out:
+        for _ in range(3):
+            if not p.poll(20000):
+                out.write(b"TIMEOUT\n"); return
+            out.write(os.read(fd, 65536)); out.flush()
+
+def follow_nb(path):
+    def f():
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            return os.read(fd, 100)
+        finally:
+            os.close(fd)
+    print(errname(f))
+
+cmd, args = sys.argv[1], sys.argv[2:]
+if cmd == "check":
+    sys.exit(check(*args))
+globals()[cmd.replace("-", "_")](*args)
+EOF
+LG="$PY $T/lg.py"
+lg() { timeout -k 2 60 $LG "$@" 2>&1; }
+
+mkdir -p "$T/n1"
+export DATA_DIR=$T/n1/data
+must_start n1 --snapshot-bytes 262144
+L=$MNT/logs
+
+# ---- basics
+echo one >>"$L/app" && echo two >>"$L/app" && ok append-creates || not_ok append-creates
+check cat-gives-records [ "$(cat "$L/app")" = $'one\ntwo' ]
+check size-is-end [ "$(stat -c %s "$L/app")" = 8 ]
+check ls-lists-log [ "$(ls "$L")" = app ]
+touch "$L/empty" && check touch-creates [ "$(stat -c %s "$L/empty")" = 0 ]
+: >"$L/empty" && ok truncate-of-empty-is-a-no-op || not_ok truncate-of-empty-is-a-no-op
+check tail-c-by-offset [ "$(tail -c +5 "$L/app")" = two ]
+expect_errno excl-create-existing EEXIST excl "$L/app" lit:x
+
+# ---- refusals
+checke write-off-the-end-eperm '[ "$(lg pwrite "$L/app" 2 x)" = EPERM ]'
+checke write-past-the-end-eperm '[ "$(lg pwrite "$L/app" 100 x)" = EPERM ]'
+checke write-at-the-end-ok '[ "$(lg pwrite "$L/app" 8 $'"'"'three\n'"'"')" = OK ]'
+expect_errno truncate-eperm EPERM truncate "$L/app" 0
+checke redirect-over-nonempty-eperm '! (echo x >"$L/app") 2>/dev/null'
+check redirect-left-log [ "$(cat "$L/app")" = $'one\ntwo\nthree' ]
+expect_errno rename-eperm EPERM rename "$L/app" "$L/other"
+expect_errno mkdir-eperm EPERM mkdir "$L/dir"
+expect_errno create-follow-einval "EINVAL|EISDIR|EEXIST" write "$L/.follow" lit:x
+checke record-over-128k-efbig '[ "$(lg bigwrite "$L/app" 131073)" = EFBIG ]'
+checke record-of-128k-ok '[ "$(lg bigwrite "$L/app" 131072)" = "OK 131072" ]'
+expect_errno bad-segment-bytes EINVAL setx "$L/app" user.segment_bytes 100
+expect_errno bad-retention EINVAL setx "$L/app" user.retention_bytes abc
+expect_errno first-offset-read-only EPERM setx "$L/app" user.first_offset 5
+rm "$L/app" && checke rm-removes '[ ! -e "$L/app" ] && [ "$(ls "$L")" = empty ]' || not_ok rm-removes
+check rm-removes-segment-files [ "$(find "$DATA/logs" -type f | wc -l)" = 0 ]
+
+# ---- 8 appenders x 1,000 records, concurrently
+t0=$(now_ms)
+pids=""
+for w in a1 a2 a3 a4 a5 a6 a7 a8; do lg append "$L/many" $w 1000 >"$T/app.$w" & pids="$pids $!"; done
+fails=0
+for p in $pids; do wait "$p" || fails=$((fails + 1)); done
+note "8,000 appends by 8 processes in $(( $(now_ms) - t0 )) ms"
+check appenders-succeed [ "$fails" = 0 ]
+out=$(lg check "$L/many" a1,a2,a3,a4,a5,a6,a7,a8 1000)
+checke records-whole-and-ordered '[[ $out == OK* ]]' || note "$out"
+
+# ---- tail -f sees a new record (GNU tail polls the size every second)
+echo start >>"$L/tailed"
+tail -n +1 -f "$L/tailed" >"$T/tail.out" 2>&1 &
+tp=$!
+wait_for 10 grep -q start "$T/tail.out"
+t0=$(now_ms)
+echo "marker-$t0" >>"$L/tailed"
+if wait_for 10 grep -q "marker-$t0" "$T/tail.out"; then
+    ok tail-f-sees-record; note "tail -f showed the record after $(( $(now_ms) - t0 )) ms"
+else
+    not_ok tail-f-sees-record "$(cat "$T/tail.out")"
+fi
+kill "$tp" 2>/dev/null; wait "$tp" 2>/dev/null
+
+# ---- .follow: from the end, streaming, poll, O_NONBLOCK, SIGINT, removal ends it
+echo before >>"$L/fol"
+$FSOP exec-sigdfl cat "$L/.follow/fol" >"$T/follow.out" 2>&1 &
+fp=$!
+sleep 0.5
+for i in 1 2 3; do echo "rec$i" >>"$L/fol"; done
+checke follow-streams-from-end 'wait_for 10 grep -q rec3 "$T/follow.out" && [ "$(cat "$T/follow.out")" = $'"'"'rec1\nrec2\nrec3'"'"' ]' ||
+    note "got: $(cat "$T/follow.out")"
+checke follow-blocks-between 'pid_alive $fp'
+kill -INT "$fp"
+checke follow-sigint-ends-read 'wait_for 5 pid_gone $fp'
+wait "$fp" 2>/dev/null
+checke follow-nonblock-eagain '[ "$(lg follow-nb "$L/.follow/fol")" = EAGAIN ]'
+expect_errno follow-of-missing-log ENOENT read "$L/.follow/nope"
+check follow-dir-lists-nothing [ -z "$(ls -A "$L/.follow")" ]
+lg follow-poll "$L/.follow/fol" "$T/poll.out" "$T/poll.ready" &
+pp=$!
+wait_for 10 test -s "$T/poll.ready"
+check poll-not-ready-at-end [ "$(cat "$T/poll.ready")" = idle ]
+for i in 1 2 3; do echo "p$i" >>"$L/fol"; sleep 0.3; done
+checke poll-wakes-per-record 'wait_for 20 pid_gone $pp && [ "$(cat "$T/poll.out")" = $'"'"'p1\np2\np3'"'"' ]' ||
+    note "got: $(cat "$T/poll.out")"
+$FSOP exec-sigdfl cat "$L/.follow/fol" >"$T/follow2.out" 2>&1 &
+fp=$!
+sleep 0.5
+rm "$L/fol"
+checke follow-ends-at-rm 'wait_for 10 pid_gone $fp'
+
+# ---- sealing and retention: offsets never move
+seg_files() { find "$DATA/logs" -name '*.lz4' | wc -l; }
+no_seg_files() { [ "$(seg_files)" = 0 ]; }
+touch "$L/ret"
+setfattr -n user.segment_bytes -v 4096 "$L/ret"
+for i in $(seq 0 99); do printf 'r%03d%0507d\n' "$i" 0 >>"$L/ret"; done   # 512-byte records
+check size-after-100-records [ "$(stat -c %s "$L/ret")" = 51200 ]
+n0=$(seg_files)
+retdir=$(dirname "$(find "$DATA/logs" -name '*.lz4' | head -n 1)")
+checke sealed-segments-compressed '[ "$n0" -ge 10 ] && [ "$(du -sb "$retdir" | cut -f1)" -lt 51200 ]' ||
+    note "$n0 sealed files, $(du -sb "$retdir" | cut -f1) bytes"
+check cat-across-segments [ "$(cat "$L/ret" | md5sum)" = "$(for i in $(seq 0 99); do printf 'r%03d%0507d\n' "$i" 0; done | md5sum)" ]
+setfattr -n user.retention_bytes -v 8192 "$L/ret"
+first=$(getfattr --absolute-names --only-values -n user.first_offset "$L/ret")
+checke retention-bytes-drops-old-segments '[ "$first" -gt 0 ] && [ $((51200 - first)) -ge 8192 ] && [ "$(seg_files)" -lt "$n0" ]' ||
+    note "first_offset $first, $(seg_files) sealed files"
+check offsets-stable-after-retention [ "$(lg readat "$L/ret" $((first / 512 * 512 + 512)) 4)" = "OK r$(printf %03d $((first / 512 + 1)))" ]
+check size-unchanged-by-retention [ "$(stat -c %s "$L/ret")" = 51200 ]
+expect_errno read-below-first-offset-espipe ESPIPE read "$L/ret"
+check tail-from-first-offset [ "$(tail -c +$((first + 1)) "$L/ret" | wc -c)" = $((51200 - first)) ]
+echo more >>"$L/ret"
+check append-continues-at-end [ "$(lg readat "$L/ret" 51200 5)" = "OK more|" ]
+setfattr -n user.retention_bytes -v 0 "$L/ret"
+setfattr -n user.retention_seconds -v 1 "$L/ret"
+checke retention-seconds-drops-by-sweep 'wait_for 15 no_seg_files' || note "$(seg_files) sealed files left"
+check retention-seconds-keeps-active [ "$(lg readat "$L/ret" 51200 5)" = "OK more|" ]
+
+# ---- kill -9 and restart: every byte back (snapshot restore + WAL replay)
+sum_many=$(md5sum <"$L/many")
+sum_ret=$(tail -c +$(( $(getfattr --absolute-names --only-values -n user.first_offset "$L/ret") + 1 )) "$L/ret" | md5sum)
+crash_node "$MNT" "$NPID"
+must_start n1 --snapshot-bytes 262144
+check restart-keeps-log [ "$(md5sum <"$L/many")" = "$sum_many" ]
+check restart-keeps-retained [ "$(tail -c +$(( $(getfattr --absolute-names --only-values -n user.first_offset "$L/ret") + 1 )) "$L/ret" | md5sum)" = "$sum_ret" ]
+out=$(lg check "$L/many" a1,a2,a3,a4,a5,a6,a7,a8 1000)
+checke restart-records-whole '[[ $out == OK* ]]' || note "$out"
+echo after >>"$L/many" && ok append-after-restart || not_ok append-after-restart
+stop_node "$MNT" "$NPID" || note "unmount of n1 failed"
+
+# ---- three nodes: appenders on every mount, one log
+base=${CLUSTER_BASE_PORT:-$(free_ports 3)}
+[ -n "$base" ] || { not_ok free-ports "no 3 free ports"; finish; }
+C=$T/cluster
+up_out=$(CLUSTER_WAIT_S=30 timeout 90 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" 2>&1)
+if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
+ok cluster-up
+M=("" "$C/n1/mnt" "$C/n2/mnt" "$C/n3/mnt")
+touch "${M[1]}/logs/shared"
+t0=$(now_ms)
+pids=""
+for m in 1 2 3; do
+    for w in a b c; do lg append "${M[$m]}/logs/shared" "$w$m" 300 >"$T/capp.$w$m" & pids="$pids $!"; done
+done
+fails=0
+for p in $pids; do wait "$p" || fails=$((fails + 1)); done
+note "2,700 appends by 9 processes on 3 mounts in $(( $(now_ms) - t0 )) ms"
+check cluster-appenders-succeed [ "$fails" = 0 ]
+out=$(lg check "${M[2]}/logs/shared" a1,b1,c1,a2,b2,c2,a3,b3,c3 300)
+checke cluster-records-whole-and-ordered '[[ $out == OK* ]]' || note "$out"
+s1=$(md5sum <"${M[1]}/logs/shared"); s3=$(md5sum <"${M[3]}/logs/shared")
+check cluster-same-bytes-everywhere [ "$s1" = "$s3" ]
+tail -n 0 -f "${M[3]}/logs/shared" >"$T/ctail.out" 2>&1 &
+tp=$!
+sleep 1.5
+t0=$(now_ms)
+echo "cmarker-$t0" >>"${M[1]}/logs/shared"
+if wait_for 10 grep -q "cmarker-$t0" "$T/ctail.out"; then
+    ok cluster-tail-f-other-mount; note "tail -f on node 3 showed node 1's record after $(( $(now_ms) - t0 )) ms"
+else
+    not_ok cluster-tail-f-other-mount "$(cat "$T/ctail.out")"
+fi
+kill "$tp" 2>/dev/null; wait "$tp" 2>/dev/null
+timeout 60 "$CL" down --dir "$C" >/dev/null 2>&1 || note "cluster down failed"
+finish
