@@ -6,8 +6,8 @@
 # higher load), a python3 -m http.server backend killed and restarted hidden and shown
 # within check_interval + 1 s, .events (lines, @rev resume, ESTALE), a 10-line shell load
 # balancer with curl over 3 backends; then on tools/cluster up 3: one rotation across
-# nodes, an instance seen on every node, and the instances of a stopped node removed after
-# its session timeout. Every wait is bounded; lib.sh's trap unmounts and kills everything.
+# nodes, an instance seen on every node, a checked backend hidden and shown on every node,
+# and the instances of a stopped node removed after its session timeout. Every wait is bounded; lib.sh's trap unmounts and kills everything.
 . "$(dirname "$0")/lib.sh"
 
 must_start n1
@@ -197,6 +197,20 @@ check cluster-ls-everywhere [ "$(ls "$M1/services/api" | tr '\n' ' ')$(ls "$M3/s
 for i in $(seq 1 30); do m=$(( (i % 3) + 1 )); cat "$C/n$m/mnt/services/api/.pick" >>"$T/crr"; done
 checke cluster-round-robin-one-rotation '[ "$(sort "$T/crr" | uniq -c | awk "{print \$1}" | tr "\n" " ")" = "10 10 10 " ] && [ "$(awk "NR > 1 && \$0 == prev { b = 1 } { prev = \$0 } END { print b + 0 }" "$T/crr")" = 0 ]' ||
     note "$(tr '\n' ' ' <"$T/crr")"
+# checks on the cluster (run by the service's shard leader): a backend killed is hidden on
+# every node, and shown again once restarted
+start_backend 0 || not_ok cluster-backend-up
+mkdir "$M2/services/chk" && setfattr -n user.ttl -v 0 "$M2/services/chk" &&
+    setfattr -n user.check -v tcp "$M2/services/chk" && setfattr -n user.check_interval -v 1 "$M2/services/chk"
+echo "127.0.0.1:$hp" >"$M2/services/chk/b0"
+check cluster-check-healthy [ "$(ls "$M1/services/chk")" = b0 ]
+kill ${BP[0]}; wait ${BP[0]} 2>/dev/null
+wait_for 10 sh -c "[ -z \"\$(ls '$M1/services/chk')\" ] && [ -z \"\$(ls '$M3/services/chk')\" ]" &&
+    ok cluster-check-hides-everywhere || not_ok cluster-check-hides-everywhere "$(cat "$M1/services/chk/.all")"
+start_backend 0
+wait_for 10 sh -c "[ \"\$(ls '$M3/services/chk')\" = b0 ]" && ok cluster-check-shows-again ||
+    not_ok cluster-check-shows-again "$(cat "$M3/services/chk/.all")"
+kill ${BP[0]}; wait ${BP[0]} 2>/dev/null
 # node 3 stops (SIGSTOP: silent, as if cut off): its instance goes after its session timeout
 n3pid=$(cat "$C/n3/pid" 2>/dev/null)
 kill -STOP "$n3pid"
