@@ -56,6 +56,56 @@ def check(path, writers, n):
     print("OK %d records, %d bytes" % (sum(nxt.values()), len(data)))
     return 0
 
+def append_acked(path, w, n, ack):
+    """appends until n records or the first error; ack gets: acknowledged count, error or ok"""
+    done, err = 0, "ok"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        for i in range(int(n)):
+            r = rec(w, i)
+            if os.write(fd, r) != len(r):
+                err = "short"; break
+            done += 1
+            time.sleep(0.002)
+        os.close(fd)
+    except OSError as e:
+        err = errno.errorcode.get(e.errno, str(e.errno))
+    open(ack, "w").write("%d %s\n" % (done, err))
+
+def check_acked(path, acks):
+    """every line a whole record in its writer's order; writer w (from ack files w:FILE) has
+    records 0..k-1 with acknowledged <= k <= acknowledged + 1 (one write may have failed
+    after it committed)"""
+    data = open(path, "rb").read()
+    want = {}
+    for a in acks.split(","):
+        w, f = a.split(":", 1)
+        want[w] = int(open(f).read().split()[0])
+    nxt = {w: 0 for w in want}
+    for k, line in enumerate(data[:-1].split(b"\n") if data else []):
+        parts = line.decode().split(" ")
+        if len(parts) != 5 or parts[0] not in nxt:
+            print("BAD line %d: %r" % (k, line[:80])); return 1
+        w, i, ln, body, crc = parts
+        if ("%08x" % zlib.crc32(" ".join(parts[:4]).encode())) != crc or len(body) != int(ln):
+            print("BAD torn record at line %d" % k); return 1
+        if int(i) != nxt[w]:
+            print("BAD %s: record %s where %d was next (duplicate or lost)" % (w, i, nxt[w])); return 1
+        nxt[w] += 1
+    bad = ["%s has %d, acknowledged %d" % (w, nxt[w], want[w]) for w in want
+           if not (want[w] <= nxt[w] <= want[w] + 1)]
+    if bad:
+        print("BAD " + "; ".join(bad)); return 1
+    print("OK " + " ".join("%s=%d/%d" % (w, nxt[w], want[w]) for w in sorted(want)))
+    return 0
+
+def mkrecs(path, w, order, cut=""):
+    """a hand-made log: writer w's records in order (comma list); cut=N drops byte N"""
+    data = b"".join(rec(w, int(i)) for i in order.split(","))
+    if cut:
+        data = data[:int(cut)] + data[int(cut) + 1:]
+    open(path, "wb").write(data)
+
 def errname(f):
     try:
         r = f()
@@ -115,10 +165,19 @@ def follow_nb(path):
 cmd, args = sys.argv[1], sys.argv[2:]
 if cmd == "check":
     sys.exit(check(*args))
+if cmd == "check-acked":
+    sys.exit(check_acked(*args))
 globals()[cmd.replace("-", "_")](*args)
 EOF
 LG="$PY $T/lg.py"
 lg() { timeout -k 2 60 $LG "$@" 2>&1; }
+
+# ---- the checkers themselves, on hand-made logs: clean ones pass, each fault is caught
+ck() { $LG mkrecs "$T/ck" z "$@" && $LG check "$T/ck" z 3 >/dev/null; }
+cka() { echo "3 EIO" >"$T/ck.ack" && $LG mkrecs "$T/ck" z "$@" && $LG check-acked "$T/ck" "z:$T/ck.ack" >/dev/null; }
+checke checker-accepts-clean 'ck 0,1,2 && cka 0,1,2 && cka 0,1,2,3'
+checke checker-finds-lost-reordered-torn '! ck 0,2 && ! ck 1,0,2 && ! ck 0,1,2 30 && ! ck 0,1,2,2'
+checke checker-finds-unacknowledged-loss-and-extra '! cka 0,1 && ! cka 0,1,2,3,4 && ! cka 0,1,1,2'
 
 mkdir -p "$T/n1"
 export DATA_DIR=$T/n1/data
@@ -278,5 +337,48 @@ else
     not_ok cluster-tail-f-other-mount "$(cat "$T/ctail.out")"
 fi
 kill "$tp" 2>/dev/null; wait "$tp" 2>/dev/null
+
+# ---- kill -9 of the log's leader during appends: nothing acknowledged is lost
+SHARDOF=$(dirname "$QUORUMFS")/shardof
+leader() { timeout 5 awk -v s="$2" '$1 == s {print $2}' "$1/.cluster/shards" 2>/dev/null; }
+# leader_not X SHARD: the shard's leader as a live node other than X sees it, if not X
+leader_not() {
+    local i l
+    for i in 1 2 3; do
+        [ "$i" = "$1" ] && continue
+        l=$(leader "${M[$i]}" "$2")
+        [ -n "$l" ] && [ "$l" != 0 ] && [ "$l" != "$1" ] && { echo "$l"; return 0; }
+    done
+    return 1
+}
+if [ -x "$SHARDOF" ]; then
+    S=$("$SHARDOF" "$(wc -l <"${M[1]}/.cluster/shards")" logs/killed)
+    touch "${M[1]}/logs/killed"
+    KL=$(leader_not 0 "$S")
+    others=""; acks=""; pids=""
+    for i in 1 2 3; do [ "$i" != "$KL" ] && others="$others $i"; done
+    for i in $others; do
+        for w in k$i x$i; do
+            lg append-acked "${M[$i]}/logs/killed" $w 1500 "$T/ack.$w" & pids="$pids $!"
+            acks="$acks,$w:$T/ack.$w"
+        done
+    done
+    sleep 2
+    "$CL" kill "$KL" --dir "$C" >/dev/null 2>&1 || note "kill of node $KL failed"
+    t0=$(now_ms)
+    NL=
+    wait_for 20 leader_not "$KL" "$S" >/dev/null && NL=$(leader_not "$KL" "$S")
+    note "killed node $KL, leader of shard $S; new leader ${NL:-none} after $(( $(now_ms) - t0 )) ms"
+    for p in $pids; do wait "$p"; done
+    note "appenders: $(for f in "$T"/ack.*; do printf '%s=%s ' "${f##*.}" "$(cat "$f")"; done)"
+    CLUSTER_WAIT_S=30 timeout 60 "$CL" start "$KL" --dir "$C" >/dev/null 2>&1 || note "restart of node $KL failed"
+    R=${others# }; R=${R%% *}                      # a node that stayed up
+    out=$(lg check-acked "${M[$R]}/logs/killed" "${acks#,}")
+    checke leader-kill-loses-nothing-acknowledged '[ -n "$NL" ] && [[ $out == OK* ]]' || note "$out"
+    same_on_restarted() { [ "$(md5sum <"${M[$KL]}/logs/killed")" = "$(md5sum <"${M[$R]}/logs/killed")" ]; }
+    checke restarted-node-has-same-bytes 'wait_for 30 same_on_restarted'
+else
+    note "no $SHARDOF: the leader-kill case is skipped (make BUILD=... builds it, mk/lin.mk)"
+fi
 timeout 60 "$CL" down --dir "$C" >/dev/null 2>&1 || note "cluster down failed"
 finish
