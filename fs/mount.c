@@ -326,8 +326,9 @@ uint32_t mount_shard_of(mount_t *m, uint64_t ino, const char *name)
  * otherwise) reads the state: on the shard that holds what it reads. A namespace root
  * without a name (its listing, attributes, root-wide control files) reads every shard. An
  * inode no shard holds (gone, or a creation not committed yet) needs none: what the kernel
- * knows was applied here. Returns 0 or -EIO. */
-static int mount_barrier(mount_t *m, uint64_t ino, const char *name)
+ * knows was applied here. open: the operation is an open (for the barrier_free hook).
+ * Returns 0 or -EIO. */
+static int mount_barrier(mount_t *m, uint64_t ino, const char *name, int open)
 {
     node_t *n = m->node;
     if (ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT))
@@ -335,21 +336,27 @@ static int mount_barrier(mount_t *m, uint64_t ino, const char *name)
                     : node_read_barrier_all(n);
     if (ino & CTL_BIT) {
         mount_ctl_t c;
-        return mount_ctl_find(m, ino, &c) < 0 ? 0 : mount_barrier(m, c.obj, NULL);
+        return mount_ctl_find(m, ino, &c) < 0 ? 0 : mount_barrier(m, c.obj, NULL, 0);
     }
-    if (ino & NS_INO_BIT)
+    if (ino & NS_INO_BIT) {
+        int ns = NS_INO_NS(ino);
+        const ns_front_t *f = ns > 0 && ns < NS__COUNT ? ns_fronts[ns] : NULL;
+        if (f && f->barrier_free && f->barrier_free(ino, name, open))
+            return 0;
         return node_read_barrier(n, NS_INO_SHARD(ino));
+    }
     int k = node_nshards(n) > 1 ? node_shard_of_id(n, ino) : 0;
     return k < 0 ? 0 : node_read_barrier(n, (uint32_t)k);
 }
 
 /* ROUTE for an operation that reads the shard's state: on a cluster node the read barrier
- * comes first (EIO when it fails: no leader or no quorum within the timeout). name: the
- * child name of a lookup, else NULL. */
-#define ROUTE_READ(ino, name, op, ...)                                           \
+ * comes first (EIO when it fails: no leader or no quorum within the timeout), unless the
+ * namespace's barrier_free hook says the operation reads nothing it would refresh. name: the
+ * child name of a lookup, else NULL; is_open: 1 for open, else 0. */
+#define ROUTE_READ_AS(is_open, ino, name, op, ...)                               \
     do {                                                                         \
         if (!mount_own(ino)) {                                                   \
-            int b_ = mount_barrier(mount_of(req), ino, name);                    \
+            int b_ = mount_barrier(mount_of(req), ino, name, is_open);           \
             if (b_ < 0) {                                                        \
                 fuse_reply_err(req, -b_);                                        \
                 return;                                                          \
@@ -357,6 +364,7 @@ static int mount_barrier(mount_t *m, uint64_t ino, const char *name)
         }                                                                        \
         ROUTE(ino, op, __VA_ARGS__);                                             \
     } while (0)
+#define ROUTE_READ(ino, name, op, ...) ROUTE_READ_AS(0, ino, name, op, __VA_ARGS__)
 
 /* ---- the mount's own inodes: the root, `.cluster/` and its files ---- */
 
@@ -562,7 +570,7 @@ typedef struct text {
 
 static void q_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    ROUTE_READ(ino, NULL, open, req, ino, fi);
+    ROUTE_READ_AS(1, ino, NULL, open, req, ino, fi);
     uint64_t t0 = metrics_now_ns();
     text_t *t = NULL;
     int rc = -EISDIR;

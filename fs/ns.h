@@ -63,6 +63,14 @@ typedef struct ns_front {
 
     /* With fuse = &tree_fuse_ops: what the namespace adds to the generic tree front. */
     const struct tree_front *tree;
+
+    /* Optional, for a module inode ino of this namespace: 1 when the operation about to be
+     * routed (the lookup of child name in ino; else, name NULL, the open of ino when open is
+     * 1, any other reading operation on ino when 0) reads nothing a cluster read barrier
+     * would make fresher, so fs/mount.c skips the barrier. Only for operations whose outcome
+     * the next step decides anyway through a proposal (or a barrier of its own); NULL: every
+     * such operation takes the barrier. No lock held. */
+    int (*barrier_free)(fuse_ino_t ino, const char *name, int open);
 } ns_front_t;
 
 /* The registry, indexed by enum ns_id; NULL where there is no front (a namespace not built

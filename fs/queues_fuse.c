@@ -1482,10 +1482,42 @@ static void q_stop(void *ctx)
     front_ctx_free(qf);
 }
 
+/* The cycle of a producer or consumer (open push/pop/claim, write or read, close) needs no
+ * read barrier before its lookup and open (fs/ns.h barrier_free): those files exist exactly
+ * while their queue does, and what comes next is a proposal (a PUSH, or a TAKE whose apply
+ * on the leader decides what it gets), which fails with ENOENT on a queue removed meanwhile
+ * on another node. So a node that has not applied that removal yet may still open such a
+ * file, and the write or read then fails instead. The other entries (peek, len, claimed/,
+ * dead/) read the queue's state and keep the barrier. Without it, every cycle paid three
+ * barriers, two of them on one dentry that the kernel looks up for one opener at a time
+ * (push gives a new inode per lookup), so producers on a cluster were served one at a time
+ * (docs/PERFORMANCE.md "The cluster against etcd"). */
+static int take_or_push(int kind)
+{
+    return kind == QK_PUSH || kind == QK_POP || kind == QK_CLAIM;
+}
+
+static int q_barrier_free(fuse_ino_t ino, const char *name, int open)
+{
+    qref_t r;
+    if (decode(ino, &r) < 0)
+        return 0;
+    if (name) {
+        if (r.kind != QK_DIR)
+            return 0;
+        for (size_t i = 0; i < NCTL; i++)
+            if (strcmp(name, ctl_names[i].name) == 0)
+                return take_or_push(ctl_names[i].kind);
+        return 0;
+    }
+    return open && take_or_push(r.kind);
+}
+
 const ns_front_t queues_front = {
     .start = q_start,
     .sweep = q_sweep,
     .stop = q_stop,
     .deliver = q_deliver,
     .fuse = &queues_fuse,
+    .barrier_free = q_barrier_free,
 };

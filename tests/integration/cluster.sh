@@ -237,6 +237,30 @@ checke pop-after-resume '[ "$(timeout 20 cat "${M[$F]}/queues/stq/pop" 2>&1)" = 
 wait_for 15 flock -n "${M[$F]}/locks/stale" true && ok resumed-node-locks-again ||
     not_ok resumed-node-locks-again "flock -n on node $F keeps failing after it resumed"
 
+# ---- a producer or consumer on a queue removed on another node: push and pop skip the
+# read barrier (fs/queues_fuse.c q_barrier_free), so the open through a directory descriptor
+# may still succeed on a node that has not applied the removal, but then the write or read
+# fails: no message lands anywhere, no queue comes back
+mkdir "${M[$O]}/queues/gone"
+wait_for 5 test -d "${M[$F]}/queues/gone" || note "queues/gone not seen on node $F"
+gone=$($PY -c 'import errno, os, subprocess, sys
+d = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+subprocess.run(["rm", "-r", sys.argv[2]], check=True)
+out = []
+for name, flags, act in (("push", os.O_WRONLY, lambda fd: os.write(fd, b"x\n")),
+                         ("pop", os.O_RDONLY | os.O_NONBLOCK, lambda fd: os.read(fd, 100))):
+    try:
+        fd = os.open(name, flags, dir_fd=d)
+        try:
+            act(fd); out.append(name + "=0")
+        finally:
+            os.close(fd)
+    except OSError as e:
+        out.append(name + "=" + errno.errorcode.get(e.errno, str(e.errno)))
+print(" ".join(out))' "${M[$F]}/queues/gone" "${M[$O]}/queues/gone" 2>&1)
+checke removed-queue-refuses-push-pop '[ "$gone" = "push=ENOENT pop=ENOENT" ] && [ ! -e "${M[$O]}/queues/gone" ]' ||
+    note "saw: $gone"
+
 # ---- a node left alone: a write fails with EIO within the timeout (not a hang)
 "$CL" kill "${S[0]}" --dir "$C" >/dev/null
 "$CL" kill "${S[1]}" --dir "$C" >/dev/null
