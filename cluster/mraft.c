@@ -100,6 +100,8 @@ typedef struct rreq {
     int state;                   /* R_ISSUE: (re)issue at retry_at; R_SENT: raft read id
                                     pending until retry_at; R_WAIT: apply up to index */
     uint64_t id, index, retry_at;
+    uint64_t to;                 /* R_SENT: the leader the core named when it was issued
+                                    (this node's id if it led) */
     int rc;
     bool done, abandoned;
     pthread_cond_t cv;
@@ -738,21 +740,34 @@ static void complete_fwds(mraft_node_t *n, mgroup_t *g)
 
 /* ---- reads ----------------------------------------------------------------------------- */
 
+/* (Re)issues g's reads that are due. A read sent to a leader that gets no answer (lost, or
+ * the leader died) is asked again under a new id after two election timeouts; but once the
+ * core names another leader than the one it went to (a new term's leader, or none while this
+ * node campaigns), it is asked again at once: a follower keeps the dead leader as its leader
+ * until its own election timer fires, and a read sent there meanwhile is never answered, so
+ * waiting out the two election timeouts would stall the read (a lookup on a follower's mount)
+ * well after a new leader serves (up to 4 s with the defaults, near the 5 s timeout). */
 static void issue_reads(mraft_node_t *n, mgroup_t *g)
 {
+    if (!g->reads)
+        return;
+    raft_status_t st;
+    raft_status(g->r, &st);
     for (rreq_t *q = g->reads; q; q = q->next) {
-        if (q->state == R_WAIT || n->ticks < q->retry_at)
+        if (q->state == R_WAIT)
             continue;
-        if (q->state == R_ISSUE || q->state == R_SENT) {
-            /* a forwarded read or its answer may be lost: ask again under a new id */
-            q->id = ++n->read_seq;
-            if (raft_read_index(g->r, q->id, NULL) == 0) {
-                q->state = R_SENT;
-                q->retry_at = n->ticks + 2ull * n->cfg.election_tick;
-            } else {
-                q->state = R_ISSUE;   /* no leader known yet */
-                q->retry_at = n->ticks + 1;
-            }
+        if (n->ticks < q->retry_at && !(q->state == R_SENT && st.leader != q->to))
+            continue;
+        /* a forwarded read or its answer may be lost: ask again under a new id */
+        q->id = ++n->read_seq;
+        uint64_t to = 0;
+        if (raft_read_index(g->r, q->id, &to) == 0) {
+            q->state = R_SENT;
+            q->to = to;
+            q->retry_at = n->ticks + 2ull * n->cfg.election_tick;
+        } else {
+            q->state = R_ISSUE;   /* no leader known yet */
+            q->retry_at = n->ticks + 1;
         }
     }
 }

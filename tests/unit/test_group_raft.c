@@ -615,6 +615,104 @@ TEST(test_leader_closed)
     cluster_free(c);
 }
 
+/* One follower proposes without pause (a new "u:" key each time) while the other takes read
+ * barriers without pause; the leader is closed mid-flight (its sockets close, as when its
+ * process is killed). Every proposal returns 0 within the group's timeout, the one in flight
+ * at the close included (group_propose resends it with the same envelope to the new leader:
+ * before the exactly-once resends, a forward in flight at the close was never answered and
+ * its caller got -QERR_TIMEOUT, EIO on a mount), every barrier returns 0 too, and on both
+ * survivors every acknowledged key is applied exactly once. */
+static uint64_t u_twice_of(cl_t *c, int i);
+
+typedef struct flw {
+    cl_t *c;
+    int node;
+    volatile int stop;
+    int n, failed, first_rc;
+    uint64_t worst_ms;
+} flw_t;
+
+static void *flw_write(void *arg)
+{
+    flw_t *w = arg;
+    for (int j = 0; j < 8192 && !w->stop; j++) {
+        char key[32];
+        snprintf(key, sizeof(key), "u:fl%d", j);
+        uint64_t t = now_ms();
+        int rc = put(w->c, w->node, key, "1", NULL);
+        uint64_t d = now_ms() - t;
+        w->worst_ms = d > w->worst_ms ? d : w->worst_ms;
+        w->n++;
+        if (rc && !w->failed++)
+            w->first_rc = rc;
+    }
+    return NULL;
+}
+
+static void *flw_read(void *arg)
+{
+    flw_t *w = arg;
+    while (!w->stop) {
+        uint64_t t = now_ms();
+        int rc = group_read_barrier(w->c->g[w->node], 0);
+        uint64_t d = now_ms() - t;
+        w->worst_ms = d > w->worst_ms ? d : w->worst_ms;
+        w->n++;
+        if (rc && !w->failed++)
+            w->first_rc = rc;
+    }
+    return NULL;
+}
+
+TEST(test_leader_killed_in_flight)
+{
+    for (int round = 0; round < 3; round++) {
+        cl_t *c = cluster_new(0);
+        CHECK(c);
+        int lead = wait_leader(c, 5000);
+        if (lead < 0)
+            cluster_free(c);
+        CHECK(lead >= 0);
+        int f = (lead + 1 + round % 2) % NN;     /* the writer: either follower in turn */
+        int r = NN * (NN - 1) / 2 - lead - f;    /* the reader: the other one */
+        CHECK_EQ(put(c, f, "warm", "1", NULL), 0);
+        CHECK_EQ(group_read_barrier(c->g[r], 0), 0);
+        flw_t w = { .c = c, .node = f }, rd = { .c = c, .node = r };
+        pthread_t tw, tr;
+        pthread_create(&tw, NULL, flw_write, &w);
+        pthread_create(&tr, NULL, flw_read, &rd);
+        sleep_ms(100 + 70 * (unsigned)round);
+        int before = w.n;
+        stop_node(c, lead);
+        sleep_ms(TIMEOUT_MS + 1000);          /* a proposal or barrier at the close ends */
+        w.stop = rd.stop = 1;
+        pthread_join(tw, NULL);
+        pthread_join(tr, NULL);
+        printf("# leader %d closed after %d writes on node %d: %d writes (%d failed, first "
+               "%s, slowest %llu ms), %d barriers on node %d (%d failed, slowest %llu ms)\n",
+               (int)id_of(lead), before, (int)id_of(f), w.n, w.failed,
+               w.failed ? qerr_str(w.first_rc) : "-", (unsigned long long)w.worst_ms, rd.n,
+               (int)id_of(r), rd.failed, (unsigned long long)rd.worst_ms);
+        int lost = 0;
+        if (!w.failed && !rd.failed) {
+            CHECK_EQ(group_read_barrier(c->g[f], 0), 0);
+            CHECK_EQ(group_read_barrier(c->g[r], 0), 0);
+            for (int j = 0; j < w.n; j++) {
+                char key[32];
+                snprintf(key, sizeof(key), "u:fl%d", j);
+                lost += !has(c, f, key, "1") + !has(c, r, key, "1");
+            }
+        }
+        uint64_t twice = u_twice_of(c, f) + u_twice_of(c, r);
+        cluster_free(c);
+        CHECK_EQ(w.failed, 0);
+        CHECK_EQ(rd.failed, 0);
+        CHECK_EQ(lost, 0);
+        CHECK_EQ(twice, 0);
+        CHECK(before > 0);
+    }
+}
+
 /* A node alone (the two others closed) gets -QERR_TIMEOUT within its timeout for proposals
  * and read barriers, never a hang; once the others restart, it works again and all agree. */
 TEST(test_minority_times_out)
@@ -1746,6 +1844,7 @@ int main(void)
     RUN(test_propose_on_every_node);
     RUN(test_concurrent_forwarding);
     RUN(test_leader_closed);
+    RUN(test_leader_killed_in_flight);
     RUN(test_minority_times_out);
     RUN(test_restart_catches_up_by_snapshot);
     RUN(test_forwarding_frames_from_a_raw_peer);
