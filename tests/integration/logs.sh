@@ -10,7 +10,8 @@
 # every 256 KiB of log, so restore and replay both run) keeping every byte; rm. Then three
 # nodes (tools/cluster up 3): 3 appenders on each mount into one log, every record whole and
 # in order, read the same from every mount, and `tail -f` on one mount seeing a record
-# appended on another.
+# appended on another; `.follow/` on one mount streaming records appended on the two
+# others, and kill -9 of the log's shard leader during appends losing nothing acknowledged.
 # Every wait is bounded; lib.sh's trap unmounts and kills everything under $T.
 # Ports (cluster part): $CLUSTER_BASE_PORT (3 from it) when set, else 3 free ones at random.
 . "$(dirname "$0")/lib.sh"
@@ -337,6 +338,13 @@ else
     not_ok cluster-tail-f-other-mount "$(cat "$T/ctail.out")"
 fi
 kill "$tp" 2>/dev/null; wait "$tp" 2>/dev/null
+$FSOP exec-sigdfl cat "${M[2]}/logs/.follow/shared" >"$T/cfollow.out" 2>&1 &
+fp=$!
+sleep 1
+echo "cfollow-1" >>"${M[1]}/logs/shared"; echo "cfollow-3" >>"${M[3]}/logs/shared"
+checke cluster-follow-other-mounts 'wait_for 10 grep -q cfollow-3 "$T/cfollow.out" && [ "$(cat "$T/cfollow.out")" = $'"'"'cfollow-1\ncfollow-3'"'"' ]' ||
+    note "got: $(cat "$T/cfollow.out")"
+kill -INT "$fp" 2>/dev/null; wait "$fp" 2>/dev/null
 
 # ---- kill -9 of the log's leader during appends: nothing acknowledged is lost
 SHARDOF=$(dirname "$QUORUMFS")/shardof
