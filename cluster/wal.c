@@ -476,7 +476,7 @@ static int flush(wal_t *w)
  * new try is made before TAIL_CHUNK more bytes are logged), or -QERR_IO/-QERR_NOMEM. */
 static int tail_extend(wal_t *w)
 {
-    static const uint8_t zeros[64 << 10];
+    static uint8_t zeros[64 << 10]; /* never written; not const, so it stays in .bss */
     seg_t *t = &w->segs[w->nsegs - 1];
     uint64_t end = t->size + w->buf_len;
     uint64_t from = t->alloc > end ? t->alloc : end;
