@@ -8,7 +8,8 @@
 # poll() and SIGINT; sealing and retention by bytes and by time dropping whole old segments
 # with offsets unchanged and ESPIPE below user.first_offset; kill -9 and restart (snapshots
 # every 256 KiB of log, so restore and replay both run) keeping every byte; rm. Then three
-# nodes (tools/cluster up 3): 3 appenders on each mount into one log, every record whole and
+# nodes (tools/cluster up 3, snapshots every 256 KiB of log, so the restarted node below
+# catches up from a snapshot): 3 appenders on each mount into one log, every record whole and
 # in order, read the same from every mount, and `tail -f` on one mount seeing a record
 # appended on another; `.follow/` on one mount streaming records appended on the two
 # others, and kill -9 of the log's shard leader during appends losing nothing acknowledged.
@@ -309,7 +310,8 @@ stop_node "$MNT" "$NPID" || note "unmount of n1 failed"
 base=${CLUSTER_BASE_PORT:-$(free_ports 3)}
 [ -n "$base" ] || { not_ok free-ports "no 3 free ports"; finish; }
 C=$T/cluster
-up_out=$(CLUSTER_WAIT_S=30 timeout 90 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" 2>&1)
+up_out=$(CLUSTER_WAIT_S=30 timeout 90 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" \
+    --node-args "--snapshot-bytes 262144" 2>&1)
 if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
 ok cluster-up
 M=("" "$C/n1/mnt" "$C/n2/mnt" "$C/n3/mnt")
@@ -385,6 +387,9 @@ if [ -x "$SHARDOF" ]; then
     checke leader-kill-loses-nothing-acknowledged '[ -n "$NL" ] && [[ $out == OK* ]]' || note "$out"
     same_on_restarted() { [ "$(md5sum <"${M[$KL]}/logs/killed")" = "$(md5sum <"${M[$R]}/logs/killed")" ]; }
     checke restarted-node-has-same-bytes 'wait_for 30 same_on_restarted'
+    inst=$(awk -v s="quorumfs_raft_snapshot_installs_total{shard=\"$S\"}" '$1 == s {print $2}' \
+        "${M[$KL]}/.cluster/metrics" 2>/dev/null)
+    note "the restarted node installed ${inst:-?} snapshot(s) of shard $S from the leader"
 else
     note "no $SHARDOF: the leader-kill case is skipped (make BUILD=... builds it, mk/lin.mk)"
 fi
