@@ -4,8 +4,8 @@
  * nothing, sealing into lz4 block files read back by offset, retention by bytes and by the
  * command's time (offsets stable, ESPIPE below the start), unlink, snapshot round trips
  * (same bytes, into another directory), a large log restored in chunks (memory does not
- * grow with it), replay after a snapshot giving the same state and files, and restore
- * refusing damaged bytes.
+ * grow with it), replay after a snapshot giving the same state and files, restore
+ * refusing damaged bytes, and file errors at apply breaking a log on one node only.
  *
  * The module is driven directly (init, bind, apply, snapshot and restore of its own
  * section), so the test does not depend on logs/ being in the shard's registry
@@ -743,6 +743,54 @@ TEST(restore_refuses_damage)
     done(b);
 }
 
+/* A file error at apply (the log's directory removed behind the node's back) cannot change
+ * the replicated index: the append succeeds, the log is broken on this node only (reads
+ * EIO, snapshots fail), and a restore from a good snapshot repairs it. */
+TEST(file_errors_break_the_log_locally)
+{
+    shard_t *a = fresh(), *b = fresh();
+    uint64_t id, off;
+    char rec[100];
+    CHECK_EQ(create(a, 1000, "f", 0, &id), 0);
+    CHECK_EQ(create(b, 1000, "f", 0, NULL), 0);
+    for (int i = 0; i < 5; i++) {
+        CHECK_EQ(append(a, 1000, "f", 0, LOGS_AT_END, rec, record(i, rec, 100), NULL), 0);
+        CHECK_EQ(append(b, 1000, "f", 0, LOGS_AT_END, rec, record(i, rec, 100), NULL), 0);
+    }
+    char d1[300], d2[300], cmd[700];
+    snprintf(d1, sizeof(d1), "%s/br1", root);
+    snprintf(d2, sizeof(d2), "%s/br2", root);
+    CHECK_EQ(snap_logs(a, d1, 1), 0);             /* good, before the damage */
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'/*", a->dir);
+    CHECK_EQ(system(cmd), 0);
+    /* the cached descriptor of the active file still writes; a new file cannot be made */
+    CHECK_EQ(set(a, 1001, "f", LGSET_SEGMENT_BYTES, 4096), 0);
+    CHECK_EQ(set(b, 1001, "f", LGSET_SEGMENT_BYTES, 4096), 0);
+    for (int i = 5; i < 60; i++) {
+        CHECK_EQ(append(a, 1002, "f", 0, LOGS_AT_END, rec, record(i, rec, 100), &off), 0);
+        CHECK_EQ(append(b, 1002, "f", 0, LOGS_AT_END, rec, record(i, rec, 100), NULL), 0);
+        CHECK_EQ(off, (uint64_t)i * 100);
+    }
+    log_view_t va = view(a, "f"), vb = view(b, "f");
+    CHECK(va.broken);
+    CHECK(!vb.broken);
+    CHECK_EQ(va.end, vb.end);                     /* the index is the same on both */
+    CHECK_EQ(va.sealed, vb.sealed);
+    char buf[100];
+    CHECK_EQ(rd(a, id, 0, buf, 100), -EIO);
+    CHECK_EQ(rd(b, id, 0, buf, 100), 100);
+    CHECK(snap_logs(a, d2, 1) < 0);               /* its bytes cannot be produced */
+    CHECK_EQ(restore_logs(a, d1), 0);             /* a restore rewrites the files */
+    va = view(a, "f");
+    CHECK(!va.broken);
+    CHECK_EQ(va.end, 500);
+    CHECK_EQ(rd(a, id, 400, buf, 100), 100);
+    record(4, rec, 100);
+    CHECK(!memcmp(buf, rec, 100));
+    done(a);
+    done(b);
+}
+
 /* A shard without a bound directory refuses every logs/ command. */
 TEST(unbound_shard_refuses)
 {
@@ -779,6 +827,7 @@ int main(void)
     RUN(replay_after_snapshot_is_identical);
     RUN(large_log_streams_in_chunks);
     RUN(restore_refuses_damage);
+    RUN(file_errors_break_the_log_locally);
     RUN(unbound_shard_refuses);
     nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     return CHECK_DONE();
