@@ -438,10 +438,27 @@ static int wrap_restore(void *ctx, snap_reader_t *r)
     return rc ? rc : g->ops->restore(g->ctx, r);
 }
 
+/* The leader's stamp (sm_ops_t.stamp) goes to the command inside the envelope (or to a
+ * command without one, as apply sees it); an envelope breaking its rules is applied nowhere,
+ * so it is left alone. */
+static void wrap_stamp(void *ctx, void *cmd, size_t len)
+{
+    group_raft_t *g = ctx;
+    envelope_t e;
+    if (!g->ops->stamp)
+        return;
+    int kind = env_decode(cmd, len, &e);
+    if (kind == ENV_NONE)
+        g->ops->stamp(g->ctx, cmd, len);
+    else if (kind == ENV_OK)
+        g->ops->stamp(g->ctx, (uint8_t *)cmd + ENV_BYTES, len - ENV_BYTES);
+}
+
 static const sm_ops_t wrap_ops = {
     .apply = wrap_apply,
     .snapshot = wrap_snapshot,
     .restore = wrap_restore,
+    .stamp = wrap_stamp,
 };
 
 /* ---- the transport, with the test hook ------------------------------------------------------ */

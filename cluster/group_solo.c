@@ -9,7 +9,11 @@
  * snapshot, at most every tight_gap (250 ms, doubled up to 4 s while snapshots free
  * nothing, and at least 4 times the last snapshot's duration): deletes log small entries
  * but free much, and only a snapshot gives their space back. WAL segments are at most a
- * sixteenth of the disk, so compaction can delete most of the log. */
+ * sixteenth of the disk, so compaction can delete most of the log.
+ *
+ * sm_ops_t.stamp (the leader's stamp before appending) is never called here: the single node
+ * is its own leader and the only proposer, so a command already carries what the leader
+ * would stamp (fs/: its own clock in the header). */
 #include "cluster/group.h"
 
 #include <errno.h>

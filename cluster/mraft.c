@@ -564,9 +564,20 @@ static void submit_props(mraft_node_t *n, prop_t *list)
             n->iov_cap = g->batch_n * 2;
             n->iov = xrealloc(n->iov, n->iov_cap * sizeof(*n->iov));
         }
+        /* the leader stamps what it is about to append (sm_ops_t.stamp), its own proposals
+         * and forwarded ones alike; a follower's batch is refused below, unstamped */
+        bool stamp = false;
+        if (g->ops->stamp) {
+            raft_status_t st;
+            raft_status(g->r, &st);
+            stamp = st.role == RAFT_LEADER;
+        }
         size_t k = 0;
-        for (prop_t *p = g->batch; p; p = p->next)
+        for (prop_t *p = g->batch; p; p = p->next) {
+            if (stamp)
+                g->ops->stamp(g->ctx, p->cmd, p->len);
             n->iov[k++] = (raft_iov_t){ .data = p->cmd, .len = p->len };
+        }
         ASSERT(k == g->batch_n);
         raft_prop_info_t info = { 0 };
         int rc = raft_propose_batch(g->r, n->iov, k, &info);

@@ -38,6 +38,17 @@ typedef struct sm_ops {
     /* Replaces the whole state with a snapshot's. On error the state is left empty-but-valid
      * and the caller refuses to start. Returns 0 or -QERR_*. */
     int (*restore)(void *ctx, snap_reader_t *r);
+    /* Optional (NULL: commands are appended as proposed). The LEADER's stamp: called on the
+     * leader's node loop thread right before a command is appended to its log, for commands
+     * proposed on the leader and forwarded to it alike (cluster/mraft.c), never on a
+     * follower, at replay or for received entries; a command that is retried (a leader
+     * change, a resend) is stamped again by the leader that appends it. It may rewrite bytes
+     * of cmd in place (its length is fixed) and should leave a command it does not know
+     * alone. It must not read or change the state machine's state, fail or block. What it
+     * writes is part of the entry: every replica applies the same bytes, so apply stays
+     * deterministic. Used by fs/ to put the leader's clock in each command's header (leader-
+     * stamped time: fs/state.c). */
+    void (*stamp)(void *ctx, void *cmd, size_t len);
 } sm_ops_t;
 
 #endif

@@ -121,3 +121,28 @@ int cmd_read_hdr(cmdrd_t *r, const void *cmd, size_t len, cmd_hdr_t *h)
         return -EINVAL;
     return 0;
 }
+
+/* The header: u8 version, u8 op, u8 ns, then the u64 time at offset 3. */
+#define HDR_TIME_OFF 3
+
+static int hdr_known(const void *cmd, size_t len)
+{
+    const uint8_t *p = cmd;
+    return len >= CMD_HDR_LEN && p[0] >= CMD_VERSION_MIN && p[0] <= CMD_VERSION;
+}
+
+int cmd_hdr_time(const void *cmd, size_t len, uint64_t *now_ms)
+{
+    if (!hdr_known(cmd, len))
+        return -EINVAL;
+    *now_ms = le_get64((const uint8_t *)cmd + HDR_TIME_OFF);
+    return 0;
+}
+
+int cmd_set_hdr_time(void *cmd, size_t len, uint64_t now_ms)
+{
+    if (!hdr_known(cmd, len))
+        return -EINVAL;
+    le_put64((uint8_t *)cmd + HDR_TIME_OFF, now_ms);
+    return 0;
+}

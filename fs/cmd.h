@@ -93,6 +93,13 @@ typedef struct cmd_hdr {
 /* Starts reading cmd; fills *h. Returns 0 or -EINVAL (short, or a version outside
  * [CMD_VERSION_MIN, CMD_VERSION]). h->version tells the body's layout. */
 int cmd_read_hdr(cmdrd_t *r, const void *cmd, size_t len, cmd_hdr_t *h);
+
+/* The header time of an encoded command: cmd_hdr_time reads it, cmd_set_hdr_time overwrites
+ * it in place (leader-stamped time, fs/state.c). Both act only on a header of a version this
+ * build decodes ([CMD_VERSION_MIN, CMD_VERSION], CMD_HDR_LEN bytes or more) and return 0, or
+ * -EINVAL (too short or another version; cmd is then left alone, *now_ms untouched). */
+int cmd_hdr_time(const void *cmd, size_t len, uint64_t *now_ms);
+int cmd_set_hdr_time(void *cmd, size_t len, uint64_t now_ms);
 uint8_t cmd_get_u8(cmdrd_t *r);
 uint32_t cmd_get_u32(cmdrd_t *r);
 uint64_t cmd_get_u64(cmdrd_t *r);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "cluster/assert.h"
 #include "cluster/err.h"
 #include "fs/cmd.h"
@@ -98,9 +99,9 @@ static int apply_one(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *r
  *
  * Time is decided here, once, from the log: the command applies at
  * max(previous command's time, its header's now_ms), so time never goes backwards in the
- * log even when proposers' clocks race or step back. That is a pure function of the log
- * order, so it is the same as stamping at append, and a restored replica or a later leader
- * continues from the stamp kept in the snapshot.
+ * log, across leader changes too (a new leader whose clock is behind continues from the
+ * time kept in the state and its snapshots). On a cluster the header's now_ms is the LEADER's
+ * clock (sm_stamp below), not the proposer's; on the embedded node the proposer is the leader.
  *
  * Effects apply emitted are handed to the delivery hook after the write lock is released,
  * then freed. */
@@ -205,8 +206,31 @@ static int sm_restore(void *ctx, snap_reader_t *r)
     return rc;
 }
 
+/* Leader-stamped time (sm_ops_t.stamp): the leader of a shard's Raft group overwrites the
+ * header time of every command right before appending it to its log, with its own wall clock
+ * (CLOCK_REALTIME in ms, as node_now_ms), whichever node proposed it. So a node whose clock
+ * runs ahead no longer advances the shard's time (apply takes the largest time seen) and
+ * cannot end other nodes' sessions early, or expire cache entries, leases and create locks
+ * early; only the leaders' clocks count. A header of a version this build does not know, or
+ * a command too short for one, is left alone (apply refuses it anyway).
+ *
+ * The clock assumption: the skew between the shard's voters (any of which may lead) is
+ * bounded and small next to the session lease (10 s) and the TTLs in use. A leader whose
+ * clock is ahead still makes time jump ahead when it takes over (ending sessions, expiring
+ * entries early by its skew), and because apply takes the maximum, time then stays there
+ * until the clocks catch up; a leader whose clock is behind makes time stand still until its
+ * clock passes the time already applied. Time stays monotone in the log either way. */
+static void sm_stamp(void *ctx, void *cmd, size_t len)
+{
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    (void)cmd_set_hdr_time(cmd, len, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
+
 const sm_ops_t state_sm_ops = {
     .apply = sm_apply,
     .snapshot = sm_snapshot,
     .restore = sm_restore,
+    .stamp = sm_stamp,
 };

@@ -3,3 +3,5 @@
 CLUSTER_SRCS       += cluster/mraft.c cluster/mraft_tcp.c cluster/group_raft.c
 CLUSTER_UNIT_TESTS += test_multiraft
 CLUSTER_UNIT_TESTS += test_group_raft
+# leader-stamped time: cluster/sm.h's stamp through the node loop into fs/state.c's shards
+SM_UNIT_TESTS      += test_stamp

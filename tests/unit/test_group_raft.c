@@ -64,6 +64,7 @@ typedef struct kv {
     int bad;                      /* applied out of order, or a malformed command */
     uint64_t u_twice;             /* sets of a "u:" key that was set already: such keys are
                                      proposed once each, so this counts double applies */
+    uint64_t node_id;             /* the node this replica runs on (for kv_stamp) */
 } kv_t;
 
 static void kv_clear(kv_t *s)
@@ -160,7 +161,26 @@ static int kv_restore(void *ctx, snap_reader_t *r)
     return rc;
 }
 
-static const sm_ops_t kv_ops = { kv_apply, kv_snapshot, kv_restore };
+/* The leader's stamp (sm_ops_t.stamp): a "s:KEY=" command whose value is STAMP_LEN bytes
+ * gets as value the stamping node's id (4 digits) and its wall clock in ms (20 digits);
+ * anything else is left alone. */
+#define STAMP_LEN 24
+static void kv_stamp(void *ctx, void *cmd, size_t len)
+{
+    kv_t *s = ctx;
+    char *c = cmd, *eq = memchr(c, '=', len);
+    if (len < 2 || memcmp(c, "s:", 2) != 0 || !eq || (size_t)(c + len - eq - 1) != STAMP_LEN)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char v[STAMP_LEN + 1];
+    snprintf(v, sizeof(v), "%04u%020llu", (unsigned)s->node_id,
+             (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000);
+    memcpy(eq + 1, v, STAMP_LEN);
+}
+
+static const sm_ops_t kv_ops = { .apply = kv_apply, .snapshot = kv_snapshot,
+                                 .restore = kv_restore, .stamp = kv_stamp };
 
 /* The value of key in s, copied into buf ("" if absent); returns whether it was found. */
 static bool kv_get(kv_t *s, const char *key, char *buf, size_t cap)
@@ -270,6 +290,7 @@ static int start_node(cl_t *c, int i)
         voters[j] = id_of(j);
     char *msg = NULL;
     kv_clear(&c->kv[i]);
+    c->kv[i].node_id = id_of(i);
     int rc = group_node_open(&cfg, &c->node[i], &msg);
     if (rc == 0 &&
         (rc = group_node_add(c->node[i], GID, voters, NN, &kv_ops, &c->kv[i], &c->g[i], &msg)))
@@ -711,6 +732,66 @@ TEST(test_leader_killed_in_flight)
         CHECK_EQ(twice, 0);
         CHECK(before > 0);
     }
+}
+
+/* Leader-stamped commands (sm_ops_t.stamp): a follower's proposal whose value holds a
+ * skewed time, and one made on the leader, are applied on every replica with the value the
+ * LEADER stamped right before appending (its id, and its clock within the call), not the
+ * proposer's; the stamp sees the command without group_raft's envelope; a command the stamp
+ * does not know is applied as proposed. */
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+TEST(test_leader_stamps_commands)
+{
+    cl_t *c = cluster_new(0);
+    CHECK(c);
+    int lead = wait_leader(c, 5000);
+    if (lead < 0)
+        cluster_free(c);
+    CHECK(lead >= 0);
+    int f = (lead + 1) % NN;
+    const char *skewed = "999999999999999999999999";   /* STAMP_LEN digits, far ahead */
+    uint64_t t0 = wall_ms();
+    int rf = put(c, f, "s:from-follower", skewed, NULL);
+    int rl = put(c, lead, "s:from-leader", skewed, NULL);
+    int ro = put(c, f, "s:other", "not a stamp", NULL);
+    uint64_t t1 = wall_ms();
+    group_stats_t st;
+    group_get_stats(c->g[lead], &st);
+    bool still = st.is_leader && st.leader == id_of(lead);   /* no election meanwhile */
+    int wrong = 0;
+    for (int i = 0; i < NN && rf == 0 && rl == 0 && ro == 0; i++) {
+        if (group_read_barrier(c->g[i], 0) != 0) {
+            wrong++;
+            continue;
+        }
+        const char *keys[2] = { "s:from-follower", "s:from-leader" };
+        for (int k = 0; k < 2; k++) {
+            char v[64];
+            unsigned id = 0;
+            unsigned long long t = 0;
+            if (!kv_get(&c->kv[i], keys[k], v, sizeof(v)) || strlen(v) != STAMP_LEN ||
+                sscanf(v, "%4u%20llu", &id, &t) != 2 || id != id_of(lead) || t < t0 || t > t1) {
+                printf("# node %d: %s = \"%s\" (leader %d, clock %llu..%llu)\n",
+                       (int)id_of(i), keys[k], v, (int)id_of(lead), (unsigned long long)t0,
+                       (unsigned long long)t1);
+                wrong++;
+            }
+        }
+        if (!has(c, i, "s:other", "not a stamp"))
+            wrong++;
+    }
+    cluster_free(c);
+    CHECK_EQ(rf, 0);
+    CHECK_EQ(rl, 0);
+    CHECK_EQ(ro, 0);
+    CHECK(still);
+    CHECK_EQ(wrong, 0);
 }
 
 /* A node alone (the two others closed) gets -QERR_TIMEOUT within its timeout for proposals
@@ -1845,6 +1926,7 @@ int main(void)
     RUN(test_concurrent_forwarding);
     RUN(test_leader_closed);
     RUN(test_leader_killed_in_flight);
+    RUN(test_leader_stamps_commands);
     RUN(test_minority_times_out);
     RUN(test_restart_catches_up_by_snapshot);
     RUN(test_forwarding_frames_from_a_raw_peer);

@@ -88,7 +88,8 @@ static int toy_restore(void *ctx, snap_reader_t *r)
     return rc;
 }
 
-static const sm_ops_t toy_ops = { toy_apply, toy_snapshot, toy_restore };
+static const sm_ops_t toy_ops = { .apply = toy_apply, .snapshot = toy_snapshot,
+                                  .restore = toy_restore };
 
 /* ---- fixture ---- */
 

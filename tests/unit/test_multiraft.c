@@ -127,7 +127,8 @@ static int tsm_restore(void *ctx, snap_reader_t *r)
     return rc;
 }
 
-static const sm_ops_t tsm_ops = { tsm_apply, tsm_snapshot, tsm_restore };
+static const sm_ops_t tsm_ops = { .apply = tsm_apply, .snapshot = tsm_snapshot,
+                                  .restore = tsm_restore };
 
 static bool tsm_has(tsm_t *s, const char *c)
 {
