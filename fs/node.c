@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include "cluster/err.h"
 #include "fs/locks_sm.h"
+#include "fs/logs_sm.h"
 #include "fs/metrics.h"
 #include "fs/node.h"
 #include "fs/ns.h"
@@ -185,6 +186,8 @@ static int cmd_class(const void *cmd, size_t len)
             return CC_KEEP;
         }
         return CC_NORMAL;
+    case NS_LOGS:
+        return h.op == LGOP_UNLINK || h.op == LGOP_TRIM ? CC_FREEING : CC_NORMAL;
     default:
         if (h.ns <= NS_NONE || h.ns >= NS__COUNT || !tree_hooks(h.ns))
             return CC_NORMAL;
@@ -948,8 +951,10 @@ static void teardown(node_t *n)
             ns_fronts[ns]->stop(ctx);
     }
     session_local_free(n->sess);
-    for (uint32_t k = 0; n->shards && k < n->nshards; k++)
+    for (uint32_t k = 0; n->shards && k < n->nshards; k++) {
+        logs_sm_unbind(n->shards[k].st);
         state_free(n->shards[k].st);
+    }
     free(n->shards);
     free(n->data_dir);
     free(n->members);
@@ -993,6 +998,17 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
             goto fail;
         sh->st->deliver = node_deliver;
         sh->st->deliver_arg = sh;
+        /* logs/ keeps its segment files under <data>/logs/<shard> (docs/LOGS.md): bound
+         * before the group restores and replays into the shard */
+        char ldir[4200];
+        snprintf(ldir, sizeof(ldir), "%s/logs/%u", n->data_dir, k);
+        int lrc = logs_sm_bind(sh->st, ldir);
+        if (lrc < 0) {
+            rc = -QERR_IO;
+            if (asprintf(errmsg, "cannot prepare %s: %s", ldir, strerror(-lrc)) < 0)
+                *errmsg = NULL;
+            goto fail;
+        }
     }
     rc = open_groups(n, opts, errmsg);
     if (rc < 0)

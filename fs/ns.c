@@ -3,6 +3,7 @@
 #include "fs/cache.h"
 #include "fs/config.h"
 #include "fs/locks.h"
+#include "fs/logs.h"
 #include "fs/mount.h"
 #include "fs/node.h"
 #include "fs/ns.h"
@@ -14,6 +15,7 @@ const ns_front_t *const ns_fronts[NS__COUNT] = {
     [NS_CACHE] = &cache_front,
     [NS_CONFIG] = &config_front,
     [NS_LOCKS] = &locks_front,
+    [NS_LOGS] = &logs_front,
     [NS_QUEUES] = &queues_front,
     [NS_SERVICES] = &services_front,
 };
