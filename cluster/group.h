@@ -41,7 +41,8 @@ typedef struct group_stats {
     uint64_t wal_appends;     /* records appended since open (Raft group: node-wide) */
     uint64_t wal_fsyncs;      /* fsync/fdatasync calls on the WAL since open (Raft group:
                                  node-wide) */
-    hist_t fsync_latency;     /* per-fsync latency (empty for a Raft group) */
+    hist_t fsync_latency;     /* per-fsync latency (Raft group: fdatasyncs of the node's
+                                 shared store) */
     hist_t commit_latency;    /* propose -> applied latency */
     int failed;               /* nonzero after an unrecoverable disk error */
 } group_stats_t;
@@ -82,8 +83,9 @@ int group_propose(group_t *g, const void *cmd, size_t len, sm_result_t *res);
 /* A linearizable read barrier: returns 0 once the local state machine has applied
  * everything committed before the call began, so a read of it afterwards sees every
  * proposal acknowledged (on any node) before the barrier. The Raft group asks the leader
- * for its commit index (ReadIndex, Raft thesis §6.4; no lease reads) and waits to apply up
- * to it; the single-node group returns 0 at once. timeout_ms 0 = the group's timeout.
+ * for its commit index (ReadIndex, Raft thesis §6.4; answered from the leader's lease unless
+ * no_lease_reads) and waits to apply up to it; the single-node group returns 0 at once.
+ * timeout_ms 0 = the group's timeout.
  * Returns 0, -QERR_TIMEOUT (no quorum or no leader in time), -QERR_CLOSED, -QERR_FAILED.
  * Thread-safe. */
 int group_read_barrier(group_t *g, uint32_t timeout_ms);
@@ -144,9 +146,10 @@ typedef struct group_raft_config {
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
     /* Optional mutual TLS between the nodes (docs/TRANSPORT.md "TLS"): PEM paths of this
-     * node's certificate (it must name node-<id>), its unencrypted private key, and the CA
-     * bundle peers' certificates must chain to. All three or none (none: plain TCP); read
-     * once, at open; a bad set fails the open with -QERR_INVAL and *errmsg. */
+     * node's certificate (its subject CN must be quorumfs-<id>), its unencrypted private key,
+     * and the CA bundle peers' certificates must chain to. All three or none (none: plain
+     * TCP); read at open (a bad set fails the open with -QERR_INVAL and *errmsg) and again
+     * on transport_request_tls_reload (SIGHUP), which keeps the old set if the new is bad. */
     const char *tls_cert;
     const char *tls_key;
     const char *tls_ca;
@@ -157,6 +160,9 @@ typedef struct group_raft_config {
     uint32_t balance_ms;      /* a group tries at most one transfer per this long; 0 = 3000 */
     uint32_t balance_backoff_ms; /* a target whose transfer failed is left alone this long;
                                  0 = 30000 */
+    int no_lease_reads;       /* 0: leaders answer read barriers from their lease (docs/
+                                 CLUSTER.md "Lease reads"); nonzero: a heartbeat round each.
+                                 The same on every node */
 } group_raft_config_t;
 
 /* Opens the node: binds cfg->listen, adds the peers, opens the Raft log in cfg->dir (a first

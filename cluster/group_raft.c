@@ -657,6 +657,7 @@ static void raft_g_get_stats(group_t *gt, group_stats_t *out)
     out->wal_bytes = ns.store.wal.bytes;
     out->wal_appends = ns.store.wal.appends;
     out->wal_fsyncs = ns.store.wal.syncs;
+    out->fsync_latency = ns.store.wal.sync_latency;
     out->failed = ns.failed != 0;
     for (int i = 0; i < HIST_BUCKETS; i++)
         out->commit_latency.bucket[i] =
@@ -776,7 +777,8 @@ int group_node_open(const group_raft_config_t *cfg, group_node_t **out, char **e
         .snapshot_bytes = cfg->snapshot_bytes, .snap_chunk_bytes = cfg->snap_chunk_bytes,
         .segment_bytes = cfg->segment_bytes, .timeout_ms = nd->timeout_ms,
         .max_cmd = nd->max_cmd + ENV_BYTES, .seed = cfg->seed, .snap_tag = SNAP_TAG_DEDUP,
-        .balance_ms = cfg->balance_ms, .balance_backoff_ms = cfg->balance_backoff_ms };
+        .balance_ms = cfg->balance_ms, .balance_backoff_ms = cfg->balance_backoff_ms,
+        .no_lease_reads = cfg->no_lease_reads != 0 };
     mraft_tcp_ops(nd->tcp, &nd->tr);
     ASSERT(nd->tr.send && nd->tr.flush && nd->tr.poll && nd->tr.wake && nd->tr.send_fwd);
     mraft_transport_t tr = { .send = node_tr_send, .flush = node_tr_flush,

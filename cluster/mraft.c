@@ -195,6 +195,33 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The clock ticks come from: CLOCK_BOOTTIME, which, unlike CLOCK_MONOTONIC, goes on while
+ * the machine is suspended, so a leader that wakes from a suspend delivers the ticks it owes
+ * (and its lease runs out) before it answers anything. Condition variables cannot wait on
+ * it: waits use now_ns() deadlines, converted with tick_to_mono. */
+static uint64_t tick_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The lease's margin for clock drift, in ticks: 30% of the election timeout (3 of 10 by
+ * default: what the simulator runs lease reads under, docs/RAFT.md "Clocks"), at least 1.
+ * raft_new refuses a margin that is not below election_tick. */
+static uint32_t lease_drift_ticks(uint32_t election_tick)
+{
+    uint32_t d = election_tick * 3 / 10;
+    return d ? d : 1;
+}
+
+/* The CLOCK_MONOTONIC time at which the tick clock reads t (now or later). */
+static uint64_t tick_to_mono(uint64_t t)
+{
+    uint64_t tn = tick_now_ns(), mn = now_ns();
+    return mn + (t > tn ? t - tn : 0);
+}
+
 static struct timespec ns_ts(uint64_t ns)
 {
     return (struct timespec){ .tv_sec = (time_t)(ns / 1000000000ull),
@@ -1140,7 +1167,7 @@ static int iterate(mraft_node_t *n, size_t n_in, prop_t *props, rreq_t *reads,
     n->st.loops++;
     /* every owed tick, one by one, before any message is stepped (raft.h, raft_tick) */
     bool ticked = false;
-    for (uint64_t t = now_ns(); t >= n->next_tick_ns; n->next_tick_ns += n->tick_ns) {
+    for (uint64_t t = tick_now_ns(); t >= n->next_tick_ns; n->next_tick_ns += n->tick_ns) {
         for (size_t i = 0; i < n->n_groups; i++)
             raft_tick(n->groups[i]->r);
         n->ticks++;
@@ -1272,7 +1299,7 @@ static void *loop_main(void *arg)
     for (;;) {
         uint64_t now = 0;
         while (!n->closing && (n->failed || (!n->kick && !n->busy &&
-                                             (now = now_ns()) < n->next_tick_ns))) {
+                                             (now = tick_now_ns()) < n->next_tick_ns))) {
             if (n->failed) {
                 pthread_cond_wait(&n->cv, &n->mu);
             } else if (n->tr.poll) {
@@ -1281,7 +1308,7 @@ static void *loop_main(void *arg)
                 n->tr.poll(n->tr.ctx, ms);
                 pthread_mutex_lock(&n->mu);
             } else {
-                struct timespec ts = ns_ts(n->next_tick_ns);
+                struct timespec ts = ns_ts(tick_to_mono(n->next_tick_ns));
                 pthread_cond_timedwait(&n->cv, &n->mu, &ts);
             }
         }
@@ -1553,7 +1580,10 @@ int mraft_add_group_members(mraft_node_t *n, uint32_t group, const mraft_members
         .seed = n->cfg.seed ^ ((uint64_t)group + 1) * 0x9E3779B97F4A7C15ull,
         .max_msg_bytes = n->cfg.max_msg_bytes, .max_inflight = n->cfg.max_inflight,
         .snap_chunk_bytes = n->cfg.snap_chunk_bytes, .snap_trailing = n->cfg.snap_trailing,
-        .pre_vote = true, .check_quorum = true, .snap_read = snap_read_cb, .snap_ctx = g };
+        .pre_vote = true, .check_quorum = true,
+        .lease_reads = !n->cfg.no_lease_reads,
+        .max_clock_drift_ticks = n->cfg.no_lease_reads ? 0 : lease_drift_ticks(n->cfg.election_tick),
+        .snap_read = snap_read_cb, .snap_ctx = g };
     rc = raft_new(&rcfg, &b, &g->r);
     rstore_boot_done(n->store, group);
     if (rc) {
@@ -1589,7 +1619,7 @@ fail:
 int mraft_start(mraft_node_t *n)
 {
     ASSERT(!n->started);
-    n->next_tick_ns = now_ns() + n->tick_ns;
+    n->next_tick_ns = tick_now_ns() + n->tick_ns;
     rstore_stats_t ss;
     rstore_get_stats(n->store, &ss);
     n->gc_mark = ss.wal.bytes;

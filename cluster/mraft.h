@@ -11,6 +11,7 @@
 #define QFS_CLUSTER_MRAFT_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "cluster/frame.h"
@@ -83,6 +84,11 @@ typedef struct mraft_config {
     uint32_t balance_backoff_ms; /* ... and not to a target whose transfer failed (this node
                                     still led when the core aborted it) within this long;
                                     0 = 30000 */
+    bool no_lease_reads;         /* false (default): a leader answers read barriers from its
+                                    lease (raft_config_t.lease_reads, max_clock_drift_ticks
+                                    LEASE_DRIFT_TICKS), sound under the clock assumption of
+                                    docs/CLUSTER.md "Lease reads"; true: every barrier takes a
+                                    heartbeat round. The same on every node of a cluster. */
 } mraft_config_t;
 
 /* Opens the node's Raft store in cfg->dir (replaying it) without starting anything. The

@@ -58,6 +58,7 @@ typedef struct opts {
     char *tls[3];                 /* --tls-cert, --tls-key, --tls-ca: absolute paths */
     const char *peers;        /* points at peersbuf: "ID=HOST:PORT,..." as given */
     uint64_t shards, replicas;
+    int no_lease_reads;           /* --no-lease-reads, -o no_lease_reads */
     char peersbuf[4096];
     group_peer_t peer[MAX_PEERS];   /* parsed from peers by check_cluster */
     char peeraddr[MAX_PEERS][128];
@@ -141,13 +142,17 @@ static void usage(FILE *f)
         "                         node's certificate (subject CN quorumfs-<id>), its key,\n"
         "                         and the CA bundle; all three or none; read again on\n"
         "                         SIGHUP (docs/TRANSPORT.md \"TLS\")\n"
+        "  --no-lease-reads       every read barrier confirms leadership with a heartbeat\n"
+        "                         round instead of the leader's lease (for clocks that\n"
+        "                         stop while a VM is paused; docs/CLUSTER.md); same on\n"
+        "                         every node\n"
         "  -h, --help             this text\n"
         "  --version              the version\n"
         "\n"
         "mount options (-o):\n"
         "  data=DIR, log_level=LEVEL, cache_max_bytes=N, snapshot_bytes=N, id=N,\n"
         "  listen=HOST:PORT, peers=ID=HOST:PORT,ID=HOST:PORT,..., shards=S, replicas=R,\n"
-        "  tls_cert=F, tls_key=F, tls_ca=F\n"
+        "  tls_cert=F, tls_key=F, tls_ca=F, no_lease_reads\n"
         "                         the options above, as fstab can give them\n"
         "  default_permissions    the kernel enforces the files' modes and owners\n"
         "  allow_other            let other users use the mount; only together with\n"
@@ -335,6 +340,10 @@ static int parse_mount_opts(opts_t *o, const char *arg)
                     return -1;
                 }
         }
+        if (strcmp(opt, "no_lease_reads") == 0 || strcmp(opt, "no-lease-reads") == 0) {
+            o->no_lease_reads = 1;
+            continue;
+        }
         if (ours || fstab_only(opt) || atime_opt(opt))
             continue;
         if (strcmp(opt, "allow_other") == 0)
@@ -420,9 +429,10 @@ static int check_cluster(opts_t *o)
     const char *why = NULL;
     if (!o->peers) {
         if (o->id || o->listen || o->shards || o->replicas || o->tls[0] || o->tls[1] ||
-            o->tls[2]) {
-            fprintf(stderr, "quorumfs: --id, --listen, --shards, --replicas and --tls-* make a "
-                            "cluster node and need --peers ID=HOST:PORT,... (quorumfs --help)\n");
+            o->tls[2] || o->no_lease_reads) {
+            fprintf(stderr, "quorumfs: --id, --listen, --shards, --replicas, --tls-* and "
+                            "--no-lease-reads make a cluster node and need --peers "
+                            "ID=HOST:PORT,... (quorumfs --help)\n");
             return -1;
         }
         return 0;
@@ -642,6 +652,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
         } else if (long_opt(a, "--replicas", argc, argv, &i, &val)) {
             if (set_valued(o, "replicas", val, "--replicas") < 0)
                 return -1;
+        } else if (strcmp(a, "--no-lease-reads") == 0) {
+            o->no_lease_reads = 1;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "quorumfs: unknown option '%s' (quorumfs --help lists them)\n", a);
             return -1;
@@ -1127,6 +1139,7 @@ static int serve(const opts_t *o, const char *canon, int lockfd)
         .cluster_id = o->cluster_id,
         .shards = (uint32_t)o->shards,
         .replicas = (uint32_t)o->replicas,
+        .no_lease_reads = o->no_lease_reads,
         .tls_cert = o->tls[0],
         .tls_key = o->tls[1],
         .tls_ca = o->tls[2],

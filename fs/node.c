@@ -771,6 +771,7 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
         .tls_cert = opts->tls_cert,
         .tls_key = opts->tls_key,
         .tls_ca = opts->tls_ca,
+        .no_lease_reads = opts->no_lease_reads,
     };
     rc = group_node_open(&rc_cfg, &n->gnode, errmsg);
     /* shard k: its R voters by rendezvous hash, the first its preferred leader (so leaders

@@ -37,6 +37,7 @@ typedef struct node_opts {
     uint32_t replicas;            /* voters of each shard, 1..n_peers, fixed at the first
                                      start; 0 = min(n_peers, NODE_DEFAULT_REPLICAS). The other
                                      nodes follow the shard as learners */
+    int no_lease_reads;           /* read barriers without leader leases (--no-lease-reads) */
 } node_opts_t;
 
 typedef struct node node_t;
