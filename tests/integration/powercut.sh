@@ -140,7 +140,10 @@ mkdir -p "$MNT/cache/pc" "$MNT/config/pc/r1" "$MNT/config/pc/r2" "$MNT/config/pc
 run_round 1 held
 checke shim-captured-syncs '[ "$(grep -c "^F" "$SH/journal" 2>/dev/null)" -gt 10 ]'
 power_cut 1 || finish
-checke cut-1-dropped-unsynced '[ "$(sizes "$T/killed.1")" != "$(sizes "$D")" ]' ||
+# (compares contents, not sizes: the WAL's synced zero tail keeps the size of a segment
+# whose last batch was cut)
+digest() { find "$1/wal" "$1/snap" -type f | sort | xargs cat | md5sum; }
+checke cut-1-dropped-unsynced '[ "$(digest "$T/killed.1")" != "$(digest "$D")" ]' ||
     note "the image equals the killed directory: nothing unsynced was cut"
 if start_shim; then ok restart-after-cut-1; else not_ok restart-after-cut-1 "$(cat "$T/mount.log")"; finish; fi
 checks cut1 "$MNT" "$T"/ack.1.* --drain "$T/popped.1"
