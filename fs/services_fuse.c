@@ -18,7 +18,8 @@
  *   sf->wmu     the open watches (list, and every watch's batch, cursor, parked read, poll
  *               handle). Replies to parked reads are sent holding it only.
  *   sf->ctx.mu  a leaf: the name table and the checker's probe table.
- *   fh->mu      an open file's write buffer; held while a text reply is written.
+ *   fh->mu      an open file's write buffer; held while a text reply is written (release
+ *               takes it before freeing) and while its save is proposed.
  *
  * The checker. One thread per node probes (nonblocking TCP connects with a timeout, several
  * at once); it never reads the state and never proposes. The sweep (on the node's sweeper
@@ -1151,11 +1152,12 @@ static void sv_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 static void sv_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     sfh_t *fh = (sfh_t *)(uintptr_t)fi->fh;
-    if (fh->kind == K_INST) {
-        pthread_mutex_lock(&fh->mu);
+    /* Taking mu also waits for a read reply still being written from fh->text (see
+     * front_reply_text: the reader may close before that write returns). */
+    pthread_mutex_lock(&fh->mu);
+    if (fh->kind == K_INST)
         (void)publish_locked(SF(req), fh);   /* a save whose flush failed: a last try */
-        pthread_mutex_unlock(&fh->mu);
-    }
+    pthread_mutex_unlock(&fh->mu);
     fh_free(fh);
     fuse_reply_err(req, 0);
 }

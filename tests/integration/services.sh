@@ -96,6 +96,25 @@ checke weighted-within-3pct '[ ${c1#-} -ge 700 ] && [ $c1 -le 1300 ] && [ $c2 -g
 setfattr -n user.lb -v random "$S/pick"
 picks "$S/pick" 3000 >"$T/r"
 checke random-uses-all '[ "$(sort -u "$T/r" | wc -l)" = 3 ]'
+# 16 processes reading .pick at once for 2 s (a reply racing the reader's close once freed
+# the text it was sent from and killed the daemon)
+conc=$($PY - "$S/pick/.pick" <<'EOF'
+import os, sys, time, multiprocessing as mp
+def work(p, q):
+    n, end = 0, time.time() + 2
+    try:
+        while time.time() < end:
+            fd = os.open(p, os.O_RDONLY); os.read(fd, 4096); os.close(fd); n += 1
+    except OSError as e:
+        n = -e.errno
+    q.put(n)
+q = mp.Queue(); ps = [mp.Process(target=work, args=(sys.argv[1], q)) for _ in range(16)]
+[p.start() for p in ps]; r = [q.get() for _ in ps]; [p.join() for p in ps]
+print(min(r), sum(x for x in r if x > 0))
+EOF
+)
+checke pick-16-processes '[ "${conc%% *}" -gt 0 ] && pid_alive "$NPID"' || note "16 readers: $conc"
+note "16 processes: ${conc#* } .pick reads in 2 s (random)"
 expect_errno rm-i3 OK unlink "$S/pick/i3"
 setfattr -n user.lb -v p2c "$S/pick"
 setfattr -n user.load -v 5 "$S/pick/i1"; setfattr -n user.load -v 500 "$S/pick/i2"
