@@ -212,6 +212,40 @@ typedef struct group_members {
 int group_node_add_members(group_node_t *nd, uint32_t group, const group_members_t *m,
                            const sm_ops_t *ops, void *ctx, group_t **out, char **errmsg);
 
+/* Adds group `group` to a node not started yet, as a node that is not (yet) one of its
+ * members: it founds nothing, and waits until a leader of the group adds it
+ * (group_change_member GROUP_ADD_LEARNER on the leader's node), then catches up from the
+ * leader's log or snapshot. A later start takes the configuration from its log as usual.
+ * Returns as group_node_add. (docs/MEMBERSHIP.md) */
+int group_node_add_joining(group_node_t *nd, uint32_t group, const sm_ops_t *ops, void *ctx,
+                           group_t **out, char **errmsg);
+
+/* Membership changes of a Raft group, one server at a time (docs/MEMBERSHIP.md). The values
+ * are raft.h's RAFT_CONF_*. group_change_member is mraft_change_member (cluster/mraft.h: it
+ * proposes on THIS node, which must lead the group, and waits until the change applied here;
+ * ADD_VOTER/PROMOTE wait until the leader promoted the server), and returns its codes
+ * (-QERR_NOTLEADER with *leader, -QERR_CONFCHANGE, -QERR_EXISTS, -QERR_NOTFOUND,
+ * -QERR_TIMEOUT, ...); -QERR_INVAL for the single-node group. */
+enum { GROUP_ADD_LEARNER = 1, GROUP_ADD_VOTER = 2, GROUP_PROMOTE = 3, GROUP_REMOVE = 4 };
+int group_change_member(group_t *g, uint32_t op, uint64_t id, uint32_t timeout_ms,
+                        uint64_t *leader);
+/* The group's status with its membership and the leader's view of each member's progress
+ * (struct mraft_group_status, cluster/mraft.h). Returns 0, or -QERR_INVAL for the
+ * single-node group. */
+struct mraft_group_status;
+int group_raft_status(group_t *g, struct mraft_group_status *st);
+
+/* The node's transport peers, from any thread, before or while it runs: add a peer before
+ * adding it to any group, remove it once it is in none (mraft_tcp_add_peer/_remove_peer:
+ * -QERR_EXISTS, -QERR_INVAL, -QERR_TOOBIG; -QERR_NOTFOUND). A removed peer's connection is
+ * closed, its queued frames freed, and its later dials refused as an unknown node. */
+int group_node_add_peer(group_node_t *nd, uint64_t id, const char *addr);
+int group_node_remove_peer(group_node_t *nd, uint64_t id);
+/* The transport's status queries answered and connections refused (mraft_tcp_counters: as of
+ * at most 500 ms ago). */
+void group_node_transport_counters(group_node_t *nd, uint64_t *status_queries,
+                                   uint64_t *refused);
+
 /* Starts the node's loop thread; from now on its groups take calls. Returns 0 or -QERR_*. */
 int group_node_start(group_node_t *nd, char **errmsg);
 

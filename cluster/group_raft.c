@@ -761,10 +761,7 @@ int group_node_open(const group_raft_config_t *cfg, group_node_t **out, char **e
     for (size_t i = 0; i < cfg->n_peers; i++) {
         if (cfg->peers[i].id == cfg->id)
             continue;
-        rc = transport_add_peer(mraft_tcp_transport(nd->tcp), cfg->peers[i].id,
-                                cfg->peers[i].addr);
-        if (!rc)
-            rc = mraft_tcp_track(nd->tcp, cfg->peers[i].id);
+        rc = mraft_tcp_add_peer(nd->tcp, cfg->peers[i].id, cfg->peers[i].addr);
         if (rc) {
             qerr_set_msg(errmsg, "group: peer %" PRIu64 " at \"%s\": %s", cfg->peers[i].id,
                          cfg->peers[i].addr, qerr_str(rc));
@@ -805,11 +802,12 @@ static int node_add(group_node_t *nd, uint32_t group, const group_members_t *m,
     if (errmsg)
         *errmsg = NULL;
     ASSERT(!nd->started);
-    if (!m || !m->n_voters || !m->voters || (m->n_learners && !m->learners)) {
+    bool joining = m && !m->n_voters && !m->n_learners;   /* group_node_add_joining */
+    if (!m || (!joining && (!m->n_voters || !m->voters)) || (m->n_learners && !m->learners)) {
         qerr_set_msg(errmsg, "group %u: no voters", group);
         return -QERR_INVAL;
     }
-    bool member = false;
+    bool member = joining;
     for (size_t i = 0; i < m->n_voters; i++)
         member |= m->voters[i] == nd->id;
     for (size_t i = 0; i < m->n_learners; i++)
@@ -858,6 +856,55 @@ int group_node_add_members(group_node_t *nd, uint32_t group, const group_members
 {
     uint64_t preferred = !nd->balance_off && m && m->n_voters && m->voters ? m->voters[0] : 0;
     return node_add(nd, group, m, preferred, ops, ctx, out, errmsg);
+}
+
+int group_node_add_joining(group_node_t *nd, uint32_t group, const sm_ops_t *ops, void *ctx,
+                           group_t **out, char **errmsg)
+{
+    group_members_t m = { 0 };
+    return node_add(nd, group, &m, 0, ops, ctx, out, errmsg);
+}
+
+_Static_assert((int)GROUP_ADD_LEARNER == (int)RAFT_CONF_ADD_LEARNER &&
+               (int)GROUP_ADD_VOTER == (int)RAFT_CONF_ADD_VOTER &&
+               (int)GROUP_PROMOTE == (int)RAFT_CONF_PROMOTE &&
+               (int)GROUP_REMOVE == (int)RAFT_CONF_REMOVE, "group.h's member ops are raft.h's");
+
+int group_change_member(group_t *gt, uint32_t op, uint64_t id, uint32_t timeout_ms,
+                        uint64_t *leader)
+{
+    if (leader)
+        *leader = 0;
+    if (group_impl_of(gt) != &raft_impl)
+        return -QERR_INVAL;
+    group_raft_t *g = (group_raft_t *)(void *)gt;
+    return mraft_change_member(g->node->n, g->id, op, id, timeout_ms, leader);
+}
+
+int group_raft_status(group_t *gt, mraft_group_status_t *st)
+{
+    if (group_impl_of(gt) != &raft_impl)
+        return -QERR_INVAL;
+    group_raft_t *g = (group_raft_t *)(void *)gt;
+    return mraft_status(g->node->n, g->id, st);
+}
+
+int group_node_add_peer(group_node_t *nd, uint64_t id, const char *addr)
+{
+    if (!addr)
+        return -QERR_INVAL;
+    return mraft_tcp_add_peer(nd->tcp, id, addr);
+}
+
+int group_node_remove_peer(group_node_t *nd, uint64_t id)
+{
+    return mraft_tcp_remove_peer(nd->tcp, id);
+}
+
+void group_node_transport_counters(group_node_t *nd, uint64_t *status_queries,
+                                   uint64_t *refused)
+{
+    mraft_tcp_counters(nd->tcp, status_queries, refused);
 }
 
 int group_node_start(group_node_t *nd, char **errmsg)

@@ -59,7 +59,7 @@ static __thread uint8_t restoring_tag;
  * finished frees it: the proposer after done, the loop (or close) if abandoned. A P_REMOTE
  * proposal (forwarded here by another node) has no waiter: the loop answers the requester
  * when it finishes and frees it. */
-enum { P_LOCAL = 0, P_ANY = 1, P_REMOTE = 2 };
+enum { P_LOCAL = 0, P_ANY = 1, P_REMOTE = 2, P_CONF = 3 };
 enum { F_ROUTE = 1, F_SENT = 2, F_APPLY = 3 };
 
 typedef struct prop {
@@ -68,7 +68,8 @@ typedef struct prop {
     uint64_t index, term;        /* given by raft_propose_batch (or a leader's RESULT) */
     int rc;
     bool done, abandoned;
-    uint8_t kind;                /* P_LOCAL (mraft_propose), P_ANY, P_REMOTE */
+    uint8_t kind;                /* P_LOCAL (mraft_propose), P_ANY, P_REMOTE, P_CONF
+                                    (mraft_change_member: a CONF entry, no command) */
     uint8_t fstate;              /* P_ANY on g->fwds: F_ROUTE (to send at retry_at), F_SENT
                                     (awaiting the RESULT), F_APPLY (applied on the leader at
                                     index; waiting to apply it here) */
@@ -78,6 +79,8 @@ typedef struct prop {
                                     requester */
     uint64_t retry_at;           /* P_ANY in F_ROUTE: the tick to (re)send at */
     uint64_t leader;
+    uint32_t conf_op;            /* P_CONF: RAFT_CONF_* */
+    uint64_t conf_id;            /* P_CONF: the server added, promoted or removed */
     sm_result_t res;
     pthread_cond_t cv;           /* not for P_REMOTE */
     size_t len;
@@ -140,6 +143,11 @@ typedef struct mgroup {
     uint64_t bad_target, bad_until; /* a target whose transfer failed, and until which tick
                                     it is not tried again */
     uint64_t transfers, transfers_failed;
+    /* snapshot transfers to peers as this node last sent them (leader; loop-owned): the
+     * byte after the last chunk sent and the file's size, for mraft_status' progress */
+    struct snap_out {
+        uint64_t id, index, sent, total;
+    } snap_out[RAFT_MAX_SERVERS];
     mraft_group_status_t pub;    /* under n->mu */
 } mgroup_t;
 
@@ -155,6 +163,8 @@ struct mraft_node {
     pthread_mutex_t mu;          /* guards what follows, up to "loop-owned" */
     pthread_cond_t cv;           /* wakes the loop */
     pthread_cond_t idle_cv;      /* close waits here for waiters to leave */
+    pthread_cond_t pub_cv;       /* broadcast by publish_locked while pub_waiters > 0 */
+    int pub_waiters;             /* mraft_change_member calls waiting for a configuration */
     bool started, closing, kick;
     int failed;
     inmsg_t *inbox;
@@ -568,14 +578,44 @@ static void pend_insert(mgroup_t *g, prop_t *p)
     *pp = p;
 }
 
+/* Proposes membership change p (P_CONF) on its group: pending until its CONF entry applies
+ * here, or finished at once with the core's refusal. A PROMOTE or ADD_VOTER of a server
+ * already STAGING is not proposed again: it finishes with 0 at once, and the caller waits for
+ * the leader's promotion as after its own change (mraft_change_member). */
+static void submit_conf(mraft_node_t *n, prop_t *p)
+{
+    mgroup_t *g = find_group(n, p->group);
+    ASSERT(g);   /* checked by mraft_change_member */
+    raft_prop_info_t info = { 0 };
+    int rc = raft_propose_conf(g->r, p->conf_op, p->conf_id, &info);
+    if (rc == 0) {
+        p->index = info.index;
+        p->term = info.term;
+        pend_insert(g, p);
+        return;
+    }
+    if (rc == -QERR_EXISTS &&
+        (p->conf_op == RAFT_CONF_PROMOTE || p->conf_op == RAFT_CONF_ADD_VOTER) &&
+        raft_conf_role(raft_conf(g->r), p->conf_id) == RAFT_STAGING)
+        rc = 0;
+    p->leader = info.leader;
+    finish_prop(n, p, rc);
+}
+
 static void submit_props(mraft_node_t *n, prop_t *list)
 {
+    prop_t *confs = NULL, **ct = &confs;
     while (list) {
         prop_t *p = list;
         list = p->next;
         mgroup_t *g = find_group(n, p->group);
         ASSERT(g);   /* checked by mraft_propose */
         p->next = NULL;
+        if (p->kind == P_CONF) {     /* proposed after the commands, one by one */
+            *ct = p;
+            ct = &p->next;
+            continue;
+        }
         if (g->batch_tail)
             g->batch_tail->next = p;
         else
@@ -623,6 +663,12 @@ static void submit_props(mraft_node_t *n, prop_t *list)
             }
             p = next;
         }
+    }
+    while (confs) {
+        prop_t *p = confs;
+        confs = p->next;
+        p->next = NULL;
+        submit_conf(n, p);
     }
 }
 
@@ -857,12 +903,15 @@ static void apply_entries(mraft_node_t *n, mgroup_t *g, const raft_entry_t *e, s
                 g->pend_tail = NULL;
             /* installs settle the proposals they cover, so none is left behind */
             ASSERT(p->index == e->index);
-            if (!target && e->type == RAFT_ENTRY_NORMAL && p->term == e->term)
+            /* (index, term) names one entry: its type matches what was proposed */
+            if (!target && p->term == e->term &&
+                (e->type == RAFT_ENTRY_CONF) == (p->kind == P_CONF))
                 target = p;
             else
                 finish_prop(n, p, -QERR_DROPPED);
         }
         if (e->type == RAFT_ENTRY_NORMAL) {
+            ASSERT(!target || target->kind != P_CONF);
             if (target)
                 memset(&target->res, 0, sizeof(target->res));
             g->ops->apply(g->ctx, e->index, e->data, e->len, target ? &target->res : NULL);
@@ -1008,10 +1057,31 @@ static int take_snapshot(mraft_node_t *n, mgroup_t *g)
 
 /* ---- the loop --------------------------------------------------------------------------- */
 
+/* Notes a snapshot chunk sent to m->to (the progress mraft_status shows). */
+static void note_snap_chunk(mgroup_t *g, const raft_msg_t *m)
+{
+    struct snap_out *o = NULL;
+    for (size_t i = 0; i < RAFT_MAX_SERVERS && !o; i++)
+        if (g->snap_out[i].id == m->to)
+            o = &g->snap_out[i];
+    for (size_t i = 0; i < RAFT_MAX_SERVERS && !o; i++)   /* a free slot, else the oldest */
+        if (g->snap_out[i].id == 0 || raft_conf_role(raft_conf(g->r), g->snap_out[i].id) == 0)
+            o = &g->snap_out[i];
+    if (!o)
+        return;   /* RAFT_MAX_SERVERS slots hold every member: cannot happen */
+    o->id = m->to;
+    o->index = m->snap.index;
+    o->sent = m->offset + m->len;
+    o->total = g->snap.path && g->snap.index == m->snap.index ? g->snap.file_size : 0;
+}
+
 static void send_all(mraft_node_t *n, mgroup_t *g, const raft_msg_t *m, size_t k)
 {
-    for (size_t i = 0; i < k; i++)
+    for (size_t i = 0; i < k; i++) {
+        if (m[i].type == RAFT_MSG_SNAPSHOT)
+            note_snap_chunk(g, &m[i]);
         n->tr.send(n->tr.ctx, m[i].to, g->id, &m[i]);
+    }
     n->st.msgs_sent += k;
 }
 
@@ -1283,8 +1353,31 @@ static void publish_locked(mraft_node_t *n)
             .commit = s.commit, .applied = g->applied, .last_index = s.last_index,
             .snap_index = s.snap_index, .snapshots = g->snapshots, .installs = g->installs,
             .member = raft_conf_role(raft_conf(g->r), n->cfg.id), .preferred = g->preferred,
-            .transfers = g->transfers, .transfers_failed = g->transfers_failed };
+            .transfers = g->transfers, .transfers_failed = g->transfers_failed,
+            .conf = *raft_conf(g->r), .applied_conf = g->applied_conf };
+        mraft_group_status_t *p = &g->pub;
+        p->conf_pending = !conf_equal(&p->conf, &p->applied_conf);
+        if (s.role != RAFT_LEADER)
+            continue;
+        for (uint32_t j = 0; j < p->conf.n; j++) {
+            raft_progress_t pr;
+            const raft_server_t *sv = &p->conf.s[j];
+            if (sv->id == n->cfg.id || raft_progress(g->r, sv->id, &pr) < 0)
+                continue;
+            mraft_member_progress_t *mp = &p->progress[p->n_progress++];
+            *mp = (mraft_member_progress_t){ .id = sv->id, .role = sv->role,
+                                             .state = pr.state, .match = pr.match,
+                                             .next = pr.next, .active = pr.recent_active };
+            for (size_t k = 0; pr.state == RAFT_PR_SNAPSHOT && k < RAFT_MAX_SERVERS; k++)
+                if (g->snap_out[k].id == sv->id) {
+                    mp->snap_index = g->snap_out[k].index;
+                    mp->snap_sent = g->snap_out[k].sent;
+                    mp->snap_total = g->snap_out[k].total;
+                }
+        }
     }
+    if (n->pub_waiters)
+        pthread_cond_broadcast(&n->pub_cv);
     rstore_get_stats(n->store, &n->st.store);
     n->pub = n->st;
     n->pub.msgs_recv = n->recv_count;
@@ -1419,6 +1512,7 @@ int mraft_open(const mraft_config_t *cfg, const mraft_transport_t *tr, mraft_nod
     pthread_mutex_init(&n->mu, NULL);
     cond_init(&n->cv);
     cond_init(&n->idle_cv);
+    cond_init(&n->pub_cv);
     if (asprintf(&rdir, "%s/raft", n->dir) < 0) {
         rdir = NULL;
         rc = -QERR_NOMEM;
@@ -1443,6 +1537,7 @@ fail:
     pthread_mutex_destroy(&n->mu);
     pthread_cond_destroy(&n->cv);
     pthread_cond_destroy(&n->idle_cv);
+    pthread_cond_destroy(&n->pub_cv);
     free(n->dir);
     free(n);
     return rc;
@@ -1644,6 +1739,7 @@ void mraft_close(mraft_node_t *n)
     bool started = n->started;
     n->closing = true;
     pthread_cond_signal(&n->cv);
+    pthread_cond_broadcast(&n->pub_cv);
     if (n->tr.wake)
         n->tr.wake(n->tr.ctx);
     pthread_mutex_unlock(&n->mu);
@@ -1672,6 +1768,7 @@ void mraft_close(mraft_node_t *n)
     pthread_mutex_destroy(&n->mu);
     pthread_cond_destroy(&n->cv);
     pthread_cond_destroy(&n->idle_cv);
+    pthread_cond_destroy(&n->pub_cv);
     free(n->dir);
     free(n);
 }
@@ -1840,6 +1937,92 @@ int mraft_propose_any(mraft_node_t *n, uint32_t group, const void *cmd, size_t l
                       sm_result_t *res, uint32_t timeout_ms, uint64_t *index)
 {
     return propose_wait(n, P_ANY, group, cmd, len, res, timeout_ms, NULL, index);
+}
+
+/* The role of id in group's configuration as of the loop's last iteration: the applied one
+ * (what this node has applied), and whether the one in force differs. n->mu held. */
+static uint32_t applied_role_locked(mraft_node_t *n, uint32_t group, uint64_t id)
+{
+    mgroup_t *g = find_group(n, group);
+    return g ? raft_conf_role(&g->pub.applied_conf, id) : 0;
+}
+
+int mraft_change_member(mraft_node_t *n, uint32_t group, uint32_t op, uint64_t id,
+                        uint32_t timeout_ms, uint64_t *leader)
+{
+    if (leader)
+        *leader = 0;
+    if (id == 0 || op < RAFT_CONF_ADD_LEARNER || op > RAFT_CONF_REMOVE)
+        return -QERR_INVAL;
+    prop_t *p = xcalloc(1, sizeof(*p));
+    p->group = group;
+    p->kind = P_CONF;
+    p->conf_op = op;
+    p->conf_id = id;
+    cond_init(&p->cv);
+    uint64_t deadline = now_ns() + (uint64_t)(timeout_ms ? timeout_ms : n->cfg.timeout_ms) *
+                                   1000000ull;
+    struct timespec ts = ns_ts(deadline);
+    pthread_mutex_lock(&n->mu);
+    int rc = admit_locked(n, group);
+    if (rc) {
+        pthread_mutex_unlock(&n->mu);
+        pthread_cond_destroy(&p->cv);
+        free(p);
+        return rc == -QERR_NOTFOUND ? -QERR_INVAL : rc;   /* NOTFOUND names the member */
+    }
+    n->waiters++;
+    if (n->sub_props_tail)
+        n->sub_props_tail->next = p;
+    else
+        n->sub_props = p;
+    n->sub_props_tail = p;
+    kick_locked(n);
+    while (!p->done)
+        if (pthread_cond_timedwait(&p->cv, &n->mu, &ts) == ETIMEDOUT && !p->done)
+            break;
+    bool done = p->done;
+    if (done) {
+        rc = p->rc;
+        if (rc == -QERR_NOTLEADER && leader)
+            *leader = p->leader;
+    } else {
+        p->abandoned = true;   /* the loop frees it */
+        n->n_abandoned++;
+        rc = -QERR_TIMEOUT;
+    }
+    /* A new voter is STAGING once its entry applied: wait for the leader to promote it (it
+     * does so once the server is within promote_lag entries of its log). The status is
+     * published at the end of every iteration, after this node applied what it could. */
+    if (rc == 0 && (op == RAFT_CONF_ADD_VOTER || op == RAFT_CONF_PROMOTE)) {
+        n->pub_waiters++;
+        for (;;) {
+            uint32_t role = applied_role_locked(n, group, id);
+            if (role == RAFT_VOTER)
+                break;
+            if (n->closing || n->failed) {
+                rc = n->closing ? -QERR_CLOSED : -QERR_FAILED;
+                break;
+            }
+            if (role != RAFT_STAGING) {
+                rc = -QERR_DROPPED;   /* removed or demoted meanwhile by another change */
+                break;
+            }
+            if (pthread_cond_timedwait(&n->pub_cv, &n->mu, &ts) == ETIMEDOUT &&
+                applied_role_locked(n, group, id) != RAFT_VOTER) {
+                rc = -QERR_TIMEOUT;
+                break;
+            }
+        }
+        n->pub_waiters--;
+    }
+    leave_locked(n);
+    pthread_mutex_unlock(&n->mu);
+    if (done) {
+        pthread_cond_destroy(&p->cv);
+        free(p);
+    }
+    return rc;
 }
 
 int mraft_read_barrier(mraft_node_t *n, uint32_t group, uint32_t timeout_ms, uint64_t *index)

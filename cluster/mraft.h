@@ -220,6 +220,51 @@ int mraft_read_barrier(mraft_node_t *n, uint32_t group, uint32_t timeout_ms, uin
  * to tell its own layout from an older file's); elsewhere 0. */
 uint8_t mraft_restoring_snap_tag(void);
 
+/* Membership changes, one server at a time (raft.h raft_propose_conf; docs/MEMBERSHIP.md).
+ * Proposes op (RAFT_CONF_ADD_LEARNER, RAFT_CONF_ADD_VOTER, RAFT_CONF_PROMOTE, RAFT_CONF_REMOVE)
+ * for server `id` in `group`, on THIS node, which must lead the group (it is not forwarded:
+ * the caller retries at the leader named by *leader), and blocks until the configuration
+ * entry has committed and applied here. ADD_VOTER and PROMOTE make the server STAGING; they
+ * return once the leader has promoted it to VOTER (it does so by itself once the server's log
+ * is within promote_lag entries of its own) and this node applied that: a PROMOTE or
+ * ADD_VOTER of a server already STAGING just waits for it. Removing the leader itself is
+ * allowed: it leads until the entry commits, hands leadership to the most caught-up voter and
+ * steps down, and never campaigns again (it is in no configuration). The group's transport
+ * peers are the caller's (mraft_tcp_add_peer / _remove_peer): add the peer before adding the
+ * member, remove it after removing the member. timeout_ms 0 = cfg.timeout_ms. Thread-safe.
+ * Returns 0, or
+ *   -QERR_NOTLEADER   this node does not lead the group; *leader (may be NULL) gets the
+ *                     leader it knows, 0 if none (the change was not proposed);
+ *   -QERR_CONFCHANGE  another change is not yet committed, or the leader has not yet
+ *                     committed an entry of its term: retry shortly (not proposed);
+ *   -QERR_EXISTS      the server already has that role (ADD_LEARNER of a member, PROMOTE or
+ *                     ADD_VOTER of a voter);
+ *   -QERR_NOTFOUND    PROMOTE or REMOVE of a server not in the configuration;
+ *   -QERR_TRANSFER    a leadership transfer is running (not proposed);
+ *   -QERR_TOOBIG      RAFT_MAX_SERVERS members already; -QERR_INVAL: id 0, an unknown op,
+ *                     removing the last voter, or no such group;
+ *   -QERR_DROPPED     the entry was lost to a leader change (certainly not in force), or,
+ *                     for ADD_VOTER/PROMOTE, another change removed or demoted the server
+ *                     before it was promoted;
+ *   -QERR_TIMEOUT     not known in time: the entry may still commit; for ADD_VOTER/PROMOTE
+ *                     the server may be STAGING, still catching up (call again to wait);
+ *   -QERR_CLOSED, -QERR_FAILED as mraft_propose. */
+int mraft_change_member(mraft_node_t *n, uint32_t group, uint32_t op, uint64_t id,
+                        uint32_t timeout_ms, uint64_t *leader);
+
+/* A member as the leader sees it (mraft_group_status_t.progress). */
+typedef struct mraft_member_progress {
+    uint64_t id;
+    uint32_t role;               /* RAFT_VOTER / RAFT_LEARNER / RAFT_STAGING */
+    uint32_t state;              /* RAFT_PR_PROBE / REPLICATE / SNAPSHOT */
+    uint64_t match, next;        /* last index known replicated there; next to send */
+    bool active;                 /* heard from since the leader's last check-quorum */
+    uint64_t snap_index;         /* state SNAPSHOT: the snapshot being sent (else 0) */
+    uint64_t snap_sent;          /* ... bytes of its file sent so far (the end of the last
+                                    chunk sent; a restarted transfer starts again at 0) */
+    uint64_t snap_total;         /* ... the file's size in bytes (0 if unknown) */
+} mraft_member_progress_t;
+
 typedef struct mraft_group_status {
     uint32_t group;
     uint32_t role;               /* RAFT_FOLLOWER ... RAFT_LEADER */
@@ -234,6 +279,15 @@ typedef struct mraft_group_status {
     uint64_t preferred;          /* the preferred leader given at add (0: none) */
     uint64_t transfers;          /* leadership transfers the balancer started here */
     uint64_t transfers_failed;   /* ... that the core aborted with this node still leading */
+    /* membership (docs/MEMBERSHIP.md) */
+    raft_conf_t conf;            /* the configuration in force: the latest in this node's
+                                    log (thesis §4.1), committed or not */
+    raft_conf_t applied_conf;    /* the configuration as of `applied` */
+    bool conf_pending;           /* conf differs from applied_conf: a change is in the log,
+                                    not yet applied here */
+    uint32_t n_progress;         /* leader only (else 0): one entry per other member of conf,
+                                    with how far it has caught up (match vs last_index) */
+    mraft_member_progress_t progress[RAFT_MAX_SERVERS];
 } mraft_group_status_t;
 
 /* Copies group's status as of the end of the loop's last iteration. Thread-safe. Returns 0

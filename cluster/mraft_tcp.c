@@ -15,6 +15,13 @@
 #include "cluster/err.h"
 
 struct mraft_tcp {
+    /* t_mu guards every call into the transport (which does no locking of its own): the
+     * loop thread holds it around each send, flush, poll and stats copy (never while it
+     * sleeps in poll(2)), and mraft_tcp_add_peer / _remove_peer take it from any thread.
+     * Lock order: t_mu, then the node's lock (deliveries run inside transport_poll); wake,
+     * called under the node's lock, does not take it. */
+    pthread_mutex_t t_mu;
+    size_t n_peers;              /* peers added (open and at run time), under t_mu */
     transport_t *t;
     mraft_node_t *node;
     int efd;                     /* written by wake, drained by poll */
@@ -50,12 +57,14 @@ static void copy_stats(mraft_tcp_t *x)
     if (now - x->stats_ms < MRAFT_TCP_STATS_MS)
         return;
     x->stats_ms = now;
+    pthread_mutex_lock(&x->t_mu);
     pthread_mutex_lock(&x->stats_mu);
     for (size_t i = 0; i < x->nstats; i++)
         (void)transport_peer_stats(x->t, x->stats[i].id, &x->stats[i].st);
     x->status_queries = transport_status_queries(x->t);
     x->refused = transport_refused(x->t);
     pthread_mutex_unlock(&x->stats_mu);
+    pthread_mutex_unlock(&x->t_mu);
 }
 
 void mraft_tcp_counters(mraft_tcp_t *x, uint64_t *status_queries, uint64_t *refused)
@@ -137,20 +146,27 @@ static void deliver_fwd(void *ctx, uint64_t from, frame_fwd_t *f)
 static int tcp_send_fwd(void *ctx, uint64_t to, const frame_fwd_t *f)
 {
     mraft_tcp_t *x = ctx;
-    return transport_send_fwd(x->t, to, f);
+    pthread_mutex_lock(&x->t_mu);
+    int rc = transport_send_fwd(x->t, to, f);
+    pthread_mutex_unlock(&x->t_mu);
+    return rc;
 }
 
 static void tcp_send(void *ctx, uint64_t to, uint32_t group, const raft_msg_t *m)
 {
     mraft_tcp_t *x = ctx;
     ASSERT(m->to == to);
+    pthread_mutex_lock(&x->t_mu);
     transport_send(x->t, group, m);     /* a refusal is a lost message: Raft retries */
+    pthread_mutex_unlock(&x->t_mu);
 }
 
 static void tcp_flush(void *ctx)
 {
     mraft_tcp_t *x = ctx;
+    pthread_mutex_lock(&x->t_mu);
     transport_poll(x->t, 0);            /* writes the batch, and reads what has come */
+    pthread_mutex_unlock(&x->t_mu);
 }
 
 static void tcp_poll(void *ctx, int timeout_ms)
@@ -163,7 +179,9 @@ static void tcp_poll(void *ctx, int timeout_ms)
         ssize_t r = read(x->efd, &v, sizeof(v));
         (void)r;
     }
+    pthread_mutex_lock(&x->t_mu);
     transport_poll(x->t, 0);            /* also runs its timers: at least once per tick */
+    pthread_mutex_unlock(&x->t_mu);
     copy_stats(x);
 }
 
@@ -200,23 +218,76 @@ int mraft_tcp_new(const transport_config_t *cfg, mraft_tcp_t **out, char **errms
     }
     pthread_mutex_init(&x->stats_mu, NULL);
     pthread_mutex_init(&x->status_mu, NULL);
+    pthread_mutex_init(&x->t_mu, NULL);
     *out = x;
     return 0;
 }
 
 int mraft_tcp_track(mraft_tcp_t *x, uint64_t id)
 {
+    pthread_mutex_lock(&x->stats_mu);
+    for (size_t i = 0; i < x->nstats; i++)
+        if (x->stats[i].id == id) {
+            pthread_mutex_unlock(&x->stats_mu);
+            return 0;
+        }
     struct peer_copy *p = realloc(x->stats, (x->nstats + 1) * sizeof(*p));
-    if (!p)
+    if (!p) {
+        pthread_mutex_unlock(&x->stats_mu);
         return -QERR_NOMEM;
+    }
     x->stats = p;
     memset(&p[x->nstats], 0, sizeof(p[x->nstats]));
     p[x->nstats].id = id;
     p[x->nstats].st.rtt_us = -1;
-    pthread_mutex_lock(&x->stats_mu);
     x->nstats++;
     pthread_mutex_unlock(&x->stats_mu);
     return 0;
+}
+
+/* Stops tracking id (its copy goes). */
+static void untrack(mraft_tcp_t *x, uint64_t id)
+{
+    pthread_mutex_lock(&x->stats_mu);
+    for (size_t i = 0; i < x->nstats; i++)
+        if (x->stats[i].id == id) {
+            x->stats[i] = x->stats[--x->nstats];
+            break;
+        }
+    pthread_mutex_unlock(&x->stats_mu);
+}
+
+int mraft_tcp_add_peer(mraft_tcp_t *x, uint64_t id, const char *addr)
+{
+    pthread_mutex_lock(&x->t_mu);
+    int rc = x->n_peers >= MRAFT_TCP_MAX_PEERS ? -QERR_TOOBIG
+                                               : transport_add_peer(x->t, id, addr);
+    if (rc == 0)
+        x->n_peers++;
+    pthread_mutex_unlock(&x->t_mu);
+    if (rc)
+        return rc;
+    if ((rc = mraft_tcp_track(x, id)) < 0) {
+        pthread_mutex_lock(&x->t_mu);
+        if (transport_remove_peer(x->t, id) == 0)
+            x->n_peers--;
+        pthread_mutex_unlock(&x->t_mu);
+        return rc;
+    }
+    tcp_wake(x);                         /* the loop dials it (or waits for its dial) now */
+    return 0;
+}
+
+int mraft_tcp_remove_peer(mraft_tcp_t *x, uint64_t id)
+{
+    pthread_mutex_lock(&x->t_mu);
+    int rc = transport_remove_peer(x->t, id);   /* closes it; its queue is freed */
+    if (rc == 0 && x->n_peers)      /* (peers added straight to the transport are not counted) */
+        x->n_peers--;
+    pthread_mutex_unlock(&x->t_mu);
+    if (rc == 0)
+        untrack(x, id);
+    return rc;
 }
 
 int mraft_tcp_peer_stats(mraft_tcp_t *x, uint64_t id, transport_peer_stats_t *st)
@@ -256,6 +327,7 @@ void mraft_tcp_free(mraft_tcp_t *x)
     close(x->efd);
     pthread_mutex_destroy(&x->stats_mu);
     pthread_mutex_destroy(&x->status_mu);
+    pthread_mutex_destroy(&x->t_mu);
     free(x->status);
     free(x->stats);
     free(x);

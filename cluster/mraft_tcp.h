@@ -17,10 +17,24 @@ typedef struct mraft_tcp mraft_tcp_t;
  * transport_new (errmsg may be NULL; the caller frees *errmsg). */
 int mraft_tcp_new(const transport_config_t *cfg, mraft_tcp_t **out, char **errmsg);
 
-/* The transport itself, for transport_add_peer and transport_port before mraft_start, and
- * for anything else only once the loop has stopped (mraft_close): while the node runs, the
- * loop thread owns it. */
+/* The transport itself, for transport_port, and for anything else only before mraft_start
+ * or once the loop has stopped (mraft_close): while the node runs, the loop thread owns it
+ * (peers are added and removed through mraft_tcp_add_peer / _remove_peer). */
 transport_t *mraft_tcp_transport(mraft_tcp_t *x);
+
+/* Adds peer id at addr ("HOST:PORT") to the transport, from any thread, before or while the
+ * node runs (transport_add_peer under the module's lock; the loop dials it at once if this
+ * node's id is the lower one, else waits for its dial), and tracks its statistics
+ * (mraft_tcp_track). Returns 0, or -QERR_EXISTS (id known), -QERR_INVAL (id 0, this node,
+ * bad address), -QERR_TOOBIG (MRAFT_TCP_MAX_PEERS peers already), -QERR_NOMEM. */
+#define MRAFT_TCP_MAX_PEERS 4096
+int mraft_tcp_add_peer(mraft_tcp_t *x, uint64_t id, const char *addr);
+/* Removes peer id, from any thread, at any time: its connection is closed, the frames
+ * queued for it are freed (counted nowhere: the peer is gone), its statistics are no longer
+ * tracked, and a later dial or HELLO from it is refused as an unknown node. Messages the
+ * loop sends to it afterwards are refused by the transport (lost, as Raft allows).
+ * Returns 0 or -QERR_NOTFOUND. */
+int mraft_tcp_remove_peer(mraft_tcp_t *x, uint64_t id);
 
 /* Fills *tr with the table for mraft_open. */
 void mraft_tcp_ops(mraft_tcp_t *x, mraft_transport_t *tr);

@@ -3,5 +3,7 @@
 CLUSTER_SRCS       += cluster/mraft.c cluster/mraft_tcp.c cluster/group_raft.c
 CLUSTER_UNIT_TESTS += test_multiraft
 CLUSTER_UNIT_TESTS += test_group_raft
+# online membership changes (issue 10 item 2): conf changes, a joining node, peers at run time
+CLUSTER_UNIT_TESTS += test_membership
 # leader-stamped time: cluster/sm.h's stamp through the node loop into fs/state.c's shards
 SM_UNIT_TESTS      += test_stamp

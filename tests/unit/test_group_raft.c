@@ -703,6 +703,10 @@ TEST(test_leader_killed_in_flight)
         pthread_create(&tw, NULL, flw_write, &w);
         pthread_create(&tr, NULL, flw_read, &rd);
         sleep_ms(100 + 70 * (unsigned)round);
+        /* at least one write acknowledged before the close (bounded: a loaded machine can
+         * take longer than the pause above to serve the first forwarded write) */
+        for (uint64_t end = now_ms() + 10000; w.n == 0 && now_ms() < end;)
+            sleep_ms(10);
         int before = w.n;
         stop_node(c, lead);
         sleep_ms(TIMEOUT_MS + 1000);          /* a proposal or barrier at the close ends */

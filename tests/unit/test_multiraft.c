@@ -987,6 +987,107 @@ TEST(test_balance_backoff_after_failed_transfer)
     cluster_free(c);
 }
 
+/* Membership changes through the loop (mraft_change_member): with the leader's APPENDs to
+ * both followers held back, an ADD_LEARNER stays uncommitted, and another change meanwhile
+ * is refused with -QERR_CONFCHANGE (and not proposed); once the APPENDs flow the first one
+ * returns 0, every node applies it, and the status shows it. REMOVE of an unknown id is
+ * -QERR_NOTFOUND, adding a member again -QERR_EXISTS, a follower answers NOTLEADER with the
+ * leader, bad arguments -QERR_INVAL. */
+/* The role of id in the configuration node i has applied in group g. */
+static uint32_t applied_role(tcl_t *c, int i, int g, uint64_t id)
+{
+    mraft_group_status_t st = st_of(c, i, g);
+    return raft_conf_role(&st.applied_conf, id);
+}
+
+typedef struct confcall {
+    mraft_node_t *n;
+    uint32_t group, op;
+    uint64_t id;
+    int rc;
+} confcall_t;
+
+static void *confcall_main(void *arg)
+{
+    confcall_t *cc = arg;
+    cc->rc = mraft_change_member(cc->n, cc->group, cc->op, cc->id, 10000, NULL);
+    return NULL;
+}
+
+TEST(test_conf_change)
+{
+    tcl_t *c = cluster_new(NULL);
+    CHECK(c);
+    bool up = wait_leaders(c, ALL, 5000);
+    int lead = up ? agreed_leader(c, 0, ALL) : 0;
+    if (!lead)
+        cluster_free(c);
+    CHECK(lead);
+    int f = lead % NN + 1;
+    mraft_node_t *ln = c->nd[lead].n;
+    bool ok = true;
+    uint64_t hint = 0;
+    ok &= mraft_change_member(c->nd[f].n, GID[0], RAFT_CONF_ADD_LEARNER, 9, 0, &hint) ==
+              -QERR_NOTLEADER && hint == (uint64_t)lead;
+    ok &= mraft_change_member(ln, GID[0], RAFT_CONF_ADD_LEARNER, 0, 0, NULL) == -QERR_INVAL;
+    ok &= mraft_change_member(ln, GID[0], 7, 9, 0, NULL) == -QERR_INVAL;
+    ok &= mraft_change_member(ln, 999, RAFT_CONF_ADD_LEARNER, 9, 0, NULL) == -QERR_INVAL;
+    ok &= mraft_change_member(ln, GID[0], RAFT_CONF_REMOVE, 9, 0, NULL) == -QERR_NOTFOUND;
+    ok &= mraft_change_member(ln, GID[0], RAFT_CONF_ADD_LEARNER, (uint64_t)f, 0, NULL) ==
+              -QERR_EXISTS;
+    pthread_mutex_lock(&c->net_mu);
+    for (int i = 1; i <= NN; i++)
+        c->block_append[i][0] = i != lead;
+    pthread_mutex_unlock(&c->net_mu);
+    confcall_t cc = { .n = ln, .group = GID[0], .op = RAFT_CONF_ADD_LEARNER, .id = 9 };
+    pthread_t t;
+    pthread_create(&t, NULL, confcall_main, &cc);
+    uint64_t end = now_ms() + 5000;
+    mraft_group_status_t st = st_of(c, lead, 0);
+    while (!(st.conf_pending && raft_conf_role(&st.conf, 9) == RAFT_LEARNER) &&
+           now_ms() < end) {
+        sleep_ms(2);
+        st = st_of(c, lead, 0);
+    }
+    ok &= st.conf_pending && raft_conf_role(&st.conf, 9) == RAFT_LEARNER &&
+          raft_conf_role(&st.applied_conf, 9) == 0;
+    int busy = mraft_change_member(ln, GID[0], RAFT_CONF_ADD_LEARNER, 10, 0, NULL);
+    int busy2 = mraft_change_member(ln, GID[0], RAFT_CONF_REMOVE, (uint64_t)f, 0, NULL);
+    pthread_mutex_lock(&c->net_mu);
+    for (int i = 1; i <= NN; i++)
+        c->block_append[i][0] = false;
+    pthread_mutex_unlock(&c->net_mu);
+    pthread_join(t, NULL);
+    printf("# pending change: the second got %s and %s; the first %s\n", qerr_str(busy),
+           qerr_str(busy2), qerr_str(cc.rc));
+    ok &= busy == -QERR_CONFCHANGE && busy2 == -QERR_CONFCHANGE && cc.rc == 0;
+    /* every node applies it; the leader shows the learner's progress */
+    end = now_ms() + 5000;
+    bool all = false;
+    while (!all && now_ms() < end) {
+        all = true;
+        for (int i = 1; i <= NN; i++)
+            all &= applied_role(c, i, 0, 9) == RAFT_LEARNER;
+        sleep_ms(2);
+    }
+    ok &= all;
+    st = st_of(c, lead, 0);
+    bool listed = false;
+    for (uint32_t i = 0; i < st.n_progress; i++)
+        listed |= st.progress[i].id == 9 && st.progress[i].role == RAFT_LEARNER;
+    ok &= st.role != RAFT_LEADER || listed;   /* (if it still leads) */
+    ok &= st_of(c, f, 0).n_progress == 0;      /* followers have no progress to show */
+    /* and out again */
+    lead = wait_leaders(c, ALL, 5000) ? agreed_leader(c, 0, ALL) : 0;
+    ok &= lead && mraft_change_member(c->nd[lead].n, GID[0], RAFT_CONF_REMOVE, 9, 0, NULL) == 0;
+    ok &= lead && mraft_change_member(c->nd[lead].n, GID[0], RAFT_CONF_REMOVE, 9, 0, NULL) ==
+                      -QERR_NOTFOUND;
+    ok &= lead && applied_role(c, lead, 0, 9) == 0;
+    ok &= propose_acked(c, 0, "after-conf", ALL) == 0;
+    cluster_free(c);
+    CHECK(ok);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -999,5 +1100,6 @@ int main(void)
     RUN(test_over_tcp);
     RUN(test_balance_spreads_leaders);
     RUN(test_balance_backoff_after_failed_transfer);
+    RUN(test_conf_change);
     return CHECK_DONE();
 }
