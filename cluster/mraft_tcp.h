@@ -43,8 +43,8 @@ void mraft_tcp_ops(mraft_tcp_t *x, mraft_transport_t *tr);
  * Messages arriving with no node attached are dropped. */
 void mraft_tcp_attach(mraft_tcp_t *x, mraft_node_t *n);
 
-/* Peer statistics readable from any thread: track(id) (before mraft_start, for each peer
- * added to the transport) makes the loop copy transport_peer_stats of id at most every
+/* Peer statistics readable from any thread: track(id) (any thread, any time; a second
+ * track of an id is a no-op; mraft_tcp_add_peer does it) makes the loop copy transport_peer_stats of id at most every
  * MRAFT_TCP_STATS_MS into a table that peer_stats reads under a mutex. peer_stats returns 0
  * and *st (a copy at most that old; all zero until the first copy), or -QERR_NOTFOUND. */
 #define MRAFT_TCP_STATS_MS 500

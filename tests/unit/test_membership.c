@@ -245,7 +245,7 @@ static int start_node(cl_t *c, int id)
         .id = (uint64_t)id, .listen = c->addr[id], .peers = c->peers,
         .n_peers = id == NN ? NN : NN - 1, .cluster_id = CLUSTER_ID, .dir = c->dir[id],
         .tick_ms = TICK_MS, .election_tick = 10, .timeout_ms = TIMEOUT_MS,
-        .snapshot_bytes = 4096, .snap_chunk_bytes = 1024, .segment_bytes = 16 << 10,
+        .snapshot_bytes = 4096, .snap_chunk_bytes = 256, .segment_bytes = 16 << 10,
         .seed = 900 + (uint64_t)id, .log = quiet_log, .balance_ms = 200 };
     static const uint64_t voters[NN - 1] = { 1, 2, 3 };
     group_members_t m = { .voters = voters, .n_voters = NN - 1 };
@@ -490,25 +490,32 @@ TEST(test_grow_and_shrink)
     mraft_group_status_t sl = status_of(c, 1);
     STEP(raft_conf_role(&sl.conf, NN) == RAFT_LEARNER, "4 is a learner in the leader's conf");
     bool seen_progress = false, seen_snap = false;
+    uint64_t snap_sent = 0, snap_total = 0;
     end = now_ms() + 20000;
     while (ok && now_ms() < end) {
         sl = status_of(c, 1);
         for (uint32_t i = 0; i < sl.n_progress; i++)
             if (sl.progress[i].id == NN) {
                 seen_progress = true;
-                seen_snap |= sl.progress[i].snap_total > 0;
+                if (sl.progress[i].snap_total > 0) {
+                    seen_snap = true;
+                    snap_sent = sl.progress[i].snap_sent;
+                    snap_total = sl.progress[i].snap_total;
+                }
             }
         st4 = status_of(c, NN);
         if (st4.installs >= 1 && st4.member == RAFT_LEARNER && sl.commit > 0 &&
             st4.applied + 64 >= sl.commit)
             break;
-        sleep_ms(5);
+        sleep_ms(1);
     }
     st4 = status_of(c, NN);
     printf("# node 4 caught up: %llu snapshot(s) installed, applied %llu (leader commit %llu)"
-           ", a snapshot transfer seen in the leader's progress: %s\n",
+           "; a snapshot transfer seen in the leader's progress: %s (%llu of %llu bytes)\n",
            (unsigned long long)st4.installs, (unsigned long long)st4.applied,
-           (unsigned long long)status_of(c, 1).commit, seen_snap ? "yes" : "no");
+           (unsigned long long)status_of(c, 1).commit, seen_snap ? "yes" : "no",
+           (unsigned long long)snap_sent, (unsigned long long)snap_total);
+    STEP(!seen_snap || (snap_sent > 0 && snap_sent <= snap_total), "snapshot progress");
     STEP(seen_progress, "the leader reports node 4's progress");
     STEP(st4.installs >= 1, "node 4 caught up by InstallSnapshot");
     STEP(st4.member == RAFT_LEARNER, "node 4 knows it is a learner");
