@@ -24,7 +24,8 @@
  *
  * Follow reads: a read that finds nothing past its position parks under both locks (so no
  * append can apply between the look and the park: apply needs the write lock), and the
- * EFF_LOG_GREW of the next append or of the removal answers it. Whoever clears fh->waiting
+ * EFF_LOG_GREW of the next append or of the removal answers it (or the one a snapshot
+ * install emits for the whole shard). Whoever clears fh->waiting
  * under lf->ctx.mu answers that request (delivery, interrupt, release), nobody else. */
 #include <errno.h>
 #include <fcntl.h>
@@ -816,8 +817,9 @@ static const struct fuse_lowlevel_ops logs_fuse = {
 
 /* ---------------------------------------------------------------- node side */
 
-/* EFF_LOG_GREW (log u.qready.qid of shard e->shard grew or is gone): answers the parked
- * follow reads of that log and wakes its pollers. No state lock is held on entry. */
+/* EFF_LOG_GREW (log u.qready.qid of shard e->shard grew or is gone; LOGS_ALL_IDS after a
+ * snapshot install: any log of the shard): answers the parked follow reads of that log
+ * and wakes its pollers. No state lock is held on entry. */
 static void lg_deliver(void *ctx, effect_t *e)
 {
     lgfront_t *lf = ctx;
@@ -831,7 +833,7 @@ static void lg_deliver(void *ctx, effect_t *e)
     pthread_rwlock_rdlock(&st->lock);
     pthread_mutex_lock(&lf->ctx.mu);
     for (lgfh_t *fh = lf->follows; fh; fh = fh->next) {
-        if (fh->shard != e->shard || fh->id != id)
+        if (fh->shard != e->shard || (id != LOGS_ALL_IDS && fh->id != id))
             continue;
         if (fh->waiting) {
             long n = fill(st, fh, fh->want, &fh->ans_buf);

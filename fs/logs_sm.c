@@ -1004,7 +1004,12 @@ static int l_restore(state_t *st, snapin_t *in)
     if (rc < 0)
         return rc;
     const char *why = logs_sm_verify(st);
-    return why ? si_corrupt(in, why) : 0;
+    if (why)
+        return si_corrupt(in, why);
+    /* any log may have grown or gone meanwhile: followers re-check them all (state.c
+     * delivers a restore's effects as apply's) */
+    effects_add(&st->outbox, EFF_LOG_GREW, NS_LOGS, 0, 0)->u.qready.qid = LOGS_ALL_IDS;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- invariants */

@@ -31,6 +31,9 @@
  * queues' "ready" kind with ns = NS_LOGS, so fs/effects.h needs no change until the kind
  * gets its own name (node_deliver routes by ns). */
 #define EFF_LOG_GREW EFF_QUEUE_READY
+/* The qid of the EFF_LOG_GREW a restore emits (ids start at 1): every log of the shard may
+ * have grown or gone (installed snapshot), so every follower of the shard re-checks. */
+#define LOGS_ALL_IDS 0
 
 /* Command opcodes of the logs/ namespace (fields after the cmd.h header). */
 enum logs_op {

@@ -202,8 +202,19 @@ static int sm_restore(void *ctx, snap_reader_t *r)
     if (rc < 0) {   /* leave an empty, valid shard (the caller refuses to start) */
         shard_clear(st);
         shard_init(st);
+        effects_clear(&st->outbox);
     }
+    /* A namespace's restore may emit effects (a "restored" wake-up: what waiters wait for
+     * may have happened in the entries the snapshot replaced); they are delivered as
+     * apply's, after the lock is released. */
+    effects_t fx = effects_take(&st->outbox);
+    void (*deliver)(void *, effect_t *) = st->deliver;
+    void *arg = st->deliver_arg;
     pthread_rwlock_unlock(&st->lock);
+    for (effect_t *e = fx.head; e; e = e->next)
+        if (deliver)
+            deliver(arg, e);
+    effects_clear(&fx);
     return rc;
 }
 

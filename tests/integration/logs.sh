@@ -133,6 +133,14 @@ def bigwrite(path, n):
             os.close(fd)
     print(errname(f))
 
+def bigwrites(path, n, count):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        for _ in range(int(count)):
+            os.write(fd, b"x" * int(n))
+    finally:
+        os.close(fd)
+
 def readat(path, off, n):
     def f():
         fd = os.open(path, os.O_RDONLY)
@@ -392,6 +400,47 @@ if [ -x "$SHARDOF" ]; then
     note "the restarted node installed ${inst:-?} snapshot(s) of shard $S from the leader"
 else
     note "no $SHARDOF: the leader-kill case is skipped (make BUILD=... builds it, mk/lin.mk)"
+fi
+
+# ---- a node that catches up by snapshot install wakes its parked .follow reads: node F
+# (a follower of shard S) is stopped with readers parked on logs ga and gb; meanwhile ga
+# grows, gb is removed and the shard logs past a compaction; once F resumes, the ga reader
+# gets the record and the gb reader its end of file (bounded waits)
+if [ -x "$SHARDOF" ]; then
+    NS=$(wc -l <"${M[1]}/.cluster/shards")
+    S=$("$SHARDOF" "$NS" logs/ga)
+    on_s() { local c; for c in $(seq 0 400); do
+        [ "$("$SHARDOF" "$NS" "logs/$1$c")" = "$S" ] && { echo "$1$c"; return; }; done; }
+    GB=$(on_s gb); GF=$(on_s gf)
+    touch "${M[1]}/logs/ga" "${M[1]}/logs/$GB" "${M[1]}/logs/$GF"
+    wait_for 10 leader_not 0 "$S" >/dev/null; SL=$(leader_not 0 "$S")
+    F=1; [ "$SL" = 1 ] && F=2
+    Ms=${M[$F]}
+    wait_for 10 test -e "$Ms/logs/$GB"
+    $FSOP exec-sigdfl cat "$Ms/logs/.follow/ga" >"$T/ga.out" 2>&1 &
+    gp=$!
+    $FSOP exec-sigdfl cat "$Ms/logs/.follow/$GB" >"$T/gb.out" 2>&1 &
+    bp=$!
+    sleep 1
+    FP=$(cat "$C/n$F/pid")
+    installs() { awk -v s="quorumfs_raft_snapshot_installs_total{shard=\"$S\"}" '$1 == s {print $2}' \
+        "$Ms/.cluster/metrics" 2>/dev/null; }
+    inst0=$(installs)
+    kill -STOP "$FP"
+    # 400 small appends one by one (more APPENDs than the leader keeps in flight to the
+    # stopped node, so what follows is not sent to it), the changes, then 3 MiB: several
+    # compactions past what it was sent
+    lg bigwrites "${M[$SL]}/logs/$GF" 1024 400 >/dev/null
+    echo "grown-while-stopped" >>"${M[$SL]}/logs/ga"
+    rm "${M[$SL]}/logs/$GB"
+    lg bigwrites "${M[$SL]}/logs/$GF" 131072 24 >/dev/null
+    sleep 2
+    kill -CONT "$FP"
+    checke follow-woken-by-snapshot-install-grown 'wait_for 20 grep -q grown-while-stopped "$T/ga.out"' ||
+        note "ga reader got: $(cat "$T/ga.out")"
+    checke follow-woken-by-snapshot-install-removed 'wait_for 20 pid_gone $bp'
+    note "node $F (stopped) installed ${inst0:-?} -> $(installs) snapshot(s) of shard $S"
+    kill -INT "$gp" "$bp" 2>/dev/null; wait "$gp" "$bp" 2>/dev/null
 fi
 timeout 60 "$CL" down --dir "$C" >/dev/null 2>&1 || note "cluster down failed"
 finish

@@ -228,7 +228,14 @@ static int restore_logs(shard_t *sh, const char *dir)
             logs_sm.free(sh->st);
             logs_sm.init(sh->st);
         }
+        effects_t fx = effects_take(&sh->st->outbox);   /* counted as apply's */
         pthread_rwlock_unlock(&sh->st->lock);
+        for (effect_t *e = fx.head; e; e = e->next)
+            if (e->kind == EFF_LOG_GREW && e->ns == NS_LOGS) {
+                sh->grew++;
+                sh->last_grew = e->u.qready.qid;
+            }
+        effects_clear(&fx);
         int rc2 = snapshot_reader_close(r, &err);
         rc = rc ? rc : rc2;
     }
@@ -567,7 +574,11 @@ TEST(snapshot_round_trip_same_bytes)
     snprintf(d1, sizeof(d1), "%s/rt1", root);
     snprintf(d2, sizeof(d2), "%s/rt2", root);
     CHECK_EQ(snap_logs(a, d1, 1), 0);
+    int grew0 = b->grew;
     CHECK_EQ(restore_logs(b, d1), 0);
+    /* a restore wakes every follower of the shard: one EFF_LOG_GREW for all its logs */
+    CHECK_EQ(b->grew, grew0 + 1);
+    CHECK_EQ(b->last_grew, (uint64_t)LOGS_ALL_IDS);
     CHECK_EQ(snap_logs(b, d2, 1), 0);
     size_t n1, n2;
     uint8_t *s1 = raw_stream(d1, &n1), *s2 = raw_stream(d2, &n2);
