@@ -905,7 +905,7 @@ static void apply_entries(mraft_node_t *n, mgroup_t *g, const raft_entry_t *e, s
             ASSERT(p->index == e->index);
             /* (index, term) names one entry: its type matches what was proposed */
             if (!target && p->term == e->term &&
-                (e->type == RAFT_ENTRY_CONF) == (p->kind == P_CONF))
+                e->type == (p->kind == P_CONF ? RAFT_ENTRY_CONF : RAFT_ENTRY_NORMAL))
                 target = p;
             else
                 finish_prop(n, p, -QERR_DROPPED);
@@ -1064,7 +1064,8 @@ static void note_snap_chunk(mgroup_t *g, const raft_msg_t *m)
     for (size_t i = 0; i < RAFT_MAX_SERVERS && !o; i++)
         if (g->snap_out[i].id == m->to)
             o = &g->snap_out[i];
-    for (size_t i = 0; i < RAFT_MAX_SERVERS && !o; i++)   /* a free slot, else the oldest */
+    /* else a free slot, or one of a server no longer in the configuration */
+    for (size_t i = 0; i < RAFT_MAX_SERVERS && !o; i++)
         if (g->snap_out[i].id == 0 || raft_conf_role(raft_conf(g->r), g->snap_out[i].id) == 0)
             o = &g->snap_out[i];
     if (!o)
@@ -1939,12 +1940,12 @@ int mraft_propose_any(mraft_node_t *n, uint32_t group, const void *cmd, size_t l
     return propose_wait(n, P_ANY, group, cmd, len, res, timeout_ms, NULL, index);
 }
 
-/* The role of id in group's configuration as of the loop's last iteration: the applied one
- * (what this node has applied), and whether the one in force differs. n->mu held. */
-static uint32_t applied_role_locked(mraft_node_t *n, uint32_t group, uint64_t id)
+/* The role of id in group's configuration as of the loop's last iteration: the one this
+ * node has applied (applied true) or the one in force (its latest in the log). n->mu held. */
+static uint32_t pub_role_locked(mraft_node_t *n, uint32_t group, uint64_t id, bool applied)
 {
     mgroup_t *g = find_group(n, group);
-    return g ? raft_conf_role(&g->pub.applied_conf, id) : 0;
+    return g ? raft_conf_role(applied ? &g->pub.applied_conf : &g->pub.conf, id) : 0;
 }
 
 int mraft_change_member(mraft_node_t *n, uint32_t group, uint32_t op, uint64_t id,
@@ -1997,19 +1998,20 @@ int mraft_change_member(mraft_node_t *n, uint32_t group, uint32_t op, uint64_t i
     if (rc == 0 && (op == RAFT_CONF_ADD_VOTER || op == RAFT_CONF_PROMOTE)) {
         n->pub_waiters++;
         for (;;) {
-            uint32_t role = applied_role_locked(n, group, id);
-            if (role == RAFT_VOTER)
+            if (pub_role_locked(n, group, id, true) == RAFT_VOTER)
                 break;
             if (n->closing || n->failed) {
                 rc = n->closing ? -QERR_CLOSED : -QERR_FAILED;
                 break;
             }
-            if (role != RAFT_STAGING) {
+            /* (a STAGING entry committed but not yet applied here is in force already) */
+            uint32_t role = pub_role_locked(n, group, id, false);
+            if (role != RAFT_STAGING && role != RAFT_VOTER) {
                 rc = -QERR_DROPPED;   /* removed or demoted meanwhile by another change */
                 break;
             }
             if (pthread_cond_timedwait(&n->pub_cv, &n->mu, &ts) == ETIMEDOUT &&
-                applied_role_locked(n, group, id) != RAFT_VOTER) {
+                pub_role_locked(n, group, id, true) != RAFT_VOTER) {
                 rc = -QERR_TIMEOUT;
                 break;
             }
