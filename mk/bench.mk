@@ -12,3 +12,4 @@ $(BUILD)/nullfs: tools/nullfs.c
 $(BUILD)/fsbench: tools/fsbench.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
+BENCH_CMDS += "tools/bench-logs --build $(BUILD)"
