@@ -56,7 +56,6 @@ typedef struct lgfh {
     uint64_t id;
     char *name;
     int append;                      /* opened with O_APPEND: every write goes at the end */
-    int nonblock;                    /* follow: O_NONBLOCK (EAGAIN instead of waiting) */
     /* follow files, under lf->ctx.mu */
     uint64_t pos;                    /* the next offset to stream */
     fuse_req_t waiting;              /* a parked read, or NULL */
@@ -250,7 +249,6 @@ static int open_ino(lgfront_t *lf, fuse_ino_t ino, int flags, lgfh_t **out)
     fh->shard = k;
     fh->id = id;
     fh->append = !!(flags & O_APPEND);
-    fh->nonblock = !!(flags & O_NONBLOCK);
     if (fh->follow) {
         pthread_mutex_lock(&lf->ctx.mu);
         follow_link_locked(lf, fh);
@@ -435,7 +433,9 @@ static void follow_interrupt(fuse_req_t req, void *data)
     pthread_mutex_unlock(&lf->ctx.mu);
 }
 
-static void follow_read(fuse_req_t req, lgfront_t *lf, lgfh_t *fh, size_t size)
+/* A read of a follow file; nonblock: the descriptor's O_NONBLOCK at this read (fcntl may
+ * have changed it since the open). */
+static void follow_read(fuse_req_t req, lgfront_t *lf, lgfh_t *fh, size_t size, int nonblock)
 {
     if (intr_register(req, follow_interrupt, NULL)) {
         fuse_reply_err(req, EINTR);        /* interrupted before it could be parked */
@@ -447,7 +447,7 @@ static void follow_read(fuse_req_t req, lgfront_t *lf, lgfh_t *fh, size_t size)
     pthread_mutex_lock(&lf->ctx.mu);
     long n = fh->waiting ? -EBUSY : fill(st, fh, size, &buf);   /* one read at a time */
     pthread_rwlock_unlock(&st->lock);
-    if (n == 0 && fh->nonblock)
+    if (n == 0 && nonblock)
         n = -EAGAIN;
     else if (n == 0 && fuse_req_interrupted(req))
         n = -EINTR;                        /* its callback ran before the read was parked */
@@ -467,7 +467,7 @@ static void lg_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     lgfront_t *lf = LF(req);
     lgfh_t *fh = (lgfh_t *)(uintptr_t)fi->fh;
     if (fh->follow) {
-        follow_read(req, lf, fh, size);
+        follow_read(req, lf, fh, size, !!(fi->flags & O_NONBLOCK));
         return;
     }
     if (off < 0) {

@@ -86,7 +86,6 @@ typedef struct qfh {
     char *qname;
     uint32_t shard;              /* qname's shard */
     int ended;                   /* T_GONE because the session ended, not the queue */
-    int nonblock;
     pthread_mutex_t mu;
     /* push (under mu) */
     uint8_t *buf;
@@ -587,7 +586,6 @@ static int do_open(qfront_t *qf, fuse_ino_t ino, int flags, qfh_t **out)
     qfh_t *fh = fh_new(qf, r.kind);
     if (!fh)
         return -ENOMEM;
-    fh->nonblock = !!(flags & O_NONBLOCK);
     fh->shard = r.shard;
     state_t *st = qstate(qf, r.shard);
     pthread_rwlock_rdlock(&st->lock);
@@ -827,7 +825,9 @@ static void take_interrupt(fuse_req_t req, void *data)
     pthread_mutex_unlock(&qf->ctx.mu);
 }
 
-static void take_read(fuse_req_t req, qfh_t *fh, size_t size)
+/* nonblock: the descriptor's O_NONBLOCK at this read (fi->flags; fcntl may have changed it
+ * since the open). */
+static void take_read(fuse_req_t req, qfh_t *fh, size_t size, int nonblock)
 {
     qfront_t *qf = fh->qf;
     pthread_mutex_lock(&qf->ctx.mu);
@@ -852,7 +852,7 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size)
             cmdbuf_t b;
             queues_cmd_take(&b, node_now_ms(), fh->qname, sid, fh->hid,
                             (uint8_t)((fh->claim ? QTAKE_CLAIM : 0) |
-                                      (fh->nonblock ? QTAKE_NOWAIT : 0)));
+                                      (nonblock ? QTAKE_NOWAIT : 0)));
             rc = propose(qf, fh->qname, &b, NULL);
             if (rc != -ENOLCK)
                 break;
@@ -876,7 +876,7 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size)
      * request yet shows in fuse_req_interrupted, checked under qf->ctx.mu before parking. */
     int intr = intr_register(req, take_interrupt, NULL);
     pthread_mutex_lock(&qf->ctx.mu);
-    if (fh->state == T_WAITING && fh->nonblock) {
+    if (fh->state == T_WAITING && nonblock) {
         fuse_reply_err(req, EAGAIN);      /* still registered after an interrupted wait */
     } else if (fh->state == T_WAITING && (intr || fuse_req_interrupted(req))) {
         fuse_reply_err(req, EINTR);       /* the waiter stays registered: see QUEUES.md */
@@ -948,11 +948,12 @@ static void qf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
     qfh_t *fh = (qfh_t *)(uintptr_t)fi->fh;
+    int nonblock = !!(fi->flags & O_NONBLOCK);
     if (fh->kind == QK_POP || fh->kind == QK_CLAIM)
-        take_read(req, fh, size);
+        take_read(req, fh, size, nonblock);
     else if (fh->kind == QK_PUSH)
         fuse_reply_err(req, EBADF);
-    else if (fh->text_empty && fh->nonblock)
+    else if (fh->text_empty && nonblock)
         fuse_reply_err(req, EAGAIN);
     else
         front_reply_text(req, &fh->mu, fh->text, fh->tlen, size, off);

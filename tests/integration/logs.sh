@@ -172,6 +172,28 @@ def follow_nb(path):
             os.close(fd)
     print(errname(f))
 
+def setfl(fd, on, off):
+    import fcntl
+    fcntl.fcntl(fd, fcntl.F_SETFL, (fcntl.fcntl(fd, fcntl.F_GETFL) | on) & ~off)
+
+def follow_setnb(path):
+    """a follow file opened blocking, then O_NONBLOCK set with fcntl: the read's flags count"""
+    def alarm(s, f):
+        raise TimeoutError
+    signal.signal(signal.SIGALRM, alarm)
+    def f():
+        fd = os.open(path, os.O_RDONLY)
+        setfl(fd, os.O_NONBLOCK, 0)
+        signal.alarm(10)
+        try:
+            return os.read(fd, 100)
+        except TimeoutError:
+            return "BLOCKED"
+        finally:
+            signal.alarm(0)
+            os.close(fd)
+    print(errname(f))
+
 cmd, args = sys.argv[1], sys.argv[2:]
 if cmd == "check":
     sys.exit(check(*args))
@@ -260,6 +282,7 @@ kill -INT "$fp"
 checke follow-sigint-ends-read 'wait_for 5 pid_gone $fp'
 wait "$fp" 2>/dev/null
 checke follow-nonblock-eagain '[ "$(lg follow-nb "$L/.follow/fol")" = EAGAIN ]'
+checke follow-fcntl-nonblock-eagain '[ "$(lg follow-setnb "$L/.follow/fol")" = EAGAIN ]'
 expect_errno follow-of-missing-log ENOENT read "$L/.follow/nope"
 check follow-dir-lists-nothing [ -z "$(ls -A "$L/.follow")" ]
 lg follow-poll "$L/.follow/fol" "$T/poll.out" "$T/poll.ready" &

@@ -192,6 +192,17 @@ kill_pids $cp
 echo after-int >"$Q/wait/push"
 check interrupted-pop-loses-nothing [ "$(qpop "$Q/wait")" = after-int ]
 expect_errno pop-nonblock-EAGAIN EAGAIN readnb "$Q/wait/pop"
+# O_NONBLOCK set with fcntl after a blocking open counts too (the read's flags)
+fcntl_nb_read() {
+    timeout -k 2 10 $PY -c 'import errno, fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+try:
+    os.read(fd, 100); print("DATA")
+except OSError as e:
+    print(errno.errorcode[e.errno])' "$1" 2>&1 || echo BLOCKED
+}
+check pop-fcntl-nonblock-EAGAIN [ "$(fcntl_nb_read "$Q/wait/pop")" = EAGAIN ]
 # thousands of blocked readers do not exhaust the daemon's threads
 for i in $(seq 1 200); do timeout 30 cat "$Q/wait/pop" >>"$T/many.out" & done
 sleep 1
