@@ -55,7 +55,6 @@ typedef struct lgfh {
     uint32_t shard;
     uint64_t id;
     char *name;
-    int append;                      /* opened with O_APPEND: every write goes at the end */
     /* follow files, under lf->ctx.mu */
     uint64_t pos;                    /* the next offset to stream */
     fuse_req_t waiting;              /* a parked read, or NULL */
@@ -248,7 +247,6 @@ static int open_ino(lgfront_t *lf, fuse_ino_t ino, int flags, lgfh_t **out)
     fh->follow = kind == K_FOLLOW;
     fh->shard = k;
     fh->id = id;
-    fh->append = !!(flags & O_APPEND);
     if (fh->follow) {
         pthread_mutex_lock(&lf->ctx.mu);
         follow_link_locked(lf, fh);
@@ -344,7 +342,9 @@ static void lg_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 }
 
 /* One write() is one record, committed before the reply. Through an O_APPEND descriptor it
- * goes at the end whatever the offset; otherwise apply accepts it only at the end (EPERM). */
+ * goes at the end whatever the offset; otherwise apply accepts it only at the end (EPERM).
+ * O_APPEND is the descriptor's flag at this write (fi->flags: fcntl F_SETFL changes it),
+ * not the one it was opened with. */
 static void lg_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
@@ -362,7 +362,7 @@ static void lg_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     if (rc == 0 && size > 0) {
         cmdbuf_t b;
         logs_cmd_append(&b, node_now_ms(), fh->name, fh->id,
-                        fh->append ? LOGS_AT_END : (uint64_t)off, buf, size);
+                        (fi->flags & O_APPEND) ? LOGS_AT_END : (uint64_t)off, buf, size);
         rc = node_propose(lf->ctx.node, fh->shard, &b, NULL);
         if (rc == -ENOENT)
             rc = -ESTALE;                  /* removed since the open */

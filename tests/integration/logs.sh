@@ -194,6 +194,17 @@ def follow_setnb(path):
             os.close(fd)
     print(errname(f))
 
+def append_cleared(path, off, text):
+    """opened O_APPEND, O_APPEND cleared with fcntl, then a pwrite at off"""
+    def f():
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            setfl(fd, 0, os.O_APPEND)
+            return os.pwrite(fd, text.encode(), int(off))
+        finally:
+            os.close(fd)
+    print(errname(f))
+
 cmd, args = sys.argv[1], sys.argv[2:]
 if cmd == "check":
     sys.exit(check(*args))
@@ -230,6 +241,7 @@ expect_errno excl-create-existing EEXIST excl "$L/app" lit:x
 checke write-off-the-end-eperm '[ "$(lg pwrite "$L/app" 2 x)" = EPERM ]'
 checke write-past-the-end-eperm '[ "$(lg pwrite "$L/app" 100 x)" = EPERM ]'
 checke write-at-the-end-ok '[ "$(lg pwrite "$L/app" 8 $'"'"'three\n'"'"')" = OK ]'
+checke fcntl-cleared-append-pwrite-eperm '[ "$(lg append-cleared "$L/app" 0 x)" = EPERM ]'
 expect_errno truncate-eperm EPERM truncate "$L/app" 0
 checke redirect-over-nonempty-eperm '! (echo x >"$L/app") 2>/dev/null'
 check redirect-left-log [ "$(cat "$L/app")" = $'one\ntwo\nthree' ]
