@@ -563,6 +563,9 @@ TEST(test_grow_and_shrink)
     STEP(lead >= 2, "a new leader among 2, 3, 4");
     mraft_group_status_t s1 = status_of(c, 1);
     STEP(s1.member == 0 && s1.role != RAFT_LEADER, "node 1 is in no configuration");
+    /* (the new leader applies the removal once it knows it committed: bounded wait) */
+    for (end = now_ms() + 5000; lead >= 2 && applied_role(c, lead, 1) && now_ms() < end;)
+        sleep_ms(5);
     STEP(lead >= 2 && applied_role(c, lead, 1) == 0,
          "1 is out of the leader's configuration");
     printf("# node 1 removed in term %llu; new leader %d in term %llu\n",
