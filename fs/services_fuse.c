@@ -106,7 +106,6 @@ struct swatch {
     uint64_t base, rend;
     char *buf;
     size_t len;
-    int nonblock;
     fuse_req_t waiting;
     size_t want;
     uint64_t woff;
@@ -666,7 +665,9 @@ static void watch_interrupted(fuse_req_t req, void *data)
     pthread_mutex_unlock(&sf->wmu);
 }
 
-static void watch_read(fuse_req_t req, swatch_t *w, size_t size, off_t off)
+/* nonblock: O_NONBLOCK of this read request (fi->flags: the file's flags now, so an
+ * fcntl(F_SETFL) after open counts). */
+static void watch_read(fuse_req_t req, swatch_t *w, size_t size, off_t off, int nonblock)
 {
     sfront_t *sf = w->sf;
     if (intr_register(req, watch_interrupted, NULL)) {
@@ -680,7 +681,7 @@ static void watch_read(fuse_req_t req, swatch_t *w, size_t size, off_t off)
     const char *p = NULL;
     int n = w->waiting ? -EBUSY : watch_fill(w, woff, size, &p);
     pthread_rwlock_unlock(&st->lock);
-    if (n == 0 && w->nonblock)
+    if (n == 0 && nonblock)
         n = -EAGAIN;
     else if (n == 0 && fuse_req_interrupted(req))
         n = -EINTR;
@@ -776,8 +777,7 @@ static void watch_close(swatch_t *w)
 }
 
 /* Opens a watch of service svc on shard k after revision `after` (UINT64_MAX: from now). */
-static int watch_open(sfront_t *sf, uint32_t k, uint64_t svc, uint64_t after, int nonblock,
-                      swatch_t **out)
+static int watch_open(sfront_t *sf, uint32_t k, uint64_t svc, uint64_t after, swatch_t **out)
 {
     swatch_t *w = calloc(1, sizeof(*w));
     if (!w || !(w->buf = malloc(BATCH_BYTES))) {
@@ -787,7 +787,6 @@ static int watch_open(sfront_t *sf, uint32_t k, uint64_t svc, uint64_t after, in
     w->sf = sf;
     w->shard = k;
     w->svc = svc;
-    w->nonblock = nonblock;
     state_t *st = sstate(sf, k);
     svc_view_t v;
     pthread_rwlock_rdlock(&st->lock);
@@ -920,8 +919,7 @@ static int do_open(sfront_t *sf, fuse_ino_t ino, int flags, sfh_t **out)
         if (kind == K_NEW)
             fh = fh_new(K_INST, x.shard, 0, x.svc, x.inst);
         else if ((fh = fh_new(K_EVENTS, x.shard, x.svc_id, NULL, NULL)) &&
-                 (rc = watch_open(sf, x.shard, x.svc_id, x.rev, !!(flags & O_NONBLOCK),
-                                  &fh->w)) < 0) {
+                 (rc = watch_open(sf, x.shard, x.svc_id, x.rev, &fh->w)) < 0) {
             fh_free(fh);
             fh = NULL;
         }
@@ -956,7 +954,7 @@ static int do_open(sfront_t *sf, fuse_ino_t ino, int flags, sfh_t **out)
             fh->tlen = strlen(fh->text);
     }
     if (rc == 0 && kind == K_EVENTS)
-        rc = watch_open(sf, k, fh->svc_id, UINT64_MAX, !!(flags & O_NONBLOCK), &fh->w);
+        rc = watch_open(sf, k, fh->svc_id, UINT64_MAX, &fh->w);
     if (rc < 0) {
         fh_free(fh);
         return rc;
@@ -1032,7 +1030,7 @@ static void sv_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
     sfh_t *fh = (sfh_t *)(uintptr_t)fi->fh;
     if (fh->w) {
-        watch_read(req, fh->w, size, off);
+        watch_read(req, fh->w, size, off, !!(fi->flags & O_NONBLOCK));
         return;
     }
     pthread_mutex_lock(&fh->mu);

@@ -135,6 +135,19 @@ check events-stream [ "$(cat "$T/ev.out")" = "$(printf '1 up a 10.3.0.1:1\n2 dow
 kill $evp 2>/dev/null; wait $evp 2>/dev/null
 check events-resume [ "$(timeout 5 head -1 "$S/ev/.events@1")" = "2 down a 10.3.0.1:1" ]
 expect_errno events-nonblock EAGAIN readnb "$S/ev/.events"
+# O_NONBLOCK set by fcntl after the open counts too (the read once looked at the flags
+# copied at open, and blocked)
+fnb=$(timeout 10 $PY - "$S/ev/.events" <<'EOF'
+import errno, fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+try:
+    print("read %d bytes" % len(os.read(fd, 4096)))
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+EOF
+)
+check events-nonblock-after-open [ "$fnb" = EAGAIN ] || note "fcntl O_NONBLOCK then read: '$fnb'"
 $PY - "$S/ev" <<'EOF'
 import sys
 for i in range(1030):
