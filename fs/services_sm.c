@@ -617,7 +617,13 @@ static int sv_restore(state_t *st, snapin_t *in)
     if (rc < 0)
         return rc;
     const char *why = services_sm_verify(st);
-    return why ? si_corrupt(in, why) : 0;
+    if (why)
+        return si_corrupt(in, why);
+    /* A "restored" wake-up (rev 0): the events a parked `.events` read or a poller waits
+     * for may be in the entries the snapshot replaced, and no apply would tell them; the
+     * front re-checks every watch of the shard (fs/state.c delivers it after the lock). */
+    effects_add(&st->outbox, EFF_CONFIG_REV, NS_SERVICES, 0, 0)->u.config.rev = 0;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- invariants */
