@@ -480,11 +480,27 @@ static void lg_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     state_t *st = lstate(lf, fh->shard);
-    pthread_rwlock_rdlock(&st->lock);
-    long n = logs_sm_read(st, fh->id, (uint64_t)off, buf, size);
-    pthread_rwlock_unlock(&st->lock);
-    if (n == -ENOENT)
-        n = 0;                             /* removed since the open: end of file */
+    long n = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        pthread_rwlock_rdlock(&st->lock);
+        n = logs_sm_read(st, fh->id, (uint64_t)off, buf, size);
+        pthread_rwlock_unlock(&st->lock);
+        if (n == -ENOENT)
+            n = 0;                         /* removed since the open: end of file */
+        if (pass == 1 || n < 0 || (size_t)n == size)
+            break;
+        /* The read reached this node's end of the log: what the majority acknowledged may
+         * lie past it (a lagging or cut-off node). A read barrier on the log's shard makes
+         * this node apply everything committed before the read began, then it reads again;
+         * a node that cannot reach the leader fails the read with EIO instead of giving
+         * stale data or EOF. Reads inside the local end need no barrier: a log's bytes
+         * never change once appended. (Embedded node: the barrier is a no-op.) */
+        int rc = node_read_barrier(lf->ctx.node, fh->shard);
+        if (rc < 0) {
+            n = -EIO;
+            break;
+        }
+    }
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else

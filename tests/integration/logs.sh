@@ -205,6 +205,24 @@ def append_cleared(path, off, text):
             os.close(fd)
     print(errname(f))
 
+def held_read(path, go, out):
+    """opens path, reads to its end, then for each of go.1 and go.2 (waited for, 120 s
+    each) reads again from there and appends the outcome to out: OK <bytes> or the errno"""
+    fd = os.open(path, os.O_RDONLY)
+    while os.read(fd, 65536):
+        pass
+    with open(out, "a") as o:
+        o.write("ready\n")
+    for k in (1, 2):
+        t = time.time()
+        while not os.path.exists("%s.%d" % (go, k)) and time.time() - t < 120:
+            time.sleep(0.1)
+        def f():
+            return os.read(fd, 65536).decode(errors="replace").replace("\n", "|")
+        with open(out, "a") as o:
+            o.write(errname(f) + "\n")
+    os.close(fd)
+
 cmd, args = sys.argv[1], sys.argv[2:]
 if cmd == "check":
     sys.exit(check(*args))
@@ -478,4 +496,43 @@ if [ -x "$SHARDOF" ]; then
     kill -INT "$gp" "$bp" 2>/dev/null; wait "$gp" "$bp" 2>/dev/null
 fi
 timeout 60 "$CL" down --dir "$C" >/dev/null 2>&1 || note "cluster down failed"
+
+# ---- a read through an open descriptor on a node cut off from the majority (tools/cluster
+# up 3 --netns, partition R | the others): at the local end it takes a read barrier, so it
+# fails with EIO instead of answering EOF while the majority acknowledged more; after heal
+# the same descriptor reads the record. Needs root (network namespaces).
+NC=$T/ncluster
+if [ -x "$SHARDOF" ] && ip netns add "qfs-lgprobe-$$" 2>/dev/null; then
+    ip netns del "qfs-lgprobe-$$"
+    trap 'timeout -k 5 60 "$CL" down --dir "$NC" >/dev/null 2>&1; qi_cleanup' EXIT
+    up_out=$(CLUSTER_WAIT_S=30 timeout 120 "$CL" up 3 --netns --dir "$NC" --base-port 29100 \
+        --bin "$QUORUMFS" 2>&1)
+    if [ $? -ne 0 ]; then not_ok netns-cluster-up "$up_out"; finish; fi
+    N=("" "$NC/n1/mnt" "$NC/n2/mnt" "$NC/n3/mnt")
+    echo first >>"${N[1]}/logs/pd"
+    PS=$("$SHARDOF" "$(wc -l <"${N[1]}/.cluster/shards")" logs/pd)
+    M=("${N[@]}")
+    wait_for 20 leader_not 0 "$PS" >/dev/null; PL=$(leader_not 0 "$PS")
+    R=1; [ "$PL" = 1 ] && R=2
+    W=$(( 6 - R - ${PL:-3} )); [ "$W" = "$R" ] && W=3
+    wait_for 20 grep -q first "${N[$R]}/logs/pd"
+    lg held-read "${N[$R]}/logs/pd" "$T/pd.go" "$T/pd.out" &
+    hp=$!
+    wait_for 20 grep -q ready "$T/pd.out" 2>/dev/null
+    others=$(for i in 1 2 3; do [ "$i" != "$R" ] && printf '%s,' "$i"; done)
+    "$CL" partition "$R" "${others%,}" --dir "$NC" >/dev/null 2>&1 || note "partition failed"
+    echo after-cut >>"${N[$W]}/logs/pd" && ok append-on-majority-side || not_ok append-on-majority-side
+    touch "$T/pd.go.1"
+    wait_for 60 eval '[ "$(wc -l <"$T/pd.out")" -ge 2 ]'
+    checke cut-off-read-at-end-eio '[ "$(sed -n 2p "$T/pd.out")" = EIO ]' || note "got: $(cat "$T/pd.out")"
+    "$CL" heal --dir "$NC" >/dev/null 2>&1 || note "heal failed"
+    wait_for 30 grep -q after-cut "${N[$R]}/logs/pd" 2>/dev/null
+    touch "$T/pd.go.2"
+    wait_for 60 eval '[ "$(wc -l <"$T/pd.out")" -ge 3 ]'
+    checke healed-read-sees-record '[ "$(sed -n 3p "$T/pd.out")" = "OK after-cut|" ]' || note "got: $(cat "$T/pd.out")"
+    wait "$hp" 2>/dev/null
+    timeout 60 "$CL" down --dir "$NC" >/dev/null 2>&1 || note "netns cluster down failed"
+else
+    note "no network namespaces here (needs root): the cut-off read case is skipped"
+fi
 finish
