@@ -55,12 +55,15 @@ typedef struct lgfh {
     uint32_t shard;
     uint64_t id;
     char *name;
+    /* log files: what fstat shows once the log is removed (FILE-API §1 "Open files"): the
+     * attributes at the open, the size the largest end this descriptor saw since (atomic) */
+    uint64_t seen_end, seen_mtime, seen_ctime;
     /* follow files, under lf->ctx.mu */
     uint64_t pos;                    /* the next offset to stream */
     fuse_req_t waiting;              /* a parked read, or NULL */
     size_t want;                     /* its size */
     struct fuse_pollhandle *ph;      /* a kept poll handle, or NULL */
-    struct lgfh *prev, *next;        /* lf->follows */
+    struct lgfh *prev, *next;        /* lf->follows, or lf->opens for a log file */
     /* a delivery's answer to the parked read, between the look and the reply */
     fuse_req_t ans_req;
     long ans_n;
@@ -71,6 +74,7 @@ typedef struct lgfh {
 typedef struct lgfront {
     front_ctx_t ctx;                 /* first: node, mu */
     lgfh_t *follows;                 /* open follow files */
+    lgfh_t *opens;                   /* open log files (for fstat after rm) */
 } lgfront_t;
 
 static lgfront_t *LF(fuse_req_t req) { return ns_front_ctx(req, NS_LOGS); }
@@ -136,10 +140,40 @@ static int do_getattr(lgfront_t *lf, fuse_ino_t ino, struct stat *s)
     return rc;
 }
 
+/* The attributes of a removed log that a descriptor of this node still holds open: those it
+ * saw, with st_nlink 0 (FILE-API §1 "Open files"). 0 or -ENOENT. */
+static int removed_getattr(lgfront_t *lf, fuse_ino_t ino, struct stat *s)
+{
+    uint32_t k = 0;
+    uint64_t id = 0;
+    if (ino_kind(ino, &k, &id) != K_LOG)
+        return -ENOENT;
+    int rc = -ENOENT;
+    pthread_mutex_lock(&lf->ctx.mu);
+    for (lgfh_t *fh = lf->opens; fh; fh = fh->next)
+        if (fh->shard == k && fh->id == id) {
+            front_stat(s, ino, S_IFREG | 0644, (off_t)__atomic_load_n(&fh->seen_end,
+                                                                        __ATOMIC_RELAXED),
+                       fh->seen_mtime);
+            s->st_ctim.tv_sec = (time_t)(fh->seen_ctime / 1000);
+            s->st_ctim.tv_nsec = (long)(fh->seen_ctime % 1000) * 1000000;
+            s->st_nlink = 0;
+            s->st_blocks = 0;
+            rc = 0;
+            break;
+        }
+    pthread_mutex_unlock(&lf->ctx.mu);
+    return rc;
+}
+
 static void lg_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    lgfront_t *lf = LF(req);
     struct stat s;
-    front_reply_attr(req, do_getattr(LF(req), ino, &s), &s);
+    int rc = do_getattr(lf, ino, &s);
+    if (rc == -ENOENT)
+        rc = removed_getattr(lf, ino, &s);
+    front_reply_attr(req, rc, &s);
 }
 
 static int do_lookup(lgfront_t *lf, fuse_ino_t parent, const char *name,
@@ -191,21 +225,29 @@ static void fh_free(lgfh_t *fh)
     }
 }
 
-static void follow_link_locked(lgfront_t *lf, lgfh_t *fh)
+/* fh's list: lf->follows for a follow file, lf->opens for a log file. */
+static lgfh_t **fh_list(lgfront_t *lf, const lgfh_t *fh)
 {
-    fh->prev = NULL;
-    fh->next = lf->follows;
-    if (lf->follows)
-        lf->follows->prev = fh;
-    lf->follows = fh;
+    return fh->follow ? &lf->follows : &lf->opens;
 }
 
-static void follow_unlink_locked(lgfront_t *lf, lgfh_t *fh)
+static void fh_link_locked(lgfront_t *lf, lgfh_t *fh)
 {
+    lgfh_t **head = fh_list(lf, fh);
+    fh->prev = NULL;
+    fh->next = *head;
+    if (*head)
+        (*head)->prev = fh;
+    *head = fh;
+}
+
+static void fh_unlink_locked(lgfront_t *lf, lgfh_t *fh)
+{
+    lgfh_t **head = fh_list(lf, fh);
     if (fh->prev)
         fh->prev->next = fh->next;
-    else if (lf->follows == fh)
-        lf->follows = fh->next;
+    else if (*head == fh)
+        *head = fh->next;
     if (fh->next)
         fh->next->prev = fh->prev;
     fh->prev = fh->next = NULL;
@@ -239,6 +281,9 @@ static int open_ino(lgfront_t *lf, fuse_ino_t ino, int flags, lgfh_t **out)
     if (rc == 0 && kind == K_LOG && wr && (flags & O_TRUNC) && v.end > 0)
         rc = -EPERM;                       /* a log is never truncated */
     fh->pos = v.end;
+    fh->seen_end = v.end;
+    fh->seen_mtime = v.mtime_ms;
+    fh->seen_ctime = v.ctime_ms;
     pthread_rwlock_unlock(&st->lock);
     if (rc < 0) {
         fh_free(fh);
@@ -247,11 +292,9 @@ static int open_ino(lgfront_t *lf, fuse_ino_t ino, int flags, lgfh_t **out)
     fh->follow = kind == K_FOLLOW;
     fh->shard = k;
     fh->id = id;
-    if (fh->follow) {
-        pthread_mutex_lock(&lf->ctx.mu);
-        follow_link_locked(lf, fh);
-        pthread_mutex_unlock(&lf->ctx.mu);
-    }
+    pthread_mutex_lock(&lf->ctx.mu);
+    fh_link_locked(lf, fh);
+    pthread_mutex_unlock(&lf->ctx.mu);
     *out = fh;
     return 0;
 }
@@ -259,19 +302,26 @@ static int open_ino(lgfront_t *lf, fuse_ino_t ino, int flags, lgfh_t **out)
 static void release_fh(lgfront_t *lf, lgfh_t *fh)
 {
     struct fuse_pollhandle *ph = NULL;
-    if (fh->follow) {
-        pthread_mutex_lock(&lf->ctx.mu);
-        if (fh->waiting) {                 /* its reader is gone: ours to answer */
-            fuse_reply_err(fh->waiting, EINTR);
-            fh->waiting = NULL;
-        }
-        ph = fh->ph;
-        fh->ph = NULL;
-        follow_unlink_locked(lf, fh);
-        pthread_mutex_unlock(&lf->ctx.mu);
+    pthread_mutex_lock(&lf->ctx.mu);
+    if (fh->waiting) {                     /* its reader is gone: ours to answer */
+        fuse_reply_err(fh->waiting, EINTR);
+        fh->waiting = NULL;
     }
+    ph = fh->ph;
+    fh->ph = NULL;
+    fh_unlink_locked(lf, fh);
+    pthread_mutex_unlock(&lf->ctx.mu);
     fuse_pollhandle_destroy(ph);
     fh_free(fh);
+}
+
+/* Raises fh->seen_end to end (reads and writes of one descriptor may run concurrently). */
+static void note_seen(lgfh_t *fh, uint64_t end)
+{
+    uint64_t seen = __atomic_load_n(&fh->seen_end, __ATOMIC_RELAXED);
+    while (seen < end && !__atomic_compare_exchange_n(&fh->seen_end, &seen, end, 1,
+                                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
 }
 
 /* Answers an open (e NULL) or a create (entry *e) with the open file fh, or with -rc. */
@@ -363,9 +413,15 @@ static void lg_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         cmdbuf_t b;
         logs_cmd_append(&b, node_now_ms(), fh->name, fh->id,
                         (fi->flags & O_APPEND) ? LOGS_AT_END : (uint64_t)off, buf, size);
-        rc = node_propose(lf->ctx.node, fh->shard, &b, NULL);
+        sm_result_t res = { 0 };
+        rc = node_propose(lf->ctx.node, fh->shard, &b, &res);
         if (rc == -ENOENT)
             rc = -ESTALE;                  /* removed since the open */
+        uint64_t at = 0;
+        if (rc == 0 && res.len >= 8) {     /* the record's offset: fstat after rm sees it */
+            memcpy(&at, res.data, 8);
+            note_seen(fh, at + size);
+        }
     }
     if (rc < 0)
         fuse_reply_err(req, -rc);
@@ -501,6 +557,8 @@ static void lg_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             break;
         }
     }
+    if (n > 0)
+        note_seen(fh, (uint64_t)off + (uint64_t)n);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else
@@ -951,8 +1009,10 @@ static void lg_stop(void *ctx)
         fh->waiting = NULL;
         fuse_pollhandle_destroy(fh->ph);
         fh->ph = NULL;
-        follow_unlink_locked(lf, fh);
+        fh_unlink_locked(lf, fh);
     }
+    while (lf->opens)
+        fh_unlink_locked(lf, lf->opens);
     pthread_mutex_unlock(&lf->ctx.mu);
     front_ctx_free(lf);
 }

@@ -223,6 +223,18 @@ def held_read(path, go, out):
             o.write(errname(f) + "\n")
     os.close(fd)
 
+def fstat_after_rm(path):
+    """an open descriptor of a log that is then removed: fstat and a pread at 0"""
+    def f():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.unlink(path)
+            st = os.fstat(fd)
+            return "nlink=%d size=%d pread=%d" % (st.st_nlink, st.st_size, len(os.pread(fd, 100, 0)))
+        finally:
+            os.close(fd)
+    print(errname(f))
+
 cmd, args = sys.argv[1], sys.argv[2:]
 if cmd == "check":
     sys.exit(check(*args))
@@ -273,6 +285,9 @@ expect_errno bad-retention EINVAL setx "$L/app" user.retention_bytes abc
 expect_errno first-offset-read-only EPERM setx "$L/app" user.first_offset 5
 rm "$L/app" && checke rm-removes '[ ! -e "$L/app" ] && [ "$(ls "$L")" = empty ]' || not_ok rm-removes
 check rm-removes-segment-files [ "$(find "$DATA/logs" -type f | wc -l)" = 0 ]
+echo hello >>"$L/fst"
+checke fstat-after-rm-nlink-0-then-eof '[ "$(lg fstat-after-rm "$L/fst")" = "OK nlink=0 size=6 pread=0" ]' ||
+    note "got: $(lg fstat-after-rm "$L/fst" 2>&1)"
 
 # ---- 8 appenders x 1,000 records, concurrently
 t0=$(now_ms)
