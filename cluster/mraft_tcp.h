@@ -29,7 +29,10 @@ transport_t *mraft_tcp_transport(mraft_tcp_t *x);
  * bad address), -QERR_TOOBIG (MRAFT_TCP_MAX_PEERS peers already), -QERR_NOMEM. */
 #define MRAFT_TCP_MAX_PEERS 4096
 int mraft_tcp_add_peer(mraft_tcp_t *x, uint64_t id, const char *addr);
-/* Removes peer id, from any thread, at any time: its connection is closed, the frames
+/* Both may be called on the node's loop thread too (e.g. from a state machine's apply, as a
+ * member record's will be), but never from inside the transport's own callbacks (a delivery
+ * runs under the module's lock, which is not recursive).
+ * Removes peer id, from any thread, at any time: its connection is closed, the frames
  * queued for it are freed (counted nowhere: the peer is gone), its statistics are no longer
  * tracked, and a later dial or HELLO from it is refused as an unknown node. Messages the
  * loop sends to it afterwards are refused by the transport (lost, as Raft allows).
