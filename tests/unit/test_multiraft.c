@@ -1084,6 +1084,30 @@ TEST(test_conf_change)
                       -QERR_NOTFOUND;
     ok &= lead && applied_role(c, lead, 0, 9) == 0;
     ok &= propose_acked(c, 0, "after-conf", ALL) == 0;
+    /* a voter that never catches up (node 9 does not exist) stays STAGING: ADD_VOTER times
+     * out, and a PROMOTE of the STAGING server waits for the promotion too (it is not
+     * refused with EXISTS); removed, it is NOTFOUND. The log must be longer than promote_lag
+     * (64) first: the core promotes a STAGING server whose match is within 64 entries of the
+     * leader's last index, and match 0 is within 64 of a young log. */
+    for (int i = 0; ok && i < 80; i++) {
+        char cmd[32];
+        snprintf(cmd, sizeof(cmd), "lag-%d", i);
+        ok &= propose_acked(c, 0, cmd, ALL) == 0;
+    }
+    lead = wait_leaders(c, ALL, 5000) ? agreed_leader(c, 0, ALL) : 0;
+    ok &= lead != 0;
+    int add = lead ? mraft_change_member(c->nd[lead].n, GID[0], RAFT_CONF_ADD_VOTER, 9, 300,
+                                         NULL) : 0;
+    int again = lead ? mraft_change_member(c->nd[lead].n, GID[0], RAFT_CONF_PROMOTE, 9, 300,
+                                           NULL) : 0;
+    st = st_of(c, lead, 0);
+    printf("# ADD_VOTER of a server that never answers: %s, then PROMOTE: %s (role %u)\n",
+           qerr_str(add), qerr_str(again), (unsigned)raft_conf_role(&st.conf, 9));
+    ok &= add == -QERR_TIMEOUT && again == -QERR_TIMEOUT &&
+          raft_conf_role(&st.conf, 9) == RAFT_STAGING;
+    ok &= lead && mraft_change_member(c->nd[lead].n, GID[0], RAFT_CONF_REMOVE, 9, 0, NULL) == 0;
+    ok &= lead && mraft_change_member(c->nd[lead].n, GID[0], RAFT_CONF_PROMOTE, 9, 0, NULL) ==
+                      -QERR_NOTFOUND;
     cluster_free(c);
     CHECK(ok);
 }
