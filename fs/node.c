@@ -187,6 +187,16 @@ static int cmd_class(const void *cmd, size_t len)
         }
         return CC_NORMAL;
     case NS_LOGS:
+        if (h.op == LGOP_SET) {
+            /* a retention setting (other than 0, "off") can only drop segments, never add
+             * bytes: lowering it on a full disk is how a log gives its space back */
+            const char *name;
+            cmd_get_path(&r, &name);
+            uint8_t which = cmd_get_u8(&r);
+            uint64_t v = cmd_get_u64(&r);
+            if (!r.err && v && (which == LGSET_RETENTION_BYTES || which == LGSET_RETENTION_S))
+                return CC_FREEING;
+        }
         return h.op == LGOP_UNLINK || h.op == LGOP_TRIM ? CC_FREEING : CC_NORMAL;
     default:
         if (h.ns <= NS_NONE || h.ns >= NS__COUNT || !tree_hooks(h.ns))
@@ -256,6 +266,13 @@ static void space_probe(node_t *n)
     uint64_t tmp = 0;
     int dfd = open(n->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     sp->data = dfd >= 0 ? dir_bytes(dfd, 1, &tmp) : 0;
+    /* logs/ segment files (<data>/logs/<shard>/<log>/, docs/LOGS.md) count like the WAL:
+     * every retained byte of them goes into the next snapshot */
+    int lfd = dfd >= 0 ? openat(dfd, "logs", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (lfd >= 0) {
+        sp->data += dir_bytes(lfd, 2, &tmp);
+        close(lfd);
+    }
     if (dfd >= 0)
         close(dfd);
     sp->disk = (uint64_t)sv.f_blocks * sv.f_frsize;

@@ -235,6 +235,33 @@ def fstat_after_rm(path):
             os.close(fd)
     print(errname(f))
 
+def fill(path, sizes):
+    """appends records of each size (comma list) in turn until ENOSPC; prints the count"""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    n, err = 0, "none"
+    for size in sizes.split(","):
+        try:
+            for _ in range(4000):
+                os.write(fd, os.urandom(int(size))); n += 1   # lz4 cannot shrink it
+        except OSError as e:
+            err = errno.errorcode.get(e.errno, str(e.errno))
+            if err != "ENOSPC":
+                break
+    os.close(fd)
+    print("%s %d" % (err, n))
+
+def data_files(d):
+    """bytes on disk of the regular files under d, but the space reserve"""
+    t = 0
+    for root, _, files in os.walk(d):
+        for f in files:
+            if f != "reserve":
+                try:
+                    t += os.lstat(os.path.join(root, f)).st_blocks * 512
+                except OSError:
+                    pass
+    print(t)
+
 cmd, args = sys.argv[1], sys.argv[2:]
 if cmd == "check":
     sys.exit(check(*args))
@@ -381,6 +408,37 @@ out=$(lg check "$L/many" a1,a2,a3,a4,a5,a6,a7,a8 1000)
 checke restart-records-whole '[[ $out == OK* ]]' || note "$out"
 echo after >>"$L/many" && ok append-after-restart || not_ok append-after-restart
 stop_node "$MNT" "$NPID" || note "unmount of n1 failed"
+
+# ---- a full data disk (an 8 MiB tmpfs): segment files count in the node's space
+# accounting, appends stop with ENOSPC, and lowering user.retention_bytes (a freeing
+# command) still works and gives the space back
+FD=$T/ldisk
+mkdir -p "$FD"
+if mount -t tmpfs -o size=8m tmpfs "$FD" 2>/dev/null; then
+    mkdir "$FD/data"
+    DATA_DIR=$FD/data
+    must_start n2
+    touch "$MNT/logs/full"
+    setfattr -n user.segment_bytes -v 65536 "$MNT/logs/full"
+    out=$(lg fill "$MNT/logs/full" 65536,4096,64,1)
+    checke full-disk-append-enospc '[ "${out%% *}" = ENOSPC ]' || note "fill: $out"
+    data_counted() {
+        local m f
+        m=$(awk '$1 == "quorumfs_data_bytes" {print $2}' "$MNT/.cluster/metrics")
+        f=$($LG data-files "$FD/data")
+        [ -n "$m" ] && [ $((m * 100)) -ge $((f * 95)) ]
+    }
+    checke segment-files-in-space-accounting 'wait_for 10 data_counted' ||
+        note "quorumfs_data_bytes $(awk '$1 == "quorumfs_data_bytes" {print $2}' "$MNT/.cluster/metrics"), files $($LG data-files "$FD/data"), logs/ $(du -sb "$FD/data/logs" | cut -f1)"
+    expect_errno full-disk-lower-retention-ok OK setx "$MNT/logs/full" user.retention_bytes 65536
+    append_back() { [ "$(lg bigwrite "$MNT/logs/full" 65536)" = "OK 65536" ]; }
+    checke full-disk-space-back-after-retention 'wait_for 30 append_back' ||
+        note "first_offset $(getfattr --absolute-names --only-values -n user.first_offset "$MNT/logs/full"); $(df -k "$FD" | tail -n1)"
+    stop_node "$MNT" "$NPID" || note "unmount of n2 failed"
+    umount "$FD" 2>/dev/null || umount -l "$FD"
+else
+    note "cannot mount a tmpfs (needs root): the full-disk case is skipped"
+fi
 
 # ---- three nodes: appenders on every mount, one log
 base=${CLUSTER_BASE_PORT:-$(free_ports 3)}
