@@ -66,6 +66,8 @@ typedef struct sname {
     uint32_t shard;
     uint64_t svc_id, rev;               /* K_EVREV */
     char *svc, *inst;                   /* K_NEW */
+    int unlinked;                       /* K_NEW: rm'ed before its save was published */
+    int opens;                          /* K_NEW: open files still to publish it */
     uint64_t nlookup;
     UT_hash_handle hh;
 } sname_t;
@@ -122,6 +124,8 @@ typedef struct sfh {
     uint32_t shard;
     uint64_t svc_id;
     char *svc, *inst;
+    uint64_t iid;                       /* instance: the one opened (0: a creation) */
+    uint64_t serial;                    /* a creation: its K_NEW name entry */
     pthread_mutex_t mu;
     char *text;                         /* what reads return (instance, .pick, .all) */
     size_t tlen;
@@ -207,6 +211,38 @@ static int name_get(sfront_t *sf, fuse_ino_t ino, sname_t *out)
     }
     pthread_mutex_unlock(&sf->ctx.mu);
     return rc;
+}
+
+/* The inode of this mount's pending creation of inst in service svc_id of shard k (one more
+ * lookup of it), or 0. */
+static fuse_ino_t pending_lookup(sfront_t *sf, uint32_t k, uint64_t svc_id, const char *inst)
+{
+    fuse_ino_t ino = 0;
+    sname_t *x, *tmp;
+    pthread_mutex_lock(&sf->ctx.mu);
+    HASH_ITER(hh, sf->names, x, tmp) {
+        if (x->kind == K_NEW && !x->unlinked && x->opens > 0 && x->shard == k &&
+            x->svc_id == svc_id &&
+            strcmp(x->inst, inst) == 0) {
+            x->nlookup++;
+            ino = mkino(k, x->serial, K_NEW);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sf->ctx.mu);
+    return ino;
+}
+
+/* An open file of pending creation serial starts (delta 1) or stops (-1) owing its save:
+ * lookups and rm find the creation only while one does. */
+static void pending_ref(sfront_t *sf, uint64_t serial, int delta)
+{
+    sname_t *x;
+    pthread_mutex_lock(&sf->ctx.mu);
+    HASH_FIND(hh, sf->names, &serial, sizeof(serial), x);
+    if (x)
+        x->opens += delta;
+    pthread_mutex_unlock(&sf->ctx.mu);
 }
 
 static void sname_free(sname_t *x)
@@ -427,7 +463,7 @@ static int do_lookup(sfront_t *sf, fuse_ino_t parent, const char *name,
         return -ENOTDIR;
     uint32_t k = ino_shard(parent);
     state_t *st = sstate(sf, k);
-    svc_view_t v;
+    svc_view_t v = { 0 };
     inst_view_t iv;
     int kind = strcmp(name, ".pick") == 0 ? K_PICK : strcmp(name, ".all") == 0 ? K_ALL
                : strcmp(name, ".events") == 0 ? K_EVENTS
@@ -441,6 +477,15 @@ static int do_lookup(sfront_t *sf, fuse_ino_t parent, const char *name,
     if (rc == 0 && kind == K_INST)
         rc = services_sm_inst(st, v.id, name, len, &iv);
     pthread_rwlock_unlock(&st->lock);
+    if (rc == -ENOENT && kind == K_INST && v.id) {
+        /* a name this mount created and has not saved yet: its K_NEW inode (so a stat, or
+         * the rm of it, finds it) */
+        fuse_ino_t ino = pending_lookup(sf, k, v.id, name);
+        if (ino) {
+            e->ino = ino;
+            return attr_of(sf, e->ino, &e->attr);
+        }
+    }
     if (rc < 0)
         return rc;
     if (kind == K_EVREV) {
@@ -450,6 +495,14 @@ static int do_lookup(sfront_t *sf, fuse_ino_t parent, const char *name,
         e->ino = mkino(k, kind == K_INST ? iv.id : v.id, kind);
     }
     return attr_of(sf, e->ino, &e->attr);
+}
+
+/* A do_lookup whose entry is not handed to the kernel (an error reply follows): the name
+ * table's count of it goes back. */
+static void lookup_drop(sfront_t *sf, fuse_ino_t ino)
+{
+    if (ino_kind(ino) == K_NEW || ino_kind(ino) == K_EVREV)
+        sv_forget(sf, ino, 1);
 }
 
 static void sv_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -487,6 +540,8 @@ static void sv_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (ino_kind(parent) == K_DIR) {
         struct fuse_entry_param e;
         rc = do_lookup(sf, parent, name, &e);
+        if (rc == 0)
+            lookup_drop(sf, e.ino);
         rc = rc < 0 ? rc : -ENOTDIR;
     } else if (ino_kind(parent) != K_ROOT) {
         rc = -ENOTDIR;
@@ -916,9 +971,12 @@ static int do_open(sfront_t *sf, fuse_ino_t ino, int flags, sfh_t **out)
         sname_t x;
         if ((rc = name_get(sf, ino, &x)) < 0)
             return rc;
-        if (kind == K_NEW)
-            fh = fh_new(K_INST, x.shard, 0, x.svc, x.inst);
-        else if ((fh = fh_new(K_EVENTS, x.shard, x.svc_id, NULL, NULL)) &&
+        if (kind == K_NEW) {
+            if ((fh = fh_new(K_INST, x.shard, 0, x.svc, x.inst))) {
+                fh->serial = x.serial;
+                pending_ref(sf, fh->serial, 1);
+            }
+        } else if ((fh = fh_new(K_EVENTS, x.shard, x.svc_id, NULL, NULL)) &&
                  (rc = watch_open(sf, x.shard, x.svc_id, x.rev, &fh->w)) < 0) {
             fh_free(fh);
             fh = NULL;
@@ -939,6 +997,8 @@ static int do_open(sfront_t *sf, fuse_ino_t ino, int flags, sfh_t **out)
     rc = resolve_locked(st, ino, &r);
     if (rc == 0 && !(fh = fh_new(kind, k, r.s.id, r.s.name, kind == K_INST ? r.i.name : NULL)))
         rc = -ENOMEM;
+    if (rc == 0 && kind == K_INST)
+        fh->iid = r.i.id;
     if (rc == 0 && kind == K_INST && acc != O_WRONLY) {
         if (asprintf(&fh->text, "%s\n", r.i.addr) < 0)
             fh->text = NULL, rc = -ENOMEM;
@@ -975,8 +1035,11 @@ static void reply_opened(fuse_req_t req, int rc, sfh_t *fh, struct fuse_file_inf
     fi->keep_cache = 0;
     if (fh->kind == K_EVENTS)
         fi->nonseekable = 0;
-    if ((e ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi)) != 0)
+    if ((e ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi)) != 0) {
+        if (fh->serial)
+            pending_ref(SF(req), fh->serial, -1);
         fh_free(fh);
+    }
 }
 
 static void sv_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1005,10 +1068,12 @@ static void sv_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         rc = -EINVAL;
     if (rc == 0) {
         rc = do_lookup(sf, parent, name, &e);
-        if (rc == 0 && (fi->flags & O_EXCL))
+        if (rc == 0 && (fi->flags & O_EXCL)) {
+            lookup_drop(sf, e.ino);
             rc = -EEXIST;
-        else if (rc == 0)
-            rc = do_open(sf, e.ino, fi->flags, &fh);
+        }
+        else if (rc == 0 && (rc = do_open(sf, e.ino, fi->flags, &fh)) < 0)
+            lookup_drop(sf, e.ino);
         else if (rc == -ENOENT) {
             memset(&e, 0, sizeof(e));
             e.generation = 1;
@@ -1017,6 +1082,10 @@ static void sv_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
                 rc = attr_of(sf, e.ino, &e.attr);
             if (rc == 0 && !(fh = fh_new(K_INST, k, id, svc, name)))
                 rc = -ENOMEM;
+            if (rc == 0) {
+                fh->serial = ino_id(e.ino);
+                pending_ref(sf, fh->serial, 1);
+            }
         }
     }
     if (rc == 0 && fh)
@@ -1097,6 +1166,47 @@ static void sv_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         fuse_reply_write(req, size);
 }
 
+/* Whether the pending creation of name entry serial was rm'ed (sv_unlink). */
+static int pending_unlinked(sfront_t *sf, uint64_t serial)
+{
+    sname_t *x;
+    pthread_mutex_lock(&sf->ctx.mu);
+    HASH_FIND(hh, sf->names, &serial, sizeof(serial), x);
+    int gone = x && x->unlinked;
+    pthread_mutex_unlock(&sf->ctx.mu);
+    return gone;
+}
+
+/* Marks this mount's pending creations of svc/inst as rm'ed; 1 if there was one. */
+static int pending_unlink(sfront_t *sf, const char *svc, const char *inst)
+{
+    int found = 0;
+    sname_t *x, *tmp;
+    pthread_mutex_lock(&sf->ctx.mu);
+    HASH_ITER(hh, sf->names, x, tmp) {
+        if (x->kind == K_NEW && !x->unlinked && x->opens > 0 && strcmp(x->svc, svc) == 0 &&
+            strcmp(x->inst, inst) == 0) {
+            x->unlinked = 1;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&sf->ctx.mu);
+    return found;
+}
+
+/* Proposes fh's save as sid's registration: REG_IF of the instance the save was opened on,
+ * REG for a creation. */
+static int propose_reg(sfront_t *sf, sfh_t *fh, uint32_t k, uint64_t sid, size_t alen)
+{
+    cmdbuf_t b;
+    if (fh->iid)
+        services_cmd_reg_if(&b, node_now_ms(), fh->svc, fh->inst, sid, fh->iid, fh->wbuf,
+                            alen);
+    else
+        services_cmd_reg(&b, node_now_ms(), fh->svc, fh->inst, sid, fh->wbuf, alen);
+    return node_propose(sf->ctx.node, k, &b, NULL);
+}
+
 /* Publishes fh's save if it has one: REG with the first line as the address (under
  * fh->mu). 0 or -errno (EINVAL: no address on the first line). */
 static int publish_locked(sfront_t *sf, sfh_t *fh)
@@ -1110,23 +1220,44 @@ static int publish_locked(sfront_t *sf, sfh_t *fh)
         alen--;
     if (alen == 0 || alen > SVC_ADDR_MAX)
         return -EINVAL;
+    if (fh->serial && pending_unlinked(sf, fh->serial)) {
+        fh->dirty = 0;                  /* rm'ed before its first save: goes nowhere */
+        return 0;
+    }
     uint32_t k = sshard(sf, fh->svc);
     uint64_t sid = ssid(sf, k);
     if (!sid)
         return -EIO;
-    cmdbuf_t b;
-    services_cmd_reg(&b, node_now_ms(), fh->svc, fh->inst, sid, fh->wbuf, alen);
-    int rc = node_propose(sf->ctx.node, k, &b, NULL);
+    int rc = propose_reg(sf, fh, k, sid, alen);
     if (rc == -ENOLCK) {
         /* our session ended while we were away and is not reopened yet: reopen, retry */
         uint64_t now_sid = session_local_refresh(node_session(sf->ctx.node), k, sid);
-        if (now_sid && now_sid != sid) {
-            services_cmd_reg(&b, node_now_ms(), fh->svc, fh->inst, now_sid, fh->wbuf, alen);
-            rc = node_propose(sf->ctx.node, k, &b, NULL);
+        if (now_sid && now_sid != sid)
+            rc = propose_reg(sf, fh, k, now_sid, alen);
+    }
+    if (rc == -ENOENT && fh->iid) {
+        /* The instance this save was opened on was removed (rm, TTL, end of its session)
+         * or replaced: the save goes nowhere, as the data written to an unlinked file on a
+         * local disk; it never brings the name back. */
+        fh->dirty = 0;
+        return 0;
+    }
+    if (rc == 0) {
+        fh->dirty = 0;
+        if (!fh->iid) {
+            /* a creation is now that instance: later saves through this open go to it only */
+            state_t *st = sstate(sf, k);
+            svc_view_t v;
+            inst_view_t iv;
+            pthread_rwlock_rdlock(&st->lock);
+            if (services_sm_get(st, fh->svc, strlen(fh->svc), &v) == 0 &&
+                services_sm_inst(st, v.id, fh->inst, strlen(fh->inst), &iv) == 0)
+                fh->iid = iv.id;
+            pthread_rwlock_unlock(&st->lock);
+            pending_ref(sf, fh->serial, -1);
+            fh->serial = 0;
         }
     }
-    if (rc == 0)
-        fh->dirty = 0;
     return rc;
 }
 
@@ -1155,6 +1286,8 @@ static void sv_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     pthread_mutex_lock(&fh->mu);
     if (fh->kind == K_INST)
         (void)publish_locked(SF(req), fh);   /* a save whose flush failed: a last try */
+    if (fh->serial)
+        pending_ref(SF(req), fh->serial, -1);   /* a creation never published: gone */
     pthread_mutex_unlock(&fh->mu);
     fh_free(fh);
     fuse_reply_err(req, 0);
@@ -1176,6 +1309,9 @@ static void sv_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
         cmdbuf_t b;
         services_cmd_unreg(&b, node_now_ms(), svc, name);
         rc = spropose(sf, svc, &b, NULL);
+        /* a name this mount created and has not saved yet: its save will go nowhere */
+        if (rc == -ENOENT && pending_unlink(sf, svc, name))
+            rc = 0;
     }
     free(svc);
     fuse_reply_err(req, -rc);

@@ -269,12 +269,14 @@ static int apply_set(svstate_t *sv, const cmd_hdr_t *h, cmdrd_t *r, effects_t *f
     return 0;
 }
 
+/* REG, and REG_IF (if_id: only instance iid, never a creation). */
 static int apply_reg(state_t *st, svstate_t *sv, const cmd_hdr_t *h, cmdrd_t *r,
-                     effects_t *fx)
+                     effects_t *fx, int if_id)
 {
     args_t a;
     int rc = get_svc(sv, r, 1, &a);
     uint64_t sid = cmd_get_u64(r);
+    uint64_t iid = if_id ? cmd_get_u64(r) : 0;
     const uint8_t *p;
     size_t alen = cmd_get_bytes(r, &p);
     if (r->err || rc == -EINVAL || names_check(a.inst, a.ilen, 0) < 0 ||
@@ -286,6 +288,8 @@ static int apply_reg(state_t *st, svstate_t *sv, const cmd_hdr_t *h, cmdrd_t *r,
         return -ENOLCK;
     svc_t *s = a.s;
     inst_t *i = inst_of(ntable_find(&s->insts, a.inst, a.ilen));
+    if (if_id && (!i || i->ent.id != iid))
+        return -ENOENT;
     if (!i) {
         if (s->insts.n >= SVC_INST_MAX)
             return -ENOSPC;
@@ -444,7 +448,8 @@ static int sv_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *re
     case SVOP_MKDIR:  return apply_mkdir(sv, h, r);
     case SVOP_RMDIR:  return apply_rmdir(sv, r, fx);
     case SVOP_SET:    return apply_set(sv, h, r, fx);
-    case SVOP_REG:    return apply_reg(st, sv, h, r, fx);
+    case SVOP_REG:    return apply_reg(st, sv, h, r, fx, 0);
+    case SVOP_REG_IF: return apply_reg(st, sv, h, r, fx, 1);
     case SVOP_TOUCH:  return apply_touch(sv, h, r);
     case SVOP_UNREG:  return apply_unreg(sv, h, r, fx);
     case SVOP_SETI:   return apply_seti(sv, r);
@@ -937,6 +942,15 @@ void services_cmd_reg(cmdbuf_t *b, uint64_t now, const char *svc, const char *in
 {
     begin(b, SVOP_REG, now, svc, inst);
     cmd_u64(b, sid);
+    cmd_bytes(b, addr, len);
+}
+
+void services_cmd_reg_if(cmdbuf_t *b, uint64_t now, const char *svc, const char *inst,
+                         uint64_t sid, uint64_t iid, const void *addr, size_t len)
+{
+    begin(b, SVOP_REG_IF, now, svc, inst);
+    cmd_u64(b, sid);
+    cmd_u64(b, iid);
     cmd_bytes(b, addr, len);
 }
 

@@ -41,6 +41,10 @@ enum services_op {
     SVOP_HEALTH,      /* str svc, str inst, u64 iid, u8 healthy: a checker's transition
                          (EAGAIN unless user.check=tcp; turning checks off heals all) */
     SVOP_EXPIRE,      /* str svc, str inst, u64 iid: its TTL ended (checked at apply) */
+    SVOP_REG_IF,      /* str svc, str inst, u64 sid, u64 iid, bytes address: REG of instance
+                         iid only, the one a save was opened on: ENOENT when it is gone or
+                         the name is another instance now (the save then goes nowhere, as
+                         the data written to an unlinked file) */
 };
 enum { SVSET_LB = 1, SVSET_TTL, SVSET_CHECK, SVSET_INTERVAL };
 enum { SVISET_WEIGHT = 1, SVISET_LOAD };
@@ -56,6 +60,8 @@ void services_cmd_set(cmdbuf_t *b, uint64_t now, const char *svc, uint8_t which,
                       uint64_t value);
 void services_cmd_reg(cmdbuf_t *b, uint64_t now, const char *svc, const char *inst,
                       uint64_t sid, const void *addr, size_t len);
+void services_cmd_reg_if(cmdbuf_t *b, uint64_t now, const char *svc, const char *inst,
+                         uint64_t sid, uint64_t iid, const void *addr, size_t len);
 void services_cmd_touch(cmdbuf_t *b, uint64_t now, const char *svc, const char *inst);
 void services_cmd_unreg(cmdbuf_t *b, uint64_t now, const char *svc, const char *inst);
 void services_cmd_seti(cmdbuf_t *b, uint64_t now, const char *svc, const char *inst,

@@ -42,6 +42,25 @@ expect_errno rm-instance OK unlink "$S/web/node-b"
 check rm-hides [ "$(ls "$S/web")" = node-a ]
 expect_errno rm-missing ENOENT unlink "$S/web/node-b"
 expect_errno rmdir-nonempty ENOTEMPTY rmdir "$S/web"
+# rm while a save is open: the close publishes nothing (the save once re-registered the
+# removed instance); the same for a name created and not saved yet
+rmo=$($PY - "$S/web" <<'EOF'
+import os, sys
+d = sys.argv[1]
+with open(d + "/rmo", "w") as f:
+    f.write("10.0.0.5:8080\n")
+fd = os.open(d + "/rmo", os.O_WRONLY | os.O_TRUNC)
+os.write(fd, b"10.0.0.6:8080\n")
+os.unlink(d + "/rmo")
+os.close(fd)
+fd = os.open(d + "/rmn", os.O_WRONLY | os.O_CREAT)
+os.write(fd, b"10.0.0.7:8080\n")
+os.unlink(d + "/rmn")
+os.close(fd)
+print(" ".join(sorted(n for n in os.listdir(d) if n.startswith("rm"))) or "none")
+EOF
+)
+check rm-during-open-save-stays-removed [ "$rmo" = none ] || note "after rm and close: $rmo; $(cat "$S/web/.all")"
 
 # ---- bad input
 expect_errno mkdir-in-service EPERM mkdir "$S/web/sub"

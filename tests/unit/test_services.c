@@ -355,6 +355,43 @@ TEST(events_health_and_session_end)
     done(sh);
 }
 
+/* REG_IF, the publish of a save opened on an existing instance: it re-registers that
+ * instance only. Removed meanwhile (or removed and registered anew under another id): ENOENT,
+ * nothing created, no event; a rm during an open save once brought the instance back. */
+TEST(reg_if_only_the_opened_instance)
+{
+    shard_t *sh = fresh();
+    uint64_t s = open_session(sh, 1000);
+    CHECK_EQ(mkdir_svc(sh, "web", 1000), 0);
+    CHECK_EQ(reg(sh, "web", "a", s, "10.0.0.1:80", 1000), 0);
+    svc_view_t v;
+    inst_view_t iv;
+    CHECK_EQ(services_sm_get(sh->st, "web", 3, &v), 0);
+    CHECK_EQ(services_sm_inst(sh->st, v.id, "a", 1, &iv), 0);
+    uint64_t iid = iv.id;
+    cmdbuf_t b;
+    services_cmd_reg_if(&b, 1100, "web", "a", s, iid, "10.0.0.2:80", 11);
+    CHECK_EQ(run(sh, &b, NULL), 0);
+    CHECK_EQ(services_sm_inst(sh->st, v.id, "a", 1, &iv), 0);
+    CHECK(iv.id == iid && strcmp(iv.addr, "10.0.0.2:80") == 0);
+    CHECK_EQ(unreg(sh, "web", "a", 1200), 0);
+    CHECK_EQ(services_sm_get(sh->st, "web", 3, &v), 0);
+    uint64_t rev = v.rev;
+    services_cmd_reg_if(&b, 1300, "web", "a", s, iid, "10.0.0.3:80", 11);
+    CHECK_EQ(run(sh, &b, NULL), -ENOENT);
+    CHECK_EQ(services_sm_inst(sh->st, v.id, "a", 1, &iv), -ENOENT);
+    CHECK_EQ(services_sm_get(sh->st, "web", 3, &v), 0);
+    CHECK_EQ(v.rev, rev);
+    CHECK_EQ(reg(sh, "web", "a", s, "10.0.0.4:80", 1400), 0);   /* anew: another id */
+    services_cmd_reg_if(&b, 1500, "web", "a", s, iid, "10.0.0.5:80", 11);
+    CHECK_EQ(run(sh, &b, NULL), -ENOENT);
+    CHECK_EQ(services_sm_inst(sh->st, v.id, "a", 1, &iv), 0);
+    CHECK(iv.id != iid && strcmp(iv.addr, "10.0.0.4:80") == 0);
+    services_cmd_reg_if(&b, 1500, "web", "a", s, iv.id, "x:1\n", 4);
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    done(sh);
+}
+
 TEST(malformed_commands_change_nothing)
 {
     char d1[] = "/tmp/qfs-test-svc-XXXXXX", d2[] = "/tmp/qfs-test-svc-XXXXXX";
@@ -496,6 +533,7 @@ int main(void)
     RUN(round_robin_is_one_exact_rotation);
     RUN(local_pick_distributions);
     RUN(events_health_and_session_end);
+    RUN(reg_if_only_the_opened_instance);
     RUN(malformed_commands_change_nothing);
     RUN(snapshot_round_trip_same_bytes);
     return CHECK_DONE();
