@@ -234,7 +234,7 @@ CL="$QI_ROOT/tools/cluster"
 C=$T/cluster
 base=$(free_ports 3)
 [ -n "$base" ] || { not_ok free-ports-cluster "none"; finish; }
-up_out=$(CLUSTER_WAIT_S=20 timeout 60 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" --node-args "--shards 4" 2>&1)
+up_out=$(CLUSTER_WAIT_S=20 timeout 60 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" --node-args "--shards 4 --snapshot-bytes 65536" 2>&1)
 if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
 ok cluster-up
 M1=$C/n1/mnt M2=$C/n2/mnt M3=$C/n3/mnt
@@ -272,5 +272,53 @@ note "node 3 stopped: its instance left ls on node 1 after $(( $(now_ms) - t0 ))
 timeout 3 cat "$M2/services/api/.events@0" >"$T/cev" 2>&1
 check stopped-node-down-event grep -q "^[0-9]* down n3 10.4.0.3:1\$" "$T/cev" || note "$(cat "$T/cev")"
 kill -CONT "$n3pid"
+# a node that catches up by snapshot install wakes its parked .events reads: node F (a
+# follower of the service's shard) is stopped with a read parked on .events; meanwhile 400
+# small writes on the shard (more than the leader keeps in flight to F), the registration
+# the reader waits for, then 1 MiB more on the shard (compactions past it: F gets it inside
+# a snapshot, and no services/ entry after it). Once F resumes, its reader gets the event
+# (it stayed blocked before: nothing woke it after the restore)
+SHARDOF=$(dirname "$QUORUMFS")/shardof
+if [ -x "$SHARDOF" ]; then
+    M=("" "$M1" "$M2" "$M3")
+    leader() { timeout 5 awk -v s="$2" '$1 == s {print $2}' "$1/.cluster/shards" 2>/dev/null; }
+    NSH=$(wc -l <"$M1/.cluster/shards")
+    SS=$("$SHARDOF" "$NSH" services/snap)
+    CK=; for c in $(seq 0 400); do [ "$("$SHARDOF" "$NSH" "cache/sf$c")" = "$SS" ] && { CK=sf$c; break; }; done
+    wait_for 20 mkdir "$M1/services/snap"
+    setfattr -n user.ttl -v 0 "$M1/services/snap"
+    wait_for 20 sh -c "[ -n \"\$(awk -v s=$SS '\$1 == s && \$2 != 0 {print \$2}' '$M1/.cluster/shards')\" ]"
+    SL=$(leader "$M1" "$SS")
+    F=1; [ "$SL" = 1 ] && F=2
+    wait_for 10 test -d "${M[$F]}/services/snap"
+    timeout 90 cat "${M[$F]}/services/snap/.events" >"$T/snapev.out" 2>&1 &
+    sp=$!
+    sleep 1
+    installs() { awk -v s="quorumfs_raft_snapshot_installs_total{shard=\"$SS\"}" '$1 == s {print $2}' \
+        "${M[$F]}/.cluster/metrics" 2>/dev/null; }
+    inst0=$(installs)
+    FP=$(cat "$C/n$F/pid")
+    kill -STOP "$FP"
+    $PY - "${M[$SL]}" "$CK" <<'EOF'
+import sys
+m, ck = sys.argv[1], sys.argv[2]
+for i in range(400):
+    with open("%s/cache/%s" % (m, ck), "w") as f:
+        f.write("small %d\n" % i)
+with open(m + "/services/snap/marker", "w") as f:
+    f.write("10.9.9.9:99\n")
+for i in range(16):
+    with open("%s/cache/%s" % (m, ck), "w") as f:
+        f.write("%d" % i + "y" * 65536)
+EOF
+    sleep 1
+    kill -CONT "$FP"
+    checke events-woken-by-snapshot-install 'wait_for 30 grep -q "^[0-9]* up marker 10.9.9.9:99$" "$T/snapev.out"' ||
+        note "reader on node $F got: $(cat "$T/snapev.out")"
+    note "node $F (stopped) installed ${inst0:-?} -> $(installs) snapshot(s) of shard $SS"
+    kill "$sp" 2>/dev/null; wait "$sp" 2>/dev/null
+else
+    note "no $SHARDOF: the snapshot-install case is skipped"
+fi
 timeout 30 "$CL" down --dir "$C" >/dev/null 2>&1
 finish
