@@ -1557,12 +1557,21 @@ static const struct fuse_lowlevel_ops services_fuse = {
 /* ---------------------------------------------------------------- the checker */
 
 /* host:port ([v6]:port too) into a sockaddr. Numeric hosts first; names are resolved
- * (getaddrinfo, on the checker thread). 0 or -1. */
+ * (getaddrinfo, on the checker thread). The port is decimal, 1..65535: getaddrinfo itself
+ * takes "70000" as 4464 and "65536" as 0, and would check another port. 0 or -1. */
 static int resolve_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *sl)
 {
     char host[SVC_ADDR_MAX + 1];
     const char *colon = strrchr(addr, ':');
     if (!colon || colon == addr || !colon[1])
+        return -1;
+    unsigned long port = 0;
+    for (const char *c = colon + 1; *c; c++) {
+        if (*c < '0' || *c > '9' || port > 65535)
+            return -1;
+        port = port * 10 + (unsigned long)(*c - '0');
+    }
+    if (port == 0 || port > 65535)
         return -1;
     size_t hl = (size_t)(colon - addr);
     if (addr[0] == '[' && addr[hl - 1] == ']') {
@@ -1572,7 +1581,8 @@ static int resolve_addr(const char *addr, struct sockaddr_storage *ss, socklen_t
         memcpy(host, addr, hl);
         host[hl] = 0;
     }
-    struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV },
+                    *res = NULL;
     if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || !res)
         return -1;
     memcpy(ss, res->ai_addr, res->ai_addrlen);

@@ -196,6 +196,13 @@ wait_for 5 sh -c "[ \"\$(ls '$S/hc' | tr '\n' ' ')\" = 'b0 b1 b2 ' ]" && ok chec
     not_ok check-hides-dead-address "$(cat "$S/hc/.all")"
 check all-shows-failing sh -c "grep -q '^dead 127.0.0.1:1 failing since=' '$S/hc/.all'"
 rm "$S/hc/dead"
+# a port out of range fails its check (getaddrinfo took port hp+65536 as hp, where b0
+# listens, and the check passed)
+echo "127.0.0.1:$((hp + 65536))" >"$S/hc/wrap"
+echo "127.0.0.1:0" >"$S/hc/zero"
+wait_for 6 sh -c "grep -q '^wrap .* failing since=' '$S/hc/.all' && grep -q '^zero .* failing since=' '$S/hc/.all'" &&
+    ok check-port-out-of-range-fails || not_ok check-port-out-of-range-fails "$(cat "$S/hc/.all")"
+rm "$S/hc/wrap" "$S/hc/zero"
 kill ${BP[1]}; wait ${BP[1]} 2>/dev/null
 t0=$(now_ms)
 wait_for 3 sh -c "! ls '$S/hc' | grep -qx b1"     # interval (2 s) + 1 s
