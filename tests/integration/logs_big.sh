@@ -67,7 +67,11 @@ lb_cleanup() {
     qi_cleanup
 }
 trap lb_cleanup EXIT
-limit=$(cat "$CG/memory.limit_in_bytes" 2>/dev/null || cat "$CG/memory.max" 2>/dev/null)
+limit=$(cat "$CG/memory.limit_in_bytes" "$CG/memory.max" 2>/dev/null)
+if [ -z "$limit" ]; then      # v2 whose parent could not hand the controller down
+    echo "ok $QI_SCRIPT/memory-cap # SKIP the memory controller is not enabled for $CG"
+    finish
+fi
 if [ "$limit" != $((CAP_MIB << 20)) ]; then
     not_ok memory-cap "the cgroup's limit reads '$limit', not $((CAP_MIB << 20))"
     finish
