@@ -21,8 +21,8 @@
  *   fh->mu      an open file's write buffer; held while a text reply is written (release
  *               takes it before freeing) and while its save is proposed.
  *
- * The checker. One thread per node probes (nonblocking TCP connects with a timeout, several
- * at once); it never reads the state and never proposes. The sweep (on the node's sweeper
+ * The checker. One thread per node probes (nonblocking TCP connects, up to PROBES_AT_ONCE
+ * under way, each with its own timeout); it never reads the state and never proposes. The sweep (on the node's sweeper
  * thread, every 100 ms) lists, for the shards this node leads, the instances of services
  * with user.check=tcp into the probe table, and proposes a HEALTH command for each probe
  * result that differs from the instance's committed health: a stable fleet costs no log
@@ -94,8 +94,7 @@ typedef struct sfront {
     probe_t *probes;
     size_t nprobes, cap;
     pthread_t checker;
-    int checker_on, stopping;
-    pthread_cond_t cv;
+    int checker_on, stopping;           /* stopping: the checker sees it within 100 ms */
 } sfront_t;
 
 /* An open `.events`: its service, the last revision looked at, and the latest batch of
@@ -1591,106 +1590,143 @@ static int resolve_addr(const char *addr, struct sockaddr_storage *ss, socklen_t
     return 0;
 }
 
-/* Checks addrs[0..n) at once: results[i] 1 when a TCP connect succeeded within
- * PROBE_TIMEOUT_MS, else 0. */
-static void probe_all(char **addrs, int *results, int n)
+static uint64_t mono_ms(void)
 {
-    struct pollfd pf[PROBES_AT_ONCE];
-    for (int i = 0; i < n; i++) {
-        results[i] = 0;
-        pf[i].fd = -1;
-        pf[i].events = POLLOUT;
-        struct sockaddr_storage ss;
-        socklen_t sl;
-        if (resolve_addr(addrs[i], &ss, &sl) < 0)
-            continue;
-        int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            continue;
-        if (connect(fd, (struct sockaddr *)&ss, sl) == 0) {
-            results[i] = 1;
-            close(fd);
-        } else if (errno == EINPROGRESS) {
-            pf[i].fd = fd;
-        } else {
-            close(fd);
-        }
-    }
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        int pending = 0;
-        for (int i = 0; i < n; i++)
-            pending += pf[i].fd >= 0;
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long el = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
-        if (!pending || el >= PROBE_TIMEOUT_MS)
-            break;
-        if (poll(pf, (nfds_t)n, (int)(PROBE_TIMEOUT_MS - el)) < 0 && errno != EINTR)
-            break;
-        for (int i = 0; i < n; i++) {
-            if (pf[i].fd < 0 || !pf[i].revents)
-                continue;
-            int err = 0;
-            socklen_t el2 = sizeof(err);
-            if (getsockopt(pf[i].fd, SOL_SOCKET, SO_ERROR, &err, &el2) == 0 && err == 0)
-                results[i] = 1;
-            close(pf[i].fd);
-            pf[i].fd = -1;
-        }
-    }
-    for (int i = 0; i < n; i++)
-        if (pf[i].fd >= 0)
-            close(pf[i].fd);
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
+/* A connect of the checker under way. */
+typedef struct flight {
+    int fd;
+    uint32_t shard;
+    uint64_t iid;
+    char *addr;
+    uint64_t deadline;                  /* mono_ms */
+} flight_t;
+
+/* Records result ok of the check of (shard, iid) at addr in the probe table (ctx.mu held):
+ * the probe is still there with that address, else the result is dropped. */
+static void probe_result(sfront_t *sf, const flight_t *f, int ok)
+{
+    for (size_t i = 0; i < sf->nprobes; i++) {
+        probe_t *p = &sf->probes[i];
+        if (p->shard == f->shard && p->iid == f->iid && strcmp(p->addr, f->addr) == 0) {
+            p->result = ok;
+            p->fresh = 1;
+        }
+    }
+}
+
+/* The checker thread: a continuous loop of up to PROBES_AT_ONCE nonblocking connects, each
+ * with its own PROBE_TIMEOUT_MS deadline. A probe due is started as soon as a slot is free,
+ * so connects that hang (a dead host) delay no other check beyond their own timeout: with
+ * N hanging addresses the table goes round in about N / PROBES_AT_ONCE * the timeout, not
+ * in N / PROBES_AT_ONCE rounds of the slowest connect each. It never reads the state; it
+ * wakes at least every 100 ms (a stop, new probes). */
 static void *checker_main(void *arg)
 {
     sfront_t *sf = arg;
-    pthread_mutex_lock(&sf->ctx.mu);
-    while (!sf->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 100 * 1000000;
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&sf->cv, &sf->ctx.mu, &until);
-        if (sf->stopping)
-            break;
-        /* the probes due now, copied out (the table may change while they run) */
+    flight_t fl[PROBES_AT_ONCE];
+    int nfl = 0;
+    for (;;) {
+        /* start what is due, as far as slots are free (addresses copied: the table may
+         * change while they run) */
+        flight_t start[PROBES_AT_ONCE];
+        int nstart = 0;
+        pthread_mutex_lock(&sf->ctx.mu);
+        int stop = sf->stopping;
         uint64_t now = node_now_ms();
-        char *addrs[PROBES_AT_ONCE];
-        uint32_t shards[PROBES_AT_ONCE];
-        uint64_t iids[PROBES_AT_ONCE];
-        int results[PROBES_AT_ONCE], n = 0;
-        for (size_t i = 0; i < sf->nprobes && n < PROBES_AT_ONCE; i++) {
+        for (size_t i = 0; !stop && i < sf->nprobes && nfl + nstart < PROBES_AT_ONCE; i++) {
             probe_t *p = &sf->probes[i];
-            if (p->next_ms > now || !(addrs[n] = strdup(p->addr)))
+            if (p->next_ms > now || !(start[nstart].addr = strdup(p->addr)))
                 continue;
             p->next_ms = now + p->interval_ms;
-            shards[n] = p->shard;
-            iids[n++] = p->iid;
+            start[nstart].shard = p->shard;
+            start[nstart++].iid = p->iid;
         }
-        if (!n)
-            continue;
         pthread_mutex_unlock(&sf->ctx.mu);
-        probe_all(addrs, results, n);
-        pthread_mutex_lock(&sf->ctx.mu);
-        for (int j = 0; j < n; j++) {
-            for (size_t i = 0; i < sf->nprobes; i++) {
-                probe_t *p = &sf->probes[i];
-                if (p->shard == shards[j] && p->iid == iids[j] && strcmp(p->addr, addrs[j]) == 0) {
-                    p->result = results[j];
-                    p->fresh = 1;
-                }
+        if (stop)
+            break;
+        int done_ok[PROBES_AT_ONCE];
+        flight_t done[PROBES_AT_ONCE];
+        int ndone = 0;
+        for (int j = 0; j < nstart; j++) {
+            flight_t *f = &start[j];
+            struct sockaddr_storage ss;
+            socklen_t sl;
+            int fd = -1, ok = 0, pending = 0;
+            if (resolve_addr(f->addr, &ss, &sl) == 0 &&
+                (fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) >= 0) {
+                if (connect(fd, (struct sockaddr *)&ss, sl) == 0)
+                    ok = 1;
+                else if (errno == EINPROGRESS)
+                    pending = 1;
             }
-            free(addrs[j]);
+            if (pending) {
+                f->fd = fd;
+                f->deadline = mono_ms() + PROBE_TIMEOUT_MS;
+                fl[nfl++] = *f;
+            } else {
+                if (fd >= 0)
+                    close(fd);
+                done_ok[ndone] = ok;
+                done[ndone++] = *f;
+            }
+        }
+        /* wait for connects to complete, up to the nearest deadline (100 ms at most) */
+        struct pollfd pf[PROBES_AT_ONCE];
+        uint64_t t = mono_ms(), wait = 100;
+        for (int j = 0; j < nfl; j++) {
+            pf[j].fd = fl[j].fd;
+            pf[j].events = POLLOUT;
+            pf[j].revents = 0;
+            if (fl[j].deadline <= t)
+                wait = 0;
+            else if (fl[j].deadline - t < wait)
+                wait = fl[j].deadline - t;
+        }
+        if (ndone)
+            wait = 0;
+        if (nfl)
+            (void)poll(pf, (nfds_t)nfl, (int)wait);
+        else if (wait)
+            poll(NULL, 0, (int)wait);
+        t = mono_ms();
+        for (int j = 0; j < nfl;) {
+            int fin = 0, ok = 0;
+            if (pf[j].revents) {
+                int err = 0;
+                socklen_t el = sizeof(err);
+                ok = getsockopt(fl[j].fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0;
+                fin = 1;
+            } else if (fl[j].deadline <= t) {
+                fin = 1;                /* timed out: a failure */
+            }
+            if (!fin) {
+                j++;
+                continue;
+            }
+            close(fl[j].fd);
+            done_ok[ndone] = ok;
+            done[ndone++] = fl[j];
+            fl[j] = fl[--nfl];          /* keep pf in step */
+            pf[j] = pf[nfl];
+        }
+        if (ndone) {
+            pthread_mutex_lock(&sf->ctx.mu);
+            for (int j = 0; j < ndone; j++)
+                probe_result(sf, &done[j], done_ok[j]);
+            pthread_mutex_unlock(&sf->ctx.mu);
+            for (int j = 0; j < ndone; j++)
+                free(done[j].addr);
         }
     }
-    pthread_mutex_unlock(&sf->ctx.mu);
+    for (int j = 0; j < nfl; j++) {
+        close(fl[j].fd);
+        free(fl[j].addr);
+    }
     return NULL;
 }
 
@@ -1868,7 +1904,6 @@ static void *sv_start(struct node *n)
     if (!sf)
         return NULL;
     pthread_mutex_init(&sf->wmu, NULL);
-    pthread_cond_init(&sf->cv, NULL);
     if (pthread_create(&sf->checker, NULL, checker_main, sf) == 0)
         sf->checker_on = 1;
     else
@@ -1883,7 +1918,6 @@ static void sv_stop(void *ctx)
     if (sf->checker_on) {
         pthread_mutex_lock(&sf->ctx.mu);
         sf->stopping = 1;
-        pthread_cond_signal(&sf->cv);
         pthread_mutex_unlock(&sf->ctx.mu);
         pthread_join(sf->checker, NULL);
     }
@@ -1907,7 +1941,6 @@ static void sv_stop(void *ctx)
     }
     pthread_mutex_unlock(&sf->wmu);
     pthread_mutex_destroy(&sf->wmu);
-    pthread_cond_destroy(&sf->cv);
     front_ctx_free(sf);
 }
 

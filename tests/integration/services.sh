@@ -176,7 +176,7 @@ EOF
 expect_errno events-estale ESTALE read "$S/ev/.events@1"
 
 # ---- health checks: a real listener killed and restarted
-hp=$(free_ports 3)
+hp=$(free_ports 5)
 [ -n "$hp" ] || { not_ok free-ports "none"; finish; }
 for i in 0 1 2; do mkdir -p "$T/www$i"; echo "backend-$i" >"$T/www$i/id"; done
 start_backend() {   # start_backend I: python3 -m http.server on port hp+I, serving www I
@@ -233,6 +233,48 @@ EOF
 bash "$T/lb.sh" "$S/hc" 30 >"$T/lb.out"
 checke lb-spreads-over-three '[ "$(grep -c "^backend-0$" "$T/lb.out")" = 10 ] && [ "$(grep -c "^backend-1$" "$T/lb.out")" = 10 ] && [ "$(grep -c "^backend-2$" "$T/lb.out")" = 10 ]' ||
     note "$(sort "$T/lb.out" | uniq -c | tr '\n' ';')"
+
+# ---- one check interval with many instances, some hanging: 1000 instances (every 100th a
+# connect that hangs: a listener that never accepts; the others refused at once) and a live
+# one at a listener counting its connections, interval 1 s: the live one is still checked
+# about once a second, at least 3 times in 5 s (the checker once went in rounds of 256
+# connects, each round waiting for its slowest: 4 rounds of 0.8 s, one check in 3.6 s)
+$PY - "$((hp + 3))" "$((hp + 4))" "$T/accepts" <<'EOF' &
+import socket, sys, threading, time
+hang = socket.socket(); hang.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+hang.bind(("127.0.0.1", int(sys.argv[1]))); hang.listen(0)
+cnt = socket.socket(); cnt.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+cnt.bind(("127.0.0.1", int(sys.argv[2]))); cnt.listen(64)
+cnt.settimeout(1)
+end = time.time() + 150
+with open(sys.argv[3], "a") as out:
+    while time.time() < end:
+        try:
+            c, _ = cnt.accept(); c.close(); out.write("a\n"); out.flush()
+        except socket.timeout:
+            pass
+EOF
+LISTP=$!
+expect_errno mkdir-many OK mkdir "$S/many"
+setfattr -n user.ttl -v 0 "$S/many"
+setfattr -n user.check -v tcp "$S/many"
+setfattr -n user.check_interval -v 1 "$S/many"
+$PY - "$S/many" "$((hp + 3))" <<'EOF'
+import sys
+d, hang = sys.argv[1], sys.argv[2]
+for i in range(1000):
+    with open("%s/i%d" % (d, i), "w") as f:
+        f.write("127.0.0.1:%s\n" % (hang if i % 100 == 50 else "1"))
+EOF
+echo "127.0.0.1:$((hp + 4))" >"$S/many/live"
+wait_for 30 sh -c "[ \"\$(ls '$S/many')\" = live ]" && ok many-instances-checked ||
+    not_ok many-instances-checked "$(ls "$S/many" | wc -l) visible"
+n0=$(wc -l <"$T/accepts")
+sleep 5
+n1=$(wc -l <"$T/accepts")
+note "1000 instances (10 hanging), interval 1 s: the live one was checked $((n1 - n0)) times in 5 s"
+checke many-instances-interval-kept '[ $((n1 - n0)) -ge 3 ]'
+kill $LISTP 2>/dev/null; wait $LISTP 2>/dev/null
 for i in 0 1 2; do kill ${BP[$i]} 2>/dev/null; wait ${BP[$i]} 2>/dev/null; done
 stop_node "$MNT" "$NPID" && ok unmount-n1 || not_ok unmount-n1
 
