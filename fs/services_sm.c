@@ -1,7 +1,8 @@
 /* fs/services_sm.c — the services/ state machine (see services_sm.h, docs/SERVICES.md).
  * Services live in a named-object table (fs/ntable.h, creation order); each has its own
  * table of instances, whose ids come from one counter of the namespace (so an instance id
- * names one instance on the shard), and a ring of its last SVC_EVENTS_KEPT events.
+ * names one instance on the shard), and a ring of its last SVC_EVENTS_KEPT events (grown
+ * as events come, see ev_reserve).
  *
  * An instance is "up" (visible) while it is healthy and its TTL end, if any, is still to
  * come. Events record the commands that change that: up when one is registered healthy,
@@ -49,7 +50,8 @@ typedef struct svc {
     ntable_t insts;
     uint64_t rev;                        /* newest event's revision */
     uint32_t nev;                        /* events kept: revs (rev - nev, rev] */
-    svev_t *ev;                          /* ring of SVC_EVENTS_KEPT, slot rev % KEPT */
+    svev_t *ev;                          /* ring of evcap slots, slot rev % evcap */
+    uint32_t evcap;                      /* 0 (no event yet), 8, 16, .. SVC_EVENTS_KEPT */
 } svc_t;
 
 typedef struct svstate {
@@ -119,7 +121,6 @@ static void inst_del(svc_t *s, inst_t *i)
 static svc_t *svc_add(svstate_t *sv, const char *name, size_t len, uint64_t id)
 {
     svc_t *s = xcalloc(1, sizeof(*s));
-    s->ev = xcalloc(SVC_EVENTS_KEPT, sizeof(svev_t));
     ntable_add(&sv->svcs, &s->ent, name, len, id);
     return s;
 }
@@ -128,7 +129,7 @@ static void svc_del(svstate_t *sv, svc_t *s)
 {
     while (s->insts.head)
         inst_del(s, inst_of(s->insts.head));
-    for (uint32_t k = 0; k < SVC_EVENTS_KEPT; k++) {
+    for (uint32_t k = 0; k < s->evcap; k++) {
         free(s->ev[k].inst);
         free(s->ev[k].addr);
     }
@@ -150,10 +151,39 @@ static uint64_t ttl_end(const svc_t *s, uint64_t at)
     return s->ttl_s ? at + (uint64_t)s->ttl_s * 1000 : 0;
 }
 
+/* The slot of revision rev in s's ring (evcap > 0). */
+static svev_t *ev_at(const svc_t *s, uint64_t rev)
+{
+    return &s->ev[rev % s->evcap];
+}
+
+/* Makes s's ring hold at least n events (n <= SVC_EVENTS_KEPT): it grows by doubling from 8
+ * slots, so a service costs memory for the events it had, not 1,024 slots from its mkdir
+ * (32 KiB each: 10,000 empty services took 320 MB). The kept events move to their slots of
+ * the larger ring. */
+static void ev_reserve(svc_t *s, uint32_t n)
+{
+    if (n <= s->evcap)
+        return;
+    uint32_t cap = s->evcap ? s->evcap : 8;
+    while (cap < n)
+        cap *= 2;
+    if (cap > SVC_EVENTS_KEPT)
+        cap = SVC_EVENTS_KEPT;
+    svev_t *ev = xcalloc(cap, sizeof(*ev));
+    for (uint64_t rev = s->rev - s->nev + 1; s->nev && rev <= s->rev; rev++)
+        ev[rev % cap] = *ev_at(s, rev);
+    free(s->ev);
+    s->ev = ev;
+    s->evcap = cap;
+}
+
 /* Records an event of s and tells watchers (an EFF_CONFIG_REV of NS_SERVICES). */
 static void event(svc_t *s, int up, const inst_t *i, effects_t *fx)
 {
-    svev_t *e = &s->ev[++s->rev % SVC_EVENTS_KEPT];
+    if (s->nev < SVC_EVENTS_KEPT)
+        ev_reserve(s, s->nev + 1);
+    svev_t *e = ev_at(s, ++s->rev);
     free(e->inst);
     free(e->addr);
     e->rev = s->rev;
@@ -523,7 +553,7 @@ static void snap_svc(void *arg, snapout_t *o, const nentry_t *e)
     so_u64(o, s->rev);
     so_u32(o, s->nev);
     for (uint64_t rev = s->rev - s->nev + 1; rev <= s->rev && s->nev; rev++) {
-        const svev_t *ev = &s->ev[rev % SVC_EVENTS_KEPT];
+        const svev_t *ev = ev_at(s, rev);
         so_u8(o, ev->up);
         so_str(o, ev->inst);
         so_str(o, ev->addr);
@@ -597,8 +627,9 @@ static int restore_svc(void *arg, snapin_t *in, const nkey_t *k)
         return in->err;
     if (nev > SVC_EVENTS_KEPT || nev > s->rev)
         return si_corrupt(in, "services: more events than revisions or than are kept");
+    ev_reserve(s, nev);
     for (uint32_t j = 0; j < nev; j++) {
-        svev_t *ev = &s->ev[(s->rev - nev + 1 + j) % SVC_EVENTS_KEPT];
+        svev_t *ev = ev_at(s, s->rev - nev + 1 + j);
         ev->rev = s->rev - nev + 1 + j;
         ev->up = si_u8(in);
         if (!(ev->inst = si_cstr(in, NAME_MAX_BYTES, "services: a bad event instance")) ||
@@ -667,11 +698,11 @@ const char *services_sm_verify(const state_t *st)
             return "services: a setting out of range";
         if (s->cursor > sv->next_iid)
             return "services: a round-robin cursor above the instance ids handed out";
-        if (s->nev > SVC_EVENTS_KEPT || s->nev > s->rev)
+        if (s->nev > SVC_EVENTS_KEPT || s->nev > s->rev || s->nev > s->evcap)
             return "services: more events kept than revisions";
         for (uint64_t rev = s->rev - s->nev + 1; s->nev && rev <= s->rev; rev++) {
-            const svev_t *ev = &s->ev[rev % SVC_EVENTS_KEPT];
-            if (ev->rev != rev || ev->up > 1 || !ev->inst || !ev->addr)
+            const svev_t *ev = s->evcap ? ev_at(s, rev) : NULL;
+            if (!ev || ev->rev != rev || ev->up > 1 || !ev->inst || !ev->addr)
                 return "services: an event ring out of revision order";
         }
         if (s->insts.n > SVC_INST_MAX)
@@ -893,7 +924,7 @@ int services_read_events(const state_t *st, uint64_t svc, uint64_t *cursor, char
         return -ESTALE;
     size_t used = 0;
     for (uint64_t rev = *cursor + 1; rev <= s->rev; rev++) {
-        const svev_t *ev = &s->ev[rev % SVC_EVENTS_KEPT];
+        const svev_t *ev = ev_at(s, rev);
         char ei[4 * NAME_MAX_BYTES + 1], ea[4 * SVC_ADDR_MAX + 1], line[SVC_EVENT_LINE_MAX];
         escape(ev->inst, ei);
         escape(ev->addr, ea);
