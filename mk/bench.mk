@@ -13,3 +13,4 @@ $(BUILD)/fsbench: tools/fsbench.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
 BENCH_CMDS += "tools/bench-logs --build $(BUILD)"
+BENCH_CMDS += "tools/bench-services --build $(BUILD)"
