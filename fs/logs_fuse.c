@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include "fs/dirlist.h"
 #include "fs/front.h"
 #include "fs/intr.h"
@@ -797,6 +798,8 @@ static void lg_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
         rc = -ENOTSUP;
     else if (!a->which)
         rc = -EPERM;
+    else if (flags & XATTR_CREATE)
+        rc = -EEXIST;                      /* every setting exists (listed, with a default) */
     else if (names_parse_uint(value, size, a->max, &v) < 0 || v < a->min)
         rc = -EINVAL;
     if (rc == 0)

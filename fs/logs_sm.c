@@ -784,7 +784,7 @@ static int apply_set(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r)
         lg->ret_s = v;
     else
         lg->seg_bytes = v;
-    lg->mtime_ms = h->now_ms;
+    /* mtime stays the last append's time (a setting is not content; docs/LOGS.md) */
     apply_retention(ls, lg, h->now_ms);
     return 0;
 }
@@ -851,8 +851,12 @@ static void snap_seg_bytes(const lstate_t *ls, const logobj_t *lg, const lseg_t 
         so_bytes(o, buf, n);
     }
     if (!o->err && crc != s->crc) {
-        fprintf(stderr, "logs: a segment file of log %s does not match its checksum\n",
+        /* damaged on this node: its reads give EIO from now on, as after a file error (the
+         * flag is node-local; snapshot holds the read lock, readers only load it) */
+        fprintf(stderr, "logs: a segment file of log %s does not match its checksum; its "
+                "reads give EIO on this node until a restart or snapshot restores it\n",
                 lg->ent.name);
+        __atomic_store_n((int *)&lg->broken, 1, __ATOMIC_RELAXED);
         o->err = -QERR_IO;
     }
     free(buf);

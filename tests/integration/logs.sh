@@ -262,6 +262,12 @@ def data_files(d):
                     pass
     print(t)
 
+def xattr_create(path, name, value):
+    print(errname(lambda: os.setxattr(path, name, value.encode(), os.XATTR_CREATE)))
+
+def mtime_ns(path):
+    print(os.stat(path).st_mtime_ns)
+
 cmd, args = sys.argv[1], sys.argv[2:]
 if cmd == "check":
     sys.exit(check(*args))
@@ -310,6 +316,11 @@ checke record-of-128k-ok '[ "$(lg bigwrite "$L/app" 131072)" = "OK 131072" ]'
 expect_errno bad-segment-bytes EINVAL setx "$L/app" user.segment_bytes 100
 expect_errno bad-retention EINVAL setx "$L/app" user.retention_bytes abc
 expect_errno first-offset-read-only EPERM setx "$L/app" user.first_offset 5
+checke xattr-create-existing-eexist '[ "$(lg xattr-create "$L/app" user.retention_bytes 5)" = EEXIST ]'
+m0=$(lg mtime-ns "$L/app")
+sleep 0.2
+setfattr -n user.retention_seconds -v 0 "$L/app"
+check setfattr-keeps-mtime [ "$(lg mtime-ns "$L/app")" = "$m0" ]
 rm "$L/app" && checke rm-removes '[ ! -e "$L/app" ] && [ "$(ls "$L")" = empty ]' || not_ok rm-removes
 check rm-removes-segment-files [ "$(find "$DATA/logs" -type f | wc -l)" = 0 ]
 echo hello >>"$L/fst"
