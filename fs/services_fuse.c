@@ -1146,6 +1146,9 @@ static void sv_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         rc = -EINVAL;
     else if (end > SAVE_MAX)
         rc = -EFBIG;
+    else
+        rc = node_space_check(SF(req)->ctx.node, size);   /* ENOSPC at the write(), as
+                                                              bash's echo ignores close() */
     char *nb = NULL;
     if (rc == 0 && !(nb = realloc(fh->wbuf, end > fh->wlen ? end : fh->wlen ? fh->wlen : 1)))
         rc = -ENOMEM;

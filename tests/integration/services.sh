@@ -278,6 +278,32 @@ kill $LISTP 2>/dev/null; wait $LISTP 2>/dev/null
 for i in 0 1 2; do kill ${BP[$i]} 2>/dev/null; wait ${BP[$i]} 2>/dev/null; done
 stop_node "$MNT" "$NPID" && ok unmount-n1 || not_ok unmount-n1
 
+# ---- a full data disk (an 8 MiB tmpfs, filled by someone else): a registration fails with
+# ENOSPC at its write(), which bash's echo reports (it passed, and only the close failed,
+# which echo ignores: exit 0 and nothing registered)
+disk=$T/disk
+mkdir -p "$disk"
+if mount -t tmpfs -o size=8m tmpfs "$disk"; then
+    mkdir "$disk/data"
+    DATA_DIR=$disk/data must_start nfull
+    mkdir "$MNT/services/full" && setfattr -n user.ttl -v 0 "$MNT/services/full"
+    echo 10.0.0.1:80 >"$MNT/services/full/i1"
+    dd if=/dev/zero of="$disk/filler" bs=4k 2>/dev/null
+    sleep 0.3                              # the node looks at the disk every 100 ms
+    head -c 70000 /dev/zero >"$MNT/cache/big" 2>/dev/null   # a WAL page's leftovers
+    if echo 10.0.0.9:80 >"$MNT/services/full/i9" 2>/dev/null; then
+        not_ok register-ENOSPC-at-write "echo exited 0; $(ls "$MNT/services/full" | tr '\n' ' ')"
+    else
+        ok register-ENOSPC-at-write
+    fi
+    check full-disk-ls-works [ "$(ls "$MNT/services/full")" = i1 ]
+    rm -f "$disk/filler"
+    stop_node "$MNT" "$NPID" && ok unmount-nfull || not_ok unmount-nfull
+    umount "$disk" 2>/dev/null || umount -l "$disk"
+else
+    note "no tmpfs: the full-disk case is skipped"
+fi
+
 # ---- three nodes: one rotation for the cluster; a stopped node's instances removed
 CL="$QI_ROOT/tools/cluster"
 C=$T/cluster
