@@ -266,7 +266,13 @@ static int restore(state_t *st, snapin_t *in)
     if (in->err)
         return in->err;
     const char *why = config_sm_verify(st);
-    return why ? si_corrupt(in, why) : 0;
+    if (why)
+        return si_corrupt(in, why);
+    /* Parked .events reads and pollers may have something to read in the entries this
+     * snapshot replaced (a node that caught up by InstallSnapshot): wake them as an apply
+     * would (fs/state.c delivers a restore's effects after the lock). */
+    effects_add(&st->outbox, EFF_CONFIG_REV, NS_CONFIG, 0, 0)->u.config.rev = cf->rev;
+    return 0;
 }
 
 /* ---- read API ---- */

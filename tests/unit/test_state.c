@@ -564,6 +564,47 @@ TEST(effects_are_delivered_after_the_lock_is_released)
     state_free(st);
 }
 
+/* A restore wakes config/.events watchers (a node that caught up by snapshot install had its
+ * parked reads left blocked): one EFF_CONFIG_REV with the restored revision, delivered after
+ * the lock like apply's. */
+static int cfg_wakes, cfg_wakes_lock_free;
+static uint64_t cfg_wake_rev;
+static void cfg_hook(void *arg, effect_t *e)
+{
+    if (e->kind != EFF_CONFIG_REV || e->ns != NS_CONFIG)
+        return;                  /* other namespaces' restores wake their own waiters */
+    state_t *st = arg;
+    if (pthread_rwlock_trywrlock(&st->lock) == 0) {
+        cfg_wakes_lock_free++;
+        pthread_rwlock_unlock(&st->lock);
+    }
+    cfg_wake_rev = e->u.config.rev;
+    cfg_wakes++;
+}
+
+TEST(restore_wakes_config_watchers)
+{
+    idx = 0;
+    state_t *src = state_new(1 << 20), *dst = state_new(1 << 20);
+    CHECK_EQ(put(src, NS_CONFIG, "a", "1", C, 1), 0);
+    CHECK_EQ(put(src, NS_CONFIG, "b", "2", C, 2), 0);
+    dst->deliver = cfg_hook;
+    dst->deliver_arg = dst;
+    char dir[] = "/tmp/qfs-test-restore-wake-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    size_t len;
+    char *bytes = snap_bytes(src, dir, &len);
+    CHECK(bytes != NULL);
+    free(bytes);
+    CHECK_EQ(restore_dir(dst, dir), 0);
+    CHECK_EQ(cfg_wakes, 1);
+    CHECK_EQ(cfg_wakes_lock_free, 1);
+    CHECK(cfg_wake_rev == 2);
+    const char *const dirs[] = { dir, NULL };
+    state_t *const shards[] = { src, dst, NULL };
+    CHECK_EQ(cleanup(shards, dirs), 0);
+}
+
 /* Two shards in one process share nothing: values, revisions, LRU order, TTLs, time and
  * snapshots of one are unaffected by traffic on the other. */
 TEST(two_shards_are_independent)
@@ -757,6 +798,7 @@ int main(void)
     RUN(config_rename_is_deterministic_after_restore);
     RUN(time_never_goes_backwards_in_the_log);
     RUN(effects_are_delivered_after_the_lock_is_released);
+    RUN(restore_wakes_config_watchers);
     RUN(two_shards_are_independent);
     RUN(commands_are_all_or_nothing);
     RUN(checks_and_restore_refuse_broken_states);
