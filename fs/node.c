@@ -33,6 +33,7 @@
 #include "cluster/err.h"
 #include "fs/locks_sm.h"
 #include "fs/logs_sm.h"
+#include "fs/services_sm.h"
 #include "fs/metrics.h"
 #include "fs/node.h"
 #include "fs/ns.h"
@@ -183,6 +184,14 @@ static int cmd_class(const void *cmd, size_t len)
         case LOP_UNLOCK: case LOP_CANCEL: case LOP_UNLINK: case LOP_EXPIRE:
             return CC_FREEING;
         case LOP_TOUCH:
+            return CC_KEEP;
+        }
+        return CC_NORMAL;
+    case NS_SERVICES:
+        switch (h.op) {
+        case SVOP_RMDIR: case SVOP_UNREG: case SVOP_EXPIRE:
+            return CC_FREEING;
+        case SVOP_TOUCH: case SVOP_PICK: case SVOP_HEALTH:   /* HEALTH: a bounded event ring */
             return CC_KEEP;
         }
         return CC_NORMAL;

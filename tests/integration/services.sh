@@ -288,6 +288,7 @@ if mount -t tmpfs -o size=8m tmpfs "$disk"; then
     DATA_DIR=$disk/data must_start nfull
     mkdir "$MNT/services/full" && setfattr -n user.ttl -v 0 "$MNT/services/full"
     echo 10.0.0.1:80 >"$MNT/services/full/i1"
+    mkdir "$MNT/services/empty"
     dd if=/dev/zero of="$disk/filler" bs=4k 2>/dev/null
     sleep 0.3                              # the node looks at the disk every 100 ms
     head -c 70000 /dev/zero >"$MNT/cache/big" 2>/dev/null   # a WAL page's leftovers
@@ -297,6 +298,10 @@ if mount -t tmpfs -o size=8m tmpfs "$disk"; then
         ok register-ENOSPC-at-write
     fi
     check full-disk-ls-works [ "$(ls "$MNT/services/full")" = i1 ]
+    # deregistration and removal free space: they work on the full disk
+    expect_errno rm-on-full-disk OK unlink "$MNT/services/full/i1"
+    expect_errno rmdir-on-full-disk OK rmdir "$MNT/services/empty"
+    check full-disk-ls-empty-after-rm [ -z "$(ls "$MNT/services/full")" ]
     rm -f "$disk/filler"
     stop_node "$MNT" "$NPID" && ok unmount-nfull || not_ok unmount-nfull
     umount "$disk" 2>/dev/null || umount -l "$disk"

@@ -1470,6 +1470,7 @@ static const opdesc_t opdescs[] = {
     { NS_SERVICES, SVOP_TOUCH, "TOUCH", "ss" }, { NS_SERVICES, SVOP_UNREG, "UNREG", "ss" },
     { NS_SERVICES, SVOP_SETI, "SETI", "ss18" }, { NS_SERVICES, SVOP_PICK, "PICK", "s" },
     { NS_SERVICES, SVOP_HEALTH, "HEALTH", "ss81" }, { NS_SERVICES, SVOP_EXPIRE, "EXPIRE", "ss8" },
+    { NS_SERVICES, SVOP_REG_IF, "REG_IF", "ss88b" },
 };
 
 static void fs_describe(const uint8_t *cmd, size_t len, char *out, size_t outlen)
