@@ -86,7 +86,7 @@ typedef struct mraft_config {
                                     0 = 30000 */
     bool no_lease_reads;         /* false (default): a leader answers read barriers from its
                                     lease (raft_config_t.lease_reads, max_clock_drift_ticks
-                                    LEASE_DRIFT_TICKS), sound under the clock assumption of
+                                    lease_drift_ticks() in mraft.c), sound under the clock assumption of
                                     docs/CLUSTER.md "Lease reads"; true: every barrier takes a
                                     heartbeat round. The same on every node of a cluster. */
 } mraft_config_t;

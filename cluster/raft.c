@@ -895,9 +895,14 @@ static void handle_vote(raft_t *r, const raft_msg_t *m)
     /* A vote of this node's own term is sticky too: a late answer of a higher term can have
      * moved it to that term (no leader, no vote) while the leader it heard less than an
      * election timeout ago still holds a lease this node backs (simulator finding 7: seed
-     * 2297 with --groups 4). raft_step's check covers only requests of a higher term. */
-    if (r->vote != m->from && !(m->flags & RAFT_MSGF_TRANSFER) && r->cfg.check_quorum &&
-        r->heard && r->now - r->heard_at < r->cfg.election_tick)
+     * 2297 with --groups 4). raft_step's check covers only requests of a higher term. The
+     * start-up period holds here too, whatever this run's settings: a node that adopted a
+     * term with no vote (that late answer) and then restarted has forgotten the leader it
+     * heard, whose lease its previous run may back (found by review: a same-term VOTE
+     * delivered after such a restart was granted). */
+    if (r->vote != m->from && !(m->flags & RAFT_MSGF_TRANSFER) &&
+        ((r->cfg.check_quorum && r->heard && r->now - r->heard_at < r->cfg.election_tick) ||
+         r->since_start < r->cfg.election_tick))
         can_vote = false;
 #if RAFT_BUG == 3
     /* BUG 3: grants a vote to any up-to-date candidate, even after voting in this term. */
