@@ -102,7 +102,9 @@ typedef struct rreq {
     uint32_t group;
     int state;                   /* R_ISSUE: (re)issue at retry_at; R_SENT: raft read id
                                     pending until retry_at; R_WAIT: apply up to index */
-    uint64_t id, index, retry_at;
+    uint64_t id;                 /* R_SENT: the raft read id, shared by every read of the
+                                    group issued in the same iteration (issue_reads) */
+    uint64_t index, retry_at;
     uint64_t to;                 /* R_SENT: the leader the core named when it was issued
                                     (this node's id if it led) */
     int rc;
@@ -824,28 +826,47 @@ static void complete_fwds(mraft_node_t *n, mgroup_t *g)
 
 /* ---- reads ----------------------------------------------------------------------------- */
 
-/* (Re)issues g's reads that are due. A read sent to a leader that gets no answer (lost, or
- * the leader died) is asked again under a new id after two election timeouts; but once the
- * core names another leader than the one it went to (a new term's leader, or none while this
- * node campaigns), it is asked again at once: a follower keeps the dead leader as its leader
- * until its own election timer fires, and a read sent there meanwhile is never answered, so
- * waiting out the two election timeouts would stall the read (a lookup on a follower's mount)
- * well after a new leader serves (up to 4 s with the defaults, near the 5 s timeout). */
+/* (Re)issues g's reads that are due, ALL UNDER ONE NEW READ ID: one raft_read_index per
+ * group per iteration, however many reads are due, so N reads waiting on a follower cost
+ * one READ_INDEX round trip to the leader instead of N (and one pending read on a leader).
+ *
+ * Why sharing is linearizable: only reads already registered in g->reads take the new id,
+ * and the id is fresh (never one issued before any of them was registered). The leader
+ * answers with its commit index as of when it handled the request, which was sent after
+ * every read of the batch began, so that index is >= the commit index at each read's start
+ * (thesis §6.4). take_read_states completes every read carrying the id with it, or puts
+ * them all back to be issued again on an error.
+ *
+ * A read is due when it is new (R_ISSUE, retry_at 0), when it waits to be retried (R_ISSUE,
+ * no leader was known), or when it was sent and got no answer: a read sent to a leader
+ * that gets no answer (lost, or the leader died) is asked again under a new id after two
+ * election timeouts; but once the core names another leader than the one it went to (a new
+ * term's leader, or none while this node campaigns), it is asked again at once: a follower
+ * keeps the dead leader as its leader until its own election timer fires, and a read sent
+ * there meanwhile is never answered, so waiting out the two election timeouts would stall
+ * the read (a lookup on a follower's mount) well after a new leader serves (up to 4 s with
+ * the defaults, near the 5 s timeout). A read asked again takes the new id: a late answer
+ * to its old one is ignored. (Reads that shared an id share retry_at and the leader asked,
+ * so they fall due together and stay one batch.) */
 static void issue_reads(mraft_node_t *n, mgroup_t *g)
 {
     if (!g->reads)
         return;
     raft_status_t st;
     raft_status(g->r, &st);
+    uint64_t id = 0, to = 0;
+    int rc = 0;
     for (rreq_t *q = g->reads; q; q = q->next) {
         if (q->state == R_WAIT)
             continue;
         if (n->ticks < q->retry_at && !(q->state == R_SENT && st.leader != q->to))
             continue;
-        /* a forwarded read or its answer may be lost: ask again under a new id */
-        q->id = ++n->read_seq;
-        uint64_t to = 0;
-        if (raft_read_index(g->r, q->id, &to) == 0) {
+        if (id == 0) {            /* the first read due: ask once for the whole batch */
+            id = ++n->read_seq;
+            rc = raft_read_index(g->r, id, &to);
+        }
+        q->id = id;
+        if (rc == 0) {
             q->state = R_SENT;
             q->to = to;
             q->retry_at = n->ticks + 2ull * n->cfg.election_tick;
@@ -856,6 +877,8 @@ static void issue_reads(mraft_node_t *n, mgroup_t *g)
     }
 }
 
+/* Hands the Ready's read states to g's reads: every read sent under a state's id (a batch,
+ * issue_reads) waits to apply its index, or is issued again next tick on an error. */
 static void take_read_states(mraft_node_t *n, mgroup_t *g, const raft_read_state_t *rs,
                              size_t k)
 {
@@ -870,7 +893,6 @@ static void take_read_states(mraft_node_t *n, mgroup_t *g, const raft_read_state
                 q->state = R_WAIT;
                 q->index = rs[i].index;
             }
-            break;
         }
 }
 
@@ -1864,6 +1886,31 @@ int mraft_recv_fwd(mraft_node_t *n, uint64_t from, frame_fwd_t *f)
     return 0;
 }
 
+/* Queues proposal p (admitted: admit_locked passed, n->mu held) for the loop and waits
+ * until the loop has finished it or the deadline ts passes. Counts the caller among the
+ * waiters: the caller calls leave_locked before unlocking. Returns true if p is done: the
+ * caller reads its result fields and, after unlocking, destroys p->cv and frees p. Returns
+ * false on timeout: p is then abandoned (the loop, or close, frees it) and the caller must
+ * not touch it again; the outcome is unknown (-QERR_TIMEOUT). */
+static bool submit_wait_locked(mraft_node_t *n, prop_t *p, const struct timespec *ts)
+{
+    n->waiters++;
+    if (n->sub_props_tail)
+        n->sub_props_tail->next = p;
+    else
+        n->sub_props = p;
+    n->sub_props_tail = p;
+    kick_locked(n);
+    while (!p->done)
+        if (pthread_cond_timedwait(&p->cv, &n->mu, ts) == ETIMEDOUT && !p->done)
+            break;
+    if (p->done)
+        return true;
+    p->abandoned = true;   /* the loop frees it */
+    n->n_abandoned++;
+    return false;
+}
+
 /* mraft_propose and mraft_propose_any: queue, wait, collect. */
 static int propose_wait(mraft_node_t *n, uint8_t kind, uint32_t group, const void *cmd,
                         size_t len, sm_result_t *res, uint32_t timeout_ms, uint64_t *leader,
@@ -1895,29 +1942,15 @@ static int propose_wait(mraft_node_t *n, uint8_t kind, uint32_t group, const voi
         free(p);
         return rc;
     }
-    n->waiters++;
-    if (n->sub_props_tail)
-        n->sub_props_tail->next = p;
-    else
-        n->sub_props = p;
-    n->sub_props_tail = p;
-    kick_locked(n);
-    while (!p->done)
-        if (pthread_cond_timedwait(&p->cv, &n->mu, &ts) == ETIMEDOUT && !p->done)
-            break;
-    bool done = p->done;
+    bool done = submit_wait_locked(n, p, &ts);
+    rc = done ? p->rc : -QERR_TIMEOUT;
     if (done) {
-        rc = p->rc;
         if (rc == 0 && res)
             *res = p->res;
         if (rc == 0 && index)
             *index = p->index;
         if (rc == -QERR_NOTLEADER && leader)
             *leader = p->leader;
-    } else {
-        p->abandoned = true;   /* the loop frees it */
-        n->n_abandoned++;
-        rc = -QERR_TIMEOUT;
     }
     leave_locked(n);
     pthread_mutex_unlock(&n->mu);
@@ -1972,26 +2005,10 @@ int mraft_change_member(mraft_node_t *n, uint32_t group, uint32_t op, uint64_t i
         free(p);
         return rc == -QERR_NOTFOUND ? -QERR_INVAL : rc;   /* NOTFOUND names the member */
     }
-    n->waiters++;
-    if (n->sub_props_tail)
-        n->sub_props_tail->next = p;
-    else
-        n->sub_props = p;
-    n->sub_props_tail = p;
-    kick_locked(n);
-    while (!p->done)
-        if (pthread_cond_timedwait(&p->cv, &n->mu, &ts) == ETIMEDOUT && !p->done)
-            break;
-    bool done = p->done;
-    if (done) {
-        rc = p->rc;
-        if (rc == -QERR_NOTLEADER && leader)
-            *leader = p->leader;
-    } else {
-        p->abandoned = true;   /* the loop frees it */
-        n->n_abandoned++;
-        rc = -QERR_TIMEOUT;
-    }
+    bool done = submit_wait_locked(n, p, &ts);
+    rc = done ? p->rc : -QERR_TIMEOUT;
+    if (done && rc == -QERR_NOTLEADER && leader)
+        *leader = p->leader;
     /* A new voter is STAGING once its entry applied: wait for the leader to promote it (it
      * does so once the server is within promote_lag entries of its log). The status is
      * published at the end of every iteration, after this node applied what it could. */

@@ -159,6 +159,14 @@ static bool tsm_prefix(tsm_t *a, tsm_t *b)
 
 typedef struct tcl tcl_t;
 
+/* A message held back by the network, to deliver at `due` (ms, now_ms). */
+typedef struct delayed {
+    struct delayed *next;
+    uint64_t due, to;
+    uint32_t group;
+    raft_msg_t m;                  /* owns its memory */
+} delayed_t;
+
 typedef struct ep {
     tcl_t *c;
     uint64_t id;
@@ -183,6 +191,12 @@ struct tcl {
     char acked[NG][512][48];       /* acknowledged commands per group */
     int n_acked[NG];
     bool drop_timeout_now;         /* TIMEOUT_NOW messages are lost (transfers fail) */
+    bool drop_read_index;          /* READ_INDEX messages are lost */
+    unsigned delay_resp_ms;        /* READ_INDEX_RESP messages are held this long
+                                      (delayed_main delivers them) */
+    struct delayed *delayed, *delayed_tail; /* held messages, oldest first */
+    uint64_t read_index_msgs[NN + 1][NG]; /* READ_INDEX sent (lost or not), by sender and
+                                             group */
 };
 
 /* Leader balancing cases: each group's preferred leader (0: none, mraft_add_group), and a
@@ -204,16 +218,50 @@ static void net_send(void *ctx, uint64_t to, uint32_t group, const raft_msg_t *m
     tcl_t *c = ep->c;
     pthread_mutex_lock(&c->net_mu);
     int gi = gidx(group);
+    if (gi >= 0 && m->type == RAFT_MSG_READ_INDEX)
+        c->read_index_msgs[ep->id][gi]++;
     bool lost = to < 1 || to > NN || !c->live[to] || c->cut[ep->id][to] || gi < 0 ||
                 (c->block_append[to][gi] &&
                  (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT)) ||
-                (c->drop_timeout_now && m->type == RAFT_MSG_TIMEOUT_NOW);
-    if (!lost) {
+                (c->drop_timeout_now && m->type == RAFT_MSG_TIMEOUT_NOW) ||
+                (c->drop_read_index && m->type == RAFT_MSG_READ_INDEX);
+    if (!lost && c->delay_resp_ms && m->type == RAFT_MSG_READ_INDEX_RESP) {
+        delayed_t *d = calloc(1, sizeof(*d));
+        if (d && raft_msg_clone(&d->m, m) == 0) {
+            d->due = now_ms() + c->delay_resp_ms;
+            d->to = to;
+            d->group = group;
+            if (c->delayed_tail)
+                c->delayed_tail->next = d;
+            else
+                c->delayed = d;
+            c->delayed_tail = d;
+        } else {
+            free(d);
+        }
+    } else if (!lost) {
         raft_msg_t copy;
         if (raft_msg_clone(&copy, m) == 0)
             mraft_recv(c->live[to], group, &copy);   /* moves copy; frees it if refused */
     }
     pthread_mutex_unlock(&c->net_mu);
+}
+
+/* Delivers (or, all true, drops) the held messages that are due. c->net_mu held. */
+static void deliver_delayed_locked(tcl_t *c, bool all)
+{
+    uint64_t now = now_ms();
+    while (c->delayed && (all || c->delayed->due <= now)) {
+        delayed_t *d = c->delayed;
+        c->delayed = d->next;
+        if (!c->delayed)
+            c->delayed_tail = NULL;
+        if (!all && c->live[d->to])
+            mraft_recv(c->live[d->to], d->group, &d->m);
+        else
+            raft_msg_free(&d->m);
+        free(d);
+    }
 }
 
 static void cut_node(tcl_t *c, int i, bool cut)
@@ -383,6 +431,7 @@ static void cluster_free(tcl_t *c)
         node_kill(c, i);
         mraft_tcp_free(c->tcp[i]);
     }
+    deliver_delayed_locked(c, true);   /* (every node is gone: nothing else runs) */
     nftw(c->base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     pthread_mutex_destroy(&c->net_mu);
     free(c);
@@ -791,6 +840,206 @@ TEST(test_read_barrier_on_follower)
     cluster_free(c);
 }
 
+/* Concurrent read barriers on a follower share READ_INDEX round trips (mraft.c issue_reads:
+ * one request per group per loop iteration for every read due), and stay linearizable: a
+ * writer proposes on the leader without pause, and every read must return a read index,
+ * and find the follower's state machine applied, at least up to the last write that was
+ * acknowledged before the read began. Then the same while the follower's READ_INDEX
+ * messages are lost for a while: the batches are asked again and every read completes;
+ * and while the leader's answers are slow, so that a read wrongly joining a request sent
+ * before it began would see a write acknowledged before it began missing. */
+#define BR_READERS 16
+#define BR_READS 25
+
+typedef struct brshared {
+    tcl_t *c;
+    int f, l, g;
+    int stop;                      /* atomic: the writer stops */
+    uint64_t acked;                /* atomic: index of the last acknowledged write */
+    int wfails;                    /* writer's failed proposals (any rc but 0) */
+} brshared_t;
+
+typedef struct breader {
+    brshared_t *sh;
+    int n;                         /* reads to do */
+    unsigned jitter_ms;            /* > 0: sleep 0..jitter_ms-1 ms before each read */
+    unsigned seed;
+    int ok, failed, stale;         /* stale: index or applied below an earlier ack */
+    int first_rc;
+} breader_t;
+
+static void *bwriter_main(void *arg)
+{
+    brshared_t *sh = arg;
+    char cmd[48];
+    for (int k = 0; !__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE); k++) {
+        sm_result_t res;
+        snprintf(cmd, sizeof(cmd), "br-w-%d", k);
+        int rc = mraft_propose(sh->c->nd[sh->l].n, GID[sh->g], cmd, strlen(cmd), &res, 2000,
+                               NULL);
+        if (rc || res.len != 8) {
+            sh->wfails++;
+            sleep_ms(5);
+            continue;
+        }
+        uint64_t at;
+        memcpy(&at, res.data, 8);
+        __atomic_store_n(&sh->acked, at, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+static void *breader_main(void *arg)
+{
+    breader_t *r = arg;
+    brshared_t *sh = r->sh;
+    tsm_t *s = &sh->c->nd[sh->f].sm[sh->g];
+    for (int k = 0; k < r->n; k++) {
+        if (r->jitter_ms)
+            sleep_ms((unsigned)rand_r(&r->seed) % r->jitter_ms);
+        uint64_t before = __atomic_load_n(&sh->acked, __ATOMIC_ACQUIRE), idx = 0;
+        int rc = mraft_read_barrier(sh->c->nd[sh->f].n, GID[sh->g], 5000, &idx);
+        if (rc) {
+            if (!r->failed++)
+                r->first_rc = rc;
+            continue;
+        }
+        pthread_mutex_lock(&s->mu);
+        uint64_t applied = s->applied;
+        pthread_mutex_unlock(&s->mu);
+        if (idx < before || applied < before)
+            r->stale++;
+        else
+            r->ok++;
+    }
+    return NULL;
+}
+
+/* Runs n_readers readers of `reads` reads each on sh->f (each sleeping up to jitter_ms
+ * before every read); returns the reads that succeeded and were not stale, prints the
+ * others. */
+static int run_readers(brshared_t *sh, int n_readers, int reads, unsigned jitter_ms)
+{
+    pthread_t th[BR_READERS];
+    breader_t rd[BR_READERS];
+    for (int t = 0; t < n_readers; t++) {
+        rd[t] = (breader_t){ .sh = sh, .n = reads, .jitter_ms = jitter_ms,
+                             .seed = (unsigned)t + 1 };
+        pthread_create(&th[t], NULL, breader_main, &rd[t]);
+    }
+    int ok = 0;
+    for (int t = 0; t < n_readers; t++) {
+        pthread_join(th[t], NULL);
+        ok += rd[t].ok;
+        if (rd[t].failed || rd[t].stale)
+            printf("# reader %d: %d failed (first: %s), %d stale\n", t, rd[t].failed,
+                   qerr_str(rd[t].first_rc), rd[t].stale);
+    }
+    return ok;
+}
+
+typedef struct deliverer {
+    tcl_t *c;
+    int stop;                      /* atomic */
+} deliverer_t;
+
+/* Delivers held messages as they fall due, every millisecond, until stopped. */
+static void *delayed_main(void *arg)
+{
+    deliverer_t *d = arg;
+    while (!__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE)) {
+        pthread_mutex_lock(&d->c->net_mu);
+        deliver_delayed_locked(d->c, false);
+        pthread_mutex_unlock(&d->c->net_mu);
+        sleep_ms(1);
+    }
+    return NULL;
+}
+
+/* Delivers READ_INDEX messages again after 300 ms. */
+static void *heal_read_index_main(void *arg)
+{
+    tcl_t *c = arg;
+    sleep_ms(300);
+    pthread_mutex_lock(&c->net_mu);
+    c->drop_read_index = false;
+    pthread_mutex_unlock(&c->net_mu);
+    return NULL;
+}
+
+static uint64_t read_index_sent(tcl_t *c, int i, int g)
+{
+    pthread_mutex_lock(&c->net_mu);
+    uint64_t v = c->read_index_msgs[i][g];
+    pthread_mutex_unlock(&c->net_mu);
+    return v;
+}
+
+static void reads_batched(tcl_t *c)
+{
+    CHECK(wait_leaders(c, ALL, 3000));
+    brshared_t sh = { .c = c, .g = 0 };
+    sh.l = agreed_leader(c, sh.g, ALL);
+    sh.f = sh.l % NN + 1;
+    pthread_t wt;
+    pthread_create(&wt, NULL, bwriter_main, &sh);
+    /* phase 1: concurrent reads, every message delivered */
+    uint64_t m0 = read_index_sent(c, sh.f, sh.g);
+    int ok1 = run_readers(&sh, BR_READERS, BR_READS, 0);
+    uint64_t m1 = read_index_sent(c, sh.f, sh.g);
+    /* phase 2: the follower's READ_INDEX messages are lost for 300 ms (more than the two
+     * election timeouts after which a read is asked again) while 8 readers start, then
+     * delivered again: the batches are re-asked and every read completes */
+    pthread_mutex_lock(&c->net_mu);
+    c->drop_read_index = true;
+    pthread_mutex_unlock(&c->net_mu);
+    pthread_t ht;
+    pthread_create(&ht, NULL, heal_read_index_main, c);
+    int ok2 = run_readers(&sh, BR_READERS / 2, 2, 0);
+    pthread_join(ht, NULL);
+    /* phase 3: the leader's answers take 30 ms to arrive while writes keep being
+     * acknowledged, and the readers start at random moments: a read that joined a request
+     * sent before it began (wrong) would get an index below a write acknowledged before it
+     * began */
+    deliverer_t dv = { .c = c };
+    pthread_t dt;
+    pthread_create(&dt, NULL, delayed_main, &dv);
+    pthread_mutex_lock(&c->net_mu);
+    c->delay_resp_ms = 30;
+    pthread_mutex_unlock(&c->net_mu);
+    int ok3 = run_readers(&sh, BR_READERS, 10, 30);
+    pthread_mutex_lock(&c->net_mu);
+    c->delay_resp_ms = 0;
+    pthread_mutex_unlock(&c->net_mu);
+    sleep_ms(50);                        /* the last held answers fall due */
+    __atomic_store_n(&dv.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(dt, NULL);
+    __atomic_store_n(&sh.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(wt, NULL);
+    int reads = BR_READERS * BR_READS;
+    printf("# %d concurrent reads on follower %d: %llu READ_INDEX messages; %d writes "
+           "acknowledged meanwhile (writer failures %d)\n", reads, sh.f,
+           (unsigned long long)(m1 - m0), (int)__atomic_load_n(&sh.acked, __ATOMIC_RELAXED),
+           sh.wfails);
+    CHECK_EQ(ok1, reads);
+    CHECK_EQ(ok2, BR_READERS / 2 * 2);
+    CHECK_EQ(ok3, BR_READERS * 10);
+    /* one request per read before batching; fewer now (a whole batch per request) */
+    CHECK(m1 - m0 < (uint64_t)reads);
+    CHECK(m1 > m0);
+    CHECK(sh.acked > 0);
+    CHECK(wait_converged(c, ALL, 3000));
+    CHECK(check_state(c, ALL));
+}
+
+TEST(test_follower_reads_batched)
+{
+    tcl_t *c = cluster_new(NULL);
+    CHECK(c);
+    reads_batched(c);
+    cluster_free(c);
+}
+
 typedef struct oneprop {
     mraft_node_t *n;
     int g, rc;
@@ -1120,6 +1369,7 @@ int main(void)
     RUN(test_kill_and_reopen);
     RUN(test_snapshot_catch_up);
     RUN(test_read_barrier_on_follower);
+    RUN(test_follower_reads_batched);
     RUN(test_minority_times_out);
     RUN(test_over_tcp);
     RUN(test_balance_spreads_leaders);
