@@ -8,8 +8,11 @@
  * other both ways; a TLS 1.2 client is refused; a certificate must name the node it is
  * dialed as or says it is in its HELLO (old node-<id> names, client certificates and
  * subjectAltNames do not count); a reload takes new files for new connections and keeps the
- * old ones when the new are bad; garbage during a handshake closes only its connection.
- * Every wait is bounded; each case checks it leaves no fd open. */
+ * old ones when the new are bad; garbage during a handshake closes only its connection; a
+ * peer's burst of thousands of records, many per socket read (OpenSSL reads ahead), split
+ * anywhere, is delivered whole and in order with nothing more arriving after it, and a
+ * close_notify or garbage right behind such a burst ends the connection only after every
+ * frame before it. Every wait is bounded; each case checks it leaves no fd open. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -857,6 +860,260 @@ TEST(garbage_during_handshake_closes_only_its_connection)
     CHECK_EQ(count_fds(), fds);
 }
 
+/* ---- bursts of records from a raw TLS peer -------------------------------------------- */
+
+#define BURST_FRAMES 4000   /* < MAX_RECV */
+
+typedef struct bytes {
+    uint8_t *p;
+    size_t len, cap;
+} bytes_t;
+
+static int bytes_add(bytes_t *b, const void *p, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = (b->len + n) * 2;
+        uint8_t *q = realloc(b->p, cap);
+        if (!q)
+            return -1;
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+/* Moves what the raw client's memory BIO holds (its records) to the end of out. */
+static int take_records(BIO *mem, bytes_t *out)
+{
+    char *p;
+    long n = BIO_get_mem_data(mem, &p);
+    if (n < 0 || bytes_add(out, p, (size_t)n) != 0)
+        return -1;
+    (void)BIO_reset(mem);
+    return 0;
+}
+
+/* Frame seq of the burst from node `from` to `to`, encoded into b (cap bytes): every 100th an
+ * APPEND of 40,000 bytes (over two records), every 3rd a heartbeat, the others APPENDs of
+ * 0-899 bytes; contents as send_msg makes them, so deliver checks them. */
+static int burst_frame(uint64_t from, uint64_t to, uint64_t seq, uint8_t *b, size_t cap,
+                       size_t *len)
+{
+    static uint8_t data[40000];
+    uint32_t dlen = seq % 100 == 99 ? 40000 : (uint32_t)(seq * 37 % 900);
+    for (uint32_t i = 0; i < dlen; i++)
+        data[i] = (uint8_t)(seq + i);
+    raft_msg_t m = { .type = RAFT_MSG_APPEND, .from = from, .to = to, .term = 1, .ctx = seq,
+                     .index = seq };
+    raft_entry_t e = { .term = 1, .index = seq + 1, .type = RAFT_ENTRY_NORMAL, .len = dlen,
+                       .data = data };
+    if (seq % 3 == 1) {
+        m.type = RAFT_MSG_HEARTBEAT;
+        m.index = 0;
+    } else {
+        m.n_entries = 1;
+        m.entries = &e;
+    }
+    frame_t f = { .type = FRAME_RAFT, .group = (uint32_t)(seq % 13), .msg = m };
+    return frame_encode(&f, b, cap, len);
+}
+
+/* 1 once node s has received `upto` frames (an nh_pump condition). */
+typedef struct upto {
+    node_t *s;
+    size_t n;
+} upto_t;
+
+static int got_upto(void *arg)
+{
+    const upto_t *u = arg;
+    return u->s->nrecv >= u->n;
+}
+
+#define BURST_ROUNDS 8
+#define BURST_LAST (230 * 1024) /* bytes of records ending each round, sent in one go */
+
+/* Sends out[*off, to) on r's socket. While *pieces is nonzero, in pieces of 1 to 600 bytes,
+ * each followed by a poll of s (record headers and bodies split across reads; decremented
+ * per piece); then as fast as the socket takes them, s polled only when the socket is full.
+ * Returns 0 once all is sent, -1 on an error or after 10 s. */
+static int send_bytes(rawtls_t *r, node_t *s, const bytes_t *out, size_t *off, size_t to,
+                      unsigned *pieces)
+{
+    static const size_t piece[] = { 1, 4, 2, 9, 3, 70, 5, 600 };
+    uint64_t end = ms_now() + 10000;
+    while (*off < to) {
+        if (ms_now() >= end) {
+            printf("# %zu bytes not sent in 10 s\n", to - *off);
+            return -1;
+        }
+        size_t want = to - *off;
+        if (*pieces && want > piece[*pieces % 8])
+            want = piece[*pieces % 8];
+        ssize_t n = send(r->fd, out->p + *off, want, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            printf("# send: %s\n", strerror(errno));
+            return -1;
+        }
+        if (n > 0)
+            *off += (size_t)n;
+        if ((*pieces || n < 0) && transport_poll(s->t, *pieces ? 0 : 1) < 0)
+            return -1;
+        if (*pieces)
+            (*pieces)--;
+    }
+    return 0;
+}
+
+/* The raw client r, connected to s as node 3, sends BURST_FRAMES Raft frames as records, in
+ * BURST_ROUNDS rounds: mostly one frame per SSL_write (one small record each), every 50th
+ * write seven frames together, the 40 KB frames over several records; after the last, tail:
+ * 0 nothing, 1 a close_notify, 2 a garbage record. The first 400 pieces of bytes are small
+ * (send_bytes). Each round goes out in two parts, and nothing more is sent until s has
+ * delivered each: the records before the last BURST_LAST bytes of the round, then those,
+ * in one send when the socket takes them. s finds them all at once, more than the budget of
+ * one read event leaves room for, so it spends its budget with records still in OpenSSL's
+ * read-ahead buffer and the socket empty: records left waiting there would never be
+ * delivered, as no further bytes come to make the socket readable (each wait is 8 s at
+ * most). Returns 0, or -1 (with a line saying why). */
+static int send_burst(rawtls_t *r, node_t *s, int tail)
+{
+    BIO *mem = BIO_new(BIO_s_mem());
+    if (!mem)
+        return -1;
+    SSL_set0_wbio(r->ssl, mem); /* the records now go to mem; reads stay on the socket */
+    bytes_t out = { 0 }, batch = { 0 };
+    static size_t wend[BURST_FRAMES], wframes[BURST_FRAMES]; /* per write: bytes, frames */
+    size_t nw = 0, round_w[BURST_ROUNDS];
+    static uint8_t fb[64 * 1024];
+    int rc = -1;
+    for (uint64_t seq = 0; seq < BURST_FRAMES; seq++) {
+        size_t len;
+        if (burst_frame(3, s->id, seq, fb, sizeof fb, &len) != 0 || bytes_add(&batch, fb, len))
+            goto out;
+        bool last_of_round = (seq + 1) % (BURST_FRAMES / BURST_ROUNDS) == 0;
+        if (seq % 50 < 43 || seq % 50 == 49 || last_of_round) {
+            if (SSL_write(r->ssl, batch.p, (int)batch.len) != (int)batch.len)
+                goto out;
+            batch.len = 0;
+            if (seq == BURST_FRAMES - 1 && tail == 1 && SSL_shutdown(r->ssl) < 0)
+                goto out;
+            if (take_records(mem, &out) != 0)
+                goto out;
+            wend[nw] = out.len;
+            wframes[nw++] = seq + 1;
+        }
+        if (last_of_round)
+            round_w[seq / (BURST_FRAMES / BURST_ROUNDS)] = nw - 1;
+    }
+    if (tail == 2) {
+        /* an application-data record whose authentication cannot check out */
+        uint8_t junk[5 + 48] = { 0x17, 0x03, 0x03, 0x00, 48 };
+        for (size_t i = 5; i < sizeof junk; i++)
+            junk[i] = (uint8_t)(i * 29);
+        if (bytes_add(&out, junk, sizeof junk) != 0)
+            goto out;
+        wend[nw - 1] = out.len;
+    }
+    size_t off = 0, w = 0;
+    unsigned pieces = 400;
+    node_t *only_s[] = { s };
+    for (int k = 0; k < BURST_ROUNDS; k++) {
+        /* part 1: the writes up to the last one ending BURST_LAST bytes before the round */
+        size_t last = round_w[k], split = last;
+        while (split > w && wend[split - 1] + BURST_LAST > wend[last])
+            split--;
+        size_t parts[2] = { split - 1, last };
+        for (int j = 0; j < 2; j++) {
+            if (j == 0 && split == w)
+                continue; /* a round too short for two parts */
+            upto_t u = { s, wframes[parts[j]] };
+            if (send_bytes(r, s, &out, &off, wend[parts[j]], &pieces) != 0 ||
+                !pump(only_s, 1, got_upto, &u, 8000)) {
+                printf("# round %d part %d: %zu of %zu bytes sent, %zu of %zu frames "
+                       "delivered\n", k, j, off, wend[parts[j]], s->nrecv, u.n);
+                goto out;
+            }
+        }
+        w = last + 1;
+    }
+    rc = 0;
+out:
+    free(out.p);
+    free(batch.p);
+    ERR_clear_error();
+    return rc;
+}
+
+/* 1 once n has received the whole burst. */
+static int got_burst(void *arg)
+{
+    return ((node_t *)arg)->nrecv >= BURST_FRAMES;
+}
+
+/* Checks s got the whole burst, in order, intact. */
+static int burst_delivered(const node_t *s)
+{
+    if (s->nrecv != BURST_FRAMES || s->bad) {
+        printf("# %zu of %d frames delivered, %" PRIu64 " bad\n", s->nrecv, BURST_FRAMES, s->bad);
+        return 0;
+    }
+    for (size_t i = 0; i < BURST_FRAMES; i++)
+        if (s->ctx[i] != i || s->group[i] != i % 13) {
+            printf("# frame %zu: seq %" PRIu64 " group %" PRIu32 "\n", i, s->ctx[i], s->group[i]);
+            return 0;
+        }
+    return 1;
+}
+
+TEST(burst_of_records_is_delivered_whole_with_nothing_after_it)
+{
+    int fds = count_fds();
+    node_t *s = malloc(sizeof *s);
+    node_t *only_s[] = { s };
+    rawtls_t r;
+    transport_peer_stats_t st;
+    const char *what[] = { "nothing", "a close_notify", "garbage" };
+    for (int tail = 0; tail < 3; tail++) {
+        printf("# burst followed by %s\n", what[tail]);
+        log_reset();
+        CHECK_EQ(start(s, 5, "node-5", "ca"), 0);
+        CHECK_EQ(transport_add_peer(s->t, 3, "127.0.0.1:1"), 0);
+        CHECK_EQ(rawtls_open(&r, s, "node-3", 3), 0);
+        CHECK(pump(only_s, 1, rawtls_up, &r, 3000));
+        CHECK_EQ(send_burst(&r, s, tail), 0);
+        /* nothing more comes: whatever OpenSSL read ahead must be handled by now or at the
+           next poll, not wait for a readiness that never comes (the idle timeout is 3 s) */
+        CHECK(pump(only_s, 1, got_burst, s, 8000));
+        CHECK(burst_delivered(s));
+        CHECK_EQ(transport_peer_stats(s->t, 3, &st), 0);
+        CHECK_EQ(st.msgs_in, BURST_FRAMES);
+        CHECK_EQ(st.frames_in, BURST_FRAMES + 1); /* and the HELLO */
+        if (tail == 0) {
+            CHECK(st.connected && st.tls);
+            CHECK_EQ(st.errors, 0);
+        } else if (tail == 1) {
+            CHECK(PUMP_UNTIL_LOGGED(only_s, 1, "node 5: closing peer 3 (inbound from "
+                                    "127.0.0.1:", "): closed by the other end"));
+            CHECK_EQ(transport_peer_stats(s->t, 3, &st), 0);
+            CHECK(!st.connected);
+            CHECK_EQ(st.errors, 0);
+        } else {
+            CHECK(PUMP_UNTIL_LOGGED(only_s, 1, "node 5: closing peer 3 (inbound from "
+                                    "127.0.0.1:", "): read failed: TLS: "));
+            CHECK_EQ(transport_peer_stats(s->t, 3, &st), 0);
+            CHECK(!st.connected);
+            CHECK_EQ(st.errors, 1);
+        }
+        rawtls_close(&r);
+        stop(s);
+    }
+    free(s);
+    CHECK_EQ(count_fds(), fds);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* the raw TLS client writes with plain write(2) */
@@ -874,6 +1131,7 @@ int main(void)
     RUN(tls12_client_is_refused);
     RUN(reload_takes_new_files_for_new_connections_and_keeps_old_ones_when_bad);
     RUN(garbage_during_handshake_closes_only_its_connection);
+    RUN(burst_of_records_is_delivered_whole_with_nothing_after_it);
     if (CHECK_DONE() || getenv("TRANSPORT_LOG"))
         printf("# transport log of the last case:\n%s", logbuf);
     certs_remove();
