@@ -26,7 +26,9 @@ for how in flock lockf; do
     t0=$(ms)
     pids=""
     for i in $(seq 1 16); do $PY "$QD" lock-counter "$L/counter-$how" "$T/counter.$how" 200 $how & pids="$pids $!"; done
-    for p in $pids; do wait "$p"; done
+    bad=0
+    for p in $pids; do wait "$p" || bad=$((bad + 1)); done
+    check "lock-counter-workers-exit-0-$how" [ $bad = 0 ] || note "$bad workers failed (their errors are above)"
     note "$how: 3200 lock/increment/unlock cycles by 16 processes in $(( $(ms) - t0 )) ms"
     check "mutual-exclusion-$how" [ "$(cat "$T/counter.$how")" = 3200 ] || note "count $(cat "$T/counter.$how")"
 done
