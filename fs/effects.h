@@ -26,6 +26,12 @@ enum effect_kind {
     /* Queue qid has ready messages after this command, or was removed: a reader that polls
      * it (poll(2) on pop or claim) may read without blocking now. To nobody (sid, wid 0). */
     EFF_QUEUE_READY,
+    /* The shard was restored from a snapshot (a node far behind installed one): what a
+     * parked request of namespace ns waits for may have happened in the entries the snapshot
+     * replaced, whose effects this node never saw, so its front re-checks its parked
+     * requests against the state. To nobody (sid, wid 0); emitted by the namespace's
+     * restore, after any redeliveries (the `again` effects of queues/). */
+    EFF_RESTORED,
 };
 
 typedef struct effect {
@@ -41,6 +47,9 @@ typedef struct effect {
             uint32_t count;
             uint8_t claim, gone;
             uint8_t ended;       /* with gone: the waiter's session ended (not the queue) */
+            uint8_t again;       /* a redelivery after a restore (docs/QUEUES.md "Hand-overs
+                                    kept"): for a read still waiting only, never given back */
+            uint64_t seq;        /* the hand-over's number in its shard (kept hand-overs) */
             struct blob *msg;    /* a reference owned by the effect (NULL when gone) */
             char *qname;         /* owned */
         } qmsg;

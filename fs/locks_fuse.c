@@ -42,12 +42,14 @@
 #include "fs/names.h"
 #include "fs/node.h"
 #include "fs/session.h"
+#include "fs/session_sm.h"
 
 #define SWEEP_LOCKS 64                  /* create locks expired per sweep */
 
 /* A flock/setlk request waiting for its grant (see "Waits" above). */
 typedef struct lwait {
     uint64_t wid;
+    uint64_t sid;                       /* the session it asks as (under lf->ctx.mu) */
     char *name;
     struct lfh *fh;                     /* the open asking; alive while its request waits */
     uint8_t kind;                       /* the lock asked: LK_FLOCK or LK_POSIX ... */
@@ -61,6 +63,7 @@ typedef struct lfront {
     front_ctx_t ctx;                    /* first: node, mu */
     lwait_t *by_wid;
     uint64_t next_wid;
+    uint64_t restores[NODE_SHARDS_MAX]; /* EFF_RESTORED seen per shard (under mu) */
 } lfront_t;
 
 /* An open lock file. */
@@ -570,6 +573,86 @@ static void lock_interrupt(fuse_req_t req, void *data)
     }
 }
 
+/* Answers parked wait w (taken out of by_wid by the caller) with rc: 0 granted, else the
+ * error. */
+static void answer_wait(lwait_t *w, fuse_req_t req, int rc)
+{
+    if (rc == 0)
+        granted_to(w->fh, w->sid, w->kind, w->owner);
+    fuse_reply_err(req, -rc);
+    w_free(w);
+}
+
+/* What the state says of wait (sid, wid) on lock name: 0 granted (a holder), 1 still
+ * waiting, -EINTR gone while its session lives (its owner unlocked meanwhile, as apply
+ * would have said), -ENOLCK gone with its session. State lock held. */
+struct holdq { uint64_t sid, wid; };
+static int is_hold(void *arg, const lock_hold_t *h)
+{
+    const struct holdq *q = arg;
+    return h->sid == q->sid && h->wid == q->wid;
+}
+
+static int wait_outcome(const state_t *st, const char *name, uint64_t sid, uint64_t wid)
+{
+    struct holdq q = { sid, wid };
+    lock_view_t v;
+    if (locks_sm_get(st, name, strlen(name), &v) == 0) {
+        if (locks_sm_each_hold(st, v.lid, 0, is_hold, &q) == 1)
+            return 0;
+        if (locks_sm_each_hold(st, v.lid, 1, is_hold, &q) == 1)
+            return 1;
+    }
+    return session_find(&st->sessions, sid) ? -EINTR : -ENOLCK;
+}
+
+/* After shard k was restored from a snapshot (EFF_RESTORED), or when a wait parks after
+ * such a restore: the grants and session ends the snapshot replaced were never delivered,
+ * so every parked wait of k is looked up in the state and answered when it is no longer
+ * waiting. The state lock is never held with lf->ctx.mu: the waits are collected first. */
+static void recheck_waits(lfront_t *lf, uint32_t k)
+{
+    struct pending { uint64_t wid, sid; char *name; int rc; } *p = NULL;
+    size_t n = 0, cap = 0;
+    pthread_mutex_lock(&lf->ctx.mu);
+    for (lwait_t *w = lf->by_wid; w; w = w->hh.next) {
+        if (!w->req || lshard(lf, w->name) != k)
+            continue;
+        if (n == cap) {
+            struct pending *np = realloc(p, (cap = cap ? 2 * cap : 16) * sizeof(*p));
+            if (!np)
+                break;                  /* out of memory: the rest keep waiting */
+            p = np;
+        }
+        if (!(p[n].name = strdup(w->name)))
+            break;
+        p[n].wid = w->wid;
+        p[n++].sid = w->sid;
+    }
+    pthread_mutex_unlock(&lf->ctx.mu);
+    state_t *st = lstate(lf, k);
+    pthread_rwlock_rdlock(&st->lock);
+    for (size_t i = 0; i < n; i++)
+        p[i].rc = wait_outcome(st, p[i].name, p[i].sid, p[i].wid);
+    pthread_rwlock_unlock(&st->lock);
+    for (size_t i = 0; i < n; i++) {
+        lwait_t *w = NULL;
+        fuse_req_t req = NULL;
+        pthread_mutex_lock(&lf->ctx.mu);
+        if (p[i].rc != 1)
+            HASH_FIND(hh, lf->by_wid, &p[i].wid, sizeof(p[i].wid), w);
+        if (w && w->req && w->sid == p[i].sid) {
+            req = w->req;
+            HASH_DELETE(hh, lf->by_wid, w);     /* ours to answer and free */
+        }
+        pthread_mutex_unlock(&lf->ctx.mu);
+        if (req)
+            answer_wait(w, req, p[i].rc);
+        free(p[i].name);
+    }
+    free(p);
+}
+
 /* Proposes one lock request and replies now or once apply grants it. */
 static void do_lock(fuse_req_t req, lfh_t *fh, uint8_t kind, uint64_t owner, uint8_t mode,
                     int wait, uint32_t pid)
@@ -590,10 +673,12 @@ static void do_lock(fuse_req_t req, lfh_t *fh, uint8_t kind, uint64_t owner, uin
     }
     pthread_mutex_lock(&lf->ctx.mu);
     w->wid = ++lf->next_wid;
+    w->sid = sid;
     w->fh = fh;
     w->kind = kind;
     w->owner = owner;
     HASH_ADD(hh, lf->by_wid, wid, sizeof(w->wid), w);
+    uint64_t restores = lf->restores[k];
     pthread_mutex_unlock(&lf->ctx.mu);
     cmdbuf_t b;
     sm_result_t res;
@@ -604,6 +689,9 @@ static void do_lock(fuse_req_t req, lfh_t *fh, uint8_t kind, uint64_t owner, uin
         uint64_t now_sid = session_local_refresh(node_session(lf->ctx.node), k, sid);
         if (now_sid && now_sid != sid) {
             sid = now_sid;
+            pthread_mutex_lock(&lf->ctx.mu);
+            w->sid = sid;
+            pthread_mutex_unlock(&lf->ctx.mu);
             locks_cmd_lock(&b, node_now_ms(), name, sid, kind, owner, mode, wait, w->wid, pid);
             rc = node_propose(lf->ctx.node, k, &b, &res);
         }
@@ -632,7 +720,12 @@ static void do_lock(fuse_req_t req, lfh_t *fh, uint8_t kind, uint64_t owner, uin
         HASH_DELETE(hh, lf->by_wid, w);         /* ours to answer and free */
     else
         w->req = req;                           /* parked: l_deliver or lock_interrupt */
+    /* a restore of the shard since the proposal may have held this wait's answer, and its
+     * re-check looked only at parked waits: look again, now that this one is parked */
+    int recheck = !done && !cancel && lf->restores[k] != restores;
     pthread_mutex_unlock(&lf->ctx.mu);
+    if (recheck)
+        recheck_waits(lf, k);
     if (done) {
         if (rc == 0)
             granted_to(fh, sid, kind, owner);
@@ -965,6 +1058,13 @@ static const struct fuse_lowlevel_ops locks_fuse = {
 static void l_deliver(void *ctx, effect_t *e)
 {
     lfront_t *lf = ctx;
+    if (e->kind == EFF_RESTORED && e->shard < NODE_SHARDS_MAX) {
+        pthread_mutex_lock(&lf->ctx.mu);
+        lf->restores[e->shard]++;
+        pthread_mutex_unlock(&lf->ctx.mu);
+        recheck_waits(lf, e->shard);
+        return;
+    }
     uint64_t self = lsid(lf, e->shard);
     if (e->kind != EFF_LOCK_WAIT || !self || e->sid != self)
         return;                     /* other nodes' sessions answer their own waits */
@@ -980,12 +1080,8 @@ static void l_deliver(void *ctx, effect_t *e)
         w->rc = e->u.lock.rc;
     }
     pthread_mutex_unlock(&lf->ctx.mu);
-    if (req) {
-        if (e->u.lock.rc == 0)
-            granted_to(w->fh, e->sid, w->kind, w->owner);
-        fuse_reply_err(req, -e->u.lock.rc);
-        w_free(w);
-    }
+    if (req)
+        answer_wait(w, req, e->u.lock.rc);
 }
 
 /* Collects create locks past their TTL end at now (at most SWEEP_LOCKS). */

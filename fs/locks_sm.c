@@ -580,7 +580,12 @@ static int l_restore(state_t *st, snapin_t *in)
     if (rc < 0)
         return rc;
     const char *why = locks_sm_verify(st);
-    return why ? si_corrupt(in, why) : 0;
+    if (why)
+        return si_corrupt(in, why);
+    /* A grant or a dropped wait may be in the entries the snapshot replaced: the front
+     * re-checks its parked waits against the state (fs/state.c delivers it after the lock). */
+    effects_add(&st->outbox, EFF_RESTORED, NS_LOCKS, 0, 0);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- invariants */

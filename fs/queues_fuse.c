@@ -41,6 +41,7 @@
 #include "fs/node.h"
 #include "fs/queues.h"
 #include "fs/session.h"
+#include "fs/session_sm.h"
 
 #define PUSH_BATCH_BYTES (1u << 20)     /* split a write's lines into commands of about this */
 #define SWEEP_IDS 256                   /* lease expiries per proposal */
@@ -93,6 +94,7 @@ typedef struct qfh {
     int discard;                 /* dropping the rest of an oversized line */
     /* pop / claim (under qf->ctx.mu from T_PROPOSING on) */
     uint64_t hid;
+    uint64_t sid;                /* the session its TAKE was proposed as (0: none yet) */
     int state;
     uint8_t claim;
     uint64_t got_id;
@@ -120,6 +122,10 @@ struct qfront {
     qfh_t *by_hid;
     qfh_t *polled;               /* pop/claim files with a kept poll handle */
     uint64_t next_hid;
+    /* per shard: the largest hand-over number (EFF_QUEUE_MSG seq) delivered here; each one
+     * up to it that went to this node's session was delivered (effects come in log order,
+     * and a restore delivers the kept ones again), so TAKE and CANCEL report it as `seen` */
+    uint64_t seen[NODE_SHARDS_MAX];
     struct rmnote { uint64_t qkey; pid_t pid; uint64_t at_ms; } notes[RM_NOTES];
     unsigned nnotes;
     uint64_t push_lookups;       /* atomic */
@@ -849,10 +855,14 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size, int nonblock)
         uint64_t sid = qsid(qf, fh->shard);
         int rc = -EIO;            /* no session: see fs/session.h */
         for (int attempt = 0; sid && attempt < 2; attempt++) {
+            pthread_mutex_lock(&qf->ctx.mu);
+            fh->sid = sid;
+            uint64_t seen = qf->seen[fh->shard];
+            pthread_mutex_unlock(&qf->ctx.mu);
             cmdbuf_t b;
             queues_cmd_take(&b, node_now_ms(), fh->qname, sid, fh->hid,
                             (uint8_t)((fh->claim ? QTAKE_CLAIM : 0) |
-                                      (nonblock ? QTAKE_NOWAIT : 0)));
+                                      (nonblock ? QTAKE_NOWAIT : 0)), seen);
             rc = propose(qf, fh->qname, &b, NULL);
             if (rc != -ENOLCK)
                 break;
@@ -905,40 +915,115 @@ static void give_back(qfront_t *qf, const effect_t *e)
                 e->u.qmsg.qname, e->u.qmsg.id);
 }
 
+/* Ends the take of fh (waiting or proposing) with what it got: the message of e, or gone
+ * (ended: its session ended, not the queue); answers a parked read and wakes a poller.
+ * qf->ctx.mu held. */
+static void settle_locked(qfh_t *fh, effect_t *e, int gone, int ended)
+{
+    if (gone) {
+        fh->state = T_GONE;
+        fh->ended = ended;
+    } else {
+        fh->state = T_HAVE;
+        fh->got = e->u.qmsg.msg;
+        e->u.qmsg.msg = NULL;
+        fh->got_id = e->u.qmsg.id;
+        fh->got_count = e->u.qmsg.count;
+    }
+    if (fh->req) {
+        fuse_req_t r = fh->req;
+        fh->req = NULL;
+        serve_locked(r, fh, fh->want);
+    }
+    wake_locked(fh);
+}
+
+static int taking(const qfh_t *fh) { return fh->state == T_PROPOSING || fh->state == T_WAITING; }
+
+/* EFF_RESTORED of shard k: the kept hand-overs were delivered again just before; what
+ * else a take of this node on k may have missed is the end of the session it waits as
+ * (its waiter dropped in the entries the snapshot replaced): such takes end (EIO). And
+ * every poller of k polls anew. The sessions are looked up under the state's read lock,
+ * which is never held with qf->ctx.mu: the candidates are collected first. */
+static void restored(qfront_t *qf, uint32_t k)
+{
+    uint64_t *hids = NULL, *sids = NULL;
+    size_t n = 0, cap = 0;
+    pthread_mutex_lock(&qf->ctx.mu);
+    for (qfh_t *fh = qf->by_hid; fh; fh = fh->hh.next) {
+        if (fh->shard != k || !taking(fh) || !fh->sid)
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? 2 * cap : 16;
+            uint64_t *a = realloc(hids, nc * sizeof(*a));
+            if (a)
+                hids = a;
+            uint64_t *b = a ? realloc(sids, nc * sizeof(*b)) : NULL;
+            if (!b)
+                break;        /* out of memory: the takes not looked at keep waiting */
+            sids = b;
+            cap = nc;
+        }
+        hids[n] = fh->hid;
+        sids[n++] = fh->sid;
+    }
+    for (qfh_t *fh = qf->polled, *next; fh; fh = next) {
+        next = fh->pnext;
+        if (fh->shard == k)
+            wake_locked(fh);      /* polls anew: ready now, or keeps a new handle */
+    }
+    pthread_mutex_unlock(&qf->ctx.mu);
+    if (!n)
+        goto out;
+    state_t *st = qstate(qf, k);
+    pthread_rwlock_rdlock(&st->lock);
+    for (size_t i = 0; i < n; i++)
+        if (session_find(&st->sessions, sids[i]))
+            sids[i] = 0;          /* live: its waiter (or its delivery) is still to come */
+    pthread_rwlock_unlock(&st->lock);
+    pthread_mutex_lock(&qf->ctx.mu);
+    for (size_t i = 0; i < n; i++) {
+        qfh_t *fh;
+        HASH_FIND(hh, qf->by_hid, &hids[i], sizeof(hids[i]), fh);
+        if (sids[i] && fh && taking(fh) && fh->sid == sids[i])
+            settle_locked(fh, NULL, 1, 1);
+    }
+    pthread_mutex_unlock(&qf->ctx.mu);
+out:
+    free(hids);
+    free(sids);
+}
+
 /* EFF_QUEUE_MSG for this mount's session: attach the message to the open file with that
- * handle id and answer its parked read; give it back when that file is gone. No state lock
- * is held. */
+ * handle id and answer its parked read; give it back when that file is gone. A redelivery
+ * after a restore (again) goes only to a take still waiting for it: any other file
+ * collected it before (and gave it back, if it had to). No state lock is held. */
 static void q_deliver(void *ctx, effect_t *e)
 {
     qfront_t *qf = ctx;
-    uint64_t self = qsid(qf, e->shard);
     if (e->kind == EFF_QUEUE_READY) {
         ready_deliver(qf, e->shard, e->u.qready.qid);
         return;
     }
-    if (e->kind != EFF_QUEUE_MSG || !self || e->sid != self)
-        return;                   /* other nodes' sessions are theirs to hand out */
-    qfh_t *fh;
+    if (e->kind == EFF_RESTORED && e->shard < NODE_SHARDS_MAX) {
+        restored(qf, e->shard);
+        return;
+    }
+    if (e->kind != EFF_QUEUE_MSG || e->shard >= NODE_SHARDS_MAX)
+        return;
+    uint64_t self = qsid(qf, e->shard);
     pthread_mutex_lock(&qf->ctx.mu);
+    if (e->u.qmsg.seq > qf->seen[e->shard])
+        qf->seen[e->shard] = e->u.qmsg.seq;
+    if (!self || e->sid != self) {
+        pthread_mutex_unlock(&qf->ctx.mu);
+        return;                   /* other nodes' sessions are theirs to hand out */
+    }
+    qfh_t *fh;
     HASH_FIND(hh, qf->by_hid, &e->wid, sizeof(e->wid), fh);
-    if (fh && (fh->state == T_PROPOSING || fh->state == T_WAITING)) {
-        if (e->u.qmsg.gone) {
-            fh->state = T_GONE;
-            fh->ended = e->u.qmsg.ended;
-        } else {
-            fh->state = T_HAVE;
-            fh->got = e->u.qmsg.msg;
-            e->u.qmsg.msg = NULL;
-            fh->got_id = e->u.qmsg.id;
-            fh->got_count = e->u.qmsg.count;
-        }
-        if (fh->req) {
-            fuse_req_t r = fh->req;
-            fh->req = NULL;
-            serve_locked(r, fh, fh->want);
-        }
-        wake_locked(fh);
-    } else if (!e->u.qmsg.gone) {
+    if (fh && taking(fh)) {
+        settle_locked(fh, e, e->u.qmsg.gone, e->u.qmsg.ended);
+    } else if (!e->u.qmsg.gone && !e->u.qmsg.again) {
         give_back(qf, e);
     }
     pthread_mutex_unlock(&qf->ctx.mu);
@@ -966,10 +1051,11 @@ static void take_release(qfh_t *fh)
     qfront_t *qf = fh->qf;
     pthread_mutex_lock(&qf->ctx.mu);
     int waiting = fh->state == T_WAITING;
+    uint64_t seen = qf->seen[fh->shard];
     pthread_mutex_unlock(&qf->ctx.mu);
     if (waiting) {
         cmdbuf_t b;
-        queues_cmd_cancel(&b, node_now_ms(), fh->qname, qsid(qf, fh->shard), fh->hid);
+        queues_cmd_cancel(&b, node_now_ms(), fh->qname, qsid(qf, fh->shard), fh->hid, seen);
         int rc = propose(qf, fh->qname, &b, NULL);
         if (rc < 0 && rc != -ENOENT)   /* a wait already gone (delivered first): no failure */
             fprintf(stderr, "quorumfs: queue %s: cancel of a waiting read failed: %s\n",

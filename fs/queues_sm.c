@@ -18,7 +18,8 @@
 #include "fs/queues_sm.h"
 #include "fs/session_sm.h"
 
-#define QSNAP_VERSION 1
+/* 2: kept hand-overs after the queues; 1 (still read): none. */
+#define QSNAP_VERSION 2
 
 typedef struct qmsg {
     uint64_t id;
@@ -51,10 +52,26 @@ typedef struct queue {
     qwaiter_t *wh, *wt;          /* waiting readers, FIFO */
 } queue_t;
 
+/* A hand-over kept until the session it went to has collected it (docs/QUEUES.md
+ * "Hand-overs kept"): a node that learns the handing-over entry inside a snapshot it
+ * installs never sees its effect, and for a pop the message has left the queue, so restore
+ * hands the kept ones out again. */
+typedef struct qkept {
+    uint64_t seq, sid, hid;      /* seq: the shard's hand-over number, growing */
+    char *qname;
+    uint64_t id;                 /* the message (0 when gone) */
+    uint32_t count;
+    uint8_t claim, gone;         /* gone: the queue was removed; no message */
+    blob_t *data;                /* NULL when gone */
+    struct qkept *next;
+} qkept_t;
+
 typedef struct qstate {
     ntable_t queues;
     qmsg_t *by_id;
     uint64_t next_qid, next_msg;
+    qkept_t *kh, *kt;            /* kept hand-overs, in seq order */
+    uint64_t next_seq;           /* the last seq handed out */
 } qstate_t;
 
 static qstate_t *QS(const state_t *st) { return st->ns_state[NS_QUEUES]; }
@@ -161,20 +178,76 @@ static void msg_del(qstate_t *qs, qmsg_t *m)
     free(m);
 }
 
-/* Hands m (NULL: the queue is gone) to waiter (sid, hid) of q: an effect. */
-static void hand_over(effects_t *fx, queue_t *q, uint64_t sid, uint64_t hid, uint8_t claim,
-                      const qmsg_t *m)
+/* ---------------------------------------------------------------- hand-overs */
+
+/* The effect that tells waiter (k->sid, k->hid) of hand-over k; again: a redelivery. */
+static void kept_effect(effects_t *fx, const qkept_t *k, uint8_t again)
 {
-    effect_t *e = effects_add(fx, EFF_QUEUE_MSG, NS_QUEUES, sid, hid);
-    e->u.qmsg.claim = claim;
-    e->u.qmsg.qname = xstrdup(q->ent.name);
-    if (m) {
-        e->u.qmsg.id = m->id;
-        e->u.qmsg.count = m->count;
-        e->u.qmsg.msg = blob_ref(m->data);
-    } else {
-        e->u.qmsg.gone = 1;
+    effect_t *e = effects_add(fx, EFF_QUEUE_MSG, NS_QUEUES, k->sid, k->hid);
+    e->u.qmsg.claim = k->claim;
+    e->u.qmsg.gone = k->gone;
+    e->u.qmsg.again = again;
+    e->u.qmsg.seq = k->seq;
+    e->u.qmsg.qname = xstrdup(k->qname);
+    e->u.qmsg.id = k->id;
+    e->u.qmsg.count = k->count;
+    e->u.qmsg.msg = k->data ? blob_ref(k->data) : NULL;
+}
+
+static void kept_free(qkept_t *k)
+{
+    free(k->qname);
+    blob_unref(k->data);
+    free(k);
+}
+
+static void kept_append(qstate_t *qs, qkept_t *k)
+{
+    if (qs->kt)
+        qs->kt->next = k;
+    else
+        qs->kh = k;
+    qs->kt = k;
+}
+
+/* Drops the hand-overs to session sid numbered up to seen (all of sid's: UINT64_MAX). */
+static void kept_drop(qstate_t *qs, uint64_t sid, uint64_t seen)
+{
+    qkept_t **pp = &qs->kh, *prev = NULL;
+    while (*pp) {
+        qkept_t *k = *pp;
+        if (k->sid == sid && k->seq <= seen) {
+            *pp = k->next;
+            if (qs->kt == k)
+                qs->kt = prev;
+            kept_free(k);
+        } else {
+            prev = k;
+            pp = &k->next;
+        }
     }
+}
+
+/* Hands m (NULL: the queue is gone) to waiter (sid, hid) of q: kept until collected, and
+ * an effect. */
+static void hand_over(qstate_t *qs, effects_t *fx, queue_t *q, uint64_t sid, uint64_t hid,
+                      uint8_t claim, const qmsg_t *m)
+{
+    qkept_t *k = xcalloc(1, sizeof(*k));
+    k->seq = ++qs->next_seq;
+    k->sid = sid;
+    k->hid = hid;
+    k->qname = xstrdup(q->ent.name);
+    k->claim = claim;
+    if (m) {
+        k->id = m->id;
+        k->count = m->count;
+        k->data = blob_ref(m->data);
+    } else {
+        k->gone = 1;
+    }
+    kept_append(qs, k);
+    kept_effect(fx, k, 0);
 }
 
 /* Pollers of pop and claim (poll(2)) wait for a queue without ready messages to get one, or
@@ -193,7 +266,7 @@ static void note_ready(effects_t *fx, const queue_t *q, int had)
 static void give(qstate_t *qs, queue_t *q, qmsg_t *m, uint64_t sid, uint64_t hid,
                  uint8_t claim, uint64_t now, effects_t *fx)
 {
-    hand_over(fx, q, sid, hid, claim, m);
+    hand_over(qs, fx, q, sid, hid, claim, m);
     if (!claim) {
         msg_del(qs, m);
         return;
@@ -307,7 +380,7 @@ static void queue_del(qstate_t *qs, queue_t *q, effects_t *fx)
     for (qwaiter_t *w = q->wh, *n; w; w = n) {
         n = w->next;
         if (fx)
-            hand_over(fx, q, w->sid, w->hid, w->claim, NULL);
+            hand_over(qs, fx, q, w->sid, w->hid, w->claim, NULL);
         free(w);
     }
     if (fx)
@@ -328,6 +401,10 @@ static void q_free_state(state_t *st)
         return;
     while (qs->queues.head)
         queue_del(qs, queue_of(qs->queues.head), NULL);
+    for (qkept_t *k = qs->kh, *n; k; k = n) {
+        n = k->next;
+        kept_free(k);
+    }
     free(qs);
     st->ns_state[NS_QUEUES] = NULL;
 }
@@ -453,18 +530,27 @@ static int apply_push(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *f
     return 0;
 }
 
+/* The optional last field of TAKE and CANCEL: the proposer's session has collected every
+ * hand-over to it numbered up to `seen` (older commands end without it: 0). */
+static uint64_t arg_seen(cmdrd_t *r)
+{
+    return r->off < r->len ? cmd_get_u64(r) : 0;
+}
+
 static int apply_take(const state_t *st, qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r,
                       sm_result_t *res, effects_t *fx)
 {
     queue_t *q = arg_queue(qs, r);
     uint64_t sid = cmd_get_u64(r), hid = cmd_get_u64(r);
     uint8_t flags = cmd_get_u8(r);
+    uint64_t seen = arg_seen(r);
     if (r->err)
         return -EINVAL;
-    if (!q)
-        return -ENOENT;
     if (!session_find(&st->sessions, sid))
         return -ENOLCK;           /* ended (or never opened): nobody would collect it */
+    kept_drop(qs, sid, seen);
+    if (!q)
+        return -ENOENT;
     uint8_t claim = (flags & QTAKE_CLAIM) ? 1 : 0;
     qmsg_t *m = list_of(q, QM_READY)->head;
     if (m) {
@@ -485,8 +571,10 @@ static int apply_cancel(qstate_t *qs, cmdrd_t *r, sm_result_t *res)
 {
     queue_t *q = arg_queue(qs, r);
     uint64_t sid = cmd_get_u64(r), hid = cmd_get_u64(r);
+    uint64_t seen = arg_seen(r);
     if (r->err || !hid)
         return -EINVAL;
+    kept_drop(qs, sid, seen);
     result_u8(res, q && drop_waiters(q, sid, hid) ? 1 : 0);
     return 0;
 }
@@ -598,10 +686,12 @@ static int q_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res
     }
 }
 
-/* A session ended: its waiters are dropped and its claims end as if their leases expired. */
+/* A session ended: its waiters and the hand-overs kept for it are dropped and its claims
+ * end as if their leases expired. */
 static void q_session_end(state_t *st, uint64_t sid, uint64_t now_ms, effects_t *fx)
 {
     qstate_t *qs = QS(st);
+    kept_drop(qs, sid, UINT64_MAX);
     for (nentry_t *e = qs->queues.head; e; e = e->next) {
         queue_t *q = queue_of(e);
         /* each dropped waiter is told, so that the read parked on it ends (EIO) */
@@ -671,6 +761,55 @@ static void q_snapshot(const state_t *st, snapout_t *o)
     so_u64(o, qs->next_qid);
     so_u64(o, qs->next_msg);
     ntable_snapshot(o, &qs->queues, snap_queue, NULL);
+    so_u64(o, qs->next_seq);
+    uint64_t n = 0;
+    for (const qkept_t *k = qs->kh; k; k = k->next)
+        n++;
+    so_u64(o, n);
+    for (const qkept_t *k = qs->kh; k; k = k->next) {
+        so_u64(o, k->seq);
+        so_u64(o, k->sid);
+        so_u64(o, k->hid);
+        so_blob(o, k->qname, (uint32_t)strlen(k->qname));
+        so_u64(o, k->id);
+        so_u32(o, k->count);
+        so_u8(o, k->claim);
+        so_u8(o, k->gone);
+        if (!k->gone)
+            so_blob(o, k->data->data, k->data->len);
+    }
+}
+
+/* Reads the kept hand-overs (version 2 on). */
+static int restore_kept(snapin_t *in, qstate_t *qs)
+{
+    qs->next_seq = si_u64(in);
+    uint64_t n = si_u64(in);
+    for (uint64_t i = 0; i < n && !in->err; i++) {
+        qkept_t *k = xcalloc(1, sizeof(*k));
+        kept_append(qs, k);       /* freed with the state if what follows is refused */
+        k->seq = si_u64(in);
+        k->sid = si_u64(in);
+        k->hid = si_u64(in);
+        char name[NAME_MAX_BYTES + 1];
+        if (si_str(in, name, sizeof(name)) < 0)
+            break;
+        k->qname = xstrdup(name);
+        k->id = si_u64(in);
+        k->count = si_u32(in);
+        k->claim = si_u8(in);
+        k->gone = si_u8(in);
+        if (in->err || k->gone)
+            continue;
+        uint32_t len = si_u32(in);
+        if (in->err)
+            break;
+        if (len == 0 || len > QUEUE_MSG_MAX)
+            return si_corrupt(in, "queues: a kept message of no bytes or over QUEUE_MSG_MAX");
+        k->data = blob_xnew(NULL, len);
+        si_bytes(in, k->data->data, len);
+    }
+    return in->err;
 }
 
 /* Reads one list of q into place where. What the index and the allocation need is checked
@@ -733,15 +872,28 @@ static int restore_queue(void *arg, snapin_t *in, const nkey_t *k)
 static int q_restore(state_t *st, snapin_t *in)
 {
     qstate_t *qs = QS(st);
-    if (si_u32(in) != QSNAP_VERSION)
-        return in->err ? in->err : -QERR_FORMAT;
+    uint32_t version = si_u32(in);
+    if (in->err)
+        return in->err;
+    if (version != QSNAP_VERSION && version != 1)
+        return -QERR_FORMAT;
     qs->next_qid = si_u64(in);
     qs->next_msg = si_u64(in);
     int rc = ntable_restore(&qs->queues, in, qs->next_qid, "queues", restore_queue, qs);
+    if (rc == 0 && version >= 2)
+        rc = restore_kept(in, qs);
     if (rc < 0)
         return rc;
     const char *why = queues_sm_verify(st);
-    return why ? si_corrupt(in, why) : 0;
+    if (why)
+        return si_corrupt(in, why);
+    /* What this node's parked reads wait for may be in the entries the snapshot replaced:
+     * the kept hand-overs go out again, then the front re-checks the rest (fs/state.c
+     * delivers these after the lock). */
+    for (const qkept_t *k = qs->kh; k; k = k->next)
+        kept_effect(&st->outbox, k, 1);
+    effects_add(&st->outbox, EFF_RESTORED, NS_QUEUES, 0, 0);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- invariants */
@@ -816,6 +968,25 @@ const char *queues_sm_verify(const state_t *st)
     /* Every indexed message sits in one of the lists walked above. */
     if (HASH_CNT(hh, qs->by_id) != msgs)
         return "queues: the message index holds messages of no list";
+    /* Kept hand-overs: numbered in order up to the last number handed out, to a handle of
+     * a live session, a message of 1..QUEUE_MSG_MAX bytes or none when gone. */
+    uint64_t seq = 0;
+    const qkept_t *last = NULL;
+    for (const qkept_t *k = qs->kh; k; last = k, k = k->next) {
+        if (k->seq <= seq || k->seq > qs->next_seq)
+            return "queues: kept hand-overs out of order or numbered past the last one";
+        seq = k->seq;
+        if (k->hid == 0 || k->claim > 1 || k->gone > 1 || !session_find(&st->sessions, k->sid))
+            return "queues: a kept hand-over without a handle, of an unknown kind, or of a "
+                   "session that is not live";
+        if (!k->qname || names_check(k->qname, strlen(k->qname), 0) < 0)
+            return "queues: a kept hand-over of an invalid queue name";
+        if (k->gone ? (k->data || k->id) :
+                      (!k->data || k->data->len == 0 || k->data->len > QUEUE_MSG_MAX || !k->id))
+            return "queues: a kept hand-over whose message does not fit its kind";
+    }
+    if (qs->kt != last)
+        return "queues: the kept hand-overs' tail is not the last one";
     return NULL;
 }
 
@@ -960,19 +1131,22 @@ uint32_t queues_cmd_push_count(const cmdbuf_t *b)
 }
 
 void queues_cmd_take(cmdbuf_t *b, uint64_t now, const char *q, uint64_t sid, uint64_t hid,
-                     uint8_t flags)
+                     uint8_t flags, uint64_t seen)
 {
     begin(b, QOP_TAKE, now, q);
     cmd_u64(b, sid);
     cmd_u64(b, hid);
     cmd_u8(b, flags);
+    cmd_u64(b, seen);
 }
 
-void queues_cmd_cancel(cmdbuf_t *b, uint64_t now, const char *q, uint64_t sid, uint64_t hid)
+void queues_cmd_cancel(cmdbuf_t *b, uint64_t now, const char *q, uint64_t sid, uint64_t hid,
+                       uint64_t seen)
 {
     begin(b, QOP_CANCEL, now, q);
     cmd_u64(b, sid);
     cmd_u64(b, hid);
+    cmd_u64(b, seen);
 }
 
 void queues_cmd_unpop(cmdbuf_t *b, uint64_t now, const char *q, uint64_t id, uint32_t count,

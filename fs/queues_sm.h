@@ -26,8 +26,9 @@ enum queues_op {
     QOP_RMDIR,        /* str name, u8 force (drop messages) */
     QOP_SET,          /* str name, u8 QSET_*, u64 value */
     QOP_PUSH,         /* str name, u32 n, n x bytes message */
-    QOP_TAKE,         /* str name, u64 sid, u64 hid, u8 QTAKE_* -> result u8 delivered */
-    QOP_CANCEL,       /* str name, u64 sid, u64 hid -> result u8 removed */
+    QOP_TAKE,         /* str name, u64 sid, u64 hid, u8 QTAKE_*, [u64 seen]
+                         -> result u8 delivered */
+    QOP_CANCEL,       /* str name, u64 sid, u64 hid, [u64 seen] -> result u8 removed */
     QOP_UNPOP,        /* str name, u64 id, u32 count, bytes message: back to the head */
     QOP_ACK,          /* str name, u64 id: acknowledge a claimed message */
     QOP_EXTEND,       /* str name, u64 id: restart a claim's lease */
@@ -54,9 +55,13 @@ void queues_cmd_set(cmdbuf_t *b, uint64_t now, const char *q, uint8_t which, uin
 void queues_cmd_push(cmdbuf_t *b, uint64_t now, const char *q);
 void queues_cmd_push_add(cmdbuf_t *b, const void *msg, size_t len);
 uint32_t queues_cmd_push_count(const cmdbuf_t *b);
+/* TAKE and CANCEL carry `seen`: session sid has collected every hand-over to it numbered
+ * up to seen (the largest EFF_QUEUE_MSG seq its node's front has been given for the shard),
+ * so the state stops keeping those (docs/QUEUES.md "Hand-overs kept"). */
 void queues_cmd_take(cmdbuf_t *b, uint64_t now, const char *q, uint64_t sid, uint64_t hid,
-                     uint8_t flags);
-void queues_cmd_cancel(cmdbuf_t *b, uint64_t now, const char *q, uint64_t sid, uint64_t hid);
+                     uint8_t flags, uint64_t seen);
+void queues_cmd_cancel(cmdbuf_t *b, uint64_t now, const char *q, uint64_t sid, uint64_t hid,
+                       uint64_t seen);
 void queues_cmd_unpop(cmdbuf_t *b, uint64_t now, const char *q, uint64_t id, uint32_t count,
                       const void *msg, size_t len);
 /* ACK, EXTEND, RETURN or DEADRM of message id. */
@@ -106,7 +111,8 @@ int queues_sm_each_msg(const state_t *st, uint64_t qid, int where,
  * nonzero and at most next_msg, every message of 1..QUEUE_MSG_MAX bytes; every in-flight
  * message has a lease that ends within QUEUE_VT_MAX of the state's time and a live owner
  * session, ready and dead ones neither; waiters are a FIFO of distinct (session, handle)
- * of live sessions, and never wait beside ready messages. */
+ * of live sessions, and never wait beside ready messages; kept hand-overs numbered in order,
+ * to handles of live sessions, with a message that fits their kind. */
 const char *queues_sm_verify(const state_t *st);
 /* ASSERTs the queue table's structure (fs/ntable.h) and queues_sm_verify. */
 void queues_sm_check(const state_t *st);

@@ -28,7 +28,8 @@ typedef struct got {
     uint32_t count;
     int claim, gone;
     char msg[64];
-    uint8_t ended;
+    uint8_t ended, again;
+    uint64_t seq;
 } got_t;
 
 typedef struct shard {
@@ -36,11 +37,14 @@ typedef struct shard {
     uint64_t idx;
     got_t got[64];
     int ngot;
+    int restored;                /* EFF_RESTORED effects of queues/ seen */
 } shard_t;
 
 static void observe(void *arg, effect_t *e)
 {
     shard_t *sh = arg;
+    if (e->kind == EFF_RESTORED && e->ns == NS_QUEUES)
+        sh->restored++;
     if (e->kind != EFF_QUEUE_MSG || sh->ngot >= 64)
         return;
     got_t *g = &sh->got[sh->ngot++];
@@ -52,6 +56,8 @@ static void observe(void *arg, effect_t *e)
     g->claim = e->u.qmsg.claim;
     g->gone = e->u.qmsg.gone;
     g->ended = e->u.qmsg.ended;
+    g->again = e->u.qmsg.again;
+    g->seq = e->u.qmsg.seq;
     if (e->u.qmsg.msg)
         snprintf(g->msg, sizeof(g->msg), "%.*s", (int)e->u.qmsg.msg->len,
                  (const char *)e->u.qmsg.msg->data);
@@ -114,7 +120,7 @@ static int take(shard_t *sh, const char *q, uint64_t now, uint64_t sid, uint64_t
 {
     cmdbuf_t b;
     sm_result_t res;
-    queues_cmd_take(&b, now, q, sid, hid, flags);
+    queues_cmd_take(&b, now, q, sid, hid, flags, 0);
     int rc = run(sh, &b, &res);
     if (delivered)
         *delivered = rc == 0 ? res.data[0] : -1;
@@ -221,10 +227,10 @@ TEST(waiters_are_served_in_order_and_cancel)
     /* cancel the second waiter */
     cmdbuf_t b;
     sm_result_t res;
-    queues_cmd_cancel(&b, 3, "q", s2, 20);
+    queues_cmd_cancel(&b, 3, "q", s2, 20, 0);
     CHECK_EQ(run(sh, &b, &res), 0);
     CHECK_EQ(res.data[0], 1);
-    queues_cmd_cancel(&b, 3, "q", s2, 20);
+    queues_cmd_cancel(&b, 3, "q", s2, 20, 0);
     CHECK_EQ(run(sh, &b, &res), 0);
     CHECK_EQ(res.data[0], 0);                /* gone already */
     const char *m[] = { "one", "two", "three", NULL };
@@ -429,8 +435,8 @@ TEST(malformed_commands_are_rejected)
         uint64_t id = (uint64_t)(rand() % 8), ids[3] = { id, id + 1, 2 };
         switch (rand() % 9) {
         case 0: queues_cmd_push(&b, 1, "q"); queues_cmd_push_add(&b, "m", 1); break;
-        case 1: queues_cmd_take(&b, 1, "q", s, id, (uint8_t)(rand() % 4)); break;
-        case 2: queues_cmd_cancel(&b, 1, "q", s, id); break;
+        case 1: queues_cmd_take(&b, 1, "q", s, id, (uint8_t)(rand() % 4), (uint64_t)(rand() % 8)); break;
+        case 2: queues_cmd_cancel(&b, 1, "q", s, id, (uint64_t)(rand() % 8)); break;
         case 3: queues_cmd_unpop(&b, 1, "q", id, 0, "u", 1); break;
         case 4: queues_cmd_msg(&b, (uint8_t)(QOP_ACK + rand() % 3), 1, "q", id); break;
         case 5: queues_cmd_expire(&b, 1, "q", 3, ids); break;
@@ -670,6 +676,91 @@ TEST(restore_rejects_broken_queues)
     CHECK_EQ(raw_rmdirs(d1, d2), 0);
 }
 
+/* A node that learns a hand-over inside a snapshot it installs gets it from the restore
+ * (docs/QUEUES.md "Hand-overs kept"): a pop's message (gone from the queue), a claim's, and
+ * a removed queue's notice go out again, marked again, then EFF_RESTORED. A TAKE or CANCEL
+ * reporting `seen` drops what its session collected; a session's end drops the rest. Raw
+ * edits of a kept hand-over are refused. */
+TEST(kept_hand_overs_go_out_again_after_restore)
+{
+    char d1[] = "/tmp/qfs-test-queues-XXXXXX", d2[] = "/tmp/qfs-test-queues-XXXXXX";
+    CHECK(mkdtemp(d1) && mkdtemp(d2));
+    shard_t *a = fresh();
+    uint64_t s = open_session(a, 1000), t = open_session(a, 1000);
+    CHECK(mkq(a, "p", 1000) == 0 && mkq(a, "c", 1000) == 0 && mkq(a, "kq", 1000) == 0);
+    CHECK_EQ(take(a, "p", 1000, s, 1, 0, NULL), 0);              /* waiting pop */
+    CHECK_EQ(take(a, "c", 1000, s, 2, QTAKE_CLAIM, NULL), 0);    /* waiting claim */
+    CHECK_EQ(take(a, "kq", 1000, s, 3, 0, NULL), 0);             /* waits on a queue removed */
+    CHECK_EQ(push1(a, "p", 1100, "mp"), 0);
+    CHECK_EQ(push1(a, "c", 1100, "mc"), 0);
+    CHECK_EQ(rmq(a, "kq", 1), 0);
+    CHECK_EQ(push1(a, "p", 1200, "other"), 0);
+    int dl;
+    CHECK_EQ(take(a, "p", 1200, t, 9, 0, &dl), 0);               /* t's, collected at once */
+    CHECK(dl == 1 && a->ngot == 4);
+    queue_view_t v;
+    CHECK(queues_sm_get(a->st, "p", 1, &v) == 0 && v.ready == 0);   /* the pops left */
+
+    /* a restored replica hands the four out again, then says it was restored */
+    size_t n = 0;
+    uint8_t *raw = raw_snapshot(a->st, d1, &n);
+    CHECK(raw != NULL);
+    shard_t *b = fresh();
+    CHECK_EQ(restore_dir(b->st, d1), 0);
+    ns_sm_check(b->st);
+    CHECK(b->ngot == 4 && b->restored == 1);
+    for (int i = 0; i < b->ngot; i++)
+        CHECK(b->got[i].again && b->got[i].seq == a->got[i].seq &&
+              b->got[i].sid == a->got[i].sid && b->got[i].hid == a->got[i].hid);
+    CHECK(strcmp(b->got[0].msg, "mp") == 0 && !b->got[0].claim);
+    CHECK(strcmp(b->got[1].msg, "mc") == 0 && b->got[1].claim && b->got[1].id);
+    CHECK(b->got[2].gone && !b->got[2].ended && b->got[2].hid == 3);
+    CHECK(b->got[3].sid == t && b->got[3].hid == 9);
+
+    /* raw edits of the kept hand-over of the removed queue (only it still names "kq") */
+    size_t k = raw_after_name(raw, n, "kq");
+    CHECK(k > 32);
+    size_t ks = k - 2 - 4 - 24;          /* seq, sid, hid, then the name's length and bytes */
+    CHECK_EQ(raw_get64(raw + ks + 16), 3);
+    const raw_edit_t edits[] = {
+        { ks + 8, 8, s + t, "a kept hand-over without a handle, of an unknown kind, or of a "
+                            "session that is not live" },
+        { ks + 16, 8, 0, "a kept hand-over without a handle" },
+        { ks, 8, 1000, "numbered past the last one" },
+        { ks, 8, 1, "kept hand-overs out of order" },
+        { k, 8, 77, "a kept hand-over whose message does not fit its kind" },
+    };
+    CHECK_EQ(raw_all_rejected(raw, n, edits, sizeof(edits) / sizeof(edits[0]), d2, "queues"),
+             -1);
+    free(raw);
+
+    /* s reports seen up to the claim's number: the pop's and the claim's are dropped */
+    cmdbuf_t cb;
+    queues_cmd_cancel(&cb, 1300, "p", s, 77, a->got[1].seq);
+    CHECK_EQ(run(a, &cb, NULL), 0);
+    /* t's TAKE reports all: its own is dropped */
+    queues_cmd_take(&cb, 1300, "p", t, 10, QTAKE_NOWAIT, a->got[3].seq);
+    CHECK_EQ(run(a, &cb, NULL), -EAGAIN);
+    shard_t *c = fresh();
+    char *snap;
+    free(snap = snap_bytes(a->st, d1, &n));
+    CHECK(snap != NULL);
+    CHECK_EQ(restore_dir(c->st, d1), 0);
+    CHECK(c->ngot == 1 && c->got[0].hid == 3 && c->got[0].gone && c->restored == 1);
+    /* s's end drops the rest */
+    CHECK_EQ(end_session(a, s, 1400), 0);
+    shard_t *e = fresh();
+    free(snap = snap_bytes(a->st, d1, &n));
+    CHECK(snap != NULL);
+    CHECK_EQ(restore_dir(e->st, d1), 0);
+    CHECK(e->ngot == 0 && e->restored == 1);
+    done(a);
+    done(b);
+    done(c);
+    done(e);
+    CHECK_EQ(raw_rmdirs(d1, d2), 0);
+}
+
 int main(void)
 {
     RUN(push_pop_fifo);
@@ -685,5 +776,6 @@ int main(void)
     RUN(two_shards_in_one_process_are_independent);
     RUN(determinism_and_snapshot_round_trip);
     RUN(restore_rejects_broken_queues);
+    RUN(kept_hand_overs_go_out_again_after_restore);
     return CHECK_DONE();
 }

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# tests/integration/catchup_waits.sh — parked requests on a node that catches up by snapshot
+# (docs/QUEUES.md "Hand-overs kept", docs/LOCKS.md "Waits after a restore"): 3 nodes
+# (tools/cluster --netns, 1 shard, snapshots every 64 KiB of log). Node 3 parks a pop, a
+# claim, a poll(2) of an empty queue and a flock wait, and is cut off from the others (a
+# partition, well within its 10 s session lease). Meanwhile node 1 writes past what the
+# leader keeps in flight to node 3, then pushes the messages those reads wait for and
+# releases the lock, then writes until the leaders snapshot past those entries. Node 3,
+# healed, installs a snapshot: it never applies the entries that answer its requests, yet
+# the pop gets its message (no message lost), the claim its lease, the poller its wake-up
+# and the flock its grant (before the fix, 2026-12-03, all four hung and the lock stayed
+# held). Every wait bounded; the trap takes the cluster and its namespaces down.
+. "$(dirname "$0")/lib.sh"
+CL="$QI_ROOT/tools/cluster"
+C=$T/cluster
+cw_cleanup() {
+    local rc=$?
+    [ -f "$C/cluster.env" ] && timeout -k 5 60 "$CL" down --dir "$C" >/dev/null 2>&1
+    (exit $rc)
+    qi_cleanup
+}
+trap cw_cleanup EXIT
+probe=qfs-probe-$$
+if ! perr=$(ip netns add "$probe" 2>&1); then
+    not_ok netns-permitted "cannot create a network namespace (needs root and iproute2): $perr"
+    finish
+fi
+ip netns del "$probe"
+# (ports inside the nodes' own network namespaces: no clash with the host's)
+up_out=$(CLUSTER_WAIT_S=30 timeout 90 "$CL" up 3 --netns --dir "$C" --base-port 7750 --bin "$QUORUMFS" \
+    --node-args "--shards 1 --snapshot-bytes 65536" 2>&1)
+if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
+ok cluster-up
+M=("" "$C/n1/mnt" "$C/n2/mnt" "$C/n3/mnt")
+metric() { awk -v m="$2" 'index($0, m "{") == 1 { s += $2 } END { print s + 0 }' "$1/.cluster/metrics" 2>/dev/null; }
+
+mkdir "${M[1]}/queues/p" "${M[1]}/queues/c" "${M[1]}/queues/w" && touch "${M[1]}/locks/L" ||
+    not_ok setup "mkdir/touch failed"
+wait_for 10 test -e "${M[3]}/queues/w/pop" -a -e "${M[3]}/locks/L" || note "node 3 does not see the setup"
+# the lock holder, on node 1, until told to let go
+(exec 9<"${M[1]}/locks/L"; flock 9; touch "$T/held"; wait_for 60 test -e "$T/release"; true) &
+holder=$!
+wait_for 10 test -e "$T/held" || not_ok holder "node 1 did not get locks/L"
+
+# node 3's parked requests
+(timeout 60 cat "${M[3]}/queues/p/pop" >"$T/pop.out" 2>"$T/pop.err"; echo $? >"$T/pop.rc") &
+(timeout 60 cat "${M[3]}/queues/c/claim" >"$T/claim.out" 2>"$T/claim.err"; echo $? >"$T/claim.rc") &
+(timeout 60 flock "${M[3]}/locks/L" -c "echo granted >'$T/lock.out'" 2>"$T/lock.err"; echo $? >"$T/lock.rc") &
+timeout 70 $PY -c '
+import os, select, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+p = select.poll(); p.register(fd, select.POLLIN)
+open(sys.argv[2] + ".armed", "w").close()
+ev = p.poll(60000)
+open(sys.argv[2], "w").write("ready\n" if ev else "timeout\n")' "${M[3]}/queues/w/pop" "$T/poll.out" &
+wait_for 10 test -e "$T/poll.out.armed" || note "the poller did not start"
+sleep 2     # the takes and the lock wait are committed (they are parked: nothing to wait on)
+for f in pop claim lock; do [ -e "$T/$f.rc" ] && note "$f ended early: $(cat "$T/$f.rc") $(cat "$T/$f.err")"; done
+
+part=$("$CL" partition 3 '|' 1,2 --dir "$C" 2>&1) && ok node-3-cut-off || not_ok node-3-cut-off "$part"
+t0=$(now_ms)
+# junk N SIZE: N cache writes of SIZE bytes through node 1, one after another
+junk() {
+    timeout 60 $PY -c '
+import sys
+for i in range(int(sys.argv[2])):
+    with open("%s/junk%d" % (sys.argv[1], i), "w") as f: f.write("x" * int(sys.argv[3]))' \
+        "${M[1]}/cache" "$1" "$2" || note "the junk writes on node 1 failed"
+}
+# What the leader sent before the cut, up to 256 appends it keeps in flight to node 3,
+# still arrives by TCP after the heal; so first more separate appends than that, then the
+# entries that answer node 3's requests, then enough log for the leaders to snapshot past
+# them (every 64 KiB): node 3 can only learn those entries inside a snapshot.
+junk 300 100
+echo mp >"${M[1]}/queues/p/push" && echo mc >"${M[1]}/queues/c/push" &&
+    echo mw >"${M[1]}/queues/w/push" && ok pushed-on-node-1 || not_ok pushed-on-node-1
+touch "$T/release"
+wait_for 10 pid_gone "$holder" || note "the holder on node 1 did not let go"
+commit=$(metric "${M[1]}" quorumfs_raft_commit_index)
+junk 20 10000
+snapped() { [ "$(metric "${M[1]}" quorumfs_raft_snapshot_index)" -gt "$commit" ] &&
+            [ "$(metric "${M[2]}" quorumfs_raft_snapshot_index)" -gt "$commit" ]; }
+wait_for 10 snapped && ok snapshots-past-the-hand-overs ||
+    not_ok snapshots-past-the-hand-overs "snapshot index $(metric "${M[1]}" quorumfs_raft_snapshot_index) <= $commit"
+note "node 3 cut off for $(( $(now_ms) - t0 )) ms"
+heal=$("$CL" heal --dir "$C" 2>&1) || not_ok healed "$heal"
+
+wait_for 30 test -e "$T/pop.rc" -a -e "$T/claim.rc" -a -e "$T/lock.rc" -a -s "$T/poll.out"
+inst=$(metric "${M[3]}" quorumfs_raft_snapshot_installs_total)
+checke node-3-installed-a-snapshot '[ "$inst" -gt 0 ]' || note "node 3 installed $inst snapshots"
+checke pop-got-its-message '[ "$(cat "$T/pop.rc" 2>/dev/null)" = 0 ] && [ "$(cat "$T/pop.out")" = mp ]' ||
+    note "pop: rc $(cat "$T/pop.rc" 2>/dev/null) out '$(cat "$T/pop.out")' err '$(cat "$T/pop.err")'"
+checke claim-got-its-message '[ "$(cat "$T/claim.rc" 2>/dev/null)" = 0 ] && grep -qx "[0-9]* mc" "$T/claim.out"' ||
+    note "claim: rc $(cat "$T/claim.rc" 2>/dev/null) out '$(cat "$T/claim.out")' err '$(cat "$T/claim.err")'"
+checke flock-granted '[ "$(cat "$T/lock.rc" 2>/dev/null)" = 0 ] && [ "$(cat "$T/lock.out")" = granted ]' ||
+    note "flock: rc $(cat "$T/lock.rc" 2>/dev/null) out '$(cat "$T/lock.out" 2>/dev/null)' err '$(cat "$T/lock.err")'"
+checke poller-woken '[ "$(cat "$T/poll.out" 2>/dev/null)" = ready ]' || note "poll: $(cat "$T/poll.out" 2>/dev/null)"
+# nothing lost or doubled: p is empty everywhere, the claim is in flight, w still has mw
+qlen() { read -r n _ <"${M[3]}/queues/$1/len" && echo "$n"; }
+checke queues-consistent '[ "$(qlen p)" = 0 ] && [ "$(ls "${M[3]}/queues/c/claimed" | wc -l)" = 1 ] &&
+    [ "$(qlen w)" = 1 ] && [ "$(cat "${M[1]}/queues/w/pop")" = mw ]' ||
+    note "p/len $(cat "${M[3]}/queues/p/len") claimed $(ls "${M[3]}/queues/c/claimed" | wc -l) w/len $(cat "${M[3]}/queues/w/len")"
+# the lock is free again after the flock on node 3 ended
+checke lock-free-after '[ "$(flock -n "${M[1]}/locks/L" -c "echo ok" 2>&1)" = ok ]'
+
+"$CL" down --dir "$C" >/dev/null 2>&1
+finish
