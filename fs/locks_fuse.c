@@ -130,9 +130,9 @@ static int stale(const lfront_t *lf, const lfh_t *fh)
     pthread_rwlock_rdlock(&st->lock);
     int gone = !session_find(&st->sessions, held);
     if (!gone && fh->create_fence &&
-        locks_sm_get(st, fh->name, strlen(fh->name), &v) == 0 &&
-        v.create_fence != fh->create_fence)
-        gone = 1;                /* the create hold went to another taker */
+        (locks_sm_get(st, fh->name, strlen(fh->name), &v) < 0 ||
+         v.create_fence != fh->create_fence))
+        gone = 1;                /* the create hold ended (TTL) or went to another taker */
     pthread_rwlock_unlock(&st->lock);
     return gone;
 }
@@ -465,7 +465,7 @@ static void lf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         if (end > fh->wlen)
             fh->wlen = end;
         cmdbuf_t b;
-        locks_cmd_data(&b, node_now_ms(), fh->name, fh->wbuf, fh->wlen);
+        locks_cmd_data(&b, node_now_ms(), fh->name, fh->wbuf, fh->wlen, fh->create_fence);
         rc = lpropose(lf, fh->name, &b, NULL);
     }
     pthread_mutex_unlock(&fh->mu);
@@ -519,7 +519,7 @@ static void lf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
             rc = -EINVAL;
         } else {
             cmdbuf_t b;
-            locks_cmd_data(&b, node_now_ms(), name, "", 0);
+            locks_cmd_data(&b, node_now_ms(), name, "", 0, 0);
             rc = lpropose(lf, name, &b, NULL);
         }
     }

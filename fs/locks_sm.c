@@ -412,13 +412,21 @@ static int apply_expire(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r, effects_t 
     return 0;
 }
 
+/* DATA may end with the create fence of the descriptor it was written through (commands
+ * written before it existed, and writes through descriptors that hold no create lock, carry
+ * none: 0). With one, the write lands only while that hold is still the lock's: a
+ * descriptor whose TTL ran out, or whose lock another taker now has, gets EIO even when its
+ * front's own check passed just before. */
 static int apply_data(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r)
 {
     lock_t *l = arg_lock(ls, r);
     const uint8_t *p;
     size_t len = cmd_get_bytes(r, &p);
+    uint64_t fence = r->off < r->len ? cmd_get_u64(r) : 0;
     if (r->err)
         return -EINVAL;
+    if (fence && (!l || !create_hold(l) || create_hold(l)->h.fence != fence))
+        return -EIO;
     if (!l)
         return -ENOENT;
     if (len > LOCK_DATA_MAX)
@@ -819,10 +827,12 @@ void locks_cmd_expire(cmdbuf_t *b, uint64_t now, const char *name, uint64_t fenc
     cmd_u64(b, fence);
 }
 
-void locks_cmd_data(cmdbuf_t *b, uint64_t now, const char *name, const void *p, size_t len)
+void locks_cmd_data(cmdbuf_t *b, uint64_t now, const char *name, const void *p, size_t len,
+                    uint64_t fence)
 {
     begin(b, LOP_DATA, now, name);
     cmd_bytes(b, p, len);
+    cmd_u64(b, fence);
 }
 
 /* ---------------------------------------------------------------- results */

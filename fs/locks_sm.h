@@ -30,7 +30,7 @@ enum locks_op {
     LOP_SETTTL,       /* str name, u32 ttl_s (0 = none) */
     LOP_TOUCH,        /* str name: renews a create lock's TTL */
     LOP_EXPIRE,       /* str name, u64 fence: the create hold with that fence timed out */
-    LOP_DATA,         /* str name, bytes content */
+    LOP_DATA,         /* str name, bytes content, [u64 create fence] */
 };
 enum lock_kind { LK_FLOCK = 1, LK_POSIX, LK_CREATE };
 enum lock_mode { LM_SHARED = 1, LM_EXCL };
@@ -58,7 +58,10 @@ void locks_cmd_setttl(cmdbuf_t *b, uint64_t now, const char *name, uint32_t ttl_
 void locks_cmd_touch(cmdbuf_t *b, uint64_t now, const char *name);
 /* EXPIRE: the create hold with that fence, if its TTL passed at the command's time. */
 void locks_cmd_expire(cmdbuf_t *b, uint64_t now, const char *name, uint64_t fence);
-void locks_cmd_data(cmdbuf_t *b, uint64_t now, const char *name, const void *p, size_t len);
+/* DATA: the file's content; fence: the create hold the writer's descriptor holds (0: none):
+ * with one, apply refuses the write (EIO) unless that hold is still the lock's. */
+void locks_cmd_data(cmdbuf_t *b, uint64_t now, const char *name, const void *p, size_t len,
+                    uint64_t fence);
 
 /* ---- results of applied commands (res->code == 0) ---- */
 

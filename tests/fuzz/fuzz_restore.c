@@ -178,7 +178,7 @@ static state_t *build(void)
     must(st, &b);
     locks_cmd_lock(&b, 40002, "L", s3, LK_FLOCK, 3, LM_EXCL, 1, 3, 1);
     must(st, &b);
-    locks_cmd_data(&b, 40003, "L", "host 1\n", 7);
+    locks_cmd_data(&b, 40003, "L", "host 1\n", 7, 0);
     must(st, &b);
     locks_cmd_create(&b, 40004, "E", 1, s2, 1);
     must(st, &b);

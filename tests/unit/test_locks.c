@@ -162,11 +162,17 @@ static int expire(shard_t *sh, const char *name, uint64_t now, uint64_t fence)
     return run(sh, &b, NULL);
 }
 
-static int data(shard_t *sh, const char *name, uint64_t now, const char *text)
+static int data_as(shard_t *sh, const char *name, uint64_t now, const char *text,
+                   uint64_t fence)
 {
     cmdbuf_t b;
-    locks_cmd_data(&b, now, name, text, strlen(text));
+    locks_cmd_data(&b, now, name, text, strlen(text), fence);
     return run(sh, &b, NULL);
+}
+
+static int data(shard_t *sh, const char *name, uint64_t now, const char *text)
+{
+    return data_as(sh, name, now, text, 0);
 }
 
 static int view(shard_t *sh, const char *name, lock_view_t *v)
@@ -336,8 +342,17 @@ TEST(exclusive_create_unlink_and_ttl)
     CHECK(v.expires_ms == 5000 && v.mtime_ms == 3000);
     CHECK_EQ(expire(sh, "t", 4500, f), -EAGAIN);       /* touched: not yet */
     CHECK_EQ(expire(sh, "t", 5000, f + 1), -ENOENT);   /* not that hold */
+    CHECK_EQ(data_as(sh, "t", 4600, "mine", f), 0);    /* the hold's writer */
+    CHECK_EQ(data_as(sh, "t", 4600, "old", f + 1), -EIO);   /* not the hold's */
     CHECK_EQ(expire(sh, "t", 5000, f), 0);
     CHECK_EQ(view(sh, "t", &v), -ENOENT);              /* ephemeral: gone */
+    CHECK_EQ(data_as(sh, "t", 5000, "late", f), -EIO); /* its hold ended: EIO, not ENOENT */
+    CHECK_EQ(data(sh, "t", 5000, "late"), -ENOENT);
+    uint64_t f2;
+    CHECK_EQ(create(sh, "t", 1, s, 5100, &f2), 0);     /* taken again */
+    CHECK_EQ(data_as(sh, "t", 5100, "late", f), -EIO); /* the old hold's write is refused */
+    CHECK_EQ(data_as(sh, "t", 5100, "new", f2), 0);
+    CHECK_EQ(unlink_lock(sh, "t", 5100), 0);
     CHECK_EQ(setttl(sh, "t", 5000, LOCK_TTL_MAX + 1), -EINVAL);
     /* removing the TTL of a create lock ends its expiry */
     CHECK_EQ(create(sh, "u", 1, s, 6000, &f), 0);
@@ -480,7 +495,7 @@ static void random_cmd(cmdbuf_t *b, uint64_t s)
     case 5: locks_cmd_setttl(b, 1, n, (uint32_t)v); break;
     case 6: locks_cmd_touch(b, 1, n); break;
     case 7: locks_cmd_expire(b, 1, n, v); break;
-    case 8: locks_cmd_data(b, 1, n, "abc", v); break;
+    case 8: locks_cmd_data(b, 1, n, "abc", v, (uint64_t)(rand() % 3)); break;
     case 9: session_cmd_open(b, 1, n, 1, 10000); break;
     case 10: session_cmd_renew(b, 1, v, 10000); break;
     default: session_cmd_end(b, 1, v + 2, rand() % 2); break;   /* never s itself */
