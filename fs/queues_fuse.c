@@ -85,6 +85,8 @@ typedef struct qfh {
     qfront_t *qf;
     int kind;
     char *qname;
+    uint64_t qid;                /* the queue it was opened on (commands name it too: a queue
+                                    made since under the same name is another one) */
     uint32_t shard;              /* qname's shard */
     int ended;                   /* T_GONE because the session ended, not the queue */
     pthread_mutex_t mu;
@@ -593,6 +595,7 @@ static int do_open(qfront_t *qf, fuse_ino_t ino, int flags, qfh_t **out)
     if (!fh)
         return -ENOMEM;
     fh->shard = r.shard;
+    fh->qid = r.qid;
     state_t *st = qstate(qf, r.shard);
     pthread_rwlock_rdlock(&st->lock);
     rc = open_locked(st, &r, fh);
@@ -862,7 +865,7 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size, int nonblock)
             cmdbuf_t b;
             queues_cmd_take(&b, node_now_ms(), fh->qname, sid, fh->hid,
                             (uint8_t)((fh->claim ? QTAKE_CLAIM : 0) |
-                                      (nonblock ? QTAKE_NOWAIT : 0)), seen);
+                                      (nonblock ? QTAKE_NOWAIT : 0)), seen, fh->qid);
             rc = propose(qf, fh->qname, &b, NULL);
             if (rc != -ENOLCK)
                 break;
@@ -1055,7 +1058,8 @@ static void take_release(qfh_t *fh)
     pthread_mutex_unlock(&qf->ctx.mu);
     if (waiting) {
         cmdbuf_t b;
-        queues_cmd_cancel(&b, node_now_ms(), fh->qname, qsid(qf, fh->shard), fh->hid, seen);
+        queues_cmd_cancel(&b, node_now_ms(), fh->qname, qsid(qf, fh->shard), fh->hid, seen,
+                          fh->qid);
         int rc = propose(qf, fh->qname, &b, NULL);
         if (rc < 0 && rc != -ENOENT)   /* a wait already gone (delivered first): no failure */
             fprintf(stderr, "quorumfs: queue %s: cancel of a waiting read failed: %s\n",
@@ -1088,6 +1092,7 @@ static int batch_flush(qfh_t *fh, cmdbuf_t *b)
 {
     if (!b->p)
         return 0;
+    queues_cmd_push_end(b, fh->qid);
     int rc = propose(fh->qf, fh->qname, b, NULL);
     memset(b, 0, sizeof(*b));
     return rc;

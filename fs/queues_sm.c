@@ -497,14 +497,26 @@ static int apply_set(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r)
     return 0;
 }
 
+/* An optional last u64 field (commands written before it existed end without it: 0). */
+static uint64_t arg_opt(cmdrd_t *r)
+{
+    return r->off < r->len ? cmd_get_u64(r) : 0;
+}
+
+/* The queue a command names, unless it also names a queue id (PUSH, TAKE and CANCEL of a
+ * file opened on that queue) that is not this queue's: the queue the file was opened on
+ * was removed, and one of the same name made since is another queue. */
+static queue_t *same_queue(queue_t *q, uint64_t qid)
+{
+    return q && (!qid || q->ent.id == qid) ? q : NULL;
+}
+
 static int apply_push(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *fx)
 {
     queue_t *q = arg_queue(qs, r);
     uint32_t n = cmd_get_u32(r);
     if (r->err)
         return -EINVAL;
-    if (!q)
-        return -ENOENT;
     /* Validate the whole batch first: a command is applied all or nothing. */
     size_t save = r->off;
     for (uint32_t i = 0; i < n; i++) {
@@ -515,6 +527,11 @@ static int apply_push(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *f
         if (len > QUEUE_MSG_MAX)
             return -EFBIG;
     }
+    q = same_queue(q, arg_opt(r));
+    if (r->err)
+        return -EINVAL;
+    if (!q)
+        return -ENOENT;
     if (q->maxlen && q->lists[0].n + q->lists[1].n + n > q->maxlen)
         return -ENOSPC;
     r->off = save;
@@ -530,20 +547,16 @@ static int apply_push(qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r, effects_t *f
     return 0;
 }
 
-/* The optional last field of TAKE and CANCEL: the proposer's session has collected every
- * hand-over to it numbered up to `seen` (older commands end without it: 0). */
-static uint64_t arg_seen(cmdrd_t *r)
-{
-    return r->off < r->len ? cmd_get_u64(r) : 0;
-}
-
 static int apply_take(const state_t *st, qstate_t *qs, const cmd_hdr_t *h, cmdrd_t *r,
                       sm_result_t *res, effects_t *fx)
 {
     queue_t *q = arg_queue(qs, r);
     uint64_t sid = cmd_get_u64(r), hid = cmd_get_u64(r);
     uint8_t flags = cmd_get_u8(r);
-    uint64_t seen = arg_seen(r);
+    /* then, optional: `seen` (the session collected every hand-over to it numbered up to
+     * it) and the queue id */
+    uint64_t seen = arg_opt(r);
+    q = same_queue(q, arg_opt(r));
     if (r->err)
         return -EINVAL;
     if (!session_find(&st->sessions, sid))
@@ -571,7 +584,8 @@ static int apply_cancel(qstate_t *qs, cmdrd_t *r, sm_result_t *res)
 {
     queue_t *q = arg_queue(qs, r);
     uint64_t sid = cmd_get_u64(r), hid = cmd_get_u64(r);
-    uint64_t seen = arg_seen(r);
+    uint64_t seen = arg_opt(r);   /* optional, as for TAKE */
+    q = same_queue(q, arg_opt(r));
     if (r->err || !hid)
         return -EINVAL;
     kept_drop(qs, sid, seen);
@@ -1118,6 +1132,11 @@ void queues_cmd_push(cmdbuf_t *b, uint64_t now, const char *q)
     cmd_u32(b, 0);
 }
 
+void queues_cmd_push_end(cmdbuf_t *b, uint64_t qid)
+{
+    cmd_u64(b, qid);
+}
+
 void queues_cmd_push_add(cmdbuf_t *b, const void *msg, size_t len)
 {
     cmd_bytes(b, msg, len);
@@ -1131,22 +1150,24 @@ uint32_t queues_cmd_push_count(const cmdbuf_t *b)
 }
 
 void queues_cmd_take(cmdbuf_t *b, uint64_t now, const char *q, uint64_t sid, uint64_t hid,
-                     uint8_t flags, uint64_t seen)
+                     uint8_t flags, uint64_t seen, uint64_t qid)
 {
     begin(b, QOP_TAKE, now, q);
     cmd_u64(b, sid);
     cmd_u64(b, hid);
     cmd_u8(b, flags);
     cmd_u64(b, seen);
+    cmd_u64(b, qid);
 }
 
 void queues_cmd_cancel(cmdbuf_t *b, uint64_t now, const char *q, uint64_t sid, uint64_t hid,
-                       uint64_t seen)
+                       uint64_t seen, uint64_t qid)
 {
     begin(b, QOP_CANCEL, now, q);
     cmd_u64(b, sid);
     cmd_u64(b, hid);
     cmd_u64(b, seen);
+    cmd_u64(b, qid);
 }
 
 void queues_cmd_unpop(cmdbuf_t *b, uint64_t now, const char *q, uint64_t id, uint32_t count,

@@ -25,10 +25,13 @@ enum queues_op {
     QOP_MKDIR = 1,    /* str name -> result u64 qid */
     QOP_RMDIR,        /* str name, u8 force (drop messages) */
     QOP_SET,          /* str name, u8 QSET_*, u64 value */
-    QOP_PUSH,         /* str name, u32 n, n x bytes message */
-    QOP_TAKE,         /* str name, u64 sid, u64 hid, u8 QTAKE_*, [u64 seen]
+    /* [u64 qid] (optional, last): the queue the command's file was opened on; ENOENT (for
+     * CANCEL: nothing removed) when the queue of that name is another one by now */
+    QOP_PUSH,         /* str name, u32 n, n x bytes message, [u64 qid] */
+    QOP_TAKE,         /* str name, u64 sid, u64 hid, u8 QTAKE_*, [u64 seen, [u64 qid]]
                          -> result u8 delivered */
-    QOP_CANCEL,       /* str name, u64 sid, u64 hid, [u64 seen] -> result u8 removed */
+    QOP_CANCEL,       /* str name, u64 sid, u64 hid, [u64 seen, [u64 qid]]
+                         -> result u8 removed */
     QOP_UNPOP,        /* str name, u64 id, u32 count, bytes message: back to the head */
     QOP_ACK,          /* str name, u64 id: acknowledge a claimed message */
     QOP_EXTEND,       /* str name, u64 id: restart a claim's lease */
@@ -51,17 +54,19 @@ void queues_cmd_mkdir(cmdbuf_t *b, uint64_t now, const char *q);
 void queues_cmd_rmdir(cmdbuf_t *b, uint64_t now, const char *q, int force);
 void queues_cmd_set(cmdbuf_t *b, uint64_t now, const char *q, uint8_t which, uint64_t value);
 /* PUSH: starts a batch of no messages; queues_cmd_push_add appends one (len > 0) and
- * counts it. queues_cmd_push_count tells how many b holds. */
+ * counts it. queues_cmd_push_count tells how many b holds. queues_cmd_push_end (optional,
+ * after the last message) names the queue id the batch is for. */
 void queues_cmd_push(cmdbuf_t *b, uint64_t now, const char *q);
+void queues_cmd_push_end(cmdbuf_t *b, uint64_t qid);
 void queues_cmd_push_add(cmdbuf_t *b, const void *msg, size_t len);
 uint32_t queues_cmd_push_count(const cmdbuf_t *b);
 /* TAKE and CANCEL carry `seen`: session sid has collected every hand-over to it numbered
  * up to seen (the largest EFF_QUEUE_MSG seq its node's front has been given for the shard),
  * so the state stops keeping those (docs/QUEUES.md "Hand-overs kept"). */
 void queues_cmd_take(cmdbuf_t *b, uint64_t now, const char *q, uint64_t sid, uint64_t hid,
-                     uint8_t flags, uint64_t seen);
+                     uint8_t flags, uint64_t seen, uint64_t qid);
 void queues_cmd_cancel(cmdbuf_t *b, uint64_t now, const char *q, uint64_t sid, uint64_t hid,
-                       uint64_t seen);
+                       uint64_t seen, uint64_t qid);
 void queues_cmd_unpop(cmdbuf_t *b, uint64_t now, const char *q, uint64_t id, uint32_t count,
                       const void *msg, size_t len);
 /* ACK, EXTEND, RETURN or DEADRM of message id. */

@@ -157,16 +157,16 @@ static state_t *build(void)
     queues_cmd_push_add(&b, "m3", 2);
     queues_cmd_push_add(&b, "m4", 2);
     must(st, &b);
-    queues_cmd_take(&b, 1000, "q", s1, 5, QTAKE_CLAIM, 0);
+    queues_cmd_take(&b, 1000, "q", s1, 5, QTAKE_CLAIM, 0, 0);
     must(st, &b);
     uint64_t first = 1;
     queues_cmd_expire(&b, 40000, "q", 1, &first);          /* m1 -> dead/ (max 1) */
     must(st, &b);
-    queues_cmd_take(&b, 40000, "q", s1, 6, QTAKE_CLAIM, 0);   /* m2 claimed */
+    queues_cmd_take(&b, 40000, "q", s1, 6, QTAKE_CLAIM, 0, 0);   /* m2 claimed */
     must(st, &b);
-    queues_cmd_take(&b, 40000, "w", s2, 7, 0, 0);
+    queues_cmd_take(&b, 40000, "w", s2, 7, 0, 0, 0);
     must(st, &b);
-    queues_cmd_take(&b, 40000, "w", s3, 8, QTAKE_CLAIM, 0);
+    queues_cmd_take(&b, 40000, "w", s3, 8, QTAKE_CLAIM, 0, 0);
     must(st, &b);
     /* locks/: L shared by s1 and s2 with an exclusive waiter of s3; E a create lock of s2
      * with a TTL; F a create lock without one; data on L */

@@ -251,6 +251,24 @@ expect_errno rmdir-nonempty ENOTEMPTY rmdir "$Q/orders"
 rm -r "$Q/orders" && ok rm-r-queue || not_ok rm-r-queue
 check rm-r-gone [ ! -e "$Q/orders" ]
 rmdir "$Q/small" 2>/dev/null; mkdir "$Q/empty" && rmdir "$Q/empty" && ok rmdir-empty || not_ok rmdir-empty
+# a push or pop file kept open across rmdir + mkdir of its queue's name belongs to the queue
+# that was removed: its write and read fail with ENOENT, and the new queue gets nothing
+mkdir "$Q/again"
+r=$($PY -c 'import errno, os, sys
+q = sys.argv[1]
+w = os.open(q + "/push", os.O_WRONLY); r = os.open(q + "/pop", os.O_RDONLY | os.O_NONBLOCK)
+os.rmdir(q); os.mkdir(q)
+out = []
+for what, fn in (("write", lambda: os.write(w, b"stray\n")), ("read", lambda: os.read(r, 100))):
+    try:
+        fn(); out.append(what + "=0")
+    except OSError as e:
+        out.append(what + "=" + errno.errorcode.get(e.errno, str(e.errno)))
+os.close(w); os.close(r)
+print(" ".join(out))' "$Q/again" 2>&1)
+checke stale-queue-files-ENOENT '[ "$r" = "write=ENOENT read=ENOENT" ] && [ "$(cat "$Q/again/len")" = "0 0 0" ]' ||
+    note "saw: $r; len $(cat "$Q/again/len")"
+rm -r "$Q/again"
 check daemon-alive pid_alive "$NPID"
 
 stop_node "$MNT" "$NPID" && ok clean-unmount || not_ok clean-unmount

@@ -120,7 +120,7 @@ static int take(shard_t *sh, const char *q, uint64_t now, uint64_t sid, uint64_t
 {
     cmdbuf_t b;
     sm_result_t res;
-    queues_cmd_take(&b, now, q, sid, hid, flags, 0);
+    queues_cmd_take(&b, now, q, sid, hid, flags, 0, 0);
     int rc = run(sh, &b, &res);
     if (delivered)
         *delivered = rc == 0 ? res.data[0] : -1;
@@ -227,10 +227,10 @@ TEST(waiters_are_served_in_order_and_cancel)
     /* cancel the second waiter */
     cmdbuf_t b;
     sm_result_t res;
-    queues_cmd_cancel(&b, 3, "q", s2, 20, 0);
+    queues_cmd_cancel(&b, 3, "q", s2, 20, 0, 0);
     CHECK_EQ(run(sh, &b, &res), 0);
     CHECK_EQ(res.data[0], 1);
-    queues_cmd_cancel(&b, 3, "q", s2, 20, 0);
+    queues_cmd_cancel(&b, 3, "q", s2, 20, 0, 0);
     CHECK_EQ(run(sh, &b, &res), 0);
     CHECK_EQ(res.data[0], 0);                /* gone already */
     const char *m[] = { "one", "two", "three", NULL };
@@ -435,8 +435,8 @@ TEST(malformed_commands_are_rejected)
         uint64_t id = (uint64_t)(rand() % 8), ids[3] = { id, id + 1, 2 };
         switch (rand() % 9) {
         case 0: queues_cmd_push(&b, 1, "q"); queues_cmd_push_add(&b, "m", 1); break;
-        case 1: queues_cmd_take(&b, 1, "q", s, id, (uint8_t)(rand() % 4), (uint64_t)(rand() % 8)); break;
-        case 2: queues_cmd_cancel(&b, 1, "q", s, id, (uint64_t)(rand() % 8)); break;
+        case 1: queues_cmd_take(&b, 1, "q", s, id, (uint8_t)(rand() % 4), (uint64_t)(rand() % 8), (uint64_t)(rand() % 3)); break;
+        case 2: queues_cmd_cancel(&b, 1, "q", s, id, (uint64_t)(rand() % 8), (uint64_t)(rand() % 3)); break;
         case 3: queues_cmd_unpop(&b, 1, "q", id, 0, "u", 1); break;
         case 4: queues_cmd_msg(&b, (uint8_t)(QOP_ACK + rand() % 3), 1, "q", id); break;
         case 5: queues_cmd_expire(&b, 1, "q", 3, ids); break;
@@ -736,10 +736,10 @@ TEST(kept_hand_overs_go_out_again_after_restore)
 
     /* s reports seen up to the claim's number: the pop's and the claim's are dropped */
     cmdbuf_t cb;
-    queues_cmd_cancel(&cb, 1300, "p", s, 77, a->got[1].seq);
+    queues_cmd_cancel(&cb, 1300, "p", s, 77, a->got[1].seq, 0);
     CHECK_EQ(run(a, &cb, NULL), 0);
     /* t's TAKE reports all: its own is dropped */
-    queues_cmd_take(&cb, 1300, "p", t, 10, QTAKE_NOWAIT, a->got[3].seq);
+    queues_cmd_take(&cb, 1300, "p", t, 10, QTAKE_NOWAIT, a->got[3].seq, 0);
     CHECK_EQ(run(a, &cb, NULL), -EAGAIN);
     shard_t *c = fresh();
     char *snap;
@@ -761,6 +761,53 @@ TEST(kept_hand_overs_go_out_again_after_restore)
     CHECK_EQ(raw_rmdirs(d1, d2), 0);
 }
 
+/* A file opened on a queue names its id too: once that queue is removed and another made
+ * under the same name, its PUSH and TAKE fail (ENOENT) and its CANCEL removes nothing,
+ * instead of landing in the new queue. Without an id (older commands) the name decides. */
+TEST(commands_naming_a_removed_queue_id_miss_the_new_queue)
+{
+    shard_t *sh = fresh();
+    uint64_t s = open_session(sh, 1);
+    queue_view_t v;
+    CHECK_EQ(mkq(sh, "r", 1), 0);
+    CHECK_EQ(queues_sm_get(sh->st, "r", 1, &v), 0);
+    uint64_t old = v.qid;
+    CHECK_EQ(rmq(sh, "r", 0), 0);
+    CHECK_EQ(mkq(sh, "r", 2), 0);
+    CHECK_EQ(queues_sm_get(sh->st, "r", 1, &v), 0);
+    CHECK(v.qid != old);
+    cmdbuf_t b;
+    for (int i = 0; i < 3; i++) {     /* the old id, the new one, none */
+        uint64_t id = i == 0 ? old : i == 1 ? v.qid : 0;
+        queues_cmd_push(&b, 3, "r");
+        queues_cmd_push_add(&b, "m", 1);
+        queues_cmd_push_end(&b, id);
+        CHECK_EQ(run(sh, &b, NULL), i == 0 ? -ENOENT : 0);
+    }
+    queue_view_t now;
+    CHECK(queues_sm_get(sh->st, "r", 1, &now) == 0 && now.ready == 2);
+    queues_cmd_take(&b, 4, "r", s, 1, 0, 0, old);
+    CHECK_EQ(run(sh, &b, NULL), -ENOENT);
+    queues_cmd_take(&b, 4, "r", s, 2, 0, 0, v.qid);
+    CHECK_EQ(run(sh, &b, NULL), 0);
+    CHECK(queues_sm_get(sh->st, "r", 1, &now) == 0 && now.ready == 1);
+    /* a waiter of the new queue is not cancelled through the old id */
+    CHECK_EQ(take(sh, "r", 5, s, 3, 0, NULL), 0);
+    CHECK_EQ(take(sh, "r", 5, s, 4, 0, NULL), 0);    /* waits */
+    sm_result_t res;
+    queues_cmd_cancel(&b, 6, "r", s, 4, 0, old);
+    CHECK(run(sh, &b, &res) == 0 && res.data[0] == 0);
+    queues_cmd_cancel(&b, 6, "r", s, 4, 0, v.qid);
+    CHECK(run(sh, &b, &res) == 0 && res.data[0] == 1);
+    /* a trailing field cut short is malformed */
+    queues_cmd_push(&b, 3, "r");
+    queues_cmd_push_add(&b, "m", 1);
+    queues_cmd_push_end(&b, v.qid);
+    b.len -= 3;
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    done(sh);
+}
+
 int main(void)
 {
     RUN(push_pop_fifo);
@@ -777,5 +824,6 @@ int main(void)
     RUN(determinism_and_snapshot_round_trip);
     RUN(restore_rejects_broken_queues);
     RUN(kept_hand_overs_go_out_again_after_restore);
+    RUN(commands_naming_a_removed_queue_id_miss_the_new_queue);
     return CHECK_DONE();
 }
