@@ -32,7 +32,7 @@
 #define MAX_PENDING 64               /* inbound connections not yet past their HELLO */
 #define READ_CHUNK (64 * 1024)       /* bytes per recv() */
 #define READ_BUDGET (4 * READ_CHUNK) /* bytes read from one connection per event, for fairness */
-#define TLS_READ_AHEAD READ_CHUNK    /* OpenSSL's read buffer: ciphertext bytes per recv() */
+#define TLS_READ_AHEAD READ_CHUNK    /* TLS: ciphertext bytes per recv() (struct conn cin) */
 #define KEEP_OUT_BYTES (256 * 1024)  /* an emptied send buffer larger than this is released */
 #define MAX_EVENTS 64
 #define ACCEPT_PAUSE_MS 100          /* accept() failing for lack of fds pauses accepting */
@@ -76,8 +76,11 @@ typedef struct conn {
     bool read_needs_out;      /* the last handshake step or recv waits for writability */
     bool write_needs_in;      /* the last send waits for readability */
     bool got_bytes;           /* the first bytes were seen (for the wrong-protocol checks) */
-    bool rx_hold;             /* TLS: conn_read is finishing what OpenSSL holds; the socket
-                                 BIO reads nothing more from the socket meanwhile */
+    bool rx_hold;             /* TLS: conn_read is finishing the records read already; the
+                                 socket BIO reads nothing more from the socket meanwhile */
+    uint8_t *cin;             /* TLS: ciphertext read ahead, cin[cin_off..cin_len), allocated
+                                 (TLS_READ_AHEAD bytes) only while it holds bytes */
+    uint32_t cin_off, cin_len;
     char ioerr[160];          /* why the last send/recv failed, when errno cannot say */
     char verr[200];           /* the first certificate verification refused, and why */
     uint64_t want_id;         /* TLS, dialed: the node whose name the certificate must carry */
@@ -342,7 +345,12 @@ static void tls_errstr(char *buf, size_t cap, const char *fallback)
 
 /* The socket BIO of TLS sessions: OpenSSL's own writes with write(2), which raises SIGPIPE
  * on a connection the peer reset; this one sends with MSG_NOSIGNAL like tcp_send. Its data is
- * the conn (whose fd it reads and writes). */
+ * the conn (whose fd it reads and writes). It reads ahead: one recv() of up to
+ * TLS_READ_AHEAD bytes into c->cin, from which OpenSSL's reads (a record's 5-byte header,
+ * then its body) are served, so many records come in per syscall. (OpenSSL's own read-ahead,
+ * SSL_set_read_ahead, was tried first: OpenSSL 3.0 moves buffered bytes to the front of its
+ * buffer as it goes, and it took 20-30% more CPU per 64 KiB message than no read-ahead at
+ * all; this buffer costs one memcpy per byte: docs/bench-tls-20261203.txt.) */
 static int bio_write(BIO *b, const char *buf, int len)
 {
     conn_t *c = BIO_get_data(b);
@@ -357,15 +365,42 @@ static int bio_read(BIO *b, char *buf, int len)
 {
     conn_t *c = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    if (c->rx_hold) { /* as if the socket were empty: see conn_read */
-        BIO_set_retry_read(b);
-        errno = EAGAIN;
-        return -1;
+    if (len <= 0)
+        return 0;
+    if (c->cin_off == c->cin_len) {
+        if (c->rx_hold) { /* as if the socket were empty: see tls_recv */
+            BIO_set_retry_read(b);
+            errno = EAGAIN;
+            return -1;
+        }
+        if (!c->cin && !(c->cin = malloc(TLS_READ_AHEAD))) {
+            errno = ENOMEM;
+            return -1;
+        }
+        ssize_t n = recv(c->fd, c->cin, TLS_READ_AHEAD, 0);
+        if (n <= 0) {
+            int e = errno;
+            free(c->cin);
+            c->cin = NULL;
+            errno = e;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+                BIO_set_retry_read(b);
+            return (int)n;
+        }
+        c->cin_off = 0;
+        c->cin_len = (uint32_t)n;
     }
-    ssize_t n = recv(c->fd, buf, (size_t)len, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        BIO_set_retry_read(b);
-    return (int)n;
+    uint32_t k = c->cin_len - c->cin_off;
+    if (k > (uint32_t)len)
+        k = (uint32_t)len;
+    memcpy(buf, c->cin + c->cin_off, k);
+    c->cin_off += k;
+    if (c->cin_off == c->cin_len) { /* emptied: give the buffer back */
+        free(c->cin);
+        c->cin = NULL;
+        c->cin_off = c->cin_len = 0;
+    }
+    return (int)k;
 }
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
@@ -425,24 +460,25 @@ static ssize_t tls_send(conn_t *c, const void *buf, size_t len)
     return tls_fail(c, n, errno, true);
 }
 
-/* Reading a TLS session: OpenSSL reads ahead, one recv() of up to TLS_READ_AHEAD bytes of
- * ciphertext into its own buffer (so many small records come in per syscall, not two
- * syscalls per record), and each SSL_read decrypts one record, whose plaintext (16 KiB at
- * most) fits the read buffer whole. Records in OpenSSL's buffer are invisible to epoll, so
- * conn_read keeps this contract: it returns only (a) after SSL_read said WANT_READ with
- * the socket BIO having got EAGAIN from the socket (with SSL_MODE_AUTO_RETRY, SSL_read only
- * says WANT_READ when it needed bytes its buffer does not have), or (b) once its budget is
- * spent, after draining with rx_hold set: every complete record left in OpenSSL's buffer is
- * read and handled, and the BIO refuses to touch the socket, so the drain ends at
- * WANT_READ. Either way what is left in OpenSSL is at most the first part of one record,
- * whose rest is still to come through the socket, where (level-triggered) epoll sees it; a
- * record is never complete inside OpenSSL while the connection waits for readiness. */
+/* Reading a TLS session: the socket BIO reads ahead (bio_read: one recv() of up to
+ * TLS_READ_AHEAD bytes of ciphertext into c->cin, so many small records come in per
+ * syscall, not two syscalls per record), and each SSL_read decrypts one record, whose
+ * plaintext (16 KiB at most) fits the read buffer whole. Bytes in c->cin, and a record
+ * OpenSSL has partly read, are invisible to epoll, so conn_read keeps this contract: it
+ * returns only (a) after SSL_read said WANT_READ with the BIO's buffer empty and the
+ * socket saying EAGAIN (with SSL_MODE_AUTO_RETRY, SSL_read says WANT_READ only when it
+ * needs bytes the BIO does not have), or (b) once its budget is spent, after draining with
+ * rx_hold set: every complete record left in c->cin is read and handled, and the BIO
+ * refuses to touch the socket, so the drain ends at WANT_READ with c->cin empty. Either
+ * way what is left is at most the first part of one record inside OpenSSL, whose rest is
+ * still to come through the socket, where (level-triggered) epoll sees it: a record is
+ * never complete inside the process while the connection waits for readiness. */
 _Static_assert(READ_CHUNK >= SSL3_RT_MAX_PLAIN_LENGTH, "a TLS record's plaintext fits the "
                "read buffer: one SSL_read takes a whole record");
-_Static_assert(TLS_READ_AHEAD >= 2 * SSL3_RT_MAX_PACKET_SIZE, "the read-ahead buffer holds "
-               "several records");
+_Static_assert(TLS_READ_AHEAD >= 2 * SSL3_RT_MAX_PACKET_SIZE, "one recv() brings in several "
+               "records");
 _Static_assert(READ_BUDGET >= 2 * TLS_READ_AHEAD, "over TLS, conn_read reads the socket until "
-               "TLS_READ_AHEAD of its budget is left, then drains OpenSSL's buffer");
+               "TLS_READ_AHEAD of its budget is left, then drains what was read");
 
 static ssize_t tls_recv(conn_t *c, void *buf, size_t len)
 {
@@ -462,6 +498,9 @@ static void tls_close(conn_t *c)
     SSL_free(c->ssl);               /* and its BIO */
     ERR_clear_error();
     c->ssl = NULL;
+    free(c->cin);
+    c->cin = NULL;
+    c->cin_off = c->cin_len = 0;
     close(c->fd);
     c->fd = -1;
 }
@@ -537,12 +576,10 @@ static int tls_ctx_new(transport_t *t, const char *cert, const char *key, const 
     SSL_CTX_set_num_tickets(x, 0);
     /* the send queue may move (out_reserve) between a write and its retry; idle sessions
        give their buffers back; SSL_read handles non-application records itself (conn_read
-       relies on WANT_READ meaning the socket had nothing more: see tls_recv) */
+       relies on WANT_READ meaning the BIO had nothing more: see tls_recv). The socket BIO
+       reads ahead, not OpenSSL (see bio_read). */
     SSL_CTX_set_mode(x, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                         SSL_MODE_RELEASE_BUFFERS | SSL_MODE_AUTO_RETRY);
-    /* read ahead: one recv() brings in up to TLS_READ_AHEAD bytes, many records */
-    SSL_CTX_set_read_ahead(x, 1);
-    SSL_CTX_set_default_read_buffer_len(x, TLS_READ_AHEAD);
     SSL_CTX_set_default_passwd_cb(x, no_passphrase);
     if (SSL_CTX_use_certificate_chain_file(x, cert) != 1) {
         tls_errstr(why, sizeof why, "unreadable");
@@ -1158,7 +1195,7 @@ static bool on_frame(conn_t *c, frame_t *f)
 }
 
 /* Reads what c has, up to about READ_BUDGET bytes, and handles its frames; over TLS, also
- * every record complete in OpenSSL's read-ahead buffer once the budget is spent (the
+ * every record complete in what the socket BIO read ahead once the budget is spent (the
  * contract above tls_recv), all within READ_BUDGET + READ_CHUNK bytes, what plain TCP may
  * take. The rest stays in the socket for the next readiness event. May close c. */
 static void conn_read_budget(conn_t *c)
@@ -1166,10 +1203,10 @@ static void conn_read_budget(conn_t *c)
     size_t budget = READ_BUDGET;
     while (c->state != C_DEAD) {
         /* Plain: stop at the budget. TLS: stop reading the socket when the budget left may
-           not cover a full read-ahead buffer, then finish what OpenSSL holds (<
-           TLS_READ_AHEAD of ciphertext, so < TLS_READ_AHEAD of plaintext). */
+           not cover a full read-ahead buffer, then finish what was read (< TLS_READ_AHEAD
+           of ciphertext, so < TLS_READ_AHEAD of plaintext). */
         if (!c->ssl ? budget == 0 : budget < TLS_READ_AHEAD) {
-            if (!c->ssl || !SSL_has_pending(c->ssl))
+            if (!c->ssl || (c->cin_off == c->cin_len && !SSL_has_pending(c->ssl)))
                 return;
             c->rx_hold = true;
         }

@@ -22,8 +22,8 @@
  * While a peer is not connected, sends are refused too (-QERR_CLOSED); when a connection
  * closes, the frames still queued on it are discarded (counted in lost_bytes). Raft
  * tolerates all of it. Memory per peer is bounded by max_queue_bytes for sending and by
- * 64 KiB + max_frame for receiving (over TLS, plus OpenSSL's read-ahead buffer of 64 KiB and
- * its write buffer while bytes wait in them).
+ * 64 KiB + max_frame for receiving (over TLS, plus 64 KiB of ciphertext read ahead and
+ * OpenSSL's record buffers while bytes wait in them).
  *
  * Dialing: of each pair, the node with the lower id dials the other (so a pair never races
  * two connections); the higher-id node waits for it, and refuses a HELLO from a peer with a
@@ -38,10 +38,10 @@
  * transport_poll, without blocking, bounded by idle_timeout_ms; a peer that fails it is
  * refused, counted and logged with the reason. Without them: plain TCP. Each connection does
  * its I/O through a small send/recv/close vtable (struct conn_io in transport.c), plain or
- * TLS. TLS reads go through OpenSSL's read-ahead (one recv() brings in up to 64 KiB of
- * records); a connection finishes every complete record OpenSSL holds before it waits for
- * readiness again, and reads no more per event than plain TCP does (transport.c, above
- * tls_recv). All frames queued for a peer go out in one SSL_write per 16 KiB record. transport_reload_tls reads the three files again for the connections made after it
+ * TLS. TLS reads are read ahead (one recv() brings in up to 64 KiB of records); a
+ * connection handles every complete record it has read before it waits for readiness
+ * again, and reads no more per event than plain TCP does (transport.c, above tls_recv).
+ * The frames queued for a peer go out as one SSL_write per 16 KiB record. transport_reload_tls reads the three files again for the connections made after it
  * (SIGHUP in the daemon, through transport_request_tls_reload) (docs/TRANSPORT.md "TLS").
  *
  * Status queries: an inbound connection whose first frame is a STATUS_REQ instead of a HELLO

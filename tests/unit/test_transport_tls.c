@@ -9,7 +9,7 @@
  * dialed as or says it is in its HELLO (old node-<id> names, client certificates and
  * subjectAltNames do not count); a reload takes new files for new connections and keeps the
  * old ones when the new are bad; garbage during a handshake closes only its connection; a
- * peer's burst of thousands of records, many per socket read (OpenSSL reads ahead), split
+ * peer's burst of thousands of records, many per socket read (the transport reads ahead), split
  * anywhere, is delivered whole and in order with nothing more arriving after it, and a
  * close_notify or garbage right behind such a burst ends the connection only after every
  * frame before it. Every wait is bounded; each case checks it leaves no fd open. */
@@ -974,7 +974,7 @@ static int send_bytes(rawtls_t *r, node_t *s, const bytes_t *out, size_t *off, s
  * (send_bytes). Each round goes out in two parts, and nothing more is sent until s has
  * delivered each: the records before the last BURST_LAST bytes of the round, then those,
  * in one send when the socket takes them. s finds them all at once, more than the budget of
- * one read event leaves room for, so it spends its budget with records still in OpenSSL's
+ * one read event leaves room for, so it spends its budget with records still in its
  * read-ahead buffer and the socket empty: records left waiting there would never be
  * delivered, as no further bytes come to make the socket readable (each wait is 8 s at
  * most). Returns 0, or -1 (with a line saying why). */
