@@ -9,7 +9,9 @@
 # healed, installs a snapshot: it never applies the entries that answer its requests, yet
 # the pop gets its message (no message lost), the claim its lease, the poller its wake-up
 # and the flock its grant (before the fix, 2026-12-03, all four hung and the lock stayed
-# held). Every wait bounded; the trap takes the cluster and its namespaces down.
+# held). Then again with node 3 cut off past its session lease: the end of its session,
+# learnt inside a snapshot, ends its parked pop (EIO) and flock wait (error). Every wait
+# bounded; the trap takes the cluster and its namespaces down.
 . "$(dirname "$0")/lib.sh"
 CL="$QI_ROOT/tools/cluster"
 C=$T/cluster
@@ -102,6 +104,46 @@ checke queues-consistent '[ "$(qlen p)" = 0 ] && [ "$(ls "${M[3]}/queues/c/claim
     note "p/len $(cat "${M[3]}/queues/p/len") claimed $(ls "${M[3]}/queues/c/claimed" | wc -l) w/len $(cat "${M[3]}/queues/w/len")"
 # the lock is free again after the flock on node 3 ended
 checke lock-free-after '[ "$(flock -n "${M[1]}/locks/L" -c "echo ok" 2>&1)" = ok ]'
+
+# ---- the same, but node 3's session ends while it is cut off (past its 10 s lease), and it
+# learns the end only inside a snapshot: its parked pop ends with EIO and its flock wait
+# with an error, instead of waiting for ever
+mkdir "${M[1]}/queues/e" && touch "${M[1]}/locks/M" "${M[1]}/locks/S" || not_ok setup2 "mkdir/touch failed"
+wait_for 10 test -e "${M[3]}/queues/e/pop" -a -e "${M[3]}/locks/S" || note "node 3 does not see the second setup"
+rm -f "$T/held" "$T/release"
+(exec 9<"${M[1]}/locks/M"; flock 9; touch "$T/held"; wait_for 90 test -e "$T/release"; true) &
+holder=$!
+wait_for 10 test -e "$T/held" || not_ok holder2 "node 1 did not get locks/M"
+# node 3 holds S: its release on node 1's side tells when node 3's session has ended
+(exec 9<"${M[3]}/locks/S"; flock 9; touch "$T/sheld"; sleep 60) &
+wait_for 10 test -e "$T/sheld" || note "node 3 did not get locks/S"
+(timeout 90 cat "${M[3]}/queues/e/pop" >"$T/e.out" 2>"$T/e.err"; echo $? >"$T/e.rc") &
+(timeout 90 flock "${M[3]}/locks/M" -c "echo granted >'$T/m.out'" 2>"$T/m.err"; echo $? >"$T/m.rc") &
+sleep 2
+part=$("$CL" partition 3 '|' 1,2 --dir "$C" 2>&1) && ok node-3-cut-off-past-its-lease ||
+    not_ok node-3-cut-off-past-its-lease "$part"
+t0=$(now_ms)
+junk 300 100
+wait_for 30 flock -n "${M[1]}/locks/S" true && ok node-3-session-ended ||
+    not_ok node-3-session-ended "node 3 still holds locks/S after $(( $(now_ms) - t0 )) ms"
+commit=$(metric "${M[1]}" quorumfs_raft_commit_index)
+junk 20 10000
+wait_for 10 snapped && ok snapshots-past-the-session-end ||
+    not_ok snapshots-past-the-session-end "snapshot index $(metric "${M[1]}" quorumfs_raft_snapshot_index) <= $commit"
+note "node 3 cut off for $(( $(now_ms) - t0 )) ms"
+inst0=$(metric "${M[3]}" quorumfs_raft_snapshot_installs_total)
+heal=$("$CL" heal --dir "$C" 2>&1) || not_ok healed2 "$heal"
+wait_for 30 test -e "$T/e.rc" -a -e "$T/m.rc"
+checke node-3-installed-another-snapshot '[ "$(metric "${M[3]}" quorumfs_raft_snapshot_installs_total)" -gt "$inst0" ]'
+checke ended-pop-EIO '[ "$(cat "$T/e.rc" 2>/dev/null)" = 1 ] && grep -q "Input/output error" "$T/e.err"' ||
+    note "pop: rc $(cat "$T/e.rc" 2>/dev/null) out '$(cat "$T/e.out")' err '$(cat "$T/e.err")'"
+checke ended-flock-wait-fails '[ -e "$T/m.rc" ] && [ "$(cat "$T/m.rc")" != 0 ] && [ "$(cat "$T/m.rc")" != 124 ] && [ ! -e "$T/m.out" ]' ||
+    note "flock: rc $(cat "$T/m.rc" 2>/dev/null) err '$(cat "$T/m.err")'"
+touch "$T/release"
+wait_for 10 pid_gone "$holder" || note "the holder on node 1 did not let go"
+# node 3 serves again under a new session
+echo again >"${M[1]}/queues/e/push"
+checke node-3-pops-again '[ "$(timeout 20 cat "${M[3]}/queues/e/pop" 2>&1)" = again ]'
 
 "$CL" down --dir "$C" >/dev/null 2>&1
 finish
