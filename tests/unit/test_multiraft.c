@@ -4,9 +4,10 @@
  * one fdatasync per loop iteration whatever the number of groups, a node killed and
  * reopened losing nothing acknowledged, catch-up by chunked InstallSnapshot after
  * compaction (and a restart from the received snapshot), read barriers on a lagging
- * follower, a cut-off minority whose proposals time out, and leader balancing (preferred
- * leaders spread over the nodes; a failed transfer not retried within the backoff). Every
- * wait is bounded. */
+ * follower, concurrent read barriers on a follower sharing READ_INDEX round trips and
+ * staying linearizable, a cut-off minority whose proposals time out, and leader balancing
+ * (preferred leaders spread over the nodes; a failed transfer not retried within the
+ * backoff). Every wait is bounded. */
 #include <ftw.h>
 #include <pthread.h>
 #include <stdbool.h>
