@@ -274,6 +274,11 @@ int group_node_peer_stats(group_node_t *nd, uint64_t id, group_peer_stats_t *out
  * the previous text stays), -QERR_NOMEM. */
 int group_node_set_status(group_node_t *nd, const char *text, size_t len);
 
+/* Changes a hosted group's preferred leader (group_node_add_members: voters[0]; 0: none),
+ * as draining a node does (mraft_set_preferred). A no-op with leader balancing off.
+ * Thread-safe. Returns 0 or -QERR_NOTFOUND. */
+int group_node_set_preferred(group_node_t *nd, uint32_t group, uint64_t preferred);
+
 /* Stops the loop (waiting calls return -QERR_CLOSED), closes the transport and the log, and
  * frees the node and every group_t it hosts. What was synced is what the next open sees.
  * NULL is a no-op. */

@@ -926,6 +926,13 @@ uint16_t group_node_port(const group_node_t *nd)
     return transport_port(mraft_tcp_transport(nd->tcp));
 }
 
+int group_node_set_preferred(group_node_t *nd, uint32_t group, uint64_t preferred)
+{
+    if (nd->balance_off)
+        return 0;
+    return mraft_set_preferred(nd->n, group, preferred);
+}
+
 int group_node_set_status(group_node_t *nd, const char *text, size_t len)
 {
     return mraft_tcp_set_status(nd->tcp, text, len);

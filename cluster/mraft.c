@@ -138,7 +138,8 @@ typedef struct mgroup {
     raft_ready_t rd;
     bool has_rd;
     uint64_t snapshots, installs;
-    /* leader balancing (mraft_members_t.preferred); loop-owned */
+    /* leader balancing (mraft_members_t.preferred); loop-owned, but preferred, which
+     * mraft_set_preferred changes from any thread, is read and written atomically */
     uint64_t preferred;          /* 0: none */
     uint64_t bal_next;           /* tick before which no transfer is started */
     uint64_t bal_target;         /* the target of the transfer this loop started, 0 if none */
@@ -1237,7 +1238,7 @@ static void balance(mraft_node_t *n, mgroup_t *g)
         }
         g->bal_target = 0;
     }
-    uint64_t to = g->preferred;
+    uint64_t to = __atomic_load_n(&g->preferred, __ATOMIC_RELAXED);
     if (!to || to == n->cfg.id || st.role != RAFT_LEADER || st.transfer_target ||
         n->ticks < g->bal_next || (to == g->bad_target && n->ticks < g->bad_until) ||
         st.commit != st.last_index || raft_conf_role(raft_conf(g->r), to) != RAFT_VOTER)
@@ -1307,7 +1308,7 @@ static int iterate(mraft_node_t *n, size_t n_in, prop_t *props, rreq_t *reads,
     for (size_t i = 0; i < n->n_groups; i++) {
         issue_reads(n, n->groups[i]);
         drop_lost(n, n->groups[i]);
-        if (ticked && n->groups[i]->preferred)
+        if (ticked && __atomic_load_n(&n->groups[i]->preferred, __ATOMIC_RELAXED))
             balance(n, n->groups[i]);
     }
     int rc = process_readies(n);
@@ -1375,7 +1376,8 @@ static void publish_locked(mraft_node_t *n)
             .group = g->id, .role = s.role, .leader = s.leader, .term = s.term,
             .commit = s.commit, .applied = g->applied, .last_index = s.last_index,
             .snap_index = s.snap_index, .snapshots = g->snapshots, .installs = g->installs,
-            .member = raft_conf_role(raft_conf(g->r), n->cfg.id), .preferred = g->preferred,
+            .member = raft_conf_role(raft_conf(g->r), n->cfg.id),
+            .preferred = __atomic_load_n(&g->preferred, __ATOMIC_RELAXED),
             .transfers = g->transfers, .transfers_failed = g->transfers_failed,
             .conf = *raft_conf(g->r), .applied_conf = g->applied_conf };
         mraft_group_status_t *p = &g->pub;
@@ -2087,6 +2089,16 @@ int mraft_read_barrier(mraft_node_t *n, uint32_t group, uint32_t timeout_ms, uin
         free(q);
     }
     return rc;
+}
+
+int mraft_set_preferred(mraft_node_t *n, uint32_t group, uint64_t preferred)
+{
+    pthread_mutex_lock(&n->mu);
+    mgroup_t *g = find_group(n, group);
+    if (g)
+        __atomic_store_n(&g->preferred, preferred, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&n->mu);
+    return g ? 0 : -QERR_NOTFOUND;
 }
 
 int mraft_status(mraft_node_t *n, uint32_t group, mraft_group_status_t *st)

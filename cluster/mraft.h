@@ -290,6 +290,13 @@ typedef struct mraft_group_status {
     mraft_member_progress_t progress[RAFT_MAX_SERVERS];
 } mraft_group_status_t;
 
+/* Changes group's preferred leader (mraft_members_t.preferred; 0: no balancing), as a
+ * drain does: from the next tick, whenever this node leads the group, it hands leadership to
+ * that voter once it is up and caught up (the same rules as at add). Every node of the group
+ * should be given the same preferred leader, or leaders move back and forth. Thread-safe.
+ * Returns 0 or -QERR_NOTFOUND. */
+int mraft_set_preferred(mraft_node_t *n, uint32_t group, uint64_t preferred);
+
 /* Copies group's status as of the end of the loop's last iteration. Thread-safe. Returns 0
  * or -QERR_NOTFOUND. */
 int mraft_status(mraft_node_t *n, uint32_t group, mraft_group_status_t *st);

@@ -1840,6 +1840,36 @@ TEST(test_preferred_leader_leads)
     lcl_free(c);
 }
 
+/* A drain: every node is told another preferred leader (group_node_set_preferred), and the
+ * leader moves there; told the first again, it moves back; a group no node hosts is
+ * NOTFOUND. */
+static void set_preferred_body(lcl_t *c)
+{
+    int first = lidx(LVOTERS[0]), second = lidx(LVOTERS[1]);
+    CHECK(lwait_leader_is(c, first, 15000));
+    for (int i = 0; i < LN; i++)
+        CHECK_EQ(group_node_set_preferred(c->node[i], LGID, LVOTERS[1]), 0);
+    CHECK_EQ(group_node_set_preferred(c->node[0], LGID + 1, LVOTERS[1]), -QERR_NOTFOUND);
+    CHECK(lwait_leader_is(c, second, 15000));
+    CHECK_EQ(lput_retry(c, lidx(LLEARNERS[0]), "drained", "1", 10000), 0);
+    for (int i = 0; i < LN; i++) {
+        group_stats_t st;
+        group_get_stats(c->g[i], &st);
+        CHECK_EQ(st.preferred_leader, LVOTERS[1]);
+    }
+    for (int i = 0; i < LN; i++)
+        CHECK_EQ(group_node_set_preferred(c->node[i], LGID, LVOTERS[0]), 0);
+    CHECK(lwait_leader_is(c, first, 15000));
+}
+
+TEST(test_set_preferred_moves_the_leader)
+{
+    lcl_t *c = lcl_new(0);
+    CHECK(c);
+    set_preferred_body(c);
+    lcl_free(c);
+}
+
 /* Balancing off: with the preferred voter stopped and restarted, whoever leads keeps
  * leading: no transfer is started, and no node reports a preferred leader. (This case waits
  * a fixed while to see that nothing happens: many balancing intervals.) */
@@ -1944,5 +1974,6 @@ int main(void)
     RUN(test_learners_are_no_quorum);
     RUN(test_preferred_leader_leads);
     RUN(test_balance_off_keeps_leader);
+    RUN(test_set_preferred_moves_the_leader);
     return CHECK_DONE();
 }
