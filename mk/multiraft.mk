@@ -5,5 +5,8 @@ CLUSTER_UNIT_TESTS += test_multiraft
 CLUSTER_UNIT_TESTS += test_group_raft
 # online membership changes (issue 10 item 2): conf changes, a joining node, peers at run time
 CLUSTER_UNIT_TESTS += test_membership
+# the meta group's state machine: the member record (docs/META.md)
+CLUSTER_SRCS       += cluster/meta_sm.c
+CLUSTER_UNIT_TESTS += test_meta_sm
 # leader-stamped time: cluster/sm.h's stamp through the node loop into fs/state.c's shards
 SM_UNIT_TESTS      += test_stamp
