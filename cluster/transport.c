@@ -472,7 +472,10 @@ static ssize_t tls_send(conn_t *c, const void *buf, size_t len)
  * refuses to touch the socket, so the drain ends at WANT_READ with c->cin empty. Either
  * way what is left is at most the first part of one record inside OpenSSL, whose rest is
  * still to come through the socket, where (level-triggered) epoll sees it: a record is
- * never complete inside the process while the connection waits for readiness. */
+ * never complete inside the process while the connection waits for readiness. Only
+ * SSL_read and SSL_do_handshake read from the BIO (tls_handshake calls conn_read once done);
+ * SSL_write does not after the handshake (TLS 1.3, no renegotiation, no post-handshake
+ * authentication). */
 _Static_assert(READ_CHUNK >= SSL3_RT_MAX_PLAIN_LENGTH, "a TLS record's plaintext fits the "
                "read buffer: one SSL_read takes a whole record");
 _Static_assert(TLS_READ_AHEAD >= 2 * SSL3_RT_MAX_PACKET_SIZE, "one recv() brings in several "
@@ -1203,8 +1206,8 @@ static void conn_read_budget(conn_t *c)
     size_t budget = READ_BUDGET;
     while (c->state != C_DEAD) {
         /* Plain: stop at the budget. TLS: stop reading the socket when the budget left may
-           not cover a full read-ahead buffer, then finish what was read (< TLS_READ_AHEAD
-           of ciphertext, so < TLS_READ_AHEAD of plaintext). */
+           not cover a full read-ahead buffer, then finish what was read (at most
+           TLS_READ_AHEAD of ciphertext in c->cin and the rest of one record in OpenSSL). */
         if (!c->ssl ? budget == 0 : budget < TLS_READ_AHEAD) {
             if (!c->ssl || (c->cin_off == c->cin_len && !SSL_has_pending(c->ssl)))
                 return;
