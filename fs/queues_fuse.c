@@ -128,6 +128,9 @@ struct qfront {
      * up to it that went to this node's session was delivered (effects come in log order,
      * and a restore delivers the kept ones again), so TAKE and CANCEL report it as `seen` */
     uint64_t seen[NODE_SHARDS_MAX];
+    uint64_t reported[NODE_SHARDS_MAX];     /* the last seen sent, and when (node_now_ms) */
+    uint64_t reported_ms[NODE_SHARDS_MAX];
+    uint64_t restores[NODE_SHARDS_MAX];     /* EFF_RESTORED seen per shard */
     struct rmnote { uint64_t qkey; pid_t pid; uint64_t at_ms; } notes[RM_NOTES];
     unsigned nnotes;
     uint64_t push_lookups;       /* atomic */
@@ -834,6 +837,8 @@ static void take_interrupt(fuse_req_t req, void *data)
     pthread_mutex_unlock(&qf->ctx.mu);
 }
 
+static void end_dead_takes(qfront_t *qf, uint32_t k);
+
 /* nonblock: the descriptor's O_NONBLOCK at this read (fi->flags; fcntl may have changed it
  * since the open). */
 static void take_read(fuse_req_t req, qfh_t *fh, size_t size, int nonblock)
@@ -853,6 +858,7 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size, int nonblock)
     int first = fh->state == T_IDLE;
     if (first)
         fh->state = T_PROPOSING;
+    uint64_t restores = qf->restores[fh->shard];
     pthread_mutex_unlock(&qf->ctx.mu);
     if (first) {
         uint64_t sid = qsid(qf, fh->shard);
@@ -861,6 +867,8 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size, int nonblock)
             pthread_mutex_lock(&qf->ctx.mu);
             fh->sid = sid;
             uint64_t seen = qf->seen[fh->shard];
+            qf->reported[fh->shard] = seen;
+            qf->reported_ms[fh->shard] = node_now_ms();
             pthread_mutex_unlock(&qf->ctx.mu);
             cmdbuf_t b;
             queues_cmd_take(&b, node_now_ms(), fh->qname, sid, fh->hid,
@@ -876,13 +884,20 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size, int nonblock)
         pthread_mutex_lock(&qf->ctx.mu);
         if (fh->state == T_PROPOSING)
             fh->state = rc < 0 ? T_IDLE : T_WAITING;
-        if (rc < 0 && fh->ph && fh->pqid == PQID_NONE)
+        /* a failure the outcome contradicts (a take that committed after all, its message
+         * delivered again by a restore meanwhile) is served below instead */
+        int failed = rc < 0 && fh->state == T_IDLE;
+        if (failed && fh->ph && fh->pqid == PQID_NONE)
             wake_locked(fh);      /* kept while proposing, idle again: poll anew */
+        /* a restore while proposing looked only at waiting takes: look at this one now */
+        int recheck = fh->state == T_WAITING && qf->restores[fh->shard] != restores;
         pthread_mutex_unlock(&qf->ctx.mu);
-        if (rc < 0) {
+        if (failed) {
             fuse_reply_err(req, -rc);
             return;
         }
+        if (recheck)
+            end_dead_takes(qf, fh->shard);
     }
     /* Park, unless a delivery came meanwhile. The interrupt callback is registered first;
      * an interrupt that came before (deferred) or while the callback could not find the
@@ -943,18 +958,20 @@ static void settle_locked(qfh_t *fh, effect_t *e, int gone, int ended)
 
 static int taking(const qfh_t *fh) { return fh->state == T_PROPOSING || fh->state == T_WAITING; }
 
-/* EFF_RESTORED of shard k: the kept hand-overs were delivered again just before; what
- * else a take of this node on k may have missed is the end of the session it waits as
- * (its waiter dropped in the entries the snapshot replaced): such takes end (EIO). And
- * every poller of k polls anew. The sessions are looked up under the state's read lock,
- * which is never held with qf->ctx.mu: the candidates are collected first. */
-static void restored(qfront_t *qf, uint32_t k)
+/* After a restore of shard k: a take of this node on k waiting as a session that is no
+ * longer live had its waiter dropped by a session end in the entries the snapshot replaced
+ * (no effect told it): it ends (EIO). Only waiting takes: one still being proposed finds
+ * out from its proposal (ENOLCK, then a retry as the new session), and take_read calls
+ * this again for it once it waits, if a restore came meanwhile (qf->restores). The
+ * sessions are looked up under the state's read lock, which is never held with
+ * qf->ctx.mu: the candidates are collected first. */
+static void end_dead_takes(qfront_t *qf, uint32_t k)
 {
     uint64_t *hids = NULL, *sids = NULL;
     size_t n = 0, cap = 0;
     pthread_mutex_lock(&qf->ctx.mu);
     for (qfh_t *fh = qf->by_hid; fh; fh = fh->hh.next) {
-        if (fh->shard != k || !taking(fh) || !fh->sid)
+        if (fh->shard != k || fh->state != T_WAITING || !fh->sid)
             continue;
         if (n == cap) {
             size_t nc = cap ? 2 * cap : 16;
@@ -970,11 +987,6 @@ static void restored(qfront_t *qf, uint32_t k)
         hids[n] = fh->hid;
         sids[n++] = fh->sid;
     }
-    for (qfh_t *fh = qf->polled, *next; fh; fh = next) {
-        next = fh->pnext;
-        if (fh->shard == k)
-            wake_locked(fh);      /* polls anew: ready now, or keeps a new handle */
-    }
     pthread_mutex_unlock(&qf->ctx.mu);
     if (!n)
         goto out;
@@ -988,7 +1000,7 @@ static void restored(qfront_t *qf, uint32_t k)
     for (size_t i = 0; i < n; i++) {
         qfh_t *fh;
         HASH_FIND(hh, qf->by_hid, &hids[i], sizeof(hids[i]), fh);
-        if (sids[i] && fh && taking(fh) && fh->sid == sids[i])
+        if (sids[i] && fh && fh->state == T_WAITING && fh->sid == sids[i])
             settle_locked(fh, NULL, 1, 1);
     }
     pthread_mutex_unlock(&qf->ctx.mu);
@@ -997,10 +1009,28 @@ out:
     free(sids);
 }
 
+/* EFF_RESTORED of shard k: the kept hand-overs were delivered again just before it; takes
+ * of dead sessions end, and every poller of k polls anew. */
+static void restored(qfront_t *qf, uint32_t k)
+{
+    pthread_mutex_lock(&qf->ctx.mu);
+    qf->restores[k]++;
+    for (qfh_t *fh = qf->polled, *next; fh; fh = next) {
+        next = fh->pnext;
+        if (fh->shard == k)
+            wake_locked(fh);      /* polls anew: ready now, or keeps a new handle */
+    }
+    pthread_mutex_unlock(&qf->ctx.mu);
+    end_dead_takes(qf, k);
+}
+
 /* EFF_QUEUE_MSG for this mount's session: attach the message to the open file with that
- * handle id and answer its parked read; give it back when that file is gone. A redelivery
- * after a restore (again) goes only to a take still waiting for it: any other file
- * collected it before (and gave it back, if it had to). No state lock is held. */
+ * handle id and answer its parked read; give a pop's message back when no take of that
+ * handle waits for it (the file is gone, or idle after a take whose proposal failed but
+ * committed). A redelivery after a restore (again) numbered up to what this front had been
+ * given before reached it then, and is ignored; a later one never did, and is handled as a
+ * first delivery, except that a claim nobody takes is left to its lease (a RETURN names no
+ * owner). No state lock is held. */
 static void q_deliver(void *ctx, effect_t *e)
 {
     qfront_t *qf = ctx;
@@ -1016,19 +1046,19 @@ static void q_deliver(void *ctx, effect_t *e)
         return;
     uint64_t self = qsid(qf, e->shard);
     pthread_mutex_lock(&qf->ctx.mu);
-    if (e->u.qmsg.seq > qf->seen[e->shard])
+    uint64_t before = qf->seen[e->shard];
+    if (e->u.qmsg.seq > before)
         qf->seen[e->shard] = e->u.qmsg.seq;
-    if (!self || e->sid != self) {
+    if (!self || e->sid != self || (e->u.qmsg.again && e->u.qmsg.seq <= before)) {
         pthread_mutex_unlock(&qf->ctx.mu);
-        return;                   /* other nodes' sessions are theirs to hand out */
+        return;                   /* other nodes' sessions are theirs; a repeat */
     }
     qfh_t *fh;
     HASH_FIND(hh, qf->by_hid, &e->wid, sizeof(e->wid), fh);
-    if (fh && taking(fh)) {
+    if (fh && taking(fh))
         settle_locked(fh, e, e->u.qmsg.gone, e->u.qmsg.ended);
-    } else if (!e->u.qmsg.gone && !e->u.qmsg.again) {
+    else if (!e->u.qmsg.gone && !(e->u.qmsg.again && e->u.qmsg.claim))
         give_back(qf, e);
-    }
     pthread_mutex_unlock(&qf->ctx.mu);
 }
 
@@ -1055,6 +1085,10 @@ static void take_release(qfh_t *fh)
     pthread_mutex_lock(&qf->ctx.mu);
     int waiting = fh->state == T_WAITING;
     uint64_t seen = qf->seen[fh->shard];
+    if (waiting) {
+        qf->reported[fh->shard] = seen;
+        qf->reported_ms[fh->shard] = node_now_ms();
+    }
     pthread_mutex_unlock(&qf->ctx.mu);
     if (waiting) {
         cmdbuf_t b;
@@ -1548,11 +1582,45 @@ static void sweep_shard(qfront_t *qf, uint32_t k)
     }
 }
 
+#define REPORT_IDLE_MS 1000
+
+/* Every node: hand-overs this node collected stay kept in the state until its session
+ * reports them seen, which every TAKE and CANCEL does. When none has for REPORT_IDLE_MS
+ * and the state still keeps some up to what this front was given (readers that took one
+ * message and went away), a CANCEL of handle 0 reports it alone, in the background. */
+static void report_seen(qfront_t *qf, uint32_t k)
+{
+    uint64_t sid = qsid(qf, k), now = node_now_ms();
+    pthread_mutex_lock(&qf->ctx.mu);
+    uint64_t seen = qf->seen[k];
+    int due = sid && seen > qf->reported[k] && now - qf->reported_ms[k] >= REPORT_IDLE_MS;
+    pthread_mutex_unlock(&qf->ctx.mu);
+    if (!due)
+        return;
+    state_t *st = qstate(qf, k);
+    pthread_rwlock_rdlock(&st->lock);
+    uint32_t kept = queues_sm_kept(st, sid, seen);
+    pthread_rwlock_unlock(&st->lock);
+    pthread_mutex_lock(&qf->ctx.mu);
+    if (seen > qf->reported[k]) {
+        qf->reported[k] = seen;
+        qf->reported_ms[k] = now;
+    }
+    pthread_mutex_unlock(&qf->ctx.mu);
+    if (!kept)
+        return;
+    cmdbuf_t b;
+    queues_cmd_cancel(&b, now, "", sid, 0, seen, 0);
+    (void)session_bg_propose(node_session(qf->ctx.node), k, &b, NULL, NULL);
+}
+
 static void q_sweep(void *ctx)
 {
     qfront_t *qf = ctx;
-    for (uint32_t k = 0; k < node_nshards(qf->ctx.node); k++)
+    for (uint32_t k = 0; k < node_nshards(qf->ctx.node); k++) {
         sweep_shard(qf, k);
+        report_seen(qf, k);
+    }
 }
 
 static void *q_start(struct node *n)

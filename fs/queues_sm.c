@@ -557,7 +557,7 @@ static int apply_take(const state_t *st, qstate_t *qs, const cmd_hdr_t *h, cmdrd
      * it) and the queue id */
     uint64_t seen = arg_opt(r);
     q = same_queue(q, arg_opt(r));
-    if (r->err)
+    if (r->err || !hid)
         return -EINVAL;
     if (!session_find(&st->sessions, sid))
         return -ENOLCK;           /* ended (or never opened): nobody would collect it */
@@ -586,9 +586,13 @@ static int apply_cancel(qstate_t *qs, cmdrd_t *r, sm_result_t *res)
     uint64_t sid = cmd_get_u64(r), hid = cmd_get_u64(r);
     uint64_t seen = arg_opt(r);   /* optional, as for TAKE */
     q = same_queue(q, arg_opt(r));
-    if (r->err || !hid)
+    if (r->err || (!hid && !seen))
         return -EINVAL;
     kept_drop(qs, sid, seen);
+    if (!hid) {                   /* only a report of what the session collected */
+        result_u8(res, 0);
+        return 0;
+    }
     result_u8(res, q && drop_waiters(q, sid, hid) ? 1 : 0);
     return 0;
 }
@@ -807,7 +811,7 @@ static int restore_kept(snapin_t *in, qstate_t *qs)
         k->hid = si_u64(in);
         char name[NAME_MAX_BYTES + 1];
         if (si_str(in, name, sizeof(name)) < 0)
-            break;
+            return in->err ? in->err : si_corrupt(in, "queues: a kept hand-over's queue name");
         k->qname = xstrdup(name);
         k->id = si_u64(in);
         k->count = si_u32(in);
@@ -1057,6 +1061,14 @@ int queues_sm_get(const state_t *st, const char *name, size_t len, queue_view_t 
 int queues_sm_get_qid(const state_t *st, uint64_t qid, queue_view_t *v)
 {
     return view_queue(find_qid(QS(st), qid), v);
+}
+
+uint32_t queues_sm_kept(const state_t *st, uint64_t sid, uint64_t upto)
+{
+    uint32_t n = 0;
+    for (const qkept_t *k = QS(st)->kh; k; k = k->next)
+        n += k->sid == sid && k->seq <= upto;
+    return n;
 }
 
 int queues_sm_msg(const state_t *st, uint64_t id, qmsg_view_t *v)

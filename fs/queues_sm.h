@@ -31,7 +31,7 @@ enum queues_op {
     QOP_TAKE,         /* str name, u64 sid, u64 hid, u8 QTAKE_*, [u64 seen, [u64 qid]]
                          -> result u8 delivered */
     QOP_CANCEL,       /* str name, u64 sid, u64 hid, [u64 seen, [u64 qid]]
-                         -> result u8 removed */
+                         -> result u8 removed; hid 0 with seen: only the report of seen */
     QOP_UNPOP,        /* str name, u64 id, u32 count, bytes message: back to the head */
     QOP_ACK,          /* str name, u64 id: acknowledge a claimed message */
     QOP_EXTEND,       /* str name, u64 id: restart a claim's lease */
@@ -99,6 +99,8 @@ typedef struct qmsg_view {
 /* The queue named name (len bytes) / with id qid: 0 and *v, or -ENOENT. */
 int queues_sm_get(const state_t *st, const char *name, size_t len, queue_view_t *v);
 int queues_sm_get_qid(const state_t *st, uint64_t qid, queue_view_t *v);
+/* How many hand-overs to session sid numbered up to upto the state keeps. */
+uint32_t queues_sm_kept(const state_t *st, uint64_t sid, uint64_t upto);
 /* Message id (ready, in flight or dead): 0 and *v, or -ENOENT. */
 int queues_sm_msg(const state_t *st, uint64_t id, qmsg_view_t *v);
 /* Calls fn for each queue in creation order until fn returns nonzero; returns that value

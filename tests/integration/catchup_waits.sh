@@ -10,8 +10,9 @@
 # the pop gets its message (no message lost), the claim its lease, the poller its wake-up
 # and the flock its grant (before the fix, 2026-12-03, all four hung and the lock stayed
 # held). Then again with node 3 cut off past its session lease: the end of its session,
-# learnt inside a snapshot, ends its parked pop (EIO) and flock wait (error). Every wait
-# bounded; the trap takes the cluster and its namespaces down.
+# learnt inside a snapshot, ends its parked pop (EIO) and flock wait (error). Then a pop
+# whose reader went away while node 3 was cut off: its message goes back to the queue.
+# Every wait bounded; the trap takes the cluster and its namespaces down.
 . "$(dirname "$0")/lib.sh"
 CL="$QI_ROOT/tools/cluster"
 C=$T/cluster
@@ -144,6 +145,30 @@ wait_for 10 pid_gone "$holder" || note "the holder on node 1 did not let go"
 # node 3 serves again under a new session
 echo again >"${M[1]}/queues/e/push"
 checke node-3-pops-again '[ "$(timeout 20 cat "${M[3]}/queues/e/pop" 2>&1)" = again ]'
+
+# ---- a pop whose reader went away while node 3 was cut off (its CANCEL cannot commit):
+# the message pushed to that waiter meanwhile, learnt by node 3 only inside a snapshot,
+# goes back to the queue (found by review, 2026-12-03: it was lost)
+mkdir "${M[1]}/queues/g"
+wait_for 10 test -e "${M[3]}/queues/g/pop" || note "node 3 does not see g"
+cat "${M[3]}/queues/g/pop" >"$T/g.out" 2>"$T/g.err" &
+reader=$!
+sleep 2
+part=$("$CL" partition 3 '|' 1,2 --dir "$C" 2>&1) || not_ok cut-3 "$part"
+t0=$(now_ms)
+kill -TERM "$reader"; wait "$reader" 2>/dev/null
+junk 300 100
+echo mg >"${M[1]}/queues/g/push" || not_ok pushed-3 "push failed"
+commit=$(metric "${M[1]}" quorumfs_raft_commit_index)
+junk 20 10000
+wait_for 10 snapped || note "no snapshot past the push"
+sleep_until $(( t0 + 6000 ))   # past the 5 s timeout of the reader's CANCEL, within the lease
+inst0=$(metric "${M[3]}" quorumfs_raft_snapshot_installs_total)
+heal=$("$CL" heal --dir "$C" 2>&1) || not_ok healed3 "$heal"
+glen() { read -r n _ <"${M[1]}/queues/g/len" && [ "$n" = 1 ]; }
+wait_for 20 glen && ok message-of-a-gone-reader-given-back ||
+    not_ok message-of-a-gone-reader-given-back "g/len on node 1: $(cat "${M[1]}/queues/g/len"); reader got '$(cat "$T/g.out")'"
+checke node-3-installed-a-third-snapshot '[ "$(metric "${M[3]}" quorumfs_raft_snapshot_installs_total)" -gt "$inst0" ]'
 
 "$CL" down --dir "$C" >/dev/null 2>&1
 finish

@@ -734,10 +734,21 @@ TEST(kept_hand_overs_go_out_again_after_restore)
              -1);
     free(raw);
 
-    /* s reports seen up to the claim's number: the pop's and the claim's are dropped */
+    /* a take needs a handle; a cancel of handle 0 only reports seen (and needs it) */
     cmdbuf_t cb;
+    queues_cmd_take(&cb, 1300, "p", s, 0, 0, 0, 0);
+    CHECK_EQ(run(a, &cb, NULL), -EINVAL);
+    queues_cmd_cancel(&cb, 1300, "", s, 0, 0, 0);
+    CHECK_EQ(run(a, &cb, NULL), -EINVAL);
+    CHECK_EQ(queues_sm_kept(a->st, s, UINT64_MAX), 3);
+    /* s reports seen up to the pop's number (a report alone), then up to the claim's: the
+     * pop's and the claim's are dropped */
+    queues_cmd_cancel(&cb, 1300, "", s, 0, a->got[0].seq, 0);
+    CHECK_EQ(run(a, &cb, NULL), 0);
+    CHECK_EQ(queues_sm_kept(a->st, s, UINT64_MAX), 2);
     queues_cmd_cancel(&cb, 1300, "p", s, 77, a->got[1].seq, 0);
     CHECK_EQ(run(a, &cb, NULL), 0);
+    CHECK_EQ(queues_sm_kept(a->st, s, UINT64_MAX), 1);
     /* t's TAKE reports all: its own is dropped */
     queues_cmd_take(&cb, 1300, "p", t, 10, QTAKE_NOWAIT, a->got[3].seq, 0);
     CHECK_EQ(run(a, &cb, NULL), -EAGAIN);
