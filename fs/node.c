@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "cluster/err.h"
+#include "cluster/meta_sm.h"
 #include "fs/locks_sm.h"
 #include "fs/logs_sm.h"
 #include "fs/services_sm.h"
@@ -83,8 +84,18 @@ typedef struct shard {
     state_t *st;
     group_t *group;
     uint64_t barrier_failed_ms;  /* atomic: monotonic ms of the last barrier timeout, 0 */
-    uint64_t preferred;          /* cluster: its first voter, the preferred leader */
+    uint64_t preferred;          /* atomic; cluster: its first voter that is not drained, the
+                                    preferred leader (0: every voter is drained) */
 } shard_t;
+
+/* The meta group (docs/MEMBERSHIP.md, docs/META.md): a Raft group of its own, hosted by
+ * every node beside the shards, whose state is the member record; its id lies outside the
+ * shard ids (at most NODE_SHARDS_MAX). */
+#define META_GROUP 0xFFFF0000u
+#define META_FOUND_EVERY_MS 1000
+
+static void meta_changed(void *arg, const meta_sm_t *sm);
+static void meta_found(node_t *n);
 
 struct node {
     shard_t *shards;
@@ -113,6 +124,10 @@ struct node {
         char addr[128];
     } *members;
     size_t nmembers;
+    uint64_t *member_ids;        /* the members' ids as given (placement's input) */
+    meta_sm_t *meta;             /* the member record, applied by the meta group */
+    group_t *meta_group;
+    uint64_t meta_found_ms;      /* sweeper: monotonic ms FOUND was last tried */
 };
 
 uint64_t node_now_ms(void)
@@ -603,6 +618,7 @@ static void *sweeper_main(void *arg)
             break;
         pthread_mutex_unlock(&n->mu);
         space_sweep(n);
+        meta_found(n);
         publish_status(n);
         session_local_sweep(n->sess);
         for (int ns = 1; ns < NS__COUNT; ns++)
@@ -814,11 +830,113 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
         rc = group_node_add_members(n->gnode, k, &gm, &state_sm_ops, n->shards[k].st,
                                     &n->shards[k].group, errmsg);
     }
+    /* the meta group, placed like a shard; its replay (or snapshot) may call meta_changed,
+     * which needs the shards' groups: added last */
+    n->member_ids = voters;
+    if (rc == 0 && !(n->meta = meta_sm_new(meta_changed, n)))
+        rc = -QERR_NOMEM;
+    if (rc == 0) {
+        replicas_for_shard(META_GROUP, voters, opts->n_peers, opts->n_peers, order);
+        group_members_t gm = { .voters = order, .n_voters = n->nreplicas,
+                               .learners = order + n->nreplicas,
+                               .n_learners = opts->n_peers - n->nreplicas };
+        rc = group_node_add_members(n->gnode, META_GROUP, &gm, &meta_sm_ops, n->meta,
+                                    &n->meta_group, errmsg);
+    }
     free(order);
-    free(voters);
     if (rc == 0)
         rc = group_node_start(n->gnode, errmsg);
     return rc;
+}
+
+/* ---------------------------------------------------------------- the meta group */
+
+/* The preferred leader of group g: the first of its voters (placement order) that is not
+ * drained; 0 when every one is (no balancing then). */
+static uint64_t preferred_of(node_t *n, const meta_sm_t *sm, uint32_t g)
+{
+    uint64_t *order = calloc(n->nmembers, sizeof(*order));
+    uint64_t pref = 0;
+    if (!order)
+        return n->shards && g < n->nshards ? n->shards[g].preferred : 0;
+    replicas_for_shard(g, n->member_ids, n->nmembers, n->nmembers, order);
+    for (uint32_t i = 0; i < n->nreplicas && !pref; i++)
+        if (!meta_sm_is_drained(sm, order[i]))
+            pref = order[i];
+    free(order);
+    return pref;
+}
+
+/* The meta group's change hook (on its applying thread, no lock held): a drained member
+ * stops being any group's preferred leader, so whichever node leads a group it led hands
+ * the leadership on (mraft's balancer); an undrained one gets its groups back. Every node
+ * applies the same record, so every node's balancer agrees. */
+static void meta_changed(void *arg, const meta_sm_t *sm)
+{
+    node_t *n = arg;
+    for (uint32_t k = 0; k < n->nshards; k++) {
+        uint64_t pref = preferred_of(n, sm, k);
+        __atomic_store_n(&n->shards[k].preferred, pref, __ATOMIC_RELAXED);
+        (void)group_node_set_preferred(n->gnode, k, pref);
+    }
+    (void)group_node_set_preferred(n->gnode, META_GROUP, preferred_of(n, sm, META_GROUP));
+}
+
+/* Sweeper: the meta group's leader founds the record (cluster id and the founding members)
+ * if nobody did yet; every node may try, only the first FOUND counts (-EALREADY after). */
+static void meta_found(node_t *n)
+{
+    if (!n->meta || mono_ms() - n->meta_found_ms < META_FOUND_EVERY_MS)
+        return;
+    n->meta_found_ms = mono_ms();
+    meta_view_t v = { 0 };
+    if (meta_sm_copy(n->meta, &v) < 0)
+        return;
+    uint64_t founded = v.cluster_id;
+    meta_view_free(&v);
+    if (founded || !group_is_leader(n->meta_group))
+        return;
+    const char **addrs = calloc(n->nmembers, sizeof(*addrs));
+    uint64_t *ids = calloc(n->nmembers, sizeof(*ids));
+    meta_cmd_t c = { 0 };
+    if (addrs && ids) {
+        for (size_t i = 0; i < n->nmembers; i++) {
+            ids[i] = n->members[i].id;
+            addrs[i] = n->members[i].addr;
+        }
+        if (meta_cmd_found(&c, n->opts.cluster_id, (uint32_t)n->nmembers, ids, addrs) == 0) {
+            sm_result_t res;
+            int rc = group_propose(n->meta_group, c.p, c.len, &res);
+            if (rc == 0 && res.code < 0 && res.code != -EALREADY)
+                fprintf(stderr, "quorumfs: the member record was not founded: %s\n",
+                        strerror(-res.code));
+        }
+    }
+    meta_cmd_free(&c);
+    free(addrs);
+    free(ids);
+}
+
+int node_drain(node_t *n, uint64_t id, int on)
+{
+    if (!n->cluster || !n->meta)
+        return -EOPNOTSUPP;       /* the embedded node has nobody to hand leadership to */
+    meta_member_t m;
+    if (meta_sm_get(n->meta, id, &m) < 0)
+        return -ENOENT;
+    meta_cmd_t c = { 0 };
+    int rc = meta_cmd_drain(&c, id, on ? 1 : 0);
+    if (rc < 0)
+        return node_errno(rc);
+    sm_result_t res;
+    rc = group_propose(n->meta_group, c.p, c.len, &res);
+    meta_cmd_free(&c);
+    return rc < 0 ? node_errno(rc) : res.code;
+}
+
+int node_member_drained(node_t *n, uint64_t id)
+{
+    return n->meta && meta_sm_is_drained(n->meta, id);
 }
 
 uint32_t node_shard_of(const node_t *n, int ns, const char *path)
@@ -985,6 +1103,8 @@ static void teardown(node_t *n)
     free(n->shards);
     free(n->data_dir);
     free(n->members);
+    free(n->member_ids);
+    meta_sm_free(n->meta);       /* its group closed with gnode */
     pthread_mutex_destroy(&n->mu);
     pthread_cond_destroy(&n->cv);
     pthread_mutex_destroy(&n->space.mu);
@@ -1083,7 +1203,7 @@ uint32_t node_nshards(const node_t *n) { return n->nshards; }
 uint32_t node_nreplicas(const node_t *n) { return n->cluster ? n->nreplicas : 1; }
 uint64_t node_preferred_leader(const node_t *n, uint32_t k)
 {
-    return n->cluster && k < n->nshards ? n->shards[k].preferred : 0;
+    return n->cluster && k < n->nshards ? __atomic_load_n(&n->shards[k].preferred, __ATOMIC_RELAXED) : 0;
 }
 group_t *node_group(node_t *n, uint32_t shard)
 {

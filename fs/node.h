@@ -128,6 +128,15 @@ typedef struct node_member {
 } node_member_t;
 uint64_t node_cluster_id(const node_t *n);
 size_t node_nmembers(const node_t *n);
+
+/* Drains (on) or undrains member id (`quorumfs cluster drain|undrain ID`): the drained flag
+ * goes into the member record of the meta group (docs/MEMBERSHIP.md), and every node's
+ * leader balancer then moves each shard's leadership to its first voter that is not
+ * drained (or back). Blocks until committed and applied here. Returns 0, -ENOENT (no such
+ * member), -EOPNOTSUPP (the embedded node), or a proposal's error (-EIO: no quorum). */
+int node_drain(node_t *n, uint64_t id, int on);
+/* Whether member id is drained, as this node applied the record. */
+int node_member_drained(node_t *n, uint64_t id);
 int node_member(node_t *n, size_t i, node_member_t *out);
 
 /* Wall-clock milliseconds: the leader's time written into commands. */

@@ -221,8 +221,9 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
                 group_get_stats(node_group(n, k), &ks);
                 leads += ks.leader == mb.id;
             }
-            metrics_printf(&b, &l, &cap, "%llu %s %s%s", (unsigned long long)mb.id, mb.addr,
+            metrics_printf(&b, &l, &cap, "%llu %s %s%s%s", (unsigned long long)mb.id, mb.addr,
                            mb.self ? "self" : mb.connected ? "connected" : "unreachable",
+                           node_member_drained(n, mb.id) ? " drained" : "",
                            gs.leader == mb.id ? " leader" : "");
             metrics_printf(&b, &l, &cap, leads ? " leads %u\n" : "\n", leads);
         }
@@ -323,7 +324,7 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
 int status_render_summary(node_t *n, char **buf, size_t *len)
 {
     static const char *const head[] = {
-        [STATUS_MEMBERS] = "members (id address state [leader of shard 0] [leads N]):",
+        [STATUS_MEMBERS] = "members (id address state [drained] [leader of shard 0] [leads N]):",
         [STATUS_SHARDS] = "shards (shard leader replicas term commit applied preferred role):",
         [STATUS_HEALTH] = "health:",
     };
