@@ -47,6 +47,7 @@ void frame_free(frame_t *f)
     raft_msg_free(&f->msg);
     frame_fwd_free(&f->fwd);
     free(f->status.mem);
+    free(f->admin.mem);
     memset(f, 0, sizeof *f);
 }
 
@@ -183,6 +184,133 @@ static int status_decode(uint32_t type, const uint8_t *p, uint32_t plen, frame_s
     return 0;
 corrupt:
     memset(st, 0, sizeof *st);
+    return -QERR_CORRUPT;
+}
+
+/* ---- admin payloads ------------------------------------------------------------------- */
+
+/* Layout (little endian). ADMIN_REQ: u32 version (>= 1), u32 op (nonzero), u64 id, u32 flags,
+ * u32 address length n (<= ADMIN_ADDR_MAX), n bytes of printable ASCII (0x20..0x7E), no NUL;
+ * nothing may follow. ADMIN: u32 version (1), u32 flags (0), u64 node id (nonzero), i32 code
+ * (0 or ADMIN_CODE_MIN..-1), u32 text length n (<= ADMIN_MAX_TEXT), n bytes of UTF-8 without
+ * NUL; nothing may follow. */
+
+static bool printable(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((uint8_t)s[i] < 0x20 || (uint8_t)s[i] > 0x7E)
+            return false;
+    return true;
+}
+
+/* Length of a request's addr: strnlen within the array, or SIZE_MAX when not terminated. */
+static size_t admin_addr_len(const frame_admin_t *a)
+{
+    size_t n = strnlen(a->addr, sizeof a->addr);
+    return n < sizeof a->addr ? n : SIZE_MAX;
+}
+
+static int admin_encode(const frame_t *f, uint8_t *p)
+{
+    const frame_admin_t *a = &f->admin;
+    if (f->type == FRAME_ADMIN_REQ) {
+        size_t n = admin_addr_len(a);
+        if (a->version == 0 || a->op == 0 || n > ADMIN_ADDR_MAX || !printable(a->addr, n))
+            return -QERR_INVAL;
+        le_put32(p, a->version);
+        le_put32(p + 4, a->op);
+        le_put64(p + 8, a->id);
+        le_put32(p + 16, a->flags);
+        le_put32(p + 20, (uint32_t)n);
+        memcpy(p + ADMIN_REQ_HEAD_BYTES, a->addr, n);
+        return 0;
+    }
+    if (a->node_id == 0 || a->code > 0 || a->code < ADMIN_CODE_MIN || a->len > ADMIN_MAX_TEXT ||
+        (a->len && !a->text) || !frame_utf8_valid(a->text, a->len))
+        return -QERR_INVAL;
+    le_put32(p, ADMIN_VERSION);
+    le_put32(p + 4, 0);
+    le_put64(p + 8, a->node_id);
+    le_put32(p + 16, (uint32_t)a->code);
+    le_put32(p + 20, (uint32_t)a->len);
+    if (a->len)
+        memcpy(p + ADMIN_HEAD_BYTES, a->text, a->len);
+    return 0;
+}
+
+/* Decodes an ADMIN_REQ or ADMIN payload p[0..plen) (plen >= the head) into *a. Returns 0, or
+ * a failure code with *why (a static reason); *a is zeroed then. */
+static int admin_decode(uint32_t type, const uint8_t *p, uint32_t plen, frame_admin_t *a,
+                        const char **why)
+{
+    memset(a, 0, sizeof *a);
+    if (type == FRAME_ADMIN_REQ) {
+        a->version = le_get32(p);
+        a->op = le_get32(p + 4);
+        a->id = le_get64(p + 8);
+        a->flags = le_get32(p + 16);
+        uint32_t n = le_get32(p + 20);
+        if (a->version == 0) {
+            *why = "admin request of version 0";
+            goto corrupt;
+        }
+        if (a->op == 0) {
+            *why = "admin request with op 0";
+            goto corrupt;
+        }
+        if (n > ADMIN_ADDR_MAX || n != plen - ADMIN_REQ_HEAD_BYTES) {
+            *why = "admin request address length does not match the payload";
+            goto corrupt;
+        }
+        if (!printable((const char *)p + ADMIN_REQ_HEAD_BYTES, n)) {
+            *why = "admin request address is not printable ASCII";
+            goto corrupt;
+        }
+        memcpy(a->addr, p + ADMIN_REQ_HEAD_BYTES, n);
+        a->addr[n] = 0;
+        return 0;
+    }
+    a->version = le_get32(p);
+    if (a->version != ADMIN_VERSION) {
+        *why = "admin answer of another version";
+        memset(a, 0, sizeof *a);
+        return -QERR_FORMAT;
+    }
+    a->node_id = le_get64(p + 8);
+    a->code = (int32_t)le_get32(p + 16);
+    uint32_t n = le_get32(p + 20);
+    if (le_get32(p + 4)) {
+        *why = "admin answer with nonzero flags";
+        goto corrupt;
+    }
+    if (a->node_id == 0) {
+        *why = "admin answer from node id 0";
+        goto corrupt;
+    }
+    if (a->code > 0 || a->code < ADMIN_CODE_MIN) {
+        *why = "admin answer code is not 0 or a negative errno value";
+        goto corrupt;
+    }
+    if (n > ADMIN_MAX_TEXT || n != plen - ADMIN_HEAD_BYTES) {
+        *why = "admin text length does not match the payload";
+        goto corrupt;
+    }
+    if (!frame_utf8_valid((const char *)p + ADMIN_HEAD_BYTES, n)) {
+        *why = "admin text is not valid UTF-8 (or holds a NUL)";
+        goto corrupt;
+    }
+    if (!(a->mem = malloc((size_t)n + 1))) {
+        *why = "out of memory";
+        memset(a, 0, sizeof *a);
+        return -QERR_NOMEM;
+    }
+    memcpy(a->mem, p + ADMIN_HEAD_BYTES, n);
+    ((char *)a->mem)[n] = 0;
+    a->text = a->mem;
+    a->len = n;
+    return 0;
+corrupt:
+    memset(a, 0, sizeof *a);
     return -QERR_CORRUPT;
 }
 
@@ -348,6 +476,12 @@ static size_t payload_size(const frame_t *f)
         return STATUS_REQ_BYTES;
     case FRAME_STATUS:
         return STATUS_HEAD_BYTES + f->status.len;
+    case FRAME_ADMIN_REQ: {
+        size_t n = admin_addr_len(&f->admin);
+        return ADMIN_REQ_HEAD_BYTES + (n <= ADMIN_ADDR_MAX ? n : 0);
+    }
+    case FRAME_ADMIN:
+        return ADMIN_HEAD_BYTES + f->admin.len;
     default:
         return 0;
     }
@@ -397,6 +531,13 @@ int frame_encode(const frame_t *f, uint8_t *buf, size_t cap, size_t *len)
     case FRAME_STATUS_REQ:
     case FRAME_STATUS: {
         int rc = status_encode(f, p);
+        if (rc < 0)
+            return rc;
+        break;
+    }
+    case FRAME_ADMIN_REQ:
+    case FRAME_ADMIN: {
+        int rc = admin_encode(f, p);
         if (rc < 0)
             return rc;
         break;
@@ -480,9 +621,12 @@ static int check_header(frame_decoder_t *d, const uint8_t *h)
         return fail(d, -QERR_CORRUPT, "nonzero flags 0x%02x%02x", h[OFF_FLAGS + 1],
                     h[OFF_FLAGS]);
     uint32_t plen = le_get32(h + OFF_LEN);
-    /* status frames are small whatever max_payload says: refused here, before any wait */
+    /* status and admin frames are small whatever max_payload says: refused here, before any
+       wait */
     if ((h[OFF_TYPE] == FRAME_STATUS_REQ && plen > STATUS_REQ_MAX_BYTES) ||
-        (h[OFF_TYPE] == FRAME_STATUS && plen > STATUS_HEAD_BYTES + STATUS_MAX_TEXT))
+        (h[OFF_TYPE] == FRAME_STATUS && plen > STATUS_HEAD_BYTES + STATUS_MAX_TEXT) ||
+        (h[OFF_TYPE] == FRAME_ADMIN_REQ && plen > ADMIN_REQ_HEAD_BYTES + ADMIN_ADDR_MAX) ||
+        (h[OFF_TYPE] == FRAME_ADMIN && plen > ADMIN_HEAD_BYTES + ADMIN_MAX_TEXT))
         return fail(d, -QERR_CORRUPT, "payload of %" PRIu32 " bytes is over the limit of "
                     "frame type %u", plen, h[OFF_TYPE]);
     if (plen > d->max_payload)
@@ -545,6 +689,18 @@ static int decode_payload(frame_decoder_t *d, const uint8_t *h, const uint8_t *p
             goto bad_size;
         const char *why = NULL;
         int rc = status_decode(type, p, plen, &f->status, &why);
+        if (rc < 0) {
+            memset(f, 0, sizeof *f);
+            return fail(d, rc, "%s", why);
+        }
+        break;
+    }
+    case FRAME_ADMIN_REQ:
+    case FRAME_ADMIN: {
+        if (plen < (type == FRAME_ADMIN ? ADMIN_HEAD_BYTES : ADMIN_REQ_HEAD_BYTES))
+            goto bad_size;
+        const char *why = NULL;
+        int rc = admin_decode(type, p, plen, &f->admin, &why);
         if (rc < 0) {
             memset(f, 0, sizeof *f);
             return fail(d, rc, "%s", why);

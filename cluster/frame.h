@@ -29,6 +29,8 @@ enum {
     FRAME_FWD = 5,     /* a forwarded proposal or its result (frame_fwd_t, docs/FORMATS.md) */
     FRAME_STATUS_REQ = 6, /* a status client's first frame, instead of a HELLO */
     FRAME_STATUS = 7,  /* the node's answer to STATUS_REQ: its published status text */
+    FRAME_ADMIN_REQ = 8, /* an admin client's first frame, instead of a HELLO */
+    FRAME_ADMIN = 9,   /* the node's answer to ADMIN_REQ: a code and a text */
     FRAME__COUNT
 };
 
@@ -115,6 +117,36 @@ int frame_utf8_valid(const char *s, size_t len);
  * (which must be valid UTF-8): where to cut s to at most max bytes. */
 size_t frame_utf8_cut(const char *s, size_t len, size_t max);
 
+/* ------------------------------------------------------------------------------------------
+ * Admin requests (docs/TRANSPORT.md "Admin requests", docs/FORMATS.md §9): like a status
+ * query, a client connects to a node's peer address and sends an ADMIN_REQ as its first frame,
+ * instead of a HELLO; the node hands it to the layer above, which answers later; the node
+ * writes one ADMIN frame with the answer, then closes. op, id and flags are opaque to
+ * cluster/ (the fs layer's operation). Both payloads open with their own admin version.
+ * ------------------------------------------------------------------------------------------ */
+#define ADMIN_VERSION 1
+#define ADMIN_ADDR_MAX 255
+#define ADMIN_MAX_TEXT (64u * 1024)
+#define ADMIN_REQ_HEAD_BYTES 24       /* version, op, id, flags, address length */
+#define ADMIN_HEAD_BYTES 24           /* version, flags, node id, code, text length */
+#define ADMIN_CODE_MIN (-4095)        /* an answer's code is 0 or in [ADMIN_CODE_MIN, -1] */
+
+typedef struct frame_admin {
+    uint32_t version;            /* ADMIN_REQ: >= 1; ADMIN: ADMIN_VERSION */
+    uint32_t op;                 /* ADMIN_REQ: opaque to cluster/ (the fs layer's op code,
+                                    nonzero) */
+    uint64_t id;                 /* ADMIN_REQ: the node the op is about (may be 0) */
+    uint32_t flags;              /* ADMIN_REQ: opaque to cluster/ */
+    char addr[ADMIN_ADDR_MAX + 1]; /* ADMIN_REQ: NUL-terminated, may be empty; printable
+                                    ASCII (0x20..0x7E) */
+    int32_t code;                /* ADMIN: 0 or a negative errno value (>= ADMIN_CODE_MIN) */
+    uint64_t node_id;            /* ADMIN: the answering node, nonzero */
+    const char *text;            /* ADMIN: len bytes of UTF-8 (no NUL), <= ADMIN_MAX_TEXT; a
+                                    decoded one points into mem and is NUL-terminated there */
+    size_t len;
+    void *mem;                   /* owned by a decoded ADMIN (frame_free) */
+} frame_admin_t;
+
 /* One decoded (or to-be-encoded) frame. Which fields mean something depends on type. */
 typedef struct frame {
     uint32_t type;           /* FRAME_* */
@@ -124,9 +156,11 @@ typedef struct frame {
     uint64_t ping;           /* PING, PONG */
     frame_fwd_t fwd;         /* FWD: a decoded one owns its command (frame_free) */
     frame_status_t status;   /* STATUS_REQ, STATUS: a decoded STATUS owns its text */
+    frame_admin_t admin;     /* ADMIN_REQ, ADMIN: a decoded ADMIN owns its text */
 } frame_t;
 
-/* Releases what a decoded frame owns (its Raft message, its FWD command, its status text)
+/* Releases what a decoded frame owns (its Raft message, its FWD command, its status or admin
+ * text)
  * and zeroes *f. NULL is a no-op. */
 void frame_free(frame_t *f);
 
@@ -135,7 +169,10 @@ size_t frame_encoded_size(const frame_t *f);
 /* Writes f (header, payload, CRC) into buf (cap bytes). f->msg may be borrowed (a Ready's
  * message); nothing is kept. Returns 0 and *len, or -QERR_INVAL (unknown type, node_id 0,
  * a message raft_msg_encode refuses, a STATUS_REQ of version 0, a STATUS text over
- * STATUS_MAX_TEXT or not valid UTF-8), -QERR_TOOBIG (cap too small, or payload over
+ * STATUS_MAX_TEXT or not valid UTF-8, an ADMIN_REQ of version 0 or op 0 or whose addr is not
+ * NUL-terminated printable ASCII, an ADMIN with node id 0, a code positive or under
+ * ADMIN_CODE_MIN, a text over ADMIN_MAX_TEXT or not valid UTF-8), -QERR_TOOBIG (cap too
+ * small, or payload over
  * FRAME_LIMIT_MAX_PAYLOAD). */
 int frame_encode(const frame_t *f, uint8_t *buf, size_t cap, size_t *len);
 
@@ -168,9 +205,17 @@ void frame_decoder_free(frame_decoder_t *d);
  *                        frame_fwd_decode refuses, a STATUS_REQ of version 0 or with
  *                        nonzero flags, a STATUS with nonzero flags, node id 0, a text
  *                        length that does not match or a text that is not valid UTF-8;
+ *                        an ADMIN_REQ of version 0 or op 0, an address length over
+ *                        ADMIN_ADDR_MAX or not matching the payload, an address byte
+ *                        outside 0x20..0x7E; an ADMIN with nonzero flags, node id 0, a
+ *                        code positive or under ADMIN_CODE_MIN, a text length that does
+ *                        not match or a text that is not valid UTF-8 (an ADMIN_REQ over
+ *                        ADMIN_REQ_HEAD_BYTES + ADMIN_ADDR_MAX or an ADMIN over
+ *                        ADMIN_HEAD_BYTES + ADMIN_MAX_TEXT is refused from its header);
  *         -QERR_FORMAT   another frame version (or a Raft message or FWD payload of another
  *                        version, or a STATUS answer of a version other than
- *                        STATUS_VERSION);
+ *                        STATUS_VERSION, or an ADMIN answer of a version other than
+ *                        ADMIN_VERSION);
  *         -QERR_TOOBIG   a payload length over max_payload (refused from the header alone);
  *         -QERR_NOMEM    no memory for a payload or a message.
  *       frame_decoder_error() says what and where. The decoder stays failed: every later

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "cluster/frame.h"
 #include "cluster/hist.h"
 #include "cluster/sm.h"
 
@@ -273,6 +274,22 @@ int group_node_peer_stats(group_node_t *nd, uint64_t id, group_peer_stats_t *out
  * last whole line with "[status cut at 64 KiB]". Returns 0, 1 (cut), -QERR_INVAL (not UTF-8:
  * the previous text stays), -QERR_NOMEM. */
 int group_node_set_status(group_node_t *nd, const char *text, size_t len);
+
+/* Admin requests (docs/TRANSPORT.md "Admin requests", `quorumfs cluster drain ID --cluster
+ * HOST:PORT` at this node's peer address). The handler is called on the node loop's thread
+ * and must not block: the fs layer copies req and answers later with
+ * group_node_admin_answer(token). */
+typedef void (*group_admin_fn)(void *arg, uint64_t token, const frame_admin_t *req);
+/* Installs the handler (before group_node_start; NULL: every request is answered
+ * -EOPNOTSUPP with text "not supported by this node"). Returns 0. */
+int group_node_set_admin(group_node_t *nd, group_admin_fn fn, void *arg);
+/* Answers request `token` from any thread (the handler's too): code 0 or -errno, text UTF-8
+ * (cut to ADMIN_MAX_TEXT at a character boundary; one that is not valid UTF-8 is replaced by
+ * a line saying so). The node writes one ADMIN frame and closes the connection after it.
+ * Returns 0, or -QERR_NOTFOUND when the token is unknown (the client went away, or the
+ * request's deadline (30 s) passed and it was answered -ETIMEDOUT already), -QERR_NOMEM. */
+int group_node_admin_answer(group_node_t *nd, uint64_t token, int32_t code, const char *text,
+                            size_t len);
 
 /* Changes a hosted group's preferred leader (group_node_add_members: voters[0]; 0: none),
  * as draining a node does (mraft_set_preferred). A no-op with leader balancing off.

@@ -938,6 +938,19 @@ int group_node_set_status(group_node_t *nd, const char *text, size_t len)
     return mraft_tcp_set_status(nd->tcp, text, len);
 }
 
+int group_node_set_admin(group_node_t *nd, group_admin_fn fn, void *arg)
+{
+    ASSERT(!nd->started);
+    mraft_tcp_set_admin(nd->tcp, fn, arg);
+    return 0;
+}
+
+int group_node_admin_answer(group_node_t *nd, uint64_t token, int32_t code, const char *text,
+                            size_t len)
+{
+    return mraft_tcp_admin_answer(nd->tcp, token, code, text, len);
+}
+
 int group_node_peer_stats(group_node_t *nd, uint64_t id, group_peer_stats_t *out)
 {
     transport_peer_stats_t st;

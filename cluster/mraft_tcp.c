@@ -40,6 +40,24 @@ struct mraft_tcp {
     size_t status_len;
     bool status_set;
     uint64_t status_ms;          /* monotonic ms of the last publication */
+    /* admin requests: the handler, the tokens handed to it and not yet answered or gone, and
+     * the answers waiting for the loop to write them */
+    mraft_tcp_admin_fn admin_fn;
+    void *admin_arg;
+    pthread_mutex_t admin_mu;    /* guards the five below */
+    uint64_t *live;              /* tokens handed to the handler, unanswered */
+    size_t nlive, caplive;
+    struct admin_ans *answers;   /* queued answers, newest first (order does not matter) */
+    uint64_t admin_requests;     /* copy of the transport's counter, under stats_mu */
+};
+
+/* One answer waiting for the loop. */
+struct admin_ans {
+    struct admin_ans *next;
+    uint64_t token;
+    int32_t code;
+    size_t len;
+    char text[];
 };
 
 static uint64_t mono_ms(void)
@@ -62,6 +80,7 @@ static void copy_stats(mraft_tcp_t *x)
     for (size_t i = 0; i < x->nstats; i++)
         (void)transport_peer_stats(x->t, x->stats[i].id, &x->stats[i].st);
     x->status_queries = transport_status_queries(x->t);
+    x->admin_requests = transport_admin_requests(x->t);
     x->refused = transport_refused(x->t);
     pthread_mutex_unlock(&x->stats_mu);
     pthread_mutex_unlock(&x->t_mu);
@@ -128,6 +147,120 @@ int mraft_tcp_set_status(mraft_tcp_t *x, const char *text, size_t len)
     return cut ? 1 : 0;
 }
 
+uint64_t mraft_tcp_admin_requests(mraft_tcp_t *x)
+{
+    pthread_mutex_lock(&x->stats_mu);
+    uint64_t n = x->admin_requests;
+    pthread_mutex_unlock(&x->stats_mu);
+    return n;
+}
+
+/* Removes token from the live set under admin_mu; returns whether it was there. */
+static bool live_take(mraft_tcp_t *x, uint64_t token)
+{
+    for (size_t i = 0; i < x->nlive; i++)
+        if (x->live[i] == token) {
+            x->live[i] = x->live[--x->nlive];
+            return true;
+        }
+    return false;
+}
+
+/* transport_admin_fn, on the loop thread under t_mu. */
+static void admin_request(void *ctx, uint64_t token, const frame_admin_t *req)
+{
+    mraft_tcp_t *x = ctx;
+    static const char no[] = "not supported by this node";
+    if (!x->admin_fn) {
+        (void)transport_admin_answer(x->t, token, -EOPNOTSUPP, no, sizeof no - 1);
+        return;
+    }
+    pthread_mutex_lock(&x->admin_mu);
+    bool ok = true;
+    if (x->nlive == x->caplive) {
+        size_t cap = x->caplive ? x->caplive * 2 : 16;
+        uint64_t *v = realloc(x->live, cap * sizeof *v);
+        if (v) {
+            x->live = v;
+            x->caplive = cap;
+        } else {
+            ok = false;
+        }
+    }
+    if (ok)
+        x->live[x->nlive++] = token;
+    pthread_mutex_unlock(&x->admin_mu);
+    if (!ok) {
+        static const char nomem[] = "out of memory";
+        (void)transport_admin_answer(x->t, token, -ENOMEM, nomem, sizeof nomem - 1);
+        return;
+    }
+    x->admin_fn(x->admin_arg, token, req);   /* may answer at once: admin_mu is free */
+}
+
+/* transport_admin_gone_fn: the client left or the deadline passed; forget the token. */
+static void admin_gone(void *ctx, uint64_t token)
+{
+    mraft_tcp_t *x = ctx;
+    pthread_mutex_lock(&x->admin_mu);
+    (void)live_take(x, token);
+    pthread_mutex_unlock(&x->admin_mu);
+}
+
+/* On the loop thread under t_mu: writes the queued answers. */
+static void admin_drain(mraft_tcp_t *x)
+{
+    pthread_mutex_lock(&x->admin_mu);
+    struct admin_ans *a = x->answers;
+    x->answers = NULL;
+    pthread_mutex_unlock(&x->admin_mu);
+    while (a) {
+        struct admin_ans *nx = a->next;
+        (void)transport_admin_answer(x->t, a->token, a->code, a->text, a->len); /* NOTFOUND:
+                                                       the client left meanwhile */
+        free(a);
+        a = nx;
+    }
+}
+
+void mraft_tcp_set_admin(mraft_tcp_t *x, mraft_tcp_admin_fn fn, void *arg)
+{
+    x->admin_fn = fn;
+    x->admin_arg = arg;
+}
+
+static void tcp_wake(void *ctx);
+
+int mraft_tcp_admin_answer(mraft_tcp_t *x, uint64_t token, int32_t code, const char *text,
+                           size_t len)
+{
+    if (!text)
+        len = 0;
+    if (len > ADMIN_MAX_TEXT)
+        len = frame_utf8_cut(text, len, ADMIN_MAX_TEXT);
+    struct admin_ans *a = malloc(sizeof *a + (len ? len : 1));
+    if (!a)
+        return -QERR_NOMEM;
+    a->token = token;
+    a->code = code;
+    a->len = len;
+    if (len)
+        memcpy(a->text, text, len);
+    pthread_mutex_lock(&x->admin_mu);
+    bool known = live_take(x, token);
+    if (known) {
+        a->next = x->answers;
+        x->answers = a;
+    }
+    pthread_mutex_unlock(&x->admin_mu);
+    if (!known) {
+        free(a);
+        return -QERR_NOTFOUND;
+    }
+    tcp_wake(x);
+    return 0;
+}
+
 static void deliver(void *ctx, uint64_t from, uint32_t group, raft_msg_t *m)
 {
     mraft_tcp_t *x = ctx;
@@ -165,6 +298,7 @@ static void tcp_flush(void *ctx)
 {
     mraft_tcp_t *x = ctx;
     pthread_mutex_lock(&x->t_mu);
+    admin_drain(x);
     transport_poll(x->t, 0);            /* writes the batch, and reads what has come */
     pthread_mutex_unlock(&x->t_mu);
 }
@@ -180,6 +314,7 @@ static void tcp_poll(void *ctx, int timeout_ms)
         (void)r;
     }
     pthread_mutex_lock(&x->t_mu);
+    admin_drain(x);
     transport_poll(x->t, 0);            /* also runs its timers: at least once per tick */
     pthread_mutex_unlock(&x->t_mu);
     copy_stats(x);
@@ -203,6 +338,9 @@ int mraft_tcp_new(const transport_config_t *cfg, mraft_tcp_t **out, char **errms
     c.deliver_fwd = deliver_fwd;
     c.status = answer_status;
     c.status_ctx = x;
+    c.admin = admin_request;
+    c.admin_gone = admin_gone;
+    c.admin_ctx = x;
     x->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (x->efd < 0) {
         int rc = qerr_from_errno(errno);
@@ -219,6 +357,7 @@ int mraft_tcp_new(const transport_config_t *cfg, mraft_tcp_t **out, char **errms
     pthread_mutex_init(&x->stats_mu, NULL);
     pthread_mutex_init(&x->status_mu, NULL);
     pthread_mutex_init(&x->t_mu, NULL);
+    pthread_mutex_init(&x->admin_mu, NULL);
     *out = x;
     return 0;
 }
@@ -328,6 +467,13 @@ void mraft_tcp_free(mraft_tcp_t *x)
     pthread_mutex_destroy(&x->stats_mu);
     pthread_mutex_destroy(&x->status_mu);
     pthread_mutex_destroy(&x->t_mu);
+    while (x->answers) {
+        struct admin_ans *a = x->answers;
+        x->answers = a->next;
+        free(a);
+    }
+    free(x->live);
+    pthread_mutex_destroy(&x->admin_mu);
     free(x->status);
     free(x->stats);
     free(x);

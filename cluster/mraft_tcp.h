@@ -13,7 +13,7 @@
 typedef struct mraft_tcp mraft_tcp_t;
 
 /* Creates the transport (transport_new with cfg; cfg->deliver, deliver_fwd, deliver_ctx,
- * status and status_ctx are replaced by this module's) and the wake-up eventfd. Returns 0 and *out, or -QERR_* with *errmsg as
+ * status, status_ctx, admin, admin_gone and admin_ctx are replaced by this module's) and the wake-up eventfd. Returns 0 and *out, or -QERR_* with *errmsg as
  * transport_new (errmsg may be NULL; the caller frees *errmsg). */
 int mraft_tcp_new(const transport_config_t *cfg, mraft_tcp_t **out, char **errmsg);
 
@@ -65,6 +65,21 @@ void mraft_tcp_counters(mraft_tcp_t *x, uint64_t *status_queries, uint64_t *refu
  * valid UTF-8 or holds a NUL: the previous text stays), -QERR_NOMEM (the same). */
 #define MRAFT_TCP_STATUS_CUT "[status cut at 64 KiB]\n"
 int mraft_tcp_set_status(mraft_tcp_t *x, const char *text, size_t len);
+
+/* Admin requests (docs/TRANSPORT.md "Admin requests"). The handler is called on the loop
+ * thread for each request, with a token; it must not block (copy *req, answer later). */
+typedef void (*mraft_tcp_admin_fn)(void *arg, uint64_t token, const frame_admin_t *req);
+/* Installs the handler (before the loop runs; NULL: every request is answered -EOPNOTSUPP
+ * with "not supported by this node"). */
+void mraft_tcp_set_admin(mraft_tcp_t *x, mraft_tcp_admin_fn fn, void *arg);
+/* Answers request `token` from any thread (the handler's too): the answer (code, a copy of
+ * text[0..len)) is queued under a mutex and the loop is woken to write it
+ * (transport_admin_answer: codes and texts are made valid there). Returns 0, -QERR_NOTFOUND
+ * (token unknown: answered already, the client went away, the deadline passed), -QERR_NOMEM. */
+int mraft_tcp_admin_answer(mraft_tcp_t *x, uint64_t token, int32_t code, const char *text,
+                           size_t len);
+/* The transport's transport_admin_requests, as mraft_tcp_counters copies it. */
+uint64_t mraft_tcp_admin_requests(mraft_tcp_t *x);
 
 /* Frees the transport (after mraft_close of the node using it). NULL is a no-op. */
 void mraft_tcp_free(mraft_tcp_t *x);

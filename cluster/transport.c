@@ -29,7 +29,8 @@
 #include "cluster/frame.h"
 #include "cluster/transport.h"
 
-#define MAX_PENDING 64               /* inbound connections not yet past their HELLO */
+#define MAX_PENDING 64               /* inbound connections not yet past their HELLO (or
+                                        waiting for an admin answer) */
 #define READ_CHUNK (64 * 1024)       /* bytes per recv() */
 #define READ_BUDGET (4 * READ_CHUNK) /* bytes read from one connection per event, for fairness */
 #define TLS_READ_AHEAD READ_CHUNK    /* TLS: ciphertext bytes per recv() (struct conn cin) */
@@ -39,8 +40,10 @@
 
 /* A connection's life: TCP connect (dialed only), TLS handshake (with TLS only), HELLO, up.
  * An inbound one whose first frame is a status request goes from C_HELLO to C_STATUS instead:
- * it writes its answer, then closes. */
-enum { C_CONNECTING = 1, C_TLS, C_HELLO, C_UP, C_STATUS, C_DEAD };
+ * it writes its answer, then closes. One whose first frame is an admin request goes to
+ * C_ADMIN (waiting for the owner's answer, reading only to notice the client leave), then to
+ * C_ADMIN_OUT (writing the answer), then closes. */
+enum { C_CONNECTING = 1, C_TLS, C_HELLO, C_UP, C_STATUS, C_ADMIN, C_ADMIN_OUT, C_DEAD };
 
 struct conn;
 
@@ -85,6 +88,10 @@ typedef struct conn {
     char verr[200];           /* the first certificate verification refused, and why */
     uint64_t want_id;         /* TLS, dialed: the node whose name the certificate must carry */
     size_t status_len;        /* C_STATUS: bytes of status text in the answer (for the log) */
+    uint64_t admin_token;     /* C_ADMIN: the request's token */
+    uint64_t admin_deadline_ms; /* C_ADMIN: when the transport answers -ETIMEDOUT itself */
+    int32_t admin_code;       /* C_ADMIN_OUT: the answer's code and text length (for the log) */
+    size_t admin_len;
 } conn_t;
 
 struct peer {
@@ -112,6 +119,8 @@ struct transport {
     uint64_t rng;
     uint64_t refused;
     uint64_t status_queries;   /* answered */
+    uint64_t admin_requests;   /* received well-formed */
+    uint64_t next_token;       /* the last admin token given */
     uint64_t accept_retry_ms;  /* nonzero: accepting paused (out of fds) until then */
     bool in_callback;
     int delivered;
@@ -767,7 +776,8 @@ static const char *conn_name(const conn_t *c, char *buf, size_t cap)
 static void set_events(conn_t *c)
 {
     uint32_t want = EPOLLIN;
-    if (c->state == C_STATUS) /* only the answer's writes: what the client sends is ignored */
+    if (c->state == C_STATUS || c->state == C_ADMIN_OUT) /* only the answer's writes: what the
+                                                              client sends is ignored */
         want = c->write_needs_in ? EPOLLIN : EPOLLOUT;
     else if (c->state == C_CONNECTING || c->read_needs_out ||
         (c->state != C_DEAD && c->state != C_TLS && c->head < c->tail && !c->write_needs_in))
@@ -860,6 +870,7 @@ static void conn_close(conn_t *c, bool protocol_error, int level, const char *fm
     va_end(ap);
     peer_t *p = c->peer;
     int was = c->state;
+    uint64_t gone_token = was == C_ADMIN ? c->admin_token : 0;
     /* A dial that fails is logged with its redial below, at growing intervals. */
     bool dial_failed = p && p->dialer && p->conn == c && was != C_UP;
     if (!dial_failed)
@@ -883,6 +894,12 @@ static void conn_close(conn_t *c, bool protocol_error, int level, const char *fm
             t->npending--;
         if (protocol_error)
             t->refused++;
+        if (gone_token && t->cfg.admin_gone) {
+            bool was_in = t->in_callback;
+            t->in_callback = true;
+            t->cfg.admin_gone(t->cfg.admin_ctx, gone_token);
+            t->in_callback = was_in;
+        }
         return;
     }
     p->st.lost_bytes += c->tail - c->head;
@@ -981,6 +998,11 @@ static void conn_flush(conn_t *c)
         if (c->peer)
             c->peer->st.bytes_out += (uint64_t)n;
     }
+    if (c->head == c->tail && c->state == C_ADMIN_OUT) {
+        conn_close(c, false, TRANSPORT_LOG_INFO, "admin request answered (code %" PRId32 ", %zu "
+                   "bytes of text%s)", c->admin_code, c->admin_len, c->ssl ? ", over TLS" : "");
+        return;
+    }
     if (c->head == c->tail && c->state == C_STATUS) {
         c->t->status_queries++;
         conn_close(c, false, TRANSPORT_LOG_INFO, "status query answered (%zu bytes of text%s)",
@@ -1075,6 +1097,100 @@ static bool on_hello(conn_t *c, const frame_hello_t *h)
     return true;
 }
 
+/* With TLS: a status or admin client's certificate must name the client or a node. Returns
+ * false if c was closed (refused, logged as a refused `what`). */
+static bool client_cert_ok(conn_t *c, const char *what)
+{
+    if (!c->ssl)
+        return true;
+    X509 *cert = SSL_get0_peer_certificate(c->ssl);
+    char subj[80];
+    uint64_t id;
+    subject_of(cert, subj, sizeof subj);
+    if (!cert || transport_cert_identity(cert, &id) == TRANSPORT_CERT_OTHER) {
+        ERR_clear_error();
+        conn_close(c, true, TRANSPORT_LOG_WARN, "refused %s: its TLS certificate %s names "
+                   "neither the client nor a node (its subject CN must be " CLIENT_NAME
+                   " or quorumfs-<id>)", what, subj);
+        return false;
+    }
+    return true;
+}
+
+/* Queues the ADMIN answer on c (C_ADMIN) and moves it to C_ADMIN_OUT, where it closes once
+ * the answer is written (or after idle_timeout_ms if the client takes nothing). The code and
+ * text are made valid as transport_admin_answer says. Returns 0 or -QERR_NOMEM (c closed). */
+static int admin_reply(conn_t *c, int32_t code, const char *text, size_t len)
+{
+    transport_t *t = c->t;
+    if (code > 0)
+        code = -code;
+    if (code < ADMIN_CODE_MIN)
+        code = -EIO;
+    size_t room = ADMIN_MAX_TEXT;
+    size_t in_frame = t->cfg.max_frame, in_queue = t->cfg.max_queue_bytes - (c->tail - c->head);
+    in_frame = in_frame > ADMIN_HEAD_BYTES ? in_frame - ADMIN_HEAD_BYTES : 0;
+    in_queue = in_queue > FRAME_HDR_BYTES + ADMIN_HEAD_BYTES
+               ? in_queue - FRAME_HDR_BYTES - ADMIN_HEAD_BYTES : 0;
+    if (in_frame < room)
+        room = in_frame;
+    if (in_queue < room)
+        room = in_queue;
+    if (!text)
+        len = 0;
+    if (len > room) {
+        /* cut at a character boundary of the longest valid prefix */
+        len = frame_utf8_cut(text, len, room);
+    }
+    if (!frame_utf8_valid(text, len)) {
+        text = "the answer's text is not valid UTF-8\n";
+        len = strlen(text);
+    }
+    frame_t f = { .type = FRAME_ADMIN, .admin = { .version = ADMIN_VERSION, .node_id = t->cfg.id,
+                  .code = code, .text = text, .len = len } };
+    int rc = enqueue(c, &f);
+    if (rc < 0) {
+        conn_close(c, false, TRANSPORT_LOG_WARN, "admin request: cannot queue the answer: %s",
+                   qerr_str(rc));
+        return -QERR_NOMEM;
+    }
+    c->admin_code = code;
+    c->admin_len = len;
+    c->admin_token = 0;
+    c->state = C_ADMIN_OUT;
+    c->opened_ms = now_ms(); /* the idle deadline now bounds the answer's writing */
+    conn_flush(c);
+    return 0;
+}
+
+/* An admin request arrived as the first frame of inbound connection c (docs/TRANSPORT.md
+ * "Admin requests"): checks a TLS client's certificate name, counts and logs the request,
+ * moves c to C_ADMIN with a new token and hands the request to cfg.admin (or answers it
+ * -EOPNOTSUPP without one). Returns false if c was closed. */
+static bool on_admin_request(conn_t *c, const frame_admin_t *req)
+{
+    transport_t *t = c->t;
+    if (!client_cert_ok(c, "an admin request"))
+        return false;
+    t->admin_requests++;
+    tlog(t, TRANSPORT_LOG_INFO, "admin request op %" PRIu32 " from %s%s", req->op, c->addr,
+         c->ssl ? " over TLS" : "");
+    c->state = C_ADMIN;
+    c->admin_token = ++t->next_token;
+    c->admin_deadline_ms = now_ms() + t->cfg.admin_timeout_ms;
+    set_events(c);
+    if (!t->cfg.admin) {
+        static const char no[] = "not supported by this node";
+        admin_reply(c, -EOPNOTSUPP, no, sizeof no - 1);
+        return c->state != C_DEAD;
+    }
+    bool was_in = t->in_callback;
+    t->in_callback = true;
+    t->cfg.admin(t->cfg.admin_ctx, c->admin_token, req);
+    t->in_callback = was_in;
+    return c->state != C_DEAD;
+}
+
 /* A status request arrived as the first frame of inbound connection c (docs/TRANSPORT.md
  * "Status queries"): checks a TLS client's certificate name, queues one STATUS frame with the
  * published text (after this node's HELLO, queued when c was made) and moves c to C_STATUS,
@@ -1082,19 +1198,8 @@ static bool on_hello(conn_t *c, const frame_hello_t *h)
 static bool on_status_request(conn_t *c)
 {
     transport_t *t = c->t;
-    if (c->ssl) {
-        X509 *cert = SSL_get0_peer_certificate(c->ssl);
-        char subj[80];
-        uint64_t id;
-        subject_of(cert, subj, sizeof subj);
-        if (!cert || transport_cert_identity(cert, &id) == TRANSPORT_CERT_OTHER) {
-            ERR_clear_error();
-            conn_close(c, true, TRANSPORT_LOG_WARN, "refused a status query: its TLS "
-                       "certificate %s names neither the client nor a node (its subject CN "
-                       "must be " CLIENT_NAME " or quorumfs-<id>)", subj);
-            return false;
-        }
-    }
+    if (!client_cert_ok(c, "a status query"))
+        return false;
     /* Every request (version >= 1) is answered in version 1, the only one there is. The
        text is cut to fit the frame and queue bounds (the defaults are far above it). */
     size_t room = STATUS_MAX_TEXT, len = 0;
@@ -1143,9 +1248,16 @@ static bool on_status_request(conn_t *c)
 static bool on_frame(conn_t *c, frame_t *f)
 {
     transport_t *t = c->t;
+    if (c->state == C_ADMIN) {
+        conn_close(c, true, TRANSPORT_LOG_WARN, "protocol error: a frame of type %" PRIu32
+                   " after the admin request", f->type);
+        return false;
+    }
     if (c->state != C_UP) {
         if (f->type == FRAME_STATUS_REQ && !c->outbound)
             return on_status_request(c);
+        if (f->type == FRAME_ADMIN_REQ && !c->outbound)
+            return on_admin_request(c, &f->admin);
         if (f->type != FRAME_HELLO) {
             conn_close(c, true, TRANSPORT_LOG_WARN, "protocol error: first frame has type %"
                        PRIu32 ", not HELLO", f->type);
@@ -1190,7 +1302,8 @@ static bool on_frame(conn_t *c, frame_t *f)
     case FRAME_HELLO:
         conn_close(c, true, TRANSPORT_LOG_WARN, "protocol error: a second HELLO");
         return false;
-    default: /* STATUS_REQ, STATUS: only a status client's first frame and its answer */
+    default: /* STATUS_REQ, STATUS, ADMIN_REQ, ADMIN: only a client's first frame and the
+                answer to it */
         conn_close(c, true, TRANSPORT_LOG_WARN, "protocol error: frame type %" PRIu32 " on a "
                    "peer connection", f->type);
         return false;
@@ -1253,8 +1366,8 @@ static void conn_read_budget(conn_t *c)
                 break;
             bool alive = on_frame(c, &f);
             frame_free(&f);
-            if (!alive || c->state == C_STATUS) /* a status client's further bytes: ignored */
-                return;
+            if (!alive || c->state == C_STATUS || c->state == C_ADMIN_OUT)
+                return; /* a status or answered admin client's further bytes: ignored */
         }
         if (c->peer)
             c->peer->st.bytes_in += (uint64_t)n;
@@ -1429,11 +1542,31 @@ static uint64_t run_timers(transport_t *t)
     }
     for (conn_t *c = t->conns, *nx; c; c = nx) {
         nx = c->next;
+        if (c->state == C_ADMIN) {
+            if (now >= c->admin_deadline_ms) {
+                char why[96];
+                uint64_t token = c->admin_token;
+                snprintf(why, sizeof why, "no answer within %" PRIu32 " ms",
+                         t->cfg.admin_timeout_ms);
+                tlog(t, TRANSPORT_LOG_WARN, "admin request from %s: %s", c->addr, why);
+                if (admin_reply(c, -ETIMEDOUT, why, strlen(why)) == 0 && t->cfg.admin_gone) {
+                    t->in_callback = true;
+                    t->cfg.admin_gone(t->cfg.admin_ctx, token);
+                    t->in_callback = false;
+                }
+                if (c->state != C_DEAD)
+                    sooner(&next, now, c->opened_ms + idle);
+            } else {
+                sooner(&next, now, c->admin_deadline_ms);
+            }
+            continue;
+        }
         if (c->state != C_UP) {
             if (now - c->opened_ms >= idle)
                 conn_close(c, !c->outbound, TRANSPORT_LOG_WARN, "%s within %" PRIu64 " ms",
                            c->state == C_TLS ? "TLS handshake not done"
-                           : c->state == C_STATUS ? "status answer not taken" : "no HELLO",
+                           : c->state == C_STATUS ? "status answer not taken"
+                           : c->state == C_ADMIN_OUT ? "admin answer not taken" : "no HELLO",
                            idle);
             else
                 sooner(&next, now, c->opened_ms + idle);
@@ -1495,6 +1628,8 @@ int transport_new(const transport_config_t *cfg, transport_t **out, char **errms
         c->ping_ms = 1000;
     if (!c->idle_timeout_ms)
         c->idle_timeout_ms = 5000;
+    if (!c->admin_timeout_ms)
+        c->admin_timeout_ms = 30000;
     t->rng = c->seed ? c->seed : c->id * 0x9E3779B97F4A7C15ull;
     t->reload_seen = __atomic_load_n(&tls_reload_requests, __ATOMIC_RELAXED);
     c->tls_cert = c->tls_key = c->tls_ca = NULL; /* read below, not kept */
@@ -1726,12 +1861,12 @@ int transport_poll(transport_t *t, int timeout_ms)
             finish_connect(c);
         else if (c->state == C_TLS)
             tls_handshake(c);
-        if ((c->state == C_HELLO || c->state == C_UP) &&
+        if ((c->state == C_HELLO || c->state == C_UP || c->state == C_ADMIN) &&
             ((e & (EPOLLIN | EPOLLERR | EPOLLHUP)) || (c->read_needs_out && (e & EPOLLOUT))))
             conn_read(c);
-        if ((c->state == C_HELLO || c->state == C_UP) && (e & EPOLLOUT))
+        if ((c->state == C_HELLO || c->state == C_UP || c->state == C_ADMIN) && (e & EPOLLOUT))
             conn_flush(c);
-        else if (c->state == C_STATUS)
+        else if (c->state == C_STATUS || c->state == C_ADMIN_OUT)
             conn_flush(c); /* writable, or the readability a TLS write waits for, or HUP */
     }
     run_timers(t);
@@ -1764,4 +1899,20 @@ uint64_t transport_refused(const transport_t *t)
 uint64_t transport_status_queries(const transport_t *t)
 {
     return t->status_queries;
+}
+
+uint64_t transport_admin_requests(const transport_t *t)
+{
+    return t->admin_requests;
+}
+
+int transport_admin_answer(transport_t *t, uint64_t token, int32_t code, const char *text,
+                           size_t len)
+{
+    if (token == 0)
+        return -QERR_NOTFOUND;
+    for (conn_t *c = t->conns; c; c = c->next)
+        if (c->state == C_ADMIN && c->admin_token == token)
+            return admin_reply(c, code, text, len);
+    return -QERR_NOTFOUND;
 }

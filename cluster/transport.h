@@ -52,7 +52,18 @@
  * (transport_status_queries) and logged at INFO; a malformed request is refused like a bad
  * HELLO. With TLS the client's certificate must chain to the CA bundle and have the subject
  * CN quorumfs-client (a status client) or quorumfs-<id> for some id (a node's own
- * certificate) (docs/TRANSPORT.md "Status queries"). */
+ * certificate) (docs/TRANSPORT.md "Status queries").
+ *
+ * Admin requests: an inbound connection whose first frame is an ADMIN_REQ is an admin client
+ * (cluster/admin_client.h). Bounded like a status client until its request has arrived (the
+ * same pending slots, idle deadline, request size limit and certificate rule); the request
+ * is counted (transport_admin_requests), logged at INFO and handed to cfg.admin with a token;
+ * the owner answers it with transport_admin_answer(token), at once or later, and the
+ * connection closes once the one ADMIN frame is written. A request not answered within
+ * admin_timeout_ms is answered -ETIMEDOUT by the transport itself; a client that goes away
+ * first ends the request. Either way cfg.admin_gone is told and the token is forgotten: a
+ * later answer gets -QERR_NOTFOUND. A waiting admin connection keeps its pending slot (at
+ * most 64 connections wait for a HELLO, a request or an answer, all kinds together). */
 #ifndef QFS_CLUSTER_TRANSPORT_H
 #define QFS_CLUSTER_TRANSPORT_H
 
@@ -83,6 +94,16 @@ typedef void (*transport_deliver_fwd_fn)(void *ctx, uint64_t from, frame_fwd_t *
 typedef int (*transport_status_fn)(void *ctx, char *buf, size_t cap, size_t *len,
                                    uint64_t *age_ms);
 
+/* An admin request (FRAME_ADMIN_REQ, checked by the decoder) arrived on an inbound
+ * connection; token (nonzero, never reused by this transport) names it for
+ * transport_admin_answer. Called on the owning thread inside transport_poll; must not block.
+ * *req belongs to the transport (copy what is needed). transport_admin_answer may be called
+ * from inside it. */
+typedef void (*transport_admin_fn)(void *ctx, uint64_t token, const frame_admin_t *req);
+/* Request `token` ended without transport_admin_answer: the client went away, or
+ * admin_timeout_ms passed (answered -ETIMEDOUT by the transport). Same thread and rules. */
+typedef void (*transport_admin_gone_fn)(void *ctx, uint64_t token);
+
 enum { TRANSPORT_LOG_WARN = 1, TRANSPORT_LOG_INFO = 2 };
 /* One log line (no trailing newline): why a connection was refused or closed, reconnects. */
 typedef void (*transport_log_fn)(void *ctx, int level, const char *line);
@@ -109,6 +130,12 @@ typedef struct transport_config {
                                              the peer's fwd_in) */
     transport_status_fn status; /* optional: NULL answers every status query "no status yet" */
     void *status_ctx;
+    transport_admin_fn admin;   /* optional: NULL answers every admin request -EOPNOTSUPP
+                                   with "not supported by this node" */
+    transport_admin_gone_fn admin_gone; /* optional */
+    void *admin_ctx;
+    uint32_t admin_timeout_ms;  /* an admin request not answered in this time is answered
+                                   -ETIMEDOUT by the transport; 0 = 30000 */
     transport_log_fn log;       /* NULL: lines go to stderr prefixed "quorumfs: transport: " */
     void *log_ctx;
     /* Mutual TLS (docs/TRANSPORT.md "TLS"): PEM files of this node's certificate (chain, leaf
@@ -227,6 +254,19 @@ bool transport_connected(const transport_t *t, uint64_t id);
 uint64_t transport_refused(const transport_t *t);
 /* Status queries answered since creation (refused ones count in transport_refused). */
 uint64_t transport_status_queries(const transport_t *t);
+/* Admin requests received since creation (well-formed ones handed on, answered or not;
+ * refused ones count in transport_refused). */
+uint64_t transport_admin_requests(const transport_t *t);
+
+/* Answers admin request `token` (transport_admin_fn): queues one ADMIN frame with code and
+ * text[0..len) and writes it (the rest from later polls); the connection closes once it is
+ * written. code must be 0 or a negative errno value (a positive one is negated, one under
+ * ADMIN_CODE_MIN becomes -EIO); text is cut to ADMIN_MAX_TEXT at a character boundary, and
+ * one that is not valid UTF-8 is replaced by a line saying so. Owning thread only (inside
+ * the admin callback too). Returns 0, -QERR_NOTFOUND (token unknown: already answered, the
+ * client went away, the deadline passed), or -QERR_NOMEM (the connection is closed). */
+int transport_admin_answer(transport_t *t, uint64_t token, int32_t code, const char *text,
+                           size_t len);
 
 /* The redial delay after `attempt` consecutive failures (0 for the first redial): the
  * exponential delay min(max_ms, min_ms * 2^attempt), with "equal jitter": uniformly in
