@@ -42,6 +42,9 @@ typedef struct query {
     size_t nfirst;
     char verr[200];          /* the member's certificate refused, and why */
     char **errmsg;
+    uint32_t answer_type;    /* FRAME_STATUS or FRAME_ADMIN */
+    const char *kind;        /* "a status" / "an admin": names the answer in messages */
+    const char *older;       /* why a plain member may close without answering */
 } query_t;
 
 static uint64_t now_ms(void)
@@ -402,10 +405,19 @@ static ssize_t recv_some(query_t *q, uint8_t *buf, size_t cap)
     }
 }
 
-/* Reads frames until the STATUS answer (one HELLO may come first). */
-static int read_answer(query_t *q, cluster_status_t *out)
+/* The node id an answer (STATUS or ADMIN) names. */
+static uint64_t answer_node(const frame_t *f)
 {
-    frame_decoder_t *d = frame_decoder_new(STATUS_HEAD_BYTES + STATUS_MAX_TEXT);
+    return f->type == FRAME_ADMIN ? f->admin.node_id : f->status.node_id;
+}
+
+/* Reads frames until the answer of type q->answer_type (one HELLO may come first); moves it
+ * into *out. */
+static int read_answer(query_t *q, frame_t *out)
+{
+    frame_decoder_t *d = frame_decoder_new(q->answer_type == FRAME_ADMIN
+                                           ? ADMIN_HEAD_BYTES + ADMIN_MAX_TEXT
+                                           : STATUS_HEAD_BYTES + STATUS_MAX_TEXT);
     if (!d)
         return qfail(q, -QERR_NOMEM, "out of memory");
     uint8_t buf[16 * 1024];
@@ -422,8 +434,7 @@ static int read_answer(query_t *q, cluster_status_t *out)
                        q->ssl ? "it refused this client: its log says why; the subject CN of "
                                 "this client's certificate must be quorumfs-client or "
                                 "quorumfs-<id>"
-                       : hello_id ? "it refused the request: its log says why; a node older "
-                                    "than status queries refuses it as an unknown frame type"
+                       : hello_id ? q->older
                                   : "a member with TLS configured refuses plain queries");
             goto done;
         }
@@ -434,7 +445,7 @@ static int read_answer(query_t *q, cluster_status_t *out)
             int r = frame_decoder_feed(d, buf + off, (size_t)n - off, &used, &f);
             off += used;
             if (r < 0) {
-                rc = qfail(q, r, "not a status answer: %s", frame_decoder_error(d));
+                rc = qfail(q, r, "not %s answer: %s", q->kind, frame_decoder_error(d));
                 goto done;
             }
             if (r == 0)
@@ -444,24 +455,19 @@ static int read_answer(query_t *q, cluster_status_t *out)
                 frame_free(&f);
                 continue;
             }
-            if (f.type != FRAME_STATUS) {
-                rc = qfail(q, -QERR_CORRUPT, "not a status answer: frame type %" PRIu32,
+            if (f.type != q->answer_type) {
+                rc = qfail(q, -QERR_CORRUPT, "not %s answer: frame type %" PRIu32, q->kind,
                            f.type);
                 frame_free(&f);
                 goto done;
             }
-            if (hello_id && hello_id != f.status.node_id) {
+            if (hello_id && hello_id != answer_node(&f)) {
                 rc = qfail(q, -QERR_CORRUPT, "the member said it is node %" PRIu64 " and "
-                           "answers as node %" PRIu64, hello_id, f.status.node_id);
+                           "answers as node %" PRIu64, hello_id, answer_node(&f));
                 frame_free(&f);
                 goto done;
             }
-            out->text = f.status.mem; /* a move: NUL-terminated, len bytes before it */
-            out->len = f.status.len;
-            out->node_id = f.status.node_id;
-            out->age_ms = f.status.age_ms;
-            f.status.mem = NULL;
-            frame_free(&f);
+            *out = f; /* a move */
             rc = 0;
             goto done;
         }
@@ -489,12 +495,20 @@ static int check_member_name(query_t *q, uint64_t id)
     return 0;
 }
 
-int cluster_status_query(const char *hostport, const cluster_status_tls_t *tls,
-                         uint32_t timeout_ms, cluster_status_t *out, char **errmsg)
+int cluster_peer_request(const char *hostport, const cluster_status_tls_t *tls,
+                         uint32_t timeout_ms, const frame_t *req, frame_t *answer,
+                         char **errmsg)
 {
-    memset(out, 0, sizeof *out);
+    memset(answer, 0, sizeof *answer);
+    bool admin = req->type == FRAME_ADMIN_REQ;
     query_t q = { .hp = hostport ? hostport : "(null)", .fd = -1, .errmsg = errmsg,
-                  .timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS };
+                  .timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS,
+                  .answer_type = admin ? FRAME_ADMIN : FRAME_STATUS,
+                  .kind = admin ? "an admin" : "a status",
+                  .older = admin ? "it refused the request: its log says why; a node older "
+                                   "than admin requests refuses it as an unknown frame type"
+                                 : "it refused the request: its log says why; a node older "
+                                   "than status queries refuses it as an unknown frame type" };
     struct addrinfo *ai = NULL;
     int rc;
     if (!hostport) {
@@ -510,17 +524,18 @@ int cluster_status_query(const char *hostport, const cluster_status_tls_t *tls,
         goto done;
     if (tls && (rc = tls_connect(&q)) < 0)
         goto done;
-    frame_t req = { .type = FRAME_STATUS_REQ, .status.version = STATUS_VERSION };
-    uint8_t b[FRAME_HDR_BYTES + STATUS_REQ_BYTES];
+    uint8_t b[FRAME_HDR_BYTES + ADMIN_REQ_HEAD_BYTES + ADMIN_ADDR_MAX + STATUS_REQ_BYTES];
     size_t n;
-    rc = frame_encode(&req, b, sizeof b, &n);
+    rc = frame_encode(req, b, sizeof b, &n);
+    if (rc < 0) {
+        rc = qfail(&q, rc, "cannot encode the request: %s", qerr_str(rc));
+        goto done;
+    }
+    rc = send_all(&q, b, n);
     if (rc == 0)
-        rc = send_all(&q, b, n);
-    if (rc == 0)
-        rc = read_answer(&q, out);
+        rc = read_answer(&q, answer);
     if (rc == 0 && tls)
-        rc = check_member_name(&q, out->node_id);
-    out->tls = rc == 0 && tls != NULL;
+        rc = check_member_name(&q, answer_node(answer));
 done:
     if (q.ssl) {
         ERR_clear_error();
@@ -535,8 +550,26 @@ done:
     if (ai)
         freeaddrinfo(ai);
     if (rc < 0)
-        cluster_status_free(out);
+        frame_free(answer);
     return rc;
+}
+
+int cluster_status_query(const char *hostport, const cluster_status_tls_t *tls,
+                         uint32_t timeout_ms, cluster_status_t *out, char **errmsg)
+{
+    memset(out, 0, sizeof *out);
+    frame_t req = { .type = FRAME_STATUS_REQ, .status.version = STATUS_VERSION }, f;
+    int rc = cluster_peer_request(hostport, tls, timeout_ms, &req, &f, errmsg);
+    if (rc < 0)
+        return rc;
+    out->text = f.status.mem; /* a move: NUL-terminated, len bytes before it */
+    out->len = f.status.len;
+    out->node_id = f.status.node_id;
+    out->age_ms = f.status.age_ms;
+    out->tls = tls != NULL;
+    f.status.mem = NULL;
+    frame_free(&f);
+    return 0;
 }
 
 void cluster_status_free(cluster_status_t *out)

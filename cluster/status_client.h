@@ -54,4 +54,15 @@ int cluster_status_query(const char *hostport, const cluster_status_tls_t *tls,
 /* Frees out->text and zeroes *out. NULL is a no-op. */
 void cluster_status_free(cluster_status_t *out);
 
+/* The one exchange under cluster_status_query and cluster_admin_call (cluster/admin_client.h),
+ * for those two: as cluster_status_query, but sends req (a STATUS_REQ or an ADMIN_REQ frame)
+ * and reads the answer of the matching type (STATUS or ADMIN; one HELLO may come first) into
+ * *answer, which the caller frame_free()s; with TLS the member's certificate must name the
+ * node the answer comes from. Same codes and *errmsg; -QERR_INVAL also for a req
+ * frame_encode refuses. *answer is zeroed on failure. */
+struct frame;
+int cluster_peer_request(const char *hostport, const cluster_status_tls_t *tls,
+                         uint32_t timeout_ms, const struct frame *req, struct frame *answer,
+                         char **errmsg);
+
 #endif

@@ -1549,11 +1549,14 @@ static uint64_t run_timers(transport_t *t)
                 snprintf(why, sizeof why, "no answer within %" PRIu32 " ms",
                          t->cfg.admin_timeout_ms);
                 tlog(t, TRANSPORT_LOG_WARN, "admin request from %s: %s", c->addr, why);
-                if (admin_reply(c, -ETIMEDOUT, why, strlen(why)) == 0 && t->cfg.admin_gone) {
+                /* the owner forgets the token before the client can see the answer */
+                c->admin_token = 0;
+                if (t->cfg.admin_gone) {
                     t->in_callback = true;
                     t->cfg.admin_gone(t->cfg.admin_ctx, token);
                     t->in_callback = false;
                 }
+                (void)admin_reply(c, -ETIMEDOUT, why, strlen(why));
                 if (c->state != C_DEAD)
                     sooner(&next, now, c->opened_ms + idle);
             } else {
