@@ -7,7 +7,10 @@
  * decodes to a frame that encodes to the very same bytes.
  * The first byte's low bit asks for every frame's CRC to be fixed up before decoding, so
  * the fuzzer reaches payload decoding (HELLO, PING, the Raft message inside RAFT frames, FWD,
- * the status request and answer with their UTF-8 text) without having to solve CRC32C; the other runs fuzz the CRC check itself. */
+ * the status request and answer with their UTF-8 text, the admin request with its printable
+ * address and the admin answer with its code and UTF-8 text) without having to solve CRC32C;
+ * the other runs fuzz the CRC check itself. The re-encoding check covers the admin frames
+ * too: a decoded ADMIN_REQ keeps its version, op, id, flags and address, an ADMIN its code. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

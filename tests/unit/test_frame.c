@@ -2,7 +2,9 @@
  * type, a stream of several frames cut at every split point and fed one byte at a time,
  * each malformed input refused with its own code and message, and the decoder's memory
  * bounds (an oversize length is refused from the header alone, before any allocation);
- * the status query frames (STATUS_REQ, STATUS) and their UTF-8 checks. */
+ * the status query frames (STATUS_REQ, STATUS) and their UTF-8 checks; the admin frames
+ * (ADMIN_REQ, ADMIN): round trips, and every malformation refused by the decoder and the
+ * encoder alike. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -621,6 +623,215 @@ TEST(status_frames_refused)
     CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
 }
 
+/* An admin request payload: version, op, id, flags, address length field, address bytes. */
+static uint32_t admin_req_payload(uint8_t *p, uint32_t version, uint32_t op, uint32_t alen,
+                                  const char *addr, size_t n)
+{
+    le_put32(p, version);
+    le_put32(p + 4, op);
+    le_put64(p + 8, 77);
+    le_put32(p + 16, 0xF00D);
+    le_put32(p + 20, alen);
+    memcpy(p + ADMIN_REQ_HEAD_BYTES, addr, n);
+    return (uint32_t)(ADMIN_REQ_HEAD_BYTES + n);
+}
+
+/* An admin answer payload: version, flags, node id, code, text length field, text bytes. */
+static uint32_t admin_payload(uint8_t *p, uint32_t version, uint32_t flags, uint64_t node,
+                              int32_t code, uint32_t tlen, const char *text, size_t n)
+{
+    le_put32(p, version);
+    le_put32(p + 4, flags);
+    le_put64(p + 8, node);
+    le_put32(p + 16, (uint32_t)code);
+    le_put32(p + 20, tlen);
+    memmove(p + ADMIN_HEAD_BYTES, text, n);
+    return (uint32_t)(ADMIN_HEAD_BYTES + n);
+}
+
+TEST(admin_frames_round_trip)
+{
+    frame_t q = { .type = FRAME_ADMIN_REQ, .admin = { .version = ADMIN_VERSION, .op = 3,
+                  .id = 0xFFFFFFFFFFFFFFFFull, .flags = 0x80000001u } };
+    snprintf(q.admin.addr, sizeof q.admin.addr, "[::1]:9000");
+    const char *text = "drained node 3 \xe2\x9c\x93\n";
+    frame_t a = { .type = FRAME_ADMIN, .admin = { .node_id = 5, .code = -16, .text = text,
+                                                  .len = strlen(text) } };
+    size_t lq, la, used;
+    uint8_t *bq = enc(&q, &lq), *ba = enc(&a, &la);
+    CHECK(bq && ba);
+    CHECK_EQ(lq, FRAME_HDR_BYTES + ADMIN_REQ_HEAD_BYTES + strlen("[::1]:9000"));
+    CHECK_EQ(la, FRAME_HDR_BYTES + ADMIN_HEAD_BYTES + strlen(text));
+    frame_decoder_t *d = frame_decoder_new(0);
+    frame_t g;
+    int rc = frame_decoder_feed(d, bq, lq, &used, &g);
+    CHECK_EQ(rc, 1);
+    CHECK_EQ(g.type, FRAME_ADMIN_REQ);
+    CHECK_EQ(g.admin.version, ADMIN_VERSION);
+    CHECK_EQ(g.admin.op, 3);
+    CHECK(g.admin.id == 0xFFFFFFFFFFFFFFFFull);
+    CHECK_EQ(g.admin.flags, 0x80000001u);
+    CHECK(strcmp(g.admin.addr, "[::1]:9000") == 0);
+    CHECK(same(&q, &g));
+    frame_free(&g);
+    free(bq);
+    /* the answer one byte at a time: its text is copied out of the caller's chunks */
+    for (size_t i = 0; i < la; i++) {
+        rc = frame_decoder_feed(d, ba + i, 1, &used, &g);
+        if (i + 1 < la)
+            CHECK_EQ(rc, 0);
+    }
+    CHECK_EQ(rc, 1);
+    CHECK_EQ(g.type, FRAME_ADMIN);
+    CHECK_EQ(g.admin.version, ADMIN_VERSION);
+    CHECK_EQ(g.admin.node_id, 5);
+    CHECK_EQ(g.admin.code, -16);
+    CHECK_EQ(g.admin.len, strlen(text));
+    CHECK(strcmp(g.admin.text, text) == 0);
+    CHECK(same(&a, &g));
+    frame_free(&g);
+    free(ba);
+    /* an empty address (a later version's request is read as version 1), an empty text */
+    q.admin.addr[0] = 0;
+    q.admin.version = 4;
+    a.admin.len = 0;
+    a.admin.code = ADMIN_CODE_MIN;
+    bq = enc(&q, &lq);
+    ba = enc(&a, &la);
+    CHECK(bq && ba);
+    CHECK_EQ(lq, FRAME_HDR_BYTES + ADMIN_REQ_HEAD_BYTES);
+    rc = frame_decoder_feed(d, bq, lq, &used, &g);
+    CHECK_EQ(rc, 1);
+    CHECK_EQ(g.admin.version, 4);
+    CHECK_EQ(g.admin.addr[0], 0);
+    frame_free(&g);
+    rc = frame_decoder_feed(d, ba, la, &used, &g);
+    CHECK_EQ(rc, 1);
+    CHECK_EQ(g.admin.len, 0);
+    CHECK_EQ(g.admin.code, ADMIN_CODE_MIN);
+    CHECK(g.admin.text && g.admin.text[0] == 0);
+    frame_free(&g);
+    free(bq);
+    free(ba);
+    /* the longest address */
+    memset(q.admin.addr, 'a', ADMIN_ADDR_MAX);
+    q.admin.addr[ADMIN_ADDR_MAX] = 0;
+    bq = enc(&q, &lq);
+    CHECK(bq != NULL);
+    rc = frame_decoder_feed(d, bq, lq, &used, &g);
+    CHECK_EQ(rc, 1);
+    CHECK_EQ(strlen(g.admin.addr), ADMIN_ADDR_MAX);
+    frame_free(&g);
+    free(bq);
+    frame_decoder_free(d);
+}
+
+TEST(admin_frames_refused)
+{
+    static uint8_t b[FRAME_HDR_BYTES + ADMIN_HEAD_BYTES + ADMIN_MAX_TEXT + 64];
+    static uint8_t p[ADMIN_HEAD_BYTES + ADMIN_MAX_TEXT + 64];
+    char big[ADMIN_ADDR_MAX + 2];
+    memset(big, 'a', sizeof big);
+    memset(p, 0, sizeof p);
+    /* requests */
+    size_t n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN_REQ, 0, p, 23);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "wrong size"));
+    uint32_t pl = admin_req_payload(p, 0, 1, 1, "a", 1);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN_REQ, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "admin request of version 0"));
+    pl = admin_req_payload(p, 1, 0, 1, "a", 1);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN_REQ, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "admin request with op 0"));
+    pl = admin_req_payload(p, 1, 1, 2, "abc", 3);   /* a byte after the address */
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN_REQ, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "address length does not match"));
+    pl = admin_req_payload(p, 1, 1, 4, "abc", 3);   /* short */
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN_REQ, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "address length does not match"));
+    pl = admin_req_payload(p, 1, 1, ADMIN_ADDR_MAX + 1, big, ADMIN_ADDR_MAX + 1);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN_REQ, 0, p, pl);
+    CHECK(refused(b, FRAME_HDR_BYTES, 0, -QERR_CORRUPT, "over the limit of frame type 8"));
+    const char *bad_addr[] = { "a\0", "a\x1f", "a\x7f", "a\xc3\xa9", "\n" };
+    const size_t bad_len[] = { 2, 2, 2, 3, 1 };
+    for (int i = 0; i < 5; i++) {
+        pl = admin_req_payload(p, 1, 1, (uint32_t)bad_len[i], bad_addr[i], bad_len[i]);
+        n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN_REQ, 0, p, pl);
+        CHECK(refused(b, n, 0, -QERR_CORRUPT, "not printable ASCII"));
+    }
+    /* answers */
+    memset(p, 0, sizeof p);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN, 0, p, 23);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "wrong size"));
+    pl = admin_payload(p, 2, 0, 1, 0, 1, "x", 1);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_FORMAT, "admin answer of another version"));
+    pl = admin_payload(p, 1, 8, 1, 0, 1, "x", 1);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "admin answer with nonzero flags"));
+    pl = admin_payload(p, 1, 0, 0, 0, 1, "x", 1);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "admin answer from node id 0"));
+    const int32_t bad_code[] = { 1, ADMIN_CODE_MIN - 1, INT32_MIN, INT32_MAX };
+    for (int i = 0; i < 4; i++) {
+        pl = admin_payload(p, 1, 0, 1, bad_code[i], 1, "x", 1);
+        n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN, 0, p, pl);
+        CHECK(refused(b, n, 0, -QERR_CORRUPT, "not 0 or a negative errno"));
+    }
+    pl = admin_payload(p, 1, 0, 1, 0, 2, "abc", 3);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "admin text length does not match"));
+    pl = admin_payload(p, 1, 0, 1, 0, 4, "abc", 3);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "admin text length does not match"));
+    pl = admin_payload(p, 1, 0, 1, 0, 2, "\xc3(", 2);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "admin text is not valid UTF-8"));
+    pl = admin_payload(p, 1, 0, 1, 0, 3, "a\0b", 3);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN, 0, p, pl);
+    CHECK(refused(b, n, 0, -QERR_CORRUPT, "admin text is not valid UTF-8"));
+    /* the longest text is taken; one byte more is refused from the header */
+    static char yy[ADMIN_MAX_TEXT + 1];
+    memset(yy, 'y', sizeof yy);
+    pl = admin_payload(p, 1, 0, 1, -5, ADMIN_MAX_TEXT, yy, ADMIN_MAX_TEXT);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN, 0, p, pl);
+    frame_decoder_t *d = frame_decoder_new(0);
+    frame_t g;
+    size_t used;
+    int rc = frame_decoder_feed(d, b, n, &used, &g);
+    frame_decoder_free(d);
+    CHECK_EQ(rc, 1);
+    CHECK_EQ(g.admin.len, ADMIN_MAX_TEXT);
+    CHECK_EQ(g.admin.code, -5);
+    frame_free(&g);
+    pl = admin_payload(p, 1, 0, 1, 0, ADMIN_MAX_TEXT + 1, yy, ADMIN_MAX_TEXT + 1);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_ADMIN, 0, p, pl);
+    CHECK(refused(b, FRAME_HDR_BYTES, 0, -QERR_CORRUPT, "over the limit of frame type 9"));
+    /* encoding refuses what decoding would */
+    frame_t f = { .type = FRAME_ADMIN_REQ, .admin = { .version = 0, .op = 1 } };
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+    f.admin.version = 1;
+    f.admin.op = 0;
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+    f.admin.op = 1;
+    memcpy(f.admin.addr, "a\tb", 4);
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+    memset(f.admin.addr, 'a', sizeof f.admin.addr); /* not NUL-terminated */
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+    f = (frame_t){ .type = FRAME_ADMIN, .admin = { .node_id = 0, .text = "x", .len = 1 } };
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+    f.admin.node_id = 1;
+    f.admin.code = 3;
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+    f.admin.code = ADMIN_CODE_MIN - 1;
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+    f.admin.code = 0;
+    f.admin.text = "\xc3";
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+    f.admin.text = yy;
+    f.admin.len = ADMIN_MAX_TEXT + 1;
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), -QERR_INVAL);
+}
+
 TEST(utf8_cut_keeps_whole_characters)
 {
     const char *s = "ab\xc3\xa9\xe2\x9c\x93z"; /* a b é ✓ z: 1 1 2 3 1 bytes */
@@ -655,6 +866,8 @@ int main(void)
     RUN(encode_refusals);
     RUN(status_frames_round_trip);
     RUN(status_frames_refused);
+    RUN(admin_frames_round_trip);
+    RUN(admin_frames_refused);
     RUN(utf8_cut_keeps_whole_characters);
     return CHECK_DONE();
 }
