@@ -278,7 +278,9 @@ int group_node_set_status(group_node_t *nd, const char *text, size_t len);
 /* Admin requests (docs/TRANSPORT.md "Admin requests", `quorumfs cluster drain ID --cluster
  * HOST:PORT` at this node's peer address). The handler is called on the node loop's thread
  * and must not block: the fs layer copies req and answers later with
- * group_node_admin_answer(token). */
+ * group_node_admin_answer(token) (which it may also call from inside the handler). It runs
+ * under the transport's lock: it must not call group_node_add_peer / _remove_peer (they
+ * would deadlock); it may propose from another thread. */
 typedef void (*group_admin_fn)(void *arg, uint64_t token, const frame_admin_t *req);
 /* Installs the handler (before group_node_start; NULL: every request is answered
  * -EOPNOTSUPP with text "not supported by this node"). Returns 0. */

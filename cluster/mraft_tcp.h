@@ -67,7 +67,9 @@ void mraft_tcp_counters(mraft_tcp_t *x, uint64_t *status_queries, uint64_t *refu
 int mraft_tcp_set_status(mraft_tcp_t *x, const char *text, size_t len);
 
 /* Admin requests (docs/TRANSPORT.md "Admin requests"). The handler is called on the loop
- * thread for each request, with a token; it must not block (copy *req, answer later). */
+ * thread for each request, with a token; it must not block (copy *req, answer later). It
+ * runs inside transport_poll under the module's transport lock: mraft_tcp_add_peer and
+ * _remove_peer must not be called from it (mraft_tcp_admin_answer may). */
 typedef void (*mraft_tcp_admin_fn)(void *arg, uint64_t token, const frame_admin_t *req);
 /* Installs the handler (before the loop runs; NULL: every request is answered -EOPNOTSUPP
  * with "not supported by this node"). */
