@@ -510,9 +510,16 @@ int cluster_peer_request(const char *hostport, const cluster_status_tls_t *tls,
                                  : "it refused the request: its log says why; a node older "
                                    "than status queries refuses it as an unknown frame type" };
     struct addrinfo *ai = NULL;
+    uint8_t b[FRAME_HDR_BYTES + ADMIN_REQ_HEAD_BYTES + ADMIN_ADDR_MAX + STATUS_REQ_BYTES];
+    size_t n = 0;
     int rc;
     if (!hostport) {
         rc = qfail(&q, -QERR_INVAL, "no address");
+        goto done;
+    }
+    if ((rc = frame_encode(req, b, sizeof b, &n)) < 0) {
+        rc = qfail(&q, rc == -QERR_TOOBIG ? -QERR_INVAL : rc, "cannot encode the request: %s",
+                   qerr_str(rc));
         goto done;
     }
     if (tls && (rc = tls_setup(&q, tls)) < 0)
@@ -524,13 +531,6 @@ int cluster_peer_request(const char *hostport, const cluster_status_tls_t *tls,
         goto done;
     if (tls && (rc = tls_connect(&q)) < 0)
         goto done;
-    uint8_t b[FRAME_HDR_BYTES + ADMIN_REQ_HEAD_BYTES + ADMIN_ADDR_MAX + STATUS_REQ_BYTES];
-    size_t n;
-    rc = frame_encode(req, b, sizeof b, &n);
-    if (rc < 0) {
-        rc = qfail(&q, rc, "cannot encode the request: %s", qerr_str(rc));
-        goto done;
-    }
     rc = send_all(&q, b, n);
     if (rc == 0)
         rc = read_answer(&q, answer);
