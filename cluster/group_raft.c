@@ -940,7 +940,6 @@ int group_node_set_status(group_node_t *nd, const char *text, size_t len)
 
 int group_node_set_admin(group_node_t *nd, group_admin_fn fn, void *arg)
 {
-    ASSERT(!nd->started);
     mraft_tcp_set_admin(nd->tcp, fn, arg);
     return 0;
 }

@@ -42,9 +42,9 @@ struct mraft_tcp {
     uint64_t status_ms;          /* monotonic ms of the last publication */
     /* admin requests: the handler, the tokens handed to it and not yet answered or gone, and
      * the answers waiting for the loop to write them */
+    pthread_mutex_t admin_mu;    /* guards the seven below */
     mraft_tcp_admin_fn admin_fn;
     void *admin_arg;
-    pthread_mutex_t admin_mu;    /* guards the five below */
     uint64_t *live;              /* tokens handed to the handler, unanswered */
     size_t nlive, caplive;
     struct admin_ans *answers;   /* queued answers, newest first (order does not matter) */
@@ -171,11 +171,14 @@ static void admin_request(void *ctx, uint64_t token, const frame_admin_t *req)
 {
     mraft_tcp_t *x = ctx;
     static const char no[] = "not supported by this node";
-    if (!x->admin_fn) {
+    pthread_mutex_lock(&x->admin_mu);
+    mraft_tcp_admin_fn fn = x->admin_fn;
+    void *fn_arg = x->admin_arg;
+    if (!fn) {
+        pthread_mutex_unlock(&x->admin_mu);
         (void)transport_admin_answer(x->t, token, -EOPNOTSUPP, no, sizeof no - 1);
         return;
     }
-    pthread_mutex_lock(&x->admin_mu);
     bool ok = true;
     if (x->nlive == x->caplive) {
         size_t cap = x->caplive ? x->caplive * 2 : 16;
@@ -195,7 +198,7 @@ static void admin_request(void *ctx, uint64_t token, const frame_admin_t *req)
         (void)transport_admin_answer(x->t, token, -ENOMEM, nomem, sizeof nomem - 1);
         return;
     }
-    x->admin_fn(x->admin_arg, token, req);   /* may answer at once: admin_mu is free */
+    fn(fn_arg, token, req);   /* may answer at once: admin_mu is free */
 }
 
 /* transport_admin_gone_fn: the client left or the deadline passed; forget the token. */
@@ -225,8 +228,10 @@ static void admin_drain(mraft_tcp_t *x)
 
 void mraft_tcp_set_admin(mraft_tcp_t *x, mraft_tcp_admin_fn fn, void *arg)
 {
+    pthread_mutex_lock(&x->admin_mu);
     x->admin_fn = fn;
     x->admin_arg = arg;
+    pthread_mutex_unlock(&x->admin_mu);
 }
 
 static void tcp_wake(void *ctx);

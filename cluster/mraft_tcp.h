@@ -71,8 +71,8 @@ int mraft_tcp_set_status(mraft_tcp_t *x, const char *text, size_t len);
  * runs inside transport_poll under the module's transport lock: mraft_tcp_add_peer and
  * _remove_peer must not be called from it (mraft_tcp_admin_answer may). */
 typedef void (*mraft_tcp_admin_fn)(void *arg, uint64_t token, const frame_admin_t *req);
-/* Installs the handler (before the loop runs; NULL: every request is answered -EOPNOTSUPP
- * with "not supported by this node"). */
+/* Installs the handler (any thread, any time; meant for before the loop runs; NULL: every
+ * request is answered -EOPNOTSUPP with "not supported by this node"). */
 void mraft_tcp_set_admin(mraft_tcp_t *x, mraft_tcp_admin_fn fn, void *arg);
 /* Answers request `token` from any thread (the handler's too): the answer (code, a copy of
  * text[0..len)) is queued under a mutex and the loop is woken to write it
