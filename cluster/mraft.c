@@ -142,6 +142,7 @@ typedef struct mgroup {
      * mraft_set_preferred changes from any thread, is read and written atomically */
     uint64_t preferred;          /* 0: none */
     uint64_t bal_next;           /* tick before which no transfer is started */
+    uint64_t bal_term;           /* the term this node last led the group in (balancer) */
     uint64_t bal_target;         /* the target of the transfer this loop started, 0 if none */
     uint64_t bad_target, bad_until; /* a target whose transfer failed, and until which tick
                                     it is not tried again */
@@ -1237,6 +1238,13 @@ static void balance(mraft_node_t *n, mgroup_t *g)
                  "%u ms", g->id, g->bal_target, n->cfg.balance_backoff_ms);
         }
         g->bal_target = 0;
+    }
+    if (st.role == RAFT_LEADER && st.term != g->bal_term) {
+        /* newly leader: wait one balancing period before handing leadership on, so that
+         * two nodes whose views of the preferred leader differ for a moment (one applied a
+         * drain, the other not yet) do not pass it back and forth */
+        g->bal_term = st.term;
+        g->bal_next = n->ticks + n->balance_ticks;
     }
     uint64_t to = __atomic_load_n(&g->preferred, __ATOMIC_RELAXED);
     if (!to || to == n->cfg.id || st.role != RAFT_LEADER || st.transfer_target ||

@@ -97,6 +97,8 @@ static void usage(FILE *f)
         "       quorumfs SOURCE MOUNTPOINT -o data=DIR[,OPTION...]   (mount.fuse3, fstab)\n"
         "       quorumfs cluster status --cluster HOST:PORT [--tls-cert F --tls-key F\n"
         "                --tls-ca F]   (a cluster member's view: members, shards, health)\n"
+        "       quorumfs cluster drain|undrain ID --cluster HOST:PORT [TLS options]\n"
+        "                (move every leadership away from member ID, or let it lead again)\n"
         "       quorumfs --help | --version\n"
         "\n"
         "Mounts the embedded single quorumfs node at MOUNTPOINT, backed by a write-ahead log\n"

@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include "cluster/err.h"
 #include "cluster/meta_sm.h"
+#include "fs/admin.h"
 #include "fs/locks_sm.h"
 #include "fs/logs_sm.h"
 #include "fs/services_sm.h"
@@ -96,6 +97,7 @@ typedef struct shard {
 
 static void meta_changed(void *arg, const meta_sm_t *sm);
 static void meta_found(node_t *n);
+static void admin_request(void *arg, uint64_t token, const frame_admin_t *req);
 
 struct node {
     shard_t *shards;
@@ -128,6 +130,8 @@ struct node {
     meta_sm_t *meta;             /* the member record, applied by the meta group */
     group_t *meta_group;
     uint64_t meta_found_ms;      /* sweeper: monotonic ms FOUND was last tried */
+    int meta_founded;            /* sweeper: the record was seen founded (never tried again) */
+    int admins;                  /* administration requests being run (under mu) */
 };
 
 uint64_t node_now_ms(void)
@@ -843,10 +847,88 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
         rc = group_node_add_members(n->gnode, META_GROUP, &gm, &meta_sm_ops, n->meta,
                                     &n->meta_group, errmsg);
     }
+    /* the record as replayed: the hook ran before the meta group was hosted, so its own
+     * preferred leader is set now */
+    if (rc == 0)
+        meta_changed(n, n->meta);
     free(order);
+    if (rc == 0)
+        rc = group_node_set_admin(n->gnode, admin_request, n);
     if (rc == 0)
         rc = group_node_start(n->gnode, errmsg);
     return rc;
+}
+
+/* ---------------------------------------------------------------- administration */
+
+struct admin_job {
+    node_t *n;
+    uint64_t token;
+    frame_admin_t req;
+};
+
+static void *admin_main(void *arg)
+{
+    struct admin_job *j = arg;
+    node_t *n = j->n;
+    char *text = NULL;
+    int rc = admin_run(n, &j->req, &text);
+    (void)group_node_admin_answer(n->gnode, j->token, rc, text ? text : "",
+                                  text ? strlen(text) : 0);
+    free(text);
+    free(j);
+    pthread_mutex_lock(&n->mu);
+    n->admins--;
+    pthread_cond_broadcast(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+    return NULL;
+}
+
+/* An administration request arrived (on the node loop's thread, which must not block): it
+ * runs on a thread of its own, which answers it; at most ADMIN_JOBS_MAX at once (more are
+ * answered EBUSY at once). Node close waits for the running ones (each bounded by the
+ * operation timeout). */
+#define ADMIN_JOBS_MAX 8
+static void admin_request(void *arg, uint64_t token, const frame_admin_t *req)
+{
+    node_t *n = arg;
+    struct admin_job *j = malloc(sizeof(*j));
+    pthread_mutex_lock(&n->mu);
+    int ok = j && !n->stop && n->admins < ADMIN_JOBS_MAX;
+    if (ok)
+        n->admins++;
+    pthread_mutex_unlock(&n->mu);
+    pthread_t th;
+    pthread_attr_t at;
+    if (ok) {
+        *j = (struct admin_job){ .n = n, .token = token, .req = *req };
+        j->req.text = NULL;
+        j->req.mem = NULL;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        ok = pthread_create(&th, &at, admin_main, j) == 0;
+        pthread_attr_destroy(&at);
+        if (!ok) {
+            pthread_mutex_lock(&n->mu);
+            n->admins--;
+            pthread_mutex_unlock(&n->mu);
+        }
+    }
+    if (!ok) {
+        static const char busy[] = "busy: too many administration requests, or stopping";
+        free(j);
+        (void)group_node_admin_answer(n->gnode, token, -EBUSY, busy, sizeof(busy) - 1);
+    }
+}
+
+/* Waits until no administration request runs (node close; n->stop is set, so no new one
+ * starts). */
+static void admin_wait(node_t *n)
+{
+    pthread_mutex_lock(&n->mu);
+    while (n->admins)
+        pthread_cond_wait(&n->cv, &n->mu);
+    pthread_mutex_unlock(&n->mu);
 }
 
 /* ---------------------------------------------------------------- the meta group */
@@ -886,15 +968,15 @@ static void meta_changed(void *arg, const meta_sm_t *sm)
  * if nobody did yet; every node may try, only the first FOUND counts (-EALREADY after). */
 static void meta_found(node_t *n)
 {
-    if (!n->meta || mono_ms() - n->meta_found_ms < META_FOUND_EVERY_MS)
+    if (!n->meta || n->meta_founded || mono_ms() - n->meta_found_ms < META_FOUND_EVERY_MS)
         return;
     n->meta_found_ms = mono_ms();
     meta_view_t v = { 0 };
     if (meta_sm_copy(n->meta, &v) < 0)
         return;
-    uint64_t founded = v.cluster_id;
+    n->meta_founded = v.cluster_id != 0;
     meta_view_free(&v);
-    if (founded || !group_is_leader(n->meta_group))
+    if (n->meta_founded || !group_is_leader(n->meta_group))
         return;
     const char **addrs = calloc(n->nmembers, sizeof(*addrs));
     uint64_t *ids = calloc(n->nmembers, sizeof(*ids));
@@ -917,6 +999,25 @@ static void meta_found(node_t *n)
     free(ids);
 }
 
+/* Whether every group would still have a voter that is not drained once id is too. */
+static int drain_leaves_leaders(node_t *n, uint64_t id)
+{
+    uint64_t *order = calloc(n->nmembers, sizeof(*order));
+    if (!order)
+        return 0;
+    int ok = 1;
+    for (uint32_t g = 0; g <= n->nshards && ok; g++) {
+        uint32_t gid = g < n->nshards ? g : META_GROUP;
+        replicas_for_shard(gid, n->member_ids, n->nmembers, n->nmembers, order);
+        int any = 0;
+        for (uint32_t i = 0; i < n->nreplicas && !any; i++)
+            any = order[i] != id && !meta_sm_is_drained(n->meta, order[i]);
+        ok = any;
+    }
+    free(order);
+    return ok;
+}
+
 int node_drain(node_t *n, uint64_t id, int on)
 {
     if (!n->cluster || !n->meta)
@@ -924,6 +1025,8 @@ int node_drain(node_t *n, uint64_t id, int on)
     meta_member_t m;
     if (meta_sm_get(n->meta, id, &m) < 0)
         return -ENOENT;
+    if (on && !m.drained && !drain_leaves_leaders(n, id))
+        return -EBUSY;
     meta_cmd_t c = { 0 };
     int rc = meta_cmd_drain(&c, id, on ? 1 : 0);
     if (rc < 0)
@@ -1085,6 +1188,10 @@ int node_member(node_t *n, size_t i, node_member_t *out)
 static void teardown(node_t *n)
 {
     node_quiesce(n);
+    pthread_mutex_lock(&n->mu);
+    n->stop = 1;                  /* no new administration request starts */
+    pthread_mutex_unlock(&n->mu);
+    admin_wait(n);
     if (n->gnode)
         group_node_close(n->gnode);   /* frees every shard's group */
     else if (n->shards)

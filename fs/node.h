@@ -133,7 +133,8 @@ size_t node_nmembers(const node_t *n);
  * goes into the member record of the meta group (docs/MEMBERSHIP.md), and every node's
  * leader balancer then moves each shard's leadership to its first voter that is not
  * drained (or back). Blocks until committed and applied here. Returns 0, -ENOENT (no such
- * member), -EOPNOTSUPP (the embedded node), or a proposal's error (-EIO: no quorum). */
+ * member), -EBUSY (draining it would leave some shard no undrained voter), -EOPNOTSUPP (the
+ * embedded node), or a proposal's error (-EIO: no quorum). */
 int node_drain(node_t *n, uint64_t id, int on);
 /* Whether member id is drained, as this node applied the record. */
 int node_member_drained(node_t *n, uint64_t id);

@@ -30,6 +30,7 @@ TEST_CMDS += tests/integration/partition.sh
 TEST_CMDS += tests/integration/tls.sh
 TEST_CMDS += tests/integration/catchup.sh
 TEST_CMDS += tests/integration/catchup_waits.sh
+TEST_CMDS += tests/integration/drain.sh
 TEST_CMDS += tests/integration/replicas.sh
 TEST_CMDS += tests/integration/cluster_linear.sh
 TEST_CMDS += tests/integration/cluster_queues.sh

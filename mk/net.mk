@@ -12,5 +12,5 @@ SM_LDLIBS          += $(SSL_LDLIBS)
 CLUSTER_UNIT_TESTS += test_transport_tls
 # Status queries: the client side (cluster/status_client.c) of `quorumfs cluster status`, and
 # the unit test of both sides (the member's answer is in cluster/transport.c).
-CLUSTER_SRCS       += cluster/status_client.c
+CLUSTER_SRCS       += cluster/status_client.c cluster/admin_client.c
 CLUSTER_UNIT_TESTS += test_status_query
