@@ -1582,7 +1582,7 @@ static void sweep_shard(qfront_t *qf, uint32_t k)
     }
 }
 
-#define REPORT_IDLE_MS 1000
+#define REPORT_IDLE_MS 250
 
 /* Every node: hand-overs this node collected stay kept in the state until its session
  * reports them seen, which every TAKE and CANCEL does. When none has for REPORT_IDLE_MS

@@ -18,8 +18,9 @@
 #include "fs/queues_sm.h"
 #include "fs/session_sm.h"
 
-/* 2: kept hand-overs after the queues; 1 (still read): none. */
-#define QSNAP_VERSION 2
+/* 3: a kept hand-over names its queue's id too; 2 (still read): kept hand-overs after the
+ * queues, without it; 1 (still read): none. */
+#define QSNAP_VERSION 3
 
 typedef struct qmsg {
     uint64_t id;
@@ -59,6 +60,7 @@ typedef struct queue {
 typedef struct qkept {
     uint64_t seq, sid, hid;      /* seq: the shard's hand-over number, growing */
     char *qname;
+    uint64_t qid;                /* the queue's id (0: read from a version 2 snapshot) */
     uint64_t id;                 /* the message (0 when gone) */
     uint32_t count;
     uint8_t claim, gone;         /* gone: the queue was removed; no message */
@@ -238,6 +240,7 @@ static void hand_over(qstate_t *qs, effects_t *fx, queue_t *q, uint64_t sid, uin
     k->sid = sid;
     k->hid = hid;
     k->qname = xstrdup(q->ent.name);
+    k->qid = q->ent.id;
     k->claim = claim;
     if (m) {
         k->id = m->id;
@@ -704,11 +707,32 @@ static int q_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res
     }
 }
 
-/* A session ended: its waiters and the hand-overs kept for it are dropped and its claims
- * end as if their leases expired. */
+/* The pops handed to session sid that it has not reported collected go back to the head of
+ * their queues (when the queue is still the same one and the message is not there
+ * already): the session ended, so its node was stopped or cut off past its lease, and may
+ * never have received them (it learns the hand-over only inside a snapshot, or not at
+ * all). Readiness is noted for pollers; waiters are served by the caller. */
+static void kept_requeue(qstate_t *qs, uint64_t sid, effects_t *fx)
+{
+    for (const qkept_t *k = qs->kh; k; k = k->next) {
+        if (k->sid != sid || k->gone || k->claim)
+            continue;
+        queue_t *q = same_queue(find_queue(qs, k->qname, strlen(k->qname)), k->qid);
+        if (!q || find_msg(qs, k->id))
+            continue;
+        int had = ready_now(q);
+        place(q, msg_new(qs, q, k->id, k->count, blob_ref(k->data)), QM_READY, 1);
+        note_ready(fx, q, had);
+    }
+}
+
+/* A session ended: the pops handed to it and not reported collected go back to their
+ * queues (kept_requeue), the hand-overs kept for it are dropped, its waiters are dropped
+ * and its claims end as if their leases expired. */
 static void q_session_end(state_t *st, uint64_t sid, uint64_t now_ms, effects_t *fx)
 {
     qstate_t *qs = QS(st);
+    kept_requeue(qs, sid, fx);
     kept_drop(qs, sid, UINT64_MAX);
     for (nentry_t *e = qs->queues.head; e; e = e->next) {
         queue_t *q = queue_of(e);
@@ -789,6 +813,7 @@ static void q_snapshot(const state_t *st, snapout_t *o)
         so_u64(o, k->sid);
         so_u64(o, k->hid);
         so_blob(o, k->qname, (uint32_t)strlen(k->qname));
+        so_u64(o, k->qid);
         so_u64(o, k->id);
         so_u32(o, k->count);
         so_u8(o, k->claim);
@@ -798,8 +823,8 @@ static void q_snapshot(const state_t *st, snapout_t *o)
     }
 }
 
-/* Reads the kept hand-overs (version 2 on). */
-static int restore_kept(snapin_t *in, qstate_t *qs)
+/* Reads the kept hand-overs (version 2 on; the queue id from version 3). */
+static int restore_kept(snapin_t *in, qstate_t *qs, uint32_t version)
 {
     qs->next_seq = si_u64(in);
     uint64_t n = si_u64(in);
@@ -813,6 +838,7 @@ static int restore_kept(snapin_t *in, qstate_t *qs)
         if (si_str(in, name, sizeof(name)) < 0)
             return in->err ? in->err : si_corrupt(in, "queues: a kept hand-over's queue name");
         k->qname = xstrdup(name);
+        k->qid = version >= 3 ? si_u64(in) : 0;
         k->id = si_u64(in);
         k->count = si_u32(in);
         k->claim = si_u8(in);
@@ -893,13 +919,13 @@ static int q_restore(state_t *st, snapin_t *in)
     uint32_t version = si_u32(in);
     if (in->err)
         return in->err;
-    if (version != QSNAP_VERSION && version != 1)
+    if (version < 1 || version > QSNAP_VERSION)
         return -QERR_FORMAT;
     qs->next_qid = si_u64(in);
     qs->next_msg = si_u64(in);
     int rc = ntable_restore(&qs->queues, in, qs->next_qid, "queues", restore_queue, qs);
     if (rc == 0 && version >= 2)
-        rc = restore_kept(in, qs);
+        rc = restore_kept(in, qs, version);
     if (rc < 0)
         return rc;
     const char *why = queues_sm_verify(st);

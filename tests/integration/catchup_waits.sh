@@ -10,7 +10,8 @@
 # the pop gets its message (no message lost), the claim its lease, the poller its wake-up
 # and the flock its grant (before the fix, 2026-12-03, all four hung and the lock stayed
 # held). Then again with node 3 cut off past its session lease: the end of its session,
-# learnt inside a snapshot, ends its parked pop (EIO) and flock wait (error). Then a pop
+# learnt inside a snapshot, ends its parked pop (EIO) and flock wait (error), and the message
+# handed to that pop meanwhile goes back to its queue. Then a pop
 # whose reader went away while node 3 was cut off: its message goes back to the queue.
 # Every wait bounded; the trap takes the cluster and its namespaces down.
 . "$(dirname "$0")/lib.sh"
@@ -125,6 +126,7 @@ part=$("$CL" partition 3 '|' 1,2 --dir "$C" 2>&1) && ok node-3-cut-off-past-its-
     not_ok node-3-cut-off-past-its-lease "$part"
 t0=$(now_ms)
 junk 300 100
+echo me >"${M[1]}/queues/e/push" || not_ok pushed-2 "push failed"   # handed to node 3's pop
 wait_for 30 flock -n "${M[1]}/locks/S" true && ok node-3-session-ended ||
     not_ok node-3-session-ended "node 3 still holds locks/S after $(( $(now_ms) - t0 )) ms"
 commit=$(metric "${M[1]}" quorumfs_raft_commit_index)
@@ -142,9 +144,11 @@ checke ended-flock-wait-fails '[ -e "$T/m.rc" ] && [ "$(cat "$T/m.rc")" != 0 ] &
     note "flock: rc $(cat "$T/m.rc" 2>/dev/null) err '$(cat "$T/m.err")'"
 touch "$T/release"
 wait_for 10 pid_gone "$holder" || note "the holder on node 1 did not let go"
-# node 3 serves again under a new session
-echo again >"${M[1]}/queues/e/push"
-checke node-3-pops-again '[ "$(timeout 20 cat "${M[3]}/queues/e/pop" 2>&1)" = again ]'
+# the message handed to the ended session's pop was put back (reviewer's finding: it was
+# lost), and node 3 serves again under a new session: it pops it
+elen() { read -r n _ <"${M[1]}/queues/e/len" && [ "$n" = 1 ]; }
+wait_for 10 elen && ok message-of-the-ended-session-back || not_ok message-of-the-ended-session-back "e/len $(cat "${M[1]}/queues/e/len")"
+checke node-3-pops-again '[ "$(timeout 20 cat "${M[3]}/queues/e/pop" 2>&1)" = me ]'
 
 # ---- a pop whose reader went away while node 3 was cut off (its CANCEL cannot commit):
 # the message pushed to that waiter meanwhile, learnt by node 3 only inside a snapshot,

@@ -728,7 +728,7 @@ TEST(kept_hand_overs_go_out_again_after_restore)
         { ks + 16, 8, 0, "a kept hand-over without a handle" },
         { ks, 8, 1000, "numbered past the last one" },
         { ks, 8, 1, "kept hand-overs out of order" },
-        { k, 8, 77, "a kept hand-over whose message does not fit its kind" },
+        { k + 8, 8, 77, "a kept hand-over whose message does not fit its kind" },
     };
     CHECK_EQ(raw_all_rejected(raw, n, edits, sizeof(edits) / sizeof(edits[0]), d2, "queues"),
              -1);
@@ -758,7 +758,24 @@ TEST(kept_hand_overs_go_out_again_after_restore)
     CHECK(snap != NULL);
     CHECK_EQ(restore_dir(c->st, d1), 0);
     CHECK(c->ngot == 1 && c->got[0].hid == 3 && c->got[0].gone && c->restored == 1);
-    /* s's end drops the rest */
+    /* a session that ends with a pop handed to it and not reported collected gets it put
+     * back at the head of its queue (its node may never have received it); one reported
+     * is not */
+    uint64_t u = open_session(a, 1300);
+    CHECK_EQ(mkq(a, "rq", 1300), 0);
+    CHECK_EQ(take(a, "rq", 1300, u, 5, 0, NULL), 0);
+    CHECK_EQ(take(a, "rq", 1300, u, 6, 0, NULL), 0);
+    const char *two[] = { "r1", "r2", NULL };
+    CHECK_EQ(push(a, "rq", 1310, two), 0);                      /* r1 to 5, r2 to 6 */
+    uint64_t r1seq = a->got[a->ngot - 2].seq;
+    queues_cmd_cancel(&cb, 1320, "", u, 0, r1seq, 0);           /* u collected r1 only */
+    CHECK_EQ(run(a, &cb, NULL), 0);
+    CHECK_EQ(push1(a, "rq", 1330, "r3"), 0);
+    CHECK_EQ(end_session(a, u, 1400), 0);
+    queue_view_t rv;
+    CHECK(queues_sm_get(a->st, "rq", 2, &rv) == 0 && rv.ready == 2);
+    CHECK(rv.head && rv.head->len == 2 && memcmp(rv.head->data, "r2", 2) == 0);
+    /* s's end drops the rest (a removed queue's notice: nothing to put back) */
     CHECK_EQ(end_session(a, s, 1400), 0);
     shard_t *e = fresh();
     free(snap = snap_bytes(a->st, d1, &n));
