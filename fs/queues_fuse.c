@@ -919,6 +919,20 @@ static void take_read(fuse_req_t req, qfh_t *fh, size_t size, int nonblock)
 
 /* A delivery for a local open file that is gone: give the message back (proposed later, by
  * the background proposer: this runs on the applying thread). */
+struct given { char *qname; uint64_t id; };
+
+/* The give-back's outcome (on the background proposer's thread): a failure other than "it
+ * is back already" is logged, since the message is then lost (the proposer does not retry). */
+static void given_back(void *arg, int rc)
+{
+    struct given *g = arg;
+    if (rc < 0 && rc != -EEXIST)
+        fprintf(stderr, "quorumfs: queue %s: message %" PRIu64 " not given back: %s\n",
+                g->qname ? g->qname : "?", g->id, strerror(-rc));
+    free(g->qname);
+    free(g);
+}
+
 static void give_back(qfront_t *qf, const effect_t *e)
 {
     cmdbuf_t b;
@@ -928,9 +942,18 @@ static void give_back(qfront_t *qf, const effect_t *e)
     else
         queues_cmd_unpop(&b, now, e->u.qmsg.qname, e->u.qmsg.id, e->u.qmsg.count,
                          e->u.qmsg.msg->data, e->u.qmsg.msg->len);
-    if (session_bg_propose(node_session(qf->ctx.node), e->shard, &b, NULL, NULL) < 0)
+    struct given *g = calloc(1, sizeof(*g));
+    if (g) {
+        g->qname = strdup(e->u.qmsg.qname);
+        g->id = e->u.qmsg.id;
+    }
+    if (session_bg_propose(node_session(qf->ctx.node), e->shard, &b, g ? given_back : NULL,
+                           g) < 0) {
         fprintf(stderr, "quorumfs: queue %s: message %" PRIu64 " could not be given back\n",
                 e->u.qmsg.qname, e->u.qmsg.id);
+        if (g)
+            given_back(g, 0);     /* frees it */
+    }
 }
 
 /* Ends the take of fh (waiting or proposing) with what it got: the message of e, or gone
@@ -1588,6 +1611,23 @@ static void sweep_shard(qfront_t *qf, uint32_t k)
  * reports them seen, which every TAKE and CANCEL does. When none has for REPORT_IDLE_MS
  * and the state still keeps some up to what this front was given (readers that took one
  * message and went away), a CANCEL of handle 0 reports it alone, in the background. */
+struct report { qfront_t *qf; uint32_t k; uint64_t seen; };
+
+/* A report's outcome (background proposer's thread): one that failed (a leader change)
+ * is made again at a later sweep, not left until the next take. The front outlives the
+ * proposer (it stops first, at node close). */
+static void reported(void *arg, int rc)
+{
+    struct report *r = arg;
+    if (rc < 0) {
+        pthread_mutex_lock(&r->qf->ctx.mu);
+        if (r->qf->reported[r->k] == r->seen)
+            r->qf->reported[r->k] = 0;
+        pthread_mutex_unlock(&r->qf->ctx.mu);
+    }
+    free(r);
+}
+
 static void report_seen(qfront_t *qf, uint32_t k)
 {
     uint64_t sid = qsid(qf, k), now = node_now_ms();
@@ -1611,7 +1651,11 @@ static void report_seen(qfront_t *qf, uint32_t k)
         return;
     cmdbuf_t b;
     queues_cmd_cancel(&b, now, "", sid, 0, seen, 0);
-    (void)session_bg_propose(node_session(qf->ctx.node), k, &b, NULL, NULL);
+    struct report *r = malloc(sizeof(*r));
+    if (r)
+        *r = (struct report){ qf, k, seen };
+    if (session_bg_propose(node_session(qf->ctx.node), k, &b, r ? reported : NULL, r) < 0 && r)
+        reported(r, -ENOTCONN);
 }
 
 static void q_sweep(void *ctx)
