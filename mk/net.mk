@@ -14,3 +14,5 @@ CLUSTER_UNIT_TESTS += test_transport_tls
 # the unit test of both sides (the member's answer is in cluster/transport.c).
 CLUSTER_SRCS       += cluster/status_client.c cluster/admin_client.c
 CLUSTER_UNIT_TESTS += test_status_query
+# admin requests on the peer port (cluster drain|undrain): frames, transport, client
+CLUSTER_UNIT_TESTS += test_admin
