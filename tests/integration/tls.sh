@@ -94,6 +94,13 @@ status() {   # status PORT [TLS FLAGS...]: quorumfs cluster status against 127.0
 # shellcheck disable=SC2046
 status "$base" $("$CL" tls-flags --dir "$C")
 checke tls-status-with-client-cert '[[ "$st" == *"over TLS"* ]] && [[ "$st" == *"members ("* ]]' || note "$st"
+# drain and undrain over TLS with the client certificate; without it the node refuses
+# shellcheck disable=SC2046
+dr=$(timeout 30 "$QUORUMFS" cluster drain 3 --no-wait --cluster "127.0.0.1:$base" $("$CL" tls-flags --dir "$C") 2>&1) &&
+    ur=$(timeout 30 "$QUORUMFS" cluster undrain 3 --cluster "127.0.0.1:$base" $("$CL" tls-flags --dir "$C") 2>&1)
+checke tls-drain-undrain-with-client-cert '[ $? = 0 ]' || note "$dr / $ur"
+dr=$(timeout 30 "$QUORUMFS" cluster drain 3 --no-wait --cluster "127.0.0.1:$base" 2>&1); rc=$?
+checke tls-drain-without-certificate-fails '[ $rc = 1 ] && ! grep -q "^3 .* drained" "$M1/.cluster/members"' || note "rc $rc: $dr"
 cl_out=$("$CL" status --dir "$C" 2>&1)
 checke tools-cluster-status-passes-tls '[[ "$cl_out" == *"--tls-cert $K/client.pem"* ]] && [[ "$cl_out" == *"over TLS"* ]]' ||
     note "$cl_out"
