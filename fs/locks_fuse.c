@@ -90,7 +90,15 @@ typedef struct lfh {
      * (the lock exists with another create fence: its TTL ran out, or it was removed and
      * created again). Set once, before the create is answered. */
     uint64_t create_fence;
+    /* The owner of this open's flock locks: unique per open in this process (see
+     * flock_owner_seq). Not the kernel's fi->lock_owner, which is the open file's address:
+     * a file closed and another opened may get the same one, and the close's unlock (sent
+     * in the background RELEASE) could then reach the state after the new open's LOCK and
+     * end its wait (EINTR, which the kernel turns into errno 512 for flock). */
+    uint64_t flock_owner;
 } lfh_t;
+
+static uint64_t flock_owner_seq;       /* atomic */
 
 static lfront_t *LF(fuse_req_t req) { return ns_front_ctx(req, NS_LOCKS); }
 /* Every lock lives whole on one shard (FILE-API §11): the one of its name. */
@@ -332,6 +340,8 @@ static int name_of(lfront_t *lf, fuse_ino_t ino, char **name)
 static lfh_t *fh_new(const char *name)
 {
     lfh_t *fh = calloc(1, sizeof(*fh));
+    if (fh)
+        fh->flock_owner = __atomic_add_fetch(&flock_owner_seq, 1, __ATOMIC_RELAXED);
     if (!fh || !(fh->name = strdup(name))) {
         free(fh);
         return NULL;
@@ -579,7 +589,10 @@ static void answer_wait(lwait_t *w, fuse_req_t req, int rc)
 {
     if (rc == 0)
         granted_to(w->fh, w->sid, w->kind, w->owner);
-    fuse_reply_err(req, -rc);
+    /* A wait ended by its owner's own unlock (not a signal) must not answer EINTR: the
+     * kernel turns EINTR of a lock request into ERESTARTSYS, which with no signal pending
+     * reaches the caller as errno 512. ENOLCK says the lock was not taken. */
+    fuse_reply_err(req, rc == -EINTR ? ENOLCK : -rc);
     w_free(w);
 }
 
@@ -727,10 +740,8 @@ static void do_lock(fuse_req_t req, lfh_t *fh, uint8_t kind, uint64_t owner, uin
     if (recheck)
         recheck_waits(lf, k);
     if (done) {
-        if (rc == 0)
-            granted_to(fh, sid, kind, owner);
-        fuse_reply_err(req, -rc);
-        w_free(w);
+        w->sid = sid;
+        answer_wait(w, req, rc);
     } else if (cancel) {
         fuse_reply_err(req, EINTR);
         cancel_wait(lf, w);
@@ -761,9 +772,9 @@ static void lf_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
     lfh_t *fh = (lfh_t *)(uintptr_t)fi->fh;
     uint32_t pid = (uint32_t)fuse_req_ctx(req)->pid;
     if (op & LOCK_UN)
-        do_unlock(req, LF(req), fh, LK_FLOCK, fi->lock_owner);
+        do_unlock(req, LF(req), fh, LK_FLOCK, fh->flock_owner);
     else if (op & (LOCK_SH | LOCK_EX))
-        do_lock(req, fh, LK_FLOCK, fi->lock_owner, (op & LOCK_EX) ? LM_EXCL : LM_SHARED,
+        do_lock(req, fh, LK_FLOCK, fh->flock_owner, (op & LOCK_EX) ? LM_EXCL : LM_SHARED,
                 !(op & LOCK_NB), pid);
     else
         fuse_reply_err(req, EINVAL);
@@ -860,8 +871,8 @@ static void lf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     lfront_t *lf = LF(req);
     lfh_t *fh = (lfh_t *)(uintptr_t)fi->fh;
     /* The file description is gone (also when its process was killed): its flock goes. */
-    if (fi->flock_release && owner_active(lf, fh->name, LK_FLOCK, fi->lock_owner))
-        do_unlock(NULL, lf, fh, LK_FLOCK, fi->lock_owner);
+    if (fi->flock_release && owner_active(lf, fh->name, LK_FLOCK, fh->flock_owner))
+        do_unlock(NULL, lf, fh, LK_FLOCK, fh->flock_owner);
     pthread_mutex_lock(&fh->mu);      /* a reply still being written (see lf_read) */
     pthread_mutex_unlock(&fh->mu);
     fh_free(fh);
