@@ -1028,6 +1028,8 @@ const char *queues_sm_verify(const state_t *st)
         if (k->gone ? (k->data || k->id) :
                       (!k->data || k->data->len == 0 || k->data->len > QUEUE_MSG_MAX || !k->id))
             return "queues: a kept hand-over whose message does not fit its kind";
+        if (k->id > qs->next_msg || k->qid > qs->next_qid)
+            return "queues: a kept hand-over of a message or queue id above the ids handed out";
     }
     if (qs->kt != last)
         return "queues: the kept hand-overs' tail is not the last one";

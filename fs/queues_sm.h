@@ -119,7 +119,8 @@ int queues_sm_each_msg(const state_t *st, uint64_t qid, int where,
  * message has a lease that ends within QUEUE_VT_MAX of the state's time and a live owner
  * session, ready and dead ones neither; waiters are a FIFO of distinct (session, handle)
  * of live sessions, and never wait beside ready messages; kept hand-overs numbered in order,
- * to handles of live sessions, with a message that fits their kind. */
+ * to handles of live sessions, with a message that fits their kind, message and queue ids
+ * at most the ids handed out. */
 const char *queues_sm_verify(const state_t *st);
 /* ASSERTs the queue table's structure (fs/ntable.h) and queues_sm_verify. */
 void queues_sm_check(const state_t *st);

@@ -729,6 +729,7 @@ TEST(kept_hand_overs_go_out_again_after_restore)
         { ks, 8, 1000, "numbered past the last one" },
         { ks, 8, 1, "kept hand-overs out of order" },
         { k + 8, 8, 77, "a kept hand-over whose message does not fit its kind" },
+        { k, 8, 77, "a message or queue id above the ids handed out" },
     };
     CHECK_EQ(raw_all_rejected(raw, n, edits, sizeof(edits) / sizeof(edits[0]), d2, "queues"),
              -1);
