@@ -15,29 +15,8 @@
 # whose reader went away while node 3 was cut off: its message goes back to the queue.
 # Every wait bounded; the trap takes the cluster and its namespaces down.
 . "$(dirname "$0")/lib.sh"
-CL="$QI_ROOT/tools/cluster"
-C=$T/cluster
-cw_cleanup() {
-    local rc=$?
-    [ -f "$C/cluster.env" ] && timeout -k 5 60 "$CL" down --dir "$C" >/dev/null 2>&1
-    (exit $rc)
-    qi_cleanup
-}
-trap cw_cleanup EXIT
-probe=qfs-probe-$$
-if ! perr=$(ip netns add "$probe" 2>&1); then
-    not_ok netns-permitted "cannot create a network namespace (needs root and iproute2): $perr"
-    finish
-fi
-ip netns del "$probe"
-# (ports inside the nodes' own network namespaces: no clash with the host's)
-up_out=$(CLUSTER_WAIT_S=30 timeout 90 "$CL" up 3 --netns --dir "$C" --base-port 7750 --bin "$QUORUMFS" \
-    --node-args "--shards 1 --snapshot-bytes 65536" 2>&1)
-if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
-ok cluster-up
-M=("" "$C/n1/mnt" "$C/n2/mnt" "$C/n3/mnt")
-metric() { awk -v m="$2" 'index($0, m "{") == 1 { s += $2 } END { print s + 0 }' "$1/.cluster/metrics" 2>/dev/null; }
-
+. "$(dirname "$0")/lib_cluster.sh"
+cluster_up 3 --netns --node-args "--shards 1 --snapshot-bytes 65536"
 mkdir "${M[1]}/queues/p" "${M[1]}/queues/c" "${M[1]}/queues/w" && touch "${M[1]}/locks/L" ||
     not_ok setup "mkdir/touch failed"
 wait_for 10 test -e "${M[3]}/queues/w/pop" -a -e "${M[3]}/locks/L" || note "node 3 does not see the setup"

@@ -5,26 +5,13 @@
 # shards moves every leadership away (the CLI returns once it leads none; bounded here by
 # 10 s, the issue asks 5), every node's .cluster/members marks it drained, and no client
 # operation fails; undrain lets it lead again. Bad input: an unknown member, a bad id, no
-# --cluster, draining the last voter of a shard. Every wait bounded; lib.sh's trap and our own take the cluster down.
+# --cluster, draining the last voter of a shard. Every wait bounded; lib_cluster.sh's trap
+# takes the cluster down.
 . "$(dirname "$0")/lib.sh"
-CL="$QI_ROOT/tools/cluster"
+. "$(dirname "$0")/lib_cluster.sh"
 FSBENCH=${FSBENCH:-$(dirname "$QUORUMFS")/fsbench}
 [ -x "$FSBENCH" ] || { not_ok fsbench-built "no $FSBENCH (make all)"; finish; }
-C=$T/cluster
-dr_cleanup() {
-    local rc=$?
-    [ -f "$C/cluster.env" ] && timeout -k 5 60 "$CL" down --dir "$C" >/dev/null 2>&1
-    (exit $rc)
-    qi_cleanup
-}
-trap dr_cleanup EXIT
-base=$(free_ports 3)
-[ -n "$base" ] || { not_ok free-ports "no 3 free ports"; finish; }
-up_out=$(CLUSTER_WAIT_S=30 timeout 90 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" 2>&1)
-if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
-ok cluster-up
-M=("" "$C/n1/mnt" "$C/n2/mnt" "$C/n3/mnt")
-A=("" "127.0.0.1:$base" "127.0.0.1:$((base + 1))" "127.0.0.1:$((base + 2))")
+cluster_up 3
 # leads I [M]: how many shards node I leads, as node M's .cluster/members says
 leads() { awk -v id="$1" '$1 == id { for (i = 1; i < NF; i++) if ($i == "leads") n = $(i + 1) } END { print n + 0 }' \
     "${M[${2:-1}]}/.cluster/members" 2>/dev/null; }
