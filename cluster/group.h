@@ -46,7 +46,13 @@ typedef struct group_stats {
                                  shared store) */
     hist_t commit_latency;    /* propose -> applied latency */
     int failed;               /* nonzero after an unrecoverable disk error */
+    /* on the leader of a Raft group: the snapshots it is sending to members catching up
+     * (the first GROUP_SNAP_SENDS_MAX of them), bytes of the file sent so far (a transfer
+     * that restarts starts again at 0) and the file's size (0 if unknown) */
+    uint32_t n_snap_sends;
+    struct group_snap_send { uint64_t to, index, sent, total; } snap_sends[4];
 } group_stats_t;
+#define GROUP_SNAP_SENDS_MAX 4
 
 /* Opens (or creates) the group in cfg->dir: restores the newest valid snapshot through
  * ops->restore, then replays the WAL through ops->apply (res = NULL). A torn tail at the end

@@ -651,6 +651,11 @@ static void raft_g_get_stats(group_t *gt, group_stats_t *out)
         out->snapshot_index = st.snap_index;
         out->snapshots = st.snapshots;
         out->installs = st.installs;
+        for (uint32_t i = 0; i < st.n_progress && out->n_snap_sends < GROUP_SNAP_SENDS_MAX; i++)
+            if (st.progress[i].state == RAFT_PR_SNAPSHOT)
+                out->snap_sends[out->n_snap_sends++] = (struct group_snap_send){
+                    st.progress[i].id, st.progress[i].snap_index, st.progress[i].snap_sent,
+                    st.progress[i].snap_total };
     }
     out->node_id = g->node->id;
     mraft_get_stats(g->node->n, &ns);

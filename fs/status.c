@@ -138,6 +138,26 @@ static void render_metrics(node_t *n, char **b, size_t *len, size_t *cap)
                            (unsigned long long)v);
         }
     }
+    /* snapshots this node sends as a shard's leader, per shard and member (docs/MEMBERSHIP.md:
+     * a joining or far-behind member catches up by chunked snapshot) */
+    metrics_printf(b, len, cap,
+                   "# HELP quorumfs_raft_snapshot_send_bytes bytes of a snapshot sent so far to a "
+                   "member catching up (this node leads the shard).\n"
+                   "# TYPE quorumfs_raft_snapshot_send_bytes gauge\n"
+                   "# HELP quorumfs_raft_snapshot_send_size_bytes size of that snapshot.\n"
+                   "# TYPE quorumfs_raft_snapshot_send_size_bytes gauge\n");
+    for (uint32_t k = 0; k < node_nshards(n); k++) {
+        group_stats_t ks;
+        group_get_stats(node_group(n, k), &ks);
+        for (uint32_t i = 0; i < ks.n_snap_sends; i++)
+            metrics_printf(b, len, cap,
+                           "quorumfs_raft_snapshot_send_bytes{shard=\"%u\",to=\"%llu\"} %llu\n"
+                           "quorumfs_raft_snapshot_send_size_bytes{shard=\"%u\",to=\"%llu\"} "
+                           "%llu\n", k, (unsigned long long)ks.snap_sends[i].to,
+                           (unsigned long long)ks.snap_sends[i].sent, k,
+                           (unsigned long long)ks.snap_sends[i].to,
+                           (unsigned long long)ks.snap_sends[i].total);
+    }
     metrics_printf(b, len, cap, "# HELP quorumfs_wal_fsync_seconds WAL fsync latency.\n"
                                 "# TYPE quorumfs_wal_fsync_seconds histogram\n");
     metrics_hist_text(b, len, cap, "quorumfs_wal_fsync_seconds", "", &gs.fsync_latency);
@@ -256,6 +276,13 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
                 metrics_printf(&b, &l, &cap, "shard %u: catching up: applied %llu of %llu\n",
                                k, (unsigned long long)gs.applied_index,
                                (unsigned long long)gs.commit_index);
+            for (uint32_t i = 0; i < gs.n_snap_sends; i++)
+                metrics_printf(&b, &l, &cap, "shard %u: sending snapshot %llu to node %llu: "
+                               "%llu of %llu bytes\n", k,
+                               (unsigned long long)gs.snap_sends[i].index,
+                               (unsigned long long)gs.snap_sends[i].to,
+                               (unsigned long long)gs.snap_sends[i].sent,
+                               (unsigned long long)gs.snap_sends[i].total);
         }
         if (node_nmembers(n)) {
             size_t up = 0, all = node_nmembers(n);
