@@ -542,6 +542,7 @@ void group_get_stats(group_t *g, group_stats_t *st)
         group_impl_of(g)->get_stats(g, st);
         return;
     }
+    memset(st, 0, sizeof(*st));   /* what the single-node group has none of stays 0 */
     pthread_mutex_lock(&g->mu);
     st->term = g->st.term;
     st->node_id = 0;

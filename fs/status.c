@@ -149,7 +149,7 @@ static void render_metrics(node_t *n, char **b, size_t *len, size_t *cap)
     for (uint32_t k = 0; k < node_nshards(n); k++) {
         group_stats_t ks;
         group_get_stats(node_group(n, k), &ks);
-        for (uint32_t i = 0; i < ks.n_snap_sends; i++)
+        for (uint32_t i = 0; i < ks.n_snap_sends && i < GROUP_SNAP_SENDS_MAX; i++)
             metrics_printf(b, len, cap,
                            "quorumfs_raft_snapshot_send_bytes{shard=\"%u\",to=\"%llu\"} %llu\n"
                            "quorumfs_raft_snapshot_send_size_bytes{shard=\"%u\",to=\"%llu\"} "
@@ -276,7 +276,7 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
                 metrics_printf(&b, &l, &cap, "shard %u: catching up: applied %llu of %llu\n",
                                k, (unsigned long long)gs.applied_index,
                                (unsigned long long)gs.commit_index);
-            for (uint32_t i = 0; i < gs.n_snap_sends; i++)
+            for (uint32_t i = 0; i < gs.n_snap_sends && i < GROUP_SNAP_SENDS_MAX; i++)
                 metrics_printf(&b, &l, &cap, "shard %u: sending snapshot %llu to node %llu: "
                                "%llu of %llu bytes\n", k,
                                (unsigned long long)gs.snap_sends[i].index,
