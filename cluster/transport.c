@@ -1117,6 +1117,22 @@ static bool client_cert_ok(conn_t *c, const char *what)
     return true;
 }
 
+/* The bytes of text an answer frame with a head of head bytes may carry on c: at most
+ * max_text, and no more than the frame size and c's queue bound leave. */
+static size_t answer_room(const conn_t *c, size_t max_text, size_t head)
+{
+    const transport_t *t = c->t;
+    size_t room = max_text;
+    size_t in_frame = t->cfg.max_frame, in_queue = t->cfg.max_queue_bytes - (c->tail - c->head);
+    in_frame = in_frame > head ? in_frame - head : 0;
+    in_queue = in_queue > FRAME_HDR_BYTES + head ? in_queue - FRAME_HDR_BYTES - head : 0;
+    if (in_frame < room)
+        room = in_frame;
+    if (in_queue < room)
+        room = in_queue;
+    return room;
+}
+
 /* Queues the ADMIN answer on c (C_ADMIN) and moves it to C_ADMIN_OUT, where it closes once
  * the answer is written (or after idle_timeout_ms if the client takes nothing). The code and
  * text are made valid as transport_admin_answer says. Returns 0 or -QERR_NOMEM (c closed). */
@@ -1127,15 +1143,7 @@ static int admin_reply(conn_t *c, int32_t code, const char *text, size_t len)
         code = -code;
     if (code < ADMIN_CODE_MIN)
         code = -EIO;
-    size_t room = ADMIN_MAX_TEXT;
-    size_t in_frame = t->cfg.max_frame, in_queue = t->cfg.max_queue_bytes - (c->tail - c->head);
-    in_frame = in_frame > ADMIN_HEAD_BYTES ? in_frame - ADMIN_HEAD_BYTES : 0;
-    in_queue = in_queue > FRAME_HDR_BYTES + ADMIN_HEAD_BYTES
-               ? in_queue - FRAME_HDR_BYTES - ADMIN_HEAD_BYTES : 0;
-    if (in_frame < room)
-        room = in_frame;
-    if (in_queue < room)
-        room = in_queue;
+    size_t room = answer_room(c, ADMIN_MAX_TEXT, ADMIN_HEAD_BYTES);
     if (!text)
         len = 0;
     if (len > room) {
@@ -1202,15 +1210,7 @@ static bool on_status_request(conn_t *c)
         return false;
     /* Every request (version >= 1) is answered in version 1, the only one there is. The
        text is cut to fit the frame and queue bounds (the defaults are far above it). */
-    size_t room = STATUS_MAX_TEXT, len = 0;
-    size_t in_frame = t->cfg.max_frame, in_queue = t->cfg.max_queue_bytes - (c->tail - c->head);
-    in_frame = in_frame > STATUS_HEAD_BYTES ? in_frame - STATUS_HEAD_BYTES : 0;
-    in_queue = in_queue > FRAME_HDR_BYTES + STATUS_HEAD_BYTES
-               ? in_queue - FRAME_HDR_BYTES - STATUS_HEAD_BYTES : 0;
-    if (in_frame < room)
-        room = in_frame;
-    if (in_queue < room)
-        room = in_queue;
+    size_t room = answer_room(c, STATUS_MAX_TEXT, STATUS_HEAD_BYTES), len = 0;
     char *buf = malloc(room ? room : 1);
     if (!buf) {
         conn_close(c, false, TRANSPORT_LOG_WARN, "status query: out of memory");

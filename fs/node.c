@@ -933,17 +933,18 @@ static void admin_wait(node_t *n)
 
 /* ---------------------------------------------------------------- the meta group */
 
-/* The preferred leader of group g: the first of its voters (placement order) that is not
- * drained; 0 when every one is (no balancing then). */
-static uint64_t preferred_of(node_t *n, const meta_sm_t *sm, uint32_t g)
+/* The first of group g's voters (placement order) that is not drained, skipping `also`
+ * (a member about to be drained; 0: none): its preferred leader. 0 when there is none (no
+ * balancing then), or when out of memory. */
+static uint64_t first_undrained(node_t *n, const meta_sm_t *sm, uint32_t g, uint64_t also)
 {
     uint64_t *order = calloc(n->nmembers, sizeof(*order));
     uint64_t pref = 0;
     if (!order)
-        return n->shards && g < n->nshards ? n->shards[g].preferred : 0;
+        return 0;
     replicas_for_shard(g, n->member_ids, n->nmembers, n->nmembers, order);
     for (uint32_t i = 0; i < n->nreplicas && !pref; i++)
-        if (!meta_sm_is_drained(sm, order[i]))
+        if (order[i] != also && !meta_sm_is_drained(sm, order[i]))
             pref = order[i];
     free(order);
     return pref;
@@ -957,11 +958,11 @@ static void meta_changed(void *arg, const meta_sm_t *sm)
 {
     node_t *n = arg;
     for (uint32_t k = 0; k < n->nshards; k++) {
-        uint64_t pref = preferred_of(n, sm, k);
+        uint64_t pref = first_undrained(n, sm, k, 0);
         __atomic_store_n(&n->shards[k].preferred, pref, __ATOMIC_RELAXED);
         (void)group_node_set_preferred(n->gnode, k, pref);
     }
-    (void)group_node_set_preferred(n->gnode, META_GROUP, preferred_of(n, sm, META_GROUP));
+    (void)group_node_set_preferred(n->gnode, META_GROUP, first_undrained(n, sm, META_GROUP, 0));
 }
 
 /* Sweeper: the meta group's leader founds the record (cluster id and the founding members)
@@ -1002,20 +1003,10 @@ static void meta_found(node_t *n)
 /* Whether every group would still have a voter that is not drained once id is too. */
 static int drain_leaves_leaders(node_t *n, uint64_t id)
 {
-    uint64_t *order = calloc(n->nmembers, sizeof(*order));
-    if (!order)
-        return 0;
-    int ok = 1;
-    for (uint32_t g = 0; g <= n->nshards && ok; g++) {
-        uint32_t gid = g < n->nshards ? g : META_GROUP;
-        replicas_for_shard(gid, n->member_ids, n->nmembers, n->nmembers, order);
-        int any = 0;
-        for (uint32_t i = 0; i < n->nreplicas && !any; i++)
-            any = order[i] != id && !meta_sm_is_drained(n->meta, order[i]);
-        ok = any;
-    }
-    free(order);
-    return ok;
+    for (uint32_t g = 0; g <= n->nshards; g++)
+        if (!first_undrained(n, n->meta, g < n->nshards ? g : META_GROUP, id))
+            return 0;
+    return 1;
 }
 
 int node_drain(node_t *n, uint64_t id, int on)
