@@ -47,6 +47,7 @@ include mk/multiraft.mk
 include mk/lin.mk
 include mk/services.mk
 include mk/logs.mk
+include mk/search.mk
 
 # Three libraries. libcluster: cluster/, which knows nothing of files, builds and tests
 # alone. libfs_sm: the state-machine halves of fs/ (fragments list them in SM_SRCS),

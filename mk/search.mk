@@ -1,0 +1,5 @@
+# mk/search.mk — the search/ namespace (issue 12, FILE-API §9, docs/SEARCH.md): the
+# tokenizer, the per-shard positional index and the BM25 query engine (libfs_sm), and the
+# FUSE front. Owner: search.
+SM_SRCS       += fs/tokenize.c
+SM_UNIT_TESTS += test_tokenize
