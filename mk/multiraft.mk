@@ -10,3 +10,7 @@ CLUSTER_SRCS       += cluster/meta_sm.c
 CLUSTER_UNIT_TESTS += test_meta_sm
 # leader-stamped time: cluster/sm.h's stamp through the node loop into fs/state.c's shards
 SM_UNIT_TESTS      += test_stamp
+# balanced voters and leaders for the member list, and the mover that reconciles every
+# group's configuration with it (docs/MEMBERSHIP.md "Layout", "The mover")
+CLUSTER_SRCS       += cluster/layout.c
+CLUSTER_UNIT_TESTS += test_layout
