@@ -58,6 +58,7 @@ typedef struct opts {
     char *tls[3];                 /* --tls-cert, --tls-key, --tls-ca: absolute paths */
     const char *peers;        /* points at peersbuf: "ID=HOST:PORT,..." as given */
     uint64_t shards, replicas;
+    uint64_t join;                /* --join CLUSTER_ID: a new member's first start (0: none) */
     int no_lease_reads;           /* --no-lease-reads, -o no_lease_reads */
     char peersbuf[4096];
     group_peer_t peer[MAX_PEERS];   /* parsed from peers by check_cluster */
@@ -144,6 +145,9 @@ static void usage(FILE *f)
         "                         node's certificate (subject CN quorumfs-<id>), its key,\n"
         "                         and the CA bundle; all three or none; read again on\n"
         "                         SIGHUP (docs/TRANSPORT.md \"TLS\")\n"
+        "  --join CLUSTER_ID      the first start of a member added with `quorumfs cluster\n"
+        "                         add` (which prints the whole command): it joins the\n"
+        "                         cluster of that id (hex) instead of founding one\n"
         "  --no-lease-reads       every read barrier confirms leadership with a heartbeat\n"
         "                         round instead of the leader's lease (for clocks that\n"
         "                         stop while a VM is paused; docs/CLUSTER.md); same on\n"
@@ -239,6 +243,15 @@ static int set_valued(opts_t *o, const char *name, const char *val, const char *
         }
         snprintf(o->peersbuf, sizeof(o->peersbuf), "%s", val);
         o->peers = o->peersbuf;
+    } else if (strcmp(name, "join") == 0) {
+        char *end;
+        errno = 0;
+        o->join = strtoull(val, &end, 16);
+        if (errno || end == val || *end || o->join == 0 || val[0] == '-') {
+            fprintf(stderr, "quorumfs: %s takes the cluster id `quorumfs cluster add` printed "
+                            "(hexadecimal, nonzero), not '%s'\n", shown, val);
+            return -1;
+        }
     } else if (strcmp(name, "shards") == 0 || strcmp(name, "replicas") == 0) {
         uint64_t *dst = name[0] == 's' ? &o->shards : &o->replicas;
         if (parse_u64(val, dst) < 0 || *dst == 0) {
@@ -254,7 +267,7 @@ static int set_valued(opts_t *o, const char *name, const char *val, const char *
 static const char *const valued_names[] = { "data", "log_level", "cache_max_bytes",
                                             "snapshot_bytes", "id", "listen", "peers",
                                             "shards", "replicas", "tls_cert", "tls_key",
-                                            "tls_ca" };
+                                            "tls_ca", "join" };
 
 /* A -o token that continues a peers= list ("2=HOST:PORT" after "peers=1=HOST:PORT"): the
  * list's commas are also -o's separators. */
@@ -431,8 +444,8 @@ static int check_cluster(opts_t *o)
     const char *why = NULL;
     if (!o->peers) {
         if (o->id || o->listen || o->shards || o->replicas || o->tls[0] || o->tls[1] ||
-            o->tls[2] || o->no_lease_reads) {
-            fprintf(stderr, "quorumfs: --id, --listen, --shards, --replicas, --tls-* and "
+            o->tls[2] || o->no_lease_reads || o->join) {
+            fprintf(stderr, "quorumfs: --id, --listen, --shards, --replicas, --tls-*, --join and "
                             "--no-lease-reads make a cluster node and need --peers "
                             "ID=HOST:PORT,... (quorumfs --help)\n");
             return -1;
@@ -534,6 +547,8 @@ static int check_cluster(opts_t *o)
                     h *= 0x100000001b3ull;
                 }
     o->cluster_id = h ? h : 1;
+    if (o->join)                  /* a new member: the cluster's id, fixed at its founding */
+        o->cluster_id = o->join;
     return 0;
 }
 
@@ -653,6 +668,9 @@ static int parse_args(int argc, char **argv, opts_t *o)
                 return -1;
         } else if (long_opt(a, "--replicas", argc, argv, &i, &val)) {
             if (set_valued(o, "replicas", val, "--replicas") < 0)
+                return -1;
+        } else if (long_opt(a, "--join", argc, argv, &i, &val)) {
+            if (set_valued(o, "join", val, "--join") < 0)
                 return -1;
         } else if (strcmp(a, "--no-lease-reads") == 0) {
             o->no_lease_reads = 1;
@@ -1142,6 +1160,7 @@ static int serve(const opts_t *o, const char *canon, int lockfd)
         .shards = (uint32_t)o->shards,
         .replicas = (uint32_t)o->replicas,
         .no_lease_reads = o->no_lease_reads,
+        .join = o->join != 0,
         .tls_cert = o->tls[0],
         .tls_key = o->tls[1],
         .tls_ca = o->tls[2],

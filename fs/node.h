@@ -38,6 +38,9 @@ typedef struct node_opts {
                                      start; 0 = min(n_peers, NODE_DEFAULT_REPLICAS). The other
                                      nodes follow the shard as learners */
     int no_lease_reads;           /* read barriers without leader leases (--no-lease-reads) */
+    int join;                     /* a member added with `cluster add`, first start: its groups
+                                     wait to be added (cluster_id is the cluster's, from
+                                     --join) instead of founding with peers[] */
 } node_opts_t;
 
 typedef struct node node_t;
