@@ -48,6 +48,7 @@ include mk/lin.mk
 include mk/services.mk
 include mk/logs.mk
 include mk/search.mk
+include mk/jobs.mk
 
 # Three libraries. libcluster: cluster/, which knows nothing of files, builds and tests
 # alone. libfs_sm: the state-machine halves of fs/ (fragments list them in SM_SRCS),

@@ -2,6 +2,7 @@
  * namespaces (fs/ns_ids.h). Commands in a namespace without one get -ENOTSUP. */
 #include "fs/cache_sm.h"
 #include "fs/config_sm.h"
+#include "fs/jobs_sm.h"
 #include "fs/locks_sm.h"
 #include "fs/logs_sm.h"
 #include "fs/ns_sm.h"
@@ -17,6 +18,7 @@ const ns_sm_t *const ns_sms[NS__COUNT] = {
     [NS_NONE] = NULL,
     [NS_CACHE] = &cache_sm,
     [NS_CONFIG] = &config_sm,
+    [NS_JOBS] = &jobs_sm,
     [NS_LOCKS] = &locks_sm,
     [NS_LOGS] = &logs_sm,
     [NS_QUEUES] = &queues_sm,

@@ -1,0 +1,4 @@
+# mk/jobs.mk — the jobs/ namespace module (issue 12, docs/JOBS.md): scheduled and on-demand
+# jobs with exactly-once runs. Owner: jobs.
+SM_SRCS       += fs/cron.c fs/jobs_sm.c
+SM_UNIT_TESTS += test_cron test_jobs

@@ -1,0 +1,513 @@
+/* tests/unit/test_jobs.c — the jobs/ state machine (fs/jobs_sm.c) driven through the state's
+ * apply with the encoders of fs/jobs_sm.h, every invariant checked after every apply
+ * (tests/unit/smrun.h): settings and their refusals, each tick decided exactly once (again,
+ * earlier, ahead of time, not a fire time), a run started once and only by a live session,
+ * output kept up to the cap with the total produced, forbid / allow / replace, a runner's
+ * session end making its run lost and retried with exponential backoff until the retries
+ * are spent, missed ticks marked late and the catch-up policy, the `.events` lines, refused
+ * malformed commands that change nothing (same snapshot bytes), and byte-identical
+ * snapshots through a restore. No FUSE code. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "fs/cmd.h"
+#include "fs/jobs_sm.h"
+#include "fs/ns_sm.h"
+#include "fs/session_sm.h"
+#include "fs/state.h"
+#include "tests/unit/check.h"
+#include "tests/unit/smrun.h"
+#include "tests/unit/statesnap.h"
+
+#define T0 1764745200000ull   /* 2025-12-03T07:00:00Z, a whole hour */
+
+typedef struct shard {
+    state_t *st;
+    uint64_t idx;
+    int nrev;
+} shard_t;
+
+static void observe(void *arg, effect_t *e)
+{
+    shard_t *sh = arg;
+    if (e->kind == EFF_CONFIG_REV && e->ns == NS_JOBS)
+        sh->nrev++;
+}
+
+static shard_t *fresh(void)
+{
+    shard_t *sh = calloc(1, sizeof(*sh));
+    sh->st = smrun_state(observe, sh);
+    return sh;
+}
+
+static void done(shard_t *sh)
+{
+    state_free(sh->st);
+    free(sh);
+}
+
+static int run(shard_t *sh, cmdbuf_t *b, sm_result_t *res)
+{
+    return smrun_apply(sh->st, &sh->idx, b, res);
+}
+
+static uint64_t open_session(shard_t *sh, uint64_t now, const char *node)
+{
+    cmdbuf_t b;
+    sm_result_t res;
+    session_cmd_open(&b, now, node, 42, 86400000);
+    if (run(sh, &b, &res) != 0)
+        return 0;
+    uint64_t sid;
+    memcpy(&sid, res.data, 8);
+    return sid;
+}
+
+static int end_session(shard_t *sh, uint64_t sid, uint64_t now)
+{
+    cmdbuf_t b;
+    session_cmd_end(&b, now, sid, 0);
+    return run(sh, &b, NULL);
+}
+
+static int mk(shard_t *sh, const char *job, uint64_t now)
+{
+    cmdbuf_t b;
+    jobs_cmd_mkdir(&b, now, job);
+    return run(sh, &b, NULL);
+}
+
+static int set(shard_t *sh, const char *job, uint8_t which, const char *text, uint64_t now)
+{
+    cmdbuf_t b;
+    jobs_cmd_set(&b, now, job, which, text, strlen(text));
+    return run(sh, &b, NULL);
+}
+
+static int tick(shard_t *sh, const char *job, uint64_t t, uint64_t now)
+{
+    cmdbuf_t b;
+    jobs_cmd_tick(&b, now, job, t);
+    return run(sh, &b, NULL);
+}
+
+static int start(shard_t *sh, const char *job, uint64_t n, uint64_t sid, uint64_t now)
+{
+    cmdbuf_t b;
+    jobs_cmd_start(&b, now, job, n, sid);
+    return run(sh, &b, NULL);
+}
+
+static int finish(shard_t *sh, const char *job, uint64_t n, uint64_t sid, uint8_t st, int ex,
+                  uint64_t now)
+{
+    cmdbuf_t b;
+    jobs_cmd_finish(&b, now, job, n, sid, st, ex);
+    return run(sh, &b, NULL);
+}
+
+static int manual(shard_t *sh, const char *job, uint64_t now, uint64_t *n)
+{
+    cmdbuf_t b;
+    sm_result_t res;
+    jobs_cmd_run(&b, now, job);
+    int rc = run(sh, &b, &res);
+    if (rc == 0 && n)
+        *n = jobs_result_run(&res);
+    return rc;
+}
+
+static job_view_t view(shard_t *sh, const char *job)
+{
+    job_view_t v;
+    memset(&v, 0, sizeof(v));
+    jobs_sm_get(sh->st, job, strlen(job), &v);
+    return v;
+}
+
+static run_view_t rview(shard_t *sh, const char *job, uint64_t n)
+{
+    run_view_t v;
+    memset(&v, 0, sizeof(v));
+    jobs_sm_run(sh->st, view(sh, job).id, n, &v);
+    return v;
+}
+
+/* A job "j" that runs "true" every second from T0. */
+static shard_t *every_second(uint64_t *sid)
+{
+    shard_t *sh = fresh();
+    *sid = open_session(sh, T0, "node-a");
+    if (mk(sh, "j", T0) || set(sh, "j", JSET_CMD, "true", T0) ||
+        set(sh, "j", JSET_SCHEDULE, "@every 1s\n", T0)) {
+        done(sh);
+        return NULL;
+    }
+    return sh;
+}
+
+TEST(settings_and_refusals)
+{
+    shard_t *sh = fresh();
+    CHECK_EQ(mk(sh, "backup", T0), 0);
+    CHECK_EQ(mk(sh, "backup", T0), -EEXIST);
+    CHECK_EQ(mk(sh, ".events", T0), -EINVAL);
+    CHECK_EQ(set(sh, "nope", JSET_CMD, "true", T0), -ENOENT);
+    job_view_t v = view(sh, "backup");
+    CHECK(v.retries == JOBS_RETRIES_DEFAULT && v.conc == JC_FORBID && v.timeout_s == 0);
+    CHECK(!v.cron && v.cmd[0] == 0 && jobs_next_tick(&v) == 0);
+    CHECK_EQ(set(sh, "backup", JSET_SCHEDULE, "*/15 * * * *\n", T0), 0);
+    CHECK_EQ(set(sh, "backup", JSET_SCHEDULE, "61 * * * *", T0), -EINVAL);
+    CHECK_EQ(set(sh, "backup", JSET_TIMEOUT, "30\n", T0), 0);
+    CHECK_EQ(set(sh, "backup", JSET_TIMEOUT, "-1", T0), -EINVAL);
+    CHECK_EQ(set(sh, "backup", JSET_TIMEOUT, "999999999", T0), -EINVAL);
+    CHECK_EQ(set(sh, "backup", JSET_RETRIES, "0", T0), 0);
+    CHECK_EQ(set(sh, "backup", JSET_RETRIES, "21", T0), -EINVAL);
+    CHECK_EQ(set(sh, "backup", JSET_CONCURRENCY, "replace\n", T0), 0);
+    CHECK_EQ(set(sh, "backup", JSET_CONCURRENCY, "sometimes", T0), -EINVAL);
+    CHECK_EQ(set(sh, "backup", 9, "x", T0), -EINVAL);
+    v = view(sh, "backup");
+    CHECK(strcmp(v.schedule, "*/15 * * * *") == 0 && v.timeout_s == 30 && v.retries == 0 &&
+          v.conc == JC_REPLACE);
+    /* without a cmd nothing is scheduled, and a manual run is refused */
+    CHECK_EQ(jobs_next_tick(&v), 0);
+    CHECK_EQ(manual(sh, "backup", T0, NULL), -ENOEXEC);
+    CHECK_EQ(set(sh, "backup", JSET_CMD, "tar czf /tmp/x.tgz /etc", T0), 0);
+    v = view(sh, "backup");
+    CHECK_EQ(jobs_next_tick(&v), T0 + 15 * 60000);
+    /* an empty schedule turns scheduling off */
+    CHECK_EQ(set(sh, "backup", JSET_SCHEDULE, "\n", T0), 0);
+    v = view(sh, "backup");
+    CHECK(!v.cron && jobs_next_tick(&v) == 0);
+    cmdbuf_t b;
+    jobs_cmd_rmdir(&b, T0, "backup");
+    CHECK_EQ(run(sh, &b, NULL), 0);
+    CHECK_EQ(view(sh, "backup").id, 0);
+    done(sh);
+}
+
+TEST(each_tick_is_decided_once)
+{
+    uint64_t sid;
+    shard_t *sh = every_second(&sid);
+    CHECK(sh);
+    job_view_t v = view(sh, "j");
+    CHECK_EQ(jobs_next_tick(&v), T0 + 1000);
+    CHECK_EQ(jobs_due_tick(&v, T0 + 999), 0);
+    CHECK_EQ(jobs_due_tick(&v, T0 + 1000), T0 + 1000);
+    CHECK_EQ(tick(sh, "j", T0 + 1000, T0 + 999), -EAGAIN);     /* ahead of its time */
+    CHECK_EQ(tick(sh, "j", T0 + 1500, T0 + 1005), -EAGAIN);
+    CHECK_EQ(tick(sh, "j", T0 + 1001, T0 + 1005), -EINVAL);    /* not a fire time */
+    CHECK_EQ(tick(sh, "j", T0 + 1000, T0 + 1010), 0);
+    /* a second scheduler (a new leader) deciding the same tick, or an older one: refused */
+    CHECK_EQ(tick(sh, "j", T0 + 1000, T0 + 1020), -EALREADY);
+    CHECK_EQ(tick(sh, "j", T0, T0 + 1020), -EALREADY);
+    v = view(sh, "j");
+    CHECK(v.runs_total == 1 && v.active == 1 && v.last_tick == T0 + 1000);
+    run_view_t r = rview(sh, "j", 1);
+    CHECK(r.state == JR_PENDING && r.tick_ms == T0 + 1000 && !r.late && r.attempt == 1);
+    /* the run is started once, by a live session, and recorded with its node */
+    CHECK_EQ(start(sh, "j", 1, sid + 7, T0 + 1030), -ENOLCK);
+    CHECK_EQ(start(sh, "j", 1, sid, T0 + 1030), 0);
+    CHECK_EQ(start(sh, "j", 1, sid, T0 + 1031), -EALREADY);
+    r = rview(sh, "j", 1);
+    CHECK(r.state == JR_RUNNING && strcmp(r.node, "node-a") == 0 && r.started_ms == T0 + 1030);
+    CHECK_EQ(finish(sh, "j", 1, sid + 1, JR_OK, 0, T0 + 1040), -ESTALE);
+    CHECK_EQ(finish(sh, "j", 1, sid, JR_OK, 0, T0 + 1040), 0);
+    CHECK_EQ(finish(sh, "j", 1, sid, JR_OK, 0, T0 + 1041), -ESTALE);
+    r = rview(sh, "j", 1);
+    CHECK(r.state == JR_OK && r.finished_ms == T0 + 1040 && r.exit_code == 0);
+    CHECK_EQ(view(sh, "j").active, 0);
+    done(sh);
+}
+
+TEST(missed_ticks_run_late_and_catch_up_is_bounded)
+{
+    uint64_t sid;
+    shard_t *sh = every_second(&sid);
+    CHECK(sh);
+    /* 3 s late: the first missed tick is decided first, marked late */
+    job_view_t v = view(sh, "j");
+    CHECK_EQ(jobs_due_tick(&v, T0 + 4000), T0 + 1000);
+    CHECK_EQ(tick(sh, "j", T0 + 1000, T0 + 4000), 0);
+    CHECK(rview(sh, "j", 1).late);
+    CHECK_EQ(set(sh, "j", JSET_CONCURRENCY, "allow", T0 + 4000), 0);
+    CHECK_EQ(tick(sh, "j", T0 + 2000, T0 + 4000), 0);
+    CHECK_EQ(tick(sh, "j", T0 + 3000, T0 + 4000), 0);
+    CHECK_EQ(tick(sh, "j", T0 + 4000, T0 + 4000), 0);
+    CHECK(!rview(sh, "j", 4).late);
+    CHECK_EQ(view(sh, "j").skipped, 0);
+    /* a long outage: beyond JOBS_CATCHUP missed ticks only the newest is decided */
+    v = view(sh, "j");
+    CHECK_EQ(jobs_due_tick(&v, T0 + 4000 + 20 * 1000 + 300), T0 + 24000);
+    CHECK_EQ(tick(sh, "j", T0 + 24000, T0 + 24300), 0);
+    v = view(sh, "j");
+    CHECK_EQ(v.skipped, 19);
+    CHECK(rview(sh, "j", 5).late && rview(sh, "j", 5).tick_ms == T0 + 24000);
+    done(sh);
+}
+
+TEST(output_is_capped_with_its_total)
+{
+    uint64_t sid;
+    shard_t *sh = every_second(&sid);
+    CHECK(sh);
+    uint64_t n;
+    CHECK_EQ(manual(sh, "j", T0 + 10, &n), 0);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(rview(sh, "j", 1).tick_ms, 0);
+    cmdbuf_t b;
+    char *chunk = malloc(700000);
+    CHECK(chunk);
+    memset(chunk, 'x', 700000);
+    jobs_cmd_output(&b, T0 + 20, "j", 1, sid, 1, 700000, chunk, 700000);
+    CHECK_EQ(run(sh, &b, NULL), -ESTALE);                    /* not started */
+    CHECK_EQ(start(sh, "j", 1, sid, T0 + 20), 0);
+    jobs_cmd_output(&b, T0 + 20, "j", 1, sid, 1, 700000, chunk, 700000);
+    CHECK_EQ(run(sh, &b, NULL), 0);
+    jobs_cmd_output(&b, T0 + 20, "j", 1, sid, 1, 1400000, chunk, 700000);
+    CHECK_EQ(run(sh, &b, NULL), 0);
+    jobs_cmd_output(&b, T0 + 20, "j", 1, sid, 1, 3000000, NULL, 0);
+    CHECK_EQ(run(sh, &b, NULL), 0);
+    jobs_cmd_output(&b, T0 + 20, "j", 1, sid, 2, 5, "oops\n", 5);
+    CHECK_EQ(run(sh, &b, NULL), 0);
+    jobs_cmd_output(&b, T0 + 20, "j", 1, sid, 3, 5, "oops\n", 5);
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    jobs_cmd_output(&b, T0 + 20, "j", 1, sid, 2, 1, "oops\n", 5);  /* total below kept */
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    free(chunk);
+    run_view_t r = rview(sh, "j", 1);
+    CHECK_EQ(r.out[0]->len, JOBS_OUT_MAX);
+    CHECK_EQ(r.total[0], 3000000);
+    CHECK(r.out[1]->len == 5 && memcmp(r.out[1]->data, "oops\n", 5) == 0);
+    CHECK_EQ(finish(sh, "j", 1, sid, JR_FAILED, 2, T0 + 30), 0);
+    r = rview(sh, "j", 1);
+    CHECK(r.state == JR_FAILED && r.exit_code == 2);
+    done(sh);
+}
+
+TEST(concurrency_forbid_allow_replace)
+{
+    uint64_t sid;
+    shard_t *sh = every_second(&sid);
+    CHECK(sh);
+    /* forbid: a tick while a run is active is decided but not run */
+    CHECK_EQ(tick(sh, "j", T0 + 1000, T0 + 1000), 0);
+    CHECK_EQ(start(sh, "j", 1, sid, T0 + 1001), 0);
+    CHECK_EQ(tick(sh, "j", T0 + 2000, T0 + 2000), 0);
+    job_view_t v = view(sh, "j");
+    CHECK(v.runs_total == 1 && v.skipped == 1 && v.last_tick == T0 + 2000);
+    CHECK_EQ(manual(sh, "j", T0 + 2000, NULL), -EBUSY);
+    /* allow: runs side by side */
+    CHECK_EQ(set(sh, "j", JSET_CONCURRENCY, "allow", T0 + 2000), 0);
+    CHECK_EQ(tick(sh, "j", T0 + 3000, T0 + 3000), 0);
+    CHECK_EQ(manual(sh, "j", T0 + 3000, NULL), 0);
+    CHECK_EQ(view(sh, "j").active, 3);
+    /* replace: the pending ones end killed at once, the running one is asked to stop */
+    CHECK_EQ(start(sh, "j", 2, sid, T0 + 3001), 0);
+    CHECK_EQ(set(sh, "j", JSET_CONCURRENCY, "replace", T0 + 3001), 0);
+    CHECK_EQ(tick(sh, "j", T0 + 4000, T0 + 4000), 0);
+    CHECK(rview(sh, "j", 1).cancel && rview(sh, "j", 2).cancel);
+    CHECK_EQ(rview(sh, "j", 3).state, JR_KILLED);
+    CHECK_EQ(rview(sh, "j", 4).state, JR_PENDING);
+    CHECK_EQ(finish(sh, "j", 1, sid, JR_KILLED, -9, T0 + 4001), 0);
+    CHECK_EQ(finish(sh, "j", 2, sid, JR_KILLED, -9, T0 + 4001), 0);
+    v = view(sh, "j");
+    CHECK(v.active == 1 && v.failures == 0 && v.runs_total == 4);  /* killed: no retry */
+    done(sh);
+}
+
+TEST(lost_runs_are_retried_with_backoff)
+{
+    uint64_t sid;
+    shard_t *sh = every_second(&sid);
+    CHECK(sh);
+    uint64_t other = open_session(sh, T0, "node-b");
+    CHECK_EQ(set(sh, "j", JSET_RETRIES, "2", T0), 0);
+    CHECK_EQ(tick(sh, "j", T0 + 1000, T0 + 1000), 0);
+    CHECK_EQ(start(sh, "j", 1, sid, T0 + 1001), 0);
+    int nrev = sh->nrev;
+    CHECK_EQ(end_session(sh, sid, T0 + 11000), 0);     /* node-a died */
+    CHECK(sh->nrev > nrev);                           /* an end event */
+    run_view_t r = rview(sh, "j", 1);
+    CHECK(r.state == JR_LOST && r.finished_ms == T0 + 11000);
+    r = rview(sh, "j", 2);
+    CHECK(r.state == JR_PENDING && r.attempt == 2 && r.tick_ms == T0 + 1000);
+    CHECK_EQ(r.not_before_ms, T0 + 11000 + JOBS_BACKOFF_MS);
+    CHECK_EQ(start(sh, "j", 2, other, T0 + 11500), -EAGAIN);
+    CHECK_EQ(start(sh, "j", 2, other, T0 + 12000), 0);
+    CHECK_EQ(finish(sh, "j", 2, other, JR_TIMEOUT, -15, T0 + 13000), 0);
+    r = rview(sh, "j", 3);
+    CHECK(r.attempt == 3 && r.not_before_ms == T0 + 13000 + 2 * JOBS_BACKOFF_MS);
+    CHECK_EQ(start(sh, "j", 3, other, T0 + 15000), 0);
+    CHECK_EQ(finish(sh, "j", 3, other, JR_FAILED, 1, T0 + 16000), 0);
+    job_view_t v = view(sh, "j");
+    CHECK(v.runs_total == 3 && v.active == 0 && v.failures == 3 && v.failed_total == 3);
+    /* a success resets the count of failures in a row */
+    CHECK_EQ(manual(sh, "j", T0 + 17000, NULL), 0);
+    CHECK_EQ(start(sh, "j", 4, other, T0 + 17000), 0);
+    CHECK_EQ(finish(sh, "j", 4, other, JR_OK, 0, T0 + 17100), 0);
+    CHECK_EQ(view(sh, "j").failures, 0);
+    done(sh);
+}
+
+TEST(events_lines)
+{
+    uint64_t sid;
+    shard_t *sh = every_second(&sid);
+    CHECK(sh);
+    CHECK_EQ(tick(sh, "j", T0 + 1000, T0 + 1000), 0);
+    CHECK_EQ(start(sh, "j", 1, sid, T0 + 1001), 0);
+    CHECK_EQ(finish(sh, "j", 1, sid, JR_FAILED, 3, T0 + 1002), 0);
+    char buf[512];
+    uint64_t cur = 0, id = view(sh, "j").id;
+    int n = jobs_read_events(sh->st, id, &cur, buf, sizeof(buf) - 1);
+    CHECK(n > 0);
+    buf[n] = 0;
+    CHECK(strcmp(buf, "1 start j 1 node-a\n2 end j 1 failed 3\n") == 0);
+    CHECK_EQ(cur, 2);
+    CHECK_EQ(jobs_read_events(sh->st, id, &cur, buf, sizeof(buf)), 0);
+    CHECK_EQ(jobs_read_events(sh->st, id + 9, &cur, buf, sizeof(buf)), -ENOENT);
+    /* many more events than are kept: an old cursor is stale (the failed run's retry
+     * runs first) */
+    CHECK_EQ(start(sh, "j", 2, sid, T0 + 2002), 0);
+    CHECK_EQ(finish(sh, "j", 2, sid, JR_OK, 0, T0 + 2002), 0);
+    for (int i = 0; i < JOBS_EVENTS_KEPT; i++) {
+        uint64_t rn;
+        CHECK_EQ(manual(sh, "j", T0 + 2002, &rn), 0);
+        CHECK_EQ(start(sh, "j", rn, sid, T0 + 2002), 0);
+        CHECK_EQ(finish(sh, "j", rn, sid, JR_OK, 0, T0 + 2002), 0);
+    }
+    cur = 1;
+    CHECK_EQ(jobs_read_events(sh->st, id, &cur, buf, sizeof(buf)), -ESTALE);
+    CHECK(jobs_events_stale(sh->st, id, 1));
+    /* finished runs beyond the kept count are dropped, oldest first */
+    uint64_t count = 0, first = 0;
+    for (uint64_t k = 1; k <= view(sh, "j").runs_total; k++)
+        if (rview(sh, "j", k).n) {
+            count++;
+            first = first ? first : k;
+        }
+    CHECK(count <= JOBS_RUNS_KEPT);
+    CHECK_EQ(first, view(sh, "j").runs_total - count + 1);
+    done(sh);
+}
+
+TEST(rmdir_waits_for_running_runs)
+{
+    uint64_t sid;
+    shard_t *sh = every_second(&sid);
+    CHECK(sh);
+    CHECK_EQ(manual(sh, "j", T0 + 10, NULL), 0);
+    CHECK_EQ(start(sh, "j", 1, sid, T0 + 10), 0);
+    cmdbuf_t b;
+    jobs_cmd_rmdir(&b, T0 + 20, "j");
+    CHECK_EQ(run(sh, &b, NULL), -EBUSY);
+    CHECK_EQ(finish(sh, "j", 1, sid, JR_OK, 0, T0 + 30), 0);
+    jobs_cmd_rmdir(&b, T0 + 40, "j");
+    CHECK_EQ(run(sh, &b, NULL), 0);
+    jobs_cmd_rmdir(&b, T0 + 40, "j");
+    CHECK_EQ(run(sh, &b, NULL), -ENOENT);
+    done(sh);
+}
+
+/* A state with one of everything: runs in each state, output, events. */
+static shard_t *populated(uint64_t *sid)
+{
+    shard_t *sh = every_second(sid);
+    if (!sh)
+        return NULL;
+    cmdbuf_t b;
+    int bad = tick(sh, "j", T0 + 1000, T0 + 1000) || start(sh, "j", 1, *sid, T0 + 1001);
+    jobs_cmd_output(&b, T0 + 1002, "j", 1, *sid, 1, 10, "hello\n", 6);
+    bad |= run(sh, &b, NULL) != 0;
+    bad |= finish(sh, "j", 1, *sid, JR_FAILED, 1, T0 + 1003) != 0;
+    bad |= mk(sh, "k", T0 + 1003) || set(sh, "k", JSET_CMD, "sleep 1", T0 + 1003) ||
+           set(sh, "k", JSET_CONCURRENCY, "allow", T0 + 1003) ||
+           manual(sh, "k", T0 + 1004, NULL) || manual(sh, "k", T0 + 1004, NULL) ||
+           start(sh, "k", 1, *sid, T0 + 1005);
+    if (bad) {
+        done(sh);
+        return NULL;
+    }
+    return sh;
+}
+
+TEST(malformed_commands_change_nothing)
+{
+    uint64_t sid;
+    shard_t *sh = populated(&sid);
+    CHECK(sh);
+    char d1[] = "/tmp/qfs-jobs-XXXXXX", d2[] = "/tmp/qfs-jobs-XXXXXX";
+    CHECK(mkdtemp(d1) && mkdtemp(d2));
+    size_t l0, l1;
+    char *before = snap_bytes(sh->st, d1, &l0);
+    CHECK(before);
+    cmdbuf_t b;
+    cmd_begin(&b, JOP_TICK, NS_JOBS, T0 + 1005);             /* no fields */
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    cmd_begin(&b, 99, NS_JOBS, T0 + 1005);                   /* unknown op */
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    jobs_cmd_finish(&b, T0 + 1005, "k", 1, sid, JR_RUNNING, 0); /* not an end state */
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    jobs_cmd_start(&b, T0 + 1005, "k", 77, sid);
+    CHECK_EQ(run(sh, &b, NULL), -ENOENT);
+    jobs_cmd_set(&b, T0 + 1005, "k", JSET_CMD, "a\0b", 3);
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    jobs_cmd_tick(&b, T0 + 1005, "k", T0 + 1000);            /* k has no schedule */
+    CHECK_EQ(run(sh, &b, NULL), -ENOENT);
+    jobs_cmd_mkdir(&b, T0 + 1005, "a/b");
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    char *after = snap_bytes(sh->st, d2, &l1);
+    CHECK(after);
+    CHECK(l0 == l1 && memcmp(before, after, l0) == 0);
+    free(before);
+    free(after);
+    done(sh);
+}
+
+TEST(snapshot_round_trip)
+{
+    uint64_t sid;
+    shard_t *a = populated(&sid);
+    CHECK(a);
+    shard_t *c = fresh();
+    char d1[] = "/tmp/qfs-jobs-XXXXXX", d2[] = "/tmp/qfs-jobs-XXXXXX";
+    CHECK(mkdtemp(d1) && mkdtemp(d2));
+    size_t la, lc;
+    char *sa = snap_bytes(a->st, d1, &la);
+    CHECK(sa);
+    CHECK_EQ(restore_dir(c->st, d1), 0);
+    ns_sm_check(c->st);
+    char *sc = snap_bytes(c->st, d2, &lc);
+    CHECK(sc && la == lc && memcmp(sa, sc, la) == 0);
+    /* the restored shard goes on the same way */
+    run_view_t r;
+    CHECK_EQ(jobs_sm_run(c->st, view(c, "j").id, 1, &r), 0);
+    CHECK(r.out[0]->len == 6 && memcmp(r.out[0]->data, "hello\n", 6) == 0 && r.total[0] == 10);
+    CHECK_EQ(start(c, "k", 2, sid, T0 + 2000), 0);
+    CHECK_EQ(tick(c, "j", T0 + 1000, T0 + 2000), -EALREADY);
+    CHECK_EQ(tick(c, "j", T0 + 2000, T0 + 2000), 0);
+    free(sa);
+    free(sc);
+    done(a);
+    done(c);
+}
+
+int main(void)
+{
+    RUN(settings_and_refusals);
+    RUN(each_tick_is_decided_once);
+    RUN(missed_ticks_run_late_and_catch_up_is_bounded);
+    RUN(output_is_capped_with_its_total);
+    RUN(concurrency_forbid_allow_replace);
+    RUN(lost_runs_are_retried_with_backoff);
+    RUN(events_lines);
+    RUN(rmdir_waits_for_running_runs);
+    RUN(malformed_commands_change_nothing);
+    RUN(snapshot_round_trip);
+    return CHECK_DONE();
+}
