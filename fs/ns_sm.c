@@ -7,6 +7,7 @@
 #include "fs/logs_sm.h"
 #include "fs/ns_sm.h"
 #include "fs/queues_sm.h"
+#include "fs/search_sm.h"
 #include "fs/services_sm.h"
 #include "fs/session_sm.h"
 
@@ -22,6 +23,7 @@ const ns_sm_t *const ns_sms[NS__COUNT] = {
     [NS_LOCKS] = &locks_sm,
     [NS_LOGS] = &logs_sm,
     [NS_QUEUES] = &queues_sm,
+    [NS_SEARCH] = &search_sm,
     [NS_SERVICES] = &services_sm,
 };
 

@@ -15,13 +15,14 @@
 #include "fs/session_sm.h"
 #include "fs/state.h"
 
-/* 7: a jobs/ section (docs/JOBS.md "Snapshot section");
+/* 8: a search/ section (docs/SEARCH.md "Snapshot section");
+ * 7: a jobs/ section (docs/JOBS.md "Snapshot section");
  * 6: a logs/ section (docs/LOGS.md "Snapshots");
  * 5: a services/ section (docs/FORMATS.md); 4: tree objects carry POSIX metadata (mode,
  * uid, gid, atime/mtime/ctime in ns) and may be symbolic links; 3: the tree, then the
  * session table, then one section per namespace module (cache/ and config/ included); 2:
  * the applied time stamp and the session table. */
-#define STATE_SNAP_VERSION 7
+#define STATE_SNAP_VERSION 8
 
 /* Gives every namespace module its empty state (out of memory aborts). */
 static void modules_init(state_t *st)

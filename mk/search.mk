@@ -3,3 +3,5 @@
 # FUSE front. Owner: search.
 SM_SRCS       += fs/tokenize.c
 SM_UNIT_TESTS += test_tokenize
+SM_SRCS       += fs/search_sm.c fs/bm25.c
+SM_UNIT_TESTS += test_search

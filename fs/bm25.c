@@ -1,0 +1,634 @@
+/* fs/bm25.c — the search/ query engine (see bm25.h): the query parser, the global
+ * statistics over every shard, per-shard scoring into accumulators, the ranking and the
+ * snippets. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fs/bm25.h"
+#include "fs/search_sm.h"
+#include "fs/tokenize.h"
+
+enum { K_TERM, K_PHRASE, K_PREFIX };
+enum { O_SHOULD, O_MUST, O_NOT };
+
+typedef struct qterm {
+    char t[TOK_TERM_MAX + 1];
+    uint32_t len;
+    double idf;
+} qterm_t;
+
+typedef struct clause {
+    int kind, occur;
+    qterm_t *terms;           /* K_TERM: 1, K_PHRASE: the phrase's, K_PREFIX: expansions */
+    uint32_t n;
+    char prefix[TOK_TERM_MAX + 1];
+    uint32_t plen;
+    double idf;               /* K_TERM: its idf; K_PHRASE: the sum of its terms' */
+} clause_t;
+
+typedef struct query {
+    clause_t c[BM25_CLAUSES_MAX];
+    uint32_t n;
+    uint32_t limit;
+    const char *why;
+} query_t;
+
+static void query_free(query_t *q)
+{
+    for (uint32_t i = 0; i < q->n; i++)
+        free(q->c[i].terms);
+}
+
+/* ---------------------------------------------------------------- parsing */
+
+struct phr {
+    qterm_t *v;
+    uint32_t n;
+    int over;
+};
+
+static int phr_one(void *arg, const tok_term_t *t)
+{
+    struct phr *p = arg;
+    if (p->n == BM25_PHRASE_MAX) {
+        p->over = 1;
+        return 1;
+    }
+    memcpy(p->v[p->n].t, t->term, t->len);
+    p->v[p->n].t[t->len] = '\0';
+    p->v[p->n].len = (uint32_t)t->len;
+    p->n++;
+    return 0;
+}
+
+/* Adds the clause of text[0..len) (a word or a quoted phrase) with occur. 0 or -errno. */
+static int add_words(query_t *q, const char *text, size_t len, int occur)
+{
+    qterm_t *v = calloc(BM25_PHRASE_MAX, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    struct phr p = { .v = v };
+    tokenize(text, len, phr_one, &p);
+    if (p.over) {
+        free(v);
+        q->why = "a phrase has too many terms";
+        return -EINVAL;
+    }
+    if (p.n == 0) {                       /* punctuation only: nothing to look for */
+        free(v);
+        return 0;
+    }
+    if (q->n == BM25_CLAUSES_MAX) {
+        free(v);
+        q->why = "too many clauses";
+        return -EINVAL;
+    }
+    clause_t *c = &q->c[q->n++];
+    c->kind = p.n == 1 ? K_TERM : K_PHRASE;
+    c->occur = occur;
+    c->terms = v;
+    c->n = p.n;
+    return 0;
+}
+
+static int parse(query_t *q, const char *s, size_t len)
+{
+    q->limit = BM25_LIMIT_DEFAULT;
+    size_t i = 0;
+    while (i < len) {
+        if (s[i] == ' ' || s[i] == '\t') {
+            i++;
+            continue;
+        }
+        int occur = O_SHOULD;
+        if ((s[i] == '+' || s[i] == '-') && i + 1 < len && s[i + 1] != ' ' &&
+            s[i + 1] != '\t') {
+            occur = s[i] == '+' ? O_MUST : O_NOT;
+            i++;
+        }
+        if (s[i] == '"') {
+            const char *end = memchr(s + i + 1, '"', len - i - 1);
+            if (!end) {
+                q->why = "an unterminated quote";
+                return -EINVAL;
+            }
+            int rc = add_words(q, s + i + 1, (size_t)(end - (s + i + 1)), occur);
+            if (rc < 0)
+                return rc;
+            i = (size_t)(end - s) + 1;
+            continue;
+        }
+        size_t j = i;
+        while (j < len && s[j] != ' ' && s[j] != '\t')
+            j++;
+        const char *w = s + i;
+        size_t wl = j - i;
+        i = j;
+        if (occur == O_SHOULD && wl > 6 && memcmp(w, "limit:", 6) == 0) {
+            uint64_t v = 0;
+            for (size_t k = 6; k < wl; k++) {
+                if (w[k] < '0' || w[k] > '9' || v > BM25_LIMIT_MAX) {
+                    v = 0;
+                    break;
+                }
+                v = v * 10 + (uint64_t)(w[k] - '0');
+            }
+            if (v < 1 || v > BM25_LIMIT_MAX) {
+                q->why = "limit:N needs N in 1..1000";
+                return -EINVAL;
+            }
+            q->limit = (uint32_t)v;
+            continue;
+        }
+        if (wl > 1 && w[wl - 1] == '*') {
+            char f[TOK_TERM_MAX + 1];
+            int fl = tokenize_fold_word(w, wl - 1, f, sizeof(f));
+            if (fl <= 0 || memchr(w, '*', wl - 1)) {
+                q->why = "a prefix* must be one term";
+                return -EINVAL;
+            }
+            if (q->n == BM25_CLAUSES_MAX) {
+                q->why = "too many clauses";
+                return -EINVAL;
+            }
+            clause_t *c = &q->c[q->n++];
+            c->kind = K_PREFIX;
+            c->occur = occur;
+            memcpy(c->prefix, f, (size_t)fl + 1);
+            c->plen = (uint32_t)fl;
+            continue;
+        }
+        int rc = add_words(q, w, wl, occur);
+        if (rc < 0)
+            return rc;
+    }
+    int positive = 0;
+    for (uint32_t k = 0; k < q->n; k++)
+        positive |= q->c[k].occur != O_NOT;
+    if (!positive) {
+        q->why = "no term to search for (a query needs a term that is not -excluded)";
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- statistics */
+
+typedef struct stats {
+    double n;                 /* documents */
+    double avgdl;
+} stats_t;
+
+static double idf(const stats_t *s, uint64_t df)
+{
+    return log(1.0 + (s->n - (double)df + 0.5) / ((double)df + 0.5));
+}
+
+static uint64_t global_df(const sindex_t *const *ix, uint32_t n, const char *t, uint32_t len)
+{
+    uint64_t df = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        const sterm_t *st = ix[k] ? search_sm_term(ix[k], t, len) : NULL;
+        df += st ? st->n : 0;
+    }
+    return df;
+}
+
+typedef struct pset {
+    UT_hash_handle hh;
+    uint32_t len;
+    char t[TOK_TERM_MAX + 1];
+} pset_t;
+
+static int pset_cmp(pset_t *a, pset_t *b)
+{
+    return strcmp(a->t, b->t);
+}
+
+/* Expands prefix clause c into the distinct terms of every shard that begin with it, in
+ * byte order. 0, -E2BIG or -ENOMEM. */
+static int expand(clause_t *c, const sindex_t *const *ix, uint32_t n, const char **why)
+{
+    pset_t *set = NULL, *e, *tmp;
+    uint32_t count = 0;
+    int rc = 0;
+    for (uint32_t k = 0; k < n && rc == 0; k++) {
+        if (!ix[k])
+            continue;
+        for (const sterm_t *t = ix[k]->terms; t; t = t->hh.next) {
+            if (t->len < c->plen || memcmp(t->term, c->prefix, c->plen) != 0)
+                continue;
+            HASH_FIND(hh, set, t->term, t->len, e);
+            if (e)
+                continue;
+            if (++count > BM25_PREFIX_MAX) {
+                *why = "a prefix* stands for too many terms";
+                rc = -E2BIG;
+                break;
+            }
+            e = calloc(1, sizeof(*e));
+            if (!e) {
+                rc = -ENOMEM;
+                break;
+            }
+            memcpy(e->t, t->term, t->len);
+            e->len = t->len;
+            HASH_ADD(hh, set, t, e->len, e);
+        }
+    }
+    if (rc == 0) {
+        HASH_SORT(set, pset_cmp);
+        c->terms = count ? calloc(count, sizeof(*c->terms)) : NULL;
+        if (count && !c->terms)
+            rc = -ENOMEM;
+    }
+    uint32_t i = 0;
+    HASH_ITER(hh, set, e, tmp) {
+        if (rc == 0) {
+            memcpy(c->terms[i].t, e->t, e->len + 1);
+            c->terms[i].len = e->len;
+            i++;
+        }
+        HASH_DEL(set, e);
+        free(e);
+    }
+    c->n = rc == 0 ? count : 0;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- scoring */
+
+typedef struct acc {
+    UT_hash_handle hh;
+    const sdoc_t *doc;
+    double score;
+    uint32_t must;
+    int last;                 /* the last clause that matched it */
+    int neg;
+} acc_t;
+
+typedef struct hit {
+    double score;
+    long long key;            /* the score in millionths: the ranking key */
+    const sdoc_t *doc;
+} hit_t;
+
+static double term_score(const stats_t *s, double w, uint32_t tf, uint32_t dl)
+{
+    double norm = BM25_K1 * (1.0 - BM25_B + BM25_B * (double)dl / s->avgdl);
+    return w * ((double)tf * (BM25_K1 + 1.0)) / ((double)tf + norm);
+}
+
+static acc_t *acc_get(acc_t **accs, const sdoc_t *d, int create)
+{
+    acc_t *a;
+    HASH_FIND_PTR(*accs, &d, a);
+    if (!a && create && (a = calloc(1, sizeof(*a)))) {
+        a->doc = d;
+        a->last = -1;
+        HASH_ADD_PTR(*accs, doc, a);
+    }
+    return a;
+}
+
+/* Clause ci matched document d with score part w (positive clauses) or excludes it. */
+static int matched(acc_t **accs, const query_t *q, int ci, const sdoc_t *d, double w)
+{
+    const clause_t *c = &q->c[ci];
+    acc_t *a = acc_get(accs, d, c->occur != O_NOT);
+    if (!a)
+        return c->occur == O_NOT ? 0 : -ENOMEM;
+    if (c->occur == O_NOT) {
+        a->neg = 1;
+        return 0;
+    }
+    a->score += w;
+    if (a->last != ci) {
+        a->last = ci;
+        if (c->occur == O_MUST)
+            a->must++;
+    }
+    return 0;
+}
+
+static const spost_t *post_of(const sterm_t *t, uint64_t id)
+{
+    uint32_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (t->p[mid].doc->id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < t->n && t->p[lo].doc->id == id ? &t->p[lo] : NULL;
+}
+
+static int has_pos(const spost_t *p, uint32_t x)
+{
+    uint32_t lo = 0, hi = p->tf;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (p->pos[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < p->tf && p->pos[lo] == x;
+}
+
+/* Scores clause ci on one shard's index into accs. */
+static int score_clause(acc_t **accs, const query_t *q, int ci, const sindex_t *ix,
+                        const stats_t *s)
+{
+    const clause_t *c = &q->c[ci];
+    int rc = 0;
+    if (c->kind == K_TERM || c->kind == K_PREFIX) {
+        for (uint32_t e = 0; e < c->n && rc == 0; e++) {
+            const sterm_t *t = search_sm_term(ix, c->terms[e].t, c->terms[e].len);
+            for (uint32_t i = 0; t && i < t->n && rc == 0; i++)
+                rc = matched(accs, q, ci, t->p[i].doc,
+                             term_score(s, c->terms[e].idf, t->p[i].tf, t->p[i].doc->len));
+        }
+        return rc;
+    }
+    const sterm_t *ts[BM25_PHRASE_MAX];
+    for (uint32_t e = 0; e < c->n; e++)
+        if (!(ts[e] = search_sm_term(ix, c->terms[e].t, c->terms[e].len)))
+            return 0;
+    for (uint32_t i = 0; i < ts[0]->n && rc == 0; i++) {
+        const spost_t *p0 = &ts[0]->p[i];
+        const spost_t *ps[BM25_PHRASE_MAX];
+        ps[0] = p0;
+        int all = 1;
+        for (uint32_t e = 1; e < c->n && all; e++)
+            all = (ps[e] = post_of(ts[e], p0->doc->id)) != NULL;
+        if (!all)
+            continue;
+        uint32_t freq = 0;
+        for (uint32_t k = 0; k < p0->tf; k++) {
+            uint32_t x = p0->pos[k];
+            int ok = 1;
+            for (uint32_t e = 1; e < c->n && ok; e++)
+                ok = has_pos(ps[e], x + e);
+            freq += (uint32_t)ok;
+        }
+        if (freq)
+            rc = matched(accs, q, ci, p0->doc, term_score(s, c->idf, freq, p0->doc->len));
+    }
+    return rc;
+}
+
+static int hit_cmp(const void *a, const void *b)
+{
+    const hit_t *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key > y->key ? -1 : 1;
+    return strcmp(x->doc->name, y->doc->name);
+}
+
+/* ---------------------------------------------------------------- output */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf_t;
+
+static void sb_put(sbuf_t *b, const void *p, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_c(sbuf_t *b, char c) { sb_put(b, &c, 1); }
+
+/* Whether the snippets highlight term t: a term of a positive clause. */
+static int highlighted(const query_t *q, const char *t, size_t len)
+{
+    for (uint32_t i = 0; i < q->n; i++) {
+        const clause_t *c = &q->c[i];
+        if (c->occur == O_NOT)
+            continue;
+        for (uint32_t e = 0; e < c->n; e++)
+            if (c->terms[e].len == len && memcmp(c->terms[e].t, t, len) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+struct snip {
+    const query_t *q;
+    size_t ring[4];           /* starts of the last terms before the first match */
+    uint32_t seen;
+    int found;
+    size_t wstart, wend;
+    uint8_t *mark;            /* BM25_SNIPPET_BYTES + TOK bytes: highlighted bytes */
+};
+
+static int snip_one(void *arg, const tok_term_t *t)
+{
+    struct snip *s = arg;
+    if (!s->found) {
+        s->ring[s->seen++ % 4] = t->start;
+        if (!highlighted(s->q, t->term, t->len))
+            return 0;
+        s->found = 1;
+        s->wstart = s->seen >= 4 ? s->ring[s->seen % 4] : s->ring[0];
+        if (t->end - s->wstart > BM25_SNIPPET_BYTES)
+            s->wstart = t->start;         /* no room for what comes before */
+    } else if (t->end - s->wstart > BM25_SNIPPET_BYTES) {
+        return 1;                         /* the window is full */
+    }
+    size_t lim = s->wstart + BM25_SNIPPET_BYTES + 64;
+    size_t end = t->end < lim ? t->end : lim;
+    if (highlighted(s->q, t->term, t->len))
+        memset(s->mark + (t->start - s->wstart), 1, end - t->start);
+    if (end > s->wend)
+        s->wend = end;
+    return end < t->end;
+}
+
+/* Writes the snippet of d: the text around its first highlighted term, matched terms in
+ * brackets, control characters and invalid bytes made visible as ' ' and '?', runs of
+ * spaces collapsed. */
+static void snippet(sbuf_t *b, const query_t *q, const sdoc_t *d)
+{
+    uint8_t mark[BM25_SNIPPET_BYTES + 64 + 1];
+    memset(mark, 0, sizeof(mark));
+    struct snip s = { .q = q, .mark = mark };
+    const char *text = (const char *)d->text->data;
+    tokenize(text, d->text->len, snip_one, &s);
+    if (!s.found) {
+        s.wstart = 0;
+        s.wend = d->text->len < BM25_SNIPPET_BYTES ? d->text->len : BM25_SNIPPET_BYTES;
+    }
+    int in = 0, space = 0;
+    size_t i = s.wstart;
+    while (i < s.wend) {
+        int m = mark[i - s.wstart];
+        if (m != in) {
+            sb_c(b, m ? '[' : ']');
+            in = m;
+            space = 0;
+        }
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c == 0x7f || c == ' ') {
+            if (!space)
+                sb_c(b, ' ');
+            space = 1;
+            i++;
+            continue;
+        }
+        space = 0;
+        size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+                 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        int ok = n > 0 && i + n <= s.wend;
+        for (size_t k = 1; ok && k < n; k++)
+            ok = ((unsigned char)text[i + k] & 0xc0) == 0x80;
+        if (ok) {
+            sb_put(b, text + i, n);
+            i += n;
+        } else {
+            sb_c(b, '?');
+            i++;
+        }
+    }
+    if (in)
+        sb_c(b, ']');
+}
+
+static void put_name(sbuf_t *b, const char *name)
+{
+    for (const char *p = name; *p; p++) {
+        if (*p == '\t')
+            sb_put(b, "\\t", 2);
+        else if (*p == '\n')
+            sb_put(b, "\\n", 2);
+        else if (*p == '\\')
+            sb_put(b, "\\\\", 2);
+        else
+            sb_c(b, *p);
+    }
+}
+
+/* ---------------------------------------------------------------- the query */
+
+int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs, size_t qlen,
+               char **out, size_t *outlen, const char **why)
+{
+    *out = NULL;
+    *outlen = 0;
+    query_t *q = calloc(1, sizeof(*q));
+    const sindex_t **ix = calloc(n ? n : 1, sizeof(*ix));
+    hit_t *hits = NULL;
+    size_t nhits = 0, caphits = 0;
+    sbuf_t b = { 0 };
+    int rc = q && ix ? 0 : -ENOMEM;
+    if (rc == 0)
+        rc = parse(q, qs, qlen);
+    /* 1. global statistics, from every shard, before any score */
+    stats_t s = { 0 };
+    uint64_t total = 0;
+    for (uint32_t k = 0; rc == 0 && k < n; k++) {
+        ix[k] = search_sm_index(st[k], index);
+        if (ix[k]) {
+            s.n += (double)ix[k]->ndocs;
+            total += ix[k]->total_len;
+        }
+    }
+    if (rc < 0 || s.n == 0)
+        goto done;
+    s.avgdl = (double)total / s.n;
+    if (s.avgdl <= 0)
+        s.avgdl = 1;                      /* every document empty: dl / avgdl is 0 anyway */
+    for (uint32_t i = 0; rc == 0 && i < q->n; i++) {
+        clause_t *c = &q->c[i];
+        if (c->kind == K_PREFIX)
+            rc = expand(c, ix, n, &q->why);
+        c->idf = 0;
+        for (uint32_t e = 0; rc == 0 && e < c->n; e++) {
+            c->terms[e].idf = idf(&s, global_df(ix, n, c->terms[e].t, c->terms[e].len));
+            c->idf += c->terms[e].idf;
+        }
+    }
+    uint32_t nmust = 0;
+    for (uint32_t i = 0; i < q->n; i++)
+        nmust += q->c[i].occur == O_MUST;
+    /* 2. each shard's documents scored against the global statistics */
+    for (uint32_t k = 0; rc == 0 && k < n; k++) {
+        if (!ix[k])
+            continue;
+        acc_t *accs = NULL, *a, *tmp;
+        for (uint32_t i = 0; rc == 0 && i < q->n; i++)
+            if (q->c[i].occur != O_NOT)
+                rc = score_clause(&accs, q, (int)i, ix[k], &s);
+        for (uint32_t i = 0; rc == 0 && i < q->n; i++)
+            if (q->c[i].occur == O_NOT)
+                rc = score_clause(&accs, q, (int)i, ix[k], &s);
+        HASH_ITER(hh, accs, a, tmp) {
+            if (rc == 0 && !a->neg && a->must == nmust) {
+                if (nhits == caphits) {
+                    size_t cap = caphits ? caphits * 2 : 64;
+                    hit_t *nh = realloc(hits, cap * sizeof(*nh));
+                    if (!nh)
+                        rc = -ENOMEM;
+                    else
+                        hits = nh, caphits = cap;
+                }
+                if (rc == 0)
+                    hits[nhits++] = (hit_t){ .score = a->score,
+                                             .key = llround(a->score * 1e6), .doc = a->doc };
+            }
+            HASH_DEL(accs, a);
+            free(a);
+        }
+    }
+    if (rc < 0)
+        goto done;
+    /* 3. the ranking, and the lines */
+    qsort(hits, nhits, sizeof(*hits), hit_cmp);
+    for (size_t i = 0; i < nhits && i < q->limit; i++) {
+        char num[64];
+        int l = snprintf(num, sizeof(num), "%.6f\t", (double)hits[i].key / 1e6);
+        sb_put(&b, num, (size_t)l);
+        put_name(&b, hits[i].doc->name);
+        sb_c(&b, '\t');
+        snippet(&b, q, hits[i].doc);
+        sb_c(&b, '\n');
+    }
+    if (b.oom)
+        rc = -ENOMEM;
+done:
+    if (why)
+        *why = q ? q->why : NULL;
+    if (rc == 0) {
+        *out = b.p;
+        *outlen = b.len;
+    } else {
+        free(b.p);
+    }
+    free(hits);
+    if (q)
+        query_free(q);
+    free(q);
+    free(ix);
+    return rc;
+}

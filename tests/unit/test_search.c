@@ -1,0 +1,402 @@
+/* tests/unit/test_search.c — the search/ state machine (fs/search_sm.c) driven through its
+ * encoders with every invariant checked after each apply, and the query engine
+ * (fs/bm25.c): statistics after add, replace and delete; declared and undeclared indexes;
+ * rename; malformed commands that change nothing; a snapshot round trip (same bytes, same
+ * answers); BM25 scores against the formula computed here; +must, -mustnot, phrases,
+ * prefix*, limit:N and snippets; refused queries; and the same ranked answer whether the
+ * documents sit on one shard or are spread over several. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cluster/placement.h"
+#include "fs/bm25.h"
+#include "fs/cmd.h"
+#include "fs/ns_sm.h"
+#include "fs/search_sm.h"
+#include "fs/state.h"
+#include "tests/unit/check.h"
+#include "tests/unit/statesnap.h"
+
+/* ---------------------------------------------------------------- harness */
+
+static uint64_t idx_no;
+
+static state_t *fresh(void)
+{
+    state_t *st = state_new(1 << 20);
+    if (!st->ns_state[NS_SEARCH])        /* not in the registry yet */
+        search_sm.init(st);
+    return st;
+}
+
+static void done(state_t *st)
+{
+    if (!ns_sms[NS_SEARCH])
+        search_sm.free(st);
+    state_free(st);
+}
+
+static int run(state_t *st, cmdbuf_t *b, uint64_t *id)
+{
+    sm_result_t res;
+    memset(&res, 0, sizeof(res));
+    state_sm_ops.apply(st, ++idx_no, b->p, b->len, &res);
+    free(b->p);
+    ns_sm_check(st);
+    search_sm_check(st);
+    if (id && res.code == 0 && res.len == 8)
+        memcpy(id, res.data, 8);
+    return res.code;
+}
+
+static int put(state_t *st, const char *ix, const char *doc, const char *text)
+{
+    cmdbuf_t b;
+    search_cmd_put(&b, 1000, ix, doc, 0, text, strlen(text));
+    return run(st, &b, NULL);
+}
+
+static int del(state_t *st, const char *ix, const char *doc)
+{
+    cmdbuf_t b;
+    search_cmd_del(&b, 1000, ix, doc);
+    return run(st, &b, NULL);
+}
+
+static int mkidx(state_t *st, const char *ix, int excl)
+{
+    cmdbuf_t b;
+    search_cmd_mkidx(&b, 1000, ix, excl);
+    return run(st, &b, NULL);
+}
+
+static uint32_t df(state_t *st, const char *ix, const char *term)
+{
+    const sindex_t *x = search_sm_index(st, ix);
+    const sterm_t *t = x ? search_sm_term(x, term, strlen(term)) : NULL;
+    return t ? t->n : 0;
+}
+
+/* The answer of query q on index ix over shards st[0..n) (static buffer; "ERR <errno>"). */
+static const char *query(state_t **st, uint32_t n, const char *ix, const char *q)
+{
+    static char buf[65536];
+    char *out;
+    size_t len;
+    int rc = bm25_query(st, n, ix, q, strlen(q), &out, &len, NULL);
+    if (rc < 0) {
+        snprintf(buf, sizeof(buf), "ERR %d", -rc);
+        return buf;
+    }
+    snprintf(buf, sizeof(buf), "%.*s", (int)len, out ? out : "");
+    free(out);
+    return buf;
+}
+
+/* ---------------------------------------------------------------- state machine */
+
+TEST(add_replace_delete_stats)
+{
+    state_t *st = fresh();
+    CHECK_EQ(put(st, "i", "a", "the quick brown fox"), 0);
+    CHECK_EQ(put(st, "i", "b", "the lazy dog, the end"), 0);
+    const sindex_t *x = search_sm_index(st, "i");
+    CHECK(x && !x->declared);
+    CHECK_EQ(x->ndocs, 2);
+    CHECK_EQ(x->total_len, 4 + 5);
+    CHECK_EQ(df(st, "i", "the"), 2);
+    CHECK_EQ(df(st, "i", "fox"), 1);
+    const sdoc_t *a = search_sm_doc(x, "a");
+    uint64_t aid = a->id;
+    CHECK_EQ(put(st, "i", "a", "a slow red fox"), 0);      /* replace */
+    a = search_sm_doc(x, "a");
+    CHECK_EQ(a->id, aid);
+    CHECK_EQ(df(st, "i", "quick"), 0);
+    CHECK_EQ(df(st, "i", "slow"), 1);
+    CHECK_EQ(df(st, "i", "the"), 1);
+    CHECK_EQ(x->total_len, 4 + 5);
+    CHECK(memcmp(a->text->data, "a slow red fox", 14) == 0);
+    CHECK_EQ(del(st, "i", "b"), 0);
+    CHECK_EQ(del(st, "i", "b"), -ENOENT);
+    CHECK_EQ(x->ndocs, 1);
+    CHECK_EQ(df(st, "i", "dog"), 0);
+    CHECK_EQ(del(st, "i", "a"), 0);
+    CHECK(search_sm_index(st, "i") == NULL);            /* undeclared: gone with its docs */
+    done(st);
+}
+
+TEST(declared_indexes)
+{
+    state_t *st = fresh();
+    CHECK_EQ(mkidx(st, "idx", 1), 0);
+    CHECK_EQ(mkidx(st, "idx", 1), -EEXIST);
+    CHECK_EQ(mkidx(st, "idx", 0), 0);
+    CHECK_EQ(put(st, "idx", "d", "x"), 0);
+    cmdbuf_t b;
+    search_cmd_rmidx(&b, 1000, "idx");
+    CHECK_EQ(run(st, &b, NULL), -ENOTEMPTY);
+    CHECK_EQ(del(st, "idx", "d"), 0);
+    CHECK(search_sm_index(st, "idx") != NULL);          /* declared: stays empty */
+    search_cmd_rmidx(&b, 1000, "idx");
+    CHECK_EQ(run(st, &b, NULL), 0);
+    search_cmd_rmidx(&b, 1000, "idx");
+    CHECK_EQ(run(st, &b, NULL), -ENOENT);
+    done(st);
+}
+
+TEST(put_flags_and_rename)
+{
+    state_t *st = fresh();
+    cmdbuf_t b;
+    search_cmd_put(&b, 1000, "i", "d", SEARCH_PUT_MUSTEXIST, "x", 1);
+    CHECK_EQ(run(st, &b, NULL), -ENOENT);
+    CHECK(search_sm_index(st, "i") == NULL);
+    search_cmd_put(&b, 1000, "i", "d", SEARCH_PUT_EXCL, "alpha beta", 10);
+    CHECK_EQ(run(st, &b, NULL), 0);
+    search_cmd_put(&b, 1000, "i", "d", SEARCH_PUT_EXCL, "x", 1);
+    CHECK_EQ(run(st, &b, NULL), -EEXIST);
+    CHECK_EQ(put(st, "i", "e", "gamma"), 0);
+    search_cmd_rename(&b, 1000, "i", "d", "e", 1);
+    CHECK_EQ(run(st, &b, NULL), -EEXIST);
+    search_cmd_rename(&b, 1000, "i", "d", "e", 0);
+    CHECK_EQ(run(st, &b, NULL), 0);
+    const sindex_t *x = search_sm_index(st, "i");
+    CHECK_EQ(x->ndocs, 1);
+    CHECK(search_sm_doc(x, "d") == NULL);
+    CHECK_EQ(df(st, "i", "gamma"), 0);
+    CHECK_EQ(df(st, "i", "alpha"), 1);
+    state_t *one[1] = { st };
+    CHECK(strncmp(query(one, 1, "i", "alpha"), "0.", 2) == 0);
+    CHECK(strstr(query(one, 1, "i", "alpha"), "\te\t[alpha] beta\n") != NULL);
+    done(st);
+}
+
+TEST(malformed_commands_change_nothing)
+{
+    state_t *st = fresh();
+    CHECK_EQ(put(st, "i", "d", "text"), 0);
+    cmdbuf_t b;
+    CHECK_EQ(put(st, "i", ".q", "x"), -EINVAL);          /* the reserved name */
+    CHECK_EQ(put(st, ".q", "d", "x"), -EINVAL);
+    CHECK_EQ(put(st, "i", "..", "x"), -EINVAL);
+    char big[300];
+    memset(big, 'n', 299);
+    big[299] = '\0';
+    CHECK_EQ(put(st, "i", big, "x"), -ENAMETOOLONG);
+    search_cmd_put(&b, 1000, "i", "d", 0x80, "x", 1);
+    CHECK_EQ(run(st, &b, NULL), -EINVAL);
+    search_cmd_put(&b, 1000, "i", "d", 0, "zzz", 3);
+    b.len -= 2;                                          /* truncated */
+    CHECK_EQ(run(st, &b, NULL), -EINVAL);
+    cmd_begin(&b, 99, NS_SEARCH, 1000);
+    CHECK_EQ(run(st, &b, NULL), -EINVAL);
+    char *huge = calloc(1, SEARCH_DOC_MAX + 1);
+    memset(huge, 'a', SEARCH_DOC_MAX + 1);
+    search_cmd_put(&b, 1000, "i", "d", 0, huge, SEARCH_DOC_MAX + 1);
+    free(huge);
+    CHECK_EQ(run(st, &b, NULL), -EFBIG);
+    const sindex_t *x = search_sm_index(st, "i");
+    CHECK_EQ(x->ndocs, 1);
+    CHECK(memcmp(search_sm_doc(x, "d")->text->data, "text", 4) == 0);
+    done(st);
+}
+
+TEST(snapshot_round_trip)
+{
+    if (!ns_sms[NS_SEARCH]) {
+        printf("# search/ is not in the registry yet: the shard's snapshot has no section\n");
+        return;
+    }
+    state_t *st = fresh();
+    CHECK_EQ(mkidx(st, "docs", 0), 0);
+    CHECK_EQ(put(st, "docs", "one", "Über café 日本語 text"), 0);
+    CHECK_EQ(put(st, "docs", "two", "another text with more text"), 0);
+    CHECK_EQ(put(st, "other", "x", "the other index"), 0);
+    CHECK_EQ(put(st, "docs", "one", "replaced café"), 0);
+    char dir1[] = "/tmp/test_search.XXXXXX", dir2[] = "/tmp/test_search.XXXXXX";
+    CHECK(mkdtemp(dir1) && mkdtemp(dir2));
+    size_t l1 = 0, l2 = 0;
+    char *s1 = snap_bytes(st, dir1, &l1);
+    state_t *st2 = fresh();
+    CHECK_EQ(restore_dir(st2, dir1), 0);
+    ns_sm_check(st2);
+    char *s2 = snap_bytes(st2, dir2, &l2);
+    CHECK(s1 && s2 && l1 == l2 && memcmp(s1, s2, l1) == 0);
+    state_t *a[1] = { st }, *b[1] = { st2 };
+    char q1[4096];
+    snprintf(q1, sizeof(q1), "%s", query(a, 1, "docs", "text cafe"));
+    CHECK(strcmp(q1, query(b, 1, "docs", "text cafe")) == 0);
+    CHECK(strstr(q1, "\tone\t") && strstr(q1, "\ttwo\t"));
+    free(s1);
+    free(s2);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s", dir1, dir2);
+    CHECK_EQ(system(cmd), 0);
+    done(st);
+    done(st2);
+}
+
+/* ---------------------------------------------------------------- queries */
+
+static const char *corpus[][2] = {
+    { "d1", "the cat sat on the mat" },
+    { "d2", "the dog sat on the log" },
+    { "d3", "cats and dogs living together" },
+    { "d4", "a catalog of cat pictures: cat cat" },
+    { "d5", "nothing to see here at all, the end" },
+    { "d6", "Le café est très bon; CAFÉ noir" },
+    { "d7", "東京は日本の首都です" },
+};
+#define NCORPUS (sizeof(corpus) / sizeof(corpus[0]))
+
+/* Loads the corpus onto n shards, placing each document by name as the cluster does. */
+static void load(state_t **st, uint32_t n)
+{
+    for (uint32_t k = 0; k < n; k++)
+        st[k] = fresh();
+    for (size_t i = 0; i < NCORPUS; i++) {
+        char key[64];
+        int l = snprintf(key, sizeof(key), "search/i/%s", corpus[i][0]);
+        uint32_t k = n == 1 ? 0 : shard_for_key(key, (size_t)l, n);
+        if (put(st[k], "i", corpus[i][0], corpus[i][1]) != 0)
+            abort();
+    }
+}
+
+static void unload(state_t **st, uint32_t n)
+{
+    for (uint32_t k = 0; k < n; k++)
+        done(st[k]);
+}
+
+static double bm25(double N, double dfv, double tf, double dl, double avgdl)
+{
+    double w = log(1.0 + (N - dfv + 0.5) / (dfv + 0.5));
+    return w * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * dl / avgdl));
+}
+
+TEST(scores_follow_the_formula)
+{
+    state_t *st[1];
+    load(st, 1);
+    const sindex_t *x = search_sm_index(st[0], "i");
+    double avgdl = (double)x->total_len / (double)x->ndocs;
+    /* "cat": d1 (tf 1, dl 6) and d4 (tf 3, dl 7) */
+    char want[256];
+    snprintf(want, sizeof(want), "%.6f\td4\t", bm25(7, 2, 3, 7, avgdl));
+    const char *got = query(st, 1, "i", "cat");
+    CHECK(strncmp(got, want, strlen(want)) == 0);
+    snprintf(want, sizeof(want), "%.6f\td1\t", bm25(7, 2, 1, 6, avgdl));
+    CHECK(strstr(got, want) != NULL);
+    /* the snippet shows the matched terms */
+    CHECK(strstr(got, "\td1\tthe [cat] sat on the mat\n") != NULL);
+    unload(st, 1);
+}
+
+static int lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+TEST(operators)
+{
+    state_t *st[1];
+    load(st, 1);
+    /* plain terms: any of them */
+    CHECK_EQ(lines(query(st, 1, "i", "cat dog")), 3);
+    /* +must */
+    CHECK_EQ(lines(query(st, 1, "i", "+sat cat")), 2);
+    CHECK(strncmp(query(st, 1, "i", "+sat cat"), "", 0) == 0);
+    CHECK(strstr(query(st, 1, "i", "+sat cat"), "\td1\t") == query(st, 1, "i", "+sat cat") + 8);
+    /* -mustnot */
+    CHECK_EQ(lines(query(st, 1, "i", "the -sat")), 1);
+    CHECK(strstr(query(st, 1, "i", "the -sat"), "\td5\t") != NULL);
+    /* phrases */
+    CHECK_EQ(lines(query(st, 1, "i", "\"sat on the mat\"")), 1);
+    CHECK_EQ(lines(query(st, 1, "i", "\"mat the\"")), 0);
+    CHECK_EQ(lines(query(st, 1, "i", "\"cat cat\"")), 1);
+    CHECK_EQ(lines(query(st, 1, "i", "-\"the cat\" sat")), 1);
+    /* prefix */
+    CHECK_EQ(lines(query(st, 1, "i", "cat*")), 3);        /* cat, cats, catalog */
+    CHECK_EQ(lines(query(st, 1, "i", "+cat* -catalog")), 2);
+    /* folding reaches queries too; CJK bigrams, a word of many terms is a phrase */
+    CHECK_EQ(lines(query(st, 1, "i", "CAFE")), 1);
+    CHECK(strstr(query(st, 1, "i", "cafe"), "[café]") != NULL);
+    CHECK_EQ(lines(query(st, 1, "i", "日本")), 1);
+    CHECK_EQ(lines(query(st, 1, "i", "日本の首都")), 1);
+    CHECK_EQ(lines(query(st, 1, "i", "首都日本")), 0);
+    /* limit */
+    CHECK_EQ(lines(query(st, 1, "i", "the limit:2")), 2);
+    CHECK_EQ(lines(query(st, 1, "i", "the")), 3);
+    /* unknown terms and empty indexes answer nothing */
+    CHECK_EQ(lines(query(st, 1, "i", "zebra")), 0);
+    CHECK_EQ(lines(query(st, 1, "nope", "cat")), 0);
+    unload(st, 1);
+}
+
+TEST(refused_queries)
+{
+    state_t *st[1];
+    load(st, 1);
+    CHECK(strcmp(query(st, 1, "i", "\"open quote"), "ERR 22") == 0);
+    CHECK(strcmp(query(st, 1, "i", "cat limit:0"), "ERR 22") == 0);
+    CHECK(strcmp(query(st, 1, "i", "cat limit:x"), "ERR 22") == 0);
+    CHECK(strcmp(query(st, 1, "i", "cat limit:100000"), "ERR 22") == 0);
+    CHECK(strcmp(query(st, 1, "i", "-cat"), "ERR 22") == 0);
+    CHECK(strcmp(query(st, 1, "i", "a-b*"), "ERR 22") == 0);
+    CHECK(strcmp(query(st, 1, "i", "..."), "ERR 22") == 0);
+    unload(st, 1);
+}
+
+TEST(prefix_too_broad)
+{
+    state_t *st = fresh();
+    char text[BM25_PREFIX_MAX * 8 + 64], *p = text;
+    for (int i = 0; i < BM25_PREFIX_MAX + 1; i++)
+        p += sprintf(p, "w%d ", i);
+    CHECK_EQ(put(st, "i", "d", text), 0);
+    state_t *one[1] = { st };
+    CHECK(strcmp(query(one, 1, "i", "w*"), "ERR 7") == 0);
+    CHECK_EQ(lines(query(one, 1, "i", "w10*")), 1);
+    done(st);
+}
+
+TEST(shards_give_the_same_answer)
+{
+    const char *qs[] = { "cat", "the", "cat dog", "+sat cat", "the -sat", "\"sat on\"",
+                         "cat* limit:2", "cafe noir", "日本", "+the +sat -mat" };
+    state_t *one[1], *many[5];
+    load(one, 1);
+    load(many, 5);
+    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+        char a[8192];
+        snprintf(a, sizeof(a), "%s", query(one, 1, "i", qs[i]));
+        const char *b = query(many, 5, "i", qs[i]);
+        if (strcmp(a, b) != 0)
+            printf("# query %s:\n# one shard:\n%s# five:\n%s", qs[i], a, b);
+        CHECK(strcmp(a, b) == 0);
+    }
+    unload(one, 1);
+    unload(many, 5);
+}
+
+int main(void)
+{
+    RUN(add_replace_delete_stats);
+    RUN(declared_indexes);
+    RUN(put_flags_and_rename);
+    RUN(malformed_commands_change_nothing);
+    RUN(snapshot_round_trip);
+    RUN(scores_follow_the_formula);
+    RUN(operators);
+    RUN(refused_queries);
+    RUN(prefix_too_broad);
+    RUN(shards_give_the_same_answer);
+    return CHECK_DONE();
+}
