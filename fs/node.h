@@ -124,6 +124,8 @@ void node_pid_range(node_t *n, uint64_t *next, uint64_t *end);
  * 500 ms ago; zero for this node). */
 typedef struct node_member {
     uint64_t id;
+    uint8_t state;                /* the record's: 1 joining, 2 active, 3 leaving (cluster/
+                                     meta_sm.h); 0 before the record is known (founding) */
     char addr[128];
     int self;
     int connected;
@@ -139,6 +141,20 @@ size_t node_nmembers(const node_t *n);
  * member), -EBUSY (draining it would leave some shard no undrained voter), -EOPNOTSUPP (the
  * embedded node), or a proposal's error (-EIO: no quorum). */
 int node_drain(node_t *n, uint64_t id, int on);
+/* `quorumfs cluster add ID=ADDR`: records member id (1..NODE_ID_MAX) at addr as joining;
+ * the mover then adds it to every group once it runs (docs/MEMBERSHIP.md). *text gets the
+ * command line to start it with (malloc'ed; may be NULL). Returns 0, -EEXIST, -EADDRINUSE,
+ * -ENOSPC (16 members), -EINVAL (id), -EDESTADDRREQ (address), -EOPNOTSUPP (embedded
+ * node), or a proposal's error. */
+int node_member_add(node_t *n, uint64_t id, const char *addr, char **text);
+/* `quorumfs cluster remove ID`: marks member id leaving; the mover moves its replicas and
+ * leaderships away, then drops it from the record and every node's transport. Returns 0
+ * (also when it is leaving already), -ENOENT, -EBUSY (fewer active members than replicas
+ * would be left), -EOPNOTSUPP, or a proposal's error. */
+int node_member_remove(node_t *n, uint64_t id);
+/* `quorumfs cluster rebalance --dry-run`: the moves the layout still asks for, as this node
+ * sees the groups (malloc'ed text). Returns 0, -EOPNOTSUPP, -ENOMEM. */
+int node_rebalance_plan(node_t *n, char **text);
 /* Whether member id is drained, as this node applied the record. */
 int node_member_drained(node_t *n, uint64_t id);
 int node_member(node_t *n, size_t i, node_member_t *out);
