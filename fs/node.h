@@ -41,6 +41,11 @@ typedef struct node_opts {
     int join;                     /* a member added with `cluster add`, first start: its groups
                                      wait to be added (cluster_id is the cluster's, from
                                      --join) instead of founding with peers[] */
+    /* jobs/ runs on this node (docs/JOBS.md): 0 = the default (on for the embedded node,
+     * off on a cluster node), 1 = on (--jobs), -1 = off (--no-jobs). jobs_user: the user
+     * runs execute as (--jobs-user); NULL = the mounting user, or nobody for a root mount. */
+    int jobs;
+    const char *jobs_user;
 } node_opts_t;
 
 typedef struct node node_t;
