@@ -49,6 +49,7 @@ include mk/services.mk
 include mk/logs.mk
 include mk/search.mk
 include mk/jobs.mk
+include mk/scale.mk
 
 # Three libraries. libcluster: cluster/, which knows nothing of files, builds and tests
 # alone. libfs_sm: the state-machine halves of fs/ (fragments list them in SM_SRCS),
