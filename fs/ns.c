@@ -8,6 +8,7 @@
 #include "fs/node.h"
 #include "fs/ns.h"
 #include "fs/queues.h"
+#include "fs/search.h"
 #include "fs/services.h"
 
 const ns_front_t *const ns_fronts[NS__COUNT] = {
@@ -17,6 +18,7 @@ const ns_front_t *const ns_fronts[NS__COUNT] = {
     [NS_LOCKS] = &locks_front,
     [NS_LOGS] = &logs_front,
     [NS_QUEUES] = &queues_front,
+    [NS_SEARCH] = &search_front,
     [NS_SERVICES] = &services_front,
 };
 

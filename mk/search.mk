@@ -5,3 +5,4 @@ SM_SRCS       += fs/tokenize.c
 SM_UNIT_TESTS += test_tokenize
 SM_SRCS       += fs/search_sm.c fs/bm25.c
 SM_UNIT_TESTS += test_search
+FS_SRCS       += fs/search_fuse.c
