@@ -333,7 +333,7 @@ static int apply_mkdir(jstate_t *js, const cmd_hdr_t *h, cmdrd_t *r)
         return -EINVAL;
     if (ntable_find(&js->jobs, name, len))
         return -EEXIST;
-    if (js->jobs.n >= JOBS_MAX)
+    if (js->jobs.n >= JOBS_MAX || js->next_id >= JOBS_ID_MAX)
         return -ENOSPC;
     job_t *j = xcalloc(1, sizeof(*j));
     ntable_add(&js->jobs, &j->ent, name, len, ++js->next_id);

@@ -37,6 +37,7 @@
 #define JOBS_BACKOFF_MAX_MS 3600000ull
 #define JOBS_CATCHUP 10                  /* missed ticks run one by one up to this many */
 #define JOBS_MAX 100000u                 /* jobs of one shard */
+#define JOBS_ID_MAX ((1u << 20) - 1)     /* job ids a shard hands out in its life (inodes) */
 #define JOBS_NODE_MAX 64                 /* bytes of a runner's node name */
 
 /* Command opcodes of the jobs/ namespace (fields after the cmd.h header). */

@@ -60,6 +60,8 @@ typedef struct opts {
     uint64_t shards, replicas;
     uint64_t join;                /* --join CLUSTER_ID: a new member's first start (0: none) */
     int no_lease_reads;           /* --no-lease-reads, -o no_lease_reads */
+    int jobs;                     /* --jobs 1, --no-jobs -1, default 0 (docs/JOBS.md) */
+    const char *jobs_user;        /* --jobs-user USER, -o jobs_user=USER */
     char peersbuf[4096];
     group_peer_t peer[MAX_PEERS];   /* parsed from peers by check_cluster */
     char peeraddr[MAX_PEERS][128];
@@ -113,7 +115,8 @@ static void usage(FILE *f)
         "  locks/     cluster-wide locks with fencing tokens (flock, O_EXCL)    served\n"
         "  logs/      append-only logs: offsets, retention, lz4, .follow/       served\n"
         "  services/  service registry: TTLs, TCP health checks, .pick, .events  served\n"
-        "  jobs/ search/\n"
+        "  jobs/      scheduled jobs (cron, @every), exactly-once runs, runs/<n>/ served\n"
+        "  search/\n"
         "             empty directories, not built yet (creating in them fails)\n"
         "  .cluster/  read-only status: health, members, shards, metrics\n"
         "\n"
@@ -152,13 +155,18 @@ static void usage(FILE *f)
         "                         round instead of the leader's lease (for clocks that\n"
         "                         stop while a VM is paused; docs/CLUSTER.md); same on\n"
         "                         every node\n"
+        "  --jobs, --no-jobs      run jobs/ runs on this node (default: on for the\n"
+        "                         embedded node, off on a cluster node; docs/JOBS.md)\n"
+        "  --jobs-user USER       runs execute as USER (a root mount only, unless USER is\n"
+        "                         the mounting user); default: the mounting user, and\n"
+        "                         nobody for a root mount unless --jobs-user root\n"
         "  -h, --help             this text\n"
         "  --version              the version\n"
         "\n"
         "mount options (-o):\n"
         "  data=DIR, log_level=LEVEL, cache_max_bytes=N, snapshot_bytes=N, id=N,\n"
         "  listen=HOST:PORT, peers=ID=HOST:PORT,ID=HOST:PORT,..., shards=S, replicas=R,\n"
-        "  tls_cert=F, tls_key=F, tls_ca=F, no_lease_reads\n"
+        "  tls_cert=F, tls_key=F, tls_ca=F, no_lease_reads, jobs, no_jobs, jobs_user=U\n"
         "                         the options above, as fstab can give them\n"
         "  default_permissions    the kernel enforces the files' modes and owners\n"
         "  allow_other            let other users use the mount; only together with\n"
@@ -225,6 +233,8 @@ static int set_valued(opts_t *o, const char *name, const char *val, const char *
         }
     } else if (strcmp(name, "listen") == 0) {
         o->listen = val;
+    } else if (strcmp(name, "jobs_user") == 0) {
+        o->jobs_user = val;
     } else if (strncmp(name, "tls_", 4) == 0) {
         /* resolved now: the daemon reads them after it left the caller's directory */
         int k = !strcmp(name, "tls_cert") ? 0 : !strcmp(name, "tls_key") ? 1 : 2;
@@ -267,7 +277,7 @@ static int set_valued(opts_t *o, const char *name, const char *val, const char *
 static const char *const valued_names[] = { "data", "log_level", "cache_max_bytes",
                                             "snapshot_bytes", "id", "listen", "peers",
                                             "shards", "replicas", "tls_cert", "tls_key",
-                                            "tls_ca", "join" };
+                                            "tls_ca", "join", "jobs_user" };
 
 /* A -o token that continues a peers= list ("2=HOST:PORT" after "peers=1=HOST:PORT"): the
  * list's commas are also -o's separators. */
@@ -357,6 +367,10 @@ static int parse_mount_opts(opts_t *o, const char *arg)
         }
         if (strcmp(opt, "no_lease_reads") == 0 || strcmp(opt, "no-lease-reads") == 0) {
             o->no_lease_reads = 1;
+            continue;
+        }
+        if (strcmp(opt, "jobs") == 0 || strcmp(opt, "no_jobs") == 0) {
+            o->jobs = opt[0] == 'n' ? -1 : 1;
             continue;
         }
         if (ours || fstab_only(opt) || atime_opt(opt))
@@ -674,6 +688,11 @@ static int parse_args(int argc, char **argv, opts_t *o)
                 return -1;
         } else if (strcmp(a, "--no-lease-reads") == 0) {
             o->no_lease_reads = 1;
+        } else if (strcmp(a, "--jobs") == 0 || strcmp(a, "--no-jobs") == 0) {
+            o->jobs = a[2] == 'n' ? -1 : 1;
+        } else if (long_opt(a, "--jobs-user", argc, argv, &i, &val)) {
+            if (set_valued(o, "jobs_user", val, "--jobs-user") < 0)
+                return -1;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "quorumfs: unknown option '%s' (quorumfs --help lists them)\n", a);
             return -1;
@@ -1160,6 +1179,8 @@ static int serve(const opts_t *o, const char *canon, int lockfd)
         .shards = (uint32_t)o->shards,
         .replicas = (uint32_t)o->replicas,
         .no_lease_reads = o->no_lease_reads,
+        .jobs = o->jobs,
+        .jobs_user = o->jobs_user,
         .join = o->join != 0,
         .tls_cert = o->tls[0],
         .tls_key = o->tls[1],

@@ -2,6 +2,7 @@
  * fs/ns_sm.c. */
 #include "fs/cache.h"
 #include "fs/config.h"
+#include "fs/jobs.h"
 #include "fs/locks.h"
 #include "fs/logs.h"
 #include "fs/mount.h"
@@ -15,6 +16,7 @@ const ns_front_t *const ns_fronts[NS__COUNT] = {
     [NS_NONE] = NULL,
     [NS_CACHE] = &cache_front,
     [NS_CONFIG] = &config_front,
+    [NS_JOBS] = &jobs_front,
     [NS_LOCKS] = &locks_front,
     [NS_LOGS] = &logs_front,
     [NS_QUEUES] = &queues_front,

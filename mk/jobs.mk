@@ -2,3 +2,4 @@
 # jobs with exactly-once runs. Owner: jobs.
 SM_SRCS       += fs/cron.c fs/jobs_sm.c
 SM_UNIT_TESTS += test_cron test_jobs
+FS_SRCS       += fs/jobs_fuse.c

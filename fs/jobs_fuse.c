@@ -1,0 +1,1586 @@
+/* fs/jobs_fuse.c — the FUSE front of jobs/ (FILE-API §8, docs/JOBS.md), with the node's
+ * scheduler and runners.
+ *
+ * Files: jobs/<job>/ holds cmd, schedule, timeout, retries, concurrency (a save each,
+ * published at close or fsync, checked at write() when it ends with a newline), run (each
+ * write() starts a run), status, .events, and runs/<n>/ with stdout, stderr, exit, node,
+ * started, finished, state, tick, attempt. Inodes are module inodes of the job's shard:
+ * local = job id (20 bits) << 28 | run number (23 bits, mod 2^23) << 5 | kind.
+ *
+ * Scheduler: the sweep, on the leader of each shard, proposes the TICK of every job whose
+ * next time has come (apply refuses a tick decided before, so two schedulers, or a new
+ * leader, never decide one twice). Runners: on a node with jobs enabled the sweep proposes
+ * START for each pending run whose retry time has come; the node whose START commits runs
+ * it on a thread of its own: /bin/sh -c cmd in a new session (its own process group), a
+ * clean environment, the run user's home as working directory, stdout and stderr through
+ * pipes (1 MiB of each kept, the rest counted). The run ends when the shell exits (what it
+ * left in its process group is killed), at its timeout (the group gets SIGTERM, SIGKILL 2 s
+ * later) or when replace cancels it; then the runner proposes its OUTPUT and FINISH. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "fs/dirlist.h"
+#include "fs/front.h"
+#include "fs/intr.h"
+#include "fs/jobs.h"
+#include "fs/names.h"
+#include "fs/node.h"
+#include "fs/session.h"
+
+enum jkind {
+    K_ROOT = 0, K_JOB,
+    K_CMD, K_SCHEDULE, K_TIMEOUT, K_RETRIES, K_CONC,      /* K_CMD + JSET_* - 1 */
+    K_RUN, K_STATUS, K_EVENTS, K_RUNS,
+    K_RDIR, K_STDOUT, K_STDERR, K_EXIT, K_NODE, K_STARTED, K_FINISHED, K_STATE, K_TICK,
+    K_ATTEMPT,
+};
+#define KIND_BITS 5
+#define RUN_BITS 23
+#define RUN_MASK ((1ull << RUN_BITS) - 1)
+#define SAVE_MAX (JOBS_CMD_MAX + 1)
+#define BATCH_BYTES 65536
+#define KILL_GRACE_MS 2000
+#define FINISH_TRIES 40                 /* proposals of a run's end, 500 ms apart */
+
+static const char *const job_files[] = {
+    [K_CMD] = "cmd", [K_SCHEDULE] = "schedule", [K_TIMEOUT] = "timeout",
+    [K_RETRIES] = "retries", [K_CONC] = "concurrency", [K_RUN] = "run",
+    [K_STATUS] = "status", [K_EVENTS] = ".events", [K_RUNS] = "runs",
+};
+static const char *const run_files[] = {
+    [K_STDOUT] = "stdout", [K_STDERR] = "stderr", [K_EXIT] = "exit", [K_NODE] = "node",
+    [K_STARTED] = "started", [K_FINISHED] = "finished", [K_STATE] = "state",
+    [K_TICK] = "tick", [K_ATTEMPT] = "attempt",
+};
+
+typedef struct jwatch jwatch_t;
+typedef struct runner runner_t;
+
+typedef struct jfront {
+    front_ctx_t ctx;                    /* first: node, mu (guards runners) */
+    pthread_mutex_t wmu;                /* watches */
+    jwatch_t *watches;
+    runner_t *runners;
+    int enabled;                        /* runs execute here */
+    int stopping;
+    uid_t uid;                          /* the identity of runs */
+    gid_t gid;
+    int switch_user;                    /* setgid/setgroups/setuid in the child */
+    gid_t *groups;
+    int ngroups;
+    char *user, *home;
+} jfront_t;
+
+/* A run this node is running. */
+struct runner {
+    jfront_t *jf;
+    uint32_t shard;
+    uint64_t job_id, n, sid;
+    char *job, *cmd;
+    uint32_t timeout_s;
+    volatile int cancel;                /* replace asked for it (set under jf->ctx.mu) */
+    int done;                           /* the thread ended (joined by the sweep or stop) */
+    pthread_t th;
+    runner_t *next;
+};
+
+/* An open `.events`: as services/'s (fs/services_fuse.c). */
+struct jwatch {
+    jfront_t *jf;
+    uint32_t shard;
+    uint64_t job;
+    uint64_t cursor, base, rend;
+    char *buf;
+    size_t len;
+    fuse_req_t waiting;
+    size_t want;
+    uint64_t woff;
+    struct fuse_pollhandle *ph;
+    jwatch_t *next, *prev;
+    int ans;
+    const char *ansp;
+    jwatch_t *rnext;
+};
+
+typedef struct jfh {
+    int kind;
+    uint32_t shard;
+    uint64_t job_id;
+    char *job;
+    pthread_mutex_t mu;
+    char *text;                         /* what reads return */
+    size_t tlen;
+    blob_t *blob;                       /* stdout/stderr: the kept bytes (text: the mark) */
+    char *wbuf;                         /* a setting's save in progress */
+    size_t wlen;
+    int dirty;
+    jwatch_t *w;
+    dirlist_t dir;
+} jfh_t;
+
+static jfront_t *JF(fuse_req_t req) { return ns_front_ctx(req, NS_JOBS); }
+static state_t *jstate(const jfront_t *jf, uint32_t k) { return node_state(jf->ctx.node, k); }
+static uint32_t jshard(const jfront_t *jf, const char *job)
+{
+    return node_shard_of(jf->ctx.node, NS_JOBS, job);
+}
+static fuse_ino_t mkino(uint32_t k, uint64_t job, uint64_t run, int kind)
+{
+    return NS_SHARD_INO(NS_JOBS, k, (job << (KIND_BITS + RUN_BITS)) |
+                                        ((run & RUN_MASK) << KIND_BITS) | (uint64_t)kind);
+}
+static int ino_kind(fuse_ino_t ino)
+{
+    if (ino == NS_ROOT_ID(NS_JOBS))
+        return K_ROOT;
+    if (!(ino & NS_INO_BIT) || NS_INO_NS(ino) != NS_JOBS)
+        return -1;
+    return (int)(NS_INO_LOCAL(ino) & ((1u << KIND_BITS) - 1));
+}
+static uint64_t ino_job(fuse_ino_t ino) { return NS_INO_LOCAL(ino) >> (KIND_BITS + RUN_BITS); }
+static uint64_t ino_run(fuse_ino_t ino) { return (NS_INO_LOCAL(ino) >> KIND_BITS) & RUN_MASK; }
+static uint32_t ino_shard(fuse_ino_t ino)
+{
+    return ino == NS_ROOT_ID(NS_JOBS) ? 0 : NS_INO_SHARD(ino);
+}
+static int run_kind(int kind) { return kind >= K_RDIR && kind <= K_ATTEMPT; }
+
+/* ---------------------------------------------------------------- resolving */
+
+typedef struct jref {
+    job_view_t j;
+    run_view_t r;                       /* run kinds */
+} jref_t;
+
+struct find_run {
+    uint64_t low;
+    run_view_t *out;
+    int found;
+};
+
+static int find_run_cb(void *arg, const run_view_t *v)
+{
+    struct find_run *f = arg;
+    if ((v->n & RUN_MASK) == f->low) {
+        *f->out = *v;
+        f->found = 1;
+    }
+    return 0;                           /* the newest with these low bits wins */
+}
+
+/* The job (and run) of module inode ino. State lock held. 0 or -ENOENT. */
+static int resolve_locked(const state_t *st, fuse_ino_t ino, jref_t *r)
+{
+    int kind = ino_kind(ino);
+    if (kind <= K_ROOT || kind > K_ATTEMPT)
+        return -ENOENT;
+    if (jobs_sm_get_id(st, ino_job(ino), &r->j) < 0)
+        return -ENOENT;
+    if (!run_kind(kind))
+        return 0;
+    struct find_run f = { ino_run(ino), &r->r, 0 };
+    jobs_sm_each_run(st, r->j.id, find_run_cb, &f);
+    return f.found ? 0 : -ENOENT;
+}
+
+/* ---------------------------------------------------------------- rendering */
+
+static char *fmt_ms(uint64_t ms, char buf[32])
+{
+    if (!ms)
+        snprintf(buf, 32, "-");
+    else
+        cron_fmt_time(ms, buf);
+    return buf;
+}
+
+static const char *exit_text(const run_view_t *r, char buf[32])
+{
+    if (r->state == JR_PENDING || r->state == JR_RUNNING || r->state == JR_LOST ||
+        (r->state == JR_KILLED && !r->started_ms))
+        buf[0] = 0;
+    else if (r->exit_code < 0)
+        snprintf(buf, 32, "signal %d\n", -r->exit_code);
+    else
+        snprintf(buf, 32, "%d\n", r->exit_code);
+    return buf;
+}
+
+struct last_run {
+    run_view_t r;
+    int have;
+    uint64_t running, pending;
+};
+
+static int last_cb(void *arg, const run_view_t *v)
+{
+    struct last_run *l = arg;
+    l->running += v->state == JR_RUNNING;
+    l->pending += v->state == JR_PENDING;
+    if (v->state != JR_PENDING) {
+        l->r = *v;
+        l->have = 1;
+    }
+    return 0;
+}
+
+/* The text of a file of kind for r (state lock held); malloc'ed, NULL on OOM. */
+static char *render(const state_t *st, int kind, const jref_t *r, size_t *len)
+{
+    char *out = NULL;
+    char a[32], b[32], c[32];
+    const job_view_t *j = &r->j;
+    const run_view_t *x = &r->r;
+    int n = -1;
+    switch (kind) {
+    case K_CMD:
+        n = asprintf(&out, "%s%s", j->cmd, j->cmd[0] ? "\n" : "");
+        break;
+    case K_SCHEDULE:
+        n = asprintf(&out, "%s%s", j->schedule, j->schedule[0] ? "\n" : "");
+        break;
+    case K_TIMEOUT: n = asprintf(&out, "%" PRIu32 "\n", j->timeout_s); break;
+    case K_RETRIES: n = asprintf(&out, "%" PRIu32 "\n", j->retries); break;
+    case K_CONC: n = asprintf(&out, "%s\n", jobs_conc_name(j->conc)); break;
+    case K_RUN: n = asprintf(&out, "%s", ""); break;
+    case K_STATUS: {
+        struct last_run l = { .have = 0 };
+        jobs_sm_each_run(st, j->id, last_cb, &l);
+        char last[160] = "none";
+        if (l.have)
+            snprintf(last, sizeof(last), "%" PRIu64 " %s%s%s started %s", l.r.n,
+                     jobs_state_name(l.r.state), l.r.state == JR_OK || l.r.state == JR_FAILED
+                     ? " exit " : "", l.r.state == JR_OK || l.r.state == JR_FAILED ?
+                     (snprintf(c, sizeof(c), "%d", l.r.exit_code), c) : "",
+                     fmt_ms(l.r.started_ms, a));
+        uint64_t next = jobs_next_tick(j);
+        n = asprintf(&out,
+                     "state: %s\nschedule: %s\nnext: %s\nlast: %s\nfailures: %" PRIu64
+                     "\nfailed: %" PRIu64 "\nskipped: %" PRIu64 "\nruns: %" PRIu64 "\n",
+                     l.running ? "running" : l.pending ? "pending" : "idle",
+                     j->schedule[0] ? j->schedule : "none",
+                     next ? fmt_ms(next, b) : j->cron && !j->cmd[0] ? "none (no cmd)" : "none",
+                     last, j->failures, j->failed_total, j->skipped, j->runs_total);
+        break;
+    }
+    case K_EXIT: n = asprintf(&out, "%s", exit_text(x, a)); break;
+    case K_NODE: n = asprintf(&out, "%s%s", x->node, x->node[0] ? "\n" : ""); break;
+    case K_STARTED:
+        n = x->started_ms ? asprintf(&out, "%s\n", fmt_ms(x->started_ms, a)) : asprintf(&out, "%s", "");
+        break;
+    case K_FINISHED:
+        n = x->finished_ms ? asprintf(&out, "%s\n", fmt_ms(x->finished_ms, a))
+                           : asprintf(&out, "%s", "");
+        break;
+    case K_STATE:
+        n = asprintf(&out, "%s%s\n", jobs_state_name(x->state),
+                     x->cancel && x->state == JR_RUNNING ? " (cancelled)" : "");
+        break;
+    case K_TICK:
+        n = x->tick_ms ? asprintf(&out, "%s%s\n", fmt_ms(x->tick_ms, a), x->late ? " late" : "")
+                       : asprintf(&out, "manual\n");
+        break;
+    case K_ATTEMPT: n = asprintf(&out, "%" PRIu32 "\n", x->attempt); break;
+    case K_STDOUT: case K_STDERR: {
+        /* the mark that follows output that was cut */
+        uint64_t total = x->total[kind - K_STDOUT];
+        uint32_t kept = x->out[kind - K_STDOUT]->len;
+        if (total > kept)
+            n = asprintf(&out, "\n[quorumfs: output cut: %" PRIu64 " bytes, the first %" PRIu32
+                         " kept]\n", total, kept);
+        else
+            n = asprintf(&out, "%s", "");
+        break;
+    }
+    }
+    if (n < 0)
+        return NULL;
+    *len = (size_t)n;
+    return out;
+}
+
+/* ---------------------------------------------------------------- attributes, lookup */
+
+static int attr_of(jfront_t *jf, fuse_ino_t ino, struct stat *s)
+{
+    int kind = ino_kind(ino);
+    if (kind == K_ROOT) {
+        front_stat(s, ino, S_IFDIR | 0755, 0, node_start_ms(jf->ctx.node));
+        return 0;
+    }
+    if (kind < 0)
+        return -ENOENT;
+    state_t *st = jstate(jf, ino_shard(ino));
+    jref_t r;
+    size_t len = 0;
+    char *text = NULL;
+    pthread_rwlock_rdlock(&st->lock);
+    int rc = resolve_locked(st, ino, &r);
+    if (rc == 0 && kind >= K_CMD && kind != K_EVENTS && kind != K_RUNS && kind != K_RDIR &&
+        !(text = render(st, kind, &r, &len)))
+        rc = -ENOMEM;
+    if (rc == 0 && (kind == K_STDOUT || kind == K_STDERR))
+        len += r.r.out[kind - K_STDOUT]->len;
+    pthread_rwlock_unlock(&st->lock);
+    free(text);
+    if (rc < 0)
+        return rc;
+    uint64_t mtime = run_kind(kind) ? (r.r.finished_ms ? r.r.finished_ms
+                                       : r.r.started_ms ? r.r.started_ms : r.r.decided_ms)
+                                    : r.j.mtime_ms;
+    switch (kind) {
+    case K_JOB: case K_RUNS: case K_RDIR:
+        front_stat(s, ino, S_IFDIR | 0755, 0, mtime);
+        break;
+    case K_CMD: case K_SCHEDULE: case K_TIMEOUT: case K_RETRIES: case K_CONC: case K_RUN:
+        front_stat(s, ino, S_IFREG | 0644, (off_t)len, mtime);
+        break;
+    default:
+        front_stat(s, ino, S_IFREG | 0444, (off_t)len, mtime);
+        break;
+    }
+    return 0;
+}
+
+static void jb_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct stat s;
+    front_reply_attr(req, attr_of(JF(req), ino, &s), &s);
+}
+
+static int do_lookup(jfront_t *jf, fuse_ino_t parent, const char *name,
+                     struct fuse_entry_param *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->generation = 1;
+    size_t len = strlen(name);
+    if (len > NAME_MAX_BYTES)
+        return -ENAMETOOLONG;
+    int pk = ino_kind(parent);
+    if (pk == K_ROOT) {
+        uint32_t k = jshard(jf, name);
+        state_t *st = jstate(jf, k);
+        job_view_t v;
+        pthread_rwlock_rdlock(&st->lock);
+        int rc = jobs_sm_get(st, name, len, &v);
+        pthread_rwlock_unlock(&st->lock);
+        if (rc < 0)
+            return rc;
+        e->ino = mkino(k, v.id, 0, K_JOB);
+    } else if (pk == K_JOB) {
+        int kind = -1;
+        for (int i = K_CMD; i <= K_RUNS; i++)
+            if (strcmp(name, job_files[i]) == 0)
+                kind = i;
+        if (kind < 0)
+            return -ENOENT;
+        e->ino = mkino(ino_shard(parent), ino_job(parent), 0, kind);
+    } else if (pk == K_RUNS) {
+        uint64_t n;
+        if (names_parse_uint(name, len, RUN_MASK, &n) < 0 || n == 0)
+            return -ENOENT;
+        e->ino = mkino(ino_shard(parent), ino_job(parent), n, K_RDIR);
+    } else if (pk == K_RDIR) {
+        int kind = -1;
+        for (int i = K_STDOUT; i <= K_ATTEMPT; i++)
+            if (strcmp(name, run_files[i]) == 0)
+                kind = i;
+        if (kind < 0)
+            return -ENOENT;
+        e->ino = mkino(ino_shard(parent), ino_job(parent), ino_run(parent), kind);
+    } else {
+        return -ENOTDIR;
+    }
+    return attr_of(jf, e->ino, &e->attr);
+}
+
+static void jb_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fuse_entry_param e;
+    front_reply_entry(req, do_lookup(JF(req), parent, name, &e), &e);
+}
+
+/* ---------------------------------------------------------------- directories */
+
+static int mkdir_do(jfront_t *jf, fuse_ino_t parent, const char *name, struct fuse_entry_param *e)
+{
+    int pk = ino_kind(parent);
+    if (pk != K_ROOT)
+        return pk == K_JOB || pk == K_RUNS || pk == K_RDIR ? -EPERM : -ENOTDIR;
+    size_t len = strlen(name);
+    int rc = names_check(name, len, 0);
+    if (rc < 0)
+        return rc;
+    if (jobs_reserved(name, len))
+        return -EINVAL;
+    cmdbuf_t b;
+    jobs_cmd_mkdir(&b, node_now_ms(), name);
+    rc = node_propose(jf->ctx.node, jshard(jf, name), &b, NULL);
+    return rc < 0 ? rc : do_lookup(jf, parent, name, e);
+}
+
+static void jb_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    struct fuse_entry_param e;
+    front_reply_entry(req, mkdir_do(JF(req), parent, name, &e), &e);
+}
+
+/* rmdir jobs/<job> removes the job with its runs (EBUSY while one runs); inside a job
+ * nothing is removed (EPERM). */
+static void jb_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    jfront_t *jf = JF(req);
+    int rc, pk = ino_kind(parent);
+    if (pk == K_ROOT) {
+        cmdbuf_t b;
+        jobs_cmd_rmdir(&b, node_now_ms(), name);
+        rc = node_propose(jf->ctx.node, jshard(jf, name), &b, NULL);
+    } else {
+        rc = pk == K_JOB || pk == K_RUNS || pk == K_RDIR ? -EPERM : -ENOTDIR;
+    }
+    fuse_reply_err(req, -rc);
+}
+
+static void jb_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    int pk = ino_kind(parent);
+    fuse_reply_err(req, pk == K_ROOT ? EISDIR : pk < 0 ? ENOTDIR : EPERM);
+}
+
+static void jb_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+    fuse_reply_err(req, EPERM);         /* a job keeps its name (not supported) */
+}
+
+struct listing {
+    dirlist_t *d;
+    uint32_t shard;
+    uint64_t job;
+};
+
+static int list_job(void *arg, const job_view_t *v)
+{
+    struct listing *l = arg;
+    return dirlist_add(l->d, v->name, mkino(l->shard, v->id, 0, K_JOB), S_IFDIR);
+}
+
+static int list_run(void *arg, const run_view_t *v)
+{
+    struct listing *l = arg;
+    char name[24];
+    snprintf(name, sizeof(name), "%" PRIu64, v->n);
+    return dirlist_add(l->d, name, mkino(l->shard, l->job, v->n, K_RDIR), S_IFDIR);
+}
+
+static void jb_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    jfront_t *jf = JF(req);
+    int kind = ino_kind(ino);
+    if (kind != K_ROOT && kind != K_JOB && kind != K_RUNS && kind != K_RDIR) {
+        fuse_reply_err(req, kind < 0 ? ENOENT : ENOTDIR);
+        return;
+    }
+    jfh_t *fh = calloc(1, sizeof(*fh));
+    int rc = fh ? 0 : -ENOMEM;
+    if (rc == 0)
+        rc = dirlist_add(&fh->dir, ".", ino, S_IFDIR);
+    if (rc == 0)
+        rc = dirlist_add(&fh->dir, "..", kind == K_ROOT ? FUSE_ROOT_ID
+                         : kind == K_JOB ? NS_ROOT_ID(NS_JOBS)
+                         : kind == K_RUNS ? mkino(ino_shard(ino), ino_job(ino), 0, K_JOB)
+                         : mkino(ino_shard(ino), ino_job(ino), 0, K_RUNS), S_IFDIR);
+    if (rc == 0 && kind == K_ROOT) {
+        for (uint32_t k = 0; rc == 0 && k < node_nshards(jf->ctx.node); k++) {
+            state_t *st = jstate(jf, k);
+            struct listing l = { &fh->dir, k, 0 };
+            pthread_rwlock_rdlock(&st->lock);
+            rc = jobs_sm_each(st, list_job, &l);
+            pthread_rwlock_unlock(&st->lock);
+        }
+        if (rc == 0)
+            dirlist_sort(&fh->dir, 2);
+    } else if (rc == 0) {
+        state_t *st = jstate(jf, ino_shard(ino));
+        jref_t r;
+        pthread_rwlock_rdlock(&st->lock);
+        rc = resolve_locked(st, ino, &r);
+        if (rc == 0 && kind == K_JOB) {
+            for (int i = K_CMD; rc == 0 && i <= K_RUNS; i++)
+                if (i != K_EVENTS)
+                    rc = dirlist_add(&fh->dir, job_files[i], mkino(ino_shard(ino), r.j.id, 0, i),
+                                     i == K_RUNS ? S_IFDIR : S_IFREG);
+        } else if (rc == 0 && kind == K_RUNS) {
+            struct listing l = { &fh->dir, ino_shard(ino), r.j.id };
+            rc = jobs_sm_each_run(st, r.j.id, list_run, &l);
+        } else if (rc == 0) {
+            for (int i = K_STDOUT; rc == 0 && i <= K_ATTEMPT; i++)
+                rc = dirlist_add(&fh->dir, run_files[i],
+                                 mkino(ino_shard(ino), r.j.id, r.r.n, i), S_IFREG);
+        }
+        pthread_rwlock_unlock(&st->lock);
+    }
+    if (rc < 0) {
+        if (fh)
+            dirlist_clear(&fh->dir);
+        free(fh);
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fi->fh = (uintptr_t)fh;
+    if (fuse_reply_open(req, fi) != 0) {
+        dirlist_clear(&fh->dir);
+        free(fh);
+    }
+}
+
+static void jb_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    dirlist_reply(req, &((jfh_t *)(uintptr_t)fi->fh)->dir, size, off);
+}
+
+static void jb_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    jfh_t *fh = (jfh_t *)(uintptr_t)fi->fh;
+    dirlist_clear(&fh->dir);
+    free(fh);
+    fuse_reply_err(req, 0);
+}
+
+/* ---------------------------------------------------------------- .events */
+
+static void watch_link(jfront_t *jf, jwatch_t *w)
+{
+    w->prev = NULL;
+    w->next = jf->watches;
+    if (jf->watches)
+        jf->watches->prev = w;
+    jf->watches = w;
+}
+
+static void watch_unlink(jfront_t *jf, jwatch_t *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        jf->watches = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+}
+
+/* What a read of size bytes at off returns: bytes (into *p), 0 (nothing new: block),
+ * -EINVAL (before the batch), -ESTALE, or -ENOENT (the job is gone: EOF). State lock (read)
+ * and wmu held. */
+static int watch_fill(jwatch_t *w, uint64_t off, size_t size, const char **p)
+{
+    if (off < w->base)
+        return -EINVAL;
+    if (off >= w->base + w->len) {
+        int n = jobs_read_events(jstate(w->jf, w->shard), w->job, &w->cursor, w->buf,
+                                 BATCH_BYTES);
+        if (n <= 0)
+            return n;
+        w->base += w->len;
+        w->len = (size_t)n;
+        off = w->base;
+    }
+    size_t n = (size_t)(w->base + w->len - off);
+    if (n > size)
+        n = size;
+    *p = w->buf + (off - w->base);
+    w->rend = off + n;
+    return (int)n;
+}
+
+static int watch_ready(jwatch_t *w)
+{
+    if (w->rend < w->base + w->len)
+        return 1;
+    job_view_t v;
+    const state_t *st = jstate(w->jf, w->shard);
+    return jobs_sm_get_id(st, w->job, &v) < 0 || v.rev > w->cursor ||
+           jobs_events_stale(st, w->job, w->cursor);
+}
+
+static void watch_reply(fuse_req_t req, int n, const char *p)
+{
+    if (n == -ENOENT)
+        fuse_reply_buf(req, NULL, 0);
+    else if (n < 0)
+        fuse_reply_err(req, -n);
+    else
+        fuse_reply_buf(req, p, (size_t)n);
+}
+
+static void watch_interrupted(fuse_req_t req, void *data)
+{
+    INTR_DEFER_IF_REGISTERING();
+    (void)data;
+    jfront_t *jf = ns_front_ctx(req, NS_JOBS);
+    if (!jf)
+        return;
+    pthread_mutex_lock(&jf->wmu);
+    for (jwatch_t *w = jf->watches; w; w = w->next)
+        if (w->waiting == req) {
+            w->waiting = NULL;
+            fuse_reply_err(req, EINTR);
+            break;
+        }
+    pthread_mutex_unlock(&jf->wmu);
+}
+
+static void watch_read(fuse_req_t req, jwatch_t *w, size_t size, off_t off, int nonblock)
+{
+    jfront_t *jf = w->jf;
+    if (intr_register(req, watch_interrupted, NULL)) {
+        fuse_reply_err(req, EINTR);
+        return;
+    }
+    state_t *st = jstate(jf, w->shard);
+    uint64_t woff = off < 0 ? 0 : (uint64_t)off;
+    pthread_rwlock_rdlock(&st->lock);
+    pthread_mutex_lock(&jf->wmu);
+    const char *p = NULL;
+    int n = w->waiting ? -EBUSY : watch_fill(w, woff, size, &p);
+    pthread_rwlock_unlock(&st->lock);
+    if (n == 0 && nonblock)
+        n = -EAGAIN;
+    else if (n == 0 && fuse_req_interrupted(req))
+        n = -EINTR;
+    if (n == 0) {
+        w->waiting = req;               /* parked: a delivery, interrupt or close answers */
+        w->want = size;
+        w->woff = woff;
+    } else {
+        watch_reply(req, n, p);
+    }
+    pthread_mutex_unlock(&jf->wmu);
+}
+
+/* EFF_CONFIG_REV of NS_JOBS on shard k: answers the parked reads of k's watches that have
+ * something now (or whose job is gone), wakes their pollers. */
+static void watch_deliver(jfront_t *jf, uint32_t k)
+{
+    state_t *st = jstate(jf, k);
+    jwatch_t *ready = NULL;
+    struct fuse_pollhandle *wake[64];
+    int nwake = 0;
+    pthread_rwlock_rdlock(&st->lock);
+    pthread_mutex_lock(&jf->wmu);
+    for (jwatch_t *w = jf->watches; w; w = w->next) {
+        if (w->shard != k)
+            continue;
+        if (w->waiting) {
+            w->ans = watch_fill(w, w->woff, w->want, &w->ansp);
+            if (w->ans != 0) {
+                w->rnext = ready;
+                ready = w;
+            }
+        }
+        if (w->ph && nwake < 64 && watch_ready(w)) {
+            wake[nwake++] = w->ph;
+            w->ph = NULL;
+        }
+    }
+    pthread_rwlock_unlock(&st->lock);
+    for (jwatch_t *w = ready; w; w = w->rnext) {
+        fuse_req_t req = w->waiting;
+        w->waiting = NULL;
+        watch_reply(req, w->ans, w->ansp);
+    }
+    for (int i = 0; i < nwake; i++) {
+        fuse_lowlevel_notify_poll(wake[i]);
+        fuse_pollhandle_destroy(wake[i]);
+    }
+    pthread_mutex_unlock(&jf->wmu);
+}
+
+static void watch_poll(fuse_req_t req, jwatch_t *w, struct fuse_pollhandle *ph)
+{
+    jfront_t *jf = w->jf;
+    state_t *st = jstate(jf, w->shard);
+    struct fuse_pollhandle *old = NULL;
+    pthread_rwlock_rdlock(&st->lock);
+    pthread_mutex_lock(&jf->wmu);
+    int r = watch_ready(w);
+    if (!r && ph) {
+        old = w->ph;
+        w->ph = ph;
+        ph = NULL;
+    }
+    pthread_mutex_unlock(&jf->wmu);
+    pthread_rwlock_unlock(&st->lock);
+    fuse_pollhandle_destroy(old);
+    fuse_pollhandle_destroy(ph);
+    fuse_reply_poll(req, r ? POLLIN | POLLRDNORM : 0);
+}
+
+static void watch_close(jwatch_t *w)
+{
+    if (!w)
+        return;
+    jfront_t *jf = w->jf;
+    if (!jf) {
+        free(w->buf);
+        free(w);
+        return;
+    }
+    pthread_mutex_lock(&jf->wmu);
+    if (w->waiting)
+        fuse_reply_err(w->waiting, EINTR);
+    watch_unlink(jf, w);
+    struct fuse_pollhandle *ph = w->ph;
+    pthread_mutex_unlock(&jf->wmu);
+    fuse_pollhandle_destroy(ph);
+    free(w->buf);
+    free(w);
+}
+
+/* A watch of job `job` on shard k from its newest event on. */
+static int watch_open(jfront_t *jf, uint32_t k, uint64_t job, jwatch_t **out)
+{
+    jwatch_t *w = calloc(1, sizeof(*w));
+    if (!w || !(w->buf = malloc(BATCH_BYTES))) {
+        free(w);
+        return -ENOMEM;
+    }
+    w->jf = jf;
+    w->shard = k;
+    w->job = job;
+    state_t *st = jstate(jf, k);
+    job_view_t v;
+    pthread_rwlock_rdlock(&st->lock);
+    int rc = jobs_sm_get_id(st, job, &v);
+    w->cursor = v.rev;
+    if (rc == 0) {
+        pthread_mutex_lock(&jf->wmu);
+        watch_link(jf, w);
+        pthread_mutex_unlock(&jf->wmu);
+    }
+    pthread_rwlock_unlock(&st->lock);
+    if (rc < 0) {
+        free(w->buf);
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- files */
+
+static void fh_free(jfh_t *fh)
+{
+    if (!fh)
+        return;
+    watch_close(fh->w);
+    blob_unref(fh->blob);
+    free(fh->job);
+    free(fh->text);
+    free(fh->wbuf);
+    dirlist_clear(&fh->dir);
+    pthread_mutex_destroy(&fh->mu);
+    free(fh);
+}
+
+static int setting_kind(int kind) { return kind >= K_CMD && kind <= K_CONC; }
+
+static int do_open(jfront_t *jf, fuse_ino_t ino, int flags, jfh_t **out)
+{
+    int kind = ino_kind(ino), acc = flags & O_ACCMODE;
+    if (kind == K_ROOT || kind == K_JOB || kind == K_RUNS || kind == K_RDIR)
+        return -EISDIR;
+    if (kind < 0)
+        return -ENOENT;
+    if (acc != O_RDONLY && !setting_kind(kind) && kind != K_RUN)
+        return -EACCES;                 /* status, .events and runs/ are read-only */
+    jfh_t *fh = calloc(1, sizeof(*fh));
+    if (!fh)
+        return -ENOMEM;
+    pthread_mutex_init(&fh->mu, NULL);
+    fh->kind = kind;
+    fh->shard = ino_shard(ino);
+    state_t *st = jstate(jf, fh->shard);
+    jref_t r;
+    pthread_rwlock_rdlock(&st->lock);
+    int rc = resolve_locked(st, ino, &r);
+    if (rc == 0) {
+        fh->job_id = r.j.id;
+        if (!(fh->job = strdup(r.j.name)))
+            rc = -ENOMEM;
+    }
+    if (rc == 0 && kind != K_EVENTS && !(fh->text = render(st, kind, &r, &fh->tlen)))
+        rc = -ENOMEM;
+    if (rc == 0 && (kind == K_STDOUT || kind == K_STDERR))
+        fh->blob = blob_ref(r.r.out[kind - K_STDOUT]);
+    pthread_rwlock_unlock(&st->lock);
+    if (rc == 0 && setting_kind(kind) && acc != O_RDONLY) {
+        /* the save starts from the value (or empty with O_TRUNC) */
+        fh->wbuf = malloc(SAVE_MAX);
+        if (!fh->wbuf) {
+            rc = -ENOMEM;
+        } else if (!(flags & O_TRUNC)) {
+            fh->wlen = fh->tlen < SAVE_MAX ? fh->tlen : SAVE_MAX;
+            memcpy(fh->wbuf, fh->text, fh->wlen);
+        }
+    }
+    if (rc == 0 && kind == K_EVENTS)
+        rc = watch_open(jf, fh->shard, fh->job_id, &fh->w);
+    if (rc < 0) {
+        fh_free(fh);
+        return rc;
+    }
+    *out = fh;
+    return 0;
+}
+
+static void jb_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    jfh_t *fh = NULL;
+    int rc = do_open(JF(req), ino, fi->flags, &fh);
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fi->fh = (uintptr_t)fh;
+    fi->direct_io = 1;
+    fi->keep_cache = 0;
+    if (fuse_reply_open(req, fi) != 0)
+        fh_free(fh);
+}
+
+static void jb_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+    /* the files of a job are fixed: an open(O_CREAT) of one that exists opens it */
+    jfront_t *jf = JF(req);
+    struct fuse_entry_param e;
+    int pk = ino_kind(parent);
+    int rc = pk == K_ROOT ? -EPERM : do_lookup(jf, parent, name, &e);
+    if (rc == -ENOENT && pk >= K_JOB)
+        rc = -EPERM;
+    if (rc == 0 && (fi->flags & O_EXCL))
+        rc = -EEXIST;
+    jfh_t *fh = NULL;
+    if (rc == 0)
+        rc = do_open(jf, e.ino, fi->flags, &fh);
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fi->fh = (uintptr_t)fh;
+    fi->direct_io = 1;
+    if (fuse_reply_create(req, &e, fi) != 0)
+        fh_free(fh);
+}
+
+static void jb_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    jfh_t *fh = (jfh_t *)(uintptr_t)fi->fh;
+    if (fh->w) {
+        watch_read(req, fh->w, size, off, !!(fi->flags & O_NONBLOCK));
+        return;
+    }
+    pthread_mutex_lock(&fh->mu);
+    if (fh->wbuf && fh->dirty) {
+        size_t n = off < 0 || (size_t)off >= fh->wlen ? 0 : fh->wlen - (size_t)off;
+        fuse_reply_buf(req, n ? fh->wbuf + off : NULL, n < size ? n : size);
+        pthread_mutex_unlock(&fh->mu);
+        return;
+    }
+    if (fh->blob) {
+        /* stdout/stderr: the kept bytes, then the mark when cut */
+        uint64_t o = off < 0 ? 0 : (uint64_t)off, bl = fh->blob->len;
+        if (o < bl) {
+            size_t n = (size_t)(bl - o) < size ? (size_t)(bl - o) : size;
+            fuse_reply_buf(req, (const char *)fh->blob->data + o, n);
+        } else {
+            size_t to = (size_t)(o - bl);
+            size_t n = to >= fh->tlen ? 0 : fh->tlen - to;
+            fuse_reply_buf(req, n ? fh->text + to : NULL, n < size ? n : size);
+        }
+        pthread_mutex_unlock(&fh->mu);
+        return;
+    }
+    pthread_mutex_unlock(&fh->mu);
+    front_reply_text(req, &fh->mu, fh->text, fh->tlen, size, off);
+}
+
+static void jb_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                    struct fuse_pollhandle *ph)
+{
+    jfh_t *fh = (jfh_t *)(uintptr_t)fi->fh;
+    if (fh && fh->w) {
+        watch_poll(req, fh->w, ph);
+        return;
+    }
+    fuse_pollhandle_destroy(ph);
+    fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
+}
+
+/* A write to `run` starts a run now; to a setting, adds to this open's save (checked when
+ * it ends with a newline, published at close or fsync). */
+static void jb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+    jfront_t *jf = JF(req);
+    jfh_t *fh = (jfh_t *)(uintptr_t)fi->fh;
+    int rc = 0;
+    if (fh->kind == K_RUN) {
+        cmdbuf_t b;
+        jobs_cmd_run(&b, node_now_ms(), fh->job);
+        rc = node_propose(jf->ctx.node, fh->shard, &b, NULL);
+        if (rc == -ENOEXEC)
+            rc = -EINVAL;               /* the job has no cmd yet */
+    } else if (!fh->wbuf) {
+        rc = -EBADF;
+    } else {
+        pthread_mutex_lock(&fh->mu);
+        uint64_t o = (fi->flags & O_APPEND) ? fh->wlen : (uint64_t)(off < 0 ? 0 : off);
+        if (o + size > SAVE_MAX - 1) {
+            rc = -EFBIG;
+        } else {
+            if (o > fh->wlen)
+                memset(fh->wbuf + fh->wlen, 0, (size_t)(o - fh->wlen));
+            memcpy(fh->wbuf + o, buf, size);
+            if (o + size > fh->wlen)
+                fh->wlen = (size_t)(o + size);
+            fh->dirty = 1;
+            const char *why;
+            if (fh->wlen && fh->wbuf[fh->wlen - 1] == '\n' &&
+                jobs_setting_check(fh->kind - K_CMD + 1, fh->wbuf, fh->wlen, &why) < 0) {
+                fprintf(stderr, "quorumfs: jobs/%s/%s: %s\n", fh->job, job_files[fh->kind],
+                        why ? why : "invalid");
+                fh->wlen = 0;
+                fh->dirty = 0;
+                rc = -EINVAL;
+            }
+        }
+        pthread_mutex_unlock(&fh->mu);
+    }
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_write(req, size);
+}
+
+/* Publishes fh's save when written since the last publish (mu held). */
+static int publish_locked(jfront_t *jf, jfh_t *fh)
+{
+    if (!fh->wbuf || !fh->dirty)
+        return 0;
+    size_t len = fh->wlen;
+    if (fh->kind == K_CMD && len && fh->wbuf[len - 1] == '\n')
+        len--;                          /* the newline echo adds is not part of the command */
+    cmdbuf_t b;
+    jobs_cmd_set(&b, node_now_ms(), fh->job, (uint8_t)(fh->kind - K_CMD + 1), fh->wbuf, len);
+    int rc = node_propose(jf->ctx.node, fh->shard, &b, NULL);
+    if (rc == 0)
+        fh->dirty = 0;
+    return rc;
+}
+
+static void jb_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    jfh_t *fh = (jfh_t *)(uintptr_t)fi->fh;
+    pthread_mutex_lock(&fh->mu);
+    int rc = publish_locked(JF(req), fh);
+    pthread_mutex_unlock(&fh->mu);
+    fuse_reply_err(req, -rc);
+}
+
+static void jb_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    jb_flush(req, ino, fi);
+}
+
+static void jb_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    jfh_t *fh = (jfh_t *)(uintptr_t)fi->fh;
+    pthread_mutex_lock(&fh->mu);
+    (void)publish_locked(JF(req), fh);  /* a save whose flush failed: a last try */
+    pthread_mutex_unlock(&fh->mu);
+    fh_free(fh);
+    fuse_reply_err(req, 0);
+}
+
+static void jb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+    jfront_t *jf = JF(req);
+    int rc = 0, kind = ino_kind(ino);
+    if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+        rc = -EPERM;
+    else if ((to_set & FUSE_SET_ATTR_SIZE) && !setting_kind(kind) && kind != K_RUN)
+        rc = kind == K_ROOT || kind == K_JOB || kind == K_RUNS || kind == K_RDIR ? -EISDIR
+                                                                                 : -EPERM;
+    if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE) && fi && setting_kind(kind)) {
+        jfh_t *fh = (jfh_t *)(uintptr_t)fi->fh;
+        pthread_mutex_lock(&fh->mu);
+        if (!fh->wbuf)
+            rc = -EBADF;
+        else if ((size_t)attr->st_size <= fh->wlen)
+            fh->wlen = (size_t)attr->st_size;
+        else
+            rc = -EINVAL;
+        pthread_mutex_unlock(&fh->mu);
+    }
+    /* a truncate by path (O_TRUNC) only starts the save that follows; times are not kept */
+    struct stat s;
+    if (rc == 0)
+        rc = attr_of(jf, ino, &s);
+    front_reply_attr(req, rc, &s);
+}
+
+static const struct fuse_lowlevel_ops jobs_fuse = {
+    .lookup = jb_lookup,
+    .getattr = jb_getattr,
+    .setattr = jb_setattr,
+    .mkdir = jb_mkdir,
+    .unlink = jb_unlink,
+    .rmdir = jb_rmdir,
+    .rename = jb_rename,
+    .create = jb_create,
+    .open = jb_open,
+    .read = jb_read,
+    .write = jb_write,
+    .flush = jb_flush,
+    .release = jb_release,
+    .fsync = jb_fsync,
+    .opendir = jb_opendir,
+    .readdir = jb_readdir,
+    .releasedir = jb_releasedir,
+    .poll = jb_poll,
+};
+
+/* ---------------------------------------------------------------- runners */
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Proposes cmd b for runner r, again while the shard has no quorum (EIO) and the node is
+ * not stopping, FINISH_TRIES times at most. */
+static int runner_propose(runner_t *r, cmdbuf_t *b)
+{
+    int rc = -EIO;
+    for (int i = 0; i < FINISH_TRIES; i++) {
+        cmdbuf_t copy = { 0 };
+        cmd_raw(&copy, b->p, b->len);
+        if (copy.oom)
+            break;
+        cmd_set_hdr_time(copy.p, copy.len, node_now_ms());
+        rc = node_propose(r->jf->ctx.node, r->shard, &copy, NULL);
+        if (rc != -EIO || r->jf->stopping)
+            break;
+        usleep(500000);
+    }
+    free(b->p);
+    b->p = NULL;
+    return rc;
+}
+
+/* In the child (after fork, async-signal-safe calls only): the run's identity, standard
+ * streams, working directory, environment, then /bin/sh -c cmd. */
+static void child(const jfront_t *jf, const runner_t *r, int out, int err, char *const env[])
+{
+    setsid();                           /* a session and process group of its own */
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+        _exit(126);
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, 3u, ~0u, 0u) < 0)
+#endif
+        for (int fd = 3; fd < 65536; fd++)
+            close(fd);
+    if (jf->switch_user && (setgroups((size_t)jf->ngroups, jf->groups) < 0 ||
+                            setgid(jf->gid) < 0 || setuid(jf->uid) < 0)) {
+        static const char msg[] = "quorumfs: cannot switch to the jobs user\n";
+        (void)!write(2, msg, sizeof(msg) - 1);
+        _exit(126);
+    }
+    if (chdir(jf->home) < 0 && chdir("/") < 0)
+        _exit(126);
+    char *argv[] = { "sh", "-c", r->cmd, NULL };
+    execve("/bin/sh", argv, env);
+    _exit(127);
+}
+
+struct capture {
+    char *buf;
+    size_t len;
+    uint64_t total;
+    int fd;
+};
+
+static void capture_read(struct capture *c)
+{
+    char tmp[65536];
+    ssize_t n = read(c->fd, tmp, sizeof(tmp));
+    if (n <= 0) {
+        if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+            close(c->fd);
+            c->fd = -1;
+        }
+        return;
+    }
+    c->total += (uint64_t)n;
+    size_t keep = (size_t)n;
+    if (c->len + keep > JOBS_OUT_MAX)
+        keep = JOBS_OUT_MAX - c->len;
+    memcpy(c->buf + c->len, tmp, keep);
+    c->len += keep;
+}
+
+static void *runner_main(void *arg)
+{
+    runner_t *r = arg;
+    jfront_t *jf = r->jf;
+    struct capture cap[2] = { { NULL, 0, 0, -1 }, { NULL, 0, 0, -1 } };
+    int p1[2] = { -1, -1 }, p2[2] = { -1, -1 };
+    uint8_t end = JR_FAILED;
+    int32_t code = 126;
+    int started = 0;
+    char *env[8] = { NULL };
+    char run_s[24];
+    snprintf(run_s, sizeof(run_s), "%" PRIu64, r->n);
+    if (asprintf(&env[0], "PATH=/usr/local/bin:/usr/bin:/bin") < 0 ||
+        asprintf(&env[1], "HOME=%s", jf->home) < 0 || asprintf(&env[2], "USER=%s", jf->user) < 0 ||
+        asprintf(&env[3], "LOGNAME=%s", jf->user) < 0 || asprintf(&env[4], "SHELL=/bin/sh") < 0 ||
+        asprintf(&env[5], "QUORUMFS_JOB=%s", r->job) < 0 ||
+        asprintf(&env[6], "QUORUMFS_RUN=%s", run_s) < 0)
+        goto report;
+    if (!(cap[0].buf = malloc(JOBS_OUT_MAX)) || !(cap[1].buf = malloc(JOBS_OUT_MAX)) ||
+        pipe2(p1, O_CLOEXEC) < 0 || pipe2(p2, O_CLOEXEC) < 0)
+        goto report;
+    pid_t pid = fork();
+    if (pid < 0)
+        goto report;
+    if (pid == 0)
+        child(jf, r, p1[1], p2[1], env);
+    started = 1;
+    close(p1[1]);
+    close(p2[1]);
+    p1[1] = p2[1] = -1;
+    cap[0].fd = p1[0];
+    cap[1].fd = p2[0];
+    p1[0] = p2[0] = -1;
+    uint64_t t0 = mono_ms(), killed_at = 0, exited_at = 0;
+    int status = 0, exited = 0, why = 0;   /* why: 1 timeout, 2 cancelled */
+    while (!exited || cap[0].fd >= 0 || cap[1].fd >= 0) {
+        struct pollfd pf[2];
+        int np = 0;
+        for (int s = 0; s < 2; s++)
+            if (cap[s].fd >= 0)
+                pf[np++] = (struct pollfd){ .fd = cap[s].fd, .events = POLLIN };
+        if (np)
+            poll(pf, (nfds_t)np, 100);
+        else
+            usleep(20000);
+        for (int s = 0, i = 0; s < 2; s++)
+            if (cap[s].fd >= 0 && (pf[i++].revents & (POLLIN | POLLHUP | POLLERR)))
+                capture_read(&cap[s]);
+        if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
+            exited = 1;
+            kill(-pid, SIGKILL);        /* what the shell left in its group goes with it */
+        }
+        uint64_t now = mono_ms();
+        if (!exited && !killed_at) {
+            if (r->timeout_s && now - t0 >= (uint64_t)r->timeout_s * 1000)
+                why = 1;
+            else if (r->cancel || jf->stopping)
+                why = 2;
+            if (why) {
+                kill(-pid, SIGTERM);
+                killed_at = now;
+            }
+        } else if (!exited && killed_at && now - killed_at >= KILL_GRACE_MS) {
+            kill(-pid, SIGKILL);
+        }
+        if (exited && !exited_at)
+            exited_at = now;
+        if (exited && np == 0)
+            break;
+        if (exited && now - exited_at > 5000) {
+            /* something outside the group (it made a session of its own) holds a pipe:
+             * stop reading */
+            for (int s = 0; s < 2; s++)
+                if (cap[s].fd >= 0) {
+                    close(cap[s].fd);
+                    cap[s].fd = -1;
+                }
+        }
+    }
+    if (why == 1)
+        end = JR_TIMEOUT;
+    else if (why == 2)
+        end = JR_KILLED;
+    else
+        end = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? JR_OK : JR_FAILED;
+    code = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? -WTERMSIG(status) : 0;
+report:
+    if (!started)
+        fprintf(stderr, "quorumfs: jobs/%s run %" PRIu64 ": could not start: %s\n", r->job, r->n,
+                strerror(errno));
+    for (int s = 0; s < 2; s++) {
+        if (cap[s].fd >= 0)
+            close(cap[s].fd);
+        if (!cap[s].total)
+            continue;
+        cmdbuf_t b;
+        jobs_cmd_output(&b, node_now_ms(), r->job, r->n, r->sid, (uint8_t)(s + 1), cap[s].total,
+                        cap[s].buf, cap[s].len);
+        int rc = runner_propose(r, &b);
+        if (rc < 0)
+            fprintf(stderr, "quorumfs: jobs/%s run %" PRIu64 ": output not recorded: %s\n",
+                    r->job, r->n, strerror(-rc));
+    }
+    cmdbuf_t b;
+    jobs_cmd_finish(&b, node_now_ms(), r->job, r->n, r->sid, end, code);
+    int rc = runner_propose(r, &b);
+    if (rc < 0 && rc != -ESTALE)
+        fprintf(stderr, "quorumfs: jobs/%s run %" PRIu64 ": end not recorded: %s\n", r->job,
+                r->n, strerror(-rc));
+    for (int i = 0; i < 4; i++)
+        if ((i < 2 ? p1[i] : p2[i - 2]) >= 0)
+            close(i < 2 ? p1[i] : p2[i - 2]);
+    for (int i = 0; env[i]; i++)
+        free(env[i]);
+    free(cap[0].buf);
+    free(cap[1].buf);
+    pthread_mutex_lock(&jf->ctx.mu);
+    r->done = 1;
+    pthread_mutex_unlock(&jf->ctx.mu);
+    return NULL;
+}
+
+static void runner_free(runner_t *r)
+{
+    free(r->job);
+    free(r->cmd);
+    free(r);
+}
+
+/* ---------------------------------------------------------------- the sweep */
+
+struct todo {
+    char *job;
+    uint64_t job_id, a;                 /* tick (TICK) or run number (START, cancel) */
+    uint32_t timeout_s;
+    char *cmd;
+};
+
+struct collect {
+    jfront_t *jf;
+    const state_t *st;
+    uint32_t k;
+    int leader, run_here;
+    uint64_t now, sid;
+    struct todo *t;
+    size_t n, cap;
+    int kind;                           /* for each_run: 0 start, 1 cancel */
+    const job_view_t *j;
+};
+
+static int todo_add(struct collect *c, const job_view_t *j, uint64_t a, int with_cmd)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        struct todo *t = realloc(c->t, cap * sizeof(*t));
+        if (!t)
+            return -ENOMEM;
+        c->t = t;
+        c->cap = cap;
+    }
+    struct todo *t = &c->t[c->n];
+    memset(t, 0, sizeof(*t));
+    t->job = strdup(j->name);
+    t->cmd = with_cmd ? strdup(j->cmd) : NULL;
+    if (!t->job || (with_cmd && !t->cmd)) {
+        free(t->job);
+        free(t->cmd);
+        return -ENOMEM;
+    }
+    t->job_id = j->id;
+    t->a = a;
+    t->timeout_s = j->timeout_s;
+    c->n++;
+    return 0;
+}
+
+struct runs_scan {
+    struct collect *c;
+    struct collect *cancel;
+};
+
+static int scan_run(void *arg, const run_view_t *v)
+{
+    struct runs_scan *s = arg;
+    struct collect *c = s->c;
+    if (c->run_here && v->state == JR_PENDING && v->not_before_ms <= c->now)
+        return todo_add(c, c->j, v->n, 1) < 0;
+    if (v->state == JR_RUNNING && v->cancel && v->sid == c->sid)
+        return todo_add(s->cancel, c->j, v->n, 0) < 0;
+    return 0;
+}
+
+struct scan_all {
+    struct collect *ticks, *starts, *cancels;
+};
+
+static int scan_job(void *arg, const job_view_t *j)
+{
+    struct scan_all *s = arg;
+    struct collect *c = s->ticks;
+    if (c->leader) {
+        uint64_t t = jobs_due_tick(j, c->now);
+        if (t && todo_add(c, j, t, 0) < 0)
+            return 1;
+    }
+    if (j->active) {
+        s->starts->j = j;
+        struct runs_scan rs = { s->starts, s->cancels };
+        if (jobs_sm_each_run(c->st, j->id, scan_run, &rs))
+            return 1;
+    }
+    return 0;
+}
+
+static void todo_free(struct collect *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->t[i].job);
+        free(c->t[i].cmd);
+    }
+    free(c->t);
+}
+
+static int is_local(jfront_t *jf, uint32_t k, uint64_t job_id, uint64_t n, int cancel)
+{
+    int found = 0;
+    pthread_mutex_lock(&jf->ctx.mu);
+    for (runner_t *r = jf->runners; r; r = r->next)
+        if (r->shard == k && r->job_id == job_id && r->n == n) {
+            found = 1;
+            if (cancel)
+                r->cancel = 1;
+        }
+    pthread_mutex_unlock(&jf->ctx.mu);
+    return found;
+}
+
+static void start_runner(jfront_t *jf, uint32_t k, uint64_t sid, struct todo *t)
+{
+    runner_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return;
+    r->jf = jf;
+    r->shard = k;
+    r->job_id = t->job_id;
+    r->n = t->a;
+    r->sid = sid;
+    r->job = t->job;
+    r->cmd = t->cmd;
+    r->timeout_s = t->timeout_s;
+    t->job = t->cmd = NULL;
+    pthread_mutex_lock(&jf->ctx.mu);
+    r->next = jf->runners;
+    jf->runners = r;
+    if (pthread_create(&r->th, NULL, runner_main, r) != 0) {
+        jf->runners = r->next;
+        pthread_mutex_unlock(&jf->ctx.mu);
+        fprintf(stderr, "quorumfs: jobs/%s run %" PRIu64 ": no thread to run it\n", r->job, r->n);
+        cmdbuf_t b;
+        jobs_cmd_finish(&b, node_now_ms(), r->job, r->n, sid, JR_FAILED, 126);
+        (void)node_propose(jf->ctx.node, k, &b, NULL);
+        runner_free(r);
+        return;
+    }
+    pthread_mutex_unlock(&jf->ctx.mu);
+}
+
+static void sweep_shard(jfront_t *jf, uint32_t k)
+{
+    node_t *n = jf->ctx.node;
+    state_t *st = jstate(jf, k);
+    uint64_t sid = session_local_id(node_session(n), k);
+    struct collect ticks = { .jf = jf, .st = st, .k = k, .leader = node_is_leader(n, k),
+                             .now = node_now_ms(), .sid = sid };
+    struct collect starts = ticks, cancels = ticks;
+    starts.run_here = jf->enabled && sid != 0 && !jf->stopping;
+    struct scan_all s = { &ticks, &starts, &cancels };
+    pthread_rwlock_rdlock(&st->lock);
+    jobs_sm_each(st, scan_job, &s);
+    pthread_rwlock_unlock(&st->lock);
+    for (size_t i = 0; i < ticks.n; i++) {
+        cmdbuf_t b;
+        jobs_cmd_tick(&b, node_now_ms(), ticks.t[i].job, ticks.t[i].a);
+        int rc = node_propose(n, k, &b, NULL);
+        if (rc < 0 && rc != -EALREADY && rc != -ENOENT && rc != -EIO)
+            fprintf(stderr, "quorumfs: jobs/%s: tick not decided: %s\n", ticks.t[i].job,
+                    strerror(-rc));
+    }
+    for (size_t i = 0; i < cancels.n; i++)
+        is_local(jf, k, cancels.t[i].job_id, cancels.t[i].a, 1);
+    for (size_t i = 0; i < starts.n; i++) {
+        struct todo *t = &starts.t[i];
+        if (is_local(jf, k, t->job_id, t->a, 0))
+            continue;
+        cmdbuf_t b;
+        jobs_cmd_start(&b, node_now_ms(), t->job, t->a, sid);
+        if (node_propose(n, k, &b, NULL) == 0)
+            start_runner(jf, k, sid, t);   /* recorded as started: now run it */
+    }
+    todo_free(&ticks);
+    todo_free(&starts);
+    todo_free(&cancels);
+}
+
+/* Joins the runners whose threads ended. */
+static void reap(jfront_t *jf, int all)
+{
+    for (;;) {
+        runner_t *done = NULL;
+        pthread_mutex_lock(&jf->ctx.mu);
+        for (runner_t **p = &jf->runners; *p; p = &(*p)->next)
+            if ((*p)->done || all) {
+                done = *p;
+                *p = done->next;
+                break;
+            }
+        pthread_mutex_unlock(&jf->ctx.mu);
+        if (!done)
+            return;
+        pthread_join(done->th, NULL);
+        runner_free(done);
+    }
+}
+
+static void jb_sweep(void *ctx)
+{
+    jfront_t *jf = ctx;
+    reap(jf, 0);
+    for (uint32_t k = 0; k < node_nshards(jf->ctx.node); k++)
+        sweep_shard(jf, k);
+}
+
+/* ---------------------------------------------------------------- node side */
+
+static void jb_deliver(void *ctx, effect_t *e)
+{
+    if (e->kind == EFF_CONFIG_REV)
+        watch_deliver(ctx, e->shard);
+}
+
+/* The identity of runs (docs/JOBS.md "Who runs it"): --jobs-user, else the mounting user,
+ * but nobody instead of root unless --jobs-user root. 0, or -1 with a message. */
+static int identity(jfront_t *jf, const char *want)
+{
+    uid_t self = geteuid();
+    struct passwd *pw;
+    if (want)
+        pw = getpwnam(want);
+    else if (self == 0)
+        pw = getpwnam("nobody");
+    else
+        pw = getpwuid(self);
+    if (!pw) {
+        fprintf(stderr, "quorumfs: jobs/: no such user '%s': runs are not supported on this "
+                "node\n", want ? want : self == 0 ? "nobody" : "(the mounting user)");
+        return -1;
+    }
+    if (self != 0 && pw->pw_uid != self) {
+        fprintf(stderr, "quorumfs: jobs/: --jobs-user %s needs a root mount: runs are not "
+                "supported on this node\n", pw->pw_name);
+        return -1;
+    }
+    jf->uid = pw->pw_uid;
+    jf->gid = pw->pw_gid;
+    jf->switch_user = self == 0 && pw->pw_uid != 0;
+    if (!(jf->user = strdup(pw->pw_name)) ||
+        !(jf->home = strdup(pw->pw_dir && pw->pw_dir[0] ? pw->pw_dir : "/")))
+        return -1;
+    if (jf->switch_user) {
+        int ng = 64;
+        jf->groups = malloc((size_t)ng * sizeof(gid_t));
+        if (!jf->groups || getgrouplist(pw->pw_name, pw->pw_gid, jf->groups, &ng) < 0) {
+            free(jf->groups);
+            jf->groups = malloc(sizeof(gid_t));
+            if (!jf->groups)
+                return -1;
+            jf->groups[0] = pw->pw_gid;
+            ng = 1;
+        }
+        jf->ngroups = ng;
+    }
+    return 0;
+}
+
+static void *jb_start(struct node *n)
+{
+    _Static_assert(offsetof(jfront_t, ctx) == 0, "front_ctx_new makes the head of the context");
+    jfront_t *jf = front_ctx_new(sizeof(jfront_t), n);
+    if (!jf)
+        return NULL;
+    pthread_mutex_init(&jf->wmu, NULL);
+    const node_opts_t *o = node_options(n);
+    int on = o->jobs > 0 || (o->jobs == 0 && node_cluster_id(n) == 0);
+    if (on && identity(jf, o->jobs_user) == 0)
+        jf->enabled = 1;
+    return jf;
+}
+
+static void jb_stop(void *ctx)
+{
+    jfront_t *jf = ctx;
+    pthread_mutex_lock(&jf->ctx.mu);
+    jf->stopping = 1;                   /* runners kill their groups and end */
+    for (runner_t *r = jf->runners; r; r = r->next)
+        r->cancel = 1;
+    pthread_mutex_unlock(&jf->ctx.mu);
+    reap(jf, 1);
+    pthread_mutex_lock(&jf->wmu);
+    while (jf->watches) {
+        jwatch_t *w = jf->watches;
+        watch_unlink(jf, w);
+        fuse_pollhandle_destroy(w->ph);
+        w->ph = NULL;
+        w->waiting = NULL;
+        w->jf = NULL;
+    }
+    pthread_mutex_unlock(&jf->wmu);
+    pthread_mutex_destroy(&jf->wmu);
+    free(jf->groups);
+    free(jf->user);
+    free(jf->home);
+    front_ctx_free(jf);
+}
+
+const ns_front_t jobs_front = {
+    .start = jb_start,
+    .sweep = jb_sweep,
+    .stop = jb_stop,
+    .deliver = jb_deliver,
+    .fuse = &jobs_fuse,
+};
