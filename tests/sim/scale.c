@@ -673,8 +673,10 @@ static void node_tick(scale_t *s, uint32_t ni)
             if (!n->peer_dead[p] && s->now - n->last_heard[p] > timeout_us) {
                 n->peer_dead[p] = true;
                 /* wake every quiesced follower whose leader is there, with the ticks it
-                 * was not given (at most an election timeout: the timer's range stays
-                 * randomized, so the followers do not all campaign at once) */
+                 * was not given since it last heard of that node (the liveness beats stood
+                 * in for the leader's heartbeats), at most an election timeout: the
+                 * randomized part of the timer still separates the followers' campaigns */
+                uint64_t silent_ticks = (s->now - n->last_heard[p]) / s->tick_us;
                 for (size_t i = 0; i < n->n_reps; i++) {
                     rep_t *rp = n->reps[i];
                     raft_status_t st;
@@ -683,6 +685,8 @@ static void node_tick(scale_t *s, uint32_t ni)
                         continue;
                     if (rp->quiet) {
                         uint64_t owed = n->ticks - rp->quiet_tick;
+                        if (owed > silent_ticks)
+                            owed = silent_ticks;
                         if (owed > s->cfg.election_tick)
                             owed = s->cfg.election_tick;
                         wake(s, rp);
