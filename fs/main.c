@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <dirent.h>
 #include <netdb.h>
+#include <pwd.h>
 #include "fs/mount.h"
 #include "fs/cli_cluster.h"
 #include "fs/node.h"
@@ -450,6 +451,25 @@ static int split_hostport(const char *a, char *host, size_t hsize, char *port, s
     return 0;
 }
 
+/* --jobs-user USER (docs/JOBS.md "Who runs it"): USER must exist, and a mount by another
+ * user than root can only run jobs as itself. 0, or -1 after printing why. */
+static int check_jobs_user(const char *user)
+{
+    if (!user)
+        return 0;
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        fprintf(stderr, "quorumfs: --jobs-user %s: no such user\n", user);
+        return -1;
+    }
+    if (geteuid() != 0 && pw->pw_uid != geteuid()) {
+        fprintf(stderr, "quorumfs: --jobs-user %s: only a root mount runs jobs as another "
+                        "user\n", user);
+        return -1;
+    }
+    return 0;
+}
+
 /* Checks the cluster options and parses --peers into o->peer[]. Returns 0 (also when no
  * cluster option is given: the embedded node), or -1 after printing why. */
 static int check_cluster(opts_t *o)
@@ -709,7 +729,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
     }
     o->mountpoint = pos[npos - 1];
     o->source = npos == 2 ? pos[0] : NULL;
-    if (check_cluster(o) < 0)
+    if (check_cluster(o) < 0 || check_jobs_user(o->jobs_user) < 0)
         return -1;
     if (o->allow_other && !o->default_permissions) {
         fprintf(stderr,
