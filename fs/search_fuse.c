@@ -991,6 +991,9 @@ static void sr_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         if (fh->pend)
             nent_update(sf, fh->pend, 1, fh->len);
     }
+    /* a read's reply is written holding mu (front_reply_text): wait for it to end */
+    pthread_mutex_lock(&fh->mu);
+    pthread_mutex_unlock(&fh->mu);
     fh_free(fh);
     fuse_reply_err(req, 0);
 }
