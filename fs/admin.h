@@ -1,5 +1,5 @@
-/* fs/admin.h — cluster administration requests (`quorumfs cluster drain|undrain ID`,
- * docs/OPERATIONS.md "Draining a node"): the op codes the CLI (fs/cli_cluster.c) sends in an
+/* fs/admin.h — cluster administration requests (`quorumfs cluster drain|undrain|add|remove|
+ * rebalance`, docs/OPERATIONS.md): the op codes the CLI (fs/cli_cluster.c) sends in an
  * ADMIN frame (cluster/frame.h, to any member's peer address) and what a node does with one
  * (admin_run, called by fs/node.c on a thread of its own for each request). */
 #ifndef QFS_FS_ADMIN_H
@@ -13,9 +13,10 @@ struct node;
 enum admin_op {
     ADMIN_OP_DRAIN = 1,          /* id: move every leadership away from that member */
     ADMIN_OP_UNDRAIN,            /* id: let it lead again */
-    ADMIN_OP_ADD,                /* id, addr: a new member (not supported yet) */
-    ADMIN_OP_REMOVE,             /* id (not supported yet) */
-    ADMIN_OP_REBALANCE,          /* flags ADMIN_DRY_RUN: the plan only (not supported yet) */
+    ADMIN_OP_ADD,                /* id, addr: a new member (joining); text: how to start it */
+    ADMIN_OP_REMOVE,             /* id: the member leaves once its replicas moved away */
+    ADMIN_OP_REBALANCE,          /* text: the moves left (rebalancing runs by itself; flags
+                                    ADMIN_DRY_RUN says the caller only wants the plan) */
 };
 #define ADMIN_DRY_RUN 1u
 

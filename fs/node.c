@@ -31,7 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 #include "cluster/err.h"
+#include "cluster/layout.h"
 #include "cluster/meta_sm.h"
+#include "cluster/mover.h"
 #include "fs/admin.h"
 #include "fs/locks_sm.h"
 #include "fs/logs_sm.h"
@@ -85,18 +87,14 @@ typedef struct shard {
     state_t *st;
     group_t *group;
     uint64_t barrier_failed_ms;  /* atomic: monotonic ms of the last barrier timeout, 0 */
-    uint64_t preferred;          /* atomic; cluster: its first voter that is not drained, the
-                                    preferred leader (0: every voter is drained) */
 } shard_t;
 
 /* The meta group (docs/MEMBERSHIP.md, docs/META.md): a Raft group of its own, hosted by
  * every node beside the shards, whose state is the member record; its id lies outside the
  * shard ids (at most NODE_SHARDS_MAX). */
 #define META_GROUP 0xFFFF0000u
-#define META_FOUND_EVERY_MS 1000
 
 static void meta_changed(void *arg, const meta_sm_t *sm);
-static void meta_found(node_t *n);
 static void admin_request(void *arg, uint64_t token, const frame_admin_t *req);
 
 struct node {
@@ -121,16 +119,11 @@ struct node {
     void *front[NS__COUNT];      /* atomic: fronts' contexts (fs/ns.h) */
     /* cluster node only (opts.id != 0) */
     int cluster;
-    struct member {
-        uint64_t id;
-        char addr[128];
-    } *members;
-    size_t nmembers;
-    uint64_t *member_ids;        /* the members' ids as given (placement's input) */
+    uint64_t cluster_id;         /* the cluster's id (<data>/cluster-id) */
     meta_sm_t *meta;             /* the member record, applied by the meta group */
     group_t *meta_group;
-    uint64_t meta_found_ms;      /* sweeper: monotonic ms FOUND was last tried */
-    int meta_founded;            /* sweeper: the record was seen founded (never tried again) */
+    group_t **groups;            /* [nshards]: the shards' groups, for the mover */
+    mover_t *mover;              /* the record's members, layout and moves (cluster/mover.h) */
     int admins;                  /* administration requests being run (under mu) */
 };
 
@@ -622,7 +615,6 @@ static void *sweeper_main(void *arg)
             break;
         pthread_mutex_unlock(&n->mu);
         space_sweep(n);
-        meta_found(n);
         publish_status(n);
         session_local_sweep(n->sess);
         for (int ns = 1; ns < NS__COUNT; ns++)
@@ -674,10 +666,10 @@ static void transport_line(void *ctx, const char *line)
     fprintf(stderr, "quorumfs: transport: %s\n", line);
 }
 
-static int by_id(const void *a, const void *b)
+static void mover_line(void *ctx, const char *line)
 {
-    const struct member *x = a, *y = b;
-    return x->id < y->id ? -1 : x->id > y->id;
+    (void)ctx;
+    fprintf(stderr, "quorumfs: %s\n", line);
 }
 
 /* A data directory holds one kind of node: the embedded node's log is <dir>/wal, a cluster
@@ -702,8 +694,10 @@ static int check_dir_kind(const char *dir, int cluster, char **errmsg)
 /* The layout a cluster's data directory was made with (<dir>/shards: "S R\n", written at
  * the first start; a file of a build before --replicas holds "S": R was every node, n): a
  * later start must ask for the same, since the placement of every unit and replica depends
- * on it (changing it is not supported yet). Returns 0, or -QERR_* with *errmsg. */
-static int check_layout(const char *dir, uint32_t shards, uint32_t replicas, uint32_t n,
+ * on it (changing it is not supported yet). *replicas 0 (no --replicas) takes the one the
+ * directory was made with, or at the first start min(n, NODE_DEFAULT_REPLICAS). Returns 0,
+ * or -QERR_* with *errmsg. */
+static int check_layout(const char *dir, uint32_t shards, uint32_t *replicas, uint32_t n,
                         char **errmsg)
 {
     char path[4200], tmp[4200], buf[64];
@@ -737,15 +731,21 @@ static int check_layout(const char *dir, uint32_t shards, uint32_t replicas, uin
         if (!ok)
             return asprintf(errmsg, "%s: not a shard layout", path) < 0 ? -QERR_NOMEM
                                                                       : -QERR_CORRUPT;
-        if (have != shards || have_r != replicas)
+        if (have != shards || (*replicas && have_r != *replicas))
             return asprintf(errmsg, "%s was made with --shards %lu --replicas %lu (asked: %u, "
                             "%u); changing the layout of a cluster is not supported yet", dir,
-                            have, have_r, shards, replicas) < 0 ? -QERR_NOMEM : -QERR_INVAL;
+                            have, have_r, shards, *replicas) < 0 ? -QERR_NOMEM : -QERR_INVAL;
+        *replicas = (uint32_t)have_r;
         return 0;
     }
+    if (!*replicas)
+        *replicas = n < NODE_DEFAULT_REPLICAS ? n : NODE_DEFAULT_REPLICAS;
+    if (*replicas > n || *replicas > LAYOUT_MAX_MEMBERS)
+        return asprintf(errmsg, "--replicas %u: from 1 to the number of peers (%u)", *replicas,
+                        n) < 0 ? -QERR_NOMEM : -QERR_INVAL;
     snprintf(tmp, sizeof(tmp), "%s/shards.tmp", dir);
     f = fopen(tmp, "we");
-    int ok = f && fprintf(f, "%u %u\n", shards, replicas) > 0 && fflush(f) == 0 &&
+    int ok = f && fprintf(f, "%u %u\n", shards, *replicas) > 0 && fflush(f) == 0 &&
              fsync(fileno(f)) == 0;
     if (f && fclose(f) != 0)
         ok = 0;
@@ -757,9 +757,75 @@ static int check_layout(const char *dir, uint32_t shards, uint32_t replicas, uin
     return 0;
 }
 
+/* The cluster this data directory belongs to (<dir>/cluster-id: "<id in hex>\n", or
+ * "<id> join\n" for a member added with `cluster add`, written at the first start): a later
+ * start keeps that id (the one computed from --peers changes once members come and go) and
+ * stays a joining member (its groups wait to be added rather than found a cluster, even
+ * without --join). A directory made before the file existed takes *id and gets the file.
+ * Returns 0, or -QERR_* with *errmsg (another cluster's directory, an unreadable file). */
+static int cluster_id_file(const char *dir, uint64_t *id, int *join, char **errmsg)
+{
+    char path[4200], tmp[4200], buf[64] = "";
+    snprintf(path, sizeof(path), "%s/cluster-id", dir);
+    FILE *f = fopen(path, "re");
+    if (f) {
+        char *end = NULL;
+        int ok = fgets(buf, sizeof(buf), f) != NULL;
+        fclose(f);
+        unsigned long long have = ok ? strtoull(buf, &end, 16) : 0;
+        int have_join = ok && end && !strcmp(end, " join\n");
+        if (!have || !end || (strcmp(end, "\n") != 0 && !have_join))
+            return asprintf(errmsg, "%s: not a cluster id", path) < 0 ? -QERR_NOMEM
+                                                                     : -QERR_CORRUPT;
+        if (*join && have != *id)
+            return asprintf(errmsg, "%s belongs to cluster %016llx, not %016llx (--join): give "
+                            "the new member an empty data directory", dir, have,
+                            (unsigned long long)*id) < 0 ? -QERR_NOMEM : -QERR_INVAL;
+        *id = have;
+        *join = *join || have_join;
+        return 0;
+    }
+    snprintf(tmp, sizeof(tmp), "%s/cluster-id.tmp", dir);
+    f = fopen(tmp, "we");
+    int ok = f && fprintf(f, "%016llx%s\n", (unsigned long long)*id, *join ? " join" : "") > 0 &&
+             fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return asprintf(errmsg, "cannot write %s: %s", path, strerror(errno)) < 0
+               ? -QERR_NOMEM : -QERR_IO;
+    }
+    return 0;
+}
+
+/* Adds group g, founding it with voters[0..r) (the first its preferred leader) and every
+ * other id of ids[0..n) as a learner, or, on a joining member, waiting to be added. */
+static int add_group(node_t *n, uint32_t g, const uint64_t *voters, uint32_t r,
+                     const uint64_t *ids, size_t nids, int join, const sm_ops_t *ops,
+                     void *ctx, group_t **out, char **errmsg)
+{
+    if (join)
+        return group_node_add_joining(n->gnode, g, ops, ctx, out, errmsg);
+    uint64_t learners[LAYOUT_MAX_MEMBERS];
+    size_t nl = 0;
+    for (size_t i = 0; i < nids; i++) {
+        int voter = 0;
+        for (uint32_t j = 0; j < r; j++)
+            voter |= voters[j] == ids[i];
+        if (!voter)
+            learners[nl++] = ids[i];
+    }
+    group_members_t gm = { .voters = voters, .n_voters = r, .learners = learners,
+                           .n_learners = nl };
+    return group_node_add_members(n->gnode, g, &gm, ops, ctx, out, errmsg);
+}
+
 /* Opens the shards' groups: the embedded node's one (group_open) or, on a cluster node, one
- * Raft group per shard (group k for shard k) with every peer as a voter, all on one Raft
- * node (one transport and one shared log). */
+ * Raft group per shard (group k for shard k) and the meta group, all on one Raft node (one
+ * transport and one shared log). A founding member founds each shard with the voters the
+ * layout gives its --peers (cluster/layout.h) and every other member as a learner; a joining
+ * one waits to be added (docs/MEMBERSHIP.md). */
 static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
 {
     int rc = check_dir_kind(opts->data_dir, opts->id != 0, errmsg);
@@ -770,45 +836,35 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
         return group_open(&gc, &state_sm_ops, n->shards[0].st, &n->shards[0].group, errmsg);
     }
     n->cluster = 1;
-    n->members = calloc(opts->n_peers ? opts->n_peers : 1, sizeof(*n->members));
-    uint64_t *voters = calloc(opts->n_peers ? opts->n_peers : 1, sizeof(*voters));
-    if (!n->members || !voters) {
-        free(voters);
-        return -QERR_NOMEM;
-    }
     const char *self_addr = NULL;
+    uint64_t ids[LAYOUT_MAX_MEMBERS];
+    if (opts->n_peers > LAYOUT_MAX_MEMBERS)
+        return asprintf(errmsg, "%zu peers: at most %d", opts->n_peers, LAYOUT_MAX_MEMBERS) < 0
+               ? -QERR_NOMEM : -QERR_INVAL;
     for (size_t i = 0; i < opts->n_peers; i++) {
-        n->members[i].id = voters[i] = opts->peers[i].id;
-        snprintf(n->members[i].addr, sizeof(n->members[i].addr), "%s", opts->peers[i].addr);
+        ids[i] = opts->peers[i].id;
         if (opts->peers[i].id == opts->id)
             self_addr = opts->peers[i].addr;
     }
-    n->nmembers = opts->n_peers;
-    qsort(n->members, n->nmembers, sizeof(*n->members), by_id);
     if (!self_addr) {
-        free(voters);
         *errmsg = strdup("this node's id is not in the peer list");
         return -QERR_INVAL;
     }
-    n->nreplicas = opts->replicas ? opts->replicas
-                   : (uint32_t)(opts->n_peers < NODE_DEFAULT_REPLICAS ? opts->n_peers
-                                                                      : NODE_DEFAULT_REPLICAS);
-    if (n->nreplicas < 1 || n->nreplicas > opts->n_peers) {
-        free(voters);
-        return asprintf(errmsg, "--replicas %u: from 1 to the number of peers (%zu)",
-                        n->nreplicas, opts->n_peers) < 0 ? -QERR_NOMEM : -QERR_INVAL;
-    }
-    rc = check_layout(opts->data_dir, n->nshards, n->nreplicas, (uint32_t)opts->n_peers, errmsg);
-    if (rc < 0) {
-        free(voters);
+    n->nreplicas = opts->replicas;
+    int join = opts->join;
+    n->cluster_id = opts->cluster_id;
+    rc = check_layout(opts->data_dir, n->nshards, &n->nreplicas, (uint32_t)opts->n_peers,
+                      errmsg);
+    if (rc == 0)
+        rc = cluster_id_file(opts->data_dir, &n->cluster_id, &join, errmsg);
+    if (rc < 0)
         return rc;
-    }
     group_raft_config_t rc_cfg = {
         .id = opts->id,
         .listen = opts->listen ? opts->listen : self_addr,
         .peers = opts->peers,
         .n_peers = opts->n_peers,
-        .cluster_id = opts->cluster_id,
+        .cluster_id = n->cluster_id,
         .dir = opts->data_dir,
         .timeout_ms = opts->timeout_ms,
         .snapshot_bytes = opts->snapshot_bytes,
@@ -820,42 +876,51 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
         .no_lease_reads = opts->no_lease_reads,
     };
     rc = group_node_open(&rc_cfg, &n->gnode, errmsg);
-    /* shard k: its R voters by rendezvous hash, the first its preferred leader (so leaders
-     * spread as shards do); every other node follows it as a learner */
-    uint64_t *order = calloc(opts->n_peers, sizeof(*order));
-    if (rc == 0 && !order)
+    const uint32_t R = n->nreplicas;
+    /* the lists a first start founds with (a later one ignores them): R voters, or every
+     * peer when a restart is given fewer peers than R */
+    const uint32_t RB = R < opts->n_peers ? R : (uint32_t)opts->n_peers;
+    uint64_t *targets = calloc((size_t)n->nshards * R + R, sizeof(*targets));
+    n->groups = calloc(n->nshards, sizeof(*n->groups));
+    if (rc == 0 && (!targets || !n->groups))
         rc = -QERR_NOMEM;
+    if (rc == 0 && !join && layout_plan(n->nshards, RB, ids, opts->n_peers, targets) < 0)
+        rc = -QERR_INVAL;
     for (uint32_t k = 0; rc == 0 && k < n->nshards; k++) {
-        size_t r = n->nreplicas;
-        replicas_for_shard(k, voters, opts->n_peers, opts->n_peers, order);
-        group_members_t gm = { .voters = order, .n_voters = r,
-                               .learners = order + r, .n_learners = opts->n_peers - r };
-        n->shards[k].preferred = order[0];
-        rc = group_node_add_members(n->gnode, k, &gm, &state_sm_ops, n->shards[k].st,
-                                    &n->shards[k].group, errmsg);
+        rc = add_group(n, k, targets + (size_t)k * RB, RB, ids, opts->n_peers, join,
+                       &state_sm_ops, n->shards[k].st, &n->shards[k].group, errmsg);
+        n->groups[k] = n->shards[k].group;
     }
-    /* the meta group, placed like a shard; its replay (or snapshot) may call meta_changed,
-     * which needs the shards' groups: added last */
-    n->member_ids = voters;
+    /* the meta group, its voters the first R of its rendezvous order; added last (its replay
+     * calls meta_changed, which does nothing before the mover exists) */
     if (rc == 0 && !(n->meta = meta_sm_new(meta_changed, n)))
         rc = -QERR_NOMEM;
     if (rc == 0) {
-        replicas_for_shard(META_GROUP, voters, opts->n_peers, opts->n_peers, order);
-        group_members_t gm = { .voters = order, .n_voters = n->nreplicas,
-                               .learners = order + n->nreplicas,
-                               .n_learners = opts->n_peers - n->nreplicas };
-        rc = group_node_add_members(n->gnode, META_GROUP, &gm, &meta_sm_ops, n->meta,
-                                    &n->meta_group, errmsg);
+        uint64_t *mv = targets + (size_t)n->nshards * R;
+        if (!join)
+            replicas_for_shard(META_GROUP, ids, opts->n_peers, RB, mv);
+        rc = add_group(n, META_GROUP, mv, RB, ids, opts->n_peers, join, &meta_sm_ops, n->meta,
+                       &n->meta_group, errmsg);
     }
-    /* the record as replayed: the hook ran before the meta group was hosted, so its own
-     * preferred leader is set now */
-    if (rc == 0)
-        meta_changed(n, n->meta);
-    free(order);
+    free(targets);
+    if (rc == 0) {
+        mover_config_t mc = {
+            .gnode = n->gnode, .self = opts->id, .nshards = n->nshards, .shards = n->groups,
+            .meta_id = META_GROUP, .meta_group = n->meta_group, .meta = n->meta,
+            .replicas = R, .peers = opts->peers, .npeers = opts->n_peers, .found = !join,
+            .cluster_id = n->cluster_id, .log = mover_line, .log_ctx = n,
+        };
+        mover_t *m;
+        rc = mover_new(&mc, &m);
+        if (rc == 0)
+            __atomic_store_n(&n->mover, m, __ATOMIC_RELEASE);
+    }
     if (rc == 0)
         rc = group_node_set_admin(n->gnode, admin_request, n);
     if (rc == 0)
         rc = group_node_start(n->gnode, errmsg);
+    if (rc == 0)
+        rc = mover_start(n->mover);
     return rc;
 }
 
@@ -933,80 +998,33 @@ static void admin_wait(node_t *n)
 
 /* ---------------------------------------------------------------- the meta group */
 
-/* The first of group g's voters (placement order) that is not drained, skipping `also`
- * (a member about to be drained; 0: none): its preferred leader. 0 when there is none (no
- * balancing then), or when out of memory. */
-static uint64_t first_undrained(node_t *n, const meta_sm_t *sm, uint32_t g, uint64_t also)
-{
-    uint64_t *order = calloc(n->nmembers, sizeof(*order));
-    uint64_t pref = 0;
-    if (!order)
-        return 0;
-    replicas_for_shard(g, n->member_ids, n->nmembers, n->nmembers, order);
-    for (uint32_t i = 0; i < n->nreplicas && !pref; i++)
-        if (order[i] != also && !meta_sm_is_drained(sm, order[i]))
-            pref = order[i];
-    free(order);
-    return pref;
-}
-
-/* The meta group's change hook (on its applying thread, no lock held): a drained member
- * stops being any group's preferred leader, so whichever node leads a group it led hands
- * the leadership on (mraft's balancer); an undrained one gets its groups back. Every node
- * applies the same record, so every node's balancer agrees. */
+/* The meta group's change hook (on its applying thread, no lock held): the mover recomputes
+ * the layout, sets every group's preferred leader (the first target voter not drained: a
+ * drained member's leaderships move away, an undrained one's come back) and moves replicas.
+ * Every node applies the same record, so every node's balancer agrees. */
 static void meta_changed(void *arg, const meta_sm_t *sm)
 {
     node_t *n = arg;
-    for (uint32_t k = 0; k < n->nshards; k++) {
-        uint64_t pref = first_undrained(n, sm, k, 0);
-        __atomic_store_n(&n->shards[k].preferred, pref, __ATOMIC_RELAXED);
-        (void)group_node_set_preferred(n->gnode, k, pref);
-    }
-    (void)group_node_set_preferred(n->gnode, META_GROUP, first_undrained(n, sm, META_GROUP, 0));
+    (void)sm;
+    mover_record_changed(__atomic_load_n(&n->mover, __ATOMIC_ACQUIRE));
 }
 
-/* Sweeper: the meta group's leader founds the record (cluster id and the founding members)
- * if nobody did yet; every node may try, only the first FOUND counts (-EALREADY after). */
-static void meta_found(node_t *n)
-{
-    if (!n->meta || n->meta_founded || mono_ms() - n->meta_found_ms < META_FOUND_EVERY_MS)
-        return;
-    n->meta_found_ms = mono_ms();
-    meta_view_t v = { 0 };
-    if (meta_sm_copy(n->meta, &v) < 0)
-        return;
-    n->meta_founded = v.cluster_id != 0;
-    meta_view_free(&v);
-    if (n->meta_founded || !group_is_leader(n->meta_group))
-        return;
-    const char **addrs = calloc(n->nmembers, sizeof(*addrs));
-    uint64_t *ids = calloc(n->nmembers, sizeof(*ids));
-    meta_cmd_t c = { 0 };
-    if (addrs && ids) {
-        for (size_t i = 0; i < n->nmembers; i++) {
-            ids[i] = n->members[i].id;
-            addrs[i] = n->members[i].addr;
-        }
-        if (meta_cmd_found(&c, n->opts.cluster_id, (uint32_t)n->nmembers, ids, addrs) == 0) {
-            sm_result_t res;
-            int rc = group_propose(n->meta_group, c.p, c.len, &res);
-            if (rc == 0 && res.code < 0 && res.code != -EALREADY)
-                fprintf(stderr, "quorumfs: the member record was not founded: %s\n",
-                        strerror(-res.code));
-        }
-    }
-    meta_cmd_free(&c);
-    free(addrs);
-    free(ids);
-}
-
-/* Whether every group would still have a voter that is not drained once id is too. */
+/* Whether every group would still have a target voter that is not drained once id is too. */
 static int drain_leaves_leaders(node_t *n, uint64_t id)
 {
     for (uint32_t g = 0; g <= n->nshards; g++)
-        if (!first_undrained(n, n->meta, g < n->nshards ? g : META_GROUP, id))
+        if (!mover_first_undrained(n->mover, g < n->nshards ? g : META_GROUP, id))
             return 0;
     return 1;
+}
+
+/* Proposes meta command c (freed) and returns apply's code, or a proposal's error. */
+static int propose_meta(node_t *n, meta_cmd_t *c)
+{
+    sm_result_t res;
+    int rc = group_propose(n->meta_group, c->p, c->len, &res);
+    meta_cmd_free(c);
+    return rc < 0 ? node_errno(rc) : res.code;
 }
 
 int node_drain(node_t *n, uint64_t id, int on)
@@ -1020,17 +1038,97 @@ int node_drain(node_t *n, uint64_t id, int on)
         return -EBUSY;
     meta_cmd_t c = { 0 };
     int rc = meta_cmd_drain(&c, id, on ? 1 : 0);
-    if (rc < 0)
-        return node_errno(rc);
-    sm_result_t res;
-    rc = group_propose(n->meta_group, c.p, c.len, &res);
-    meta_cmd_free(&c);
-    return rc < 0 ? node_errno(rc) : res.code;
+    return rc < 0 ? node_errno(rc) : propose_meta(n, &c);
 }
 
 int node_member_drained(node_t *n, uint64_t id)
 {
     return n->meta && meta_sm_is_drained(n->meta, id);
+}
+
+int node_member_add(node_t *n, uint64_t id, const char *addr, char **text)
+{
+    *text = NULL;
+    if (!n->cluster || !n->meta)
+        return -EOPNOTSUPP;
+    if (id == 0 || id > NODE_ID_MAX)
+        return -EINVAL;
+    if (!addr || !meta_addr_valid(addr, strlen(addr)))
+        return -EDESTADDRREQ;
+    meta_member_t all[LAYOUT_MAX_MEMBERS + 1];
+    size_t nm = mover_members(n->mover, all, LAYOUT_MAX_MEMBERS + 1);
+    for (size_t i = 0; i < nm && i < LAYOUT_MAX_MEMBERS; i++)
+        if (all[i].id == id)
+            return -EEXIST;
+    if (nm >= LAYOUT_MAX_MEMBERS)
+        return -ENOSPC;            /* a Raft group holds at most 16 members */
+    meta_cmd_t c = { 0 };
+    int rc = meta_cmd_add(&c, id, addr);
+    rc = rc < 0 ? node_errno(rc) : propose_meta(n, &c);
+    if (rc < 0)
+        return rc;
+    /* the command line the new member starts with: every member, itself included */
+    char *peers = NULL;
+    size_t plen = 0;
+    FILE *f = open_memstream(&peers, &plen);
+    nm = mover_members(n->mover, all, LAYOUT_MAX_MEMBERS + 1);
+    int have_self = 0;
+    for (size_t i = 0; f && i < nm && i <= LAYOUT_MAX_MEMBERS; i++) {
+        fprintf(f, "%s%llu=%s", i ? "," : "", (unsigned long long)all[i].id, all[i].addr);
+        have_self |= all[i].id == id;
+    }
+    if (f && !have_self)          /* (this node has not applied the add yet) */
+        fprintf(f, "%s%llu=%s", nm ? "," : "", (unsigned long long)id, addr);
+    if (!f || fclose(f) != 0) {
+        free(peers);
+        return 0;
+    }
+    if (asprintf(text, "node %llu added (joining); start it with an empty data directory:\n"
+                 "  quorumfs mount --id %llu --peers %s --join %016llx --shards %u "
+                 "--replicas %u --data DIR MOUNTPOINT%s\n"
+                 "it joins every shard as a learner, catches up, and takes its share of the "
+                 "replicas and leaders (quorumfs cluster rebalance --dry-run shows what is left "
+                 "to move)", (unsigned long long)id, (unsigned long long)id, peers,
+                 (unsigned long long)n->cluster_id, n->nshards, n->nreplicas,
+                 n->opts.tls_cert ? " --tls-cert F --tls-key F --tls-ca F" : "") < 0)
+        *text = NULL;
+    free(peers);
+    return 0;
+}
+
+int node_member_remove(node_t *n, uint64_t id)
+{
+    if (!n->cluster || !n->meta)
+        return -EOPNOTSUPP;
+    meta_member_t all[LAYOUT_MAX_MEMBERS + 1];
+    size_t nm = mover_members(n->mover, all, LAYOUT_MAX_MEMBERS + 1), active = 0;
+    int found = 0;
+    uint8_t state = 0;
+    for (size_t i = 0; i < nm && i <= LAYOUT_MAX_MEMBERS; i++) {
+        if (all[i].id == id) {
+            found = 1;
+            state = all[i].state;
+        } else {
+            active += all[i].state == META_ACTIVE;
+        }
+    }
+    if (!found)
+        return -ENOENT;
+    if (state == META_LEAVING)
+        return 0;
+    if (active < n->nreplicas)
+        return -EBUSY;             /* the shards would have fewer members than voters */
+    meta_cmd_t c = { 0 };
+    int rc = meta_cmd_set_state(&c, id, META_LEAVING);
+    return rc < 0 ? node_errno(rc) : propose_meta(n, &c);
+}
+
+int node_rebalance_plan(node_t *n, char **text)
+{
+    *text = NULL;
+    if (!n->cluster || !n->mover)
+        return -EOPNOTSUPP;
+    return mover_plan_text(n->mover, text) < 0 ? -ENOMEM : 0;
 }
 
 uint32_t node_shard_of(const node_t *n, int ns, const char *path)
@@ -1159,15 +1257,24 @@ void node_pid_range(node_t *n, uint64_t *next, uint64_t *end)
 }
 
 uint64_t node_cluster_id(const node_t *n) { return n->cluster ? n->opts.id : 0; }
-size_t node_nmembers(const node_t *n) { return n->cluster ? n->nmembers : 0; }
+size_t node_nmembers(const node_t *n)
+{
+    if (!n->cluster || !n->mover)
+        return 0;
+    size_t k = mover_members(n->mover, NULL, 0);
+    return k < LAYOUT_MAX_MEMBERS * 2 ? k : LAYOUT_MAX_MEMBERS * 2;
+}
 
 int node_member(node_t *n, size_t i, node_member_t *out)
 {
-    if (!n->cluster || i >= n->nmembers)
+    meta_member_t all[LAYOUT_MAX_MEMBERS * 2];
+    if (!n->cluster || !n->mover || i >= mover_members(n->mover, all, LAYOUT_MAX_MEMBERS * 2) ||
+        i >= LAYOUT_MAX_MEMBERS * 2)
         return -ENOENT;
     memset(out, 0, sizeof(*out));
-    out->id = n->members[i].id;
-    snprintf(out->addr, sizeof(out->addr), "%s", n->members[i].addr);
+    out->id = all[i].id;
+    out->state = all[i].state;
+    snprintf(out->addr, sizeof(out->addr), "%s", all[i].addr);
     out->self = out->id == n->opts.id;
     out->stats.rtt_us = -1;
     if (!out->self)
@@ -1183,6 +1290,7 @@ static void teardown(node_t *n)
     n->stop = 1;                  /* no new administration request starts */
     pthread_mutex_unlock(&n->mu);
     admin_wait(n);
+    mover_free(n->mover);         /* before the groups it changes close */
     if (n->gnode)
         group_node_close(n->gnode);   /* frees every shard's group */
     else if (n->shards)
@@ -1200,8 +1308,7 @@ static void teardown(node_t *n)
     }
     free(n->shards);
     free(n->data_dir);
-    free(n->members);
-    free(n->member_ids);
+    free(n->groups);
     meta_sm_free(n->meta);       /* its group closed with gnode */
     pthread_mutex_destroy(&n->mu);
     pthread_cond_destroy(&n->cv);
@@ -1301,7 +1408,7 @@ uint32_t node_nshards(const node_t *n) { return n->nshards; }
 uint32_t node_nreplicas(const node_t *n) { return n->cluster ? n->nreplicas : 1; }
 uint64_t node_preferred_leader(const node_t *n, uint32_t k)
 {
-    return n->cluster && k < n->nshards ? __atomic_load_n(&n->shards[k].preferred, __ATOMIC_RELAXED) : 0;
+    return n->cluster && n->mover && k < n->nshards ? mover_first_undrained(n->mover, k, 0) : 0;
 }
 group_t *node_group(node_t *n, uint32_t shard)
 {

@@ -241,8 +241,9 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
                 group_get_stats(node_group(n, k), &ks);
                 leads += ks.leader == mb.id;
             }
-            metrics_printf(&b, &l, &cap, "%llu %s %s%s%s", (unsigned long long)mb.id, mb.addr,
+            metrics_printf(&b, &l, &cap, "%llu %s %s%s%s%s", (unsigned long long)mb.id, mb.addr,
                            mb.self ? "self" : mb.connected ? "connected" : "unreachable",
+                           mb.state == 1 ? " joining" : mb.state == 3 ? " leaving" : "",
                            node_member_drained(n, mb.id) ? " drained" : "",
                            gs.leader == mb.id ? " leader" : "");
             metrics_printf(&b, &l, &cap, leads ? " leads %u\n" : "\n", leads);
@@ -351,7 +352,8 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
 int status_render_summary(node_t *n, char **buf, size_t *len)
 {
     static const char *const head[] = {
-        [STATUS_MEMBERS] = "members (id address state [drained] [leader of shard 0] [leads N]):",
+        [STATUS_MEMBERS] = "members (id address state [joining|leaving] [drained] [leader of shard 0] "
+                           "[leads N]):",
         [STATUS_SHARDS] = "shards (shard leader replicas term commit applied preferred role):",
         [STATUS_HEALTH] = "health:",
     };

@@ -12,5 +12,5 @@ CLUSTER_UNIT_TESTS += test_meta_sm
 SM_UNIT_TESTS      += test_stamp
 # balanced voters and leaders for the member list, and the mover that reconciles every
 # group's configuration with it (docs/MEMBERSHIP.md "Layout", "The mover")
-CLUSTER_SRCS       += cluster/layout.c
+CLUSTER_SRCS       += cluster/layout.c cluster/mover.c
 CLUSTER_UNIT_TESTS += test_layout

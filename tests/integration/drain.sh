@@ -73,8 +73,19 @@ out=$("$QUORUMFS" cluster drain x1 --cluster "${A[1]}" 2>&1); rc=$?
 checke drain-bad-id '[ $rc = 2 ] && [[ $out == *"not a node id"* ]]' || note "rc $rc: $out"
 out=$("$QUORUMFS" cluster drain 1 2>&1); rc=$?
 checke drain-needs-cluster '[ $rc = 2 ] && [[ $out == *"needs --cluster"* ]]' || note "rc $rc: $out"
-out=$("$QUORUMFS" cluster add 4=127.0.0.1:1 --cluster "${A[1]}" 2>&1); rc=$?
-checke add-not-supported '[ $rc = 2 ] && [[ $out == *"not supported"* ]]' || note "rc $rc: $out"
+# membership changes refused before anything is written (tests/integration/membership.sh
+# runs the real ones)
+out=$("$QUORUMFS" cluster add 4 --cluster "${A[1]}" 2>&1); rc=$?
+checke add-needs-address '[ $rc = 2 ] && [[ $out == *"not ID=HOST:PORT"* ]]' || note "rc $rc: $out"
+out=$("$QUORUMFS" cluster add 2=127.0.0.1:1 --cluster "${A[1]}" 2>&1); rc=$?
+checke add-existing-member '[ $rc = 1 ] && [[ $out == *"member already"* ]]' || note "rc $rc: $out"
+out=$("$QUORUMFS" cluster add 7=no-port --cluster "${A[1]}" 2>&1); rc=$?
+checke add-bad-address '[ $rc = 1 ] && [[ $out == *"not HOST:PORT"* ]]' || note "rc $rc: $out"
+out=$("$QUORUMFS" cluster remove 99 --cluster "${A[1]}" 2>&1); rc=$?
+checke remove-unknown-member '[ $rc = 1 ] && [[ $out == *"not a member"* ]]' || note "rc $rc: $out"
+out=$("$QUORUMFS" cluster remove 3 --cluster "${A[1]}" 2>&1); rc=$?
+checke remove-below-replicas '[ $rc = 1 ] && [[ $out == *"refused"* ]]' || note "rc $rc: $out"
+grep -q leaving "${M[1]}/.cluster/members" && not_ok nothing-leaving "$(cat "${M[1]}/.cluster/members")" || ok nothing-leaving
 
 "$CL" down --dir "$C" >/dev/null 2>&1
 finish
