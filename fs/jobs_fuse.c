@@ -94,6 +94,8 @@ struct runner {
     char *job, *cmd;
     uint32_t timeout_s;
     volatile int cancel;                /* replace asked for it (set under jf->ctx.mu) */
+    volatile int orphan;                /* the run is not ours any more (our session ended:
+                                           the node is closing): kill, report nothing */
     int done;                           /* the thread ended (joined by the sweep or stop) */
     pthread_t th;
     runner_t *next;
@@ -1086,6 +1088,12 @@ static int runner_propose(runner_t *r, cmdbuf_t *b)
 {
     int rc = -EIO;
     for (int i = 0; i < FINISH_TRIES; i++) {
+        /* once the session that started the run ended, the run is lost in the state and
+         * the node may be closing its groups: nothing more is proposed */
+        if (r->orphan || session_local_id(node_session(r->jf->ctx.node), r->shard) != r->sid) {
+            rc = -ESTALE;
+            break;
+        }
         cmdbuf_t copy = { 0 };
         cmd_raw(&copy, b->p, b->len);
         if (copy.oom)
@@ -1209,7 +1217,7 @@ static void *runner_main(void *arg)
         if (!exited && !killed_at) {
             if (r->timeout_s && now - t0 >= (uint64_t)r->timeout_s * 1000)
                 why = 1;
-            else if (r->cancel || jf->stopping)
+            else if (r->cancel || r->orphan || jf->stopping)
                 why = 2;
             if (why) {
                 kill(-pid, SIGTERM);
@@ -1487,10 +1495,30 @@ static void jb_sweep(void *ctx)
 
 /* ---------------------------------------------------------------- node side */
 
+/* After an event of shard k: the local runners whose run is no longer running on their
+ * session (it ended lost with the session, at node close) are orphaned. */
+static void orphan_runners(jfront_t *jf, uint32_t k)
+{
+    state_t *st = jstate(jf, k);
+    pthread_rwlock_rdlock(&st->lock);
+    pthread_mutex_lock(&jf->ctx.mu);
+    for (runner_t *r = jf->runners; r; r = r->next) {
+        run_view_t v;
+        if (r->shard == k && !r->done &&
+            (jobs_sm_run(st, r->job_id, r->n, &v) < 0 || v.state != JR_RUNNING ||
+             v.sid != r->sid))
+            r->orphan = 1;
+    }
+    pthread_mutex_unlock(&jf->ctx.mu);
+    pthread_rwlock_unlock(&st->lock);
+}
+
 static void jb_deliver(void *ctx, effect_t *e)
 {
-    if (e->kind == EFF_CONFIG_REV)
+    if (e->kind == EFF_CONFIG_REV) {
         watch_deliver(ctx, e->shard);
+        orphan_runners(ctx, e->shard);
+    }
 }
 
 /* The identity of runs (docs/JOBS.md "Who runs it"): --jobs-user, else the mounting user,

@@ -3,3 +3,4 @@
 SM_SRCS       += fs/cron.c fs/jobs_sm.c
 SM_UNIT_TESTS += test_cron test_jobs
 FS_SRCS       += fs/jobs_fuse.c
+TEST_CMDS     += tests/integration/jobs.sh
