@@ -794,10 +794,14 @@ scale_t *scale_new(const scale_config_t *cfg)
 {
     scale_config_t c = *cfg;
     scale_config_defaults(&c);
-    if (c.nodes < SCALE_R || c.nodes > SCALE_MAX_NODES || c.heartbeat_tick >= c.election_tick ||
-        c.live_timeout_ms <= c.live_ms || c.live_ms < c.tick_ms) {
-        fprintf(stderr, "scale: bad configuration (nodes %u..%u, heartbeat below election, "
-                        "tick <= live period < live timeout)\n", SCALE_R, SCALE_MAX_NODES);
+    if (c.nodes < SCALE_R || c.nodes > SCALE_MAX_NODES || c.groups > SCALE_MAX_GROUPS ||
+        c.heartbeat_tick >= c.election_tick || c.election_tick > 1000 ||
+        c.max_inflight > 65536 || c.live_timeout_ms <= c.live_ms || c.live_ms < c.tick_ms ||
+        c.tick_ms > 60000 || c.lat_min_us + (uint64_t)c.lat_jitter_us > 10000000) {
+        fprintf(stderr, "scale: bad configuration: needs %u <= nodes <= %u, groups <= %u, "
+                        "heartbeat_tick < election_tick <= 1000, max_inflight <= 65536, "
+                        "tick <= live period < live timeout, tick <= 60 s\n",
+                SCALE_R, SCALE_MAX_NODES, SCALE_MAX_GROUPS);
         return NULL;
     }
     scale_t *s = m_alloc(sizeof *s);
@@ -1077,5 +1081,7 @@ int64_t scale_core_bytes(const scale_t *s)
 }
 
 uint64_t scale_transfers(const scale_t *s) { return s->transfers; }
+
+bool scale_node_dead(const scale_t *s, uint32_t id) { return s->nodes[id - 1].dead; }
 
 uint64_t scale_replicas(const scale_t *s) { return (uint64_t)s->cfg.groups * SCALE_R; }

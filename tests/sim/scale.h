@@ -17,6 +17,7 @@
 
 #define SCALE_R 3                 /* voters per group */
 #define SCALE_MAX_NODES 1000
+#define SCALE_MAX_GROUPS 1000000
 
 typedef struct scale_config {
     uint32_t nodes;               /* 3..SCALE_MAX_NODES; node ids are 1..nodes */
@@ -27,7 +28,8 @@ typedef struct scale_config {
     uint32_t election_tick;       /* election timeout in ticks (production: 10) */
     uint32_t heartbeat_tick;      /* heartbeat interval in ticks (production: 1) */
     uint32_t max_inflight;        /* as raft_config_t (production: 256) */
-    uint32_t live_ms;             /* liveness beat period per node pair (quiesce only) */
+    uint32_t live_ms;             /* liveness beat period per node pair (quiesce only),
+                                     rounded down to whole ticks */
     uint32_t live_timeout_ms;     /* a peer silent this long is dead (quiesce only) */
     uint32_t lat_min_us, lat_jitter_us; /* one-way latency: min + uniform [0, jitter) */
     uint32_t payload;             /* bytes per proposed command */
@@ -88,6 +90,7 @@ void scale_set_load(scale_t *s, uint32_t per_s);
  * preferred replica (the first by rendezvous weight) gets a raft_transfer to it, now. */
 void scale_balance(scale_t *s);
 uint64_t scale_transfers(const scale_t *s);
+bool scale_node_dead(const scale_t *s, uint32_t id);
 /* One proposal to every group now (liveness check); acknowledged ones count in checks. */
 void scale_propose_all(scale_t *s);
 /* Kills node id now: it stops ticking, receiving and sending; for good. */

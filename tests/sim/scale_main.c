@@ -97,8 +97,8 @@ static void measure(scale_t *s, const scale_config_t *cfg, double secs, window_t
     uint32_t live = 0;
     for (uint32_t id = 1; id <= cfg->nodes; id++) {
         const scale_counters_t *c = scale_node_counters(s, id);
-        if (!c->ticks && !c->frames_plain)
-            continue;   /* a dead node */
+        if (scale_node_dead(s, id))
+            continue;
         live++;
         double fp = c->frames_plain / secs, fc = c->frames_coal / secs;
         w->plain_mean += fp;
@@ -384,7 +384,7 @@ int main(int argc, char **argv)
             return usage();
         char *end;
         double d = strtod(v, &end);
-        bool num = *v && !*end && d >= 0;
+        bool num = *v && !*end && d >= 0 && d <= 4294967295.0;
         if (!strcmp(a, "--quiesce")) {
             o.modes = !strcmp(v, "on") ? 2 : !strcmp(v, "off") ? 1 : !strcmp(v, "both") ? 3 : 0;
             if (!o.modes)
@@ -422,8 +422,9 @@ int main(int argc, char **argv)
         }
         i++;
     }
-    if (o.idle_s <= 0 || o.load_s <= 0 || o.kill_s <= 0) {
-        fprintf(stderr, "scale: the windows must be longer than 0 s\n");
+    if (o.idle_s <= 0 || o.load_s <= 0 || o.kill_s <= 0 || o.load > 1000000) {
+        fprintf(stderr, "scale: the windows must be longer than 0 s, and --load at most "
+                        "1000000 proposals/s\n");
         return 2;
     }
     scale_config_defaults(&o.cfg);
