@@ -12,6 +12,7 @@ $(BUILD)/scale: $(SCALE_OBJS) $(BUILD)/libcluster.a
 
 TOOLS      += $(BUILD)/scale $(BUILD)/scale-bug3
 TEST_CMDS  += "$(BUILD)/scale --nodes 20 --groups 1000 --idle-s 4 --load-s 4 --kill-s 8 --load 200" \
+              "$(BUILD)/scale --nodes 20 --groups 1000 --idle-s 4 --load-s 4 --kill-s 8 --load 200 --seed 2 --kill-in-load" \
               "tests/sim/scale_bites.sh $(BUILD)"
 # The figures of docs/SCALING.md: both designs at the default liveness (500 ms / 1500 ms), then
 # quiescence alone with a faster and a slower liveness (the failover trade-off).

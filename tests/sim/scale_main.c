@@ -5,7 +5,7 @@
  * write to every group. `make test` runs a small cluster; `make bench` the 100 x 10,000 one.
  *   scale [--nodes N] [--groups G] [--seed S] [--quiesce on|off|both] [--load P]
  *         [--idle-s T] [--load-s T] [--kill-s T] [--live-ms M] [--live-timeout-ms M]
- *         [--tick-ms M] [--election-tick K] [--max-inflight K] */
+ *         [--tick-ms M] [--election-tick K] [--max-inflight K] [--kill-in-load] */
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +20,7 @@ typedef struct opts {
     int modes;                 /* bit 0: quiescence off, bit 1: on */
     uint32_t load;             /* proposals per second in the load window */
     double warm_s, idle_s, load_s, cool_s, kill_s, final_s;
+    bool kill_in_load;         /* kill in the middle of the load window, not after it */
 } opts_t;
 
 static int failures;
@@ -200,7 +201,17 @@ static bool run(const opts_t *o, bool quiesce, result_t *res)
     scale_reset_counters(s);
     scale_set_load(s, o->load);
     double c2 = cpu_s();
-    t += (uint64_t)(o->load_s * 1e6);
+    if (o->kill_in_load) {
+        /* the kill in the middle of the load window: proposals in flight to the groups it
+         * led are lost or never answered, and acknowledged ones must survive */
+        t += (uint64_t)(o->load_s * 1e6 / 2);
+        scale_run_until(s, t);
+        res->killed = scale_busiest_leader(s);
+        scale_kill(s, res->killed);
+        t += (uint64_t)(o->load_s * 1e6 / 2);
+    } else {
+        t += (uint64_t)(o->load_s * 1e6);
+    }
     scale_run_until(s, t);
     res->cpu_load = cpu_s() - c2;
     scale_set_load(s, 0);
@@ -209,8 +220,10 @@ static bool run(const opts_t *o, bool quiesce, result_t *res)
     /* cool down, then kill the busiest leader */
     t += (uint64_t)(o->cool_s * 1e6);
     scale_run_until(s, t);
-    res->killed = scale_busiest_leader(s);
-    scale_kill(s, res->killed);
+    if (!o->kill_in_load) {
+        res->killed = scale_busiest_leader(s);
+        scale_kill(s, res->killed);
+    }
     t += (uint64_t)(o->kill_s * 1e6);
     scale_run_until(s, t);
     const scale_kill_stats_t *ks = scale_kill_stats(s);
@@ -301,8 +314,9 @@ static bool run(const opts_t *o, bool quiesce, result_t *res)
 static void print_results(const opts_t *o, const result_t *r, bool have[2])
 {
     const scale_config_t *c = &o->cfg;
-    printf("\n## %u nodes x %u groups (3 voters each), seed %llu\n\n", c->nodes, c->groups,
-           (unsigned long long)c->seed);
+    printf("\n## %u nodes x %u groups (3 voters each), seed %llu%s\n\n", c->nodes, c->groups,
+           (unsigned long long)c->seed,
+           o->kill_in_load ? ", the kill in the middle of the load window" : "");
     printf("tick %u ms, election timeout %u ticks (randomized in [%u, %u) ticks), heartbeat "
            "every %u tick, pre-vote and check-quorum on, leases off; one-way latency %u-%u "
            "us; liveness beat every %u ms, a peer dead after %u ms of silence (quiescence "
@@ -369,7 +383,7 @@ static int usage(void)
     fprintf(stderr, "usage: scale [--nodes N] [--groups G] [--seed S] [--quiesce on|off|both] "
                     "[--load P] [--warm-s T] [--idle-s T] [--load-s T] [--kill-s T] "
                     "[--live-ms M] [--live-timeout-ms M] [--tick-ms M] [--election-tick K] "
-                    "[--max-inflight K]\n");
+                    "[--max-inflight K] [--kill-in-load]\n");
     return 2;
 }
 
@@ -380,11 +394,15 @@ int main(int argc, char **argv)
     o.cfg.seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        double d = v ? strtod(v, &end) : -1;
+        bool num = v && *v && !*end && d >= 0 && d <= 4294967295.0;
+        if (!strcmp(a, "--kill-in-load")) {
+            o.kill_in_load = true;
+            continue;
+        }
         if (!v)
             return usage();
-        char *end;
-        double d = strtod(v, &end);
-        bool num = *v && !*end && d >= 0 && d <= 4294967295.0;
         if (!strcmp(a, "--quiesce")) {
             o.modes = !strcmp(v, "on") ? 2 : !strcmp(v, "off") ? 1 : !strcmp(v, "both") ? 3 : 0;
             if (!o.modes)
