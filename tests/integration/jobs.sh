@@ -67,7 +67,7 @@ else
     check runs-as-mounting-user [ "$uid" = "$(id -u)" ] || note "ran as uid $uid"
 fi
 check working-directory [ "$(sed -n 3p <<<"$out")" = / ] || note "cwd: $(sed -n 3p <<<"$out")"
-check clean-environment [ "$(sed -n 4p <<<"$out")" = "HOME LOGNAME PATH PWD QUORUMFS_JOB QUORUMFS_RUN SHELL USER " ] ||
+check clean-environment [ "$(sed -n 4p <<<"$out")" = "HOME LOGNAME PATH PWD QUORUMFS_ATTEMPT QUORUMFS_JOB QUORUMFS_RUN QUORUMFS_TICK SHELL USER " ] ||
     note "environment: $(sed -n 4p <<<"$out")"
 check status-last-run grep -q "^last: 1 ok exit 0" "$J/hello/status"
 
