@@ -604,7 +604,8 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
     if (rc < 0)
         goto done;
     /* 3. the ranking, and the lines */
-    qsort(hits, nhits, sizeof(*hits), hit_cmp);
+    if (nhits)
+        qsort(hits, nhits, sizeof(*hits), hit_cmp);
     for (size_t i = 0; i < nhits && i < q->limit; i++) {
         char num[64];
         int l = snprintf(num, sizeof(num), "%.6f\t", (double)hits[i].key / 1e6);

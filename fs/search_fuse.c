@@ -74,6 +74,8 @@ typedef struct sfh {
     int dirty;                /* written since the last publish: a flush publishes */
     int owed;                 /* created or O_TRUNC, not published yet: fsync/release do */
     int failed;               /* a write failed (EFBIG, ENOSPC): nothing is published */
+    int mustexist;            /* opened on an existing document: a save after its removal
+                                 goes nowhere (as an unlinked file's data) */
     char *text;               /* queries: the answer */
     size_t tlen;
 } sfh_t;
@@ -659,8 +661,11 @@ static int publish(sfront_t *sf, sfh_t *fh)
         return 0;
     }
     cmdbuf_t b;
-    search_cmd_put(&b, node_now_ms(), fh->index, fh->doc, 0, fh->buf ? fh->buf : "", fh->len);
+    search_cmd_put(&b, node_now_ms(), fh->index, fh->doc,
+                   fh->mustexist ? SEARCH_PUT_MUSTEXIST : 0, fh->buf ? fh->buf : "", fh->len);
     int rc = node_propose(NODE(sf), fh->shard, &b, NULL);
+    if (rc == -ENOENT && fh->mustexist)
+        rc = 0;                              /* removed meanwhile: dropped */
     if (rc == 0)
         fh->dirty = fh->owed = 0;
     return rc;
@@ -691,6 +696,7 @@ static int open_doc(sfront_t *sf, uint32_t k, const char *index, const char *doc
         pthread_rwlock_unlock(&st->lock);
         if (!cur && !pend)
             rc = -ENOENT;
+        fh->mustexist = cur != NULL;
     }
     if (rc == 0 && fh->wr) {
         if (flags & O_APPEND)

@@ -113,6 +113,14 @@ EOF
 checke many-writes-one-document '[ "$(docs chunk99)" = "multi " ] && [ "$(docs chunk0)" = "multi " ]'
 expect_errno efbig EFBIG write "$S/multi" rep:1048577:x
 checke efbig-keeps-old '[ "$(docs chunk50)" = "multi " ]'
+$PY - "$S/d2" <<'EOF2'
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+os.unlink(sys.argv[1])
+os.write(fd, b"zombieword")
+os.close(fd)
+EOF2
+checke save-after-rm-goes-nowhere '[ ! -e "$S/d2" ] && [ -z "$(docs zombieword)" ]'
 checke cat-returns-document '[ "$(cat "$S/d1")" = "the cat sat on the mat" ]'
 
 # ---------------------------------------------------------------- refusals
