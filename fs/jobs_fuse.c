@@ -1373,6 +1373,7 @@ static int scan_run(void *arg, const run_view_t *v)
 
 struct scan_all {
     struct collect *ticks, *starts, *cancels;
+    int runs;                           /* look at the runs too (else: ticks only) */
 };
 
 static int scan_job(void *arg, const job_view_t *j)
@@ -1384,7 +1385,7 @@ static int scan_job(void *arg, const job_view_t *j)
         if (t && todo_add(c, j, t, 0) < 0)
             return 1;
     }
-    if (j->active) {
+    if (s->runs && j->active) {
         s->starts->j = j;
         struct runs_scan rs = { s->starts, s->cancels };
         if (jobs_sm_each_run(c->st, j->id, scan_run, &rs))
@@ -1457,10 +1458,15 @@ static void sweep_shard(jfront_t *jf, uint32_t k)
                              .now = node_now_ms(), .sid = sid };
     struct collect starts = ticks, cancels = ticks;
     starts.run_here = jf->enabled && sid != 0 && !jf->stopping;
-    struct scan_all s = { &ticks, &starts, &cancels };
-    pthread_rwlock_rdlock(&st->lock);
-    jobs_sm_each(st, scan_job, &s);
-    pthread_rwlock_unlock(&st->lock);
+    starts.leader = cancels.leader = 0;
+    /* first the ticks due (on the leader), then the runs, so that a run the tick makes
+     * starts in this sweep and not 100 ms later */
+    struct scan_all s = { &ticks, &starts, &cancels, 0 };
+    if (ticks.leader) {
+        pthread_rwlock_rdlock(&st->lock);
+        jobs_sm_each(st, scan_job, &s);
+        pthread_rwlock_unlock(&st->lock);
+    }
     for (size_t i = 0; i < ticks.n; i++) {
         cmdbuf_t b;
         jobs_cmd_tick(&b, node_now_ms(), ticks.t[i].job, ticks.t[i].a);
@@ -1469,6 +1475,13 @@ static void sweep_shard(jfront_t *jf, uint32_t k)
             fprintf(stderr, "quorumfs: jobs/%s: tick not decided: %s\n", ticks.t[i].job,
                     strerror(-rc));
     }
+    struct collect none = starts;
+    none.leader = 0;
+    struct scan_all r = { &none, &starts, &cancels, 1 };
+    starts.now = node_now_ms();
+    pthread_rwlock_rdlock(&st->lock);
+    jobs_sm_each(st, scan_job, &r);
+    pthread_rwlock_unlock(&st->lock);
     for (size_t i = 0; i < cancels.n; i++)
         is_local(jf, k, cancels.t[i].job_id, cancels.t[i].a, 1);
     for (size_t i = 0; i < starts.n; i++) {

@@ -9,3 +9,4 @@ TEST_CMDS     += tests/integration/jobs.sh
 .PHONY: soak-jobs
 soak-jobs: all
 	QUORUMFS=$(BUILD)/quorumfs bash tests/integration/jobs_soak.sh
+BENCH_CMDS    += "tools/bench-jobs --build $(BUILD)"
