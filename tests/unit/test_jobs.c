@@ -270,7 +270,7 @@ TEST(output_is_capped_with_its_total)
     CHECK_EQ(run(sh, &b, NULL), 0);
     jobs_cmd_output(&b, T0 + 20, "j", 1, sid, 1, 1400000, chunk, 700000);
     CHECK_EQ(run(sh, &b, NULL), 0);
-    jobs_cmd_output(&b, T0 + 20, "j", 1, sid, 1, 3000000, NULL, 0);
+    jobs_cmd_output(&b, T0 + 20, "j", 1, sid, 1, 3000000, "", 0);
     CHECK_EQ(run(sh, &b, NULL), 0);
     jobs_cmd_output(&b, T0 + 20, "j", 1, sid, 2, 5, "oops\n", 5);
     CHECK_EQ(run(sh, &b, NULL), 0);
