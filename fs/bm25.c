@@ -217,7 +217,8 @@ static int expand(clause_t *c, const sindex_t *const *ix, uint32_t n, const char
     for (uint32_t k = 0; k < n && rc == 0; k++) {
         if (!ix[k])
             continue;
-        for (const sterm_t *t = ix[k]->terms; t; t = t->hh.next) {
+        for (const sterm_t *t = ix[k]->by_first[(unsigned char)c->prefix[0]]; t;
+             t = t->fnext) {
             if (t->len < c->plen || memcmp(t->term, c->prefix, c->plen) != 0)
                 continue;
             HASH_FIND(hh, set, t->term, t->len, e);
@@ -387,6 +388,51 @@ static int hit_cmp(const void *a, const void *b)
     if (x->key != y->key)
         return x->key > y->key ? -1 : 1;
     return strcmp(x->doc->name, y->doc->name);
+}
+
+/* Keeps the best k of hits[0..n) (hit_cmp order) at the front, sorted; returns how many
+ * (min(n, k)). A heap of the k best so far, its worst on top: O(n log k). */
+static size_t top_k(hit_t *h, size_t n, size_t k)
+{
+    if (n <= k) {
+        if (n)
+            qsort(h, n, sizeof(*h), hit_cmp);
+        return n;
+    }
+    /* h[0..k) becomes a heap whose root is the worst (the greatest under hit_cmp) */
+    for (size_t i = 0; i < n; i++) {
+        size_t at;
+        if (i < k) {
+            at = i;
+            h[at] = h[i];
+            while (at > 0 && hit_cmp(&h[(at - 1) / 2], &h[at]) < 0) {
+                hit_t t = h[at];
+                h[at] = h[(at - 1) / 2];
+                h[(at - 1) / 2] = t;
+                at = (at - 1) / 2;
+            }
+            continue;
+        }
+        if (hit_cmp(&h[i], &h[0]) >= 0)
+            continue;                     /* not better than the worst kept */
+        h[0] = h[i];
+        at = 0;
+        for (;;) {
+            size_t l = 2 * at + 1, r = l + 1, m = at;
+            if (l < k && hit_cmp(&h[l], &h[m]) > 0)
+                m = l;
+            if (r < k && hit_cmp(&h[r], &h[m]) > 0)
+                m = r;
+            if (m == at)
+                break;
+            hit_t t = h[at];
+            h[at] = h[m];
+            h[m] = t;
+            at = m;
+        }
+    }
+    qsort(h, k, sizeof(*h), hit_cmp);
+    return k;
 }
 
 /* ---------------------------------------------------------------- output */
@@ -604,9 +650,8 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
     if (rc < 0)
         goto done;
     /* 3. the ranking, and the lines */
-    if (nhits)
-        qsort(hits, nhits, sizeof(*hits), hit_cmp);
-    for (size_t i = 0; i < nhits && i < q->limit; i++) {
+    nhits = top_k(hits, nhits, q->limit);
+    for (size_t i = 0; i < nhits; i++) {
         char num[64];
         int l = snprintf(num, sizeof(num), "%.6f\t", (double)hits[i].key / 1e6);
         sb_put(&b, num, (size_t)l);

@@ -96,6 +96,11 @@ static void index_doc(sindex_t *ix, sdoc_t *d)
             t->term = xstrndup(e->term, e->len);
             t->len = e->len;
             HASH_ADD_KEYPTR(hh, ix->terms, t->term, t->len, t);
+            sterm_t **head = &ix->by_first[(unsigned char)t->term[0]];
+            t->fnext = *head;
+            if (*head)
+                (*head)->fprev = t;
+            *head = t;
         }
         if (t->n == t->cap) {
             t->cap = t->cap ? t->cap * 2 : 2;
@@ -130,6 +135,12 @@ static int drop_one(void *arg, const tok_term_t *tk)
     memmove(t->p + at, t->p + at + 1, (t->n - at - 1) * sizeof(*t->p));
     if (--t->n == 0) {
         HASH_DEL(ix->terms, t);
+        if (t->fprev)
+            t->fprev->fnext = t->fnext;
+        else
+            ix->by_first[(unsigned char)t->term[0]] = t->fnext;
+        if (t->fnext)
+            t->fnext->fprev = t->fprev;
         free(t->p);
         free(t->term);
         free(t);
@@ -167,6 +178,8 @@ static sindex_t *add_index(sstate_t *ss, const char *name, size_t len, uint64_t 
 static void free_index(sstate_t *ss, sindex_t *ix)
 {
     ASSERT(ix->docs == NULL && ix->terms == NULL);
+    for (int i = 0; i < 256; i++)
+        ASSERT(ix->by_first[i] == NULL);
     HASH_DEL(ss->indexes, ix);
     free(ix->name);
     free(ix);
@@ -617,6 +630,14 @@ const char *search_sm_verify(const state_t *st)
             }
         }
         SM_VERIFY(&why, sumtf == ix->total_len, "search: postings do not add up to total_len");
+        size_t listed = 0;
+        for (int i = 0; i < 256 && !why; i++)
+            for (const sterm_t *t = ix->by_first[i]; t && !why; t = t->fnext) {
+                SM_VERIFY(&why, (unsigned char)t->term[0] == i && (t->fnext == NULL ||
+                          t->fnext->fprev == t), "search: a term in the wrong first-byte list");
+                listed++;
+            }
+        SM_VERIFY(&why, listed == HASH_COUNT(ix->terms), "search: first-byte lists miss terms");
     }
     SM_VERIFY(&why, HASH_CNT(hid, ss->by_id) == alldocs, "search: id table count is wrong");
     return why;

@@ -66,6 +66,7 @@ typedef struct spost {
 
 typedef struct sterm {
     UT_hash_handle hh;            /* in its index's terms */
+    struct sterm *fnext, *fprev;  /* in its index's by_first[term[0]] (not ordered) */
     char *term;
     uint32_t len;
     spost_t *p;                   /* sorted by p->doc->id; n = the term's df in the shard */
@@ -82,6 +83,9 @@ typedef struct sindex {
     uint64_t ndocs;
     uint64_t total_len;           /* sum of the documents' lengths */
     sterm_t *terms;
+    /* The terms by their first byte, so that a prefix* looks at those that may match only
+     * (derived, in no particular order: the query engine sorts what it finds). */
+    sterm_t *by_first[256];
 } sindex_t;
 
 /* ---- read API (read or write lock held) ---- */

@@ -5,8 +5,9 @@
 # indexed on the embedded node (1 shard) and on a 2-node cluster with 16 shards; 100
 # generated queries (plain terms, +must, -mustnot, "phrases", prefix*, limit:N) give the
 # same ranked lists on both, equal to a reference BM25 written in Python
-# (tests/integration/search_bm25.py), and the same answers byte for byte (snippets too).
-# Then: hand-made phrase, prefix, must and not cases with known answers; a document's update
+# (tests/integration/search_bm25.py), and the same answers byte for byte (snippets too);
+# after kill -9 and a restart that restores a snapshot (taken every 4 MiB of log) and
+# replays the rest, the embedded node answers the same again. Then: hand-made phrase, prefix, must and not cases with known answers; a document's update
 # and delete seen at once by a query on the other mount of the cluster; saves (many writes
 # make one version, EFBIG keeps the old document); the refusals (reserved names, bad
 # queries, writes to a query, EXDEV between indexes, ENOTEMPTY, O_APPEND not supported).
@@ -41,7 +42,9 @@ answers() {
 }
 
 # ---------------------------------------------------------------- the embedded node
-must_start emb
+# snapshots every 4 MiB of log: the corpus (about 11 MB) makes some, so a restart below
+# restores the search/ section from a snapshot (re-indexing it) and replays the rest
+must_start emb --snapshot-bytes 4194304
 E=$MNT/search
 check emb-mkdir mkdir "$E/man"
 out=$(timeout 120 $REF load "$E/man" "$CORPUS" 8 2>&1) && ok emb-load || not_ok emb-load "$out"
@@ -51,6 +54,12 @@ out=$(timeout 120 $REF check "$CORPUS" "$QUERIES" "$E/man" 2>&1) && ok emb-ranke
     not_ok emb-ranked-lists-equal-reference "$out"
 note "${out##*$'\n'}"
 answers "$E/man" "$T/ans-emb"
+crash_node "$MNT" "$NPID"
+must_start emb --snapshot-bytes 4194304
+checke emb-snapshot-taken '[ -n "$(ls "$DATA/snap" 2>/dev/null)" ]'
+answers "$E/man" "$T/ans-emb2"
+out=$(diff -r "$T/ans-emb" "$T/ans-emb2" 2>&1 | head -5)
+checke restart-same-answers '[ -z "$out" ]' || note "$out"
 
 # ---------------------------------------------------------------- 16 shards, 2 mounts
 cluster_up 2 --wait 60 --node-args "--shards 16"

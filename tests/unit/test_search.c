@@ -386,6 +386,33 @@ TEST(shards_give_the_same_answer)
     unload(many, 5);
 }
 
+/* The best N of many hits are the first N of the whole ranking (the top-k selection). */
+TEST(limit_keeps_the_best)
+{
+    state_t *st = fresh();
+    srand(3);
+    for (int i = 0; i < 300; i++) {
+        char name[16], text[256], *p = text;
+        snprintf(name, sizeof(name), "doc%03d", i);
+        int n = 1 + rand() % 12;
+        for (int j = 0; j < n; j++)
+            p += sprintf(p, "%s ", rand() % 3 ? "common" : "filler");
+        CHECK_EQ(put(st, "i", name, text), 0);
+    }
+    state_t *one[1] = { st };
+    char all[65536];
+    snprintf(all, sizeof(all), "%s", query(one, 1, "i", "common limit:1000"));
+    CHECK(lines(all) > 100);
+    for (int k = 1; k <= 40; k += 13) {
+        char q[64];
+        snprintf(q, sizeof(q), "common limit:%d", k);
+        const char *top = query(one, 1, "i", q);
+        CHECK_EQ(lines(top), k);
+        CHECK(strncmp(all, top, strlen(top)) == 0);
+    }
+    done(st);
+}
+
 int main(void)
 {
     RUN(add_replace_delete_stats);
@@ -398,5 +425,6 @@ int main(void)
     RUN(refused_queries);
     RUN(prefix_too_broad);
     RUN(shards_give_the_same_answer);
+    RUN(limit_keeps_the_best);
     return CHECK_DONE();
 }
