@@ -4,10 +4,14 @@
 # a clean environment, never root), a failing command, `@every 1s` over a bounded window
 # (every tick run once: no duplicate, no gap), `timeout` killing `sleep 100` and its
 # children, `replace` and `forbid`, output over 1 MiB cut and marked, `.events` lines,
-# --jobs-user refused on a non-root user, and runs kept across a restart. The 60 s soak
-# and the cluster cases with kill -9 of the scheduler are in tests/integration/jobs_soak.sh
-# (`make soak-jobs`). Every wait is bounded; lib.sh's trap unmounts and kills everything.
+# an unknown --jobs-user refused, runs kept across a restart; then on tools/cluster up 3
+# (--jobs on every node): a job made on one mount, run from another, seen whole from the
+# third, with its `.events` there. The 60 s soak and kill -9 of the scheduler are in
+# tests/integration/jobs_soak.sh (`make soak-jobs`). Every wait is bounded; the traps take
+# the cluster down and unmount and kill everything.
 . "$(dirname "$0")/lib.sh"
+CLUSTER_PORTS=${CLUSTER_PORTS:-21000-21999}
+. "$(dirname "$0")/lib_cluster.sh"
 
 must_start n1
 J=$MNT/jobs
@@ -176,4 +180,21 @@ stop_node "$MNT" "$NPID" || note "unmount failed"
 must_start n1
 check runs-kept-after-restart [ "$(run_state hello 1) $(runfile hello 1 stdout | head -1)" = "ok out" ]
 check schedule-off-after-restart [ "$(cat "$J/tick/schedule")" = "" ]
+stop_node "$MNT" "$NPID" || note "unmount failed"
+
+# ---- three nodes: made on one, run from another, seen from the third
+cluster_up 3 --node-args "--jobs"
+mkdir "${M[1]}/jobs/c"
+echo 'echo hi from $QUORUMFS_JOB' >"${M[1]}/jobs/c/cmd"
+timeout 30 cat "${M[3]}/jobs/c/.events" >"$T/cev.out" 2>&1 &
+cevp=$!
+wait_for 10 opened "$cevp" "${M[3]}/jobs/c/.events" || note "the .events reader did not open in 10 s"
+expect_errno cluster-run-from-other-mount OK write "${M[2]}/jobs/c/run" $'lit:\n'
+J3=${M[3]}/jobs
+check cluster-run-ends wait_for 20 eval '[ "$(awk "{print \$1}" "$J3/c/runs/1/state" 2>/dev/null)" = ok ]'
+check cluster-output-everywhere [ "$(cat "${M[1]}/jobs/c/runs/1/stdout") $(cat "$J3/c/runs/1/stdout")" = "hi from c hi from c" ]
+node=$(cat "$J3/c/runs/1/node")
+check cluster-node-recorded [ -n "$node" ] && note "run 1 ran on $node"
+checke cluster-events-other-mount 'wait_for 10 grep -q "^2 end c 1 ok 0$" "$T/cev.out"' || note "$(cat "$T/cev.out")"
+kill "$cevp" 2>/dev/null; wait "$cevp" 2>/dev/null
 finish
