@@ -1222,7 +1222,13 @@ static int maintenance(mraft_node_t *n)
  * transfer this loop started (the core clears its target when the transfer ends: this node
  * no longer leading means it went through; still leading means the core aborted it after an
  * election timeout, and the target is left alone for backoff_ticks), then starts one if this
- * node leads and the preferred leader is a voter that is up, active and fully caught up. */
+ * node leads and the preferred leader is a voter that is up, active and within BALANCE_LAG
+ * entries of the leader's log (and the leader's commit as near its last entry). Not "fully
+ * caught up": under a steady load the log always has entries in flight, and a transfer
+ * that waited for a quiet tick never started. The core refuses proposals while a transfer
+ * runs (callers retry them) and brings the target up to date before TimeoutNow, so the
+ * lag is made up at once (thesis §3.10). */
+#define BALANCE_LAG 64
 static void balance(mraft_node_t *n, mgroup_t *g)
 {
     raft_status_t st;
@@ -1249,10 +1255,12 @@ static void balance(mraft_node_t *n, mgroup_t *g)
     uint64_t to = __atomic_load_n(&g->preferred, __ATOMIC_RELAXED);
     if (!to || to == n->cfg.id || st.role != RAFT_LEADER || st.transfer_target ||
         n->ticks < g->bal_next || (to == g->bad_target && n->ticks < g->bad_until) ||
-        st.commit != st.last_index || raft_conf_role(raft_conf(g->r), to) != RAFT_VOTER)
+        st.commit + BALANCE_LAG < st.last_index ||
+        raft_conf_role(raft_conf(g->r), to) != RAFT_VOTER)
         return;
     raft_progress_t p;
-    if (raft_progress(g->r, to, &p) || p.match != st.last_index || !p.recent_active)
+    if (raft_progress(g->r, to, &p) || p.match + BALANCE_LAG < st.last_index ||
+        !p.recent_active)
         return;
     if (n->tr.peer_up && !n->tr.peer_up(n->tr.ctx, to))
         return;

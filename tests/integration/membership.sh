@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# tests/integration/membership.sh — membership changes under load (issue 10): a 3-node
+# cluster with 16 shards grows to 5 (quorumfs cluster add, then the new node started with
+# the command it printed, through tools/cluster add) and shrinks back to 3 (quorumfs cluster
+# remove of an original node and of a new one) while 16 clients (8 per mount on the two
+# nodes that stay, half of their operations reads) read and write 3 cache/ and 3 config/ keys
+# through the mounts; histrec records the history and lincheck (the simulator's checker)
+# checks it is linearizable, so nothing acknowledged is lost. At 5 nodes every node holds
+# 9 or 10 of the 48 voter replicas and leads 3 or 4 shards; a new node serves data written
+# before it joined; removed nodes are refused by the others. Every wait is bounded;
+# lib_cluster.sh's trap takes the cluster down.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_cluster.sh"
+BIN=$(dirname "$QUORUMFS")
+HISTREC=$BIN/histrec
+LINCHECK=$BIN/lincheck
+KEEP=${TEST_LOGDIR:-$QI_ROOT/build/test-logs}/membership-$(date +%Y%m%d-%H%M%S)
+for b in "$HISTREC" "$LINCHECK"; do
+    [ -x "$b" ] || { not_ok tools "$b missing (build it: make BUILD=$BIN, rules in mk/lin.mk)"; finish; }
+done
+keep() { keep_logs "$KEEP" "$T/hist"; }
+
+CLUSTER_SPARE=2 cluster_up 3 --node-args "--shards 16"
+
+# plan FIELD...: the rebalance plan as node $1 sees it
+plan() { timeout 20 "$QUORUMFS" cluster rebalance --dry-run --cluster "${A[$1]}" 2>&1; }
+# settled N ASKED: the plan asked of node ASKED lists N members, all active, nothing to move,
+# and every member leading the shards the layout gives it (the balancer moved the leaders)
+settled() {
+    local p; p=$(plan "$2")
+    [[ $p == *"0 changes to make"* ]] &&
+        [ "$(grep -c ' active: voter of' <<<"$p")" = "$1" ] &&
+        ! grep -q -E ' (joining|leaving):' <<<"$p" &&
+        awk '$3 == "voter" && $9 != $11 { bad = 1 } END { exit bad }' <<<"$p"
+}
+# counts_within ASKED VMIN VMAX LMIN LMAX: every member's voter count and leader count now
+# (the plan's "voter of V -> ..., leads L -> ..." lines) within the bounds
+counts_within() {
+    plan "$1" | awk -v a="$2" -v b="$3" -v c="$4" -v d="$5" '
+        $3 == "voter" { n++; v = $5; l = $9; if (v < a || v > b || l < c || l > d) bad = 1 }
+        END { exit (n == 0 || bad) }'
+}
+
+completed() { local c; c=$(grep -c '^C .* ok ' "$T/hist" 2>/dev/null); echo "${c:-0}"; }
+more_ok() { [ "$(completed)" -ge "$1" ]; }
+
+mkdir "${M[2]}/config/lin" || { not_ok mkdir-config "mkdir config/lin failed"; finish; }
+for i in $(seq 1 40); do echo "before-$i" >"${M[1]}/cache/pre$i" || break; done
+checke data-before '[ "$(cat "${M[3]}/cache/pre40" 2>/dev/null)" = before-40 ]'
+
+KEYS=(cache/mk0 cache/mk1 cache/mk2 config/lin/k0 config/lin/k1 config/lin/k2)
+"$HISTREC" --out "$T/hist" --duration 240 --grace 20 --clients-per-mount 8 --read-pct 50 --think-ms 3 \
+    --seed "$RANDOM" --mount "${M[2]}" --mount "${M[3]}" \
+    $(printf -- '--key %s ' "${KEYS[@]}") 2>"$T/histrec.err" &
+rec=$!
+wait_for 20 more_ok 300 && ok recording || not_ok recording "$(completed) ops completed after 20 s: $(cat "$T/histrec.err")"
+
+# ---- 3 -> 5
+for n in 4 5; do
+    out=$(timeout 90 "$CL" add "$n" --dir "$C" 2>&1); rc=$?
+    checke "add-node-$n" '[ $rc = 0 ]' || note "$out"
+    M[$n]=$C/n$n/mnt
+    A[$n]=127.0.0.1:$((BASE + n - 1))
+done
+NODES=5
+wait_for 90 settled 5 1 && ok grown-to-5-settled || { not_ok grown-to-5-settled "$(plan 1)"; keep; }
+counts_within 1 9 10 3 4 && ok five-balanced || { not_ok five-balanced "$(plan 1)"; keep; }
+note "$(plan 1 | tail -6 | tr '\n' ';')"
+checke new-node-reads-old-data '[ "$(cat "${M[4]}/cache/pre7" 2>/dev/null)" = before-7 ] && [ "$(cat "${M[5]}/cache/pre33" 2>/dev/null)" = before-33 ]'
+echo "on-5" >"${M[5]}/cache/from5" 2>/dev/null
+checke new-node-writes '[ "$(cat "${M[1]}/cache/from5" 2>/dev/null)" = on-5 ]'
+wait_for 20 more_ok $(( $(completed) + 200 )) && ok served-while-growing || not_ok served-while-growing "$(completed) ops"
+
+# ---- 5 -> 3: an original node and a new one
+for n in 1 4; do
+    out=$(REMOVE_TIMEOUT_MS=90000 timeout 120 "$CL" remove "$n" --dir "$C" 2>&1); rc=$?
+    checke "remove-node-$n" '[ $rc = 0 ]' || { note "$out"; keep; }
+done
+wait_for 60 settled 3 2 && ok shrunk-to-3-settled || { not_ok shrunk-to-3-settled "$(plan 2)"; keep; }
+counts_within 2 16 16 5 6 && ok three-balanced || { not_ok three-balanced "$(plan 2)"; keep; }
+checke removed-not-listed '! grep -q -E "^(1|4) " "${M[3]}/.cluster/members"'
+checke old-data-after '[ "$(cat "${M[5]}/cache/pre12" 2>/dev/null)" = before-12 ] && [ "$(cat "${M[3]}/cache/from5" 2>/dev/null)" = on-5 ]'
+wait_for 20 more_ok $(( $(completed) + 200 )) && ok served-while-shrinking || not_ok served-while-shrinking "$(completed) ops"
+
+# ---- the verdict on the history
+kill -TERM "$rec" 2>/dev/null
+if wait_for 45 pid_gone "$rec"; then
+    wait "$rec"; rc=$?
+    checke recorder-exit '[ $rc = 0 ]' || note "$(cat "$T/histrec.err")"
+else
+    not_ok recorder-exit "histrec still running 45 s after SIGTERM"
+    kill -9 "$rec" 2>/dev/null
+fi
+out=$(timeout 120 "$LINCHECK" --min-writes 300 --min-reads 300 "$T/hist" 2>&1); rc=$?
+while IFS= read -r l; do echo "# $l"; done <<<"$out"
+case $rc in
+    0) ok linearizable ;;
+    3) not_ok linearizable "too few successful operations (above)"; keep ;;
+    1) not_ok linearizable "a history that no order explains (above)"; keep ;;
+    *) not_ok linearizable "lincheck exit $rc"; keep ;;
+esac
+failed=$(grep -c '^C .* fail ' "$T/hist" 2>/dev/null)
+note "operations: $(completed) ok, ${failed:-0} failed (EIO/ENOTCONN while members moved)"
+finish
