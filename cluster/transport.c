@@ -118,6 +118,14 @@ struct transport {
     size_t npending;
     uint64_t rng;
     uint64_t refused;
+    /* the last REFUSAL_LOG_SLOTS distinct refusal reasons logged, and when: the same refusal
+     * again within REFUSAL_LOG_MS is counted instead of logged (a removed member, or a
+     * misconfigured one, redials every few hundred ms for as long as it runs) */
+    struct refusal_log {
+        char why[96];
+        uint64_t ms;
+        uint64_t quiet;        /* not logged since */
+    } refusal_log[8];
     uint64_t status_queries;   /* answered */
     uint64_t admin_requests;   /* received well-formed */
     uint64_t next_token;       /* the last admin token given */
@@ -852,6 +860,38 @@ static void dial_failed_log(transport_t *t, peer_t *p, int level, const char *wh
              "in %" PRIu64 " ms)", p->id, p->addr, why, p->fails, p->next_dial_ms - now_ms());
 }
 
+#define REFUSAL_LOG_MS 60000
+
+/* Whether refusal `why` was logged within REFUSAL_LOG_MS (then it is counted, not logged);
+ * else it is noted as logged now and *quiet says how many went unlogged before. */
+static bool refusal_repeated(transport_t *t, const char *why, uint64_t *quiet)
+{
+    const size_t n = sizeof(t->refusal_log) / sizeof(t->refusal_log[0]);
+    uint64_t now = now_ms();
+    size_t slot = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct refusal_log *r = &t->refusal_log[i];
+        if (r->ms && !strncmp(r->why, why, sizeof(r->why) - 1)) {
+            if (now - r->ms < REFUSAL_LOG_MS) {
+                r->quiet++;
+                return true;
+            }
+            slot = i;
+            break;
+        }
+        if (r->ms < t->refusal_log[slot].ms)
+            slot = i;                       /* the oldest (or an empty) slot */
+    }
+    struct refusal_log *r = &t->refusal_log[slot];
+    *quiet = !strncmp(r->why, why, sizeof(r->why) - 1) ? r->quiet : 0;
+    size_t l = strnlen(why, sizeof(r->why) - 1);
+    memcpy(r->why, why, l);
+    r->why[l] = 0;
+    r->ms = now;
+    r->quiet = 0;
+    return false;
+}
+
 /* Closes c (once): unregisters it, discards its queue, detaches it from its peer and schedules
  * the peer's redial if this node dials it. protocol_error: count it against the peer (or as a
  * refused inbound connection). c itself is freed later, at the end of transport_poll, so
@@ -873,8 +913,11 @@ static void conn_close(conn_t *c, bool protocol_error, int level, const char *fm
     uint64_t gone_token = was == C_ADMIN ? c->admin_token : 0;
     /* A dial that fails is logged with its redial below, at growing intervals. */
     bool dial_failed = p && p->dialer && p->conn == c && was != C_UP;
-    if (!dial_failed)
-        tlog(t, level, "closing %s: %s", conn_name(c, name, sizeof name), why);
+    uint64_t quiet = 0;
+    if (!dial_failed && (p || !protocol_error || !refusal_repeated(t, why, &quiet)))
+        tlog(t, level, "closing %s: %s%s", conn_name(c, name, sizeof name), why,
+             quiet ? " (the same refusal happened more times since it was last logged: each "
+                     "is logged at most once a minute)" : "");
     epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     c->io->close(c);
     c->state = C_DEAD;
