@@ -37,6 +37,7 @@
 #include "fs/admin.h"
 #include "fs/locks_sm.h"
 #include "fs/logs_sm.h"
+#include "fs/jobs_sm.h"
 #include "fs/services_sm.h"
 #include "fs/metrics.h"
 #include "fs/node.h"
@@ -207,6 +208,9 @@ static int cmd_class(const void *cmd, size_t len)
             return CC_KEEP;
         }
         return CC_NORMAL;
+    case NS_JOBS:
+        /* removing a job drops its runs and their output */
+        return h.op == JOP_RMDIR ? CC_FREEING : CC_NORMAL;
     case NS_LOGS:
         if (h.op == LGOP_SET) {
             /* a retention setting (other than 0, "off") can only drop segments, never add
@@ -645,6 +649,11 @@ void node_quiesce(node_t *n)
     if (!n || n->quiesced)
         return;
     n->quiesced = 1;
+    for (int ns = 1; ns < NS__COUNT; ns++) {
+        void *ctx = node_front(n, ns);
+        if (ctx && ns_fronts[ns]->quiesce)
+            ns_fronts[ns]->quiesce(ctx);
+    }
     session_local_stop(n->sess);
     if (n->sweeping) {
         pthread_mutex_lock(&n->mu);

@@ -44,6 +44,11 @@ typedef struct ns_front {
     /* every sweep period (100 ms) on every node; what only the shard leader may propose
      * (expiries, ending silent sessions) the hook guards with node_is_leader() */
     void (*sweep)(void *ctx);
+    /* Optional (NULL: none). At node close (node_quiesce), before the node's session ends
+     * and its groups close, with no lock held: the front stops work of its own that would
+     * propose later (jobs/ kills its runs' process groups and joins its runners). Requests,
+     * sweeps and deliveries may still reach ctx afterwards. */
+    void (*quiesce)(void *ctx);
     void (*stop)(void *ctx);
 
     /* An effect of this namespace, after the apply that emitted it released the state

@@ -202,13 +202,14 @@ crash_node() {
 
 # Our processes: any whose command line or cwd is under $T (daemons, background readers).
 qi_our_pids() {
-    local p cmd cwd
-    for p in /proc/[0-9]*; do
-        p=${p#/proc/}
-        [ "$p" = $$ ] || [ "$p" = "$BASHPID" ] && continue
-        cmd=$(tr '\0' ' ' 2>/dev/null </proc/"$p"/cmdline) || continue
-        cwd=$(readlink /proc/"$p"/cwd 2>/dev/null)
-        case "$cmd $cwd/" in *"$T/"*|*"$T "*) echo "$p" ;; esac
+    local me=$BASHPID re p
+    # one grep over every command line (NUL-separated words; a word under $T or ending in it)
+    # and one find over every cwd: a process per pid made each call take seconds
+    re=$(printf '%s' "$T" | sed 's/[][\\.*^$]/\\&/g')
+    for p in $( { grep -lsz -e "$re/" -e "$re\$" /proc/[0-9]*/cmdline
+                  find /proc/[0-9]*/cwd -maxdepth 0 \( -lname "$T" -o -lname "$T/*" \) 2>/dev/null
+                } | cut -d/ -f3 | sort -un); do
+        [ "$p" = $$ ] || [ "$p" = "$me" ] || echo "$p"
     done
 }
 
