@@ -78,7 +78,7 @@ typedef struct jfront {
     jwatch_t *watches;
     runner_t *runners;
     int enabled;                        /* runs execute here */
-    int stopping;
+    volatile int stopping;              /* set under ctx.mu; runners poll it */
     uid_t uid;                          /* the identity of runs */
     gid_t gid;
     int switch_user;                    /* setgid/setgroups/setuid in the child */
@@ -1220,9 +1220,15 @@ static void *runner_main(void *arg)
         for (int s = 0, i = 0; s < 2; s++)
             if (cap[s].fd >= 0 && (pf[i++].revents & (POLLIN | POLLHUP | POLLERR)))
                 capture_read(&cap[s]);
-        if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
-            exited = 1;
-            kill(-pid, SIGKILL);        /* what the shell left in its group goes with it */
+        siginfo_t si;
+        si.si_pid = 0;
+        if (!exited && waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            si.si_pid == pid) {
+            /* the shell exited: what it left in its group goes with it, killed while the
+             * unreaped shell still holds the group's id (no other process can have it) */
+            kill(-pid, SIGKILL);
+            if (waitpid(pid, &status, 0) == pid)
+                exited = 1;
         }
         uint64_t now = mono_ms();
         if (!exited && !killed_at) {
