@@ -7,3 +7,4 @@ SM_SRCS       += fs/search_sm.c fs/bm25.c
 SM_UNIT_TESTS += test_search
 FS_SRCS       += fs/search_fuse.c
 TEST_CMDS     += tests/integration/search.sh
+BENCH_CMDS    += "tools/bench-search --build $(BUILD)"

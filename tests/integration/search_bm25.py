@@ -6,8 +6,9 @@ and the comparison of the ranked lists a mount answers with the reference's.
 
   corpus DIR N MAXBYTES     writes N documents (ASCII text of /usr/share/man pages, each
                             cut at MAXBYTES) into DIR, named after their page
-  load MOUNTDIR DIR [THREADS]   copies DIR's documents into MOUNTDIR (an index directory),
-                            THREADS writers at once; prints the documents per second
+  load MOUNTDIR DIR [THREADS [FROM TO]]   copies DIR's documents (those FROM..TO-1 in
+                            name order, or all) into MOUNTDIR (an index directory), THREADS
+                            writers at once; prints the documents per second
   queries DIR N SEED OUT    writes N queries (one per line, with their kind) made from DIR
   check DIR QUERIES MOUNTDIR...   runs every query through each index directory and the
                             reference; prints one line per disagreement and a summary, and
@@ -80,9 +81,11 @@ def read_corpus(d):
     return docs
 
 
-def cmd_load(mountdir, d, threads="8"):
+def cmd_load(mountdir, d, threads="8", lo=None, hi=None):
     import time
     names = sorted(os.listdir(d))
+    if lo is not None:
+        names = names[int(lo):int(hi)]
     t0 = time.monotonic()
 
     def one(name):
