@@ -8,7 +8,9 @@
 #     window is decided once and executed once at its first attempt (each run appends
 #     "tick attempt run" to a file: no tick twice at attempt 1, no gap; the ticks missed
 #     during the failover run late, which the script reports), and the runs spread over
-#     the nodes.
+#     the nodes;
+#  3. a node killed with kill -9 while it runs a run: the run ends lost after the session
+#     timeout and its retry runs on another node.
 # Every wait is bounded; the traps take the cluster down and unmount everything.
 . "$(dirname "$0")/lib.sh"
 CLUSTER_PORTS=${CLUSTER_PORTS:-21000-21999}
@@ -96,4 +98,27 @@ nodes=$(cat "$JS"/ha/runs/*/node 2>/dev/null | sort -u | wc -l)
 checke ha-runs-on-several-nodes "[ $nodes -ge 2 ]" || note "runs on $nodes node(s)"
 decided=$(for d in "$JS"/ha/runs/*; do [ "$(cat "$d/attempt")" = 1 ] && awk '{print $1}' "$d/tick"; done | sort | uniq -d | wc -l)
 check ha-each-tick-decided-once [ "$decided" = 0 ]
+
+# ---- 3. a node killed while it runs a run: the run ends lost after the session timeout,
+# and is retried on another node
+JS=${M[$S]}/jobs
+mkdir "$JS/lost"
+echo 'sleep 6; echo done' >"$JS/lost/cmd"
+echo 1 >"$JS/lost/retries"
+echo >"$JS/lost/run"
+state_of() { awk '{print $1}' "$JS/lost/runs/$1/state" 2>/dev/null; }
+check lost-run-running wait_for 20 eval '[ "$(state_of 1)" = running ]'
+victim=$(sed 's/.*#//' "$JS/lost/runs/1/node")
+if [ "$victim" = "$S" ]; then
+    # the mount we read through runs it: read through another one
+    for i in 1 2 3; do [ "$i" != "$S" ] && S=$i && break; done
+    JS=${M[$S]}/jobs
+fi
+note "run 1 of lost runs on node $victim: killing it"
+cl kill "$victim" >/dev/null 2>&1
+check lost-run-lost wait_for 40 eval '[ "$(state_of 1)" = lost ]' || note "run 1: $(state_of 1)"
+check lost-run-retried wait_for 30 eval '[ "$(state_of 2)" = ok ]' || note "run 2: $(state_of 2)"
+check lost-retry-attempt-2 [ "$(cat "$JS/lost/runs/2/attempt") $(cat "$JS/lost/runs/2/tick")" = "2 manual" ]
+checke lost-retry-elsewhere '[ "$(sed "s/.*#//" "$JS/lost/runs/2/node")" != "$victim" ]'
+check lost-retry-output [ "$(cat "$JS/lost/runs/2/stdout")" = done ]
 finish
