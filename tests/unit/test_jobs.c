@@ -469,6 +469,53 @@ TEST(malformed_commands_change_nothing)
     done(sh);
 }
 
+/* Valid commands of every kind, then damaged ones (a byte changed, or cut short): each is
+ * refused or applied whole, never a broken invariant (smrun checks after every apply). */
+TEST(random_damage_never_breaks_invariants)
+{
+    uint64_t sid;
+    shard_t *sh = populated(&sid);
+    CHECK(sh);
+    srand(12);
+    int applied = 0, refused = 0;
+    uint64_t now = T0 + 2000;
+    for (int i = 0; i < 20000; i++) {
+        cmdbuf_t b;
+        const char *job = rand() % 2 ? "j" : "k";
+        uint64_t n = 1 + (uint64_t)(rand() % 4);
+        now += (uint64_t)(rand() % 700);
+        switch (rand() % 9) {
+        case 0: jobs_cmd_tick(&b, now, job, now / 1000 * 1000); break;
+        case 1: jobs_cmd_run(&b, now, job); break;
+        case 2: jobs_cmd_start(&b, now, job, n, sid); break;
+        case 3: jobs_cmd_output(&b, now, job, n, sid, 1, 100, "0123456789", 10); break;
+        case 4: jobs_cmd_finish(&b, now, job, n, sid, (uint8_t)(JR_OK + rand() % 5), rand() % 3); break;
+        case 5: jobs_cmd_set(&b, now, job, (uint8_t)(1 + rand() % 5), "allow\n", 6); break;
+        case 6: jobs_cmd_set(&b, now, job, JSET_SCHEDULE, "@every 1s", 9); break;
+        case 7: jobs_cmd_mkdir(&b, now, rand() % 2 ? "j" : "x"); break;
+        default: jobs_cmd_rmdir(&b, now, rand() % 3 ? "x" : "k"); break;
+        }
+        if (rand() % 2 && b.len > CMD_HDR_LEN) {
+            if (rand() % 2)
+                b.len = CMD_HDR_LEN + (size_t)rand() % (b.len - CMD_HDR_LEN);
+            else
+                b.p[CMD_HDR_LEN + (size_t)rand() % (b.len - CMD_HDR_LEN)] ^= (uint8_t)(1 + rand() % 255);
+        }
+        if (run(sh, &b, NULL) == 0)
+            applied++;
+        else
+            refused++;
+        if (i % 5000 == 4999) {           /* the runs' session ends now and then */
+            CHECK_EQ(end_session(sh, sid, now), 0);
+            sid = open_session(sh, now, "node-c");
+            CHECK(sid);
+        }
+    }
+    printf("# %d applied, %d refused\n", applied, refused);
+    CHECK(applied > 1000 && refused > 1000);
+    done(sh);
+}
+
 TEST(snapshot_round_trip)
 {
     uint64_t sid;
@@ -508,6 +555,7 @@ int main(void)
     RUN(events_lines);
     RUN(rmdir_waits_for_running_runs);
     RUN(malformed_commands_change_nothing);
+    RUN(random_damage_never_breaks_invariants);
     RUN(snapshot_round_trip);
     return CHECK_DONE();
 }
