@@ -5,17 +5,10 @@
 # writes forwarded to the leader); leaders spread over the nodes (each shard led by its
 # preferred voter); with one node killed every shard still serves; with two nodes killed the
 # shards that lost two voters fail with EIO within the timeout while the others serve. Every
-# wait bounded; lib.sh's trap unmounts and kills everything under $T.
+# wait bounded; lib_cluster.sh's trap takes the cluster down.
 . "$(dirname "$0")/lib.sh"
-CL="$QI_ROOT/tools/cluster"
-C=$T/cluster
-base=$(free_ports 5)
-[ -n "$base" ] || { not_ok free-ports "no 5 free ports"; finish; }
-up_out=$(CLUSTER_WAIT_S=40 timeout 120 "$CL" up 5 --dir "$C" --base-port "$base" --bin "$QUORUMFS" \
-    --node-args "--shards 8 --replicas 3" 2>&1)
-if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
-ok cluster-up
-M=("" "$C/n1/mnt" "$C/n2/mnt" "$C/n3/mnt" "$C/n4/mnt" "$C/n5/mnt")
+. "$(dirname "$0")/lib_cluster.sh"
+cluster_up 5 --wait 40 --node-args "--shards 8 --replicas 3"
 SH=${M[1]}/.cluster/shards
 # every shard has exactly 3 voters among the 5 nodes (each node says its own role)
 voters=$(for n in 1 2 3 4 5; do awk '$8 == "voter" {print $1}' "${M[$n]}/.cluster/shards"; done | sort | uniq -c | awk '{print $1}' | sort -u | tr '\n' ' ')
@@ -36,7 +29,7 @@ done
 checke every-mount-every-shard '[ $bad = 0 ]' || note "$bad reads wrong"
 
 # ---- one node down: every shard keeps a majority of its voters
-"$CL" kill 5 --dir "$C" >/dev/null
+cl kill 5 >/dev/null
 ok1=0
 for i in $(seq 1 24); do
     timeout 20 sh -c "echo w$i >'${M[$(( i % 4 + 1 ))]}/cache/k$i'" 2>/dev/null && ok1=$((ok1 + 1))
@@ -44,7 +37,7 @@ done
 checke one-down-all-serve '[ $ok1 = 24 ]' || note "$ok1 of 24 writes with node 5 down"
 
 # ---- two down: a shard whose voters include 4 and 5 has no quorum, the others serve
-"$CL" kill 4 --dir "$C" >/dev/null
+cl kill 4 >/dev/null
 # (placement is deterministic and pinned by test_route: of k1..k5 exactly k4, on shard 4,
 # whose voters are 5, 4 and 2, fails)
 served=0 failed=0 other=0
@@ -60,5 +53,4 @@ checke two-down-only-EIO '[ $other = 0 ]'
 note "with nodes 4 and 5 down: $served of 5 keys writable, $failed failed"
 checke two-down-some-serve '[ $served -gt 0 ]'
 checke two-down-some-fail '[ $failed -gt 0 ]'
-"$CL" down --dir "$C" >/dev/null 2>&1
 finish
