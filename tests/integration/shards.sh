@@ -5,17 +5,11 @@
 # (and mv still moves by copying); a rename inside a unit works; config/.events at the root
 # streams changes of several shards, while .events@REV of the root is refused (EOPNOTSUPP)
 # and a top-level directory's .events@REV replays; .cluster/shards lists 16 shards, each with
-# a leader; a restart with another --shards is refused. Every wait bounded; lib.sh's trap
-# unmounts and kills everything under $T.
+# a leader; a restart with another --shards is refused. Every wait bounded; lib_cluster.sh's
+# trap takes the cluster down.
 . "$(dirname "$0")/lib.sh"
-CL="$QI_ROOT/tools/cluster"
-C=$T/cluster
-base=$(free_ports 3)
-[ -n "$base" ] || { not_ok free-ports "no 3 free ports"; finish; }
-up_out=$(CLUSTER_WAIT_S=30 timeout 90 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" 2>&1)
-if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
-ok cluster-up
-M=("" "$C/n1/mnt" "$C/n2/mnt" "$C/n3/mnt")
+. "$(dirname "$0")/lib_cluster.sh"
+cluster_up 3
 
 # ---- 16 shards, each with a leader known on every node
 all_led() { [ "$(awk '$2 != 0' "$1/.cluster/shards" 2>/dev/null | wc -l)" = 16 ]; }
@@ -59,30 +53,22 @@ other() {   # other NS NAME: a top-level name on another shard than NAME's
     done
 }
 o=$(other cache k7)
-r=$($PY -c 'import errno, os, sys
-try:
-    os.replace(sys.argv[1], sys.argv[2]); print("ok")
-except OSError as e:
-    print(errno.errorcode.get(e.errno, e.errno))' "${M[1]}/cache/k7" "${M[1]}/cache/$o")
-checke file-across-shards-EXDEV '[ "$r" = EXDEV ] && [ "$(cat "${M[2]}/cache/k7")" = v7 ] && [ ! -e "${M[2]}/cache/$o" ]' ||
-    note "os.replace: $r"
+r=$(fsop rename "${M[1]}/cache/k7" "${M[1]}/cache/$o")
+checke file-across-shards-EXDEV '[ "${r%% *}" = EXDEV ] && [ "$(cat "${M[2]}/cache/k7")" = v7 ] && [ ! -e "${M[2]}/cache/$o" ]' ||
+    note "rename: $r"
 mv "${M[1]}/cache/k7" "${M[1]}/cache/$o" 2>/dev/null
 checke mv-file-across-shards-copies '[ "$(cat "${M[2]}/cache/$o" 2>/dev/null)" = v7 ] && [ ! -e "${M[3]}/cache/k7" ]'
 mkdir -p "${M[1]}/config/dmove" && echo d >"${M[1]}/config/dmove/k"
 od=$(other config dmove)
-r=$($PY -c 'import errno, os, sys
-try:
-    os.rename(sys.argv[1], sys.argv[2]); print("ok")
-except OSError as e:
-    print(errno.errorcode.get(e.errno, e.errno))' "${M[2]}/config/dmove" "${M[2]}/config/$od")
-checke dir-across-shards-EXDEV '[ "$r" = EXDEV ]' || note "got: $r"
+r=$(fsop rename "${M[2]}/config/dmove" "${M[2]}/config/$od")
+checke dir-across-shards-EXDEV '[ "${r%% *}" = EXDEV ]' || note "rename: $r"
 mv "${M[2]}/config/dmove" "${M[2]}/config/$od" 2>/dev/null
 checke mv-dir-across-shards-copies '[ "$(cat "${M[3]}/config/$od/k" 2>/dev/null)" = d ] && [ ! -e "${M[3]}/config/dmove" ]'
 
 # ---- config/.events at the root streams several shards' changes; @REV of the root refused
 (timeout 15 head -n 12 "${M[3]}/config/.events" >"$T/ev" 2>&1) &
 evp=$!
-sleep 1
+wait_for 5 opened $evp "${M[3]}/config/.events" || note "the reader did not open config/.events"
 for i in $(seq 1 12); do echo "new$i" >"${M[$(( i % 3 + 1 ))]}/config/app$i/key"; done
 wait "$evp"
 checke root-events-all-shards '[ "$(grep -c "put config/app" "$T/ev")" = 12 ]' || note "$(cat "$T/ev")"
@@ -98,11 +84,13 @@ got=0
 for i in $(seq 1 8); do [ "$(timeout 5 cat "${M[3]}/queues/q$i/pop")" = "m$i" ] && got=$((got + 1)); done
 checke queues-on-many-shards '[ $got = 8 ] && [ "$(ls "${M[2]}/queues" | grep -c "^q")" = 8 ]'
 held=0
+# each holder lets go when told (at most after 30 s)
 for i in $(seq 1 6); do
-    (flock "${M[1]}/locks/l$i" sh -c "touch '$T/held$i'; sleep 4") &
+    (flock "${M[1]}/locks/l$i" sh -c "touch '$T/held$i'; j=0; while [ ! -e '$T/unlock' ] && [ \$j -lt 300 ]; do sleep 0.1; j=\$((j + 1)); done") &
 done
 wait_for 15 sh -c "ls '$T'/held? 2>/dev/null | wc -l | grep -qx 6" || note "not every holder got its lock"
 for i in $(seq 1 6); do flock -n -E 7 "${M[3]}/locks/l$i" true; [ $? = 7 ] && held=$((held + 1)); done
+touch "$T/unlock"
 wait
 checke locks-on-many-shards '[ $held = 6 ] && [ "$(ls "${M[2]}/locks" | grep -c "^l")" = 6 ]'
 
@@ -157,14 +145,13 @@ PY
 checke no-cross-shard-queue-removal '[ "$r" = none ]' || note "rmdir removed or failed oddly: $r"
 
 # ---- the shard count is fixed at the first start
-"$CL" kill 3 --dir "$C" >/dev/null
+cl kill 3 >/dev/null
 mkdir -p "$T/m3b"
-r=$(timeout 20 "$QUORUMFS" mount "$T/m3b" --data "$C/n3/data" --id 3 --peers "1=127.0.0.1:$base,2=127.0.0.1:$((base + 1)),3=127.0.0.1:$((base + 2))" --shards 4 2>&1)
+r=$(timeout 20 "$QUORUMFS" mount "$T/m3b" --data "$C/n3/data" --id 3 --peers "$PEERS" --shards 4 2>&1)
 checke other-shard-count-refused '[[ "$r" == *"--shards 16"* ]]' || note "got: $r"
-start_out=$(CLUSTER_WAIT_S=30 timeout 60 "$CL" start 3 --dir "$C" 2>&1) && ok restart-same-shards ||
+start_out=$(cl_start 3) && ok restart-same-shards ||
     not_ok restart-same-shards "$start_out"
 wait_for 20 sh -c "[ \"\$(cat '${M[3]}/cache/k40' 2>/dev/null)\" = v40 ]" && ok restarted-node-reads ||
     not_ok restarted-node-reads "node 3 does not serve cache/k40 after its restart"
 
-"$CL" down --dir "$C" >/dev/null 2>&1
 finish
