@@ -485,43 +485,68 @@ struct snip {
     size_t ring[4];           /* starts of the last terms before the first match */
     uint32_t seen;
     int found;
+    size_t base;              /* where the tokenizing began in the text */
     size_t wstart, wend;
-    uint8_t *mark;            /* BM25_SNIPPET_BYTES + TOK bytes: highlighted bytes */
+    uint8_t *mark;            /* BM25_SNIPPET_BYTES + 64 bytes: highlighted bytes */
 };
 
-static int snip_one(void *arg, const tok_term_t *t)
+static int snip_one(void *arg, const tok_term_t *tk)
 {
     struct snip *s = arg;
+    size_t start = s->base + tk->start, tend = s->base + tk->end;
     if (!s->found) {
-        s->ring[s->seen++ % 4] = t->start;
-        if (!highlighted(s->q, t->term, t->len))
+        s->ring[s->seen++ % 4] = start;
+        if (!highlighted(s->q, tk->term, tk->len))
             return 0;
         s->found = 1;
         s->wstart = s->seen >= 4 ? s->ring[s->seen % 4] : s->ring[0];
-        if (t->end - s->wstart > BM25_SNIPPET_BYTES)
-            s->wstart = t->start;         /* no room for what comes before */
-    } else if (t->end - s->wstart > BM25_SNIPPET_BYTES) {
+        if (tend - s->wstart > BM25_SNIPPET_BYTES)
+            s->wstart = start;            /* no room for what comes before */
+    } else if (tend - s->wstart > BM25_SNIPPET_BYTES) {
         return 1;                         /* the window is full */
     }
     size_t lim = s->wstart + BM25_SNIPPET_BYTES + 64;
-    size_t end = t->end < lim ? t->end : lim;
-    if (highlighted(s->q, t->term, t->len))
-        memset(s->mark + (t->start - s->wstart), 1, end - t->start);
+    size_t end = tend < lim ? tend : lim;
+    if (highlighted(s->q, tk->term, tk->len))
+        memset(s->mark + (start - s->wstart), 1, end - start);
     if (end > s->wend)
         s->wend = end;
-    return end < t->end;
+    return end < tend;
+}
+
+/* The first position in d of a term the snippets highlight (UINT32_MAX if none), from the
+ * postings of d's shard. */
+static uint32_t first_match(const query_t *q, const sdoc_t *d)
+{
+    uint32_t first = UINT32_MAX;
+    for (uint32_t i = 0; i < q->n; i++) {
+        const clause_t *c = &q->c[i];
+        for (uint32_t e = 0; c->occur != O_NOT && e < c->n; e++) {
+            const sterm_t *t = search_sm_term(d->idx, c->terms[e].t, c->terms[e].len);
+            const spost_t *p = t ? post_of(t, d->id) : NULL;
+            if (p && p->pos[0] < first)
+                first = p->pos[0];
+        }
+    }
+    return first;
 }
 
 /* Writes the snippet of d: the text around its first highlighted term, matched terms in
  * brackets, control characters and invalid bytes made visible as ' ' and '?', runs of
- * spaces collapsed. */
+ * spaces collapsed. The tokenizing starts at the checkpoint (fs/search_sm.h) before the
+ * three terms that precede the first match. */
 static void snippet(sbuf_t *b, const query_t *q, const sdoc_t *d)
 {
     uint8_t mark[BM25_SNIPPET_BYTES + 64 + 1];
     memset(mark, 0, sizeof(mark));
     struct snip s = { .q = q, .mark = mark };
     const char *text = (const char *)d->text->data;
-    tokenize(text, d->text->len, snip_one, &s);
+    uint32_t first = first_match(q, d);
+    if (first != UINT32_MAX && d->nckpt) {
+        uint32_t j = (first >= 3 ? first - 3 : 0) / SEARCH_CKPT;
+        s.base = d->ckpt[j < d->nckpt ? j : d->nckpt - 1];
+    }
+    tokenize(text + s.base, d->text->len - s.base, snip_one, &s);
     if (!s.found) {
         s.wstart = 0;
         s.wend = d->text->len < BM25_SNIPPET_BYTES ? d->text->len : BM25_SNIPPET_BYTES;

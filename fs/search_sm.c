@@ -62,30 +62,46 @@ typedef struct tpos {
     char term[];
 } tpos_t;
 
+struct collecting {
+    tpos_t *set;
+    sdoc_t *d;
+    uint32_t cap;
+};
+
 static int collect(void *arg, const tok_term_t *t)
 {
-    tpos_t **set = arg;
+    struct collecting *c = arg;
     tpos_t *e;
-    HASH_FIND(hh, *set, t->term, t->len, e);
+    HASH_FIND(hh, c->set, t->term, t->len, e);
     if (!e) {
         e = xcalloc(1, sizeof(*e) + t->len + 1);
         memcpy(e->term, t->term, t->len);
         e->len = (uint32_t)t->len;
-        HASH_ADD(hh, *set, term, e->len, e);
+        HASH_ADD(hh, c->set, term, e->len, e);
     }
     if (e->n == e->cap) {
         e->cap = e->cap ? e->cap * 2 : 4;
         e->pos = xrealloc(e->pos, e->cap * sizeof(*e->pos));
     }
     e->pos[e->n++] = t->pos;
+    if (t->pos % SEARCH_CKPT == 0) {
+        sdoc_t *d = c->d;
+        if (d->nckpt == c->cap) {
+            c->cap = c->cap ? c->cap * 2 : 8;
+            d->ckpt = xrealloc(d->ckpt, c->cap * sizeof(*d->ckpt));
+        }
+        d->ckpt[d->nckpt++] = (uint32_t)t->start;
+    }
     return 0;
 }
 
-/* Tokenizes d's text into its postings (d has none yet). */
+/* Tokenizes d's text into its postings and checkpoints (d has none yet). */
 static void index_doc(sindex_t *ix, sdoc_t *d)
 {
-    tpos_t *set = NULL, *e, *tmp;
-    tokenize((const char *)d->text->data, d->text->len, collect, &set);
+    struct collecting c = { .d = d };
+    tpos_t *e, *tmp;
+    tokenize((const char *)d->text->data, d->text->len, collect, &c);
+    tpos_t *set = c.set;
     uint64_t len = 0;
     HASH_ITER(hh, set, e, tmp) {
         HASH_DEL(set, e);
@@ -155,6 +171,9 @@ static void unindex_doc(sindex_t *ix, sdoc_t *d)
     tokenize((const char *)d->text->data, d->text->len, drop_one, a);
     ix->total_len -= d->len;
     d->len = 0;
+    free(d->ckpt);
+    d->ckpt = NULL;
+    d->nckpt = 0;
 }
 
 /* ---------------------------------------------------------------- containers */
@@ -609,6 +628,12 @@ const char *search_sm_verify(const state_t *st)
             SM_VERIFY(&why, search_sm_doc_id(st, d->id) == d, "search: id table is wrong");
             SM_VERIFY(&why, d->ctime_ms <= st->now_ms && d->mtime_ms <= st->now_ms,
                       "search: a document time after the shard's");
+            SM_VERIFY(&why, d->nckpt == (d->len + SEARCH_CKPT - 1) / SEARCH_CKPT,
+                      "search: checkpoints do not cover the document");
+            for (uint32_t j = 0; j < d->nckpt && !why; j++)
+                SM_VERIFY(&why, d->ckpt[j] < d->text->len &&
+                          (j == 0 || d->ckpt[j - 1] < d->ckpt[j]),
+                          "search: checkpoints out of order or past the text");
             sumlen += d->len;
         }
         alldocs += ix->ndocs;

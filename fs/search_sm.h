@@ -56,7 +56,13 @@ typedef struct sdoc {
     blob_t *text;                 /* the document's bytes (never NULL; readers ref it) */
     uint32_t len;                 /* its terms (BM25's document length) */
     uint64_t ctime_ms, mtime_ms;
+    /* Where term SEARCH_CKPT * j begins in text, for j < nckpt = ceil(len / SEARCH_CKPT)
+     * (derived): tokenizing from there gives the same terms from that position on, so a
+     * snippet need not tokenize the text before it. */
+    uint32_t *ckpt;
+    uint32_t nckpt;
 } sdoc_t;
+#define SEARCH_CKPT 32
 
 typedef struct spost {
     sdoc_t *doc;

@@ -413,6 +413,38 @@ TEST(limit_keeps_the_best)
     done(st);
 }
 
+/* A snippet far into a document starts three terms before the first match (the tokenizing
+ * starts at a checkpoint, fs/search_sm.h), also inside a long CJK run. */
+TEST(snippet_deep_in_a_document)
+{
+    state_t *st = fresh();
+    char text[8192], *p = text;
+    for (int i = 0; i < 500; i++)
+        p += sprintf(p, i == 300 ? "Target, " : "w%d ", i);
+    CHECK_EQ(put(st, "i", "words", text), 0);
+    /* 100 CJK characters (U+4E00 + k): 99 bigrams */
+    p = text;
+    for (int k = 0; k < 100; k++) {
+        unsigned cp = 0x4e00 + (unsigned)k;
+        *p++ = (char)(0xe0 | (cp >> 12));
+        *p++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+        *p++ = (char)(0x80 | (cp & 0x3f));
+    }
+    *p = '\0';
+    CHECK_EQ(put(st, "i", "cjk", text), 0);
+    state_t *one[1] = { st };
+    const char *got = query(one, 1, "i", "target");
+    CHECK(strstr(got, "\twords\tw297 w298 w299 [Target], w301 ") != NULL);
+    /* the bigram of characters 70 and 71; the snippet starts at character 67 */
+    char q[16], want[64];
+    memcpy(q, text + 70 * 3, 6);
+    q[6] = '\0';
+    got = query(one, 1, "i", q);
+    snprintf(want, sizeof(want), "\tcjk\t%.9s[%.6s]", text + 67 * 3, text + 70 * 3);
+    CHECK(strstr(got, want) != NULL);
+    done(st);
+}
+
 int main(void)
 {
     RUN(add_replace_delete_stats);
@@ -426,5 +458,6 @@ int main(void)
     RUN(prefix_too_broad);
     RUN(shards_give_the_same_answer);
     RUN(limit_keeps_the_best);
+    RUN(snippet_deep_in_a_document);
     return CHECK_DONE();
 }
