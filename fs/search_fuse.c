@@ -863,8 +863,10 @@ static void sr_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         return;
     }
     if (mount_reply_open(req, 0, fh, fi, &e)) {
-        if (fh->pend)
+        if (fh->pend) {                      /* the kernel never got the entry */
             nent_update(sf, fh->pend, 1, 0);
+            sr_forget(sf, e.ino, 1);
+        }
         fh_free(fh);
     }
 }

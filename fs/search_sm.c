@@ -356,10 +356,8 @@ static int apply_put(sstate_t *ss, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *
         index_doc(ix, d);
     } else {
         d = add_doc(ss, ix, dname, (size_t)dlen, ++ss->next_id, b);
-        d->ctime_ms = h->now_ms;
     }
-    d->mtime_ms = h->now_ms;
-    d->ctime_ms = h->now_ms;
+    d->mtime_ms = d->ctime_ms = h->now_ms;
     ix->mtime_ms = h->now_ms;
     result_u64(res, d->id);
     return 0;
