@@ -1455,6 +1455,22 @@ static void start_runner(jfront_t *jf, uint32_t k, uint64_t sid, struct todo *t)
     pthread_mutex_unlock(&jf->ctx.mu);
 }
 
+/* Proposes the items from..from+JOBS_BATCH_MAX of c as one TICKS or STARTS. */
+static int propose_batch(node_t *n, uint32_t k, uint8_t op, uint64_t sid, struct collect *c,
+                         size_t from, sm_result_t *res)
+{
+    const char *jobs[JOBS_BATCH_MAX];
+    uint64_t v[JOBS_BATCH_MAX];
+    uint32_t cnt = 0;
+    for (size_t i = from; i < c->n && cnt < JOBS_BATCH_MAX; i++, cnt++) {
+        jobs[cnt] = c->t[i].job;
+        v[cnt] = c->t[i].a;
+    }
+    cmdbuf_t b;
+    jobs_cmd_batch(&b, node_now_ms(), op, sid, cnt, jobs, v);
+    return node_propose(n, k, &b, res);
+}
+
 static void sweep_shard(jfront_t *jf, uint32_t k)
 {
     node_t *n = jf->ctx.node;
@@ -1473,12 +1489,11 @@ static void sweep_shard(jfront_t *jf, uint32_t k)
         jobs_sm_each(st, scan_job, &s);
         pthread_rwlock_unlock(&st->lock);
     }
-    for (size_t i = 0; i < ticks.n; i++) {
-        cmdbuf_t b;
-        jobs_cmd_tick(&b, node_now_ms(), ticks.t[i].job, ticks.t[i].a);
-        int rc = node_propose(n, k, &b, NULL);
-        if (rc < 0 && rc != -EALREADY && rc != -ENOENT && rc != -EIO)
-            fprintf(stderr, "quorumfs: jobs/%s: tick not decided: %s\n", ticks.t[i].job,
+    for (size_t i = 0; i < ticks.n; i += JOBS_BATCH_MAX) {
+        sm_result_t res;
+        int rc = propose_batch(n, k, JOP_TICKS, 0, &ticks, i, &res);
+        if (rc < 0 && rc != -EIO)
+            fprintf(stderr, "quorumfs: jobs/: ticks of shard %u not decided: %s\n", k,
                     strerror(-rc));
     }
     struct collect none = starts;
@@ -1490,14 +1505,24 @@ static void sweep_shard(jfront_t *jf, uint32_t k)
     pthread_rwlock_unlock(&st->lock);
     for (size_t i = 0; i < cancels.n; i++)
         is_local(jf, k, cancels.t[i].job_id, cancels.t[i].a, 1);
+    /* the runs this node runs already are not asked for again */
+    size_t keep = 0;
     for (size_t i = 0; i < starts.n; i++) {
-        struct todo *t = &starts.t[i];
-        if (is_local(jf, k, t->job_id, t->a, 0))
+        if (is_local(jf, k, starts.t[i].job_id, starts.t[i].a, 0)) {
+            free(starts.t[i].job);
+            free(starts.t[i].cmd);
+        } else {
+            starts.t[keep++] = starts.t[i];
+        }
+    }
+    starts.n = keep;
+    for (size_t i = 0; i < starts.n; i += JOBS_BATCH_MAX) {
+        sm_result_t res;
+        if (propose_batch(n, k, JOP_STARTS, sid, &starts, i, &res) < 0)
             continue;
-        cmdbuf_t b;
-        jobs_cmd_start(&b, node_now_ms(), t->job, t->a, sid);
-        if (node_propose(n, k, &b, NULL) == 0)
-            start_runner(jf, k, sid, t);   /* recorded as started: now run it */
+        for (size_t x = i; x < starts.n && x < i + JOBS_BATCH_MAX; x++)
+            if (jobs_result_bit(&res, (uint32_t)(x - i)))
+                start_runner(jf, k, sid, &starts.t[x]);   /* recorded as started: run it */
     }
     todo_free(&ticks);
     todo_free(&starts);

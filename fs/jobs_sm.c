@@ -19,6 +19,8 @@
 
 #define JSNAP_VERSION 1
 
+_Static_assert(JOBS_BATCH_MAX / 8 <= SM_RESULT_MAX, "a batch's result bits fit a result");
+
 typedef struct jev {
     uint64_t rev;
     uint8_t start;                       /* 1 start, 0 end */
@@ -429,15 +431,11 @@ static int admit(job_t *j, uint64_t now, effects_t *fx)
     return 0;
 }
 
-static int apply_tick(jstate_t *js, const cmd_hdr_t *h, cmdrd_t *r, effects_t *fx)
+/* Decides tick of job j (NULL: no such job) at now. */
+static int tick_one(job_t *j, uint64_t tick, const cmd_hdr_t *h, effects_t *fx)
 {
-    job_t *j;
-    int rc = get_job(js, r, &j);
-    uint64_t tick = cmd_get_u64(r);
-    if (r->err || rc == -EINVAL)
-        return -EINVAL;
-    if (rc < 0)
-        return rc;
+    if (!j)
+        return -ENOENT;
     if (!j->has_sched || !j->cmd[0])
         return -ENOENT;                      /* nothing to schedule (any more) */
     if (tick <= j->last_tick)
@@ -459,6 +457,60 @@ static int apply_tick(jstate_t *js, const cmd_hdr_t *h, cmdrd_t *r, effects_t *f
     }
     run_new(j, h->now_ms, tick, late, 1, 0);
     trim_runs(j);
+    return 0;
+}
+
+static int apply_tick(jstate_t *js, const cmd_hdr_t *h, cmdrd_t *r, effects_t *fx)
+{
+    job_t *j;
+    int rc = get_job(js, r, &j);
+    uint64_t tick = cmd_get_u64(r);
+    if (r->err || rc == -EINVAL)
+        return -EINVAL;
+    return tick_one(j, tick, h, fx);
+}
+
+/* One item of a batch: a job name (pointer into the command) and a number. */
+typedef struct item {
+    const char *name;
+    size_t len;
+    uint64_t v;
+} item_t;
+
+/* Reads "u32 n, n x (str job, u64 v)" into items (n <= JOBS_BATCH_MAX, at least 1): n, or
+ * -EINVAL for a malformed batch. */
+static int get_items(cmdrd_t *r, item_t *items)
+{
+    uint32_t n = cmd_get_u32(r);
+    if (r->err || n == 0 || n > JOBS_BATCH_MAX)
+        return -EINVAL;
+    for (uint32_t i = 0; i < n; i++) {
+        items[i].len = cmd_get_path(r, &items[i].name);
+        items[i].v = cmd_get_u64(r);
+        if (r->err || items[i].len == 0)
+            return -EINVAL;
+    }
+    return r->off == r->len ? (int)n : -EINVAL;
+}
+
+/* TICKS: each tick decided as by TICK (its own refusal skips it); the result's bit i is set
+ * for each item decided. The batch is decoded whole first: malformed, nothing changes. */
+static int apply_ticks(jstate_t *js, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res,
+                       effects_t *fx)
+{
+    static __thread item_t items[JOBS_BATCH_MAX];
+    int n = get_items(r, items);
+    if (n < 0)
+        return n;
+    if (res) {
+        memset(res->data, 0, JOBS_BATCH_MAX / 8);
+        res->len = JOBS_BATCH_MAX / 8;
+    }
+    for (int i = 0; i < n; i++) {
+        job_t *j = job_of(ntable_find(&js->jobs, items[i].name, items[i].len));
+        if (tick_one(j, items[i].v, h, fx) == 0 && res)
+            res->data[i / 8] |= (uint8_t)(1u << (i % 8));
+    }
     return 0;
 }
 
@@ -497,6 +549,22 @@ static int get_run(jstate_t *js, cmdrd_t *r, job_t **j, jrun_t **x, uint64_t *si
     return *x ? 0 : -ENOENT;
 }
 
+/* Starts run x of j on session s at now. */
+static int start_one(job_t *j, jrun_t *x, const session_t *s, uint64_t sid,
+                     const cmd_hdr_t *h, effects_t *fx)
+{
+    if (x->state != JR_PENDING)
+        return -EALREADY;
+    if (x->not_before_ms > h->now_ms)
+        return -EAGAIN;
+    x->state = JR_RUNNING;
+    x->sid = sid;
+    x->started_ms = h->now_ms;
+    snprintf(x->node, sizeof(x->node), "%s", s->node);
+    event(j, x, 1, fx);
+    return 0;
+}
+
 static int apply_start(state_t *st, jstate_t *js, const cmd_hdr_t *h, cmdrd_t *r,
                        effects_t *fx)
 {
@@ -511,15 +579,33 @@ static int apply_start(state_t *st, jstate_t *js, const cmd_hdr_t *h, cmdrd_t *r
     const session_t *s = session_find(&st->sessions, sid);
     if (!s)
         return -ENOLCK;
-    if (x->state != JR_PENDING)
-        return -EALREADY;
-    if (x->not_before_ms > h->now_ms)
-        return -EAGAIN;
-    x->state = JR_RUNNING;
-    x->sid = sid;
-    x->started_ms = h->now_ms;
-    snprintf(x->node, sizeof(x->node), "%s", s->node);
-    event(j, x, 1, fx);
+    return start_one(j, x, s, sid, h, fx);
+}
+
+/* STARTS: "u64 sid, u32 n, n x (str job, u64 run)", each started as by START (its own
+ * refusal skips it); the result's bit i is set for each run started on sid. ENOLCK (nothing
+ * changes) when sid is not live. */
+static int apply_starts(state_t *st, jstate_t *js, const cmd_hdr_t *h, cmdrd_t *r,
+                        sm_result_t *res, effects_t *fx)
+{
+    static __thread item_t items[JOBS_BATCH_MAX];
+    uint64_t sid = cmd_get_u64(r);
+    int n = get_items(r, items);
+    if (n < 0)
+        return n;
+    const session_t *s = session_find(&st->sessions, sid);
+    if (!s)
+        return -ENOLCK;
+    if (res) {
+        memset(res->data, 0, JOBS_BATCH_MAX / 8);
+        res->len = JOBS_BATCH_MAX / 8;
+    }
+    for (int i = 0; i < n; i++) {
+        job_t *j = job_of(ntable_find(&js->jobs, items[i].name, items[i].len));
+        jrun_t *x = j ? run_find(j, items[i].v) : NULL;
+        if (x && start_one(j, x, s, sid, h, fx) == 0 && res)
+            res->data[i / 8] |= (uint8_t)(1u << (i % 8));
+    }
     return 0;
 }
 
@@ -590,6 +676,8 @@ static int js_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *re
     case JOP_START:  return apply_start(st, js, h, r, fx);
     case JOP_OUTPUT: return apply_output(js, r);
     case JOP_FINISH: return apply_finish(js, h, r, fx);
+    case JOP_TICKS:  return apply_ticks(js, h, r, res, fx);
+    case JOP_STARTS: return apply_starts(st, js, h, r, res, fx);
     default:         return -EINVAL;
     }
 }
@@ -1170,6 +1258,26 @@ void jobs_cmd_finish(cmdbuf_t *b, uint64_t now, const char *job, uint64_t run, u
     cmd_u64(b, sid);
     cmd_u8(b, state);
     cmd_u32(b, (uint32_t)exit_code);
+}
+
+void jobs_cmd_batch(cmdbuf_t *b, uint64_t now, uint8_t op, uint64_t sid, uint32_t n,
+                    const char *const *jobs, const uint64_t *v)
+{
+    ASSERT((op == JOP_TICKS || op == JOP_STARTS) && n >= 1 && n <= JOBS_BATCH_MAX);
+    cmd_begin(b, op, NS_JOBS, now);
+    if (op == JOP_STARTS)
+        cmd_u64(b, sid);
+    cmd_u32(b, n);
+    for (uint32_t i = 0; i < n; i++) {
+        cmd_str(b, jobs[i]);
+        cmd_u64(b, v[i]);
+    }
+}
+
+int jobs_result_bit(const sm_result_t *res, uint32_t i)
+{
+    return res->code == 0 && res->len == JOBS_BATCH_MAX / 8 && i < JOBS_BATCH_MAX &&
+           (res->data[i / 8] >> (i % 8)) & 1;
 }
 
 uint64_t jobs_result_run(const sm_result_t *res)

@@ -54,7 +54,13 @@ enum jobs_op {
                         bytes chunk: appends (kept up to JOBS_OUT_MAX), total = bytes the
                         stream produced so far */
     JOP_FINISH,      /* str job, u64 run, u64 sid, u8 JR_* end state, u32 exit (int) */
+    /* Batches (what a sweep decides for a shard in one entry). No "str job" after the
+     * header; each item is refused or applied on its own, as its single command would be;
+     * the result's bit i (JOBS_BATCH_MAX bits) says item i was applied. */
+    JOP_TICKS,       /* u32 n, n x (str job, u64 tick) */
+    JOP_STARTS,      /* u64 sid, u32 n, n x (str job, u64 run); ENOLCK: sid not live */
 };
+#define JOBS_BATCH_MAX 512               /* items of a TICKS or STARTS (SM_RESULT_MAX bits) */
 enum { JSET_CMD = 1, JSET_SCHEDULE, JSET_TIMEOUT, JSET_RETRIES, JSET_CONCURRENCY };
 enum jobs_conc { JC_FORBID = 0, JC_ALLOW = 1, JC_REPLACE = 2 };
 /* Run states. exit: the status code for OK/FAILED, -signal when a signal ended it. */
@@ -85,6 +91,11 @@ void jobs_cmd_output(cmdbuf_t *b, uint64_t now, const char *job, uint64_t run, u
                      uint8_t stream, uint64_t total, const void *chunk, size_t len);
 void jobs_cmd_finish(cmdbuf_t *b, uint64_t now, const char *job, uint64_t run, uint64_t sid,
                      uint8_t state, int32_t exit_code);
+/* A TICKS (op JOP_TICKS: sid unused, v = ticks) or STARTS (v = runs) of items i < n. */
+void jobs_cmd_batch(cmdbuf_t *b, uint64_t now, uint8_t op, uint64_t sid, uint32_t n,
+                    const char *const *jobs, const uint64_t *v);
+/* Whether item i of an applied TICKS or STARTS was applied. */
+int jobs_result_bit(const sm_result_t *res, uint32_t i);
 /* RUN's result: the run's number. */
 uint64_t jobs_result_run(const sm_result_t *res);
 

@@ -414,6 +414,47 @@ TEST(rmdir_waits_for_running_runs)
     done(sh);
 }
 
+TEST(batches_apply_each_item_on_its_own)
+{
+    uint64_t sid;
+    shard_t *sh = every_second(&sid);
+    CHECK(sh);
+    CHECK_EQ(mk(sh, "k", T0), 0);
+    CHECK_EQ(set(sh, "k", JSET_CMD, "true", T0), 0);
+    CHECK_EQ(set(sh, "k", JSET_SCHEDULE, "@every 2s", T0), 0);
+    /* j's tick twice (the second is refused: decided once), k's, and a job that is not */
+    const char *jobs[] = { "j", "j", "k", "nope" };
+    uint64_t ticks[] = { T0 + 1000, T0 + 1000, T0 + 2000, T0 + 1000 };
+    cmdbuf_t b;
+    sm_result_t res;
+    jobs_cmd_batch(&b, T0 + 2000, JOP_TICKS, 0, 4, jobs, ticks);
+    CHECK_EQ(run(sh, &b, &res), 0);
+    CHECK(jobs_result_bit(&res, 0) && !jobs_result_bit(&res, 1) && jobs_result_bit(&res, 2) &&
+          !jobs_result_bit(&res, 3));
+    CHECK(view(sh, "j").runs_total == 1 && view(sh, "k").runs_total == 1);
+    /* starts: j's run 1 twice (once), k's run 1, a run that is not */
+    uint64_t runs[] = { 1, 1, 1, 9 };
+    jobs_cmd_batch(&b, T0 + 2000, JOP_STARTS, sid + 5, 4, jobs, runs);
+    CHECK_EQ(run(sh, &b, &res), -ENOLCK);              /* not a live session */
+    CHECK_EQ(rview(sh, "j", 1).state, JR_PENDING);
+    jobs_cmd_batch(&b, T0 + 2000, JOP_STARTS, sid, 4, jobs, runs);
+    CHECK_EQ(run(sh, &b, &res), 0);
+    CHECK(jobs_result_bit(&res, 0) && !jobs_result_bit(&res, 1) && jobs_result_bit(&res, 2) &&
+          !jobs_result_bit(&res, 3));
+    CHECK(rview(sh, "j", 1).state == JR_RUNNING && rview(sh, "k", 1).state == JR_RUNNING);
+    /* malformed batches change nothing: no item, an item cut short, bytes after the last */
+    cmd_begin(&b, JOP_TICKS, NS_JOBS, T0 + 2000);
+    cmd_u32(&b, 0);
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    jobs_cmd_batch(&b, T0 + 2000, JOP_TICKS, 0, 1, jobs, ticks);
+    b.len -= 3;
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    jobs_cmd_batch(&b, T0 + 2000, JOP_TICKS, 0, 1, jobs, ticks);
+    cmd_u8(&b, 7);
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    done(sh);
+}
+
 /* A state with one of everything: runs in each state, output, events. */
 static shard_t *populated(uint64_t *sid)
 {
@@ -484,7 +525,9 @@ TEST(random_damage_never_breaks_invariants)
         const char *job = rand() % 2 ? "j" : "k";
         uint64_t n = 1 + (uint64_t)(rand() % 4);
         now += (uint64_t)(rand() % 700);
-        switch (rand() % 9) {
+        const char *bj[2] = { job, "j" };
+        uint64_t bv[2] = { now / 1000 * 1000, n };
+        switch (rand() % 11) {
         case 0: jobs_cmd_tick(&b, now, job, now / 1000 * 1000); break;
         case 1: jobs_cmd_run(&b, now, job); break;
         case 2: jobs_cmd_start(&b, now, job, n, sid); break;
@@ -493,6 +536,8 @@ TEST(random_damage_never_breaks_invariants)
         case 5: jobs_cmd_set(&b, now, job, (uint8_t)(1 + rand() % 5), "allow\n", 6); break;
         case 6: jobs_cmd_set(&b, now, job, JSET_SCHEDULE, "@every 1s", 9); break;
         case 7: jobs_cmd_mkdir(&b, now, rand() % 2 ? "j" : "x"); break;
+        case 8: jobs_cmd_batch(&b, now, JOP_TICKS, 0, 2, bj, bv); break;
+        case 9: bv[0] = n; jobs_cmd_batch(&b, now, JOP_STARTS, sid, 2, bj, bv); break;
         default: jobs_cmd_rmdir(&b, now, rand() % 3 ? "x" : "k"); break;
         }
         if (rand() % 2 && b.len > CMD_HDR_LEN) {
@@ -554,6 +599,7 @@ int main(void)
     RUN(lost_runs_are_retried_with_backoff);
     RUN(events_lines);
     RUN(rmdir_waits_for_running_runs);
+    RUN(batches_apply_each_item_on_its_own);
     RUN(malformed_commands_change_nothing);
     RUN(random_damage_never_breaks_invariants);
     RUN(snapshot_round_trip);
