@@ -7,10 +7,9 @@
 # survivors within seconds, nothing acknowledged lost, its flock released when its session
 # expires); the killed node restarted catches up;
 # a node left alone fails a write with EIO within ~6 s; bad cluster options refused.
-# Every wait is bounded; lib.sh's trap unmounts and kills everything under $T.
+# Every wait is bounded; lib_cluster.sh's trap takes the cluster down.
 . "$(dirname "$0")/lib.sh"
-CL="$QI_ROOT/tools/cluster"
-C=$T/cluster
+. "$(dirname "$0")/lib_cluster.sh"
 
 # ---- bad options: clear errors, exit status 2 (usage) or 1 (start), nothing mounted
 mkdir -p "$T/bad/mnt"
@@ -31,25 +30,19 @@ bad opt-id-no-peers "need --peers" --id 1
 bad opt-shards "at most 256 shards" --id 1 --peers 1=127.0.0.1:1 --shards 300
 bad opt-replicas "at most the number of peers" --id 1 --peers 1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3 --replicas 4
 bad opt-o-peers "at most the number of peers" -o id=2,peers=1=127.0.0.1:1,2=127.0.0.1:2,replicas=3
-# a taken listen port
-exec 7< <($PY -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(30)')
+# a taken listen port (one of this script's range)
+busy=$(cluster_ports 1)
+exec 7< <($PY -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(30)' "$busy")
 read -r busy <&7
 bad opt-listen-busy "in use" --id 1 --peers "1=127.0.0.1:$busy"
 exec 7<&-
 [ -e "$T/bad/data" ] && not_ok opt-no-data-dir-left "a refused start left $T/bad/data" || ok opt-no-data-dir-left
 
 # ---- three nodes on free ports
-base=$(free_ports 3)
-[ -n "$base" ] || { not_ok free-ports "no 3 free ports"; finish; }
-up_out=$(CLUSTER_WAIT_S=20 timeout 60 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" 2>&1)
-if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
-ok cluster-up
-M1=$C/n1/mnt M2=$C/n2/mnt M3=$C/n3/mnt
-M=("" "$M1" "$M2" "$M3")
+cluster_up 3 --wait 20
+M1=${M[1]} M2=${M[2]} M3=${M[3]}
 
-leader() { timeout 5 awk 'NR==1 {print $2}' "$1/.cluster/shards" 2>/dev/null; }
-all_connected() { [ "$(grep -c -E ' (self|connected)' "$1/.cluster/members" 2>/dev/null)" = 3 ]; }
-wait_for 10 all_connected "$M1" && wait_for 10 all_connected "$M2" && wait_for 10 all_connected "$M3" &&
+wait_for 10 connected "$M1" && wait_for 10 connected "$M2" && wait_for 10 connected "$M3" &&
     ok members-connected || not_ok members-connected "$(cat "$M1/.cluster/members" "$M2/.cluster/members" "$M3/.cluster/members" 2>&1)"
 L=$(leader "$M1")
 checke shards-leader '[ -n "$L" ] && [ "$L" != 0 ] && [ "$(leader "$M2")" = "$L" ] && [ "$(leader "$M3")" = "$L" ]'
@@ -57,7 +50,7 @@ checke health-ok '[ "$(cat "$M3/.cluster/health")" = ok ]'
 peers_up() { grep -q '^quorumfs_peer_up{peer="2"} 1$' "$M1/.cluster/metrics" &&
              grep -q '^quorumfs_peer_up{peer="3"} 1$' "$M1/.cluster/metrics" &&
              grep -q '^quorumfs_peer_rtt_seconds{peer="3"} 0\.' "$M1/.cluster/metrics"; }
-status_ok() { st=$(timeout 10 "$QUORUMFS" cluster status --cluster "127.0.0.1:$((base + 1))" 2>&1) &&
+status_ok() { st=$(timeout 10 "$QUORUMFS" cluster status --cluster "${A[2]}" 2>&1) &&
              [[ "$st" == *"asked node 2"* ]] && [[ "$st" == *"shards ("* ]] &&
              [ "$(grep -c -E '^[0-9]+ [0-9]+ 3 ' <<<"$st")" -ge 1 ]; }
 wait_for 10 status_ok && ok cluster-status-command || not_ok cluster-status-command "$st"
@@ -83,7 +76,7 @@ checke config-on-3 '[ "$(cat "$M3/config/app/db")" = "url=a" ] && [ -d "$M1/conf
 # ---- a config change on node 2 appears in .events on node 3
 (timeout 10 head -n1 "$M3/config/.events" >"$T/ev" 2>&1) &
 evp=$!
-sleep 0.5
+wait_for 5 opened $evp "$M3/config/.events" || note "the reader did not open config/.events"
 echo "url=b" >"$M2/config/app/db"
 wait $evp
 checke events-across-nodes 'grep -q "put config/app/db" "$T/ev"'
@@ -102,12 +95,14 @@ checke pop-woken-by-push-on-other-node 'grep -qx "job-1" "$T/pop" && grep -qx "r
 note "pop on node 2 returned $((t1 - t0)) ms after the push on node 1"
 checke queue-empty-everywhere '[ "$(cat "$M3/queues/jobs/len")" = "0 0 0" ]'
 
-# ---- flock on node 1 blocks flock -n on node 3 until released
+# ---- flock on node 1 blocks flock -n on node 3 until released (the holder lets go when
+# told, at most after 30 s)
 touch "$M1/locks/L"
-(flock "$M1/locks/L" sleep 3) &
+(flock "$M1/locks/L" sh -c "i=0; while [ ! -e '$T/unlock' ] && [ \$i -lt 300 ]; do sleep 0.1; i=\$((i + 1)); done") &
 fp=$!
 wait_for 5 sh -c "! flock -n '$M3/locks/L' true" && ok flock-blocks-other-node ||
     not_ok flock-blocks-other-node "flock -n on node 3 kept succeeding"
+touch "$T/unlock"
 wait $fp
 wait_for 5 flock -n "$M3/locks/L" true && ok flock-released-other-node ||
     not_ok flock-released-other-node "flock -n on node 3 still refused after release"
@@ -127,7 +122,7 @@ time.sleep(60)' "${M[$L]}/locks/held" &
 holder=$!
 wait_for 5 sh -c "! flock -n '$M1/locks/held' true && ! flock -n '$M2/locks/held' true && ! flock -n '$M3/locks/held' true" ||
     note "the lock on the leader's mount was not seen held everywhere"
-"$CL" kill "$L" --dir "$C" >/dev/null
+cl kill "$L" >/dev/null
 tk=$(now_ms)
 S=()
 for i in 1 2 3; do [ "$i" != "$L" ] && S+=("$i"); done
@@ -159,7 +154,7 @@ wait_for 16 flock -n "${M[${S[0]}]}/locks/held" true && ok lock-of-killed-node-r
 note "the killed node's flock was released $(( $(now_ms) - tk )) ms after the kill"
 
 # ---- the killed node restarts, catches up and serves reads
-start_out=$(CLUSTER_WAIT_S=20 timeout 40 "$CL" start "$L" --dir "$C" 2>&1) && ok restart-killed-node ||
+start_out=$(cl_start "$L" 20) && ok restart-killed-node ||
     not_ok restart-killed-node "$start_out"
 caught() {
     [ "$(cat "${M[$L]}/cache/after${S[0]}" 2>/dev/null)" = "after-${S[0]}" ] &&
@@ -262,8 +257,8 @@ checke removed-queue-refuses-push-pop '[ "$gone" = "push=ENOENT pop=ENOENT" ] &&
     note "saw: $gone"
 
 # ---- a node left alone: a write fails with EIO within the timeout (not a hang)
-"$CL" kill "${S[0]}" --dir "$C" >/dev/null
-"$CL" kill "${S[1]}" --dir "$C" >/dev/null
+cl kill "${S[0]}" >/dev/null
+cl kill "${S[1]}" >/dev/null
 t0=$(now_ms)
 expect_errno lone-node-write-EIO EIO write "${M[$L]}/cache/lone" lit:x
 dt=$(( $(now_ms) - t0 ))
@@ -272,5 +267,4 @@ checke lone-node-fails-in-time '[ $dt -lt 7000 ]'
 checke lone-node-health 'grep -q "no quorum" "${M[$L]}/.cluster/health"'
 
 kill -9 "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
-timeout 30 "$CL" down --dir "$C" >/dev/null 2>&1
 finish
