@@ -15,50 +15,14 @@
 # Every wait is bounded; the EXIT trap runs tools/cluster down (nodes, mounts, namespaces,
 # veths, bridge) before lib.sh's cleanup.
 . "$(dirname "$0")/lib.sh"
-CL="$QI_ROOT/tools/cluster"
-C=$T/cluster
+. "$(dirname "$0")/lib_cluster.sh"
 H=$T/half
+QC_DIRS+=("$H")
 # Ports are per namespace, so a fixed base cannot collide with anything on this machine.
 BASE=7700
 
-# env_net DIR: the namespaces, veths and bridge DIR/cluster.env records ("kind:name" words).
-env_net() { ( NET_MADE=; . "$1/cluster.env" 2>/dev/null; echo "$NET_MADE" ); }
-net_obj_exists() {   # net_obj_exists KIND:NAME
-    case ${1%%:*} in
-        ns) [ -e "/run/netns/${1#*:}" ] ;;
-        *) ip link show dev "${1#*:}" >/dev/null 2>&1 ;;
-    esac
-}
-# net_left DIR: prints the recorded objects that still exist.
-net_left() { local o; for o in $(env_net "$1"); do net_obj_exists "$o" && echo "$o"; done; }
-
-pt_cleanup() {
-    local rc=$? d o
-    for d in "$C" "$H"; do
-        [ -f "$d/cluster.env" ] || continue
-        timeout -k 5 60 "$CL" down --dir "$d" >/dev/null 2>&1
-        # whatever down could not remove (it was killed, or failed)
-        for o in $(net_left "$d"); do
-            case ${o%%:*} in
-                ns) ip netns del "${o#*:}" 2>/dev/null ;;
-                *) ip link del "${o#*:}" 2>/dev/null ;;
-            esac
-        done
-    done
-    (exit $rc)
-    qi_cleanup
-}
-trap pt_cleanup EXIT
-
 # ---- network namespaces permitted here?
-probe=qfs-probe-$$
-if ! perr=$(ip netns add "$probe" 2>&1); then
-    echo "# skip: ip netns add is not permitted here ($perr); needs root and iproute2"
-    not_ok netns-permitted "skipped: cannot create a network namespace: $perr"
-    finish
-fi
-ip netns del "$probe"
-command -v nsenter >/dev/null || { not_ok nsenter "nsenter (util-linux) is not installed"; finish; }
+need_netns
 
 # ---- partition and heal refused on a cluster without --netns (its cluster.env as up writes it)
 mkdir -p "$T/plain"
@@ -101,12 +65,8 @@ fi
 rm -rf "$H"
 
 # ---- three nodes, each in its own namespace
-up_out=$(CLUSTER_WAIT_S=20 timeout 90 "$CL" up 3 --netns --dir "$C" --base-port "$BASE" --bin "$QUORUMFS" 2>&1)
-if [ $? -ne 0 ]; then not_ok cluster-up-netns "$up_out"; finish; fi
-ok cluster-up-netns
-M1=$C/n1/mnt M2=$C/n2/mnt M3=$C/n3/mnt
-M=("" "$M1" "$M2" "$M3")
-. "$C/cluster.env"
+cluster_up 3 --netns --port "$BASE" --wait 20 --ok cluster-up-netns
+M1=${M[1]} M2=${M[2]} M3=${M[3]}
 
 in_own_ns() {   # node I runs in namespace qfs-TAG-I, not in ours, and is mounted here
     local i=$1 p
@@ -119,9 +79,7 @@ in_own_ns() {   # node I runs in namespace qfs-TAG-I, not in ours, and is mounte
 checke nodes-in-own-netns 'in_own_ns 1 && in_own_ns 2 && in_own_ns 3'
 checke peers-on-netns-addresses '[[ $PEERS == "1=$SUBNET.1:$BASE,2=$SUBNET.2:$((BASE + 1)),3=$SUBNET.3:$((BASE + 2))" ]]'
 
-leader() { timeout 5 awk 'NR==1 {print $2}' "$1/.cluster/shards" 2>/dev/null; }
-all_connected() { [ "$(grep -c -E ' (self|connected)' "$1/.cluster/members" 2>/dev/null)" = 3 ]; }
-wait_for 10 all_connected "$M1" && wait_for 10 all_connected "$M2" && wait_for 10 all_connected "$M3" &&
+wait_for 10 connected "$M1" && wait_for 10 connected "$M2" && wait_for 10 connected "$M3" &&
     ok members-connected || not_ok members-connected "$(cat "$M1/.cluster/members" "$M2/.cluster/members" "$M3/.cluster/members" 2>&1)"
 
 # ---- some values, each read back on every node
@@ -138,44 +96,44 @@ done
 checke writes-before-partition '[ $pre_ok = 1 ]'
 
 # ---- bad partition specs change nothing
-out=$("$CL" partition 1 4 --dir "$C" 2>&1); rc=$?
+out=$(cl partition 1 4 2>&1); rc=$?
 checke partition-bad-node '[ $rc = 1 ] && [[ $out == *"ids from 1 to 3"* ]]' || note "$out"
-out=$("$CL" partition 1,2 2 --dir "$C" 2>&1); rc=$?
+out=$(cl partition 1,2 2 2>&1); rc=$?
 checke partition-node-twice '[ $rc = 1 ] && [[ $out == *"in two groups"* ]]' || note "$out"
-out=$("$CL" partition 1 --dir "$C" 2>&1); rc=$?
+out=$(cl partition 1 2>&1); rc=$?
 checke partition-one-group '[ $rc = 1 ] && [[ $out == *"needs two groups"* ]]' || note "$out"
-checke status-no-partition '"$CL" status --dir "$C" 2>&1 | grep -qx "partition: none"'
+checke status-no-partition 'cl status 2>&1 | grep -qx "partition: none"'
 
 L=$(leader "$M1")
 if [ -z "$L" ] || [ "$L" = 0 ]; then not_ok leader-known "no leader on node 1: $(cat "$M1/.cluster/shards" 2>&1)"; finish; fi
 S=()
 for i in 1 2 3; do [ "$i" != "$L" ] && S+=("$i"); done
-A=${S[0]} B=${S[1]}
+FA=${S[0]} FB=${S[1]}
 
 # reach I J: a TCP connection from node I's namespace to node J's port opens (bounded)
 reach() {
     nsenter --net="/run/netns/qfs-$NS_TAG-$1" timeout -k 1 3 \
         bash -c "exec 3<>/dev/tcp/$SUBNET.$2/$((BASE + $2 - 1))" 2>/dev/null
 }
-checke all-reach 'reach $L $A && reach $A $L && reach $A $B && reach $B $L'
+checke all-reach 'reach $L $FA && reach $FA $L && reach $FA $FB && reach $FB $L'
 
 # ---- the other spellings, on the two followers (the leader keeps its quorum meanwhile)
-out=$("$CL" partition "$A|$B" --dir "$C" 2>&1); rc=$?
-checke partition-form-one-word '[ $rc = 0 ] && [ "$out" = "partition: $A | $B" ] &&
-    ! reach $A $B && ! reach $B $A && reach $A $L && reach $L $B' || note "$out"
-out=$("$CL" partition "$B" "$A" --dir "$C" 2>&1); rc=$?
-checke partition-form-two-words '[ $rc = 0 ] && [ "$out" = "partition: $B | $A" ] &&
-    "$CL" status --dir "$C" 2>&1 | grep -qx "partition: $B | $A" && ! reach $A $B && reach $B $L' || note "$out"
-out=$("$CL" heal --dir "$C" 2>&1); rc=$?
-checke heal-followers '[ $rc = 0 ] && reach $A $B && reach $B $A' || note "$out"
+out=$(cl partition "$FA|$FB" 2>&1); rc=$?
+checke partition-form-one-word '[ $rc = 0 ] && [ "$out" = "partition: $FA | $FB" ] &&
+    ! reach $FA $FB && ! reach $FB $FA && reach $FA $L && reach $L $FB' || note "$out"
+out=$(cl partition "$FB" "$FA" 2>&1); rc=$?
+checke partition-form-two-words '[ $rc = 0 ] && [ "$out" = "partition: $FB | $FA" ] &&
+    cl status 2>&1 | grep -qx "partition: $FB | $FA" && ! reach $FA $FB && reach $FB $L' || note "$out"
+out=$(cl heal 2>&1); rc=$?
+checke heal-followers '[ $rc = 0 ] && reach $FA $FB && reach $FB $FA' || note "$out"
 
 # ---- cut the leader from the two others
-out=$("$CL" partition "$L" '|' "$A,$B" --dir "$C" 2>&1); rc=$?
-checke partition-leader '[ $rc = 0 ] && [ "$out" = "partition: $L | $A,$B" ]' || note "$out"
-st=$("$CL" status --dir "$C" 2>&1)
-checke status-shows-partition 'grep -qx "partition: $L | $A,$B" <<<"$st" &&
-    grep -q "^node $L: .*, cut from $A,$B\$" <<<"$st" && grep -q "^node $A: .*, cut from $L\$" <<<"$st"' || note "$st"
-checke cut-both-ways '! reach $L $A && ! reach $A $L && ! reach $L $B && ! reach $B $L && reach $A $B && reach $B $A'
+out=$(cl partition "$L" '|' "$FA,$FB" 2>&1); rc=$?
+checke partition-leader '[ $rc = 0 ] && [ "$out" = "partition: $L | $FA,$FB" ]' || note "$out"
+st=$(cl status 2>&1)
+checke status-shows-partition 'grep -qx "partition: $L | $FA,$FB" <<<"$st" &&
+    grep -q "^node $L: .*, cut from $FA,$FB\$" <<<"$st" && grep -q "^node $FA: .*, cut from $L\$" <<<"$st"' || note "$st"
+checke cut-both-ways '! reach $L $FA && ! reach $FA $L && ! reach $L $FB && ! reach $FB $L && reach $FA $FB && reach $FB $FA'
 
 # the minority side: a write and a read that needs a barrier (lookup of an existing key),
 # both at once, each bounded by timeout (5 s operation timeout + 5 s slack)
@@ -193,13 +151,13 @@ mr=$!
 
 # the majority side meanwhile: a new leader, writes and reads on both
 new_leader() { local l; l=$(leader "${M[$1]}"); [ -n "$l" ] && [ "$l" != 0 ] && [ "$l" != "$L" ] && [ "$(leader "${M[$2]}")" = "$l" ]; }
-wait_for 15 new_leader "$A" "$B" && ok majority-elects-leader ||
-    not_ok majority-elects-leader "node $A: $(cat "${M[$A]}/.cluster/shards" 2>&1); node $B: $(cat "${M[$B]}/.cluster/shards" 2>&1)"
+wait_for 15 new_leader "$FA" "$FB" && ok majority-elects-leader ||
+    not_ok majority-elects-leader "node $FA: $(cat "${M[$FA]}/.cluster/shards" 2>&1); node $FB: $(cat "${M[$FB]}/.cluster/shards" 2>&1)"
 timed_op "$T/minl" read "${M[$L]}/cache/pre2" &
 ml=$!
 maj_ok=1
 for i in $(seq 1 6); do
-    if [ $((i % 2)) = 0 ]; then w=$A r=$B; else w=$B r=$A; fi
+    if [ $((i % 2)) = 0 ]; then w=$FA r=$FB; else w=$FB r=$FA; fi
     # the first write may still meet the election: bounded retries
     t0=$(now_ms)
     until echo "maj-$i" 2>/dev/null >"${M[$w]}/cache/maj$i"; do
@@ -229,10 +187,10 @@ wait_for 10 timeout 5 grep -q "no quorum" "${M[$L]}/.cluster/health" && ok minor
     not_ok minority-health "$(timeout 5 cat "${M[$L]}/.cluster/health" 2>&1)"
 
 # ---- heal: the old leader converges
-out=$("$CL" heal --dir "$C" 2>&1); rc=$?
-checke heal '[ $rc = 0 ] && "$CL" status --dir "$C" 2>&1 | grep -qx "partition: none" &&
-    ! "$CL" status --dir "$C" 2>&1 | grep -q "cut from"' || note "$out"
-checke heal-reaches 'reach $L $A && reach $A $L && reach $L $B && reach $B $L'
+out=$(cl heal 2>&1); rc=$?
+checke heal '[ $rc = 0 ] && cl status 2>&1 | grep -qx "partition: none" &&
+    ! cl status 2>&1 | grep -q "cut from"' || note "$out"
+checke heal-reaches 'reach $L $FA && reach $FA $L && reach $L $FB && reach $FB $L'
 t0=$(now_ms)
 converged() {
     local i
@@ -243,10 +201,10 @@ wait_for 20 converged && ok old-leader-converges ||
 note "the old leader read every majority write $(( $(now_ms) - t0 )) ms after heal"
 # after heal the nodes agree on shard 0's leader (which may be the old leader again: it is
 # the shard's preferred leader, and leadership moves back to it once it has caught up)
-agree() { local a; a=$(leader "${M[$A]}"); [ -n "$a" ] && [ "$a" != 0 ] && [ "$(leader "${M[$L]}")" = "$a" ]; }
-wait_for 15 agree && ok old-leader-follows || not_ok old-leader-follows "node $L: $(leader "${M[$L]}"), node $A: $(leader "${M[$A]}")"
+agree() { local a; a=$(leader "${M[$FA]}"); [ -n "$a" ] && [ "$a" != 0 ] && [ "$(leader "${M[$L]}")" = "$a" ]; }
+wait_for 15 agree && ok old-leader-follows || not_ok old-leader-follows "node $L: $(leader "${M[$L]}"), node $FA: $(leader "${M[$FA]}")"
 echo "back-$L" >"${M[$L]}/cache/back" 2>/dev/null
-checke old-leader-writes-after-heal '[ "$(cat "${M[$A]}/cache/back" 2>&1)" = "back-$L" ] && [ "$(cat "${M[$B]}/cache/back" 2>&1)" = "back-$L" ]'
+checke old-leader-writes-after-heal '[ "$(cat "${M[$FA]}/cache/back" 2>&1)" = "back-$L" ] && [ "$(cat "${M[$FB]}/cache/back" 2>&1)" = "back-$L" ]'
 # its write that failed during the partition was never committed (no majority node got it)
 absent=1
 for i in 1 2 3; do
@@ -255,13 +213,13 @@ done
 checke minority-write-not-applied '[ $absent = 1 ]'
 
 # ---- kill -9 and start in the namespace
-out=$("$CL" kill "$A" --dir "$C" 2>&1)
-checke kill-netns-node '! pid_alive "$(cat "$C/n$A/pid" 2>/dev/null)" && not_mounted "${M[$A]}" && [ -e "/run/netns/qfs-$NS_TAG-$A" ]' || note "$out"
-echo "while-down" >"${M[$B]}/cache/wd" 2>/dev/null || note "write with node $A down failed"
-out=$(CLUSTER_WAIT_S=20 timeout 40 "$CL" start "$A" --dir "$C" 2>&1) && ok start-netns-node || not_ok start-netns-node "$out"
-checke restarted-in-own-netns 'in_own_ns "$A"'
-wait_for 15 sh -c "[ \"\$(cat '${M[$A]}/cache/wd' 2>/dev/null)\" = while-down ]" && ok restarted-node-caught-up ||
-    not_ok restarted-node-caught-up "node $A does not show the write made while it was down"
+out=$(cl kill "$FA" 2>&1)
+checke kill-netns-node '! pid_alive "$(cat "$C/n$FA/pid" 2>/dev/null)" && not_mounted "${M[$FA]}" && [ -e "/run/netns/qfs-$NS_TAG-$FA" ]' || note "$out"
+echo "while-down" >"${M[$FB]}/cache/wd" 2>/dev/null || note "write with node $FA down failed"
+out=$(cl_start "$FA" 20) && ok start-netns-node || not_ok start-netns-node "$out"
+checke restarted-in-own-netns 'in_own_ns "$FA"'
+wait_for 15 sh -c "[ \"\$(cat '${M[$FA]}/cache/wd' 2>/dev/null)\" = while-down ]" && ok restarted-node-caught-up ||
+    not_ok restarted-node-caught-up "node $FA does not show the write made while it was down"
 
 # ---- down removes everything
 made=$(env_net "$C")
