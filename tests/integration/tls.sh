@@ -12,12 +12,11 @@
 # new CA (a status query trusting only the new CA gets it; nodes 1 and 2 verify it when node
 # 3 restarts); a garbage certificate + SIGHUP keeps node
 # 2 serving and says why in its log; an embedded node logs and ignores SIGHUP. Bad TLS
-# options are refused at the command line. Every wait is bounded; lib.sh's trap unmounts and
-# kills everything under $T.
+# options are refused at the command line. Every wait is bounded; lib_cluster.sh's trap takes
+# the cluster down.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_cluster.sh"
 command -v openssl >/dev/null || { not_ok openssl-installed "no openssl command"; finish; }
-CL="$QI_ROOT/tools/cluster"
-C=$T/cluster
 K=$C/tls           # the cluster's CA and certificates, made by tools/cluster up --tls
 P=$T/pki           # the test's own: other CAs, rogue certificates
 mkdir -p "$P"
@@ -39,7 +38,7 @@ mkcert() {   # mkcert CA.pem CA.key CN OUT: a certificate with subject CN, in $P
 mkdir -p "$T/bad/mnt"
 mkca badca && mkcert "$P/badca.pem" "$P/badca.key" quorumfs-2 bad2 &&
     mkcert "$P/badca.pem" "$P/badca.key" node-1 old1 || { not_ok certificates "openssl failed"; finish; }
-one=$(free_ports 1)
+one=$(cluster_ports 1)
 bad() {   # bad NAME WANT-IN-MESSAGE ARGS...
     local n=$1 want=$2 r; shift 2
     r=$(timeout 20 "$QUORUMFS" mount "$T/bad/mnt" --data "$T/bad/data" --id 1 \
@@ -53,20 +52,14 @@ bad tls-wrong-node-cert-refused "its subject must have the one CN quorumfs-1 (it
     --tls-cert "$P/bad2.pem" --tls-key "$P/bad2.key" --tls-ca "$P/badca.pem"
 bad tls-old-name-refused "(it is /CN=node-1)" --tls-cert "$P/old1.pem" --tls-key "$P/old1.key" --tls-ca "$P/badca.pem"
 
-# ---- three nodes with TLS, made by tools/cluster
-base=$(free_ports 5)
-[ -n "$base" ] || { not_ok free-ports "no 5 free ports"; finish; }
-up_out=$(CLUSTER_WAIT_S=30 timeout 90 "$CL" up 3 --tls --dir "$C" --base-port "$base" --bin "$QUORUMFS" \
-    --node-args "--shards 4" 2>&1)
-if [ $? -ne 0 ]; then not_ok tls-cluster-up "$up_out"; finish; fi
-ok tls-cluster-up
+# ---- three nodes with TLS, made by tools/cluster (and two free ports after theirs: a rogue
+# node's and an impostor's)
+CLUSTER_SPARE=2 cluster_up 3 --tls --ok tls-cluster-up --node-args "--shards 4"
+base=$BASE
 checke tls-certificates-made '[ -s "$K/ca.pem" ] && [ -s "$K/n3.key" ] && [ -s "$K/client.pem" ] &&
     openssl x509 -in "$K/n2.pem" -noout -subject | grep -q "CN *= *quorumfs-2" &&
     openssl verify -CAfile "$K/ca.pem" "$K/n1.pem" "$K/client.pem" >/dev/null'
-M1=$C/n1/mnt M2=$C/n2/mnt M3=$C/n3/mnt
-connected() { [ "$(grep -c -E ' (self|connected)' "$1/.cluster/members" 2>/dev/null)" = 3 ] &&
-              [ "$(wc -l <"$1/.cluster/members")" = 3 ]; }
-all_connected() { connected "$M1" && connected "$M2" && connected "$M3"; }
+M1=${M[1]} M2=${M[2]} M3=${M[3]}
 wait_for 20 all_connected && ok tls-members-connected ||
     not_ok tls-members-connected "$(cat "$M1/.cluster/members" "$M3/.cluster/members" 2>&1)"
 checke tls-links-are-tls13 '[ "$(cat "$C"/n*/log | grep -c "connected to peer .* over TLSv1.3")" -ge 3 ] &&
@@ -83,7 +76,7 @@ checke tls-pop-on-2-gets-push-on-1 'grep -qx "job-1" "$T/pop" && grep -qx "rc=0"
 mkdir "$M2/config/app" && echo "url=a" >"$M2/config/app/db"
 (timeout 10 head -n1 "$M3/config/.events" >"$T/ev" 2>&1) &
 evp=$!
-sleep 0.5
+wait_for 5 opened $evp "$M3/config/.events" || note "the reader did not open config/.events"
 echo "url=b" >"$M2/config/app/db"
 wait $evp
 checke tls-config-change-seen-on-3 'grep -q "put config/app/db" "$T/ev" && [ "$(cat "$M1/config/app/db")" = url=b ]'
@@ -92,16 +85,17 @@ status() {   # status PORT [TLS FLAGS...]: quorumfs cluster status against 127.0
     st=$(timeout 15 "$QUORUMFS" cluster status --cluster "127.0.0.1:$port" "$@" 2>&1)
 }
 # shellcheck disable=SC2046
-status "$base" $("$CL" tls-flags --dir "$C")
+status "$base" $(cl tls-flags)
 checke tls-status-with-client-cert '[[ "$st" == *"over TLS"* ]] && [[ "$st" == *"members ("* ]]' || note "$st"
 # drain and undrain over TLS with the client certificate; without it the node refuses
 # shellcheck disable=SC2046
-dr=$(timeout 30 "$QUORUMFS" cluster drain 3 --no-wait --cluster "127.0.0.1:$base" $("$CL" tls-flags --dir "$C") 2>&1) &&
-    ur=$(timeout 30 "$QUORUMFS" cluster undrain 3 --cluster "127.0.0.1:$base" $("$CL" tls-flags --dir "$C") 2>&1)
-checke tls-drain-undrain-with-client-cert '[ $? = 0 ]' || note "$dr / $ur"
+dr=$(timeout 30 "$QUORUMFS" cluster drain 3 --no-wait --cluster "127.0.0.1:$base" $(cl tls-flags) 2>&1) &&
+    ur=$(timeout 30 "$QUORUMFS" cluster undrain 3 --cluster "127.0.0.1:$base" $(cl tls-flags) 2>&1)
+rc=$?
+checke tls-drain-undrain-with-client-cert '[ $rc = 0 ]' || note "$dr / ${ur:-}"
 dr=$(timeout 30 "$QUORUMFS" cluster drain 3 --no-wait --cluster "127.0.0.1:$base" 2>&1); rc=$?
 checke tls-drain-without-certificate-fails '[ $rc = 1 ] && ! grep -q "^3 .* drained" "$M1/.cluster/members"' || note "rc $rc: $dr"
-cl_out=$("$CL" status --dir "$C" 2>&1)
+cl_out=$(cl status 2>&1)
 checke tools-cluster-status-passes-tls '[[ "$cl_out" == *"--tls-cert $K/client.pem"* ]] && [[ "$cl_out" == *"over TLS"* ]]' ||
     note "$cl_out"
 
@@ -182,7 +176,7 @@ checke refused-writes-still-work 'echo after-rogues >"$M3/cache/r" && [ "$(cat "
 
 # an impostor at node 3's address with node 4's certificate (cluster CA): nodes 1 and 2 dial
 # it as node 3 and refuse it
-"$CL" kill 3 --dir "$C" >/dev/null
+cl kill 3 >/dev/null
 mkcert "$K/ca.pem" "$K/ca.key" quorumfs-4 n4 || not_ok impostor-certificate "openssl failed"
 mkdir -p "$T/imp/mnt"
 setsid "$QUORUMFS" mount "$T/imp/mnt" --foreground --data "$T/imp/data" --id 4 --shards 4 \
@@ -199,7 +193,7 @@ checke impostor-not-a-member 'grep -q "^3 .* unreachable" "$M1/.cluster/members"
 kill -9 "$imp" 2>/dev/null; wait "$imp" 2>/dev/null
 fusermount3 -uz "$T/imp/mnt" 2>/dev/null
 wait_for 10 sh -c "! ss -ltn 2>/dev/null | grep -q ':$((base + 2)) '"
-"$CL" start 3 --dir "$C" >/dev/null 2>&1 || not_ok node-3-restart "$(tail -5 "$C/n3/log")"
+cl start 3 >/dev/null 2>&1 || not_ok node-3-restart "$(tail -5 "$C/n3/log")"
 wait_for 20 all_connected && ok node-3-back || not_ok node-3-back "$(cat "$M1/.cluster/members" 2>&1)"
 
 # ---- SIGHUP: a new CA. Every node takes a CA bundle of the old and the new CA, node 3 a
@@ -212,14 +206,14 @@ checke new-ca-client-refused-before '[[ "$st" != *"members ("* ]]' || note "$st"
 status "$((base + 2))" --tls-cert "$K/client.pem" --tls-key "$K/client.key" --tls-ca "$P/newca.pem"
 checke new-ca-member-unknown-before '[[ "$st" == *"certificate verify failed"* ]]' || note "$st"
 cat "$K/ca.pem" "$P/newca.pem" >"$K/ca.pem.new" && mv "$K/ca.pem.new" "$K/ca.pem"
-"$CL" reload --dir "$C" >/dev/null
+cl reload >/dev/null
 wait_for 10 reloaded 1 1 && wait_for 10 reloaded 2 1 && wait_for 10 reloaded 3 1 && ok sighup-reloads-bundle ||
     not_ok sighup-reloads-bundle "$(grep -h "SIGHUP\|TLS reload" "$C"/n*/log)"
 # node 2 now takes a client of the new CA (its reloaded bundle)
 status "$((base + 1))" --tls-cert "$P/newclient.pem" --tls-key "$P/newclient.key" --tls-ca "$K/ca.pem"
 checke new-ca-client-taken-after-reload '[[ "$st" == *"asked node 2"* ]]' || note "$st"
 cp "$P/new3.pem" "$K/n3.pem" && cp "$P/new3.key" "$K/n3.key"
-"$CL" reload 3 --dir "$C" >/dev/null
+cl reload 3 >/dev/null
 wait_for 10 reloaded 3 2 && ok sighup-reloads-new-cert || not_ok sighup-reloads-new-cert "$(grep "TLS reload" "$C/n3/log")"
 checke nodes-alive-after-sighup 'all_connected && [ -e "$M1/.cluster/shards" ] && [ -e "$M3/.cluster/shards" ]'
 # node 3 presents the new certificate on new connections: a client trusting only the new CA
@@ -227,8 +221,8 @@ status "$((base + 2))" --tls-cert "$K/client.pem" --tls-key "$K/client.key" --tl
 checke status-sees-new-cert '[[ "$st" == *"asked node 3"* ]] && [[ "$st" == *"over TLS"* ]]' || note "$st"
 # node 3 restarted: nodes 1 and 2, started with the old CA alone, dial it anew and verify
 # its new-CA certificate with their reloaded bundles
-"$CL" kill 3 --dir "$C" >/dev/null
-"$CL" start 3 --dir "$C" >/dev/null 2>&1 || not_ok node-3-restart-new-cert "$(tail -5 "$C/n3/log")"
+cl kill 3 >/dev/null
+cl start 3 >/dev/null 2>&1 || not_ok node-3-restart-new-cert "$(tail -5 "$C/n3/log")"
 wait_for 20 all_connected && ok new-connections-after-reload ||
     not_ok new-connections-after-reload "$(cat "$M1/.cluster/members"; grep -h "peer 3" "$C/n1/log" "$C/n2/log" | tail -6)"
 checke write-after-reload 'echo reloaded >"$M3/cache/z" && [ "$(cat "$M1/cache/z")" = reloaded ] &&
@@ -236,7 +230,7 @@ checke write-after-reload 'echo reloaded >"$M3/cache/z" && [ "$(cat "$M1/cache/z
 
 # ---- a garbage certificate + SIGHUP: node 2 keeps its old files, serves, and says why
 echo garbage >"$K/n2.pem"
-"$CL" reload 2 --dir "$C" >/dev/null
+cl reload 2 >/dev/null
 wait_for 10 grep -q "TLS reload failed, the certificates loaded before stay in use: TLS certificate $K/n2.pem: " "$C/n2/log" &&
     ok garbage-reload-logged || not_ok garbage-reload-logged "$(grep "TLS reload" "$C/n2/log")"
 status "$((base + 1))" --tls-cert "$K/client.pem" --tls-key "$K/client.key" --tls-ca "$K/ca.pem"
@@ -258,5 +252,4 @@ else
     not_ok embedded-mounted "$(tail -5 "$T/emb/log")"
 fi
 
-timeout 30 "$CL" down --dir "$C" >/dev/null 2>&1
 finish
