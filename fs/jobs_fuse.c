@@ -941,6 +941,8 @@ static void jb_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
     fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
 }
 
+static void start_here(jfront_t *jf, uint32_t k, uint64_t job_id, uint64_t n);
+
 /* A write to `run` starts a run now; to a setting, adds to this open's save (checked when
  * it ends with a newline, published at close or fsync). */
 static void jb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -951,10 +953,13 @@ static void jb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     int rc = 0;
     if (fh->kind == K_RUN) {
         cmdbuf_t b;
+        sm_result_t res;
         jobs_cmd_run(&b, node_now_ms(), fh->job);
-        rc = node_propose(jf->ctx.node, fh->shard, &b, NULL);
+        rc = node_propose(jf->ctx.node, fh->shard, &b, &res);
         if (rc == -ENOEXEC)
             rc = -EINVAL;               /* the job has no cmd yet */
+        if (rc == 0)
+            start_here(jf, fh->shard, fh->job_id, jobs_result_run(&res));
     } else if (!fh->wbuf) {
         rc = -EBADF;
     } else {
@@ -1453,6 +1458,41 @@ static void start_runner(jfront_t *jf, uint32_t k, uint64_t sid, struct todo *t)
         return;
     }
     pthread_mutex_unlock(&jf->ctx.mu);
+}
+
+/* A run just made by a write to `run`: on a node with jobs enabled, asked for at once
+ * rather than at the next sweep (another node's sweep may still win it). */
+static void start_here(jfront_t *jf, uint32_t k, uint64_t job_id, uint64_t n)
+{
+    uint64_t sid = session_local_id(node_session(jf->ctx.node), k);
+    if (!jf->enabled || jf->stopping || !sid)
+        return;
+    state_t *st = jstate(jf, k);
+    struct todo t = { 0 };
+    job_view_t j;
+    run_view_t r;
+    pthread_rwlock_rdlock(&st->lock);
+    int rc = jobs_sm_get_id(st, job_id, &j);
+    if (rc == 0)
+        rc = jobs_sm_run(st, job_id, n, &r);
+    if (rc == 0 && r.state == JR_PENDING && (!(t.job = strdup(j.name)) || !(t.cmd = strdup(j.cmd))))
+        rc = -ENOMEM;
+    if (rc == 0) {
+        t.job_id = job_id;
+        t.a = n;
+        t.timeout_s = j.timeout_s;
+        t.tick_ms = r.tick_ms;
+        t.attempt = r.attempt;
+    }
+    pthread_rwlock_unlock(&st->lock);
+    if (rc == 0 && t.job) {
+        cmdbuf_t b;
+        jobs_cmd_start(&b, node_now_ms(), t.job, n, sid);
+        if (node_propose(jf->ctx.node, k, &b, NULL) == 0)
+            start_runner(jf, k, sid, &t);
+    }
+    free(t.job);
+    free(t.cmd);
 }
 
 /* Proposes the items from..from+JOBS_BATCH_MAX of c as one TICKS or STARTS. */
