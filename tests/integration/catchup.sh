@@ -4,31 +4,23 @@
 # cache keys are written through node 1 (16 processes of fsbench), node 3 restarts and
 # serves them all, having installed snapshots from the leaders
 # (quorumfs_raft_snapshot_installs_total). (A node whose data directory was wiped does NOT
-# rejoin yet: docs/CLUSTER.md "Not done".) Every wait bounded; lib.sh's trap unmounts and
-# kills everything under $T.
+# rejoin yet: docs/CLUSTER.md "Not done".) Every wait bounded; lib_cluster.sh's trap takes the
+# cluster down.
 . "$(dirname "$0")/lib.sh"
-CL="$QI_ROOT/tools/cluster"
+. "$(dirname "$0")/lib_cluster.sh"
 FSBENCH=${FSBENCH:-$(dirname "$QUORUMFS")/fsbench}
 [ -x "$FSBENCH" ] || { not_ok fsbench-built "no $FSBENCH (make all)"; finish; }
-C=$T/cluster
-base=$(free_ports 3)
-[ -n "$base" ] || { not_ok free-ports "no 3 free ports"; finish; }
-up_out=$(CLUSTER_WAIT_S=30 timeout 90 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" \
-    --node-args "--shards 4 --snapshot-bytes 262144" 2>&1)
-if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
-ok cluster-up
-M=("" "$C/n1/mnt" "$C/n2/mnt" "$C/n3/mnt")
-sum_metric() { awk -v m="$2" 'index($0, m "{") == 1 { s += $2 } END { print s + 0 }' "$1/.cluster/metrics" 2>/dev/null; }
+cluster_up 3 --node-args "--shards 4 --snapshot-bytes 262144"
 
-"$CL" kill 3 --dir "$C" >/dev/null && ok kill-node-3 || not_ok kill-node-3
+cl kill 3 >/dev/null && ok kill-node-3 || not_ok kill-node-3
 out=$(timeout 300 "$FSBENCH" --dir "${M[1]}/cache" --mode set --procs 16 --ops 10000 --keys 10000 \
     --value-size 100 2>&1)
 checke wrote-10000 '[[ "$out" == *"errors=0"* ]] && [[ "$out" == *"ops=10000 "* ]]' || note "$out"
 note "$(grep RESULT <<<"$out")"
-taken=$(sum_metric "${M[1]}" quorumfs_raft_snapshot_index)
+taken=$(metric "${M[1]}" quorumfs_raft_snapshot_index)
 checke leaders-snapshotted '[ "$taken" -gt 0 ]' || note "no snapshot on node 1"
 
-start_out=$(CLUSTER_WAIT_S=60 timeout 90 "$CL" start 3 --dir "$C" 2>&1) && ok restart-node-3 ||
+start_out=$(cl_start 3 60) && ok restart-node-3 ||
     not_ok restart-node-3 "$start_out"
 has_all() {   # has_all I: node I serves a sample of the keys, the last one included
     local i k
@@ -39,11 +31,10 @@ has_all() {   # has_all I: node I serves a sample of the keys, the last one incl
 wait_for 60 has_all 3 && ok node-3-caught-up || not_ok node-3-caught-up "node 3 misses keys"
 checke node-3-count '[ "$(ls "${M[3]}/cache" | grep -c "^k")" = 10000 ]' ||
     note "node 3 lists $(ls "${M[3]}/cache" | grep -c '^k') keys"
-inst=$(sum_metric "${M[3]}" quorumfs_raft_snapshot_installs_total)
+inst=$(metric "${M[3]}" quorumfs_raft_snapshot_installs_total)
 checke node-3-by-snapshot '[ "$inst" -gt 0 ]' || note "node 3 installed $inst snapshots"
 note "node 3 installed $inst snapshots"
 
 checke data-kept '[ "$(ls "${M[1]}/cache" | grep -c "^k")" = 10000 ] && has_all 1'
 
-"$CL" down --dir "$C" >/dev/null 2>&1
 finish
