@@ -1087,10 +1087,19 @@ static const struct fuse_lowlevel_ops search_fuse = {
     .listxattr = sr_listxattr,
 };
 
-/* Every operation takes the barriers it needs itself (a document's lookup on the
- * document's shard, listings and queries on every shard), so the mount's is skipped. */
+/* The mount's read barrier (on the inode's shard) is right for a document (its own shard)
+ * and for an index's attributes (shard 0). Lookups in an index take the barrier of the
+ * document's shard themselves, listings and queries take every shard's: the mount's is
+ * skipped for those, and for .q/, whose lookups read nothing replicated. */
 static int sr_barrier_free(fuse_ino_t ino, const char *name, int open)
 {
+    uint32_t k;
+    uint64_t v;
+    int kind = ino_kind(ino, &k, &v);
+    if (kind == K_DOC || kind == K_PEND)
+        return 0;
+    if (kind == K_IDX)
+        return name != NULL || open;
     return 1;
 }
 

@@ -114,9 +114,11 @@ checke best-first-with-snippet '[ "$(echo "$line" | cut -f2)" = d4 ] && echo "$l
 echo "qwzxyv first version" >"$C1/man/live" &&
     checke update-seen-on-other-mounts \
         '[ "$(cut -f2 "$C2/man/.q/qwzxyv")" = live ] && [ "$(cut -f2 "$C3/man/.q/qwzxyv")" = live ]'
+checke read-on-other-mount '[ "$(cat "$C3/man/live")" = "qwzxyv first version" ]'
 echo "plughword second version" >"$C2/man/live" &&
     checke replace-seen-on-other-mount \
-        '[ -z "$(cat "$C1/man/.q/qwzxyv")" ] && [ "$(cut -f2 "$C1/man/.q/plughword")" = live ]'
+        '[ -z "$(cat "$C1/man/.q/qwzxyv")" ] && [ "$(cut -f2 "$C1/man/.q/plughword")" = live ] &&
+         [ "$(cat "$C1/man/live")" = "plughword second version" ]'
 rm "$C1/man/live" &&
     checke delete-seen-on-other-mount \
         '[ -z "$(cat "$C2/man/.q/plughword")" ] && [ ! -e "$C2/man/live" ] && [ -z "$(cat "$C3/man/.q/plughword")" ]'
