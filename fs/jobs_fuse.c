@@ -57,6 +57,7 @@ enum jkind {
 #define BATCH_BYTES 65536
 #define KILL_GRACE_MS 2000
 #define FINISH_TRIES 40                 /* proposals of a run's end, 500 ms apart */
+#define LOCAL_MAX 32                    /* runs a node runs at once (more wait pending) */
 
 static const char *const job_files[] = {
     [K_CMD] = "cmd", [K_SCHEDULE] = "schedule", [K_TIMEOUT] = "timeout",
@@ -1328,6 +1329,7 @@ struct collect {
     const state_t *st;
     uint32_t k;
     int leader, run_here;
+    size_t room;                        /* starts: runs this node may still take */
     uint64_t now, sid;
     struct todo *t;
     size_t n, cap;
@@ -1370,7 +1372,8 @@ static int scan_run(void *arg, const run_view_t *v)
 {
     struct runs_scan *s = arg;
     struct collect *c = s->c;
-    if (c->run_here && v->state == JR_PENDING && v->not_before_ms <= c->now) {
+    if (c->run_here && v->state == JR_PENDING && v->not_before_ms <= c->now &&
+        c->n < c->room) {
         if (todo_add(c, c->j, v->n, 1) < 0)
             return 1;
         c->t[c->n - 1].tick_ms = v->tick_ms;
@@ -1460,13 +1463,24 @@ static void start_runner(jfront_t *jf, uint32_t k, uint64_t sid, struct todo *t)
     pthread_mutex_unlock(&jf->ctx.mu);
 }
 
+/* The runs this node is running (at most LOCAL_MAX). */
+static size_t local_count(jfront_t *jf)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&jf->ctx.mu);
+    for (runner_t *r = jf->runners; r; r = r->next)
+        n += !r->done;
+    pthread_mutex_unlock(&jf->ctx.mu);
+    return n < LOCAL_MAX ? n : LOCAL_MAX;
+}
+
 /* A run just made by a write to `run`: on a node with jobs enabled, asked for at once
  * rather than at the next sweep (another node's sweep may still win it). */
 static void start_here(jfront_t *jf, uint32_t k, uint64_t job_id, uint64_t n)
 {
     uint64_t sid = session_local_id(node_session(jf->ctx.node), k);
-    if (!jf->enabled || jf->stopping || !sid)
-        return;
+    if (!jf->enabled || jf->stopping || !sid || local_count(jf) >= LOCAL_MAX)
+        return;                         /* a sweep (here or elsewhere) takes it later */
     state_t *st = jstate(jf, k);
     struct todo t = { 0 };
     job_view_t j;
@@ -1520,6 +1534,7 @@ static void sweep_shard(jfront_t *jf, uint32_t k)
                              .now = node_now_ms(), .sid = sid };
     struct collect starts = ticks, cancels = ticks;
     starts.run_here = jf->enabled && sid != 0 && !jf->stopping;
+    starts.room = LOCAL_MAX - local_count(jf);
     starts.leader = cancels.leader = 0;
     /* first the ticks due (on the leader), then the runs, so that a run the tick makes
      * starts in this sweep and not 100 ms later */

@@ -166,6 +166,22 @@ check big-kept-1MiB [ "$(head -c 1048576 "$J/big/runs/1/stdout" | wc -c) $size" 
 check big-marked grep -q "^\[quorumfs: output cut: 1200000 bytes, the first 1048576 kept\]$" "$J/big/runs/1/stdout"
 check big-stderr [ "$(runfile big 1 stderr)" = done ]
 
+# ---- a node runs at most 32 runs at once; the others wait pending, then run
+mkdir "$J/many"
+echo 'sleep 2' >"$J/many/cmd"
+echo allow >"$J/many/concurrency"
+for i in $(seq 40); do echo >"$J/many/run"; done
+most=0
+for i in $(seq 20); do
+    r=$(cat "$J"/many/runs/*/state 2>/dev/null | grep -c running)
+    [ "$r" -gt "$most" ] && most=$r
+    sleep 0.2
+done
+check many-at-most-32-at-once [ "$most" -le 32 ] || note "$most running at once"
+many_ok() { [ "$(cat "$J"/many/runs/*/state 2>/dev/null | grep -c '^ok$')" = 40 ]; }
+check many-all-run wait_for 40 many_ok || note "$(cat "$J"/many/runs/*/state | sort | uniq -c | tr '\n' ' ')"
+note "at most $most of 40 runs at once"
+
 # ---- --jobs-user: an unknown user is refused at start
 mkdir -p "$T/nomnt"
 if "$QUORUMFS" mount "$T/nomnt" --data "$T/nodata" --jobs-user no-such-user-qfs >"$T/nouser.log" 2>&1; then
