@@ -8,12 +8,11 @@
 # may take effect at any time after its invoke, or never. The checker's own verdicts on a
 # stale read and on a legal history are checked first; too few successful operations fail
 # the test. On failure the history and the node logs are kept under $TEST_LOGDIR.
-# Every wait is bounded; lib.sh's trap unmounts and kills everything under $T.
-# Ports: $CLUSTER_BASE_PORT (3 from it) when set, else 3 free ones picked at random.
+# Every wait is bounded; lib_cluster.sh's trap takes the cluster down.
+# Ports: $CLUSTER_BASE_PORT (3 from it) when set, else 3 free ones in lib_cluster.sh's range.
 # KILL_ROUNDS (default 2): how many times the leader is killed and restarted.
 . "$(dirname "$0")/lib.sh"
-CL="$QI_ROOT/tools/cluster"
-C=$T/cluster
+. "$(dirname "$0")/lib_cluster.sh"
 BIN=$(dirname "$QUORUMFS")
 HISTREC=$BIN/histrec
 LINCHECK=$BIN/lincheck
@@ -26,12 +25,8 @@ for b in "$HISTREC" "$LINCHECK" "$SHARDOF"; do
     [ -x "$b" ] || { not_ok tools "$b missing (build it: make BUILD=$BIN, rules in mk/lin.mk)"; finish; }
 done
 
-# keep HISTORY and the node logs for a failure report
-keep() {
-    mkdir -p "$KEEP" && cp "$T/hist" "$KEEP/" 2>/dev/null
-    for i in 1 2 3; do cp "$C/n$i/log" "$KEEP/n$i.log" 2>/dev/null; done
-    note "history and node logs kept in $KEEP"
-}
+# keep the history and the node logs for a failure report
+keep() { keep_logs "$KEEP" "$T/hist"; }
 
 # ---- the checker itself: a stale read is refused, a legal history with unknowns accepted
 out=$("$LINCHECK" "$QI_ROOT/tests/lin/stale-read.hist" 2>&1); rc=$?
@@ -43,26 +38,8 @@ out=$("$LINCHECK" --min-writes 5 "$QI_ROOT/tests/lin/good.hist" 2>&1); rc=$?
 checke checker-wants-enough-ops '[ $rc = 3 ]' || note "$out"
 
 # ---- three nodes
-base=${CLUSTER_BASE_PORT:-$(free_ports 3)}
-[ -n "$base" ] || { not_ok free-ports "no 3 free ports"; finish; }
-up_out=$(CLUSTER_WAIT_S=30 timeout 90 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" 2>&1)
-if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
-ok cluster-up
-M=("" "$C/n1/mnt" "$C/n2/mnt" "$C/n3/mnt")
+cluster_up 3 ${CLUSTER_BASE_PORT:+--port "$CLUSTER_BASE_PORT"}
 
-# leader MNT SHARD: the shard's leader as that node sees it (.cluster/shards: "shard leader
-# replicas term commit applied"; 0 or empty: none known)
-leader() { timeout 5 awk -v s="$2" '$1 == s {print $2}' "$1/.cluster/shards" 2>/dev/null; }
-# leader_not L SHARD: the shard's leader as a live node other than L sees it, if not L
-leader_not() {
-    local i l
-    for i in 1 2 3; do
-        [ "$i" = "$1" ] && continue
-        l=$(leader "${M[$i]}" "$2")
-        [ -n "$l" ] && [ "$l" != 0 ] && [ "$l" != "$1" ] && { echo "$l"; return 0; }
-    done
-    return 1
-}
 completed() { local c; c=$(grep -c '^C .* ok ' "$T/hist" 2>/dev/null); echo "${c:-0}"; }
 more_ok() { [ "$(completed)" -ge "$1" ]; }
 
@@ -82,44 +59,16 @@ note "$nshards shards; the units cache/lk0, lk1, lk2 and config/lin are on shard
 rec=$!
 wait_for 20 more_ok 300 && ok recording || not_ok recording "$(completed) ops completed ok after 20 s: $(cat "$T/histrec.err")"
 
-faults_ok=1
-for round in $(seq 1 "$ROUNDS"); do
-    S=${UNIT_SHARDS[$(( (round - 1) % 4 ))]}
-    L=$(leader_not 0 "$S")
-    if [ -z "$L" ] || [ "$L" = 0 ]; then faults_ok=0; note "round $round: no leader of shard $S known"; break; fi
-    "$HISTREC" --mark "$T/hist" "kill$round-node$L"
-    "$CL" kill "$L" --dir "$C" >/dev/null 2>&1 || { faults_ok=0; note "round $round: kill of node $L failed"; }
-    t0=$(now_ms)
-    NL=
-    wait_for 20 leader_not "$L" "$S" >/dev/null && NL=$(leader_not "$L" "$S")
-    note "round $round: killed node $L, leader of shard $S; new leader ${NL:-none} after $(( $(now_ms) - t0 )) ms"
-    [ -n "$NL" ] || faults_ok=0
-    # load on the survivors for a while, then the node comes back
-    n0=$(completed)
-    sleep 3
-    wait_for 10 more_ok $((n0 + 300))
-    "$HISTREC" --mark "$T/hist" "restart$round-node$L"
-    if ! start_out=$(CLUSTER_WAIT_S=30 timeout 60 "$CL" start "$L" --dir "$C" 2>&1); then
-        faults_ok=0; note "round $round: restart of node $L failed: $start_out"
-    fi
-    n0=$(completed)
-    sleep 3
-    wait_for 15 more_ok $((n0 + 300))
-done
-checke leader-killed-and-restarted-$ROUNDS-times '[ $faults_ok = 1 ]'
+mark() { "$HISTREC" --mark "$T/hist" "$1"; }
+# round r kills the leader of shard UNIT_SHARDS[r - 1 mod 4]; the restart is marked before it
+kill_leader_rounds "$ROUNDS" mark completed 300 before "${UNIT_SHARDS[@]}"; rounds_rc=$?
+checke leader-killed-and-restarted-$ROUNDS-times '[ $rounds_rc = 0 ]'
 
 # a last stretch after the second restart, then stop the clients
 n0=$(completed)
 sleep 2
 wait_for 15 more_ok $((n0 + 400))
-kill -TERM "$rec" 2>/dev/null
-if wait_for 45 pid_gone "$rec"; then
-    wait "$rec"; rc=$?
-    checke recorder-exit '[ $rc = 0 ]' || note "$(cat "$T/histrec.err")"
-else
-    not_ok recorder-exit "histrec still running 45 s after SIGTERM"
-    kill -9 "$rec" 2>/dev/null
-fi
+stop_recorder "$rec" histrec
 [ -s "$T/histrec.err" ] && note "histrec: $(cat "$T/histrec.err")"
 
 # the clients of the node restarted last (client c uses mount (c-1)%3+1) completed reads and
@@ -140,5 +89,4 @@ esac
 echo "after" >"${M[1]}/cache/final" 2>/dev/null
 checke all-nodes-serve-after '[ "$(cat "${M[2]}/cache/final" 2>/dev/null)" = after ] && [ "$(cat "${M[3]}/cache/final" 2>/dev/null)" = after ]'
 
-timeout 40 "$CL" down --dir "$C" >/dev/null 2>&1
 finish
