@@ -11,12 +11,11 @@
 # no payload in the queue twice (a push applied twice), nothing delivered that no one pushed.
 # Errors during the kills are allowed and counted (a push that failed has an unknown outcome).
 # On failure the log and the node logs are kept under $TEST_LOGDIR.
-# Every wait is bounded; lib.sh's trap unmounts and kills everything under $T.
-# Ports: $CLUSTER_BASE_PORT (3 from it) when set, else 3 free ones picked at random.
+# Every wait is bounded; lib_cluster.sh's trap takes the cluster down.
+# Ports: $CLUSTER_BASE_PORT (3 from it) when set, else 3 free ones in lib_cluster.sh's range.
 # KILL_ROUNDS (default 2): how many times the leader is killed and restarted.
 . "$(dirname "$0")/lib.sh"
-CL="$QI_ROOT/tools/cluster"
-C=$T/cluster
+. "$(dirname "$0")/lib_cluster.sh"
 BIN=$(dirname "$QUORUMFS")
 QREC=$BIN/qrec
 SHARDOF=$BIN/shardof
@@ -29,11 +28,7 @@ for b in "$QREC" "$SHARDOF"; do
     [ -x "$b" ] || { not_ok tools "$b missing (build it: make BUILD=$BIN, rules in mk/lin.mk)"; finish; }
 done
 
-keep() {
-    mkdir -p "$KEEP" && cp "$T/qlog" "$KEEP/" 2>/dev/null
-    for i in 1 2 3; do cp "$C/n$i/log" "$KEEP/n$i.log" 2>/dev/null; done
-    note "queue log and node logs kept in $KEEP"
-}
+keep() { keep_logs "$KEEP" "$T/qlog"; }
 
 # ---- the checker itself, on hand-made logs: a clean one passes, each fault is caught
 # ql LINES...: qcheck.py on a log of these lines; its exit status, its output in $out
@@ -50,27 +45,9 @@ checke checker-finds-double-pop 'ql "${good[@]}" "I 4 1 pop - 90" "C 4 1 ok m1-2
 checke checker-finds-duplicate-push 'ql "${good[@]}" "I 4 1 claim - 90" "C 4 1 ok 9:m1-2 91" "I 5 1 claim - 92" "C 5 1 ok 8:m1-2 93"; [ $? = 1 ] && [[ $out == *"push applied twice"* ]]' || note "$out"
 
 # ---- three nodes
-base=${CLUSTER_BASE_PORT:-$(free_ports 3)}
-[ -n "$base" ] || { not_ok free-ports "no 3 free ports"; finish; }
-up_out=$(CLUSTER_WAIT_S=30 timeout 90 "$CL" up 3 --dir "$C" --base-port "$base" --bin "$QUORUMFS" 2>&1)
-if [ $? -ne 0 ]; then not_ok cluster-up "$up_out"; finish; fi
-ok cluster-up
-M=("" "$C/n1/mnt" "$C/n2/mnt" "$C/n3/mnt")
+cluster_up 3 ${CLUSTER_BASE_PORT:+--port "$CLUSTER_BASE_PORT"}
 Q=${M[1]}/queues/q
 
-# leader MNT SHARD: the shard's leader as that node sees it (.cluster/shards: "shard leader
-# replicas term commit applied"; 0 or empty: none known)
-leader() { timeout 5 awk -v s="$2" '$1 == s {print $2}' "$1/.cluster/shards" 2>/dev/null; }
-# leader_not L SHARD: the shard's leader as a live node other than L sees it, if not L
-leader_not() {
-    local i l
-    for i in 1 2 3; do
-        [ "$i" = "$1" ] && continue
-        l=$(leader "${M[$i]}" "$2")
-        [ -n "$l" ] && [ "$l" != 0 ] && [ "$l" != "$1" ] && { echo "$l"; return 0; }
-    done
-    return 1
-}
 # the queue's shard: each round kills its leader
 nshards=$(wc -l <"${M[1]}/.cluster/shards")
 S=$("$SHARDOF" "$nshards" queues/q)
@@ -94,38 +71,12 @@ fi
 rec=$!
 wait_for 20 more_acks 100 && ok traffic || not_ok traffic "$(acks) acks after 20 s: $(cat "$T/qrec.err")"
 
-faults_ok=1
-for round in $(seq 1 "$ROUNDS"); do
-    L=$(leader_not 0 "$S")
-    if [ -z "$L" ] || [ "$L" = 0 ]; then faults_ok=0; note "round $round: no leader of shard $S known"; break; fi
-    "$QREC" --mark "$T/qlog" "kill$round-node$L"
-    "$CL" kill "$L" --dir "$C" >/dev/null 2>&1 || { faults_ok=0; note "round $round: kill of node $L failed"; }
-    t0=$(now_ms)
-    NL=
-    wait_for 20 leader_not "$L" "$S" >/dev/null && NL=$(leader_not "$L" "$S")
-    note "round $round: killed node $L, leader of shard $S; new leader ${NL:-none} after $(( $(now_ms) - t0 )) ms"
-    [ -n "$NL" ] || faults_ok=0
-    n0=$(acks)
-    sleep 3
-    wait_for 10 more_acks $((n0 + 100))
-    if ! start_out=$(CLUSTER_WAIT_S=30 timeout 60 "$CL" start "$L" --dir "$C" 2>&1); then
-        faults_ok=0; note "round $round: restart of node $L failed: $start_out"
-    fi
-    "$QREC" --mark "$T/qlog" "restart$round-node$L"
-    n0=$(acks)
-    sleep 3
-    wait_for 15 more_acks $((n0 + 100))
-done
-checke leader-killed-and-restarted-$ROUNDS-times '[ $faults_ok = 1 ]'
+mark() { "$QREC" --mark "$T/qlog" "$1"; }
+# every round kills the queue's shard's leader; the restart is marked once the node is back
+kill_leader_rounds "$ROUNDS" mark acks 100 after "$S"; rounds_rc=$?
+checke leader-killed-and-restarted-$ROUNDS-times '[ $rounds_rc = 0 ]'
 
-kill -TERM "$rec" 2>/dev/null
-if wait_for 45 pid_gone "$rec"; then
-    wait "$rec"; rc=$?
-    checke recorder-exit '[ $rc = 0 ]' || note "$(cat "$T/qrec.err")"
-else
-    not_ok recorder-exit "qrec still running 45 s after SIGTERM"
-    kill -9 "$rec" 2>/dev/null
-fi
+stop_recorder "$rec" qrec
 [ -s "$T/qrec.err" ] && note "qrec: $(cat "$T/qrec.err")"
 
 # ---- drain: once every claim is back or acknowledged (leases of 5 s; the killed nodes'
@@ -147,5 +98,4 @@ case $rc in
     *) not_ok queue-guarantees "qcheck exit $rc (malformed log?)"; keep ;;
 esac
 
-timeout 40 "$CL" down --dir "$C" >/dev/null 2>&1
 finish
