@@ -21,6 +21,7 @@ struct meta_sm {
     pthread_rwlock_t lock;
     uint64_t cluster_id;
     uint64_t version;
+    uint32_t shards, replicas;        /* SET_LAYOUT; 0: not recorded */
     uint32_t n, cap;
     meta_member_t *m;                 /* m[0..n), strictly increasing ids */
     void (*on_change)(void *arg, const meta_sm_t *sm);
@@ -93,12 +94,18 @@ static bool addrs_distinct(const meta_member_t *m, uint32_t n, uint32_t *at)
 
 /* The first broken invariant of a record, or NULL; *at gets the index of the member it is
  * about, or UINT32_MAX when it is about the whole record. */
-static const char *verify_record(uint64_t cluster_id, uint64_t version, const meta_member_t *m,
-                                 uint32_t n, uint32_t *at)
+static const char *verify_record(uint64_t cluster_id, uint64_t version, uint32_t shards,
+                                 uint32_t replicas, const meta_member_t *m, uint32_t n,
+                                 uint32_t *at)
 {
     *at = UINT32_MAX;
     if (n > META_MEMBERS_MAX)
         return "too many members";
+    if ((shards == 0) != (replicas == 0) || shards > META_LAYOUT_SHARDS_MAX ||
+        replicas > META_LAYOUT_MEMBERS_MAX)
+        return "layout out of range";
+    if (replicas && (cluster_id == 0 || n > META_LAYOUT_MEMBERS_MAX))
+        return "a layout without a founded cluster, or with more than 16 members";
     if (cluster_id == 0 && version != 0)
         return "changes recorded before the cluster was founded";
     if (cluster_id != 0 && version == 0)
@@ -132,7 +139,7 @@ const char *meta_sm_verify(const meta_sm_t *sm)
     meta_sm_t *s = (meta_sm_t *)sm;
     uint32_t at;
     pthread_rwlock_rdlock(&s->lock);
-    const char *why = verify_record(s->cluster_id, s->version, s->m, s->n, &at);
+    const char *why = verify_record(s->cluster_id, s->version, s->shards, s->replicas, s->m, s->n, &at);
     pthread_rwlock_unlock(&s->lock);
     return why;
 }
@@ -142,7 +149,7 @@ void meta_sm_check(const meta_sm_t *sm)
     meta_sm_t *s = (meta_sm_t *)sm;
     uint32_t at;
     pthread_rwlock_rdlock(&s->lock);
-    const char *why = verify_record(s->cluster_id, s->version, s->m, s->n, &at);
+    const char *why = verify_record(s->cluster_id, s->version, s->shards, s->replicas, s->m, s->n, &at);
     ASSERT_MSG(!why, "meta record: member %" PRIu32 ": %s", at, why);
     ASSERT(s->n <= s->cap && (s->cap == 0) == (s->m == NULL));
     pthread_rwlock_unlock(&s->lock);
@@ -202,6 +209,8 @@ int meta_sm_copy(const meta_sm_t *sm, meta_view_t *out)
     out->n = s->n;
     out->cluster_id = s->cluster_id;
     out->version = s->version;
+    out->shards = s->shards;
+    out->replicas = s->replicas;
     pthread_rwlock_unlock(&s->lock);
     return 0;
 }
@@ -290,6 +299,7 @@ typedef struct cmd {
     uint8_t op;
     uint64_t id;                      /* every op but FOUND */
     uint64_t value;                   /* SET_STATE/DRAIN: the u8; SET_INCARNATION: the u64 */
+    uint32_t shards, replicas;        /* SET_LAYOUT */
     char addr[META_ADDR_MAX + 1];     /* ADD */
     uint64_t cluster_id;              /* FOUND */
     uint32_t n;                       /* FOUND: members in found[], sorted by id */
@@ -368,6 +378,13 @@ static int decode(const void *p, size_t len, cmd_t *c)
     case META_OP_REMOVE:
         c->id = rd_u64(&r);
         break;
+    case META_OP_SET_LAYOUT:
+        c->shards = rd_u32(&r);
+        c->replicas = rd_u32(&r);
+        if (r.bad || r.off != r.len || c->shards < 1 || c->shards > META_LAYOUT_SHARDS_MAX ||
+            c->replicas < 1 || c->replicas > META_LAYOUT_MEMBERS_MAX)
+            return -EINVAL;
+        return 0;
     default:
         return -EINVAL;
     }
@@ -413,6 +430,19 @@ static int apply_cmd(meta_sm_t *sm, cmd_t *c, bool *changed)
         *changed = true;
         return 0;
     }
+    if (c->op == META_OP_SET_LAYOUT) {
+        if (sm->cluster_id == 0)
+            return -ENOTCONN;
+        if (sm->replicas)
+            return sm->shards == c->shards && sm->replicas == c->replicas ? 0 : -EALREADY;
+        if (sm->n > META_LAYOUT_MEMBERS_MAX)
+            return -ENOSPC;
+        sm->shards = c->shards;
+        sm->replicas = c->replicas;
+        sm->version++;
+        *changed = true;
+        return 0;
+    }
     uint32_t ins;
     long i = find(sm->m, sm->n, c->id, &ins);
     if (c->op == META_OP_ADD) {
@@ -422,7 +452,7 @@ static int apply_cmd(meta_sm_t *sm, cmd_t *c, bool *changed)
             return -EEXIST;
         if (addr_in_use(sm, c->addr))
             return -EADDRINUSE;
-        if (sm->n == META_MEMBERS_MAX)
+        if (sm->n == META_MEMBERS_MAX || (sm->replicas && sm->n >= META_LAYOUT_MEMBERS_MAX))
             return -ENOSPC;
         if (sm->n == sm->cap) {
             sm->cap = sm->cap ? sm->cap * 2 : 8;
@@ -446,6 +476,12 @@ static int apply_cmd(meta_sm_t *sm, cmd_t *c, bool *changed)
     meta_member_t *m = &sm->m[i];
     switch (c->op) {
     case META_OP_SET_STATE:
+        /* with a layout, an active member leaves only if enough active ones stay to hold
+         * every shard's voters (judged here, in log order: two removes asked of two nodes
+         * at once cannot both pass) */
+        if (sm->replicas && m->state == META_ACTIVE && c->value != META_ACTIVE &&
+            count_active(sm) - 1 < sm->replicas)
+            return -EBUSY;
         *changed = m->state != c->value;
         m->state = (uint8_t)c->value;
         break;
@@ -501,7 +537,7 @@ static void meta_apply(void *ctx, uint64_t index, const void *p, size_t len, sm_
 /* ---- snapshot ---- */
 
 /* Body (docs/META.md "Snapshot"): u32 META_SNAP_VERSION, u64 cluster_id, u64 version,
- * u32 n, then per member in id order: u64 id, u64 incarnation, u8 state, u8 drained,
+ * u32 n, u32 shards, u32 replicas (version 2; version 1 has neither), then per member in id order: u64 id, u64 incarnation, u8 state, u8 drained,
  * u8 address length, address. */
 static int meta_snapshot(void *ctx, snap_writer_t *w)
 {
@@ -512,7 +548,9 @@ static int meta_snapshot(void *ctx, snap_writer_t *w)
     le_put64(b + 4, sm->cluster_id);
     le_put64(b + 12, sm->version);
     le_put32(b + 20, sm->n);
-    int rc = snap_writer_put(w, b, 24);
+    le_put32(b + 24, sm->shards);
+    le_put32(b + 28, sm->replicas);
+    int rc = snap_writer_put(w, b, 32);
     for (uint32_t i = 0; i < sm->n && rc == 0; i++) {
         const meta_member_t *m = &sm->m[i];
         size_t al = strlen(m->addr);
@@ -543,19 +581,26 @@ static int refuse(int rc, const char *fmt, ...)
 /* Reads and checks a whole record. Returns 0 with *m (malloc'ed, *n members), or a
  * negative code after logging why. */
 static int read_record(snap_reader_t *r, uint64_t *cluster_id, uint64_t *version,
-                       meta_member_t **mp, uint32_t *np)
+                       uint32_t *shards, uint32_t *replicas, meta_member_t **mp, uint32_t *np)
 {
-    uint8_t b[24];
+    uint8_t b[32];
     int rc = snap_reader_get(r, b, 24);
     if (rc < 0)
         return refuse(rc, "truncated header (%s)", qerr_str(rc));
     uint32_t v = le_get32(b);
-    if (v != META_SNAP_VERSION)
-        return refuse(-QERR_FORMAT, "unknown version %" PRIu32 " (this build reads %d)", v,
-                      META_SNAP_VERSION);
+    if (v != 1 && v != META_SNAP_VERSION)
+        return refuse(-QERR_FORMAT, "unknown version %" PRIu32 " (this build reads 1 to %d)",
+                      v, META_SNAP_VERSION);
     *cluster_id = le_get64(b + 4);
     *version = le_get64(b + 12);
     uint32_t n = le_get32(b + 20);
+    *shards = *replicas = 0;
+    if (v >= 2) {
+        if ((rc = snap_reader_get(r, b + 24, 8)) < 0)
+            return refuse(rc, "truncated header (%s)", qerr_str(rc));
+        *shards = le_get32(b + 24);
+        *replicas = le_get32(b + 28);
+    }
     if (n > META_MEMBERS_MAX)
         return refuse(-QERR_CORRUPT, "%" PRIu32 " members (at most %d)", n, META_MEMBERS_MAX);
     meta_member_t *m = n ? xcalloc(n, sizeof(*m)) : NULL;
@@ -582,7 +627,7 @@ static int read_record(snap_reader_t *r, uint64_t *cluster_id, uint64_t *version
         m[i].addr[h[18]] = 0;
     }
     uint32_t at;
-    const char *why = verify_record(*cluster_id, *version, m, n, &at);
+    const char *why = verify_record(*cluster_id, *version, *shards, *replicas, m, n, &at);
     if (why) {
         if (at == UINT32_MAX)
             rc = refuse(-QERR_CORRUPT, "%s", why);
@@ -603,18 +648,21 @@ static int meta_restore(void *ctx, snap_reader_t *r)
     meta_sm_t *sm = ctx;
     uint64_t cluster_id = 0, version = 0;
     meta_member_t *m = NULL;
-    uint32_t n = 0;
-    int rc = read_record(r, &cluster_id, &version, &m, &n);
+    uint32_t n = 0, shards = 0, replicas = 0;
+    int rc = read_record(r, &cluster_id, &version, &shards, &replicas, &m, &n);
     pthread_rwlock_wrlock(&sm->lock);
     free(sm->m);
     sm->m = m;
     sm->n = sm->cap = n;
     sm->cluster_id = cluster_id;
     sm->version = version;
+    sm->shards = shards;
+    sm->replicas = replicas;
     if (rc < 0) {
         ASSERT(!m);
         sm->n = sm->cap = 0;
         sm->cluster_id = sm->version = 0;
+        sm->shards = sm->replicas = 0;
     }
     void (*hook)(void *, const meta_sm_t *) = sm->on_change;
     void *arg = sm->arg;
@@ -750,5 +798,16 @@ int meta_cmd_remove(meta_cmd_t *c, uint64_t id)
     if (rc < 0)
         return rc;
     put_u64(c, id);
+    return 0;
+}
+
+int meta_cmd_set_layout(meta_cmd_t *c, uint32_t shards, uint32_t replicas)
+{
+    int rc = cmd_start(c, META_OP_SET_LAYOUT, 2 + 4 + 4);
+    if (rc < 0)
+        return rc;
+    le_put32(c->p + c->len, shards);
+    le_put32(c->p + c->len + 4, replicas);
+    c->len += 8;
     return 0;
 }

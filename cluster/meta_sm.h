@@ -15,8 +15,11 @@
 #include "cluster/sm.h"
 
 #define META_CMD_VERSION 1       /* first byte of every command */
-#define META_SNAP_VERSION 1      /* first u32 of the snapshot */
+#define META_SNAP_VERSION 2      /* first u32 of the snapshot (1 is still read) */
 #define META_MEMBERS_MAX 4096    /* members in the record */
+#define META_LAYOUT_MEMBERS_MAX 16 /* members once a layout is set: every node follows every
+                                      shard, and a Raft group holds at most 16 */
+#define META_LAYOUT_SHARDS_MAX 65535
 #define META_ADDR_MAX 255        /* bytes of an address */
 
 /* A member's state. */
@@ -34,6 +37,7 @@ enum meta_op {
     META_OP_SET_INCARNATION,     /* u64 id, u64 incarnation */
     META_OP_DRAIN,               /* u64 id, u8 on */
     META_OP_REMOVE,              /* u64 id */
+    META_OP_SET_LAYOUT,          /* u32 shards, u32 replicas */
 };
 
 /* Bytes of the result data every apply with a non-NULL result writes, whatever its code:
@@ -53,6 +57,7 @@ typedef struct meta_member {
 typedef struct meta_view {
     uint64_t cluster_id;         /* 0 until founded */
     uint64_t version;            /* changes applied since the empty record (0: none) */
+    uint32_t shards, replicas;   /* the cluster's layout (SET_LAYOUT); 0: not recorded yet */
     uint32_t n;                  /* members, sorted by id */
     meta_member_t *members;      /* malloc'ed; NULL when n is 0 */
 } meta_view_t;
@@ -121,5 +126,7 @@ int meta_cmd_set_state(meta_cmd_t *c, uint64_t id, uint8_t state);
 int meta_cmd_set_incarnation(meta_cmd_t *c, uint64_t id, uint64_t incarnation);
 int meta_cmd_drain(meta_cmd_t *c, uint64_t id, uint8_t on);
 int meta_cmd_remove(meta_cmd_t *c, uint64_t id);
+/* SET_LAYOUT: the cluster's shard count and voters per shard, recorded once after FOUND. */
+int meta_cmd_set_layout(meta_cmd_t *c, uint32_t shards, uint32_t replicas);
 
 #endif

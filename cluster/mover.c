@@ -42,6 +42,8 @@ struct mover {
     meta_view_t view;            /* the record as last applied (cluster_id 0: not founded) */
     uint64_t *targets;           /* [ngroups * replicas]: the layout, when has_layout */
     int has_layout;
+    char mismatch[160];          /* nonempty: the record's layout is not this node's (no
+                                    layout then: this node must not act) */
     pthread_t th;
     int started;
     /* the thread's own */
@@ -94,6 +96,11 @@ static void relayout(mover_t *m)
     const uint32_t R = m->cfg.replicas;
     uint64_t ids[LAYOUT_MAX_MEMBERS];
     size_t n = 0;
+    m->mismatch[0] = 0;
+    if (m->view.replicas && (m->view.replicas != R || m->view.shards != m->cfg.nshards))
+        snprintf(m->mismatch, sizeof(m->mismatch), "this node runs with --shards %u "
+                 "--replicas %u, the cluster with --shards %u --replicas %u", m->cfg.nshards,
+                 R, m->view.shards, m->view.replicas);
     if (m->view.cluster_id) {
         for (uint32_t i = 0; i < m->view.n && n < LAYOUT_MAX_MEMBERS; i++)
             if (m->view.members[i].state == META_ACTIVE)
@@ -102,7 +109,8 @@ static void relayout(mover_t *m)
         for (size_t i = 0; i < m->cfg.npeers && n < LAYOUT_MAX_MEMBERS; i++)
             ids[n++] = m->cfg.peers[i].id;
     }
-    m->has_layout = n >= R && layout_plan(m->cfg.nshards, R, ids, n, m->targets) == 0;
+    m->has_layout = !m->mismatch[0] && n >= R &&
+                    layout_plan(m->cfg.nshards, R, ids, n, m->targets) == 0;
     if (m->has_layout)
         replicas_for_shard(m->cfg.meta_id, ids, n, R, m->targets + (size_t)m->cfg.nshards * R);
     for (uint32_t gi = 0; gi < m->ngroups; gi++) {
@@ -164,6 +172,16 @@ uint64_t mover_first_undrained(mover_t *m, uint32_t g, uint64_t also)
     return 0;
 }
 
+int mover_mismatch(mover_t *m, char *why, size_t size)
+{
+    pthread_mutex_lock(&m->mu);
+    int bad = m->mismatch[0] != 0;
+    if (bad && why)
+        snprintf(why, size, "%s", m->mismatch);
+    pthread_mutex_unlock(&m->mu);
+    return bad;
+}
+
 size_t mover_members(mover_t *m, meta_member_t *out, size_t cap)
 {
     pthread_mutex_lock(&m->mu);
@@ -188,11 +206,15 @@ size_t mover_members(mover_t *m, meta_member_t *out, size_t cap)
 
 /* A copy of what one round works from: the members (joining or active) and the layout. */
 typedef struct snap {
-    uint64_t members[LAYOUT_MAX_MEMBERS * 2];
+    uint64_t members[LAYOUT_MAX_MEMBERS * 2];   /* joining or active */
     size_t nmembers;
+    uint64_t leaving[LAYOUT_MAX_MEMBERS * 2];
+    size_t nleaving;
     meta_member_t *all;          /* the whole record, for the meta leader's duties */
     uint32_t nall;
     uint64_t *targets;           /* NULL: no layout */
+    uint32_t replicas;           /* the record's (0: not recorded yet) */
+    int mismatch;                /* the record's layout is not this node's */
 } snap_t;
 
 static int snap_take(mover_t *m, snap_t *s)
@@ -203,6 +225,8 @@ static int snap_take(mover_t *m, snap_t *s)
     s->all = m->view.n ? malloc(m->view.n * sizeof(*s->all)) : NULL;
     s->targets = m->has_layout ? malloc(tb) : NULL;
     int ok = (!m->view.n || s->all) && (!m->has_layout || s->targets);
+    s->replicas = m->view.replicas;
+    s->mismatch = m->mismatch[0] != 0;
     if (ok) {
         s->nall = m->view.n;
         if (s->nall)
@@ -212,6 +236,8 @@ static int snap_take(mover_t *m, snap_t *s)
         for (uint32_t i = 0; i < s->nall && s->nmembers < LAYOUT_MAX_MEMBERS * 2; i++)
             if (is_member_state(s->all[i].state))
                 s->members[s->nmembers++] = s->all[i].id;
+            else if (s->all[i].state == META_LEAVING && s->nleaving < LAYOUT_MAX_MEMBERS * 2)
+                s->leaving[s->nleaving++] = s->all[i].id;
     }
     pthread_mutex_unlock(&m->mu);
     if (!ok) {
@@ -285,44 +311,80 @@ static int change(mover_t *m, uint32_t gi, uint32_t op, uint64_t id)
     return 0;
 }
 
-/* The next step for group gi, which this node leads (see the file comment). Returns the
- * changes made (0, 1 or 2); *catchups counts the groups led here sending snapshots. */
-static int step_group(mover_t *m, uint32_t gi, const snap_t *s, int *catchups)
+/* A step for one group: op on id, and for a demotion ADD_LEARNER of id right after. */
+typedef struct step {
+    uint32_t op;                 /* RAFT_CONF_*; 0: nothing to do */
+    uint64_t id;
+    int readd;
+} step_t;
+
+/* The next step for group gi, which this node leads (see the file comment), from its status
+ * st. catchups: the groups led here sending snapshots (rule 4 waits while it is at the
+ * limit). */
+static step_t decide(const mover_t *m, uint32_t gi, const mraft_group_status_t *st,
+                     const snap_t *s, int catchups)
 {
-    mraft_group_status_t *st = malloc(sizeof(*st));
-    if (!st || group_raft_status(group_at(m, gi), st) < 0 || st->role != RAFT_LEADER ||
-        st->conf_pending) {
-        free(st);
-        return 0;
-    }
+    step_t none = { 0 };
+    if (st->role != RAFT_LEADER || st->conf_pending)
+        return none;
     const uint32_t R = m->cfg.replicas;
     const uint64_t *T = s->targets ? s->targets + (size_t)gi * R : NULL;
     const raft_conf_t *c = &st->conf;
-    int done = 0;
-    for (uint32_t i = 0; i < c->n && !done; i++)                         /* 1 */
-        if (c->s[i].role != RAFT_VOTER && c->s[i].id != m->cfg.self &&
-            !in_list(s->members, s->nmembers, c->s[i].id))
-            done = change(m, gi, RAFT_CONF_REMOVE, c->s[i].id);
+    /* the meta group keeps a leaving member (as a learner) until the record drops it, so
+     * that it still learns the record, and its read barriers work, while it hands its
+     * shards on */
+    const int meta = gi == m->cfg.nshards;
+    for (uint32_t i = 0; i < c->n; i++) {                                /* 1 */
+        uint64_t x = c->s[i].id;
+        if (c->s[i].role != RAFT_VOTER && x != m->cfg.self &&
+            !in_list(s->members, s->nmembers, x) && !(meta && in_list(s->leaving, s->nleaving, x)))
+            return (step_t){ RAFT_CONF_REMOVE, x, 0 };
+    }
     int all_voters = T != NULL;
     for (uint32_t j = 0; T && j < R; j++)
         all_voters &= role_in(c, T[j]) == RAFT_VOTER;
-    for (uint32_t i = 0; all_voters && i < c->n && !done; i++) {        /* 2 */
+    for (uint32_t i = 0; all_voters && i < c->n; i++) {                 /* 2 */
         uint64_t x = c->s[i].id;
-        if (c->s[i].role != RAFT_VOTER || x == m->cfg.self || in_list(T, R, x))
-            continue;
-        done = change(m, gi, RAFT_CONF_REMOVE, x);
-        if (done && in_list(s->members, s->nmembers, x))
-            done += change(m, gi, RAFT_CONF_ADD_LEARNER, x);
+        if (c->s[i].role == RAFT_VOTER && x != m->cfg.self && !in_list(T, R, x))
+            return (step_t){ RAFT_CONF_REMOVE, x,
+                             in_list(s->members, s->nmembers, x) ||
+                             (meta && in_list(s->leaving, s->nleaving, x)) };
     }
-    for (uint32_t j = 0; T && j < R && !done; j++)                       /* 3 */
+    /* this node leads but the layout no longer wants it as a voter, and every target is a
+     * voter: it removes itself (the core then hands leadership to the most caught-up voter
+     * and steps down; the next leader adds it back as a learner if it is still a member).
+     * Not only the balancer's transfer to the preferred leader: that one may be down. */
+    if (all_voters && !in_list(T, R, m->cfg.self) && role_in(c, m->cfg.self) == RAFT_VOTER)
+        return (step_t){ RAFT_CONF_REMOVE, m->cfg.self, 0 };
+    for (uint32_t j = 0; T && j < R; j++)                                /* 3 */
         if (role_in(c, T[j]) == RAFT_LEARNER && caught_up(st, T[j]))
-            done = change(m, gi, RAFT_CONF_PROMOTE, T[j]);
-    for (size_t i = 0; i < s->nmembers && !done && *catchups < MOVER_CATCHUPS_MAX; i++)
-        if (!role_in(c, s->members[i])) {                                /* 4 */
-            done = change(m, gi, RAFT_CONF_ADD_LEARNER, s->members[i]);
-            *catchups += done;
-        }
-    free(st);
+            return (step_t){ RAFT_CONF_PROMOTE, T[j], 0 };
+    for (size_t i = 0; i < s->nmembers && catchups < MOVER_CATCHUPS_MAX; i++)
+        if (!role_in(c, s->members[i]))                                  /* 4 */
+            return (step_t){ RAFT_CONF_ADD_LEARNER, s->members[i], 0 };
+    return none;
+}
+
+/* Group gi's status into *st; 0 when this node leads it (a hint), else -1. */
+static int led_status(const mover_t *m, uint32_t gi, mraft_group_status_t *st)
+{
+    return group_raft_status(group_at(m, gi), st) == 0 && st->role == RAFT_LEADER ? 0 : -1;
+}
+
+/* Takes group gi's next step; returns the changes made (0, 1 or 2). */
+static int step_group(mover_t *m, uint32_t gi, const snap_t *s, int *catchups,
+                      mraft_group_status_t *st)
+{
+    if (led_status(m, gi, st) < 0)
+        return 0;
+    step_t a = decide(m, gi, st, s, *catchups);
+    if (!a.op)
+        return 0;
+    int done = change(m, gi, a.op, a.id);
+    if (done && a.readd)
+        done += change(m, gi, RAFT_CONF_ADD_LEARNER, a.id);
+    if (done && a.op == RAFT_CONF_ADD_LEARNER)
+        ++*catchups;
     return done;
 }
 
@@ -358,29 +420,49 @@ static int propose_meta(mover_t *m, meta_cmd_t *c, const char *what, uint64_t id
     return 0;
 }
 
-/* The meta leader's duties: a joining member every group has becomes active; a leaving
- * member no group has is dropped. */
+/* Whether the record has a member joining or leaving (the meta leader's duties below). */
+static int meta_pending(const snap_t *s)
+{
+    for (uint32_t i = 0; i < s->nall; i++)
+        if (s->all[i].state == META_JOINING || s->all[i].state == META_LEAVING)
+            return 1;
+    return 0;
+}
+
+/* The meta leader's duties: a joining member that every group has, and that is caught up
+ * on the meta group (so it runs and is connected), becomes active; a leaving member that no
+ * shard group has (each checked after a read barrier, so a lagging local view of a group
+ * cannot pass for "gone") is dropped from the record, after which the meta group drops it. */
 static int meta_duties(mover_t *m, const snap_t *s)
 {
-    mraft_group_status_t *st = malloc(sizeof(*st));
+    mraft_group_status_t *st = malloc(sizeof(*st)), *ms = malloc(sizeof(*ms));
     int done = 0;
-    for (uint32_t i = 0; st && i < s->nall && !done; i++) {
+    if (!st || !ms || group_raft_status(m->cfg.meta_group, ms) < 0 || ms->role != RAFT_LEADER) {
+        free(st);
+        free(ms);
+        return 0;
+    }
+    for (uint32_t i = 0; i < s->nall && !done; i++) {
         const meta_member_t *x = &s->all[i];
         if (x->state != META_JOINING && x->state != META_LEAVING)
             continue;
-        uint32_t in_all = 0, in_any = 0, known = 0;   /* groups with it applied and in force */
-        for (uint32_t gi = 0; gi < m->ngroups; gi++)
+        uint32_t in_all = 0, in_any = 0, known = 0;   /* shard groups with it */
+        for (uint32_t gi = 0; gi < m->cfg.nshards; gi++) {
+            if (x->state == META_LEAVING &&
+                group_read_barrier(group_at(m, gi), MOVER_CHANGE_TIMEOUT_MS) < 0)
+                break;
             if (group_raft_status(group_at(m, gi), st) == 0) {
                 int a = role_in(&st->applied_conf, x->id) != 0, f = role_in(&st->conf, x->id) != 0;
                 known++;
                 in_all += a && f;
                 in_any += a || f;
             }
-        if (known != m->ngroups)
+        }
+        if (known != m->cfg.nshards)
             continue;
         meta_cmd_t c = { 0 };
-        if (x->state == META_JOINING && in_all == m->ngroups &&
-            meta_cmd_set_state(&c, x->id, META_ACTIVE) == 0)
+        if (x->state == META_JOINING && in_all == known && role_in(&ms->conf, x->id) &&
+            caught_up(ms, x->id) && meta_cmd_set_state(&c, x->id, META_ACTIVE) == 0)
             done = propose_meta(m, &c, "activate", x->id);
         else if (x->state == META_LEAVING && in_any == 0 && meta_cmd_remove(&c, x->id) == 0)
             done = propose_meta(m, &c, "remove", x->id);
@@ -388,7 +470,16 @@ static int meta_duties(mover_t *m, const snap_t *s)
             meta_cmd_free(&c);
     }
     free(st);
+    free(ms);
     return done;
+}
+
+/* SET_LAYOUT with this node's shards and replicas (once: the record keeps the first). */
+static void record_layout(mover_t *m)
+{
+    meta_cmd_t c = { 0 };
+    if (meta_cmd_set_layout(&c, m->cfg.nshards, m->cfg.replicas) == 0)
+        (void)propose_meta(m, &c, "layout recorded by", m->cfg.self);
 }
 
 /* FOUND with the founding peers (only the first one anybody commits counts). */
@@ -453,33 +544,43 @@ static void round_once(mover_t *m)
         return;
     if (s.nall)
         sync_peers(m, &s);
-    int leads = 0, leads_meta = group_is_leader(m->cfg.meta_group);
-    for (uint32_t gi = 0; gi < m->ngroups && !leads; gi++)
-        leads = group_is_leader(group_at(m, gi));
-    if (!leads || !s.nall) {
-        if (leads_meta && !s.nall && m->cfg.found)
+    int leads_meta = group_is_leader(m->cfg.meta_group);
+    if (!s.nall) {
+        if (leads_meta && m->cfg.found)
             found(m);
         snap_free(&s);
         return;
     }
-    /* act on a record at least as new as any leader acted on: the barrier makes this node
-     * apply everything committed before it */
-    if (group_read_barrier(m->cfg.meta_group, MOVER_CHANGE_TIMEOUT_MS) < 0) {
+    if (leads_meta && !s.replicas)
+        record_layout(m);
+    if (s.mismatch) {
+        snap_free(&s);
+        return;
+    }
+    /* anything to do, as this node sees it? (an idle cluster costs no barrier) */
+    mraft_group_status_t *st = malloc(sizeof(*st));
+    int catchups = count_catchups(m), work = leads_meta && meta_pending(&s);
+    for (uint32_t gi = 0; st && gi < m->ngroups && !work; gi++)
+        work = led_status(m, gi, st) == 0 && decide(m, gi, st, &s, catchups).op != 0;
+    /* then act on a record at least as new as any leader acted on: the barrier makes this
+     * node apply everything committed before it */
+    if (!st || !work || group_read_barrier(m->cfg.meta_group, MOVER_CHANGE_TIMEOUT_MS) < 0) {
+        free(st);
         snap_free(&s);
         return;
     }
     snap_free(&s);
-    if (snap_take(m, &s) < 0)
+    if (snap_take(m, &s) < 0) {
+        free(st);
         return;
-    int budget = MOVER_CHANGES_PER_ROUND, catchups = count_catchups(m);
-    for (uint32_t k = 0; k < m->ngroups && budget > 0; k++) {
-        uint32_t gi = (m->next_group + k) % m->ngroups;
-        if (group_is_leader(group_at(m, gi)))
-            budget -= step_group(m, gi, &s, &catchups);
     }
+    int budget = MOVER_CHANGES_PER_ROUND;
+    for (uint32_t k = 0; k < m->ngroups && budget > 0; k++)
+        budget -= step_group(m, (m->next_group + k) % m->ngroups, &s, &catchups, st);
     m->next_group = (m->next_group + 1) % m->ngroups;
     if (budget > 0 && group_is_leader(m->cfg.meta_group))
         (void)meta_duties(m, &s);
+    free(st);
     snap_free(&s);
 }
 
@@ -554,17 +655,23 @@ int mover_start(mover_t *m)
     return 0;
 }
 
+void mover_stop(mover_t *m)
+{
+    if (!m || !m->started)
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->stop = 1;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    pthread_join(m->th, NULL);
+    m->started = 0;
+}
+
 void mover_free(mover_t *m)
 {
     if (!m)
         return;
-    if (m->started) {
-        pthread_mutex_lock(&m->mu);
-        m->stop = 1;
-        pthread_cond_signal(&m->cv);
-        pthread_mutex_unlock(&m->mu);
-        pthread_join(m->th, NULL);
-    }
+    mover_stop(m);
     for (size_t i = 0; m->peers && i < m->cfg.npeers; i++)
         free((char *)m->peers[i].addr);
     free(m->peers);
@@ -654,7 +761,11 @@ int mover_plan_text(mover_t *m, char **text)
         fprintf(f, "%" PRIu64 " %s: voter of %u -> %u, leads %u -> %u\n", s.all[i].id,
                 s.all[i].state < 4 ? states[s.all[i].state] : "?", now_v[i], want_v[i],
                 now_l[i], want_l[i]);
-    fprintf(f, "%u changes to make\n", changes);
+    if (s.targets)
+        fprintf(f, "%u changes to make\n", changes);
+    else
+        fprintf(f, "stalled: no layout, so no change can be made (the shards keep their "
+                   "voters)\n");
     free(st);
     snap_free(&s);
     if (fclose(f) != 0) {

@@ -56,8 +56,11 @@ typedef struct mover_config {
 int mover_new(const mover_config_t *cfg, mover_t **out);
 /* Starts its thread (after group_node_start). Returns 0 or -QERR_*. */
 int mover_start(mover_t *m);
-/* Stops the thread (waiting for a change in flight, at most MOVER_CHANGE_TIMEOUT_MS) and
- * frees. NULL is a no-op. Call before group_node_close. */
+/* Stops the thread (waiting for a change in flight, at most MOVER_CHANGE_TIMEOUT_MS); the
+ * mover stays usable for mover_record_changed and the readers. Call before group_node_close
+ * (whose last applies may still call mover_record_changed). NULL is a no-op. */
+void mover_stop(mover_t *m);
+/* Stops (if running) and frees. NULL is a no-op. After group_node_close. */
 void mover_free(mover_t *m);
 
 /* The record changed (the meta group's change hook; any thread, does not block long):
@@ -71,6 +74,11 @@ size_t mover_target(mover_t *m, uint32_t g, uint64_t *out);
 /* The first of group g's target voters that is not drained and is not `also` (0: none),
  * i.e. its preferred leader once `also` is drained; 0 when there is none. */
 uint64_t mover_first_undrained(mover_t *m, uint32_t g, uint64_t also);
+
+/* Whether the record's layout (shards, replicas: recorded by the meta leader once founded)
+ * differs from this node's; then *why (size bytes) says how, and the mover does nothing.
+ * A node started with the wrong --shards or --replicas (a joining one, say) must stop. */
+int mover_mismatch(mover_t *m, char *why, size_t size);
 
 /* The members as this node knows them: the record's, or before it is founded cfg->peers
  * (state 0). Fills out[0..cap) in id order and returns the count (which may exceed cap). */

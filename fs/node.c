@@ -21,6 +21,7 @@
  * sweeps and the session module decide with node_is_leader what only the leader proposes. */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -125,6 +126,7 @@ struct node {
     group_t *meta_group;
     group_t **groups;            /* [nshards]: the shards' groups, for the mover */
     mover_t *mover;              /* the record's members, layout and moves (cluster/mover.h) */
+    int layout_stop;             /* atomic: a layout mismatch asked the mount to stop */
     int admins;                  /* administration requests being run (under mu) */
 };
 
@@ -700,6 +702,25 @@ static int check_dir_kind(const char *dir, int cluster, char **errmsg)
     return -QERR_INVAL;
 }
 
+/* Writes text to <dir>/<name> through <name>.tmp, fsynced, renamed over. Returns 0, or
+ * -QERR_IO / -QERR_NOMEM with *errmsg. */
+static int write_small_file(const char *dir, const char *name, const char *text, char **errmsg)
+{
+    char path[4200], tmp[4200];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name);
+    FILE *f = fopen(tmp, "we");
+    int ok = f && fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return asprintf(errmsg, "cannot write %s: %s", path, strerror(errno)) < 0
+               ? -QERR_NOMEM : -QERR_IO;
+    }
+    return 0;
+}
+
 /* The layout a cluster's data directory was made with (<dir>/shards: "S R\n", written at
  * the first start; a file of a build before --replicas holds "S": R was every node, n): a
  * later start must ask for the same, since the placement of every unit and replica depends
@@ -752,59 +773,127 @@ static int check_layout(const char *dir, uint32_t shards, uint32_t *replicas, ui
     if (*replicas > n || *replicas > LAYOUT_MAX_MEMBERS)
         return asprintf(errmsg, "--replicas %u: from 1 to the number of peers (%u)", *replicas,
                         n) < 0 ? -QERR_NOMEM : -QERR_INVAL;
-    snprintf(tmp, sizeof(tmp), "%s/shards.tmp", dir);
-    f = fopen(tmp, "we");
-    int ok = f && fprintf(f, "%u %u\n", shards, *replicas) > 0 && fflush(f) == 0 &&
-             fsync(fileno(f)) == 0;
-    if (f && fclose(f) != 0)
-        ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return asprintf(errmsg, "cannot write %s: %s", path, strerror(errno)) < 0
-               ? -QERR_NOMEM : -QERR_IO;
-    }
-    return 0;
+    snprintf(buf, sizeof(buf), "%u %u\n", shards, *replicas);
+    return write_small_file(dir, "shards", buf, errmsg);
 }
 
-/* The cluster this data directory belongs to (<dir>/cluster-id: "<id in hex>\n", or
+/* Whether <dir>/raft exists: the directory holds a cluster node's Raft state already. */
+static int has_raft_state(const char *dir)
+{
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/raft", dir);
+    return stat(path, &st) == 0;
+}
+
+/* Reads <dir>/<name>'s one line (at most size - 1 bytes, newline included) into buf: 1, or 0
+ * when the file does not exist, or -QERR_* with *errmsg (unreadable, longer). */
+static int read_line_file(const char *dir, const char *name, char *buf, size_t size,
+                          char **errmsg)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return errno == ENOENT ? 0
+               : asprintf(errmsg, "cannot read %s: %s", path, strerror(errno)) < 0
+               ? -QERR_NOMEM : -QERR_IO;
+    int ok = fgets(buf, (int)size, f) != NULL && strchr(buf, '\n') && fgetc(f) == EOF;
+    fclose(f);
+    return ok ? 1 : asprintf(errmsg, "%s: not what quorumfs wrote there (one line)", path) < 0
+                    ? -QERR_NOMEM : -QERR_CORRUPT;
+}
+
+/* The cluster this data directory belongs to (<dir>/cluster-id: "<id, 16 hex digits>\n", or
  * "<id> join\n" for a member added with `cluster add`, written at the first start): a later
  * start keeps that id (the one computed from --peers changes once members come and go) and
  * stays a joining member (its groups wait to be added rather than found a cluster, even
  * without --join). A directory made before the file existed takes *id and gets the file.
- * Returns 0, or -QERR_* with *errmsg (another cluster's directory, an unreadable file). */
+ * --join (*join on entry) is refused for a directory that holds a founding member's state.
+ * Returns 0, or -QERR_* with *errmsg. */
 static int cluster_id_file(const char *dir, uint64_t *id, int *join, char **errmsg)
 {
-    char path[4200], tmp[4200], buf[64] = "";
-    snprintf(path, sizeof(path), "%s/cluster-id", dir);
-    FILE *f = fopen(path, "re");
-    if (f) {
-        char *end = NULL;
-        int ok = fgets(buf, sizeof(buf), f) != NULL;
-        fclose(f);
-        unsigned long long have = ok ? strtoull(buf, &end, 16) : 0;
-        int have_join = ok && end && !strcmp(end, " join\n");
-        if (!have || !end || (strcmp(end, "\n") != 0 && !have_join))
-            return asprintf(errmsg, "%s: not a cluster id", path) < 0 ? -QERR_NOMEM
-                                                                     : -QERR_CORRUPT;
-        if (*join && have != *id)
-            return asprintf(errmsg, "%s belongs to cluster %016llx, not %016llx (--join): give "
-                            "the new member an empty data directory", dir, have,
-                            (unsigned long long)*id) < 0 ? -QERR_NOMEM : -QERR_INVAL;
+    char buf[64], text[64];
+    int rc = read_line_file(dir, "cluster-id", buf, sizeof(buf), errmsg);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        size_t h = strspn(buf, "0123456789abcdef");
+        int have_join = !strcmp(buf + h, " join\n");
+        unsigned long long have = h ? strtoull(buf, NULL, 16) : 0;
+        if (h < 1 || h > 16 || !have || (strcmp(buf + h, "\n") != 0 && !have_join))
+            return asprintf(errmsg, "%s/cluster-id: not a cluster id (1 to 16 hex digits, "
+                            "then \" join\" or nothing)", dir) < 0 ? -QERR_NOMEM
+                                                                : -QERR_CORRUPT;
+        if (*join && (!have_join || have != *id))
+            return asprintf(errmsg, have_join ? "%s belongs to cluster %016llx, not %016llx "
+                            "(--join): give the new member an empty data directory"
+                            : "%s holds a founding member of cluster %016llx: start it without "
+                            "--join (%016llx)", dir, have, (unsigned long long)*id) < 0
+                   ? -QERR_NOMEM : -QERR_INVAL;
         *id = have;
-        *join = *join || have_join;
+        *join = have_join;
         return 0;
     }
-    snprintf(tmp, sizeof(tmp), "%s/cluster-id.tmp", dir);
-    f = fopen(tmp, "we");
-    int ok = f && fprintf(f, "%016llx%s\n", (unsigned long long)*id, *join ? " join" : "") > 0 &&
-             fflush(f) == 0 && fsync(fileno(f)) == 0;
-    if (f && fclose(f) != 0)
-        ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return asprintf(errmsg, "cannot write %s: %s", path, strerror(errno)) < 0
-               ? -QERR_NOMEM : -QERR_IO;
+    if (*join && has_raft_state(dir))
+        return asprintf(errmsg, "%s holds a cluster node's state already: --join needs an empty "
+                        "data directory", dir) < 0 ? -QERR_NOMEM : -QERR_INVAL;
+    snprintf(text, sizeof(text), "%016llx%s\n", (unsigned long long)*id, *join ? " join" : "");
+    return write_small_file(dir, "cluster-id", text, errmsg);
+}
+
+/* How a founding member's groups were founded (<dir>/founders: "layout ID,ID,...\n" or
+ * "rendezvous ID,...\n", written at the first start): the founding members and the
+ * placement of their voters. Every start founds its groups' boot lists from it, never from
+ * the --peers of that start: where a group has no snapshot yet, the node rebuilds its
+ * configuration from those lists plus the log, so they must never change (a different list
+ * would silently move votes). A directory made before the file existed was founded with
+ * rendezvous placement over its --peers, which did not change before membership changes
+ * existed. Fills ids[0..*n) and *layout (1: cluster/layout.h, 0: rendezvous). */
+static int founders_file(const char *dir, const uint64_t *peers, size_t npeers, uint64_t *ids,
+                         size_t *n, int *layout, char **errmsg)
+{
+    char buf[512];
+    int rc = read_line_file(dir, "founders", buf, sizeof(buf), errmsg);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        size_t len = 0;
+        *layout = !has_raft_state(dir);
+        len += (size_t)snprintf(buf, sizeof(buf), "%s ", *layout ? "layout" : "rendezvous");
+        for (size_t i = 0; i < npeers && len < sizeof(buf); i++)
+            len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%llu", i ? "," : "",
+                                    (unsigned long long)peers[i]);
+        if (len + 2 > sizeof(buf))
+            return -QERR_INVAL;
+        strcat(buf, "\n");
+        rc = write_small_file(dir, "founders", buf, errmsg);
+        if (rc < 0)
+            return rc;
     }
+    char *p = buf;
+    *layout = !strncmp(p, "layout ", 7);
+    p += *layout ? 7 : !strncmp(p, "rendezvous ", 11) ? 11 : 0;
+    *n = 0;
+    int ok = p != buf;
+    while (ok && *n < LAYOUT_MAX_MEMBERS) {
+        char *end;
+        errno = 0;
+        unsigned long long v = *p >= '0' && *p <= '9' ? strtoull(p, &end, 10) : 0;
+        ok = !errno && v >= 1 && v <= NODE_ID_MAX;
+        for (size_t i = 0; ok && i < *n; i++)
+            ok = ids[i] != v;
+        if (!ok)
+            break;
+        ids[(*n)++] = v;
+        p = end;
+        if (*p != ',')
+            break;
+        p++;
+    }
+    if (!ok || strcmp(p, "\n") != 0)
+        return asprintf(errmsg, "%s/founders: not a founding member list", dir) < 0
+               ? -QERR_NOMEM : -QERR_CORRUPT;
     return 0;
 }
 
@@ -866,6 +955,21 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
                       errmsg);
     if (rc == 0)
         rc = cluster_id_file(opts->data_dir, &n->cluster_id, &join, errmsg);
+    /* a founding member's boot lists come from its founders file, whatever --peers says now */
+    uint64_t fids[LAYOUT_MAX_MEMBERS];
+    size_t nf = 0;
+    int by_layout = 1;
+    if (rc == 0 && !join)
+        rc = founders_file(opts->data_dir, ids, opts->n_peers, fids, &nf, &by_layout, errmsg);
+    if (rc == 0 && !join) {
+        int self_founder = 0;
+        for (size_t i = 0; i < nf; i++)
+            self_founder |= fids[i] == opts->id;
+        if (!self_founder)
+            rc = asprintf(errmsg, "%s/founders does not list node %llu: this directory is "
+                          "another node's", opts->data_dir, (unsigned long long)opts->id) < 0
+                 ? -QERR_NOMEM : -QERR_INVAL;
+    }
     if (rc < 0)
         return rc;
     group_raft_config_t rc_cfg = {
@@ -886,17 +990,22 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
     };
     rc = group_node_open(&rc_cfg, &n->gnode, errmsg);
     const uint32_t R = n->nreplicas;
-    /* the lists a first start founds with (a later one ignores them): R voters, or every
-     * peer when a restart is given fewer peers than R */
-    const uint32_t RB = R < opts->n_peers ? R : (uint32_t)opts->n_peers;
+    /* the founding lists: R voters by the founders' placement (every founder when there are
+     * fewer, which check_layout refuses at a first start), the other founders learners */
+    const uint32_t RB = R < nf ? R : (uint32_t)nf;
     uint64_t *targets = calloc((size_t)n->nshards * R + R, sizeof(*targets));
     n->groups = calloc(n->nshards, sizeof(*n->groups));
     if (rc == 0 && (!targets || !n->groups))
         rc = -QERR_NOMEM;
-    if (rc == 0 && !join && layout_plan(n->nshards, RB, ids, opts->n_peers, targets) < 0)
+    if (rc == 0 && !join && by_layout && layout_plan(n->nshards, RB, fids, nf, targets) < 0)
         rc = -QERR_INVAL;
+    for (uint32_t k = 0; rc == 0 && !join && !by_layout && k < n->nshards; k++) {
+        uint64_t order[LAYOUT_MAX_MEMBERS];     /* the placement of builds before the layout */
+        replicas_for_shard(k, fids, nf, nf, order);
+        memcpy(targets + (size_t)k * RB, order, RB * sizeof(*order));
+    }
     for (uint32_t k = 0; rc == 0 && k < n->nshards; k++) {
-        rc = add_group(n, k, targets + (size_t)k * RB, RB, ids, opts->n_peers, join,
+        rc = add_group(n, k, targets + (size_t)k * RB, RB, fids, nf, join,
                        &state_sm_ops, n->shards[k].st, &n->shards[k].group, errmsg);
         n->groups[k] = n->shards[k].group;
     }
@@ -907,8 +1016,8 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
     if (rc == 0) {
         uint64_t *mv = targets + (size_t)n->nshards * R;
         if (!join)
-            replicas_for_shard(META_GROUP, ids, opts->n_peers, RB, mv);
-        rc = add_group(n, META_GROUP, mv, RB, ids, opts->n_peers, join, &meta_sm_ops, n->meta,
+            replicas_for_shard(META_GROUP, fids, nf, RB, mv);
+        rc = add_group(n, META_GROUP, mv, RB, fids, nf, join, &meta_sm_ops, n->meta,
                        &n->meta_group, errmsg);
     }
     free(targets);
@@ -920,9 +1029,13 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
             .cluster_id = n->cluster_id, .log = mover_line, .log_ctx = n,
         };
         mover_t *m;
+        char why[200];
         rc = mover_new(&mc, &m);
         if (rc == 0)
             __atomic_store_n(&n->mover, m, __ATOMIC_RELEASE);
+        if (rc == 0 && mover_mismatch(m, why, sizeof(why)))
+            rc = asprintf(errmsg, "%s (the member record says so)", why) < 0 ? -QERR_NOMEM
+                                                                           : -QERR_INVAL;
     }
     if (rc == 0)
         rc = group_node_set_admin(n->gnode, admin_request, n);
@@ -1015,7 +1128,18 @@ static void meta_changed(void *arg, const meta_sm_t *sm)
 {
     node_t *n = arg;
     (void)sm;
-    mover_record_changed(__atomic_load_n(&n->mover, __ATOMIC_ACQUIRE));
+    mover_t *m = __atomic_load_n(&n->mover, __ATOMIC_ACQUIRE);
+    mover_record_changed(m);
+    /* a node started with another --shards or --replicas than the cluster's (a joining one
+     * learns the cluster's here) would route files to other shards than its peers: it
+     * stops (SIGTERM: the mount's clean unmount), once */
+    char why[200];
+    if (m && mover_mismatch(m, why, sizeof(why)) &&
+        !__atomic_exchange_n(&n->layout_stop, 1, __ATOMIC_RELAXED)) {
+        fprintf(stderr, "quorumfs: error: %s; stopping (start it with the cluster's values)\n",
+                why);
+        raise(SIGTERM);
+    }
 }
 
 /* Whether every group would still have a target voter that is not drained once id is too. */
@@ -1125,8 +1249,9 @@ int node_member_remove(node_t *n, uint64_t id)
         return -ENOENT;
     if (state == META_LEAVING)
         return 0;
-    if (active < n->nreplicas)
-        return -EBUSY;             /* the shards would have fewer members than voters */
+    if (state == META_ACTIVE && active < n->nreplicas)
+        return -EBUSY;             /* the shards would have fewer members than voters (the
+                                      record's apply judges it again, in log order) */
     meta_cmd_t c = { 0 };
     int rc = meta_cmd_set_state(&c, id, META_LEAVING);
     return rc < 0 ? node_errno(rc) : propose_meta(n, &c);
@@ -1299,11 +1424,13 @@ static void teardown(node_t *n)
     n->stop = 1;                  /* no new administration request starts */
     pthread_mutex_unlock(&n->mu);
     admin_wait(n);
-    mover_free(n->mover);         /* before the groups it changes close */
+    mover_stop(n->mover);         /* before the groups it changes close; the meta group's
+                                     last applies may still call mover_record_changed */
     if (n->gnode)
         group_node_close(n->gnode);   /* frees every shard's group */
     else if (n->shards)
         group_close(n->shards[0].group);
+    mover_free(n->mover);
     for (int ns = NS__COUNT - 1; ns > 0; ns--) {
         void *ctx = node_front(n, ns);
         __atomic_store_n(&n->front[ns], NULL, __ATOMIC_RELEASE);

@@ -71,15 +71,52 @@ echo "on-5" >"${M[5]}/cache/from5" 2>/dev/null
 checke new-node-writes '[ "$(cat "${M[1]}/cache/from5" 2>/dev/null)" = on-5 ]'
 wait_for 20 more_ok $(( $(completed) + 200 )) && ok served-while-growing || not_ok served-while-growing "$(completed) ops"
 
-# ---- 5 -> 3: an original node and a new one
-for n in 1 4; do
-    out=$(REMOVE_TIMEOUT_MS=90000 timeout 120 "$CL" remove "$n" --dir "$C" 2>&1); rc=$?
-    checke "remove-node-$n" '[ $rc = 0 ]' || { note "$out"; keep; }
+# ---- a member added but never started stays joining (no voter seat, no leadership), and
+# can be removed
+IDLE_PORT=$(cluster_ports 1)
+out=$(timeout 30 "$QUORUMFS" cluster add "7=127.0.0.1:$IDLE_PORT" --cluster "${A[2]}" 2>&1)
+checke add-never-started '[[ $out == *"--join"* ]]' || note "$out"
+sleep 3
+checke never-started-stays-joining 'grep -q "^7 .* joining" "${M[2]}/.cluster/members"' ||
+    note "$(cat "${M[2]}/.cluster/members")"
+out=$(timeout 60 "$QUORUMFS" cluster remove 7 --cluster "${A[2]}" 2>&1)
+checke remove-never-started '[[ $out == *"has left"* ]]' || note "$out"
+
+# ---- a new node started with another --replicas than the cluster's stops with an error
+out=$(timeout 30 "$QUORUMFS" cluster add "8=127.0.0.1:$IDLE_PORT" --cluster "${A[2]}" 2>&1)
+join=$(sed -n 's/.*--join \([0-9a-f]*\).*/\1/p' <<<"$out" | head -1)
+mkdir -p "$T/n8/mnt" "$T/n8/data"
+"$QUORUMFS" mount "$T/n8/mnt" --foreground --data "$T/n8/data" --id 8 --listen "127.0.0.1:$IDLE_PORT" \
+    --peers "$(grep '^PEERS=' "$C/cluster.env" | cut -d= -f2-),8=127.0.0.1:$IDLE_PORT" \
+    --join "$join" --shards 16 --replicas 2 >"$T/n8.log" 2>&1 &
+n8=$!
+wait_for 60 pid_gone "$n8" && ok wrong-replicas-stops || { not_ok wrong-replicas-stops "still running"; kill -9 "$n8"; }
+checke wrong-replicas-says-why 'grep -q "the cluster with --shards 16 --replicas 3" "$T/n8.log"' ||
+    note "$(tail -5 "$T/n8.log")"
+fusermount3 -uz "$T/n8/mnt" 2>/dev/null
+out=$(timeout 60 "$QUORUMFS" cluster remove 8 --cluster "${A[2]}" 2>&1)
+checke remove-stopped-joiner '[[ $out == *"has left"* ]]' || note "$out"
+
+# ---- 5 -> 3: three removes at once (asked of three nodes), of an original node and two new
+# ones: the record takes them in log order and refuses the one that would leave fewer active
+# members than replicas; the two others leave
+declare -A RM_RC
+for n in 1 4 5; do
+    ( REMOVE_TIMEOUT_MS=90000 timeout 120 "$CL" remove "$n" --dir "$C" >"$T/rm$n.out" 2>&1; echo $? >"$T/rm$n.rc" ) &
 done
+wait_for 150 sh -c "[ -s '$T/rm1.rc' ] && [ -s '$T/rm4.rc' ] && [ -s '$T/rm5.rc' ]"
+gone=() kept=()
+for n in 1 4 5; do
+    RM_RC[$n]=$(cat "$T/rm$n.rc" 2>/dev/null)
+    if [ "${RM_RC[$n]}" = 0 ]; then gone+=("$n"); else kept+=("$n"); fi
+done
+checke two-of-three-removes '[ ${#gone[@]} = 2 ] && [ ${#kept[@]} = 1 ] && grep -q "refused" "$T/rm${kept[0]}.out"' ||
+    note "rc: 1=${RM_RC[1]} 4=${RM_RC[4]} 5=${RM_RC[5]}; $(cat "$T"/rm*.out | tr '\n' ' ')"
+K=${kept[0]:-5}
 wait_for 60 settled 3 2 && ok shrunk-to-3-settled || { not_ok shrunk-to-3-settled "$(plan 2)"; keep; }
 counts_within 2 16 16 5 6 && ok three-balanced || { not_ok three-balanced "$(plan 2)"; keep; }
-checke removed-not-listed '! grep -q -E "^(1|4) " "${M[3]}/.cluster/members"'
-checke old-data-after '[ "$(cat "${M[5]}/cache/pre12" 2>/dev/null)" = before-12 ] && [ "$(cat "${M[3]}/cache/from5" 2>/dev/null)" = on-5 ]'
+checke removed-not-listed '! grep -q -E "^(${gone[0]:-x}|${gone[1]:-x}) " "${M[3]}/.cluster/members"'
+checke old-data-after '[ "$(cat "${M[$K]}/cache/pre12" 2>/dev/null)" = before-12 ] && [ "$(cat "${M[3]}/cache/from5" 2>/dev/null)" = on-5 ]'
 wait_for 20 more_ok $(( $(completed) + 200 )) && ok served-while-shrinking || not_ok served-while-shrinking "$(completed) ops"
 
 # ---- the verdict on the history

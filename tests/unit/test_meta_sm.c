@@ -123,6 +123,12 @@ static int found(fx_t *f, uint64_t cid, uint32_t n, const uint64_t *ids, const c
     return ap(f, meta_cmd_found(&c, cid, n, ids, a), &c);
 }
 
+static int set_layout(fx_t *f, uint32_t shards, uint32_t replicas)
+{
+    meta_cmd_t c;
+    return ap(f, meta_cmd_set_layout(&c, shards, replicas), &c);
+}
+
 static int add(fx_t *f, uint64_t id, const char *addr)
 {
     meta_cmd_t c;
@@ -736,7 +742,7 @@ static int script(fx_t *f)
     rc |= add(f, 9, "n9.example:7100") | add(f, 1, "n1:7000") | add(f, 4, "n4:7000");
     rc |= set_inc(f, 9, 0x1111) | set_inc(f, 3, 0x3333) | set_state(f, 9, META_ACTIVE);
     rc |= drain(f, 5, 1) | set_state(f, 4, META_LEAVING) | rm(f, 4) | drain(f, 1, 1);
-    rc |= set_state(f, 1, META_ACTIVE) | drain(f, 1, 0);
+    rc |= set_state(f, 1, META_ACTIVE) | drain(f, 1, 0) | set_layout(f, 16, 3);
     return rc;
 }
 
@@ -757,14 +763,20 @@ TEST(same_commands_give_the_same_snapshot_bytes)
     /* The stream is what docs/META.md says: header, then members in id order. */
     CHECK_EQ(le_get32(ra), META_SNAP_VERSION);
     CHECK_EQ(le_get64(ra + 4), 0x1234567890ull);
-    CHECK_EQ(le_get64(ra + 12), 13);
+    CHECK_EQ(le_get64(ra + 12), 14);
     CHECK_EQ(le_get32(ra + 20), 5);
-    CHECK_EQ(le_get64(ra + 24), 1);
+    CHECK_EQ(le_get32(ra + 24), 16);         /* the layout */
+    CHECK_EQ(le_get32(ra + 28), 3);
+    CHECK_EQ(le_get64(ra + 32), 1);
     /* A restored record: same view, same bytes, and the hook fired once. */
     char log[512];
     CHECK_EQ(restore_bytes(c.sm, ra, la, log, sizeof(log)), 0);
     CHECK_EQ(c.calls, 1);
-    CHECK_EQ(c.seen_version, 13);
+    CHECK_EQ(c.seen_version, 14);
+    meta_view_t vl;
+    CHECK_EQ(meta_sm_copy(c.sm, &vl), 0);
+    CHECK(vl.shards == 16 && vl.replicas == 3);
+    meta_view_free(&vl);
     meta_sm_check(c.sm);
     meta_view_t va, vc;
     CHECK_EQ(meta_sm_copy(a.sm, &va), 0);
@@ -787,7 +799,7 @@ TEST(same_commands_give_the_same_snapshot_bytes)
     fx_t e;
     fx_init(&e);
     uint8_t *re = snap(e.sm, &lc, NULL, NULL);
-    CHECK(re && lc == 24);
+    CHECK(re && lc == 32);
     CHECK_EQ(restore_bytes(c.sm, re, lc, log, sizeof(log)), 0);
     CHECK_EQ(c.calls, 3);
     CHECK_EQ(meta_sm_copy(c.sm, &vc), 0);
@@ -816,7 +828,7 @@ typedef struct edit {
 
 TEST(restore_refuses_edited_snapshots)
 {
-    /* Members 1 (a:1), 2 (b:1), 3 (c:1): each record is 19 + 3 bytes from offset 24. */
+    /* Members 1 (a:1), 2 (b:1), 3 (c:1): each record is 19 + 3 bytes from offset 32. */
     fx_t f;
     fx_init(&f);
     uint64_t ids[] = { 1, 2, 3 };
@@ -824,10 +836,12 @@ TEST(restore_refuses_edited_snapshots)
     CHECK_EQ(found(&f, CID, 3, ids, addrs), 0);
     size_t n;
     uint8_t *raw = snap(f.sm, &n, NULL, NULL);
-    CHECK(raw && n == 24 + 3 * 22);
-#define M(i) (24 + 22 * (size_t)(i))
+    CHECK(raw && n == 32 + 3 * 22);
+#define M(i) (32 + 22 * (size_t)(i))
     const edit_t edits[] = {
-        { 0, 4, 2, -QERR_FORMAT, "unknown version 2" },
+        { 0, 4, 3, -QERR_FORMAT, "unknown version 3" },
+        { 24, 4, 4, -QERR_CORRUPT, "layout out of range" },        /* shards without R */
+        { 28, 4, 2, -QERR_CORRUPT, "layout out of range" },        /* R without shards */
         { 0, 4, 0, -QERR_FORMAT, "unknown version 0" },
         { 4, 8, 0, -QERR_CORRUPT, "changes recorded before the cluster was founded" },
         { 12, 8, 0, -QERR_CORRUPT, "a founded cluster at version 0" },
@@ -888,6 +902,19 @@ TEST(restore_refuses_edited_snapshots)
     fx_init(&d);
     CHECK_EQ(restore_bytes(d.sm, longer, n + 1, log2, sizeof(log2)), -QERR_CORRUPT);
     meta_sm_free(d.sm);
+    /* A version 1 stream (no layout) restores, with no layout. */
+    uint8_t *v1 = malloc(n - 8);
+    memcpy(v1, raw, 24);
+    memcpy(v1 + 24, raw + 32, n - 32);
+    v1[0] = 1;
+    fx_init(&d);
+    CHECK_EQ(restore_bytes(d.sm, v1, n - 8, log, sizeof(log)), 0);
+    meta_view_t v1v;
+    CHECK_EQ(meta_sm_copy(d.sm, &v1v), 0);
+    CHECK(v1v.n == 3 && v1v.shards == 0 && v1v.replicas == 0);
+    meta_view_free(&v1v);
+    meta_sm_free(d.sm);
+    free(v1);
     /* The untouched stream restores. */
     fx_init(&d);
     CHECK_EQ(restore_bytes(d.sm, raw, n, log, sizeof(log)), 0);
@@ -968,6 +995,51 @@ TEST(apply_without_a_result_and_without_a_hook)
     meta_sm_free(NULL);
 }
 
+TEST(layout_is_set_once_and_bounds_members_and_leaves)
+{
+    fx_t f;
+    fx_init(&f);
+    CHECK_EQ(set_layout(&f, 8, 2), -ENOTCONN);                /* before FOUND */
+    CHECK_EQ(found3(&f), 0);
+    CHECK_EQ(set_layout(&f, 0, 2), -EINVAL);
+    CHECK_EQ(set_layout(&f, 8, 0), -EINVAL);
+    CHECK_EQ(set_layout(&f, 8, 17), -EINVAL);
+    CHECK_EQ(set_layout(&f, 70000, 2), -EINVAL);
+    int calls = f.calls;
+    CHECK_EQ(set_layout(&f, 8, 2), 0);
+    CHECK_EQ(f.calls, calls + 1);
+    CHECK_EQ(set_layout(&f, 8, 2), 0);                        /* the same: no change */
+    CHECK_EQ(f.calls, calls + 1);
+    CHECK_EQ(set_layout(&f, 8, 3), -EALREADY);                /* fixed at founding */
+    CHECK_EQ(set_layout(&f, 16, 2), -EALREADY);
+    /* 3 active, R = 2: one may leave, not two (in log order, whoever asked) */
+    CHECK_EQ(set_state(&f, IDS3[0], META_LEAVING), 0);
+    CHECK_EQ(set_state(&f, IDS3[1], META_LEAVING), -EBUSY);
+    CHECK_EQ(set_state(&f, IDS3[1], META_JOINING), -EBUSY);   /* not active either */
+    /* a joining member may leave whatever the count */
+    CHECK_EQ(add(&f, 40, "n40:1"), 0);
+    CHECK_EQ(set_state(&f, 40, META_LEAVING), 0);
+    CHECK_EQ(set_state(&f, IDS3[0], META_ACTIVE), 0);         /* back */
+    CHECK_EQ(set_state(&f, IDS3[1], META_LEAVING), 0);
+    /* at most 16 members with a layout */
+    char a[32];
+    for (uint64_t id = 100; id < 100 + 16; id++) {
+        snprintf(a, sizeof(a), "m%llu:1", (unsigned long long)id);
+        int rc = add(&f, id, a);
+        meta_view_t v;
+        CHECK_EQ(meta_sm_copy(f.sm, &v), 0);
+        uint32_t n = v.n;
+        meta_view_free(&v);
+        CHECK_EQ(rc, n - (rc == 0) < 16 ? 0 : -ENOSPC);
+    }
+    meta_view_t v;
+    CHECK_EQ(meta_sm_copy(f.sm, &v), 0);
+    CHECK_EQ(v.n, 16);
+    meta_view_free(&v);
+    meta_sm_check(f.sm);
+    meta_sm_free(f.sm);
+}
+
 int main(void)
 {
     if (!mkdtemp(base)) {
@@ -990,6 +1062,7 @@ int main(void)
     RUN(restore_refuses_edited_snapshots);
     RUN(readers_on_another_thread_see_whole_records);
     RUN(apply_without_a_result_and_without_a_hook);
+    RUN(layout_is_set_once_and_bounds_members_and_leaves);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
     if (system(cmd) != 0)
