@@ -14,7 +14,7 @@ else not_ok help "rc $rc, output: $(head -c 300 <<<"$out")"; fi
 
 # --help names every namespace (and says which are served) and every option.
 missing=""
-for w in cache/ config/ queues/ locks/ jobs/ logs/ search/ services/ .cluster/ "not built yet" \
+for w in cache/ config/ queues/ locks/ jobs/ logs/ search/ services/ .cluster/ \
          served --data --foreground -f -o --log-level --cache-max-bytes --snapshot-bytes \
          --help --version data= log_level= cache_max_bytes= snapshot_bytes= \
          default_permissions allow_other nosuid _netdev fstab; do
