@@ -58,8 +58,10 @@ wait_for 30 sh -c "[ \"\$(awk -v id=$best '\$1 == id { for (i = 1; i < NF; i++) 
 checke undrained-not-marked '! drained_on "$best" 1'
 
 # draining every voter of a shard is refused (someone must lead); the others are kept
+o2=
 o1=$("$QUORUMFS" cluster drain 1 --no-wait --cluster "${A[3]}" 2>&1) && o2=$("$QUORUMFS" cluster drain 2 --no-wait --cluster "${A[3]}" 2>&1)
-checke drain-two-of-three '[ $? = 0 ]' || note "$o1 / $o2"
+rc=$?
+checke drain-two-of-three '[ $rc = 0 ]' || note "$o1 / $o2"
 out=$("$QUORUMFS" cluster drain 3 --cluster "${A[3]}" 2>&1); rc=$?
 checke drain-last-voter-refused '[ $rc = 1 ] && [[ $out == *"no voter left"* ]]' || note "rc $rc: $out"
 "$QUORUMFS" cluster undrain 1 --cluster "${A[3]}" >/dev/null 2>&1 && "$QUORUMFS" cluster undrain 2 --cluster "${A[3]}" >/dev/null 2>&1 ||

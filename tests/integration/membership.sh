@@ -120,14 +120,7 @@ checke old-data-after '[ "$(cat "${M[$K]}/cache/pre12" 2>/dev/null)" = before-12
 wait_for 20 more_ok $(( $(completed) + 200 )) && ok served-while-shrinking || not_ok served-while-shrinking "$(completed) ops"
 
 # ---- the verdict on the history
-kill -TERM "$rec" 2>/dev/null
-if wait_for 45 pid_gone "$rec"; then
-    wait "$rec"; rc=$?
-    checke recorder-exit '[ $rc = 0 ]' || note "$(cat "$T/histrec.err")"
-else
-    not_ok recorder-exit "histrec still running 45 s after SIGTERM"
-    kill -9 "$rec" 2>/dev/null
-fi
+stop_recorder "$rec" histrec
 out=$(timeout 120 "$LINCHECK" --min-writes 300 --min-reads 300 "$T/hist" 2>&1); rc=$?
 while IFS= read -r l; do echo "# $l"; done <<<"$out"
 case $rc in
