@@ -944,8 +944,8 @@ static void jb_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 
 static void start_here(jfront_t *jf, uint32_t k, uint64_t job_id, uint64_t n);
 
-/* A write to `run` starts a run now; to a setting, adds to this open's save (checked when
- * it ends with a newline, published at close or fsync). */
+/* A write to `run` starts a run now; to a setting, adds to this open's save (checked at
+ * the write, published at close or fsync). */
 static void jb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
@@ -976,7 +976,10 @@ static void jb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
                 fh->wlen = (size_t)(o + size);
             fh->dirty = 1;
             const char *why;
-            if (fh->wlen && fh->wbuf[fh->wlen - 1] == '\n' &&
+            /* checked at write() (bash's echo and printf report no error of close()):
+             * the value so far, for the small settings at every write, for cmd once it
+             * ends with a newline */
+            if (fh->wlen && (fh->kind != K_CMD || fh->wbuf[fh->wlen - 1] == '\n') &&
                 jobs_setting_check(fh->kind - K_CMD + 1, fh->wbuf, fh->wlen, &why) < 0) {
                 fprintf(stderr, "quorumfs: jobs/%s/%s: %s\n", fh->job, job_files[fh->kind],
                         why ? why : "invalid");

@@ -36,6 +36,12 @@ expect_errno bad-every EINVAL write "$J/hello/schedule" $'lit:@every 10\n'
 expect_errno bad-concurrency EINVAL write "$J/hello/concurrency" $'lit:sometimes\n'
 expect_errno bad-timeout EINVAL write "$J/hello/timeout" $'lit:-3\n'
 expect_errno bad-retries EINVAL write "$J/hello/retries" $'lit:99\n'
+# (bash's printf reports an error of write(), not of close(): the check is at the write)
+if printf bogus 2>/dev/null >"$J/hello/schedule"; then
+    not_ok bad-schedule-fails-printf "printf bogus > schedule exited 0"
+else
+    ok bad-schedule-fails-printf
+fi
 check bad-values-not-kept [ "$(cat "$J/hello/schedule")" = "" ]
 expect_errno status-read-only EACCES write "$J/hello/status" lit:x
 expect_errno runs-read-only EPERM mkdir "$J/hello/runs/9"
