@@ -49,6 +49,7 @@ enum jkind {
     K_RUN, K_STATUS, K_EVENTS, K_RUNS,
     K_RDIR, K_STDOUT, K_STDERR, K_EXIT, K_NODE, K_STARTED, K_FINISHED, K_STATE, K_TICK,
     K_ATTEMPT,
+    K_EVREV,                            /* .events@<rev>: the run bits hold rev mod 2^23 */
 };
 #define KIND_BITS 5
 #define RUN_BITS 23
@@ -193,7 +194,7 @@ static int find_run_cb(void *arg, const run_view_t *v)
 static int resolve_locked(const state_t *st, fuse_ino_t ino, jref_t *r)
 {
     int kind = ino_kind(ino);
-    if (kind <= K_ROOT || kind > K_ATTEMPT)
+    if (kind <= K_ROOT || kind > K_EVREV)
         return -ENOENT;
     if (jobs_sm_get_id(st, ino_job(ino), &r->j) < 0)
         return -ENOENT;
@@ -337,7 +338,8 @@ static int attr_of(jfront_t *jf, fuse_ino_t ino, struct stat *s)
     char *text = NULL;
     pthread_rwlock_rdlock(&st->lock);
     int rc = resolve_locked(st, ino, &r);
-    if (rc == 0 && kind >= K_CMD && kind != K_EVENTS && kind != K_RUNS && kind != K_RDIR &&
+    if (rc == 0 && kind >= K_CMD && kind != K_EVENTS && kind != K_EVREV && kind != K_RUNS &&
+        kind != K_RDIR &&
         !(text = render(st, kind, &r, &len)))
         rc = -ENOMEM;
     if (rc == 0 && (kind == K_STDOUT || kind == K_STDERR))
@@ -390,12 +392,16 @@ static int do_lookup(jfront_t *jf, fuse_ino_t parent, const char *name,
         e->ino = mkino(k, v.id, 0, K_JOB);
     } else if (pk == K_JOB) {
         int kind = -1;
+        uint64_t rev = 0;
         for (int i = K_CMD; i <= K_RUNS; i++)
             if (strcmp(name, job_files[i]) == 0)
                 kind = i;
+        if (kind < 0 && len > 8 && memcmp(name, ".events@", 8) == 0 &&
+            names_parse_uint(name + 8, len - 8, INT64_MAX, &rev) == 0 && name[len - 1] != '\n')
+            kind = K_EVREV;
         if (kind < 0)
             return -ENOENT;
-        e->ino = mkino(ino_shard(parent), ino_job(parent), 0, kind);
+        e->ino = mkino(ino_shard(parent), ino_job(parent), rev, kind);
     } else if (pk == K_RUNS) {
         uint64_t n;
         if (names_parse_uint(name, len, RUN_MASK, &n) < 0 || n == 0)
@@ -760,7 +766,10 @@ static void watch_close(jwatch_t *w)
 }
 
 /* A watch of job `job` on shard k from its newest event on. */
-static int watch_open(jfront_t *jf, uint32_t k, uint64_t job, jwatch_t **out)
+/* A watch of job `job` on shard k after revision `after` (UINT64_MAX: from now; else, of
+ * .events@<rev>, known by its low RUN_BITS only: the newest revision not above the job's
+ * that has them). -ESTALE when events after it were dropped. */
+static int watch_open(jfront_t *jf, uint32_t k, uint64_t job, uint64_t after, jwatch_t **out)
 {
     jwatch_t *w = calloc(1, sizeof(*w));
     if (!w || !(w->buf = malloc(BATCH_BYTES))) {
@@ -774,7 +783,14 @@ static int watch_open(jfront_t *jf, uint32_t k, uint64_t job, jwatch_t **out)
     job_view_t v;
     pthread_rwlock_rdlock(&st->lock);
     int rc = jobs_sm_get_id(st, job, &v);
-    w->cursor = v.rev;
+    if (rc == 0 && after != UINT64_MAX) {
+        after = v.rev - ((v.rev - after) & RUN_MASK);
+        if (after > v.rev)
+            after = v.rev;              /* a revision to come: from now */
+        if (jobs_events_stale(st, job, after))
+            rc = -ESTALE;
+    }
+    w->cursor = after == UINT64_MAX ? v.rev : after;
     if (rc == 0) {
         pthread_mutex_lock(&jf->wmu);
         watch_link(jf, w);
@@ -832,7 +848,8 @@ static int do_open(jfront_t *jf, fuse_ino_t ino, int flags, jfh_t **out)
         if (!(fh->job = strdup(r.j.name)))
             rc = -ENOMEM;
     }
-    if (rc == 0 && kind != K_EVENTS && !(fh->text = render(st, kind, &r, &fh->tlen)))
+    if (rc == 0 && kind != K_EVENTS && kind != K_EVREV &&
+        !(fh->text = render(st, kind, &r, &fh->tlen)))
         rc = -ENOMEM;
     if (rc == 0 && (kind == K_STDOUT || kind == K_STDERR))
         fh->blob = blob_ref(r.r.out[kind - K_STDOUT]);
@@ -847,8 +864,9 @@ static int do_open(jfront_t *jf, fuse_ino_t ino, int flags, jfh_t **out)
             memcpy(fh->wbuf, fh->text, fh->wlen);
         }
     }
-    if (rc == 0 && kind == K_EVENTS)
-        rc = watch_open(jf, fh->shard, fh->job_id, &fh->w);
+    if (rc == 0 && (kind == K_EVENTS || kind == K_EVREV))
+        rc = watch_open(jf, fh->shard, fh->job_id, kind == K_EVREV ? ino_run(ino) : UINT64_MAX,
+                        &fh->w);
     if (rc < 0) {
         fh_free(fh);
         return rc;

@@ -107,6 +107,12 @@ echo >"$J/ev/run"
 checke events-start-end 'wait_for 15 grep -q "^2 end ev 1 ok 0$" "$T/ev.out"' || note "$(cat "$T/ev.out")"
 check events-start-line grep -q "^1 start ev 1 [^ ]" "$T/ev.out"
 kill "$evp" 2>/dev/null; wait "$evp" 2>/dev/null
+# .events@REV: the events after REV, then it blocks as .events does
+timeout 2 cat "$J/ev/.events@1" >"$T/ev1.out" 2>&1
+check events-at-rev [ "$(cat "$T/ev1.out")" = "2 end ev 1 ok 0" ] || note "$(cat "$T/ev1.out")"
+timeout 2 cat "$J/ev/.events@0" >"$T/ev0.out" 2>&1
+check events-at-0 [ "$(wc -l <"$T/ev0.out")" = 2 ]
+expect_errno events-at-read-only EACCES write "$J/ev/.events@0" lit:x
 
 # ---- @every 1s over a bounded window: each tick run once, no duplicate, no gap
 mkdir "$J/tick"
