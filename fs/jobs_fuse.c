@@ -1719,15 +1719,25 @@ static void *jb_start(struct node *n)
     return jf;
 }
 
-static void jb_stop(void *ctx)
+/* node_quiesce, before this node's session ends and its groups close: every runner is
+ * orphaned (it proposes nothing more: a FINISH proposed after the groups closed crashed the
+ * daemon), kills its process group and ends; the runs end lost with the session, and are
+ * retried (docs/JOBS.md). No new run starts (stopping). */
+static void jb_quiesce(void *ctx)
 {
     jfront_t *jf = ctx;
     pthread_mutex_lock(&jf->ctx.mu);
-    jf->stopping = 1;                   /* runners kill their groups and end */
+    jf->stopping = 1;
     for (runner_t *r = jf->runners; r; r = r->next)
-        r->cancel = 1;
+        r->orphan = r->cancel = 1;
     pthread_mutex_unlock(&jf->ctx.mu);
     reap(jf, 1);
+}
+
+static void jb_stop(void *ctx)
+{
+    jfront_t *jf = ctx;
+    jb_quiesce(ctx);                    /* (a no-op when node_quiesce ran it) */
     pthread_mutex_lock(&jf->wmu);
     while (jf->watches) {
         jwatch_t *w = jf->watches;
@@ -1748,6 +1758,7 @@ static void jb_stop(void *ctx)
 const ns_front_t jobs_front = {
     .start = jb_start,
     .sweep = jb_sweep,
+    .quiesce = jb_quiesce,
     .stop = jb_stop,
     .deliver = jb_deliver,
     .fuse = &jobs_fuse,
