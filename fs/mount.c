@@ -1060,7 +1060,11 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
                 "with MAP_SHARED will give ENODEV\n", strerror(-io));
     if (ready)
         ready(ready_arg);
-    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+    /* the node may have asked to stop before the signal handlers were in place (a joining
+     * node started with the wrong layout): then the loop is not entered */
+    struct fuse_loop_config *cfg = node_serve_begin(node) ? NULL : fuse_loop_cfg_create();
+    if (node_stop_requested(node))
+        ret = 0;
     if (cfg) {
         /* Proposals block a worker until their commit: enough workers let concurrent
          * writers share one fsync (group commit). Blocking reads do not hold workers. */

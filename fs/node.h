@@ -160,6 +160,12 @@ int node_member_remove(node_t *n, uint64_t id);
 /* `quorumfs cluster rebalance --dry-run`: the moves the layout still asks for, as this node
  * sees the groups (malloc'ed text). Returns 0, -EOPNOTSUPP, -ENOMEM. */
 int node_rebalance_plan(node_t *n, char **text);
+/* The mount is about to serve (its SIGTERM handler in place): from now on a node that must
+ * stop (a joining node started with another --shards/--replicas than the cluster's) signals
+ * the thread that opened it. Returns 1 when it asked to stop already (then do not serve). */
+int node_serve_begin(node_t *n);
+/* Whether the node asked its mount to stop (it said why on stderr). */
+int node_stop_requested(node_t *n);
 /* Whether member id is drained, as this node applied the record. */
 int node_member_drained(node_t *n, uint64_t id);
 int node_member(node_t *n, size_t i, node_member_t *out);
