@@ -50,6 +50,8 @@ struct mover {
     uint64_t *tpeers;            /* the transport's peers as this mover knows them */
     size_t ntpeers;
     uint32_t next_group;         /* where the next round starts (fairness) */
+    int was_member;              /* the record listed this node once */
+    int said_removed;
 };
 
 static group_t *group_at(const mover_t *m, uint32_t gi)
@@ -362,6 +364,9 @@ static step_t decide(const mover_t *m, uint32_t gi, const mraft_group_status_t *
     for (size_t i = 0; i < s->nmembers && catchups < MOVER_CATCHUPS_MAX; i++)
         if (!role_in(c, s->members[i]))                                  /* 4 */
             return (step_t){ RAFT_CONF_ADD_LEARNER, s->members[i], 0 };
+    for (size_t i = 0; meta && i < s->nleaving; i++)    /* a leaving one that removed itself */
+        if (!role_in(c, s->leaving[i]))
+            return (step_t){ RAFT_CONF_ADD_LEARNER, s->leaving[i], 0 };
     return none;
 }
 
@@ -464,7 +469,10 @@ static int meta_duties(mover_t *m, const snap_t *s)
         if (x->state == META_JOINING && in_all == known && role_in(&ms->conf, x->id) &&
             caught_up(ms, x->id) && meta_cmd_set_state(&c, x->id, META_ACTIVE) == 0)
             done = propose_meta(m, &c, "activate", x->id);
-        else if (x->state == META_LEAVING && in_any == 0 && meta_cmd_remove(&c, x->id) == 0)
+        else if (x->state == META_LEAVING && in_any == 0 && x->id != m->cfg.self &&
+                 role_in(&ms->conf, x->id) != RAFT_VOTER &&
+                 role_in(&ms->applied_conf, x->id) != RAFT_VOTER &&
+                 meta_cmd_remove(&c, x->id) == 0)
             done = propose_meta(m, &c, "remove", x->id);
         else
             meta_cmd_free(&c);
@@ -523,8 +531,15 @@ static void sync_peers(mover_t *m, const snap_t *s)
                 say(m, "mover: peer %" PRIu64 " at %s added", x->id, x->addr);
         }
     }
+    mraft_group_status_t *ms = malloc(sizeof(*ms));
+    if (!ms || group_raft_status(m->cfg.meta_group, ms) < 0) {
+        free(ms);
+        return;
+    }
     for (size_t i = 0; i < m->ntpeers;) {
-        int member = 0;
+        /* a member dropped from the record stays a peer until the meta group no longer has
+         * it, so that it learns it was removed (it then says so and stops acting) */
+        int member = role_in(&ms->conf, m->tpeers[i]) || role_in(&ms->applied_conf, m->tpeers[i]);
         for (uint32_t j = 0; j < s->nall; j++)
             member |= s->all[j].id == m->tpeers[i];
         if (member) {
@@ -535,6 +550,7 @@ static void sync_peers(mover_t *m, const snap_t *s)
         say(m, "mover: peer %" PRIu64 " removed (no longer a member)", m->tpeers[i]);
         m->tpeers[i] = m->tpeers[--m->ntpeers];
     }
+    free(ms);
 }
 
 static void round_once(mover_t *m)
@@ -544,6 +560,18 @@ static void round_once(mover_t *m)
         return;
     if (s.nall)
         sync_peers(m, &s);
+    int self_member = 0;
+    for (uint32_t i = 0; i < s.nall; i++)
+        self_member |= s.all[i].id == m->cfg.self;
+    if (s.nall && !self_member && m->cfg.found + m->was_member > 0) {
+        if (!m->said_removed)
+            say(m, "this node is no longer a member of the cluster (it was removed): stop it; "
+                   "to bring the machine back, add it again with an empty data directory");
+        m->said_removed = 1;
+        snap_free(&s);
+        return;
+    }
+    m->was_member |= self_member;
     int leads_meta = group_is_leader(m->cfg.meta_group);
     if (!s.nall) {
         if (leads_meta && m->cfg.found)

@@ -127,6 +127,9 @@ struct node {
     group_t **groups;            /* [nshards]: the shards' groups, for the mover */
     mover_t *mover;              /* the record's members, layout and moves (cluster/mover.h) */
     int layout_stop;             /* atomic: a layout mismatch asked the mount to stop */
+    pthread_t opener;            /* the thread that opened the node, which then serves the
+                                    mount (woken by a signal to stop it) */
+    int serving, stop_asked;     /* atomic: node_serve_begin ran; the node must stop */
     int admins;                  /* administration requests being run (under mu) */
 };
 
@@ -850,8 +853,8 @@ static int cluster_id_file(const char *dir, uint64_t *id, int *join, char **errm
  * would silently move votes). A directory made before the file existed was founded with
  * rendezvous placement over its --peers, which did not change before membership changes
  * existed. Fills ids[0..*n) and *layout (1: cluster/layout.h, 0: rendezvous). */
-static int founders_file(const char *dir, const uint64_t *peers, size_t npeers, uint64_t *ids,
-                         size_t *n, int *layout, char **errmsg)
+static int founders_file(const char *dir, int had_cluster_id, const uint64_t *peers,
+                         size_t npeers, uint64_t *ids, size_t *n, int *layout, char **errmsg)
 {
     char buf[512];
     int rc = read_line_file(dir, "founders", buf, sizeof(buf), errmsg);
@@ -859,7 +862,9 @@ static int founders_file(const char *dir, const uint64_t *peers, size_t npeers, 
         return rc;
     if (rc == 0) {
         size_t len = 0;
-        *layout = !has_raft_state(dir);
+        /* builds that wrote cluster-id founded with the layout; earlier ones (no cluster-id)
+         * with rendezvous placement */
+        *layout = !has_raft_state(dir) || had_cluster_id;
         len += (size_t)snprintf(buf, sizeof(buf), "%s ", *layout ? "layout" : "rendezvous");
         for (size_t i = 0; i < npeers && len < sizeof(buf); i++)
             len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%llu", i ? "," : "",
@@ -953,6 +958,10 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
     n->cluster_id = opts->cluster_id;
     rc = check_layout(opts->data_dir, n->nshards, &n->nreplicas, (uint32_t)opts->n_peers,
                       errmsg);
+    char cidpath[4200];
+    struct stat cidst;
+    snprintf(cidpath, sizeof(cidpath), "%s/cluster-id", opts->data_dir);
+    int had_cluster_id = stat(cidpath, &cidst) == 0;
     if (rc == 0)
         rc = cluster_id_file(opts->data_dir, &n->cluster_id, &join, errmsg);
     /* a founding member's boot lists come from its founders file, whatever --peers says now */
@@ -960,7 +969,8 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
     size_t nf = 0;
     int by_layout = 1;
     if (rc == 0 && !join)
-        rc = founders_file(opts->data_dir, ids, opts->n_peers, fids, &nf, &by_layout, errmsg);
+        rc = founders_file(opts->data_dir, had_cluster_id, ids, opts->n_peers, fids, &nf,
+                           &by_layout, errmsg);
     if (rc == 0 && !join) {
         int self_founder = 0;
         for (size_t i = 0; i < nf; i++)
@@ -1021,6 +1031,24 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
                        &n->meta_group, errmsg);
     }
     free(targets);
+    /* until the cluster is founded, --peers must be the founding list (a typo at the first
+     * start would otherwise be kept in the founders file for good) */
+    meta_view_t rec = { 0 };
+    if (rc == 0 && !join && meta_sm_copy(n->meta, &rec) == 0 && !rec.cluster_id) {
+        int same = nf == opts->n_peers;
+        for (size_t i = 0; same && i < nf; i++) {
+            int found = 0;
+            for (size_t j = 0; j < opts->n_peers; j++)
+                found |= ids[j] == fids[i];
+            same = found;
+        }
+        if (!same)
+            rc = asprintf(errmsg, "--peers lists other node ids than the first start of %s did "
+                          "(see %s/founders), and the cluster was never formed: start with the "
+                          "same --peers, or with an empty data directory", opts->data_dir,
+                          opts->data_dir) < 0 ? -QERR_NOMEM : -QERR_INVAL;
+    }
+    meta_view_free(&rec);
     if (rc == 0) {
         mover_config_t mc = {
             .gnode = n->gnode, .self = opts->id, .nshards = n->nshards, .shards = n->groups,
@@ -1134,13 +1162,32 @@ static void meta_changed(void *arg, const meta_sm_t *sm)
      * learns the cluster's here) would route files to other shards than its peers: it
      * stops (SIGTERM: the mount's clean unmount), once */
     char why[200];
-    if (m && mover_mismatch(m, why, sizeof(why)) &&
-        !__atomic_exchange_n(&n->layout_stop, 1, __ATOMIC_RELAXED)) {
-        fprintf(stderr, "quorumfs: error: %s; stopping (start it with the cluster's values)\n",
-                why);
-        raise(SIGTERM);
+    if (!m || !mover_mismatch(m, why, sizeof(why)) ||
+        __atomic_exchange_n(&n->layout_stop, 1, __ATOMIC_RELAXED))
+        return;
+    meta_member_t me;
+    if (meta_sm_get(n->meta, n->opts.id, &me) == 0 && me.state != META_JOINING) {
+        /* a member serving already: its mover does nothing, health says why */
+        fprintf(stderr, "quorumfs: error: %s; this node moves no replica until restarted with "
+                "the cluster's values\n", why);
+        return;
     }
+    /* a joining node would route files to other shards than its peers: it stops, by the
+     * signal the mount's clean unmount answers, sent to the thread serving the mount (or,
+     * before it serves, by node_serve_begin's answer) */
+    fprintf(stderr, "quorumfs: error: %s; stopping (start it with the cluster's values)\n", why);
+    __atomic_store_n(&n->stop_asked, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&n->serving, __ATOMIC_SEQ_CST))
+        pthread_kill(n->opener, SIGTERM);
 }
+
+int node_serve_begin(node_t *n)
+{
+    __atomic_store_n(&n->serving, 1, __ATOMIC_SEQ_CST);
+    return __atomic_load_n(&n->stop_asked, __ATOMIC_SEQ_CST);
+}
+
+int node_stop_requested(node_t *n) { return __atomic_load_n(&n->stop_asked, __ATOMIC_SEQ_CST); }
 
 /* Whether every group would still have a target voter that is not drained once id is too. */
 static int drain_leaves_leaders(node_t *n, uint64_t id)
@@ -1463,6 +1510,7 @@ int node_open(const node_opts_t *opts, node_t **out, char **errmsg)
     pthread_cond_init(&n->cv, NULL);
     pthread_mutex_init(&n->space.mu, NULL);
     n->start_ms = node_now_ms();
+    n->opener = pthread_self();
     n->data_dir = strdup(opts->data_dir);
     n->opts = *opts;
     n->opts.data_dir = n->data_dir;
