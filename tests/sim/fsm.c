@@ -1,12 +1,15 @@
 /* tests/sim/fsm.c — the simulator's fs backend (smi_fs, tests/sim/smi.h): every replica is
  * the mount's real state machine (fs/state.h with all its namespaces: cache/, config/,
- * queues/, locks/ and the session table). A generator makes random but valid command
- * streams, with invalid and edge commands mixed in; the leader's sweeper proposes expiries
- * from its own state; snapshots are real snapshot files (cluster/snapshot.c, written and read
- * through tests/unit/statesnap.h) in a scratch directory. This is the only simulator file
- * that includes fs/ headers, so an fs/ API change touches the simulator here alone. */
+ * queues/, locks/, services/, search/, jobs/, logs/ and the session table). A generator makes
+ * random but valid command streams, with invalid and edge commands mixed in; the leader's
+ * sweeper proposes expiries, due job ticks, run starts and log trims from its own state;
+ * snapshots are real snapshot files (cluster/snapshot.c, written and read through
+ * tests/unit/statesnap.h) in a scratch directory, and every replica binds its own directory
+ * for logs/ segment files. This is the only simulator file that includes fs/ headers, so an
+ * fs/ API change touches the simulator here alone. */
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +21,12 @@
 #include "fs/cache.h"
 #include "fs/cmd.h"
 #include "fs/effects.h"
+#include "fs/jobs_sm.h"
 #include "fs/locks.h"
+#include "fs/logs_sm.h"
 #include "fs/ns_sm.h"
 #include "fs/queues.h"
+#include "fs/search_sm.h"
 #include "fs/services_sm.h"
 #include "fs/session_sm.h"
 #include "fs/state.h"
@@ -30,6 +36,9 @@
 #define HDR 16                 /* snapshot: u64 applied, u64 hash, then the snapshot file */
 #define NQ 4                   /* queues q0..q3 */
 #define NL 4                   /* locks l0..l3 */
+#define NI 3                   /* search/ indexes i0..i2 */
+#define NJ 3                   /* jobs j0..j2 */
+#define NG 3                   /* logs l0..l2 */
 #define RING 32
 
 /* ---------------------------------------------------------------------------------------- */
@@ -67,6 +76,49 @@ static const char *scratch_dir(void)
     }
     atexit(scratch_cleanup);
     return scratch;
+}
+
+/* Where the replicas' logs/ segment files go: one directory per process (made at the first
+ * use, removed with everything under it at exit), and in it one directory per state machine
+ * ever made, removed when the state machine is freed. */
+static char logs_root[256];
+static uint64_t logs_serial;
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void rm_tree(const char *path)
+{
+    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void logs_root_cleanup(void)
+{
+    rm_tree(logs_root);
+}
+
+/* A fresh directory name for one state machine's logs/ files (not created): 0 or -errno. */
+static int logs_dir(char *buf, size_t size)
+{
+    if (!logs_root[0]) {
+        const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
+        snprintf(logs_root, sizeof(logs_root), "%s/qfs-simlogs-XXXXXX",
+                 base && *base ? base : "/tmp");
+        if (!mkdtemp(logs_root)) {
+            int e = errno;
+            logs_root[0] = 0;
+            return -e;
+        }
+        atexit(logs_root_cleanup);
+    }
+    snprintf(buf, size, "%s/%llu", logs_root, (unsigned long long)++logs_serial);
+    return 0;
 }
 
 /* Installs snapshot file bytes in the scratch directory, the way a follower installs a
@@ -171,7 +223,15 @@ typedef struct fsrun {
     ring_t takes;              /* k = queue, a = handle id, b = session of a waiting take */
     struct { uint8_t q, len; uint64_t id; uint32_t count; char msg[24]; } pops[8];
     uint64_t npops;
+    ring_t jruns;              /* k = job, a = run number, b = session of a running run */
+    ring_t jpend;              /* k = job, a = run number of a pending run */
     uint8_t qlive[NQ], llive[NL];        /* created and not removed, as far as we know */
+    uint8_t ilive[NI], jlive[NJ];        /* search/ indexes declared, jobs made */
+    uint8_t sdocs[NI];                   /* search/: bit i: index has document d<i> */
+    uint8_t jcmd[NJ], jsched[NJ];        /* jobs: has a cmd, has a schedule */
+    uint64_t jhi[NJ];                    /* jobs: runs created (the newest run's number) */
+    uint64_t gid[NG], gend[NG];          /* logs: id (0: none known) and end offset */
+    uint64_t now_ms;                     /* the newest command time applied */
     uint8_t cache_dirs, conf_dirs;       /* bit i: cache_mk[i] / conf_mk[i] is a directory */
     int fresh;                 /* the command being applied is applied for the first time */
     int bug;                   /* SMI_FS_BUG_* planted in some replicas, or 0 */
@@ -236,8 +296,70 @@ static void *run_new(uint64_t seed, int bug, uint32_t shard)
 
 static void run_free(void *run) { free(run); }
 
+/* jobs/: the runs of job k that are running or pending, read from a state. */
+typedef struct jlearn {
+    fsrun_t *run;
+    uint8_t k;
+} jlearn_t;
+
+static int learn_run(void *arg, const run_view_t *v)
+{
+    jlearn_t *x = arg;
+    if (v->state == JR_RUNNING)
+        ring_add(&x->run->jruns, x->k, v->n, v->sid);
+    else if (v->state == JR_PENDING)
+        ring_add(&x->run->jpend, x->k, v->n, 0);
+    return 0;
+}
+
+/* What jobs/ and logs/ hold after a command applied for the first time, read from the state
+ * that applied it (its apply is deterministic, so any replica would say the same): each
+ * job's run count and its running and pending runs, each log's id and end. */
+static void learn_state(fsrun_t *run, state_t *st, uint8_t ns)
+{
+    char name[8];
+    pthread_rwlock_rdlock(&st->lock);
+    if (ns == NS_JOBS || ns == NS_LOCKS) {            /* a session's end loses its runs */
+        memset(&run->jruns, 0, sizeof(run->jruns));
+        memset(&run->jpend, 0, sizeof(run->jpend));
+        for (uint8_t k = 0; k < NJ; k++) {
+            job_view_t v;
+            snprintf(name, sizeof(name), "j%u", k);
+            run->jlive[k] = jobs_sm_get(st, name, strlen(name), &v) == 0;
+            if (!run->jlive[k])
+                continue;
+            run->jhi[k] = v.runs_total;
+            run->jcmd[k] = v.cmd[0] != 0;
+            run->jsched[k] = v.schedule[0] != 0;
+            jlearn_t x = { run, k };
+            jobs_sm_each_run(st, v.id, learn_run, &x);
+        }
+    } else if (ns == NS_SEARCH) {
+        for (int k = 0; k < NI; k++) {
+            snprintf(name, sizeof(name), "i%d", k);
+            const sindex_t *ix = search_sm_index(st, name);
+            run->sdocs[k] = 0;
+            for (int d = 0; ix && d < 6; d++) {
+                snprintf(name, sizeof(name), "d%d", d);
+                if (search_sm_doc(ix, name))
+                    run->sdocs[k] |= (uint8_t)(1u << d);
+            }
+        }
+    } else if (ns == NS_LOGS) {
+        for (int k = 0; k < NG; k++) {
+            log_view_t v;
+            snprintf(name, sizeof(name), "l%d", k);
+            int ok = logs_sm_get(st, name, strlen(name), &v) == 0;
+            run->gid[k] = ok ? v.id : 0;
+            run->gend[k] = ok ? v.end : 0;
+        }
+    }
+    pthread_rwlock_unlock(&st->lock);
+}
+
 /* Learns from a command applied for the first time: ids it handed out, what exists. */
-static void learn(fsrun_t *run, const void *cmd, size_t len, const sm_result_t *res)
+static void learn(fsrun_t *run, state_t *st, const void *cmd, size_t len,
+                  const sm_result_t *res)
 {
     cmdrd_t r;
     cmd_hdr_t h;
@@ -248,6 +370,19 @@ static void learn(fsrun_t *run, const void *cmd, size_t len, const sm_result_t *
         run->by_errno[-res->code < 135 ? -res->code : 135]++;
     if (!hdr || res->code != 0)
         return;
+    if (h.now_ms > run->now_ms)
+        run->now_ms = h.now_ms;
+    if (h.ns == NS_JOBS || h.ns == NS_LOGS || h.ns == NS_SEARCH ||
+        (h.ns == NS_LOCKS && h.op == SOP_END))
+        learn_state(run, st, h.ns);
+    if (h.ns == NS_SEARCH && (h.op == SROP_MKIDX || h.op == SROP_RMIDX)) {
+        const char *name;
+        size_t nl = cmd_get_path(&r, &name);
+        int i = r.err ? -1 : num('i', NI, name, nl);
+        if (i >= 0)
+            run->ilive[i] = h.op == SROP_MKIDX;
+        return;
+    }
     const char *name;
     size_t nl;
     if (h.ns == NS_CACHE || h.ns == NS_CONFIG) {
@@ -304,6 +439,7 @@ typedef struct fsm {
     uint64_t applied, hash;
     fsrun_t *run;
     int buggy;                 /* the run's planted bug applies to this replica */
+    char logdir[320];          /* its logs/ segment files (bound to st) */
 } fsm_t;
 
 static uint64_t mix(uint64_t h, const void *p, size_t n)
@@ -333,6 +469,15 @@ static void *fsm_new(void *run)
         free(f);
         return NULL;
     }
+    /* Its own directory for logs/ files, as a node binds <data>/logs/<shard>/. */
+    int rc = logs_dir(f->logdir, sizeof(f->logdir));
+    if (rc < 0 || (rc = logs_sm_bind(f->st, f->logdir)) < 0) {
+        fprintf(stderr, "sim: cannot bind a directory for logs/ files (%s): %s\n",
+                f->logdir[0] ? f->logdir : "no root", strerror(rc < 0 ? -rc : EIO));
+        state_free(f->st);
+        free(f);
+        return NULL;
+    }
     f->run = run;
     f->st->deliver = fsm_deliver;
     f->st->deliver_arg = f;
@@ -346,7 +491,9 @@ static void fsm_free(void *sm)
     fsm_t *f = sm;
     if (!f)
         return;
+    logs_sm_unbind(f->st);
     state_free(f->st);
+    rm_tree(f->logdir);
     free(f);
 }
 
@@ -380,7 +527,7 @@ static int fsm_apply(void *sm, uint64_t index, int is_cmd, const void *data, siz
         ns_sm_check(f->st);
         pthread_rwlock_unlock(&f->st->lock);
         if (fresh)
-            learn(f->run, data, len, &r);
+            learn(f->run, f->st, data, len, &r);
     }
     if (f->run && index > f->run->counted) {
         f->run->counted = index;
@@ -778,6 +925,7 @@ static const char *pick(rng_t *r, const char *const *v, size_t n)
     return v[rng_below(r, n)];
 }
 #define PICK(r, v) pick(r, v, sizeof(v) / sizeof(v[0]))
+#define PICK64(r, v) (v)[rng_below(r, sizeof(v) / sizeof(v[0]))]
 
 static void rand_text(rng_t *r, char *buf, size_t len)
 {
@@ -1250,6 +1398,323 @@ static void gen_services(fsrun_t *run, rng_t *r, cmdbuf_t *b)
     }
 }
 
+/* search/: indexes i0..i2 (declared or not: a document makes its index's container),
+ * documents d0..d5 whose texts take a few words of a small vocabulary, so postings overlap,
+ * and documents replace, rename over and delete one another. */
+static void a_text(rng_t *r, char *buf, size_t size, size_t *len)
+{
+    static const char *const words[] = { "alpha", "beta", "gamma", "raft", "log", "node",
+                                         "Alpha", "RAFT", "the", "a", "x1", "2026",
+                                         "\xc3\xa9tat", "na\xc3\xafve", "foo-bar", "foo_bar",
+                                         "don't", "beta.gamma" };
+    static const char *const seps[] = { " ", " ", " ", "\n", ", ", ". ", "\t", "--" };
+    size_t n = 0, words_n = rng_below(r, 9);
+    for (size_t i = 0; i < words_n; i++) {
+        const char *w = rng_chance(r, 5) ? "\xff\xfe" : PICK(r, words);  /* not UTF-8 */
+        int k = snprintf(buf + n, size - n, "%s%s", i ? PICK(r, seps) : "", w);
+        if (k < 0 || (size_t)k >= size - n)
+            break;
+        n += (size_t)k;
+    }
+    *len = n;
+}
+
+static const char *const bad_leaf[] = { ".hidden", "a/b", "", "x\n", "\xff" };
+
+static void gen_search(fsrun_t *run, rng_t *r, cmdbuf_t *b)
+{
+    char ix[8], d[8], d2[8], text[200];
+    size_t tl;
+    unsigned ii = rng_chance(r, 500) ? 0 : a_num(r, run->ilive, NI), di = 0;
+    unsigned k = (unsigned)rng_below(r, 100), have = run->sdocs[ii];
+    if (k >= 60 && have && rng_chance(r, 700)) {         /* DEL, RENAME: mostly a document */
+        int c = (int)rng_below(r, (uint64_t)__builtin_popcount(have));
+        while (!(have >> di & 1) || c-- > 0)
+            di++;
+    } else {
+        di = (unsigned)rng_below(r, 6);
+    }
+    snprintf(ix, sizeof(ix), "i%u", ii);
+    snprintf(d, sizeof(d), "d%u", di);
+    if (k < 8) {
+        if (rng_chance(r, 40)) {                         /* excl 2: EINVAL */
+            cmd_begin(b, SROP_MKIDX, NS_SEARCH, 0);
+            cmd_str(b, ix);
+            cmd_u8(b, 2);
+        } else {
+            search_cmd_mkidx(b, 0, rng_chance(r, 40) ? SEARCH_Q : rng_chance(r, 30) ?
+                             PICK(r, bad_leaf) : ix, (int)rng_below(r, 2));
+        }
+    } else if (k < 12) {
+        search_cmd_rmidx(b, 0, ix);
+    } else if (k < 60) {
+        static const uint8_t fl[] = { 0, 0, 0, 0, 0, 0, SEARCH_PUT_EXCL, SEARCH_PUT_MUSTEXIST };
+        uint8_t f = rng_chance(r, 15) ? 4 : fl[rng_below(r, sizeof(fl))];   /* 4: EINVAL */
+        if (rng_chance(r, 1)) {                          /* one byte too long: EFBIG */
+            size_t n = SEARCH_DOC_MAX + 1;
+            char *big = malloc(n);
+            if (!big) {
+                b->oom = 1;
+                return;
+            }
+            memset(big, 'w', n);
+            search_cmd_put(b, 0, ix, d, f, big, n);
+            free(big);
+        } else {
+            a_text(r, text, sizeof(text), &tl);
+            search_cmd_put(b, 0, ix, rng_chance(r, 20) ? SEARCH_Q : d, f, text, tl);
+        }
+    } else if (k < 76) {
+        search_cmd_del(b, 0, ix, rng_chance(r, 20) ? PICK(r, bad_leaf) : d);
+    } else if (k < 94) {
+        snprintf(d2, sizeof(d2), "d%u", (unsigned)rng_below(r, 6));
+        if (rng_chance(r, 40)) {                          /* noreplace 2: EINVAL */
+            cmd_begin(b, SROP_RENAME, NS_SEARCH, 0);
+            cmd_str(b, ix);
+            cmd_str(b, d);
+            cmd_str(b, d2);
+            cmd_u8(b, 2);
+        } else {
+            search_cmd_rename(b, 0, ix, d, rng_chance(r, 30) ? SEARCH_Q : d2,
+                              (int)rng_below(r, 2));
+        }
+    } else {
+        cmd_begin(b, SROP_PUT, NS_SEARCH, 0);             /* no flags, no text: EINVAL */
+        cmd_str(b, ix);
+        cmd_str(b, d);
+        if (rng_chance(r, 500))
+            cmd_u8(b, 0);
+    }
+}
+
+/* jobs/: jobs j0..j2 with valid and invalid settings; ticks before, at and after the
+ * newest decided one (and some that are no fire time), manual runs, and runs started,
+ * written to and finished by live sessions, by ended ones and by the wrong ones. What
+ * exists is read back from the state after each jobs/ command (learn_state). */
+static uint64_t a_tick(const fsrun_t *run, rng_t *r)
+{
+    uint64_t now = run->now_ms ? run->now_ms : 1700000000000ull, t = now / 1000 * 1000;
+    unsigned k = (unsigned)rng_below(r, 20);
+    if (k < 11)
+        return t - 1000 * rng_below(r, 4);               /* due, or decided already */
+    if (k < 15)
+        return t + 1000 * rng_range(r, 1, 3);            /* to come: EAGAIN */
+    if (k < 17)
+        return t - 1000 * rng_range(r, 4, 40);           /* long ago */
+    if (k < 19)
+        return t - rng_range(r, 1, 999);                 /* no fire time: EINVAL */
+    return rng_below(r, 2);
+}
+
+static uint64_t a_run(const fsrun_t *run, rng_t *r, unsigned j)
+{
+    uint64_t hi = run->jhi[j];
+    if (!hi || rng_chance(r, 80))
+        return rng_below(r, hi + 3);                      /* 0, or not made yet: ENOENT */
+    return hi - rng_below(r, hi < 4 ? hi : 4);
+}
+
+static void gen_jobs(fsrun_t *run, rng_t *r, cmdbuf_t *b)
+{
+    static const char *const bad_jobs[] = { ".events", ".events@3", "a/b", "", ".hidden" };
+    static const char *const cmds[] = { "true", "echo hi", "exit 3\n", "", "a\0b" };
+    static const char *const scheds[] = { "@every 1s", "@every 2s", "@every 3s\n",
+                                          "* * * * *", "@every 1m", "@hourly", "", "bad",
+                                          "@every 0s", "0 0 30 2 *", "@every 1s" };
+    static const char *const timeouts[] = { "0", "5", "604800", "604801", "x", "5\n" };
+    static const char *const retries[] = { "0", "1", "3", "20", "21", "-1" };
+    static const char *const concs[] = { "forbid", "allow", "allow", "replace", "replace\n",
+                                         "sometimes" };
+    static const uint8_t states[] = { JR_OK, JR_OK, JR_FAILED, JR_FAILED, JR_TIMEOUT,
+                                      JR_KILLED, JR_LOST, JR_PENDING };
+    static const int32_t exits[] = { 0, 0, 1, 3, -9, -15, INT32_MIN };
+    char j[16], chunk[48];
+    unsigned ji = a_num(r, run->jlive, NJ);
+    snprintf(j, sizeof(j), "j%u", ji);
+    unsigned k = (unsigned)rng_below(r, 100);
+    /* Runs move on: a pending run is started, a running one written to or ended, often. */
+    if (run->jpend.n && rng_chance(r, 250))
+        k = 50;
+    else if (run->jruns.n && rng_chance(r, 300))
+        k = (unsigned)rng_range(r, 62, 85);
+    if (k < 6 || (!run->jlive[ji] && rng_chance(r, 500))) {
+        jobs_cmd_mkdir(b, 0, rng_chance(r, 50) ? PICK(r, bad_jobs) : j);
+    } else if (k < 9) {
+        jobs_cmd_rmdir(b, 0, j);
+    } else if (k < 27 || (run->jlive[ji] && !run->jcmd[ji] && rng_chance(r, 400)) ||
+               (run->jlive[ji] && !run->jsched[ji] && rng_chance(r, 150))) {  /* settings */
+        uint8_t which = (uint8_t)(rng_chance(r, 20) ? rng_below(r, 2) * 6 : rng_range(r, 1, 5));
+        if (k >= 27)
+            which = run->jcmd[ji] ? JSET_SCHEDULE : JSET_CMD;
+        const char *t = "";
+        char *big = NULL;
+        size_t tl;
+        if (which == JSET_CMD && rng_chance(r, 10)) {     /* one byte too long: EINVAL */
+            tl = JOBS_CMD_MAX + 1;
+            if (!(big = malloc(tl))) {
+                b->oom = 1;
+                return;
+            }
+            memset(big, 'x', tl);
+            t = big;
+        } else if (which == JSET_CMD) {
+            unsigned c = (unsigned)rng_below(r, k >= 27 ? 3 : 5);
+            t = cmds[c];
+            tl = c == 4 ? 3 : strlen(t);                  /* a NUL inside: EINVAL */
+        } else {
+            t = which == JSET_SCHEDULE ? PICK(r, scheds) : which == JSET_TIMEOUT ?
+                PICK(r, timeouts) : which == JSET_RETRIES ? PICK(r, retries) : PICK(r, concs);
+            tl = strlen(t);
+        }
+        jobs_cmd_set(b, 0, j, which, t, tl);
+        free(big);
+    } else if (k < 40) {
+        jobs_cmd_tick(b, 0, j, a_tick(run, r));
+    } else if (k < 50) {
+        jobs_cmd_run(b, 0, j);
+    } else if (k < 62) {                                  /* k 50: a pending run */
+        const fact_t *p = rng_chance(r, 800) ? ring_pick(&run->jpend, r) : NULL;
+        if (p)
+            snprintf(j, sizeof(j), "j%u", p->k);
+        jobs_cmd_start(b, 0, j, p ? p->a : a_run(run, r, ji), a_sid(run, r));
+    } else if (k < 86) {                                  /* output and ends of runs */
+        const fact_t *x = rng_chance(r, 850) ? ring_pick(&run->jruns, r) : NULL;
+        uint64_t n = x ? x->a : a_run(run, r, ji), sid = x ? x->b : a_sid(run, r);
+        if (x)
+            snprintf(j, sizeof(j), "j%u", x->k);
+        if (x && rng_chance(r, 60))
+            sid = a_sid(run, r);                          /* another session: ESTALE */
+        if (k < 74) {
+            uint8_t stream = (uint8_t)(rng_chance(r, 30) ? rng_below(r, 2) * 3 :
+                                       rng_range(r, 1, 2));
+            size_t len = rng_below(r, sizeof(chunk));
+            char *big = NULL;
+            if (rng_chance(r, 4)) {                       /* past the 1 MiB cap */
+                len = JOBS_OUT_MAX - 16 + rng_below(r, 48);
+                if (!(big = malloc(len))) {
+                    b->oom = 1;
+                    return;
+                }
+                for (size_t i = 0; i < len; i++)
+                    big[i] = "output line\n"[i % 12];
+            } else {
+                rand_text(r, chunk, len);
+            }
+            uint64_t total = len + (rng_chance(r, 50) ? 0 : rng_chance(r, 250) ?
+                                    (2u << 20) + rng_below(r, 1000) : rng_range(r, 200, 5000));
+            if (rng_chance(r, 30) && len)
+                total = len - 1;                          /* less than it wrote: EINVAL */
+            jobs_cmd_output(b, 0, j, n, sid, stream, total, big ? big : chunk, len);
+            free(big);
+        } else {
+            jobs_cmd_finish(b, 0, j, n, sid, states[rng_below(r, sizeof(states))],
+                            exits[rng_below(r, sizeof(exits) / sizeof(exits[0]))]);
+        }
+    } else if (k < 96) {                                  /* what sweeps batch */
+        const char *names[5];
+        char nb[5][16];
+        uint64_t v[5];
+        uint32_t n = rng_chance(r, 30) ? 0 : (uint32_t)rng_range(r, 1, 5);  /* 0: EINVAL */
+        int starts = (int)rng_below(r, 2);
+        for (uint32_t i = 0; i < n; i++) {
+            const fact_t *p = starts && rng_chance(r, 700) ? ring_pick(&run->jpend, r) : NULL;
+            unsigned q = p ? p->k : (unsigned)rng_below(r, NJ);
+            snprintf(nb[i], sizeof(nb[i]), "j%u", q);
+            names[i] = rng_chance(r, 20) ? "" : nb[i];    /* an empty name: EINVAL */
+            v[i] = p ? p->a : starts ? a_run(run, r, q) : a_tick(run, r);
+        }
+        if (n) {
+            jobs_cmd_batch(b, 0, starts ? JOP_STARTS : JOP_TICKS, a_sid(run, r), n, names, v);
+        } else {                                          /* the encoder asserts n >= 1 */
+            cmd_begin(b, starts ? JOP_STARTS : JOP_TICKS, NS_JOBS, 0);
+            if (starts)
+                cmd_u64(b, a_sid(run, r));
+            cmd_u32(b, 0);
+        }
+    } else {
+        static const uint8_t ops[] = { JOP_TICK, JOP_START, JOP_OUTPUT, JOP_FINISH, 0, 11 };
+        cmd_begin(b, ops[rng_below(r, sizeof(ops))], NS_JOBS, 0);   /* cut short: EINVAL */
+        cmd_str(b, j);
+        if (rng_chance(r, 500))
+            cmd_u64(b, a_run(run, r, ji));
+    }
+}
+
+/* logs/: logs l0..l2; appends of small and larger records (at the end, at the offset the run
+ * believes is the end, or elsewhere; with the log's id or another), retention and segment
+ * settings small enough that segments seal and drop within a run, trims, removals. */
+static void gen_logs(fsrun_t *run, rng_t *r, cmdbuf_t *b)
+{
+    static const uint64_t ret_bytes[] = { 0, 0, 3000, 10000, 50000, LOGS_RETENTION_BYTES_MAX,
+                                          LOGS_RETENTION_BYTES_MAX + 1 };
+    static const uint64_t ret_s[] = { 0, 0, 1, 2, 5, 30, LOGS_RETENTION_S_MAX,
+                                      LOGS_RETENTION_S_MAX + 1 };
+    static const uint64_t segs[] = { LOGS_SEGMENT_MIN, LOGS_SEGMENT_MIN, 5000, 8192, 16384,
+                                     LOGS_SEGMENT_DEFAULT, LOGS_SEGMENT_MIN - 1,
+                                     LOGS_SEGMENT_MAX, LOGS_SEGMENT_MAX + 1 };
+    uint8_t live[NG];
+    for (int i = 0; i < NG; i++)
+        live[i] = run->gid[i] != 0;
+    unsigned gi = a_num(r, live, NG);
+    char g[8];
+    snprintf(g, sizeof(g), "l%u", gi);
+    unsigned k = (unsigned)rng_below(r, 100);
+    if (k < 8 || (!live[gi] && rng_chance(r, 500))) {
+        if (rng_chance(r, 30)) {                          /* excl 2: EINVAL */
+            cmd_begin(b, LGOP_CREATE, NS_LOGS, 0);
+            cmd_str(b, g);
+            cmd_u8(b, 2);
+        } else {
+            logs_cmd_create(b, 0, rng_chance(r, 40) ? LOGS_FOLLOW : rng_chance(r, 30) ?
+                            PICK(r, bad_leaf) : g, (int)rng_below(r, 2));
+        }
+    } else if (k < 62) {
+        uint64_t id = 0, at = LOGS_AT_END;
+        unsigned c = (unsigned)rng_below(r, 100);
+        if (c < 12)
+            id = run->gid[gi];
+        else if (c < 18)
+            id = run->gid[gi] + rng_range(r, 1, 3);       /* another log: ESTALE */
+        c = (unsigned)rng_below(r, 100);
+        if (c < 12)
+            at = run->gend[gi];                           /* the end, if nobody appended */
+        else if (c < 16)
+            at = run->gend[gi] ? run->gend[gi] - 1 : 1;   /* not the end: EPERM */
+        size_t len = rng_chance(r, 600) ? rng_range(r, 1, 100) : rng_range(r, 500, 2500);
+        if (rng_chance(r, 30))
+            len = 0;                                      /* EINVAL */
+        if (rng_chance(r, 3))
+            len = LOGS_RECORD_MAX + rng_below(r, 2);      /* the largest, and one too many */
+        char *rec = malloc(len ? len : 1);
+        if (!rec) {
+            b->oom = 1;
+            return;
+        }
+        /* Larger records repeat a short random line: segments still fill and seal, while
+         * every state comparison compresses them cheaply. */
+        size_t unit = len > 100 ? 16 : len;
+        rand_text(r, rec, unit);
+        for (size_t i = unit; i < len; i++)
+            rec[i] = rec[i % unit];
+        logs_cmd_append(b, 0, g, id, at, rec, len);
+        free(rec);
+    } else if (k < 67) {
+        logs_cmd_unlink(b, 0, g);
+    } else if (k < 85) {
+        uint8_t which = (uint8_t)(rng_chance(r, 20) ? rng_below(r, 2) * 4 : rng_range(r, 1, 3));
+        uint64_t v = which == LGSET_RETENTION_BYTES ? PICK64(r, ret_bytes) :
+                     which == LGSET_RETENTION_S ? PICK64(r, ret_s) :
+                     which == LGSET_SEGMENT_BYTES ? PICK64(r, segs) : 1;
+        logs_cmd_set(b, 0, g, which, v);
+    } else if (k < 97) {
+        logs_cmd_trim(b, 0, g);
+    } else {
+        cmd_begin(b, rng_chance(r, 500) ? LGOP_APPEND : LGOP_SET, NS_LOGS, 0);  /* short */
+        cmd_str(b, g);
+        cmd_u64(b, 0);
+    }
+}
+
 /* Malformed and edge commands: apply must refuse (or take) them identically everywhere. */
 static void gen_edge(fsrun_t *run, rng_t *r, cmdbuf_t *b)
 {
@@ -1258,15 +1723,21 @@ static void gen_edge(fsrun_t *run, rng_t *r, cmdbuf_t *b)
     unsigned k = (unsigned)rng_below(r, 9);
     if (k <= 1) {
         /* A valid command, cut short or with one byte changed (header kept). */
-        uint8_t ns = (uint8_t)(rng_below(r, 4));
+        uint8_t ns = (uint8_t)(rng_below(r, 7));
         if (ns == 0)
             gen_tree(run, r, b, NS_CACHE);
         else if (ns == 1)
             gen_tree(run, r, b, NS_CONFIG);
         else if (ns == 2)
             gen_queues(run, r, b);
-        else
+        else if (ns == 3)
             gen_locks(run, r, b);
+        else if (ns == 4)
+            gen_search(run, r, b);
+        else if (ns == 5)
+            gen_jobs(run, r, b);
+        else
+            gen_logs(run, r, b);
         if (b->oom || b->len <= 11)
             return;
         if (k == 0)
@@ -1335,17 +1806,23 @@ static int fs_next_cmd(void *runp, rng_t *r, uint8_t **cmd, size_t *len)
     fsrun_t *run = runp;
     cmdbuf_t b;
     memset(&b, 0, sizeof(b));
-    unsigned k = (unsigned)rng_below(r, 100);
-    if (k < 27)
+    unsigned k = (unsigned)rng_below(r, 1000);
+    if (k < 220)
         gen_tree(run, r, &b, NS_CACHE);
-    else if (k < 45)
+    else if (k < 367)
         gen_tree(run, r, &b, NS_CONFIG);
-    else if (k < 71)
+    else if (k < 579)
         gen_queues(run, r, &b);
-    else if (k < 90)
+    else if (k < 734)
         gen_locks(run, r, &b);
-    else if (k < 96)
+    else if (k < 783)
         gen_services(run, r, &b);
+    else if (k < 833)
+        gen_search(run, r, &b);
+    else if (k < 913)
+        gen_jobs(run, r, &b);
+    else if (k < 968)
+        gen_logs(run, r, &b);
     else {
         gen_edge(run, r, &b);
         run->edge++;
@@ -1379,6 +1856,49 @@ static void emit_buf(cmdbuf_t *b, smi_emit_fn emit, void *ctx)
     free(b->p);
 }
 
+/* What the leader's sweep reads of jobs/ and logs/ under its lock: due ticks (the
+ * scheduler's TICKS), pending runs (a runner's STARTS) and logs whose retention is due. */
+typedef struct sweepx {
+    const state_t *st;
+    uint64_t now;
+    uint32_t nt, np, ng;
+    char tick_job[NJ + 1][16], pend_job[8][16], trim_log[NG + 1][16];
+    uint64_t tick[NJ + 1], pend[8];
+} sweepx_t;
+
+static int sweep_run(void *arg, const run_view_t *v)
+{
+    sweepx_t *x = arg;
+    if (v->state == JR_PENDING && x->np < 8) {
+        snprintf(x->pend_job[x->np], sizeof(x->pend_job[0]), "%s", x->tick_job[NJ]);
+        x->pend[x->np++] = v->n;
+    }
+    return x->np == 8;
+}
+
+static int sweep_job(void *arg, const job_view_t *v)
+{
+    sweepx_t *x = arg;
+    uint64_t t = jobs_due_tick(v, x->now);
+    if (t && x->nt < NJ) {
+        snprintf(x->tick_job[x->nt], sizeof(x->tick_job[0]), "%s", v->name);
+        x->tick[x->nt++] = t;
+    }
+    if (v->active && x->np < 8) {
+        snprintf(x->tick_job[NJ], sizeof(x->tick_job[0]), "%s", v->name);
+        jobs_sm_each_run(x->st, v->id, sweep_run, x);
+    }
+    return 0;
+}
+
+static int sweep_log(void *arg, const log_view_t *v)
+{
+    sweepx_t *x = arg;
+    if (x->ng < NG && logs_sm_trim_due(x->st, v->id, x->now))
+        snprintf(x->trim_log[x->ng++], sizeof(x->trim_log[0]), "%s", v->name);
+    return 0;
+}
+
 static void fs_sweep(void *sm, void *runp, rng_t *r, uint64_t now, smi_emit_fn emit, void *ctx)
 {
     fsm_t *f = sm;
@@ -1394,6 +1914,9 @@ static void fs_sweep(void *sm, void *runp, rng_t *r, uint64_t now, smi_emit_fn e
     for (session_t *s = st->sessions.head; s && nend < 4; s = s->next)
         if (s->expires_ms <= now)
             ends[nend++] = s->id;
+    sweepx_t x = { .st = st, .now = now };
+    jobs_sm_each(st, sweep_job, &x);
+    logs_sm_each(st, sweep_log, &x);
     pthread_rwlock_unlock(&st->lock);
     if (cnt && !body.oom) {
         cmd_begin(&b, CMD_EXPIRE, NS_CACHE, now);
@@ -1426,6 +1949,27 @@ static void fs_sweep(void *sm, void *runp, rng_t *r, uint64_t now, smi_emit_fn e
             emit_buf(&b, emit, ctx);
         }
     }
+    /* The scheduler's ticks, a runner's starts (on a session it may no longer have) and
+     * retention, now and then only: several leaders, or a late one, race for the same ones. */
+    if (x.nt && rng_chance(r, 250)) {
+        const char *names[NJ];
+        for (uint32_t i = 0; i < x.nt; i++)
+            names[i] = x.tick_job[i];
+        jobs_cmd_batch(&b, now, JOP_TICKS, 0, x.nt, names, x.tick);
+        emit_buf(&b, emit, ctx);
+    }
+    if (x.np && rng_chance(r, 250)) {
+        const char *names[8];
+        for (uint32_t i = 0; i < x.np; i++)
+            names[i] = x.pend_job[i];
+        jobs_cmd_batch(&b, now, JOP_STARTS, a_sid(run, r), x.np, names, x.pend);
+        emit_buf(&b, emit, ctx);
+    }
+    for (uint32_t i = 0; i < x.ng; i++)
+        if (rng_chance(r, 300)) {
+            logs_cmd_trim(&b, now, x.trim_log[i]);
+            emit_buf(&b, emit, ctx);
+        }
     const fact_t *fe = rng_chance(r, 300) ? ring_pick(&run->fences, r) : NULL;
     if (fe) {                                             /* create-lock TTLs */
         char name[8];
@@ -1471,6 +2015,17 @@ static const opdesc_t opdescs[] = {
     { NS_SERVICES, SVOP_SETI, "SETI", "ss18" }, { NS_SERVICES, SVOP_PICK, "PICK", "s" },
     { NS_SERVICES, SVOP_HEALTH, "HEALTH", "ss81" }, { NS_SERVICES, SVOP_EXPIRE, "EXPIRE", "ss8" },
     { NS_SERVICES, SVOP_REG_IF, "REG_IF", "ss88b" },
+    { NS_SEARCH, SROP_MKIDX, "MKIDX", "s1" }, { NS_SEARCH, SROP_RMIDX, "RMIDX", "s" },
+    { NS_SEARCH, SROP_PUT, "PUT", "ss1b" }, { NS_SEARCH, SROP_DEL, "DEL", "ss" },
+    { NS_SEARCH, SROP_RENAME, "RENAME", "sss1" },
+    { NS_JOBS, JOP_MKDIR, "MKDIR", "s" }, { NS_JOBS, JOP_RMDIR, "RMDIR", "s" },
+    { NS_JOBS, JOP_SET, "SET", "s1b" }, { NS_JOBS, JOP_TICK, "TICK", "s8" },
+    { NS_JOBS, JOP_RUN, "RUN", "s" }, { NS_JOBS, JOP_START, "START", "s88" },
+    { NS_JOBS, JOP_OUTPUT, "OUTPUT", "s8818b" }, { NS_JOBS, JOP_FINISH, "FINISH", "s8814" },
+    { NS_JOBS, JOP_TICKS, "TICKS", "4s8" }, { NS_JOBS, JOP_STARTS, "STARTS", "84s8" },
+    { NS_LOGS, LGOP_CREATE, "CREATE", "s1" }, { NS_LOGS, LGOP_APPEND, "APPEND", "s88b" },
+    { NS_LOGS, LGOP_UNLINK, "UNLINK", "s" }, { NS_LOGS, LGOP_SET, "SET", "s18" },
+    { NS_LOGS, LGOP_TRIM, "TRIM", "s" },
 };
 
 static void fs_describe(const uint8_t *cmd, size_t len, char *out, size_t outlen)
@@ -1527,13 +2082,15 @@ static void fs_run_stats(void *runp, char *out, size_t outlen)
     uint64_t tot = 0;
     for (int i = 0; i <= NS__COUNT; i++)
         tot += run->by_ns[i];
-    size_t k = (size_t)snprintf(out, outlen, "%llu commands applied (cache %llu, config %llu, "
-             "queues %llu, locks %llu, other %llu), %llu ok;", (unsigned long long)tot,
-             (unsigned long long)run->by_ns[NS_CACHE], (unsigned long long)run->by_ns[NS_CONFIG],
-             (unsigned long long)run->by_ns[NS_QUEUES], (unsigned long long)run->by_ns[NS_LOCKS],
-             (unsigned long long)(tot - run->by_ns[NS_CACHE] - run->by_ns[NS_CONFIG] -
-                                  run->by_ns[NS_QUEUES] - run->by_ns[NS_LOCKS]),
-             (unsigned long long)run->ok);
+    size_t k = (size_t)snprintf(out, outlen, "%llu commands applied (", (unsigned long long)tot);
+    for (int ns = 1; ns < NS__COUNT && k < outlen; ns++) {
+        k += (size_t)snprintf(out + k, outlen - k, "%s %llu, ", ns_names[ns],
+                              (unsigned long long)run->by_ns[ns]);
+        tot -= run->by_ns[ns];
+    }
+    if (k < outlen)
+        k += (size_t)snprintf(out + k, outlen - k, "other %llu), %llu ok;",
+                              (unsigned long long)tot, (unsigned long long)run->ok);
     for (int e = 1; e < 136 && k < outlen; e++)
         if (run->by_errno[e])
             k += (size_t)snprintf(out + k, outlen - k, " %s %llu", e == 135 ? "other" :
