@@ -231,6 +231,7 @@ typedef struct fsrun {
     uint8_t jcmd[NJ], jsched[NJ];        /* jobs: has a cmd, has a schedule */
     uint64_t jhi[NJ];                    /* jobs: runs created (the newest run's number) */
     uint64_t gid[NG], gend[NG];          /* logs: id (0: none known) and end offset */
+    uint64_t gseg[NG];                   /* logs: segment size setting */
     uint64_t now_ms;                     /* the newest command time applied */
     uint8_t cache_dirs, conf_dirs;       /* bit i: cache_mk[i] / conf_mk[i] is a directory */
     int fresh;                 /* the command being applied is applied for the first time */
@@ -352,6 +353,7 @@ static void learn_state(fsrun_t *run, state_t *st, uint8_t ns)
             int ok = logs_sm_get(st, name, strlen(name), &v) == 0;
             run->gid[k] = ok ? v.id : 0;
             run->gend[k] = ok ? v.end : 0;
+            run->gseg[k] = ok ? v.segment_bytes : 0;
         }
     }
     pthread_rwlock_unlock(&st->lock);
@@ -1655,11 +1657,16 @@ static void gen_logs(fsrun_t *run, rng_t *r, cmdbuf_t *b)
     uint8_t live[NG];
     for (int i = 0; i < NG; i++)
         live[i] = run->gid[i] != 0;
-    unsigned gi = a_num(r, live, NG);
+    unsigned gi = rng_chance(r, 500) ? 0 : a_num(r, live, NG);
     char g[8];
     snprintf(g, sizeof(g), "l%u", gi);
     unsigned k = (unsigned)rng_below(r, 100);
-    if (k < 8 || (!live[gi] && rng_chance(r, 500))) {
+    if (live[gi] && run->gseg[gi] == LOGS_SEGMENT_DEFAULT && rng_chance(r, 250)) {
+        logs_cmd_set(b, 0, g, LGSET_SEGMENT_BYTES, PICK64(r, segs));  /* so that it seals */
+    } else if (live[gi] && run->gseg[gi] < 20000 && rng_chance(r, 80)) {  /* and drops */
+        logs_cmd_set(b, 0, g, rng_chance(r, 500) ? LGSET_RETENTION_BYTES : LGSET_RETENTION_S,
+                     rng_range(r, 1, 9000));
+    } else if (k < 8 || (!live[gi] && rng_chance(r, 500))) {
         if (rng_chance(r, 30)) {                          /* excl 2: EINVAL */
             cmd_begin(b, LGOP_CREATE, NS_LOGS, 0);
             cmd_str(b, g);
@@ -1680,7 +1687,7 @@ static void gen_logs(fsrun_t *run, rng_t *r, cmdbuf_t *b)
             at = run->gend[gi];                           /* the end, if nobody appended */
         else if (c < 16)
             at = run->gend[gi] ? run->gend[gi] - 1 : 1;   /* not the end: EPERM */
-        size_t len = rng_chance(r, 600) ? rng_range(r, 1, 100) : rng_range(r, 500, 2500);
+        size_t len = rng_chance(r, 400) ? rng_range(r, 1, 100) : rng_range(r, 500, 4000);
         if (rng_chance(r, 30))
             len = 0;                                      /* EINVAL */
         if (rng_chance(r, 3))
@@ -1807,21 +1814,21 @@ static int fs_next_cmd(void *runp, rng_t *r, uint8_t **cmd, size_t *len)
     cmdbuf_t b;
     memset(&b, 0, sizeof(b));
     unsigned k = (unsigned)rng_below(r, 1000);
-    if (k < 220)
+    if (k < 232)
         gen_tree(run, r, &b, NS_CACHE);
-    else if (k < 367)
+    else if (k < 386)
         gen_tree(run, r, &b, NS_CONFIG);
-    else if (k < 579)
+    else if (k < 608)
         gen_queues(run, r, &b);
-    else if (k < 734)
+    else if (k < 770)
         gen_locks(run, r, &b);
-    else if (k < 783)
+    else if (k < 821)
         gen_services(run, r, &b);
-    else if (k < 833)
+    else if (k < 861)
         gen_search(run, r, &b);
-    else if (k < 913)
+    else if (k < 926)
         gen_jobs(run, r, &b);
-    else if (k < 968)
+    else if (k < 966)
         gen_logs(run, r, &b);
     else {
         gen_edge(run, r, &b);
