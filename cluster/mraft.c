@@ -1223,13 +1223,14 @@ static int maintenance(mraft_node_t *n)
  * no longer leading means it went through; still leading means the core aborted it after an
  * election timeout, and the target is left alone for backoff_ticks), then starts one if this
  * node leads and the preferred leader is a voter that is up, active and within BALANCE_LAG
- * entries of the leader's log (and the leader's commit as near its last entry). Not "fully
+ * entries of the leader's log, and this node runs fewer than BALANCE_CONCURRENT transfers (and the leader's commit as near its last entry). Not "fully
  * caught up": under a steady load the log always has entries in flight, and a transfer
  * that waited for a quiet tick never started. The core refuses proposals while a transfer
  * runs (callers retry them) and brings the target up to date before TimeoutNow, so the
  * lag is made up at once (thesis §3.10). */
-#define BALANCE_LAG 64
-static void balance(mraft_node_t *n, mgroup_t *g)
+#define BALANCE_LAG 16
+#define BALANCE_CONCURRENT 1
+static void balance(mraft_node_t *n, mgroup_t *g, int *running)
 {
     raft_status_t st;
     raft_status(g->r, &st);
@@ -1244,6 +1245,7 @@ static void balance(mraft_node_t *n, mgroup_t *g)
                  "%u ms", g->id, g->bal_target, n->cfg.balance_backoff_ms);
         }
         g->bal_target = 0;
+        --*running;
     }
     if (st.role == RAFT_LEADER && st.term != g->bal_term) {
         /* newly leader: wait one balancing period before handing leadership on, so that
@@ -1254,6 +1256,7 @@ static void balance(mraft_node_t *n, mgroup_t *g)
     }
     uint64_t to = __atomic_load_n(&g->preferred, __ATOMIC_RELAXED);
     if (!to || to == n->cfg.id || st.role != RAFT_LEADER || st.transfer_target ||
+        *running >= BALANCE_CONCURRENT ||
         n->ticks < g->bal_next || (to == g->bad_target && n->ticks < g->bad_until) ||
         st.commit + BALANCE_LAG < st.last_index ||
         raft_conf_role(raft_conf(g->r), to) != RAFT_VOTER)
@@ -1268,6 +1271,7 @@ static void balance(mraft_node_t *n, mgroup_t *g)
     if (raft_transfer(g->r, to) == 0) {
         g->bal_target = to;
         g->transfers++;
+        ++*running;
     }
 }
 
@@ -1321,11 +1325,16 @@ static int iterate(mraft_node_t *n, size_t n_in, prop_t *props, rreq_t *reads,
         q->next = g->reads;
         g->reads = q;
     }
+    /* transfers this node's balancer has running: at most BALANCE_CONCURRENT at once (a
+     * group refuses proposals while its transfer runs, so many at once stall clients) */
+    int running = 0;
+    for (size_t i = 0; ticked && i < n->n_groups; i++)
+        running += n->groups[i]->bal_target != 0;
     for (size_t i = 0; i < n->n_groups; i++) {
         issue_reads(n, n->groups[i]);
         drop_lost(n, n->groups[i]);
         if (ticked && __atomic_load_n(&n->groups[i]->preferred, __ATOMIC_RELAXED))
-            balance(n, n->groups[i]);
+            balance(n, n->groups[i], &running);
     }
     int rc = process_readies(n);
     if (rc == 0)

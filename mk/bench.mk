@@ -14,3 +14,4 @@ $(BUILD)/fsbench: tools/fsbench.c
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
 BENCH_CMDS += "tools/bench-logs --build $(BUILD)"
 BENCH_CMDS += "tools/bench-services --build $(BUILD)"
+BENCH_CMDS += "tools/bench-join --build $(BUILD)"
