@@ -318,7 +318,7 @@ static int learn_run(void *arg, const run_view_t *v)
  * job's run count and its running and pending runs, each log's id and end. */
 static void learn_state(fsrun_t *run, state_t *st, uint8_t ns)
 {
-    char name[8];
+    char name[16];
     pthread_rwlock_rdlock(&st->lock);
     if (ns == NS_JOBS || ns == NS_LOCKS) {            /* a session's end loses its runs */
         memset(&run->jruns, 0, sizeof(run->jruns));
@@ -1425,7 +1425,7 @@ static const char *const bad_leaf[] = { ".hidden", "a/b", "", "x\n", "\xff" };
 
 static void gen_search(fsrun_t *run, rng_t *r, cmdbuf_t *b)
 {
-    char ix[8], d[8], d2[8], text[200];
+    char ix[16], d[16], d2[16], text[200];
     size_t tl;
     unsigned ii = rng_chance(r, 500) ? 0 : a_num(r, run->ilive, NI), di = 0;
     unsigned k = (unsigned)rng_below(r, 100), have = run->sdocs[ii];
@@ -1658,7 +1658,7 @@ static void gen_logs(fsrun_t *run, rng_t *r, cmdbuf_t *b)
     for (int i = 0; i < NG; i++)
         live[i] = run->gid[i] != 0;
     unsigned gi = rng_chance(r, 500) ? 0 : a_num(r, live, NG);
-    char g[8];
+    char g[16];
     snprintf(g, sizeof(g), "l%u", gi);
     unsigned k = (unsigned)rng_below(r, 100);
     if (live[gi] && run->gseg[gi] == LOGS_SEGMENT_DEFAULT && rng_chance(r, 250)) {
