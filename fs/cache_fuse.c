@@ -133,6 +133,14 @@ static void propose_cap(node_t *n, uint32_t k, void *arg)
     pthread_rwlock_unlock(&st->lock);
     if (!want || want == cs.cap)
         return;
+    if (node_waits_to_join(n, k)) {
+        static int said;             /* one line for all the shards */
+        if (!__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+            fprintf(stderr, "quorumfs: info: the cache cap (%llu bytes) is not set from this "
+                    "node: it is joining the shards (the cluster's members set it)\n",
+                    (unsigned long long)want);
+        return;
+    }
     cmdbuf_t b;
     cache_cmd_setcap(&b, node_now_ms(), want);
     int rc = node_propose(n, k, &b, NULL);

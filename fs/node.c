@@ -35,6 +35,7 @@
 #include "cluster/layout.h"
 #include "cluster/meta_sm.h"
 #include "cluster/mover.h"
+#include "cluster/mraft.h"
 #include "fs/admin.h"
 #include "fs/locks_sm.h"
 #include "fs/logs_sm.h"
@@ -127,6 +128,7 @@ struct node {
     group_t **groups;            /* [nshards]: the shards' groups, for the mover */
     mover_t *mover;              /* the record's members, layout and moves (cluster/mover.h) */
     int layout_stop;             /* atomic: a layout mismatch asked the mount to stop */
+    int joining;                 /* a member added with cluster add (its groups were joined) */
     pthread_t opener;            /* the thread that opened the node, which then serves the
                                     mount (woken by a signal to stop it) */
     int serving, stop_asked;     /* atomic: node_serve_begin ran; the node must stop */
@@ -964,6 +966,7 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
     int had_cluster_id = stat(cidpath, &cidst) == 0;
     if (rc == 0)
         rc = cluster_id_file(opts->data_dir, &n->cluster_id, &join, errmsg);
+    n->joining = join;
     /* a founding member's boot lists come from its founders file, whatever --peers says now */
     uint64_t fids[LAYOUT_MAX_MEMBERS];
     size_t nf = 0;
@@ -1179,6 +1182,16 @@ static void meta_changed(void *arg, const meta_sm_t *sm)
     __atomic_store_n(&n->stop_asked, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&n->serving, __ATOMIC_SEQ_CST))
         pthread_kill(n->opener, SIGTERM);
+}
+
+int node_waits_to_join(node_t *n, uint32_t k)
+{
+    if (!n->cluster || !n->joining || k >= n->nshards)
+        return 0;
+    mraft_group_status_t *st = malloc(sizeof(*st));
+    int waits = st && group_raft_status(n->shards[k].group, st) == 0 && st->member == 0;
+    free(st);
+    return waits;
 }
 
 int node_serve_begin(node_t *n)

@@ -166,6 +166,10 @@ int node_rebalance_plan(node_t *n, char **text);
 int node_serve_begin(node_t *n);
 /* Whether the node asked its mount to stop (it said why on stderr). */
 int node_stop_requested(node_t *n);
+/* 1 when this node joined a cluster (cluster add, --join) and is not yet in shard k's
+ * configuration as it sees it: proposals there cannot commit until a leader adds it (its
+ * start-up proposals wait for the sweep instead). 0 otherwise, and on founding members. */
+int node_waits_to_join(node_t *n, uint32_t k);
 /* Whether member id is drained, as this node applied the record. */
 int node_member_drained(node_t *n, uint64_t id);
 int node_member(node_t *n, size_t i, node_member_t *out);

@@ -166,6 +166,8 @@ static void start_in_shard(node_t *n, uint32_t k, void *arg)
     for (size_t i = 0; i < cnt; i++)
         propose_end(n, k, ids[i], 0);
     free(ids);
+    if (node_waits_to_join(n, k))
+        return;          /* the sweep opens it once a leader added this node to the shard */
     int rc = open_session(s, k);
     if (rc < 0)
         fprintf(stderr, "quorumfs: cannot open the mount session (shard %u): %s\n", k,
@@ -219,8 +221,9 @@ static void sweep_shard(session_local_t *s, uint32_t k, uint64_t now)
     pthread_mutex_lock(&s->shard_mu[k]);
     uint64_t sid = session_local_id(s, k);
     int closing = __atomic_load_n(&s->closing, __ATOMIC_ACQUIRE);
-    if (!closing && (!sid || now - __atomic_load_n(&s->last_renew_ms[k], __ATOMIC_RELAXED) >=
-                                    SESSION_RENEW_MS)) {
+    if (!closing && !(!sid && node_waits_to_join(s->node, k)) &&
+        (!sid || now - __atomic_load_n(&s->last_renew_ms[k], __ATOMIC_RELAXED) >=
+                     SESSION_RENEW_MS)) {
         int rc = -ENOENT;
         if (sid) {
             cmdbuf_t b;
