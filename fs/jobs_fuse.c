@@ -1336,7 +1336,7 @@ static void runner_free(runner_t *r)
 
 /* ---------------------------------------------------------------- the sweep */
 
-struct todo {
+struct due_item {
     char *job;
     uint64_t job_id, a;                 /* tick (TICK) or run number (START, cancel) */
     uint32_t timeout_s;
@@ -1352,23 +1352,23 @@ struct collect {
     int leader, run_here;
     size_t room;                        /* starts: runs this node may still take */
     uint64_t now, sid;
-    struct todo *t;
+    struct due_item *t;
     size_t n, cap;
     int kind;                           /* for each_run: 0 start, 1 cancel */
     const job_view_t *j;
 };
 
-static int todo_add(struct collect *c, const job_view_t *j, uint64_t a, int with_cmd)
+static int due_add(struct collect *c, const job_view_t *j, uint64_t a, int with_cmd)
 {
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 16;
-        struct todo *t = realloc(c->t, cap * sizeof(*t));
+        struct due_item *t = realloc(c->t, cap * sizeof(*t));
         if (!t)
             return -ENOMEM;
         c->t = t;
         c->cap = cap;
     }
-    struct todo *t = &c->t[c->n];
+    struct due_item *t = &c->t[c->n];
     memset(t, 0, sizeof(*t));
     t->job = strdup(j->name);
     t->cmd = with_cmd ? strdup(j->cmd) : NULL;
@@ -1395,14 +1395,14 @@ static int scan_run(void *arg, const run_view_t *v)
     struct collect *c = s->c;
     if (c->run_here && v->state == JR_PENDING && v->not_before_ms <= c->now &&
         c->n < c->room) {
-        if (todo_add(c, c->j, v->n, 1) < 0)
+        if (due_add(c, c->j, v->n, 1) < 0)
             return 1;
         c->t[c->n - 1].tick_ms = v->tick_ms;
         c->t[c->n - 1].attempt = v->attempt;
         return 0;
     }
     if (v->state == JR_RUNNING && v->cancel && v->sid == c->sid)
-        return todo_add(s->cancel, c->j, v->n, 0) < 0;
+        return due_add(s->cancel, c->j, v->n, 0) < 0;
     return 0;
 }
 
@@ -1417,7 +1417,7 @@ static int scan_job(void *arg, const job_view_t *j)
     struct collect *c = s->ticks;
     if (c->leader) {
         uint64_t t = jobs_due_tick(j, c->now);
-        if (t && todo_add(c, j, t, 0) < 0)
+        if (t && due_add(c, j, t, 0) < 0)
             return 1;
     }
     if (s->runs && j->active) {
@@ -1429,7 +1429,7 @@ static int scan_job(void *arg, const job_view_t *j)
     return 0;
 }
 
-static void todo_free(struct collect *c)
+static void due_free(struct collect *c)
 {
     for (size_t i = 0; i < c->n; i++) {
         free(c->t[i].job);
@@ -1452,7 +1452,7 @@ static int is_local(jfront_t *jf, uint32_t k, uint64_t job_id, uint64_t n, int c
     return found;
 }
 
-static void start_runner(jfront_t *jf, uint32_t k, uint64_t sid, struct todo *t)
+static void start_runner(jfront_t *jf, uint32_t k, uint64_t sid, struct due_item *t)
 {
     runner_t *r = calloc(1, sizeof(*r));
     if (!r)
@@ -1503,7 +1503,7 @@ static void start_here(jfront_t *jf, uint32_t k, uint64_t job_id, uint64_t n)
     if (!jf->enabled || jf->stopping || !sid || local_count(jf) >= LOCAL_MAX)
         return;                         /* a sweep (here or elsewhere) takes it later */
     state_t *st = jstate(jf, k);
-    struct todo t = { 0 };
+    struct due_item t = { 0 };
     job_view_t j;
     run_view_t r;
     pthread_rwlock_rdlock(&st->lock);
@@ -1600,9 +1600,9 @@ static void sweep_shard(jfront_t *jf, uint32_t k)
             if (jobs_result_bit(&res, (uint32_t)(x - i)))
                 start_runner(jf, k, sid, &starts.t[x]);   /* recorded as started: run it */
     }
-    todo_free(&ticks);
-    todo_free(&starts);
-    todo_free(&cancels);
+    due_free(&ticks);
+    due_free(&starts);
+    due_free(&cancels);
 }
 
 /* Joins the runners whose threads ended. */
