@@ -15,8 +15,8 @@
  *
  * Context: one sfront_t per node. Locks, in order (each only after those before it):
  *   state lock  (read) around read-API calls; never held while proposing.
- *   sf->wmu     the open watches (list, and every watch's batch, cursor, parked read, poll
- *               handle). Replies to parked reads are sent holding it only.
+ *   sf->events  the `.events` streams (fs/evstream.h): its mutex guards every watch;
+ *               replies to parked reads are sent holding it only.
  *   sf->ctx.mu  a leaf: the name table and the checker's probe table.
  *   fh->mu      an open file's write buffer; held while a text reply is written (release
  *               takes it before freeing) and while its save is proposed.
@@ -47,6 +47,7 @@
 #include "fs/front.h"
 #include "fs/intr.h"
 #include "fs/names.h"
+#include "fs/evstream.h"
 #include "fs/node.h"
 #include "fs/services.h"
 #include "fs/session.h"
@@ -54,7 +55,6 @@
 enum skind { K_ROOT = 0, K_DIR, K_PICK, K_ALL, K_EVENTS, K_INST, K_NEW, K_EVREV };
 #define KIND_BITS 3
 #define SAVE_MAX 4096                   /* bytes of an instance file's save */
-#define BATCH_BYTES 65536               /* a watch's batch of event lines */
 #define SWEEP_MAX 64                    /* expiries or health changes proposed per sweep */
 #define PROBE_TIMEOUT_MS 800            /* a TCP check's connect timeout */
 #define PROBES_AT_ONCE 256
@@ -83,12 +83,9 @@ typedef struct probe {
     int seen;                           /* sweep: still an instance to check */
 } probe_t;
 
-typedef struct swatch swatch_t;
-
 typedef struct sfront {
     front_ctx_t ctx;                    /* first: node, mu */
-    pthread_mutex_t wmu;
-    swatch_t *watches;
+    evs_table_t *events;                /* the open `.events` */
     sname_t *names;
     uint64_t next_serial;
     probe_t *probes;
@@ -96,26 +93,6 @@ typedef struct sfront {
     pthread_t checker;
     int checker_on, stopping;           /* stopping: the checker sees it within 100 ms */
 } sfront_t;
-
-/* An open `.events`: its service, the last revision looked at, and the latest batch of
- * lines (buf[0..len) at stream offset base) so a reader may seek back within it. */
-struct swatch {
-    sfront_t *sf;
-    uint32_t shard;
-    uint64_t svc;
-    uint64_t cursor;
-    uint64_t base, rend;
-    char *buf;
-    size_t len;
-    fuse_req_t waiting;
-    size_t want;
-    uint64_t woff;
-    struct fuse_pollhandle *ph;
-    swatch_t *next, *prev;
-    int ans;
-    const char *ansp;
-    swatch_t *rnext;                    /* a delivery's answers */
-};
 
 /* An open file or directory of services/. */
 typedef struct sfh {
@@ -131,7 +108,7 @@ typedef struct sfh {
     char *wbuf;                         /* the save in progress (under mu) */
     size_t wlen;
     int dirty;                          /* written since the last publish */
-    swatch_t *w;                        /* .events */
+    evs_t *w;                           /* .events */
     dirlist_t dir;
 } sfh_t;
 
@@ -637,230 +614,52 @@ static void sv_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 /* ---------------------------------------------------------------- watches */
 
-static void watch_link(sfront_t *sf, swatch_t *w)
+/* An open `.events` is an event stream (fs/evstream.h) whose source is its service on its
+ * shard and the last revision looked at. */
+typedef struct swatch {
+    state_t *st;
+    uint64_t svc;
+    uint64_t cursor;
+} swatch_t;
+
+static int sw_read(void *src, char *buf, size_t size)
 {
-    w->prev = NULL;
-    w->next = sf->watches;
-    if (sf->watches)
-        sf->watches->prev = w;
-    sf->watches = w;
+    swatch_t *w = src;
+    return services_read_events(w->st, w->svc, &w->cursor, buf, size);
 }
 
-static void watch_unlink(sfront_t *sf, swatch_t *w)
+/* Something to read: an event after the cursor, or the end (the service is gone), or
+ * ESTALE. */
+static int sw_pending(void *src)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        sf->watches = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->next = w->prev = NULL;
-}
-
-/* What a read of size bytes at off returns: bytes (into *p), 0 (nothing new: block),
- * -EINVAL (before the batch), -ESTALE, or -ENOENT (the service is gone: EOF). State lock
- * (read) and wmu held. */
-static int watch_fill(swatch_t *w, uint64_t off, size_t size, const char **p)
-{
-    if (off < w->base)
-        return -EINVAL;
-    if (off >= w->base + w->len) {
-        int n = services_read_events(sstate(w->sf, w->shard), w->svc, &w->cursor, w->buf,
-                                     BATCH_BYTES);
-        if (n <= 0)
-            return n;
-        w->base += w->len;
-        w->len = (size_t)n;
-        off = w->base;
-    }
-    size_t n = (size_t)(w->base + w->len - off);
-    if (n > size)
-        n = size;
-    *p = w->buf + (off - w->base);
-    w->rend = off + n;
-    return (int)n;
-}
-
-/* Whether a read going on where the last one ended would not block (1), would (0). */
-static int watch_ready(swatch_t *w)
-{
-    if (w->rend < w->base + w->len)
-        return 1;
+    swatch_t *w = src;
     svc_view_t v;
-    const state_t *st = sstate(w->sf, w->shard);
-    return services_sm_get_id(st, w->svc, &v) < 0 || v.rev > w->cursor ||
-           services_events_stale(st, w->svc, w->cursor);
+    return services_sm_get_id(w->st, w->svc, &v) < 0 || v.rev > w->cursor ||
+           services_events_stale(w->st, w->svc, w->cursor);
 }
 
-static void watch_reply(fuse_req_t req, int n, const char *p)
-{
-    if (n == -ENOENT)
-        fuse_reply_buf(req, NULL, 0);
-    else if (n < 0)
-        fuse_reply_err(req, -n);
-    else
-        fuse_reply_buf(req, p, (size_t)n);
-}
-
-static void watch_interrupted(fuse_req_t req, void *data)
-{
-    INTR_DEFER_IF_REGISTERING();
-    (void)data;
-    sfront_t *sf = ns_front_ctx(req, NS_SERVICES);
-    if (!sf)
-        return;
-    pthread_mutex_lock(&sf->wmu);
-    for (swatch_t *w = sf->watches; w; w = w->next)
-        if (w->waiting == req) {
-            w->waiting = NULL;
-            fuse_reply_err(req, EINTR);
-            break;
-        }
-    pthread_mutex_unlock(&sf->wmu);
-}
-
-/* nonblock: O_NONBLOCK of this read request (fi->flags: the file's flags now, so an
- * fcntl(F_SETFL) after open counts). */
-static void watch_read(fuse_req_t req, swatch_t *w, size_t size, off_t off, int nonblock)
-{
-    sfront_t *sf = w->sf;
-    if (intr_register(req, watch_interrupted, NULL)) {
-        fuse_reply_err(req, EINTR);
-        return;
-    }
-    state_t *st = sstate(sf, w->shard);
-    uint64_t woff = off < 0 ? 0 : (uint64_t)off;
-    pthread_rwlock_rdlock(&st->lock);
-    pthread_mutex_lock(&sf->wmu);
-    const char *p = NULL;
-    int n = w->waiting ? -EBUSY : watch_fill(w, woff, size, &p);
-    pthread_rwlock_unlock(&st->lock);
-    if (n == 0 && nonblock)
-        n = -EAGAIN;
-    else if (n == 0 && fuse_req_interrupted(req))
-        n = -EINTR;
-    if (n == 0) {
-        w->waiting = req;               /* parked: a delivery, interrupt or close answers */
-        w->want = size;
-        w->woff = woff;
-    } else {
-        watch_reply(req, n, p);
-    }
-    pthread_mutex_unlock(&sf->wmu);
-}
-
-/* EFF_CONFIG_REV of NS_SERVICES on shard k: answers the parked reads of k's watches that
- * have something now (or whose service is gone), wakes their pollers. */
-static void watch_deliver(sfront_t *sf, uint32_t k)
-{
-    state_t *st = sstate(sf, k);
-    swatch_t *ready = NULL;
-    struct fuse_pollhandle *wake[64];
-    int nwake = 0;
-    pthread_rwlock_rdlock(&st->lock);
-    pthread_mutex_lock(&sf->wmu);
-    for (swatch_t *w = sf->watches; w; w = w->next) {
-        if (w->shard != k)
-            continue;
-        if (w->waiting) {
-            w->ans = watch_fill(w, w->woff, w->want, &w->ansp);
-            if (w->ans != 0) {
-                w->rnext = ready;
-                ready = w;
-            }
-        }
-        if (w->ph && nwake < 64 && watch_ready(w)) {
-            wake[nwake++] = w->ph;
-            w->ph = NULL;
-        }
-    }
-    pthread_rwlock_unlock(&st->lock);
-    for (swatch_t *w = ready; w; w = w->rnext) {
-        fuse_req_t req = w->waiting;
-        w->waiting = NULL;
-        watch_reply(req, w->ans, w->ansp);
-    }
-    for (int i = 0; i < nwake; i++) {
-        fuse_lowlevel_notify_poll(wake[i]);
-        fuse_pollhandle_destroy(wake[i]);
-    }
-    pthread_mutex_unlock(&sf->wmu);
-}
-
-static void watch_poll(fuse_req_t req, swatch_t *w, struct fuse_pollhandle *ph)
-{
-    sfront_t *sf = w->sf;
-    state_t *st = sstate(sf, w->shard);
-    struct fuse_pollhandle *old = NULL;
-    pthread_rwlock_rdlock(&st->lock);
-    pthread_mutex_lock(&sf->wmu);
-    int r = watch_ready(w);
-    if (!r && ph) {
-        old = w->ph;
-        w->ph = ph;
-        ph = NULL;
-    }
-    pthread_mutex_unlock(&sf->wmu);
-    pthread_rwlock_unlock(&st->lock);
-    fuse_pollhandle_destroy(old);
-    fuse_pollhandle_destroy(ph);
-    fuse_reply_poll(req, r ? POLLIN | POLLRDNORM : 0);
-}
-
-/* Ends a watch (NULL: nothing). After the front stopped (sv_stop detached it: w->sf NULL)
- * only its memory is left. */
-static void watch_close(swatch_t *w)
-{
-    if (!w)
-        return;
-    sfront_t *sf = w->sf;
-    if (!sf) {
-        free(w->buf);
-        free(w);
-        return;
-    }
-    pthread_mutex_lock(&sf->wmu);
-    if (w->waiting)
-        fuse_reply_err(w->waiting, EINTR);
-    watch_unlink(sf, w);
-    struct fuse_pollhandle *ph = w->ph;
-    pthread_mutex_unlock(&sf->wmu);
-    fuse_pollhandle_destroy(ph);
-    free(w->buf);
-    free(w);
-}
+static const evs_ops_t sw_ops = { .read = sw_read, .pending = sw_pending, .free = free };
 
 /* Opens a watch of service svc on shard k after revision `after` (UINT64_MAX: from now). */
-static int watch_open(sfront_t *sf, uint32_t k, uint64_t svc, uint64_t after, swatch_t **out)
+static int watch_open(sfront_t *sf, uint32_t k, uint64_t svc, uint64_t after, evs_t **out)
 {
     swatch_t *w = calloc(1, sizeof(*w));
-    if (!w || !(w->buf = malloc(BATCH_BYTES))) {
-        free(w);
+    if (!w)
         return -ENOMEM;
-    }
-    w->sf = sf;
-    w->shard = k;
+    state_t *st = w->st = sstate(sf, k);
     w->svc = svc;
-    state_t *st = sstate(sf, k);
     svc_view_t v;
     pthread_rwlock_rdlock(&st->lock);
     int rc = services_sm_get_id(st, svc, &v);
     if (rc == 0 && after != UINT64_MAX && services_events_stale(st, svc, after))
         rc = -ESTALE;
     w->cursor = after == UINT64_MAX ? v.rev : after;
-    if (rc == 0) {
-        pthread_mutex_lock(&sf->wmu);
-        watch_link(sf, w);
-        pthread_mutex_unlock(&sf->wmu);
-    }
-    pthread_rwlock_unlock(&st->lock);
-    if (rc < 0) {
-        free(w->buf);
+    if (rc == 0)
+        rc = evs_open(sf->events, k, k + 1, &sw_ops, w, out);   /* owns w now */
+    else
         free(w);
-        return rc;
-    }
-    *out = w;
-    return 0;
+    pthread_rwlock_unlock(&st->lock);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- files */
@@ -869,7 +668,7 @@ static void fh_free(sfh_t *fh)
 {
     if (!fh)
         return;
-    watch_close(fh->w);
+    evs_close(fh->w);
     free(fh->svc);
     free(fh->inst);
     free(fh->text);
@@ -1098,7 +897,7 @@ static void sv_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
     sfh_t *fh = (sfh_t *)(uintptr_t)fi->fh;
     if (fh->w) {
-        watch_read(req, fh->w, size, off, !!(fi->flags & O_NONBLOCK));
+        evs_read(req, fh->w, size, off, !!(fi->flags & O_NONBLOCK));
         return;
     }
     pthread_mutex_lock(&fh->mu);
@@ -1121,7 +920,7 @@ static void sv_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 {
     sfh_t *fh = (sfh_t *)(uintptr_t)fi->fh;
     if (fh && fh->w) {
-        watch_poll(req, fh->w, ph);
+        evs_poll(req, fh->w, ph);
         return;
     }
     fuse_pollhandle_destroy(ph);
@@ -1924,7 +1723,7 @@ static void sv_sweep(void *ctx)
 static void sv_deliver(void *ctx, effect_t *e)
 {
     if (e->kind == EFF_CONFIG_REV)
-        watch_deliver(ctx, e->shard);
+        evs_deliver(((sfront_t *)ctx)->events, e->shard, e->shard + 1);
 }
 
 static void *sv_start(struct node *n)
@@ -1933,7 +1732,10 @@ static void *sv_start(struct node *n)
     sfront_t *sf = front_ctx_new(sizeof(sfront_t), n);
     if (!sf)
         return NULL;
-    pthread_mutex_init(&sf->wmu, NULL);
+    if (!(sf->events = evs_table_new(n))) {
+        front_ctx_free(sf);
+        return NULL;
+    }
     if (pthread_create(&sf->checker, NULL, checker_main, sf) == 0)
         sf->checker_on = 1;
     else
@@ -1959,18 +1761,7 @@ static void sv_stop(void *ctx)
         HASH_DELETE(hh, sf->names, x);
         sname_free(x);
     }
-    /* watches of files still open stay with them, detached; their poll handles go */
-    pthread_mutex_lock(&sf->wmu);
-    while (sf->watches) {
-        swatch_t *w = sf->watches;
-        watch_unlink(sf, w);
-        fuse_pollhandle_destroy(w->ph);
-        w->ph = NULL;
-        w->waiting = NULL;
-        w->sf = NULL;
-    }
-    pthread_mutex_unlock(&sf->wmu);
-    pthread_mutex_destroy(&sf->wmu);
+    evs_table_free(sf->events);   /* watches of files still open stay with them, detached */
     front_ctx_free(sf);
 }
 

@@ -1,20 +1,19 @@
 /* fs/watch.h — config watches: the `.events` and `.events@rev` streams of FILE-API §5.
- * A watch is one open of `.events`: a regular file that grows while it is read, whose
- * reads block until a change arrives below its directory. Reads honour FUSE interrupts and
- * O_NONBLOCK, poll(2) tells whether a read would block, and no thread waits per reader.
- * Parked reads and pollers are answered when apply's EFF_CONFIG_REV effect is delivered
- * (after the state lock was released): watch_front is config/'s front (fs/ns.h) and its
- * context is the node's table of watches. */
+ * A watch is one open of `.events`, an event stream (fs/evstream.h) of the changes below
+ * its directory. Parked reads and pollers are answered when apply's EFF_CONFIG_REV effect
+ * is delivered (after the state lock was released): watch_front is config/'s front
+ * (fs/ns.h) and its context is the node's table of streams. */
 #ifndef QFS_FS_WATCH_H
 #define QFS_FS_WATCH_H
 
 #include <fuse_lowlevel.h>
 #include <stdint.h>
 #include "fs/ns.h"
+#include "fs/evstream.h"
 #include "fs/state.h"
 
-typedef struct watch watch_t;
-typedef struct watch_table watch_table_t;
+typedef evs_t watch_t;
+typedef evs_table_t watch_table_t;
 
 /* config/'s front: start creates the node's watch table, deliver answers parked reads. */
 extern const ns_front_t watch_front;
@@ -31,20 +30,12 @@ extern const ns_front_t watch_front;
 int watch_open(watch_table_t *t, const char *dirpath, uint64_t after, int nonblock,
                watch_t **out);
 
-/* Answers a read of size bytes at off now, or parks it until a change arrives (EAGAIN
- * instead with O_NONBLOCK; EINTR when interrupted; EBUSY for a second concurrent read).
- * No lock held. w may be freed (by watch_close) as soon as the read is parked. */
+/* evs_read with the O_NONBLOCK of the open. */
 void watch_read(fuse_req_t req, watch_t *w, size_t size, off_t off);
 
-/* poll(2) on w: replies POLLIN when a read going on where the latest read ended would not
- * block now (bytes of the latest batch left, or an event below the directory; POLLERR too
- * when that read fails at once), else 0 and keeps ph (when given) until the next change
- * below the directory, which notifies and destroys it. ph is kept or destroyed. No lock
- * held; w stays valid for the call (the kernel holds the file open while it polls). */
+/* evs_poll and evs_close. */
 void watch_poll(fuse_req_t req, watch_t *w, struct fuse_pollhandle *ph);
 
-/* Ends a watch: a parked read gets EINTR, a kept poll handle is destroyed. Frees w. NULL is
- * a no-op. */
 void watch_close(watch_t *w);
 
 #endif

@@ -11,4 +11,5 @@ SM_UNIT_TESTS += test_tree
 # The FUSE side: the node, the mount and routing, the tree front and its namespaces' fronts.
 FS_SRCS       += fs/metrics.c fs/node.c fs/status.c fs/mount.c fs/ns.c fs/dirlist.c \
                  fs/tree_fuse.c fs/tree_file.c fs/fuse_io.c fs/cache_fuse.c fs/config_fuse.c \
-                 fs/watch.c fs/intr.c fs/testhook.c fs/cli_cluster.c fs/admin.c
+                 fs/watch.c fs/evstream.c fs/intr.c fs/testhook.c fs/cli_cluster.c \
+                 fs/admin.c
