@@ -64,6 +64,7 @@ typedef struct pending {
 
 struct mount {
     node_t *node;
+    struct fuse_session *se;           /* set before the first request, never changed */
     long long mnt_id;                  /* this mount's id in /proc/<pid>/mountinfo; 0 unknown */
     pthread_mutex_t ctl_mu;            /* guards by_ino, by_key, next_ctl */
     ctl_ent_t *by_ino, *by_key;
@@ -76,6 +77,7 @@ struct mount {
 
 mount_t *mount_of(fuse_req_t req) { return fuse_req_userdata(req); }
 node_t *mount_node(const mount_t *m) { return m->node; }
+struct fuse_session *mount_session(const mount_t *m) { return m->se; }
 
 void mount_stat(struct stat *s, uint64_t ino, mode_t mode, off_t size, uint64_t mtime_ms)
 {
@@ -1040,6 +1042,7 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
     struct fuse_session *se = fuse_session_new(args, &ops, sizeof(ops), m);
     if (!se)
         goto out;
+    m->se = se;
     if (fuse_set_signal_handlers(se) != 0)
         goto out_destroy;
     struct sigaction old_hup;

@@ -26,6 +26,9 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
 /* The mount serving req, and its node. */
 mount_t *mount_of(fuse_req_t req);
 node_t *mount_node(const mount_t *m);
+/* The session serving the mount's requests (for the kernel notifications of libfuse:
+ * fuse_lowlevel_notify_*; valid while requests are served, until node_quiesce returns). */
+struct fuse_session *mount_session(const mount_t *m);
 /* The shard that holds what an operation on inode ino names (on its child name, when name is
  * not NULL): a namespace root's child by route (node_shard_of), a tree object or control
  * entry by its object, a pending creation by its path, a module inode by its shard bits.
