@@ -261,14 +261,25 @@ static int expand(clause_t *c, const sindex_t *const *ix, uint32_t n, const char
 
 /* ---------------------------------------------------------------- scoring */
 
+/* A document's accumulator on the shard being scored, in an array indexed by the document's
+ * dense slot (sdoc_t.slot). An entry is zero until the document's first positive match,
+ * which sets `seen` and puts the slot in the touched list (what is collected and cleared
+ * after the shard). Every document's score is the sum of its clauses' parts added in the
+ * same order whatever the layout (positive clauses in query order, a prefix's terms in byte
+ * order), so the scores are the same bits on any number of shards. */
 typedef struct acc {
-    UT_hash_handle hh;
-    const sdoc_t *doc;
     double score;
-    uint32_t must;
-    int last;                 /* the last clause that matched it */
-    int neg;
+    double norm;              /* k1 * (1 - b + b * |d| / avgdl), at the first match */
+    uint32_t must;            /* + clauses matched */
+    int32_t last;             /* the last clause that matched it */
+    uint8_t seen, neg;
 } acc_t;
+
+typedef struct accs {
+    acc_t *a;                 /* [cap] */
+    uint32_t *touched;        /* the seen slots, in order of their first match */
+    uint32_t ntouched;
+} accs_t;
 
 typedef struct hit {
     double score;
@@ -276,42 +287,48 @@ typedef struct hit {
     const sdoc_t *doc;
 } hit_t;
 
-static double term_score(const stats_t *s, double w, uint32_t tf, uint32_t dl)
+/* The BM25 length normalisation of a document of dl terms. */
+static double doc_norm(const stats_t *s, uint32_t dl)
 {
-    double norm = BM25_K1 * (1.0 - BM25_B + BM25_B * (double)dl / s->avgdl);
+    return BM25_K1 * (1.0 - BM25_B + BM25_B * (double)dl / s->avgdl);
+}
+
+/* BM25's part of a term (or phrase) of weight w (its idf) occurring tf times. */
+static double term_score(double w, uint32_t tf, double norm)
+{
     return w * ((double)tf * (BM25_K1 + 1.0)) / ((double)tf + norm);
 }
 
-static acc_t *acc_get(acc_t **accs, const sdoc_t *d, int create)
+static acc_t *acc_of(accs_t *A, const stats_t *s, const sdoc_t *d)
 {
-    acc_t *a;
-    HASH_FIND_PTR(*accs, &d, a);
-    if (!a && create && (a = calloc(1, sizeof(*a)))) {
-        a->doc = d;
+    acc_t *a = &A->a[d->slot];
+    if (!a->seen) {
+        a->seen = 1;
         a->last = -1;
-        HASH_ADD_PTR(*accs, doc, a);
+        a->norm = doc_norm(s, d->len);
+        A->touched[A->ntouched++] = d->slot;
     }
     return a;
 }
 
-/* Clause ci matched document d with score part w (positive clauses) or excludes it. */
-static int matched(acc_t **accs, const query_t *q, int ci, const sdoc_t *d, double w)
+/* Positive clause ci (c) matched a document with score part w. */
+static void add_part(acc_t *a, const clause_t *c, int ci, double w)
 {
-    const clause_t *c = &q->c[ci];
-    acc_t *a = acc_get(accs, d, c->occur != O_NOT);
-    if (!a)
-        return c->occur == O_NOT ? 0 : -ENOMEM;
-    if (c->occur == O_NOT) {
-        a->neg = 1;
-        return 0;
-    }
     a->score += w;
     if (a->last != ci) {
         a->last = ci;
         if (c->occur == O_MUST)
             a->must++;
     }
-    return 0;
+}
+
+/* A - clause matched d: d is dropped (a document no positive clause matched is no hit
+ * anyway: the - clauses are scored last). */
+static void exclude(accs_t *A, const sdoc_t *d)
+{
+    acc_t *a = &A->a[d->slot];
+    if (a->seen)
+        a->neg = 1;
 }
 
 static const spost_t *post_of(const sterm_t *t, uint64_t id)
@@ -327,59 +344,141 @@ static const spost_t *post_of(const sterm_t *t, uint64_t id)
     return lo < t->n && t->p[lo].doc->id == id ? &t->p[lo] : NULL;
 }
 
-static int has_pos(const spost_t *p, uint32_t x)
+/* The first i >= from with t->p[i].doc->id >= id (t->n if none): galloping from `from`, so
+ * a walk over ascending ids costs O(log gap) a step. */
+static uint32_t post_seek(const sterm_t *t, uint32_t from, uint64_t id)
 {
-    uint32_t lo = 0, hi = p->tf;
-    while (lo < hi) {
+    if (from >= t->n || t->p[from].doc->id >= id)
+        return from;
+    uint32_t lo = from, step = 1, hi = from + 1;   /* p[lo] < id */
+    while (hi < t->n && t->p[hi].doc->id < id) {
+        lo = hi;
+        step = step < (1u << 30) ? step * 2 : step;
+        hi = t->n - lo > step ? lo + step : t->n;
+    }
+    lo++;
+    while (lo < hi) {                               /* p[lo - 1] < id, p[hi] >= id or end */
         uint32_t mid = lo + (hi - lo) / 2;
-        if (p->pos[mid] < x)
+        if (t->p[mid].doc->id < id)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < p->tf && p->pos[lo] == x;
+    return lo;
 }
 
-/* Scores clause ci on one shard's index into accs. */
-static int score_clause(acc_t **accs, const query_t *q, int ci, const sindex_t *ix,
-                        const stats_t *s)
+/* The same over ascending positions: the first i >= from with v[i] >= x (n if none). */
+static uint32_t pos_seek(const uint32_t *v, uint32_t n, uint32_t from, uint64_t x)
+{
+    if (from >= n || v[from] >= x)
+        return from;
+    uint32_t lo = from, step = 1, hi = from + 1;
+    while (hi < n && v[hi] < x) {
+        lo = hi;
+        step = step < (1u << 30) ? step * 2 : step;
+        hi = n - lo > step ? lo + step : n;
+    }
+    lo++;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The phrase's frequency in one document: the starts x with term e at position x + e for
+ * every e < n (ps[e]: the document's posting of term e). Walks the positions of the term
+ * with the fewest, seeking the others forward. */
+static uint32_t phrase_freq(const spost_t *const *ps, uint32_t n)
+{
+    uint32_t m = 0;
+    for (uint32_t e = 1; e < n; e++)
+        if (ps[e]->tf < ps[m]->tf)
+            m = e;
+    uint32_t at[BM25_PHRASE_MAX] = { 0 };
+    uint32_t freq = 0;
+    for (uint32_t i = 0; i < ps[m]->tf; i++) {
+        if (ps[m]->pos[i] < m)
+            continue;                              /* the phrase would start before 0 */
+        uint64_t x = ps[m]->pos[i] - m;
+        int ok = 1;
+        for (uint32_t e = 0; e < n && ok; e++) {
+            if (e == m)
+                continue;
+            at[e] = pos_seek(ps[e]->pos, ps[e]->tf, at[e], x + e);
+            if (at[e] == ps[e]->tf)
+                return freq;                       /* no later start can match */
+            ok = ps[e]->pos[at[e]] == x + e;
+        }
+        freq += (uint32_t)ok;
+    }
+    return freq;
+}
+
+/* Scores clause ci on one shard's index into A (a - clause marks what it matches). */
+static void score_clause(accs_t *A, const query_t *q, int ci, const sindex_t *ix,
+                         const stats_t *s)
 {
     const clause_t *c = &q->c[ci];
-    int rc = 0;
     if (c->kind == K_TERM || c->kind == K_PREFIX) {
-        for (uint32_t e = 0; e < c->n && rc == 0; e++) {
+        for (uint32_t e = 0; e < c->n; e++) {
             const sterm_t *t = search_sm_term(ix, c->terms[e].t, c->terms[e].len);
-            for (uint32_t i = 0; t && i < t->n && rc == 0; i++)
-                rc = matched(accs, q, ci, t->p[i].doc,
-                             term_score(s, c->terms[e].idf, t->p[i].tf, t->p[i].doc->len));
+            if (!t)
+                continue;
+            if (c->occur == O_NOT) {
+                for (uint32_t i = 0; i < t->n; i++)
+                    exclude(A, t->p[i].doc);
+                continue;
+            }
+            double w = c->terms[e].idf;
+            for (uint32_t i = 0; i < t->n; i++) {
+                acc_t *a = acc_of(A, s, t->p[i].doc);
+                add_part(a, c, ci, term_score(w, t->p[i].tf, a->norm));
+            }
         }
-        return rc;
+        return;
     }
+    /* a phrase: the documents holding every term (walking the rarest term's postings and
+     * seeking the others forward), then the positions */
     const sterm_t *ts[BM25_PHRASE_MAX];
-    for (uint32_t e = 0; e < c->n; e++)
+    uint32_t at[BM25_PHRASE_MAX], drv = 0;
+    for (uint32_t e = 0; e < c->n; e++) {
         if (!(ts[e] = search_sm_term(ix, c->terms[e].t, c->terms[e].len)))
-            return 0;
-    for (uint32_t i = 0; i < ts[0]->n && rc == 0; i++) {
-        const spost_t *p0 = &ts[0]->p[i];
-        const spost_t *ps[BM25_PHRASE_MAX];
-        ps[0] = p0;
+            return;
+        at[e] = 0;
+        if (ts[e]->n < ts[drv]->n)
+            drv = e;
+    }
+    const spost_t *ps[BM25_PHRASE_MAX] = { 0 };
+    for (uint32_t i = 0; i < ts[drv]->n; i++) {
+        const sdoc_t *d = ts[drv]->p[i].doc;
         int all = 1;
-        for (uint32_t e = 1; e < c->n && all; e++)
-            all = (ps[e] = post_of(ts[e], p0->doc->id)) != NULL;
+        for (uint32_t e = 0; e < c->n && all; e++) {
+            if (e == drv) {
+                ps[e] = &ts[drv]->p[i];
+                continue;
+            }
+            at[e] = post_seek(ts[e], at[e], d->id);
+            if (at[e] == ts[e]->n)
+                return;                            /* no later document has term e */
+            ps[e] = &ts[e]->p[at[e]];
+            all = ps[e]->doc == d;
+        }
         if (!all)
             continue;
-        uint32_t freq = 0;
-        for (uint32_t k = 0; k < p0->tf; k++) {
-            uint32_t x = p0->pos[k];
-            int ok = 1;
-            for (uint32_t e = 1; e < c->n && ok; e++)
-                ok = has_pos(ps[e], x + e);
-            freq += (uint32_t)ok;
+        uint32_t freq = phrase_freq(ps, c->n);
+        if (!freq)
+            continue;
+        if (c->occur == O_NOT) {
+            exclude(A, d);
+        } else {
+            acc_t *a = acc_of(A, s, d);
+            add_part(a, c, ci, term_score(c->idf, freq, a->norm));
         }
-        if (freq)
-            rc = matched(accs, q, ci, p0->doc, term_score(s, c->idf, freq, p0->doc->len));
     }
-    return rc;
 }
 
 static int hit_cmp(const void *a, const void *b)
@@ -643,18 +742,28 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
     uint32_t nmust = 0;
     for (uint32_t i = 0; i < q->n; i++)
         nmust += q->c[i].occur == O_MUST;
-    /* 2. each shard's documents scored against the global statistics */
+    /* 2. each shard's documents scored against the global statistics, into accumulators
+     *    indexed by the documents' slots (one array, as long as the largest shard's, reused
+     *    shard after shard: only the touched entries are cleared) */
+    uint64_t most = 0;
+    for (uint32_t k = 0; k < n; k++)
+        if (ix[k] && ix[k]->ndocs > most)
+            most = ix[k]->ndocs;
+    accs_t A = { 0 };
+    if (rc == 0 && !((A.a = calloc(most, sizeof(*A.a))) &&
+                     (A.touched = malloc(most * sizeof(*A.touched)))))
+        rc = -ENOMEM;
     for (uint32_t k = 0; rc == 0 && k < n; k++) {
         if (!ix[k])
             continue;
-        acc_t *accs = NULL, *a, *tmp;
-        for (uint32_t i = 0; rc == 0 && i < q->n; i++)
+        for (uint32_t i = 0; i < q->n; i++)
             if (q->c[i].occur != O_NOT)
-                rc = score_clause(&accs, q, (int)i, ix[k], &s);
-        for (uint32_t i = 0; rc == 0 && i < q->n; i++)
+                score_clause(&A, q, (int)i, ix[k], &s);
+        for (uint32_t i = 0; i < q->n; i++)
             if (q->c[i].occur == O_NOT)
-                rc = score_clause(&accs, q, (int)i, ix[k], &s);
-        HASH_ITER(hh, accs, a, tmp) {
+                score_clause(&A, q, (int)i, ix[k], &s);
+        for (uint32_t j = 0; j < A.ntouched; j++) {
+            acc_t *a = &A.a[A.touched[j]];
             if (rc == 0 && !a->neg && a->must == nmust) {
                 if (nhits == caphits) {
                     size_t cap = caphits ? caphits * 2 : 64;
@@ -666,12 +775,15 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
                 }
                 if (rc == 0)
                     hits[nhits++] = (hit_t){ .score = a->score,
-                                             .key = llround(a->score * 1e6), .doc = a->doc };
+                                             .key = llround(a->score * 1e6),
+                                             .doc = ix[k]->slots[A.touched[j]] };
             }
-            HASH_DEL(accs, a);
-            free(a);
+            memset(a, 0, sizeof(*a));
         }
+        A.ntouched = 0;
     }
+    free(A.a);
+    free(A.touched);
     if (rc < 0)
         goto done;
     /* 3. the ranking, and the lines */

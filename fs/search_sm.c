@@ -200,6 +200,7 @@ static void free_index(sstate_t *ss, sindex_t *ix)
     for (int i = 0; i < 256; i++)
         ASSERT(ix->by_first[i] == NULL);
     HASH_DEL(ss->indexes, ix);
+    free(ix->slots);
     free(ix->name);
     free(ix);
 }
@@ -209,6 +210,9 @@ static void free_doc(sstate_t *ss, sindex_t *ix, sdoc_t *d)
     unindex_doc(ix, d);
     HASH_DEL(ix->docs, d);
     HASH_DELETE(hid, ss->by_id, d);
+    sdoc_t *last = ix->slots[ix->ndocs - 1];   /* the last slot fills the freed one */
+    ix->slots[d->slot] = last;
+    last->slot = d->slot;
     ix->ndocs--;
     blob_unref(d->text);
     free(d->name);
@@ -233,6 +237,13 @@ static sdoc_t *add_doc(sstate_t *ss, sindex_t *ix, const char *name, size_t len,
     d->text = text;
     HASH_ADD_KEYPTR(hh, ix->docs, d->name, len, d);
     HASH_ADD(hid, ss->by_id, id, sizeof(d->id), d);
+    ASSERT(ix->ndocs < UINT32_MAX);
+    if (ix->ndocs == ix->slots_cap) {
+        ix->slots_cap = ix->slots_cap ? 2 * ix->slots_cap : 16;
+        ix->slots = xrealloc(ix->slots, ix->slots_cap * sizeof(*ix->slots));
+    }
+    d->slot = (uint32_t)ix->ndocs;
+    ix->slots[d->slot] = d;
     ix->ndocs++;
     index_doc(ix, d);
     return d;
@@ -624,6 +635,8 @@ const char *search_sm_verify(const state_t *st)
             SM_VERIFY(&why, d->text && d->text->len <= SEARCH_DOC_MAX,
                       "search: a document without text or too long");
             SM_VERIFY(&why, search_sm_doc_id(st, d->id) == d, "search: id table is wrong");
+            SM_VERIFY(&why, d->slot < ix->ndocs && ix->slots[d->slot] == d,
+                      "search: the slot table is wrong");
             SM_VERIFY(&why, d->ctime_ms <= st->now_ms && d->mtime_ms <= st->now_ms,
                       "search: a document time after the shard's");
             SM_VERIFY(&why, d->nckpt == (d->len + SEARCH_CKPT - 1) / SEARCH_CKPT,

@@ -55,6 +55,7 @@ typedef struct sdoc {
     struct sindex *idx;
     blob_t *text;                 /* the document's bytes (never NULL; readers ref it) */
     uint32_t len;                 /* its terms (BM25's document length) */
+    uint32_t slot;                /* its place in idx->slots (derived, dense: 0..ndocs) */
     uint64_t ctime_ms, mtime_ms;
     /* Where term SEARCH_CKPT * j begins in text, for j < nckpt = ceil(len / SEARCH_CKPT)
      * (derived): tokenizing from there gives the same terms from that position on, so a
@@ -87,6 +88,11 @@ typedef struct sindex {
     uint64_t ctime_ms, mtime_ms;
     sdoc_t *docs;
     uint64_t ndocs;
+    /* The documents by a dense number, slots[d->slot] == d for slot < ndocs (derived; a
+     * removal moves the last document into the freed slot), so that the query engine can
+     * keep per-document accumulators in an array instead of a hash table. */
+    sdoc_t **slots;
+    uint32_t slots_cap;
     uint64_t total_len;           /* sum of the documents' lengths */
     sterm_t *terms;
     /* The terms by their first byte, so that a prefix* looks at those that may match only

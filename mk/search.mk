@@ -8,3 +8,8 @@ SM_UNIT_TESTS += test_search
 FS_SRCS       += fs/search_fuse.c
 TEST_CMDS     += tests/integration/search.sh
 BENCH_CMDS    += "tools/bench-search --build $(BUILD)"
+# The query engine alone, in process (tools/bench-search-engine.c; tools/bench-search runs it).
+TOOLS         += $(BUILD)/bench-search-engine
+$(BUILD)/bench-search-engine: tools/bench-search-engine.c $(BUILD)/libfs_sm.a $(BUILD)/libcluster.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(SM_LDLIBS)
