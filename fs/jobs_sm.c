@@ -59,11 +59,21 @@ typedef struct job {
     uint64_t rev;
     uint32_t nev;
     jev_t *ev;                           /* ring of JOBS_EVENTS_KEPT slots (NULL: no event) */
+    /* the index (derived, not in the snapshot; see index_job) */
+    uint64_t due;                        /* next fire time while in the heap */
+    size_t hpos;                         /* 1 + its slot in the heap; 0: not in it */
+    struct job *aprev, *anext;           /* the active list, while in_active */
+    uint8_t in_active;
 } job_t;
 
 typedef struct jstate {
     ntable_t jobs;
     uint64_t next_id;
+    /* the index: a min-heap of the jobs with a next fire time, by (due, id), and the list
+     * of the jobs with an active run. Both follow from the jobs alone (index_job). */
+    job_t **heap;
+    size_t hn, hcap;
+    job_t *ahead, *atail;
 } jstate_t;
 
 static jstate_t *JS(const state_t *st) { return st->ns_state[NS_JOBS]; }
@@ -202,8 +212,129 @@ static void run_unlink(job_t *j, jrun_t *r)
     run_free(r);
 }
 
+/* ---------------------------------------------------------------- the index
+ * index_job(js, j) makes j's place in the index agree with j: in the heap with key
+ * due = cron_next(schedule, last tick) when it has a schedule and a cmd and that time
+ * exists (what jobs_next_tick says), in the active list when it has an active run. Every
+ * apply that changes a job's schedule, cmd, last tick or active runs calls it; restore
+ * calls it for every job; job_del takes the job out. jobs_sm_verify checks the result. */
+
+static int hless(const job_t *a, const job_t *b)
+{
+    return a->due < b->due || (a->due == b->due && a->ent.id < b->ent.id);
+}
+
+static void hput(jstate_t *js, size_t i, job_t *j)
+{
+    js->heap[i] = j;
+    j->hpos = i + 1;
+}
+
+static void sift_up(jstate_t *js, size_t i)
+{
+    job_t *j = js->heap[i];
+    while (i > 0 && hless(j, js->heap[(i - 1) / 2])) {
+        hput(js, i, js->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    hput(js, i, j);
+}
+
+static void sift_down(jstate_t *js, size_t i)
+{
+    job_t *j = js->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= js->hn)
+            break;
+        if (c + 1 < js->hn && hless(js->heap[c + 1], js->heap[c]))
+            c++;
+        if (!hless(js->heap[c], j))
+            break;
+        hput(js, i, js->heap[c]);
+        i = c;
+    }
+    hput(js, i, j);
+}
+
+static void heap_remove(jstate_t *js, job_t *j)
+{
+    size_t i = j->hpos - 1;
+    j->hpos = 0;
+    if (i == --js->hn)
+        return;
+    job_t *m = js->heap[js->hn];
+    hput(js, i, m);
+    sift_up(js, i);
+    sift_down(js, m->hpos - 1);
+}
+
+static void active_unlink(jstate_t *js, job_t *j)
+{
+    j->in_active = 0;
+    if (j->aprev)
+        j->aprev->anext = j->anext;
+    else
+        js->ahead = j->anext;
+    if (j->anext)
+        j->anext->aprev = j->aprev;
+    else
+        js->atail = j->aprev;
+    j->aprev = j->anext = NULL;
+}
+
+static uint64_t due_of(const job_t *j)
+{
+    return j->has_sched && j->cmd[0] ? cron_next(&j->cron, j->last_tick) : 0;
+}
+
+static void index_job(jstate_t *js, job_t *j)
+{
+    uint64_t due = due_of(j);
+    if (!due) {
+        if (j->hpos)
+            heap_remove(js, j);
+    } else if (j->hpos) {
+        if (due != j->due) {
+            j->due = due;
+            sift_up(js, j->hpos - 1);
+            sift_down(js, j->hpos - 1);
+        }
+    } else {
+        if (js->hn == js->hcap) {
+            js->hcap = js->hcap ? js->hcap * 2 : 64;
+            js->heap = xrealloc(js->heap, js->hcap * sizeof(*js->heap));
+        }
+        j->due = due;
+        hput(js, js->hn++, j);
+        sift_up(js, js->hn - 1);
+    }
+    if (j->active && !j->in_active) {
+        j->in_active = 1;
+        j->anext = NULL;
+        j->aprev = js->atail;
+        if (js->atail)
+            js->atail->anext = j;
+        else
+            js->ahead = j;
+        js->atail = j;
+    } else if (!j->active && j->in_active) {
+        active_unlink(js, j);
+    }
+}
+
+/* Takes j out of the index (before it is freed). */
+static void unindex_job(jstate_t *js, job_t *j)
+{
+    if (j->hpos)
+        heap_remove(js, j);
+    if (j->in_active)
+        active_unlink(js, j);
+}
+
 static void job_del(jstate_t *js, job_t *j)
 {
+    unindex_job(js, j);
     while (j->head)
         run_unlink(j, j->head);
     free(j->ev);
@@ -405,6 +536,7 @@ static int apply_set(jstate_t *js, const cmd_hdr_t *h, cmdrd_t *r)
         break;
     }
     j->mtime_ms = h->now_ms;
+    index_job(js, j);
     return 0;
 }
 
@@ -432,7 +564,7 @@ static int admit(job_t *j, uint64_t now, effects_t *fx)
 }
 
 /* Decides tick of job j (NULL: no such job) at now. */
-static int tick_one(job_t *j, uint64_t tick, const cmd_hdr_t *h, effects_t *fx)
+static int tick_one(jstate_t *js, job_t *j, uint64_t tick, const cmd_hdr_t *h, effects_t *fx)
 {
     if (!j)
         return -ENOENT;
@@ -453,10 +585,12 @@ static int tick_one(job_t *j, uint64_t tick, const cmd_hdr_t *h, effects_t *fx)
     uint8_t late = missed > 0 || h->now_ms - tick >= JOBS_LATE_MS;
     if (admit(j, h->now_ms, fx) < 0) {
         j->skipped++;
+        index_job(js, j);
         return 0;                            /* the tick is decided: it is not run */
     }
     run_new(j, h->now_ms, tick, late, 1, 0);
     trim_runs(j);
+    index_job(js, j);
     return 0;
 }
 
@@ -467,7 +601,7 @@ static int apply_tick(jstate_t *js, const cmd_hdr_t *h, cmdrd_t *r, effects_t *f
     uint64_t tick = cmd_get_u64(r);
     if (r->err || rc == -EINVAL)
         return -EINVAL;
-    return tick_one(j, tick, h, fx);
+    return tick_one(js, j, tick, h, fx);
 }
 
 /* One item of a batch: a job name (pointer into the command) and a number. */
@@ -508,7 +642,7 @@ static int apply_ticks(jstate_t *js, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t
     }
     for (int i = 0; i < n; i++) {
         job_t *j = job_of(ntable_find(&js->jobs, items[i].name, items[i].len));
-        if (tick_one(j, items[i].v, h, fx) == 0 && res)
+        if (tick_one(js, j, items[i].v, h, fx) == 0 && res)
             res->data[i / 8] |= (uint8_t)(1u << (i % 8));
     }
     return 0;
@@ -528,6 +662,7 @@ static int apply_run(jstate_t *js, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *
         return rc;
     jrun_t *x = run_new(j, h->now_ms, 0, 0, 1, 0);
     trim_runs(j);
+    index_job(js, j);
     if (res) {
         memcpy(res->data, &x->n, 8);
         res->len = 8;
@@ -609,6 +744,8 @@ static int apply_starts(state_t *st, jstate_t *js, const cmd_hdr_t *h, cmdrd_t *
     return 0;
 }
 
+static void out_append(jrun_t *x, int s, const uint8_t *p, size_t len, uint64_t total);
+
 static int apply_output(jstate_t *js, cmdrd_t *r)
 {
     job_t *j;
@@ -625,21 +762,9 @@ static int apply_output(jstate_t *js, cmdrd_t *r)
         return rc;
     if (x->state != JR_RUNNING || x->sid != sid)
         return -ESTALE;
-    blob_t *old = x->out[stream - 1];
-    if (total < old->len + len)
+    if (total < x->out[stream - 1]->len + len)
         return -EINVAL;
-    size_t keep = len;
-    if (old->len + keep > JOBS_OUT_MAX)
-        keep = JOBS_OUT_MAX - old->len;
-    if (keep) {
-        blob_t *nb = blob_xnew(NULL, old->len + keep);
-        memcpy(nb->data, old->data, old->len);
-        memcpy(nb->data + old->len, p, keep);
-        blob_unref(old);
-        x->out[stream - 1] = nb;
-    }
-    if (total > x->total[stream - 1])
-        x->total[stream - 1] = total;
+    out_append(x, stream - 1, p, len, total);
     return 0;
 }
 
@@ -660,6 +785,112 @@ static int apply_finish(jstate_t *js, const cmd_hdr_t *h, cmdrd_t *r, effects_t 
         return -ESTALE;
     run_end(j, x, state, exit_code, h->now_ms, fx);
     trim_runs(j);
+    index_job(js, j);
+    return 0;
+}
+
+/* One item of a FINISHES, pointing into the command. */
+typedef struct fitem {
+    const char *name;
+    size_t len;
+    uint64_t run;
+    uint8_t state, streams;
+    int32_t exit_code;
+    uint64_t total[2];
+    const uint8_t *p[2];
+    size_t plen[2];
+} fitem_t;
+
+static int end_state(uint8_t s)
+{
+    return s == JR_OK || s == JR_FAILED || s == JR_TIMEOUT || s == JR_KILLED;
+}
+
+/* Reads "u32 n, n x item" of a FINISHES (n <= JOBS_BATCH_MAX, at least 1): n, or -EINVAL for
+ * a malformed batch (a bad end state, stream bits, or output over the cap or its total). */
+static int get_fitems(cmdrd_t *r, fitem_t *items)
+{
+    uint32_t n = cmd_get_u32(r);
+    if (r->err || n == 0 || n > JOBS_BATCH_MAX)
+        return -EINVAL;
+    for (uint32_t i = 0; i < n; i++) {
+        fitem_t *f = &items[i];
+        memset(f, 0, sizeof(*f));
+        f->len = cmd_get_path(r, &f->name);
+        f->run = cmd_get_u64(r);
+        f->state = cmd_get_u8(r);
+        f->exit_code = (int32_t)cmd_get_u32(r);
+        f->streams = cmd_get_u8(r);
+        if (r->err || f->len == 0 || !end_state(f->state) || f->streams > 3)
+            return -EINVAL;
+        for (int s = 0; s < 2; s++) {
+            if (!(f->streams >> s & 1))
+                continue;
+            f->total[s] = cmd_get_u64(r);
+            f->plen[s] = cmd_get_bytes(r, &f->p[s]);
+            if (r->err || f->plen[s] > JOBS_OUT_MAX || f->total[s] < f->plen[s])
+                return -EINVAL;
+        }
+    }
+    return r->off == r->len ? (int)n : -EINVAL;
+}
+
+/* Appends chunk p[0..len) to stream s of x (kept up to JOBS_OUT_MAX) with the total it
+ * produced so far; the caller checked total >= kept + len. */
+static void out_append(jrun_t *x, int s, const uint8_t *p, size_t len, uint64_t total)
+{
+    blob_t *old = x->out[s];
+    size_t keep = len;
+    if (old->len + keep > JOBS_OUT_MAX)
+        keep = JOBS_OUT_MAX - old->len;
+    if (keep) {
+        blob_t *nb = blob_xnew(NULL, old->len + keep);
+        memcpy(nb->data, old->data, old->len);
+        memcpy(nb->data + old->len, p, keep);
+        blob_unref(old);
+        x->out[s] = nb;
+    }
+    if (total > x->total[s])
+        x->total[s] = total;
+}
+
+/* FINISHES: each item, on its own, as its OUTPUTs then its FINISH would be (an item whose
+ * run is not running on sid, or whose output disagrees with what is kept, is skipped
+ * whole); the result's bit i is set for each run ended. Decoded whole first: a malformed
+ * batch changes nothing. */
+static int apply_finishes(jstate_t *js, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res,
+                          effects_t *fx)
+{
+    static __thread fitem_t items[JOBS_BATCH_MAX];
+    uint64_t sid = cmd_get_u64(r);
+    int n = get_fitems(r, items);
+    if (n < 0)
+        return n;
+    if (res) {
+        memset(res->data, 0, JOBS_BATCH_MAX / 8);
+        res->len = JOBS_BATCH_MAX / 8;
+    }
+    for (int i = 0; i < n; i++) {
+        const fitem_t *f = &items[i];
+        job_t *j = job_of(ntable_find(&js->jobs, f->name, f->len));
+        jrun_t *x = j ? run_find(j, f->run) : NULL;
+        if (!x || x->state != JR_RUNNING || x->sid != sid)
+            continue;
+        int ok = 1;
+        for (int s = 0; s < 2; s++)
+            if ((f->streams >> s & 1) && f->total[s] < x->out[s]->len + f->plen[s])
+                ok = 0;
+        if (!ok)
+            continue;
+        for (int s = 0; s < 2; s++)
+            if (f->streams >> s & 1)
+                out_append(x, s, f->p[s], f->plen[s], f->total[s]);
+        run_end(j, x, f->state, f->exit_code, h->now_ms, fx);
+        trim_runs(j);
+        index_job(js, j);
+        if (res)
+            res->data[i / 8] |= (uint8_t)(1u << (i % 8));
+    }
     return 0;
 }
 
@@ -678,6 +909,7 @@ static int js_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *re
     case JOP_FINISH: return apply_finish(js, h, r, fx);
     case JOP_TICKS:  return apply_ticks(js, h, r, res, fx);
     case JOP_STARTS: return apply_starts(st, js, h, r, res, fx);
+    case JOP_FINISHES: return apply_finishes(js, h, r, res, fx);
     default:         return -EINVAL;
     }
 }
@@ -694,6 +926,7 @@ static void js_free(state_t *st)
         return;
     while (js->jobs.head)
         job_del(js, job_of(js->jobs.head));
+    free(js->heap);
     free(js);
     st->ns_state[NS_JOBS] = NULL;
 }
@@ -708,6 +941,7 @@ static void js_session_end(state_t *st, uint64_t sid, uint64_t now, effects_t *f
             if (x->state == JR_RUNNING && x->sid == sid)
                 run_end(j, x, JR_LOST, 0, now, fx);
         trim_runs(j);
+        index_job(js, j);
     }
 }
 
@@ -922,6 +1156,8 @@ static int js_restore(state_t *st, snapin_t *in)
     int rc = ntable_restore(&js->jobs, in, js->next_id, "jobs", restore_job, js);
     if (rc < 0)
         return rc;
+    for (nentry_t *e = js->jobs.head; e; e = e->next)
+        index_job(js, job_of(e));
     const char *why = jobs_sm_verify(st);
     if (why)
         return si_corrupt(in, why);
@@ -960,6 +1196,36 @@ static const char *verify_run(const state_t *st, const job_t *j, const jrun_t *x
     }
     if (!active_state(x->state) && (x->finished_ms < x->started_ms || x->finished_ms > st->now_ms))
         return "jobs: a run that ended before it started, or at a time to come";
+    return NULL;
+}
+
+/* The index agrees with the jobs (index_job's contract) and the heap is ordered. */
+static const char *verify_index(const jstate_t *js)
+{
+    size_t inheap = 0, inactive = 0;
+    for (const nentry_t *e = js->jobs.head; e; e = e->next) {
+        const job_t *j = job_of(e);
+        uint64_t due = due_of(j);
+        if (due ? !j->hpos || j->hpos > js->hn || js->heap[j->hpos - 1] != j || j->due != due
+                : j->hpos != 0)
+            return "jobs: the index by next fire time disagrees with a job";
+        inheap += j->hpos != 0;
+        if (j->in_active != (j->active > 0))
+            return "jobs: the list of active jobs disagrees with a job";
+        inactive += j->in_active;
+    }
+    if (inheap != js->hn)
+        return "jobs: the index by next fire time holds a job that is not in the table";
+    for (size_t i = 1; i < js->hn; i++)
+        if (hless(js->heap[i], js->heap[(i - 1) / 2]))
+            return "jobs: the index by next fire time is out of order";
+    size_t n = 0;
+    for (const job_t *j = js->ahead; j; j = j->anext) {
+        if (++n > inactive || !j->in_active || (j->anext ? j->anext->aprev != j : js->atail != j))
+            return "jobs: a broken list of active jobs";
+    }
+    if (n != inactive || (!js->ahead && js->atail))
+        return "jobs: the list of active jobs misses a job";
     return NULL;
 }
 
@@ -1002,7 +1268,7 @@ const char *jobs_sm_verify(const state_t *st)
             finished > JOBS_RUNS_KEPT)
             return "jobs: run counts that disagree with the runs";
     }
-    return NULL;
+    return verify_index(js);
 }
 
 void jobs_sm_check(const state_t *st)
@@ -1115,6 +1381,46 @@ int jobs_sm_run(const state_t *st, uint64_t job, uint64_t n, run_view_t *v)
     if (!x)
         return -ENOENT;
     view_run(x, v);
+    return 0;
+}
+
+uint64_t jobs_sm_next_due(const state_t *st)
+{
+    const jstate_t *js = JS(st);
+    return js->hn ? js->heap[0]->due : 0;
+}
+
+/* The heap's subtree at slot i holds no key below slot i's: it is walked only while due. */
+static int each_due(const jstate_t *js, size_t i, uint64_t now,
+                    int (*fn)(void *arg, const job_view_t *v), void *arg)
+{
+    if (i >= js->hn || js->heap[i]->due > now)
+        return 0;
+    job_view_t v;
+    view_job(js->heap[i], &v);
+    int rc = fn(arg, &v);
+    if (!rc)
+        rc = each_due(js, 2 * i + 1, now, fn, arg);
+    if (!rc)
+        rc = each_due(js, 2 * i + 2, now, fn, arg);
+    return rc;
+}
+
+int jobs_sm_each_due(const state_t *st, uint64_t now, int (*fn)(void *arg, const job_view_t *v),
+                     void *arg)
+{
+    return each_due(JS(st), 0, now, fn, arg);
+}
+
+int jobs_sm_each_active(const state_t *st, int (*fn)(void *arg, const job_view_t *v), void *arg)
+{
+    for (const job_t *j = JS(st)->ahead; j; j = j->anext) {
+        job_view_t v;
+        view_job(j, &v);
+        int rc = fn(arg, &v);
+        if (rc)
+            return rc;
+    }
     return 0;
 }
 
@@ -1271,6 +1577,35 @@ void jobs_cmd_batch(cmdbuf_t *b, uint64_t now, uint8_t op, uint64_t sid, uint32_
     for (uint32_t i = 0; i < n; i++) {
         cmd_str(b, jobs[i]);
         cmd_u64(b, v[i]);
+    }
+}
+
+size_t jobs_fin_size(const jobs_fin_t *f)
+{
+    size_t n = 4 + strlen(f->job) + 8 + 1 + 4 + 1;
+    for (int s = 0; s < 2; s++)
+        if (f->total[s])
+            n += 8 + 4 + f->len[s];
+    return n;
+}
+
+void jobs_cmd_finishes(cmdbuf_t *b, uint64_t now, uint64_t sid, uint32_t n, const jobs_fin_t *f)
+{
+    ASSERT(n >= 1 && n <= JOBS_BATCH_MAX);
+    cmd_begin(b, JOP_FINISHES, NS_JOBS, now);
+    cmd_u64(b, sid);
+    cmd_u32(b, n);
+    for (uint32_t i = 0; i < n; i++) {
+        cmd_str(b, f[i].job);
+        cmd_u64(b, f[i].run);
+        cmd_u8(b, f[i].state);
+        cmd_u32(b, (uint32_t)f[i].exit_code);
+        cmd_u8(b, (uint8_t)((f[i].total[0] ? 1 : 0) | (f[i].total[1] ? 2 : 0)));
+        for (int s = 0; s < 2; s++)
+            if (f[i].total[s]) {
+                cmd_u64(b, f[i].total[s]);
+                cmd_bytes(b, f[i].out[s], f[i].len[s]);
+            }
     }
 }
 

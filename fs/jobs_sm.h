@@ -59,8 +59,12 @@ enum jobs_op {
      * the result's bit i (JOBS_BATCH_MAX bits) says item i was applied. */
     JOP_TICKS,       /* u32 n, n x (str job, u64 tick) */
     JOP_STARTS,      /* u64 sid, u32 n, n x (str job, u64 run); ENOLCK: sid not live */
+    JOP_FINISHES,    /* u64 sid, u32 n, n x (str job, u64 run, u8 JR_* end state, u32 exit,
+                        u8 streams (bit 0 stdout, bit 1 stderr), per stream in the bits:
+                        u64 total, bytes kept): each item ends its run as FINISH would,
+                        after appending its output as OUTPUT would */
 };
-#define JOBS_BATCH_MAX 512               /* items of a TICKS or STARTS (SM_RESULT_MAX bits) */
+#define JOBS_BATCH_MAX 512               /* items of a batch (SM_RESULT_MAX bits) */
 enum { JSET_CMD = 1, JSET_SCHEDULE, JSET_TIMEOUT, JSET_RETRIES, JSET_CONCURRENCY };
 enum jobs_conc { JC_FORBID = 0, JC_ALLOW = 1, JC_REPLACE = 2 };
 /* Run states. exit: the status code for OK/FAILED, -signal when a signal ended it. */
@@ -94,7 +98,21 @@ void jobs_cmd_finish(cmdbuf_t *b, uint64_t now, const char *job, uint64_t run, u
 /* A TICKS (op JOP_TICKS: sid unused, v = ticks) or STARTS (v = runs) of items i < n. */
 void jobs_cmd_batch(cmdbuf_t *b, uint64_t now, uint8_t op, uint64_t sid, uint32_t n,
                     const char *const *jobs, const uint64_t *v);
-/* Whether item i of an applied TICKS or STARTS was applied. */
+/* One run's end for a FINISHES: a stream with total 0 is left out of the item. */
+typedef struct jobs_fin {
+    const char *job;
+    uint64_t run;
+    uint8_t state;                       /* JR_OK, JR_FAILED, JR_TIMEOUT or JR_KILLED */
+    int32_t exit_code;
+    const void *out[2];                  /* kept bytes of stdout, stderr (len[s] each) */
+    size_t len[2];
+    uint64_t total[2];                   /* bytes each stream produced (>= len) */
+} jobs_fin_t;
+/* The bytes item f adds to a FINISHES. */
+size_t jobs_fin_size(const jobs_fin_t *f);
+/* A FINISHES of the ends f[0..n) (1 <= n <= JOBS_BATCH_MAX) of runs of session sid. */
+void jobs_cmd_finishes(cmdbuf_t *b, uint64_t now, uint64_t sid, uint32_t n, const jobs_fin_t *f);
+/* Whether item i of an applied TICKS, STARTS or FINISHES was applied. */
 int jobs_result_bit(const sm_result_t *res, uint32_t i);
 /* RUN's result: the run's number. */
 uint64_t jobs_result_run(const sm_result_t *res);
@@ -141,6 +159,19 @@ int jobs_sm_each_run(const state_t *st, uint64_t job, int (*fn)(void *arg, const
                      void *arg);
 /* Run n of job id: 0 and *v, or -ENOENT. */
 int jobs_sm_run(const state_t *st, uint64_t job, uint64_t n, run_view_t *v);
+
+/* The scheduler's index (derived from the state at each apply and at restore; not in the
+ * snapshot): the jobs by next fire time, and the jobs with a pending or running run, so a
+ * sweep costs O(jobs due + jobs active), not O(jobs).
+ * jobs_sm_next_due: the earliest next fire time of any job of the shard (0: none).
+ * jobs_sm_each_due: fn for each job whose next fire time is at or before now (in the
+ * index's order, not sorted), until fn returns nonzero; returns that.
+ * jobs_sm_each_active: fn for each job with a pending or running run (in the order they
+ * became active; the order is not part of the state). */
+uint64_t jobs_sm_next_due(const state_t *st);
+int jobs_sm_each_due(const state_t *st, uint64_t now, int (*fn)(void *arg, const job_view_t *v),
+                     void *arg);
+int jobs_sm_each_active(const state_t *st, int (*fn)(void *arg, const job_view_t *v), void *arg);
 
 /* The next scheduled time of job v after its last decided tick (0: no schedule, or never). */
 uint64_t jobs_next_tick(const job_view_t *v);

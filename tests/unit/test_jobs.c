@@ -6,7 +6,10 @@
  * session end making its run lost and retried with exponential backoff until the retries
  * are spent, missed ticks marked late and the catch-up policy, the `.events` lines, refused
  * malformed commands that change nothing (same snapshot bytes), and byte-identical
- * snapshots through a restore. No FUSE code. */
+ * snapshots through a restore; FINISHES (a batch of run ends with their output) leaving the
+ * same state as the OUTPUT and FINISH commands it replaces, and the scheduler's index (by
+ * next fire time, and of active jobs) agreeing with a full scan through random commands and
+ * a restore. No FUSE code. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -455,6 +458,294 @@ TEST(batches_apply_each_item_on_its_own)
     done(sh);
 }
 
+/* Three jobs (allow) with runs started on a session: a1 (run 1), b1 (runs 1, 2: retries 1)
+ * and c1 (run 1 pending, not started). */
+static shard_t *three_running(uint64_t *sid)
+{
+    shard_t *sh = fresh();
+    *sid = open_session(sh, T0, "node-a");
+    const char *names[] = { "a1", "b1", "c1" };
+    int bad = !*sid;
+    for (int i = 0; i < 3; i++)
+        bad |= mk(sh, names[i], T0) || set(sh, names[i], JSET_CMD, "true", T0) ||
+               set(sh, names[i], JSET_CONCURRENCY, "allow", T0) ||
+               set(sh, names[i], JSET_RETRIES, "1", T0) || manual(sh, names[i], T0 + 1, NULL);
+    bad |= manual(sh, "b1", T0 + 1, NULL) || start(sh, "a1", 1, *sid, T0 + 2) ||
+           start(sh, "b1", 1, *sid, T0 + 2) || start(sh, "b1", 2, *sid, T0 + 2);
+    if (bad) {
+        done(sh);
+        return NULL;
+    }
+    return sh;
+}
+
+/* The FINISHES of the ends below (a1 ok with output on both streams; b1 run 1 failed, run 2
+ * killed; c1 run 1, which is not running, and a run that does not exist). */
+static void ends(jobs_fin_t f[5])
+{
+    memset(f, 0, 5 * sizeof(*f));
+    f[0] = (jobs_fin_t){ .job = "a1", .run = 1, .state = JR_OK, .exit_code = 0,
+                         .out = { "hi\n", "warn\n" }, .len = { 3, 5 }, .total = { 3, 9 } };
+    f[1] = (jobs_fin_t){ .job = "b1", .run = 1, .state = JR_FAILED, .exit_code = 2 };
+    f[2] = (jobs_fin_t){ .job = "c1", .run = 1, .state = JR_OK };
+    f[3] = (jobs_fin_t){ .job = "b1", .run = 2, .state = JR_KILLED, .exit_code = -15 };
+    f[4] = (jobs_fin_t){ .job = "nope", .run = 1, .state = JR_OK };
+}
+
+TEST(finishes_batch_equals_output_and_finish)
+{
+    uint64_t sa, sc;
+    shard_t *a = three_running(&sa), *c = three_running(&sc);
+    CHECK(a && c && sa == sc);
+    jobs_fin_t f[5];
+    ends(f);
+    /* a: the single commands the runner proposed before (OUTPUT per stream, FINISH) */
+    cmdbuf_t b;
+    jobs_cmd_output(&b, T0 + 10, "a1", 1, sa, 1, 3, "hi\n", 3);
+    CHECK_EQ(run(a, &b, NULL), 0);
+    jobs_cmd_output(&b, T0 + 10, "a1", 1, sa, 2, 9, "warn\n", 5);
+    CHECK_EQ(run(a, &b, NULL), 0);
+    CHECK_EQ(finish(a, "a1", 1, sa, JR_OK, 0, T0 + 10), 0);
+    CHECK_EQ(finish(a, "b1", 1, sa, JR_FAILED, 2, T0 + 10), 0);
+    CHECK_EQ(finish(a, "c1", 1, sa, JR_OK, 0, T0 + 10), -ESTALE);
+    CHECK_EQ(finish(a, "b1", 2, sa, JR_KILLED, -15, T0 + 10), 0);
+    /* c: one FINISHES; items 2 and 4 are skipped on their own */
+    sm_result_t res;
+    int nrev = c->nrev;
+    jobs_cmd_finishes(&b, T0 + 10, sc, 5, f);
+    size_t one = b.len;
+    CHECK_EQ(run(c, &b, &res), 0);
+    CHECK(jobs_result_bit(&res, 0) && jobs_result_bit(&res, 1) && !jobs_result_bit(&res, 2) &&
+          jobs_result_bit(&res, 3) && !jobs_result_bit(&res, 4));
+    CHECK_EQ(c->nrev - nrev, 3);                        /* three end events */
+    /* the same state: same runs, output, events, retries (snapshot bytes) */
+    char d1[] = "/tmp/qfs-jobs-XXXXXX", d2[] = "/tmp/qfs-jobs-XXXXXX";
+    CHECK(mkdtemp(d1) && mkdtemp(d2));
+    size_t la, lc;
+    char *xa = snap_bytes(a->st, d1, &la), *xc = snap_bytes(c->st, d2, &lc);
+    CHECK(xa && xc && la == lc && memcmp(xa, xc, la) == 0);
+    free(xa);
+    free(xc);
+    run_view_t r = rview(c, "a1", 1);
+    CHECK(r.state == JR_OK && r.out[0]->len == 3 && r.total[1] == 9 &&
+          memcmp(r.out[1]->data, "warn\n", 5) == 0);
+    CHECK(rview(c, "b1", 3).state == JR_PENDING && rview(c, "b1", 3).attempt == 2);
+    /* the item of a run without output is small: name, run, state, exit, stream bits */
+    CHECK_EQ(jobs_fin_size(&f[1]), 4 + 2 + 8 + 1 + 4 + 1);
+    CHECK_EQ(one, (size_t)CMD_HDR_LEN + 8 + 4 + jobs_fin_size(&f[0]) + jobs_fin_size(&f[1]) +
+                      jobs_fin_size(&f[2]) + jobs_fin_size(&f[3]) + jobs_fin_size(&f[4]));
+    /* again: nothing is running any more, nothing is applied */
+    jobs_cmd_finishes(&b, T0 + 11, sc, 5, f);
+    CHECK_EQ(run(c, &b, &res), 0);
+    for (uint32_t i = 0; i < 5; i++)
+        CHECK(!jobs_result_bit(&res, i));
+    done(a);
+    done(c);
+}
+
+TEST(malformed_finishes_change_nothing)
+{
+    uint64_t sid;
+    shard_t *sh = three_running(&sid);
+    CHECK(sh);
+    char d1[] = "/tmp/qfs-jobs-XXXXXX", d2[] = "/tmp/qfs-jobs-XXXXXX";
+    CHECK(mkdtemp(d1) && mkdtemp(d2));
+    size_t l0, l1;
+    char *before = snap_bytes(sh->st, d1, &l0);
+    CHECK(before);
+    jobs_fin_t f[5];
+    ends(f);
+    cmdbuf_t b;
+    cmd_begin(&b, JOP_FINISHES, NS_JOBS, T0 + 2);          /* no item */
+    cmd_u64(&b, sid);
+    cmd_u32(&b, 0);
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    f[1].state = JR_RUNNING;                                 /* not an end state */
+    jobs_cmd_finishes(&b, T0 + 2, sid, 2, f);
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    ends(f);
+    f[0].total[0] = 2;                                       /* kept more than produced */
+    jobs_cmd_finishes(&b, T0 + 2, sid, 2, f);
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    ends(f);
+    jobs_cmd_finishes(&b, T0 + 2, sid, 2, f);               /* cut short */
+    b.len -= 2;
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    jobs_cmd_finishes(&b, T0 + 2, sid, 2, f);               /* a byte after the last */
+    cmd_u8(&b, 1);
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    jobs_cmd_finishes(&b, T0 + 2, sid, 1, &f[1]);           /* stream bits out of range */
+    b.p[b.len - 1] = 4;
+    CHECK_EQ(run(sh, &b, NULL), -EINVAL);
+    char *after = snap_bytes(sh->st, d2, &l1);
+    CHECK(after && l0 == l1 && memcmp(before, after, l0) == 0);
+    free(before);
+    free(after);
+    done(sh);
+}
+
+/* The index against a full scan of the jobs at now. */
+struct scan {
+    uint64_t now, min_next;
+    uint64_t due[64], active[64];      /* bit sets of job ids (ids < 4096 here) */
+    int n;
+};
+
+static void setbit64(uint64_t *set, uint64_t id) { set[id / 64 % 64] |= 1ull << (id % 64); }
+
+static int full_cb(void *arg, const job_view_t *v)
+{
+    struct scan *s = arg;
+    uint64_t t = jobs_next_tick(v);
+    if (t && (!s->min_next || t < s->min_next))
+        s->min_next = t;
+    if (jobs_due_tick(v, s->now))
+        setbit64(s->due, v->id);
+    if (v->active)
+        setbit64(s->active, v->id);
+    return 0;
+}
+
+static int due_cb(void *arg, const job_view_t *v)
+{
+    struct scan *s = arg;
+    s->n++;
+    if (jobs_due_tick(v, s->now))
+        setbit64(s->due, v->id);
+    return 0;
+}
+
+static int active_cb(void *arg, const job_view_t *v)
+{
+    struct scan *s = arg;
+    if (v->active)
+        setbit64(s->active, v->id);
+    return 0;
+}
+
+/* 1 when the index of sh agrees with a full scan at now. */
+static int index_agrees(shard_t *sh, uint64_t now)
+{
+    struct scan full, idx;
+    memset(&full, 0, sizeof(full));
+    memset(&idx, 0, sizeof(idx));
+    full.now = idx.now = now;
+    jobs_sm_each(sh->st, full_cb, &full);
+    jobs_sm_each_due(sh->st, now, due_cb, &idx);
+    jobs_sm_each_active(sh->st, active_cb, &idx);
+    int n = 0;
+    for (int i = 0; i < 64; i++)
+        n += __builtin_popcountll(idx.due[i]);
+    return jobs_sm_next_due(sh->st) == full.min_next && idx.n == n &&
+           memcmp(full.due, idx.due, sizeof(full.due)) == 0 &&
+           memcmp(full.active, idx.active, sizeof(full.active)) == 0;
+}
+
+TEST(index_agrees_with_a_full_scan)
+{
+    shard_t *sh = fresh();
+    uint64_t sid = open_session(sh, T0, "node-a");
+    CHECK(sid);
+    static const char *const scheds[] = { "@every 1s", "@every 7s", "*/1 * * * *", "0 0 30 2 *",
+                                          "", "@every 2s" };
+    srand(7);
+    uint64_t now = T0;
+    int bad = 0, steps = 0;
+    for (int i = 0; i < 6000; i++) {
+        char job[8];
+        snprintf(job, sizeof(job), "j%d", rand() % 40);
+        now += (uint64_t)(rand() % 900);
+        cmdbuf_t b;
+        job_view_t v;
+        int have = jobs_sm_get(sh->st, job, strlen(job), &v) == 0;
+        switch (rand() % 10) {
+        case 0: mk(sh, job, now); break;
+        case 1: set(sh, job, JSET_SCHEDULE, scheds[rand() % 6], now); break;
+        case 2: set(sh, job, JSET_CMD, rand() % 4 ? "true" : "", now); break;
+        case 3:
+        case 4:
+            if (have && jobs_due_tick(&v, now)) {
+                const char *jn[1] = { job };
+                uint64_t t[1] = { jobs_due_tick(&v, now) };
+                jobs_cmd_batch(&b, now, JOP_TICKS, 0, 1, jn, t);
+                run(sh, &b, NULL);
+            }
+            break;
+        case 5: manual(sh, job, now, NULL); break;
+        case 6:
+            if (have)
+                start(sh, job, v.runs_total, sid, now);
+            break;
+        case 7:
+            if (have) {
+                jobs_fin_t f = { .job = job, .run = v.runs_total,
+                                 .state = (uint8_t)(rand() % 2 ? JR_OK : JR_FAILED) };
+                jobs_cmd_finishes(&b, now, sid, 1, &f);
+                run(sh, &b, NULL);
+            }
+            break;
+        case 8:
+            if (rand() % 8 == 0) {
+                jobs_cmd_rmdir(&b, now, job);
+                run(sh, &b, NULL);
+            }
+            break;
+        default:
+            if (rand() % 50 == 0) {           /* the runner's session ends: lost, retried */
+                end_session(sh, sid, now);
+                sid = open_session(sh, now, "node-b");
+            }
+            break;
+        }
+        steps++;
+        bad += !index_agrees(sh, now) + !index_agrees(sh, now + 5000);
+    }
+    CHECK_EQ(bad, 0);
+    CHECK(steps == 6000);
+    /* after a restore the index is rebuilt from the jobs */
+    shard_t *c = fresh();
+    char d1[] = "/tmp/qfs-jobs-XXXXXX";
+    CHECK(mkdtemp(d1));
+    size_t l;
+    char *x = snap_bytes(sh->st, d1, &l);
+    CHECK(x);
+    CHECK_EQ(restore_dir(c->st, d1), 0);
+    ns_sm_check(c->st);
+    CHECK(index_agrees(c, now) && index_agrees(c, now + 60000));
+    free(x);
+    done(c);
+    done(sh);
+}
+
+/* What makes an idle sweep cost nothing: with 3,000 jobs scheduled and none due, the walk
+ * of the due jobs visits none; when one minute comes, it visits exactly the due ones. */
+TEST(index_walks_only_due_jobs)
+{
+    shard_t *sh = fresh();
+    char job[16];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(job, sizeof(job), "s%d", i);
+        CHECK_EQ(mk(sh, job, T0), 0);
+        CHECK_EQ(set(sh, job, JSET_CMD, "true", T0), 0);
+        CHECK_EQ(set(sh, job, JSET_SCHEDULE, i < 100 ? "@every 30s" : "@every 60s", T0), 0);
+    }
+    struct scan s;
+    memset(&s, 0, sizeof(s));
+    s.now = T0 + 29999;
+    CHECK_EQ(jobs_sm_next_due(sh->st), T0 + 30000);
+    jobs_sm_each_due(sh->st, s.now, due_cb, &s);
+    CHECK_EQ(s.n, 0);
+    s.now = T0 + 30000;
+    jobs_sm_each_due(sh->st, s.now, due_cb, &s);
+    CHECK_EQ(s.n, 100);
+    s.n = 0;
+    s.now = T0 + 60000;
+    jobs_sm_each_due(sh->st, s.now, due_cb, &s);
+    CHECK_EQ(s.n, 3000);
+    CHECK_EQ(jobs_sm_each_active(sh->st, active_cb, &s), 0);
+    done(sh);
+}
+
 /* A state with one of everything: runs in each state, output, events. */
 static shard_t *populated(uint64_t *sid)
 {
@@ -527,7 +818,7 @@ TEST(random_damage_never_breaks_invariants)
         now += (uint64_t)(rand() % 700);
         const char *bj[2] = { job, "j" };
         uint64_t bv[2] = { now / 1000 * 1000, n };
-        switch (rand() % 11) {
+        switch (rand() % 12) {
         case 0: jobs_cmd_tick(&b, now, job, now / 1000 * 1000); break;
         case 1: jobs_cmd_run(&b, now, job); break;
         case 2: jobs_cmd_start(&b, now, job, n, sid); break;
@@ -538,6 +829,13 @@ TEST(random_damage_never_breaks_invariants)
         case 7: jobs_cmd_mkdir(&b, now, rand() % 2 ? "j" : "x"); break;
         case 8: jobs_cmd_batch(&b, now, JOP_TICKS, 0, 2, bj, bv); break;
         case 9: bv[0] = n; jobs_cmd_batch(&b, now, JOP_STARTS, sid, 2, bj, bv); break;
+        case 10: {
+            jobs_fin_t f[2] = { { .job = job, .run = n, .state = (uint8_t)(JR_OK + rand() % 5),
+                                  .out = { "out", "" }, .len = { 3, 0 }, .total = { 5, 0 } },
+                                { .job = "j", .run = n, .state = JR_OK } };
+            jobs_cmd_finishes(&b, now, sid, 1 + (uint32_t)(rand() % 2), f);
+            break;
+        }
         default: jobs_cmd_rmdir(&b, now, rand() % 3 ? "x" : "k"); break;
         }
         if (rand() % 2 && b.len > CMD_HDR_LEN) {
@@ -600,6 +898,10 @@ int main(void)
     RUN(events_lines);
     RUN(rmdir_waits_for_running_runs);
     RUN(batches_apply_each_item_on_its_own);
+    RUN(finishes_batch_equals_output_and_finish);
+    RUN(malformed_finishes_change_nothing);
+    RUN(index_agrees_with_a_full_scan);
+    RUN(index_walks_only_due_jobs);
     RUN(malformed_commands_change_nothing);
     RUN(random_damage_never_breaks_invariants);
     RUN(snapshot_round_trip);
