@@ -572,6 +572,24 @@ static int highlighted(const query_t *q, const char *t, size_t len)
         const clause_t *c = &q->c[i];
         if (c->occur == O_NOT)
             continue;
+        if (c->kind == K_PREFIX) {
+            /* its terms are in byte order (expand): a binary search, after the prefix */
+            if (len < c->plen || memcmp(t, c->prefix, c->plen) != 0)
+                continue;
+            uint32_t lo = 0, hi = c->n;
+            while (lo < hi) {
+                uint32_t mid = lo + (hi - lo) / 2;
+                const qterm_t *m = &c->terms[mid];
+                int r = memcmp(m->t, t, m->len < len ? m->len : len);
+                if (r == 0 && m->len == len)
+                    return 1;
+                if (r < 0 || (r == 0 && m->len < len))
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            continue;
+        }
         for (uint32_t e = 0; e < c->n; e++)
             if (c->terms[e].len == len && memcmp(c->terms[e].t, t, len) == 0)
                 return 1;
@@ -650,19 +668,22 @@ static void snippet(sbuf_t *b, const query_t *q, const sdoc_t *d)
         s.wstart = 0;
         s.wend = d->text->len < BM25_SNIPPET_BYTES ? d->text->len : BM25_SNIPPET_BYTES;
     }
+    /* at most two bytes out per byte of the window (a bracket and the byte), and a ']' */
+    char o[2 * (BM25_SNIPPET_BYTES + 64) + 2];
+    size_t on = 0;
     int in = 0, space = 0;
     size_t i = s.wstart;
     while (i < s.wend) {
         int m = mark[i - s.wstart];
         if (m != in) {
-            sb_c(b, m ? '[' : ']');
+            o[on++] = m ? '[' : ']';
             in = m;
             space = 0;
         }
         unsigned char c = (unsigned char)text[i];
         if (c < 0x20 || c == 0x7f || c == ' ') {
             if (!space)
-                sb_c(b, ' ');
+                o[on++] = ' ';
             space = 1;
             i++;
             continue;
@@ -674,15 +695,17 @@ static void snippet(sbuf_t *b, const query_t *q, const sdoc_t *d)
         for (size_t k = 1; ok && k < n; k++)
             ok = ((unsigned char)text[i + k] & 0xc0) == 0x80;
         if (ok) {
-            sb_put(b, text + i, n);
+            memcpy(o + on, text + i, n);
+            on += n;
             i += n;
         } else {
-            sb_c(b, '?');
+            o[on++] = '?';
             i++;
         }
     }
     if (in)
-        sb_c(b, ']');
+        o[on++] = ']';
+    sb_put(b, o, on);
 }
 
 static void put_name(sbuf_t *b, const char *name)

@@ -199,6 +199,12 @@ static int end_run(walk_t *w)
     return rc;
 }
 
+/* An ASCII letter or digit. */
+static int ascii_word(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
+}
+
 int tokenize(const char *text, size_t len, int (*fn)(void *arg, const tok_term_t *t),
              void *arg)
 {
@@ -207,6 +213,33 @@ int tokenize(const char *text, size_t len, int (*fn)(void *arg, const tok_term_t
     size_t i = 0;
     int rc = 0;
     while (i < len && rc == 0) {
+        if (p[i] < 0x80) {
+            /* ASCII, the common case, without decoding: as classify() and the cases below
+             * would do it, a run of letters and digits at a time */
+            if (!ascii_word(p[i])) {
+                if (w.inword)
+                    rc = end_word(&w);
+                if (rc == 0 && w.run)
+                    rc = end_run(&w);
+                i++;
+                continue;
+            }
+            if (w.run && (rc = end_run(&w)) != 0)
+                break;
+            if (!w.inword) {
+                w.inword = 1;
+                w.wstart = i;
+            }
+            for (; i < len && ascii_word(p[i]); i++) {
+                if (!w.full && w.wlen < TOK_TERM_MAX)
+                    w.word[w.wlen++] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + ('a' - 'A')
+                                                                        : p[i]);
+                else
+                    w.full = 1;
+            }
+            w.wend = i;
+            continue;
+        }
         uint32_t cp = 0;
         size_t step = utf8_decode(p + i, len - i, &cp);
         char f[4];
