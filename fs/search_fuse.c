@@ -38,6 +38,13 @@
 enum { K_ROOT = 0, K_IDX = 1, K_QDIR, K_DOC, K_PEND, K_QUERY };
 #define SINO(k, kind, v) NS_SHARD_INO(NS_SEARCH, k, ((uint64_t)(kind) << KSHIFT) | ((v) & KMASK))
 #define ROOT_INO NS_ROOT_ID(NS_SEARCH)
+/* How long the kernel may keep the entries and attributes of an index's .q and of a query
+ * name in it. Neither can change: .q belongs to its index's inode (an index removed and
+ * made again is another inode, found by the index's own lookup, which is never cached), a
+ * query name always names the same query inode (answered afresh at each open), and their
+ * attributes are constant but for the times, which are those of the lookup. Caching them
+ * spares two FUSE lookups of every open of .q/<query>. */
+#define QNAME_TIMEOUT 3600.0
 
 /* A document being created, or a query: an inode the state has no id for. */
 typedef struct nent {
@@ -391,6 +398,7 @@ static int do_lookup(sfront_t *sf, fuse_ino_t parent, const char *name,
         if (reserved(name)) {
             e->ino = SINO(0, K_QDIR, v);
             front_stat(&e->attr, e->ino, S_IFDIR | 0555, 0, node_start_ms(n));
+            e->entry_timeout = e->attr_timeout = QNAME_TIMEOUT;
             return 0;
         }
         uint32_t ds = doc_shard(sf, index, name);
@@ -428,6 +436,7 @@ static int do_lookup(sfront_t *sf, fuse_ino_t parent, const char *name,
         if (!e->ino)
             return -ENOMEM;
         front_stat(&e->attr, e->ino, S_IFREG | 0444, 0, node_now_ms());
+        e->entry_timeout = e->attr_timeout = QNAME_TIMEOUT;
         return 0;
     }
     return -ENOTDIR;
