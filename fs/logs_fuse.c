@@ -42,6 +42,8 @@
 #include "fs/front.h"
 #include "fs/intr.h"
 #include "fs/logs.h"
+#include "fs/logs_pcache.h"
+#include "fs/mount.h"
 #include "fs/names.h"
 #include "fs/node.h"
 
@@ -53,6 +55,8 @@
 /* An open log file or follow file. */
 typedef struct lgfh {
     int follow;
+    int cached;                      /* a log file read through the page cache */
+    uint64_t open_start;             /* the log's oldest retained offset at the open */
     uint32_t shard;
     uint64_t id;
     char *name;
@@ -76,6 +80,8 @@ typedef struct lgfront {
     front_ctx_t ctx;                 /* first: node, mu */
     lgfh_t *follows;                 /* open follow files */
     lgfh_t *opens;                   /* open log files (for fstat after rm) */
+    lgpc_t *pc;                      /* page cache invalidations; NULL: no cached opens */
+    struct fuse_session *se;         /* the mount's session, from the first cached open */
 } lgfront_t;
 
 static lgfront_t *LF(fuse_req_t req) { return ns_front_ctx(req, NS_LOGS); }
@@ -281,6 +287,15 @@ static int open_ino(lgfront_t *lf, fuse_ino_t ino, int flags, lgfh_t **out)
         rc = -ENOMEM;
     if (rc == 0 && kind == K_LOG && wr && (flags & O_TRUNC) && v.end > 0)
         rc = -EPERM;                       /* a log is never truncated */
+    /* Read-only opens of a log read through the page cache when no page can begin below
+     * the oldest retained offset (logs_pcache.h); registered under the state lock, so a
+     * drop applied after this look is reported to the table (the delivery finds it). */
+    fh->cached = rc == 0 && kind == K_LOG && !wr && lf->pc && lgpc_cacheable(v.start);
+    fh->open_start = v.start;
+    if (fh->cached && !__atomic_load_n(&lf->se, __ATOMIC_ACQUIRE))
+        fh->cached = 0;                    /* no session to notify yet (note_session) */
+    if (fh->cached)
+        fh->cached = 1 + lgpc_open(lf->pc, ino, v.start);   /* 2: keep the pages */
     fh->pos = v.end;
     fh->seen_end = v.end;
     fh->seen_mtime = v.mtime_ms;
@@ -316,6 +331,33 @@ static void release_fh(lgfront_t *lf, lgfh_t *fh)
     fh_free(fh);
 }
 
+/* ---------------------------------------------------------------- page cache */
+
+/* Tells the kernel to drop the cached pages of ino in [off, off + len) (len 0: to the end);
+ * lgpc_notify_fn. Without a session no open was cached, so there is nothing to drop. */
+static int pc_notify(void *arg, uint64_t ino, off_t off, off_t len)
+{
+    lgfront_t *lf = arg;
+    struct fuse_session *se = __atomic_load_n(&lf->se, __ATOMIC_ACQUIRE);
+    return se ? fuse_lowlevel_notify_inval_inode(se, ino, off, len) : -ENOENT;
+}
+
+/* Reports log id of shard k as it is now to the page cache table: its retention may have
+ * dropped segments, or it may be gone. now: from a request handler (written at once). For
+ * a log no cached open used on this mount it costs one table look-up. */
+static void pc_report(lgfront_t *lf, uint32_t k, uint64_t id, int now)
+{
+    fuse_ino_t ino = NS_SHARD_INO(NS_LOGS, k, id);
+    if (!lf->pc || !lgpc_known(lf->pc, ino))
+        return;
+    state_t *st = lstate(lf, k);
+    log_view_t v;
+    pthread_rwlock_rdlock(&st->lock);
+    int exists = logs_sm_get_id(st, id, &v) == 0;
+    pthread_rwlock_unlock(&st->lock);
+    lgpc_report(lf->pc, ino, exists, exists ? v.start : 0, now);
+}
+
 /* Raises fh->seen_end to end (reads and writes of one descriptor may run concurrently). */
 static void note_seen(lgfh_t *fh, uint64_t end)
 {
@@ -334,16 +376,28 @@ static void reply_opened(fuse_req_t req, lgfront_t *lf, int rc, lgfh_t *fh,
         return;
     }
     fi->fh = (uintptr_t)fh;
-    fi->direct_io = 1;
-    fi->keep_cache = 0;
+    /* Writes always go direct (an O_APPEND write's offset is the kernel's idea of the end,
+     * stale when other mounts append: such bytes must never enter the page cache), and so
+     * do follow files and opens that may not use the cache (open_ino). */
+    fi->direct_io = !fh->cached;
+    fi->keep_cache = fh->cached == 2;
     fi->nonseekable = fh->follow;
     if ((e ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi)) != 0)
         release_fh(lf, fh);
 }
 
+/* Keeps the mount's session for the page cache invalidations (the first request suffices:
+ * the session outlives every request and is set before the first one). */
+static void note_session(lgfront_t *lf, fuse_req_t req)
+{
+    if (!__atomic_load_n(&lf->se, __ATOMIC_RELAXED))
+        __atomic_store_n(&lf->se, mount_session(mount_of(req)), __ATOMIC_RELEASE);
+}
+
 static void lg_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     lgfront_t *lf = LF(req);
+    note_session(lf, req);
     lgfh_t *fh = NULL;
     int rc = open_ino(lf, ino, fi->flags, &fh);
     reply_opened(req, lf, rc, fh, fi, NULL);
@@ -355,6 +409,7 @@ static void lg_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
                       struct fuse_file_info *fi)
 {
     lgfront_t *lf = LF(req);
+    note_session(lf, req);
     int rc = parent == NS_ROOT_ID(NS_LOGS) ? 0 : parent == INO_FOLLOW_DIR ? -EPERM : -ENOTDIR;
     if (rc == 0 && is_follow_name(name))
         rc = -EINVAL;                      /* the reserved control name */
@@ -422,6 +477,16 @@ static void lg_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         if (rc == 0 && res.len >= 8) {     /* the record's offset: fstat after rm sees it */
             memcpy(&at, res.data, 8);
             note_seen(fh, at + size);
+        }
+        /* Cached readers of this mount must see the record when write() returns: the page
+         * at the kernel's idea of the end (off: stale when other mounts appended) may be
+         * cached with zeros past the old end. Linux 6.6+ drops the written range after a
+         * direct write itself; this covers the kernel's range and the record's, from the
+         * lower one to the end, on any kernel. The append may have sealed and dropped old
+         * segments too. */
+        if (rc == 0 && lf->pc && lgpc_known(lf->pc, ino)) {
+            lgpc_inval_now(lf->pc, ino, (uint64_t)off < at ? off : (off_t)at, 0);
+            pc_report(lf, fh->shard, fh->id, 1);
         }
     }
     if (rc < 0)
@@ -542,8 +607,10 @@ static void lg_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         pthread_rwlock_rdlock(&st->lock);
         n = logs_sm_read(st, fh->id, (uint64_t)off, buf, size);
         pthread_rwlock_unlock(&st->lock);
-        if (n == -ENOENT)
-            n = 0;                         /* removed since the open: end of file */
+        if (n == -ENOENT) {
+            n = 0;                         /* removed since the open: end of file, for good */
+            break;                         /* (ids are never reused: no barrier needed) */
+        }
         if (pass == 1 || n < 0 || (size_t)n == size)
             break;
         /* The read reached this node's end of the log: what the majority acknowledged may
@@ -614,11 +681,22 @@ static void lg_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     int rc = parent == NS_ROOT_ID(NS_LOGS) ? 0 : parent == INO_FOLLOW_DIR ? -EPERM : -ENOTDIR;
     if (rc == 0 && is_follow_name(name))
         rc = -EPERM;
+    uint64_t id = 0;                       /* the log's id before the removal, if known */
     if (rc == 0) {
+        state_t *st = lstate(lf, lshard(lf, name));
+        log_view_t v;
+        pthread_rwlock_rdlock(&st->lock);
+        if (logs_sm_get(st, name, strlen(name), &v) == 0)
+            id = v.id;
+        pthread_rwlock_unlock(&st->lock);
         cmdbuf_t b;
         logs_cmd_unlink(&b, node_now_ms(), name);
         rc = node_propose(lf->ctx.node, lshard(lf, name), &b, NULL);
     }
+    /* descriptors of this mount open across the rm read EOF from its return: their cached
+     * pages go before it (other mounts drop theirs from the delivery of the removal) */
+    if (rc == 0 && id)
+        pc_report(lf, lshard(lf, name), id, 1);
     fuse_reply_err(req, -rc);
 }
 
@@ -804,6 +882,10 @@ static void lg_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
         rc = -EINVAL;
     if (rc == 0)
         rc = set_attr(LF(req), ino, a, v);
+    uint32_t k = 0;
+    uint64_t id = 0;
+    if (rc == 0 && ino_kind(ino, &k, &id) == K_LOG)
+        pc_report(LF(req), k, id, 1);      /* retention may have dropped segments */
     fuse_reply_err(req, -rc);
 }
 
@@ -894,6 +976,12 @@ static const struct fuse_lowlevel_ops logs_fuse = {
 
 /* ---------------------------------------------------------------- node side */
 
+/* lgpc_list's filter: the inodes of shard *arg. */
+static int ino_on_shard(void *arg, uint64_t ino)
+{
+    return NS_INO_SHARD(ino) == *(const uint32_t *)arg;
+}
+
 /* EFF_LOG_GREW (log u.qready.qid of shard e->shard grew or is gone; LOGS_ALL_IDS after a
  * snapshot install: any log of the shard): answers the parked follow reads of that log
  * and wakes its pollers. No state lock is held on entry. */
@@ -931,6 +1019,23 @@ static void lg_deliver(void *ctx, effect_t *e)
             }
             fh->ph = NULL;
         }
+    }
+    /* the page cache table: queued, never written here (this is the applying thread) */
+    if (lf->pc && id != LOGS_ALL_IDS) {
+        log_view_t v;
+        int exists = logs_sm_get_id(st, id, &v) == 0;
+        lgpc_report(lf->pc, NS_SHARD_INO(NS_LOGS, e->shard, id), exists, exists ? v.start : 0,
+                    0);
+    } else if (lf->pc) {
+        uint64_t *inos = NULL;
+        uint32_t shard = e->shard;
+        size_t n = lgpc_list(lf->pc, ino_on_shard, &shard, &inos);
+        for (size_t i = 0; i < n; i++) {
+            log_view_t v;
+            int exists = logs_sm_get_id(st, NS_INO_LOCAL(inos[i]) & ~FOLLOW_BIT, &v) == 0;
+            lgpc_report(lf->pc, inos[i], exists, exists ? v.start : 0, 0);
+        }
+        free(inos);
     }
     pthread_rwlock_unlock(&st->lock);
     for (lgfh_t *fh = ready, *next; fh; fh = next) {
@@ -997,7 +1102,19 @@ static void lg_sweep(void *ctx)
 static void *lg_start(struct node *n)
 {
     _Static_assert(offsetof(lgfront_t, ctx) == 0, "front_ctx_new makes the head of the context");
-    return front_ctx_new(sizeof(lgfront_t), n);
+    lgfront_t *lf = front_ctx_new(sizeof(lgfront_t), n);
+    if (lf && !(lf->pc = lgpc_new(pc_notify, lf)))
+        fprintf(stderr, "quorumfs: logs/: no page cache invalidation thread; logs are read "
+                "with direct I/O\n");
+    return lf;
+}
+
+/* Before the session ends: the queued invalidations are written, then the thread stops
+ * (what is reported later is dropped; no open can be cached after the mount ends). */
+static void lg_quiesce(void *ctx)
+{
+    lgfront_t *lf = ctx;
+    lgpc_quiesce(lf->pc);
 }
 
 /* At node close no request, delivery or interrupt reaches lf any more and the FUSE session
@@ -1017,12 +1134,14 @@ static void lg_stop(void *ctx)
     while (lf->opens)
         fh_unlink_locked(lf, lf->opens);
     pthread_mutex_unlock(&lf->ctx.mu);
+    lgpc_free(lf->pc);
     front_ctx_free(lf);
 }
 
 const ns_front_t logs_front = {
     .start = lg_start,
     .sweep = lg_sweep,
+    .quiesce = lg_quiesce,
     .stop = lg_stop,
     .deliver = lg_deliver,
     .fuse = &logs_fuse,

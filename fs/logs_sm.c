@@ -752,7 +752,7 @@ static int apply_unlink(lstate_t *ls, cmdrd_t *r, effects_t *fx)
     return 0;
 }
 
-static int apply_set(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r)
+static int apply_set(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r, effects_t *fx)
 {
     logobj_t *lg;
     int rc = arg_log(ls, r, &lg);
@@ -785,17 +785,21 @@ static int apply_set(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r)
     else
         lg->seg_bytes = v;
     /* mtime stays the last append's time (a setting is not content; docs/LOGS.md) */
-    apply_retention(ls, lg, h->now_ms);
+    if (apply_retention(ls, lg, h->now_ms) > 0)
+        note_grew(fx, lg);                /* pages below the new start go (logs_pcache.h) */
     return 0;
 }
 
-static int apply_trim(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res)
+static int apply_trim(lstate_t *ls, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res,
+                      effects_t *fx)
 {
     logobj_t *lg;
     int rc = arg_log(ls, r, &lg);
     if (rc < 0)
         return rc;
     uint32_t n = apply_retention(ls, lg, h->now_ms);
+    if (n > 0)
+        note_grew(fx, lg);
     if (res) {
         memcpy(res->data, &n, 4);
         res->len = 4;
@@ -817,9 +821,9 @@ static int l_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res
     case LGOP_UNLINK:
         return apply_unlink(ls, r, fx);
     case LGOP_SET:
-        return apply_set(ls, h, r);
+        return apply_set(ls, h, r, fx);
     case LGOP_TRIM:
-        return apply_trim(ls, h, r, res);
+        return apply_trim(ls, h, r, res, fx);
     default:
         return -EINVAL;
     }

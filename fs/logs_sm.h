@@ -26,7 +26,8 @@
 #define LOGS_AT_END UINT64_MAX                  /* APPEND's `at` of an O_APPEND write */
 #define LOGS_FOLLOW ".follow"                   /* the reserved control name of logs/ */
 
-/* The effect apply emits when a log grew or was removed: to nobody (sid, wid 0), payload
+/* The effect apply emits when a log grew, was removed or lost old segments to retention
+ * (APPEND, UNLINK, and a SET or TRIM that dropped segments): to nobody (sid, wid 0), payload
  * u.qready.qid = the log's id. Followers (`.follow/`) are answered from it. It reuses the
  * queues' "ready" kind with ns = NS_LOGS, so fs/effects.h needs no change until the kind
  * gets its own name (node_deliver routes by ns). */

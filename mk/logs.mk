@@ -2,7 +2,8 @@
 # logs whose segments live in files under the node's data directory. Owner: logs.
 SM_SRCS       += fs/logs_sm.c
 SM_UNIT_TESTS += test_logs
-FS_SRCS       += fs/logs_fuse.c
+UNIT_TESTS    += test_logs_pcache
+FS_SRCS       += fs/logs_fuse.c fs/logs_pcache.c
 TEST_CMDS     += tests/integration/logs.sh
 # The logs/ benchmark client (tools/logbench.c; driver tools/bench-logs, run by `make bench`)
 # and the 1 GB log under a 512 MB memory cap (`make soak-logs`, minutes; the scaled-down
