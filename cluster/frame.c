@@ -464,7 +464,7 @@ static size_t payload_size(const frame_t *f)
 {
     switch (f->type) {
     case FRAME_HELLO:
-        return FRAME_HELLO_BYTES;
+        return FRAME_HELLO_INC_BYTES;
     case FRAME_RAFT:
         return 4 + raft_msg_encoded_size(&f->msg);
     case FRAME_PING:
@@ -510,6 +510,7 @@ int frame_encode(const frame_t *f, uint8_t *buf, size_t cap, size_t *len)
         le_put64(p + 8, f->hello.cluster_id);
         le_put32(p + 16, f->hello.proto_min);
         le_put32(p + 20, f->hello.proto_max);
+        le_put64(p + 24, f->hello.incarnation);
         break;
     case FRAME_RAFT: {
         size_t mlen;
@@ -650,13 +651,15 @@ static int decode_payload(frame_decoder_t *d, const uint8_t *h, const uint8_t *p
     f->type = type;
     switch (type) {
     case FRAME_HELLO:
-        /* Later versions may append fields; version 1 reads the first 24 bytes. */
+        /* Later versions may append fields: the first 24 bytes, then the incarnation when
+         * the sender sent one (older builds did not), and nothing after it. */
         if (plen < FRAME_HELLO_BYTES)
             goto bad_size;
         f->hello.node_id = le_get64(p);
         f->hello.cluster_id = le_get64(p + 8);
         f->hello.proto_min = le_get32(p + 16);
         f->hello.proto_max = le_get32(p + 20);
+        f->hello.incarnation = plen >= FRAME_HELLO_INC_BYTES ? le_get64(p + 24) : 0;
         if (f->hello.node_id == 0) {
             memset(f, 0, sizeof *f);
             return fail(d, -QERR_CORRUPT, "HELLO with node id 0");

@@ -15,6 +15,7 @@
 #define FRAME_VERSION 1               /* byte 4 of every header; checked by the decoder */
 #define FRAME_HDR_BYTES 16
 #define FRAME_HELLO_BYTES 24          /* HELLO payload in version 1 (longer is accepted) */
+#define FRAME_HELLO_INC_BYTES 32      /* ... and with the incarnation, which is sent since */
 /* Default and hard limits on one frame's payload. The default leaves room for a 4 MiB
  * Raft message (entries or a snapshot chunk) plus its encoding overhead. */
 #define FRAME_DEFAULT_MAX_PAYLOAD (4u * 1024 * 1024 + 64 * 1024)
@@ -39,6 +40,8 @@ typedef struct frame_hello {
     uint64_t cluster_id;     /* both ends must agree */
     uint32_t proto_min;      /* lowest and highest frame version the sender speaks; */
     uint32_t proto_max;      /* version 1 code sends 1 and 1 */
+    uint64_t incarnation;    /* the sender's data directory (docs/MEMBERSHIP.md "A wiped
+                                node"); 0: not sent (a 24-byte HELLO of older builds) */
 } frame_hello_t;
 
 /* ------------------------------------------------------------------------------------------

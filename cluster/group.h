@@ -132,6 +132,8 @@ typedef struct group_raft_config {
                                  Copied */
     size_t n_peers;
     uint64_t cluster_id;      /* nodes of another cluster id are refused at the handshake */
+    uint64_t data_incarnation; /* sent in the HELLO: names dir's contents (docs/MEMBERSHIP.md
+                                 "A wiped node"); 0 = none */
     const char *dir;          /* data directory; must exist and be writable: holds raft/ (the
                                  shared Raft log) and snap-<group>/ per group */
     uint32_t tick_ms;         /* Raft tick period; 0 = 100 */
@@ -248,6 +250,9 @@ int group_raft_status(group_t *g, struct mraft_group_status *st);
  * closed, its queued frames freed, and its later dials refused as an unknown node. */
 int group_node_add_peer(group_node_t *nd, uint64_t id, const char *addr);
 int group_node_remove_peer(group_node_t *nd, uint64_t id);
+/* From now on peer id's HELLO must carry incarnation inc (0: any): the member record's
+ * (transport_expect_incarnation). Any thread; -QERR_NOTFOUND for an unknown peer. */
+int group_node_expect_incarnation(group_node_t *nd, uint64_t id, uint64_t inc);
 /* The transport's status queries answered and connections refused (mraft_tcp_counters: as of
  * at most 500 ms ago). */
 void group_node_transport_counters(group_node_t *nd, uint64_t *status_queries,
@@ -271,6 +276,8 @@ typedef struct group_peer_stats {
     uint64_t errors;             /* connections closed for a malformed frame or a violation */
     uint64_t queued_bytes;
     int64_t rtt_us;              /* last PING round trip, -1 unknown */
+    uint64_t incarnation;        /* its last accepted HELLO's (0: none yet) */
+    uint64_t refused_incarnations; /* HELLOs refused: another incarnation than the record's */
 } group_peer_stats_t;
 int group_node_peer_stats(group_node_t *nd, uint64_t id, group_peer_stats_t *out);
 

@@ -757,6 +757,7 @@ int group_node_open(const group_raft_config_t *cfg, group_node_t **out, char **e
     nd->log_ctx = cfg->log_ctx;
     nd->balance_off = cfg->leader_balance_off != 0;
     transport_config_t tc = { .id = cfg->id, .cluster_id = cfg->cluster_id,
+                              .incarnation = cfg->data_incarnation,
                               .listen = cfg->listen, .log = tcp_log, .log_ctx = nd,
                               .tls_cert = cfg->tls_cert, .tls_key = cfg->tls_key,
                               .tls_ca = cfg->tls_ca };
@@ -906,6 +907,11 @@ int group_node_remove_peer(group_node_t *nd, uint64_t id)
     return mraft_tcp_remove_peer(nd->tcp, id);
 }
 
+int group_node_expect_incarnation(group_node_t *nd, uint64_t id, uint64_t inc)
+{
+    return mraft_tcp_expect_incarnation(nd->tcp, id, inc);
+}
+
 void group_node_transport_counters(group_node_t *nd, uint64_t *status_queries,
                                    uint64_t *refused)
 {
@@ -966,7 +972,8 @@ int group_node_peer_stats(group_node_t *nd, uint64_t id, group_peer_stats_t *out
         .bytes_out = st.bytes_out, .msgs_in = st.msgs_in, .msgs_out = st.msgs_out,
         .dropped = st.dropped, .connects = st.connects, .reconnects = st.reconnects,
         .dial_failures = st.dial_failures, .errors = st.errors,
-        .queued_bytes = st.queued_bytes, .rtt_us = st.rtt_us };
+        .queued_bytes = st.queued_bytes, .rtt_us = st.rtt_us, .incarnation = st.incarnation,
+        .refused_incarnations = st.refused_incarnations };
     return 0;
 }
 

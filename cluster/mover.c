@@ -52,6 +52,7 @@ struct mover {
     uint32_t next_group;         /* where the next round starts (fairness) */
     int was_member;              /* the record listed this node once */
     int said_removed;
+    int said_other_inc;          /* record_incarnation said the record knows another */
 };
 
 static group_t *group_at(const mover_t *m, uint32_t gi)
@@ -513,7 +514,8 @@ static void found(mover_t *m)
     free(ids);
 }
 
-/* The transport's peers follow the record: members added, members gone removed. */
+/* The transport's peers follow the record: members added, members gone removed, each one's
+ * HELLO held to the incarnation the record has for it (0: any). */
 static void sync_peers(mover_t *m, const snap_t *s)
 {
     for (uint32_t i = 0; i < s->nall; i++) {
@@ -531,6 +533,10 @@ static void sync_peers(mover_t *m, const snap_t *s)
                 say(m, "mover: peer %" PRIu64 " at %s added", x->id, x->addr);
         }
     }
+    for (uint32_t i = 0; i < s->nall; i++)
+        if (s->all[i].id != m->cfg.self)
+            (void)group_node_expect_incarnation(m->cfg.gnode, s->all[i].id,
+                                                s->all[i].incarnation);
     mraft_group_status_t *ms = malloc(sizeof(*ms));
     if (!ms || group_raft_status(m->cfg.meta_group, ms) < 0) {
         free(ms);
@@ -553,6 +559,37 @@ static void sync_peers(mover_t *m, const snap_t *s)
     free(ms);
 }
 
+/* This node's member entry gets its incarnation while it has none (the first start that
+ * finds it there: founding, a join, an upgrade from a build without incarnations). An entry
+ * with another one means this data directory is not the one the record knows: the peers
+ * refuse this node (sync_peers), and this says why, once. */
+static void record_incarnation(mover_t *m, const snap_t *s)
+{
+    const meta_member_t *me = NULL;
+    for (uint32_t i = 0; i < s->nall; i++)
+        if (s->all[i].id == m->cfg.self)
+            me = &s->all[i];
+    if (!me || !m->cfg.incarnation || me->incarnation == m->cfg.incarnation)
+        return;
+    if (me->incarnation) {
+        if (!m->said_other_inc)
+            say(m, "error: the member record knows node %" PRIu64 " with another data "
+                "directory (incarnation %016" PRIx64 ", this one %016" PRIx64 "): the peers "
+                "refuse this node; replace it: quorumfs cluster add a node with an empty data "
+                "directory, and quorumfs cluster remove %" PRIu64, m->cfg.self, me->incarnation,
+                m->cfg.incarnation, m->cfg.self);
+        m->said_other_inc = 1;
+        return;
+    }
+    meta_cmd_t c = { 0 };
+    sm_result_t res;
+    if (meta_cmd_set_incarnation(&c, m->cfg.self, m->cfg.incarnation) == 0 &&
+        group_propose(m->cfg.meta_group, c.p, c.len, &res) == 0 && res.code < 0)
+        say(m, "the incarnation of node %" PRIu64 " was not recorded: %s", m->cfg.self,
+            strerror(-res.code));
+    meta_cmd_free(&c);
+}
+
 static void round_once(mover_t *m)
 {
     snap_t s;
@@ -572,6 +609,8 @@ static void round_once(mover_t *m)
         return;
     }
     m->was_member |= self_member;
+    if (self_member)
+        record_incarnation(m, &s);
     int leads_meta = group_is_leader(m->cfg.meta_group);
     if (!s.nall) {
         if (leads_meta && m->cfg.found)

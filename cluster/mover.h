@@ -47,6 +47,9 @@ typedef struct mover_config {
     size_t npeers;
     int found;
     uint64_t cluster_id;         /* for FOUND */
+    uint64_t incarnation;        /* this node's data directory's (docs/MEMBERSHIP.md "A wiped
+                                    node"): recorded in its member entry while that is 0;
+                                    0 = never recorded */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
 } mover_config_t;

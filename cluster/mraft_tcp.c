@@ -422,6 +422,14 @@ int mraft_tcp_add_peer(mraft_tcp_t *x, uint64_t id, const char *addr)
     return 0;
 }
 
+int mraft_tcp_expect_incarnation(mraft_tcp_t *x, uint64_t id, uint64_t inc)
+{
+    pthread_mutex_lock(&x->t_mu);
+    int rc = transport_expect_incarnation(x->t, id, inc);
+    pthread_mutex_unlock(&x->t_mu);
+    return rc;
+}
+
 int mraft_tcp_remove_peer(mraft_tcp_t *x, uint64_t id)
 {
     pthread_mutex_lock(&x->t_mu);

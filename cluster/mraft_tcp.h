@@ -38,6 +38,8 @@ int mraft_tcp_add_peer(mraft_tcp_t *x, uint64_t id, const char *addr);
  * loop sends to it afterwards are refused by the transport (lost, as Raft allows).
  * Returns 0 or -QERR_NOTFOUND. */
 int mraft_tcp_remove_peer(mraft_tcp_t *x, uint64_t id);
+/* transport_expect_incarnation, from any thread, with the same rules as _remove_peer. */
+int mraft_tcp_expect_incarnation(mraft_tcp_t *x, uint64_t id, uint64_t inc);
 
 /* Fills *tr with the table for mraft_open. */
 void mraft_tcp_ops(mraft_tcp_t *x, mraft_transport_t *tr);

@@ -104,6 +104,8 @@ struct peer {
     uint32_t attempt;         /* redials since the last handshake (the backoff exponent) */
     uint32_t fails;           /* dials failed in a row (for the log) */
     uint64_t next_dial_ms;
+    uint64_t expect_inc;      /* the incarnation its HELLO must carry; 0: any */
+    uint64_t refused_inc;     /* the last incarnation refused (logged once each) */
     transport_peer_stats_t st;
 };
 
@@ -144,7 +146,8 @@ struct transport {
 static frame_hello_t my_hello(const transport_t *t)
 {
     return (frame_hello_t){ .node_id = t->cfg.id, .cluster_id = t->cfg.cluster_id,
-                            .proto_min = FRAME_VERSION, .proto_max = FRAME_VERSION };
+                            .proto_min = FRAME_VERSION, .proto_max = FRAME_VERSION,
+                            .incarnation = t->cfg.incarnation };
 }
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -1079,6 +1082,26 @@ static void became_up(conn_t *c)
          c->ssl ? " over " : "", c->ssl ? SSL_get_version(c->ssl) : "");
 }
 
+/* Whether the HELLO's incarnation is the one expected of peer p (transport_expect_incarnation):
+ * a node whose data directory was replaced lost its Raft state and must not be counted as
+ * the member it was. A HELLO without one (0: an older build) passes. Closes c (refused) and
+ * returns false if not; the warning is logged once per refused incarnation. */
+static bool incarnation_ok(conn_t *c, peer_t *p, const frame_hello_t *h)
+{
+    if (!p->expect_inc || !h->incarnation || h->incarnation == p->expect_inc)
+        return true;
+    bool again = p->refused_inc == h->incarnation;
+    p->refused_inc = h->incarnation;
+    p->st.refused_incarnations++;
+    conn_close(c, true, again ? TRANSPORT_LOG_INFO : TRANSPORT_LOG_WARN,
+               "refused: node %" PRIu64 " has a new data directory (incarnation %016" PRIx64
+               ", the member record has %016" PRIx64 "): it lost its Raft state and cannot "
+               "rejoin as the member it was; replace it: quorumfs cluster add a node with an "
+               "empty data directory, and quorumfs cluster remove %" PRIu64, h->node_id,
+               h->incarnation, p->expect_inc, h->node_id);
+    return false;
+}
+
 /* Checks the peer's HELLO and, for an inbound connection, attaches it to the peer it names.
  * Returns false if c was closed. */
 static bool on_hello(conn_t *c, const frame_hello_t *h)
@@ -1131,11 +1154,16 @@ static bool on_hello(conn_t *c, const frame_hello_t *h)
         if (p->conn)
             conn_close(p->conn, false, TRANSPORT_LOG_INFO, "replaced by a new connection "
                        "from the peer");
+        if (!incarnation_ok(c, p, h))
+            return false;
         t->npending--;
         c->peer = p;
         p->conn = c;
     }
+    if (c->outbound && !incarnation_ok(c, c->peer, h))
+        return false;
     c->peer->st.frames_in++;
+    c->peer->st.incarnation = h->incarnation;
     became_up(c);
     return true;
 }
@@ -1800,6 +1828,20 @@ int transport_add_peer(transport_t *t, uint64_t id, const char *addr)
     p->next_dial_ms = now_ms();
     p->st.rtt_us = -1;
     t->peers[t->npeers++] = p;
+    return 0;
+}
+
+int transport_expect_incarnation(transport_t *t, uint64_t id, uint64_t inc)
+{
+    peer_t *p = find_peer(t, id);
+    if (!p)
+        return -QERR_NOTFOUND;
+    p->expect_inc = inc;
+    if (inc && p->conn && p->conn->state == C_UP && p->st.incarnation &&
+        p->st.incarnation != inc) {
+        frame_hello_t h = { .node_id = id, .incarnation = p->st.incarnation };
+        incarnation_ok(p->conn, p, &h);   /* connected before the record knew: closed */
+    }
     return 0;
 }
 

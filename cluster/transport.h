@@ -124,6 +124,7 @@ typedef struct transport_config {
                                    this long, or finishes no HELLO in this time, is closed;
                                    0 = 5000; must exceed ping_ms */
     uint64_t seed;              /* seeds the backoff jitter; 0 = derived from id */
+    uint64_t incarnation;       /* sent in the HELLO: this node's data directory; 0 = none */
     transport_deliver_fn deliver; /* required */
     void *deliver_ctx;
     transport_deliver_fwd_fn deliver_fwd; /* optional: NULL drops FWD frames (counted in
@@ -171,6 +172,13 @@ int transport_add_peer(transport_t *t, uint64_t id, const char *addr);
 /* Forgets peer id: closes its connection and drops its queue. Returns 0 or -QERR_NOTFOUND.
  * Not from inside a callback. */
 int transport_remove_peer(transport_t *t, uint64_t id);
+/* From now on a HELLO of peer id must carry incarnation inc (0: any; a HELLO without one,
+ * from an older build, always passes): another is refused, logged once per incarnation
+ * ("has a new data directory ... remove it and add it again"), and counted in the peer's
+ * refused_incarnations; a connection up with another one is closed now. The setting goes
+ * with the peer (transport_remove_peer). Returns 0 or -QERR_NOTFOUND. Not from inside a
+ * callback. */
+int transport_expect_incarnation(transport_t *t, uint64_t id, uint64_t inc);
 
 /* Queues one Raft message of `group` for peer m->to (m is encoded now; the caller keeps it,
  * it may be a Ready's borrowed message). Returns 0, or
@@ -217,6 +225,8 @@ typedef struct transport_peer_stats {
                                    violation or a failed TLS handshake or session */
     size_t queued_bytes;        /* in the send queue now */
     int64_t rtt_us;             /* last PING round trip, -1 until one is measured */
+    uint64_t incarnation;       /* its last accepted HELLO's (0: none yet, or not sent) */
+    uint64_t refused_incarnations; /* HELLOs refused for another incarnation than expected */
 } transport_peer_stats_t;
 
 /* Reads the TLS files again (the paths given to transport_new) and checks them as

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -123,6 +124,7 @@ struct node {
     /* cluster node only (opts.id != 0) */
     int cluster;
     uint64_t cluster_id;         /* the cluster's id (<data>/cluster-id) */
+    uint64_t incarnation;        /* the data directory's (<data>/incarnation) */
     meta_sm_t *meta;             /* the member record, applied by the meta group */
     group_t *meta_group;
     group_t **groups;            /* [nshards]: the shards' groups, for the mover */
@@ -723,6 +725,13 @@ static int write_small_file(const char *dir, const char *name, const char *text,
         return asprintf(errmsg, "cannot write %s: %s", path, strerror(errno)) < 0
                ? -QERR_NOMEM : -QERR_IO;
     }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);   /* the rename, durable */
+    ok = dfd >= 0 && fsync(dfd) == 0;
+    if (dfd >= 0)
+        close(dfd);
+    if (!ok)
+        return asprintf(errmsg, "cannot sync %s: %s", dir, strerror(errno)) < 0
+               ? -QERR_NOMEM : -QERR_IO;
     return 0;
 }
 
@@ -847,6 +856,35 @@ static int cluster_id_file(const char *dir, uint64_t *id, int *join, char **errm
     return write_small_file(dir, "cluster-id", text, errmsg);
 }
 
+/* This data directory's incarnation (<dir>/incarnation: 16 hex digits and a newline), drawn
+ * at random when the file does not exist yet (a new directory, or one made by a build
+ * before incarnations). Peers refuse a member whose HELLO carries another incarnation than
+ * the member record's, so a node restarted on an emptied directory cannot count as the
+ * member whose Raft state it lost (docs/MEMBERSHIP.md "A wiped node"). Returns 0, or
+ * -QERR_* with *errmsg. */
+static int incarnation_file(const char *dir, uint64_t *inc, char **errmsg)
+{
+    char buf[64];
+    int rc = read_line_file(dir, "incarnation", buf, sizeof(buf), errmsg);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        size_t h = strspn(buf, "0123456789abcdef");
+        *inc = h == 16 && !strcmp(buf + h, "\n") ? strtoull(buf, NULL, 16) : 0;
+        if (!*inc)
+            return asprintf(errmsg, "%s/incarnation: not an incarnation (16 hex digits, not "
+                            "all zero)", dir) < 0 ? -QERR_NOMEM : -QERR_CORRUPT;
+        return 0;
+    }
+    *inc = 0;
+    while (!*inc)
+        if (getrandom(inc, sizeof(*inc), 0) != (ssize_t)sizeof(*inc))
+            return asprintf(errmsg, "cannot draw an incarnation: getrandom: %s",
+                            strerror(errno)) < 0 ? -QERR_NOMEM : -QERR_IO;
+    snprintf(buf, sizeof(buf), "%016llx\n", (unsigned long long)*inc);
+    return write_small_file(dir, "incarnation", buf, errmsg);
+}
+
 /* How a founding member's groups were founded (<dir>/founders: "layout ID,ID,...\n" or
  * "rendezvous ID,...\n", written at the first start): the founding members and the
  * placement of their voters. Every start founds its groups' boot lists from it, never from
@@ -967,6 +1005,8 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
     if (rc == 0)
         rc = cluster_id_file(opts->data_dir, &n->cluster_id, &join, errmsg);
     n->joining = join;
+    if (rc == 0)
+        rc = incarnation_file(opts->data_dir, &n->incarnation, errmsg);
     /* a founding member's boot lists come from its founders file, whatever --peers says now */
     uint64_t fids[LAYOUT_MAX_MEMBERS];
     size_t nf = 0;
@@ -991,6 +1031,7 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
         .peers = opts->peers,
         .n_peers = opts->n_peers,
         .cluster_id = n->cluster_id,
+        .data_incarnation = n->incarnation,
         .dir = opts->data_dir,
         .timeout_ms = opts->timeout_ms,
         .snapshot_bytes = opts->snapshot_bytes,
@@ -1057,7 +1098,8 @@ static int open_groups(node_t *n, const node_opts_t *opts, char **errmsg)
             .gnode = n->gnode, .self = opts->id, .nshards = n->nshards, .shards = n->groups,
             .meta_id = META_GROUP, .meta_group = n->meta_group, .meta = n->meta,
             .replicas = R, .peers = opts->peers, .npeers = opts->n_peers, .found = !join,
-            .cluster_id = n->cluster_id, .log = mover_line, .log_ctx = n,
+            .cluster_id = n->cluster_id, .incarnation = n->incarnation, .log = mover_line,
+            .log_ctx = n,
         };
         mover_t *m;
         char why[200];

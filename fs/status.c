@@ -292,6 +292,15 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
                 if (node_member(n, i, &mb) == 0 && mb.connected)
                     up++;
             }
+            for (size_t i = 0; i < all; i++) {
+                node_member_t mb;
+                if (node_member(n, i, &mb) == 0 && !mb.connected && mb.stats.refused_incarnations)
+                    metrics_printf(&b, &l, &cap, "member %llu refused: it came back with a new "
+                                   "data directory (its Raft state is lost); replace it: quorumfs "
+                                   "cluster add a node with an empty data directory, and "
+                                   "quorumfs cluster remove %llu\n", (unsigned long long)mb.id,
+                                   (unsigned long long)mb.id);
+            }
             if (up < all / 2 + 1)
                 metrics_printf(&b, &l, &cap, "no quorum: this node reaches %zu of %zu members "
                                "(%zu needed)\n", up, all, all / 2 + 1);

@@ -32,6 +32,7 @@ TEST_CMDS += tests/integration/catchup.sh
 TEST_CMDS += tests/integration/catchup_waits.sh
 TEST_CMDS += tests/integration/drain.sh
 TEST_CMDS += tests/integration/membership.sh
+TEST_CMDS += tests/integration/wiped.sh
 TEST_CMDS += tests/integration/snapshot_kill.sh
 TEST_CMDS += tests/integration/replicas.sh
 TEST_CMDS += tests/integration/cluster_linear.sh

@@ -176,7 +176,7 @@ keep_logs() {
     local d=$1 i; shift
     mkdir -p "$d" && cp "$@" "$d/" 2>/dev/null
     for i in $(seq 1 "$NODES"); do cp "$C/n$i/log" "$d/n$i.log" 2>/dev/null; done
-    note "$(basename "$1") and node logs kept in $d"
+    note "${1:+$(basename "$1") and }node logs kept in $d"
 }
 
 # stop_recorder PID NAME: SIGTERM to a history recorder started in the background (histrec,

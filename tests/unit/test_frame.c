@@ -315,15 +315,39 @@ TEST(wrong_payload_sizes)
     CHECK(refused(b, n, 0, -QERR_CORRUPT, "HELLO with node id 0"));
 }
 
+TEST(hello_incarnation)
+{
+    /* sent and read back; a 24-byte HELLO (older builds) reads as incarnation 0 */
+    frame_t f = { .type = FRAME_HELLO, .hello = { .node_id = 3, .cluster_id = 9,
+                  .proto_min = 1, .proto_max = 1, .incarnation = 0x1122334455667788ull } };
+    uint8_t b[128];
+    size_t n, used;
+    CHECK_EQ(frame_encode(&f, b, sizeof b, &n), 0);
+    CHECK_EQ(n, FRAME_HDR_BYTES + FRAME_HELLO_INC_BYTES);
+    frame_decoder_t *d = frame_decoder_new(0);
+    frame_t g;
+    CHECK_EQ(frame_decoder_feed(d, b, n, &used, &g), 1);
+    CHECK_EQ(g.hello.incarnation, 0x1122334455667788ull);
+    uint8_t p[FRAME_HELLO_BYTES];
+    memset(p, 0, sizeof p);
+    le_put64(p, 5);
+    n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_HELLO, 0, p, sizeof p);
+    CHECK_EQ(frame_decoder_feed(d, b, n, &used, &g), 1);
+    CHECK_EQ(g.hello.node_id, 5);
+    CHECK_EQ(g.hello.incarnation, 0);
+    frame_decoder_free(d);
+}
+
 TEST(hello_may_grow)
 {
-    /* a later version's longer HELLO is read by its first 24 bytes */
+    /* a later version's longer HELLO is read by its first 32 bytes */
     uint8_t b[128], p[40];
     memset(p, 0xEE, sizeof p);
     le_put64(p, 5);
     le_put64(p + 8, 77);
     le_put32(p + 16, 1);
     le_put32(p + 20, 3);
+    le_put64(p + 24, 42);
     size_t n = raw_frame(b, FRAME_MAGIC, FRAME_VERSION, FRAME_HELLO, 0, p, sizeof p), used;
     frame_decoder_t *d = frame_decoder_new(0);
     frame_t f;
@@ -334,6 +358,7 @@ TEST(hello_may_grow)
     CHECK_EQ(f.hello.cluster_id, 77);
     CHECK_EQ(f.hello.proto_min, 1);
     CHECK_EQ(f.hello.proto_max, 3);
+    CHECK_EQ(f.hello.incarnation, 42);
 }
 
 TEST(raft_payload_refused)
@@ -858,6 +883,7 @@ int main(void)
     RUN(malformed_headers);
     RUN(crc_mismatch);
     RUN(wrong_payload_sizes);
+    RUN(hello_incarnation);
     RUN(hello_may_grow);
     RUN(raft_payload_refused);
     RUN(error_after_good_frames_names_the_frame);

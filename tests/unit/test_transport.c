@@ -186,7 +186,7 @@ static int raw_send_frame(int fd, const frame_t *f)
 static int raw_hello(int fd, uint64_t id, uint64_t cluster, uint32_t pmin, uint32_t pmax)
 {
     frame_t f = { .type = FRAME_HELLO };
-    f.hello = (frame_hello_t){ id, cluster, pmin, pmax };
+    f.hello = (frame_hello_t){ id, cluster, pmin, pmax, 0 };
     return raw_send_frame(fd, &f);
 }
 
@@ -529,6 +529,52 @@ static int never(void *arg)
     return 0;
 }
 
+TEST(hello_incarnation_is_checked)
+{
+    int fds = count_fds();
+    node_t *a = malloc(sizeof *a), *b = malloc(sizeof *b);
+    log_reset();
+    transport_config_t ca = config(a, 1), cb = config(b, 2);
+    ca.incarnation = 0xA1;
+    cb.incarnation = 0xB1;
+    CHECK_EQ(start_cfg(a, &ca), 0);
+    CHECK_EQ(start_cfg(b, &cb), 0);
+    node_t *ns[] = { a, b };
+    CHECK_EQ(mesh(ns, 2), 0);
+    CHECK_EQ(transport_expect_incarnation(a->t, 2, 0xB1), 0);   /* the record's: passes */
+    CHECK_EQ(transport_expect_incarnation(a->t, 9, 0xB1), -QERR_NOTFOUND);
+    CHECK(connect_all(ns, 2));
+    transport_peer_stats_t st;
+    CHECK_EQ(transport_peer_stats(a->t, 2, &st), 0);
+    CHECK_EQ(st.incarnation, 0xB1);
+    CHECK_EQ(transport_peer_stats(b->t, 1, &st), 0);
+    CHECK_EQ(st.incarnation, 0xA1);
+    /* the record knows b by another incarnation: the connection up is closed, and every
+     * redial of a (the lower id) is refused at b's HELLO, logged once as a warning */
+    CHECK_EQ(transport_expect_incarnation(a->t, 2, 0xB0), 0);
+    CHECK(!transport_connected(a->t, 2));
+    pump(ns, 2, never, NULL, 600);
+    CHECK(!transport_connected(a->t, 2));   /* (b may see a up a moment before a closes) */
+    CHECK(log_has("refused: node 2 has a new data directory (incarnation 00000000000000b1, "
+                  "the member record has 00000000000000b0)"));
+    CHECK_EQ(transport_peer_stats(a->t, 2, &st), 0);
+    CHECK(st.refused_incarnations >= 2);
+    /* on the inbound side too: b expects another a */
+    CHECK_EQ(transport_expect_incarnation(a->t, 2, 0xB1), 0);
+    CHECK_EQ(transport_expect_incarnation(b->t, 1, 0xA0), 0);
+    pump(ns, 2, never, NULL, 600);
+    CHECK(!transport_connected(b->t, 1));
+    CHECK(log_has("refused: node 1 has a new data directory"));
+    /* expecting any (0: a member re-added) lets them connect again */
+    CHECK_EQ(transport_expect_incarnation(b->t, 1, 0), 0);
+    CHECK(connect_all(ns, 2));
+    stop(a);
+    stop(b);
+    free(a);
+    free(b);
+    CHECK_EQ(count_fds(), fds);
+}
+
 TEST(wrong_cluster_or_identity_is_refused)
 {
     int fds = count_fds();
@@ -698,6 +744,7 @@ int main(void)
     RUN(three_nodes_full_mesh);
     RUN(peer_that_returns_is_redialed_with_backoff);
     RUN(garbage_closes_only_its_connection);
+    RUN(hello_incarnation_is_checked);
     RUN(wrong_cluster_or_identity_is_refused);
     RUN(silent_connections_time_out);
     RUN(blocked_receiver_queue_bound_holds);

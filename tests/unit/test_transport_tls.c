@@ -287,7 +287,7 @@ static int rawtls_step(void *arg)
         uint8_t b[64];
         size_t len;
         frame_t f = { .type = FRAME_HELLO };
-        f.hello = (frame_hello_t){ r->claim, 0xABCD, 1, 1 };
+        f.hello = (frame_hello_t){ r->claim, 0xABCD, 1, 1, 0 };
         if (frame_encode(&f, b, sizeof b, &len) != 0 || SSL_write(r->ssl, b, (int)len) != (int)len)
             return r->closed = true;
         r->stage = 1;
