@@ -408,29 +408,38 @@ static void segr_close(segr_t *r)
     }
 }
 
-/* Loads block k of a sealed file into r->raw. 0 or -errno. */
-static int segr_block(segr_t *r, uint32_t k)
+/* The raw length of block k of a sealed segment. */
+static size_t segr_block_len(const segr_t *r, uint32_t k)
 {
-    if (r->cached == (int64_t)k)
-        return 0;
+    return (uint64_t)k + 1 < r->nblocks ? LOGS_BLOCK : (size_t)(r->len - (uint64_t)k * LOGS_BLOCK);
+}
+
+/* Decodes block k of a sealed file into dst (segr_block_len bytes). 0 or -errno. */
+static int segr_decode(segr_t *r, uint32_t k, uint8_t *dst)
+{
     uint8_t t[16];
     int rc = pread_all(r->fd, t, 16, SEG_HDR + 8ull * k);
     if (rc < 0)
         return rc;
     uint64_t a = le_get64(t), b = le_get64(t + 8);
-    uint64_t want = (uint64_t)k + 1 < r->nblocks ? LOGS_BLOCK
-                    : r->len - (uint64_t)k * LOGS_BLOCK;
+    size_t want = segr_block_len(r, k);
     if (b < a || b - a > want)
         return -EIO;
     size_t clen = (size_t)(b - a);
-    if (clen == want) {
-        rc = pread_all(r->fd, r->raw, clen, a);
-    } else {
-        rc = pread_all(r->fd, r->cbuf, clen, a);
-        if (rc == 0 && LZ4_decompress_safe(r->cbuf, (char *)r->raw, (int)clen,
-                                           (int)want) != (int)want)
-            rc = -EIO;
-    }
+    if (clen == want)
+        return pread_all(r->fd, dst, clen, a);
+    rc = pread_all(r->fd, r->cbuf, clen, a);
+    if (rc == 0 && LZ4_decompress_safe(r->cbuf, (char *)dst, (int)clen, (int)want) != (int)want)
+        rc = -EIO;
+    return rc;
+}
+
+/* Loads block k of a sealed file into r->raw. 0 or -errno. */
+static int segr_block(segr_t *r, uint32_t k)
+{
+    if (r->cached == (int64_t)k)
+        return 0;
+    int rc = segr_decode(r, k, r->raw);
     r->cached = rc == 0 ? (int64_t)k : -1;
     return rc;
 }
@@ -449,10 +458,17 @@ static int segr_read(segr_t *r, uint64_t off, void *buf, size_t n)
         size_t take = LOGS_BLOCK - in;
         if (take > n)
             take = n;
-        int rc = segr_block(r, k);
-        if (rc < 0)
-            return rc;
-        memcpy(b, r->raw + in, take);
+        int rc;
+        if (in == 0 && take == segr_block_len(r, k) && r->cached != (int64_t)k) {
+            rc = segr_decode(r, k, b);     /* a whole block: straight into the caller's */
+            if (rc < 0)
+                return rc;
+        } else {
+            rc = segr_block(r, k);
+            if (rc < 0)
+                return rc;
+            memcpy(b, r->raw + in, take);
+        }
         b += take;
         n -= take;
         off += take;

@@ -4,7 +4,7 @@ SM_SRCS       += fs/logs_sm.c
 SM_UNIT_TESTS += test_logs
 UNIT_TESTS    += test_logs_pcache
 FS_SRCS       += fs/logs_fuse.c fs/logs_pcache.c
-TEST_CMDS     += tests/integration/logs.sh
+TEST_CMDS     += tests/integration/logs.sh tests/integration/logs_cache.sh
 # The logs/ benchmark client (tools/logbench.c; driver tools/bench-logs, run by `make bench`)
 # and the 1 GB log under a 512 MB memory cap (`make soak-logs`, minutes; the scaled-down
 # version, tests/integration/logs_big.sh, runs in `make test`).
