@@ -32,6 +32,7 @@
 #include "fs/names.h"
 #include "fs/node.h"
 #include "fs/search.h"
+#include "fs/search_cache.h"
 
 #define KSHIFT 45
 #define KMASK ((1ull << KSHIFT) - 1)
@@ -65,6 +66,7 @@ typedef struct sfront {
     front_ctx_t ctx;          /* first: node, mu */
     nent_t *by_num, *by_key;
     uint64_t next_num;
+    search_cache_t *cache;    /* answers until a shard changes (NULL: none, out of memory) */
 } sfront_t;
 
 /* An open document or query. */
@@ -766,7 +768,9 @@ static int doc_of_ino(sfront_t *sf, fuse_ino_t ino, char *index, char *doc, uint
     return rc;
 }
 
-/* Runs query q of index over every shard, holding every shard's read lock (ascending). */
+/* Runs query q of index over every shard, holding every shard's read lock (ascending), or
+ * takes its answer from the cache when no shard changed since it was computed (the
+ * versions are read under those locks, after the barrier: the same state either way). */
 static int run_query(sfront_t *sf, const char *index, const char *q, sfh_t *fh)
 {
     node_t *n = NODE(sf);
@@ -775,17 +779,29 @@ static int run_query(sfront_t *sf, const char *index, const char *q, sfh_t *fh)
         return rc;
     uint32_t ns = node_nshards(n);
     state_t **st = calloc(ns, sizeof(*st));
-    if (!st)
+    uint64_t *gens = calloc(ns, sizeof(*gens));
+    if (!st || !gens) {
+        free(st);
+        free(gens);
         return -ENOMEM;
+    }
     for (uint32_t k = 0; k < ns; k++) {
         st[k] = node_state(n, k);
         pthread_rwlock_rdlock(&st[k]->lock);
+        gens[k] = search_sm_gen(st[k]);
     }
-    const char *why = NULL;
-    rc = bm25_query(st, ns, index, q, strlen(q), &fh->text, &fh->tlen, &why);
+    rc = sf->cache ? search_cache_get(sf->cache, index, q, gens, ns, &fh->text, &fh->tlen)
+                   : -ENOENT;
+    if (rc == -ENOENT) {
+        const char *why = NULL;
+        rc = bm25_query(st, ns, index, q, strlen(q), &fh->text, &fh->tlen, &why);
+        if (rc == 0 && sf->cache)
+            search_cache_put(sf->cache, index, q, gens, ns, fh->text, fh->tlen);
+    }
     for (uint32_t k = ns; k-- > 0;)
         pthread_rwlock_unlock(&st[k]->lock);
     free(st);
+    free(gens);
     return rc;
 }
 
@@ -1115,7 +1131,10 @@ static int sr_barrier_free(fuse_ino_t ino, const char *name, int open)
 static void *sr_start(struct node *n)
 {
     _Static_assert(offsetof(sfront_t, ctx) == 0, "front_ctx_new makes the head");
-    return front_ctx_new(sizeof(sfront_t), n);
+    sfront_t *sf = front_ctx_new(sizeof(sfront_t), n);
+    if (sf)
+        sf->cache = search_cache_new(SEARCH_CACHE_BYTES);   /* without: every query runs */
+    return sf;
 }
 
 static void sr_stop(void *ctx)
@@ -1129,6 +1148,7 @@ static void sr_stop(void *ctx)
         nent_free(e);
     }
     pthread_mutex_unlock(&sf->ctx.mu);
+    search_cache_free(sf->cache);
     front_ctx_free(sf);
 }
 

@@ -17,7 +17,16 @@ typedef struct sstate {
     sindex_t *indexes;            /* by name */
     sdoc_t *by_id;                /* every document of the shard, by id */
     uint64_t next_id;             /* the last id handed out (indexes and documents) */
+    uint64_t gen;                 /* this version's number (search_sm_gen; not replicated) */
 } sstate_t;
+
+/* Version numbers, unique in the process: every state and every change gets the next. */
+static uint64_t gen_counter;
+
+static void new_gen(sstate_t *ss)
+{
+    ss->gen = __atomic_add_fetch(&gen_counter, 1, __ATOMIC_RELAXED);
+}
 
 static sstate_t *SS(const state_t *st) { return st->ns_state[NS_SEARCH]; }
 
@@ -254,6 +263,7 @@ static sdoc_t *add_doc(sstate_t *ss, sindex_t *ix, const char *name, size_t len,
 static void s_init(state_t *st)
 {
     st->ns_state[NS_SEARCH] = xcalloc(1, sizeof(sstate_t));
+    new_gen(SS(st));
 }
 
 static void s_free(state_t *st)
@@ -427,6 +437,7 @@ static int s_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res
                    effects_t *fx)
 {
     sstate_t *ss = SS(st);
+    new_gen(ss);                          /* any command may change what queries see */
     switch (h->op) {
     case SROP_MKIDX:
         return apply_mkidx(ss, h, r, res);
@@ -444,6 +455,11 @@ static int s_apply(state_t *st, const cmd_hdr_t *h, cmdrd_t *r, sm_result_t *res
 }
 
 /* ---------------------------------------------------------------- read API */
+
+uint64_t search_sm_gen(const state_t *st)
+{
+    return SS(st)->gen;
+}
 
 const sindex_t *search_sm_index(const state_t *st, const char *name)
 {
@@ -564,6 +580,7 @@ static void s_snapshot(const state_t *st, snapout_t *o)
 static int s_restore(state_t *st, snapin_t *in)
 {
     sstate_t *ss = SS(st);
+    new_gen(ss);
     if (si_u32(in) != SRSNAP_VERSION)
         return in->err ? in->err : si_corrupt(in, "search: unknown section version");
     ss->next_id = si_u64(in);

@@ -102,6 +102,12 @@ typedef struct sindex {
 
 /* ---- read API (read or write lock held) ---- */
 
+/* The version of the shard's search/ state: a number unique in the process, new at the
+ * state's creation, at every command applied to it (whatever its result) and at a restore,
+ * so two equal numbers mean the same documents (not replicated: a replica numbers its own
+ * versions). Queries key their cached answers with it (fs/search_cache.h). */
+uint64_t search_sm_gen(const state_t *st);
+
 /* The index container named name on this shard, or NULL. */
 const sindex_t *search_sm_index(const state_t *st, const char *name);
 /* The index with id (this shard), or NULL. */

@@ -3,7 +3,7 @@
 # FUSE front. Owner: search.
 SM_SRCS       += fs/tokenize.c
 SM_UNIT_TESTS += test_tokenize
-SM_SRCS       += fs/search_sm.c fs/bm25.c
+SM_SRCS       += fs/search_sm.c fs/bm25.c fs/search_cache.c
 SM_UNIT_TESTS += test_search
 FS_SRCS       += fs/search_fuse.c
 TEST_CMDS     += tests/integration/search.sh

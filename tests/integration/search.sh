@@ -8,8 +8,11 @@
 # same ranked lists on both, equal to a reference BM25 written in Python
 # (tests/integration/search_bm25.py), and the same answers byte for byte (snippets too);
 # after kill -9 and a restart that restores a snapshot (taken every 4 MiB of log) and
-# replays the rest, the embedded node answers the same again. Then: hand-made phrase, prefix, must and not cases with known answers; a document's update
-# and delete seen at once by queries on the other mounts of the cluster; saves (many writes
+# replays the rest, the embedded node answers the same again. Then: hand-made phrase,
+# prefix, must and not cases with known answers; a replace and a rename seen at once by the
+# same queries asked again on the same mount (their answers were in its query cache); a
+# document's update, replace and delete seen at once by queries on every mount of the
+# cluster, each of which asked them before the change too; saves (many writes
 # make one version, EFBIG keeps the old document); the refusals (reserved names, bad
 # queries, writes to a query, EXDEV between indexes, ENOTEMPTY, O_APPEND not supported).
 # Every wait is bounded; the traps unmount and stop everything under $T. Ports (cluster
@@ -109,16 +112,30 @@ checke limit '[ "$(timeout 20 cat "$S/.q/the limit:1" | wc -l)" = 1 ]'
 line=$(timeout 20 cat "$S/.q/cat" | head -1)
 checke best-first-with-snippet '[ "$(echo "$line" | cut -f2)" = d4 ] && echo "$line" | grep -qF "[cat] [cat]"' ||
     note "$line"
+# the same queries again on the same mount after a replace and a rename (the answers just
+# read are in its query cache: they must not be served again)
+printf 'a dogalog of dog pictures\n' >"$S/d4" &&
+    checke replace-seen-by-cached-query '[ "$(docs "cat*")" = "d1 d3 " ] &&
+        [ "$(timeout 20 cat "$S/.q/cat" | head -1 | cut -f2)" = d1 ]'
+mv "$S/d1" "$S/d0" &&
+    checke rename-seen-by-cached-query '[ "$(docs "+sat cat")" = "d0 d2 " ] &&
+        [ "$(timeout 20 cat "$S/.q/cat" | head -1 | cut -f2)" = d0 ]'
+mv "$S/d0" "$S/d1"
 
 # ---------------------------------------------------------------- at once on every mount
+# Each mount asks the query before the change too: its cached answer must not outlive it.
+checke cached-before-update '[ -z "$(cat "$C1/man/.q/qwzxyv")" ] && [ -z "$(cat "$C2/man/.q/qwzxyv")" ]'
 echo "qwzxyv first version" >"$C1/man/live" &&
     checke update-seen-on-other-mounts \
-        '[ "$(cut -f2 "$C2/man/.q/qwzxyv")" = live ] && [ "$(cut -f2 "$C3/man/.q/qwzxyv")" = live ]'
+        '[ "$(cut -f2 "$C2/man/.q/qwzxyv")" = live ] && [ "$(cut -f2 "$C3/man/.q/qwzxyv")" = live ] &&
+         [ "$(cut -f2 "$C1/man/.q/qwzxyv")" = live ]'
 checke read-on-other-mount '[ "$(cat "$C3/man/live")" = "qwzxyv first version" ]'
 echo "plughword second version" >"$C2/man/live" &&
     checke replace-seen-on-other-mount \
         '[ -z "$(cat "$C1/man/.q/qwzxyv")" ] && [ "$(cut -f2 "$C1/man/.q/plughword")" = live ] &&
-         [ "$(cat "$C1/man/live")" = "plughword second version" ]'
+         [ "$(cat "$C1/man/live")" = "plughword second version" ] &&
+         [ -z "$(cat "$C3/man/.q/qwzxyv")" ] && [ "$(cut -f2 "$C2/man/.q/plughword")" = live ] &&
+         [ "$(cut -f2 "$C3/man/.q/plughword")" = live ]'
 rm "$C1/man/live" &&
     checke delete-seen-on-other-mount \
         '[ -z "$(cat "$C2/man/.q/plughword")" ] && [ ! -e "$C2/man/live" ] && [ -z "$(cat "$C3/man/.q/plughword")" ]'

@@ -15,6 +15,7 @@
 #include "fs/bm25.h"
 #include "fs/cmd.h"
 #include "fs/ns_sm.h"
+#include "fs/search_cache.h"
 #include "fs/search_sm.h"
 #include "fs/state.h"
 #include "tests/unit/check.h"
@@ -221,7 +222,9 @@ TEST(snapshot_round_trip)
     size_t l1 = 0, l2 = 0;
     char *s1 = snap_bytes(st, dir1, &l1);
     state_t *st2 = fresh();
+    uint64_t before = search_sm_gen(st2);
     CHECK_EQ(restore_dir(st2, dir1), 0);
+    CHECK(search_sm_gen(st2) != before && search_sm_gen(st2) != search_sm_gen(st));
     ns_sm_check(st2);
     char *s2 = snap_bytes(st2, dir2, &l2);
     CHECK(s1 && s2 && l1 == l2 && memcmp(s1, s2, l1) == 0);
@@ -445,6 +448,106 @@ TEST(snippet_deep_in_a_document)
     done(st);
 }
 
+/* ---------------------------------------------------------------- the query cache */
+
+/* Every command applied (whatever its result) and every restore give the shard a new
+ * version, never one seen before; reads do not. */
+TEST(versions_change_with_every_command)
+{
+    state_t *st = fresh(), *other = fresh();
+    uint64_t v0 = search_sm_gen(st);
+    CHECK(v0 != search_sm_gen(other));
+    CHECK_EQ(put(st, "i", "a", "one text"), 0);
+    uint64_t v1 = search_sm_gen(st);
+    CHECK(v1 != v0);
+    CHECK(strstr(query(&st, 1, "i", "text"), "\ta\t") != NULL);
+    CHECK_EQ(search_sm_gen(st), v1);                      /* a query changes nothing */
+    CHECK_EQ(del(st, "i", "missing"), -ENOENT);
+    uint64_t v2 = search_sm_gen(st);
+    CHECK(v2 != v1 && v2 != v0);
+    CHECK_EQ(put(st, "i", "a", "one text again"), 0);      /* a replacement */
+    CHECK(search_sm_gen(st) != v2);
+    CHECK_EQ(del(st, "i", "a"), 0);
+    CHECK(search_sm_gen(st) != v2);
+    done(st);
+    done(other);
+}
+
+TEST(cache_serves_only_unchanged_versions)
+{
+    search_cache_t *c = search_cache_new(1 << 20);
+    CHECK(c != NULL);
+    uint64_t g1[3] = { 1, 2, 3 }, g2[3] = { 1, 2, 4 };
+    char *out = (char *)1;
+    size_t len = 9;
+    CHECK_EQ(search_cache_get(c, "i", "q", g1, 3, &out, &len), -ENOENT);
+    CHECK(out == NULL && len == 0);
+    search_cache_put(c, "i", "q", g1, 3, "answer\n", 7);
+    CHECK_EQ(search_cache_get(c, "i", "q", g1, 3, &out, &len), 0);
+    CHECK(len == 7 && memcmp(out, "answer\n", 7) == 0);
+    free(out);
+    /* another index, another query, one shard's version changed: misses */
+    CHECK_EQ(search_cache_get(c, "j", "q", g1, 3, &out, &len), -ENOENT);
+    CHECK_EQ(search_cache_get(c, "i", "q2", g1, 3, &out, &len), -ENOENT);
+    CHECK_EQ(search_cache_get(c, "i\0q", "", g1, 3, &out, &len), -ENOENT);
+    CHECK_EQ(search_cache_get(c, "i", "q", g2, 3, &out, &len), -ENOENT);
+    CHECK_EQ(search_cache_get(c, "i", "q", g1, 2, &out, &len), -ENOENT);
+    /* the changed version dropped the entry: the old versions do not bring it back */
+    CHECK_EQ(search_cache_get(c, "i", "q", g1, 3, &out, &len), -ENOENT);
+    /* an empty answer is an answer */
+    search_cache_put(c, "i", "none", g2, 3, NULL, 0);
+    out = (char *)1;
+    CHECK_EQ(search_cache_get(c, "i", "none", g2, 3, &out, &len), 0);
+    CHECK(out == NULL && len == 0);
+    /* a newer answer replaces the older one */
+    search_cache_put(c, "i", "q", g1, 3, "old", 3);
+    search_cache_put(c, "i", "q", g2, 3, "new", 3);
+    CHECK_EQ(search_cache_get(c, "i", "q", g2, 3, &out, &len), 0);
+    CHECK(len == 3 && memcmp(out, "new", 3) == 0);
+    free(out);
+    search_cache_stats_t s;
+    search_cache_stats(c, &s);
+    CHECK_EQ(s.entries, 2u);
+    CHECK_EQ(s.hits, 3u);
+    search_cache_free(c);
+}
+
+TEST(cache_is_bounded_lru)
+{
+    const size_t max = 64 * 1024;
+    search_cache_t *c = search_cache_new(max);
+    uint64_t g[1] = { 7 };
+    char text[1000], q[32];
+    memset(text, 'x', sizeof(text));
+    for (int i = 0; i < 1000; i++) {
+        snprintf(q, sizeof(q), "q%d", i);
+        search_cache_put(c, "i", q, g, 1, text, sizeof(text));
+        if (i >= 1) {                     /* keep q0 the most recently used */
+            char *out;
+            size_t len;
+            CHECK_EQ(search_cache_get(c, "i", "q0", g, 1, &out, &len), 0);
+            free(out);
+        }
+        search_cache_stats_t s;
+        search_cache_stats(c, &s);
+        CHECK(s.bytes <= max);
+    }
+    search_cache_stats_t s;
+    search_cache_stats(c, &s);
+    CHECK(s.entries > 10 && s.entries < 70);
+    char *out;
+    size_t len;
+    CHECK_EQ(search_cache_get(c, "i", "q999", g, 1, &out, &len), 0);   /* the newest */
+    free(out);
+    CHECK_EQ(search_cache_get(c, "i", "q1", g, 1, &out, &len), -ENOENT); /* evicted */
+    /* an answer over a quarter of the cap is not kept */
+    char *big = calloc(1, max / 4 + 1);
+    search_cache_put(c, "i", "big", g, 1, big, max / 4 + 1);
+    CHECK_EQ(search_cache_get(c, "i", "big", g, 1, &out, &len), -ENOENT);
+    free(big);
+    search_cache_free(c);
+}
+
 int main(void)
 {
     RUN(add_replace_delete_stats);
@@ -459,5 +562,8 @@ int main(void)
     RUN(shards_give_the_same_answer);
     RUN(limit_keeps_the_best);
     RUN(snippet_deep_in_a_document);
+    RUN(versions_change_with_every_command);
+    RUN(cache_serves_only_unchanged_versions);
+    RUN(cache_is_bounded_lru);
     return CHECK_DONE();
 }
