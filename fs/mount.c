@@ -796,6 +796,14 @@ static void q_init(void *userdata, struct fuse_conn_info *conn)
     if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
         conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    /* Not libfuse's default FUSE_CAP_AUTO_INVAL_DATA: with it the kernel refreshes the
+     * attributes before every read() of a file read through the page cache (attribute
+     * timeout 0: one GETATTR round trip per read) and drops its pages when the mtime moves.
+     * Only logs/ reads through the page cache, and a log's bytes never change once
+     * appended: a read past the cached size still refreshes it and a new size drops the
+     * pages, and fs/logs_pcache.c has retention and removal invalidated. (Value files are
+     * direct_io; a shared mmap's pages come from its own open, dropped at the next open.) */
+    conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
     conn->max_write = MAX_WRITE;
     /* Forward flock(2) and fcntl locks when a front serves them (locks/). */
     for (int ns = 1; ns < NS__COUNT; ns++) {
