@@ -8,14 +8,18 @@
  * local = job id (20 bits) << 28 | run number (23 bits, mod 2^23) << 5 | kind.
  *
  * Scheduler: the sweep, on the leader of each shard, proposes the TICK of every job whose
- * next time has come (apply refuses a tick decided before, so two schedulers, or a new
- * leader, never decide one twice). Runners: on a node with jobs enabled the sweep proposes
- * START for each pending run whose retry time has come; the node whose START commits runs
+ * next time has come, found in the state's index by next fire time (apply refuses a tick
+ * decided before, so two schedulers, or a new leader, never decide one twice); while nothing
+ * is due and no run is active a sweep reads nothing and proposes nothing. Runners: on a node
+ * with jobs enabled the sweep proposes START for each pending run whose retry time has come
+ * (the jobs with an active run are listed by the index); the node whose START commits runs
  * it on a thread of its own: /bin/sh -c cmd in a new session (its own process group), a
  * clean environment, the run user's home as working directory, stdout and stderr through
  * pipes (1 MiB of each kept, the rest counted). The run ends when the shell exits (what it
  * left in its process group is killed), at its timeout (the group gets SIGTERM, SIGKILL 2 s
- * later) or when replace cancels it; then the runner proposes its OUTPUT and FINISH. */
+ * later) or when replace cancels it; then the runner queues its end with its output, and
+ * the next sweep records the ends queued for each shard in one FINISHES (flush_fins; a run
+ * with more than INLINE_MAX bytes of output records it first with OUTPUT commands). */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -57,7 +61,10 @@ enum jkind {
 #define SAVE_MAX (JOBS_CMD_MAX + 1)
 #define BATCH_BYTES 65536
 #define KILL_GRACE_MS 2000
-#define FINISH_TRIES 40                 /* proposals of a run's end, 500 ms apart */
+#define FINISH_TRIES 40                 /* proposals of a run's OUTPUT, 500 ms apart */
+#define FINISH_WAIT_MS 20000            /* a run's end is proposed again (no quorum) this long */
+#define INLINE_MAX 32768                /* kept output a run's end carries in its FINISHES
+                                           item (more: OUTPUT entries of its own first) */
 #define LOCAL_MAX 32                    /* runs a node runs at once (more wait pending) */
 
 static const char *const job_files[] = {
@@ -73,12 +80,15 @@ static const char *const run_files[] = {
 
 typedef struct jwatch jwatch_t;
 typedef struct runner runner_t;
+typedef struct fin fin_t;
 
 typedef struct jfront {
     front_ctx_t ctx;                    /* first: node, mu (guards runners) */
     pthread_mutex_t wmu;                /* watches */
     jwatch_t *watches;
     runner_t *runners;
+    pthread_mutex_t fmu;                /* fins */
+    fin_t *fins, **fins_tail;           /* ends of runs to record, oldest first */
     int enabled;                        /* runs execute here */
     volatile int stopping;              /* set under ctx.mu; runners poll it */
     uid_t uid;                          /* the identity of runs */
@@ -104,6 +114,16 @@ struct runner {
     int done;                           /* the thread ended (joined by the sweep or stop) */
     pthread_t th;
     runner_t *next;
+};
+
+/* The end of a run this node ran, waiting for its shard's next sweep to record it in one
+ * FINISHES with the other ends of that shard (docs/JOBS.md "Cost and performance"). */
+struct fin {
+    uint32_t shard;
+    uint64_t sid;                       /* the session that started the run */
+    jobs_fin_t f;                       /* f.job and f.out[] owned */
+    uint64_t since;                     /* mono ms when it was queued */
+    fin_t *next;
 };
 
 /* An open `.events`: as services/'s (fs/services_fuse.c). */
@@ -1139,6 +1159,155 @@ static int runner_propose(runner_t *r, cmdbuf_t *b)
     return rc;
 }
 
+struct capture {
+    char *buf;
+    size_t len;
+    uint64_t total;
+    int fd;
+};
+
+/* Queues the end of run r (state end, exit code) for its shard's next sweep (flush_fins),
+ * with the kept output of cap[0..2) when cap (else the output was recorded already). Nothing
+ * once r is orphaned: its run ended lost with its session. */
+static void fin_queue(runner_t *r, uint8_t end, int32_t code, const struct capture *cap)
+{
+    jfront_t *jf = r->jf;
+    if (r->orphan)
+        return;
+    fin_t *f = calloc(1, sizeof(*f));
+    if (!f || !(f->f.job = strdup(r->job)))
+        goto oom;
+    f->shard = r->shard;
+    f->sid = r->sid;
+    f->f.run = r->n;
+    f->f.state = end;
+    f->f.exit_code = code;
+    for (int s = 0; cap && s < 2; s++) {
+        f->f.total[s] = cap[s].total;
+        f->f.len[s] = cap[s].len;
+        if (cap[s].len) {
+            void *p = malloc(cap[s].len);
+            if (!p)
+                goto oom;
+            memcpy(p, cap[s].buf, cap[s].len);
+            f->f.out[s] = p;
+        }
+    }
+    f->since = mono_ms();
+    pthread_mutex_lock(&jf->fmu);
+    *jf->fins_tail = f;
+    jf->fins_tail = &f->next;
+    pthread_mutex_unlock(&jf->fmu);
+    return;
+oom:
+    fprintf(stderr, "quorumfs: jobs/%s run %" PRIu64 ": end not recorded: out of memory\n",
+            r->job, r->n);
+    if (f) {
+        free((void *)f->f.job);
+        free((void *)f->f.out[0]);
+        free(f);
+    }
+}
+
+static void fin_free(fin_t *f)
+{
+    free((void *)f->f.job);
+    free((void *)f->f.out[0]);
+    free((void *)f->f.out[1]);
+    free(f);
+}
+
+/* Records the queued ends of shard k's runs, one FINISHES per JOBS_BATCH_MAX ends or
+ * BATCH_BYTES (at least one end each). Ends of a session that is not this node's session of
+ * the shard any more are dropped (their runs ended lost with it); ends that found no quorum
+ * (EIO) are kept for the next sweep while younger than FINISH_WAIT_MS and the node is not
+ * stopping. Called by the sweep (before the ticks and starts, so that a run's end admits the
+ * next tick of a forbid job in the same sweep) and by quiesce. */
+static void flush_fins(jfront_t *jf, uint32_t k)
+{
+    node_t *n = jf->ctx.node;
+    fin_t *mine = NULL, **mt = &mine;
+    pthread_mutex_lock(&jf->fmu);
+    for (fin_t **p = &jf->fins; *p;) {
+        fin_t *f = *p;
+        if (f->shard == k) {
+            *p = f->next;
+            f->next = NULL;
+            *mt = f;
+            mt = &f->next;
+        } else {
+            p = &f->next;
+        }
+    }
+    jf->fins_tail = &jf->fins;
+    while (*jf->fins_tail)
+        jf->fins_tail = &(*jf->fins_tail)->next;
+    pthread_mutex_unlock(&jf->fmu);
+    if (!mine)
+        return;
+    uint64_t sid = session_local_id(node_session(n), k);
+    fin_t *keep = NULL, **kt = &keep;
+    static __thread jobs_fin_t items[JOBS_BATCH_MAX];
+    while (mine) {
+        if (mine->sid != sid) {
+            fin_t *f = mine;
+            mine = f->next;
+            fin_free(f);
+            continue;
+        }
+        uint32_t cnt = 0;
+        size_t bytes = 0;
+        fin_t **pp = &mine;
+        while (*pp && cnt < JOBS_BATCH_MAX) {
+            if ((*pp)->sid != sid) {    /* dropped above when it comes first */
+                fin_t *f = *pp;
+                *pp = f->next;
+                fin_free(f);
+                continue;
+            }
+            size_t sz = jobs_fin_size(&(*pp)->f);
+            if (cnt && bytes + sz > BATCH_BYTES)
+                break;
+            items[cnt++] = (*pp)->f;
+            bytes += sz;
+            pp = &(*pp)->next;
+        }
+        fin_t *rest = *pp;
+        *pp = NULL;
+        cmdbuf_t b;
+        sm_result_t res;
+        jobs_cmd_finishes(&b, node_now_ms(), sid, cnt, items);
+        int rc = node_propose(n, k, &b, &res);
+        uint64_t now = mono_ms();
+        int lost = 0;
+        while (mine) {
+            fin_t *f = mine;
+            mine = f->next;
+            f->next = NULL;
+            if (rc == -EIO && !jf->stopping && now - f->since < FINISH_WAIT_MS) {
+                *kt = f;
+                kt = &f->next;
+            } else {
+                lost += rc < 0;
+                fin_free(f);
+            }
+        }
+        if (lost)
+            fprintf(stderr, "quorumfs: jobs/: the ends of %d run(s) of shard %u not recorded: "
+                    "%s\n", lost, k, strerror(-rc));
+        mine = rest;
+    }
+    if (keep) {                         /* back at the head: they are the oldest */
+        pthread_mutex_lock(&jf->fmu);
+        *kt = jf->fins;
+        jf->fins = keep;
+        jf->fins_tail = &jf->fins;
+        while (*jf->fins_tail)
+            jf->fins_tail = &(*jf->fins_tail)->next;
+        pthread_mutex_unlock(&jf->fmu);
+    }
+}
+
 /* In the child (after fork, async-signal-safe calls only): the run's identity, standard
  * streams, working directory, environment, then /bin/sh -c cmd. */
 static void child(const jfront_t *jf, const runner_t *r, int out, int err, char *const env[],
@@ -1169,13 +1338,6 @@ static void child(const jfront_t *jf, const runner_t *r, int out, int err, char 
     execve("/bin/sh", argv, env);
     _exit(127);
 }
-
-struct capture {
-    char *buf;
-    size_t len;
-    uint64_t total;
-    int fd;
-};
 
 static void capture_read(struct capture *c)
 {
@@ -1295,9 +1457,13 @@ report:
     if (!started)
         fprintf(stderr, "quorumfs: jobs/%s run %" PRIu64 ": could not start: %s\n", r->job, r->n,
                 strerror(errno));
-    for (int s = 0; s < 2; s++) {
+    for (int s = 0; s < 2; s++)
         if (cap[s].fd >= 0)
             close(cap[s].fd);
+    /* small output goes with the end in its FINISHES item; more is recorded first in an
+     * OUTPUT per stream (the end then follows in a FINISHES, as the small ones do) */
+    int inline_out = cap[0].len + cap[1].len <= INLINE_MAX;
+    for (int s = 0; !inline_out && s < 2; s++) {
         if (!cap[s].total)
             continue;
         cmdbuf_t b;
@@ -1308,12 +1474,7 @@ report:
             fprintf(stderr, "quorumfs: jobs/%s run %" PRIu64 ": output not recorded: %s\n",
                     r->job, r->n, strerror(-rc));
     }
-    cmdbuf_t b;
-    jobs_cmd_finish(&b, node_now_ms(), r->job, r->n, r->sid, end, code);
-    int rc = runner_propose(r, &b);
-    if (rc < 0 && rc != -ESTALE)
-        fprintf(stderr, "quorumfs: jobs/%s run %" PRIu64 ": end not recorded: %s\n", r->job,
-                r->n, strerror(-rc));
+    fin_queue(r, end, code, inline_out ? cap : NULL);
     for (int i = 0; i < 4; i++)
         if ((i < 2 ? p1[i] : p2[i - 2]) >= 0)
             close(i < 2 ? p1[i] : p2[i - 2]);
@@ -1475,9 +1636,7 @@ static void start_runner(jfront_t *jf, uint32_t k, uint64_t sid, struct due_item
         jf->runners = r->next;
         pthread_mutex_unlock(&jf->ctx.mu);
         fprintf(stderr, "quorumfs: jobs/%s run %" PRIu64 ": no thread to run it\n", r->job, r->n);
-        cmdbuf_t b;
-        jobs_cmd_finish(&b, node_now_ms(), r->job, r->n, sid, JR_FAILED, 126);
-        (void)node_propose(jf->ctx.node, k, &b, NULL);
+        fin_queue(r, JR_FAILED, 126, NULL);
         runner_free(r);
         return;
     }
@@ -1557,12 +1716,16 @@ static void sweep_shard(jfront_t *jf, uint32_t k)
     starts.run_here = jf->enabled && sid != 0 && !jf->stopping;
     starts.room = LOCAL_MAX - local_count(jf);
     starts.leader = cancels.leader = 0;
-    /* first the ticks due (on the leader), then the runs, so that a run the tick makes
-     * starts in this sweep and not 100 ms later */
+    /* first the ends of runs that ended here, then the ticks due (on the leader), then the
+     * runs, so that a run the tick makes starts in this sweep and not 100 ms later. The
+     * index makes this O(jobs due + jobs with an active run): nothing while idle. */
+    flush_fins(jf, k);
     struct scan_all s = { &ticks, &starts, &cancels, 0 };
     if (ticks.leader) {
         pthread_rwlock_rdlock(&st->lock);
-        jobs_sm_each(st, scan_job, &s);
+        uint64_t first = jobs_sm_next_due(st);
+        if (first && first <= ticks.now)
+            jobs_sm_each_due(st, ticks.now, scan_job, &s);
         pthread_rwlock_unlock(&st->lock);
     }
     for (size_t i = 0; i < ticks.n; i += JOBS_BATCH_MAX) {
@@ -1577,7 +1740,7 @@ static void sweep_shard(jfront_t *jf, uint32_t k)
     struct scan_all r = { &none, &starts, &cancels, 1 };
     starts.now = node_now_ms();
     pthread_rwlock_rdlock(&st->lock);
-    jobs_sm_each(st, scan_job, &r);
+    jobs_sm_each_active(st, scan_job, &r);
     pthread_rwlock_unlock(&st->lock);
     for (size_t i = 0; i < cancels.n; i++)
         is_local(jf, k, cancels.t[i].job_id, cancels.t[i].a, 1);
@@ -1712,6 +1875,8 @@ static void *jb_start(struct node *n)
     if (!jf)
         return NULL;
     pthread_mutex_init(&jf->wmu, NULL);
+    pthread_mutex_init(&jf->fmu, NULL);
+    jf->fins_tail = &jf->fins;
     const node_opts_t *o = node_options(n);
     int on = o->jobs > 0 || (o->jobs == 0 && node_cluster_id(n) == 0);
     if (on && identity(jf, o->jobs_user) == 0)
@@ -1732,6 +1897,9 @@ static void jb_quiesce(void *ctx)
         r->orphan = r->cancel = 1;
     pthread_mutex_unlock(&jf->ctx.mu);
     reap(jf, 1);
+    /* the ends queued before: recorded now, while the session and groups are still up */
+    for (uint32_t k = 0; k < node_nshards(jf->ctx.node); k++)
+        flush_fins(jf, k);
 }
 
 static void jb_stop(void *ctx)
@@ -1749,6 +1917,12 @@ static void jb_stop(void *ctx)
     }
     pthread_mutex_unlock(&jf->wmu);
     pthread_mutex_destroy(&jf->wmu);
+    while (jf->fins) {
+        fin_t *f = jf->fins;
+        jf->fins = f->next;
+        fin_free(f);
+    }
+    pthread_mutex_destroy(&jf->fmu);
     free(jf->groups);
     free(jf->user);
     free(jf->home);
