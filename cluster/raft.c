@@ -92,6 +92,8 @@ struct raft {
     uint64_t transfer_target;
     uint32_t transfer_elapsed;
     bool transfer_sent;
+    bool removed_handover;     /* the transfer is a removed leader's last act: it steps down
+                                  once TimeoutNow is sent, or when the transfer times out */
     uint64_t read_round;       /* last heartbeat round started */
     bool round_unsent;         /* read_round's heartbeats are still in the outbox */
     struct { uint64_t round, tick; } rounds[ROUND_RING];
@@ -415,6 +417,7 @@ static void become_follower(raft_t *r, uint64_t term, uint64_t leader)
     r->role = RAFT_FOLLOWER;
     r->leader = leader;
     r->transfer_target = 0;
+    r->removed_handover = false;
     r->uncommitted = 0;
     r->lease_until = 0;
     reset_timer(r);
@@ -478,6 +481,7 @@ static void become_leader(raft_t *r)
     r->elapsed = 0;
     r->hb_elapsed = 0;
     r->transfer_target = 0;
+    r->removed_handover = false;
     r->uncommitted = 0;
     r->lease_until = 0;
     r->lease_off = false;
@@ -744,9 +748,15 @@ static void maybe_promote(raft_t *r)
 }
 
 /* The leader's own removal has committed (thesis §4.2.2): hand over to the most up-to-date
- * voter if one is fully caught up, then step down. */
+ * voter, then step down. A voter fully caught up gets TimeoutNow at once; one behind is
+ * brought up to date first, as raft_transfer does (proposals refused meanwhile), and gets
+ * TimeoutNow when it is (handle_append_resp); the leader steps down then, or after an
+ * election timeout if the transfer does not finish (tick_leader), so the group waits at
+ * most that long, and usually one round trip, instead of an election timeout. */
 static void step_down_removed(raft_t *r)
 {
+    if (r->removed_handover)
+        return;                                  /* handing over already */
     struct peer *best = NULL;
     for (uint32_t i = 0; i < r->n_peers; i++) {
         struct peer *p = &r->peers[i];
@@ -755,7 +765,16 @@ static void step_down_removed(raft_t *r)
     }
     if (best && best->match == last_index(r))
         send_timeout_now(r, best->id);
-    become_follower(r, r->term, 0);
+    if (!best || best->match == last_index(r)) {
+        become_follower(r, r->term, 0);
+        return;
+    }
+    r->transfer_target = best->id;
+    r->transfer_elapsed = 0;
+    r->transfer_sent = false;
+    r->removed_handover = true;
+    r->lease_until = 0;
+    send_append(r, best, false);
 }
 
 /* ---- reads (thesis §6.4) -------------------------------------------------------------- */
@@ -1071,6 +1090,10 @@ static void handle_append_resp(raft_t *r, const raft_msg_t *m, struct peer *p)
     if (r->transfer_target == p->id && p->match == last_index(r) && !r->transfer_sent) {
         send_timeout_now(r, p->id);
         r->transfer_sent = true;
+        if (r->removed_handover) {
+            become_follower(r, r->term, 0);      /* a removed leader's hand-over is done */
+            return;
+        }
     }
     send_append(r, p, false);
     if (p->role == RAFT_STAGING)
@@ -1387,8 +1410,13 @@ static void tick_leader(raft_t *r)
 {
     r->hb_elapsed++;
     r->elapsed++;
-    if (r->transfer_target && ++r->transfer_elapsed >= r->cfg.election_tick)
+    if (r->transfer_target && ++r->transfer_elapsed >= r->cfg.election_tick) {
         r->transfer_target = 0; /* thesis §3.10: abort a transfer that does not finish */
+        if (r->removed_handover) {
+            become_follower(r, r->term, 0);      /* removed: step down without a successor */
+            return;
+        }
+    }
     if (r->elapsed >= r->cfg.election_tick) {
         r->elapsed = 0;
         if (r->cfg.check_quorum) {

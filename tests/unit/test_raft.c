@@ -783,6 +783,64 @@ TEST(test_leader_removes_itself)
     cluster_free(&c);
 }
 
+/* Drops appends that carry entries past g_hold_after, while g_hold is set. */
+static bool g_hold;
+static uint64_t g_hold_after;
+static bool hold_appends(tcluster_t *c, const raft_msg_t *m)
+{
+    (void)c;
+    return g_hold && m->type == RAFT_MSG_APPEND && m->n_entries > 0 && m->index >= g_hold_after;
+}
+
+/* A leader whose removal commits while no voter has its whole log hands over anyway: it
+ * brings the most up-to-date voter up to date, sends it TimeoutNow and steps down (one
+ * round trip, no election timeout); if that voter never catches up, it steps down after an
+ * election timeout. */
+TEST(test_removed_leader_hands_over_to_lagging)
+{
+    for (int catch_up = 1; catch_up >= 0; catch_up--) {
+        tcluster_t c;
+        cluster_init(&c, 3, NULL);
+        int l = wait_leader(&c, 100);
+        CHECK(l != 0);
+        run(&c, 2);
+        CHECK_EQ(raft_propose_conf(c.nd[l].r, RAFT_CONF_REMOVE, (uint64_t)l, NULL), 0);
+        process(&c, l);
+        g_hold_after = status_of(&c, l).last_index;     /* the removal's entry */
+        g_hold = true;
+        c.filter = hold_appends;
+        for (int k = 0; k < 3; k++)
+            CHECK_EQ(propose_str(&c, l, "after-removal;"), 0);
+        run(&c, 1);
+        /* the removal committed; nobody has the entries after it: still leading, handing over */
+        CHECK(status_of(&c, l).commit >= g_hold_after);
+        CHECK_EQ(role_of(&c, l), RAFT_LEADER);
+        CHECK(status_of(&c, l).transfer_target != 0);
+        CHECK_EQ(propose_str(&c, l, "refused;"), -QERR_TRANSFER);
+        CHECK_EQ(c.delivered[RAFT_MSG_TIMEOUT_NOW], 0);
+        if (catch_up) {
+            g_hold = false;
+            run(&c, 3);
+            CHECK_EQ(c.delivered[RAFT_MSG_TIMEOUT_NOW], 1);
+            CHECK_EQ(c.bad_timeout_now, 0);
+            CHECK(role_of(&c, l) != RAFT_LEADER);
+            int nl = leader(&c);
+            CHECK(nl != 0 && nl != l);
+            CHECK(status_of(&c, nl).commit >= g_hold_after + 3);
+        } else {
+            run(&c, 12);
+            CHECK(role_of(&c, l) != RAFT_LEADER);
+            CHECK_EQ(c.delivered[RAFT_MSG_TIMEOUT_NOW], 0);
+            g_hold = false;
+            CHECK(wait_leader(&c, 100) != l);
+        }
+        CHECK(!c.violation);
+        CHECK(sm_prefix_agree(&c));
+        c.filter = NULL;
+        cluster_free(&c);
+    }
+}
+
 /* Thesis §3.10: transferring to a lagging server waits until it has caught up. */
 TEST(test_transfer_to_lagging)
 {
@@ -1753,6 +1811,7 @@ int main(void)
     RUN(test_prevote_rejoin);
     RUN(test_snapshot_catch_up);
     RUN(test_leader_removes_itself);
+    RUN(test_removed_leader_hands_over_to_lagging);
     RUN(test_transfer_to_lagging);
     RUN(test_transfer_abort);
     RUN(test_read_index_deposed_leader);
