@@ -51,7 +51,7 @@ struct mover {
     size_t ntpeers;
     uint32_t next_group;         /* where the next round starts (fairness) */
     int was_member;              /* the record listed this node once */
-    int said_removed;
+    int said_removed;            /* the record dropped this node (atomic: mover_removed) */
     int said_other_inc;          /* record_incarnation said the record knows another */
 };
 
@@ -183,6 +183,11 @@ int mover_mismatch(mover_t *m, char *why, size_t size)
         snprintf(why, size, "%s", m->mismatch);
     pthread_mutex_unlock(&m->mu);
     return bad;
+}
+
+int mover_removed(mover_t *m)
+{
+    return m && __atomic_load_n(&m->said_removed, __ATOMIC_ACQUIRE);
 }
 
 size_t mover_members(mover_t *m, meta_member_t *out, size_t cap)
@@ -604,7 +609,7 @@ static void round_once(mover_t *m)
         if (!m->said_removed)
             say(m, "this node is no longer a member of the cluster (it was removed): stop it; "
                    "to bring the machine back, add it again with an empty data directory");
-        m->said_removed = 1;
+        __atomic_store_n(&m->said_removed, 1, __ATOMIC_RELEASE);
         snap_free(&s);
         return;
     }

@@ -82,6 +82,9 @@ uint64_t mover_first_undrained(mover_t *m, uint32_t g, uint64_t also);
  * differs from this node's; then *why (size bytes) says how, and the mover does nothing.
  * A node started with the wrong --shards or --replicas (a joining one, say) must stop. */
 int mover_mismatch(mover_t *m, char *why, size_t size);
+/* Whether the record no longer lists this node, which was a member (it was removed): it
+ * has no say in any group any more. Any thread; NULL: 0. */
+int mover_removed(mover_t *m);
 
 /* The members as this node knows them: the record's, or before it is founded cfg->peers
  * (state 0). Fills out[0..cap) in id order and returns the count (which may exceed cap). */

@@ -1236,6 +1236,11 @@ int node_waits_to_join(node_t *n, uint32_t k)
     return waits;
 }
 
+int node_removed(node_t *n)
+{
+    return n->cluster && mover_removed(__atomic_load_n(&n->mover, __ATOMIC_ACQUIRE));
+}
+
 int node_serve_begin(node_t *n)
 {
     __atomic_store_n(&n->serving, 1, __ATOMIC_SEQ_CST);

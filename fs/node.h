@@ -170,6 +170,10 @@ int node_stop_requested(node_t *n);
  * configuration as it sees it: proposals there cannot commit until a leader adds it (its
  * start-up proposals wait for the sweep instead). 0 otherwise, and on founding members. */
 int node_waits_to_join(node_t *n, uint32_t k);
+/* 1 when this cluster node was removed from the cluster (the member record no longer lists
+ * it): its proposals cannot commit anywhere any more, so nothing should wait for them (its
+ * sessions end by their lease on the members). 0 otherwise. */
+int node_removed(node_t *n);
 /* Whether member id is drained, as this node applied the record. */
 int node_member_drained(node_t *n, uint64_t id);
 int node_member(node_t *n, size_t i, node_member_t *out);

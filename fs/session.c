@@ -303,7 +303,11 @@ static void end_in_shard(node_t *n, uint32_t k, void *arg)
     session_local_t *s = arg;
     pthread_mutex_lock(&s->shard_mu[k]);   /* after a renew or reopen in progress */
     uint64_t sid = session_local_id(s, k);
-    if (sid) {
+    if (sid && node_removed(n)) {
+        /* removed from the cluster: no proposal can commit; the members end the session
+         * when its lease passes */
+        __atomic_store_n(&s->sid[k], 0, __ATOMIC_RELEASE);
+    } else if (sid) {
         int rc = propose_end(n, k, sid, 0);
         if (rc < 0 && rc != -ENOENT)
             fprintf(stderr, "quorumfs: cannot end the mount session (shard %u): %s\n", k,
