@@ -262,7 +262,7 @@ static int expand(clause_t *c, const sindex_t *const *ix, uint32_t n, const char
 /* ---------------------------------------------------------------- scoring */
 
 /* A document's accumulator on the shard being scored, in an array indexed by the document's
- * dense slot (sdoc_t.slot). An entry is zero until the document's first positive match,
+ * slot (sdoc_t.slot, also in each of its postings, so the walk reads no document). An entry is zero until the document's first positive match,
  * which sets `seen` and puts the slot in the touched list (what is collected and cleared
  * after the shard). Every document's score is the sum of its clauses' parts added in the
  * same order whatever the layout (positive clauses in query order, a prefix's terms in byte
@@ -299,14 +299,15 @@ static double term_score(double w, uint32_t tf, double norm)
     return w * ((double)tf * (BM25_K1 + 1.0)) / ((double)tf + norm);
 }
 
-static acc_t *acc_of(accs_t *A, const stats_t *s, const sdoc_t *d)
+/* The accumulator of the document in slot of ix. */
+static acc_t *acc_of(accs_t *A, const stats_t *s, const sindex_t *ix, uint32_t slot)
 {
-    acc_t *a = &A->a[d->slot];
+    acc_t *a = &A->a[slot];
     if (!a->seen) {
         a->seen = 1;
         a->last = -1;
-        a->norm = doc_norm(s, d->len);
-        A->touched[A->ntouched++] = d->slot;
+        a->norm = doc_norm(s, ix->lens[slot]);
+        A->touched[A->ntouched++] = slot;
     }
     return a;
 }
@@ -322,11 +323,11 @@ static void add_part(acc_t *a, const clause_t *c, int ci, double w)
     }
 }
 
-/* A - clause matched d: d is dropped (a document no positive clause matched is no hit
- * anyway: the - clauses are scored last). */
-static void exclude(accs_t *A, const sdoc_t *d)
+/* A - clause matched the document in slot: it is dropped (a document no positive clause
+ * matched is no hit anyway: the - clauses are scored last). */
+static void exclude(accs_t *A, uint32_t slot)
 {
-    acc_t *a = &A->a[d->slot];
+    acc_t *a = &A->a[slot];
     if (a->seen)
         a->neg = 1;
 }
@@ -430,12 +431,12 @@ static void score_clause(accs_t *A, const query_t *q, int ci, const sindex_t *ix
                 continue;
             if (c->occur == O_NOT) {
                 for (uint32_t i = 0; i < t->n; i++)
-                    exclude(A, t->p[i].doc);
+                    exclude(A, t->p[i].slot);
                 continue;
             }
             double w = c->terms[e].idf;
             for (uint32_t i = 0; i < t->n; i++) {
-                acc_t *a = acc_of(A, s, t->p[i].doc);
+                acc_t *a = acc_of(A, s, ix, t->p[i].slot);
                 add_part(a, c, ci, term_score(w, t->p[i].tf, a->norm));
             }
         }
@@ -473,9 +474,9 @@ static void score_clause(accs_t *A, const query_t *q, int ci, const sindex_t *ix
         if (!freq)
             continue;
         if (c->occur == O_NOT) {
-            exclude(A, d);
+            exclude(A, ps[drv]->slot);
         } else {
-            acc_t *a = acc_of(A, s, d);
+            acc_t *a = acc_of(A, s, ix, ps[drv]->slot);
             add_part(a, c, ci, term_score(c->idf, freq, a->norm));
         }
     }
@@ -770,8 +771,8 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
      *    shard after shard: only the touched entries are cleared) */
     uint64_t most = 0;
     for (uint32_t k = 0; k < n; k++)
-        if (ix[k] && ix[k]->ndocs > most)
-            most = ix[k]->ndocs;
+        if (ix[k] && ix[k]->nslots > most)
+            most = ix[k]->nslots;
     accs_t A = { 0 };
     if (rc == 0 && !((A.a = calloc(most, sizeof(*A.a))) &&
                      (A.touched = malloc(most * sizeof(*A.touched)))))

@@ -134,13 +134,14 @@ static void index_doc(sindex_t *ix, sdoc_t *d)
         uint32_t at = post_find(t, d->id);
         ASSERT(at == t->n || t->p[at].doc->id != d->id);
         memmove(t->p + at + 1, t->p + at, (t->n - at) * sizeof(*t->p));
-        t->p[at] = (spost_t){ .doc = d, .tf = e->n, .pos = e->pos };
+        t->p[at] = (spost_t){ .doc = d, .tf = e->n, .slot = d->slot, .pos = e->pos };
         t->n++;
         len += e->n;
         free(e);
     }
     ASSERT(len <= UINT32_MAX);
     d->len = (uint32_t)len;
+    ix->lens[d->slot] = d->len;
     ix->total_len += len;
 }
 
@@ -180,6 +181,7 @@ static void unindex_doc(sindex_t *ix, sdoc_t *d)
     tokenize((const char *)d->text->data, d->text->len, drop_one, a);
     ix->total_len -= d->len;
     d->len = 0;
+    ix->lens[d->slot] = 0;
     free(d->ckpt);
     d->ckpt = NULL;
     d->nckpt = 0;
@@ -210,6 +212,8 @@ static void free_index(sstate_t *ss, sindex_t *ix)
         ASSERT(ix->by_first[i] == NULL);
     HASH_DEL(ss->indexes, ix);
     free(ix->slots);
+    free(ix->lens);
+    free(ix->free_slots);
     free(ix->name);
     free(ix);
 }
@@ -219,9 +223,12 @@ static void free_doc(sstate_t *ss, sindex_t *ix, sdoc_t *d)
     unindex_doc(ix, d);
     HASH_DEL(ix->docs, d);
     HASH_DELETE(hid, ss->by_id, d);
-    sdoc_t *last = ix->slots[ix->ndocs - 1];   /* the last slot fills the freed one */
-    ix->slots[d->slot] = last;
-    last->slot = d->slot;
+    ix->slots[d->slot] = NULL;            /* its slot is the next one taken */
+    if (ix->nfree == ix->free_cap) {
+        ix->free_cap = ix->free_cap ? 2 * ix->free_cap : 16;
+        ix->free_slots = xrealloc(ix->free_slots, ix->free_cap * sizeof(*ix->free_slots));
+    }
+    ix->free_slots[ix->nfree++] = d->slot;
     ix->ndocs--;
     blob_unref(d->text);
     free(d->name);
@@ -246,13 +253,19 @@ static sdoc_t *add_doc(sstate_t *ss, sindex_t *ix, const char *name, size_t len,
     d->text = text;
     HASH_ADD_KEYPTR(hh, ix->docs, d->name, len, d);
     HASH_ADD(hid, ss->by_id, id, sizeof(d->id), d);
-    ASSERT(ix->ndocs < UINT32_MAX);
-    if (ix->ndocs == ix->slots_cap) {
-        ix->slots_cap = ix->slots_cap ? 2 * ix->slots_cap : 16;
-        ix->slots = xrealloc(ix->slots, ix->slots_cap * sizeof(*ix->slots));
+    if (ix->nfree) {
+        d->slot = ix->free_slots[--ix->nfree];
+    } else {
+        ASSERT(ix->nslots < UINT32_MAX / 2);
+        if (ix->nslots == ix->slots_cap) {
+            ix->slots_cap = ix->slots_cap ? 2 * ix->slots_cap : 16;
+            ix->slots = xrealloc(ix->slots, ix->slots_cap * sizeof(*ix->slots));
+            ix->lens = xrealloc(ix->lens, ix->slots_cap * sizeof(*ix->lens));
+        }
+        d->slot = ix->nslots++;
     }
-    d->slot = (uint32_t)ix->ndocs;
     ix->slots[d->slot] = d;
+    ix->lens[d->slot] = 0;
     ix->ndocs++;
     index_doc(ix, d);
     return d;
@@ -652,8 +665,8 @@ const char *search_sm_verify(const state_t *st)
             SM_VERIFY(&why, d->text && d->text->len <= SEARCH_DOC_MAX,
                       "search: a document without text or too long");
             SM_VERIFY(&why, search_sm_doc_id(st, d->id) == d, "search: id table is wrong");
-            SM_VERIFY(&why, d->slot < ix->ndocs && ix->slots[d->slot] == d,
-                      "search: the slot table is wrong");
+            SM_VERIFY(&why, d->slot < ix->nslots && ix->slots[d->slot] == d &&
+                      ix->lens[d->slot] == d->len, "search: the slot table is wrong");
             SM_VERIFY(&why, d->ctime_ms <= st->now_ms && d->mtime_ms <= st->now_ms,
                       "search: a document time after the shard's");
             SM_VERIFY(&why, d->nckpt == (d->len + SEARCH_CKPT - 1) / SEARCH_CKPT,
@@ -664,6 +677,11 @@ const char *search_sm_verify(const state_t *st)
                           "search: checkpoints out of order or past the text");
             sumlen += d->len;
         }
+        SM_VERIFY(&why, (uint64_t)ix->nslots == ix->ndocs + ix->nfree,
+                  "search: slots are not the documents and the free ones");
+        for (uint32_t j = 0; j < ix->nfree && !why; j++)
+            SM_VERIFY(&why, ix->free_slots[j] < ix->nslots && !ix->slots[ix->free_slots[j]] &&
+                      ix->lens[ix->free_slots[j]] == 0, "search: a free slot in use");
         alldocs += ix->ndocs;
         SM_VERIFY(&why, sumlen == ix->total_len, "search: total_len is not the sum");
         uint64_t sumtf = 0;
@@ -672,7 +690,8 @@ const char *search_sm_verify(const state_t *st)
             SM_VERIFY(&why, t->len >= 1 && t->len <= TOK_TERM_MAX, "search: term length");
             for (uint32_t i = 0; i < t->n && !why; i++) {
                 const spost_t *p = &t->p[i];
-                SM_VERIFY(&why, p->doc->idx == ix, "search: a posting of another index");
+                SM_VERIFY(&why, p->doc->idx == ix && p->slot == p->doc->slot,
+                          "search: a posting of another index or slot");
                 SM_VERIFY(&why, i == 0 || t->p[i - 1].doc->id < p->doc->id,
                           "search: postings not sorted by document id");
                 SM_VERIFY(&why, p->tf >= 1 && p->tf <= p->doc->len, "search: tf out of range");

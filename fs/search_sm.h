@@ -55,7 +55,7 @@ typedef struct sdoc {
     struct sindex *idx;
     blob_t *text;                 /* the document's bytes (never NULL; readers ref it) */
     uint32_t len;                 /* its terms (BM25's document length) */
-    uint32_t slot;                /* its place in idx->slots (derived, dense: 0..ndocs) */
+    uint32_t slot;                /* its place in idx->slots, for its life (derived) */
     uint64_t ctime_ms, mtime_ms;
     /* Where term SEARCH_CKPT * j begins in text, for j < nckpt = ceil(len / SEARCH_CKPT)
      * (derived): tokenizing from there gives the same terms from that position on, so a
@@ -68,6 +68,7 @@ typedef struct sdoc {
 typedef struct spost {
     sdoc_t *doc;
     uint32_t tf;                  /* occurrences = positions */
+    uint32_t slot;                /* doc->slot: scoring need not read the document */
     uint32_t *pos;                /* ascending */
 } spost_t;
 
@@ -88,11 +89,17 @@ typedef struct sindex {
     uint64_t ctime_ms, mtime_ms;
     sdoc_t *docs;
     uint64_t ndocs;
-    /* The documents by a dense number, slots[d->slot] == d for slot < ndocs (derived; a
-     * removal moves the last document into the freed slot), so that the query engine can
-     * keep per-document accumulators in an array instead of a hash table. */
+    /* The documents by a small number kept for their life (derived): slots[d->slot] == d
+     * and lens[d->slot] == d->len, NULL and 0 for a free slot; a new document takes the
+     * last freed slot (free_slots, a stack) or slot nslots. So nslots is the most documents
+     * the index had at once, and the query engine keeps per-document accumulators in an
+     * array of nslots entries, reached from a posting (spost_t.slot) without reading the
+     * document. */
     sdoc_t **slots;
-    uint32_t slots_cap;
+    uint32_t *lens;
+    uint32_t nslots, slots_cap;
+    uint32_t *free_slots;
+    uint32_t nfree, free_cap;
     uint64_t total_len;           /* sum of the documents' lengths */
     sterm_t *terms;
     /* The terms by their first byte, so that a prefix* looks at those that may match only

@@ -389,6 +389,32 @@ TEST(shards_give_the_same_answer)
     unload(many, 5);
 }
 
+/* Removed documents free their slots, which new ones take (no growth); the answers are those
+ * of an index loaded afresh. */
+TEST(slots_reused_same_answers)
+{
+    const char *qs[] = { "cat", "the", "cat dog", "+sat cat", "the -sat", "\"sat on\"",
+                         "cat* limit:2", "cafe noir" };
+    state_t *fresh1[1], *st[1];
+    load(fresh1, 1);
+    load(st, 1);
+    CHECK_EQ(del(st[0], "i", "d1"), 0);
+    CHECK_EQ(del(st[0], "i", "d4"), 0);
+    CHECK_EQ(put(st[0], "i", "d1", corpus[0][1]), 0);     /* takes d4's slot (the last freed) */
+    CHECK_EQ(put(st[0], "i", "d4", corpus[3][1]), 0);
+    const sindex_t *ix = search_sm_index(st[0], "i");
+    CHECK(ix && ix->nslots == NCORPUS && ix->nfree == 0);
+    CHECK_EQ(search_sm_doc(ix, "d1")->slot, 3u);            /* loaded in order: d1 0, d4 3 */
+    CHECK_EQ(search_sm_doc(ix, "d4")->slot, 0u);
+    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+        char a[8192];
+        snprintf(a, sizeof(a), "%s", query(fresh1, 1, "i", qs[i]));
+        CHECK(strcmp(a, query(st, 1, "i", qs[i])) == 0);
+    }
+    unload(fresh1, 1);
+    unload(st, 1);
+}
+
 /* The best N of many hits are the first N of the whole ranking (the top-k selection). */
 TEST(limit_keeps_the_best)
 {
@@ -560,6 +586,7 @@ int main(void)
     RUN(refused_queries);
     RUN(prefix_too_broad);
     RUN(shards_give_the_same_answer);
+    RUN(slots_reused_same_answers);
     RUN(limit_keeps_the_best);
     RUN(snippet_deep_in_a_document);
     RUN(versions_change_with_every_command);
