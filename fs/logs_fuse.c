@@ -22,6 +22,13 @@
  *                 parked reads are written holding it, so a release (which takes it) never
  *                 frees a file whose reply is being written.
  *
+ * Page cache (docs/LOGS.md "Reads through the page cache", logs_pcache.h): a read-only open
+ * of a log whose oldest retained offset is page-aligned is not direct_io, so the kernel
+ * serves it from its page cache; every other open is direct_io. lf->pc is told when
+ * retention moves a log's start or the log goes: at once from this mount's requests (rm,
+ * setxattr, append), queued from the delivery hook (the applying thread never waits for the
+ * kernel). lf->pc's mutex is a leaf below the state lock.
+ *
  * Follow reads: a read that finds nothing past its position parks under both locks (so no
  * append can apply between the look and the park: apply needs the write lock), and the
  * EFF_LOG_GREW of the next append or of the removal answers it (or the one a snapshot

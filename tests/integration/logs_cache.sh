@@ -187,7 +187,10 @@ run_case() {
     if [[ $out == OK* ]]; then ok "$name"; note "$out"; else not_ok "$name" "$out"; fi
 }
 # resident BYTES of FILE in the page cache (fincore), or - when fincore is missing
-resident() { command -v fincore >/dev/null || { echo -; return; }; fincore -b -n -o RES "$1" 2>/dev/null | tr -d ' '; }
+resident() {
+    command -v fincore >/dev/null || { echo -; return; }
+    fincore -b -n -o RES "$1" 2>/dev/null | tr -d ' '
+}
 # tail_case NAME LOG APPEND_TO: cat LOG (its pages cached), tail -f it, append a marker to
 # APPEND_TO (the same log on a mount), wait (bounded) for tail to show it
 tail_case() {
