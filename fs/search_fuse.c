@@ -1132,8 +1132,22 @@ static void *sr_start(struct node *n)
 {
     _Static_assert(offsetof(sfront_t, ctx) == 0, "front_ctx_new makes the head");
     sfront_t *sf = front_ctx_new(sizeof(sfront_t), n);
-    if (sf)
-        sf->cache = search_cache_new(SEARCH_CACHE_BYTES);   /* without: every query runs */
+    if (!sf)
+        return NULL;
+    /* QUORUMFS_SEARCH_CACHE_BYTES: the query cache's cap (docs/SEARCH.md), 0 for none */
+    unsigned long long cap = SEARCH_CACHE_BYTES;
+    const char *env = getenv("QUORUMFS_SEARCH_CACHE_BYTES");
+    if (env && *env) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(env, &end, 10);
+        if (errno || *end || env[0] == '-' || v > (1ull << 40))
+            fprintf(stderr, "quorumfs: QUORUMFS_SEARCH_CACHE_BYTES=%s: not a byte count up to "
+                    "2^40; the query cache keeps %llu bytes\n", env, cap);
+        else
+            cap = v;
+    }
+    sf->cache = cap ? search_cache_new((size_t)cap) : NULL;   /* without: every query runs */
     return sf;
 }
 

@@ -2,7 +2,7 @@
 """tools/bench-search.py — the measurements of tools/bench-search (search/, issue 12), on
 one corpus in one run: a mounted embedded quorumfs node MNT and SQLite FTS5 in this process.
 
-  bench-search.py MNT NULLMNT WORK DOCS SECONDS
+  bench-search.py MNT NULLMNT WORK DOCS SECONDS [UNCACHED_MNT]
 
   1. indexing: DOCS man pages (tests/integration/search_bm25.py corpus, 8 KiB each) written
      into MNT/search/bench by 8 threads (documents/s); into an FTS5 table (unicode61,
@@ -17,11 +17,15 @@ one corpus in one run: a mounted embedded quorumfs node MNT and SQLite FTS5 in t
      our top 10 that is in FTS5's top 10 (the scores differ by design: FTS5's idf is
      ln((N - n + 0.5)/(n + 0.5)), ours Lucene's ln(1 + ...); its tokenizer is close to ours
      on ASCII);
-  4. queries/s with 16 processes for SECONDS through the mount, against 16 processes doing
-     open + read + close of a 1 KiB file on NULLMNT (tools/nullfs, the FUSE ceiling), twice:
+  4. queries/s with 16 processes through the mount, against 16 processes doing open +
+     read + close of a 1 KiB file on NULLMNT (tools/nullfs, the FUSE ceiling), in 3 rounds
+     of SECONDS/3 for each of nullfs and two mount measures taking turns:
      "repeated", the 200 queries over and over (answered from the mount's query cache), and
      "distinct", where no query is ever asked twice (each of the 200 with a term of its own
-     added, u<pid>x<n>, that no document holds: the same hits, but every answer computed).
+     added, u<pid>x<n>, that no document holds: the same hits, but every answer computed,
+     and every query a new name, so a new inode for the kernel and the mount); and, given
+     UNCACHED_MNT (a node started with QUORUMFS_SEARCH_CACHE_BYTES=0, loaded here with the
+     same documents), "repeated, cache off": the 200 queries over and over, each computed.
 Prints one line per figure.
 """
 import importlib.util
@@ -91,7 +95,7 @@ def throughput(paths, procs, seconds, distinct=False):
     return sum(r[0] for r in res) / seconds, sum(r[1] for r in res)
 
 
-def main(mnt, nullmnt, work, docs, seconds):
+def main(mnt, nullmnt, work, docs, seconds, umnt=None):
     docs, seconds = int(docs), float(seconds)
     corpus = os.path.join(work, "corpus")
     ref.cmd_corpus(corpus, docs, 8192)
@@ -173,15 +177,32 @@ def main(mnt, nullmnt, work, docs, seconds):
         with open(p, "wb") as f:
             f.write(b"x" * 1024)
         nfiles.append(p)
-    # nullfs between the two mount runs: the ratios compare neighbouring runs
-    qps, qerr = throughput(paths, 16, seconds)
-    nps, nerr = throughput(nfiles, 16, seconds)
-    dps, derr = throughput(paths, 16, seconds, distinct=True)
-    for what, v, e in (("repeated (cached)", qps, qerr),
-                       ("distinct (computed)", dps, derr)):
+    # The machine's load moves during a run: the three measures take turns, 3 rounds of
+    # SECONDS/3 each, and each ratio is of totals over the same rounds.
+    kinds = [("nullfs", nfiles, False), ("repeated (cached)", paths, False),
+             ("distinct (computed)", paths, True)]
+    if umnt:
+        uix = os.path.join(umnt, "search", "bench")
+        os.mkdir(uix)
+        ref.cmd_load(uix, corpus, "8")
+        kinds.append(("repeated, cache off (computed)",
+                      [os.path.join(uix, ".q", q) for _, q in qs], False))
+    tot = {k: [0.0, 0] for k, _, _ in kinds}
+    per = {k: [] for k, _, _ in kinds}
+    for rnd in range(3):
+        for k, ps, distinct in kinds:
+            v, e = throughput(ps, 16, seconds / 3, distinct)
+            tot[k][0] += v / 3
+            tot[k][1] += e
+            per[k].append(v)
+    nps, nerr = tot["nullfs"]
+    for k, _, _ in kinds[1:]:
+        v, e = tot[k]
+        rounds = ", ".join("%.0f%%" % (100 * a / b) if b else "-"
+                           for a, b in zip(per[k], per["nullfs"]))
         print("16 processes, %s: mount %.0f queries/s (%d errors), nullfs %.0f read "
-              "cycles/s (%d errors): %.0f%% of the null FUSE ceiling"
-              % (what, v, e, nps, nerr, 100 * v / nps if nps else 0))
+              "cycles/s (%d errors): %.0f%% of the null FUSE ceiling (rounds: %s)"
+              % (k, v, e, nps, nerr, 100 * v / nps if nps else 0, rounds))
     return 0
 
 
