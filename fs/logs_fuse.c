@@ -62,8 +62,8 @@
 /* An open log file or follow file. */
 typedef struct lgfh {
     int follow;
-    int cached;                      /* a log file read through the page cache */
-    uint64_t open_start;             /* the log's oldest retained offset at the open */
+    int cached;                      /* a log file read through the page cache (2: keeping
+                                      * the pages cached before the open) */
     uint32_t shard;
     uint64_t id;
     char *name;
@@ -298,7 +298,6 @@ static int open_ino(lgfront_t *lf, fuse_ino_t ino, int flags, lgfh_t **out)
      * the oldest retained offset (logs_pcache.h); registered under the state lock, so a
      * drop applied after this look is reported to the table (the delivery finds it). */
     fh->cached = rc == 0 && kind == K_LOG && !wr && lf->pc && lgpc_cacheable(v.start);
-    fh->open_start = v.start;
     if (fh->cached && !__atomic_load_n(&lf->se, __ATOMIC_ACQUIRE))
         fh->cached = 0;                    /* no session to notify yet (note_session) */
     if (fh->cached)
@@ -487,10 +486,10 @@ static void lg_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         }
         /* Cached readers of this mount must see the record when write() returns: the page
          * at the kernel's idea of the end (off: stale when other mounts appended) may be
-         * cached with zeros past the old end. Linux 6.6+ drops the written range after a
-         * direct write itself; this covers the kernel's range and the record's, from the
-         * lower one to the end, on any kernel. The append may have sealed and dropped old
-         * segments too. */
+         * cached with zeros past the old end. The kernel (6.18 here) drops the written
+         * range after a direct write itself; this covers the kernel's range and the
+         * record's, from the lower one to the end, without relying on it. The append may
+         * have sealed and dropped old segments too. */
         if (rc == 0 && lf->pc && lgpc_known(lf->pc, ino)) {
             lgpc_inval_now(lf->pc, ino, (uint64_t)off < at ? off : (off_t)at, 0);
             pc_report(lf, fh->shard, fh->id, 1);
