@@ -278,6 +278,7 @@ typedef struct group_peer_stats {
     int64_t rtt_us;              /* last PING round trip, -1 unknown */
     uint64_t incarnation;        /* its last accepted HELLO's (0: none yet) */
     uint64_t refused_incarnations; /* HELLOs refused: another incarnation than the record's */
+    int refused_now;             /* ... one since its last accepted HELLO */
 } group_peer_stats_t;
 int group_node_peer_stats(group_node_t *nd, uint64_t id, group_peer_stats_t *out);
 

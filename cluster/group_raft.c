@@ -973,7 +973,8 @@ int group_node_peer_stats(group_node_t *nd, uint64_t id, group_peer_stats_t *out
         .dropped = st.dropped, .connects = st.connects, .reconnects = st.reconnects,
         .dial_failures = st.dial_failures, .errors = st.errors,
         .queued_bytes = st.queued_bytes, .rtt_us = st.rtt_us, .incarnation = st.incarnation,
-        .refused_incarnations = st.refused_incarnations };
+        .refused_incarnations = st.refused_incarnations,
+        .refused_now = st.refused_incarnation_now };
     return 0;
 }
 

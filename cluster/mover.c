@@ -614,8 +614,10 @@ static void round_once(mover_t *m)
         return;
     }
     m->was_member |= self_member;
-    if (self_member)
+    if (self_member) {
+        __atomic_store_n(&m->said_removed, 0, __ATOMIC_RELEASE);   /* added again */
         record_incarnation(m, &s);
+    }
     int leads_meta = group_is_leader(m->cfg.meta_group);
     if (!s.nall) {
         if (leads_meta && m->cfg.found)
@@ -715,6 +717,12 @@ int mover_new(const mover_config_t *cfg, mover_t **out)
     pthread_mutex_lock(&m->mu);
     relayout(m);
     pthread_mutex_unlock(&m->mu);
+    /* the record restored at open holds the peers' incarnations: expected from the first
+     * connection on (before the node starts), not from the first round */
+    for (uint32_t i = 0; i < m->view.n; i++)
+        if (m->view.members[i].id != cfg->self)
+            (void)group_node_expect_incarnation(cfg->gnode, m->view.members[i].id,
+                                                m->view.members[i].incarnation);
     *out = m;
     return 0;
 }

@@ -747,12 +747,13 @@ static void maybe_promote(raft_t *r)
     }
 }
 
-/* The leader's own removal has committed (thesis §4.2.2): hand over to the most up-to-date
- * voter, then step down. A voter fully caught up gets TimeoutNow at once; one behind is
- * brought up to date first, as raft_transfer does (proposals refused meanwhile), and gets
- * TimeoutNow when it is (handle_append_resp); the leader steps down then, or after an
- * election timeout if the transfer does not finish (tick_leader), so the group waits at
- * most that long, and usually one round trip, instead of an election timeout. */
+/* The leader's own removal has committed (thesis §4.2.2): hand over to a voter, then step
+ * down. A voter with the whole log gets TimeoutNow at once. Else the most up-to-date voter
+ * heard from since the last check-quorum is brought up to date, as raft_transfer does
+ * (proposals refused meanwhile), and the first voter found with the whole log
+ * (handle_append_resp) gets TimeoutNow; the leader steps down then, usually one round trip
+ * later, or after an election timeout if none catches up (tick_leader; the voters then wait
+ * their own election timeout on top). No voter heard from: it steps down at once. */
 static void step_down_removed(raft_t *r)
 {
     if (r->removed_handover)
@@ -760,7 +761,11 @@ static void step_down_removed(raft_t *r)
     struct peer *best = NULL;
     for (uint32_t i = 0; i < r->n_peers; i++) {
         struct peer *p = &r->peers[i];
-        if (p->role == RAFT_VOTER && (!best || p->match > best->match))
+        if (p->role == RAFT_VOTER && p->match == last_index(r)) {
+            best = p;
+            break;
+        }
+        if (p->role == RAFT_VOTER && p->recent_active && (!best || p->match > best->match))
             best = p;
     }
     if (best && best->match == last_index(r))
@@ -1087,7 +1092,8 @@ static void handle_append_resp(raft_t *r, const raft_msg_t *m, struct peer *p)
         maybe_commit(r);
     if (r->role != RAFT_LEADER)
         return; /* the commit removed us */
-    if (r->transfer_target == p->id && p->match == last_index(r) && !r->transfer_sent) {
+    if ((r->transfer_target == p->id || (r->removed_handover && p->role == RAFT_VOTER)) &&
+        p->match == last_index(r) && !r->transfer_sent) {
         send_timeout_now(r, p->id);
         r->transfer_sent = true;
         if (r->removed_handover) {

@@ -1093,6 +1093,7 @@ static bool incarnation_ok(conn_t *c, peer_t *p, const frame_hello_t *h)
     bool again = p->refused_inc == h->incarnation;
     p->refused_inc = h->incarnation;
     p->st.refused_incarnations++;
+    p->st.refused_incarnation_now = true;
     conn_close(c, true, again ? TRANSPORT_LOG_INFO : TRANSPORT_LOG_WARN,
                "refused: node %" PRIu64 " has a new data directory (incarnation %016" PRIx64
                ", the member record has %016" PRIx64 "): it lost its Raft state and cannot "
@@ -1151,11 +1152,11 @@ static bool on_hello(conn_t *c, const frame_hello_t *h)
                        "than this node, which dials it instead", h->node_id);
             return false;
         }
+        if (!incarnation_ok(c, p, h))
+            return false;      /* (before the replacement: it must not evict the real one) */
         if (p->conn)
             conn_close(p->conn, false, TRANSPORT_LOG_INFO, "replaced by a new connection "
                        "from the peer");
-        if (!incarnation_ok(c, p, h))
-            return false;
         t->npending--;
         c->peer = p;
         p->conn = c;
@@ -1164,6 +1165,7 @@ static bool on_hello(conn_t *c, const frame_hello_t *h)
         return false;
     c->peer->st.frames_in++;
     c->peer->st.incarnation = h->incarnation;
+    c->peer->st.refused_incarnation_now = false;
     became_up(c);
     return true;
 }
@@ -1833,6 +1835,7 @@ int transport_add_peer(transport_t *t, uint64_t id, const char *addr)
 
 int transport_expect_incarnation(transport_t *t, uint64_t id, uint64_t inc)
 {
+    ASSERT(!t->in_callback);
     peer_t *p = find_peer(t, id);
     if (!p)
         return -QERR_NOTFOUND;

@@ -227,6 +227,7 @@ typedef struct transport_peer_stats {
     int64_t rtt_us;             /* last PING round trip, -1 until one is measured */
     uint64_t incarnation;       /* its last accepted HELLO's (0: none yet, or not sent) */
     uint64_t refused_incarnations; /* HELLOs refused for another incarnation than expected */
+    bool refused_incarnation_now; /* one was refused since its last accepted HELLO */
 } transport_peer_stats_t;
 
 /* Reads the TLS files again (the paths given to transport_new) and checks them as

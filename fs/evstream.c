@@ -1,8 +1,9 @@
 /* fs/evstream.c — blocking event streams; see evstream.h. Each stream keeps the latest
  * batch of lines (buf[0..len) at stream offset base) and its source keeps the cursor.
  *
- * The table's mu guards its list of streams and, for every stream, the batch, the source's
- * cursor, the parked read and the kept poll handle.
+ * The table's mu guards its lists of streams (all of them, and those waiting: with a parked
+ * read or a kept poll handle, the only ones a delivery visits) and, for every stream, the
+ * batch, the source's cursor, the parked read and the kept poll handle.
  *
  * A parked read (s->waiting) is owned by the table: whoever takes it under mu (delivery,
  * interrupt, close) answers it; nobody touches a stream's request after unlocking mu unless
@@ -17,6 +18,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include "fs/evstream.h"
 #include "fs/intr.h"
@@ -29,6 +31,7 @@ struct evs_table {
     struct node *node;
     pthread_mutex_t mu;
     evs_t *streams;
+    evs_t *waiting;              /* the streams with a parked read or a kept poll handle */
 };
 
 struct evs {
@@ -45,6 +48,8 @@ struct evs {
     uint64_t woff;               /* ... at woff */
     struct fuse_pollhandle *ph;  /* kept by poll while there is nothing to read */
     evs_t *next, *prev;          /* the table's streams */
+    evs_t *wnext, *wprev;        /* the table's waiting streams ... */
+    bool on_waiting;             /* ... this one among them */
     evs_t *rnext;                /* a delivery's answers ... */
     int ans;                     /* ... with the answer (bytes or -errno) ... */
     const char *ansp;            /* ... and where its bytes are (in buf) */
@@ -72,6 +77,32 @@ static void unlink_stream(evs_t *s)
     if (s->next)
         s->next->prev = s->prev;
     s->next = s->prev = NULL;
+}
+
+/* Puts s on the table's waiting list or takes it off, as it has a parked read or a kept poll
+ * handle or not (mu held). Call after every change of either. */
+static void update_waiting(evs_t *s)
+{
+    evs_table_t *t = s->t;
+    bool want = s->waiting || s->ph;
+    if (want == s->on_waiting)
+        return;
+    if (want) {
+        s->wprev = NULL;
+        s->wnext = t->waiting;
+        if (t->waiting)
+            t->waiting->wprev = s;
+        t->waiting = s;
+    } else {
+        if (s->wprev)
+            s->wprev->wnext = s->wnext;
+        else
+            t->waiting = s->wnext;
+        if (s->wnext)
+            s->wnext->wprev = s->wprev;
+        s->wnext = s->wprev = NULL;
+    }
+    s->on_waiting = want;
 }
 
 static void free_stream(evs_t *s)
@@ -104,6 +135,8 @@ void evs_table_free(evs_table_t *t)
         fuse_pollhandle_destroy(s->ph);
         s->ph = NULL;
         s->waiting = NULL;       /* the session is gone: nothing to answer */
+        s->on_waiting = false;
+        s->wnext = s->wprev = NULL;
         s->t = NULL;
     }
     pthread_mutex_unlock(&t->mu);
@@ -182,9 +215,10 @@ static void interrupted(fuse_req_t req, void *data)
     INTR_DEFER_IF_REGISTERING();
     evs_table_t *t = data;
     pthread_mutex_lock(&t->mu);
-    for (evs_t *s = t->streams; s; s = s->next)
+    for (evs_t *s = t->waiting; s; s = s->wnext)
         if (s->waiting == req) {
             s->waiting = NULL;
+            update_waiting(s);
             fuse_reply_err(req, EINTR);
             break;
         }
@@ -219,6 +253,7 @@ void evs_read(fuse_req_t req, evs_t *s, size_t size, off_t off, int nonblock)
         s->waiting = req;
         s->want = size;
         s->woff = woff;
+        update_waiting(s);
     } else {
         reply(req, n, p);
     }
@@ -242,6 +277,7 @@ void evs_poll(fuse_req_t req, evs_t *s, struct fuse_pollhandle *ph)
         old = s->ph;                   /* same kernel file: the new handle wakes all */
         s->ph = ph;
         ph = NULL;
+        update_waiting(s);
     }
     pthread_mutex_unlock(&t->mu);
     unlock_states(t, s->k0, s->k1);
@@ -259,9 +295,13 @@ void evs_close(evs_t *s)
         pthread_mutex_lock(&t->mu);
         if (s->waiting)
             fuse_reply_err(s->waiting, EINTR);
+        s->waiting = NULL;
+        struct fuse_pollhandle *ph = s->ph;
+        s->ph = NULL;
+        update_waiting(s);
         unlink_stream(s);
         pthread_mutex_unlock(&t->mu);
-        fuse_pollhandle_destroy(s->ph);
+        fuse_pollhandle_destroy(ph);
     }
     free_stream(s);
 }
@@ -271,7 +311,7 @@ void evs_deliver(evs_table_t *t, uint32_t k0, uint32_t k1)
     evs_t *answers = NULL, *wakes = NULL;
     lock_states(t, k0, k1);
     pthread_mutex_lock(&t->mu);
-    for (evs_t *s = t->streams; s; s = s->next) {
+    for (evs_t *s = t->waiting; s; s = s->wnext) {
         if (s->k0 < k0 || s->k1 > k1)
             continue;
         if (s->waiting) {
@@ -290,12 +330,14 @@ void evs_deliver(evs_table_t *t, uint32_t k0, uint32_t k1)
     for (evs_t *s = answers; s; s = s->rnext) {
         fuse_req_t req = s->waiting;
         s->waiting = NULL;
+        update_waiting(s);
         reply(req, s->ans, s->ansp);
     }
     for (evs_t *s = wakes; s; s = s->pnext) {
         fuse_lowlevel_notify_poll(s->ph);
         fuse_pollhandle_destroy(s->ph);
         s->ph = NULL;
+        update_waiting(s);
     }
     pthread_mutex_unlock(&t->mu);
 }

@@ -858,7 +858,8 @@ static int cluster_id_file(const char *dir, uint64_t *id, int *join, char **errm
 
 /* This data directory's incarnation (<dir>/incarnation: 16 hex digits and a newline), drawn
  * at random when the file does not exist yet (a new directory, or one made by a build
- * before incarnations). Peers refuse a member whose HELLO carries another incarnation than
+ * before incarnations), or when the directory holds no Raft state (raft/ was deleted and
+ * the file kept: the votes and entries it named are gone). Peers refuse a member whose HELLO carries another incarnation than
  * the member record's, so a node restarted on an emptied directory cannot count as the
  * member whose Raft state it lost (docs/MEMBERSHIP.md "A wiped node"). Returns 0, or
  * -QERR_* with *errmsg. */
@@ -868,7 +869,7 @@ static int incarnation_file(const char *dir, uint64_t *inc, char **errmsg)
     int rc = read_line_file(dir, "incarnation", buf, sizeof(buf), errmsg);
     if (rc < 0)
         return rc;
-    if (rc == 1) {
+    if (rc == 1 && has_raft_state(dir)) {
         size_t h = strspn(buf, "0123456789abcdef");
         *inc = h == 16 && !strcmp(buf + h, "\n") ? strtoull(buf, NULL, 16) : 0;
         if (!*inc)

@@ -294,7 +294,7 @@ int status_render(node_t *n, int which, char **buf, size_t *len)
             }
             for (size_t i = 0; i < all; i++) {
                 node_member_t mb;
-                if (node_member(n, i, &mb) == 0 && !mb.connected && mb.stats.refused_incarnations)
+                if (node_member(n, i, &mb) == 0 && !mb.connected && mb.stats.refused_now)
                     metrics_printf(&b, &l, &cap, "member %llu refused: it came back with a new "
                                    "data directory (its Raft state is lost); replace it: quorumfs "
                                    "cluster add a node with an empty data directory, and "

@@ -558,7 +558,7 @@ TEST(hello_incarnation_is_checked)
     CHECK(log_has("refused: node 2 has a new data directory (incarnation 00000000000000b1, "
                   "the member record has 00000000000000b0)"));
     CHECK_EQ(transport_peer_stats(a->t, 2, &st), 0);
-    CHECK(st.refused_incarnations >= 2);
+    CHECK(st.refused_incarnations >= 2 && st.refused_incarnation_now);
     /* on the inbound side too: b expects another a */
     CHECK_EQ(transport_expect_incarnation(a->t, 2, 0xB1), 0);
     CHECK_EQ(transport_expect_incarnation(b->t, 1, 0xA0), 0);
@@ -568,6 +568,8 @@ TEST(hello_incarnation_is_checked)
     /* expecting any (0: a member re-added) lets them connect again */
     CHECK_EQ(transport_expect_incarnation(b->t, 1, 0), 0);
     CHECK(connect_all(ns, 2));
+    CHECK_EQ(transport_peer_stats(b->t, 1, &st), 0);
+    CHECK(st.refused_incarnations >= 1 && !st.refused_incarnation_now);
     stop(a);
     stop(b);
     free(a);
