@@ -3,6 +3,7 @@
  * snippets. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +281,78 @@ typedef struct accs {
     uint32_t *touched;        /* the seen slots, in order of their first match */
     uint32_t ntouched;
 } accs_t;
+
+/* Each thread keeps its accumulator arrays from one query to the next, all zero between
+ * queries (a query clears the entries it touched), so that a query does not zero an array
+ * as long as the index: up to SCRATCH_MAX_SLOTS documents a shard (1 MiB of accumulators);
+ * a larger index gets arrays of its own for each query. Freed when the thread ends. */
+#define SCRATCH_MAX_SLOTS (1u << 15)
+
+typedef struct scratch {
+    acc_t *a;
+    uint32_t *touched;
+    uint64_t cap;
+} scratch_t;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_ok;
+
+static void scratch_free(void *p)
+{
+    scratch_t *sc = p;
+    free(sc->a);
+    free(sc->touched);
+    free(sc);
+}
+
+static void scratch_init(void)
+{
+    scratch_ok = pthread_key_create(&scratch_key, scratch_free) == 0;
+}
+
+/* Arrays of at least `most` zeroed accumulators into A->a and A->touched: the thread's
+ * (*own 0) or, for a large index or when memory is short for those, the query's own, to
+ * free (*own 1). 0 or -ENOMEM. */
+static int accs_get(accs_t *A, uint64_t most, int *own)
+{
+    pthread_once(&scratch_once, scratch_init);
+    scratch_t *sc = scratch_ok && most <= SCRATCH_MAX_SLOTS ? pthread_getspecific(scratch_key)
+                                                            : NULL;
+    if (scratch_ok && most <= SCRATCH_MAX_SLOTS && (!sc || sc->cap < most)) {
+        scratch_t *n = calloc(1, sizeof(*n));
+        uint64_t cap = 1024;
+        while (cap < most)
+            cap *= 2;                     /* <= SCRATCH_MAX_SLOTS */
+        if (n && (n->a = calloc(cap, sizeof(*n->a))) &&
+            (n->touched = malloc(cap * sizeof(*n->touched))) &&
+            pthread_setspecific(scratch_key, n) == 0) {
+            n->cap = cap;
+            if (sc)
+                scratch_free(sc);
+            sc = n;
+        } else {
+            if (n)
+                scratch_free(n);
+            sc = NULL;
+        }
+    }
+    if (sc) {
+        A->a = sc->a;
+        A->touched = sc->touched;
+        *own = 0;
+        return 0;
+    }
+    *own = 1;
+    if (!(A->a = calloc(most, sizeof(*A->a))) ||
+        !(A->touched = malloc(most * sizeof(*A->touched)))) {
+        free(A->a);
+        A->a = NULL;
+        A->touched = NULL;
+        return -ENOMEM;
+    }
+    return 0;
+}
 
 typedef struct hit {
     double score;
@@ -774,9 +847,9 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
         if (ix[k] && ix[k]->nslots > most)
             most = ix[k]->nslots;
     accs_t A = { 0 };
-    if (rc == 0 && !((A.a = calloc(most, sizeof(*A.a))) &&
-                     (A.touched = malloc(most * sizeof(*A.touched)))))
-        rc = -ENOMEM;
+    int own = 0;                          /* A is this query's own, not the thread's */
+    if (rc == 0)
+        rc = accs_get(&A, most, &own);
     for (uint32_t k = 0; rc == 0 && k < n; k++) {
         if (!ix[k])
             continue;
@@ -806,8 +879,10 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
         }
         A.ntouched = 0;
     }
-    free(A.a);
-    free(A.touched);
+    if (own) {
+        free(A.a);
+        free(A.touched);
+    }
     if (rc < 0)
         goto done;
     /* 3. the ranking, and the lines */
