@@ -13,7 +13,9 @@
 # append through node 2 after node 1 appended (the kernel's end offset on node 2 is stale)
 # leaves node 2 reading the true bytes; retention set and `rm` + recreate on node 1 reach
 # node 2's cached descriptor within a bounded wait; `tail -f` on node 3 after a `cat` there
-# sees node 1's record. Every wait is bounded; the EXIT traps unmount and kill everything.
+# sees node 1's record; a follower stopped (SIGSTOP) while retention moved one cached log's
+# start and another was removed drops their pages once it catches up by snapshot install.
+# Every wait is bounded; the EXIT traps unmount and kill everything.
 # Ports (cluster part): picked free in $CLUSTER_PORTS (lib_cluster.sh).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_cluster.sh"
@@ -177,6 +179,28 @@ def rm(a, b):
         bad("the old descriptor reads the new log")
     print("OK rm and recreate")
 
+def bigwrites(path, n, count):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    for _ in range(int(count)):
+        os.write(fd, b"x" * int(n))
+    os.close(fd)
+
+def hold(a, b, go):
+    """descriptors on a node's mount cache logs a and b; once the file go exists (the node
+    was stopped meanwhile, a's retention moved and b was removed, and the node resumed),
+    a must read ESPIPE below its new start and b EOF (bounded waits)"""
+    fa, fb = os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)
+    if not read_all(fa) or not read_all(fb):
+        bad("nothing to cache")
+    print("CACHED", flush=True)
+    if until(lambda: os.path.exists(go), 180) is not True:
+        bad("no go")
+    if until(lambda: err(lambda: os.pread(fa, 100, 0)) == "ESPIPE", 20) is not True:
+        bad("the cached descriptor still reads below the new start")
+    if until(lambda: os.pread(fb, 100, 0) == b"", 20) is not True:
+        bad("the cached descriptor still reads the removed log")
+    print("OK ESPIPE and EOF after the catch-up")
+
 globals()[sys.argv[1]](*sys.argv[2:])
 EOF
 lc() { timeout -k 5 120 "$PY" "$T/lc.py" "$@" 2>&1; }
@@ -237,8 +261,8 @@ run_case rm-recreate rm "$L/gone" "$L/gone"
 tail_case tail-f-after-cat "$L/own" "$L/own"
 check embedded-unmounts stop_node "$MNT" "$NPID"
 
-# ---- three nodes
-cluster_up 3
+# ---- three nodes (a snapshot every 256 KiB of log, so a stopped node catches up by one)
+cluster_up 3 --node-args "--snapshot-bytes 262144"
 L1=${M[1]}/logs L2=${M[2]}/logs L3=${M[3]}/logs
 run_case cluster-cross cross "$L1/cross" "$L2/cross"
 run_case cluster-retention retention "$L1/ret" "$L2/ret"
@@ -248,4 +272,51 @@ wait_for 10 test -e "$L3/tailed"
 tail_case cluster-tail-f-after-cat "$L3/tailed" "$L1/tailed"
 s1=$(md5sum <"$L1/cross"); s3=$(md5sum <"$L3/cross")
 check cluster-same-bytes [ "$s1" = "$s3" ]
+
+# ---- a node that catches up (by snapshot install, when the leader compacted past it) drops
+# the cached pages of logs whose retention moved and of removed logs: node F, a follower of
+# shard S, caches ca and cb; F is stopped; on the leader ca's retention drops segments, cb
+# is removed and cf grows past several compactions; F resumes
+SHARDOF=$(dirname "$QUORUMFS")/shardof
+if [ -x "$SHARDOF" ]; then
+    NS=$(wc -l <"${M[1]}/.cluster/shards")
+    S=$("$SHARDOF" "$NS" logs/ca)
+    on_s() { local c; for c in $(seq 0 400); do
+        [ "$("$SHARDOF" "$NS" "logs/$1$c")" = "$S" ] && { echo "$1$c"; return; }; done; }
+    CB=$(on_s cb); CF=$(on_s cf)
+    lc bigwrites "$L1/$CB" 1000 12 >/dev/null
+    touch "$L1/ca" "$L1/$CF"
+    setfattr -n user.segment_bytes -v 4096 "$L1/ca"
+    lc bigwrites "$L1/ca" 1000 12 >/dev/null
+    wait_for 10 leader_not 0 "$S" >/dev/null; SL=$(leader_not 0 "$S")
+    F=1; [ "$SL" = 1 ] && F=2
+    MF=${M[$F]}
+    wait_for 10 test -e "$MF/logs/$CB"
+    lc hold "$MF/logs/ca" "$MF/logs/$CB" "$T/go" >"$T/hold.out" &
+    hp=$!
+    if wait_for 20 grep -q CACHED "$T/hold.out"; then
+        FP=$(cat "$C/n$F/pid")
+        installs() { awk -v s="quorumfs_raft_snapshot_installs_total{shard=\"$S\"}" \
+            '$1 == s {print $2}' "$MF/.cluster/metrics" 2>/dev/null; }
+        inst0=$(installs)
+        kill -STOP "$FP"
+        # 400 small appends one by one (more than the leader keeps in flight to the stopped
+        # node), the changes, then 3 MiB: several compactions past what it was sent
+        lc bigwrites "${M[$SL]}/logs/$CF" 1024 400 >/dev/null
+        setfattr -n user.retention_bytes -v 4096 "${M[$SL]}/logs/ca"
+        rm "${M[$SL]}/logs/$CB"
+        lc bigwrites "${M[$SL]}/logs/$CF" 131072 24 >/dev/null
+        sleep 2
+        kill -CONT "$FP"
+        touch "$T/go"
+        wait "$hp"
+        out=$(cat "$T/hold.out")
+        checke cluster-catch-up-drops-pages '[[ $out == *OK* ]]' || note "$out"
+        note "node $F (stopped) installed ${inst0:-?} -> $(installs) snapshot(s) of shard $S"
+    else
+        not_ok cluster-catch-up-drops-pages "the holder did not cache: $(cat "$T/hold.out")"
+    fi
+else
+    note "no $SHARDOF: the catch-up case is skipped"
+fi
 finish
