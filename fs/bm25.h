@@ -5,8 +5,9 @@
  * idf = ln(1 + (N - n + 0.5)/(n + 0.5))) against those global statistics, so the ranking is
  * that of one index holding every document whatever the number of shards. Results are
  * sorted by score (to 1e-6, the printed precision), then by document name, and each gets a
- * snippet around its first matched term. Pure: reads fs/search_sm.h structures only; the
- * caller holds the read lock of every shard it passes. */
+ * snippet around its first matched term. Pure: reads fs/search_sm.h structures only (its
+ * one state is each thread's reusable accumulator arrays, zero between queries); the
+ * caller holds the read lock of every shard it passes. Thread-safe. */
 #ifndef QFS_FS_BM25_H
 #define QFS_FS_BM25_H
 

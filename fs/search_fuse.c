@@ -5,7 +5,8 @@
  * PUT at the close() after a write, at fsync(), or at the last close), read as the version
  * the open saw, removed by unlink, renamed inside an index on one shard (EXDEV otherwise),
  * and the queries search/<index>/.q/<query>, run at open over every shard (fs/bm25.h)
- * holding every shard's read lock, so one query sees one state of the whole index.
+ * holding every shard's read lock, so one query sees one state of the whole index, or
+ * answered from the mount's query cache while no shard changed (fs/search_cache.h).
  *
  * Inodes (fs/ns.h module inodes, the kind in bits 45..47 of the local part, shard in bits
  * 48..55): an index NS_SHARD_INO(search, 0, IDX | its id on shard 0), its .q directory
