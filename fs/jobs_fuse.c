@@ -1888,16 +1888,22 @@ static void *jb_start(struct node *n)
  * orphaned (it proposes nothing more: a FINISH proposed after the groups closed crashed the
  * daemon), kills its process group and ends; the runs end lost with the session, and are
  * retried (docs/JOBS.md). No new run starts (stopping). */
-static void jb_quiesce(void *ctx)
+static void stop_runners(jfront_t *jf)
 {
-    jfront_t *jf = ctx;
     pthread_mutex_lock(&jf->ctx.mu);
     jf->stopping = 1;
     for (runner_t *r = jf->runners; r; r = r->next)
         r->orphan = r->cancel = 1;
     pthread_mutex_unlock(&jf->ctx.mu);
     reap(jf, 1);
-    /* the ends queued before: recorded now, while the session and groups are still up */
+}
+
+static void jb_quiesce(void *ctx)
+{
+    jfront_t *jf = ctx;
+    stop_runners(jf);
+    /* the ends queued before: recorded now, while the session and groups are still up (only
+     * here: jb_stop may come after the groups closed, and then drops what is left) */
     for (uint32_t k = 0; k < node_nshards(jf->ctx.node); k++)
         flush_fins(jf, k);
 }
@@ -1905,7 +1911,7 @@ static void jb_quiesce(void *ctx)
 static void jb_stop(void *ctx)
 {
     jfront_t *jf = ctx;
-    jb_quiesce(ctx);                    /* (a no-op when node_quiesce ran it) */
+    stop_runners(jf);                   /* (a no-op when node_quiesce ran jb_quiesce) */
     pthread_mutex_lock(&jf->wmu);
     while (jf->watches) {
         jwatch_t *w = jf->watches;
