@@ -40,8 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 #include "fs/dirlist.h"
+#include "fs/evstream.h"
 #include "fs/front.h"
-#include "fs/intr.h"
 #include "fs/jobs.h"
 #include "fs/names.h"
 #include "fs/node.h"
@@ -78,14 +78,12 @@ static const char *const run_files[] = {
     [K_TICK] = "tick", [K_ATTEMPT] = "attempt",
 };
 
-typedef struct jwatch jwatch_t;
 typedef struct runner runner_t;
 typedef struct fin fin_t;
 
 typedef struct jfront {
     front_ctx_t ctx;                    /* first: node, mu (guards runners) */
-    pthread_mutex_t wmu;                /* watches */
-    jwatch_t *watches;
+    evs_table_t *events;                /* the open `.events` */
     runner_t *runners;
     pthread_mutex_t fmu;                /* fins */
     fin_t *fins, **fins_tail;           /* ends of runs to record, oldest first */
@@ -126,24 +124,6 @@ struct fin {
     fin_t *next;
 };
 
-/* An open `.events`: as services/'s (fs/services_fuse.c). */
-struct jwatch {
-    jfront_t *jf;
-    uint32_t shard;
-    uint64_t job;
-    uint64_t cursor, base, rend;
-    char *buf;
-    size_t len;
-    fuse_req_t waiting;
-    size_t want;
-    uint64_t woff;
-    struct fuse_pollhandle *ph;
-    jwatch_t *next, *prev;
-    int ans;
-    const char *ansp;
-    jwatch_t *rnext;
-};
-
 typedef struct jfh {
     int kind;
     uint32_t shard;
@@ -156,7 +136,7 @@ typedef struct jfh {
     char *wbuf;                         /* a setting's save in progress */
     size_t wlen;
     int dirty;
-    jwatch_t *w;
+    evs_t *w;                           /* .events */
     dirlist_t dir;
 } jfh_t;
 
@@ -597,209 +577,41 @@ static void jb_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 /* ---------------------------------------------------------------- .events */
 
-static void watch_link(jfront_t *jf, jwatch_t *w)
+/* An open `.events` is an event stream (fs/evstream.h) whose source is its job on its shard
+ * and the last revision looked at. */
+typedef struct jwatch {
+    state_t *st;
+    uint64_t job;
+    uint64_t cursor;
+} jwatch_t;
+
+static int jw_read(void *src, char *buf, size_t size)
 {
-    w->prev = NULL;
-    w->next = jf->watches;
-    if (jf->watches)
-        jf->watches->prev = w;
-    jf->watches = w;
+    jwatch_t *w = src;
+    return jobs_read_events(w->st, w->job, &w->cursor, buf, size);
 }
 
-static void watch_unlink(jfront_t *jf, jwatch_t *w)
+/* Something to read: an event after the cursor, or the end (the job is gone), or ESTALE. */
+static int jw_pending(void *src)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        jf->watches = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->next = w->prev = NULL;
-}
-
-/* What a read of size bytes at off returns: bytes (into *p), 0 (nothing new: block),
- * -EINVAL (before the batch), -ESTALE, or -ENOENT (the job is gone: EOF). State lock (read)
- * and wmu held. */
-static int watch_fill(jwatch_t *w, uint64_t off, size_t size, const char **p)
-{
-    if (off < w->base)
-        return -EINVAL;
-    if (off >= w->base + w->len) {
-        int n = jobs_read_events(jstate(w->jf, w->shard), w->job, &w->cursor, w->buf,
-                                 BATCH_BYTES);
-        if (n <= 0)
-            return n;
-        w->base += w->len;
-        w->len = (size_t)n;
-        off = w->base;
-    }
-    size_t n = (size_t)(w->base + w->len - off);
-    if (n > size)
-        n = size;
-    *p = w->buf + (off - w->base);
-    w->rend = off + n;
-    return (int)n;
-}
-
-static int watch_ready(jwatch_t *w)
-{
-    if (w->rend < w->base + w->len)
-        return 1;
+    jwatch_t *w = src;
     job_view_t v;
-    const state_t *st = jstate(w->jf, w->shard);
-    return jobs_sm_get_id(st, w->job, &v) < 0 || v.rev > w->cursor ||
-           jobs_events_stale(st, w->job, w->cursor);
+    return jobs_sm_get_id(w->st, w->job, &v) < 0 || v.rev > w->cursor ||
+           jobs_events_stale(w->st, w->job, w->cursor);
 }
 
-static void watch_reply(fuse_req_t req, int n, const char *p)
-{
-    if (n == -ENOENT)
-        fuse_reply_buf(req, NULL, 0);
-    else if (n < 0)
-        fuse_reply_err(req, -n);
-    else
-        fuse_reply_buf(req, p, (size_t)n);
-}
+static const evs_ops_t jw_ops = { .read = jw_read, .pending = jw_pending, .free = free };
 
-static void watch_interrupted(fuse_req_t req, void *data)
-{
-    INTR_DEFER_IF_REGISTERING();
-    (void)data;
-    jfront_t *jf = ns_front_ctx(req, NS_JOBS);
-    if (!jf)
-        return;
-    pthread_mutex_lock(&jf->wmu);
-    for (jwatch_t *w = jf->watches; w; w = w->next)
-        if (w->waiting == req) {
-            w->waiting = NULL;
-            fuse_reply_err(req, EINTR);
-            break;
-        }
-    pthread_mutex_unlock(&jf->wmu);
-}
-
-static void watch_read(fuse_req_t req, jwatch_t *w, size_t size, off_t off, int nonblock)
-{
-    jfront_t *jf = w->jf;
-    if (intr_register(req, watch_interrupted, NULL)) {
-        fuse_reply_err(req, EINTR);
-        return;
-    }
-    state_t *st = jstate(jf, w->shard);
-    uint64_t woff = off < 0 ? 0 : (uint64_t)off;
-    pthread_rwlock_rdlock(&st->lock);
-    pthread_mutex_lock(&jf->wmu);
-    const char *p = NULL;
-    int n = w->waiting ? -EBUSY : watch_fill(w, woff, size, &p);
-    pthread_rwlock_unlock(&st->lock);
-    if (n == 0 && nonblock)
-        n = -EAGAIN;
-    else if (n == 0 && fuse_req_interrupted(req))
-        n = -EINTR;
-    if (n == 0) {
-        w->waiting = req;               /* parked: a delivery, interrupt or close answers */
-        w->want = size;
-        w->woff = woff;
-    } else {
-        watch_reply(req, n, p);
-    }
-    pthread_mutex_unlock(&jf->wmu);
-}
-
-/* EFF_CONFIG_REV of NS_JOBS on shard k: answers the parked reads of k's watches that have
- * something now (or whose job is gone), wakes their pollers. */
-static void watch_deliver(jfront_t *jf, uint32_t k)
-{
-    state_t *st = jstate(jf, k);
-    jwatch_t *ready = NULL;
-    struct fuse_pollhandle *wake[64];
-    int nwake = 0;
-    pthread_rwlock_rdlock(&st->lock);
-    pthread_mutex_lock(&jf->wmu);
-    for (jwatch_t *w = jf->watches; w; w = w->next) {
-        if (w->shard != k)
-            continue;
-        if (w->waiting) {
-            w->ans = watch_fill(w, w->woff, w->want, &w->ansp);
-            if (w->ans != 0) {
-                w->rnext = ready;
-                ready = w;
-            }
-        }
-        if (w->ph && nwake < 64 && watch_ready(w)) {
-            wake[nwake++] = w->ph;
-            w->ph = NULL;
-        }
-    }
-    pthread_rwlock_unlock(&st->lock);
-    for (jwatch_t *w = ready; w; w = w->rnext) {
-        fuse_req_t req = w->waiting;
-        w->waiting = NULL;
-        watch_reply(req, w->ans, w->ansp);
-    }
-    for (int i = 0; i < nwake; i++) {
-        fuse_lowlevel_notify_poll(wake[i]);
-        fuse_pollhandle_destroy(wake[i]);
-    }
-    pthread_mutex_unlock(&jf->wmu);
-}
-
-static void watch_poll(fuse_req_t req, jwatch_t *w, struct fuse_pollhandle *ph)
-{
-    jfront_t *jf = w->jf;
-    state_t *st = jstate(jf, w->shard);
-    struct fuse_pollhandle *old = NULL;
-    pthread_rwlock_rdlock(&st->lock);
-    pthread_mutex_lock(&jf->wmu);
-    int r = watch_ready(w);
-    if (!r && ph) {
-        old = w->ph;
-        w->ph = ph;
-        ph = NULL;
-    }
-    pthread_mutex_unlock(&jf->wmu);
-    pthread_rwlock_unlock(&st->lock);
-    fuse_pollhandle_destroy(old);
-    fuse_pollhandle_destroy(ph);
-    fuse_reply_poll(req, r ? POLLIN | POLLRDNORM : 0);
-}
-
-static void watch_close(jwatch_t *w)
-{
-    if (!w)
-        return;
-    jfront_t *jf = w->jf;
-    if (!jf) {
-        free(w->buf);
-        free(w);
-        return;
-    }
-    pthread_mutex_lock(&jf->wmu);
-    if (w->waiting)
-        fuse_reply_err(w->waiting, EINTR);
-    watch_unlink(jf, w);
-    struct fuse_pollhandle *ph = w->ph;
-    pthread_mutex_unlock(&jf->wmu);
-    fuse_pollhandle_destroy(ph);
-    free(w->buf);
-    free(w);
-}
-
-/* A watch of job `job` on shard k from its newest event on. */
 /* A watch of job `job` on shard k after revision `after` (UINT64_MAX: from now; else, of
  * .events@<rev>, known by its low RUN_BITS only: the newest revision not above the job's
  * that has them). -ESTALE when events after it were dropped. */
-static int watch_open(jfront_t *jf, uint32_t k, uint64_t job, uint64_t after, jwatch_t **out)
+static int watch_open(jfront_t *jf, uint32_t k, uint64_t job, uint64_t after, evs_t **out)
 {
     jwatch_t *w = calloc(1, sizeof(*w));
-    if (!w || !(w->buf = malloc(BATCH_BYTES))) {
-        free(w);
+    if (!w)
         return -ENOMEM;
-    }
-    w->jf = jf;
-    w->shard = k;
+    state_t *st = w->st = jstate(jf, k);
     w->job = job;
-    state_t *st = jstate(jf, k);
     job_view_t v;
     pthread_rwlock_rdlock(&st->lock);
     int rc = jobs_sm_get_id(st, job, &v);
@@ -811,19 +623,12 @@ static int watch_open(jfront_t *jf, uint32_t k, uint64_t job, uint64_t after, jw
             rc = -ESTALE;
     }
     w->cursor = after == UINT64_MAX ? v.rev : after;
-    if (rc == 0) {
-        pthread_mutex_lock(&jf->wmu);
-        watch_link(jf, w);
-        pthread_mutex_unlock(&jf->wmu);
-    }
-    pthread_rwlock_unlock(&st->lock);
-    if (rc < 0) {
-        free(w->buf);
+    if (rc == 0)
+        rc = evs_open(jf->events, k, k + 1, &jw_ops, w, out);   /* owns w now */
+    else
         free(w);
-        return rc;
-    }
-    *out = w;
-    return 0;
+    pthread_rwlock_unlock(&st->lock);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- files */
@@ -832,7 +637,7 @@ static void fh_free(jfh_t *fh)
 {
     if (!fh)
         return;
-    watch_close(fh->w);
+    evs_close(fh->w);
     blob_unref(fh->blob);
     free(fh->job);
     free(fh->text);
@@ -940,7 +745,7 @@ static void jb_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
     jfh_t *fh = (jfh_t *)(uintptr_t)fi->fh;
     if (fh->w) {
-        watch_read(req, fh->w, size, off, !!(fi->flags & O_NONBLOCK));
+        evs_read(req, fh->w, size, off, !!(fi->flags & O_NONBLOCK));
         return;
     }
     pthread_mutex_lock(&fh->mu);
@@ -973,7 +778,7 @@ static void jb_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 {
     jfh_t *fh = (jfh_t *)(uintptr_t)fi->fh;
     if (fh && fh->w) {
-        watch_poll(req, fh->w, ph);
+        evs_poll(req, fh->w, ph);
         return;
     }
     fuse_pollhandle_destroy(ph);
@@ -1819,7 +1624,7 @@ static void orphan_runners(jfront_t *jf, uint32_t k)
 static void jb_deliver(void *ctx, effect_t *e)
 {
     if (e->kind == EFF_CONFIG_REV) {
-        watch_deliver(ctx, e->shard);
+        evs_deliver(((jfront_t *)ctx)->events, e->shard, e->shard + 1);
         orphan_runners(ctx, e->shard);
     }
 }
@@ -1874,7 +1679,10 @@ static void *jb_start(struct node *n)
     jfront_t *jf = front_ctx_new(sizeof(jfront_t), n);
     if (!jf)
         return NULL;
-    pthread_mutex_init(&jf->wmu, NULL);
+    if (!(jf->events = evs_table_new(n))) {
+        front_ctx_free(jf);
+        return NULL;
+    }
     pthread_mutex_init(&jf->fmu, NULL);
     jf->fins_tail = &jf->fins;
     const node_opts_t *o = node_options(n);
@@ -1903,8 +1711,9 @@ static void jb_quiesce(void *ctx)
     jfront_t *jf = ctx;
     stop_runners(jf);
     /* the ends queued before: recorded now, while the session and groups are still up (only
-     * here: jb_stop may come after the groups closed, and then drops what is left) */
-    for (uint32_t k = 0; k < node_nshards(jf->ctx.node); k++)
+     * here: jb_stop may come after the groups closed, and then drops what is left); a node
+     * removed from the cluster cannot commit anything (its runs end lost on the members) */
+    for (uint32_t k = 0; !node_removed(jf->ctx.node) && k < node_nshards(jf->ctx.node); k++)
         flush_fins(jf, k);
 }
 
@@ -1912,17 +1721,7 @@ static void jb_stop(void *ctx)
 {
     jfront_t *jf = ctx;
     stop_runners(jf);                   /* (a no-op when node_quiesce ran jb_quiesce) */
-    pthread_mutex_lock(&jf->wmu);
-    while (jf->watches) {
-        jwatch_t *w = jf->watches;
-        watch_unlink(jf, w);
-        fuse_pollhandle_destroy(w->ph);
-        w->ph = NULL;
-        w->waiting = NULL;
-        w->jf = NULL;
-    }
-    pthread_mutex_unlock(&jf->wmu);
-    pthread_mutex_destroy(&jf->wmu);
+    evs_table_free(jf->events);   /* watches of files still open stay with them, detached */
     while (jf->fins) {
         fin_t *f = jf->fins;
         jf->fins = f->next;

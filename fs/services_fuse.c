@@ -45,7 +45,6 @@
 #include <unistd.h>
 #include "fs/dirlist.h"
 #include "fs/front.h"
-#include "fs/intr.h"
 #include "fs/names.h"
 #include "fs/evstream.h"
 #include "fs/node.h"
