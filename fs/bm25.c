@@ -34,6 +34,7 @@ typedef struct query {
     uint32_t n;
     uint32_t limit;
     const char *why;
+    uint8_t hfirst[256];      /* 1: some term the snippets highlight begins with this byte */
 } query_t;
 
 static void query_free(query_t *q)
@@ -64,32 +65,31 @@ static int phr_one(void *arg, const tok_term_t *t)
     return 0;
 }
 
-/* Adds the clause of text[0..len) (a word or a quoted phrase) with occur. 0 or -errno. */
+/* Adds the clause of text[0..len) (a word or a quoted phrase) with occur. 0 or -errno. The
+ * terms are gathered on the stack and the clause keeps an array of exactly their number. */
 static int add_words(query_t *q, const char *text, size_t len, int occur)
 {
-    qterm_t *v = calloc(BM25_PHRASE_MAX, sizeof(*v));
-    if (!v)
-        return -ENOMEM;
+    qterm_t v[BM25_PHRASE_MAX];
     struct phr p = { .v = v };
     tokenize(text, len, phr_one, &p);
     if (p.over) {
-        free(v);
         q->why = "a phrase has too many terms";
         return -EINVAL;
     }
-    if (p.n == 0) {                       /* punctuation only: nothing to look for */
-        free(v);
+    if (p.n == 0)                         /* punctuation only: nothing to look for */
         return 0;
-    }
     if (q->n == BM25_CLAUSES_MAX) {
-        free(v);
         q->why = "too many clauses";
         return -EINVAL;
     }
+    qterm_t *terms = malloc(p.n * sizeof(*terms));
+    if (!terms)
+        return -ENOMEM;
+    memcpy(terms, v, p.n * sizeof(*terms));
     clause_t *c = &q->c[q->n++];
     c->kind = p.n == 1 ? K_TERM : K_PHRASE;
     c->occur = occur;
-    c->terms = v;
+    c->terms = terms;
     c->n = p.n;
     return 0;
 }
@@ -642,6 +642,8 @@ static void sb_c(sbuf_t *b, char c) { sb_put(b, &c, 1); }
 /* Whether the snippets highlight term t: a term of a positive clause. */
 static int highlighted(const query_t *q, const char *t, size_t len)
 {
+    if (!q->hfirst[(unsigned char)t[0]])
+        return 0;                         /* most terms of a text: no clause's first byte */
     for (uint32_t i = 0; i < q->n; i++) {
         const clause_t *c = &q->c[i];
         if (c->occur == O_NOT)
@@ -665,7 +667,8 @@ static int highlighted(const query_t *q, const char *t, size_t len)
             continue;
         }
         for (uint32_t e = 0; e < c->n; e++)
-            if (c->terms[e].len == len && memcmp(c->terms[e].t, t, len) == 0)
+            if (c->terms[e].len == len && c->terms[e].t[0] == t[0] &&
+                memcmp(c->terms[e].t, t, len) == 0)
                 return 1;
     }
     return 0;
@@ -677,6 +680,8 @@ struct snip {
     uint32_t seen;
     int found;
     size_t base;              /* where the tokenizing began in the text */
+    uint32_t pos0;            /* the position of the first term from there */
+    uint32_t first;           /* no term before this position is highlighted */
     size_t wstart, wend;
     uint8_t *mark;            /* BM25_SNIPPET_BYTES + 64 bytes: highlighted bytes */
 };
@@ -685,9 +690,12 @@ static int snip_one(void *arg, const tok_term_t *tk)
 {
     struct snip *s = arg;
     size_t start = s->base + tk->start, tend = s->base + tk->end;
+    int hl = 0;
     if (!s->found) {
         s->ring[s->seen++ % 4] = start;
-        if (!highlighted(s->q, tk->term, tk->len))
+        if (s->pos0 + tk->pos < s->first)
+            return 0;                     /* before the first match (from the postings) */
+        if (!(hl = highlighted(s->q, tk->term, tk->len)))
             return 0;
         s->found = 1;
         s->wstart = s->seen >= 4 ? s->ring[s->seen % 4] : s->ring[0];
@@ -695,10 +703,12 @@ static int snip_one(void *arg, const tok_term_t *tk)
             s->wstart = start;            /* no room for what comes before */
     } else if (tend - s->wstart > BM25_SNIPPET_BYTES) {
         return 1;                         /* the window is full */
+    } else {
+        hl = highlighted(s->q, tk->term, tk->len);
     }
     size_t lim = s->wstart + BM25_SNIPPET_BYTES + 64;
     size_t end = tend < lim ? tend : lim;
-    if (highlighted(s->q, tk->term, tk->len))
+    if (hl)
         memset(s->mark + (start - s->wstart), 1, end - start);
     if (end > s->wend)
         s->wend = end;
@@ -733,9 +743,14 @@ static void snippet(sbuf_t *b, const query_t *q, const sdoc_t *d)
     struct snip s = { .q = q, .mark = mark };
     const char *text = (const char *)d->text->data;
     uint32_t first = first_match(q, d);
-    if (first != UINT32_MAX && d->nckpt) {
-        uint32_t j = (first >= 3 ? first - 3 : 0) / SEARCH_CKPT;
-        s.base = d->ckpt[j < d->nckpt ? j : d->nckpt - 1];
+    if (first != UINT32_MAX) {
+        s.first = first;                  /* none of the earlier terms is highlighted */
+        if (d->nckpt) {
+            uint32_t j = (first >= 3 ? first - 3 : 0) / SEARCH_CKPT;
+            j = j < d->nckpt ? j : d->nckpt - 1;
+            s.base = d->ckpt[j];
+            s.pos0 = j * SEARCH_CKPT;
+        }
     }
     tokenize(text + s.base, d->text->len - s.base, snip_one, &s);
     if (!s.found) {
@@ -763,6 +778,11 @@ static void snippet(sbuf_t *b, const query_t *q, const sdoc_t *d)
             continue;
         }
         space = 0;
+        if (c < 0x80) {
+            o[on++] = (char)c;
+            i++;
+            continue;
+        }
         size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
                  : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
         int ok = n > 0 && i + n <= s.wend;
@@ -782,18 +802,48 @@ static void snippet(sbuf_t *b, const query_t *q, const sdoc_t *d)
     sb_put(b, o, on);
 }
 
+/* A document name, its tab, newline and backslash escaped: the runs between them in one
+ * put each. */
 static void put_name(sbuf_t *b, const char *name)
 {
-    for (const char *p = name; *p; p++) {
-        if (*p == '\t')
-            sb_put(b, "\\t", 2);
-        else if (*p == '\n')
-            sb_put(b, "\\n", 2);
-        else if (*p == '\\')
-            sb_put(b, "\\\\", 2);
-        else
-            sb_c(b, *p);
+    const char *p = name;
+    for (;;) {
+        size_t run = strcspn(p, "\t\n\\");
+        sb_put(b, p, run);
+        p += run;
+        if (!*p)
+            return;
+        sb_put(b, *p == '\t' ? "\\t" : *p == '\n' ? "\\n" : "\\\\", 2);
+        p++;
     }
+}
+
+/* A score of key millionths and a tab: the text of printf's "%.6f\t" for key / 1e6. Below
+ * 10^15 in magnitude it is key's digits with a point before the last six (the double
+ * nearest to key / 10^6 is then within 2^-53 of it relatively, under 0.13 millionths, so
+ * "%.6f" rounds back to key's digits), written here without printf; larger keys (no BM25
+ * score comes near) are left to printf. */
+static void put_score(sbuf_t *b, long long key)
+{
+    char num[64];
+    if (key >= 1000000000000000LL || key <= -1000000000000000LL) {
+        int l = snprintf(num, sizeof(num), "%.6f\t", (double)key / 1e6);
+        sb_put(b, num, (size_t)l);
+        return;
+    }
+    char *e = num + sizeof(num), *p = e;
+    unsigned long long v = key < 0 ? 0ULL - (unsigned long long)key : (unsigned long long)key;
+    *--p = '\t';
+    for (int i = 0; i < 6; i++, v /= 10)
+        *--p = (char)('0' + v % 10);
+    *--p = '.';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (key < 0)
+        *--p = '-';
+    sb_put(b, p, (size_t)(e - p));
 }
 
 /* ---------------------------------------------------------------- the query */
@@ -837,8 +887,16 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
         }
     }
     uint32_t nmust = 0;
-    for (uint32_t i = 0; i < q->n; i++)
-        nmust += q->c[i].occur == O_MUST;
+    for (uint32_t i = 0; i < q->n; i++) {
+        const clause_t *c = &q->c[i];
+        nmust += c->occur == O_MUST;
+        if (c->occur == O_NOT)
+            continue;
+        if (c->kind == K_PREFIX)
+            q->hfirst[(unsigned char)c->prefix[0]] = 1;
+        for (uint32_t e = 0; e < c->n; e++)
+            q->hfirst[(unsigned char)c->terms[e].t[0]] = 1;
+    }
     /* 2. each shard's documents scored against the global statistics, into accumulators
      *    indexed by the documents' slots (one array, as long as the largest shard's, reused
      *    shard after shard: only the touched entries are cleared) */
@@ -888,9 +946,7 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
     /* 3. the ranking, and the lines */
     nhits = top_k(hits, nhits, q->limit);
     for (size_t i = 0; i < nhits; i++) {
-        char num[64];
-        int l = snprintf(num, sizeof(num), "%.6f\t", (double)hits[i].key / 1e6);
-        sb_put(&b, num, (size_t)l);
+        put_score(&b, hits[i].key);
         put_name(&b, hits[i].doc->name);
         sb_c(&b, '\t');
         snippet(&b, q, hits[i].doc);

@@ -63,7 +63,7 @@ typedef struct sdoc {
     uint32_t *ckpt;
     uint32_t nckpt;
 } sdoc_t;
-#define SEARCH_CKPT 32
+#define SEARCH_CKPT 8         /* 4 bytes a document per 8 terms */
 
 typedef struct spost {
     sdoc_t *doc;

@@ -199,11 +199,16 @@ static int end_run(walk_t *w)
     return rc;
 }
 
-/* An ASCII letter or digit. */
-static int ascii_word(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
-}
+/* For each byte: an ASCII letter or digit gives its folded (lower-case) form, any other
+ * byte 0 (a separator for ASCII; bytes from 0x80 are decoded, not looked up here). */
+#define FOLD_RANGE8(c) (c), (c) + 1, (c) + 2, (c) + 3, (c) + 4, (c) + 5, (c) + 6, (c) + 7
+static const unsigned char ascii_fold[256] = {
+    ['0'] = FOLD_RANGE8('0'), ['8'] = '8', ['9'] = '9',
+    ['A'] = FOLD_RANGE8('a'), ['I'] = FOLD_RANGE8('i'), ['Q'] = FOLD_RANGE8('q'),
+    ['Y'] = 'y', ['Z'] = 'z',
+    ['a'] = FOLD_RANGE8('a'), ['i'] = FOLD_RANGE8('i'), ['q'] = FOLD_RANGE8('q'),
+    ['y'] = 'y', ['z'] = 'z',
+};
 
 int tokenize(const char *text, size_t len, int (*fn)(void *arg, const tok_term_t *t),
              void *arg)
@@ -216,7 +221,7 @@ int tokenize(const char *text, size_t len, int (*fn)(void *arg, const tok_term_t
         if (p[i] < 0x80) {
             /* ASCII, the common case, without decoding: as classify() and the cases below
              * would do it, a run of letters and digits at a time */
-            if (!ascii_word(p[i])) {
+            if (!ascii_fold[p[i]]) {
                 if (w.inword)
                     rc = end_word(&w);
                 if (rc == 0 && w.run)
@@ -230,13 +235,19 @@ int tokenize(const char *text, size_t len, int (*fn)(void *arg, const tok_term_t
                 w.inword = 1;
                 w.wstart = i;
             }
-            for (; i < len && ascii_word(p[i]); i++) {
-                if (!w.full && w.wlen < TOK_TERM_MAX)
-                    w.word[w.wlen++] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + ('a' - 'A')
-                                                                        : p[i]);
-                else
-                    w.full = 1;
-            }
+            /* the run's bytes, folded, as far as the term has room; a byte that does not
+             * fit cuts the word (full) */
+            size_t j = i + 1;
+            while (j < len && ascii_fold[p[j]])
+                j++;
+            size_t room = w.full ? 0 : TOK_TERM_MAX - w.wlen;
+            size_t take = j - i < room ? j - i : room;
+            for (size_t k = 0; k < take; k++)
+                w.word[w.wlen + k] = (char)ascii_fold[p[i + k]];
+            w.wlen += take;
+            if (j - i > take)
+                w.full = 1;
+            i = j;
             w.wend = i;
             continue;
         }
