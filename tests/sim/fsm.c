@@ -1608,9 +1608,29 @@ static void gen_jobs(fsrun_t *run, rng_t *r, cmdbuf_t *b)
                 total = len - 1;                          /* less than it wrote: EINVAL */
             jobs_cmd_output(b, 0, j, n, sid, stream, total, big ? big : chunk, len);
             free(big);
-        } else {
+        } else if (rng_chance(r, 500)) {
             jobs_cmd_finish(b, 0, j, n, sid, states[rng_below(r, sizeof(states))],
                             exits[rng_below(r, sizeof(exits) / sizeof(exits[0]))]);
+        } else {                                          /* a sweep's FINISHES */
+            jobs_fin_t f[4];
+            char fb[4][16];
+            rand_text(r, chunk, 64);
+            uint32_t nf = (uint32_t)rng_range(r, 1, 4);
+            for (uint32_t i = 0; i < nf; i++) {
+                const fact_t *y = i ? (rng_chance(r, 700) ? ring_pick(&run->jruns, r) : NULL) : x;
+                unsigned q = y ? y->k : (unsigned)rng_below(r, NJ);
+                snprintf(fb[i], sizeof(fb[i]), "j%u", i ? q : (x ? x->k : (unsigned)ji));
+                size_t l0 = rng_chance(r, 500) ? rng_below(r, 64) : 0;
+                f[i] = (jobs_fin_t){
+                    .job = i ? fb[i] : j, .run = i ? (y ? y->a : a_run(run, r, q)) : n,
+                    .state = states[rng_below(r, sizeof(states))],
+                    .exit_code = exits[rng_below(r, sizeof(exits) / sizeof(exits[0]))],
+                    .out = { chunk, chunk }, .len = { l0, rng_chance(r, 200) ? 16 : 0 },
+                    .total = { l0 + (rng_chance(r, 100) ? 3000 : 0), 16 } };
+                if (!f[i].len[1])
+                    f[i].total[1] = 0;
+            }
+            jobs_cmd_finishes(b, 0, sid, nf, f);
         }
     } else if (k < 96) {                                  /* what sweeps batch */
         const char *names[5];
@@ -1634,7 +1654,8 @@ static void gen_jobs(fsrun_t *run, rng_t *r, cmdbuf_t *b)
             cmd_u32(b, 0);
         }
     } else {
-        static const uint8_t ops[] = { JOP_TICK, JOP_START, JOP_OUTPUT, JOP_FINISH, 0, 11 };
+        static const uint8_t ops[] = { JOP_TICK, JOP_START, JOP_OUTPUT, JOP_FINISH,
+                                       JOP_FINISHES, 0, 200 };
         cmd_begin(b, ops[rng_below(r, sizeof(ops))], NS_JOBS, 0);   /* cut short: EINVAL */
         cmd_str(b, j);
         if (rng_chance(r, 500))
@@ -2030,6 +2051,7 @@ static const opdesc_t opdescs[] = {
     { NS_JOBS, JOP_RUN, "RUN", "s" }, { NS_JOBS, JOP_START, "START", "s88" },
     { NS_JOBS, JOP_OUTPUT, "OUTPUT", "s8818b" }, { NS_JOBS, JOP_FINISH, "FINISH", "s8814" },
     { NS_JOBS, JOP_TICKS, "TICKS", "4s8" }, { NS_JOBS, JOP_STARTS, "STARTS", "84s8" },
+    { NS_JOBS, JOP_FINISHES, "FINISHES", "84s814" },
     { NS_LOGS, LGOP_CREATE, "CREATE", "s1" }, { NS_LOGS, LGOP_APPEND, "APPEND", "s88b" },
     { NS_LOGS, LGOP_UNLINK, "UNLINK", "s" }, { NS_LOGS, LGOP_SET, "SET", "s18" },
     { NS_LOGS, LGOP_TRIM, "TRIM", "s" },
