@@ -472,7 +472,9 @@ static uint32_t phrase_freq(const spost_t *const *ps, uint32_t n)
     for (uint32_t e = 1; e < n; e++)
         if (ps[e]->tf < ps[m]->tf)
             m = e;
-    uint32_t at[BM25_PHRASE_MAX] = { 0 };
+    uint32_t at[BM25_PHRASE_MAX];
+    for (uint32_t e = 0; e < n; e++)
+        at[e] = 0;
     uint32_t freq = 0;
     for (uint32_t i = 0; i < ps[m]->tf; i++) {
         if (ps[m]->pos[i] < m)
@@ -715,34 +717,46 @@ static int snip_one(void *arg, const tok_term_t *tk)
     return end < tend;
 }
 
-/* The first position in d of a term the snippets highlight (UINT32_MAX if none), from the
- * postings of d's shard. */
-static uint32_t first_match(const query_t *q, const sdoc_t *d)
+/* The first position of a term the snippets highlight in each hit's document, into
+ * first[0..nhits) (UINT32_MAX if none), from the postings of its shard: each term is
+ * looked up once a shard that has hits, then sought in every hit of that shard. */
+static void first_matches(const query_t *q, const sindex_t *const *ix, uint32_t n,
+                          const hit_t *hits, size_t nhits, uint32_t *first)
 {
-    uint32_t first = UINT32_MAX;
-    for (uint32_t i = 0; i < q->n; i++) {
-        const clause_t *c = &q->c[i];
-        for (uint32_t e = 0; c->occur != O_NOT && e < c->n; e++) {
-            const sterm_t *t = search_sm_term(d->idx, c->terms[e].t, c->terms[e].len);
-            const spost_t *p = t ? post_of(t, d->id) : NULL;
-            if (p && p->pos[0] < first)
-                first = p->pos[0];
+    for (size_t h = 0; h < nhits; h++)
+        first[h] = UINT32_MAX;
+    for (uint32_t k = 0; k < n; k++) {
+        size_t h0 = 0;
+        while (h0 < nhits && hits[h0].doc->idx != ix[k])
+            h0++;
+        if (!ix[k] || h0 == nhits)
+            continue;                     /* no hit on this shard */
+        for (uint32_t i = 0; i < q->n; i++) {
+            const clause_t *c = &q->c[i];
+            for (uint32_t e = 0; c->occur != O_NOT && e < c->n; e++) {
+                const sterm_t *t = search_sm_term(ix[k], c->terms[e].t, c->terms[e].len);
+                for (size_t h = h0; t && h < nhits; h++) {
+                    if (hits[h].doc->idx != ix[k])
+                        continue;
+                    const spost_t *p = post_of(t, hits[h].doc->id);
+                    if (p && p->pos[0] < first[h])
+                        first[h] = p->pos[0];
+                }
+            }
         }
     }
-    return first;
 }
 
 /* Writes the snippet of d: the text around its first highlighted term, matched terms in
  * brackets, control characters and invalid bytes made visible as ' ' and '?', runs of
- * spaces collapsed. The tokenizing starts at the checkpoint (fs/search_sm.h) before the
- * three terms that precede the first match. */
-static void snippet(sbuf_t *b, const query_t *q, const sdoc_t *d)
+ * spaces collapsed. first: the position of that term (first_matches). The tokenizing
+ * starts at the checkpoint (fs/search_sm.h) before the three terms that precede it. */
+static void snippet(sbuf_t *b, const query_t *q, const sdoc_t *d, uint32_t first)
 {
     uint8_t mark[BM25_SNIPPET_BYTES + 64 + 1];
     memset(mark, 0, sizeof(mark));
     struct snip s = { .q = q, .mark = mark };
     const char *text = (const char *)d->text->data;
-    uint32_t first = first_match(q, d);
     if (first != UINT32_MAX) {
         s.first = first;                  /* none of the earlier terms is highlighted */
         if (d->nckpt) {
@@ -779,8 +793,14 @@ static void snippet(sbuf_t *b, const query_t *q, const sdoc_t *d)
         }
         space = 0;
         if (c < 0x80) {
-            o[on++] = (char)c;
-            i++;
+            /* printable ASCII: the run of it with the same mark at once */
+            size_t j = i + 1;
+            while (j < s.wend && mark[j - s.wstart] == m && (unsigned char)text[j] > ' ' &&
+                   (unsigned char)text[j] < 0x7f)
+                j++;
+            memcpy(o + on, text + i, j - i);
+            on += j - i;
+            i = j;
             continue;
         }
         size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
@@ -857,6 +877,7 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
     const sindex_t **ix = calloc(n ? n : 1, sizeof(*ix));
     hit_t *hits = NULL;
     size_t nhits = 0, caphits = 0;
+    uint32_t *first = NULL;           /* each hit's first highlighted position */
     sbuf_t b = { 0 };
     int rc = q && ix ? 0 : -ENOMEM;
     if (rc == 0)
@@ -945,11 +966,17 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
         goto done;
     /* 3. the ranking, and the lines */
     nhits = top_k(hits, nhits, q->limit);
+    first = nhits ? malloc(nhits * sizeof(*first)) : NULL;
+    if (nhits && !first) {
+        rc = -ENOMEM;
+        goto done;
+    }
+    first_matches(q, ix, n, hits, nhits, first);
     for (size_t i = 0; i < nhits; i++) {
         put_score(&b, hits[i].key);
         put_name(&b, hits[i].doc->name);
         sb_c(&b, '\t');
-        snippet(&b, q, hits[i].doc);
+        snippet(&b, q, hits[i].doc, first[i]);
         sb_c(&b, '\n');
     }
     if (b.oom)
@@ -964,6 +991,7 @@ done:
         free(b.p);
     }
     free(hits);
+    free(first);
     if (q)
         query_free(q);
     free(q);

@@ -226,7 +226,8 @@ int tokenize(const char *text, size_t len, int (*fn)(void *arg, const tok_term_t
                     rc = end_word(&w);
                 if (rc == 0 && w.run)
                     rc = end_run(&w);
-                i++;
+                for (i++; i < len && p[i] < 0x80 && !ascii_fold[p[i]]; i++)
+                    ;                      /* the rest of an ASCII separator run */
                 continue;
             }
             if (w.run && (rc = end_run(&w)) != 0)
