@@ -220,7 +220,12 @@ static int expand(clause_t *c, const sindex_t *const *ix, uint32_t n, const char
             continue;
         for (const sterm_t *t = ix[k]->by_first[(unsigned char)c->prefix[0]]; t;
              t = t->fnext) {
-            if (t->len < c->plen || memcmp(t->term, c->prefix, c->plen) != 0)
+            if (t->len < c->plen)
+                continue;
+            uint32_t j = 1;               /* the first byte is the list's */
+            while (j < c->plen && t->term[j] == c->prefix[j])
+                j++;
+            if (j < c->plen)
                 continue;
             HASH_FIND(hh, set, t->term, t->len, e);
             if (e)
@@ -494,6 +499,29 @@ static uint32_t phrase_freq(const spost_t *const *ps, uint32_t n)
     return freq;
 }
 
+#define PHRASE_BATCH 8
+
+/* Scores phrase clause ci (c) in the documents of bps[0..nb) (each the postings of the
+ * phrase's terms in one document, in document order): its frequency, and the document's
+ * part or exclusion. */
+static void phrase_score(accs_t *A, const clause_t *c, int ci, const sindex_t *ix,
+                         const stats_t *s, const spost_t *const bps[][BM25_PHRASE_MAX],
+                         uint32_t nb)
+{
+    for (uint32_t b = 0; b < nb; b++) {
+        const spost_t *const *ps = bps[b];
+        uint32_t freq = phrase_freq(ps, c->n);
+        if (!freq)
+            continue;
+        if (c->occur == O_NOT) {
+            exclude(A, ps[0]->slot);
+        } else {
+            acc_t *a = acc_of(A, s, ix, ps[0]->slot);
+            add_part(a, c, ci, term_score(c->idf, freq, a->norm));
+        }
+    }
+}
+
 /* Scores clause ci on one shard's index into A (a - clause marks what it matches). */
 static void score_clause(accs_t *A, const query_t *q, int ci, const sindex_t *ix,
                          const stats_t *s)
@@ -528,33 +556,42 @@ static void score_clause(accs_t *A, const query_t *q, int ci, const sindex_t *ix
         if (ts[e]->n < ts[drv]->n)
             drv = e;
     }
-    const spost_t *ps[BM25_PHRASE_MAX] = { 0 };
+    /* The documents holding every term are taken PHRASE_BATCH at a time: the positions of
+     * each (an allocation of their own, rarely in the cache) are prefetched as it is
+     * found, then the batch's frequencies are counted and scored in document order (so
+     * the same additions in the same order as one at a time), the positions' cache misses
+     * overlapping instead of following one another. */
+    const spost_t *bps[PHRASE_BATCH][BM25_PHRASE_MAX];
+    uint32_t nb = 0;
     for (uint32_t i = 0; i < ts[drv]->n; i++) {
+        const spost_t **ps = bps[nb];
         const sdoc_t *d = ts[drv]->p[i].doc;
-        int all = 1;
+        int all = 1, end = 0;
         for (uint32_t e = 0; e < c->n && all; e++) {
             if (e == drv) {
                 ps[e] = &ts[drv]->p[i];
                 continue;
             }
             at[e] = post_seek(ts[e], at[e], d->id);
-            if (at[e] == ts[e]->n)
-                return;                            /* no later document has term e */
+            if (at[e] == ts[e]->n) {
+                end = 1;                           /* no later document has term e */
+                break;
+            }
             ps[e] = &ts[e]->p[at[e]];
             all = ps[e]->doc == d;
         }
+        if (end)
+            break;
         if (!all)
             continue;
-        uint32_t freq = phrase_freq(ps, c->n);
-        if (!freq)
-            continue;
-        if (c->occur == O_NOT) {
-            exclude(A, ps[drv]->slot);
-        } else {
-            acc_t *a = acc_of(A, s, ix, ps[drv]->slot);
-            add_part(a, c, ci, term_score(c->idf, freq, a->norm));
+        for (uint32_t e = 0; e < c->n; e++)
+            __builtin_prefetch(ps[e]->pos);
+        if (++nb == PHRASE_BATCH) {
+            phrase_score(A, c, ci, ix, s, bps, nb);
+            nb = 0;
         }
     }
+    phrase_score(A, c, ci, ix, s, bps, nb);
 }
 
 static int hit_cmp(const void *a, const void *b)
