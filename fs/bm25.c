@@ -215,18 +215,20 @@ static int expand(clause_t *c, const sindex_t *const *ix, uint32_t n, const char
     pset_t *set = NULL, *e, *tmp;
     uint32_t count = 0;
     int rc = 0;
+    /* a term begins with the prefix iff its head agrees with the prefix's in the prefix's
+     * first (up to 8) bytes, and the rest of the prefix follows */
+    uint64_t phead = search_sm_head(c->prefix, c->plen);
+    uint64_t hmask = c->plen >= 8 ? ~0ULL : (1ULL << (8 * c->plen)) - 1;
     for (uint32_t k = 0; k < n && rc == 0; k++) {
         if (!ix[k])
             continue;
-        for (const sterm_t *t = ix[k]->by_first[(unsigned char)c->prefix[0]]; t;
-             t = t->fnext) {
-            if (t->len < c->plen)
+        unsigned char b0 = (unsigned char)c->prefix[0];
+        for (uint32_t j = 0; j < ix[k]->nfirst[b0]; j++) {
+            const sfirst_t *f = &ix[k]->by_first[b0][j];
+            if (f->len < c->plen || (f->head & hmask) != phead ||
+                (c->plen > 8 && memcmp(f->t->term + 8, c->prefix + 8, c->plen - 8) != 0))
                 continue;
-            uint32_t j = 1;               /* the first byte is the list's */
-            while (j < c->plen && t->term[j] == c->prefix[j])
-                j++;
-            if (j < c->plen)
-                continue;
+            const sterm_t *t = f->t;
             HASH_FIND(hh, set, t->term, t->len, e);
             if (e)
                 continue;

@@ -121,11 +121,15 @@ static void index_doc(sindex_t *ix, sdoc_t *d)
             t->term = xstrndup(e->term, e->len);
             t->len = e->len;
             HASH_ADD_KEYPTR(hh, ix->terms, t->term, t->len, t);
-            sterm_t **head = &ix->by_first[(unsigned char)t->term[0]];
-            t->fnext = *head;
-            if (*head)
-                (*head)->fprev = t;
-            *head = t;
+            unsigned char b = (unsigned char)t->term[0];
+            if (ix->nfirst[b] == ix->capfirst[b]) {
+                ix->capfirst[b] = ix->capfirst[b] ? ix->capfirst[b] * 2 : 16;
+                ix->by_first[b] = xrealloc(ix->by_first[b],
+                                           ix->capfirst[b] * sizeof(*ix->by_first[b]));
+            }
+            t->fat = ix->nfirst[b]++;
+            ix->by_first[b][t->fat] = (sfirst_t){ .head = search_sm_head(t->term, t->len),
+                                                  .len = t->len, .t = t };
         }
         if (t->n == t->cap) {
             t->cap = t->cap ? t->cap * 2 : 2;
@@ -161,12 +165,15 @@ static int drop_one(void *arg, const tok_term_t *tk)
     memmove(t->p + at, t->p + at + 1, (t->n - at - 1) * sizeof(*t->p));
     if (--t->n == 0) {
         HASH_DEL(ix->terms, t);
-        if (t->fprev)
-            t->fprev->fnext = t->fnext;
-        else
-            ix->by_first[(unsigned char)t->term[0]] = t->fnext;
-        if (t->fnext)
-            t->fnext->fprev = t->fprev;
+        unsigned char b = (unsigned char)t->term[0];
+        sfirst_t *last = &ix->by_first[b][--ix->nfirst[b]];
+        ix->by_first[b][t->fat] = *last;          /* the last takes its place */
+        last->t->fat = t->fat;
+        if (ix->nfirst[b] == 0) {
+            free(ix->by_first[b]);
+            ix->by_first[b] = NULL;
+            ix->capfirst[b] = 0;
+        }
         free(t->p);
         free(t->term);
         free(t);
@@ -703,12 +710,18 @@ const char *search_sm_verify(const state_t *st)
         }
         SM_VERIFY(&why, sumtf == ix->total_len, "search: postings do not add up to total_len");
         size_t listed = 0;
-        for (int i = 0; i < 256 && !why; i++)
-            for (const sterm_t *t = ix->by_first[i]; t && !why; t = t->fnext) {
-                SM_VERIFY(&why, (unsigned char)t->term[0] == i && (t->fnext == NULL ||
-                          t->fnext->fprev == t), "search: a term in the wrong first-byte list");
+        for (int i = 0; i < 256 && !why; i++) {
+            SM_VERIFY(&why, ix->nfirst[i] <= ix->capfirst[i] &&
+                      (ix->nfirst[i] == 0 || ix->by_first[i]), "search: a first-byte list's size");
+            for (uint32_t j = 0; j < ix->nfirst[i] && !why; j++) {
+                const sfirst_t *f = &ix->by_first[i][j];
+                SM_VERIFY(&why, (unsigned char)f->t->term[0] == i && f->t->fat == j &&
+                          f->len == f->t->len &&
+                          f->head == search_sm_head(f->t->term, f->t->len),
+                          "search: a term in the wrong first-byte list");
                 listed++;
             }
+        }
         SM_VERIFY(&why, listed == HASH_COUNT(ix->terms), "search: first-byte lists miss terms");
     }
     SM_VERIFY(&why, HASH_CNT(hid, ss->by_id) == alldocs, "search: id table count is wrong");

@@ -74,12 +74,30 @@ typedef struct spost {
 
 typedef struct sterm {
     UT_hash_handle hh;            /* in its index's terms */
-    struct sterm *fnext, *fprev;  /* in its index's by_first[term[0]] (not ordered) */
+    uint32_t fat;                 /* its entry in its index's by_first[term[0]] */
     char *term;
     uint32_t len;
     spost_t *p;                   /* sorted by p->doc->id; n = the term's df in the shard */
     uint32_t n, cap;
 } sterm_t;
+
+/* An entry of a first-byte list: a term and, so that a prefix* can be matched without
+ * reading the term, its length and first bytes. */
+typedef struct sfirst {
+    uint64_t head;                /* search_sm_head(term, len) */
+    uint32_t len;
+    sterm_t *t;
+} sfirst_t;
+
+/* A term's first bytes, up to 8, byte i in bits 8i..8i+7 (zero beyond len): two texts of
+ * at least n <= 8 bytes begin alike iff their heads agree in the low 8n bits. */
+static inline uint64_t search_sm_head(const char *s, size_t len)
+{
+    uint64_t h = 0;
+    for (size_t i = 0; i < len && i < 8; i++)
+        h |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    return h;
+}
 
 typedef struct sindex {
     UT_hash_handle hh;            /* in the shard's indexes, by name */
@@ -103,8 +121,11 @@ typedef struct sindex {
     uint64_t total_len;           /* sum of the documents' lengths */
     sterm_t *terms;
     /* The terms by their first byte, so that a prefix* looks at those that may match only
-     * (derived, in no particular order: the query engine sorts what it finds). */
-    sterm_t *by_first[256];
+     * (derived, in no particular order: the query engine sorts what it finds): arrays of
+     * nfirst[b] entries (a term's is by_first[b][t->fat]; a removed term's place is taken
+     * by the last), walked without reading the terms. */
+    sfirst_t *by_first[256];
+    uint32_t nfirst[256], capfirst[256];
 } sindex_t;
 
 /* ---- read API (read or write lock held) ---- */
