@@ -417,22 +417,22 @@ static const spost_t *post_of(const sterm_t *t, uint64_t id)
     uint32_t lo = 0, hi = t->n;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (t->p[mid].doc->id < id)
+        if (t->p[mid].id < id)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < t->n && t->p[lo].doc->id == id ? &t->p[lo] : NULL;
+    return lo < t->n && t->p[lo].id == id ? &t->p[lo] : NULL;
 }
 
-/* The first i >= from with t->p[i].doc->id >= id (t->n if none): galloping from `from`, so
+/* The first i >= from with t->p[i].id >= id (t->n if none): galloping from `from`, so
  * a walk over ascending ids costs O(log gap) a step. */
 static uint32_t post_seek(const sterm_t *t, uint32_t from, uint64_t id)
 {
-    if (from >= t->n || t->p[from].doc->id >= id)
+    if (from >= t->n || t->p[from].id >= id)
         return from;
     uint32_t lo = from, step = 1, hi = from + 1;   /* p[lo] < id */
-    while (hi < t->n && t->p[hi].doc->id < id) {
+    while (hi < t->n && t->p[hi].id < id) {
         lo = hi;
         step = step < (1u << 30) ? step * 2 : step;
         hi = t->n - lo > step ? lo + step : t->n;
@@ -440,7 +440,7 @@ static uint32_t post_seek(const sterm_t *t, uint32_t from, uint64_t id)
     lo++;
     while (lo < hi) {                               /* p[lo - 1] < id, p[hi] >= id or end */
         uint32_t mid = lo + (hi - lo) / 2;
-        if (t->p[mid].doc->id < id)
+        if (t->p[mid].id < id)
             lo = mid + 1;
         else
             hi = mid;
@@ -567,27 +567,28 @@ static void score_clause(accs_t *A, const query_t *q, int ci, const sindex_t *ix
     uint32_t nb = 0;
     for (uint32_t i = 0; i < ts[drv]->n; i++) {
         const spost_t **ps = bps[nb];
-        const sdoc_t *d = ts[drv]->p[i].doc;
+        uint64_t id = ts[drv]->p[i].id;
         int all = 1, end = 0;
         for (uint32_t e = 0; e < c->n && all; e++) {
             if (e == drv) {
                 ps[e] = &ts[drv]->p[i];
                 continue;
             }
-            at[e] = post_seek(ts[e], at[e], d->id);
+            at[e] = post_seek(ts[e], at[e], id);
             if (at[e] == ts[e]->n) {
                 end = 1;                           /* no later document has term e */
                 break;
             }
             ps[e] = &ts[e]->p[at[e]];
-            all = ps[e]->doc == d;
+            all = ps[e]->id == id;
         }
         if (end)
             break;
         if (!all)
             continue;
         for (uint32_t e = 0; e < c->n; e++)
-            __builtin_prefetch(ps[e]->pos);
+            for (uint32_t l = 0; l < ps[e]->tf && l < 64; l += 16)
+                __builtin_prefetch(ps[e]->pos + l);       /* up to 4 cache lines */
         if (++nb == PHRASE_BATCH) {
             phrase_score(A, c, ci, ix, s, bps, nb);
             nb = 0;

@@ -54,7 +54,7 @@ static uint32_t post_find(const sterm_t *t, uint64_t id)
     uint32_t lo = 0, hi = t->n;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (t->p[mid].doc->id < id)
+        if (t->p[mid].id < id)
             lo = mid + 1;
         else
             hi = mid;
@@ -136,9 +136,9 @@ static void index_doc(sindex_t *ix, sdoc_t *d)
             t->p = xrealloc(t->p, t->cap * sizeof(*t->p));
         }
         uint32_t at = post_find(t, d->id);
-        ASSERT(at == t->n || t->p[at].doc->id != d->id);
+        ASSERT(at == t->n || t->p[at].id != d->id);
         memmove(t->p + at + 1, t->p + at, (t->n - at) * sizeof(*t->p));
-        t->p[at] = (spost_t){ .doc = d, .tf = e->n, .slot = d->slot, .pos = e->pos };
+        t->p[at] = (spost_t){ .id = d->id, .tf = e->n, .slot = d->slot, .pos = e->pos };
         t->n++;
         len += e->n;
         free(e);
@@ -159,7 +159,7 @@ static int drop_one(void *arg, const tok_term_t *tk)
     if (!t)
         return 0;                         /* a term seen earlier in this document */
     uint32_t at = post_find(t, d->id);
-    if (at == t->n || t->p[at].doc != d)
+    if (at == t->n || t->p[at].id != d->id)
         return 0;
     free(t->p[at].pos);
     memmove(t->p + at, t->p + at + 1, (t->n - at - 1) * sizeof(*t->p));
@@ -697,14 +697,17 @@ const char *search_sm_verify(const state_t *st)
             SM_VERIFY(&why, t->len >= 1 && t->len <= TOK_TERM_MAX, "search: term length");
             for (uint32_t i = 0; i < t->n && !why; i++) {
                 const spost_t *p = &t->p[i];
-                SM_VERIFY(&why, p->doc->idx == ix && p->slot == p->doc->slot,
-                          "search: a posting of another index or slot");
-                SM_VERIFY(&why, i == 0 || t->p[i - 1].doc->id < p->doc->id,
+                const sdoc_t *pd = p->slot < ix->nslots ? ix->slots[p->slot] : NULL;
+                SM_VERIFY(&why, pd && pd->idx == ix && pd->slot == p->slot && pd->id == p->id,
+                          "search: a posting of another index, slot or id");
+                if (why)
+                    break;
+                SM_VERIFY(&why, i == 0 || t->p[i - 1].id < p->id,
                           "search: postings not sorted by document id");
-                SM_VERIFY(&why, p->tf >= 1 && p->tf <= p->doc->len, "search: tf out of range");
+                SM_VERIFY(&why, p->tf >= 1 && p->tf <= pd->len, "search: tf out of range");
                 for (uint32_t j = 1; j < p->tf && !why; j++)
                     SM_VERIFY(&why, p->pos[j - 1] < p->pos[j], "search: positions not ascending");
-                SM_VERIFY(&why, p->pos[p->tf - 1] < p->doc->len, "search: position past the end");
+                SM_VERIFY(&why, p->pos[p->tf - 1] < pd->len, "search: position past the end");
                 sumtf += p->tf;
             }
         }

@@ -65,10 +65,13 @@ typedef struct sdoc {
 } sdoc_t;
 #define SEARCH_CKPT 8         /* 4 bytes a document per 8 terms */
 
+/* A document's posting of a term. Its document is ix->slots[slot]; a posting carries the
+ * document's id and slot so that walking, seeking (by id) and scoring postings read no
+ * document. */
 typedef struct spost {
-    sdoc_t *doc;
+    uint64_t id;                  /* the document's id */
     uint32_t tf;                  /* occurrences = positions */
-    uint32_t slot;                /* doc->slot: scoring need not read the document */
+    uint32_t slot;                /* the document's slot */
     uint32_t *pos;                /* ascending */
 } spost_t;
 
@@ -77,7 +80,7 @@ typedef struct sterm {
     uint32_t fat;                 /* its entry in its index's by_first[term[0]] */
     char *term;
     uint32_t len;
-    spost_t *p;                   /* sorted by p->doc->id; n = the term's df in the shard */
+    spost_t *p;                   /* sorted by p->id; n = the term's df in the shard */
     uint32_t n, cap;
 } sterm_t;
 
