@@ -77,7 +77,7 @@ served=$(awk -v n="$L" -v m="M restart$ROUNDS-" 'index($0, m) == 1 { on = 1; nex
 checke restarted-node-served-clients '[ "$served" -ge 50 ]' || note "only $served ops of node $L's clients completed after its restart"
 
 # ---- the verdict
-out=$(timeout 120 "$LINCHECK" --min-writes 300 --min-reads 300 --min-after-last-mark 200 "$T/hist" 2>&1); rc=$?
+out=$(timeout 120 "$LINCHECK" --min-writes 300 --min-reads 300 --min-after-last-mark 200 --max-states 3000000 "$T/hist" 2>&1); rc=$?
 while IFS= read -r l; do echo "$l"; done <<<"$out"
 case $rc in
     0) ok linearizable; ok enough-operations ;;
