@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/integration/wiped.sh — a member whose data directory was emptied (docs/MEMBERSHIP.md
-# "A wiped node, and what the incarnation guards"). A 3-node cluster (4 shards, 3 replicas)
+# "A wiped node, and what the incarnation guards"). A 3-node cluster (2 shards, 3 replicas)
 # records each member's incarnation. Node 3 is killed (kill -9), its data directory emptied,
 # and it is started again with its old arguments: the others refuse it (their logs and
 # .cluster/health say why and what to do), so it never counts in a quorum and its mount
@@ -12,7 +12,7 @@
 . "$(dirname "$0")/lib_cluster.sh"
 KEEP=${TEST_LOGDIR:-$QI_ROOT/build/test-logs}/wiped-$(date +%Y%m%d-%H%M%S)
 
-CLUSTER_SPARE=1 cluster_up 3 --node-args "--shards 4"
+CLUSTER_SPARE=1 cluster_up 3 --node-args "--shards 2"
 
 for i in $(seq 1 30); do echo "v$i" >"${M[1]}/cache/w$i" || break; done
 checke written-before '[ "$(cat "${M[3]}/cache/w30" 2>/dev/null)" = v30 ]'
