@@ -757,6 +757,36 @@ static int snip_one(void *arg, const tok_term_t *tk)
     return end < tend;
 }
 
+/* Gives snip_one the terms of text[s->base..len) as tokenize would while every byte it
+ * reads is ASCII (the terms are then the runs of letters and digits: tokenize.h): 1 when it
+ * is done (snip_one stopped it, or the text ended), 0 when it met a byte from 0x80 (a
+ * separator, or more of the word: the caller starts over with tokenize). */
+static int snip_ascii(struct snip *s, const char *text, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)text + s->base;
+    size_t n = len - s->base, i = 0;
+    uint32_t pos = 0;
+    char word[TOK_TERM_MAX];
+    while (i < n) {
+        if (p[i] >= 0x80)
+            return 0;
+        if (!tokenize_ascii_fold[p[i]]) {
+            i++;
+            continue;
+        }
+        size_t start = i, wl = 0;
+        for (; i < n && tokenize_ascii_fold[p[i]]; i++)
+            if (wl < TOK_TERM_MAX)
+                word[wl++] = (char)tokenize_ascii_fold[p[i]];
+        if (i < n && p[i] >= 0x80)
+            return 0;                     /* the word may go on: tokenize decides */
+        tok_term_t t = { .term = word, .len = wl, .pos = pos++, .start = start, .end = i };
+        if (snip_one(s, &t))
+            return 1;
+    }
+    return 1;
+}
+
 /* The first position of a term the snippets highlight in each hit's document, into
  * first[0..nhits) (UINT32_MAX if none), from the postings of its shard: each term is
  * looked up once a shard that has hits, then sought in every hit of that shard. */
@@ -806,7 +836,12 @@ static void snippet(sbuf_t *b, const query_t *q, const sdoc_t *d, uint32_t first
             s.pos0 = j * SEARCH_CKPT;
         }
     }
-    tokenize(text + s.base, d->text->len - s.base, snip_one, &s);
+    struct snip s0 = s;
+    if (!snip_ascii(&s, text, d->text->len)) {
+        s = s0;                           /* not all ASCII: from the start, the full way */
+        memset(mark, 0, sizeof(mark));
+        tokenize(text + s.base, d->text->len - s.base, snip_one, &s);
+    }
     if (!s.found) {
         s.wstart = 0;
         s.wend = d->text->len < BM25_SNIPPET_BYTES ? d->text->len : BM25_SNIPPET_BYTES;

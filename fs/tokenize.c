@@ -199,10 +199,9 @@ static int end_run(walk_t *w)
     return rc;
 }
 
-/* For each byte: an ASCII letter or digit gives its folded (lower-case) form, any other
- * byte 0 (a separator for ASCII; bytes from 0x80 are decoded, not looked up here). */
+/* tokenize.h */
 #define FOLD_RANGE8(c) (c), (c) + 1, (c) + 2, (c) + 3, (c) + 4, (c) + 5, (c) + 6, (c) + 7
-static const unsigned char ascii_fold[256] = {
+const unsigned char tokenize_ascii_fold[256] = {
     ['0'] = FOLD_RANGE8('0'), ['8'] = '8', ['9'] = '9',
     ['A'] = FOLD_RANGE8('a'), ['I'] = FOLD_RANGE8('i'), ['Q'] = FOLD_RANGE8('q'),
     ['Y'] = 'y', ['Z'] = 'z',
@@ -221,12 +220,12 @@ int tokenize(const char *text, size_t len, int (*fn)(void *arg, const tok_term_t
         if (p[i] < 0x80) {
             /* ASCII, the common case, without decoding: as classify() and the cases below
              * would do it, a run of letters and digits at a time */
-            if (!ascii_fold[p[i]]) {
+            if (!tokenize_ascii_fold[p[i]]) {
                 if (w.inword)
                     rc = end_word(&w);
                 if (rc == 0 && w.run)
                     rc = end_run(&w);
-                for (i++; i < len && p[i] < 0x80 && !ascii_fold[p[i]]; i++)
+                for (i++; i < len && p[i] < 0x80 && !tokenize_ascii_fold[p[i]]; i++)
                     ;                      /* the rest of an ASCII separator run */
                 continue;
             }
@@ -239,12 +238,12 @@ int tokenize(const char *text, size_t len, int (*fn)(void *arg, const tok_term_t
             /* the run's bytes, folded, as far as the term has room; a byte that does not
              * fit cuts the word (full) */
             size_t j = i + 1;
-            while (j < len && ascii_fold[p[j]])
+            while (j < len && tokenize_ascii_fold[p[j]])
                 j++;
             size_t room = w.full ? 0 : TOK_TERM_MAX - w.wlen;
             size_t take = j - i < room ? j - i : room;
             for (size_t k = 0; k < take; k++)
-                w.word[w.wlen + k] = (char)ascii_fold[p[i + k]];
+                w.word[w.wlen + k] = (char)tokenize_ascii_fold[p[i + k]];
             w.wlen += take;
             if (j - i > take)
                 w.full = 1;

@@ -34,6 +34,12 @@ typedef struct tok_term {
     size_t start, end;   /* the bytes of the text it came from: [start, end) */
 } tok_term_t;
 
+/* For each byte: an ASCII letter or digit gives its folded (lower-case) form, any other
+ * byte 0 (a separator for ASCII; bytes from 0x80 are decoded by tokenize, never looked up
+ * here). In ASCII text, tokenize's terms are exactly the runs of bytes with a nonzero
+ * entry, folded and cut to TOK_TERM_MAX bytes (their start and end: the whole run's). */
+extern const unsigned char tokenize_ascii_fold[256];
+
 /* Calls fn(arg, t) for every term of text[0..len) in order, until fn returns nonzero (that
  * value is returned); 0 when every term was given. Any bytes are accepted. */
 int tokenize(const char *text, size_t len, int (*fn)(void *arg, const tok_term_t *t),

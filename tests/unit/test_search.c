@@ -474,6 +474,26 @@ TEST(snippet_deep_in_a_document)
     done(st);
 }
 
+/* A snippet is made the short way while its text is ASCII and the full way when a byte
+ * from 0x80 follows (tokenize.h): a combining mark or a Latin letter after an ASCII word is
+ * more of the word (highlighted with it), a dash is a separator. */
+TEST(snippet_ascii_then_more_of_the_word)
+{
+    state_t *st = fresh();
+    CHECK_EQ(put(st, "i", "ascii", "x cafe y"), 0);
+    CHECK_EQ(put(st, "i", "mark", "x cafe\xcc\x81 y"), 0);
+    CHECK_EQ(put(st, "i", "latin", "x caf\xc3\xa9 y"), 0);
+    CHECK_EQ(put(st, "i", "dash", "x cafe\xe2\x80\x94y"), 0);
+    state_t *one[1] = { st };
+    const char *got = query(one, 1, "i", "cafe");
+    CHECK_EQ(lines(got), 4);
+    CHECK(strstr(got, "\tascii\tx [cafe] y\n") != NULL);
+    CHECK(strstr(got, "\tmark\tx [cafe\xcc\x81] y\n") != NULL);
+    CHECK(strstr(got, "\tlatin\tx [caf\xc3\xa9] y\n") != NULL);
+    CHECK(strstr(got, "\tdash\tx [cafe]\xe2\x80\x94y\n") != NULL);
+    done(st);
+}
+
 /* ---------------------------------------------------------------- the query cache */
 
 /* Every command applied (whatever its result) and every restore give the shard a new
@@ -589,6 +609,7 @@ int main(void)
     RUN(slots_reused_same_answers);
     RUN(limit_keeps_the_best);
     RUN(snippet_deep_in_a_document);
+    RUN(snippet_ascii_then_more_of_the_word);
     RUN(versions_change_with_every_command);
     RUN(cache_serves_only_unchanged_versions);
     RUN(cache_is_bounded_lru);
