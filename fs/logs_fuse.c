@@ -301,7 +301,7 @@ static int open_ino(lgfront_t *lf, fuse_ino_t ino, int flags, lgfh_t **out)
     if (fh->cached && !__atomic_load_n(&lf->se, __ATOMIC_ACQUIRE))
         fh->cached = 0;                    /* no session to notify yet (note_session) */
     if (fh->cached)
-        fh->cached = 1 + lgpc_open(lf->pc, ino, v.start);   /* 2: keep the pages */
+        fh->cached = 1 + lgpc_open(lf->pc, ino, v.start);   /* 2: keep the pages; 0: not */
     fh->pos = v.end;
     fh->seen_end = v.end;
     fh->seen_mtime = v.mtime_ms;
@@ -688,6 +688,7 @@ static void lg_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (rc == 0 && is_follow_name(name))
         rc = -EPERM;
     uint64_t id = 0;                       /* the log's id before the removal, if known */
+    int known = 0;                         /* a cached open used it on this mount */
     if (rc == 0) {
         state_t *st = lstate(lf, lshard(lf, name));
         log_view_t v;
@@ -695,14 +696,16 @@ static void lg_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
         if (logs_sm_get(st, name, strlen(name), &v) == 0)
             id = v.id;
         pthread_rwlock_unlock(&st->lock);
+        known = id && lf->pc && lgpc_known(lf->pc, NS_SHARD_INO(NS_LOGS, lshard(lf, name), id));
         cmdbuf_t b;
         logs_cmd_unlink(&b, node_now_ms(), name);
         rc = node_propose(lf->ctx.node, lshard(lf, name), &b, NULL);
     }
     /* descriptors of this mount open across the rm read EOF from its return: their cached
-     * pages go before it (other mounts drop theirs from the delivery of the removal) */
-    if (rc == 0 && id)
-        pc_report(lf, lshard(lf, name), id, 1);
+     * pages go before it (other mounts drop theirs from the delivery of the removal, which
+     * on this mount ran already, on the applying thread, and only queued it) */
+    if (rc == 0 && known)
+        lgpc_inval_now(lf->pc, NS_SHARD_INO(NS_LOGS, lshard(lf, name), id), 0, 0);
     fuse_reply_err(req, -rc);
 }
 
@@ -1115,8 +1118,8 @@ static void *lg_start(struct node *n)
     return lf;
 }
 
-/* Before the session ends: the queued invalidations are written, then the thread stops
- * (what is reported later is dropped; no open can be cached after the mount ends). */
+/* Before the session ends: the invalidation thread stops, dropping what is queued (what is
+ * reported later is dropped too; no open can be cached after the mount ends). */
 static void lg_quiesce(void *ctx)
 {
     lgfront_t *lf = ctx;

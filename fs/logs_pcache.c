@@ -138,6 +138,10 @@ void lgpc_quiesce(lgpc_t *pc)
     int join = pc->started;
     pc->started = 0;
     pc->stop = 1;
+    /* the mount is ending (its requests are no longer read): what is queued is dropped, not
+     * written, since an invalidation could wait forever for a page locked by a read the
+     * kernel still holds; the pages go with the mount */
+    pc->nq = 0;
     pthread_cond_signal(&pc->cv);
     pthread_mutex_unlock(&pc->mu);
     if (join)
@@ -168,11 +172,13 @@ int lgpc_open(lgpc_t *pc, uint64_t ino, uint64_t start)
     int keep = 0;
     if (!e) {
         e = calloc(1, sizeof(*e));
-        if (e) {                           /* else: not tracked, every open drops the pages */
-            e->ino = ino;
-            e->clean = e->queued = start;
-            HASH_ADD(hh, pc->tab, ino, sizeof(e->ino), e);
+        if (!e) {
+            pthread_mutex_unlock(&pc->mu);
+            return -1;                     /* not tracked: the open must not cache */
         }
+        e->ino = ino;
+        e->clean = e->queued = start;
+        HASH_ADD(hh, pc->tab, ino, sizeof(e->ino), e);
     } else if (start > e->clean) {
         e->clean = start;                  /* the open's own invalidation covers it */
         if (e->queued < start)
@@ -214,8 +220,12 @@ void lgpc_report(lgpc_t *pc, uint64_t ino, int exists, uint64_t start, int now)
         HASH_DEL(pc->tab, e);
         free(e);
         len = 0;                           /* every page */
-    } else if (e && start > e->queued) {
-        e->queued = start;
+    } else if (e && (now ? start > e->clean : start > e->queued)) {
+        /* a request handler writes what is not confirmed yet, even when the delivery (which
+         * runs first, on the applying thread) queued it already: its caller must not return
+         * before the pages are gone */
+        if (e->queued < start)
+            e->queued = start;
         len = (off_t)start;
     }
     if (len >= 0 && !now)
@@ -264,4 +274,12 @@ void lgpc_counts(lgpc_t *pc, uint64_t *written, uint64_t *failed)
     *written = pc->written;
     *failed = pc->failed;
     pthread_mutex_unlock(&pc->mu);
+}
+
+size_t lgpc_queued(lgpc_t *pc)
+{
+    pthread_mutex_lock(&pc->mu);
+    size_t n = pc->nq;
+    pthread_mutex_unlock(&pc->mu);
+    return n;
 }

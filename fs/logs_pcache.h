@@ -33,8 +33,9 @@ typedef struct lgpc lgpc_t;
 /* A table with its notifier thread started; NULL when out of memory or the thread cannot
  * start. */
 lgpc_t *lgpc_new(lgpc_notify_fn notify, void *arg);
-/* Writes what is queued, then stops the thread: after it, queued reports are dropped (the
- * mount's session is ending). Idempotent. */
+/* Stops the thread, dropping what is queued (the mount's session is ending and its requests
+ * are no longer read: an invalidation could wait for a page a pending read holds; the pages
+ * go with the mount); reports after it are dropped. Idempotent. */
 void lgpc_quiesce(lgpc_t *pc);
 /* Quiesces and frees (NULL: nothing). */
 void lgpc_free(lgpc_t *pc);
@@ -48,14 +49,16 @@ int lgpc_cacheable(uint64_t start);
  * when the open may keep the pages cached before it (keep_cache), 0 when the open must drop
  * them (the first cached open of the inode on this mount, or start moved past the clean
  * start and its invalidation is not confirmed yet): the kernel then invalidates every page
- * of the inode at the open, synchronously, and start becomes the clean start. */
+ * of the inode at the open, synchronously, and start becomes the clean start. -1 when the
+ * inode cannot be tracked (out of memory): the open must not use the page cache. */
 int lgpc_open(lgpc_t *pc, uint64_t ino, uint64_t start);
 
 /* The log of inode ino now: gone (exists 0) or with oldest retained offset start. Does
  * nothing for an inode no cached open used. Else, when the log is gone, every page is
  * invalidated and the inode forgotten; when start is past the clean start (and past what is
  * already queued), pages [0, start) are invalidated. now: write the notification before
- * returning (a FUSE request handler, no lock held), else queue it (the delivery hook). */
+ * returning (a FUSE request handler, no lock held) unless start is confirmed clean already
+ * (what the delivery queued is written again), else queue it (the delivery hook). */
 void lgpc_report(lgpc_t *pc, uint64_t ino, int exists, uint64_t start, int now);
 
 /* Whether a cached open used inode ino on this mount (its pages may be cached). */
@@ -71,5 +74,7 @@ size_t lgpc_list(lgpc_t *pc, int (*match)(void *arg, uint64_t ino), void *arg,
 
 /* Invalidations written so far and their failures other than -ENOENT (for tests). */
 void lgpc_counts(lgpc_t *pc, uint64_t *written, uint64_t *failed);
+/* Invalidations queued and not taken by the thread yet (for tests). */
+size_t lgpc_queued(lgpc_t *pc);
 
 #endif

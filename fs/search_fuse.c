@@ -1142,7 +1142,7 @@ static void *sr_start(struct node *n)
         char *end;
         errno = 0;
         unsigned long long v = strtoull(env, &end, 10);
-        if (errno || *end || env[0] == '-' || v > (1ull << 40))
+        if (errno || *end || env[0] < '0' || env[0] > '9' || v > (1ull << 40))   /* digits */
             fprintf(stderr, "quorumfs: QUORUMFS_SEARCH_CACHE_BYTES=%s: not a byte count up to "
                     "2^40; the query cache keeps %llu bytes\n", env, cap);
         else

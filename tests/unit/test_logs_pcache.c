@@ -2,8 +2,9 @@
  * the page cache, with a recording notify in place of the kernel: which opens may keep the
  * cache, the invalidations retention and removal cause (written at once from a handler,
  * queued from the delivery hook and written by the module's thread), an open racing a
- * queued invalidation dropping the pages itself, quiesce writing what is queued and
- * dropping later reports, the shard filter of lgpc_list and the failure count. */
+ * queued invalidation dropping the pages itself, quiesce dropping what is queued (behind a
+ * write in progress) and later reports, a handler's report writing what the delivery
+ * queued, the shard filter of lgpc_list and the failure count. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ static struct {
     call_t calls[64];
     int n;
     int closed;            /* the gate: notify waits while it is closed */
+    int held;              /* notifications waiting at the gate now */
     int rc;                /* what notify returns */
 } rec = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
@@ -34,8 +36,11 @@ static int rec_notify(void *arg, uint64_t ino, off_t off, off_t len)
 {
     (void)arg;
     pthread_mutex_lock(&rec.mu);
+    rec.held++;
+    pthread_cond_broadcast(&rec.cv);
     while (rec.closed)
         pthread_cond_wait(&rec.cv, &rec.mu);
+    rec.held--;
     if (rec.n < 64)
         rec.calls[rec.n++] = (call_t){ ino, off, len };
     int rc = rec.rc;
@@ -70,6 +75,20 @@ static int wait_calls(int n)
     while (rec.n < n && pthread_cond_timedwait(&rec.cv, &rec.mu, &until) == 0)
         ;
     int got = rec.n;
+    pthread_mutex_unlock(&rec.mu);
+    return got;
+}
+
+/* Waits (at most 10 s) until n notifications are held at the gate; returns how many are. */
+static int wait_held(int n)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&rec.mu);
+    while (rec.held < n && pthread_cond_timedwait(&rec.cv, &rec.mu, &until) == 0)
+        ;
+    int got = rec.held;
     pthread_mutex_unlock(&rec.mu);
     return got;
 }
@@ -131,6 +150,19 @@ TEST(test_open_and_report_now)
     lgpc_free(pc);
 }
 
+/* A request handler's report (now = 1) of inode 31 at start 8192. */
+static void *handler_main(void *arg)
+{
+    lgpc_report(*(lgpc_t **)arg, 31, 1, 8192, 1);
+    return NULL;
+}
+
+static void *quiesce_main(void *arg)
+{
+    lgpc_quiesce(arg);
+    return NULL;
+}
+
 TEST(test_queued)
 {
     gate(0);
@@ -157,18 +189,54 @@ TEST(test_queued)
             usleep(1000);
     }
     CHECK(keep);
-    /* quiesce writes what is queued, then drops later reports */
+    /* quiesce drops what is still queued: here an invalidation queued behind a write the
+     * thread is held in; then later reports */
+    CHECK_EQ(lgpc_open(pc, 13, 0), 0);
     gate(1);
-    lgpc_report(pc, 11, 0, 0, 0);
+    lgpc_report(pc, 11, 0, 0, 0);              /* the removal: the thread takes it, held */
     CHECK(!lgpc_known(pc, 11));
+    CHECK_EQ(wait_held(1), 1);
+    CHECK_EQ(lgpc_queued(pc), 0);
+    lgpc_report(pc, 13, 1, 4096, 0);           /* queued behind it */
+    CHECK_EQ(lgpc_queued(pc), 1);
+    pthread_t q;
+    CHECK_EQ(pthread_create(&q, NULL, quiesce_main, pc), 0);
+    for (int i = 0; i < 10000 && lgpc_queued(pc); i++)
+        usleep(1000);                          /* quiesce dropped it (the thread is held) */
+    CHECK_EQ(lgpc_queued(pc), 0);
     gate(0);
-    lgpc_quiesce(pc);
+    pthread_join(q, NULL);
     CHECK_EQ(ncalls(), 3);
     CHECK_EQ(rec.calls[2].len, 0);
     CHECK_EQ(lgpc_open(pc, 12, 0), 0);
     lgpc_report(pc, 12, 1, 4096, 0);
     CHECK_EQ(ncalls(), 3);
     lgpc_quiesce(pc);                          /* idempotent */
+    lgpc_free(pc);
+}
+
+/* The delivery (on the applying thread) runs before the handler that proposed: the handler's
+ * report must still write what the delivery only queued, before it returns. */
+TEST(test_handler_writes_what_delivery_queued)
+{
+    gate(0);
+    rec_reset();
+    lgpc_t *pc = lgpc_new(rec_notify, NULL);
+    CHECK(pc != NULL);
+    CHECK_EQ(lgpc_open(pc, 31, 0), 0);
+    gate(1);                                   /* the thread cannot write it */
+    lgpc_report(pc, 31, 1, 8192, 0);           /* the delivery: queued */
+    CHECK_EQ(wait_held(1), 1);                 /* taken by the thread, held at the gate */
+    pthread_t h;
+    struct hargs { lgpc_t *pc; } ha = { pc };
+    CHECK_EQ(pthread_create(&h, NULL, handler_main, &ha), 0);
+    CHECK_EQ(wait_held(2), 2);                 /* the handler writes too (held as well) */
+    gate(0);
+    pthread_join(h, NULL);
+    /* both wrote [0, 8192): the handler did not rely on the queued one */
+    CHECK_EQ(wait_calls(2), 2);
+    CHECK_EQ(rec.calls[0].len, 8192);
+    CHECK_EQ(rec.calls[1].len, 8192);
     lgpc_free(pc);
 }
 
@@ -232,6 +300,7 @@ int main(void)
     RUN(test_cacheable);
     RUN(test_open_and_report_now);
     RUN(test_queued);
+    RUN(test_handler_writes_what_delivery_queued);
     RUN(test_confirmed_by_thread);
     RUN(test_list_and_failures);
     return CHECK_DONE();
