@@ -65,33 +65,23 @@ static void gate(int closed)
     pthread_mutex_unlock(&rec.mu);
 }
 
-/* Waits (at most 10 s) until n notifications were recorded; returns how many there are. */
-static int wait_calls(int n)
+/* Waits (at most 10 s) until *count (a field of rec) reaches n; returns its value then. */
+static int wait_count(const int *count, int n)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 10;
     pthread_mutex_lock(&rec.mu);
-    while (rec.n < n && pthread_cond_timedwait(&rec.cv, &rec.mu, &until) == 0)
+    while (*count < n && pthread_cond_timedwait(&rec.cv, &rec.mu, &until) == 0)
         ;
-    int got = rec.n;
+    int got = *count;
     pthread_mutex_unlock(&rec.mu);
     return got;
 }
 
-/* Waits (at most 10 s) until n notifications are held at the gate; returns how many are. */
-static int wait_held(int n)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 10;
-    pthread_mutex_lock(&rec.mu);
-    while (rec.held < n && pthread_cond_timedwait(&rec.cv, &rec.mu, &until) == 0)
-        ;
-    int got = rec.held;
-    pthread_mutex_unlock(&rec.mu);
-    return got;
-}
+/* ... until n notifications were recorded, or are held at the gate. */
+static int wait_calls(int n) { return wait_count(&rec.n, n); }
+static int wait_held(int n) { return wait_count(&rec.held, n); }
 
 static int ncalls(void)
 {
