@@ -801,9 +801,12 @@ typedef struct fitem {
     size_t plen[2];
 } fitem_t;
 
+/* The end states a FINISHES item may carry: a runner's (ok, failed, timeout, killed), and
+ * lost, which a node gives a run of its own live session that it can no longer end
+ * otherwise (its runner's end was dropped: docs/JOBS.md "Ending"). */
 static int end_state(uint8_t s)
 {
-    return s == JR_OK || s == JR_FAILED || s == JR_TIMEOUT || s == JR_KILLED;
+    return s == JR_OK || s == JR_FAILED || s == JR_TIMEOUT || s == JR_KILLED || s == JR_LOST;
 }
 
 /* Reads "u32 n, n x item" of a FINISHES (n <= JOBS_BATCH_MAX, at least 1): n, or -EINVAL for
@@ -1607,6 +1610,48 @@ void jobs_cmd_finishes(cmdbuf_t *b, uint64_t now, uint64_t sid, uint32_t n, cons
                 cmd_bytes(b, f[i].out[s], f[i].len[s]);
             }
     }
+}
+
+uint64_t jobs_end_due(uint64_t first_ms, uint64_t last_ms)
+{
+    uint64_t a = first_ms + JOBS_END_GATHER_MS;
+    uint64_t b = last_ms ? last_ms + JOBS_END_GAP_MS : 0;
+    return a > b ? a : b;
+}
+
+int jobs_cmd_frees(const void *cmd, size_t len)
+{
+    cmdrd_t r;
+    cmd_hdr_t h;
+    if (cmd_read_hdr(&r, cmd, len, &h) < 0 || h.ns != NS_JOBS)
+        return 0;
+    if (h.op == JOP_RMDIR || h.op == JOP_FINISH)
+        return 1;
+    if (h.op != JOP_FINISHES)
+        return 0;
+    (void)cmd_get_u64(&r);
+    uint32_t n = cmd_get_u32(&r);
+    if (r.err || n == 0 || n > JOBS_BATCH_MAX)
+        return 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *name;
+        (void)cmd_get_path(&r, &name);
+        (void)cmd_get_u64(&r);
+        (void)cmd_get_u8(&r);
+        (void)cmd_get_u32(&r);
+        uint8_t streams = cmd_get_u8(&r);
+        if (r.err || streams > 3)
+            return 0;
+        for (int s = 0; s < 2; s++) {
+            if (!(streams >> s & 1))
+                continue;
+            const uint8_t *p;
+            (void)cmd_get_u64(&r);
+            if (cmd_get_bytes(&r, &p) != 0 || r.err)
+                return 0;               /* keeps output: it grows the state */
+        }
+    }
+    return r.off == r.len;
 }
 
 int jobs_result_bit(const sm_result_t *res, uint32_t i)

@@ -62,7 +62,8 @@ enum jobs_op {
     JOP_FINISHES,    /* u64 sid, u32 n, n x (str job, u64 run, u8 JR_* end state, u32 exit,
                         u8 streams (bit 0 stdout, bit 1 stderr), per stream in the bits:
                         u64 total, bytes kept): each item ends its run as FINISH would,
-                        after appending its output as OUTPUT would */
+                        after appending its output as OUTPUT would; an item may also end
+                        its run LOST (FINISH may not) */
 };
 #define JOBS_BATCH_MAX 512               /* items of a batch (SM_RESULT_MAX bits) */
 enum { JSET_CMD = 1, JSET_SCHEDULE, JSET_TIMEOUT, JSET_RETRIES, JSET_CONCURRENCY };
@@ -102,7 +103,8 @@ void jobs_cmd_batch(cmdbuf_t *b, uint64_t now, uint8_t op, uint64_t sid, uint32_
 typedef struct jobs_fin {
     const char *job;
     uint64_t run;
-    uint8_t state;                       /* JR_OK, JR_FAILED, JR_TIMEOUT or JR_KILLED */
+    uint8_t state;                       /* JR_OK, JR_FAILED, JR_TIMEOUT, JR_KILLED, or JR_LOST
+                                            (a run this node can no longer end otherwise) */
     int32_t exit_code;
     const void *out[2];                  /* kept bytes of stdout, stderr (len[s] each) */
     size_t len[2];
@@ -112,6 +114,21 @@ typedef struct jobs_fin {
 size_t jobs_fin_size(const jobs_fin_t *f);
 /* A FINISHES of the ends f[0..n) (1 <= n <= JOBS_BATCH_MAX) of runs of session sid. */
 void jobs_cmd_finishes(cmdbuf_t *b, uint64_t now, uint64_t sid, uint32_t n, const jobs_fin_t *f);
+/* When a node proposes the run ends it queued for a shard (docs/JOBS.md "Ending"): the
+ * shard's oldest queued end was queued at first_ms, its last FINISHES was proposed at
+ * last_ms (0: never), both monotonic ms. Returns the time to propose them: JOBS_END_GATHER_MS
+ * after the first (ends of runs that end together share the entry), but not before
+ * JOBS_END_GAP_MS after the last (a shard gets at most one FINISHES of a node per gap). So an
+ * end queued after the shard's last FINISHES was proposed is proposed at most
+ * max(JOBS_END_GATHER_MS, JOBS_END_GAP_MS) after it was queued. */
+#define JOBS_END_GATHER_MS 10
+#define JOBS_END_GAP_MS 100
+uint64_t jobs_end_due(uint64_t first_ms, uint64_t last_ms);
+/* Whether encoded command cmd only frees or ends what the state holds, so that a full
+ * disk must still log it (fs/node.c's cmd_class: CC_FREEING, as deletes): RMDIR, FINISH,
+ * and a well-formed FINISHES none of whose items keeps output bytes (a run's end gives back
+ * its active slot and admits the job's next run; kept output would grow the state). */
+int jobs_cmd_frees(const void *cmd, size_t len);
 /* Whether item i of an applied TICKS, STARTS or FINISHES was applied. */
 int jobs_result_bit(const sm_result_t *res, uint32_t i);
 /* RUN's result: the run's number. */

@@ -7,7 +7,9 @@
  * are spent, missed ticks marked late and the catch-up policy, the `.events` lines, refused
  * malformed commands that change nothing (same snapshot bytes), and byte-identical
  * snapshots through a restore; FINISHES (a batch of run ends with their output) leaving the
- * same state as the OUTPUT and FINISH commands it replaces, and the scheduler's index (by
+ * same state as the OUTPUT and FINISH commands it replaces, a lost end for a run whose end
+ * was dropped, which commands a full disk still logs, when queued ends are proposed, and
+ * the scheduler's index (by
  * next fire time, and of active jobs) agreeing with a full scan through random commands and
  * a restore. No FUSE code. */
 #include <errno.h>
@@ -584,6 +586,112 @@ TEST(malformed_finishes_change_nothing)
     done(sh);
 }
 
+/* A node ends as lost a run of its own live session that nothing of it can end any more
+ * (its end was dropped: docs/JOBS.md "Ending"): a FINISHES item in state lost ends the run
+ * as the session's end would (retried with backoff, counted as a failure), and frees a
+ * forbid job for its next tick. Items for runs not running on the session change nothing. */
+TEST(finishes_end_a_dropped_run_lost)
+{
+    uint64_t sid;
+    shard_t *sh = three_running(&sid);
+    CHECK(sh);
+    CHECK_EQ(set(sh, "a1", JSET_CONCURRENCY, "forbid", T0 + 3), 0);
+    CHECK_EQ(manual(sh, "a1", T0 + 3, NULL), -EBUSY);          /* run 1 is running */
+    jobs_fin_t f[2] = { { .job = "a1", .run = 1, .state = JR_LOST },
+                        { .job = "c1", .run = 1, .state = JR_LOST } };   /* c1 1: pending */
+    cmdbuf_t b;
+    sm_result_t res;
+    int nrev = sh->nrev;
+    jobs_cmd_finishes(&b, T0 + 5000, sid, 2, f);
+    CHECK_EQ(run(sh, &b, &res), 0);
+    CHECK(jobs_result_bit(&res, 0) && !jobs_result_bit(&res, 1));
+    CHECK(sh->nrev > nrev);                                   /* an end event */
+    run_view_t r = rview(sh, "a1", 1);
+    CHECK(r.state == JR_LOST && r.finished_ms == T0 + 5000);
+    CHECK_EQ(rview(sh, "c1", 1).state, JR_PENDING);
+    r = rview(sh, "a1", 2);                                   /* retries 1: one more try */
+    CHECK(r.state == JR_PENDING && r.attempt == 2 && r.not_before_ms == T0 + 5000 + JOBS_BACKOFF_MS);
+    job_view_t v = view(sh, "a1");
+    CHECK(v.failures == 1 && v.failed_total == 1 && v.active == 1);
+    /* the retry ends too: a forbid job takes a new run again */
+    CHECK_EQ(start(sh, "a1", 2, sid, T0 + 6000), 0);
+    CHECK_EQ(finish(sh, "a1", 2, sid, JR_OK, 0, T0 + 6100), 0);
+    CHECK_EQ(manual(sh, "a1", T0 + 6200, NULL), 0);
+    /* another session's run is not this session's to end */
+    uint64_t other = open_session(sh, T0, "node-b");
+    CHECK(other);
+    f[0] = (jobs_fin_t){ .job = "b1", .run = 1, .state = JR_LOST };
+    jobs_cmd_finishes(&b, T0 + 7000, other, 1, f);
+    CHECK_EQ(run(sh, &b, &res), 0);
+    CHECK(!jobs_result_bit(&res, 0));
+    CHECK_EQ(rview(sh, "b1", 1).state, JR_RUNNING);
+    done(sh);
+}
+
+static int frees(cmdbuf_t *b)
+{
+    int r = jobs_cmd_frees(b->p, b->len);
+    free(b->p);
+    return r;
+}
+
+/* Which jobs/ commands a full disk must still log (fs/node.c's cmd_class, CC_FREEING): a
+ * job's removal and the ends of runs that keep no output; never what adds to the state. */
+TEST(run_ends_without_output_free)
+{
+    cmdbuf_t b;
+    jobs_fin_t f[2] = { { .job = "a1", .run = 1, .state = JR_OK },
+                        { .job = "b1", .run = 4, .state = JR_LOST } };
+    jobs_cmd_rmdir(&b, T0, "a1");
+    CHECK_EQ(frees(&b), 1);
+    jobs_cmd_finish(&b, T0, "a1", 1, 7, JR_FAILED, 1);
+    CHECK_EQ(frees(&b), 1);
+    jobs_cmd_finishes(&b, T0, 7, 2, f);
+    CHECK_EQ(frees(&b), 1);
+    f[1].total[0] = 5000;                 /* a stream whose output was not kept: it reads cut */
+    jobs_cmd_finishes(&b, T0, 7, 2, f);
+    CHECK_EQ(frees(&b), 1);
+    f[1].out[0] = "hello";                /* kept output grows the state */
+    f[1].len[0] = 5;
+    jobs_cmd_finishes(&b, T0, 7, 2, f);
+    CHECK_EQ(frees(&b), 0);
+    f[1].len[0] = 0;
+    jobs_cmd_finishes(&b, T0, 7, 2, f);   /* malformed (cut short) */
+    b.len -= 3;
+    CHECK_EQ(frees(&b), 0);
+    const char *jobs[1] = { "a1" };
+    uint64_t v[1] = { T0 };
+    jobs_cmd_batch(&b, T0, JOP_TICKS, 0, 1, jobs, v);
+    CHECK_EQ(frees(&b), 0);
+    jobs_cmd_batch(&b, T0, JOP_STARTS, 7, 1, jobs, v);
+    CHECK_EQ(frees(&b), 0);
+    jobs_cmd_mkdir(&b, T0, "a1");
+    CHECK_EQ(frees(&b), 0);
+    jobs_cmd_set(&b, T0, "a1", JSET_CMD, "true", 4);
+    CHECK_EQ(frees(&b), 0);
+    jobs_cmd_run(&b, T0, "a1");
+    CHECK_EQ(frees(&b), 0);
+    jobs_cmd_output(&b, T0, "a1", 1, 7, 1, 3, "hi\n", 3);
+    CHECK_EQ(frees(&b), 0);
+    session_cmd_end(&b, T0, 7, 0);
+    CHECK_EQ(frees(&b), 0);   /* not jobs/'s to say */
+}
+
+/* When a node proposes the ends it queued for a shard: soon after the first (not at a
+ * sweep), at most one FINISHES per JOBS_END_GAP_MS, never later than the larger bound. */
+TEST(queued_ends_are_proposed_soon_and_rate_limited)
+{
+    const uint64_t t = 1000000;
+    CHECK_EQ(jobs_end_due(t, 0), t + JOBS_END_GATHER_MS);                 /* never flushed */
+    CHECK_EQ(jobs_end_due(t, t - 5000), t + JOBS_END_GATHER_MS);          /* long ago */
+    CHECK_EQ(jobs_end_due(t, t - 1), t - 1 + JOBS_END_GAP_MS);            /* just now */
+    CHECK_EQ(jobs_end_due(t - 20000, t), t + JOBS_END_GAP_MS);            /* kept after EIO */
+    CHECK(JOBS_END_GATHER_MS < JOBS_END_GAP_MS && JOBS_END_GAP_MS <= 100);
+    uint64_t bound = JOBS_END_GATHER_MS > JOBS_END_GAP_MS ? JOBS_END_GATHER_MS : JOBS_END_GAP_MS;
+    for (uint64_t last = t - 300; last <= t; last += 7)   /* queued after the last flush */
+        CHECK(jobs_end_due(t, last) - t <= bound && jobs_end_due(t, last) >= last + JOBS_END_GAP_MS);
+}
+
 /* The index against a full scan of the jobs at now. */
 struct scan {
     uint64_t now, min_next;
@@ -900,6 +1008,9 @@ int main(void)
     RUN(batches_apply_each_item_on_its_own);
     RUN(finishes_batch_equals_output_and_finish);
     RUN(malformed_finishes_change_nothing);
+    RUN(finishes_end_a_dropped_run_lost);
+    RUN(run_ends_without_output_free);
+    RUN(queued_ends_are_proposed_soon_and_rate_limited);
     RUN(index_agrees_with_a_full_scan);
     RUN(index_walks_only_due_jobs);
     RUN(malformed_commands_change_nothing);
