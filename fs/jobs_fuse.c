@@ -18,8 +18,16 @@
  * pipes (1 MiB of each kept, the rest counted). The run ends when the shell exits (what it
  * left in its process group is killed), at its timeout (the group gets SIGTERM, SIGKILL 2 s
  * later) or when replace cancels it; then the runner queues its end with its output, and
- * the next sweep records the ends queued for each shard in one FINISHES (flush_fins; a run
- * with more than INLINE_MAX bytes of output records it first with OUTPUT commands). */
+ * the front's end thread records the ends queued for each shard in one FINISHES, soon after
+ * the first is queued (flush_fins, jobs_end_due; a run with more than INLINE_MAX bytes of
+ * output records it first with OUTPUT commands). The end thread also ends as lost a run of
+ * this node's session that nothing here can end any more (end_lost_runs).
+ *
+ * Threads: the sweep and the end flushing run on two threads of the front's own (started
+ * by jb_start, joined by jb_quiesce or jb_stop), never on the node's shared sweeper: a
+ * shard without quorum makes a proposal wait up to the operation timeout, which would hold
+ * up every namespace's sweep, and an end waiting behind a sweep's proposals (or the
+ * reverse) would be late. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -46,6 +54,7 @@
 #include "fs/names.h"
 #include "fs/node.h"
 #include "fs/session.h"
+#include "fs/testhook.h"
 
 enum jkind {
     K_ROOT = 0, K_JOB,
@@ -66,6 +75,9 @@ enum jkind {
 #define INLINE_MAX 32768                /* kept output a run's end carries in its FINISHES
                                            item (more: OUTPUT entries of its own first) */
 #define LOCAL_MAX 32                    /* runs a node runs at once (more wait pending) */
+#define SWEEP_MS 100                    /* the front's sweep period */
+#define LOST_CHECK_MS 1000              /* the check for runs nothing here can end */
+#define LOST_RETRY_MS 50                /* ... again this soon when a START was in flight */
 
 static const char *const job_files[] = {
     [K_CMD] = "cmd", [K_SCHEDULE] = "schedule", [K_TIMEOUT] = "timeout",
@@ -85,8 +97,17 @@ typedef struct jfront {
     front_ctx_t ctx;                    /* first: node, mu (guards runners) */
     evs_table_t *events;                /* the open `.events` */
     runner_t *runners;
-    pthread_mutex_t fmu;                /* fins */
+    int starting;                       /* under ctx.mu: STARTs proposed whose runner is
+                                           not listed yet (end_lost_runs waits for them) */
+    pthread_mutex_t fmu;                /* fins, quit, the condition variables */
+    pthread_cond_t fcv;                 /* an end was queued; quit (CLOCK_MONOTONIC) */
+    pthread_cond_t scv;                 /* quit (CLOCK_MONOTONIC) */
     fin_t *fins, **fins_tail;           /* ends of runs to record, oldest first */
+    int quit;                           /* the front's threads end */
+    int threads;                        /* bit 0: sweeper started, bit 1: ender started */
+    pthread_t sweeper, ender;
+    uint64_t *last_flush;               /* per shard: mono ms of its last FINISHES (ender) */
+    uint8_t *due;                       /* per shard: its ends are to be flushed (ender) */
     int enabled;                        /* runs execute here */
     volatile int stopping;              /* set under ctx.mu; runners poll it */
     uid_t uid;                          /* the identity of runs */
@@ -114,8 +135,8 @@ struct runner {
     runner_t *next;
 };
 
-/* The end of a run this node ran, waiting for its shard's next sweep to record it in one
- * FINISHES with the other ends of that shard (docs/JOBS.md "Cost and performance"). */
+/* The end of a run this node ran, waiting for the end thread to record it in one FINISHES
+ * with the other ends of its shard (docs/JOBS.md "Ending", "Cost and performance"). */
 struct fin {
     uint32_t shard;
     uint64_t sid;                       /* the session that started the run */
@@ -971,9 +992,10 @@ struct capture {
     int fd;
 };
 
-/* Queues the end of run r (state end, exit code) for its shard's next sweep (flush_fins),
- * with the kept output of cap[0..2) when cap (else the output was recorded already). Nothing
- * once r is orphaned: its run ended lost with its session. */
+/* Queues the end of run r (state end, exit code) for the end thread (flush_fins), with the
+ * kept output of cap[0..2) when cap (else the output was recorded already), and wakes that
+ * thread (it proposes the shard's ends at jobs_end_due). Nothing once r is orphaned: its
+ * run ended lost with its session. */
 static void fin_queue(runner_t *r, uint8_t end, int32_t code, const struct capture *cap)
 {
     jfront_t *jf = r->jf;
@@ -1002,6 +1024,7 @@ static void fin_queue(runner_t *r, uint8_t end, int32_t code, const struct captu
     pthread_mutex_lock(&jf->fmu);
     *jf->fins_tail = f;
     jf->fins_tail = &f->next;
+    pthread_cond_signal(&jf->fcv);
     pthread_mutex_unlock(&jf->fmu);
     return;
 oom:
@@ -1022,12 +1045,28 @@ static void fin_free(fin_t *f)
     free(f);
 }
 
+/* Drops the kept output of items[0..n) (their totals stay: the output reads as cut); 1 when
+ * some item kept any. */
+static int strip_output(jobs_fin_t *items, uint32_t n)
+{
+    int any = 0;
+    for (uint32_t i = 0; i < n; i++)
+        for (int s = 0; s < 2; s++)
+            if (items[i].len[s]) {
+                items[i].len[s] = 0;
+                any = 1;
+            }
+    return any;
+}
+
 /* Records the queued ends of shard k's runs, one FINISHES per JOBS_BATCH_MAX ends or
  * BATCH_BYTES (at least one end each). Ends of a session that is not this node's session of
  * the shard any more are dropped (their runs ended lost with it); ends that found no quorum
- * (EIO) are kept for the next sweep while younger than FINISH_WAIT_MS and the node is not
- * stopping. Called by the sweep (before the ticks and starts, so that a run's end admits the
- * next tick of a forbid job in the same sweep) and by quiesce. */
+ * (EIO) are kept for the next flush while younger than FINISH_WAIT_MS and the node is not
+ * stopping. A FINISHES refused for a full disk (ENOSPC) is proposed again without its
+ * output, which a full disk logs (jobs_cmd_frees; the output reads as cut). An end dropped
+ * otherwise leaves its run running: end_lost_runs ends it lost. Called by the end thread and
+ * by quiesce (once that thread ended). */
 static void flush_fins(jfront_t *jf, uint32_t k)
 {
     node_t *n = jf->ctx.node;
@@ -1082,7 +1121,16 @@ static void flush_fins(jfront_t *jf, uint32_t k)
         cmdbuf_t b;
         sm_result_t res;
         jobs_cmd_finishes(&b, node_now_ms(), sid, cnt, items);
+        jf->last_flush[k] = mono_ms();
+        testhook_pause("jobs_end_propose");   /* tests: a proposal that takes long */
         int rc = node_propose(n, k, &b, &res);
+        if (rc == -ENOSPC && strip_output(items, cnt)) {
+            jobs_cmd_finishes(&b, node_now_ms(), sid, cnt, items);
+            rc = node_propose(n, k, &b, &res);
+            if (rc == 0)
+                fprintf(stderr, "quorumfs: jobs/: the disk is full: the ends of %u run(s) of "
+                        "shard %u recorded without their output\n", cnt, k);
+        }
         uint64_t now = mono_ms();
         int lost = 0;
         while (mine) {
@@ -1435,6 +1483,12 @@ static void start_runner(jfront_t *jf, uint32_t k, uint64_t sid, struct due_item
     r->attempt = t->attempt;
     t->job = t->cmd = NULL;
     pthread_mutex_lock(&jf->ctx.mu);
+    if (jf->stopping) {
+        /* the node is closing: the run ends lost with its session (stop_runners ran) */
+        pthread_mutex_unlock(&jf->ctx.mu);
+        runner_free(r);
+        return;
+    }
     r->next = jf->runners;
     jf->runners = r;
     if (pthread_create(&r->th, NULL, runner_main, r) != 0) {
@@ -1457,6 +1511,15 @@ static size_t local_count(jfront_t *jf)
         n += !r->done;
     pthread_mutex_unlock(&jf->ctx.mu);
     return n < LOCAL_MAX ? n : LOCAL_MAX;
+}
+
+/* Counts STARTs in flight (proposed, their runner not listed yet): d = +1 before the
+ * proposal, -1 once start_runner ran (or the proposal failed). */
+static void starting_add(jfront_t *jf, int d)
+{
+    pthread_mutex_lock(&jf->ctx.mu);
+    jf->starting += d;
+    pthread_mutex_unlock(&jf->ctx.mu);
 }
 
 /* A run just made by a write to `run`: on a node with jobs enabled, asked for at once
@@ -1487,8 +1550,10 @@ static void start_here(jfront_t *jf, uint32_t k, uint64_t job_id, uint64_t n)
     if (rc == 0 && t.job) {
         cmdbuf_t b;
         jobs_cmd_start(&b, node_now_ms(), t.job, n, sid);
+        starting_add(jf, 1);
         if (node_propose(jf->ctx.node, k, &b, NULL) == 0)
             start_runner(jf, k, sid, &t);
+        starting_add(jf, -1);
     }
     free(t.job);
     free(t.cmd);
@@ -1521,10 +1586,9 @@ static void sweep_shard(jfront_t *jf, uint32_t k)
     starts.run_here = jf->enabled && sid != 0 && !jf->stopping;
     starts.room = LOCAL_MAX - local_count(jf);
     starts.leader = cancels.leader = 0;
-    /* first the ends of runs that ended here, then the ticks due (on the leader), then the
-     * runs, so that a run the tick makes starts in this sweep and not 100 ms later. The
-     * index makes this O(jobs due + jobs with an active run): nothing while idle. */
-    flush_fins(jf, k);
+    /* the ticks due (on the leader), then the runs, so that a run the tick makes starts in
+     * this sweep and not 100 ms later. The index makes this O(jobs due + jobs with an
+     * active run): nothing while idle. (Ends are the end thread's: flush_fins.) */
     struct scan_all s = { &ticks, &starts, &cancels, 0 };
     if (ticks.leader) {
         pthread_rwlock_rdlock(&st->lock);
@@ -1560,6 +1624,8 @@ static void sweep_shard(jfront_t *jf, uint32_t k)
         }
     }
     starts.n = keep;
+    if (starts.n)
+        starting_add(jf, 1);
     for (size_t i = 0; i < starts.n; i += JOBS_BATCH_MAX) {
         sm_result_t res;
         if (propose_batch(n, k, JOP_STARTS, sid, &starts, i, &res) < 0)
@@ -1568,6 +1634,8 @@ static void sweep_shard(jfront_t *jf, uint32_t k)
             if (jobs_result_bit(&res, (uint32_t)(x - i)))
                 start_runner(jf, k, sid, &starts.t[x]);   /* recorded as started: run it */
     }
+    if (starts.n)
+        starting_add(jf, -1);
     due_free(&ticks);
     due_free(&starts);
     due_free(&cancels);
@@ -1593,12 +1661,208 @@ static void reap(jfront_t *jf, int all)
     }
 }
 
-static void jb_sweep(void *ctx)
+static void jobs_sweep(jfront_t *jf)
 {
-    jfront_t *jf = ctx;
     reap(jf, 0);
     for (uint32_t k = 0; k < node_nshards(jf->ctx.node); k++)
         sweep_shard(jf, k);
+}
+
+/* ---------------------------------------------------------------- lost runs */
+
+struct lost_scan {
+    const state_t *st;
+    uint64_t sid;
+    const job_view_t *j;
+    jobs_fin_t *t;                      /* t[i].job owned; run, state JR_LOST */
+    uint64_t *ids;                      /* the job id of t[i] */
+    size_t n, cap;
+};
+
+static int lost_run_cb(void *arg, const run_view_t *v)
+{
+    struct lost_scan *ls = arg;
+    if (v->state != JR_RUNNING || v->sid != ls->sid)
+        return 0;
+    if (ls->n == ls->cap) {
+        size_t cap = ls->cap ? ls->cap * 2 : 16;
+        jobs_fin_t *t = realloc(ls->t, cap * sizeof(*t));
+        if (t)
+            ls->t = t;
+        uint64_t *ids = t ? realloc(ls->ids, cap * sizeof(*ids)) : NULL;
+        if (!ids)
+            return 1;
+        ls->ids = ids;
+        ls->cap = cap;
+    }
+    char *job = strdup(ls->j->name);
+    if (!job)
+        return 1;
+    ls->t[ls->n] = (jobs_fin_t){ .job = job, .run = v->n, .state = JR_LOST };
+    ls->ids[ls->n++] = ls->j->id;
+    return 0;
+}
+
+static int lost_job_cb(void *arg, const job_view_t *j)
+{
+    struct lost_scan *ls = arg;
+    ls->j = j;
+    return jobs_sm_each_run(ls->st, j->id, lost_run_cb, ls) != 0;
+}
+
+/* Whether run (job id, job name, n) of shard k has a runner here or a queued end (nothing
+ * else of this node can end it). ctx.mu and fmu held. */
+static int held_here(const jfront_t *jf, uint32_t k, uint64_t job_id, const char *job,
+                     uint64_t n)
+{
+    for (const runner_t *r = jf->runners; r; r = r->next)
+        if (r->shard == k && r->job_id == job_id && r->n == n)
+            return 1;
+    for (const fin_t *f = jf->fins; f; f = f->next)
+        if (f->shard == k && f->f.run == n && strcmp(f->f.job, job) == 0)
+            return 1;
+    return 0;
+}
+
+/* Ends as lost every run of shard k that is running on this node's live session of the
+ * shard but has no runner here and no queued end: its end was dropped (no quorum for
+ * FINISH_WAIT_MS, a full disk, no memory), so nothing would ever end it while the session
+ * lives, and a forbid job would never run again. On the end thread, after its flush (so an
+ * end being proposed is never taken for a dropped one). Returns 1 when a START was in
+ * flight (its run may be recorded running before its runner is listed): check again soon. */
+static int end_lost_runs(jfront_t *jf, uint32_t k)
+{
+    node_t *n = jf->ctx.node;
+    uint64_t sid = session_local_id(node_session(n), k);
+    if (!sid || jf->stopping)
+        return 0;
+    state_t *st = jstate(jf, k);
+    struct lost_scan ls = { .st = st, .sid = sid };
+    pthread_rwlock_rdlock(&st->lock);
+    jobs_sm_each_active(st, lost_job_cb, &ls);      /* (out of memory: a part, or none) */
+    pthread_rwlock_unlock(&st->lock);
+    int again = 0;
+    uint32_t cnt = 0;
+    if (ls.n) {
+        /* what was running in the state before this look and is neither being started,
+         * run nor ended here now */
+        pthread_mutex_lock(&jf->ctx.mu);
+        again = jf->starting > 0;
+        pthread_mutex_lock(&jf->fmu);
+        for (size_t i = 0; !again && i < ls.n; i++) {
+            if (held_here(jf, k, ls.ids[i], ls.t[i].job, ls.t[i].run)) {
+                free((void *)ls.t[i].job);
+                continue;
+            }
+            ls.t[cnt++] = ls.t[i];
+        }
+        pthread_mutex_unlock(&jf->fmu);
+        pthread_mutex_unlock(&jf->ctx.mu);
+        if (again)
+            cnt = (uint32_t)ls.n;       /* all freed below */
+    }
+    for (uint32_t i = 0; !again && i < cnt; i += JOBS_BATCH_MAX) {
+        uint32_t m = cnt - i < JOBS_BATCH_MAX ? cnt - i : JOBS_BATCH_MAX;
+        cmdbuf_t b;
+        sm_result_t res;
+        jobs_cmd_finishes(&b, node_now_ms(), sid, m, ls.t + i);
+        int rc = node_propose(n, k, &b, &res);
+        if (rc == 0)
+            fprintf(stderr, "quorumfs: jobs/: %u run(s) of shard %u running here without a "
+                    "runner or a recorded end: ended lost\n", m, k);
+        else if (rc != -EIO)
+            fprintf(stderr, "quorumfs: jobs/: runs of shard %u without a runner not ended "
+                    "yet: %s\n", k, strerror(-rc));
+    }
+    for (uint32_t i = 0; i < cnt; i++)
+        free((void *)ls.t[i].job);
+    free(ls.t);
+    free(ls.ids);
+    return again;
+}
+
+/* ---------------------------------------------------------------- the front's threads */
+
+static void wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t mono_deadline_ms)
+{
+    struct timespec ts = { (time_t)(mono_deadline_ms / 1000),
+                           (long)(mono_deadline_ms % 1000) * 1000000L };
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
+/* The sweep, every SWEEP_MS until quit. */
+static void *sweeper_main(void *arg)
+{
+    jfront_t *jf = arg;
+    pthread_mutex_lock(&jf->fmu);
+    while (!jf->quit) {
+        wait_until(&jf->scv, &jf->fmu, mono_ms() + SWEEP_MS);
+        if (jf->quit)
+            break;
+        pthread_mutex_unlock(&jf->fmu);
+        jobs_sweep(jf);
+        pthread_mutex_lock(&jf->fmu);
+    }
+    pthread_mutex_unlock(&jf->fmu);
+    return NULL;
+}
+
+/* The end thread: records each shard's queued ends when jobs_end_due says (woken by
+ * fin_queue), and on a node with jobs enabled looks for lost runs every LOST_CHECK_MS. */
+static void *ender_main(void *arg)
+{
+    jfront_t *jf = arg;
+    uint32_t nsh = node_nshards(jf->ctx.node);
+    uint8_t *due = jf->due;
+    uint64_t lost_at = mono_ms() + LOST_CHECK_MS;
+    pthread_mutex_lock(&jf->fmu);
+    while (!jf->quit) {
+        uint64_t now = mono_ms(), next = jf->enabled ? lost_at : now + 3600000;
+        int any = 0;
+        for (fin_t *f = jf->fins; f; f = f->next) {
+            uint64_t at = jobs_end_due(f->since, jf->last_flush[f->shard]);
+            if (at <= now) {
+                any = 1;
+                due[f->shard] = 1;
+            } else if (at < next) {
+                next = at;
+            }
+        }
+        if (!any && now < next) {
+            wait_until(&jf->fcv, &jf->fmu, next);
+            continue;
+        }
+        pthread_mutex_unlock(&jf->fmu);
+        for (uint32_t k = 0; any && k < nsh; k++)
+            if (due[k]) {
+                due[k] = 0;
+                flush_fins(jf, k);
+            }
+        if (jf->enabled && mono_ms() >= lost_at) {
+            int again = 0;
+            for (uint32_t k = 0; k < nsh; k++)
+                again |= end_lost_runs(jf, k);
+            lost_at = mono_ms() + (again ? LOST_RETRY_MS : LOST_CHECK_MS);
+        }
+        pthread_mutex_lock(&jf->fmu);
+    }
+    pthread_mutex_unlock(&jf->fmu);
+    return NULL;
+}
+
+/* Ends and joins the front's threads (a proposal in progress ends first). */
+static void stop_threads(jfront_t *jf)
+{
+    pthread_mutex_lock(&jf->fmu);
+    jf->quit = 1;
+    pthread_cond_broadcast(&jf->fcv);
+    pthread_cond_broadcast(&jf->scv);
+    pthread_mutex_unlock(&jf->fmu);
+    if (jf->threads & 1)
+        pthread_join(jf->sweeper, NULL);
+    if (jf->threads & 2)
+        pthread_join(jf->ender, NULL);
+    jf->threads = 0;
 }
 
 /* ---------------------------------------------------------------- node side */
@@ -1673,6 +1937,8 @@ static int identity(jfront_t *jf, const char *want)
     return 0;
 }
 
+static void jb_stop(void *ctx);
+
 static void *jb_start(struct node *n)
 {
     _Static_assert(offsetof(jfront_t, ctx) == 0, "front_ctx_new makes the head of the context");
@@ -1684,22 +1950,45 @@ static void *jb_start(struct node *n)
         return NULL;
     }
     pthread_mutex_init(&jf->fmu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&jf->fcv, &ca);
+    pthread_cond_init(&jf->scv, &ca);
+    pthread_condattr_destroy(&ca);
     jf->fins_tail = &jf->fins;
+    uint32_t nsh = node_nshards(n) ? node_nshards(n) : 1;
     const node_opts_t *o = node_options(n);
     int on = o->jobs > 0 || (o->jobs == 0 && node_cluster_id(n) == 0);
     if (on && identity(jf, o->jobs_user) == 0)
         jf->enabled = 1;
+    if (!(jf->last_flush = calloc(nsh, sizeof(*jf->last_flush))) ||
+        !(jf->due = calloc(nsh, 1)))
+        goto fail;
+    if (pthread_create(&jf->sweeper, NULL, sweeper_main, jf) != 0)
+        goto fail;
+    jf->threads |= 1;
+    if (pthread_create(&jf->ender, NULL, ender_main, jf) != 0)
+        goto fail;
+    jf->threads |= 2;
     return jf;
+fail:
+    jb_stop(jf);
+    return NULL;
 }
 
 /* node_quiesce, before this node's session ends and its groups close: every runner is
  * orphaned (it proposes nothing more: a FINISH proposed after the groups closed crashed the
  * daemon), kills its process group and ends; the runs end lost with the session, and are
- * retried (docs/JOBS.md). No new run starts (stopping). */
+ * retried (docs/JOBS.md). No new run starts (stopping), and the front's threads end first
+ * (no sweep starts a runner after this). */
 static void stop_runners(jfront_t *jf)
 {
     pthread_mutex_lock(&jf->ctx.mu);
     jf->stopping = 1;
+    pthread_mutex_unlock(&jf->ctx.mu);
+    stop_threads(jf);
+    pthread_mutex_lock(&jf->ctx.mu);
     for (runner_t *r = jf->runners; r; r = r->next)
         r->orphan = r->cancel = 1;
     pthread_mutex_unlock(&jf->ctx.mu);
@@ -1727,7 +2016,11 @@ static void jb_stop(void *ctx)
         jf->fins = f->next;
         fin_free(f);
     }
+    pthread_cond_destroy(&jf->fcv);
+    pthread_cond_destroy(&jf->scv);
     pthread_mutex_destroy(&jf->fmu);
+    free(jf->last_flush);
+    free(jf->due);
     free(jf->groups);
     free(jf->user);
     free(jf->home);
@@ -1736,7 +2029,6 @@ static void jb_stop(void *ctx)
 
 const ns_front_t jobs_front = {
     .start = jb_start,
-    .sweep = jb_sweep,
     .quiesce = jb_quiesce,
     .stop = jb_stop,
     .deliver = jb_deliver,

@@ -4,7 +4,9 @@
 # a clean environment, never root), a failing command, `@every 1s` over a bounded window
 # (every tick run once: no duplicate, no gap), `timeout` killing `sleep 100` and its
 # children, `replace` and `forbid`, output over 1 MiB cut and marked, `.events` lines,
-# an unknown --jobs-user refused, runs kept across a restart; then on tools/cluster up 3
+# an unknown --jobs-user refused, runs kept across a restart, a run's end on a full disk
+# (logged; a dropped end ends the run lost), ticks on time while end proposals are slow (a
+# test hook); then on tools/cluster up 3
 # (--jobs on every node): a job made on one mount, run from another, seen whole from the
 # third, with its `.events` there. The 60 s soak and kill -9 of the scheduler are in
 # tests/integration/jobs_soak.sh (`make soak-jobs`). Every wait is bounded; the traps take
@@ -209,6 +211,60 @@ must_start n1
 check runs-kept-after-restart [ "$(run_state hello 1) $(runfile hello 1 stdout | head -1)" = "ok out" ]
 check schedule-off-after-restart [ "$(cat "$J/tick/schedule")" = "" ]
 stop_node "$MNT" "$NPID" || note "unmount failed"
+
+# ---- a run's end on a full data disk (an 8 MiB tmpfs): it is logged there (output not kept:
+# it reads as cut), as deletes are; and a run whose end was dropped (here: refused for the
+# full disk by a daemon that does not log ends on it) is ended lost once the disk has room,
+# never left running on the node's live session (a forbid job would never run again)
+disk=$T/disk
+mkdir -p "$disk"
+chmod o+x "$T"                         # the run (as nobody under a root mount) waits on $T/pub
+mkdir -m 777 "$T/pub"
+if mount -t tmpfs -o size=8m tmpfs "$disk" && mkdir "$disk/data" && DATA_DIR=$disk/data start_node full; then
+    J=$MNT/jobs
+    mkdir "$J/fd"
+    echo "echo hi; while [ ! -e $T/pub/go ]; do sleep 0.1; done" >"$J/fd/cmd"
+    echo 0 >"$J/fd/retries"
+    echo >"$J/fd/run"
+    check full-disk-run-running wait_for 15 state_is fd 1 running
+    dd if=/dev/zero of="$disk/filler" bs=4k 2>/dev/null
+    sleep 0.3                          # the node looks at the disk every 100 ms
+    expect_errno full-disk-is-full ENOSPC write "$MNT/cache/x" pat:70000:x
+    touch "$T/pub/go"
+    checke full-disk-end-logged 'wait_for 15 ended fd 1 && [ "$(run_state fd 1)" = ok ]' ||
+        note "run 1: $(runfile fd 1 state) (fs/node.c must log what jobs_cmd_frees says frees: docs/JOBS.md \"Full disk\")"
+    check full-disk-output-cut grep -q "^\[quorumfs: output cut: 3 bytes, the first 0 kept\]$" "$J/fd/runs/1/stdout" ||
+        note "stdout: $(runfile fd 1 stdout | head -c 200)"
+    rm -f "$disk/filler"
+    checke full-disk-run-not-left-running 'wait_for 15 ended fd 1' || note "run 1: $(runfile fd 1 state)"
+    note "the full disk's run: $(runfile fd 1 state)"
+    stop_node "$MNT" "$NPID" || note "unmount failed"
+else
+    not_ok full-disk-start "could not mount a tmpfs or start a node on it"
+fi
+umount "$disk" 2>/dev/null
+
+# ---- the end proposals do not hold up the sweep: with each FINISHES proposal made to take
+# 3 s (a test hook), `@every 1s` still decides every tick on time (none late, none skipped)
+export QUORUMFS_TEST_PAUSE=jobs_end_propose:3000
+if start_node slow; then
+    unset QUORUMFS_TEST_PAUSE
+    J=$MNT/jobs
+    mkdir "$J/sl"
+    echo true >"$J/sl/cmd"
+    echo allow >"$J/sl/concurrency"
+    echo '@every 1s' >"$J/sl/schedule"
+    sleep 6
+    echo >"$J/sl/schedule"
+    ticks=$(cat "$J"/sl/runs/*/tick 2>/dev/null)
+    checke slow-ends-ticks-run '[ "$(grep -c . <<<"$ticks")" -ge 4 ]' || note "ticks: $(tr '\n' ' ' <<<"$ticks")"
+    checke slow-ends-no-late-tick '! grep -q late <<<"$ticks"' || note "ticks: $(tr '\n' ' ' <<<"$ticks")"
+    check slow-ends-none-skipped grep -q "^skipped: 0$" "$J/sl/status"
+    stop_node "$MNT" "$NPID" || note "unmount failed"
+else
+    unset QUORUMFS_TEST_PAUSE
+    not_ok slow-ends-start "could not start a node"
+fi
 
 # ---- three nodes: made on one, run from another, seen from the third
 cluster_up 3 --node-args "--jobs"
