@@ -7,9 +7,13 @@
  * reads the state only through fs/logs_sm.h's read API and builds every command with its
  * encoders.
  *
- * Inodes (fs/ns.h module inodes, shard in bits 48..55): a log is NS_SHARD_INO(logs, k, id),
- * the follow file of a log the same with FOLLOW_BIT, logs/.follow itself
- * NS_INO(logs, FOLLOW_BIT). All are computed from the state: nothing to forget.
+ * Inodes (fs/ns.h module inodes, shard in bits 48..55): a log is NS_SHARD_INO(logs, k, id)
+ * with its slot (logs_slots.h) in bits 40..45 (ids up to 2^40): the kernel sees one log
+ * through up to 64 nodeids, all with slot 0's number as st_ino, so that its writers hold
+ * different inode locks (a lookup answers the log's current slot; a write open of it moves
+ * lookups to another); the follow file of a log is slot 0's with FOLLOW_BIT, logs/.follow
+ * itself NS_INO(logs, FOLLOW_BIT). All are computed from the state and the slot: nothing to
+ * forget.
  *
  * Context: one lgfront_t per node (start), reached from a request through ns_front_ctx; it
  * begins with the front_ctx_t of fs/front.h (lf->ctx: the node and the mutex).
@@ -50,12 +54,17 @@
 #include "fs/intr.h"
 #include "fs/logs.h"
 #include "fs/logs_pcache.h"
+#include "fs/logs_slots.h"
 #include "fs/mount.h"
 #include "fs/names.h"
 #include "fs/node.h"
 
 #define FOLLOW_BIT (1ull << 47)              /* local part of a follow inode */
 #define INO_FOLLOW_DIR NS_INO(NS_LOGS, FOLLOW_BIT)
+#define SLOT_SHIFT 40                        /* a log inode's slot: bits 40..45 */
+#define ID_MAX ((1ull << SLOT_SHIFT) - 1)    /* log ids in inode numbers */
+#define PC_IDLE_MAX 4096                     /* logs the page cache table keeps idle */
+_Static_assert(LGSL_SLOTS == LGPC_SLOTS, "one slot numbering");
 #define SWEEP_LOGS 64                        /* TRIMs proposed per shard and sweep */
 #define POLL_READ (POLLIN | POLLRDNORM)
 
@@ -66,6 +75,8 @@ typedef struct lgfh {
                                       * the pages cached before the open) */
     uint32_t shard;
     uint64_t id;
+    unsigned slot;                   /* a log file: the slot (inode) it was opened through */
+    int wslot;                       /* a write open counted in lf->sl on this slot, or -1 */
     char *name;
     /* log files: what fstat shows once the log is removed (FILE-API §1 "Open files"): the
      * attributes at the open, the size the largest end this descriptor saw since (atomic) */
@@ -88,6 +99,7 @@ typedef struct lgfront {
     lgfh_t *follows;                 /* open follow files */
     lgfh_t *opens;                   /* open log files (for fstat after rm) */
     lgpc_t *pc;                      /* page cache invalidations; NULL: no cached opens */
+    lgsl_t *sl;                      /* the slots lookups answer; NULL: always slot 0 */
     struct fuse_session *se;         /* the mount's session, from the first cached open */
 } lgfront_t;
 
@@ -115,8 +127,27 @@ static int ino_kind(fuse_ino_t ino, uint32_t *k, uint64_t *id)
         return -ENOENT;
     uint64_t local = NS_INO_LOCAL(ino);
     *k = NS_INO_SHARD(ino);
-    *id = local & ~FOLLOW_BIT;
+    *id = local & ID_MAX;
     return local & FOLLOW_BIT ? K_FOLLOW : K_LOG;
+}
+
+/* The nodeid of log id of shard k seen through slot (logs_slots.h); slot 0's is the log's
+ * st_ino through every slot. */
+static fuse_ino_t log_ino(uint32_t k, uint64_t id, unsigned slot)
+{
+    return NS_SHARD_INO(NS_LOGS, k, id | (uint64_t)slot << SLOT_SHIFT);
+}
+
+/* The slot of a log's nodeid. */
+static unsigned ino_slot(fuse_ino_t ino)
+{
+    return (unsigned)(NS_INO_LOCAL(ino) >> SLOT_SHIFT) & (LGSL_SLOTS - 1);
+}
+
+/* The nodeid of slot 0 of the log of ino (the log's st_ino and table key). */
+static fuse_ino_t ino_base(fuse_ino_t ino)
+{
+    return ino & ~((uint64_t)(LGSL_SLOTS - 1) << SLOT_SHIFT);
 }
 
 static void log_stat(struct stat *s, fuse_ino_t ino, const log_view_t *v)
@@ -147,7 +178,7 @@ static int do_getattr(lgfront_t *lf, fuse_ino_t ino, struct stat *s)
     pthread_rwlock_rdlock(&st->lock);
     int rc = logs_sm_get_id(st, id, &v);
     if (rc == 0 && kind == K_LOG)
-        log_stat(s, ino, &v);
+        log_stat(s, ino_base(ino), &v);
     else if (rc == 0)
         front_stat(s, ino, S_IFREG | 0444, 0, v.mtime_ms);
     pthread_rwlock_unlock(&st->lock);
@@ -166,7 +197,7 @@ static int removed_getattr(lgfront_t *lf, fuse_ino_t ino, struct stat *s)
     pthread_mutex_lock(&lf->ctx.mu);
     for (lgfh_t *fh = lf->opens; fh; fh = fh->next)
         if (fh->shard == k && fh->id == id) {
-            front_stat(s, ino, S_IFREG | 0644, (off_t)__atomic_load_n(&fh->seen_end,
+            front_stat(s, ino_base(ino), S_IFREG | 0644, (off_t)__atomic_load_n(&fh->seen_end,
                                                                         __ATOMIC_RELAXED),
                        fh->seen_mtime);
             s->st_ctim.tv_sec = (time_t)(fh->seen_ctime / 1000);
@@ -212,9 +243,11 @@ static int do_lookup(lgfront_t *lf, fuse_ino_t parent, const char *name,
     log_view_t v;
     pthread_rwlock_rdlock(&st->lock);
     rc = logs_sm_get(st, name, strlen(name), &v);
+    if (rc == 0 && v.id > ID_MAX)
+        rc = -EOVERFLOW;                   /* 2^40 logs created on this shard */
     if (rc == 0 && parent == NS_ROOT_ID(NS_LOGS)) {
-        e->ino = NS_SHARD_INO(NS_LOGS, k, v.id);
-        log_stat(&e->attr, e->ino, &v);
+        log_stat(&e->attr, log_ino(k, v.id, 0), &v);
+        e->ino = log_ino(k, v.id, lf->sl ? lgsl_lookup(lf->sl, e->attr.st_ino) : 0);
     } else if (rc == 0) {
         e->ino = NS_SHARD_INO(NS_LOGS, k, FOLLOW_BIT | v.id);
         front_stat(&e->attr, e->ino, S_IFREG | 0444, 0, v.mtime_ms);
@@ -300,8 +333,8 @@ static int open_ino(lgfront_t *lf, fuse_ino_t ino, int flags, lgfh_t **out)
     fh->cached = rc == 0 && kind == K_LOG && !wr && lf->pc && lgpc_cacheable(v.start);
     if (fh->cached && !__atomic_load_n(&lf->se, __ATOMIC_ACQUIRE))
         fh->cached = 0;                    /* no session to notify yet (note_session) */
-    if (fh->cached)
-        fh->cached = 1 + lgpc_open(lf->pc, ino, v.start);   /* 2: keep the pages; 0: not */
+    if (fh->cached)                        /* 2: keep the pages; 1: drop them; 0: direct */
+        fh->cached = 1 + lgpc_open(lf->pc, ino_base(ino), ino_slot(ino), v.start);
     fh->pos = v.end;
     fh->seen_end = v.end;
     fh->seen_mtime = v.mtime_ms;
@@ -314,6 +347,12 @@ static int open_ino(lgfront_t *lf, fuse_ino_t ino, int flags, lgfh_t **out)
     fh->follow = kind == K_FOLLOW;
     fh->shard = k;
     fh->id = id;
+    fh->slot = kind == K_LOG ? ino_slot(ino) : 0;
+    fh->wslot = -1;
+    /* a writer of the log's current slot moves lookups to another one (logs_slots.h) */
+    if (kind == K_LOG && wr && lf->sl &&
+        lgsl_open_write(lf->sl, ino_base(ino), ino_slot(ino)) == 0)
+        fh->wslot = (int)ino_slot(ino);
     pthread_mutex_lock(&lf->ctx.mu);
     fh_link_locked(lf, fh);
     pthread_mutex_unlock(&lf->ctx.mu);
@@ -333,18 +372,24 @@ static void release_fh(lgfront_t *lf, lgfh_t *fh)
     fh->ph = NULL;
     fh_unlink_locked(lf, fh);
     pthread_mutex_unlock(&lf->ctx.mu);
+    if (fh->wslot >= 0)
+        lgsl_close_write(lf->sl, log_ino(fh->shard, fh->id, 0), (unsigned)fh->wslot);
+    if (fh->cached)
+        lgpc_close(lf->pc, log_ino(fh->shard, fh->id, 0));
     fuse_pollhandle_destroy(ph);
     fh_free(fh);
 }
 
 /* ---------------------------------------------------------------- page cache */
 
-/* Tells the kernel to drop the cached pages of ino in [off, off + len) (len 0: to the end);
- * lgpc_notify_fn. Without a session no open was cached, so there is nothing to drop. */
-static int pc_notify(void *arg, uint64_t ino, off_t off, off_t len)
+/* Tells the kernel to drop the cached pages of the log key (slot 0's nodeid) seen through
+ * slot in [off, off + len) (len 0: to the end); lgpc_notify_fn. Without a session no open
+ * was cached, so there is nothing to drop. */
+static int pc_notify(void *arg, uint64_t key, unsigned slot, off_t off, off_t len)
 {
     lgfront_t *lf = arg;
     struct fuse_session *se = __atomic_load_n(&lf->se, __ATOMIC_ACQUIRE);
+    fuse_ino_t ino = key | (uint64_t)slot << SLOT_SHIFT;
     return se ? fuse_lowlevel_notify_inval_inode(se, ino, off, len) : -ENOENT;
 }
 
@@ -353,15 +398,15 @@ static int pc_notify(void *arg, uint64_t ino, off_t off, off_t len)
  * a log no cached open used on this mount it costs one table look-up. */
 static void pc_report(lgfront_t *lf, uint32_t k, uint64_t id, int now)
 {
-    fuse_ino_t ino = NS_SHARD_INO(NS_LOGS, k, id);
-    if (!lf->pc || !lgpc_known(lf->pc, ino))
+    fuse_ino_t key = log_ino(k, id, 0);
+    if (!lf->pc || !lgpc_tracked(lf->pc, key))
         return;
     state_t *st = lstate(lf, k);
     log_view_t v;
     pthread_rwlock_rdlock(&st->lock);
     int exists = logs_sm_get_id(st, id, &v) == 0;
     pthread_rwlock_unlock(&st->lock);
-    lgpc_report(lf->pc, ino, exists, exists ? v.start : 0, now);
+    lgpc_report(lf->pc, key, exists, exists ? v.start : 0, now);
 }
 
 /* Raises fh->seen_end to end (reads and writes of one descriptor may run concurrently). */
@@ -390,6 +435,8 @@ static void reply_opened(fuse_req_t req, lgfront_t *lf, int rc, lgfh_t *fh,
     fi->nonseekable = fh->follow;
     if ((e ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi)) != 0)
         release_fh(lf, fh);
+    else if (fh->cached)                   /* the kernel has the answer: keep_cache or not */
+        lgpc_opened(lf->pc, log_ino(fh->shard, fh->id, 0), fh->slot, fh->cached == 2);
 }
 
 /* Keeps the mount's session for the page cache invalidations (the first request suffices:
@@ -490,10 +537,12 @@ static void lg_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
          * range after a direct write itself; this covers the kernel's range and the
          * record's, from the lower one to the end, without relying on it. The append may
          * have sealed and dropped old segments too. */
-        if (rc == 0 && lf->pc && lgpc_known(lf->pc, ino)) {
-            lgpc_inval_now(lf->pc, ino, (uint64_t)off < at ? off : (off_t)at, 0);
+        uint64_t tracked = rc == 0 && lf->pc ? lgpc_tracked(lf->pc, ino_base(ino)) : 0;
+        uint64_t mine = 1ull << ino_slot(ino);
+        if (tracked & mine)
+            lgpc_inval_now(lf->pc, ino_base(ino), mine, (uint64_t)off < at ? off : (off_t)at, 0);
+        if (tracked)                       /* every slot: retention may have moved */
             pc_report(lf, fh->shard, fh->id, 1);
-        }
     }
     if (rc < 0)
         fuse_reply_err(req, -rc);
@@ -688,7 +737,7 @@ static void lg_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (rc == 0 && is_follow_name(name))
         rc = -EPERM;
     uint64_t id = 0;                       /* the log's id before the removal, if known */
-    int known = 0;                         /* a cached open used it on this mount */
+    uint64_t tracked = 0;                  /* the slots cached opens used on this mount */
     if (rc == 0) {
         state_t *st = lstate(lf, lshard(lf, name));
         log_view_t v;
@@ -696,7 +745,8 @@ static void lg_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
         if (logs_sm_get(st, name, strlen(name), &v) == 0)
             id = v.id;
         pthread_rwlock_unlock(&st->lock);
-        known = id && lf->pc && lgpc_known(lf->pc, NS_SHARD_INO(NS_LOGS, lshard(lf, name), id));
+        if (id && lf->pc)
+            tracked = lgpc_tracked(lf->pc, log_ino(lshard(lf, name), id, 0));
         cmdbuf_t b;
         logs_cmd_unlink(&b, node_now_ms(), name);
         rc = node_propose(lf->ctx.node, lshard(lf, name), &b, NULL);
@@ -704,8 +754,8 @@ static void lg_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     /* descriptors of this mount open across the rm read EOF from its return: their cached
      * pages go before it (other mounts drop theirs from the delivery of the removal, which
      * on this mount ran already, on the applying thread, and only queued it) */
-    if (rc == 0 && known)
-        lgpc_inval_now(lf->pc, NS_SHARD_INO(NS_LOGS, lshard(lf, name), id), 0, 0);
+    if (rc == 0 && tracked)
+        lgpc_inval_now(lf->pc, log_ino(lshard(lf, name), id, 0), tracked, 0, 0);
     fuse_reply_err(req, -rc);
 }
 
@@ -1033,15 +1083,14 @@ static void lg_deliver(void *ctx, effect_t *e)
     if (lf->pc && id != LOGS_ALL_IDS) {
         log_view_t v;
         int exists = logs_sm_get_id(st, id, &v) == 0;
-        lgpc_report(lf->pc, NS_SHARD_INO(NS_LOGS, e->shard, id), exists, exists ? v.start : 0,
-                    0);
+        lgpc_report(lf->pc, log_ino(e->shard, id, 0), exists, exists ? v.start : 0, 0);
     } else if (lf->pc) {
         uint64_t *inos = NULL;
         uint32_t shard = e->shard;
         size_t n = lgpc_list(lf->pc, ino_on_shard, &shard, &inos);
         for (size_t i = 0; i < n; i++) {
             log_view_t v;
-            int exists = logs_sm_get_id(st, NS_INO_LOCAL(inos[i]) & ~FOLLOW_BIT, &v) == 0;
+            int exists = logs_sm_get_id(st, NS_INO_LOCAL(inos[i]) & ID_MAX, &v) == 0;
             lgpc_report(lf->pc, inos[i], exists, exists ? v.start : 0, 0);
         }
         free(inos);
@@ -1112,7 +1161,10 @@ static void *lg_start(struct node *n)
 {
     _Static_assert(offsetof(lgfront_t, ctx) == 0, "front_ctx_new makes the head of the context");
     lgfront_t *lf = front_ctx_new(sizeof(lgfront_t), n);
-    if (lf && !(lf->pc = lgpc_new(pc_notify, lf)))
+    if (lf && !(lf->sl = lgsl_new()))
+        fprintf(stderr, "quorumfs: logs/: no slot table; the writers of a log share one "
+                "kernel inode\n");
+    if (lf && !(lf->pc = lgpc_new(pc_notify, lf, PC_IDLE_MAX)))
         fprintf(stderr, "quorumfs: logs/: no page cache invalidation thread; logs are read "
                 "with direct I/O\n");
     return lf;
@@ -1144,6 +1196,7 @@ static void lg_stop(void *ctx)
         fh_unlink_locked(lf, lf->opens);
     pthread_mutex_unlock(&lf->ctx.mu);
     lgpc_free(lf->pc);
+    lgsl_free(lf->sl);
     front_ctx_free(lf);
 }
 

@@ -2,8 +2,8 @@
 # logs whose segments live in files under the node's data directory. Owner: logs.
 SM_SRCS       += fs/logs_sm.c
 SM_UNIT_TESTS += test_logs
-UNIT_TESTS    += test_logs_pcache
-FS_SRCS       += fs/logs_fuse.c fs/logs_pcache.c
+UNIT_TESTS    += test_logs_pcache test_logs_slots
+FS_SRCS       += fs/logs_fuse.c fs/logs_pcache.c fs/logs_slots.c
 TEST_CMDS     += tests/integration/logs.sh tests/integration/logs_cache.sh
 # The logs/ benchmark client (tools/logbench.c; driver tools/bench-logs, run by `make bench`)
 # and the 1 GB log under a 512 MB memory cap (`make soak-logs`, minutes; the scaled-down

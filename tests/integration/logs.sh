@@ -268,6 +268,47 @@ def xattr_create(path, name, value):
 def mtime_ns(path):
     print(os.stat(path).st_mtime_ns)
 
+def slots(path):
+    """writers of one log get their own kernel inodes (docs/LOGS.md "One kernel inode per
+    writer"), seen by the O_APPEND position: the kernel puts an O_APPEND write at its inode's
+    idea of the end, which the other writer's append does not move; st_ino stays the log's
+    through every descriptor, the path and readdir"""
+    a = os.open(path, os.O_WRONLY | os.O_APPEND)
+    b = os.open(path, os.O_WRONLY | os.O_APPEND)
+    r = os.open(path, os.O_RDONLY)
+    size0 = os.stat(path).st_size
+    inos = {os.fstat(f).st_ino for f in (a, b, r)} | {os.stat(path).st_ino}
+    inos |= {e.inode() for e in os.scandir(os.path.dirname(path)) if e.name == os.path.basename(path)}
+    os.write(a, b"slot-a\n")
+    os.write(b, b"slot-b\n")
+    pa, pb = os.lseek(a, 0, os.SEEK_CUR), os.lseek(b, 0, os.SEEK_CUR)
+    got = b""
+    while True:
+        c = os.read(r, 65536)
+        if not c:
+            break
+        got += c
+    for f in (a, b, r):
+        os.close(f)
+    if len(inos) != 1:
+        print("BAD st_ino differs: %s" % sorted(inos)); return
+    if pb != size0 + 7:
+        print("SHARED b's append position %d (end %d): one inode" % (pb, size0 + 14)); return
+    if pa != size0 + 7 or not got.endswith(b"slot-a\nslot-b\n") or len(got) != size0 + 14:
+        print("BAD positions %d %d, read %r" % (pa, pb, got[-20:])); return
+    print("OK distinct inodes, st_ino %d" % inos.pop())
+
+def writers(path, w, n, k):
+    """k descriptors kept open on one log, n rounds of one record through each"""
+    fds = [os.open(path, os.O_WRONLY | os.O_APPEND) for _ in range(int(k))]
+    for i in range(int(n)):
+        for j, f in enumerate(fds):
+            r = rec("%s%d" % (w, j), i)
+            if os.write(f, r) != len(r):
+                print("short write"); sys.exit(1)
+    for f in fds:
+        os.close(f)
+
 cmd, args = sys.argv[1], sys.argv[2:]
 if cmd == "check":
     sys.exit(check(*args))
@@ -351,6 +392,26 @@ else
     not_ok tail-f-sees-record "$(cat "$T/tail.out")"
 fi
 kill "$tp" 2>/dev/null; wait "$tp" 2>/dev/null
+
+# ---- writers of one log on their own kernel inodes; stat, ls -i, cat, cmp, tail -f
+echo first >>"$L/sl"
+out=$(lg slots "$L/sl")
+checke slots-distinct-inodes-same-st-ino '[[ $out == OK* ]]' || note "$out"
+check slots-ls-i-is-stat-ino [ "$(ls -i "$L" | awk '$2 == "sl" { print $1 }')" = "$(stat -c %i "$L/sl")" ]
+check slots-records-in-order [ "$(cat "$L/sl")" = $'first\nslot-a\nslot-b' ]
+: >"$L/slw"
+tail -n +1 -f "$L/slw" >"$T/sltail.out" 2>"$T/sltail.err" &
+tp=$!
+lg writers "$L/slw" s 50 4 >"$T/slw.out"
+check slots-writers-succeed [ ! -s "$T/slw.out" ]
+out=$(lg check "$L/slw" s0,s1,s2,s3 50)
+checke slots-writers-records-whole-and-ordered '[[ $out == OK* ]]' || note "$out"
+tail_has_all() { [[ $(lg check "$T/sltail.out" s0,s1,s2,s3 50) == OK* ]]; }
+checke slots-tail-f-sees-all-writers 'wait_for 15 tail_has_all' ||
+    note "tail -f: $(lg check "$T/sltail.out" s0,s1,s2,s3 50)"
+kill "$tp" 2>/dev/null; wait "$tp" 2>/dev/null
+checke slots-cat-cmp-tail-c 'cmp -s "$L/slw" "$L/slw" && cmp -s <(cat "$L/slw") <(tail -c +1 "$L/slw")'
+checke slots-stat-ino-after-close '[ "$(stat -c %i "$L/slw")" = "$(ls -i "$L" | awk '"'"'$2 == "slw" { print $1 }'"'"')" ]'
 
 # ---- .follow: from the end, streaming, poll, O_NONBLOCK, SIGINT, removal ends it
 echo before >>"$L/fol"
