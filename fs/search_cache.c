@@ -1,7 +1,6 @@
 /* fs/search_cache.c — cached query answers, keyed by (index, query) and valid for the shard
  * versions they were computed on (see search_cache.h). A uthash table whose iteration order
  * is the use order (a hit moves its entry to the end), so eviction takes from the front. */
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +13,7 @@ typedef struct qent {
     size_t keylen;
     uint64_t *gens;
     uint32_t n;
-    char *text;
-    size_t len;
+    blob_t *text;             /* the answer: a reference of the cache's own */
     size_t cost;              /* what it counts against max_bytes */
 } qent_t;
 
@@ -40,7 +38,7 @@ static void ent_free(qent_t *e)
 {
     free(e->key);
     free(e->gens);
-    free(e->text);
+    blob_unref(e->text);
     free(e);
 }
 
@@ -63,75 +61,72 @@ void search_cache_free(search_cache_t *c)
     free(c);
 }
 
-/* index '\0' query into a malloc'ed key. */
-static char *make_key(const char *index, const char *q, size_t *len)
+/* The key of (index, q): index '\0' q, its length in *len. Built in buf (cap bytes) when it
+ * fits, else malloc'ed (*heap set; NULL when memory is short). */
+static char *make_key(const char *index, const char *q, char *buf, size_t cap, size_t *len,
+                      int *heap)
 {
     size_t il = strlen(index), ql = strlen(q);
-    char *k = malloc(il + ql + 1);
-    if (k) {
-        memcpy(k, index, il);
-        k[il] = '\0';
-        memcpy(k + il + 1, q, ql);
-        *len = il + ql + 1;
-    }
+    char *k = buf;
+    *heap = il + ql + 1 > cap;
+    if (*heap && !(k = malloc(il + ql + 1)))
+        return NULL;
+    memcpy(k, index, il);
+    k[il] = '\0';
+    memcpy(k + il + 1, q, ql);
+    *len = il + ql + 1;
     return k;
 }
 
-int search_cache_get(search_cache_t *c, const char *index, const char *q,
-                     const uint64_t *gens, uint32_t n, char **out, size_t *len)
+#define KEY_STACK 512             /* index and query names up to 255 bytes each */
+
+blob_t *search_cache_get(search_cache_t *c, const char *index, const char *q,
+                         const uint64_t *gens, uint32_t n)
 {
-    *out = NULL;
-    *len = 0;
-    size_t kl;
-    char *key = make_key(index, q, &kl);
-    if (!key)
-        return -ENOMEM;
-    int rc = -ENOENT;
+    char buf[KEY_STACK];
+    size_t kl = 0;
+    int heap;
+    char *key = make_key(index, q, buf, sizeof(buf), &kl, &heap);
+    blob_t *hit = NULL;
     pthread_mutex_lock(&c->mu);
-    qent_t *e;
-    HASH_FIND(hh, c->tab, key, kl, e);
+    qent_t *e = NULL;
+    if (key)
+        HASH_FIND(hh, c->tab, key, kl, e);
     if (e && (e->n != n || memcmp(e->gens, gens, n * sizeof(*gens)) != 0)) {
         drop(c, e);                       /* a shard changed: it can never be served again */
         e = NULL;
     }
     if (e) {
-        rc = 0;
-        if (e->len && !(*out = malloc(e->len)))
-            rc = -ENOMEM;
-        else if (e->len)
-            memcpy(*out, e->text, e->len);
-        *len = rc == 0 ? e->len : 0;
+        hit = blob_ref(e->text);
         HASH_DEL(c->tab, e);              /* the most recently used goes last */
         HASH_ADD_KEYPTR(hh, c->tab, e->key, e->keylen, e);
-    }
-    if (rc == 0)
         c->hits++;
-    else if (rc == -ENOENT)
+    } else {
         c->misses++;
+    }
     pthread_mutex_unlock(&c->mu);
-    free(key);
-    return rc;
+    if (heap)
+        free(key);
+    return hit;
 }
 
 void search_cache_put(search_cache_t *c, const char *index, const char *q,
-                      const uint64_t *gens, uint32_t n, const char *text, size_t len)
+                      const uint64_t *gens, uint32_t n, blob_t *answer)
 {
     qent_t *e = calloc(1, sizeof(*e));
     if (!e)
         return;
-    e->key = make_key(index, q, &e->keylen);
+    int heap;
+    e->key = make_key(index, q, NULL, 0, &e->keylen, &heap);   /* always its own copy */
     e->gens = malloc((n ? n : 1) * sizeof(*gens));
-    e->text = len ? malloc(len) : NULL;
-    if (!e->key || !e->gens || (len && !e->text)) {
+    if (!e->key || !e->gens) {
         ent_free(e);
         return;
     }
     memcpy(e->gens, gens, n * sizeof(*gens));
     e->n = n;
-    if (len)
-        memcpy(e->text, text, len);
-    e->len = len;
-    e->cost = sizeof(*e) + e->keylen + n * sizeof(*gens) + len;
+    e->text = blob_ref(answer);
+    e->cost = sizeof(*e) + e->keylen + n * sizeof(*gens) + sizeof(blob_t) + answer->len;
     pthread_mutex_lock(&c->mu);
     if (e->cost > c->max / 4) {
         pthread_mutex_unlock(&c->mu);

@@ -86,7 +86,8 @@ typedef struct sfh {
     int failed;               /* a write failed (EFBIG, ENOSPC): nothing is published */
     int mustexist;            /* opened on an existing document: a save after its removal
                                  goes nowhere (as an unlinked file's data) */
-    char *text;               /* queries: the answer */
+    blob_t *answer;           /* queries: the answer (shared with the query cache), or */
+    char *text;               /* its own copy when it could not be made a blob */
     size_t tlen;
 } sfh_t;
 
@@ -649,6 +650,7 @@ static void fh_free(sfh_t *fh)
     if (!fh)
         return;
     blob_unref(fh->snap);
+    blob_unref(fh->answer);
     free(fh->buf);
     free(fh->text);
     pthread_mutex_destroy(&fh->mu);
@@ -771,7 +773,10 @@ static int doc_of_ino(sfront_t *sf, fuse_ino_t ino, char *index, char *doc, uint
 
 /* Runs query q of index over every shard, holding every shard's read lock (ascending), or
  * takes its answer from the cache when no shard changed since it was computed (the
- * versions are read under those locks, after the barrier: the same state either way). */
+ * versions are read under those locks, after the barrier: the same state either way).
+ * Anything but a cache hit computes the answer (the cache cannot fail a query); a computed
+ * answer is kept as a blob shared with the cache, or, when memory for that is short, as
+ * the engine's text, not cached. */
 static int run_query(sfront_t *sf, const char *index, const char *q, sfh_t *fh)
 {
     node_t *n = NODE(sf);
@@ -779,30 +784,43 @@ static int run_query(sfront_t *sf, const char *index, const char *q, sfh_t *fh)
     if (rc < 0)
         return rc;
     uint32_t ns = node_nshards(n);
-    state_t **st = calloc(ns, sizeof(*st));
-    uint64_t *gens = calloc(ns, sizeof(*gens));
-    if (!st || !gens) {
-        free(st);
-        free(gens);
-        return -ENOMEM;
+    state_t *st_small[16], **st = st_small;
+    uint64_t gens_small[16], *gens = gens_small;
+    if (ns > 16) {
+        st = calloc(ns, sizeof(*st));
+        gens = calloc(ns, sizeof(*gens));
+        if (!st || !gens) {
+            free(st);
+            free(gens);
+            return -ENOMEM;
+        }
     }
     for (uint32_t k = 0; k < ns; k++) {
         st[k] = node_state(n, k);
         pthread_rwlock_rdlock(&st[k]->lock);
         gens[k] = search_sm_gen(st[k]);
     }
-    rc = sf->cache ? search_cache_get(sf->cache, index, q, gens, ns, &fh->text, &fh->tlen)
-                   : -ENOENT;
-    if (rc == -ENOENT) {
+    fh->answer = sf->cache ? search_cache_get(sf->cache, index, q, gens, ns) : NULL;
+    if (!fh->answer) {
         const char *why = NULL;
-        rc = bm25_query(st, ns, index, q, strlen(q), &fh->text, &fh->tlen, &why);
-        if (rc == 0 && sf->cache)
-            search_cache_put(sf->cache, index, q, gens, ns, fh->text, fh->tlen);
+        char *text = NULL;
+        size_t len = 0;
+        rc = bm25_query(st, ns, index, q, strlen(q), &text, &len, &why);
+        if (rc == 0 && (fh->answer = blob_new(text, len)) != NULL) {
+            free(text);
+            if (sf->cache)
+                search_cache_put(sf->cache, index, q, gens, ns, fh->answer);
+        } else if (rc == 0) {
+            fh->text = text;              /* served from its own copy, not cached */
+            fh->tlen = len;
+        }
     }
     for (uint32_t k = ns; k-- > 0;)
         pthread_rwlock_unlock(&st[k]->lock);
-    free(st);
-    free(gens);
+    if (st != st_small) {
+        free(st);
+        free(gens);
+    }
     return rc;
 }
 
@@ -902,7 +920,11 @@ static void sr_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
     sfh_t *fh = (sfh_t *)(uintptr_t)fi->fh;
     if (fh->query) {
-        front_reply_text(req, &fh->mu, fh->text, fh->tlen, size, off);
+        if (fh->answer)
+            front_reply_text(req, &fh->mu, (const char *)fh->answer->data, fh->answer->len,
+                             size, off);
+        else
+            front_reply_text(req, &fh->mu, fh->text, fh->tlen, size, off);
         return;
     }
     if (fh->wr)

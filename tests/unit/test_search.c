@@ -519,43 +519,81 @@ TEST(versions_change_with_every_command)
     done(other);
 }
 
+/* The answer a hit gives: its bytes as a string (the test's answers have no NUL). */
+static int answer_is(blob_t *b, const char *text)
+{
+    int ok = b && b->len == strlen(text) && memcmp(b->data, text, b->len) == 0;
+    blob_unref(b);
+    return ok;
+}
+
+static void put_text(search_cache_t *c, const char *index, const char *q, const uint64_t *g,
+                     uint32_t n, const char *text, size_t len)
+{
+    blob_t *b = blob_new(text, len);
+    search_cache_put(c, index, q, g, n, b);
+    blob_unref(b);                        /* the cache keeps its own reference */
+}
+
 TEST(cache_serves_only_unchanged_versions)
 {
     search_cache_t *c = search_cache_new(1 << 20);
     CHECK(c != NULL);
     uint64_t g1[3] = { 1, 2, 3 }, g2[3] = { 1, 2, 4 };
-    char *out = (char *)1;
-    size_t len = 9;
-    CHECK_EQ(search_cache_get(c, "i", "q", g1, 3, &out, &len), -ENOENT);
-    CHECK(out == NULL && len == 0);
-    search_cache_put(c, "i", "q", g1, 3, "answer\n", 7);
-    CHECK_EQ(search_cache_get(c, "i", "q", g1, 3, &out, &len), 0);
-    CHECK(len == 7 && memcmp(out, "answer\n", 7) == 0);
-    free(out);
+    CHECK(search_cache_get(c, "i", "q", g1, 3) == NULL);
+    put_text(c, "i", "q", g1, 3, "answer\n", 7);
+    CHECK(answer_is(search_cache_get(c, "i", "q", g1, 3), "answer\n"));
     /* another index, another query, one shard's version changed: misses */
-    CHECK_EQ(search_cache_get(c, "j", "q", g1, 3, &out, &len), -ENOENT);
-    CHECK_EQ(search_cache_get(c, "i", "q2", g1, 3, &out, &len), -ENOENT);
-    CHECK_EQ(search_cache_get(c, "i\0q", "", g1, 3, &out, &len), -ENOENT);
-    CHECK_EQ(search_cache_get(c, "i", "q", g2, 3, &out, &len), -ENOENT);
-    CHECK_EQ(search_cache_get(c, "i", "q", g1, 2, &out, &len), -ENOENT);
+    CHECK(search_cache_get(c, "j", "q", g1, 3) == NULL);
+    CHECK(search_cache_get(c, "i", "q2", g1, 3) == NULL);
+    CHECK(search_cache_get(c, "i\0q", "", g1, 3) == NULL);
+    CHECK(search_cache_get(c, "i", "q", g2, 3) == NULL);
+    CHECK(search_cache_get(c, "i", "q", g1, 2) == NULL);
     /* the changed version dropped the entry: the old versions do not bring it back */
-    CHECK_EQ(search_cache_get(c, "i", "q", g1, 3, &out, &len), -ENOENT);
+    CHECK(search_cache_get(c, "i", "q", g1, 3) == NULL);
     /* an empty answer is an answer */
-    search_cache_put(c, "i", "none", g2, 3, NULL, 0);
-    out = (char *)1;
-    CHECK_EQ(search_cache_get(c, "i", "none", g2, 3, &out, &len), 0);
-    CHECK(out == NULL && len == 0);
+    put_text(c, "i", "none", g2, 3, NULL, 0);
+    CHECK(answer_is(search_cache_get(c, "i", "none", g2, 3), ""));
     /* a newer answer replaces the older one */
-    search_cache_put(c, "i", "q", g1, 3, "old", 3);
-    search_cache_put(c, "i", "q", g2, 3, "new", 3);
-    CHECK_EQ(search_cache_get(c, "i", "q", g2, 3, &out, &len), 0);
-    CHECK(len == 3 && memcmp(out, "new", 3) == 0);
-    free(out);
+    put_text(c, "i", "q", g1, 3, "old", 3);
+    put_text(c, "i", "q", g2, 3, "new", 3);
+    CHECK(answer_is(search_cache_get(c, "i", "q", g2, 3), "new"));
     search_cache_stats_t s;
     search_cache_stats(c, &s);
     CHECK_EQ(s.entries, 2u);
     CHECK_EQ(s.hits, 3u);
     search_cache_free(c);
+}
+
+/* A hit is the kept answer itself (a reference, not a copy), and the reference outlives
+ * the entry: replaced, or the whole cache freed. Keys longer than the stack buffer work. */
+TEST(cache_hits_share_the_answer)
+{
+    search_cache_t *c = search_cache_new(1 << 20);
+    uint64_t g[2] = { 5, 6 }, g2[2] = { 5, 7 };
+    blob_t *kept = blob_new("one\n", 4);
+    search_cache_put(c, "i", "q", g, 2, kept);
+    blob_t *hit = search_cache_get(c, "i", "q", g, 2);
+    CHECK(hit == kept);
+    CHECK_EQ(kept->refs, 3u);             /* ours, the cache's, the hit's */
+    put_text(c, "i", "q", g2, 2, "two\n", 4);
+    CHECK_EQ(kept->refs, 2u);             /* the cache let go of it */
+    CHECK(answer_is(search_cache_get(c, "i", "q", g2, 2), "two\n"));
+    char longi[400], longq[400];
+    memset(longi, 'a', sizeof(longi) - 1);
+    longi[sizeof(longi) - 1] = '\0';
+    memset(longq, 'b', sizeof(longq) - 1);
+    longq[sizeof(longq) - 1] = '\0';
+    search_cache_put(c, longi, longq, g, 2, kept);
+    CHECK(search_cache_get(c, longi, "b", g, 2) == NULL);
+    hit = search_cache_get(c, longi, longq, g, 2);
+    CHECK(hit == kept);
+    search_cache_free(c);
+    CHECK_EQ(kept->refs, 3u);             /* ours and the two hits' */
+    CHECK(memcmp(kept->data, "one\n", 4) == 0);
+    blob_unref(hit);
+    blob_unref(kept);
+    blob_unref(kept);
 }
 
 TEST(cache_is_bounded_lru)
@@ -567,12 +605,11 @@ TEST(cache_is_bounded_lru)
     memset(text, 'x', sizeof(text));
     for (int i = 0; i < 1000; i++) {
         snprintf(q, sizeof(q), "q%d", i);
-        search_cache_put(c, "i", q, g, 1, text, sizeof(text));
+        put_text(c, "i", q, g, 1, text, sizeof(text));
         if (i >= 1) {                     /* keep q0 the most recently used */
-            char *out;
-            size_t len;
-            CHECK_EQ(search_cache_get(c, "i", "q0", g, 1, &out, &len), 0);
-            free(out);
+            blob_t *b = search_cache_get(c, "i", "q0", g, 1);
+            CHECK(b != NULL);
+            blob_unref(b);
         }
         search_cache_stats_t s;
         search_cache_stats(c, &s);
@@ -581,15 +618,14 @@ TEST(cache_is_bounded_lru)
     search_cache_stats_t s;
     search_cache_stats(c, &s);
     CHECK(s.entries > 10 && s.entries < 70);
-    char *out;
-    size_t len;
-    CHECK_EQ(search_cache_get(c, "i", "q999", g, 1, &out, &len), 0);   /* the newest */
-    free(out);
-    CHECK_EQ(search_cache_get(c, "i", "q1", g, 1, &out, &len), -ENOENT); /* evicted */
+    blob_t *b = search_cache_get(c, "i", "q999", g, 1);   /* the newest */
+    CHECK(b != NULL);
+    blob_unref(b);
+    CHECK(search_cache_get(c, "i", "q1", g, 1) == NULL);  /* evicted */
     /* an answer over a quarter of the cap is not kept */
     char *big = calloc(1, max / 4 + 1);
-    search_cache_put(c, "i", "big", g, 1, big, max / 4 + 1);
-    CHECK_EQ(search_cache_get(c, "i", "big", g, 1, &out, &len), -ENOENT);
+    put_text(c, "i", "big", g, 1, big, max / 4 + 1);
+    CHECK(search_cache_get(c, "i", "big", g, 1) == NULL);
     free(big);
     search_cache_free(c);
 }
@@ -612,6 +648,7 @@ int main(void)
     RUN(snippet_ascii_then_more_of_the_word);
     RUN(versions_change_with_every_command);
     RUN(cache_serves_only_unchanged_versions);
+    RUN(cache_hits_share_the_answer);
     RUN(cache_is_bounded_lru);
     return CHECK_DONE();
 }
