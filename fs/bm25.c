@@ -35,6 +35,10 @@ typedef struct query {
     uint32_t limit;
     const char *why;
     uint8_t hfirst[256];      /* 1: some term the snippets highlight begins with this byte */
+    /* Positive phrases are first scored with a bound (see "bounds" below): set when the
+     * query has a positive phrase and no positive prefix* (whose many terms would make the
+     * exact scoring of one document dear). */
+    int bound_phrases;
 } query_t;
 
 static void query_free(query_t *q)
@@ -281,6 +285,7 @@ typedef struct acc {
     uint32_t must;            /* + clauses matched */
     int32_t last;             /* the last clause that matched it */
     uint8_t seen, neg;
+    uint8_t bound;            /* some phrase part is a bound: score and must are bounds */
 } acc_t;
 
 typedef struct accs {
@@ -365,6 +370,8 @@ typedef struct hit {
     double score;
     long long key;            /* the score in millionths: the ranking key */
     const sdoc_t *doc;
+    uint32_t shard;           /* the index of its shard in the query's */
+    int bound;                /* score and key are upper bounds (acc_t.bound) */
 } hit_t;
 
 /* The BM25 length normalisation of a document of dl terms. */
@@ -558,6 +565,37 @@ static void score_clause(accs_t *A, const query_t *q, int ci, const sindex_t *ix
         if (ts[e]->n < ts[drv]->n)
             drv = e;
     }
+    if (c->occur != O_NOT && q->bound_phrases) {
+        /* Bounds: a document holding every term gets the part of the phrase's greatest
+         * possible frequency, the least tf of its terms (each start of the phrase is a
+         * distinct position of every term), and counts as matched; the positions are
+         * looked at only for the documents that may rank (exact_score). */
+        for (uint32_t i = 0; i < ts[drv]->n; i++) {
+            uint64_t id = ts[drv]->p[i].id;
+            uint32_t least = ts[drv]->p[i].tf;
+            int all = 1, end = 0;
+            for (uint32_t e = 0; e < c->n && all; e++) {
+                if (e == drv)
+                    continue;
+                at[e] = post_seek(ts[e], at[e], id);
+                if (at[e] == ts[e]->n) {
+                    end = 1;
+                    break;
+                }
+                all = ts[e]->p[at[e]].id == id;
+                if (all && ts[e]->p[at[e]].tf < least)
+                    least = ts[e]->p[at[e]].tf;
+            }
+            if (end)
+                break;
+            if (!all)
+                continue;
+            acc_t *a = acc_of(A, s, ix, ts[drv]->p[i].slot);
+            add_part(a, c, ci, term_score(c->idf, least, a->norm));
+            a->bound = 1;
+        }
+        return;
+    }
     /* The documents holding every term are taken PHRASE_BATCH at a time: the positions of
      * each (an allocation of their own, rarely in the cache) are prefetched as it is
      * found, then the batch's frequencies are counted and scored in document order (so
@@ -597,7 +635,7 @@ static void score_clause(accs_t *A, const query_t *q, int ci, const sindex_t *ix
     phrase_score(A, c, ci, ix, s, bps, nb);
 }
 
-static int hit_cmp(const void *a, const void *b)
+static inline int hit_cmp(const void *a, const void *b)
 {
     const hit_t *x = a, *y = b;
     if (x->key != y->key)
@@ -648,6 +686,160 @@ static size_t top_k(hit_t *h, size_t n, size_t k)
     }
     qsort(h, k, sizeof(*h), hit_cmp);
     return k;
+}
+
+/* ---------------------------------------------------------------- bounds
+
+ * A query with positive phrases (and no positive prefix*) scores them first with an upper
+ * bound of their part (score_clause), and every document they touch gets a score that is
+ * an upper bound of its true score: the parts are added in the same order, and IEEE
+ * addition and term_score are monotone, so the bound is >= the true score bit for bit, and
+ * its key >= the true key. The hits are then taken best bound first; a bounded one is
+ * scored exactly (exact_score: the same parts, added in the same order, as without bounds,
+ * so the same bits), and the taking stops once the k best exact hits so far all rank before
+ * the next bound (no document left can enter them). The answer is that of scoring every
+ * document exactly, while the positions of most documents are never read. */
+
+/* The terms of the query's positive clauses (in clause order, a clause's in its order) on
+ * each shard: terms[k * nt + j] is term j's on shard k (NULL where the shard lacks it), so
+ * that scoring a document exactly looks no term up. */
+typedef struct qterms {
+    const sterm_t **t;
+    uint32_t nt;
+} qterms_t;
+
+static int qterms_get(qterms_t *qt, const query_t *q, const sindex_t *const *ix, uint32_t n)
+{
+    qt->nt = 0;
+    for (uint32_t ci = 0; ci < q->n; ci++)
+        qt->nt += q->c[ci].occur != O_NOT ? q->c[ci].n : 0;
+    qt->t = calloc((size_t)n * qt->nt + 1, sizeof(*qt->t));
+    if (!qt->t)
+        return -ENOMEM;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t j = 0;
+        for (uint32_t ci = 0; ci < q->n; ci++) {
+            const clause_t *c = &q->c[ci];
+            for (uint32_t e = 0; c->occur != O_NOT && e < c->n; e++, j++)
+                qt->t[(size_t)k * qt->nt + j] =
+                    ix[k] ? search_sm_term(ix[k], c->terms[e].t, c->terms[e].len) : NULL;
+        }
+    }
+    return 0;
+}
+
+/* The exact score of hit h (query q, statistics s, its shard's terms t): its parts in
+ * clause order, as score_clause adds them. 1 and h's score and key when it is a hit (a
+ * positive clause matched it and every + clause did; - clauses were applied already), else
+ * 0. */
+static int exact_score(const query_t *q, const stats_t *s, const sterm_t *const *t, hit_t *h)
+{
+    const sdoc_t *d = h->doc;
+    double norm = doc_norm(s, d->idx->lens[d->slot]), score = 0;
+    uint32_t must = 0, nmust = 0, j = 0;
+    int any = 0;
+    for (uint32_t ci = 0; ci < q->n; ci++) {
+        const clause_t *c = &q->c[ci];
+        if (c->occur == O_NOT)
+            continue;
+        nmust += c->occur == O_MUST;
+        int matched = 0;
+        if (c->kind == K_PHRASE) {
+            const spost_t *ps[BM25_PHRASE_MAX];
+            uint32_t e = 0;
+            for (; e < c->n; e++)
+                if (!t[j + e] || !(ps[e] = post_of(t[j + e], d->id)))
+                    break;
+            uint32_t freq = e == c->n ? phrase_freq(ps, c->n) : 0;
+            if (freq) {
+                score += term_score(c->idf, freq, norm);
+                matched = 1;
+            }
+        } else {                          /* a term (no prefix* here: bound_phrases) */
+            for (uint32_t e = 0; e < c->n; e++) {
+                const spost_t *p = t[j + e] ? post_of(t[j + e], d->id) : NULL;
+                if (p) {
+                    score += term_score(c->terms[e].idf, p->tf, norm);
+                    matched = 1;
+                }
+            }
+        }
+        j += c->n;
+        any |= matched;
+        must += matched && c->occur == O_MUST;
+    }
+    if (!any || must != nmust)
+        return 0;
+    h->score = score;
+    h->key = llround(score * 1e6);
+    h->bound = 0;
+    return 1;
+}
+
+/* Heaps of hits: `up` ranks first on top (the candidates, best bound first); `down` ranks
+ * last on top (the k best exact hits so far, worst first). */
+static inline int above(const hit_t *x, const hit_t *y, int up)
+{
+    return up ? hit_cmp(x, y) < 0 : hit_cmp(x, y) > 0;
+}
+
+static inline void sift_down(hit_t *h, size_t n, size_t at, int up)
+{
+    hit_t v = h[at];
+    for (;;) {
+        size_t l = 2 * at + 1, m = l;
+        if (l >= n)
+            break;
+        if (l + 1 < n && above(&h[l + 1], &h[l], up))
+            m = l + 1;
+        if (!above(&h[m], &v, up))
+            break;
+        h[at] = h[m];
+        at = m;
+    }
+    h[at] = v;
+}
+
+static inline void sift_up(hit_t *h, size_t at, int up)
+{
+    hit_t v = h[at];
+    while (at > 0 && above(&v, &h[(at - 1) / 2], up)) {
+        h[at] = h[(at - 1) / 2];
+        at = (at - 1) / 2;
+    }
+    h[at] = v;
+}
+
+/* The best k of hits[0..n), some of whose scores are bounds (see above), exactly scored,
+ * at the front in rank order; returns how many. The candidates are a heap of hits[] best
+ * bound on top; the k best exact ones so far a heap of their own (best[k]), worst on top.
+ * qt: the query's terms on every shard (qterms_get), shard[] each hit's shard. */
+static size_t top_k_bounded(const query_t *q, const stats_t *s, const qterms_t *qt,
+                            hit_t *hits, size_t n, size_t k, hit_t *best)
+{
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(hits, n, i, 1);
+    size_t nb = 0;
+    while (n > 0) {
+        hit_t h = hits[0];
+        if (nb == k && hit_cmp(&best[0], &h) < 0)
+            break;                        /* the k kept all rank before every bound left */
+        hits[0] = hits[--n];
+        sift_down(hits, n, 0, 1);
+        if (h.bound && !exact_score(q, s, qt->t + (size_t)h.shard * qt->nt, &h))
+            continue;                     /* the phrase is not there after all */
+        if (nb < k) {
+            best[nb] = h;
+            sift_up(best, nb++, 0);
+        } else if (hit_cmp(&h, &best[0]) < 0) {
+            best[0] = h;
+            sift_down(best, nb, 0, 0);
+        }
+    }
+    if (nb)
+        qsort(best, nb, sizeof(*best), hit_cmp);
+    memcpy(hits, best, nb * sizeof(*best));
+    return nb;
 }
 
 /* ---------------------------------------------------------------- output */
@@ -993,6 +1185,13 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
         for (uint32_t e = 0; e < c->n; e++)
             q->hfirst[(unsigned char)c->terms[e].t[0]] = 1;
     }
+    int pos_phrase = 0, pos_prefix = 0;
+    for (uint32_t i = 0; i < q->n; i++) {
+        pos_phrase |= q->c[i].occur != O_NOT && q->c[i].kind == K_PHRASE;
+        pos_prefix |= q->c[i].occur != O_NOT && q->c[i].kind == K_PREFIX;
+    }
+    q->bound_phrases = pos_phrase && !pos_prefix;
+    int bounded = 0;                      /* some hit's score is a bound */
     /* 2. each shard's documents scored against the global statistics, into accumulators
      *    indexed by the documents' slots (one array, as long as the largest shard's, reused
      *    shard after shard: only the touched entries are cleared) */
@@ -1027,7 +1226,10 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
                 if (rc == 0)
                     hits[nhits++] = (hit_t){ .score = a->score,
                                              .key = llround(a->score * 1e6),
-                                             .doc = ix[k]->slots[A.touched[j]] };
+                                             .doc = ix[k]->slots[A.touched[j]],
+                                             .shard = k,
+                                             .bound = a->bound };
+                bounded |= a->bound;
             }
             memset(a, 0, sizeof(*a));
         }
@@ -1040,7 +1242,21 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
     if (rc < 0)
         goto done;
     /* 3. the ranking, and the lines */
-    nhits = top_k(hits, nhits, q->limit);
+    if (bounded) {
+        size_t k = nhits < q->limit ? nhits : q->limit;
+        hit_t *best = malloc((k ? k : 1) * sizeof(*best));
+        qterms_t qt = { 0 };
+        if (!best || qterms_get(&qt, q, ix, n) < 0) {
+            free(best);
+            rc = -ENOMEM;
+            goto done;
+        }
+        nhits = top_k_bounded(q, &s, &qt, hits, nhits, k, best);
+        free(best);
+        free(qt.t);
+    } else {
+        nhits = top_k(hits, nhits, q->limit);
+    }
     first = nhits ? malloc(nhits * sizeof(*first)) : NULL;
     if (nhits && !first) {
         rc = -ENOMEM;

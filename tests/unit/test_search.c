@@ -444,6 +444,124 @@ TEST(limit_keeps_the_best)
 
 /* A snippet far into a document starts three terms before the first match (the tokenizing
  * starts at a checkpoint, fs/search_sm.h), also inside a long CJK run. */
+/* Phrases are first scored with a bound and only the documents that may rank scored
+ * exactly (fs/bm25.c "bounds"): the ranking must be that of scoring every document. Here
+ * many documents hold both terms of "x y" without the phrase, and tf bounds far above the
+ * phrase's frequency; the reference scores every document from its words. */
+struct phr_ref {
+    char name[16];
+    double score;
+    long long key;
+};
+
+static int phr_ref_cmp(const void *a, const void *b)
+{
+    const struct phr_ref *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key > y->key ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+TEST(phrase_bounds_rank_exactly)
+{
+    enum { N = 400 };
+    static char texts[N][160];
+    static const char *words[] = { "x", "y", "z", "w" };
+    int ntok[N], has_z[N];
+    state_t *st[3] = { fresh(), fresh(), fresh() };
+    srand(7);
+    double total = 0;
+    int dfz = 0, dfx = 0, dfy = 0;
+    for (int i = 0; i < N; i++) {
+        char name[16], *p = texts[i];
+        snprintf(name, sizeof(name), "d%03d", i);
+        int n = 1 + rand() % 24, hx = 0, hy = 0;
+        has_z[i] = 0;
+        for (int j = 0; j < n; j++) {
+            const char *w = words[rand() % 4];
+            hx |= w[0] == 'x', hy |= w[0] == 'y', has_z[i] |= w[0] == 'z';
+            p += sprintf(p, "%s ", w);
+        }
+        ntok[i] = n;
+        total += n;
+        dfx += hx, dfy += hy, dfz += has_z[i];
+        CHECK_EQ(put(st[0], "i", name, texts[i]), 0);
+        state_t *sh = st[1 + i % 2];      /* the same documents on two shards */
+        CHECK_EQ(put(sh, "i", name, texts[i]), 0);
+    }
+    double avgdl = total / N;
+    const char *qs[] = { "\"x y\"", "\"x y\" z", "+\"x y\" z", "\"y x\" -z", "\"x y\" \"y x\"" };
+    for (size_t qi = 0; qi < sizeof(qs) / sizeof(qs[0]); qi++) {
+        /* the reference: every document scored from its words */
+        static struct phr_ref ref[N];
+        int nref = 0;
+        /* df of the phrases' terms is N - (documents without them); the phrase's idf is
+         * the sum of its terms' */
+        double idf_x = log(1.0 + (N - dfx + 0.5) / (dfx + 0.5));
+        double idf_y = log(1.0 + (N - dfy + 0.5) / (dfy + 0.5));
+        double idf_z = log(1.0 + (N - dfz + 0.5) / (dfz + 0.5));
+        for (int i = 0; i < N; i++) {
+            int fxy = 0, fyx = 0, tz = 0;
+            const char *t = texts[i];
+            for (size_t j = 0; t[j]; j += 2) {
+                tz += t[j] == 'z';
+                fxy += t[j] == 'x' && t[j + 2] == 'y';
+                fyx += t[j] == 'y' && t[j + 2] == 'x';
+            }
+            double norm = 1.2 * (0.25 + 0.75 * ntok[i] / avgdl), score = 0;
+            int any = 0, ok = 1;
+            int f1 = qi == 3 ? fyx : fxy;
+            if (f1) {
+                score += (idf_x + idf_y) * (f1 * 2.2) / (f1 + norm);
+                any = 1;
+            } else if (qi == 2) {
+                ok = 0;                   /* +"x y" */
+            }
+            if ((qi == 1 || qi == 2) && tz) {
+                score += idf_z * (tz * 2.2) / (tz + norm);
+                any = 1;
+            }
+            if (qi == 3 && tz)
+                ok = 0;                   /* -z */
+            if (qi == 4 && fyx) {
+                score += (idf_y + idf_x) * (fyx * 2.2) / (fyx + norm);
+                any = 1;
+            }
+            if (any && ok) {
+                snprintf(ref[nref].name, sizeof(ref[nref].name), "d%03d", i);
+                ref[nref].score = score;
+                ref[nref].key = llround(score * 1e6);
+                nref++;
+            }
+        }
+        qsort(ref, (size_t)nref, sizeof(ref[0]), phr_ref_cmp);
+        CHECK(nref > 20 || (qi == 3 && nref > 3));
+        for (int lim = 1; lim <= 1000; lim = lim < 10 ? lim + 4 : lim * 10) {
+            char q[64];
+            snprintf(q, sizeof(q), "%s limit:%d", qs[qi], lim);
+            char one[65536];
+            snprintf(one, sizeof(one), "%s", query(st, 1, "i", q));
+            CHECK_EQ(strcmp(one, query(st + 1, 2, "i", q)), 0);
+            /* the names in the reference's order; scores within printing's rounding */
+            int k = 0;
+            for (const char *l = one; *l; l = strchr(l, '\n') + 1, k++) {
+                double sc = strtod(l, NULL);
+                const char *nm = strchr(l, '\t') + 1;
+                CHECK(k < nref);
+                if (k >= nref)
+                    break;
+                CHECK(strncmp(nm, ref[k].name, strlen(ref[k].name)) == 0 &&
+                      nm[strlen(ref[k].name)] == '\t');
+                CHECK(fabs(sc - ref[k].score) < 2e-6);
+            }
+            CHECK_EQ(k, lim < nref ? lim : nref);
+        }
+    }
+    done(st[0]);
+    done(st[1]);
+    done(st[2]);
+}
+
 TEST(snippet_deep_in_a_document)
 {
     state_t *st = fresh();
@@ -644,6 +762,7 @@ int main(void)
     RUN(shards_give_the_same_answer);
     RUN(slots_reused_same_answers);
     RUN(limit_keeps_the_best);
+    RUN(phrase_bounds_rank_exactly);
     RUN(snippet_deep_in_a_document);
     RUN(snippet_ascii_then_more_of_the_word);
     RUN(versions_change_with_every_command);
