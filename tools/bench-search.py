@@ -2,7 +2,7 @@
 """tools/bench-search.py — the measurements of tools/bench-search (search/, issue 12), on
 one corpus in one run: a mounted embedded quorumfs node MNT and SQLite FTS5 in this process.
 
-  bench-search.py MNT NULLMNT WORK DOCS SECONDS [UNCACHED_MNT]
+  bench-search.py MNT NULLMNT WORK DOCS SECONDS [UNCACHED_MNT [OTHER_MNT]]
 
   1. indexing: DOCS man pages (tests/integration/search_bm25.py corpus, 8 KiB each) written
      into MNT/search/bench by 8 threads (documents/s); into an FTS5 table (unicode61,
@@ -18,20 +18,29 @@ one corpus in one run: a mounted embedded quorumfs node MNT and SQLite FTS5 in t
      ln((N - n + 0.5)/(n + 0.5)), ours Lucene's ln(1 + ...); its tokenizer is close to ours
      on ASCII);
   4. queries/s with 16 processes through the mount, against 16 processes doing open +
-     read + close of a 1 KiB file on NULLMNT (tools/nullfs, the FUSE ceiling), in 3 rounds
-     of SECONDS/3 for each of nullfs and two mount measures taking turns:
-     "repeated", the 200 queries over and over (answered from the mount's query cache), and
-     "distinct", where no query is ever asked twice (each of the 200 with a term of its own
-     added, u<pid>x<n>, that no document holds: the same hits, but every answer computed,
-     and every query a new name, so a new inode for the kernel and the mount); and, given
-     UNCACHED_MNT (a node started with QUORUMFS_SEARCH_CACHE_BYTES=0, loaded here with the
-     same documents), "repeated, cache off": the 200 queries over and over, each computed.
+     read + close of 1 KiB files on NULLMNT (tools/nullfs, the FUSE ceiling), in 3 rounds
+     of SECONDS/3 for each measure, all taking turns in each round. Two null-FUSE cycles:
+     "flat", a file in NULLMNT's root (LOOKUP, OPEN, READ, READ, FLUSH, RELEASE: the
+     baseline of the earlier figures), and "query path", NULLMNT/search/bench/.q/<query>
+     with nullfs started with --chain search:3600/bench:0/.q:3600 --name-timeout 3600, the
+     same path walk and the same FUSE requests as a query on the mount (the index looked up
+     at each walk, the query name once: LOOKUP, OPEN, READ, READ, FLUSH, RELEASE; with a new
+     name each time, one LOOKUP more). The mount's measures: "repeated", the 200 queries
+     over and over (answered from the mount's query cache); "distinct", where no query is
+     ever asked twice (each of the 200 with a term of its own added, u<pid>x<n>, that no
+     document holds: the same hits, but every answer computed, and every query a new name,
+     so a new inode for the kernel and the mount; its query-path null cycle also uses a new
+     name each time); given UNCACHED_MNT (a node started with QUORUMFS_SEARCH_CACHE_BYTES=0,
+     loaded here with the same documents), "repeated, cache off": the 200 queries over and
+     over, each computed; given OTHER_MNT (the same, from another build: tools/bench-search
+     --compare), that build's "repeated, cache off" in the same rounds.
 Prints one line per figure.
 """
 import importlib.util
 import multiprocessing
 import os
 import re
+import resource
 import sqlite3
 import statistics
 import sys
@@ -65,14 +74,16 @@ def fts_query(q):
     return expr
 
 
-def reader(args):
-    paths, seconds, start, distinct = args
-    while time.time() < start:
-        time.sleep(0.001)
-    end = start + seconds
+def reader(paths, seconds, distinct, barrier, out):
+    """One of the processes of throughput(): open + read + close of paths in turn (a new
+    name each time when distinct) for `seconds` from the moment every process is ready;
+    puts (cycles, errors) on out."""
     n = errors = 0
     i = os.getpid()
-    while time.time() < end:
+    barrier.wait(120)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
         p = paths[i % len(paths)]
         if distinct:
             p += " u%dx%d" % (os.getpid(), n)
@@ -85,17 +96,54 @@ def reader(args):
             n += 1
         except OSError:
             errors += 1
-    return n, errors
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    out.put((n, errors, r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime))
 
 
-def throughput(paths, procs, seconds, distinct=False):
-    start = time.time() + 0.5
-    with multiprocessing.Pool(procs) as pool:
-        res = pool.map(reader, [(paths, seconds, start, distinct)] * procs)
-    return sum(r[0] for r in res) / seconds, sum(r[1] for r in res)
+def cpu_seconds(pid):
+    """The user + system CPU seconds process pid used so far (all its threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main(mnt, nullmnt, work, docs, seconds, umnt=None):
+def daemon_of(mnt):
+    """The pid of the quorumfs or nullfs process serving mount point mnt."""
+    mnt = os.path.realpath(mnt).encode()
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if (argv[0].endswith(b"quorumfs") or argv[0].endswith(b"nullfs")) and \
+                    any(os.path.realpath(a) == mnt for a in argv[1:] if a):
+                return int(d)
+    raise RuntimeError("no daemon serves %s" % mnt.decode())
+
+
+def throughput(paths, procs, seconds, distinct=False, pid=None):
+    """Cycles/s, errors and CPU seconds per cycle (the clients', and the daemon pid's) of
+    procs processes running reader at once: they start together (a barrier once all are
+    forked, however long that takes on a loaded machine)."""
+    barrier = multiprocessing.Barrier(procs)
+    out = multiprocessing.Queue()
+    ps = [multiprocessing.Process(target=reader, args=(paths, seconds, distinct, barrier, out))
+          for _ in range(procs)]
+    d0 = cpu_seconds(pid) if pid else 0
+    for p in ps:
+        p.start()
+    res = [out.get(timeout=seconds + 300) for _ in ps]
+    d1 = cpu_seconds(pid) if pid else 0
+    for p in ps:
+        p.join()
+    n = max(1, sum(r[0] for r in res))
+    return (sum(r[0] for r in res) / seconds, sum(r[1] for r in res),
+            sum(r[2] for r in res) / n, (d1 - d0) / n)
+
+
+def main(mnt, nullmnt, work, docs, seconds, umnt=None, omnt=None):
     docs, seconds = int(docs), float(seconds)
     corpus = os.path.join(work, "corpus")
     ref.cmd_corpus(corpus, docs, 8192)
@@ -177,32 +225,56 @@ def main(mnt, nullmnt, work, docs, seconds, umnt=None):
         with open(p, "wb") as f:
             f.write(b"x" * 1024)
         nfiles.append(p)
-    # The machine's load moves during a run: the three measures take turns, 3 rounds of
-    # SECONDS/3 each, and each ratio is of totals over the same rounds.
-    kinds = [("nullfs", nfiles, False), ("repeated (cached)", paths, False),
-             ("distinct (computed)", paths, True)]
-    if umnt:
-        uix = os.path.join(umnt, "search", "bench")
-        os.mkdir(uix)
-        ref.cmd_load(uix, corpus, "8")
-        kinds.append(("repeated, cache off (computed)",
-                      [os.path.join(uix, ".q", q) for _, q in qs], False))
-    tot = {k: [0.0, 0] for k, _, _ in kinds}
-    per = {k: [] for k, _, _ in kinds}
+    npaths = [os.path.join(nullmnt, "search", "bench", ".q", q) for _, q in qs]
+    # The machine's load moves during a run: the measures take turns, 3 rounds of
+    # SECONDS/3 each, and each ratio is of totals over the same rounds. Each mount measure
+    # is compared with its null cycle of the same path and requests, and with the flat one.
+    kinds = [("nullfs flat", nfiles, False, None),
+             ("nullfs query path", npaths, False, None),
+             ("nullfs query path, new names", npaths, True, None),
+             ("repeated (cached)", paths, False, "nullfs query path"),
+             ("distinct (computed)", paths, True, "nullfs query path, new names")]
+    for m, label in ((umnt, "repeated, cache off (computed)"),
+                     (omnt, "repeated, cache off (computed), the other build")):
+        if m:
+            uix = os.path.join(m, "search", "bench")
+            os.mkdir(uix)
+            ref.cmd_load(uix, corpus, "8")
+            kinds.append((label, [os.path.join(uix, ".q", q) for _, q in qs], False,
+                          "nullfs query path"))
+    pids = {m: daemon_of(m) for m in (mnt, nullmnt, umnt, omnt) if m}
+    tot = {k[0]: [0.0, 0] for k in kinds}
+    per = {k[0]: [] for k in kinds}
+    cpu = {k[0]: [] for k in kinds}     # per round: (clients, daemon) CPU us per cycle
     for rnd in range(3):
-        for k, ps, distinct in kinds:
-            v, e = throughput(ps, 16, seconds / 3, distinct)
+        for k, ps, distinct, _ in kinds:
+            pid = next(pids[m] for m in pids if ps[0].startswith(m + os.sep))
+            v, e, c, d = throughput(ps, 16, seconds / 3, distinct, pid)
             tot[k][0] += v / 3
             tot[k][1] += e
             per[k].append(v)
-    nps, nerr = tot["nullfs"]
-    for k, _, _ in kinds[1:]:
+            cpu[k].append((c * 1e6, d * 1e6))
+    med = {k: (statistics.median(x[0] for x in cpu[k]), statistics.median(x[1] for x in cpu[k]))
+           for k in cpu}
+    for k, _, _, _ in kinds[:3]:
+        print("16 processes, %s: %.0f read cycles/s (%d errors); CPU a cycle %.0f us "
+              "(clients %.0f, nullfs %.0f)" % (k, tot[k][0], tot[k][1], sum(med[k]), *med[k]))
+    for k, _, _, base in kinds[3:]:
         v, e = tot[k]
-        rounds = ", ".join("%.0f%%" % (100 * a / b) if b else "-"
-                           for a, b in zip(per[k], per["nullfs"]))
-        print("16 processes, %s: mount %.0f queries/s (%d errors), nullfs %.0f read "
-              "cycles/s (%d errors): %.0f%% of the null FUSE ceiling (rounds: %s)"
-              % (k, v, e, nps, nerr, 100 * v / nps if nps else 0, rounds))
+        out = []
+        for bk in (base, "nullfs flat"):
+            b = tot[bk][0]
+            rounds = ", ".join("%.0f%%" % (100 * x / y) if y else "-"
+                               for x, y in zip(per[k], per[bk]))
+            out.append("%.0f%% of %s (rounds: %s)" % (100 * v / b if b else 0, bk, rounds))
+        print("16 processes, %s: mount %.0f queries/s (%d errors): %s; %s"
+              % (k, v, e, out[0], out[1]))
+        # On a machine the benchmark had to itself the cycles/s would go as 1 / CPU a cycle
+        # (both sides CPU-bound on the same cores): the same ratio from the CPU time each
+        # cycle took, which the other work on a shared machine moves far less.
+        print("    CPU a cycle %.0f us (clients %.0f, daemon %.0f; medians of the rounds): "
+              "%s's %.0f us is %.0f%% of it" % (sum(med[k]), *med[k], base, sum(med[base]),
+                                                 100 * sum(med[base]) / sum(med[k])))
     return 0
 
 

@@ -4,7 +4,16 @@
  * value), with direct_io on opens and attr/entry timeouts of 0 like the quorumfs daemon, so
  * that both pay the same kernel round trips. `.stats` in the root reports request counts.
  *
+ * With --chain, it also serves a chain of directories below the root whose last one holds
+ * every name (each name looked up gets an inode of its own: a file of the fixed value), with
+ * the entry and attribute timeouts given per directory and for the names, so that a path
+ * can cost exactly the FUSE requests and the kernel path walk of a path of the daemon: for
+ * search/ queries (tools/bench-search), `--chain search:3600/bench:0/.q:3600 --name-timeout
+ * 3600` is search/<index>/.q/<query> (the namespace root and .q cached, the index looked up
+ * at every walk, a query name looked up once; docs/SEARCH.md "Performance").
+ *
  *   nullfs MNT [--foreground] [--value-size N] [--max-threads N] [--no-xattr] [-o OPTS]
+ *              [--chain NAME:SECONDS/NAME:SECONDS/... [--name-timeout SECONDS]]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,6 +31,9 @@
 #define STATS_INO 2
 #define STATS_NAME ".stats"
 #define FIRST_FILE_INO 3
+#define CHAIN_INO0 (1ull << 48)        /* --chain directory i: CHAIN_INO0 + i */
+#define CHAIN_MAX 8
+#define NAME_INO0 (1ull << 49)         /* names in the last chain directory, in lookup order */
 
 /* One file of the directory. Files are never removed; main frees them at exit. */
 struct node {
@@ -53,7 +65,21 @@ static struct {
     char *value;               /* the fixed content every read returns */
     size_t value_size;
     uint64_t count[OP_COUNT];  /* relaxed atomics */
+    struct {                   /* --chain: set before the loop, read-only after */
+        char name[256];
+        double timeout;        /* its entry and attribute timeout */
+    } chain[CHAIN_MAX];
+    int nchain;
+    double name_timeout;       /* --name-timeout: the names in the last directory */
+    uint64_t next_name;        /* atomic: the next name's inode is NAME_INO0 + it */
 } nfs;
+
+static int is_chain(fuse_ino_t ino)
+{
+    return ino >= CHAIN_INO0 && ino < CHAIN_INO0 + (fuse_ino_t)nfs.nchain;
+}
+
+static int is_name(fuse_ino_t ino) { return nfs.nchain && ino >= NAME_INO0; }
 
 static void count(enum op_kind k)
 {
@@ -66,9 +92,12 @@ static void fill_attr(fuse_ino_t ino, struct stat *st)
     st->st_ino = ino;
     st->st_uid = getuid();
     st->st_gid = getgid();
-    if (ino == FUSE_ROOT_ID) {
+    if (ino == FUSE_ROOT_ID || is_chain(ino)) {
         st->st_mode = S_IFDIR | 0755;
         st->st_nlink = 2;
+    } else if (is_name(ino)) {
+        st->st_mode = S_IFREG | 0444;  /* like a query: size 0, read through direct_io */
+        st->st_nlink = 1;
     } else {
         st->st_mode = S_IFREG | 0644;
         st->st_nlink = 1;
@@ -81,7 +110,7 @@ static int ino_exists(fuse_ino_t ino)
 {
     int ok;
 
-    if (ino == FUSE_ROOT_ID || ino == STATS_INO)
+    if (ino == FUSE_ROOT_ID || ino == STATS_INO || is_chain(ino) || is_name(ino))
         return 1;
     pthread_rwlock_rdlock(&nfs.lock);
     ok = ino >= FIRST_FILE_INO && ino - FIRST_FILE_INO < nfs.n_nodes;
@@ -177,12 +206,42 @@ static void nfs_init(void *userdata, struct fuse_conn_info *conn)
     conn->max_write = 1 << 20;
 }
 
+/* A lookup along --chain: 1 and *e when parent/name is a chain directory or a name in the
+ * last one, else 0. */
+static int chain_lookup(fuse_ino_t parent, const char *name, struct fuse_entry_param *e)
+{
+    int at = parent == FUSE_ROOT_ID ? 0 : is_chain(parent) ? (int)(parent - CHAIN_INO0) + 1 : -1;
+    double t;
+
+    if (at < 0 || at > nfs.nchain || !nfs.nchain)
+        return 0;
+    if (at == nfs.nchain) {            /* a name: an inode of its own */
+        fill_entry(NAME_INO0 + __atomic_fetch_add(&nfs.next_name, 1, __ATOMIC_RELAXED), e);
+        t = nfs.name_timeout;
+    } else if (strcmp(name, nfs.chain[at].name) == 0) {
+        fill_entry(CHAIN_INO0 + (fuse_ino_t)at, e);
+        t = nfs.chain[at].timeout;
+    } else {
+        return 0;
+    }
+    e->entry_timeout = e->attr_timeout = t;
+    return 1;
+}
+
 static void nfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fuse_entry_param e;
     fuse_ino_t ino;
 
     count(OP_lookup);
+    if (chain_lookup(parent, name, &e)) {
+        fuse_reply_entry(req, &e);
+        return;
+    }
+    if (is_chain(parent)) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
     if (parent != FUSE_ROOT_ID) {
         fuse_reply_err(req, ENOTDIR);
         return;
@@ -239,7 +298,7 @@ static void nfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 static void nfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     count(OP_open);
-    if (ino == FUSE_ROOT_ID) {
+    if (ino == FUSE_ROOT_ID || is_chain(ino)) {
         fuse_reply_err(req, EISDIR);
         return;
     }
@@ -416,12 +475,41 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: nullfs MNT [--foreground] [--value-size N] [--max-threads N]\n"
             "              [--max-idle-threads N] [--clone-fd] [--no-xattr] [-o MOUNT_OPTS]\n"
+            "              [--chain NAME:SECONDS/NAME:SECONDS/... [--name-timeout SECONDS]]\n"
             "              [--debug]\n"
             "Mounts a null filesystem at MNT (one flat directory; reads return N fixed bytes,\n"
             "default 100) and returns once mounted unless --foreground. Unmount with\n"
             "fusermount3 -u MNT. MNT/.stats lists the requests served per kind. The loop\n"
             "defaults to the daemon's: at most 64 worker threads, 16 kept idle. --no-xattr\n"
-            "leaves getxattr unimplemented, which spares O_TRUNC opens one round trip.\n");
+            "leaves getxattr unimplemented, which spares O_TRUNC opens one round trip.\n"
+            "--chain serves directories MNT/NAME/NAME/... (up to 8), each with its entry and\n"
+            "attribute timeout, whose last one holds any name: a read-only file (size 0, the\n"
+            "fixed value through direct_io), a new inode per lookup, cached --name-timeout\n"
+            "seconds (default 0).\n");
+}
+
+/* Parses --chain "NAME:SECONDS/NAME:SECONDS/...": 0, or -1 when malformed. */
+static int parse_chain(const char *spec)
+{
+    char buf[4096], *save = NULL;
+
+    if (strlen(spec) >= sizeof(buf))
+        return -1;
+    strcpy(buf, spec);
+    for (char *part = strtok_r(buf, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
+        char *colon = strrchr(part, ':'), *end;
+        if (!colon || colon == part || nfs.nchain == CHAIN_MAX ||
+            (size_t)(colon - part) >= sizeof(nfs.chain[0].name) ||
+            strcmp(part, STATS_NAME) == 0)
+            return -1;
+        *colon = '\0';
+        double t = strtod(colon + 1, &end);
+        if (end == colon + 1 || *end || t < 0 || strchr(part, '/'))
+            return -1;
+        strcpy(nfs.chain[nfs.nchain].name, part);
+        nfs.chain[nfs.nchain++].timeout = t;
+    }
+    return nfs.nchain ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -434,6 +522,8 @@ int main(int argc, char **argv)
         {"clone-fd", no_argument, NULL, 'c'},
         {"no-xattr", no_argument, NULL, 'x'},
         {"debug", no_argument, NULL, 'd'},
+        {"chain", required_argument, NULL, 'C'},
+        {"name-timeout", required_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -454,6 +544,22 @@ int main(int argc, char **argv)
         case 'c': clone_fd = 1; break;
         case 'x': ops.getxattr = NULL; break;
         case 'd': debug = 1; break;
+        case 'C':
+            if (parse_chain(optarg) < 0) {
+                fprintf(stderr, "nullfs: --chain %s: want NAME:SECONDS/NAME:SECONDS/... "
+                        "(up to %d)\n", optarg, CHAIN_MAX);
+                return 2;
+            }
+            break;
+        case 'N': {
+            char *end;
+            nfs.name_timeout = strtod(optarg, &end);
+            if (end == optarg || *end || nfs.name_timeout < 0) {
+                fprintf(stderr, "nullfs: --name-timeout %s: want seconds\n", optarg);
+                return 2;
+            }
+            break;
+        }
         case 'o':
             if (fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, optarg))
                 goto fail;
