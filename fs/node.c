@@ -177,7 +177,8 @@ enum cmd_class {
 
 /* The class of the encoded command cmd (by namespace and opcode; a command that does not
  * parse is CC_NORMAL, and apply refuses it anyway). Freeing: removals (tree UNLINK, RMDIR,
- * cache EXPIRE; queue RMDIR, ACK, DEADRM; lock UNLINK), and what gives back or ends what a
+ * cache EXPIRE; queue RMDIR, ACK, DEADRM; lock UNLINK; jobs RMDIR and run ends without output
+ * (jobs_cmd_frees)), and what gives back or ends what a
  * reader or a session held, so that nothing stays stuck while the disk is full (queue
  * TAKE, CANCEL, UNPOP, RETURN, EXPIRE; lock UNLOCK, CANCEL, EXPIRE; session OPEN, RENEW,
  * END: a few dozen bytes each). Keep: what only keeps what a reader holds and never grows
@@ -218,8 +219,9 @@ static int cmd_class(const void *cmd, size_t len)
         }
         return CC_NORMAL;
     case NS_JOBS:
-        /* removing a job drops its runs and their output */
-        return h.op == JOP_RMDIR ? CC_FREEING : CC_NORMAL;
+        /* removing a job drops its runs and their output; a run's end without output
+         * gives back the run's slot (jobs_cmd_frees, docs/JOBS.md "Ending") */
+        return jobs_cmd_frees(cmd, len) ? CC_FREEING : CC_NORMAL;
     case NS_LOGS:
         if (h.op == LGOP_SET) {
             /* a retention setting (other than 0, "off") can only drop segments, never add
