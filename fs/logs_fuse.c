@@ -197,9 +197,8 @@ static int removed_getattr(lgfront_t *lf, fuse_ino_t ino, struct stat *s)
     pthread_mutex_lock(&lf->ctx.mu);
     for (lgfh_t *fh = lf->opens; fh; fh = fh->next)
         if (fh->shard == k && fh->id == id) {
-            front_stat(s, ino_base(ino), S_IFREG | 0644, (off_t)__atomic_load_n(&fh->seen_end,
-                                                                        __ATOMIC_RELAXED),
-                       fh->seen_mtime);
+            off_t size = (off_t)__atomic_load_n(&fh->seen_end, __ATOMIC_RELAXED);
+            front_stat(s, ino_base(ino), S_IFREG | 0644, size, fh->seen_mtime);
             s->st_ctim.tv_sec = (time_t)(fh->seen_ctime / 1000);
             s->st_ctim.tv_nsec = (long)(fh->seen_ctime % 1000) * 1000000;
             s->st_nlink = 0;
@@ -540,7 +539,8 @@ static void lg_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         uint64_t tracked = rc == 0 && lf->pc ? lgpc_tracked(lf->pc, ino_base(ino)) : 0;
         uint64_t mine = 1ull << ino_slot(ino);
         if (tracked & mine)
-            lgpc_inval_now(lf->pc, ino_base(ino), mine, (uint64_t)off < at ? off : (off_t)at, 0);
+            lgpc_inval_now(lf->pc, ino_base(ino), mine, (uint64_t)off < at ? off : (off_t)at,
+                           0);
         if (tracked)                       /* every slot: retention may have moved */
             pc_report(lf, fh->shard, fh->id, 1);
     }
