@@ -918,7 +918,22 @@ struct snip {
     uint32_t first;           /* no term before this position is highlighted */
     size_t wstart, wend;
     uint8_t *mark;            /* BM25_SNIPPET_BYTES + 64 bytes: highlighted bytes */
+    /* Which of the positions first .. first + HL_SPAN - 1 hold a highlighted term (from the
+     * postings: first_matches), or NULL: then, and past them, highlighted() decides. */
+    const uint64_t *hl;
 };
+
+#define HL_SPAN 256           /* a window's terms after its first match: fewer (a term and
+                                 its separator take 2 bytes or more, a CJK bigram 3) */
+
+/* Whether the term at position pos (>= s->first), tk, is highlighted. */
+static int snip_hl(const struct snip *s, uint32_t pos, const tok_term_t *tk)
+{
+    uint32_t d = pos - s->first;
+    if (s->hl && d < HL_SPAN)
+        return (int)(s->hl[d >> 6] >> (d & 63) & 1);
+    return highlighted(s->q, tk->term, tk->len);
+}
 
 static int snip_one(void *arg, const tok_term_t *tk)
 {
@@ -929,7 +944,7 @@ static int snip_one(void *arg, const tok_term_t *tk)
         s->ring[s->seen++ % 4] = start;
         if (s->pos0 + tk->pos < s->first)
             return 0;                     /* before the first match (from the postings) */
-        if (!(hl = highlighted(s->q, tk->term, tk->len)))
+        if (!(hl = snip_hl(s, s->pos0 + tk->pos, tk)))
             return 0;
         s->found = 1;
         s->wstart = s->seen >= 4 ? s->ring[s->seen % 4] : s->ring[0];
@@ -938,7 +953,7 @@ static int snip_one(void *arg, const tok_term_t *tk)
     } else if (tend - s->wstart > BM25_SNIPPET_BYTES) {
         return 1;                         /* the window is full */
     } else {
-        hl = highlighted(s->q, tk->term, tk->len);
+        hl = snip_hl(s, s->pos0 + tk->pos, tk);
     }
     size_t lim = s->wstart + BM25_SNIPPET_BYTES + 64;
     size_t end = tend < lim ? tend : lim;
@@ -968,10 +983,15 @@ static int snip_ascii(struct snip *s, const char *text, size_t len)
         }
         size_t start = i, wl = 0;
         for (; i < n && tokenize_ascii_fold[p[i]]; i++)
-            if (wl < TOK_TERM_MAX)
-                word[wl++] = (char)tokenize_ascii_fold[p[i]];
+            ;
         if (i < n && p[i] >= 0x80)
             return 0;                     /* the word may go on: tokenize decides */
+        /* the folded word only when snip_hl may need it: a term from the first match on
+         * that the postings' positions do not cover */
+        uint32_t at = s->pos0 + pos;
+        if (at >= s->first && (!s->hl || at - s->first >= HL_SPAN))
+            for (size_t j = start; j < i && wl < TOK_TERM_MAX; j++)
+                word[wl++] = (char)tokenize_ascii_fold[p[j]];
         tok_term_t t = { .term = word, .len = wl, .pos = pos++, .start = start, .end = i };
         if (snip_one(s, &t))
             return 1;
@@ -981,10 +1001,21 @@ static int snip_ascii(struct snip *s, const char *text, size_t len)
 
 /* The first position of a term the snippets highlight in each hit's document, into
  * first[0..nhits) (UINT32_MAX if none), from the postings of its shard: each term is
- * looked up once a shard that has hits, then sought in every hit of that shard. */
-static void first_matches(const query_t *q, const sindex_t *const *ix, uint32_t n,
-                          const hit_t *hits, size_t nhits, uint32_t *first)
+ * looked up once a shard that has hits, then sought in every hit of that shard. And, when
+ * hl is not NULL, which positions from there on (HL_SPAN of them, hl[h * HL_WORDS ..]) hold
+ * such a term, so that the snippets need not compare the terms they read; 0, or -ENOMEM
+ * for those (then the snippets compare). */
+#define HL_WORDS (HL_SPAN / 64)
+
+static int first_matches(const query_t *q, const sindex_t *const *ix, uint32_t n,
+                         const hit_t *hits, size_t nhits, uint32_t *first, uint64_t *hl)
 {
+    struct found {
+        size_t h;
+        const spost_t *p;
+    } *fv = NULL;                         /* every (hit, posting of a highlighted term) */
+    size_t nf = 0, capf = 0;
+    int rc = 0;
     for (size_t h = 0; h < nhits; h++)
         first[h] = UINT32_MAX;
     for (uint32_t k = 0; k < n; k++) {
@@ -1001,23 +1032,51 @@ static void first_matches(const query_t *q, const sindex_t *const *ix, uint32_t 
                     if (hits[h].doc->idx != ix[k])
                         continue;
                     const spost_t *p = post_of(t, hits[h].doc->id);
-                    if (p && p->pos[0] < first[h])
+                    if (!p)
+                        continue;
+                    if (p->pos[0] < first[h])
                         first[h] = p->pos[0];
+                    if (hl && rc == 0 && nf == capf) {
+                        size_t cap = capf ? 2 * capf : 64;
+                        struct found *nv = realloc(fv, cap * sizeof(*nv));
+                        if (!nv)
+                            rc = -ENOMEM;
+                        else
+                            fv = nv, capf = cap;
+                    }
+                    if (hl && rc == 0)
+                        fv[nf++] = (struct found){ h, p };
                 }
             }
         }
     }
+    if (hl && rc == 0) {
+        memset(hl, 0, nhits * HL_WORDS * sizeof(*hl));
+        for (size_t f = 0; f < nf; f++) {
+            const spost_t *p = fv[f].p;
+            uint32_t from = first[fv[f].h];
+            uint64_t *bits = hl + fv[f].h * HL_WORDS;
+            for (uint32_t i = pos_seek(p->pos, p->tf, 0, from);
+                 i < p->tf && p->pos[i] - from < HL_SPAN; i++) {
+                uint32_t d = p->pos[i] - from;
+                bits[d >> 6] |= 1ULL << (d & 63);
+            }
+        }
+    }
+    free(fv);
+    return rc;
 }
 
 /* Writes the snippet of d: the text around its first highlighted term, matched terms in
  * brackets, control characters and invalid bytes made visible as ' ' and '?', runs of
  * spaces collapsed. first: the position of that term (first_matches). The tokenizing
  * starts at the checkpoint (fs/search_sm.h) before the three terms that precede it. */
-static void snippet(sbuf_t *b, const query_t *q, const sdoc_t *d, uint32_t first)
+static void snippet(sbuf_t *b, const query_t *q, const sdoc_t *d, uint32_t first,
+                    const uint64_t *hl)
 {
     uint8_t mark[BM25_SNIPPET_BYTES + 64 + 1];
     memset(mark, 0, sizeof(mark));
-    struct snip s = { .q = q, .mark = mark };
+    struct snip s = { .q = q, .mark = mark, .hl = first != UINT32_MAX ? hl : NULL };
     const char *text = (const char *)d->text->data;
     if (first != UINT32_MAX) {
         s.first = first;                  /* none of the earlier terms is highlighted */
@@ -1145,6 +1204,7 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
     hit_t *hits = NULL;
     size_t nhits = 0, caphits = 0;
     uint32_t *first = NULL;           /* each hit's first highlighted position */
+    uint64_t *hl = NULL;              /* each hit's highlighted positions from there */
     sbuf_t b = { 0 };
     int rc = q && ix ? 0 : -ENOMEM;
     if (rc == 0)
@@ -1262,12 +1322,18 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
         rc = -ENOMEM;
         goto done;
     }
-    first_matches(q, ix, n, hits, nhits, first);
+    hl = nhits ? malloc(nhits * HL_WORDS * sizeof(*hl)) : NULL;
+    if (hl && first_matches(q, ix, n, hits, nhits, first, hl) < 0) {
+        free(hl);                         /* the snippets compare the terms themselves */
+        hl = NULL;
+    }
+    if (!hl)
+        first_matches(q, ix, n, hits, nhits, first, NULL);
     for (size_t i = 0; i < nhits; i++) {
         put_score(&b, hits[i].key);
         put_name(&b, hits[i].doc->name);
         sb_c(&b, '\t');
-        snippet(&b, q, hits[i].doc, first[i]);
+        snippet(&b, q, hits[i].doc, first[i], hl ? hl + i * HL_WORDS : NULL);
         sb_c(&b, '\n');
     }
     if (b.oom)
@@ -1283,6 +1349,7 @@ done:
     }
     free(hits);
     free(first);
+    free(hl);
     if (q)
         query_free(q);
     free(q);
