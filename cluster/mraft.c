@@ -198,6 +198,10 @@ struct mraft_node {
     bool busy, dirty;
     int fail_rc;
     uint64_t balance_ticks, backoff_ticks; /* cfg.balance_ms, cfg.balance_backoff_ms */
+    struct snap_job *snap_job;   /* the snapshot being made durable off the loop, or NULL */
+    /* where the current iteration's time went (ns), for the slow-iteration log line */
+    uint64_t t_sync, t_chunks, t_installs, t_snaps, t_apply;
+    uint64_t slow_logged_ns;     /* when the last slow iteration was logged */
 };
 
 /* ---- small helpers -------------------------------------------------------------------- */
@@ -1027,15 +1031,49 @@ static int install(mraft_node_t *n, mgroup_t *g, const raft_snap_meta_t *m)
     return 0;
 }
 
-/* Writes a snapshot of g's state machine at its applied index, then compacts the core's log
- * and the store (the store's record rides on the next batch's fsync: a crash before it is
- * repaired at open, see mraft_add_group). A failure to write the file is logged and retried
- * later (the log still holds everything); a failure of the store fails the node. */
+/* A snapshot file being made durable off the loop thread: the loop writes the state into
+ * the temp file (snapshot_finish), a thread of its own fsyncs and renames it
+ * (snapshot_commit, seconds for a large state on a busy disk), and the loop, seeing it done,
+ * compacts the log (settle_snapshot). One at a time per node. Until it is settled nothing
+ * depends on the new file: the log still holds every entry, and a crash in between is
+ * repaired at open (mraft_add_group: a file newer than the store's record). */
+struct snap_job {
+    pthread_t th;
+    mraft_node_t *n;
+    snap_writer_t *w;
+    uint32_t group;
+    raft_snap_meta_t m;
+    uint64_t applied_bytes;      /* the group's applied_bytes it took over; back if it fails */
+    int rc;                      /* snapshot_commit's, once done */
+    bool threaded;               /* th runs it (else it was committed on the loop) */
+    bool done;                   /* under n->mu */
+};
+
+static void kick_locked(mraft_node_t *n);
+
+static void *snap_commit_main(void *arg)
+{
+    struct snap_job *j = arg;
+    int rc = snapshot_commit(j->w);
+    pthread_mutex_lock(&j->n->mu);
+    j->rc = rc;
+    j->done = true;
+    kick_locked(j->n);
+    pthread_mutex_unlock(&j->n->mu);
+    return NULL;
+}
+
+/* Writes a snapshot of g's state machine at its applied index into a temp file and hands it
+ * to a snap_job (see there); settle_snapshot compacts once it is durable. Does nothing while
+ * another job runs (maintenance asks again). A failure to write the file is logged and
+ * retried later (the log still holds everything). */
 static int take_snapshot(mraft_node_t *n, mgroup_t *g)
 {
-    raft_snap_meta_t m = { .index = g->applied, .conf = g->applied_conf }, rm;
+    if (n->snap_job)
+        return 0;
+    uint64_t t0 = now_ns();
+    raft_snap_meta_t m = { .index = g->applied, .conf = g->applied_conf };
     snap_writer_t *w = NULL;
-    char *msg = NULL;
     raft_status_t st;
     raft_status(g->r, &st);
     ASSERT(st.applied == g->applied);
@@ -1046,15 +1084,71 @@ static int take_snapshot(mraft_node_t *n, mgroup_t *g)
     if ((rc = snapshot_begin(g->dir, m.index, m.term, &w)) == 0) {
         if ((rc = put_meta(w, &m, n->cfg.snap_tag)) == 0)
             rc = g->ops->snapshot(g->ctx, w);
+        if (rc == 0)
+            rc = snapshot_finish(w);
         if (rc)
             snapshot_abort(w);
-        else
-            rc = snapshot_commit(w);
+    }
+    struct snap_job *j = rc ? NULL : calloc(1, sizeof(*j));
+    if (!rc && !j) {
+        snapshot_abort(w);
+        rc = -QERR_NOMEM;
     }
     if (rc) {
         nlog(n, "group %u: snapshot at %" PRIu64 " failed (%s); will retry, the log keeps "
              "everything", g->id, m.index, qerr_str(rc));
         g->snap_retry_at = n->ticks + SNAP_RETRY_TICKS;
+        n->t_snaps += now_ns() - t0;
+        return 0;
+    }
+    *j = (struct snap_job){ .n = n, .w = w, .group = g->id, .m = m,
+                            .applied_bytes = g->applied_bytes };
+    g->applied_bytes = 0;
+    n->snap_job = j;
+    j->threaded = pthread_create(&j->th, NULL, snap_commit_main, j) == 0;
+    if (!j->threaded) {
+        j->rc = snapshot_commit(w);        /* no thread: durable here, settled at once */
+        j->done = true;
+    }
+    n->t_snaps += now_ns() - t0;
+    return 0;
+}
+
+/* Once the job's file is durable: compacts the core's log and the store up to it (the
+ * store's record rides on the next batch's fsync) and makes it the group's snapshot. A
+ * failed job is logged and retried later; one overtaken by a received snapshot (installed
+ * meanwhile, at or past its index) is dropped with its file. Returns 0, or the store's
+ * -QERR_* that fails the node. */
+static int settle_snapshot(mraft_node_t *n)
+{
+    struct snap_job *j = n->snap_job;
+    if (!j)
+        return 0;
+    pthread_mutex_lock(&n->mu);
+    bool done = j->done;
+    pthread_mutex_unlock(&n->mu);
+    if (!done)
+        return 0;
+    if (j->threaded)
+        pthread_join(j->th, NULL);
+    n->snap_job = NULL;
+    mgroup_t *g = find_group(n, j->group);
+    raft_snap_meta_t m = j->m, rm;
+    int rc = j->rc;
+    uint64_t bytes = j->applied_bytes;
+    free(j);
+    ASSERT(g);
+    if (rc) {
+        nlog(n, "group %u: snapshot at %" PRIu64 " failed (%s); will retry, the log keeps "
+             "everything", g->id, m.index, qerr_str(rc));
+        g->snap_retry_at = n->ticks + SNAP_RETRY_TICKS;
+        g->applied_bytes += bytes;
+        return 0;
+    }
+    raft_status_t st;
+    raft_status(g->r, &st);
+    if (m.index <= st.snap_index) {
+        snapshot_prune(g->dir, st.snap_index);
         return 0;
     }
     rc = raft_compact(g->r, m.index, NULL);
@@ -1066,6 +1160,7 @@ static int take_snapshot(mraft_node_t *n, mgroup_t *g)
     if ((rc = rstore_compact(n->store, g->id, &rm)))
         return rc;
     n->dirty = true;
+    char *msg = NULL;
     snapshot_info_free(&g->snap);
     if ((rc = snapshot_open_read(g->dir, &g->snap, &msg)) || g->snap.index != m.index) {
         nlog(n, "group %u: cannot read back snapshot %" PRIu64 ": %s", g->id, m.index,
@@ -1073,7 +1168,6 @@ static int take_snapshot(mraft_node_t *n, mgroup_t *g)
         free(msg);
         return rc ? rc : -QERR_CORRUPT;
     }
-    g->applied_bytes = 0;
     g->snapshots++;
     n->st.snapshots++;
     return 0;
@@ -1124,8 +1218,13 @@ static int process_readies(mraft_node_t *n)
         g->has_rd = any = true;
         const raft_ready_t *rd = &g->rd;
         send_all(n, g, rd->msgs, rd->n_msgs);                                   /* (a) */
-        if (rd->snap_chunk && (rc = persist_chunk(n, g, rd->snap_chunk)))       /* (b) */
-            return rc;
+        if (rd->snap_chunk) {                                                  /* (b) */
+            uint64_t t0 = now_ns();
+            rc = persist_chunk(n, g, rd->snap_chunk);
+            n->t_chunks += now_ns() - t0;
+            if (rc)
+                return rc;
+        }
         if (rd->snapshot || rd->n_entries || rd->hs_changed) {
             if ((rc = rstore_save(n->store, g->id, rd)))
                 return rc;
@@ -1147,7 +1246,10 @@ static int process_readies(mraft_node_t *n)
     if (!any)
         return 0;
     if (need_sync) {
-        if ((rc = rstore_sync(n->store)))
+        uint64_t t0 = now_ns();
+        rc = rstore_sync(n->store);
+        n->t_sync += now_ns() - t0;
+        if (rc)
             return rc;
         n->st.syncs++;
         n->dirty = false;
@@ -1158,9 +1260,16 @@ static int process_readies(mraft_node_t *n)
             continue;
         const raft_ready_t *rd = &g->rd;
         send_all(n, g, rd->msgs_after_persist, rd->n_msgs_after_persist);      /* (c) */
-        if (rd->snapshot && (rc = install(n, g, rd->snapshot)))                 /* (d) */
-            return rc;
+        if (rd->snapshot) {                                                    /* (d) */
+            uint64_t t0 = now_ns();
+            rc = install(n, g, rd->snapshot);
+            n->t_installs += now_ns() - t0;
+            if (rc)
+                return rc;
+        }
+        uint64_t ta = now_ns();
         apply_entries(n, g, rd->committed, rd->n_committed);
+        n->t_apply += now_ns() - ta;
         take_read_states(n, g, rd->reads, rd->n_reads);
         raft_advance(g->r, &g->rd);
         g->has_rd = false;
@@ -1185,6 +1294,8 @@ static int process_readies(mraft_node_t *n)
 static int maintenance(mraft_node_t *n)
 {
     int rc;
+    if ((rc = settle_snapshot(n)))
+        return rc;
     for (size_t i = 0; i < n->n_groups; i++) {
         mgroup_t *g = n->groups[i];
         if (g->applied_bytes >= n->cfg.snapshot_bytes && n->ticks >= g->snap_retry_at &&
@@ -1193,8 +1304,8 @@ static int maintenance(mraft_node_t *n)
     }
     rstore_stats_t ss;
     rstore_get_stats(n->store, &ss);
-    if (ss.wal.bytes < n->gc_mark + n->cfg.gc_bytes)
-        return 0;
+    if (ss.wal.bytes < n->gc_mark + n->cfg.gc_bytes || n->snap_job)
+        return 0;   /* with a snapshot being made durable: once it is settled */
     uint32_t blocking[GC_FORCE_SNAPSHOTS];
     size_t nb = 0;
     /* rstore_gc deletes the segments that compaction records made unneeded, judging from
@@ -1208,12 +1319,16 @@ static int maintenance(mraft_node_t *n)
     if ((rc = rstore_gc(n->store, blocking, GC_FORCE_SNAPSHOTS, &nb)))
         return rc;
     n->st.gcs++;
-    rstore_get_stats(n->store, &ss);
-    n->gc_mark = ss.wal.bytes;
-    for (size_t i = 0; i < nb && i < GC_FORCE_SNAPSHOTS; i++) {
+    /* snapshots of the groups holding old segments back, one at a time (take_snapshot): the
+     * next round comes once this one is settled, until none is left to start */
+    for (size_t i = 0; i < nb && i < GC_FORCE_SNAPSHOTS && !n->snap_job; i++) {
         mgroup_t *g = find_group(n, blocking[i]);
         if (g && n->ticks >= g->snap_retry_at && (rc = take_snapshot(n, g)))
             return rc;
+    }
+    if (!n->snap_job) {
+        rstore_get_stats(n->store, &ss);
+        n->gc_mark = ss.wal.bytes;
     }
     return 0;
 }
@@ -1435,6 +1550,34 @@ static void publish_locked(mraft_node_t *n)
     n->pub.failed = n->failed;
 }
 
+/* An iteration that held the loop for SLOW_ITERATION_MS or more stalled every group of the
+ * node (proposals, reads, heartbeats): logged with where its time went, at most once per
+ * SLOW_LOG_EVERY_MS. */
+#define SLOW_ITERATION_MS 300
+#define SLOW_LOG_EVERY_MS 10000
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void log_if_slow(mraft_node_t *n, uint64_t took_ns, uint64_t cpu_ns)
+{
+    if (took_ns < SLOW_ITERATION_MS * 1000000ull)
+        return;
+    uint64_t now = now_ns();
+    if (n->slow_logged_ns && now - n->slow_logged_ns < SLOW_LOG_EVERY_MS * 1000000ull)
+        return;
+    n->slow_logged_ns = now;
+    nlog(n, "the node loop was held %" PRIu64 " ms, %" PRIu64 " ms of it on the CPU (log fsync %"
+         PRIu64 " ms, received snapshot chunks %" PRIu64 " ms, snapshot installs %" PRIu64
+         " ms, snapshots taken %" PRIu64 " ms, applying %" PRIu64 " ms): every shard of this "
+         "node waited", took_ns / 1000000, cpu_ns / 1000000, n->t_sync / 1000000,
+         n->t_chunks / 1000000, n->t_installs / 1000000, n->t_snaps / 1000000,
+         n->t_apply / 1000000);
+}
+
 static void *loop_main(void *arg)
 {
     mraft_node_t *n = arg;
@@ -1484,7 +1627,11 @@ static void *loop_main(void *arg)
         n->fwd_in_n = 0;
         pthread_mutex_unlock(&n->mu);
 
+        uint64_t t0 = now_ns();
+        uint64_t c0 = thread_cpu_ns();
+        n->t_sync = n->t_chunks = n->t_installs = n->t_snaps = n->t_apply = 0;
         int rc = iterate(n, n_in, props, reads, fwds);
+        log_if_slow(n, now_ns() - t0, thread_cpu_ns() - c0);
 
         pthread_mutex_lock(&n->mu);
         props_done_locked(n->fin_props, 0);
@@ -1795,6 +1942,14 @@ void mraft_close(mraft_node_t *n)
     pthread_mutex_unlock(&n->mu);
     if (started)
         pthread_join(n->thread, NULL);
+    if (n->snap_job) {
+        /* its file becomes durable or not; the store keeps the log either way (a durable
+         * file newer than the store's record is taken up at the next open) */
+        if (n->snap_job->threaded)
+            pthread_join(n->snap_job->th, NULL);
+        free(n->snap_job);
+        n->snap_job = NULL;
+    }
     pthread_mutex_lock(&n->mu);
     complete_all_locked(n, -QERR_CLOSED);
     while (n->waiters)

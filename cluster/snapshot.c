@@ -34,6 +34,7 @@ struct snap_writer {
     uint64_t index, term, raw_len, comp_len;
     uint32_t raw_crc, comp_crc;
     int err;
+    int finished;               /* snapshot_finish has written the trailer and header */
 };
 
 struct snap_reader {
@@ -106,6 +107,12 @@ static char *snap_path(const char *dir, uint64_t index, const char *suffix)
 
 /* Deletes every snap-*.snap in dir older than index, then fsyncs dir. Failures to delete are
  * only reported on stderr: an extra old file is harmless. */
+static void remove_older(const char *dir, uint64_t index);
+void snapshot_prune(const char *dir, uint64_t index)
+{
+    remove_older(dir, index);
+}
+
 static void remove_older(const char *dir, uint64_t index)
 {
     DIR *d = opendir(dir);
@@ -328,22 +335,27 @@ int snap_writer_put(snap_writer_t *w, const void *buf, size_t len)
     return 0;
 }
 
-int snapshot_commit(snap_writer_t *w)
+int snapshot_finish(snap_writer_t *w)
 {
     uint8_t h[SNAP_HEADER];
-    char *path = NULL;
-    int rc = w->err;
-    if (rc)
-        goto fail;
+    if (w->err || w->finished)
+        return w->err;
     size_t n = LZ4F_compressEnd(w->cctx, w->out, w->out_cap, NULL);
-    if (LZ4F_isError(n)) {
-        rc = -QERR_IO;
-        goto fail;
+    int rc = LZ4F_isError(n) ? -QERR_IO : writer_out(w, n);
+    if (rc == 0) {
+        encode_header(h, w->index, w->term, w->raw_len, w->comp_len, w->raw_crc, w->comp_crc);
+        rc = fio_pwrite_all(w->fd, h, sizeof(h), 0);
     }
-    if ((rc = writer_out(w, n)))
-        goto fail;
-    encode_header(h, w->index, w->term, w->raw_len, w->comp_len, w->raw_crc, w->comp_crc);
-    if ((rc = fio_pwrite_all(w->fd, h, sizeof(h), 0)))
+    w->err = rc;
+    w->finished = rc == 0;
+    return rc;
+}
+
+int snapshot_commit(snap_writer_t *w)
+{
+    char *path = NULL;
+    int rc = snapshot_finish(w);
+    if (rc)
         goto fail;
     if (fsync(w->fd) < 0) {
         rc = qerr_from_errno(errno);

@@ -32,7 +32,17 @@ void snapshot_info_free(snapshot_info_t *info);
  * then calls ops->snapshot(ctx, w) and ends with exactly one of commit or abort. */
 int snapshot_begin(const char *dir, uint64_t index, uint64_t term, snap_writer_t **out);
 
-/* Ends the lz4 frame, writes the header, fsyncs, renames the file to snap-<index>.snap,
+/* Ends the lz4 frame and writes the header: the temp file is whole, not yet durable, and
+ * the state machine is no longer read. Returns 0 or -QERR_* (also a put() error earlier);
+ * either way w is then ended with commit (which returns the same error) or abort. Calling it
+ * again returns the same result. Lets a caller fsync off its own thread: finish under its
+ * lock, commit elsewhere. */
+int snapshot_finish(snap_writer_t *w);
+
+/* Deletes every snap-*.snap in dir older than index (a newer snapshot made it unneeded). */
+void snapshot_prune(const char *dir, uint64_t index);
+
+/* Finishes w if not done yet (snapshot_finish), fsyncs, renames the file to snap-<index>.snap,
  * fsyncs dir, then deletes every older snap-*.snap. Always frees w. Returns 0, or -QERR_*
  * (-QERR_NOSPACE when the disk is full) and then the temp file is gone and older snapshots
  * are untouched. A put() error earlier is returned here again. */

@@ -316,6 +316,51 @@ TEST(newest_kept_older_deleted_temps_ignored)
     snapshot_info_free(&info);
 }
 
+/* snapshot_finish then snapshot_commit on another thread's behalf (mraft's snap_job): after
+ * finish the file is whole but not a snapshot yet (readers keep the older one); commit makes
+ * it the newest; finish again is harmless; an abort after finish deletes it. prune drops
+ * older ones only. */
+TEST(finish_then_commit_and_prune)
+{
+    snapshot_info_t info;
+    char *msg = NULL;
+    snap_writer_t *w;
+    uint8_t buf[5000];
+    new_dir();
+    CHECK_EQ(write_snap(dir, 10, 1, 1000), 0);
+    CHECK_EQ(snapshot_begin(dir, 20, 2, &w), 0);
+    fill(buf, 0, sizeof(buf));
+    CHECK_EQ(snap_writer_put(w, buf, sizeof(buf)), 0);
+    CHECK_EQ(snapshot_finish(w), 0);
+    CHECK_EQ(snapshot_finish(w), 0);
+    CHECK_EQ(snapshot_open_read(dir, &info, &msg), 0);
+    CHECK_EQ(info.index, 10);                  /* not committed: still the old one */
+    snapshot_info_free(&info);
+    CHECK_EQ(snapshot_commit(w), 0);
+    CHECK_EQ(read_snap(dir, &info, &msg), 0);
+    CHECK_EQ(info.index, 20);
+    CHECK_EQ(info.raw_len, sizeof(buf));
+    snapshot_info_free(&info);
+    CHECK_EQ(count_files(dir, ".snap"), 1);
+    /* an abort after finish leaves nothing */
+    CHECK_EQ(snapshot_begin(dir, 30, 2, &w), 0);
+    CHECK_EQ(snap_writer_put(w, buf, 10), 0);
+    CHECK_EQ(snapshot_finish(w), 0);
+    snapshot_abort(w);
+    CHECK_EQ(count_files(dir, ".tmp"), 0);
+    /* a received snapshot newer than a local one made durable late: prune keeps the newest */
+    CHECK_EQ(write_snap(dir, 50, 3, 100), 0);
+    CHECK_EQ(snapshot_begin(dir, 40, 3, &w), 0);
+    CHECK_EQ(snap_writer_put(w, buf, 100), 0);
+    CHECK_EQ(snapshot_commit(w), 0);          /* older than 50: 50 stays the newest */
+    CHECK_EQ(count_files(dir, ".snap"), 2);
+    snapshot_prune(dir, 50);
+    CHECK_EQ(count_files(dir, ".snap"), 1);
+    CHECK_EQ(snapshot_open_read(dir, &info, &msg), 0);
+    CHECK_EQ(info.index, 50);
+    snapshot_info_free(&info);
+}
+
 TEST(raw_chunks_ship_to_another_dir)
 {
     snapshot_info_t info, got;
@@ -434,6 +479,7 @@ int main(void)
     RUN(bad_magic);
     RUN(version_check);
     RUN(newest_kept_older_deleted_temps_ignored);
+    RUN(finish_then_commit_and_prune);
     RUN(raw_chunks_ship_to_another_dir);
     if (can_mount_tmpfs())
         RUN(disk_full_keeps_the_old_snapshot);
