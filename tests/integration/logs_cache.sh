@@ -8,7 +8,9 @@
 # descriptor's reads below the new start ESPIPE at once, by time (the sweep's TRIM, queued
 # invalidation) within a bounded wait, while a new open reads from user.first_offset; `rm`
 # makes a cached descriptor read EOF and a log recreated under the same name shows only its
-# own bytes; `tail -f` of a log that was read (cached) sees a new record. Then three nodes
+# own bytes; `tail -f` of a log that was read (cached) sees a new record; a cached reader and
+# writers of one log on different kernel inodes (slots) read exactly, and retention reaches
+# the reader's inode. Then three nodes
 # (tools/cluster up 3): a descriptor on node 2 that cached the log reads node 1's appends; an
 # append through node 2 after node 1 appended (the kernel's end offset on node 2 is stale)
 # leaves node 2 reading the true bytes; retention set and `rm` + recreate on node 1 reach
@@ -84,6 +86,45 @@ def own(path):
     if read_all(r) != r0 + r1 + r2 or fresh(path) != r0 + r1 + r2:
         bad("whole log after appends")
     print("OK own appends read exactly")
+
+def slots(path):
+    """a cached reader and writers of one log on different kernel inodes (docs/LOGS.md "One
+    kernel inode per writer"): the reader, which cached the last partial page, reads exactly
+    what a writer on another inode appends and what one on its own inode appends; retention
+    set afterwards drops the reader's cached pages below the new start at once (ESPIPE)"""
+    w1 = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    s0, s1, s2, s3 = rec("s", 0), rec("s", 1, 57), rec("s", 2, 3000), rec("s", 3, 77)
+    os.write(w1, s0)
+    r = os.open(path, os.O_RDONLY)            # not w1's inode: w1 moved lookups on
+    if read_all(r) != s0:
+        bad("first read")
+    os.write(w1, s1)                          # r's inode did not see it
+    got = os.pread(r, len(s1), len(s0))
+    if got != s1:
+        bad("exact read of another inode's append: %r" % got[:40])
+    w2 = os.open(path, os.O_WRONLY | os.O_APPEND)   # r's inode
+    os.write(w2, s2)
+    got = os.pread(r, len(s2), len(s0 + s1))
+    if got != s2:
+        bad("exact read of its own inode's append: %r" % got[:40])
+    os.write(w1, s3)
+    if read_all(r) != s0 + s1 + s2 + s3 or fresh(path) != s0 + s1 + s2 + s3:
+        bad("whole log after appends through both inodes")
+    os.setxattr(path, "user.segment_bytes", b"4096")
+    for i in range(30):
+        os.write(w1, rec("t", i, 1000))
+    if len(read_all(r)) < 30000:
+        bad("r reads the appends")
+    os.setxattr(path, "user.retention_bytes", b"8192")
+    first = int(os.getxattr(path, "user.first_offset"))
+    if first < 4096:
+        bad("retention dropped nothing: first offset %d" % first)
+    e = err(lambda: os.pread(r, 10, 0))
+    if e != "ESPIPE":
+        bad("r's cached read below the new start: %s" % e)
+    for f in (w1, w2, r):
+        os.close(f)
+    print("OK a reader on another inode than a writer reads exactly; retention reaches it")
 
 def cross(a, b):
     """b's descriptor cached the log; a appends; then b appends with a stale end offset"""
@@ -245,6 +286,7 @@ else checke cat-fills-page-cache '[ "$res" -gt 0 ]' || note "resident $res"; fi
 check cat-reads-log [ "$(md5sum <"$L/big")" = "$(md5sum <"$T/text")" ]
 run_case own-appends-read-exactly own "$L/own"
 run_case same-mount-cross cross "$L/cross" "$L/cross"
+run_case slots-reader-and-writers slots "$L/slots"
 run_case retention-bytes-espipe retention "$L/ret" "$L/ret"
 # a log whose start is not page-aligned is read direct: nothing of it enters the page cache
 if [ "$(resident "$L/ret")" != - ] && [ -w /proc/sys/vm/drop_caches ]; then
