@@ -400,6 +400,13 @@ void tfile_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fh_t *fh = NULL;
     int rc = mount_is_ctl(ino) ? open_ctl(&t, ino, fi->flags, &fh)
                                : open_value(&t, ino, fi->flags, &fh);
+    /* The inode came from the path walk just before (entry timeout 0), and the object is
+     * gone since: removed, or replaced by a rename over its name (sed -i, editors,
+     * os.replace). ESTALE makes the kernel walk the path once more (LOOKUP_REVAL), which
+     * finds the new file, or answers ENOENT if there is none; ENOENT here told a reader that
+     * a file which always existed did not (FILE-API §1 "Atomic replace"). */
+    if (rc == -ENOENT && !mount_is_ctl(ino))
+        rc = -ESTALE;
     metrics_op(node_metrics(t.node), MOP_open, t0, -rc);
     if (mount_reply_open(req, rc, fh, fi, NULL)) {
         if (fh && fh->kind == FH_VALUE)
