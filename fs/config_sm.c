@@ -133,13 +133,6 @@ static int getxattr(const obj_t *o, const char *name, char *buf, size_t size)
     return tree_format_uint(buf, size, o->u.config.rev);
 }
 
-static size_t listxattr(const obj_t *o, char *buf, size_t size)
-{
-    static const char v[] = "user.version";
-    if (sizeof(v) <= size)
-        memcpy(buf, v, sizeof(v));
-    return sizeof(v);
-}
 
 /* The history of o (at slot i from the oldest). */
 static const cfg_version_t *version_at(const obj_t *o, uint8_t i)
@@ -196,7 +189,8 @@ static const tree_hooks_t config_tree = {
     .on_move_in = on_move_in,
     .on_free = on_free,
     .getxattr = getxattr,
-    .listxattr = listxattr,
+    /* no listxattr: user.version is read by name and never listed, so that copies that
+     * keep xattrs (rsync -X, tar --xattrs, cp --preserve=all) do not try to set it */
     .snap_fields = snap_fields,
     .restore_fields = restore_fields,
 };

@@ -87,6 +87,12 @@ for ns in cache config; do
         note "$(find "$N/x" "$N/cpa" "$N/rs" -name ".*" 2>&1 | head -n 3 | tr '\n' ' ')"
 done
 
+# rsync -aX (xattrs kept) within config/: user.version is read by name, not listed, so the
+# copy does not try to set it (it failed with EPERM on every file, exit 23, before)
+runok "rsync-aX-within-config" rsync -aX "$Q/config/rs/" "$Q/config/rsx/"
+same_tree "rsync-aX-within-config" "$Q/config/rsx"
+checke "user-version-read-by-name" '[ "$(getfattr --only-values -n user.version "$Q/config/rsx/$(ls "$Q/config/rsx" | head -n 1)" 2>/dev/null)" -gt 0 ]'
+
 # ---------------------------------------------------------------- editors and sed -i
 for ns in cache config; do
     N=$Q/$ns
