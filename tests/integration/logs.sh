@@ -393,7 +393,7 @@ else
 fi
 kill "$tp" 2>/dev/null; wait "$tp" 2>/dev/null
 
-# ---- writers of one log on their own kernel inodes; stat, ls -i, cat, cmp, tail -f
+# ---- writers of one log on their own kernel inodes; stat, ls -i, cat, cmp, tail -f and -F
 echo first >>"$L/sl"
 out=$(lg slots "$L/sl")
 checke slots-distinct-inodes-same-st-ino '[[ $out == OK* ]]' || note "$out"
@@ -402,6 +402,8 @@ check slots-records-in-order [ "$(cat "$L/sl")" = $'first\nslot-a\nslot-b' ]
 : >"$L/slw"
 tail -n +1 -f "$L/slw" >"$T/sltail.out" 2>"$T/sltail.err" &
 tp=$!
+tail -n +1 -F "$L/slw" >"$T/sltailF.out" 2>"$T/sltailF.err" &   # by name: stats it again
+tpF=$!
 lg writers "$L/slw" s 50 4 >"$T/slw.out"
 check slots-writers-succeed [ ! -s "$T/slw.out" ]
 out=$(lg check "$L/slw" s0,s1,s2,s3 50)
@@ -409,7 +411,10 @@ checke slots-writers-records-whole-and-ordered '[[ $out == OK* ]]' || note "$out
 tail_has_all() { [[ $(lg check "$T/sltail.out" s0,s1,s2,s3 50) == OK* ]]; }
 checke slots-tail-f-sees-all-writers 'wait_for 15 tail_has_all' ||
     note "tail -f: $(lg check "$T/sltail.out" s0,s1,s2,s3 50)"
-kill "$tp" 2>/dev/null; wait "$tp" 2>/dev/null
+tailF_has_all() { [[ $(lg check "$T/sltailF.out" s0,s1,s2,s3 50) == OK* ]]; }
+checke slots-tail-F-same-file 'wait_for 15 tailF_has_all && ! grep -q . "$T/sltailF.err"' ||
+    note "tail -F: $(lg check "$T/sltailF.out" s0,s1,s2,s3 50); stderr: $(head -2 "$T/sltailF.err")"
+kill "$tp" "$tpF" 2>/dev/null; wait "$tp" "$tpF" 2>/dev/null
 checke slots-cat-cmp-tail-c 'cmp -s "$L/slw" "$L/slw" && cmp -s <(cat "$L/slw") <(tail -c +1 "$L/slw")'
 checke slots-stat-ino-after-close '[ "$(stat -c %i "$L/slw")" = "$(ls -i "$L" | awk '"'"'$2 == "slw" { print $1 }'"'"')" ]'
 
