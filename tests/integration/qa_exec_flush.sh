@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# tests/integration/qa_exec_flush.sh — FILE-API §1 Waiting ("never hangs in D state") and
+# Saves: a program with a save in progress on a close-on-exec descriptor (every Python
+# open(), Perl open() above fd 2, O_CLOEXEC in C, Go, Rust) that runs a child (fork+exec,
+# system(), posix_spawn) must not hang. The kernel closes the descriptor inside execve, the
+# FLUSH reaches the daemon, whose publishing flush reads /proc/<pid>/fd of the flushing
+# process (fs/mount.c open_count), which waits for the exec that waits for the FLUSH: both
+# hang for good (and `ps`, `top`, `find /proc` block on that pid). qa helper, 2026-12-03
+# (qa-findings.md #11). Each case runs on its own embedded node; a case that hangs gets its
+# daemon killed after 10 s (that ends the deadlock), so the script always ends.
+. "$(dirname "$0")/lib.sh"
+
+# exec_case NAME CMD...: CMD runs against a fresh node (the path of a file on it is
+# appended); ok when it ends by itself within 10 s with exit status 0.
+exec_case() {
+    local name=$1; shift
+    local node=${name//[^a-z0-9]/}
+    if ! start_node "$node"; then not_ok "$name" "could not start a node"; return; fi
+    mkdir -p "$MNT/cache/x"
+    "$@" "$MNT/cache/x/out" >"$T/$node.out" 2>&1 &
+    local p=$!
+    if wait_for 10 pid_gone "$p"; then
+        wait "$p"; local rc=$?
+        if [ $rc = 0 ]; then ok "$name"; else not_ok "$name" "exit $rc: $(cat "$T/$node.out")"; fi
+    else
+        not_ok "$name" "still running after 10 s (deadlocked in execve); killing the daemon $NPID to free it"
+        kill -9 "$NPID" 2>/dev/null
+        wait_for 10 pid_gone "$p" || kill -9 "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    fi
+    stop_node "$MNT" "$NPID" 2>/dev/null || crash_node "$MNT" "$NPID"
+}
+
+exec_case python-fork-execv timeout -k 2 60 $PY -c '
+import os, sys
+f = open(sys.argv[1], "w")          # O_CLOEXEC, as every Python open()
+f.write("partial"); f.flush()        # a save in progress
+pid = os.fork()
+if pid == 0:
+    os.execv("/bin/true", ["true"])  # the kernel closes f inside execve
+_, st = os.waitpid(pid, 0)
+f.write(" done\n"); f.close()
+sys.exit(0 if st == 0 and open(sys.argv[1]).read() == "partial done\n" else 1)
+'
+if command -v perl >/dev/null; then
+    exec_case perl-system timeout -k 2 60 perl -e '
+use IO::Handle;
+open(F, ">", $ARGV[0]) or die "open: $!";  # fd 3: close-on-exec in Perl
+print F "partial"; F->flush;
+system("true") == 0 or die "system: $?";
+print F " done\n"; close(F) or die "close: $!";
+' --
+else
+    note "perl not installed: perl-system skipped"
+fi
+exec_case python-posix-spawn timeout -k 2 60 $PY -c '
+import os, sys
+f = open(sys.argv[1], "w"); f.write("partial"); f.flush()
+pid = os.posix_spawn("/bin/true", ["true"], os.environ)
+_, st = os.waitpid(pid, 0)
+f.close(); sys.exit(0 if st == 0 else 1)
+'
+
+finish
