@@ -110,6 +110,13 @@ int node_is_leader(node_t *n, uint32_t shard);
  * (at once on the embedded node), or -EIO when that cannot be known in the node's timeout
  * (no leader, no quorum) or the node is closing. Thread-safe. */
 int node_read_barrier(node_t *n, uint32_t shard);
+/* Nonzero when this node knows the shard cannot commit now, without waiting: no leader it
+ * reaches (none known, or the known one not connected, or itself) and fewer than a majority
+ * of the members connected (what .cluster/health calls "no quorum"). A write() of a save
+ * then fails with EIO at once (FILE-API §1 "Durability": errors at the earliest call that
+ * can know them), instead of its close() after the timeout. 0 on the embedded node, and
+ * while the member record is not known yet. Thread-safe. */
+int node_quorum_lost(node_t *n, uint32_t shard);
 /* The barrier on every shard at once (for what spans them: a namespace root's listing and
  * attributes): 0 or the -EIO of a shard that failed. */
 int node_read_barrier_all(node_t *n);
