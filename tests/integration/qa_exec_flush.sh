@@ -53,6 +53,9 @@ print F " done\n"; close(F) or die "close: $!";
 else
     note "perl not installed: perl-system skipped"
 fi
+# plain bash: output sent to the mount, then a group redirected elsewhere (bash keeps the
+# old stdout on a close-on-exec fd 10, which execve of /bin/true closes)
+exec_case bash-group-redirect timeout -k 2 60 bash -c 'exec >"$1"; echo start; { /bin/true; } >/dev/null; echo end' --
 exec_case python-posix-spawn timeout -k 2 60 $PY -c '
 import os, sys
 f = open(sys.argv[1], "w"); f.write("partial"); f.flush()
