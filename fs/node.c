@@ -1457,6 +1457,25 @@ int node_read_barrier(node_t *n, uint32_t shard)
     return rc < 0 ? node_errno(rc) : 0;
 }
 
+int node_quorum_lost(node_t *n, uint32_t shard)
+{
+    if (!n->cluster || shard >= n->nshards)
+        return 0;
+    group_stats_t gs;
+    group_get_stats(n->shards[shard].group, &gs);
+    group_peer_stats_t ps;
+    if (gs.leader && gs.leader != n->opts.id &&
+        group_node_peer_stats(n->gnode, gs.leader, &ps) == 0 && ps.connected)
+        return 0;                       /* a leader it reaches decides */
+    size_t all = node_nmembers(n), up = 0;
+    for (size_t i = 0; i < all; i++) {
+        node_member_t mb;
+        if (node_member(n, i, &mb) == 0 && mb.connected)
+            up++;
+    }
+    return all > 0 && up < all / 2 + 1;
+}
+
 static void barrier_one(node_t *n, uint32_t k, void *arg)
 {
     int rc = node_read_barrier(n, k);

@@ -691,9 +691,12 @@ static int do_write(const treq_t *t, fh_t *fh, const char *buf, size_t size, off
     pthread_mutex_lock(&fh->mu);
     int rc;
     if (fh->append) {
-        rc = write_now(t, fh, 0, 0, buf, size);   /* apply checks the size at the end */
+        /* apply checks the size at the end */
+        rc = node_quorum_lost(t->node, t->shard) ? -EIO : write_now(t, fh, 0, 0, buf, size);
     } else if (fh->failed) {
         rc = -fh->failed;                         /* the save already failed */
+    } else if (node_quorum_lost(t->node, t->shard)) {
+        rc = save_fail(fh, EIO);                  /* known now: the save cannot publish */
     } else if ((uint64_t)off + size > TREE_VALUE_MAX) {
         rc = save_fail(fh, EFBIG);
     } else if ((rc = node_space_check(t->node, (uint64_t)off + size)) < 0) {
