@@ -64,4 +64,17 @@ _, st = os.waitpid(pid, 0)
 f.close(); sys.exit(0 if st == 0 else 1)
 '
 
+# a queue producer holding its push descriptor (every line complete, nothing pending):
+# fs/queues_fuse.c qf_flush reads /proc/<pid>/fd at every flush of a push file
+exec_case queue-push-spawn timeout -k 2 60 $PY -c '
+import os, sys
+q = os.path.dirname(sys.argv[1]) + "/../../queues/jobs"
+os.makedirs(q, exist_ok=True)
+fd = os.open(q + "/push", os.O_WRONLY | os.O_CLOEXEC)
+os.write(fd, b"job-1\n")
+pid = os.posix_spawn("/bin/true", ["true"], os.environ)
+_, st = os.waitpid(pid, 0)
+os.close(fd); sys.exit(0 if st == 0 else 1)
+'
+
 finish
