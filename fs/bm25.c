@@ -366,6 +366,19 @@ static int accs_get(accs_t *A, uint64_t most, int *own)
     return 0;
 }
 
+/* The ranking key of a score: llround(score * 1e6), inline. Below 2^52 in magnitude the
+ * fraction x - trunc(x) is exact, so comparing it with 0.5 rounds halves away from zero as
+ * llround does; larger values (no BM25 score comes near) are left to llround. */
+static inline long long score_key(double score)
+{
+    double x = score * 1e6;
+    if (!(x > -4503599627370496.0 && x < 4503599627370496.0))
+        return llround(x);
+    long long t = (long long)x;
+    double f = x - (double)t;
+    return t + (f >= 0.5) - (f <= -0.5);
+}
+
 typedef struct hit {
     double score;
     long long key;            /* the score in millionths: the ranking key */
@@ -771,7 +784,7 @@ static int exact_score(const query_t *q, const stats_t *s, const sterm_t *const 
     if (!any || must != nmust)
         return 0;
     h->score = score;
-    h->key = llround(score * 1e6);
+    h->key = score_key(score);
     h->bound = 0;
     return 1;
 }
@@ -1285,7 +1298,7 @@ int bm25_query(state_t *const *st, uint32_t n, const char *index, const char *qs
                 }
                 if (rc == 0)
                     hits[nhits++] = (hit_t){ .score = a->score,
-                                             .key = llround(a->score * 1e6),
+                                             .key = score_key(a->score),
                                              .doc = ix[k]->slots[A.touched[j]],
                                              .shard = k,
                                              .bound = a->bound };
