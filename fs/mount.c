@@ -924,29 +924,38 @@ static long long find_mnt_id(const char *mountpoint)
     return found;
 }
 
-/* The open flags of descriptor name of process pid, from its fdinfo; -1 unknown. */
-static long fd_flags(pid_t pid, const char *name)
+/* Descriptor name of process pid, from its fdinfo: open flags, mount id and inode. Returns
+ * 0; 1 when it is closed (or pid gone); -1 when the kernel does not say (mnt_id since 3.15,
+ * ino since 5.14). */
+static int fd_info(pid_t pid, const char *name, long *flags, long long *mnt_id, uint64_t *ino)
 {
     char path[320], text[512];
     snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return -1;
+        return 1;
     ssize_t len = read(fd, text, sizeof(text) - 1);
     close(fd);
     if (len <= 0)
-        return -1;
+        return 1;
     text[len] = 0;
-    const char *p = strstr(text, "\nflags:");
-    return p ? strtol(p + 7, NULL, 8) : -1;
+    const char *f = strstr(text, "\nflags:"), *m = strstr(text, "\nmnt_id:");
+    const char *i = strstr(text, "\nino:");
+    if (!f || !m || !i)
+        return -1;
+    *flags = strtol(f + 7, NULL, 8);
+    *mnt_id = strtoll(m + 8, NULL, 10);
+    *ino = strtoull(i + 5, NULL, 10);
+    return 0;
 }
 
 /* How many descriptors process pid holds on inode ino of mount mnt_id; -1 when it cannot
  * tell. flags < 0: any descriptor; otherwise only those whose access mode and O_APPEND are
  * flags'.
- * Called at every publishing flush, so each descriptor costs one statx of its
- * /proc/<pid>/fd link (mount id and inode; AT_STATX_DONT_SYNC so that no filesystem, ours
- * included, is asked), and only a match reads its fdinfo for the flags. */
+ * Called at every publishing flush. Only /proc/<pid>/fd's listing and each descriptor's
+ * fdinfo are read, never the /proc/<pid>/fd/<n> links: following one waits for an execve of
+ * pid to end, and a close-on-exec descriptor of ours is flushed inside that execve, which
+ * waits for this very flush (a deadlock: `exec >file; /bin/true` in bash hung for good). */
 static int open_count(long long mnt_id, pid_t pid, uint64_t ino, int flags)
 {
     char path[64];
@@ -960,18 +969,20 @@ static int open_count(long long mnt_id, pid_t pid, uint64_t ino, int flags)
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        struct statx sx;
-        if (e->d_name[0] == '.' ||
-            statx(dirfd(d), e->d_name, AT_STATX_DONT_SYNC, STATX_INO | STATX_MNT_ID, &sx) != 0)
+        long fl;
+        long long mid;
+        uint64_t fino;
+        if (e->d_name[0] == '.')
             continue;
-        if (!(sx.stx_mask & STATX_MNT_ID)) {
-            n = -1;   /* a kernel without it (before 5.8): cannot tell */
+        int r = fd_info(pid, e->d_name, &fl, &mid, &fino);
+        if (r > 0)
+            continue;              /* closed meanwhile */
+        if (r < 0) {
+            n = -1;                /* a kernel whose fdinfo lacks them: cannot tell */
             break;
         }
-        if ((long long)sx.stx_mnt_id != mnt_id || sx.stx_ino != ino)
-            continue;
-        long fl = flags < 0 ? 0 : fd_flags(pid, e->d_name);
-        n += flags < 0 || (fl >= 0 && (fl & mask) == (flags & mask));
+        if (mid == mnt_id && fino == ino && (flags < 0 || (fl & mask) == (flags & mask)))
+            n++;
     }
     closedir(d);
     return n;
