@@ -496,6 +496,8 @@ static int sv_mkdir_do(sfront_t *sf, fuse_ino_t parent, const char *name,
     int rc = names_check(name, strlen(name), 0);
     if (rc < 0)
         return rc;
+    if (services_reserved(name, strlen(name)))
+        return -EINVAL;     /* `.pick`, `.all`, `.events`: FILE-API §1 "Names" */
     cmdbuf_t b;
     services_cmd_mkdir(&b, node_now_ms(), name);
     rc = spropose(sf, name, &b, NULL);

@@ -64,6 +64,10 @@ check rm-during-open-save-stays-removed [ "$rmo" = none ] || note "after rm and 
 
 # ---- bad input
 expect_errno mkdir-in-service EPERM mkdir "$S/web/sub"
+# reserved names are no services (FILE-API §1 "Names"): mkdir services/.events succeeded
+for r in .events .pick .all .events@2; do
+    expect_errno "mkdir-reserved-$r" EINVAL mkdir "$S/$r"
+done
 # (.pick and .events@N always exist: a write to them is one to a read-only control file)
 expect_errno create-reserved-pick EINVAL\|EACCES write "$S/web/.pick" lit:1.2.3.4:5
 expect_errno create-reserved-events EINVAL\|EACCES write "$S/web/.events@3" lit:1.2.3.4:5
