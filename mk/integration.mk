@@ -37,3 +37,5 @@ TEST_CMDS += tests/integration/snapshot_kill.sh
 TEST_CMDS += tests/integration/replicas.sh
 TEST_CMDS += tests/integration/cluster_linear.sh
 TEST_CMDS += tests/integration/cluster_queues.sh
+TEST_CMDS += tests/integration/exec_flush.sh
+TEST_CMDS += tests/integration/noquorum_write.sh

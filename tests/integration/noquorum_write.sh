@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# tests/integration/qa_noquorum_write.sh — FILE-API §1 Durability: "A write() already fails
+# tests/integration/noquorum_write.sh — FILE-API §1 Durability: "A write() already fails
 # ... with EIO when the node knows it has no quorum, so bash's built-in echo reports them";
 # "Only a quorum lost between the last write() and the close() can fail there."
 # Descriptors opened while the cluster is whole (an O_TRUNC save in config/ and cache/, an
 # O_APPEND in config/), then nodes 2 and 3 are killed and node 1 reports the loss in
-# .cluster/health; a write() through them must fail with EIO. Today the saves' write()
-# succeeds and only close() fails (EIO after 5 s), which bash's echo ignores: a script
-# thinks it saved. Then the old values must stay. qa helper, 2026-12-03 (qa-findings.md
-# #10). Every wait bounded; the traps take the cluster down.
+# .cluster/health; a write() through them must fail with EIO (before 7a123f3 the saves'
+# write() succeeded and only close() failed, after 5 s, which bash's echo ignores: a script
+# thought it saved). Then the old values must stay. Found by the qa helper, 2026-12-03. Every wait bounded; the traps take the cluster down.
 : "${CLUSTER_PORTS:=26000-26999}"
 export CLUSTER_PORTS
 . "$(dirname "$0")/lib.sh"

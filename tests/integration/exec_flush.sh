@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# tests/integration/qa_exec_flush.sh — FILE-API §1 Waiting ("never hangs in D state") and
+# tests/integration/exec_flush.sh — FILE-API §1 Waiting ("never hangs in D state") and
 # Saves: a program with a save in progress on a close-on-exec descriptor (every Python
 # open(), Perl open() above fd 2, O_CLOEXEC in C, Go, Rust) that runs a child (fork+exec,
 # system(), posix_spawn) must not hang. The kernel closes the descriptor inside execve, the
-# FLUSH reaches the daemon, whose publishing flush reads /proc/<pid>/fd of the flushing
-# process (fs/mount.c open_count), which waits for the exec that waits for the FLUSH: both
-# hang for good (and `ps`, `top`, `find /proc` block on that pid). qa helper, 2026-12-03
-# (qa-findings.md #11). Each case runs on its own embedded node; a case that hangs gets its
+# FLUSH reaches the daemon, whose publishing flush looks at the flushing process's
+# descriptors (fs/mount.c open_count): following its /proc/<pid>/fd links waited for the
+# exec that waited for the FLUSH, and both hung for good (and `ps`, `top`, `find /proc` on
+# that pid) until 23f00c3 read fdinfo instead. Found by the qa helper, 2026-12-03. Each case runs on its own embedded node; a case that hangs gets its
 # daemon killed after 10 s (that ends the deadlock), so the script always ends.
 . "$(dirname "$0")/lib.sh"
 
