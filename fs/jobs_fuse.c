@@ -18,8 +18,9 @@
  * pipes (1 MiB of each kept, the rest counted). The run ends when the shell exits (what it
  * left in its process group is killed), at its timeout (the group gets SIGTERM, SIGKILL 2 s
  * later) or when replace cancels it; then the runner queues its end with its output, and
- * the front's end thread records the ends queued for each shard in one FINISHES, soon after
- * the first is queued (flush_fins, jobs_end_due; a run with more than INLINE_MAX bytes of
+ * the front's end thread records the ends queued for each shard in one FINISHES, at once
+ * when no run started with it (same STARTS) still runs here, else at most 100 ms later
+ * (flush_fins, jobs_end_due; a run with more than INLINE_MAX bytes of
  * output records it first with OUTPUT commands). The end thread also ends as lost a run of
  * this node's session that nothing here can end any more (end_lost_runs).
  *
@@ -78,6 +79,7 @@ enum jkind {
 #define SWEEP_MS 100                    /* the front's sweep period */
 #define LOST_CHECK_MS 1000              /* the check for runs nothing here can end */
 #define LOST_RETRY_MS 50                /* ... again this soon when a START was in flight */
+#define LIVE_SLOTS (4 * LOCAL_MAX)      /* (shard, start batch) pairs of live runners kept */
 
 static const char *const job_files[] = {
     [K_CMD] = "cmd", [K_SCHEDULE] = "schedule", [K_TIMEOUT] = "timeout",
@@ -108,6 +110,12 @@ typedef struct jfront {
     pthread_t sweeper, ender;
     uint64_t *last_flush;               /* per shard: mono ms of its last FINISHES (ender) */
     uint8_t *due;                       /* per shard: its ends are to be flushed (ender) */
+    struct live {                       /* under fmu: runners here whose end is not queued
+                                           yet, by shard and start batch (n 0: free slot) */
+        uint32_t shard, n;
+        uint64_t batch;
+    } live[LIVE_SLOTS];
+    uint64_t batch_seq;                 /* start batches (atomic) */
     int enabled;                        /* runs execute here */
     volatile int stopping;              /* set under ctx.mu; runners poll it */
     uid_t uid;                          /* the identity of runs */
@@ -127,6 +135,8 @@ struct runner {
     uint32_t timeout_s;
     uint64_t tick_ms;                   /* its scheduled time (0: a manual run) */
     uint32_t attempt;
+    uint64_t batch;                     /* the start (STARTS entry, or START) it came from;
+                                           0: not in jf->live */
     volatile int cancel;                /* replace asked for it (set under jf->ctx.mu) */
     volatile int orphan;                /* the run is not ours any more (our session ended:
                                            the node is closing): kill, report nothing */
@@ -142,6 +152,7 @@ struct fin {
     uint64_t sid;                       /* the session that started the run */
     jobs_fin_t f;                       /* f.job and f.out[] owned */
     uint64_t since;                     /* mono ms when it was queued */
+    uint64_t batch;                     /* its runner's start batch */
     fin_t *next;
 };
 
@@ -992,16 +1003,48 @@ struct capture {
     int fd;
 };
 
+/* The live runners of shard k from start batch b (fmu held): adds d (+1 or -1). A +1 that
+ * finds no free slot returns -1 (the runner is then not tracked: its batch is 0). */
+static int live_add(jfront_t *jf, uint32_t k, uint64_t b, int d)
+{
+    struct live *free_slot = NULL;
+    for (int i = 0; i < LIVE_SLOTS; i++) {
+        struct live *l = &jf->live[i];
+        if (l->n && l->shard == k && l->batch == b) {
+            l->n = (uint32_t)((int)l->n + d);
+            return 0;
+        }
+        if (!l->n && !free_slot)
+            free_slot = l;
+    }
+    if (d < 0 || !free_slot)
+        return -1;
+    *free_slot = (struct live){ .shard = k, .n = 1, .batch = b };
+    return 0;
+}
+
+/* Whether runners of shard k's start batch b still run here, their ends not queued (fmu
+ * held): the ends of their batch mates wait for them (jobs_end_due). */
+static int live_held(const jfront_t *jf, uint32_t k, uint64_t b)
+{
+    for (int i = 0; b && i < LIVE_SLOTS; i++)
+        if (jf->live[i].n && jf->live[i].shard == k && jf->live[i].batch == b)
+            return 1;
+    return 0;
+}
+
 /* Queues the end of run r (state end, exit code) for the end thread (flush_fins), with the
  * kept output of cap[0..2) when cap (else the output was recorded already), and wakes that
  * thread (it proposes the shard's ends at jobs_end_due). Nothing once r is orphaned: its
- * run ended lost with its session. */
+ * run ended lost with its session. Called once per runner; it uncounts the runner from
+ * jf->live (start_runner counted it). */
 static void fin_queue(runner_t *r, uint8_t end, int32_t code, const struct capture *cap)
 {
     jfront_t *jf = r->jf;
+    fin_t *f = NULL;
     if (r->orphan)
-        return;
-    fin_t *f = calloc(1, sizeof(*f));
+        goto out;
+    f = calloc(1, sizeof(*f));
     if (!f || !(f->f.job = strdup(r->job)))
         goto oom;
     f->shard = r->shard;
@@ -1021,9 +1064,12 @@ static void fin_queue(runner_t *r, uint8_t end, int32_t code, const struct captu
         }
     }
     f->since = mono_ms();
+    f->batch = r->batch;
     pthread_mutex_lock(&jf->fmu);
     *jf->fins_tail = f;
     jf->fins_tail = &f->next;
+    if (r->batch)
+        live_add(jf, r->shard, r->batch, -1);
     pthread_cond_signal(&jf->fcv);
     pthread_mutex_unlock(&jf->fmu);
     return;
@@ -1035,6 +1081,12 @@ oom:
         free((void *)f->f.out[0]);
         free(f);
     }
+out:
+    pthread_mutex_lock(&jf->fmu);
+    if (r->batch)
+        live_add(jf, r->shard, r->batch, -1);
+    pthread_cond_signal(&jf->fcv);
+    pthread_mutex_unlock(&jf->fmu);
 }
 
 static void fin_free(fin_t *f)
@@ -1466,7 +1518,8 @@ static int is_local(jfront_t *jf, uint32_t k, uint64_t job_id, uint64_t n, int c
     return found;
 }
 
-static void start_runner(jfront_t *jf, uint32_t k, uint64_t sid, struct due_item *t)
+static void start_runner(jfront_t *jf, uint32_t k, uint64_t sid, struct due_item *t,
+                         uint64_t batch)
 {
     runner_t *r = calloc(1, sizeof(*r));
     if (!r)
@@ -1491,6 +1544,9 @@ static void start_runner(jfront_t *jf, uint32_t k, uint64_t sid, struct due_item
     }
     r->next = jf->runners;
     jf->runners = r;
+    pthread_mutex_lock(&jf->fmu);
+    r->batch = live_add(jf, k, batch, 1) == 0 ? batch : 0;   /* fin_queue uncounts it */
+    pthread_mutex_unlock(&jf->fmu);
     if (pthread_create(&r->th, NULL, runner_main, r) != 0) {
         jf->runners = r->next;
         pthread_mutex_unlock(&jf->ctx.mu);
@@ -1550,9 +1606,10 @@ static void start_here(jfront_t *jf, uint32_t k, uint64_t job_id, uint64_t n)
     if (rc == 0 && t.job) {
         cmdbuf_t b;
         jobs_cmd_start(&b, node_now_ms(), t.job, n, sid);
+        uint64_t batch = __atomic_add_fetch(&jf->batch_seq, 1, __ATOMIC_RELAXED);
         starting_add(jf, 1);
         if (node_propose(jf->ctx.node, k, &b, NULL) == 0)
-            start_runner(jf, k, sid, &t);
+            start_runner(jf, k, sid, &t, batch);
         starting_add(jf, -1);
     }
     free(t.job);
@@ -1630,9 +1687,10 @@ static void sweep_shard(jfront_t *jf, uint32_t k)
         sm_result_t res;
         if (propose_batch(n, k, JOP_STARTS, sid, &starts, i, &res) < 0)
             continue;
+        uint64_t batch = __atomic_add_fetch(&jf->batch_seq, 1, __ATOMIC_RELAXED);
         for (size_t x = i; x < starts.n && x < i + JOBS_BATCH_MAX; x++)
             if (jobs_result_bit(&res, (uint32_t)(x - i)))
-                start_runner(jf, k, sid, &starts.t[x]);   /* recorded as started: run it */
+                start_runner(jf, k, sid, &starts.t[x], batch);   /* recorded as started */
     }
     if (starts.n)
         starting_add(jf, -1);
@@ -1820,7 +1878,8 @@ static void *ender_main(void *arg)
         uint64_t now = mono_ms(), next = jf->enabled ? lost_at : now + 3600000;
         int any = 0;
         for (fin_t *f = jf->fins; f; f = f->next) {
-            uint64_t at = jobs_end_due(f->since, jf->last_flush[f->shard]);
+            uint64_t at = jobs_end_due(f->since, jf->last_flush[f->shard],
+                                       live_held(jf, f->shard, f->batch));
             if (at <= now) {
                 any = 1;
                 due[f->shard] = 1;

@@ -1612,9 +1612,9 @@ void jobs_cmd_finishes(cmdbuf_t *b, uint64_t now, uint64_t sid, uint32_t n, cons
     }
 }
 
-uint64_t jobs_end_due(uint64_t first_ms, uint64_t last_ms)
+uint64_t jobs_end_due(uint64_t first_ms, uint64_t last_ms, int running)
 {
-    uint64_t a = first_ms + JOBS_END_GATHER_MS;
+    uint64_t a = running ? first_ms + JOBS_END_HOLD_MS : first_ms;
     uint64_t b = last_ms ? last_ms + JOBS_END_GAP_MS : 0;
     return a > b ? a : b;
 }

@@ -115,15 +115,17 @@ size_t jobs_fin_size(const jobs_fin_t *f);
 /* A FINISHES of the ends f[0..n) (1 <= n <= JOBS_BATCH_MAX) of runs of session sid. */
 void jobs_cmd_finishes(cmdbuf_t *b, uint64_t now, uint64_t sid, uint32_t n, const jobs_fin_t *f);
 /* When a node proposes the run ends it queued for a shard (docs/JOBS.md "Ending"): the
- * shard's oldest queued end was queued at first_ms, its last FINISHES was proposed at
- * last_ms (0: never), both monotonic ms. Returns the time to propose them: JOBS_END_GATHER_MS
- * after the first (ends of runs that end together share the entry), but not before
- * JOBS_END_GAP_MS after the last (a shard gets at most one FINISHES of a node per gap). So an
+ * shard's oldest queued end was queued at first_ms, the node's last FINISHES for the shard
+ * was proposed at last_ms (0: never), both monotonic ms; running: runs started with one of
+ * them (in the same STARTS) still run on the node. Returns the time to propose them: at
+ * once when none does (a lone run's end is not held back), else JOBS_END_HOLD_MS after the
+ * first (the ends of the runs started together join it); and never sooner than
+ * JOBS_END_GAP_MS after the last (at most one FINISHES of a node per shard and gap). So an
  * end queued after the shard's last FINISHES was proposed is proposed at most
- * max(JOBS_END_GATHER_MS, JOBS_END_GAP_MS) after it was queued. */
-#define JOBS_END_GATHER_MS 10
+ * max(JOBS_END_HOLD_MS, JOBS_END_GAP_MS) after it was queued. */
+#define JOBS_END_HOLD_MS 100
 #define JOBS_END_GAP_MS 100
-uint64_t jobs_end_due(uint64_t first_ms, uint64_t last_ms);
+uint64_t jobs_end_due(uint64_t first_ms, uint64_t last_ms, int running);
 /* Whether encoded command cmd only frees or ends what the state holds, so that a full
  * disk must still log it (fs/node.c's cmd_class: CC_FREEING, as deletes): RMDIR, FINISH,
  * and a well-formed FINISHES none of whose items keeps output bytes (a run's end gives back

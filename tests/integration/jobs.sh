@@ -231,7 +231,7 @@ if mount -t tmpfs -o size=8m tmpfs "$disk" && mkdir "$disk/data" && DATA_DIR=$di
     sleep 0.3                          # the node looks at the disk every 100 ms
     expect_errno full-disk-is-full ENOSPC write "$MNT/cache/x" pat:70000:x
     touch "$T/pub/go"
-    checke full-disk-end-logged 'wait_for 15 ended fd 1 && [ "$(run_state fd 1)" = ok ]' ||
+    checke full-disk-end-logged 'wait_for 10 ended fd 1 && [ "$(run_state fd 1)" = ok ]' ||
         note "run 1: $(runfile fd 1 state) (fs/node.c must log what jobs_cmd_frees says frees: docs/JOBS.md \"Full disk\")"
     check full-disk-output-cut grep -q "^\[quorumfs: output cut: 3 bytes, the first 0 kept\]$" "$J/fd/runs/1/stdout" ||
         note "stdout: $(runfile fd 1 stdout | head -c 200)"

@@ -677,19 +677,25 @@ TEST(run_ends_without_output_free)
     CHECK_EQ(frees(&b), 0);   /* not jobs/'s to say */
 }
 
-/* When a node proposes the ends it queued for a shard: soon after the first (not at a
- * sweep), at most one FINISHES per JOBS_END_GAP_MS, never later than the larger bound. */
+/* When a node proposes the ends it queued for a shard: a lone run's end at once (not at a
+ * sweep), ends of runs running together held for the others, at most one FINISHES per
+ * JOBS_END_GAP_MS, never later than the larger bound. */
 TEST(queued_ends_are_proposed_soon_and_rate_limited)
 {
     const uint64_t t = 1000000;
-    CHECK_EQ(jobs_end_due(t, 0), t + JOBS_END_GATHER_MS);                 /* never flushed */
-    CHECK_EQ(jobs_end_due(t, t - 5000), t + JOBS_END_GATHER_MS);          /* long ago */
-    CHECK_EQ(jobs_end_due(t, t - 1), t - 1 + JOBS_END_GAP_MS);            /* just now */
-    CHECK_EQ(jobs_end_due(t - 20000, t), t + JOBS_END_GAP_MS);            /* kept after EIO */
-    CHECK(JOBS_END_GATHER_MS < JOBS_END_GAP_MS && JOBS_END_GAP_MS <= 100);
-    uint64_t bound = JOBS_END_GATHER_MS > JOBS_END_GAP_MS ? JOBS_END_GATHER_MS : JOBS_END_GAP_MS;
-    for (uint64_t last = t - 300; last <= t; last += 7)   /* queued after the last flush */
-        CHECK(jobs_end_due(t, last) - t <= bound && jobs_end_due(t, last) >= last + JOBS_END_GAP_MS);
+    CHECK_EQ(jobs_end_due(t, 0, 0), t);                                   /* a lone run */
+    CHECK_EQ(jobs_end_due(t, t - 5000, 0), t);
+    CHECK_EQ(jobs_end_due(t, 0, 1), t + JOBS_END_HOLD_MS);                /* others running */
+    CHECK_EQ(jobs_end_due(t, t - 5000, 1), t + JOBS_END_HOLD_MS);
+    CHECK_EQ(jobs_end_due(t, t - 1, 0), t - 1 + JOBS_END_GAP_MS);         /* one just now */
+    CHECK_EQ(jobs_end_due(t - 20000, t, 0), t + JOBS_END_GAP_MS);         /* kept after EIO */
+    CHECK(JOBS_END_HOLD_MS <= 100 && JOBS_END_GAP_MS <= 100);
+    uint64_t bound = JOBS_END_HOLD_MS > JOBS_END_GAP_MS ? JOBS_END_HOLD_MS : JOBS_END_GAP_MS;
+    for (int running = 0; running < 2; running++)
+        for (uint64_t last = t - 300; last <= t; last += 7) {   /* queued after the last one */
+            uint64_t at = jobs_end_due(t, last, running);
+            CHECK(at - t <= bound && at >= last + JOBS_END_GAP_MS);
+        }
 }
 
 /* The index against a full scan of the jobs at now. */
