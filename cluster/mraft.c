@@ -206,6 +206,10 @@ struct mraft_node {
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
+/* Evaluates call (an int expression), adding the nanoseconds it took to acc (the slow
+ * iteration's accounting, log_if_slow). */
+#define TIMED(acc, call) ({ uint64_t t0_ = now_ns(); int r_ = (call); (acc) += now_ns() - t0_; r_; })
+
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -1218,13 +1222,9 @@ static int process_readies(mraft_node_t *n)
         g->has_rd = any = true;
         const raft_ready_t *rd = &g->rd;
         send_all(n, g, rd->msgs, rd->n_msgs);                                   /* (a) */
-        if (rd->snap_chunk) {                                                  /* (b) */
-            uint64_t t0 = now_ns();
-            rc = persist_chunk(n, g, rd->snap_chunk);
-            n->t_chunks += now_ns() - t0;
-            if (rc)
-                return rc;
-        }
+        if (rd->snap_chunk &&                                                  /* (b) */
+            (rc = TIMED(n->t_chunks, persist_chunk(n, g, rd->snap_chunk))))
+            return rc;
         if (rd->snapshot || rd->n_entries || rd->hs_changed) {
             if ((rc = rstore_save(n->store, g->id, rd)))
                 return rc;
@@ -1246,10 +1246,7 @@ static int process_readies(mraft_node_t *n)
     if (!any)
         return 0;
     if (need_sync) {
-        uint64_t t0 = now_ns();
-        rc = rstore_sync(n->store);
-        n->t_sync += now_ns() - t0;
-        if (rc)
+        if ((rc = TIMED(n->t_sync, rstore_sync(n->store))))
             return rc;
         n->st.syncs++;
         n->dirty = false;
@@ -1260,13 +1257,8 @@ static int process_readies(mraft_node_t *n)
             continue;
         const raft_ready_t *rd = &g->rd;
         send_all(n, g, rd->msgs_after_persist, rd->n_msgs_after_persist);      /* (c) */
-        if (rd->snapshot) {                                                    /* (d) */
-            uint64_t t0 = now_ns();
-            rc = install(n, g, rd->snapshot);
-            n->t_installs += now_ns() - t0;
-            if (rc)
-                return rc;
-        }
+        if (rd->snapshot && (rc = TIMED(n->t_installs, install(n, g, rd->snapshot)))) /* (d) */
+            return rc;
         uint64_t ta = now_ns();
         apply_entries(n, g, rd->committed, rd->n_committed);
         n->t_apply += now_ns() - ta;
