@@ -432,10 +432,15 @@ static void reply_opened(fuse_req_t req, lgfront_t *lf, int rc, lgfh_t *fh,
     fi->direct_io = !fh->cached;
     fi->keep_cache = fh->cached == 2;
     fi->nonseekable = fh->follow;
+    /* fh is the opener's once the reply is out: it may close it and another thread's
+     * RELEASE free fh before the reply call returns, so what follows is taken now */
+    int cached = fh->cached;
+    uint64_t key = log_ino(fh->shard, fh->id, 0);
+    unsigned slot = fh->slot;
     if ((e ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi)) != 0)
         release_fh(lf, fh);
-    else if (fh->cached)                   /* the kernel has the answer: keep_cache or not */
-        lgpc_opened(lf->pc, log_ino(fh->shard, fh->id, 0), fh->slot, fh->cached == 2);
+    else if (cached)                       /* the kernel has the answer: keep_cache or not */
+        lgpc_opened(lf->pc, key, slot, cached == 2);
 }
 
 /* Keeps the mount's session for the page cache invalidations (the first request suffices:
