@@ -1461,19 +1461,25 @@ int node_quorum_lost(node_t *n, uint32_t shard)
 {
     if (!n->cluster || shard >= n->nshards)
         return 0;
-    group_stats_t gs;
-    group_get_stats(n->shards[shard].group, &gs);
+    mraft_group_status_t st;
+    if (group_raft_status(n->shards[shard].group, &st) < 0 || st.role == RAFT_LEADER)
+        return 0;                       /* a leader cut off steps down (check-quorum) */
     group_peer_stats_t ps;
-    if (gs.leader && gs.leader != n->opts.id &&
-        group_node_peer_stats(n->gnode, gs.leader, &ps) == 0 && ps.connected)
+    if (st.leader && st.leader != n->opts.id &&
+        group_node_peer_stats(n->gnode, st.leader, &ps) == 0 && ps.connected)
         return 0;                       /* a leader it reaches decides */
-    size_t all = node_nmembers(n), up = 0;
-    for (size_t i = 0; i < all; i++) {
-        node_member_t mb;
-        if (node_member(n, i, &mb) == 0 && mb.connected)
-            up++;
+    /* no leader it reaches: lost when it cannot reach a majority of the shard's voters
+     * (then no leader can be elected that it reaches either) */
+    uint32_t voters = 0, up = 0;
+    for (uint32_t i = 0; i < st.conf.n; i++) {
+        const raft_server_t *sv = &st.conf.s[i];
+        if (sv->role != RAFT_VOTER)
+            continue;
+        voters++;
+        up += sv->id == n->opts.id ||
+              (group_node_peer_stats(n->gnode, sv->id, &ps) == 0 && ps.connected);
     }
-    return all > 0 && up < all / 2 + 1;
+    return voters > 0 && up < voters / 2 + 1;
 }
 
 static void barrier_one(node_t *n, uint32_t k, void *arg)

@@ -110,9 +110,10 @@ int node_is_leader(node_t *n, uint32_t shard);
  * (at once on the embedded node), or -EIO when that cannot be known in the node's timeout
  * (no leader, no quorum) or the node is closing. Thread-safe. */
 int node_read_barrier(node_t *n, uint32_t shard);
-/* Nonzero when this node knows the shard cannot commit now, without waiting: no leader it
- * reaches (none known, or the known one not connected, or itself) and fewer than a majority
- * of the members connected (what .cluster/health calls "no quorum"). A write() of a save
+/* Nonzero when this node knows the shard cannot commit now, without waiting: it is not the
+ * shard's leader (a leader cut off steps down by check-quorum), reaches no leader, and
+ * reaches fewer than a majority of the shard's voters (so no leader it reaches can be
+ * elected either). A write() of a save
  * then fails with EIO at once (FILE-API §1 "Durability": errors at the earliest call that
  * can know them), instead of its close() after the timeout. 0 on the embedded node, and
  * while the member record is not known yet. Thread-safe. */
