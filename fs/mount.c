@@ -925,19 +925,21 @@ static long long find_mnt_id(const char *mountpoint)
 }
 
 /* Descriptor name of process pid, from its fdinfo: open flags, mount id and inode. Returns
- * 0; 1 when it is closed (or pid gone); -1 when the kernel does not say (mnt_id since 3.15,
- * ino since 5.14). */
+ * 0; 1 when it is closed (or pid gone); -1 when it cannot tell (another error, or a kernel
+ * whose fdinfo lacks them: mnt_id since 3.15, ino since 5.14; then saves publish at the
+ * last close of their description, docs/FILE-INTERFACE.md "Saves"). */
 static int fd_info(pid_t pid, const char *name, long *flags, long long *mnt_id, uint64_t *ino)
 {
     char path[320], text[512];
     snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return 1;
+        return errno == ENOENT || errno == ESRCH ? 1 : -1;   /* EMFILE...: cannot tell */
     ssize_t len = read(fd, text, sizeof(text) - 1);
+    int e = errno;
     close(fd);
     if (len <= 0)
-        return 1;
+        return len == 0 || e == ENOENT || e == ESRCH ? 1 : -1;
     text[len] = 0;
     const char *f = strstr(text, "\nflags:"), *m = strstr(text, "\nmnt_id:");
     const char *i = strstr(text, "\nino:");
