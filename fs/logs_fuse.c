@@ -10,8 +10,9 @@
  * Inodes (fs/ns.h module inodes, shard in bits 48..55): a log is NS_SHARD_INO(logs, k, id)
  * with its slot (logs_slots.h) in bits 40..45 (ids up to 2^40): the kernel sees one log
  * through up to 64 nodeids, all with slot 0's number as st_ino, so that its writers hold
- * different inode locks (a lookup answers the log's current slot; a write open of it moves
- * lookups to another); the follow file of a log is slot 0's with FOLLOW_BIT, logs/.follow
+ * different inode locks (a lookup answers the log's current slot; a write open or a cached
+ * read open of it moves lookups to another, and no cached reader shares a writer's slot);
+ * the follow file of a log is slot 0's with FOLLOW_BIT, logs/.follow
  * itself NS_INO(logs, FOLLOW_BIT). All are computed from the state and the slot: nothing to
  * forget.
  *
@@ -77,6 +78,7 @@ typedef struct lgfh {
     uint64_t id;
     unsigned slot;                   /* a log file: the slot (inode) it was opened through */
     int wslot;                       /* a write open counted in lf->sl on this slot, or -1 */
+    int rslot;                       /* a cached read open counted in lf->sl on it, or -1 */
     char *name;
     /* log files: what fstat shows once the log is removed (FILE-API §1 "Open files"): the
      * attributes at the open, the size the largest end this descriptor saw since (atomic) */
@@ -332,6 +334,15 @@ static int open_ino(lgfront_t *lf, fuse_ino_t ino, int flags, lgfh_t **out)
     fh->cached = rc == 0 && kind == K_LOG && !wr && lf->pc && lgpc_cacheable(v.start);
     if (fh->cached && !__atomic_load_n(&lf->se, __ATOMIC_ACQUIRE))
         fh->cached = 0;                    /* no session to notify yet (note_session) */
+    /* never cached on a slot a writer of this mount writes through: its kernel size is
+     * that writer's stale end (logs_slots.h); counted, so writers keep off this slot */
+    fh->rslot = -1;
+    if (fh->cached && lf->sl) {
+        if (lgsl_open_read(lf->sl, ino_base(ino), ino_slot(ino)))
+            fh->rslot = (int)ino_slot(ino);
+        else
+            fh->cached = 0;
+    }
     if (fh->cached)                        /* 2: keep the pages; 1: drop them; 0: direct */
         fh->cached = 1 + lgpc_open(lf->pc, ino_base(ino), ino_slot(ino), v.start);
     fh->pos = v.end;
@@ -373,6 +384,8 @@ static void release_fh(lgfront_t *lf, lgfh_t *fh)
     pthread_mutex_unlock(&lf->ctx.mu);
     if (fh->wslot >= 0)
         lgsl_close_write(lf->sl, log_ino(fh->shard, fh->id, 0), (unsigned)fh->wslot);
+    if (fh->rslot >= 0)
+        lgsl_close_read(lf->sl, log_ino(fh->shard, fh->id, 0), (unsigned)fh->rslot);
     if (fh->cached)
         lgpc_close(lf->pc, log_ino(fh->shard, fh->id, 0));
     fuse_pollhandle_destroy(ph);
