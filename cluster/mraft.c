@@ -129,6 +129,7 @@ typedef struct mgroup {
     uint64_t applied;            /* last index applied to the state machine */
     uint64_t applied_bytes;      /* applied since the last snapshot */
     uint64_t snap_retry_at;      /* tick before which no snapshot is tried */
+    bool gc_due;                 /* the store's collection waits for its snapshot */
     raft_hard_state_t hs_saved;  /* the last hard state written to the store */
     prop_t *pend, *pend_tail;    /* proposed, waiting to apply; sorted by index */
     prop_t *batch, *batch_tail;  /* queued this iteration, to propose */
@@ -199,6 +200,7 @@ struct mraft_node {
     int fail_rc;
     uint64_t balance_ticks, backoff_ticks; /* cfg.balance_ms, cfg.balance_backoff_ms */
     struct snap_job *snap_job;   /* the snapshot being made durable off the loop, or NULL */
+    size_t snap_next;            /* where maintenance looks for the next snapshot first */
     /* where the current iteration's time went (ns), for the slow-iteration log line */
     uint64_t t_sync, t_chunks, t_installs, t_snaps, t_apply;
     uint64_t slow_logged_ns;     /* when the last slow iteration was logged */
@@ -1288,39 +1290,50 @@ static int maintenance(mraft_node_t *n)
     int rc;
     if ((rc = settle_snapshot(n)))
         return rc;
-    for (size_t i = 0; i < n->n_groups; i++) {
-        mgroup_t *g = n->groups[i];
-        if (g->applied_bytes >= n->cfg.snapshot_bytes && n->ticks >= g->snap_retry_at &&
-            (rc = take_snapshot(n, g)))
-            return rc;
-    }
     rstore_stats_t ss;
     rstore_get_stats(n->store, &ss);
-    if (ss.wal.bytes < n->gc_mark + n->cfg.gc_bytes || n->snap_job)
-        return 0;   /* with a snapshot being made durable: once it is settled */
-    uint32_t blocking[GC_FORCE_SNAPSHOTS];
-    size_t nb = 0;
-    /* rstore_gc deletes the segments that compaction records made unneeded, judging from
-     * the store's memory: those records must be durable first, or a crash would leave a
-     * log with entries missing after a snapshot it never recorded (refused at open). */
-    if (n->dirty) {
-        if ((rc = rstore_sync(n->store)))
+    if (ss.wal.bytes >= n->gc_mark + n->cfg.gc_bytes) {
+        uint32_t blocking[GC_FORCE_SNAPSHOTS];
+        size_t nb = 0;
+        /* rstore_gc deletes the segments that compaction records made unneeded, judging
+         * from the store's memory: those records must be durable first, or a crash would
+         * leave a log with entries missing after a snapshot it never recorded (refused at
+         * open). A snapshot being made durable has no record yet: nothing of it counts. */
+        if (n->dirty) {
+            if ((rc = rstore_sync(n->store)))
+                return rc;
+            n->dirty = false;
+        }
+        if ((rc = rstore_gc(n->store, blocking, GC_FORCE_SNAPSHOTS, &nb)))
             return rc;
-        n->dirty = false;
-    }
-    if ((rc = rstore_gc(n->store, blocking, GC_FORCE_SNAPSHOTS, &nb)))
-        return rc;
-    n->st.gcs++;
-    /* snapshots of the groups holding old segments back, one at a time (take_snapshot): the
-     * next round comes once this one is settled, until none is left to start */
-    for (size_t i = 0; i < nb && i < GC_FORCE_SNAPSHOTS && !n->snap_job; i++) {
-        mgroup_t *g = find_group(n, blocking[i]);
-        if (g && n->ticks >= g->snap_retry_at && (rc = take_snapshot(n, g)))
-            return rc;
-    }
-    if (!n->snap_job) {
+        n->st.gcs++;
         rstore_get_stats(n->store, &ss);
         n->gc_mark = ss.wal.bytes;
+        /* the groups holding old segments back get the next snapshot jobs, first */
+        for (size_t i = 0; i < nb && i < GC_FORCE_SNAPSHOTS; i++) {
+            mgroup_t *g = find_group(n, blocking[i]);
+            if (g)
+                g->gc_due = true;
+        }
+    }
+    if (n->snap_job)
+        return 0;                  /* one job at a time (take_snapshot) */
+    /* the next job: a group the collection waits for, else the next group past
+     * snapshot_bytes after the last one snapshotted (round robin: none starves) */
+    for (size_t k = 0; k < n->n_groups; k++) {
+        mgroup_t *g = n->groups[(n->snap_next + k) % n->n_groups];
+        if (g->gc_due && n->ticks >= g->snap_retry_at) {
+            g->gc_due = false;
+            n->snap_next = (n->snap_next + k + 1) % n->n_groups;
+            return take_snapshot(n, g);
+        }
+    }
+    for (size_t k = 0; k < n->n_groups; k++) {
+        mgroup_t *g = n->groups[(n->snap_next + k) % n->n_groups];
+        if (g->applied_bytes >= n->cfg.snapshot_bytes && n->ticks >= g->snap_retry_at) {
+            n->snap_next = (n->snap_next + k + 1) % n->n_groups;
+            return take_snapshot(n, g);
+        }
     }
     return 0;
 }
