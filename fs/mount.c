@@ -830,11 +830,16 @@ static void q_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 /* Hard links, FIFOs, device nodes and sockets have no place in a replicated store: EPERM
- * (FILE-API §1), as on a filesystem that does not allow them. */
+ * (FILE-API §1), as on a filesystem that does not allow them. A regular file made by mknod
+ * (tar --xattrs -x does so) goes to the namespaces that take it (cache/, config/). */
 static void q_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                     dev_t rdev)
 {
-    fuse_reply_err(req, EPERM);
+    const struct fuse_lowlevel_ops *m = S_ISREG(mode) ? ops_of(mount_of(req), parent) : NULL;
+    if (m && m->mknod)
+        m->mknod(req, parent, name, mode, rdev);
+    else
+        fuse_reply_err(req, EPERM);
 }
 
 static void q_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)

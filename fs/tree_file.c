@@ -888,6 +888,26 @@ void tfile_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
         fh_close(&t, fh);
 }
 
+void tfile_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                 dev_t rdev)
+{
+    treq_t t = treq_at(req, parent, name);
+    uint64_t t0 = metrics_now_ns();
+    fh_t *fh = NULL;
+    struct fuse_entry_param e;
+    int rc = S_ISREG(mode) ? do_create(&t, parent, name, mode, O_CREAT | O_EXCL | O_WRONLY,
+                                       &e, &fh)
+                           : -EPERM;
+    if (rc == 0) {
+        rc = publish_locked(&t, fh);        /* its first value (config/: first revision) */
+        fh_close(&t, fh);
+    }
+    if (rc == 0)
+        rc = tf_getattr(&t, e.ino, &e.attr);
+    metrics_op(node_metrics(t.node), MOP_create, t0, -rc);
+    front_reply_entry(req, rc, &e);
+}
+
 /* ---- setattr's part ---- */
 
 /* truncate(2)/ftruncate(2). Through a saving open: part of its save. Through an O_APPEND

@@ -72,6 +72,10 @@ void tfile_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
 void tfile_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void tfile_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                   struct fuse_file_info *fi);
+/* mknod(2) of a regular file (tar --xattrs -x and cpio make files so): an exclusive create
+ * whose empty value is published at once; other types get EPERM (FILE-API §1). */
+void tfile_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                 dev_t rdev);
 void tfile_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
                 struct fuse_pollhandle *ph);
 /* setattr's parts that touch a file's value: saves in progress and pending creations are

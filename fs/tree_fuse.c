@@ -837,5 +837,6 @@ const struct fuse_lowlevel_ops tree_fuse_ops = {
     .listxattr = t_listxattr,
     .removexattr = t_removexattr,
     .create = tfile_create,
+    .mknod = tfile_mknod,
     .poll = tfile_poll,
 };

@@ -39,3 +39,4 @@ TEST_CMDS += tests/integration/cluster_linear.sh
 TEST_CMDS += tests/integration/cluster_queues.sh
 TEST_CMDS += tests/integration/exec_flush.sh
 TEST_CMDS += tests/integration/noquorum_write.sh
+TEST_CMDS += tests/integration/xattr_restore.sh

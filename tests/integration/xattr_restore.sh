@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# tests/integration/qa_xattr_restore.sh — FILE-API §1 POSIX metadata ("tar x, cp -a, rsync -a
+# tests/integration/xattr_restore.sh — FILE-API §1 POSIX metadata ("tar x, cp -a, rsync -a
 # ... run clean") and Bad input (EPERM is for FIFOs, device nodes and sockets): restoring a
-# backup of config/ with its extended attributes must run clean. Today:
-#  - mknod(S_IFREG) — a plain regular-file create — gives EPERM, and GNU `tar --xattrs -x`
-#    creates every regular file that way, so it restores no file at all;
-#  - `rsync -aX` exits 23: listxattr advertises the read-only user.version, whose set fails.
-# qa helper, 2026-12-03 (qa-findings.md #4). Embedded node; bounded; the trap unmounts.
+# backup of config/ with its extended attributes must run clean. Before this session:
+#  - mknod(S_IFREG), a plain regular-file create, gave EPERM, and GNU `tar --xattrs -x`
+#    creates every regular file that way, so it restored no file at all;
+#  - `rsync -aX` exited 23: listxattr advertised the read-only user.version, whose set fails.
+# Found by the qa helper, 2026-12-03. Embedded node; bounded; the trap unmounts.
 . "$(dirname "$0")/lib.sh"
 
 must_start e
