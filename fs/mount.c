@@ -847,12 +847,18 @@ static void q_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const c
     fuse_reply_err(req, EPERM);
 }
 
-/* Symbolic links live in the namespaces that have them (cache/, config/); a front without
- * them answers EOPNOTSUPP, never ENOSYS (which would switch them off for the whole mount). */
+/* Symbolic links live in the namespaces that have them (cache/, config/); elsewhere EPERM,
+ * the errno FILE-API §1 gives a type of node a place does not keep (never ENOSYS, which
+ * would switch them off for the whole mount). */
 static void q_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-    ROUTE(parent, symlink, req, link, parent, name);
-    fuse_reply_err(req, -below_mount_inode(parent));
+    const struct fuse_lowlevel_ops *m = ops_of(mount_of(req), parent);
+    if (m && m->symlink)
+        m->symlink(req, link, parent, name);
+    else if (m)
+        fuse_reply_err(req, EPERM);
+    else
+        fuse_reply_err(req, -below_mount_inode(parent));
 }
 
 static void q_readlink(fuse_req_t req, fuse_ino_t ino)
