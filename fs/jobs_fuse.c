@@ -689,7 +689,7 @@ static int do_open(jfront_t *jf, fuse_ino_t ino, int flags, jfh_t **out)
     if (kind < 0)
         return -ENOENT;
     if (acc != O_RDONLY && !setting_kind(kind) && kind != K_RUN)
-        return -EACCES;                 /* status, .events and runs/ are read-only */
+        return -EPERM;                  /* status, .events and runs/ are read-only (FILE-API §1) */
     jfh_t *fh = calloc(1, sizeof(*fh));
     if (!fh)
         return -ENOMEM;

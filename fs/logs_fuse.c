@@ -316,7 +316,7 @@ static int open_ino(lgfront_t *lf, fuse_ino_t ino, int flags, lgfh_t **out)
         return -ENOENT;
     int wr = (flags & O_ACCMODE) != O_RDONLY;
     if (kind == K_FOLLOW && wr)
-        return -EACCES;
+        return -EPERM;              /* read-only (FILE-API §1) */
     lgfh_t *fh = calloc(1, sizeof(*fh));
     if (!fh)
         return -ENOMEM;

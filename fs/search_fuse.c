@@ -834,7 +834,7 @@ static void sr_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     int rc = kind < 0 ? kind : 0;
     if (kind == K_QUERY) {
         char index[NAME_MAX_BYTES + 1], q[NAME_MAX_BYTES + 1];
-        rc = (fi->flags & O_ACCMODE) != O_RDONLY ? -EACCES
+        rc = (fi->flags & O_ACCMODE) != O_RDONLY ? -EPERM
              : nent_find(sf, v, K_QUERY, index, q, NULL, NULL);
         if (rc == 0 && !(fh = fh_new()))
             rc = -ENOMEM;

@@ -763,7 +763,7 @@ static int do_open(sfront_t *sf, fuse_ino_t ino, int flags, sfh_t **out)
     if (kind == K_ROOT || kind == K_DIR)
         return -EISDIR;
     if (kind != K_INST && kind != K_NEW && acc != O_RDONLY)
-        return -EACCES;                 /* control files are read-only */
+        return -EPERM;                  /* control files are read-only (FILE-API §1) */
     sfh_t *fh = NULL;
     int rc = 0;
     if (kind == K_NEW || kind == K_EVREV) {

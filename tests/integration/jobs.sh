@@ -45,7 +45,7 @@ else
     ok bad-schedule-fails-printf
 fi
 check bad-values-not-kept [ "$(cat "$J/hello/schedule")" = "" ]
-expect_errno status-read-only EACCES write "$J/hello/status" lit:x
+expect_errno status-read-only EPERM write "$J/hello/status" lit:x
 expect_errno runs-read-only EPERM mkdir "$J/hello/runs/9"
 expect_errno mkdir-in-job EPERM mkdir "$J/hello/sub"
 expect_errno reserved-name EINVAL mkdir "$J/.events"
@@ -114,7 +114,7 @@ timeout 2 cat "$J/ev/.events@1" >"$T/ev1.out" 2>&1
 check events-at-rev [ "$(cat "$T/ev1.out")" = "2 end ev 1 ok 0" ] || note "$(cat "$T/ev1.out")"
 timeout 2 cat "$J/ev/.events@0" >"$T/ev0.out" 2>&1
 check events-at-0 [ "$(wc -l <"$T/ev0.out")" = 2 ]
-expect_errno events-at-read-only EACCES write "$J/ev/.events@0" lit:x
+expect_errno events-at-read-only EPERM write "$J/ev/.events@0" lit:x
 
 # ---- @every 1s over a bounded window: each tick run once, no duplicate, no gap
 mkdir "$J/tick"

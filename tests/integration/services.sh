@@ -69,14 +69,14 @@ for r in .events .pick .all .events@2; do
     expect_errno "mkdir-reserved-$r" EINVAL mkdir "$S/$r"
 done
 # (.pick and .events@N always exist: a write to them is one to a read-only control file)
-expect_errno create-reserved-pick EINVAL\|EACCES write "$S/web/.pick" lit:1.2.3.4:5
-expect_errno create-reserved-events EINVAL\|EACCES write "$S/web/.events@3" lit:1.2.3.4:5
+expect_errno create-reserved-pick EINVAL\|EPERM write "$S/web/.pick" lit:1.2.3.4:5
+expect_errno create-reserved-events EINVAL\|EPERM write "$S/web/.events@3" lit:1.2.3.4:5
 expect_errno create-reserved-excl EEXIST\|EINVAL excl "$S/web/.all" lit:1.2.3.4:5
 expect_errno create-at-top EPERM write "$S/file" lit:x
 expect_errno empty-address EINVAL write "$S/web/node-z" $'lit:\n'
 check empty-address-not-registered [ ! -e "$S/web/node-z" ]
 expect_errno long-address EINVAL write "$S/web/node-z" "lit:$(printf 'x%.0s' $(seq 300))"
-expect_errno write-pick-EACCES EACCES write "$S/web/.pick" lit:x
+expect_errno write-pick-EPERM EPERM write "$S/web/.pick" lit:x
 expect_errno lb-bad EINVAL setx "$S/web" user.lb bogus
 expect_errno ttl-bad EINVAL setx "$S/web" user.ttl -1
 expect_errno check-bad EINVAL setx "$S/web" user.check udp
