@@ -1469,15 +1469,17 @@ int node_quorum_lost(node_t *n, uint32_t shard)
         group_node_peer_stats(n->gnode, st.leader, &ps) == 0 && ps.connected)
         return 0;                       /* a leader it reaches decides */
     /* no leader it reaches: lost when it cannot reach a majority of the shard's voters
-     * (then no leader can be elected that it reaches either) */
+     * (then no leader can be elected that it reaches either). A peer counts as out of reach
+     * only once known so: not connected after a connection or a failed dial (just after
+     * start, before the first dial ends, it is given the benefit of the doubt). */
     uint32_t voters = 0, up = 0;
     for (uint32_t i = 0; i < st.conf.n; i++) {
         const raft_server_t *sv = &st.conf.s[i];
         if (sv->role != RAFT_VOTER)
             continue;
         voters++;
-        up += sv->id == n->opts.id ||
-              (group_node_peer_stats(n->gnode, sv->id, &ps) == 0 && ps.connected);
+        up += sv->id == n->opts.id || group_node_peer_stats(n->gnode, sv->id, &ps) < 0 ||
+              ps.connected || (ps.connects == 0 && ps.dial_failures == 0);
     }
     return voters > 0 && up < voters / 2 + 1;
 }
