@@ -1464,11 +1464,12 @@ int node_quorum_lost(node_t *n, uint32_t shard)
     mraft_group_status_t st;
     if (group_raft_status(n->shards[shard].group, &st) < 0 || st.role == RAFT_LEADER)
         return 0;                       /* a leader cut off steps down (check-quorum) */
+    if (st.leader)
+        return 0;                       /* a known leader decides (the peers' connection
+                                           states lag up to 500 ms: just after a partition
+                                           heals they still say down) */
     group_peer_stats_t ps;
-    if (st.leader && st.leader != n->opts.id &&
-        group_node_peer_stats(n->gnode, st.leader, &ps) == 0 && ps.connected)
-        return 0;                       /* a leader it reaches decides */
-    /* no leader it reaches: lost when it cannot reach a majority of the shard's voters
+    /* no leader known: lost when it cannot reach a majority of the shard's voters
      * (then no leader can be elected that it reaches either). A peer counts as out of reach
      * only once known so: not connected after a connection or a failed dial (just after
      * start, before the first dial ends, it is given the benefit of the doubt). */
