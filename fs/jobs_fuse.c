@@ -105,6 +105,8 @@ typedef struct jfront {
     pthread_cond_t fcv;                 /* an end was queued; quit (CLOCK_MONOTONIC) */
     pthread_cond_t scv;                 /* quit (CLOCK_MONOTONIC) */
     fin_t *fins, **fins_tail;           /* ends of runs to record, oldest first */
+    int unrecorded;                     /* ends queued and not yet recorded or dropped
+                                           (atomic): their runs still count as running */
     int quit;                           /* the front's threads end */
     int threads;                        /* bit 0: sweeper started, bit 1: ender started */
     pthread_t sweeper, ender;
@@ -153,6 +155,7 @@ struct fin {
     jobs_fin_t f;                       /* f.job and f.out[] owned */
     uint64_t since;                     /* mono ms when it was queued */
     uint64_t batch;                     /* its runner's start batch */
+    int *unrecorded;                    /* the front's count it is in, once queued */
     fin_t *next;
 };
 
@@ -1066,6 +1069,8 @@ static void fin_queue(runner_t *r, uint8_t end, int32_t code, const struct captu
     f->since = mono_ms();
     f->batch = r->batch;
     pthread_mutex_lock(&jf->fmu);
+    f->unrecorded = &jf->unrecorded;
+    __atomic_add_fetch(&jf->unrecorded, 1, __ATOMIC_RELAXED);
     *jf->fins_tail = f;
     jf->fins_tail = &f->next;
     if (r->batch)
@@ -1091,6 +1096,8 @@ out:
 
 static void fin_free(fin_t *f)
 {
+    if (f->unrecorded)
+        __atomic_sub_fetch(f->unrecorded, 1, __ATOMIC_RELAXED);
     free((void *)f->f.job);
     free((void *)f->f.out[0]);
     free((void *)f->f.out[1]);
@@ -1558,10 +1565,12 @@ static void start_runner(jfront_t *jf, uint32_t k, uint64_t sid, struct due_item
     pthread_mutex_unlock(&jf->ctx.mu);
 }
 
-/* The runs this node is running (at most LOCAL_MAX). */
+/* The runs this node is running (at most LOCAL_MAX): its live runners, and the runs whose
+ * end is queued but not recorded yet (status still says running: a new run waits for that
+ * end, so status never shows more than LOCAL_MAX running here). */
 static size_t local_count(jfront_t *jf)
 {
-    size_t n = 0;
+    size_t n = (size_t)__atomic_load_n(&jf->unrecorded, __ATOMIC_RELAXED);
     pthread_mutex_lock(&jf->ctx.mu);
     for (runner_t *r = jf->runners; r; r = r->next)
         n += !r->done;
