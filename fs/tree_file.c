@@ -895,9 +895,18 @@ void tfile_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
     uint64_t t0 = metrics_now_ns();
     fh_t *fh = NULL;
     struct fuse_entry_param e;
-    int rc = S_ISREG(mode) ? do_create(&t, parent, name, mode, O_CREAT | O_EXCL | O_WRONLY,
-                                       &e, &fh)
-                           : -EPERM;
+    int rc;
+    if (S_ISREG(mode)) {
+        rc = do_create(&t, parent, name, mode, O_CREAT | O_EXCL | O_WRONLY, &e, &fh);
+    } else {
+        /* The name first, as mkdir and symlink check it: a reserved or malformed name gives
+         * EINVAL (FILE-API §1 Names) whatever the type; a valid one EPERM (no FIFOs...). */
+        char path[4096];
+        int ns;
+        rc = tf_child_path(&t, parent, name, &ns, path, sizeof(path), 1);
+        if (rc == 0)
+            rc = -EPERM;
+    }
     if (rc == 0) {
         rc = publish_locked(&t, fh);        /* its first value (config/: first revision) */
         fh_close(&t, fh);

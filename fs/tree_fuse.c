@@ -445,6 +445,11 @@ static int do_rename(const treq_t *t, uint64_t parent, const char *name, uint64_
         rc = publish_pending(t, ns1, from);
     if (rc < 0)
         return rc;
+    /* A control entry (config/ `.events`, `file@rev`) is read-only: moving it away is EPERM,
+     * as unlinking it is (do_remove); no object ever has such a name. */
+    const tree_front_t *tf = tf_of(ns1);
+    if (tf && tf->ctl_name && tf->ctl_name(name))
+        return -EPERM;
     /* A rename between units on different shards cannot be one command: EXDEV, as between
      * filesystems (FILE-API §11; mv then copies and deletes). A two-step move (put at the
      * target, then remove the source) was tried and withdrawn: a save still open on the
@@ -682,6 +687,8 @@ static int do_setxattr(const treq_t *t, uint64_t ino, const char *name, const ch
     int ns, rc;
     if (strncmp(name, "user.", 5) != 0)
         return -ENOTSUP;
+    if (mount_is_ctl(ino))
+        return -EPERM;   /* a read-only control entry (config/ `.events`): as chmod of it */
     rc = tf_obj_path(t, ino, &ns, path, sizeof(path), NULL);
     if (rc < 0)
         return rc;

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# tests/integration/fsfix.sh — differences between the daemon and FILE-API §1 that the QA
+# pass of 2026-12-03 found without a script (tests/integration/KNOWN.md), one section per
+# finding, on one embedded node:
+#   reserved names    §1 Names / Bad input: creating a reserved name gives EINVAL, a control
+#                     file is read-only (EPERM), whatever the operation reaches it with
+. "$(dirname "$0")/lib.sh"
+
+must_start n1
+Q=$MNT
+A=$Q/config/fx
+K=$Q/cache/fx
+mkdir -p "$A" "$K" && echo v >"$A/f" && echo v >"$K/f" || { not_ok setup "mkdir/echo failed"; finish; }
+
+# ---------------------------------------------------------------- reserved names
+# `.events@5` is a control file of config/fx (a watch from revision 5): it exists, so the
+# kernel answers O_EXCL, mkdir and symlink with EEXIST itself and opens it for an
+# O_CREAT without O_EXCL (the daemon never sees a create): a write to a read-only control
+# file, EPERM, as `echo x > .events` (badinput.sh). A name that is reserved but no control
+# file (`.events@abc`, `x@y`, `f@99` without that revision) reaches the daemon's create:
+# EINVAL.
+expect_errno reserved-events-rev-write          EPERM   write   "$A/.events@5" lit:x
+expect_errno reserved-events-rev-excl           EEXIST  excl    "$A/.events@5"
+expect_errno reserved-events-rev-mkdir          EEXIST  mkdir   "$A/.events@5"
+expect_errno reserved-events-bad-rev-create     EINVAL  write   "$A/.events@abc" lit:x
+expect_errno reserved-events-bad-rev-mkdir      EINVAL  mkdir   "$A/.events@abc"
+expect_errno reserved-history-missing-create    EINVAL  write   "$A/f@99" lit:x
+expect_errno reserved-at-symlink                EINVAL  symlink t "$A/x@y"
+expect_errno reserved-rename-onto-events-rev    EINVAL  rename  "$A/f" "$A/.events@5"
+# a control file cannot be moved away (was ENOENT: "no such file" for a file that cat reads)
+expect_errno reserved-rename-events-away        EPERM   rename  "$A/.events" "$A/g"
+expect_errno reserved-rename-events-rev-away    EPERM   rename  "$A/.events@5" "$A/g"
+expect_errno reserved-rename-history-away       EPERM   rename  "$A/f@1" "$A/g" ||
+    note "(f@1 may be missing if the first revision of config/fx/f is not 1: $(getfattr --absolute-names -n user.version --only-values "$A/f" 2>&1))"
+expect_errno reserved-unlink-events-rev         EPERM   unlink  "$A/.events@5"
+# nor get an attribute (was ENOENT), as chmod of it gives EPERM
+expect_errno reserved-setxattr-events           EPERM   setx    "$A/.events" user.ttl 5
+expect_errno reserved-removexattr-events-rev    EPERM   rmx     "$A/.events@5" user.ttl
+check reserved-events-still-readable timeout 5 $PY -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+os.close(fd)' "$A/.events@5"
+checke reserved-nothing-created '[ "$(ls -A "$A" | tr "\n" " ")" = "f " ]' || note "config/fx: $(ls -A "$A" | tr '\n' ' ')"
+
+finish
