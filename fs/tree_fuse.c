@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "fs/dirlist.h"
 #include "fs/front.h"
 #include "fs/metrics.h"
@@ -42,6 +43,58 @@ static void dirfh_free(dirfh_t *d)
         dirlist_clear(&d->dir);
         free(d);
     }
+}
+
+/* ---- directories removed while the kernel may still hold them ---- */
+
+/* A process whose cwd (or an open descriptor) is a directory that is then removed keeps
+ * using its inode: on ext4 stat says st_nlink 0, a listing is empty and a creation in it
+ * ENOENT. The tree forgets a removed object at once, and an inode the tree does not have is
+ * ESTALE to getattr (a path walk's inode replaced since: the kernel walks again, see
+ * tfile_open). FUSE does not say whether a getattr comes from a path walk or from a cwd or
+ * descriptor, so the directories removed through this mount (rmdir, or a rename over an
+ * empty one) are remembered here with their last attributes: getattr answers them with
+ * st_nlink 0 and opendir with an empty listing, as ext4 does; a path walk that raced the
+ * removal gets those attributes too, as it can on ext4. The newest GONE_DIRS are kept (no
+ * FORGET reaches the front for an inode the tree no longer has); a directory removed through
+ * another mount, or one pushed out, is ESTALE as before. */
+#define GONE_DIRS 1024
+
+static struct gone_dir {
+    const mount_t *m;
+    uint64_t ino;
+    struct stat st;
+} gone_dirs[GONE_DIRS];
+static unsigned gone_next;
+static pthread_mutex_t gone_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Directory ino (attributes st, as before its removal) was removed through mount m. */
+static void gone_add(const mount_t *m, uint64_t ino, const struct stat *st)
+{
+    pthread_mutex_lock(&gone_mu);
+    struct gone_dir *g = &gone_dirs[gone_next++ % GONE_DIRS];
+    g->m = m;
+    g->ino = ino;
+    g->st = *st;
+    g->st.st_nlink = 0;
+    g->st.st_size = 0;
+    clock_gettime(CLOCK_REALTIME, &g->st.st_ctim);   /* the removal changed it */
+    pthread_mutex_unlock(&gone_mu);
+}
+
+/* The attributes of removed directory ino of mount m into s. 0 or -ENOENT. */
+static int gone_find(const mount_t *m, uint64_t ino, struct stat *s)
+{
+    int rc = -ENOENT;
+    pthread_mutex_lock(&gone_mu);
+    for (unsigned i = 0; i < GONE_DIRS; i++)
+        if (gone_dirs[i].ino == ino && gone_dirs[i].m == m) {
+            *s = gone_dirs[i].st;
+            rc = 0;
+            break;
+        }
+    pthread_mutex_unlock(&gone_mu);
+    return rc;
 }
 
 /* ---- objects ---- */
@@ -158,6 +211,8 @@ int tf_getattr(const treq_t *t, uint64_t ino, struct stat *s)
         }
     if (rc == -ENOENT && !mount_is_ctl(ino))
         rc = tfile_open_stat(t, ino, s);
+    if (rc == -ENOENT && !mount_is_ctl(ino))
+        rc = gone_find(t->m, ino, s);
     return rc;
 }
 
@@ -399,16 +454,25 @@ static int do_remove(const treq_t *t, uint8_t op, uint64_t parent, const char *n
         rc = publish_pending(t, ns, path);
     if (rc < 0)
         return rc;
+    struct stat st;
+    uint64_t dir_id = 0;
     pthread_rwlock_rdlock(&t->st->lock);
     obj_t *o = tree_resolve(t->st, ns, path, strlen(path));
     int live = o && tree_live(o, node_now_ms());
+    if (live && o->type == OBJ_DIR) {
+        tf_obj_stat(o, &st);
+        dir_id = o->id;
+    }
     pthread_rwlock_unlock(&t->st->lock);
     if (!live) {
         /* control names are read-only; others simply do not exist */
         const tree_front_t *tf = tf_of(ns);
         return tf && tf->ctl_name && tf->ctl_name(name) ? -EPERM : -ENOENT;
     }
-    return propose_path(t, op, ns, path, NULL);
+    rc = propose_path(t, op, ns, path, NULL);
+    if (rc == 0 && op == CMD_RMDIR && dir_id)
+        gone_add(t->m, dir_id, &st);
+    return rc;
 }
 
 static void t_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -457,10 +521,28 @@ static int do_rename(const treq_t *t, uint64_t parent, const char *name, uint64_
      * "Rename across shards"). */
     if (!route_same_shard(ns1, from, to, node_nshards(t->node)))
         return -EXDEV;
+    /* A directory the rename replaces (an empty one) is removed as by rmdir. */
+    struct stat st;
+    uint64_t dir_id = 0;
+    pthread_rwlock_rdlock(&dst.st->lock);
+    obj_t *o = tree_resolve(dst.st, ns2, to, strlen(to));
+    if (o && o->type == OBJ_DIR && tree_live(o, node_now_ms())) {
+        tf_obj_stat(o, &st);
+        dir_id = o->id;
+    }
+    pthread_rwlock_unlock(&dst.st->lock);
     cmdbuf_t b;
     tree_cmd_rename(&b, node_now_ms(), ns1, from, to,
                     (flags & RENAME_NOREPLACE) ? CMD_RENAME_NOREPLACE : 0);
-    return node_propose(t->node, t->shard, &b, NULL);
+    rc = node_propose(t->node, t->shard, &b, NULL);
+    if (rc == 0 && dir_id) {
+        pthread_rwlock_rdlock(&dst.st->lock);
+        int replaced = !tf_live_obj(&dst, dir_id);
+        pthread_rwlock_unlock(&dst.st->lock);
+        if (replaced)
+            gone_add(t->m, dir_id, &st);
+    }
+    return rc;
 }
 
 static void t_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -507,6 +589,9 @@ static int do_opendir(const treq_t *t, uint64_t ino, dirfh_t **out)
         }
         pthread_rwlock_unlock(&tk.st->lock);
     }
+    struct stat gst;
+    if (rc == -ENOENT && !root && gone_find(t->m, ino, &gst) == 0)
+        rc = 0;       /* a directory removed through this mount: empty, as on ext4 */
     if (rc < 0) {
         dirfh_free(fh);
         return rc;

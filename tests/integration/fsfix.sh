@@ -4,6 +4,9 @@
 # finding, on one embedded node:
 #   reserved names    §1 Names / Bad input: creating a reserved name gives EINVAL, a control
 #                     file is read-only (EPERM), whatever the operation reaches it with
+#   removed cwd       §1 POSIX metadata ("as on a local filesystem"): a directory removed
+#                     while a process is in it still stats (st_nlink 0), lists empty, and
+#                     creating in it gives ENOENT, as on ext4
 . "$(dirname "$0")/lib.sh"
 
 must_start n1
@@ -41,5 +44,42 @@ import os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
 os.close(fd)' "$A/.events@5"
 checke reserved-nothing-created '[ "$(ls -A "$A" | tr "\n" " ")" = "f " ]' || note "config/fx: $(ls -A "$A" | tr '\n' ' ')"
+
+# ---------------------------------------------------------------- removed cwd
+# (cd d; rmdir ../d; stat .) gave ESTALE since 0fce77b, ENOENT before; ext4: st_nlink 0.
+mkdir -p "$K/rd" "$A/rd" "$K/fdd" "$A/rr/e" "$A/rr/n"
+r=$(cd "$K/rd" && rmdir ../rd && stat -c '%h %F' . 2>&1)
+check removed-cwd-stat [ "$r" = "0 directory" ] || note "cache: $r"
+r=$(cd "$A/rd" && rmdir ../rd && stat -c '%h %F' . 2>&1)
+check removed-cwd-stat-config [ "$r" = "0 directory" ] || note "config: $r"
+mkdir -p "$K/rd"
+r=$(cd "$K/rd" && rmdir ../rd && ls -A . 2>&1; echo "rc=$?")
+check removed-cwd-ls-empty [ "$r" = "rc=0" ] || note "$r"
+mkdir -p "$K/rd"
+r=$(cd "$K/rd" && rmdir ../rd && $PY -c '
+import errno, os
+def e(f):
+    try:
+        f(); return "OK"
+    except OSError as x:
+        return errno.errorcode[x.errno]
+print(e(lambda: open("x", "w").close()), e(lambda: os.mkdir("y")), e(lambda: os.symlink("t", "z")))' 2>&1)
+check removed-cwd-create-enoent [ "$r" = "ENOENT ENOENT ENOENT" ] || note "$r"
+r=$($PY -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+os.rmdir(sys.argv[1])
+st = os.fstat(fd)
+print(st.st_nlink, oct(st.st_mode & 0o170000))' "$K/fdd" 2>&1)
+check removed-dir-fd-fstat [ "$r" = "0 0o40000" ] || note "$r"
+# an empty directory replaced by rename (os.rename over it) is removed too
+r=$(cd "$A/rr/e" && $PY -c 'import os, sys; os.rename(sys.argv[1], sys.argv[2])' "$A/rr/n" "$A/rr/e" &&
+    stat -c '%h' . 2>&1)
+check replaced-cwd-stat [ "$r" = 0 ] || note "$r"
+check replaced-dir-path-is-the-new-one [ "$(stat -c %h "$A/rr/e")" = 2 ]
+# a file's path whose inode is gone still walks again (ESTALE inside, never seen)
+echo a >"$K/rf"; exec 7<"$K/rf"; rm "$K/rf"; echo b >"$K/rf"
+check replaced-file-path-stat [ "$(stat -c %s "$K/rf" 2>&1)" = 2 ]
+exec 7<&-
 
 finish
