@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <uthash.h>
 #include "fs/front.h"
@@ -54,6 +55,7 @@ typedef struct fh {
     int saving;                        /* buf holds a value not published yet ... */
     int changed;                       /* ... changed by a write, truncate or O_TRUNC */
     int failed;                        /* errno that failed the save: it publishes nothing */
+    struct timespec wtime;             /* when the save last changed (its mtime for fstat) */
     int create_pending;                /* this open creates the file; not published yet */
     int trunc_pending;                 /* O_APPEND|O_TRUNC: the first append starts empty */
     int append;                        /* O_APPEND: each write is published at once */
@@ -273,6 +275,7 @@ static void start_trunc(fh_t *fh, int flags)
     } else {
         fh->saving = fh->changed = 1;
         fh->len = 0;
+        clock_gettime(CLOCK_REALTIME, &fh->wtime);
     }
 }
 
@@ -530,6 +533,7 @@ static int save_setlen(fh_t *fh, size_t n)
         memset(fh->buf + fh->len, 0, n - fh->len);
     fh->len = n;
     fh->changed = 1;
+    clock_gettime(CLOCK_REALTIME, &fh->wtime);
     return 0;
 }
 
@@ -1039,13 +1043,64 @@ int tfile_open_stat(const treq_t *t, uint64_t ino, struct stat *s)
     return 0;
 }
 
+/* s shows fh's save in progress, if it has one that changed the value. */
+static void save_stat(fh_t *fh, struct stat *s)
+{
+    pthread_mutex_lock(&fh->mu);
+    if (fh->saving) {
+        s->st_size = (off_t)fh->len;
+        if (fh->changed)
+            s->st_mtim = s->st_ctim = fh->wtime;
+    }
+    pthread_mutex_unlock(&fh->mu);
+}
+
 void tfile_adjust_stat(struct fuse_file_info *fi, struct stat *s)
 {
     fh_t *fh = (fh_t *)(uintptr_t)fi->fh;
-    if (!fh || fh->kind != FH_VALUE)
+    if (fh && fh->kind == FH_VALUE)
+        save_stat(fh, s);
+}
+
+void tfile_adjust_stat_caller(const treq_t *t, uint64_t ino, struct stat *s)
+{
+    /* Cheap first: only an inode with a save-capable open (writable, not O_APPEND, whose
+     * writes are published at once) on this mount costs a look at the caller's process. */
+    int any = 0;
+    pthread_mutex_lock(&opened_mu);
+    opened_t *o = opened_find(t->m, ino);
+    for (const fh_t *f = o ? o->fhs : NULL; f && !any; f = f->onext)
+        any = writable(f->oflags) && !f->append;
+    pthread_mutex_unlock(&opened_mu);
+    pid_t tid = fuse_req_ctx(t->req)->pid;
+    if (!any || tid <= 0)
         return;
-    pthread_mutex_lock(&fh->mu);
-    if (fh->saving)
-        s->st_size = (off_t)fh->len;
-    pthread_mutex_unlock(&fh->mu);
+    pid_t pid = tgid_of(tid);
+    /* The caller's opens (references: a release may run meanwhile), each read under its own
+     * lock (fh->mu is taken before opened_mu elsewhere, never inside it). */
+    fh_t *got[8];
+    size_t n = 0;
+    pthread_mutex_lock(&opened_mu);
+    o = opened_find(t->m, ino);
+    for (fh_t *f = o ? o->fhs : NULL; f && n < 8; f = f->onext)
+        if (f->opener == pid && writable(f->oflags) && !f->append) {
+            __atomic_add_fetch(&f->refs, 1, __ATOMIC_ACQ_REL);
+            got[n++] = f;
+        }
+    pthread_mutex_unlock(&opened_mu);
+    /* The newest save that changed the value wins (fstat cannot say which descriptor). */
+    struct timespec best = { 0, 0 };
+    for (size_t i = 0; i < n; i++) {
+        fh_t *f = got[i];
+        pthread_mutex_lock(&f->mu);
+        if (f->saving && f->changed &&
+            (f->wtime.tv_sec > best.tv_sec ||
+             (f->wtime.tv_sec == best.tv_sec && f->wtime.tv_nsec > best.tv_nsec))) {
+            best = f->wtime;
+            s->st_size = (off_t)f->len;
+            s->st_mtim = s->st_ctim = f->wtime;
+        }
+        pthread_mutex_unlock(&f->mu);
+        fh_unref(f);
+    }
 }

@@ -91,5 +91,10 @@ int tfile_open_stat(const treq_t *t, uint64_t ino, struct stat *s);
 /* A getattr that came through open file fi (lseek SEEK_END, for one): the size of fi's
  * save in progress, if it has one, so the writer sees its own writes. */
 void tfile_adjust_stat(struct fuse_file_info *fi, struct stat *s);
+/* A getattr without an open file (stat, fstat: FUSE does not say which descriptor): when
+ * the calling process has a save in progress on ino through this mount, the size and mtime
+ * of its newest one, so a writer's fstat follows its own writes. Other processes and other
+ * mounts see the published value until the save is published (FILE-API §1 Saves). */
+void tfile_adjust_stat_caller(const treq_t *t, uint64_t ino, struct stat *s);
 
 #endif

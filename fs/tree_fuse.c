@@ -286,6 +286,8 @@ static void t_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     int rc = tf_getattr(&t, ino, &s);
     if (rc == 0 && fi)
         tfile_adjust_stat(fi, &s);   /* through an open file: its save in progress */
+    else if (rc == 0 && !mount_is_ctl(ino))
+        tfile_adjust_stat_caller(&t, ino, &s);   /* the caller's own save in progress */
     else if (rc == -ENOENT && !fi && !mount_is_ctl(ino))
         rc = -ESTALE;                /* see tfile_open: a path walk's inode, replaced since */
     metrics_op(node_metrics(t.node), MOP_getattr, t0, -rc);

@@ -7,6 +7,7 @@
 #   removed cwd       §1 POSIX metadata ("as on a local filesystem"): a directory removed
 #                     while a process is in it still stats (st_nlink 0), lists empty, and
 #                     creating in it gives ENOENT, as on ext4
+#   fstat of a save   §1 Saves: the writing process's fstat follows its own writes
 . "$(dirname "$0")/lib.sh"
 
 must_start n1
@@ -81,5 +82,48 @@ check replaced-dir-path-is-the-new-one [ "$(stat -c %h "$A/rr/e")" = 2 ]
 echo a >"$K/rf"; exec 7<"$K/rf"; rm "$K/rf"; echo b >"$K/rf"
 check replaced-file-path-stat [ "$(stat -c %s "$K/rf" 2>&1)" = 2 ]
 exec 7<&-
+
+# ---------------------------------------------------------------- fstat of a save
+# A process's fstat (and stat) follows its own writes before the save is published; other
+# processes see the published value until then (§1 Saves). Was: the old size throughout.
+printf '%017d' 1 >"$K/sz"
+cat >"$T/fstat.py" <<'EOF2'
+import os, subprocess, sys, time
+p = sys.argv[1]
+old = os.stat(p)
+out = []
+w = os.open(p, os.O_RDWR | os.O_TRUNC)
+out.append("trunc=%d" % os.fstat(w).st_size)
+time.sleep(0.02)
+os.write(w, b"ab")
+st = os.fstat(w)
+out.append("write=%d" % st.st_size)
+out.append("mtime-moved=%d" % (st.st_mtime_ns > old.st_mtime_ns))
+out.append("stat=%d" % os.stat(p).st_size)
+other = subprocess.run(["stat", "-c", "%s", p], capture_output=True, text=True).stdout.strip()
+out.append("other=%s" % other)
+os.lseek(w, 100, os.SEEK_SET)
+os.write(w, b"z")
+out.append("sparse=%d" % os.fstat(w).st_size)
+os.ftruncate(w, 5)
+out.append("ftruncate=%d" % os.fstat(w).st_size)
+os.close(w)
+out.append("closed=%d" % os.stat(p).st_size)
+a = os.open(p, os.O_WRONLY | os.O_APPEND)
+os.write(a, b"12")
+out.append("append=%d" % os.fstat(a).st_size)
+os.close(a)
+print(" ".join(out))
+EOF2
+r=$(timeout 30 $PY "$T/fstat.py" "$K/sz" 2>&1)
+check fstat-follows-save [ "$r" = "trunc=0 write=2 mtime-moved=1 stat=2 other=17 sparse=101 ftruncate=5 closed=5 append=7" ] ||
+    note "$r"
+r=$(timeout 30 $PY -c '
+import os, sys
+f = open(sys.argv[1], "w")
+f.write("x" * 10); f.flush()
+print(os.fstat(f.fileno()).st_size, os.path.getsize(sys.argv[1]))
+f.close()' "$A/newf" 2>&1)
+check fstat-new-file-save [ "$r" = "10 10" ] || note "$r"
 
 finish
