@@ -823,8 +823,9 @@ static int do_create(const treq_t *t, uint64_t parent, const char *name, mode_t 
                      int flags, struct fuse_entry_param *e, fh_t **out)
 {
     const struct fuse_ctx *cx = fuse_req_ctx(t->req);
-    const uint32_t own[3] = { (uint32_t)mode & TREE_MODE_MASK, (uint32_t)cx->uid,
-                              (uint32_t)cx->gid };
+    uint32_t own[3] = { (uint32_t)mode & TREE_MODE_MASK, (uint32_t)cx->uid,
+                        (uint32_t)cx->gid };
+    tf_new_owner(t, parent, 0, &own[0], &own[2]);   /* a set-group-ID parent's group */
     char path[4096];
     int ns;
     fh_t *fh = NULL;

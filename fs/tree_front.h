@@ -57,6 +57,12 @@ int tf_child_path(const treq_t *t, uint64_t parent, const char *name, int *ns, c
                   size_t size, int check_name);
 /* Namespace-relative path of an existing object inode (and its type, if type). */
 int tf_obj_path(const treq_t *t, uint64_t ino, int *ns, char *path, size_t size, int *type);
+/* The owner of a new entry of directory parent, as on ext4 without -o grpid: in a
+ * set-group-ID directory it takes the directory's group (*gid), a new directory (is_dir)
+ * is set-group-ID too, and a file asking for S_ISGID|S_IXGRP loses S_ISGID when the caller
+ * (not root) is not in that group. *mode and *gid come in as the caller asked. */
+void tf_new_owner(const treq_t *t, uint64_t parent, int is_dir, uint32_t *mode,
+                  uint32_t *gid);
 /* The object id a tree command's result carries (0 if none). */
 uint64_t tf_result_id(const sm_result_t *res);
 

@@ -320,6 +320,30 @@ int tf_child_path(const treq_t *t, uint64_t parent, const char *name, int *ns, c
     return rc;
 }
 
+/* Whether the caller of req is in group g (its primary or a supplementary group). */
+static int in_group(fuse_req_t req, uint32_t g);
+
+void tf_new_owner(const treq_t *t, uint64_t parent, int is_dir, uint32_t *mode, uint32_t *gid)
+{
+    uint32_t dgid = 0;
+    int sgid = 0;
+    pthread_rwlock_rdlock(&t->st->lock);
+    obj_t *dir = mount_is_ctl(parent) ? NULL : tf_live_obj(t, parent);
+    if (dir && dir->type == OBJ_DIR && (dir->mode & S_ISGID)) {
+        sgid = 1;
+        dgid = dir->gid;
+    }
+    pthread_rwlock_unlock(&t->st->lock);
+    if (!sgid)
+        return;
+    *gid = dgid;
+    if (is_dir)
+        *mode |= S_ISGID;
+    else if ((*mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP) &&
+             fuse_req_ctx(t->req)->uid != 0 && !in_group(t->req, dgid))
+        *mode &= ~(uint32_t)S_ISGID;   /* a set-group-ID file of a group not the caller's */
+}
+
 /* Namespace-relative path of an existing object inode (and its type). */
 int tf_obj_path(const treq_t *t, uint64_t ino, int *ns, char *path, size_t size, int *type)
 {
@@ -382,8 +406,10 @@ static void t_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t 
     struct fuse_entry_param e;
     int rc = tf_child_path(&t, parent, name, &ns, path, sizeof(path), 1);
     if (rc == 0) {
+        uint32_t m = mode & TREE_MODE_MASK, gid = ctx->gid;
+        tf_new_owner(&t, parent, 1, &m, &gid);
         cmdbuf_t b;
-        tree_cmd_mkdir(&b, node_now_ms(), ns, path, mode & TREE_MODE_MASK, ctx->uid, ctx->gid);
+        tree_cmd_mkdir(&b, node_now_ms(), ns, path, m, ctx->uid, gid);
         rc = node_propose(t.node, t.shard, &b, &res);
     }
     if (rc == 0)
@@ -405,8 +431,10 @@ static void t_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const
     if (rc == 0)
         rc = tf_child_path(&t, parent, name, &ns, path, sizeof(path), 1);
     if (rc == 0) {
+        uint32_t m = 0777, gid = ctx->gid;
+        tf_new_owner(&t, parent, 0, &m, &gid);
         cmdbuf_t b;
-        tree_cmd_symlink(&b, node_now_ms(), ns, path, link, ctx->uid, ctx->gid);
+        tree_cmd_symlink(&b, node_now_ms(), ns, path, link, ctx->uid, gid);
         rc = node_propose(t.node, t.shard, &b, &res);
     }
     if (rc == 0)

@@ -8,6 +8,8 @@
 #                     while a process is in it still stats (st_nlink 0), lists empty, and
 #                     creating in it gives ENOENT, as on ext4
 #   fstat of a save   §1 Saves: the writing process's fstat follows its own writes
+#   set-group-ID dirs §1 POSIX metadata: entries made in a g+s directory take its group, new
+#                     subdirectories inherit g+s, as on ext4 (without -o grpid)
 . "$(dirname "$0")/lib.sh"
 
 must_start n1
@@ -125,5 +127,31 @@ f.write("x" * 10); f.flush()
 print(os.fstat(f.fileno()).st_size, os.path.getsize(sys.argv[1]))
 f.close()' "$A/newf" 2>&1)
 check fstat-new-file-save [ "$r" = "10 10" ] || note "$r"
+
+# ---------------------------------------------------------------- set-group-ID directories
+# ext4 without -o grpid: an entry made in a g+s directory takes its group, a subdirectory
+# is g+s too. Was: the creator's group (gid 0 here) and no g+s.
+for d in "$K/sg" "$A/sg"; do
+    mkdir "$d" && chgrp 1234 "$d" && chmod 2775 "$d" || not_ok sgid-setup "$d"
+    touch "$d/f"; echo x >"$d/g"; (set -C; echo y >"$d/h"); mkdir "$d/d"; ln -s t "$d/l"
+    $PY -c 'import os, sys; os.mknod(sys.argv[1], 0o100644)' "$d/m"
+    mkdir -p "$d/d/e/f"
+done
+st() { stat -c "$1" "$2" 2>&1; }
+for d in "$K/sg" "$A/sg"; do
+    n=${d#$Q/}; n=${n%%/*}
+    check sgid-chmod-$n [ "$(st %a:%g "$d")" = 2775:1234 ]
+    checke sgid-files-take-group-$n '[ "$(stat -c %g "$d/f" "$d/g" "$d/h" "$d/m" "$d/l" | sort -u)" = 1234 ]' ||
+        note "$(stat -c '%n %g' "$d/f" "$d/g" "$d/h" "$d/m" "$d/l")"
+    check sgid-file-mode-$n [ "$(st %a "$d/f")" = 644 ]
+    check sgid-subdir-inherits-$n [ "$(st %a:%g "$d/d")" = 2755:1234 ]
+    check sgid-mkdir-p-inherits-$n [ "$(st %a:%g "$d/d/e/f")" = 2755:1234 ]
+done
+chmod g-s "$K/sg/d" && mkdir "$K/sg/d/plain"
+check sgid-g-minus-s-stops-it [ "$(st %a:%g "$K/sg/d/plain")" = 755:0 ]
+# replicated like other metadata: the same after a restart (log replay)
+stop_node "$Q" "$NPID" || not_ok stop-n1
+DATA_DIR=$DATA must_start n1
+check sgid-restart-keeps [ "$(st %a:%g "$A/sg"):$(st %a:%g "$A/sg/d/e"):$(st %g "$A/sg/f")" = 2775:1234:2755:1234:1234 ]
 
 finish

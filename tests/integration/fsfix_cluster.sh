@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# tests/integration/fsfix_cluster.sh — the cluster half of fsfix.sh (QA pass of 2026-12-03,
+# tests/integration/KNOWN.md), on `tools/cluster up 3`:
+#   set-group-ID dirs  §1 POSIX metadata, §11: a g+s directory made on node 1 gives its group
+#                      and g+s to entries made on node 2, as seen on node 3
+# Every wait bounded; the traps take the cluster down.
+: "${CLUSTER_PORTS:=28000-28999}"
+export CLUSTER_PORTS
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_cluster.sh"
+
+cluster_up 3 --wait 30
+M1=${M[1]}
+
+# ---------------------------------------------------------------- set-group-ID dirs
+mkdir -p "$M1/config/sg" && chgrp 1234 "$M1/config/sg" && chmod 2775 "$M1/config/sg" ||
+    not_ok sgid-setup "mkdir/chgrp/chmod on node 1 failed"
+seen() { [ "$(stat -c %a:%g "${M[$1]}/config/sg" 2>/dev/null)" = 2775:1234 ]; }
+wait_for 10 seen 2 || note "node 2 sees $(stat -c %a:%g "${M[2]}/config/sg" 2>&1)"
+mkdir "${M[2]}/config/sg/d" && echo v >"${M[2]}/config/sg/f" || note "node 2: mkdir/echo failed"
+check sgid-chmod-replicated [ "$(stat -c %a:%g "${M[3]}/config/sg" 2>&1)" = 2775:1234 ]
+check sgid-subdir-made-elsewhere [ "$(stat -c %a:%g "${M[3]}/config/sg/d" 2>&1)" = 2755:1234 ]
+check sgid-file-made-elsewhere [ "$(stat -c %g "${M[3]}/config/sg/f" 2>&1)" = 1234 ]
+
+finish
