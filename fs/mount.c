@@ -718,9 +718,16 @@ static void q_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
     fuse_reply_err(req, ENOTSUP);
 }
 
+/* Only `user.` attributes hold replicated data (every front answers others ENODATA or
+ * ENOTSUP from the inode alone), so only they take the read barrier. The kernel asks for
+ * security.capability at every O_TRUNC open of an existing file (to drop privileges): on a
+ * cluster node that was a read barrier, one more round trip to the leader, per cache set. */
 static void q_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-    ROUTE_READ(ino, NULL, getxattr, req, ino, name, size);
+    if (strncmp(name, "user.", 5) == 0)
+        ROUTE_READ(ino, NULL, getxattr, req, ino, name, size);
+    else
+        ROUTE(ino, getxattr, req, ino, name, size);
     fuse_reply_err(req, ENODATA);
 }
 
