@@ -154,6 +154,13 @@ typedef struct mgroup {
         uint64_t id, index, sent, total;
     } snap_out[RAFT_MAX_SERVERS];
     mraft_group_status_t pub;    /* under n->mu */
+    /* The leader fast path of read barriers (mraft_read_barrier, "Leader reads without the
+     * loop" in docs/CLUSTER.md): until lease_until_ns, a CLOCK_BOOTTIME instant (0: no
+     * lease), a barrier may be answered at lease_commit by the calling thread. Written by
+     * the loop only (publish_lease: the commit before the instant, with release order),
+     * read by any thread with acquire loads; applied_pub is `applied`, published the same
+     * way after each apply. */
+    uint64_t lease_until_ns, lease_commit, applied_pub;
 } mgroup_t;
 
 struct mraft_node {
@@ -168,6 +175,7 @@ struct mraft_node {
     pthread_mutex_t mu;          /* guards what follows, up to "loop-owned" */
     pthread_cond_t cv;           /* wakes the loop */
     pthread_cond_t idle_cv;      /* close waits here for waiters to leave */
+    uint64_t lease_reads;        /* mraft_stats_t.lease_reads */
     pthread_cond_t pub_cv;       /* broadcast by publish_locked while pub_waiters > 0 */
     int pub_waiters;             /* mraft_change_member calls waiting for a configuration */
     bool started, closing, kick;
@@ -960,6 +968,7 @@ static void apply_entries(mraft_node_t *n, mgroup_t *g, const raft_entry_t *e, s
         g->applied_bytes += e->len + RAFT_ENTRY_OVERHEAD;
         n->st.applied++;
     }
+    __atomic_store_n(&g->applied_pub, g->applied, __ATOMIC_RELEASE);
 }
 
 /* Part (b) for a received chunk: into the receive file; the last one commits the file
@@ -1030,6 +1039,7 @@ static int install(mraft_node_t *n, mgroup_t *g, const raft_snap_meta_t *m)
     if (!g->pend)
         g->pend_tail = NULL;
     g->applied = m->index;
+    __atomic_store_n(&g->applied_pub, g->applied, __ATOMIC_RELEASE);
     g->applied_conf = m->conf;
     g->applied_bytes = 0;
     g->installs++;
@@ -1212,6 +1222,29 @@ static void send_all(mraft_node_t *n, mgroup_t *g, const raft_msg_t *m, size_t k
 
 /* The Ready phase over every group: (a) and (b) for all, ONE rstore_sync, then (c), (d) and
  * advance for all. Returns 0 or the -QERR_* that fails the node. */
+/* Publishes g's lease for the leader fast path of read barriers. The core answers a read
+ * at once, at its commit index, while its lease holds and an entry of its term is
+ * committed, for lease_read_ticks more ticks of its clock; the k-th tick from now is due at
+ * next_tick_ns + (k - 1) * tick_ns on the tick clock, so before that instant the core
+ * (however late its ticks) would still answer so. Called with g's state as it is before
+ * anything g sends next goes out: right after raft_ready (before (a)), and at the end of
+ * each iteration. So a TimeoutNow, which voids the lease, never leaves before the lease is
+ * withdrawn here; and every index acknowledged anywhere (a local apply, a RESULT, or a
+ * follower's apply of a commit index this leader sent) is <= the published commit.
+ * A lease that merely ends needs no call: the instant passes. */
+static void publish_lease(mraft_node_t *n, mgroup_t *g)
+{
+    raft_status_t s;
+    raft_status(g->r, &s);
+    if (!s.lease_read_ticks) {
+        __atomic_store_n(&g->lease_until_ns, 0, __ATOMIC_RELEASE);
+        return;
+    }
+    __atomic_store_n(&g->lease_commit, s.commit, __ATOMIC_RELEASE);
+    __atomic_store_n(&g->lease_until_ns, n->next_tick_ns + (s.lease_read_ticks - 1) * n->tick_ns,
+                     __ATOMIC_RELEASE);
+}
+
 static int process_readies(mraft_node_t *n)
 {
     bool need_sync = false, any = false;
@@ -1222,6 +1255,7 @@ static int process_readies(mraft_node_t *n)
             continue;
         raft_ready(g->r, &g->rd);
         g->has_rd = any = true;
+        publish_lease(n, g);
         const raft_ready_t *rd = &g->rd;
         send_all(n, g, rd->msgs, rd->n_msgs);                                   /* (a) */
         if (rd->snap_chunk &&                                                  /* (b) */
@@ -1440,8 +1474,14 @@ static int iterate(mraft_node_t *n, size_t n_in, prop_t *props, rreq_t *reads,
         reads = q->next;
         mgroup_t *g = find_group(n, q->group);
         ASSERT(g);
-        q->state = R_ISSUE;
-        q->retry_at = 0;
+        if (q->state == R_WAIT && q->index <= g->applied) {   /* a leader read, applied */
+            finish_read(n, q, 0);
+            continue;
+        }
+        if (q->state != R_WAIT) {     /* R_WAIT: a leader read's index is known already */
+            q->state = R_ISSUE;
+            q->retry_at = 0;
+        }
         q->next = g->reads;
         g->reads = q;
     }
@@ -1515,6 +1555,7 @@ static void publish_locked(mraft_node_t *n)
 {
     for (size_t i = 0; i < n->n_groups; i++) {
         mgroup_t *g = n->groups[i];
+        publish_lease(n, g);
         raft_status_t s;
         raft_status(g->r, &s);
         g->pub = (mraft_group_status_t){
@@ -1553,6 +1594,7 @@ static void publish_locked(mraft_node_t *n)
     n->pub.msgs_recv = n->recv_count;
     n->pub.msgs_dropped = n->st.msgs_dropped + n->recv_dropped;
     n->pub.failed = n->failed;
+    n->pub.lease_reads = n->lease_reads;
 }
 
 /* An iteration that held the loop for SLOW_ITERATION_MS or more stalled every group of the
@@ -1893,6 +1935,7 @@ int mraft_add_group_members(mraft_node_t *n, uint32_t group, const mraft_members
     g->hs_saved = b.hs;
     if ((rc = drain_boot(n, g)))
         goto fail;
+    __atomic_store_n(&g->applied_pub, g->applied, __ATOMIC_RELEASE);
     /* insert, keeping the array sorted by id */
     n->groups = xrealloc(n->groups, (n->n_groups + 1) * sizeof(*n->groups));
     size_t at = n->n_groups;
@@ -2231,11 +2274,26 @@ int mraft_change_member(mraft_node_t *n, uint32_t group, uint32_t op, uint64_t i
     return rc;
 }
 
+/* The leader fast path: while the lease the loop published for g holds (publish_lease), a
+ * barrier needs no round and no loop iteration: its index is the published commit, which
+ * is >= every index acknowledged before the barrier began, and no leader of a later term
+ * can exist before the lease ends. Returns 1 and sets *index when the lease holds (0
+ * otherwise); *applied says whether g has applied up to it already. n->mu held (the group
+ * list; the lease itself is read with acquire loads: the deadline first, then the commit,
+ * which the loop wrote before the deadline). */
+static int lease_index_locked(mraft_node_t *n, uint32_t group, uint64_t *index, bool *applied)
+{
+    mgroup_t *g = find_group(n, group);
+    uint64_t until = __atomic_load_n(&g->lease_until_ns, __ATOMIC_ACQUIRE);
+    if (!until || tick_now_ns() >= until)
+        return 0;
+    *index = __atomic_load_n(&g->lease_commit, __ATOMIC_ACQUIRE);
+    *applied = __atomic_load_n(&g->applied_pub, __ATOMIC_ACQUIRE) >= *index;
+    return 1;
+}
+
 int mraft_read_barrier(mraft_node_t *n, uint32_t group, uint32_t timeout_ms, uint64_t *index)
 {
-    rreq_t *q = xcalloc(1, sizeof(*q));
-    q->group = group;
-    cond_init(&q->cv);
     uint64_t deadline = now_ns() + (uint64_t)(timeout_ms ? timeout_ms : n->cfg.timeout_ms) *
                                    1000000ull;
     struct timespec ts = ns_ts(deadline);
@@ -2243,9 +2301,24 @@ int mraft_read_barrier(mraft_node_t *n, uint32_t group, uint32_t timeout_ms, uin
     int rc = admit_locked(n, group);
     if (rc) {
         pthread_mutex_unlock(&n->mu);
-        pthread_cond_destroy(&q->cv);
-        free(q);
         return rc;
+    }
+    uint64_t lease_index = 0;
+    bool applied = false;
+    bool lease = lease_index_locked(n, group, &lease_index, &applied);
+    if (lease && applied) {
+        n->lease_reads++;
+        pthread_mutex_unlock(&n->mu);
+        if (index)
+            *index = lease_index;
+        return 0;
+    }
+    rreq_t *q = xcalloc(1, sizeof(*q));
+    q->group = group;
+    cond_init(&q->cv);
+    if (lease) {               /* the loop only waits for the apply (iterate, complete_reads) */
+        q->state = R_WAIT;
+        q->index = lease_index;
     }
     n->waiters++;
     if (n->sub_reads_tail)

@@ -317,6 +317,8 @@ typedef struct mraft_stats {
     uint64_t gcs;                /* rstore_gc runs */
     uint64_t fwd_out, fwd_in;    /* forwarding messages sent (queued) and received */
     uint64_t fwd_served;         /* forwarded proposals received (as leader or not) */
+    uint64_t lease_reads;        /* read barriers the calling thread answered from the
+                                    leader's lease, without the loop */
     rstore_stats_t store;        /* as of the end of the last iteration */
     int failed;                  /* 0, or the -QERR_* that failed the node */
 } mraft_stats_t;

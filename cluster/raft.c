@@ -1920,6 +1920,8 @@ void raft_status(const raft_t *r, raft_status_t *st)
     st->uncommitted_bytes = r->uncommitted;
     st->transfer_target = r->transfer_target;
     st->lease_valid = lease_valid(r);
+    st->lease_read_ticks = st->lease_valid && r->commit >= r->term_start
+                               ? r->lease_until - r->now : 0;
 }
 
 const raft_conf_t *raft_conf(const raft_t *r)

@@ -413,6 +413,14 @@ typedef struct raft_status {
     uint64_t uncommitted_bytes;   /* leader: bytes counted against max_uncommitted_bytes */
     uint64_t transfer_target;     /* leader: 0 or the transfer target */
     bool lease_valid;             /* leader: a read lease is currently valid */
+    uint64_t lease_read_ticks;    /* leader: for how many more ticks (counting the current
+                                     one: until the core's clock has advanced this many
+                                     ticks) raft_read_index would answer at once with the
+                                     commit index, from its lease: the lease holds and an
+                                     entry of this term is committed. 0 otherwise. A caller
+                                     may answer reads itself at the commit index until then
+                                     (mraft's leader fast path), provided nothing that
+                                     voids the lease (a TimeoutNow) goes out before it stops */
 } raft_status_t;
 
 void raft_status(const raft_t *r, raft_status_t *st);

@@ -1028,6 +1028,7 @@ TEST(test_lease_read)
     isolate(&c, l, true);
     run(&c, 9);
     CHECK(!status_of(&c, l).lease_valid); /* 10 - 2 ticks after the last confirmed round */
+    CHECK_EQ(status_of(&c, l).lease_read_ticks, 0);
     isolate(&c, l, false);
     run(&c, 3);
     CHECK_EQ(leader(&c), l);
@@ -1038,11 +1039,34 @@ TEST(test_lease_read)
     CHECK_EQ(raft_transfer(c.nd[l].r, (uint64_t)(l % 3 + 1)), 0);
     process(&c, l);
     CHECK(!status_of(&c, l).lease_valid);
+    CHECK_EQ(status_of(&c, l).lease_read_ticks, 0);
     run(&c, 15); /* the transfer is aborted; heartbeats are acknowledged all along */
     CHECK_EQ(leader(&c), l);
     CHECK_EQ(status_of(&c, l).transfer_target, 0);
     CHECK(!status_of(&c, l).lease_valid);
     c.filter = NULL;
+    cluster_free(&c);
+
+    /* lease_read_ticks counts the ticks left: one less per tick, 0 exactly when the lease
+     * lapses, and reads are answered at once until then (mraft's leader fast path) */
+    cluster_init(&c, 3, lease_tweak);
+    l = wait_leader(&c, 100);
+    CHECK(l != 0);
+    run(&c, 3);
+    isolate(&c, l, true);
+    uint64_t left = status_of(&c, l).lease_read_ticks;
+    CHECK(left >= 1 && left <= 8);
+    for (uint64_t id = 100; left > 0; id++) {
+        CHECK_EQ(raft_read_index(c.nd[l].r, id, NULL), 0);
+        process(&c, l);
+        CHECK(find_read(&c.nd[l], id, &rs));
+        CHECK_EQ(rs.err, 0);
+        run(&c, 1);
+        raft_status_t s = status_of(&c, l);
+        CHECK_EQ(s.lease_read_ticks, left - 1);
+        CHECK_EQ(s.lease_valid, s.lease_read_ticks > 0);
+        left--;
+    }
     raft_config_t bad = base_cfg(1);
     bad.lease_reads = true;
     bad.check_quorum = false;
