@@ -456,6 +456,10 @@ static void lf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     /* Content written through a descriptor whose lock was lost would land beside another
      * holder's: EIO instead (checked before the write, not atomically with it). */
     int rc = stale(lf, fh) ? -EIO : 0;
+    /* FILE-API §1 Durability: with no quorum known, EIO at once (not after the operation
+     * timeout), as a save's write() gives it (fs/tree_file.c do_write). */
+    if (rc == 0 && node_quorum_lost(lf->ctx.node, lshard(lf, fh->name)))
+        rc = -EIO;
     pthread_mutex_lock(&fh->mu);
     size_t end = (size_t)off + size;
     if (rc < 0)

@@ -1232,6 +1232,14 @@ static void qf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         fuse_reply_err(req, EBADF);
         return;
     }
+    /* FILE-API §1 Durability: a write() fails with EIO when the node knows it has no
+     * quorum for the queue's shard, at once, so that bash's echo reports it: a last line
+     * without a newline would otherwise be buffered, the write() succeed and only the
+     * close() fail (complete lines waited for the operation timeout). */
+    if (node_quorum_lost(fh->qf->ctx.node, fh->shard)) {
+        fuse_reply_err(req, EIO);
+        return;
+    }
     pthread_mutex_lock(&fh->mu);
     int rc = push_write(fh, buf, size);
     pthread_mutex_unlock(&fh->mu);
