@@ -296,15 +296,25 @@ static mgroup_t *find_group(const mraft_node_t *n, uint32_t id)
     return NULL;
 }
 
-static bool conf_equal(const raft_conf_t *a, const raft_conf_t *b)
+static bool same_order(const raft_conf_t *a, const raft_conf_t *b)
 {
-    raft_conf_t x = *a, y = *b;
-    if (raft_conf_normalize(&x) < 0 || raft_conf_normalize(&y) < 0 || x.n != y.n)
+    if (a->n != b->n)
         return false;
-    for (uint32_t i = 0; i < x.n; i++)
-        if (x.s[i].id != y.s[i].id || x.s[i].role != y.s[i].role)
+    for (uint32_t i = 0; i < a->n; i++)
+        if (a->s[i].id != b->s[i].id || a->s[i].role != b->s[i].role)
             return false;
     return true;
+}
+
+/* Whether a and b hold the same servers in the same roles, in any order. (publish_locked
+ * asks it of every group at every iteration: the common case, the same list in the same
+ * order, is answered without normalizing copies.) */
+static bool conf_equal(const raft_conf_t *a, const raft_conf_t *b)
+{
+    if (same_order(a, b))
+        return true;
+    raft_conf_t x = *a, y = *b;
+    return raft_conf_normalize(&x) == 0 && raft_conf_normalize(&y) == 0 && same_order(&x, &y);
 }
 
 /* Creates path if missing and fsyncs parent, so files inside cannot vanish with it. */
