@@ -843,7 +843,8 @@ static void q_init(void *userdata, struct fuse_conn_info *conn)
 static void q_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                     dev_t rdev)
 {
-    const struct fuse_lowlevel_ops *m = S_ISREG(mode) ? ops_of(mount_of(req), parent) : NULL;
+    /* the tree namespaces check the name first (a reserved one: EINVAL), then EPERM */
+    const struct fuse_lowlevel_ops *m = ops_of(mount_of(req), parent);
     if (m && m->mknod)
         m->mknod(req, parent, name, mode, rdev);
     else

@@ -40,3 +40,5 @@ TEST_CMDS += tests/integration/cluster_queues.sh
 TEST_CMDS += tests/integration/exec_flush.sh
 TEST_CMDS += tests/integration/noquorum_write.sh
 TEST_CMDS += tests/integration/xattr_restore.sh
+TEST_CMDS += tests/integration/fsfix.sh
+TEST_CMDS += tests/integration/fsfix_cluster.sh

@@ -185,4 +185,10 @@ EOF2
 r=$(timeout 30 $PY "$T/fork.py" "$A/fk" 2>&1)
 check fork-child-save-one-revision [ "$r" = "'old\\n' 'part1 part2\\n' 1" ] || note "$r"
 
+# a FIFO's name is checked first too: reserved gives EINVAL, a valid one EPERM
+r=$($PY -c 'import os, stat, sys; os.mknod(sys.argv[1], stat.S_IFIFO | 0o644)' "$A/a@b" 2>&1)
+checke reserved-mkfifo-einval '[[ "$r" == *"Invalid argument"* ]]' || note "$r"
+r=$($PY -c 'import os, stat, sys; os.mknod(sys.argv[1], stat.S_IFIFO | 0o644)' "$A/fifo" 2>&1)
+checke valid-mkfifo-eperm '[[ "$r" == *"Operation not permitted"* ]] && [ ! -e "$A/fifo" ]' || note "$r"
+
 finish
