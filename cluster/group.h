@@ -42,6 +42,9 @@ typedef struct group_stats {
     uint64_t wal_appends;     /* records appended since open (Raft group: node-wide) */
     uint64_t wal_fsyncs;      /* fsync/fdatasync calls on the WAL since open (Raft group:
                                  node-wide) */
+    uint64_t lease_reads;     /* read barriers the calling thread answered from the leader's
+                                 lease, without the node loop (Raft group: node-wide; the
+                                 single-node group: 0) */
     hist_t fsync_latency;     /* per-fsync latency (Raft group: fdatasyncs of the node's
                                  shared store) */
     hist_t commit_latency;    /* propose -> applied latency */

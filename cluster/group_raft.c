@@ -662,6 +662,7 @@ static void raft_g_get_stats(group_t *gt, group_stats_t *out)
     out->wal_bytes = ns.store.wal.bytes;
     out->wal_appends = ns.store.wal.appends;
     out->wal_fsyncs = ns.store.wal.syncs;
+    out->lease_reads = ns.lease_reads;
     out->fsync_latency = ns.store.wal.sync_latency;
     out->failed = ns.failed != 0;
     for (int i = 0; i < HIST_BUCKETS; i++)

@@ -115,9 +115,13 @@ static void render_metrics(node_t *n, char **b, size_t *len, size_t *cap)
         "# HELP quorumfs_wal_bytes bytes in live WAL segments.\n"
         "# TYPE quorumfs_wal_bytes gauge\nquorumfs_wal_bytes %llu\n"
         "# HELP quorumfs_snapshots_total snapshots taken since start (shard 0).\n"
-        "# TYPE quorumfs_snapshots_total counter\nquorumfs_snapshots_total %llu\n",
+        "# TYPE quorumfs_snapshots_total counter\nquorumfs_snapshots_total %llu\n"
+        "# HELP quorumfs_lease_reads_total read barriers answered from a shard leader's "
+        "lease without the node loop.\n"
+        "# TYPE quorumfs_lease_reads_total counter\nquorumfs_lease_reads_total %llu\n",
         (unsigned long long)gs.wal_fsyncs, (unsigned long long)gs.wal_appends,
-        (unsigned long long)gs.wal_bytes, (unsigned long long)gs.snapshots);
+        (unsigned long long)gs.wal_bytes, (unsigned long long)gs.snapshots,
+        (unsigned long long)gs.lease_reads);
     static const char *const per_shard[5][3] = {
         { "quorumfs_raft_term", "gauge", "current term of the shard." },
         { "quorumfs_raft_commit_index", "gauge", "commit index of the shard." },
