@@ -1230,8 +1230,6 @@ static void send_all(mraft_node_t *n, mgroup_t *g, const raft_msg_t *m, size_t k
     n->st.msgs_sent += k;
 }
 
-/* The Ready phase over every group: (a) and (b) for all, ONE rstore_sync, then (c), (d) and
- * advance for all. Returns 0 or the -QERR_* that fails the node. */
 /* Publishes g's lease for the leader fast path of read barriers. The core answers a read
  * at once, at its commit index, while its lease holds and an entry of its term is
  * committed, for lease_read_ticks more ticks of its clock; the k-th tick from now is due at
@@ -1255,6 +1253,20 @@ static void publish_lease(mraft_node_t *n, mgroup_t *g)
                      __ATOMIC_RELEASE);
 }
 
+/* mraft_config_t.test_hold_after_timeout_now_ms (tests only). */
+static void test_hold_after_timeout_now(mraft_node_t *n, const raft_ready_t *rd)
+{
+    for (size_t i = 0; i < rd->n_msgs; i++)
+        if (rd->msgs[i].type == RAFT_MSG_TIMEOUT_NOW) {
+            uint64_t ms = n->cfg.test_hold_after_timeout_now_ms;
+            struct timespec z = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+            nanosleep(&z, NULL);
+            return;
+        }
+}
+
+/* The Ready phase over every group: (a) and (b) for all, ONE rstore_sync, then (c), (d) and
+ * advance for all. Returns 0 or the -QERR_* that fails the node. */
 static int process_readies(mraft_node_t *n)
 {
     bool need_sync = false, any = false;
@@ -1268,6 +1280,8 @@ static int process_readies(mraft_node_t *n)
         publish_lease(n, g);
         const raft_ready_t *rd = &g->rd;
         send_all(n, g, rd->msgs, rd->n_msgs);                                   /* (a) */
+        if (n->cfg.test_hold_after_timeout_now_ms)
+            test_hold_after_timeout_now(n, rd);
         if (rd->snap_chunk &&                                                  /* (b) */
             (rc = TIMED(n->t_chunks, persist_chunk(n, g, rd->snap_chunk))))
             return rc;

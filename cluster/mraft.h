@@ -84,6 +84,11 @@ typedef struct mraft_config {
     uint32_t balance_backoff_ms; /* ... and not to a target whose transfer failed (this node
                                     still led when the core aborted it) within this long;
                                     0 = 30000 */
+    uint32_t test_hold_after_timeout_now_ms; /* tests only (0 in production): the loop
+                                    sleeps this long after a Ready that sent a TimeoutNow,
+                                    widening the window in which a lease not withdrawn
+                                    before the send would serve stale reads
+                                    (test_multiraft test_lease_churn) */
     bool no_lease_reads;         /* false (default): a leader answers read barriers from its
                                     lease (raft_config_t.lease_reads, max_clock_drift_ticks
                                     lease_drift_ticks() in mraft.c), sound under the clock assumption of

@@ -7,8 +7,8 @@
  * which holds only its root and refuses creation there (EOPNOTSUPP).
  *
  * Reads on a cluster node: an operation that reads the shard's state for a namespace inode
- * (lookup, getattr, open, opendir, getxattr, listxattr, readlink) takes the node's read
- * barrier first (ROUTE_READ; node_read_barrier, a no-op on the embedded node), before even
+ * (lookup, getattr, open, opendir, getxattr of a user. name, listxattr, readlink) takes the
+ * node's read barrier first (ROUTE_READ; node_read_barrier, a no-op on the embedded node), before even
  * looking the inode's owner up, so that it sees every write acknowledged on any node before
  * it began. Reads of an open file or directory serve the version taken at open.
  *

@@ -1362,6 +1362,186 @@ TEST(test_conf_change)
     CHECK(ok);
 }
 
+/* ---- the leader fast path of read barriers under leadership churn ----
+ * Writers acknowledge entries of group 0 (the highest index acknowledged so far is kept);
+ * readers on every node take a barrier and check that its index, and the applied state after
+ * it, are at least what was acknowledged before the barrier began. Leadership moves every
+ * 60-120 ms (the balancer, preferred leader rotated) and every 5th round the leader is cut
+ * off for 150-270 ms, and the loop is held 40 ms after each TimeoutNow it sends
+ * (test_hold_after_timeout_now_ms): a lease not withdrawn before the TimeoutNow leaves
+ * serves stale reads in that window (the review's broken variant: thousands stale). */
+typedef struct lsh {
+    tcl_t *c;
+    int stop;
+    uint64_t acked;      /* atomic max */
+    int wok, wfail;
+    int next_w;          /* atomic: writer slot */
+} lsh_t;
+
+typedef struct lrd {
+    lsh_t *sh;
+    int node;
+    unsigned seed;
+    int ok, failed, stale;
+    uint64_t worst;
+} lrd_t;
+
+static void *lwriter(void *arg)
+{
+    lsh_t *sh = arg;
+    char cmd[48];
+    uint64_t hint = 0;
+    int i = 1;
+    for (int k = 0; !__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE); k++) {
+        if (hint >= 1 && hint <= NN)
+            i = (int)hint;
+        else
+            i = i % NN + 1;
+        sm_result_t res;
+        snprintf(cmd, sizeof(cmd), "lw-%d", k);
+        hint = 0;
+        int rc = mraft_propose(sh->c->nd[i].n, GID[0], cmd, strlen(cmd), &res, 300, &hint);
+        if (rc || res.len != 8) {
+            sh->wfail++;
+            if (rc != -QERR_NOTLEADER)
+                sleep_ms(2);
+            continue;
+        }
+        sh->wok++;
+        uint64_t at;
+        memcpy(&at, res.data, 8);
+        uint64_t cur = __atomic_load_n(&sh->acked, __ATOMIC_ACQUIRE);
+        while (at > cur && !__atomic_compare_exchange_n(&sh->acked, &cur, at, false,
+                                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            ;
+    }
+    return NULL;
+}
+
+static void *lwriter_any(void *arg)
+{
+    lsh_t *sh = arg;
+    int me = __atomic_add_fetch(&sh->next_w, 1, __ATOMIC_ACQ_REL);
+    int node = (me - 1) % NN + 1;
+    char cmd[48];
+    for (int k = 0; !__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE); k++) {
+        sm_result_t res;
+        snprintf(cmd, sizeof(cmd), "la-%d-%d", me, k);
+        int rc = mraft_propose_any(sh->c->nd[node].n, GID[0], cmd, strlen(cmd), &res, 300, NULL);
+        if (rc || res.len != 8) {
+            __atomic_add_fetch(&sh->wfail, 1, __ATOMIC_RELAXED);
+            sleep_ms(1);
+            continue;
+        }
+        __atomic_add_fetch(&sh->wok, 1, __ATOMIC_RELAXED);
+        uint64_t at;
+        memcpy(&at, res.data, 8);
+        uint64_t cur = __atomic_load_n(&sh->acked, __ATOMIC_ACQUIRE);
+        while (at > cur && !__atomic_compare_exchange_n(&sh->acked, &cur, at, false,
+                                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            ;
+    }
+    return NULL;
+}
+
+static void *lreader(void *arg)
+{
+    lrd_t *r = arg;
+    lsh_t *sh = r->sh;
+    tsm_t *s = &sh->c->nd[r->node].sm[0];
+    while (!__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE)) {
+        if (rand_r(&r->seed) % 4 == 0)
+            sleep_ms(1);
+        uint64_t before = __atomic_load_n(&sh->acked, __ATOMIC_ACQUIRE), idx = 0;
+        int rc = mraft_read_barrier(sh->c->nd[r->node].n, GID[0], 1000, &idx);
+        if (rc) {
+            r->failed++;
+            continue;
+        }
+        pthread_mutex_lock(&s->mu);
+        uint64_t applied = s->applied;
+        pthread_mutex_unlock(&s->mu);
+        if (idx < before || applied < before) {
+            r->stale++;
+            if (before - (idx < applied ? idx : applied) > r->worst)
+                r->worst = before - (idx < applied ? idx : applied);
+        } else
+            r->ok++;
+    }
+    return NULL;
+}
+
+static void churn_cfg(mraft_config_t *cfg)
+{
+    cfg->balance_ms = 30;
+    cfg->balance_backoff_ms = 50;
+    cfg->test_hold_after_timeout_now_ms = 40;
+}
+
+TEST(test_lease_churn)
+{
+    tcl_t *c = cluster_new(churn_cfg);
+    CHECK(c);
+    CHECK(wait_leaders(c, ALL, 3000));
+    lsh_t sh = { .c = c };
+    pthread_t wt[2], rt[9], at[6];
+    lrd_t rd[9];
+    pthread_create(&wt[0], NULL, lwriter, &sh);
+    pthread_create(&wt[1], NULL, lwriter, &sh);
+    for (int t = 0; t < 6; t++)
+        pthread_create(&at[t], NULL, lwriter_any, &sh);
+    for (int t = 0; t < 9; t++) {
+        rd[t] = (lrd_t){ .sh = &sh, .node = t % NN + 1, .seed = (unsigned)t + 7 };
+        pthread_create(&rt[t], NULL, lreader, &rd[t]);
+    }
+    uint64_t t_end = now_ms() + 5000;
+    int round = 0;
+    while (now_ms() < t_end) {
+        round++;
+        int l = agreed_leader(c, 0, ALL);
+        if (round % 5 == 0 && l) {
+            cut_node(c, l, true);             /* the leader cut off: lease reads there */
+            sleep_ms(150 + (unsigned)(round % 3) * 60);
+            cut_node(c, l, false);
+        } else {
+            uint64_t to = (uint64_t)(round % NN + 1);
+            for (int i = 1; i <= NN; i++)
+                mraft_set_preferred(c->nd[i].n, GID[0], to);
+            sleep_ms(60 + (unsigned)(round % 4) * 20);
+        }
+    }
+    __atomic_store_n(&sh.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(wt[0], NULL);
+    pthread_join(wt[1], NULL);
+    for (int t = 0; t < 6; t++)
+        pthread_join(at[t], NULL);
+    int stale = 0, ok = 0, failed = 0;
+    for (int t = 0; t < 9; t++) {
+        pthread_join(rt[t], NULL);
+        stale += rd[t].stale;
+        ok += rd[t].ok;
+        failed += rd[t].failed;
+        if (rd[t].stale)
+            printf("# reader %d on node %d: %d stale (worst by %llu)\n", t, rd[t].node,
+                   rd[t].stale, (unsigned long long)rd[t].worst);
+    }
+    uint64_t lr = 0, tr = 0;
+    for (int i = 1; i <= NN; i++) {
+        mraft_stats_t s;
+        mraft_get_stats(c->nd[i].n, &s);
+        lr += s.lease_reads;
+        mraft_group_status_t st = st_of(c, i, 0);
+        tr += st.transfers;
+    }
+    printf("# lease churn: writes ok %d failed %d; reads ok %d failed %d stale %d; lease_reads %llu; "
+           "transfers %llu; rounds %d\n", sh.wok, sh.wfail, ok, failed, stale,
+           (unsigned long long)lr, (unsigned long long)tr, round);
+    cluster_free(c);
+    CHECK_EQ(stale, 0);
+    CHECK(lr > 0);            /* the fast path was taken */
+    CHECK(tr > 0);            /* and leadership moved */
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1376,5 +1556,6 @@ int main(void)
     RUN(test_balance_spreads_leaders);
     RUN(test_balance_backoff_after_failed_transfer);
     RUN(test_conf_change);
+    RUN(test_lease_churn);
     return CHECK_DONE();
 }
