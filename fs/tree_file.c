@@ -22,7 +22,6 @@
  *
  * A file created without O_EXCL comes into being when its save is published, under the id
  * the node picked at create (fs/mount.h, pending creations). */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -749,110 +748,15 @@ static int holds(const treq_t *t, const fh_t *fh, pid_t pid)
     return n < 0 ? -1 : n > opened_siblings(t->m, fh, pid);
 }
 
-/* How far descendant_holds looks: processes and generations. */
-#define DESC_MAX 64
-#define DESC_DEPTH 4
-
-/* Whether this kernel has /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN). */
-static int proc_children_known(void)
-{
-    static int known = -1;   /* -1: not looked yet */
-    int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
-    if (k < 0) {
-        char self[96];
-        snprintf(self, sizeof(self), "/proc/self/task/%d/children", (int)gettid());
-        k = access(self, R_OK) == 0;
-        __atomic_store_n(&known, k, __ATOMIC_RELAXED);
-    }
-    return k;
-}
-
-/* Appends the children of process pid (of all its threads) to kids (*n of max). 0, or -1
- * when there are more than max or a children file is too long to read in one go. A
- * process or thread gone meanwhile has none. */
-static int children_of(pid_t pid, pid_t *kids, int *n, int max)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return 0;                       /* gone */
-    int rc = 0;
-    struct dirent *e;
-    while (rc == 0 && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char cp[128], buf[1024];
-        snprintf(cp, sizeof(cp), "%s/%.32s/children", path, e->d_name);
-        int fd = open(cp, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;                   /* the thread ended */
-        ssize_t len = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (len < 0)
-            continue;
-        if (len == (ssize_t)sizeof(buf) - 1) {
-            rc = -1;                    /* too many children to read in one go */
-            break;
-        }
-        buf[len] = 0;
-        for (char *p = buf, *end; *p; p = end) {
-            long v = strtol(p, &end, 10);
-            if (end == p)
-                break;
-            if (v <= 0)
-                continue;
-            if (*n >= max) {
-                rc = -1;
-                break;
-            }
-            kids[(*n)++] = (pid_t)v;
-        }
-    }
-    closedir(d);
-    return rc;
-}
-
-/* Whether a descendant of process a or b (children, theirs, ...: DESC_MAX processes over
- * DESC_DEPTH generations) holds a descriptor of fh: a forked child that inherited the
- * descriptor and may still write. 1, 0, or -1 when /proc cannot tell. */
-static int descendant_holds(const treq_t *t, const fh_t *fh, pid_t a, pid_t b)
-{
-    pid_t kids[DESC_MAX];
-    int n = 0, from = 0;
-    if (!proc_children_known())
-        return -1;
-    if (children_of(a, kids, &n, DESC_MAX) < 0 ||
-        (b != a && b > 0 && children_of(b, kids, &n, DESC_MAX) < 0))
-        return -1;
-    for (int gen = 0; from < n; gen++) {
-        int to = n;
-        for (int i = from; i < to; i++) {
-            /* -1: the process ended meanwhile (or its fdinfo is unreadable): not holding */
-            if (kids[i] != a && kids[i] != b && holds(t, fh, kids[i]) > 0)
-                return 1;
-            if (gen + 1 < DESC_DEPTH && children_of(kids[i], kids, &n, DESC_MAX) < 0)
-                return -1;
-        }
-        from = to;
-    }
-    return 0;
-}
-
-/* Whether the close() by process pid that flushes fh ends its writing: neither pid, nor
- * the process that opened fh, nor a descendant of either (a forked child writing on after
- * its parent closed) holds a descriptor of it any more. (A child that inherited the
- * descriptor flushes it when it exits or execs, which must not publish the parent's
- * save.) When /proc cannot tell whether pid or the opener holds one, release publishes;
- * when it cannot tell about descendants, the close publishes (as before descendants were
- * looked at). */
+/* Whether the close() by process pid that flushes fh ends its writing: neither pid nor
+ * the process that opened fh holds a descriptor of it any more. (A child that inherited
+ * the descriptor flushes it when it exits or execs, which must not publish the parent's
+ * save.) When /proc cannot tell, release publishes. */
 static int ends_writing(const treq_t *t, const fh_t *fh, pid_t pid)
 {
     if (holds(t, fh, pid) != 0)
         return 0;
-    if (pid != fh->opener && holds(t, fh, fh->opener) > 0)
-        return 0;
-    return descendant_holds(t, fh, pid, fh->opener) <= 0;
+    return pid == fh->opener || holds(t, fh, fh->opener) <= 0;
 }
 
 /* The close() that ends the writing publishes the save, and close() returns its error

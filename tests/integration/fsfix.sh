@@ -10,8 +10,6 @@
 #   fstat of a save   §1 Saves: the writing process's fstat follows its own writes
 #   set-group-ID dirs §1 POSIX metadata: entries made in a g+s directory take its group, new
 #                     subdirectories inherit g+s, as on ext4 (without -o grpid)
-#   forked child      §1 Saves: a save is published once, at the close that ends the
-#                     writing; a forked child still writing through the description holds it
 . "$(dirname "$0")/lib.sh"
 
 must_start n1
@@ -156,34 +154,15 @@ stop_node "$Q" "$NPID" || not_ok stop-n1
 DATA_DIR=$DATA must_start n1
 check sgid-restart-keeps [ "$(st %a:%g "$A/sg"):$(st %a:%g "$A/sg/d/e"):$(st %g "$A/sg/f")" = 2775:1234:2755:1234:1234 ]
 
-# ---------------------------------------------------------------- a forked child's save
-# The process that opened a file closes it while a forked child still holds the same open
-# file description and writes on: the writing has not ended, so the parent's close()
-# publishes nothing; the child's last close publishes the whole value, one revision.
-# Was: "part1 " published at the parent's close, then "part1 part2" (two revisions).
-echo old >"$A/fk"
-cat >"$T/fork.py" <<'EOF2'
-import os, sys
-p = sys.argv[1]
-v0 = int(os.getxattr(p, "user.version"))
-fd = os.open(p, os.O_WRONLY | os.O_TRUNC)
-os.write(fd, b"part1 ")
-r, w = os.pipe()
-pid = os.fork()
-if pid == 0:
-    os.close(w)
-    os.read(r, 1)                 # until the parent has closed
-    os.write(fd, b"part2\n")
-    os._exit(0)
-os.close(r)
-os.close(fd)                      # the child still holds the description
-seen = open(p).read()
-os.write(w, b"x"); os.close(w)
-os.waitpid(pid, 0)                # its exit closed the last descriptor: published
-print("%r %r %d" % (seen, open(p).read(), int(os.getxattr(p, "user.version")) - v0))
-EOF2
-r=$(timeout 30 $PY "$T/fork.py" "$A/fk" 2>&1)
-check fork-child-save-one-revision [ "$r" = "'old\\n' 'part1 part2\\n' 1" ] || note "$r"
+# ---------------------------------------------------------------- a background job's copy
+# The opener's close publishes even while a child (a background job, or a child between
+# fork and exec holding close-on-exec descriptors) still holds the description: close()
+# returns after the publish (FILE-API §1 Saves). A child that writes on after the parent's
+# close makes a second revision (KNOWN.md). 05be248 waited for such children and was
+# reverted: a background job delayed the publish until it exited.
+echo old >"$A/bg"
+r=$(bash -c 'exec 3>"$1"; echo new >&3; sleep 5 & p=$!; exec 3>&-; cat "$1"; kill $p' _ "$A/bg" 2>&1)
+check background-job-does-not-delay-publish [ "$r" = new ] || note "$r"
 
 # a FIFO's name is checked first too: reserved gives EINVAL, a valid one EPERM
 r=$($PY -c 'import os, stat, sys; os.mknod(sys.argv[1], stat.S_IFIFO | 0o644)' "$A/a@b" 2>&1)
