@@ -88,12 +88,15 @@ typedef struct qfh {
     uint64_t qid;                /* the queue it was opened on (commands name it too: a queue
                                     made since under the same name is another one) */
     uint32_t shard;              /* qname's shard */
+    pid_t opener;                /* the thread that opened it (push: whose close settles) */
     int ended;                   /* T_GONE because the session ended, not the queue */
     pthread_mutex_t mu;
     /* push (under mu) */
     uint8_t *buf;
     size_t blen, bcap;
-    int discard;                 /* dropping the rest of an oversized line */
+    int discard;                 /* 0, or the errno (EFBIG, EIO) with which the writes
+                                    carrying the rest of a dropped line fail: an oversized
+                                    line, or one a failed write() cut (qf_write) */
     /* pop / claim (under qf->ctx.mu from T_PROPOSING on) */
     uint64_t hid;
     uint64_t sid;                /* the session its TAKE was proposed as (0: none yet) */
@@ -637,6 +640,7 @@ static void qf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     fi->fh = (uintptr_t)fh;
+    fh->opener = fuse_req_ctx(req)->pid;
     fi->direct_io = 1;
     fi->keep_cache = 0;
     fi->nonseekable = fh->kind == QK_POP || fh->kind == QK_CLAIM || fh->kind == QK_PUSH;
@@ -1198,15 +1202,15 @@ static int push_write(qfh_t *fh, const char *data, size_t size)
         const char *nl = memchr(data + i, '\n', size - i);
         size_t seg = nl ? (size_t)(nl - (data + i)) : size - i;
         if (fh->discard) {
-            /* Still inside an oversized line: every write() that carries part of it fails
+            /* Still inside a dropped line: every write() that carries part of it fails
              * (the kernel may have split the first one and reported a short count). */
-            err = -EFBIG;
+            err = -fh->discard;
             if (nl)
                 fh->discard = 0;
         } else if (fh->blen + seg > QUEUE_MSG_MAX) {
             err = -EFBIG;         /* the line is dropped; the next line starts clean */
             fh->blen = 0;
-            fh->discard = !nl;
+            fh->discard = nl ? 0 : EFBIG;
         } else if (nl && fh->blen == 0) {
             rc = batch_add(fh, &b, data + i, seg);
         } else {
@@ -1237,6 +1241,14 @@ static void qf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
      * without a newline would otherwise be buffered, the write() succeed and only the
      * close() fail (complete lines waited for the operation timeout). */
     if (node_quorum_lost(fh->qf->ctx.node, fh->shard)) {
+        /* The line this write() continued is dropped whole: its buffered start (else a
+         * later close would enqueue a torn message), and, if the write ended inside a
+         * line, the rest of that line in later writes (they fail with EIO too). */
+        pthread_mutex_lock(&fh->mu);
+        fh->blen = 0;
+        if (size > 0)
+            fh->discard = buf[size - 1] == '\n' ? 0 : EIO;
+        pthread_mutex_unlock(&fh->mu);
         fuse_reply_err(req, EIO);
         return;
     }
@@ -1274,7 +1286,12 @@ static void qf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
      * closing process holds no other descriptor on this push file; else at release. */
     qfh_t *fh = (qfh_t *)(uintptr_t)fi->fh;
     int rc = 0;
-    if (fh->kind == QK_PUSH && !mount_still_open_by(fuse_req_ctx(req)->pid, ino))
+    pid_t pid = fuse_req_ctx(req)->pid;
+    /* ... and not by a child that inherited it (a close-on-exec descriptor is flushed in
+     * the child's execve: Python's subprocess did that right after a partial line) while
+     * the opener still holds it (/proc/<tid> reads the fd table of tid's process) */
+    if (fh->kind == QK_PUSH && !mount_still_open_by(pid, ino) &&
+        (pid == fh->opener || !mount_still_open_by(fh->opener, ino)))
         rc = push_settle(fh);
     fuse_reply_err(req, -rc);
 }
