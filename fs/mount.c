@@ -395,6 +395,24 @@ static void root_stat(mount_t *m, uint64_t ino, struct stat *s)
     }
 }
 
+/* The owner and permission bits a namespace root shows at lookup: its tree object's, kept
+ * alike by every shard (a root setattr is proposed to each: fs/tree_fuse.c t_setattr), so
+ * shard 0's copy; 0755 root:root while it has none. (The lookup's attributes are cached for
+ * STATIC_TIMEOUT: a chmod or chgrp of a root made on another node shows here only then,
+ * tests/integration/KNOWN.md.) */
+static void ns_root_owner(mount_t *m, int ns, struct stat *s)
+{
+    state_t *st = node_state(m->node, 0);
+    pthread_rwlock_rdlock(&st->lock);
+    const obj_t *r = tree_root(st, ns);
+    if (r) {
+        s->st_mode = S_IFDIR | r->mode;
+        s->st_uid = r->uid;
+        s->st_gid = r->gid;
+    }
+    pthread_rwlock_unlock(&st->lock);
+}
+
 /* The time a namespace root shows at lookup: its tree object's last change, or the node's
  * start time while it has none (its front's getattr answers after that). */
 static uint64_t ns_root_ms(mount_t *m, int ns)
@@ -441,6 +459,7 @@ static int do_lookup(mount_t *m, uint64_t parent, const char *name, struct fuse_
             if (strcmp(name, ns_names[ns]) == 0) {
                 e->ino = NS_ROOT_ID(ns);
                 mount_stat(&e->attr, e->ino, S_IFDIR | 0755, 0, ns_root_ms(m, ns));
+                ns_root_owner(m, ns, &e->attr);
                 return 0;
             }
         }

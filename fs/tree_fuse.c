@@ -780,13 +780,27 @@ static int do_setattr(const treq_t *t, uint64_t ino, struct stat *attr, int to_s
     return 0;
 }
 
+static int is_ns_root(uint64_t ino);
+
+/* A namespace root's mode, owner and times are kept by every shard (each holds a copy of
+ * the root, and a new entry takes its group and set-group-ID bit from its own shard's
+ * copy): a setattr of a root is proposed to each, in order; the first failure is returned
+ * (the shards before it have the change), as set_or_remove_xattr does for settings. */
 static void t_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                       struct fuse_file_info *fi)
 {
     treq_t t = treq_at(req, ino, NULL);
     uint64_t t0 = metrics_now_ns();
     struct stat s;
-    int rc = do_setattr(&t, ino, attr, to_set, fi);
+    int rc = 0;
+    if (is_ns_root(ino)) {
+        for (uint32_t k = 0; k < node_nshards(t.node) && rc == 0; k++) {
+            treq_t tk = treq_shard(req, k);
+            rc = do_setattr(&tk, ino, attr, to_set, fi);
+        }
+    } else {
+        rc = do_setattr(&t, ino, attr, to_set, fi);
+    }
     metrics_op(node_metrics(t.node), MOP_setattr, t0, -rc);
     if (rc == 0)
         rc = tf_getattr(&t, ino, &s);
