@@ -1386,6 +1386,25 @@ typedef struct lrd {
     uint64_t worst;
 } lrd_t;
 
+/* Counts a write's outcome; an acknowledged one raises sh->acked to its index. Returns
+ * whether it was acknowledged. */
+static bool note_write(lsh_t *sh, int rc, const sm_result_t *res)
+{
+    if (rc || res->len != 8) {
+        __atomic_add_fetch(&sh->wfail, 1, __ATOMIC_RELAXED);
+        return false;
+    }
+    __atomic_add_fetch(&sh->wok, 1, __ATOMIC_RELAXED);
+    uint64_t at;
+    memcpy(&at, res->data, 8);
+    uint64_t cur = __atomic_load_n(&sh->acked, __ATOMIC_ACQUIRE);
+    while (at > cur && !__atomic_compare_exchange_n(&sh->acked, &cur, at, false,
+                                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        ;
+    return true;
+}
+
+/* Proposes on the node it believes leads (following NOTLEADER hints). */
 static void *lwriter(void *arg)
 {
     lsh_t *sh = arg;
@@ -1401,23 +1420,13 @@ static void *lwriter(void *arg)
         snprintf(cmd, sizeof(cmd), "lw-%d", k);
         hint = 0;
         int rc = mraft_propose(sh->c->nd[i].n, GID[0], cmd, strlen(cmd), &res, 300, &hint);
-        if (rc || res.len != 8) {
-            sh->wfail++;
-            if (rc != -QERR_NOTLEADER)
-                sleep_ms(2);
-            continue;
-        }
-        sh->wok++;
-        uint64_t at;
-        memcpy(&at, res.data, 8);
-        uint64_t cur = __atomic_load_n(&sh->acked, __ATOMIC_ACQUIRE);
-        while (at > cur && !__atomic_compare_exchange_n(&sh->acked, &cur, at, false,
-                                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            ;
+        if (!note_write(sh, rc, &res) && rc != -QERR_NOTLEADER)
+            sleep_ms(2);
     }
     return NULL;
 }
 
+/* Proposes from one node, whichever leads (forwarded: mraft_propose_any). */
 static void *lwriter_any(void *arg)
 {
     lsh_t *sh = arg;
@@ -1428,18 +1437,8 @@ static void *lwriter_any(void *arg)
         sm_result_t res;
         snprintf(cmd, sizeof(cmd), "la-%d-%d", me, k);
         int rc = mraft_propose_any(sh->c->nd[node].n, GID[0], cmd, strlen(cmd), &res, 300, NULL);
-        if (rc || res.len != 8) {
-            __atomic_add_fetch(&sh->wfail, 1, __ATOMIC_RELAXED);
+        if (!note_write(sh, rc, &res))
             sleep_ms(1);
-            continue;
-        }
-        __atomic_add_fetch(&sh->wok, 1, __ATOMIC_RELAXED);
-        uint64_t at;
-        memcpy(&at, res.data, 8);
-        uint64_t cur = __atomic_load_n(&sh->acked, __ATOMIC_ACQUIRE);
-        while (at > cur && !__atomic_compare_exchange_n(&sh->acked, &cur, at, false,
-                                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            ;
     }
     return NULL;
 }
