@@ -210,7 +210,7 @@ struct mraft_node {
     struct snap_job *snap_job;   /* the snapshot being made durable off the loop, or NULL */
     size_t snap_next;            /* where maintenance looks for the next snapshot first */
     /* where the current iteration's time went (ns), for the slow-iteration log line */
-    uint64_t t_sync, t_chunks, t_installs, t_snaps, t_apply;
+    uint64_t t_sync, t_chunks, t_installs, t_snaps, t_apply, t_write, t_gc;
     uint64_t slow_logged_ns;     /* when the last slow iteration was logged */
 };
 
@@ -1286,7 +1286,7 @@ static int process_readies(mraft_node_t *n)
             (rc = TIMED(n->t_chunks, persist_chunk(n, g, rd->snap_chunk))))
             return rc;
         if (rd->snapshot || rd->n_entries || rd->hs_changed) {
-            if ((rc = rstore_save(n->store, g->id, rd)))
+            if ((rc = TIMED(n->t_write, rstore_save(n->store, g->id, rd))))
                 return rc;
             n->dirty = true;
             n->st.persists++;
@@ -1346,7 +1346,7 @@ static int process_readies(mraft_node_t *n)
 static int maintenance(mraft_node_t *n)
 {
     int rc;
-    if ((rc = settle_snapshot(n)))
+    if ((rc = TIMED(n->t_gc, settle_snapshot(n))))
         return rc;
     rstore_stats_t ss;
     rstore_get_stats(n->store, &ss);
@@ -1362,7 +1362,7 @@ static int maintenance(mraft_node_t *n)
                 return rc;
             n->dirty = false;
         }
-        if ((rc = rstore_gc(n->store, blocking, GC_FORCE_SNAPSHOTS, &nb)))
+        if ((rc = TIMED(n->t_gc, rstore_gc(n->store, blocking, GC_FORCE_SNAPSHOTS, &nb))))
             return rc;
         n->st.gcs++;
         rstore_get_stats(n->store, &ss);
@@ -1641,12 +1641,13 @@ static void log_if_slow(mraft_node_t *n, uint64_t took_ns, uint64_t cpu_ns)
     if (n->slow_logged_ns && now - n->slow_logged_ns < SLOW_LOG_EVERY_MS * 1000000ull)
         return;
     n->slow_logged_ns = now;
-    nlog(n, "the node loop was held %" PRIu64 " ms, %" PRIu64 " ms of it on the CPU (log fsync %"
-         PRIu64 " ms, received snapshot chunks %" PRIu64 " ms, snapshot installs %" PRIu64
-         " ms, snapshots taken %" PRIu64 " ms, applying %" PRIu64 " ms): every shard of this "
-         "node waited", took_ns / 1000000, cpu_ns / 1000000, n->t_sync / 1000000,
-         n->t_chunks / 1000000, n->t_installs / 1000000, n->t_snaps / 1000000,
-         n->t_apply / 1000000);
+    nlog(n, "the node loop was held %" PRIu64 " ms, %" PRIu64 " ms of it on the CPU (log writes %"
+         PRIu64 " ms, log fsync %" PRIu64 " ms, received snapshot chunks %" PRIu64
+         " ms, snapshot installs %" PRIu64 " ms, snapshots taken %" PRIu64 " ms, log "
+         "collection and compaction %" PRIu64 " ms, applying %" PRIu64 " ms): every shard of "
+         "this node waited", took_ns / 1000000, cpu_ns / 1000000, n->t_write / 1000000,
+         n->t_sync / 1000000, n->t_chunks / 1000000, n->t_installs / 1000000,
+         n->t_snaps / 1000000, n->t_gc / 1000000, n->t_apply / 1000000);
 }
 
 static void *loop_main(void *arg)
@@ -1701,6 +1702,7 @@ static void *loop_main(void *arg)
         uint64_t t0 = now_ns();
         uint64_t c0 = thread_cpu_ns();
         n->t_sync = n->t_chunks = n->t_installs = n->t_snaps = n->t_apply = 0;
+        n->t_write = n->t_gc = 0;
         int rc = iterate(n, n_in, props, reads, fwds);
         log_if_slow(n, now_ns() - t0, thread_cpu_ns() - c0);
 
