@@ -1067,16 +1067,19 @@ void tfile_adjust_stat_caller(const treq_t *t, uint64_t ino, struct stat *s)
 {
     /* Cheap first: only an inode with a save-capable open (writable, not O_APPEND, whose
      * writes are published at once) on this mount costs a look at the caller's process. */
-    int any = 0;
+    int any = 0, mine = 0;
+    pid_t tid = fuse_req_ctx(t->req)->pid;
     pthread_mutex_lock(&opened_mu);
     opened_t *o = opened_find(t->m, ino);
-    for (const fh_t *f = o ? o->fhs : NULL; f && !any; f = f->onext)
-        any = writable(f->oflags) && !f->append;
+    for (const fh_t *f = o ? o->fhs : NULL; f; f = f->onext)
+        if (writable(f->oflags) && !f->append) {
+            any = 1;
+            mine |= f->opener == tid;   /* the writer's main thread: no syscall below */
+        }
     pthread_mutex_unlock(&opened_mu);
-    pid_t tid = fuse_req_ctx(t->req)->pid;
     if (!any || tid <= 0)
         return;
-    pid_t pid = tgid_of(tid);
+    pid_t pid = mine ? tid : tgid_of(tid);
     /* The caller's opens (references: a release may run meanwhile), each read under its own
      * lock (fh->mu is taken before opened_mu elsewhere, never inside it). */
     fh_t *got[8];
