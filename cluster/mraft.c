@@ -1240,16 +1240,14 @@ static void send_all(mraft_node_t *n, mgroup_t *g, const raft_msg_t *m, size_t k
  * withdrawn here; and every index acknowledged anywhere (a local apply, a RESULT, or a
  * follower's apply of a commit index this leader sent) is <= the published commit.
  * A lease that merely ends needs no call: the instant passes. */
-static void publish_lease(mraft_node_t *n, mgroup_t *g)
+static void publish_lease(mraft_node_t *n, mgroup_t *g, const raft_status_t *s)
 {
-    raft_status_t s;
-    raft_status(g->r, &s);
-    if (!s.lease_read_ticks) {
+    if (!s->lease_read_ticks) {
         __atomic_store_n(&g->lease_until_ns, 0, __ATOMIC_RELEASE);
         return;
     }
-    __atomic_store_n(&g->lease_commit, s.commit, __ATOMIC_RELEASE);
-    __atomic_store_n(&g->lease_until_ns, n->next_tick_ns + (s.lease_read_ticks - 1) * n->tick_ns,
+    __atomic_store_n(&g->lease_commit, s->commit, __ATOMIC_RELEASE);
+    __atomic_store_n(&g->lease_until_ns, n->next_tick_ns + (s->lease_read_ticks - 1) * n->tick_ns,
                      __ATOMIC_RELEASE);
 }
 
@@ -1277,7 +1275,9 @@ static int process_readies(mraft_node_t *n)
             continue;
         raft_ready(g->r, &g->rd);
         g->has_rd = any = true;
-        publish_lease(n, g);
+        raft_status_t st;
+        raft_status(g->r, &st);
+        publish_lease(n, g, &st);
         const raft_ready_t *rd = &g->rd;
         send_all(n, g, rd->msgs, rd->n_msgs);                                   /* (a) */
         if (n->cfg.test_hold_after_timeout_now_ms)
@@ -1579,9 +1579,9 @@ static void publish_locked(mraft_node_t *n)
 {
     for (size_t i = 0; i < n->n_groups; i++) {
         mgroup_t *g = n->groups[i];
-        publish_lease(n, g);
         raft_status_t s;
         raft_status(g->r, &s);
+        publish_lease(n, g, &s);
         g->pub = (mraft_group_status_t){
             .group = g->id, .role = s.role, .leader = s.leader, .term = s.term,
             .commit = s.commit, .applied = g->applied, .last_index = s.last_index,

@@ -87,7 +87,8 @@ static int gone_find(const mount_t *m, uint64_t ino, struct stat *s)
 {
     int rc = -ENOENT;
     pthread_mutex_lock(&gone_mu);
-    for (unsigned i = 0; i < GONE_DIRS; i++)
+    unsigned filled = gone_next < GONE_DIRS ? gone_next : GONE_DIRS;
+    for (unsigned i = 0; i < filled; i++)
         if (gone_dirs[i].ino == ino && gone_dirs[i].m == m) {
             *s = gone_dirs[i].st;
             rc = 0;
@@ -98,6 +99,11 @@ static int gone_find(const mount_t *m, uint64_t ino, struct stat *s)
 }
 
 /* ---- objects ---- */
+
+static int is_ns_root(uint64_t ino)
+{
+    return ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT);
+}
 
 obj_t *tf_live_obj(const treq_t *t, uint64_t ino)
 {
@@ -191,7 +197,7 @@ int tf_getattr(const treq_t *t, uint64_t ino, struct stat *s)
         }
     }
     pthread_rwlock_unlock(&t->st->lock);
-    if (rc == 0 && ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT))
+    if (rc == 0 && is_ns_root(ino))
         for (uint32_t k = 0; k < node_nshards(t->node); k++) {   /* the root spans them all */
             if (k == t->shard)
                 continue;
@@ -597,7 +603,7 @@ static int do_opendir(const treq_t *t, uint64_t ino, dirfh_t **out)
     if (rc == 0)
         rc = dirlist_add(d, "..", FUSE_ROOT_ID, S_IFDIR);
     /* A namespace root spans every shard: its listing is theirs together. */
-    int root = ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT);
+    int root = is_ns_root(ino);
     uint32_t k1 = root ? node_nshards(t->node) : t->shard + 1;
     for (uint32_t k = root ? 0 : t->shard; k < k1 && rc == 0; k++) {
         treq_t tk = treq_shard(t->req, k);
@@ -780,8 +786,6 @@ static int do_setattr(const treq_t *t, uint64_t ino, struct stat *attr, int to_s
     return 0;
 }
 
-static int is_ns_root(uint64_t ino);
-
 /* A namespace root's mode, owner and times are kept by every shard (each holds a copy of
  * the root, and a new entry takes its group and set-group-ID bit from its own shard's
  * copy): a setattr of a root is proposed to each, in order; the first failure is returned
@@ -836,11 +840,6 @@ static int do_setxattr(const treq_t *t, uint64_t ino, const char *name, const ch
     else
         tree_cmd_setxattr(&b, node_now_ms(), ns, path, name, value, size);
     return node_propose(t->node, t->shard, &b, NULL);
-}
-
-static int is_ns_root(uint64_t ino)
-{
-    return ino >= NS_ROOT_ID(1) && ino < NS_ROOT_ID(NS__COUNT);
 }
 
 /* A setting on a namespace root (cache/'s default TTL...) holds for every shard: it is
