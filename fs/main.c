@@ -7,6 +7,7 @@
  * a member of a cluster (docs/CLUSTER.md), whose options are checked here before anything
  * is created. A start-up that fails removes the data directory it created itself. */
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <fuse_lowlevel.h>
@@ -63,6 +64,7 @@ typedef struct opts {
     int no_lease_reads;           /* --no-lease-reads, -o no_lease_reads */
     int jobs;                     /* --jobs 1, --no-jobs -1, default 0 (docs/JOBS.md) */
     const char *jobs_user;        /* --jobs-user USER, -o jobs_user=USER */
+    const char *log_file;         /* --log-file F, -o log_file=F */
     char peersbuf[4096];
     group_peer_t peer[MAX_PEERS];   /* parsed from peers by check_cluster */
     char peeraddr[MAX_PEERS][128];
@@ -75,6 +77,8 @@ typedef struct opts {
 
 static int g_log_level = LOG_LVL_INFO;
 static int g_syslog;
+static int g_log_fd = -1;     /* --log-file: opened by main; fd 2 once the mount is live */
+static int g_log_stamped;     /* lines carry a time and the pid (they go to the log file) */
 
 static void logmsg(int lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logmsg(int lvl, const char *fmt, ...)
@@ -86,6 +90,23 @@ static void logmsg(int lvl, const char *fmt, ...)
     if (g_syslog) {
         static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
         vsyslog(prio[lvl], fmt, ap);
+    } else if (g_log_stamped) {
+        /* one write(2) per line: the file is appended to by every thread (and maybe by
+         * other daemons sharing it) */
+        char line[2048];
+        struct timespec ts;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        int n = (int)strftime(line, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+        n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03ldZ quorumfs[%d]: %s: ",
+                      ts.tv_nsec / 1000000, (int)getpid(), level_names[lvl]);
+        int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+        n = m < 0 ? n : n + m >= (int)sizeof(line) - 1 ? (int)sizeof(line) - 2 : n + m;
+        line[n++] = '\n';
+        if (write(2, line, (size_t)n) < 0) {
+            /* nowhere left to say it */
+        }
     } else {
         fprintf(stderr, "quorumfs: %s: ", level_names[lvl]);
         vfprintf(stderr, fmt, ap);
@@ -131,6 +152,9 @@ static void usage(FILE *f)
         "  --log-level LEVEL      error, warn, info (default) or debug\n"
         "  --cache-max-bytes N    LRU cap on cache/ value bytes (default 268435456)\n"
         "  --snapshot-bytes N     snapshot and compact the log after N bytes (default 64 MiB)\n"
+        "  --log-file F           once mounted, log to F (appended, each line with its time\n"
+        "                         and pid) instead of syslog or stderr; a crash's signal\n"
+        "                         and backtrace go there too\n"
         "\n"
         "cluster (docs/CLUSTER.md): a node of a replicated cluster instead of the embedded\n"
         "node; every node gets the same --peers list, and the first start of them forms it:\n"
@@ -166,7 +190,8 @@ static void usage(FILE *f)
         "mount options (-o):\n"
         "  data=DIR, log_level=LEVEL, cache_max_bytes=N, snapshot_bytes=N, id=N,\n"
         "  listen=HOST:PORT, peers=ID=HOST:PORT,ID=HOST:PORT,..., shards=S, replicas=R,\n"
-        "  tls_cert=F, tls_key=F, tls_ca=F, no_lease_reads, jobs, no_jobs, jobs_user=U\n"
+        "  tls_cert=F, tls_key=F, tls_ca=F, no_lease_reads, jobs, no_jobs, jobs_user=U,\n"
+        "  log_file=F\n"
         "                         the options above, as fstab can give them\n"
         "  default_permissions    the kernel enforces the files' modes and owners\n"
         "  allow_other            let other users use the mount; only together with\n"
@@ -235,6 +260,8 @@ static int set_valued(opts_t *o, const char *name, const char *val, const char *
         o->listen = val;
     } else if (strcmp(name, "jobs_user") == 0) {
         o->jobs_user = val;
+    } else if (strcmp(name, "log_file") == 0) {
+        o->log_file = val;
     } else if (strncmp(name, "tls_", 4) == 0) {
         /* resolved now: the daemon reads them after it left the caller's directory */
         int k = !strcmp(name, "tls_cert") ? 0 : !strcmp(name, "tls_key") ? 1 : 2;
@@ -277,7 +304,8 @@ static int set_valued(opts_t *o, const char *name, const char *val, const char *
 static const char *const valued_names[] = { "data", "log_level", "cache_max_bytes",
                                             "snapshot_bytes", "id", "listen", "peers",
                                             "shards", "replicas", "tls_cert", "tls_key",
-                                            "tls_ca", "join", "jobs_user" };
+                                            "tls_ca", "join", "jobs_user",
+                                            "log_file" };
 
 /* A -o token that continues a peers= list ("2=HOST:PORT" after "peers=1=HOST:PORT"): the
  * list's commas are also -o's separators. */
@@ -712,6 +740,9 @@ static int parse_args(int argc, char **argv, opts_t *o)
         } else if (long_opt(a, "--jobs-user", argc, argv, &i, &val)) {
             if (set_valued(o, "jobs_user", val, "--jobs-user") < 0)
                 return -1;
+        } else if (long_opt(a, "--log-file", argc, argv, &i, &val)) {
+            if (set_valued(o, "log_file", val, "--log-file") < 0)
+                return -1;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "quorumfs: unknown option '%s' (quorumfs --help lists them)\n", a);
             return -1;
@@ -1108,6 +1139,13 @@ static void on_ready(void *arg)
         pump_stop_keeping();
         g_syslog = 1;
     }
+    if (g_log_fd >= 0) {
+        /* from now on fd 2 is the log file: our lines, libfuse's, and a panic's or a fatal
+         * signal's report (written to fd 2 directly, before the process dies) */
+        dup2(g_log_fd, 2);
+        g_syslog = 0;
+        g_log_stamped = 1;
+    }
     logmsg(LOG_LVL_INFO, "mounted at %s", mp);
     if (ready_fd >= 0) {
         if (write(ready_fd, "ok\n", 3) < 0)
@@ -1183,9 +1221,46 @@ static int wait_child(int fd, pid_t pid)
     return EXIT_START;
 }
 
+/* A fatal signal (a crash, or abort() after a panic) writes its number and a backtrace to
+ * fd 2 (the log file with --log-file, stderr in the foreground), then dies of the same
+ * signal, so a core dump or the parent's wait still sees it. Async-signal-safe but for
+ * backtrace(), which is called once at install so that it loads libgcc beforehand. */
+static void on_fatal_signal(int sig)
+{
+    char msg[64] = "quorumfs: fatal signal ";
+    size_t n = strlen(msg);
+    char digits[8];
+    int k = 0;
+    for (int v = sig; k == 0 || v > 0; v /= 10)
+        digits[k++] = (char)('0' + v % 10);
+    while (k > 0)
+        msg[n++] = digits[--k];
+    static const char tail[] = "; backtrace:\n";
+    memcpy(msg + n, tail, sizeof(tail) - 1);
+    n += sizeof(tail) - 1;
+    if (write(2, msg, n) < 0) {
+        /* nowhere to report it */
+    }
+    void *pcs[64];
+    backtrace_symbols_fd(pcs, backtrace(pcs, 64), 2);
+    raise(sig);   /* SA_RESETHAND: the default action now */
+}
+
+static void install_crash_report(void)
+{
+    void *pcs[1];
+    backtrace(pcs, 1);
+    struct sigaction sa = { .sa_handler = on_fatal_signal, .sa_flags = SA_RESETHAND };
+    sigemptyset(&sa.sa_mask);
+    static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
 static int serve(const opts_t *o, const char *canon, int lockfd)
 {
     write_pid(lockfd);
+    install_crash_report();
     node_opts_t no = {
         .data_dir = o->data,
         .cache_max_bytes = o->cache_max_bytes,
@@ -1248,6 +1323,15 @@ int main(int argc, char **argv)
     g_log_level = o.log_level;
     if (check_fuse_opts(&o) < 0)
         return EXIT_USAGE;
+    if (o.log_file) {
+        /* opened here, in the caller's directory, so that a relative name and a file that
+         * cannot be written are the caller's to see */
+        g_log_fd = open(o.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (g_log_fd < 0) {
+            fprintf(stderr, "quorumfs: --log-file %s: %s\n", o.log_file, strerror(errno));
+            return EXIT_START;
+        }
+    }
     if (!o.data) {
         const char *x = getenv("XDG_DATA_HOME");
         if (x && x[0]) {

@@ -15,8 +15,8 @@ else not_ok help "rc $rc, output: $(head -c 300 <<<"$out")"; fi
 # --help names every namespace (and says which are served) and every option.
 missing=""
 for w in cache/ config/ queues/ locks/ jobs/ logs/ search/ services/ .cluster/ \
-         served --data --foreground -f -o --log-level --cache-max-bytes --snapshot-bytes \
-         --help --version data= log_level= cache_max_bytes= snapshot_bytes= \
+         served --data --foreground -f -o --log-level --log-file --cache-max-bytes --snapshot-bytes \
+         --help --version data= log_level= log_file= cache_max_bytes= snapshot_bytes= \
          default_permissions allow_other nosuid _netdev fstab; do
     grep -qF -- "$w" <<<"$out" || missing="$missing '$w'"
 done
@@ -315,5 +315,22 @@ kill -TERM "$fgpid" 2>/dev/null
 if wait_for 10 pid_gone "$fgpid" && wait_for 5 grep -q STOPPING=1 "$T/sd/got"; then ok notify-stopping
 else not_ok notify-stopping "got: $(tr '\n' ' ' <"$T/sd/got")"; fi
 kill "$lpid" 2>/dev/null
+
+# ---- --log-file: lines with time and pid once mounted; a crash writes its signal and a
+# backtrace there; a log file that cannot be opened refuses the start
+mount_must_fail log-file-unwritable "$T/lf/mnt" "$T/lf/nodata" --log-file "$T/no/such/dir/log"
+check log-file-unwritable-no-datadir [ ! -e "$T/lf/nodata" ]
+mkdir -p "$T/lf/mnt"
+if $FSOP exec-sigdfl timeout -k 5 30 "$QUORUMFS" mount "$T/lf/mnt" --data "$T/lf/data" \
+        -o log_file="$T/lf/log" >"$T/lf.out" 2>&1; then
+    lfpid=$(lock_pid "$T/lf/data")
+    check log-file-mounted-line grep -Eq "^[0-9-]+T[0-9:.]+Z quorumfs\[$lfpid\]: info: mounted at $T/lf/mnt\$" "$T/lf/log"
+    kill -SEGV "$lfpid"
+    wait_for 10 pid_gone "$lfpid"
+    check log-file-crash-backtrace grep -A1 -q "^quorumfs: fatal signal 11; backtrace:\$" "$T/lf/log"
+    crash_node "$T/lf/mnt" "$lfpid"
+else
+    not_ok log-file-mounted-line "mount failed: $(head -c 300 "$T/lf.out")"
+fi
 
 finish

@@ -68,8 +68,19 @@ expect_errno() {
 # fsop OP ARGS...: runs one fsop.py operation (bounded), prints its answer.
 fsop() { timeout -k 2 20 $FSOP "$@" 2>&1; }
 
-# finish: prints the summary line and exits non-zero when a case failed.
+# finish: prints the summary line and exits non-zero when a case failed; after a failure
+# also what the daemons logged of a crash (or their last lines), since a failure is often a
+# daemon gone (ENOTCONN) and the CI log is all there is.
 finish() {
+    if [ "$QI_FAIL" -gt 0 ] && [ -s "$T/daemon.log" ]; then
+        if grep -q 'fatal signal\|assertion failed' "$T/daemon.log"; then
+            note "the daemon crashed; $T/daemon.log:"
+            grep -a -B3 -A14 'fatal signal\|assertion failed' "$T/daemon.log" | head -n 60 | sed 's/^/#   | /'
+        else
+            note "last lines of $T/daemon.log:"
+            tail -n 12 "$T/daemon.log" | sed 's/^/#   | /'
+        fi
+    fi
     note "$QI_SCRIPT: $QI_PASS passed, $QI_FAIL failed"
     [ "$QI_FAIL" -eq 0 ]
     exit $?
@@ -127,11 +138,13 @@ lock_pid() { [ -r "$1/LOCK" ] && tr -cd '0-9\n' <"$1/LOCK" | head -n1; }
 
 # qfs_mount MNT DATA [ARGS...]: runs `quorumfs mount MNT --data DATA ARGS` (which returns once
 # the mount is live), output to $T/mount.log; returns its exit status. Never captures the
-# daemon's stdout through a pipe (a daemon keeping it open would hang the test).
+# daemon's stdout through a pipe (a daemon keeping it open would hang the test). Every daemon
+# logs to $T/daemon.log (finish shows it after a failure).
 qfs_mount() {
     local mnt=$1 data=$2; shift 2
     # SIGINT/SIGQUIT at their defaults even when this script runs as a background job.
-    $FSOP exec-sigdfl timeout -k 5 30 "$QUORUMFS" mount "$mnt" --data "$data" "$@" \
+    $FSOP exec-sigdfl timeout -k 5 30 "$QUORUMFS" mount "$mnt" --data "$data" \
+        --log-file "$T/daemon.log" "$@" \
         >"$T/mount.log" 2>&1
 }
 
