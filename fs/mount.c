@@ -397,9 +397,7 @@ static void root_stat(mount_t *m, uint64_t ino, struct stat *s)
 
 /* The owner and permission bits a namespace root shows at lookup: its tree object's, kept
  * alike by every shard (a root setattr is proposed to each: fs/tree_fuse.c t_setattr), so
- * shard 0's copy; 0755 root:root while it has none. (The lookup's attributes are cached for
- * STATIC_TIMEOUT: a chmod or chgrp of a root made on another node shows here only then,
- * tests/integration/KNOWN.md.) */
+ * shard 0's copy; 0755 root:root while it has none. (Not cached by the kernel: do_lookup.) */
 static void ns_root_owner(mount_t *m, int ns, struct stat *s)
 {
     state_t *st = node_state(m->node, 0);
@@ -457,6 +455,12 @@ static int do_lookup(mount_t *m, uint64_t parent, const char *name, struct fuse_
         }
         for (int ns = 1; ns < NS__COUNT; ns++) {
             if (strcmp(name, ns_names[ns]) == 0) {
+                /* the name is for good, its attributes are not: a chmod, chgrp or new entry
+                 * made through another node must show at the next stat (FILE-API §1
+                 * Consistency), so the kernel asks each time (a getattr takes the read
+                 * barrier of every shard: mount_barrier). Without -o default_permissions a
+                 * path walk through the root does not ask for them. */
+                e->attr_timeout = 0;
                 e->ino = NS_ROOT_ID(ns);
                 mount_stat(&e->attr, e->ino, S_IFDIR | 0755, 0, ns_root_ms(m, ns));
                 ns_root_owner(m, ns, &e->attr);
