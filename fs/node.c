@@ -1390,6 +1390,14 @@ int node_shard_of_id(node_t *n, uint64_t id)
         if (found)
             return (int)k;
     }
+    for (uint32_t k = 0; k < n->nshards; k++) {   /* a file lately replaced by a rename */
+        state_t *st = n->shards[k].st;
+        pthread_rwlock_rdlock(&st->lock);
+        int found = tree_replaced(st, id) != NULL;
+        pthread_rwlock_unlock(&st->lock);
+        if (found)
+            return (int)k;
+    }
     return -1;
 }
 

@@ -66,8 +66,8 @@ uint64_t node_preferred_leader(const node_t *n, uint32_t k);
  * this node's shard count. A namespace root spans every shard: 0 here, and callers that
  * list or count a root visit each shard. */
 uint32_t node_shard_of(const node_t *n, int ns, const char *path);
-/* The shard holding tree object id (an inode number of cache/, config/...), or -1 when no
- * shard has it now. Object ids are unique across shards: state-picked ones come from each
+/* The shard holding tree object id (an inode number of cache/, config/...), or keeping it
+ * as lately replaced by a rename (tree_replaced), or -1 when no shard has it now. Object ids are unique across shards: state-picked ones come from each
  * shard's own range (state_new_shard), proposer-picked ones from the node's slice. Takes
  * each shard's read lock in turn (none held by the caller). */
 int node_shard_of_id(node_t *n, uint64_t id);

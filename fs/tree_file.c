@@ -309,13 +309,49 @@ static int open_pending(const treq_t *t, uint64_t ino, int flags, const uint32_t
     return 0;
 }
 
+/* A read-only open of a file that a rename replaced since the path walk that found it
+ * (entry timeout 0: the walk's LOOKUP came just before): it reads the version the walk
+ * found, which was the current one at that lookup, so the open is linearizable (FILE-API
+ * §1 Atomic replace: readers see the old or the new value). The kernel's one retry after
+ * ESTALE was not always enough: on a follower a walk's and an open's read barriers leave
+ * room for a second replace (tests/integration/qa_atomic_replace.sh). -ENOENT when the
+ * tree no longer keeps it (tree_replaced). */
+static int open_replaced(const treq_t *t, uint64_t ino, int flags, fh_t **out)
+{
+    char path[TREE_PATH_MAX + 1];
+    struct stat st;
+    uint8_t ns = 0;
+    pthread_rwlock_rdlock(&t->st->lock);
+    const obj_t *o = tree_replaced(t->st, ino);
+    blob_t *snap = o ? blob_ref(o->val) : NULL;
+    if (o) {
+        tf_obj_stat(o, &st);
+        ns = o->ns;
+        snprintf(path, sizeof(path), "%s", o->name);
+    }
+    pthread_rwlock_unlock(&t->st->lock);
+    if (!snap)
+        return -ENOENT;
+    fh_t *fh = fh_value(ns, path, ino, snap, flags);
+    if (!fh)
+        return -ENOMEM;
+    st.st_nlink = 0;   /* what fstat shows: it has no name any more */
+    fh_opened(t, fh, &st);
+    *out = fh;
+    return 0;
+}
+
 static int open_value(const treq_t *t, uint64_t ino, int flags, fh_t **out)
 {
     char path[4096];
     int ns, type;
     int rc = tf_obj_path(t, ino, &ns, path, sizeof(path), &type);
-    if (rc == -ENOENT)
-        return open_pending(t, ino, flags, NULL, out);
+    if (rc == -ENOENT) {
+        rc = open_pending(t, ino, flags, NULL, out);
+        if (rc == -ENOENT && (flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC))
+            rc = open_replaced(t, ino, flags, out);
+        return rc;
+    }
     if (rc < 0)
         return rc;
     if (type == OBJ_DIR)
@@ -331,8 +367,9 @@ static int open_value(const treq_t *t, uint64_t ino, int flags, fh_t **out)
     int touch = o && (flags & O_ACCMODE) != O_WRONLY && tf && tf->read_touches &&
                 tf->read_touches(t->st, o);
     pthread_rwlock_unlock(&t->st->lock);
-    if (!snap)
-        return -ENOENT;
+    if (!snap)   /* replaced since tf_obj_path looked */
+        return (flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC)
+                   ? open_replaced(t, ino, flags, out) : -ENOENT;
     fh_t *fh = fh_value((uint8_t)ns, path, ino, snap, flags);
     if (!fh)
         return -ENOMEM;

@@ -219,6 +219,17 @@ int tf_getattr(const treq_t *t, uint64_t ino, struct stat *s)
         rc = tfile_open_stat(t, ino, s);
     if (rc == -ENOENT && !mount_is_ctl(ino))
         rc = gone_find(t->m, ino, s);
+    if (rc == -ENOENT && !mount_is_ctl(ino)) {
+        /* a file replaced by a rename since the path walk that found it: its attributes as
+         * that lookup saw them (see open_replaced in fs/tree_file.c) */
+        pthread_rwlock_rdlock(&t->st->lock);
+        const obj_t *o = tree_replaced(t->st, ino);
+        if (o) {
+            tf_obj_stat(o, s);
+            rc = 0;
+        }
+        pthread_rwlock_unlock(&t->st->lock);
+    }
     return rc;
 }
 

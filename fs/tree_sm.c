@@ -679,6 +679,52 @@ static int is_ancestor(const obj_t *a, const obj_t *o)
     return 0;
 }
 
+/* Keeps a detached copy of file o, which a rename over path (len plen) replaces, in the
+ * tree's replaced list, dropping the oldest beyond TREE_REPLACED_KEEP entries or
+ * TREE_REPLACED_BYTES of values (a value larger than that is not kept). */
+static void keep_replaced(tree_t *t, const obj_t *o, const char *path, size_t plen)
+{
+    if (o->val->len > TREE_REPLACED_BYTES)
+        return;
+    while (t->nreplaced == TREE_REPLACED_KEEP ||
+           (t->nreplaced && t->replaced_bytes + o->val->len > TREE_REPLACED_BYTES)) {
+        obj_t *old = t->replaced[0];
+        t->replaced_bytes -= old->val->len;
+        blob_unref(old->val);
+        free(old);
+        memmove(t->replaced, t->replaced + 1, --t->nreplaced * sizeof(t->replaced[0]));
+    }
+    obj_t *c = xmalloc(sizeof(*c) + plen + 1);
+    memcpy(c, o, sizeof(*c));
+    c->parent = c->children = NULL;
+    memset(&c->hh, 0, sizeof(c->hh));
+    memset(&c->u, 0, sizeof(c->u));
+    c->val = blob_ref(o->val);
+    memcpy(c->name, path, plen);
+    c->name[plen] = 0;
+    t->replaced[t->nreplaced++] = c;
+    t->replaced_bytes += c->val->len;
+}
+
+const obj_t *tree_replaced(const state_t *st, uint64_t id)
+{
+    const tree_t *t = &st->tree;
+    for (uint32_t i = t->nreplaced; i-- > 0;)
+        if (t->replaced[i]->id == id)
+            return t->replaced[i];
+    return NULL;
+}
+
+static void free_replaced(tree_t *t)
+{
+    for (uint32_t i = 0; i < t->nreplaced; i++) {
+        blob_unref(t->replaced[i]->val);
+        free(t->replaced[i]);
+    }
+    t->nreplaced = 0;
+    t->replaced_bytes = 0;
+}
+
 /* A rename is validated whole, then applied: the files below src leave their paths (in name
  * order), a replaced dst is removed, src moves, and the files arrive (in name order). */
 static int apply_rename(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
@@ -720,6 +766,8 @@ static int apply_rename(state_t *st, const cmd_hdr_t *h, cmdrd_t *r)
     each_file(st, src, 0, h->now_ms);
     if (dst && dst->type == OBJ_FILE && src->type == OBJ_FILE && hk->on_replace)
         hk->on_replace(st, src, dst);
+    if (dst && dst->type == OBJ_FILE)
+        keep_replaced(&st->tree, dst, to, tlen);
     if (dst)
         tree_remove(st, dst);  /* replaced: what arrives below stands for it */
     touch_obj(src->parent, now);
@@ -897,6 +945,7 @@ void tree_sm_free(state_t *st)
     }
     ASSERT(t->nobjs == 0 && !t->idpages);
     t->next_id = t->next_pid = 0;
+    free_replaced(t);
 }
 
 /* ---- snapshot ---- */

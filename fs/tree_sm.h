@@ -110,6 +110,11 @@ typedef struct obj {
     char name[];               /* NUL-terminated */
 } obj_t;
 
+/* How many files lately replaced by a rename a tree keeps (tree_t.replaced), and at most
+ * how many bytes of their values. */
+#define TREE_REPLACED_KEEP 64
+#define TREE_REPLACED_BYTES (256u << 10)
+
 /* The tree of a shard (state_t.tree). */
 typedef struct tree {
     struct idpage *idpages;    /* id -> object: uthash of pages of slots (dense ids) */
@@ -117,6 +122,14 @@ typedef struct tree {
     obj_t *root[NS__COUNT];    /* every namespace has a root directory, NS_ROOT_ID(ns) */
     uint64_t next_id;          /* the next id apply hands out */
     uint64_t next_pid;         /* above every proposer-picked id ever applied */
+    /* Files lately replaced by a rename over their name, oldest first: detached copies
+     * (no parent, children or namespace fields; name[] holds the path they had, val their
+     * value), so that a front can still serve the version a path walk found just before the
+     * rename applied (tree_replaced). Not replicated state: apply only adds to it, it is in
+     * no snapshot and no check, and a restore empties it. */
+    obj_t *replaced[TREE_REPLACED_KEEP];
+    uint32_t nreplaced;
+    uint64_t replaced_bytes;
 } tree_t;
 
 /* What a namespace built on the tree adds to it. Apply-side hooks run under the write lock,
@@ -196,6 +209,10 @@ void tree_walk(const obj_t *root, void (*fn)(void *arg, const obj_t *o), void *a
 /* Formats v in decimal into buf as an xattr value (no NUL). size 0 asks for the length.
  * Returns the length or -ERANGE. */
 int tree_format_uint(char *buf, size_t size, uint64_t v);
+/* The file with id that a rename lately replaced, if the tree still keeps it (the last
+ * TREE_REPLACED_KEEP, TREE_REPLACED_BYTES of values): a detached copy whose name[] is the
+ * path it had below its namespace. NULL otherwise. Read lock held. */
+const obj_t *tree_replaced(const struct state *st, uint64_t id);
 /* st_nlink of o: a directory 2 + its subdirectories, anything else 1. */
 uint32_t tree_nlink(const obj_t *o);
 /* A command time (ms) in ns, saturated at the largest ms that fits an int64 in ns. */

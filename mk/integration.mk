@@ -42,3 +42,4 @@ TEST_CMDS += tests/integration/noquorum_write.sh
 TEST_CMDS += tests/integration/xattr_restore.sh
 TEST_CMDS += tests/integration/fsfix.sh
 TEST_CMDS += tests/integration/fsfix_cluster.sh
+TEST_CMDS += tests/integration/atomic_replace.sh

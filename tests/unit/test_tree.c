@@ -599,6 +599,54 @@ TEST(snapshot_round_trip_and_refusals)
     rm_dir(d2);
 }
 
+/* A file replaced by a rename stays findable by id (tree_replaced: its value and the path it
+ * had) for a front serving the version a path walk found; an unlink keeps nothing; the list
+ * keeps the newest TREE_REPLACED_KEEP; a restore empties it. */
+TEST(replaced_files_kept_for_fronts)
+{
+    state_t *st = smrun_state(NULL, NULL);
+    CHECK_EQ(path_op(st, CMD_MKDIR, NS_CACHE, "d", 1), 0);
+    CHECK_EQ(put(st, NS_CACHE, "d/t", "old", C, 2), 0);
+    CHECK_EQ(put(st, NS_CACHE, "d/tmp", "new", C, 3), 0);
+    uint64_t old_id = obj(st, NS_CACHE, "d/t")->id;
+    CHECK(tree_replaced(st, old_id) == NULL);
+    CHECK_EQ(ren(st, NS_CACHE, "d/tmp", "d/t", 4), 0);
+    const obj_t *r = tree_replaced(st, old_id);
+    CHECK(r != NULL);
+    CHECK(r && strcmp(r->name, "d/t") == 0 && r->val->len == 3 &&
+          memcmp(r->val->data, "old", 3) == 0 && r->parent == NULL);
+    CHECK(tree_by_id(st, old_id) == NULL);
+    CHECK(strcmp(val(st, NS_CACHE, "d/t"), "new") == 0);
+    /* an unlink is no replace */
+    uint64_t new_id = obj(st, NS_CACHE, "d/t")->id;
+    CHECK_EQ(path_op(st, CMD_UNLINK, NS_CACHE, "d/t", 5), 0);
+    CHECK(tree_replaced(st, new_id) == NULL);
+    /* bounded: the oldest goes first */
+    uint64_t first = 0;
+    for (int i = 0; i < TREE_REPLACED_KEEP + 1; i++) {
+        CHECK_EQ(put(st, NS_CACHE, "d/t", "v", C, 6), 0);
+        CHECK_EQ(put(st, NS_CACHE, "d/tmp", "w", C, 6), 0);
+        if (i == 0)
+            first = obj(st, NS_CACHE, "d/t")->id;
+        uint64_t last = obj(st, NS_CACHE, "d/t")->id;
+        CHECK_EQ(ren(st, NS_CACHE, "d/tmp", "d/t", 7), 0);
+        CHECK(tree_replaced(st, last) != NULL);
+    }
+    CHECK(tree_replaced(st, first) == NULL);
+    CHECK_EQ(st->tree.nreplaced, TREE_REPLACED_KEEP);
+    /* not part of the state: a snapshot restored elsewhere has none */
+    char dir[] = "/tmp/qfs-test-tree-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    size_t len;
+    free(snap_bytes(st, dir, &len));
+    state_t *dst = state_new(1 << 20);
+    CHECK_EQ(restore_dir(dst, dir), 0);
+    CHECK_EQ(dst->tree.nreplaced, 0);
+    state_free(dst);
+    rm_dir(dir);
+    state_free(st);
+}
+
 int main(void)
 {
     RUN(creations_carry_owner_and_times);
@@ -610,6 +658,7 @@ int main(void)
     RUN(put_if_id);
     RUN(version_1_commands_decode);
     RUN(config_history_kept_across_rename);
+    RUN(replaced_files_kept_for_fronts);
     RUN(config_exclusive_create_takes_no_revision);
     RUN(snapshot_round_trip_and_refusals);
     return CHECK_DONE();
