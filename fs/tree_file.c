@@ -61,7 +61,7 @@ typedef struct fh {
     int append;                        /* O_APPEND: each write is published at once */
     const tree_front_t *tf;            /* FH_CTL with a handle: its front ... */
     void *ctl;                         /* ... and the handle */
-    unsigned refs;                     /* FH_VALUE: the kernel's, and publish_by's (atomic) */
+    unsigned refs;                     /* the kernel's; publish_by's, a read's (atomic) */
     pid_t opener;                      /* FH_VALUE: the process that opened it */
     uint32_t cmode, cuid, cgid;        /* FH_VALUE creating the file: its mode and owner */
     struct fh *onext;                  /* FH_VALUE: the next open of its inode (opened_t) */
@@ -468,6 +468,11 @@ void tfile_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fh->tf->ctl_read(req, fh->ctl, size, off);
         return;
     }
+    /* The reply lets the reader go on, and it may close at once: the RELEASE, on another
+     * worker, would free fh before the unlock below (a use after free that aborted the
+     * daemon reading config/ `file@rev` texts, whose release takes no lock) but for this
+     * reference. The reply is made under the lock: a save's buffer may grow meanwhile. */
+    __atomic_add_fetch(&fh->refs, 1, __ATOMIC_ACQ_REL);
     pthread_mutex_lock(&fh->mu);
     const uint8_t *data = fh->saving ? fh->buf : fh->snap->data;
     size_t len = fh->saving ? fh->len : fh->snap->len;
@@ -476,6 +481,7 @@ void tfile_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         n = size;
     fuse_reply_buf(req, n ? (const char *)data + off : NULL, n);
     pthread_mutex_unlock(&fh->mu);
+    fh_unref(fh);
     metrics_op(mt, MOP_read, t0, 0);
 }
 

@@ -180,5 +180,6 @@ run_round 4 compact
 power_cut 4 || finish
 if start_node n2 $OPTS; then ok restart-after-cut-4; else not_ok restart-after-cut-4 "$(cat "$T/mount.log")"; finish; fi
 checks cut4 "$MNT" "$T"/ack.4.* --drain "$T/popped.4"
+check daemon-alive-4 pid_alive "$NPID"
 stop_node "$MNT" "$NPID" && ok clean-unmount-2 || not_ok clean-unmount-2
 finish
