@@ -67,6 +67,8 @@ struct mount {
     node_t *node;
     struct fuse_session *se;           /* set before the first request, never changed */
     long long mnt_id;                  /* this mount's id in /proc/<pid>/mountinfo; 0 unknown */
+    int root_attrs_cached;             /* namespace roots' attributes get STATIC_TIMEOUT
+                                          (do_lookup); set once mounted */
     pthread_mutex_t ctl_mu;            /* guards by_ino, by_key, next_ctl */
     ctl_ent_t *by_ino, *by_key;
     uint64_t next_ctl;
@@ -322,7 +324,8 @@ uint32_t mount_shard_of(mount_t *m, uint64_t ino, const char *name)
     uint8_t ns;
     if (mount_pending_find(m, ino, &ns, path, sizeof(path)) == 0)
         return node_shard_of(n, ns, path);
-    return 0;
+    k = node_shard_of_replaced(n, ino);   /* the open or stat of a file replaced just now */
+    return k < 0 ? 0 : (uint32_t)k;
 }
 
 /* The read barrier before an operation on ino (for a lookup: its child name; NULL
@@ -455,12 +458,14 @@ static int do_lookup(mount_t *m, uint64_t parent, const char *name, struct fuse_
         }
         for (int ns = 1; ns < NS__COUNT; ns++) {
             if (strcmp(name, ns_names[ns]) == 0) {
-                /* the name is for good, its attributes are not: a chmod, chgrp or new entry
-                 * made through another node must show at the next stat (FILE-API §1
-                 * Consistency), so the kernel asks each time (a getattr takes the read
-                 * barrier of every shard: mount_barrier). Without -o default_permissions a
-                 * path walk through the root does not ask for them. */
-                e->attr_timeout = 0;
+                /* the name is for good, its attributes not always: a chmod, chgrp or new
+                 * entry made through another node must show at the next stat (FILE-API §1
+                 * Consistency), so on a cluster the kernel asks each time (a getattr takes
+                 * the read barrier of every shard: mount_barrier); without -o
+                 * default_permissions a path walk through the root does not ask for them.
+                 * See root_attrs_cached. */
+                if (!m->root_attrs_cached)
+                    e->attr_timeout = 0;
                 e->ino = NS_ROOT_ID(ns);
                 mount_stat(&e->attr, e->ino, S_IFDIR | 0755, 0, ns_root_ms(m, ns));
                 ns_root_owner(m, ns, &e->attr);
@@ -937,17 +942,21 @@ static const struct fuse_lowlevel_ops ops = {
 
 /* ---- mount ids and open descriptors ---- */
 
-/* The id of the newest mount at mountpoint (ours, just made), or 0. */
-static long long find_mnt_id(const char *mountpoint)
+/* The id of the newest mount at mountpoint (ours, just made), or 0; *perms: whether its
+ * super options have default_permissions (the kernel checks modes at every path walk). */
+static long long find_mnt_id(const char *mountpoint, int *perms)
 {
     FILE *f = fopen("/proc/self/mountinfo", "re");
     char line[8192], mp[4096];
     long long id, found = 0;
+    *perms = 0;
     if (!f)
         return 0;
     while (fgets(line, sizeof(line), f)) {
         if (sscanf(line, "%lld %*s %*s %*s %4095s", &id, mp) != 2)
             continue;
+        const char *sep = strstr(line, " - ");   /* then: type, source, super options */
+        int dp = sep && strstr(sep, "default_permissions") != NULL;
         /* mountinfo escapes space, tab, newline and backslash as \ooo */
         char *w = mp;
         for (const char *r = mp; *r; r++) {
@@ -960,8 +969,10 @@ static long long find_mnt_id(const char *mountpoint)
             }
         }
         *w = 0;
-        if (strcmp(mp, mountpoint) == 0)
+        if (strcmp(mp, mountpoint) == 0) {
             found = id;   /* later lines are mounted on top of earlier ones */
+            *perms = dp;
+        }
     }
     fclose(f);
     return found;
@@ -1141,7 +1152,14 @@ int mount_serve(node_t *node, const char *mountpoint, struct fuse_args *args,
         fprintf(stderr, "quorumfs: cannot mount at %s\n", mountpoint);
         goto out_signals;
     }
-    m->mnt_id = find_mnt_id(mountpoint);
+    int perms;
+    m->mnt_id = find_mnt_id(mountpoint, &perms);
+    /* A namespace root's attributes change through other nodes only on a cluster. There the
+     * kernel asks for them each time (FILE-API §1 Consistency), except with
+     * default_permissions, where it would ask at every path walk through the root and each
+     * answer takes a read barrier on every shard (and fails while any shard has no quorum):
+     * such a mount keeps them an hour (tests/integration/KNOWN.md). */
+    m->root_attrs_cached = !node_cluster_id(node) || perms;
     __atomic_store_n(&last_mnt_id, m->mnt_id, __ATOMIC_RELAXED);
     int io = fuse_io_install(se);   /* for shared read-only mmap (fs/fuse_io.c) */
     if (io < 0)

@@ -1390,7 +1390,12 @@ int node_shard_of_id(node_t *n, uint64_t id)
         if (found)
             return (int)k;
     }
-    for (uint32_t k = 0; k < n->nshards; k++) {   /* a file lately replaced by a rename */
+    return -1;
+}
+
+int node_shard_of_replaced(node_t *n, uint64_t id)
+{
+    for (uint32_t k = 0; k < n->nshards; k++) {
         state_t *st = n->shards[k].st;
         pthread_rwlock_rdlock(&st->lock);
         int found = tree_replaced(st, id) != NULL;

@@ -66,11 +66,13 @@ uint64_t node_preferred_leader(const node_t *n, uint32_t k);
  * this node's shard count. A namespace root spans every shard: 0 here, and callers that
  * list or count a root visit each shard. */
 uint32_t node_shard_of(const node_t *n, int ns, const char *path);
-/* The shard holding tree object id (an inode number of cache/, config/...), or keeping it
- * as lately replaced by a rename (tree_replaced), or -1 when no shard has it now. Object ids are unique across shards: state-picked ones come from each
+/* The shard holding tree object id (an inode number of cache/, config/...), or -1 when no
+ * shard has it now. Object ids are unique across shards: state-picked ones come from each
  * shard's own range (state_new_shard), proposer-picked ones from the node's slice. Takes
  * each shard's read lock in turn (none held by the caller). */
 int node_shard_of_id(node_t *n, uint64_t id);
+/* The shard keeping file id as lately replaced by a rename (tree_replaced), or -1. */
+int node_shard_of_replaced(node_t *n, uint64_t id);
 /* Runs fn(n, k, arg) for every shard k, all at once (one thread each, joined before it
  * returns; inline when there is one shard or a thread cannot start): for the start-up
  * proposals every shard needs, so that shards without a quorum yet cost one timeout, not

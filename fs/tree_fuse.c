@@ -160,7 +160,7 @@ void tf_obj_stat(const obj_t *o, struct stat *s)
     s->st_uid = o->uid;
     s->st_gid = o->gid;
     int64_t at = o->atime_ns, mt = o->mtime_ns, ct = o->ctime_ns;
-    if (!o->parent) {
+    if (is_ns_root(o->id)) {   /* (not !o->parent: a kept replaced file has none either) */
         int64_t r = at && mt && ct ? 0 : root_time_ns();
         at = at ? at : r;
         mt = mt ? mt : r;
