@@ -1028,6 +1028,8 @@ static void *pump_main(void *arg)
     while (f && fgets(line, sizeof(line), f)) {
         line[strcspn(line, "\n")] = 0;
         syslog(LOG_WARNING, "%s", line);
+        if (g_log_fd >= 0 && !g_log_stamped)
+            dprintf(g_log_fd, "%s\n", line);   /* start-up lines: the log file too */
         pthread_mutex_lock(&pump.mu);
         if (pump.collecting)
             pump_keep(line);
@@ -1238,16 +1240,24 @@ static void on_fatal_signal(int sig)
     static const char tail[] = "; backtrace:\n";
     memcpy(msg + n, tail, sizeof(tail) - 1);
     n += sizeof(tail) - 1;
-    if (write(2, msg, n) < 0) {
-        /* nowhere to report it */
-    }
     void *pcs[64];
-    backtrace_symbols_fd(pcs, backtrace(pcs, 64), 2);
+    int depth = backtrace(pcs, 64);
+    /* before the mount is live fd 2 is the start-up pump's pipe (or the terminal): the log
+     * file gets the report too */
+    int fds[2] = { 2, g_log_fd >= 0 && !g_log_stamped ? g_log_fd : -1 };
+    for (int i = 0; i < 2; i++) {
+        if (fds[i] < 0 || write(fds[i], msg, n) < 0)
+            continue;
+        backtrace_symbols_fd(pcs, depth, fds[i]);
+    }
     raise(sig);   /* SA_RESETHAND: the default action now */
 }
 
 static void install_crash_report(void)
 {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return;   /* the sanitizer's own report is better, and its handler must stay */
+#endif
     void *pcs[1];
     backtrace(pcs, 1);
     struct sigaction sa = { .sa_handler = on_fatal_signal, .sa_flags = SA_RESETHAND };
