@@ -927,10 +927,16 @@ static void sr_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             front_reply_text(req, &fh->mu, fh->text, fh->tlen, size, off);
         return;
     }
-    if (fh->wr)
-        front_reply_text(req, &fh->mu, fh->buf, fh->len, size, off);
-    else
+    if (fh->wr) {
+        /* a write through the same open may grow (realloc) the buffer meanwhile: read
+         * buf and len under the lock */
+        pthread_mutex_lock(&fh->mu);
+        size_t n = off < 0 || (size_t)off >= fh->len ? 0 : fh->len - (size_t)off;
+        fuse_reply_buf(req, n ? fh->buf + off : NULL, n < size ? n : size);
+        pthread_mutex_unlock(&fh->mu);
+    } else {
         front_reply_text(req, &fh->mu, (const char *)fh->snap->data, fh->snap->len, size, off);
+    }
 }
 
 /* Makes room for len bytes in fh's save. fh->mu held. 0 or -ENOMEM. */

@@ -834,9 +834,10 @@ static void reply_opened(fuse_req_t req, int rc, sfh_t *fh, struct fuse_file_inf
     fi->keep_cache = 0;
     if (fh->kind == K_EVENTS)
         fi->nonseekable = 0;
+    sfront_t *sf = SF(req);   /* req is freed by the reply, even a failed one */
     if ((e ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi)) != 0) {
         if (fh->serial)
-            pending_ref(SF(req), fh->serial, -1);
+            pending_ref(sf, fh->serial, -1);
         fh_free(fh);
     }
 }
