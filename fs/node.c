@@ -1380,12 +1380,13 @@ uint32_t node_shard_of(const node_t *n, int ns, const char *path)
     return n->nshards > 1 ? route_shard(ns, path, n->nshards) : 0;
 }
 
-int node_shard_of_id(node_t *n, uint64_t id)
+/* The first shard whose tree has id live (replaced 0) or kept as replaced (1), or -1. */
+static int shard_having(node_t *n, uint64_t id, int replaced)
 {
     for (uint32_t k = 0; k < n->nshards; k++) {
         state_t *st = n->shards[k].st;
         pthread_rwlock_rdlock(&st->lock);
-        int found = tree_by_id(st, id) != NULL;
+        int found = replaced ? tree_replaced(st, id) != NULL : tree_by_id(st, id) != NULL;
         pthread_rwlock_unlock(&st->lock);
         if (found)
             return (int)k;
@@ -1393,18 +1394,8 @@ int node_shard_of_id(node_t *n, uint64_t id)
     return -1;
 }
 
-int node_shard_of_replaced(node_t *n, uint64_t id)
-{
-    for (uint32_t k = 0; k < n->nshards; k++) {
-        state_t *st = n->shards[k].st;
-        pthread_rwlock_rdlock(&st->lock);
-        int found = tree_replaced(st, id) != NULL;
-        pthread_rwlock_unlock(&st->lock);
-        if (found)
-            return (int)k;
-    }
-    return -1;
-}
+int node_shard_of_id(node_t *n, uint64_t id) { return shard_having(n, id, 0); }
+int node_shard_of_replaced(node_t *n, uint64_t id) { return shard_having(n, id, 1); }
 
 struct each {
     node_t *n;
