@@ -283,6 +283,8 @@ static int do_getattr(lfront_t *lf, fuse_ino_t ino, struct stat *s)
     pthread_rwlock_rdlock(&st->lock);
     int rc = attr_locked(st, ino, s);
     pthread_rwlock_unlock(&st->lock);
+    if (rc == 0 && S_ISDIR(s->st_mode))   /* the root: as the other fronts' (was the epoch) */
+        front_stat(s, ino, S_IFDIR | 0755, 0, node_start_ms(lf->ctx.node));
     return rc;
 }
 

@@ -252,6 +252,8 @@ static int do_getattr(qfront_t *qf, fuse_ino_t ino, struct stat *s)
     pthread_rwlock_rdlock(&st->lock);
     rc = attr_locked(st, ino, &r, s);
     pthread_rwlock_unlock(&st->lock);
+    if (rc == 0 && r.kind == QK_ROOT)   /* as the other fronts' roots (was the epoch) */
+        front_stat(s, ino, S_IFDIR | 0755, 0, node_start_ms(qf->ctx.node));
     return rc;
 }
 

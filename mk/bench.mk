@@ -4,6 +4,7 @@
 TOOLS      += $(BUILD)/nullfs $(BUILD)/fsbench
 BENCH_CMDS += "tools/bench --build $(BUILD)"
 BENCH_CMDS += "tools/bench-cluster --build $(BUILD)"
+BENCH_CMDS += "tools/bench-floor --build $(BUILD)"
 
 $(BUILD)/nullfs: tools/nullfs.c
 	@mkdir -p $(dir $@)

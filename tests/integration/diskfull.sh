@@ -61,7 +61,10 @@ checke df-i-iused-is-object-count '[ "$iused" -ge 0 ] && [ "$iused" = "$nobj" ] 
 read -r size avail < <(df -k --output=size,avail "$MNT" | tail -n1)
 checke df-size-is-data-disk '[ "$size" = "$(df -k --output=size "$dd" | tail -n1 | tr -d " ")" ] && [ "$avail" -gt 1024 ] && [ "$avail" -lt "$size" ]' \
     || note "df: size ${size}k avail ${avail}k; data disk: $(df -k "$dd" | tail -n1)"
-for d in "$MNT" "$MNT/.cluster" "$MNT/cache" "$MNT/queues"; do
+# (an entry made in a root makes the kernel ask for the root's attributes again: queues/ and
+# locks/ answered with the epoch)
+mkdir "$MNT/queues/time-probe" && : >"$MNT/locks/time-probe" || note "probe entries not made"
+for d in "$MNT" "$MNT/.cluster" "$MNT/cache" "$MNT/queues" "$MNT/locks"; do
     t=$(stat -c %Y "$d")
     checke "time-after-2020-${d##*/}" '[ "$t" -gt $Y2020 ]' || note "stat -c %Y $d: $t"
 done
