@@ -314,10 +314,12 @@ static int open_pending(const treq_t *t, uint64_t ino, int flags, const uint32_t
  * found, which was the current one at that lookup, so the open is linearizable (FILE-API
  * §1 Atomic replace: readers see the old or the new value). The kernel's one retry after
  * ESTALE was not always enough: on a follower a walk's and an open's read barriers leave
- * room for a second replace (tests/integration/qa_atomic_replace.sh). -ENOENT when the
- * tree no longer keeps it (tree_replaced). */
+ * room for a second replace (tests/integration/atomic_replace.sh). -ENOENT for an open
+ * that may write, or when the tree no longer keeps the file (tree_replaced). */
 static int open_replaced(const treq_t *t, uint64_t ino, int flags, fh_t **out)
 {
+    if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
+        return -ENOENT;
     char path[TREE_PATH_MAX + 1];
     struct stat st;
     uint8_t ns = 0;
@@ -348,9 +350,7 @@ static int open_value(const treq_t *t, uint64_t ino, int flags, fh_t **out)
     int rc = tf_obj_path(t, ino, &ns, path, sizeof(path), &type);
     if (rc == -ENOENT) {
         rc = open_pending(t, ino, flags, NULL, out);
-        if (rc == -ENOENT && (flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC))
-            rc = open_replaced(t, ino, flags, out);
-        return rc;
+        return rc == -ENOENT ? open_replaced(t, ino, flags, out) : rc;
     }
     if (rc < 0)
         return rc;
@@ -368,8 +368,7 @@ static int open_value(const treq_t *t, uint64_t ino, int flags, fh_t **out)
                 tf->read_touches(t->st, o);
     pthread_rwlock_unlock(&t->st->lock);
     if (!snap)   /* replaced since tf_obj_path looked */
-        return (flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC)
-                   ? open_replaced(t, ino, flags, out) : -ENOENT;
+        return open_replaced(t, ino, flags, out);
     fh_t *fh = fh_value((uint8_t)ns, path, ino, snap, flags);
     if (!fh)
         return -ENOMEM;
