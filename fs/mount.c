@@ -400,7 +400,8 @@ static void root_stat(mount_t *m, uint64_t ino, struct stat *s)
 
 /* The owner and permission bits a namespace root shows at lookup: its tree object's, kept
  * alike by every shard (a root setattr is proposed to each: fs/tree_fuse.c t_setattr), so
- * shard 0's copy; 0755 root:root while it has none. (How long the kernel keeps them: do_lookup.) */
+ * shard 0's copy; 0755 root:root while it has none. (How long the kernel keeps them:
+ * do_lookup.) */
 static void ns_root_owner(mount_t *m, int ns, struct stat *s)
 {
     state_t *st = node_state(m->node, 0);
